@@ -1,0 +1,44 @@
+"""sparse24: NVIDIA 2:4 semi-structured sparsity for PyTorch models.
+
+>>> report = sparse24.sparsify(model, "magnitude")       # in place, enforced in training
+>>> sparse24.verify(model)                                # raises SparsityError if not 2:4
+>>> sparse24.save(model, "sparse.safetensors")           # weights + masks, atomically
+"""
+
+from __future__ import annotations
+
+from .axes import Axis, GemmWeight, gemm_axes, gemm_weights
+from .enforce import MASK_SUFFIX, attach, attach_optimizer, load_masks, masked_weights, strip
+from .errors import Sparse24Error, SparsityError
+from .io import load, save
+from .mask import first_violation, is_two_four, prune_, two_four_mask
+from .report import LayerReport, SparsityReport
+from .sparsify import POLICIES, sparsify, verify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Axis",
+    "GemmWeight",
+    "LayerReport",
+    "MASK_SUFFIX",
+    "POLICIES",
+    "Sparse24Error",
+    "SparsityError",
+    "SparsityReport",
+    "attach",
+    "attach_optimizer",
+    "first_violation",
+    "gemm_axes",
+    "gemm_weights",
+    "is_two_four",
+    "load",
+    "load_masks",
+    "masked_weights",
+    "prune_",
+    "save",
+    "sparsify",
+    "strip",
+    "two_four_mask",
+    "verify",
+]

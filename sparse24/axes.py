@@ -1,0 +1,100 @@
+"""The one place that says along which axis a layer's 2:4 pattern runs.
+
+Sparse tensor cores, cuSPARSELt and TensorRT need 2 zeros in every 4 consecutive elements
+along the GEMM *reduction* axis:
+
+- ``nn.Linear`` weight ``[out, in]``: along ``in`` (dim 1).
+- ``nn.Conv1d/2d/3d`` weight ``[K, C/groups, *kernel]``: along ``C`` (dim 1), separately for
+  every output channel and kernel position -- the im2col order is (kernel..., C) with C
+  fastest, TensorRT's rule for KCRS weights. Grouped convolutions are masked within each
+  group because dim 1 already holds one group's channels.
+- transformers' GPT-2 ``Conv1D`` weight ``[in, out]``: along dim 0.
+- ``nn.MultiheadAttention``: ``in_proj_weight`` (or ``q/k/v_proj_weight``) like Linear;
+  ``out_proj`` is an ``nn.Linear`` submodule.
+
+Masks, Taylor scores, verification, export checks and kernels all ask :func:`gemm_axes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+__all__ = ["Axis", "GemmWeight", "gemm_axes", "gemm_weights"]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Where a weight's GEMM dimensions live: ``reduction`` carries the 2:4 groups."""
+
+    reduction: int
+    output: int
+
+
+_LINEAR = Axis(reduction=1, output=0)
+_CONV = Axis(reduction=1, output=0)
+_TRANSPOSED_LINEAR = Axis(reduction=0, output=1)
+
+
+def _is_transformers_conv1d(module: nn.Module) -> bool:
+    """GPT-2 style ``Conv1D`` (weight ``[in, out]``), recognised without importing transformers."""
+    return any(
+        cls.__name__ == "Conv1D" and cls.__module__.split(".")[0] == "transformers"
+        for cls in type(module).__mro__
+    )
+
+
+def gemm_axes(module: nn.Module) -> dict[str, Axis]:
+    """Map each GEMM weight of ``module`` (by attribute name) to its :class:`Axis`.
+
+    Returns an empty dict for modules that hold no GEMM weight of their own.
+    """
+    if isinstance(module, nn.Linear):
+        return {"weight": _LINEAR}
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return {"weight": _CONV}
+    if isinstance(module, nn.MultiheadAttention):
+        if module.in_proj_weight is not None:
+            return {"in_proj_weight": _LINEAR}
+        return {name: _LINEAR for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight")}
+    if _is_transformers_conv1d(module):
+        return {"weight": _TRANSPOSED_LINEAR}
+    return {}
+
+
+@dataclass(frozen=True)
+class GemmWeight:
+    """One GEMM weight of a model: the module that owns it and its 2:4 axis."""
+
+    module_name: str
+    module: nn.Module
+    param_name: str
+    axis: Axis
+
+    @property
+    def name(self) -> str:
+        """Qualified parameter name, as in ``model.state_dict()``."""
+        return f"{self.module_name}.{self.param_name}" if self.module_name else self.param_name
+
+    @property
+    def param(self) -> nn.Parameter:
+        return getattr(self.module, self.param_name)
+
+    @property
+    def reduction_size(self) -> int:
+        return self.param.shape[self.axis.reduction]
+
+    @property
+    def output_size(self) -> int:
+        return self.param.shape[self.axis.output]
+
+
+def gemm_weights(model: nn.Module) -> list[GemmWeight]:
+    """Every GEMM weight in ``model`` that is a real parameter, in module order."""
+    found = []
+    for module_name, module in model.named_modules():
+        for param_name, axis in gemm_axes(module).items():
+            if isinstance(getattr(module, param_name, None), nn.Parameter):
+                found.append(GemmWeight(module_name, module, param_name, axis))
+    return found

@@ -1,0 +1,150 @@
+"""First-order Taylor importance ``|w * dL/dw|`` accumulated over calibration batches.
+
+Per batch, the gradient of the loss is taken and ``|w * g|`` (or ``(w * g)**2`` with
+``squared=True``) is added to one fp32 accumulator per weight; gradients are freed as soon as
+they are used. No optimizer step is taken, and the model's ``.grad``s, train/eval modes,
+``requires_grad`` flags and buffers are restored afterwards, on success or failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..axes import GemmWeight
+from ..errors import Sparse24Error
+
+logger = logging.getLogger(__name__)
+
+_MODES = ("eval", "train")
+_AUTOCAST = (None, torch.float16, torch.bfloat16)
+
+
+def score(
+    model: nn.Module,
+    weights: Sequence[GemmWeight],
+    *,
+    data: Iterable[Any] | None = None,
+    loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
+    num_batches: int | None = None,
+    squared: bool = False,
+    autocast: torch.dtype | None = None,
+    mode: str = "eval",
+) -> list[Tensor]:
+    """Taylor scores (fp32, shape of each weight) from ``data``.
+
+    ``loss_fn(model, batch)`` gives the loss; without it the model's own output is used
+    (a scalar tensor, or ``.loss`` / ``["loss"]``). ``autocast`` runs the forward under
+    fp16/bf16 autocast; ``mode`` is the train/eval mode used for calibration (``"eval"``
+    keeps BatchNorm statistics and dropout out of the scores).
+    """
+    if data is None:
+        raise ValueError("method='taylor' needs calibration data: sparsify(model, 'taylor', data=...)")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if autocast not in _AUTOCAST:
+        raise ValueError(f"autocast must be torch.float16, torch.bfloat16 or None, got {autocast!r}")
+    params = list({id(w.param): w.param for w in weights}.values())
+    accumulators = {id(p): torch.zeros(p.shape, dtype=torch.float32, device=p.device) for p in params}
+    device = params[0].device
+
+    def accumulate(param: Tensor) -> None:
+        product = param.detach().float() * param.grad.float()
+        accumulators[id(param)].add_(product.square_() if squared else product.abs_())
+        param.grad = None
+
+    with _restored(model, buffers=mode == "train"):
+        model.train(mode == "train")
+        targets = {id(p) for p in params}
+        for param in model.parameters():
+            param.grad = None
+            param.requires_grad_(id(param) in targets)
+        handles = [p.register_post_accumulate_grad_hook(accumulate) for p in params]
+        try:
+            seen = _calibrate(model, data, loss_fn, num_batches, device, autocast)
+        finally:
+            for handle in handles:
+                handle.remove()
+    logger.info("taylor: scored %d weights over %d calibration batches", len(params), seen)
+    return [accumulators[id(w.param)] for w in weights]
+
+
+def _calibrate(model, data, loss_fn, num_batches, device, autocast) -> int:
+    seen = 0
+    for batch in data:
+        if num_batches is not None and seen >= num_batches:
+            break
+        batch = _to_device(batch, device)
+        amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        with amp:
+            loss = loss_fn(model, batch) if loss_fn is not None else _model_loss(_call(model, batch))
+        _check_loss(loss, seen)
+        loss.backward()
+        seen += 1
+    if seen == 0:
+        raise Sparse24Error("calibration data yielded no batches")
+    return seen
+
+
+def _check_loss(loss: Any, index: int) -> None:
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        raise Sparse24Error(f"calibration batch {index}: the loss must be a scalar float tensor, got {_describe(loss)}")
+    if not loss.requires_grad:
+        raise Sparse24Error(f"calibration batch {index}: the loss does not depend on any prunable weight (no gradient)")
+    if not torch.isfinite(loss.detach()).all():
+        raise Sparse24Error(f"calibration batch {index}: the loss is {loss.item()}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    return type(value).__name__
+
+
+def _call(model: nn.Module, batch: Any) -> Any:
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    return model(*batch) if isinstance(batch, (list, tuple)) else model(batch)
+
+
+def _model_loss(output: Any) -> Tensor:
+    if isinstance(output, Tensor):
+        return output
+    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+    if loss is None:
+        raise Sparse24Error("the model's output has no loss; pass loss_fn=lambda model, batch: ...")
+    return loss
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: _to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(_to_device(value, device) for value in batch)
+    return batch
+
+
+@contextlib.contextmanager
+def _restored(model: nn.Module, buffers: bool):
+    """Put back modes, ``requires_grad``, ``.grad`` (and buffers) however the block ends."""
+    modes = [(module, module.training) for module in model.modules()]
+    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    saved_buffers = [(b, b.clone()) for b in model.buffers()] if buffers else []
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad, grad in params:
+            param.requires_grad_(requires_grad)
+            param.grad = grad
+        with torch.no_grad():
+            for buffer, saved in saved_buffers:
+                buffer.copy_(saved)

@@ -1,0 +1,247 @@
+"""Keep 2:4 masks in force through training, with PyTorch's public hooks only.
+
+A masked weight ``W`` of module ``m`` gets:
+
+- a persistent bool buffer ``m.<name>_sparse24_mask`` (saved in ``state_dict``; the
+  module's own parameter names never change);
+- a gradient hook on ``W`` that multiplies each incoming gradient by the mask *before* it is
+  accumulated into ``W.grad``, so pruned gradients are exactly zero for every backward,
+  gradient accumulation, ``GradScaler`` and DDP alike. With zero gradients and zero weights,
+  SGD (momentum, Nesterov, weight decay), Adam/AdamW and the other stock optimizers leave
+  pruned weights at exactly zero;
+- a forward pre-hook that re-installs the gradient hook where a copy lost it
+  (``copy.deepcopy`` and unpickling drop tensor hooks);
+- a ``load_state_dict`` post-hook that re-applies the mask to freshly loaded weights.
+
+An optimizer whose state predates the masks (momentum built up on now-pruned weights) would
+still move them; :func:`attach_optimizer` registers a step post-hook that re-applies the
+masks after every step.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from .axes import GemmWeight, gemm_axes, gemm_weights
+from .errors import Sparse24Error, SparsityError
+from .mask import first_violation
+
+__all__ = [
+    "MASK_SUFFIX",
+    "mask_name",
+    "attach",
+    "masked_weights",
+    "strip",
+    "load_masks",
+    "attach_optimizer",
+]
+
+MASK_SUFFIX = "_sparse24_mask"
+_RECORD = "_sparse24_grad_hook"
+_MODULE_HOOKS = "_sparse24_hooks"
+
+
+def mask_name(param_name: str) -> str:
+    """Buffer name of the mask of parameter ``param_name`` (``weight`` -> ``weight_sparse24_mask``)."""
+    return param_name + MASK_SUFFIX
+
+
+def _no_module() -> None:
+    return None
+
+
+class _GradMask:
+    """Gradient hook: multiply the gradient by the owner module's current mask buffer.
+
+    The mask is looked up at call time, so ``model.to(device)`` and ``load_state_dict``
+    (which replace or refill buffers) are followed.
+    """
+
+    def __init__(self, module: nn.Module, buffer: str) -> None:
+        self._module = weakref.ref(module)
+        self.buffer = buffer
+
+    def mask(self) -> Tensor | None:
+        module = self._module()
+        return None if module is None else module._buffers.get(self.buffer)
+
+    def __call__(self, grad: Tensor) -> Tensor | None:
+        mask = self.mask()
+        return None if mask is None else grad * mask
+
+    def __getstate__(self) -> dict:
+        return {"buffer": self.buffer}
+
+    def __setstate__(self, state: dict) -> None:
+        self._module = _no_module
+        self.buffer = state["buffer"]
+
+
+class _HookRecord:
+    """Parameter attribute naming the live gradient hook; copies and pickles come back empty."""
+
+    def __init__(self, handle: RemovableHandle | None = None, masker: _GradMask | None = None) -> None:
+        self.handle = handle
+        self.masker = masker
+
+    def __reduce__(self):
+        return (_HookRecord, ())
+
+    def __deepcopy__(self, memo: dict) -> _HookRecord:
+        return _HookRecord()
+
+
+def _masked_param_names(module: nn.Module) -> list[str]:
+    return [name[: -len(MASK_SUFFIX)] for name in module._buffers if name.endswith(MASK_SUFFIX)]
+
+
+def _install_grad_hook(module: nn.Module, param_name: str) -> None:
+    param = getattr(module, param_name)
+    record = getattr(param, _RECORD, None)
+    if not param.requires_grad or (record is not None and record.handle is not None):
+        return
+    masker = _GradMask(module, mask_name(param_name))
+    setattr(param, _RECORD, _HookRecord(param.register_hook(masker), masker))
+
+
+def _remove_grad_hook(param: Tensor) -> None:
+    record = getattr(param, _RECORD, None)
+    if record is not None:
+        if record.handle is not None:
+            record.handle.remove()
+        delattr(param, _RECORD)
+
+
+def _ensure_grad_hooks(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: re-install gradient hooks that a copy or an unpickle dropped."""
+    if torch.is_grad_enabled():
+        for param_name in _masked_param_names(module):
+            _install_grad_hook(module, param_name)
+
+
+def _reapply_after_load(module: nn.Module, incompatible_keys) -> None:
+    """``load_state_dict`` post-hook: loaded weights obey the (possibly loaded) masks."""
+    with torch.no_grad():
+        for param_name in _masked_param_names(module):
+            getattr(module, param_name).mul_(module._buffers[mask_name(param_name)])
+
+
+def attach(module: nn.Module, param_name: str, mask: Tensor, *, apply: bool = True) -> None:
+    """Enforce ``mask`` (bool, shape of the weight) on ``module.<param_name>``, in place.
+
+    ``apply=True`` also zeroes the weight where the mask is False. The mask is stored as a
+    buffer, so it is saved in ``state_dict`` and moves with ``module.to()``.
+    """
+    param = getattr(module, param_name)
+    if mask.shape != param.shape or mask.dtype != torch.bool:
+        raise ValueError(f"mask for {param_name} must be bool {list(param.shape)}, got {mask.dtype} {list(mask.shape)}")
+    module.register_buffer(mask_name(param_name), mask.to(param.device), persistent=True)
+    if apply:
+        with torch.no_grad():
+            param.mul_(mask)
+    if getattr(module, _MODULE_HOOKS, None) is None:
+        hooks = (
+            module.register_forward_pre_hook(_ensure_grad_hooks),
+            module.register_load_state_dict_post_hook(_reapply_after_load),
+        )
+        object.__setattr__(module, _MODULE_HOOKS, hooks)
+    _install_grad_hook(module, param_name)
+
+
+def _detach(module: nn.Module, param_name: str) -> None:
+    _remove_grad_hook(getattr(module, param_name))
+    del module._buffers[mask_name(param_name)]
+    if not _masked_param_names(module):
+        for handle in getattr(module, _MODULE_HOOKS, ()):
+            handle.remove()
+        if _MODULE_HOOKS in module.__dict__:
+            object.__delattr__(module, _MODULE_HOOKS)
+
+
+def masked_weights(model: nn.Module) -> list[tuple[GemmWeight, Tensor]]:
+    """Every GEMM weight of ``model`` that carries a 2:4 mask, with its mask."""
+    found = []
+    for weight in gemm_weights(model):
+        mask = weight.module._buffers.get(mask_name(weight.param_name))
+        if mask is not None:
+            found.append((weight, mask))
+    return found
+
+
+def strip(model: nn.Module) -> list[str]:
+    """Remove masks and hooks in place; weights keep their zeros (for export).
+
+    Returns the names of the weights that were masked.
+    """
+    stripped = []
+    for module_name, module in model.named_modules():
+        for param_name in _masked_param_names(module):
+            _detach(module, param_name)
+            stripped.append(f"{module_name}.{param_name}" if module_name else param_name)
+    return stripped
+
+
+def _split_mask_key(key: str) -> tuple[str, str]:
+    path, _, buffer = key.rpartition(".")
+    return path, buffer[: -len(MASK_SUFFIX)]
+
+
+def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Attach the masks found in ``state_dict`` (keys ``*_sparse24_mask``) to ``model``, in place.
+
+    Use it on a plain model before ``model.load_state_dict(state_dict)``, to restore
+    enforcement from a checkpoint. Every mask is checked (layer exists and is a GEMM weight,
+    shape matches, mask is 2:4 along the layer's axis) before any is attached. Returns the
+    names of the masked weights.
+    """
+    planned = []
+    for key, mask in state_dict.items():
+        if not key.endswith(MASK_SUFFIX):
+            continue
+        module_path, param_name = _split_mask_key(key)
+        try:
+            module = model.get_submodule(module_path)
+        except AttributeError:
+            raise Sparse24Error(f"mask {key!r}: the model has no module {module_path!r}") from None
+        axis = gemm_axes(module).get(param_name)
+        if axis is None or not isinstance(getattr(module, param_name, None), nn.Parameter):
+            raise Sparse24Error(f"mask {key!r}: {module_path or 'model'} ({type(module).__name__}) has no GEMM weight {param_name!r}")
+        param = getattr(module, param_name)
+        if tuple(mask.shape) != tuple(param.shape):
+            raise Sparse24Error(f"mask {key!r} has shape {list(mask.shape)}, the weight has {list(param.shape)}")
+        mask = mask.to(torch.bool)
+        bad = first_violation(mask, axis.reduction)
+        if bad is not None:
+            raise SparsityError(f"mask {key!r} is not 2:4 along dim {axis.reduction}: group at {list(bad[0])} keeps {bad[1]}")
+        planned.append((module, param_name, mask, key[: -len(MASK_SUFFIX)]))
+    for module, param_name, mask, _ in planned:
+        attach(module, param_name, mask)
+    return [name for *_, name in planned]
+
+
+def attach_optimizer(optimizer: torch.optim.Optimizer) -> RemovableHandle:
+    """Re-apply the masks of the optimizer's masked parameters after every ``step()``.
+
+    Only needed when the optimizer's state predates the masks (or for optimizers that move
+    weights whose gradient and state are zero); uses ``register_step_post_hook``.
+    """
+
+    def reapply(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        with torch.no_grad():
+            for param in _params(opt.param_groups):
+                record = getattr(param, _RECORD, None)
+                mask = None if record is None or record.masker is None else record.masker.mask()
+                if mask is not None:
+                    param.mul_(mask)
+
+    return optimizer.register_step_post_hook(reapply)
+
+
+def _params(groups: Iterable[dict]) -> Iterable[Tensor]:
+    for group in groups:
+        yield from group["params"]

@@ -1,0 +1,167 @@
+"""Files: sparse weights (safetensors, masks included), weight files, model specs, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .enforce import MASK_SUFFIX, load_masks, masked_weights
+from .errors import Sparse24Error
+
+__all__ = ["save", "load", "read_state_dict", "load_model", "atomic_path", "write_text", "file_axes"]
+
+_METADATA_KEY = "sparse24"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise Sparse24Error(f"output directory does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def save(model: nn.Module, path: str | os.PathLike) -> None:
+    """Save ``model.state_dict()`` (masks included) to a safetensors file, atomically.
+
+    The file's metadata records each masked weight's 2:4 dim, so ``sparse24 verify FILE``
+    can check it without the model.
+    """
+    from safetensors.torch import save_file
+
+    axes = {weight.name: weight.axis.reduction for weight, _ in masked_weights(model)}
+    seen: set[int] = set()
+    tensors = {}
+    for key, value in model.state_dict().items():
+        tensor = value.detach().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        tensors[key] = tensor.clone() if storage in seen else tensor  # safetensors refuses shared memory
+        seen.add(storage)
+    with atomic_path(path) as tmp:
+        save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt", _METADATA_KEY: json.dumps({"axes": axes})})
+
+
+def file_axes(path: str | os.PathLike) -> dict[str, int] | None:
+    """The masked weights and their 2:4 dims recorded by :func:`save`, or None for other files."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if _METADATA_KEY not in metadata:
+        return None
+    return {name: int(dim) for name, dim in json.loads(metadata[_METADATA_KEY])["axes"].items()}
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Tensors of a safetensors file or a ``torch.save`` file (read with ``weights_only=True``).
+
+    A checkpoint that wraps its weights under ``"state_dict"`` or ``"model"`` is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Sparse24Error(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any reader failure means an unreadable file
+        raise Sparse24Error(f"cannot read weights file {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise Sparse24Error(f"{path} does not hold a state dict of tensors")
+    return dict(state)
+
+
+def _check_fits(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    expected = {k: v for k, v in model.state_dict().items() if not k.endswith(MASK_SUFFIX)}
+    given = {k: v for k, v in state.items() if not k.endswith(MASK_SUFFIX)}
+    problems = []
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing:
+        problems.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})")
+    for key in sorted(set(expected) & set(given)):
+        if tuple(expected[key].shape) != tuple(given[key].shape):
+            problems.append(f"{key} is {list(given[key].shape)} in the file, {list(expected[key].shape)} in the model")
+            break
+    if problems:
+        raise Sparse24Error(f"{source} does not fit the model: " + "; ".join(problems))
+
+
+def load(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Load weights (and masks, if the file has them) from ``path`` into ``model``, in place.
+
+    Everything is checked before anything is loaded, so a file that does not fit leaves
+    the model untouched. Returns the names of the masked weights.
+    """
+    state = read_state_dict(path)
+    _check_fits(model, state, str(path))
+    masked = load_masks(model, state)
+    # Keys and shapes were checked above; masks the model has but the file lacks stay in force.
+    model.load_state_dict(state, strict=False)
+    return masked
+
+
+def load_model(spec: str) -> nn.Module:
+    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"``.
+
+    The attribute may be an ``nn.Module`` instance or a callable taking no arguments.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise Sparse24Error(f"model must be given as module:callable, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            file = Path(module_name)
+            if not file.is_file():
+                raise Sparse24Error(f"model file not found: {file}")
+            module_spec = importlib.util.spec_from_file_location(file.stem, file)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules.setdefault(file.stem, module)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise Sparse24Error(f"cannot import {module_name!r}: {error}") from error
+    target: Any = getattr(module, attr, None)
+    if target is None:
+        raise Sparse24Error(f"{module_name!r} has no attribute {attr!r}")
+    if not isinstance(target, nn.Module):
+        if not callable(target):
+            raise Sparse24Error(f"{spec} is a {type(target).__name__}, not a torch.nn.Module or a callable")
+        target = target()
+    if not isinstance(target, nn.Module):
+        raise Sparse24Error(f"{spec} returned a {type(target).__name__}, not a torch.nn.Module")
+    return target

@@ -1,0 +1,282 @@
+"""``sparsify``: choose 2:4 masks for a model's GEMM weights and enforce them, in place."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import signal
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import criteria
+from .axes import GemmWeight, gemm_weights
+from .enforce import attach, masked_weights
+from .errors import Sparse24Error, SparsityError
+from .mask import first_violation, prune_
+from .report import LayerReport, SparsityReport
+
+__all__ = ["sparsify", "verify", "POLICIES"]
+
+logger = logging.getLogger(__name__)
+
+POLICIES = ("tensorrt", "any")
+
+
+@dataclass
+class _Candidate:
+    """A GEMM weight (one per distinct parameter; ``owners`` lists every module sharing it)."""
+
+    owners: list[GemmWeight]
+    reason: str | None = None
+
+    @property
+    def weight(self) -> GemmWeight:
+        return self.owners[0]
+
+
+def _patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    patterns = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(p, str) for p in patterns):
+        raise ValueError(f"{what} must be a glob string or a sequence of them, got {value!r}")
+    return patterns
+
+
+def _matches(weight: GemmWeight, patterns: tuple[str, ...]) -> str | None:
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(weight.module_name, pattern) or fnmatch.fnmatchcase(weight.name, pattern):
+            return pattern
+    return None
+
+
+def _structural_reason(weight: GemmWeight) -> str | None:
+    """Why this weight cannot be 2:4 at all (None if it can)."""
+    param, module = weight.param, weight.module
+    if isinstance(param, nn.parameter.UninitializedParameter):
+        return "uninitialized (lazy) parameter"
+    if not param.is_floating_point():
+        return f"dtype {param.dtype} is not a floating type"
+    if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1 and module.groups == module.in_channels:
+        return "depthwise convolution (one input channel per group)"
+    if weight.reduction_size % 4:
+        return f"reduction size {weight.reduction_size} is not divisible by 4"
+    return None
+
+
+def _tie_reason(owners: list[GemmWeight], users: list[str]) -> str | None:
+    if len({owner.axis for owner in owners}) > 1:
+        return "tied weight used along different axes: " + ", ".join(o.name for o in owners)
+    gemm_names = {owner.name for owner in owners}
+    others = [name for name in users if name not in gemm_names]
+    if others:
+        return f"shared with {', '.join(others)}, which is not a GEMM weight"
+    return None
+
+
+def _candidates(
+    model: nn.Module,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    policy: str,
+    min_params: int,
+    include_frozen: bool,
+) -> list[_Candidate]:
+    by_param: dict[int, list[GemmWeight]] = defaultdict(list)
+    for weight in gemm_weights(model):
+        if weight not in by_param[id(weight.param)]:
+            by_param[id(weight.param)].append(weight)
+    users: dict[int, list[str]] = defaultdict(list)
+    for name, param in model.named_parameters(remove_duplicate=False):
+        users[id(param)].append(name)
+
+    found = []
+    for key, owners in by_param.items():
+        weight = owners[0]
+        reason = _structural_reason(weight) or _tie_reason(owners, users[key])
+        if reason is None:
+            excluded = next(filter(None, (_matches(o, exclude) for o in owners)), None)
+            if excluded:
+                reason = f"excluded by {excluded!r}"
+            elif include and not any(_matches(o, include) for o in owners):
+                reason = "not matched by include patterns"
+            elif not weight.param.requires_grad and not include_frozen:
+                reason = "frozen (requires_grad=False); include_frozen=True prunes it"
+            elif weight.param.numel() < min_params:
+                reason = f"{weight.param.numel()} parameters < min_params={min_params}"
+            elif policy == "tensorrt" and (weight.reduction_size % 16 or weight.output_size % 8):
+                reason = (
+                    f"TensorRT policy needs reduction % 16 == 0 and outputs % 8 == 0, got "
+                    f"{weight.reduction_size} and {weight.output_size} (policy='any' allows it)"
+                )
+        found.append(_Candidate(owners, reason))
+    return found
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so a block of in-place writes is never cut in half."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _total_importance(weight: GemmWeight, scores: Tensor | None) -> float:
+    """Sum of importance before pruning; also the NaN/Inf check of the scores."""
+    if scores is None:
+        total = torch.linalg.vector_norm(weight.param.detach(), 1, dtype=torch.float32)
+        what = "weights contain"
+    else:
+        if scores.shape != weight.param.shape:
+            raise Sparse24Error(f"{weight.name}: criterion gave scores of shape {list(scores.shape)}, weight is {list(weight.param.shape)}")
+        total = scores.sum(dtype=torch.float32)
+        what = "importance scores contain"
+    if not torch.isfinite(total):
+        raise Sparse24Error(f"{weight.name}: {what} NaN or Inf; nothing was changed")
+    return float(total)
+
+
+def _kept_importance(weight: GemmWeight, scores: Tensor | None, mask: Tensor) -> float:
+    if scores is None:
+        return float(torch.linalg.vector_norm(weight.param.detach(), 1, dtype=torch.float32))
+    return float((scores * mask).sum(dtype=torch.float32))
+
+
+def sparsify(
+    model: nn.Module,
+    method: str = "magnitude",
+    *,
+    data: Iterable[Any] | None = None,
+    loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
+    num_batches: int | None = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    policy: str = "tensorrt",
+    min_params: int = 0,
+    include_frozen: bool = False,
+    **options: Any,
+) -> SparsityReport:
+    """Make ``model``'s eligible GEMM weights 2:4 sparse, in place, and keep them so.
+
+    ``method`` names a criterion (``"magnitude"``, ``"taylor"``; see
+    :mod:`sparse24.criteria`); ``data``/``loss_fn``/``num_batches`` feed calibrating
+    criteria and ``**options`` go to the criterion (Taylor: ``squared``, ``autocast``,
+    ``mode``). Layers are skipped, with the reason in the report, when their reduction size
+    is not a multiple of 4, they are depthwise, excluded by ``exclude`` or not matched by
+    ``include`` (module-name globs), frozen (unless ``include_frozen``), smaller than
+    ``min_params``, or -- with ``policy="tensorrt"`` -- when the reduction size is not a
+    multiple of 16 or the output size not a multiple of 8.
+
+    All or nothing: if anything fails (bad batch, loss_fn error, NaN/Inf scores,
+    KeyboardInterrupt) the model's weights and buffers are as before.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if not isinstance(min_params, int) or min_params < 0:
+        raise ValueError(f"min_params must be a non-negative int, got {min_params!r}")
+    if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
+        raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
+    criterion = criteria.get(method)
+    candidates = _candidates(
+        model, _patterns(include, "include"), _patterns(exclude, "exclude"), policy, min_params, include_frozen
+    )
+    chosen = [c for c in candidates if c.reason is None]
+    kept: dict[int, float] = {}
+    if chosen:
+        weights = [c.weight for c in chosen]
+        scores = criterion.score(model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, **options)
+        totals = [_total_importance(w, s) for w, s in zip(weights, scores)]
+        masks = [torch.empty(w.param.shape, dtype=torch.bool, device=w.param.device) for w in weights]
+        with _interrupts_deferred():
+            for candidate, score, mask in zip(chosen, scores, masks):
+                weight = candidate.weight
+                prune_(weight.param.detach(), weight.axis.reduction, score, out=mask)
+                for owner in candidate.owners:
+                    attach(owner.module, owner.param_name, mask, apply=False)
+        for weight, score, mask, total in zip(weights, scores, masks, totals):
+            kept[id(weight.param)] = _kept_importance(weight, score, mask) / total if total > 0 else 1.0
+    else:
+        logger.warning("sparsify: no eligible layer in %s", type(model).__name__)
+    report = _report(model, candidates, method, kept)
+    logger.info("sparsify: %s", report._summary())
+    return report
+
+
+def _layer(candidate: _Candidate, sparse: bool, reason: str | None, method: str | None, kept: float | None) -> LayerReport:
+    weight = candidate.weight
+    return LayerReport(
+        name=weight.name,
+        module_type=type(weight.module).__name__,
+        shape=tuple(weight.param.shape),
+        reduction_dim=weight.axis.reduction,
+        numel=weight.param.numel(),
+        sparse=sparse,
+        reason=reason,
+        criterion=method,
+        importance_kept=kept,
+        tied_to=tuple(owner.name for owner in candidate.owners[1:]),
+    )
+
+
+def _report(model: nn.Module, candidates: list[_Candidate], method: str | None, kept: dict[int, float]) -> SparsityReport:
+    layers = []
+    for candidate in candidates:
+        key = id(candidate.weight.param)
+        if key in kept:
+            layers.append(_layer(candidate, True, None, method, kept[key]))
+        else:
+            layers.append(_layer(candidate, False, candidate.reason, None, None))
+    total = sum(p.numel() for p in model.parameters())
+    return SparsityReport(layers=tuple(layers), total_params=total, method=method)
+
+
+def _describe_group(index: tuple[int, ...], dim: int) -> str:
+    parts = [str(i) for i in index]
+    parts[dim] = f"{index[dim]}:{index[dim] + 4}"
+    return "[" + ", ".join(parts) + "]"
+
+
+def verify(model: nn.Module) -> SparsityReport:
+    """Check that every masked weight is 2:4 along its axis and zero outside its mask.
+
+    Raises :class:`~sparse24.SparsityError` naming the layer and the first bad group;
+    returns a report of all GEMM weights (unmasked ones are listed as "no 2:4 mask").
+    """
+    masks = {id(weight.param): mask for weight, mask in masked_weights(model)}
+    candidates = _candidates(model, (), (), "any", 0, True)
+    layers = []
+    for candidate in candidates:
+        weight = candidate.weight
+        mask = masks.get(id(weight.param))
+        if mask is None:
+            layers.append(_layer(candidate, False, "no 2:4 mask", None, None))
+            continue
+        dim = weight.axis.reduction
+        param = weight.param.detach()
+        for tensor, what in ((param, "weight"), (mask, "mask")):
+            bad = first_violation(tensor, dim)
+            if bad is not None:
+                raise SparsityError(
+                    f"{weight.name}: {what} is not 2:4 along dim {dim}; group {_describe_group(bad[0], dim)} has {bad[1]} nonzeros"
+                )
+        outside = param.ne(0) & ~mask
+        if bool(outside.any()):
+            index = [int(i) for i in torch.nonzero(outside)[0]]
+            raise SparsityError(f"{weight.name}: nonzero weight where the mask is 0, first at {index}")
+        layers.append(_layer(candidate, True, None, None, None))
+    return SparsityReport(layers=tuple(layers), total_params=sum(p.numel() for p in model.parameters()))
