@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .enforce import MASK_SUFFIX, load_masks, masked_weights
 from .errors import Sparse24Error
 
-__all__ = ["save", "load", "read_state_dict", "load_model", "atomic_path", "write_text", "file_axes"]
+__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "atomic_path", "write_text", "file_axes"]
 
 _METADATA_KEY = "sparse24"
 
@@ -134,30 +134,36 @@ def load(model: nn.Module, path: str | os.PathLike) -> list[str]:
     return masked
 
 
-def load_model(spec: str) -> nn.Module:
-    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"``.
-
-    The attribute may be an ``nn.Module`` instance or a callable taking no arguments.
-    """
+def load_object(spec: str, what: str = "object") -> Any:
+    """The attribute named by ``"package.module:name"`` or ``"path/to/file.py:name"``."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise Sparse24Error(f"model must be given as module:callable, got {spec!r}")
+        raise Sparse24Error(f"{what} must be given as module:name, got {spec!r}")
     try:
         if module_name.endswith(".py"):
             file = Path(module_name)
             if not file.is_file():
-                raise Sparse24Error(f"model file not found: {file}")
+                raise Sparse24Error(f"{what} file not found: {file}")
             module_spec = importlib.util.spec_from_file_location(file.stem, file)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules.setdefault(file.stem, module)
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    except ImportError as error:
+    except (ImportError, SyntaxError) as error:
         raise Sparse24Error(f"cannot import {module_name!r}: {error}") from error
-    target: Any = getattr(module, attr, None)
+    target = getattr(module, attr, None)
     if target is None:
         raise Sparse24Error(f"{module_name!r} has no attribute {attr!r}")
+    return target
+
+
+def load_model(spec: str) -> nn.Module:
+    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"``.
+
+    The attribute may be an ``nn.Module`` instance or a callable taking no arguments.
+    """
+    target = load_object(spec, "model")
     if not isinstance(target, nn.Module):
         if not callable(target):
             raise Sparse24Error(f"{spec} is a {type(target).__name__}, not a torch.nn.Module or a callable")

@@ -22,7 +22,7 @@ from .errors import Sparse24Error, SparsityError
 from .mask import first_violation, prune_
 from .report import LayerReport, SparsityReport
 
-__all__ = ["sparsify", "verify", "POLICIES"]
+__all__ = ["sparsify", "verify", "check_masked", "POLICIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,15 @@ def _structural_reason(weight: GemmWeight) -> str | None:
     return None
 
 
+def _tensorrt_reason(weight: GemmWeight) -> str | None:
+    """TensorRT/ASP policy: reduction % 16 == 0 and outputs % 8 == 0."""
+    if weight.reduction_size % 16:
+        return f"reduction size {weight.reduction_size} is not a multiple of 16 (TensorRT policy; policy='any' allows it)"
+    if weight.output_size % 8:
+        return f"output size {weight.output_size} is not a multiple of 8 (TensorRT policy; policy='any' allows it)"
+    return None
+
+
 def _tie_reason(owners: list[GemmWeight], users: list[str]) -> str | None:
     if len({owner.axis for owner in owners}) > 1:
         return "tied weight used along different axes: " + ", ".join(o.name for o in owners)
@@ -111,11 +120,8 @@ def _candidates(
                 reason = "frozen (requires_grad=False); include_frozen=True prunes it"
             elif weight.param.numel() < min_params:
                 reason = f"{weight.param.numel()} parameters < min_params={min_params}"
-            elif policy == "tensorrt" and (weight.reduction_size % 16 or weight.output_size % 8):
-                reason = (
-                    f"TensorRT policy needs reduction % 16 == 0 and outputs % 8 == 0, got "
-                    f"{weight.reduction_size} and {weight.output_size} (policy='any' allows it)"
-                )
+            elif policy == "tensorrt":
+                reason = _tensorrt_reason(weight)
         found.append(_Candidate(owners, reason))
     return found
 
@@ -251,6 +257,22 @@ def _describe_group(index: tuple[int, ...], dim: int) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def check_masked(name: str, weight: Tensor, mask: Tensor, dim: int) -> None:
+    """Raise :class:`SparsityError` unless ``weight`` and ``mask`` are 2:4 along ``dim`` and agree."""
+    if tuple(mask.shape) != tuple(weight.shape):
+        raise SparsityError(f"{name}: mask shape {list(mask.shape)} != weight shape {list(weight.shape)}")
+    for tensor, what in ((weight, "weight"), (mask, "mask")):
+        bad = first_violation(tensor, dim)
+        if bad is not None:
+            raise SparsityError(
+                f"{name}: {what} is not 2:4 along dim {dim}; group {_describe_group(bad[0], dim)} has {bad[1]} nonzeros"
+            )
+    outside = weight.ne(0) & ~mask.to(torch.bool)
+    if bool(outside.any()):
+        index = [int(i) for i in torch.nonzero(outside)[0]]
+        raise SparsityError(f"{name}: nonzero weight where the mask is 0, first at {index}")
+
+
 def verify(model: nn.Module) -> SparsityReport:
     """Check that every masked weight is 2:4 along its axis and zero outside its mask.
 
@@ -266,17 +288,6 @@ def verify(model: nn.Module) -> SparsityReport:
         if mask is None:
             layers.append(_layer(candidate, False, "no 2:4 mask", None, None))
             continue
-        dim = weight.axis.reduction
-        param = weight.param.detach()
-        for tensor, what in ((param, "weight"), (mask, "mask")):
-            bad = first_violation(tensor, dim)
-            if bad is not None:
-                raise SparsityError(
-                    f"{weight.name}: {what} is not 2:4 along dim {dim}; group {_describe_group(bad[0], dim)} has {bad[1]} nonzeros"
-                )
-        outside = param.ne(0) & ~mask
-        if bool(outside.any()):
-            index = [int(i) for i in torch.nonzero(outside)[0]]
-            raise SparsityError(f"{weight.name}: nonzero weight where the mask is 0, first at {index}")
+        check_masked(weight.name, weight.param.detach(), mask, weight.axis.reduction)
         layers.append(_layer(candidate, True, None, None, None))
     return SparsityReport(layers=tuple(layers), total_params=sum(p.numel() for p in model.parameters()))

@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU torch. On machines without a local CPU wheel, point pip at PyTorch's CPU index, e.g.
+#   make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.sparse24-installed
+DEMO := build/demo
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m sparse24.demo --out $(DEMO)
+	$(VENV)/bin/sparse24 prune sparse24.demo:DigitsResNet --weights $(DEMO)/dense.safetensors \
+		--method taylor --data sparse24.demo:calibration_batches --loss sparse24.demo:loss_fn \
+		--out $(DEMO)/sparse.safetensors --report $(DEMO)/report.md
+	$(VENV)/bin/sparse24 verify $(DEMO)/sparse.safetensors
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/bench_sparsify.py --out bench/results
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis
