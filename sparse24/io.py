@@ -112,7 +112,7 @@ def _check_fits(model: nn.Module, state: Mapping[str, Tensor], source: str) -> N
         problems.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})")
-    for key in sorted(set(expected) & set(given)):
+    for key in (k for k in expected if k in given):  # first mismatch in model order
         if tuple(expected[key].shape) != tuple(given[key].shape):
             problems.append(f"{key} is {list(given[key].shape)} in the file, {list(expected[key].shape)} in the model")
             break

@@ -1,0 +1,184 @@
+"""The ``sparse24`` command: happy paths and one clear line for every user mistake."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import sparse24
+from sparse24.cli import main
+from sparse24.demo import DigitsResNet
+
+MODEL = "sparse24.demo:DigitsResNet"
+
+
+@pytest.fixture
+def dense_file(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "dense.safetensors"
+    sparse24.save(DigitsResNet(), path)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *words: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_prune_magnitude_then_verify(capsys, tmp_path, dense_file):
+    out, report = tmp_path / "sparse.safetensors", tmp_path / "report.json"
+    code, stdout, _ = run(capsys, "prune", MODEL, "--weights", str(dense_file), "--out", str(out), "--report", str(report))
+    assert code == 0
+    assert "block1.conv1.weight" in stdout
+    data = json.loads(report.read_text())
+    assert data["totals"]["sparse_layers"] == 5
+    with safe_open(str(out), "pt") as handle:
+        assert "block1.conv1.weight_sparse24_mask" in handle.keys()
+    code, stdout, _ = run(capsys, "verify", str(out))
+    assert code == 0 and "OK: 5 masked weights" in stdout
+    code, stdout, _ = run(capsys, "verify", str(out), "--model", MODEL)
+    assert code == 0 and "OK: 5 masked weights" in stdout
+    model = DigitsResNet()
+    assert len(sparse24.load(model, out)) == 5
+    sparse24.verify(model)
+
+
+def test_prune_taylor_with_demo_calibration(capsys, tmp_path, dense_file):
+    out = tmp_path / "taylor.safetensors"
+    code, stdout, _ = run(
+        capsys, "prune", MODEL, "--weights", str(dense_file), "--method", "taylor",
+        "--data", "sparse24.demo:calibration_batches", "--loss", "sparse24.demo:loss_fn",
+        "--num-batches", "2", "--policy", "any", "--exclude", "head", "--out", str(out),
+    )
+    assert code == 0, stdout
+    assert "criterion: taylor" in stdout
+    assert "excluded by 'head'" in stdout
+
+
+def test_console_script_runs(tmp_path, dense_file):
+    out = tmp_path / "sparse.safetensors"
+    prune = subprocess.run(
+        [sys.executable, "-m", "sparse24", "prune", MODEL, "--weights", str(dense_file), "--out", str(out)],
+        capture_output=True, text=True,
+    )
+    assert prune.returncode == 0, prune.stderr
+    missing = subprocess.run([sys.executable, "-m", "sparse24", "verify", str(tmp_path / "nope.safetensors")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert_one_line_error(missing.stderr, "not found")
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("sparse24.demo", ["module:name"]),
+        ("no_such_package_xyz:build", ["cannot import"]),
+        ("sparse24.demo:NoSuchThing", ["no attribute"]),
+        ("sparse24.demo:SEED", ["not a torch.nn.Module"]),
+        ("missing_file.py:build", ["file not found"]),
+    ],
+)
+def test_bad_model_spec(capsys, tmp_path, model, words):
+    out = tmp_path / "sparse.safetensors"
+    code, _, err = run(capsys, "prune", model, "--out", str(out))
+    assert code == 2
+    assert_one_line_error(err, *words)
+    assert not out.exists()
+
+
+def test_missing_weights_file(capsys, tmp_path):
+    out = tmp_path / "sparse.safetensors"
+    code, _, err = run(capsys, "prune", MODEL, "--weights", str(tmp_path / "missing.pt"), "--out", str(out))
+    assert code == 2
+    assert_one_line_error(err, "weights file not found")
+    assert not out.exists()
+
+
+def test_garbage_weights_file(capsys, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, "prune", MODEL, "--weights", str(garbage), "--out", str(tmp_path / "s.safetensors"))
+    assert code == 2
+    assert_one_line_error(err, "cannot read weights file")
+
+
+def test_weights_of_wrong_shape(capsys, tmp_path):
+    other = tmp_path / "narrow.safetensors"
+    sparse24.save(DigitsResNet(width=16), other)
+    code, _, err = run(capsys, "prune", MODEL, "--weights", str(other), "--out", str(tmp_path / "s.safetensors"))
+    assert code == 2
+    assert_one_line_error(err, "does not fit the model", "stem.0.weight")
+
+
+def test_unknown_method_is_a_usage_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prune", MODEL, "--method", "random", "--out", str(tmp_path / "s.safetensors")])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'random'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out_name", ["missing_dir/sparse.safetensors", "sparse.pt"])
+def test_bad_output_path(capsys, tmp_path, out_name):
+    code, _, err = run(capsys, "prune", MODEL, "--out", str(tmp_path / out_name))
+    assert code == 2
+    assert_one_line_error(err, "error:")
+
+
+def test_failed_prune_writes_nothing(capsys, tmp_path, dense_file):
+    existing = tmp_path / "sparse.safetensors"
+    existing.write_bytes(b"previous result")
+    code, _, err = run(capsys, "prune", MODEL, "--weights", str(dense_file), "--method", "taylor", "--out", str(existing))
+    assert code == 2
+    assert_one_line_error(err, "needs calibration data")
+    assert existing.read_bytes() == b"previous result"
+    assert leftovers(tmp_path) == []
+
+
+def test_verify_names_the_bad_layer(capsys, tmp_path, dense_file):
+    out = tmp_path / "sparse.safetensors"
+    assert run(capsys, "prune", MODEL, "--weights", str(dense_file), "--out", str(out))[0] == 0
+    with safe_open(str(out), "pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        metadata = handle.metadata()
+    weight = tensors["block2.conv1.weight"]
+    weight[3, :4, 1, 2] = 1.0  # a full group of 4 nonzeros along C
+    save_file(tensors, str(out), metadata=metadata)
+    code, _, err = run(capsys, "verify", str(out))
+    assert code == 1
+    assert_one_line_error(err, "block2.conv1.weight", "not 2:4 along dim 1", "[3, 0:4, 1, 2]")
+
+
+def test_verify_plain_file_needs_a_model(capsys, tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in DigitsResNet().state_dict().items()}, str(plain))
+    code, _, err = run(capsys, "verify", str(plain))
+    assert code == 2
+    assert_one_line_error(err, "no sparse24 metadata", "--model")
+    code, _, err = run(capsys, "verify", str(plain), "--model", MODEL)
+    assert code == 1
+    assert_one_line_error(err, "no 2:4 masked weights")
+
+
+def test_verify_dense_sparse24_file_fails(capsys, dense_file):
+    code, _, err = run(capsys, "verify", str(dense_file))
+    assert code == 1
+    assert_one_line_error(err, "no 2:4 masked weights")

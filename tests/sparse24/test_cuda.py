@@ -1,0 +1,54 @@
+"""GPU checks: masks on CUDA tensors, enforcement on CUDA, and PyTorch's sparse kernels accept our weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import sparse24
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"),
+]
+
+
+def sm() -> int:
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_mask_on_cuda_matches_cpu(dtype):
+    scores = torch.randint(0, 5, (256, 512)).to(dtype)
+    assert torch.equal(sparse24.two_four_mask(scores.cuda()).cpu(), sparse24.two_four_mask(scores))
+
+
+def test_sparsify_and_train_on_cuda():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 8 * 8, 128)).cuda()
+    sparse24.sparsify(model, "taylor", data=[torch.randn(8, 32, 8, 8, device="cuda") for _ in range(2)],
+                      loss_fn=lambda m, x: m(x).square().mean(), autocast=torch.bfloat16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    scaler = torch.amp.GradScaler("cuda")
+    for _ in range(20):
+        optimizer.zero_grad()
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = model(torch.randn(8, 32, 8, 8, device="cuda")).square().mean()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    sparse24.verify(model)
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and sm() < 80, reason="2:4 sparse tensor cores need SM >= 80")
+def test_torch_semi_structured_accepts_pruned_weight():
+    torch.manual_seed(0)
+    layer = nn.Linear(1024, 1024, bias=False).half().cuda()
+    sparse24.sparsify(layer)
+    x = torch.randn(64, 1024, dtype=torch.float16, device="cuda")
+    dense_out = F.linear(x, layer.weight)
+    sparse_weight = torch.sparse.to_sparse_semi_structured(layer.weight.detach())
+    torch.testing.assert_close(F.linear(x, sparse_weight), dense_out, rtol=1e-2, atol=1e-2)
