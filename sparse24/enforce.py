@@ -9,8 +9,10 @@ A masked weight ``W`` of module ``m`` gets:
   gradient accumulation, ``GradScaler`` and DDP alike. With zero gradients and zero weights,
   SGD (momentum, Nesterov, weight decay), Adam/AdamW and the other stock optimizers leave
   pruned weights at exactly zero;
-- a forward pre-hook that re-installs the gradient hook where a copy lost it
-  (``copy.deepcopy`` and unpickling drop tensor hooks);
+- forward pre-hooks (on the owner module and on the model ``sparsify``/``load_masks`` got)
+  that re-install the gradient hook where a copy lost it (``copy.deepcopy`` and unpickling
+  drop tensor hooks; ``MultiheadAttention`` uses ``out_proj.weight`` without calling
+  ``out_proj``, so the model-level hook covers it);
 - a ``load_state_dict`` post-hook that re-applies the mask to freshly loaded weights.
 
 An optimizer whose state predates the masks (momentum built up on now-pruned weights) would
@@ -39,11 +41,13 @@ __all__ = [
     "strip",
     "load_masks",
     "attach_optimizer",
+    "watch",
 ]
 
 MASK_SUFFIX = "_sparse24_mask"
 _RECORD = "_sparse24_grad_hook"
 _MODULE_HOOKS = "_sparse24_hooks"
+_MODEL_HOOK = "_sparse24_model_hook"
 
 
 def mask_name(param_name: str) -> str:
@@ -96,6 +100,19 @@ class _HookRecord:
         return _HookRecord()
 
 
+class _Live:
+    """Set once the model's hooks are checked; a copy or an unpickle starts unset."""
+
+    def __init__(self) -> None:
+        self.checked = False
+
+    def __reduce__(self):
+        return (_Live, ())
+
+    def __deepcopy__(self, memo: dict) -> _Live:
+        return _Live()
+
+
 def _masked_param_names(module: nn.Module) -> list[str]:
     return [name[: -len(MASK_SUFFIX)] for name in module._buffers if name.endswith(MASK_SUFFIX)]
 
@@ -122,6 +139,24 @@ def _ensure_grad_hooks(module: nn.Module, args: tuple) -> None:
     if torch.is_grad_enabled():
         for param_name in _masked_param_names(module):
             _install_grad_hook(module, param_name)
+
+
+def _ensure_model_grad_hooks(model: nn.Module, args: tuple) -> None:
+    """Model forward pre-hook: after a copy or unpickle, re-install every gradient hook once."""
+    live = getattr(model, _MODEL_HOOK)[1]
+    if live.checked or not torch.is_grad_enabled():
+        return
+    for module in model.modules():
+        _ensure_grad_hooks(module, args)
+    live.checked = True
+
+
+def watch(model: nn.Module) -> None:
+    """Register the model-level pre-hook that restores gradient hooks on copies (idempotent)."""
+    if getattr(model, _MODEL_HOOK, None) is None:
+        live = _Live()
+        live.checked = True
+        object.__setattr__(model, _MODEL_HOOK, (model.register_forward_pre_hook(_ensure_model_grad_hooks), live))
 
 
 def _reapply_after_load(module: nn.Module, incompatible_keys) -> None:
@@ -179,6 +214,9 @@ def strip(model: nn.Module) -> list[str]:
     Returns the names of the weights that were masked.
     """
     stripped = []
+    if getattr(model, _MODEL_HOOK, None) is not None:
+        getattr(model, _MODEL_HOOK)[0].remove()
+        object.__delattr__(model, _MODEL_HOOK)
     for module_name, module in model.named_modules():
         for param_name in _masked_param_names(module):
             _detach(module, param_name)
@@ -214,13 +252,15 @@ def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
         param = getattr(module, param_name)
         if tuple(mask.shape) != tuple(param.shape):
             raise Sparse24Error(f"mask {key!r} has shape {list(mask.shape)}, the weight has {list(param.shape)}")
-        mask = mask.to(torch.bool)
+        mask = mask.to(device=param.device, dtype=torch.bool, copy=True)  # never alias the caller's tensors
         bad = first_violation(mask, axis.reduction)
         if bad is not None:
             raise SparsityError(f"mask {key!r} is not 2:4 along dim {axis.reduction}: group at {list(bad[0])} keeps {bad[1]}")
         planned.append((module, param_name, mask, key[: -len(MASK_SUFFIX)]))
     for module, param_name, mask, _ in planned:
         attach(module, param_name, mask)
+    if planned:
+        watch(model)
     return [name for *_, name in planned]
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from . import criteria
 from .axes import GemmWeight, gemm_weights
-from .enforce import attach, masked_weights
+from .enforce import attach, masked_weights, watch
 from .errors import Sparse24Error, SparsityError
 from .mask import first_violation, prune_
 from .report import LayerReport, SparsityReport
@@ -214,6 +214,7 @@ def sparsify(
                 prune_(weight.param.detach(), weight.axis.reduction, score, out=mask)
                 for owner in candidate.owners:
                     attach(owner.module, owner.param_name, mask, apply=False)
+            watch(model)
         for weight, score, mask, total in zip(weights, scores, masks, totals):
             kept[id(weight.param)] = _kept_importance(weight, score, mask) / total if total > 0 else 1.0
     else:

@@ -1,0 +1,355 @@
+"""sparse24.enforce: masks stay in force through optimizers, copies, checkpoints and ties."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+import sparse24
+from sparse24 import MASK_SUFFIX, is_two_four
+
+STEPS = 50
+
+
+def masks_of(model: nn.Module) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
+    return {w.name: (w.param, mask) for w, mask in sparse24.masked_weights(model)}
+
+
+def assert_pruned_zero(model: nn.Module) -> None:
+    masked = masks_of(model)
+    assert masked, "no masked weights"
+    for name, (param, mask) in masked.items():
+        assert bool((param.detach()[~mask] == 0).all()), f"{name}: pruned weight moved"
+
+
+def assert_pruned_grads_zero(model: nn.Module) -> None:
+    for name, (param, mask) in masks_of(model).items():
+        assert param.grad is not None, name
+        assert bool((param.grad[~mask] == 0).all()), f"{name}: gradient reaches pruned weights"
+
+
+def sparsified(convnet) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    model = convnet()
+    report = sparse24.sparsify(model)
+    assert {layer.name for layer in report.sparse_layers} == {"conv.weight", "fc.weight"}
+    return model, {name: param.detach().clone() for name, (param, _) in masks_of(model).items()}
+
+
+def assert_kept_weights_trained(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    for name, (param, mask) in masks_of(model).items():
+        assert not torch.equal(param.detach()[mask], before[name][mask]), f"{name}: kept weights did not train"
+
+
+def _plain_step(model, optimizer, batches, loss_fn):
+    optimizer.zero_grad()
+    loss_fn(model, batches(1)[0]).backward()
+    assert_pruned_grads_zero(model)
+    optimizer.step()
+
+
+def _accumulating_step(model, optimizer, batches, loss_fn):
+    optimizer.zero_grad()
+    for batch in batches(4, batch=2):
+        (loss_fn(model, batch) / 4).backward()
+        assert_pruned_grads_zero(model)
+    optimizer.step()
+
+
+def _scaled_step(dtype):
+    def step(model, optimizer, batches, loss_fn, scaler):
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=dtype):
+            loss = loss_fn(model, batches(1)[0])
+        scaler.scale(loss).backward()
+        assert_pruned_grads_zero(model)
+        scaler.unscale_(optimizer)
+        assert_pruned_grads_zero(model)
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+OPTIMIZERS = {
+    "adamw": (lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.1), _plain_step),
+    "sgd nesterov": (
+        lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        _plain_step,
+    ),
+    "adamw accumulation": (lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.1), _accumulating_step),
+    "sgd accumulation": (lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9), _accumulating_step),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_pruned_weights_stay_zero_through_training(name, convnet, batches, loss_fn):
+    make_optimizer, step = OPTIMIZERS[name]
+    model, before = sparsified(convnet)
+    optimizer = make_optimizer(model.parameters())
+    for _ in range(STEPS):
+        step(model, optimizer, batches, loss_fn)
+        assert_pruned_zero(model)
+    sparse24.verify(model)
+    assert_kept_weights_trained(model, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pruned_weights_stay_zero_with_grad_scaler(dtype, convnet, batches, loss_fn):
+    model, before = sparsified(convnet)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    assert scaler.is_enabled()
+    step = _scaled_step(dtype)
+    for _ in range(STEPS):
+        step(model, optimizer, batches, loss_fn, scaler)
+        assert_pruned_zero(model)
+    assert scaler.get_scale() > 1.0, "the scaler must actually scale the loss"
+    sparse24.verify(model)
+    assert_kept_weights_trained(model, before)
+
+
+def _warm_optimizer(model, batches, loss_fn):
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss_fn(model, batches(1)[0]).backward()
+        optimizer.step()
+    return optimizer
+
+
+def test_optimizer_state_from_before_sparsify_moves_pruned_weights(convnet, batches, loss_fn):
+    """Why attach_optimizer exists: momentum built on now-pruned weights keeps moving them."""
+    model = convnet()
+    optimizer = _warm_optimizer(model, batches, loss_fn)
+    sparse24.sparsify(model)
+    _plain_step(model, optimizer, batches, loss_fn)
+    with pytest.raises(sparse24.SparsityError):
+        sparse24.verify(model)
+
+
+def test_attach_optimizer_keeps_pruned_weights_zero(convnet, batches, loss_fn):
+    model = convnet()
+    optimizer = _warm_optimizer(model, batches, loss_fn)
+    sparse24.sparsify(model)
+    before = {name: param.detach().clone() for name, (param, _) in masks_of(model).items()}
+    handle = sparse24.attach_optimizer(optimizer)
+    for _ in range(10):
+        _plain_step(model, optimizer, batches, loss_fn)
+        assert_pruned_zero(model)
+    sparse24.verify(model)
+    assert_kept_weights_trained(model, before)
+
+    handle.remove()
+    _plain_step(model, optimizer, batches, loss_fn)
+    with pytest.raises(sparse24.SparsityError):
+        sparse24.verify(model)
+
+
+def test_state_dict_restores_masks_and_enforcement(convnet, batches, loss_fn, train_steps):
+    model, _ = sparsified(convnet)
+    state = model.state_dict()
+    assert {k for k in state if k.endswith(MASK_SUFFIX)} == {"conv.weight" + MASK_SUFFIX, "fc.weight" + MASK_SUFFIX}
+
+    fresh = convnet()
+    assert sorted(sparse24.load_masks(fresh, state)) == ["conv.weight", "fc.weight"]
+    fresh.load_state_dict(state)
+    x = batches(1)[0][0]
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    for name, (param, mask) in masks_of(fresh).items():
+        assert torch.equal(mask, state[name + MASK_SUFFIX])
+    train_steps(fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9), 5)
+    assert_pruned_zero(fresh)
+    sparse24.verify(fresh)
+
+
+def test_load_masks_copies_masks(convnet):
+    """A model restored with load_masks must not share mask memory with the state dict's source.
+
+    Otherwise loading other masks into the source model (load_state_dict copies in place)
+    silently changes the restored model's masks, and its weights no longer match them.
+    """
+    source, _ = sparsified(convnet)
+    restored = convnet()
+    sparse24.load_masks(restored, source.state_dict())
+    restored.load_state_dict(source.state_dict())
+
+    other = convnet()
+    with torch.no_grad():
+        for param in other.parameters():
+            param.neg_().add_(torch.randn_like(param))
+    sparse24.sparsify(other)
+    source.load_state_dict(other.state_dict())  # source takes other masks, in place
+    sparse24.verify(source)
+    sparse24.verify(restored)
+
+
+def test_load_state_dict_reapplies_masks(convnet):
+    model, _ = sparsified(convnet)
+    dense = convnet()
+    with torch.no_grad():
+        for param in dense.parameters():
+            param.add_(1.0)  # nonzero everywhere
+    model.load_state_dict(dense.state_dict(), strict=False)
+    sparse24.verify(model)
+    assert_pruned_zero(model)
+
+
+def test_plain_model_loads_sparse_weights_non_strict(convnet, batches):
+    model, _ = sparsified(convnet)
+    plain = convnet()
+    result = plain.load_state_dict(model.state_dict(), strict=False)
+    assert result.missing_keys == []
+    assert sorted(result.unexpected_keys) == ["conv.weight" + MASK_SUFFIX, "fc.weight" + MASK_SUFFIX]
+    x = batches(1)[0][0]
+    with torch.no_grad():
+        assert torch.equal(plain(x), model(x))
+    assert not sparse24.masked_weights(plain)
+
+
+def _deepcopied(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)
+
+
+def _pickled(model: nn.Module) -> nn.Module:
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def _attention_loss(model: nn.Module) -> torch.Tensor:
+    x = torch.randn(2, 3, 16)
+    return model(x, x, x, need_weights=False)[0].square().mean()
+
+
+def _convnet_loss(model: nn.Module) -> torch.Tensor:
+    return model(torch.randn(4, 16, 6, 6)).square().mean()
+
+
+COPIED_MODELS = {
+    "convnet": (lambda convnet: convnet(), _convnet_loss, 2),
+    # MultiheadAttention uses out_proj.weight without calling out_proj's forward
+    "attention": (lambda convnet: nn.MultiheadAttention(16, 2, batch_first=True), _attention_loss, 2),
+}
+
+
+@pytest.mark.parametrize("copy_model", [_deepcopied, _pickled], ids=["deepcopy", "pickle"])
+@pytest.mark.parametrize("kind", COPIED_MODELS)
+def test_copies_stay_enforced(kind, copy_model, convnet):
+    build, loss, masked = COPIED_MODELS[kind]
+    model = build(convnet)
+    assert len(sparse24.sparsify(model, policy="any").sparse_layers) == masked
+    clone = copy_model(model)
+    assert len(sparse24.masked_weights(clone)) == masked
+    for trained in (clone, model):
+        optimizer = torch.optim.SGD(trained.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss(trained).backward()
+            assert_pruned_grads_zero(trained)
+            optimizer.step()
+        assert_pruned_zero(trained)
+        sparse24.verify(trained)
+
+
+def test_strip_removes_buffers_and_hooks(convnet, train_steps):
+    model, _ = sparsified(convnet)
+    pruned = {name: ~mask for name, (_, mask) in masks_of(model).items()}
+    weights = {name: param.detach().clone() for name, (param, _) in masks_of(model).items()}
+    assert sorted(sparse24.strip(model)) == ["conv.weight", "fc.weight"]
+    assert not [k for k in model.state_dict() if k.endswith(MASK_SUFFIX)]
+    assert not sparse24.masked_weights(model)
+    params = dict(model.named_parameters())
+    for name, value in weights.items():
+        assert torch.equal(params[name].detach(), value), "strip keeps the zeros"
+        assert is_two_four(params[name], 1)
+    assert all(not module._forward_pre_hooks for module in model.modules())
+    assert sparse24.verify(model).sparse_layers == ()
+
+    train_steps(model, torch.optim.SGD(model.parameters(), lr=0.1), 2)
+    for name, where in pruned.items():
+        assert bool((params[name].detach()[where] != 0).any()), f"{name}: still enforced after strip"
+
+
+class TiedLinears(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(16, 16)
+        self.b = nn.Linear(16, 16)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_tied_linear_weights_are_masked_once(train_steps):
+    model = TiedLinears()
+    report = sparse24.sparsify(model, policy="any")
+    assert len(report.layers) == 1
+    (layer,) = report.layers
+    assert layer.sparse and layer.name == "a.weight" and layer.tied_to == ("b.weight",)
+    assert model.a.weight_sparse24_mask is model.b.weight_sparse24_mask
+    mask = model.a.weight_sparse24_mask
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(10):
+        optimizer.zero_grad()
+        model(torch.randn(4, 16)).square().mean().backward()
+        assert bool((model.a.weight.grad[~mask] == 0).all())
+        optimizer.step()
+        assert bool((model.a.weight.detach()[~mask] == 0).all())
+    assert is_two_four(model.b.weight, 1)
+    sparse24.verify(model)
+
+
+def test_linear_tied_to_embedding_is_skipped():
+    model = nn.Sequential(OrderedDict(embed=nn.Embedding(32, 16), head=nn.Linear(16, 32, bias=False)))
+    model.head.weight = model.embed.weight
+    report = sparse24.sparsify(model, policy="any")
+    (layer,) = report.layers
+    assert not layer.sparse
+    assert "shared" in layer.reason and "embed.weight" in layer.reason
+    assert not sparse24.masked_weights(model)
+
+
+def _no_masks(model: nn.Module) -> bool:
+    return not [k for k in model.state_dict() if k.endswith(MASK_SUFFIX)] and not sparse24.masked_weights(model)
+
+
+def _with_fc_mask(state, value):
+    state = dict(state)
+    state["fc.weight" + MASK_SUFFIX] = value
+    return state
+
+
+@pytest.mark.parametrize(
+    "corrupt, error, words",
+    [
+        (lambda s: _with_fc_mask(s, torch.ones(64, 256, dtype=torch.bool)), sparse24.Sparse24Error, "shape"),
+        (lambda s: _with_fc_mask(s, torch.ones(64, 512, dtype=torch.bool)), sparse24.SparsityError, "not 2:4"),
+        (
+            lambda s: {**s, "nothere.weight" + MASK_SUFFIX: s["fc.weight" + MASK_SUFFIX]},
+            sparse24.Sparse24Error,
+            "nothere",
+        ),
+        (
+            lambda s: {**s, "fc.bias" + MASK_SUFFIX: torch.ones(64, dtype=torch.bool)},
+            sparse24.Sparse24Error,
+            "GEMM weight",
+        ),
+    ],
+    ids=["wrong shape", "not 2:4", "unknown module", "not a GEMM weight"],
+)
+def test_load_masks_errors_attach_nothing(corrupt, error, words, convnet):
+    model, _ = sparsified(convnet)
+    state = corrupt(model.state_dict())
+    fresh = convnet()
+    with pytest.raises(error, match=words):
+        sparse24.load_masks(fresh, state)
+    assert _no_masks(fresh)

@@ -1,0 +1,224 @@
+"""sparse24.io: safetensors round trips, atomic writes, weight files and model specs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+import sparse24
+from sparse24 import MASK_SUFFIX
+from sparse24.io import file_axes, load_model, read_state_dict
+
+MASK_KEYS = {"conv.weight" + MASK_SUFFIX, "fc.weight" + MASK_SUFFIX}
+
+
+@pytest.fixture
+def sparse_model(convnet):
+    model = convnet()
+    sparse24.sparsify(model)
+    return model
+
+
+def _state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_save_then_load_round_trip(tmp_path, sparse_model, convnet, batches, train_steps):
+    path = tmp_path / "sparse.safetensors"
+    sparse24.save(sparse_model, path)
+    fresh = convnet(out_features=64)
+    with torch.no_grad():
+        for param in fresh.parameters():
+            param.add_(1.0)  # differs from the saved model everywhere
+    assert sorted(sparse24.load(fresh, path)) == ["conv.weight", "fc.weight"]
+    assert _state_equal(fresh.state_dict(), sparse_model.state_dict())
+    x = batches(1)[0][0]
+    with torch.no_grad():
+        assert torch.equal(fresh(x), sparse_model(x))
+    assert {w.name for w, _ in sparse24.masked_weights(fresh)} == {"conv.weight", "fc.weight"}
+    train_steps(fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9), 3)
+    sparse24.verify(fresh)
+
+
+def test_saved_file_holds_masks_and_axes(tmp_path, sparse_model):
+    path = tmp_path / "sparse.safetensors"
+    sparse24.save(sparse_model, path)
+    state = read_state_dict(path)
+    assert MASK_KEYS <= set(state)
+    assert state["fc.weight" + MASK_SUFFIX].dtype == torch.bool
+    assert file_axes(path) == {"conv.weight": 1, "fc.weight": 1}
+
+
+def test_file_axes_of_a_plain_safetensors_file(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(path))
+    assert file_axes(path) is None
+
+
+def test_save_tied_weights(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(16, 16)
+            self.b = nn.Linear(16, 16)
+            self.b.weight = self.a.weight
+
+    model = Tied()
+    sparse24.sparsify(model, policy="any")
+    path = tmp_path / "tied.safetensors"
+    sparse24.save(model, path)
+    fresh = Tied()
+    sparse24.load(fresh, path)
+    assert fresh.a.weight is fresh.b.weight
+    assert torch.equal(fresh.a.weight, model.a.weight)
+    sparse24.verify(fresh)
+
+
+def _broken_save_file(tensors, filename, metadata=None):
+    Path(filename).write_bytes(b"half a file")
+    raise OSError("disk full")
+
+
+def test_failed_save_leaves_no_file(tmp_path, monkeypatch, sparse_model):
+    monkeypatch.setattr(safetensors.torch, "save_file", _broken_save_file)
+    with pytest.raises(OSError, match="disk full"):
+        sparse24.save(sparse_model, tmp_path / "out.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch, sparse_model, convnet):
+    path = tmp_path / "out.safetensors"
+    sparse24.save(convnet(), path)
+    content = path.read_bytes()
+    monkeypatch.setattr(safetensors.torch, "save_file", _broken_save_file)
+    with pytest.raises(OSError, match="disk full"):
+        sparse24.save(sparse_model, path)
+    assert list(tmp_path.iterdir()) == [path]
+    assert path.read_bytes() == content
+
+
+def test_save_into_missing_directory(tmp_path, sparse_model):
+    with pytest.raises(sparse24.Sparse24Error, match="does not exist"):
+        sparse24.save(sparse_model, tmp_path / "missing" / "out.safetensors")
+
+
+def test_read_torch_save_file(tmp_path, sparse_model):
+    state = sparse_model.state_dict()
+    plain = tmp_path / "weights.pt"
+    torch.save(state, plain)
+    assert _state_equal(read_state_dict(plain), state)
+
+    for key in ("state_dict", "model"):
+        wrapped = tmp_path / f"{key}.ckpt"
+        torch.save({key: state, "epoch": 3, "lr": 0.1}, wrapped)
+        assert _state_equal(read_state_dict(wrapped), state)
+
+
+EXECUTED = []
+
+
+class _Payload:
+    """Pickles to a call of ``_record``: a weights_only reader must refuse it without calling it."""
+
+    def __reduce__(self):
+        return (_record, ("unpickled",))
+
+
+def _record(value):
+    EXECUTED.append(value)
+    return value
+
+
+def test_read_state_dict_uses_weights_only(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(2), "payload": _Payload()}, path)
+    with pytest.raises(sparse24.Sparse24Error, match="evil.pt"):
+        read_state_dict(path)
+    assert EXECUTED == []
+
+
+@pytest.mark.parametrize("name", ["garbage.pt", "garbage.safetensors", "garbage.bin"])
+def test_read_garbage_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x00\x01 this is not a weights file \xff" * 10)
+    with pytest.raises(sparse24.Sparse24Error, match="cannot read"):
+        read_state_dict(path)
+
+
+def test_read_missing_file(tmp_path):
+    with pytest.raises(sparse24.Sparse24Error, match="not found"):
+        read_state_dict(tmp_path / "nothere.safetensors")
+
+
+def test_read_file_without_a_state_dict(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(sparse24.Sparse24Error, match="state dict"):
+        read_state_dict(path)
+
+
+def test_load_into_model_of_wrong_shape(tmp_path, sparse_model, convnet, snapshot):
+    path = tmp_path / "sparse.safetensors"
+    sparse24.save(sparse_model, path)
+    wrong = convnet(in_features=256)  # fc.weight [64, 256] instead of [64, 512]
+    before = snapshot(wrong)
+    with pytest.raises(sparse24.Sparse24Error, match=r"fc\.weight"):
+        sparse24.load(wrong, path)
+    before.assert_unchanged(wrong)
+
+
+def test_load_file_with_bad_mask_changes_nothing(tmp_path, sparse_model, convnet, snapshot):
+    state = {k: v.clone() for k, v in sparse_model.state_dict().items()}
+    state["fc.weight" + MASK_SUFFIX] = torch.ones(64, 512, dtype=torch.bool)
+    path = tmp_path / "bad.safetensors"
+    safetensors.torch.save_file(state, str(path))
+    fresh = convnet()
+    before = snapshot(fresh)
+    with pytest.raises(sparse24.SparsityError, match=r"fc\.weight"):
+        sparse24.load(fresh, path)
+    before.assert_unchanged(fresh)
+
+
+def test_load_model_errors():
+    with pytest.raises(sparse24.Sparse24Error, match="nonexistent"):
+        load_model("sparse24.io:nonexistent")
+    with pytest.raises(sparse24.Sparse24Error, match="module:"):
+        load_model("sparse24.io")
+    with pytest.raises(sparse24.Sparse24Error, match="cannot import"):
+        load_model("sparse24_no_such_module:build")
+    with pytest.raises(sparse24.Sparse24Error, match="not a torch.nn.Module"):
+        load_model("sparse24:__version__")
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """``tmp_path/m.py`` defining ``build`` (a factory) and ``model`` (an instance); cleans sys.modules."""
+    path = tmp_path / "m.py"
+    path.write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Linear(16, 8)\n"
+        "model = nn.Linear(4, 4)\n"
+        "def not_a_model():\n"
+        "    return 42\n"
+    )
+    had = "m" in sys.modules
+    yield path
+    if not had:
+        sys.modules.pop("m", None)
+
+
+def test_load_model_from_file(model_file):
+    built = load_model(f"{model_file}:build")
+    assert isinstance(built, nn.Linear) and built.in_features == 16
+    instance = load_model(f"{model_file}:model")
+    assert isinstance(instance, nn.Linear) and instance.in_features == 4
+    with pytest.raises(sparse24.Sparse24Error, match="returned a int"):
+        load_model(f"{model_file}:not_a_model")
+    with pytest.raises(sparse24.Sparse24Error, match="not found"):
+        load_model(f"{model_file.with_name('other.py')}:build")
