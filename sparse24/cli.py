@@ -80,7 +80,7 @@ def _verify_file(path: str) -> SparsityReport:
         check_masked(name, weight, mask, dim)
         layers.append(LayerReport(name, "(from file)", tuple(weight.shape), dim, weight.numel(), True))
     total = sum(t.numel() for key, t in state.items() if not key.endswith(MASK_SUFFIX))
-    return SparsityReport(layers=tuple(layers), total_params=total)
+    return SparsityReport(layers=tuple(layers), total_params=total, notes=("read from the file alone: totals count every tensor in it, buffers included",))
 
 
 def _verify(args: argparse.Namespace) -> int:
