@@ -92,7 +92,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any reader failure means an unreadable file
+    except Exception as error:
         raise Sparse24Error(f"cannot read weights file {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import logging
-import signal
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from . import criteria
+from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .enforce import attach, masked_weights, watch
 from .errors import Sparse24Error, SparsityError
@@ -126,22 +123,6 @@ def _candidates(
     return found
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so a block of in-place writes is never cut in half."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-    if received:
-        raise KeyboardInterrupt
-
-
 def _total_importance(weight: GemmWeight, scores: Tensor | None) -> float:
     """Sum of importance before pruning; also the NaN/Inf check of the scores."""
     if scores is None:
@@ -175,6 +156,7 @@ def sparsify(
     policy: str = "tensorrt",
     min_params: int = 0,
     include_frozen: bool = False,
+    progress: bool = True,
     **options: Any,
 ) -> SparsityReport:
     """Make ``model``'s eligible GEMM weights 2:4 sparse, in place, and keep them so.
@@ -190,7 +172,12 @@ def sparsify(
 
     All or nothing: if anything fails (bad batch, loss_fn error, NaN/Inf scores,
     KeyboardInterrupt) the model's weights and buffers are as before.
+
+    A ``DistributedDataParallel`` model is unwrapped (masks go on the inner module). Under
+    ``torch.distributed`` calibrating criteria sum their scores across ranks, so every rank
+    chooses the same masks; ``progress`` shows calibration progress (rank 0 only).
     """
+    model = dist.unwrap(model)
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not isinstance(min_params, int) or min_params < 0:
@@ -205,10 +192,12 @@ def sparsify(
     kept: dict[int, float] = {}
     if chosen:
         weights = [c.weight for c in chosen]
-        scores = criterion.score(model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, **options)
+        scores = criterion.score(
+            model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options
+        )
         totals = [_total_importance(w, s) for w, s in zip(weights, scores)]
         masks = [torch.empty(w.param.shape, dtype=torch.bool, device=w.param.device) for w in weights]
-        with _interrupts_deferred():
+        with interrupts.deferred():
             for candidate, score, mask in zip(chosen, scores, masks):
                 weight = candidate.weight
                 prune_(weight.param.detach(), weight.axis.reduction, score, out=mask)
@@ -280,6 +269,7 @@ def verify(model: nn.Module) -> SparsityReport:
     Raises :class:`~sparse24.SparsityError` naming the layer and the first bad group;
     returns a report of all GEMM weights (unmasked ones are listed as "no 2:4 mask").
     """
+    model = dist.unwrap(model)
     masks = {id(weight.param): mask for weight, mask in masked_weights(model)}
     candidates = _candidates(model, (), (), "any", 0, True)
     layers = []

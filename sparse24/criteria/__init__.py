@@ -1,6 +1,7 @@
 """Importance criteria: one module per criterion, found by its name.
 
-A criterion module defines ``score(model, weights, *, data, loss_fn, num_batches, **options)``
+A criterion module defines
+``score(model, weights, *, data, loss_fn, num_batches, progress, **options)``
 returning, for each :class:`~sparse24.axes.GemmWeight`, a float tensor of the weight's shape
 (higher = more important) or ``None`` to rank by ``|weight|``. Adding a criterion (Wanda,
 SparseGPT, ...) is adding one file here; ``sparsify(model, method="<file name>")`` finds it.

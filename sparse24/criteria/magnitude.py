@@ -12,7 +12,7 @@ from ..axes import GemmWeight
 logger = logging.getLogger(__name__)
 
 
-def score(model: nn.Module, weights: Sequence[GemmWeight], *, data=None, loss_fn=None, num_batches=None, **options) -> list[Tensor | None]:
+def score(model: nn.Module, weights: Sequence[GemmWeight], *, data=None, loss_fn=None, num_batches=None, progress=True, **options) -> list[Tensor | None]:
     """``None`` for every weight: rank by ``|weight|`` (computed chunk by chunk while pruning)."""
     if options:
         raise ValueError(f"magnitude takes no options, got {sorted(options)}")

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .. import dist
 from ..axes import GemmWeight
+from ..batch import call, describe, model_loss, to_device
 from ..errors import Sparse24Error
+from ..progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ def score(
     squared: bool = False,
     autocast: torch.dtype | None = None,
     mode: str = "eval",
+    progress: bool = True,
 ) -> list[Tensor]:
     """Taylor scores (fp32, shape of each weight) from ``data``.
 
@@ -42,6 +46,10 @@ def score(
     (a scalar tensor, or ``.loss`` / ``["loss"]``). ``autocast`` runs the forward under
     fp16/bf16 autocast; ``mode`` is the train/eval mode used for calibration (``"eval"``
     keeps BatchNorm statistics and dropout out of the scores).
+
+    Under ``torch.distributed`` (torchrun) each rank scores its own batches and the scores
+    are summed across ranks (``all_reduce``) before they are returned, so every rank chooses
+    the same masks.
     """
     if data is None:
         raise ValueError("method='taylor' needs calibration data: sparsify(model, 'taylor', data=...)")
@@ -66,26 +74,46 @@ def score(
             param.requires_grad_(id(param) in targets)
         handles = [p.register_post_accumulate_grad_hook(accumulate) for p in params]
         try:
-            seen = _calibrate(model, data, loss_fn, num_batches, device, autocast)
+            seen = _calibrate(model, data, loss_fn, num_batches, device, autocast, progress)
         finally:
             for handle in handles:
                 handle.remove()
+    if dist.world_size() > 1:
+        _all_reduce(list(accumulators.values()))
+        logger.info("taylor: summed scores over %d ranks", dist.world_size())
     logger.info("taylor: scored %d weights over %d calibration batches", len(params), seen)
     return [accumulators[id(w.param)] for w in weights]
 
 
-def _calibrate(model, data, loss_fn, num_batches, device, autocast) -> int:
+def _all_reduce(tensors: list[Tensor]) -> None:
+    """Sum ``tensors`` across ranks in place, as one flat buffer (one collective)."""
+    import torch.distributed as dist
+
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for tensor in tensors:
+        tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
+
+
+def _calibrate(model, data, loss_fn, num_batches, device, autocast, progress) -> int:
     seen = 0
-    for batch in data:
-        if num_batches is not None and seen >= num_batches:
-            break
-        batch = _to_device(batch, device)
-        amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-        with amp:
-            loss = loss_fn(model, batch) if loss_fn is not None else _model_loss(_call(model, batch))
-        _check_loss(loss, seen)
-        loss.backward()
-        seen += 1
+    total = num_batches
+    if hasattr(data, "__len__"):
+        total = len(data) if num_batches is None else min(num_batches, len(data))
+    with Progress(logger, "taylor calibration", total, enabled=progress and dist.is_main()) as bar:
+        for batch in data:
+            if num_batches is not None and seen >= num_batches:
+                break
+            batch = to_device(batch, device)
+            amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+            with amp:
+                loss = loss_fn(model, batch) if loss_fn is not None else model_loss(call(model, batch))
+            _check_loss(loss, seen)
+            loss.backward()
+            seen += 1
+            bar.update()
     if seen == 0:
         raise Sparse24Error("calibration data yielded no batches")
     return seen
@@ -93,42 +121,11 @@ def _calibrate(model, data, loss_fn, num_batches, device, autocast) -> int:
 
 def _check_loss(loss: Any, index: int) -> None:
     if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
-        raise Sparse24Error(f"calibration batch {index}: the loss must be a scalar float tensor, got {_describe(loss)}")
+        raise Sparse24Error(f"calibration batch {index}: the loss must be a scalar float tensor, got {describe(loss)}")
     if not loss.requires_grad:
         raise Sparse24Error(f"calibration batch {index}: the loss does not depend on any prunable weight (no gradient)")
     if not torch.isfinite(loss.detach()).all():
         raise Sparse24Error(f"calibration batch {index}: the loss is {loss.item()}")
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {list(value.shape)}"
-    return type(value).__name__
-
-
-def _call(model: nn.Module, batch: Any) -> Any:
-    if isinstance(batch, Mapping):
-        return model(**batch)
-    return model(*batch) if isinstance(batch, (list, tuple)) else model(batch)
-
-
-def _model_loss(output: Any) -> Tensor:
-    if isinstance(output, Tensor):
-        return output
-    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
-    if loss is None:
-        raise Sparse24Error("the model's output has no loss; pass loss_fn=lambda model, batch: ...")
-    return loss
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        return type(batch)(_to_device(value, device) for value in batch)
-    return batch
 
 
 @contextlib.contextmanager
