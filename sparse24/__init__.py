@@ -2,14 +2,23 @@
 
 >>> report = sparse24.sparsify(model, "magnitude")       # in place, enforced in training
 >>> sparse24.verify(model)                                # raises SparsityError if not 2:4
+>>> history = sparse24.finetune(model, train_batches, loss_fn=loss_fn, teacher=dense, epochs=3)
 >>> sparse24.save(model, "sparse.safetensors")           # weights + masks, atomically
 """
 
 from __future__ import annotations
 
 from .axes import Axis, GemmWeight, gemm_axes, gemm_weights
-from .enforce import MASK_SUFFIX, attach, attach_optimizer, load_masks, masked_weights, strip
+from .enforce import (
+    MASK_SUFFIX,
+    attach,
+    attach_optimizer,
+    load_masks,
+    masked_weights,
+    strip,
+)
 from .errors import Sparse24Error, SparsityError
+from .finetune import FinetuneHistory, distill_loss, finetune
 from .io import load, save
 from .mask import first_violation, is_two_four, prune_, two_four_mask
 from .report import LayerReport, SparsityReport
@@ -19,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Axis",
+    "FinetuneHistory",
     "GemmWeight",
     "LayerReport",
     "MASK_SUFFIX",
@@ -28,6 +38,8 @@ __all__ = [
     "SparsityReport",
     "attach",
     "attach_optimizer",
+    "distill_loss",
+    "finetune",
     "first_violation",
     "gemm_axes",
     "gemm_weights",

@@ -52,3 +52,46 @@ def test_torch_semi_structured_accepts_pruned_weight():
     dense_out = F.linear(x, layer.weight)
     sparse_weight = torch.sparse.to_sparse_semi_structured(layer.weight.detach())
     torch.testing.assert_close(F.linear(x, sparse_weight), dense_out, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_finetune_on_cuda_with_amp_distillation_and_resume(tmp_path, amp):
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 16)).cuda()
+
+    generator = torch.Generator().manual_seed(1)
+    data = [(torch.randn(32, 64, generator=generator), torch.randint(0, 16, (32,), generator=generator)) for _ in range(6)]
+
+    def loss_fn(model, batch):
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    dense = build()
+    options = dict(loss_fn=loss_fn, teacher=dense, epochs=2, lr=1e-3, amp=amp, grad_clip=1.0, seed=0, progress=False)
+    whole = build()
+    sparse24.sparsify(whole)
+    history = sparse24.finetune(whole, data, **options)
+    sparse24.verify(whole)
+    assert all(torch.isfinite(torch.tensor(record["loss"])) for record in history.steps)
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def stopping(model, batch):
+        calls.append(1)
+        if len(calls) == 9:
+            raise Stop
+        return loss_fn(model, batch)
+
+    cut = build()
+    sparse24.sparsify(cut)
+    with pytest.raises(Stop):
+        sparse24.finetune(cut, data, **{**options, "loss_fn": stopping}, checkpoint_dir=tmp_path, checkpoint_every=4)
+    resumed = build()
+    sparse24.sparsify(resumed)
+    sparse24.finetune(resumed, data, **options, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
