@@ -17,18 +17,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# dense -> one-shot 2:4 (Taylor) -> recovery finetune with distillation -> before/after table
 demo: $(STAMP)
-	$(PY) -m sparse24.demo --out $(DEMO)
+	rm -rf $(DEMO)/checkpoints
+	$(PY) -m sparse24.demo train --out $(DEMO)
 	$(VENV)/bin/sparse24 prune sparse24.demo:DigitsResNet --weights $(DEMO)/dense.safetensors \
-		--method taylor --data sparse24.demo:calibration_batches --loss sparse24.demo:loss_fn \
+		--method taylor --squared --data sparse24.demo:calibration_batches --loss sparse24.demo:loss_fn \
 		--out $(DEMO)/sparse.safetensors --report $(DEMO)/report.md
 	$(VENV)/bin/sparse24 verify $(DEMO)/sparse.safetensors
+	$(VENV)/bin/sparse24 finetune --config sparse24/recipes/digits.yaml
+	$(VENV)/bin/sparse24 verify $(DEMO)/finetuned.safetensors
+	$(PY) -m sparse24.demo table --out $(DEMO)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/bench_sparsify.py --out bench/results
+	$(PY) bench/bench_overhead.py --out bench/results
+	$(PY) bench/bench_recovery.py --out bench/results
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -1,4 +1,4 @@
-"""``sparse24`` command line: ``prune`` a model to 2:4 and ``verify`` sparse weights."""
+"""``sparse24`` command line: ``prune`` a model to 2:4, ``finetune`` it from a recipe, ``verify`` sparse weights."""
 
 from __future__ import annotations
 
@@ -100,6 +100,52 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) or "-"
+
+
+def _init_distributed() -> bool:
+    """Under torchrun (WORLD_SIZE > 1), join the process group: NCCL with CUDA, gloo otherwise."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from . import dist
+    from .recipe import read_recipe, run_recipe
+
+    recipe = read_recipe(args.config, args.set or ())
+    started = _init_distributed()
+    try:
+        result = run_recipe(recipe)
+    finally:
+        if started:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if dist.is_main():
+        history = result.history
+        resumed = f" (resumed at step {history.resumed_from})" if history.resumed_from is not None else ""
+        print(f"finetuned {history.total_steps} steps in {history.seconds:.1f} s{resumed}")
+        if history.initial or history.final:
+            print(f"eval before: {_metrics_text(history.initial)}")
+            print(f"eval after:  {_metrics_text(history.final)}")
+        if result.written:
+            print("wrote " + " and ".join(result.written))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse24", description="2:4 semi-structured sparsity for PyTorch models")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -128,13 +174,19 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--model", help="module:callable to load the file into and check")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=_verify)
+
+    tune = commands.add_parser("finetune", help="recovery-finetune a 2:4 model from a YAML/TOML recipe (torchrun-ready)")
+    tune.add_argument("--config", required=True, help="recipe file (.yaml, .yml or .toml); see sparse24.recipe")
+    tune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe entry, e.g. finetune.lr=5e-4 (repeatable)")
+    tune.set_defaults(func=_finetune)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparse24`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    chatty = args.verbose or args.command == "finetune"  # training logs its progress
+    logging.basicConfig(level=logging.INFO if chatty else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except SparsityError as error:
