@@ -10,42 +10,23 @@ and compared by their medians, so a busy machine slows both sides alike. Writes
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _common import (  # bench/_common.py, next to this script
+    environment,
+    interleaved,
+    write_results,
+)
 from torch import nn
 
 import sparse24
 from sparse24 import criteria
 from sparse24.demo import DigitsResNet, batches, load_digits, loss_fn
-from sparse24.io import write_text
 from sparse24.mask import prune_, two_four_mask
 
 COMMAND = "python bench/bench_sparsify.py --out bench/results"
-
-
-def interleaved(base: Callable[[], object], op: Callable[[object], object], reps: int) -> dict:
-    """Median seconds of ``base()`` and of ``op(base())``, timed alternately; one warm-up each."""
-    base_times, op_times = [], []
-    for rep in range(reps + 1):
-        start = time.perf_counter()
-        value = base()
-        middle = time.perf_counter()
-        op(value)
-        end = time.perf_counter()
-        if rep:
-            base_times.append(middle - start)
-            op_times.append(end - middle)
-        del value
-    base_median, op_median = statistics.median(base_times), statistics.median(op_times)
-    return {"base_s": base_median, "op_s": op_median, "ratio": op_median / base_median, "reps": reps}
 
 
 def topk_mask(weight: torch.Tensor) -> torch.Tensor:
@@ -109,17 +90,6 @@ def taylor_overhead(reps: int, num_batches: int) -> list[dict]:
     return rows
 
 
-def environment() -> dict:
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "sparse24": sparse24.__version__,
-    }
-
-
 def markdown(results: dict) -> str:
     size = results["mask_speed"][0]["shape"][0]
     lines = [
@@ -171,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "mask_speed": mask_speed(args.size, args.reps),
         "taylor_overhead": taylor_overhead(args.reps, args.batches),
     }
-    write_text(out / "sparsify_cpu.json", json.dumps(results, indent=2) + "\n")
-    text = markdown(results)
-    write_text(out / "sparsify_cpu.md", text)
-    print(text)
+    print(write_results(out, "sparsify_cpu", results, markdown))
     return 0
 
 
