@@ -129,12 +129,13 @@ def _finetune(args: argparse.Namespace) -> int:
     started = _init_distributed()
     try:
         result = run_recipe(recipe)
+        main = dist.is_main()  # asked before the process group is gone
     finally:
         if started:
             import torch.distributed
 
             torch.distributed.destroy_process_group()
-    if dist.is_main():
+    if main:
         history = result.history
         resumed = f" (resumed at step {history.resumed_from})" if history.resumed_from is not None else ""
         print(f"finetuned {history.total_steps} steps in {history.seconds:.1f} s{resumed}")

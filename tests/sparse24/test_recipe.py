@@ -192,3 +192,22 @@ def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_shipped_demo_recipe_parses() -> None:
     recipe = read_recipe(Path(sparse24.__file__).parent / "recipes" / "digits.yaml")
     assert recipe.model == "sparse24.demo:DigitsResNet" and recipe.teacher and recipe.finetune["epochs"] >= 1
+
+
+def test_finetune_command_under_torchrun_two_ranks(project: Path) -> None:
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    recipe = write_recipe(project, BASE.replace("seed: 0", "seed: 0\ncheckpoint_dir: ckpt\ndevice: cpu"))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparse24.cli", "finetune", "--config", str(recipe)]
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("finetuned 6 steps") == 1  # 6 batches split over 2 ranks, 2 epochs; rank 0 reports
+    tuned = sparse24.io.load_model("toy.py:build")
+    sparse24.load(tuned, project / "tuned.safetensors")
+    sparse24.verify(tuned)
+    assert sorted(p.name for p in (project / "ckpt").iterdir()) == ["latest", "step-00000003", "step-00000006"]
