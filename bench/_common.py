@@ -51,3 +51,14 @@ def write_results(out: Path, name: str, results: dict[str, Any], markdown: Calla
     text = markdown(results)
     write_text(out / f"{name}.md", text)
     return text
+
+
+def header(title: str, results: dict[str, Any], extra: str = "") -> list[str]:
+    """The first lines of every result table: title, the command that made it, the environment."""
+    env = results["environment"]
+    return [
+        f"# {title}",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Environment: torch {env['torch']}, {env['threads']} threads, {env['cpu']}, {env['date']}{extra}",
+    ]

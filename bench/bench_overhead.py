@@ -20,7 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-from _common import environment, write_results  # bench/_common.py, next to this script
+from _common import (  # bench/_common.py, next to this script
+    environment,
+    header,
+    write_results,
+)
 
 import sparse24
 from sparse24.demo import MODELS, batches, load_digits, loss_fn
@@ -70,12 +74,8 @@ def measure(kind: str, policy: str, batch_size: int, reps: int, warmup: int) -> 
 
 
 def markdown(results: dict) -> str:
-    env = results["environment"]
     lines = [
-        "# Mask enforcement overhead in a training step (CPU)",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Environment: torch {env['torch']}, {env['threads']} threads, {env['cpu']}, {env['date']}",
+        *header("Mask enforcement overhead in a training step (CPU)", results),
         "",
         f"Step = zero_grad + forward + cross-entropy + backward + AdamW.step; medians of {results['rows'][0]['reps']} "
         f"interleaved steps each. Target: enforced / plain <= {TARGET}.",

@@ -21,9 +21,14 @@ import time
 from pathlib import Path
 
 import torch
-from _common import environment, write_results  # bench/_common.py, next to this script
+from _common import (  # bench/_common.py, next to this script
+    environment,
+    header,
+    write_results,
+)
 
 import sparse24
+from sparse24.demo import MODELS as MODELS_BY_KIND
 from sparse24.demo import accuracy, batches, load_digits, loss_fn, train_dense
 
 COMMAND = "python bench/bench_recovery.py --out bench/results"
@@ -97,12 +102,8 @@ def summarize(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str
 
 
 def markdown(results: dict) -> str:
-    env = results["environment"]
     lines = [
-        "# Accuracy recovery after 2:4 pruning (scikit-learn digits)",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Environment: torch {env['torch']}, {env['threads']} threads, {env['cpu']}, {env['date']}; took {results['seconds']:.0f} s  ",
+        *header("Accuracy recovery after 2:4 pruning (scikit-learn digits)", results, f"; took {results['seconds']:.0f} s  "),
         f"Seeds {', '.join(map(str, results['seeds']))} (mean ± std); test split {results['test_size']} images, held out "
         "(the recipe was chosen on the validation split). "
         f"Finetune: {results['recipe']['epochs']} epochs, AdamW lr {results['recipe']['lr']:g} (dense: 3e-3), warm-up "
@@ -158,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             per_seed.append(run_seed(kind, epochs, lr, policy, seed, digits, recipe))
             print(f"{name}, seed {seed}: {time.perf_counter() - began:.0f} s", file=sys.stderr)
-        probe = train_dense(digits, epochs=0, model=kind)
-        report = sparse24.sparsify(probe, "magnitude", policy=policy, progress=False)
+        report = sparse24.sparsify(MODELS_BY_KIND[kind](), "magnitude", policy=policy, progress=False)
         models[name] = {
             "model": kind,
             "policy": policy,

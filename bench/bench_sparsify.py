@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from _common import (  # bench/_common.py, next to this script
     environment,
+    header,
     interleaved,
     write_results,
 )
@@ -93,11 +94,7 @@ def taylor_overhead(reps: int, num_batches: int) -> list[dict]:
 def markdown(results: dict) -> str:
     size = results["mask_speed"][0]["shape"][0]
     lines = [
-        "# Masker speed on CPU",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Environment: torch {results['environment']['torch']}, {results['environment']['threads']} threads, "
-        f"{results['environment']['cpu']}, {results['environment']['date']}",
+        *header("Masker speed on CPU", results),
         "",
         f"## 2:4 mask of a {size}x{size} fp32 weight vs `weight.clone()` (target: compute + apply <= 2x)",
         "",

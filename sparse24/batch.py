@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .errors import Sparse24Error
 
-__all__ = ["to_device", "call", "model_loss", "logits", "describe"]
+__all__ = ["to_device", "call", "model_loss", "logits", "describe", "check_loss"]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -61,3 +61,13 @@ def describe(value: Any) -> str:
     if isinstance(value, Tensor):
         return f"a {value.dtype} tensor of shape {list(value.shape)}"
     return type(value).__name__
+
+
+def check_loss(loss: Any, what: str) -> None:
+    """Raise :class:`Sparse24Error` unless ``loss`` is a finite scalar float tensor with a gradient."""
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        raise Sparse24Error(f"{what} must be a scalar float tensor, got {describe(loss)}")
+    if not loss.requires_grad:
+        raise Sparse24Error(f"{what} does not depend on any trainable weight (no gradient)")
+    if not torch.isfinite(loss.detach()).all():
+        raise Sparse24Error(f"{what} is {loss.item()}")

@@ -96,12 +96,12 @@ def save_checkpoint(directory: str | os.PathLike, step: int, module: nn.Module, 
         shutil.rmtree(tmp, ignore_errors=True)
     write_text(directory / LATEST, final.name + "\n")
     if keep is not None:
-        older, newer = [], []
-        for other_step, path in _step_dirs(directory):
-            (older if other_step < step else newer if other_step > step else []).append(path)
-        for path in newer:  # a later step of an abandoned or rewound run: this run supersedes it
-            logger.info("checkpoint: removing %s, a later step than this run's %d", path, step)
-            shutil.rmtree(path, ignore_errors=True)
+        others = _step_dirs(directory)
+        for other_step, path in others:
+            if other_step > step:  # a later step of an abandoned or rewound run: this run supersedes it
+                logger.info("checkpoint: removing %s, a later step than this run's %d", path, step)
+                shutil.rmtree(path, ignore_errors=True)
+        older = [path for other_step, path in others if other_step < step]
         for path in older[: max(0, len(older) - (keep - 1))]:
             shutil.rmtree(path, ignore_errors=True)
     logger.info("checkpoint: wrote %s", final)

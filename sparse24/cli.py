@@ -37,9 +37,7 @@ def _prune(args: argparse.Namespace) -> int:
     model = io.load_model(args.model)
     if args.weights:
         io.load(model, args.weights)
-    data = io.load_object(args.data, "data") if args.data else None
-    if callable(data):
-        data = data()
+    data = io.build_object(args.data, "data") if args.data else None
     loss_fn = io.load_object(args.loss, "loss") if args.loss else None
     options = {"squared": True} if args.squared else {}
     report = sparsify(

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import dist, interrupts
-from .batch import call, describe, logits, model_loss, to_device
+from .batch import call, check_loss, describe, logits, model_loss, to_device
 from .checkpoint import (
     MODEL_FILE,
     latest_checkpoint,
@@ -178,7 +178,7 @@ def _plan(data: Any, epochs: int | None, steps: int | None, grad_accum: int) -> 
     except TypeError:
         batches = None
     if batches is None:
-        if world > 1 and sharded:
+        if sharded:
             raise ValueError("under torch.distributed, train_data must have a len() (a list or DataLoader) or a DistributedSampler")
         if steps is None:
             raise ValueError("train_data has no len(); pass steps= (the number of optimizer steps)")
@@ -239,13 +239,6 @@ def _scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, warmup: int, to
         return scheduler
     kind = "constant" if scheduler is None else scheduler
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupSchedule(kind, warmup, total))
-
-
-def _check_loss(loss: Any, what: str) -> None:
-    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
-        raise Sparse24Error(f"{what} must be a scalar float tensor, got {describe(loss)}")
-    if not loss.requires_grad:
-        raise Sparse24Error(f"{what} does not depend on any trainable parameter (no gradient)")
 
 
 def _metrics(result: Any) -> dict[str, float]:
@@ -319,6 +312,7 @@ class _Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.module, device_ids=ids)
             logger.info("finetune: wrapped the model in DistributedDataParallel (world size %d)", dist.world_size())
+        self.ddp = dist.is_ddp(self.train_model)
         self.amp = _amp_dtype(options["amp"])
         self.plan = _plan(train_data, options["epochs"], options["steps"], options["grad_accum"])
         total = self.plan.total_steps
@@ -424,7 +418,7 @@ class _Trainer:
                 output = call(self.train_model, batch)
                 task = None if (self.teacher is not None and alpha == 1.0) else model_loss(output)
             if task is not None and first:
-                _check_loss(task, "the training loss")
+                check_loss(task, "the training loss")
             if self.teacher is None:
                 return task, task.detach(), zero
             args, kwargs, student_out = self.forwards.take()
@@ -436,7 +430,7 @@ class _Trainer:
             else:
                 kd = distill_loss(logits(student_out), logits(teacher_out), distill, options["temperature"])
             if first:
-                _check_loss(kd, "the distillation loss")
+                check_loss(kd, "the distillation loss")
         loss = alpha * kd if task is None else alpha * kd + (1.0 - alpha) * task
         return loss, (zero if task is None else task.detach()), kd.detach()
 
@@ -571,7 +565,7 @@ class _Trainer:
                     if limit is not None and seen >= limit:
                         break
                     last_micro = (seen + 1) % accum == 0
-                    sync = contextlib.nullcontext() if last_micro or not dist.is_ddp(self.train_model) else self.train_model.no_sync()
+                    sync = self.train_model.no_sync() if self.ddp and not last_micro else contextlib.nullcontext()
                     with sync:
                         loss, task, kd = self.micro_loss(batch, first)
                         first = False

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .enforce import MASK_SUFFIX, load_masks, masked_weights
 from .errors import Sparse24Error
 
-__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "atomic_path", "write_text", "file_axes"]
+__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes"]
 
 _METADATA_KEY = "sparse24"
 
@@ -92,7 +92,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # any reader failure means an unreadable file
         raise Sparse24Error(f"cannot read weights file {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
@@ -158,16 +158,27 @@ def load_object(spec: str, what: str = "object") -> Any:
     return target
 
 
-def load_model(spec: str) -> nn.Module:
-    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"``.
+def build_object(spec: str | Mapping[str, Any], what: str = "object") -> Any:
+    """Resolve an object spec from the command line or a recipe.
 
-    The attribute may be an ``nn.Module`` instance or a callable taking no arguments.
+    ``"module:name"`` gives the attribute, called without arguments if it is a callable
+    other than an ``nn.Module`` (a class, a factory); ``{"fn": "module:name", "args": {...}}``
+    calls it with those keyword arguments.
     """
-    target = load_object(spec, "model")
-    if not isinstance(target, nn.Module):
+    if isinstance(spec, Mapping):
+        target = load_object(spec["fn"], what)
         if not callable(target):
-            raise Sparse24Error(f"{spec} is a {type(target).__name__}, not a torch.nn.Module or a callable")
-        target = target()
-    if not isinstance(target, nn.Module):
-        raise Sparse24Error(f"{spec} returned a {type(target).__name__}, not a torch.nn.Module")
-    return target
+            raise Sparse24Error(f"{what}: {spec['fn']} is not callable, but args were given")
+        return target(**spec.get("args", {}))
+    target = load_object(spec, what)
+    if isinstance(target, nn.Module) or not callable(target):
+        return target
+    return target()
+
+
+def load_model(spec: str | Mapping[str, Any]) -> nn.Module:
+    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"`` (see :func:`build_object`)."""
+    model = build_object(spec, "model")
+    if not isinstance(model, nn.Module):
+        raise Sparse24Error(f"model {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -27,8 +27,10 @@ A ``sparsify:`` section (``method``, ``data``, ``num_batches``, ``policy``, ``in
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +52,6 @@ _FINETUNE = {
     "epochs", "steps", "lr", "weight_decay", "warmup_steps", "scheduler", "amp", "grad_clip", "grad_accum",
     "distill", "temperature", "alpha", "checkpoint_every", "keep_checkpoints", "log_every",
 }  # fmt: skip
-_FLOATS = {"lr", "weight_decay", "grad_clip", "temperature", "alpha"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,19 @@ class RecipeResult:
     written: list[str]
 
 
+@functools.cache
+def _yaml_loader() -> type:
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return Loader
+
+
 def _parse_file(path: Path) -> Any:
     if not path.is_file():
         raise Sparse24Error(f"recipe not found: {path}")
@@ -100,7 +114,7 @@ def _parse_file(path: Path) -> Any:
         import yaml
 
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, _yaml_loader())  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as error:
             raise Sparse24Error(f"{path}: invalid YAML: {' '.join(str(error).split())}") from error
     raise Sparse24Error(f"recipe must be .yaml, .yml or .toml, got {path.name}")
@@ -120,7 +134,7 @@ def _override(config: dict[str, Any], assignment: str) -> None:
         if not isinstance(node, dict):
             raise Sparse24Error(f"--set {key}: {part} is not a section")
     try:
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = yaml.load(raw, _yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
         node[leaf] = raw
 
@@ -175,12 +189,6 @@ def read_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         raise Sparse24Error(f"{source}: missing required key 'data.train'")
     finetune = _section(config, "finetune", source)
     _check_keys(finetune, _FINETUNE, f"{source}: finetune")
-    for key in _FLOATS & set(finetune):
-        if isinstance(finetune[key], str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                finetune[key] = float(finetune[key])
-            except ValueError:
-                raise Sparse24Error(f"{source}: finetune.{key} must be a number, got {finetune[key]!r}") from None
     sparsify = _section(config, "sparsify", source) if config.get("sparsify") is not None else None
     if sparsify is not None:
         _check_keys(sparsify, _SPARSIFY, f"{source}: sparsify")
@@ -220,32 +228,6 @@ def read_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     )
 
 
-def _build(spec: Any, what: str) -> Any:
-    """Resolve a spec: load the object; call it (with ``args``) if it is callable."""
-    from .io import load_object
-
-    if isinstance(spec, Mapping):
-        target = load_object(spec["fn"], what)
-        if not callable(target):
-            raise Sparse24Error(f"{what}: {spec['fn']} is not callable, but args were given")
-        return target(**spec.get("args", {}))
-    from torch import nn
-
-    target = load_object(spec, what)
-    if isinstance(target, nn.Module) or not callable(target):
-        return target
-    return target()
-
-
-def _model(spec: Any) -> Any:
-    from torch import nn
-
-    model = _build(spec, "model")
-    if not isinstance(model, nn.Module):
-        raise Sparse24Error(f"model {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
 def _device(choice: str) -> Any:
     import torch
 
@@ -268,9 +250,6 @@ def _check_outputs(recipe: Recipe) -> None:
     for path in filter(None, (recipe.out, recipe.history)):
         if not Path(path).parent.is_dir():
             raise Sparse24Error(f"output directory does not exist: {Path(path).parent}")
-    for path in filter(None, (recipe.weights, recipe.teacher)):
-        if not Path(path).is_file():
-            raise Sparse24Error(f"weights file not found: {path}")
 
 
 def run_recipe(recipe: Recipe) -> RecipeResult:
@@ -285,12 +264,12 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
         import torch
 
         torch.manual_seed(recipe.seed)
-    model = _model(recipe.model)
+    model = io.load_model(recipe.model)
     if recipe.weights:
         io.load(model, recipe.weights)
     teacher = None
     if recipe.teacher:
-        teacher = _model(recipe.model)
+        teacher = io.load_model(recipe.model)
         io.load(teacher, recipe.teacher)
         if masked_weights(teacher):
             raise Sparse24Error(f"teacher weights {recipe.teacher} are 2:4 masked; distil from the dense weights")
@@ -300,7 +279,7 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
             raise Sparse24Error(f"{recipe.weights} already has 2:4 masks; remove the sparsify section, or start from dense weights")
         options = dict(recipe.sparsify)
         method = options.pop("method", "magnitude")
-        data = _build(options.pop("data"), "sparsify.data") if "data" in options else None
+        data = io.build_object(options.pop("data"), "sparsify.data") if "data" in options else None
         squared = options.pop("squared", None)
         extra = {"squared": squared} if squared is not None else {}
         report = sparsify(model, method, data=data, loss_fn=loss_fn, **options, **extra)
@@ -309,8 +288,8 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
         raise Sparse24Error("the model has no 2:4 masks: point weights at a file from `sparse24 prune`, or add a sparsify section")
     device = _device(recipe.device)
     model.to(device)
-    train = _build(recipe.train, "data.train")
-    eval_data = _build(recipe.eval, "data.eval") if recipe.eval is not None else None
+    train = io.build_object(recipe.train, "data.train")
+    eval_data = io.build_object(recipe.eval, "data.eval") if recipe.eval is not None else None
     eval_fn = io.load_object(recipe.eval_fn, "eval_fn") if recipe.eval_fn else None
     history = finetune(
         model,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .. import dist
 from ..axes import GemmWeight
-from ..batch import call, describe, model_loss, to_device
+from ..batch import call, check_loss, model_loss, to_device
 from ..errors import Sparse24Error
 from ..progress import Progress
 
@@ -110,22 +110,13 @@ def _calibrate(model, data, loss_fn, num_batches, device, autocast, progress) ->
             amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
             with amp:
                 loss = loss_fn(model, batch) if loss_fn is not None else model_loss(call(model, batch))
-            _check_loss(loss, seen)
+            check_loss(loss, f"calibration batch {seen}: the loss")
             loss.backward()
             seen += 1
             bar.update()
     if seen == 0:
         raise Sparse24Error("calibration data yielded no batches")
     return seen
-
-
-def _check_loss(loss: Any, index: int) -> None:
-    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
-        raise Sparse24Error(f"calibration batch {index}: the loss must be a scalar float tensor, got {describe(loss)}")
-    if not loss.requires_grad:
-        raise Sparse24Error(f"calibration batch {index}: the loss does not depend on any prunable weight (no gradient)")
-    if not torch.isfinite(loss.detach()).all():
-        raise Sparse24Error(f"calibration batch {index}: the loss is {loss.item()}")
 
 
 @contextlib.contextmanager

@@ -218,7 +218,7 @@ def test_load_model_from_file(model_file):
     assert isinstance(built, nn.Linear) and built.in_features == 16
     instance = load_model(f"{model_file}:model")
     assert isinstance(instance, nn.Linear) and instance.in_features == 4
-    with pytest.raises(sparse24.Sparse24Error, match="returned a int"):
+    with pytest.raises(sparse24.Sparse24Error, match="gave a int, not a torch.nn.Module"):
         load_model(f"{model_file}:not_a_model")
     with pytest.raises(sparse24.Sparse24Error, match="not found"):
         load_model(f"{model_file.with_name('other.py')}:build")

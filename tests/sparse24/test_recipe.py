@@ -192,6 +192,7 @@ def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_shipped_demo_recipe_parses() -> None:
     recipe = read_recipe(Path(sparse24.__file__).parent / "recipes" / "digits.yaml")
     assert recipe.model == "sparse24.demo:DigitsResNet" and recipe.teacher and recipe.finetune["epochs"] >= 1
+    assert recipe.finetune["lr"] == 1e-3, "YAML's 1e-3 (no dot) must read as a number, not a string"
 
 
 def test_finetune_command_under_torchrun_two_ranks(project: Path) -> None:
