@@ -128,6 +128,10 @@ def _finetune(args: argparse.Namespace) -> int:
     try:
         result = run_recipe(recipe)
         main = dist.is_main()  # asked before the process group is gone
+        if started:  # every rank is done (rank 0 has written) before the group is torn down
+            import torch.distributed
+
+            torch.distributed.barrier()
     finally:
         if started:
             import torch.distributed

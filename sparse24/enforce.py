@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .axes import GemmWeight, gemm_axes, gemm_weights
-from .errors import Sparse24Error, SparsityError
-from .mask import first_violation
+from .errors import Sparse24Error
+from .mask import require_two_four
 
 __all__ = [
     "MASK_SUFFIX",
@@ -270,9 +270,7 @@ def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
         if tuple(mask.shape) != tuple(param.shape):
             raise Sparse24Error(f"mask {key!r} has shape {list(mask.shape)}, the weight has {list(param.shape)}")
         mask = mask.to(device=param.device, dtype=torch.bool, copy=True)  # never alias the caller's tensors
-        bad = first_violation(mask, axis.reduction)
-        if bad is not None:
-            raise SparsityError(f"mask {key!r} is not 2:4 along dim {axis.reduction}: group at {list(bad[0])} keeps {bad[1]}")
+        require_two_four(mask, axis.reduction, f"mask {key!r}")
         planned.append((module, param_name, mask, key[: -len(MASK_SUFFIX)]))
     for module, param_name, mask, _ in planned:
         attach(module, param_name, mask)

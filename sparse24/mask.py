@@ -17,7 +17,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["two_four_mask", "is_two_four", "first_violation", "prune_", "group_view"]
+from .errors import SparsityError
+
+__all__ = ["two_four_mask", "is_two_four", "first_violation", "require_two_four", "prune_", "group_view"]
 
 _CHUNK_ELEMENTS = 1 << 20
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -178,3 +180,13 @@ def first_violation(tensor: Tensor, dim: int = -1) -> tuple[tuple[int, ...], int
     group = position.pop()
     index = position[:dim] + [group * 4] + position[dim:]
     return tuple(index), count
+
+
+def require_two_four(tensor: Tensor, dim: int, what: str) -> None:
+    """Raise :class:`SparsityError` naming ``what`` and the first bad group unless ``tensor`` is 2:4 along ``dim``."""
+    bad = first_violation(tensor, dim)
+    if bad is not None:
+        index, count = bad
+        parts = [str(i) for i in index]
+        parts[dim] = f"{index[dim]}:{index[dim] + 4}"
+        raise SparsityError(f"{what} is not 2:4 along dim {dim}; group [{', '.join(parts)}] has {count} nonzeros")

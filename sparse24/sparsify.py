@@ -16,7 +16,7 @@ from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .enforce import attach, masked_weights, watch
 from .errors import Sparse24Error, SparsityError
-from .mask import first_violation, prune_
+from .mask import prune_, require_two_four
 from .report import LayerReport, SparsityReport
 
 __all__ = ["sparsify", "verify", "check_masked", "POLICIES"]
@@ -241,22 +241,12 @@ def _report(model: nn.Module, candidates: list[_Candidate], method: str | None, 
     return SparsityReport(layers=tuple(layers), total_params=total, method=method)
 
 
-def _describe_group(index: tuple[int, ...], dim: int) -> str:
-    parts = [str(i) for i in index]
-    parts[dim] = f"{index[dim]}:{index[dim] + 4}"
-    return "[" + ", ".join(parts) + "]"
-
-
 def check_masked(name: str, weight: Tensor, mask: Tensor, dim: int) -> None:
     """Raise :class:`SparsityError` unless ``weight`` and ``mask`` are 2:4 along ``dim`` and agree."""
     if tuple(mask.shape) != tuple(weight.shape):
         raise SparsityError(f"{name}: mask shape {list(mask.shape)} != weight shape {list(weight.shape)}")
-    for tensor, what in ((weight, "weight"), (mask, "mask")):
-        bad = first_violation(tensor, dim)
-        if bad is not None:
-            raise SparsityError(
-                f"{name}: {what} is not 2:4 along dim {dim}; group {_describe_group(bad[0], dim)} has {bad[1]} nonzeros"
-            )
+    require_two_four(weight, dim, f"{name}: weight")
+    require_two_four(mask, dim, f"{name}: mask")
     outside = weight.ne(0) & ~mask.to(torch.bool)
     if bool(outside.any()):
         index = [int(i) for i in torch.nonzero(outside)[0]]
