@@ -328,7 +328,6 @@ class _Trainer:
         self.step = 0
         self.epoch = 0
         self.micro = 0  # micro-batches of the current epoch already consumed
-        self.epoch_loss = [0.0, 0]
         self.epoch_rng_all: list[dict[str, Any]] | None = None  # every rank's RNG at the start of the epoch
         self.resume_rng: dict[str, Any] | None = None
         self.pending: list[tuple[int, int, float, Tensor]] = []  # (step, epoch, lr, [loss, task, distill, grad_norm])
@@ -343,7 +342,6 @@ class _Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "micro": self.micro,
-            "epoch_loss": list(self.epoch_loss),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -393,7 +391,6 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
         load_weights(self.module, path / MODEL_FILE)
         self.step, self.epoch, self.micro = int(state["step"]), int(state["epoch"]), int(state["micro"])
-        self.epoch_loss = list(state["epoch_loss"])
         self.history = FinetuneHistory.from_dict(json.loads(state["history"]))
         self.history.resumed_from = self.step
         rank = dist.rank()
@@ -468,8 +465,6 @@ class _Trainer:
                 record["grad_norm"] = grad_norm
             last = record
             self.history.steps.append(record)
-            self.epoch_loss[0] += loss
-            self.epoch_loss[1] += 1
         self.pending.clear()
         return last
 
@@ -503,21 +498,19 @@ class _Trainer:
     # -- the loop ----------------------------------------------------------------------
     def end_epoch(self) -> None:
         self.flush()
-        loss_sum, count = self.epoch_loss
-        if dist.world_size() > 1:
+        losses = [record["loss"] for record in self.history.steps if record["epoch"] == self.epoch + 1]
+        totals = torch.tensor([sum(losses), len(losses)], dtype=torch.float64, device=self.device)
+        if dist.world_size() > 1:  # mean over every rank's steps
             import torch.distributed as tdist
 
-            totals = torch.tensor([loss_sum, float(count)], dtype=torch.float64, device=self.device)
             tdist.all_reduce(totals)
-            loss_sum, count = float(totals[0]), int(totals[1]) // dist.world_size()
-            loss_sum /= dist.world_size()
-        record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": loss_sum / max(1, count), "lr": self.scheduler.get_last_lr()[0]}
+        train_loss = float(totals[0] / totals[1].clamp(min=1))
+        record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0]}
         record.update(self.evaluate())
         self.history.epochs.append(record)
         logger.info("finetune: epoch %d done at step %d: %s", self.epoch + 1, self.step, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
         self.epoch += 1
         self.micro = 0
-        self.epoch_loss = [0.0, 0]
 
     def start_epoch(self) -> None:
         sampler = _distributed_sampler(self.train_data)
