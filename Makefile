@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # dense -> one-shot 2:4 (Taylor) -> recovery finetune with distillation -> before/after table
+# -> ONNX (fp32 and fp16, parity + 2:4 checked) -> inspect -> TensorRT dense/sparse engines where possible
 demo: $(STAMP)
 	rm -rf $(DEMO)/checkpoints
 	$(PY) -m sparse24.demo train --out $(DEMO)
@@ -28,6 +29,13 @@ demo: $(STAMP)
 	$(VENV)/bin/sparse24 finetune --config sparse24/recipes/digits.yaml
 	$(VENV)/bin/sparse24 verify $(DEMO)/finetuned.safetensors
 	$(PY) -m sparse24.demo table --out $(DEMO)
+	$(VENV)/bin/sparse24 export sparse24.demo:DigitsResNet --weights $(DEMO)/finetuned.safetensors \
+		--input-shape 1x1x8x8 --out $(DEMO)/digits.onnx --report $(DEMO)/export.md
+	$(VENV)/bin/sparse24 export sparse24.demo:DigitsResNet --weights $(DEMO)/finetuned.safetensors \
+		--input-shape 1x1x8x8 --dtype fp16 --out $(DEMO)/digits_fp16.onnx --report $(DEMO)/export_fp16.json
+	$(VENV)/bin/sparse24 inspect $(DEMO)/digits_fp16.onnx --dim batch=64 --report $(DEMO)/inspect_fp16.md
+	$(VENV)/bin/sparse24 build $(DEMO)/digits_fp16.onnx --out-dir $(DEMO) --check --skip-unavailable \
+		--min-shapes x:1x1x8x8 --opt-shapes x:64x1x8x8 --max-shapes x:256x1x8x8 --report $(DEMO)/engines.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q

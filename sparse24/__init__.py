@@ -17,7 +17,7 @@ from .enforce import (
     masked_weights,
     strip,
 )
-from .errors import Sparse24Error, SparsityError
+from .errors import CheckFailed, Sparse24Error, SparsityError
 from .finetune import FinetuneHistory, distill_loss, finetune
 from .io import load, save
 from .mask import first_violation, is_two_four, prune_, two_four_mask
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Axis",
+    "CheckFailed",
     "FinetuneHistory",
     "GemmWeight",
     "LayerReport",

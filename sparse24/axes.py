@@ -12,7 +12,15 @@ along the GEMM *reduction* axis:
 - ``nn.MultiheadAttention``: ``in_proj_weight`` (or ``q/k/v_proj_weight``) like Linear;
   ``out_proj`` is an ``nn.Linear`` submodule.
 
-Masks, Taylor scores, verification, export checks and kernels all ask :func:`gemm_axes`.
+In an ONNX graph (TensorRT's view, as in Polygraphy's ``sparse`` tool) the same rule reads:
+
+- ``Conv`` W ``[K, C/group, *kernel]``: axis 1.
+- ``Gemm`` B: axis 1 with ``transB`` (``[N, K]``, a Linear weight as is), else axis 0;
+  a constant A: axis 0 with ``transA``, else axis 1.
+- ``MatMul`` constant B ``[..., K, N]``: axis -2; constant A ``[..., M, K]``: axis -1.
+
+Masks, Taylor scores, verification, export checks and kernels all ask :func:`gemm_axes`
+(PyTorch modules) or :func:`onnx_weight_axis` (ONNX nodes).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["Axis", "GemmWeight", "gemm_axes", "gemm_weights"]
+__all__ = ["Axis", "GemmWeight", "gemm_axes", "gemm_weights", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +106,25 @@ def gemm_weights(model: nn.Module) -> list[GemmWeight]:
             if isinstance(getattr(module, param_name, None), nn.Parameter):
                 found.append(GemmWeight(module_name, module, param_name, axis))
     return found
+
+
+def onnx_weight_axis(op_type: str, input_index: int, rank: int, *, trans_a: bool = False, trans_b: bool = False) -> Axis | None:
+    """The :class:`Axis` of input ``input_index`` (of ``rank`` dims) of an ONNX Conv, Gemm or MatMul.
+
+    ``None`` when that input is not a GEMM operand that could be a weight (a Conv's data
+    input, a bias, another op type).
+    """
+    if op_type == "Conv":
+        return _CONV if input_index == 1 else None
+    if op_type == "Gemm":
+        if input_index == 0:  # A is [M, K], or [K, M] with transA
+            return Axis(reduction=0, output=1) if trans_a else Axis(reduction=1, output=0)
+        if input_index == 1:  # B is [K, N], or [N, K] with transB (a Linear weight as is)
+            return _LINEAR if trans_b else _TRANSPOSED_LINEAR
+        return None
+    if op_type == "MatMul" and rank >= 2:
+        if input_index == 0:  # A [..., M, K]
+            return Axis(reduction=rank - 1, output=rank - 2)
+        if input_index == 1:  # B [..., K, N]
+            return Axis(reduction=rank - 2, output=rank - 1)
+    return None

@@ -1,4 +1,9 @@
-"""``sparse24`` command line: ``prune`` a model to 2:4, ``finetune`` it from a recipe, ``verify`` sparse weights."""
+"""``sparse24`` command line.
+
+``prune`` a model to 2:4, ``finetune`` it from a recipe, ``verify`` sparse weights, ``export``
+it to ONNX, ``inspect`` an ONNX file's 2:4 layers and ``build`` dense and sparse TensorRT
+engines. The export commands import ``trt_export`` only when they run.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pathlib import Path
 
 from . import criteria
 from .enforce import MASK_SUFFIX
-from .errors import Sparse24Error, SparsityError
+from .errors import CheckFailed, Sparse24Error, SparsityError
 from .report import LayerReport, SparsityReport
 
 logger = logging.getLogger("sparse24")
@@ -149,6 +154,157 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+_TORCH_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "bool")
+
+
+def _example_inputs(args: argparse.Namespace) -> tuple:
+    """Example inputs from ``--example module:name`` or ``--input-shape [DTYPE:]1x3x224x224`` (repeatable)."""
+    import torch
+
+    from . import io
+
+    if bool(args.example) == bool(args.input_shape):
+        raise Sparse24Error("give the example inputs with either --input-shape or --example")
+    if args.example:
+        value = io.build_object(args.example, "example")
+        inputs = (value,) if isinstance(value, torch.Tensor) else tuple(value)
+        if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+            raise Sparse24Error(f"--example {args.example} must give a tensor or a tuple of tensors")
+        return inputs
+    inputs = []
+    for spec in args.input_shape:
+        dtype, _, shape = spec.rpartition(":")
+        dtype = dtype or "float32"
+        if dtype not in _TORCH_DTYPES:
+            raise Sparse24Error(f"--input-shape {spec}: dtype must be one of {', '.join(_TORCH_DTYPES)}")
+        try:
+            dims = [int(d) for d in shape.lower().split("x")]
+        except ValueError:
+            raise Sparse24Error(f"--input-shape {spec}: expected [DTYPE:]D0xD1x..., e.g. 1x3x224x224") from None
+        if any(d < 1 for d in dims):
+            raise Sparse24Error(f"--input-shape {spec}: dimensions must be positive")
+        kind = getattr(torch, dtype)
+        inputs.append(torch.randn(dims).to(kind) if kind.is_floating_point else torch.zeros(dims, dtype=kind))
+    return tuple(inputs)
+
+
+def _write_report(path: str | None, report: object) -> None:
+    """Write ``report`` as JSON (.json), Markdown (.md) or text."""
+    if not path:
+        return
+    from .io import write_text
+
+    suffix = Path(path).suffix
+    text = report.to_json() if suffix == ".json" else report.to_markdown() if suffix == ".md" and hasattr(report, "to_markdown") else str(report) + "\n"
+    write_text(path, text)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from trt_export import export_onnx
+
+    from . import io
+
+    out = Path(args.out)
+    for path in filter(None, (out, args.report and Path(args.report))):
+        if not path.parent.is_dir():
+            raise Sparse24Error(f"output directory does not exist: {path.parent}")
+    model = io.load_model(args.model)
+    if args.weights:
+        io.load(model, args.weights)
+    report = export_onnx(model, _example_inputs(args), out, dtype=args.dtype, dynamic_batch=not args.static_batch, opset=args.opset)
+    _write_report(args.report, report)
+    print(report)
+    if args.report:
+        print(f"wrote {args.report}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from trt_export import inspect_onnx
+
+    symbols = {}
+    for spec in args.dim or ():
+        name, sep, value = spec.partition("=")
+        if not sep or not value.isdigit():
+            raise Sparse24Error(f"--dim {spec}: expected NAME=INT, e.g. batch=8")
+        symbols[name] = int(value)
+    report = inspect_onnx(args.file, symbols=symbols)
+    _write_report(args.report, report)
+    print(report.to_json() if args.json else report, end="\n" if not args.json else "")
+    return 0
+
+
+def _build_shapes(args: argparse.Namespace) -> dict:
+    """Profile shapes from trtexec-style --shapes or --min-shapes/--opt-shapes/--max-shapes."""
+    from trt_export.engine import parse_shape_spec
+
+    ranges = [args.min_shapes, args.opt_shapes, args.max_shapes]
+    if any(ranges) and not all(ranges):
+        raise Sparse24Error("give --min-shapes, --opt-shapes and --max-shapes together")
+    if args.shapes and any(ranges):
+        raise Sparse24Error("give either --shapes or --min-shapes/--opt-shapes/--max-shapes")
+    if args.shapes:
+        return parse_shape_spec(args.shapes)
+    if not any(ranges):
+        return {}
+    low, opt, high = (parse_shape_spec(spec) for spec in ranges)
+    if not set(low) == set(opt) == set(high):
+        raise Sparse24Error("--min-shapes, --opt-shapes and --max-shapes must name the same inputs")
+    return {name: (low[name], opt[name], high[name]) for name in low}
+
+
+def _build(args: argparse.Namespace) -> int:
+    import json
+
+    from trt_export import ParityError, TrtRunner, build_engine, tensorrt_unavailable
+
+    onnx_path = Path(args.onnx)
+    if not onnx_path.is_file():
+        raise Sparse24Error(f"ONNX file not found: {onnx_path}")
+    kinds = {"both": (False, True), "sparse": (True,), "dense": (False,)}[args.engines]
+    shapes = _build_shapes(args)
+    reason = tensorrt_unavailable(sparse=True in kinds)
+    if reason is not None and args.skip_unavailable:
+        print(f"skipped the TensorRT build: {reason}")
+        return 0
+    out_dir = Path(args.out_dir) if args.out_dir else onnx_path.parent
+    if not out_dir.is_dir():
+        raise Sparse24Error(f"output directory does not exist: {out_dir}")
+    reports, failed = {}, []
+    for sparse in kinds:
+        kind = "sparse" if sparse else "dense"
+        engine = out_dir / f"{onnx_path.stem}.{kind}.engine"
+        report = build_engine(
+            onnx_path,
+            engine,
+            sparse=sparse,
+            precision=args.precision,
+            workspace_gb=args.workspace_gb,
+            timing_cache=args.timing_cache,
+            shapes=shapes,
+            log_path=out_dir / f"{onnx_path.stem}.{kind}.log",
+        )
+        reports[kind] = report
+        print(report)
+        if args.check:
+            parity = TrtRunner(engine).check(onnx_path)
+            print(parity)
+            failed += [kind] if not parity.passed else []
+    if sparse_report := reports.get("sparse"):
+        print(sparse_report.to_markdown())
+    if args.report:
+        from .io import write_text
+
+        if args.report.endswith(".json"):
+            write_text(args.report, json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2) + "\n")
+        else:
+            write_text(args.report, "\n".join(r.to_markdown() for r in reports.values()))
+        print(f"wrote {args.report}")
+    if failed:
+        raise ParityError(f"the {' and '.join(failed)} engine's outputs differ from onnxruntime's beyond the tolerance")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse24", description="2:4 semi-structured sparsity for PyTorch models")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -182,6 +338,41 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--config", required=True, help="recipe file (.yaml, .yml or .toml); see sparse24.recipe")
     tune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe entry, e.g. finetune.lr=5e-4 (repeatable)")
     tune.set_defaults(func=_finetune)
+
+    export = commands.add_parser("export", help="export a (2:4) model to ONNX; check parity with onnxruntime and the 2:4 layers by name")
+    export.add_argument("model", help="module:callable (or file.py:callable) returning the torch.nn.Module")
+    export.add_argument("--weights", help="weights to load first (a sparse24 .safetensors brings its masks)")
+    export.add_argument("--out", required=True, help="output .onnx, written only after every check passed")
+    export.add_argument("--input-shape", action="append", metavar="[DTYPE:]SHAPE", help="example input, e.g. 1x3x224x224 or int64:1x128 (repeatable, in forward's order)")
+    export.add_argument("--example", help="module:name of example inputs (a tensor, a tuple, or a callable returning one)")
+    export.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"), help="weights and types of the ONNX (fp16 for TensorRT 11 fp16 engines)")
+    export.add_argument("--static-batch", action="store_true", help="fix the batch size instead of a dynamic 'batch' dimension")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's; TensorRT 8.6 needs <= 17)")
+    export.add_argument("--report", help="also write the report (.json, .md or text)")
+    export.set_defaults(func=_export)
+
+    inspect = commands.add_parser("inspect", help="which Conv/Gemm/MatMul layers of an ONNX file are 2:4 along TensorRT's axis")
+    inspect.add_argument("file", help="an .onnx file")
+    inspect.add_argument("--dim", action="append", metavar="NAME=INT", help="value of a symbolic dimension for the FLOP count (default 1), e.g. batch=8")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument("--report", help="also write the report (.json, .md or text)")
+    inspect.set_defaults(func=_inspect)
+
+    build = commands.add_parser("build", help="build dense and sparse TensorRT engines from an ONNX file and report which layers ran sparse")
+    build.add_argument("onnx", help="an .onnx file (fp16 for fp16 engines on TensorRT 11)")
+    build.add_argument("--out-dir", help="where to write NAME.{dense,sparse}.engine and their build logs (default: next to the ONNX)")
+    build.add_argument("--engines", default="both", choices=("both", "sparse", "dense"), help="which engines to build (default: both)")
+    build.add_argument("--precision", choices=("fp16", "fp32"), help="TensorRT 8.6/10.x: build precision (default: the ONNX's types); TensorRT 11 takes only the ONNX's")
+    build.add_argument("--workspace-gb", type=float, default=4.0, help="builder workspace limit in GiB (default: 4)")
+    build.add_argument("--timing-cache", help="timing cache file to read and update")
+    build.add_argument("--shapes", help="static input shapes, trtexec syntax: x:1x3x224x224[,y:...]")
+    build.add_argument("--min-shapes", help="optimization profile minimum shapes, e.g. x:1x3x224x224")
+    build.add_argument("--opt-shapes", help="optimization profile shapes to tune for")
+    build.add_argument("--max-shapes", help="optimization profile maximum shapes")
+    build.add_argument("--check", action="store_true", help="run each engine and compare its outputs with onnxruntime")
+    build.add_argument("--report", help="also write the reports (.json, or Markdown)")
+    build.add_argument("--skip-unavailable", action="store_true", help="without TensorRT or a suitable GPU, say why in one line and exit 0")
+    build.set_defaults(func=_build)
     return parser
 
 
@@ -192,10 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if chatty else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except SparsityError as error:
+    except CheckFailed as error:
         if args.traceback:
             raise
-        print(f"sparse24: not 2:4: {error}", file=sys.stderr)
+        print(f"sparse24: {'not 2:4' if isinstance(error, SparsityError) else 'check failed'}: {error}", file=sys.stderr)
         return 1
     except (Sparse24Error, ValueError, OSError) as error:
         if args.traceback:

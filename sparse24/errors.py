@@ -7,5 +7,9 @@ class Sparse24Error(Exception):
     """A user-facing problem: bad input, missing file, incompatible model."""
 
 
-class SparsityError(Sparse24Error):
+class CheckFailed(Sparse24Error):
+    """A check of the user's artifact failed (the CLI exits with status 1, not 2)."""
+
+
+class SparsityError(CheckFailed):
     """A weight that should be 2:4 is not."""

@@ -1,0 +1,64 @@
+"""Small models for the export tests: convs (plain, grouped, depthwise), 2-D and 3-D Linears, token inputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ConvNet(nn.Module):
+    """Conv, grouped conv, depthwise conv, BatchNorm, and a Linear on a 2-D input (exports as Gemm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(16, 32, 3, padding=1)
+        self.bn = nn.BatchNorm2d(32)
+        self.grouped = nn.Conv2d(32, 32, 3, padding=1, groups=2, bias=False)
+        self.depthwise = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.fc = nn.Linear(32, 16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.relu(self.depthwise(self.grouped(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def conv_example(batch: int = 2) -> Tensor:
+    return torch.randn(batch, 16, 8, 8)
+
+
+class TokenModel(nn.Module):
+    """Token ids -> embedding -> two Linears on 3-D activations (MatMul) -> a dict of two outputs."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.up = nn.Linear(dim, 64)
+        self.down = nn.Linear(64, dim)
+        self.head = nn.Linear(dim, 8)
+
+    def forward(self, ids: Tensor) -> dict[str, Tensor]:
+        h = self.embed(ids)
+        h = h + self.down(torch.nn.functional.gelu(self.up(h)))
+        return {"logits": self.head(h), "pooled": h.mean(dim=1)}
+
+
+def token_example() -> Tensor:
+    """Token ids covering the vocabulary, so fresh inputs are drawn over all of it."""
+    ids = torch.arange(24).reshape(2, 12) % 100
+    ids[0, 0] = 99
+    return ids
+
+
+class DataDependent(nn.Module):
+    """A forward that branches on tensor values: torch.export cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.fc(x)
+        if y.sum() > 0:
+            return y * 2
+        return y

@@ -1,0 +1,331 @@
+"""PyTorch -> ONNX with the 2:4 zeros baked in, checked against onnxruntime and by name."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sparse24.axes import gemm_weights
+from sparse24.dist import unwrap
+from sparse24.enforce import masked_weights, strip
+from sparse24.errors import Sparse24Error, SparsityError
+from sparse24.mask import is_two_four
+
+from .errors import ExportError, ParityError, require
+from .inspection import OnnxSparsityReport, _mangled, inspect_onnx
+from .parity import (
+    TOLERANCE,
+    ParityReport,
+    compare,
+    flatten_outputs,
+    fresh_inputs,
+    onnxruntime_session,
+    output_names,
+    run_onnxruntime,
+    worst_of,
+)
+
+__all__ = ["ExportReport", "export_onnx"]
+
+logger = logging.getLogger("trt_export")
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_onnx` wrote and checked."""
+
+    path: str
+    files: tuple[str, ...]  # the .onnx and, for models over 2 GB, its external-data file
+    dtype: str
+    opset: int
+    dynamic_batch: bool
+    inputs: tuple[tuple[str, tuple[int | str, ...], str], ...]  # (name, shape, type)
+    outputs: tuple[tuple[str, tuple[int | str, ...], str], ...]
+    parity: ParityReport
+    sparsity: OnnxSparsityReport
+    sparsified: tuple[str, ...]  # the weights sparse24 made 2:4, each found 2:4 in the ONNX
+    not_found: tuple[str, ...]  # sparsified weights no ONNX node uses (dead code in forward)
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        def io(rows: Sequence[tuple[str, tuple, str]]) -> list[dict[str, Any]]:
+            return [{"name": n, "shape": list(s), "dtype": t} for n, s, t in rows]
+
+        return {
+            "path": self.path,
+            "files": list(self.files),
+            "dtype": self.dtype,
+            "opset": self.opset,
+            "dynamic_batch": self.dynamic_batch,
+            "inputs": io(self.inputs),
+            "outputs": io(self.outputs),
+            "parity": self.parity.to_dict(),
+            "sparsified": list(self.sparsified),
+            "not_found": list(self.not_found),
+            "sparsity": self.sparsity.to_dict(),
+            "seconds": self.seconds,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def __str__(self) -> str:
+        def io(rows: Sequence[tuple[str, tuple, str]]) -> str:
+            return ", ".join(f"{n} {'x'.join(map(str, s))} {t}" for n, s, t in rows)
+
+        lines = [
+            f"wrote {self.path} ({self.dtype}, opset {self.opset}, {'dynamic' if self.dynamic_batch else 'static'} batch) in {self.seconds:.1f} s",
+            f"inputs: {io(self.inputs)}; outputs: {io(self.outputs)}",
+            str(self.parity),
+            f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, by name",
+        ]
+        if self.not_found:
+            lines.append(f"not in the graph (unused in forward): {', '.join(self.not_found)}")
+        lines.append(str(self.sparsity))
+        return "\n".join(lines)
+
+
+def _as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
+    inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
+    if not inputs:
+        raise ValueError("example_inputs is empty: give one tensor or a tuple of tensors")
+    for i, item in enumerate(inputs):
+        if not isinstance(item, Tensor):
+            raise ValueError(f"example_inputs[{i}] is a {type(item).__name__}; only tensors can be graph inputs")
+    return inputs
+
+
+def _sparse_names(model: nn.Module) -> list[str]:
+    """The weights that must come out 2:4: the masked ones, else every 2:4 GEMM weight."""
+    masked = [weight.name for weight, _ in masked_weights(model)]
+    if masked:
+        return masked
+    return [w.name for w in gemm_weights(model) if w.reduction_size % 4 == 0 and bool(w.param.detach().abs().sum()) and is_two_four(w.param.detach(), w.axis.reduction)]
+
+
+def _plain_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode CPU copy with masks applied once more and enforcement removed."""
+    work = copy.deepcopy(unwrap(model)).cpu().eval()
+    with torch.no_grad():
+        for weight, mask in masked_weights(work):
+            weight.param.mul_(mask.to(weight.param.dtype))
+    strip(work)
+    for param in work.parameters():
+        param.requires_grad_(False)
+    return work
+
+
+def _dynamic_shapes(inputs: tuple[Tensor, ...]) -> tuple[dict[int, Any] | None, ...]:
+    batch = torch.export.Dim("batch", min=1)
+    size = inputs[0].shape[0] if inputs[0].dim() else None
+    return tuple({0: batch} if t.dim() and size is not None and t.shape[0] == size else None for t in inputs)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter (progress lines, 'torchvision is not installed') for one export."""
+    noisy = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir")]
+    levels = [log.level for log in noisy]
+    for log in noisy:
+        log.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch-internal deprecations, not the user's
+            yield
+    finally:
+        for log, level in zip(noisy, levels):
+            log.setLevel(level)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _io_rows(values: Any, onnx: Any) -> tuple[tuple[str, tuple[int | str, ...], str], ...]:
+    """(name, shape, type) of ONNX graph inputs or outputs; symbolic dims by name."""
+    rows = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+        kind = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+        rows.append((value.name, shape, {"float": "float32", "double": "float64"}.get(kind, kind)))
+    return tuple(rows)
+
+
+def export_onnx(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor],
+    path: str | os.PathLike,
+    *,
+    dtype: str = "fp32",
+    dynamic_batch: bool = True,
+    opset: int | None = None,
+    check_batches: Sequence[int] | None = None,
+    tolerance: float | None = None,
+    seed: int = 0,
+) -> ExportReport:
+    """Export ``model`` to ONNX with its 2:4 zeros baked in, and check the result.
+
+    The model itself is not changed: a CPU copy is stripped of masks and hooks, put in eval
+    mode and cast to ``dtype`` (``"fp16"`` stores fp16 weights and types, which TensorRT 11's
+    strongly typed networks build in fp16). ``torch.onnx.export(dynamo=True)`` writes the
+    file; onnxruntime (CPU) must then match the fp32 PyTorch copy on fresh random inputs
+    within ``tolerance`` (relative to the output's magnitude; 1e-4 for fp32, 1e-2 for fp16)
+    at the example batch size and, with ``dynamic_batch``, another one (``check_batches``
+    overrides), and every weight sparse24 made 2:4 must be 2:4 along TensorRT's axis in the
+    graph, found by name. Only then is the file moved into place; on any failure nothing is
+    left at ``path``.
+
+    Raises :class:`ExportError` (exporter failure), :class:`ParityError`,
+    :class:`sparse24.SparsityError` (a 2:4 weight lost its pattern) or ``ValueError``.
+    """
+    started = time.perf_counter()
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"path must end in .onnx, got {path}")
+    if not path.parent.is_dir():
+        raise Sparse24Error(f"output directory does not exist: {path.parent}")
+    inputs = _as_tuple(example_inputs)
+    if dynamic_batch and not inputs[0].dim():
+        raise ValueError("dynamic_batch needs the first input to have a batch dimension")
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module)
+    tolerance = TOLERANCE[dtype] if tolerance is None else float(tolerance)
+
+    expected = _sparse_names(model)
+    reference = _plain_copy(model).float()
+    exported = reference if dtype == "fp32" else copy.deepcopy(reference).to(_DTYPES[dtype])
+    cpu_inputs = tuple(t.detach().cpu() for t in inputs)
+    trace_inputs = tuple(t.to(_DTYPES[dtype]) if t.is_floating_point() else t for t in cpu_inputs)
+    if dynamic_batch and trace_inputs[0].shape[0] == 1:  # torch.export specializes a size-1 dim
+        trace_inputs = tuple(torch.cat([t, t]) if t.dim() and t.shape[0] == 1 else t for t in trace_inputs)
+    dynamic_shapes = _dynamic_shapes(trace_inputs) if dynamic_batch else None
+    try:
+        with torch.no_grad():
+            names = output_names(reference(*cpu_inputs))  # dict outputs keep their keys as ONNX names
+    except Exception as error:  # the user's forward: any failure means these inputs do not fit
+        raise Sparse24Error(f"the model does not run on the example inputs {[list(t.shape) for t in cpu_inputs]}: {_first_line(error)}") from error
+
+    workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        staged = workdir / path.name
+        try:
+            with _quiet_exporter():
+                program = torch.onnx.export(
+                    exported, trace_inputs, dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset, output_names=names, verbose=False
+                )
+                program.save(staged)
+        except Exception as error:  # the exporter raises many types; all mean "cannot export"
+            hint = ""
+            if dynamic_batch and "batch" in str(error):
+                hint = " (the model's forward seems to fix the batch size; try dynamic_batch=False)"
+            raise ExportError(f"torch.onnx.export failed: {_first_line(error)}{hint}") from error
+
+        parity = _check_parity(staged, reference, cpu_inputs, dtype, dynamic_batch, check_batches, tolerance, seed)
+        if not parity.passed:
+            worst = parity.worst
+            raise ParityError(
+                f"the ONNX export does not match PyTorch: output {worst.name} is off by {worst.max_abs_error:.3g} = "
+                f"{worst.relative_error:.3g} of its magnitude (tolerance {tolerance:g}) on fresh random inputs; nothing was written"
+            )
+        sparsity = dataclasses.replace(inspect_onnx(staged), path=str(path))
+        found, not_found = _match_names(expected, sparsity)
+
+        onnx = require("onnx")
+        proto = onnx.load(str(staged), load_external_data=False)
+        opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        in_rows, out_rows = _io_rows(proto.graph.input, onnx), _io_rows(proto.graph.output, onnx)
+        files = sorted(workdir.iterdir(), key=lambda f: f.suffix == ".onnx")  # external data first, the .onnx last
+        for file in files:
+            os.replace(file, path.parent / file.name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = ExportReport(
+        path=str(path),
+        files=tuple(str(path.parent / f.name) for f in files),
+        dtype=dtype,
+        opset=opset_used,
+        dynamic_batch=dynamic_batch,
+        inputs=in_rows,
+        outputs=out_rows,
+        parity=parity,
+        sparsity=sparsity,
+        sparsified=tuple(found),
+        not_found=tuple(not_found),
+        seconds=time.perf_counter() - started,
+    )
+    logger.info("exported %s: %s", path, parity)
+    return report
+
+
+def _check_parity(
+    path: Path,
+    reference: nn.Module,
+    examples: tuple[Tensor, ...],
+    dtype: str,
+    dynamic_batch: bool,
+    check_batches: Sequence[int] | None,
+    tolerance: float,
+    seed: int,
+) -> ParityReport:
+    session = onnxruntime_session(path)
+    names = [o.name for o in session.get_outputs()]
+    example_batch = examples[0].shape[0] if examples[0].dim() else None
+    if check_batches is None:
+        check_batches = [example_batch, example_batch + 2] if dynamic_batch else [example_batch]
+    elif not dynamic_batch and any(b != example_batch for b in check_batches):
+        raise ValueError(f"check_batches {list(check_batches)} need dynamic_batch=True (the graph's batch is {example_batch})")
+    generator = torch.Generator().manual_seed(seed)
+    runs = []
+    for batch in check_batches:
+        fresh = fresh_inputs(examples, batch if dynamic_batch else None, generator)
+        with torch.no_grad():
+            expected = flatten_outputs(reference(*fresh))
+        feed = tuple(t.to(_DTYPES[dtype]) if t.is_floating_point() else t for t in fresh)
+        actual = run_onnxruntime(session, feed)
+        runs.append(compare(names, actual, expected, tolerance))
+    return ParityReport(
+        backend=f"onnxruntime CPU ({dtype} ONNX)",
+        reference="PyTorch fp32",
+        batch_sizes=tuple(int(b) for b in check_batches if b is not None),
+        outputs=worst_of(runs),
+    )
+
+
+def _match_names(expected: Sequence[str], sparsity: OnnxSparsityReport) -> tuple[list[str], list[str]]:
+    """Check that each weight in ``expected`` is 2:4 in the ONNX; return (found, not found)."""
+    found, missing, broken = [], [], []
+    for name in expected:
+        layers = [layer for layer in sparsity.layers if name == layer.weight or _mangled(name) == _mangled(layer.source or "")]
+        if not layers:
+            missing.append(name)
+        elif all(layer.two_four for layer in layers):
+            found.append(name)
+        else:
+            bad = next(layer for layer in layers if not layer.two_four)
+            broken.append(f"{name} (node {bad.node}: {bad.violation or 'no 2:4 pattern'})")
+    if broken:
+        raise SparsityError("2:4 weights lost their pattern in the ONNX graph: " + "; ".join(broken))
+    if missing:
+        logger.warning("sparsified weights not used by any ONNX node (unused in forward?): %s", ", ".join(missing))
+    return found, missing
