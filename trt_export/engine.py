@@ -15,6 +15,8 @@ tested without TensorRT.
 
 from __future__ import annotations
 
+import collections
+import copy
 import json
 import logging
 import os
@@ -37,6 +39,7 @@ from .inspection import OnnxSparsityReport, inspect_onnx
 from .parity import (
     ParityReport,
     compare,
+    flatten_outputs,
     fresh_inputs,
     onnxruntime_session,
     run_onnxruntime,
@@ -50,6 +53,7 @@ __all__ = [
     "TrtRunner",
     "build_engine",
     "check_gpu",
+    "gpu_problem",
     "layer_outcomes",
     "parse_engine_information",
     "parse_shape_spec",
@@ -360,15 +364,24 @@ def trtexec_command(
 # ---------------------------------------------------------------- preconditions
 
 
+def gpu_problem(name: str | None, capability: tuple[int, int] | None, *, sparse: bool) -> str | None:
+    """Why this GPU (``None``: no GPU) cannot build the engine, or None."""
+    if name is None or capability is None:
+        return "no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT builds engines on the GPU that runs them"
+    if sparse and tuple(capability) < (8, 0):
+        return f"{name} is sm_{capability[0]}{capability[1]}: 2:4 sparse tensor cores need Ampere (sm_80) or newer"
+    return None
+
+
 def check_gpu(*, sparse: bool = True) -> str:
     """Describe the current CUDA GPU, or raise :class:`UnsupportedGpu` (none, or older than sm_80 for sparse)."""
-    if not torch.cuda.is_available():
-        raise UnsupportedGpu("no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT builds engines on the GPU that runs them")
-    major, minor = torch.cuda.get_device_capability()
-    name = torch.cuda.get_device_name()
-    if sparse and (major, minor) < (8, 0):
-        raise UnsupportedGpu(f"{name} is sm_{major}{minor}: 2:4 sparse tensor cores need Ampere (sm_80) or newer")
-    return f"{name} (sm_{major}{minor})"
+    available = torch.cuda.is_available()
+    name = torch.cuda.get_device_name() if available else None
+    capability = torch.cuda.get_device_capability() if available else None
+    problem = gpu_problem(name, capability, sparse=sparse)
+    if problem is not None:
+        raise UnsupportedGpu(problem)
+    return f"{name} (sm_{capability[0]}{capability[1]})"
 
 
 def _import_tensorrt() -> tuple[Any, int]:
@@ -482,8 +495,11 @@ class EngineReport:
         return "\n".join(lines)
 
 
-def _capture_logger(trt: Any, lines: list[str]) -> Any:
-    """A TensorRT ILogger that keeps every message and forwards warnings and errors to ``logging``."""
+def _capture_logger(trt: Any, lines: list[str] | collections.deque, *, verbose: bool = False) -> Any:
+    """A TensorRT ILogger that keeps the messages and forwards warnings and errors to ``logging``.
+
+    TensorRT sends custom loggers everything; VERBOSE messages are kept only with ``verbose``.
+    """
     severity = trt.ILogger.Severity
     tags = {severity.INTERNAL_ERROR: "F", severity.ERROR: "E", severity.WARNING: "W", severity.INFO: "I", severity.VERBOSE: "V"}
 
@@ -493,6 +509,8 @@ def _capture_logger(trt: Any, lines: list[str]) -> Any:
 
         def log(self, level: Any, msg: str) -> None:
             tag = tags.get(level, "?")
+            if tag == "V" and not verbose:
+                return
             lines.append(f"[{tag}] {msg}")
             if tag in ("F", "E"):
                 logger.error("TensorRT: %s", msg)
@@ -557,7 +575,7 @@ def build_engine(
     effective, fp16_flag = precision_plan(major, _onnx_type(onnx_report), precision)
 
     lines: list[str] = []
-    trt_logger = _capture_logger(trt, lines)
+    trt_logger = _capture_logger(trt, lines, verbose=log_path is not None)
     builder = trt.Builder(trt_logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if major < 10 else 0
     network = builder.create_network(flags)
@@ -578,12 +596,19 @@ def build_engine(
     if profiles:
         profile = builder.create_optimization_profile()
         for name, (low, opt, high) in profiles.items():
-            profile.set_shape(name, low, opt, high)
-        config.add_optimization_profile(profile)
+            try:
+                profile.set_shape(name, low, opt, high)
+            except RuntimeError as error:  # TensorRT's own check of the ranges
+                raise ValueError(f"TensorRT refused the shapes for input {name} ({list(low)}, {list(opt)}, {list(high)}): {error}") from error
+        if config.add_optimization_profile(profile) < 0:
+            raise ValueError(f"TensorRT refused the optimization profile {profiles}")
     if timing_cache is not None:
         cached = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
         cache = config.create_timing_cache(cached)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            notes.append(f"timing cache {timing_cache} is unreadable or from another GPU/TensorRT: starting a new one")
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, ignore_mismatch=False)
     if sparse and effective == "fp32":
         notes.append("fp32 engine: TensorRT's sparse tactics run in FP16/INT8, so expect none to be picked; export with dtype='fp16'")
 
@@ -596,12 +621,15 @@ def build_engine(
     with atomic_path(engine_path) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(serialized)
-    if timing_cache is not None:
+    updated = config.get_timing_cache() if timing_cache is not None else None
+    if updated is not None:
         with atomic_path(timing_cache) as tmp:
             with open(tmp, "wb") as handle:
-                handle.write(config.get_timing_cache().serialize())
+                handle.write(updated.serialize())
 
     engine = trt.Runtime(trt_logger).deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise BuildError(f"TensorRT built {engine_path} but cannot load it back to inspect it: {lines[-1] if lines else 'see the log'}")
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     layers = parse_engine_information(info)
     log = parse_sparsity_log(line[4:] for line in lines)
@@ -640,7 +668,9 @@ class TrtRunner:
     """Run a serialized engine on torch CUDA tensors, on the current torch stream.
 
     Uses the tensor-address API (``set_tensor_address`` + ``execute_async_v3``, TensorRT
-    8.5+), so no pycuda. ``runner(*inputs)`` returns the outputs in the engine's order.
+    8.5+), so no pycuda. ``runner(*inputs)`` returns the outputs in the engine's order, ordered
+    on the current stream (on the legacy default stream, the engine runs on a side stream
+    that waits for it and that it then waits for, since TensorRT would synchronize the device).
     """
 
     def __init__(self, engine_path: str | os.PathLike) -> None:
@@ -649,23 +679,29 @@ class TrtRunner:
             raise Sparse24Error(f"engine file not found: {path}")
         trt, _ = _import_tensorrt()
         check_gpu(sparse=False)
-        self._log: list[str] = []
+        self._log: collections.deque[str] = collections.deque(maxlen=50)
         self._logger = _capture_logger(trt, self._log)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise BuildError(f"TensorRT cannot load {path}: it was built by another TensorRT version or for another GPU ({'; '.join(self._log[-2:])})")
+            raise BuildError(f"TensorRT cannot load {path}: it was built by another TensorRT version or for another GPU ({'; '.join(list(self._log)[-2:])})")
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BuildError(f"TensorRT cannot create an execution context for {path} (out of GPU memory?): {'; '.join(list(self._log)[-2:])}")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         dtypes = _torch_dtypes(trt)
+        unsupported = [f"{n} ({self.engine.get_tensor_dtype(n)})" for n in names if self.engine.get_tensor_dtype(n) not in dtypes]
+        if unsupported:
+            raise Sparse24Error(f"TrtRunner has no torch type for the engine's I/O tensors {', '.join(unsupported)}")
         self.dtypes = {n: dtypes[self.engine.get_tensor_dtype(n)] for n in names}
+        self._side_stream: torch.cuda.Stream | None = None
 
     def __call__(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         if len(inputs) != len(self.inputs):
             raise ValueError(f"the engine takes {len(self.inputs)} inputs ({', '.join(self.inputs)}), got {len(inputs)}")
-        stream = torch.cuda.current_stream()
+        current = torch.cuda.current_stream()
         keep = []
         for name, tensor in zip(self.inputs, inputs):
             if not tensor.is_cuda:
@@ -685,8 +721,17 @@ class TrtRunner:
             out = torch.empty(shape, dtype=self.dtypes[name], device=keep[0].device if keep else "cuda")
             self.context.set_tensor_address(name, out.data_ptr())
             outputs.append(out)
+        stream = current
+        if current.cuda_stream == 0:  # on the legacy default stream TensorRT synchronizes the device: use a side stream ordered with it
+            self._side_stream = self._side_stream or torch.cuda.Stream(device=current.device)
+            stream = self._side_stream
+            stream.wait_stream(current)
         if not self.context.execute_async_v3(stream.cuda_stream):
-            raise BuildError(f"TensorRT failed to run the engine: {'; '.join(self._log[-2:])}")
+            raise BuildError(f"TensorRT failed to run the engine: {'; '.join(list(self._log)[-2:])}")
+        if stream is not current:
+            current.wait_stream(stream)
+            for tensor in (*keep, *outputs):
+                tensor.record_stream(stream)
         return tuple(outputs)
 
     def profile_shape(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -696,21 +741,32 @@ class TrtRunner:
 
     def check(
         self,
-        onnx_path: str | os.PathLike,
+        reference: str | os.PathLike | torch.nn.Module,
         inputs: Sequence[Tensor] | None = None,
         *,
         tolerance: float = ENGINE_TOLERANCE,
         seed: int = 0,
     ) -> ParityReport:
-        """Compare the engine's outputs with onnxruntime's on ``inputs`` (default: random at the opt shapes)."""
+        """Compare the engine's outputs with a reference on ``inputs`` (default: random at the opt shapes).
+
+        ``reference`` is the ONNX file (run with onnxruntime on CPU) or the PyTorch model (run
+        in fp32 on a CPU copy).
+        """
         if inputs is None:
             generator = torch.Generator().manual_seed(seed)
             examples = [torch.zeros(self.profile_shape(n)[1], dtype=self.dtypes[n]) for n in self.inputs]
             inputs = fresh_inputs(examples, None, generator)
-        session = onnxruntime_session(onnx_path)
-        expected = run_onnxruntime(session, [t.cpu() for t in inputs])
+        cpu_inputs = [t.detach().cpu() for t in inputs]
+        if isinstance(reference, torch.nn.Module):
+            model = copy.deepcopy(reference).cpu().float().eval()
+            with torch.no_grad():
+                expected = flatten_outputs(model(*[t.float() if t.is_floating_point() else t for t in cpu_inputs]))
+            label = "PyTorch fp32"
+        else:
+            expected = run_onnxruntime(onnxruntime_session(reference), cpu_inputs)
+            label = "onnxruntime CPU"
         actual = self(*[t.cuda() for t in inputs])
         torch.cuda.current_stream().synchronize()
         batch = int(inputs[0].shape[0]) if inputs[0].dim() else 1
         diffs = compare(self.outputs, [a.float().cpu() for a in actual], [e.float() for e in expected], tolerance)
-        return ParityReport(backend="TensorRT", reference="onnxruntime CPU", batch_sizes=(batch,), outputs=tuple(diffs))
+        return ParityReport(backend="TensorRT", reference=label, batch_sizes=(batch,), outputs=tuple(diffs))

@@ -6,14 +6,17 @@ import json
 import shlex
 
 import pytest
+import torch
 from onnx import helper
 from onnx_graphs import dense, graph_model, tensor, two_four
 
-from trt_export import BuildError, inspect_onnx
+from trt_export import BuildError, UnsupportedGpu, inspect_onnx
 from trt_export.engine import (
     EngineLayer,
     SparsityLog,
     _disagreements,
+    check_gpu,
+    gpu_problem,
     layer_outcomes,
     parse_engine_information,
     parse_shape_spec,
@@ -228,3 +231,17 @@ def test_trtexec_command_matches_the_build() -> None:
     dense_line = shlex.split(trtexec_command("m.onnx", "m.dense.engine", sparse=False, fp16_flag=False, workspace_bytes=1 << 30))
     assert "--sparsity=enable" not in dense_line and "--fp16" not in dense_line
     assert not any(a.startswith("--minShapes") for a in dense_line)
+
+
+def test_gpu_problems_name_the_requirement() -> None:
+    assert "no CUDA GPU" in gpu_problem(None, None, sparse=False)
+    assert gpu_problem("Tesla T4", (7, 5), sparse=True) == "Tesla T4 is sm_75: 2:4 sparse tensor cores need Ampere (sm_80) or newer"
+    assert gpu_problem("Tesla T4", (7, 5), sparse=False) is None  # a dense engine builds anywhere
+    assert gpu_problem("NVIDIA A100", (8, 0), sparse=True) is None
+    assert gpu_problem("NVIDIA H100", (9, 0), sparse=True) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_check_gpu_without_a_gpu() -> None:
+    with pytest.raises(UnsupportedGpu, match="no CUDA GPU is visible"):
+        check_gpu(sparse=False)

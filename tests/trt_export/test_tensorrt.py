@@ -43,9 +43,14 @@ def _wide_model() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def fp16_onnx(tmp_path_factory):
+def wide_model() -> nn.Module:
+    return _wide_model()
+
+
+@pytest.fixture(scope="module")
+def fp16_onnx(tmp_path_factory, wide_model):
     path = tmp_path_factory.mktemp("trt") / "wide.onnx"
-    export_onnx(_wide_model(), torch.randn(8, 256, 16, 16), path, dtype="fp16")
+    export_onnx(wide_model, torch.randn(8, 256, 16, 16), path, dtype="fp16")
     return path
 
 
@@ -75,11 +80,12 @@ def test_sparse_build_reports_the_2_4_layers_as_eligible(engines, fp16_onnx) -> 
     json.loads(sparse.to_json())
 
 
-def test_engines_match_onnxruntime(engines, fp16_onnx) -> None:
+def test_engines_match_onnxruntime_and_pytorch(engines, fp16_onnx, wide_model) -> None:
     for report in engines:
         runner = TrtRunner(report.engine_path)
-        parity = runner.check(fp16_onnx)
-        assert parity.passed, str(parity)
+        for reference in (fp16_onnx, wide_model):
+            parity = runner.check(reference)
+            assert parity.passed, str(parity)
         x = torch.randn(3, 256, 16, 16, device="cuda", dtype=torch.float16)
         (y,) = runner(x)
         assert y.shape == (3, 256) and y.dtype == torch.float16 and torch.isfinite(y).all()
