@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 # dense -> one-shot 2:4 (Taylor) -> recovery finetune with distillation -> before/after table
 # -> ONNX (fp32 and fp16, parity + 2:4 checked) -> inspect -> TensorRT dense/sparse engines where possible
+# -> the PyTorch sparse runtime ("auto" over cuSPARSELt / custom kernels / dense on a GPU)
 demo: $(STAMP)
 	rm -rf $(DEMO)/checkpoints
 	$(PY) -m sparse24.demo train --out $(DEMO)
@@ -36,6 +37,7 @@ demo: $(STAMP)
 	$(VENV)/bin/sparse24 inspect $(DEMO)/digits_fp16.onnx --dim batch=64 --report $(DEMO)/inspect_fp16.md
 	$(VENV)/bin/sparse24 build $(DEMO)/digits_fp16.onnx --out-dir $(DEMO) --check --skip-unavailable \
 		--min-shapes x:1x1x8x8 --opt-shapes x:64x1x8x8 --max-shapes x:256x1x8x8 --report $(DEMO)/engines.md
+	$(PY) -m sparse24.demo runtime
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -44,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_sparsify.py --out bench/results
 	$(PY) bench/bench_overhead.py --out bench/results
 	$(PY) bench/bench_recovery.py --out bench/results
+	$(PY) bench/bench_kernels.py --out bench/results
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -22,6 +22,7 @@ from .finetune import FinetuneHistory, distill_loss, finetune
 from .io import load, save
 from .mask import first_violation, is_two_four, prune_, two_four_mask
 from .report import LayerReport, SparsityReport
+from .runtime import RuntimeReport, SparseLinear, to_sparse_runtime
 from .sparsify import POLICIES, sparsify, verify
 
 __version__ = "0.1.0"
@@ -34,9 +35,11 @@ __all__ = [
     "LayerReport",
     "MASK_SUFFIX",
     "POLICIES",
+    "RuntimeReport",
     "Sparse24Error",
     "SparsityError",
     "SparsityReport",
+    "SparseLinear",
     "attach",
     "attach_optimizer",
     "distill_loss",
@@ -52,6 +55,7 @@ __all__ = [
     "save",
     "sparsify",
     "strip",
+    "to_sparse_runtime",
     "two_four_mask",
     "verify",
 ]

@@ -235,8 +235,50 @@ def _before_after(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime(args: argparse.Namespace) -> int:
+    """A Llama-7B-shaped 2:4 MLP on the sparse runtime: "auto" on an sm_80+ GPU, the reference check elsewhere."""
+    from .runtime import to_sparse_runtime
+    from .sparsify import sparsify
+
+    torch.manual_seed(SEED)
+    gpu = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+    dim, hidden = (4096, 11008) if gpu else (256, 688)
+    model = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, dim))
+    sparsify(model, "magnitude", progress=False)
+    if not gpu:
+        reason = "no CUDA GPU" if not torch.cuda.is_available() else f"{torch.cuda.get_device_name()} is older than sm_80"
+        dense = copy.deepcopy(model)
+        report = to_sparse_runtime(model, "reference")
+        x = torch.randn(4, dim)
+        with torch.no_grad():
+            error = float((model(x) - dense(x)).abs().max())
+        print(f"skipped the GPU runtime ({reason}); the reference backend on the compressed weights matches dense to {error:.1e}")
+        print(report)
+        return 0
+    model = model.cuda().half().eval()
+    dense = copy.deepcopy(model)
+    report = to_sparse_runtime(model, "auto")
+    print(report)
+    with torch.no_grad():
+        for m in (1, 16, 4096):
+            x = torch.randn(m, dim, device="cuda", dtype=torch.half)
+            times = {}
+            for name, net in (("dense", dense), ("sparse runtime", model)):
+                for _ in range(3):
+                    net(x)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(20):
+                    net(x)
+                end.record()
+                end.synchronize()
+                times[name] = start.elapsed_time(end) / 20
+            print(f"M={m}: dense {times['dense']:.3f} ms, sparse runtime {times['sparse runtime']:.3f} ms ({times['dense'] / times['sparse runtime']:.2f}x)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sparse24.demo train|table --out DIR``."""
+    """``python -m sparse24.demo train|table|runtime --out DIR``."""
     parser = argparse.ArgumentParser(description="sparse24 demo: 2:4 sparsity on a digits CNN")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train dense, compare one-shot 2:4 criteria")
@@ -246,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     table = commands.add_parser("table", help="before/after table of the files make demo wrote")
     table.add_argument("--out", default="build/demo")
     table.set_defaults(func=_before_after)
+    runtime = commands.add_parser("runtime", help="a 2:4 MLP on the sparse runtime (GPU), or its reference check (CPU)")
+    runtime.set_defaults(func=_runtime)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return args.func(args)

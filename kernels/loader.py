@@ -1,0 +1,171 @@
+"""The one place that compiles, caches and launches sparse24's CUDA kernels.
+
+Kernels are compiled at run time with NVRTC through cuda-python (``cuda.bindings.nvrtc``)
+for the GPU at hand (``sm_XY``), cached on disk per (source, arch, options, NVRTC version)
+under ``$SPARSE24_KERNEL_CACHE`` (default ``~/.cache/sparse24/kernels``), loaded with the
+driver API into the primary context torch already made current, and launched on torch's
+current stream. ``SPARSE24_DISABLE_KERNELS=1`` turns them off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparse24.errors import Sparse24Error
+
+__all__ = ["ENV_CACHE", "ENV_DISABLE", "KernelUnavailable", "SOURCES", "cache_dir", "function", "kernels_unavailable", "launch", "source_text"]
+
+logger = logging.getLogger("sparse24.kernels")
+
+ENV_DISABLE = "SPARSE24_DISABLE_KERNELS"
+ENV_CACHE = "SPARSE24_KERNEL_CACHE"
+SOURCES = Path(__file__).with_name("csrc")
+_HEADERS = ("common.cuh",)
+_OPTIONS = ("-std=c++17", "--use_fast_math")
+_lock = threading.Lock()
+_functions: dict[tuple, Any] = {}
+_modules: list[Any] = []  # loaded modules stay alive with the process
+
+
+class KernelUnavailable(Sparse24Error):
+    """The custom kernels cannot run here: disabled, no CUDA, GPU older than sm_80, or cuda-python missing."""
+
+
+def kernels_unavailable(device: torch.device | int | None = None) -> str | None:
+    """Why the custom kernels cannot run on ``device`` (None: the current GPU), or None if they can."""
+    if os.environ.get(ENV_DISABLE, "").strip() not in ("", "0"):
+        return f"custom kernels are disabled ({ENV_DISABLE}={os.environ[ENV_DISABLE]})"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible (torch.cuda.is_available() is False)"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 0):
+        return f"{torch.cuda.get_device_name(device)} is sm_{major}{minor}: 2:4 sparse kernels need Ampere (sm_80) or newer"
+    try:
+        from cuda.bindings import driver, nvrtc  # noqa: F401
+    except ImportError as error:
+        return f"cuda-python is not installed ({error}); install it with: pip install cuda-python"
+    return None
+
+
+def _require(device: torch.device) -> None:
+    reason = kernels_unavailable(device)
+    if reason is not None:
+        raise KernelUnavailable(reason)
+
+
+def source_text(name: str) -> str:
+    """The text of ``csrc/<name>``."""
+    path = SOURCES / name
+    if not path.is_file():
+        raise KernelUnavailable(f"kernel source not found: {path}")
+    return path.read_text(encoding="utf-8")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "sparse24" / "kernels")
+
+
+def _check(result: Any, what: str) -> Any:
+    """Unpack a cuda-python ``(error, *values)`` tuple, raising on an error code."""
+    from cuda.bindings import driver, nvrtc
+
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if isinstance(error, driver.CUresult) and error != driver.CUresult.CUDA_SUCCESS:
+        _, name = driver.cuGetErrorName(error)
+        raise KernelUnavailable(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    if isinstance(error, nvrtc.nvrtcResult) and error != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        _, text = nvrtc.nvrtcGetErrorString(error)
+        raise KernelUnavailable(f"{what} failed: {text.decode() if isinstance(text, bytes) else text}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _compile(name: str, arch: str) -> bytes:
+    """A cubin of ``csrc/<name>`` for ``arch`` (``sm_90``), from the disk cache or NVRTC."""
+    from cuda.bindings import nvrtc
+
+    source = source_text(name)
+    headers = [source_text(h) for h in _HEADERS]
+    version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
+    key = hashlib.sha256("\0".join([name, source, *headers, arch, *_OPTIONS, str(version)]).encode()).hexdigest()[:32]
+    cached = cache_dir() / f"{Path(name).stem}-{arch}-{key}.cubin"
+    if cached.is_file():
+        return cached.read_bytes()
+    program = _check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), len(headers), [h.encode() for h in headers], [h.encode() for h in _HEADERS]), "nvrtcCreateProgram")
+    try:
+        options = [f"--gpu-architecture={arch}".encode(), *(o.encode() for o in _OPTIONS)]
+        (result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            size = _check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
+            log = b" " * size
+            nvrtc.nvrtcGetProgramLog(program, log)
+            raise KernelUnavailable(f"NVRTC could not compile {name} for {arch}: {log.decode(errors='replace').strip()}")
+        size = _check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        _check(nvrtc.nvrtcGetCUBIN(program, cubin), "nvrtcGetCUBIN")
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    try:  # the cache is an optimization: a read-only home must not stop the kernels
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(cubin)
+        os.replace(tmp, cached)
+    except OSError as error:
+        logger.warning("could not cache %s: %s", cached, error)
+    logger.info("compiled %s for %s with NVRTC %s", name, arch, version)
+    return cubin
+
+
+def function(source: str, kernel: str, device: torch.device) -> Any:
+    """The ``CUfunction`` named ``kernel`` in ``csrc/<source>`` for ``device``, compiled and loaded once."""
+    _require(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    arch = f"sm_{major}{minor}"
+    key = (source, kernel, index, arch)
+    with _lock:
+        found = _functions.get(key)
+        if found is not None:
+            return found
+        from cuda.bindings import driver
+
+        with torch.cuda.device(index):
+            torch.zeros(1, device=f"cuda:{index}")  # torch makes its primary context current on this thread
+            context = _check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+            if not int(context):
+                raise KernelUnavailable("no current CUDA context after torch initialized the device")
+            module = _check(driver.cuModuleLoadData(_compile(source, arch)), "cuModuleLoadData")
+            _modules.append(module)
+            found = _check(driver.cuModuleGetFunction(module, kernel.encode()), f"cuModuleGetFunction({kernel})")
+        _functions[key] = found
+        return found
+
+
+def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[tuple[str, Any]], *, device: torch.device, shared_bytes: int = 0) -> None:
+    """Launch ``kernel`` on torch's current stream of ``device``.
+
+    ``args`` are ``("ptr", tensor-or-None)`` or ``("i32", int)`` in the kernel's order.
+    """
+    import numpy as np
+    from cuda.bindings import driver
+
+    holders = []
+    for kind, value in args:
+        if kind == "ptr":
+            holders.append(np.array([0 if value is None else value.data_ptr()], dtype=np.uint64))
+        elif kind == "i32":
+            holders.append(np.array([int(value)], dtype=np.int32))
+        else:
+            raise ValueError(f"unknown kernel argument kind {kind!r}")
+    pointers = np.array([h.ctypes.data for h in holders], dtype=np.uint64)
+    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
+    grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
+    block = tuple(int(b) for b in block) + (1,) * (3 - len(block))
+    _check(driver.cuLaunchKernel(kernel, *grid, *block, shared_bytes, stream, pointers.ctypes.data, 0), "cuLaunchKernel")

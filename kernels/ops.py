@@ -1,0 +1,142 @@
+"""Launch wrappers: compress / decompress a 2:4 weight and multiply by it, on CUDA with the custom kernels.
+
+``sparse_mm`` is also registered as the torch custom op ``sparse24::sparse_mm`` (with a fake
+implementation), so it runs under torch.compile and CUDA graph capture as one opaque op.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sparse24.errors import SparsityError
+
+from . import loader, reference
+
+__all__ = ["SMALL_M_MAX", "compress", "decompress", "sparse_mm"]
+
+SMALL_M_MAX = 64  # the CUDA-core kernel's range; larger M goes to mma.sp
+_SMALL_TILES = (1, 2, 4, 8, 16)
+_DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
+
+
+def _check_dtype(tensor: Tensor, what: str) -> None:
+    if tensor.dtype not in _DTYPES:
+        raise ValueError(f"{what} must be float16 or bfloat16, got {tensor.dtype}")
+
+
+def compress(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``(values [N, K/2], meta [N, K/16] int16)`` of a 2:4 ``weight [N, K]``; CUDA tensors use the kernel.
+
+    Raises :class:`sparse24.SparsityError` when a group of 4 holds more than 2 nonzeros.
+    """
+    if not weight.is_cuda:
+        return reference.compress(weight)
+    reference.check_compressible(weight)
+    _check_dtype(weight, "weight")
+    weight = weight.contiguous()
+    n, k = weight.shape
+    values = torch.empty(n, k // 2, dtype=weight.dtype, device=weight.device)
+    meta = torch.empty(n, k // 16, dtype=torch.int16, device=weight.device)
+    bad = torch.zeros(1, dtype=torch.int32, device=weight.device)
+    chunks = n * (k // 16)
+    kernel = loader.function("compress.cu", "sparse24_compress_16bit", weight.device)
+    args = [("ptr", weight), ("ptr", values), ("ptr", meta), ("ptr", bad), ("i32", n), ("i32", k)]
+    loader.launch(kernel, ((chunks + 255) // 256,), (256,), args, device=weight.device)
+    if int(bad.item()):
+        raise SparsityError(f"weight {list(weight.shape)} is not 2:4 along K: {int(bad.item())} groups of 4 hold more than 2 nonzeros")
+    return values, meta
+
+
+def decompress(values: Tensor, meta: Tensor) -> Tensor:
+    """The dense ``[N, K]`` weight from ``(values, meta)``; CUDA tensors use the kernel."""
+    if not values.is_cuda:
+        return reference.decompress(values, meta)
+    _check_dtype(values, "values")
+    n, k = values.shape[0], values.shape[1] * 2
+    if meta.shape != (n, k // 16) or meta.dtype != torch.int16:
+        raise ValueError(f"meta must be int16 {[n, k // 16]}, got {meta.dtype} {list(meta.shape)}")
+    dense = torch.empty(n, k, dtype=values.dtype, device=values.device)
+    kernel = loader.function("compress.cu", "sparse24_decompress_16bit", values.device)
+    args = [("ptr", values.contiguous()), ("ptr", meta.contiguous()), ("ptr", dense), ("i32", n), ("i32", k)]
+    loader.launch(kernel, ((n * (k // 16) + 255) // 256,), (256,), args, device=values.device)
+    return dense
+
+
+def _validate(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None, kernel: str) -> tuple[int, int, int]:
+    if kernel not in ("auto", "small_m", "mma_sp"):
+        raise ValueError(f"kernel must be 'auto', 'small_m' or 'mma_sp', got {kernel!r}")
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D [M, K], got {list(x.shape)}")
+    _check_dtype(x, "x")
+    m, k = x.shape
+    n = values.shape[0]
+    if values.shape != (n, k // 2) or values.dtype != x.dtype:
+        raise ValueError(f"values must be {x.dtype} {[n, k // 2]} for x {list(x.shape)}, got {values.dtype} {list(values.shape)}")
+    if meta.shape != (n, k // 16) or meta.dtype != torch.int16:
+        raise ValueError(f"meta must be int16 {[n, k // 16]}, got {meta.dtype} {list(meta.shape)}")
+    if bias is not None and (bias.shape != (n,) or bias.dtype != x.dtype):
+        raise ValueError(f"bias must be {x.dtype} [{n}], got {bias.dtype} {list(bias.shape)}")
+    if k % 16:
+        raise ValueError(f"K = {k} must be a multiple of 16")
+    if not (x.device == values.device == meta.device) or (bias is not None and bias.device != x.device):
+        raise ValueError("x, values, meta and bias must be on the same device")
+    return m, n, k
+
+
+def _aligned(tensor: Tensor | None) -> Tensor | None:
+    """Contiguous and 16-byte aligned (the kernels use 16-byte loads); copies only when needed."""
+    if tensor is None:
+        return None
+    tensor = tensor.contiguous()
+    return tensor if tensor.data_ptr() % 16 == 0 else tensor.clone()
+
+
+def _launch_sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None, out: Tensor, kernel: str) -> None:
+    x, values, meta, bias = _aligned(x), _aligned(values), _aligned(meta), _aligned(bias)
+    m, n, k = x.shape[0], values.shape[0], x.shape[1]
+    if kernel == "auto":
+        kernel = "small_m" if m <= SMALL_M_MAX or k % 32 else "mma_sp"
+    name = _DTYPES[x.dtype]
+    args = [("ptr", x), ("ptr", values), ("ptr", meta), ("ptr", bias), ("ptr", out), ("i32", m), ("i32", n), ("i32", k)]
+    if kernel == "small_m":
+        tile = next((t for t in _SMALL_TILES if t >= m), _SMALL_TILES[-1])
+        function = loader.function("small_m.cu", f"sparse24_small_m_{name}_{tile}", x.device)
+        loader.launch(function, ((n + 7) // 8, (m + tile - 1) // tile), (256,), args, device=x.device)
+    else:
+        if k % 32:
+            raise ValueError(f"the mma.sp kernel needs K % 32 == 0, got K = {k}")
+        function = loader.function("mma_sp.cu", f"sparse24_mma_sp_{name}", x.device)
+        loader.launch(function, ((m + 63) // 64, (n + 127) // 128), (128,), args, device=x.device)
+
+
+@torch.library.custom_op("sparse24::sparse_mm", mutates_args=())
+def _sparse_mm_op(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None, kernel: str) -> Tensor:
+    out = torch.empty(x.shape[0], values.shape[0], dtype=x.dtype, device=x.device)
+    if x.shape[0]:
+        _launch_sparse_mm(x, values, meta, bias, out, kernel)
+    return out
+
+
+@_sparse_mm_op.register_fake
+def _(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None, kernel: str) -> Tensor:
+    return x.new_empty(x.shape[0], values.shape[0])
+
+
+def sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None = None, *, kernel: str = "auto", out: Tensor | None = None) -> Tensor:
+    """``x [M, K] @ W^T (+ bias)`` with W 2:4-compressed, fp32 accumulation, in ``x.dtype``.
+
+    ``kernel="auto"`` takes the CUDA-core kernel for M <= 64 (or K % 32 != 0) and the mma.sp
+    tensor-core kernel above. ``out`` (contiguous ``[M, N]``) is written in place when given.
+    """
+    m, n, _ = _validate(x, values, meta, bias, kernel)
+    if not x.is_cuda:
+        raise ValueError("the custom kernels run on CUDA tensors; kernels.reference.sparse_mm is the CPU reference")
+    loader._require(x.device)
+    if out is None:
+        return _sparse_mm_op(x, values, meta, bias, kernel)
+    if out.shape != (m, n) or out.dtype != x.dtype or not out.is_contiguous() or out.device != x.device:
+        raise ValueError(f"out must be a contiguous {x.dtype} [{m}, {n}] tensor on {x.device}")
+    if m:
+        _launch_sparse_mm(x, values, meta, bias, out, kernel)
+    return out

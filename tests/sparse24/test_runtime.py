@@ -1,0 +1,118 @@
+"""to_sparse_runtime: replacement, plans and errors on CPU (reference backend); the GPU backends where a GPU is."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import sparse24
+from sparse24.runtime import BUCKETS, SparseLinear, bucket_of, describe_plan
+
+
+def sparse_model(dtype: torch.dtype = torch.float32) -> nn.Module:
+    model = nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 32, bias=False), nn.Conv1d(4, 8, 3))
+    sparse24.sparsify(model, "magnitude", policy="any")
+    return model.to(dtype)
+
+
+def test_reference_backend_replaces_2_4_linears_and_matches_dense() -> None:
+    model = sparse_model()
+    dense = copy.deepcopy(model)
+    report = sparse24.to_sparse_runtime(model, "reference")
+    assert isinstance(model[0], SparseLinear) and isinstance(model[2], SparseLinear)
+    assert isinstance(model[3], nn.Conv1d)
+    assert [layer.name for layer in report.layers] == ["0", "2"]
+    assert report.skipped == (("3", "convolutions stay on dense cuDNN (no sparse im2col path)"),)
+    x = torch.randn(3, 5, 64)  # 3-D input: flattened to M = 15 rows
+    assert torch.allclose(model[:3](x), dense[:3](x), atol=1e-5)
+    assert model[0].values.shape == (128, 32) and model[0].meta.dtype == torch.int16
+    assert "plan=(reference: all M)" in repr(model[0])
+
+
+def test_dense_layers_and_attention_projections_are_left_with_reasons() -> None:
+    model = nn.Sequential(nn.Linear(64, 64))
+    attention = nn.MultiheadAttention(64, 4, batch_first=True)
+    model.add_module("attn", attention)
+    sparse24.sparsify(model, "magnitude", policy="any", exclude="0")
+    report = sparse24.to_sparse_runtime(model, "reference")
+    reasons = dict(report.skipped)
+    assert reasons["0"] == "weight is not 2:4 along in_features"
+    assert reasons["attn.out_proj"] == "nn.MultiheadAttention reads out_proj.weight directly"
+    assert report.layers == ()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("backend", ["auto", "custom", "cusparselt", "dense"])
+def test_without_a_gpu_one_clear_error_and_the_model_unchanged(backend: str) -> None:
+    model = sparse_model(torch.float16)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(sparse24.Sparse24Error, match="needs the model on a CUDA GPU"):
+        sparse24.to_sparse_runtime(model, backend)
+    assert all(isinstance(m, nn.Linear) for m in (model[0], model[2]))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sparse24.to_sparse_runtime(sparse_model(), "fast")
+    with pytest.raises(ValueError, match="buckets"):
+        sparse24.to_sparse_runtime(sparse_model(), "reference", buckets=[0])
+
+
+def test_buckets_and_plan_descriptions() -> None:
+    assert bucket_of(1) == 1 and bucket_of(3) == 4 and bucket_of(65) == 128 and bucket_of(10**6) == BUCKETS[-1]
+    plan = {1: "custom", 16: "custom", 64: "custom", 128: "cusparselt", 16384: "cusparselt"}
+    assert describe_plan(plan) == "custom: M<=64, cusparselt: M>64"
+    assert describe_plan({1: "dense", 2: "dense"}) == "dense: all M"
+    layer = SparseLinear(sparse_model()[0].weight, None, {1: "reference", 4: "reference"}, buckets=(1, 4))
+    assert layer.backend_for(3) == "reference" and layer.backend_for(100) == "reference"
+
+
+GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not GPU, reason="needs an sm_80+ CUDA GPU")
+@pytest.mark.parametrize("backend", ["dense", "cusparselt", "custom", "auto"])
+def test_gpu_backends_match_dense(backend: str, tmp_path, monkeypatch) -> None:
+    from kernels import kernels_unavailable
+
+    if backend in ("custom",) and kernels_unavailable() is not None:
+        pytest.skip(f"custom kernels cannot run here: {kernels_unavailable()}")
+    monkeypatch.setenv("SPARSE24_RUNTIME_CACHE", str(tmp_path / "plans.json"))
+    model = nn.Sequential(nn.Linear(1024, 4096), nn.GELU(), nn.Linear(4096, 1024))
+    sparse24.sparsify(model, "magnitude")
+    model = model.cuda().half().eval()
+    dense = copy.deepcopy(model)
+    report = sparse24.to_sparse_runtime(model, backend, buckets=(1, 16, 256))
+    assert len(report.layers) == 2
+    with torch.no_grad():
+        for m in (1, 7, 300):
+            x = torch.randn(m, 1024, device="cuda", dtype=torch.half)
+            expected = dense(x).double()
+            assert float((model(x).double() - expected).abs().max() / expected.abs().max()) < 2e-2
+    if backend == "auto":
+        assert (tmp_path / "plans.json").is_file() and report.timings
+        again = sparse24.to_sparse_runtime(copy.deepcopy(dense), "auto", buckets=(1, 16, 256))
+        assert again.timings == {} and [l.plan for l in again.layers] == [l.plan for l in report.layers]  # from the cache
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not GPU, reason="needs an sm_80+ CUDA GPU")
+def test_runtime_under_cuda_graph_capture() -> None:
+    model = nn.Sequential(nn.Linear(512, 512))
+    sparse24.sparsify(model, "magnitude")
+    model = model.cuda().half().eval()
+    sparse24.to_sparse_runtime(model, "cusparselt")
+    x = torch.randn(32, 512, device="cuda", dtype=torch.half)
+    with torch.no_grad():
+        model(x)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y = model(x)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(y, model(x))
