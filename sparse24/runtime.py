@@ -248,8 +248,13 @@ def _time_ms(fn: Any, reps: int = 20, warmup: int = 5) -> float:
 
 def _auto_plan(weight: Tensor, bias: Tensor | None, candidates: Sequence[str], buckets: Sequence[int], tolerance: float) -> tuple[dict[int, str], dict[int, dict[str, float]], list[str]]:
     """Time each candidate per bucket after a numerics probe; the fastest correct one wins (dense always runs)."""
-    modules = {name: SparseLinear(weight, bias, dict.fromkeys(buckets, name), buckets) for name in candidates}
-    plan, timings, notes = {}, {}, []
+    modules, notes = {}, []
+    for name in candidates:
+        try:
+            modules[name] = SparseLinear(weight, bias, dict.fromkeys(buckets, name), buckets)
+        except (RuntimeError, ValueError) as failure:  # e.g. cuSPARSELt's minimum shapes
+            notes.append(f"{name} cannot hold {list(weight.shape)} {weight.dtype}: {str(failure).splitlines()[0]}")
+    plan, timings = {}, {}
     generator = torch.Generator(device=weight.device).manual_seed(0)
     for bucket in buckets:
         x = torch.randn(bucket, weight.shape[1], device=weight.device, dtype=weight.dtype, generator=generator)
