@@ -7,8 +7,9 @@
 //
 // Block tile 128 W-rows x 64 tokens, 32 dense K per stage (one mma k32), 4-stage cp.async
 // pipeline, 4 warps in 2 x 2, each 64 rows x 32 tokens = 4 x 4 mma tiles. Per stage, shared
-// memory holds the compressed values (128 x 16 halves), X (64 x 32 halves) and 2 meta words per
-// W-row. Fragments come from ldmatrix: the compressed A tile is a dense m16n8k16 A fragment.
+// memory holds the compressed values (128 x 16 halves, rows padded to 24), X (64 x 32 halves,
+// rows padded to 40: both make the 8 rows of every ldmatrix land in distinct banks) and 2 meta
+// words per W-row (47 KB for 4 stages). Fragments come from ldmatrix: the compressed A tile is a dense m16n8k16 A fragment.
 // Metadata (sparsity selector 0): lane 4g+j, j in {0,1}, holds meta16[g][j] | meta16[g+8][j] << 16,
 // meta16[r][j] covering dense columns 16j .. 16j+15 of tile row r.
 // Needs K % 32 == 0; M and N are free (bounds are predicated).
@@ -19,6 +20,9 @@
 #define BKC 16  // compressed halves per stage (= 32 dense K)
 #define BKX 32  // dense halves of X per stage
 #define STAGES 4
+#define A_STRIDE 24  // halves per staged W row: 16 + 8 padding, so ldmatrix rows hit distinct banks
+#define B_STRIDE 40  // halves per staged X row: 32 + 8 padding
+#define META_PAD 0x44444444u  // a valid nibble (first 0, second 1) for rows past N: 0 is undefined for mma.sp
 
 __device__ __forceinline__ void cp_async(u32 dst, const void* src, bool valid, int bytes16) {
     const int size = valid ? 16 : 0;  // zero-fill outside the matrices
@@ -62,8 +66,8 @@ __device__ __forceinline__ void mma_sp(float* d, const u32* a, const u32* b, u32
 template <typename T, bool BF16>
 __device__ __forceinline__ void mma_sp_gemm(const u16* __restrict__ x, const u16* __restrict__ values, const u16* __restrict__ meta,
                                             const u16* __restrict__ bias, u16* __restrict__ y, int M, int N, int K) {
-    __shared__ alignas(128) u16 As[STAGES][BN][BKC];
-    __shared__ alignas(128) u16 Bs[STAGES][BM][BKX];
+    __shared__ alignas(128) u16 As[STAGES][BN][A_STRIDE];
+    __shared__ alignas(128) u16 Bs[STAGES][BM][B_STRIDE];
     __shared__ alignas(16) u32 Ms[STAGES][BN];
 
     const int tid = threadIdx.x;
@@ -89,8 +93,11 @@ __device__ __forceinline__ void mma_sp_gemm(const u16* __restrict__ x, const u16
         const u16* x_src = x + (m_ok ? (long long)m * K + kb * BKX + half : 0);
         cp_async(shared_address(&Bs[stage][row][half]), x_src, m_ok, 16);
         cp_async(shared_address(&Bs[stage][row][half + 8]), x_src + 8, m_ok, 16);
-        const u16* meta_src = meta + (n_ok ? (long long)n * meta_stride + kb * 2 : 0);
-        cp_async4(shared_address(&Ms[stage][tid]), meta_src, n_ok);
+        if (n_ok) {
+            cp_async4(shared_address(&Ms[stage][tid]), meta + (long long)n * meta_stride + kb * 2, true);
+        } else {
+            Ms[stage][tid] = META_PAD;  // this stage is not being read; the next barrier publishes it
+        }
     };
 
     float acc[4][4][4];
