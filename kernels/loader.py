@@ -93,7 +93,10 @@ def _compile(name: str, arch: str) -> bytes:
 
     source = source_text(name)
     headers = [source_text(h) for h in _HEADERS]
-    version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
+    try:
+        version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
+    except RuntimeError as error:  # cuda-python could not load libnvrtc
+        raise KernelUnavailable(f"NVRTC is not loadable ({error}); install nvidia-cuda-nvrtc or a CUDA toolkit") from error
     key = hashlib.sha256("\0".join([name, source, *headers, arch, *_OPTIONS, str(version)]).encode()).hexdigest()[:32]
     cached = cache_dir() / f"{Path(name).stem}-{arch}-{key}.cubin"
     if cached.is_file():
@@ -104,12 +107,14 @@ def _compile(name: str, arch: str) -> bytes:
         (result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
         if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
             size = _check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
-            log = b" " * size
+            log = bytearray(size)
             nvrtc.nvrtcGetProgramLog(program, log)
-            raise KernelUnavailable(f"NVRTC could not compile {name} for {arch}: {log.decode(errors='replace').strip()}")
+            text = bytes(log).rstrip(b"\0").decode(errors="replace").strip()  # the log ends with its NUL
+            raise KernelUnavailable(f"NVRTC could not compile {name} for {arch}: {text}")
         size = _check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
-        cubin = b" " * size
-        _check(nvrtc.nvrtcGetCUBIN(program, cubin), "nvrtcGetCUBIN")
+        buffer = bytearray(size)
+        _check(nvrtc.nvrtcGetCUBIN(program, buffer), "nvrtcGetCUBIN")
+        cubin = bytes(buffer)
     finally:
         nvrtc.nvrtcDestroyProgram(program)
     try:  # the cache is an optimization: a read-only home must not stop the kernels
@@ -168,4 +173,5 @@ def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequenc
     stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
     grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
     block = tuple(int(b) for b in block) + (1,) * (3 - len(block))
-    _check(driver.cuLaunchKernel(kernel, *grid, *block, shared_bytes, stream, pointers.ctypes.data, 0), "cuLaunchKernel")
+    with torch.cuda.device(device):  # a module's functions belong to that device's (primary) context
+        _check(driver.cuLaunchKernel(kernel, *grid, *block, shared_bytes, stream, pointers.ctypes.data, 0), "cuLaunchKernel")

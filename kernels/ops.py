@@ -110,7 +110,8 @@ def _launch_sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | No
         loader.launch(function, ((m + 63) // 64, (n + 127) // 128), (128,), args, device=x.device)
 
 
-@torch.library.custom_op("sparse24::sparse_mm", mutates_args=())
+# The schema is spelled out: torch 2.4 cannot infer one from string annotations.
+@torch.library.custom_op("sparse24::sparse_mm", mutates_args=(), schema="(Tensor x, Tensor values, Tensor meta, Tensor? bias, str kernel) -> Tensor")
 def _sparse_mm_op(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None, kernel: str) -> Tensor:
     out = torch.empty(x.shape[0], values.shape[0], dtype=x.dtype, device=x.device)
     if x.shape[0]:

@@ -46,17 +46,25 @@ __device__ __forceinline__ void ldmatrix_x4(u32* r, u32 address) {
                  : "r"(address));
 }
 
+// ::ordered_metadata needs PTX ISA 8.5 (CUDA 12.5+); older NVRTC (torch <= 2.6 pins 12.1/12.4)
+// only knows the plain form, which gives the same cubin where both exist.
+#if defined(__CUDACC_VER_MAJOR__) && (__CUDACC_VER_MAJOR__ * 100 + __CUDACC_VER_MINOR__ >= 1205)
+#define SPARSE24_MMA_SP "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32."
+#else
+#define SPARSE24_MMA_SP "mma.sp.sync.aligned.m16n8k32.row.col.f32."
+#endif
+
 template <bool BF16>
 __device__ __forceinline__ void mma_sp(float* d, const u32* a, const u32* b, u32 e) {
     if (BF16) {
         asm volatile(
-            "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 "
+            SPARSE24_MMA_SP "bf16.bf16.f32 "
             "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;\n"
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
     } else {
         asm volatile(
-            "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 "
+            SPARSE24_MMA_SP "f16.f16.f32 "
             "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;\n"
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
