@@ -29,6 +29,19 @@ def _report_text(report: SparsityReport, path: Path) -> str:
     return str(report) + "\n"
 
 
+def _model_for_outputs(args: argparse.Namespace, out: Path) -> object:
+    """Check that the output directories exist (``--out``, ``--report``), then build the model and load ``--weights``."""
+    from . import io
+
+    for path in filter(None, (out, args.report and Path(args.report))):
+        if not path.parent.is_dir():
+            raise Sparse24Error(f"output directory does not exist: {path.parent}")
+    model = io.load_model(args.model)
+    if args.weights:
+        io.load(model, args.weights)
+    return model
+
+
 def _prune(args: argparse.Namespace) -> int:
     from . import io
     from .sparsify import sparsify, verify
@@ -36,12 +49,7 @@ def _prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise Sparse24Error(f"--out must end in .safetensors, got {out}")
-    for path in filter(None, (out, args.report and Path(args.report))):
-        if not path.parent.is_dir():
-            raise Sparse24Error(f"output directory does not exist: {path.parent}")
-    model = io.load_model(args.model)
-    if args.weights:
-        io.load(model, args.weights)
+    model = _model_for_outputs(args, out)
     data = io.build_object(args.data, "data") if args.data else None
     loss_fn = io.load_object(args.loss, "loss") if args.loss else None
     options = {"squared": True} if args.squared else {}
@@ -202,15 +210,9 @@ def _write_report(path: str | None, report: object) -> None:
 def _export(args: argparse.Namespace) -> int:
     from trt_export import export_onnx
 
-    from . import io
 
     out = Path(args.out)
-    for path in filter(None, (out, args.report and Path(args.report))):
-        if not path.parent.is_dir():
-            raise Sparse24Error(f"output directory does not exist: {path.parent}")
-    model = io.load_model(args.model)
-    if args.weights:
-        io.load(model, args.weights)
+    model = _model_for_outputs(args, out)
     report = export_onnx(model, _example_inputs(args), out, dtype=args.dtype, dynamic_batch=not args.static_batch, opset=args.opset)
     _write_report(args.report, report)
     print(report)
