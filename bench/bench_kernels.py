@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from _common import environment, header, write_results
 from torch.nn import functional as F
+
+from sparse24.runtime import cuda_time_ms
 
 SHAPES = {  # (N, K): output features x reduction
     "llama-7b q/k/v/o": (4096, 4096),
@@ -34,22 +34,6 @@ SHAPES = {  # (N, K): output features x reduction
 }
 M_VALUES = (1, 2, 4, 8, 16, 32, 64, 128, 1024, 4096, 16384)
 TOLERANCE = 1e-2
-
-
-def _time(fn: Callable[[], object], flush: torch.Tensor, reps: int) -> float:
-    """Median milliseconds of ``fn`` over ``reps`` runs, each after overwriting a buffer larger than L2."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _two_four(n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
@@ -88,7 +72,7 @@ def run(shapes: dict[str, tuple[int, int]], m_values: tuple[int, ...], dtypes: t
                     if not error <= TOLERANCE:
                         row["errors"][name] = f"wrong: relative error {error:.3g}"
                         continue
-                    row["ms"][name] = _time(fn, flush, reps)
+                    row["ms"][name] = cuda_time_ms(fn, reps=reps, warmup=3, before=flush.zero_)  # L2 flushed before each
                 flops = 2 * m * n * k
                 dense_bytes = (n * k + m * k + m * n) * 2
                 sparse_bytes = n * k + n * k // 8 + (m * k + m * n) * 2  # values (K/2 halves) + 4-bit meta per 4 weights

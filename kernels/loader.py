@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from sparse24.errors import Sparse24Error
+from sparse24.io import atomic_path
 
-__all__ = ["ENV_CACHE", "ENV_DISABLE", "KernelUnavailable", "SOURCES", "cache_dir", "function", "kernels_unavailable", "launch", "source_text"]
+__all__ = ["ENV_CACHE", "ENV_DISABLE", "KernelUnavailable", "SOURCES", "cache_dir", "function", "kernels_unavailable", "launch", "require", "source_text"]
 
 logger = logging.getLogger("sparse24.kernels")
 
@@ -55,7 +56,8 @@ def kernels_unavailable(device: torch.device | int | None = None) -> str | None:
     return None
 
 
-def _require(device: torch.device) -> None:
+def require(device: torch.device) -> None:
+    """Raise :class:`KernelUnavailable` with the reason unless the kernels can run on ``device``."""
     reason = kernels_unavailable(device)
     if reason is not None:
         raise KernelUnavailable(reason)
@@ -119,10 +121,9 @@ def _compile(name: str, arch: str) -> bytes:
         nvrtc.nvrtcDestroyProgram(program)
     try:  # the cache is an optimization: a read-only home must not stop the kernels
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(cubin)
-        os.replace(tmp, cached)
-    except OSError as error:
+        with atomic_path(cached) as tmp:
+            tmp.write_bytes(cubin)
+    except (OSError, Sparse24Error) as error:
         logger.warning("could not cache %s: %s", cached, error)
     logger.info("compiled %s for %s with NVRTC %s", name, arch, version)
     return cubin
@@ -130,7 +131,7 @@ def _compile(name: str, arch: str) -> bytes:
 
 def function(source: str, kernel: str, device: torch.device) -> Any:
     """The ``CUfunction`` named ``kernel`` in ``csrc/<source>`` for ``device``, compiled and loaded once."""
-    _require(device)
+    require(device)
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
     arch = f"sm_{major}{minor}"

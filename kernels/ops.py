@@ -43,8 +43,9 @@ def compress(weight: Tensor) -> tuple[Tensor, Tensor]:
     kernel = loader.function("compress.cu", "sparse24_compress_16bit", weight.device)
     args = [("ptr", weight), ("ptr", values), ("ptr", meta), ("ptr", bad), ("i32", n), ("i32", k)]
     loader.launch(kernel, ((chunks + 255) // 256,), (256,), args, device=weight.device)
-    if int(bad.item()):
-        raise SparsityError(f"weight {list(weight.shape)} is not 2:4 along K: {int(bad.item())} groups of 4 hold more than 2 nonzeros")
+    too_many = int(bad.item())
+    if too_many:
+        raise SparsityError(f"weight {list(weight.shape)} is not 2:4 along K: {too_many} groups of 4 hold more than 2 nonzeros")
     return values, meta
 
 
@@ -133,7 +134,7 @@ def sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None = Non
     m, n, _ = _validate(x, values, meta, bias, kernel)
     if not x.is_cuda:
         raise ValueError("the custom kernels run on CUDA tensors; kernels.reference.sparse_mm is the CPU reference")
-    loader._require(x.device)
+    loader.require(x.device)
     if out is None:
         return _sparse_mm_op(x, values, meta, bias, kernel)
     if out.shape != (m, n) or out.dtype != x.dtype or not out.is_contiguous() or out.device != x.device:

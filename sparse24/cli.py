@@ -203,7 +203,7 @@ def _write_report(path: str | None, report: object) -> None:
     from .io import write_text
 
     suffix = Path(path).suffix
-    text = report.to_json() if suffix == ".json" else report.to_markdown() if suffix == ".md" and hasattr(report, "to_markdown") else str(report) + "\n"
+    text = report.to_json() if suffix == ".json" else report.to_markdown() if suffix == ".md" else str(report) + "\n"
     write_text(path, text)
 
 
@@ -291,7 +291,8 @@ def _build(args: argparse.Namespace) -> int:
         if args.check:
             parity = TrtRunner(engine).check(onnx_path)
             print(parity)
-            failed += [kind] if not parity.passed else []
+            if not parity.passed:
+                failed.append(kind)
     if sparse_report := reports.get("sparse"):
         print(sparse_report.to_markdown())
     if args.report:

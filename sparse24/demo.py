@@ -237,7 +237,7 @@ def _before_after(args: argparse.Namespace) -> int:
 
 def _runtime(args: argparse.Namespace) -> int:
     """A Llama-7B-shaped 2:4 MLP on the sparse runtime: "auto" on an sm_80+ GPU, the reference check elsewhere."""
-    from .runtime import to_sparse_runtime
+    from .runtime import cuda_time_ms, to_sparse_runtime
     from .sparsify import sparsify
 
     torch.manual_seed(SEED)
@@ -262,17 +262,7 @@ def _runtime(args: argparse.Namespace) -> int:
     with torch.no_grad():
         for m in (1, 16, 4096):
             x = torch.randn(m, dim, device="cuda", dtype=torch.half)
-            times = {}
-            for name, net in (("dense", dense), ("sparse runtime", model)):
-                for _ in range(3):
-                    net(x)
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                for _ in range(20):
-                    net(x)
-                end.record()
-                end.synchronize()
-                times[name] = start.elapsed_time(end) / 20
+            times = {name: cuda_time_ms(lambda net=net: net(x)) for name, net in (("dense", dense), ("sparse runtime", model))}
             print(f"M={m}: dense {times['dense']:.3f} ms, sparse runtime {times['sparse runtime']:.3f} ms ({times['dense'] / times['sparse runtime']:.2f}x)")
     return 0
 

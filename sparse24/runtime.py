@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .axes import gemm_axes
 from .errors import Sparse24Error
+from .io import write_text
 from .mask import is_two_four
 
-__all__ = ["BACKENDS", "BUCKETS", "RuntimeLayer", "RuntimeReport", "SparseLinear", "bucket_of", "describe_plan", "to_sparse_runtime"]
+__all__ = ["BACKENDS", "BUCKETS", "RuntimeLayer", "RuntimeReport", "SparseLinear", "bucket_of", "cuda_time_ms", "describe_plan", "to_sparse_runtime"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +173,7 @@ class RuntimeReport:
 
 
 def _device_problem(backend: str, device: torch.device) -> str | None:
+    """Why ``backend`` (``"auto"`` included) cannot run on ``device``, or None."""
     if backend == "reference":
         return None
     if device.type != "cuda":
@@ -191,9 +194,10 @@ def _semi_structured_available() -> bool:
     return hasattr(torch.sparse, "to_sparse_semi_structured")
 
 
-def _layer_problem(name: str, module: nn.Linear, backend: str) -> str | None:
+def _layer_problem(module: nn.Linear, backend: str) -> str | None:
     weight = module.weight.detach()
-    if weight.dim() != 2 or weight.shape[1] % 4 or not is_two_four(weight, 1):
+    axis = gemm_axes(module)["weight"]
+    if weight.shape[axis.reduction] % 4 or not is_two_four(weight, axis.reduction):
         return "weight is not 2:4 along in_features"
     if backend != "reference" and weight.dtype not in (torch.float16, torch.bfloat16):
         return f"{weight.dtype} weight: sparse kernels take float16/bfloat16 (cast the model first)"
@@ -225,18 +229,19 @@ def _write_plans(plans: dict[str, Any]) -> None:
     path = _plan_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(plans, indent=1))
-        os.replace(tmp, path)
-    except OSError as error:  # a cache, not a result
+        write_text(path, json.dumps(plans, indent=1))
+    except (OSError, Sparse24Error) as error:  # a cache, not a result
         logger.warning("could not write the runtime plan cache %s: %s", path, error)
 
 
-def _time_ms(fn: Any, reps: int = 20, warmup: int = 5) -> float:
+def cuda_time_ms(fn: Callable[[], object], *, reps: int = 20, warmup: int = 5, before: Callable[[], object] | None = None) -> float:
+    """Median milliseconds of ``fn()`` on the current CUDA stream, by CUDA events; ``before()`` runs untimed ahead of each repetition."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
+        if before is not None:
+            before()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -271,7 +276,7 @@ def _auto_plan(weight: Tensor, bias: Tensor | None, candidates: Sequence[str], b
                 if not error <= tolerance:
                     notes.append(f"{name} rejected at M={bucket} for {list(weight.shape)}: relative error {error:.3g} > {tolerance:g}")
                     continue
-                timings[bucket][name] = _time_ms(lambda module=module: module(x))
+                timings[bucket][name] = cuda_time_ms(lambda module=module: module(x))
         plan[bucket] = min(timings[bucket], key=timings[bucket].get) if timings[bucket] else "dense"
     return plan, timings, notes
 
@@ -301,10 +306,11 @@ def to_sparse_runtime(
     parameters = list(model.parameters())
     device = parameters[0].device if parameters else torch.device("cpu")
     notes: list[str] = []
+    problem = _device_problem(backend, device)
+    if problem is not None:
+        raise Sparse24Error(problem)
+    candidates = [backend]
     if backend == "auto":
-        problem = _device_problem("dense", device) or (_device_problem("cusparselt", device) if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0) else None)
-        if problem is not None:
-            raise Sparse24Error(problem.replace("'dense'", "'auto'"))
         candidates = ["dense"]
         for name in ("cusparselt", "custom"):
             problem = _device_problem(name, device)
@@ -312,11 +318,6 @@ def to_sparse_runtime(
                 candidates.append(name)
             else:
                 notes.append(f"{name} not considered: {problem}")
-    else:
-        problem = _device_problem(backend, device)
-        if problem is not None:
-            raise Sparse24Error(problem)
-        candidates = [backend]
 
     targets: list[tuple[str, nn.Linear]] = []
     skipped: list[tuple[str, str]] = []
@@ -325,7 +326,7 @@ def to_sparse_runtime(
         if isinstance(module, nn.Linear) and name.rpartition(".")[0] in attention:
             skipped.append((name, "nn.MultiheadAttention reads out_proj.weight directly"))
         elif isinstance(module, nn.Linear):
-            problem = _layer_problem(name, module, backend)
+            problem = _layer_problem(module, backend)
             if problem is None:
                 targets.append((name, module))
             else:

@@ -632,7 +632,7 @@ def build_engine(
         raise BuildError(f"TensorRT built {engine_path} but cannot load it back to inspect it: {lines[-1] if lines else 'see the log'}")
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     layers = parse_engine_information(info)
-    log = parse_sparsity_log(line[4:] for line in lines)
+    log = parse_sparsity_log(lines)
     if sparse and log.eligible is None:
         notes.append("the build log has no '(Sparsity)' lines")
     if log_path is not None:

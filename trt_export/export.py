@@ -86,6 +86,28 @@ class ExportReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    def to_markdown(self) -> str:
+        def io(rows: Sequence[tuple[str, tuple, str]]) -> str:
+            return ", ".join(f"`{n}` {'x'.join(map(str, s))} {t}" for n, s, t in rows)
+
+        lines = [
+            f"# ONNX export: {Path(self.path).name}",
+            "",
+            f"{self.dtype}, opset {self.opset}, {'dynamic' if self.dynamic_batch else 'static'} batch, exported in {self.seconds:.1f} s",
+            f"inputs: {io(self.inputs)}; outputs: {io(self.outputs)}",
+            "",
+            "## Parity",
+            "",
+            "```",
+            str(self.parity),
+            "```",
+            "",
+            f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, by name"
+            + (f"; not in the graph (unused in forward): {', '.join(self.not_found)}" if self.not_found else ""),
+            "",
+        ]
+        return "\n".join(lines) + "\n" + self.sparsity.to_markdown().replace("# 2:4 sparsity", "## 2:4 sparsity", 1)
+
     def __str__(self) -> str:
         def io(rows: Sequence[tuple[str, tuple, str]]) -> str:
             return ", ".join(f"{n} {'x'.join(map(str, s))} {t}" for n, s, t in rows)
@@ -140,13 +162,13 @@ def _dynamic_shapes(inputs: tuple[Tensor, ...]) -> tuple[dict[int, Any] | None, 
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's chatter (progress lines, 'torchvision is not installed') for one export."""
+    """Silence the exporter's log chatter ('torchvision is not installed') and torch-internal FutureWarnings for one export."""
     noisy = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir")]
     levels = [log.level for log in noisy]
     for log in noisy:
         log.setLevel(logging.ERROR)
     try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch-internal deprecations, not the user's
             yield
     finally:

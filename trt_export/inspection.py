@@ -422,9 +422,8 @@ def _layer(graph: _Graph, node: Any, symbols: Mapping[str, int]) -> OnnxLayer:
     for index in candidates:
         if index >= len(node.input) or not node.input[index]:
             continue
-        rank = len(graph.shapes.get(node.input[index]) or [])
-        if graph.constant(node.input[index]) is not None:  # the constant's own rank when shapes are unknown
-            rank = len(graph.constant(node.input[index]).dims)
+        direct = graph.constant(node.input[index])  # its own rank when shapes are unknown
+        rank = len(direct.dims) if direct is not None else len(graph.shapes.get(node.input[index]) or [])
         axis = onnx_weight_axis(node.op_type, index, rank or 2, **trans)
         if axis is None:
             continue

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from kernels import kernels_unavailable, ops, reference
+from sparse24 import SparsityError
 from sparse24.mask import prune_
 
 REASON = kernels_unavailable()
@@ -34,7 +35,7 @@ def test_compress_kernel_matches_the_reference_and_round_trips(dtype: torch.dtyp
     assert torch.equal(values.cpu(), ref_values) and torch.equal(meta.cpu(), ref_meta)
     assert torch.equal(ops.decompress(values, meta), weight)
     weight[5, 8:12] = 1
-    with pytest.raises(Exception, match="not 2:4"):
+    with pytest.raises(SparsityError, match="not 2:4 along K: 1 groups"):
         ops.compress(weight)
 
 

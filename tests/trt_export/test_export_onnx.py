@@ -197,3 +197,6 @@ def test_report_serializes(convnet_export) -> None:
     assert data["parity"]["passed"] and data["path"] == str(path)
     assert {layer["status"] for layer in data["sparsity"]["layers"]} >= {"2:4"}
     assert "3 weights sparse24 made 2:4 are 2:4 in the ONNX" in str(report)
+    markdown = report.to_markdown()
+    assert markdown.startswith("# ONNX export: convnet.onnx") and "parity PASS" in markdown
+    assert "\n\n## 2:4 sparsity of convnet.onnx\n" in markdown and "| conv.weight | Conv |" in markdown
