@@ -14,8 +14,9 @@
   library versions (``$SPARSE24_RUNTIME_CACHE``, default ``~/.cache/sparse24/runtime_plans.json``).
 - ``"reference"``: the pure-PyTorch reference on the compressed weight (any device; slow; for checks).
 
-Conv layers stay on dense cuDNN (the im2col sparse path is not implemented); the report lists
-them. Works in eager mode and under CUDA graph capture; under ``torch.compile`` the custom
+Conv layers stay on dense cuDNN (the im2col sparse path is not implemented), and so do the
+Linears that ``nn.MultiheadAttention`` (``out_proj``) and ``nn.TransformerEncoderLayer``
+(``linear1``/``linear2``, for its fused fast path) read by ``.weight``; the report lists them. Works in eager mode and under CUDA graph capture; under ``torch.compile`` the custom
 kernel is one opaque custom op (``sparse24::sparse_mm``) and cuSPARSELt is what torch's own
 semi-structured tensors support. This module imports ``kernels`` only when a custom backend is used.
 """
@@ -321,10 +322,14 @@ def to_sparse_runtime(
 
     targets: list[tuple[str, nn.Linear]] = []
     skipped: list[tuple[str, str]] = []
-    attention = {name for name, module in model.named_modules() if isinstance(module, nn.MultiheadAttention)}
+    readers = {  # modules that read a child Linear's .weight directly, so it must stay an nn.Linear
+        name: f"{type(module).__name__} reads {'out_proj' if isinstance(module, nn.MultiheadAttention) else 'linear1/linear2'}.weight directly"
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.MultiheadAttention, nn.TransformerEncoderLayer))
+    }
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and name.rpartition(".")[0] in attention:
-            skipped.append((name, "nn.MultiheadAttention reads out_proj.weight directly"))
+        if isinstance(module, nn.Linear) and name.rpartition(".")[0] in readers:
+            skipped.append((name, readers[name.rpartition(".")[0]]))
         elif isinstance(module, nn.Linear):
             problem = _layer_problem(module, backend)
             if problem is None:

@@ -40,8 +40,23 @@ def test_dense_layers_and_attention_projections_are_left_with_reasons() -> None:
     report = sparse24.to_sparse_runtime(model, "reference")
     reasons = dict(report.skipped)
     assert reasons["0"] == "weight is not 2:4 along in_features"
-    assert reasons["attn.out_proj"] == "nn.MultiheadAttention reads out_proj.weight directly"
+    assert reasons["attn.out_proj"] == "MultiheadAttention reads out_proj.weight directly"
     assert report.layers == ()
+
+
+def test_transformer_encoder_layer_keeps_its_linears_so_its_fast_path_runs() -> None:
+    """nn.TransformerEncoderLayer's eval fast path reads linear1/linear2.weight; replacing them broke its forward."""
+    model = nn.Sequential(nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), nn.Linear(64, 32)).eval()
+    sparse24.sparsify(model, "magnitude", policy="any")
+    sparse24.strip(model)
+    x = torch.randn(3, 5, 64)
+    with torch.no_grad():
+        expected = model(x)
+        report = sparse24.to_sparse_runtime(model, "reference")
+        reasons = dict(report.skipped)
+        assert reasons["0.linear1"] == reasons["0.linear2"] == "TransformerEncoderLayer reads linear1/linear2.weight directly"
+        assert [layer.name for layer in report.layers] == ["1"]
+        assert torch.allclose(model(x), expected, atol=1e-5)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
