@@ -9,7 +9,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.sparse24-installed
 DEMO := build/demo
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 # dense -> one-shot 2:4 (Taylor) -> recovery finetune with distillation -> before/after table
 # -> ONNX (fp32 and fp16, parity + 2:4 checked) -> inspect -> TensorRT dense/sparse engines where possible
 # -> the PyTorch sparse runtime ("auto" over cuSPARSELt / custom kernels / dense on a GPU)
+# -> the benchmark harness, quick (GEMMs and the demo models; dense CPU timings without a GPU)
 demo: $(STAMP)
 	rm -rf $(DEMO)/checkpoints
 	$(PY) -m sparse24.demo train --out $(DEMO)
@@ -38,15 +39,28 @@ demo: $(STAMP)
 	$(VENV)/bin/sparse24 build $(DEMO)/digits_fp16.onnx --out-dir $(DEMO) --check --skip-unavailable \
 		--min-shapes x:1x1x8x8 --opt-shapes x:64x1x8x8 --max-shapes x:256x1x8x8 --report $(DEMO)/engines.md
 	$(PY) -m sparse24.demo runtime
+	$(VENV)/bin/sparse24 bench gemm model --quick --out $(DEMO)/bench
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# the masker's CPU benchmarks (results committed in bench/results/) and the harness on this machine
 bench: $(STAMP)
 	$(PY) bench/bench_sparsify.py --out bench/results
 	$(PY) bench/bench_overhead.py --out bench/results
 	$(PY) bench/bench_recovery.py --out bench/results
-	$(PY) bench/bench_kernels.py --out bench/results
+	$(VENV)/bin/sparse24 bench gemm model
+
+# One command for a GPU machine (sm_80+, a CUDA build of torch in GPU_PYTHON, used as it is, from
+# this checkout): the GPU-marked tests, then the gemm and model suites into bench/results/<gpu name>/.
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+gpu-check:
+	@$(GPU_PYTHON) -c "import importlib.util as u, sys; m = [n for n in ('torch', 'safetensors', 'yaml', 'tqdm', 'matplotlib') if u.find_spec(n) is None]; \
+		sys.exit('gpu-check: $(GPU_PYTHON) lacks ' + ', '.join(m) + ': pip install -e \".[bench,kernels]\"') if m else None"
+	$(GPU_PYTHON) -m bench env --require-gpu
+	$(GPU_PYTHON) -m pytest -q -m cuda -p no:cacheprovider tests
+	$(GPU_PYTHON) -m bench gemm model $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-import sparse24
+from bench.env import describe
+from bench.env import environment as full_environment
 from sparse24.io import write_text
 
 
@@ -34,15 +33,9 @@ def interleaved(base: Callable[[], object], op: Callable[[object], object], reps
     return {"base_s": base_median, "op_s": op_median, "ratio": op_median / base_median, "reps": reps}
 
 
-def environment() -> dict:
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "sparse24": sparse24.__version__,
-    }
+def environment(command: str | None = None) -> dict:
+    """The environment record of :mod:`bench.env` (``command`` defaults to this process's)."""
+    return full_environment(command or shlex.join(["python", *sys.argv]))
 
 
 def write_results(out: Path, name: str, results: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> str:
@@ -55,10 +48,9 @@ def write_results(out: Path, name: str, results: dict[str, Any], markdown: Calla
 
 def header(title: str, results: dict[str, Any], extra: str = "") -> list[str]:
     """The first lines of every result table: title, the command that made it, the environment."""
-    env = results["environment"]
     return [
         f"# {title}",
         "",
         f"Command: `{results['command']}`  ",
-        f"Environment: torch {env['torch']}, {env['threads']} threads, {env['cpu']}, {env['date']}{extra}",
+        f"Environment: {describe(results['environment'])}{extra}",
     ]

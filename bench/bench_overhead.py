@@ -20,13 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-from _common import (  # bench/_common.py, next to this script
-    environment,
-    header,
-    write_results,
-)
 
 import sparse24
+from bench._common import environment, header, write_results
 from sparse24.demo import MODELS, batches, load_digits, loss_fn
 
 COMMAND = "python bench/bench_overhead.py --out bench/results"

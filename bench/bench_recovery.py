@@ -15,21 +15,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _common import (  # bench/_common.py, next to this script
-    environment,
-    header,
-    write_results,
-)
 
 import sparse24
+from bench._common import environment, header, write_results
 from sparse24.demo import MODELS as MODELS_BY_KIND
 from sparse24.demo import accuracy, batches, load_digits, loss_fn, train_dense
+
+logger = logging.getLogger(__name__)
 
 COMMAND = "python bench/bench_recovery.py --out bench/results"
 SEEDS = (0, 1, 2)
@@ -112,6 +111,8 @@ def markdown(results: dict) -> str:
         f"{results['taylor']['num_batches']} training batches of {results['taylor']['batch_size']}.",
         "",
     ]
+    if results.get("quick"):
+        lines += ["**Quick smoke run** (short dense training, 1 finetune epoch, one seed): it checks the pipeline; it is not accuracy evidence.", ""]
     for name, model in results["models"].items():
         summary = model["summary"]
         dense_test = summary["dense"]["test"]["mean"]
@@ -141,24 +142,18 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results", help="directory for recovery.json/.md")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="finetune epochs")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    recipe = {**RECIPE, "epochs": args.epochs}
+def collect(seeds: list[int], recipe: dict, dense_epochs: int | None = None) -> dict:
+    """Every model, seed and row (``dense_epochs`` overrides each model's dense training, for quick runs)."""
     digits = load_digits()
     start = time.perf_counter()
     models = {}
     for name, (kind, epochs, lr, policy) in MODELS.items():
+        epochs = dense_epochs or epochs
         per_seed = []
-        for seed in args.seeds:
+        for seed in seeds:
             began = time.perf_counter()
             per_seed.append(run_seed(kind, epochs, lr, policy, seed, digits, recipe))
-            print(f"{name}, seed {seed}: {time.perf_counter() - began:.0f} s", file=sys.stderr)
+            logger.info("%s, seed %d: %.0f s", name, seed, time.perf_counter() - began)
         report = sparse24.sparsify(MODELS_BY_KIND[kind](), "magnitude", policy=policy, progress=False)
         models[name] = {
             "model": kind,
@@ -166,20 +161,24 @@ def main(argv: list[str] | None = None) -> int:
             "dense_epochs": epochs,
             "dense_lr": lr,
             "sparse_layers": f"{len(report.sparse_layers)}/{len(report.layers)}",
-            "per_seed": dict(zip(map(str, args.seeds), per_seed)),
+            "per_seed": dict(zip(map(str, seeds), per_seed)),
             "summary": summarize(per_seed),
         }
+    return {"seconds": time.perf_counter() - start, "seeds": seeds, "test_size": len(digits.y_test), "recipe": recipe, "taylor": TAYLOR, "models": models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results", help="directory for recovery.json/.md")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="finetune epochs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     default = args.seeds == list(SEEDS) and args.epochs == RECIPE["epochs"]
-    results = {
-        "command": COMMAND if default else " ".join(["python"] + sys.argv),
-        "environment": environment(),
-        "seconds": time.perf_counter() - start,
-        "seeds": args.seeds,
-        "test_size": len(digits.y_test),
-        "recipe": recipe,
-        "taylor": TAYLOR,
-        "models": models,
-    }
+    command = COMMAND if default else " ".join(["python"] + sys.argv)
+    results = {"command": command, "environment": environment(command), **collect(args.seeds, {**RECIPE, "epochs": args.epochs})}
     print(write_results(out, "recovery", results, markdown))
     return 0
 

@@ -14,15 +14,10 @@ import sys
 from pathlib import Path
 
 import torch
-from _common import (  # bench/_common.py, next to this script
-    environment,
-    header,
-    interleaved,
-    write_results,
-)
 from torch import nn
 
 import sparse24
+from bench._common import environment, header, interleaved, write_results
 from sparse24 import criteria
 from sparse24.demo import DigitsResNet, batches, load_digits, loss_fn
 from sparse24.mask import prune_, two_four_mask

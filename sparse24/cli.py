@@ -1,8 +1,9 @@
 """``sparse24`` command line.
 
 ``prune`` a model to 2:4, ``finetune`` it from a recipe, ``verify`` sparse weights, ``export``
-it to ONNX, ``inspect`` an ONNX file's 2:4 layers and ``build`` dense and sparse TensorRT
-engines. The export commands import ``trt_export`` only when they run.
+it to ONNX, ``inspect`` an ONNX file's 2:4 layers, ``build`` dense and sparse TensorRT
+engines and ``bench`` dense against sparse. The export commands import ``trt_export``, and
+``bench`` the harness in ``bench/``, only when they run.
 """
 
 from __future__ import annotations
@@ -376,11 +377,20 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--report", help="also write the reports (.json, or Markdown)")
     build.add_argument("--skip-unavailable", action="store_true", help="without TensorRT or a suitable GPU, say why in one line and exit 0")
     build.set_defaults(func=_build)
+
+    # listed for --help; main() hands "sparse24 bench ..." to bench.cli before parsing
+    commands.add_parser("bench", add_help=False, help="benchmark dense vs 2:4 (GEMMs, models, accuracy); `sparse24 bench --help` for more")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparse24`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    position = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if position is not None and argv[position] == "bench":  # bench parses its own options (-v, --traceback too)
+        from bench.cli import main as bench_main
+
+        return bench_main(argv[:position] + argv[position + 1 :], prog="sparse24 bench")
     args = _parser().parse_args(argv)
     chatty = args.verbose or args.command == "finetune"  # training logs its progress
     logging.basicConfig(level=logging.INFO if chatty else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,96 @@
+"""Synthetic gemm and model results, shaped as the suites write them, from chosen timing samples.
+
+They stand in for GPU runs on machines without a GPU: every number in them is made up here,
+so the statistics, reports, plots and comparisons can be checked against known answers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bench import gemm, model
+from bench.report import SCHEMA
+from bench.stats import summarize
+
+GPU = {"name": "NVIDIA Test GPU", "capability": "sm_90", "sm_count": 132, "memory_gib": 79.2, "l2_bytes": 52428800, "cuda": "13.0", "cudnn": 91000, "cusparselt": 700, "nvidia_smi": {"driver_version": "580.1"}}
+ROOFLINE = {"dense_peak_tflops": {"fp16": 700.0}, "copy_gbps": 3000.0, "method": "synthetic"}
+
+
+def environment(gpu: bool = True) -> dict[str, Any]:
+    return {
+        "date": "2026-11-23T00:00:00+00:00",
+        "command": "sparse24 bench gemm model",
+        "git_commit": "0123456789abcdef0123",
+        "sparse24": "0.1.0",
+        "python": "3.12.3",
+        "torch": "2.11.0+cu130",
+        "tensorrt": None,
+        "onnxruntime": None,
+        "transformers": None,
+        "cuda_python": None,
+        "cpu": "x86_64",
+        "cpu_threads": 16,
+        "gpu": copy.deepcopy(GPU) if gpu else None,
+    }
+
+
+def runs(median: float, spread: float = 0.02, n: int = 10) -> list[list[float]]:
+    """Three runs around ``median`` whose medians differ by ``spread`` (relative)."""
+    low, high = median * (1 - spread / 2), median * (1 + spread / 2)
+    return [[low] * n, [median] * n, [high] * n]
+
+
+def gemm_results(times: dict[tuple[int, str], float] | None = None, *, spread: float = 0.02) -> dict[str, Any]:
+    """decode gate/up at M = 1 and 16 (fp16): dense, cusparselt, custom; custom is wrong at M=16 unless timed."""
+    times = times or {(1, "dense"): 0.040, (1, "cusparselt"): 0.080, (1, "custom"): 0.025, (16, "dense"): 0.045, (16, "cusparselt"): 0.0445}
+    rows = []
+    for m in (1, 16):
+        for backend in ("dense", "cusparselt", "custom"):
+            row = {"set": "decode", "layer": "gate/up proj", "m": m, "n": 11008, "k": 4096, "dtype": "fp16", "backend": backend, "status": "ok", "error": 1e-3}
+            if (m, backend) in times:
+                row["latency_ms"] = summarize(runs(times[m, backend], spread)).to_dict()
+            else:
+                row.update(status="wrong", error=0.5, message="relative error 0.5 > 0.01: not timed")
+            rows.append(row)
+    gemm._derive(rows, ROOFLINE)
+    return {
+        "schema": SCHEMA,
+        "suite": "gemm",
+        "environment": environment(),
+        "command": "sparse24 bench gemm",
+        "device": "cuda",
+        "settings": {"reps": 10, "runs": 3, "warmup": 2, "timer": "cuda events", "l2_flush": True, "cuda_graphs": False, "working_set": "synthetic", "tolerance": {"fp16": 1e-2}, "sets": ["decode"], "dtypes": ["fp16"], "backends": list(gemm.BACKENDS), "quick": False},
+        "roofline": ROOFLINE,
+        "skipped": [{"backend": "tensorrt", "dtype": "fp16", "reason": "tensorrt is not installed"}],
+        "notes": [],
+        "rows": rows,
+    }
+
+
+def model_results(times: dict[tuple[int, str], float] | None = None, *, spread: float = 0.02) -> dict[str, Any]:
+    """bert-base at batch 1 and 8: eager dense/sparse; compile sparse failed at batch 8."""
+    times = times or {(1, "eager dense"): 5.0, (1, "eager sparse"): 4.0, (8, "eager dense"): 12.0, (8, "eager sparse"): 12.1, (1, "compile dense"): 3.0, (1, "compile sparse"): 2.5, (8, "compile dense"): 9.0}
+    rows = []
+    for batch in (1, 8):
+        for variant in ("eager dense", "eager sparse", "compile dense", "compile sparse"):
+            row = {"model": "bert-base", "batch": batch, "variant": variant, "mode": variant.split()[0], "sparse": variant.endswith("sparse"), "status": "ok", "error": 1e-3}
+            if (batch, variant) in times:
+                row["latency_ms"] = summarize(runs(times[batch, variant], spread)).to_dict()
+            else:
+                row.update(status="failed", message="RuntimeError: compile failed")
+            rows.append(row)
+    model._derive(rows)
+    return {
+        "schema": SCHEMA,
+        "suite": "model",
+        "environment": environment(),
+        "command": "sparse24 bench model",
+        "device": "cuda",
+        "dtype": "float16",
+        "settings": {"reps": 10, "runs": 3, "warmup": 2, "timer": "cuda events", "cuda_graphs": False, "working_set": "synthetic", "tolerance": 0.02, "variants": list(model.VARIANTS[:4]), "quick": False},
+        "models": {"bert-base": {"sparse_weights": 72, "weights": 72, "policy": "tensorrt", "description": "BERT-base (synthetic)"}},
+        "skipped": [{"variant": "tensorrt dense", "reason": "tensorrt is not installed"}],
+        "notes": [],
+        "rows": rows,
+    }
