@@ -57,7 +57,11 @@ def _positive(text: str) -> int:
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     from . import gemm, model
 
-    parser = argparse.ArgumentParser(prog=prog, description="Measure dense vs 2:4 sparse: GEMMs, whole models, accuracy recovery.")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Measure dense vs 2:4 sparse: GEMMs, whole models, accuracy recovery.",
+        epilog=f"other commands: {prog} compare OLD.json NEW.json | plot RESULTS.json | readme [--check] | env [--require-gpu] (each with --help)",
+    )
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"suites to run: {', '.join(SUITES)} (default: all)")
     parser.add_argument("--out", help="results folder (default: bench/results/<gpu name>, or bench/results/cpu without a GPU)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run: fewer cases, repetitions and models")

@@ -70,6 +70,7 @@ SPARSE_BACKENDS = ("cusparselt", "custom", "tensorrt")  # tensorrt-dense is a de
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TOLERANCE = {"fp16": 1e-2, "bf16": 2e-2, "fp32": 1e-4}  # max |y - y_fp32| / max |y_fp32|
 CPU_MAX_M = 256
+MAX_COPIES = 128  # of the weight and of the inputs, to make the working set larger than L2
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def run(
             for case in cases:
                 by_shape.setdefault((case.n, case.k), []).append(case)
             for (n, k), group in by_shape.items():
-                weight_slots = working_set_slots(n * k * element, l2_bytes, cap=4)
+                weight_slots = working_set_slots(n * k * element, l2_bytes, cap=MAX_COPIES)
                 weights = [_random_two_four(n, k, dtype, device, generator) for _ in range(weight_slots)]
                 prepared = _Prepared(weights, available[dtype_name], Path(workdir))
                 for case in group:
@@ -300,7 +301,9 @@ def run(
             "timer": timer.kind,
             "l2_flush": device.type == "cuda",
             "cuda_graphs": cuda_graphs,
-            "working_set": "inputs (and weights, up to 4 copies) rotated over at least 2x L2" if l2_bytes else "inputs rotated over 2 copies",
+            "working_set": (
+                f"weights and inputs rotated over copies totalling at least 2x L2 (up to {MAX_COPIES} of each; per row: working_set_mb)" if l2_bytes else "weights and inputs rotated over 2 copies"
+            ),
             "tolerance": {d: TOLERANCE[d] for d in dtypes},
             "sets": list(sets),
             "dtypes": dtypes,
@@ -320,10 +323,11 @@ def _run_case(
     device = prepared.weights[0].device
     cuda_graphs = timing.pop("cuda_graphs")
     element = DTYPES[dtype].itemsize
-    slots = working_set_slots(element * (case.m * case.k + case.m * case.n), l2_bytes)
+    slots = working_set_slots(element * (case.m * case.k + case.m * case.n), l2_bytes, cap=MAX_COPIES)
     xs = [torch.randn(case.m, case.k, device=device, dtype=DTYPES[dtype], generator=generator) for _ in range(slots)]
     expected = F.linear(xs[0].float(), prepared.weights[0].float())
-    base = {"set": case.set, "layer": case.layer, "m": case.m, "n": case.n, "k": case.k, "dtype": dtype}
+    moved = len(prepared.weights) * case.n * case.k * element + slots * element * (case.m * case.k + case.m * case.n)
+    base = {"set": case.set, "layer": case.layer, "m": case.m, "n": case.n, "k": case.k, "dtype": dtype, "working_set_mb": round(moved / 2**20, 1)}
     rows: dict[str, dict[str, Any]] = {}
     cases: dict[str, list[Callable[[], object]]] = {}
     for backend in [*prepared.forms, *prepared.failures]:

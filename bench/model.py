@@ -45,6 +45,7 @@ __all__ = ["MODELS", "VARIANTS", "ModelSpec", "run"]
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("eager dense", "eager sparse", "compile dense", "compile sparse", "tensorrt dense", "tensorrt sparse")
+MAX_INPUT_COPIES = 8
 TOLERANCE = 2e-2  # max |y - y_eager_dense| / max |y_eager_dense| in fp16
 
 
@@ -223,7 +224,7 @@ def run(
             "warmup": warmup,
             "timer": timer.kind,
             "cuda_graphs": cuda_graphs,
-            "working_set": "inputs rotated over distinct batches (at least 2, up to 8; at least 2x L2 where that fits)",
+            "working_set": f"inputs rotated over distinct batches (2 to {MAX_INPUT_COPIES}, up to 2x L2; per row: input_copies); the model's weights are not copied",
             "tolerance": TOLERANCE,
             "variants": variants,
             "quick": quick,
@@ -307,13 +308,13 @@ def _run_batch(
     generator = torch.Generator().manual_seed(seed + batch)
     first = MODELS[name].example(batch, generator)
     size = sum(t.numel() * (dtype.itemsize if t.is_floating_point() else t.element_size()) for t in first)
-    slots = [first] + [MODELS[name].example(batch, generator) for _ in range(min(working_set_slots(size, l2_bytes), 8) - 1)]
+    slots = [first] + [MODELS[name].example(batch, generator) for _ in range(working_set_slots(size, l2_bytes, cap=MAX_INPUT_COPIES) - 1)]
     slots = [tuple(t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device) for t in inputs) for inputs in slots]
     rows: dict[str, dict[str, Any]] = {}
     cases: dict[str, list[Callable[[], object]]] = {}
     expected = None
     for variant in [*callables, *build_failures]:
-        row = rows[variant] = {"model": name, "batch": batch, "variant": variant, "mode": variant.split()[0], "sparse": variant.endswith("sparse"), "status": "ok"}
+        row = rows[variant] = {"model": name, "batch": batch, "variant": variant, "mode": variant.split()[0], "sparse": variant.endswith("sparse"), "input_copies": len(slots), "status": "ok"}
         if variant in build_failures:
             row.update(status="failed", message=build_failures[variant])
             continue
