@@ -69,13 +69,13 @@ def _tensorrt_version() -> str | None:
     return getattr(tensorrt, "__version__", None)
 
 
-def _nvidia_smi(index: int) -> dict[str, str]:
+def _nvidia_smi(gpu: str) -> dict[str, str]:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return {}
     try:
         out = subprocess.run(
-            [smi, f"--id={index}", f"--query-gpu={','.join(_SMI_FIELDS)}", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+            [smi, f"--id={gpu}", f"--query-gpu={','.join(_SMI_FIELDS)}", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -98,7 +98,7 @@ def _gpu() -> dict[str, Any] | None:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
         "cusparselt": cusparselt,
-        "nvidia_smi": _nvidia_smi(index),  # driver, clocks at the time of reading, power limit: read only
+        "nvidia_smi": _nvidia_smi(f"GPU-{props.uuid}" if getattr(props, "uuid", None) else str(index)),  # by UUID: CUDA and nvidia-smi may number GPUs differently  # driver, clocks at the time of reading, power limit: read only
     }
 
 

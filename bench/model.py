@@ -224,6 +224,7 @@ def run(
             "warmup": warmup,
             "timer": timer.kind,
             "cuda_graphs": cuda_graphs,
+            "tensorrt_profile": "one engine per model and variant: batch 1 to the largest, tuned for the largest",
             "working_set": f"inputs rotated over distinct batches (2 to {MAX_INPUT_COPIES}, up to 2x L2; per row: input_copies); the model's weights are not copied",
             "tolerance": TOLERANCE,
             "variants": variants,
@@ -267,9 +268,9 @@ def _variants(
             elif variant == "eager sparse":
                 callables[variant] = sparse
             elif variant == "compile dense":
-                callables[variant] = torch.compile(dense)
+                callables[variant] = torch.compile(dense, dynamic=False)  # one specialised graph per batch size
             elif variant == "compile sparse":
-                callables[variant] = torch.compile(sparse)
+                callables[variant] = torch.compile(sparse, dynamic=False)
             else:
                 callables[variant] = _tensorrt(model, name, variant.endswith("sparse"), sweep, workdir, info)
         except Exception as error:  # noqa: BLE001 - a variant that cannot be built is reported, the rest still run

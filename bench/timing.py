@@ -51,50 +51,79 @@ class CpuTimer:
 
 
 class CudaTimer:
-    """GPU milliseconds per call between two CUDA events on the current stream.
+    """GPU milliseconds per call between two CUDA events, on a stream of its own.
 
     ``flush_l2`` writes a buffer twice the size of L2 before every repetition (not timed).
-    Events of all repetitions are recorded first and read after one synchronization, so the
-    host never waits between repetitions.
+    Events of all repetitions are recorded first and read after one synchronization. With
+    ``run_ahead``, a GPU sleep is queued before the repetitions so the host enqueues them all
+    while the GPU waits: the events then time the GPU's work, not the Python launch overhead
+    (for kernel benchmarks; whole models are timed as a user runs them, without it).
     """
 
     kind = "cuda events"
+    HOST_MS_PER_CALL = 0.2  # generous bound on one call's host-side enqueue time
 
-    def __init__(self, device: torch.device | None = None, *, flush_l2: bool = False) -> None:
+    def __init__(self, device: torch.device | None = None, *, flush_l2: bool = False, run_ahead: bool = False) -> None:
         self.device = torch.device(device or "cuda")
         l2 = getattr(torch.cuda.get_device_properties(self.device), "L2_cache_size", 0) or 64 * 2**20
         self.l2_bytes = int(l2)
+        self.stream = torch.cuda.Stream(self.device)  # not the legacy default stream: no implicit syncs
         self._flush = torch.empty(2 * self.l2_bytes, dtype=torch.uint8, device=self.device) if flush_l2 else None
+        self._cycles_per_ms = self._sleep_rate() if run_ahead else None
+        if run_ahead:
+            self.kind = "cuda events, host enqueues ahead of the GPU"
+
+    def _sleep_rate(self) -> float:
+        cycles = 10_000_000
+        with torch.cuda.stream(self.stream):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda._sleep(cycles)  # warm
+            start.record()
+            torch.cuda._sleep(cycles)
+            end.record()
+        end.synchronize()
+        return cycles / max(start.elapsed_time(end), 1e-3)
 
     def time(self, calls: Sequence[Call], reps: int, warmup: int) -> list[float]:
-        for i in range(warmup):
-            calls[i % len(calls)]()
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        for i, (start, end) in enumerate(events):
-            if self._flush is not None:
-                self._flush.zero_()
-            start.record()
-            calls[i % len(calls)]()
-            end.record()
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            for i in range(warmup):
+                calls[i % len(calls)]()
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+            if self._cycles_per_ms is not None:
+                torch.cuda._sleep(int(min(reps * self.HOST_MS_PER_CALL, 1000.0) * self._cycles_per_ms))
+            for i, (start, end) in enumerate(events):
+                if self._flush is not None:
+                    self._flush.zero_()
+                start.record()
+                calls[i % len(calls)]()
+                end.record()
         torch.cuda.synchronize(self.device)
         return [start.elapsed_time(end) for start, end in events]
 
 
 def capture_graphs(calls: Sequence[Call], *, warmup: int = 3) -> list[Call]:
-    """Capture each call in its own CUDA graph (after warm-up on a side stream); return their replays."""
+    """Capture each call in its own CUDA graph (after warm-up on a side stream); return their replays.
+
+    A call that cannot be captured (it synchronizes, say) raises; the current stream is restored.
+    """
+    saved = torch.cuda.current_stream()
     side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
+    side.wait_stream(saved)
     with torch.cuda.stream(side):
         for _ in range(warmup):
             for call in calls:
                 call()
-    torch.cuda.current_stream().wait_stream(side)
+    saved.wait_stream(side)
     replays = []
-    for call in calls:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            call()
-        replays.append(graph.replay)
+    try:
+        for call in calls:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                call()
+            replays.append(graph.replay)
+    finally:
+        torch.cuda.set_stream(saved)  # torch.cuda.graph leaves its capture stream current if capture_end raises
     return replays
 
 
@@ -117,6 +146,6 @@ def measure(
                 continue
             try:
                 samples[name].append(timer.time(cases[name], reps, warmup))
-            except (RuntimeError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - a case that fails is a result (TensorRT, kernels, OOM ...)
                 failures[name] = first_line(error)
     return {name: summarize(runs_) for name, runs_ in samples.items() if name not in failures}, failures

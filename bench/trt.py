@@ -34,4 +34,9 @@ def tensorrt_callable(
     report = build_engine(onnx_path, engine, sparse=sparse, shapes=inputs, timing_cache=timing_cache)
     runner = TrtRunner(engine)
     torch.cuda.synchronize()
-    return runner, report.to_dict()
+    dtypes = [runner.dtypes[name] for name in runner.inputs]
+
+    def run(*tensors: Tensor) -> tuple[Tensor, ...]:  # e.g. int64 token ids into an INT32 engine input
+        return runner(*(t if t.dtype == d else t.to(d) for t, d in zip(tensors, dtypes)))
+
+    return run, report.to_dict()

@@ -258,7 +258,7 @@ def _auto_plan(weight: Tensor, bias: Tensor | None, candidates: Sequence[str], b
     for name in candidates:
         try:
             modules[name] = SparseLinear(weight, bias, dict.fromkeys(buckets, name), buckets)
-        except (RuntimeError, ValueError) as failure:  # e.g. cuSPARSELt's minimum shapes
+        except (RuntimeError, ValueError, Sparse24Error) as failure:  # e.g. cuSPARSELt's minimum shapes, a kernel that cannot load
             notes.append(f"{name} cannot hold {list(weight.shape)} {weight.dtype}: {str(failure).splitlines()[0]}")
     plan, timings = {}, {}
     generator = torch.Generator(device=weight.device).manual_seed(0)
@@ -271,7 +271,7 @@ def _auto_plan(weight: Tensor, bias: Tensor | None, candidates: Sequence[str], b
             with torch.no_grad():
                 try:
                     error = float((module(x).float() - expected).abs().max()) / scale
-                except RuntimeError as failure:  # e.g. cuSPARSELt's shape limits
+                except (RuntimeError, Sparse24Error) as failure:  # e.g. cuSPARSELt's shape limits
                     notes.append(f"{name} failed at M={bucket} for {list(weight.shape)}: {str(failure).splitlines()[0]}")
                     continue
                 if not error <= tolerance:
