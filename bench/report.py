@@ -76,7 +76,8 @@ def _gemm_markdown(results: dict[str, Any]) -> str:
     lines = _header(results, f"GEMM suite: dense vs 2:4 on {gpu['name'] if gpu else 'CPU'}")
     lines += [
         "",
-        "Y[M, N] = X[M, K] W^T. x = dense median / backend median; (noise) = the difference is within the run-to-run spread.",
+        "Y[M, N] = X[M, K] W^T. x = dense median / backend median (for tensorrt: tensorrt-dense / tensorrt); "
+        "noise = the difference is within the run-to-run spread.",
         "TFLOP/s counts the dense 2MNK for every backend. Every output was checked against fp32 before timing.",
     ]
     roofline = results.get("roofline")
