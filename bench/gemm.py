@@ -44,6 +44,7 @@ from .timing import (
     capture_graphs,
     first_line,
     measure,
+    relative_error,
     working_set_slots,
 )
 
@@ -204,12 +205,6 @@ class _Prepared:
         return [lambda x=x: runner(x) for x in xs]
 
 
-def _relative_error(output: Any, expected: Tensor) -> float:
-    output = output[0] if isinstance(output, tuple) else output
-    scale = float(expected.abs().max()) or 1.0
-    return float((output.float() - expected).abs().max()) / scale
-
-
 def _median_ms(call: Callable[[], object], timer: CudaTimer) -> float:
     summary, failures = measure({"call": [call]}, timer, runs=1, reps=10, warmup=3)
     if failures:
@@ -342,7 +337,7 @@ def _run_case(
             continue
         try:
             calls = prepared.calls(backend, xs)
-            row["error"] = _relative_error(calls[0](), expected)
+            row["error"] = relative_error(calls[0](), expected)
             if cuda_graphs and device.type == "cuda":
                 calls = capture_graphs(calls)
         except Exception as error:  # noqa: BLE001 - reported in the row

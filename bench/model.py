@@ -37,6 +37,7 @@ from .timing import (
     capture_graphs,
     first_line,
     measure,
+    relative_error,
     working_set_slots,
 )
 
@@ -130,12 +131,6 @@ def two_four_model(name: str, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]
     report = sparse24.sparsify(model, "magnitude", policy=spec.policy, progress=False)
     sparse24.strip(model)
     return model, {"sparse_weights": len(report.sparse_layers), "weights": len(report.layers), "policy": spec.policy}
-
-
-def _relative_error(output: Any, expected: Tensor) -> float:
-    output = output[0] if isinstance(output, (tuple, list)) else output
-    scale = float(expected.float().abs().max()) or 1.0
-    return float((output.float() - expected.float()).abs().max()) / scale
 
 
 def _kernel_counts(model: nn.Module, inputs: Sequence[Tensor]) -> dict[str, int]:
@@ -237,8 +232,8 @@ def run(
     }
 
 
-def _variant_problem(variant: str, cuda: str | None) -> str | None:
-    if cuda:
+def _variant_problem(variant: str, gpu_problem: str | None) -> str | None:
+    if gpu_problem:
         return "needs an sm_80+ CUDA GPU"
     if variant.startswith("tensorrt"):
         from trt_export import tensorrt_unavailable
@@ -327,7 +322,7 @@ def _run_batch(
                 output = output[0] if isinstance(output, (tuple, list)) else output
                 if expected is None:
                     expected = output.detach().clone()  # eager dense comes first
-                row["error"] = _relative_error(output, expected)
+                row["error"] = relative_error(output, expected)
                 if variant == "eager sparse":
                     row["kernels"] = _kernel_counts(fn, slots[0])
                 if cuda_graphs and device.type == "cuda" and variant.startswith("eager"):

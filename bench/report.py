@@ -34,7 +34,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except ValueError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or data.get("suite") not in SUITES or "rows" not in data and data.get("suite") != "accuracy":
+    suite = data.get("suite") if isinstance(data, dict) else None
+    if suite not in SUITES or (suite != "accuracy" and "rows" not in data):
         raise ValueError(f"{path} is not a sparse24 bench result (no 'suite' and 'rows')")
     return data
 

@@ -17,7 +17,7 @@ import torch
 
 from .stats import Summary, summarize
 
-__all__ = ["CpuTimer", "CudaTimer", "capture_graphs", "first_line", "measure", "working_set_slots"]
+__all__ = ["CpuTimer", "CudaTimer", "capture_graphs", "first_line", "measure", "relative_error", "working_set_slots"]
 
 Call = Callable[[], object]
 
@@ -25,6 +25,14 @@ Call = Callable[[], object]
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def relative_error(output: object, expected: torch.Tensor) -> float:
+    """max |output - expected| / max |expected| (a tuple or list output: its first tensor)."""
+    output = output[0] if isinstance(output, (tuple, list)) else output
+    expected = expected.float()
+    scale = float(expected.abs().max()) or 1.0
+    return float((output.float() - expected).abs().max()) / scale
 
 
 def working_set_slots(bytes_per_slot: int, l2_bytes: int | None, *, cap: int = 8) -> int:
