@@ -23,7 +23,7 @@ from .io import load, save
 from .mask import first_violation, is_two_four, prune_, two_four_mask
 from .report import LayerReport, SparsityReport
 from .runtime import RuntimeReport, SparseLinear, to_sparse_runtime
-from .sparsify import POLICIES, sparsify, verify
+from .sparsify import POLICIES, sparsify, verify, verify_file
 
 __version__ = "0.1.0"
 
@@ -58,4 +58,5 @@ __all__ = [
     "to_sparse_runtime",
     "two_four_mask",
     "verify",
+    "verify_file",
 ]

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import criteria
-from .enforce import MASK_SUFFIX
 from .errors import CheckFailed, Sparse24Error, SparsityError
-from .report import LayerReport, SparsityReport
+from .report import SparsityReport
 
 logger = logging.getLogger("sparse24")
 
@@ -67,6 +66,9 @@ def _prune(args: argparse.Namespace) -> int:
         include_frozen=args.include_frozen,
         **options,
     )
+    if not report.sparse_layers:
+        print(report)
+        raise Sparse24Error(f"no GEMM weight of the model could be made 2:4 ({len(report.layers)} skipped, reasons above); nothing was written")
     verify(model)
     io.save(model, out)
     if args.report:
@@ -76,39 +78,14 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_file(path: str) -> SparsityReport:
-    from .io import file_axes, read_state_dict
-    from .sparsify import check_masked
-
-    state = read_state_dict(path)
-    axes = file_axes(path) if path.endswith(".safetensors") else None
-    if axes is None:
-        raise Sparse24Error(f"{path} has no sparse24 metadata; pass --model module:callable to check it against a model")
-    layers = []
-    for name, dim in axes.items():
-        weight, mask = state.get(name), state.get(name + MASK_SUFFIX)
-        if weight is None or mask is None:
-            raise Sparse24Error(f"{path}: metadata names {name}, but its weight or mask is missing")
-        check_masked(name, weight, mask, dim)
-        layers.append(LayerReport(name, "(from file)", tuple(weight.shape), dim, weight.numel(), True))
-    total = sum(t.numel() for key, t in state.items() if not key.endswith(MASK_SUFFIX))
-    return SparsityReport(layers=tuple(layers), total_params=total, notes=("read from the file alone: totals count every tensor in it, buffers included",))
-
-
 def _verify(args: argparse.Namespace) -> int:
     from . import io
-    from .sparsify import verify
+    from .sparsify import verify_file
 
-    if args.model:
-        model = io.load_model(args.model)
-        io.load(model, args.file)
-        report = verify(model)
-    else:
-        report = _verify_file(args.file)
-    if not report.sparse_layers:
-        raise SparsityError(f"{args.file}: no 2:4 masked weights found")
+    model = io.load_model(args.model) if args.model else None
+    report = verify_file(args.file, model, expect=args.expect)
     print(report.to_json() if args.json else report)
-    print(f"OK: {len(report.sparse_layers)} masked weights are 2:4 along their reduction axis")
+    print(f"OK: {len(report.sparse_layers)} weights are 2:4 along their reduction axis, as stored in {args.file}")
     return 0
 
 
@@ -332,9 +309,10 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")
     prune.set_defaults(func=_prune)
 
-    verify = commands.add_parser("verify", help="check that masked weights are 2:4 along their reduction axis")
+    verify = commands.add_parser("verify", help="check that a weights file's masked (and --expect) weights are 2:4 along their reduction axis, as stored")
     verify.add_argument("file", help="weights file written by sparse24 (or any weights file, with --model)")
-    verify.add_argument("--model", help="module:callable to load the file into and check")
+    verify.add_argument("--model", help="module:callable whose layers give the 2:4 axes (needed for files without sparse24 metadata)")
+    verify.add_argument("--expect", action="append", metavar="GLOB", help="weights (names or module-name globs) that must be 2:4 even without a mask (repeatable)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=_verify)
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .enforce import MASK_SUFFIX, load_masks, masked_weights
 from .errors import Sparse24Error
 
-__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes"]
+__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes", "check_fits"]
 
 _METADATA_KEY = "sparse24"
 
@@ -102,7 +102,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(state)
 
 
-def _check_fits(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+def check_fits(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Raise :class:`Sparse24Error` naming missing, unexpected and mis-shaped keys unless ``state`` fits ``model`` (masks aside)."""
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith(MASK_SUFFIX)}
     given = {k: v for k, v in state.items() if not k.endswith(MASK_SUFFIX)}
     problems = []
@@ -127,7 +128,7 @@ def load(model: nn.Module, path: str | os.PathLike) -> list[str]:
     the model untouched. Returns the names of the masked weights.
     """
     state = read_state_dict(path)
-    _check_fits(model, state, str(path))
+    check_fits(model, state, str(path))
     masked = load_masks(model, state)
     # Keys and shapes were checked above; masks the model has but the file lacks stay in force.
     model.load_state_dict(state, strict=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,12 +15,12 @@ from torch import Tensor, nn
 
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
-from .enforce import attach, masked_weights, watch
-from .errors import Sparse24Error, SparsityError
+from .enforce import MASK_SUFFIX, attach, masked_weights, watch
+from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import prune_, require_two_four
 from .report import LayerReport, SparsityReport
 
-__all__ = ["sparsify", "verify", "check_masked", "POLICIES"]
+__all__ = ["sparsify", "verify", "verify_file", "check_masked", "POLICIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,17 @@ def _patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
     return patterns
 
 
-def _matches(weight: GemmWeight, patterns: tuple[str, ...]) -> str | None:
+def _match(name: str, patterns: tuple[str, ...]) -> str | None:
+    """The first pattern matching the parameter name ``name`` or its module's name."""
+    module_name = name.rpartition(".")[0]
     for pattern in patterns:
-        if fnmatch.fnmatchcase(weight.module_name, pattern) or fnmatch.fnmatchcase(weight.name, pattern):
+        if fnmatch.fnmatchcase(module_name, pattern) or fnmatch.fnmatchcase(name, pattern):
             return pattern
     return None
+
+
+def _matches(weight: GemmWeight, patterns: tuple[str, ...]) -> str | None:
+    return _match(weight.name, patterns)
 
 
 def _structural_reason(weight: GemmWeight) -> str | None:
@@ -253,22 +260,135 @@ def check_masked(name: str, weight: Tensor, mask: Tensor, dim: int) -> None:
         raise SparsityError(f"{name}: nonzero weight where the mask is 0, first at {index}")
 
 
-def verify(model: nn.Module) -> SparsityReport:
+Expect = str | Sequence[str] | SparsityReport | None
+
+
+def _expected(expect: Expect, names: Sequence[str], where: str) -> set[str]:
+    """The names among ``names`` that ``expect`` asks to be 2:4 (a pattern matching none is an error)."""
+    if expect is None:
+        return set()
+    if isinstance(expect, SparsityReport):
+        wanted = tuple(layer.name for layer in expect.sparse_layers)
+        if not wanted:
+            raise ValueError("expect: the report lists no 2:4 layer")
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            raise CheckFailed(f"expected 2:4 weight {missing[0]} is not a GEMM weight of {where}")
+        return set(wanted)
+    patterns = _patterns(expect, "expect")
+    if not patterns:
+        raise ValueError("expect is empty: give weight names or globs, or None")
+    found = set()
+    for pattern in patterns:
+        matched = {name for name in names if _match(name, (pattern,))}
+        if not matched:
+            raise CheckFailed(f"expected 2:4 weights {pattern!r} match no GEMM weight of {where}")
+        found |= matched
+    return found
+
+
+def _nothing_checked(where: str, hint: str) -> CheckFailed:
+    return CheckFailed(f"nothing was checked: {where} has no 2:4 masks; {hint}")
+
+
+def _require_expected(name: str, weight: Tensor, dim: int) -> None:
+    """Raise :class:`SparsityError` unless the unmasked ``weight`` is 2:4 along ``dim``."""
+    if weight.shape[dim] % 4:
+        raise SparsityError(f"{name}: reduction size {weight.shape[dim]} (dim {dim}) is not divisible by 4, so it cannot be 2:4")
+    require_two_four(weight, dim, f"{name}: weight")
+
+
+def verify(model: nn.Module, *, expect: Expect = None) -> SparsityReport:
     """Check that every masked weight is 2:4 along its axis and zero outside its mask.
 
-    Raises :class:`~sparse24.SparsityError` naming the layer and the first bad group;
-    returns a report of all GEMM weights (unmasked ones are listed as "no 2:4 mask").
+    ``expect`` names weights that must be 2:4 whether or not they carry a mask -- the
+    way to verify a stripped model before export: parameter or module names and globs
+    (as ``sparsify``'s ``include``), or the :class:`SparsityReport` ``sparsify`` returned.
+
+    Raises :class:`~sparse24.SparsityError` naming the layer and the first bad group, and
+    :class:`~sparse24.CheckFailed` when an ``expect`` pattern matches no GEMM weight or when
+    nothing was checked (no masks and no ``expect``): a return always means that weights
+    were checked. Returns a report of all GEMM weights; the ones neither masked nor expected
+    are listed as "no 2:4 mask".
     """
     model = dist.unwrap(model)
     masks = {id(weight.param): mask for weight, mask in masked_weights(model)}
     candidates = _candidates(model, (), (), "any", 0, True)
+    where = type(model).__name__
+    expected = _expected(expect, [owner.name for c in candidates for owner in c.owners], where)
     layers = []
     for candidate in candidates:
         weight = candidate.weight
         mask = masks.get(id(weight.param))
-        if mask is None:
+        if mask is not None:
+            check_masked(weight.name, weight.param.detach(), mask, weight.axis.reduction)
+        elif any(owner.name in expected for owner in candidate.owners):
+            _require_expected(weight.name, weight.param.detach(), weight.axis.reduction)
+        else:
             layers.append(_layer(candidate, False, "no 2:4 mask", None, None))
             continue
-        check_masked(weight.name, weight.param.detach(), mask, weight.axis.reduction)
         layers.append(_layer(candidate, True, None, None, None))
-    return SparsityReport(layers=tuple(layers), total_params=sum(p.numel() for p in model.parameters()))
+    report = SparsityReport(layers=tuple(layers), total_params=sum(p.numel() for p in model.parameters()))
+    if not report.sparse_layers:
+        raise _nothing_checked(where, "pass expect= the weights that must be 2:4 (names, globs, or the report sparsify returned)")
+    return report
+
+
+def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expect: Expect = None) -> SparsityReport:
+    """Check the tensors of a weights file as they are stored, before anything is applied.
+
+    Every ``*_sparse24_mask`` in the file is checked against its weight: both 2:4 along the
+    weight's reduction axis, and the weight zero outside the mask. The axes come from
+    ``model`` (whose shapes the file must fit) or, without one, from the metadata
+    :func:`sparse24.save` wrote; a mask whose axis neither gives is an error. ``expect``
+    (names or globs) adds weights that must be 2:4 without a mask. Raises
+    :class:`~sparse24.SparsityError` for a weight or mask that is not 2:4, and
+    :class:`~sparse24.CheckFailed` for any other failed check, including nothing to check.
+    """
+    from .io import check_fits, file_axes, read_state_dict
+
+    source = str(path)
+    state = read_state_dict(path)
+    recorded = file_axes(path) if source.endswith(".safetensors") else None
+    if model is not None:
+        check_fits(model, state, source)
+        weights = {w.name: w for w in gemm_weights(model)}
+        axes = {name: w.axis.reduction for name, w in weights.items()}
+        types = {name: type(w.module).__name__ for name, w in weights.items()}
+        for name, dim in (recorded or {}).items():
+            if name not in axes:
+                raise CheckFailed(f"{source}: its metadata lists {name} as 2:4, but the model has no GEMM weight {name}")
+            if dim != axes[name]:
+                raise CheckFailed(f"{source}: its metadata gives {name} the 2:4 dim {dim}, the model's layer reduces along dim {axes[name]}")
+        unknown = "the model has no GEMM weight of that name"
+    elif recorded is None:
+        raise Sparse24Error(f"{source} has no sparse24 metadata; pass the model (--model module:callable) to check it against its layers")
+    else:
+        axes, types = recorded, dict.fromkeys(recorded, "(from file)")
+        unknown = "the file's metadata does not list it, so its 2:4 axis is unknown (pass --model to check it against the model)"
+    masks = {key[: -len(MASK_SUFFIX)]: value for key, value in state.items() if key.endswith(MASK_SUFFIX)}
+    for name in masks:
+        if name not in axes:
+            raise CheckFailed(f"{source}: mask {name + MASK_SUFFIX}: {unknown}")
+    if model is None:
+        for name in axes:
+            if name not in masks or name not in state:
+                raise CheckFailed(f"{source}: its metadata names {name}, but its {'mask' if name not in masks else 'weight'} is missing")
+    expected = _expected(expect, list(axes), source)
+    layers = []
+    for name, dim in axes.items():
+        if name not in masks and name not in expected:
+            continue
+        weight = state.get(name)
+        if weight is None:
+            raise CheckFailed(f"{source}: {name} is {'masked' if name in masks else 'expected 2:4'}, but the file has no tensor {name}")
+        if name in masks:
+            check_masked(name, weight, masks[name], dim)
+        else:
+            _require_expected(name, weight, dim)
+        layers.append(LayerReport(name, types[name], tuple(weight.shape), dim, weight.numel(), True))
+    total = sum(t.numel() for key, t in state.items() if not key.endswith(MASK_SUFFIX))
+    report = SparsityReport(layers=tuple(layers), total_params=total, notes=("read from the file as stored: totals count every tensor in it, buffers included",))
+    if not layers:
+        raise _nothing_checked(source, "pass --expect (expect=) to name the weights that must be 2:4" + ("" if model is not None else ", with --model"))
+    return report

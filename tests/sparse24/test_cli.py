@@ -55,12 +55,12 @@ def test_prune_magnitude_then_verify(capsys, tmp_path, dense_file):
     with safe_open(str(out), "pt") as handle:
         assert "block1.conv1.weight_sparse24_mask" in handle.keys()
     code, stdout, _ = run(capsys, "verify", str(out))
-    assert code == 0 and "OK: 5 masked weights" in stdout
+    assert code == 0 and "OK: 5 weights are 2:4" in stdout
     code, stdout, _ = run(capsys, "verify", str(out), "--model", MODEL)
-    assert code == 0 and "OK: 5 masked weights" in stdout
+    assert code == 0 and "OK: 5 weights are 2:4" in stdout
     model = DigitsResNet()
     assert len(sparse24.load(model, out)) == 5
-    sparse24.verify(model)
+    assert len(sparse24.verify(model).sparse_layers) == 5
 
 
 def test_prune_taylor_with_demo_calibration(capsys, tmp_path, dense_file):
@@ -167,7 +167,61 @@ def test_verify_names_the_bad_layer(capsys, tmp_path, dense_file):
     assert_one_line_error(err, "block2.conv1.weight", "not 2:4 along dim 1", "[3, 0:4, 1, 2]")
 
 
-def test_verify_plain_file_needs_a_model(capsys, tmp_path):
+def _tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    with safe_open(str(path), "pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata()
+
+
+@pytest.fixture
+def pruned_file(capsys, tmp_path, dense_file) -> Path:
+    out = tmp_path / "sparse.safetensors"
+    assert run(capsys, "prune", MODEL, "--weights", str(dense_file), "--out", str(out))[0] == 0
+    return out
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_verify_checks_the_file_as_stored_not_after_loading(capsys, pruned_file, with_model):
+    """A fully dense weight next to its mask: loading would re-apply the mask and hide it."""
+    tensors, metadata = _tensors(pruned_file)
+    tensors["block2.conv1.weight"] = torch.randn_like(tensors["block2.conv1.weight"])
+    save_file(tensors, str(pruned_file), metadata=metadata)
+    code, _, err = run(capsys, "verify", str(pruned_file), *(["--model", MODEL] if with_model else []))
+    assert code == 1
+    assert_one_line_error(err, "block2.conv1.weight", "not 2:4 along dim 1")
+
+
+def test_verify_file_checks_masks_its_metadata_does_not_list(capsys, tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16))
+    sparse24.sparsify(model, "magnitude", policy="any", include="0")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["2.weight_sparse24_mask"] = torch.ones(16, 16, dtype=torch.bool)  # dense 2.weight, all-ones mask
+    path = tmp_path / "unlisted.safetensors"
+    save_file(state, str(path), metadata={"format": "pt", "sparse24": json.dumps({"axes": {"0.weight": 1}})})
+    code, _, err = run(capsys, "verify", str(path))
+    assert code == 1
+    assert_one_line_error(err, "2.weight_sparse24_mask", "metadata does not list it")
+
+
+def test_verify_with_a_model_names_a_mask_on_a_non_gemm_weight(capsys, tmp_path, pruned_file):
+    tensors, metadata = _tensors(pruned_file)
+    tensors["stem.1.weight_sparse24_mask"] = torch.ones(32, dtype=torch.bool)  # on a BatchNorm weight
+    save_file(tensors, str(pruned_file), metadata=metadata)
+    code, _, err = run(capsys, "verify", str(pruned_file), "--model", MODEL)
+    assert code == 1
+    assert_one_line_error(err, "stem.1.weight_sparse24_mask", "no GEMM weight")
+
+
+def test_verify_metadata_axis_must_agree_with_the_model(capsys, pruned_file):
+    tensors, metadata = _tensors(pruned_file)
+    axes = json.loads(metadata["sparse24"])["axes"]
+    axes["block1.conv1.weight"] = 0
+    save_file(tensors, str(pruned_file), metadata=dict(metadata, sparse24=json.dumps({"axes": axes})))
+    code, _, err = run(capsys, "verify", str(pruned_file), "--model", MODEL)
+    assert code == 1
+    assert_one_line_error(err, "block1.conv1.weight", "dim 0", "dim 1")
+
+
+def test_verify_plain_file_needs_a_model_and_something_to_check(capsys, tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_file({k: v.contiguous() for k, v in DigitsResNet().state_dict().items()}, str(plain))
     code, _, err = run(capsys, "verify", str(plain))
@@ -175,10 +229,35 @@ def test_verify_plain_file_needs_a_model(capsys, tmp_path):
     assert_one_line_error(err, "no sparse24 metadata", "--model")
     code, _, err = run(capsys, "verify", str(plain), "--model", MODEL)
     assert code == 1
-    assert_one_line_error(err, "no 2:4 masked weights")
+    assert_one_line_error(err, "nothing was checked", "--expect")
+    code, _, err = run(capsys, "verify", str(plain), "--model", MODEL, "--expect", "block1.*")
+    assert code == 1  # dense weights, expected 2:4
+    assert_one_line_error(err, "block1.conv1.weight", "not 2:4")
+
+
+def test_verify_stripped_file_with_expect(capsys, tmp_path):
+    model = DigitsResNet()
+    report = sparse24.sparsify(model, "magnitude")
+    sparse24.strip(model)
+    stripped = tmp_path / "stripped.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(stripped))
+    code, stdout, _ = run(capsys, "verify", str(stripped), "--model", MODEL, "--expect", "block*", "--expect", "down.0")
+    assert code == 0 and f"OK: {len(report.sparse_layers)} weights are 2:4" in stdout
+    code, _, err = run(capsys, "verify", str(stripped), "--model", MODEL, "--expect", "Block*")
+    assert code == 1
+    assert_one_line_error(err, "'Block*'", "match no GEMM weight")
 
 
 def test_verify_dense_sparse24_file_fails(capsys, dense_file):
     code, _, err = run(capsys, "verify", str(dense_file))
     assert code == 1
-    assert_one_line_error(err, "no 2:4 masked weights")
+    assert_one_line_error(err, "nothing was checked")
+
+
+def test_prune_with_nothing_eligible_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "sparse.safetensors"
+    code, stdout, err = run(capsys, "prune", MODEL, "--exclude", "*", "--out", str(out))
+    assert code == 2
+    assert "excluded by '*'" in stdout
+    assert_one_line_error(err, "no GEMM weight of the model could be made 2:4")
+    assert not out.exists()

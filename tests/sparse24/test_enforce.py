@@ -270,7 +270,9 @@ def test_strip_removes_buffers_and_hooks(convnet, train_steps):
         assert torch.equal(params[name].detach(), value), "strip keeps the zeros"
         assert is_two_four(params[name], 1)
     assert all(not module._forward_pre_hooks for module in model.modules())
-    assert sparse24.verify(model).sparse_layers == ()
+    with pytest.raises(sparse24.CheckFailed, match="nothing was checked"):
+        sparse24.verify(model)  # no masks left: an OK would mean nothing
+    assert len(sparse24.verify(model, expect=["conv", "fc"]).sparse_layers) == 2
 
     train_steps(model, torch.optim.SGD(model.parameters(), lr=0.1), 2)
     for name, where in pruned.items():
