@@ -252,8 +252,18 @@ def cuda_time_ms(fn: Callable[[], object], *, reps: int = 20, warmup: int = 5, b
     return statistics.median(times)
 
 
-def _auto_plan(weight: Tensor, bias: Tensor | None, candidates: Sequence[str], buckets: Sequence[int], tolerance: float) -> tuple[dict[int, str], dict[int, dict[str, float]], list[str]]:
-    """Time each candidate per bucket after a numerics probe; the fastest correct one wins (dense always runs)."""
+def _auto_plan(
+    weight: Tensor,
+    bias: Tensor | None,
+    candidates: Sequence[str],
+    buckets: Sequence[int],
+    tolerance: float,
+    timer: Callable[[Callable[[], object]], float] = cuda_time_ms,
+) -> tuple[dict[int, str], dict[int, dict[str, float]], list[str]]:
+    """Time each candidate per bucket after a numerics probe; the fastest correct one wins (dense always runs).
+
+    ``timer(fn)`` measures ``fn()`` in milliseconds: CUDA events by default (the CPU tests pass a wall clock).
+    """
     modules, notes = {}, []
     for name in candidates:
         try:
@@ -277,7 +287,7 @@ def _auto_plan(weight: Tensor, bias: Tensor | None, candidates: Sequence[str], b
                 if not error <= tolerance:
                     notes.append(f"{name} rejected at M={bucket} for {list(weight.shape)}: relative error {error:.3g} > {tolerance:g}")
                     continue
-                timings[bucket][name] = cuda_time_ms(lambda module=module: module(x))
+                timings[bucket][name] = timer(lambda module=module: module(x))
         plan[bucket] = min(timings[bucket], key=timings[bucket].get) if timings[bucket] else "dense"
     return plan, timings, notes
 

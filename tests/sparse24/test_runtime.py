@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import re
+import time
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+import kernels.reference
 import sparse24
-from sparse24.runtime import BUCKETS, SparseLinear, bucket_of, describe_plan
+from sparse24.runtime import BUCKETS, PROBE_TOLERANCE, SparseLinear, _auto_plan, bucket_of, describe_plan
 
 
 def sparse_model(dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -86,48 +92,138 @@ def test_buckets_and_plan_descriptions() -> None:
     assert layer.backend_for(3) == "reference" and layer.backend_for(100) == "reference"
 
 
+def wall_clock_ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def scripted_timer(milliseconds: list[float]) -> Callable[[Callable[[], object]], float]:
+    """Runs ``fn`` and reports the given times in turn (the candidates are timed in the order given)."""
+    times = itertools.cycle(milliseconds)
+
+    def timer(fn: Callable[[], object]) -> float:
+        fn()
+        return next(times)
+
+    return timer
+
+
+PROBE_BUCKETS = (1, 16)
+
+
+def probe_layer() -> tuple[torch.Tensor, torch.Tensor]:
+    layer = sparse_model()[0]  # Linear(64, 128), 2:4
+    return layer.weight.detach(), layer.bias.detach()
+
+
+def test_auto_plan_times_a_correct_backend_and_can_choose_it() -> None:
+    weight, bias = probe_layer()
+    plan, timings, notes = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=wall_clock_ms)
+    assert notes == []
+    assert set(timings) == set(PROBE_BUCKETS)
+    for bucket, times in timings.items():
+        assert set(times) == {"dense", "reference"} and all(ms > 0 for ms in times.values())
+        assert plan[bucket] == min(times, key=times.get)
+    reference_faster = scripted_timer([2.0, 1.0])  # dense 2 ms, reference 1 ms
+    plan, _, notes = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=reference_faster)
+    assert plan == dict.fromkeys(PROBE_BUCKETS, "reference") and notes == []
+    dense_faster = scripted_timer([1.0, 2.0])
+    plan, _, _ = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=dense_faster)
+    assert plan == dict.fromkeys(PROBE_BUCKETS, "dense")
+
+
+def test_auto_plan_rejects_a_backend_whose_output_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    right = kernels.reference.sparse_mm
+    monkeypatch.setattr(kernels.reference, "sparse_mm", lambda *args, **kwargs: right(*args, **kwargs) * 1.1)
+    weight, bias = probe_layer()
+    # even when the wrong backend would be the fastest
+    plan, timings, notes = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=scripted_timer([2.0, 1.0]))
+    assert plan == dict.fromkeys(PROBE_BUCKETS, "dense")
+    assert all(set(times) == {"dense"} for times in timings.values())
+    assert len(notes) == len(PROBE_BUCKETS)
+    for bucket, note in zip(PROBE_BUCKETS, notes):
+        assert re.fullmatch(rf"reference rejected at M={bucket} for \[128, 64\]: relative error 0\.1 > 0\.01", note), note
+
+
+@pytest.mark.parametrize(("broken", "message"), [("sparse_mm", r"reference failed at M=\d+ for \[128, 64\]: kernel exploded"), ("compress", r"reference cannot hold \[128, 64\] torch\.float32: kernel exploded")])
+def test_auto_plan_reports_a_backend_that_raises_and_does_not_choose_it(monkeypatch: pytest.MonkeyPatch, broken: str, message: str) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(kernels.reference, broken, explode)
+    weight, bias = probe_layer()
+    plan, timings, notes = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=wall_clock_ms)
+    assert plan == dict.fromkeys(PROBE_BUCKETS, "dense")
+    assert all(set(times) == {"dense"} for times in timings.values())
+    assert notes and all(re.fullmatch(message, note) for note in notes), notes
+
+
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+GPU_BUCKETS = (1, 16, 256)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not GPU, reason="needs an sm_80+ CUDA GPU")
 @pytest.mark.parametrize("backend", ["dense", "cusparselt", "custom", "auto"])
-def test_gpu_backends_match_dense(backend: str, tmp_path, monkeypatch) -> None:
+def test_gpu_backends_match_a_float64_reference(backend: str, tmp_path, monkeypatch) -> None:
     from kernels import kernels_unavailable
 
-    if backend in ("custom",) and kernels_unavailable() is not None:
+    if backend == "custom" and kernels_unavailable() is not None:
         pytest.skip(f"custom kernels cannot run here: {kernels_unavailable()}")
     monkeypatch.setenv("SPARSE24_RUNTIME_CACHE", str(tmp_path / "plans.json"))
     model = nn.Sequential(nn.Linear(1024, 4096), nn.GELU(), nn.Linear(4096, 1024))
     sparse24.sparsify(model, "magnitude")
     model = model.cuda().half().eval()
-    dense = copy.deepcopy(model)
-    report = sparse24.to_sparse_runtime(model, backend, buckets=(1, 16, 256))
-    assert len(report.layers) == 2
+    original = copy.deepcopy(model)
+    (w1, b1), (w2, b2) = [(layer.weight.detach().cpu().double(), layer.bias.detach().cpu().double()) for layer in (model[0], model[2])]
+    report = sparse24.to_sparse_runtime(model, backend, buckets=GPU_BUCKETS)
+    assert [layer.name for layer in report.layers] == ["0", "2"]
+    assert isinstance(model[0], SparseLinear) and isinstance(model[2], SparseLinear)
+    if backend == "auto":
+        sparse = {"cusparselt"} | ({"custom"} if kernels_unavailable() is None else set())
+        for layer in report.layers:
+            (key,) = [k for k in report.timings if k.startswith(f"{layer.shape[0]}x{layer.shape[1]}:{layer.dtype}:")]
+            assert set(report.timings[key]) == set(GPU_BUCKETS)
+            for bucket, times in report.timings[key].items():
+                assert set(times) == {"dense"} | sparse, (layer.name, bucket, times, report.notes)  # every sparse candidate passed the probe
+                assert layer.plan[bucket] == min(times, key=times.get)
+            assert model.get_submodule(layer.name).plan == layer.plan
+    else:
+        assert model[0].plan == model[2].plan == dict.fromkeys(GPU_BUCKETS, backend)
     with torch.no_grad():
         for m in (1, 7, 300):
             x = torch.randn(m, 1024, device="cuda", dtype=torch.half)
-            expected = dense(x).double()
-            assert float((model(x).double() - expected).abs().max() / expected.abs().max()) < 2e-2
+            expected = F.gelu(x.cpu().double() @ w1.T + b1) @ w2.T + b2
+            error = float((model(x).cpu().double() - expected).abs().max() / expected.abs().max())
+            assert error < 2e-2, (backend, m, error)
     if backend == "auto":
         assert (tmp_path / "plans.json").is_file() and report.timings
-        again = sparse24.to_sparse_runtime(copy.deepcopy(dense), "auto", buckets=(1, 16, 256))
+        again = sparse24.to_sparse_runtime(copy.deepcopy(original), "auto", buckets=GPU_BUCKETS)
         assert again.timings == {} and [l.plan for l in again.layers] == [l.plan for l in report.layers]  # from the cache
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not GPU, reason="needs an sm_80+ CUDA GPU")
-def test_runtime_under_cuda_graph_capture() -> None:
+def test_runtime_under_cuda_graph_capture_reads_the_new_input() -> None:
     model = nn.Sequential(nn.Linear(512, 512))
     sparse24.sparsify(model, "magnitude")
     model = model.cuda().half().eval()
     sparse24.to_sparse_runtime(model, "cusparselt")
+    assert isinstance(model[0], SparseLinear) and set(model[0].plan.values()) == {"cusparselt"}
     x = torch.randn(32, 512, device="cuda", dtype=torch.half)
     with torch.no_grad():
-        model(x)
+        model(x)  # warm-up outside the capture
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             y = model(x)
         graph.replay()
         torch.cuda.synchronize()
-        assert torch.equal(y, model(x))
+        first = y.clone()
+        torch.testing.assert_close(first, model(x))
+        new_x = torch.randn_like(x)
+        x.copy_(new_x)  # new values in the captured input, in place
+        graph.replay()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(y, model(new_x))
+        assert not torch.allclose(y, first), "the replay did not read the new input"
