@@ -28,11 +28,11 @@ def first_line(error: BaseException) -> str:
 
 
 def relative_error(output: object, expected: torch.Tensor) -> float:
-    """max |output - expected| / max |expected| (a tuple or list output: its first tensor)."""
+    """max |output - expected| / max |expected| in float64 (a tuple or list output: its first tensor)."""
     output = output[0] if isinstance(output, (tuple, list)) else output
-    expected = expected.float()
+    expected = expected.double()
     scale = float(expected.abs().max()) or 1.0
-    return float((output.float() - expected).abs().max()) / scale
+    return float((output.double() - expected).abs().max()) / scale
 
 
 def working_set_slots(bytes_per_slot: int, l2_bytes: int | None, *, cap: int = 8) -> int:

@@ -34,13 +34,33 @@ def test_cpu_mode_runs_what_it_can_says_so_once_and_prints_no_sparse_number(tmp_
     assert {"gemm.json", "gemm.csv", "gemm.md", "gemm_throughput_fp32.png", "model.json", "model.csv", "model.md", "model_latency.png"} <= names
     gemm = json.loads((out / "gemm.json").read_text())
     assert {r["backend"] for r in gemm["rows"]} == {"dense"} and {r["m"] for r in gemm["rows"]} == {1, 8}
-    assert all(r["status"] == "ok" and r["latency_ms"]["n"] == 10 and r["error"] < 1e-4 for r in gemm["rows"])
+    assert all(r["status"] == "ok" and r["latency_ms"]["n"] == 10 and 0 < r["error"] < 1e-4 for r in gemm["rows"])  # fp32 against float64: small, not 0
     assert {s["backend"] for s in gemm["skipped"]} == {"cusparselt", "custom", "tensorrt-dense", "tensorrt"}
     env = gemm["environment"]
     assert env["command"] == "sparse24 bench " + " ".join(args[1:]) and env["gpu"] is None and env["torch"] == torch.__version__
     model = json.loads((out / "model.json").read_text())
     assert [(r["batch"], r["variant"]) for r in model["rows"]] == [(1, "eager dense"), (4, "eager dense")]
     assert model["models"]["digits-resnet"]["sparse_weights"] == 5
+
+
+@no_gpu
+def test_gemm_suite_reports_a_wrong_dense_result_and_does_not_time_it(monkeypatch) -> None:
+    from bench import gemm
+
+    calls = gemm._Prepared.calls
+
+    def off_by_one_percent(self, backend, xs):
+        right = calls(self, backend, xs)
+        return [lambda call=call: call() * 1.01 for call in right] if backend == "dense" else right
+
+    monkeypatch.setattr(gemm._Prepared, "calls", off_by_one_percent)
+    results = gemm.run(sets=["bert-base"], dtypes=["fp32"], backends=["dense"], m_values=[4], reps=2, runs=1, warmup=0)
+    rows = results["rows"]
+    assert [(r["layer"], r["backend"]) for r in rows] == [(layer, "dense") for layer in gemm.SHAPE_SETS["bert-base"][2]]
+    for row in rows:
+        assert row["status"] == "wrong" and "latency_ms" not in row and "speedup" not in row, row
+        assert row["error"] == pytest.approx(0.01, rel=1e-3)
+        assert re.fullmatch(r"relative error 0\.01 > 0\.0001: not timed", row["message"]), row["message"]
 
 
 def test_accuracy_suite_quick(tmp_path, capsys) -> None:
