@@ -413,13 +413,25 @@ def test_report_json_totals(report_and_model):
     assert data["layers"][0]["shape"] == [32, 16, 3, 3]
 
 
-def test_report_text_and_importance(report_and_model):
-    report, _ = report_and_model
+def top_two_of_four_share(weight: torch.Tensor, dim: int) -> float:
+    """sum |w| over the 2 largest |w| of every 4 consecutive along ``dim``, over sum |w| (computed here, not by sparse24)."""
+    groups = weight.abs().double().movedim(dim, -1).reshape(-1, 4)
+    return float(groups.sort(dim=1, descending=True).values[:, :2].sum() / groups.sum())
+
+
+def test_report_text_and_importance(convnet):
+    model = convnet()
+    model.add_module("extra", nn.Linear(64, 6))  # as in report_and_model, but the weights before pruning are kept
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    report = sparse24.sparsify(model)
     text = str(report)
     for layer in report.layers:
         assert layer.name in text
+    reduction_dims = {"conv.weight": 1, "fc.weight": 1}  # conv [K, C, R, S]: groups along C at every kernel position
+    assert [layer.name for layer in report.sparse_layers] == list(reduction_dims)
     for layer in report.sparse_layers:
-        assert 0.5 <= layer.importance_kept <= 1.0
+        expected = top_two_of_four_share(before[layer.name], reduction_dims[layer.name])
+        assert layer.importance_kept == pytest.approx(expected, rel=1e-5), layer.name
     extra = layers_of(report)["extra.weight"]
     assert extra.importance_kept is None and extra.criterion is None
     assert extra.status.startswith("skipped: ")
