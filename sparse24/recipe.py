@@ -125,7 +125,7 @@ def _override(config: dict[str, Any], assignment: str) -> None:
     import yaml
 
     key, sep, raw = assignment.partition("=")
-    if not sep or not key:
+    if not sep or not all(key.split(".")):
         raise Sparse24Error(f"--set expects KEY=VALUE (dotted keys for sections), got {assignment!r}")
     *parents, leaf = key.split(".")
     node = config
@@ -135,8 +135,8 @@ def _override(config: dict[str, Any], assignment: str) -> None:
             raise Sparse24Error(f"--set {key}: {part} is not a section")
     try:
         node[leaf] = yaml.load(raw, _yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        node[leaf] = raw
+    except yaml.YAMLError as error:
+        raise Sparse24Error(f"--set {key}: {raw!r} is not valid YAML (to set a string, quote it: --set {key}='\"...\"')") from error
 
 
 def _check_keys(section: Mapping[str, Any], known: set[str], where: str) -> None:

@@ -184,6 +184,34 @@ def test_user_mistakes_exit_2_and_write_nothing(project: Path, capsys: pytest.Ca
     assert not (project / "tuned.safetensors").exists() and not (project / "history.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("finetune.lr", "--set expects KEY=VALUE (dotted keys for sections), got 'finetune.lr'"),
+        ("=1", "--set expects KEY=VALUE (dotted keys for sections), got '=1'"),
+        ("finetune..lr=1", "--set expects KEY=VALUE (dotted keys for sections), got 'finetune..lr=1'"),
+        ("finetune.lr.x=1", "--set finetune.lr.x: lr is not a section"),
+        ("finetune.lr=[1,", "--set finetune.lr: '[1,' is not valid YAML (to set a string, quote it: --set finetune.lr='\"...\"')"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(project: Path, capsys: pytest.CaptureFixture[str], assignment: str, message: str) -> None:
+    recipe = write_recipe(project, BASE)
+    with pytest.raises(Sparse24Error) as raised:
+        read_recipe(recipe, [assignment])
+    assert str(raised.value) == message
+    assert main(["finetune", "--config", str(recipe), "--set", assignment]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"sparse24: error: {message}\n" and "Traceback" not in captured.out + captured.err
+    assert not (project / "tuned.safetensors").exists() and not (project / "history.json").exists()
+
+
+def test_a_quoted_override_is_a_string_as_the_error_suggests(project: Path) -> None:
+    recipe = write_recipe(project, BASE)
+    with pytest.raises(Sparse24Error, match="is not valid YAML"):
+        read_recipe(recipe, ["history=[draft].json"])
+    assert read_recipe(recipe, ['history="[draft].json"']).history == "[draft].json"
+
+
 def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["finetune", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "recipe not found" in capsys.readouterr().err
