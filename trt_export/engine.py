@@ -35,7 +35,7 @@ from sparse24.errors import Sparse24Error
 from sparse24.io import atomic_path, write_text
 
 from .errors import BuildError, ExportError, UnsupportedGpu, require
-from .inspection import OnnxSparsityReport, inspect_onnx
+from .inspection import OnnxSparsityReport, _split_top_level, inspect_onnx
 from .parity import (
     ParityReport,
     compare,
@@ -75,23 +75,6 @@ ENGINE_TOLERANCE = 1e-2
 
 
 # ---------------------------------------------------------------- plain parts, tested without TensorRT
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside parentheses/brackets: fused names like ``PWN(a, b)`` hold commas."""
-    items, depth, current = [], 0, []
-    for char in text:
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth = max(depth - 1, 0)
-        if char == "," and depth == 0:
-            items.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current).strip())
-    return [item for item in items if item]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from sparse24.errors import Sparse24Error, SparsityError
 from sparse24.mask import is_two_four
 
 from .errors import ExportError, ParityError, require
-from .inspection import OnnxSparsityReport, _mangled, inspect_onnx
+from .inspection import GEMM_OPERANDS, OnnxSparsityReport, inspect_onnx
 from .parity import (
     TOLERANCE,
     ParityReport,
@@ -40,7 +40,7 @@ from .parity import (
     worst_of,
 )
 
-__all__ = ["ExportReport", "export_onnx"]
+__all__ = ["ExportReport", "WeightUse", "export_onnx", "weight_uses"]
 
 logger = logging.getLogger("trt_export")
 
@@ -61,8 +61,16 @@ class ExportReport:
     parity: ParityReport
     sparsity: OnnxSparsityReport
     sparsified: tuple[str, ...]  # the weights sparse24 made 2:4, each found 2:4 in the ONNX
-    not_found: tuple[str, ...]  # sparsified weights no ONNX node uses (dead code in forward)
+    unused: tuple[str, ...]  # 2:4 weights the exported program never reads (dead code in forward)
     seconds: float
+
+    def _names_line(self) -> str:
+        if not self.sparsified and not self.unused:
+            return "no 2:4 weights to check: the model has no masks and no 2:4 GEMM weight (a dense export)"
+        line = f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, found by name"
+        if self.unused:
+            line += f"; never read by the exported program (dead code in forward): {', '.join(self.unused)}"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         def io(rows: Sequence[tuple[str, tuple, str]]) -> list[dict[str, Any]]:
@@ -78,7 +86,7 @@ class ExportReport:
             "outputs": io(self.outputs),
             "parity": self.parity.to_dict(),
             "sparsified": list(self.sparsified),
-            "not_found": list(self.not_found),
+            "unused": list(self.unused),
             "sparsity": self.sparsity.to_dict(),
             "seconds": self.seconds,
         }
@@ -102,8 +110,7 @@ class ExportReport:
             str(self.parity),
             "```",
             "",
-            f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, by name"
-            + (f"; not in the graph (unused in forward): {', '.join(self.not_found)}" if self.not_found else ""),
+            self._names_line(),
             "",
         ]
         return "\n".join(lines) + "\n" + self.sparsity.to_markdown().replace("# 2:4 sparsity", "## 2:4 sparsity", 1)
@@ -116,11 +123,9 @@ class ExportReport:
             f"wrote {self.path} ({self.dtype}, opset {self.opset}, {'dynamic' if self.dynamic_batch else 'static'} batch) in {self.seconds:.1f} s",
             f"inputs: {io(self.inputs)}; outputs: {io(self.outputs)}",
             str(self.parity),
-            f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, by name",
+            self._names_line(),
+            str(self.sparsity),
         ]
-        if self.not_found:
-            lines.append(f"not in the graph (unused in forward): {', '.join(self.not_found)}")
-        lines.append(str(self.sparsity))
         return "\n".join(lines)
 
 
@@ -271,7 +276,7 @@ def export_onnx(
                 f"{worst.relative_error:.3g} of its magnitude (tolerance {tolerance:g}) on fresh random inputs; nothing was written"
             )
         sparsity = dataclasses.replace(inspect_onnx(staged), path=str(path))
-        found, not_found = _match_names(expected, sparsity)
+        found, unused = _match_names(expected, sparsity, weight_uses(program.exported_program, exported, expected))
 
         onnx = require("onnx")
         proto = onnx.load(str(staged), load_external_data=False)
@@ -293,10 +298,12 @@ def export_onnx(
         parity=parity,
         sparsity=sparsity,
         sparsified=tuple(found),
-        not_found=tuple(not_found),
+        unused=tuple(unused),
         seconds=time.perf_counter() - started,
     )
     logger.info("exported %s: %s", path, parity)
+    if not expected:
+        logger.warning("export_onnx: %s", report._names_line())
     return report
 
 
@@ -334,20 +341,125 @@ def _check_parity(
     )
 
 
-def _match_names(expected: Sequence[str], sparsity: OnnxSparsityReport) -> tuple[list[str], list[str]]:
-    """Check that each weight in ``expected`` is 2:4 in the ONNX; return (found, not found)."""
-    found, missing, broken = [], [], []
+# aten ops (and operator.getitem) that only move, view or cast values: a 2:4 weight stays 2:4 through them.
+_KEEPS_VALUES = frozenset(
+    """t transpose permute view reshape _unsafe_view _reshape_alias expand unsqueeze squeeze flatten unflatten
+    slice select split split_with_sizes chunk unbind narrow movedim contiguous clone detach alias lift_fresh_copy
+    _to_copy to type_as getitem t_copy transpose_copy permute_copy view_copy expand_copy squeeze_copy
+    unsqueeze_copy slice_copy select_copy split_copy unbind_copy numpy_T""".split()
+)
+
+
+@dataclass(frozen=True)
+class WeightUse:
+    """How the exported program reads one parameter."""
+
+    placeholder: str | None  # the parameter's (first) placeholder; None: the program has no such parameter
+    aliases: tuple[str, ...]  # every name of the parameter (tied weights)
+    gemms: tuple[str, ...] = ()  # FX GEMM nodes that take it as a weight, through value-keeping ops only
+    computed: tuple[tuple[str, str], ...] = ()  # (FX GEMM node, first op that computes a new weight from it)
+    other: tuple[str, ...] = ()  # ops that read it with activations, not as a GEMM weight
+
+
+def _op_name(node: Any) -> str:
+    return getattr(node.target, "__name__", str(node.target)).split(".")[0]
+
+
+def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[str, WeightUse]:
+    """Follow each parameter in ``names`` through the exported program ``program`` to the GEMMs that use it.
+
+    From its placeholder, uses are followed through the parameter-only part of the graph
+    (values that do not depend on a user input): a GEMM operand (:data:`GEMM_OPERANDS`)
+    ends the walk, as a plain weight if every op on the way only moved, viewed or cast the
+    values, and as a *computed* weight otherwise (``fc.weight * g``: its 2:4 mask does not
+    carry over). A use that mixes the parameter with activations is an *other* use.
+    """
+    by_param: dict[int, list[str]] = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        by_param.setdefault(id(param), []).append(name)
+    placeholders: dict[int, list[str]] = {}  # a tied parameter can have a placeholder per name
+    for placeholder, fqn in program.graph_signature.inputs_to_parameters.items():
+        placeholders.setdefault(id(module.get_parameter(fqn)), []).append(placeholder)
+    user_inputs = set(program.graph_signature.user_inputs)
+    dynamic: set[Any] = set()
+    for node in program.graph.nodes:
+        if (node.op == "placeholder" and node.name in user_inputs) or any(i in dynamic for i in node.all_input_nodes):
+            dynamic.add(node)
+    nodes = {node.name: node for node in program.graph.nodes}
+    uses = {}
+    for name in names:
+        try:
+            key = id(module.get_parameter(name))
+        except AttributeError:
+            key = None
+        aliases = tuple(by_param.get(key, [name]))
+        if key not in placeholders:
+            uses[name] = WeightUse(None, aliases)
+            continue
+        gemms, computed, other = [], [], []
+        stack, seen = [(nodes[placeholder], None) for placeholder in placeholders[key]], set()
+        while stack:
+            node, through = stack.pop()
+            for user in node.users:
+                op = _op_name(user)
+                is_aten = str(user.target).startswith("aten.")
+                if is_aten and op in GEMM_OPERANDS and any(user.args[i] is node for i in GEMM_OPERANDS[op] if i < len(user.args)):
+                    if through is None:
+                        gemms.append(user.name)
+                    else:
+                        computed.append((user.name, through))
+                elif user in dynamic or user.op == "output":
+                    other.append(op)
+                elif (user, through) not in seen:
+                    seen.add((user, through))
+                    stack.append((user, through if op in _KEEPS_VALUES else through or f"aten.{op}"))
+        placeholder = placeholders[key][0]
+        uses[name] = WeightUse(placeholder, aliases, tuple(dict.fromkeys(gemms)), tuple(dict.fromkeys(computed)), tuple(dict.fromkeys(other)))
+    return uses
+
+
+def _match_names(expected: Sequence[str], sparsity: OnnxSparsityReport, uses: Mapping[str, WeightUse]) -> tuple[list[str], list[str]]:
+    """Check that each weight in ``expected`` is 2:4 in every ONNX GEMM that uses it; return (found, unused).
+
+    A weight's ONNX layers are those made from the FX GEMM nodes that read it (exporter
+    metadata) or whose constant kept its name. Raises :class:`sparse24.SparsityError` when
+    one is not 2:4, when a weight reaches its GEMM computed by another op, and when a weight
+    that the exported program reads is in no constant-weight ONNX GEMM; only a weight the
+    program never reads is returned as unused.
+    """
+    found, unused, problems = [], [], []
     for name in expected:
-        layers = [layer for layer in sparsity.layers if name == layer.weight or _mangled(name) == _mangled(layer.source or "")]
-        if not layers:
-            missing.append(name)
+        use = uses.get(name) or WeightUse(None, (name,))
+        if use.placeholder is None:
+            problems.append(f"{name} (not a parameter of the exported program)")
+            continue
+        if use.computed:
+            gemm, op = use.computed[0]
+            problems.append(f"{name} (its GEMM {gemm} uses a weight computed from it by {op}, which need not keep the 2:4 pattern; fold it into the parameter before export)")
+            continue
+        if not use.gemms:
+            if use.other:
+                problems.append(f"{name} (read only by {', '.join(use.other)} with activations, never as a GEMM weight)")
+            else:
+                unused.append(name)
+            continue
+        by_node = [layer for layer in sparsity.layers if layer.fx_node in use.gemms]
+        by_name = [layer for layer in sparsity.layers if layer.weight in use.aliases]
+        layers = list({id(layer): layer for layer in by_node + by_name}.values())
+        if not by_name and {layer.fx_node for layer in by_node} != set(use.gemms):
+            missing = sorted(set(use.gemms) - {layer.fx_node for layer in by_node})
+            problems.append(f"{name} (its GEMM {missing[0]} has no Conv/Gemm/MatMul in the ONNX graph that holds it)")
+            continue
+        computed = [layer for layer in layers if layer.weight is None]
+        if computed:
+            problems.append(f"{name} (node {computed[0].node} takes it as a computed tensor, not a constant: TensorRT cannot run it 2:4)")
         elif all(layer.two_four for layer in layers):
             found.append(name)
         else:
             bad = next(layer for layer in layers if not layer.two_four)
-            broken.append(f"{name} (node {bad.node}: {bad.violation or 'no 2:4 pattern'})")
-    if broken:
-        raise SparsityError("2:4 weights lost their pattern in the ONNX graph: " + "; ".join(broken))
-    if missing:
-        logger.warning("sparsified weights not used by any ONNX node (unused in forward?): %s", ", ".join(missing))
-    return found, missing
+            problems.append(f"{name} (node {bad.node}: {bad.violation or 'no 2:4 pattern'})")
+    if problems:
+        raise SparsityError("the ONNX graph does not keep these 2:4 weights 2:4 for TensorRT: " + "; ".join(problems))
+    if unused:
+        logger.warning("2:4 weights the exported program never reads (dead code in forward): %s", ", ".join(unused))
+    return found, unused

@@ -47,6 +47,7 @@ class OnnxLayer:
     op_type: str
     source: str | None  # the PyTorch parameter, from the exporter's node metadata
     weight: str | None  # the constant's name; None when both operands are activations
+    fx_node: str | None = None  # the torch.export node it came from (exporter metadata)
     path: tuple[str, ...] = ()  # ops between the node and the constant, nearest first
     shape: tuple[int, ...] | None = None  # the constant's shape as stored
     axis: int | None = None  # the constant's axis that the 2:4 groups must run along
@@ -81,6 +82,7 @@ class OnnxLayer:
             "op_type": self.op_type,
             "source": self.source,
             "weight": self.weight,
+            "fx_node": self.fx_node,
             "path": list(self.path),
             "shape": list(self.shape) if self.shape is not None else None,
             "axis": self.axis,
@@ -300,12 +302,46 @@ class _Graph:
         return resolved
 
 
-_GEMM_TARGETS = re.compile(r"aten\.(linear|conv\w*|convolution|mm|addmm|matmul|bmm|baddbmm)\.")
+# The operands of each aten GEMM that can be a weight (linear/conv: the weight; addmm: mat1, mat2).
+GEMM_OPERANDS = {
+    "linear": (1,),
+    "conv1d": (1,),
+    "conv2d": (1,),
+    "conv3d": (1,),
+    "convolution": (1,),
+    "mm": (1, 0),
+    "matmul": (1, 0),
+    "bmm": (1, 0),
+    "addmm": (2, 1),
+    "baddbmm": (2, 1),
+}
+_FX_NODE = re.compile(r"^%(\w+) : .*?call_function\[target=(?:torch\.ops\.)?aten\.(\w+)\.\w+\]\(args = \((.*)\), kwargs", re.S)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside parentheses/brackets: fused names like ``PWN(a, b)`` hold commas."""
+    items, depth, current = [], 0, []
+    for char in text:
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(depth - 1, 0)
+        if char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current).strip())
+    return [item for item in items if item]
 
 
 def _mangled(name: str) -> str:
-    """A parameter name as torch.export spells its placeholder (without the ``p_``)."""
-    return name.replace(".", "_")
+    """A parameter name as torch.export spells its placeholder, without the ``p_``.
+
+    torch.export's ``placeholder_naming_pass`` replaces every character other than a
+    letter or digit with ``_`` and lower-cases the result (``Up.weight`` -> ``up_weight``).
+    """
+    return re.sub(r"[^a-zA-Z0-9]", "_", name).lower()
 
 
 def _evaluate(expression: str, symbols: Mapping[str, int]) -> int | None:
@@ -330,31 +366,49 @@ def _evaluate(expression: str, symbols: Mapping[str, int]) -> int | None:
     return value(tree)
 
 
-def _source_name(node: Any, constant_name: str) -> str | None:
-    """The PyTorch parameter behind a node's weight, from the torch exporter's metadata.
+def _fx_metadata(node: Any) -> tuple[str | None, str | None, list[str], list[str] | None]:
+    """(FX node name, aten op, argument texts, module scopes) from the torch exporter's node metadata.
 
-    ``pkg.torch.onnx.fx_node`` names the weight placeholder (``%p_encoder_layers_0_linear1_weight``)
-    and ``pkg.torch.onnx.name_scopes`` the modules around the op (``['', 'encoder', ...,
-    'encoder.layers.0.linear1', 'linear_3']``). A constant that kept its PyTorch name
-    (``head.weight``) is taken as is when it spells the placeholder; otherwise the deepest
-    scope whose spelling prefixes the placeholder gives ``encoder.layers.0.linear1.weight``.
-    Nodes whose metadata comes from another op (a BatchNorm folded into a Conv) give None.
+    ``pkg.torch.onnx.fx_node`` holds the FX node that produced the ONNX node
+    (``%linear_1 : [...] = call_function[target=torch.ops.aten.linear.default](args = (%x,
+    %p_up_weight, %p_up_bias), kwargs = {})``) and ``pkg.torch.onnx.name_scopes`` the modules
+    around it (``['', 'Up', 'linear']``). Nones for nodes without it (other exporters).
     """
     meta = {p.key: p.value for p in node.metadata_props}
     fx_node, scopes = meta.get("pkg.torch.onnx.fx_node"), meta.get("pkg.torch.onnx.name_scopes")
-    if not fx_node or not scopes or not _GEMM_TARGETS.search(fx_node):
+    if not fx_node:
+        return None, None, [], None
+    name = re.match(r"%(\w+) :", fx_node)
+    parsed = _FX_NODE.match(fx_node)
+    try:
+        modules = [s for s in ast.literal_eval(scopes) if isinstance(s, str)] if scopes else None
+    except (ValueError, SyntaxError):
+        modules = None
+    if parsed is None:
+        return name.group(1) if name else None, None, [], modules
+    return parsed.group(1), parsed.group(2), _split_top_level(parsed.group(3)), modules
+
+
+def _source_name(node: Any, constant_name: str) -> str | None:
+    """The PyTorch parameter behind a node's weight, from the torch exporter's metadata.
+
+    The weight is the GEMM's weight operand (:data:`GEMM_OPERANDS`) when it is a parameter
+    placeholder (``%p_encoder_layers_0_linear1_weight``), spelled as torch.export spells
+    it (:func:`_mangled`). A constant that kept its PyTorch name (``head.weight``) is taken
+    as is when it spells the placeholder; otherwise the deepest module scope whose spelling
+    prefixes the placeholder gives ``encoder.layers.0.linear1.weight``. None when the
+    operand is computed in forward (``fc.weight * g``: the op is not the parameter), and for
+    nodes whose metadata comes from another op (a BatchNorm folded into a Conv).
+    """
+    _, op, args, modules = _fx_metadata(node)
+    if op not in GEMM_OPERANDS or modules is None:
         return None
-    args = re.search(r"args = \((.*?)\), kwargs", fx_node, re.S)
-    params = [a.strip()[3:] for a in (args.group(1).split(",") if args else []) if a.strip().startswith("%p_")]
-    if not params:
+    operands = [args[i] for i in GEMM_OPERANDS[op] if i < len(args)]
+    weight = next((a[3:] for a in operands if a.startswith("%p_")), None)
+    if weight is None:
         return None
-    weight = next((p for p in params if p.endswith("weight")), params[0])
     if _mangled(constant_name) == weight:
         return constant_name
-    try:
-        modules = [s for s in ast.literal_eval(scopes) if isinstance(s, str)]
-    except (ValueError, SyntaxError):
-        return None
     for scope in sorted(modules[:-1], key=len, reverse=True):  # the last entry is the op itself
         prefix = _mangled(scope) + "_" if scope else ""
         if weight.startswith(prefix) and len(weight) > len(prefix):
@@ -419,6 +473,7 @@ def _layer(graph: _Graph, node: Any, symbols: Mapping[str, int]) -> OnnxLayer:
     candidates = (1,) if node.op_type == "Conv" else (1, 0)
     trans = {"trans_a": bool(graph.attribute(node, "transA", 0)), "trans_b": bool(graph.attribute(node, "transB", 0))}
     name = node.name or node.output[0]
+    fx_node = _fx_metadata(node)[0]
     for index in candidates:
         if index >= len(node.input) or not node.input[index]:
             continue
@@ -436,6 +491,7 @@ def _layer(graph: _Graph, node: Any, symbols: Mapping[str, int]) -> OnnxLayer:
             op_type=node.op_type,
             source=_source_name(node, constant.name),
             weight=constant.name,
+            fx_node=fx_node,
             path=tuple(constant.path),
             shape=tuple(int(d) for d in constant.array.shape),
             axis=constant.reduction,
@@ -446,7 +502,7 @@ def _layer(graph: _Graph, node: Any, symbols: Mapping[str, int]) -> OnnxLayer:
             warnings=tuple(warnings),
             flops=_flops(graph, node, list(constant.array.shape) if node.op_type == "Conv" else None, symbols),
         )
-    return OnnxLayer(node=name, op_type=node.op_type, source=None, weight=None, flops=_flops(graph, node, None, symbols))
+    return OnnxLayer(node=name, op_type=node.op_type, source=None, weight=None, fx_node=fx_node, flops=_flops(graph, node, None, symbols))
 
 
 def inspect_onnx(source: str | os.PathLike | Any, *, symbols: Mapping[str, int] | None = None) -> OnnxSparsityReport:

@@ -62,3 +62,63 @@ class DataDependent(nn.Module):
         if y.sum() > 0:
             return y * 2
         return y
+
+
+class CapitalNames(nn.Module):
+    """Module attributes with capitals: torch.export lower-cases them in placeholder names (``p_up_weight``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.Up = nn.Linear(32, 64)
+        self.Down = nn.Sequential(nn.Linear(64, 32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.Down(torch.relu(self.Up(x)))
+
+
+class ComputedWeight(nn.Module):
+    """``fc``'s GEMM weight is computed in forward (``fc.weight * g``), not the masked parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 32)
+        self.g = nn.Parameter(torch.rand(32, 32) + 0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.linear(x, self.fc.weight * self.g, self.fc.bias)
+
+
+class WeightWithActivations(nn.Module):
+    """``fc.weight`` is read elementwise with activations, never as a GEMM weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.unsqueeze(1) * self.fc.weight).sum(-1)
+
+
+class DeadLayer(nn.Module):
+    """``spare`` is never called in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 32)
+        self.spare = nn.Linear(32, 32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x)
+
+
+class TiedLinears(nn.Module):
+    """Two Linears share one weight: the exported program has one placeholder for both names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(32, 32)
+        self.b = nn.Linear(32, 32)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.b(torch.relu(self.a(x)))

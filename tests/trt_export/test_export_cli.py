@@ -55,7 +55,7 @@ def test_export_writes_the_onnx_and_a_json_report(exported) -> None:
     assert onnx_path.is_file()
     data = json.loads(report.read_text())
     assert data["dtype"] == "fp16" and data["parity"]["passed"]
-    assert len(data["sparsified"]) == 10 and data["not_found"] == []
+    assert len(data["sparsified"]) == 10 and data["unused"] == []
     assert sorted(p.name for p in onnx_path.parent.iterdir()) == ["export.json", "model.onnx", "sparse.safetensors"]
 
 

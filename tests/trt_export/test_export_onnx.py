@@ -21,7 +21,7 @@ from onnx_graphs import dense, graph_model, tensor
 import sparse24
 from sparse24.demo import DigitsTransformer
 from trt_export import ExportError, ParityError, export_onnx, inspect_onnx
-from trt_export.export import _match_names
+from trt_export.export import WeightUse, _match_names
 
 
 def _sparse(model: torch.nn.Module) -> torch.nn.Module:
@@ -50,7 +50,7 @@ def test_convnet_export_keeps_every_sparsified_weight_2_4_by_name(convnet_export
     model, _, path, report = convnet_export
     masked = [w.name for w, _ in sparse24.masked_weights(model)]
     assert sorted(masked) == ["conv.weight", "fc.weight", "grouped.weight"]  # depthwise is never masked
-    assert sorted(report.sparsified) == sorted(masked) and report.not_found == ()
+    assert sorted(report.sparsified) == sorted(masked) and report.unused == ()
     assert report.files == (str(path),) and path.is_file()
     assert _files(path.parent) == ["convnet.onnx"]  # no temporary files left
     sparsity = report.sparsity
@@ -186,9 +186,15 @@ def test_bad_arguments(tmp_path) -> None:
 def test_a_sparsified_weight_that_is_not_2_4_in_the_graph_is_an_error() -> None:
     node = helper.make_node("Gemm", ["x", "fc.weight"], ["y"], name="node_Gemm_0", transB=1)
     report = inspect_onnx(graph_model([node], [tensor("x", [8, 512])], [tensor("y", [8, 256])], {"fc.weight": dense((256, 512))}))
+    uses = {"fc.weight": WeightUse("p_fc_weight", ("fc.weight",), gemms=("linear",)), "unused.weight": WeightUse("p_unused_weight", ("unused.weight",))}
     with pytest.raises(sparse24.SparsityError, match=r"fc.weight \(node node_Gemm_0: 4 nonzeros"):
-        _match_names(["fc.weight"], report)
-    assert _match_names(["unused.weight"], report) == ([], ["unused.weight"])
+        _match_names(["fc.weight"], report, uses)
+    assert _match_names(["unused.weight"], report, uses) == ([], ["unused.weight"])
+    with pytest.raises(sparse24.SparsityError, match=r"other.weight \(not a parameter of the exported program\)"):
+        _match_names(["other.weight"], report, uses)
+    uses["fc.weight"] = WeightUse("p_fc_weight", ("fc.weight",), gemms=("linear_7",))  # a GEMM whose ONNX node is gone
+    with pytest.raises(sparse24.SparsityError, match=r"its GEMM linear_7 has no Conv/Gemm/MatMul in the ONNX graph"):
+        _match_names(["fc.weight"], inspect_onnx(graph_model([], [tensor("x", [8, 512])], [tensor("x", [8, 512])], {})), uses)
 
 
 def test_report_serializes(convnet_export) -> None:
