@@ -143,35 +143,64 @@ def _finetune(args: argparse.Namespace) -> int:
 _TORCH_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "bool")
 
 
-def _example_inputs(args: argparse.Namespace) -> tuple:
-    """Example inputs from ``--example module:name`` or ``--input-shape [DTYPE:]1x3x224x224`` (repeatable)."""
+def _input_ranges(specs: Sequence[str] | None) -> dict[str | int, tuple[int, int]]:
+    """``--input-range NAME=LOW:HIGH`` (NAME: a forward argument, or its 0-based position) -> ranges."""
+    ranges: dict[str | int, tuple[int, int]] = {}
+    for spec in specs or ():
+        name, sep, bounds = spec.partition("=")
+        low, colon, high = bounds.partition(":")
+        try:
+            if not sep or not name or not colon:
+                raise ValueError
+            values = int(low), int(high)
+        except ValueError:
+            raise Sparse24Error(f"--input-range {spec}: expected NAME=LOW:HIGH (HIGH exclusive), e.g. input_ids=0:30522") from None
+        ranges[int(name) if name.isdigit() else name] = values
+    return ranges
+
+
+def _example_inputs(args: argparse.Namespace) -> tuple[tuple, dict[str | int, tuple[int, int]]]:
+    """Example inputs and integer ranges from ``--example module:name`` or ``--input-shape [DTYPE:]SHAPE[:LOW:HIGH]`` (repeatable), and ``--input-range``."""
     import torch
 
     from . import io
 
     if bool(args.example) == bool(args.input_shape):
         raise Sparse24Error("give the example inputs with either --input-shape or --example")
+    ranges = _input_ranges(args.input_range)
     if args.example:
         value = io.build_object(args.example, "example")
         inputs = (value,) if isinstance(value, torch.Tensor) else tuple(value)
         if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
             raise Sparse24Error(f"--example {args.example} must give a tensor or a tuple of tensors")
-        return inputs
+        return inputs, ranges
     inputs = []
-    for spec in args.input_shape:
-        dtype, _, shape = spec.rpartition(":")
-        dtype = dtype or "float32"
-        if dtype not in _TORCH_DTYPES:
-            raise Sparse24Error(f"--input-shape {spec}: dtype must be one of {', '.join(_TORCH_DTYPES)}")
+    for position, spec in enumerate(args.input_shape):
+        parts, dtype = spec.split(":"), "float32"
+        if len(parts) in (2, 4):
+            dtype = parts.pop(0)
+            if dtype not in _TORCH_DTYPES:
+                raise Sparse24Error(f"--input-shape {spec}: dtype must be one of {', '.join(_TORCH_DTYPES)}")
         try:
-            dims = [int(d) for d in shape.lower().split("x")]
+            if len(parts) not in (1, 3):
+                raise ValueError
+            dims = [int(d) for d in parts[0].lower().split("x")]
+            bounds = tuple(int(v) for v in parts[1:])
         except ValueError:
-            raise Sparse24Error(f"--input-shape {spec}: expected [DTYPE:]D0xD1x..., e.g. 1x3x224x224") from None
+            raise Sparse24Error(f"--input-shape {spec}: expected [DTYPE:]D0xD1x...[:LOW:HIGH], e.g. 1x3x224x224 or int64:1x128:0:30522") from None
         if any(d < 1 for d in dims):
             raise Sparse24Error(f"--input-shape {spec}: dimensions must be positive")
         kind = getattr(torch, dtype)
-        inputs.append(torch.randn(dims).to(kind) if kind.is_floating_point else torch.zeros(dims, dtype=kind))
-    return tuple(inputs)
+        if bounds and (kind.is_floating_point or kind == torch.bool):
+            raise Sparse24Error(f"--input-shape {spec}: a value range is for integer inputs")
+        if bounds:
+            if bounds[0] >= bounds[1]:
+                raise Sparse24Error(f"--input-shape {spec}: empty range [{bounds[0]}, {bounds[1]}) (HIGH is exclusive)")
+            ranges.setdefault(position, bounds)
+            inputs.append(torch.randint(bounds[0], bounds[1], dims, dtype=kind))
+        else:
+            inputs.append(torch.randn(dims).to(kind) if kind.is_floating_point else torch.zeros(dims, dtype=kind))
+    return tuple(inputs), ranges
 
 
 def _write_report(path: str | None, report: object) -> None:
@@ -190,8 +219,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
     out = Path(args.out)
+    inputs, ranges = _example_inputs(args)
     model = _model_for_outputs(args, out)
-    report = export_onnx(model, _example_inputs(args), out, dtype=args.dtype, dynamic_batch=not args.static_batch, opset=args.opset)
+    report = export_onnx(model, inputs, out, dtype=args.dtype, dynamic_batch=not args.static_batch, opset=args.opset, input_ranges=ranges)
     _write_report(args.report, report)
     print(report)
     if args.report:
@@ -243,6 +273,7 @@ def _build(args: argparse.Namespace) -> int:
         raise Sparse24Error(f"ONNX file not found: {onnx_path}")
     kinds = {"both": (False, True), "sparse": (True,), "dense": (False,)}[args.engines]
     shapes = _build_shapes(args)
+    ranges = _input_ranges(args.input_range)
     reason = tensorrt_unavailable(sparse=True in kinds)
     if reason is not None and args.skip_unavailable:
         print(f"skipped the TensorRT build: {reason}")
@@ -267,7 +298,7 @@ def _build(args: argparse.Namespace) -> int:
         reports[kind] = report
         print(report)
         if args.check:
-            parity = TrtRunner(engine).check(onnx_path)
+            parity = TrtRunner(engine).check(onnx_path, input_ranges=ranges)
             print(parity)
             if not parity.passed:
                 failed.append(kind)
@@ -325,8 +356,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="module:callable (or file.py:callable) returning the torch.nn.Module")
     export.add_argument("--weights", help="weights to load first (a sparse24 .safetensors brings its masks)")
     export.add_argument("--out", required=True, help="output .onnx, written only after every check passed")
-    export.add_argument("--input-shape", action="append", metavar="[DTYPE:]SHAPE", help="example input, e.g. 1x3x224x224 or int64:1x128 (repeatable, in forward's order)")
+    export.add_argument("--input-shape", action="append", metavar="[DTYPE:]SHAPE[:LOW:HIGH]", help="example input, e.g. 1x3x224x224 or int64:1x128:0:30522 (token ids in [0, 30522)) (repeatable, in forward's order)")
     export.add_argument("--example", help="module:name of example inputs (a tensor, a tuple, or a callable returning one)")
+    export.add_argument("--input-range", action="append", metavar="NAME=LOW:HIGH", help="values of an integer input for the parity check, HIGH exclusive, e.g. input_ids=0:30522 (NAME: forward argument or position; default: the embedding size it indexes)")
     export.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"), help="weights and types of the ONNX (fp16 for TensorRT 11 fp16 engines)")
     export.add_argument("--static-batch", action="store_true", help="fix the batch size instead of a dynamic 'batch' dimension")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's; TensorRT 8.6 needs <= 17)")
@@ -352,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--opt-shapes", help="optimization profile shapes to tune for")
     build.add_argument("--max-shapes", help="optimization profile maximum shapes")
     build.add_argument("--check", action="store_true", help="run each engine and compare its outputs with onnxruntime")
+    build.add_argument("--input-range", action="append", metavar="NAME=LOW:HIGH", help="--check: values of an integer input, HIGH exclusive (default: the embedding size it indexes)")
     build.add_argument("--report", help="also write the reports (.json, or Markdown)")
     build.add_argument("--skip-unavailable", action="store_true", help="without TensorRT or a suitable GPU, say why in one line and exit 0")
     build.set_defaults(func=_build)

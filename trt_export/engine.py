@@ -35,12 +35,14 @@ from sparse24.errors import Sparse24Error
 from sparse24.io import atomic_path, write_text
 
 from .errors import BuildError, ExportError, UnsupportedGpu, require
-from .inspection import OnnxSparsityReport, _split_top_level, inspect_onnx
+from .inspection import OnnxSparsityReport, _split_top_level, embedding_ranges, inspect_onnx
 from .parity import (
+    InputRanges,
     ParityReport,
     compare,
     flatten_outputs,
     fresh_inputs,
+    integer_ranges,
     onnxruntime_session,
     run_onnxruntime,
 )
@@ -729,16 +731,22 @@ class TrtRunner:
         *,
         tolerance: float = ENGINE_TOLERANCE,
         seed: int = 0,
+        input_ranges: InputRanges | None = None,
     ) -> ParityReport:
         """Compare the engine's outputs with a reference on ``inputs`` (default: random at the opt shapes).
 
         ``reference`` is the ONNX file (run with onnxruntime on CPU) or the PyTorch model (run
-        in fp32 on a CPU copy).
+        in fp32 on a CPU copy). Random integer inputs are drawn from ``input_ranges`` (by
+        input name or position, high exclusive) or, with an ONNX reference, from the size of
+        the embedding table they index; an integer input with neither is refused.
         """
+        notes: list[str] = []
         if inputs is None:
             generator = torch.Generator().manual_seed(seed)
             examples = [torch.zeros(self.profile_shape(n)[1], dtype=self.dtypes[n]) for n in self.inputs]
-            inputs = fresh_inputs(examples, None, generator)
+            inferred = {} if isinstance(reference, torch.nn.Module) else embedding_ranges(require("onnx").load(str(reference), load_external_data=False))
+            ranges, notes = integer_ranges(self.inputs, examples, input_ranges, inferred)
+            inputs = fresh_inputs(examples, None, generator, ranges)
         cpu_inputs = [t.detach().cpu() for t in inputs]
         if isinstance(reference, torch.nn.Module):
             model = copy.deepcopy(reference).cpu().float().eval()
@@ -752,4 +760,4 @@ class TrtRunner:
         torch.cuda.current_stream().synchronize()
         batch = int(inputs[0].shape[0]) if inputs[0].dim() else 1
         diffs = compare(self.outputs, [a.float().cpu() for a in actual], [e.float() for e in expected], tolerance)
-        return ParityReport(backend="TensorRT", reference=label, batch_sizes=(batch,), outputs=tuple(diffs))
+        return ParityReport(backend="TensorRT", reference=label, batch_sizes=(batch,), outputs=tuple(diffs), notes=tuple(notes))

@@ -27,13 +27,15 @@ from sparse24.errors import Sparse24Error, SparsityError
 from sparse24.mask import is_two_four
 
 from .errors import ExportError, ParityError, require
-from .inspection import GEMM_OPERANDS, OnnxSparsityReport, inspect_onnx
+from .inspection import GEMM_OPERANDS, OnnxSparsityReport, embedding_ranges, inspect_onnx
 from .parity import (
     TOLERANCE,
+    InputRanges,
     ParityReport,
     compare,
     flatten_outputs,
     fresh_inputs,
+    integer_ranges,
     onnxruntime_session,
     output_names,
     run_onnxruntime,
@@ -208,6 +210,7 @@ def export_onnx(
     check_batches: Sequence[int] | None = None,
     tolerance: float | None = None,
     seed: int = 0,
+    input_ranges: InputRanges | None = None,
 ) -> ExportReport:
     """Export ``model`` to ONNX with its 2:4 zeros baked in, and check the result.
 
@@ -220,6 +223,11 @@ def export_onnx(
     overrides), and every weight sparse24 made 2:4 must be 2:4 along TensorRT's axis in the
     graph, found by name. Only then is the file moved into place; on any failure nothing is
     left at ``path``.
+
+    Integer inputs (token ids) are drawn from ``input_ranges`` (``{"ids": (0, vocab)}``, by
+    input name or position, high exclusive), else from the size of the embedding table they
+    index in the graph, else from the example's own range; a constant integer example with
+    none of these is refused (parity on token 0 alone checks nothing).
 
     Raises :class:`ExportError` (exporter failure), :class:`ParityError`,
     :class:`sparse24.SparsityError` (a 2:4 weight lost its pattern) or ``ValueError``.
@@ -268,7 +276,7 @@ def export_onnx(
                 hint = " (the model's forward seems to fix the batch size; try dynamic_batch=False)"
             raise ExportError(f"torch.onnx.export failed: {_first_line(error)}{hint}") from error
 
-        parity = _check_parity(staged, reference, cpu_inputs, dtype, dynamic_batch, check_batches, tolerance, seed)
+        parity = _check_parity(staged, reference, cpu_inputs, dtype, dynamic_batch, check_batches, tolerance, seed, input_ranges)
         if not parity.passed:
             worst = parity.worst
             raise ParityError(
@@ -316,9 +324,12 @@ def _check_parity(
     check_batches: Sequence[int] | None,
     tolerance: float,
     seed: int,
+    input_ranges: InputRanges | None,
 ) -> ParityReport:
     session = onnxruntime_session(path)
     names = [o.name for o in session.get_outputs()]
+    inferred = embedding_ranges(require("onnx").load(str(path), load_external_data=False))
+    ranges, notes = integer_ranges([i.name for i in session.get_inputs()], examples, input_ranges, inferred)
     example_batch = examples[0].shape[0] if examples[0].dim() else None
     if check_batches is None:
         check_batches = [example_batch, example_batch + 2] if dynamic_batch else [example_batch]
@@ -327,7 +338,7 @@ def _check_parity(
     generator = torch.Generator().manual_seed(seed)
     runs = []
     for batch in check_batches:
-        fresh = fresh_inputs(examples, batch if dynamic_batch else None, generator)
+        fresh = fresh_inputs(examples, batch if dynamic_batch else None, generator, ranges)
         with torch.no_grad():
             expected = flatten_outputs(reference(*fresh))
         feed = tuple(t.to(_DTYPES[dtype]) if t.is_floating_point() else t for t in fresh)
@@ -338,6 +349,7 @@ def _check_parity(
         reference="PyTorch fp32",
         batch_sizes=tuple(int(b) for b in check_batches if b is not None),
         outputs=worst_of(runs),
+        notes=tuple(notes),
     )
 
 

@@ -28,10 +28,12 @@ from sparse24.mask import first_violation
 
 from .errors import require
 
-__all__ = ["OnnxLayer", "OnnxSparsityReport", "inspect_onnx"]
+__all__ = ["OnnxLayer", "OnnxSparsityReport", "embedding_ranges", "inspect_onnx"]
 
 _GEMM_OPS = ("Conv", "Gemm", "MatMul")
 _PASS_THROUGH = ("Transpose", "Cast", "Identity", "DequantizeLinear")
+# Ops that carry integer ids on unchanged, from a graph input to the Gather that looks them up.
+_KEEPS_IDS = ("Cast", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Transpose")
 # Weight types that can reach sparse tensor-core kernels (fp32 only once built in FP16 on 8.6/10.x).
 _SPARSE_TYPES = ("float16", "bfloat16", "float32", "int8", "float8e4m3fn")
 # Maintainers' rule of thumb (NVIDIA/TensorRT#3849, #4065): sparse tactics win from about 256
@@ -547,3 +549,45 @@ def inspect_onnx(source: str | os.PathLike | Any, *, symbols: Mapping[str, int] 
     if any(node.op_type in ("If", "Loop", "Scan") for node in model.graph.node):
         notes.append("subgraphs (If/Loop/Scan bodies) are not inspected")
     return OnnxSparsityReport(path=label, layers=layers, notes=tuple(notes))
+
+
+def _table(graph: _Graph, value: str) -> Any | None:
+    """The constant TensorProto behind ``value`` through casts (its dims are read, not its data)."""
+    while (tensor := graph.constant(value)) is None:
+        node = graph.producers.get(value)
+        if node is None or node.op_type not in ("Cast", "Identity", "DequantizeLinear"):
+            return None
+        value = node.input[0]
+    return tensor
+
+
+def embedding_ranges(model: Any) -> dict[str, tuple[int, str]]:
+    """Integer graph inputs that index an embedding table: input -> (rows of the table, its name).
+
+    An input counts when it reaches, through ops that keep its values (reshapes, casts),
+    the indices of a ``Gather`` on axis 0 whose data is a constant (an ``nn.Embedding``
+    exports so); valid ids are then ``[0, rows)``. With several tables, the smallest wins.
+    """
+    graph = _Graph(model, "")
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for value in node.input:
+            consumers.setdefault(value, []).append(node)
+    found: dict[str, tuple[int, str]] = {}
+    for graph_input in model.graph.input:
+        if graph_input.name in graph.initializers:
+            continue
+        stack, seen = [graph_input.name], set()
+        while stack:
+            value = stack.pop()
+            for node in consumers.get(value, ()):
+                if node.op_type == "Gather" and node.input[1] == value and graph.attribute(node, "axis", 0) == 0:
+                    table = _table(graph, node.input[0])
+                    if table is not None and table.dims:
+                        rows = int(table.dims[0])
+                        if graph_input.name not in found or rows < found[graph_input.name][0]:
+                            found[graph_input.name] = (rows, table.name or node.input[0])
+                elif node.op_type in _KEEPS_IDS and node.input and node.input[0] == value and node.output[0] not in seen:
+                    seen.add(node.output[0])
+                    stack.append(node.output[0])
+    return found

@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sparse24.errors import Sparse24Error
+
 from .errors import require
 
-__all__ = ["OutputDiff", "ParityReport", "TOLERANCE", "compare", "flatten_outputs", "fresh_inputs", "output_names", "onnxruntime_session", "run_onnxruntime", "worst_of"]
+__all__ = ["OutputDiff", "ParityReport", "TOLERANCE", "compare", "flatten_outputs", "fresh_inputs", "integer_ranges", "output_names", "onnxruntime_session", "run_onnxruntime", "worst_of"]
 
 # Relative error (max |actual - reference| / max |reference|) allowed per output dtype.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -58,6 +60,7 @@ class ParityReport:
     reference: str
     batch_sizes: tuple[int, ...]
     outputs: tuple[OutputDiff, ...]
+    notes: tuple[str, ...] = ()  # how the inputs were drawn (integer ranges)
 
     @property
     def passed(self) -> bool:
@@ -76,6 +79,7 @@ class ParityReport:
                 f"  {o.name} {list(o.shape)}: max |diff| {o.max_abs_error:.3g} = {o.relative_error:.3g} of max |ref| {o.reference_max:.3g}"
                 f" (tolerance {o.tolerance:g}) {'ok' if o.passed else 'FAILED'}"
             )
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +89,7 @@ class ParityReport:
             "batch_sizes": list(self.batch_sizes),
             "passed": self.passed,
             "outputs": [o.to_dict() for o in self.outputs],
+            "notes": list(self.notes),
         }
 
 
@@ -118,14 +123,68 @@ def output_names(value: Any, prefix: str = "") -> list[str] | None:
     return None
 
 
-def fresh_inputs(examples: Sequence[Tensor], batch: int | None, generator: torch.Generator) -> tuple[Tensor, ...]:
+IntRange = tuple[int, int]  # [low, high): high exclusive, like range() and torch.randint
+InputRanges = Mapping[str | int, IntRange]  # by input name or position
+
+
+def _check_range(value: Any, where: str) -> IntRange:
+    try:
+        low, high = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: a range is (low, high) with high exclusive, got {value!r}") from None
+    if low >= high:
+        raise ValueError(f"{where}: empty range [{low}, {high}): high is exclusive and must be above low")
+    return low, high
+
+
+def integer_ranges(
+    names: Sequence[str], examples: Sequence[Tensor], given: InputRanges | None = None, inferred: Mapping[str, tuple[int, str]] | None = None
+) -> tuple[list[IntRange | None], list[str]]:
+    """The value range to draw each integer input from, and a note on where each came from.
+
+    In order: ``given`` (by input name or position), ``inferred`` (input -> size of the
+    embedding table it indexes, and the table's name), else the example's own range if it
+    is not constant. A constant integer example with no range (all-zero token ids) is
+    refused: parity on it would check one token only. Non-integer inputs get None.
+    """
+    given = dict(given or {})
+    inferred = inferred or {}
+    for key in given:
+        if not (key in names or (isinstance(key, int) and 0 <= key < len(names))):
+            raise ValueError(f"input range for {key!r}: the graph's inputs are {', '.join(names)} (or their positions 0..{len(names) - 1})")
+    ranges: list[IntRange | None] = []
+    notes: list[str] = []
+    for index, (name, example) in enumerate(zip(names, examples)):
+        if example.dtype.is_floating_point or example.dtype.is_complex or example.dtype == torch.bool:
+            ranges.append(None)
+            continue
+        if name in given or index in given:
+            ranges.append(_check_range(given.get(name, given.get(index)), f"input {name}"))
+            notes.append(f"integer input {name}: values drawn from [{ranges[-1][0]}, {ranges[-1][1]}) as given")
+        elif name in inferred:
+            size, table = inferred[name]
+            ranges.append((0, size))
+            notes.append(f"integer input {name}: values drawn from [0, {size}), the rows of the embedding table {table} it indexes")
+        elif example.numel() and int(example.min()) < int(example.max()):
+            ranges.append((int(example.min()), int(example.max()) + 1))
+            notes.append(f"integer input {name}: values drawn from the example's own range [{ranges[-1][0]}, {ranges[-1][1]}); give a range to widen it")
+        else:
+            value = int(example.flatten()[0]) if example.numel() else "empty"
+            raise Sparse24Error(
+                f"integer input {name} is constant ({value}) in the example and no range is known for it (it indexes no embedding table): "
+                f"give one, e.g. --input-range {name}=LOW:HIGH (input_ranges={{{name!r}: (low, high)}}, high exclusive)"
+            )
+    return ranges, notes
+
+
+def fresh_inputs(examples: Sequence[Tensor], batch: int | None, generator: torch.Generator, ranges: Sequence[IntRange | None] | None = None) -> tuple[Tensor, ...]:
     """New random tensors shaped like ``examples`` (dim 0 set to ``batch`` unless None).
 
-    Floats are standard normal, integers uniform over the example's own value range (so
-    token ids stay valid), booleans fair coin flips.
+    Floats are standard normal, booleans fair coin flips, integers uniform over
+    ``ranges[i]`` (see :func:`integer_ranges`; an integer input without one is an error).
     """
     fresh = []
-    for example in examples:
+    for index, example in enumerate(examples):
         shape = list(example.shape)
         if batch is not None and shape:
             shape[0] = batch
@@ -134,8 +193,10 @@ def fresh_inputs(examples: Sequence[Tensor], batch: int | None, generator: torch
         elif example.dtype == torch.bool:
             tensor = torch.rand(shape, generator=generator) < 0.5
         else:
-            low, high = (int(example.min()), int(example.max())) if example.numel() else (0, 0)
-            tensor = torch.randint(low, high + 1, shape, generator=generator, dtype=example.dtype)
+            bounds = ranges[index] if ranges is not None and index < len(ranges) else None
+            if bounds is None:
+                raise ValueError(f"integer input {index} has no value range (see integer_ranges)")
+            tensor = torch.randint(bounds[0], bounds[1], shape, generator=generator, dtype=example.dtype)
         fresh.append(tensor)
     return tuple(fresh)
 

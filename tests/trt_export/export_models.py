@@ -122,3 +122,14 @@ class TiedLinears(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.b(torch.relu(self.a(x)))
+
+
+class MaskedSum(nn.Module):
+    """An integer input that indexes no embedding (a 0/1 mask): its range must come from the user."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.fc(x) * mask.unsqueeze(-1).to(x.dtype)
