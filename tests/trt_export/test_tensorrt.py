@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
 
@@ -72,7 +73,9 @@ def test_sparse_build_reports_the_2_4_layers_as_eligible(engines, fp16_onnx) -> 
     for name in ("conv1.weight", "conv2.weight", "fc.weight"):
         assert outcomes[name].onnx_status == "2:4"
         assert outcomes[name].eligible, f"{name} not in TensorRT's eligible list {sparse.log.eligible}"
-    assert sparse.disagreements == ()
+    assert sparse.log.picked is not None, "no 'picked sparse implementation' line: the log and the inspector cannot be compared"
+    assert any(layer.tactic for layer in sparse.layers), "no inspector tactics: the log and the inspector cannot be compared"
+    assert sparse.disagreements == ()  # compared, and they agree
     assert "--sparsity=enable" in sparse.trtexec and "--sparsity" not in dense.trtexec
     assert "(Sparsity)" in (fp16_onnx.parent / "sparse.log").read_text()
     assert (fp16_onnx.parent / "tc.bin").stat().st_size > 0
@@ -93,6 +96,42 @@ def test_engines_match_onnxruntime_and_pytorch(engines, fp16_onnx, wide_model) -
             runner(x.cpu())
         with pytest.raises(ValueError, match="optimization profile"):
             runner(torch.randn(65, 256, 16, 16, device="cuda", dtype=torch.float16))
+
+
+def test_engine_check_fails_against_a_different_model(engines, wide_model) -> None:
+    """TrtRunner.check's broken input: a reference whose weights differ (one conv's weights scaled)."""
+    other = copy.deepcopy(wide_model)
+    with torch.no_grad():
+        other.conv2.weight.mul_(1.5)
+    parity = TrtRunner(engines[0].engine_path).check(other)
+    assert not parity.passed and "FAILED" in str(parity)
+
+
+@pytest.fixture(scope="module")
+def token_engine(tmp_path_factory):
+    from export_models import TokenModel
+
+    model = TokenModel(vocab=1000, dim=256)
+    sparse24.sparsify(model, "magnitude", policy="any")
+    model.eval()
+    out = tmp_path_factory.mktemp("tokens")
+    onnx_path = out / "tokens.onnx"
+    export_onnx(model, torch.zeros(2, 12, dtype=torch.long), onnx_path, dtype="fp16")
+    shapes = {"ids": ((1, 12), (8, 12), (16, 12))}
+    report = build_engine(onnx_path, out / "tokens.sparse.engine", sparse=True, shapes=shapes)
+    return model, onnx_path, report
+
+
+def test_engine_check_draws_token_ids_over_the_vocabulary(token_engine) -> None:
+    model, onnx_path, report = token_engine
+    runner = TrtRunner(report.engine_path)
+    parity = runner.check(onnx_path)
+    assert parity.passed, str(parity)
+    assert parity.notes == ("integer input ids: values drawn from [0, 1000), the rows of the embedding table embed.weight it indexes",)
+    with pytest.raises(sparse24.Sparse24Error, match=r"integer input ids is constant \(0\)"):
+        runner.check(model)  # a PyTorch reference does not say which ids are valid
+    parity = runner.check(model, input_ranges={"ids": (0, 1000)})
+    assert parity.passed, str(parity)
 
 
 def test_parser_rejection_names_the_node_and_writes_nothing(tmp_path) -> None:
