@@ -235,8 +235,8 @@ def _inspect(args: argparse.Namespace) -> int:
     symbols = {}
     for spec in args.dim or ():
         name, sep, value = spec.partition("=")
-        if not sep or not value.isdigit():
-            raise Sparse24Error(f"--dim {spec}: expected NAME=INT, e.g. batch=8")
+        if not sep or not name or not value.isdigit() or int(value) < 1:
+            raise Sparse24Error(f"--dim {spec}: expected NAME=N with N a positive integer, e.g. batch=8")
         symbols[name] = int(value)
     report = inspect_onnx(args.file, symbols=symbols)
     _write_report(args.report, report)

@@ -534,6 +534,10 @@ def inspect_onnx(source: str | os.PathLike | Any, *, symbols: Mapping[str, int] 
         notes.append(f"ONNX shape inference failed ({str(error).splitlines()[0]}); FLOPs use the shapes stored in the file")
     graph = _Graph(model, base_dir)
     inputs = sorted({d for i in model.graph.input for d in graph.shapes.get(i.name, ()) if isinstance(d, str)})
+    unknown = sorted(set(symbols) - set(inputs))
+    if unknown:
+        known = f"its inputs' symbolic dimensions are {', '.join(inputs)}" if inputs else "its inputs have no symbolic dimensions"
+        raise ValueError(f"symbolic dimension {', '.join(map(repr, unknown))} is not in {label}: {known}")
     symbols = {name: int(symbols.get(name, 1)) for name in inputs} | symbols
     layers = tuple(_layer(graph, node, symbols) for node in model.graph.node if node.op_type in _GEMM_OPS)
     if inputs:

@@ -73,6 +73,24 @@ def test_inspect_prints_the_table_and_json(capsys, exported) -> None:
     report.unlink()
 
 
+@pytest.mark.parametrize(
+    ("dim", "words"),
+    [
+        ("batch", ["--dim batch: expected NAME=N"]),
+        ("=16", ["--dim =16: expected NAME=N"]),
+        ("batch=x", ["--dim batch=x"]),
+        ("batch=0", ["--dim batch=0"]),
+        ("batch=-2", ["--dim batch=-2"]),
+        ("btach=16", ["symbolic dimension 'btach' is not in", "dimensions are batch"]),
+    ],
+)
+def test_inspect_dim_errors_are_one_line(capsys, exported, dim, words) -> None:
+    onnx_path, _ = exported
+    code, out, err = run(capsys, "inspect", str(onnx_path), "--dim", dim)
+    assert code == 2 and out == ""
+    one_line_error(err, *words)
+
+
 def test_export_with_an_example_callable_from_a_file(capsys, tmp_path) -> None:
     out = tmp_path / "tokens.onnx"
     code, stdout, _ = run(capsys, "export", f"{MODELS_FILE}:TokenModel", "--example", f"{MODELS_FILE}:token_example", "--out", str(out), "--static-batch")

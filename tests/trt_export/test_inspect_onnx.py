@@ -82,10 +82,15 @@ def test_matmul_constant_b_is_checked_along_axis_0_and_constant_a_along_its_last
     layer = inspect_onnx(model, symbols={"batch": 4}).layer("mm")
     assert layer.axis == 0 and layer.eligible and layer.flops == 2 * 4 * 128 * 256 * 512
 
+    with pytest.raises(ValueError, match=r"symbolic dimension 'btach' is not in test: its inputs' symbolic dimensions are batch"):
+        inspect_onnx(model, symbols={"btach": 4})  # a misspelt name is an error, not silently batch=1
+
     a = two_four((256, 512), axis=1)
     node = helper.make_node("MatMul", ["a", "x"], ["y"], name="mm")
     model = graph_model([node], [tensor("x", [512, 64])], [tensor("y", [256, 64])], {"a": a})
     assert inspect_onnx(model).layer("mm").axis == 1 and inspect_onnx(model).layer("mm").eligible
+    with pytest.raises(ValueError, match="its inputs have no symbolic dimensions"):
+        inspect_onnx(model, symbols={"batch": 4})
 
 
 def test_walks_back_through_transpose_cast_identity_to_the_named_initializer() -> None:
