@@ -133,3 +133,22 @@ def test_cli_bad_ranges_are_one_line(tmp_path, capsys, extra, words) -> None:
     assert main(["export", f"{MODELS}:MaskedSum", "--input-shape", "2x8x16", *extra, "--out", str(out)]) == 2
     _one_line(capsys.readouterr().err, *words)
     assert not out.exists()
+
+
+def test_compare_fails_on_a_difference_a_nan_a_shape_and_a_count() -> None:
+    from trt_export.parity import ParityReport, compare
+
+    reference = [torch.tensor([1.0, -2.0, 4.0])]
+    (close,) = compare(["y"], [reference[0] + 1e-6], reference, 1e-4)
+    assert close.passed and 0 < close.relative_error < 1e-6
+    (off,) = compare(["y"], [reference[0] * 1.01], reference, 1e-4)
+    assert not off.passed and off.relative_error == pytest.approx(0.01)
+    (nan,) = compare(["y"], [torch.tensor([1.0, float("nan"), 4.0])], reference, 1e-4)
+    assert not nan.passed  # a NaN where PyTorch has a number never passes
+    report = ParityReport("onnxruntime", "PyTorch", (2,), (close, nan))
+    assert not report.passed and report.worst is nan and "FAILED" in str(report)
+    assert not ParityReport("onnxruntime", "PyTorch", (2,), ()).passed  # no outputs compared is no pass
+    with pytest.raises(ValueError, match=r"output y has shape \[2\], PyTorch gives \[3\]"):
+        compare(["y"], [torch.ones(2)], reference, 1e-4)
+    with pytest.raises(ValueError, match="2 outputs to compare with 1 reference outputs"):
+        compare(["y", "z"], [torch.ones(3), torch.ones(3)], reference, 1e-4)
