@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from export_models import CapitalNames, ComputedWeight, DeadLayer, TiedLinears, WeightWithActivations
@@ -74,7 +76,7 @@ def test_export_cli_exits_1_naming_the_weight(tmp_path, capsys) -> None:
     path = tmp_path / "models.py"
     path.write_text(
         "import sparse24, sys\n"
-        f"sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from export_models import ComputedWeight\n"
         "def build():\n    m = ComputedWeight()\n    sparse24.sparsify(m, policy='any')\n    return m\n"
     )

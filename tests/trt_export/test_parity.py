@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 import pytest
 import torch
@@ -93,7 +95,7 @@ def test_export_refuses_a_constant_integer_input_it_cannot_range(tmp_path, capsy
     assert report.parity.passed and report.parity.notes == ("integer input mask: values drawn from [0, 2) as given",)
 
 
-MODELS = str(__import__("pathlib").Path(__file__).with_name("export_models.py"))
+MODELS = str(Path(__file__).with_name("export_models.py"))
 
 
 def _one_line(err: str, *words: str) -> None:
