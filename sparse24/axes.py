@@ -19,6 +19,9 @@ In an ONNX graph (TensorRT's view, as in Polygraphy's ``sparse`` tool) the same 
   a constant A: axis 0 with ``transA``, else axis 1.
 - ``MatMul`` constant B ``[..., K, N]``: axis -2; constant A ``[..., M, K]``: axis -1.
 
+In a torch.export graph (the export's name check) a weight is one of the operands in
+:data:`ATEN_WEIGHT_OPERANDS` of an aten GEMM op; its axis is then checked on the ONNX side.
+
 Masks, Taylor scores, verification, export checks and kernels all ask :func:`gemm_axes`
 (PyTorch modules) or :func:`onnx_weight_axis` (ONNX nodes).
 """
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["Axis", "GemmWeight", "gemm_axes", "gemm_weights", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "gemm_axes", "gemm_weights", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,21 @@ class Axis:
     reduction: int
     output: int
 
+
+# aten GEMM op -> the argument positions that can hold a weight (linear/conv: the weight;
+# mm/matmul/bmm: either operand; addmm/baddbmm: mat2, then mat1), most likely first.
+ATEN_WEIGHT_OPERANDS: dict[str, tuple[int, ...]] = {
+    "linear": (1,),
+    "conv1d": (1,),
+    "conv2d": (1,),
+    "conv3d": (1,),
+    "convolution": (1,),
+    "mm": (1, 0),
+    "matmul": (1, 0),
+    "bmm": (1, 0),
+    "addmm": (2, 1),
+    "baddbmm": (2, 1),
+}
 
 _LINEAR = Axis(reduction=1, output=0)
 _CONV = Axis(reduction=1, output=0)

@@ -57,10 +57,6 @@ def _match(name: str, patterns: tuple[str, ...]) -> str | None:
     return None
 
 
-def _matches(weight: GemmWeight, patterns: tuple[str, ...]) -> str | None:
-    return _match(weight.name, patterns)
-
-
 def _structural_reason(weight: GemmWeight) -> str | None:
     """Why this weight cannot be 2:4 at all (None if it can)."""
     param, module = weight.param, weight.module
@@ -115,10 +111,10 @@ def _candidates(
         weight = owners[0]
         reason = _structural_reason(weight) or _tie_reason(owners, users[key])
         if reason is None:
-            excluded = next(filter(None, (_matches(o, exclude) for o in owners)), None)
+            excluded = next(filter(None, (_match(o.name, exclude) for o in owners)), None)
             if excluded:
                 reason = f"excluded by {excluded!r}"
-            elif include and not any(_matches(o, include) for o in owners):
+            elif include and not any(_match(o.name, include) for o in owners):
                 reason = "not matched by include patterns"
             elif not weight.param.requires_grad and not include_frozen:
                 reason = "frozen (requires_grad=False); include_frozen=True prunes it"

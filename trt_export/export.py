@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparse24.axes import gemm_weights
+from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights
 from sparse24.dist import unwrap
 from sparse24.enforce import masked_weights, strip
 from sparse24.errors import Sparse24Error, SparsityError
 from sparse24.mask import is_two_four
 
 from .errors import ExportError, ParityError, require
-from .inspection import GEMM_OPERANDS, OnnxSparsityReport, embedding_ranges, inspect_onnx
+from .inspection import OnnxSparsityReport, embedding_ranges, inspect_onnx
 from .parity import (
     TOLERANCE,
     InputRanges,
@@ -276,7 +276,9 @@ def export_onnx(
                 hint = " (the model's forward seems to fix the batch size; try dynamic_batch=False)"
             raise ExportError(f"torch.onnx.export failed: {_first_line(error)}{hint}") from error
 
-        parity = _check_parity(staged, reference, cpu_inputs, dtype, dynamic_batch, check_batches, tolerance, seed, input_ranges)
+        onnx = require("onnx")
+        proto = onnx.load(str(staged), load_external_data=False)  # the graph; inspect_onnx reads the weights
+        parity = _check_parity(staged, embedding_ranges(proto), reference, cpu_inputs, dtype, dynamic_batch, check_batches, tolerance, seed, input_ranges)
         if not parity.passed:
             worst = parity.worst
             raise ParityError(
@@ -284,10 +286,10 @@ def export_onnx(
                 f"{worst.relative_error:.3g} of its magnitude (tolerance {tolerance:g}) on fresh random inputs; nothing was written"
             )
         sparsity = dataclasses.replace(inspect_onnx(staged), path=str(path))
+        if program.exported_program is None:
+            raise ExportError("torch.onnx.export gave no exported program, so the 2:4 weights cannot be followed into the graph")
         found, unused = _match_names(expected, sparsity, weight_uses(program.exported_program, exported, expected))
 
-        onnx = require("onnx")
-        proto = onnx.load(str(staged), load_external_data=False)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         in_rows, out_rows = _io_rows(proto.graph.input, onnx), _io_rows(proto.graph.output, onnx)
         files = sorted(workdir.iterdir(), key=lambda f: f.suffix == ".onnx")  # external data first, the .onnx last
@@ -317,6 +319,7 @@ def export_onnx(
 
 def _check_parity(
     path: Path,
+    embeddings: Mapping[str, tuple[int, str]],
     reference: nn.Module,
     examples: tuple[Tensor, ...],
     dtype: str,
@@ -328,8 +331,7 @@ def _check_parity(
 ) -> ParityReport:
     session = onnxruntime_session(path)
     names = [o.name for o in session.get_outputs()]
-    inferred = embedding_ranges(require("onnx").load(str(path), load_external_data=False))
-    ranges, notes = integer_ranges([i.name for i in session.get_inputs()], examples, input_ranges, inferred)
+    ranges, notes = integer_ranges([i.name for i in session.get_inputs()], examples, input_ranges, embeddings)
     example_batch = examples[0].shape[0] if examples[0].dim() else None
     if check_batches is None:
         check_batches = [example_batch, example_batch + 2] if dynamic_batch else [example_batch]
@@ -366,7 +368,7 @@ _KEEPS_VALUES = frozenset(
 class WeightUse:
     """How the exported program reads one parameter."""
 
-    placeholder: str | None  # the parameter's (first) placeholder; None: the program has no such parameter
+    in_program: bool  # the exported program has the parameter as an input
     aliases: tuple[str, ...]  # every name of the parameter (tied weights)
     gemms: tuple[str, ...] = ()  # FX GEMM nodes that take it as a weight, through value-keeping ops only
     computed: tuple[tuple[str, str], ...] = ()  # (FX GEMM node, first op that computes a new weight from it)
@@ -381,7 +383,7 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
     """Follow each parameter in ``names`` through the exported program ``program`` to the GEMMs that use it.
 
     From its placeholder, uses are followed through the parameter-only part of the graph
-    (values that do not depend on a user input): a GEMM operand (:data:`GEMM_OPERANDS`)
+    (values that do not depend on a user input): a GEMM operand (:data:`ATEN_WEIGHT_OPERANDS`)
     ends the walk, as a plain weight if every op on the way only moved, viewed or cast the
     values, and as a *computed* weight otherwise (``fc.weight * g``: its 2:4 mask does not
     carry over). A use that mixes the parameter with activations is an *other* use.
@@ -406,7 +408,7 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
             key = None
         aliases = tuple(by_param.get(key, [name]))
         if key not in placeholders:
-            uses[name] = WeightUse(None, aliases)
+            uses[name] = WeightUse(False, aliases)
             continue
         gemms, computed, other = [], [], []
         stack, seen = [(nodes[placeholder], None) for placeholder in placeholders[key]], set()
@@ -415,7 +417,7 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
             for user in node.users:
                 op = _op_name(user)
                 is_aten = str(user.target).startswith("aten.")
-                if is_aten and op in GEMM_OPERANDS and any(user.args[i] is node for i in GEMM_OPERANDS[op] if i < len(user.args)):
+                if is_aten and op in ATEN_WEIGHT_OPERANDS and any(user.args[i] is node for i in ATEN_WEIGHT_OPERANDS[op] if i < len(user.args)):
                     if through is None:
                         gemms.append(user.name)
                     else:
@@ -425,8 +427,7 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
                 elif (user, through) not in seen:
                     seen.add((user, through))
                     stack.append((user, through if op in _KEEPS_VALUES else through or f"aten.{op}"))
-        placeholder = placeholders[key][0]
-        uses[name] = WeightUse(placeholder, aliases, tuple(dict.fromkeys(gemms)), tuple(dict.fromkeys(computed)), tuple(dict.fromkeys(other)))
+        uses[name] = WeightUse(True, aliases, tuple(dict.fromkeys(gemms)), tuple(dict.fromkeys(computed)), tuple(dict.fromkeys(other)))
     return uses
 
 
@@ -441,8 +442,8 @@ def _match_names(expected: Sequence[str], sparsity: OnnxSparsityReport, uses: Ma
     """
     found, unused, problems = [], [], []
     for name in expected:
-        use = uses.get(name) or WeightUse(None, (name,))
-        if use.placeholder is None:
+        use = uses.get(name) or WeightUse(False, (name,))
+        if not use.in_program:
             problems.append(f"{name} (not a parameter of the exported program)")
             continue
         if use.computed:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparse24.axes import onnx_weight_axis
+from sparse24.axes import ATEN_WEIGHT_OPERANDS, onnx_weight_axis
 from sparse24.errors import Sparse24Error
 from sparse24.mask import first_violation
 
@@ -235,19 +235,27 @@ class _Graph:
             return self.attribute(node, "value")
         return None
 
+    def walk_back(self, value: str, ops: tuple[str, ...] = _PASS_THROUGH) -> tuple[Any | None, list[Any]]:
+        """The constant behind ``value`` through ``ops`` (first inputs), and the nodes passed, nearest first."""
+        nodes = []
+        while (tensor := self.constant(value)) is None:
+            node = self.producers.get(value)
+            if node is None or node.op_type not in ops:
+                return None, nodes
+            nodes.append(node)
+            value = node.input[0]
+        return tensor, nodes
+
     def trace(self, value: str, reduction: int, output: int) -> _Constant | None:
         """Follow ``value`` back to a constant through pass-through ops, mapping the axes."""
         transposes: list[list[int] | None] = []
         path: list[str] = []
         cast_to: str | None = None
         dequantize = None
-        while True:
-            tensor = self.constant(value)
-            if tensor is not None:
-                break
-            node = self.producers.get(value)
-            if node is None or node.op_type not in _PASS_THROUGH:
-                return None
+        tensor, nodes = self.walk_back(value)
+        if tensor is None:
+            return None
+        for node in nodes:
             if node.op_type == "Transpose":
                 perm = self.attribute(node, "perm")
                 transposes.append(list(perm) if perm is not None else None)
@@ -261,7 +269,7 @@ class _Graph:
                 path.append("DequantizeLinear")
             else:
                 path.append(node.op_type)
-            value = node.input[0]
+        value = nodes[-1].input[0] if nodes else value
         array = self.array(tensor)
         stored = self.type_name(tensor.data_type)
         rank = array.ndim
@@ -304,19 +312,6 @@ class _Graph:
         return resolved
 
 
-# The operands of each aten GEMM that can be a weight (linear/conv: the weight; addmm: mat1, mat2).
-GEMM_OPERANDS = {
-    "linear": (1,),
-    "conv1d": (1,),
-    "conv2d": (1,),
-    "conv3d": (1,),
-    "convolution": (1,),
-    "mm": (1, 0),
-    "matmul": (1, 0),
-    "bmm": (1, 0),
-    "addmm": (2, 1),
-    "baddbmm": (2, 1),
-}
 _FX_NODE = re.compile(r"^%(\w+) : .*?call_function\[target=(?:torch\.ops\.)?aten\.(\w+)\.\w+\]\(args = \((.*)\), kwargs", re.S)
 
 
@@ -394,7 +389,7 @@ def _fx_metadata(node: Any) -> tuple[str | None, str | None, list[str], list[str
 def _source_name(node: Any, constant_name: str) -> str | None:
     """The PyTorch parameter behind a node's weight, from the torch exporter's metadata.
 
-    The weight is the GEMM's weight operand (:data:`GEMM_OPERANDS`) when it is a parameter
+    The weight is the GEMM's weight operand (:data:`ATEN_WEIGHT_OPERANDS`) when it is a parameter
     placeholder (``%p_encoder_layers_0_linear1_weight``), spelled as torch.export spells
     it (:func:`_mangled`). A constant that kept its PyTorch name (``head.weight``) is taken
     as is when it spells the placeholder; otherwise the deepest module scope whose spelling
@@ -403,9 +398,9 @@ def _source_name(node: Any, constant_name: str) -> str | None:
     nodes whose metadata comes from another op (a BatchNorm folded into a Conv).
     """
     _, op, args, modules = _fx_metadata(node)
-    if op not in GEMM_OPERANDS or modules is None:
+    if op not in ATEN_WEIGHT_OPERANDS or modules is None:
         return None
-    operands = [args[i] for i in GEMM_OPERANDS[op] if i < len(args)]
+    operands = [args[i] for i in ATEN_WEIGHT_OPERANDS[op] if i < len(args)]
     weight = next((a[3:] for a in operands if a.startswith("%p_")), None)
     if weight is None:
         return None
@@ -555,16 +550,6 @@ def inspect_onnx(source: str | os.PathLike | Any, *, symbols: Mapping[str, int] 
     return OnnxSparsityReport(path=label, layers=layers, notes=tuple(notes))
 
 
-def _table(graph: _Graph, value: str) -> Any | None:
-    """The constant TensorProto behind ``value`` through casts (its dims are read, not its data)."""
-    while (tensor := graph.constant(value)) is None:
-        node = graph.producers.get(value)
-        if node is None or node.op_type not in ("Cast", "Identity", "DequantizeLinear"):
-            return None
-        value = node.input[0]
-    return tensor
-
-
 def embedding_ranges(model: Any) -> dict[str, tuple[int, str]]:
     """Integer graph inputs that index an embedding table: input -> (rows of the table, its name).
 
@@ -586,7 +571,7 @@ def embedding_ranges(model: Any) -> dict[str, tuple[int, str]]:
             value = stack.pop()
             for node in consumers.get(value, ()):
                 if node.op_type == "Gather" and node.input[1] == value and graph.attribute(node, "axis", 0) == 0:
-                    table = _table(graph, node.input[0])
+                    table, _ = graph.walk_back(node.input[0], ("Cast", "Identity", "DequantizeLinear"))  # dims only: no Transpose
                     if table is not None and table.dims:
                         rows = int(table.dims[0])
                         if graph_input.name not in found or rows < found[graph_input.name][0]:

@@ -147,6 +147,8 @@ def integer_ranges(
     is not constant. A constant integer example with no range (all-zero token ids) is
     refused: parity on it would check one token only. Non-integer inputs get None.
     """
+    if len(names) != len(examples):
+        raise ValueError(f"{len(names)} graph inputs for {len(examples)} example inputs ({', '.join(names)})")
     given = dict(given or {})
     inferred = inferred or {}
     for key in given:

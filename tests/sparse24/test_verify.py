@@ -56,7 +56,7 @@ def test_expected_weight_must_exist(convnet) -> None:
         sparse24.verify(model, expect=[])
 
 
-def test_expected_weight_that_cannot_be_2_4(convnet) -> None:
+def test_expected_weight_that_cannot_be_2_4() -> None:
     model = nn.Sequential(nn.Linear(6, 8))
     with pytest.raises(SparsityError, match=r"0\.weight: reduction size 6 \(dim 1\) is not divisible by 4"):
         sparse24.verify(model, expect="0")

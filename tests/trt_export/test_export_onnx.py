@@ -186,13 +186,13 @@ def test_bad_arguments(tmp_path) -> None:
 def test_a_sparsified_weight_that_is_not_2_4_in_the_graph_is_an_error() -> None:
     node = helper.make_node("Gemm", ["x", "fc.weight"], ["y"], name="node_Gemm_0", transB=1)
     report = inspect_onnx(graph_model([node], [tensor("x", [8, 512])], [tensor("y", [8, 256])], {"fc.weight": dense((256, 512))}))
-    uses = {"fc.weight": WeightUse("p_fc_weight", ("fc.weight",), gemms=("linear",)), "unused.weight": WeightUse("p_unused_weight", ("unused.weight",))}
+    uses = {"fc.weight": WeightUse(True, ("fc.weight",), gemms=("linear",)), "unused.weight": WeightUse(True, ("unused.weight",))}
     with pytest.raises(sparse24.SparsityError, match=r"fc.weight \(node node_Gemm_0: 4 nonzeros"):
         _match_names(["fc.weight"], report, uses)
     assert _match_names(["unused.weight"], report, uses) == ([], ["unused.weight"])
     with pytest.raises(sparse24.SparsityError, match=r"other.weight \(not a parameter of the exported program\)"):
         _match_names(["other.weight"], report, uses)
-    uses["fc.weight"] = WeightUse("p_fc_weight", ("fc.weight",), gemms=("linear_7",))  # a GEMM whose ONNX node is gone
+    uses["fc.weight"] = WeightUse(True, ("fc.weight",), gemms=("linear_7",))  # a GEMM whose ONNX node is gone
     with pytest.raises(sparse24.SparsityError, match=r"its GEMM linear_7 has no Conv/Gemm/MatMul in the ONNX graph"):
         _match_names(["fc.weight"], inspect_onnx(graph_model([], [tensor("x", [8, 512])], [tensor("x", [8, 512])], {})), uses)
 

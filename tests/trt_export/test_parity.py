@@ -82,7 +82,7 @@ def test_parity_on_token_ids_fails_when_any_id_but_0_is_wrong(tmp_path) -> None:
     table.CopyFrom(numpy_helper.from_array(values, "embed.weight"))
     broken = tmp_path / "broken.onnx"
     onnx.save(proto, str(broken))
-    parity = _check_parity(broken, model, (IDS,), "fp32", True, None, 1e-4, 0, None)
+    parity = _check_parity(broken, embedding_ranges(proto), model, (IDS,), "fp32", True, None, 1e-4, 0, None)
     assert not parity.passed and not any(output.passed for output in parity.outputs)
 
 
@@ -135,6 +135,11 @@ def test_cli_bad_ranges_are_one_line(tmp_path, capsys, extra, words) -> None:
     assert main(["export", f"{MODELS}:MaskedSum", "--input-shape", "2x8x16", *extra, "--out", str(out)]) == 2
     _one_line(capsys.readouterr().err, *words)
     assert not out.exists()
+
+
+def test_integer_ranges_need_one_name_per_input() -> None:
+    with pytest.raises(ValueError, match="2 graph inputs for 1 example inputs"):
+        integer_ranges(["ids", "mask"], [IDS])
 
 
 def test_compare_fails_on_a_difference_a_nan_a_shape_and_a_count() -> None:
