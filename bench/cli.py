@@ -19,6 +19,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sparse24.errors import CheckFailed, Sparse24Error
 
@@ -31,6 +32,21 @@ DEFAULTS = {  # (reps, runs, warmup)
     ("cpu", False): (20, 2, 3),
     ("cpu", True): (5, 2, 1),
 }
+
+
+def default_results_dir() -> Path:
+    """``bench/results/<gpu name>`` (``bench/results/cpu`` without a GPU), relative to the working directory."""
+    from .env import device_slug
+
+    return Path("bench") / "results" / device_slug()
+
+
+def _stamped(results: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """A suite's results with the schema, the environment and the command, in the order the JSON shows them."""
+    from .report import SCHEMA
+
+    rest = {k: v for k, v in results.items() if k != "suite"}
+    return {"schema": SCHEMA, "suite": results["suite"], "environment": env, "command": env["command"], **rest}
 
 
 def _list(text: str) -> list[str]:
@@ -89,8 +105,8 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
 
 def _run(argv: Sequence[str], prog: str) -> int:
     from . import accuracy, gemm, model
-    from .env import cuda_problem, describe, device_slug, environment
-    from .report import SCHEMA, markdown, write_suite
+    from .env import cuda_problem, describe, environment
+    from .report import markdown, write_suite
 
     args = _run_parser(prog).parse_args(argv)
     suites = args.suites or list(SUITES)
@@ -102,23 +118,31 @@ def _run(argv: Sequence[str], prog: str) -> int:
     timing = {"reps": args.reps or reps, "runs": args.runs or runs, "warmup": warmup if args.warmup is None else args.warmup}
     if timing["warmup"] < 0:
         raise ValueError("--warmup must be >= 0")
-    out = Path(args.out or Path("bench") / "results" / device_slug())
+    out = Path(args.out or default_results_dir())
     out.mkdir(parents=True, exist_ok=True)
     env = environment(" ".join([prog, *map(shlex.quote, argv)]))
     print(f"sparse24 bench: {describe(env)}")
+
+    def record(partial: dict[str, Any]) -> None:  # after every case, so a run cut off part-way leaves what it measured
+        write_suite(out, _stamped(partial, env), plots=False)
+
     for suite in suites:
         if suite == "gemm":
             if problem:
                 print(f"gemm: {problem}: the sparse backends did not run; dense CPU timings only")
-            results = gemm.run(sets=args.sets, dtypes=args.dtypes, backends=args.backends, m_values=args.m, cuda_graphs=args.cuda_graphs, quick=args.quick, seed=args.seed, **timing)
+            results = gemm.run(
+                sets=args.sets, dtypes=args.dtypes, backends=args.backends, m_values=args.m, cuda_graphs=args.cuda_graphs, quick=args.quick, seed=args.seed, on_progress=record, **timing
+            )
         elif suite == "model":
             if problem:
                 print(f"model: {problem}: the sparse variants did not run; eager dense CPU timings only")
             variants = [v for v in args.variants if not (args.no_compile and v.startswith("compile"))]
-            results = model.run(models=args.models, batches=args.batches, variants=variants, cuda_graphs=args.cuda_graphs, quick=args.quick, seed=args.seed, **timing)
+            results = model.run(
+                models=args.models, batches=args.batches, variants=variants, cuda_graphs=args.cuda_graphs, quick=args.quick, seed=args.seed, on_progress=record, **timing
+            )
         else:
             results = accuracy.run(seeds=args.seeds, epochs=args.epochs, quick=args.quick)
-        results = {"schema": SCHEMA, "suite": results.pop("suite"), "environment": env, "command": env["command"], **results}
+        results = _stamped(results, env)
         written, notes = write_suite(out, results, plots=not args.no_plots)
         print(markdown(results))
         for note in notes:
@@ -227,5 +251,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m bench") -> in
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished suites are on disk", file=sys.stderr)
+        print(f"{prog}: interrupted; what was measured is on disk (a suite cut off part-way says so in its results)", file=sys.stderr)
         return 130

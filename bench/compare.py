@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .report import unfinished
 from .stats import Summary, verdict
 
 __all__ = ["Change", "Comparison", "compare"]
@@ -83,6 +84,9 @@ def compare(old: dict[str, Any], new: dict[str, Any], *, threshold: float = 0.0)
     where = [(r["environment"].get("gpu") or {}).get("name", "CPU") for r in (old, new)]
     if where[0] != where[1]:
         warnings.append(f"the old result ran on {where[0]}, the new one on {where[1]}")
+    for which, result in (("old", old), ("new", new)):
+        if partial := unfinished(result):
+            warnings.append(f"the {which} result is partial: only {partial} measured")
     for key in ("reps", "runs", "cuda_graphs"):
         if old["settings"].get(key) != new["settings"].get(key):
             warnings.append(f"settings differ: {key} {old['settings'].get(key)} -> {new['settings'].get(key)}")

@@ -23,6 +23,7 @@ Without a CUDA GPU only the dense CPU timings run (fp32, M <= 256 unless ``--m``
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import tempfile
@@ -240,8 +241,13 @@ def run(
     cuda_graphs: bool = False,
     quick: bool = False,
     seed: int = 0,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the suite on this machine; return the results (rows, settings, skipped backends, notes)."""
+    """Run the suite on this machine; return the results (rows, settings, skipped backends, notes).
+
+    ``on_progress(results)`` is called after every case with the results so far (``progress``
+    says how many cases are done), so a caller can write them before the run ends.
+    """
     problem = cuda_problem()
     device = torch.device("cpu" if problem else "cuda")
     notes = []
@@ -272,6 +278,41 @@ def run(
     roofline = None if problem else calibrate(dtypes, timer)
     generator = torch.Generator(device=device).manual_seed(seed)
     rows: list[dict[str, Any]] = []
+    order = {(c.set, c.layer, c.m): i for i, c in enumerate(cases)}
+    total, done = len(cases) * len(dtypes), 0
+
+    def results(measured: list[dict[str, Any]]) -> dict[str, Any]:
+        measured = copy.deepcopy(measured)
+        measured.sort(key=lambda r: (dtypes.index(r["dtype"]), order[r["set"], r["layer"], r["m"]], backends.index(r["backend"])))
+        _derive(measured, roofline)
+        return {
+            "suite": "gemm",
+            "device": str(device),
+            "settings": {
+                "reps": reps,
+                "runs": runs,
+                "warmup": warmup,
+                "timer": timer.kind,
+                "l2_flush": device.type == "cuda",
+                "cuda_graphs": cuda_graphs,
+                "working_set": (
+                    f"weights and inputs rotated over copies totalling at least 2x L2 (up to {MAX_COPIES} of each; per row: working_set_mb)"
+                    if l2_bytes
+                    else "weights and inputs rotated over 2 copies"
+                ),
+                "tolerance": {d: TOLERANCE[d] for d in dtypes},
+                "sets": list(sets),
+                "dtypes": dtypes,
+                "backends": backends,
+                "quick": quick,
+            },
+            "progress": {"done": done, "total": total, "unit": "cases"},
+            "roofline": roofline,
+            "skipped": skipped,
+            "notes": notes,
+            "rows": measured,
+        }
+
     with tempfile.TemporaryDirectory(prefix="sparse24-bench-") as workdir:
         for dtype_name in dtypes:
             dtype, element = DTYPES[dtype_name], DTYPES[dtype_name].itemsize
@@ -284,37 +325,14 @@ def run(
                 prepared = _Prepared(weights, available[dtype_name], Path(workdir))
                 for case in group:
                     rows += _run_case(case, dtype_name, prepared, timer, generator, l2_bytes, reps=reps, runs=runs, warmup=warmup, cuda_graphs=cuda_graphs)
-                    logger.info("gemm %s %s %s M=%d done", dtype_name, case.set, case.layer, case.m)
+                    done += 1
+                    logger.info("gemm %s %s %s M=%d done (%d of %d)", dtype_name, case.set, case.layer, case.m, done, total)
+                    if on_progress is not None:
+                        on_progress(results(rows))
                 del prepared, weights
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-    order = {(c.set, c.layer, c.m): i for i, c in enumerate(cases)}
-    rows.sort(key=lambda r: (dtypes.index(r["dtype"]), order[r["set"], r["layer"], r["m"]], backends.index(r["backend"])))
-    _derive(rows, roofline)
-    return {
-        "suite": "gemm",
-        "device": str(device),
-        "settings": {
-            "reps": reps,
-            "runs": runs,
-            "warmup": warmup,
-            "timer": timer.kind,
-            "l2_flush": device.type == "cuda",
-            "cuda_graphs": cuda_graphs,
-            "working_set": (
-                f"weights and inputs rotated over copies totalling at least 2x L2 (up to {MAX_COPIES} of each; per row: working_set_mb)" if l2_bytes else "weights and inputs rotated over 2 copies"
-            ),
-            "tolerance": {d: TOLERANCE[d] for d in dtypes},
-            "sets": list(sets),
-            "dtypes": dtypes,
-            "backends": backends,
-            "quick": quick,
-        },
-        "roofline": roofline,
-        "skipped": skipped,
-        "notes": notes,
-        "rows": rows,
-    }
+    return results(rows)
 
 
 def _run_case(

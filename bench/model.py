@@ -164,8 +164,13 @@ def run(
     cuda_graphs: bool = False,
     quick: bool = False,
     seed: int = 0,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the suite on this machine; return the results."""
+    """Run the suite on this machine; return the results.
+
+    ``on_progress(results)`` is called after every (model, batch) with the results so far
+    (``progress`` says how many are done), so a caller can write them before the run ends.
+    """
     problem = cuda_problem()
     device = torch.device("cpu" if problem else "cuda")
     dtype = torch.float32 if problem else torch.float16
@@ -191,45 +196,57 @@ def run(
     l2_bytes = getattr(timer, "l2_bytes", None)
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
+    sweeps: dict[str, list[int]] = {}
     for name in names:
-        spec = MODELS[name]
-        missing = _missing(spec)
+        missing = _missing(MODELS[name])
         if missing:
             skipped.append({"model": name, "reason": missing})
-            continue
-        sweep = list(batches or (spec.cpu_batches if problem or quick else spec.batches))
+        else:
+            sweeps[name] = list(batches or (MODELS[name].cpu_batches if problem or quick else MODELS[name].batches))
+    total, done = sum(map(len, sweeps.values())), 0
+
+    def results(measured: list[dict[str, Any]]) -> dict[str, Any]:
+        measured = copy.deepcopy(measured)
+        _derive(measured)
+        return {
+            "suite": "model",
+            "device": str(device),
+            "dtype": str(dtype).split(".")[-1],
+            "settings": {
+                "reps": reps,
+                "runs": runs,
+                "warmup": warmup,
+                "timer": timer.kind,
+                "cuda_graphs": cuda_graphs,
+                "tensorrt_profile": "one engine per model and variant: batch 1 to the largest, tuned for the largest",
+                "working_set": f"inputs rotated over distinct batches (2 to {MAX_INPUT_COPIES}, up to 2x L2; per row: input_copies); the model's weights are not copied",
+                "tolerance": TOLERANCE,
+                "variants": variants,
+                "quick": quick,
+            },
+            "progress": {"done": done, "total": total, "unit": "model batches"},
+            "models": copy.deepcopy(info),
+            "skipped": skipped,
+            "notes": notes,
+            "rows": measured,
+        }
+
+    for name, sweep in sweeps.items():
+        spec = MODELS[name]
         model, info[name] = two_four_model(name, seed)
         info[name]["description"] = spec.description
         with tempfile.TemporaryDirectory(prefix="sparse24-bench-") as workdir:
             callables, build_failures = _variants(name, model, variants, device, dtype, sweep, Path(workdir), info[name])
             for batch in sweep:
                 rows += _run_batch(name, batch, callables, build_failures, device, dtype, timer, l2_bytes, seed, reps=reps, runs=runs, warmup=warmup, cuda_graphs=cuda_graphs)
-                logger.info("model %s batch %d done", name, batch)
+                done += 1
+                logger.info("model %s batch %d done (%d of %d)", name, batch, done, total)
+                if on_progress is not None:
+                    on_progress(results(rows))
         del callables, model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    _derive(rows)
-    return {
-        "suite": "model",
-        "device": str(device),
-        "dtype": str(dtype).split(".")[-1],
-        "settings": {
-            "reps": reps,
-            "runs": runs,
-            "warmup": warmup,
-            "timer": timer.kind,
-            "cuda_graphs": cuda_graphs,
-            "tensorrt_profile": "one engine per model and variant: batch 1 to the largest, tuned for the largest",
-            "working_set": f"inputs rotated over distinct batches (2 to {MAX_INPUT_COPIES}, up to 2x L2; per row: input_copies); the model's weights are not copied",
-            "tolerance": TOLERANCE,
-            "variants": variants,
-            "quick": quick,
-        },
-        "models": info,
-        "skipped": skipped,
-        "notes": notes,
-        "rows": rows,
-    }
+    return results(rows)
 
 
 def _variant_problem(variant: str, gpu_problem: str | None) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sparse24.io import write_text
 
-from .report import load_results
+from .report import load_results, unfinished
 
 __all__ = ["END", "START", "perf_section", "update_readme"]
 
@@ -72,6 +72,11 @@ def _gemm_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _partial(results: dict[str, Any]) -> str:
+    partial = unfinished(results)
+    return f" (partial run: only {partial} measured)" if partial else ""
+
+
 def perf_section(root: Path) -> str:
     """The Markdown between the markers, from every GPU folder under ``root``."""
     found = _gpu_results(root)
@@ -92,9 +97,9 @@ def perf_section(root: Path) -> str:
             f"driver {driver}; sparse24 {env['sparse24']} at {(env.get('git_commit') or 'unknown')[:12]}; {env['date'][:10]}.",
         ]
         if model:
-            lines += ["", f"End to end, fp16, p50 latency (speedup vs dense in the same mode). Command: `{model['environment']['command']}`", "", *_model_table(model)]
+            lines += ["", f"End to end, fp16, p50 latency (speedup vs dense in the same mode). Command: `{model['environment']['command']}`{_partial(model)}", "", *_model_table(model)]
         if gemm and (table := _gemm_table(gemm)):
-            lines += ["", f"Llama-7B {GEMM_LAYER} (11008 x 4096) GEMM, fp16, median latency (speedup vs dense cuBLAS). Command: `{gemm['environment']['command']}`", "", *table]
+            lines += ["", f"Llama-7B {GEMM_LAYER} (11008 x 4096) GEMM, fp16, median latency (speedup vs dense cuBLAS). Command: `{gemm['environment']['command']}`{_partial(gemm)}", "", *table]
         lines += ["", f"All cases, plots and the method: `bench/results/{folder}/` (gemm.md, model.md, *.png).", ""]
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from sparse24.io import write_text
 
 from .env import describe
 
-__all__ = ["SCHEMA", "load_results", "markdown", "to_csv", "write_suite"]
+__all__ = ["SCHEMA", "load_results", "markdown", "to_csv", "unfinished", "write_suite"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,17 @@ def _header(results: dict[str, Any], title: str) -> list[str]:
             what = item.get("backend") or item.get("variant") or item.get("model")
             lines.append(f"- {what}{' (' + item['dtype'] + ')' if 'dtype' in item else ''}: {item['reason']}")
     lines += [f"\nNote: {note}" for note in results.get("notes", ())]
+    if partial := unfinished(results):
+        lines.append(f"\n**Partial result: {partial} measured (the run was cut off, or is still running).**")
     return lines
+
+
+def unfinished(results: dict[str, Any]) -> str | None:
+    """``"3 of 58 cases"`` for a result written before its run finished; None for a finished one."""
+    progress = results.get("progress")  # results written before progress was recorded are finished ones
+    if not progress or progress["done"] >= progress["total"]:
+        return None
+    return f"{progress['done']} of {progress['total']} {progress['unit']}"
 
 
 def _gemm_markdown(results: dict[str, Any]) -> str:

@@ -133,3 +133,61 @@ def test_readme_block_from_gpu_results(tmp_path) -> None:
 
 def test_committed_readme_block_is_generated_from_committed_results() -> None:
     assert update_readme(REPO / "README.md", REPO / "bench" / "results", check=True), "run `python -m bench readme`"
+
+
+@no_gpu
+def test_a_run_cut_off_part_way_leaves_the_cases_it_finished(tmp_path, capsys, monkeypatch) -> None:
+    from bench import gemm, model
+
+    run_case, run_batch = gemm._run_case, model._run_batch
+    finished = []
+
+    def third_case_never_ends(case, *args, **kwargs):
+        if len(finished) == 2:
+            raise KeyboardInterrupt  # the GPU is taken back here
+        finished.append(case.layer)
+        return run_case(case, *args, **kwargs)
+
+    monkeypatch.setattr(gemm, "_run_case", third_case_never_ends)
+    out = tmp_path / "results"
+    assert bench_main(["gemm", "--out", str(out), "--sets", "bert-base", "--m", "4", "--reps", "2", "--runs", "1", "--no-plots"]) == 130
+    assert "interrupted; what was measured is on disk" in capsys.readouterr().err
+    saved = json.loads((out / "gemm.json").read_text())
+    assert saved["progress"] == {"done": 2, "total": 3, "unit": "cases"}
+    assert [r["layer"] for r in saved["rows"]] == finished == ["q/k/v/out proj", "fc1"]
+    assert all(r["status"] == "ok" and r["latency_ms"]["n"] == 2 for r in saved["rows"])
+    assert "**Partial result: 2 of 3 cases measured" in (out / "gemm.md").read_text()
+    assert len((out / "gemm.csv").read_text().splitlines()) == 3
+
+    def second_batch_never_ends(name, batch, *args, **kwargs):
+        if batch == 4:
+            raise KeyboardInterrupt
+        return run_batch(name, batch, *args, **kwargs)
+
+    monkeypatch.setattr(model, "_run_batch", second_batch_never_ends)
+    assert bench_main(["model", "--out", str(out), "--models", "digits-resnet", "--batches", "1,4", "--reps", "2", "--runs", "1", "--no-plots"]) == 130
+    saved = json.loads((out / "model.json").read_text())
+    assert saved["progress"] == {"done": 1, "total": 2, "unit": "model batches"} and [r["batch"] for r in saved["rows"]] == [1]
+    assert "**Partial result: 1 of 2 model batches measured" in (out / "model.md").read_text()
+
+
+@no_gpu
+def test_a_finished_run_says_so(tmp_path) -> None:
+    out = tmp_path / "results"
+    assert bench_main(["gemm", "--out", str(out), "--sets", "bert-base", "--m", "4", "--reps", "2", "--runs", "1", "--no-plots"]) == 0
+    saved = json.loads((out / "gemm.json").read_text())
+    assert saved["progress"] == {"done": 3, "total": 3, "unit": "cases"} and len(saved["rows"]) == 3
+    assert "Partial" not in (out / "gemm.md").read_text()
+
+
+def test_partial_results_are_flagged_in_compare_and_the_readme(tmp_path) -> None:
+    from bench.compare import compare
+
+    finished, partial = gemm_results(), gemm_results()
+    partial["progress"] = {"done": 1, "total": 4, "unit": "cases"}
+    partial["rows"] = partial["rows"][:3]
+    assert compare(finished, partial).warnings == ("the new result is partial: only 1 of 4 cases measured",)
+    assert compare(finished, finished).warnings == ()
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "gemm.json").write_text(json.dumps(partial))
+    assert "(partial run: only 1 of 4 cases measured)" in perf_section(tmp_path)
