@@ -5,6 +5,7 @@
     sparse24 bench plot RESULTS.json [--out DIR]                         redraw the plots of a result
     sparse24 bench readme [--check]                                      regenerate README's performance block
     sparse24 bench env [--require-gpu]                                   the environment a run would record
+    sparse24 bench kernels [--out DIR] [--require]                       one line per custom kernel: correct? speedup?
 
 Exit status: 0 done (also on a machine without a GPU, after running what can run), 1 a
 regression or a failed check, 2 bad input.
@@ -76,7 +77,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Measure dense vs 2:4 sparse: GEMMs, whole models, accuracy recovery.",
-        epilog=f"other commands: {prog} compare OLD.json NEW.json | plot RESULTS.json | readme [--check] | env [--require-gpu] (each with --help)",
+        epilog=f"other commands: {prog} compare OLD.json NEW.json | plot RESULTS.json | readme [--check] | env [--require-gpu] | kernels (each with --help)",
     )
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"suites to run: {', '.join(SUITES)} (default: all)")
     parser.add_argument("--out", help="results folder (default: bench/results/<gpu name>, or bench/results/cpu without a GPU)")
@@ -226,7 +227,47 @@ def _env(argv: Sequence[str], prog: str) -> int:
     return 0
 
 
-COMMANDS = {"compare": _compare, "plot": _plot, "readme": _readme, "env": _env}
+def _kernels(argv: Sequence[str], prog: str) -> int:
+    from sparse24.io import write_text
+
+    from . import kernel_summary
+    from .env import environment
+
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} kernels",
+        description="Check sparse24's CUDA kernels against float64 and time them against dense F.linear: one line per kernel and dtype.",
+        epilog="Exit status: 0 every kernel that ran is correct, 1 one is wrong or failed (with --require: or did not run), 2 bad input.",
+    )
+    parser.add_argument("--out", help="folder for kernels.json (default: bench/results/<gpu name>)")
+    parser.add_argument("--dtypes", type=_list, default=list(kernel_summary.DTYPES), help=f"(default: {','.join(kernel_summary.DTYPES)})")
+    parser.add_argument("--reps", type=_positive, default=20, help="timed repetitions per run (default: 20)")
+    parser.add_argument("--runs", type=_positive, default=3, help="repeated runs, interleaved with dense (default: 3)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each run (default: 3)")
+    parser.add_argument("--require", action="store_true", help="also exit 1 when the kernels cannot run here (no sm_80+ GPU, no cuda-python)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.warmup < 0:
+        raise ValueError("--warmup must be >= 0")
+    out = Path(args.out or default_results_dir())
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(" ".join([prog, "kernels", *map(shlex.quote, argv)]))
+
+    def record(results: dict[str, Any]) -> None:  # rewritten after every step: a run cut off keeps what it checked
+        write_text(out / "kernels.json", json.dumps({**_stamped(results, env), "summary": kernel_summary.summary_lines(results)}, indent=1) + "\n")
+
+    results = kernel_summary.measure(dtypes=args.dtypes, reps=args.reps, runs=args.runs, warmup=args.warmup, seed=args.seed, on_progress=record)
+    record(results)
+    for line in kernel_summary.summary_lines(results):
+        print(f"kernel {line}")
+    print(f"kernels: wrote {out / 'kernels.json'}")
+    bad = kernel_summary.problems(results, require=args.require)
+    if bad:
+        cases = "; ".join(f"{r['kernel']} {r['dtype']}{' M=' + str(r['m']) if 'm' in r else ''} {r['status']}" for r in bad[:6])
+        raise CheckFailed(f"{len(bad)} kernel check(s) did not pass{' or did not run' if args.require else ''}: {cases}")
+    return 0
+
+
+COMMANDS = {"compare": _compare, "plot": _plot, "readme": _readme, "env": _env, "kernels": _kernels}
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m bench") -> int:

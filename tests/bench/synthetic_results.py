@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bench import gemm, model
+from bench import gemm, kernel_summary, model
 from bench.report import SCHEMA
 from bench.stats import summarize
 
@@ -92,5 +92,39 @@ def model_results(times: dict[tuple[int, str], float] | None = None, *, spread: 
         "models": {"bert-base": {"sparse_weights": 72, "weights": 72, "policy": "tensorrt", "description": "BERT-base (synthetic)"}},
         "skipped": [{"variant": "tensorrt dense", "reason": "tensorrt is not installed"}],
         "notes": [],
+        "rows": rows,
+    }
+
+
+def kernel_results(times: dict[tuple[str, str, int], float] | None = None, *, spread: float = 0.02) -> dict[str, Any]:
+    """The kernel summary's rows for fp16 and bf16 at M = 1, 16, 4096, timed as ``times`` says.
+
+    By default: small_m beats dense at M = 1 and 16 and loses at 4096; mma_sp is within noise of
+    dense at 16; in bf16, mma_sp is wrong at M = 16 and small_m's timing failed at M = 4096.
+    """
+    default = {"dense": (0.040, 0.045, 0.300), "small_m": (0.025, 0.030, 1.500), "mma_sp": (0.050, 0.0448, 0.200)}
+    times = times or {(dtype, kernel, m): t[i] for dtype in ("fp16", "bf16") for kernel, t in default.items() for i, m in enumerate(kernel_summary.M_VALUES)}
+    rows: list[dict[str, Any]] = []
+    for dtype in ("fp16", "bf16"):
+        rows.append({"kernel": "compress", "dtype": dtype, "n": 4096, "k": 4096, "status": "ok", "latency_ms": summarize(runs(0.012, spread)).to_dict()})
+        for m in kernel_summary.M_VALUES:
+            for kernel in ("dense", *kernel_summary.GEMM_KERNELS):
+                row = {"kernel": kernel, "dtype": dtype, "m": m, "n": 4096, "k": 4096, "status": "ok", "error": 3e-4 if kernel == "dense" else 5e-4}
+                if (dtype, kernel, m) == ("bf16", "mma_sp", 16):
+                    row.update(status="wrong", error=0.31, message="relative error 0.31 > 0.02 against float64: not timed")
+                elif (dtype, kernel, m) == ("bf16", "small_m", 4096):
+                    row.update(status="failed", message="RuntimeError: timing failed")
+                else:
+                    row["latency_ms"] = summarize(runs(times[dtype, kernel, m], spread)).to_dict()
+                rows.append(row)
+    kernel_summary._derive(rows)
+    return {
+        "schema": SCHEMA,
+        "suite": "kernels",
+        "environment": environment(),
+        "command": "python -m bench kernels",
+        "shape": {"n": 4096, "k": 4096},
+        "m_values": list(kernel_summary.M_VALUES),
+        "settings": {"reps": 10, "runs": 3, "warmup": 2, "tolerance": {"fp16": 1e-2, "bf16": 2e-2}, "timer": "synthetic"},
         "rows": rows,
     }
