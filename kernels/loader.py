@@ -1,10 +1,14 @@
 """The one place that compiles, caches and launches sparse24's CUDA kernels.
 
-Kernels are compiled at run time with NVRTC through cuda-python (``cuda.bindings.nvrtc``)
-for the GPU at hand (``sm_XY``), cached on disk per (source, arch, options, NVRTC version)
-under ``$SPARSE24_KERNEL_CACHE`` (default ``~/.cache/sparse24/kernels``), loaded with the
-driver API into the primary context torch already made current, and launched on torch's
-current stream. ``SPARSE24_DISABLE_KERNELS=1`` turns them off.
+On a GPU, kernels are compiled at run time with NVRTC through cuda-python
+(``cuda.bindings.nvrtc``) for the GPU at hand (``sm_XY``), cached on disk per (source, arch,
+options, NVRTC version) under ``$SPARSE24_KERNEL_CACHE`` (default ``~/.cache/sparse24/kernels``),
+loaded with the driver API into the primary context torch already made current, and launched on
+torch's current stream. ``SPARSE24_DISABLE_KERNELS=1`` turns them off.
+
+For CPU tensors, when ``SPARSE24_KERNELS=emulate`` is set (or inside
+:func:`kernels.emulate.emulated`), the same sources run through the CPU emulation
+(:mod:`kernels.emulate`): same grid, block and arguments, launched through :func:`launch`.
 """
 
 from __future__ import annotations
@@ -41,9 +45,18 @@ class KernelUnavailable(Sparse24Error):
 
 
 def kernels_unavailable(device: torch.device | int | None = None) -> str | None:
-    """Why the custom kernels cannot run on ``device`` (None: the current GPU), or None if they can."""
+    """Why the custom kernels cannot run on ``device`` (None: the current GPU), or None if they can.
+
+    A CPU device can run them only through the emulation (``SPARSE24_KERNELS=emulate``).
+    """
     if os.environ.get(ENV_DISABLE, "").strip() not in ("", "0"):
         return f"custom kernels are disabled ({ENV_DISABLE}={os.environ[ENV_DISABLE]})"
+    if isinstance(device, torch.device) and device.type == "cpu":
+        from . import emulate
+
+        if not emulate.emulation_requested():
+            return f"the custom kernels run on CUDA tensors (set {emulate.ENV_MODE}=emulate to run their CUDA sources on the CPU, for tests)"
+        return emulate.unavailable()
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible (torch.cuda.is_available() is False)"
     major, minor = torch.cuda.get_device_capability(device)
@@ -130,8 +143,18 @@ def _compile(name: str, arch: str) -> bytes:
 
 
 def function(source: str, kernel: str, device: torch.device) -> Any:
-    """The ``CUfunction`` named ``kernel`` in ``csrc/<source>`` for ``device``, compiled and loaded once."""
+    """The ``CUfunction`` named ``kernel`` in ``csrc/<source>`` for ``device``, compiled and loaded once.
+
+    For a CPU device (emulation requested) it is the :class:`kernels.emulate.Kernel` instead.
+    """
     require(device)
+    if device.type == "cpu":
+        from . import emulate
+
+        try:
+            return emulate.library(source).kernel(kernel)
+        except emulate.KernelFault as error:
+            raise KernelUnavailable(str(error)) from error
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
     arch = f"sm_{major}{minor}"
@@ -155,10 +178,15 @@ def function(source: str, kernel: str, device: torch.device) -> Any:
 
 
 def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[tuple[str, Any]], *, device: torch.device, shared_bytes: int = 0) -> None:
-    """Launch ``kernel`` on torch's current stream of ``device``.
+    """Launch ``kernel`` on torch's current stream of ``device`` (or run its CPU emulation).
 
     ``args`` are ``("ptr", tensor-or-None)`` or ``("i32", int)`` in the kernel's order.
     """
+    if device.type == "cpu":
+        if shared_bytes:
+            raise ValueError("the emulation models static __shared__ arrays only, not dynamic shared memory")
+        kernel.launch(grid, block, args)
+        return
     import numpy as np
     from cuda.bindings import driver
 

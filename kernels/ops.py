@@ -2,6 +2,9 @@
 
 ``sparse_mm`` is also registered as the torch custom op ``sparse24::sparse_mm`` (with a fake
 implementation), so it runs under torch.compile and CUDA graph capture as one opaque op.
+CPU tensors run the same launches through the kernels' CPU emulation when it is requested
+(``SPARSE24_KERNELS=emulate`` or :func:`kernels.emulate.emulated`); otherwise compress and
+decompress fall back to the references and ``sparse_mm`` refuses them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ _SMALL_TILES = (1, 2, 4, 8, 16)
 _DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
 
 
+def _on_kernels(tensor: Tensor) -> bool:
+    """Whether ``tensor`` goes to the kernels: CUDA, or CPU with the emulation requested."""
+    if tensor.is_cuda:
+        return True
+    from .emulate import emulation_requested
+
+    return tensor.device.type == "cpu" and emulation_requested()
+
+
 def _check_dtype(tensor: Tensor, what: str) -> None:
     if tensor.dtype not in _DTYPES:
         raise ValueError(f"{what} must be float16 or bfloat16, got {tensor.dtype}")
@@ -30,7 +42,7 @@ def compress(weight: Tensor) -> tuple[Tensor, Tensor]:
 
     Raises :class:`sparse24.SparsityError` when a group of 4 holds more than 2 nonzeros.
     """
-    if not weight.is_cuda:
+    if not _on_kernels(weight):
         return reference.compress(weight)
     reference.check_compressible(weight)
     _check_dtype(weight, "weight")
@@ -51,7 +63,7 @@ def compress(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 def decompress(values: Tensor, meta: Tensor) -> Tensor:
     """The dense ``[N, K]`` weight from ``(values, meta)``; CUDA tensors use the kernel."""
-    if not values.is_cuda:
+    if not _on_kernels(values):
         return reference.decompress(values, meta)
     _check_dtype(values, "values")
     n, k = values.shape[0], values.shape[1] * 2
@@ -132,8 +144,8 @@ def sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None = Non
     tensor-core kernel above. ``out`` (contiguous ``[M, N]``) is written in place when given.
     """
     m, n, _ = _validate(x, values, meta, bias, kernel)
-    if not x.is_cuda:
-        raise ValueError("the custom kernels run on CUDA tensors; kernels.reference.sparse_mm is the CPU reference")
+    if not _on_kernels(x):
+        raise ValueError("the custom kernels run on CUDA tensors (on the CPU only through their emulation, SPARSE24_KERNELS=emulate); kernels.reference.sparse_mm is the CPU reference")
     loader.require(x.device)
     if out is None:
         return _sparse_mm_op(x, values, meta, bias, kernel)

@@ -3,11 +3,11 @@
 
 // One thread per 16-column chunk. *bad counts groups with more than 2 nonzeros (the caller
 // refuses such weights); nothing else is undefined for them.
-__device__ void compress_chunk(const u16* dense, u16* values, u16* meta, int* bad, int N, int K) {
+__device__ void compress_chunk(gptr<const u16> dense, gptr<u16> values, gptr<u16> meta, gptr<int> bad, int N, int K) {
     const long long chunks = (long long)N * (K / 16);
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= chunks) return;
-    const u16* src = dense + c * 16;
+    const gptr<const u16> src = dense + c * 16;
     u16 in[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i) in[i] = src[i];
@@ -30,7 +30,7 @@ __device__ void compress_chunk(const u16* dense, u16* values, u16* meta, int* ba
     if (too_many_groups) atomicAdd(bad, too_many_groups);
 }
 
-__device__ void decompress_chunk(const u16* values, const u16* meta, u16* dense, int N, int K) {
+__device__ void decompress_chunk(gptr<const u16> values, gptr<const u16> meta, gptr<u16> dense, int N, int K) {
     const long long chunks = (long long)N * (K / 16);
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= chunks) return;
@@ -49,10 +49,10 @@ __device__ void decompress_chunk(const u16* values, const u16* meta, u16* dense,
 }
 
 // The bit pattern is all that matters here, so one kernel serves fp16 and bf16.
-extern "C" __global__ void sparse24_compress_16bit(const u16* dense, u16* values, u16* meta, int* bad, int N, int K) {
+extern "C" __global__ void sparse24_compress_16bit(gptr<const u16> dense, gptr<u16> values, gptr<u16> meta, gptr<int> bad, int N, int K) {
     compress_chunk(dense, values, meta, bad, N, K);
 }
 
-extern "C" __global__ void sparse24_decompress_16bit(const u16* values, const u16* meta, u16* dense, int N, int K) {
+extern "C" __global__ void sparse24_decompress_16bit(gptr<const u16> values, gptr<const u16> meta, gptr<u16> dense, int N, int K) {
     decompress_chunk(values, meta, dense, N, K);
 }

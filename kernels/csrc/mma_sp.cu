@@ -24,59 +24,12 @@
 #define B_STRIDE 40  // halves per staged X row: 32 + 8 padding
 #define META_PAD 0x44444444u  // a valid nibble (first 0, second 1) for rows past N: 0 is undefined for mma.sp
 
-__device__ __forceinline__ void cp_async(u32 dst, const void* src, bool valid, int bytes16) {
-    const int size = valid ? 16 : 0;  // zero-fill outside the matrices
-    (void)bytes16;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(size));
-}
-
-__device__ __forceinline__ void cp_async4(u32 dst, const void* src, bool valid) {
-    const int size = valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(size));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(u32* r, u32 address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-
-// ::ordered_metadata needs PTX ISA 8.5 (CUDA 12.5+); older NVRTC (torch <= 2.6 pins 12.1/12.4)
-// only knows the plain form, which gives the same cubin where both exist.
-#if defined(__CUDACC_VER_MAJOR__) && (__CUDACC_VER_MAJOR__ * 100 + __CUDACC_VER_MINOR__ >= 1205)
-#define SPARSE24_MMA_SP "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32."
-#else
-#define SPARSE24_MMA_SP "mma.sp.sync.aligned.m16n8k32.row.col.f32."
-#endif
-
-template <bool BF16>
-__device__ __forceinline__ void mma_sp(float* d, const u32* a, const u32* b, u32 e) {
-    if (BF16) {
-        asm volatile(
-            SPARSE24_MMA_SP "bf16.bf16.f32 "
-            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
-    } else {
-        asm volatile(
-            SPARSE24_MMA_SP "f16.f16.f32 "
-            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e));
-    }
-}
-
 template <typename T, bool BF16>
-__device__ __forceinline__ void mma_sp_gemm(const u16* __restrict__ x, const u16* __restrict__ values, const u16* __restrict__ meta,
-                                            const u16* __restrict__ bias, u16* __restrict__ y, int M, int N, int K) {
-    __shared__ alignas(128) u16 As[STAGES][BN][A_STRIDE];
-    __shared__ alignas(128) u16 Bs[STAGES][BM][B_STRIDE];
-    __shared__ alignas(16) u32 Ms[STAGES][BN];
+__device__ __forceinline__ void mma_sp_gemm(gptr<const u16> __restrict__ x, gptr<const u16> __restrict__ values, gptr<const u16> __restrict__ meta,
+                                            gptr<const u16> __restrict__ bias, gptr<u16> __restrict__ y, int M, int N, int K) {
+    alignas(128) __shared__ shared_array<u16, STAGES, BN, A_STRIDE> As;
+    alignas(128) __shared__ shared_array<u16, STAGES, BM, B_STRIDE> Bs;
+    alignas(16) __shared__ shared_array<u32, STAGES, BN> Ms;
 
     const int tid = threadIdx.x;
     const int lane = tid & 31;
@@ -92,17 +45,17 @@ __device__ __forceinline__ void mma_sp_gemm(const u16* __restrict__ x, const u16
     auto load_stage = [&](int stage, int kb) {
         const int n = n0 + tid;
         const bool n_ok = n < N;
-        const u16* w_src = values + (n_ok ? (long long)n * value_stride + kb * BKC : 0);
-        cp_async(shared_address(&As[stage][tid][0]), w_src, n_ok, 16);
-        cp_async(shared_address(&As[stage][tid][8]), w_src + 8, n_ok, 16);
+        const gptr<const u16> w_src = values + (n_ok ? (long long)n * value_stride + kb * BKC : 0);
+        cp_async_cg16(shared_address(&As[stage][tid][0]), w_src, n_ok ? 16 : 0);  // zero-fill outside W
+        cp_async_cg16(shared_address(&As[stage][tid][8]), w_src + 8, n_ok ? 16 : 0);
         const int row = tid >> 1, half = (tid & 1) * 16;
         const int m = m0 + row;
         const bool m_ok = m < M;
-        const u16* x_src = x + (m_ok ? (long long)m * K + kb * BKX + half : 0);
-        cp_async(shared_address(&Bs[stage][row][half]), x_src, m_ok, 16);
-        cp_async(shared_address(&Bs[stage][row][half + 8]), x_src + 8, m_ok, 16);
+        const gptr<const u16> x_src = x + (m_ok ? (long long)m * K + kb * BKX + half : 0);
+        cp_async_cg16(shared_address(&Bs[stage][row][half]), x_src, m_ok ? 16 : 0);  // zero-fill outside X
+        cp_async_cg16(shared_address(&Bs[stage][row][half + 8]), x_src + 8, m_ok ? 16 : 0);
         if (n_ok) {
-            cp_async4(shared_address(&Ms[stage][tid]), meta + (long long)n * meta_stride + kb * 2, true);
+            cp_async_ca4(shared_address(&Ms[stage][tid]), meta + (long long)n * meta_stride + kb * 2, 4);
         } else {
             Ms[stage][tid] = META_PAD;  // this stage is not being read; the next barrier publishes it
         }
@@ -151,7 +104,7 @@ __device__ __forceinline__ void mma_sp_gemm(const u16* __restrict__ x, const u16
 #pragma unroll
         for (int i = 0; i < 4; ++i)
 #pragma unroll
-            for (int jn = 0; jn < 4; ++jn) mma_sp<BF16>(acc[i][jn], a[i], b[jn], e[i]);
+            for (int jn = 0; jn < 4; ++jn) mma_sp_16832<BF16>(acc[i][jn], a[i], b[jn], e[i]);
     }
     cp_async_wait<0>();
 
@@ -176,11 +129,11 @@ __device__ __forceinline__ void mma_sp_gemm(const u16* __restrict__ x, const u16
 }
 
 extern "C" __global__ void __launch_bounds__(128)
-    sparse24_mma_sp_f16(const u16* x, const u16* values, const u16* meta, const u16* bias, u16* y, int M, int N, int K) {
+    sparse24_mma_sp_f16(gptr<const u16> x, gptr<const u16> values, gptr<const u16> meta, gptr<const u16> bias, gptr<u16> y, int M, int N, int K) {
     mma_sp_gemm<half_t, false>(x, values, meta, bias, y, M, N, K);
 }
 
 extern "C" __global__ void __launch_bounds__(128)
-    sparse24_mma_sp_bf16(const u16* x, const u16* values, const u16* meta, const u16* bias, u16* y, int M, int N, int K) {
+    sparse24_mma_sp_bf16(gptr<const u16> x, gptr<const u16> values, gptr<const u16> meta, gptr<const u16> bias, gptr<u16> y, int M, int N, int K) {
     mma_sp_gemm<bf16_t, true>(x, values, meta, bias, y, M, N, K);
 }

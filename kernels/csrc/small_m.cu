@@ -16,9 +16,9 @@
 #define SM_STRIDE 18             // halves per staged chunk (16 + 2 padding)
 
 template <typename T, int MT>
-__device__ __forceinline__ void small_m_gemm(const u16* __restrict__ x, const u16* __restrict__ values, const u16* __restrict__ meta,
-                                             const u16* __restrict__ bias, u16* __restrict__ y, int M, int N, int K) {
-    __shared__ alignas(16) u16 xs[MT][SM_CHUNKS * SM_STRIDE];
+__device__ __forceinline__ void small_m_gemm(gptr<const u16> __restrict__ x, gptr<const u16> __restrict__ values, gptr<const u16> __restrict__ meta,
+                                             gptr<const u16> __restrict__ bias, gptr<u16> __restrict__ y, int M, int N, int K) {
+    alignas(16) __shared__ shared_array<u16, MT, SM_CHUNKS * SM_STRIDE> xs;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int n = blockIdx.x * SM_WARPS + warp;
@@ -36,15 +36,15 @@ __device__ __forceinline__ void small_m_gemm(const u16* __restrict__ x, const u1
             const int word = i % (SM_TILE / 2);
             const int k = k0 + 2 * word;
             u32 pair = 0;
-            if (m0 + m < M && k < K) pair = *reinterpret_cast<const u32*>(x + (long long)(m0 + m) * K + k);
+            if (m0 + m < M && k < K) pair = *ptr_cast<const u32>(x + (long long)(m0 + m) * K + k);
             const int chunk = word / 8, within = word % 8;
-            *reinterpret_cast<u32*>(&xs[m][chunk * SM_STRIDE + 2 * within]) = pair;
+            *ptr_cast<u32>(&xs[m][chunk * SM_STRIDE + 2 * within]) = pair;
         }
         __syncthreads();
         const int chunk = k0 / 16 + lane;
         if (n < N && chunk < chunks_per_row) {
             const long long c = (long long)n * chunks_per_row + chunk;
-            const u32x4 packed = *reinterpret_cast<const u32x4*>(values + c * 8);
+            const u32x4 packed = *ptr_cast<const u32x4>(values + c * 8);
             const u32 word = meta[c];
             const u32 lanes[4] = {packed.x, packed.y, packed.z, packed.w};
             float v[8];
@@ -79,7 +79,7 @@ __device__ __forceinline__ void small_m_gemm(const u16* __restrict__ x, const u1
 
 #define SPARSE24_SMALL_M(NAME, T, MT)                                                                          \
     extern "C" __global__ void __launch_bounds__(SM_WARPS * 32)                                                \
-        NAME(const u16* x, const u16* values, const u16* meta, const u16* bias, u16* y, int M, int N, int K) { \
+        NAME(gptr<const u16> x, gptr<const u16> values, gptr<const u16> meta, gptr<const u16> bias, gptr<u16> y, int M, int N, int K) { \
         small_m_gemm<T, MT>(x, values, meta, bias, y, M, N, K);                                              \
     }
 

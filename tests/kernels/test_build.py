@@ -22,10 +22,12 @@ def test_the_sources_are_there() -> None:
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed here")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_86", "sm_89", "sm_90"])
 def test_nvcc_builds_every_kernel(arch: str, tmp_path: Path) -> None:
-    for source in SOURCES:
+    # the kernels, and the tests' probe kernels (so what the emulation checks them on is valid CUDA)
+    for path in [loader.SOURCES / s for s in SOURCES] + [Path(__file__).with_name("probes.cu")]:
+        source = path.name
         out = tmp_path / f"{source}.{arch}.cubin"
         result = subprocess.run(
-            [NVCC, "-cubin", f"-arch={arch}", "-std=c++17", "--use_fast_math", "-Werror", "all-warnings", "-o", str(out), str(loader.SOURCES / source)],
+            [NVCC, "-cubin", f"-arch={arch}", "-std=c++17", "--use_fast_math", "-Werror", "all-warnings", "-I", str(loader.SOURCES), "-o", str(out), str(path)],
             capture_output=True,
             text=True,
         )
