@@ -7,6 +7,7 @@
   has no cuSPARSELt); fast at large batches, slower than dense at small ones (it pads).
 - ``"custom"``: sparse24's kernels (``kernels/``): a CUDA-core kernel for M <= 64 (reads the 2:4
   weight once: up to 1.78x less traffic than dense) and an mma.sp tensor-core kernel above.
+  On the CPU only through the kernels' emulation (``SPARSE24_KERNELS=emulate``; for tests).
 - ``"dense"``: ``F.linear`` on the dense weight (the baseline; never slower than itself).
 - ``"auto"``: times each backend once per distinct (weight shape, dtype, batch bucket) on this
   GPU after checking its numerics against dense on a probe input, keeps the fastest per bucket
@@ -118,11 +119,7 @@ def describe_plan(plan: dict[int, str]) -> str:
 
 
 def _compress(weight: Tensor) -> tuple[Tensor, Tensor]:
-    if weight.is_cuda:
-        from kernels.ops import compress
-
-        return compress(weight)
-    from kernels.reference import compress
+    from kernels.ops import compress  # the kernel on CUDA (and under the emulation), else the reference
 
     return compress(weight)
 
@@ -177,6 +174,12 @@ def _device_problem(backend: str, device: torch.device) -> str | None:
     """Why ``backend`` (``"auto"`` included) cannot run on ``device``, or None."""
     if backend == "reference":
         return None
+    if backend == "custom" and device.type == "cpu":
+        from kernels.emulate import emulation_requested
+        from kernels.loader import kernels_unavailable
+
+        if emulation_requested():  # the kernels' CUDA sources on the CPU, for tests (slow)
+            return kernels_unavailable(device)
     if device.type != "cuda":
         return f"backend {backend!r} needs the model on a CUDA GPU (it is on {device})"
     major, minor = torch.cuda.get_device_capability(device)
