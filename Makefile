@@ -51,16 +51,53 @@ bench: $(STAMP)
 	$(PY) bench/bench_recovery.py --out bench/results
 	$(VENV)/bin/sparse24 bench gemm model
 
-# One command for a GPU machine (sm_80+, a CUDA build of torch in GPU_PYTHON, used as it is, from
-# this checkout): the GPU-marked tests, then the gemm and model suites into bench/results/<gpu name>/.
+# One command for a GPU machine (sm_80+, a CUDA build of torch in GPU_PYTHON, used as it is, from this
+# checkout), sized for a GPU lent for minutes. In order: the kernel summary (one line per custom kernel
+# and dtype: correct against float64? speedup against dense at M = 1, 16, 4096), the GPU-marked tests
+# (pytest.xml + pytest.log), then the gemm and model suites, all into GPU_CHECK_OUT (default
+# bench/results/<gpu name>/). Every step writes as it goes (kernels.json and the suites' JSON/CSV/MD are
+# rewritten after every case, the test log line by line), so a run cut off part-way leaves what it
+# measured. A failing step does not stop the later ones; the target fails at the end if any did.
 GPU_PYTHON ?= python3
-GPU_CHECK_ARGS ?=
+GPU_CHECK_OUT ?= $$($(GPU_PYTHON) -m bench env --results-dir)
+# The suites' settings for gpu-check: every gemm shape set and every model, but no TensorRT (an engine
+# build per GEMM case, ~10-30 s each, 116 builds; 8 model engines of 1-2 min) and no torch.compile (a
+# recompile per model x batch x variant, ~5-9 min), at 3 runs x (3 warm-up + 20 timed) calls.
+# Estimated time of the default `make gpu-check` on an H100 (from counts and nominal speeds; not yet
+# measured on one: bench/results/<gpu>/ will have the real times):
+#   dependency check + bench env                                                                  ~5 s
+#   bench kernels: NVRTC for 3 sources (~5 s each, cached on disk after) + 2 dtypes x (compress +
+#     3 M x 3 GEMMs) x 3 runs x (3 + 20) = 1,380 calls, the slowest small_m at M=4096 (~5 ms)       ~25 s
+#   pytest -m cuda: collection ~15 s, kernels ~30 s, sparse24 + runtime ~40 s, bench ~40 s (the least
+#     certain part; pytest.xml records each test's time)                                           ~2 min
+#     (+ ~2.5 min only where tensorrt imports: 5 engine builds in tests/trt_export/test_tensorrt.py)
+#   gemm: 58 cases x 2 dtypes x 3 backends = 348 timings x 3 runs x (3 + 20) = 24,012 calls; per run a
+#     4 ms GPU sleep + 23 L2 flushes (~0.04 ms) + sync: ~5.5 s; GEMM time 4.1 TFLOP per call set x 69
+#     x 6 (backend, dtype) = 1,700 TFLOP at 300-700 TFLOP/s: ~5 s; 116 case set-ups (inputs, float64
+#     reference, checks, results rewritten) ~6 s; 2 x 639 weight copies made 2:4 and compressed ~6 s;
+#     peak and bandwidth calibration ~1 s                                                ~25 s (budget 60 s)
+#   model: eager dense + eager sparse; digits-resnet, digits-transformer (3 batches each), BERT-base and
+#     ResNet-50 where torchvision is installed (4 each): 14 x 2 x 69 = 1,932 forwards (<= 20 ms) ~10 s;
+#     building, sparsifying and the runtime's "auto" plan (15 buckets x 3 backends per shape) ~30 s  ~40 s (budget 90 s)
+#   total: ~3.5 min estimated, ~5 min budgeted without TensorRT; ~7.5 min budgeted with it (limit: 8 min).
+# The full suites (TensorRT where installed, torch.compile, 3 runs x 50 reps) take longer (30+ minutes
+# with TensorRT): make gpu-check GPU_CHECK_ARGS=   (or any `bench gemm model` options).
+GPU_CHECK_ARGS ?= --backends dense,cusparselt,custom --variants 'eager dense,eager sparse' --runs 3 --reps 20 --warmup 3
 gpu-check:
 	@$(GPU_PYTHON) -c "import importlib.util as u, sys; m = [n for n in ('torch', 'safetensors', 'yaml', 'tqdm', 'matplotlib') if u.find_spec(n) is None]; \
 		sys.exit('gpu-check: $(GPU_PYTHON) lacks ' + ', '.join(m) + ': pip install -e \".[bench,kernels]\"') if m else None"
 	$(GPU_PYTHON) -m bench env --require-gpu
-	$(GPU_PYTHON) -m pytest -q -m cuda -p no:cacheprovider tests
-	$(GPU_PYTHON) -m bench gemm model $(GPU_CHECK_ARGS)
+	@out="$(GPU_CHECK_OUT)"; [ -n "$$out" ] && mkdir -p "$$out" || { echo "gpu-check: no results folder ('$$out')" >&2; exit 2; }; failed=""; \
+	echo "gpu-check: results in $$out"; \
+	echo "gpu-check: $(GPU_PYTHON) -m bench kernels --require --out $$out"; \
+	$(GPU_PYTHON) -m bench kernels --require --out "$$out" || failed="$$failed kernels"; \
+	echo "gpu-check: $(GPU_PYTHON) -m pytest -v -m cuda -p no:cacheprovider --junitxml=$$out/pytest.xml tests 2>&1 | tee $$out/pytest.log"; \
+	{ PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m pytest -v -m cuda -p no:cacheprovider --junitxml="$$out/pytest.xml" tests; echo $$? > "$$out/.pytest.status"; } 2>&1 | tee "$$out/pytest.log"; \
+	[ "$$(cat "$$out/.pytest.status" 2>/dev/null)" = 0 ] || failed="$$failed pytest"; rm -f "$$out/.pytest.status"; \
+	echo "gpu-check: $(GPU_PYTHON) -m bench gemm model --out $$out $(GPU_CHECK_ARGS)"; \
+	$(GPU_PYTHON) -m bench gemm model --out "$$out" $(GPU_CHECK_ARGS) || failed="$$failed suites"; \
+	if [ -n "$$failed" ]; then echo "gpu-check: FAILED:$$failed (everything measured is in $$out)"; exit 1; fi; \
+	echo "gpu-check: all passed; results in $$out"
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -4,7 +4,7 @@
     sparse24 bench compare OLD.json NEW.json [--threshold 0.02]          regressions beyond noise (exit 1)
     sparse24 bench plot RESULTS.json [--out DIR]                         redraw the plots of a result
     sparse24 bench readme [--check]                                      regenerate README's performance block
-    sparse24 bench env [--require-gpu]                                   the environment a run would record
+    sparse24 bench env [--require-gpu] [--results-dir]                   the environment a run would record
     sparse24 bench kernels [--out DIR] [--require]                       one line per custom kernel: correct? speedup?
 
 Exit status: 0 done (also on a machine without a GPU, after running what can run), 1 a
@@ -218,7 +218,11 @@ def _env(argv: Sequence[str], prog: str) -> int:
     parser = argparse.ArgumentParser(prog=f"{prog} env", description="Print the environment a run would record.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--require-gpu", action="store_true", help="exit 2 unless an sm_80+ CUDA GPU is here")
+    parser.add_argument("--results-dir", action="store_true", help="only print the default results folder (bench/results/<gpu name>)")
     args = parser.parse_args(argv)
+    if args.results_dir:
+        print(default_results_dir())
+        return 0
     env = environment(" ".join([prog, "env", *argv]))
     print(json.dumps(env, indent=1) if args.json else describe(env))
     problem = cuda_problem()
