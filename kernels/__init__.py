@@ -2,8 +2,10 @@
 
 Sources are in ``csrc/`` (header-free CUDA C++), the one loader is :mod:`kernels.loader`,
 the launch wrappers are :mod:`kernels.ops`, and :mod:`kernels.reference` holds the
-pure-PyTorch references every kernel is tested against. ``SPARSE24_DISABLE_KERNELS=1``
-turns the custom kernels off. cuda-python is imported only when a kernel is first needed.
+pure-PyTorch references every kernel is tested against. :mod:`kernels.emulate` runs the same
+sources on the CPU with the hardware's semantics, for tests (``SPARSE24_KERNELS=emulate``).
+``SPARSE24_DISABLE_KERNELS=1`` turns the custom kernels off. cuda-python is imported only
+when a kernel is first needed.
 """
 
 from __future__ import annotations

@@ -76,9 +76,9 @@ def require(device: torch.device) -> None:
         raise KernelUnavailable(reason)
 
 
-def source_text(name: str) -> str:
-    """The text of ``csrc/<name>``."""
-    path = SOURCES / name
+def source_text(name: str, sources: Path | None = None) -> str:
+    """The text of ``csrc/<name>`` (or ``sources/<name>``)."""
+    path = (sources or SOURCES) / name
     if not path.is_file():
         raise KernelUnavailable(f"kernel source not found: {path}")
     return path.read_text(encoding="utf-8")
@@ -102,11 +102,11 @@ def _check(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _compile(name: str, arch: str) -> bytes:
+def _compile(name: str, arch: str, sources: Path | None = None) -> bytes:
     """A cubin of ``csrc/<name>`` for ``arch`` (``sm_90``), from the disk cache or NVRTC."""
     from cuda.bindings import nvrtc
 
-    source = source_text(name)
+    source = source_text(name, sources)
     headers = [source_text(h) for h in _HEADERS]
     try:
         version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
@@ -142,23 +142,24 @@ def _compile(name: str, arch: str) -> bytes:
     return cubin
 
 
-def function(source: str, kernel: str, device: torch.device) -> Any:
+def function(source: str, kernel: str, device: torch.device, *, sources: Path | None = None) -> Any:
     """The ``CUfunction`` named ``kernel`` in ``csrc/<source>`` for ``device``, compiled and loaded once.
 
     For a CPU device (emulation requested) it is the :class:`kernels.emulate.Kernel` instead.
+    ``sources`` names another folder for the source (the tests' probe kernels; headers stay ``csrc``'s).
     """
     require(device)
     if device.type == "cpu":
         from . import emulate
 
         try:
-            return emulate.library(source).kernel(kernel)
+            return emulate.library(source, sources=sources).kernel(kernel)
         except emulate.KernelFault as error:
             raise KernelUnavailable(str(error)) from error
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
     arch = f"sm_{major}{minor}"
-    key = (source, kernel, index, arch)
+    key = (str(sources), source, kernel, index, arch)
     with _lock:
         found = _functions.get(key)
         if found is not None:
@@ -170,7 +171,7 @@ def function(source: str, kernel: str, device: torch.device) -> Any:
             context = _check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
             if not int(context):
                 raise KernelUnavailable("no current CUDA context after torch initialized the device")
-            module = _check(driver.cuModuleLoadData(_compile(source, arch)), "cuModuleLoadData")
+            module = _check(driver.cuModuleLoadData(_compile(source, arch, sources)), "cuModuleLoadData")
             _modules.append(module)
             found = _check(driver.cuModuleGetFunction(module, kernel.encode()), f"cuModuleGetFunction({kernel})")
         _functions[key] = found
