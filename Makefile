@@ -68,7 +68,7 @@ GPU_CHECK_OUT ?= $$($(GPU_PYTHON) -m bench env --results-dir)
 #   dependency check + bench env                                                                    ~5 s
 #   kernels: NVRTC for 3 sources (~5 s each, cached on disk after) + 2 dtypes x (compress + 3 M x 3
 #     GEMMs) x 3 runs x (3 + 20) = 1,380 calls, the slowest small_m at M=4096 (~5 ms)                 ~25 s
-#   tests (pytest -m cuda, 109 tests): collection ~20 s, kernels (94, one torch.compile) ~40 s,
+#   tests (pytest -m cuda, 117 tests): collection ~20 s, kernels (94, one torch.compile) ~40 s,
 #     sparse24 + runtime (12: AMP finetunes, auto plans) ~40 s, bench (5 suite runs) ~40 s          ~2.5 min
 #     (+ ~1.5-2.5 min where tensorrt imports: 6 tests, 5 engine builds; they run last, so they are
 #     what the limit below cuts if the estimate is short)
