@@ -89,7 +89,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--seed", type=int, default=0, help="random inputs and weights (default: 0)")
     group = parser.add_argument_group("gemm suite")
-    group.add_argument("--sets", type=_list, default=list(gemm.SHAPE_SETS), help=f"shape sets (default: {','.join(gemm.SHAPE_SETS)})")
+    group.add_argument("--sets", type=_list, default=list(gemm.DEFAULT_SETS), help=f"shape sets: {', '.join(gemm.SHAPE_SETS)} (default: {','.join(gemm.DEFAULT_SETS)})")
     group.add_argument("--dtypes", type=_list, help="fp16,bf16 on a GPU (default); fp32 on the CPU")
     group.add_argument("--backends", type=_list, default=list(gemm.BACKENDS), help=f"(default: {','.join(gemm.BACKENDS)}, each where it can run)")
     group.add_argument("--m", type=_ints, help="M values for every shape (default: each set's own)")
