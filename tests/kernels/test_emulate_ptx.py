@@ -373,3 +373,32 @@ def test_bank_conflicts_are_counted(probes, stride: int, wavefronts: int) -> Non
     assert out.tolist() == [float(lane * stride % (32 * 33)) for lane in range(32)]
     assert (stats.shared_loads.instructions, stats.shared_loads.wavefronts, stats.shared_loads.conflicts) == (1, wavefronts, wavefronts - 1)
     assert (stats.shared_stores.instructions, stats.shared_stores.conflicts) == (33, 0)
+
+
+def test_mma_sp_padding_shows_in_the_bank_conflict_count(tmp_path) -> None:
+    """The shipped row padding keeps ldmatrix conflict-free; without it every ldmatrix conflicts."""
+    from kernel_testing import two_four
+
+    from kernels import emulate, loader, reference
+
+    text = loader.source_text("mma_sp.cu")
+    unpadded = text.replace("#define A_STRIDE 24", "#define A_STRIDE 16").replace("#define B_STRIDE 40", "#define B_STRIDE 32")
+    assert unpadded != text
+    (tmp_path / "mma_sp.cu").write_text(unpadded)
+    weight = two_four(128, 64, torch.float16)
+    values, meta = reference.compress(weight)
+    x = torch.randn(64, 64).half()
+    expected = x.double() @ weight.double().t()
+    counts = {}
+    for name, library in (("padded", emulate.library("mma_sp.cu")), ("unpadded", emulate.library("mma_sp.cu", sources=tmp_path))):
+        y = torch.empty(64, 128, dtype=torch.float16)
+        args = [("ptr", x), ("ptr", values), ("ptr", meta), ("ptr", None), ("ptr", y), ("i32", 64), ("i32", 128), ("i32", 64)]
+        stats = library.kernel("sparse24_mma_sp_f16").launch((1, 1), (128,), args)
+        assert float((y.double() - expected).abs().max() / expected.abs().max()) < 1e-2
+        counts[name] = stats.ldmatrix
+    assert counts["padded"].instructions == counts["unpadded"].instructions == 2 * 4 * 8  # 2 k-blocks x 4 warps x (4 A + 4 B)
+    assert counts["padded"].conflicts == 0
+    # unpadded, a matrix's 8 rows of 16 bytes sit 32 bytes (A) or 64 bytes (B) apart: 2 or 4 rows per
+    # bank, so each of the 4 phases takes 2 or 4 wavefronts instead of 1. Per k-block and warp:
+    # 4 A loads x 4 extra + 4 B loads x 12 extra.
+    assert counts["unpadded"].conflicts == 2 * 4 * (4 * 4 + 4 * 12)
