@@ -24,15 +24,25 @@ In a torch.export graph (the export's name check) a weight is one of the operand
 
 Masks, Taylor scores, verification, export checks and kernels all ask :func:`gemm_axes`
 (PyTorch modules) or :func:`onnx_weight_axis` (ONNX nodes).
+
+The data-aware criteria (Wanda, SparseGPT) see a weight as the GEMM it computes:
+:func:`gemm_matrix` gives ``[parts, rows, d]`` (conv groups and the q/k/v blocks of
+``in_proj_weight`` are parts) with the 2:4 groups as runs of 4 consecutive columns, and
+:func:`gemm_columns` gives the layer's inputs as ``[parts, tokens, d]`` in the same column
+order. For a conv the columns are (kernel position..., C) with C fastest: every group of 4
+runs along C at one kernel position (TensorRT's rule), never along the flattened C*R*S.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "gemm_axes", "gemm_weights", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_matrix", "gemm_weights", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +156,87 @@ def onnx_weight_axis(op_type: str, input_index: int, rank: int, *, trans_a: bool
         if input_index == 1:  # B [..., K, N]
             return Axis(reduction=rank - 2, output=rank - 1)
     return None
+
+
+def _parts(weight: GemmWeight) -> int:
+    module = weight.module
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.groups
+    if isinstance(module, nn.MultiheadAttention) and weight.param_name == "in_proj_weight":
+        return 3
+    return 1
+
+
+def gemm_matrix(weight: GemmWeight, tensor: Tensor | None = None) -> Tensor:
+    """``tensor`` (default: the weight) shaped like the weight, as the GEMM's ``[parts, rows, d]``.
+
+    The 2:4 groups are runs of 4 consecutive columns. A view where possible, else a copy;
+    :func:`from_gemm_matrix` maps back.
+    """
+    tensor = weight.param if tensor is None else tensor
+    parts = _parts(weight)
+    if isinstance(weight.module, nn.modules.conv._ConvNd):
+        k, c = tensor.shape[0], tensor.shape[1]
+        grouped = tensor.reshape(parts, k // parts, c, -1)  # [G, K/G, C/G, kernel positions]
+        return grouped.transpose(2, 3).reshape(parts, k // parts, -1)  # columns: (position, C)
+    if weight.axis.reduction == 0:  # transformers Conv1D: [in, out]
+        return tensor.t().unsqueeze(0)
+    return tensor.reshape(parts, tensor.shape[0] // parts, tensor.shape[1])
+
+
+def from_gemm_matrix(weight: GemmWeight, matrix: Tensor) -> Tensor:
+    """The inverse of :func:`gemm_matrix`: ``[parts, rows, d]`` back to the weight's shape."""
+    shape = weight.param.shape
+    if isinstance(weight.module, nn.modules.conv._ConvNd):
+        parts, rows = matrix.shape[0], matrix.shape[1]
+        positions = matrix.shape[2] // shape[1]
+        return matrix.reshape(parts, rows, positions, shape[1]).transpose(2, 3).reshape(shape)
+    if weight.axis.reduction == 0:
+        return matrix[0].t().reshape(shape)
+    return matrix.reshape(shape)
+
+
+def _conv_padding(module: nn.modules.conv._ConvNd, spatial: Sequence[int]) -> list[int]:
+    """F.pad's list (last dim first) for the module's padding, 'same' and 'valid' included."""
+    n = len(module.kernel_size)
+    if module.padding == "valid":
+        return [0] * (2 * n)
+    if module.padding == "same":
+        pads = []
+        for d in reversed(range(n)):
+            total = module.dilation[d] * (module.kernel_size[d] - 1)
+            pads += [total // 2, total - total // 2]
+        return pads
+    return [p for d in reversed(range(n)) for p in (module.padding[d], module.padding[d])]
+
+
+def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> Tensor:
+    """The layer's GEMM input columns ``[parts, tokens, d]``, in :func:`gemm_matrix`'s column order.
+
+    ``inputs`` are the module's forward inputs (MultiheadAttention: query, key, value).
+    """
+    module = weight.module
+    if isinstance(module, nn.MultiheadAttention):
+        if weight.param_name == "in_proj_weight":
+            return torch.stack([x.reshape(-1, x.shape[-1]) for x in inputs[:3]])
+        index = ("q_proj_weight", "k_proj_weight", "v_proj_weight").index(weight.param_name)
+        x = inputs[index]
+        return x.reshape(1, -1, x.shape[-1])
+    x = inputs[0]
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return x.reshape(1, -1, x.shape[-1])
+    n = len(module.kernel_size)
+    if x.dim() == n + 1:  # unbatched
+        x = x.unsqueeze(0)
+    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+    x = F.pad(x, _conv_padding(module, x.shape[2:]), mode=mode)
+    for d in range(n):  # sliding windows: [N, C, out..., kernel...]
+        x = x.unfold(2 + d, module.dilation[d] * (module.kernel_size[d] - 1) + 1, module.stride[d])
+        if module.dilation[d] > 1:
+            x = x[..., :: module.dilation[d]]
+    batch, channels = x.shape[0], x.shape[1]
+    out = x.shape[2 : 2 + n]
+    windows = x.reshape(batch, module.groups, channels // module.groups, *out, -1)  # kernel positions flattened
+    windows = windows.movedim(2, -1)  # [N, G, out..., positions, C/G]
+    windows = windows.movedim(1, 0)  # [G, N, out..., positions, C/G]
+    return windows.reshape(module.groups, -1, windows.shape[-2] * windows.shape[-1])

@@ -42,6 +42,14 @@ def _model_for_outputs(args: argparse.Namespace, out: Path) -> object:
     return model
 
 
+def _sequential_spec(value: str | None) -> bool | str | list[str] | None:
+    """--sequential: alone, the transformer layers; NAME, a ModuleList; A,B,C, those modules."""
+    if value is None or value == "auto":
+        return True if value == "auto" else None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    return names if len(names) > 1 else names[0]
+
+
 def _prune(args: argparse.Namespace) -> int:
     from . import io
     from .sparsify import sparsify, verify
@@ -53,6 +61,7 @@ def _prune(args: argparse.Namespace) -> int:
     data = io.build_object(args.data, "data") if args.data else None
     loss_fn = io.load_object(args.loss, "loss") if args.loss else None
     options = {"squared": True} if args.squared else {}
+    options.update({name: getattr(args, name) for name in ("blocksize", "dampening") if getattr(args, name) is not None})
     report = sparsify(
         model,
         args.method,
@@ -64,6 +73,8 @@ def _prune(args: argparse.Namespace) -> int:
         policy=args.policy,
         min_params=args.min_params,
         include_frozen=args.include_frozen,
+        sequential=_sequential_spec(args.sequential),
+        offload=args.offload,
         **options,
     )
     if not report.sparse_layers:
@@ -334,10 +345,14 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--policy", default="tensorrt", choices=("tensorrt", "any"), help="layer eligibility policy (default: tensorrt)")
     prune.add_argument("--min-params", type=int, default=0, help="skip weights with fewer parameters")
     prune.add_argument("--include-frozen", action="store_true", help="also prune parameters with requires_grad=False")
-    prune.add_argument("--data", help="module:name of calibration batches (an iterable, or a callable returning one) for --method taylor")
-    prune.add_argument("--loss", help="module:name of loss_fn(model, batch) for --method taylor")
+    prune.add_argument("--data", help="module:name of calibration batches (an iterable, or a callable returning one) for --method taylor, wanda, sparsegpt")
+    prune.add_argument("--loss", help="module:name of loss_fn(model, batch): taylor's loss; wanda and sparsegpt run each batch through it (else model(batch))")
     prune.add_argument("--num-batches", type=int, help="calibration batches to use")
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")
+    prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
+    prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
+    prune.add_argument("--blocksize", type=int, help="sparsegpt: columns per lazy-update block (default 128)")
+    prune.add_argument("--dampening", type=float, help="sparsegpt: Hessian dampening, a fraction of its mean diagonal (default 0.01)")
     prune.set_defaults(func=_prune)
 
     verify = commands.add_parser("verify", help="check that a weights file's masked (and --expect) weights are 2:4 along their reduction axis, as stored")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
+from .calibrate import find_blocks
 from .enforce import MASK_SUFFIX, attach, masked_weights, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import prune_, require_two_four
@@ -147,6 +148,116 @@ def _kept_importance(weight: GemmWeight, scores: Tensor | None, mask: Tensor) ->
     return float((scores * mask).sum(dtype=torch.float32))
 
 
+@dataclass
+class _Result:
+    """What a criterion decided for one weight: scores to prune by, or a mask (and new values)."""
+
+    param: Tensor
+    kept: float | None = None  # fraction of the importance (or of the output) kept; after pruning when None
+    scores: Tensor | None = None
+    total: float = 0.0  # importance before pruning, for ``kept``
+    mask: Tensor | None = None
+    weight: Tensor | None = None
+
+    def kept_after(self, weight: GemmWeight) -> float:
+        if self.kept is not None:
+            return self.kept
+        return _kept_importance(weight, self.scores, self.mask) / self.total if self.total > 0 else 1.0
+
+
+def _from_scores(weight: GemmWeight, scores: Tensor | None) -> _Result:
+    """Scores to prune by (checked for NaN/Inf here, before anything changes)."""
+    return _Result(weight.param, scores=scores, total=_total_importance(weight, scores))
+
+
+def _one_pass(model: nn.Module, criterion: Any, weights: list[GemmWeight], *, options: dict[str, Any], **call: Any) -> list[_Result]:
+    """Every weight decided from one calibration over the whole model."""
+    if hasattr(criterion, "solve_all"):
+        solved = criterion.solve_all(model, weights, **call, **options)
+        return [_Result(w.param, kept, mask=mask, weight=new) for w, (new, mask, kept) in zip(weights, solved)]
+    scores = criterion.score(model, weights, **call, **options)
+    return [_from_scores(w, s) for w, s in zip(weights, scores)]
+
+
+def _decide_in_place(criterion: Any, weight: GemmWeight, stat: Tensor, count: int, options: dict[str, Any]) -> _Result:
+    """One weight from its statistics, applied to the weight now (the next blocks see it pruned)."""
+    param = weight.param
+    with torch.no_grad():
+        if hasattr(criterion, "solve"):
+            new, mask, kept = criterion.solve(weight, stat, count, **options)
+            param.copy_(new)
+            return _Result(param, kept, mask=mask)
+        result = _from_scores(weight, criterion.from_stats(weight, stat, count))
+        result.mask = torch.empty(param.shape, dtype=torch.bool, device=param.device)
+        prune_(param.detach(), weight.axis.reduction, result.scores, out=result.mask)
+        result.kept = result.kept_after(weight)
+        return result
+
+
+def _sequential(
+    model: nn.Module,
+    criterion: Any,
+    weights: list[GemmWeight],
+    blocks: list[tuple[str, nn.Module]],
+    *,
+    offload: bool,
+    options: dict[str, Any],
+    data: Any,
+    loss_fn: Any,
+    num_batches: int | None,
+    progress: bool,
+) -> list[_Result]:
+    """Block by block: each block decided (and pruned in place) on the outputs of the pruned blocks before it.
+
+    Weights outside every block come last, from the whole pruned model. On any failure
+    (Ctrl-C included) every weight is put back as it was.
+    """
+    inside: dict[int, int] = {}
+    for index, (_, block) in enumerate(blocks):
+        for param in block.parameters():
+            inside.setdefault(id(param), index)
+    per_block: list[list[GemmWeight]] = [[] for _ in blocks]
+    rest = []
+    for weight in weights:
+        (per_block[inside[id(weight.param)]] if id(weight.param) in inside else rest).append(weight)
+    originals = {id(w.param): w.param.detach().to("cpu", copy=True) for w in weights}
+    results: dict[int, _Result] = {}
+    try:
+        if hasattr(criterion, "KIND"):
+            from .calibrate import Sequential, gather
+
+            engine = Sequential(model, blocks, data, loss_fn=loss_fn, num_batches=num_batches, offload=offload, progress=progress)
+            for index, block_weights in enumerate(per_block):
+                if block_weights:
+                    stats, counts = engine.gather(index, block_weights, criterion.KIND)
+                    for weight in block_weights:
+                        results[id(weight.param)] = _decide_in_place(criterion, weight, stats.pop(id(weight.param)), counts[id(weight.param)], options)
+                    logger.info("sequential: block %s done (%d weights)", blocks[index][0], len(block_weights))
+                engine.advance(index)
+            if rest:
+                stats, counts = gather(model, rest, criterion.KIND, engine.batches, loss_fn=loss_fn, progress=progress)
+                for weight in rest:
+                    results[id(weight.param)] = _decide_in_place(criterion, weight, stats.pop(id(weight.param)), counts[id(weight.param)], options)
+        else:  # taylor: gradients need the whole model; blocks are scored in order, earlier ones pruned
+            batches = list(data) if data is not None else None
+            for group in [*per_block, rest]:
+                if not group:
+                    continue
+                scores = criterion.score(model, group, data=batches, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options)
+                for weight, score in zip(group, scores):
+                    result = _from_scores(weight, score)
+                    result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
+                    prune_(weight.param.detach(), weight.axis.reduction, score, out=result.mask)
+                    result.kept = result.kept_after(weight)
+                    results[id(weight.param)] = result
+    except BaseException:
+        with torch.no_grad():
+            for weight in weights:
+                weight.param.copy_(originals[id(weight.param)])
+        raise
+    return [results[id(w.param)] for w in weights]
+
+
 def sparsify(
     model: nn.Module,
     method: str = "magnitude",
@@ -159,15 +270,24 @@ def sparsify(
     policy: str = "tensorrt",
     min_params: int = 0,
     include_frozen: bool = False,
+    sequential: bool | str | Sequence[str] | None = None,
+    offload: bool = False,
     progress: bool = True,
     **options: Any,
 ) -> SparsityReport:
     """Make ``model``'s eligible GEMM weights 2:4 sparse, in place, and keep them so.
 
-    ``method`` names a criterion (``"magnitude"``, ``"taylor"``; see
-    :mod:`sparse24.criteria`); ``data``/``loss_fn``/``num_batches`` feed calibrating
-    criteria and ``**options`` go to the criterion (Taylor: ``squared``, ``autocast``,
-    ``mode``). Layers are skipped, with the reason in the report, when their reduction size
+    ``method`` names a criterion (``"magnitude"``, ``"taylor"``, ``"wanda"``,
+    ``"sparsegpt"``; see :mod:`sparse24.criteria`); ``data``/``loss_fn``/``num_batches``
+    feed calibrating criteria and ``**options`` go to the criterion (Taylor: ``squared``,
+    ``autocast``, ``mode``; SparseGPT: ``blocksize``, ``dampening``). SparseGPT also updates
+    the weights it keeps.
+
+    ``sequential`` calibrates block by block (``True``: the transformer layers; a
+    ``ModuleList``/``Sequential`` name; or a list of module names): each block's statistics
+    come from the outputs of the blocks before it, already pruned, and only one block's inputs
+    are held (on the CPU with ``offload=True``). Weights outside the blocks are calibrated
+    last, on the pruned model. Layers are skipped, with the reason in the report, when their reduction size
     is not a multiple of 4, they are depthwise, excluded by ``exclude`` or not matched by
     ``include`` (module-name globs), frozen (unless ``include_frozen``), smaller than
     ``min_params``, or -- with ``policy="tensorrt"`` -- when the reduction size is not a
@@ -193,22 +313,32 @@ def sparsify(
     )
     chosen = [c for c in candidates if c.reason is None]
     kept: dict[int, float] = {}
+    if sequential not in (None, False) and not hasattr(criterion, "KIND") and method != "taylor":
+        raise ValueError(f"sequential calibration applies to the data-aware methods (wanda, sparsegpt, taylor), not {method!r}")
     if chosen:
         weights = [c.weight for c in chosen]
-        scores = criterion.score(
-            model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options
-        )
-        totals = [_total_importance(w, s) for w, s in zip(weights, scores)]
-        masks = [torch.empty(w.param.shape, dtype=torch.bool, device=w.param.device) for w in weights]
+        call = dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options)
+        if sequential not in (None, False):
+            results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
+        else:
+            results = _one_pass(model, criterion, weights, **call)
         with interrupts.deferred():
-            for candidate, score, mask in zip(chosen, scores, masks):
+            masks = []
+            for candidate, result in zip(chosen, results):
                 weight = candidate.weight
-                prune_(weight.param.detach(), weight.axis.reduction, score, out=mask)
+                if result.mask is None:
+                    result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
+                    prune_(weight.param.detach(), weight.axis.reduction, result.scores, out=result.mask)
+                elif result.weight is not None:
+                    with torch.no_grad():
+                        weight.param.copy_(result.weight)
+                masks.append(result.mask)
+            for candidate, mask in zip(chosen, masks):
                 for owner in candidate.owners:
                     attach(owner.module, owner.param_name, mask, apply=False)
             watch(model)
-        for weight, score, mask, total in zip(weights, scores, masks, totals):
-            kept[id(weight.param)] = _kept_importance(weight, score, mask) / total if total > 0 else 1.0
+        for weight, result in zip(weights, results):
+            kept[id(result.param)] = result.kept_after(weight)
     else:
         logger.warning("sparsify: no eligible layer in %s", type(model).__name__)
     report = _report(model, candidates, method, kept)

@@ -3,8 +3,15 @@
 A criterion module defines
 ``score(model, weights, *, data, loss_fn, num_batches, progress, **options)``
 returning, for each :class:`~sparse24.axes.GemmWeight`, a float tensor of the weight's shape
-(higher = more important) or ``None`` to rank by ``|weight|``. Adding a criterion (Wanda,
-SparseGPT, ...) is adding one file here; ``sparsify(model, method="<file name>")`` finds it.
+(higher = more important) or ``None`` to rank by ``|weight|`` (magnitude, taylor, wanda).
+
+A criterion that also rewrites the weights it keeps (sparsegpt) defines
+``solve_all(model, weights, ...)`` returning ``(new weight, keep mask, fraction kept)`` per
+weight instead. Criteria that read input statistics (:mod:`sparse24.calibrate`) name them in
+``KIND`` and decide one weight from them with ``from_stats(weight, stat, count)`` (scores)
+or ``solve(weight, stat, count, **options)``: that is what ``sparsify(..., sequential=...)``
+calls block by block. Adding a criterion is adding one file here;
+``sparsify(model, method="<file name>")`` finds it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,393 @@
+"""Calibration statistics of GEMM inputs for the data-aware criteria, all at once or block by block.
+
+- ``"norms"`` (Wanda): the sum of squares of every input column, ``[parts, d]``.
+- ``"hessian"`` (SparseGPT): ``X^T X`` of the input columns, ``[parts, d, d]``, in fp32.
+
+Columns are :func:`sparse24.axes.gemm_columns`'s: per input feature for Linear and ``Conv1D``,
+per (kernel position, channel) for convs. Forward hooks add each batch's columns to the
+sums as the model runs (activations are not kept), without gradients. Under
+``torch.distributed`` the sums are all-reduced, so every rank computes the same masks.
+
+:class:`Sequential` runs a model block by block (the transformer layers, or any list of
+submodules): it keeps only the current block's inputs (optionally on the CPU), gathers that
+block's statistics, lets the caller prune it, and feeds the pruned block's outputs to the next
+block, as in SparseGPT's sequential mode. Memory is bounded by one block's activations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import dist
+from .axes import GemmWeight, gemm_columns, gemm_matrix
+from .batch import call, to_device
+from .errors import Sparse24Error
+from .progress import Progress
+
+__all__ = ["KINDS", "Sequential", "find_blocks", "gather", "run_batches"]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("norms", "hessian")
+
+
+def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
+    parts, _, d = gemm_matrix(weight).shape
+    shape = (parts, d) if kind == "norms" else (parts, d, d)
+    return torch.zeros(shape, dtype=torch.float32, device=weight.param.device)
+
+
+@contextlib.contextmanager
+def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: dict[int, Tensor], counts: dict[int, int]) -> Iterator[None]:
+    """Forward pre-hooks adding each call's input columns to ``stats`` (keyed by ``id(param)``)."""
+    by_module: dict[int, list[GemmWeight]] = {}
+    for weight in weights:
+        by_module.setdefault(id(weight.module), []).append(weight)
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        inputs = list(args)
+        if isinstance(module, nn.MultiheadAttention):
+            for name in ("query", "key", "value")[len(inputs) :]:
+                inputs.append(kwargs[name])
+        for weight in by_module[id(module)]:
+            columns = gemm_columns(weight, inputs).detach().float()
+            stat = stats[id(weight.param)]
+            if kind == "norms":
+                stat.add_(columns.square().sum(1))
+            else:
+                stat.baddbmm_(columns.transpose(1, 2), columns)
+            counts[id(weight.param)] += columns.shape[1]
+
+    handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
+    # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
+    # recompute the attention output before the projection from the MHA's own inputs.
+    for attention in _attention_owners(model, weights):
+        handles.append(attention.register_forward_hook(lambda m, args, kwargs, out: hook(m.out_proj, (_attention_values(m, args, kwargs),), {}), with_kwargs=True))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _attention_owners(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.MultiheadAttention]:
+    """The MultiheadAttention modules of ``model`` whose ``out_proj`` is among ``weights``."""
+    modules = {id(w.module) for w in weights}
+    return [m for m in model.modules() if isinstance(m, nn.MultiheadAttention) and id(m.out_proj) in modules]
+
+
+def _attention_values(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Tensor:
+    """The attention output of ``module`` before ``out_proj``: its forward, with an identity projection."""
+    from torch.nn import functional as F
+
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    query, key, value = bound["query"], bound["key"], bound["value"]
+    if module.batch_first and query.dim() == 3:
+        query, key, value = (x.transpose(0, 1) for x in (query, key, value))
+    identity = torch.eye(module.embed_dim, dtype=query.dtype, device=query.device)
+    output, _ = F.multi_head_attention_forward(
+        query, key, value, module.embed_dim, module.num_heads,
+        module.in_proj_weight, module.in_proj_bias, module.bias_k, module.bias_v, module.add_zero_attn,
+        0.0, identity, None, training=False,
+        key_padding_mask=bound.get("key_padding_mask"), need_weights=False, attn_mask=bound.get("attn_mask"),
+        use_separate_proj_weight=not module._qkv_same_embed_dim,
+        q_proj_weight=module.q_proj_weight, k_proj_weight=module.k_proj_weight, v_proj_weight=module.v_proj_weight,
+        is_causal=bool(bound.get("is_causal", False)),
+    )
+    return output.transpose(0, 1) if module.batch_first and output.dim() == 3 else output
+
+
+def _all_reduce(stats: dict[int, Tensor], counts: dict[int, int]) -> None:
+    if dist.world_size() <= 1:
+        return
+    import torch.distributed as torch_dist
+
+    for key, stat in stats.items():
+        torch_dist.all_reduce(stat, op=torch_dist.ReduceOp.SUM)
+        count = torch.tensor([counts[key]], dtype=torch.float64, device=stat.device)
+        torch_dist.all_reduce(count, op=torch_dist.ReduceOp.SUM)
+        counts[key] = int(count.item())
+
+
+def run_batches(
+    model: nn.Module,
+    data: Iterable[Any],
+    *,
+    loss_fn: Callable[[nn.Module, Any], Tensor] | None,
+    num_batches: int | None,
+    what: str,
+    progress: bool,
+) -> int:
+    """Forward every calibration batch through ``model`` without gradients; return how many ran.
+
+    ``loss_fn(model, batch)`` runs a batch when given (its value is ignored), else ``model(batch)``.
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    total = num_batches
+    if hasattr(data, "__len__"):
+        total = len(data) if num_batches is None else min(num_batches, len(data))
+    seen = 0
+    with torch.no_grad(), Progress(logger, what, total, enabled=progress and dist.is_main()) as bar:
+        for batch in data:
+            if num_batches is not None and seen >= num_batches:
+                break
+            batch = to_device(batch, device)
+            if loss_fn is not None:
+                loss_fn(model, batch)
+            else:
+                call(model, batch)
+            seen += 1
+            bar.update()
+    if seen == 0:
+        raise Sparse24Error("calibration data yielded no batches")
+    return seen
+
+
+def gather(
+    model: nn.Module,
+    weights: Sequence[GemmWeight],
+    kind: str,
+    data: Iterable[Any],
+    *,
+    loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
+    num_batches: int | None = None,
+    progress: bool = True,
+) -> tuple[dict[int, Tensor], dict[int, int]]:
+    """``kind`` statistics of every weight's inputs over the calibration data, in one pass.
+
+    Returns ``(stats, token counts)``, both keyed by ``id(weight.param)``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if data is None:
+        raise ValueError("this method needs calibration data: sparsify(model, method, data=...)")
+    stats = {id(w.param): _new_stat(w, kind) for w in weights}
+    counts = dict.fromkeys(stats, 0)
+    with _eval(model), _hooks(model, weights, kind, stats, counts):
+        run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress)
+    _check_seen(weights, counts)
+    _all_reduce(stats, counts)
+    return stats, counts
+
+
+def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int]) -> None:
+    unseen = [w.name for w in weights if counts[id(w.param)] == 0]
+    if unseen:
+        raise Sparse24Error(f"the calibration forward never ran {', '.join(unseen[:5])}{' ...' if len(unseen) > 5 else ''}: no input statistics for it (exclude it, or check loss_fn)")
+
+
+@contextlib.contextmanager
+def _eval(model: nn.Module) -> Iterator[None]:
+    """Calibrate in eval mode (no dropout, BatchNorm statistics untouched); modes restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tuple[str, nn.Module]]:
+    """The blocks of a sequential run: ``True`` finds the transformer layers (the longest
+    ``nn.ModuleList`` of same-typed modules holding GEMM weights), a string names a
+    ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
+    from .axes import gemm_weights
+
+    modules = dict(model.named_modules())
+    if spec is True:
+        best: tuple[str, nn.Module] | None = None
+        for name, module in modules.items():
+            if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1 and gemm_weights(module[0]):
+                if best is None or len(module) > len(best[1]):
+                    best = (name, module)
+        if best is None:
+            raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__}; name them: sequential=['block1', 'block2', ...]")
+        return [(f"{best[0]}.{i}", m) for i, m in enumerate(best[1])]
+    if isinstance(spec, str):
+        container = modules.get(spec)
+        if not isinstance(container, (nn.ModuleList, nn.Sequential)):
+            raise Sparse24Error(f"sequential={spec!r} is not a ModuleList or Sequential of {type(model).__name__}")
+        return [(f"{spec}.{name}", m) for name, m in container.named_children()]
+    names = list(spec)
+    missing = [n for n in names if n not in modules]
+    if missing or not names:
+        raise Sparse24Error(f"sequential: no module named {missing[0] if missing else '(empty list)'} in {type(model).__name__}")
+    return [(n, modules[n]) for n in names]
+
+
+_CACHE_KEYS = ("past_key_value", "past_key_values", "layer_past", "cache")
+
+
+def _is_cache(value: Any) -> bool:
+    """A transformers KV cache (``DynamicCache`` and friends), recognised without importing transformers."""
+    return type(value).__name__.endswith("Cache") and hasattr(value, "update")
+
+
+class _Stop(Exception):
+    """Raised by a pre-hook to end a forward pass once the wanted block's inputs are captured."""
+
+
+def _first_tensor(output: Any) -> Tensor:
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise Sparse24Error(f"a block returned {type(output).__name__}; sequential calibration needs a tensor (or a tuple starting with one)")
+
+
+class Sequential:
+    """Block-by-block calibration: inputs of one block at a time, from the already pruned blocks before it.
+
+    For each block, :meth:`gather` returns its weights' statistics from its own stored inputs,
+    the caller prunes it, then :meth:`advance` computes its outputs as the next block's inputs.
+    A block's stored input is re-captured from the model (previous blocks pruned) when its
+    inputs are not simply the previous block's output (checked once on the first batch).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        blocks: Sequence[tuple[str, nn.Module]],
+        data: Iterable[Any],
+        *,
+        loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
+        num_batches: int | None = None,
+        offload: bool = False,
+        progress: bool = True,
+    ) -> None:
+        if data is None:
+            raise ValueError("sequential calibration needs data: sparsify(model, method, data=..., sequential=...)")
+        self.model = model
+        self.blocks = list(blocks)
+        self.batches = []
+        for batch in data:
+            if num_batches is not None and len(self.batches) >= num_batches:
+                break
+            self.batches.append(batch)
+        if not self.batches:
+            raise Sparse24Error("calibration data yielded no batches")
+        self.loss_fn = loss_fn
+        self.offload = offload
+        self.progress = progress
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.inputs: list[tuple[tuple, dict]] | None = None
+        self.chained = self._chained()
+
+    def _forward(self, batch: Any) -> None:
+        batch = to_device(batch, self.device)
+        if self.loss_fn is not None:
+            self.loss_fn(self.model, batch)
+        else:
+            call(self.model, batch)
+
+    def _store(self, value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value.detach().to("cpu") if self.offload else value.detach()
+        if isinstance(value, (tuple, list)):
+            return type(value)(self._store(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._store(v) for k, v in value.items()}
+        return value
+
+    def _load(self, value: Any) -> Any:
+        return to_device(value, self.device) if self.offload else value
+
+    @staticmethod
+    def _replayable(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """A block's inputs without a KV cache (positional or keyword): a replay must not append to, or read, one."""
+        args = tuple(None if _is_cache(value) else value for value in args)
+        kwargs = {key: None if key in _CACHE_KEYS or _is_cache(value) else value for key, value in kwargs.items()}
+        if "use_cache" in kwargs:
+            kwargs["use_cache"] = False
+        return args, kwargs
+
+    def _chained(self) -> list[bool]:
+        """Per block after the first: are its inputs the previous block's output? (first batch, dense)"""
+        seen_in: dict[int, Tensor] = {}
+        seen_out: dict[int, Tensor] = {}
+        def before(index: int, args: tuple) -> None:
+            seen_in.setdefault(index, args[0] if args else None)
+
+        def after(index: int, output: Any) -> None:
+            seen_out.setdefault(index, _first_tensor(output))
+
+        handles = []
+        for index, (_, block) in enumerate(self.blocks):
+            handles.append(block.register_forward_pre_hook(lambda m, args, i=index: before(i, args)))
+            handles.append(block.register_forward_hook(lambda m, args, out, i=index: after(i, out)))
+        try:
+            with torch.no_grad(), _eval(self.model):
+                self._forward(self.batches[0])
+        finally:
+            for handle in handles:
+                handle.remove()
+        missing = [name for i, (name, _) in enumerate(self.blocks) if i not in seen_in]
+        if missing:
+            raise Sparse24Error(f"sequential: the forward pass never ran block {missing[0]}")
+        chained = [False]
+        for i in range(1, len(self.blocks)):
+            previous, current = seen_out.get(i - 1), seen_in.get(i)
+            chained.append(isinstance(current, Tensor) and previous is not None and previous.shape == current.shape and torch.equal(previous, current))
+        return chained
+
+    def capture(self, index: int) -> None:
+        """Store block ``index``'s inputs for every batch, from a forward of the model as it is now."""
+        name, block = self.blocks[index]
+        captured: list[tuple[tuple, dict]] = []
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            args, kwargs = self._replayable(args, kwargs)
+            captured.append((self._store(args), self._store(kwargs)))
+            raise _Stop
+
+        handle = block.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            with torch.no_grad(), _eval(self.model):
+                for batch in self.batches:
+                    try:
+                        self._forward(batch)
+                    except _Stop:
+                        pass
+        finally:
+            handle.remove()
+        if len(captured) != len(self.batches):
+            raise Sparse24Error(f"sequential: block {name} ran {len(captured)} times for {len(self.batches)} batches")
+        self.inputs = captured
+
+    def gather(self, index: int, weights: Sequence[GemmWeight], kind: str) -> tuple[dict[int, Tensor], dict[int, int]]:
+        """Statistics of ``weights`` (inside block ``index``) from the block's stored inputs."""
+        if self.inputs is None or not self.chained[index]:
+            self.capture(index)
+        stats = {id(w.param): _new_stat(w, kind) for w in weights}
+        counts = dict.fromkeys(stats, 0)
+        _, block = self.blocks[index]
+        with torch.no_grad(), _eval(self.model), _hooks(block, weights, kind, stats, counts):
+            for args, kwargs in self.inputs:
+                block(*self._load(args), **self._load(kwargs))
+        _check_seen(weights, counts)
+        _all_reduce(stats, counts)
+        return stats, counts
+
+    def advance(self, index: int) -> None:
+        """Replace the stored inputs by block ``index``'s outputs (it is pruned by now) for the next block."""
+        if index + 1 >= len(self.blocks) or not self.chained[index + 1]:
+            self.inputs = None
+            return
+        if self.inputs is None:
+            self.capture(index)
+        _, block = self.blocks[index]
+        outputs = []
+        with torch.no_grad(), _eval(self.model):
+            for args, kwargs in self.inputs:
+                out = _first_tensor(block(*self._load(args), **self._load(kwargs)))
+                outputs.append(((self._store(out), *args[1:]), kwargs))
+        self.inputs = outputs

@@ -1,0 +1,316 @@
+"""Data-aware one-shot criteria: the GEMM view of every layer type, Wanda, SparseGPT, and block-by-block calibration."""
+
+from __future__ import annotations
+
+import copy
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+import sparse24
+from sparse24 import sparsify as sparsify_module
+from sparse24.axes import from_gemm_matrix, gemm_columns, gemm_matrix, gemm_weights
+from sparse24.criteria import sparsegpt, wanda
+from sparse24.mask import is_two_four, prune_
+
+# ---------------------------------------------------------------- the GEMM view
+
+
+CONVS = [
+    (nn.Conv2d(8, 12, 3, padding=1, groups=2), (2, 8, 6, 5)),
+    (nn.Conv2d(8, 12, (3, 2), stride=2, dilation=(2, 1), padding="valid"), (2, 8, 9, 7)),
+    (nn.Conv2d(8, 12, 3, padding="same", dilation=2, padding_mode="reflect"), (2, 8, 9, 7)),
+    (nn.Conv1d(8, 4, 5, padding=2, stride=2), (2, 8, 11)),
+    (nn.Conv3d(4, 8, (2, 3, 3), padding=(0, 1, 1), groups=2), (1, 4, 3, 5, 5)),
+]
+
+
+@pytest.mark.parametrize(("conv", "shape"), CONVS, ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else None)
+def test_gemm_matrix_times_columns_is_the_convolution(conv: nn.Module, shape: tuple) -> None:
+    (weight,) = gemm_weights(conv)
+    x = torch.randn(shape)
+    matrix = gemm_matrix(weight)
+    assert torch.equal(from_gemm_matrix(weight, matrix), conv.weight)
+    out = torch.einsum("prd,ptd->ptr", matrix, gemm_columns(weight, (x,)))
+    reference = conv(x) - conv.bias.view(1, -1, *[1] * (x.dim() - 2))
+    groups, rows = matrix.shape[0], matrix.shape[1]
+    reference = reference.reshape(shape[0], groups, rows, -1).permute(1, 0, 3, 2).reshape(groups, -1, rows)
+    assert torch.allclose(out, reference, atol=1e-5)
+
+
+def test_conv_columns_run_along_channels_at_one_kernel_position() -> None:
+    conv = nn.Conv2d(8, 4, 3, bias=False)
+    (weight,) = gemm_weights(conv)
+    index = torch.arange(conv.weight.numel(), dtype=torch.float32).reshape(conv.weight.shape)  # [K, C, R, S]
+    matrix = gemm_matrix(weight, index)  # [1, K, R*S*C]
+    assert matrix[0, 0, :8].tolist() == index[0, :, 0, 0].tolist()  # columns 0..7: C at (r, s) = (0, 0)
+    assert matrix[0, 0, 8:16].tolist() == index[0, :, 0, 1].tolist()
+
+
+def test_gemm_view_of_conv1d_and_attention() -> None:
+    from transformers.pytorch_utils import Conv1D
+
+    layer = Conv1D(12, 16)  # weight [in=16, out=12]
+    (weight,) = gemm_weights(layer)
+    x = torch.randn(3, 5, 16)
+    out = torch.einsum("prd,ptd->ptr", gemm_matrix(weight), gemm_columns(weight, (x,)))
+    assert torch.allclose(out[0], (layer(x) - layer.bias).reshape(-1, 12), atol=1e-5)
+    attention = nn.MultiheadAttention(16, 2, batch_first=True)
+    in_proj = next(w for w in gemm_weights(attention) if w.param_name == "in_proj_weight")
+    q, k, v = (torch.randn(2, 3, 16) for _ in range(3))
+    columns = gemm_columns(in_proj, (q, k, v))
+    assert columns.shape == (3, 6, 16) and torch.equal(columns[2], v.reshape(-1, 16))
+    assert gemm_matrix(in_proj).shape == (3, 16, 16)
+
+
+# ---------------------------------------------------------------- Wanda
+
+
+def skewed_linear_data(n_batches: int = 4, features: int = 32, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    scale = torch.logspace(-1, 1, features)[torch.randperm(features, generator=generator)]  # per-feature norms 0.1 .. 10
+    mixing = torch.eye(features) + 0.5 * torch.randn(features, features, generator=generator) / features**0.5  # correlated features
+    return [(torch.randn(16, features, generator=generator) * scale) @ mixing for _ in range(n_batches)]
+
+
+def output_error(model: nn.Module, dense: nn.Module, data: list) -> float:
+    with torch.no_grad():
+        return sum(float((model(x) - dense(x)).norm() / dense(x).norm()) for x in data) / len(data)
+
+
+def test_wanda_scores_are_weight_times_input_norm() -> None:
+    layer = nn.Linear(32, 8)
+    data = skewed_linear_data()
+    (weight,) = gemm_weights(layer)
+    (scores,) = wanda.score(layer, [weight], data=data, progress=False)
+    norms = torch.cat(data).norm(dim=0)
+    assert torch.allclose(scores, layer.weight.detach().abs() * norms, rtol=1e-5)
+
+
+def test_wanda_conv_weighs_each_element_by_its_own_input_column() -> None:
+    conv = nn.Conv2d(4, 8, 3, padding=1)
+    x = torch.randn(2, 4, 5, 5) * torch.tensor([0.1, 1.0, 3.0, 10.0]).view(1, 4, 1, 1)
+    (weight,) = gemm_weights(conv)
+    (scores,) = wanda.score(conv, [weight], data=[x], progress=False)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    for c, r, s in [(0, 0, 0), (3, 1, 2), (2, 2, 1)]:
+        column = padded[:, c, r : r + 5, s : s + 5]  # the inputs weight (k, c, r, s) multiplies
+        assert torch.allclose(scores[:, c, r, s], conv.weight.detach()[:, c, r, s].abs() * column.norm(), rtol=1e-5)
+
+
+def test_wanda_and_sparsegpt_beat_magnitude_on_skewed_correlated_inputs() -> None:
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
+    data = skewed_linear_data()
+    errors = {}
+    for method in ("magnitude", "wanda", "sparsegpt"):
+        model = copy.deepcopy(dense)
+        sparse24.sparsify(model, method, data=None if method == "magnitude" else data, progress=False)
+        sparse24.verify(model)
+        errors[method] = output_error(model, dense, data)
+    assert errors["sparsegpt"] < errors["wanda"] < errors["magnitude"], errors
+
+
+# ---------------------------------------------------------------- SparseGPT
+
+
+def test_sparsegpt_updates_the_kept_weights_and_keeps_the_axis() -> None:
+    conv = nn.Conv2d(8, 16, 3, padding=1, groups=2)
+    before = conv.weight.detach().clone()
+    x = torch.randn(4, 8, 6, 6)
+    report = sparse24.sparsify(conv, "sparsegpt", data=[x], policy="any", progress=False)
+    mask = getattr(conv, "weight_sparse24_mask")
+    assert is_two_four(conv.weight, 1) and is_two_four(mask, 1)  # along C at every kernel position
+    kept = conv.weight.detach()[mask]
+    assert not torch.equal(kept, before[mask])  # not only masked: the kept weights moved
+    assert 0 < report.sparse_layers[0].importance_kept < 1
+
+
+def test_sparsegpt_solves_half_precision_in_fp32() -> None:
+    torch.manual_seed(0)
+    dense = nn.Linear(32, 16)
+    data = skewed_linear_data()
+    half = copy.deepcopy(dense).half()
+    sparse24.sparsify(half, "sparsegpt", data=[x.half() for x in data], loss_fn=lambda m, b: m(b), progress=False)
+    full = copy.deepcopy(dense)
+    sparse24.sparsify(full, "sparsegpt", data=data, progress=False)
+    assert half.weight.dtype == torch.float16 and torch.isfinite(half.weight).all()
+    assert torch.equal(half.weight_sparse24_mask, full.weight_sparse24_mask) or float((half.weight.float() - full.weight).abs().max()) < 5e-2
+
+
+def test_sparsegpt_on_dead_and_rank_deficient_inputs_gives_finite_weights(caplog) -> None:
+    layer = nn.Linear(32, 8)
+    x = torch.randn(3, 32)  # 3 tokens: H has rank 3
+    x[:, :8] = 0  # dead columns
+    sparse24.sparsify(layer, "sparsegpt", data=[x], progress=False)
+    assert torch.isfinite(layer.weight).all() and is_two_four(layer.weight, 1)
+    assert (layer.weight[:, :8] == 0).all()
+
+
+def test_sparsegpt_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="blocksize must be a positive multiple of 4"):
+        sparse24.sparsify(nn.Linear(32, 8), "sparsegpt", data=[torch.randn(4, 32)], blocksize=6, progress=False)
+    with pytest.raises(ValueError, match=r"dampening must be in \(0, 1\)"):
+        sparse24.sparsify(nn.Linear(32, 8), "sparsegpt", data=[torch.randn(4, 32)], dampening=2.0, progress=False)
+
+
+# ---------------------------------------------------------------- block by block
+
+
+class Blocks(nn.Module):
+    """Three residual MLP blocks in a ModuleList, then a head; optionally a scale between blocks."""
+
+    def __init__(self, between: bool = False) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)) for _ in range(3))
+        self.head = nn.Linear(32, 16)
+        self.between = between
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)
+            if self.between:
+                x = x * 0.5
+        return self.head(x)
+
+
+def manual_sequential(model: Blocks, method: str, data: list) -> dict[str, torch.Tensor]:
+    """What sequential calibration must equal: each block decided on the model with the blocks before it pruned."""
+    model = copy.deepcopy(model)
+    for index in range(3):
+        sparse24.sparsify(model, method, data=data, include=f"blocks.{index}.*", progress=False)
+    sparse24.sparsify(model, method, data=data, include="head", progress=False)
+    return {k: v for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+@pytest.mark.parametrize("between", [False, True], ids=["chained", "recaptured"])
+def test_sequential_equals_pruning_block_after_block(method: str, between: bool) -> None:
+    torch.manual_seed(0)
+    model = Blocks(between)
+    data = skewed_linear_data(features=32)
+    expected = manual_sequential(model, method, data)
+    sparse24.sparsify(model, method, data=data, sequential=True, progress=False)
+    actual = model.state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(actual[key].float(), value.float(), atol=1e-5), key
+
+
+def test_sequential_differs_from_one_pass_and_offload_changes_nothing() -> None:
+    torch.manual_seed(0)
+    dense = Blocks()
+    data = skewed_linear_data(features=32)
+    sequential, offloaded, one_pass = copy.deepcopy(dense), copy.deepcopy(dense), copy.deepcopy(dense)
+    sparse24.sparsify(sequential, "sparsegpt", data=data, sequential="blocks", progress=False)
+    sparse24.sparsify(offloaded, "sparsegpt", data=data, sequential=["blocks.0", "blocks.1", "blocks.2"], offload=True, progress=False)
+    sparse24.sparsify(one_pass, "sparsegpt", data=data, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(sequential.state_dict().values(), offloaded.state_dict().values()))
+    assert not torch.equal(sequential.blocks[2][0].weight, one_pass.blocks[2][0].weight)  # block 2 saw pruned inputs
+
+
+def test_sequential_failure_and_interrupt_leave_the_weights_unchanged(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = Blocks()
+    before = copy.deepcopy(model.state_dict())
+    data = skewed_linear_data(features=32)
+    real = sparsegpt.solve
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # block 1's first weight: block 0 was already rewritten
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sparsegpt, "solve", failing)
+    with pytest.raises(KeyboardInterrupt):
+        sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, progress=False)
+    assert len(calls) == 4
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not sparse24.masked_weights(model)
+
+
+def test_sequential_taylor_and_refusals() -> None:
+    torch.manual_seed(0)
+    model = Blocks()
+    data = [(x, torch.randn(16, 16)) for x in skewed_linear_data(features=32)]
+    loss = lambda m, batch: torch.nn.functional.mse_loss(m(batch[0]), batch[1])  # noqa: E731
+    report = sparse24.sparsify(model, "taylor", data=data, loss_fn=loss, sequential=True, progress=False)
+    assert len(report.sparse_layers) == 7
+    sparse24.verify(model)
+    with pytest.raises(ValueError, match="sequential calibration applies to the data-aware methods"):
+        sparse24.sparsify(Blocks(), "magnitude", sequential=True)
+    with pytest.raises(sparse24.Sparse24Error, match="sequential='head' is not a ModuleList or Sequential"):
+        sparse24.sparsify(Blocks(), "wanda", data=data, loss_fn=loss, sequential="head")
+    with pytest.raises(sparse24.Sparse24Error, match="found no list of repeated blocks"):
+        sparse24.sparsify(nn.Sequential(nn.Linear(32, 32)), "wanda", data=[torch.randn(2, 32)], sequential=True)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_transformers_causal_lms_block_by_block_with_their_default_cache(architecture: str, method: str) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if architecture == "llama":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+    assert model.config.use_cache  # the default a user has
+    data = [torch.randint(0, 96, (2, 16)) for _ in range(3)]
+    expected = copy.deepcopy(model)
+    for index in range(2):  # the reference: block after block, each on the pruned model
+        layers = "model.layers" if architecture == "llama" else "transformer.h"
+        sparse24.sparsify(expected, method, data=data, include=f"{layers}.{index}.*", progress=False)
+    report = sparse24.sparsify(model, method, data=data, sequential=True, exclude="lm_head", progress=False)
+    sparse24.verify(model)
+    assert len(report.sparse_layers) == (14 if architecture == "llama" else 8)
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_out_proj_sees_the_attention_values(batch_first: bool) -> None:
+    """MultiheadAttention applies out_proj.weight itself; its inputs are recomputed from the MHA's inputs."""
+    from sparse24.calibrate import _attention_values, gather
+
+    attention = nn.MultiheadAttention(16, 4, batch_first=batch_first).eval()
+    q = torch.randn(2, 5, 16) if batch_first else torch.randn(5, 2, 16)
+    mask = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    values = _attention_values(attention, (q, q, q), {"key_padding_mask": mask})
+    expected, _ = attention(q, q, q, key_padding_mask=mask)
+    assert torch.allclose(attention.out_proj(values), expected, atol=1e-6)
+    out_proj = next(w for w in gemm_weights(attention) if w.module is attention.out_proj)
+    stats, counts = gather(attention, [out_proj], "norms", [q], loss_fn=lambda m, b: m(b, b, b, key_padding_mask=mask), progress=False)
+    assert counts[id(out_proj.param)] == 10
+    assert torch.allclose(stats[id(out_proj.param)][0], values.reshape(-1, 16).square().sum(0), rtol=1e-5)
+
+
+def test_demo_transformer_one_shot_and_block_by_block() -> None:
+    from sparse24 import demo
+
+    torch.manual_seed(0)
+    model = demo.DigitsTransformer().eval()
+    data = demo.calibration_batches(4)
+    for method in ("wanda", "sparsegpt"):
+        for sequential in (None, True):
+            candidate = copy.deepcopy(model)
+            report = sparse24.sparsify(candidate, method, data=data, loss_fn=demo.loss_fn, policy="any", sequential=sequential, progress=False)
+            assert len(report.sparse_layers) == 10  # embed, 2 x (in_proj, out_proj, linear1, linear2), head
+            sparse24.verify(candidate)
+
+
+def test_cli_prune_with_sparsegpt_block_by_block(tmp_path, capsys) -> None:
+    from sparse24.cli import main
+
+    out = tmp_path / "sparse.safetensors"
+    common = ["prune", "sparse24.demo:DigitsTransformer", "--data", "sparse24.demo:calibration_batches", "--loss", "sparse24.demo:loss_fn", "--policy", "any", "--num-batches", "4"]
+    assert main([*common, "--method", "sparsegpt", "--sequential", "--dampening", "0.05", "--out", str(out)]) == 0
+    assert "sparsegpt" in capsys.readouterr().out
+    assert main(["verify", str(out)]) == 0
+    assert main([*common, "--method", "wanda", "--sequential", "encoder.layers", "--offload", "--out", str(tmp_path / "w.safetensors")]) == 0
+    assert main([*common, "--method", "sparsegpt", "--blocksize", "6", "--out", str(tmp_path / "bad.safetensors")]) == 2
+    assert "blocksize must be a positive multiple of 4" in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists()
