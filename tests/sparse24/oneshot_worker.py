@@ -1,0 +1,46 @@
+"""One rank of the distributed one-shot test (run by torchrun from test_oneshot_distributed.py).
+
+Every rank builds the same model, takes every other calibration batch (its share), runs
+``sparsify(model, METHOD, data=share, sequential=...)`` inside a gloo group, and saves its
+state dict: the statistics are all-reduced, so every rank must end with the same weights.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+from torch import nn
+
+import sparse24
+
+
+def model_and_data() -> tuple[nn.Module, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)),
+        nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)),
+        nn.Linear(32, 16),
+    )
+    scale = torch.logspace(-1, 1, 32)
+    data = [torch.randn(16, 32) * scale for _ in range(8)]
+    return model, data
+
+
+def main() -> int:
+    method, sequential, out = sys.argv[1], sys.argv[2] == "sequential", Path(sys.argv[3])
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model, data = model_and_data()
+    share = data[rank::world]
+    sparse24.sparsify(model, method, data=share, sequential=["0", "1"] if sequential else None, policy="any", progress=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"rank{rank}.safetensors"))
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
