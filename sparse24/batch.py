@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .errors import Sparse24Error
 
-__all__ = ["to_device", "call", "model_loss", "logits", "describe", "check_loss"]
+__all__ = ["to_device", "call", "model_loss", "logits", "describe", "check_loss", "split_samples"]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -71,3 +71,34 @@ def check_loss(loss: Any, what: str) -> None:
         raise Sparse24Error(f"{what} does not depend on any trainable weight (no gradient)")
     if not torch.isfinite(loss.detach()).all():
         raise Sparse24Error(f"{what} is {loss.item()}")
+
+
+def _leading(batch: Any, found: set[int]) -> None:
+    if isinstance(batch, Tensor):
+        if batch.dim():
+            found.add(batch.shape[0])
+    elif isinstance(batch, Mapping):
+        for value in batch.values():
+            _leading(value, found)
+    elif isinstance(batch, (list, tuple)):
+        for value in batch:
+            _leading(value, found)
+
+
+def _take(batch: Any, index: int) -> Any:
+    if isinstance(batch, Tensor):
+        return batch[index : index + 1] if batch.dim() else batch
+    if isinstance(batch, Mapping):
+        return {key: _take(value, index) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(_take(value, index) for value in batch)
+    return batch
+
+
+def split_samples(batch: Any) -> list[Any]:
+    """``batch`` as single-sample batches: every tensor sliced along dim 0 (they must agree on its size)."""
+    sizes: set[int] = set()
+    _leading(batch, sizes)
+    if len(sizes) != 1:
+        raise Sparse24Error(f"cannot split a batch into samples: its tensors have leading sizes {sorted(sizes) or 'none'}")
+    return [_take(batch, i) for i in range(sizes.pop())]

@@ -61,6 +61,8 @@ def _prune(args: argparse.Namespace) -> int:
     data = io.build_object(args.data, "data") if args.data else None
     loss_fn = io.load_object(args.loss, "loss") if args.loss else None
     options = {"squared": True} if args.squared else {}
+    if args.per_sample:
+        options["per_sample"] = True
     options.update({name: getattr(args, name) for name in ("blocksize", "dampening") if getattr(args, name) is not None})
     report = sparsify(
         model,
@@ -349,6 +351,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--loss", help="module:name of loss_fn(model, batch): taylor's loss; wanda and sparsegpt run each batch through it (else model(batch))")
     prune.add_argument("--num-batches", type=int, help="calibration batches to use")
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")
+    prune.add_argument("--per-sample", action="store_true", help="taylor: one gradient per sample (with --squared: the empirical Fisher, w^2 * sum g_i^2)")
     prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
     prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
     prune.add_argument("--blocksize", type=int, help="sparsegpt: columns per lazy-update block (default 128)")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .. import dist
 from ..axes import GemmWeight
-from ..batch import call, check_loss, model_loss, to_device
+from ..batch import call, check_loss, model_loss, split_samples, to_device
 from ..errors import Sparse24Error
 from ..progress import Progress
 
@@ -36,11 +36,17 @@ def score(
     loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
     num_batches: int | None = None,
     squared: bool = False,
+    per_sample: bool = False,
     autocast: torch.dtype | None = None,
     mode: str = "eval",
     progress: bool = True,
 ) -> list[Tensor]:
     """Taylor scores (fp32, shape of each weight) from ``data``.
+
+    ``per_sample=True`` takes the gradient of every sample on its own (each batch split along
+    dim 0): with ``squared=True`` the score is then ``w^2 * sum_i g_i^2``, the empirical-Fisher
+    (OBD) estimate of the loss increase, which does not vanish where the batch gradient
+    averages to zero at a trained minimum.
 
     ``loss_fn(model, batch)`` gives the loss; without it the model's own output is used
     (a scalar tensor, or ``.loss`` / ``["loss"]``). ``autocast`` runs the forward under
@@ -74,7 +80,7 @@ def score(
             param.requires_grad_(id(param) in targets)
         handles = [p.register_post_accumulate_grad_hook(accumulate) for p in params]
         try:
-            seen = _calibrate(model, data, loss_fn, num_batches, device, autocast, progress)
+            seen = _calibrate(model, data, loss_fn, num_batches, device, autocast, progress, per_sample)
         finally:
             for handle in handles:
                 handle.remove()
@@ -97,7 +103,7 @@ def _all_reduce(tensors: list[Tensor]) -> None:
         offset += tensor.numel()
 
 
-def _calibrate(model, data, loss_fn, num_batches, device, autocast, progress) -> int:
+def _calibrate(model, data, loss_fn, num_batches, device, autocast, progress, per_sample=False) -> int:
     seen = 0
     total = num_batches
     if hasattr(data, "__len__"):
@@ -107,11 +113,12 @@ def _calibrate(model, data, loss_fn, num_batches, device, autocast, progress) ->
             if num_batches is not None and seen >= num_batches:
                 break
             batch = to_device(batch, device)
-            amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-            with amp:
-                loss = loss_fn(model, batch) if loss_fn is not None else model_loss(call(model, batch))
-            check_loss(loss, f"calibration batch {seen}: the loss")
-            loss.backward()
+            for sample in split_samples(batch) if per_sample else [batch]:
+                amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+                with amp:
+                    loss = loss_fn(model, sample) if loss_fn is not None else model_loss(call(model, sample))
+                check_loss(loss, f"calibration batch {seen}: the loss")
+                loss.backward()
             seen += 1
             bar.update()
     if seen == 0:

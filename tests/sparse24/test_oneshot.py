@@ -314,3 +314,25 @@ def test_cli_prune_with_sparsegpt_block_by_block(tmp_path, capsys) -> None:
     assert main([*common, "--method", "sparsegpt", "--blocksize", "6", "--out", str(tmp_path / "bad.safetensors")]) == 2
     assert "blocksize must be a positive multiple of 4" in capsys.readouterr().err
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_taylor_per_sample_is_the_empirical_fisher() -> None:
+    """per_sample=True, squared=True: w^2 * sum_i g_i^2 over single samples (not the batch gradient squared)."""
+    from sparse24.batch import split_samples
+    from sparse24.criteria import taylor
+
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 4)
+    batch = (torch.randn(6, 8), torch.randn(6, 4))
+    loss = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])  # noqa: E731
+    (weight,) = gemm_weights(layer)
+    (scores,) = taylor.score(layer, [weight], data=[batch], loss_fn=loss, squared=True, per_sample=True, progress=False)
+    expected = torch.zeros(4, 8)
+    for sample in split_samples(batch):
+        (grad,) = torch.autograd.grad(loss(layer, sample), [layer.weight])
+        expected += (layer.weight.detach() * grad).square()
+    assert torch.allclose(scores, expected, rtol=1e-5)
+    (batch_scores,) = taylor.score(layer, [weight], data=[batch], loss_fn=loss, squared=True, progress=False)
+    assert not torch.allclose(batch_scores, expected)
+    with pytest.raises(sparse24.Sparse24Error, match="leading sizes"):
+        split_samples((torch.randn(6, 8), torch.randn(5, 4)))
