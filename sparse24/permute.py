@@ -1,0 +1,1541 @@
+"""Channel permutations for 2:4 sparsity (Pool & Yu, NeurIPS 2021), in place.
+
+2:4 keeps the 2 most important of every 4 consecutive input channels of a GEMM. Reordering
+those channels changes which weights compete, and so how much importance survives. The
+reorder is free where the hidden channels between *producers* (layers writing them: Linear
+rows, conv output channels) and *consumers* (layers reducing over them: Linear columns, conv
+input channels) pass only through elementwise or per-channel ops: permuting the producers'
+outputs and the consumers' inputs the same way leaves the function unchanged.
+
+:func:`permute` finds such groups (with ``torch.fx`` where the model traces, with explicit
+rules for common ``transformers`` blocks where it does not), searches a permutation per group
+that keeps more importance under 2:4 along the consumers' reduction axis
+(:mod:`sparse24.axes`), and applies it to every tensor indexed by those channels. Run it on
+the dense model, before :func:`sparse24.sparsify`.
+
+The search (:func:`search_permutation`) is the published greedy channel swap, vectorized:
+the gain of every swap between two columns of different groups of 4 is computed at once from
+``sum_r max(second_r, v_r)`` (for a group that loses column ``a`` and gains column ``b``, the
+kept value of a row is ``top_r + max(second_r, b_r)``, with ``top``/``second`` the two largest
+of the three that stay), the best non-conflicting swaps are applied, and only the touched
+groups are recomputed. Wide layers are searched in windows of ``window`` columns that are
+redrawn every round, so every column can meet every other over the rounds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import operator
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import dist, interrupts
+from .axes import gemm_axes
+from .enforce import MASK_SUFFIX
+from .errors import Sparse24Error
+
+__all__ = [
+    "PermutationReport",
+    "PermutedGroup",
+    "SkippedGroup",
+    "kept_importance",
+    "permute",
+    "permute_like",
+    "search_permutation",
+]
+
+logger = logging.getLogger(__name__)
+
+_NEG = float("-inf")
+
+# ---------------------------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------------------------
+
+
+def _max_mid3(p: Tensor, q: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+    """Largest and middle of three, elementwise."""
+    lo, hi = torch.minimum(p, q), torch.maximum(p, q)
+    return torch.maximum(hi, r), torch.maximum(lo, torch.minimum(hi, r))
+
+
+def _top2_sums(groups: Tensor) -> Tensor:
+    """``groups [..., 4, R]`` -> ``[...]``: sum over R of the 2 largest of each 4 (float64)."""
+    a, b, c, d = groups.unbind(-2)
+    top, second = _max_mid3(b, c, d)
+    return (top + torch.maximum(second, a)).sum(-1, dtype=torch.float64)
+
+
+def _check_matrix(importance: Tensor, what: str = "importance") -> None:
+    if not isinstance(importance, Tensor) or importance.dim() != 2:
+        raise ValueError(f"{what} must be a 2-D tensor [rows, channels], got {_describe(importance)}")
+    if not importance.is_floating_point():
+        raise ValueError(f"{what} must be floating point, got {importance.dtype}")
+    if importance.shape[1] % 4:
+        raise ValueError(f"{what}: {importance.shape[1]} channels is not a multiple of 4")
+    _check_values(importance, what)
+
+
+def _check_values(importance: Tensor, what: str) -> None:
+    if importance.numel() and not bool(torch.isfinite(importance).all()):
+        raise ValueError(f"{what} contains NaN or Inf")
+    if importance.numel() and bool((importance < 0).any()):
+        raise ValueError(f"{what} has negative entries; importance must be >= 0 (e.g. |W|, Taylor or Wanda scores)")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    return f"{type(value).__name__}"
+
+
+def kept_importance(importance: Tensor, permutation: Tensor | None = None) -> float:
+    """Importance kept by 2:4 along the channels of ``importance [rows, channels]``.
+
+    The sum, over every row and every 4 consecutive channels, of the 2 largest entries --
+    after reordering the channels by ``permutation`` (column ``i`` becomes ``permutation[i]``)
+    when given.
+    """
+    _check_matrix(importance)
+    if permutation is not None:
+        _check_permutation(permutation, importance.shape[1])
+        importance = importance[:, permutation]
+    rows, channels = importance.shape
+    return float(_top2_sums(importance.detach().t().reshape(channels // 4, 4, rows)).sum())
+
+
+def _check_permutation(permutation: Tensor, size: int) -> None:
+    if (
+        not isinstance(permutation, Tensor)
+        or permutation.dtype != torch.long
+        or permutation.shape != (size,)
+        or not torch.equal(permutation.sort().values, torch.arange(size, device=permutation.device))
+    ):
+        raise ValueError(f"permutation must be a LongTensor holding each of 0..{size - 1} once, got {_describe(permutation)}")
+
+
+class _Windows:
+    """A batch of windows, each ``n`` columns (``n / 4`` groups of 4), and their swap gains.
+
+    ``x[b, i]`` is the importance column at position ``i`` of window ``b`` (zeros for padding).
+    For position ``i`` in group ``s``, ``top[b, i]`` and ``second[b, i]`` are the largest and
+    middle of the 3 other columns of ``s`` (per row); replacing column ``i`` by column ``j``
+    leaves group ``s`` worth ``sum(top_i) + sum(max(second_i, x_j))``, and
+    ``sum(max(p, q)) = (sum(p) + sum(q) + |p - q|_1) / 2`` gives every pair with one
+    ``cdist``.
+    """
+
+    def __init__(self, vectors: Tensor, cols: Tensor) -> None:
+        self.cols = cols
+        self.B, self.n = cols.shape
+        self.W = self.n // 4
+        pad = cols < 0
+        self.x = vectors[cols.clamp(min=0)].masked_fill_(pad[..., None], 0.0)  # [B, n, R]
+        self.xsum = self.x.sum(-1).double()
+        self.second = torch.empty_like(self.x)
+        self.secsum = torch.empty(self.B, self.n, dtype=torch.float64, device=vectors.device)
+        self.topsum = torch.empty_like(self.secsum)
+        self.base = torch.empty(self.B, self.W, dtype=torch.float64, device=vectors.device)
+        ar = torch.arange(self.B, device=cols.device)
+        self._update_groups(ar.repeat_interleave(self.W), torch.arange(self.W, device=cols.device).repeat(self.B))
+        self.l1 = torch.cdist(self.second, self.x, p=1).double()
+        group = torch.arange(self.n, device=cols.device) // 4
+        self.invalid = (group[:, None] == group[None, :]) | pad[:, :, None] | pad[:, None, :]
+
+    def _update_groups(self, b: Tensor, s: Tensor) -> None:
+        """Recompute ``top``, ``second`` and the kept value of groups ``s`` of windows ``b``."""
+        g = self.x.view(self.B, self.W, 4, -1)[b, s]  # [K, 4, R]
+        a0, a1, a2, a3 = g.unbind(1)
+        tops, seconds = [], []
+        for others in ((a1, a2, a3), (a0, a2, a3), (a0, a1, a3), (a0, a1, a2)):
+            top, second = _max_mid3(*others)
+            tops.append(top.sum(-1).double())
+            seconds.append(second)
+        second = torch.stack(seconds, 1)
+        pos = (s * 4)[:, None] + torch.arange(4, device=s.device)
+        self.second.view(self.B, self.W, 4, -1)[b, s] = second
+        self.secsum[b[:, None], pos] = second.sum(-1).double()
+        self.topsum[b[:, None], pos] = torch.stack(tops, 1)
+        self.base[b, s] = tops[0] + torch.maximum(seconds[0], a0).sum(-1).double()
+
+    def gains(self) -> Tensor:
+        """``[B, n, n]``: change of the window's kept importance when positions ``i``, ``j`` swap."""
+        value = self.topsum[:, :, None] + 0.5 * (self.secsum[:, :, None] + self.xsum[:, None, :] + self.l1)
+        base = self.base.repeat_interleave(4, dim=1)
+        gain = value + value.transpose(1, 2) - base[:, :, None] - base[:, None, :]
+        return gain.masked_fill_(self.invalid, _NEG)
+
+    def swap(self, b: Tensor, i: Tensor, j: Tensor) -> None:
+        """Swap positions ``i`` and ``j`` of windows ``b``; no two swaps may share a group."""
+        for t in (self.cols, self.x, self.xsum):
+            ti, tj = t[b, i].clone(), t[b, j].clone()
+            t[b, i], t[b, j] = tj, ti
+        li, lj = self.l1[b, :, i].clone(), self.l1[b, :, j].clone()
+        self.l1[b, :, i], self.l1[b, :, j] = lj, li
+        tb, ts = torch.cat([b, b]), torch.cat([i // 4, j // 4])
+        self._update_groups(tb, ts)
+        # the rows of l1 of every position in a touched group, window by window (padded)
+        touched = torch.zeros(self.B, self.W, dtype=torch.bool, device=b.device)
+        touched[tb, ts] = True
+        counts = touched.sum(1)
+        windows = torch.nonzero(counts).squeeze(1)
+        order = torch.argsort(touched[windows].to(torch.int8), dim=1, descending=True, stable=True)[:, : int(counts.max())]
+        valid = torch.gather(touched[windows], 1, order).repeat_interleave(4, dim=1)
+        pos = ((order * 4)[:, :, None] + torch.arange(4, device=b.device)).flatten(1)
+        dist = torch.cdist(self.second[windows[:, None], pos], self.x[windows], p=1).double()
+        self.l1[windows[:, None].expand_as(pos)[valid], pos[valid]] = dist[valid]
+
+    def kept(self) -> Tensor:
+        """Exact kept importance of each window (float64)."""
+        return _top2_sums(self.x.view(self.B, self.W, 4, -1)).sum(1)
+
+
+def _pick(gain: Tensor, W: int, threshold: float, lower: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Best-first swaps with a gain above ``threshold``, at most one per group: ``(b, i, j)``."""
+    B = gain.shape[0]
+    blocks = gain.view(B, W, 4, W, 4).permute(0, 1, 3, 2, 4).reshape(B, W, W, 16)
+    best, where = blocks.max(-1)
+    best = best.masked_fill(lower, _NEG)
+    picked = []
+    for _ in range(W // 2):
+        value, index = best.view(B, -1).max(1)
+        b = torch.nonzero(value > threshold).squeeze(1)
+        if not len(b):
+            break
+        s, t = index[b] // W, index[b] % W
+        a = where[b, s, t]
+        picked.append((b, s * 4 + a // 4, t * 4 + a % 4))
+        for u in (s, t):
+            best[b, u, :] = _NEG
+            best[b, :, u] = _NEG
+    if not picked:
+        empty = torch.empty(0, dtype=torch.long, device=gain.device)
+        return empty, empty, empty
+    b, i, j = (torch.cat(parts) for parts in zip(*picked))
+    return b, i, j
+
+
+def _escape_swaps(cols: Tensor, need: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """One random swap between two different groups in each window of ``need`` (bool [B])."""
+    valid = (cols >= 0).sum(1)  # padding only ever trails
+    b = torch.nonzero(need & (valid >= 8)).squeeze(1)
+    u = torch.rand(len(b), 2, generator=generator).to(cols.device)
+    size = valid[b]
+    i = (u[:, 0] * size).long().clamp(max=size - 1)
+    step = 4 * (1 + (u[:, 1] * (size // 4 - 1)).long().clamp(max=size // 4 - 2))
+    return b, i, (i + step) % size
+
+
+def _optimize(vectors: Tensor, cols: Tensor, escapes: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Greedy swaps inside each window of ``cols [B, n]`` until none gains; returns (cols, gain)."""
+    win = _Windows(vectors, cols)
+    start = win.kept()
+    best, best_cols = start.clone(), win.cols.clone()
+    left = torch.full((win.B,), escapes, dtype=torch.long, device=cols.device)
+    threshold = 1e-6 * float(win.base.abs().mean()) if win.base.numel() else 0.0
+    lower = ~torch.ones(win.W, win.W, dtype=torch.bool, device=cols.device).triu(1)
+    for _ in range(64 * max(win.n, 1) * (escapes + 1)):  # a bound, never reached in practice
+        b, i, j = _pick(win.gains(), win.W, threshold, lower)
+        if escapes:
+            converged = torch.ones(win.B, dtype=torch.bool, device=cols.device)
+            converged[b] = False
+            need = converged & (left > 0)
+            if bool(need.any()):
+                kept = win.kept()
+                better = need & (kept > best)
+                best = torch.where(better, kept, best)
+                best_cols[better] = win.cols[better]
+                eb, ei, ej = _escape_swaps(win.cols, need, generator)
+                left[need] -= 1
+                b, i, j = torch.cat([b, eb]), torch.cat([i, ei]), torch.cat([j, ej])
+        if not len(b):
+            break
+        win.swap(b, i, j)
+    kept = win.kept()
+    better = kept > best
+    best = torch.where(better, kept, best)
+    best_cols[better] = win.cols[better]
+    return best_cols, best - start
+
+
+def search_permutation(
+    importance: Tensor,
+    *,
+    seed: int = 0,
+    window: int = 64,
+    rounds: int = 2,
+    escapes: int = 0,
+) -> Tensor:
+    """A permutation of the channels of ``importance [rows, channels]`` that keeps more under 2:4.
+
+    Returns a LongTensor ``p`` of length ``channels``: reorder the channels (columns) as
+    ``importance[:, p]``. Kept importance (:func:`kept_importance`) never decreases: every
+    window keeps its old order unless the new one keeps strictly more.
+
+    Greedy channel swaps (Pool & Yu 2021; TETRIS, Ji et al. 2018): the gain of every swap of
+    two channels in different groups of 4 is computed at once, the best non-conflicting ones
+    are made, and only the touched groups are recomputed, until no swap gains. A matrix with
+    more than ``window`` channels is searched in windows of ``window`` channels (whole groups
+    of 4, drawn at random), redrawn for each of ``rounds`` rounds; at most ``window``
+    channels, it is searched as a whole in one round. ``escapes`` random swaps per window
+    and round let the search leave a local optimum ("bounded regressions"); the best order
+    seen is kept. Deterministic for a given ``seed`` on the same machine and thread count.
+    Runs on the device of ``importance``.
+    """
+    _check_matrix(importance)
+    for name, value, low in (("window", window, 8), ("rounds", rounds, 1), ("escapes", escapes, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if window % 4:
+        raise ValueError(f"window must be a multiple of 4, got {window}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    rows, channels = importance.shape
+    device = importance.device
+    perm = torch.arange(channels, device=device)
+    groups = channels // 4
+    if groups < 2 or rows == 0:
+        return perm
+    vectors = importance.detach().to(torch.float32).t().contiguous()
+    per_window = min(window // 4, groups)
+    generator = torch.Generator().manual_seed(seed)
+    windows = -(-groups // per_window)
+    for _ in range(rounds if windows > 1 or escapes else 1):
+        order = torch.randperm(groups, generator=generator).to(device) if windows > 1 else torch.arange(groups, device=device)
+        slots = torch.cat([order, order.new_full((windows * per_window - groups,), -1)]).view(windows, per_window)
+        valid = slots >= 0
+        cols = torch.full((windows, per_window, 4), -1, dtype=torch.long, device=device)
+        cols[valid] = perm.view(groups, 4)[slots[valid]]
+        cols, gain = _optimize(vectors, cols.view(windows, -1), escapes, generator)
+        perm.view(groups, 4)[slots[valid]] = cols.view(windows, per_window, 4)[valid]
+        if not bool((gain > 0).any()):
+            break
+    return perm
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups: the tensors a permutation of hidden channels touches
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    """One dimension of one tensor indexed by the hidden channels.
+
+    Along ``dim`` the tensor is runs of ``block`` channels; run ``k`` is reordered by the
+    permutation number ``blocks[k]`` of the group.
+    """
+
+    module_name: str
+    module: nn.Module
+    attr: str
+    dim: int
+    blocks: Tensor
+    role: str  # "producer", "consumer" or "per-channel"
+
+    @property
+    def name(self) -> str:
+        return f"{self.module_name}.{self.attr}" if self.module_name else self.attr
+
+    @property
+    def tensor(self) -> Tensor:
+        return getattr(self.module, self.attr)
+
+
+@dataclass
+class _Group:
+    kind: str
+    block: int
+    count: int  # number of independent permutations of `block` channels
+    members: list[_Member]
+
+    def names(self, role: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.module_name for m in self.members if m.role == role))
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.module_name for m in self.members))
+
+
+def _uniform(length: int, block: int) -> Tensor:
+    return torch.zeros(length // block, dtype=torch.long)
+
+
+def _producer(name: str, module: nn.Module, block: int, blocks: Tensor | None = None) -> list[_Member]:
+    axis = gemm_axes(module)["weight"]
+    length = module.weight.shape[axis.output]
+    blocks = _uniform(length, block) if blocks is None else blocks
+    members = [_Member(name, module, "weight", axis.output, blocks, "producer")]
+    if isinstance(getattr(module, "bias", None), Tensor):
+        members.append(_Member(name, module, "bias", 0, blocks, "producer"))
+    return members
+
+
+def _consumer(name: str, module: nn.Module, block: int, blocks: Tensor | None = None) -> list[_Member]:
+    axis = gemm_axes(module)["weight"]
+    length = module.weight.shape[axis.reduction]
+    blocks = _uniform(length, block) if blocks is None else blocks
+    return [_Member(name, module, "weight", axis.reduction, blocks, "consumer")]
+
+
+def _per_channel(name: str, module: nn.Module, block: int) -> list[_Member]:
+    """BatchNorm parameters and running statistics, or a depthwise convolution's filters and bias."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return [_Member(m.module_name, m.module, m.attr, m.dim, m.blocks, "per-channel") for m in _producer(name, module, block)]
+    members = []
+    for attr in ("weight", "bias", "running_mean", "running_var"):
+        value = getattr(module, attr, None)
+        if isinstance(value, Tensor):
+            members.append(_Member(name, module, attr, 0, _uniform(value.shape[0], block), "per-channel"))
+    return members
+
+
+# Elementwise modules: exact types (a subclass may override forward).
+_ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+    nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Softsign,
+    nn.Tanhshrink, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.AlphaDropout,
+)  # fmt: skip
+# transformers.activations classes that act elementwise (ACT2FN values).
+_ELEMENTWISE_TRANSFORMERS = {
+    "GELUActivation", "NewGELUActivation", "GELUTanh", "PytorchGELUTanh", "FastGELUActivation",
+    "QuickGELUActivation", "ClippedGELUActivation", "AccurateGELUActivation", "MishActivation",
+    "LinearActivation", "LaplaceActivation", "ReLUSquaredActivation", "SiLUActivation",
+    "SqrtSoftplusActivation",
+}  # fmt: skip
+
+
+def _transformers_class(module: nn.Module) -> str | None:
+    """The class name of a module defined in ``transformers`` (None for any other module)."""
+    cls = type(module)
+    return cls.__name__ if cls.__module__.split(".")[0] == "transformers" else None
+
+
+def _elementwise_module(module: nn.Module) -> bool:
+    if type(module) in _ELEMENTWISE_MODULES:
+        return True
+    if type(module) is nn.PReLU:
+        return module.num_parameters == 1
+    return _transformers_class(module) in _ELEMENTWISE_TRANSFORMERS and type(module).__module__ == "transformers.activations"
+
+
+def _is_linear(module: object) -> bool:
+    return isinstance(module, nn.Linear) and set(gemm_axes(module)) == {"weight"}
+
+
+def _is_gemm(module: nn.Module) -> bool:
+    """A layer whose weight maps input channels to output channels: Linear, Conv1d/2d/3d, GPT-2 Conv1D."""
+    axes = gemm_axes(module)
+    return set(axes) == {"weight"} and not isinstance(module, nn.MultiheadAttention)
+
+
+# ---- explicit rules for transformers blocks that torch.fx cannot trace ----------------------
+
+
+def _gated_mlp(name: str, module: nn.Module) -> _Group | str:
+    """LlamaMLP / Qwen2MLP: down_proj(act_fn(gate_proj(x)) * up_proj(x))."""
+    gate, up, down = (getattr(module, attr, None) for attr in ("gate_proj", "up_proj", "down_proj"))
+    if not all(_is_linear(m) for m in (gate, up, down)):
+        return "gate_proj, up_proj and down_proj are not all nn.Linear"
+    if not _elementwise_module(module.act_fn):
+        return f"act_fn {type(module.act_fn).__name__} is not a known elementwise activation"
+    width = gate.out_features
+    if up.out_features != width or down.in_features != width:
+        return f"gate_proj/up_proj outputs ({gate.out_features}, {up.out_features}) and down_proj input ({down.in_features}) differ"
+    join = lambda attr: f"{name}.{attr}" if name else attr  # noqa: E731
+    members = _producer(join("gate_proj"), gate, width) + _producer(join("up_proj"), up, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(join("down_proj"), down, width))
+
+
+def _gpt2_mlp(name: str, module: nn.Module) -> _Group | str:
+    """GPT2MLP: c_proj(act(c_fc(x))), both transformers Conv1D (weight [in, out])."""
+    fc, proj = getattr(module, "c_fc", None), getattr(module, "c_proj", None)
+    if not all(_transformers_class(m) == "Conv1D" for m in (fc, proj)):
+        return "c_fc and c_proj are not transformers Conv1D"
+    if not _elementwise_module(module.act):
+        return f"act {type(module.act).__name__} is not a known elementwise activation"
+    width = fc.weight.shape[gemm_axes(fc)["weight"].output]
+    if proj.weight.shape[gemm_axes(proj)["weight"].reduction] != width:
+        return "c_fc's outputs and c_proj's inputs differ in size"
+    join = lambda attr: f"{name}.{attr}" if name else attr  # noqa: E731
+    return _Group("GPT2MLP", width, 1, _producer(join("c_fc"), fc, width) + _consumer(join("c_proj"), proj, width))
+
+
+def _bert_layer(name: str, module: nn.Module) -> _Group | str:
+    """BertLayer: output.dense(intermediate.intermediate_act_fn(intermediate.dense(x)))."""
+    inter, out = getattr(module, "intermediate", None), getattr(module, "output", None)
+    if _transformers_class(inter) != "BertIntermediate" or _transformers_class(out) != "BertOutput":
+        return "intermediate/output are not BertIntermediate/BertOutput"
+    dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
+    if not (_is_linear(dense_in) and _is_linear(dense_out)):
+        return "intermediate.dense and output.dense are not nn.Linear"
+    if not _elementwise_module(inter.intermediate_act_fn):
+        return f"intermediate_act_fn {type(inter.intermediate_act_fn).__name__} is not a known elementwise activation"
+    width = dense_in.out_features
+    if dense_out.in_features != width:
+        return "intermediate.dense outputs and output.dense inputs differ in size"
+    prefix = f"{name}." if name else ""
+    members = _producer(f"{prefix}intermediate.dense", dense_in, width) + _consumer(f"{prefix}output.dense", dense_out, width)
+    return _Group("BertLayer", width, 1, members)
+
+
+def _attention(name: str, module: nn.Module) -> _Group | str:
+    """LlamaAttention / Qwen2Attention: v_proj output dims and o_proj input dims, within each kv head.
+
+    Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
+    o_proj take the permutation of that kv head's ``head_dim`` rows of v_proj.
+    """
+    v, o = getattr(module, "v_proj", None), getattr(module, "o_proj", None)
+    if not (_is_linear(v) and _is_linear(o)):
+        return "v_proj and o_proj are not nn.Linear"
+    head_dim, groups = getattr(module, "head_dim", None), getattr(module, "num_key_value_groups", None)
+    if not isinstance(head_dim, int) or not isinstance(groups, int) or head_dim <= 0 or groups <= 0:
+        return "head_dim / num_key_value_groups missing"
+    if v.out_features % head_dim or o.in_features != v.out_features * groups:
+        return f"v_proj ({v.out_features}) and o_proj ({o.in_features}) do not fit head_dim {head_dim} x {groups} groups"
+    kv_heads = v.out_features // head_dim
+    prefix = f"{name}." if name else ""
+    members = _producer(f"{prefix}v_proj", v, head_dim, torch.arange(kv_heads))
+    members += _consumer(f"{prefix}o_proj", o, head_dim, torch.arange(kv_heads * groups) // groups)
+    return _Group(type(module).__name__, head_dim, kv_heads, members)
+
+
+# transformers class name -> (rule, children still to search inside it)
+_RULES: dict[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
+    "LlamaMLP": (_gated_mlp, ()),
+    "Qwen2MLP": (_gated_mlp, ()),
+    "GPT2MLP": (_gpt2_mlp, ()),
+    "BertLayer": (_bert_layer, ("attention", "crossattention")),
+    "LlamaAttention": (_attention, ()),
+    "Qwen2Attention": (_attention, ()),
+}
+_RULE_MODULES = {
+    "LlamaMLP": "transformers.models.llama.modeling_llama",
+    "LlamaAttention": "transformers.models.llama.modeling_llama",
+    "Qwen2MLP": "transformers.models.qwen2.modeling_qwen2",
+    "Qwen2Attention": "transformers.models.qwen2.modeling_qwen2",
+    "GPT2MLP": "transformers.models.gpt2.modeling_gpt2",
+    "BertLayer": "transformers.models.bert.modeling_bert",
+}
+
+
+def _rule_for(module: nn.Module):
+    cls = type(module)
+    if _RULE_MODULES.get(cls.__name__) == cls.__module__:
+        return _RULES[cls.__name__]
+    return None
+
+
+# ---- torch.fx: follow the hidden channels through a traced graph -----------------------------
+
+_UNARY_FUNCTIONS = {
+    torch.relu, F.relu, F.relu6, F.gelu, F.silu, F.leaky_relu, F.elu, F.selu, F.celu, F.softplus,
+    F.hardswish, F.hardsigmoid, F.hardtanh, F.mish, F.dropout, F.sigmoid, F.tanh, torch.sigmoid,
+    torch.tanh, torch.exp, torch.abs, torch.neg, operator.neg, torch.square, torch.clamp, torch.clip,
+}  # fmt: skip
+_UNARY_METHODS = {
+    "relu", "sigmoid", "tanh", "exp", "abs", "neg", "square", "clamp", "clip", "contiguous",
+    "clone", "detach", "float", "double", "half", "bfloat16", "to",
+}  # fmt: skip
+_BINARY_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
+_BINARY_METHODS = {"add", "sub", "mul", "div", "__add__", "__sub__", "__mul__", "__truediv__", "__radd__", "__rmul__"}
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze"}
+_RESHAPE_FUNCTIONS = {torch.reshape, torch.flatten, torch.unflatten, torch.squeeze, torch.unsqueeze}
+_TRANSPOSE_METHODS = {"transpose", "swapaxes", "permute"}
+_TRANSPOSE_FUNCTIONS = {torch.transpose, torch.swapaxes, torch.permute}
+_MATMUL_FUNCTIONS = {operator.matmul, torch.matmul, torch.bmm}
+_MATMUL_METHODS = {"matmul", "bmm"}
+_QUERY_METHODS = {"size", "dim", "numel"}
+_QUERY_ATTRIBUTES = {"shape", "dtype", "device", "ndim", "is_cuda"}
+_POOLS = {
+    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2,
+    nn.AvgPool3d: 3, nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+}  # fmt: skip
+_BATCHNORMS = {nn.BatchNorm1d: None, nn.BatchNorm2d: -3, nn.BatchNorm3d: -4}
+
+
+class _Refused(Exception):
+    """Why a set of hidden channels cannot be permuted."""
+
+
+def _nodes_in(value: object) -> list:
+    found: list = []
+    torch.fx.node.map_arg(value, found.append)
+    return found
+
+
+def _describe_node(node, modules: Mapping[str, nn.Module]) -> str:
+    if node.op == "call_module":
+        return f"{node.target} ({type(modules[node.target]).__name__})"
+    if node.op == "call_function":
+        return f"{getattr(node.target, '__name__', node.target)}() [{node.name}]"
+    if node.op == "call_method":
+        return f".{node.target}() [{node.name}]"
+    return f"{node.op} {node.target}"
+
+
+def _gemm_axis(module: nn.Module) -> int:
+    """Where the channels sit in a GEMM layer's input/output activations (negative index)."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return -(module.weight.dim() - 1)
+    return -1
+
+
+def _gemm_sizes(module: nn.Module) -> tuple[int, int]:
+    """(input channels, output channels) of a GEMM layer, from its 2:4 axes."""
+    axis = gemm_axes(module)["weight"]
+    shape = module.weight.shape
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.in_channels, module.out_channels
+    return shape[axis.reduction], shape[axis.output]
+
+
+class _Scan:
+    """Hidden-channel groups of one traced module (``prefix`` is its name in the model)."""
+
+    def __init__(self, gm: torch.fx.GraphModule, prefix: str, shapes: Mapping[Any, tuple[int, ...]] | None) -> None:
+        self.gm, self.prefix, self.shapes = gm, prefix, shapes
+        self.modules = dict(gm.named_modules())
+        self.calls: dict[str, int] = defaultdict(int)
+        self.attrs: set[str] = set()
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                self.calls[node.target] += 1
+            elif node.op == "get_attr":
+                self.attrs.add(node.target)
+
+    def qualified(self, target: str) -> str:
+        return f"{self.prefix}.{target}" if self.prefix else target
+
+    def run(self) -> tuple[list[_Group], list[tuple[tuple[str, ...], str]]]:
+        groups, skipped, seen = [], [], set()
+        for node in self.gm.graph.nodes:
+            if node.op != "call_module" or node in seen or not self._producer_kind(node):
+                continue
+            walk = _Walk(self, node)
+            try:
+                group = walk.explore()
+            except _Refused as refused:
+                seen.update(walk.producers)
+                layers = tuple(self.qualified(n.target) for n in (*walk.producers, *walk.consumers))
+                skipped.append((layers, str(refused)))
+                continue
+            seen.update(walk.producers)
+            groups.append(group)
+        return groups, skipped
+
+    def _producer_kind(self, node) -> bool:
+        module = self.modules[node.target]
+        if not _is_gemm(module):
+            return False
+        return not isinstance(module, nn.modules.conv._ConvNd) or module.groups == 1
+
+    def shape(self, node) -> tuple[int, ...] | None:
+        return None if self.shapes is None else self.shapes.get(node)
+
+
+class _Walk:
+    """One connected set of tensors that carry the same hidden channels, from one producer."""
+
+    def __init__(self, scan: _Scan, start) -> None:
+        self.scan = scan
+        self.start = start
+        self.state: dict[Any, tuple[int, int]] = {}  # node -> (axis, length)
+        self.producers: dict[Any, None] = {}
+        self.consumers: dict[Any, None] = {}
+        self.per_channel: dict[Any, None] = {}
+        self.not_hidden: list[tuple[Any, Any]] = []  # (node, operand that must not carry the channels)
+        self.block = 0
+        self.queue: list = []
+
+    # -- helpers --
+    def refuse(self, why: str) -> _Refused:
+        return _Refused(why)
+
+    def name(self, node) -> str:
+        return _describe_node(node, self.scan.modules)
+
+    def module(self, node) -> nn.Module:
+        return self.scan.modules[node.target]
+
+    def add(self, node, axis: int, length: int) -> None:
+        if node in self.state:
+            if self.state[node] != (axis, length):
+                raise self.refuse(f"{self.name(node)} carries the channels in two different layouts")
+            return
+        shape = self.scan.shape(node)
+        if shape is not None and (len(shape) < -axis or shape[axis] != length):
+            raise self.refuse(f"{self.name(node)} has shape {list(shape)}, expected {length} channels at dim {axis}")
+        self.state[node] = (axis, length)
+        self.block = math.gcd(self.block, length)
+        self.queue.append(node)
+
+    def need_shapes(self, node, what: str) -> tuple[int, ...]:
+        shape = self.scan.shape(node)
+        if shape is None:
+            raise self.refuse(f"{self.name(node)} {what}; pass example_inputs so its shapes can be checked")
+        return shape
+
+    # -- exploration --
+    def explore(self) -> _Group:
+        module = self.module(self.start)
+        self.producers[self.start] = None
+        self.add(self.start, _gemm_axis(module), _gemm_sizes(module)[1])
+        while self.queue:
+            node = self.queue.pop(0)
+            for user in list(node.users):
+                if user not in self.state and user not in self.consumers:
+                    self.forward(node, user)
+        return self.finish()
+
+    def forward(self, node, user) -> None:
+        """``user`` reads the hidden tensor ``node``: a consumer, or an op that keeps the channels."""
+        axis, length = self.state[node]
+        if user.op == "output":
+            raise self.refuse(f"the channels reach the output of {self.scan.prefix or 'the model'}, so they cannot be reordered")
+        if user.op == "call_module":
+            return self.forward_module(node, user, axis, length)
+        target = user.target
+        fn = user.op == "call_function"
+        method = user.op == "call_method"
+        if (method and target in _QUERY_METHODS) or (fn and target is getattr and len(user.args) > 1 and user.args[1] in _QUERY_ATTRIBUTES):
+            return  # a shape/dtype query: not data
+        if (fn and target in _UNARY_FUNCTIONS) or (method and target in _UNARY_METHODS):
+            self.only_data(user, node)
+            return self.add(user, axis, length)
+        if (fn and target in _BINARY_FUNCTIONS) or (method and target in _BINARY_METHODS):
+            return self.binary(user, axis, length)
+        if (fn and target in _RESHAPE_FUNCTIONS) or (method and target in _RESHAPE_METHODS):
+            return self.reshape(node, user, axis, length)
+        if (fn and target in _TRANSPOSE_FUNCTIONS) or (method and target in _TRANSPOSE_METHODS):
+            return self.transpose(node, user, axis, length)
+        if (fn and target in _MATMUL_FUNCTIONS) or (method and target in _MATMUL_METHODS):
+            return self.matmul(node, user, axis, length)
+        if fn and target is F.scaled_dot_product_attention:
+            return self.attention(node, user, axis, length)
+        raise self.refuse(f"{self.name(user)} is not an elementwise or per-channel op, so it may mix the channels")
+
+    def only_data(self, user, node) -> None:
+        """``node`` must be the only tensor ``user`` reads (as its first argument)."""
+        others = [n for n in _nodes_in((user.args[1:], user.kwargs)) if not self.is_query(n)]
+        if not user.args or user.args[0] is not node or others:
+            raise self.refuse(f"{self.name(user)} combines the channels with other tensors")
+
+    def is_query(self, node) -> bool:
+        shape = self.scan.shape(node)
+        if self.scan.shapes is not None and shape is None and node.op != "placeholder":
+            return True  # a Python value (a size), not a tensor
+        return node.op == "call_method" and node.target in _QUERY_METHODS or (
+            node.op == "call_function" and node.target in (getattr, operator.getitem) and bool(node.args)
+            and isinstance(node.args[0], torch.fx.Node) and node.args[0].op in ("call_method", "call_function")
+            and (node.args[0].target in _QUERY_METHODS or node.args[0].target is getattr)
+        )
+
+    def forward_module(self, node, user, axis: int, length: int) -> None:
+        module = self.module(user)
+        if user.kwargs or len(user.args) != 1 or user.args[0] is not node:
+            raise self.refuse(f"{self.name(user)} is called with more than the hidden tensor")
+        if _is_gemm(module):
+            inputs, outputs = _gemm_sizes(module)
+            if axis != _gemm_axis(module) or length != inputs:
+                raise self.refuse(f"{self.name(user)} reads {inputs} channels at dim {_gemm_axis(module)}, the tensor has {length} at dim {axis}")
+            groups = getattr(module, "groups", 1)
+            if groups == 1:
+                if user in self.producers:
+                    raise self.refuse(f"{self.name(user)} both reads and writes these channels (a residual join)")
+                self.consumers[user] = None
+                return
+            if groups == inputs == outputs:  # depthwise: one filter per channel
+                self.per_channel[user] = None
+                return self.add(user, axis, length)
+            raise self.refuse(f"{self.name(user)} is a grouped convolution (groups={groups}); permuting across its groups changes it")
+        if type(module) in _BATCHNORMS:
+            expected = _BATCHNORMS[type(module)]
+            if expected is None:  # BatchNorm1d: channels at dim 1 of [N, C] or [N, C, L]
+                rank = len(self.need_shapes(node, "feeds a BatchNorm1d"))
+                expected = {2: -1, 3: -2}.get(rank)
+            if axis != expected or module.num_features != length:
+                raise self.refuse(f"{self.name(user)} normalizes another dim than the channels")
+            self.per_channel[user] = None
+            return self.add(user, axis, length)
+        if type(module) in (nn.Flatten, nn.Unflatten):
+            return self.reshape(node, user, axis, length)
+        if type(module) in _POOLS:
+            if axis >= -_POOLS[type(module)] or getattr(module, "return_indices", False):
+                raise self.refuse(f"{self.name(user)} pools over the channel dim")
+            return self.add(user, axis, length)
+        if _elementwise_module(module):
+            return self.add(user, axis, length)
+        raise self.refuse(f"{self.name(user)} is not a known elementwise or per-channel module")
+
+    def binary(self, user, axis: int, length: int) -> None:
+        others = [n for n in _nodes_in(user.kwargs)] + [a for a in user.args[2:] if isinstance(a, torch.fx.Node)]
+        if len(user.args) != 2 or others:
+            raise self.refuse(f"{self.name(user)} has unexpected arguments")
+        for operand in user.args:
+            if isinstance(operand, torch.fx.Node):
+                self.backward(operand, axis, length, user)
+            elif not isinstance(operand, (int, float, bool)):
+                raise self.refuse(f"{self.name(user)} combines the channels with {type(operand).__name__}")
+        self.add(user, axis, length)
+
+    def backward(self, node, axis: int, length: int, via) -> None:
+        """``node`` is combined elementwise with the hidden channels: it must carry them too."""
+        if node in self.state:
+            if self.state[node] != (axis, length):
+                raise self.refuse(f"{self.name(via)} combines the channels in two layouts")
+            return
+        if node.op == "call_module":
+            module = self.module(node)
+            if _is_gemm(module) and getattr(module, "groups", 1) == 1:
+                if node in self.consumers:
+                    self.producers[node] = None  # so that the scan does not start over from it
+                    raise self.refuse(f"{self.name(node)} both reads and writes these channels (a residual join)")
+                if (_gemm_axis(module), _gemm_sizes(module)[1]) != (axis, length):
+                    raise self.refuse(f"{self.name(via)} combines {self.name(node)} with channels of another size or layout")
+                self.producers[node] = None
+                return self.add(node, axis, length)
+            if _elementwise_module(module) and len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], torch.fx.Node):
+                self.backward(node.args[0], axis, length, node)
+                return self.add(node, axis, length)
+        elif (node.op == "call_function" and node.target in _UNARY_FUNCTIONS) or (node.op == "call_method" and node.target in _UNARY_METHODS):
+            if node.args and isinstance(node.args[0], torch.fx.Node):
+                self.only_data(node, node.args[0])
+                self.backward(node.args[0], axis, length, node)
+                return self.add(node, axis, length)
+        elif (node.op == "call_function" and node.target in _BINARY_FUNCTIONS) or (node.op == "call_method" and node.target in _BINARY_METHODS):
+            if len(node.args) == 2 and not node.kwargs:
+                for operand in node.args:
+                    if isinstance(operand, torch.fx.Node):
+                        self.backward(operand, axis, length, node)
+                    elif not isinstance(operand, (int, float, bool)):
+                        break
+                else:
+                    return self.add(node, axis, length)
+        raise self.refuse(
+            f"{self.name(via)} joins the channels with {self.name(node)}, which is not computed from them "
+            "by permutable layers (a residual or other join)"
+        )
+
+    def reshape(self, node, user, axis: int, length: int) -> None:
+        before = self.need_shapes(node, "is reshaped")
+        after = self.need_shapes(user, "is reshaped")
+        if not user.args or user.args[0] is not node:
+            raise self.refuse(f"{self.name(user)} reshapes another tensor with the channels")
+        right = before[len(before) + axis + 1 :]
+        k = len(right)
+        if len(after) < k + 1 or tuple(after[len(after) - k :]) != tuple(right):
+            raise self.refuse(f"{self.name(user)} reshapes {list(before)} to {list(after)}, mixing the channels with the dims after them")
+        new = after[-(k + 1)]
+        left_before, left_after = before[: len(before) - k - 1], after[: len(after) - k - 1]
+        if not self.fits(new, length, left_before, left_after):
+            raise self.refuse(f"{self.name(user)} reshapes {list(before)} to {list(after)}, which splits the channels unevenly")
+        if new < length:
+            self.block = math.gcd(self.block, new)
+        self.add(user, axis, new)
+
+    @staticmethod
+    def fits(new: int, length: int, left_before: Sequence[int], left_after: Sequence[int]) -> bool:
+        """The channel dim is kept, split into trailing runs of ``new``, or merged with dims before it."""
+        if new == length:
+            return math.prod(left_before) == math.prod(left_after)
+        small, large, short, wide = (new, length, left_before, left_after) if new < length else (length, new, left_after, left_before)
+        if large % small or math.prod(wide) != math.prod(short) * (large // small):
+            return False
+        product = 1  # the split-off (or merged-in) factor must be whole trailing dims of `wide`
+        for size in reversed(wide):
+            if product == large // small:
+                break
+            product *= size
+        return product == large // small
+
+    def transpose(self, node, user, axis: int, length: int) -> None:
+        if not user.args or user.args[0] is not node:
+            raise self.refuse(f"{self.name(user)} moves dims of another tensor")
+        dims = list(user.args[1:]) + [user.kwargs[k] for k in ("dim0", "dim1", "dims") if k in user.kwargs]
+        if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+            dims = list(dims[0])
+        if not all(isinstance(d, int) for d in dims):
+            raise self.refuse(f"{self.name(user)} has dims that are not constants")
+        shape = self.scan.shape(node)
+        permute_op = user.target in ("permute", torch.permute)
+        rank = len(dims) if permute_op else (len(shape) if shape is not None else None)
+        if rank is None and not all(d < 0 for d in dims):
+            raise self.refuse(f"{self.name(user)} moves dims by position; pass example_inputs so the rank is known")
+        if permute_op:
+            order = [d % rank for d in dims]
+            new = order.index(axis % rank) - rank
+        else:
+            a, b = dims
+            if rank is not None:
+                a, b, here = a % rank, b % rank, axis % rank
+                new = (b if here == a else a if here == b else here) - rank
+            else:
+                new = b if axis == a else a if axis == b else axis
+        self.add(user, new, length)
+
+    def matmul(self, node, user, axis: int, length: int) -> None:
+        if len(user.args) != 2 or user.kwargs:
+            raise self.refuse(f"{self.name(user)} has unexpected arguments")
+        left, right = user.args
+        left_shape = self.need_shapes(left, "is multiplied")
+        right_shape = self.need_shapes(right, "is multiplied")
+        if len(left_shape) < 2 or len(right_shape) < 2 or left is right:
+            raise self.refuse(f"{self.name(user)} reduces over the channels")
+        if right is node and axis == -1:  # A @ V: V's last dim (the channels) stays last
+            self.not_hidden.append((user, left))
+        elif left is node and axis == -2:  # H @ B: H's rows stay rows
+            self.not_hidden.append((user, right))
+        else:
+            raise self.refuse(f"{self.name(user)} reduces over (or batches along) the channels")
+        self.add(user, axis, length)
+
+    def attention(self, node, user, axis: int, length: int) -> None:
+        names = ("query", "key", "value")
+        bound = dict(zip(names, user.args[:3]))
+        bound.update({k: v for k, v in user.kwargs.items() if k in names})
+        if bound.get("value") is not node or axis != -1:
+            raise self.refuse(f"{self.name(user)} reads the channels as query or key")
+        for other in [bound.get("query"), bound.get("key"), *user.args[3:], *[v for k, v in user.kwargs.items() if k not in names]]:
+            for n in _nodes_in(other):
+                self.not_hidden.append((user, n))
+        self.add(user, -1, length)
+
+    def finish(self) -> _Group:
+        scan = self.scan
+        for user, operand in self.not_hidden:
+            if operand in self.state:
+                raise self.refuse(f"{self.name(user)} reads the channels in more than one operand")
+        for producer in self.producers:
+            source = producer.args[0] if producer.args else None
+            if source in self.state:
+                raise self.refuse(f"{self.name(producer)} both reads and writes these channels (a residual join)")
+        if not self.consumers:
+            raise self.refuse("no Linear or convolution reads these channels")
+        for node in (*self.producers, *self.consumers, *self.per_channel):
+            if scan.calls[node.target] > 1:
+                raise self.refuse(f"{node.target} is called {scan.calls[node.target]} times")
+            if any(attr == node.target or attr.startswith(node.target + ".") for attr in scan.attrs):
+                raise self.refuse(f"the parameters of {node.target} are also read directly")
+        block = self.block
+        if block % 4:
+            raise self.refuse(f"the channels can only be permuted in runs of {block}, not a multiple of 4")
+        members: list[_Member] = []
+        for node in self.producers:
+            members += _producer(scan.qualified(node.target), self.module(node), block)
+        for node in self.per_channel:
+            members += _per_channel(scan.qualified(node.target), self.module(node), block)
+        for node in self.consumers:
+            members += _consumer(scan.qualified(node.target), self.module(node), block)
+        for member in members:
+            if member.tensor.shape[member.dim] % block:
+                raise self.refuse(f"{member.name} has {member.tensor.shape[member.dim]} channels, not runs of {block}")
+        return _Group("fx", block, 1, members)
+
+
+# ---- finding the groups of a model -----------------------------------------------------------
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _trace(module: nn.Module) -> torch.fx.GraphModule | None:
+    try:
+        return torch.fx.symbolic_trace(module)
+    except Exception:  # untraceable forward (control flow on values, unsupported calls): look inside
+        return None
+
+
+@dataclass
+class _Traced:
+    prefix: str
+    module: nn.Module
+    gm: torch.fx.GraphModule
+    inputs: tuple[tuple, dict] | None = None
+
+
+def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ...], str]], list[_Traced]]:
+    """Groups from the explicit rules, their refusals, and the modules that torch.fx traced."""
+    groups: list[_Group] = []
+    skipped: list[tuple[tuple[str, ...], str]] = []
+    traced: list[_Traced] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        rule = _rule_for(module)
+        if rule is not None:
+            found = rule[0](prefix, module)
+            if isinstance(found, str):
+                skipped.append(((prefix,), f"{type(module).__name__}: {found}"))
+            else:
+                groups.append(found)
+            for child in rule[1]:
+                sub = getattr(module, child, None)
+                if isinstance(sub, nn.Module):
+                    visit(_join(prefix, child), sub)
+            return
+        children = list(module.named_children())
+        if not children:
+            return
+        if _transformers_class(module) is None:  # transformers models do not trace with plain torch.fx
+            gm = _trace(module)
+            if gm is not None:
+                traced.append(_Traced(prefix, module, gm))
+                return
+        for name, child in children:
+            visit(_join(prefix, name), child)
+
+    visit("", model)
+    return groups, skipped, traced
+
+
+class _ShapeRecorder(torch.fx.Interpreter):
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.shapes: dict[Any, tuple[int, ...]] = {}
+
+    def run_node(self, n):  # noqa: ANN001
+        result = super().run_node(n)
+        if isinstance(result, Tensor):
+            self.shapes[n] = tuple(result.shape)
+        return result
+
+
+def _shapes(item: _Traced) -> dict[Any, tuple[int, ...]] | None:
+    """Shapes of every tensor in ``item``'s graph on the inputs it got in the example forward."""
+    if item.inputs is None:
+        return None
+    args, kwargs = item.inputs
+    values = []
+    for index, node in enumerate(n for n in item.gm.graph.nodes if n.op == "placeholder"):
+        if node.target.startswith("*"):
+            return None
+        if node.target in kwargs:
+            values.append(kwargs[node.target])
+        elif index < len(args):
+            values.append(args[index])
+        elif node.args:
+            values.append(node.args[0])
+        else:
+            return None
+    recorder = _ShapeRecorder(item.gm)
+    try:
+        with torch.no_grad():
+            recorder.run(*values)
+    except Exception:  # the traced graph does not run on these inputs: analyse it without shapes
+        return None
+    return recorder.shapes
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PermutedGroup:
+    """One set of hidden channels and the permutation applied to it.
+
+    ``permutation`` indexes the producers' output channels: new channel ``i`` is old channel
+    ``permutation[i]`` (within each run of ``block_size`` channels when ``blocks > 1``, e.g.
+    one permutation per key/value head). ``kept_before``/``kept_after`` are the fractions of
+    the consumers' total importance that 2:4 along their inputs keeps.
+    """
+
+    kind: str
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    per_channel: tuple[str, ...]
+    permutation: Tensor
+    block_size: int
+    blocks: int
+    kept_before: float
+    kept_after: float
+    importance_total: float
+    seconds: float
+
+    @property
+    def gain(self) -> float:
+        """Kept importance gained, as a fraction of the total."""
+        return self.kept_after - self.kept_before
+
+    @property
+    def changed(self) -> bool:
+        return not torch.equal(self.permutation, torch.arange(len(self.permutation)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "producers": list(self.producers),
+            "consumers": list(self.consumers),
+            "per_channel": list(self.per_channel),
+            "block_size": self.block_size,
+            "blocks": self.blocks,
+            "kept_before": self.kept_before,
+            "kept_after": self.kept_after,
+            "gain": self.gain,
+            "importance_total": self.importance_total,
+            "seconds": self.seconds,
+            "permutation": self.permutation.tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class SkippedGroup:
+    """Layers whose channels were left in place, and why."""
+
+    layers: tuple[str, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PermutationReport:
+    """What :func:`permute` did: the groups permuted, the ones skipped, and every tensor touched.
+
+    ``indices`` maps each tensor name (as in ``state_dict``) to the ``(dim, index)`` reorders
+    applied to it, in order; :meth:`permute_like` applies them to another tensor.
+    """
+
+    groups: tuple[PermutedGroup, ...]
+    skipped: tuple[SkippedGroup, ...]
+    seed: int
+    indices: Mapping[str, tuple[tuple[int, Tensor], ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def kept_before(self) -> float:
+        return self._overall("kept_before")
+
+    @property
+    def kept_after(self) -> float:
+        return self._overall("kept_after")
+
+    def _overall(self, attr: str) -> float:
+        total = sum(g.importance_total for g in self.groups)
+        if not total:
+            return float("nan")
+        return sum(getattr(g, attr) * g.importance_total for g in self.groups) / total
+
+    def permute_like(self, name: str, tensor: Tensor) -> Tensor:
+        """``tensor`` (shaped like tensor ``name`` of the model) reordered as ``name`` was.
+
+        For scores computed before :func:`permute` (Taylor, Wanda): ``permute_like(name, s)``
+        lines them up with the permuted weight. A name :func:`permute` did not touch returns
+        ``tensor`` itself.
+        """
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a tensor name (str), got {name!r}")
+        if not isinstance(tensor, Tensor):
+            raise ValueError(f"tensor must be a Tensor, got {type(tensor).__name__}")
+        for dim, index in self.indices.get(name, ()):
+            if tensor.dim() <= dim or tensor.shape[dim] != len(index):
+                raise ValueError(f"{name} was permuted along dim {dim} ({len(index)} channels); got a tensor of shape {list(tensor.shape)}")
+            tensor = tensor.index_select(dim, index.to(tensor.device))
+        return tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "kept_before": self.kept_before,
+            "kept_after": self.kept_after,
+            "groups": [g.to_dict() for g in self.groups],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "tensors": {name: [dim for dim, _ in steps] for name, steps in self.indices.items()},
+        }
+
+    def __str__(self) -> str:
+        changed = sum(g.changed for g in self.groups)
+        lines = [f"Channel permutation (seed {self.seed}): {changed} of {len(self.groups)} groups reordered, {len(self.skipped)} skipped"]
+        if self.groups:
+            lines.append(
+                f"  importance kept by 2:4 in the consumers: {self.kept_before:.4f} -> {self.kept_after:.4f} "
+                f"({self.kept_after - self.kept_before:+.4f})"
+            )
+        for g in self.groups:
+            runs = f"{g.blocks} x {g.block_size}" if g.blocks > 1 else f"{g.block_size}"
+            lines.append(
+                f"  {', '.join(g.producers)} -> {', '.join(g.consumers)} [{g.kind}, {runs} channels]: "
+                f"kept {g.kept_before:.4f} -> {g.kept_after:.4f} ({g.gain:+.4f}), {g.seconds:.2f}s"
+            )
+        for s in self.skipped:
+            lines.append(f"  skipped {', '.join(s.layers) or '(model)'}: {s.reason}")
+        return "\n".join(lines)
+
+
+def permute_like(report: PermutationReport, name: str, tensor: Tensor) -> Tensor:
+    """``report.permute_like(name, tensor)``: reorder ``tensor`` as :func:`permute` reordered ``name``."""
+    if not isinstance(report, PermutationReport):
+        raise ValueError(f"report must be the PermutationReport permute() returned, got {type(report).__name__}")
+    return report.permute_like(name, tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# permute()
+# ---------------------------------------------------------------------------------------------
+
+# Largest difference, relative to the largest |output|, that counts as the same function when
+# example_inputs are checked (the reduction order of every permuted GEMM changes).
+_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
+_LOW_PRECISION_TOLERANCE = 5e-2
+
+
+def _patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    patterns = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, Iterable) else None
+    if patterns is None or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(f"{what} must be a glob string or a sequence of them, got {value!r}")
+    return patterns
+
+
+def _matching(names: Iterable[str], patterns: tuple[str, ...]) -> str | None:
+    for name in names:
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(name, pattern):
+                return f"{pattern!r} ({name})"
+    return None
+
+
+def _check_importance(model: nn.Module, importance: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+    if importance is None:
+        return {}
+    if not isinstance(importance, Mapping):
+        raise ValueError(f"importance must be a mapping from parameter name to tensor, got {type(importance).__name__}")
+    params = dict(model.named_parameters(remove_duplicate=False))
+    checked = {}
+    for name, value in importance.items():
+        if name not in params:
+            raise ValueError(f"importance[{name!r}]: the model has no parameter {name!r}")
+        if not isinstance(value, Tensor) or value.shape != params[name].shape:
+            raise ValueError(f"importance[{name!r}] must be a tensor of shape {list(params[name].shape)}, got {_describe(value)}")
+        if not value.is_floating_point():
+            raise ValueError(f"importance[{name!r}] must be floating point, got {value.dtype}")
+        _check_values(value.detach(), f"importance[{name!r}]")
+        checked[name] = value.detach()
+    return checked
+
+
+def _flat_outputs(value: object) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _flat_outputs(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat_outputs(v)]
+    return []
+
+
+def _example_forward(
+    model: nn.Module, example_inputs: tuple, hooked: Sequence[_Traced], calls: dict[int, int] | None = None
+) -> list[Tensor]:
+    """Run ``model(*example_inputs)`` in eval mode without gradients.
+
+    Records the inputs of the traced modules ``hooked`` and, into ``calls``, how many times
+    each module ran (by ``id``).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    handles = []
+
+    def count(module: nn.Module, args: tuple) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+
+    def recorder(item: _Traced):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if item.inputs is None:
+                item.inputs = (args, kwargs)
+
+        return hook
+
+    try:
+        for item in hooked:
+            handles.append(item.module.register_forward_pre_hook(recorder(item), with_kwargs=True))
+        if calls is not None:
+            handles += [m.register_forward_pre_hook(count) for m in model.modules()]
+        model.eval()
+        with torch.no_grad():
+            outputs = model(*example_inputs)
+    except Exception as error:
+        raise Sparse24Error(f"example_inputs: model(*example_inputs) failed: {type(error).__name__}: {error}") from error
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in modes:
+            module.training = mode
+    return [t.detach().clone() for t in _flat_outputs(outputs)]
+
+
+def _difference(before: list[Tensor], after: list[Tensor]) -> str | None:
+    """Why ``after`` is not the same function output as ``before`` (None when it is)."""
+    if len(before) != len(after):
+        return f"the model returned {len(after)} tensors, {len(before)} before"
+    for index, (a, b) in enumerate(zip(before, after)):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return f"output {index} changed shape or dtype"
+        if not a.is_floating_point():
+            if not torch.equal(a, b):
+                return f"output {index} ({a.dtype}) changed"
+            continue
+        scale = float(a.abs().max()) if a.numel() else 0.0
+        tolerance = _TOLERANCE.get(a.dtype, _LOW_PRECISION_TOLERANCE) * max(scale, 1e-12)
+        worst = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+        if not worst <= tolerance:
+            return f"output {index} moved by {worst:.3g} (largest |output| {scale:.3g}, tolerance {tolerance:.3g})"
+    return None
+
+
+def _called_elsewhere(group: _Group, item: _Traced, scan: _Scan, calls: Mapping[int, int]) -> str | None:
+    """A layer of ``group`` that ran more often in the example forward than its traced graph says."""
+    runs = calls.get(id(item.module), 0)
+    if not runs:
+        return None
+    prefix = f"{item.prefix}." if item.prefix else ""
+    for member in group.members:
+        expected = runs * scan.calls[member.module_name[len(prefix) :]]
+        if calls.get(id(member.module), 0) != expected:
+            return (
+                f"{member.module_name} ran {calls.get(id(member.module), 0)} times in the example forward, "
+                f"{expected} by the traced graph of {item.prefix or 'the model'}: it is also called from outside"
+            )
+    return None
+
+
+def _tensor_owners(model: nn.Module) -> dict[int, list[str]]:
+    owners: dict[int, list[str]] = defaultdict(list)
+    for name, tensor in (*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)):
+        owners[id(tensor)].append(name)
+    return owners
+
+
+def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: set, include, exclude) -> str | None:
+    """Why ``group`` must be left alone (None to permute it)."""
+    layers = group.layers
+    excluded = _matching([*layers, *(m.name for m in group.members)], exclude)
+    if excluded:
+        return f"excluded by {excluded}"
+    if include and not _matching([*layers, *(m.name for m in group.members)], include):
+        return "not matched by include patterns"
+    for member in group.members:
+        tensor = member.tensor
+        names = owners.get(id(tensor), [])
+        if len(names) > 1:
+            return f"{member.name} is shared with {', '.join(n for n in names if n != member.name)} (tied)"
+        if not tensor.is_floating_point():
+            return f"{member.name} is {tensor.dtype}, not floating point"
+        if tensor.device.type == "meta":
+            return f"{member.name} is on the meta device"
+        if (id(tensor), member.dim) in claimed:
+            return f"{member.name} dim {member.dim} is already permuted by another group"
+    return None
+
+
+def _indices(member: _Member, perms: Tensor, block: int) -> Tensor:
+    starts = torch.arange(len(member.blocks)) * block
+    return (starts[:, None] + perms[member.blocks]).reshape(-1)
+
+
+def _search_group(group: _Group, importance: Mapping[str, Tensor], seed: int) -> tuple[Tensor, float, float, float]:
+    """Per-block permutations ``[count, block]`` and the kept fractions before/after, and the total."""
+    block = group.block
+    consumers = [m for m in group.members if m.role == "consumer"]
+    given = [m.name for m in consumers if m.name in importance]
+    if given and len(given) != len(consumers):
+        missing = [m.name for m in consumers if m.name not in importance]
+        raise ValueError(f"importance is given for {', '.join(given)} but not for {', '.join(missing)}, which share their input channels")
+    pieces: list[list[Tensor]] = [[] for _ in range(group.count)]
+    total = 0.0
+    for member in consumers:
+        scores = importance.get(member.name)
+        scores = member.tensor.detach().abs() if scores is None else scores
+        scores = scores.to(torch.float32)
+        total += float(scores.sum(dtype=torch.float64))
+        length = scores.shape[member.dim]
+        runs = scores.movedim(member.dim, -1).reshape(-1, length // block, block)
+        for k, which in enumerate(member.blocks.tolist()):
+            pieces[which].append(runs[:, k])
+    perms, before, after = [], 0.0, 0.0
+    base = zlib.crc32(group.layers[0].encode()) if group.layers else 0
+    for which, parts in enumerate(pieces):
+        matrix = torch.cat(parts) if len(parts) > 1 else parts[0]
+        perm = search_permutation(matrix, seed=(seed * 1_000_003 + base + which) % 2**63)
+        old, new = kept_importance(matrix), kept_importance(matrix, perm)
+        if new < old:  # never happens by construction; keep the promise regardless
+            perm, new = torch.arange(block, device=perm.device), old
+        perms.append(perm.cpu())
+        before += old
+        after += new
+    scale = total if total > 0 else 1.0
+    return torch.stack(perms), before / scale, after / scale, total
+
+
+def _reorder_(tensor: Tensor, dim: int, index: Tensor) -> None:
+    with torch.no_grad():
+        tensor.copy_(tensor.index_select(dim, index.to(tensor.device)))
+        grad = tensor.grad if isinstance(tensor, nn.Parameter) else None
+        if grad is not None:
+            grad.copy_(grad.index_select(dim, index.to(grad.device)))
+
+
+def _apply(plan: Sequence[tuple[Tensor, int, Tensor]]) -> None:
+    """Reorder every tensor of ``plan`` in place; on any error undo the ones already done."""
+    done: list[tuple[Tensor, int, Tensor]] = []
+    try:
+        with interrupts.deferred():
+            for tensor, dim, index in plan:
+                _reorder_(tensor, dim, index)
+                done.append((tensor, dim, index))
+    except BaseException:
+        _undo(done)
+        raise
+
+
+def _undo(done: Sequence[tuple[Tensor, int, Tensor]]) -> None:
+    with interrupts.deferred():
+        for tensor, dim, index in reversed(done):
+            _reorder_(tensor, dim, torch.argsort(index))
+
+
+def permute(
+    model: nn.Module,
+    importance: Mapping[str, Tensor] | None = None,
+    *,
+    example_inputs: tuple | None = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    seed: int = 0,
+) -> PermutationReport:
+    """Reorder ``model``'s hidden channels, in place, so that 2:4 pruning keeps more importance.
+
+    Finds every group of layers whose hidden channels can be reordered without changing the
+    function -- producers whose outputs are the channels, consumers that reduce over them,
+    and only elementwise or per-channel ops (activations, gating products, BatchNorm,
+    depthwise convolutions, dropout, pooling) in between -- and permutes each with
+    :func:`search_permutation` on the consumers' importance (``importance[name]`` of their
+    weights, shaped like the weight, else ``|W|``). Channels that reach a residual join, a
+    norm over them, a reshape that mixes them, the model output or any op not known to be
+    elementwise are left alone, with the reason in the report.
+
+    Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
+    rules for transformers blocks that do not: LlamaMLP/Qwen2MLP, GPT2MLP, BertLayer's
+    feed-forward, and LlamaAttention/Qwen2Attention value/output heads (one permutation per
+    key/value head, shared by the query heads that read it). ``example_inputs`` (positional
+    inputs of one forward) let reshapes, transposes and attention matmuls be checked against
+    real shapes, and the outputs of ``model(*example_inputs)`` are compared before and after
+    (eval mode, no gradients): a difference undoes everything and raises
+    :class:`~sparse24.Sparse24Error`.
+
+    ``include``/``exclude`` are globs on layer and tensor names (a group is skipped when any
+    of its layers matches ``exclude``, or none matches ``include``). All or nothing: on any
+    error the model is unchanged. Gradients present on permuted parameters are reordered too;
+    optimizer state is not -- permute before building the optimizer. A model that already
+    has 2:4 masks is refused: permute the dense model, then call :func:`sparse24.sparsify`.
+    Returns a :class:`PermutationReport`; :meth:`PermutationReport.permute_like` reorders
+    scores computed before the call.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    model = dist.unwrap(model)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
+        raise ValueError(f"example_inputs must be a tuple of positional inputs, e.g. (x,), got {type(example_inputs).__name__}")
+    include_patterns, exclude_patterns = _patterns(include, "include"), _patterns(exclude, "exclude")
+    masks = [name for name, _ in model.named_buffers() if name.endswith(MASK_SUFFIX)]
+    if masks:
+        raise Sparse24Error(
+            f"the model already has 2:4 masks ({masks[0]}{' and more' if len(masks) > 1 else ''}); "
+            "permute the dense model before sparsify (or sparse24.strip the masks first)"
+        )
+    scores = _check_importance(model, importance)
+
+    rule_groups, rule_skips, traced = _structure(model)
+    calls: dict[int, int] = {}
+    reference = _example_forward(model, tuple(example_inputs), traced, calls) if example_inputs is not None else None
+    groups = list(rule_groups)
+    skipped = [SkippedGroup(layers, reason) for layers, reason in rule_skips]
+    for item in traced:
+        scan = _Scan(item.gm, item.prefix, _shapes(item))
+        found, refused = scan.run()
+        skipped += [SkippedGroup(layers, reason) for layers, reason in refused]
+        for group in found:
+            reason = _called_elsewhere(group, item, scan, calls)
+            if reason is None:
+                groups.append(group)
+            else:
+                skipped.append(SkippedGroup(group.layers, reason))
+
+    owners = _tensor_owners(model)
+    claimed: set[tuple[int, int]] = set()
+    chosen: list[_Group] = []
+    for group in groups:
+        reason = _admit(group, owners, claimed, include_patterns, exclude_patterns)
+        if reason is not None:
+            skipped.append(SkippedGroup(group.layers, reason))
+            continue
+        claimed.update((id(m.tensor), m.dim) for m in group.members)
+        chosen.append(group)
+    mentioned = {name for g in groups for name in g.layers} | {name for s in skipped for name in s.layers}
+    for name, module in model.named_modules():
+        if _is_gemm(module) and name not in mentioned:
+            skipped.append(SkippedGroup((name,), "in no permutable group: its input is not written by a layer that can be permuted with it "
+                                        "(model input, embedding, norm, residual stream, or code torch.fx cannot trace)"))
+
+    results, plan = [], []
+    indices: dict[str, list[tuple[int, Tensor]]] = defaultdict(list)
+    for group in chosen:
+        start = time.perf_counter()
+        perms, before, after, total = _search_group(group, scores, seed)
+        member_indices = [(m, _indices(m, perms, group.block)) for m in group.members]
+        first_producer = next((index for m, index in member_indices if m.role == "producer"), member_indices[0][1])
+        result = PermutedGroup(
+            kind=group.kind,
+            producers=group.names("producer"),
+            consumers=group.names("consumer"),
+            per_channel=group.names("per-channel"),
+            permutation=first_producer,
+            block_size=group.block,
+            blocks=group.count,
+            kept_before=before,
+            kept_after=after,
+            importance_total=total,
+            seconds=time.perf_counter() - start,
+        )
+        results.append(result)
+        if result.changed:
+            for member, index in member_indices:
+                plan.append((member.tensor, member.dim, index))
+                indices[member.name].append((member.dim, index))
+    _apply(plan)
+    if reference is not None:
+        try:
+            difference = _difference(reference, _example_forward(model, tuple(example_inputs), ()))
+        except BaseException:
+            _undo(plan)
+            raise
+        if difference is not None:
+            _undo(plan)
+            raise Sparse24Error(
+                f"permuting changed the model's outputs on example_inputs: {difference}; nothing was changed. "
+                "This is a bug in the group analysis; exclude= the offending layers to work around it"
+            )
+    report = PermutationReport(
+        groups=tuple(results),
+        skipped=tuple(skipped),
+        seed=seed,
+        indices=MappingProxyType({name: tuple(steps) for name, steps in indices.items()}),
+    )
+    logger.info("permute: %d groups permuted, %d skipped", len(results), len(skipped))
+    return report
