@@ -1,0 +1,177 @@
+"""One-shot 2:4 quality by criterion, and after the same short recovery finetune, on several model families.
+
+Models (:mod:`bench.oneshot_models`, trained here and cached): the demo CNN and transformer
+on the digits, a ViT on the digits, and a GPT-2-architecture byte-level LM on Python's
+standard library (perplexity on held-out files). Rows: dense; magnitude; Taylor (squared,
+per-sample: the empirical Fisher); Wanda; SparseGPT. Columns per model: one-shot quality,
+quality after a short recovery finetune with distillation from the dense model (the same
+recipe for every row), and the calibration time relative to one forward pass over the
+calibration set. Writes ``oneshot.json`` and ``oneshot.md`` (generated from the JSON).
+
+    python bench/bench_oneshot.py --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import sparse24
+from bench import oneshot_models as models
+from bench._common import environment, header, write_results
+from sparse24.calibrate import run_batches
+
+logger = logging.getLogger(__name__)
+
+COMMAND = "python bench/bench_oneshot.py --out bench/results"
+MODELS = ("digits-resnet", "digits-transformer", "vit-digits", "gpt2-stdlib")
+POLICY = {"digits-resnet": "tensorrt", "digits-transformer": "any", "vit-digits": "any", "gpt2-stdlib": "tensorrt"}
+METHODS = {  # row -> (method, options)
+    "magnitude": ("magnitude", {}),
+    "Taylor (squared, per sample)": ("taylor", {"squared": True, "per_sample": True}),
+    "Wanda": ("wanda", {}),
+    "SparseGPT": ("sparsegpt", {}),
+}
+CALIBRATION = {"batches": 32, "batch_size": 4, "seed": 0}
+RECOVERY = {"steps": 100, "lr": 1e-4, "warmup_steps": 10, "temperature": 2.0, "alpha": 0.5, "seed": 0}
+
+
+def _quality(name: str, model: torch.nn.Module) -> float:
+    return float(models.evaluate(name, model)["value"])
+
+
+def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
+    dense = models.load(name)
+    loss = models.loss_fn(name)
+    calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
+    times = []
+    for _ in range(4):  # the first pass warms up; the median of the other 3
+        start = time.perf_counter()
+        run_batches(dense, calibration, loss_fn=loss, num_batches=None, what="forward", progress=False)
+        times.append(time.perf_counter() - start)
+    forward_s = sorted(times[1:])[1]
+    evaluation = models.evaluate(name, dense)
+    rows: dict[str, Any] = {"dense": {"oneshot": evaluation["value"], "recovered": evaluation["value"]}}
+    for row, (method, options) in METHODS.items():
+        model = copy.deepcopy(dense)
+        data = None if method == "magnitude" else calibration
+        start = time.perf_counter()
+        report = sparse24.sparsify(model, method, data=data, loss_fn=None if method == "magnitude" else loss, policy=POLICY[name], progress=False, **options)
+        seconds = time.perf_counter() - start
+        sparse24.verify(model)
+        oneshot = _quality(name, model)
+        sparse24.finetune(
+            model,
+            models.finetune_batches(name, recovery_steps, RECOVERY["seed"]),
+            loss_fn=loss,
+            teacher=dense,
+            steps=recovery_steps,
+            lr=RECOVERY["lr"],
+            warmup_steps=RECOVERY["warmup_steps"],
+            temperature=RECOVERY["temperature"],
+            alpha=RECOVERY["alpha"],
+            seed=RECOVERY["seed"],
+            progress=False,
+        )
+        sparse24.verify(model)
+        rows[row] = {
+            "oneshot": oneshot,
+            "recovered": _quality(name, model),
+            "calibration_s": seconds,
+            "calibration_x_forward": seconds / forward_s if forward_s > 0 else None,
+            "sparse_layers": len(report.sparse_layers),
+        }
+        logger.info("%s %s: one-shot %.3f, recovered %.3f (%.1f s)", name, row, oneshot, rows[row]["recovered"], seconds)
+    return {
+        "metric": evaluation["metric"],
+        "higher_is_better": evaluation["higher_is_better"],
+        "policy": POLICY[name],
+        "forward_s": forward_s,
+        "layers": rows["magnitude"]["sparse_layers"],
+        "rows": rows,
+    }
+
+
+def _better(model: dict[str, Any], a: float, b: float) -> bool:
+    return a > b if model["higher_is_better"] else a < b
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """The targets, each (description, met or None when it cannot be judged, evidence)."""
+    found = []
+    for name, model in results["models"].items():
+        rows = model["rows"]
+        sgpt, wanda, mag = (rows[r]["oneshot"] for r in ("SparseGPT", "Wanda", "magnitude"))
+        found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.2f} vs {wanda:.2f}"))
+        found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.2f} vs {mag:.2f}"))
+        taylor = rows["Taylor (squared, per sample)"]["oneshot"]
+        found.append((f"{name}: Taylor one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.2f} vs {mag:.2f}"))
+        dense = rows["dense"]["oneshot"]
+        gap_mag = max(0.0, -(rows["magnitude"]["recovered"] - dense) if model["higher_is_better"] else rows["magnitude"]["recovered"] - dense)
+        gap_sgpt = max(0.0, -(rows["SparseGPT"]["recovered"] - dense) if model["higher_is_better"] else rows["SparseGPT"]["recovered"] - dense)
+        if gap_mag > 0:
+            found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", gap_sgpt <= gap_mag / 2, f"gap {gap_sgpt:.2f} vs {gap_mag:.2f}"))
+        else:
+            found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", None, "not measurable: magnitude + recovery is already at dense"))
+    return found
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = header("One-shot 2:4: criteria compared, before and after a short recovery", results, f"; took {results['seconds']:.0f} s")
+    lines += [
+        "",
+        f"Calibration: {results['calibration']['batches']} batches of {results['calibration']['batch_size']} from each model's training data "
+        f"(seed {results['calibration']['seed']}). Recovery: {results['recovery']['steps']} steps, AdamW lr {results['recovery']['lr']}, "
+        f"warm-up {results['recovery']['warmup_steps']}, distillation from the dense model (KL at T={results['recovery']['temperature']}, "
+        f"alpha={results['recovery']['alpha']}), the same for every row. Calibration time is relative to one forward pass over the calibration set.",
+        "",
+    ]
+    for name, model in results["models"].items():
+        arrow = "higher is better" if model["higher_is_better"] else "lower is better"
+        lines += [f"## {name} ({model['metric']}, {arrow}; {model['layers']} layers 2:4, policy {model['policy']})", ""]
+        lines += ["| row | one-shot | after recovery | calibration (x forward) |", "|---|---|---|---|"]
+        for row, values in model["rows"].items():
+            ratio = values.get("calibration_x_forward")
+            lines.append(f"| {row} | {values['oneshot']:.2f} | {values['recovered']:.2f} | {'' if ratio is None else f'{ratio:.1f}'} |")
+        lines.append("")
+    lines += ["## Targets", ""]
+    for description, met, evidence in targets(results):
+        lines.append(f"- {description}: {evidence}: **{'n/a' if met is None else 'met' if met else 'NOT met'}**")
+    lines += ["", "Peak memory is not measured by this script yet.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--recovery-steps", type=int, default=RECOVERY["steps"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        print(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    results: dict[str, Any] = {"command": COMMAND if args.models == ",".join(MODELS) and args.recovery_steps == RECOVERY["steps"] else None, "environment": environment()}
+    results["command"] = results["command"] or " ".join(["python", "bench/bench_oneshot.py", *(argv if argv is not None else sys.argv[1:])])
+    results.update(calibration=CALIBRATION, recovery={**RECOVERY, "steps": args.recovery_steps}, models={})
+    for name in names:
+        results["models"][name] = run_model(name, args.recovery_steps)
+    results["seconds"] = time.perf_counter() - start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(write_results(out, "oneshot", results, markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""bench_oneshot's targets and table, from synthetic results (the real run trains models for minutes)."""
+
+from __future__ import annotations
+
+from bench import bench_oneshot
+
+
+def results(lm_sparsegpt: float) -> dict:
+    rows = {
+        "dense": {"oneshot": 98.0, "recovered": 98.0},
+        "magnitude": {"oneshot": 90.0, "recovered": 94.0, "calibration_x_forward": 0.0},
+        "Taylor (squared, per sample)": {"oneshot": 91.0, "recovered": 95.0, "calibration_x_forward": 3.0},
+        "Wanda": {"oneshot": 92.0, "recovered": 96.0, "calibration_x_forward": 1.0},
+        "SparseGPT": {"oneshot": 96.0, "recovered": 97.0, "calibration_x_forward": 4.0},
+    }
+    lm = {k: {**v} for k, v in rows.items()}
+    for row, ppl in (("dense", 3.0), ("magnitude", 9.0), ("Taylor (squared, per sample)", 8.0), ("Wanda", 6.0), ("SparseGPT", lm_sparsegpt)):
+        lm[row]["oneshot"] = ppl
+        lm[row]["recovered"] = 3.0 + (ppl - 3.0) / 4
+    return {
+        "command": bench_oneshot.COMMAND,
+        "environment": {"cpu": "x86_64", "cpu_threads": 2, "torch": "2.13.0", "sparse24": "0.1.0", "git_commit": "abc", "date": "2026-12-01"},
+        "seconds": 1.0,
+        "calibration": bench_oneshot.CALIBRATION,
+        "recovery": bench_oneshot.RECOVERY,
+        "models": {
+            "digits-transformer": {"metric": "accuracy", "higher_is_better": True, "policy": "any", "layers": 10, "rows": rows},
+            "gpt2-stdlib": {"metric": "perplexity", "higher_is_better": False, "policy": "tensorrt", "layers": 8, "rows": lm},
+        },
+    }
+
+
+def test_targets_follow_each_metric_direction() -> None:
+    verdicts = {d: met for d, met, _ in bench_oneshot.targets(results(lm_sparsegpt=4.0))}
+    assert all(verdicts.values())
+    verdicts = {d: met for d, met, _ in bench_oneshot.targets(results(lm_sparsegpt=7.0))}  # perplexity: higher is worse
+    assert verdicts["gpt2-stdlib: SparseGPT one-shot beats Wanda"] is False
+    assert verdicts["gpt2-stdlib: SparseGPT + recovery closes >= half the gap of magnitude + recovery"] is False
+
+
+def test_table_lists_every_row_and_every_target() -> None:
+    text = bench_oneshot.markdown(results(lm_sparsegpt=4.0))
+    assert "## gpt2-stdlib (perplexity, lower is better; 8 layers 2:4, policy tensorrt)" in text
+    assert "| SparseGPT | 96.00 | 97.00 | 4.0 |" in text
+    assert text.count("**met**") == 8 and "NOT met" not in text
+    data = results(lm_sparsegpt=4.0)
+    data["models"]["digits-transformer"]["rows"]["magnitude"]["recovered"] = 98.0
+    assert "not measurable: magnitude + recovery is already at dense: **n/a**" in bench_oneshot.markdown(data)
