@@ -77,6 +77,7 @@ def _prune(args: argparse.Namespace) -> int:
         include_frozen=args.include_frozen,
         sequential=_sequential_spec(args.sequential),
         offload=args.offload,
+        permute=args.permute,
         **options,
     )
     if not report.sparse_layers:
@@ -354,6 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--per-sample", action="store_true", help="taylor: one gradient per sample (with --squared: the empirical Fisher, w^2 * sum g_i^2)")
     prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
     prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
+    prune.add_argument("--permute", action="store_true", help="first reorder hidden channels (where the function stays the same) so the 2:4 masks keep more importance")
     prune.add_argument("--blocksize", type=int, help="sparsegpt: columns per lazy-update block (default 128)")
     prune.add_argument("--dampening", type=float, help="sparsegpt: Hessian dampening, a fraction of its mean diagonal (default 0.01)")
     prune.set_defaults(func=_prune)

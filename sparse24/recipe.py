@@ -21,7 +21,7 @@ relative paths are relative to the working directory. Example::
 
 A ``sparsify:`` section (``method``, ``data``, ``num_batches``, ``policy``, ``include``,
 ``exclude``, ``squared``, ``per_sample``, ``min_params``, ``sequential``, ``offload``,
-``blocksize``, ``dampening``) prunes dense ``weights`` first. Data and model entries may also be
+``blocksize``, ``dampening``, ``permute``) prunes dense ``weights`` first. Data and model entries may also be
 ``{fn: "module:name", args: {...}}`` to call with keyword arguments.
 """
 
@@ -48,7 +48,7 @@ _TOP = {
     "checkpoint_dir", "resume", "seed", "out", "history", "device",
 }  # fmt: skip
 _DATA = {"train", "eval"}
-_SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample"}
+_SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample", "permute"}
 _FINETUNE = {
     "epochs", "steps", "lr", "weight_decay", "warmup_steps", "scheduler", "amp", "grad_clip", "grad_accum",
     "distill", "temperature", "alpha", "checkpoint_every", "keep_checkpoints", "log_every",

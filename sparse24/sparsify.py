@@ -272,6 +272,8 @@ def sparsify(
     include_frozen: bool = False,
     sequential: bool | str | Sequence[str] | None = None,
     offload: bool = False,
+    permute: bool = False,
+    example_inputs: tuple | None = None,
     progress: bool = True,
     **options: Any,
 ) -> SparsityReport:
@@ -287,8 +289,16 @@ def sparsify(
     ``ModuleList``/``Sequential`` name; or a list of module names): each block's statistics
     come from the outputs of the blocks before it, already pruned, and only one block's inputs
     are held (on the CPU with ``offload=True``). Weights outside the blocks are calibrated
-    last, on the pruned model. Layers are skipped, with the reason in the report, when their reduction size
-    is not a multiple of 4, they are depthwise, excluded by ``exclude`` or not matched by
+    last, on the pruned model.
+
+    ``permute=True`` first reorders hidden channels where that leaves the function unchanged
+    (:func:`sparse24.permute`; ``example_inputs`` are one forward's positional inputs, for its
+    checks) to maximize the importance the 2:4 masks keep: ``|W|`` for magnitude, the
+    criterion's scores for Taylor and Wanda, Wanda's scores for SparseGPT. The report's notes
+    give the gain per permuted group.
+
+    Layers are skipped, with the reason in the report, when their reduction size is not a
+    multiple of 4, they are depthwise, excluded by ``exclude`` or not matched by
     ``include`` (module-name globs), frozen (unless ``include_frozen``), smaller than
     ``min_params``, or -- with ``policy="tensorrt"`` -- when the reduction size is not a
     multiple of 16 or the output size not a multiple of 8.
@@ -312,38 +322,71 @@ def sparsify(
         model, _patterns(include, "include"), _patterns(exclude, "exclude"), policy, min_params, include_frozen
     )
     chosen = [c for c in candidates if c.reason is None]
-    kept: dict[int, float] = {}
     if sequential not in (None, False) and not hasattr(criterion, "KIND") and method != "taylor":
         raise ValueError(f"sequential calibration applies to the data-aware methods (wanda, sparsegpt, taylor), not {method!r}")
+    notes: list[str] = []
+    kept: dict[int, float] = {}
     if chosen:
-        weights = [c.weight for c in chosen]
-        call = dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options)
-        if sequential not in (None, False):
-            results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
-        else:
-            results = _one_pass(model, criterion, weights, **call)
-        with interrupts.deferred():
-            masks = []
-            for candidate, result in zip(chosen, results):
-                weight = candidate.weight
-                if result.mask is None:
-                    result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
-                    prune_(weight.param.detach(), weight.axis.reduction, result.scores, out=result.mask)
-                elif result.weight is not None:
-                    with torch.no_grad():
-                        weight.param.copy_(result.weight)
-                masks.append(result.mask)
-            for candidate, mask in zip(chosen, masks):
-                for owner in candidate.owners:
-                    attach(owner.module, owner.param_name, mask, apply=False)
-            watch(model)
-        for weight, result in zip(weights, results):
-            kept[id(result.param)] = result.kept_after(weight)
+        snapshot = None
+        if permute:
+            snapshot = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+            notes += _permute(model, method, [c.weight for c in chosen], data, loss_fn, num_batches, progress, options, example_inputs, include, exclude)
+        try:
+            kept = _choose(model, criterion, chosen, sequential, offload, dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options))
+        except BaseException:
+            if snapshot is not None:  # undo the permutation too
+                with torch.no_grad():
+                    for key, value in model.state_dict().items():
+                        value.copy_(snapshot[key])
+            raise
     else:
         logger.warning("sparsify: no eligible layer in %s", type(model).__name__)
-    report = _report(model, candidates, method, kept)
+    report = _report(model, candidates, method, kept, tuple(notes))
     logger.info("sparsify: %s", report._summary())
     return report
+
+
+def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequential: Any, offload: bool, call: dict[str, Any]) -> dict[int, float]:
+    """Decide, prune and attach the masks of ``chosen`` (all or nothing); the importance kept per parameter."""
+    weights = [c.weight for c in chosen]
+    if sequential not in (None, False):
+        results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
+    else:
+        results = _one_pass(model, criterion, weights, **call)
+    with interrupts.deferred():
+        masks = []
+        for candidate, result in zip(chosen, results):
+            weight = candidate.weight
+            if result.mask is None:
+                result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
+                prune_(weight.param.detach(), weight.axis.reduction, result.scores, out=result.mask)
+            elif result.weight is not None:
+                with torch.no_grad():
+                    weight.param.copy_(result.weight)
+            masks.append(result.mask)
+        for candidate, mask in zip(chosen, masks):
+            for owner in candidate.owners:
+                attach(owner.module, owner.param_name, mask, apply=False)
+        watch(model)
+    return {id(result.param): result.kept_after(weight) for weight, result in zip(weights, results)}
+
+
+def _permute(
+    model: nn.Module, method: str, weights: list[GemmWeight], data: Any, loss_fn: Any, num_batches: int | None, progress: bool,
+    options: dict[str, Any], example_inputs: tuple | None, include: Any, exclude: Any,
+) -> list[str]:
+    """Channel permutation before pruning, on the criterion's importance; the report's notes."""
+    from .permute import permute
+
+    importance = None
+    if method in ("taylor", "wanda", "sparsegpt"):
+        scorer = criteria.get("wanda" if method == "sparsegpt" else method)
+        scores = scorer.score(model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **({} if method == "sparsegpt" else options))
+        importance = {w.name: score for w, score in zip(weights, scores)}
+    result = permute(model, importance, example_inputs=example_inputs, include=include, exclude=exclude)
+    notes = [f"permuted {', '.join(g.consumers)}: kept importance {g.kept_before:.4f} -> {g.kept_after:.4f} (+{g.gain:.4f})" for g in result.groups]
+    notes.append(f"channel permutation: {len(result.groups)} groups permuted, {len(result.skipped)} left in place")
+    return notes
 
 
 def _layer(candidate: _Candidate, sparse: bool, reason: str | None, method: str | None, kept: float | None) -> LayerReport:
@@ -362,7 +405,7 @@ def _layer(candidate: _Candidate, sparse: bool, reason: str | None, method: str 
     )
 
 
-def _report(model: nn.Module, candidates: list[_Candidate], method: str | None, kept: dict[int, float]) -> SparsityReport:
+def _report(model: nn.Module, candidates: list[_Candidate], method: str | None, kept: dict[int, float], notes: tuple[str, ...] = ()) -> SparsityReport:
     layers = []
     for candidate in candidates:
         key = id(candidate.weight.param)
@@ -371,7 +414,7 @@ def _report(model: nn.Module, candidates: list[_Candidate], method: str | None, 
         else:
             layers.append(_layer(candidate, False, candidate.reason, None, None))
     total = sum(p.numel() for p in model.parameters())
-    return SparsityReport(layers=tuple(layers), total_params=total, method=method)
+    return SparsityReport(layers=tuple(layers), total_params=total, method=method, notes=notes)
 
 
 def check_masked(name: str, weight: Tensor, mask: Tensor, dim: int) -> None:
