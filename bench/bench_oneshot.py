@@ -33,12 +33,13 @@ logger = logging.getLogger(__name__)
 COMMAND = "python bench/bench_oneshot.py --out bench/results"
 MODELS = ("digits-resnet", "digits-transformer", "vit-digits", "gpt2-stdlib")
 POLICY = {"digits-resnet": "tensorrt", "digits-transformer": "any", "vit-digits": "any", "gpt2-stdlib": "tensorrt"}
-METHODS = {  # row -> (method, options)
+METHODS = {  # row -> (method, options); each also with channel permutation ("+ permutation")
     "magnitude": ("magnitude", {}),
     "Taylor (squared, per sample)": ("taylor", {"squared": True, "per_sample": True}),
     "Wanda": ("wanda", {}),
     "SparseGPT": ("sparsegpt", {}),
 }
+PERMUTED = " + permutation"
 CALIBRATION = {"batches": 32, "batch_size": 4, "seed": 0}
 RECOVERY = {"steps": 100, "lr": 1e-4, "warmup_steps": 10, "temperature": 2.0, "alpha": 0.5, "seed": 0}
 
@@ -59,11 +60,12 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     forward_s = sorted(times[1:])[1]
     evaluation = models.evaluate(name, dense)
     rows: dict[str, Any] = {"dense": {"oneshot": evaluation["value"], "recovered": evaluation["value"]}}
-    for row, (method, options) in METHODS.items():
+    plan = [(row + suffix, method, options, bool(suffix)) for row, (method, options) in METHODS.items() for suffix in ("", PERMUTED)]
+    for row, method, options, permute in plan:
         model = copy.deepcopy(dense)
         data = None if method == "magnitude" else calibration
         start = time.perf_counter()
-        report = sparse24.sparsify(model, method, data=data, loss_fn=None if method == "magnitude" else loss, policy=POLICY[name], progress=False, **options)
+        report = sparse24.sparsify(model, method, data=data, loss_fn=None if method == "magnitude" else loss, policy=POLICY[name], permute=permute, progress=False, **options)
         seconds = time.perf_counter() - start
         sparse24.verify(model)
         oneshot = _quality(name, model)
@@ -87,6 +89,7 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
             "calibration_s": seconds,
             "calibration_x_forward": seconds / forward_s if forward_s > 0 else None,
             "sparse_layers": len(report.sparse_layers),
+            "notes": list(report.notes),
         }
         logger.info("%s %s: one-shot %.3f, recovered %.3f (%.1f s)", name, row, oneshot, rows[row]["recovered"], seconds)
     return {
@@ -113,6 +116,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
         found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.2f} vs {mag:.2f}"))
         taylor = rows["Taylor (squared, per sample)"]["oneshot"]
         found.append((f"{name}: Taylor one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.2f} vs {mag:.2f}"))
+        for row in METHODS:
+            if row + PERMUTED in rows:
+                plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
+                found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.2f} vs {plain:.2f}"))
         dense = rows["dense"]["oneshot"]
         gap_mag = max(0.0, -(rows["magnitude"]["recovered"] - dense) if model["higher_is_better"] else rows["magnitude"]["recovered"] - dense)
         gap_sgpt = max(0.0, -(rows["SparseGPT"]["recovered"] - dense) if model["higher_is_better"] else rows["SparseGPT"]["recovered"] - dense)
