@@ -4,6 +4,7 @@
 >>> sparse24.verify(model)                                # raises SparsityError if not 2:4
 >>> history = sparse24.finetune(model, train_batches, loss_fn=loss_fn, teacher=dense, epochs=3)
 >>> sparse24.save(model, "sparse.safetensors")           # weights + masks, atomically
+>>> sparse24.permute(dense_model)                          # before sparsify: 2:4 keeps more
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .errors import CheckFailed, Sparse24Error, SparsityError
 from .finetune import FinetuneHistory, distill_loss, finetune
 from .io import load, save
 from .mask import first_violation, is_two_four, prune_, two_four_mask
+from .permute import PermutationReport, kept_importance, permute, permute_like, search_permutation
 from .report import LayerReport, SparsityReport
 from .runtime import RuntimeReport, SparseLinear, to_sparse_runtime
 from .sparsify import POLICIES, sparsify, verify, verify_file
@@ -33,6 +35,7 @@ __all__ = [
     "FinetuneHistory",
     "GemmWeight",
     "LayerReport",
+    "PermutationReport",
     "MASK_SUFFIX",
     "POLICIES",
     "RuntimeReport",
@@ -48,11 +51,15 @@ __all__ = [
     "gemm_axes",
     "gemm_weights",
     "is_two_four",
+    "kept_importance",
     "load",
     "load_masks",
     "masked_weights",
+    "permute",
+    "permute_like",
     "prune_",
     "save",
+    "search_permutation",
     "sparsify",
     "strip",
     "to_sparse_runtime",

@@ -1490,8 +1490,8 @@ def permute(
     mentioned = {name for g in groups for name in g.layers} | {name for s in skipped for name in s.layers}
     for name, module in model.named_modules():
         if _is_gemm(module) and name not in mentioned:
-            skipped.append(SkippedGroup((name,), "in no permutable group: its input is not written by a layer that can be permuted with it "
-                                        "(model input, embedding, norm, residual stream, or code torch.fx cannot trace)"))
+            reason = "in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code"
+            skipped.append(SkippedGroup((name,), reason))
 
     results, plan = [], []
     indices: dict[str, list[tuple[int, Tensor]]] = defaultdict(list)
