@@ -1351,10 +1351,8 @@ def _search_group(group: _Group, importance: Mapping[str, Tensor], seed: int) ->
     """Per-block permutations ``[count, block]`` and the kept fractions before/after, and the total."""
     block = group.block
     consumers = [m for m in group.members if m.role == "consumer"]
-    given = [m.name for m in consumers if m.name in importance]
-    if given and len(given) != len(consumers):
-        missing = [m.name for m in consumers if m.name not in importance]
-        raise ValueError(f"importance is given for {', '.join(given)} but not for {', '.join(missing)}, which share their input channels")
+    if any(m.name in importance for m in consumers):  # search on the scores given; consumers without follow along
+        consumers = [m for m in consumers if m.name in importance]
     pieces: list[list[Tensor]] = [[] for _ in range(group.count)]
     total = 0.0
     for member in consumers:
@@ -1424,8 +1422,9 @@ def permute(
     and only elementwise or per-channel ops (activations, gating products, BatchNorm,
     depthwise convolutions, dropout, pooling) in between -- and permutes each with
     :func:`search_permutation` on the consumers' importance (``importance[name]`` of their
-    weights, shaped like the weight, else ``|W|``). Channels that reach a residual join, a
-    norm over them, a reshape that mixes them, the model output or any op not known to be
+    weights, shaped like the weight, else ``|W|``; when only some consumers of a group have
+    scores, the search uses those and the others follow). Channels that reach a residual
+    join, a norm over them, a reshape that mixes them, the model output or any op not known to be
     elementwise are left alone, with the reason in the report.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit

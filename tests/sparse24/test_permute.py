@@ -357,6 +357,29 @@ def test_given_importance_drives_the_search() -> None:
     assert group.kept_after == pytest.approx(1.0)  # spread over groups, all of it is kept
 
 
+def test_scores_for_some_consumers_drive_the_search_alone() -> None:
+    """Two layers read the same channels; scores are given for one of them only."""
+
+    class TwoReaders(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.left, self.right = nn.Linear(8, 32), nn.Linear(32, 16), nn.Linear(32, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.fc(x))
+            return self.left(h) * self.right(h)
+
+    model = TwoReaders().double()
+    reference = copy.deepcopy(model)
+    scores = torch.zeros(16, 32)
+    scores[:, :4] = 1.0
+    (group,) = permute(model, {"left.weight": scores}).groups
+    assert group.consumers == ("left", "right")
+    assert (group.kept_before, group.kept_after) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert torch.equal(model.right.weight, reference.right.weight[:, group.permutation])
+    _same_function(model, reference, torch.randn(3, 8, dtype=torch.float64))
+
+
 def test_report_as_text_and_json() -> None:
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
     report = permute(model, seed=3)
