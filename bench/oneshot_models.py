@@ -100,11 +100,11 @@ _METADATA_KEY = "sparse24_oneshot_models"
 class GPT2Recipe:
     """A byte-level GPT-2 and how it is trained (AdamW, warm-up + cosine, random windows of the train split)."""
 
-    n_embd: int = 96
+    n_embd: int = 128
     n_layer: int = 4
-    n_head: int = 3
+    n_head: int = 4
     context: int = 128
-    steps: int = 500
+    steps: int = 800
     batch_size: int = 16
     lr: float = 3e-3
     warmup_steps: int = 30
@@ -149,7 +149,7 @@ RECIPES: dict[str, Recipe] = {
 }
 # The same families, a few seconds to train: for tests.
 TINY: dict[str, Recipe] = {
-    "gpt2-stdlib": GPT2Recipe(n_embd=32, n_layer=2, n_head=2, context=64, steps=30, batch_size=8, lr=3e-3, warmup_steps=5, eval_windows=8, max_train_bytes=200_000),
+    "gpt2-stdlib": GPT2Recipe(n_embd=32, n_layer=2, n_head=2, context=64, steps=20, batch_size=8, lr=5e-3, warmup_steps=5, eval_windows=8, max_train_bytes=200_000),
     "vit-digits": ViTRecipe(hidden=32, layers=1, heads=2, mlp=64, epochs=1, warmup_steps=5),
     "digits-resnet": DigitsRecipe("resnet", epochs=1),
     "digits-transformer": DigitsRecipe("transformer", epochs=1),
@@ -434,7 +434,11 @@ def load(name: str, *, train_if_missing: bool = True, recipe: Recipe | None = No
         return model.eval()
     if not train_if_missing:
         raise FileNotFoundError(f"no cached {name} weights at {path} (train_if_missing=True, or `{COMMAND}`, trains them)")
-    logger.info("training %s (not cached at %s)", name, path)
+    return _train_and_cache(name, recipe, path)
+
+
+def _train_and_cache(name: str, recipe: Recipe, path: Path) -> nn.Module:
+    logger.info("training %s (cache: %s)", name, path)
     model, record = train(name, recipe=recipe)
     _save(model, path, {**_key(name, recipe), **record, "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     logger.info("trained %s in %.0f s; cached at %s", name, record["train_seconds"], path)
@@ -584,15 +588,20 @@ def _layers(model: nn.Module, report: sparse24.SparsityReport) -> dict[str, Any]
     }
 
 
-def collect(names: tuple[str, ...] = NAMES, *, recipes: dict[str, Recipe] | None = None, directory: str | os.PathLike | None = None) -> dict[str, Any]:
+def collect(
+    names: tuple[str, ...] = NAMES, *, recipes: dict[str, Recipe] | None = None, directory: str | os.PathLike | None = None, retrain: bool = False
+) -> dict[str, Any]:
     """Load (training what is not cached) and measure each model: size, training record, dense quality, baselines.
 
-    ``recipes`` (default :data:`RECIPES`) and ``directory`` (default :func:`cache_dir`) as in :func:`load`.
+    ``recipes`` (default :data:`RECIPES`) and ``directory`` (default :func:`cache_dir`) as in
+    :func:`load`; ``retrain`` trains even cached models again (and replaces their files), to
+    measure the training time on a quiet machine.
     """
     models = {}
     for name in names:
         recipe = _recipe(name, (recipes or RECIPES)[name])
-        model = load(name, recipe=recipe, directory=directory)
+        path = cache_path(name, recipe=recipe, directory=directory)
+        model = _train_and_cache(name, recipe, path) if retrain else load(name, recipe=recipe, directory=directory)
         start = time.perf_counter()
         test = evaluate(name, model, split="test", recipe=recipe)
         eval_seconds = time.perf_counter() - start
@@ -628,8 +637,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         *header("Evaluation models for the one-shot pruning benchmark", results),
         "",
-        "Dense models trained once by `bench/oneshot_models.py` and cached (training time as recorded when each was trained, "
-        "with the machine's 1-minute load average then: other work on the machine slows training). Quality on the held-out "
+        "Dense models trained once by `bench/oneshot_models.py` and cached. Training time as recorded when each was trained, "
+        "with the machine's 1-minute load average at the start (the training's own threads count once it runs; other work "
+        "on the machine slows training down, several times over on this 2-core CPU). Quality on the held-out "
         "test split: perplexity per byte (lower is better) for the LM, top-1 accuracy for the classifiers; the baseline is a "
         "unigram byte model (LM) or the majority class. The magnitude column is a sanity check that pruning costs "
         "something: 2:4 by magnitude, one-shot, no calibration.",
@@ -668,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results", help="directory for oneshot_models.json/.md")
     parser.add_argument("--models", nargs="+", choices=NAMES, default=list(NAMES))
+    parser.add_argument("--retrain", action="store_true", help="train cached models again (replacing their files) to re-measure training")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is faster on a machine others keep busy)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -677,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python -m bench.oneshot_models", *given]) if given else COMMAND
-    results = {"command": command, "environment": environment(command), **collect(tuple(args.models))}
+    results = {"command": command, "environment": environment(command), **collect(tuple(args.models), retrain=args.retrain)}
     print(write_results(out, "oneshot_models", results, markdown))
     return 0
 

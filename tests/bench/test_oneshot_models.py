@@ -87,7 +87,7 @@ def test_the_cache_round_trips_and_a_changed_recipe_misses(tiny_lm, cache) -> No
     record = om.info(LM, recipe=TINY_LM, directory=cache)
     assert record["recipe"] == dataclasses.asdict(TINY_LM) and record["code_version"] == om.CODE_VERSION
     assert record["data"] == om.stdlib_corpus().fingerprint and record["steps"] == TINY_LM.steps and record["train_seconds"] > 0
-    for changed in (dataclasses.replace(TINY_LM, n_embd=48), dataclasses.replace(TINY_LM, seed=1), dataclasses.replace(TINY_LM, steps=31)):
+    for changed in (dataclasses.replace(TINY_LM, n_embd=48), dataclasses.replace(TINY_LM, seed=1), dataclasses.replace(TINY_LM, steps=TINY_LM.steps + 1)):
         assert om.cache_path(LM, recipe=changed, directory=cache) != path
         with pytest.raises(FileNotFoundError, match="no cached gpt2-stdlib weights"):
             om.load(LM, recipe=changed, directory=cache, train_if_missing=False)
