@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import sys
 import time
@@ -110,21 +111,22 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     """The targets, each (description, met or None when it cannot be judged, evidence)."""
     found = []
     for name, model in results["models"].items():
+        digits = 2 if model["higher_is_better"] else 3
         rows = model["rows"]
         sgpt, wanda, mag = (rows[r]["oneshot"] for r in ("SparseGPT", "Wanda", "magnitude"))
-        found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.2f} vs {wanda:.2f}"))
-        found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.2f} vs {mag:.2f}"))
+        found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.{digits}f} vs {wanda:.{digits}f}"))
+        found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.{digits}f} vs {mag:.{digits}f}"))
         taylor = rows["Taylor (squared, per sample)"]["oneshot"]
-        found.append((f"{name}: Taylor one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.2f} vs {mag:.2f}"))
+        found.append((f"{name}: Taylor one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
         for row in METHODS:
             if row + PERMUTED in rows:
                 plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
-                found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.2f} vs {plain:.2f}"))
+                found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
         dense = rows["dense"]["oneshot"]
         gap_mag = max(0.0, -(rows["magnitude"]["recovered"] - dense) if model["higher_is_better"] else rows["magnitude"]["recovered"] - dense)
         gap_sgpt = max(0.0, -(rows["SparseGPT"]["recovered"] - dense) if model["higher_is_better"] else rows["SparseGPT"]["recovered"] - dense)
         if gap_mag > 0:
-            found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", gap_sgpt <= gap_mag / 2, f"gap {gap_sgpt:.2f} vs {gap_mag:.2f}"))
+            found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", gap_sgpt <= gap_mag / 2, f"gap {gap_sgpt:.{digits}f} vs {gap_mag:.{digits}f}"))
         else:
             found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", None, "not measurable: magnitude + recovery is already at dense"))
     return found
@@ -144,9 +146,10 @@ def markdown(results: dict[str, Any]) -> str:
         arrow = "higher is better" if model["higher_is_better"] else "lower is better"
         lines += [f"## {name} ({model['metric']}, {arrow}; {model['layers']} layers 2:4, policy {model['policy']})", ""]
         lines += ["| row | one-shot | after recovery | calibration (x forward) |", "|---|---|---|---|"]
+        digits = 2 if model["higher_is_better"] else 3  # perplexities differ in the third decimal
         for row, values in model["rows"].items():
             ratio = values.get("calibration_x_forward")
-            lines.append(f"| {row} | {values['oneshot']:.2f} | {values['recovered']:.2f} | {'' if ratio is None else f'{ratio:.1f}'} |")
+            lines.append(f"| {row} | {values['oneshot']:.{digits}f} | {values['recovered']:.{digits}f} | {'' if ratio is None else f'{ratio:.1f}'} |")
         lines.append("")
     lines += ["## Targets", ""]
     for description, met, evidence in targets(results):
@@ -158,10 +161,15 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--table-only", action="store_true", help="regenerate oneshot.md from the oneshot.json in --out, without running")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--recovery-steps", type=int, default=RECOVERY["steps"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.table_only:
+        results = json.loads((Path(args.out) / "oneshot.json").read_text(encoding="utf-8"))
+        print(write_results(Path(args.out), "oneshot", results, markdown))
+        return 0
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
