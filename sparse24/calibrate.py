@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from . import dist
-from .axes import GemmWeight, gemm_columns, gemm_matrix
+from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights
 from .batch import call, to_device
 from .errors import Sparse24Error
 from .progress import Progress
@@ -84,8 +85,6 @@ def _attention_owners(model: nn.Module, weights: Sequence[GemmWeight]) -> list[n
 
 def _attention_values(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Tensor:
     """The attention output of ``module`` before ``out_proj``: its forward, with an identity projection."""
-    from torch.nn import functional as F
-
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
     bound = dict(zip(names, args))
     bound.update(kwargs)
@@ -200,8 +199,6 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tupl
     """The blocks of a sequential run: ``True`` finds the transformer layers (the longest
     ``nn.ModuleList`` of same-typed modules holding GEMM weights), a string names a
     ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
-    from .axes import gemm_weights
-
     modules = dict(model.named_modules())
     if spec is True:
         best: tuple[str, nn.Module] | None = None
@@ -369,10 +366,12 @@ class Sequential:
             self.capture(index)
         stats = {id(w.param): _new_stat(w, kind) for w in weights}
         counts = dict.fromkeys(stats, 0)
-        _, block = self.blocks[index]
-        with torch.no_grad(), _eval(self.model), _hooks(block, weights, kind, stats, counts):
+        name, block = self.blocks[index]
+        bar = Progress(logger, f"{kind} calibration of {name}", len(self.inputs), enabled=self.progress and dist.is_main())
+        with torch.no_grad(), _eval(self.model), _hooks(block, weights, kind, stats, counts), bar:
             for args, kwargs in self.inputs:
                 block(*self._load(args), **self._load(kwargs))
+                bar.update()
         _check_seen(weights, counts)
         _all_reduce(stats, counts)
         return stats, counts
