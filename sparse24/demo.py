@@ -199,9 +199,9 @@ def _train(args: argparse.Namespace) -> int:
     sparse24.save(dense, out / "dense.safetensors")
 
     rows = [("dense", "-", accuracy(dense, digits.x_val, digits.y_val), accuracy(dense, digits.x_test, digits.y_test))]
-    for method in ("magnitude", "taylor"):
+    for method in ("magnitude", "taylor", "wanda", "sparsegpt"):
         model = copy.deepcopy(dense)
-        calibration = calibration_batches() if method == "taylor" else None
+        calibration = calibration_batches() if method != "magnitude" else None
         options = {"squared": True} if method == "taylor" else {}
         start = time.perf_counter()
         report = sparse24.sparsify(model, method, data=calibration, loss_fn=loss_fn if calibration else None, **options)
