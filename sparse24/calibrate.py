@@ -221,7 +221,7 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tupl
     return [(n, modules[n]) for n in names]
 
 
-_CACHE_KEYS = ("past_key_value", "past_key_values", "layer_past", "cache")
+_CACHE_KEYS = ("past_key_value", "past_key_values", "layer_past")  # the names; any Cache object goes too (_is_cache)
 
 
 def _is_cache(value: Any) -> bool:
