@@ -170,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.table_only:
-        results = json.loads((Path(args.out) / "oneshot.json").read_text(encoding="utf-8"))
+        source = Path(args.out) / "oneshot.json"
+        if not source.is_file():
+            print(f"--table-only: no results to read at {source}", file=sys.stderr)
+            return 2
+        results = json.loads(source.read_text(encoding="utf-8"))
         print(write_results(Path(args.out), "oneshot", results, markdown))
         return 0
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -179,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    results: dict[str, Any] = {"command": COMMAND if args.models == ",".join(MODELS) and args.recovery_steps == RECOVERY["steps"] else None, "environment": environment()}
-    results["command"] = results["command"] or " ".join(["python", "bench/bench_oneshot.py", *(argv if argv is not None else sys.argv[1:])])
-    results.update(calibration=CALIBRATION, recovery={**RECOVERY, "steps": args.recovery_steps}, models={})
+    command = " ".join(["python", "bench/bench_oneshot.py", *(argv if argv is not None else sys.argv[1:])])
+    results: dict[str, Any] = {"command": command, "environment": environment(), "calibration": CALIBRATION, "recovery": {**RECOVERY, "steps": args.recovery_steps}, "models": {}}
     for name in names:
         results["models"][name] = run_model(name, args.recovery_steps)
     results["seconds"] = time.perf_counter() - start

@@ -47,3 +47,9 @@ def test_table_lists_every_row_and_every_target() -> None:
     data = results(lm_sparsegpt=4.0)
     data["models"]["digits-transformer"]["rows"]["magnitude"]["recovered"] = 98.0
     assert "not measurable: magnitude + recovery is already at dense: **n/a**" in bench_oneshot.markdown(data)
+
+
+def test_table_only_without_results_is_one_clear_error(tmp_path, capsys) -> None:
+    assert bench_oneshot.main(["--out", str(tmp_path), "--table-only"]) == 2
+    assert "no results to read" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
