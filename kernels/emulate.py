@@ -59,7 +59,7 @@ _HEADERS = ("common.cuh",)
 _FLAGS = ("-std=c++17", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-strict-aliasing", "-Wno-unknown-pragmas", "-Wno-attributes")
 _requested: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("sparse24_emulate", default=None)  # (schedule, seed)
 _recorders: contextvars.ContextVar[tuple[list, ...]] = contextvars.ContextVar("sparse24_emulate_recorders", default=())
-_libraries: dict[tuple, Library] = {}
+_libraries: dict[str, Library] = {}
 _build_lock = threading.Lock()
 _launch_lock = threading.Lock()  # the runtime keeps one launch's state in globals
 
@@ -327,9 +327,8 @@ def library(source: str, *, sources: Path | None = None, defines: Mapping[str, s
     assert compiler is not None
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     key = hashlib.sha256("\0".join([*texts.values(), *_FLAGS, *flags, compiler, *version]).encode()).hexdigest()[:32]
-    memo = (key,)
     with _build_lock:
-        found = _libraries.get(memo)
+        found = _libraries.get(key)
         if found is not None:
             return found
         folder_out = cache_dir() / "emulate"
@@ -357,5 +356,5 @@ def library(source: str, *, sources: Path | None = None, defines: Mapping[str, s
                 logger.info("built the CPU emulation of %s (%d kernels) with %s", source, len(kernels), compiler)
         names = tuple(names_file.read_text(encoding="utf-8").split())
         found = Library(source=source, path=target, handle=ctypes.CDLL(str(target)), kernels=names)
-        _libraries[memo] = found
+        _libraries[key] = found
         return found

@@ -147,7 +147,8 @@ def metadata_lane(row: int, group: int, selector: int) -> tuple[int, int]:
 def pack(halves: torch.Tensor) -> torch.Tensor:
     """[32, 8] fp16/bf16 -> [32, 4] int32 registers, element 2r in the low half of register r."""
     bits = halves.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
-    return (bits[:, 0::2] | (bits[:, 1::2] << 16)).to(torch.int64).apply_(lambda v: v - (1 << 32) if v >= 1 << 31 else v).to(torch.int32)
+    words = bits[:, 0::2] | (bits[:, 1::2] << 16)
+    return torch.where(words >= 1 << 31, words - (1 << 32), words).to(torch.int32)  # as int32 bit patterns
 
 
 def fragments(compressed: torch.Tensor, b: torch.Tensor, c: torch.Tensor, nibbles: torch.Tensor, selector: int, dtype: torch.dtype):
