@@ -61,7 +61,7 @@ bench: $(STAMP)
 # rewritten after every case, the test log line by line), so a run cut off part-way leaves what it
 # measured. A failing step does not stop the later ones; the target fails at the end if any did.
 GPU_PYTHON ?= python3
-GPU_CHECK_OUT ?= $$($(GPU_PYTHON) -m bench env --results-dir)
+GPU_CHECK_OUT ?= $$($(GPU_PYTHON) -m sparse24.bench env --results-dir)
 # The suites' settings: every gemm shape set and every model, but no TensorRT (an engine build per GEMM
 # case, ~10-30 s each, 116 builds; 8 model engines of 1-2 min) and no torch.compile (a recompile per
 # model x batch x variant, ~5-9 min), at 3 runs x (3 warm-up + 20 timed) calls.
@@ -95,7 +95,7 @@ GPU_CHECK_LIMITS ?= 60 240 50 75
 gpu-check:
 	@$(GPU_PYTHON) -c "import importlib.util as u, sys; m = [n for n in ('torch', 'safetensors', 'yaml', 'tqdm', 'matplotlib') if u.find_spec(n) is None]; \
 		sys.exit('gpu-check: $(GPU_PYTHON) lacks ' + ', '.join(m) + ': pip install -e \".[bench,kernels]\"') if m else None"
-	$(GPU_PYTHON) -m bench env --require-gpu
+	$(GPU_PYTHON) -m sparse24.bench env --require-gpu
 	@out="$(GPU_CHECK_OUT)"; [ -n "$$out" ] && mkdir -p "$$out" || { echo "gpu-check: no results folder ('$$out')" >&2; exit 2; }; \
 	set -- $(GPU_CHECK_LIMITS); [ $$# = 4 ] || { echo "gpu-check: GPU_CHECK_LIMITS takes 4 numbers of seconds (kernels tests gemm model), got '$(GPU_CHECK_LIMITS)'" >&2; exit 2; }; \
 	export PYTHONUNBUFFERED=1; failed=""; echo "gpu-check: results in $$out"; \
@@ -103,11 +103,11 @@ gpu-check:
 		if [ "$$seconds" != 0 ] && command -v timeout >/dev/null 2>&1; then timeout -s INT -k 5 "$$seconds" "$$@"; else "$$@"; fi; \
 		status=$$?; case $$status in 124) echo "gpu-check: $$name stopped at its $$seconds s limit (what it measured is in $$out)";; \
 		137) echo "gpu-check: $$name killed (its limit, or out of memory; what it measured is in $$out)";; esac; return $$status; }; \
-	step kernels $$1 $(GPU_PYTHON) -m bench kernels --require --out "$$out" || failed="$$failed kernels"; \
+	step kernels $$1 $(GPU_PYTHON) -m sparse24.bench kernels --require --out "$$out" || failed="$$failed kernels"; \
 	{ step tests $$2 $(GPU_PYTHON) -m pytest -v -m cuda -p no:cacheprovider --junitxml="$$out/pytest.xml" tests; echo $$? > "$$out/.pytest.status"; } 2>&1 | tee "$$out/pytest.log"; \
 	[ "$$(cat "$$out/.pytest.status" 2>/dev/null)" = 0 ] || failed="$$failed tests"; rm -f "$$out/.pytest.status"; \
-	step gemm $$3 $(GPU_PYTHON) -m bench gemm --out "$$out" $(GPU_CHECK_ARGS) || failed="$$failed gemm"; \
-	step model $$4 $(GPU_PYTHON) -m bench model --out "$$out" $(GPU_CHECK_ARGS) || failed="$$failed model"; \
+	step gemm $$3 $(GPU_PYTHON) -m sparse24.bench gemm --out "$$out" $(GPU_CHECK_ARGS) || failed="$$failed gemm"; \
+	step model $$4 $(GPU_PYTHON) -m sparse24.bench model --out "$$out" $(GPU_CHECK_ARGS) || failed="$$failed model"; \
 	if [ -n "$$failed" ]; then echo "gpu-check: FAILED:$$failed (everything measured is in $$out)"; exit 1; fi; \
 	echo "gpu-check: all passed; results in $$out"
 

@@ -1,7 +1,7 @@
-"""``python -m bench``: see :mod:`bench.cli`."""
+"""``python -m sparse24.bench``: see :mod:`sparse24.bench.cli`."""
 
 import sys
 
-from bench.cli import main
+from sparse24.bench.cli import main
 
 sys.exit(main())

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.env import describe
-from bench.env import environment as full_environment
+from sparse24.bench.env import describe
+from sparse24.bench.env import environment as full_environment
 from sparse24.io import write_text
 
 
@@ -34,7 +34,7 @@ def interleaved(base: Callable[[], object], op: Callable[[object], object], reps
 
 
 def environment(command: str | None = None) -> dict:
-    """The environment record of :mod:`bench.env` (``command`` defaults to this process's)."""
+    """The environment record of :mod:`sparse24.bench.env` (``command`` defaults to this process's)."""
     return full_environment(command or shlex.join(["python", *sys.argv]))
 
 

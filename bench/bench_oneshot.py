@@ -1,6 +1,6 @@
 """One-shot 2:4 quality by criterion, and after the same short recovery finetune, on several model families.
 
-Models (:mod:`bench.oneshot_models`, trained here and cached): the demo CNN and transformer
+Models (:mod:`sparse24.bench.oneshot_models`, trained here and cached): the demo CNN and transformer
 on the digits, a ViT on the digits, and a GPT-2-architecture byte-level LM on Python's
 standard library (perplexity on held-out files). Rows: dense; magnitude; Taylor (squared,
 batch gradients, and per sample: the empirical Fisher); Wanda; SparseGPT. Columns per model: one-shot quality,
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 import sparse24
-from bench import oneshot_models as models
-from bench._common import environment, header, write_results
+from sparse24.bench import oneshot_models as models
+from sparse24.bench._common import environment, header, write_results
 from sparse24.calibrate import run_batches
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import sparse24
-from bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, write_results
 from sparse24.demo import MODELS, batches, load_digits, loss_fn
 
 COMMAND = "python bench/bench_overhead.py --out bench/results"

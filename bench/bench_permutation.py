@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, write_results
 from sparse24.permute import kept_importance, search_permutation
 
 COMMAND = "python bench/bench_permutation.py --out bench/results"

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import sparse24
-from bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, write_results
 from sparse24.demo import MODELS as MODELS_BY_KIND
 from sparse24.demo import accuracy, batches, load_digits, loss_fn, train_dense
 

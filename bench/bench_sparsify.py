@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import sparse24
-from bench._common import environment, header, interleaved, write_results
+from sparse24.bench._common import environment, header, interleaved, write_results
 from sparse24 import criteria
 from sparse24.demo import DigitsResNet, batches, load_digits, loss_fn
 from sparse24.mask import prune_, two_four_mask

@@ -1,4 +1,4 @@
-"""``sparse24 bench`` (or ``python -m bench`` from a checkout): run suites, compare, plot, update the README.
+"""``sparse24 bench`` (or ``python -m sparse24.bench`` from a checkout): run suites, compare, plot, update the README.
 
     sparse24 bench [gemm] [model] [accuracy] [--out DIR] [--quick] ...   run suites (default: all three)
     sparse24 bench compare OLD.json NEW.json [--threshold 0.02]          regressions beyond noise (exit 1)
@@ -207,7 +207,7 @@ def _readme(argv: Sequence[str], prog: str) -> int:
         raise FileNotFoundError(f"README not found: {readme}")
     current = update_readme(readme, Path(args.results), check=args.check)
     if args.check and not current:
-        raise CheckFailed(f"{readme}'s performance block is out of date: run `python -m bench readme`")
+        raise CheckFailed(f"{readme}'s performance block is out of date: run `python -m sparse24.bench readme`")
     print(f"{readme}: performance block {'up to date' if current else 'rewritten'}")
     return 0
 
@@ -274,8 +274,8 @@ def _kernels(argv: Sequence[str], prog: str) -> int:
 COMMANDS = {"compare": _compare, "plot": _plot, "readme": _readme, "env": _env, "kernels": _kernels}
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m bench") -> int:
-    """Entry point of ``sparse24 bench`` and ``python -m bench``; returns the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sparse24.bench") -> int:
+    """Entry point of ``sparse24 bench`` and ``python -m sparse24.bench``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--traceback" in argv
     argv = [a for a in argv if a != "--traceback"]

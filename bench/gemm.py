@@ -5,7 +5,7 @@ by im2col, and Llama-7B decode steps with M = 1..64) x dtypes x backends:
 
 - ``dense``: ``F.linear`` (cuBLAS) on the same 2:4 weight;
 - ``cusparselt``: torch's semi-structured tensor (``to_sparse_semi_structured``, cuSPARSELt);
-- ``custom``: sparse24's kernels (``kernels.ops.sparse_mm``);
+- ``custom``: sparse24's kernels (``sparse24.kernels.ops.sparse_mm``);
 - ``tensorrt-dense`` / ``tensorrt``: a one-layer TensorRT engine built without / with sparse weights
   (the speedup of ``tensorrt`` is against ``tensorrt-dense``; every other one against ``dense``).
 
@@ -137,7 +137,7 @@ def _random_two_four(n: int, k: int, dtype: torch.dtype, device: torch.device, g
 
 def _emulated() -> bool:
     """Whether the custom kernels run on the CPU through their emulation (SPARSE24_KERNELS=emulate)."""
-    from kernels.emulate import emulation_requested
+    from sparse24.kernels.emulate import emulation_requested
 
     return emulation_requested()
 
@@ -156,12 +156,12 @@ def backend_problem(backend: str, device: torch.device, dtype: str) -> str | Non
             return "this torch build has no cuSPARSELt"
         return None
     if backend == "custom":
-        from kernels import kernels_unavailable
+        from sparse24.kernels import kernels_unavailable
 
         return kernels_unavailable(device)
     if dtype != "fp16":
         return "TensorRT's sparse kernels are documented for fp16/int8; bf16 not measured"
-    from trt_export import tensorrt_unavailable
+    from sparse24.trt_export import tensorrt_unavailable
 
     return tensorrt_unavailable(sparse=backend == "tensorrt")
 
@@ -187,7 +187,7 @@ class _Prepared:
         if backend == "cusparselt":
             return [torch.sparse.to_sparse_semi_structured(w) for w in self.weights]
         if backend == "custom":
-            from kernels import ops
+            from sparse24.kernels import ops
 
             return [ops.compress(w) for w in self.weights]
         if self.onnx is None:  # tensorrt: one ONNX per weight shape, an engine per M (built in calls)
@@ -207,7 +207,7 @@ class _Prepared:
         if backend in ("dense", "cusparselt"):
             return [lambda x=xs[i % len(xs)], w=forms[i % len(forms)]: F.linear(x, w) for i in range(count)]
         if backend == "custom":
-            from kernels import ops
+            from sparse24.kernels import ops
 
             return [lambda x=xs[i % len(xs)], f=forms[i % len(forms)]: ops.sparse_mm(x, *f) for i in range(count)]
         from .trt import tensorrt_callable

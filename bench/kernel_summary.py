@@ -1,6 +1,6 @@
-"""``python -m bench kernels``: one line per sparse24 CUDA kernel: correct or not, and its speed against dense.
+"""``python -m sparse24.bench kernels``: one line per sparse24 CUDA kernel: correct or not, and its speed against dense.
 
-The kernels (``kernels.ops``), each in fp16 and bf16, on one LLM-like 2:4 weight (N = K = 4096,
+The kernels (``sparse24.kernels.ops``), each in fp16 and bf16, on one LLM-like 2:4 weight (N = K = 4096,
 random, pruned by magnitude):
 
 - ``small_m``: the CUDA-core GEMM (``sparse_mm(..., kernel="small_m")``, auto's choice for M <= 64);
@@ -13,7 +13,7 @@ it is correct it is timed against dense ``F.linear`` on that weight, interleaved
 flushed before each call, GEMMs queued behind a GPU sleep so Python's launch overhead is not
 timed) and the line gives dense median / kernel median, marked ``noise`` where the difference is
 within the run-to-run spread. ``compress`` is correct when its values and metadata equal the
-pure-PyTorch ``kernels.reference.compress`` and ``decompress`` gives the weight back; its line
+pure-PyTorch ``sparse24.kernels.reference.compress`` and ``decompress`` gives the weight back; its line
 gives the time of one call (its error-flag read-back, a host sync, included).
 
 Fast by design (it is the first thing ``make gpu-check`` measures): 2 dtypes x 3 M x 3 GEMMs
@@ -63,7 +63,7 @@ def measure(
 
     ``on_progress(results)`` is called after every measured step with the results so far.
     """
-    from kernels import kernels_unavailable
+    from sparse24.kernels import kernels_unavailable
     from sparse24.mask import prune_
 
     unknown = [d for d in dtypes if d not in DTYPES]
@@ -106,7 +106,7 @@ def measure(
 
 def _compress_row(weight: Tensor, dtype: str, timer: CudaTimer, **timing: int) -> tuple[dict[str, Any], tuple[Tensor, Tensor]]:
     """Check ``ops.compress`` against the reference and time it; return the row and (values, meta) for the GEMMs."""
-    from kernels import ops, reference
+    from sparse24.kernels import ops, reference
 
     n, k = weight.shape
     row: dict[str, Any] = {"kernel": "compress", "dtype": dtype, "n": n, "k": k, "status": "ok"}
@@ -114,7 +114,7 @@ def _compress_row(weight: Tensor, dtype: str, timer: CudaTimer, **timing: int) -
     try:
         values, meta = ops.compress(weight)
         if not (torch.equal(values, expected[0]) and torch.equal(meta, expected[1])):
-            row.update(status="wrong", message="values or metadata differ from kernels.reference.compress")
+            row.update(status="wrong", message="values or metadata differ from sparse24.kernels.reference.compress")
         elif not torch.equal(ops.decompress(values, meta), weight):
             row.update(status="wrong", message="decompress does not give the weight back")
     except Exception as error:  # noqa: BLE001 - a kernel that raises is a result
@@ -130,7 +130,7 @@ def _compress_row(weight: Tensor, dtype: str, timer: CudaTimer, **timing: int) -
 
 def _gemm_rows(x: Tensor, weight: Tensor, compressed: tuple[Tensor, Tensor], dtype: str, tolerance: float, timer: CudaTimer, **timing: int) -> list[dict[str, Any]]:
     """Dense and every GEMM kernel at one M: checked against float64, then the correct ones timed together."""
-    from kernels import ops
+    from sparse24.kernels import ops
 
     m, (n, k) = x.shape[0], weight.shape
     expected = x.double() @ weight.double().T
@@ -209,7 +209,7 @@ def _compress_line(row: dict[str, Any]) -> str:
         return f"{label}: not run: {row['message']}"
     if row["status"] != "ok":
         return f"{label}: {row['status'].upper()} ({row.get('message', '')})"
-    return f"{label}: correct (equals kernels.reference.compress, decompress round-trips); {row['n']}x{row['k']} in {row['latency_ms']['median']:.4f} ms per call"
+    return f"{label}: correct (equals sparse24.kernels.reference.compress, decompress round-trips); {row['n']}x{row['k']} in {row['latency_ms']['median']:.4f} ms per call"
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:

@@ -253,7 +253,7 @@ def _variant_problem(variant: str, gpu_problem: str | None) -> str | None:
     if gpu_problem:
         return "needs an sm_80+ CUDA GPU"
     if variant.startswith("tensorrt"):
-        from trt_export import tensorrt_unavailable
+        from sparse24.trt_export import tensorrt_unavailable
 
         return tensorrt_unavailable(sparse=variant.endswith("sparse"))
     return None

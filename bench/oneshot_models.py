@@ -26,7 +26,7 @@ Everything is deterministic given the recipe and the seed. Weights are cached in
 :data:`CODE_VERSION`; a changed recipe or corpus is a cache miss. The table of the trained
 models (parameters, training time, dense quality) is written by::
 
-    python -m bench.oneshot_models --out bench/results
+    python -m sparse24.bench.oneshot_models --out bench/results
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import sparse24
-from bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, write_results
 from sparse24 import demo
 from sparse24.finetune import WarmupSchedule
 from sparse24.io import atomic_path, check_fits, read_state_dict
@@ -88,7 +88,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CODE_VERSION = 1  # bump when training or data code changes what a recipe produces
-COMMAND = "python -m bench.oneshot_models --out bench/results"
+COMMAND = "python -m sparse24.bench.oneshot_models --out bench/results"
 VOCAB = 256  # bytes
 SEPARATOR = 0  # the byte between two files (no standard-library source contains NUL)
 SPLITS = ("train", "val", "test")
@@ -687,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     given = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python -m bench.oneshot_models", *given]) if given else COMMAND
+    command = " ".join(["python -m sparse24.bench.oneshot_models", *given]) if given else COMMAND
     results = {"command": command, "environment": environment(command), **collect(tuple(args.models), retrain=args.retrain)}
     print(write_results(out, "oneshot_models", results, markdown))
     return 0

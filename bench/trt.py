@@ -16,7 +16,7 @@ __all__ = ["export_for_tensorrt", "tensorrt_callable"]
 
 def export_for_tensorrt(model: nn.Module, example: Sequence[Tensor], onnx_path: Path) -> list[str]:
     """Export ``model`` (2:4 weights, fp16) to ``onnx_path`` with a dynamic batch; return the input names."""
-    from trt_export import export_onnx
+    from sparse24.trt_export import export_onnx
 
     report = export_onnx(model, tuple(t.cpu() for t in example), onnx_path, dtype="fp16", dynamic_batch=True)
     return [name for name, _, _ in report.inputs]
@@ -26,7 +26,7 @@ def tensorrt_callable(
     onnx_path: Path, inputs: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]], *, sparse: bool, timing_cache: Path
 ) -> tuple[Callable[..., tuple[Tensor, ...]], dict]:
     """Build a dense or sparse-enabled engine next to ``onnx_path``; return its runner and build report."""
-    from trt_export import TrtRunner, build_engine
+    from sparse24.trt_export import TrtRunner, build_engine
 
     kind = "sparse" if sparse else "dense"
     tag = "_".join("x".join(map(str, shapes[2])) for shapes in inputs.values())

@@ -7,8 +7,8 @@ loaded with the driver API into the primary context torch already made current, 
 torch's current stream. ``SPARSE24_DISABLE_KERNELS=1`` turns them off.
 
 For CPU tensors, when ``SPARSE24_KERNELS=emulate`` is set (or inside
-:func:`kernels.emulate.emulated`), the same sources run through the CPU emulation
-(:mod:`kernels.emulate`): same grid, block and arguments, launched through :func:`launch`.
+:func:`sparse24.kernels.emulate.emulated`), the same sources run through the CPU emulation
+(:mod:`sparse24.kernels.emulate`): same grid, block and arguments, launched through :func:`launch`.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _compile(name: str, arch: str, sources: Path | None = None) -> bytes:
 def function(source: str, kernel: str, device: torch.device, *, sources: Path | None = None) -> Any:
     """The ``CUfunction`` named ``kernel`` in ``csrc/<source>`` for ``device``, compiled and loaded once.
 
-    For a CPU device (emulation requested) it is the :class:`kernels.emulate.Kernel` instead.
+    For a CPU device (emulation requested) it is the :class:`sparse24.kernels.emulate.Kernel` instead.
     ``sources`` names another folder for the source (the tests' probe kernels; headers stay ``csrc``'s).
     """
     require(device)

@@ -3,7 +3,7 @@
 ``sparse_mm`` is also registered as the torch custom op ``sparse24::sparse_mm`` (with a fake
 implementation), so it runs under torch.compile and CUDA graph capture as one opaque op.
 CPU tensors run the same launches through the kernels' CPU emulation when it is requested
-(``SPARSE24_KERNELS=emulate`` or :func:`kernels.emulate.emulated`); otherwise compress and
+(``SPARSE24_KERNELS=emulate`` or :func:`sparse24.kernels.emulate.emulated`); otherwise compress and
 decompress fall back to the references and ``sparse_mm`` refuses them.
 """
 
@@ -145,7 +145,7 @@ def sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None = Non
     """
     m, n, _ = _validate(x, values, meta, bias, kernel)
     if not _on_kernels(x):
-        raise ValueError("the custom kernels run on CUDA tensors (on the CPU only through their emulation, SPARSE24_KERNELS=emulate); kernels.reference.sparse_mm is the CPU reference")
+        raise ValueError("the custom kernels run on CUDA tensors (on the CPU only through their emulation, SPARSE24_KERNELS=emulate); sparse24.kernels.reference.sparse_mm is the CPU reference")
     loader.require(x.device)
     if out is None:
         return _sparse_mm_op(x, values, meta, bias, kernel)

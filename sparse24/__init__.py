@@ -9,6 +9,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path as _Path
+
+# An install maps the top-level folders kernels/, trt_export/ and bench/ to sparse24.kernels, ... (the
+# package-dir table in pyproject.toml). A source checkout run without installing (``python -m
+# sparse24.bench`` from the repo root, as ``make gpu-check`` does) has them next to this folder: the
+# same names resolve there.
+_CHECKOUT = _Path(__file__).resolve().parent.parent
+if not _Path(__file__).with_name("kernels").is_dir() and (_CHECKOUT / "kernels" / "__init__.py").is_file():
+    __path__.append(str(_CHECKOUT))  # noqa: F821 (a package's own __path__)
+
 from .axes import Axis, GemmWeight, gemm_axes, gemm_weights
 from .enforce import (
     MASK_SUFFIX,

@@ -229,7 +229,7 @@ def _write_report(path: str | None, report: object) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from trt_export import export_onnx
+    from sparse24.trt_export import export_onnx
 
 
     out = Path(args.out)
@@ -244,7 +244,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from trt_export import inspect_onnx
+    from sparse24.trt_export import inspect_onnx
 
     symbols = {}
     for spec in args.dim or ():
@@ -260,7 +260,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _build_shapes(args: argparse.Namespace) -> dict:
     """Profile shapes from trtexec-style --shapes or --min-shapes/--opt-shapes/--max-shapes."""
-    from trt_export.engine import parse_shape_spec
+    from sparse24.trt_export.engine import parse_shape_spec
 
     ranges = [args.min_shapes, args.opt_shapes, args.max_shapes]
     if any(ranges) and not all(ranges):
@@ -280,7 +280,7 @@ def _build_shapes(args: argparse.Namespace) -> dict:
 def _build(args: argparse.Namespace) -> int:
     import json
 
-    from trt_export import ParityError, TrtRunner, build_engine, tensorrt_unavailable
+    from sparse24.trt_export import ParityError, TrtRunner, build_engine, tensorrt_unavailable
 
     onnx_path = Path(args.onnx)
     if not onnx_path.is_file():
@@ -409,7 +409,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--skip-unavailable", action="store_true", help="without TensorRT or a suitable GPU, say why in one line and exit 0")
     build.set_defaults(func=_build)
 
-    # listed for --help; main() hands "sparse24 bench ..." to bench.cli before parsing
+    # listed for --help; main() hands "sparse24 bench ..." to sparse24.bench.cli before parsing
     commands.add_parser("bench", add_help=False, help="benchmark dense vs 2:4 (GEMMs, models, accuracy); `sparse24 bench --help` for more")
     return parser
 
@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     position = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
     if position is not None and argv[position] == "bench":  # bench parses its own options (-v, --traceback too)
-        from bench.cli import main as bench_main
+        from sparse24.bench.cli import main as bench_main
 
         return bench_main(argv[:position] + argv[position + 1 :], prog="sparse24 bench")
     args = _parser().parse_args(argv)

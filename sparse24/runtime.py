@@ -96,7 +96,7 @@ class SparseLinear(nn.Module):
         elif backend == "dense":
             y = F.linear(x2, self.weight, self.bias)
         else:
-            from kernels.reference import sparse_mm
+            from sparse24.kernels.reference import sparse_mm
 
             y = sparse_mm(x2, self.values, self.meta, self.bias)
         return y.reshape(*shape[:-1], self.out_features)
@@ -119,7 +119,7 @@ def describe_plan(plan: dict[int, str]) -> str:
 
 
 def _compress(weight: Tensor) -> tuple[Tensor, Tensor]:
-    from kernels.ops import compress  # the kernel on CUDA (and under the emulation), else the reference
+    from sparse24.kernels.ops import compress  # the kernel on CUDA (and under the emulation), else the reference
 
     return compress(weight)
 
@@ -175,8 +175,8 @@ def _device_problem(backend: str, device: torch.device) -> str | None:
     if backend == "reference":
         return None
     if backend == "custom" and device.type == "cpu":
-        from kernels.emulate import emulation_requested
-        from kernels.loader import kernels_unavailable
+        from sparse24.kernels.emulate import emulation_requested
+        from sparse24.kernels.loader import kernels_unavailable
 
         if emulation_requested():  # the kernels' CUDA sources on the CPU, for tests (slow)
             return kernels_unavailable(device)
@@ -186,7 +186,7 @@ def _device_problem(backend: str, device: torch.device) -> str | None:
     if backend != "dense" and (major, minor) < (8, 0):
         return f"{torch.cuda.get_device_name(device)} is sm_{major}{minor}: 2:4 sparse kernels need Ampere (sm_80) or newer"
     if backend == "custom":
-        from kernels.loader import kernels_unavailable
+        from sparse24.kernels.loader import kernels_unavailable
 
         return kernels_unavailable(device)
     if backend == "cusparselt" and not _semi_structured_available():

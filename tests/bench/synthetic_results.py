@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bench import gemm, kernel_summary, model
-from bench.report import SCHEMA
-from bench.stats import summarize
+from sparse24.bench import gemm, kernel_summary, model
+from sparse24.bench.report import SCHEMA
+from sparse24.bench.stats import summarize
 
 GPU = {"name": "NVIDIA Test GPU", "capability": "sm_90", "sm_count": 132, "memory_gib": 79.2, "l2_bytes": 52428800, "cuda": "13.0", "cudnn": 91000, "cusparselt": 700, "nvidia_smi": {"driver_version": "580.1"}}
 ROOFLINE = {"dense_peak_tflops": {"fp16": 700.0}, "copy_gbps": 3000.0, "method": "synthetic"}
@@ -122,7 +122,7 @@ def kernel_results(times: dict[tuple[str, str, int], float] | None = None, *, sp
         "schema": SCHEMA,
         "suite": "kernels",
         "environment": environment(),
-        "command": "python -m bench kernels",
+        "command": "python -m sparse24.bench kernels",
         "shape": {"n": 4096, "k": 4096},
         "m_values": list(kernel_summary.M_VALUES),
         "settings": {"reps": 10, "runs": 3, "warmup": 2, "tolerance": {"fp16": 1e-2, "bf16": 2e-2}, "timer": "synthetic"},

@@ -12,8 +12,8 @@ import pytest
 import torch
 from synthetic_results import gemm_results, model_results
 
-from bench.cli import main as bench_main
-from bench.readme import END, START, perf_section, update_readme
+from sparse24.bench.cli import main as bench_main
+from sparse24.bench.readme import END, START, perf_section, update_readme
 from sparse24.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def test_cpu_mode_runs_what_it_can_says_so_once_and_prints_no_sparse_number(tmp_
 
 @no_gpu
 def test_gemm_suite_reports_a_wrong_dense_result_and_does_not_time_it(monkeypatch) -> None:
-    from bench import gemm
+    from sparse24.bench import gemm
 
     calls = gemm._Prepared.calls
 
@@ -132,12 +132,12 @@ def test_readme_block_from_gpu_results(tmp_path) -> None:
 
 
 def test_committed_readme_block_is_generated_from_committed_results() -> None:
-    assert update_readme(REPO / "README.md", REPO / "bench" / "results", check=True), "run `python -m bench readme`"
+    assert update_readme(REPO / "README.md", REPO / "bench" / "results", check=True), "run `python -m sparse24.bench readme`"
 
 
 @no_gpu
 def test_a_run_cut_off_part_way_leaves_the_cases_it_finished(tmp_path, capsys, monkeypatch) -> None:
-    from bench import gemm, model
+    from sparse24.bench import gemm, model
 
     run_case, run_batch = gemm._run_case, model._run_batch
     finished = []
@@ -181,7 +181,7 @@ def test_a_finished_run_says_so(tmp_path) -> None:
 
 
 def test_partial_results_are_flagged_in_compare_and_the_readme(tmp_path) -> None:
-    from bench.compare import compare
+    from sparse24.bench.compare import compare
 
     finished, partial = gemm_results(), gemm_results()
     partial["progress"] = {"done": 1, "total": 4, "unit": "cases"}

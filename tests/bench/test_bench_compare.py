@@ -7,8 +7,8 @@ import json
 import pytest
 from synthetic_results import gemm_results, model_results
 
-from bench.cli import main
-from bench.compare import compare
+from sparse24.bench.cli import main
+from sparse24.bench.compare import compare
 
 
 def test_regressions_improvements_and_noise() -> None:

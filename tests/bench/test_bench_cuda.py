@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from bench.env import cuda_problem
+from sparse24.bench.env import cuda_problem
 
 REASON = cuda_problem()
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(REASON is not None, reason=f"needs an sm_80+ CUDA GPU: {REASON}")]
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(REASON is not None, reason=f"
 
 def skip_unless_available(backends: list[str], dtypes: list[str]) -> None:
     """Skip, with the reason, when a backend cannot run on this GPU (the suite's own check); never count it as run."""
-    from bench import gemm
+    from sparse24.bench import gemm
 
     for backend in backends:
         for dtype in dtypes:
@@ -25,7 +25,7 @@ def skip_unless_available(backends: list[str], dtypes: list[str]) -> None:
 
 
 def test_gemm_suite_times_every_backend_after_checking_it() -> None:
-    from bench import gemm
+    from sparse24.bench import gemm
 
     backends, dtypes, m_values = ["dense", "cusparselt", "custom"], ["fp16", "bf16"], [1, 64]
     skip_unless_available(backends, dtypes)
@@ -45,7 +45,7 @@ def test_gemm_suite_times_every_backend_after_checking_it() -> None:
 
 
 def test_gemm_suite_with_cuda_graphs() -> None:
-    from bench import gemm
+    from sparse24.bench import gemm
 
     skip_unless_available(["custom"], ["fp16"])
     results = gemm.run(sets=["decode"], dtypes=["fp16"], backends=["dense", "custom"], m_values=[16], reps=5, runs=2, warmup=1, cuda_graphs=True)
@@ -55,7 +55,7 @@ def test_gemm_suite_with_cuda_graphs() -> None:
 
 
 def test_model_suite_eager_dense_and_sparse() -> None:
-    from bench import model
+    from sparse24.bench import model
 
     results = model.run(models=["digits-transformer"], batches=[1, 64], variants=["eager dense", "eager sparse"], reps=5, runs=2, warmup=1)
     rows = {(r["batch"], r["variant"]): r for r in results["rows"]}

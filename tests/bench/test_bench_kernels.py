@@ -9,10 +9,10 @@ import pytest
 import torch
 from synthetic_results import kernel_results
 
-from bench import kernel_summary
-from bench.cli import main as bench_main
-from bench.kernel_summary import problems, summary_lines
-from kernels import kernels_unavailable
+from sparse24.bench import kernel_summary
+from sparse24.bench.cli import main as bench_main
+from sparse24.bench.kernel_summary import problems, summary_lines
+from sparse24.kernels import kernels_unavailable
 
 KERNELS_REASON = kernels_unavailable()
 SPEEDS = "vs dense F.linear at N=4096 K=4096:"
@@ -23,10 +23,10 @@ def test_one_line_per_kernel_and_dtype_with_the_verdict_and_the_speedups() -> No
     assert lines == [
         f"small_m fp16 (CUDA cores): correct (max error 5.0e-04 vs float64, tolerance 0.01); {SPEEDS} M=1 1.60x, M=16 1.50x, M=4096 0.20x",
         f"mma_sp fp16 (tensor cores): correct (max error 5.0e-04 vs float64, tolerance 0.01); {SPEEDS} M=1 0.80x, M=16 1.00x (noise), M=4096 1.50x",
-        "compress fp16: correct (equals kernels.reference.compress, decompress round-trips); 4096x4096 in 0.0120 ms per call",
+        "compress fp16: correct (equals sparse24.kernels.reference.compress, decompress round-trips); 4096x4096 in 0.0120 ms per call",
         f"small_m bf16 (CUDA cores): FAILED at M=4096 (RuntimeError: timing failed); {SPEEDS} M=1 1.60x, M=16 1.50x, M=4096 failed",
         f"mma_sp bf16 (tensor cores): WRONG at M=16 (error up to 0.31 > 0.02 vs float64); {SPEEDS} M=1 0.80x, M=16 wrong, M=4096 1.50x",
-        "compress bf16: correct (equals kernels.reference.compress, decompress round-trips); 4096x4096 in 0.0120 ms per call",
+        "compress bf16: correct (equals sparse24.kernels.reference.compress, decompress round-trips); 4096x4096 in 0.0120 ms per call",
     ]
 
 
@@ -62,7 +62,7 @@ def test_cli_without_the_kernels_says_why_per_kernel_and_require_fails(tmp_path,
     assert len(not_run) == 6 and all(line.endswith(f": not run: {KERNELS_REASON}") for line in not_run), out
     saved = json.loads((tmp_path / "kernels.json").read_text())
     assert saved["suite"] == "kernels" and saved["summary"] == [line.removeprefix("kernel ") for line in not_run]
-    assert saved["environment"]["command"] == f"python -m bench kernels --out {tmp_path}"
+    assert saved["environment"]["command"] == f"python -m sparse24.bench kernels --out {tmp_path}"
     assert bench_main(["kernels", "--out", str(tmp_path), "--require"]) == 1
     assert "6 kernel check(s) did not pass or did not run" in capsys.readouterr().err
 
@@ -119,7 +119,7 @@ def test_every_kernel_is_correct_and_timed_on_this_gpu() -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(KERNELS_REASON is not None, reason=f"custom kernels cannot run here: {KERNELS_REASON}")
 def test_a_wrong_kernel_output_is_reported_and_not_timed(monkeypatch) -> None:
-    from kernels import ops
+    from sparse24.kernels import ops
 
     real = ops.sparse_mm
 
@@ -138,9 +138,9 @@ def test_a_wrong_kernel_output_is_reported_and_not_timed(monkeypatch) -> None:
 
 def test_check_then_time_on_the_cpu_with_the_references_standing_in_for_the_kernels(monkeypatch) -> None:
     """The GPU steps' logic, run on the CPU: the pure-PyTorch references play the kernels, one plays a wrong one."""
-    from kernels import ops, reference
+    from sparse24.kernels import ops, reference
 
-    from bench.timing import CpuTimer
+    from sparse24.bench.timing import CpuTimer
     from sparse24.mask import prune_
 
     def stand_in(x, values, meta, bias=None, *, kernel="auto"):

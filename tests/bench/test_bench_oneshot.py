@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import bench_oneshot
+from sparse24.bench import bench_oneshot
 
 
 def results(lm_sparsegpt: float) -> dict:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import bench_permutation
+from sparse24.bench import bench_permutation
 
 
 def test_writes_json_and_markdown(tmp_path) -> None:  # noqa: ANN001

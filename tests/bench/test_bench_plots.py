@@ -7,7 +7,7 @@ from synthetic_results import gemm_results, model_results
 
 pytest.importorskip("matplotlib")
 
-from bench.plots import plot_results  # noqa: E402
+from sparse24.bench.plots import plot_results  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

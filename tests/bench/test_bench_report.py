@@ -9,8 +9,8 @@ import json
 import pytest
 from synthetic_results import ROOFLINE, gemm_results, model_results
 
-from bench.gemm import GemmCase, cases_for, roofline_limit
-from bench.report import load_results, markdown, to_csv, write_suite
+from sparse24.bench.gemm import GemmCase, cases_for, roofline_limit
+from sparse24.bench.report import load_results, markdown, to_csv, write_suite
 
 
 def test_roofline_limit_is_2x_when_math_bound_and_the_bytes_ratio_when_memory_bound() -> None:

@@ -1,4 +1,4 @@
-"""bench.stats: percentiles, summaries, spread and noise verdicts on chosen samples."""
+"""sparse24.bench.stats: percentiles, summaries, spread and noise verdicts on chosen samples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.stats import Summary, percentile, relative_spread, summarize, verdict
+from sparse24.bench.stats import Summary, percentile, relative_spread, summarize, verdict
 
 
 def test_percentile_interpolates_between_order_statistics() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import gemm, model
-from bench.cli import _run_parser
+from sparse24.bench import gemm, model
+from sparse24.bench.cli import _run_parser
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 STAND_IN = """#!/bin/sh
 echo "$*" >> "$CALLS"
 case "$*" in
-  "-m bench env --results-dir") echo "$RESULTS" ;;
-  "-m bench kernels"*) sleep "$KERNELS_SLEEP"; echo "kernel small_m fp16 (CUDA cores): correct" ;;
+  "-m sparse24.bench env --results-dir") echo "$RESULTS" ;;
+  "-m sparse24.bench kernels"*) sleep "$KERNELS_SLEEP"; echo "kernel small_m fp16 (CUDA cores): correct" ;;
   "-m pytest"*) echo "tests/x.py::test_a PASSED"; echo "tests/x.py::test_b FAILED"; echo "<testsuites/>" > "$RESULTS/pytest.xml"; exit "$PYTEST_STATUS" ;;
-  "-m bench gemm"*) printf '%s\\n' "$@" > "$RESULTS/gemm-args" ;;
-  "-m bench model"*) printf '%s\\n' "$@" > "$RESULTS/model-args" ;;
+  "-m sparse24.bench gemm"*) printf '%s\\n' "$@" > "$RESULTS/gemm-args" ;;
+  "-m sparse24.bench model"*) printf '%s\\n' "$@" > "$RESULTS/model-args" ;;
 esac
 """
 
@@ -49,15 +49,15 @@ def test_every_step_runs_in_order_into_one_folder_and_a_failing_one_fails_the_ta
     assert done.returncode != 0, done.stdout
     assert [c.split(" --")[0] if c.startswith("-m") else "-c" for c in calls] == [
         "-c",  # the dependency check
-        "-m bench env",  # --require-gpu
-        "-m bench env",  # --results-dir
-        "-m bench kernels",
+        "-m sparse24.bench env",  # --require-gpu
+        "-m sparse24.bench env",  # --results-dir
+        "-m sparse24.bench kernels",
         "-m pytest -v -m cuda -p no:cacheprovider",
-        "-m bench gemm",  # still run after the tests failed
-        "-m bench model",
+        "-m sparse24.bench gemm",  # still run after the tests failed
+        "-m sparse24.bench model",
     ]
-    assert calls[1] == "-m bench env --require-gpu" and calls[2] == "-m bench env --results-dir"
-    assert calls[3] == f"-m bench kernels --require --out {results}"
+    assert calls[1] == "-m sparse24.bench env --require-gpu" and calls[2] == "-m sparse24.bench env --results-dir"
+    assert calls[3] == f"-m sparse24.bench kernels --require --out {results}"
     assert calls[4].endswith(f"--junitxml={results}/pytest.xml tests")
     log = (results / "pytest.log").read_text().splitlines()
     assert (results / "pytest.xml").is_file() and log[1:] == ["tests/x.py::test_a PASSED", "tests/x.py::test_b FAILED"]
@@ -81,7 +81,7 @@ def test_a_step_over_its_limit_is_stopped_and_the_later_ones_still_run(tmp_path)
     started = time.monotonic()
     done, results, calls = gpu_check(tmp_path, 0, "GPU_CHECK_LIMITS=1 0 0 0", kernels_sleep=30)
     assert time.monotonic() - started < 20
-    assert done.returncode != 0 and [c.split(" --")[0] for c in calls[3:]] == ["-m bench kernels", "-m pytest -v -m cuda -p no:cacheprovider", "-m bench gemm", "-m bench model"]
+    assert done.returncode != 0 and [c.split(" --")[0] for c in calls[3:]] == ["-m sparse24.bench kernels", "-m pytest -v -m cuda -p no:cacheprovider", "-m sparse24.bench gemm", "-m sparse24.bench model"]
     assert f"gpu-check: kernels stopped at its 1 s limit (what it measured is in {results})" in done.stdout
     assert f"gpu-check: FAILED: kernels (everything measured is in {results})" in done.stdout
     assert "gpu-check: model (no limit): " in done.stdout
@@ -91,7 +91,7 @@ def test_a_step_over_its_limit_is_stopped_and_the_later_ones_still_run(tmp_path)
 def test_bad_limits_are_refused(tmp_path) -> None:
     done, _, calls = gpu_check(tmp_path, 0, "GPU_CHECK_LIMITS=60 240")
     assert done.returncode != 0 and "GPU_CHECK_LIMITS takes 4 numbers of seconds (kernels tests gemm model), got '60 240'" in done.stderr
-    assert not [c for c in calls if c.startswith("-m bench kernels")]
+    assert not [c for c in calls if c.startswith("-m sparse24.bench kernels")]
 
 
 @needs_make
@@ -102,7 +102,7 @@ def test_the_default_settings_are_the_ones_the_makefile_estimate_counts(tmp_path
     assert "gpu-check: gemm (limit 50 s): " in done.stdout and "gpu-check: model (limit 75 s): " in done.stdout
     for suite in ("gemm", "model"):
         argv = (results / f"{suite}-args").read_text().splitlines()
-        assert argv[:5] == ["-m", "bench", suite, "--out", str(results)]
+        assert argv[:5] == ["-m", "sparse24.bench", suite, "--out", str(results)]
         args = _run_parser("bench").parse_args(argv[2:])
         assert (args.runs, args.reps, args.warmup) == (3, 20, 3)
         assert args.backends == ["dense", "cusparselt", "custom"] and args.dtypes is None  # fp16 and bf16 on a GPU
@@ -112,8 +112,8 @@ def test_the_default_settings_are_the_ones_the_makefile_estimate_counts(tmp_path
 
 
 def test_env_results_dir_is_the_folder_the_suites_write_by_default(capsys) -> None:
-    from bench.cli import default_results_dir, main
-    from bench.env import device_slug
+    from sparse24.bench.cli import default_results_dir, main
+    from sparse24.bench.env import device_slug
 
     assert main(["env", "--results-dir"]) == 0
     assert capsys.readouterr().out == f"{Path('bench') / 'results' / device_slug()}\n" == f"{default_results_dir()}\n"

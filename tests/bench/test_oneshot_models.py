@@ -1,6 +1,6 @@
 """The one-shot benchmark's evaluation models: the corpus split, metrics, batches, the cache, 2:4 eligibility.
 
-Tiny recipes only (seconds of training); the full models are trained by ``python -m bench.oneshot_models``.
+Tiny recipes only (seconds of training); the full models are trained by ``python -m sparse24.bench.oneshot_models``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import sparse24
-from bench import oneshot_models as om
-from bench._common import environment
+from sparse24.bench import oneshot_models as om
+from sparse24.bench._common import environment
 
 LM = "gpt2-stdlib"
 TINY_LM = om.TINY[LM]
@@ -172,9 +172,9 @@ def test_bad_names_recipes_and_sizes_are_refused() -> None:
 
 def test_the_table_is_generated_from_the_results(tiny_lm, cache) -> None:
     names = (LM, "vit-digits")
-    results = {"command": "python -m bench.oneshot_models --out X", "environment": environment("x"), **om.collect(names, recipes=om.TINY, directory=cache)}
+    results = {"command": "python -m sparse24.bench.oneshot_models --out X", "environment": environment("x"), **om.collect(names, recipes=om.TINY, directory=cache)}
     text = om.markdown(results)
-    assert "`python -m bench.oneshot_models --out X`" in text
+    assert "`python -m sparse24.bench.oneshot_models --out X`" in text
     lm = results["models"][LM]
     assert lm["test"]["metric"] == "perplexity" and lm["baseline"]["model"] == "unigram" and lm["corpus"]["test_files"] > 0
     assert lm["sparse_layer_types"] == {"Conv1D": 4 * TINY_LM.n_layer}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kernel_testing import EMULATION, HERE
 
-from kernels import emulate
+from sparse24.kernels import emulate
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import emulate
+from sparse24.kernels import emulate
 from sparse24.mask import prune_
 
 HERE = Path(__file__).parent

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import loader, ops
+from sparse24.kernels import loader, ops
 
 SOURCES = sorted(p.name for p in loader.SOURCES.glob("*.cu"))
 NVCC = shutil.which("nvcc")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from kernel_testing import needs_emulation
 
-from bench import gemm
-from kernels import emulate
+from sparse24.bench import gemm
+from sparse24.kernels import emulate
 
 pytestmark = [needs_emulation, pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the suite runs the real kernels")]
 

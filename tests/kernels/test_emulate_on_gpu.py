@@ -10,7 +10,7 @@ import pytest
 import torch
 from kernel_testing import EMULATION, HERE
 
-from kernels import kernels_unavailable, loader
+from sparse24.kernels import kernels_unavailable, loader
 
 GPU = kernels_unavailable()
 pytestmark = [

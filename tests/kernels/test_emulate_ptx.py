@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.emulate import KernelFault
+from sparse24.kernels.emulate import KernelFault
 
 from kernel_testing import needs_emulation
 
@@ -380,7 +380,7 @@ def test_mma_sp_padding_shows_in_the_bank_conflict_count(tmp_path) -> None:
     """The shipped row padding keeps ldmatrix conflict-free; without it every ldmatrix conflicts."""
     from kernel_testing import two_four
 
-    from kernels import emulate, loader, reference
+    from sparse24.kernels import emulate, loader, reference
 
     text = loader.source_text("mma_sp.cu")
     unpadded = text.replace("#define A_STRIDE 24", "#define A_STRIDE 16").replace("#define B_STRIDE 40", "#define B_STRIDE 32")

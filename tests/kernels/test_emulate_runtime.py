@@ -10,7 +10,7 @@ from kernel_testing import needs_emulation
 from torch import nn
 
 import sparse24
-from kernels import emulate, ops
+from sparse24.kernels import emulate, ops
 from sparse24.runtime import SparseLinear
 
 pytestmark = needs_emulation
@@ -87,7 +87,7 @@ def test_ops_refuse_cpu_tensors_unless_emulation_is_asked_for() -> None:
 
 
 def test_environment_switch(monkeypatch) -> None:
-    from kernels.loader import kernels_unavailable
+    from sparse24.kernels.loader import kernels_unavailable
 
     cpu = torch.device("cpu")
     monkeypatch.delenv(emulate.ENV_MODE, raising=False)

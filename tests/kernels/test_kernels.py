@@ -1,4 +1,4 @@
-"""Each kernel, through kernels.ops, against fp64 references on fresh random inputs.
+"""Each kernel, through sparse24.kernels.ops, against fp64 references on fresh random inputs.
 
 Every test runs twice: on the CPU emulation of the same CUDA sources (in `make test`), and on a
 real sm_80+ GPU (marked cuda; `make gpu-check`). Shapes are kept small for the emulation.
@@ -13,7 +13,7 @@ import pytest
 import torch
 from kernel_testing import EMULATION, relative_error, two_four
 
-from kernels import emulate, kernels_unavailable, ops
+from sparse24.kernels import emulate, kernels_unavailable, ops
 from sparse24 import SparsityError
 
 GPU = kernels_unavailable()
@@ -65,7 +65,7 @@ def check_sparse_mm(device: str, dtype: torch.dtype, kernel: str, m: int, n: int
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compress_matches_the_reference_and_round_trips(device: str, dtype: torch.dtype) -> None:
-    from kernels import reference
+    from sparse24.kernels import reference
 
     weight = two_four(48, 96, dtype, device=device)
     weight[0, :16] = 0  # groups with no nonzero

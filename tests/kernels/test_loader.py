@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import ENV_DISABLE, kernels_unavailable, loader, ops, reference
+from sparse24.kernels import ENV_DISABLE, kernels_unavailable, loader, ops, reference
 from sparse24.mask import prune_
 
 

@@ -9,7 +9,7 @@ from torch.sparse._semi_structured_conversions import (
     sparse_semi_structured_from_dense_cutlass,
 )
 
-from kernels import reference
+from sparse24.kernels import reference
 from sparse24 import SparsityError
 from sparse24.mask import prune_
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import kernels.reference
+import sparse24.kernels.reference
 import sparse24
 from sparse24.runtime import BUCKETS, PROBE_TOLERANCE, SparseLinear, _auto_plan, bucket_of, describe_plan
 
@@ -134,8 +134,8 @@ def test_auto_plan_times_a_correct_backend_and_can_choose_it() -> None:
 
 
 def test_auto_plan_rejects_a_backend_whose_output_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
-    right = kernels.reference.sparse_mm
-    monkeypatch.setattr(kernels.reference, "sparse_mm", lambda *args, **kwargs: right(*args, **kwargs) * 1.1)
+    right = sparse24.kernels.reference.sparse_mm
+    monkeypatch.setattr(sparse24.kernels.reference, "sparse_mm", lambda *args, **kwargs: right(*args, **kwargs) * 1.1)
     weight, bias = probe_layer()
     # even when the wrong backend would be the fastest
     plan, timings, notes = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=scripted_timer([2.0, 1.0]))
@@ -151,7 +151,7 @@ def test_auto_plan_reports_a_backend_that_raises_and_does_not_choose_it(monkeypa
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setattr(kernels.reference, broken, explode)
+    monkeypatch.setattr(sparse24.kernels.reference, broken, explode)
     weight, bias = probe_layer()
     plan, timings, notes = _auto_plan(weight, bias, ["dense", "reference"], PROBE_BUCKETS, PROBE_TOLERANCE, timer=wall_clock_ms)
     assert plan == dict.fromkeys(PROBE_BUCKETS, "dense")
@@ -167,7 +167,7 @@ GPU_BUCKETS = (1, 16, 256)
 @pytest.mark.skipif(not GPU, reason="needs an sm_80+ CUDA GPU")
 @pytest.mark.parametrize("backend", ["dense", "cusparselt", "custom", "auto"])
 def test_gpu_backends_match_a_float64_reference(backend: str, tmp_path, monkeypatch) -> None:
-    from kernels import kernels_unavailable
+    from sparse24.kernels import kernels_unavailable
 
     if backend == "custom" and kernels_unavailable() is not None:
         pytest.skip(f"custom kernels cannot run here: {kernels_unavailable()}")

@@ -10,8 +10,8 @@ import torch
 from onnx import helper
 from onnx_graphs import dense, graph_model, tensor, two_four
 
-from trt_export import BuildError, UnsupportedGpu, inspect_onnx
-from trt_export.engine import (
+from sparse24.trt_export import BuildError, UnsupportedGpu, inspect_onnx
+from sparse24.trt_export.engine import (
     EngineLayer,
     SparsityLog,
     _disagreements,

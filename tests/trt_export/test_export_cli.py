@@ -13,7 +13,7 @@ import torch
 import sparse24
 from sparse24.cli import main
 from sparse24.demo import DigitsTransformer
-from trt_export import tensorrt_unavailable
+from sparse24.trt_export import tensorrt_unavailable
 
 MODEL = "sparse24.demo:DigitsTransformer"
 MODELS_FILE = Path(__file__).with_name("export_models.py")

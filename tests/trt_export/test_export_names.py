@@ -10,7 +10,7 @@ from export_models import CapitalNames, ComputedWeight, DeadLayer, TiedLinears, 
 
 import sparse24
 from sparse24.cli import main
-from trt_export import export_onnx, inspect_onnx
+from sparse24.trt_export import export_onnx, inspect_onnx
 
 
 def _sparse(model: torch.nn.Module) -> torch.nn.Module:

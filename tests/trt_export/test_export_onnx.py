@@ -20,8 +20,8 @@ from onnx_graphs import dense, graph_model, tensor
 
 import sparse24
 from sparse24.demo import DigitsTransformer
-from trt_export import ExportError, ParityError, export_onnx, inspect_onnx
-from trt_export.export import WeightUse, _match_names
+from sparse24.trt_export import ExportError, ParityError, export_onnx, inspect_onnx
+from sparse24.trt_export.export import WeightUse, _match_names
 
 
 def _sparse(model: torch.nn.Module) -> torch.nn.Module:

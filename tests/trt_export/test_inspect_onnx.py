@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_graphs import dense, graph_model, tensor, two_four
 
 from sparse24 import Sparse24Error
-from trt_export import inspect_onnx
+from sparse24.trt_export import inspect_onnx
 
 
 def conv_model(weight: np.ndarray, *, group: int = 1, hw: int = 8):

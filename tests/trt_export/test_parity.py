@@ -12,10 +12,10 @@ from onnx import numpy_helper
 
 import sparse24
 from sparse24.cli import main
-from trt_export import export_onnx
-from trt_export.export import _check_parity
-from trt_export.inspection import embedding_ranges
-from trt_export.parity import fresh_inputs, integer_ranges
+from sparse24.trt_export import export_onnx
+from sparse24.trt_export.export import _check_parity
+from sparse24.trt_export.inspection import embedding_ranges
+from sparse24.trt_export.parity import fresh_inputs, integer_ranges
 
 IDS = torch.zeros(2, 12, dtype=torch.long)  # what `--input-shape int64:2x12` used to feed: token 0 only
 
@@ -143,7 +143,7 @@ def test_integer_ranges_need_one_name_per_input() -> None:
 
 
 def test_compare_fails_on_a_difference_a_nan_a_shape_and_a_count() -> None:
-    from trt_export.parity import ParityReport, compare
+    from sparse24.trt_export.parity import ParityReport, compare
 
     reference = [torch.tensor([1.0, -2.0, 4.0])]
     (close,) = compare(["y"], [reference[0] + 1e-6], reference, 1e-4)

@@ -14,7 +14,7 @@ from onnx_graphs import graph_model, tensor, two_four
 from torch import nn
 
 import sparse24
-from trt_export import (
+from sparse24.trt_export import (
     BuildError,
     ExportError,
     TrtRunner,
