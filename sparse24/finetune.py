@@ -692,7 +692,8 @@ def finetune(
         uninterrupted one.
 
     Returns the :class:`FinetuneHistory`. Training is in place: if it stops early (error,
-    Ctrl-C), the model holds the weights of the last completed step, still 2:4.
+    Ctrl-C), the model holds the weights of the last completed step, still 2:4. Either way
+    every module is given back in the train/eval mode it came in (an eval model stays eval).
     """
     _validate(epochs, steps, lr, warmup_steps, grad_accum, grad_clip, alpha, temperature, distill, checkpoint_every, log_every, keep_checkpoints)
     if scheduler is not None and not isinstance(scheduler, (str, torch.optim.lr_scheduler.LRScheduler)):
@@ -711,6 +712,7 @@ def finetune(
     trainer = _Trainer(model, train_data, options)
     handles = []
     teacher_mode = None
+    modes = [(module, module.training) for module in trainer.module.modules()]  # given back as they came, also on error
     try:
         if optimizer is not None:  # its state may predate the masks
             handles.append(attach_optimizer(optimizer))
@@ -727,5 +729,5 @@ def finetune(
     finally:
         for handle in handles:
             handle.remove()
-        for module, training in teacher_mode or ():
+        for module, training in (*modes, *(teacher_mode or ())):
             module.training = training

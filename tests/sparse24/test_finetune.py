@@ -1060,3 +1060,32 @@ def test_no_progress_lines_when_disabled(caplog):
     finetune(sparse_mlp(), mlp_batches(4), loss_fn=mse, epochs=1, log_every=1, progress=False)
     assert not [r for r in caplog.records if re.match(r"finetune \d+/\d+ ", r.getMessage())]
     assert any("epoch 1 done" in r.getMessage() for r in caplog.records)
+
+
+# -- the model comes back in the mode it came in -----------------------------------------
+
+
+@pytest.mark.parametrize("stop", [None, RuntimeError("bad batch"), KeyboardInterrupt()], ids=["finished", "error", "ctrl-c"])
+@pytest.mark.parametrize("mode", ["eval", "train", "mixed"])
+def test_finetune_gives_the_model_back_in_the_mode_it_came_in(mode, stop):
+    model = sparse_mlp(dropout=0.5)
+    if mode == "eval":
+        model.eval()
+    elif mode == "mixed":  # a train model with one module the user froze in eval
+        model.drop.eval()
+    before = {name: module.training for name, module in model.named_modules()}
+    seen = []
+
+    def loss_fn(m, batch):
+        seen.append(m.training)
+        if stop is not None and len(seen) == 2:
+            raise stop
+        return mse(m, batch)
+
+    if stop is None:
+        finetune(model, mlp_batches(3), loss_fn=loss_fn, **quiet())
+    else:
+        with pytest.raises(type(stop)):
+            finetune(model, mlp_batches(3), loss_fn=loss_fn, **quiet())
+    assert seen and all(seen), "training steps run in train mode"
+    assert {name: module.training for name, module in model.named_modules()} == before
