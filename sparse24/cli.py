@@ -36,7 +36,7 @@ def _model_for_outputs(args: argparse.Namespace, out: Path) -> object:
     for path in filter(None, (out, args.report and Path(args.report))):
         if not path.parent.is_dir():
             raise Sparse24Error(f"output directory does not exist: {path.parent}")
-    model = io.load_model(args.model)
+    model = io.load_model(args.model, hf_class=args.hf_class)
     if args.weights:
         io.load(model, args.weights)
     return model
@@ -51,13 +51,18 @@ def _sequential_spec(value: str | None) -> bool | str | list[str] | None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from . import io
+    from . import hub, io
     from .sparsify import sparsify, verify
 
     out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise Sparse24Error(f"--out must end in .safetensors, got {out}")
+    to_dir = out.suffix != ".safetensors"  # a from_pretrained directory, for transformers models
+    if to_dir and out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".onnx"):
+        raise Sparse24Error(f"--out must end in .safetensors (or name a directory, for a transformers model), got {out}")
+    if to_dir:
+        hub.check_output_dir(out)
     model = _model_for_outputs(args, out)
+    if to_dir and not hub.is_transformers_model(model):
+        raise Sparse24Error(f"--out must end in .safetensors, got {out} (a from_pretrained directory is written for transformers models only, e.g. hf:PATH)")
     data = io.build_object(args.data, "data") if args.data else None
     loss_fn = io.load_object(args.loss, "loss") if args.loss else None
     options = {"squared": True} if args.squared else {}
@@ -84,7 +89,10 @@ def _prune(args: argparse.Namespace) -> int:
         print(report)
         raise Sparse24Error(f"no GEMM weight of the model could be made 2:4 ({len(report.layers)} skipped, reasons above); nothing was written")
     verify(model)
-    io.save(model, out)
+    if to_dir:
+        hub.save_pretrained(model, out)
+    else:
+        io.save(model, out)
     if args.report:
         io.write_text(args.report, _report_text(report, Path(args.report)))
     print(report)
@@ -93,11 +101,16 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from . import io
+    from . import hub, io
     from .sparsify import verify_file
 
-    model = io.load_model(args.model) if args.model else None
-    report = verify_file(args.file, model, expect=args.expect)
+    if Path(args.file).is_dir():  # a from_pretrained directory (sparse24 prune hf:... --out DIR)
+        if args.model:
+            raise Sparse24Error(f"{args.file} is a directory: its config.json gives the model (--hf-class picks the class), not --model")
+        report = hub.verify_dir(args.file, hf_class=args.hf_class, expect=args.expect)
+    else:
+        model = io.load_model(args.model, hf_class=args.hf_class) if args.model else None
+        report = verify_file(args.file, model, expect=args.expect)
     print(report.to_json() if args.json else report)
     print(f"OK: {len(report.sparse_layers)} weights are 2:4 along their reduction axis, as stored in {args.file}")
     return 0
@@ -331,6 +344,10 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+_MODEL_HELP = "module:callable (or file.py:callable) returning the torch.nn.Module; or hf:DIR (a local save_pretrained directory), torchvision:NAME, timm:NAME (random weights; --weights loads a local file)"
+_HF_CLASS_HELP = "hf:DIR: the transformers class to load it with, e.g. AutoModelForCausalLM (default: config.json's architectures[0], else AutoModel)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse24", description="2:4 semi-structured sparsity for PyTorch models")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -338,10 +355,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     prune = commands.add_parser("prune", help="make a model's GEMM weights 2:4 sparse and save them with their masks")
-    prune.add_argument("model", help="module:callable (or file.py:callable) returning the torch.nn.Module")
+    prune.add_argument("model", help=_MODEL_HELP)
+    prune.add_argument("--hf-class", help=_HF_CLASS_HELP)
     prune.add_argument("--weights", help="weights to load first (.safetensors, or a torch.save file read with weights_only=True)")
     prune.add_argument("--method", default="magnitude", choices=criteria.available(), help="importance criterion (default: magnitude)")
-    prune.add_argument("--out", required=True, help="output .safetensors (weights + masks), written atomically")
+    prune.add_argument("--out", required=True, help="output .safetensors (weights + masks), or for a transformers model a from_pretrained directory (+ sparse24_masks.safetensors); written atomically")
     prune.add_argument("--report", help="also write the report (.md, .json or text)")
     prune.add_argument("--include", action="append", help="module-name glob to prune (repeatable)")
     prune.add_argument("--exclude", action="append", help="module-name glob to keep dense (repeatable)")
@@ -361,8 +379,9 @@ def _parser() -> argparse.ArgumentParser:
     prune.set_defaults(func=_prune)
 
     verify = commands.add_parser("verify", help="check that a weights file's masked (and --expect) weights are 2:4 along their reduction axis, as stored")
-    verify.add_argument("file", help="weights file written by sparse24 (or any weights file, with --model)")
+    verify.add_argument("file", help="weights file or from_pretrained directory written by sparse24 (or any weights file, with --model)")
     verify.add_argument("--model", help="module:callable whose layers give the 2:4 axes (needed for files without sparse24 metadata)")
+    verify.add_argument("--hf-class", help=_HF_CLASS_HELP)
     verify.add_argument("--expect", action="append", metavar="GLOB", help="weights (names or module-name globs) that must be 2:4 even without a mask (repeatable)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=_verify)
@@ -373,8 +392,9 @@ def _parser() -> argparse.ArgumentParser:
     tune.set_defaults(func=_finetune)
 
     export = commands.add_parser("export", help="export a (2:4) model to ONNX; check parity with onnxruntime and the 2:4 layers by name")
-    export.add_argument("model", help="module:callable (or file.py:callable) returning the torch.nn.Module")
-    export.add_argument("--weights", help="weights to load first (a sparse24 .safetensors brings its masks)")
+    export.add_argument("model", help=_MODEL_HELP)
+    export.add_argument("--hf-class", help=_HF_CLASS_HELP)
+    export.add_argument("--weights", help="weights to load first (a sparse24 .safetensors or from_pretrained directory brings its masks)")
     export.add_argument("--out", required=True, help="output .onnx, written only after every check passed")
     export.add_argument("--input-shape", action="append", metavar="[DTYPE:]SHAPE[:LOW:HIGH]", help="example input, e.g. 1x3x224x224 or int64:1x128:0:30522 (token ids in [0, 30522)) (repeatable, in forward's order)")
     export.add_argument("--example", help="module:name of example inputs (a tensor, a tuple, or a callable returning one)")

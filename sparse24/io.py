@@ -125,8 +125,14 @@ def load(model: nn.Module, path: str | os.PathLike) -> list[str]:
     """Load weights (and masks, if the file has them) from ``path`` into ``model``, in place.
 
     Everything is checked before anything is loaded, so a file that does not fit leaves
-    the model untouched. Returns the names of the masked weights.
+    the model untouched. Returns the names of the masked weights. A directory written by
+    ``sparse24 prune hf:... --out DIR`` (a from_pretrained directory) is read by
+    :func:`sparse24.hub.load_dir`.
     """
+    if Path(path).is_dir():
+        from . import hub
+
+        return hub.load_dir(model, path)
     state = read_state_dict(path)
     check_fits(model, state, str(path))
     masked = load_masks(model, state)
@@ -177,8 +183,19 @@ def build_object(spec: str | Mapping[str, Any], what: str = "object") -> Any:
     return target()
 
 
-def load_model(spec: str | Mapping[str, Any]) -> nn.Module:
-    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"`` (see :func:`build_object`)."""
+def load_model(spec: str | Mapping[str, Any], *, hf_class: str | None = None) -> nn.Module:
+    """Build a model from ``"package.module:callable"`` or ``"path/to/file.py:callable"`` (see :func:`build_object`).
+
+    ``"hf:PATH"`` (a local save_pretrained directory; ``hf_class`` picks the transformers class),
+    ``"torchvision:NAME"`` and ``"timm:NAME"`` (random weights) are built by :mod:`sparse24.hub`;
+    in the ``{"fn": ..., "args": {...}}`` form their args go to the builder.
+    """
+    from . import hub
+
+    fn = spec.get("fn") if isinstance(spec, Mapping) else spec
+    if hf_class is not None or hub.split_spec(fn) is not None:
+        args = dict(spec.get("args", {})) if isinstance(spec, Mapping) else {}
+        return hub.load_model(fn, hf_class=args.pop("hf_class", hf_class), **args)
     model = build_object(spec, "model")
     if not isinstance(model, nn.Module):
         raise Sparse24Error(f"model {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
