@@ -81,14 +81,45 @@ def _tensorrt_reason(weight: GemmWeight) -> str | None:
     return None
 
 
-def _tie_reason(owners: list[GemmWeight], users: list[str]) -> str | None:
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+
+
+def _embedding_names(model: nn.Module) -> set[str]:
+    """Qualified names of the embedding tables' weights (every alias of a tied one)."""
+    return {
+        f"{module_name}.{name}" if module_name else name
+        for module_name, module in model.named_modules(remove_duplicate=False)
+        if isinstance(module, _EMBEDDINGS)
+        for name, _ in module.named_parameters(recurse=False, remove_duplicate=False)
+    }
+
+
+def _tie_reason(owners: list[GemmWeight], users: list[str], embeddings: set[str]) -> str | None:
     if len({owner.axis for owner in owners}) > 1:
         return "tied weight used along different axes: " + ", ".join(o.name for o in owners)
     gemm_names = {owner.name for owner in owners}
     others = [name for name in users if name not in gemm_names]
+    tables = [name for name in others if name in embeddings]
+    if tables:  # a tied output head: its weight is also the input embedding table
+        return f"tied to the embedding table {', '.join(tables)} (a lookup, not a GEMM: 2:4 here would also prune the input embeddings)"
     if others:
         return f"shared with {', '.join(others)}, which is not a GEMM weight"
     return None
+
+
+def _embedding_note(model: nn.Module) -> str | None:
+    """The report's line on the embedding tables, which sparsify leaves dense (they are not GEMM weights)."""
+    embeddings = _embedding_names(model)
+    named = list(model.named_parameters(remove_duplicate=False))
+    tables = {id(param): param for name, param in named if name in embeddings}
+    if not tables:
+        return None
+    items = []
+    for key, param in tables.items():
+        names = sorted((name for name, p in named if id(p) == key), key=lambda name: name not in embeddings)  # the table's own name first
+        tied = f" (tied to {', '.join(names[1:])})" if names[1:] else ""
+        items.append(f"{names[0]} {'x'.join(map(str, param.shape))}{tied}")
+    return f"embedding tables stay dense (a lookup, not a GEMM, so no 2:4 kernel applies): {'; '.join(items)}"
 
 
 def _candidates(
@@ -106,11 +137,12 @@ def _candidates(
     users: dict[int, list[str]] = defaultdict(list)
     for name, param in model.named_parameters(remove_duplicate=False):
         users[id(param)].append(name)
+    embeddings = _embedding_names(model)
 
     found = []
     for key, owners in by_param.items():
         weight = owners[0]
-        reason = _structural_reason(weight) or _tie_reason(owners, users[key])
+        reason = _structural_reason(weight) or _tie_reason(owners, users[key], embeddings)
         if reason is None:
             excluded = next(filter(None, (_match(o.name, exclude) for o in owners)), None)
             if excluded:
@@ -324,7 +356,7 @@ def sparsify(
     chosen = [c for c in candidates if c.reason is None]
     if sequential not in (None, False) and not hasattr(criterion, "KIND") and method != "taylor":
         raise ValueError(f"sequential calibration applies to the data-aware methods (wanda, sparsegpt, taylor), not {method!r}")
-    notes: list[str] = []
+    notes: list[str] = list(filter(None, [_embedding_note(model)]))
     kept: dict[int, float] = {}
     if chosen:
         snapshot = None
