@@ -1,15 +1,20 @@
-"""Shared by the bench scripts: interleaved timing and the environment record."""
+"""Shared by the bench scripts: interleaved timing, peak memory and the environment record."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from sparse24.bench.env import describe
 from sparse24.bench.env import environment as full_environment
@@ -31,6 +36,69 @@ def interleaved(base: Callable[[], object], op: Callable[[object], object], reps
         del value
     base_median, op_median = statistics.median(base_times), statistics.median(op_times)
     return {"base_s": base_median, "op_s": op_median, "ratio": op_median / base_median, "reps": reps}
+
+
+@dataclass
+class PeakMemory:
+    """What :func:`peak_memory` measured: ``bytes`` is the peak above the level at the start (set on exit; None if unmeasurable)."""
+
+    source: str  # "cuda" (max_memory_allocated) or "VmHWM" (peak resident set of this process)
+    start: int = 0
+    bytes: int | None = None
+
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes, or None off Linux."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``), so that a block's peak is not hidden in memory an earlier block freed."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device | str | None = None) -> Iterator[PeakMemory]:
+    """Measure the peak memory of the block above its level at the start, in bytes (``.bytes`` after it ends).
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only,
+    not the allocator's cache). CPU (Linux): the process's peak resident set ``VmHWM``, reset by
+    writing ``5`` to ``/proc/self/clear_refs`` after freed heap is returned to the OS, minus the
+    resident set at the start: everything the process touched, the Python heap and the
+    allocator's slack included, so a few MiB of noise. Elsewhere ``.bytes`` stays None.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        found = PeakMemory("cuda", start=torch.cuda.memory_allocated(device))
+        yield found
+        torch.cuda.synchronize(device)
+        found.bytes = torch.cuda.max_memory_allocated(device) - found.start
+        return
+    _release_free_heap()
+    try:
+        _CLEAR_REFS.write_text("5")
+        resettable = True
+    except OSError:
+        resettable = False
+    start = _status_bytes("VmRSS")
+    found = PeakMemory("VmHWM", start=start or 0)
+    yield found
+    peak = _status_bytes("VmHWM")
+    if resettable and start is not None and peak is not None:
+        found.bytes = max(0, peak - start)
 
 
 def environment(command: str | None = None) -> dict:

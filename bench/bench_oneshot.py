@@ -3,10 +3,12 @@
 Models (:mod:`sparse24.bench.oneshot_models`, trained here and cached): the demo CNN and transformer
 on the digits, a ViT on the digits, and a GPT-2-architecture byte-level LM on Python's
 standard library (perplexity on held-out files). Rows: dense; magnitude; Taylor (squared,
-batch gradients, and per sample: the empirical Fisher); Wanda; SparseGPT. Columns per model: one-shot quality,
-quality after a short recovery finetune with distillation from the dense model (the same
-recipe for every row), and the calibration time relative to one forward pass over the
-calibration set. Writes ``oneshot.json`` and ``oneshot.md`` (generated from the JSON).
+batch gradients; per sample with the data's labels: the empirical Fisher; per sample with the
+model's own predictive distribution: the true Fisher, ``labels="model"``); Wanda; SparseGPT.
+Columns per model: one-shot quality, quality after a short recovery finetune with distillation
+from the dense model (the same recipe for every row), and the calibration time and peak memory
+(:func:`sparse24.bench._common.peak_memory`) relative to one forward pass over the calibration
+set. Writes ``oneshot.json`` and ``oneshot.md`` (generated from the JSON).
 
     python bench/bench_oneshot.py --out bench/results
 """
@@ -26,7 +28,7 @@ import torch
 
 import sparse24
 from sparse24.bench import oneshot_models as models
-from sparse24.bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, peak_memory, write_results
 from sparse24.calibrate import run_batches
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ METHODS = {  # row -> (method, options); each also with channel permutation ("+ 
     "magnitude": ("magnitude", {}),
     "Taylor (squared)": ("taylor", {"squared": True}),
     "Taylor (squared, per sample)": ("taylor", {"squared": True, "per_sample": True}),
+    "Taylor (model Fisher, per sample)": ("taylor", {"squared": True, "per_sample": True, "labels": "model"}),
     "Wanda": ("wanda", {}),
     "SparseGPT": ("sparsegpt", {}),
 }
@@ -60,14 +63,21 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
         run_batches(dense, calibration, loss_fn=loss, num_batches=None, what="forward", progress=False)
         times.append(time.perf_counter() - start)
     forward_s = sorted(times[1:])[1]
+    device = next(dense.parameters()).device
+    with peak_memory(device) as forward_peak:
+        run_batches(dense, calibration, loss_fn=loss, num_batches=None, what="forward", progress=False)
     evaluation = models.evaluate(name, dense)
     rows: dict[str, Any] = {"dense": {"oneshot": evaluation["value"], "recovered": evaluation["value"]}}
     plan = [(row + suffix, method, options, bool(suffix)) for row, (method, options) in METHODS.items() for suffix in ("", PERMUTED)]
     for row, method, options, permute in plan:
         model = copy.deepcopy(dense)
         data = None if method == "magnitude" else calibration
+        model_labels = options.get("labels") == "model"
+        if model_labels:  # the true Fisher reads the logits; the loss (and its labels) is not used
+            options = {**options, "logits_fn": models.logits_fn(name)}
         start = time.perf_counter()
-        report = sparse24.sparsify(model, method, data=data, loss_fn=None if method == "magnitude" else loss, policy=POLICY[name], permute=permute, progress=False, **options)
+        with peak_memory(device) as peak:
+            report = sparse24.sparsify(model, method, data=data, loss_fn=None if method == "magnitude" or model_labels else loss, policy=POLICY[name], permute=permute, progress=False, **options)
         seconds = time.perf_counter() - start
         sparse24.verify(model)
         oneshot = _quality(name, model)
@@ -90,6 +100,8 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
             "recovered": _quality(name, model),
             "calibration_s": seconds,
             "calibration_x_forward": seconds / forward_s if forward_s > 0 else None,
+            "peak_bytes": peak.bytes,
+            "peak_x_forward": peak.bytes / forward_peak.bytes if peak.bytes is not None and forward_peak.bytes else None,
             "sparse_layers": len(report.sparse_layers),
             "notes": list(report.notes),
         }
@@ -99,6 +111,8 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
         "higher_is_better": evaluation["higher_is_better"],
         "policy": POLICY[name],
         "forward_s": forward_s,
+        "forward_peak_bytes": forward_peak.bytes,
+        "peak_source": forward_peak.source,
         "layers": rows["magnitude"]["sparse_layers"],
         "rows": rows,
     }
@@ -117,7 +131,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
         sgpt, wanda, mag = (rows[r]["oneshot"] for r in ("SparseGPT", "Wanda", "magnitude"))
         found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.{digits}f} vs {wanda:.{digits}f}"))
         found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.{digits}f} vs {mag:.{digits}f}"))
-        for row in ("Taylor (squared)", "Taylor (squared, per sample)"):
+        for row in (r for r in METHODS if r.startswith("Taylor")):
             if row in rows:
                 taylor = rows[row]["oneshot"]
                 found.append((f"{name}: {row} one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
@@ -125,6 +139,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
             if row + PERMUTED in rows:
                 plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
                 found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
+        measured = [row for row, values in rows.items() if row != "dense" and values.get("peak_bytes") is not None]
+        pruned = [row for row in rows if row != "dense"]
+        found.append((f"{name}: calibration peak memory measured", len(measured) == len(pruned), f"{len(measured)} of {len(pruned)} rows"))
         dense = rows["dense"]["oneshot"]
         gap_mag = max(0.0, -(rows["magnitude"]["recovered"] - dense) if model["higher_is_better"] else rows["magnitude"]["recovered"] - dense)
         gap_sgpt = max(0.0, -(rows["SparseGPT"]["recovered"] - dense) if model["higher_is_better"] else rows["SparseGPT"]["recovered"] - dense)
@@ -142,23 +159,43 @@ def markdown(results: dict[str, Any]) -> str:
         f"Calibration: {results['calibration']['batches']} batches of {results['calibration']['batch_size']} from each model's training data "
         f"(seed {results['calibration']['seed']}). Recovery: {results['recovery']['steps']} steps, AdamW lr {results['recovery']['lr']}, "
         f"warm-up {results['recovery']['warmup_steps']}, distillation from the dense model (KL at T={results['recovery']['temperature']}, "
-        f"alpha={results['recovery']['alpha']}), the same for every row. Calibration time is relative to one forward pass over the calibration set.",
+        f"alpha={results['recovery']['alpha']}), the same for every row. Calibration time and peak memory are relative to one forward pass over the "
+        "calibration set (no gradients). Peak memory is the peak above the level at the start of `sparsify` (or of that forward pass): the peak resident "
+        "set `VmHWM`, reset through `/proc/self/clear_refs`, on the CPU (the whole process: masks, scores, autograd buffers, allocator slack; "
+        "about 0.1 MiB of noise), `torch.cuda.max_memory_allocated` on a GPU. The digits models' forward pass needs well under 1 MiB, so their ratios are large "
+        "and coarse; the MiB column is the comparable figure.",
         "",
     ]
     for name, model in results["models"].items():
         arrow = "higher is better" if model["higher_is_better"] else "lower is better"
         lines += [f"## {name} ({model['metric']}, {arrow}; {model['layers']} layers 2:4, policy {model['policy']})", ""]
-        lines += ["| row | one-shot | after recovery | calibration (x forward) |", "|---|---|---|---|"]
+        forward_peak = model.get("forward_peak_bytes")
+        if forward_peak is not None:
+            lines += [f"One forward pass over the calibration set: {model['forward_s']:.3f} s, peak {_mib(forward_peak)} MiB above its start ({model['peak_source']}).", ""]
+        lines += ["| row | one-shot | after recovery | calibration (x forward) | peak memory, MiB (x forward) |", "|---|---|---|---|---|"]
         digits = 2 if model["higher_is_better"] else 3  # perplexities differ in the third decimal
         for row, values in model["rows"].items():
             ratio = values.get("calibration_x_forward")
-            lines.append(f"| {row} | {values['oneshot']:.{digits}f} | {values['recovered']:.{digits}f} | {'' if ratio is None else f'{ratio:.1f}'} |")
+            lines.append(f"| {row} | {values['oneshot']:.{digits}f} | {values['recovered']:.{digits}f} | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
         lines.append("")
     lines += ["## Targets", ""]
     for description, met, evidence in targets(results):
         lines.append(f"- {description}: {evidence}: **{'n/a' if met is None else 'met' if met else 'NOT met'}**")
-    lines += ["", "Peak memory is not measured by this script yet.", ""]
+    lines.append("")
     return "\n".join(lines)
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f}"
+
+
+def _peak(values: dict[str, Any]) -> str:
+    """``12.3 (4.5)``: the row's peak in MiB and relative to the forward pass; empty when not measured."""
+    peak = values.get("peak_bytes")
+    if peak is None:
+        return ""
+    ratio = values.get("peak_x_forward")
+    return _mib(peak) + ("" if ratio is None else f" ({ratio:.1f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,8 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-only", action="store_true", help="regenerate oneshot.md from the oneshot.json in --out, without running")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--recovery-steps", type=int, default=RECOVERY["steps"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 times steadily on a machine others keep busy)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"--threads must be a positive int, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     if args.table_only:
         source = Path(args.out) / "oneshot.json"
         if not source.is_file():

@@ -17,6 +17,7 @@ For every name::
     model = load(name)                               # trained (cached), eval mode, fp32
     batches = calibration_batches(name, 32, seed=0)  # from the training split only
     loss = loss_fn(name)(model, batches[0])          # what Taylor (and a finetune) needs
+    logits = logits_fn(name)(model, batches[0])      # what loss_fn scores (Taylor's labels="model")
     evaluate(name, model)                            # {"metric", "value", "higher_is_better", ...}
     finetune_batches(name, 200, seed=0)              # training batches for a recovery finetune
 
@@ -78,6 +79,7 @@ __all__ = [
     "finetune_batches",
     "info",
     "load",
+    "logits_fn",
     "loss_fn",
     "markdown",
     "split_of",
@@ -478,6 +480,29 @@ def loss_fn(name: str) -> Callable[[nn.Module, Any], Tensor]:
     if isinstance(recipe, GPT2Recipe):
         return _lm_loss
     return _vit_loss if isinstance(recipe, ViTRecipe) else _demo_loss
+
+
+def _lm_logits(model: nn.Module, batch: Tensor) -> Tensor:
+    """The next-byte logits ``[batch, context - 1, 256]`` that :func:`_lm_loss` scores."""
+    return model(input_ids=batch.to(_device(model)), use_cache=False).logits[:, :-1]
+
+
+def _vit_logits(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """The class logits of a ViT on an ``(images, labels)`` batch (labels unused)."""
+    return model(pixel_values=batch[0].to(_device(model))).logits
+
+
+def _demo_logits(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """The class logits of a demo model on an ``(images, labels)`` batch (labels unused)."""
+    return model(batch[0].to(_device(model)))
+
+
+def logits_fn(name: str) -> Callable[[nn.Module, Any], Tensor]:
+    """``logits(model, batch)``: the predictions :func:`loss_fn` scores, ``[..., classes]`` (Taylor's ``labels="model"``)."""
+    recipe = _recipe(name, None)
+    if isinstance(recipe, GPT2Recipe):
+        return _lm_logits
+    return _vit_logits if isinstance(recipe, ViTRecipe) else _demo_logits
 
 
 def _batches(name: str, count: int, seed: int, batch_size: int, recipe: Recipe) -> list[Any]:

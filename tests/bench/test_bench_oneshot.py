@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from sparse24.bench import bench_oneshot
+from sparse24.bench._common import peak_memory
 
 
 def results(lm_sparsegpt: float) -> dict:
     rows = {
         "dense": {"oneshot": 98.0, "recovered": 98.0},
-        "magnitude": {"oneshot": 90.0, "recovered": 94.0, "calibration_x_forward": 0.0},
-        "Taylor (squared)": {"oneshot": 90.5, "recovered": 95.0, "calibration_x_forward": 2.0},
-        "Taylor (squared, per sample)": {"oneshot": 91.0, "recovered": 95.0, "calibration_x_forward": 3.0},
-        "Wanda": {"oneshot": 92.0, "recovered": 96.0, "calibration_x_forward": 1.0},
-        "SparseGPT": {"oneshot": 96.0, "recovered": 97.0, "calibration_x_forward": 4.0},
+        "magnitude": {"oneshot": 90.0, "recovered": 94.0, "calibration_x_forward": 0.0, "peak_bytes": 2**20, "peak_x_forward": 0.5},
+        "Taylor (squared)": {"oneshot": 90.5, "recovered": 95.0, "calibration_x_forward": 2.0, "peak_bytes": 3 * 2**20, "peak_x_forward": 1.5},
+        "Taylor (squared, per sample)": {"oneshot": 91.0, "recovered": 95.0, "calibration_x_forward": 3.0, "peak_bytes": 3 * 2**20, "peak_x_forward": 1.5},
+        "Taylor (model Fisher, per sample)": {"oneshot": 91.5, "recovered": 95.0, "calibration_x_forward": 3.0, "peak_bytes": 3 * 2**20, "peak_x_forward": 1.5},
+        "Wanda": {"oneshot": 92.0, "recovered": 96.0, "calibration_x_forward": 1.0, "peak_bytes": 2 * 2**20, "peak_x_forward": 1.0},
+        "SparseGPT": {"oneshot": 96.0, "recovered": 97.0, "calibration_x_forward": 4.0, "peak_bytes": 5 * 2**20, "peak_x_forward": 2.5},
     }
     lm = {k: {**v} for k, v in rows.items()}
-    for row, ppl in (("dense", 3.0), ("magnitude", 9.0), ("Taylor (squared)", 8.5), ("Taylor (squared, per sample)", 8.0), ("Wanda", 6.0), ("SparseGPT", lm_sparsegpt)):
+    for row, ppl in (("dense", 3.0), ("magnitude", 9.0), ("Taylor (squared)", 8.5), ("Taylor (squared, per sample)", 8.0), ("Taylor (model Fisher, per sample)", 7.5), ("Wanda", 6.0), ("SparseGPT", lm_sparsegpt)):
         lm[row]["oneshot"] = ppl
         lm[row]["recovered"] = 3.0 + (ppl - 3.0) / 4
     return {
@@ -25,7 +30,7 @@ def results(lm_sparsegpt: float) -> dict:
         "calibration": bench_oneshot.CALIBRATION,
         "recovery": bench_oneshot.RECOVERY,
         "models": {
-            "digits-transformer": {"metric": "accuracy", "higher_is_better": True, "policy": "any", "layers": 10, "rows": rows},
+            "digits-transformer": {"metric": "accuracy", "higher_is_better": True, "policy": "any", "layers": 10, "rows": rows, "forward_s": 0.1, "forward_peak_bytes": 2 * 2**20, "peak_source": "VmHWM"},
             "gpt2-stdlib": {"metric": "perplexity", "higher_is_better": False, "policy": "tensorrt", "layers": 8, "rows": lm},
         },
     }
@@ -42,11 +47,36 @@ def test_targets_follow_each_metric_direction() -> None:
 def test_table_lists_every_row_and_every_target() -> None:
     text = bench_oneshot.markdown(results(lm_sparsegpt=4.0))
     assert "## gpt2-stdlib (perplexity, lower is better; 8 layers 2:4, policy tensorrt)" in text
-    assert "| SparseGPT | 96.00 | 97.00 | 4.0 |" in text
-    assert text.count("**met**") == 10 and "NOT met" not in text
+    assert "| SparseGPT | 96.00 | 97.00 | 4.0 | 5.0 (2.5) |" in text
+    assert "One forward pass over the calibration set: 0.100 s, peak 2.0 MiB above its start (VmHWM)." in text
+    assert "- digits-transformer: Taylor (model Fisher, per sample) one-shot >= magnitude: 91.50 vs 90.00: **met**" in text
+    assert "- gpt2-stdlib: calibration peak memory measured: 6 of 6 rows: **met**" in text
+    assert text.count("**met**") == 14 and "NOT met" not in text
     data = results(lm_sparsegpt=4.0)
     data["models"]["digits-transformer"]["rows"]["magnitude"]["recovered"] = 98.0
     assert "not measurable: magnitude + recovery is already at dense: **n/a**" in bench_oneshot.markdown(data)
+
+
+def test_a_row_without_peak_memory_fails_that_target() -> None:
+    data = results(lm_sparsegpt=4.0)
+    data["models"]["gpt2-stdlib"]["rows"]["Wanda"]["peak_bytes"] = None
+    verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
+    assert verdicts["gpt2-stdlib: calibration peak memory measured"] == (False, "5 of 6 rows")
+    assert "| Wanda | 6.000 | 3.750 | 1.0 |  |" in bench_oneshot.markdown(data)
+
+
+def test_peak_memory_sees_a_large_allocation() -> None:
+    """The CPU peak (VmHWM reset per block) of a block that allocates and frees 64 MiB is about 64 MiB; an empty block's about 0."""
+    with peak_memory() as big:
+        block = torch.ones(16 * 2**20)  # 64 MiB of float32
+        del block
+    with peak_memory() as empty:
+        pass
+    if big.bytes is None:
+        pytest.skip("peak resident set not resettable here (needs Linux /proc/self/clear_refs)")
+    assert big.source == "VmHWM"
+    assert 60 * 2**20 <= big.bytes <= 80 * 2**20
+    assert empty.bytes < 8 * 2**20
 
 
 def test_table_only_without_results_is_one_clear_error(tmp_path, capsys) -> None:

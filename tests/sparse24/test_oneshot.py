@@ -388,3 +388,81 @@ def test_a_failure_after_the_permutation_puts_the_model_back() -> None:
         sparse24.sparsify(model, "wanda", data=skewed_linear_data(2), loss_fn=loss, permute=True, progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not sparse24.masked_weights(model)
+
+
+# ---------------------------------------------------------------- Taylor with the model's Fisher
+
+
+def _classifier_batch(seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    torch.manual_seed(seed)
+    return nn.Linear(8, 3), (torch.randn(5, 8), torch.randint(0, 3, (5,)))
+
+
+def _logits(model: nn.Module, batch: tuple) -> torch.Tensor:
+    return model(batch[0])
+
+
+def test_taylor_model_fisher_draws_match_a_hand_computation() -> None:
+    """labels='model': (w * d<u, z>/dw)^2 summed over draws, u = sqrt(p) e - p <sqrt(p), e>, e ~ N(0, I) from the seeded generator."""
+    from sparse24.criteria import taylor
+
+    layer, batch = _classifier_batch()
+    (weight,) = gemm_weights(layer)
+    (scores,) = taylor.score(layer, [weight], data=[batch, batch], labels="model", logits_fn=_logits, samples=2, seed=7, squared=True, progress=False)
+    generator = torch.Generator().manual_seed(7)
+    expected = torch.zeros(3, 8)
+    for _ in range(2):  # two batches
+        z = layer(batch[0])
+        p = torch.softmax(z.detach(), 1)
+        for _ in range(2):  # two draws each
+            e = torch.randn(p.shape, generator=generator)
+            u = p.sqrt() * e - p * (p.sqrt() * e).sum(1, keepdim=True)
+            (grad,) = torch.autograd.grad((z * u).sum(), [layer.weight], retain_graph=True)
+            expected += (layer.weight.detach() * grad).square()
+    assert torch.allclose(scores, expected, rtol=1e-5)
+    assert layer.weight.grad is None and all(p.requires_grad for p in layer.parameters())
+
+
+def test_taylor_model_fisher_is_the_true_fisher_in_expectation() -> None:
+    """The mean over many draws approaches w^2 * sum_n sum_c p_nc (d log p_nc / dw)^2, the Fisher of the model's own labels."""
+    from sparse24.criteria import taylor
+
+    layer, batch = _classifier_batch(1)
+    (weight,) = gemm_weights(layer)
+    draws = 3000
+    (scores,) = taylor.score(layer, [weight], data=[batch], labels="model", logits_fn=_logits, samples=draws, per_sample=True, squared=True, progress=False)
+    exact = torch.zeros(3, 8)
+    for n in range(5):
+        log_p = torch.log_softmax(layer(batch[0][n : n + 1]), 1)[0]
+        for c in range(3):
+            (grad,) = torch.autograd.grad(log_p[c], [layer.weight], retain_graph=True)
+            exact += log_p[c].exp().detach() * (layer.weight.detach() * grad).square()
+    assert torch.allclose(scores / draws, exact, rtol=0.15, atol=1e-3 * float(exact.max()))
+    # the data's labels give a different score: the empirical Fisher, not the model's
+    loss = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1], reduction="sum")  # noqa: E731
+    (empirical,) = taylor.score(layer, [weight], data=[batch], loss_fn=loss, per_sample=True, squared=True, progress=False)
+    assert not torch.allclose(empirical, exact, rtol=0.15)
+
+
+def test_taylor_model_fisher_options_are_checked() -> None:
+    from sparse24.criteria import taylor
+
+    layer, batch = _classifier_batch()
+    weights = gemm_weights(layer)
+    with pytest.raises(ValueError, match="labels must be one of"):
+        taylor.score(layer, weights, data=[batch], labels="true", progress=False)
+    with pytest.raises(ValueError, match="samples must be a positive int"):
+        taylor.score(layer, weights, data=[batch], labels="model", samples=0, progress=False)
+    with pytest.raises(ValueError, match="apply to labels='model' only"):
+        taylor.score(layer, weights, data=[batch], loss_fn=lambda m, b: m(b[0]).sum(), logits_fn=_logits, progress=False)
+    with pytest.raises(sparse24.Sparse24Error, match="logits_fn must return float logits"):
+        taylor.score(layer, weights, data=[batch], labels="model", logits_fn=lambda m, b: b[1], progress=False)
+    # without logits_fn: the model's own output on the batch (a tensor here)
+    (scores,) = taylor.score(layer, weights, data=[batch[0]], labels="model", squared=True, progress=False)
+    assert scores.shape == layer.weight.shape and bool((scores > 0).all())
+
+
+def test_sparsify_passes_the_model_fisher_through() -> None:
+    layer, batch = _classifier_batch()
+    report = sparse24.sparsify(layer, "taylor", data=[batch], labels="model", logits_fn=_logits, squared=True, policy="any", progress=False)
+    assert len(report.sparse_layers) == 1 and is_two_four(layer.weight.detach(), 1)

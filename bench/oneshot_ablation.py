@@ -1,0 +1,183 @@
+"""One layer at a time: which criterion hurts which layer, on the one-shot benchmark's models.
+
+Every criterion scores the dense model once (the benchmark's calibration set); then each
+2:4-eligible weight is pruned ALONE with each criterion's mask, and the script records the
+model's quality and the layer's relative output reconstruction error on the calibration inputs,
+
+    err = ||(W - W_hat) X||_F^2 / ||W X||_F^2 = tr(dW H dW^T) / tr(W H W^T),   H = X^T X,
+
+with ``X`` the layer's GEMM input columns (:func:`sparse24.axes.gemm_columns`; gathered by
+:func:`sparse24.calibrate.gather`). A criterion that loses to magnitude on a layer by both
+measures points at that layer (its statistics, its axis) rather than at the method.
+
+    python bench/oneshot_ablation.py --model digits-transformer
+    python bench/oneshot_ablation.py --model vit-digits --criteria magnitude,wanda,taylor-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import sparse24
+from sparse24 import criteria
+from sparse24.axes import GemmWeight, gemm_matrix, gemm_weights
+from sparse24.bench import oneshot_models as models
+from sparse24.calibrate import gather
+from sparse24.mask import prune_
+
+logger = logging.getLogger(__name__)
+
+POLICY = {"digits-resnet": "tensorrt", "digits-transformer": "any", "vit-digits": "any", "gpt2-stdlib": "tensorrt"}
+# name -> (criterion, options)
+CRITERIA: dict[str, tuple[str, dict[str, Any]]] = {
+    "magnitude": ("magnitude", {}),
+    "wanda": ("wanda", {}),
+    "taylor": ("taylor", {"squared": True}),
+    "taylor-per-sample": ("taylor", {"squared": True, "per_sample": True}),
+    "taylor-model": ("taylor", {"squared": True, "labels": "model"}),
+    "taylor-model-per-sample": ("taylor", {"squared": True, "labels": "model", "per_sample": True}),
+    "sparsegpt": ("sparsegpt", {}),
+}
+
+
+def eligible(model: nn.Module, policy: str) -> list[GemmWeight]:
+    """The weights ``sparsify`` would prune under ``policy`` (from a dry run on a copy)."""
+    report = sparse24.sparsify(copy.deepcopy(model), "magnitude", policy=policy, progress=False)
+    names = {layer.name for layer in report.sparse_layers}
+    return [w for w in gemm_weights(model) if w.name in names]
+
+
+def relative_error(weight: GemmWeight, dense: Tensor, pruned: Tensor, hessian: Tensor, *, diagonal: bool = False) -> float:
+    """``tr(dW H dW^T) / tr(W H W^T)`` over the GEMM parts of ``weight``.
+
+    ``diagonal=True``: the numerator with ``diag(H)`` only, ``sum dW_ij^2 ||X_j||^2`` -- the part
+    of the error Wanda's score minimises (it ignores the correlation between input columns).
+    """
+    delta = gemm_matrix(weight, (dense - pruned).float())
+    full = gemm_matrix(weight, dense.float())
+    if diagonal:
+        num = torch.einsum("prd,pd->", delta.square(), hessian.diagonal(dim1=1, dim2=2))
+    else:
+        num = torch.einsum("prd,pde,pre->", delta, hessian, delta)
+    den = torch.einsum("prd,pde,pre->", full, hessian, full)
+    return float(num / den)
+
+
+def decisions(
+    name: str, model: nn.Module, weights: list[GemmWeight], labels: list[str], calibration: list, loss: Callable, hessians: dict[int, Tensor], counts: dict[int, int]
+) -> dict[str, dict[str, Tensor]]:
+    """Per criterion (``labels``, keys of :data:`CRITERIA`), the pruned value of every weight, decided on the dense model."""
+    found: dict[str, dict[str, Tensor]] = {}
+    for label in labels:
+        method, options = CRITERIA[label]
+        criterion = criteria.get(method)
+        start = time.perf_counter()
+        pruned: dict[str, Tensor] = {}
+        if method == "sparsegpt":
+            for w in weights:
+                new, _, _ = criterion.solve(w, hessians[id(w.param)].clone(), counts[id(w.param)])
+                pruned[w.name] = new.detach().clone()
+        else:
+            data = None if method == "magnitude" else calibration
+            if options.get("labels") == "model":
+                options = {**options, "logits_fn": models.logits_fn(name)}
+                scores = criterion.score(model, weights, data=data, progress=False, **options)
+            else:
+                scores = criterion.score(model, weights, data=data, loss_fn=None if data is None else loss, progress=False, **options)
+            for w, score in zip(weights, scores):
+                value = w.param.detach().clone()
+                prune_(value, w.axis.reduction, score)
+                pruned[w.name] = value
+        logger.info("%s: %s scored in %.1f s", name, label, time.perf_counter() - start)
+        found[label] = pruned
+    return found
+
+
+def ablate(name: str, labels: list[str], batches: int, *, all_layers: bool = True) -> dict[str, Any]:
+    """Quality and reconstruction error with each weight pruned alone, per criterion."""
+    model = models.load(name)
+    loss = models.loss_fn(name)
+    calibration = models.calibration_batches(name, batches, 0, batch_size=4)
+    weights = eligible(model, POLICY[name])
+    hessians, counts = gather(model, weights, "hessian", calibration, loss_fn=loss, progress=False)
+    pruned = decisions(name, model, weights, labels, calibration, loss, hessians, counts)
+    dense_quality = models.evaluate(name, model)["value"]
+    layers: dict[str, dict[str, Any]] = {}
+    for w in weights:
+        original = w.param.detach().clone()
+        row: dict[str, Any] = {}
+        for label in labels:
+            with torch.no_grad():
+                w.param.copy_(pruned[label][w.name])
+            row[label] = {
+                "quality": models.evaluate(name, model)["value"],
+                "error": relative_error(w, original, pruned[label][w.name], hessians[id(w.param)]),
+                "diagonal_error": relative_error(w, original, pruned[label][w.name], hessians[id(w.param)], diagonal=True),
+            }
+            with torch.no_grad():
+                w.param.copy_(original)
+        layers[w.name] = row
+    total: dict[str, float] = {}
+    if all_layers:
+        originals = {w.name: w.param.detach().clone() for w in weights}
+        for label in labels:
+            with torch.no_grad():
+                for w in weights:
+                    w.param.copy_(pruned[label][w.name])
+            total[label] = models.evaluate(name, model)["value"]
+            with torch.no_grad():
+                for w in weights:
+                    w.param.copy_(originals[w.name])
+    return {"model": name, "dense": dense_quality, "batches": batches, "layers": layers, "all_layers": total}
+
+
+def markdown(result: dict[str, Any], labels: list[str]) -> str:
+    """Per layer: quality with that layer alone pruned, its relative reconstruction error, and that error's diagonal part."""
+    lines = [f"## {result['model']} (dense {result['dense']:.3f}; {result['batches']} calibration batches of 4)", ""]
+    lines.append("Each cell: quality with only that layer pruned / relative error ||dW X||^2 / ||W X||^2 / its diagonal part sum dW^2 ||X_j||^2 (same denominator).")
+    lines.append("")
+    lines.append("| layer | " + " | ".join(labels) + " |")
+    lines.append("|---|" + "---|" * len(labels))
+    for layer, row in result["layers"].items():
+        lines.append(f"| {layer} | " + " | ".join(f"{row[l]['quality']:.2f} / {row[l]['error']:.4f} / {row[l]['diagonal_error']:.4f}" for l in labels) + " |")
+    if result["all_layers"]:
+        lines.append("| (all layers) | " + " | ".join(f"{result['all_layers'][l]:.2f}" for l in labels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="digits-transformer", choices=models.NAMES)
+    parser.add_argument("--criteria", default="magnitude,wanda,taylor,taylor-per-sample,taylor-model,taylor-model-per-sample,sparsegpt")
+    parser.add_argument("--batches", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    labels = [c.strip() for c in args.criteria.split(",") if c.strip()]
+    unknown = [c for c in labels if c not in CRITERIA]
+    if unknown:
+        print(f"unknown criterion {unknown[0]}; choose from {', '.join(CRITERIA)}", file=sys.stderr)
+        return 2
+    result = ablate(args.model, labels, args.batches)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(markdown(result, labels))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
