@@ -96,7 +96,7 @@ def test_env_and_require_gpu(capsys) -> None:
 
 
 def test_python_dash_m_bench_runs_from_the_checkout() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench", "env"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "sparse24.bench", "env"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "torch " + torch.__version__ in result.stdout
 
