@@ -10,15 +10,14 @@ with ``X`` the layer's GEMM input columns (:func:`sparse24.axes.gemm_columns`; g
 :func:`sparse24.calibrate.gather`). A criterion that loses to magnitude on a layer by both
 measures points at that layer (its statistics, its axis) rather than at the method.
 
-    python bench/oneshot_ablation.py --model digits-transformer
-    python bench/oneshot_ablation.py --model vit-digits --criteria magnitude,wanda,taylor-model
+    python bench/oneshot_ablation.py --models digits-transformer
+    python bench/oneshot_ablation.py --models digits-transformer,vit-digits,digits-resnet --out bench/results
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import sys
 import time
@@ -33,6 +32,7 @@ import sparse24
 from sparse24 import criteria
 from sparse24.axes import GemmWeight, gemm_matrix, gemm_weights
 from sparse24.bench import oneshot_models as models
+from sparse24.bench._common import environment, header, write_results
 from sparse24.calibrate import gather
 from sparse24.mask import prune_
 
@@ -142,40 +142,64 @@ def ablate(name: str, labels: list[str], batches: int, *, all_layers: bool = Tru
     return {"model": name, "dense": dense_quality, "batches": batches, "layers": layers, "all_layers": total}
 
 
-def markdown(result: dict[str, Any], labels: list[str]) -> str:
+def model_markdown(result: dict[str, Any], labels: list[str]) -> list[str]:
     """Per layer: quality with that layer alone pruned, its relative reconstruction error, and that error's diagonal part."""
     lines = [f"## {result['model']} (dense {result['dense']:.3f}; {result['batches']} calibration batches of 4)", ""]
-    lines.append("Each cell: quality with only that layer pruned / relative error ||dW X||^2 / ||W X||^2 / its diagonal part sum dW^2 ||X_j||^2 (same denominator).")
-    lines.append("")
     lines.append("| layer | " + " | ".join(labels) + " |")
     lines.append("|---|" + "---|" * len(labels))
     for layer, row in result["layers"].items():
         lines.append(f"| {layer} | " + " | ".join(f"{row[l]['quality']:.2f} / {row[l]['error']:.4f} / {row[l]['diagonal_error']:.4f}" for l in labels) + " |")
     if result["all_layers"]:
-        lines.append("| (all layers) | " + " | ".join(f"{result['all_layers'][l]:.2f}" for l in labels) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append("| (all layers at once) | " + " | ".join(f"{result['all_layers'][l]:.2f}" for l in labels) + " |")
+    return [*lines, ""]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table of ``oneshot_ablation.json``."""
+    labels = results["criteria"]
+    lines = [
+        *header("One-shot 2:4, one layer at a time", results, f"; took {results['seconds']:.0f} s"),
+        "",
+        "Every criterion decides every layer's mask on the dense model (32 calibration batches of 4, seed 0, as in `bench_oneshot.py`); then each "
+        "layer is pruned ALONE. Each cell: quality (accuracy %, or perplexity) with only that layer pruned / relative output error on the calibration "
+        "inputs ||(W - W_hat) X||^2 / ||W X||^2 / its diagonal part sum (W - W_hat)_ij^2 ||X_j||^2 over the same denominator (what Wanda's score "
+        "minimises; the difference is the inputs' correlation). The last row prunes every layer at once. Criteria: "
+        + "; ".join(f"{label} = {CRITERIA[label][0]} {CRITERIA[label][1] or ''}".rstrip() for label in labels) + ".",
+        "",
+    ]
+    for result in results["models"].values():
+        lines += model_markdown(result, labels)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="digits-transformer", choices=models.NAMES)
-    parser.add_argument("--criteria", default="magnitude,wanda,taylor,taylor-per-sample,taylor-model,taylor-model-per-sample,sparsegpt")
+    parser.add_argument("--models", default="digits-transformer", help=f"comma-separated, from {', '.join(models.NAMES)}")
+    parser.add_argument("--criteria", default=",".join(CRITERIA), help=f"comma-separated, from {', '.join(CRITERIA)}")
     parser.add_argument("--batches", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--out", type=Path, default=None, help="write oneshot_ablation.json and .md here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     labels = [c.strip() for c in args.criteria.split(",") if c.strip()]
-    unknown = [c for c in labels if c not in CRITERIA]
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [c for c in labels if c not in CRITERIA] + [n for n in names if n not in models.NAMES]
     if unknown:
-        print(f"unknown criterion {unknown[0]}; choose from {', '.join(CRITERIA)}", file=sys.stderr)
+        print(f"unknown criterion or model {unknown[0]}; criteria: {', '.join(CRITERIA)}; models: {', '.join(models.NAMES)}", file=sys.stderr)
         return 2
-    result = ablate(args.model, labels, args.batches)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(markdown(result, labels))
+    start = time.perf_counter()
+    command = " ".join(["python", "bench/oneshot_ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    results: dict[str, Any] = {"command": command, "environment": environment(command), "criteria": labels, "models": {}}
+    for name in names:
+        results["models"][name] = ablate(name, labels, args.batches)
+    results["seconds"] = time.perf_counter() - start
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(write_results(args.out, "oneshot_ablation", results, markdown))
+    else:
+        print(markdown(results))
     return 0
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from sparse24.bench import bench_oneshot
+from sparse24.axes import gemm_columns, gemm_matrix, gemm_weights
+from sparse24.bench import bench_oneshot, oneshot_ablation
 from sparse24.bench._common import peak_memory
+from sparse24.calibrate import gather
+from sparse24.mask import prune_
 
 
 def results(lm_sparsegpt: float) -> dict:
@@ -83,3 +87,27 @@ def test_table_only_without_results_is_one_clear_error(tmp_path, capsys) -> None
     assert bench_oneshot.main(["--out", str(tmp_path), "--table-only"]) == 2
     assert "no results to read" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ablation_error_is_the_output_error_on_the_calibration_inputs() -> None:
+    """oneshot_ablation.relative_error from H = X^T X equals ||(W - W_hat) X||^2 / ||W X||^2 computed from X itself; its diagonal part from ||X_j||^2."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 4, 3, padding=1, bias=False)
+    data = [torch.randn(2, 8, 5, 5) + 1.0 for _ in range(3)]  # correlated columns (a shared mean)
+    (weight,) = gemm_weights(conv)
+    stats, _ = gather(conv, [weight], "hessian", data, progress=False)
+    hessian = stats[id(conv.weight)]
+    dense = conv.weight.detach().clone()
+    pruned = dense.clone()
+    prune_(pruned, 1)
+    x = torch.cat([gemm_columns(weight, (batch,)) for batch in data], dim=1)[0]  # [tokens, d]
+
+    def out(w: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(torch.cat(data), w, padding=1)
+
+    expected = float((out(dense) - out(pruned)).square().sum() / out(dense).square().sum())
+    assert oneshot_ablation.relative_error(weight, dense, pruned, hessian) == pytest.approx(expected, rel=1e-4)
+    delta = gemm_matrix(weight, dense - pruned)[0]
+    diagonal = float((delta.square() * x.square().sum(0)).sum() / out(dense).square().sum())
+    assert oneshot_ablation.relative_error(weight, dense, pruned, hessian, diagonal=True) == pytest.approx(diagonal, rel=1e-4)
+    assert diagonal != pytest.approx(expected, rel=1e-2)  # the inputs are correlated: the diagonal part is not the error

@@ -495,3 +495,29 @@ def test_changed_outputs_are_undone(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(sparse24.Sparse24Error, match="changed the model's outputs.*nothing was changed"):
         permute(model, example_inputs=(torch.randn(2, 16),))
     assert _unchanged(model, state)
+
+
+def test_demo_resnet_blocks_permuted_residual_channels_left() -> None:
+    """The benchmark's CNN: conv1 -> BN -> ReLU -> conv2 inside each residual block is permuted (BN with it),
+    the residual-joined channels are left alone, outputs are unchanged and the kept |W| of each permuted conv2 rises."""
+    from sparse24 import demo
+
+    torch.manual_seed(0)
+    model = demo.DigitsResNet().double().eval()
+    for module in model.modules():  # trained-like BatchNorm statistics, so that BN's permutation matters
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 2)
+            module.bias.data.uniform_(-1, 1)
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    assert [(g.producers, g.consumers) for g in report.groups] == [(("block1.conv1",), ("block1.conv2",)), (("block2.conv1",), ("block2.conv2",))]
+    assert {"stem.0", "down.0", "head"} <= {layer for s in report.skipped for layer in s.layers}
+    _same_function(model, reference, torch.randn(4, 1, 8, 8, dtype=torch.float64))
+    for group in report.groups:
+        (consumer,) = group.consumers
+        before = reference.get_submodule(consumer).weight.detach().abs().permute(0, 2, 3, 1).reshape(-1, len(group.permutation))
+        after = model.get_submodule(consumer).weight.detach().abs().permute(0, 2, 3, 1).reshape(-1, len(group.permutation))
+        assert kept_importance(after) > kept_importance(before)
+        assert kept_importance(before, group.permutation) == pytest.approx(kept_importance(after))
