@@ -207,8 +207,8 @@ def read_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     if not isinstance(device, str):
         raise Sparse24Error(f"{source}: device must be a string such as auto, cpu or cuda, got {device!r}")
     out = _string(config, "out", source)
-    if out is not None and not out.endswith(".safetensors"):
-        raise Sparse24Error(f"{source}: out must end in .safetensors, got {out}")
+    if out is not None and not _is_directory_out(out) and not out.endswith(".safetensors"):
+        raise Sparse24Error(f"{source}: out must end in .safetensors (a weights file), or name a directory without a suffix (a from_pretrained directory, for a transformers model); got {out}")
     return Recipe(
         source=source,
         model=_spec(config["model"], f"{source}: model"),
@@ -247,15 +247,24 @@ def _device(choice: str) -> Any:
     return device
 
 
+def _is_directory_out(out: str) -> bool:
+    """``out`` names a from_pretrained directory (no suffix, or an existing directory) rather than a file."""
+    return Path(out).is_dir() or not Path(out).suffix
+
+
 def _check_outputs(recipe: Recipe) -> None:
+    from . import hub
+
     for path in filter(None, (recipe.out, recipe.history)):
         if not Path(path).parent.is_dir():
             raise Sparse24Error(f"output directory does not exist: {Path(path).parent}")
+    if recipe.out and _is_directory_out(recipe.out):
+        hub.check_output_dir(recipe.out)
 
 
 def run_recipe(recipe: Recipe) -> RecipeResult:
     """Build the model (and teacher), prune it if needed, finetune it, write the outputs (rank 0)."""
-    from . import dist, io
+    from . import dist, hub, io
     from .enforce import masked_weights
     from .finetune import finetune
     from .sparsify import sparsify
@@ -266,6 +275,8 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
 
         torch.manual_seed(recipe.seed)
     model = io.load_model(recipe.model)
+    if recipe.out and _is_directory_out(recipe.out) and not hub.is_transformers_model(model):
+        raise Sparse24Error(f"out: {recipe.out} is a directory, which is for transformers models; {type(model).__name__} is saved as a file: out: NAME.safetensors")
     if recipe.weights:
         io.load(model, recipe.weights)
     teacher = None
@@ -306,7 +317,10 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
     )
     written = []
     if dist.is_main():
-        if recipe.out:
+        if recipe.out and _is_directory_out(recipe.out):
+            hub.save_pretrained(model, recipe.out)
+            written.append(recipe.out)
+        elif recipe.out:
             io.save(model, recipe.out)
             written.append(recipe.out)
         if recipe.history:

@@ -418,6 +418,29 @@ def test_finetune_recipe_with_hf_model_and_dir_weights(capsys, tmp_path, monkeyp
     assert changed  # the steps trained the model loaded from the directory
 
 
+def test_finetune_recipe_writes_a_from_pretrained_directory(capsys, tmp_path, monkeypatch):
+    source, _ = _saved(tmp_path, "llama")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lm.py").write_text(LM_FILE)
+    recipe = f"model: hf:{source}\nsparsify: {{method: magnitude}}\ndata: {{train: lm.py:data}}\nloss: lm.py:loss\nfinetune: {{steps: 2, lr: 1.0e-2}}\nseed: 0\ndevice: cpu\n"
+    (tmp_path / "recipe.yaml").write_text(recipe + "out: tuned\n")
+    code, _, err = run(capsys, "finetune", "--config", "recipe.yaml")
+    assert code == 0, err
+    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "tuned")
+    masks = sparse24.hub._read_masks(tmp_path / "tuned")[0]
+    assert masks and not sparse24.masked_weights(plain)
+    assert sorted(sparse24.load(plain, tmp_path / "tuned")) == sorted(key[: -len(MASK_SUFFIX)] for key in masks)
+    sparse24.verify(plain)
+    assert main(["verify", str(tmp_path / "tuned")]) == 0
+
+    (tmp_path / "cnn.yaml").write_text("model: sparse24.demo:DigitsResNet\nsparsify: {method: magnitude}\ndata: {train: sparse24.demo:calibration_batches}\nloss: sparse24.demo:loss_fn\nout: tuned_cnn\n")
+    code, _, err = run(capsys, "finetune", "--config", "cnn.yaml")
+    assert code == 2 and "out: tuned_cnn is a directory, which is for transformers models" in err and not (tmp_path / "tuned_cnn").exists()
+    (tmp_path / "bad.yaml").write_text(recipe + "out: tuned.pt\n")
+    code, _, err = run(capsys, "finetune", "--config", "bad.yaml")
+    assert code == 2 and "out must end in .safetensors" in err
+
+
 def test_export_hf_dir_with_its_masks(capsys, tmp_path, bert_dir):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "sparse"
