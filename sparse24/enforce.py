@@ -2,15 +2,19 @@
 
 A masked weight ``W`` of module ``m`` gets:
 
-- a persistent bool buffer ``m.<name>_sparse24_mask`` (saved in ``state_dict``; the
-  module's own parameter names never change);
+- a persistent uint8 buffer ``m.<name>_sparse24_mask`` holding the mask at 1 bit per weight
+  (:func:`sparse24.mask.pack_bits`: shape ``[W.shape[0], ceil(W[0].numel() / 8)]``, the weight's
+  rows kept, 8 elements per byte, least significant bit first). It is saved in ``state_dict``
+  under that key; the module's own parameter names never change. :func:`mask_of` gives it back
+  as a bool tensor of the weight's shape. State dicts and files of earlier versions, whose masks
+  are bool tensors of the weight's shape, still load (:func:`load_masks`, ``load_state_dict``);
 - a gradient hook on ``W`` that multiplies each incoming gradient by the mask *before* it is
   accumulated into ``W.grad``, so pruned gradients are exactly zero for every backward,
   gradient accumulation, ``GradScaler`` and DDP alike. With zero gradients and zero weights,
   SGD (momentum, Nesterov, weight decay), Adam/AdamW and the other stock optimizers leave
-  pruned weights at exactly zero;
-  (on CPU the hook multiplies by a cached copy of the mask in the gradient's dtype, since
-  PyTorch's CPU float-by-bool multiply is about 10x slower; on GPU the bool mask is used);
+  pruned weights at exactly zero. The hook expands the packed mask straight into the
+  gradient's dtype (one table lookup) for that multiply and drops it after: no full-size
+  copy of any mask outlives its layer's step;
 - forward pre-hooks (on the owner module and on the model ``sparsify``/``load_masks`` got)
   that re-install the gradient hook where a copy lost it (``copy.deepcopy`` and unpickling
   drop tensor hooks; ``MultiheadAttention`` uses ``out_proj.weight`` without calling
@@ -34,11 +38,13 @@ from torch.utils.hooks import RemovableHandle
 
 from .axes import GemmWeight, gemm_axes, gemm_weights
 from .errors import Sparse24Error
-from .mask import require_two_four
+from .mask import expand_bits, pack_bits, packed_shape, require_two_four, unpack_bits
 
 __all__ = [
     "MASK_SUFFIX",
     "mask_name",
+    "mask_of",
+    "stored_mask",
     "attach",
     "masked_weights",
     "strip",
@@ -62,45 +68,57 @@ def _no_module() -> None:
     return None
 
 
-class _GradMask:
-    """Gradient hook: multiply the gradient by the owner module's current mask buffer.
+def mask_of(module: nn.Module, param_name: str, dtype: torch.dtype = torch.bool) -> Tensor | None:
+    """The mask of ``module.<param_name>`` expanded to the weight's shape (a new tensor), or None."""
+    packed = module._buffers.get(mask_name(param_name))
+    return None if packed is None else unpack_bits(packed, getattr(module, param_name).shape, dtype)
 
-    The mask is looked up at call time, so ``model.to(device)`` and ``load_state_dict``
-    (which replace or refill buffers) are followed.
+
+def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) -> Tensor:
+    """A mask as stored (packed uint8, or an earlier version's bool of the weight's shape) as bool of ``shape``.
+
+    Raises :class:`Sparse24Error` naming ``what`` when it is neither form for that shape.
+    """
+    shape = tuple(shape)
+    if mask.dtype == torch.bool and tuple(mask.shape) == shape:
+        return mask
+    if mask.dtype == torch.uint8 and tuple(mask.shape) == packed_shape(shape):
+        return unpack_bits(mask, shape)
+    raise Sparse24Error(
+        f"{what} is {str(mask.dtype).removeprefix('torch.')} {list(mask.shape)}; for a weight of shape {list(shape)} a mask is "
+        f"uint8 {list(packed_shape(shape))} (1 bit per weight) or, as earlier versions wrote it, bool {list(shape)}"
+    )
+
+
+class _GradMask:
+    """Gradient hook: multiply the gradient by the owner module's current mask.
+
+    The mask buffer is looked up at call time, so ``model.to(device)`` and ``load_state_dict``
+    (which replace or refill buffers) are followed; it is expanded into the gradient's dtype
+    for the multiply only.
     """
 
-    def __init__(self, module: nn.Module, buffer: str) -> None:
+    def __init__(self, module: nn.Module, param_name: str) -> None:
         self._module = weakref.ref(module)
-        self.buffer = buffer
-        self._typed: tuple[Any, int, torch.dtype, Tensor] | None = None
+        self.param_name = param_name
+        self._buffer = mask_name(param_name)
 
-    def mask(self) -> Tensor | None:
+    def mask(self, dtype: torch.dtype) -> Tensor | None:
         module = self._module()
-        return None if module is None else module._buffers.get(self.buffer)
+        packed = None if module is None else module._buffers.get(self._buffer)
+        return None if packed is None else expand_bits(packed, module._parameters[self.param_name].shape, dtype)
 
     def __call__(self, grad: Tensor) -> Tensor | None:
-        mask = self.mask()
-        if mask is None:
-            return None
-        if grad.device.type == "cpu":  # PyTorch's CPU float * bool kernel is ~10x slower than float * float
-            return grad * self._as(mask, grad.dtype)
-        return grad * mask
-
-    def _as(self, mask: Tensor, dtype: torch.dtype) -> Tensor:
-        """``mask`` in ``dtype``, cached until the buffer is replaced or changed in place."""
-        cached = self._typed
-        if cached is None or cached[0]() is not mask or cached[1] != mask._version or cached[2] != dtype:
-            cached = (weakref.ref(mask), mask._version, dtype, mask.to(dtype))
-            self._typed = cached
-        return cached[3]
+        mask = self.mask(grad.dtype)
+        return None if mask is None else grad * mask
 
     def __getstate__(self) -> dict:
-        return {"buffer": self.buffer}
+        return {"param_name": self.param_name}
 
     def __setstate__(self, state: dict) -> None:
         self._module = _no_module
-        self.buffer = state["buffer"]
-        self._typed = None
+        self.param_name = state["param_name"]
+        self._buffer = mask_name(self.param_name)
 
 
 class _HookRecord:
@@ -139,7 +157,7 @@ def _install_grad_hook(module: nn.Module, param_name: str) -> None:
     record = getattr(param, _RECORD, None)
     if not param.requires_grad or (record is not None and record.handle is not None):
         return
-    masker = _GradMask(module, mask_name(param_name))
+    masker = _GradMask(module, param_name)
     setattr(param, _RECORD, _HookRecord(param.register_hook(masker), masker))
 
 
@@ -176,29 +194,49 @@ def watch(model: nn.Module) -> None:
         object.__setattr__(model, _MODEL_HOOK, (model.register_forward_pre_hook(_ensure_model_grad_hooks), live))
 
 
+def _pack_loaded_masks(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: a mask saved by an earlier version (bool, the weight's shape) is packed."""
+    for param_name in _masked_param_names(module):
+        key = prefix + mask_name(param_name)
+        mask = state_dict.get(key)
+        if isinstance(mask, Tensor) and mask.dtype == torch.bool and mask.shape == getattr(module, param_name).shape:
+            state_dict[key] = pack_bits(mask)  # load_state_dict works on its own copy of the dict
+
+
 def _reapply_after_load(module: nn.Module, incompatible_keys) -> None:
     """``load_state_dict`` post-hook: loaded weights obey the (possibly loaded) masks."""
     with torch.no_grad():
         for param_name in _masked_param_names(module):
-            getattr(module, param_name).mul_(module._buffers[mask_name(param_name)])
+            param = getattr(module, param_name)
+            param.mul_(mask_of(module, param_name, param.dtype))
 
 
 def attach(module: nn.Module, param_name: str, mask: Tensor, *, apply: bool = True) -> None:
-    """Enforce ``mask`` (bool, shape of the weight) on ``module.<param_name>``, in place.
+    """Enforce ``mask`` on ``module.<param_name>``, in place.
 
-    ``apply=True`` also zeroes the weight where the mask is False. The mask is stored as a
-    buffer, so it is saved in ``state_dict`` and moves with ``module.to()``.
+    ``mask`` is bool of the weight's shape, or already packed (:func:`sparse24.mask.pack_bits`;
+    a packed tensor on the weight's device is used as the buffer itself, so tied weights can
+    share one). ``apply=True`` also zeroes the weight where the mask is False. The mask is
+    stored as a buffer at 1 bit per weight (see the module docstring), so it is saved in
+    ``state_dict`` and moves with ``module.to()``.
     """
     param = getattr(module, param_name)
-    if mask.shape != param.shape or mask.dtype != torch.bool:
-        raise ValueError(f"mask for {param_name} must be bool {list(param.shape)}, got {mask.dtype} {list(mask.shape)}")
-    module.register_buffer(mask_name(param_name), mask.to(param.device), persistent=True)
+    if mask.dtype == torch.uint8 and tuple(mask.shape) == packed_shape(param.shape):
+        packed = mask.to(param.device)
+    elif mask.dtype == torch.bool and mask.shape == param.shape:
+        packed = pack_bits(mask.to(param.device))
+    else:
+        raise ValueError(
+            f"mask for {param_name} must be bool {list(param.shape)} or packed uint8 {list(packed_shape(param.shape))}, got {mask.dtype} {list(mask.shape)}"
+        )
+    module.register_buffer(mask_name(param_name), packed, persistent=True)
     if apply:
         with torch.no_grad():
-            param.mul_(mask)
+            param.mul_(unpack_bits(packed, param.shape, param.dtype))
     if getattr(module, _MODULE_HOOKS, None) is None:
         hooks = (
             module.register_forward_pre_hook(_ensure_grad_hooks),
+            module.register_load_state_dict_pre_hook(_pack_loaded_masks),
             module.register_load_state_dict_post_hook(_reapply_after_load),
         )
         object.__setattr__(module, _MODULE_HOOKS, hooks)
@@ -216,10 +254,14 @@ def _detach(module: nn.Module, param_name: str) -> None:
 
 
 def masked_weights(model: nn.Module) -> list[tuple[GemmWeight, Tensor]]:
-    """Every GEMM weight of ``model`` that carries a 2:4 mask, with its mask."""
+    """Every GEMM weight of ``model`` that carries a 2:4 mask, with its mask.
+
+    The masks are expanded to bool tensors of their weights' shapes: new tensors, so writing
+    to one changes nothing (:func:`attach` replaces a mask).
+    """
     found = []
     for weight in gemm_weights(model):
-        mask = weight.module._buffers.get(mask_name(weight.param_name))
+        mask = mask_of(weight.module, weight.param_name)
         if mask is not None:
             found.append((weight, mask))
     return found
@@ -249,6 +291,7 @@ def _split_mask_key(key: str) -> tuple[str, str]:
 def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
     """Attach the masks found in ``state_dict`` (keys ``*_sparse24_mask``) to ``model``, in place.
 
+    A mask is either form :func:`stored_mask` reads (packed, or an earlier version's bool).
     Use it on a plain model before ``model.load_state_dict(state_dict)``, to restore
     enforcement from a checkpoint. Every mask is checked (layer exists and is a GEMM weight,
     shape matches, mask is 2:4 along the layer's axis) before any is attached. Returns the
@@ -267,9 +310,7 @@ def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
         if axis is None or not isinstance(getattr(module, param_name, None), nn.Parameter):
             raise Sparse24Error(f"mask {key!r}: {module_path or 'model'} ({type(module).__name__}) has no GEMM weight {param_name!r}")
         param = getattr(module, param_name)
-        if tuple(mask.shape) != tuple(param.shape):
-            raise Sparse24Error(f"mask {key!r} has shape {list(mask.shape)}, the weight has {list(param.shape)}")
-        mask = mask.to(device=param.device, dtype=torch.bool, copy=True)  # never alias the caller's tensors
+        mask = stored_mask(mask, param.shape, f"mask {key!r}").to(device=param.device, copy=True)  # never alias the caller's tensors
         require_two_four(mask, axis.reduction, f"mask {key!r}")
         planned.append((module, param_name, mask, key[: -len(MASK_SUFFIX)]))
     for module, param_name, mask, _ in planned:
@@ -290,7 +331,7 @@ def attach_optimizer(optimizer: torch.optim.Optimizer) -> RemovableHandle:
         with torch.no_grad():
             for param in _params(opt.param_groups):
                 record = getattr(param, _RECORD, None)
-                mask = None if record is None or record.masker is None else record.masker.mask()
+                mask = None if record is None or record.masker is None else record.masker.mask(param.dtype)
                 if mask is not None:
                     param.mul_(mask)
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .errors import SparsityError
 
-__all__ = ["two_four_mask", "is_two_four", "first_violation", "require_two_four", "prune_", "group_view"]
+__all__ = ["two_four_mask", "is_two_four", "first_violation", "require_two_four", "prune_", "group_view", "pack_bits", "unpack_bits", "packed_shape"]
 
 _CHUNK_ELEMENTS = 1 << 20
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -190,3 +190,60 @@ def require_two_four(tensor: Tensor, dim: int, what: str) -> None:
         parts = [str(i) for i in index]
         parts[dim] = f"{index[dim]}:{index[dim] + 4}"
         raise SparsityError(f"{what} is not 2:4 along dim {dim}; group [{', '.join(parts)}] has {count} nonzeros")
+
+
+# Masks at rest: 1 bit per weight. Each mask is viewed as [rows, rest] (dim 0 kept, the other dims
+# flattened) and packed along ``rest``, 8 elements per byte (element 8*b + i in bit i of byte b; the
+# last byte of a row zero-padded): a conv's kernel positions do not pad every byte, and a weight
+# sharded by rows (FSDP) has its mask sharded alike.
+_BIT_TABLES: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+
+def packed_shape(shape: tuple[int, ...] | torch.Size) -> tuple[int, int]:
+    """Shape of the bit-packed form of a mask of ``shape``: ``[shape[0], ceil(prod(shape[1:]) / 8)]``."""
+    if len(shape) == 0:
+        raise ValueError("a mask needs at least one dimension")
+    rest = 1
+    for size in shape[1:]:
+        rest *= size
+    return (shape[0], (rest + 7) // 8)
+
+
+def pack_bits(mask: Tensor) -> Tensor:
+    """Pack a bool ``mask`` into uint8 ``[rows, ceil(rest / 8)]`` (see :func:`packed_shape`), LSB first."""
+    if mask.dtype != torch.bool or mask.dim() == 0:
+        raise ValueError(f"pack_bits takes a bool mask with at least one dim, got {mask.dtype} {list(mask.shape)}")
+    rows = mask.reshape(mask.shape[0], _numel(mask.shape[1:])).to(torch.uint8)
+    if rows.shape[1] % 8:
+        rows = torch.nn.functional.pad(rows, (0, -rows.shape[1] % 8))
+    shifts = torch.arange(8, dtype=torch.uint8, device=mask.device)
+    return (rows.unflatten(1, (-1, 8)) << shifts).sum(-1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype = torch.bool) -> Tensor:
+    """The mask of ``shape`` that :func:`pack_bits` packed, as ``dtype`` (a new tensor: 0/1 or False/True).
+
+    One table lookup per byte, so a float mask for a gradient costs one pass and no bool copy.
+    """
+    shape = tuple(shape)
+    if packed.dtype != torch.uint8 or tuple(packed.shape) != packed_shape(shape):
+        raise ValueError(f"a packed mask for shape {list(shape)} is uint8 {list(packed_shape(shape))}, got {packed.dtype} {list(packed.shape)}")
+    return expand_bits(packed, shape, dtype)
+
+
+def expand_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
+    """:func:`unpack_bits` without its checks, for the per-step gradient hook."""
+    table = _BIT_TABLES.get((dtype, packed.device))
+    if table is None:
+        bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1
+        table = _BIT_TABLES[(dtype, packed.device)] = bits.to(device=packed.device, dtype=dtype)
+    rows = table.index_select(0, packed.view(-1).int()).view(packed.shape[0], packed.shape[1] * 8)  # index_select: CPU indexing is ~3x slower
+    per_row = _numel(shape[1:])
+    return (rows if rows.shape[1] == per_row else rows[:, :per_row]).reshape(shape)
+
+
+def _numel(shape: tuple[int, ...] | torch.Size) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .calibrate import find_blocks
-from .enforce import MASK_SUFFIX, attach, masked_weights, watch
+from .enforce import MASK_SUFFIX, attach, masked_weights, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
-from .mask import prune_, require_two_four
+from .mask import pack_bits, prune_, require_two_four
 from .report import LayerReport, SparsityReport
 
 __all__ = ["sparsify", "verify", "verify_file", "check_masked", "POLICIES"]
@@ -397,8 +397,9 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
                     weight.param.copy_(result.weight)
             masks.append(result.mask)
         for candidate, mask in zip(chosen, masks):
+            packed = pack_bits(mask)  # one buffer, shared by tied owners
             for owner in candidate.owners:
-                attach(owner.module, owner.param_name, mask, apply=False)
+                attach(owner.module, owner.param_name, packed, apply=False)
         watch(model)
     return {id(result.param): result.kept_after(weight) for weight, result in zip(weights, results)}
 
@@ -584,7 +585,7 @@ def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expe
         if weight is None:
             raise CheckFailed(f"{source}: {name} is {'masked' if name in masks else 'expected 2:4'}, but the file has no tensor {name}")
         if name in masks:
-            check_masked(name, weight, masks[name], dim)
+            check_masked(name, weight, stored_mask(masks[name], weight.shape, f"{source}: mask {name + MASK_SUFFIX}"), dim)
         else:
             _require_expected(name, weight, dim)
         layers.append(LayerReport(name, types[name], tuple(weight.shape), dim, weight.numel(), True))

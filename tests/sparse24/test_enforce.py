@@ -12,6 +12,7 @@ from torch import nn
 
 import sparse24
 from sparse24 import MASK_SUFFIX, is_two_four
+from sparse24.mask import pack_bits
 
 STEPS = 50
 
@@ -162,7 +163,7 @@ def test_state_dict_restores_masks_and_enforcement(convnet, batches, loss_fn, tr
     with torch.no_grad():
         assert torch.equal(fresh(x), model(x))
     for name, (param, mask) in masks_of(fresh).items():
-        assert torch.equal(mask, state[name + MASK_SUFFIX])
+        assert torch.equal(pack_bits(mask), state[name + MASK_SUFFIX]), f"{name}: the state_dict holds the packed mask"
     train_steps(fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9), 5)
     assert_pruned_zero(fresh)
     sparse24.verify(fresh)
@@ -296,8 +297,8 @@ def test_tied_linear_weights_are_masked_once(train_steps):
     assert len(report.layers) == 1
     (layer,) = report.layers
     assert layer.sparse and layer.name == "a.weight" and layer.tied_to == ("b.weight",)
-    assert model.a.weight_sparse24_mask is model.b.weight_sparse24_mask
-    mask = model.a.weight_sparse24_mask
+    assert model.a.weight_sparse24_mask is model.b.weight_sparse24_mask, "tied weights share one mask buffer"
+    mask = sparse24.enforce.mask_of(model.a, "weight")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(10):
@@ -355,3 +356,54 @@ def test_load_masks_errors_attach_nothing(corrupt, error, words, convnet):
     with pytest.raises(error, match=words):
         sparse24.load_masks(fresh, state)
     assert _no_masks(fresh)
+
+
+# -- masks at 1 bit per weight; earlier versions' bool masks still load -----------------------
+
+
+def bool_masks(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` as sparse24 0.1 saved it: every mask a bool tensor of its weight's shape."""
+    old = dict(state)
+    for key in [k for k in state if k.endswith(MASK_SUFFIX)]:
+        weight = key[: -len(MASK_SUFFIX)]
+        old[key] = sparse24.mask.unpack_bits(state[key], state[weight].shape)
+    return old
+
+
+def test_masks_cost_one_bit_per_weight_and_no_full_copy_is_kept(convnet, batches, loss_fn):
+    model, _ = sparsified(convnet)
+    buffers = {n: b for n, b in model.named_buffers() if n.endswith(MASK_SUFFIX)}
+    weights = dict(model.named_parameters())
+    for name, buffer in buffers.items():
+        weight = weights[name[: -len(MASK_SUFFIX)]]
+        assert buffer.dtype == torch.uint8 and buffer.numel() * 8 <= weight.numel() + 7 * weight.shape[0], name
+    loss_fn(model, batches(1)[0]).backward()
+    assert_pruned_grads_zero(model)
+    for weight, _ in sparse24.masked_weights(model):
+        masker = getattr(weight.param, "_sparse24_grad_hook").masker
+        held = [v for v in vars(masker).values() if isinstance(v, torch.Tensor)]
+        assert not held, f"{weight.name}: the gradient hook keeps a tensor between steps"
+
+
+def test_bool_masks_of_earlier_versions_load(convnet, batches, loss_fn, train_steps):
+    model, _ = sparsified(convnet)
+    old = bool_masks(model.state_dict())
+    fresh = convnet()
+    assert sorted(sparse24.load_masks(fresh, old)) == ["conv.weight", "fc.weight"]
+    fresh.load_state_dict(old)  # bool masks into packed buffers (a load_state_dict pre-hook)
+    assert old["fc.weight" + MASK_SUFFIX].dtype == torch.bool, "the caller's state dict was changed"
+    assert torch.equal(fresh.state_dict()["fc.weight" + MASK_SUFFIX], model.state_dict()["fc.weight" + MASK_SUFFIX])
+    train_steps(fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9), 5)
+    assert_pruned_zero(fresh)
+    sparse24.verify(fresh)
+
+
+def test_a_mask_of_neither_form_is_one_clear_error(convnet):
+    model, _ = sparsified(convnet)
+    state = model.state_dict()
+    state["fc.weight" + MASK_SUFFIX] = torch.zeros(3, dtype=torch.uint8)
+    fresh = convnet()
+    before = copy.deepcopy(fresh.state_dict())
+    with pytest.raises(sparse24.Sparse24Error, match=r"fc\.weight_sparse24_mask' is uint8 \[3\]; .* is uint8 \[64, 64\] \(1 bit per weight\) or, .* bool \[64, 512\]"):
+        sparse24.load_masks(fresh, state)
+    assert not sparse24.masked_weights(fresh) and all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())

@@ -12,6 +12,7 @@ from torch import nn
 
 import sparse24
 from sparse24 import MASK_SUFFIX
+from sparse24.mask import unpack_bits
 from sparse24.io import file_axes, load_model, read_state_dict
 
 MASK_KEYS = {"conv.weight" + MASK_SUFFIX, "fc.weight" + MASK_SUFFIX}
@@ -50,7 +51,9 @@ def test_saved_file_holds_masks_and_axes(tmp_path, sparse_model):
     sparse24.save(sparse_model, path)
     state = read_state_dict(path)
     assert MASK_KEYS <= set(state)
-    assert state["fc.weight" + MASK_SUFFIX].dtype == torch.bool
+    mask = state["fc.weight" + MASK_SUFFIX]
+    assert mask.dtype == torch.uint8 and list(mask.shape) == [sparse_model.fc.weight.shape[0], sparse_model.fc.weight[0].numel() // 8], "1 bit per weight"
+    assert torch.equal(unpack_bits(mask, sparse_model.fc.weight.shape), sparse24.enforce.mask_of(sparse_model.fc, "weight"))
     assert file_axes(path) == {"conv.weight": 1, "fc.weight": 1}
 
 
@@ -222,3 +225,25 @@ def test_load_model_from_file(model_file):
         load_model(f"{model_file}:not_a_model")
     with pytest.raises(sparse24.Sparse24Error, match="not found"):
         load_model(f"{model_file.with_name('other.py')}:build")
+
+
+def test_files_with_bool_masks_of_earlier_versions_load_and_verify(tmp_path, sparse_model, convnet):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "new.safetensors"
+    sparse24.save(sparse_model, path)
+    old = tmp_path / "old.safetensors"
+    state = read_state_dict(path)
+    for key in [k for k in state if k.endswith(MASK_SUFFIX)]:
+        state[key] = unpack_bits(state[key], state[key[: -len(MASK_SUFFIX)]].shape)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    save_file(state, str(old), metadata=metadata)
+    assert read_state_dict(old)["fc.weight" + MASK_SUFFIX].dtype == torch.bool
+    report = sparse24.verify_file(old)
+    assert {layer.name for layer in report.layers} == {"conv.weight", "fc.weight"}
+    fresh = convnet()
+    assert sorted(sparse24.load(fresh, old)) == ["conv.weight", "fc.weight"]
+    assert all(torch.equal(v, sparse_model.state_dict()[k]) for k, v in fresh.state_dict().items())

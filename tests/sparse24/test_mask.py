@@ -224,3 +224,36 @@ def test_chunked_matches_unchunked(monkeypatch, chunk, shape, dim, view):
 
 def same_values_and_signs(a: Tensor, b: Tensor) -> bool:
     return torch.equal(a, b) and torch.equal(torch.signbit(a), torch.signbit(b))
+
+
+# -- masks at rest: 1 bit per weight --------------------------------------------------------
+
+
+def test_pack_bits_layout_by_hand() -> None:
+    # rows kept, the rest flattened, 8 per byte, element 8*b + i in bit i; the last byte zero-padded
+    row = [True, False, False, True, False, True, True, False, True]
+    packed = sparse24.mask.pack_bits(torch.tensor([row, [False] * 9]))
+    assert packed.dtype == torch.uint8 and packed.tolist() == [[1 + 8 + 32 + 64, 1], [0, 0]]
+    conv = torch.zeros(2, 4, 1, 2, dtype=torch.bool)
+    conv[1, 3, 0, 1] = True  # flat position 7 of row 1
+    assert sparse24.mask.pack_bits(conv).tolist() == [[0], [128]]
+
+
+@pytest.mark.parametrize("shape", [(16, 64), (8, 12), (32, 16, 3, 3), (16, 8, 1, 1), (4, 20, 5), (0, 8)])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.float16, torch.bfloat16])
+def test_pack_then_unpack_round_trips(shape, dtype) -> None:
+    mask = torch.rand(shape) > 0.5
+    packed = sparse24.mask.pack_bits(mask)
+    assert tuple(packed.shape) == sparse24.mask.packed_shape(shape)
+    if shape[0]:
+        assert packed.numel() <= -(-mask.numel() // 8) + shape[0], "at most one padding byte per row"
+    unpacked = sparse24.mask.unpack_bits(packed, shape, dtype)
+    assert unpacked.dtype == dtype and torch.equal(unpacked, mask.to(dtype))
+
+
+def test_unpack_bits_rejects_a_packed_mask_of_another_shape() -> None:
+    packed = sparse24.mask.pack_bits(torch.ones(4, 16, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"uint8 \[4, 3\]"):
+        sparse24.mask.unpack_bits(packed, (4, 24))
+    with pytest.raises(ValueError, match="bool mask"):
+        sparse24.mask.pack_bits(torch.ones(4, 16))

@@ -121,7 +121,7 @@ def test_sparsegpt_updates_the_kept_weights_and_keeps_the_axis() -> None:
     before = conv.weight.detach().clone()
     x = torch.randn(4, 8, 6, 6)
     report = sparse24.sparsify(conv, "sparsegpt", data=[x], policy="any", progress=False)
-    mask = getattr(conv, "weight_sparse24_mask")
+    mask = sparse24.enforce.mask_of(conv, "weight")
     assert is_two_four(conv.weight, 1) and is_two_four(mask, 1)  # along C at every kernel position
     kept = conv.weight.detach()[mask]
     assert not torch.equal(kept, before[mask])  # not only masked: the kept weights moved

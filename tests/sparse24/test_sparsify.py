@@ -300,7 +300,7 @@ def test_taylor_mask_matches_hand_computed_scores(squared, loss_fn):
     report = sparse24.sparsify(model, "taylor", data=data, loss_fn=loss_fn, squared=squared)
     (layer,) = report.layers
     assert layer.sparse and layer.criterion == "taylor"
-    assert torch.equal(model.weight_sparse24_mask, expected_mask)
+    assert torch.equal(sparse24.enforce.mask_of(model, "weight"), expected_mask)
     assert torch.equal(model.weight.detach(), original * expected_mask)
     kept = float((expected * expected_mask).sum() / expected.sum())
     assert layer.importance_kept == pytest.approx(kept, rel=1e-5)
@@ -328,7 +328,7 @@ def test_taylor_uses_the_model_returned_loss(as_dict, keyword_batches):
     expected = two_four_mask(_expected_taylor(model.fc, data), 1)
     calibration = [{"x": x, "y": y} for x, y in data] if keyword_batches else data
     sparse24.sparsify(model, "taylor", data=calibration)
-    assert torch.equal(model.fc.weight_sparse24_mask, expected)
+    assert torch.equal(sparse24.enforce.mask_of(model.fc, "weight"), expected)
 
 
 def test_taylor_model_output_without_loss_raises(snapshot):

@@ -76,7 +76,7 @@ def test_weight_outside_its_mask_and_a_non_2_4_mask(convnet) -> None:
     model = convnet()
     sparse24.sparsify(model)
     with torch.no_grad():
-        mask = model.fc.weight_sparse24_mask
+        mask = sparse24.enforce.mask_of(model.fc, "weight")
         row, col = (~mask).nonzero()[0].tolist()
         model.fc.weight[row, col] = 0.5  # 3 nonzeros in that group: not 2:4
     with pytest.raises(SparsityError, match=r"fc\.weight: weight is not 2:4"):
@@ -84,7 +84,7 @@ def test_weight_outside_its_mask_and_a_non_2_4_mask(convnet) -> None:
     model = convnet()
     sparse24.sparsify(model)
     with torch.no_grad():
-        mask = model.fc.weight_sparse24_mask
+        mask = sparse24.enforce.mask_of(model.fc, "weight")
         group = mask[0, :4]
         kept = group.nonzero().flatten().tolist()
         dropped = (~group).nonzero().flatten().tolist()
