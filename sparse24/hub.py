@@ -17,7 +17,8 @@ A 2:4 transformers model is saved by :func:`save_pretrained` as a directory that
 transformers reloads with ``AutoModel...from_pretrained(DIR)`` -- the pruned weights are
 stored with their zeros, so the reloaded model is the 2:4 model -- plus
 ``DIR/sparse24_masks.safetensors``: the masks (keys ``<weight>_sparse24_mask``, the model's
-own parameter names) and, in its metadata, each masked weight's 2:4 dim, as
+own parameter names; 1 bit per weight as in ``state_dict``, and bool masks of earlier
+versions are read too) and, in its metadata, each masked weight's 2:4 dim, as
 :func:`sparse24.save` records them. :func:`load_dir` (what ``sparse24.load(model, DIR)``
 calls) loads the weights and re-attaches the masks, so training keeps the model 2:4;
 :func:`verify_dir` (``sparse24 verify DIR``) checks the weights as transformers loads them.
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .enforce import MASK_SUFFIX, load_masks, masked_weights
+from .enforce import MASK_SUFFIX, load_masks, masked_weights, stored_mask
 from .errors import CheckFailed, Sparse24Error
 
 __all__ = [
@@ -260,7 +261,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, **kwargs: Any) ->
     out = check_output_dir(path)
     state = model.state_dict()
     weights = {key: value for key, value in state.items() if not key.endswith(MASK_SUFFIX)}
-    masks = {key: value.detach().to("cpu", torch.bool).contiguous() for key, value in state.items() if key.endswith(MASK_SUFFIX)}
+    masks = {key: value.detach().to("cpu").contiguous() for key, value in state.items() if key.endswith(MASK_SUFFIX)}  # packed, 1 bit per weight
     axes = {weight.name: weight.axis.reduction for weight, _ in masked_weights(model)}
     source = Path(str(getattr(model, "name_or_path", "") or ""))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -409,7 +410,8 @@ def verify_dir(path: str | os.PathLike, *, hf_class: str | None = None, expect: 
             raise CheckFailed(f"{directory}: {name} is masked, but the directory's weight files do not hold it")
         if name in axes and axes[name] != axis.reduction:
             raise CheckFailed(f"{directory}: {MASKS_FILE} gives {name} the 2:4 dim {axes[name]}, the layer reduces along dim {axis.reduction}")
-        check_masked(name, getattr(module, param_name).detach(), mask, axis.reduction)
+        weight = getattr(module, param_name).detach()
+        check_masked(name, weight, stored_mask(mask, weight.shape, f"{directory}: mask {key}"), axis.reduction)
     unlisted = sorted(set(axes) - {key[: -len(MASK_SUFFIX)] for key in masks})
     if unlisted:
         raise CheckFailed(f"{directory}: {MASKS_FILE} lists {unlisted[0]} as 2:4, but holds no mask for it")

@@ -148,6 +148,8 @@ def test_prune_hf_dir_round_trip(capsys, tmp_path, kind):
     for key, mask in masks.items():
         name = key[: -len(MASK_SUFFIX)]
         weight = reloaded.get_parameter(name).detach()
+        assert mask.dtype == torch.uint8, f"{name}: the sidecar holds the packed mask (1 bit per weight)"
+        mask = sparse24.enforce.stored_mask(mask, weight.shape, key)
         assert sparse24.is_two_four(weight, axes[name]), name
         assert not bool(weight[~mask].any()), name
 
@@ -340,7 +342,7 @@ def test_verify_fails_on_a_tampered_dir(capsys, tmp_path, bert_dir):
     model = transformers.BertForSequenceClassification.from_pretrained(out)
     with torch.no_grad():
         weight = model.get_parameter(name)
-        weight[~masks[key]] = 1.0  # a dense user edit, saved with plain transformers over the 2:4 weights
+        weight[~sparse24.enforce.stored_mask(masks[key], weight.shape, key)] = 1.0  # a dense user edit, saved with plain transformers over the 2:4 weights
     model.save_pretrained(out)
     code, _, err = run(capsys, "verify", str(out))
     assert code == 1
