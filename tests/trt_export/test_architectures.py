@@ -241,9 +241,10 @@ def test_sparsify_finetune_export_inspect(name: str, tmp_path) -> None:
     arch = ARCHS[name]
     model, report = _sparsify(name, arch.export_with)
     masked = _check_report(arch, report)
-    before = {n: w.param.detach().clone() for n, w in ((w.name, w) for w, _ in sparse24.masked_weights(model))}
+    before = {w.name: w.param.detach().clone() for w, _ in sparse24.masked_weights(model)}
+    modes = {n: m.training for n, m in model.named_modules()}
     history = sparse24.finetune(model, arch.data(2, seed=2), loss_fn=loss_fn, steps=2, lr=1e-3, progress=False)
-    assert len(history.steps) == 2
+    assert len(history.steps) == 2 and {n: m.training for n, m in model.named_modules()} == modes
     assert all(not torch.equal(w.param, before[w.name]) for w, _ in sparse24.masked_weights(model)), "finetune left a masked weight as it was"
     assert {layer.name for layer in sparse24.verify(model).sparse_layers} == masked
 
