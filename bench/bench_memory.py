@@ -1,0 +1,220 @@
+"""Peak memory of sparsify + finetune against plain training of the same model, same optimizer, same batches.
+
+Every measurement runs in a fresh process (one per case and variant, under ``torchrun`` for the
+multi-rank cases), so no allocator state carries over:
+
+- ``plain``: the dense model trained for ``--steps`` AdamW steps (lr, weight decay and batches as
+  in the sparse run) by a plain loop (under DDP for ``ddp``);
+- ``sparse``: ``sparse24.sparsify(model, "magnitude")`` then ``sparse24.finetune`` for the same
+  steps, batches and optimizer, with the masks enforced (DDP for ``ddp``).
+
+Both variants first run everything once on a tiny model (lazy imports, first-use caches). Peaks are measured with :func:`sparse24.bench._common.peak_memory` above the process's level once
+the model exists (CPU: the peak resident set, VmHWM; CUDA: ``max_memory_allocated``), so the
+Python runtime and torch's libraries, identical in both variants, are left out; the ratio of
+these increments is the stricter measure. Under torchrun the largest rank counts. ``sparsify``'s
+own peak is reported against the model's parameter bytes and against its largest layer's.
+
+Targets: sparse peak <= 1.10x plain; sparsify's peak <= one layer's weight bytes above the model.
+
+    python bench/bench_memory.py --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+COMMAND = "python bench/bench_memory.py --out bench/results"
+TARGET = 1.10
+CASES = ("one process", "ddp")
+_RANKS = {"one process": 1, "ddp": 2}
+WIDTH, DEPTH, BATCH, STEPS, LR, WEIGHT_DECAY = 1024, 12, 64, 10, 1e-4, 0.01
+
+
+def build(width: int, depth: int):
+    """A stack of ``depth`` Linear(width, width) + GELU layers and a 16-way head, seeded."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), nn.GELU()]
+    return nn.Sequential(*layers, nn.Linear(width, 16))
+
+
+def batches(width: int, batch: int, count: int) -> list:
+    """``count`` seeded batches, the same on every rank (finetune gives rank r batches r, r + W, ...; so does the plain loop)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1000)
+    return [(torch.randn(batch, width, generator=generator), torch.randint(0, 16, (batch,), generator=generator)) for _ in range(count)]
+
+
+def loss_fn(model, batch):
+    import torch
+
+    x, y = batch
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+def _warm_up(world: int) -> None:
+    """Run everything both variants use once on a tiny model, so lazy imports and first-use caches are in place before measuring."""
+    import gc
+
+    import torch
+
+    import sparse24
+
+    tiny = build(32, 2)
+    sparse24.sparsify(tiny, "magnitude", progress=False)
+    sparse24.finetune(tiny, batches(32, 4, world), loss_fn=loss_fn, steps=1, warmup_steps=0, scheduler="constant", progress=False)
+    sparse24.verify(tiny)
+    plain = build(32, 2)
+    optimizer = torch.optim.AdamW(plain.parameters())
+    loss_fn(plain, batches(32, 4, 1)[0]).backward()
+    optimizer.step()
+    del tiny, plain, optimizer
+    gc.collect()
+
+
+def worker(variant: str, width: int, depth: int, batch: int, steps: int, out: Path) -> None:
+    """One process (one rank): build, measure sparsify (sparse) and training, write ``out/rank{r}.json``."""
+    import torch
+
+    import sparse24
+    from sparse24.bench._common import peak_memory
+
+    distributed = "LOCAL_RANK" in os.environ
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    _warm_up(world)
+    data = batches(width, batch, steps * world)
+    model = build(width, depth)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    largest = max(p.numel() * p.element_size() for p in model.parameters())
+    record = {"rank": rank, "variant": variant, "param_bytes": params, "largest_layer_bytes": largest}
+    if variant == "sparse":  # the peak above the level once the model exists: sparsify's, then finetune's
+        with peak_memory() as pruning:
+            sparse24.sparsify(model, "magnitude", progress=False)
+        record["sparsify_peak_bytes"] = pruning.bytes
+        record["mask_bytes"] = sum(b.numel() * b.element_size() for n, b in model.named_buffers() if n.endswith(sparse24.MASK_SUFFIX))
+        with peak_memory() as found:
+            sparse24.finetune(model, data, loss_fn=loss_fn, steps=steps, lr=LR, weight_decay=WEIGHT_DECAY, warmup_steps=0, scheduler="constant", progress=False)
+        sparse24.verify(model)
+        peaks = [pruning.bytes, None if found.bytes is None else found.start + found.bytes - pruning.start]
+        record["train_peak_bytes"] = None if None in peaks else max(peaks)
+    else:
+        with peak_memory() as found:
+            train = model
+            if distributed:
+                from torch.nn.parallel import DistributedDataParallel
+
+                train = DistributedDataParallel(model)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+            for step in range(steps):
+                optimizer.zero_grad(set_to_none=True)
+                loss_fn(train, data[rank + step * world]).backward()
+                optimizer.step()
+        record["train_peak_bytes"] = found.bytes
+    record["source"] = found.source
+    (out / f"rank{rank}.json").write_text(json.dumps(record))
+    if distributed:
+        dist.destroy_process_group()
+
+
+def measure(case: str, variant: str, width: int, depth: int, batch: int, steps: int) -> dict:
+    """Run one case and variant in fresh processes; the per-rank records, the largest rank's peaks."""
+    ranks = _RANKS[case]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [__file__, "--worker", variant, "--width", str(width), "--depth", str(depth), "--batch", str(batch), "--steps", str(steps), "--worker-out", tmp]
+        if ranks > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *args]
+        else:
+            command = [sys.executable, *args]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"} if ranks > 1 else None  # one thread per rank, as torchrun's default
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{case} / {variant} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        records = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(ranks)]
+    worst = max(records, key=lambda r: r["train_peak_bytes"] or 0)
+    return {"case": case, "variant": variant, "ranks": ranks, "records": records, "train_peak_bytes": worst["train_peak_bytes"], **{k: worst[k] for k in ("param_bytes", "largest_layer_bytes", "source")}, **({k: max(r[k] for r in records) for k in ("sparsify_peak_bytes", "mask_bytes")} if variant == "sparse" else {})}
+
+
+def _mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f}"
+
+
+def markdown(results: dict) -> str:
+    from sparse24.bench._common import header
+
+    settings = results["settings"]
+    lines = [
+        *header("Peak memory: sparsify + finetune vs plain training", results),
+        "",
+        f"Model: {settings['depth']} x Linear({settings['width']}, {settings['width']}) + GELU and a 16-way head "
+        f"({results['rows'][0]['plain']['param_bytes'] / 2**20:.1f} MiB of fp32 parameters); {settings['steps']} AdamW steps "
+        f"(lr {LR}, weight decay {WEIGHT_DECAY}) on batches of {settings['batch']} per rank, the same batches in both variants. "
+        "Peaks are MiB above the process's level once the model exists (CPU: peak resident set, VmHWM; CUDA: "
+        f"max_memory_allocated); the largest rank counts. Targets: sparse / plain <= {TARGET}; sparsify's peak <= the largest layer's weight bytes.",
+        "",
+        "| case | ranks | plain training MiB | sparsify + finetune MiB | ratio | target | sparsify peak MiB (largest layer) | target | masks MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        plain, sparse = row["plain"], row["sparse"]
+        ratio = sparse["train_peak_bytes"] / plain["train_peak_bytes"] if plain["train_peak_bytes"] else float("nan")
+        met = "met" if ratio <= TARGET else "NOT met"
+        sparsify_met = "met" if sparse["sparsify_peak_bytes"] is not None and sparse["sparsify_peak_bytes"] <= sparse["largest_layer_bytes"] else "NOT met"
+        lines.append(
+            f"| {row['case']} | {row['ranks']} | {_mib(plain['train_peak_bytes'])} | {_mib(sparse['train_peak_bytes'])} | {ratio:.3f}x | {met} | "
+            f"{_mib(sparse['sparsify_peak_bytes'])} ({_mib(sparse['largest_layer_bytes'])}) | {sparsify_met} | {_mib(sparse['mask_bytes'])} |"
+        )
+    lines += ["", "Generated from memory.json."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--width", type=int, default=WIDTH)
+    parser.add_argument("--depth", type=int, default=DEPTH)
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--worker", choices=("plain", "sparse"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.width, args.depth, args.batch, args.steps, args.worker_out)
+        return 0
+    from sparse24.bench._common import environment, write_results
+
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not cases:
+        parser.error(f"--cases: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CASES)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for case in cases:
+        plain = measure(case, "plain", args.width, args.depth, args.batch, args.steps)
+        sparse = measure(case, "sparse", args.width, args.depth, args.batch, args.steps)
+        rows.append({"case": case, "ranks": plain["ranks"], "plain": plain, "sparse": sparse})
+    default = argv is None and sys.argv[1:] in (["--out", "bench/results"],)
+    settings = {"width": args.width, "depth": args.depth, "batch": args.batch, "steps": args.steps}
+    results = {"command": COMMAND if default else " ".join(["python", "bench/bench_memory.py", *(sys.argv[1:] if argv is None else argv)]), "environment": environment(), "settings": settings, "rows": rows}
+    print(write_results(out, "memory", results, markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
