@@ -101,7 +101,7 @@ def _tie_reason(owners: list[GemmWeight], users: list[str], embeddings: set[str]
     others = [name for name in users if name not in gemm_names]
     tables = [name for name in others if name in embeddings]
     if tables:  # a tied output head: its weight is also the input embedding table
-        return f"tied to the embedding table {', '.join(tables)} (a lookup, not a GEMM: 2:4 here would also prune the input embeddings)"
+        return f"shared with the embedding table {', '.join(tables)} (tied: a lookup, not a GEMM; 2:4 here would also prune the input embeddings)"
     if others:
         return f"shared with {', '.join(others)}, which is not a GEMM weight"
     return None

@@ -128,7 +128,7 @@ ARCHS: dict[str, Arch] = {
     "gpt2": Arch(  # Conv1D ([in, out] weights), lm_head tied to wte
         lambda: T.GPT2LMHeadModel(T.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0)),
         lambda g, b: _tokens(g, b), "input_ids", sparse=4,  # c_attn, attn.c_proj, c_fc, mlp.c_proj
-        skipped={"lm_head.weight": "tied to the embedding table transformer.wte.weight"}, export_with="taylor",
+        skipped={"lm_head.weight": "shared with the embedding table transformer.wte.weight (tied"}, export_with="taylor",
         embeddings=("transformer.wte.weight 96x32 (tied to lm_head.weight)", "transformer.wpe.weight"), labels=_lm_labels, causal_lm=True,
     ),
     "llama": Arch(  # GQA (2 KV heads for 4), gated MLP, RMSNorm, untied lm_head
@@ -145,7 +145,7 @@ ARCHS: dict[str, Arch] = {
                           max_position_embeddings=32, tie_word_embeddings=True)
         ),
         lambda g, b: _tokens(g, b), "input_ids", sparse=7,
-        skipped={"lm_head.weight": "tied to the embedding table model.embed_tokens.weight"}, export_with="sparsegpt",
+        skipped={"lm_head.weight": "shared with the embedding table model.embed_tokens.weight (tied"}, export_with="sparsegpt",
         embeddings=("model.embed_tokens.weight 96x32 (tied to lm_head.weight)",), labels=_lm_labels, causal_lm=True,
     ),
     "t5": Arch(  # capitalised module names (SelfAttention, DenseReluDense)
