@@ -24,6 +24,16 @@ A masked weight ``W`` of module ``m`` gets:
 An optimizer whose state predates the masks (momentum built up on now-pruned weights) would
 still move them; :func:`attach_optimizer` registers a step post-hook that re-applies the
 masks after every step.
+
+Sharded weights (FSDP2, ``torch.distributed.fsdp.fully_shard``): the parameters are
+``DTensor``s sharded along dim 0. :func:`shard_masks` makes each mask buffer a ``DTensor``
+with the weight's placements (the packed mask keeps the weight's rows, so ``torch.chunk``
+splits both alike) and every rank enforces its own shard. A tensor hook on a sharded
+parameter never fires (FSDP writes ``.grad`` after its reduce-scatter), so no gradient hook
+is installed there: the trainer calls :func:`mask_sharded_grads` before clipping and
+stepping, and :func:`attach_optimizer`'s post-step hook masks the local weight shards.
+:func:`mask_of` and :func:`full_weight_and_mask` gather one layer at a time (collectives:
+every rank must call them in the same order).
 """
 
 from __future__ import annotations
@@ -51,6 +61,12 @@ __all__ = [
     "load_masks",
     "attach_optimizer",
     "watch",
+    "has_masks",
+    "is_sharded",
+    "shard_masks",
+    "mask_sharded_grads",
+    "full_weight_and_mask",
+    "verify_sharded",
 ]
 
 MASK_SUFFIX = "_sparse24_mask"
@@ -68,10 +84,55 @@ def _no_module() -> None:
     return None
 
 
+def _dtensor_type() -> type | None:
+    """``torch.distributed.tensor.DTensor`` (imported on first use), or None in a build without it."""
+    global _DTENSOR
+    if _DTENSOR is False:
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # torch built without distributed
+            DTensor = None
+        _DTENSOR = DTensor
+    return _DTENSOR
+
+
+_DTENSOR: Any = False
+
+
+def _is_dtensor(tensor: Any) -> bool:
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
+def _local(tensor: Tensor) -> Tensor:
+    """A DTensor's local shard (the same storage, under ``no_grad``), any other tensor itself."""
+    return tensor.to_local() if _is_dtensor(tensor) else tensor
+
+
+def is_sharded(model: nn.Module | Tensor) -> bool:
+    """True for a ``DTensor``, or a model with any ``DTensor`` parameter (sharded by FSDP2 ``fully_shard``)."""
+    if isinstance(model, Tensor):
+        return _is_dtensor(model)
+    return any(_is_dtensor(param) for param in model.parameters())
+
+
+def has_masks(model: nn.Module) -> bool:
+    """True when any module of ``model`` holds a 2:4 mask buffer (no mask is expanded or gathered)."""
+    return any(_masked_param_names(module) for module in model.modules())
+
+
 def mask_of(module: nn.Module, param_name: str, dtype: torch.dtype = torch.bool) -> Tensor | None:
-    """The mask of ``module.<param_name>`` expanded to the weight's shape (a new tensor), or None."""
+    """The mask of ``module.<param_name>`` expanded to the weight's shape (a new tensor), or None.
+
+    A sharded mask (a ``DTensor``, see :func:`shard_masks`) is gathered first: every rank must
+    call this for the same layers in the same order.
+    """
     packed = module._buffers.get(mask_name(param_name))
-    return None if packed is None else unpack_bits(packed, getattr(module, param_name).shape, dtype)
+    if packed is None:
+        return None
+    if _is_dtensor(packed):
+        packed = packed.full_tensor()
+    return unpack_bits(packed, getattr(module, param_name).shape, dtype)
 
 
 def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) -> Tensor:
@@ -104,11 +165,20 @@ class _GradMask:
         self._buffer = mask_name(param_name)
 
     def mask(self, dtype: torch.dtype) -> Tensor | None:
+        """The mask in ``dtype``; for a sharded weight, the mask of this rank's shard (its local shape)."""
         module = self._module()
         packed = None if module is None else module._buffers.get(self._buffer)
-        return None if packed is None else expand_bits(packed, module._parameters[self.param_name].shape, dtype)
+        if packed is None:
+            return None
+        param = module._parameters[self.param_name]
+        if _is_dtensor(packed):
+            return expand_bits(packed.to_local(), _local(param).shape, dtype)
+        return expand_bits(packed, param.shape, dtype)
 
     def __call__(self, grad: Tensor) -> Tensor | None:
+        module = self._module()
+        if module is not None and _is_dtensor(module._buffers.get(self._buffer)):
+            return None  # sharded: mask_sharded_grads masks the reduced shard instead
         mask = self.mask(grad.dtype)
         return None if mask is None else grad * mask
 
@@ -157,6 +227,8 @@ def _install_grad_hook(module: nn.Module, param_name: str) -> None:
     record = getattr(param, _RECORD, None)
     if not param.requires_grad or (record is not None and record.handle is not None):
         return
+    if _is_dtensor(param) or _is_dtensor(module._buffers.get(mask_name(param_name))):
+        return  # sharded (FSDP2): the hook would not fire; see mask_sharded_grads
     masker = _GradMask(module, param_name)
     setattr(param, _RECORD, _HookRecord(param.register_hook(masker), masker))
 
@@ -208,7 +280,7 @@ def _reapply_after_load(module: nn.Module, incompatible_keys) -> None:
     with torch.no_grad():
         for param_name in _masked_param_names(module):
             param = getattr(module, param_name)
-            param.mul_(mask_of(module, param_name, param.dtype))
+            _local(param).mul_(_GradMask(module, param_name).mask(param.dtype))
 
 
 def attach(module: nn.Module, param_name: str, mask: Tensor, *, apply: bool = True) -> None:
@@ -333,7 +405,7 @@ def attach_optimizer(optimizer: torch.optim.Optimizer) -> RemovableHandle:
                 record = getattr(param, _RECORD, None)
                 mask = None if record is None or record.masker is None else record.masker.mask(param.dtype)
                 if mask is not None:
-                    param.mul_(mask)
+                    _local(param).mul_(mask)  # a sharded weight: this rank's shard and its mask
 
     return optimizer.register_step_post_hook(reapply)
 
@@ -341,3 +413,99 @@ def attach_optimizer(optimizer: torch.optim.Optimizer) -> RemovableHandle:
 def _params(groups: Iterable[dict]) -> Iterable[Tensor]:
     for group in groups:
         yield from group["params"]
+
+
+def shard_masks(model: nn.Module) -> int:
+    """Shard the mask buffers of ``model``'s sharded weights like the weights themselves, in place.
+
+    For every masked weight that is a ``DTensor`` (after ``fully_shard``) and whose mask is
+    still a plain tensor, the packed mask becomes a ``DTensor`` with the weight's mesh and
+    placements: each rank keeps the rows of its own weight shard (``torch.chunk`` along dim 0,
+    as FSDP2 splits the weight; no communication, every rank holds the same full mask). The
+    weight is then tagged so that :func:`mask_sharded_grads` and :func:`attach_optimizer` find
+    its mask. Returns how many masks were sharded. Raises :class:`Sparse24Error` for a weight
+    sharded along another dim than 0.
+    """
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    count = 0
+    for module_name, module in model.named_modules():
+        for param_name in _masked_param_names(module):
+            param = module._parameters.get(param_name)
+            packed = module._buffers[mask_name(param_name)]
+            if not _is_dtensor(param):
+                continue
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            if any(isinstance(p, Shard) and p.dim != 0 for p in param.placements) or any(p.is_partial() for p in param.placements):
+                raise Sparse24Error(f"{name} is sharded as {list(param.placements)}; 2:4 masks follow weights sharded along dim 0 only (FSDP2's default)")
+            if not _is_dtensor(packed):
+                if tuple(packed.shape) != packed_shape(param.shape):
+                    raise Sparse24Error(f"mask of {name} has shape {list(packed.shape)}, not {list(packed_shape(param.shape))} for the weight {list(param.shape)}")
+                local = packed.to(param.to_local().device)
+                sharded = distribute_tensor(local, param.device_mesh, param.placements, src_data_rank=None)
+                if sharded.to_local().shape[0] != param.to_local().shape[0]:
+                    raise Sparse24Error(f"{name}: its mask shard has {sharded.to_local().shape[0]} rows, its weight shard {param.to_local().shape[0]}")
+                module._buffers[mask_name(param_name)] = sharded
+                count += 1
+            setattr(param, _RECORD, _HookRecord(None, _GradMask(module, param_name)))
+            with torch.no_grad():
+                param.to_local().mul_(_GradMask(module, param_name).mask(param.dtype))
+    return count
+
+
+def mask_sharded_grads(params: Iterable[Tensor]) -> None:
+    """Multiply the local shard of each sharded masked weight's ``.grad`` by its mask, in place.
+
+    For FSDP2, where gradient hooks on sharded parameters never fire: call it after the
+    last backward of an optimizer step and before unscaling, clipping and stepping.
+    Plain (unsharded) parameters are left alone: their gradient hooks already masked them.
+    """
+    with torch.no_grad():
+        for param in params:
+            if param.grad is None or not _is_dtensor(param):
+                continue
+            record = getattr(param, _RECORD, None)
+            if record is None or record.masker is None:
+                continue
+            grad = param.grad.to_local()
+            mask = record.masker.mask(grad.dtype)
+            if mask is not None:
+                grad.mul_(mask)
+
+
+def full_weight_and_mask(weight: GemmWeight) -> tuple[Tensor, Tensor | None]:
+    """The whole weight (detached) and its bool mask (or None), gathered if sharded.
+
+    For a sharded weight both are gathered with ``full_tensor()`` (collectives: every rank
+    must call this for the same layers in the same order); the caller should drop them
+    before the next layer, so only one layer's full copy exists at a time.
+    """
+    param = weight.param.detach()
+    full = param.full_tensor() if _is_dtensor(param) else param
+    return full, mask_of(weight.module, weight.param_name)
+
+
+def verify_sharded(model: nn.Module) -> int:
+    """Check every masked weight of a sharded (or plain) model as ``sparse24.verify`` does, one layer at a time.
+
+    Each weight and its mask are gathered whole (:func:`full_weight_and_mask`), checked with
+    :func:`sparse24.sparsify.check_masked` and dropped before the next, so every rank reaches the
+    same verdict (an element-wise check on shards would only see this rank's rows). Collective.
+    Returns the number of weights checked; raises :class:`~sparse24.SparsityError` for a
+    violation and :class:`Sparse24Error` when there is no mask at all.
+    """
+    from .sparsify import check_masked
+
+    checked = 0
+    seen: set[int] = set()
+    for weight in gemm_weights(model):
+        if id(weight.param) in seen or mask_name(weight.param_name) not in weight.module._buffers:
+            continue
+        seen.add(id(weight.param))
+        full, mask = full_weight_and_mask(weight)
+        check_masked(weight.name, full, mask, weight.axis.reduction)
+        del full, mask
+        checked += 1
+    if not checked:
+        raise Sparse24Error(f"{type(model).__name__} has no 2:4 masks to verify")
+    return checked

@@ -2,8 +2,9 @@
 
 The recipe follows the recovery practice (ASP, Mishra et al. 2021): keep the masks, train
 briefly with warm-up and a cosine decay at a learning rate below the dense run's, and distill
-from the dense model. It runs in one process or under ``torchrun`` (DDP), with AMP, gradient
-clipping and accumulation, and atomic, resumable checkpoints.
+from the dense model. It runs in one process or under ``torchrun`` (DDP, or FSDP2 with
+``strategy="fsdp"``), with AMP, gradient clipping and accumulation, and atomic, resumable
+checkpoints.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,16 @@ from . import dist, interrupts
 from .batch import call, check_loss, describe, logits, model_loss, to_device
 from .checkpoint import (
     MODEL_FILE,
+    is_sharded_checkpoint,
     latest_checkpoint,
+    load_sharded_checkpoint,
     read_trainer_state,
     rng_state,
     save_checkpoint,
+    save_sharded_checkpoint,
     set_rng_state,
 )
-from .enforce import attach_optimizer, masked_weights
+from .enforce import attach_optimizer, has_masks, is_sharded, mask_sharded_grads, masked_weights, shard_masks, verify_sharded
 from .errors import Sparse24Error
 from .io import load as load_weights
 from .progress import Progress
@@ -42,6 +46,7 @@ __all__ = ["finetune", "FinetuneHistory", "WarmupSchedule", "distill_loss", "SCH
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "linear", "constant")
+STRATEGIES = ("ddp", "fsdp")
 DISTILL = ("kl", "mse")
 _END = object()
 _AMP = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
@@ -270,6 +275,16 @@ def _gather(value: Any) -> list[Any]:
     return out
 
 
+def _validate_strategy(strategy: Any, fsdp_blocks: Any) -> None:
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES} or None (fsdp for a sharded model, ddp otherwise), got {strategy!r}")
+    if fsdp_blocks is not None:
+        if isinstance(fsdp_blocks, str) or not isinstance(fsdp_blocks, Sequence) or not all(isinstance(n, str) for n in fsdp_blocks):
+            raise ValueError(f"fsdp_blocks must be a list of module names, got {fsdp_blocks!r}")
+        if strategy != "fsdp":
+            raise ValueError("fsdp_blocks is for strategy='fsdp' (the blocks finetune shards)")
+
+
 def _validate(epochs, steps, lr, warmup_steps, grad_accum, grad_clip, alpha, temperature, distill, checkpoint_every, log_every, keep_checkpoints) -> None:
     if epochs is not None and steps is not None:
         raise ValueError("pass epochs= or steps=, not both")
@@ -302,11 +317,17 @@ class _Trainer:
         self.options = options
         self.train_data = train_data
         self.module = dist.unwrap(model)
-        if not masked_weights(self.module):
+        self.fsdp = self.setup_fsdp(model, options)
+        if not (has_masks(self.module) if self.fsdp else masked_weights(self.module)):
             raise Sparse24Error("the model has no 2:4 masks: run sparse24.sparsify(model, ...) (or load_masks) before finetune")
         self.device = next(self.module.parameters()).device
         self.train_model = model
-        if not dist.is_ddp(model) and dist.world_size() > 1:
+        if self.fsdp:
+            shard_masks(self.module)
+            from torch.distributed.fsdp import FSDPModule
+
+            self.fsdp_modules = [m for m in self.module.modules() if isinstance(m, FSDPModule)]
+        elif not dist.is_ddp(model) and dist.world_size() > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -335,6 +356,31 @@ class _Trainer:
         self.forwards: _Forwards | None = None
         self.accumulated: Tensor | None = None
 
+    def setup_fsdp(self, model: nn.Module, options: dict[str, Any]) -> bool:
+        """Decide the strategy; shard the model (FSDP2) when asked. True for a sharded run."""
+        strategy, sharded = options["strategy"], is_sharded(self.module)
+        if strategy is None:
+            strategy = "fsdp" if sharded else "ddp"
+        if strategy == "ddp":
+            if sharded:
+                raise Sparse24Error("the model is sharded (FSDP2 fully_shard): use strategy='fsdp' (or leave strategy unset)")
+            return False
+        if dist.is_ddp(model):
+            raise Sparse24Error("strategy='fsdp' takes the plain model (or one sharded with fully_shard), not a DistributedDataParallel wrapper")
+        if not sharded:
+            if options["optimizer"] is not None:
+                raise Sparse24Error(
+                    "strategy='fsdp' shards the model, which replaces its parameters, so an optimizer= built on them would train nothing; "
+                    "shard it yourself (fully_shard) and build the optimizer after, or leave optimizer unset"
+                )
+            dist.fsdp_shard(self.module, options["fsdp_blocks"])
+        return True
+
+    def gradient_sync(self, enabled: bool) -> None:
+        """FSDP2: reduce-scatter gradients on this backward (the last micro-batch of a step) or not."""
+        for module in self.fsdp_modules:
+            module.set_requires_gradient_sync(enabled, recurse=False)
+
     # -- checkpoints -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
@@ -342,7 +388,7 @@ class _Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "micro": self.micro,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": None if self.fsdp else self.optimizer.state_dict(),  # sharded: in the DCP files
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": _gather(self.rng()),
@@ -357,6 +403,9 @@ class _Trainer:
             return
         self.flush()
         state = self.state()  # every rank takes part in gathering the RNG states
+        if self.fsdp:  # every rank writes its shards
+            save_sharded_checkpoint(directory, self.step, self.module, self.optimizer, state, self.options["keep_checkpoints"])
+            return
         if dist.is_main():
             save_checkpoint(directory, self.step, self.module, state, self.options["keep_checkpoints"])
         if dist.world_size() > 1:
@@ -374,6 +423,9 @@ class _Trainer:
             if directory is None:
                 raise ValueError("resume=True needs checkpoint_dir= (or pass resume='path/to/step-dir')")
             path = latest_checkpoint(directory)
+            if self.fsdp:  # every rank loads the same step
+                path = dist.broadcast_object(None if path is None else str(path))
+                path = None if path is None else Path(path)
             if path is None:
                 logger.info("finetune: no checkpoint in %s yet; starting from step 0", directory)
                 return False
@@ -385,11 +437,18 @@ class _Trainer:
         if mismatched:
             detail = ", ".join(f"{k}: checkpoint {a}, now {b}" for k, (a, b) in mismatched.items())
             raise Sparse24Error(f"checkpoint {path} was made by a different run ({detail}); resume with the same settings")
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp != is_sharded_checkpoint(path):
+            written, now = ("strategy='fsdp'", "without it") if not self.fsdp else ("a run without strategy='fsdp'", "with strategy='fsdp'")
+            raise Sparse24Error(f"checkpoint {path} was written by {written}; it cannot be resumed {now}")
+        if self.fsdp:
+            load_sharded_checkpoint(path, self.module, self.optimizer)
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
-        load_weights(self.module, path / MODEL_FILE)
+        if not self.fsdp:
+            load_weights(self.module, path / MODEL_FILE)
         self.step, self.epoch, self.micro = int(state["step"]), int(state["epoch"]), int(state["micro"])
         self.history = FinetuneHistory.from_dict(json.loads(state["history"]))
         self.history.resumed_from = self.step
@@ -435,10 +494,14 @@ class _Trainer:
         """Clip, step (through the scaler for fp16), advance the schedule; returns (grad norm, lr used)."""
         lr = self.scheduler.get_last_lr()[0]
         grad_norm = torch.zeros((), device=self.device)
+        if self.fsdp:  # hooks on sharded parameters never fire: mask the reduced shards here
+            mask_sharded_grads(self.params)
         if self.options["grad_clip"] is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.options["grad_clip"]).detach()
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+                grad_norm = grad_norm.full_tensor()
         with interrupts.deferred():  # never leave a half-updated set of weights
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
@@ -474,7 +537,7 @@ class _Trainer:
         if eval_fn is None and eval_data is None:
             return {}
         metrics = None
-        if dist.is_main():
+        if dist.is_main() or self.fsdp:  # a sharded forward needs every rank; rank 0's metrics count
             was_training = self.module.training
             self.module.eval()
             try:
@@ -559,6 +622,8 @@ class _Trainer:
                         break
                     last_micro = (seen + 1) % accum == 0
                     sync = self.train_model.no_sync() if self.ddp and not last_micro else contextlib.nullcontext()
+                    if self.fsdp and accum > 1:
+                        self.gradient_sync(last_micro)
                     with sync:
                         loss, task, kd = self.micro_loss(batch, first)
                         first = False
@@ -595,9 +660,12 @@ class _Trainer:
         finally:
             progress.close()
         _sync_buffers(self.module)
-        from .sparsify import verify
+        if self.fsdp:
+            verify_sharded(self.module)
+        else:
+            from .sparsify import verify
 
-        verify(self.module)
+            verify(self.module)
         self.history.seconds += time.perf_counter() - start
         return self.history
 
@@ -609,7 +677,16 @@ def _sync_buffers(module: nn.Module) -> None:
     import torch.distributed as tdist
 
     for buffer in module.buffers():
-        tdist.broadcast(buffer, src=0)
+        if not is_sharded(buffer):  # sharded masks are each rank's own rows
+            tdist.broadcast(buffer, src=0)
+
+
+def _has_module(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def _seed_everything(seed: int) -> None:
@@ -651,6 +728,8 @@ def finetune(
     seed: int | None = None,
     log_every: int = 10,
     progress: bool = True,
+    strategy: str | None = None,
+    fsdp_blocks: Sequence[str] | None = None,
 ) -> FinetuneHistory:
     """Recovery-finetune a 2:4 ``model`` in place; its masks stay enforced and ``verify`` passes at the end.
 
@@ -684,6 +763,16 @@ def finetune(
         ``i`` goes to rank ``i % world_size``), a ``DistributedSampler`` is used as is. Only
         rank 0 evaluates, logs progress and writes checkpoints.
 
+        ``strategy="fsdp"`` shards the model with FSDP2 instead (``fully_shard`` on every
+        direct child that holds parameters, or on the modules named in ``fsdp_blocks``, then
+        on the root), and a teacher that is not sharded yet alike; a model already sharded
+        with ``fully_shard`` is trained as it is (``strategy`` left unset picks ``"fsdp"``
+        for it). Weights, 2:4 masks (each rank keeps its rows) and optimizer state are
+        sharded; gradients are masked on each rank's shard after the reduce-scatter. Every
+        rank runs eval (the sharded forward needs them all) and writes its shards of each
+        checkpoint (``torch.distributed.checkpoint``, into ``step-N/sharded/`` on a filesystem
+        all ranks see). Data is split by rank as under DDP.
+
     Checkpoints:
         with ``checkpoint_dir``, a checkpoint is written at the end of every epoch and every
         ``checkpoint_every`` steps (keeping the newest ``keep_checkpoints``); ``resume=True``
@@ -696,6 +785,7 @@ def finetune(
     every module is given back in the train/eval mode it came in (an eval model stays eval).
     """
     _validate(epochs, steps, lr, warmup_steps, grad_accum, grad_clip, alpha, temperature, distill, checkpoint_every, log_every, keep_checkpoints)
+    _validate_strategy(strategy, fsdp_blocks)
     if scheduler is not None and not isinstance(scheduler, (str, torch.optim.lr_scheduler.LRScheduler)):
         raise ValueError(f"scheduler must be one of {SCHEDULES}, an LRScheduler or None, got {scheduler!r}")
     if isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler) and (optimizer is None or scheduler.optimizer is not optimizer):
@@ -707,21 +797,24 @@ def finetune(
         steps=steps, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, optimizer=optimizer, scheduler=scheduler,
         amp=amp, grad_clip=grad_clip, grad_accum=grad_accum, eval_fn=eval_fn, eval_data=eval_data,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-        resume=resume, seed=seed, log_every=log_every, progress=progress,
+        resume=resume, seed=seed, log_every=log_every, progress=progress, strategy=strategy, fsdp_blocks=fsdp_blocks,
     )  # fmt: skip
     trainer = _Trainer(model, train_data, options)
     handles = []
     teacher_mode = None
     modes = [(module, module.training) for module in trainer.module.modules()]  # given back as they came, also on error
     try:
-        if optimizer is not None:  # its state may predate the masks
-            handles.append(attach_optimizer(optimizer))
+        if optimizer is not None or trainer.fsdp:  # a user's state may predate the masks; sharded weights are masked per shard
+            handles.append(attach_optimizer(trainer.optimizer))
         if teacher is not None:
             teacher_mode = [(m, m.training) for m in teacher.modules()]
             teacher_device = next(iter(teacher.parameters()), torch.empty(0)).device
             if teacher_device != trainer.device:
                 logger.info("finetune: moving the teacher from %s to %s", teacher_device, trainer.device)
                 teacher.to(trainer.device)
+            if trainer.fsdp and not is_sharded(teacher):
+                blocks = fsdp_blocks if fsdp_blocks is not None and all(_has_module(teacher, n) for n in fsdp_blocks) else None
+                dist.fsdp_shard(teacher, blocks, what="the teacher")
             teacher.eval()
             trainer.forwards = _Forwards(trainer.module)
             handles.append(trainer.forwards.handle)

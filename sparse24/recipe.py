@@ -23,6 +23,9 @@ A ``sparsify:`` section (``method``, ``data``, ``num_batches``, ``policy``, ``in
 ``exclude``, ``squared``, ``per_sample``, ``min_params``, ``sequential``, ``offload``,
 ``blocksize``, ``dampening``, ``permute``) prunes dense ``weights`` first. Data and model entries may also be
 ``{fn: "module:name", args: {...}}`` to call with keyword arguments.
+
+Under ``torchrun``, ``finetune: {strategy: fsdp}`` shards the model (and teacher) with FSDP2
+(``fsdp_blocks: [names]`` picks the blocks); the outputs are gathered and written by rank 0.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ _DATA = {"train", "eval"}
 _SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample", "permute"}
 _FINETUNE = {
     "epochs", "steps", "lr", "weight_decay", "warmup_steps", "scheduler", "amp", "grad_clip", "grad_accum",
-    "distill", "temperature", "alpha", "checkpoint_every", "keep_checkpoints", "log_every",
+    "distill", "temperature", "alpha", "checkpoint_every", "keep_checkpoints", "log_every", "strategy", "fsdp_blocks",
 }  # fmt: skip
 
 
@@ -316,6 +319,10 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
         **copy.deepcopy(recipe.finetune),
     )
     written = []
+    from .enforce import is_sharded
+
+    if is_sharded(model) and recipe.out:
+        model = _unsharded_copy(recipe, model)  # collective; None on ranks > 0
     if dist.is_main():
         if recipe.out and _is_directory_out(recipe.out):
             hub.save_pretrained(model, recipe.out)
@@ -327,3 +334,23 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
             io.write_text(recipe.history, history.to_json() + "\n")
             written.append(recipe.history)
     return RecipeResult(history, written)
+
+
+def _unsharded_copy(recipe: Recipe, model: Any) -> Any:
+    """A plain copy of a sharded (FSDP2) model on rank 0 (None elsewhere), for writing the outputs.
+
+    Every rank takes part in gathering the full state dict; rank 0 builds the model afresh
+    from the recipe and loads it, masks included.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    from . import dist, io
+    from .enforce import load_masks
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not dist.is_main():
+        return None
+    plain = io.load_model(recipe.model)
+    load_masks(plain, state)
+    plain.load_state_dict(state)
+    return plain

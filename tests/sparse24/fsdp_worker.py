@@ -1,0 +1,311 @@
+"""One rank of the 2-process FSDP2 scenario that ``test_fsdp.py`` launches with torchrun.
+
+Not a test module (pytest collects ``test_*.py`` only, and ``__test__ = False`` says so
+again); importing it does nothing but define things. Run as a script by
+``python -m torch.distributed.run --nproc_per_node=2 fsdp_worker.py --out DIR``; every rank:
+
+1. builds the same seeded :class:`Net` (LayerNorm, no BatchNorm, so one process can replay the
+   global batches exactly) and 2:4-prunes it by magnitude; keeps a dense copy as the teacher;
+2. *before* the process group exists: records the error of ``finetune(strategy="fsdp")``
+   without one, and (rank 0) runs the unsharded reference: the same global batches in one
+   process (``grad_accum=2`` over the batches the two ranks take in one step);
+3. initialises gloo, runs ``finetune(strategy="fsdp")`` (the model and the dense teacher
+   sharded by finetune; distillation, grad clipping, checkpoints every 3 steps) and dumps the
+   gathered state (``main_rank{r}.safetensors``) and this rank's shards and their masks;
+4. checks the sharding of weights and masks against ``torch.chunk`` (``chunks`` in the JSON);
+5. runs the same training on a model and teacher sharded by the worker itself with
+   ``fully_shard``, stopped at a fixed step (``StopRun`` from ``loss_fn``), then resumes it
+   from its newest checkpoint on fresh sharded copies (``resumed_rank{r}.safetensors``);
+6. checks that a violation on rank 1's shard only fails ``verify_sharded`` on every rank, and
+   records what ``sparse24.verify`` and ``sparsify`` do on a sharded model;
+7. runs a recipe with ``finetune: {strategy: fsdp}`` (``run_recipe``, 2 steps; rank 0 writes
+   ``recipe.safetensors`` from the gathered model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+__test__ = False
+
+BATCH = 8
+TRAIN_BATCHES = 8  # 4 per rank and epoch with 2 ranks: 4 optimizer steps per epoch
+EPOCHS = 2
+CHECKPOINT_EVERY = 3
+STOP_AT_CALL = 7  # loss_fn call 7 on each rank = step 7: steps 1-6 done, newest checkpoint step 6
+SEED = 1234
+LR = 3e-3
+GRAD_CLIP = 0.25  # below most steps' norm (about 0.3): clipping is active
+
+
+class StopRun(Exception):
+    """Raised by the loss_fn at ``STOP_AT_CALL`` (on every rank at once)."""
+
+
+def build():
+    """The test model: Linear layers with even and odd row counts, LayerNorm, no BatchNorm."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, width: int, hidden: int) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(width)
+            self.up = nn.Linear(width, hidden)
+            self.down = nn.Linear(hidden, width)
+
+        def forward(self, x):
+            return x + self.down(torch.relu(self.up(self.norm(x))))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(32, 64)
+            self.block1 = Block(64, 48)
+            self.block2 = Block(64, 64)
+            self.odd = nn.Linear(64, 27)  # 27 rows: shards of 14 and 13 rows
+            self.head = nn.Linear(27, 10)  # reduction 27: not 2:4, stays dense (still sharded)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.odd(self.block2(self.block1(self.embed(x))))))
+
+    torch.manual_seed(0)
+    return Net()
+
+
+def data():
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    return [(torch.randn(BATCH, 32, generator=generator), torch.randint(0, 10, (BATCH,), generator=generator)) for _ in range(TRAIN_BATCHES)]
+
+
+def loss_fn(model, batch):
+    from torch.nn import functional as F
+
+    x, y = batch
+    return F.cross_entropy(model(x), y)
+
+
+def options(**extra):
+    return dict(loss_fn=loss_fn, epochs=EPOCHS, lr=LR, grad_clip=GRAD_CLIP, seed=SEED, progress=False, keep_checkpoints=None, alpha=0.5, **extra)
+
+
+def shard_like_finetune(model) -> None:
+    """What a user does: ``fully_shard`` each block, then the root (the default blocks of finetune)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    import sparse24.dist
+
+    mesh = init_device_mesh("cpu", (sparse24.dist.world_size(),))
+    for name in sparse24.dist.default_blocks(model):
+        fully_shard(model.get_submodule(name), mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+def gathered(model):
+    """The full state dict (every DTensor gathered), on every rank."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def local_shards(model):
+    """This rank's weight shards and their (packed) mask shards, and the pruned nonzeros found there."""
+    import sparse24
+    from sparse24.mask import expand_bits
+
+    tensors, pruned_nonzero = {}, 0
+    for weight in sparse24.gemm_weights(model):
+        packed = weight.module._buffers.get(sparse24.enforce.mask_name(weight.param_name))
+        if packed is None:
+            continue
+        local_w, local_m = weight.param.detach().to_local(), packed.to_local()
+        tensors[weight.name] = local_w.contiguous().clone()
+        tensors[weight.name + sparse24.MASK_SUFFIX] = local_m.contiguous().clone()
+        keep = expand_bits(local_m, local_w.shape, local_w.dtype).bool()
+        pruned_nonzero += int(local_w[~keep].ne(0).sum())
+    return tensors, pruned_nonzero
+
+
+def chunk_checks(model, full, rank: int, world: int) -> dict:
+    """Each masked weight's and mask's local shard vs ``torch.chunk`` of the gathered tensor."""
+    import torch
+
+    import sparse24
+
+    result = {}
+    for weight in sparse24.gemm_weights(model):
+        packed = weight.module._buffers.get(sparse24.enforce.mask_name(weight.param_name))
+        if packed is None:
+            continue
+        local_w, local_m = weight.param.detach().to_local(), packed.to_local()
+        full_w, full_m = full[weight.name], full[weight.name + sparse24.MASK_SUFFIX]
+        result[weight.name] = {
+            "rows": int(full_w.shape[0]),
+            "local_rows": int(local_w.shape[0]),
+            "weight_is_chunk": torch.equal(local_w, full_w.chunk(world)[rank]),
+            "mask_is_chunk": torch.equal(local_m, full_m.chunk(world)[rank]),
+            "mask_placements": [str(p) for p in packed.placements],
+            "weight_placements": [str(p) for p in weight.param.placements],
+            "same_mesh": packed.device_mesh == weight.param.device_mesh,
+        }
+    return result
+
+
+def first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    import torch
+    import torch.distributed as tdist
+    from safetensors.torch import save_file
+
+    import sparse24
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    logging.basicConfig(level=logging.WARNING, format=f"[rank {rank}] %(name)s %(levelname)s: %(message)s")
+    train = data()
+    record: dict = {"rank": rank, "world_size": world, "sparse24_file": sparse24.__file__}
+
+    def fresh():
+        model = build()
+        dense = copy.deepcopy(model)
+        sparse24.sparsify(model, "magnitude", policy="any", progress=False)
+        return model, dense
+
+    # No process group yet.
+    assert not tdist.is_initialized()
+    model, dense = fresh()
+    sparse24.save(model, args.out / f"sparsified_rank{rank}.safetensors")
+    try:
+        sparse24.finetune(model, train, strategy="fsdp", **options())
+        record["no_group_error"] = None
+    except sparse24.Sparse24Error as error:
+        record["no_group_error"] = str(error)
+    if rank == 0:  # the reference: one process, the same global batches (rank r takes r, r+2, ...)
+        reference, teacher = fresh()
+        history = sparse24.finetune(reference, train, teacher=teacher, grad_accum=world, **options())
+        save_file(reference.state_dict(), str(args.out / "reference.safetensors"))
+        record["reference_losses"] = [s["loss"] for s in history.steps]
+        record["reference_grad_norms"] = [s["grad_norm"] for s in history.steps]
+
+    tdist.init_process_group("gloo")
+    try:
+        # 3. finetune shards the model and the teacher.
+        model, dense = fresh()
+        history = sparse24.finetune(
+            model, train, teacher=dense, strategy="fsdp", checkpoint_dir=str(args.out / "ckpt-main"), checkpoint_every=CHECKPOINT_EVERY, **options()
+        )
+        record["main_losses"] = [s["loss"] for s in history.steps]
+        record["main_grad_norms"] = [s["grad_norm"] for s in history.steps]
+        record["teacher_sharded"] = sparse24.enforce.is_sharded(dense)
+        full = gathered(model)
+        save_file(full, str(args.out / f"main_rank{rank}.safetensors"))
+        shards, record["pruned_nonzero"] = local_shards(model)
+        save_file(shards, str(args.out / f"shards_rank{rank}.safetensors"))
+        record["chunks"] = chunk_checks(model, full, rank, world)
+        record["verified_layers"] = sparse24.enforce.verify_sharded(model)
+
+        # 5. A model and teacher the user sharded: interrupted, then resumed on fresh copies.
+        calls = []
+
+        def stopping_loss(module, batch):
+            calls.append(1)
+            if len(calls) == STOP_AT_CALL:
+                raise StopRun(f"stopped at loss_fn call {len(calls)}")
+            return loss_fn(module, batch)
+
+        ckpt = args.out / "ckpt-resume"
+        model, dense = fresh()
+        shard_like_finetune(model)
+        shard_like_finetune(dense)
+        try:
+            sparse24.finetune(model, train, teacher=dense, checkpoint_dir=str(ckpt), checkpoint_every=CHECKPOINT_EVERY, **{**options(), "loss_fn": stopping_loss})
+            record["stopped"] = False
+        except StopRun:
+            record["stopped"] = True
+        tdist.barrier()
+        record["after_interrupt"] = sorted(p.name for p in ckpt.iterdir())
+        model, dense = fresh()
+        shard_like_finetune(model)
+        shard_like_finetune(dense)
+        history = sparse24.finetune(model, train, teacher=dense, checkpoint_dir=str(ckpt), checkpoint_every=CHECKPOINT_EVERY, resume=True, **options())
+        record["resumed_from"] = history.resumed_from
+        record["resumed_steps"] = [s["step"] for s in history.steps]
+        save_file(gathered(model), str(args.out / f"resumed_rank{rank}.safetensors"))
+        record["checkpoints"] = sorted(p.name for p in ckpt.iterdir())
+        record["step_dir"] = sorted(str(p.relative_to(ckpt / "step-00000008")) for p in (ckpt / "step-00000008").rglob("*"))
+
+        # 6. A violation on rank 1's shard only: every rank must fail.
+        odd = model.odd
+        with torch.no_grad():
+            local = odd.weight.to_local()
+            if rank == 1:
+                keep = sparse24.enforce._GradMask(odd, "weight").mask(torch.bool)
+                row, col = (~keep).nonzero()[0].tolist()
+                local[row, col] = 1.0
+        try:
+            sparse24.enforce.verify_sharded(model)
+            record["violation_error"] = None
+        except sparse24.SparsityError as error:
+            record["violation_error"] = str(error)
+        try:
+            sparse24.verify(model)
+            record["verify_error"] = None
+        except Exception as error:  # noqa: BLE001 -- recorded for the test to show
+            record["verify_error"] = first_line(error)
+        for method in ("magnitude", "taylor"):
+            plain = build()
+            shard_like_finetune(plain)
+            try:
+                calibration = {"data": train[:1], "loss_fn": loss_fn} if method == "taylor" else {}
+                sparse24.sparsify(plain, method, policy="any", progress=False, **calibration)
+                record[f"sparsify_{method}_error"] = None
+            except Exception as error:  # noqa: BLE001 -- recorded for the test to show
+                record[f"sparsify_{method}_error"] = first_line(error)
+
+        # 7. A recipe with finetune: {strategy: fsdp}.
+        from sparse24.recipe import read_recipe, run_recipe
+
+        spec = Path(__file__).resolve()
+        recipe_file = args.out / f"recipe_rank{rank}.yaml"  # JSON is YAML
+        recipe_file.write_text(
+            json.dumps(
+                {
+                    "model": f"{spec}:build",
+                    "loss": f"{spec}:loss_fn",
+                    "data": {"train": f"{spec}:data"},
+                    "sparsify": {"method": "magnitude", "policy": "any"},
+                    "finetune": {"strategy": "fsdp", "fsdp_blocks": ["block1", "block2"], "steps": 2, "lr": LR, "log_every": 1},
+                    "seed": SEED,
+                    "out": str(args.out / "recipe.safetensors"),
+                }
+            ),
+            encoding="utf-8",
+        )
+        result = run_recipe(read_recipe(recipe_file))
+        record["recipe_written"] = [str(p) for p in result.written]
+        record["recipe_steps"] = [s["step"] for s in result.history.steps]
+        (args.out / f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
+        tdist.barrier()
+    finally:
+        tdist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""finetune with FSDP2 (``torch.distributed.fsdp.fully_shard``) under a real ``torchrun``: 2 CPU ranks, gloo.
+
+One ``python -m torch.distributed.run --standalone --nproc_per_node=2 fsdp_worker.py`` (about
+20 s here; see that script for every step) runs: the unsharded reference in one process (rank 0,
+before the group exists), ``finetune(strategy="fsdp")``, a run on a model the worker sharded
+itself that stops at step 7 and resumes from its step-6 checkpoint, checks on sharded
+verification and sparsify, and a recipe with ``finetune: {strategy: fsdp}``. The tests here
+compare the dumps.
+
+Tolerance against the reference: the gradients agree bit for bit (each rank's mean-loss
+gradient, averaged over 2 ranks, equals one process accumulating ``loss / 2`` of the same two
+batches: halving is exact in binary floating point), but the clipping norm is a sum of squares
+over each rank's shard, all-reduced, whose rounding differs from one process's sum (the worker
+clips at 0.25, below most steps' norm, so it matters): the norms differ by about 1 ulp and the
+weights after 8 AdamW steps by at most about 1.2e-7 (observed). The tests allow ``atol=1e-6,
+rtol=1e-5``, while training moves the weights by about 1e-2. Masks, the across-rank comparison
+and the resumed run are compared bit for bit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sparse24
+from sparse24.enforce import stored_mask
+from sparse24.errors import Sparse24Error
+
+WORKER = Path(__file__).with_name("fsdp_worker.py")
+WORLD = 2
+TIMEOUT_S = 240  # one torchrun; a hung collective ends here instead of hanging the suite
+MASKED = ["embed.weight", "block1.up.weight", "block1.down.weight", "block2.up.weight", "block2.down.weight", "odd.weight"]
+TOTAL_STEPS = 8
+ATOL, RTOL = 1e-6, 1e-5
+
+
+def _require_distributed() -> None:
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available in this torch build")
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("the gloo backend of torch.distributed is not available")
+
+
+@dataclass
+class Run:
+    out: Path
+    log: str
+
+    def record(self, rank: int) -> dict:
+        return json.loads((self.out / f"rank{rank}.json").read_text(encoding="utf-8"))
+
+    def state(self, name: str) -> dict[str, torch.Tensor]:
+        return load_file(str(self.out / f"{name}.safetensors"))
+
+    def tail(self) -> str:
+        return "\n--- torchrun output (tail) ---\n" + self.log[-4000:]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    _require_distributed()
+    root = tmp_path_factory.mktemp("fsdp")
+    out, cwd = root / "out", root / "cwd"
+    out.mkdir()
+    cwd.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}", str(WORKER), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun and the ranks it started
+        log, _ = process.communicate()
+        pytest.fail(f"torchrun did not finish in {TIMEOUT_S} s (a rank hung in a collective?)\n{log[-8000:]}")
+    assert process.returncode == 0, f"torchrun exited with {process.returncode}\n{' '.join(command)}\n{log[-8000:]}"
+    assert list(cwd.iterdir()) == []
+    return Run(out, log)
+
+
+def bitwise_differing(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys) -> list[str]:
+    return [k for k in keys if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k].view(-1).view(torch.uint8), b[k].view(-1).view(torch.uint8))]
+
+
+def masks(state: dict[str, torch.Tensor]) -> list[str]:
+    return [k for k in state if k.endswith(sparse24.MASK_SUFFIX)]
+
+
+def test_worker_is_a_plain_script(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("sparse24_fsdp_worker_probe", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.__test__ is False and callable(module.main)
+    assert not [name for name in vars(module) if name.startswith("test")]
+    assert not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fsdp_without_a_process_group_is_one_clear_error(run):
+    for rank in range(WORLD):
+        message = run.record(rank)["no_group_error"]
+        assert message == "strategy='fsdp' needs torch.distributed: launch with torchrun (no process group is initialised)"
+
+
+def test_masks_and_weights_match_the_unsharded_reference(run):
+    reference, sparsified = run.state("reference"), run.state("sparsified_rank0")
+    finals = [run.state(f"main_rank{rank}") for rank in range(WORLD)]
+    assert sorted(masks(reference)) == sorted(k + sparse24.MASK_SUFFIX for k in MASKED)
+    for final in finals:
+        assert list(final) == list(reference)
+        assert bitwise_differing(final, reference, masks(reference)) == []
+        assert bitwise_differing(final, sparsified, masks(reference)) == []  # finetune kept the masks
+    assert bitwise_differing(finals[0], finals[1], finals[0]) == [], run.tail()  # every rank gathers the same model
+    weights = [k for k in reference if not k.endswith(sparse24.MASK_SUFFIX)]
+    worst = 0.0
+    for key in weights:
+        torch.testing.assert_close(finals[0][key], reference[key], atol=ATOL, rtol=RTOL, msg=lambda m, key=key: f"{key}: {m}")
+        worst = max(worst, float((finals[0][key] - reference[key]).abs().max()))
+        assert float((reference[key] - sparsified[key]).abs().max()) > 100 * ATOL, f"{key}: training did not move it"
+    assert worst < ATOL
+    records = [run.record(rank) for rank in range(WORLD)]
+    main = [(a + b) / 2 for a, b in zip(records[0]["main_losses"], records[1]["main_losses"])]
+    torch.testing.assert_close(torch.tensor(main), torch.tensor(records[0]["reference_losses"]), atol=1e-6, rtol=1e-6)
+    assert records[0]["main_grad_norms"] == records[1]["main_grad_norms"]
+    torch.testing.assert_close(torch.tensor(records[0]["main_grad_norms"]), torch.tensor(records[0]["reference_grad_norms"]), atol=0, rtol=1e-6)
+    assert max(records[0]["reference_grad_norms"]) > 0.25  # the worker's grad_clip: clipping was active
+
+
+def test_pruned_weights_are_exactly_zero_on_every_rank(run):
+    for rank in range(WORLD):
+        assert run.record(rank)["pruned_nonzero"] == 0
+        shards = run.state(f"shards_rank{rank}")
+        for name in MASKED:
+            keep = sparse24.mask.unpack_bits(shards[name + sparse24.MASK_SUFFIX], shards[name].shape)
+            assert shards[name].shape[0] > 0
+            assert torch.equal(shards[name][~keep], torch.zeros(int((~keep).sum())))
+        final = run.state(f"main_rank{rank}")
+        for name in MASKED:
+            keep = stored_mask(final[name + sparse24.MASK_SUFFIX], final[name].shape, name)
+            assert int(final[name][~keep].ne(0).sum()) == 0
+            assert int(keep.sum()) * 2 == keep.numel()
+
+
+def test_masks_are_sharded_by_rows_with_their_weights(run):
+    """The packed mask keeps the weight's rows: torch.chunk of both along dim 0 agree, also for 27 rows."""
+    full = run.state("main_rank0")
+    for rank in range(WORLD):
+        chunks = run.record(rank)["chunks"]
+        assert sorted(chunks) == sorted(MASKED)
+        shards = run.state(f"shards_rank{rank}")
+        for name, check in chunks.items():
+            assert check["weight_is_chunk"] and check["mask_is_chunk"] and check["same_mesh"], (rank, name, check)
+            assert check["mask_placements"] == check["weight_placements"] == ["S(0)"]
+            assert torch.equal(shards[name + sparse24.MASK_SUFFIX], full[name + sparse24.MASK_SUFFIX].chunk(WORLD)[rank])
+            assert torch.equal(shards[name], full[name].chunk(WORLD)[rank])
+    assert [run.record(rank)["chunks"]["odd.weight"]["local_rows"] for rank in range(WORLD)] == [14, 13]
+
+
+def test_the_teacher_is_sharded_and_distillation_runs(run):
+    for rank in range(WORLD):
+        record = run.record(rank)
+        assert record["teacher_sharded"] is True
+        assert record["verified_layers"] == len(MASKED)
+
+
+def test_resume_matches_the_uninterrupted_fsdp_run_bitwise(run):
+    """A model sharded by the caller, stopped at step 7, resumed from step 6 on fresh sharded copies."""
+    expected = run.state("main_rank0")
+    for rank in range(WORLD):
+        record = run.record(rank)
+        assert record["stopped"] is True
+        assert record["after_interrupt"] == ["latest", "step-00000003", "step-00000004", "step-00000006"]
+        assert record["resumed_from"] == 6
+        assert record["resumed_steps"] == list(range(1, TOTAL_STEPS + 1))
+        assert record["checkpoints"] == ["latest", "step-00000003", "step-00000004", "step-00000006", "step-00000008"]
+        assert record["step_dir"] == ["sharded", "sharded/.metadata", "sharded/__0_0.distcp", "sharded/__1_0.distcp", "trainer.pt"]
+        resumed = run.state(f"resumed_rank{rank}")
+        assert list(resumed) == list(expected)
+        assert bitwise_differing(resumed, expected, expected) == [], f"rank {rank}" + run.tail()
+    ckpt = run.out / "ckpt-main"
+    assert (ckpt / "latest").read_text(encoding="utf-8").strip() == "step-00000008"
+    assert not [p.name for p in ckpt.iterdir() if p.name.startswith(".")]  # no temporary directory left
+
+
+def test_a_violation_in_one_shard_fails_verification_on_every_rank(run):
+    for rank in range(WORLD):
+        record = run.record(rank)
+        assert record["violation_error"] == "odd.weight: weight is not 2:4 along dim 1; group [14, 0:4] has 3 nonzeros"
+        assert record["verify_error"] is not None  # sparse24.verify never passes that model
+
+
+def test_sparsify_on_a_sharded_model_raises(run):
+    """sparsify works on the unsharded model (prune, then shard); on a sharded one it must not pass silently."""
+    for rank in range(WORLD):
+        record = run.record(rank)
+        assert record["sparsify_magnitude_error"] is not None
+        assert record["sparsify_taylor_error"] is not None
+
+
+def test_recipe_with_strategy_fsdp_writes_the_gathered_model(run):
+    written = run.out / "recipe.safetensors"
+    assert run.record(0)["recipe_written"] == [str(written)]
+    assert run.record(1)["recipe_written"] == []
+    assert [run.record(rank)["recipe_steps"] for rank in range(WORLD)] == [[1, 2], [1, 2]]
+    report = sparse24.verify_file(written)
+    assert sorted(layer.name for layer in report.layers if layer.sparse) == sorted(MASKED)
+    state = load_file(str(written))
+    assert not [k for k, v in state.items() if hasattr(v, "device_mesh")]
+    assert state["odd.weight"].shape == (27, 64)
+
+
+# -- without torchrun --------------------------------------------------------------------
+
+
+def _toy() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    sparse24.sparsify(model, "magnitude", progress=False)
+    return model
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(4, 16), torch.randint(0, 8, (4,))) for _ in range(2)]
+
+
+def _loss(model, batch):
+    return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+
+def test_strategy_fsdp_without_a_process_group_raises_before_training():
+    model = _toy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(Sparse24Error, match=r"^strategy='fsdp' needs torch.distributed: launch with torchrun") as info:
+        sparse24.finetune(model, _batches(), loss_fn=_loss, strategy="fsdp", progress=False)
+    assert "\n" not in str(info.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategy": "zero3"}, "strategy must be one of"),
+        ({"fsdp_blocks": ["0"]}, "fsdp_blocks is for strategy='fsdp'"),
+        ({"strategy": "fsdp", "fsdp_blocks": "0"}, "fsdp_blocks must be a list of module names"),
+    ],
+)
+def test_bad_strategy_options_are_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sparse24.finetune(_toy(), _batches(), loss_fn=_loss, progress=False, **kwargs)
+
+
+def test_cli_recipe_with_strategy_fsdp_outside_torchrun_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from sparse24.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    (tmp_path / "toy.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            def build():
+                torch.manual_seed(0)
+                return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+
+            def data():
+                return [(torch.randn(4, 16), torch.randint(0, 8, (4,))) for _ in range(2)]
+
+            def loss(model, batch):
+                return nn.functional.cross_entropy(model(batch[0]), batch[1])
+            """
+        )
+    )
+    (tmp_path / "recipe.yaml").write_text(
+        "model: toy.py:build\nloss: toy.py:loss\ndata: {train: toy.py:data}\nsparsify: {method: magnitude}\n"
+        "finetune: {strategy: fsdp, steps: 1}\nout: tuned.safetensors\n"
+    )
+    assert main(["finetune", "--config", "recipe.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == "sparse24: error: strategy='fsdp' needs torch.distributed: launch with torchrun (no process group is initialised)\n"
+    assert not (tmp_path / "tuned.safetensors").exists()
