@@ -173,6 +173,11 @@ class _GradMask:
         param = module._parameters[self.param_name]
         if _is_dtensor(packed):
             return expand_bits(packed.to_local(), _local(param).shape, dtype)
+        if _is_dtensor(param):  # a sharded weight whose mask is not sharded yet: this rank's rows of it
+            from torch.distributed.tensor import distribute_tensor
+
+            rows = distribute_tensor(packed, param.device_mesh, param.placements, src_data_rank=None).to_local()
+            return expand_bits(rows, param.to_local().shape, dtype)
         return expand_bits(packed, param.shape, dtype)
 
     def __call__(self, grad: Tensor) -> Tensor | None:

@@ -10,9 +10,12 @@ again); importing it does nothing but define things. Run as a script by
    without one, and (rank 0) runs the unsharded reference: the same global batches in one
    process (``grad_accum=2`` over the batches the two ranks take in one step);
 3. initialises gloo, runs ``finetune(strategy="fsdp")`` (the model and the dense teacher
-   sharded by finetune; distillation, grad clipping, checkpoints every 3 steps) and dumps the
-   gathered state (``main_rank{r}.safetensors``) and this rank's shards and their masks;
-4. checks the sharding of weights and masks against ``torch.chunk`` (``chunks`` in the JSON);
+   sharded by finetune; distillation, grad clipping, eval on every rank, checkpoints every 3
+   steps) and dumps the gathered state (``main_rank{r}.safetensors``) and this rank's shards
+   and their masks;
+4. checks the sharding of weights and masks against ``torch.chunk`` (``chunks`` in the JSON),
+   and trains once more with ``grad_accum=2`` (``accum_rank{r}.safetensors``; rank 0's reference
+   for it accumulates 4 micro-batches in one process);
 5. runs the same training on a model and teacher sharded by the worker itself with
    ``fully_shard``, stopped at a fixed step (``StopRun`` from ``loss_fn``), then resumes it
    from its newest checkpoint on fresh sharded copies (``resumed_rank{r}.safetensors``);
@@ -38,7 +41,7 @@ BATCH = 8
 TRAIN_BATCHES = 8  # 4 per rank and epoch with 2 ranks: 4 optimizer steps per epoch
 EPOCHS = 2
 CHECKPOINT_EVERY = 3
-STOP_AT_CALL = 7  # loss_fn call 7 on each rank = step 7: steps 1-6 done, newest checkpoint step 6
+STOP_AT_CALL = 7  # training loss_fn call 7 on each rank = step 7: steps 1-6 done, newest checkpoint step 6
 SEED = 1234
 LR = 3e-3
 GRAD_CLIP = 0.25  # below most steps' norm (about 0.3): clipping is active
@@ -94,7 +97,8 @@ def loss_fn(model, batch):
 
 
 def options(**extra):
-    return dict(loss_fn=loss_fn, epochs=EPOCHS, lr=LR, grad_clip=GRAD_CLIP, seed=SEED, progress=False, keep_checkpoints=None, alpha=0.5, **extra)
+    settings = dict(loss_fn=loss_fn, epochs=EPOCHS, lr=LR, grad_clip=GRAD_CLIP, seed=SEED, progress=False, keep_checkpoints=None, alpha=0.5, eval_data=data()[:2])
+    return {**settings, **extra}
 
 
 def shard_like_finetune(model) -> None:
@@ -202,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         save_file(reference.state_dict(), str(args.out / "reference.safetensors"))
         record["reference_losses"] = [s["loss"] for s in history.steps]
         record["reference_grad_norms"] = [s["grad_norm"] for s in history.steps]
+        record["reference_eval"] = [history.initial["eval_loss"]] + [e["eval_loss"] for e in history.epochs]
+        reference, teacher = fresh()  # gradient accumulation: 2 micro-batches per rank and step
+        sparse24.finetune(reference, train, teacher=teacher, **options(grad_accum=2 * world))
+        save_file(reference.state_dict(), str(args.out / "reference_accum.safetensors"))
 
     tdist.init_process_group("gloo")
     try:
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         record["main_losses"] = [s["loss"] for s in history.steps]
         record["main_grad_norms"] = [s["grad_norm"] for s in history.steps]
+        record["main_eval"] = [history.initial["eval_loss"]] + [e["eval_loss"] for e in history.epochs]
         record["teacher_sharded"] = sparse24.enforce.is_sharded(dense)
         full = gathered(model)
         save_file(full, str(args.out / f"main_rank{rank}.safetensors"))
@@ -220,10 +229,18 @@ def main(argv: list[str] | None = None) -> int:
         record["chunks"] = chunk_checks(model, full, rank, world)
         record["verified_layers"] = sparse24.enforce.verify_sharded(model)
 
+        # 4b. Gradient accumulation under FSDP (no reduce-scatter on the first micro-batch of a step).
+        model, dense = fresh()
+        history = sparse24.finetune(model, train, teacher=dense, strategy="fsdp", **options(grad_accum=2))
+        record["accum_steps"] = [s["step"] for s in history.steps]
+        save_file(gathered(model), str(args.out / f"accum_rank{rank}.safetensors"))
+
         # 5. A model and teacher the user sharded: interrupted, then resumed on fresh copies.
         calls = []
 
         def stopping_loss(module, batch):
+            if not torch.is_grad_enabled():  # an eval batch
+                return loss_fn(module, batch)
             calls.append(1)
             if len(calls) == STOP_AT_CALL:
                 raise StopRun(f"stopped at loss_fn call {len(calls)}")
@@ -231,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
 
         ckpt = args.out / "ckpt-resume"
         model, dense = fresh()
+        full_mask = sparse24.enforce.mask_of(model.odd, "weight")
         shard_like_finetune(model)
         shard_like_finetune(dense)
+        # Sharded weight, mask not sharded yet (finetune shards it): the mask of this rank's rows.
+        rows = sparse24.enforce._GradMask(model.odd, "weight").mask(torch.bool)
+        record["unsharded_mask_rows"] = torch.equal(rows, full_mask.chunk(world)[rank])
         try:
             sparse24.finetune(model, train, teacher=dense, checkpoint_dir=str(ckpt), checkpoint_every=CHECKPOINT_EVERY, **{**options(), "loss_fn": stopping_loss})
             record["stopped"] = False
