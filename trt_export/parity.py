@@ -33,12 +33,14 @@ class OutputDiff:
 
     @property
     def relative_error(self) -> float:
-        """``max_abs_error`` relative to the largest reference magnitude."""
-        return self.max_abs_error / max(self.reference_max, _TINY)
+        """``max_abs_error`` relative to the largest reference magnitude (inf for a mismatch on a reference below 1e-12)."""
+        if self.reference_max < _TINY:  # nothing to be relative to: only an exact match passes
+            return 0.0 if self.max_abs_error == 0 else float("inf")
+        return self.max_abs_error / self.reference_max
 
     @property
     def passed(self) -> bool:
-        return self.relative_error <= self.tolerance  # False for NaN
+        return self.relative_error <= self.tolerance  # False for NaN and for any mismatch on a (near) zero reference
 
     def to_dict(self) -> dict[str, Any]:
         return {

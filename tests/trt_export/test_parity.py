@@ -159,3 +159,12 @@ def test_compare_fails_on_a_difference_a_nan_a_shape_and_a_count() -> None:
         compare(["y"], [torch.ones(2)], reference, 1e-4)
     with pytest.raises(ValueError, match="2 outputs to compare with 1 reference outputs"):
         compare(["y", "z"], [torch.ones(3), torch.ones(3)], reference, 1e-4)
+
+
+def test_a_near_zero_reference_passes_only_an_exact_match() -> None:
+    from sparse24.trt_export.parity import OutputDiff
+
+    assert OutputDiff("y", (2,), 1e-27, 1e-27, 1e-2).passed is False, "an output below 1e-12 matched with any error used to pass"
+    assert OutputDiff("y", (2,), 0.0, 0.0, 1e-2).passed is True  # all zeros on both sides: an exact match
+    assert OutputDiff("y", (2,), 1e-6, 1.0, 1e-4).passed is True and OutputDiff("y", (2,), 1e-3, 1.0, 1e-4).passed is False
+    assert OutputDiff("y", (2,), float("nan"), 1.0, 1e-2).passed is False
