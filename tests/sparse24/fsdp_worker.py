@@ -271,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         record["checkpoints"] = sorted(p.name for p in ckpt.iterdir())
         record["step_dir"] = sorted(str(p.relative_to(ckpt / "step-00000008")) for p in (ckpt / "step-00000008").rglob("*"))
 
+        try:
+            record["verify_clean"] = sum(layer.sparse for layer in sparse24.verify(model).layers)
+        except Exception as error:  # noqa: BLE001 -- recorded for the test to show
+            record["verify_clean"] = first_line(error)
+
         # 6. A violation on rank 1's shard only: every rank must fail.
         odd = model.odd
         with torch.no_grad():

@@ -225,6 +225,16 @@ def test_a_violation_in_one_shard_fails_verification_on_every_rank(run):
         assert record["verify_error"] is not None  # sparse24.verify never passes that model
 
 
+def test_sparse24_verify_on_a_sharded_model(run):
+    """Needs sparse24.verify to gather each layer (enforce.full_weight_and_mask); sparsify.py has not taken that yet."""
+    clean = [run.record(rank)["verify_clean"] for rank in range(WORLD)]
+    if all(isinstance(result, str) and "mixed torch.Tensor and DTensor" in result for result in clean):
+        pytest.xfail("sparse24.verify does not gather sharded weights yet: " + clean[0])
+    assert clean == [len(MASKED)] * WORLD
+    for rank in range(WORLD):
+        assert run.record(rank)["verify_error"] == "SparsityError: odd.weight: weight is not 2:4 along dim 1; group [14, 0:4] has 3 nonzeros"
+
+
 def test_sparsify_on_a_sharded_model_raises(run):
     """sparsify works on the unsharded model (prune, then shard); on a sharded one it must not pass silently."""
     for rank in range(WORLD):
