@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .calibrate import find_blocks
-from .enforce import MASK_SUFFIX, attach, masked_weights, stored_mask, watch
+from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import pack_bits, prune_, require_two_four
 from .report import LayerReport, SparsityReport
@@ -343,6 +343,8 @@ def sparsify(
     chooses the same masks; ``progress`` shows calibration progress (rank 0 only).
     """
     model = dist.unwrap(model)
+    if is_sharded(model):
+        raise Sparse24Error("sparsify works on the unsharded model: prune (and calibrate) it first, then shard it (fully_shard) or let finetune(strategy='fsdp') shard it")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not isinstance(min_params, int) or min_params < 0:
@@ -385,9 +387,10 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
         results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
     else:
         results = _one_pass(model, criterion, weights, **call)
+    kept = {}
     with interrupts.deferred():
-        masks = []
-        for candidate, result in zip(chosen, results):
+        packed = []
+        for candidate, result in zip(chosen, results):  # one layer's bool mask and scores at a time
             weight = candidate.weight
             if result.mask is None:
                 result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
@@ -395,13 +398,14 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
             elif result.weight is not None:
                 with torch.no_grad():
                     weight.param.copy_(result.weight)
-            masks.append(result.mask)
-        for candidate, mask in zip(chosen, masks):
-            packed = pack_bits(mask)  # one buffer, shared by tied owners
+            kept[id(result.param)] = result.kept_after(weight)
+            packed.append(pack_bits(result.mask))  # one buffer, shared by tied owners
+            result.mask = result.scores = result.weight = None
+        for candidate, mask in zip(chosen, packed):
             for owner in candidate.owners:
-                attach(owner.module, owner.param_name, packed, apply=False)
+                attach(owner.module, owner.param_name, mask, apply=False)
         watch(model)
-    return {id(result.param): result.kept_after(weight) for weight, result in zip(weights, results)}
+    return kept
 
 
 def _permute(
@@ -514,18 +518,19 @@ def verify(model: nn.Module, *, expect: Expect = None) -> SparsityReport:
     are listed as "no 2:4 mask".
     """
     model = dist.unwrap(model)
-    masks = {id(weight.param): mask for weight, mask in masked_weights(model)}
+    masked = {id(w.param): w for w in gemm_weights(model) if mask_name(w.param_name) in w.module._buffers}
     candidates = _candidates(model, (), (), "any", 0, True)
     where = type(model).__name__
     expected = _expected(expect, [owner.name for c in candidates for owner in c.owners], where)
     layers = []
     for candidate in candidates:
         weight = candidate.weight
-        mask = masks.get(id(weight.param))
-        if mask is not None:
-            check_masked(weight.name, weight.param.detach(), mask, weight.axis.reduction)
+        if id(weight.param) in masked:
+            full, mask = full_weight_and_mask(masked[id(weight.param)])  # a sharded (FSDP2) weight: gathered, one layer at a time
+            check_masked(weight.name, full, mask, weight.axis.reduction)
+            del full, mask
         elif any(owner.name in expected for owner in candidate.owners):
-            _require_expected(weight.name, weight.param.detach(), weight.axis.reduction)
+            _require_expected(weight.name, full_weight_and_mask(weight)[0], weight.axis.reduction)
         else:
             layers.append(_layer(candidate, False, "no 2:4 mask", None, None))
             continue

@@ -226,10 +226,8 @@ def test_a_violation_in_one_shard_fails_verification_on_every_rank(run):
 
 
 def test_sparse24_verify_on_a_sharded_model(run):
-    """Needs sparse24.verify to gather each layer (enforce.full_weight_and_mask); sparsify.py has not taken that yet."""
+    """sparse24.verify gathers one layer at a time (enforce.full_weight_and_mask) and checks it on every rank."""
     clean = [run.record(rank)["verify_clean"] for rank in range(WORLD)]
-    if all(isinstance(result, str) and "mixed torch.Tensor and DTensor" in result for result in clean):
-        pytest.xfail("sparse24.verify does not gather sharded weights yet: " + clean[0])
     assert clean == [len(MASKED)] * WORLD
     for rank in range(WORLD):
         assert run.record(rank)["verify_error"] == "SparsityError: odd.weight: weight is not 2:4 along dim 1; group [14, 0:4] has 3 nonzeros"
@@ -239,8 +237,8 @@ def test_sparsify_on_a_sharded_model_raises(run):
     """sparsify works on the unsharded model (prune, then shard); on a sharded one it must not pass silently."""
     for rank in range(WORLD):
         record = run.record(rank)
-        assert record["sparsify_magnitude_error"] is not None
-        assert record["sparsify_taylor_error"] is not None
+        for method in ("magnitude", "taylor"):
+            assert record[f"sparsify_{method}_error"] == "Sparse24Error: sparsify works on the unsharded model: prune (and calibrate) it first, then shard it (fully_shard) or let finetune(strategy='fsdp') shard it"
 
 
 def test_recipe_with_strategy_fsdp_writes_the_gathered_model(run):
