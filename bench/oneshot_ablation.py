@@ -1,8 +1,9 @@
 """One layer at a time: which criterion hurts which layer, on the one-shot benchmark's models.
 
 Every criterion scores the dense model once (the benchmark's calibration set); then each
-2:4-eligible weight is pruned ALONE with each criterion's mask, and the script records the
-model's quality and the layer's relative output reconstruction error on the calibration inputs,
+2:4-eligible weight is pruned ALONE with each criterion's mask (and, the other way round, every
+weight but that one), and the script records the model's quality and the layer's relative
+output reconstruction error on the calibration inputs,
 
     err = ||(W - W_hat) X||_F^2 / ||W X||_F^2 = tr(dW H dW^T) / tr(W H W^T),   H = X^T X,
 
@@ -105,7 +106,7 @@ def decisions(
 
 
 def ablate(name: str, labels: list[str], batches: int, *, all_layers: bool = True) -> dict[str, Any]:
-    """Quality and reconstruction error with each weight pruned alone, per criterion."""
+    """Per criterion and weight: quality with that weight pruned alone, with every weight but it pruned, and its reconstruction errors."""
     model = models.load(name)
     loss = models.loss_fn(name)
     calibration = models.calibration_batches(name, batches, 0, batch_size=4)
@@ -136,6 +137,12 @@ def ablate(name: str, labels: list[str], batches: int, *, all_layers: bool = Tru
                 for w in weights:
                     w.param.copy_(pruned[label][w.name])
             total[label] = models.evaluate(name, model)["value"]
+            for w in weights:  # every layer pruned but this one
+                with torch.no_grad():
+                    w.param.copy_(originals[w.name])
+                layers[w.name][label]["others"] = models.evaluate(name, model)["value"]
+                with torch.no_grad():
+                    w.param.copy_(pruned[label][w.name])
             with torch.no_grad():
                 for w in weights:
                     w.param.copy_(originals[w.name])
@@ -148,10 +155,15 @@ def model_markdown(result: dict[str, Any], labels: list[str]) -> list[str]:
     lines.append("| layer | " + " | ".join(labels) + " |")
     lines.append("|---|" + "---|" * len(labels))
     for layer, row in result["layers"].items():
-        lines.append(f"| {layer} | " + " | ".join(f"{row[l]['quality']:.2f} / {row[l]['error']:.4f} / {row[l]['diagonal_error']:.4f}" for l in labels) + " |")
+        lines.append(f"| {layer} | " + " | ".join(_cell(row[l]) for l in labels) + " |")
     if result["all_layers"]:
         lines.append("| (all layers at once) | " + " | ".join(f"{result['all_layers'][l]:.2f}" for l in labels) + " |")
     return [*lines, ""]
+
+
+def _cell(values: dict[str, float]) -> str:
+    others = f" / {values['others']:.2f}" if "others" in values else ""
+    return f"{values['quality']:.2f}{others} / {values['error']:.4f} / {values['diagonal_error']:.4f}"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -161,7 +173,7 @@ def markdown(results: dict[str, Any]) -> str:
         *header("One-shot 2:4, one layer at a time", results, f"; took {results['seconds']:.0f} s"),
         "",
         "Every criterion decides every layer's mask on the dense model (32 calibration batches of 4, seed 0, as in `bench_oneshot.py`); then each "
-        "layer is pruned ALONE. Each cell: quality (accuracy %, or perplexity) with only that layer pruned / relative output error on the calibration "
+        "layer is pruned ALONE. Each cell: quality (accuracy %, or perplexity) with only that layer pruned / quality with every layer pruned BUT that one / relative output error on the calibration "
         "inputs ||(W - W_hat) X||^2 / ||W X||^2 / its diagonal part sum (W - W_hat)_ij^2 ||X_j||^2 over the same denominator (what Wanda's score "
         "minimises; the difference is the inputs' correlation). The last row prunes every layer at once. Criteria: "
         + "; ".join(f"{label} = {CRITERIA[label][0]} {CRITERIA[label][1] or ''}".rstrip() for label in labels) + ".",
