@@ -17,7 +17,8 @@ def test_one_process_case_measures_both_variants(tmp_path) -> None:
     assert bench_memory.main(argv) == 0
     results = json.loads((tmp_path / "memory.json").read_text())
     assert results["command"] == "python bench/bench_memory.py " + " ".join(argv)
-    (row,) = results["rows"]
+    assert [row["malloc"] for row in results["rows"]] == list(bench_memory.MALLOCS)
+    row = results["rows"][0]
     plain, sparse = row["plain"], row["sparse"]
     assert row["case"] == "one process" and plain["ranks"] == sparse["ranks"] == 1
     params = 2 * (64 * 64 + 64) + 16 * 64 + 16
@@ -25,7 +26,7 @@ def test_one_process_case_measures_both_variants(tmp_path) -> None:
     assert plain["train_peak_bytes"] > 0 and sparse["train_peak_bytes"] > 0 and sparse["sparsify_peak_bytes"] >= 0
     assert sparse["mask_bytes"] == (2 * 64 * 64 + 16 * 64) // 8, "masks at 1 bit per weight"
     text = (tmp_path / "memory.md").read_text()
-    assert f"`{results['command']}`" in text and "| one process | 1 |" in text and "Generated from memory.json." in text
+    assert f"`{results['command']}`" in text and "| one process | 1 | glibc default |" in text and "| one process | 1 | fixed mmap threshold |" in text and "Generated from memory.json." in text
 
 
 def test_unknown_case_is_a_usage_error(tmp_path, capsys) -> None:
