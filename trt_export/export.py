@@ -154,16 +154,39 @@ def _sparse_names(model: nn.Module) -> list[str]:
     return [w.name for w in gemm_weights(model) if w.reduction_size % 4 == 0 and bool(w.param.detach().abs().sum()) and is_two_four(w.param.detach(), w.axis.reduction)]
 
 
-def _plain_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode CPU copy with masks applied once more and enforcement removed."""
-    work = copy.deepcopy(unwrap(model)).cpu().eval()
+def _cpu_copy(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """A deep copy of ``model`` on the CPU, made tensor by tensor: a GPU model is never duplicated on its GPU.
+
+    Every parameter and buffer is copied to the CPU first and handed to ``copy.deepcopy`` through
+    its memo, so the rest of the module tree is copied around them (tied tensors stay tied). The
+    note says so when the model was not on the CPU.
+    """
+    memo: dict[int, Any] = {}
+    devices = set()
+    with torch.no_grad():
+        for param in model.parameters():
+            devices.add(param.device)
+            memo[id(param)] = nn.Parameter(param.detach().to("cpu", copy=True), requires_grad=param.requires_grad)
+        for buffer in model.buffers():
+            devices.add(buffer.device)
+            memo[id(buffer)] = buffer.detach().to("cpu", copy=True)
+    work = copy.deepcopy(model, memo)
+    others = sorted(str(d) for d in devices if d.type != "cpu")
+    note = f"the model stays on {', '.join(others)}: the export works on a CPU copy made one tensor at a time" if others else None
+    return work, note
+
+
+def _plain_copy(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """An eval-mode CPU copy with masks applied once more and enforcement removed (and :func:`_cpu_copy`'s note)."""
+    work, note = _cpu_copy(unwrap(model))
+    work = work.cpu().eval()  # tensors held outside parameters and buffers, if any
     with torch.no_grad():
         for weight, mask in masked_weights(work):
             weight.param.mul_(mask.to(weight.param.dtype))
     strip(work)
     for param in work.parameters():
         param.requires_grad_(False)
-    return work
+    return work, note
 
 
 def _dynamic_shapes(inputs: tuple[Tensor, ...]) -> tuple[dict[int, Any] | None, ...]:
@@ -326,7 +349,10 @@ def export_onnx(
     tolerance = TOLERANCE[dtype] if tolerance is None else float(tolerance)
 
     expected = _sparse_names(model)
-    reference = _plain_copy(model).float()
+    reference, copied = _plain_copy(model)
+    reference = reference.float()
+    if copied:
+        logger.info("export_onnx: %s", copied)
     exported = reference if dtype == "fp32" else copy.deepcopy(reference).to(_DTYPES[dtype])
     cpu_inputs = tuple(t.detach().cpu() for t in inputs)
     trace_inputs = tuple(t.to(_DTYPES[dtype]) if t.is_floating_point() else t for t in cpu_inputs)
@@ -391,7 +417,7 @@ def export_onnx(
         sparsified=tuple(found),
         unused=tuple(unused),
         seconds=time.perf_counter() - started,
-        notes=(note,) if note else (),
+        notes=tuple(n for n in (copied, note) if n),
     )
     logger.info("exported %s: %s", path, parity)
     if not expected:

@@ -206,3 +206,38 @@ def test_report_serializes(convnet_export) -> None:
     markdown = report.to_markdown()
     assert markdown.startswith("# ONNX export: convnet.onnx") and "parity PASS" in markdown
     assert "\n\n## 2:4 sparsity of convnet.onnx\n" in markdown and "| conv.weight | Conv |" in markdown
+
+
+def test_the_export_copy_is_made_on_the_cpu_tensor_by_tensor() -> None:
+    from sparse24.trt_export.export import _cpu_copy
+
+    model = torch.nn.Sequential(torch.nn.Embedding(32, 16), torch.nn.Linear(16, 32, bias=False))
+    model[1].weight = model[0].weight  # tied
+    model[0].weight.requires_grad_(False)
+    model.register_buffer("scale", torch.ones(3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copied, note = _cpu_copy(model)
+    assert note is None, "a CPU model needs no note"
+    assert copied[1].weight is copied[0].weight, "tied weights stay tied in the copy"
+    assert copied[0].weight.requires_grad is False and isinstance(copied[0].weight, torch.nn.Parameter)
+    originals = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    assert not originals & {t.untyped_storage().data_ptr() for t in (*copied.parameters(), *copied.buffers())}
+    with torch.no_grad():
+        copied[0].weight.zero_()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the copy shares nothing with the model"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_model_is_not_duplicated_on_its_gpu(tmp_path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 1024)).cuda()
+    sparse24.sparsify(model, progress=False)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    report = export_onnx(model, torch.randn(2, 1024, device="cuda"), tmp_path / "m.onnx")
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - start < weights / 4, "the export made a copy of the model on the GPU"
+    assert any("CPU copy made one tensor at a time" in note for note in report.notes)
+    assert all(p.device.type == "cuda" for p in model.parameters()) and sparse24.masked_weights(model)
