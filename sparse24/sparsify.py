@@ -314,7 +314,7 @@ def sparsify(
     ``method`` names a criterion (``"magnitude"``, ``"taylor"``, ``"wanda"``,
     ``"sparsegpt"``; see :mod:`sparse24.criteria`); ``data``/``loss_fn``/``num_batches``
     feed calibrating criteria and ``**options`` go to the criterion (Taylor: ``squared``,
-    ``autocast``, ``mode``; SparseGPT: ``blocksize``, ``dampening``). SparseGPT also updates
+    ``per_sample``, ``autocast``, ``mode``, ``labels`` with ``logits_fn``, ``samples``, ``seed``; SparseGPT: ``blocksize``, ``dampening``). SparseGPT also updates
     the weights it keeps.
 
     ``sequential`` calibrates block by block (``True``: the transformer layers; a
@@ -329,7 +329,8 @@ def sparsify(
     criterion's scores for Taylor and Wanda, Wanda's scores for SparseGPT. The report's notes
     give the gain per permuted group.
 
-    Layers are skipped, with the reason in the report, when their reduction size is not a
+    Weights on the meta device (``init_empty_weights``, offloaded by a ``device_map``) are an
+    error before anything changes. Layers are skipped, with the reason in the report, when their reduction size is not a
     multiple of 4, they are depthwise, excluded by ``exclude`` or not matched by
     ``include`` (module-name globs), frozen (unless ``include_frozen``), smaller than
     ``min_params``, or -- with ``policy="tensorrt"`` -- when the reduction size is not a
@@ -356,6 +357,12 @@ def sparsify(
         model, _patterns(include, "include"), _patterns(exclude, "exclude"), policy, min_params, include_frozen
     )
     chosen = [c for c in candidates if c.reason is None]
+    on_meta = [c.weight.name for c in chosen if c.weight.param.is_meta]
+    if on_meta:
+        raise Sparse24Error(
+            f"sparsify: {len(on_meta)} weight(s) hold no data here (meta device), first {on_meta[0]}: a model built under "
+            "init_empty_weights, or offloaded by a device_map; load its weights (or sparsify before offloading)"
+        )
     if sequential not in (None, False) and not hasattr(criterion, "KIND") and method != "taylor":
         raise ValueError(f"sequential calibration applies to the data-aware methods (wanda, sparsegpt, taylor), not {method!r}")
     notes: list[str] = list(filter(None, [_embedding_note(model)]))

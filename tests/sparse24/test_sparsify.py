@@ -442,3 +442,11 @@ def test_verify_report_lists_unmasked_layers(report_and_model):
     layers = layers_of(sparse24.verify(model))
     assert layers["conv.weight"].sparse and layers["fc.weight"].sparse
     assert not layers["extra.weight"].sparse and layers["extra.weight"].reason == "no 2:4 mask"
+
+
+def test_weights_on_the_meta_device_are_one_clear_error() -> None:
+    with torch.device("meta"):
+        empty = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))  # what init_empty_weights builds
+    with pytest.raises(sparse24.Sparse24Error, match=r"2 weight\(s\) hold no data here \(meta device\), first 0\.weight: .*init_empty_weights"):
+        sparse24.sparsify(empty)
+    assert not sparse24.masked_weights(empty)
