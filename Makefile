@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_recovery.py --out bench/results
 	$(PY) bench/bench_permutation.py --out bench/results
 	$(PY) bench/bench_oneshot.py --out bench/results
+	$(PY) bench/bench_memory.py --out bench/results
 	$(VENV)/bin/sparse24 bench gemm model
 
 # One command for a GPU machine (sm_80+, a CUDA build of torch in GPU_PYTHON, used as it is, from this
