@@ -349,7 +349,7 @@ def test_no_python_m_of_mapped_folders() -> None:
     files = [p for p in _tracked() if not p.startswith(_RECORDS) and (p.endswith((".py", ".md", ".toml", ".cfg", ".yaml", ".yml", ".sh")) or PurePosixPath(p).name == "Makefile" or p.startswith(".ci/"))]
     assert "Makefile" in files and "README.md" in files, f"the lint no longer reads the Makefile and README: {files}"
     found = _lint(files, _RUN_MODULE)
-    assert not found, "these lines run `-m kernels/trt_export/bench`, which an install lacks (use `python -m sparse24.bench`, ...):\n" + "\n".join(found)
+    assert not found, "these lines run kernels, trt_export or bench as top-level modules with python's -m flag, which an install lacks (use `python -m sparse24.bench`, ...):\n" + "\n".join(found)
 
 
 # The offending forms are assembled from pieces, so this file does not match its own lint.
