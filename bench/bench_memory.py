@@ -4,9 +4,10 @@ Every measurement runs in a fresh process (one per case and variant, under ``tor
 multi-rank cases), so no allocator state carries over:
 
 - ``plain``: the dense model trained for ``--steps`` AdamW steps (lr, weight decay and batches as
-  in the sparse run) by a plain loop (under DDP for ``ddp``);
+  in the sparse run) by a plain loop (under DDP for ``ddp``; for ``fsdp`` sharded with FSDP2 the
+  way finetune shards: each Linear, then the root);
 - ``sparse``: ``sparse24.sparsify(model, "magnitude")`` then ``sparse24.finetune`` for the same
-  steps, batches and optimizer, with the masks enforced (DDP for ``ddp``).
+  steps, batches and optimizer, with the masks enforced (``strategy="ddp"`` / ``"fsdp"``).
 
 Both variants first run everything once on a tiny model (lazy imports, first-use caches). Peaks are measured with :func:`sparse24.bench._common.peak_memory` above the process's level once
 the model exists (CPU: the peak resident set, VmHWM; CUDA: ``max_memory_allocated``), so the
@@ -31,8 +32,8 @@ from pathlib import Path
 
 COMMAND = "python bench/bench_memory.py --out bench/results"
 TARGET = 1.10
-CASES = ("one process", "ddp")
-_RANKS = {"one process": 1, "ddp": 2}
+CASES = ("one process", "ddp", "fsdp")
+_RANKS = {"one process": 1, "ddp": 2, "fsdp": 2}
 WIDTH, DEPTH, BATCH, STEPS, LR, WEIGHT_DECAY = 2048, 8, 64, 10, 1e-4, 0.01
 
 
@@ -83,7 +84,7 @@ def _warm_up(world: int) -> None:
     gc.collect()
 
 
-def worker(variant: str, width: int, depth: int, batch: int, steps: int, out: Path) -> None:
+def worker(variant: str, width: int, depth: int, batch: int, steps: int, out: Path, strategy: str | None = None) -> None:
     """One process (one rank): build, measure sparsify (sparse) and training, write ``out/rank{r}.json``."""
     import torch
 
@@ -108,14 +109,16 @@ def worker(variant: str, width: int, depth: int, batch: int, steps: int, out: Pa
         record["sparsify_peak_bytes"] = pruning.bytes
         record["mask_bytes"] = sum(b.numel() * b.element_size() for n, b in model.named_buffers() if n.endswith(sparse24.MASK_SUFFIX))
         with peak_memory() as found:
-            sparse24.finetune(model, data, loss_fn=loss_fn, steps=steps, lr=LR, weight_decay=WEIGHT_DECAY, warmup_steps=0, scheduler="constant", progress=False)
+            sparse24.finetune(model, data, loss_fn=loss_fn, steps=steps, lr=LR, weight_decay=WEIGHT_DECAY, warmup_steps=0, scheduler="constant", progress=False, strategy=strategy)
         sparse24.verify(model)
         peaks = [pruning.bytes, None if found.bytes is None else found.start + found.bytes - pruning.start]
         record["train_peak_bytes"] = None if None in peaks else max(peaks)
     else:
         with peak_memory() as found:
             train = model
-            if distributed:
+            if strategy == "fsdp":
+                sparse24.dist.fsdp_shard(model)
+            elif distributed:
                 from torch.nn.parallel import DistributedDataParallel
 
                 train = DistributedDataParallel(model)
@@ -142,7 +145,7 @@ def measure(case: str, variant: str, width: int, depth: int, batch: int, steps: 
     """Run one case and variant in fresh processes; the per-rank records, the largest rank's peaks."""
     ranks = _RANKS[case]
     with tempfile.TemporaryDirectory() as tmp:
-        args = [__file__, "--worker", variant, "--width", str(width), "--depth", str(depth), "--batch", str(batch), "--steps", str(steps), "--worker-out", tmp]
+        args = [__file__, "--worker", variant, "--strategy", "fsdp" if case == "fsdp" else "ddp", "--width", str(width), "--depth", str(depth), "--batch", str(batch), "--steps", str(steps), "--worker-out", tmp]
         if ranks > 1:
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *args]
         else:
@@ -208,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--worker", choices=("plain", "sparse"), help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--strategy", choices=("ddp", "fsdp"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.width, args.depth, args.batch, args.steps, args.worker_out)
+        worker(args.worker, args.width, args.depth, args.batch, args.steps, args.worker_out, args.strategy if "LOCAL_RANK" in os.environ else None)
         return 0
     from sparse24.bench._common import environment, write_results
 
