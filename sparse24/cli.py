@@ -68,7 +68,9 @@ def _prune(args: argparse.Namespace) -> int:
     options = {"squared": True} if args.squared else {}
     if args.per_sample:
         options["per_sample"] = True
-    options.update({name: getattr(args, name) for name in ("blocksize", "dampening") if getattr(args, name) is not None})
+    options.update({name: getattr(args, name) for name in ("blocksize", "dampening", "labels", "samples") if getattr(args, name) is not None})
+    if args.logits:
+        options["logits_fn"] = io.load_object(args.logits, "logits")
     report = sparsify(
         model,
         args.method,
@@ -374,6 +376,9 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
     prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
     prune.add_argument("--permute", action="store_true", help="first reorder hidden channels (where the function stays the same) so the 2:4 masks keep more importance")
+    prune.add_argument("--labels", choices=("data", "model"), help="taylor: gradients of the data's labels (default) or the true Fisher over labels drawn from the model's own predictions")
+    prune.add_argument("--logits", metavar="MODULE:CALLABLE", help="taylor --labels model: logits_fn(model, batch) giving the logits (default: the model's output)")
+    prune.add_argument("--samples", type=int, help="taylor --labels model: label draws per batch (default 1)")
     prune.add_argument("--blocksize", type=int, help="sparsegpt: columns per lazy-update block (default 128)")
     prune.add_argument("--dampening", type=float, help="sparsegpt: Hessian dampening, a fraction of its mean diagonal (default 0.01)")
     prune.set_defaults(func=_prune)

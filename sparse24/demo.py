@@ -152,6 +152,11 @@ def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
     return F.cross_entropy(model(images), labels)
 
 
+def logits_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """The logits of ``model`` on an ``(images, labels)`` batch (Taylor's ``labels="model"``)."""
+    return model(batch[0])
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Top-1 accuracy in percent, in eval mode (the model's mode is restored)."""

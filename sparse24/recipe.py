@@ -21,7 +21,7 @@ relative paths are relative to the working directory. Example::
 
 A ``sparsify:`` section (``method``, ``data``, ``num_batches``, ``policy``, ``include``,
 ``exclude``, ``squared``, ``per_sample``, ``min_params``, ``sequential``, ``offload``,
-``blocksize``, ``dampening``, ``permute``) prunes dense ``weights`` first. Data and model entries may also be
+``blocksize``, ``dampening``, ``permute``, ``labels``, ``logits_fn`` (a ``module:callable``), ``samples``) prunes dense ``weights`` first. Data and model entries may also be
 ``{fn: "module:name", args: {...}}`` to call with keyword arguments.
 
 Under ``torchrun``, ``finetune: {strategy: fsdp}`` shards the model (and teacher) with FSDP2
@@ -51,7 +51,7 @@ _TOP = {
     "checkpoint_dir", "resume", "seed", "out", "history", "device",
 }  # fmt: skip
 _DATA = {"train", "eval"}
-_SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample", "permute"}
+_SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample", "permute", "labels", "logits_fn", "samples"}
 _FINETUNE = {
     "epochs", "steps", "lr", "weight_decay", "warmup_steps", "scheduler", "amp", "grad_clip", "grad_accum",
     "distill", "temperature", "alpha", "checkpoint_every", "keep_checkpoints", "log_every", "strategy", "fsdp_blocks",
@@ -297,6 +297,8 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
         data = io.build_object(options.pop("data"), "sparsify.data") if "data" in options else None
         squared = options.pop("squared", None)
         extra = {"squared": squared} if squared is not None else {}
+        if "logits_fn" in options:
+            options["logits_fn"] = io.load_object(options["logits_fn"], "sparsify.logits_fn")
         report = sparsify(model, method, data=data, loss_fn=loss_fn, **options, **extra)
         logger.info("recipe: %s", report._summary())
     elif not masked_weights(model):

@@ -150,11 +150,20 @@ def _data_loss(loss_fn: Loss | None) -> Callable[[nn.Module, Any, Any, int], Non
 
     def backward(model: nn.Module, batch: Any, amp: Any, seen: int) -> None:
         with amp:
-            loss = loss_fn(model, batch) if loss_fn is not None else model_loss(call(model, batch))
+            loss = loss_fn(model, batch) if loss_fn is not None else model_loss(_called(model, batch, seen, "loss_fn (CLI: --loss MODULE:CALLABLE)"))
         check_loss(loss, f"calibration batch {seen}: the loss")
         loss.backward()
 
     return backward
+
+
+def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
+    """The model's output on ``batch`` called as it is; a batch the model cannot take is one error naming ``instead``."""
+    try:
+        return call(model, batch)
+    except TypeError as error:  # (inputs, labels) given to forward(x): the user needs a function that picks the inputs
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Sparse24Error(f"calibration batch {seen}: the model cannot be called on the batch as it is ({describe(batch)}: {first}); pass {instead}") from error
 
 
 def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator) -> Callable[[nn.Module, Any, Any, int], None]:
@@ -171,7 +180,7 @@ def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples:
             if logits_fn is not None:
                 found = logits_fn(model, batch)
             else:
-                output = call(model, batch)
+                output = _called(model, batch, seen, "logits_fn (CLI: --logits MODULE:CALLABLE)")
                 if not isinstance(output, Tensor) and getattr(output, "logits", None) is None and not (isinstance(output, Mapping) and "logits" in output):
                     raise Sparse24Error(f"calibration batch {seen}: no logits in the model's output ({type(output).__name__}); pass logits_fn=lambda model, batch: ...")
                 found = logits(output)

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 import sparse24
 from sparse24.cli import main
-from sparse24.demo import DigitsResNet
+from sparse24.demo import DigitsResNet, calibration_batches, logits_fn
 
 MODEL = "sparse24.demo:DigitsResNet"
 
@@ -73,6 +73,25 @@ def test_prune_taylor_with_demo_calibration(capsys, tmp_path, dense_file):
     assert code == 0, stdout
     assert "criterion: taylor" in stdout
     assert "excluded by 'head'" in stdout
+
+
+def test_prune_taylor_with_the_model_fisher(capsys, tmp_path, dense_file):
+    out = tmp_path / "fisher.safetensors"
+    args = ["--weights", str(dense_file), "--method", "taylor", "--squared", "--labels", "model", "--samples", "2", "--data", "sparse24.demo:calibration_batches", "--num-batches", "2"]
+    code, stdout, err = run(capsys, "prune", MODEL, *args, "--logits", "sparse24.demo:logits_fn", "--out", str(out))
+    assert code == 0, err
+    model = DigitsResNet()
+    sparse24.io.load(model, dense_file)
+    sparse24.sparsify(model, "taylor", data=calibration_batches(), num_batches=2, squared=True, labels="model", samples=2, logits_fn=logits_fn, progress=False)
+    assert sparse24.io.read_state_dict(out).keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in sparse24.io.read_state_dict(out).items()), "the CLI and the API chose differently"
+
+    code, _, err = run(capsys, "prune", MODEL, *args, "--out", str(tmp_path / "no.safetensors"))
+    assert code == 2 and not (tmp_path / "no.safetensors").exists()
+    assert_one_line_error(err, "the model cannot be called on the batch", "--logits MODULE:CALLABLE")
+    code, _, err = run(capsys, "prune", MODEL, "--weights", str(dense_file), "--method", "taylor", "--samples", "2", "--data", "sparse24.demo:calibration_batches", "--loss", "sparse24.demo:loss_fn", "--out", str(tmp_path / "no.safetensors"))
+    assert code == 2
+    assert_one_line_error(err, "apply to labels='model' only")
 
 
 def test_console_script_runs(tmp_path, dense_file):
