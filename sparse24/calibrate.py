@@ -203,7 +203,7 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tupl
     if spec is True:
         best: tuple[str, nn.Module] | None = None
         for name, module in modules.items():
-            if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1 and gemm_weights(module[0]):
+            if isinstance(module, nn.ModuleList) and len(module) >= 1 and len({type(m) for m in module}) == 1 and gemm_weights(module[0]):  # one layer is a list too
                 if best is None or len(module) > len(best[1]):
                     best = (name, module)
         if best is None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import sparse24
+from sparse24.calibrate import find_blocks
 from sparse24 import sparsify as sparsify_module
 from sparse24.axes import from_gemm_matrix, gemm_columns, gemm_matrix, gemm_weights
 from sparse24.criteria import sparsegpt, wanda
@@ -260,6 +261,17 @@ def test_sequential_taylor_and_refusals() -> None:
         sparse24.sparsify(Blocks(), "wanda", data=data, loss_fn=loss, sequential="head")
     with pytest.raises(sparse24.Sparse24Error, match="found no list of repeated blocks"):
         sparse24.sparsify(nn.Sequential(nn.Linear(32, 32)), "wanda", data=[torch.randn(2, 32)], sequential=True)
+
+
+def test_sequential_finds_a_one_layer_transformer() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2))
+    assert [name for name, _ in find_blocks(model, True)] == ["model.layers.0"]
+    report = sparse24.sparsify(model, "wanda", data=[torch.randint(0, 96, (2, 16)) for _ in range(2)], sequential=True, progress=False)
+    assert len(report.sparse_layers) == 8  # 7 projections and the untied lm_head
+    sparse24.verify(model)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
