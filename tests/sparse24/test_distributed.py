@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import torchrun as launch_torchrun
 import torch
 from safetensors.torch import load_file
 
@@ -28,7 +25,6 @@ from sparse24.io import file_axes
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 WORLD = 2
-TIMEOUT_S = 180  # one torchrun; a hung collective ends here instead of hanging the suite
 MASKED_LAYERS = 5  # DigitsResNet(width=16) under the TensorRT policy: block1 x2, down, block2 x2
 TRAIN_BATCHES, EPOCHS, CHECKPOINT_EVERY = 8, 2, 3  # as in ddp_worker.py
 STEPS_PER_EPOCH = TRAIN_BATCHES // WORLD
@@ -67,19 +63,7 @@ def torchrun(root: Path, name: str, checkpoint_dir: str, *extra: str) -> Run:
     out, cwd = root / f"{name}-out", root / f"{name}-cwd"
     out.mkdir()
     cwd.mkdir()
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-        str(WORKER), "--out", str(out), "--checkpoint-dir", checkpoint_dir, *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and the ranks it started
-        log, _ = process.communicate()
-        pytest.fail(f"torchrun ({name}) did not finish in {TIMEOUT_S} s (a rank hung in a collective?)\n{log[-8000:]}")
-    assert process.returncode == 0, f"torchrun ({name}) exited with {process.returncode}\n{' '.join(command)}\n{log[-8000:]}"
+    log = launch_torchrun(WORKER, ["--out", str(out), "--checkpoint-dir", checkpoint_dir, *extra], cwd, name, WORLD)
     return Run(out, cwd, log)
 
 

@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import torchrun
 import torch
 from safetensors.torch import load_file
 
@@ -80,16 +77,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     out, cwd = root / "out", root / "cwd"
     out.mkdir()
     cwd.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}", str(WORKER), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and the ranks it started
-        log, _ = process.communicate()
-        pytest.fail(f"torchrun did not finish in {TIMEOUT_S} s (a rank hung in a collective?)\n{log[-8000:]}")
-    assert process.returncode == 0, f"torchrun exited with {process.returncode}\n{' '.join(command)}\n{log[-8000:]}"
+    log = torchrun(WORKER, ["--out", str(out)], cwd, "fsdp", WORLD, TIMEOUT_S)
     assert list(cwd.iterdir()) == []
     return Run(out, log)
 

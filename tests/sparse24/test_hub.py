@@ -6,13 +6,13 @@ tmp directories; nothing is downloaded.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import import_problem
 import torch
 from safetensors import safe_open
 from torch import nn
@@ -26,17 +26,8 @@ from sparse24.io import load_model
 transformers = pytest.importorskip("transformers")
 
 
-def _import_problem(name: str) -> str | None:
-    """Why ``name`` cannot be used here (None if it imports)."""
-    try:
-        importlib.import_module(name)
-    except Exception as error:  # a broken wheel raises OSError, RuntimeError, ...
-        return f"{name} does not import here: {type(error).__name__}: {error}"
-    return None
-
-
-TORCHVISION_PROBLEM = _import_problem("torchvision")
-TIMM_PROBLEM = _import_problem("timm")
+TORCHVISION_PROBLEM = import_problem("torchvision")
+TIMM_PROBLEM = import_problem("timm")
 
 
 def _bert() -> nn.Module:

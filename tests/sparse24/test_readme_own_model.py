@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import shlex
 import subprocess
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import import_problem
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
@@ -36,14 +36,6 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sparse24", *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def _import_problem(name: str) -> str | None:
-    try:
-        importlib.import_module(name)
-    except Exception as error:  # a broken wheel raises OSError, RuntimeError, ...
-        return f"{name} does not import here: {type(error).__name__}: {error}"
-    return None
-
-
 def test_transformers_commands_and_python_as_written(tmp_path: Path) -> None:
     bash, python, _ = _blocks()
     config = transformers.LlamaConfig(
@@ -64,7 +56,7 @@ def test_transformers_commands_and_python_as_written(tmp_path: Path) -> None:
     assert int(done.stdout.split()[-1]) >= 14, "2 layers x 7 projections are 2:4"
 
 
-@pytest.mark.skipif(_import_problem("torchvision") is not None, reason=str(_import_problem("torchvision")))
+@pytest.mark.skipif(import_problem("torchvision") is not None, reason=str(import_problem("torchvision")))
 def test_torchvision_command_as_written(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -78,7 +70,7 @@ def test_torchvision_command_as_written(tmp_path: Path) -> None:
     assert (tmp_path / argv[argv.index("--out") + 1]).is_file()
 
 
-@pytest.mark.skipif(_import_problem("timm") is not None, reason=str(_import_problem("timm")))
+@pytest.mark.skipif(import_problem("timm") is not None, reason=str(import_problem("timm")))
 def test_timm_command_as_written(tmp_path: Path) -> None:
     (_, argv) = _commands(_blocks()[2][1])
     done = _run(argv, tmp_path)
