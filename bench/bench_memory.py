@@ -155,8 +155,12 @@ def measure(case: str, variant: str, width: int, depth: int, batch: int, steps: 
         if done.returncode != 0:
             raise RuntimeError(f"{case} / {variant} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         records = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(ranks)]
-    worst = max(records, key=lambda r: r["train_peak_bytes"] or 0)
-    return {"case": case, "variant": variant, "malloc": malloc, "ranks": ranks, "records": records, "train_peak_bytes": worst["train_peak_bytes"], **{k: worst[k] for k in ("param_bytes", "largest_layer_bytes", "source")}, **({k: max(r[k] for r in records) for k in ("sparsify_peak_bytes", "mask_bytes")} if variant == "sparse" else {})}
+    worst = max(records, key=lambda r: r["train_peak_bytes"] or 0)  # the rank that needed the most
+    row = {"case": case, "variant": variant, "malloc": malloc, "ranks": ranks, "records": records}
+    row.update({key: worst[key] for key in ("train_peak_bytes", "param_bytes", "largest_layer_bytes", "source")})
+    if variant == "sparse":
+        row.update({key: max(r[key] for r in records) for key in ("sparsify_peak_bytes", "mask_bytes")})
+    return row
 
 
 def _mib(value: int | None) -> str:
