@@ -159,7 +159,7 @@ def measure(case: str, variant: str, width: int, depth: int, batch: int, steps: 
     row = {"case": case, "variant": variant, "malloc": malloc, "ranks": ranks, "records": records}
     row.update({key: worst[key] for key in ("train_peak_bytes", "param_bytes", "largest_layer_bytes", "source")})
     if variant == "sparse":
-        row.update({key: max(r[key] for r in records) for key in ("sparsify_peak_bytes", "mask_bytes")})
+        row.update({key: max((r[key] for r in records if r[key] is not None), default=None) for key in ("sparsify_peak_bytes", "mask_bytes")})
     return row
 
 
