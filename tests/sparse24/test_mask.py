@@ -257,3 +257,13 @@ def test_unpack_bits_rejects_a_packed_mask_of_another_shape() -> None:
         sparse24.mask.unpack_bits(packed, (4, 24))
     with pytest.raises(ValueError, match="bool mask"):
         sparse24.mask.pack_bits(torch.ones(4, 16))
+
+
+def test_pack_bits_of_a_non_contiguous_mask_leaves_it_unchanged() -> None:
+    mask = (torch.rand(64, 32) > 0.5).t()  # a transposed view
+    one_byte_rows = torch.rand(5, 8) > 0.5  # packs to one byte per row: the first bit plane is a view of the mask
+    for given in (mask, one_byte_rows):
+        before = given.clone()
+        packed = sparse24.mask.pack_bits(given)
+        assert packed.is_contiguous() and torch.equal(given, before), "pack_bits wrote to the mask"
+        assert torch.equal(sparse24.mask.unpack_bits(packed, given.shape), given)
