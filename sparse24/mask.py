@@ -197,6 +197,7 @@ def require_two_four(tensor: Tensor, dim: int, what: str) -> None:
 # last byte of a row zero-padded): a conv's kernel positions do not pad every byte, and a weight
 # sharded by rows (FSDP) has its mask sharded alike.
 _BIT_TABLES: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+_PACK_MAGIC = 0x0102040810204080
 
 
 def packed_shape(shape: tuple[int, ...] | torch.Size) -> tuple[int, int]:
@@ -216,10 +217,18 @@ def pack_bits(mask: Tensor) -> Tensor:
     rows = mask.reshape(mask.shape[0], _numel(mask.shape[1:])).view(torch.uint8)  # a view of a contiguous mask: no copy
     if rows.shape[1] % 8:
         rows = torch.nn.functional.pad(rows, (0, -rows.shape[1] % 8))
-    bits = rows.unflatten(1, (-1, 8))
-    packed = bits[..., 0].clone(memory_format=torch.contiguous_format)  # always a copy: the mask is never written
-    for bit in range(1, 8):  # temporaries of 1/8 of the mask, never a mask-sized one
-        packed.bitwise_or_(bits[..., bit] << bit)
+    rows = rows.contiguous() if rows.storage_offset() % 8 == 0 else rows.clone()  # int64 words need 8-byte alignment
+    packed = torch.empty(rows.shape[0], rows.shape[1] // 8, dtype=torch.uint8, device=mask.device)
+    if packed.numel() == 0:
+        return packed
+    # 8 flags (bytes of 0 or 1) read as one int64 x: the top byte of x * 0x0102040810204080 is
+    # sum(flag_i << i), since no two partial products meet in a bit. Row chunks keep the int64
+    # temporaries small.
+    step = max(1, _CHUNK_ELEMENTS // rows.shape[1])
+    for start in range(0, rows.shape[0], step):
+        words = rows[start : start + step].view(torch.int64)
+        product = words * _PACK_MAGIC
+        packed[start : start + step] = product.bitwise_right_shift_(56)
     return packed
 
 

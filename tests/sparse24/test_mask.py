@@ -261,8 +261,9 @@ def test_unpack_bits_rejects_a_packed_mask_of_another_shape() -> None:
 
 def test_pack_bits_of_a_non_contiguous_mask_leaves_it_unchanged() -> None:
     mask = (torch.rand(64, 32) > 0.5).t()  # a transposed view
-    one_byte_rows = torch.rand(5, 8) > 0.5  # packs to one byte per row: the first bit plane is a view of the mask
-    for given in (mask, one_byte_rows):
+    one_byte_rows = torch.rand(5, 8) > 0.5  # one byte per row
+    offset = (torch.rand(6 * 16 + 3) > 0.5)[3:].view(6, 16)  # a view 3 bytes into its storage
+    for given in (mask, one_byte_rows, offset):
         before = given.clone()
         packed = sparse24.mask.pack_bits(given)
         assert packed.is_contiguous() and torch.equal(given, before), "pack_bits wrote to the mask"
