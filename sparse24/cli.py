@@ -103,13 +103,13 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from . import hub, io
+    from . import io
     from .sparsify import verify_file
 
-    if Path(args.file).is_dir():  # a from_pretrained directory (sparse24 prune hf:... --out DIR)
+    if Path(args.file).is_dir():  # a from_pretrained directory: --hf-class picks its class
         if args.model:
             raise Sparse24Error(f"{args.file} is a directory: its config.json gives the model (--hf-class picks the class), not --model")
-        report = hub.verify_dir(args.file, hf_class=args.hf_class, expect=args.expect)
+        report = verify_file(args.file, expect=args.expect, hf_class=args.hf_class)
     else:
         model = io.load_model(args.model, hf_class=args.hf_class) if args.model else None
         report = verify_file(args.file, model, expect=args.expect)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+from pathlib import Path
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -548,7 +549,7 @@ def verify(model: nn.Module, *, expect: Expect = None) -> SparsityReport:
     return report
 
 
-def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expect: Expect = None) -> SparsityReport:
+def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expect: Expect = None, hf_class: str | None = None) -> SparsityReport:
     """Check the tensors of a weights file as they are stored, before anything is applied.
 
     Every ``*_sparse24_mask`` in the file is checked against its weight: both 2:4 along the
@@ -558,9 +559,19 @@ def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expe
     (names or globs) adds weights that must be 2:4 without a mask. Raises
     :class:`~sparse24.SparsityError` for a weight or mask that is not 2:4, and
     :class:`~sparse24.CheckFailed` for any other failed check, including nothing to check.
+    A from_pretrained directory (``sparse24 prune hf:... --out DIR``) is checked by
+    :func:`sparse24.hub.verify_dir`, its class from ``hf_class`` or its ``config.json``.
     """
     from .io import check_fits, file_axes, read_state_dict
 
+    if Path(path).is_dir():  # a from_pretrained directory (sparse24 prune hf:... --out DIR): its config.json names the model
+        from .hub import verify_dir
+
+        if model is not None:
+            raise Sparse24Error(f"{path} is a directory: its config.json gives the model (hf_class picks the class), not a model argument")
+        return verify_dir(path, hf_class=hf_class, expect=expect)
+    if hf_class is not None:
+        raise ValueError("hf_class applies to a from_pretrained directory; for a file, pass the model")
     source = str(path)
     state = read_state_dict(path)
     recorded = file_axes(path) if source.endswith(".safetensors") else None

@@ -340,6 +340,15 @@ def test_verify_fails_on_a_tampered_dir(capsys, tmp_path, bert_dir):
     assert_one_line_error(err, "not 2:4", name, loaded=True)
 
 
+def test_verify_file_takes_a_directory_in_python(capsys, tmp_path, bert_dir):
+    out = tmp_path / "sparse"
+    assert run(capsys, "prune", f"hf:{bert_dir}", "--out", str(out))[0] == 0
+    report = sparse24.verify_file(out)
+    assert report.sparse_layers and {layer.name for layer in report.sparse_layers} == set(_masks(out)[1])
+    with pytest.raises(Sparse24Error, match="is a directory: its config.json gives the model"):
+        sparse24.verify_file(out, _bert())
+
+
 def test_verify_dir_without_masks(capsys, bert_dir):
     code, _, err = run(capsys, "verify", str(bert_dir))
     assert code == 1
