@@ -66,7 +66,6 @@ __all__ = [
     "shard_masks",
     "mask_sharded_grads",
     "full_weight_and_mask",
-    "verify_sharded",
 ]
 
 MASK_SUFFIX = "_sparse24_mask"
@@ -492,29 +491,3 @@ def full_weight_and_mask(weight: GemmWeight) -> tuple[Tensor, Tensor | None]:
     param = weight.param.detach()
     full = param.full_tensor() if _is_dtensor(param) else param
     return full, mask_of(weight.module, weight.param_name)
-
-
-def verify_sharded(model: nn.Module) -> int:
-    """Check every masked weight of a sharded (or plain) model as ``sparse24.verify`` does, one layer at a time.
-
-    Each weight and its mask are gathered whole (:func:`full_weight_and_mask`), checked with
-    :func:`sparse24.sparsify.check_masked` and dropped before the next, so every rank reaches the
-    same verdict (an element-wise check on shards would only see this rank's rows). Collective.
-    Returns the number of weights checked; raises :class:`~sparse24.SparsityError` for a
-    violation and :class:`Sparse24Error` when there is no mask at all.
-    """
-    from .sparsify import check_masked
-
-    checked = 0
-    seen: set[int] = set()
-    for weight in gemm_weights(model):
-        if id(weight.param) in seen or mask_name(weight.param_name) not in weight.module._buffers:
-            continue
-        seen.add(id(weight.param))
-        full, mask = full_weight_and_mask(weight)
-        check_masked(weight.name, full, mask, weight.axis.reduction)
-        del full, mask
-        checked += 1
-    if not checked:
-        raise Sparse24Error(f"{type(model).__name__} has no 2:4 masks to verify")
-    return checked

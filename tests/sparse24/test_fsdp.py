@@ -206,15 +206,9 @@ def test_resume_matches_the_uninterrupted_fsdp_run_bitwise(run):
     assert not [p.name for p in ckpt.iterdir() if p.name.startswith(".")]  # no temporary directory left
 
 
-def test_a_violation_in_one_shard_fails_verification_on_every_rank(run):
-    for rank in range(WORLD):
-        record = run.record(rank)
-        assert record["violation_error"] == "odd.weight: weight is not 2:4 along dim 1; group [14, 0:4] has 3 nonzeros"
-        assert record["verify_error"] is not None  # sparse24.verify never passes that model
-
-
 def test_sparse24_verify_on_a_sharded_model(run):
-    """sparse24.verify gathers one layer at a time (enforce.full_weight_and_mask) and checks it on every rank."""
+    """sparse24.verify gathers one layer at a time (enforce.full_weight_and_mask) and checks it on every rank:
+    a violation in rank 1's rows only fails on both ranks."""
     clean = [run.record(rank)["verify_clean"] for rank in range(WORLD)]
     assert clean == [len(MASKED)] * WORLD
     for rank in range(WORLD):
