@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import Sparse24Error
+from .errors import Sparse24Error, first_line
 
 __all__ = [
     "save_checkpoint",
@@ -227,7 +227,7 @@ def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise Sparse24Error(f"cannot read {path / STATE_FILE}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        raise Sparse24Error(f"cannot read {path / STATE_FILE}: {first_line(error)}") from error
     if not isinstance(state, dict) or state.get("format") != 1:
         raise Sparse24Error(f"{path / STATE_FILE} is not a sparse24 trainer state (format 1)")
     return state

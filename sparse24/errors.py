@@ -13,3 +13,9 @@ class CheckFailed(Sparse24Error):
 
 class SparsityError(CheckFailed):
     """A weight that should be 2:4 is not."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when the message is empty), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

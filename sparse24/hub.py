@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from .enforce import MASK_SUFFIX, load_masks, masked_weights, stored_mask
-from .errors import CheckFailed, Sparse24Error
+from .errors import CheckFailed, Sparse24Error, first_line
 
 __all__ = [
     "PREFIXES",
@@ -69,11 +69,6 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msg
 _WRITTEN_BY_TRANSFORMERS = {"config.json", "generation_config.json"}
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _import(package: str, spec: str) -> ModuleType:
     """Import an optional package, or raise one line saying it is missing or why it does not import."""
     import importlib
@@ -82,7 +77,7 @@ def _import(package: str, spec: str) -> ModuleType:
         return importlib.import_module(package)
     except Exception as error:  # a broken wheel fails with OSError, RuntimeError, ... as well as ImportError
         missing = isinstance(error, ModuleNotFoundError) and error.name == package
-        state = "is not installed" if missing else f"does not import: {_first_line(error)}"
+        state = "is not installed" if missing else f"does not import: {first_line(error)}"
         raise Sparse24Error(f"{spec} needs {package}, which {state} (pip install {package})") from error
 
 
@@ -125,7 +120,7 @@ def load_model(spec: str, *, hf_class: str | None = None, **kwargs: Any) -> nn.M
     try:
         model = build(**kwargs)
     except Exception as error:  # e.g. an argument the model does not take
-        raise Sparse24Error(f"cannot build {spec}: {_first_line(error)}") from error
+        raise Sparse24Error(f"cannot build {spec}: {first_line(error)}") from error
     logger.info("built %s with random weights (no download)", spec)
     return model
 
@@ -136,14 +131,14 @@ def _hf_class(transformers: ModuleType, directory: Path, hf_class: str | None) -
         try:
             cls = getattr(transformers, hf_class, None)
         except Exception as error:  # a lazily imported class whose own dependencies fail
-            raise Sparse24Error(f"--hf-class {hf_class}: transformers.{hf_class} does not import: {_first_line(error)}") from error
+            raise Sparse24Error(f"--hf-class {hf_class}: transformers.{hf_class} does not import: {first_line(error)}") from error
         if not isinstance(cls, type) or not hasattr(cls, "from_pretrained"):
             raise Sparse24Error(f"--hf-class {hf_class}: transformers has no model class {hf_class!r} (e.g. AutoModelForCausalLM, BertForSequenceClassification)")
         return cls, hf_class
     try:
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise Sparse24Error(f"hf:{directory}: cannot read config.json: {_first_line(error)}") from error
+        raise Sparse24Error(f"hf:{directory}: cannot read config.json: {first_line(error)}") from error
     architectures = config.get("architectures") if isinstance(config, dict) else None
     if architectures and isinstance(architectures[0], str):
         with contextlib.suppress(Exception):
@@ -174,7 +169,7 @@ def load_hf(path: str | os.PathLike, *, hf_class: str | None = None, **kwargs: A
     try:
         model = cls.from_pretrained(str(directory), **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, KeyError, ... for unloadable directories
-        raise Sparse24Error(f"{spec}: cannot load it as {name}: {_first_line(error)}") from error
+        raise Sparse24Error(f"{spec}: cannot load it as {name}: {first_line(error)}") from error
     if not isinstance(model, nn.Module):
         raise Sparse24Error(f"{spec}: {name} gave a {type(model).__name__}, not a torch.nn.Module (--hf-class must name a model class)")
     logger.info("loaded %s as %s", spec, type(model).__name__)
@@ -290,7 +285,7 @@ def _read_masks(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, int
             metadata = handle.metadata() or {}
         axes = {name: int(dim) for name, dim in json.loads(metadata[_METADATA_KEY])["axes"].items()}
     except Exception as error:  # unreadable file or metadata
-        raise Sparse24Error(f"cannot read {file}: {_first_line(error)}") from error
+        raise Sparse24Error(f"cannot read {file}: {first_line(error)}") from error
     stray = sorted(key for key in masks if not key.endswith(MASK_SUFFIX))
     if stray:
         raise Sparse24Error(f"{file} holds tensors that are not masks: {', '.join(stray[:3])}")
@@ -310,7 +305,7 @@ def _loaded_from(directory: Path, cls: Any, dtype: torch.dtype | None = None, hf
     try:
         model, info = cls.from_pretrained(str(directory), **options)
     except Exception as error:
-        raise Sparse24Error(f"cannot load {directory} as {name}: {_first_line(error)}") from error
+        raise Sparse24Error(f"cannot load {directory} as {name}: {first_line(error)}") from error
     return model, set(info.get("missing_keys", ()))
 
 

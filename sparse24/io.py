@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .enforce import MASK_SUFFIX, load_masks, masked_weights
-from .errors import Sparse24Error
+from .errors import Sparse24Error, first_line
 
 __all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes", "check_fits"]
 
@@ -93,7 +93,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any reader failure means an unreadable file
-        raise Sparse24Error(f"cannot read weights file {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        raise Sparse24Error(f"cannot read weights file {path}: {first_line(error)}") from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

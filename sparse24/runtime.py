@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .axes import gemm_axes
-from .errors import Sparse24Error
+from .errors import Sparse24Error, first_line
 from .io import write_text
 from .mask import is_two_four
 
@@ -272,7 +272,7 @@ def _auto_plan(
         try:
             modules[name] = SparseLinear(weight, bias, dict.fromkeys(buckets, name), buckets)
         except (RuntimeError, ValueError, Sparse24Error) as failure:  # e.g. cuSPARSELt's minimum shapes, a kernel that cannot load
-            notes.append(f"{name} cannot hold {list(weight.shape)} {weight.dtype}: {str(failure).splitlines()[0]}")
+            notes.append(f"{name} cannot hold {list(weight.shape)} {weight.dtype}: {first_line(failure)}")
     plan, timings = {}, {}
     generator = torch.Generator(device=weight.device).manual_seed(0)
     for bucket in buckets:
@@ -285,7 +285,7 @@ def _auto_plan(
                 try:
                     error = float((module(x).float() - expected).abs().max()) / scale
                 except (RuntimeError, Sparse24Error) as failure:  # e.g. cuSPARSELt's shape limits
-                    notes.append(f"{name} failed at M={bucket} for {list(weight.shape)}: {str(failure).splitlines()[0]}")
+                    notes.append(f"{name} failed at M={bucket} for {list(weight.shape)}: {first_line(failure)}")
                     continue
                 if not error <= tolerance:
                     notes.append(f"{name} rejected at M={bucket} for {list(weight.shape)}: relative error {error:.3g} > {tolerance:g}")

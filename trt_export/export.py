@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights
 from sparse24.dist import unwrap
 from sparse24.enforce import masked_weights, strip
-from sparse24.errors import Sparse24Error, SparsityError
+from sparse24.errors import Sparse24Error, SparsityError, first_line
 from sparse24.mask import is_two_four
 
 from .errors import ExportError, ParityError, require
@@ -213,11 +213,6 @@ def _quiet_exporter() -> Iterator[None]:
             log.setLevel(level)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _non_tensor(value: Any, where: str = "output") -> tuple[str, str] | None:
     """(where, type) of the first value in a model's output that is neither a tensor nor a container of tensors."""
     if isinstance(value, Tensor) or value is None or isinstance(value, (int, float, bool, str)):
@@ -258,7 +253,7 @@ def _forward_outputs(models: Sequence[nn.Module], inputs: tuple[Tensor, ...], ch
             with torch.no_grad():
                 return reference(*inputs)
         except Exception as error:  # the user's forward: any failure means these inputs do not fit
-            raise Sparse24Error(f"the model does not run on the example inputs {[list(t.shape) for t in inputs]}: {_first_line(error)}") from error
+            raise Sparse24Error(f"the model does not run on the example inputs {[list(t.shape) for t in inputs]}: {first_line(error)}") from error
 
     output, note = run(), None
     odd = _non_tensor(output)
@@ -377,7 +372,7 @@ def export_onnx(
             hint = ""
             if dynamic_batch and "batch" in str(error):
                 hint = " (the model's forward seems to fix the batch size; try dynamic_batch=False)"
-            raise ExportError(f"torch.onnx.export failed: {_first_line(error)}{hint}") from error
+            raise ExportError(f"torch.onnx.export failed: {first_line(error)}{hint}") from error
 
         onnx = require("onnx")
         proto = onnx.load(str(staged), load_external_data=False)  # the graph; inspect_onnx reads the weights
@@ -489,7 +484,7 @@ def _within_own_fp16_error(
         with torch.no_grad():
             own = flatten_outputs(half(*feed))
     except Exception as error:  # not every op has a CPU fp16 kernel: keep the fixed tolerance
-        logger.info("export_onnx: the fp16 PyTorch model does not run on the CPU (%s); fp16 parity keeps its fixed tolerance", _first_line(error))
+        logger.info("export_onnx: the fp16 PyTorch model does not run on the CPU (%s); fp16 parity keeps its fixed tolerance", first_line(error))
         return run
     if len(own) != len(expected):
         return run

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sparse24.axes import ATEN_WEIGHT_OPERANDS, onnx_weight_axis
-from sparse24.errors import Sparse24Error
+from sparse24.errors import Sparse24Error, first_line
 from sparse24.mask import first_violation
 
 from .errors import require
@@ -526,7 +526,7 @@ def inspect_onnx(source: str | os.PathLike | Any, *, symbols: Mapping[str, int] 
     try:  # data propagation follows Shape -> Gather -> Concat -> Reshape, as the exporter writes reshapes
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as error:  # inference is best effort: keep the exporter's own value_info
-        notes.append(f"ONNX shape inference failed ({str(error).splitlines()[0]}); FLOPs use the shapes stored in the file")
+        notes.append(f"ONNX shape inference failed ({first_line(error)}); FLOPs use the shapes stored in the file")
     graph = _Graph(model, base_dir)
     inputs = sorted({d for i in model.graph.input for d in graph.shapes.get(i.name, ()) if isinstance(d, str)})
     unknown = sorted(set(symbols) - set(inputs))

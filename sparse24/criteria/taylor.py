@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from .. import dist
 from ..axes import GemmWeight
 from ..batch import call, check_loss, describe, logits, model_loss, split_samples, to_device
-from ..errors import Sparse24Error
+from ..errors import Sparse24Error, first_line
 from ..progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -162,8 +162,7 @@ def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
     try:
         return call(model, batch)
     except TypeError as error:  # (inputs, labels) given to forward(x): the user needs a function that picks the inputs
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise Sparse24Error(f"calibration batch {seen}: the model cannot be called on the batch as it is ({describe(batch)}: {first}); pass {instead}") from error
+        raise Sparse24Error(f"calibration batch {seen}: the model cannot be called on the batch as it is ({describe(batch)}: {first_line(error)}); pass {instead}") from error
 
 
 def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator) -> Callable[[nn.Module, Any, Any, int], None]:
