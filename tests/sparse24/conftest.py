@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor, nn
 
 import sparse24
+from sparse24_testing import same_bits
 
 
 @pytest.fixture(autouse=True)
@@ -65,13 +61,6 @@ def batches() -> Callable[..., list[tuple[Tensor, Tensor]]]:
 @pytest.fixture
 def loss_fn() -> Callable[[nn.Module, tuple[Tensor, Tensor]], Tensor]:
     return mse_loss
-
-
-def same_bits(a: Tensor, b: Tensor) -> bool:
-    """Bitwise equality (NaN == NaN, +0.0 != -0.0), dtype and shape included."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    return torch.equal(a.detach().reshape(-1).view(torch.uint8), b.detach().reshape(-1).view(torch.uint8))
 
 
 @dataclass
@@ -126,32 +115,3 @@ def sgd_steps(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, lo
 def train_steps() -> Callable[..., None]:
     """``train_steps(model, optimizer, steps)``: plain training on random convnet batches."""
     return sgd_steps
-
-
-TORCHRUN_TIMEOUT_S = 180  # one torchrun; a hung collective ends here instead of hanging the suite
-
-
-def torchrun(worker: Path, args: list[str], cwd: Path, what: str, ranks: int = 2, timeout: float = TORCHRUN_TIMEOUT_S) -> str:
-    """Run ``worker`` on ``ranks`` gloo CPU ranks (one thread each) from ``cwd``; its output, or a test failure showing it."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(worker), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and the ranks it started
-        log, _ = process.communicate()
-        pytest.fail(f"torchrun ({what}) did not finish in {timeout} s (a rank hung in a collective?)\n{log[-8000:]}")
-    assert process.returncode == 0, f"torchrun ({what}) exited with {process.returncode}\n{' '.join(command)}\n{log[-8000:]}"
-    return log
-
-
-def import_problem(name: str) -> str | None:
-    """Why the optional package ``name`` cannot be used here (None if it imports)."""
-    import importlib
-
-    try:
-        importlib.import_module(name)
-    except Exception as error:  # a broken wheel raises OSError, RuntimeError, ...
-        return f"{name} does not import here: {type(error).__name__}: {error}"
-    return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import torchrun as launch_torchrun
+from sparse24_testing import torchrun as launch_torchrun
 import torch
 from safetensors.torch import load_file
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import same_bits
+from sparse24_testing import same_bits
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -30,13 +30,7 @@ from sparse24 import FinetuneHistory, Sparse24Error, distill_loss, finetune
 from sparse24.finetune import SCHEDULES, WarmupSchedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these models are tiny, and extra threads only wait on each other (and on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (tests/conftest.py)
 
 
 # -- small models and data ---------------------------------------------------------------

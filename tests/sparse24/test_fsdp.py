@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import torchrun
+from sparse24_testing import torchrun
 import torch
 from safetensors.torch import load_file
 

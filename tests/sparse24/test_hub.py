@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import import_problem
+from sparse24_testing import import_problem
 import torch
 from safetensors import safe_open
 from torch import nn

@@ -15,7 +15,7 @@ from torch import nn
 import sparse24
 from sparse24.permute import PermutationReport, kept_importance, permute, permute_like, search_permutation
 
-from conftest import same_bits
+from sparse24_testing import same_bits
 
 permute_module = importlib.import_module("sparse24.permute")  # sparse24.permute is the function
 

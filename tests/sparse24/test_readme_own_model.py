@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import import_problem
+from sparse24_testing import import_problem
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")

@@ -1,0 +1,52 @@
+"""Helpers the sparse24 tests import.
+
+A module of its own: ``from conftest import`` picks up another folder's conftest when one pytest run
+names test files from several folders.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+
+def same_bits(a: Tensor, b: Tensor) -> bool:
+    """Bitwise equality (NaN == NaN, +0.0 != -0.0), dtype and shape included."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(a.detach().reshape(-1).view(torch.uint8), b.detach().reshape(-1).view(torch.uint8))
+
+
+TORCHRUN_TIMEOUT_S = 180  # one torchrun; a hung collective ends here instead of hanging the suite
+
+
+def torchrun(worker: Path, args: list[str], cwd: Path, what: str, ranks: int = 2, timeout: float = TORCHRUN_TIMEOUT_S) -> str:
+    """Run ``worker`` on ``ranks`` gloo CPU ranks (one thread each) from ``cwd``; its output, or a test failure showing it."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(worker), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun and the ranks it started
+        log, _ = process.communicate()
+        pytest.fail(f"torchrun ({what}) did not finish in {timeout} s (a rank hung in a collective?)\n{log[-8000:]}")
+    assert process.returncode == 0, f"torchrun ({what}) exited with {process.returncode}\n{' '.join(command)}\n{log[-8000:]}"
+    return log
+
+
+def import_problem(name: str) -> str | None:
+    """Why the optional package ``name`` cannot be used here (None if it imports)."""
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # a broken wheel raises OSError, RuntimeError, ...
+        return f"{name} does not import here: {type(error).__name__}: {error}"
+    return None
