@@ -36,13 +36,7 @@ RGB = "reduction size 3 is not divisible by 4"  # a stem conv on RGB input
 DEPTHWISE = "depthwise convolution"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the models are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (tests/conftest.py)
 
 
 def _with_bn_statistics(model: nn.Module, size: int = 32) -> nn.Module:
