@@ -184,11 +184,7 @@ class _GradMask:
         if module is not None and _is_dtensor(module._buffers.get(self._buffer)):
             return None  # sharded: mask_sharded_grads masks the reduced shard instead
         mask = self.mask(grad.dtype)
-        if mask is None:
-            return None
-        if mask.device != grad.device or mask.shape != grad.shape:
-            return grad * mask
-        return mask.mul_(grad)  # the expanded mask is this call's own tensor: it becomes the gradient, one layer-sized allocation
+        return None if mask is None else mask.mul_(grad)  # the expanded mask is this call's own tensor: it becomes the gradient
 
     def __getstate__(self) -> dict:
         return {"param_name": self.param_name}
