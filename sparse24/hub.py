@@ -96,15 +96,13 @@ def load_model(spec: str, *, hf_class: str | None = None, **kwargs: Any) -> nn.M
     ``num_classes=10`` for timm. ``hf_class`` applies to ``hf:`` only.
     """
     parts = split_spec(spec)
-    if parts is None and hf_class is not None:
+    if hf_class is not None and (parts is None or parts[0] != "hf"):
         raise Sparse24Error(f"--hf-class applies to hf:PATH models only, not {spec!r}")
     if parts is None:
         raise Sparse24Error(f"model {spec!r} is not hf:PATH, torchvision:NAME or timm:NAME")
     prefix, rest = parts
     if not rest:
         raise Sparse24Error(f"model {spec!r}: give the {'directory' if prefix == 'hf' else 'model name'} after '{prefix}:'")
-    if hf_class is not None and prefix != "hf":
-        raise Sparse24Error(f"--hf-class applies to hf:PATH models only, not {spec!r}")
     if prefix == "hf":
         return load_hf(rest, hf_class=hf_class, **kwargs)
     if prefix == "torchvision":
