@@ -6,7 +6,10 @@
 Columns are :func:`sparse24.axes.gemm_columns`'s: per input feature for Linear and ``Conv1D``,
 per (kernel position, channel) for convs. Forward hooks add each batch's columns to the
 sums as the model runs (activations are not kept), without gradients. Under
-``torch.distributed`` the sums are all-reduced, so every rank computes the same masks.
+``torch.distributed`` the sums are all-reduced, so every rank computes the same masks. On an
+FSDP2-sharded model every rank runs as many passes as the rank with the most batches (the
+others repeat theirs with the hooks off: the passes' collectives must pair up); see
+:mod:`sparse24.sharded`.
 
 :class:`Sequential` runs a model block by block (the transformer layers, or any list of
 submodules): it keeps only the current block's inputs (optionally on the CPU), gathers that
@@ -28,6 +31,7 @@ from torch.nn import functional as F
 from . import dist
 from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights
 from .batch import call, to_device
+from .enforce import is_sharded
 from .errors import Sparse24Error
 from .progress import Progress
 
@@ -39,31 +43,32 @@ KINDS = ("norms", "hessian")
 
 
 def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
-    parts, _, d = gemm_matrix(weight).shape
+    parts, _, d = gemm_matrix(weight, torch.empty(weight.param.shape, device="meta")).shape  # the shape only: a sharded weight stays put
     shape = (parts, d) if kind == "norms" else (parts, d, d)
     return torch.zeros(shape, dtype=torch.float32, device=weight.param.device)
 
 
 @contextlib.contextmanager
-def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: dict[int, Tensor], counts: dict[int, int]) -> Iterator[None]:
-    """Forward pre-hooks adding each call's input columns to ``stats`` (keyed by ``id(param)``)."""
-    by_module: dict[int, list[GemmWeight]] = {}
-    for weight in weights:
-        by_module.setdefault(id(weight.module), []).append(weight)
+def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: dict[int, Tensor], counts: dict[int, int], keys: Sequence[int]) -> Iterator[None]:
+    """Forward pre-hooks adding each call's input columns to ``stats`` under ``keys`` (one per weight, ``id(param)``
+    taken outside any pass: inside a sharded one a module holds its unsharded parameter)."""
+    by_module: dict[int, list[tuple[GemmWeight, int]]] = {}
+    for weight, key in zip(weights, keys):
+        by_module.setdefault(id(weight.module), []).append((weight, key))
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         inputs = list(args)
         if isinstance(module, nn.MultiheadAttention):
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
-        for weight in by_module[id(module)]:
+        for weight, key in by_module[id(module)]:
             columns = gemm_columns(weight, inputs).detach().float()
-            stat = stats[id(weight.param)]
+            stat = stats[key]
             if kind == "norms":
                 stat.add_(columns.square().sum(1))
             else:
                 stat.baddbmm_(columns.transpose(1, 2), columns)
-            counts[id(weight.param)] += columns.shape[1]
+            counts[key] += columns.shape[1]
 
     handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
@@ -168,12 +173,24 @@ def gather(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if data is None:
         raise ValueError("this method needs calibration data: sparsify(model, method, data=...)")
+    keys = [id(w.param) for w in weights]
     stats = {id(w.param): _new_stat(w, kind) for w in weights}
     counts = dict.fromkeys(stats, 0)
-    with _eval(model), _hooks(model, weights, kind, stats, counts):
-        run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress)
-    _check_seen(weights, counts)
+    if is_sharded(model):
+        from .sharded import agreed_batches, in_pass, padding
+
+        batches, per_rank = agreed_batches(data, num_batches, f"{kind} calibration")
+        with _eval(model), in_pass(f"{kind} calibration", model):
+            with _hooks(model, weights, kind, stats, counts, keys):
+                run_batches(model, batches, loss_fn=loss_fn, num_batches=None, what=f"{kind} calibration", progress=progress)
+            extra = padding(batches, max(per_rank))
+            if extra:
+                run_batches(model, extra, loss_fn=loss_fn, num_batches=None, what="padding passes", progress=False)
+    else:
+        with _eval(model), _hooks(model, weights, kind, stats, counts, keys):
+            run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress)
     _all_reduce(stats, counts)
+    _check_seen(weights, counts)  # after the sums: a layer one rank never ran is fine if another did
     return stats, counts
 
 
@@ -248,6 +265,11 @@ class Sequential:
     the caller prunes it, then :meth:`advance` computes its outputs as the next block's inputs.
     A block's stored input is re-captured from the model (previous blocks pruned) when its
     inputs are not simply the previous block's output (checked once on the first batch).
+
+    On an FSDP2-sharded model every rank runs the same number of passes and replays (the
+    most batches any rank holds; the extra ones count for nothing), a block that is not an
+    FSDP unit itself is replayed with its unit unsharded, and any failure inside a pass aborts
+    the process group (:func:`sparse24.sharded.in_pass`) rather than leave a rank waiting.
     """
 
     def __init__(
@@ -265,13 +287,21 @@ class Sequential:
             raise ValueError("sequential calibration needs data: sparsify(model, method, data=..., sequential=...)")
         self.model = model
         self.blocks = list(blocks)
-        self.batches = []
-        for batch in data:
-            if num_batches is not None and len(self.batches) >= num_batches:
-                break
-            self.batches.append(batch)
-        if not self.batches:
-            raise Sparse24Error("calibration data yielded no batches")
+        self.sharded = is_sharded(model)
+        if self.sharded:
+            from .sharded import agreed_batches
+
+            self.batches, per_rank = agreed_batches(data, num_batches, "sequential calibration")
+            self.steps = max(per_rank)
+        else:
+            self.batches = []
+            for batch in data:
+                if num_batches is not None and len(self.batches) >= num_batches:
+                    break
+                self.batches.append(batch)
+            if not self.batches:
+                raise Sparse24Error("calibration data yielded no batches")
+            self.steps = len(self.batches)
         self.loss_fn = loss_fn
         self.offload = offload
         self.progress = progress
@@ -285,6 +315,39 @@ class Sequential:
             self.loss_fn(self.model, batch)
         else:
             call(self.model, batch)
+
+    def _pass(self, what: str) -> contextlib.AbstractContextManager:
+        """Around code that runs sharded passes: a failure aborts the process group (nothing when unsharded)."""
+        if not self.sharded:
+            return contextlib.nullcontext()
+        from .sharded import in_pass
+
+        return in_pass(f"sequential calibration: {what}", self.model)
+
+    def _extra(self, items: Sequence[Any]) -> list[Any]:
+        """What this rank runs, for nothing, after ``items`` so that it makes as many passes as every other rank."""
+        if not self.sharded:
+            return []
+        from .sharded import padding
+
+        return padding(items, self.steps)
+
+    @contextlib.contextmanager
+    def _unsharded(self, index: int) -> Iterator[None]:
+        """Block ``index`` callable on its own: its FSDP unit unsharded when it is not a unit itself."""
+        unit = None
+        if self.sharded:
+            from .sharded import owner_unit
+
+            unit = owner_unit(self.model, *self.blocks[index])
+        if unit is None:
+            yield
+            return
+        unit.unshard()
+        try:
+            yield
+        finally:
+            unit.reshard()
 
     def _store(self, value: Any) -> Any:
         if isinstance(value, Tensor):
@@ -322,18 +385,26 @@ class Sequential:
             handles.append(block.register_forward_pre_hook(lambda m, args, i=index: before(i, args)))
             handles.append(block.register_forward_hook(lambda m, args, out, i=index: after(i, out)))
         try:
-            with torch.no_grad(), _eval(self.model):
+            with torch.no_grad(), _eval(self.model), self._pass("first batch"):
                 self._forward(self.batches[0])
         finally:
             for handle in handles:
                 handle.remove()
         missing = [name for i, (name, _) in enumerate(self.blocks) if i not in seen_in]
-        if missing:
-            raise Sparse24Error(f"sequential: the forward pass never ran block {missing[0]}")
         chained = [False]
         for i in range(1, len(self.blocks)):
             previous, current = seen_out.get(i - 1), seen_in.get(i)
             chained.append(isinstance(current, Tensor) and previous is not None and previous.shape == current.shape and torch.equal(previous, current))
+        if self.sharded and dist.world_size() > 1:  # every rank the same plan: missing on any, chained on all
+            import torch.distributed as torch_dist
+
+            flags = torch.tensor([int(bool(missing))] + [int(not c) for c in chained], dtype=torch.int32)
+            torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
+            if flags[0] and not missing:
+                missing = ["(on another rank)"]
+            chained = [not bool(flag) for flag in flags[1:]]
+        if missing:
+            raise Sparse24Error(f"sequential: the forward pass never ran block {missing[0]}")
         return chained
 
     def capture(self, index: int) -> None:
@@ -348,14 +419,19 @@ class Sequential:
 
         handle = block.register_forward_pre_hook(hook, with_kwargs=True)
         try:
-            with torch.no_grad(), _eval(self.model):
-                for batch in self.batches:
+            with torch.no_grad(), _eval(self.model), self._pass(f"inputs of {name}"):
+                for batch in self.batches + self._extra(self.batches):
                     try:
                         self._forward(batch)
                     except _Stop:
                         pass
+                    if self.sharded:  # the pass stopped inside FSDP's forward: its units back to sharded
+                        from .sharded import reshard_all
+
+                        reshard_all(self.model)
         finally:
             handle.remove()
+        del captured[len(self.batches) :]  # the extra passes' inputs
         if len(captured) != len(self.batches):
             raise Sparse24Error(f"sequential: block {name} ran {len(captured)} times for {len(self.batches)} batches")
         self.inputs = captured
@@ -364,16 +440,20 @@ class Sequential:
         """Statistics of ``weights`` (inside block ``index``) from the block's stored inputs."""
         if self.inputs is None or not self.chained[index]:
             self.capture(index)
+        keys = [id(w.param) for w in weights]
         stats = {id(w.param): _new_stat(w, kind) for w in weights}
         counts = dict.fromkeys(stats, 0)
         name, block = self.blocks[index]
         bar = Progress(logger, f"{kind} calibration of {name}", len(self.inputs), enabled=self.progress and dist.is_main())
-        with torch.no_grad(), _eval(self.model), _hooks(block, weights, kind, stats, counts), bar:
-            for args, kwargs in self.inputs:
+        with torch.no_grad(), _eval(self.model), self._pass(f"block {name}"), self._unsharded(index):
+            with _hooks(block, weights, kind, stats, counts, keys), bar:
+                for args, kwargs in self.inputs:
+                    block(*self._load(args), **self._load(kwargs))
+                    bar.update()
+            for args, kwargs in self._extra(self.inputs):
                 block(*self._load(args), **self._load(kwargs))
-                bar.update()
-        _check_seen(weights, counts)
         _all_reduce(stats, counts)
+        _check_seen(weights, counts)
         return stats, counts
 
     def advance(self, index: int) -> None:
@@ -383,10 +463,12 @@ class Sequential:
             return
         if self.inputs is None:
             self.capture(index)
-        _, block = self.blocks[index]
+        name, block = self.blocks[index]
         outputs = []
-        with torch.no_grad(), _eval(self.model):
+        with torch.no_grad(), _eval(self.model), self._pass(f"outputs of {name}"), self._unsharded(index):
             for args, kwargs in self.inputs:
                 out = _first_tensor(block(*self._load(args), **self._load(kwargs)))
                 outputs.append(((self._store(out), *args[1:]), kwargs))
+            for args, kwargs in self._extra(self.inputs):
+                block(*self._load(args), **self._load(kwargs))
         self.inputs = outputs

@@ -64,6 +64,7 @@ __all__ = [
     "has_masks",
     "is_sharded",
     "shard_masks",
+    "shard_like",
     "mask_sharded_grads",
     "full_weight_and_mask",
 ]
@@ -419,6 +420,18 @@ def _params(groups: Iterable[dict]) -> Iterable[Tensor]:
         yield from group["params"]
 
 
+def shard_like(param: Tensor, packed: Tensor) -> Tensor:
+    """The packed mask ``packed`` (of the whole weight) as a ``DTensor`` sharded like ``param``: this rank's rows, no communication.
+
+    ``packed`` itself when ``param`` is not sharded.
+    """
+    if not _is_dtensor(param):
+        return packed
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(packed.to(param.to_local().device), param.device_mesh, param.placements, src_data_rank=None)
+
+
 def shard_masks(model: nn.Module) -> int:
     """Shard the mask buffers of ``model``'s sharded weights like the weights themselves, in place.
 
@@ -430,7 +443,7 @@ def shard_masks(model: nn.Module) -> int:
     its mask. Returns how many masks were sharded. Raises :class:`Sparse24Error` for a weight
     sharded along another dim than 0.
     """
-    from torch.distributed.tensor import Shard, distribute_tensor
+    from torch.distributed.tensor import Shard
 
     count = 0
     for module_name, module in model.named_modules():
@@ -445,8 +458,7 @@ def shard_masks(model: nn.Module) -> int:
             if not _is_dtensor(packed):
                 if tuple(packed.shape) != packed_shape(param.shape):
                     raise Sparse24Error(f"mask of {name} has shape {list(packed.shape)}, not {list(packed_shape(param.shape))} for the weight {list(param.shape)}")
-                local = packed.to(param.to_local().device)
-                sharded = distribute_tensor(local, param.device_mesh, param.placements, src_data_rank=None)
+                sharded = shard_like(param, packed)
                 if sharded.to_local().shape[0] != param.to_local().shape[0]:
                     raise Sparse24Error(f"{name}: its mask shard has {sharded.to_local().shape[0]} rows, its weight shard {param.to_local().shape[0]}")
                 module._buffers[mask_name(param_name)] = sharded

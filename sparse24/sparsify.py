@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .calibrate import find_blocks
-from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, stored_mask, watch
+from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import pack_bits, prune_, require_two_four
 from .report import LayerReport, SparsityReport
@@ -191,6 +191,7 @@ class _Result:
     total: float = 0.0  # importance before pruning, for ``kept``
     mask: Tensor | None = None
     weight: Tensor | None = None
+    packed: Tensor | None = None  # sharded: this rank's rows of the packed mask (decided and written already)
 
     def kept_after(self, weight: GemmWeight) -> float:
         if self.kept is not None:
@@ -201,6 +202,60 @@ class _Result:
 def _from_scores(weight: GemmWeight, scores: Tensor | None) -> _Result:
     """Scores to prune by (checked for NaN/Inf here, before anything changes)."""
     return _Result(weight.param, scores=scores, total=_total_importance(weight, scores))
+
+
+def _prune_by(weight: GemmWeight, scores: Tensor | None) -> _Result:
+    """Prune ``weight`` in place by ``scores`` (``|weight|`` when None); its result with the mask."""
+    result = _from_scores(weight, scores)
+    result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
+    prune_(weight.param.detach(), weight.axis.reduction, scores, out=result.mask)
+    result.kept = result.kept_after(weight)
+    return result
+
+
+def _settle(weight: GemmWeight, decide: Callable[[GemmWeight], _Result]) -> _Result:
+    """``decide(target)`` prunes ``target`` in place; for a sharded weight on its gathered copy, one layer at a time.
+
+    Sharded, this rank's rows are then written into its shard and the result carries them
+    as the packed mask (``packed``); every rank must settle the same weights in the same order.
+    """
+    if not is_sharded(weight.param):
+        return decide(weight)
+    from .sharded import gathered, write_back
+
+    target = gathered(weight)
+    result = decide(target)
+    write_back(weight.param, target.param)
+    result.packed = shard_like(weight.param, pack_bits(result.mask))
+    result.param = weight.param
+    result.mask = result.scores = result.weight = None
+    return result
+
+
+def _one_pass_sharded(model: nn.Module, criterion: Any, weights: list[GemmWeight], *, options: dict[str, Any], **call: Any) -> list[_Result]:
+    """:func:`_one_pass` on an FSDP2-sharded model: statistics on every rank, then one gathered layer at a time."""
+    from .calibrate import gather
+    from .sharded import full_from_local, reshard_all
+
+    kind = getattr(criterion, "KIND", None)
+    if kind is not None:
+        if not hasattr(criterion, "solve") and options:
+            raise ValueError(f"{criterion.__name__.rpartition('.')[2]} takes no options, got {sorted(options)}")
+        stats, counts = gather(model, weights, kind, call["data"], loss_fn=call["loss_fn"], num_batches=call["num_batches"], progress=call["progress"])
+    else:
+        local_scores = criterion.score(model, weights, **call, **options)  # taylor: this rank's rows; magnitude: None
+    reshard_all(model)  # a root unit stays unsharded after a forward without gradients
+    results = []
+    for index, weight in enumerate(weights):
+        if kind is not None:
+            stat, count = stats.pop(id(weight.param)), counts[id(weight.param)]
+            results.append(_settle(weight, lambda target, stat=stat, count=count: _decide_in_place(criterion, target, stat, count, options)))
+        else:
+            local = local_scores[index]
+            scores = None if local is None else full_from_local(weight.param, local)
+            results.append(_settle(weight, lambda target, scores=scores: _prune_by(target, scores)))
+            local_scores[index] = scores = None
+    return results
 
 
 def _one_pass(model: nn.Module, criterion: Any, weights: list[GemmWeight], *, options: dict[str, Any], **call: Any) -> list[_Result]:
@@ -243,8 +298,10 @@ def _sequential(
     """Block by block: each block decided (and pruned in place) on the outputs of the pruned blocks before it.
 
     Weights outside every block come last, from the whole pruned model. On any failure
-    (Ctrl-C included) every weight is put back as it was.
+    (Ctrl-C included) every weight is put back as it was (sharded: every rank's shards).
     """
+    from .sharded import Snapshot, full_from_local, reshard_all
+
     inside: dict[int, int] = {}
     for index, (_, block) in enumerate(blocks):
         for param in block.parameters():
@@ -253,8 +310,13 @@ def _sequential(
     rest = []
     for weight in weights:
         (per_block[inside[id(weight.param)]] if id(weight.param) in inside else rest).append(weight)
-    originals = {id(w.param): w.param.detach().to("cpu", copy=True) for w in weights}
+    originals = Snapshot(w.param for w in weights)
     results: dict[int, _Result] = {}
+
+    def decide_from(weight: GemmWeight, stats: dict[int, Tensor], counts: dict[int, int]) -> _Result:
+        stat, count = stats.pop(id(weight.param)), counts[id(weight.param)]
+        return _settle(weight, lambda target: _decide_in_place(criterion, target, stat, count, options))
+
     try:
         if hasattr(criterion, "KIND"):
             from .calibrate import Sequential, gather
@@ -263,30 +325,28 @@ def _sequential(
             for index, block_weights in enumerate(per_block):
                 if block_weights:
                     stats, counts = engine.gather(index, block_weights, criterion.KIND)
+                    reshard_all(model)
                     for weight in block_weights:
-                        results[id(weight.param)] = _decide_in_place(criterion, weight, stats.pop(id(weight.param)), counts[id(weight.param)], options)
+                        results[id(weight.param)] = decide_from(weight, stats, counts)
                     logger.info("sequential: block %s done (%d weights)", blocks[index][0], len(block_weights))
                 engine.advance(index)
             if rest:
                 stats, counts = gather(model, rest, criterion.KIND, engine.batches, loss_fn=loss_fn, progress=progress)
+                reshard_all(model)
                 for weight in rest:
-                    results[id(weight.param)] = _decide_in_place(criterion, weight, stats.pop(id(weight.param)), counts[id(weight.param)], options)
+                    results[id(weight.param)] = decide_from(weight, stats, counts)
         else:  # taylor: gradients need the whole model; blocks are scored in order, earlier ones pruned
             batches = list(data) if data is not None else None
             for group in [*per_block, rest]:
                 if not group:
                     continue
                 scores = criterion.score(model, group, data=batches, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options)
+                reshard_all(model)
                 for weight, score in zip(group, scores):
-                    result = _from_scores(weight, score)
-                    result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
-                    prune_(weight.param.detach(), weight.axis.reduction, score, out=result.mask)
-                    result.kept = result.kept_after(weight)
-                    results[id(weight.param)] = result
+                    full = full_from_local(weight.param, score)  # sharded: gathered, one layer at a time
+                    results[id(weight.param)] = _settle(weight, lambda target, full=full: _prune_by(target, full))
     except BaseException:
-        with torch.no_grad():
-            for weight in weights:
-                weight.param.copy_(originals[id(weight.param)])
+        originals.restore()
         raise
     return [results[id(w.param)] for w in weights]
 
@@ -345,8 +405,12 @@ def sparsify(
     chooses the same masks; ``progress`` shows calibration progress (rank 0 only).
     """
     model = dist.unwrap(model)
-    if is_sharded(model):
-        raise Sparse24Error("sparsify works on the unsharded model: prune (and calibrate) it first, then shard it (fully_shard) or let finetune(strategy='fsdp') shard it")
+    if dist.is_fsdp(model):
+        from .sharded import reshard_all
+
+        reshard_all(model)  # a root unit stays unsharded after a forward without gradients
+        if permute:
+            raise Sparse24Error("permute=True needs the unsharded model: permute (sparse24.permute) before sharding it with fully_shard")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not isinstance(min_params, int) or min_params < 0:
@@ -391,15 +455,33 @@ def sparsify(
 def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequential: Any, offload: bool, call: dict[str, Any]) -> dict[int, float]:
     """Decide, prune and attach the masks of ``chosen`` (all or nothing); the importance kept per parameter."""
     weights = [c.weight for c in chosen]
-    if sequential not in (None, False):
-        results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
-    else:
-        results = _one_pass(model, criterion, weights, **call)
+    sharded = is_sharded(model)
+    if sharded:
+        from .sharded import Snapshot, reshard_all
+
+        snapshot = Snapshot(w.param for w in weights)
+    try:
+        if sequential not in (None, False):
+            results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
+        elif sharded:
+            results = _one_pass_sharded(model, criterion, weights, **call)
+        else:
+            results = _one_pass(model, criterion, weights, **call)
+    except BaseException:
+        if sharded:  # every rank puts its own shards back (the others do the same)
+            reshard_all(model)
+            snapshot.restore()
+        raise
     kept = {}
     with interrupts.deferred():
         packed = []
         for candidate, result in zip(chosen, results):  # one layer's bool mask and scores at a time
             weight = candidate.weight
+            if result.packed is not None:  # sharded: decided, pruned and packed already
+                kept[id(result.param)] = result.kept
+                packed.append(result.packed)
+                result.packed = None
+                continue
             if result.mask is None:
                 result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
                 prune_(weight.param.detach(), weight.axis.reduction, result.scores, out=result.mask)
@@ -412,6 +494,8 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
         for candidate, mask in zip(chosen, packed):
             for owner in candidate.owners:
                 attach(owner.module, owner.param_name, mask, apply=False)
+        if sharded:
+            shard_masks(model)  # masks of weights outside FSDP too; tags the sharded weights for finetune
         watch(model)
     return kept
 

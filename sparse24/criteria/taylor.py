@@ -19,6 +19,14 @@ Which gradient (``labels``):
   ``u ~ N(0, diag p - p p^T)`` at every position (:func:`_model_fisher`): unbiased, every class
   weighted by its probability in each draw. Cross terms between positions and samples vanish in
   expectation, so batch gradients are unbiased too; ``per_sample`` and ``samples`` lower the variance.
+
+On an FSDP2-sharded model FSDP averages each gradient over the ranks, so a rank's own squared
+gradient is out of reach: every rank runs every rank's batches instead (rank 0's first, each
+broadcast from its owner), the owner's loss counting once and the others' times zero, so the
+reduced shard is exactly that batch's gradient over the world size; ``|w * g|`` is accumulated
+on each rank's own rows. The scores equal one process's over all the batches in that order
+(bitwise for a power-of-two world size). Losses are checked on every rank together between the
+forward and the backward (:mod:`sparse24.sharded`).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from torch import Tensor, nn
 from .. import dist
 from ..axes import GemmWeight
 from ..batch import call, check_loss, describe, logits, model_loss, split_samples, to_device
+from ..enforce import is_sharded
 from ..errors import Sparse24Error, first_line
 from ..progress import Progress
 
@@ -84,7 +93,9 @@ def score(
 
     Under ``torch.distributed`` (torchrun) each rank scores its own batches and the scores
     are summed across ranks (``all_reduce``) before they are returned, so every rank chooses
-    the same masks.
+    the same masks. On an FSDP2-sharded model every rank runs every rank's batches (see the
+    module docstring) and the scores returned are this rank's rows of each weight's (the shape
+    of its local shard).
     """
     if data is None:
         raise ValueError("method='taylor' needs calibration data: sparsify(model, 'taylor', data=...)")
@@ -101,11 +112,16 @@ def score(
     if labels == "model" and loss_fn is not None:
         logger.info("taylor: labels='model' draws its labels from the model's logits; loss_fn is not used")
     params = list({id(w.param): w.param for w in weights}.values())
-    accumulators = {id(p): torch.zeros(p.shape, dtype=torch.float32, device=p.device) for p in params}
+    sharded = is_sharded(model)
+    accumulators = {id(p): torch.zeros(_local(p).shape, dtype=torch.float32, device=p.device) for p in params}
     device = params[0].device
+    world = dist.world_size()
 
     def accumulate(param: Tensor) -> None:
-        product = param.detach().float() * param.grad.float()
+        if is_sharded(param):  # FSDP's mean over the ranks of one batch's gradient and zeros: times the world size
+            product = param.detach().to_local().float() * param.grad.to_local().float().mul_(world)
+        else:
+            product = param.detach().float() * param.grad.float()
         accumulators[id(param)].add_(product.square_() if squared else product.abs_())
         param.grad = None
 
@@ -116,17 +132,23 @@ def score(
             param.grad = None
             param.requires_grad_(id(param) in targets)
         handles = [p.register_post_accumulate_grad_hook(accumulate) for p in params]
-        if labels == "model":
-            generator = torch.Generator(device=device).manual_seed(seed + dist.rank())
-            backward = _model_fisher(logits_fn, samples, generator)
+        if labels == "model":  # sharded: every rank runs every batch, in one process's order
+            generator = torch.Generator(device=device).manual_seed(seed + (0 if sharded else dist.rank()))
+            backward = _model_fisher(logits_fn, samples, generator, sharded)
         else:
-            backward = _data_loss(loss_fn)
+            backward = _data_loss(loss_fn, sharded)
         try:
-            seen = _calibrate(model, data, backward, num_batches, device, autocast, progress, per_sample)
+            if sharded:
+                seen = _calibrate_sharded(model, data, backward, num_batches, device, autocast, progress, per_sample)
+            else:
+                seen = _calibrate(model, data, backward, num_batches, device, autocast, progress, per_sample)
         finally:
             for handle in handles:
                 handle.remove()
-    if dist.world_size() > 1:
+    plain = [accumulators[id(p)] for p in params if not is_sharded(p)]
+    if sharded and plain:  # a weight outside FSDP: only each batch's owner rank added to it
+        _all_reduce(plain)
+    elif not sharded and dist.world_size() > 1:
         _all_reduce(list(accumulators.values()))
         logger.info("taylor: summed scores over %d ranks", dist.world_size())
     logger.info("taylor: scored %d weights over %d calibration batches", len(params), seen)
@@ -145,14 +167,49 @@ def _all_reduce(tensors: list[Tensor]) -> None:
         offset += tensor.numel()
 
 
-def _data_loss(loss_fn: Loss | None) -> Callable[[nn.Module, Any, Any, int], None]:
-    """One backward pass of ``loss_fn`` (or the model's own loss) on a batch, under ``amp``."""
+def _local(param: Tensor) -> Tensor:
+    return param.to_local() if is_sharded(param) else param
 
-    def backward(model: nn.Module, batch: Any, amp: Any, seen: int) -> None:
-        with amp:
-            loss = loss_fn(model, batch) if loss_fn is not None else model_loss(_called(model, batch, seen, "loss_fn (CLI: --loss MODULE:CALLABLE)"))
-        check_loss(loss, f"calibration batch {seen}: the loss")
-        loss.backward()
+
+def _guard(sharded: bool) -> contextlib.AbstractContextManager:
+    """Around a sharded pass: a failure there aborts the process group (:func:`sparse24.sharded.in_pass`)."""
+    if not sharded:
+        return contextlib.nullcontext()
+    from ..sharded import in_pass
+
+    return in_pass("taylor calibration")
+
+
+def _checked(sharded: bool, check: Callable[[], Any]) -> Any:
+    """``check()``; sharded, its failure on any rank raises on every rank (between passes)."""
+    if not sharded:
+        return check()
+    from ..sharded import agree
+
+    result, error = None, None
+    try:
+        result = check()
+    except Exception as caught:  # noqa: BLE001 -- raised on every rank by agree
+        error = caught
+    agree(error, "taylor calibration")
+    return result
+
+
+def _data_loss(loss_fn: Loss | None, sharded: bool = False) -> Callable[..., None]:
+    """One backward pass of ``loss_fn`` (or the model's own loss) on a batch, under ``amp``, its gradient times ``scale``."""
+
+    def backward(model: nn.Module, batch: Any, amp: Any, seen: int, scale: float = 1.0) -> None:
+        with _guard(sharded), amp:
+            output = loss_fn(model, batch) if loss_fn is not None else _called(model, batch, seen, "loss_fn (CLI: --loss MODULE:CALLABLE)")
+
+        def check() -> Tensor:
+            loss = output if loss_fn is not None else model_loss(output)
+            check_loss(loss, f"calibration batch {seen}: the loss")
+            return loss
+
+        loss = _checked(sharded, check)
+        with _guard(sharded):
+            (loss if scale == 1.0 else loss * scale).backward()
 
     return backward
 
@@ -165,7 +222,7 @@ def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
         raise Sparse24Error(f"calibration batch {seen}: the model cannot be called on the batch as it is ({describe(batch)}: {first_line(error)}); pass {instead}") from error
 
 
-def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator) -> Callable[[nn.Module, Any, Any, int], None]:
+def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator, sharded: bool = False) -> Callable[..., None]:
     """``samples`` backward passes of ``sum <u, z>`` over the logits ``z``, ``u ~ N(0, diag(p) - p p^T)`` per position.
 
     ``diag(p) - p p^T`` is the Fisher of a softmax in its logits, so the squared gradient is an
@@ -174,17 +231,21 @@ def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples:
     in every draw (a drawn label is almost always the likely one on a confident model).
     """
 
-    def backward(model: nn.Module, batch: Any, amp: Any, seen: int) -> None:
-        with amp:
-            if logits_fn is not None:
-                found = logits_fn(model, batch)
-            else:
-                output = _called(model, batch, seen, "logits_fn (CLI: --logits MODULE:CALLABLE)")
+    def backward(model: nn.Module, batch: Any, amp: Any, seen: int, scale: float = 1.0) -> None:
+        with _guard(sharded), amp:
+            output = logits_fn(model, batch) if logits_fn is not None else _called(model, batch, seen, "logits_fn (CLI: --logits MODULE:CALLABLE)")
+
+        def check() -> Tensor:
+            found = output
+            if logits_fn is None:
                 if not isinstance(output, Tensor) and getattr(output, "logits", None) is None and not (isinstance(output, Mapping) and "logits" in output):
                     raise Sparse24Error(f"calibration batch {seen}: no logits in the model's output ({type(output).__name__}); pass logits_fn=lambda model, batch: ...")
                 found = logits(output)
-        if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point() or not found.requires_grad:
-            raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
+            if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point() or not found.requires_grad:
+                raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
+            return found
+
+        found = _checked(sharded, check)
         z = found.float().reshape(-1, found.shape[-1])
         p = torch.softmax(z.detach(), dim=-1)
         root = p.sqrt()
@@ -192,8 +253,9 @@ def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples:
             u = root * torch.randn(p.shape, generator=generator, device=p.device)
             u -= p * u.sum(1, keepdim=True)  # u ~ N(0, diag(p) - p p^T)
             loss = (z * u).sum()
-            check_loss(loss, f"calibration batch {seen}: the Fisher draw")
-            loss.backward(retain_graph=draw + 1 < samples)
+            _checked(sharded, lambda: check_loss(loss, f"calibration batch {seen}: the Fisher draw"))
+            with _guard(sharded):
+                (loss if scale == 1.0 else loss * scale).backward(retain_graph=draw + 1 < samples)
 
     return backward
 
@@ -215,6 +277,26 @@ def _calibrate(model, data, backward, num_batches, device, autocast, progress, p
             bar.update()
     if seen == 0:
         raise Sparse24Error("calibration data yielded no batches")
+    return seen
+
+
+def _calibrate_sharded(model, data, backward, num_batches, device, autocast, progress, per_sample=False) -> int:
+    """Every rank's batches on every rank, rank 0's first; a batch's own rank backpropagates its loss, the others zero."""
+    from ..sharded import agreed_batches, broadcast_batch, in_pass
+
+    mine, counts = agreed_batches(data, num_batches, "taylor calibration")
+    rank, seen = dist.rank(), 0
+    with Progress(logger, "taylor calibration", sum(counts), enabled=progress and dist.is_main()) as bar:
+        for source, count in enumerate(counts):
+            for index in range(count):
+                with in_pass("taylor calibration: sending a batch"):
+                    batch = broadcast_batch(mine[index] if rank == source else None, source)
+                batch = to_device(batch, device)
+                for sample in split_samples(batch) if per_sample else [batch]:
+                    amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+                    backward(model, sample, amp, seen, 1.0 if rank == source else 0.0)
+                seen += 1
+                bar.update()
     return seen
 
 
