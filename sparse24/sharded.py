@@ -144,7 +144,7 @@ def in_pass(what: str, model: nn.Module | None = None) -> Iterator[None]:
     except BaseException as error:
         aborted = _abort(what, error)
         if aborted and isinstance(error, Exception) and _collective_failure(error):
-            raise Sparse24Error(f"{what}: a collective failed ({first_line(error)}), most likely because another rank failed (its log names the error); the process group is aborted") from error
+            raise Sparse24Error(f"{what}: a collective failed, most likely because another rank failed (its log names the error); the process group is aborted") from error
         raise
 
 

@@ -19,10 +19,16 @@ again); importing it does nothing but define things. Run as a script by
 5. runs the same training on a model and teacher sharded by the worker itself with
    ``fully_shard``, stopped at a fixed step (``StopRun`` from ``loss_fn``), then resumes it
    from its newest checkpoint on fresh sharded copies (``resumed_rank{r}.safetensors``);
-6. checks that a violation on rank 1's shard only fails ``sparse24.verify`` on every rank, and
-   records what ``sparse24.verify`` and ``sparsify`` do on a sharded model;
+6. checks that a violation on rank 1's shard only fails ``sparse24.verify`` on every rank;
 7. runs a recipe with ``finetune: {strategy: fsdp}`` (``run_recipe``, 2 steps; rank 0 writes
-   ``recipe.safetensors`` from the gathered model).
+   ``recipe.safetensors`` from the gathered model);
+8. runs ``sparsify`` on a sharded :func:`build_calibration` model for every case of
+   :data:`CASES`, rank 0 with calibration batches 0-2 and rank 1 with 3-4 (rank 0 writes
+   ``sparsify_{case}.safetensors`` from the gathered model), verifies and finetunes one result,
+   and checks failures that every rank sees between passes (a NaN batch on rank 1, rank 1's data
+   failing): every rank raises, its shards unchanged, the process group still usable;
+9. last, as it aborts the process group: a ``loss_fn`` raising on rank 1 only
+   (``abort_rank{r}.json``).
 """
 
 from __future__ import annotations
@@ -80,6 +86,88 @@ def build():
 
     torch.manual_seed(0)
     return Net()
+
+
+CAL_BATCHES = 5
+CAL_SPLIT = 3  # rank 0 takes calibration batches [0, 3), rank 1 [3, 5): uneven counts
+CASES = {  # name: (method, sparsify keyword arguments besides data and loss_fn)
+    "magnitude": ("magnitude", {}),
+    "taylor_squared_per_sample": ("taylor", {"squared": True, "per_sample": True}),
+    "taylor_model_labels": ("taylor", {"labels": "model", "samples": 2, "squared": True}),
+    "wanda": ("wanda", {}),
+    "sparsegpt": ("sparsegpt", {"blocksize": 8}),
+    "wanda_sequential": ("wanda", {"sequential": "blocks"}),
+    "sparsegpt_sequential": ("sparsegpt", {"sequential": "blocks", "blocksize": 8}),
+}
+CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "conv.weight", "mid.weight", "proj.weight"]
+
+
+def build_calibration():
+    """The sparsify test model: Linear, a Conv1d (9 output rows: shards of 5 and 4), GPT-2's
+    transposed ``Conv1D`` (weight [76, 27], reduction along dim 0: its 38-row shards split a
+    group of 4), two blocks in a ``ModuleList`` for ``sequential``; 32 inputs, 10 classes."""
+    import torch
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    class Block(nn.Module):
+        def __init__(self, width: int, hidden: int) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(width)
+            self.up = nn.Linear(width, hidden)
+            self.down = nn.Linear(hidden, width)
+
+        def forward(self, x):
+            return x + self.down(torch.relu(self.up(self.norm(x))))
+
+    class CalNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(32, 64)
+            self.blocks = nn.ModuleList([Block(64, 48), Block(64, 64)])
+            self.conv = nn.Conv1d(8, 9, 3, padding=1)
+            self.mid = nn.Linear(72, 76)
+            self.proj = Conv1D(27, 76)
+            self.head = nn.Linear(27, 10)  # reduction 27: stays dense
+
+        def forward(self, x):
+            h = self.embed(x)
+            for block in self.blocks:
+                h = block(h)
+            h = torch.relu(self.conv(h.view(-1, 8, 8))).flatten(1)
+            return self.head(torch.relu(self.proj(torch.relu(self.mid(h)))))
+
+    torch.manual_seed(3)
+    return CalNet()
+
+
+def calibration_data():
+    """``CAL_BATCHES`` batches of 6 (inputs, labels); the union of the two ranks' shares, in order."""
+    import torch
+
+    generator = torch.Generator().manual_seed(11)
+    return [(torch.randn(6, 32, generator=generator), torch.randint(0, 10, (6,), generator=generator)) for _ in range(CAL_BATCHES)]
+
+
+def share(rank: int) -> list:
+    batches = calibration_data()
+    return batches[:CAL_SPLIT] if rank == 0 else batches[CAL_SPLIT:]
+
+
+def logits_fn(model, batch):
+    return model(batch[0])
+
+
+def case_options(name: str) -> tuple[str, dict]:
+    """``(method, keyword arguments)`` of a case as one process and every rank call sparsify."""
+    method, extra = CASES[name]
+    options = dict(policy="any", progress=False, **extra)
+    if method != "magnitude":
+        options["loss_fn"] = loss_fn
+    if extra.get("labels") == "model":
+        options["logits_fn"] = logits_fn
+        del options["loss_fn"]
+    return method, options
 
 
 def data():
@@ -289,15 +377,6 @@ def main(argv: list[str] | None = None) -> int:
             record["verify_error"] = None
         except Exception as error:  # noqa: BLE001 -- recorded for the test to show
             record["verify_error"] = first_line(error)
-        for method in ("magnitude", "taylor"):
-            plain = build()
-            shard_like_finetune(plain)
-            try:
-                calibration = {"data": train[:1], "loss_fn": loss_fn} if method == "taylor" else {}
-                sparse24.sparsify(plain, method, policy="any", progress=False, **calibration)
-                record[f"sparsify_{method}_error"] = None
-            except Exception as error:  # noqa: BLE001 -- recorded for the test to show
-                record[f"sparsify_{method}_error"] = first_line(error)
 
         # 7. A recipe with finetune: {strategy: fsdp}.
         from sparse24.recipe import read_recipe, run_recipe
@@ -321,11 +400,156 @@ def main(argv: list[str] | None = None) -> int:
         result = run_recipe(read_recipe(recipe_file))
         record["recipe_written"] = [str(p) for p in result.written]
         record["recipe_steps"] = [s["step"] for s in result.history.steps]
+
+        # 8. sparsify on the sharded model.
+        record["sparsify"] = sparsify_cases(args.out, rank, world, train)
+        record["sparsify_failures"] = sparsify_failures(rank)
         (args.out / f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
         tdist.barrier()
+
+        # 9. Last: a failure inside a pass on rank 1 only aborts the process group.
+        (args.out / f"abort_rank{rank}.json").write_text(json.dumps(abort_case(rank)), encoding="utf-8")
     finally:
-        tdist.destroy_process_group()
+        if tdist.is_initialized():
+            try:
+                tdist.destroy_process_group()
+            except Exception:  # noqa: BLE001 -- an aborted group
+                pass
     return 0
+
+
+CAL_UNITS = ["embed", "blocks.0", "proj"]  # then the root, which holds blocks.1, conv, mid and head
+
+
+def sharded_calibration_model():
+    """A fresh calibration model sharded over the ranks: ``blocks.1`` is no unit of its own (replayed with the root unsharded)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    import sparse24.dist
+
+    model = build_calibration()
+    mesh = init_device_mesh("cpu", (sparse24.dist.world_size(),))
+    for name in CAL_UNITS:
+        fully_shard(model.get_submodule(name), mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def local_weights(model) -> dict:
+    """This rank's shards of every parameter (copies)."""
+    return {name: param.detach().to_local().clone() for name, param in model.named_parameters()}
+
+
+def unchanged(model, before: dict) -> bool:
+    after = local_weights(model)
+    return list(after) == list(before) and all(torch_equal(after[k], before[k]) for k in before)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and torch.equal(a.view(-1).view(torch.uint8), b.view(-1).view(torch.uint8))
+
+
+def sparsify_cases(out: Path, rank: int, world: int, train: list) -> dict:
+    """Every case of CASES on a freshly sharded calibration model; rank 0 writes the gathered result."""
+    import time
+
+    import torch
+    from safetensors.torch import save_file
+
+    import sparse24
+
+    results = {}
+    for name in CASES:
+        method, options = case_options(name)
+        model = sharded_calibration_model()
+        start = time.perf_counter()
+        report = sparse24.sparsify(model, method, data=share(rank), **options)
+        result = {"seconds": round(time.perf_counter() - start, 2), "sparse": sorted(layer.name for layer in report.sparse_layers)}
+        full = gathered(model)
+        if rank == 0:
+            save_file(full, str(out / f"sparsify_{name}.safetensors"))
+        _, result["pruned_nonzero"] = local_shards(model)
+        result["chunks"] = chunk_checks(model, full, rank, world)
+        result["verified"] = len(sparse24.verify(model).sparse_layers)
+        if name == "sparsegpt":  # the result trains as it is: masks kept, pruned weights stay zero
+            masks = {k: v for k, v in full.items() if k.endswith(sparse24.MASK_SUFFIX)}
+            history = sparse24.finetune(model, train, loss_fn=loss_fn, steps=2, lr=LR, seed=SEED, progress=False)
+            after = gathered(model)
+            result["finetune_steps"] = [s["step"] for s in history.steps]
+            result["finetune_masks_kept"] = all(torch.equal(after[k], v) for k, v in masks.items())
+            result["finetune_moved"] = not torch.equal(after["mid.weight"], full["mid.weight"])
+            _, result["finetune_pruned_nonzero"] = local_shards(model)
+            result["finetune_verified"] = len(sparse24.verify(model).sparse_layers)
+        results[name] = result
+    return results
+
+
+class FlakyData:
+    """Rank 1's data: fails on the second batch."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        yield self.batches[0]
+        raise OSError("rank 1's data loader failed")
+
+
+def sparsify_failures(rank: int) -> dict:
+    """Failures found between passes: every rank raises, its shards unchanged, the group intact."""
+    import torch
+
+    import sparse24
+
+    nan_share = share(rank)
+    if rank == 1:
+        nan_share[1] = (torch.full_like(nan_share[1][0], float("nan")), nan_share[1][1])
+    cases = {
+        "taylor_nan": ("taylor", {"data": nan_share, "loss_fn": loss_fn}),
+        "wanda_nan": ("wanda", {"data": nan_share, "loss_fn": loss_fn}),
+        "sparsegpt_sequential_nan": ("sparsegpt", {"data": nan_share, "loss_fn": loss_fn, "sequential": "blocks"}),
+        "data_fails_on_rank_1": ("wanda", {"data": FlakyData(share(rank)) if rank == 1 else share(rank), "loss_fn": loss_fn}),
+    }
+    results = {}
+    for name, (method, options) in cases.items():
+        model = sharded_calibration_model()
+        before = local_weights(model)
+        try:
+            sparse24.sparsify(model, method, policy="any", progress=False, **options)
+            error = None
+        except Exception as caught:  # noqa: BLE001 -- recorded for the test to show
+            error = first_line(caught)
+        results[name] = {"error": error, "unchanged": unchanged(model, before), "masks": sparse24.enforce.has_masks(model)}
+    import torch.distributed as tdist
+
+    tdist.barrier()  # the process group still works
+    results["group_intact"] = True
+    return results
+
+
+def abort_case(rank: int) -> dict:
+    """Taylor whose loss_fn raises on rank 1 only, at its second call, before the forward."""
+    import sparse24
+
+    calls = []
+
+    def failing_loss(model, batch):
+        calls.append(1)
+        if rank == 1 and len(calls) == 2:
+            raise RuntimeError("loss_fn failed on rank 1")
+        return loss_fn(model, batch)
+
+    model = sharded_calibration_model()
+    before = local_weights(model)
+    try:
+        sparse24.sparsify(model, "taylor", data=share(rank), loss_fn=failing_loss, policy="any", progress=False)
+        error = None
+    except Exception as caught:  # noqa: BLE001 -- recorded for the test to show
+        error = first_line(caught)
+    return {"error": error, "unchanged": unchanged(model, before), "masks": sparse24.enforce.has_masks(model)}
 
 
 if __name__ == "__main__":
