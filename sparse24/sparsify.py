@@ -403,6 +403,17 @@ def sparsify(
     A ``DistributedDataParallel`` model is unwrapped (masks go on the inner module). Under
     ``torch.distributed`` calibrating criteria sum their scores across ranks, so every rank
     chooses the same masks; ``progress`` shows calibration progress (rank 0 only).
+
+    An FSDP2-sharded model (``fully_shard``; call on every rank, each with its own batches) is
+    pruned as it is: statistics are gathered with every rank running the same number of passes
+    (Taylor runs every rank's batches on every rank, as FSDP averages gradients over ranks),
+    then one layer at a time is gathered, decided as unsharded, and this rank's rows written
+    back; masks become packed ``Shard(0)`` buffers like ``finetune(strategy="fsdp")``'s. The
+    masks equal one process's on all ranks' batches. A failure between passes (data, NaN,
+    a solve) raises on every rank with the process group intact; an exception inside a sharded
+    pass on some ranks only aborts the process group (see :mod:`sparse24.sharded`), so that no
+    rank waits forever. Every rank's shards are restored either way. ``permute=True`` needs the
+    unsharded model.
     """
     model = dist.unwrap(model)
     if dist.is_fsdp(model):

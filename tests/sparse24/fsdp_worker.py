@@ -523,6 +523,12 @@ def sparsify_failures(rank: int) -> dict:
         except Exception as caught:  # noqa: BLE001 -- recorded for the test to show
             error = first_line(caught)
         results[name] = {"error": error, "unchanged": unchanged(model, before), "masks": sparse24.enforce.has_masks(model)}
+    model = sharded_calibration_model()
+    try:
+        sparse24.sparsify(model, "magnitude", permute=True, policy="any", progress=False)
+        results["permute"] = None
+    except Exception as caught:  # noqa: BLE001 -- recorded for the test to show
+        results["permute"] = first_line(caught)
     import torch.distributed as tdist
 
     tdist.barrier()  # the process group still works

@@ -297,6 +297,8 @@ def test_sparsify_failures_between_passes_raise_on_every_rank(run):
             failure = run.record(rank)["sparsify_failures"][name]
             assert failure == {"error": errors[rank], "unchanged": True, "masks": False}, (name, rank)
     assert all(run.record(rank)["sparsify_failures"]["group_intact"] for rank in range(WORLD))
+    for rank in range(WORLD):
+        assert run.record(rank)["sparsify_failures"]["permute"] == "Sparse24Error: permute=True needs the unsharded model: permute (sparse24.permute) before sharding it with fully_shard"
 
 
 def test_sparsify_failure_inside_a_pass_on_one_rank_aborts_instead_of_hanging(run):
