@@ -68,6 +68,8 @@ def _prune(args: argparse.Namespace) -> int:
     options = {"squared": True} if args.squared else {}
     if args.per_sample:
         options["per_sample"] = True
+    if args.pairs:
+        options["pairs"] = True
     options.update({name: getattr(args, name) for name in ("blocksize", "dampening", "labels", "samples") if getattr(args, name) is not None})
     if args.logits:
         options["logits_fn"] = io.load_object(args.logits, "logits")
@@ -373,6 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--num-batches", type=int, help="calibration batches to use")
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")
     prune.add_argument("--per-sample", action="store_true", help="taylor: one gradient per sample (with --squared: the empirical Fisher, w^2 * sum g_i^2)")
+    prune.add_argument("--pairs", action="store_true", help="taylor --squared: choose each group's pattern by the cost of pruning a pair, the Fisher's cross term included")
     prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
     prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
     prune.add_argument("--permute", action="store_true", help="first reorder hidden channels (where the function stays the same) so the 2:4 masks keep more importance")

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .calibrate import find_blocks
+from .criteria._pairs import PairCosts
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import pack_bits, prune_, require_two_four
@@ -199,18 +200,32 @@ class _Result:
         return _kept_importance(weight, self.scores, self.mask) / self.total if self.total > 0 else 1.0
 
 
-def _from_scores(weight: GemmWeight, scores: Tensor | None) -> _Result:
-    """Scores to prune by (checked for NaN/Inf here, before anything changes)."""
+def _from_scores(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
+    """Scores to prune by (checked for NaN/Inf here, before anything changes); pair costs decide the mask here."""
+    if isinstance(scores, PairCosts):
+        total = _total_importance(weight, scores.scores)
+        if not torch.isfinite(scores.cross.sum()):
+            raise Sparse24Error(f"{weight.name}: importance scores contain NaN or Inf; nothing was changed")
+        return _Result(weight.param, scores=scores.scores, total=total, mask=scores.keep(weight))
     return _Result(weight.param, scores=scores, total=_total_importance(weight, scores))
 
 
-def _prune_by(weight: GemmWeight, scores: Tensor | None) -> _Result:
+def _prune_by(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
     """Prune ``weight`` in place by ``scores`` (``|weight|`` when None); its result with the mask."""
     result = _from_scores(weight, scores)
-    result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
-    prune_(weight.param.detach(), weight.axis.reduction, scores, out=result.mask)
+    if result.mask is None:
+        result.mask = torch.empty(weight.param.shape, dtype=torch.bool, device=weight.param.device)
+        prune_(weight.param.detach(), weight.axis.reduction, result.scores, out=result.mask)
+    else:
+        _zero_pruned(weight.param, result.mask)
     result.kept = result.kept_after(weight)
     return result
+
+
+def _zero_pruned(param: Tensor, mask: Tensor) -> None:
+    """Pruned elements become +0.0 (as :func:`sparse24.mask.prune_` leaves them)."""
+    with torch.no_grad():
+        param.masked_fill_(~mask, 0)
 
 
 def _settle(weight: GemmWeight, decide: Callable[[GemmWeight], _Result]) -> _Result:
@@ -375,7 +390,7 @@ def sparsify(
     ``method`` names a criterion (``"magnitude"``, ``"taylor"``, ``"wanda"``,
     ``"sparsegpt"``; see :mod:`sparse24.criteria`); ``data``/``loss_fn``/``num_batches``
     feed calibrating criteria and ``**options`` go to the criterion (Taylor: ``squared``,
-    ``per_sample``, ``autocast``, ``mode``, ``labels`` with ``logits_fn``, ``samples``, ``seed``; SparseGPT: ``blocksize``, ``dampening``). SparseGPT also updates
+    ``per_sample``, ``autocast``, ``mode``, ``labels`` with ``logits_fn``, ``samples``, ``seed``, ``pairs``; SparseGPT: ``blocksize``, ``dampening``). SparseGPT also updates
     the weights it keeps.
 
     ``sequential`` calibrates block by block (``True``: the transformer layers; a
@@ -499,6 +514,8 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
             elif result.weight is not None:
                 with torch.no_grad():
                     weight.param.copy_(result.weight)
+            else:  # a mask chosen by pattern (taylor pairs), or one already applied (a no-op then)
+                _zero_pruned(weight.param, result.mask)
             kept[id(result.param)] = result.kept_after(weight)
             packed.append(pack_bits(result.mask))  # one buffer, shared by tied owners
             result.mask = result.scores = result.weight = None
@@ -522,7 +539,7 @@ def _permute(
     if method in ("taylor", "wanda", "sparsegpt"):
         scorer = criteria.get("wanda" if method == "sparsegpt" else method)
         scores = scorer.score(model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **({} if method == "sparsegpt" else options))
-        importance = {w.name: score for w, score in zip(weights, scores)}
+        importance = {w.name: score.scores if isinstance(score, PairCosts) else score for w, score in zip(weights, scores)}
     result = permute(model, importance, example_inputs=example_inputs, include=include, exclude=exclude)
     notes = [f"permuted {', '.join(g.consumers)}: kept importance {g.kept_before:.4f} -> {g.kept_after:.4f} (+{g.gain:.4f})" for g in result.groups]
     notes.append(f"channel permutation: {len(result.groups)} groups permuted, {len(result.skipped)} left in place")

@@ -94,6 +94,20 @@ def test_prune_taylor_with_the_model_fisher(capsys, tmp_path, dense_file):
     assert_one_line_error(err, "apply to labels='model' only")
 
 
+def test_prune_taylor_pairs_matches_the_api_and_needs_squared(capsys, tmp_path, dense_file):
+    out = tmp_path / "pairs.safetensors"
+    args = ["--weights", str(dense_file), "--method", "taylor", "--per-sample", "--labels", "model", "--logits", "sparse24.demo:logits_fn", "--data", "sparse24.demo:calibration_batches", "--num-batches", "2"]
+    code, stdout, err = run(capsys, "prune", MODEL, *args, "--squared", "--pairs", "--out", str(out))
+    assert code == 0, err
+    model = DigitsResNet()
+    sparse24.io.load(model, dense_file)
+    sparse24.sparsify(model, "taylor", data=calibration_batches(), num_batches=2, squared=True, per_sample=True, labels="model", logits_fn=logits_fn, pairs=True, progress=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in sparse24.io.read_state_dict(out).items()), "the CLI and the API chose differently"
+    code, _, err = run(capsys, "prune", MODEL, *args, "--pairs", "--out", str(tmp_path / "no.safetensors"))
+    assert code == 2 and not (tmp_path / "no.safetensors").exists()
+    assert_one_line_error(err, "pairs=True", "needs squared=True")
+
+
 def test_console_script_runs(tmp_path, dense_file):
     out = tmp_path / "sparse.safetensors"
     prune = subprocess.run(
