@@ -4,11 +4,14 @@ Models (:mod:`sparse24.bench.oneshot_models`, trained here and cached): the demo
 on the digits, a ViT on the digits, and a GPT-2-architecture byte-level LM on Python's
 standard library (perplexity on held-out files). Rows: dense; magnitude; Taylor (squared,
 batch gradients; per sample with the data's labels: the empirical Fisher; per sample with the
-model's own predictive distribution: the true Fisher, ``labels="model"``); Wanda; SparseGPT.
+model's own predictive distribution: the true Fisher, ``labels="model"``, per weight and by
+pattern with ``pairs=True``); Wanda; SparseGPT; each also with channel permutation.
 Columns per model: one-shot quality, quality after a short recovery finetune with distillation
 from the dense model (the same recipe for every row), and the calibration time and peak memory
 (:func:`sparse24.bench._common.peak_memory`) relative to one forward pass over the calibration
-set. Writes ``oneshot.json`` and ``oneshot.md`` (generated from the JSON).
+set. Then the data-aware rows once more, one-shot only, with 128 calibration batches
+(``--no-sweep`` skips them): gradient-based scores need more data than input statistics.
+Writes ``oneshot.json`` and ``oneshot.md`` (generated from the JSON).
 
     python bench/bench_oneshot.py --out bench/results
 """
@@ -41,11 +44,15 @@ METHODS = {  # row -> (method, options); each also with channel permutation ("+ 
     "Taylor (squared)": ("taylor", {"squared": True}),
     "Taylor (squared, per sample)": ("taylor", {"squared": True, "per_sample": True}),
     "Taylor (model Fisher, per sample)": ("taylor", {"squared": True, "per_sample": True, "labels": "model"}),
+    "Taylor (model Fisher, per sample, pairs)": ("taylor", {"squared": True, "per_sample": True, "labels": "model", "pairs": True}),
     "Wanda": ("wanda", {}),
     "SparseGPT": ("sparsegpt", {}),
 }
 PERMUTED = " + permutation"
 CALIBRATION = {"batches": 32, "batch_size": 4, "seed": 0}
+# one-shot only, with more calibration batches (the same seed and batch size): how each data-aware row scales
+MORE_CALIBRATION = (128,)
+SWEPT = ("Taylor (model Fisher, per sample)", "Taylor (model Fisher, per sample, pairs)", "Wanda", "SparseGPT")
 RECOVERY = {"steps": 100, "lr": 1e-4, "warmup_steps": 10, "temperature": 2.0, "alpha": 0.5, "seed": 0}
 
 
@@ -132,6 +139,28 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     }
 
 
+def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION) -> dict[str, dict[str, Any]]:
+    """One-shot quality and calibration time of the :data:`SWEPT` rows with ``sizes`` calibration batches each."""
+    dense = models.load(name)
+    loss = models.loss_fn(name)
+    found: dict[str, dict[str, Any]] = {}
+    for batches in sizes:
+        calibration = models.calibration_batches(name, batches, CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
+        for row in SWEPT:
+            method, options = METHODS[row]
+            model_labels = options.get("labels") == "model"
+            if model_labels:
+                options = {**options, "logits_fn": models.logits_fn(name)}
+            model = copy.deepcopy(dense)
+            start = time.perf_counter()
+            sparse24.sparsify(model, method, data=calibration, loss_fn=None if model_labels else loss, policy=POLICY[name], progress=False, **options)
+            seconds = time.perf_counter() - start
+            sparse24.verify(model)
+            found.setdefault(row, {})[str(batches)] = {"oneshot": _quality(name, model), "calibration_s": seconds}
+            logger.info("%s %s, %d calibration batches: one-shot %.3f (%.1f s)", name, row, batches, found[row][str(batches)]["oneshot"], seconds)
+    return found
+
+
 def _better(model: dict[str, Any], a: float, b: float) -> bool:
     return a > b if model["higher_is_better"] else a < b
 
@@ -153,6 +182,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
             if row + PERMUTED in rows:
                 plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
                 found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
+        for row, by_size in model.get("calibration_sweep", {}).items():
+            if row.startswith("Taylor"):
+                for batches, values in by_size.items():
+                    taylor = values["oneshot"]
+                    found.append((f"{name}: {row} one-shot >= magnitude with {batches} calibration batches", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
         measured = [row for row, values in rows.items() if row != "dense" and values.get("peak_bytes") is not None]
         pruned = [row for row in rows if row != "dense"]
         found.append((f"{name}: calibration peak memory measured", len(measured) == len(pruned), f"{len(measured)} of {len(pruned)} rows"))
@@ -192,6 +226,18 @@ def markdown(results: dict[str, Any]) -> str:
             ratio = values.get("calibration_x_forward")
             lines.append(f"| {row} | {values['oneshot']:.{digits}f} | {values['recovered']:.{digits}f} | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
         lines.append("")
+        sweep = model.get("calibration_sweep")
+        if sweep:
+            sizes = sorted({int(b) for by_size in sweep.values() for b in by_size})
+            base = results["calibration"]["batches"]
+            lines += [f"One-shot with more calibration batches (of {results['calibration']['batch_size']}, seed {results['calibration']['seed']}; {base} is the table above; seconds in brackets):", ""]
+            lines += ["| row | " + " | ".join(f"{b} batches" for b in [base, *sizes]) + " |", "|---|" + "---|" * (1 + len(sizes))]
+            lines.append(f"| magnitude (no calibration) | " + " | ".join(f"{model['rows']['magnitude']['oneshot']:.{digits}f}" for _ in [base, *sizes]) + " |")
+            for row, by_size in sweep.items():
+                cells = [f"{model['rows'][row]['oneshot']:.{digits}f} ({model['rows'][row]['calibration_s']:.1f} s)"]
+                cells += [f"{by_size[str(b)]['oneshot']:.{digits}f} ({by_size[str(b)]['calibration_s']:.1f} s)" if str(b) in by_size else "" for b in sizes]
+                lines.append(f"| {row} | " + " | ".join(cells) + " |")
+            lines.append("")
     lines += ["## Targets", ""]
     for description, met, evidence in targets(results):
         lines.append(f"- {description}: {evidence}: **{'n/a' if met is None else 'met' if met else 'NOT met'}**")
@@ -218,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-only", action="store_true", help="regenerate oneshot.md from the oneshot.json in --out, without running")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--recovery-steps", type=int, default=RECOVERY["steps"])
+    parser.add_argument("--no-sweep", action="store_true", help=f"skip the one-shot runs with {', '.join(map(str, MORE_CALIBRATION))} calibration batches")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 times steadily on a machine others keep busy)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -245,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     _warm_up()
     for name in names:
         results["models"][name] = run_model(name, args.recovery_steps)
+        if not args.no_sweep:
+            results["models"][name]["calibration_sweep"] = calibration_sweep(name)
     results["seconds"] = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,25 @@ def test_table_lists_every_row_and_every_target() -> None:
     assert "not measurable: magnitude + recovery is already at dense: **n/a**" in bench_oneshot.markdown(data)
 
 
+def test_the_calibration_sweep_is_tabled_and_judged_per_size() -> None:
+    data = results(lm_sparsegpt=4.0)
+    data["models"]["digits-transformer"]["rows"]["Taylor (model Fisher, per sample)"]["calibration_s"] = 0.5
+    data["models"]["digits-transformer"]["rows"]["Wanda"]["calibration_s"] = 0.25
+    data["models"]["digits-transformer"]["calibration_sweep"] = {
+        "Taylor (model Fisher, per sample)": {"128": {"oneshot": 89.0, "calibration_s": 2.0}},
+        "Wanda": {"128": {"oneshot": 93.0, "calibration_s": 1.0}},
+    }
+    verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
+    assert verdicts["digits-transformer: Taylor (model Fisher, per sample) one-shot >= magnitude with 128 calibration batches"] == (False, "89.00 vs 90.00")
+    assert not any("Wanda" in d and "calibration batches" in d for d in verdicts)  # only Taylor has a target per size
+    text = bench_oneshot.markdown(data)
+    assert "| row | 32 batches | 128 batches |" in text
+    assert "| magnitude (no calibration) | 90.00 | 90.00 |" in text
+    assert "| Taylor (model Fisher, per sample) | 91.50 (0.5 s) | 89.00 (2.0 s) |" in text
+    assert "| Wanda | 92.00 (0.2 s) | 93.00 (1.0 s) |" in text
+    assert "with 128 calibration batches: 89.00 vs 90.00: **NOT met**" in text
+
+
 def test_a_row_without_peak_memory_fails_that_target() -> None:
     data = results(lm_sparsegpt=4.0)
     data["models"]["gpt2-stdlib"]["rows"]["Wanda"]["peak_bytes"] = None
