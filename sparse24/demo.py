@@ -204,16 +204,18 @@ def _train(args: argparse.Namespace) -> int:
     sparse24.save(dense, out / "dense.safetensors")
 
     rows = [("dense", "-", accuracy(dense, digits.x_val, digits.y_val), accuracy(dense, digits.x_test, digits.y_test))]
-    for method in ("magnitude", "taylor", "wanda", "sparsegpt"):
+    fisher_pairs = {"squared": True, "per_sample": True, "labels": "model", "logits_fn": logits_fn, "pairs": True}
+    criteria = (("magnitude", "magnitude", {}), ("taylor", "taylor", {"squared": True}), ("taylor, model Fisher by pairs", "taylor", fisher_pairs), ("wanda", "wanda", {}), ("sparsegpt", "sparsegpt", {}))
+    for label, method, options in criteria:
         model = copy.deepcopy(dense)
         calibration = calibration_batches() if method != "magnitude" else None
-        options = {"squared": True} if method == "taylor" else {}
+        loss = loss_fn if calibration and "labels" not in options else None
         start = time.perf_counter()
-        report = sparse24.sparsify(model, method, data=calibration, loss_fn=loss_fn if calibration else None, **options)
+        report = sparse24.sparsify(model, method, data=calibration, loss_fn=loss, **options)
         seconds = time.perf_counter() - start
         sparse24.verify(model)
-        print(f"\n== 2:4 {method} (one-shot, {seconds:.2f} s) ==\n{report}")
-        rows.append((f"2:4 {method}, one-shot", f"{report.prunable_share:.0%}", accuracy(model, digits.x_val, digits.y_val), accuracy(model, digits.x_test, digits.y_test)))
+        print(f"\n== 2:4 {label} (one-shot, {seconds:.2f} s) ==\n{report}")
+        rows.append((f"2:4 {label}, one-shot", f"{report.prunable_share:.0%}", accuracy(model, digits.x_val, digits.y_val), accuracy(model, digits.x_test, digits.y_test)))
 
     text = _table(rows) + f"\n\nCommand: python -m sparse24.demo train --epochs {args.epochs} (seed {SEED}; digits test split = 20%, held out)\n"
     sparse24.io.write_text(out / "summary.md", text)
