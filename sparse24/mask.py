@@ -243,15 +243,24 @@ def unpack_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torc
     return expand_bits(packed, shape, dtype)
 
 
-def expand_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
-    """:func:`unpack_bits` without its checks, for the per-step gradient hook."""
-    table = _BIT_TABLES.get((dtype, packed.device))
+def bit_table(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The ``[256, 8]`` table whose row ``b`` holds the bits of ``b`` (least significant first) as 0/1 in ``dtype``.
+
+    One per (dtype, device), built on first use and kept (8 KiB at most).
+    """
+    table = _BIT_TABLES.get((dtype, device))
     if table is None:
         bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1
-        table = _BIT_TABLES[(dtype, packed.device)] = bits.to(device=packed.device, dtype=dtype)
-    rows = table.index_select(0, packed.view(-1).int()).view(packed.shape[0], packed.shape[1] * 8)  # index_select: CPU indexing is ~3x slower
-    per_row = _numel(shape[1:])
-    return (rows if rows.shape[1] == per_row else rows[:, :per_row]).reshape(shape)
+        table = _BIT_TABLES[(dtype, device)] = bits.to(device=device, dtype=dtype)
+    return table
+
+
+def expand_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
+    """:func:`unpack_bits` without its checks, for the per-step gradient hook."""
+    bits = bit_table(dtype, packed.device).index_select(0, packed.view(-1).int())  # index_select: CPU indexing is ~3x slower
+    if bits.numel() == _numel(shape):  # no padding bits: the lookup's [bytes, 8] is the mask, element for element
+        return bits.view(shape)
+    return bits.view(packed.shape[0], -1)[:, : _numel(shape[1:])].reshape(shape)
 
 
 def _numel(shape: tuple[int, ...] | torch.Size) -> int:

@@ -383,6 +383,12 @@ def test_masks_cost_one_bit_per_weight_and_no_full_copy_is_kept(convnet, batches
         masker = getattr(weight.param, "_sparse24_grad_hook").masker
         held = [v for v in vars(masker).values() if isinstance(v, torch.Tensor)]
         assert not held, f"{weight.name}: the gradient hook keeps a tensor between steps"
+        buffer = buffers[weight.name + MASK_SUFFIX]
+        plan = masker._plain  # what the hook reuses between steps: views of the packed buffer and one bit table
+        kept = [getattr(plan, slot) for slot in plan.__slots__ if isinstance(getattr(plan, slot), torch.Tensor)]
+        for tensor in kept:
+            same_storage = tensor.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
+            assert same_storage or tensor.numel() <= 256 * 8, f"{weight.name}: the gradient hook keeps {list(tensor.shape)} between steps"
 
 
 def test_bool_masks_of_earlier_versions_load(convnet, batches, loss_fn, train_steps):
@@ -407,3 +413,89 @@ def test_a_mask_of_neither_form_is_one_clear_error(convnet):
     with pytest.raises(sparse24.Sparse24Error, match=r"fc\.weight_sparse24_mask' is uint8 \[3\]; .* is uint8 \[64, 64\] \(1 bit per weight\) or, .* bool \[64, 512\]"):
         sparse24.load_masks(fresh, state)
     assert not sparse24.masked_weights(fresh) and all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+
+
+def _conv1d_style() -> nn.Module:
+    transformers = pytest.importorskip("transformers.pytorch_utils")
+    return transformers.Conv1D(24, 16)  # GPT-2's layer: weight [in, out] = [16, 24], 2:4 along dim 0
+
+
+LAYERS = {
+    "linear": (lambda: nn.Linear(16, 24), lambda: torch.randn(5, 16)),
+    "conv2d": (lambda: nn.Conv2d(8, 12, 3), lambda: torch.randn(2, 8, 6, 6)),
+    "conv2d padded rows": (lambda: nn.Conv2d(4, 12, 3), lambda: torch.randn(2, 4, 6, 6)),  # 36 per row: bytes carry padding bits
+    "conv1d-style [in, out]": (_conv1d_style, lambda: torch.randn(5, 16)),
+}
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().view({torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}[tensor.dtype])
+
+
+def _masked_layer(build, dtype):
+    torch.manual_seed(0)
+    layer = build().to(dtype)
+    plain = copy.deepcopy(layer)
+    weight = sparse24.axes.gemm_weights(layer)[0]
+    scores = torch.rand(weight.param.shape).movedim(weight.axis.reduction, -1)
+    mask = sparse24.mask.two_four_mask(scores).movedim(-1, weight.axis.reduction).contiguous()
+    sparse24.enforce.attach(layer, "weight", mask)
+    with torch.no_grad():
+        plain.weight.copy_(layer.weight)
+    return layer, plain, mask
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("layer", LAYERS)
+def test_masked_grads_and_weights_are_exact(layer, dtype):
+    build, inputs = LAYERS[layer]
+    module, plain, mask = _masked_layer(build, dtype)
+    x = inputs().to(dtype)
+    for step in range(3):  # the first call works out the expansion, later ones reuse it
+        upstream = torch.randn(module(x).shape).to(dtype)
+        module.zero_grad(set_to_none=True)
+        plain.zero_grad(set_to_none=True)
+        module(x).backward(upstream)
+        plain(x).backward(upstream)
+        grad, raw = module.weight.grad, plain.weight.grad
+        assert grad.dtype == dtype and grad.shape == mask.shape
+        assert bool((grad[~mask] == 0).all()), f"step {step}: a gradient reaches a pruned weight"
+        assert torch.equal(_bits(grad)[mask], _bits(raw)[mask]), f"step {step}: a kept gradient changed"
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    handle = sparse24.attach_optimizer(optimizer)
+    with torch.no_grad():
+        module.weight.add_(torch.randn(mask.shape).to(dtype))  # as a stale optimizer state would
+    moved = module.weight.detach().clone()
+    module.zero_grad(set_to_none=True)
+    optimizer.step()  # no gradients: only the post-step masking touches the weight
+    assert bool((module.weight[~mask] == 0).all())
+    assert torch.equal(_bits(module.weight)[mask], _bits(moved)[mask])
+    handle.remove()
+
+
+def test_grad_hook_follows_a_replaced_or_refilled_mask():
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    x = torch.randn(4, 16)
+
+    def pruned_grads_zero(mask):
+        layer.zero_grad(set_to_none=True)
+        layer(x.to(layer.weight.dtype)).sum().backward()
+        return bool((layer.weight.grad[~mask] == 0).all()) and bool((layer.weight.grad[mask] != 0).all())
+
+    first = sparse24.mask.two_four_mask(torch.rand(8, 16))
+    sparse24.enforce.attach(layer, "weight", first, apply=False)
+    assert pruned_grads_zero(first)
+    second = sparse24.mask.two_four_mask(torch.rand(8, 16))
+    sparse24.enforce.attach(layer, "weight", second, apply=False)  # a new buffer
+    assert pruned_grads_zero(second)
+    third = sparse24.mask.two_four_mask(torch.rand(8, 16))
+    state = layer.state_dict()
+    state["weight" + MASK_SUFFIX] = pack_bits(third)
+    layer.load_state_dict(state)  # the same buffer, refilled in place
+    assert pruned_grads_zero(third)
+    fourth = sparse24.mask.two_four_mask(torch.rand(8, 16))
+    getattr(layer, "weight" + MASK_SUFFIX).data = pack_bits(fourth)  # the same buffer object, other storage
+    assert pruned_grads_zero(fourth)
+    layer.double()
+    assert pruned_grads_zero(fourth) and layer.weight.grad.dtype == torch.float64
