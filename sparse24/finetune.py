@@ -778,7 +778,10 @@ def finetune(
         sharded; gradients are masked on each rank's shard after the reduce-scatter. Every
         rank runs eval (the sharded forward needs them all) and writes its shards of each
         checkpoint (``torch.distributed.checkpoint``, into ``step-N/sharded/`` on a filesystem
-        all ranks see). Data is split by rank as under DDP.
+        all ranks see). Data is split by rank as under DDP. ``amp`` works as in one process
+        (an inf or NaN in any rank's gradient shard skips the fp16 step on every rank); for
+        FSDP2's own ``MixedPrecisionPolicy``, shard the model yourself (``fully_shard(...,
+        mp_policy=...)``) and leave ``amp`` unset.
 
     Checkpoints:
         with ``checkpoint_dir``, a checkpoint is written at the end of every epoch and every
