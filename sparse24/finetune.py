@@ -61,7 +61,9 @@ class FinetuneHistory:
     """What ``finetune`` did: one record per optimizer step and per epoch, and eval before training.
 
     ``steps``: ``{"step", "epoch", "loss", "lr"}`` (+ ``"task"``, ``"distill"`` when
-    distilling, ``"grad_norm"`` with ``grad_clip``). ``epochs``: ``{"epoch", "step",
+    distilling, ``"grad_norm"`` with ``grad_clip``, ``"loss_scale"`` with ``amp="fp16"``: the
+    GradScaler's scale this step's backward used; it halves after a step skipped for inf/NaN
+    gradients). ``epochs``: ``{"epoch", "step",
     "train_loss", "lr"}`` plus the eval metrics. ``initial``: eval metrics before the first
     step (empty without eval). ``resumed_from``: the step a resumed run started at.
     """
@@ -351,7 +353,7 @@ class _Trainer:
         self.micro = 0  # micro-batches of the current epoch already consumed
         self.epoch_rng_all: list[dict[str, Any]] | None = None  # every rank's RNG at the start of the epoch
         self.resume_rng: dict[str, Any] | None = None
-        self.pending: list[tuple[int, int, float, Tensor]] = []  # (step, epoch, lr, [loss, task, distill, grad_norm])
+        self.pending: list[tuple[int, int, float, float | None, Tensor]] = []  # (step, epoch, lr, loss scale, [loss, task, distill, grad_norm])
         self.teacher = options["teacher"]
         self.forwards: _Forwards | None = None
         self.accumulated: Tensor | None = None
@@ -490,9 +492,15 @@ class _Trainer:
         loss = alpha * kd if task is None else alpha * kd + (1.0 - alpha) * task
         return loss, (zero if task is None else task.detach()), kd.detach()
 
-    def optimizer_step(self) -> tuple[Tensor, float]:
-        """Clip, step (through the scaler for fp16), advance the schedule; returns (grad norm, lr used)."""
+    def optimizer_step(self) -> tuple[Tensor, float, float | None]:
+        """Clip, step (through the scaler for fp16), advance the schedule; returns (grad norm, lr used, loss scale used or None).
+
+        fp16 under FSDP: ``GradScaler`` finds inf/NaN in the sharded gradients through DTensor's
+        handler for ``_amp_foreach_non_finite_check_and_unscale_``, which all-reduces ``found_inf``
+        (max) over the mesh, so a non-finite value in one rank's shard skips the step on every rank.
+        """
         lr = self.scheduler.get_last_lr()[0]
+        scale = self.scaler.get_scale() if self.scaler is not None else None  # fp16 steps already sync (scaler.step reads found_inf)
         grad_norm = torch.zeros((), device=self.device)
         if self.fsdp:  # hooks on sharded parameters never fire: mask the reduced shards here
             mask_sharded_grads(self.params)
@@ -510,7 +518,7 @@ class _Trainer:
                 self.optimizer.step()
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return grad_norm, lr
+        return grad_norm, lr, scale
 
     def flush(self) -> dict[str, float]:
         """Turn the pending per-step tensors into history records (one device sync)."""
@@ -518,7 +526,7 @@ class _Trainer:
             return {}
         values = torch.stack([stats for *_, stats in self.pending]).tolist()
         last: dict[str, float] = {}
-        for (step, epoch, lr, _), (loss, task, kd, grad_norm) in zip(self.pending, values):
+        for (step, epoch, lr, scale, _), (loss, task, kd, grad_norm) in zip(self.pending, values):
             if not math.isfinite(loss) and self.scaler is None:
                 raise Sparse24Error(f"the training loss is {loss} at step {step}; lower lr, or use amp='bf16' instead of fp16")
             record = {"step": step, "epoch": epoch, "loss": loss, "lr": lr}
@@ -526,6 +534,8 @@ class _Trainer:
                 record.update(task=task, distill=kd)
             if self.options["grad_clip"] is not None:
                 record["grad_norm"] = grad_norm
+            if scale is not None:
+                record["loss_scale"] = scale
             last = record
             self.history.steps.append(record)
         self.pending.clear()
@@ -635,9 +645,9 @@ class _Trainer:
                     self.micro = seen
                     if not last_micro:
                         continue
-                    grad_norm, lr = self.optimizer_step()
+                    grad_norm, lr, scale = self.optimizer_step()
                     self.step += 1
-                    self.pending.append((self.step, self.epoch + 1, lr, torch.cat([self.accumulated, grad_norm.float().reshape(1)])))
+                    self.pending.append((self.step, self.epoch + 1, lr, scale, torch.cat([self.accumulated, grad_norm.float().reshape(1)])))
                     fields = self.flush() if self.step % self.options["log_every"] == 0 else {}
                     progress.update(1, **{k: v for k, v in fields.items() if k in ("loss", "lr")})
                     epoch_done = limit is not None and seen >= limit
@@ -768,7 +778,10 @@ def finetune(
         sharded; gradients are masked on each rank's shard after the reduce-scatter. Every
         rank runs eval (the sharded forward needs them all) and writes its shards of each
         checkpoint (``torch.distributed.checkpoint``, into ``step-N/sharded/`` on a filesystem
-        all ranks see). Data is split by rank as under DDP.
+        all ranks see). Data is split by rank as under DDP. ``amp`` works as in one process
+        (an inf or NaN in any rank's gradient shard skips the fp16 step on every rank); for
+        FSDP2's own ``MixedPrecisionPolicy``, shard the model yourself (``fully_shard(...,
+        mp_policy=...)``) and leave ``amp`` unset.
 
     Checkpoints:
         with ``checkpoint_dir``, a checkpoint is written at the end of every epoch and every

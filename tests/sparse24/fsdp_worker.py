@@ -8,14 +8,19 @@ again); importing it does nothing but define things. Run as a script by
    global batches exactly) and 2:4-prunes it by magnitude; keeps a dense copy as the teacher;
 2. *before* the process group exists: records the error of ``finetune(strategy="fsdp")``
    without one, and (rank 0) runs the unsharded reference: the same global batches in one
-   process (``grad_accum=2`` over the batches the two ranks take in one step);
+   process (``grad_accum=2`` over the batches the two ranks take in one step); meanwhile rank 1
+   runs the unsharded references of the amp runs (:func:`amp_references`);
 3. initialises gloo, runs ``finetune(strategy="fsdp")`` (the model and the dense teacher
    sharded by finetune; distillation, grad clipping, eval on every rank, checkpoints every 3
    steps) and dumps the gathered state (``main_rank{r}.safetensors``) and this rank's shards
    and their masks;
 4. checks the sharding of weights and masks against ``torch.chunk`` (``chunks`` in the JSON),
    and trains once more with ``grad_accum=2`` (``accum_rank{r}.safetensors``; rank 0's reference
-   for it accumulates 4 micro-batches in one process);
+   for it accumulates 4 micro-batches in one process); then the amp runs (:func:`amp_cases`):
+   ``amp="bf16"`` with ``strategy="fsdp"`` and a teacher sharded by finetune, ``amp="fp16"`` on a
+   model the worker sharded, with an inf put into rank 1's reduce-scatter output only at step
+   ``AMP_INF_STEP`` (every rank must skip that step), stopped and resumed from a checkpoint;
+   and FSDP2's own ``MixedPrecisionPolicy`` (bf16 params, fp32 reduce) on a model the worker sharded;
 5. runs the same training on a model and teacher sharded by the worker itself with
    ``fully_shard``, stopped at a fixed step (``StopRun`` from ``loss_fn``), then resumes it
    from its newest checkpoint on fresh sharded copies (``resumed_rank{r}.safetensors``);
@@ -51,6 +56,11 @@ STOP_AT_CALL = 7  # training loss_fn call 7 on each rank = step 7: steps 1-6 don
 SEED = 1234
 LR = 3e-3
 GRAD_CLIP = 0.25  # below most steps' norm (about 0.3): clipping is active
+AMP_EPOCHS = 1  # 4 optimizer steps per amp run
+AMP_CHECKPOINT_EVERY = 2
+AMP_INF_STEP = 2  # fp16: rank 1's reduced gradient of ``odd`` gets an inf at this step; every rank skips it
+AMP_INF_ROW = 14  # odd.weight has 27 rows: rank 1's shard starts at row 14 (its reduce-scatter output's element 0)
+AMP_STOP_AT_CALL = 4  # fp16: steps 1-3 done, newest checkpoint step 2 (after the skipped step: the scaler state matters)
 
 
 class StopRun(Exception):
@@ -184,12 +194,142 @@ def loss_fn(model, batch):
     return F.cross_entropy(model(x), y)
 
 
+def fresh():
+    """A magnitude-pruned :func:`build` and its dense copy (the teacher)."""
+    import sparse24
+
+    model = build()
+    dense = copy.deepcopy(model)
+    sparse24.sparsify(model, "magnitude", policy="any", progress=False)
+    return model, dense
+
+
+def amp_options(amp: str | None, **extra):
+    return options(amp=amp, epochs=AMP_EPOCHS, **extra)
+
+
+def steps_record(history) -> dict:
+    """The per-step fields of a history, as lists (``loss_scale`` only with fp16)."""
+    keys = [k for k in ("loss", "task", "grad_norm", "loss_scale", "lr") if k in history.steps[0]]
+    return {k: [s[k] for s in history.steps] for k in keys}
+
+
+def amp_references(out: Path, world: int, train: list) -> dict:
+    """The amp runs in one process (no process group): the same global batches, ``grad_accum=world``."""
+    import torch
+    from safetensors.torch import save_file
+
+    import sparse24
+
+    result = {}
+    reference, teacher = fresh()
+    history = sparse24.finetune(reference, train, teacher=teacher, grad_accum=world, **amp_options("bf16"))
+    save_file(reference.state_dict(), str(out / "reference_bf16.safetensors"))
+    result["bf16"] = steps_record(history)
+
+    reference, _ = fresh()
+    backwards = []
+
+    def put_inf(param):  # after the last micro-batch of step AMP_INF_STEP was accumulated into .grad
+        backwards.append(1)
+        if len(backwards) == AMP_INF_STEP * world:
+            param.grad[AMP_INF_ROW, 0] = float("inf")
+
+    reference.odd.weight.register_post_accumulate_grad_hook(put_inf)
+    ckpt = out / "ckpt-reference-fp16"
+    history = sparse24.finetune(reference, train, grad_accum=world, checkpoint_dir=str(ckpt), **amp_options("fp16"))
+    save_file(reference.state_dict(), str(out / "reference_fp16.safetensors"))
+    result["fp16"] = steps_record(history)
+    result["fp16_scaler"] = torch.load(ckpt / "step-00000004" / "trainer.pt", weights_only=True)["scaler"]
+    return result
+
+
+def amp_cases(out: Path, rank: int, world: int, train: list) -> dict:
+    """bf16 (strategy="fsdp", distilled from a teacher finetune shards) and fp16 (a model the worker
+    sharded; an inf in rank 1's shard at ``AMP_INF_STEP``; stopped at ``AMP_STOP_AT_CALL`` and resumed)."""
+    import torch
+    from safetensors.torch import save_file
+
+    import sparse24
+
+    result = {}
+    model, dense = fresh()
+    history = sparse24.finetune(model, train, teacher=dense, strategy="fsdp", **amp_options("bf16"))
+    result["bf16"] = steps_record(history)
+    save_file(gathered(model), str(out / f"bf16_rank{rank}.safetensors"))
+    _, result["bf16_pruned_nonzero"] = local_shards(model)
+    result["bf16_verified"] = len(sparse24.verify(model).sparse_layers)
+    result["bf16_teacher_sharded"] = sparse24.enforce.is_sharded(dense)
+
+    def fp16_model(inject: bool):
+        model, _ = fresh()
+        shard_like_finetune(model)
+        calls = []
+
+        def hook(reduce_output):  # odd's reduce-scatter output on this rank, before it becomes the grad shards
+            calls.append(1)
+            if inject and rank == 1 and len(calls) == AMP_INF_STEP:
+                reduce_output[0] = float("inf")  # odd.weight[AMP_INF_ROW, 0], in rank 1's shard only
+
+        model.odd.set_all_reduce_hook(hook)
+        return model
+
+    ckpt = out / "ckpt-fp16"
+    model = fp16_model(inject=True)
+    history = sparse24.finetune(model, train, checkpoint_dir=str(ckpt), checkpoint_every=AMP_CHECKPOINT_EVERY, **amp_options("fp16"))
+    result["fp16"] = steps_record(history)
+    save_file(gathered(model), str(out / f"fp16_rank{rank}.safetensors"))
+    _, result["fp16_pruned_nonzero"] = local_shards(model)
+    result["fp16_verified"] = len(sparse24.verify(model).sparse_layers)
+    result["fp16_scaler"] = torch.load(ckpt / "step-00000004" / "trainer.pt", weights_only=True)["scaler"]
+
+    calls = []
+
+    def stopping_loss(module, batch):
+        if torch.is_grad_enabled():
+            calls.append(1)
+            if len(calls) == AMP_STOP_AT_CALL:
+                raise StopRun(f"stopped at loss_fn call {len(calls)}")
+        return loss_fn(module, batch)
+
+    ckpt = out / "ckpt-fp16-resume"
+    model = fp16_model(inject=True)
+    try:
+        sparse24.finetune(model, train, checkpoint_dir=str(ckpt), checkpoint_every=AMP_CHECKPOINT_EVERY, **{**amp_options("fp16"), "loss_fn": stopping_loss})
+        result["fp16_stopped"] = False
+    except StopRun:
+        result["fp16_stopped"] = True
+    import torch.distributed as tdist
+
+    tdist.barrier()
+    result["fp16_after_interrupt"] = sorted(p.name for p in ckpt.iterdir())
+    model = fp16_model(inject=False)  # the inf step is behind the checkpoint
+    history = sparse24.finetune(model, train, checkpoint_dir=str(ckpt), checkpoint_every=AMP_CHECKPOINT_EVERY, resume=True, **amp_options("fp16"))
+    result["fp16_resumed_from"] = history.resumed_from
+    result["fp16_resumed"] = steps_record(history)
+    result["fp16_resumed_scaler"] = torch.load(ckpt / "step-00000004" / "trainer.pt", weights_only=True)["scaler"]
+    save_file(gathered(model), str(out / f"fp16_resumed_rank{rank}.safetensors"))
+
+    # FSDP2's own mixed precision instead of autocast: bf16 compute and all-gathers, fp32 shards and reduce.
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    model, _ = fresh()
+    shard_like_finetune(model, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))
+    history = sparse24.finetune(model, train, **amp_options(None))
+    result["mp"] = steps_record(history)
+    result["mp_param_dtypes"] = sorted({str(p.dtype) for p in model.parameters()})
+    save_file(gathered(model), str(out / f"mp_rank{rank}.safetensors"))
+    _, result["mp_pruned_nonzero"] = local_shards(model)
+    result["mp_verified"] = len(sparse24.verify(model).sparse_layers)
+    return result
+
+
 def options(**extra):
     settings = dict(loss_fn=loss_fn, epochs=EPOCHS, lr=LR, grad_clip=GRAD_CLIP, seed=SEED, progress=False, keep_checkpoints=None, alpha=0.5, eval_data=data()[:2])
     return {**settings, **extra}
 
 
-def shard_like_finetune(model) -> None:
+def shard_like_finetune(model, **fully_shard_options) -> None:
     """What a user does: ``fully_shard`` each block, then the root (the default blocks of finetune)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -198,8 +338,8 @@ def shard_like_finetune(model) -> None:
 
     mesh = init_device_mesh("cpu", (sparse24.dist.world_size(),))
     for name in sparse24.dist.default_blocks(model):
-        fully_shard(model.get_submodule(name), mesh=mesh)
-    fully_shard(model, mesh=mesh)
+        fully_shard(model.get_submodule(name), mesh=mesh, **fully_shard_options)
+    fully_shard(model, mesh=mesh, **fully_shard_options)
 
 
 def gathered(model):
@@ -273,12 +413,6 @@ def main(argv: list[str] | None = None) -> int:
     train = data()
     record: dict = {"rank": rank, "world_size": world, "sparse24_file": sparse24.__file__}
 
-    def fresh():
-        model = build()
-        dense = copy.deepcopy(model)
-        sparse24.sparsify(model, "magnitude", policy="any", progress=False)
-        return model, dense
-
     # No process group yet.
     assert not tdist.is_initialized()
     model, dense = fresh()
@@ -293,11 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         history = sparse24.finetune(reference, train, teacher=teacher, grad_accum=world, **options())
         save_file(reference.state_dict(), str(args.out / "reference.safetensors"))
         record["reference_losses"] = [s["loss"] for s in history.steps]
+        record["reference_tasks"] = [s["task"] for s in history.steps]
         record["reference_grad_norms"] = [s["grad_norm"] for s in history.steps]
         record["reference_eval"] = [history.initial["eval_loss"]] + [e["eval_loss"] for e in history.epochs]
         reference, teacher = fresh()  # gradient accumulation: 2 micro-batches per rank and step
         sparse24.finetune(reference, train, teacher=teacher, **options(grad_accum=2 * world))
         save_file(reference.state_dict(), str(args.out / "reference_accum.safetensors"))
+    if rank == world - 1:  # in parallel with rank 0's references
+        record["amp_reference"] = amp_references(args.out, world, train)
 
     tdist.init_process_group("gloo")
     try:
@@ -322,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         history = sparse24.finetune(model, train, teacher=dense, strategy="fsdp", **options(grad_accum=2))
         record["accum_steps"] = [s["step"] for s in history.steps]
         save_file(gathered(model), str(args.out / f"accum_rank{rank}.safetensors"))
+
+        # 4c. amp: bf16 and fp16 (inf on one rank's shard, stop and resume).
+        record["amp"] = amp_cases(args.out, rank, world, train)
 
         # 5. A model and teacher the user sharded: interrupted, then resumed on fresh copies.
         calls = []

@@ -28,6 +28,14 @@ one process's ((g0 + g1) + g2) + g3), and Adam's g / sqrt(v) magnifies that roun
 gradient is near zero: at most about 1.7e-6 observed, ``atol=1e-5, rtol=1e-4`` allowed (a lost
 micro-batch would move weights by about 1e-3). Masks, the across-rank comparison and the resumed
 run are compared bit for bit.
+
+amp under FSDP (4 steps each, autocast on CPU, against the same amp in one process): the forward
+and backward of each batch are the same ops on the same values on either side, so the only
+difference is again the clipping norm's rounding (its norms differ by about 1 ulp): weights within
+1.5e-8 for bf16 (distilled) and fp16 (observed), the fp32 tolerances ``atol=1e-6, rtol=1e-5``
+allowed. fp16 puts an inf into rank 1's reduced gradient shard only: rank 0 must skip that step too
+(GradScaler's found_inf is all-reduced by DTensor), its loss scale halves on both ranks as in one
+process. The fp16 resume (from a checkpoint written after the skipped step) is bitwise.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ TOTAL_STEPS = 8
 ATOL, RTOL = 1e-6, 1e-5
 ACCUM_ATOL, ACCUM_RTOL = 1e-5, 1e-4
 SPARSEGPT_ATOL, SPARSEGPT_RTOL = 5e-5, 1e-4
+AMP_ATOL, AMP_RTOL = 1e-6, 1e-5  # 1.5e-8 observed (bf16 and fp16)
+AMP_STEPS = 4
+INIT_SCALE = 2.0**16  # GradScaler's default
 
 
 def _require_distributed() -> None:
@@ -323,6 +334,110 @@ def test_recipe_with_strategy_fsdp_writes_the_gathered_model(run):
     state = load_file(str(written))
     assert not [k for k, v in state.items() if hasattr(v, "device_mesh")]
     assert state["odd.weight"].shape == (27, 64)
+
+
+def assert_weights_close(final: dict, reference: dict, sparsified: dict, atol: float, rtol: float) -> float:
+    """Masks bitwise equal (and finetune kept them), weights within the tolerance and moved by training; the worst difference."""
+    assert list(final) == list(reference)
+    assert bitwise_differing(final, reference, masks(reference)) == []
+    assert bitwise_differing(final, sparsified, masks(reference)) == []
+    worst = 0.0
+    for key in (k for k in reference if not k.endswith(sparse24.MASK_SUFFIX)):
+        torch.testing.assert_close(final[key], reference[key], atol=atol, rtol=rtol, msg=lambda m, key=key: f"{key}: {m}")
+        worst = max(worst, float((final[key] - reference[key]).abs().max()))
+        assert float((final[key] - sparsified[key]).abs().max()) > 100 * atol, f"{key}: training did not move it"
+    return worst
+
+
+def assert_pruned_zero(state: dict) -> None:
+    for name in MASKED:
+        keep = stored_mask(state[name + sparse24.MASK_SUFFIX], state[name].shape, name)
+        assert int(state[name][~keep].ne(0).sum()) == 0
+        assert int(keep.sum()) * 2 == keep.numel()
+
+
+def rank_mean(records: list[dict], amp: str, key: str) -> torch.Tensor:
+    """A per-rank quantity (each rank's mean over its batch) averaged over the ranks: one process's value."""
+    return torch.tensor([record["amp"][amp][key] for record in records]).mean(0)
+
+
+def test_amp_bf16_with_a_sharded_teacher_matches_one_process(run):
+    reference, sparsified = run.state("reference_bf16"), run.state("sparsified_rank0")
+    records = [run.record(rank) for rank in range(WORLD)]
+    expected = records[WORLD - 1]["amp_reference"]["bf16"]
+    for rank in range(WORLD):
+        final = run.state(f"bf16_rank{rank}")
+        assert assert_weights_close(final, reference, sparsified, AMP_ATOL, AMP_RTOL) < AMP_ATOL
+        assert_pruned_zero(final)
+        amp = records[rank]["amp"]
+        assert amp["bf16_pruned_nonzero"] == 0  # this rank's shards
+        assert amp["bf16_verified"] == len(MASKED)  # sparse24.verify on the sharded result
+        assert amp["bf16_teacher_sharded"] is True
+        assert amp["bf16"]["lr"] == expected["lr"]
+        torch.testing.assert_close(torch.tensor(amp["bf16"]["grad_norm"]), torch.tensor(expected["grad_norm"]), atol=0, rtol=1e-6)
+    assert len(expected["loss"]) == AMP_STEPS
+    torch.testing.assert_close(rank_mean(records, "bf16", "loss"), torch.tensor(expected["loss"]), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(rank_mean(records, "bf16", "task"), torch.tensor(expected["task"]), atol=1e-6, rtol=1e-6)
+    # autocast ran: step 1 (same weights, same batches) differs from the fp32 reference by bf16 rounding
+    fp32_task = records[0]["reference_tasks"][0]
+    assert 1e-5 < abs(expected["task"][0] - fp32_task) < 5e-2
+
+
+def test_amp_fp16_scales_and_skips_a_step_with_inf_in_one_rank_shard_like_one_process(run):
+    """The inf is in rank 1's reduced gradient only: rank 0's shard is finite, yet it skips the step and halves its scale."""
+    reference, sparsified = run.state("reference_fp16"), run.state("sparsified_rank0")
+    records = [run.record(rank) for rank in range(WORLD)]
+    expected = records[WORLD - 1]["amp_reference"]
+    scales = [INIT_SCALE] * fsdp_worker.AMP_INF_STEP + [INIT_SCALE / 2] * (AMP_STEPS - fsdp_worker.AMP_INF_STEP)
+    assert expected["fp16"]["loss_scale"] == scales  # one process: the GradScaler scales, skips the inf step, backs off
+    skipped = fsdp_worker.AMP_INF_STEP - 1
+    assert not torch.isfinite(torch.tensor(expected["fp16"]["grad_norm"][skipped]))
+    for rank in range(WORLD):
+        final = run.state(f"fp16_rank{rank}")
+        assert assert_weights_close(final, reference, sparsified, AMP_ATOL, AMP_RTOL) < AMP_ATOL, f"rank {rank}"
+        assert_pruned_zero(final)
+        amp = records[rank]["amp"]
+        assert amp["fp16"]["loss_scale"] == scales, f"rank {rank}"
+        assert amp["fp16_scaler"] == expected["fp16_scaler"]  # the state checkpoints hold
+        assert not torch.isfinite(torch.tensor(amp["fp16"]["grad_norm"][skipped]))
+        finite = [n for i, n in enumerate(amp["fp16"]["grad_norm"]) if i != skipped]
+        torch.testing.assert_close(torch.tensor(finite), torch.tensor([n for i, n in enumerate(expected["fp16"]["grad_norm"]) if i != skipped]), atol=0, rtol=1e-6)
+        assert amp["fp16_pruned_nonzero"] == 0
+        assert amp["fp16_verified"] == len(MASKED)
+    torch.testing.assert_close(rank_mean(records, "fp16", "loss"), torch.tensor(expected["fp16"]["loss"]), atol=1e-6, rtol=1e-6)
+    assert 1e-5 < abs(expected["fp16"]["loss"][0] - records[0]["reference_tasks"][0]) < 5e-2  # fp16 autocast ran
+
+
+def test_amp_fp16_resume_restores_the_scaler_and_is_bitwise(run):
+    """Stopped at step 4, resumed from the step-2 checkpoint (written after the skipped step, scale halved)."""
+    for rank in range(WORLD):
+        amp = run.record(rank)["amp"]
+        assert amp["fp16_stopped"] is True
+        assert amp["fp16_after_interrupt"] == ["latest", "step-00000002"]
+        assert amp["fp16_resumed_from"] == 2
+        assert amp["fp16_resumed"]["loss_scale"] == amp["fp16"]["loss_scale"]  # steps 3-4 ran at the restored scale
+        assert amp["fp16_resumed_scaler"] == amp["fp16_scaler"]
+        expected, resumed = run.state(f"fp16_rank{rank}"), run.state(f"fp16_resumed_rank{rank}")
+        assert list(resumed) == list(expected)
+        assert bitwise_differing(resumed, expected, expected) == [], f"rank {rank}" + run.tail()
+
+
+def test_fsdp_mixed_precision_policy_keeps_the_masks(run):
+    """A model sharded with FSDP2's MixedPrecisionPolicy (bf16 params and all-gathers, fp32 reduce) trains with amp=None:
+    fp32 shards, masks kept, pruned weights zero. No one-process reference computes the same (it would need bf16 weights)."""
+    sparsified = run.state("sparsified_rank0")
+    records = [run.record(rank) for rank in range(WORLD)]
+    for rank in range(WORLD):
+        final, amp = run.state(f"mp_rank{rank}"), records[rank]["amp"]
+        assert amp["mp_param_dtypes"] == ["torch.float32"]
+        assert bitwise_differing(final, sparsified, masks(sparsified)) == []
+        assert_pruned_zero(final)
+        assert amp["mp_pruned_nonzero"] == 0
+        assert amp["mp_verified"] == len(MASKED)
+        assert all(float((final[k] - sparsified[k]).abs().max()) > 1e-4 for k in MASKED)
+        assert len(amp["mp"]["loss"]) == AMP_STEPS and "loss_scale" not in amp["mp"]
+    first = float(rank_mean(records, "mp", "loss")[0])
+    assert 1e-5 < abs(first - records[0]["reference_tasks"][0]) < 5e-2  # step 1 in bf16
 
 
 # -- without torchrun --------------------------------------------------------------------
