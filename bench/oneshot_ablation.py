@@ -35,6 +35,7 @@ from sparse24.axes import GemmWeight, gemm_matrix, gemm_weights
 from sparse24.bench import oneshot_models as models
 from sparse24.bench._common import environment, header, write_results
 from sparse24.calibrate import gather
+from sparse24.criteria._pairs import PairCosts
 from sparse24.mask import prune_
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ CRITERIA: dict[str, tuple[str, dict[str, Any]]] = {
     "taylor-per-sample": ("taylor", {"squared": True, "per_sample": True}),
     "taylor-model": ("taylor", {"squared": True, "labels": "model"}),
     "taylor-model-per-sample": ("taylor", {"squared": True, "labels": "model", "per_sample": True}),
+    "taylor-model-pairs": ("taylor", {"squared": True, "labels": "model", "per_sample": True, "pairs": True}),
     "sparsegpt": ("sparsegpt", {}),
 }
 
@@ -98,7 +100,10 @@ def decisions(
                 scores = criterion.score(model, weights, data=data, loss_fn=None if data is None else loss, progress=False, **options)
             for w, score in zip(weights, scores):
                 value = w.param.detach().clone()
-                prune_(value, w.axis.reduction, score)
+                if isinstance(score, PairCosts):  # the pattern is chosen per group, not by ranking
+                    value.masked_fill_(~score.keep(w), 0)
+                else:
+                    prune_(value, w.axis.reduction, score)
                 pruned[w.name] = value
         logger.info("%s: %s scored in %.1f s", name, label, time.perf_counter() - start)
         found[label] = pruned
