@@ -67,8 +67,8 @@ class StopRun(Exception):
     """Raised by the loss_fn at ``STOP_AT_CALL`` (on every rank at once)."""
 
 
-def build():
-    """The test model: Linear layers with even and odd row counts, LayerNorm, no BatchNorm."""
+def _block_type():
+    """The pre-norm residual MLP block of both test models (defined here: torch is imported lazily)."""
     import torch
     from torch import nn
 
@@ -81,6 +81,16 @@ def build():
 
         def forward(self, x):
             return x + self.down(torch.relu(self.up(self.norm(x))))
+
+    return Block
+
+
+def build():
+    """The test model: Linear layers with even and odd row counts, LayerNorm, no BatchNorm."""
+    import torch
+    from torch import nn
+
+    Block = _block_type()
 
     class Net(nn.Module):
         def __init__(self) -> None:
@@ -120,15 +130,7 @@ def build_calibration():
     from torch import nn
     from transformers.pytorch_utils import Conv1D
 
-    class Block(nn.Module):
-        def __init__(self, width: int, hidden: int) -> None:
-            super().__init__()
-            self.norm = nn.LayerNorm(width)
-            self.up = nn.Linear(width, hidden)
-            self.down = nn.Linear(hidden, width)
-
-        def forward(self, x):
-            return x + self.down(torch.relu(self.up(self.norm(x))))
+    Block = _block_type()
 
     class CalNet(nn.Module):
         def __init__(self) -> None:
