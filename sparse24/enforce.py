@@ -49,7 +49,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .axes import GemmWeight, gemm_axes, gemm_weights
 from .errors import Sparse24Error
-from .mask import bit_table, expand_bits, pack_bits, packed_shape, require_two_four, unpack_bits
+from .mask import bit_table, expand_bits, mask_rows_, pack_bits, packed_shape, require_two_four, unpack_bits
 
 __all__ = [
     "MASK_SUFFIX",
@@ -224,6 +224,20 @@ class _GradMask:
             rows = distribute_tensor(packed, param.device_mesh, param.placements, src_data_rank=None).to_local()
             return expand_bits(rows, param.to_local().shape, dtype)
         return self._expansion(packed, param, dtype).expand()
+
+    def apply_(self, param: Tensor) -> None:
+        """Multiply ``param`` (this rank's shard of a sharded one) by its mask in place, a block of rows at a time."""
+        module = self._module()
+        packed = None if module is None else module._buffers.get(self._buffer)
+        if packed is None:
+            return
+        local = _local(param)
+        if _is_dtensor(packed):
+            packed = packed.to_local()
+        elif _is_dtensor(param) or not local.is_contiguous():  # a mask not sharded yet, or a strided weight: expand it whole
+            local.mul_(self.mask(local.dtype))
+            return
+        mask_rows_(local, packed)
 
     def __call__(self, grad: Tensor) -> Tensor | None:
         module = self._module()
@@ -468,9 +482,8 @@ def attach_optimizer(optimizer: torch.optim.Optimizer) -> RemovableHandle:
         with torch.no_grad():
             for param in _params(opt.param_groups):
                 record = getattr(param, _RECORD, None)
-                mask = None if record is None or record.masker is None else record.masker.mask(param.dtype)
-                if mask is not None:
-                    _local(param).mul_(mask)  # a sharded weight: this rank's shard and its mask
+                if record is not None and record.masker is not None:
+                    record.masker.apply_(param)  # no full-size mask: rows at a time (a sharded weight: its shard)
 
     return optimizer.register_step_post_hook(reapply)
 

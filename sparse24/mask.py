@@ -263,6 +263,25 @@ def expand_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torc
     return bits.view(packed.shape[0], -1)[:, : _numel(shape[1:])].reshape(shape)
 
 
+def mask_rows_(tensor: Tensor, packed: Tensor, chunk: int = _CHUNK_ELEMENTS) -> Tensor:
+    """Multiply ``tensor`` in place by its packed mask, about ``chunk`` elements of rows at a time.
+
+    The same result as ``tensor.mul_(unpack_bits(packed, tensor.shape, tensor.dtype))`` without a
+    full-size expanded mask: the largest temporary is one block of rows. ``tensor`` is contiguous
+    and ``packed`` has its rows (:func:`packed_shape`).
+    """
+    rows = packed.shape[0]
+    if rows == 0:
+        return tensor
+    flat = tensor.view(rows, -1)
+    per_row = flat.shape[1]
+    step = max(1, chunk // max(per_row, 1))
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        flat[start:stop].mul_(expand_bits(packed[start:stop], (stop - start, per_row), tensor.dtype))
+    return tensor
+
+
 def _numel(shape: tuple[int, ...] | torch.Size) -> int:
     count = 1
     for size in shape:

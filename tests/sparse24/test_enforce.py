@@ -499,3 +499,24 @@ def test_grad_hook_follows_a_replaced_or_refilled_mask():
     assert pruned_grads_zero(fourth)
     layer.double()
     assert pruned_grads_zero(fourth) and layer.weight.grad.dtype == torch.float64
+
+
+def test_attach_optimizer_masks_rows_at_a_time_with_the_same_result(convnet, batches, loss_fn, monkeypatch):
+    """The post-step hook multiplies each weight by its mask in blocks of rows: the same weights as one whole-mask multiply."""
+    import sparse24.enforce as enforce
+    import sparse24.mask as mask_module
+
+    def run(chunk: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = convnet()
+        optimizer = _warm_optimizer(model, batches, loss_fn)
+        sparse24.sparsify(model)
+        sparse24.attach_optimizer(optimizer)
+        monkeypatch.setattr(enforce, "mask_rows_", lambda tensor, packed: mask_module.mask_rows_(tensor, packed, chunk=chunk))
+        for _ in range(3):
+            _plain_step(model, optimizer, batches, loss_fn)
+        sparse24.verify(model)
+        return {name: param.detach().clone() for name, (param, _) in masks_of(model).items()}
+
+    whole, rows = run(1 << 30), run(1)
+    assert whole.keys() == rows.keys() and all(torch.equal(whole[k], rows[k]) for k in whole)

@@ -268,3 +268,17 @@ def test_pack_bits_of_a_non_contiguous_mask_leaves_it_unchanged() -> None:
         packed = sparse24.mask.pack_bits(given)
         assert packed.is_contiguous() and torch.equal(given, before), "pack_bits wrote to the mask"
         assert torch.equal(sparse24.mask.unpack_bits(packed, given.shape), given)
+
+
+@pytest.mark.parametrize("shape", [(8, 16), (5, 3, 3, 3), (7, 13), (1, 4)])
+@pytest.mark.parametrize("chunk", [1, 40, 1 << 18])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_mask_rows_equals_the_whole_mask_multiply(shape, chunk, dtype) -> None:
+    """Rows at a time (blocks of ~chunk elements, padding bits in each row's last byte) = one multiply by the expanded mask, bit for bit."""
+    torch.manual_seed(0)
+    tensor = torch.randn(shape).to(dtype)
+    mask = torch.rand(shape) < 0.5
+    packed = sparse24.mask.pack_bits(mask)
+    expected = tensor * sparse24.mask.unpack_bits(packed, shape, dtype)
+    got = sparse24.mask.mask_rows_(tensor.clone(), packed, chunk=chunk)
+    assert torch.equal(got.view(torch.int16 if dtype != torch.float32 else torch.int32), expected.view(torch.int16 if dtype != torch.float32 else torch.int32))
