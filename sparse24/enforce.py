@@ -8,13 +8,15 @@ A masked weight ``W`` of module ``m`` gets:
   under that key; the module's own parameter names never change. :func:`mask_of` gives it back
   as a bool tensor of the weight's shape. State dicts and files of earlier versions, whose masks
   are bool tensors of the weight's shape, still load (:func:`load_masks`, ``load_state_dict``);
-- a gradient hook on ``W`` that multiplies each incoming gradient by the mask *before* it is
-  accumulated into ``W.grad``, so pruned gradients are exactly zero for every backward,
-  gradient accumulation, ``GradScaler`` and DDP alike. With zero gradients and zero weights,
-  SGD (momentum, Nesterov, weight decay), Adam/AdamW and the other stock optimizers leave
-  pruned weights at exactly zero. The hook expands the packed mask straight into the
-  gradient's dtype (one table lookup) for that multiply and drops it after: no full-size
-  copy of any mask outlives its layer's step;
+- a post-accumulate-grad hook on ``W`` (``register_post_accumulate_grad_hook``) that multiplies
+  ``W.grad`` by the mask in place as soon as a backward has accumulated into it -- before
+  DistributedDataParallel's reducer, which hooks the same accumulation, copies it -- so pruned
+  gradients are exactly zero after every backward, with gradient accumulation, ``GradScaler``
+  and DDP alike. With zero gradients and zero weights, SGD (momentum, Nesterov, weight decay),
+  Adam/AdamW and the other stock optimizers leave pruned weights at exactly zero. The hook
+  expands the packed mask straight into the gradient's dtype (one table lookup; a block of rows
+  at a time for a large layer) and makes no new gradient tensor: no full-size copy of any mask
+  outlives its layer's step;
 - forward pre-hooks (on the owner module and on the model ``sparsify``/``load_masks`` got)
   that re-install the gradient hook where a copy lost it (``copy.deepcopy`` and unpickling
   drop tensor hooks; ``MultiheadAttention`` uses ``out_proj.weight`` without calling
@@ -28,9 +30,8 @@ masks after every step.
 Sharded weights (FSDP2, ``torch.distributed.fsdp.fully_shard``): the parameters are
 ``DTensor``s sharded along dim 0. :func:`shard_masks` makes each mask buffer a ``DTensor``
 with the weight's placements (the packed mask keeps the weight's rows, so ``torch.chunk``
-splits both alike) and every rank enforces its own shard. A tensor hook on a sharded
-parameter never fires (FSDP writes ``.grad`` after its reduce-scatter), so no gradient hook
-is installed there: the trainer calls :func:`mask_sharded_grads` before clipping and
+splits both alike) and every rank enforces its own shard. FSDP writes a sharded ``.grad``
+after its reduce-scatter, so no gradient hook is installed there: the trainer calls :func:`mask_sharded_grads` before clipping and
 stepping, and :func:`attach_optimizer`'s post-step hook masks the local weight shards.
 :func:`mask_of` and :func:`full_weight_and_mask` gather one layer at a time (collectives:
 every rank must call them in the same order).
@@ -152,6 +153,9 @@ def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) ->
     )
 
 
+_ROWS_AT_A_TIME = 1 << 18  # gradients larger than this are masked a block of rows at a time (no full-size mask)
+
+
 class _Expansion:
     """How to expand one unsharded packed mask into one dtype, worked out once and reused every step.
 
@@ -189,7 +193,7 @@ class _Expansion:
 
 
 class _GradMask:
-    """Gradient hook: multiply the gradient by the owner module's current mask.
+    """Gradient hook (after accumulation): multiply the weight's gradient by the owner module's current mask.
 
     The mask buffer is looked up at call time, so ``model.to(device)`` and ``load_state_dict``
     (which replace or refill buffers) are followed; it is expanded into the gradient's dtype
@@ -239,18 +243,26 @@ class _GradMask:
             return
         mask_rows_(local, packed)
 
-    def __call__(self, grad: Tensor) -> Tensor | None:
+    def after_accumulate(self, param: Tensor) -> None:
+        """Post-accumulate-grad hook: multiply ``param.grad`` by the mask in place.
+
+        ``param.grad`` belongs to the parameter here (accumulation is done), so no new gradient
+        tensor is made: a layer up to one block of rows is masked with one expanded mask, a larger
+        one a block of rows at a time (:func:`sparse24.mask.mask_rows_`). It runs before
+        DistributedDataParallel's own hook on the same accumulation, so the reducer sees the
+        masked gradient.
+        """
+        grad = param.grad
         module = self._module()
-        if module is None:
-            return None
+        if grad is None or module is None:
+            return
         packed = module._buffers.get(self._buffer)
-        plain = self._plain
-        if plain is None or not plain.holds(packed, module._parameters.get(self.param_name), grad.dtype):
-            if _is_dtensor(packed):
-                return None  # sharded: mask_sharded_grads masks the reduced shard instead
-            mask = self.mask(grad.dtype)
-            return None if mask is None else mask.mul_(grad)
-        return plain.expand().mul_(grad)  # the expanded mask is this call's own tensor: it becomes the gradient
+        if packed is None or _is_dtensor(packed) or _is_dtensor(grad):
+            return  # sharded: mask_sharded_grads masks the reduced shard instead
+        if grad.numel() > _ROWS_AT_A_TIME and grad.is_contiguous():
+            mask_rows_(grad, packed)
+        else:
+            grad.mul_(self._expansion(packed, param, grad.dtype).expand())
 
     def __getstate__(self) -> dict:
         return {"param_name": self.param_name}
@@ -301,7 +313,7 @@ def _install_grad_hook(module: nn.Module, param_name: str) -> None:
     if _is_dtensor(param) or _is_dtensor(module._buffers.get(mask_name(param_name))):
         return  # sharded (FSDP2): the hook would not fire; see mask_sharded_grads
     masker = _GradMask(module, param_name)
-    setattr(param, _RECORD, _HookRecord(param.register_hook(masker), masker))
+    setattr(param, _RECORD, _HookRecord(param.register_post_accumulate_grad_hook(masker.after_accumulate), masker))
 
 
 def _remove_grad_hook(param: Tensor) -> None:

@@ -520,3 +520,46 @@ def test_attach_optimizer_masks_rows_at_a_time_with_the_same_result(convnet, bat
 
     whole, rows = run(1 << 30), run(1)
     assert whole.keys() == rows.keys() and all(torch.equal(whole[k], rows[k]) for k in whole)
+
+
+def test_the_gradient_is_masked_in_place_after_accumulation_and_no_other_gradient_changes():
+    """The hook masks ``param.grad`` after accumulation; a gradient shared with another input (``W + delta``) is not touched."""
+
+    class Shifted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(32, 16, bias=False)
+            self.delta = nn.Parameter(torch.randn(16, 32) * 0.1)
+
+        def forward(self, x):
+            return torch.nn.functional.linear(x, self.lin.weight + self.delta)
+
+    torch.manual_seed(0)
+    model = Shifted()
+    sparse24.sparsify(model, policy="any", include="lin", progress=False)
+    x = torch.randn(8, 32)
+    model(x).square().sum().backward()
+    mask = sparse24.enforce.mask_of(model.lin, "weight")
+    assert torch.equal(model.lin.weight.grad, model.delta.grad * mask), "the masked gradient is the shared one times the mask"
+    assert (model.delta.grad[~mask] != 0).all(), "delta's gradient (the same tensor in autograd) was masked too"
+    model(x).square().sum().backward()  # accumulation: the sum stays masked
+    assert torch.equal(model.lin.weight.grad, model.delta.grad * mask)
+
+
+@pytest.mark.parametrize("as_view", [False, True])
+def test_ddp_reduces_the_masked_gradients(tmp_path, as_view):
+    """The hook runs on accumulation, before DistributedDataParallel's reducer copies the gradient into its bucket."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 16))
+        sparse24.sparsify(model, policy="any", progress=False)
+        ddp = nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=as_view)
+        ddp(torch.randn(8, 64)).sum().backward()
+        for weight, _ in sparse24.masked_weights(model):
+            mask = sparse24.enforce.mask_of(weight.module, weight.param_name)
+            assert (weight.param.grad[~mask] == 0).all() and weight.param.grad[mask].abs().sum() > 0, weight.name
+    finally:
+        dist.destroy_process_group()
