@@ -195,7 +195,7 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         "Allocator: 'glibc default' is what a user gets. glibc raises its mmap threshold after large blocks are freed, so "
-        "later layer-sized temporaries (the gradient hook's expanded mask, the optimizer's) come from the heap, and freed "
+        "later layer-sized temporaries (autograd's and the optimizer's; enforcement expands masks a block of rows at a time) come from the heap, and freed "
         "heap stays in the resident set. 'fixed mmap threshold' (MALLOC_MMAP_THRESHOLD_=131072) returns every large block "
         "when it is freed, so its peak is close to the live tensors'. CUDA's caching allocator has neither effect; there, "
         "max_memory_allocated counts live tensors.",
