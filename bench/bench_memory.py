@@ -15,6 +15,9 @@ Python runtime and torch's libraries, identical in both variants, are left out; 
 these increments is the stricter measure. Under torchrun the largest rank counts. ``sparsify``'s
 own peak is reported against the model's parameter bytes and against its largest layer's.
 
+Each variant runs ``--repeats`` times (3), plain and sparse interleaved; the table shows the
+median run and lists every run (the CPU's resident peak moves by tens of MiB between runs).
+
 Targets: sparse peak <= 1.10x plain; sparsify's peak <= one layer's weight bytes above the model.
 
     python bench/bench_memory.py --out bench/results
@@ -35,6 +38,13 @@ TARGET = 1.10
 CASES = ("one process", "ddp", "fsdp")
 _RANKS = {"one process": 1, "ddp": 2, "fsdp": 2}
 WIDTH, DEPTH, BATCH, STEPS, LR, WEIGHT_DECAY = 2048, 8, 64, 10, 1e-4, 0.01
+REPEATS = 3
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median training peak (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r["train_peak_bytes"] or 0)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def build(width: int, depth: int):
@@ -167,6 +177,13 @@ def _mib(value: int | None) -> str:
     return "n/a" if value is None else f"{value / 2**20:.1f}"
 
 
+def _runs(row: dict) -> str:
+    """Every run's peak, ``plain; sparse`` (empty for results written before repeats existed)."""
+    if "plain_runs" not in row:
+        return ""
+    return ", ".join(_mib(v) for v in row["plain_runs"]) + "; " + ", ".join(_mib(v) for v in row["sparse_runs"])
+
+
 def markdown(results: dict) -> str:
     from sparse24.bench._common import header
 
@@ -178,10 +195,11 @@ def markdown(results: dict) -> str:
         f"({results['rows'][0]['plain']['param_bytes'] / 2**20:.1f} MiB of fp32 parameters); {settings['steps']} AdamW steps "
         f"(lr {LR}, weight decay {WEIGHT_DECAY}) on batches of {settings['batch']} per rank, the same batches in both variants. "
         "Peaks are MiB above the process's level once the model exists (CPU: peak resident set, VmHWM; CUDA: "
-        f"max_memory_allocated); the largest rank counts. Targets: sparse / plain <= {TARGET}; sparsify's peak <= the largest layer's weight bytes.",
+        f"max_memory_allocated); the largest rank counts; each variant ran {settings.get('repeats', 1)} times in fresh processes, "
+        "plain and sparse interleaved, and the median run is shown (ratio of the medians). Targets: sparse / plain <= {TARGET}; sparsify's peak <= the largest layer's weight bytes.",
         "",
-        "| case | ranks | allocator | plain training MiB | sparsify + finetune MiB | ratio | target | sparsify peak MiB (largest layer) | target | masks MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | ranks | allocator | plain training MiB | sparsify + finetune MiB | ratio | target | every run, plain; sparse (MiB) | sparsify peak MiB (largest layer) | target | masks MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         plain, sparse = row["plain"], row["sparse"]
@@ -190,7 +208,7 @@ def markdown(results: dict) -> str:
         sparsify_met = "met" if sparse["sparsify_peak_bytes"] is not None and sparse["sparsify_peak_bytes"] <= sparse["largest_layer_bytes"] else "NOT met"
         lines.append(
             f"| {row['case']} | {row['ranks']} | {row.get('malloc', 'glibc default')} | {_mib(plain['train_peak_bytes'])} | {_mib(sparse['train_peak_bytes'])} | {ratio:.3f}x | {met} | "
-            f"{_mib(sparse['sparsify_peak_bytes'])} ({_mib(sparse['largest_layer_bytes'])}) | {sparsify_met} | {_mib(sparse['mask_bytes'])} |"
+            f"{_runs(row)} | {_mib(sparse['sparsify_peak_bytes'])} ({_mib(sparse['largest_layer_bytes'])}) | {sparsify_met} | {_mib(sparse['mask_bytes'])} |"
         )
     lines += [
         "",
@@ -213,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=DEPTH)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="fresh processes per variant; the table shows the median run (the CPU's resident peak varies by tens of MiB)")
     parser.add_argument("--worker", choices=("plain", "sparse"), help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--strategy", choices=("ddp", "fsdp"), help=argparse.SUPPRESS)
@@ -228,14 +247,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cases: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CASES)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     rows = []
     for case in cases:
         for malloc in MALLOCS:
-            plain = measure(case, "plain", args.width, args.depth, args.batch, args.steps, malloc)
-            sparse = measure(case, "sparse", args.width, args.depth, args.batch, args.steps, malloc)
-            rows.append({"case": case, "ranks": plain["ranks"], "malloc": malloc, "plain": plain, "sparse": sparse})
+            runs: dict[str, list[dict]] = {"plain": [], "sparse": []}
+            for _ in range(args.repeats):  # interleaved: a slow drift of the machine hits both variants alike
+                for variant in runs:
+                    runs[variant].append(measure(case, variant, args.width, args.depth, args.batch, args.steps, malloc))
+            plain, sparse = _median_run(runs["plain"]), _median_run(runs["sparse"])
+            rows.append({
+                "case": case, "ranks": plain["ranks"], "malloc": malloc, "plain": plain, "sparse": sparse,
+                "plain_runs": [r["train_peak_bytes"] for r in runs["plain"]], "sparse_runs": [r["train_peak_bytes"] for r in runs["sparse"]],
+            })
     default = argv is None and sys.argv[1:] in (["--out", "bench/results"],)
-    settings = {"width": args.width, "depth": args.depth, "batch": args.batch, "steps": args.steps}
+    settings = {"width": args.width, "depth": args.depth, "batch": args.batch, "steps": args.steps, "repeats": args.repeats}
     results = {"command": COMMAND if default else " ".join(["python", "bench/bench_memory.py", *(sys.argv[1:] if argv is None else argv)]), "environment": environment(), "settings": settings, "rows": rows}
     print(write_results(out, "memory", results, markdown))
     return 0
