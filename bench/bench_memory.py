@@ -196,7 +196,7 @@ def markdown(results: dict) -> str:
         f"(lr {LR}, weight decay {WEIGHT_DECAY}) on batches of {settings['batch']} per rank, the same batches in both variants. "
         "Peaks are MiB above the process's level once the model exists (CPU: peak resident set, VmHWM; CUDA: "
         f"max_memory_allocated); the largest rank counts; each variant ran {settings.get('repeats', 1)} times in fresh processes, "
-        "plain and sparse interleaved, and the median run is shown (ratio of the medians). Targets: sparse / plain <= {TARGET}; sparsify's peak <= the largest layer's weight bytes.",
+        f"plain and sparse interleaved, and the median run is shown (ratio of the medians). Targets: sparse / plain <= {TARGET}; sparsify's peak <= the largest layer's weight bytes.",
         "",
         "| case | ranks | allocator | plain training MiB | sparsify + finetune MiB | ratio | target | every run, plain; sparse (MiB) | sparsify peak MiB (largest layer) | target | masks MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

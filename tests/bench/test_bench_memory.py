@@ -28,6 +28,7 @@ def test_one_process_case_measures_both_variants(tmp_path) -> None:
     assert sparse["mask_bytes"] == (2 * 64 * 64 + 16 * 64) // 8, "masks at 1 bit per weight"
     text = (tmp_path / "memory.md").read_text()
     assert f"`{results['command']}`" in text and "| one process | 1 | glibc default |" in text and "| one process | 1 | fixed mmap threshold |" in text and "Generated from memory.json." in text
+    assert f"Targets: sparse / plain <= {bench_memory.TARGET};" in text and "{" not in text, "an unformatted placeholder in the table's text"
 
 
 def test_unknown_case_is_a_usage_error(tmp_path, capsys) -> None:
