@@ -50,7 +50,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .axes import GemmWeight, gemm_axes, gemm_weights
 from .errors import Sparse24Error
-from .mask import bit_table, expand_bits, mask_rows_, pack_bits, packed_shape, require_two_four, unpack_bits
+from .mask import CHUNK_ELEMENTS, bit_table, expand_bits, mask_rows_, pack_bits, packed_shape, require_two_four, unpack_bits
 
 __all__ = [
     "MASK_SUFFIX",
@@ -151,9 +151,6 @@ def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) ->
         f"{what} is {str(mask.dtype).removeprefix('torch.')} {list(mask.shape)}; for a weight of shape {list(shape)} a mask is "
         f"uint8 {list(packed_shape(shape))} (1 bit per weight) or, as earlier versions wrote it, bool {list(shape)}"
     )
-
-
-_ROWS_AT_A_TIME = 1 << 18  # gradients larger than this are masked a block of rows at a time (no full-size mask)
 
 
 class _Expansion:
@@ -259,7 +256,7 @@ class _GradMask:
         packed = module._buffers.get(self._buffer)
         if packed is None or _is_dtensor(packed) or _is_dtensor(grad):
             return  # sharded: mask_sharded_grads masks the reduced shard instead
-        if grad.numel() > _ROWS_AT_A_TIME and grad.is_contiguous():
+        if grad.numel() > CHUNK_ELEMENTS and grad.is_contiguous():  # more than one block of rows
             mask_rows_(grad, packed)
         else:
             grad.mul_(self._expansion(packed, param, grad.dtype).expand())

@@ -21,22 +21,22 @@ from .errors import SparsityError
 
 __all__ = ["two_four_mask", "is_two_four", "first_violation", "require_two_four", "prune_", "group_view", "pack_bits", "unpack_bits", "packed_shape"]
 
-_CHUNK_ELEMENTS = 1 << 18
-_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+CHUNK_ELEMENTS = 1 << 18  # the largest temporary a chunked pass makes, in elements (about)
+PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # the 6 pairs of a group of 4, in the one order used everywhere
 _SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def _keep_table() -> Tensor:
     """Row ``code`` holds the keep flags of a group whose comparisons gave ``code``.
 
-    Bit ``k`` of ``code`` is set when, for pair ``(i, j) = _PAIRS[k]``, ``s[i] >= s[j]``
+    Bit ``k`` of ``code`` is set when, for pair ``(i, j) = PAIRS[k]``, ``s[i] >= s[j]``
     (the lower index wins ties). An element is kept when it loses fewer than 2 comparisons;
     codes that no total order produces still keep exactly 2 (fewest losses, lower index).
     """
     rows = []
     for code in range(64):
         losses = [0, 0, 0, 0]
-        for bit, (i, j) in enumerate(_PAIRS):
+        for bit, (i, j) in enumerate(PAIRS):
             losses[j if code >> bit & 1 else i] += 1
         kept = sorted(range(4), key=lambda k: (losses[k], k))[:2]
         rows.append([k in kept for k in range(4)])
@@ -57,11 +57,11 @@ def group_view(tensor: Tensor, dim: int = -1) -> Tensor:
     return tensor.movedim(dim, -1).unflatten(-1, (size // 4, 4))
 
 
-def _chunks(grouped: Tensor) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` slices along dim 0 of about ``_CHUNK_ELEMENTS`` elements each."""
+def _chunks(grouped: Tensor, chunk: int | None = None) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` slices along dim 0 of about ``chunk`` (default ``CHUNK_ELEMENTS``) elements each."""
     rows = grouped.shape[0]
     per_row = max(1, grouped.numel() // max(rows, 1))
-    step = max(1, _CHUNK_ELEMENTS // per_row)
+    step = max(1, (CHUNK_ELEMENTS if chunk is None else chunk) // per_row)
     for start in range(0, rows, step):
         yield start, min(start + step, rows)
 
@@ -224,11 +224,10 @@ def pack_bits(mask: Tensor) -> Tensor:
     # 8 flags (bytes of 0 or 1) read as one int64 x: the top byte of x * 0x0102040810204080 is
     # sum(flag_i << i), since no two partial products meet in a bit. Row chunks keep the int64
     # temporaries small.
-    step = max(1, _CHUNK_ELEMENTS // rows.shape[1])
-    for start in range(0, rows.shape[0], step):
-        words = rows[start : start + step].view(torch.int64)
+    for start, stop in _chunks(rows):
+        words = rows[start:stop].view(torch.int64)
         product = words * _PACK_MAGIC
-        packed[start : start + step] = product.bitwise_right_shift_(56)
+        packed[start:stop] = product.bitwise_right_shift_(56)
     return packed
 
 
@@ -263,8 +262,8 @@ def expand_bits(packed: Tensor, shape: tuple[int, ...] | torch.Size, dtype: torc
     return bits.view(packed.shape[0], -1)[:, : _numel(shape[1:])].reshape(shape)
 
 
-def mask_rows_(tensor: Tensor, packed: Tensor, chunk: int = _CHUNK_ELEMENTS) -> Tensor:
-    """Multiply ``tensor`` in place by its packed mask, about ``chunk`` elements of rows at a time.
+def mask_rows_(tensor: Tensor, packed: Tensor, chunk: int | None = None) -> Tensor:
+    """Multiply ``tensor`` in place by its packed mask, about ``chunk`` (default ``CHUNK_ELEMENTS``) elements of rows at a time.
 
     The same result as ``tensor.mul_(unpack_bits(packed, tensor.shape, tensor.dtype))`` without a
     full-size expanded mask: the largest temporary is one block of rows. ``tensor`` is contiguous
@@ -274,11 +273,8 @@ def mask_rows_(tensor: Tensor, packed: Tensor, chunk: int = _CHUNK_ELEMENTS) -> 
     if rows == 0:
         return tensor
     flat = tensor.view(rows, -1)
-    per_row = flat.shape[1]
-    step = max(1, chunk // max(per_row, 1))
-    for start in range(0, rows, step):
-        stop = min(rows, start + step)
-        flat[start:stop].mul_(expand_bits(packed[start:stop], (stop - start, per_row), tensor.dtype))
+    for start, stop in _chunks(flat, chunk):
+        flat[start:stop].mul_(expand_bits(packed[start:stop], (stop - start, flat.shape[1]), tensor.dtype))
     return tensor
 
 

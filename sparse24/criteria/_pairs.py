@@ -16,14 +16,13 @@ the per-weight scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 
 import torch
 from torch import Tensor
 
 from ..axes import GemmWeight, from_gemm_matrix, gemm_matrix
+from ..mask import PAIRS  # the pruned pair of each pattern: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
 
-PAIRS = tuple(combinations(range(4), 2))  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3): the pruned pair of each pattern
 _FIRST = [i for i, _ in PAIRS]
 _SECOND = [j for _, j in PAIRS]
 

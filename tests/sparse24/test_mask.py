@@ -209,7 +209,7 @@ def test_chunked_matches_unchunked(monkeypatch, chunk, shape, dim, view):
     expected_weight = weight.clone()
     prune_(expected_weight, dim)
 
-    monkeypatch.setattr(sparse24.mask, "_CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(sparse24.mask, "CHUNK_ELEMENTS", chunk)
     grouped = sparse24.mask.group_view(weight, dim)
     assert len(list(sparse24.mask._chunks(grouped))) > 3, "the tensor must span many chunks"
     assert torch.equal(two_four_mask(weight.abs(), dim), expected_mask)
