@@ -161,17 +161,19 @@ def _candidates(
     return found
 
 
-def _total_importance(weight: GemmWeight, scores: Tensor | None) -> float:
-    """Sum of importance before pruning; also the NaN/Inf check of the scores."""
+def _total_importance(weight: GemmWeight, scores: Tensor | PairCosts | None) -> float:
+    """Sum of (per-weight) importance before pruning; also the NaN/Inf check of the scores (pair costs' cross sums too)."""
     if scores is None:
         total = torch.linalg.vector_norm(weight.param.detach(), 1, dtype=torch.float32)
         what = "weights contain"
     else:
-        if scores.shape != weight.param.shape:
-            raise Sparse24Error(f"{weight.name}: criterion gave scores of shape {list(scores.shape)}, weight is {list(weight.param.shape)}")
-        total = scores.sum(dtype=torch.float32)
+        per_weight = scores.scores if isinstance(scores, PairCosts) else scores
+        if per_weight.shape != weight.param.shape:
+            raise Sparse24Error(f"{weight.name}: criterion gave scores of shape {list(per_weight.shape)}, weight is {list(weight.param.shape)}")
+        total = per_weight.sum(dtype=torch.float32)
         what = "importance scores contain"
-    if not torch.isfinite(total):
+    finite = bool(torch.isfinite(total)) and not (isinstance(scores, PairCosts) and not torch.isfinite(scores.cross.sum(dtype=torch.float32)))
+    if not finite:
         raise Sparse24Error(f"{weight.name}: {what} NaN or Inf; nothing was changed")
     return float(total)
 
@@ -193,6 +195,7 @@ class _Result:
     mask: Tensor | None = None
     weight: Tensor | None = None
     packed: Tensor | None = None  # sharded: this rank's rows of the packed mask (decided and written already)
+    applied: bool = False  # the weight is pruned (and updated) already
 
     def kept_after(self, weight: GemmWeight) -> float:
         if self.kept is not None:
@@ -203,10 +206,7 @@ class _Result:
 def _from_scores(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
     """Scores to prune by (checked for NaN/Inf here, before anything changes); pair costs decide the mask here."""
     if isinstance(scores, PairCosts):
-        total = _total_importance(weight, scores.scores)
-        if not torch.isfinite(scores.cross.sum()):
-            raise Sparse24Error(f"{weight.name}: importance scores contain NaN or Inf; nothing was changed")
-        return _Result(weight.param, scores=scores.scores, total=total, mask=scores.keep(weight))
+        return _Result(weight.param, scores=scores.scores, total=_total_importance(weight, scores), mask=scores.keep(weight))
     return _Result(weight.param, scores=scores, total=_total_importance(weight, scores))
 
 
@@ -219,6 +219,7 @@ def _prune_by(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
     else:
         _zero_pruned(weight.param, result.mask)
     result.kept = result.kept_after(weight)
+    result.applied = True
     return result
 
 
@@ -289,11 +290,12 @@ def _decide_in_place(criterion: Any, weight: GemmWeight, stat: Tensor, count: in
         if hasattr(criterion, "solve"):
             new, mask, kept = criterion.solve(weight, stat, count, **options)
             param.copy_(new)
-            return _Result(param, kept, mask=mask)
+            return _Result(param, kept, mask=mask, applied=True)
         result = _from_scores(weight, criterion.from_stats(weight, stat, count))
         result.mask = torch.empty(param.shape, dtype=torch.bool, device=param.device)
         prune_(param.detach(), weight.axis.reduction, result.scores, out=result.mask)
         result.kept = result.kept_after(weight)
+        result.applied = True
         return result
 
 
@@ -514,7 +516,7 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
             elif result.weight is not None:
                 with torch.no_grad():
                     weight.param.copy_(result.weight)
-            else:  # a mask chosen by pattern (taylor pairs), or one already applied (a no-op then)
+            elif not result.applied:  # a mask chosen by pattern (taylor pairs)
                 _zero_pruned(weight.param, result.mask)
             kept[id(result.param)] = result.kept_after(weight)
             packed.append(pack_bits(result.mask))  # one buffer, shared by tied owners
