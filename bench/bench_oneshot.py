@@ -74,6 +74,16 @@ def _warm_up() -> None:
             sparse24.sparsify(tiny, method, data=None if method == "magnitude" else data, loss_fn=loss, policy="any", permute=permute, progress=False, **options)
 
 
+def _sparsify(name: str, model: torch.nn.Module, method: str, options: dict[str, Any], calibration: list, *, permute: bool = False) -> Any:
+    """One row's ``sparsify`` on ``model``: magnitude without data; the true Fisher (``labels="model"``) reads the logits, not the loss."""
+    model_labels = options.get("labels") == "model"
+    if model_labels:
+        options = {**options, "logits_fn": models.logits_fn(name)}
+    data = None if method == "magnitude" else calibration
+    loss = None if method == "magnitude" or model_labels else models.loss_fn(name)
+    return sparse24.sparsify(model, method, data=data, loss_fn=loss, policy=POLICY[name], permute=permute, progress=False, **options)
+
+
 def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     dense = models.load(name)
     loss = models.loss_fn(name)
@@ -92,13 +102,9 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     plan = [(row + suffix, method, options, bool(suffix)) for row, (method, options) in METHODS.items() for suffix in ("", PERMUTED)]
     for row, method, options, permute in plan:
         model = copy.deepcopy(dense)
-        data = None if method == "magnitude" else calibration
-        model_labels = options.get("labels") == "model"
-        if model_labels:  # the true Fisher reads the logits; the loss (and its labels) is not used
-            options = {**options, "logits_fn": models.logits_fn(name)}
         start = time.perf_counter()
         with peak_memory(device) as peak:
-            report = sparse24.sparsify(model, method, data=data, loss_fn=None if method == "magnitude" or model_labels else loss, policy=POLICY[name], permute=permute, progress=False, **options)
+            report = _sparsify(name, model, method, options, calibration, permute=permute)
         seconds = time.perf_counter() - start
         sparse24.verify(model)
         oneshot = _quality(name, model)
@@ -142,18 +148,14 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
 def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION) -> dict[str, dict[str, Any]]:
     """One-shot quality and calibration time of the :data:`SWEPT` rows with ``sizes`` calibration batches each."""
     dense = models.load(name)
-    loss = models.loss_fn(name)
     found: dict[str, dict[str, Any]] = {}
     for batches in sizes:
         calibration = models.calibration_batches(name, batches, CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
         for row in SWEPT:
             method, options = METHODS[row]
-            model_labels = options.get("labels") == "model"
-            if model_labels:
-                options = {**options, "logits_fn": models.logits_fn(name)}
             model = copy.deepcopy(dense)
             start = time.perf_counter()
-            sparse24.sparsify(model, method, data=calibration, loss_fn=None if model_labels else loss, policy=POLICY[name], progress=False, **options)
+            _sparsify(name, model, method, options, calibration)
             seconds = time.perf_counter() - start
             sparse24.verify(model)
             found.setdefault(row, {})[str(batches)] = {"oneshot": _quality(name, model), "calibration_s": seconds}

@@ -27,7 +27,6 @@ import sparse24
 from sparse24.bench._common import environment, header, write_results
 from sparse24.demo import MODELS, batches, load_digits, loss_fn
 
-COMMAND = "python bench/bench_overhead.py --out bench/results"
 TARGET = 1.05
 CASES = {"DigitsResNet (demo CNN)": ("resnet", "tensorrt"), "DigitsTransformer (demo encoder)": ("transformer", "any")}
 
@@ -130,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, (kind, policy) in CASES.items()
         for batch_size in args.batch_sizes
     ]
-    default = (args.reps, args.batch_sizes) == (300, [64, 256])
-    results = {"command": COMMAND if default else " ".join(["python"] + sys.argv), "environment": environment(), "rows": rows}
+    command = " ".join(["python", "bench/bench_overhead.py", *(sys.argv[1:] if argv is None else argv)])  # as run
+    results = {"command": command, "environment": environment(), "rows": rows}
     print(write_results(out, "enforcement_overhead", results, markdown))
     return 0
 
