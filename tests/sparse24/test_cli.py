@@ -75,16 +75,22 @@ def test_prune_taylor_with_demo_calibration(capsys, tmp_path, dense_file):
     assert "excluded by 'head'" in stdout
 
 
+def assert_cli_matches_api(out: Path, dense_file: Path, **options) -> None:
+    """The file ``prune`` wrote equals ``sparsify(..., "taylor", **options)`` on 2 demo calibration batches, key for key and bit for bit."""
+    model = DigitsResNet()
+    sparse24.io.load(model, dense_file)
+    sparse24.sparsify(model, "taylor", data=calibration_batches(), num_batches=2, progress=False, **options)
+    written = sparse24.io.read_state_dict(out)
+    assert written.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in written.items()), "the CLI and the API chose differently"
+
+
 def test_prune_taylor_with_the_model_fisher(capsys, tmp_path, dense_file):
     out = tmp_path / "fisher.safetensors"
     args = ["--weights", str(dense_file), "--method", "taylor", "--squared", "--labels", "model", "--samples", "2", "--data", "sparse24.demo:calibration_batches", "--num-batches", "2"]
     code, stdout, err = run(capsys, "prune", MODEL, *args, "--logits", "sparse24.demo:logits_fn", "--out", str(out))
     assert code == 0, err
-    model = DigitsResNet()
-    sparse24.io.load(model, dense_file)
-    sparse24.sparsify(model, "taylor", data=calibration_batches(), num_batches=2, squared=True, labels="model", samples=2, logits_fn=logits_fn, progress=False)
-    assert sparse24.io.read_state_dict(out).keys() == model.state_dict().keys()
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in sparse24.io.read_state_dict(out).items()), "the CLI and the API chose differently"
+    assert_cli_matches_api(out, dense_file, squared=True, labels="model", samples=2, logits_fn=logits_fn)
 
     code, _, err = run(capsys, "prune", MODEL, *args, "--out", str(tmp_path / "no.safetensors"))
     assert code == 2 and not (tmp_path / "no.safetensors").exists()
@@ -99,10 +105,7 @@ def test_prune_taylor_pairs_matches_the_api_and_needs_squared(capsys, tmp_path, 
     args = ["--weights", str(dense_file), "--method", "taylor", "--per-sample", "--labels", "model", "--logits", "sparse24.demo:logits_fn", "--data", "sparse24.demo:calibration_batches", "--num-batches", "2"]
     code, stdout, err = run(capsys, "prune", MODEL, *args, "--squared", "--pairs", "--out", str(out))
     assert code == 0, err
-    model = DigitsResNet()
-    sparse24.io.load(model, dense_file)
-    sparse24.sparsify(model, "taylor", data=calibration_batches(), num_batches=2, squared=True, per_sample=True, labels="model", logits_fn=logits_fn, pairs=True, progress=False)
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in sparse24.io.read_state_dict(out).items()), "the CLI and the API chose differently"
+    assert_cli_matches_api(out, dense_file, squared=True, per_sample=True, labels="model", logits_fn=logits_fn, pairs=True)
     code, _, err = run(capsys, "prune", MODEL, *args, "--pairs", "--out", str(tmp_path / "no.safetensors"))
     assert code == 2 and not (tmp_path / "no.safetensors").exists()
     assert_one_line_error(err, "pairs=True", "needs squared=True")
