@@ -163,7 +163,7 @@ class _Expansion:
     multiply.
     """
 
-    __slots__ = ("packed", "flat", "address", "param", "shape", "rows", "per_row", "exact", "dtype", "table")
+    __slots__ = ("packed", "flat", "address", "param", "shape", "rows", "per_row", "exact", "small", "dtype", "table")
 
     def __init__(self, packed: Tensor, param: Tensor, dtype: torch.dtype) -> None:
         self.packed = packed
@@ -174,12 +174,17 @@ class _Expansion:
         self.rows = packed.shape[0]
         self.per_row = math.prod(param.shape[1:])
         self.exact = packed.numel() * 8 == param.numel()  # no padding bits: the lookup's [bytes, 8] is the mask
+        self.small = self.exact and param.numel() <= CHUNK_ELEMENTS  # masked whole by mul_, not a block of rows at a time
         self.dtype = dtype
         self.table = bit_table(dtype, packed.device)
 
     def holds(self, packed: Tensor | None, param: Tensor | None, dtype: torch.dtype) -> bool:
         """True while the module's buffer (same object, same storage) and weight are the ones this was worked out for."""
         return self.packed is packed and self.dtype is dtype and self.param() is param and self.address == packed.data_ptr()
+
+    def mul_(self, tensor: Tensor) -> None:
+        """Multiply a contiguous tensor of the weight's shape by the mask in place (``small`` masks only: no padding bits)."""
+        tensor.view(-1, 8).mul_(self.table.index_select(0, self.flat.int()))
 
     def expand(self) -> Tensor:
         """The mask as a new tensor of the weight's shape (0/1 in this dtype)."""
@@ -254,6 +259,10 @@ class _GradMask:
         if grad is None or module is None:
             return
         packed = module._buffers.get(self._buffer)
+        plain = self._plain
+        if plain is not None and plain.small and plain.holds(packed, param, grad.dtype) and grad.is_contiguous():
+            plain.mul_(grad)  # the usual step: everything checked above, one lookup and the multiply
+            return
         if packed is None or _is_dtensor(packed) or _is_dtensor(grad):
             return  # sharded: mask_sharded_grads masks the reduced shard instead
         if grad.numel() > CHUNK_ELEMENTS and grad.is_contiguous():  # more than one block of rows
