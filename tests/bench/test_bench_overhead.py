@@ -1,0 +1,57 @@
+"""bench/bench_overhead.py: enforced vs plain training steps, with the two reference copies."""
+
+from __future__ import annotations
+
+import json
+
+import copy
+
+import torch
+from synthetic_results import environment
+
+import sparse24
+from sparse24.bench import bench_overhead
+from sparse24.demo import MODELS
+
+
+def test_run_records_every_variant_and_renders_the_table(tmp_path) -> None:
+    argv = ["--out", str(tmp_path), "--reps", "2", "--batch-sizes", "8"]
+    assert bench_overhead.main(argv) == 0
+    results = json.loads((tmp_path / "enforcement_overhead.json").read_text())
+    assert results["command"] == "python bench/bench_overhead.py " + " ".join(argv)
+    assert [row["case"] for row in results["rows"]] == list(bench_overhead.CASES)
+    for row in results["rows"]:
+        assert row["batch_size"] == 8 and row["reps"] == 2
+        assert row["ratio"] > 0 and row["unguarded_ratio"] > 0 and row["float_cache_ratio"] > 0
+        assert row["mask_bytes"] * 8 == row["bool_mask_bytes"], "1 bit per weight (the demo layers need no padding)"
+        assert row["float_cache_bytes"] == 4 * row["bool_mask_bytes"], "the reference holds a float32 mask per weight"
+    text = (tmp_path / "enforcement_overhead.md").read_text()
+    assert f"`{results['command']}`" in text and "| reference: no copy guard | reference: float masks held |" in text
+    assert "Generated from enforcement_overhead.json." in text and "{" not in text
+
+
+def test_verdicts_follow_the_target() -> None:
+    row = {"case": "m", "batch_size": 64, "masked_weights": 1, "reps": 3, "plain_ms": 10.0, "enforced_ms": 10.4, "ratio": 1.04}
+    results = {"command": "python bench/bench_overhead.py", "environment": environment(gpu=False), "rows": [row, {**row, "ratio": 1.06}]}
+    text = bench_overhead.markdown(results)
+    assert "| 1.040x | met (<= 1.05x) |" in text and "| 1.060x | NOT met (> 1.05x) |" in text
+
+
+def test_references_enforce_by_other_means() -> None:
+    """The copy without the guard keeps its gradient hooks; the float-mask copy keeps pruned weights at zero."""
+    torch.manual_seed(0)
+    enforced = MODELS["transformer"]()
+    sparse24.sparsify(enforced, "magnitude", policy="any", progress=False)
+    plain = copy.deepcopy(enforced)
+    sparse24.strip(plain)
+    unguarded = bench_overhead._without_copy_guard(enforced)
+    assert not any(module._forward_pre_hooks for module in unguarded.modules() if sparse24.enforce._masked_param_names(module))
+    cached, held = bench_overhead._float_cache(plain, enforced)
+    names = bench_overhead._names(enforced)
+    for model in (unguarded, cached):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model(torch.randn(4, 1, 8, 8)).square().sum().backward()
+        optimizer.step()
+    sparse24.verify(unguarded)
+    for (_, mask), name in zip(sparse24.masked_weights(enforced), names):
+        assert not cached.get_parameter(name).detach()[~mask].any(), name
