@@ -35,6 +35,7 @@ runs along C at one kernel position (TensorRT's rule), never along the flattened
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_matrix", "gemm_weights", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,36 @@ def from_gemm_matrix(weight: GemmWeight, matrix: Tensor) -> Tensor:
     if weight.axis.reduction == 0:
         return matrix[0].t().reshape(shape)
     return matrix.reshape(shape)
+
+
+def gemm_groups(weight: GemmWeight, tensor: Tensor) -> Tensor:
+    """``tensor`` as the 2:4 groups of :func:`gemm_matrix`, ``[a, b, 4]``, its dim 0 following the weight's dim 0.
+
+    ``tensor`` has the weight's shape, or only some of its dim-0 slices (a shard of it, as FSDP2
+    keeps). For a weight reduced along another dim (Linear, conv, ``in_proj``) ``a`` is the
+    weight's rows and ``b`` the groups of a row; for one reduced along dim 0 (transformers
+    ``Conv1D`` ``[in, out]``) ``a`` is its input features 4 at a time (a slice must start and end
+    on a multiple of 4) and ``b`` its outputs. Each ``[..., 4]`` is one group, as the runs of 4
+    columns of :func:`gemm_matrix`. :func:`from_gemm_groups` maps back.
+    """
+    rows, rest = tensor.shape[0], math.prod(tensor.shape[1:])  # sizes spelled out: a shard may have no rows
+    if weight.axis.reduction == 0:
+        return tensor.reshape(rows // 4, 4, rest).transpose(1, 2)
+    if isinstance(weight.module, nn.modules.conv._ConvNd):
+        channels = tensor.shape[1]
+        by_position = tensor.reshape(rows, channels, rest // channels).transpose(1, 2)  # [K, positions, C]: columns (position, C)
+        return by_position.reshape(rows, rest // 4, 4)
+    return tensor.reshape(rows, rest // 4, 4)
+
+
+def from_gemm_groups(weight: GemmWeight, groups: Tensor, shape: tuple[int, ...] | torch.Size) -> Tensor:
+    """The inverse of :func:`gemm_groups`: ``[a, b, 4]`` back to ``shape`` (the weight's, or its slices')."""
+    rows, rest = shape[0], math.prod(shape[1:])
+    if weight.axis.reduction == 0:
+        return groups.transpose(1, 2).reshape(shape)
+    if isinstance(weight.module, nn.modules.conv._ConvNd):
+        return groups.reshape(rows, rest // shape[1], shape[1]).transpose(1, 2).reshape(shape)
+    return groups.reshape(shape)
 
 
 def _conv_padding(module: nn.modules.conv._ConvNd, spatial: Sequence[int]) -> list[int]:

@@ -34,7 +34,7 @@ from .axes import GemmWeight
 from .enforce import is_sharded
 from .errors import Sparse24Error, first_line
 
-__all__ = ["Gathered", "Snapshot", "agree", "agreed_batches", "broadcast_batch", "full_from_local", "gathered", "in_pass", "owner_unit", "reshard_all", "rows_of", "write_back"]
+__all__ = ["Gathered", "Snapshot", "agree", "agreed_batches", "broadcast_batch", "dim0_chunk", "full_from_local", "gathered", "in_pass", "owner_unit", "reshard_all", "rows_of", "write_back"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +79,36 @@ def write_back(param: Tensor, full: Tensor) -> None:
             param.copy_(full)
 
 
-def full_from_local(param: Tensor, local: Tensor) -> Tensor:
-    """The full tensor whose shard on each rank is ``local`` (sharded like ``param``): a collective."""
+def full_from_local(param: Tensor, local: Tensor, shape: Sequence[int] | None = None) -> Tensor:
+    """The full tensor whose shard on each rank is ``local`` (sharded like ``param``): a collective.
+
+    ``shape``: the full tensor's shape when it is not ``param``'s, for a tensor whose dim 0 is
+    split across the ranks as ``param``'s is (``torch.chunk`` along dim 0, the same number of
+    pieces); contiguous.
+    """
     if not is_sharded(param):
         return local
     from torch.distributed.tensor import DTensor
 
-    return DTensor.from_local(local, param.device_mesh, param.placements, run_check=False, shape=param.shape, stride=param.stride()).full_tensor()
+    if shape is None:
+        shape, stride = param.shape, param.stride()
+    else:
+        shape, stride = torch.Size(shape), torch.empty(shape, device="meta").stride()
+    return DTensor.from_local(local, param.device_mesh, param.placements, run_check=False, shape=shape, stride=stride).full_tensor()
+
+
+def dim0_chunk(param: Tensor) -> int:
+    """How many dim-0 slices of ``param`` each shard but the last holds (``torch.chunk``'s ``ceil(n / shards)``); ``n`` unsharded."""
+    size = param.shape[0]
+    if not is_sharded(param):
+        return size
+    from torch.distributed.tensor import Shard
+
+    shards = 1
+    for index, placement in enumerate(param.placements):
+        if isinstance(placement, Shard) and placement.dim == 0:
+            shards *= param.device_mesh.size(index)
+    return -(-size // shards)
 
 
 class Snapshot:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_weights
 from .calibrate import find_blocks
-from .criteria._pairs import PairCosts
+from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import pack_bits, prune_, require_two_four
@@ -248,10 +248,19 @@ def _settle(weight: GemmWeight, decide: Callable[[GemmWeight], _Result]) -> _Res
     return result
 
 
+def _full_scores(weight: GemmWeight, local: Tensor | PairCosts) -> Tensor | PairCosts:
+    """A weight's whole scores (or pair costs) from this rank's: gathered for a sharded weight (collectives), else ``local``."""
+    if isinstance(local, PairCosts):
+        return full_costs(weight, local) if is_sharded(weight.param) else local
+    from .sharded import full_from_local
+
+    return full_from_local(weight.param, local)
+
+
 def _one_pass_sharded(model: nn.Module, criterion: Any, weights: list[GemmWeight], *, options: dict[str, Any], **call: Any) -> list[_Result]:
     """:func:`_one_pass` on an FSDP2-sharded model: statistics on every rank, then one gathered layer at a time."""
     from .calibrate import gather
-    from .sharded import full_from_local, reshard_all
+    from .sharded import reshard_all
 
     kind = getattr(criterion, "KIND", None)
     if kind is not None:
@@ -268,7 +277,7 @@ def _one_pass_sharded(model: nn.Module, criterion: Any, weights: list[GemmWeight
             results.append(_settle(weight, lambda target, stat=stat, count=count: _decide_in_place(criterion, target, stat, count, options)))
         else:
             local = local_scores[index]
-            scores = None if local is None else full_from_local(weight.param, local)
+            scores = None if local is None else _full_scores(weight, local)
             results.append(_settle(weight, lambda target, scores=scores: _prune_by(target, scores)))
             local_scores[index] = scores = None
     return results
@@ -317,7 +326,7 @@ def _sequential(
     Weights outside every block come last, from the whole pruned model. On any failure
     (Ctrl-C included) every weight is put back as it was (sharded: every rank's shards).
     """
-    from .sharded import Snapshot, full_from_local, reshard_all
+    from .sharded import Snapshot, reshard_all
 
     inside: dict[int, int] = {}
     for index, (_, block) in enumerate(blocks):
@@ -360,7 +369,7 @@ def _sequential(
                 scores = criterion.score(model, group, data=batches, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options)
                 reshard_all(model)
                 for weight, score in zip(group, scores):
-                    full = full_from_local(weight.param, score)  # sharded: gathered, one layer at a time
+                    full = _full_scores(weight, score)  # sharded: gathered, one layer at a time
                     results[id(weight.param)] = _settle(weight, lambda target, full=full: _prune_by(target, full))
     except BaseException:
         originals.restore()

@@ -8,9 +8,9 @@ inputs are correlated (neighbouring pixels, a residual stream's features). Here 
 6 costs are accumulated from the same products ``a = w * g`` the per-weight score squares, and
 the pair with the smallest cost is pruned.
 
-Costs live in the GEMM layout of :func:`sparse24.axes.gemm_matrix` (groups of 4 consecutive
-columns along the reduction axis): ``[parts, rows, d // 4, 6]``, 1.5 fp32 per weight on top of
-the per-weight scores.
+Costs live in the group layout of :func:`sparse24.axes.gemm_groups` (the groups of 4 along the
+reduction axis, dim 0 following the weight's dim 0, so a shard of the weight has the rows of
+its costs): ``[a, b, 6]``, 1.5 fp32 per weight on top of the per-weight scores.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..axes import GemmWeight, from_gemm_matrix, gemm_matrix
+from ..axes import GemmWeight, from_gemm_groups, gemm_groups
 from ..mask import PAIRS  # the pruned pair of each pattern: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
 
 _FIRST = [i for i, _ in PAIRS]
@@ -33,7 +33,7 @@ class PairCosts:
 
     ``scores``: per-weight importance (the weight's shape; the diagonal part, used for the
     report's kept importance and for channel permutation); ``cross``: ``sum a_j a_k`` per group
-    and pair, ``[parts, rows, d // 4, 6]`` in :data:`PAIRS` order.
+    and pair, ``[a, b, 6]`` in the group layout of :func:`~sparse24.axes.gemm_groups`, in :data:`PAIRS` order.
     """
 
     scores: Tensor
@@ -45,25 +45,34 @@ class PairCosts:
         Cost of pruning ``{j, k}``: ``d_j + d_k + 2 x_jk`` (``d`` the per-weight scores, ``x``
         the cross sums). Ties go to the first pair in :data:`PAIRS` order.
         """
-        diag = gemm_matrix(weight, self.scores)
-        groups = diag.reshape(*diag.shape[:-1], -1, 4)
+        groups = gemm_groups(weight, self.scores)
         cost = groups[..., _FIRST] + groups[..., _SECOND] + 2 * self.cross
-        pruned = cost.argmin(-1, keepdim=True)  # [..., groups, 1]
+        pruned = cost.argmin(-1)  # [a, b]
         table = torch.ones(len(PAIRS), 4, dtype=torch.bool, device=cost.device)
         for index, (j, k) in enumerate(PAIRS):
             table[index, j] = table[index, k] = False
-        keep = table[pruned.squeeze(-1)]  # [..., groups, 4]
-        return from_gemm_matrix(weight, keep.reshape(diag.shape))
+        return from_gemm_groups(weight, table[pruned], self.scores.shape)
 
 
-def new_cross(weight: GemmWeight) -> Tensor:
-    """A zero accumulator for ``weight``'s cross sums (fp32, on its device)."""
-    matrix = gemm_matrix(weight, weight.param.detach())
-    return torch.zeros(*matrix.shape[:-1], matrix.shape[-1] // 4, len(PAIRS), dtype=torch.float32, device=matrix.device)
+def cross_shape(weight: GemmWeight, shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int]:
+    """The shape of the cross sums of ``weight``, or of its dim-0 slices of ``shape``."""
+    a, b, _ = gemm_groups(weight, torch.empty(shape, device="meta")).shape
+    return a, b, len(PAIRS)
+
+
+def new_cross(weight: GemmWeight, shape: tuple[int, ...] | torch.Size) -> Tensor:
+    """A zero accumulator of the cross sums of ``weight`` or of its dim-0 slices of ``shape`` (fp32, on its device)."""
+    return torch.zeros(cross_shape(weight, shape), dtype=torch.float32, device=weight.param.device)
+
+
+def full_costs(weight: GemmWeight, local: PairCosts) -> PairCosts:
+    """A sharded weight's whole pair costs from each rank's (its rows' scores and groups): collectives, every rank in the same order."""
+    from ..sharded import full_from_local
+
+    return PairCosts(full_from_local(weight.param, local.scores), full_from_local(weight.param, local.cross, cross_shape(weight, weight.param.shape)))
 
 
 def add_cross(weight: GemmWeight, product: Tensor, cross: Tensor) -> None:
-    """``cross += a_j a_k`` for every group and pair, ``product`` being ``a = w * g`` (the weight's shape)."""
-    matrix = gemm_matrix(weight, product)
-    groups = matrix.reshape(*matrix.shape[:-1], -1, 4)
+    """``cross += a_j a_k`` for every group and pair, ``product`` being ``a = w * g`` (the shape ``cross`` was made for)."""
+    groups = gemm_groups(weight, product)
     cross.addcmul_(groups[..., _FIRST], groups[..., _SECOND])

@@ -79,7 +79,9 @@ def score(
     ``pairs=True`` (with ``squared=True``) chooses each group's pattern by the cost of pruning
     both weights of a pair, cross term included (:mod:`sparse24.criteria._pairs`): the result per
     weight is a :class:`~sparse24.criteria._pairs.PairCosts` (the per-weight scores and the cross
-    sums, 1.5 more fp32 per weight during calibration). Not on an FSDP-sharded model.
+    sums, 1.5 more fp32 per weight during calibration). On an FSDP-sharded model, the cross sums
+    are this rank's too (the groups of its rows), which needs every shard of a weight reduced
+    along dim 0 (transformers ``Conv1D``) to hold whole groups of 4.
 
     ``labels="model"`` estimates the true Fisher of the model's predictive distribution instead
     of using ``loss_fn`` (see the module docstring): ``logits_fn(model, batch)`` gives the logits
@@ -122,10 +124,10 @@ def score(
         logger.info("taylor: labels='model' draws its labels from the model's logits; loss_fn is not used")
     params = list({id(w.param): w.param for w in weights}.values())
     sharded = is_sharded(model)
-    if pairs and sharded:
-        raise Sparse24Error("taylor pairs=True does not run on an FSDP-sharded model (a shard can cut a group of 4): calibrate it before sharding, or drop pairs")
     owner = {id(w.param): w for w in weights}
-    cross = {id(p): new_cross(owner[id(p)]) for p in params} if pairs else {}
+    if pairs and sharded:
+        _require_whole_groups(weights)
+    cross = {id(p): new_cross(owner[id(p)], _local(p).shape) for p in params} if pairs else {}
     accumulators = {id(p): torch.zeros(_local(p).shape, dtype=torch.float32, device=p.device) for p in params}
     device = params[0].device
     world = dist.world_size()
@@ -160,16 +162,28 @@ def score(
         finally:
             for handle in handles:
                 handle.remove()
-    plain = [accumulators[id(p)] for p in params if not is_sharded(p)]
-    if sharded and plain:  # a weight outside FSDP: only each batch's owner rank added to it
-        _all_reduce(plain)
-    elif not sharded and dist.world_size() > 1:
-        _all_reduce(list(accumulators.values()))
-        logger.info("taylor: summed scores over %d ranks", dist.world_size())
+    summed = [p for p in params if not is_sharded(p)]  # sharded: a weight outside FSDP, where only each batch's owner rank added
+    if summed and dist.world_size() > 1:
+        _all_reduce([accumulators[id(p)] for p in summed] + [cross[id(p)] for p in summed if pairs])
+        if not sharded:
+            logger.info("taylor: summed scores over %d ranks", dist.world_size())
     logger.info("taylor: scored %d weights over %d calibration batches", len(params), seen)
     if pairs:
         return [PairCosts(accumulators[id(w.param)], cross[id(w.param)]) for w in weights]
     return [accumulators[id(w.param)] for w in weights]
+
+
+def _require_whole_groups(weights: Sequence[GemmWeight]) -> None:
+    """Sharded ``pairs``: every shard must hold whole groups of 4 (always so unless the weight is reduced along dim 0, the dim FSDP2 shards)."""
+    from ..sharded import dim0_chunk
+
+    for weight in weights:
+        chunk = dim0_chunk(weight.param)
+        if weight.axis.reduction == 0 and chunk % 4 and chunk < weight.param.shape[0]:
+            raise Sparse24Error(
+                f"taylor pairs=True: {weight.name} is reduced along dim 0, which FSDP2 shards, and its shards of {chunk} input "
+                f"features cut groups of 4; shard it over a number of ranks that gives shards of a multiple of 4, or drop pairs"
+            )
 
 
 def _all_reduce(tensors: list[Tensor]) -> None:

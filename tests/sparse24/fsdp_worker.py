@@ -118,8 +118,16 @@ CASES = {  # name: (method, sparsify keyword arguments besides data and loss_fn)
     "sparsegpt": ("sparsegpt", {"blocksize": 8}),
     "wanda_sequential": ("wanda", {"sequential": "blocks"}),
     "sparsegpt_sequential": ("sparsegpt", {"sequential": "blocks", "blocksize": 8}),
+    # by pairs, a Conv1D's shards must hold whole groups: wide's do (36 input features each), proj's (38) do not
+    "taylor_pairs": ("taylor", {"squared": True, "per_sample": True, "pairs": True, "exclude": "proj"}),
 }
-CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "conv.weight", "mid.weight", "proj.weight"]
+CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "conv.weight", "wide.weight", "mid.weight", "proj.weight"]
+
+
+def masked_in(name: str) -> list[str]:
+    """The weights case ``name`` masks: :data:`CAL_MASKED` but those of the modules it excludes."""
+    excluded = CASES[name][1].get("exclude")
+    return [w for w in CAL_MASKED if excluded is None or w.rpartition(".")[0] != excluded]
 
 
 def build_calibration():
@@ -138,6 +146,7 @@ def build_calibration():
             self.embed = nn.Linear(32, 64)
             self.blocks = nn.ModuleList([Block(64, 48), Block(64, 64)])
             self.conv = nn.Conv1d(8, 9, 3, padding=1)
+            self.wide = Conv1D(72, 72)  # weight [72, 72] along dim 0: shards of 36 rows, whole groups of 4
             self.mid = nn.Linear(72, 76)
             self.proj = Conv1D(27, 76)
             self.head = nn.Linear(27, 10)  # reduction 27: stays dense
@@ -147,6 +156,7 @@ def build_calibration():
             for block in self.blocks:
                 h = block(h)
             h = torch.relu(self.conv(h.view(-1, 8, 8))).flatten(1)
+            h = torch.relu(self.wide(h))
             return self.head(torch.relu(self.proj(torch.relu(self.mid(h)))))
 
     torch.manual_seed(3)
@@ -560,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-CAL_UNITS = ["embed", "blocks.0", "proj"]  # then the root, which holds blocks.1, conv, mid and head
+CAL_UNITS = ["embed", "blocks.0", "proj"]  # then the root, which holds blocks.1, conv, wide, mid and head
 
 
 def sharded_calibration_model():
@@ -654,6 +664,7 @@ def sparsify_failures(rank: int) -> dict:
         "wanda_nan": ("wanda", {"data": nan_share, "loss_fn": loss_fn}),
         "sparsegpt_sequential_nan": ("sparsegpt", {"data": nan_share, "loss_fn": loss_fn, "sequential": "blocks"}),
         "data_fails_on_rank_1": ("wanda", {"data": FlakyData(share(rank)) if rank == 1 else share(rank), "loss_fn": loss_fn}),
+        "taylor_pairs_cut_groups": ("taylor", {"data": share(rank), "loss_fn": loss_fn, "squared": True, "pairs": True}),
     }
     results = {}
     for name, (method, options) in cases.items():

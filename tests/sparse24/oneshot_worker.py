@@ -30,13 +30,26 @@ def model_and_data() -> tuple[nn.Module, list[torch.Tensor]]:
     return model, data
 
 
+def output_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Taylor's loss for the label-free data: the mean square of the output."""
+    return model(batch).square().mean()
+
+
+def method_options(method: str) -> tuple[str, dict]:
+    """``(sparsify method, its options)`` of a worker method name (``taylor-pairs``: Taylor by pairs, per sample)."""
+    if method == "taylor-pairs":
+        return "taylor", {"loss_fn": output_loss, "squared": True, "per_sample": True, "pairs": True}
+    return method, {}
+
+
 def main() -> int:
     method, sequential, out = sys.argv[1], sys.argv[2] == "sequential", Path(sys.argv[3])
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     model, data = model_and_data()
     share = data[rank::world]
-    sparse24.sparsify(model, method, data=share, sequential=["0", "1"] if sequential else None, policy="any", progress=False)
+    method, options = method_options(method)
+    sparse24.sparsify(model, method, data=share, sequential=["0", "1"] if sequential else None, policy="any", progress=False, **options)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"rank{rank}.safetensors"))
     dist.destroy_process_group()
     return 0

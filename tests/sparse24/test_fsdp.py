@@ -258,7 +258,8 @@ def test_sparsify_on_a_sharded_model_matches_one_process(run, one_process, case)
     """Masks bitwise equal to one process's on the same batches; weights too, except SparseGPT's (see SPARSEGPT_ATOL)."""
     reference, result = one_process[case], run.state(f"sparsify_{case}")
     assert sorted(result) == sorted(reference)
-    assert sorted(masks(reference)) == sorted(k + sparse24.MASK_SUFFIX for k in fsdp_worker.CAL_MASKED)
+    masked = fsdp_worker.masked_in(case)
+    assert sorted(masks(reference)) == sorted(k + sparse24.MASK_SUFFIX for k in masked)
     assert bitwise_differing(result, reference, masks(reference)) == [], run.tail()
     weights = [k for k in reference if not k.endswith(sparse24.MASK_SUFFIX)]
     if fsdp_worker.CASES[case][0] == "sparsegpt":
@@ -270,15 +271,17 @@ def test_sparsify_on_a_sharded_model_matches_one_process(run, one_process, case)
         assert bitwise_differing(result, reference, weights) == [], run.tail()
     for rank in range(WORLD):
         record = run.record(rank)["sparsify"][case]
-        assert record["sparse"] == sorted(fsdp_worker.CAL_MASKED)
-        assert record["verified"] == len(fsdp_worker.CAL_MASKED)  # sparse24.verify on the sharded result
+        assert record["sparse"] == sorted(masked)
+        assert record["verified"] == len(masked)  # sparse24.verify on the sharded result
         assert record["pruned_nonzero"] == 0
         for name, check in record["chunks"].items():  # masks sharded by rows with their weights, as finetune's shard_masks
             assert check["weight_is_chunk"] and check["mask_is_chunk"] and check["same_mesh"], (rank, name, check)
             assert check["mask_placements"] == check["weight_placements"] == ["S(0)"]
     chunks = [run.record(rank)["sparsify"][case]["chunks"] for rank in range(WORLD)]
     assert [c["conv.weight"]["local_rows"] for c in chunks] == [5, 4]  # uneven shards
-    assert [c["proj.weight"]["local_rows"] for c in chunks] == [38, 38]  # Conv1D [76, 27]: rows 36-39, one group of 4, split
+    assert [c["wide.weight"]["local_rows"] for c in chunks] == [36, 36]  # Conv1D [72, 72]: whole groups of 4 per shard
+    if "proj.weight" in masked:
+        assert [c["proj.weight"]["local_rows"] for c in chunks] == [38, 38]  # Conv1D [76, 27]: rows 36-39, one group of 4, split
 
 
 def test_a_sharded_sparsify_result_finetunes(run):
@@ -302,6 +305,10 @@ def test_sparsify_failures_between_passes_raise_on_every_rank(run):
             "Sparse24Error: norms calibration: rank 1 failed (rank 1's data loader failed); every rank stopped, nothing was changed",
             "OSError: rank 1's data loader failed",
         ],
+        "taylor_pairs_cut_groups": [
+            "Sparse24Error: taylor pairs=True: proj.weight is reduced along dim 0, which FSDP2 shards, and its shards of 38 input features "
+            "cut groups of 4; shard it over a number of ranks that gives shards of a multiple of 4, or drop pairs"
+        ] * WORLD,
     }
     for name, errors in expected.items():
         for rank in range(WORLD):

@@ -12,7 +12,7 @@ from torch import nn
 import sparse24
 from sparse24.calibrate import find_blocks
 from sparse24 import sparsify as sparsify_module
-from sparse24.axes import from_gemm_matrix, gemm_columns, gemm_matrix, gemm_weights
+from sparse24.axes import from_gemm_groups, from_gemm_matrix, gemm_columns, gemm_groups, gemm_matrix, gemm_weights
 from sparse24.criteria import sparsegpt, wanda
 from sparse24.mask import is_two_four, prune_
 
@@ -64,6 +64,39 @@ def test_gemm_view_of_conv1d_and_attention() -> None:
     columns = gemm_columns(in_proj, (q, k, v))
     assert columns.shape == (3, 6, 16) and torch.equal(columns[2], v.reshape(-1, 16))
     assert gemm_matrix(in_proj).shape == (3, 16, 16)
+
+
+def _group_layers() -> list[tuple[str, nn.Module, str]]:
+    from transformers.pytorch_utils import Conv1D
+
+    return [
+        ("linear", nn.Linear(16, 6), "weight"),
+        ("conv2d-groups", nn.Conv2d(8, 6, 3, groups=2), "weight"),
+        ("conv1d", nn.Conv1d(4, 5, 2), "weight"),
+        ("transformers-Conv1D", Conv1D(6, 16), "weight"),  # [in=16, out=6], reduced along dim 0
+        ("in_proj", nn.MultiheadAttention(8, 2), "in_proj_weight"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5), ids=[name for name, _, _ in _group_layers()])
+def test_gemm_groups_are_the_gemm_matrix_groups_with_dim_0_kept(case: int) -> None:
+    """The same groups of 4 as gemm_matrix's column runs, rows following the weight's dim 0, so a shard's rows give its groups."""
+    _, layer, param_name = _group_layers()[case]
+    (weight,) = [w for w in gemm_weights(layer) if w.param_name == param_name]
+    shape = weight.param.shape
+    index = torch.arange(weight.param.numel(), dtype=torch.float32).reshape(shape)
+    groups = gemm_groups(weight, index)
+    matrix = gemm_matrix(weight, index)
+    assert groups.shape[-1] == 4 and groups.numel() == index.numel()
+    by_matrix = sorted(map(tuple, matrix.reshape(-1, 4).tolist()))
+    assert sorted(map(tuple, groups.reshape(-1, 4).tolist())) == by_matrix  # the very same groups, element for element
+    assert torch.equal(from_gemm_groups(weight, groups, shape), index)
+    step = 4 if weight.axis.reduction == 0 else 1  # a slice of a weight reduced along dim 0 holds whole groups
+    rows = groups.shape[0] // 2 * step
+    for start, stop in ((0, rows), (rows, shape[0]), (rows, rows)):  # the last: a shard with no rows
+        piece = gemm_groups(weight, index[start:stop])
+        assert torch.equal(piece, groups[start // step : stop // step])
+        assert torch.equal(from_gemm_groups(weight, piece, index[start:stop].shape), index[start:stop])
 
 
 # ---------------------------------------------------------------- Wanda

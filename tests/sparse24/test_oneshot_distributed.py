@@ -1,7 +1,8 @@
-"""Wanda and SparseGPT under a real torchrun (2 gloo CPU ranks, each with half the calibration data).
+"""Wanda, SparseGPT and Taylor by pairs under a real torchrun (2 gloo CPU ranks, each with half the calibration data).
 
-The input statistics are all-reduced, so both ranks must end with bitwise identical masks and
-weights, equal (up to fp32 summation order) to one process calibrating on all the data.
+The statistics (input norms, Hessians, Taylor scores and pair cross sums) are all-reduced, so
+both ranks must end with bitwise identical masks and weights, equal (up to fp32 summation order)
+to one process calibrating on all the data.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from oneshot_worker import model_and_data
+from oneshot_worker import method_options, model_and_data
 from safetensors.torch import load_file
 
 import sparse24
@@ -21,7 +22,7 @@ WORKER = Path(__file__).with_name("oneshot_worker.py")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(), reason="torch.distributed with gloo is not available")
-@pytest.mark.parametrize(("method", "mode"), [("wanda", "one-pass"), ("sparsegpt", "sequential")])
+@pytest.mark.parametrize(("method", "mode"), [("wanda", "one-pass"), ("sparsegpt", "sequential"), ("taylor-pairs", "one-pass"), ("taylor-pairs", "sequential")])
 def test_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path, method: str, mode: str) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), method, mode, str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=WORKER.parent)
@@ -30,7 +31,8 @@ def test_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path, method
     assert ranks[0].keys() == ranks[1].keys()
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0]), "ranks disagree"
     model, data = model_and_data()
-    sparse24.sparsify(model, method, data=data, sequential=["0", "1"] if mode == "sequential" else None, policy="any", progress=False)
+    name, options = method_options(method)
+    sparse24.sparsify(model, name, data=data, sequential=["0", "1"] if mode == "sequential" else None, policy="any", progress=False, **options)
     masks = [k for k in ranks[0] if k.endswith("_sparse24_mask")]
     assert len(masks) == 5
     for key, value in model.state_dict().items():

@@ -144,7 +144,7 @@ def test_pairs_differ_from_per_weight_scores_on_correlated_inputs_and_report_kep
     for layer in report.sparse_layers:  # the per-weight (diagonal) importance the chosen patterns keep
         assert 0.0 < layer.importance_kept <= 1.0
     (scores,) = taylor.score(model, [gemm_weights(model)[0]], data=data, loss_fn=_sum_loss, squared=True, per_sample=True, pairs=True, progress=False)
-    assert isinstance(scores, PairCosts) and scores.cross.shape == (1, 32, 8, 6)
+    assert isinstance(scores, PairCosts) and scores.cross.shape == (32, 8, 6)
 
 
 def test_pairs_with_permutation_and_sequential_blocks() -> None:
