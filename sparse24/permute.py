@@ -8,7 +8,7 @@ input channels) pass only through elementwise or per-channel ops: permuting the 
 outputs and the consumers' inputs the same way leaves the function unchanged.
 
 :func:`permute` finds such groups (with ``torch.fx`` where the model traces, with explicit
-rules for common ``transformers`` blocks where it does not), searches a permutation per group
+rules for common ``transformers`` blocks and torch's own transformer modules where it does not), searches a permutation per group
 that keeps more importance under 2:4 along the consumers' reduction axis
 (:mod:`sparse24.axes`), and applies it to every tensor indexed by those channels. Run it on
 the dense model, before :func:`sparse24.sparsify`.
@@ -333,8 +333,8 @@ def search_permutation(
 class _Member:
     """One dimension of one tensor indexed by the hidden channels.
 
-    Along ``dim`` the tensor is runs of ``block`` channels; run ``k`` is reordered by the
-    permutation number ``blocks[k]`` of the group.
+    Along ``dim``, from ``offset``, the tensor is runs of ``block`` channels; run ``k`` is
+    reordered by the permutation number ``blocks[k]`` of the group (the rest of the dim stays).
     """
 
     module_name: str
@@ -343,6 +343,7 @@ class _Member:
     dim: int
     blocks: Tensor
     role: str  # "producer", "consumer" or "per-channel"
+    offset: int = 0  # the runs start here along ``dim`` (a slice: the value rows of a fused q/k/v projection)
 
     @property
     def name(self) -> str:
@@ -490,7 +491,64 @@ def _bert_layer(name: str, module: nn.Module) -> _Group | str:
     return _Group("BertLayer", width, 1, members)
 
 
-def _attention(name: str, module: nn.Module) -> _Group | str:
+def _two_layer_mlp(name: str, module: nn.Module, first: str, second: str, activation: str) -> _Group | str:
+    """``second(activation(first(x)))`` with two nn.Linear: ViTMLP (fc1, activation_fn, fc2), torch's
+    TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2)."""
+    up, down = getattr(module, first, None), getattr(module, second, None)
+    if not (_is_linear(up) and _is_linear(down)):
+        return f"{first} and {second} are not both nn.Linear"
+    act = getattr(module, activation, None)
+    if not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
+        return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
+    width = up.out_features
+    if down.in_features != width:
+        return f"{first} outputs ({width}) and {second} inputs ({down.in_features}) differ"
+    return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
+
+
+def _vit_mlp(name: str, module: nn.Module) -> _Group | str:
+    """ViTMLP: fc2(activation_fn(fc1(x)))."""
+    return _two_layer_mlp(name, module, "fc1", "fc2", "activation_fn")
+
+
+def _torch_transformer_layer(name: str, module: nn.Module) -> _Group | str:
+    """torch's TransformerEncoderLayer / TransformerDecoderLayer feed-forward: linear2(dropout(activation(linear1(x))))."""
+    return _two_layer_mlp(name, module, "linear1", "linear2", "activation")
+
+
+def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
+    """torch's nn.MultiheadAttention: the value rows of its input projection and out_proj's input columns, within each head.
+
+    Head ``h`` reads value channels ``[h * head_dim, (h + 1) * head_dim)``, rows ``2E + h * head_dim ...``
+    of ``in_proj_weight`` (``v_proj_weight`` when ``kdim``/``vdim`` differ) and of ``in_proj_bias``,
+    and ``bias_v`` (``add_bias_kv``) is a value too; out_proj reads them in the same order.
+    """
+    out = getattr(module, "out_proj", None)
+    if not _is_linear(out):
+        return "out_proj is not nn.Linear"
+    embed, heads = module.embed_dim, module.num_heads
+    head_dim = embed // heads
+    if head_dim * heads != embed or out.in_features != embed:
+        return f"embed_dim {embed} is not {heads} heads of the same size, or out_proj reads {out.in_features}"
+    blocks = torch.arange(heads)
+    if module._qkv_same_embed_dim:
+        members = [_Member(name, module, "in_proj_weight", 0, blocks, "producer", offset=2 * embed)]
+    else:
+        members = [_Member(name, module, "v_proj_weight", 0, blocks, "producer")]
+    if isinstance(module.in_proj_bias, Tensor):
+        members.append(_Member(name, module, "in_proj_bias", 0, blocks, "producer", offset=2 * embed))
+    if isinstance(module.bias_v, Tensor):
+        members.append(_Member(name, module, "bias_v", 2, blocks, "producer"))
+    members += _consumer(_join(name, "out_proj"), out, head_dim, blocks)
+    return _Group("MultiheadAttention", head_dim, heads, members)
+
+
+def _vit_attention(name: str, module: nn.Module) -> _Group | str:
+    """ViTAttention: v_proj/o_proj within each head, every head its own values (no grouped kv heads)."""
+    return _attention(name, module, groups=1)
+
+
+def _attention(name: str, module: nn.Module, groups: int | None = None) -> _Group | str:
     """LlamaAttention / Qwen2Attention: v_proj output dims and o_proj input dims, within each kv head.
 
     Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
@@ -499,7 +557,8 @@ def _attention(name: str, module: nn.Module) -> _Group | str:
     v, o = getattr(module, "v_proj", None), getattr(module, "o_proj", None)
     if not (_is_linear(v) and _is_linear(o)):
         return "v_proj and o_proj are not nn.Linear"
-    head_dim, groups = getattr(module, "head_dim", None), getattr(module, "num_key_value_groups", None)
+    head_dim = getattr(module, "head_dim", None)
+    groups = getattr(module, "num_key_value_groups", None) if groups is None else groups
     if not isinstance(head_dim, int) or not isinstance(groups, int) or head_dim <= 0 or groups <= 0:
         return "head_dim / num_key_value_groups missing"
     if v.out_features % head_dim or o.in_features != v.out_features * groups:
@@ -519,8 +578,18 @@ _RULES: dict[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...
     "BertLayer": (_bert_layer, ("attention", "crossattention")),
     "LlamaAttention": (_attention, ()),
     "Qwen2Attention": (_attention, ()),
+    "ViTMLP": (_vit_mlp, ()),
+    "ViTAttention": (_vit_attention, ()),
+    "TransformerEncoderLayer": (_torch_transformer_layer, ("self_attn",)),
+    "TransformerDecoderLayer": (_torch_transformer_layer, ("self_attn", "multihead_attn")),
+    "MultiheadAttention": (_multihead_attention, ()),
 }
 _RULE_MODULES = {
+    "ViTMLP": "transformers.models.vit.modeling_vit",
+    "ViTAttention": "transformers.models.vit.modeling_vit",
+    "TransformerEncoderLayer": "torch.nn.modules.transformer",
+    "TransformerDecoderLayer": "torch.nn.modules.transformer",
+    "MultiheadAttention": "torch.nn.modules.activation",
     "LlamaMLP": "transformers.models.llama.modeling_llama",
     "LlamaAttention": "transformers.models.llama.modeling_llama",
     "Qwen2MLP": "transformers.models.qwen2.modeling_qwen2",
@@ -973,18 +1042,21 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
     skipped: list[tuple[tuple[str, ...], str]] = []
     traced: list[_Traced] = []
 
+    def apply(prefix: str, module: nn.Module, rule: tuple, inside: Callable[[str, nn.Module], None]) -> None:
+        found = rule[0](prefix, module)
+        if isinstance(found, str):
+            skipped.append(((prefix,), f"{type(module).__name__}: {found}"))
+        else:
+            groups.append(found)
+        for child in rule[1]:
+            sub = getattr(module, child, None)
+            if isinstance(sub, nn.Module):
+                inside(_join(prefix, child), sub)
+
     def visit(prefix: str, module: nn.Module) -> None:
         rule = _rule_for(module)
         if rule is not None:
-            found = rule[0](prefix, module)
-            if isinstance(found, str):
-                skipped.append(((prefix,), f"{type(module).__name__}: {found}"))
-            else:
-                groups.append(found)
-            for child in rule[1]:
-                sub = getattr(module, child, None)
-                if isinstance(sub, nn.Module):
-                    visit(_join(prefix, child), sub)
+            apply(prefix, module, rule, visit)
             return
         children = list(module.named_children())
         if not children:
@@ -993,9 +1065,21 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
             gm = _trace(module)
             if gm is not None:
                 traced.append(_Traced(prefix, module, gm))
+                called = dict.fromkeys(node.target for node in gm.graph.nodes if node.op == "call_module")
+                for target in called:  # torch.nn modules fx keeps whole (TransformerEncoder, MultiheadAttention): their rules
+                    opaque(_join(prefix, target), gm.get_submodule(target))
                 return
         for name, child in children:
             visit(_join(prefix, name), child)
+
+    def opaque(prefix: str, module: nn.Module) -> None:
+        """A module the traced graph calls as one node: only the explicit rules look inside it."""
+        rule = _rule_for(module)
+        if rule is not None:
+            apply(prefix, module, rule, opaque)
+            return
+        for name, child in module.named_children():
+            opaque(_join(prefix, name), child)
 
     visit("", model)
     return groups, skipped, traced
@@ -1343,8 +1427,15 @@ def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: set, include
 
 
 def _indices(member: _Member, perms: Tensor, block: int) -> Tensor:
-    starts = torch.arange(len(member.blocks)) * block
-    return (starts[:, None] + perms[member.blocks]).reshape(-1)
+    """The index along the member's whole ``dim`` (identity outside its runs)."""
+    starts = torch.arange(len(member.blocks)) * block + member.offset
+    runs = (starts[:, None] + perms[member.blocks]).reshape(-1)
+    size = member.tensor.shape[member.dim]
+    if member.offset == 0 and len(runs) == size:
+        return runs
+    index = torch.arange(size)
+    index[member.offset : member.offset + len(runs)] = runs
+    return index
 
 
 def _search_group(group: _Group, importance: Mapping[str, Tensor], seed: int) -> tuple[Tensor, float, float, float]:
@@ -1358,7 +1449,7 @@ def _search_group(group: _Group, importance: Mapping[str, Tensor], seed: int) ->
     for member in consumers:
         scores = importance.get(member.name)
         scores = member.tensor.detach().abs() if scores is None else scores
-        scores = scores.to(torch.float32)
+        scores = scores.to(torch.float32).narrow(member.dim, member.offset, len(member.blocks) * block)
         total += float(scores.sum(dtype=torch.float64))
         length = scores.shape[member.dim]
         runs = scores.movedim(member.dim, -1).reshape(-1, length // block, block)
@@ -1429,8 +1520,10 @@ def permute(
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
     rules for transformers blocks that do not: LlamaMLP/Qwen2MLP, GPT2MLP, BertLayer's
-    feed-forward, and LlamaAttention/Qwen2Attention value/output heads (one permutation per
-    key/value head, shared by the query heads that read it). ``example_inputs`` (positional
+    feed-forward, ViTMLP, and LlamaAttention/Qwen2Attention/ViTAttention value/output heads
+    (one permutation per key/value head, shared by the query heads that read it); and for
+    torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward and
+    MultiheadAttention value/output heads, which a traced model calls as single nodes. ``example_inputs`` (positional
     inputs of one forward) let reshapes, transposes and attention matmuls be checked against
     real shapes, and the outputs of ``model(*example_inputs)`` are compared before and after
     (eval mode, no gradients): a difference undoes everything and raises

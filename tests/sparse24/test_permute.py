@@ -225,6 +225,71 @@ def test_layer_also_called_outside_its_traced_module() -> None:
     _same_function(model, reference, x)
 
 
+# ---- torch's own transformer modules (torch.fx keeps them whole) ------------------------------
+
+
+class EncoderNet(nn.Module):
+    """A traced model whose nn.TransformerEncoder is one opaque node of the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.1, activation="gelu", batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)))
+
+
+def test_torch_transformer_encoder_layers_inside_a_traced_model() -> None:
+    model = EncoderNet().double().eval()
+    reference = copy.deepcopy(model)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    report = permute(model, example_inputs=(x,))
+    assert [g.kind for g in report.groups] == ["TransformerEncoderLayer", "MultiheadAttention"] * 2
+    assert all(g.changed for g in report.groups)
+    feed_forward, attention = report.groups[:2]
+    assert (feed_forward.producers, feed_forward.consumers) == (("encoder.layers.0.linear1",), ("encoder.layers.0.linear2",))
+    assert (attention.producers, attention.consumers, attention.blocks, attention.block_size) == (
+        ("encoder.layers.0.self_attn",), ("encoder.layers.0.self_attn.out_proj",), 4, 8,
+    )  # fmt: skip
+    layer, ref_layer = model.encoder.layers[0].self_attn, reference.encoder.layers[0].self_attn
+    assert torch.equal(layer.in_proj_weight[:64], ref_layer.in_proj_weight[:64]) and torch.equal(layer.in_proj_bias[:64], ref_layer.in_proj_bias[:64])
+    index = report.indices["encoder.layers.0.self_attn.in_proj_weight"][0][1]
+    values = index[64:] - 64
+    assert torch.equal(index[:64], torch.arange(64)) and not torch.equal(values, torch.arange(32))
+    assert torch.equal((values.view(4, 8) // 8), torch.arange(4)[:, None].expand(4, 8))  # each head's values stay in that head
+    assert torch.equal(layer.out_proj.weight, ref_layer.out_proj.weight[:, values])
+    _same_function(model, reference, x)
+
+
+def test_torch_decoder_layer_permutes_both_attentions_and_the_feed_forward() -> None:
+    model = nn.TransformerDecoderLayer(16, 2, dim_feedforward=48, norm_first=True).double().eval()
+    reference = copy.deepcopy(model)
+    tgt, memory = torch.randn(5, 2, 16, dtype=torch.float64), torch.randn(7, 2, 16, dtype=torch.float64)
+    report = permute(model, example_inputs=(tgt, memory))
+    assert [g.kind for g in report.groups] == ["TransformerDecoderLayer", "MultiheadAttention", "MultiheadAttention"]
+    assert [g.producers for g in report.groups] == [("linear1",), ("self_attn",), ("multihead_attn",)]
+    assert all(g.changed for g in report.groups)
+    _same_function(model, reference, tgt, memory)
+
+
+def test_multihead_attention_with_separate_projections_and_value_bias() -> None:
+    model = nn.MultiheadAttention(16, 2, kdim=12, vdim=20, add_bias_kv=True, batch_first=True).double().eval()
+    reference = copy.deepcopy(model)
+    q, k, v = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 6, 12, dtype=torch.float64), torch.randn(2, 6, 20, dtype=torch.float64)
+    report = permute(model, example_inputs=(q, k, v))
+    (group,) = report.groups
+    assert group.changed and set(report.indices) == {"v_proj_weight", "in_proj_bias", "bias_v", "out_proj.weight"}
+    values = report.indices["v_proj_weight"][0][1]
+    assert torch.equal(model.bias_v[0, 0], reference.bias_v[0, 0][values])
+    assert torch.equal(model.in_proj_bias[32:], reference.in_proj_bias[32:][values]) and torch.equal(model.in_proj_bias[:32], reference.in_proj_bias[:32])
+    assert torch.equal(model.q_proj_weight, reference.q_proj_weight) and torch.equal(model.k_proj_weight, reference.k_proj_weight)
+    with torch.no_grad():
+        torch.testing.assert_close(model(q, k, v)[0], reference(q, k, v)[0], rtol=0, atol=1e-10)
+
+
 # ---- transformers models, from configs, no downloads -----------------------------------------
 
 
@@ -263,6 +328,21 @@ def test_transformers_models(name: str, kinds: list[str]) -> None:
         out, ref = model(ids), reference(ids)
     key = "last_hidden_state" if name == "bert" else "logits"
     torch.testing.assert_close(out[key], ref[key], rtol=0, atol=1e-5)
+
+
+def test_transformers_vit() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=8, patch_size=4, num_channels=1, num_labels=3)
+    if "ViTMLP" not in dir(importlib.import_module("transformers.models.vit.modeling_vit")):
+        pytest.skip("this transformers' ViT has no ViTMLP/ViTAttention (q/k/v/o_proj) modules")
+    model = transformers.ViTForImageClassification(config).double().eval()
+    reference = copy.deepcopy(model)
+    pixels = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    report = permute(model, example_inputs=(pixels,))
+    assert [g.kind for g in report.groups] == ["ViTAttention", "ViTMLP"] * 2
+    assert all(g.changed for g in report.groups)
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels).logits, reference(pixels).logits, rtol=0, atol=1e-10)
 
 
 def test_llama_gqa_one_permutation_per_kv_head() -> None:
