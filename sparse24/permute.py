@@ -8,9 +8,10 @@ input channels) pass only through elementwise or per-channel ops: permuting the 
 outputs and the consumers' inputs the same way leaves the function unchanged.
 
 :func:`permute` finds such groups (with ``torch.fx`` where the model traces, with explicit
-rules for common ``transformers`` blocks and torch's own transformer modules where it does not), searches a permutation per group
-that keeps more importance under 2:4 along the consumers' reduction axis
-(:mod:`sparse24.axes`), and applies it to every tensor indexed by those channels. Run it on
+rules for common ``transformers`` blocks and torch's own transformer modules where it does
+not), searches a permutation per group that keeps more importance under 2:4 along the
+consumers' reduction axis (:mod:`sparse24.axes`), and applies it to every tensor indexed by
+those channels. Run it on
 the dense model, before :func:`sparse24.sparsify`.
 
 The search (:func:`search_permutation`) is the published greedy channel swap, vectorized:
