@@ -205,7 +205,15 @@ def _train(args: argparse.Namespace) -> int:
 
     rows = [("dense", "-", accuracy(dense, digits.x_val, digits.y_val), accuracy(dense, digits.x_test, digits.y_test))]
     fisher_pairs = {"squared": True, "per_sample": True, "labels": "model", "logits_fn": logits_fn, "pairs": True}
-    criteria = (("magnitude", "magnitude", {}), ("taylor", "taylor", {"squared": True}), ("taylor, model Fisher by pairs", "taylor", fisher_pairs), ("wanda", "wanda", {}), ("sparsegpt", "sparsegpt", {}))
+    criteria = (
+        ("magnitude", "magnitude", {}),
+        ("magnitude + channel permutation", "magnitude", {"permute": True}),
+        ("taylor", "taylor", {"squared": True}),
+        ("taylor, model Fisher by pairs", "taylor", fisher_pairs),
+        ("wanda", "wanda", {}),
+        ("sparsegpt", "sparsegpt", {}),
+        ("sparsegpt, block by block", "sparsegpt", {"sequential": ["block1", "down", "block2"]}),
+    )
     for label, method, options in criteria:
         model = copy.deepcopy(dense)
         calibration = calibration_batches() if method != "magnitude" else None
