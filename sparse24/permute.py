@@ -544,6 +544,39 @@ def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("MultiheadAttention", head_dim, heads, members)
 
 
+def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
+    """GPT2Attention: the value columns of c_attn (Conv1D ``[E, 3E]``: q, k, v; ``[E, 2E]``: k, v for
+    cross-attention) and c_proj's input rows, within each head."""
+    fused, proj = getattr(module, "c_attn", None), getattr(module, "c_proj", None)
+    if not all(_transformers_class(m) == "Conv1D" for m in (fused, proj)):
+        return "c_attn and c_proj are not transformers Conv1D"
+    embed, heads, head_dim = module.embed_dim, module.num_heads, module.head_dim
+    parts = 2 if module.is_cross_attention else 3  # the value is the last part
+    if heads * head_dim != embed or fused.weight.shape != (embed, parts * embed) or proj.weight.shape != (embed, embed):
+        return f"c_attn {list(fused.weight.shape)} / c_proj {list(proj.weight.shape)} do not fit {heads} heads of {head_dim}"
+    blocks = torch.arange(heads)
+    offset = (parts - 1) * embed
+    members = [_Member(_join(name, "c_attn"), fused, "weight", gemm_axes(fused)["weight"].output, blocks, "producer", offset=offset)]
+    if isinstance(fused.bias, Tensor):
+        members.append(_Member(_join(name, "c_attn"), fused, "bias", 0, blocks, "producer", offset=offset))
+    members += _consumer(_join(name, "c_proj"), proj, head_dim, blocks)
+    return _Group("GPT2Attention", head_dim, heads, members)
+
+
+def _bert_attention(name: str, module: nn.Module) -> _Group | str:
+    """BertAttention: self.value's rows and output.dense's input columns, within each head."""
+    attention, output = getattr(module, "self", None), getattr(module, "output", None)
+    value, dense = getattr(attention, "value", None), getattr(output, "dense", None)
+    if not (_is_linear(value) and _is_linear(dense)):
+        return "self.value and output.dense are not nn.Linear"
+    heads, head_dim = getattr(attention, "num_attention_heads", None), getattr(attention, "attention_head_size", None)
+    if not isinstance(heads, int) or not isinstance(head_dim, int) or value.out_features != heads * head_dim or dense.in_features != value.out_features:
+        return f"self.value ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
+    blocks = torch.arange(heads)
+    members = _producer(_join(name, "self.value"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
+    return _Group("BertAttention", head_dim, heads, members)
+
+
 def _vit_attention(name: str, module: nn.Module) -> _Group | str:
     """ViTAttention: v_proj/o_proj within each head, every head its own values (no grouped kv heads)."""
     return _attention(name, module, groups=1)
@@ -579,6 +612,8 @@ _RULES: dict[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...
     "BertLayer": (_bert_layer, ("attention", "crossattention")),
     "LlamaAttention": (_attention, ()),
     "Qwen2Attention": (_attention, ()),
+    "GPT2Attention": (_gpt2_attention, ()),
+    "BertAttention": (_bert_attention, ()),
     "ViTMLP": (_vit_mlp, ()),
     "ViTAttention": (_vit_attention, ()),
     "TransformerEncoderLayer": (_torch_transformer_layer, ("self_attn",)),
@@ -586,6 +621,8 @@ _RULES: dict[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...
     "MultiheadAttention": (_multihead_attention, ()),
 }
 _RULE_MODULES = {
+    "GPT2Attention": "transformers.models.gpt2.modeling_gpt2",
+    "BertAttention": "transformers.models.bert.modeling_bert",
     "ViTMLP": "transformers.models.vit.modeling_vit",
     "ViTAttention": "transformers.models.vit.modeling_vit",
     "TransformerEncoderLayer": "torch.nn.modules.transformer",
@@ -1521,8 +1558,9 @@ def permute(
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
     rules for transformers blocks that do not: LlamaMLP/Qwen2MLP, GPT2MLP, BertLayer's
-    feed-forward, ViTMLP, and LlamaAttention/Qwen2Attention/ViTAttention value/output heads
-    (one permutation per key/value head, shared by the query heads that read it); and for
+    feed-forward, ViTMLP, and the value/output heads of LlamaAttention/Qwen2Attention/
+    ViTAttention (one permutation per key/value head, shared by the query heads that read it),
+    GPT2Attention (the value columns of its fused c_attn) and BertAttention; and for
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward and
     MultiheadAttention value/output heads, which a traced model calls as single nodes. ``example_inputs`` (positional
     inputs of one forward) let reshapes, transposes and attention matmuls be checked against

@@ -313,8 +313,8 @@ def _tiny(name: str) -> nn.Module:
     ("name", "kinds"),
     [
         ("llama", ["LlamaAttention", "LlamaMLP"] * 2),
-        ("gpt2", ["GPT2MLP"] * 2),
-        ("bert", ["BertLayer"] * 2),
+        ("gpt2", ["GPT2Attention", "GPT2MLP"] * 2),
+        ("bert", ["BertLayer", "BertAttention"] * 2),
     ],
 )
 def test_transformers_models(name: str, kinds: list[str]) -> None:
@@ -328,6 +328,27 @@ def test_transformers_models(name: str, kinds: list[str]) -> None:
         out, ref = model(ids), reference(ids)
     key = "last_hidden_state" if name == "bert" else "logits"
     torch.testing.assert_close(out[key], ref[key], rtol=0, atol=1e-5)
+
+
+def test_gpt2_attention_values_with_cross_attention() -> None:
+    """GPT-2's fused c_attn: only the value columns move (the last third; the last half of a cross-attention's k/v)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=16, vocab_size=40, add_cross_attention=True)
+    model = transformers.GPT2LMHeadModel(config).double().eval()
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    assert [g.kind for g in report.groups] == ["GPT2Attention", "GPT2Attention", "GPT2MLP"]
+    assert all(g.changed for g in report.groups)
+    block, ref_block = model.transformer.h[0], reference.transformer.h[0]
+    assert torch.equal(block.attn.c_attn.weight[:, :64], ref_block.attn.c_attn.weight[:, :64])  # q and k
+    assert not torch.equal(block.attn.c_attn.weight[:, 64:], ref_block.attn.c_attn.weight[:, 64:])
+    assert torch.equal(block.crossattention.c_attn.weight[:, :32], ref_block.crossattention.c_attn.weight[:, :32])  # k
+    assert torch.equal(block.crossattention.q_attn.weight, ref_block.crossattention.q_attn.weight)
+    ids, memory = torch.randint(0, 40, (2, 7)), torch.randn(2, 5, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out = model(ids, encoder_hidden_states=memory, use_cache=False).logits
+        ref = reference(ids, encoder_hidden_states=memory, use_cache=False).logits
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
 
 
 def test_transformers_vit() -> None:
