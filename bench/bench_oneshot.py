@@ -60,6 +60,15 @@ def _quality(name: str, model: torch.nn.Module) -> float:
     return float(models.evaluate(name, model)["value"])
 
 
+def _measured(name: str, model: torch.nn.Module, stage: str) -> dict[str, float]:
+    """``{stage: quality}``, and ``{stage}_cross_entropy`` for a classifier (the test loss, finer than its accuracy)."""
+    evaluation = models.evaluate(name, model)
+    found = {stage: float(evaluation["value"])}
+    if "cross_entropy" in evaluation:
+        found[f"{stage}_cross_entropy"] = float(evaluation["cross_entropy"])
+    return found
+
+
 def _warm_up() -> None:
     """Every method once (with and without permutation) on a tiny model, unmeasured: the first model's
     first row must not carry the process's one-time costs (lazy imports, first-use caches)."""
@@ -98,7 +107,7 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     with peak_memory(device) as forward_peak:
         run_batches(dense, calibration, loss_fn=loss, num_batches=None, what="forward", progress=False)
     evaluation = models.evaluate(name, dense)
-    rows: dict[str, Any] = {"dense": {"oneshot": evaluation["value"], "recovered": evaluation["value"]}}
+    rows: dict[str, Any] = {"dense": {**_measured(name, dense, "oneshot"), **_measured(name, dense, "recovered")}}
     plan = [(row + suffix, method, options, bool(suffix)) for row, (method, options) in METHODS.items() for suffix in ("", PERMUTED)]
     for row, method, options, permute in plan:
         model = copy.deepcopy(dense)
@@ -107,7 +116,7 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
             report = _sparsify(name, model, method, options, calibration, permute=permute)
         seconds = time.perf_counter() - start
         sparse24.verify(model)
-        oneshot = _quality(name, model)
+        oneshot = _measured(name, model, "oneshot")
         sparse24.finetune(
             model,
             models.finetune_batches(name, recovery_steps, RECOVERY["seed"]),
@@ -123,8 +132,8 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
         )
         sparse24.verify(model)
         rows[row] = {
-            "oneshot": oneshot,
-            "recovered": _quality(name, model),
+            **oneshot,
+            **_measured(name, model, "recovered"),
             "calibration_s": seconds,
             "calibration_x_forward": seconds / forward_s if forward_s > 0 else None,
             "peak_bytes": peak.bytes,
@@ -132,7 +141,7 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
             "sparse_layers": len(report.sparse_layers),
             "notes": list(report.notes),
         }
-        logger.info("%s %s: one-shot %.3f, recovered %.3f (%.1f s)", name, row, oneshot, rows[row]["recovered"], seconds)
+        logger.info("%s %s: one-shot %.3f, recovered %.3f (%.1f s)", name, row, rows[row]["oneshot"], rows[row]["recovered"], seconds)
     return {
         "metric": evaluation["metric"],
         "higher_is_better": evaluation["higher_is_better"],
@@ -226,8 +235,11 @@ def markdown(results: dict[str, Any]) -> str:
         digits = 2 if model["higher_is_better"] else 3  # perplexities differ in the third decimal
         for row, values in model["rows"].items():
             ratio = values.get("calibration_x_forward")
-            lines.append(f"| {row} | {values['oneshot']:.{digits}f} | {values['recovered']:.{digits}f} | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
+            quality = [f"{values[stage]:.{digits}f}" + (f" ({values[f'{stage}_cross_entropy']:.3f})" if f"{stage}_cross_entropy" in values else "") for stage in ("oneshot", "recovered")]
+            lines.append(f"| {row} | {quality[0]} | {quality[1]} | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
         lines.append("")
+        if "oneshot_cross_entropy" in model["rows"]["dense"]:
+            lines += ["In brackets: the test cross-entropy (lower is better), finer than the accuracy of a few hundred test examples.", ""]
         sweep = model.get("calibration_sweep")
         if sweep:
             sizes = sorted({int(b) for by_size in sweep.values() for b in by_size})

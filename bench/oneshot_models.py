@@ -551,7 +551,9 @@ def evaluate(name: str, model: nn.Module, *, split: str = "test", recipe: Recipe
     LM: ``{"metric": "perplexity", "value", "higher_is_better": False, "bits_per_byte",
     "tokens"}`` over the recipe's ``eval_windows`` windows of held-out files (every
     position predicted from the ones before it in its window). Classifiers:
-    ``{"metric": "accuracy", "value": top-1 %, "higher_is_better": True, "examples"}``.
+    ``{"metric": "accuracy", "value": top-1 %, "higher_is_better": True, "examples",
+    "cross_entropy"}`` (the mean loss of the true labels, finer than the accuracy of a few
+    hundred examples).
     """
     recipe = _recipe(name, recipe)
     _check_split(split)
@@ -570,11 +572,12 @@ def evaluate(name: str, model: nn.Module, *, split: str = "test", recipe: Recipe
             nll = total / tokens
             return {"metric": "perplexity", "value": math.exp(nll), "higher_is_better": False, "split": split, "bits_per_byte": nll / math.log(2), "tokens": tokens}
         x, y = _digits_xy(split)
-        correct = 0
+        correct, total = 0, 0.0
         for images, labels in demo.batches(x, y, 256):
             output = model(pixel_values=images.to(device)).logits if isinstance(recipe, ViTRecipe) else model(images.to(device))
             correct += int((output.argmax(1).cpu() == labels).sum())
-        return {"metric": "accuracy", "value": 100.0 * correct / len(y), "higher_is_better": True, "split": split, "examples": len(y)}
+            total += float(F.cross_entropy(output.float().cpu(), labels, reduction="sum"))
+        return {"metric": "accuracy", "value": 100.0 * correct / len(y), "higher_is_better": True, "split": split, "examples": len(y), "cross_entropy": total / len(y)}
     finally:
         model.train(was_training)
 

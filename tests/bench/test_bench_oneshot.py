@@ -56,9 +56,20 @@ def test_table_lists_every_row_and_every_target() -> None:
     assert "- digits-transformer: Taylor (model Fisher, per sample) one-shot >= magnitude: 91.50 vs 90.00: **met**" in text
     assert "- gpt2-stdlib: calibration peak memory measured: 6 of 6 rows: **met**" in text
     assert text.count("**met**") == 14 and "NOT met" not in text
+    assert "cross-entropy" not in text
     data = results(lm_sparsegpt=4.0)
     data["models"]["digits-transformer"]["rows"]["magnitude"]["recovered"] = 98.0
     assert "not measurable: magnitude + recovery is already at dense: **n/a**" in bench_oneshot.markdown(data)
+
+
+def test_classifier_cells_carry_the_test_cross_entropy() -> None:
+    data = results(lm_sparsegpt=4.0)
+    rows = data["models"]["digits-transformer"]["rows"]
+    for row in rows.values():
+        row.update(oneshot_cross_entropy=0.25, recovered_cross_entropy=0.125)
+    text = bench_oneshot.markdown(data)
+    assert "| SparseGPT | 96.00 (0.250) | 97.00 (0.125) | 4.0 | 5.0 (2.5) |" in text
+    assert text.count("In brackets: the test cross-entropy") == 1  # the LM's perplexity needs none
 
 
 def test_the_calibration_sweep_is_tabled_and_judged_per_size() -> None:

@@ -139,6 +139,10 @@ def test_classifiers_report_accuracy_on_the_held_out_split(name) -> None:
     assert result["metric"] == "accuracy" and result["higher_is_better"] is True and result["split"] == "test"
     assert result["examples"] == 359 and 0 <= result["value"] <= 100
     assert model.training  # the mode is restored
+    x, y = om._digits_xy("test")
+    with torch.no_grad():
+        logits = model.eval()(pixel_values=x).logits if name == "vit-digits" else model.eval()(x)
+    assert result["cross_entropy"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
     assert om.baseline(name)["value"] < 15
 
 

@@ -120,6 +120,7 @@ CASES = {  # name: (method, sparsify keyword arguments besides data and loss_fn)
     "sparsegpt_sequential": ("sparsegpt", {"sequential": "blocks", "blocksize": 8}),
     # by pairs, a Conv1D's shards must hold whole groups: wide's do (36 input features each), proj's (38) do not
     "taylor_pairs": ("taylor", {"squared": True, "per_sample": True, "pairs": True, "exclude": "proj"}),
+    "taylor_pairs_sequential": ("taylor", {"squared": True, "pairs": True, "exclude": "proj", "sequential": "blocks"}),
 }
 CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "conv.weight", "wide.weight", "mid.weight", "proj.weight"]
 

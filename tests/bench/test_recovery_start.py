@@ -1,0 +1,35 @@
+"""bench/recovery_start.py on a tiny digits transformer: every start, recovered, in the table."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+import sparse24
+from sparse24.bench import oneshot_models as om
+from sparse24.bench import recovery_start
+
+
+def test_starts_recover_and_the_table_is_written(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(om, "load", lambda name: om.build(name, recipe=om.TINY[name]).eval())
+    starts = recovery_start._starts("digits-transformer")
+    solved, mask_only, dense = starts["SparseGPT"], starts["SparseGPT's mask, dense weights"], starts["dense"]
+    for key, value in solved.state_dict().items():  # the same masks; the mask-only start keeps the dense values it keeps
+        if key.endswith(sparse24.MASK_SUFFIX):
+            assert torch.equal(mask_only.state_dict()[key], value)
+    weight = "encoder.layers.0.linear1.weight"
+    kept = next(mask for w, mask in sparse24.masked_weights(mask_only) if w.name == weight)
+    assert torch.equal(mask_only.state_dict()[weight], dense.state_dict()[weight] * kept)
+    assert not torch.equal(solved.state_dict()[weight], mask_only.state_dict()[weight])  # SparseGPT moved the kept weights
+
+    argv = ["--out", str(tmp_path), "--steps", "2", "1"]
+    assert recovery_start.main(argv) == 0
+    results = json.loads((tmp_path / "recovery_start.json").read_text())
+    assert results["command"] == "python bench/recovery_start.py " + " ".join(argv) and results["steps"] == [1, 2]
+    assert list(results["rows"]) == ["dense", "magnitude", "SparseGPT", "SparseGPT's mask, dense weights"]
+    for row, cells in results["rows"].items():
+        assert sorted(cells) == (["0"] if row == "dense" else ["0", "1", "2"])
+        assert all(0 <= c["accuracy"] <= 100 and c["cross_entropy"] > 0 for c in cells.values())
+    text = (tmp_path / "recovery_start.md").read_text()
+    assert "| start | one-shot | after 1 steps | after 2 steps |" in text and "Generated from recovery_start.json." in text
