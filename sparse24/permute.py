@@ -446,7 +446,7 @@ def _is_gemm(module: nn.Module) -> bool:
 
 
 def _gated_mlp(name: str, module: nn.Module) -> _Group | str:
-    """LlamaMLP / Qwen2MLP: down_proj(act_fn(gate_proj(x)) * up_proj(x))."""
+    """The Llama, Mistral, Qwen2, Qwen3 and Gemma MLPs: down_proj(act_fn(gate_proj(x)) * up_proj(x))."""
     gate, up, down = (getattr(module, attr, None) for attr in ("gate_proj", "up_proj", "down_proj"))
     if not all(_is_linear(m) for m in (gate, up, down)):
         return "gate_proj, up_proj and down_proj are not all nn.Linear"
@@ -582,66 +582,67 @@ def _vit_attention(name: str, module: nn.Module) -> _Group | str:
     return _attention(name, module, groups=1)
 
 
-def _attention(name: str, module: nn.Module, groups: int | None = None) -> _Group | str:
-    """LlamaAttention / Qwen2Attention: v_proj output dims and o_proj input dims, within each kv head.
+def _opt_attention(name: str, module: nn.Module) -> _Group | str:
+    """OPTAttention: v_proj/out_proj within each head (no grouped kv heads)."""
+    return _attention(name, module, groups=1, output="out_proj")
+
+
+def _opt_layer(name: str, module: nn.Module) -> _Group | str:
+    """OPTDecoderLayer's feed-forward: fc2(activation_fn(fc1(x)))."""
+    return _two_layer_mlp(name, module, "fc1", "fc2", "activation_fn")
+
+
+def _attention(name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj") -> _Group | str:
+    """LlamaAttention / Qwen2Attention (and the same layout elsewhere): v_proj output dims and o_proj input dims, within each kv head.
 
     Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
     o_proj take the permutation of that kv head's ``head_dim`` rows of v_proj.
     """
-    v, o = getattr(module, "v_proj", None), getattr(module, "o_proj", None)
+    v, o = getattr(module, "v_proj", None), getattr(module, output, None)
     if not (_is_linear(v) and _is_linear(o)):
-        return "v_proj and o_proj are not nn.Linear"
+        return f"v_proj and {output} are not nn.Linear"
     head_dim = getattr(module, "head_dim", None)
     groups = getattr(module, "num_key_value_groups", None) if groups is None else groups
     if not isinstance(head_dim, int) or not isinstance(groups, int) or head_dim <= 0 or groups <= 0:
         return "head_dim / num_key_value_groups missing"
     if v.out_features % head_dim or o.in_features != v.out_features * groups:
-        return f"v_proj ({v.out_features}) and o_proj ({o.in_features}) do not fit head_dim {head_dim} x {groups} groups"
+        return f"v_proj ({v.out_features}) and {output} ({o.in_features}) do not fit head_dim {head_dim} x {groups} groups"
     kv_heads = v.out_features // head_dim
     prefix = f"{name}." if name else ""
     members = _producer(f"{prefix}v_proj", v, head_dim, torch.arange(kv_heads))
-    members += _consumer(f"{prefix}o_proj", o, head_dim, torch.arange(kv_heads * groups) // groups)
+    members += _consumer(f"{prefix}{output}", o, head_dim, torch.arange(kv_heads * groups) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
-# transformers class name -> (rule, children still to search inside it)
-_RULES: dict[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
-    "LlamaMLP": (_gated_mlp, ()),
-    "Qwen2MLP": (_gated_mlp, ()),
-    "GPT2MLP": (_gpt2_mlp, ()),
-    "BertLayer": (_bert_layer, ("attention", "crossattention")),
-    "LlamaAttention": (_attention, ()),
-    "Qwen2Attention": (_attention, ()),
-    "GPT2Attention": (_gpt2_attention, ()),
-    "BertAttention": (_bert_attention, ()),
-    "ViTMLP": (_vit_mlp, ()),
-    "ViTAttention": (_vit_attention, ()),
-    "TransformerEncoderLayer": (_torch_transformer_layer, ("self_attn",)),
-    "TransformerDecoderLayer": (_torch_transformer_layer, ("self_attn", "multihead_attn")),
-    "MultiheadAttention": (_multihead_attention, ()),
-}
-_RULE_MODULES = {
-    "GPT2Attention": "transformers.models.gpt2.modeling_gpt2",
-    "BertAttention": "transformers.models.bert.modeling_bert",
-    "ViTMLP": "transformers.models.vit.modeling_vit",
-    "ViTAttention": "transformers.models.vit.modeling_vit",
-    "TransformerEncoderLayer": "torch.nn.modules.transformer",
-    "TransformerDecoderLayer": "torch.nn.modules.transformer",
-    "MultiheadAttention": "torch.nn.modules.activation",
-    "LlamaMLP": "transformers.models.llama.modeling_llama",
-    "LlamaAttention": "transformers.models.llama.modeling_llama",
-    "Qwen2MLP": "transformers.models.qwen2.modeling_qwen2",
-    "Qwen2Attention": "transformers.models.qwen2.modeling_qwen2",
-    "GPT2MLP": "transformers.models.gpt2.modeling_gpt2",
-    "BertLayer": "transformers.models.bert.modeling_bert",
+# (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
+_RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
+    ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
+    ("transformers.models.qwen2.modeling_qwen2", "Qwen2MLP"): (_gated_mlp, ()),
+    ("transformers.models.gpt2.modeling_gpt2", "GPT2MLP"): (_gpt2_mlp, ()),
+    ("transformers.models.bert.modeling_bert", "BertLayer"): (_bert_layer, ("attention", "crossattention")),
+    ("transformers.models.llama.modeling_llama", "LlamaAttention"): (_attention, ()),
+    ("transformers.models.qwen2.modeling_qwen2", "Qwen2Attention"): (_attention, ()),
+    ("transformers.models.mistral.modeling_mistral", "MistralMLP"): (_gated_mlp, ()),
+    ("transformers.models.mistral.modeling_mistral", "MistralAttention"): (_attention, ()),
+    ("transformers.models.qwen3.modeling_qwen3", "Qwen3MLP"): (_gated_mlp, ()),
+    ("transformers.models.qwen3.modeling_qwen3", "Qwen3Attention"): (_attention, ()),
+    ("transformers.models.gemma.modeling_gemma", "GemmaMLP"): (_gated_mlp, ()),
+    ("transformers.models.gemma.modeling_gemma", "GemmaAttention"): (_attention, ()),
+    ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_opt_layer, ("self_attn",)),
+    ("transformers.models.opt.modeling_opt", "OPTAttention"): (_opt_attention, ()),
+    ("transformers.models.gpt2.modeling_gpt2", "GPT2Attention"): (_gpt2_attention, ()),
+    ("transformers.models.bert.modeling_bert", "BertAttention"): (_bert_attention, ()),
+    ("transformers.models.vit.modeling_vit", "ViTMLP"): (_vit_mlp, ()),
+    ("transformers.models.vit.modeling_vit", "ViTAttention"): (_vit_attention, ()),
+    ("torch.nn.modules.transformer", "TransformerEncoderLayer"): (_torch_transformer_layer, ("self_attn",)),
+    ("torch.nn.modules.transformer", "TransformerDecoderLayer"): (_torch_transformer_layer, ("self_attn", "multihead_attn")),
+    ("torch.nn.modules.activation", "MultiheadAttention"): (_multihead_attention, ()),
 }
 
 
 def _rule_for(module: nn.Module):
     cls = type(module)
-    if _RULE_MODULES.get(cls.__name__) == cls.__module__:
-        return _RULES[cls.__name__]
-    return None
+    return _RULES.get((cls.__module__, cls.__name__))
 
 
 # ---- torch.fx: follow the hidden channels through a traced graph -----------------------------
@@ -1557,10 +1558,11 @@ def permute(
     elementwise are left alone, with the reason in the report.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
-    rules for transformers blocks that do not: LlamaMLP/Qwen2MLP, GPT2MLP, BertLayer's
-    feed-forward, ViTMLP, and the value/output heads of LlamaAttention/Qwen2Attention/
-    ViTAttention (one permutation per key/value head, shared by the query heads that read it),
-    GPT2Attention (the value columns of its fused c_attn) and BertAttention; and for
+    rules for transformers blocks that do not: the Llama/Mistral/Qwen2/Qwen3/Gemma MLPs,
+    GPT2MLP, BertLayer's, ViTMLP's and OPTDecoderLayer's feed-forward, and the value/output
+    heads of the Llama/Mistral/Qwen2/Qwen3/Gemma/ViT/OPT attentions (one permutation per
+    key/value head, shared by the query heads that read it), GPT2Attention (the value columns
+    of its fused c_attn) and BertAttention; and for
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward and
     MultiheadAttention value/output heads, which a traced model calls as single nodes. ``example_inputs`` (positional
     inputs of one forward) let reshapes, transposes and attention matmuls be checked against

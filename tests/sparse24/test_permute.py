@@ -305,6 +305,16 @@ def _tiny(name: str) -> nn.Module:
     if name == "gpt2":
         config = transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=32, **common)
         return transformers.GPT2LMHeadModel(config)
+    if name in ("mistral", "qwen3", "gemma"):
+        family = {"mistral": ("MistralConfig", "MistralForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "gemma": ("GemmaConfig", "GemmaForCausalLM")}[name]
+        config = getattr(transformers, family[0])(
+            hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, **common,
+        )  # fmt: skip
+        return getattr(transformers, family[1])(config)
+    if name == "opt":
+        config = transformers.OPTConfig(hidden_size=64, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=64, **common)
+        return transformers.OPTForCausalLM(config)
     config = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96, **common)
     return transformers.BertModel(config)
 
@@ -315,6 +325,10 @@ def _tiny(name: str) -> nn.Module:
         ("llama", ["LlamaAttention", "LlamaMLP"] * 2),
         ("gpt2", ["GPT2Attention", "GPT2MLP"] * 2),
         ("bert", ["BertLayer", "BertAttention"] * 2),
+        ("mistral", ["MistralAttention", "MistralMLP"] * 2),
+        ("qwen3", ["Qwen3Attention", "Qwen3MLP"] * 2),
+        ("gemma", ["GemmaAttention", "GemmaMLP"] * 2),
+        ("opt", ["OPTDecoderLayer", "OPTAttention"] * 2),
     ],
 )
 def test_transformers_models(name: str, kinds: list[str]) -> None:
