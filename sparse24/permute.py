@@ -582,6 +582,40 @@ def _vit_attention(name: str, module: nn.Module) -> _Group | str:
     return _attention(name, module, groups=1)
 
 
+def _phi3_mlp(name: str, module: nn.Module) -> _Group | str:
+    """Phi3MLP: down_proj(up * activation_fn(gate)), gate and up the two halves of the fused gate_up_proj's rows."""
+    fused, down = getattr(module, "gate_up_proj", None), getattr(module, "down_proj", None)
+    if not (_is_linear(fused) and _is_linear(down)):
+        return "gate_up_proj and down_proj are not nn.Linear"
+    if not _elementwise_module(getattr(module, "activation_fn", None)):
+        return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
+    width = down.in_features
+    if fused.out_features != 2 * width:
+        return f"gate_up_proj's {fused.out_features} outputs are not twice down_proj's {width} inputs"
+    blocks = _uniform(width, width)
+    members = [_Member(_join(name, "gate_up_proj"), fused, "weight", 0, blocks, "producer", offset=half) for half in (0, width)]
+    if isinstance(fused.bias, Tensor):
+        members += [_Member(_join(name, "gate_up_proj"), fused, "bias", 0, blocks, "producer", offset=half) for half in (0, width)]
+    return _Group("Phi3MLP", width, 1, members + _consumer(_join(name, "down_proj"), down, width))
+
+
+def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
+    """Phi3Attention: the value rows of the fused qkv_proj (after the query and key heads) and o_proj's columns, per kv head."""
+    fused, o = getattr(module, "qkv_proj", None), getattr(module, "o_proj", None)
+    if not (_is_linear(fused) and _is_linear(o)):
+        return "qkv_proj and o_proj are not nn.Linear"
+    head_dim, groups, kv_heads = module.head_dim, module.num_key_value_groups, module.num_key_value_heads
+    heads = kv_heads * groups
+    if fused.out_features != (heads + 2 * kv_heads) * head_dim or o.in_features != heads * head_dim:
+        return f"qkv_proj ({fused.out_features}) and o_proj ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
+    offset = (heads + kv_heads) * head_dim
+    members = [_Member(_join(name, "qkv_proj"), fused, "weight", 0, torch.arange(kv_heads), "producer", offset=offset)]
+    if isinstance(fused.bias, Tensor):
+        members.append(_Member(_join(name, "qkv_proj"), fused, "bias", 0, torch.arange(kv_heads), "producer", offset=offset))
+    members += _consumer(_join(name, "o_proj"), o, head_dim, torch.arange(heads) // groups)
+    return _Group("Phi3Attention", head_dim, kv_heads, members)
+
+
 def _opt_attention(name: str, module: nn.Module) -> _Group | str:
     """OPTAttention: v_proj/out_proj within each head (no grouped kv heads)."""
     return _attention(name, module, groups=1, output="out_proj")
@@ -628,6 +662,8 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     ("transformers.models.qwen3.modeling_qwen3", "Qwen3Attention"): (_attention, ()),
     ("transformers.models.gemma.modeling_gemma", "GemmaMLP"): (_gated_mlp, ()),
     ("transformers.models.gemma.modeling_gemma", "GemmaAttention"): (_attention, ()),
+    ("transformers.models.phi3.modeling_phi3", "Phi3MLP"): (_phi3_mlp, ()),
+    ("transformers.models.phi3.modeling_phi3", "Phi3Attention"): (_phi3_attention, ()),
     ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_opt_layer, ("self_attn",)),
     ("transformers.models.opt.modeling_opt", "OPTAttention"): (_opt_attention, ()),
     ("transformers.models.gpt2.modeling_gpt2", "GPT2Attention"): (_gpt2_attention, ()),
@@ -1558,9 +1594,9 @@ def permute(
     elementwise are left alone, with the reason in the report.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
-    rules for transformers blocks that do not: the Llama/Mistral/Qwen2/Qwen3/Gemma MLPs,
+    rules for transformers blocks that do not: the Llama/Mistral/Qwen2/Qwen3/Gemma/Phi-3 MLPs,
     GPT2MLP, BertLayer's, ViTMLP's and OPTDecoderLayer's feed-forward, and the value/output
-    heads of the Llama/Mistral/Qwen2/Qwen3/Gemma/ViT/OPT attentions (one permutation per
+    heads of the Llama/Mistral/Qwen2/Qwen3/Gemma/Phi-3/ViT/OPT attentions (one permutation per
     key/value head, shared by the query heads that read it), GPT2Attention (the value columns
     of its fused c_attn) and BertAttention; and for
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward and

@@ -312,6 +312,12 @@ def _tiny(name: str) -> nn.Module:
             num_key_value_heads=2, head_dim=16, **common,
         )  # fmt: skip
         return getattr(transformers, family[1])(config)
+    if name == "phi3":
+        config = transformers.Phi3Config(
+            hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, **common,
+        )  # fmt: skip
+        return transformers.Phi3ForCausalLM(config)
     if name == "opt":
         config = transformers.OPTConfig(hidden_size=64, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=64, **common)
         return transformers.OPTForCausalLM(config)
@@ -329,6 +335,7 @@ def _tiny(name: str) -> nn.Module:
         ("qwen3", ["Qwen3Attention", "Qwen3MLP"] * 2),
         ("gemma", ["GemmaAttention", "GemmaMLP"] * 2),
         ("opt", ["OPTDecoderLayer", "OPTAttention"] * 2),
+        ("phi3", ["Phi3Attention", "Phi3MLP"] * 2),
     ],
 )
 def test_transformers_models(name: str, kinds: list[str]) -> None:
@@ -378,6 +385,21 @@ def test_transformers_vit() -> None:
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         torch.testing.assert_close(model(pixels).logits, reference(pixels).logits, rtol=0, atol=1e-10)
+
+
+def test_phi3_fused_projections_move_the_value_rows_and_both_mlp_halves_alike() -> None:
+    model = _tiny("phi3")
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    layer, ref_layer = model.model.layers[0], reference.model.layers[0]
+    qkv = report.indices["model.layers.0.self_attn.qkv_proj.weight"]
+    assert len(qkv) == 1 and torch.equal(qkv[0][1][:96], torch.arange(96))  # 4 query and 2 key heads of 16 stay
+    assert torch.equal(layer.self_attn.qkv_proj.weight[:96], ref_layer.self_attn.qkv_proj.weight[:96])
+    gate_up = report.indices["model.layers.0.mlp.gate_up_proj.weight"]
+    (_, gate), (_, up) = gate_up
+    assert torch.equal(gate[:96], up[96:] - 96) and not torch.equal(gate[:96], torch.arange(96))  # one order for both halves
+    down = report.indices["model.layers.0.mlp.down_proj.weight"][0][1]
+    assert torch.equal(layer.mlp.down_proj.weight, ref_layer.mlp.down_proj.weight[:, down]) and torch.equal(down, gate[:96])
 
 
 def test_llama_gqa_one_permutation_per_kv_head() -> None:
