@@ -59,6 +59,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NEG = float("-inf")
+_NOISE = 1e-5  # relative uncertainty of a swap's gain (float32 L1 distances over the rows)
 
 # ---------------------------------------------------------------------------------------------
 # Search
@@ -174,8 +175,11 @@ class _Windows:
         """``[B, n, n]``: change of the window's kept importance when positions ``i``, ``j`` swap."""
         value = self.topsum[:, :, None] + 0.5 * (self.secsum[:, :, None] + self.xsum[:, None, :] + self.l1)
         base = self.base.repeat_interleave(4, dim=1)
-        gain = value + value.transpose(1, 2) - base[:, :, None] - base[:, None, :]
-        return gain.masked_fill_(self.invalid, _NEG)
+        after = value + value.transpose(1, 2)
+        before = base[:, :, None] + base[:, None, :]
+        # the L1 distances are float32 sums, so a gain is only known to a small fraction of the two
+        # groups' values; a smaller one is rounding noise, and taking it would swap back and forth
+        return (after - before - _NOISE * (after + before)).masked_fill_(self.invalid, _NEG)
 
     def swap(self, b: Tensor, i: Tensor, j: Tensor) -> None:
         """Swap positions ``i`` and ``j`` of windows ``b``; no two swaps may share a group."""
