@@ -26,6 +26,7 @@ redrawn every round, so every column can meet every other over the rounds.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import math
 import operator
@@ -378,13 +379,19 @@ def _uniform(length: int, block: int) -> Tensor:
     return torch.zeros(length // block, dtype=torch.long)
 
 
-def _producer(name: str, module: nn.Module, block: int, blocks: Tensor | None = None) -> list[_Member]:
-    axis = gemm_axes(module)["weight"]
-    length = module.weight.shape[axis.output]
+def _producer(
+    name: str, module: nn.Module, block: int, blocks: Tensor | None = None, *, offset: int = 0, weight: str = "weight", bias: str | None = "bias"
+) -> list[_Member]:
+    """The output channels of ``module.<weight>`` (its axis from :func:`sparse24.axes.gemm_axes`) and of its bias.
+
+    ``offset`` (with ``blocks``): only the channels from there, as in a fused q/k/v or gate/up projection.
+    """
+    axis = gemm_axes(module)[weight]
+    length = getattr(module, weight).shape[axis.output]
     blocks = _uniform(length, block) if blocks is None else blocks
-    members = [_Member(name, module, "weight", axis.output, blocks, "producer")]
-    if isinstance(getattr(module, "bias", None), Tensor):
-        members.append(_Member(name, module, "bias", 0, blocks, "producer"))
+    members = [_Member(name, module, weight, axis.output, blocks, "producer", offset)]
+    if bias is not None and isinstance(getattr(module, bias, None), Tensor):
+        members.append(_Member(name, module, bias, 0, blocks, "producer", offset))
     return members
 
 
@@ -496,9 +503,9 @@ def _bert_layer(name: str, module: nn.Module) -> _Group | str:
     return _Group("BertLayer", width, 1, members)
 
 
-def _two_layer_mlp(name: str, module: nn.Module, first: str, second: str, activation: str) -> _Group | str:
-    """``second(activation(first(x)))`` with two nn.Linear: ViTMLP (fc1, activation_fn, fc2), torch's
-    TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2)."""
+def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn") -> _Group | str:
+    """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
+    torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2)."""
     up, down = getattr(module, first, None), getattr(module, second, None)
     if not (_is_linear(up) and _is_linear(down)):
         return f"{first} and {second} are not both nn.Linear"
@@ -509,16 +516,6 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str, second: str, activa
     if down.in_features != width:
         return f"{first} outputs ({width}) and {second} inputs ({down.in_features}) differ"
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
-
-
-def _vit_mlp(name: str, module: nn.Module) -> _Group | str:
-    """ViTMLP: fc2(activation_fn(fc1(x)))."""
-    return _two_layer_mlp(name, module, "fc1", "fc2", "activation_fn")
-
-
-def _torch_transformer_layer(name: str, module: nn.Module) -> _Group | str:
-    """torch's TransformerEncoderLayer / TransformerDecoderLayer feed-forward: linear2(dropout(activation(linear1(x))))."""
-    return _two_layer_mlp(name, module, "linear1", "linear2", "activation")
 
 
 def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
@@ -537,12 +534,12 @@ def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
         return f"embed_dim {embed} is not {heads} heads of the same size, or out_proj reads {out.in_features}"
     blocks = torch.arange(heads)
     if module._qkv_same_embed_dim:
-        members = [_Member(name, module, "in_proj_weight", 0, blocks, "producer", offset=2 * embed)]
-    else:
-        members = [_Member(name, module, "v_proj_weight", 0, blocks, "producer")]
-    if isinstance(module.in_proj_bias, Tensor):
-        members.append(_Member(name, module, "in_proj_bias", 0, blocks, "producer", offset=2 * embed))
-    if isinstance(module.bias_v, Tensor):
+        members = _producer(name, module, head_dim, blocks, offset=2 * embed, weight="in_proj_weight", bias="in_proj_bias")
+    else:  # separate projections, one bias for the three
+        members = _producer(name, module, head_dim, blocks, weight="v_proj_weight", bias=None)
+        if isinstance(module.in_proj_bias, Tensor):
+            members.append(_Member(name, module, "in_proj_bias", 0, blocks, "producer", 2 * embed))
+    if isinstance(module.bias_v, Tensor):  # a value vector concatenated along the sequence
         members.append(_Member(name, module, "bias_v", 2, blocks, "producer"))
     members += _consumer(_join(name, "out_proj"), out, head_dim, blocks)
     return _Group("MultiheadAttention", head_dim, heads, members)
@@ -559,10 +556,7 @@ def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
     if heads * head_dim != embed or fused.weight.shape != (embed, parts * embed) or proj.weight.shape != (embed, embed):
         return f"c_attn {list(fused.weight.shape)} / c_proj {list(proj.weight.shape)} do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    offset = (parts - 1) * embed
-    members = [_Member(_join(name, "c_attn"), fused, "weight", gemm_axes(fused)["weight"].output, blocks, "producer", offset=offset)]
-    if isinstance(fused.bias, Tensor):
-        members.append(_Member(_join(name, "c_attn"), fused, "bias", 0, blocks, "producer", offset=offset))
+    members = _producer(_join(name, "c_attn"), fused, head_dim, blocks, offset=(parts - 1) * embed)
     members += _consumer(_join(name, "c_proj"), proj, head_dim, blocks)
     return _Group("GPT2Attention", head_dim, heads, members)
 
@@ -581,11 +575,6 @@ def _bert_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("BertAttention", head_dim, heads, members)
 
 
-def _vit_attention(name: str, module: nn.Module) -> _Group | str:
-    """ViTAttention: v_proj/o_proj within each head, every head its own values (no grouped kv heads)."""
-    return _attention(name, module, groups=1)
-
-
 def _phi3_mlp(name: str, module: nn.Module) -> _Group | str:
     """Phi3MLP: down_proj(up * activation_fn(gate)), gate and up the two halves of the fused gate_up_proj's rows."""
     fused, down = getattr(module, "gate_up_proj", None), getattr(module, "down_proj", None)
@@ -596,10 +585,7 @@ def _phi3_mlp(name: str, module: nn.Module) -> _Group | str:
     width = down.in_features
     if fused.out_features != 2 * width:
         return f"gate_up_proj's {fused.out_features} outputs are not twice down_proj's {width} inputs"
-    blocks = _uniform(width, width)
-    members = [_Member(_join(name, "gate_up_proj"), fused, "weight", 0, blocks, "producer", offset=half) for half in (0, width)]
-    if isinstance(fused.bias, Tensor):
-        members += [_Member(_join(name, "gate_up_proj"), fused, "bias", 0, blocks, "producer", offset=half) for half in (0, width)]
+    members = [m for half in (0, width) for m in _producer(_join(name, "gate_up_proj"), fused, width, _uniform(width, width), offset=half)]
     return _Group("Phi3MLP", width, 1, members + _consumer(_join(name, "down_proj"), down, width))
 
 
@@ -612,26 +598,16 @@ def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
     heads = kv_heads * groups
     if fused.out_features != (heads + 2 * kv_heads) * head_dim or o.in_features != heads * head_dim:
         return f"qkv_proj ({fused.out_features}) and o_proj ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
-    offset = (heads + kv_heads) * head_dim
-    members = [_Member(_join(name, "qkv_proj"), fused, "weight", 0, torch.arange(kv_heads), "producer", offset=offset)]
-    if isinstance(fused.bias, Tensor):
-        members.append(_Member(_join(name, "qkv_proj"), fused, "bias", 0, torch.arange(kv_heads), "producer", offset=offset))
+    members = _producer(_join(name, "qkv_proj"), fused, head_dim, torch.arange(kv_heads), offset=(heads + kv_heads) * head_dim)
     members += _consumer(_join(name, "o_proj"), o, head_dim, torch.arange(heads) // groups)
     return _Group("Phi3Attention", head_dim, kv_heads, members)
 
 
-def _opt_attention(name: str, module: nn.Module) -> _Group | str:
-    """OPTAttention: v_proj/out_proj within each head (no grouped kv heads)."""
-    return _attention(name, module, groups=1, output="out_proj")
-
-
-def _opt_layer(name: str, module: nn.Module) -> _Group | str:
-    """OPTDecoderLayer's feed-forward: fc2(activation_fn(fc1(x)))."""
-    return _two_layer_mlp(name, module, "fc1", "fc2", "activation_fn")
-
-
 def _attention(name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj") -> _Group | str:
     """LlamaAttention / Qwen2Attention (and the same layout elsewhere): v_proj output dims and o_proj input dims, within each kv head.
+
+    ``groups`` for a class without ``num_key_value_groups`` (ViT, OPT: 1, every head its own
+    values); ``output`` the output projection's name (OPT: ``out_proj``).
 
     Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
     o_proj take the permutation of that kv head's ``head_dim`` rows of v_proj.
@@ -652,6 +628,8 @@ def _attention(name: str, module: nn.Module, groups: int | None = None, output: 
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
+_TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
+
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
     ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
@@ -668,14 +646,14 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     ("transformers.models.gemma.modeling_gemma", "GemmaAttention"): (_attention, ()),
     ("transformers.models.phi3.modeling_phi3", "Phi3MLP"): (_phi3_mlp, ()),
     ("transformers.models.phi3.modeling_phi3", "Phi3Attention"): (_phi3_attention, ()),
-    ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_opt_layer, ("self_attn",)),
-    ("transformers.models.opt.modeling_opt", "OPTAttention"): (_opt_attention, ()),
+    ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_two_layer_mlp, ("self_attn",)),
+    ("transformers.models.opt.modeling_opt", "OPTAttention"): (functools.partial(_attention, groups=1, output="out_proj"), ()),
     ("transformers.models.gpt2.modeling_gpt2", "GPT2Attention"): (_gpt2_attention, ()),
     ("transformers.models.bert.modeling_bert", "BertAttention"): (_bert_attention, ()),
-    ("transformers.models.vit.modeling_vit", "ViTMLP"): (_vit_mlp, ()),
-    ("transformers.models.vit.modeling_vit", "ViTAttention"): (_vit_attention, ()),
-    ("torch.nn.modules.transformer", "TransformerEncoderLayer"): (_torch_transformer_layer, ("self_attn",)),
-    ("torch.nn.modules.transformer", "TransformerDecoderLayer"): (_torch_transformer_layer, ("self_attn", "multihead_attn")),
+    ("transformers.models.vit.modeling_vit", "ViTMLP"): (_two_layer_mlp, ()),
+    ("transformers.models.vit.modeling_vit", "ViTAttention"): (functools.partial(_attention, groups=1), ()),
+    ("torch.nn.modules.transformer", "TransformerEncoderLayer"): (_TORCH_FEED_FORWARD, ("self_attn",)),
+    ("torch.nn.modules.transformer", "TransformerDecoderLayer"): (_TORCH_FEED_FORWARD, ("self_attn", "multihead_attn")),
     ("torch.nn.modules.activation", "MultiheadAttention"): (_multihead_attention, ()),
 }
 
