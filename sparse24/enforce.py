@@ -31,15 +31,15 @@ Sharded weights (FSDP2, ``torch.distributed.fsdp.fully_shard``): the parameters 
 ``DTensor``s sharded along dim 0. :func:`shard_masks` makes each mask buffer a ``DTensor``
 with the weight's placements (the packed mask keeps the weight's rows, so ``torch.chunk``
 splits both alike) and every rank enforces its own shard. FSDP writes a sharded ``.grad``
-after its reduce-scatter, so no gradient hook is installed there: the trainer calls :func:`mask_sharded_grads` before clipping and
-stepping, and :func:`attach_optimizer`'s post-step hook masks the local weight shards.
+after its reduce-scatter, so no gradient hook is installed there: the trainer calls
+:func:`mask_sharded_grads` before clipping and stepping, and :func:`attach_optimizer`'s
+post-step hook masks the local weight shards.
 :func:`mask_of` and :func:`full_weight_and_mask` gather one layer at a time (collectives:
 every rank must call them in the same order).
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -153,45 +153,38 @@ def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) ->
     )
 
 
-class _Expansion:
-    """How to expand one unsharded packed mask into one dtype, worked out once and reused every step.
+class _Lookup:
+    """The gradient hook's usual step for one small unsharded mask without padding bits, worked out once.
 
-    Holds the packed buffer (1 bit per weight), a 1-D view of it, the weight's shape and the
-    dtype's bit table: no expanded mask. The gradient hook runs between backward kernels that
-    leave the caches cold, where every extra tensor op or Python call costs several times what
-    it costs in a loop, so the per-step path is one conversion, one lookup, one view and the
-    multiply.
+    Holds a 1-D view of the packed buffer (1 bit per weight) and the dtype's bit table, no
+    expanded mask. The hook runs between backward kernels that leave the caches cold, where every
+    extra tensor op or Python call costs several times what it costs in a loop, so the step is one
+    conversion, one lookup and the multiply on the gradient's ``[bytes, 8]`` view. Any other case
+    (sharded, padded, larger than a block, strided) goes through :func:`sparse24.mask.mask_rows_`.
     """
 
-    __slots__ = ("packed", "flat", "address", "param", "shape", "rows", "per_row", "exact", "small", "dtype", "table")
+    __slots__ = ("packed", "flat", "address", "param", "dtype", "table")
 
     def __init__(self, packed: Tensor, param: Tensor, dtype: torch.dtype) -> None:
         self.packed = packed
         self.flat = packed.view(-1)
         self.address = packed.data_ptr()
         self.param = weakref.ref(param)
-        self.shape = param.shape
-        self.rows = packed.shape[0]
-        self.per_row = math.prod(param.shape[1:])
-        self.exact = packed.numel() * 8 == param.numel()  # no padding bits: the lookup's [bytes, 8] is the mask
-        self.small = self.exact and param.numel() <= CHUNK_ELEMENTS  # masked whole by mul_, not a block of rows at a time
         self.dtype = dtype
         self.table = bit_table(dtype, packed.device)
 
-    def holds(self, packed: Tensor | None, param: Tensor | None, dtype: torch.dtype) -> bool:
+    @staticmethod
+    def fits(packed: Tensor, param: Tensor) -> bool:
+        """A mask this step can take: no padding bits (``[bytes, 8]`` is the weight) and at most one block of rows."""
+        return packed.numel() * 8 == param.numel() <= CHUNK_ELEMENTS
+
+    def holds(self, packed: Tensor | None, param: Tensor, dtype: torch.dtype) -> bool:
         """True while the module's buffer (same object, same storage) and weight are the ones this was worked out for."""
         return self.packed is packed and self.dtype is dtype and self.param() is param and self.address == packed.data_ptr()
 
     def mul_(self, tensor: Tensor) -> None:
-        """Multiply a contiguous tensor of the weight's shape by the mask in place (``small`` masks only: no padding bits)."""
+        """Multiply a contiguous tensor of the weight's shape by the mask in place."""
         tensor.view(-1, 8).mul_(self.table.index_select(0, self.flat.int()))
-
-    def expand(self) -> Tensor:
-        """The mask as a new tensor of the weight's shape (0/1 in this dtype)."""
-        bits = self.table.index_select(0, self.flat.int())  # index_select: CPU indexing is ~3x slower
-        if self.exact:
-            return bits.view(self.shape)
-        return bits.view(self.rows, -1)[:, : self.per_row].reshape(self.shape)
 
 
 class _GradMask:
@@ -199,21 +192,15 @@ class _GradMask:
 
     The mask buffer is looked up at call time, so ``model.to(device)`` and ``load_state_dict``
     (which replace or refill buffers) are followed; it is expanded into the gradient's dtype
-    for the multiply only. What the expansion needs (a view of the buffer, the weight's shape,
-    the bit table) is kept between calls while the buffer and the weight stay the same objects.
+    for the multiply only. For a small mask, what the lookup needs (a view of the buffer, the bit
+    table) is kept between calls while the buffer and the weight stay the same objects.
     """
 
     def __init__(self, module: nn.Module, param_name: str) -> None:
         self._module = weakref.ref(module)
         self.param_name = param_name
         self._buffer = mask_name(param_name)
-        self._plain: _Expansion | None = None
-
-    def _expansion(self, packed: Tensor, param: Tensor, dtype: torch.dtype) -> _Expansion:
-        plain = self._plain
-        if plain is None or not plain.holds(packed, param, dtype):
-            plain = self._plain = _Expansion(packed, param, dtype)
-        return plain
+        self._lookup: _Lookup | None = None
 
     def mask(self, dtype: torch.dtype) -> Tensor | None:
         """The mask in ``dtype``; for a sharded weight, the mask of this rank's shard (its local shape)."""
@@ -229,7 +216,7 @@ class _GradMask:
 
             rows = distribute_tensor(packed, param.device_mesh, param.placements, src_data_rank=None).to_local()
             return expand_bits(rows, param.to_local().shape, dtype)
-        return self._expansion(packed, param, dtype).expand()
+        return expand_bits(packed, param.shape, dtype)
 
     def apply_(self, param: Tensor) -> None:
         """Multiply ``param`` (this rank's shard of a sharded one) by its mask in place, a block of rows at a time."""
@@ -259,16 +246,17 @@ class _GradMask:
         if grad is None or module is None:
             return
         packed = module._buffers.get(self._buffer)
-        plain = self._plain
-        if plain is not None and plain.small and plain.holds(packed, param, grad.dtype) and grad.is_contiguous():
-            plain.mul_(grad)  # the usual step: everything checked above, one lookup and the multiply
+        lookup = self._lookup
+        if lookup is not None and lookup.holds(packed, param, grad.dtype) and grad.is_contiguous():
+            lookup.mul_(grad)  # the usual step: everything checked above, one lookup and the multiply
             return
         if packed is None or _is_dtensor(packed) or _is_dtensor(grad):
             return  # sharded: mask_sharded_grads masks the reduced shard instead
-        if grad.numel() > CHUNK_ELEMENTS and grad.is_contiguous():  # more than one block of rows
-            mask_rows_(grad, packed)
-        else:
-            grad.mul_(self._expansion(packed, param, grad.dtype).expand())
+        if not grad.is_contiguous():
+            grad.mul_(expand_bits(packed, param.shape, grad.dtype))
+            return
+        mask_rows_(grad, packed)  # a block of rows at a time (one block for a small layer)
+        self._lookup = _Lookup(packed, param, grad.dtype) if _Lookup.fits(packed, param) else None
 
     def __getstate__(self) -> dict:
         return {"param_name": self.param_name}
@@ -277,7 +265,7 @@ class _GradMask:
         self._module = _no_module
         self.param_name = state["param_name"]
         self._buffer = mask_name(self.param_name)
-        self._plain = None
+        self._lookup = None
 
 
 class _HookRecord:

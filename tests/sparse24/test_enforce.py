@@ -379,16 +379,19 @@ def test_masks_cost_one_bit_per_weight_and_no_full_copy_is_kept(convnet, batches
         assert buffer.dtype == torch.uint8 and buffer.numel() * 8 <= weight.numel() + 7 * weight.shape[0], name
     loss_fn(model, batches(1)[0]).backward()
     assert_pruned_grads_zero(model)
+    lookups = 0
     for weight, _ in sparse24.masked_weights(model):
         masker = getattr(weight.param, "_sparse24_grad_hook").masker
         held = [v for v in vars(masker).values() if isinstance(v, torch.Tensor)]
         assert not held, f"{weight.name}: the gradient hook keeps a tensor between steps"
         buffer = buffers[weight.name + MASK_SUFFIX]
-        plan = masker._plain  # what the hook reuses between steps: views of the packed buffer and one bit table
-        kept = [getattr(plan, slot) for slot in plan.__slots__ if isinstance(getattr(plan, slot), torch.Tensor)]
+        plan = masker._lookup  # what the hook reuses between steps (small unpadded masks): views of the packed buffer and one bit table
+        lookups += plan is not None
+        kept = [getattr(plan, slot) for slot in plan.__slots__ if isinstance(getattr(plan, slot), torch.Tensor)] if plan is not None else []
         for tensor in kept:
             same_storage = tensor.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
             assert same_storage or tensor.numel() <= 256 * 8, f"{weight.name}: the gradient hook keeps {list(tensor.shape)} between steps"
+    assert lookups, "no layer took the small-mask step: nothing here checks what it keeps"
 
 
 def test_bool_masks_of_earlier_versions_load(convnet, batches, loss_fn, train_steps):
