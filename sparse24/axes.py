@@ -168,6 +168,27 @@ def _parts(weight: GemmWeight) -> int:
     return 1
 
 
+def _rows(weight: GemmWeight, tensor: Tensor) -> Tensor:
+    """``tensor`` (the weight's shape, or some of its dim-0 slices) as ``[rows, d]`` in GEMM column order.
+
+    For weights not reduced along dim 0. A conv's columns are (kernel position, C), so that every
+    run of 4 columns is 4 input channels at one kernel position: the TensorRT axis, never the
+    flattened C*R*S. Sizes are spelled out: a shard may have no rows.
+    """
+    rows, rest = tensor.shape[0], math.prod(tensor.shape[1:])
+    if isinstance(weight.module, nn.modules.conv._ConvNd):
+        channels = tensor.shape[1]
+        return tensor.reshape(rows, channels, rest // channels).transpose(1, 2).reshape(rows, rest)
+    return tensor.reshape(rows, rest)
+
+
+def _from_rows(weight: GemmWeight, matrix: Tensor, shape: tuple[int, ...] | torch.Size) -> Tensor:
+    """The inverse of :func:`_rows`: ``[rows, d]`` back to ``shape``."""
+    if isinstance(weight.module, nn.modules.conv._ConvNd):
+        return matrix.reshape(shape[0], math.prod(shape[2:]), shape[1]).transpose(1, 2).reshape(shape)
+    return matrix.reshape(shape)
+
+
 def gemm_matrix(weight: GemmWeight, tensor: Tensor | None = None) -> Tensor:
     """``tensor`` (default: the weight) shaped like the weight, as the GEMM's ``[parts, rows, d]``.
 
@@ -175,26 +196,19 @@ def gemm_matrix(weight: GemmWeight, tensor: Tensor | None = None) -> Tensor:
     :func:`from_gemm_matrix` maps back.
     """
     tensor = weight.param if tensor is None else tensor
-    parts = _parts(weight)
-    if isinstance(weight.module, nn.modules.conv._ConvNd):
-        k, c = tensor.shape[0], tensor.shape[1]
-        grouped = tensor.reshape(parts, k // parts, c, -1)  # [G, K/G, C/G, kernel positions]
-        return grouped.transpose(2, 3).reshape(parts, k // parts, -1)  # columns: (position, C)
     if weight.axis.reduction == 0:  # transformers Conv1D: [in, out]
         return tensor.t().unsqueeze(0)
-    return tensor.reshape(parts, tensor.shape[0] // parts, tensor.shape[1])
+    matrix = _rows(weight, tensor)
+    parts = _parts(weight)  # conv groups (each its own GEMM) or in_proj's q, k, v
+    return matrix.reshape(parts, matrix.shape[0] // parts, matrix.shape[1])
 
 
 def from_gemm_matrix(weight: GemmWeight, matrix: Tensor) -> Tensor:
     """The inverse of :func:`gemm_matrix`: ``[parts, rows, d]`` back to the weight's shape."""
     shape = weight.param.shape
-    if isinstance(weight.module, nn.modules.conv._ConvNd):
-        parts, rows = matrix.shape[0], matrix.shape[1]
-        positions = matrix.shape[2] // shape[1]
-        return matrix.reshape(parts, rows, positions, shape[1]).transpose(2, 3).reshape(shape)
     if weight.axis.reduction == 0:
         return matrix[0].t().reshape(shape)
-    return matrix.reshape(shape)
+    return _from_rows(weight, matrix.reshape(shape[0], matrix.shape[-1]), shape)
 
 
 def gemm_groups(weight: GemmWeight, tensor: Tensor) -> Tensor:
@@ -207,24 +221,17 @@ def gemm_groups(weight: GemmWeight, tensor: Tensor) -> Tensor:
     on a multiple of 4) and ``b`` its outputs. Each ``[..., 4]`` is one group, as the runs of 4
     columns of :func:`gemm_matrix`. :func:`from_gemm_groups` maps back.
     """
-    rows, rest = tensor.shape[0], math.prod(tensor.shape[1:])  # sizes spelled out: a shard may have no rows
     if weight.axis.reduction == 0:
-        return tensor.reshape(rows // 4, 4, rest).transpose(1, 2)
-    if isinstance(weight.module, nn.modules.conv._ConvNd):
-        channels = tensor.shape[1]
-        by_position = tensor.reshape(rows, channels, rest // channels).transpose(1, 2)  # [K, positions, C]: columns (position, C)
-        return by_position.reshape(rows, rest // 4, 4)
-    return tensor.reshape(rows, rest // 4, 4)
+        return tensor.reshape(tensor.shape[0] // 4, 4, math.prod(tensor.shape[1:])).transpose(1, 2)
+    matrix = _rows(weight, tensor)
+    return matrix.reshape(matrix.shape[0], matrix.shape[1] // 4, 4)
 
 
 def from_gemm_groups(weight: GemmWeight, groups: Tensor, shape: tuple[int, ...] | torch.Size) -> Tensor:
     """The inverse of :func:`gemm_groups`: ``[a, b, 4]`` back to ``shape`` (the weight's, or its slices')."""
-    rows, rest = shape[0], math.prod(shape[1:])
     if weight.axis.reduction == 0:
         return groups.transpose(1, 2).reshape(shape)
-    if isinstance(weight.module, nn.modules.conv._ConvNd):
-        return groups.reshape(rows, rest // shape[1], shape[1]).transpose(1, 2).reshape(shape)
-    return groups.reshape(shape)
+    return _from_rows(weight, groups.reshape(shape[0], math.prod(shape[1:])), shape)
 
 
 def _conv_padding(module: nn.modules.conv._ConvNd, spatial: Sequence[int]) -> list[int]:
