@@ -57,7 +57,7 @@ def _float_cache(plain: torch.nn.Module, enforced: torch.nn.Module) -> tuple[tor
     whole run (4 bytes per weight): the floor of any gradient-hook enforcement, and what the 1-bit
     target rules out. Returns it and the bytes its masks hold."""
     cached = copy.deepcopy(plain)
-    masks = {name: mask for (weight, mask), name in zip(sparse24.masked_weights(enforced), _names(enforced))}
+    masks = {weight.name: mask for weight, mask in sparse24.masked_weights(enforced)}
     held = 0
     for name, param in cached.named_parameters():
         if name in masks:
@@ -72,12 +72,6 @@ def _multiplier(mask: torch.Tensor):
         param.grad.mul_(mask)
 
     return multiply
-
-
-def _names(model: torch.nn.Module) -> list[str]:
-    """The parameter names of ``sparse24.masked_weights(model)``, in its order."""
-    by_id = {id(param): name for name, param in model.named_parameters()}
-    return [by_id[id(weight.param)] for weight, _ in sparse24.masked_weights(model)]
 
 
 def measure(kind: str, policy: str, batch_size: int, reps: int, warmup: int) -> dict:
@@ -107,9 +101,9 @@ def measure(kind: str, policy: str, batch_size: int, reps: int, warmup: int) -> 
                 steps[name].append(optimizer_s)
     for model in (enforced, unguarded):
         sparse24.verify(model)
-    for (weight, mask), name in zip(sparse24.masked_weights(enforced), _names(enforced)):
-        if bool(cached.get_parameter(name).detach()[~mask].any()):
-            raise RuntimeError(f"the float-mask reference let pruned weights of {name} move")
+    for weight, mask in sparse24.masked_weights(enforced):
+        if bool(cached.get_parameter(weight.name).detach()[~mask].any()):
+            raise RuntimeError(f"the float-mask reference let pruned weights of {weight.name} move")
     mask_bytes = sum(b.numel() * b.element_size() for n, b in enforced.named_buffers() if n.endswith(sparse24.MASK_SUFFIX))
     masked_numel = sum(w.param.numel() for w, _ in sparse24.masked_weights(enforced))
     plain_s, enforced_s = statistics.median(times["plain"]), statistics.median(times["enforced"])

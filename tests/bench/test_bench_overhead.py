@@ -47,11 +47,10 @@ def test_references_enforce_by_other_means() -> None:
     unguarded = bench_overhead._without_copy_guard(enforced)
     assert not any(module._forward_pre_hooks for module in unguarded.modules() if sparse24.enforce._masked_param_names(module))
     cached, held = bench_overhead._float_cache(plain, enforced)
-    names = bench_overhead._names(enforced)
     for model in (unguarded, cached):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         model(torch.randn(4, 1, 8, 8)).square().sum().backward()
         optimizer.step()
     sparse24.verify(unguarded)
-    for (_, mask), name in zip(sparse24.masked_weights(enforced), names):
-        assert not cached.get_parameter(name).detach()[~mask].any(), name
+    for weight, mask in sparse24.masked_weights(enforced):
+        assert not cached.get_parameter(weight.name).detach()[~mask].any(), weight.name
