@@ -56,17 +56,19 @@ SWEPT = ("Taylor (model Fisher, per sample)", "Taylor (model Fisher, per sample,
 RECOVERY = {"steps": 100, "lr": 1e-4, "warmup_steps": 10, "temperature": 2.0, "alpha": 0.5, "seed": 0}
 
 
-def _quality(name: str, model: torch.nn.Module) -> float:
-    return float(models.evaluate(name, model)["value"])
-
-
-def _measured(name: str, model: torch.nn.Module, stage: str) -> dict[str, float]:
+def _measured(name: str, model: torch.nn.Module, stage: str, evaluation: dict[str, Any] | None = None) -> dict[str, float]:
     """``{stage: quality}``, and ``{stage}_cross_entropy`` for a classifier (the test loss, finer than its accuracy)."""
-    evaluation = models.evaluate(name, model)
+    evaluation = models.evaluate(name, model) if evaluation is None else evaluation
     found = {stage: float(evaluation["value"])}
     if "cross_entropy" in evaluation:
         found[f"{stage}_cross_entropy"] = float(evaluation["cross_entropy"])
     return found
+
+
+def recover(name: str, model: torch.nn.Module, dense: torch.nn.Module, steps: int) -> None:
+    """The short recovery finetune every row gets (:data:`RECOVERY`, distilled from ``dense``), in place."""
+    options = {k: v for k, v in RECOVERY.items() if k != "steps"}
+    sparse24.finetune(model, models.finetune_batches(name, steps, RECOVERY["seed"]), loss_fn=models.loss_fn(name), teacher=dense, steps=steps, progress=False, **options)
 
 
 def _warm_up() -> None:
@@ -83,7 +85,7 @@ def _warm_up() -> None:
             sparse24.sparsify(tiny, method, data=None if method == "magnitude" else data, loss_fn=loss, policy="any", permute=permute, progress=False, **options)
 
 
-def _sparsify(name: str, model: torch.nn.Module, method: str, options: dict[str, Any], calibration: list, *, permute: bool = False) -> Any:
+def sparsify_row(name: str, model: torch.nn.Module, method: str, options: dict[str, Any], calibration: list, *, permute: bool = False) -> Any:
     """One row's ``sparsify`` on ``model``: magnitude without data; the true Fisher (``labels="model"``) reads the logits, not the loss."""
     model_labels = options.get("labels") == "model"
     if model_labels:
@@ -107,29 +109,17 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     with peak_memory(device) as forward_peak:
         run_batches(dense, calibration, loss_fn=loss, num_batches=None, what="forward", progress=False)
     evaluation = models.evaluate(name, dense)
-    rows: dict[str, Any] = {"dense": {**_measured(name, dense, "oneshot"), **_measured(name, dense, "recovered")}}
+    rows: dict[str, Any] = {"dense": {**_measured(name, dense, "oneshot", evaluation), **_measured(name, dense, "recovered", evaluation)}}
     plan = [(row + suffix, method, options, bool(suffix)) for row, (method, options) in METHODS.items() for suffix in ("", PERMUTED)]
     for row, method, options, permute in plan:
         model = copy.deepcopy(dense)
         start = time.perf_counter()
         with peak_memory(device) as peak:
-            report = _sparsify(name, model, method, options, calibration, permute=permute)
+            report = sparsify_row(name, model, method, options, calibration, permute=permute)
         seconds = time.perf_counter() - start
         sparse24.verify(model)
         oneshot = _measured(name, model, "oneshot")
-        sparse24.finetune(
-            model,
-            models.finetune_batches(name, recovery_steps, RECOVERY["seed"]),
-            loss_fn=loss,
-            teacher=dense,
-            steps=recovery_steps,
-            lr=RECOVERY["lr"],
-            warmup_steps=RECOVERY["warmup_steps"],
-            temperature=RECOVERY["temperature"],
-            alpha=RECOVERY["alpha"],
-            seed=RECOVERY["seed"],
-            progress=False,
-        )
+        recover(name, model, dense, recovery_steps)
         sparse24.verify(model)
         rows[row] = {
             **oneshot,
@@ -164,10 +154,10 @@ def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION) -> d
             method, options = METHODS[row]
             model = copy.deepcopy(dense)
             start = time.perf_counter()
-            _sparsify(name, model, method, options, calibration)
+            sparsify_row(name, model, method, options, calibration)
             seconds = time.perf_counter() - start
             sparse24.verify(model)
-            found.setdefault(row, {})[str(batches)] = {"oneshot": _quality(name, model), "calibration_s": seconds}
+            found.setdefault(row, {})[str(batches)] = {**_measured(name, model, "oneshot"), "calibration_s": seconds}
             logger.info("%s %s, %d calibration batches: one-shot %.3f (%.1f s)", name, row, batches, found[row][str(batches)]["oneshot"], seconds)
     return found
 

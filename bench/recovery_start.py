@@ -30,7 +30,7 @@ import torch
 import sparse24
 from sparse24.bench import oneshot_models as models
 from sparse24.bench._common import environment, header, write_results
-from sparse24.bench.bench_oneshot import CALIBRATION, POLICY, RECOVERY
+from sparse24.bench.bench_oneshot import CALIBRATION, RECOVERY, recover, sparsify_row
 
 CLASSIFIERS = ("digits-transformer", "digits-resnet", "vit-digits")
 
@@ -38,10 +38,9 @@ CLASSIFIERS = ("digits-transformer", "digits-resnet", "vit-digits")
 def _starts(name: str) -> dict[str, torch.nn.Module]:
     dense = models.load(name)
     calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
-    magnitude = copy.deepcopy(dense)
-    sparse24.sparsify(magnitude, "magnitude", policy=POLICY[name], progress=False)
-    solved = copy.deepcopy(dense)
-    sparse24.sparsify(solved, "sparsegpt", data=calibration, loss_fn=models.loss_fn(name), policy=POLICY[name], progress=False)
+    magnitude, solved = copy.deepcopy(dense), copy.deepcopy(dense)
+    sparsify_row(name, magnitude, "magnitude", {}, calibration)
+    sparsify_row(name, solved, "sparsegpt", {}, calibration)
     mask_only = copy.deepcopy(dense)
     sparse24.load_masks(mask_only, {k: v for k, v in solved.state_dict().items() if k.endswith(sparse24.MASK_SUFFIX)})  # zeroes the pruned weights
     return {"dense": dense, "magnitude": magnitude, "SparseGPT": solved, "SparseGPT's mask, dense weights": mask_only}
@@ -61,8 +60,7 @@ def measure(name: str, steps: list[int]) -> dict[str, Any]:
         rows[row] = {"0": _cell(name, start)}
         for count in steps:
             model = copy.deepcopy(start)
-            options = {k: v for k, v in RECOVERY.items() if k != "steps"}
-            sparse24.finetune(model, models.finetune_batches(name, count, RECOVERY["seed"]), loss_fn=models.loss_fn(name), teacher=dense, steps=count, progress=False, **options)
+            recover(name, model, dense, count)
             sparse24.verify(model)
             rows[row][str(count)] = _cell(name, model)
     return {"model": name, "steps": steps, "rows": rows}

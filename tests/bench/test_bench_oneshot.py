@@ -141,3 +141,17 @@ def test_ablation_error_is_the_output_error_on_the_calibration_inputs() -> None:
     diagonal = float((delta.square() * x.square().sum(0)).sum() / out(dense).square().sum())
     assert oneshot_ablation.relative_error(weight, dense, pruned, hessian, diagonal=True) == pytest.approx(diagonal, rel=1e-4)
     assert diagonal != pytest.approx(expected, rel=1e-2)  # the inputs are correlated: the diagonal part is not the error
+
+
+def test_run_model_on_a_tiny_transformer_measures_every_row(monkeypatch) -> None:
+    """The real path (sparsify each row, verify, recover, evaluate) on a tiny untrained model; the other tests use synthetic results."""
+    from sparse24.bench import oneshot_models as om
+
+    monkeypatch.setattr(om, "load", lambda name: om.build(name, recipe=om.TINY[name]).eval())
+    result = bench_oneshot.run_model("digits-transformer", 2)
+    assert list(result["rows"]) == ["dense", *(row + suffix for row in bench_oneshot.METHODS for suffix in ("", bench_oneshot.PERMUTED))]
+    for row, values in result["rows"].items():
+        assert 0 <= values["oneshot"] <= 100 and 0 <= values["recovered"] <= 100, row
+        assert values["oneshot_cross_entropy"] > 0 and values["recovered_cross_entropy"] > 0, row
+        if row != "dense":
+            assert values["sparse_layers"] == result["layers"] > 0 and values["calibration_s"] > 0, row
