@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=300)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256], help="64 is what the demo trains with")
     args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
+    train_size = len(load_digits().y_train)
+    if any(not 1 <= b <= train_size for b in args.batch_sizes):
+        parser.error(f"--batch-sizes must be between 1 and the {train_size} training examples, got {args.batch_sizes}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [

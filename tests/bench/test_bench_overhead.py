@@ -6,6 +6,7 @@ import json
 
 import copy
 
+import pytest
 import torch
 from synthetic_results import environment
 
@@ -54,3 +55,11 @@ def test_references_enforce_by_other_means() -> None:
     sparse24.verify(unguarded)
     for weight, mask in sparse24.masked_weights(enforced):
         assert not cached.get_parameter(weight.name).detach()[~mask].any(), weight.name
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--reps", "0"], "--reps must be at least 1"), (["--batch-sizes", "64", "100000"], "--batch-sizes must be between 1 and")])
+def test_bad_arguments_are_one_usage_error(tmp_path, capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_overhead.main(["--out", str(tmp_path / "out"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
