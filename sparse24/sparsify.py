@@ -161,10 +161,15 @@ def _candidates(
     return found
 
 
+def _l1(param: Tensor) -> Tensor:
+    """The weight's L1 norm, accumulated in float32 or wider (a float64 weight stays float64: vector_norm refuses to narrow)."""
+    return torch.linalg.vector_norm(param.detach(), 1, dtype=torch.promote_types(param.dtype, torch.float32))
+
+
 def _total_importance(weight: GemmWeight, scores: Tensor | PairCosts | None) -> float:
     """Sum of (per-weight) importance before pruning; also the NaN/Inf check of the scores (pair costs' cross sums too)."""
     if scores is None:
-        total = torch.linalg.vector_norm(weight.param.detach(), 1, dtype=torch.float32)
+        total = _l1(weight.param)
         what = "weights contain"
     else:
         per_weight = scores.scores if isinstance(scores, PairCosts) else scores
@@ -180,7 +185,7 @@ def _total_importance(weight: GemmWeight, scores: Tensor | PairCosts | None) -> 
 
 def _kept_importance(weight: GemmWeight, scores: Tensor | None, mask: Tensor) -> float:
     if scores is None:
-        return float(torch.linalg.vector_norm(weight.param.detach(), 1, dtype=torch.float32))
+        return float(_l1(weight.param))
     return float((scores * mask).sum(dtype=torch.float32))
 
 

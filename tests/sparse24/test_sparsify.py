@@ -108,8 +108,8 @@ def test_bad_options_raise_value_error(options, words, snapshot):
     before.assert_unchanged(model)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_weights(dtype, convnet):
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_half_and_double_precision_weights(dtype, convnet):
     model = convnet().to(dtype)
     originals = {name: p.detach().clone() for name, p in model.named_parameters()}
     report = sparse24.sparsify(model)
