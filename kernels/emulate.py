@@ -34,6 +34,8 @@ import torch
 from sparse24.errors import Sparse24Error
 from sparse24.io import atomic_path
 
+from .loader import ENV_CXX, host_compiler
+
 __all__ = [
     "ENV_MODE",
     "SCHEDULES",
@@ -52,7 +54,6 @@ __all__ = [
 logger = logging.getLogger("sparse24.kernels")
 
 ENV_MODE = "SPARSE24_KERNELS"  # "emulate": CPU tensors run the CUDA sources through this module
-ENV_CXX = "CXX"
 SCHEDULES = ("forward", "reverse", "random")
 _RUNTIME = "emulate.h"
 _HEADERS = ("common.cuh",)
@@ -99,18 +100,11 @@ def launches() -> Iterator[list[LaunchStats]]:
         _recorders.reset(token)
 
 
-def _compiler() -> str | None:
-    named = os.environ.get(ENV_CXX)
-    if named:
-        return shutil.which(named)
-    return next((found for name in ("c++", "g++", "clang++") if (found := shutil.which(name))), None)
-
-
 def unavailable() -> str | None:
     """Why the emulation cannot run here (no C++ compiler, or no ucontext), or None."""
     if os.name != "posix":
         return "the kernel emulation needs a POSIX system (ucontext fibers)"
-    if _compiler() is None:
+    if host_compiler() is None:
         return f"no C++ compiler found for the kernel emulation (c++, g++ or clang++ on PATH, or ${ENV_CXX})"
     return None
 
@@ -323,7 +317,7 @@ def library(source: str, *, sources: Path | None = None, defines: Mapping[str, s
         if not path.is_file():
             raise KernelFault(f"kernel source not found: {path}")
         texts[name] = path.read_text(encoding="utf-8")
-    compiler = _compiler()
+    compiler = host_compiler()
     assert compiler is not None
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     key = hashlib.sha256("\0".join([*texts.values(), *_FLAGS, *flags, compiler, *version]).encode()).hexdigest()[:32]

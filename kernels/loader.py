@@ -9,13 +9,21 @@ torch's current stream. ``SPARSE24_DISABLE_KERNELS=1`` turns them off.
 For CPU tensors, when ``SPARSE24_KERNELS=emulate`` is set (or inside
 :func:`sparse24.kernels.emulate.emulated`), the same sources run through the CPU emulation
 (:mod:`sparse24.kernels.emulate`): same grid, block and arguments, launched through :func:`launch`.
+
+Host code (``csrc/*.cpp``: the CPU kernels, loaded with ctypes) is built by the system C++
+compiler (``$CXX``, else ``c++``, ``g++`` or ``clang++``) with :func:`host_library`, cached on disk
+in the same folder; ``SPARSE24_DISABLE_KERNELS=1`` turns it off too.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,12 +34,27 @@ import torch
 from sparse24.errors import Sparse24Error
 from sparse24.io import atomic_path
 
-__all__ = ["ENV_CACHE", "ENV_DISABLE", "KernelUnavailable", "SOURCES", "cache_dir", "function", "kernels_unavailable", "launch", "require", "source_text"]
+__all__ = [
+    "ENV_CACHE",
+    "ENV_CXX",
+    "ENV_DISABLE",
+    "KernelUnavailable",
+    "SOURCES",
+    "cache_dir",
+    "function",
+    "host_compiler",
+    "host_library",
+    "kernels_unavailable",
+    "launch",
+    "require",
+    "source_text",
+]
 
 logger = logging.getLogger("sparse24.kernels")
 
 ENV_DISABLE = "SPARSE24_DISABLE_KERNELS"
 ENV_CACHE = "SPARSE24_KERNEL_CACHE"
+ENV_CXX = "CXX"  # the host C++ compiler (host_library and the emulation)
 SOURCES = Path(__file__).with_name("csrc")
 _HEADERS = ("common.cuh",)
 _OPTIONS = ("-std=c++17", "--use_fast_math")
@@ -44,13 +67,20 @@ class KernelUnavailable(Sparse24Error):
     """The custom kernels cannot run here: disabled, no CUDA, GPU older than sm_80, or cuda-python missing."""
 
 
+def _disabled() -> str | None:
+    if os.environ.get(ENV_DISABLE, "").strip() not in ("", "0"):
+        return f"custom kernels are disabled ({ENV_DISABLE}={os.environ[ENV_DISABLE]})"
+    return None
+
+
 def kernels_unavailable(device: torch.device | int | None = None) -> str | None:
     """Why the custom kernels cannot run on ``device`` (None: the current GPU), or None if they can.
 
     A CPU device can run them only through the emulation (``SPARSE24_KERNELS=emulate``).
     """
-    if os.environ.get(ENV_DISABLE, "").strip() not in ("", "0"):
-        return f"custom kernels are disabled ({ENV_DISABLE}={os.environ[ENV_DISABLE]})"
+    disabled = _disabled()
+    if disabled is not None:
+        return disabled
     if isinstance(device, torch.device) and device.type == "cpu":
         from . import emulate
 
@@ -86,6 +116,64 @@ def source_text(name: str, sources: Path | None = None) -> str:
 
 def cache_dir() -> Path:
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "sparse24" / "kernels")
+
+
+def host_compiler() -> str | None:
+    """The host C++ compiler: ``$CXX`` (None if it is not found), else the first of c++, g++, clang++ on PATH."""
+    named = os.environ.get(ENV_CXX)
+    if named:
+        return shutil.which(named)
+    return next((found for name in ("c++", "g++", "clang++") if (found := shutil.which(name))), None)
+
+
+_HOST_FLAGS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-fvisibility=hidden")
+_host_libraries: dict[tuple[str, str | None, str | None], ctypes.CDLL] = {}  # (source, $CXX, $PATH)
+
+
+def host_library(source: str) -> ctypes.CDLL:
+    """``csrc/<source>`` (host C++) built by the host compiler into a shared library, loaded with ctypes.
+
+    Built once per (source, flags, compiler and its version) and cached on disk under
+    :func:`cache_dir` (written atomically); loaded once per (source, ``$CXX``, ``$PATH``) in the process. Raises :class:`KernelUnavailable`
+    with the reason when custom kernels are disabled, no compiler is found, or the build fails.
+    """
+    reason = _disabled()
+    if reason is not None:
+        raise KernelUnavailable(reason)
+    where = (source, os.environ.get(ENV_CXX), os.environ.get("PATH"))  # what picks the compiler
+    found = _host_libraries.get(where)
+    if found is not None:
+        return found
+    compiler = host_compiler()
+    if compiler is None:
+        raise KernelUnavailable(f"no C++ compiler found for the CPU kernels (c++, g++ or clang++ on PATH, or ${ENV_CXX})")
+    with _lock:
+        found = _host_libraries.get(where)
+        if found is not None:
+            return found
+        text = source_text(source)
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+        key = hashlib.sha256("\0".join([source, text, *_HOST_FLAGS, compiler, *version]).encode()).hexdigest()[:32]
+        target = cache_dir() / "host" / f"{Path(source).stem}-{key}.so"
+        if not target.is_file():
+            with tempfile.TemporaryDirectory(prefix="sparse24-host-") as tmp:
+                built = Path(tmp) / "out.so"
+                result = subprocess.run([compiler, *_HOST_FLAGS, str(SOURCES / source), "-o", str(built)], capture_output=True, text=True)
+                if result.returncode:
+                    raise KernelUnavailable(f"the C++ compiler could not build {source}:\n{result.stderr.strip()[-4000:]}")
+                try:  # the cache is an optimization: a read-only home must not stop the kernel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(target) as tmp_target:
+                        shutil.copyfile(built, tmp_target)
+                except (OSError, Sparse24Error) as error:
+                    logger.warning("could not cache %s: %s", target, error)
+                    target = Path(tmp) / f"{Path(source).stem}.so"
+                    built.rename(target)
+                    found = _host_libraries[where] = ctypes.CDLL(str(target))  # loaded before the folder goes
+                    return found
+            logger.info("built %s with %s", source, compiler)
+        found = _host_libraries[where] = ctypes.CDLL(str(target))
+        return found
 
 
 def _check(result: Any, what: str) -> Any:

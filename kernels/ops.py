@@ -1,5 +1,8 @@
 """Launch wrappers: compress / decompress a 2:4 weight and multiply by it, on CUDA with the custom kernels.
 
+:func:`mask_rows_cpu_` is the CPU kernel (host C++, ``csrc/mask_cpu.cpp``) that multiplies a tensor
+by its bit-packed mask in one pass; the training gradient hook uses it through :func:`host_mask_rows`.
+
 ``sparse_mm`` is also registered as the torch custom op ``sparse24::sparse_mm`` (with a fake
 implementation), so it runs under torch.compile and CUDA graph capture as one opaque op.
 CPU tensors run the same launches through the kernels' CPU emulation when it is requested
@@ -9,6 +12,9 @@ decompress fall back to the references and ``sparse_mm`` refuses them.
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -16,11 +22,12 @@ from sparse24.errors import SparsityError
 
 from . import loader, reference
 
-__all__ = ["SMALL_M_MAX", "compress", "decompress", "sparse_mm"]
+__all__ = ["HOST_DTYPES", "SMALL_M_MAX", "compress", "decompress", "host_mask_rows", "mask_rows_cpu_", "sparse_mm"]
 
 SMALL_M_MAX = 64  # the CUDA-core kernel's range; larger M goes to mma.sp
 _SMALL_TILES = (1, 2, 4, 8, 16)
 _DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
+HOST_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}  # csrc/mask_cpu.cpp's dtype codes
 
 
 def _on_kernels(tensor: Tensor) -> bool:
@@ -154,3 +161,45 @@ def sparse_mm(x: Tensor, values: Tensor, meta: Tensor, bias: Tensor | None = Non
     if m:
         _launch_sparse_mm(x, values, meta, bias, out, kernel)
     return out
+
+
+def host_mask_rows() -> Callable[[int, int, int, int, int, int], int]:
+    """The CPU kernel ``sparse24_mask_rows(data, dtype_code, packed, rows, cols, row_bytes) -> 0`` (ctypes).
+
+    It multiplies the contiguous ``[rows, cols]`` tensor at address ``data`` (dtype per
+    :data:`HOST_DTYPES`) in place by the packed mask at ``packed`` (``row_bytes`` per row) and
+    takes raw addresses, unchecked: :func:`mask_rows_cpu_` is the checked call. Built on first use;
+    raises :class:`sparse24.kernels.KernelUnavailable` with the reason when it cannot be.
+    """
+    function = loader.host_library("mask_cpu.cpp").sparse24_mask_rows  # the same object on every call (ctypes caches it)
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    function.restype = ctypes.c_int
+    return function
+
+
+def mask_rows_cpu_(tensor: Tensor, packed: Tensor) -> Tensor:
+    """Multiply a contiguous CPU ``tensor`` in place by its packed 2:4 mask with the CPU kernel; returns it.
+
+    ``packed`` is the uint8 ``[rows, ceil(cols / 8)]`` of :func:`sparse24.mask.pack_bits` for
+    ``tensor`` seen as ``[tensor.shape[0], -1]``. The result equals the pure-PyTorch
+    :func:`sparse24.mask.mask_rows_` bit for bit where that is finite (signed zeros included) and is
+    NaN where that is NaN. Raises ``ValueError`` for
+    another device, layout, dtype or mask shape, and :class:`sparse24.kernels.KernelUnavailable`
+    when the kernel cannot be built.
+    """
+    from sparse24.mask import packed_shape
+
+    if tensor.device.type != "cpu" or packed.device.type != "cpu":
+        raise ValueError(f"mask_rows_cpu_ takes CPU tensors, got {tensor.device} and {packed.device}")
+    if tensor.dtype not in HOST_DTYPES:
+        raise ValueError(f"tensor must be one of {', '.join(str(d).removeprefix('torch.') for d in HOST_DTYPES)}, got {tensor.dtype}")
+    if not tensor.is_contiguous():
+        raise ValueError("tensor must be contiguous")
+    expected = packed_shape(tensor.shape)
+    if packed.dtype != torch.uint8 or tuple(packed.shape) != expected or not packed.is_contiguous():
+        raise ValueError(f"packed must be a contiguous uint8 {list(expected)} tensor for a tensor of shape {list(tensor.shape)}, got {packed.dtype} {list(packed.shape)}")
+    if tensor.numel():
+        code = host_mask_rows()(tensor.data_ptr(), HOST_DTYPES[tensor.dtype], packed.data_ptr(), expected[0], tensor.numel() // expected[0], expected[1])
+        if code:
+            raise RuntimeError(f"sparse24_mask_rows returned {code}")
+    return tensor

@@ -13,10 +13,12 @@ A masked weight ``W`` of module ``m`` gets:
   DistributedDataParallel's reducer, which hooks the same accumulation, copies it -- so pruned
   gradients are exactly zero after every backward, with gradient accumulation, ``GradScaler``
   and DDP alike. With zero gradients and zero weights, SGD (momentum, Nesterov, weight decay),
-  Adam/AdamW and the other stock optimizers leave pruned weights at exactly zero. The hook
-  expands the packed mask straight into the gradient's dtype (one table lookup; a block of rows
-  at a time for a large layer) and makes no new gradient tensor: no full-size copy of any mask
-  outlives its layer's step;
+  Adam/AdamW and the other stock optimizers leave pruned weights at exactly zero. On the CPU
+  the hook multiplies a layer of up to ``CHUNK_ELEMENTS`` weights by its packed mask in one pass
+  with a C++ kernel (:func:`sparse24.kernels.ops.host_mask_rows`, built at first use; where it
+  cannot be, or elsewhere, torch ops do it); otherwise it expands the packed mask straight into
+  the gradient's dtype (one table lookup; a block of rows at a time for a large layer). It makes
+  no new gradient tensor: no full-size copy of any mask outlives its layer's step;
 - forward pre-hooks (on the owner module and on the model ``sparsify``/``load_masks`` got)
   that re-install the gradient hook where a copy lost it (``copy.deepcopy`` and unpickling
   drop tensor hooks; ``MultiheadAttention`` uses ``out_proj.weight`` without calling
@@ -40,8 +42,10 @@ every rank must call them in the same order).
 
 from __future__ import annotations
 
+import logging
+import os
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -75,6 +79,8 @@ MASK_SUFFIX = "_sparse24_mask"
 _RECORD = "_sparse24_grad_hook"
 _MODULE_HOOKS = "_sparse24_hooks"
 _MODEL_HOOK = "_sparse24_model_hook"
+
+logger = logging.getLogger(__name__)
 
 
 def mask_name(param_name: str) -> str:
@@ -154,37 +160,84 @@ def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) ->
 
 
 class _Lookup:
-    """The gradient hook's usual step for one small unsharded mask without padding bits, worked out once.
+    """The gradient hook's usual step for one small unsharded mask, worked out once.
 
-    Holds a 1-D view of the packed buffer (1 bit per weight) and the dtype's bit table, no
-    expanded mask. The hook runs between backward kernels that leave the caches cold, where every
-    extra tensor op or Python call costs several times what it costs in a loop, so the step is one
-    conversion, one lookup and the multiply on the gradient's ``[bytes, 8]`` view. Any other case
-    (sharded, padded, larger than a block, strided) goes through :func:`sparse24.mask.mask_rows_`.
+    On the CPU (float32/64, float16, bfloat16) the step is one call of the CPU kernel
+    (:func:`sparse24.kernels.ops.host_mask_rows`: one pass over the gradient, no temporary) with the
+    addresses and sizes kept here. Elsewhere, or where that kernel cannot be built, it is one
+    conversion, one lookup of the dtype's bit table and the multiply on the gradient's ``[bytes, 8]``
+    view, for a mask without padding bits. The hook runs between backward kernels that leave the
+    caches cold, where every extra tensor op or Python call costs several times what it costs in a
+    loop. Only a view of the packed buffer (1 bit per weight) is held, no expanded mask. Any other
+    case (sharded, padded without the kernel, larger than a block, strided) goes through
+    :func:`sparse24.mask.mask_rows_`.
     """
 
-    __slots__ = ("packed", "flat", "address", "param", "dtype", "table")
+    __slots__ = ("packed", "flat", "address", "dtype", "shape", "table", "kernel", "args")
 
-    def __init__(self, packed: Tensor, param: Tensor, dtype: torch.dtype) -> None:
+    def __init__(self, packed: Tensor, param: Tensor, dtype: torch.dtype, kernel: Callable[..., int] | None, code: int | None) -> None:
         self.packed = packed
         self.flat = packed.view(-1)
         self.address = packed.data_ptr()
-        self.param = weakref.ref(param)
         self.dtype = dtype
+        self.shape = param.shape
         self.table = bit_table(dtype, packed.device)
+        self.kernel = kernel
+        rows, row_bytes = packed.shape
+        self.args = (code, self.address, rows, param.numel() // rows if rows else 0, row_bytes)  # the kernel's, after the gradient's address
 
     @staticmethod
-    def fits(packed: Tensor, param: Tensor) -> bool:
-        """A mask this step can take: no padding bits (``[bytes, 8]`` is the weight) and at most one block of rows."""
-        return packed.numel() * 8 == param.numel() <= CHUNK_ELEMENTS
+    def build(packed: Tensor, param: Tensor, dtype: torch.dtype) -> _Lookup | None:
+        """The step for this mask, weight and gradient dtype; None where it does not fit (see the class)."""
+        if param.numel() > CHUNK_ELEMENTS or not packed.is_contiguous() or packed.dim() != 2:
+            return None
+        found = _cpu_kernel() if packed.device.type == "cpu" and param.device.type == "cpu" else None
+        kernel, code = (found[0], found[1].get(dtype)) if found is not None else (None, None)
+        if code is None:
+            kernel = None
+            if packed.numel() * 8 != param.numel():
+                return None  # padding bits: the table's [bytes, 8] is not the weight
+        return _Lookup(packed, param, dtype, kernel, code)
 
-    def holds(self, packed: Tensor | None, param: Tensor, dtype: torch.dtype) -> bool:
-        """True while the module's buffer (same object, same storage) and weight are the ones this was worked out for."""
-        return self.packed is packed and self.dtype is dtype and self.param() is param and self.address == packed.data_ptr()
+    def holds(self, packed: Tensor | None, grad: Tensor) -> bool:
+        """True while the module's buffer (same object, same storage) and the gradient's dtype, shape, layout and (for the CPU kernel) device are the ones this was worked out for."""
+        return (
+            self.packed is packed
+            and self.address == packed.data_ptr()
+            and grad.dtype is self.dtype
+            and grad.shape == self.shape
+            and grad.is_contiguous()
+            and (self.kernel is None or grad.is_cpu)
+        )
 
     def mul_(self, tensor: Tensor) -> None:
-        """Multiply a contiguous tensor of the weight's shape by the mask in place."""
-        tensor.view(-1, 8).mul_(self.table.index_select(0, self.flat.int()))
+        """Multiply a contiguous tensor of the weight's shape (on the mask's device) by the mask in place."""
+        if self.kernel is not None:
+            self.kernel(tensor.data_ptr(), *self.args)
+        else:
+            tensor.view(-1, 8).mul_(self.table.index_select(0, self.flat.int()))
+
+
+_cpu_kernels: dict[str, tuple[Callable[..., int], Mapping[torch.dtype, int]] | None] = {}
+
+
+def _cpu_kernel() -> tuple[Callable[..., int], Mapping[torch.dtype, int]] | None:
+    """The CPU mask kernel and its dtype codes (:mod:`sparse24.kernels.ops`), or None (logged once) where it cannot be built.
+
+    Looked up again when ``SPARSE24_DISABLE_KERNELS`` changes.
+    """
+    from .kernels import ENV_DISABLE, KernelUnavailable, ops
+
+    switch = os.environ.get(ENV_DISABLE, "")
+    if switch in _cpu_kernels:
+        return _cpu_kernels[switch]
+    try:
+        found = (ops.host_mask_rows(), ops.HOST_DTYPES)
+    except KernelUnavailable as error:
+        logger.info("the CPU mask kernel is not available (%s); gradients are masked with torch ops", error)
+        found = None
+    _cpu_kernels[switch] = found
+    return found
 
 
 class _GradMask:
@@ -247,7 +300,7 @@ class _GradMask:
             return
         packed = module._buffers.get(self._buffer)
         lookup = self._lookup
-        if lookup is not None and lookup.holds(packed, param, grad.dtype) and grad.is_contiguous():
+        if lookup is not None and lookup.holds(packed, grad):
             lookup.mul_(grad)  # the usual step: everything checked above, one lookup and the multiply
             return
         if packed is None or _is_dtensor(packed) or _is_dtensor(grad):
@@ -256,7 +309,7 @@ class _GradMask:
             grad.mul_(expand_bits(packed, param.shape, grad.dtype))
             return
         mask_rows_(grad, packed)  # a block of rows at a time (one block for a small layer)
-        self._lookup = _Lookup(packed, param, grad.dtype) if _Lookup.fits(packed, param) else None
+        self._lookup = _Lookup.build(packed, param, grad.dtype)
 
     def __getstate__(self) -> dict:
         return {"param_name": self.param_name}

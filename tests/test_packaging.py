@@ -152,7 +152,7 @@ def test_wheel_holds_the_package_data(built: Built) -> None:
     files = set(_wheel_files(built.wheel))
     expected = {_installed_name(p) for p in built.tracked if _packaged(p)}
     assert not expected - files, f"{built.wheel.name} lacks tracked package files: {sorted(expected - files)}"
-    for pattern in ("sparse24/kernels/csrc/*.cu", "sparse24/kernels/csrc/*.cuh", "sparse24/kernels/csrc/emulate.h", "sparse24/recipes/*.yaml", "sparse24/trt_export/*.py", "sparse24/bench/*.py"):
+    for pattern in ("sparse24/kernels/csrc/*.cu", "sparse24/kernels/csrc/*.cuh", "sparse24/kernels/csrc/*.cpp", "sparse24/kernels/csrc/emulate.h", "sparse24/recipes/*.yaml", "sparse24/trt_export/*.py", "sparse24/bench/*.py"):
         assert any(PurePosixPath(n).match(pattern) for n in files), f"{built.wheel.name} has no {pattern}"
     strays = sorted(n for n in files if n.startswith("tests/") or "/tests/" in n or "bench/results" in n or n.endswith(".pyc"))
     assert not strays, f"{built.wheel.name} ships files that are not the package: {strays}"
@@ -233,7 +233,7 @@ for name in %r:
         importlib.import_module(name)
     except ModuleNotFoundError as e:
         missing[name] = e.name
-compiled = sorted(set(re.findall(r'loader\\.function\\(\\s*"([^"]+\\.cu)"', open(ops.__file__).read())))
+compiled = sorted(set(re.findall(r'loader\\.(?:function|host_library)\\(\\s*"([^"]+\\.(?:cu|cpp))"', open(ops.__file__).read())))
 print(json.dumps({
     "sparse24": sparse24.__file__,
     "path": list(sparse24.__path__),
@@ -268,7 +268,7 @@ def test_mapped_folders_are_not_top_level_in_the_venv(probe: dict) -> None:
 def test_installed_kernel_sources(venv: Venv, probe: dict) -> None:
     sources = Path(probe["sources"])
     assert sources.resolve().is_relative_to(venv.site.resolve()), f"sparse24.kernels.loader.SOURCES is {sources}, not inside the fresh venv's {venv.site}"
-    assert {"compress.cu", "small_m.cu", "mma_sp.cu"} <= set(probe["compiled"]), f"the kernel wrappers compile {probe['compiled']}; expected at least compress.cu, small_m.cu, mma_sp.cu (the probe's regex is out of date?)"
+    assert {"compress.cu", "small_m.cu", "mma_sp.cu", "mask_cpu.cpp"} <= set(probe["compiled"]), f"the kernel wrappers compile {probe['compiled']}; expected at least compress.cu, small_m.cu, mma_sp.cu, mask_cpu.cpp (the probe's regex is out of date?)"
     needed = {*probe["compiled"], "common.cuh", "emulate.h"}
     assert needed <= set(probe["listed"]), f"the installed {sources} lacks {sorted(needed - set(probe['listed']))} (has {probe['listed']})"
     empty = sorted(name for name, size in probe["readable"].items() if not size)

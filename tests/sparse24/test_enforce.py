@@ -394,6 +394,39 @@ def test_masks_cost_one_bit_per_weight_and_no_full_copy_is_kept(convnet, batches
     assert lookups, "no layer took the small-mask step: nothing here checks what it keeps"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_the_cpu_gradient_hook_takes_the_kernel_and_matches_torch_ops(monkeypatch, dtype) -> None:
+    from sparse24.kernels import ENV_DISABLE, loader
+
+    if loader.host_compiler() is None:
+        pytest.skip("no host C++ compiler to build the CPU mask kernel")
+    monkeypatch.delenv(ENV_DISABLE, raising=False)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(128, 16)).to(dtype)  # conv rows: 36 bits, padded
+    sparse24.sparsify(model, policy="any", progress=False)
+    twin = copy.deepcopy(model)  # its gradient hooks are installed at its first forward, with the kernels off
+    data = [(torch.randn(8, 4, 6, 6, dtype=dtype), torch.randn(8, 16, dtype=dtype)) for _ in range(3)]
+
+    def grads(m: nn.Module) -> dict[str, torch.Tensor]:
+        for batch in data:  # the first backward works out each layer's step; the next two take it
+            m.zero_grad(set_to_none=True)
+            nn.functional.mse_loss(m(batch[0]), batch[1]).backward()
+            assert_pruned_grads_zero(m)
+        return {n: p.grad.clone() for n, p in m.named_parameters()}
+
+    def steps(m: nn.Module) -> dict[str, object]:
+        return {w.name: getattr(w.param, "_sparse24_grad_hook").masker._lookup for w, _ in sparse24.masked_weights(m)}
+
+    with_kernel = grads(model)
+    assert all(step is not None and step.kernel is not None for step in steps(model).values()), steps(model)
+    monkeypatch.setenv(ENV_DISABLE, "1")
+    with_torch = grads(twin)
+    taken = steps(twin)
+    assert taken["0.weight"] is None and taken["3.weight"] is not None and taken["3.weight"].kernel is None  # padded: block path; else the table
+    for name, grad in with_kernel.items():
+        assert torch.equal(grad, with_torch[name]), name
+
+
 def test_bool_masks_of_earlier_versions_load(convnet, batches, loss_fn, train_steps):
     model, _ = sparsified(convnet)
     old = bool_masks(model.state_dict())
