@@ -13,6 +13,7 @@ from synthetic_results import environment
 import sparse24
 from sparse24.bench import bench_overhead
 from sparse24.demo import MODELS
+from sparse24.kernels import loader
 
 
 def test_run_records_every_variant_and_renders_the_table(tmp_path) -> None:
@@ -26,9 +27,11 @@ def test_run_records_every_variant_and_renders_the_table(tmp_path) -> None:
         assert row["ratio"] > 0 and row["unguarded_ratio"] > 0 and row["float_cache_ratio"] > 0
         assert row["mask_bytes"] * 8 == row["bool_mask_bytes"], "1 bit per weight (the demo layers need no padding)"
         assert row["float_cache_bytes"] == 4 * row["bool_mask_bytes"], "the reference holds a float32 mask per weight"
+        assert row["kernel_steps"] == (row["masked_weights"] if loader.host_compiler() else 0), "the hook's step on the CPU is the kernel wherever it builds"
     text = (tmp_path / "enforcement_overhead.md").read_text()
     assert f"`{results['command']}`" in text and "| reference: no copy guard | reference: float masks held |" in text
     assert "Generated from enforcement_overhead.json." in text and "{" not in text
+    assert f"| {results['rows'][0]['masked_weights']} ({results['rows'][0]['kernel_steps']} by the CPU kernel) |" in text
 
 
 def test_verdicts_follow_the_target() -> None:
