@@ -101,3 +101,19 @@ def test_a_missing_or_failing_compiler_is_a_clear_error(monkeypatch, tmp_path) -
     with pytest.raises(KernelUnavailable, match=r"could not build mask_cpu.cpp:\nerror: cannot compile"):
         loader.host_library("mask_cpu.cpp")
     assert not (tmp_path / "host").exists() or not list((tmp_path / "host").iterdir()), "a failed build left a file in the cache"
+
+
+def test_an_unwritable_cache_still_gives_the_kernel(monkeypatch, tmp_path, caplog) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv(loader.ENV_CACHE, str(blocked))
+    monkeypatch.setattr(loader, "_host_libraries", {})  # build again, as a fresh process would
+    with caplog.at_level("WARNING", logger="sparse24.kernels"):
+        library = loader.host_library("mask_cpu.cpp")
+    assert "could not cache" in caplog.text
+    tensor, packed = torch.randn(4, 8), pack_bits(torch.rand(4, 8) > 0.5)
+    expected = mask_rows_(tensor.clone(), packed)
+    function = library.sparse24_mask_rows
+    function.argtypes = ops.host_mask_rows().argtypes
+    assert function(tensor.data_ptr(), 0, packed.data_ptr(), 4, 8, 1) == 0
+    assert_same(tensor, expected)
