@@ -13,7 +13,8 @@ A masked weight ``W`` of module ``m`` gets:
   DistributedDataParallel's reducer, which hooks the same accumulation, copies it -- so pruned
   gradients are exactly zero after every backward, with gradient accumulation, ``GradScaler``
   and DDP alike. With zero gradients and zero weights, SGD (momentum, Nesterov, weight decay),
-  Adam/AdamW and the other stock optimizers leave pruned weights at exactly zero. On the CPU
+  Adam/AdamW and the other stock optimizers leave pruned weights at exactly zero (on float16
+  weights only with an ``eps`` float16 can hold; :func:`check_optimizer`). On the CPU
   the hook multiplies a layer of up to ``CHUNK_ELEMENTS`` weights by its packed mask in one pass
   with a C++ kernel (:func:`sparse24.kernels.ops.host_mask_rows`, built at first use; where it
   cannot be, or elsewhere, torch ops do it); otherwise it expands the packed mask straight into
@@ -66,6 +67,7 @@ __all__ = [
     "strip",
     "load_masks",
     "attach_optimizer",
+    "check_optimizer",
     "watch",
     "has_masks",
     "is_sharded",
@@ -530,12 +532,41 @@ def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
     return [name for *_, name in planned]
 
 
+_FLOAT16_TINY = torch.finfo(torch.float16).smallest_normal * 2.0**-10  # float16's smallest subnormal, 2**-24
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`Sparse24Error` when ``optimizer`` would turn pruned weights into NaN.
+
+    A pruned weight's gradient is exactly 0, so an Adam-family optimizer (Adam, AdamW, NAdam,
+    RAdam, Adagrad, RMSprop, ...) divides 0 by ``sqrt(0) + eps``. For float16 weights the update
+    runs in float16, where an ``eps`` below half of float16's smallest step (2**-24, about 6e-8;
+    the default 1e-8 is) rounds to 0: the update is 0/0 = NaN at every pruned weight on the first
+    step (torch does this to any float16 weight whose gradient is exactly 0; masks make it all the
+    pruned ones).
+    """
+    for group in optimizer.param_groups:
+        eps = group.get("eps")
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0 or eps > _FLOAT16_TINY / 2:
+            continue
+        for param in group["params"]:
+            if param.dtype == torch.float16 and getattr(param, _RECORD, None) is not None:
+                raise Sparse24Error(
+                    f"{type(optimizer).__name__} with eps={eps:g} on masked float16 weights: eps is 0 in float16, so every pruned "
+                    f"weight (gradient and moments exactly 0) becomes 0/0 = NaN at the first step. Keep the weights in float32 "
+                    f"and train with autocast (finetune's amp='fp16'), or use bfloat16 weights (or an eps float16 holds: 1e-4 is usual)"
+                )
+
+
 def attach_optimizer(optimizer: torch.optim.Optimizer) -> RemovableHandle:
     """Re-apply the masks of the optimizer's masked parameters after every ``step()``.
 
     Only needed when the optimizer's state predates the masks (or for optimizers that move
-    weights whose gradient and state are zero); uses ``register_step_post_hook``.
+    weights whose gradient and state are zero); uses ``register_step_post_hook``. Raises
+    :class:`Sparse24Error` for an optimizer that would make pruned weights NaN
+    (:func:`check_optimizer`).
     """
+    check_optimizer(optimizer)
 
     def reapply(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         with torch.no_grad():

@@ -36,7 +36,7 @@ from .checkpoint import (
     save_sharded_checkpoint,
     set_rng_state,
 )
-from .enforce import attach_optimizer, has_masks, is_sharded, mask_sharded_grads, masked_weights, shard_masks
+from .enforce import attach_optimizer, check_optimizer, has_masks, is_sharded, mask_sharded_grads, masked_weights, shard_masks
 from .errors import Sparse24Error
 from .io import load as load_weights
 from .progress import Progress
@@ -343,6 +343,7 @@ class _Trainer:
         if warmup is None:
             warmup = min(total // 2, max(1, round(0.05 * total)))
         self.optimizer = options["optimizer"] or _default_optimizer(self.module, options["lr"], options["weight_decay"])
+        check_optimizer(self.optimizer)  # before any step: float16 weights with an eps that is 0 in float16
         self.scheduler = _scheduler(options["scheduler"], self.optimizer, warmup, total)
         use_scaler = self.amp is torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler) if use_scaler else None

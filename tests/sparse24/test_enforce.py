@@ -427,6 +427,38 @@ def test_the_cpu_gradient_hook_takes_the_kernel_and_matches_torch_ops(monkeypatc
         assert torch.equal(grad, with_torch[name]), name
 
 
+def test_check_optimizer_refuses_an_eps_that_float16_rounds_to_zero() -> None:
+    from sparse24.enforce import check_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Linear(16, 8)
+    sparse24.sparsify(model, policy="any", progress=False)
+    tiny = 2.0**-24  # float16's smallest step: 2**-25 rounds (to even) to 0, anything above it does not
+    for dtype, optimizer, refused in [
+        (torch.float16, lambda p: torch.optim.AdamW(p), True),
+        (torch.float16, lambda p: torch.optim.Adagrad(p), True),
+        (torch.float16, lambda p: torch.optim.RMSprop(p), True),
+        (torch.float16, lambda p: torch.optim.Adam(p, eps=tiny / 2), True),
+        (torch.float16, lambda p: torch.optim.Adam(p, eps=tiny / 2 * 1.01), False),
+        (torch.float16, lambda p: torch.optim.SGD(p, lr=0.1), False),
+        (torch.bfloat16, lambda p: torch.optim.AdamW(p), False),
+        (torch.float32, lambda p: torch.optim.AdamW(p), False),
+    ]:
+        half = copy.deepcopy(model).to(dtype)
+        half(torch.randn(2, 16, dtype=dtype))  # the copy's gradient hooks come back at its first forward
+        opt = optimizer(half.parameters())
+        if refused:
+            with pytest.raises(sparse24.Sparse24Error, match="is 0 in float16"):
+                sparse24.attach_optimizer(opt)
+            opt.zero_grad()
+            half(torch.randn(2, 16, dtype=dtype)).float().square().sum().backward()
+            opt.step()
+            assert half.weight.isnan().any(), f"{type(opt).__name__}: the hazard it names did not happen"
+        else:
+            check_optimizer(opt)
+            sparse24.attach_optimizer(opt)
+
+
 def test_bool_masks_of_earlier_versions_load(convnet, batches, loss_fn, train_steps):
     model, _ = sparsified(convnet)
     old = bool_masks(model.state_dict())

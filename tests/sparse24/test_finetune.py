@@ -460,6 +460,19 @@ def test_amp_bf16_on_cpu_keeps_masks(convnet, batches, loss_fn, tmp_path):
     assert state["scaler"] is None, "bf16 needs no GradScaler"
 
 
+def test_float16_weights_with_an_eps_float16_cannot_hold_are_refused_before_any_step():
+    model = sparse_mlp(seed=0).half()
+    before = state_of(model)
+    data = [(x.half(), y.half()) for x, y in mlp_batches(4)]
+    with pytest.raises(Sparse24Error, match=r"AdamW with eps=1e-08 on masked float16 weights: eps is 0 in float16, .* NaN at the first step\. Keep the weights in float32"):
+        finetune(model, data, loss_fn=mse, epochs=1, **quiet())
+    assert_same_state(state_of(model), before)  # it used to train one step, NaN every pruned weight, then stop on the NaN loss
+    history = finetune(model, data, loss_fn=mse, epochs=1, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-4), **quiet())
+    assert all(math.isfinite(r["loss"]) for r in history.steps)
+    assert not any(p.isnan().any() for p in model.parameters())
+    assert_masks_hold(model)
+
+
 def test_amp_fp16_uses_a_grad_scaler(convnet, batches, loss_fn, tmp_path):
     try:
         with torch.autocast("cpu", dtype=torch.float16):
