@@ -319,6 +319,9 @@ def export_onnx(
     copy and exports the logits (the report's notes say so; the model's config is unchanged).
     Any other output that is not tensors is an :class:`ExportError` naming it.
 
+    Floating example inputs may be in the model's own dtype (a bf16 model's bf16 inputs): the
+    reference copy runs them in fp32, the traced copy in ``dtype``.
+
     Integer inputs (token ids) are drawn from ``input_ranges`` (``{"ids": (0, vocab)}``, by
     input name or position, high exclusive), else from the size of the embedding table they
     index in the graph, else from the example's own range; a constant integer example with
@@ -349,7 +352,7 @@ def export_onnx(
     if copied:
         logger.info("export_onnx: %s", copied)
     exported = reference if dtype == "fp32" else copy.deepcopy(reference).to(_DTYPES[dtype])
-    cpu_inputs = tuple(t.detach().cpu() for t in inputs)
+    cpu_inputs = tuple(t.detach().cpu().float() if t.is_floating_point() else t.detach().cpu() for t in inputs)  # the fp32 reference's
     trace_inputs = tuple(t.to(_DTYPES[dtype]) if t.is_floating_point() else t for t in cpu_inputs)
     if dynamic_batch and trace_inputs[0].shape[0] == 1:  # torch.export specializes a size-1 dim
         trace_inputs = tuple(torch.cat([t, t]) if t.dim() and t.shape[0] == 1 else t for t in trace_inputs)

@@ -124,6 +124,16 @@ def test_fp16_export_stores_fp16_weights_and_types(tmp_path) -> None:
     assert next(p for p in model.parameters()).dtype == torch.float32  # the user's model stays fp32
 
 
+@pytest.mark.parametrize("model_dtype", [torch.bfloat16, torch.float16, torch.float64], ids=str)
+def test_a_model_in_another_dtype_exports_with_inputs_in_its_dtype(tmp_path, model_dtype) -> None:
+    model = _sparse(ConvNet()).to(model_dtype).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = export_onnx(model, conv_example().to(model_dtype), tmp_path / "m.onnx")  # it was "the model does not run on the example inputs"
+    assert report.parity.passed and report.inputs[0][2] == "float32"
+    assert set(report.sparsified) == {w.name for w, _ in sparse24.masked_weights(model)}
+    assert all(torch.equal(v, before[k]) and v.dtype == before[k].dtype for k, v in model.state_dict().items())
+
+
 def test_token_inputs_and_dict_outputs(tmp_path) -> None:
     model = _sparse(TokenModel())
     report = export_onnx(model, token_example(), tmp_path / "tokens.onnx")
