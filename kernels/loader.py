@@ -134,8 +134,10 @@ def host_library(source: str) -> ctypes.CDLL:
     """``csrc/<source>`` (host C++) built by the host compiler into a shared library, loaded with ctypes.
 
     Built once per (source, flags, compiler and its version) and cached on disk under
-    :func:`cache_dir` (written atomically); loaded once per (source, ``$CXX``, ``$PATH``) in the process. Raises :class:`KernelUnavailable`
-    with the reason when custom kernels are disabled, no compiler is found, or the build fails.
+    :func:`cache_dir` (written atomically; portable flags, no ``-march=native``, so a shared home
+    serves other CPUs); loaded once per (source, ``$CXX``, ``$PATH``) in the process. Raises
+    :class:`KernelUnavailable` with the reason when custom kernels are disabled, no compiler is
+    found, or the build fails.
     """
     reason = _disabled()
     if reason is not None:
