@@ -54,6 +54,8 @@ def _prune(args: argparse.Namespace) -> int:
     from . import hub, io
     from .sparsify import sparsify, verify
 
+    if args.method != "magnitude" and not args.data:
+        raise Sparse24Error(f"--method {args.method} needs calibration data: --data MODULE:NAME (an iterable of batches, or a callable returning one)")
     out = Path(args.out)
     to_dir = out.suffix != ".safetensors"  # a from_pretrained directory, for transformers models
     if to_dir and out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".onnx"):

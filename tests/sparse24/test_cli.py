@@ -184,7 +184,7 @@ def test_failed_prune_writes_nothing(capsys, tmp_path, dense_file):
     existing.write_bytes(b"previous result")
     code, _, err = run(capsys, "prune", MODEL, "--weights", str(dense_file), "--method", "taylor", "--out", str(existing))
     assert code == 2
-    assert_one_line_error(err, "needs calibration data")
+    assert_one_line_error(err, "--method taylor needs calibration data: --data MODULE:NAME")
     assert existing.read_bytes() == b"previous result"
     assert leftovers(tmp_path) == []
 
