@@ -106,7 +106,7 @@ def measure(kind: str, policy: str, batch_size: int, reps: int, warmup: int) -> 
             raise RuntimeError(f"the float-mask reference let pruned weights of {weight.name} move")
     mask_bytes = sum(b.numel() * b.element_size() for n, b in enforced.named_buffers() if n.endswith(sparse24.MASK_SUFFIX))
     steps_taken = [getattr(w.param, enforce._RECORD).masker._lookup for w, _ in sparse24.masked_weights(enforced)]
-    by_kernel = sum(1 for step in steps_taken if step is not None and step.kernel is not None)
+    by_kernel = sum(1 for step in steps_taken if step is not None and step.mode == "host")
     masked_numel = sum(w.param.numel() for w, _ in sparse24.masked_weights(enforced))
     plain_s, enforced_s = statistics.median(times["plain"]), statistics.median(times["enforced"])
     return {

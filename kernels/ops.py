@@ -1,7 +1,8 @@
 """Launch wrappers: compress / decompress a 2:4 weight and multiply by it, on CUDA with the custom kernels.
 
-:func:`mask_rows_cpu_` is the CPU kernel (host C++, ``csrc/mask_cpu.cpp``) that multiplies a tensor
-by its bit-packed mask in one pass; the training gradient hook uses it through :func:`host_mask_rows`.
+:func:`mask_rows_` (CUDA, ``csrc/mask_rows.cu``) and :func:`mask_rows_cpu_` (host C++,
+``csrc/mask_cpu.cpp``) multiply a tensor by its bit-packed 2:4 mask in one pass; the training
+gradient hook uses them (the CPU one through :func:`host_mask_rows`).
 
 ``sparse_mm`` is also registered as the torch custom op ``sparse24::sparse_mm`` (with a fake
 implementation), so it runs under torch.compile and CUDA graph capture as one opaque op.
@@ -22,12 +23,13 @@ from sparse24.errors import SparsityError
 
 from . import loader, reference
 
-__all__ = ["HOST_DTYPES", "SMALL_M_MAX", "compress", "decompress", "host_mask_rows", "mask_rows_cpu_", "sparse_mm"]
+__all__ = ["HOST_DTYPES", "SMALL_M_MAX", "compress", "decompress", "host_mask_rows", "mask_rows_", "mask_rows_cpu_", "mask_rows_kernel", "sparse_mm"]
 
 SMALL_M_MAX = 64  # the CUDA-core kernel's range; larger M goes to mma.sp
 _SMALL_TILES = (1, 2, 4, 8, 16)
 _DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
 HOST_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}  # csrc/mask_cpu.cpp's dtype codes
+_MASK_KERNELS = {torch.float32: "sparse24_mask_rows_f32", torch.float64: "sparse24_mask_rows_f64", torch.float16: "sparse24_mask_rows_f16", torch.bfloat16: "sparse24_mask_rows_bf16"}
 
 
 def _on_kernels(tensor: Tensor) -> bool:
@@ -177,20 +179,12 @@ def host_mask_rows() -> Callable[[int, int, int, int, int, int], int]:
     return function
 
 
-def mask_rows_cpu_(tensor: Tensor, packed: Tensor) -> Tensor:
-    """Multiply a contiguous CPU ``tensor`` in place by its packed 2:4 mask with the CPU kernel; returns it.
-
-    ``packed`` is the uint8 ``[rows, ceil(cols / 8)]`` of :func:`sparse24.mask.pack_bits` for
-    ``tensor`` seen as ``[tensor.shape[0], -1]``. The result equals the pure-PyTorch
-    :func:`sparse24.mask.mask_rows_` bit for bit where that is finite (signed zeros included) and is
-    NaN where that is NaN. Raises ``ValueError`` for
-    another device, layout, dtype or mask shape, and :class:`sparse24.kernels.KernelUnavailable`
-    when the kernel cannot be built.
-    """
+def _mask_rows_shape(tensor: Tensor, packed: Tensor) -> tuple[int, int, int]:
+    """``(rows, cols, row_bytes)`` of a mask multiply, after checking the arguments (``ValueError`` naming the problem)."""
     from sparse24.mask import packed_shape
 
-    if tensor.device.type != "cpu" or packed.device.type != "cpu":
-        raise ValueError(f"mask_rows_cpu_ takes CPU tensors, got {tensor.device} and {packed.device}")
+    if tensor.device != packed.device:
+        raise ValueError(f"tensor and packed must be on one device, got {tensor.device} and {packed.device}")
     if tensor.dtype not in HOST_DTYPES:
         raise ValueError(f"tensor must be one of {', '.join(str(d).removeprefix('torch.') for d in HOST_DTYPES)}, got {tensor.dtype}")
     if not tensor.is_contiguous():
@@ -198,8 +192,54 @@ def mask_rows_cpu_(tensor: Tensor, packed: Tensor) -> Tensor:
     expected = packed_shape(tensor.shape)
     if packed.dtype != torch.uint8 or tuple(packed.shape) != expected or not packed.is_contiguous():
         raise ValueError(f"packed must be a contiguous uint8 {list(expected)} tensor for a tensor of shape {list(tensor.shape)}, got {packed.dtype} {list(packed.shape)}")
+    rows, row_bytes = expected
+    return rows, tensor.numel() // rows if rows else 0, row_bytes
+
+
+def mask_rows_(tensor: Tensor, packed: Tensor) -> Tensor:
+    """Multiply a contiguous CUDA ``tensor`` in place by its packed 2:4 mask with the CUDA kernel; returns it.
+
+    One launch, no temporary. ``packed`` is the uint8 ``[rows, ceil(cols / 8)]`` of
+    :func:`sparse24.mask.pack_bits` for ``tensor`` seen as ``[tensor.shape[0], -1]``. The result
+    equals :func:`sparse24.mask.mask_rows_` bit for bit where that is finite and is NaN where that
+    is NaN. CPU tensors run it through the emulation when that is requested. Raises ``ValueError``
+    for bad arguments and :class:`sparse24.kernels.KernelUnavailable` where the kernels cannot run.
+    """
+    if not _on_kernels(tensor):
+        raise ValueError("the custom kernels run on CUDA tensors (on the CPU only through their emulation, SPARSE24_KERNELS=emulate); mask_rows_cpu_ is the CPU kernel")
+    rows, cols, row_bytes = _mask_rows_shape(tensor, packed)
+    if rows * row_bytes >= 2**31 or cols >= 2**31:
+        raise ValueError(f"a tensor of shape {list(tensor.shape)} is too large for the kernel's 32-bit sizes")
     if tensor.numel():
-        code = host_mask_rows()(tensor.data_ptr(), HOST_DTYPES[tensor.dtype], packed.data_ptr(), expected[0], tensor.numel() // expected[0], expected[1])
+        kernel = mask_rows_kernel(tensor.dtype, tensor.device)
+        args = [("ptr", tensor), ("ptr", packed), ("i32", rows), ("i32", cols), ("i32", row_bytes)]
+        loader.launch(kernel, ((rows * row_bytes + 255) // 256,), (256,), args, device=tensor.device)
+    return tensor
+
+
+def mask_rows_kernel(dtype: torch.dtype, device: torch.device) -> object:
+    """The kernel :func:`mask_rows_` launches for ``dtype`` on ``device``, compiled and loaded (once).
+
+    Raises :class:`sparse24.kernels.KernelUnavailable` where it cannot be (and ``ValueError`` for a dtype it lacks).
+    """
+    if dtype not in _MASK_KERNELS:
+        raise ValueError(f"tensor must be one of {', '.join(str(d).removeprefix('torch.') for d in _MASK_KERNELS)}, got {dtype}")
+    return loader.function("mask_rows.cu", _MASK_KERNELS[dtype], device)
+
+
+def mask_rows_cpu_(tensor: Tensor, packed: Tensor) -> Tensor:
+    """Multiply a contiguous CPU ``tensor`` in place by its packed 2:4 mask with the CPU kernel; returns it.
+
+    ``packed`` as for :func:`mask_rows_`. The result equals the pure-PyTorch
+    :func:`sparse24.mask.mask_rows_` bit for bit where that is finite (signed zeros included) and is
+    NaN where that is NaN. Raises ``ValueError`` for another device, layout, dtype or mask shape,
+    and :class:`sparse24.kernels.KernelUnavailable` when the kernel cannot be built.
+    """
+    if tensor.device.type != "cpu" or packed.device.type != "cpu":
+        raise ValueError(f"mask_rows_cpu_ takes CPU tensors, got {tensor.device} and {packed.device}")
+    rows, cols, row_bytes = _mask_rows_shape(tensor, packed)
+    if tensor.numel():
+        code = host_mask_rows()(tensor.data_ptr(), HOST_DTYPES[tensor.dtype], packed.data_ptr(), rows, cols, row_bytes)
         if code:
             raise RuntimeError(f"sparse24_mask_rows returned {code}")
     return tensor

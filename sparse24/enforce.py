@@ -14,12 +14,13 @@ A masked weight ``W`` of module ``m`` gets:
   gradients are exactly zero after every backward, with gradient accumulation, ``GradScaler``
   and DDP alike. With zero gradients and zero weights, SGD (momentum, Nesterov, weight decay),
   Adam/AdamW and the other stock optimizers leave pruned weights at exactly zero (on float16
-  weights only with an ``eps`` float16 can hold; :func:`check_optimizer`). On the CPU
-  the hook multiplies a layer of up to ``CHUNK_ELEMENTS`` weights by its packed mask in one pass
-  with a C++ kernel (:func:`sparse24.kernels.ops.host_mask_rows`, built at first use; where it
-  cannot be, or elsewhere, torch ops do it); otherwise it expands the packed mask straight into
-  the gradient's dtype (one table lookup; a block of rows at a time for a large layer). It makes
-  no new gradient tensor: no full-size copy of any mask outlives its layer's step;
+  weights only with an ``eps`` float16 can hold; :func:`check_optimizer`). On a GPU the hook
+  masks a layer with one launch of a CUDA kernel (:func:`sparse24.kernels.ops.mask_rows_`); on the
+  CPU a layer of up to ``CHUNK_ELEMENTS`` weights in one pass of a C++ kernel
+  (:func:`sparse24.kernels.ops.host_mask_rows`, built at first use). Where neither can run, it
+  expands the packed mask straight into the gradient's dtype (one table lookup; a block of rows
+  at a time for a large layer). It makes no new gradient tensor: no full-size copy of any mask
+  outlives its layer's step;
 - forward pre-hooks (on the owner module and on the model ``sparsify``/``load_masks`` got)
   that re-install the gradient hook where a copy lost it (``copy.deepcopy`` and unpickling
   drop tensor hooks; ``MultiheadAttention`` uses ``out_proj.weight`` without calling
@@ -161,61 +162,77 @@ def stored_mask(mask: Tensor, shape: tuple[int, ...] | torch.Size, what: str) ->
     )
 
 
-class _Lookup:
-    """The gradient hook's usual step for one small unsharded mask, worked out once.
+_TABLE, _HOST, _DEVICE = "table", "host", "device"  # how a _Lookup multiplies
 
-    On the CPU (float32/64, float16, bfloat16) the step is one call of the CPU kernel
-    (:func:`sparse24.kernels.ops.host_mask_rows`: one pass over the gradient, no temporary) with the
-    addresses and sizes kept here. Elsewhere, or where that kernel cannot be built, it is one
-    conversion, one lookup of the dtype's bit table and the multiply on the gradient's ``[bytes, 8]``
-    view, for a mask without padding bits. The hook runs between backward kernels that leave the
-    caches cold, where every extra tensor op or Python call costs several times what it costs in a
-    loop. Only a view of the packed buffer (1 bit per weight) is held, no expanded mask. Any other
-    case (sharded, padded without the kernel, larger than a block, strided) goes through
-    :func:`sparse24.mask.mask_rows_`.
+
+class _Lookup:
+    """The gradient hook's usual step for one unsharded mask, worked out once.
+
+    Only a view of the packed buffer (1 bit per weight) and what the step needs are kept, no
+    expanded mask. The step is, by ``mode``:
+
+    - ``"device"``: on a GPU (or on the CPU inside the kernels' emulation), one launch of the CUDA
+      kernel (:func:`sparse24.kernels.ops.mask_rows_`) for a layer of any size, no temporary;
+    - ``"host"``: on the CPU, a layer of up to ``CHUNK_ELEMENTS`` weights, one call of the C++
+      kernel (:func:`sparse24.kernels.ops.host_mask_rows`) with the addresses and sizes kept here;
+    - ``"table"``: where neither kernel can run, for a layer of up to ``CHUNK_ELEMENTS`` weights
+      without padding bits, one conversion, one lookup of the dtype's bit table and the multiply
+      on the gradient's ``[bytes, 8]`` view.
+
+    The hook runs between backward kernels that leave the caches cold, where every extra tensor op
+    or Python call costs several times what it costs in a loop. Any other case (sharded, strided,
+    larger than a block or padded without a kernel) goes through :func:`sparse24.mask.mask_rows_`.
     """
 
-    __slots__ = ("packed", "flat", "address", "dtype", "shape", "table", "kernel", "args")
+    __slots__ = ("packed", "flat", "address", "dtype", "shape", "table", "mode", "kernel", "args")
 
-    def __init__(self, packed: Tensor, param: Tensor, dtype: torch.dtype, kernel: Callable[..., int] | None, code: int | None) -> None:
+    def __init__(self, packed: Tensor, param: Tensor, dtype: torch.dtype, mode: str, kernel: Callable[..., Any] | None, code: int | None) -> None:
         self.packed = packed
         self.flat = packed.view(-1)
         self.address = packed.data_ptr()
         self.dtype = dtype
         self.shape = param.shape
         self.table = bit_table(dtype, packed.device)
+        self.mode = mode
         self.kernel = kernel
         rows, row_bytes = packed.shape
-        self.args = (code, self.address, rows, param.numel() // rows if rows else 0, row_bytes)  # the kernel's, after the gradient's address
+        self.args = (code, self.address, rows, param.numel() // rows if rows else 0, row_bytes)  # the host kernel's, after the gradient's address
 
     @staticmethod
     def build(packed: Tensor, param: Tensor, dtype: torch.dtype) -> _Lookup | None:
         """The step for this mask, weight and gradient dtype; None where it does not fit (see the class)."""
-        if param.numel() > CHUNK_ELEMENTS or not packed.is_contiguous() or packed.dim() != 2:
+        if not packed.is_contiguous() or packed.dim() != 2 or packed.device != param.device:
             return None
-        found = _cpu_kernel() if packed.device.type == "cpu" and param.device.type == "cpu" else None
-        kernel, code = (found[0], found[1].get(dtype)) if found is not None else (None, None)
-        if code is None:
-            kernel = None
-            if packed.numel() * 8 != param.numel():
-                return None  # padding bits: the table's [bytes, 8] is not the weight
-        return _Lookup(packed, param, dtype, kernel, code)
+        launch = _device_kernel(packed.device, dtype)
+        if launch is not None:
+            return _Lookup(packed, param, dtype, _DEVICE, launch, None)
+        if param.numel() > CHUNK_ELEMENTS:
+            return None
+        found = _cpu_kernel() if packed.device.type == "cpu" else None
+        code = found[1].get(dtype) if found is not None else None
+        if code is not None:
+            return _Lookup(packed, param, dtype, _HOST, found[0], code)
+        if packed.numel() * 8 != param.numel():
+            return None  # padding bits: the table's [bytes, 8] is not the weight
+        return _Lookup(packed, param, dtype, _TABLE, None, None)
 
     def holds(self, packed: Tensor | None, grad: Tensor) -> bool:
-        """True while the module's buffer (same object, same storage) and the gradient's dtype, shape, layout and (for the CPU kernel) device are the ones this was worked out for."""
+        """True while the module's buffer (same object, same storage) and the gradient's dtype, shape, layout and (for the host kernel) device are the ones this was worked out for."""
         return (
             self.packed is packed
             and self.address == packed.data_ptr()
             and grad.dtype is self.dtype
             and grad.shape == self.shape
             and grad.is_contiguous()
-            and (self.kernel is None or grad.is_cpu)
+            and (self.mode is not _HOST or grad.is_cpu)
         )
 
     def mul_(self, tensor: Tensor) -> None:
         """Multiply a contiguous tensor of the weight's shape (on the mask's device) by the mask in place."""
-        if self.kernel is not None:
+        if self.mode is _HOST:
             self.kernel(tensor.data_ptr(), *self.args)
+        elif self.mode is _DEVICE:
+            self.kernel(tensor, self.packed)  # checks the arguments, then one launch
         else:
             tensor.view(-1, 8).mul_(self.table.index_select(0, self.flat.int()))
 
@@ -240,6 +257,34 @@ def _cpu_kernel() -> tuple[Callable[..., int], Mapping[torch.dtype, int]] | None
         found = None
     _cpu_kernels[switch] = found
     return found
+
+
+_unavailable_logged: set[str] = set()
+
+
+def _device_kernel(device: torch.device, dtype: torch.dtype) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """:func:`sparse24.kernels.ops.mask_rows_` where the custom kernels run on ``device`` (a GPU, or the CPU
+    inside their emulation) and its kernel for ``dtype`` compiles; else None (the reason logged once)."""
+    if device.type == "cpu":
+        from .kernels.emulate import emulation_requested
+
+        if not emulation_requested():
+            return None
+    from .kernels import KernelUnavailable, kernels_unavailable, ops
+
+    if dtype not in ops.HOST_DTYPES:
+        return None
+    reason = kernels_unavailable(device)
+    if reason is None:
+        try:
+            ops.mask_rows_kernel(dtype, device)  # compiled now, not at the first launch inside a backward
+            return ops.mask_rows_
+        except KernelUnavailable as error:
+            reason = str(error)
+    if reason not in _unavailable_logged:
+        _unavailable_logged.add(reason)
+        logger.info("the GPU mask kernel is not available (%s); gradients are masked with torch ops", reason)
+    return None
 
 
 class _GradMask:

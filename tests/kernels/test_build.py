@@ -16,7 +16,7 @@ NVCC = shutil.which("nvcc")
 
 
 def test_the_sources_are_there() -> None:
-    assert SOURCES == ["compress.cu", "mma_sp.cu", "small_m.cu"]
+    assert SOURCES == ["compress.cu", "mask_rows.cu", "mma_sp.cu", "small_m.cu"]
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed here")

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from kernel_testing import EMULATION, relative_error, two_four
+from kernel_testing import EMULATION, assert_same, relative_error, special, two_four
 
 from sparse24.kernels import emulate, kernels_unavailable, ops
 from sparse24 import SparsityError
+from sparse24.mask import mask_rows_, pack_bits
 
 GPU = kernels_unavailable()
 DTYPES = [torch.float16, torch.bfloat16]
@@ -186,3 +187,28 @@ def test_cuda_graph_capture_reads_the_new_input() -> None:
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(captured, ops.sparse_mm(static_x, values, meta))
+
+
+@pytest.mark.parametrize("dtype", list(ops.HOST_DTYPES), ids=str)
+@pytest.mark.parametrize("shape", [(8, 24), (5, 13), (3, 4, 3, 3), (7, 1)], ids=str)
+def test_mask_rows_matches_the_reference(device: str, dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    """The gradient hook's GPU step: one thread per mask byte; padded rows; signed zeros, inf and NaN as torch's multiply."""
+    generator = torch.Generator().manual_seed(sum(shape))
+    tensor = special(torch.randn(shape, generator=generator).to(dtype)).to(device)
+    packed = pack_bits(torch.rand(shape, generator=generator) > 0.5)
+    packed.view(-1)[0] = 0b00001000 if shape[-1] >= 6 and len(shape) == 2 else packed.view(-1)[0]  # only -0.0 of the specials kept
+    packed = packed.to(device)
+    expected = mask_rows_(tensor.clone(), packed)
+    actual = tensor.clone()
+    assert ops.mask_rows_(actual, packed) is actual
+    assert_same(actual.cpu(), expected.cpu())
+
+
+def test_mask_rows_refuses_bad_arguments(device: str) -> None:
+    tensor, packed = torch.randn(8, 16, device=device), torch.zeros(8, 2, dtype=torch.uint8, device=device)
+    with pytest.raises(ValueError, match="tensor must be contiguous"):
+        ops.mask_rows_(torch.randn(16, 8, device=device).t(), packed)
+    with pytest.raises(ValueError, match=r"packed must be a contiguous uint8 \[8, 2\]"):
+        ops.mask_rows_(tensor, packed[:, :1])
+    with pytest.raises(ValueError, match="tensor must be one of"):
+        ops.mask_rows_(tensor.int(), packed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_testing import assert_same, special
 
 from sparse24.kernels import ENV_DISABLE, KernelUnavailable, loader, ops
 from sparse24.mask import mask_rows_, pack_bits
@@ -11,26 +12,6 @@ from sparse24.mask import mask_rows_, pack_bits
 pytestmark = pytest.mark.skipif(loader.host_compiler() is None, reason="no host C++ compiler (c++, g++ or clang++) to build the CPU kernel")
 
 SHAPES = [(16, 24), (7, 9), (3, 4, 3, 3), (5, 2), (33,), (1, 1), (0, 8), (64, 1000)]
-SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def special(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with inf, -inf, NaN, -0.0 and 0.0 written over its first elements (as many as fit)."""
-    values = torch.tensor([float("inf"), -float("inf"), float("nan"), -0.0, 0.0, -1.5])
-    flat = tensor.view(-1)
-    count = min(len(values), flat.numel())
-    flat[:count] = values[:count].to(tensor.dtype)
-    return tensor
-
-
-def assert_same(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Bit for bit where ``expected`` is not NaN (signed zeros count); NaN exactly where it is NaN."""
-    nan = expected.isnan()
-    assert torch.equal(actual.isnan(), nan), "NaN in other places"
-    ints = SAME_SIZE_INT[expected.element_size()]
-    assert torch.equal(actual[~nan].view(ints), expected[~nan].view(ints)), "values differ"
-
-
 @pytest.mark.parametrize("dtype", list(ops.HOST_DTYPES))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_the_kernel_matches_the_reference(shape: tuple[int, ...], dtype: torch.dtype) -> None:

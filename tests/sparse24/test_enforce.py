@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 from collections import OrderedDict
@@ -418,11 +419,54 @@ def test_the_cpu_gradient_hook_takes_the_kernel_and_matches_torch_ops(monkeypatc
         return {w.name: getattr(w.param, "_sparse24_grad_hook").masker._lookup for w, _ in sparse24.masked_weights(m)}
 
     with_kernel = grads(model)
-    assert all(step is not None and step.kernel is not None for step in steps(model).values()), steps(model)
+    assert {name: step.mode for name, step in steps(model).items()} == {"0.weight": "host", "3.weight": "host"}
     monkeypatch.setenv(ENV_DISABLE, "1")
     with_torch = grads(twin)
     taken = steps(twin)
-    assert taken["0.weight"] is None and taken["3.weight"] is not None and taken["3.weight"].kernel is None  # padded: block path; else the table
+    assert taken["0.weight"] is None and taken["3.weight"].mode == "table"  # padded: the block path; unpadded: the table
+    for name, grad in with_kernel.items():
+        assert torch.equal(grad, with_torch[name]), name
+
+
+def _kernels_reason(where: str) -> str | None:
+    from sparse24.kernels import emulate, kernels_unavailable
+
+    return emulate.unavailable() if where == "emulate" else kernels_unavailable()
+
+
+@pytest.mark.parametrize("where", ["emulate", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_the_gpu_gradient_hook_launches_one_kernel_per_layer_and_matches_torch_ops(monkeypatch, dtype, where) -> None:
+    """The GPU step (ops.mask_rows_, any layer size): on a GPU, and here on the kernels' CPU emulation of the same CUDA source."""
+    from sparse24.kernels import ENV_DISABLE, emulate
+
+    reason = _kernels_reason(where)
+    if reason:
+        pytest.skip(f"the {where} kernels cannot run here: {reason}")
+    monkeypatch.delenv(ENV_DISABLE, raising=False)
+    device = "cuda" if where == "cuda" else "cpu"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(128, 16)).to(device, dtype)  # conv rows: 36 bits, padded
+    sparse24.sparsify(model, policy="any", progress=False)
+    twin = copy.deepcopy(model)
+    data = [(torch.randn(8, 4, 6, 6, dtype=dtype, device=device), torch.randn(8, 16, dtype=dtype, device=device)) for _ in range(3)]
+
+    def grads(m: nn.Module) -> dict[str, torch.Tensor]:
+        for batch in data:  # the first backward works out each layer's step; the next two take it
+            m.zero_grad(set_to_none=True)
+            nn.functional.mse_loss(m(batch[0]), batch[1]).backward()
+            assert_pruned_grads_zero(m)
+        return {n: p.grad.clone() for n, p in m.named_parameters()}
+
+    with emulate.emulated() if where == "emulate" else contextlib.nullcontext(), emulate.launches() as launched:
+        with_kernel = grads(model)
+    steps = {w.name: getattr(w.param, "_sparse24_grad_hook").masker._lookup for w, _ in sparse24.masked_weights(model)}
+    assert {name: step.mode for name, step in steps.items()} == {"0.weight": "device", "3.weight": "device"}
+    if where == "emulate":
+        suffix = {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype]
+        assert [stats.kernel for stats in launched] == [f"sparse24_mask_rows_{suffix}"] * 4  # 2 layers x the 2 backwards that took the step
+    monkeypatch.setenv(ENV_DISABLE, "1")
+    with_torch = grads(twin)
     for name, grad in with_kernel.items():
         assert torch.equal(grad, with_torch[name]), name
 
