@@ -8,17 +8,33 @@
 // (tensor.mul_(0/1 mask in its dtype)); the host twin is csrc/mask_cpu.cpp.
 #include "common.cuh"
 
+// One mask byte: its bits, the offset of its first element in the tensor, and how many elements it
+// covers (8, or fewer in a padded row's last byte).
+struct MaskByte {
+    u32 bits;
+    long long offset;
+    int count;
+};
+
+// This thread's mask byte; false past the last one.
+__device__ bool this_byte(gptr<const unsigned char> packed, int rows, int cols, int row_bytes, MaskByte* byte) {
+    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= (long long)rows * row_bytes) return false;
+    const long long row = index / row_bytes;
+    const int first = 8 * (int)(index - row * row_bytes);
+    byte->bits = packed[index];
+    byte->offset = row * cols + first;
+    byte->count = cols - first < 8 ? cols - first : 8;
+    return true;
+}
+
 // float and double: the multiply itself, so x * 0 is a zero with x's sign, or NaN for inf and NaN.
 template <typename T>
 __device__ void mask_byte_float(gptr<T> data, gptr<const unsigned char> packed, int rows, int cols, int row_bytes) {
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (index >= (long long)rows * row_bytes) return;
-    const long long row = index / row_bytes;
-    const int first = 8 * (int)(index - row * row_bytes);
-    const int count = cols - first < 8 ? cols - first : 8;
-    const u32 bits = packed[index];
-    const gptr<T> out = data + row * cols + first;
-    for (int k = 0; k < count; ++k) out[k] = out[k] * (T)((bits >> k) & 1u);
+    MaskByte byte;
+    if (!this_byte(packed, rows, cols, row_bytes, &byte)) return;
+    const gptr<T> out = data + byte.offset;
+    for (int k = 0; k < byte.count; ++k) out[k] = out[k] * (T)((byte.bits >> k) & 1u);
 }
 
 // float16 and bfloat16, on their bit patterns, with the values of the float multiply: x * 1 is x;
@@ -32,15 +48,11 @@ __device__ u16 times_zero(u16 x) {
 
 template <u32 kExponent, u32 kQuiet>
 __device__ void mask_byte_half(gptr<u16> data, gptr<const unsigned char> packed, int rows, int cols, int row_bytes) {
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (index >= (long long)rows * row_bytes) return;
-    const long long row = index / row_bytes;
-    const int first = 8 * (int)(index - row * row_bytes);
-    const int count = cols - first < 8 ? cols - first : 8;
-    const u32 bits = packed[index];
-    const gptr<u16> out = data + row * cols + first;
-    for (int k = 0; k < count; ++k) {
-        if (!((bits >> k) & 1u)) out[k] = times_zero<kExponent, kQuiet>(out[k]);
+    MaskByte byte;
+    if (!this_byte(packed, rows, cols, row_bytes, &byte)) return;
+    const gptr<u16> out = data + byte.offset;
+    for (int k = 0; k < byte.count; ++k) {
+        if (!((byte.bits >> k) & 1u)) out[k] = times_zero<kExponent, kQuiet>(out[k]);
     }
 }
 

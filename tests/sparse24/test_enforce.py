@@ -395,6 +395,15 @@ def test_masks_cost_one_bit_per_weight_and_no_full_copy_is_kept(convnet, batches
     assert lookups, "no layer took the small-mask step: nothing here checks what it keeps"
 
 
+def _hook_grads(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The gradients after the last of ``data``'s backwards: the first works out each layer's step, the next take it."""
+    for x, y in data:
+        model.zero_grad(set_to_none=True)
+        nn.functional.mse_loss(model(x), y).backward()
+        assert_pruned_grads_zero(model)
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
 def test_the_cpu_gradient_hook_takes_the_kernel_and_matches_torch_ops(monkeypatch, dtype) -> None:
     from sparse24.kernels import ENV_DISABLE, loader
@@ -408,20 +417,13 @@ def test_the_cpu_gradient_hook_takes_the_kernel_and_matches_torch_ops(monkeypatc
     twin = copy.deepcopy(model)  # its gradient hooks are installed at its first forward, with the kernels off
     data = [(torch.randn(8, 4, 6, 6, dtype=dtype), torch.randn(8, 16, dtype=dtype)) for _ in range(3)]
 
-    def grads(m: nn.Module) -> dict[str, torch.Tensor]:
-        for batch in data:  # the first backward works out each layer's step; the next two take it
-            m.zero_grad(set_to_none=True)
-            nn.functional.mse_loss(m(batch[0]), batch[1]).backward()
-            assert_pruned_grads_zero(m)
-        return {n: p.grad.clone() for n, p in m.named_parameters()}
-
     def steps(m: nn.Module) -> dict[str, object]:
         return {w.name: getattr(w.param, "_sparse24_grad_hook").masker._lookup for w, _ in sparse24.masked_weights(m)}
 
-    with_kernel = grads(model)
+    with_kernel = _hook_grads(model, data)
     assert {name: step.mode for name, step in steps(model).items()} == {"0.weight": "host", "3.weight": "host"}
     monkeypatch.setenv(ENV_DISABLE, "1")
-    with_torch = grads(twin)
+    with_torch = _hook_grads(twin, data)
     taken = steps(twin)
     assert taken["0.weight"] is None and taken["3.weight"].mode == "table"  # padded: the block path; unpadded: the table
     for name, grad in with_kernel.items():
@@ -451,22 +453,15 @@ def test_the_gpu_gradient_hook_launches_one_kernel_per_layer_and_matches_torch_o
     twin = copy.deepcopy(model)
     data = [(torch.randn(8, 4, 6, 6, dtype=dtype, device=device), torch.randn(8, 16, dtype=dtype, device=device)) for _ in range(3)]
 
-    def grads(m: nn.Module) -> dict[str, torch.Tensor]:
-        for batch in data:  # the first backward works out each layer's step; the next two take it
-            m.zero_grad(set_to_none=True)
-            nn.functional.mse_loss(m(batch[0]), batch[1]).backward()
-            assert_pruned_grads_zero(m)
-        return {n: p.grad.clone() for n, p in m.named_parameters()}
-
     with emulate.emulated() if where == "emulate" else contextlib.nullcontext(), emulate.launches() as launched:
-        with_kernel = grads(model)
+        with_kernel = _hook_grads(model, data)
     steps = {w.name: getattr(w.param, "_sparse24_grad_hook").masker._lookup for w, _ in sparse24.masked_weights(model)}
     assert {name: step.mode for name, step in steps.items()} == {"0.weight": "device", "3.weight": "device"}
     if where == "emulate":
         suffix = {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype]
         assert [stats.kernel for stats in launched] == [f"sparse24_mask_rows_{suffix}"] * 4  # 2 layers x the 2 backwards that took the step
     monkeypatch.setenv(ENV_DISABLE, "1")
-    with_torch = grads(twin)
+    with_torch = _hook_grads(twin, data)
     for name, grad in with_kernel.items():
         assert torch.equal(grad, with_torch[name]), name
 
