@@ -5,7 +5,10 @@ random, pruned by magnitude):
 
 - ``small_m``: the CUDA-core GEMM (``sparse_mm(..., kernel="small_m")``, auto's choice for M <= 64);
 - ``mma_sp``: the ``mma.sp`` tensor-core GEMM (``kernel="mma_sp"``, auto's choice above);
-- ``compress``: dense 2:4 weight -> (values, metadata).
+- ``compress``: dense 2:4 weight -> (values, metadata);
+- ``mask_rows``: the training gradient hook's GPU step, a gradient of the weight's shape multiplied
+  in place by its 1-bit packed mask (``ops.mask_rows_``), timed against the torch ops it replaces
+  (``sparse24.mask.mask_rows_``, a table lookup and a multiply per block of rows).
 
 A GEMM kernel is correct when its output at every M (1, 16, 4096) is within the gemm suite's
 tolerance of a float64 matmul of the same 2:4 weight (max |y - y64| / max |y64|). At each M where
@@ -14,7 +17,8 @@ flushed before each call, GEMMs queued behind a GPU sleep so Python's launch ove
 timed) and the line gives dense median / kernel median, marked ``noise`` where the difference is
 within the run-to-run spread. ``compress`` is correct when its values and metadata equal the
 pure-PyTorch ``sparse24.kernels.reference.compress`` and ``decompress`` gives the weight back; its line
-gives the time of one call (its error-flag read-back, a host sync, included).
+gives the time of one call (its error-flag read-back, a host sync, included). ``mask_rows`` is correct
+when it equals the torch ops' result; both are timed, interleaved, and its line gives the ratio.
 
 Fast by design (it is the first thing ``make gpu-check`` measures): 2 dtypes x 3 M x 3 GEMMs
 (dense, small_m, mma_sp) x runs x (warmup + reps) calls, about 1,300 with the defaults, a few
@@ -80,7 +84,7 @@ def measure(
     }
     reason = kernels_unavailable()
     if reason is not None:
-        results["rows"] = [{"kernel": kernel, "dtype": dtype, "status": "not run", "message": reason} for kernel in (*GEMM_KERNELS, "compress") for dtype in dtypes]
+        results["rows"] = [{"kernel": kernel, "dtype": dtype, "status": "not run", "message": reason} for kernel in (*GEMM_KERNELS, "compress", "mask_rows") for dtype in dtypes]
         results["progress"]["total"] = 0  # nothing to run here
         return results
     device = torch.device("cuda")
@@ -93,6 +97,7 @@ def measure(
         weight = weight.to(TORCH_DTYPES[dtype])
         row, compressed = _compress_row(weight, dtype, timer, reps=reps, runs=runs, warmup=warmup)
         results["rows"].append(row)
+        results["rows"].append(_mask_row(weight, dtype, timer, reps=reps, runs=runs, warmup=warmup))
         for m in m_values:
             x = torch.randn(m, k, device=device, dtype=weight.dtype, generator=generator)
             results["rows"] += _gemm_rows(x, weight, compressed, dtype, TOLERANCE[dtype], timer, reps=reps, runs=runs, warmup=warmup)
@@ -126,6 +131,30 @@ def _compress_row(weight: Tensor, dtype: str, timer: CudaTimer, **timing: int) -
         else:
             row["latency_ms"] = summaries["compress"].to_dict()
     return row, expected  # the GEMMs are checked with the reference's compressed weight either way
+
+
+def _mask_row(weight: Tensor, dtype: str, timer: CudaTimer, **timing: int) -> dict[str, Any]:
+    """Check ``ops.mask_rows_`` on a random gradient of ``weight``'s shape and mask against the torch ops, then time both."""
+    from sparse24.kernels import ops
+    from sparse24.mask import mask_rows_, pack_bits
+
+    n, k = weight.shape
+    row: dict[str, Any] = {"kernel": "mask_rows", "dtype": dtype, "n": n, "k": k, "status": "ok"}
+    packed = pack_bits(weight != 0)
+    grad = torch.randn_like(weight)
+    try:
+        if not torch.equal(ops.mask_rows_(grad.clone(), packed), mask_rows_(grad.clone(), packed)):
+            row.update(status="wrong", message="differs from sparse24.mask.mask_rows_ (the torch ops)")
+    except Exception as error:  # noqa: BLE001 - a kernel that raises is a result
+        row.update(status="failed", message=first_line(error))
+    if row["status"] == "ok":  # in place and idempotent: every call masks the same gradient again
+        summaries, failures = time_calls({"torch": [partial(mask_rows_, grad, packed)], "kernel": [partial(ops.mask_rows_, grad, packed)]}, timer, **timing)
+        if failures:
+            row.update(status="failed", message="; ".join(f"{name}: {message}" for name, message in failures.items()))
+        else:
+            result = verdict(summaries["torch"], summaries["kernel"])
+            row.update(latency_ms=summaries["kernel"].to_dict(), torch_latency_ms=summaries["torch"].to_dict(), speedup=result.ratio, verdict=result.label, noise=result.noise)
+    return row
 
 
 def _gemm_rows(x: Tensor, weight: Tensor, compressed: tuple[Tensor, Tensor], dtype: str, tolerance: float, timer: CudaTimer, **timing: int) -> list[dict[str, Any]]:
@@ -212,8 +241,21 @@ def _compress_line(row: dict[str, Any]) -> str:
     return f"{label}: correct (equals sparse24.kernels.reference.compress, decompress round-trips); {row['n']}x{row['k']} in {row['latency_ms']['median']:.4f} ms per call"
 
 
+def _mask_line(row: dict[str, Any]) -> str:
+    label = f"mask_rows {row['dtype']} (gradient hook)"
+    if row["status"] == "not run":
+        return f"{label}: not run: {row['message']}"
+    if row["status"] != "ok":
+        return f"{label}: {row['status'].upper()} ({row.get('message', '')})"
+    speed = f"{row['speedup']:.2f}x" + (" (noise)" if row["verdict"] == "noise" else "")
+    return (
+        f"{label}: correct (equals sparse24.mask.mask_rows_); a {row['n']}x{row['k']} gradient in {row['latency_ms']['median']:.4f} ms per call, "
+        f"speedup {speed} over the torch ops ({row['torch_latency_ms']['median']:.4f} ms)"
+    )
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
-    """One line per (kernel, dtype) that has rows: small_m, mma_sp, compress, in the order the dtypes ran."""
+    """One line per (kernel, dtype) that has rows: small_m, mma_sp, compress, mask_rows, in the order the dtypes ran."""
     lines = []
     dtypes = list(dict.fromkeys(r["dtype"] for r in results["rows"]))
     for dtype in dtypes:
@@ -222,4 +264,5 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             if rows:
                 lines.append(_gemm_line(kernel, dtype, rows, results))
         lines += [_compress_line(r) for r in results["rows"] if r["kernel"] == "compress" and r["dtype"] == dtype]
+        lines += [_mask_line(r) for r in results["rows"] if r["kernel"] == "mask_rows" and r["dtype"] == dtype]
     return lines

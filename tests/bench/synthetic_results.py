@@ -11,7 +11,7 @@ from typing import Any
 
 from sparse24.bench import gemm, kernel_summary, model
 from sparse24.bench.report import SCHEMA
-from sparse24.bench.stats import summarize
+from sparse24.bench.stats import summarize, verdict
 
 GPU = {"name": "NVIDIA Test GPU", "capability": "sm_90", "sm_count": 132, "memory_gib": 79.2, "l2_bytes": 52428800, "cuda": "13.0", "cudnn": 91000, "cusparselt": 700, "nvidia_smi": {"driver_version": "580.1"}}
 ROOFLINE = {"dense_peak_tflops": {"fp16": 700.0}, "copy_gbps": 3000.0, "method": "synthetic"}
@@ -107,6 +107,10 @@ def kernel_results(times: dict[tuple[str, str, int], float] | None = None, *, sp
     rows: list[dict[str, Any]] = []
     for dtype in ("fp16", "bf16"):
         rows.append({"kernel": "compress", "dtype": dtype, "n": 4096, "k": 4096, "status": "ok", "latency_ms": summarize(runs(0.012, spread)).to_dict()})
+        mask = {"kernel": "mask_rows", "dtype": dtype, "n": 4096, "k": 4096, "status": "ok"}
+        kernel_ms, torch_ms = summarize(runs(0.05, spread)), summarize(runs(0.80, spread))
+        result = verdict(torch_ms, kernel_ms)
+        rows.append({**mask, "latency_ms": kernel_ms.to_dict(), "torch_latency_ms": torch_ms.to_dict(), "speedup": result.ratio, "verdict": result.label, "noise": result.noise})
         for m in kernel_summary.M_VALUES:
             for kernel in ("dense", *kernel_summary.GEMM_KERNELS):
                 row = {"kernel": kernel, "dtype": dtype, "m": m, "n": 4096, "k": 4096, "status": "ok", "error": 3e-4 if kernel == "dense" else 5e-4}

@@ -24,9 +24,11 @@ def test_one_line_per_kernel_and_dtype_with_the_verdict_and_the_speedups() -> No
         f"small_m fp16 (CUDA cores): correct (max error 5.0e-04 vs float64, tolerance 0.01); {SPEEDS} M=1 1.60x, M=16 1.50x, M=4096 0.20x",
         f"mma_sp fp16 (tensor cores): correct (max error 5.0e-04 vs float64, tolerance 0.01); {SPEEDS} M=1 0.80x, M=16 1.00x (noise), M=4096 1.50x",
         "compress fp16: correct (equals sparse24.kernels.reference.compress, decompress round-trips); 4096x4096 in 0.0120 ms per call",
+        "mask_rows fp16 (gradient hook): correct (equals sparse24.mask.mask_rows_); a 4096x4096 gradient in 0.0500 ms per call, speedup 16.00x over the torch ops (0.8000 ms)",
         f"small_m bf16 (CUDA cores): FAILED at M=4096 (RuntimeError: timing failed); {SPEEDS} M=1 1.60x, M=16 1.50x, M=4096 failed",
         f"mma_sp bf16 (tensor cores): WRONG at M=16 (error up to 0.31 > 0.02 vs float64); {SPEEDS} M=1 0.80x, M=16 wrong, M=4096 1.50x",
         "compress bf16: correct (equals sparse24.kernels.reference.compress, decompress round-trips); 4096x4096 in 0.0120 ms per call",
+        "mask_rows bf16 (gradient hook): correct (equals sparse24.mask.mask_rows_); a 4096x4096 gradient in 0.0500 ms per call, speedup 16.00x over the torch ops (0.8000 ms)",
     ]
 
 
@@ -59,12 +61,12 @@ def test_cli_without_the_kernels_says_why_per_kernel_and_require_fails(tmp_path,
     assert bench_main(["kernels", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     not_run = [line for line in out if line.startswith("kernel ")]
-    assert len(not_run) == 6 and all(line.endswith(f": not run: {KERNELS_REASON}") for line in not_run), out
+    assert len(not_run) == 8 and all(line.endswith(f": not run: {KERNELS_REASON}") for line in not_run), out
     saved = json.loads((tmp_path / "kernels.json").read_text())
     assert saved["suite"] == "kernels" and saved["summary"] == [line.removeprefix("kernel ") for line in not_run]
     assert saved["environment"]["command"] == f"python -m sparse24.bench kernels --out {tmp_path}"
     assert bench_main(["kernels", "--out", str(tmp_path), "--require"]) == 1
-    assert "6 kernel check(s) did not pass or did not run" in capsys.readouterr().err
+    assert "8 kernel check(s) did not pass or did not run" in capsys.readouterr().err
 
 
 def test_cli_prints_the_lines_exits_1_on_a_wrong_kernel_and_keeps_what_a_cut_off_run_measured(tmp_path, capsys, monkeypatch) -> None:
@@ -82,13 +84,13 @@ def test_cli_prints_the_lines_exits_1_on_a_wrong_kernel_and_keeps_what_a_cut_off
     assert re.search(r"2 kernel check\(s\) did not pass: mma_sp bf16 M=16 wrong; small_m bf16 M=4096 failed$", captured.err.strip()), captured.err
 
     def cut_off(**kwargs):
-        kwargs["on_progress"]({**synthetic, "rows": synthetic["rows"][:4]})  # fp16 compress and M=1 done
+        kwargs["on_progress"]({**synthetic, "rows": synthetic["rows"][:5]})  # fp16 compress, mask_rows and M=1 done
         raise KeyboardInterrupt
 
     monkeypatch.setattr(kernel_summary, "measure", cut_off)
     assert bench_main(["kernels", "--out", str(tmp_path)]) == 130
     saved = json.loads((tmp_path / "kernels.json").read_text())
-    assert len(saved["rows"]) == 4 and [line.split(":")[0] for line in saved["summary"]] == ["small_m fp16 (CUDA cores)", "mma_sp fp16 (tensor cores)", "compress fp16"]
+    assert len(saved["rows"]) == 5 and [line.split(":")[0] for line in saved["summary"]] == ["small_m fp16 (CUDA cores)", "mma_sp fp16 (tensor cores)", "compress fp16", "mask_rows fp16 (gradient hook)"]
 
 
 def test_unknown_dtype_is_bad_input(tmp_path, capsys) -> None:
@@ -101,18 +103,20 @@ def test_unknown_dtype_is_bad_input(tmp_path, capsys) -> None:
 def test_every_kernel_is_correct_and_timed_on_this_gpu() -> None:
     results = kernel_summary.measure(reps=3, runs=2, warmup=1)
     rows = results["rows"]
-    assert sorted((r["kernel"], r["dtype"], r.get("m")) for r in rows if r["kernel"] != "compress") == sorted(
+    assert sorted((r["kernel"], r["dtype"], r.get("m")) for r in rows if r["kernel"] not in ("compress", "mask_rows")) == sorted(
         (kernel, dtype, m) for kernel in ("dense", "small_m", "mma_sp") for dtype in ("fp16", "bf16") for m in kernel_summary.M_VALUES
     )
     for row in rows:
         assert row["status"] == "ok", row
         assert row["latency_ms"]["n"] == 6 and row["latency_ms"]["median"] > 0, row
-        if row["kernel"] != "compress":
+        if row["kernel"] == "mask_rows":
+            assert row["torch_latency_ms"]["n"] == 6 and row["speedup"] > 0 and row["verdict"] in ("faster", "slower", "noise"), row
+        elif row["kernel"] != "compress":
             assert 0 < row["error"] <= results["settings"]["tolerance"][row["dtype"]], row  # fp16/bf16 against float64: never exactly 0
         if row["kernel"] in kernel_summary.GEMM_KERNELS:
             assert row["speedup"] > 0 and row["verdict"] in ("faster", "slower", "noise"), row
     lines = summary_lines(results)
-    assert len(lines) == 6 and all(": correct (" in line for line in lines), lines
+    assert len(lines) == 8 and all(": correct (" in line for line in lines), lines
     assert problems(results, require=True) == [] and results["progress"]["done"] == results["progress"]["total"] == 6
 
 
