@@ -140,6 +140,15 @@ def _candidates(
     for name, param in model.named_parameters(remove_duplicate=False):
         users[id(param)].append(name)
     embeddings = _embedding_names(model)
+    names = [owner.name for owners in by_param.values() for owner in owners]
+    for what, patterns in (("include", include), ("exclude", exclude)):
+        for pattern in patterns:  # a typo must not prune what the user meant to keep dense (or keep all dense)
+            if not any(_match(name, (pattern,)) for name in names):
+                shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+                raise Sparse24Error(
+                    f"{what} pattern {pattern!r} matches no GEMM weight of {type(model).__name__} (by module or weight name; "
+                    f"they are {shown or 'none'}); nothing was changed"
+                )
 
     found = []
     for key, owners in by_param.items():
@@ -424,7 +433,7 @@ def sparsify(
     Weights on the meta device (``init_empty_weights``, offloaded by a ``device_map``) are an
     error before anything changes. Layers are skipped, with the reason in the report, when their reduction size is not a
     multiple of 4, they are depthwise, excluded by ``exclude`` or not matched by
-    ``include`` (module-name globs), frozen (unless ``include_frozen``), smaller than
+    ``include`` (module-name globs; a pattern that matches no GEMM weight is an error), frozen (unless ``include_frozen``), smaller than
     ``min_params``, or -- with ``policy="tensorrt"`` -- when the reduction size is not a
     multiple of 16 or the output size not a multiple of 8.
 

@@ -298,7 +298,7 @@ def test_existing_out_is_replaced_only_on_success(capsys, tmp_path, bert_dir):
     out.mkdir()
     (out / "config.json").write_text("{}")
     (out / "marker").write_text("old")
-    code, _, err = run(capsys, "prune", f"hf:{bert_dir}", "--include", "no_such_layer*", "--out", str(out))
+    code, _, err = run(capsys, "prune", f"hf:{bert_dir}", "--min-params", "1000000000", "--out", str(out))  # no layer qualifies
     assert code == 2
     assert_one_line_error(err, "nothing was written", loaded=True)
     assert (out / "marker").read_text() == "old" and leftovers(tmp_path) == []

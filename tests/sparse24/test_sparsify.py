@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import re
 import signal
 from collections import OrderedDict
 
@@ -73,6 +74,15 @@ def test_include_exclude_and_min_params(options, sparse, reasons):
     for name, words in reasons.items():
         assert words in layers[name].reason
     assert {w.name for w, _ in sparse24.masked_weights(model)} == sparse
+
+
+@pytest.mark.parametrize("options, pattern", [({"include": ["encoder.*", "haed"]}, "include pattern 'haed'"), ({"exclude": "haed*"}, "exclude pattern 'haed*'")])
+def test_a_pattern_that_matches_no_gemm_weight_is_an_error(options, pattern, snapshot):
+    model = _encoder()
+    before = snapshot(model)
+    with pytest.raises(sparse24.Sparse24Error, match=re.escape(pattern) + r" matches no GEMM weight of Sequential \(by module or weight name; they are encoder.0.weight, encoder.1.weight, head.weight\); nothing was changed"):
+        sparse24.sparsify(model, **options)
+    before.assert_unchanged(model)
 
 
 def test_frozen_weights_are_skipped_unless_included():
