@@ -1604,6 +1604,11 @@ def permute(
     if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
         raise ValueError(f"example_inputs must be a tuple of positional inputs, e.g. (x,), got {type(example_inputs).__name__}")
     include_patterns, exclude_patterns = _patterns(include, "include"), _patterns(exclude, "exclude")
+    names = [name for name, _ in model.named_modules() if name] + [name for name, _ in model.named_parameters()]
+    for what, patterns in (("include", include_patterns), ("exclude", exclude_patterns)):
+        unmatched = [pattern for pattern in patterns if not _matching(names, (pattern,))]
+        if unmatched:
+            raise Sparse24Error(f"{what} pattern {unmatched[0]!r} matches no layer or tensor of {type(model).__name__}; nothing was changed")
     masks = [name for name, _ in model.named_buffers() if name.endswith(MASK_SUFFIX)]
     if masks:
         raise Sparse24Error(

@@ -551,6 +551,11 @@ def test_include_exclude_and_tied_weights() -> None:
     assert any("excluded by '4'" in s.reason for s in report.skipped)
     report = permute(copy.deepcopy(model), include=["2.weight"])
     assert len(report.groups) == 2  # layer 2 is in both groups
+    for option in ({"include": ["2.weight", "2.wieght"]}, {"exclude": "9"}):  # a typo is an error, not a silent skip
+        unchanged = copy.deepcopy(model)
+        with pytest.raises(sparse24.Sparse24Error, match=r"(include pattern '2.wieght'|exclude pattern '9') matches no layer or tensor of Sequential; nothing was changed"):
+            permute(unchanged, **option)
+        assert all(torch.equal(a, b) for a, b in zip(unchanged.state_dict().values(), model.state_dict().values()))
 
     class Wrapper(nn.Module):
         def __init__(self, net: nn.Module) -> None:
