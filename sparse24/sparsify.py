@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from . import criteria, dist, interrupts
-from .axes import GemmWeight, gemm_weights
+from .axes import GemmWeight, gemm_axes, gemm_weights
 from .calibrate import find_blocks
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
@@ -122,6 +122,30 @@ def _embedding_note(model: nn.Module) -> str | None:
         tied = f" (tied to {', '.join(names[1:])})" if names[1:] else ""
         items.append(f"{names[0]} {'x'.join(map(str, param.shape))}{tied}")
     return f"embedding tables stay dense (a lookup, not a GEMM, so no 2:4 kernel applies): {'; '.join(items)}"
+
+
+def _computed_note(model: nn.Module) -> str | None:
+    """The report's line on GEMM layers whose weight is not a parameter (a parametrization computes it, or it is a
+    buffer): sparsify cannot mask those and leaves them dense, and says so rather than leave them out."""
+    from torch.nn.utils import parametrize
+
+    found = []
+    for module_name, module in model.named_modules():
+        for param_name in gemm_axes(module):
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            if parametrize.is_parametrized(module, param_name):
+                kinds = ", ".join(type(p).__name__ for p in module.parametrizations[param_name])
+                found.append(f"{name} (computed by a parametrization: {kinds})")
+            elif isinstance(module._buffers.get(param_name), Tensor):
+                found.append(f"{name} (a buffer)")
+            elif param_name not in module._parameters and isinstance(getattr(module, param_name, None), Tensor):
+                found.append(f"{name} (a plain tensor attribute, e.g. the deprecated torch.nn.utils.weight_norm)")
+    if not found:
+        return None
+    return (
+        f"left dense, their weights are not parameters: {'; '.join(found)}; remove the parametrization "
+        "(torch.nn.utils.parametrize.remove_parametrizations) or make the weight a parameter to prune them"
+    )
 
 
 def _candidates(
@@ -481,7 +505,7 @@ def sparsify(
         )
     if sequential not in (None, False) and not hasattr(criterion, "KIND") and method != "taylor":
         raise ValueError(f"sequential calibration applies to the data-aware methods (wanda, sparsegpt, taylor), not {method!r}")
-    notes: list[str] = list(filter(None, [_embedding_note(model)]))
+    notes: list[str] = list(filter(None, [_embedding_note(model), _computed_note(model)]))
     kept: dict[int, float] = {}
     if chosen:
         snapshot = None
