@@ -88,15 +88,17 @@ def test_a_pattern_that_matches_no_gemm_weight_is_an_error(options, pattern, sna
 def test_gemm_layers_whose_weight_is_not_a_parameter_are_named_in_the_report():
     from torch.nn.utils import parametrizations
 
-    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16), nn.Linear(16, 8))
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16), nn.Linear(16, 8), nn.Linear(8, 8))
     parametrizations.weight_norm(model[0])
     weight = model[3].weight.detach().clone()
     del model[3].weight
     model[3].register_buffer("weight", weight)
+    with pytest.warns(FutureWarning):
+        torch.nn.utils.weight_norm(model[4])  # the deprecated hook-based one: weight is a plain attribute
     report = sparse24.sparsify(model)
     assert [layer.name for layer in report.sparse_layers] == ["2.weight"]
     note = next(n for n in report.notes if n.startswith("left dense"))  # they used to be left out of the report without a word
-    assert "0.weight (computed by a parametrization: _WeightNorm); 3.weight (a buffer)" in note
+    assert "0.weight (computed by a parametrization: _WeightNorm); 3.weight (a buffer); 4.weight (a plain tensor attribute" in note
     assert "remove_parametrizations" in note and "note: left dense" in str(report)
 
 
