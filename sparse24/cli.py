@@ -174,6 +174,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 _TORCH_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "bool")
+_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "long": "int64", "int": "int32"}  # as --dtype and amp spell them
 
 
 def _input_ranges(specs: Sequence[str] | None) -> dict[str | int, tuple[int, int]]:
@@ -211,9 +212,10 @@ def _example_inputs(args: argparse.Namespace) -> tuple[tuple, dict[str | int, tu
     for position, spec in enumerate(args.input_shape):
         parts, dtype = spec.split(":"), "float32"
         if len(parts) in (2, 4):
-            dtype = parts.pop(0)
+            dtype = parts.pop(0).lower()
+            dtype = _DTYPE_ALIASES.get(dtype, dtype)
             if dtype not in _TORCH_DTYPES:
-                raise Sparse24Error(f"--input-shape {spec}: dtype must be one of {', '.join(_TORCH_DTYPES)}")
+                raise Sparse24Error(f"--input-shape {spec}: dtype must be one of {', '.join(_TORCH_DTYPES)} (or fp32, fp16, bf16)")
         try:
             if len(parts) not in (1, 3):
                 raise ValueError
@@ -406,7 +408,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--hf-class", help=_HF_CLASS_HELP)
     export.add_argument("--weights", help="weights to load first (a sparse24 .safetensors or from_pretrained directory brings its masks)")
     export.add_argument("--out", required=True, help="output .onnx, written only after every check passed")
-    export.add_argument("--input-shape", action="append", metavar="[DTYPE:]SHAPE[:LOW:HIGH]", help="example input, e.g. 1x3x224x224 or int64:1x128:0:30522 (token ids in [0, 30522)) (repeatable, in forward's order)")
+    export.add_argument("--input-shape", action="append", metavar="[DTYPE:]SHAPE[:LOW:HIGH]", help="example input, e.g. 1x3x224x224, bf16:1x3x224x224 or int64:1x128:0:30522 (token ids in [0, 30522)) (repeatable, in forward's order)")
     export.add_argument("--example", help="module:name of example inputs (a tensor, a tuple, or a callable returning one)")
     export.add_argument("--input-range", action="append", metavar="NAME=LOW:HIGH", help="values of an integer input for the parity check, HIGH exclusive, e.g. input_ids=0:30522 (NAME: forward argument or position; default: the embedding size it indexes)")
     export.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"), help="weights and types of the ONNX (fp16 for TensorRT 11 fp16 engines)")

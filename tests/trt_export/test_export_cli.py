@@ -113,6 +113,17 @@ def test_export_errors_are_one_line(capsys, tmp_path, sparse_file) -> None:
     assert code == 2
     one_line_error(err, "output directory does not exist")
     assert list(tmp_path.iterdir()) == []
+    code, _, err = run(capsys, "export", MODEL, "--input-shape", "fp8:1x1x8x8", "--out", out)
+    assert code == 2
+    one_line_error(err, "--input-shape fp8:1x1x8x8: dtype must be one of float32, float16, bfloat16, int64, int32, bool (or fp32, fp16, bf16)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_input_shape_takes_the_short_dtype_names(capsys, tmp_path, sparse_file) -> None:
+    out = tmp_path / "m.onnx"
+    code, printed, err = run(capsys, "export", MODEL, "--weights", str(sparse_file), "--input-shape", "bf16:1x1x8x8", "--out", str(out))
+    assert code == 0, err  # a bf16 example: the fp32 reference runs it as fp32, the graph's input is float32
+    assert out.is_file() and "float32" in printed
 
 
 def test_inspect_and_build_missing_file_exit_2_through_the_real_command(tmp_path) -> None:
