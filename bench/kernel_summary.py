@@ -232,21 +232,28 @@ def _gemm_line(kernel: str, dtype: str, rows: list[dict[str, Any]], results: dic
     return f"{label}: {state}; vs dense F.linear at N={shape['n']} K={shape['k']}: {speeds}"
 
 
-def _compress_line(row: dict[str, Any]) -> str:
-    label = f"compress {row['dtype']}"
+def _not_ok_line(label: str, row: dict[str, Any]) -> str | None:
+    """The line of a one-row kernel that did not pass (not run, wrong, failed); None when it did."""
     if row["status"] == "not run":
         return f"{label}: not run: {row['message']}"
     if row["status"] != "ok":
         return f"{label}: {row['status'].upper()} ({row.get('message', '')})"
+    return None
+
+
+def _compress_line(row: dict[str, Any]) -> str:
+    label = f"compress {row['dtype']}"
+    not_ok = _not_ok_line(label, row)
+    if not_ok is not None:
+        return not_ok
     return f"{label}: correct (equals sparse24.kernels.reference.compress, decompress round-trips); {row['n']}x{row['k']} in {row['latency_ms']['median']:.4f} ms per call"
 
 
 def _mask_line(row: dict[str, Any]) -> str:
     label = f"mask_rows {row['dtype']} (gradient hook)"
-    if row["status"] == "not run":
-        return f"{label}: not run: {row['message']}"
-    if row["status"] != "ok":
-        return f"{label}: {row['status'].upper()} ({row.get('message', '')})"
+    not_ok = _not_ok_line(label, row)
+    if not_ok is not None:
+        return not_ok
     speed = f"{row['speedup']:.2f}x" + (" (noise)" if row["verdict"] == "noise" else "")
     return (
         f"{label}: correct (equals sparse24.mask.mask_rows_); a {row['n']}x{row['k']} gradient in {row['latency_ms']['median']:.4f} ms per call, "
