@@ -237,34 +237,33 @@ class _Lookup:
             tensor.view(-1, 8).mul_(self.table.index_select(0, self.flat.int()))
 
 
-_cpu_kernels: dict[str, tuple[Callable[..., int], Mapping[torch.dtype, int]] | None] = {}
+_kernels_found: dict[tuple, Any] = {}  # (kind, device, dtype, SPARSE24_DISABLE_KERNELS) -> what the step uses, None included
+
+
+def _found(key: tuple, find: Callable[[], Any], what: str) -> Any:
+    """``find()``'s result for ``key``, worked out once: a kernel that cannot be built is not tried again (the reason logged once)."""
+    from .kernels import ENV_DISABLE, KernelUnavailable
+
+    key = (*key, os.environ.get(ENV_DISABLE, ""))
+    if key not in _kernels_found:
+        try:
+            _kernels_found[key] = find()
+        except KernelUnavailable as error:
+            logger.info("the %s mask kernel is not available (%s); gradients are masked with torch ops", what, error)
+            _kernels_found[key] = None
+    return _kernels_found[key]
 
 
 def _cpu_kernel() -> tuple[Callable[..., int], Mapping[torch.dtype, int]] | None:
-    """The CPU mask kernel and its dtype codes (:mod:`sparse24.kernels.ops`), or None (logged once) where it cannot be built.
+    """The CPU mask kernel and its dtype codes (:mod:`sparse24.kernels.ops`), or None where it cannot be built."""
+    from .kernels import ops
 
-    Looked up again when ``SPARSE24_DISABLE_KERNELS`` changes.
-    """
-    from .kernels import ENV_DISABLE, KernelUnavailable, ops
-
-    switch = os.environ.get(ENV_DISABLE, "")
-    if switch in _cpu_kernels:
-        return _cpu_kernels[switch]
-    try:
-        found = (ops.host_mask_rows(), ops.HOST_DTYPES)
-    except KernelUnavailable as error:
-        logger.info("the CPU mask kernel is not available (%s); gradients are masked with torch ops", error)
-        found = None
-    _cpu_kernels[switch] = found
-    return found
-
-
-_unavailable_logged: set[str] = set()
+    return _found(("host",), lambda: (ops.host_mask_rows(), ops.HOST_DTYPES), "CPU")
 
 
 def _device_kernel(device: torch.device, dtype: torch.dtype) -> Callable[[Tensor, Tensor], Tensor] | None:
     """:func:`sparse24.kernels.ops.mask_rows_` where the custom kernels run on ``device`` (a GPU, or the CPU
-    inside their emulation) and its kernel for ``dtype`` compiles; else None (the reason logged once)."""
+    inside their emulation) and its kernel for ``dtype`` compiles; else None."""
     if device.type == "cpu":
         from .kernels.emulate import emulation_requested
 
@@ -274,26 +273,24 @@ def _device_kernel(device: torch.device, dtype: torch.dtype) -> Callable[[Tensor
 
     if dtype not in ops.HOST_DTYPES:
         return None
-    reason = kernels_unavailable(device)
-    if reason is None:
-        try:
-            ops.mask_rows_kernel(dtype, device)  # compiled now, not at the first launch inside a backward
-            return ops.mask_rows_
-        except KernelUnavailable as error:
-            reason = str(error)
-    if reason not in _unavailable_logged:
-        _unavailable_logged.add(reason)
-        logger.info("the GPU mask kernel is not available (%s); gradients are masked with torch ops", reason)
-    return None
+
+    def find() -> Callable[[Tensor, Tensor], Tensor]:
+        reason = kernels_unavailable(device)
+        if reason is not None:
+            raise KernelUnavailable(reason)
+        ops.mask_rows_kernel(dtype, device)  # compiled now, not at the first launch inside a backward
+        return ops.mask_rows_
+
+    return _found(("device", str(device), dtype), find, "GPU")
 
 
 class _GradMask:
     """Gradient hook (after accumulation): multiply the weight's gradient by the owner module's current mask.
 
     The mask buffer is looked up at call time, so ``model.to(device)`` and ``load_state_dict``
-    (which replace or refill buffers) are followed; it is expanded into the gradient's dtype
-    for the multiply only. For a small mask, what the lookup needs (a view of the buffer, the bit
-    table) is kept between calls while the buffer and the weight stay the same objects.
+    (which replace or refill buffers) are followed. The usual step (:class:`_Lookup`: a kernel
+    call, or one table lookup) is worked out at the first call and kept while the buffer and the
+    gradient's dtype, shape and layout stay the same; it holds no expanded mask.
     """
 
     def __init__(self, module: nn.Module, param_name: str) -> None:
@@ -348,7 +345,7 @@ class _GradMask:
         packed = module._buffers.get(self._buffer)
         lookup = self._lookup
         if lookup is not None and lookup.holds(packed, grad):
-            lookup.mul_(grad)  # the usual step: everything checked above, one lookup and the multiply
+            lookup.mul_(grad)  # the usual step, everything it needs checked by holds()
             return
         if packed is None or _is_dtensor(packed) or _is_dtensor(grad):
             return  # sharded: mask_sharded_grads masks the reduced shard instead
@@ -577,9 +574,6 @@ def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
     return [name for *_, name in planned]
 
 
-_FLOAT16_TINY = torch.finfo(torch.float16).smallest_normal * 2.0**-10  # float16's smallest subnormal, 2**-24
-
-
 def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """Raise :class:`Sparse24Error` when ``optimizer`` would turn pruned weights into NaN.
 
@@ -592,8 +586,8 @@ def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """
     for group in optimizer.param_groups:
         eps = group.get("eps")
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0 or eps > _FLOAT16_TINY / 2:
-            continue
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0 or float(torch.tensor(eps, dtype=torch.float16)) != 0:
+            continue  # eps survives float16 rounding (or is no eps at all)
         for param in group["params"]:
             if param.dtype == torch.float16 and getattr(param, _RECORD, None) is not None:
                 raise Sparse24Error(

@@ -466,6 +466,31 @@ def test_the_gpu_gradient_hook_launches_one_kernel_per_layer_and_matches_torch_o
         assert torch.equal(grad, with_torch[name]), name
 
 
+def test_a_mask_kernel_that_cannot_be_built_is_tried_once(monkeypatch) -> None:
+    """A layer whose step falls back to torch ops works its step out again at every backward; a kernel that
+    failed to build (an NVRTC error on a GPU) must not be compiled again each time."""
+    from sparse24 import enforce
+    from sparse24.kernels import KernelUnavailable, emulate, ops
+
+    if emulate.unavailable():
+        pytest.skip(f"the kernel emulation cannot run here: {emulate.unavailable()}")
+    tries = []
+
+    def failing(dtype, device):
+        tries.append(dtype)
+        raise KernelUnavailable("NVRTC could not compile mask_rows.cu (simulated)")
+
+    monkeypatch.setattr(enforce, "_kernels_found", {})
+    monkeypatch.setattr(ops, "mask_rows_kernel", failing)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(128, 16))
+    sparse24.sparsify(model, policy="any", progress=False)
+    data = [(torch.randn(8, 4, 6, 6), torch.randn(8, 16)) for _ in range(3)]
+    with emulate.emulated():
+        _hook_grads(model, data)  # pruned gradients are still zero: torch ops
+    assert tries == [torch.float32], tries
+
+
 def test_check_optimizer_refuses_an_eps_that_float16_rounds_to_zero() -> None:
     from sparse24.enforce import check_optimizer
 
