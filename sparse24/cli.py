@@ -174,7 +174,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 _TORCH_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "bool")
-_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "long": "int64", "int": "int32"}  # as --dtype and amp spell them
+_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # as --dtype and amp spell them
 
 
 def _input_ranges(specs: Sequence[str] | None) -> dict[str | int, tuple[int, int]]:
