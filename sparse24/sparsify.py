@@ -148,6 +148,30 @@ def _computed_note(model: nn.Module) -> str | None:
     )
 
 
+def _experts_note(model: nn.Module) -> str | None:
+    """The report's line on fused mixture-of-experts weights (transformers' ``*Experts`` modules: one stacked
+    ``[experts, ...]`` parameter per projection, used a slice per expert), which sparsify leaves dense: they are
+    often most of the model, so the report says so rather than count only the layers it knows."""
+    found = [
+        (f"{module_name}.{name}" if module_name else name, param)
+        for module_name, module in model.named_modules()
+        if isinstance(getattr(module, "num_experts", None), int) and not gemm_axes(module)
+        for name, param in module.named_parameters(recurse=False)
+        if param.dim() == 3 and param.shape[0] == module.num_experts
+    ]
+    if not found:
+        return None
+    held = sum(param.numel() for _, param in found)
+    total = sum(param.numel() for param in model.parameters())
+    listed = "; ".join(f"{name} {'x'.join(map(str, param.shape))}" for name, param in found[:4])
+    more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
+    return (
+        f"left dense: {len(found)} fused mixture-of-experts weight(s), {held:,} of {total:,} model parameters "
+        f"({held / total:.1%}), stacked [experts, ...] tensors that sparse24 does not prune (it prunes nn.Linear, "
+        f"convolutions, transformers Conv1D and MultiheadAttention weights): {listed}{more}"
+    )
+
+
 def _candidates(
     model: nn.Module,
     include: tuple[str, ...],
@@ -505,7 +529,10 @@ def sparsify(
         )
     if sequential not in (None, False) and not hasattr(criterion, "KIND") and method != "taylor":
         raise ValueError(f"sequential calibration applies to the data-aware methods (wanda, sparsegpt, taylor), not {method!r}")
-    notes: list[str] = list(filter(None, [_embedding_note(model), _computed_note(model)]))
+    experts = _experts_note(model)
+    if experts:
+        logger.warning("sparsify: %s", experts)
+    notes: list[str] = list(filter(None, [_embedding_note(model), _computed_note(model), experts]))
     kept: dict[int, float] = {}
     if chosen:
         snapshot = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import logging
 import re
 import signal
 from collections import OrderedDict
@@ -100,6 +101,44 @@ def test_gemm_layers_whose_weight_is_not_a_parameter_are_named_in_the_report():
     note = next(n for n in report.notes if n.startswith("left dense"))  # they used to be left out of the report without a word
     assert "0.weight (computed by a parametrization: _WeightNorm); 3.weight (a buffer); 4.weight (a plain tensor attribute" in note
     assert "remove_parametrizations" in note and "note: left dense" in str(report)
+
+
+def test_fused_moe_experts_are_named_in_the_report(caplog):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+    )
+    model = transformers.MixtralForCausalLM(config)
+    with caplog.at_level(logging.WARNING, logger="sparse24"):
+        report = sparse24.sparsify(model)
+    experts = [n for n, _ in model.named_parameters() if ".experts." in n]
+    assert len(experts) == 4  # gate_up_proj [4, 128, 32] and down_proj [4, 32, 64] per layer, used a slice per expert
+    held = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
+    note = next(n for n in report.notes if "mixture-of-experts" in n)  # 80% of the model, once left dense without a word
+    assert note.startswith(f"left dense: 4 fused mixture-of-experts weight(s), {held:,} of {report.total_params:,} model parameters")
+    assert "model.layers.0.mlp.experts.gate_up_proj 4x128x32; model.layers.0.mlp.experts.down_proj 4x32x64" in note
+    assert "mixture-of-experts" in caplog.text
+    assert not any(".experts." in layer.name for layer in report.layers)
+
+
+def test_only_stacked_expert_weights_are_named():
+    class Experts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_experts = 3
+            self.up = nn.Parameter(torch.randn(3, 16, 8))
+            self.scale = nn.Parameter(torch.ones(3, 16))  # not a stacked matrix
+            self.pos = nn.Parameter(torch.zeros(1, 4, 8))  # 3-D, but not one slice per expert
+
+    gate = nn.Conv1d(4, 3, 2)  # weight [3, 4, 2]: 3-D, one slice per output
+    gate.num_experts = 3  # a GEMM layer that knows the expert count is still pruned as itself
+    model = nn.Sequential(nn.Linear(8, 8), Experts(), gate)
+    report = sparse24.sparsify(model, policy="any")
+    (note,) = [n for n in report.notes if "mixture-of-experts" in n]
+    assert "left dense: 1 fused mixture-of-experts weight(s), 384 of" in note and note.endswith(": 1.up 3x16x8")
+    assert {layer.name for layer in report.sparse_layers} == {"0.weight", "2.weight"}
+    assert not any("mixture-of-experts" in n for n in sparse24.sparsify(nn.Sequential(nn.Linear(8, 8))).notes)
 
 
 def test_frozen_weights_are_skipped_unless_included():
