@@ -258,13 +258,31 @@ def _first_tensor(output: Any) -> Tensor:
     raise Sparse24Error(f"a block returned {type(output).__name__}; sequential calibration needs a tensor (or a tuple starting with one)")
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether two block inputs are the same value: tensors equal in shape, dtype and elements, containers item by item."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose == is not a truth value: not known to be the same
+        return False
+
+
 class Sequential:
     """Block-by-block calibration: inputs of one block at a time, from the already pruned blocks before it.
 
     For each block, :meth:`gather` returns its weights' statistics from its own stored inputs,
     the caller prunes it, then :meth:`advance` computes its outputs as the next block's inputs.
-    A block's stored input is re-captured from the model (previous blocks pruned) when its
-    inputs are not simply the previous block's output (checked once on the first batch).
+    A block's stored input is re-captured from the model (previous blocks pruned) unless its
+    first input is the previous block's output and its other inputs are the previous block's
+    (checked once, on the first batch: T5's later blocks take the position bias block 0
+    computes, Swin's stages their own sizes).
 
     On an FSDP2-sharded model every rank runs the same number of passes and replays (the
     most batches any rank holds; the extra ones count for nothing), a block that is not an
@@ -371,18 +389,19 @@ class Sequential:
         return args, kwargs
 
     def _chained(self) -> list[bool]:
-        """Per block after the first: are its inputs the previous block's output? (first batch, dense)"""
-        seen_in: dict[int, Tensor] = {}
+        """Per block after the first: are its inputs the previous block's output, with the previous block's other
+        inputs (an attention mask, position embeddings; not Swin's per-stage sizes)? (first batch, dense)"""
+        seen_in: dict[int, tuple[tuple, dict]] = {}
         seen_out: dict[int, Tensor] = {}
-        def before(index: int, args: tuple) -> None:
-            seen_in.setdefault(index, args[0] if args else None)
+        def before(index: int, args: tuple, kwargs: dict) -> None:
+            seen_in.setdefault(index, self._replayable(args, kwargs))
 
         def after(index: int, output: Any) -> None:
             seen_out.setdefault(index, _first_tensor(output))
 
         handles = []
         for index, (_, block) in enumerate(self.blocks):
-            handles.append(block.register_forward_pre_hook(lambda m, args, i=index: before(i, args)))
+            handles.append(block.register_forward_pre_hook(lambda m, args, kwargs, i=index: before(i, args, kwargs), with_kwargs=True))
             handles.append(block.register_forward_hook(lambda m, args, out, i=index: after(i, out)))
         try:
             with torch.no_grad(), _eval(self.model), self._pass("first batch"):
@@ -393,8 +412,11 @@ class Sequential:
         missing = [name for i, (name, _) in enumerate(self.blocks) if i not in seen_in]
         chained = [False]
         for i in range(1, len(self.blocks)):
-            previous, current = seen_out.get(i - 1), seen_in.get(i)
-            chained.append(isinstance(current, Tensor) and previous is not None and previous.shape == current.shape and torch.equal(previous, current))
+            previous, current = seen_in.get(i - 1), seen_in.get(i)
+            chained.append(
+                current is not None and previous is not None and len(current[0]) == len(previous[0]) >= 1
+                and _same(current[0][0], seen_out.get(i - 1)) and _same(current[0][1:], previous[0][1:]) and _same(current[1], previous[1])
+            )
         if self.sharded and dist.world_size() > 1:  # every rank the same plan: missing on any, chained on all
             import torch.distributed as torch_dist
 

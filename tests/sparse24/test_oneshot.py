@@ -224,6 +224,32 @@ class Blocks(nn.Module):
         return self.head(x)
 
 
+class Scaled(nn.Module):
+    """An MLP block called with a second input, as Swin's stages take their own ``input_dimensions``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(32, 64), nn.Linear(64, 32)
+
+    def forward(self, x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+        return x + self.down(torch.nn.functional.gelu(self.up(x * scale)))
+
+
+class ScaledBlocks(nn.Module):
+    """Blocks whose second input differs from block to block: the next block's inputs are not the last one's."""
+
+    def __init__(self, tensor: bool) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Scaled() for _ in range(3))
+        self.head = nn.Linear(32, 16)
+        self.scales = [torch.rand(32) * 4 for _ in range(3)] if tensor else [0.5, 2.0, 8.0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block, scale in zip(self.blocks, self.scales):
+            x = block(x, scale)  # the block's output is the next block's first input
+        return self.head(x)
+
+
 def manual_sequential(model: Blocks, method: str, data: list) -> dict[str, torch.Tensor]:
     """What sequential calibration must equal: each block decided on the model with the blocks before it pruned."""
     model = copy.deepcopy(model)
@@ -241,6 +267,19 @@ def test_sequential_equals_pruning_block_after_block(method: str, between: bool)
     data = skewed_linear_data(features=32)
     expected = manual_sequential(model, method, data)
     sparse24.sparsify(model, method, data=data, sequential=True, progress=False)
+    actual = model.state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(actual[key].float(), value.float(), atol=1e-5), key
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+@pytest.mark.parametrize("tensor", [False, True], ids=["float", "tensor"])
+def test_sequential_block_with_its_own_second_input(method: str, tensor: bool) -> None:
+    torch.manual_seed(0)
+    model = ScaledBlocks(tensor)
+    data = skewed_linear_data(features=32)
+    expected = manual_sequential(model, method, data)
+    sparse24.sparsify(model, method, data=data, sequential=True, progress=False)  # once replayed block 0's scale for block 1
     actual = model.state_dict()
     for key, value in expected.items():
         assert torch.allclose(actual[key].float(), value.float(), atol=1e-5), key
@@ -326,6 +365,33 @@ def test_transformers_causal_lms_block_by_block_with_their_default_cache(archite
     report = sparse24.sparsify(model, method, data=data, sequential=True, exclude="lm_head", progress=False)
     sparse24.verify(model)
     assert len(report.sparse_layers) == (14 if architecture == "llama" else 8)
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def _t5_and_swin(architecture: str) -> tuple[nn.Module, list, str, list[str]]:
+    import transformers
+
+    if architecture == "t5":  # block 0 computes the relative position bias that later blocks take as an input
+        config = transformers.T5Config(vocab_size=96, d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4)
+        data = [{"input_ids": torch.randint(0, 96, (2, 12)), "decoder_input_ids": torch.randint(0, 96, (2, 5))} for _ in range(3)]
+        return transformers.T5ForConditionalGeneration(config), data, "encoder.block", ["decoder.*", "lm_head"]
+    config = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=32, depths=[1, 1], num_heads=[2, 4], window_size=4, num_labels=10)
+    data = [{"pixel_values": torch.randn(2, 3, 32, 32)} for _ in range(3)]  # each stage takes its own input_dimensions
+    return transformers.SwinForImageClassification(config), data, "swin.encoder.layers", ["classifier"]
+
+
+@pytest.mark.parametrize("architecture", ["t5", "swin"])
+def test_blocks_whose_other_inputs_differ_are_recaptured(architecture: str) -> None:
+    torch.manual_seed(0)
+    model, data, layers, exclude = _t5_and_swin(architecture)
+    model.eval()
+    assert [name for name, _ in find_blocks(model, True)] == [f"{layers}.0", f"{layers}.1"]
+    expected = copy.deepcopy(model)
+    for index in range(2):
+        sparse24.sparsify(expected, "sparsegpt", data=data, include=f"{layers}.{index}.*", policy="any", progress=False)
+    # replaying block 0's other inputs for block 1 was a shape error in Swin and a silently wrong bias in T5
+    sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude=exclude, policy="any", progress=False)
     for name, value in expected.state_dict().items():
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
 
