@@ -45,6 +45,11 @@ def _check_options(blocksize: int, dampening: float) -> None:
 def _inverse_factor(hessian: Tensor, dampening: float, name: str) -> Tensor:
     """Upper Cholesky factor of ``(H + damp I)^-1``, raising the dampening until it exists."""
     mean = float(hessian.diagonal().mean())
+    if 0 < mean < torch.finfo(torch.float32).tiny:  # subnormal: dampening relative to it cannot make H positive definite
+        raise Sparse24Error(
+            f"sparsegpt: {name}: the layer's inputs are too small for a float32 Hessian (mean of diag X^T X = {mean:.3g}); "
+            "check the model's weights (a random initialisation?) or exclude this layer"
+        )
     scale = dampening
     for _ in range(6):
         damped = hessian.clone()

@@ -186,6 +186,9 @@ def test_sparsegpt_raises_the_dampening_of_an_indefinite_hessian(caplog) -> None
     assert torch.isfinite(upper).all() and "needed dampening 1" in caplog.text
     with pytest.raises(Sparse24Error, match="probe: the input Hessian is not positive definite even with dampening"):
         sparsegpt._inverse_factor(torch.diag(torch.tensor([1.0, -1e9, 1.0, 1.0])), 0.01, "probe")
+    # inputs of 1e-22 (a random-init MobileViT block): X^T X is subnormal in float32, which no relative dampening mends
+    with pytest.raises(Sparse24Error, match=r"probe: the layer's inputs are too small for a float32 Hessian \(mean of diag X\^T X = 1e-40\)"):
+        sparsegpt._inverse_factor(torch.diag(torch.full((4,), 1e-40)), 0.01, "probe")
 
 
 def test_sparsegpt_on_dead_and_rank_deficient_inputs_gives_finite_weights() -> None:
