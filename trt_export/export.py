@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -287,6 +288,21 @@ def _io_rows(values: Any, onnx: Any) -> tuple[tuple[str, tuple[int | str, ...], 
     return tuple(rows)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _exporter_reason(error: BaseException) -> str:
+    """The line of a torch.onnx exporter error that names the cause, without terminal colours.
+
+    The exporter's first line is often generic ("Failed to convert the exported program to an ONNX
+    model. This is step 3/3 ..."); the cause (an op with no ONNX function, say) is the first entry
+    of its "## Exception summary", after the exception's class."""
+    lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+    if "## Exception summary" in lines[:-1]:
+        return re.sub(r"^<class '[\w.]+'>: ", "", lines[lines.index("## Exception summary") + 1])
+    return lines[0] if lines else type(error).__name__
+
+
 def export_onnx(
     model: nn.Module,
     example_inputs: Tensor | Sequence[Tensor],
@@ -375,7 +391,7 @@ def export_onnx(
             hint = ""
             if dynamic_batch and "batch" in str(error):
                 hint = " (the model's forward seems to fix the batch size; try dynamic_batch=False)"
-            raise ExportError(f"torch.onnx.export failed: {first_line(error)}{hint}") from error
+            raise ExportError(f"torch.onnx.export failed: {_exporter_reason(error)}{hint}") from error
 
         onnx = require("onnx")
         proto = onnx.load(str(staged), load_external_data=False)  # the graph; inspect_onnx reads the weights

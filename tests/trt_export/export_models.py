@@ -50,6 +50,27 @@ def token_example() -> Tensor:
     return ids
 
 
+@torch.library.custom_op("sparse24_tests::mixed", mutates_args=())
+def _mixed(x: Tensor) -> Tensor:
+    return x.flip(-1)
+
+
+@_mixed.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+class CustomOp(nn.Module):
+    """A forward through a custom op with no ONNX function, as transformers' MoE grouped_mm_fallback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _mixed(self.fc(x))
+
+
 class DataDependent(nn.Module):
     """A forward that branches on tensor values: torch.export cannot trace it."""
 

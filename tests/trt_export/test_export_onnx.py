@@ -10,6 +10,7 @@ import pytest
 import torch
 from export_models import (
     ConvNet,
+    CustomOp,
     DataDependent,
     TokenModel,
     conv_example,
@@ -173,6 +174,15 @@ def test_parity_failure_raises_and_writes_nothing(tmp_path) -> None:
 def test_exporter_failure_is_one_clear_error_and_writes_nothing(tmp_path) -> None:
     with pytest.raises(ExportError, match="torch.onnx.export failed"):
         export_onnx(DataDependent(), torch.randn(2, 8), tmp_path / "fails.onnx")
+    assert _files(tmp_path) == []
+
+
+def test_exporter_failure_names_its_cause(tmp_path) -> None:
+    with pytest.raises(ExportError) as raised:
+        export_onnx(CustomOp(), torch.randn(2, 8), tmp_path / "fails.onnx")
+    message = str(raised.value)  # the exporter's own first line is "Failed to convert ... step 3/3" in colour codes
+    assert message.startswith("torch.onnx.export failed: No ONNX function found for <OpOverload(op='sparse24_tests.mixed'")
+    assert "\x1b" not in message and "\n" not in message
     assert _files(tmp_path) == []
 
 
