@@ -456,19 +456,21 @@ def _is_gemm(module: nn.Module) -> bool:
 # ---- explicit rules for transformers blocks that torch.fx cannot trace ----------------------
 
 
-def _gated_mlp(name: str, module: nn.Module) -> _Group | str:
-    """The Llama, Mistral, Qwen2, Qwen3 and Gemma MLPs: down_proj(act_fn(gate_proj(x)) * up_proj(x))."""
-    gate, up, down = (getattr(module, attr, None) for attr in ("gate_proj", "up_proj", "down_proj"))
-    if not all(_is_linear(m) for m in (gate, up, down)):
-        return "gate_proj, up_proj and down_proj are not all nn.Linear"
-    if not _elementwise_module(module.act_fn):
-        return f"act_fn {type(module.act_fn).__name__} is not a known elementwise activation"
-    width = gate.out_features
-    if up.out_features != width or down.in_features != width:
-        return f"gate_proj/up_proj outputs ({gate.out_features}, {up.out_features}) and down_proj input ({down.in_features}) differ"
-    join = lambda attr: f"{name}.{attr}" if name else attr  # noqa: E731
-    members = _producer(join("gate_proj"), gate, width) + _producer(join("up_proj"), up, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(join("down_proj"), down, width))
+def _gated_mlp(
+    name: str, module: nn.Module, gate: str = "gate_proj", up: str = "up_proj", down: str = "down_proj", act: str = "act_fn"
+) -> _Group | str:
+    """``down(act(gate(x)) * up(x))``: the Llama, Mistral, Qwen2/3 and Gemma 1-3 MLPs (gate_proj, up_proj, down_proj,
+    act_fn) and T5's gated feed-forward (wi_0, wi_1, wo, act)."""
+    gate_layer, up_layer, down_layer = (getattr(module, attr, None) for attr in (gate, up, down))
+    if not all(_is_linear(m) for m in (gate_layer, up_layer, down_layer)):
+        return f"{gate}, {up} and {down} are not all nn.Linear"
+    if not _elementwise_module(getattr(module, act, None)):
+        return f"{act} {type(getattr(module, act, None)).__name__} is not a known elementwise activation"
+    width = gate_layer.out_features
+    if up_layer.out_features != width or down_layer.in_features != width:
+        return f"{gate}/{up} outputs ({gate_layer.out_features}, {up_layer.out_features}) and {down} input ({down_layer.in_features}) differ"
+    members = _producer(_join(name, gate), gate_layer, width) + _producer(_join(name, up), up_layer, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
 
 
 def _gpt2_mlp(name: str, module: nn.Module) -> _Group | str:
@@ -485,11 +487,11 @@ def _gpt2_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group("GPT2MLP", width, 1, _producer(join("c_fc"), fc, width) + _consumer(join("c_proj"), proj, width))
 
 
-def _bert_layer(name: str, module: nn.Module) -> _Group | str:
-    """BertLayer: output.dense(intermediate.intermediate_act_fn(intermediate.dense(x)))."""
+def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | str:
+    """BertLayer (and RoBERTa's, XLM-R's, ELECTRA's: ``family``): output.dense(intermediate.intermediate_act_fn(intermediate.dense(x)))."""
     inter, out = getattr(module, "intermediate", None), getattr(module, "output", None)
-    if _transformers_class(inter) != "BertIntermediate" or _transformers_class(out) != "BertOutput":
-        return "intermediate/output are not BertIntermediate/BertOutput"
+    if _transformers_class(inter) != f"{family}Intermediate" or _transformers_class(out) != f"{family}Output":
+        return f"intermediate/output are not {family}Intermediate/{family}Output"
     dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
     if not (_is_linear(dense_in) and _is_linear(dense_out)):
         return "intermediate.dense and output.dense are not nn.Linear"
@@ -500,7 +502,7 @@ def _bert_layer(name: str, module: nn.Module) -> _Group | str:
         return "intermediate.dense outputs and output.dense inputs differ in size"
     prefix = f"{name}." if name else ""
     members = _producer(f"{prefix}intermediate.dense", dense_in, width) + _consumer(f"{prefix}output.dense", dense_out, width)
-    return _Group("BertLayer", width, 1, members)
+    return _Group(type(module).__name__, width, 1, members)
 
 
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn") -> _Group | str:
@@ -562,7 +564,7 @@ def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
 
 
 def _bert_attention(name: str, module: nn.Module) -> _Group | str:
-    """BertAttention: self.value's rows and output.dense's input columns, within each head."""
+    """BertAttention (RoBERTa's, XLM-R's, ELECTRA's): self.value's rows and output.dense's input columns, within each head."""
     attention, output = getattr(module, "self", None), getattr(module, "output", None)
     value, dense = getattr(attention, "value", None), getattr(output, "dense", None)
     if not (_is_linear(value) and _is_linear(dense)):
@@ -572,7 +574,7 @@ def _bert_attention(name: str, module: nn.Module) -> _Group | str:
         return f"self.value ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
     members = _producer(_join(name, "self.value"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
-    return _Group("BertAttention", head_dim, heads, members)
+    return _Group(type(module).__name__, head_dim, heads, members)
 
 
 def _phi3_mlp(name: str, module: nn.Module) -> _Group | str:
@@ -603,32 +605,54 @@ def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("Phi3Attention", head_dim, kv_heads, members)
 
 
-def _attention(name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj") -> _Group | str:
+def _attention(
+    name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
+) -> _Group | str:
     """LlamaAttention / Qwen2Attention (and the same layout elsewhere): v_proj output dims and o_proj input dims, within each kv head.
 
     ``groups`` for a class without ``num_key_value_groups`` (ViT, OPT: 1, every head its own
-    values); ``output`` the output projection's name (OPT: ``out_proj``).
+    values); ``output`` and ``value`` the projections' names (OPT: ``out_proj``; T5: ``v``,
+    ``o``), ``head_dim_attr`` the attribute holding the head size (T5: ``key_value_proj_dim``).
 
     Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
     o_proj take the permutation of that kv head's ``head_dim`` rows of v_proj.
     """
-    v, o = getattr(module, "v_proj", None), getattr(module, output, None)
+    v, o = getattr(module, value, None), getattr(module, output, None)
     if not (_is_linear(v) and _is_linear(o)):
-        return f"v_proj and {output} are not nn.Linear"
-    head_dim = getattr(module, "head_dim", None)
+        return f"{value} and {output} are not nn.Linear"
+    head_dim = getattr(module, head_dim_attr, None)
     groups = getattr(module, "num_key_value_groups", None) if groups is None else groups
     if not isinstance(head_dim, int) or not isinstance(groups, int) or head_dim <= 0 or groups <= 0:
-        return "head_dim / num_key_value_groups missing"
+        return f"{head_dim_attr} / num_key_value_groups missing"
     if v.out_features % head_dim or o.in_features != v.out_features * groups:
-        return f"v_proj ({v.out_features}) and {output} ({o.in_features}) do not fit head_dim {head_dim} x {groups} groups"
+        return f"{value} ({v.out_features}) and {output} ({o.in_features}) do not fit {head_dim_attr} {head_dim} x {groups} groups"
     kv_heads = v.out_features // head_dim
-    prefix = f"{name}." if name else ""
-    members = _producer(f"{prefix}v_proj", v, head_dim, torch.arange(kv_heads))
-    members += _consumer(f"{prefix}{output}", o, head_dim, torch.arange(kv_heads * groups) // groups)
+    members = _producer(_join(name, value), v, head_dim, torch.arange(kv_heads))
+    members += _consumer(_join(name, output), o, head_dim, torch.arange(kv_heads * groups) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
+_HEADS_OWN_VALUES = functools.partial(_attention, groups=1)  # ViT-style: no grouped kv heads
+_OUT_PROJ_ATTENTION = functools.partial(_attention, groups=1, output="out_proj")  # BART, Whisper, CLIP, wav2vec 2.0
+_H_TO_4H_MLP = functools.partial(_two_layer_mlp, first="dense_h_to_4h", second="dense_4h_to_h", activation="act")  # GPT-NeoX, Falcon
+_T5_FEED_FORWARD = functools.partial(_two_layer_mlp, first="wi", second="wo", activation="act")  # wo(dropout(act(wi(x))))
+_T5_GATED = functools.partial(_gated_mlp, gate="wi_0", up="wi_1", down="wo", act="act")
+_T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", head_dim_attr="key_value_proj_dim")
+_WAV2VEC2_FEED_FORWARD = functools.partial(_two_layer_mlp, first="intermediate_dense", second="output_dense", activation="intermediate_act_fn")
+
+
+def _family(module: str, rules: Mapping[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]]) -> dict:
+    """``_RULES`` entries for the classes of one ``transformers.models.<module>``."""
+    return {(f"transformers.models.{module}", cls): rule for cls, rule in rules.items()}
+
+
+def _bert_family(module: str, family: str) -> dict:
+    """The BERT layout under another name (RoBERTa, XLM-R, ELECTRA): the layer's feed-forward and the attention values."""
+    return _family(module, {
+        f"{family}Layer": (functools.partial(_bert_layer, family=family), ("attention", "crossattention")),
+        f"{family}Attention": (_bert_attention, ()),
+    })  # fmt: skip
 
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
@@ -655,6 +679,57 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     ("torch.nn.modules.transformer", "TransformerEncoderLayer"): (_TORCH_FEED_FORWARD, ("self_attn",)),
     ("torch.nn.modules.transformer", "TransformerDecoderLayer"): (_TORCH_FEED_FORWARD, ("self_attn", "multihead_attn")),
     ("torch.nn.modules.activation", "MultiheadAttention"): (_multihead_attention, ()),
+    **_family("gemma2.modeling_gemma2", {"Gemma2MLP": (_gated_mlp, ()), "Gemma2Attention": (_attention, ())}),
+    **_family("gemma3.modeling_gemma3", {"Gemma3MLP": (_gated_mlp, ()), "Gemma3Attention": (_attention, ())}),  # q_norm/k_norm only
+    **_family("mixtral.modeling_mixtral", {"MixtralAttention": (_attention, ())}),
+    **_family("qwen3_moe.modeling_qwen3_moe", {"Qwen3MoeAttention": (_attention, ())}),
+    **_family("phi.modeling_phi", {"PhiMLP": (_two_layer_mlp, ()), "PhiAttention": (functools.partial(_attention, output="dense"), ())}),
+    **_family("gptj.modeling_gptj", {
+        "GPTJMLP": (functools.partial(_two_layer_mlp, first="fc_in", second="fc_out", activation="act"), ()),
+        "GPTJAttention": (_OUT_PROJ_ATTENTION, ()),
+    }),
+    **_family("gpt_neox.modeling_gpt_neox", {"GPTNeoXMLP": (_H_TO_4H_MLP, ())}),
+    **_family("falcon.modeling_falcon", {"FalconMLP": (_H_TO_4H_MLP, ())}),
+    **_family("distilbert.modeling_distilbert", {
+        "FFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="activation"), ()),
+        "DistilBertSelfAttention": (functools.partial(_attention, groups=1, value="v_lin", output="out_lin", head_dim_attr="attention_head_size"), ()),
+    }),
+    **_bert_family("roberta.modeling_roberta", "Roberta"),
+    **_bert_family("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
+    **_bert_family("electra.modeling_electra", "Electra"),
+    **{
+        key: rule
+        for prefix, module in (("Bart", "bart.modeling_bart"), ("Whisper", "whisper.modeling_whisper"))
+        for key, rule in _family(module, {
+            f"{prefix}EncoderLayer": (_two_layer_mlp, ("self_attn",)),
+            f"{prefix}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
+            f"{prefix}Attention": (_OUT_PROJ_ATTENTION, ()),
+        }).items()
+    },
+    **{
+        key: rule
+        for prefix, module in (("Wav2Vec2", "wav2vec2.modeling_wav2vec2"), ("Hubert", "hubert.modeling_hubert"))
+        for key, rule in _family(module, {f"{prefix}FeedForward": (_WAV2VEC2_FEED_FORWARD, ()), f"{prefix}Attention": (_OUT_PROJ_ATTENTION, ())}).items()
+    },
+    **{
+        key: rule
+        for prefix, module in (("CLIP", "clip.modeling_clip"), ("Siglip", "siglip.modeling_siglip"))
+        for key, rule in _family(module, {f"{prefix}MLP": (_two_layer_mlp, ()), f"{prefix}Attention": (_OUT_PROJ_ATTENTION, ())}).items()
+    },
+    **{
+        key: rule
+        for prefix, module in (("DeiT", "deit.modeling_deit"), ("Dinov2", "dinov2.modeling_dinov2"), ("Beit", "beit.modeling_beit"), ("Swin", "swin.modeling_swin"))
+        for key, rule in _family(module, {f"{prefix}MLP": (_two_layer_mlp, ()), f"{prefix}Attention": (_HEADS_OWN_VALUES, ())}).items()
+    },
+    **{
+        key: rule
+        for prefix, module in (("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5"))
+        for key, rule in _family(module, {
+            f"{prefix}DenseActDense": (_T5_FEED_FORWARD, ()),
+            f"{prefix}DenseGatedActDense": (_T5_GATED, ()),
+            f"{prefix}Attention": (_T5_ATTENTION, ()),
+        }).items()
+    },
 }
 
 
