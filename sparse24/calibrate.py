@@ -280,9 +280,10 @@ class Sequential:
     For each block, :meth:`gather` returns its weights' statistics from its own stored inputs,
     the caller prunes it, then :meth:`advance` computes its outputs as the next block's inputs.
     A block's stored input is re-captured from the model (previous blocks pruned) unless its
-    first input is the previous block's output and its other inputs are the previous block's
-    (checked once, on the first batch: T5's later blocks take the position bias block 0
-    computes, Swin's stages their own sizes).
+    first input is the previous block's output and its other inputs are the previous block's,
+    in every batch (checked once, on the dense model: T5's later blocks take the position bias
+    block 0 computes, Swin's stages their own sizes, a full-attention layer after a
+    sliding-window one another mask where a batch is longer than the window).
 
     On an FSDP2-sharded model every rank runs the same number of passes and replays (the
     most batches any rank holds; the extra ones count for nothing), a block that is not an
@@ -389,34 +390,49 @@ class Sequential:
         return args, kwargs
 
     def _chained(self) -> list[bool]:
-        """Per block after the first: are its inputs the previous block's output, with the previous block's other
-        inputs (an attention mask, position embeddings; not Swin's per-stage sizes)? (first batch, dense)"""
-        seen_in: dict[int, tuple[tuple, dict]] = {}
-        seen_out: dict[int, Tensor] = {}
+        """Per block: are its inputs, in every batch, the previous block's output and the previous block's other
+        inputs (an attention mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's
+        mask where a batch is longer than the window)? One forward of every batch on the dense model, comparing
+        as it goes: only the last block's inputs and output are held."""
+        count = len(self.blocks)
+        chained = [index > 0 for index in range(count)]
+        ran: set[int] = set()
+        seen: set[int] = set()  # the blocks run in this batch: a second call is not a replay's input
+        last: dict[int, list] = {}  # this batch: the last block run -> [args, kwargs, output]
+
         def before(index: int, args: tuple, kwargs: dict) -> None:
-            seen_in.setdefault(index, self._replayable(args, kwargs))
+            if index in seen:
+                return
+            seen.add(index)
+            ran.add(index)
+            args, kwargs = self._replayable(args, kwargs)
+            previous = last.get(index - 1)
+            if chained[index]:
+                chained[index] = (
+                    previous is not None and len(previous) == 3 and len(args) == len(previous[0]) >= 1
+                    and _same(args[0], previous[2]) and _same(args[1:], previous[0][1:]) and _same(kwargs, previous[1])
+                )
+            last.clear()
+            last[index] = [args, kwargs]
 
         def after(index: int, output: Any) -> None:
-            seen_out.setdefault(index, _first_tensor(output))
+            if index in last and len(last[index]) == 2:
+                last[index].append(_first_tensor(output))
 
         handles = []
         for index, (_, block) in enumerate(self.blocks):
             handles.append(block.register_forward_pre_hook(lambda m, args, kwargs, i=index: before(i, args, kwargs), with_kwargs=True))
             handles.append(block.register_forward_hook(lambda m, args, out, i=index: after(i, out)))
         try:
-            with torch.no_grad(), _eval(self.model), self._pass("first batch"):
-                self._forward(self.batches[0])
+            with torch.no_grad(), _eval(self.model), self._pass("block inputs"):
+                for batch in self.batches + self._extra(self.batches):
+                    seen.clear()
+                    last.clear()
+                    self._forward(batch)
         finally:
             for handle in handles:
                 handle.remove()
-        missing = [name for i, (name, _) in enumerate(self.blocks) if i not in seen_in]
-        chained = [False]
-        for i in range(1, len(self.blocks)):
-            previous, current = seen_in.get(i - 1), seen_in.get(i)
-            chained.append(
-                current is not None and previous is not None and len(current[0]) == len(previous[0]) >= 1
-                and _same(current[0][0], seen_out.get(i - 1)) and _same(current[0][1:], previous[0][1:]) and _same(current[1], previous[1])
-            )
+        missing = [name for i, (name, _) in enumerate(self.blocks) if i not in ran]
         if self.sharded and dist.world_size() > 1:  # every rank the same plan: missing on any, chained on all
             import torch.distributed as torch_dist
 

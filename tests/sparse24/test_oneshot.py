@@ -372,9 +372,15 @@ def test_transformers_causal_lms_block_by_block_with_their_default_cache(archite
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
 
 
-def _t5_and_swin(architecture: str) -> tuple[nn.Module, list, str, list[str]]:
+def _other_inputs_differ(architecture: str) -> tuple[nn.Module, list, str, list[str]]:
     import transformers
 
+    if architecture == "gemma2":  # a sliding-window layer, then a full-attention one: their masks differ in a batch longer than the window
+        config = transformers.Gemma2Config(
+            vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=4
+        )
+        data = [torch.randint(0, 96, (2, 4))] + [torch.randint(0, 96, (2, 16)) for _ in range(2)]  # the first batch fits the window
+        return transformers.Gemma2ForCausalLM(config), data, "model.layers", ["lm_head"]
     if architecture == "t5":  # block 0 computes the relative position bias that later blocks take as an input
         config = transformers.T5Config(vocab_size=96, d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4)
         data = [{"input_ids": torch.randint(0, 96, (2, 12)), "decoder_input_ids": torch.randint(0, 96, (2, 5))} for _ in range(3)]
@@ -384,16 +390,17 @@ def _t5_and_swin(architecture: str) -> tuple[nn.Module, list, str, list[str]]:
     return transformers.SwinForImageClassification(config), data, "swin.encoder.layers", ["classifier"]
 
 
-@pytest.mark.parametrize("architecture", ["t5", "swin"])
+@pytest.mark.parametrize("architecture", ["t5", "swin", "gemma2"])
 def test_blocks_whose_other_inputs_differ_are_recaptured(architecture: str) -> None:
     torch.manual_seed(0)
-    model, data, layers, exclude = _t5_and_swin(architecture)
+    model, data, layers, exclude = _other_inputs_differ(architecture)
     model.eval()
     assert [name for name, _ in find_blocks(model, True)] == [f"{layers}.0", f"{layers}.1"]
     expected = copy.deepcopy(model)
     for index in range(2):
         sparse24.sparsify(expected, "sparsegpt", data=data, include=f"{layers}.{index}.*", policy="any", progress=False)
-    # replaying block 0's other inputs for block 1 was a shape error in Swin and a silently wrong bias in T5
+    # replaying block 0's other inputs for block 1 was a shape error in Swin, a silently wrong bias in T5, and in
+    # Gemma 2 the sliding-window mask for the full-attention layer in the batches longer than the first
     sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude=exclude, policy="any", progress=False)
     for name, value in expected.state_dict().items():
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
