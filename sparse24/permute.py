@@ -505,14 +505,16 @@ def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | 
     return _Group(type(module).__name__, width, 1, members)
 
 
-def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn") -> _Group | str:
+def _two_layer_mlp(
+    name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn", elementwise: bool = False
+) -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2)."""
     up, down = getattr(module, first, None), getattr(module, second, None)
     if not (_is_linear(up) and _is_linear(down)):
         return f"{first} and {second} are not both nn.Linear"
     act = getattr(module, activation, None)
-    if not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
+    if not elementwise and not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
     width = up.out_features
     if down.in_features != width:
@@ -605,6 +607,30 @@ def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("Phi3Attention", head_dim, kv_heads, members)
 
 
+def _per_head_qkv(name: str, module: nn.Module, head_dim_attr: str = "head_size") -> _Group | str:
+    """GPT-NeoX / BLOOM attention: query_key_value's rows are, head after head, that head's query, key and value;
+    the value rows of each head and dense's input columns of the same head move together."""
+    fused, dense = getattr(module, "query_key_value", None), getattr(module, "dense", None)
+    if not (_is_linear(fused) and _is_linear(dense)):
+        return "query_key_value and dense are not nn.Linear"
+    head_dim = getattr(module, head_dim_attr, None)
+    if not isinstance(head_dim, int) or head_dim <= 0 or fused.out_features % (3 * head_dim):
+        return f"query_key_value ({fused.out_features}) is not heads of 3 x {head_dim_attr} {head_dim}"
+    heads = fused.out_features // (3 * head_dim)
+    if dense.in_features != heads * head_dim:
+        return f"dense reads {dense.in_features}, not {heads} heads of {head_dim}"
+    members = [m for h in range(heads) for m in _producer(_join(name, "query_key_value"), fused, head_dim, torch.tensor([h]), offset=(3 * h + 2) * head_dim)]
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "dense"), dense, head_dim, torch.arange(heads)))
+
+
+def _bloom_mlp(name: str, module: nn.Module) -> _Group | str:
+    """BloomMLP: dense_4h_to_h(gelu_impl(dense_h_to_4h(x))), BloomGelu being the tanh GELU, elementwise (with
+    ``pretraining_tp`` slices of dense_4h_to_h's columns summed, which any channel order sums alike)."""
+    if type(getattr(module, "gelu_impl", None)).__name__ != "BloomGelu":
+        return "gelu_impl is not BloomGelu"
+    return _two_layer_mlp(name, module, first="dense_h_to_4h", second="dense_4h_to_h", activation="gelu_impl", elementwise=True)
+
+
 def _attention(
     name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
 ) -> _Group | str:
@@ -688,7 +714,8 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         "GPTJMLP": (functools.partial(_two_layer_mlp, first="fc_in", second="fc_out", activation="act"), ()),
         "GPTJAttention": (_OUT_PROJ_ATTENTION, ()),
     }),
-    **_family("gpt_neox.modeling_gpt_neox", {"GPTNeoXMLP": (_H_TO_4H_MLP, ())}),
+    **_family("gpt_neox.modeling_gpt_neox", {"GPTNeoXMLP": (_H_TO_4H_MLP, ()), "GPTNeoXAttention": (_per_head_qkv, ())}),
+    **_family("bloom.modeling_bloom", {"BloomMLP": (_bloom_mlp, ()), "BloomAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("falcon.modeling_falcon", {"FalconMLP": (_H_TO_4H_MLP, ())}),
     **_family("distilbert.modeling_distilbert", {
         "FFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="activation"), ()),

@@ -697,6 +697,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "phi": lambda: (transformers.PhiForCausalLM(transformers.PhiConfig(**lm)), ids),
         "gptj": lambda: (transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, rotary_dim=8, bos_token_id=0, eos_token_id=1)), ids),
         "gpt_neox": lambda: (transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**lm)), ids),
+        "bloom": lambda: (transformers.BloomModel(transformers.BloomConfig(vocab_size=64, hidden_size=64, n_layer=1, n_head=4, pretraining_tp=2, slow_but_exact=True)), ids),
         "falcon": lambda: (transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4)), ids),
         "distilbert": lambda: (transformers.DistilBertModel(transformers.DistilBertConfig(vocab_size=64, dim=64, hidden_dim=96, n_layers=1, n_heads=4)), ids),
         "roberta": lambda: (transformers.RobertaModel(transformers.RobertaConfig(**lm)), ids),
@@ -734,7 +735,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_moe", ["Qwen3MoeAttention"]),
         ("phi", ["PhiAttention", "PhiMLP"]),
         ("gptj", ["GPTJAttention", "GPTJMLP"]),
-        ("gpt_neox", ["GPTNeoXMLP"]),  # the fused query_key_value interleaves heads: left in place
+        ("gpt_neox", ["GPTNeoXAttention", "GPTNeoXMLP"]),  # query_key_value: each head's q, k, v rows in turn
+        ("bloom", ["BloomAttention", "BloomMLP"]),
         ("falcon", ["FalconMLP"]),
         ("distilbert", ["DistilBertSelfAttention", "FFN"]),
         ("roberta", ["RobertaLayer", "RobertaAttention"]),
