@@ -212,17 +212,26 @@ def _eval(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+    """Every ``nn.ModuleList`` of same-typed modules holding GEMM weights (a model's transformer layers; one layer
+    is a list too), in module order, nested ones included."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) >= 1 and len({type(m) for m in module}) == 1 and gemm_weights(module[0])
+    ]
+
+
 def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tuple[str, nn.Module]]:
     """The blocks of a sequential run: ``True`` finds the transformer layers (the longest
-    ``nn.ModuleList`` of same-typed modules holding GEMM weights), a string names a
-    ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
+    :func:`repeated_blocks` list), a string names a ``ModuleList``/``Sequential``, a sequence
+    names the blocks themselves."""
     modules = dict(model.named_modules())
     if spec is True:
         best: tuple[str, nn.Module] | None = None
-        for name, module in modules.items():
-            if isinstance(module, nn.ModuleList) and len(module) >= 1 and len({type(m) for m in module}) == 1 and gemm_weights(module[0]):  # one layer is a list too
-                if best is None or len(module) > len(best[1]):
-                    best = (name, module)
+        for name, module in repeated_blocks(model):
+            if best is None or len(module) > len(best[1]):
+                best = (name, module)
         if best is None:
             raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__}; name them: sequential=['block1', 'block2', ...]")
         return [(f"{best[0]}.{i}", m) for i, m in enumerate(best[1])]

@@ -81,18 +81,63 @@ def barrier() -> None:
 
 
 def default_blocks(model: nn.Module) -> list[str]:
-    """Names of the direct children of ``model`` that hold parameters: what ``fsdp_shard`` shards by default."""
+    """What ``fsdp_shard`` shards by default: each layer of the model's outermost lists of repeated layers
+    (:func:`sparse24.calibrate.repeated_blocks`: a transformer's decoder layers, T5's encoder and decoder blocks),
+    the rest (embeddings, head) staying in the root unit; without such a list, every direct child that holds
+    parameters."""
+    from .calibrate import repeated_blocks
+
+    names: list[str] = []
+    for name, blocks in repeated_blocks(model):
+        if not any(name.startswith(f"{outer}.") for outer in names):
+            names += [f"{name}.{index}" for index in range(len(blocks))]
+    if names:
+        return names
     return [name for name, child in model.named_children() if any(True for _ in child.parameters())]
+
+
+def _tied_units(model: nn.Module, names: Sequence[str], modules: Sequence[nn.Module]) -> list[list[int]]:
+    """``names``/``modules`` as FSDP units: blocks that share a parameter (a tied head and its embedding) go into
+    one unit; a block sharing one with a module outside every block is left to the root unit (logged)."""
+    owner: dict[int, int] = {}  # parameter id -> the first block holding it
+    parent = list(range(len(modules)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for index, module in enumerate(modules):
+        for param in module.parameters():
+            first = owner.setdefault(id(param), index)
+            parent[root(index)] = root(first)
+    groups: dict[int, list[int]] = {}
+    for index in range(len(modules)):
+        groups.setdefault(root(index), []).append(index)
+    prefixes = {index: f"{name}." for index, name in enumerate(names)}
+    units = []
+    for members in groups.values():
+        held = {id(p) for i in members for p in modules[i].parameters()}
+        outside = [
+            name for name, param in model.named_parameters(remove_duplicate=False)
+            if id(param) in held and not any(name.startswith(prefixes[i]) for i in members)
+        ]
+        if outside:
+            logger.info("fsdp: %s left in the root unit: it shares %s with the rest of the model", ", ".join(names[i] for i in members), outside[0])
+            continue
+        units.append(members)
+    return units
 
 
 def fsdp_shard(model: nn.Module, blocks: Sequence[str] | None = None, what: str = "the model") -> list[str]:
     """Shard ``model`` in place with FSDP2: ``fully_shard`` each block, then the root.
 
-    ``blocks`` are module names (``model.get_submodule``); by default every direct child that
-    holds parameters. The mesh is 1-D over the default process group, on the device of the
+    ``blocks`` are module names (``model.get_submodule``); by default :func:`default_blocks`.
+    Blocks sharing a parameter (a tied output head and its embedding table) are one unit; a
+    block sharing one with the root's own modules stays in the root unit. The mesh is 1-D over the default process group, on the device of the
     model's parameters (``cpu`` with gloo, ``cuda`` with NCCL). Raises
     :class:`Sparse24Error` without a process group or for a name that is not a submodule.
-    Returns the block names sharded.
+    Returns the block names sharded as (part of) their own units.
     """
     if not _initialized():
         raise Sparse24Error("strategy='fsdp' needs torch.distributed: launch with torchrun (no process group is initialised)")
@@ -115,8 +160,9 @@ def fsdp_shard(model: nn.Module, blocks: Sequence[str] | None = None, what: str 
 
         torch.cuda.set_device(device)
     mesh = init_device_mesh(device.type, (world_size(),))
-    for module in modules:
-        fully_shard(module, mesh=mesh)
+    units = _tied_units(model, names, modules)
+    for unit in units:
+        fully_shard([modules[i] for i in unit] if len(unit) > 1 else modules[unit[0]], mesh=mesh)
     fully_shard(model, mesh=mesh)
-    logger.info("fsdp: sharded %s over %d ranks (%d blocks, then the root)", what, world_size(), len(modules))
-    return names
+    logger.info("fsdp: sharded %s over %d ranks (%d units, then the root)", what, world_size(), len(units))
+    return [names[i] for unit in units for i in unit]

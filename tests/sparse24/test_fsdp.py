@@ -518,3 +518,34 @@ def test_cli_recipe_with_strategy_fsdp_outside_torchrun_is_one_error_line(tmp_pa
     err = capsys.readouterr().err
     assert err == "sparse24: error: strategy='fsdp' needs torch.distributed: launch with torchrun (no process group is initialised)\n"
     assert not (tmp_path / "tuned.safetensors").exists()
+
+
+# ---- FSDP units: the transformer layers by default, tied parameters in one unit -----------------
+
+
+def test_default_units_are_the_outermost_repeated_layers():
+    import transformers
+    from torch import nn
+
+    from sparse24.dist import default_blocks
+
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+    assert default_blocks(gpt2) == ["transformer.h.0", "transformer.h.1"]  # was ["transformer", "lm_head"]: one unit for the whole body
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(vocab_size=96, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4))
+    assert default_blocks(t5) == ["encoder.block.0", "encoder.block.1", "decoder.block.0", "decoder.block.1"]
+    swin = transformers.SwinModel(transformers.SwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4))
+    assert default_blocks(swin) == ["encoder.layers.0", "encoder.layers.1"]  # the stages, not their blocks inside
+    assert default_blocks(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))) == ["0", "2"]  # no repeated layers: the children
+
+
+def test_tied_parameters_share_an_fsdp_unit(tmp_path):
+    _require_distributed()
+    pytest.importorskip("transformers")
+    worker = Path(__file__).with_name("fsdp_units_worker.py")
+    torchrun(worker, ["--out", str(tmp_path)], Path(__file__).parent, "fsdp units", WORLD, TIMEOUT_S)
+    for rank in range(WORLD):
+        record = json.loads((tmp_path / f"units_rank{rank}.json").read_text())
+        assert record["gpt2_units"] == ["transformer.h.0", "transformer.h.1"] and record["gpt2_tied"]
+        assert record["pair_units"] == ["0", "1", "2"] and record["pair_one_state"]  # 0 and 1 share a Linear: one unit
+        assert record["head_units"] == [] and record["head_tied"]  # lm_head shares wte's weight, in the root: left there
+        assert record["finetune_steps"] == [1, 2] and record["finetune_tied"]  # raised FSDP's "shared with a parameter already managed" before
