@@ -1483,9 +1483,9 @@ def _flat_outputs(value: object) -> list[Tensor]:
 
 
 def _example_forward(
-    model: nn.Module, example_inputs: tuple, hooked: Sequence[_Traced], calls: dict[int, int] | None = None
+    model: nn.Module, example_inputs: Sequence[Any] | Mapping[str, Any], hooked: Sequence[_Traced], calls: dict[int, int] | None = None
 ) -> list[Tensor]:
-    """Run ``model(*example_inputs)`` in eval mode without gradients.
+    """Run ``model(*example_inputs)`` (``model(**example_inputs)`` for a dict) in eval mode without gradients.
 
     Records the inputs of the traced modules ``hooked`` and, into ``calls``, how many times
     each module ran (by ``id``).
@@ -1510,9 +1510,10 @@ def _example_forward(
             handles += [m.register_forward_pre_hook(count) for m in model.modules()]
         model.eval()
         with torch.no_grad():
-            outputs = model(*example_inputs)
+            outputs = model(**example_inputs) if isinstance(example_inputs, Mapping) else model(*example_inputs)
     except Exception as error:
-        raise Sparse24Error(f"example_inputs: model(*example_inputs) failed: {type(error).__name__}: {error}") from error
+        call = "model(**example_inputs)" if isinstance(example_inputs, Mapping) else "model(*example_inputs)"
+        raise Sparse24Error(f"example_inputs: {call} failed: {type(error).__name__}: {error}") from error
     finally:
         for handle in handles:
             handle.remove()
@@ -1660,7 +1661,7 @@ def permute(
     model: nn.Module,
     importance: Mapping[str, Tensor] | None = None,
     *,
-    example_inputs: tuple | None = None,
+    example_inputs: tuple | Mapping[str, Any] | None = None,
     include: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
     seed: int = 0,
@@ -1678,17 +1679,18 @@ def permute(
     elementwise are left alone, with the reason in the report.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
-    rules for transformers blocks that do not: the Llama/Mistral/Qwen2/Qwen3/Gemma/Phi-3 MLPs,
-    GPT2MLP, BertLayer's, ViTMLP's and OPTDecoderLayer's feed-forward, and the value/output
-    heads of the Llama/Mistral/Qwen2/Qwen3/Gemma/Phi-3/ViT/OPT attentions (one permutation per
-    key/value head, shared by the query heads that read it), GPT2Attention (the value columns
-    of its fused c_attn) and BertAttention; and for
-    torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward and
-    MultiheadAttention value/output heads, which a traced model calls as single nodes. ``example_inputs`` (positional
-    inputs of one forward) let reshapes, transposes and attention matmuls be checked against
-    real shapes, and the outputs of ``model(*example_inputs)`` are compared before and after
-    (eval mode, no gradients): a difference undoes everything and raises
-    :class:`~sparse24.Sparse24Error`.
+    rules (``_RULES``, by exact class) for transformers blocks that do not: the feed-forward
+    and the value/output heads of the attention of the Llama, Mistral, Mixtral, Qwen2/3(-MoE),
+    Gemma 1-3, Phi, Phi-3, GPT-2, GPT-J, GPT-NeoX, BLOOM, Falcon (MLP), OPT, BERT, RoBERTa,
+    XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
+    DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
+    query heads that read it; fused q/k/v projections by their value rows); and for torch's
+    TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
+    value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
+    forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers
+    models take) let reshapes, transposes and attention matmuls be checked against real
+    shapes, and the model's outputs on them are compared before and after (eval mode, no
+    gradients): a difference undoes everything and raises :class:`~sparse24.Sparse24Error`.
 
     ``include``/``exclude`` are globs on layer and tensor names (a group is skipped when any
     of its layers matches ``exclude``, or none matches ``include``). All or nothing: on any
@@ -1703,8 +1705,10 @@ def permute(
     model = dist.unwrap(model)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an int, got {seed!r}")
-    if example_inputs is not None and not isinstance(example_inputs, (tuple, list)):
-        raise ValueError(f"example_inputs must be a tuple of positional inputs, e.g. (x,), got {type(example_inputs).__name__}")
+    if example_inputs is not None and not isinstance(example_inputs, (tuple, list, Mapping)):
+        raise ValueError(
+            f"example_inputs must be a tuple of positional inputs, e.g. (x,), or a dict of keyword ones, got {type(example_inputs).__name__}"
+        )
     include_patterns, exclude_patterns = _patterns(include, "include"), _patterns(exclude, "exclude")
     names = [name for name, _ in model.named_modules() if name] + [name for name, _ in model.named_parameters()]
     for what, patterns in (("include", include_patterns), ("exclude", exclude_patterns)):
@@ -1721,7 +1725,7 @@ def permute(
 
     rule_groups, rule_skips, traced = _structure(model)
     calls: dict[int, int] = {}
-    reference = _example_forward(model, tuple(example_inputs), traced, calls) if example_inputs is not None else None
+    reference = _example_forward(model, example_inputs, traced, calls) if example_inputs is not None else None
     groups = list(rule_groups)
     skipped = [SkippedGroup(layers, reason) for layers, reason in rule_skips]
     for item in traced:
@@ -1779,7 +1783,7 @@ def permute(
     _apply(plan)
     if reference is not None:
         try:
-            difference = _difference(reference, _example_forward(model, tuple(example_inputs), ()))
+            difference = _difference(reference, _example_forward(model, example_inputs, ()))
         except BaseException:
             _undo(plan)
             raise

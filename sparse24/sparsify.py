@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_axes, gemm_weights
+from .batch import to_device
 from .calibrate import find_blocks
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
@@ -454,7 +455,7 @@ def sparsify(
     sequential: bool | str | Sequence[str] | None = None,
     offload: bool = False,
     permute: bool = False,
-    example_inputs: tuple | None = None,
+    example_inputs: tuple | Mapping[str, Any] | None = None,
     progress: bool = True,
     **options: Any,
 ) -> SparsityReport:
@@ -473,8 +474,9 @@ def sparsify(
     last, on the pruned model.
 
     ``permute=True`` first reorders hidden channels where that leaves the function unchanged
-    (:func:`sparse24.permute`; ``example_inputs`` are one forward's positional inputs, for its
-    checks) to maximize the importance the 2:4 masks keep: ``|W|`` for magnitude, the
+    (:func:`sparse24.permute`; ``example_inputs`` are one forward's inputs, a tuple or a dict of
+    keyword ones, for its checks; without them and without ``loss_fn``, the first batch of a
+    re-iterable ``data``) to maximize the importance the 2:4 masks keep: ``|W|`` for magnitude, the
     criterion's scores for Taylor and Wanda, Wanda's scores for SparseGPT. The report's notes
     give the gain per permuted group.
 
@@ -510,6 +512,11 @@ def sparsify(
         reshard_all(model)  # a root unit stays unsharded after a forward without gradients
         if permute:
             raise Sparse24Error("permute=True needs the unsharded model: permute (sparse24.permute) before sharding it with fully_shard")
+    if permute and method != "magnitude" and isinstance(data, Iterable) and iter(data) is data:
+        raise ValueError(
+            f"permute=True with {method!r} reads data twice (the scores for the permutation, then the masks): "
+            "pass a list or a DataLoader, not a one-pass iterator"
+        )
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not isinstance(min_params, int) or min_params < 0:
@@ -606,7 +613,7 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
 
 def _permute(
     model: nn.Module, method: str, weights: list[GemmWeight], data: Any, loss_fn: Any, num_batches: int | None, progress: bool,
-    options: dict[str, Any], example_inputs: tuple | None, include: Any, exclude: Any,
+    options: dict[str, Any], example_inputs: tuple | Mapping[str, Any] | None, include: Any, exclude: Any,
 ) -> list[str]:
     """Channel permutation before pruning, on the criterion's importance; the report's notes."""
     from .permute import permute
@@ -616,10 +623,27 @@ def _permute(
         scorer = criteria.get("wanda" if method == "sparsegpt" else method)
         scores = scorer.score(model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **({} if method == "sparsegpt" else options))
         importance = {w.name: score.scores if isinstance(score, PairCosts) else score for w, score in zip(weights, scores)}
+    checked_on = "example_inputs" if example_inputs is not None else None
+    if example_inputs is None and loss_fn is None:  # the batches are the model's inputs: check the permutation on one
+        example_inputs = _first_batch(model, data)
+        checked_on = "the first calibration batch" if example_inputs is not None else None
     result = permute(model, importance, example_inputs=example_inputs, include=include, exclude=exclude)
     notes = [f"permuted {', '.join(g.consumers)}: kept importance {g.kept_before:.4f} -> {g.kept_after:.4f} (+{g.gain:.4f})" for g in result.groups]
-    notes.append(f"channel permutation: {len(result.groups)} groups permuted, {len(result.skipped)} left in place")
+    checked = f"; the model's outputs on {checked_on} are unchanged" if checked_on and result.groups else ""
+    notes.append(f"channel permutation: {len(result.groups)} groups permuted, {len(result.skipped)} left in place{checked}")
     return notes
+
+
+def _first_batch(model: nn.Module, data: Any) -> tuple | Mapping | None:
+    """``data``'s first batch as one forward's inputs (a dict as keyword ones), on the model's device; None without
+    data, or for a one-pass iterator, which this would consume before the calibration."""
+    if data is None or not isinstance(data, Iterable) or iter(data) is data:
+        return None
+    first = next(iter(data), None)
+    if first is None:
+        return None
+    first = to_device(first, next((p.device for p in model.parameters()), torch.device("cpu")))
+    return first if isinstance(first, (Mapping, tuple, list)) else (first,)
 
 
 def _layer(candidate: _Candidate, sparse: bool, reason: str | None, method: str | None, kept: float | None) -> LayerReport:

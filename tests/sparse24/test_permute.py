@@ -770,3 +770,52 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
         if getattr(ref, key, None) is not None:
             atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
             torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
+
+
+def _wrong_bart_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken rule: BART's out_proj columns permuted by the wrong heads' orders (reversed)."""
+
+    def wrong(name: str, module: nn.Module):
+        group = permute_module._OUT_PROJ_ATTENTION(name, module)
+        for member in group.members:
+            if member.role == "consumer":
+                member.blocks = member.blocks.flip(0)
+        return group
+
+    key = ("transformers.models.bart.modeling_bart", "BartAttention")
+    monkeypatch.setitem(permute_module._RULES, key, (wrong, ()))
+
+
+def test_keyword_example_inputs_check_the_permuted_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, batch = _family_model("bart")  # an encoder-decoder: its forward takes decoder_input_ids by keyword
+    reference = copy.deepcopy(model)
+    report = permute(model, example_inputs=batch)
+    assert len(report.groups) == 5
+    state = _state(reference)
+    _wrong_bart_attention(monkeypatch)
+    with pytest.raises(sparse24.Sparse24Error, match=r"permuting changed the model's outputs on example_inputs.*nothing was changed"):
+        permute(reference, example_inputs=batch)
+    assert _unchanged(reference, state)
+    with pytest.raises(ValueError, match="or a dict of keyword ones, got Tensor"):
+        permute(reference, example_inputs=batch["input_ids"])
+
+
+def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, batch = _family_model("bart")
+    data = [batch, batch]
+    report = sparse24.sparsify(copy.deepcopy(model), "wanda", data=data, permute=True, policy="any", progress=False)
+    assert report.notes[-1] == "channel permutation: 5 groups permuted, 6 left in place; the model's outputs on the first calibration batch are unchanged"
+    _wrong_bart_attention(monkeypatch)
+    state = _state(model)
+    with pytest.raises(sparse24.Sparse24Error, match="permuting changed the model's outputs"):
+        sparse24.sparsify(model, "wanda", data=data, permute=True, policy="any", progress=False)
+    assert _unchanged(model, state)
+    # with a loss_fn the batches need not be the model's inputs, and a one-pass iterator is not consumed for the
+    # check: no check, so the broken rule still in place goes through
+    loss_fn = lambda m, b: m(**b).last_hidden_state.square().mean()  # noqa: E731
+    for method, data_now, loss in (("wanda", data, loss_fn), ("magnitude", iter(data), None)):
+        report = sparse24.sparsify(copy.deepcopy(model), method, data=data_now, loss_fn=loss, permute=True, policy="any", progress=False)
+        assert report.notes[-1] == "channel permutation: 5 groups permuted, 6 left in place"
+    with pytest.raises(ValueError, match="permute=True with 'wanda' reads data twice .* not a one-pass iterator"):
+        sparse24.sparsify(model, "wanda", data=iter(data), permute=True, policy="any", progress=False)  # once "calibration data yielded no batches"
+    assert _unchanged(model, state)
