@@ -565,17 +565,18 @@ def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("GPT2Attention", head_dim, heads, members)
 
 
-def _bert_attention(name: str, module: nn.Module) -> _Group | str:
-    """BertAttention (RoBERTa's, XLM-R's, ELECTRA's): self.value's rows and output.dense's input columns, within each head."""
+def _bert_attention(name: str, module: nn.Module, value_attr: str = "value") -> _Group | str:
+    """BertAttention (RoBERTa's, XLM-R's, ELECTRA's; DeBERTa-v2's with ``value_proj``): self.value's rows and
+    output.dense's input columns, within each head."""
     attention, output = getattr(module, "self", None), getattr(module, "output", None)
-    value, dense = getattr(attention, "value", None), getattr(output, "dense", None)
+    value, dense = getattr(attention, value_attr, None), getattr(output, "dense", None)
     if not (_is_linear(value) and _is_linear(dense)):
-        return "self.value and output.dense are not nn.Linear"
+        return f"self.{value_attr} and output.dense are not nn.Linear"
     heads, head_dim = getattr(attention, "num_attention_heads", None), getattr(attention, "attention_head_size", None)
     if not isinstance(heads, int) or not isinstance(head_dim, int) or value.out_features != heads * head_dim or dense.in_features != value.out_features:
-        return f"self.value ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
+        return f"self.{value_attr} ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _producer(_join(name, "self.value"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
+    members = _producer(_join(name, f"self.{value_attr}"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
@@ -673,12 +674,26 @@ def _family(module: str, rules: Mapping[str, tuple[Callable[[str, nn.Module], _G
     return {(f"transformers.models.{module}", cls): rule for cls, rule in rules.items()}
 
 
-def _bert_family(module: str, family: str) -> dict:
-    """The BERT layout under another name (RoBERTa, XLM-R, ELECTRA): the layer's feed-forward and the attention values."""
+def _bert_family(module: str, family: str, value_attr: str = "value") -> dict:
+    """The BERT layout under another name (RoBERTa, XLM-R, ELECTRA, DeBERTa-v2): the layer's feed-forward and the attention values."""
     return _family(module, {
         f"{family}Layer": (functools.partial(_bert_layer, family=family), ("attention", "crossattention")),
-        f"{family}Attention": (_bert_attention, ()),
+        f"{family}Attention": (functools.partial(_bert_attention, value_attr=value_attr), ()),
     })  # fmt: skip
+
+
+def _segformer_mix_mlp(name: str, module: nn.Module) -> _Group | str:
+    """SegformerMixMLP: fc2(act(dwconv(fc1(x)))), dwconv a depthwise 3x3 over fc1's channels (per channel: it moves with them)."""
+    fc1, fc2, conv = getattr(module, "fc1", None), getattr(module, "fc2", None), getattr(getattr(module, "dwconv", None), "dwconv", None)
+    if not (_is_linear(fc1) and _is_linear(fc2) and isinstance(conv, nn.Conv2d)):
+        return "fc1, dwconv.dwconv and fc2 are not nn.Linear, nn.Conv2d and nn.Linear"
+    width = fc1.out_features
+    if not (conv.groups == conv.in_channels == conv.out_channels == width and fc2.in_features == width):
+        return f"dwconv.dwconv is not depthwise over fc1's {width} channels, or fc2 reads {fc2.in_features}"
+    if not _elementwise_module(getattr(module, "activation_fn", None)):
+        return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
+    members = _producer(_join(name, "fc1"), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
+    return _Group("SegformerMixMLP", width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
 
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
@@ -724,6 +739,12 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     **_bert_family("roberta.modeling_roberta", "Roberta"),
     **_bert_family("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
     **_bert_family("electra.modeling_electra", "Electra"),
+    **_bert_family("deberta_v2.modeling_deberta_v2", "DebertaV2", value_attr="value_proj"),
+    **_family("albert.modeling_albert", {
+        "AlbertLayer": (functools.partial(_two_layer_mlp, first="ffn", second="ffn_output", activation="activation"), ("attention",)),
+        "AlbertAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
+    }),
+    **_family("segformer.modeling_segformer", {"SegformerMixMLP": (_segformer_mix_mlp, ()), "SegformerAttention": (_HEADS_OWN_VALUES, ())}),
     **{
         key: rule
         for prefix, module in (("Bart", "bart.modeling_bart"), ("Whisper", "whisper.modeling_whisper"))

@@ -475,8 +475,9 @@ def sparsify(
 
     ``permute=True`` first reorders hidden channels where that leaves the function unchanged
     (:func:`sparse24.permute`; ``example_inputs`` are one forward's inputs, a tuple or a dict of
-    keyword ones, for its checks; without them and without ``loss_fn``, the first batch of a
-    re-iterable ``data``) to maximize the importance the 2:4 masks keep: ``|W|`` for magnitude, the
+    keyword ones, for its checks; without them, a calibrating method without ``loss_fn`` or
+    ``logits_fn`` checks on the first batch of a re-iterable ``data``) to maximize the importance
+    the 2:4 masks keep: ``|W|`` for magnitude, the
     criterion's scores for Taylor and Wanda, Wanda's scores for SparseGPT. The report's notes
     give the gain per permuted group.
 
@@ -624,8 +625,8 @@ def _permute(
         scores = scorer.score(model, weights, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **({} if method == "sparsegpt" else options))
         importance = {w.name: score.scores if isinstance(score, PairCosts) else score for w, score in zip(weights, scores)}
     checked_on = "example_inputs" if example_inputs is not None else None
-    if example_inputs is None and loss_fn is None:  # the batches are the model's inputs: check the permutation on one
-        example_inputs = _first_batch(model, data)
+    if example_inputs is None and method != "magnitude" and loss_fn is None and "logits_fn" not in options:
+        example_inputs = _first_batch(model, data)  # the calibration calls the model on the batches as they are: check on one
         checked_on = "the first calibration batch" if example_inputs is not None else None
     result = permute(model, importance, example_inputs=example_inputs, include=include, exclude=exclude)
     notes = [f"permuted {', '.join(g.consumers)}: kept importance {g.kept_before:.4f} -> {g.kept_after:.4f} (+{g.gain:.4f})" for g in result.groups]

@@ -703,6 +703,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "roberta": lambda: (transformers.RobertaModel(transformers.RobertaConfig(**lm)), ids),
         "xlm_roberta": lambda: (transformers.XLMRobertaModel(transformers.XLMRobertaConfig(**lm)), ids),
         "electra": lambda: (transformers.ElectraModel(transformers.ElectraConfig(**lm, embedding_size=64)), ids),
+        "deberta_v2": lambda: (transformers.DebertaV2Model(transformers.DebertaV2Config(**lm)), ids),
+        "albert": lambda: (transformers.AlbertModel(transformers.AlbertConfig(**{**lm, "num_hidden_layers": 2}, embedding_size=32)), ids),  # one layer, run twice
+        "segformer": lambda: (
+            transformers.SegformerModel(transformers.SegformerConfig(
+                num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[32, 64], num_attention_heads=[1, 2], sr_ratios=[2, 1],
+                patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[4, 4],
+            )),
+            pixels,
+        ),
         "bart": lambda: (transformers.BartModel(transformers.BartConfig(**seq2seq)), {**ids, **decoder}),
         "whisper": lambda: (
             transformers.WhisperModel(transformers.WhisperConfig(**seq2seq, num_mel_bins=8, max_source_positions=8, max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=1)),
@@ -742,6 +751,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("roberta", ["RobertaLayer", "RobertaAttention"]),
         ("xlm_roberta", ["XLMRobertaLayer", "XLMRobertaAttention"]),
         ("electra", ["ElectraLayer", "ElectraAttention"]),
+        ("deberta_v2", ["DebertaV2Layer", "DebertaV2Attention"]),
+        ("albert", ["AlbertLayer", "AlbertAttention"]),
+        ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
         ("whisper", ["WhisperEncoderLayer", "WhisperAttention", "WhisperDecoderLayer", "WhisperAttention", "WhisperAttention"]),
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"]),
@@ -810,11 +822,13 @@ def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypa
     with pytest.raises(sparse24.Sparse24Error, match="permuting changed the model's outputs"):
         sparse24.sparsify(model, "wanda", data=data, permute=True, policy="any", progress=False)
     assert _unchanged(model, state)
-    # with a loss_fn the batches need not be the model's inputs, and a one-pass iterator is not consumed for the
-    # check: no check, so the broken rule still in place goes through
+    # with a loss_fn or logits_fn the batches need not be the model's inputs, magnitude reads no batch, and a one-pass
+    # iterator is not consumed for the check: no check, so the broken rule still in place goes through
     loss_fn = lambda m, b: m(**b).last_hidden_state.square().mean()  # noqa: E731
-    for method, data_now, loss in (("wanda", data, loss_fn), ("magnitude", iter(data), None)):
-        report = sparse24.sparsify(copy.deepcopy(model), method, data=data_now, loss_fn=loss, permute=True, policy="any", progress=False)
+    logits_fn = lambda m, b: m(**b).last_hidden_state  # noqa: E731
+    cases = [("wanda", data, {"loss_fn": loss_fn}), ("taylor", data, {"logits_fn": logits_fn, "labels": "model"}), ("magnitude", iter(data), {})]
+    for method, data_now, extra in cases:
+        report = sparse24.sparsify(copy.deepcopy(model), method, data=data_now, permute=True, policy="any", progress=False, **extra)
         assert report.notes[-1] == "channel permutation: 5 groups permuted, 6 left in place"
     with pytest.raises(ValueError, match="permute=True with 'wanda' reads data twice .* not a one-pass iterator"):
         sparse24.sparsify(model, "wanda", data=iter(data), permute=True, policy="any", progress=False)  # once "calibration data yielded no batches"
