@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import signal
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -253,7 +254,7 @@ class ScaledBlocks(nn.Module):
         return self.head(x)
 
 
-def manual_sequential(model: Blocks, method: str, data: list) -> dict[str, torch.Tensor]:
+def manual_sequential(model: nn.Module, method: str, data: list) -> dict[str, torch.Tensor]:
     """What sequential calibration must equal: each block decided on the model with the blocks before it pruned."""
     model = copy.deepcopy(model)
     for index in range(3):
@@ -263,26 +264,17 @@ def manual_sequential(model: Blocks, method: str, data: list) -> dict[str, torch
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
-@pytest.mark.parametrize("between", [False, True], ids=["chained", "recaptured"])
-def test_sequential_equals_pruning_block_after_block(method: str, between: bool) -> None:
+@pytest.mark.parametrize(
+    "build",
+    [lambda: Blocks(False), lambda: Blocks(True), lambda: ScaledBlocks(False), lambda: ScaledBlocks(True)],
+    ids=["chained", "recaptured", "own-float-input", "own-tensor-input"],  # the last two: once replayed block 0's scale for block 1
+)
+def test_sequential_equals_pruning_block_after_block(method: str, build: Callable[[], nn.Module]) -> None:
     torch.manual_seed(0)
-    model = Blocks(between)
+    model = build()
     data = skewed_linear_data(features=32)
     expected = manual_sequential(model, method, data)
     sparse24.sparsify(model, method, data=data, sequential=True, progress=False)
-    actual = model.state_dict()
-    for key, value in expected.items():
-        assert torch.allclose(actual[key].float(), value.float(), atol=1e-5), key
-
-
-@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
-@pytest.mark.parametrize("tensor", [False, True], ids=["float", "tensor"])
-def test_sequential_block_with_its_own_second_input(method: str, tensor: bool) -> None:
-    torch.manual_seed(0)
-    model = ScaledBlocks(tensor)
-    data = skewed_linear_data(features=32)
-    expected = manual_sequential(model, method, data)
-    sparse24.sparsify(model, method, data=data, sequential=True, progress=False)  # once replayed block 0's scale for block 1
     actual = model.state_dict()
     for key, value in expected.items():
         assert torch.allclose(actual[key].float(), value.float(), atol=1e-5), key
