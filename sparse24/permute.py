@@ -674,6 +674,12 @@ def _family(module: str, rules: Mapping[str, tuple[Callable[[str, nn.Module], _G
     return {(f"transformers.models.{module}", cls): rule for cls, rule in rules.items()}
 
 
+def _families(families: Iterable[tuple[str, str]], rules: Mapping[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]]) -> dict:
+    """:func:`_family` for families that share a layout: ``(class prefix, module)`` pairs, ``rules`` by class name
+    with ``{}`` for the prefix."""
+    return {key: rule for prefix, module in families for key, rule in _family(module, {cls.format(prefix): r for cls, r in rules.items()}).items()}
+
+
 def _bert_family(module: str, family: str, value_attr: str = "value") -> dict:
     """The BERT layout under another name (RoBERTa, XLM-R, ELECTRA, DeBERTa-v2): the layer's feed-forward and the attention values."""
     return _family(module, {
@@ -694,6 +700,7 @@ def _segformer_mix_mlp(name: str, module: nn.Module) -> _Group | str:
         return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
     members = _producer(_join(name, "fc1"), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
     return _Group("SegformerMixMLP", width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
+
 
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
@@ -745,39 +752,25 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         "AlbertAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
     }),
     **_family("segformer.modeling_segformer", {"SegformerMixMLP": (_segformer_mix_mlp, ()), "SegformerAttention": (_HEADS_OWN_VALUES, ())}),
-    **{
-        key: rule
-        for prefix, module in (("Bart", "bart.modeling_bart"), ("Whisper", "whisper.modeling_whisper"))
-        for key, rule in _family(module, {
-            f"{prefix}EncoderLayer": (_two_layer_mlp, ("self_attn",)),
-            f"{prefix}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
-            f"{prefix}Attention": (_OUT_PROJ_ATTENTION, ()),
-        }).items()
-    },
-    **{
-        key: rule
-        for prefix, module in (("Wav2Vec2", "wav2vec2.modeling_wav2vec2"), ("Hubert", "hubert.modeling_hubert"))
-        for key, rule in _family(module, {f"{prefix}FeedForward": (_WAV2VEC2_FEED_FORWARD, ()), f"{prefix}Attention": (_OUT_PROJ_ATTENTION, ())}).items()
-    },
-    **{
-        key: rule
-        for prefix, module in (("CLIP", "clip.modeling_clip"), ("Siglip", "siglip.modeling_siglip"))
-        for key, rule in _family(module, {f"{prefix}MLP": (_two_layer_mlp, ()), f"{prefix}Attention": (_OUT_PROJ_ATTENTION, ())}).items()
-    },
-    **{
-        key: rule
-        for prefix, module in (("DeiT", "deit.modeling_deit"), ("Dinov2", "dinov2.modeling_dinov2"), ("Beit", "beit.modeling_beit"), ("Swin", "swin.modeling_swin"))
-        for key, rule in _family(module, {f"{prefix}MLP": (_two_layer_mlp, ()), f"{prefix}Attention": (_HEADS_OWN_VALUES, ())}).items()
-    },
-    **{
-        key: rule
-        for prefix, module in (("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5"))
-        for key, rule in _family(module, {
-            f"{prefix}DenseActDense": (_T5_FEED_FORWARD, ()),
-            f"{prefix}DenseGatedActDense": (_T5_GATED, ()),
-            f"{prefix}Attention": (_T5_ATTENTION, ()),
-        }).items()
-    },
+    **_families([("Bart", "bart.modeling_bart"), ("Whisper", "whisper.modeling_whisper")], {
+        "{}EncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
+        "{}Attention": (_OUT_PROJ_ATTENTION, ()),
+    }),
+    **_families([("Wav2Vec2", "wav2vec2.modeling_wav2vec2"), ("Hubert", "hubert.modeling_hubert")], {
+        "{}FeedForward": (_WAV2VEC2_FEED_FORWARD, ()),
+        "{}Attention": (_OUT_PROJ_ATTENTION, ()),
+    }),
+    **_families([("CLIP", "clip.modeling_clip"), ("Siglip", "siglip.modeling_siglip")], {"{}MLP": (_two_layer_mlp, ()), "{}Attention": (_OUT_PROJ_ATTENTION, ())}),
+    **_families(
+        [("DeiT", "deit.modeling_deit"), ("Dinov2", "dinov2.modeling_dinov2"), ("Beit", "beit.modeling_beit"), ("Swin", "swin.modeling_swin")],
+        {"{}MLP": (_two_layer_mlp, ()), "{}Attention": (_HEADS_OWN_VALUES, ())},
+    ),
+    **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
+        "{}DenseActDense": (_T5_FEED_FORWARD, ()),
+        "{}DenseGatedActDense": (_T5_GATED, ()),
+        "{}Attention": (_T5_ATTENTION, ()),
+    }),
 }
 
 
