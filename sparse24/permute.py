@@ -608,20 +608,38 @@ def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("Phi3Attention", head_dim, kv_heads, members)
 
 
-def _per_head_qkv(name: str, module: nn.Module, head_dim_attr: str = "head_size") -> _Group | str:
-    """GPT-NeoX / BLOOM attention: query_key_value's rows are, head after head, that head's query, key and value;
-    the value rows of each head and dense's input columns of the same head move together."""
+def _grouped_qkv(name: str, module: nn.Module, head_dim: int, heads: int, kv_heads: int) -> _Group | str:
+    """A fused ``query_key_value`` whose rows are, key/value head after key/value head, the query heads that read it,
+    its key and its value (``heads // kv_heads`` + 2 runs of ``head_dim``); that value's rows and ``dense``'s input
+    columns of the query heads reading it move together."""
     fused, dense = getattr(module, "query_key_value", None), getattr(module, "dense", None)
     if not (_is_linear(fused) and _is_linear(dense)):
         return "query_key_value and dense are not nn.Linear"
-    head_dim = getattr(module, head_dim_attr, None)
-    if not isinstance(head_dim, int) or head_dim <= 0 or fused.out_features % (3 * head_dim):
-        return f"query_key_value ({fused.out_features}) is not heads of 3 x {head_dim_attr} {head_dim}"
+    if not all(isinstance(n, int) and n > 0 for n in (head_dim, heads, kv_heads)) or heads % kv_heads:
+        return f"{heads} heads of {head_dim} do not share {kv_heads} key/value heads"
+    per = heads // kv_heads
+    if fused.out_features != kv_heads * (per + 2) * head_dim or dense.in_features != heads * head_dim:
+        return f"query_key_value ({fused.out_features}) / dense ({dense.in_features}) do not fit {heads} heads and {kv_heads} key/value heads of {head_dim}"
+    members = [
+        m for g in range(kv_heads) for m in _producer(_join(name, "query_key_value"), fused, head_dim, torch.tensor([g]), offset=(g * (per + 2) + per + 1) * head_dim)
+    ]
+    return _Group(type(module).__name__, head_dim, kv_heads, members + _consumer(_join(name, "dense"), dense, head_dim, torch.arange(heads) // per))
+
+
+def _per_head_qkv(name: str, module: nn.Module, head_dim_attr: str = "head_size") -> _Group | str:
+    """GPT-NeoX / BLOOM attention: query_key_value's rows are, head after head, that head's query, key and value."""
+    head_dim, fused = getattr(module, head_dim_attr, None), getattr(module, "query_key_value", None)
+    if not isinstance(head_dim, int) or head_dim <= 0 or not _is_linear(fused) or fused.out_features % (3 * head_dim):
+        return f"query_key_value is not heads of 3 x {head_dim_attr} {head_dim}"
     heads = fused.out_features // (3 * head_dim)
-    if dense.in_features != heads * head_dim:
-        return f"dense reads {dense.in_features}, not {heads} heads of {head_dim}"
-    members = [m for h in range(heads) for m in _producer(_join(name, "query_key_value"), fused, head_dim, torch.tensor([h]), offset=(3 * h + 2) * head_dim)]
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "dense"), dense, head_dim, torch.arange(heads)))
+    return _grouped_qkv(name, module, head_dim, heads, heads)
+
+
+def _falcon_attention(name: str, module: nn.Module) -> _Group | str:
+    """FalconAttention, its three layouts of query_key_value: classic (per head: q, k, v), multi-query (all queries,
+    one k, one v) and the new decoder architecture (per key/value head: its queries, k, v); ``num_kv_heads`` is 1 for
+    multi-query."""
+    return _grouped_qkv(name, module, getattr(module, "head_dim", None), getattr(module, "num_heads", None), getattr(module, "num_kv_heads", None))
 
 
 def _bloom_mlp(name: str, module: nn.Module) -> _Group | str:
@@ -738,7 +756,7 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     }),
     **_family("gpt_neox.modeling_gpt_neox", {"GPTNeoXMLP": (_H_TO_4H_MLP, ()), "GPTNeoXAttention": (_per_head_qkv, ())}),
     **_family("bloom.modeling_bloom", {"BloomMLP": (_bloom_mlp, ()), "BloomAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
-    **_family("falcon.modeling_falcon", {"FalconMLP": (_H_TO_4H_MLP, ())}),
+    **_family("falcon.modeling_falcon", {"FalconMLP": (_H_TO_4H_MLP, ()), "FalconAttention": (_falcon_attention, ())}),
     **_family("distilbert.modeling_distilbert", {
         "FFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="activation"), ()),
         "DistilBertSelfAttention": (functools.partial(_attention, groups=1, value="v_lin", output="out_lin", head_dim_attr="attention_head_size"), ()),
@@ -1695,7 +1713,7 @@ def permute(
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
     rules (``_RULES``, by exact class) for transformers blocks that do not: the feed-forward
     and the value/output heads of the attention of the Llama, Mistral, Mixtral, Qwen2/3(-MoE),
-    Gemma 1-3, Phi, Phi-3, GPT-2, GPT-J, GPT-NeoX, BLOOM, Falcon (MLP), OPT, BERT, RoBERTa,
+    Gemma 1-3, Phi, Phi-3, GPT-2, GPT-J, GPT-NeoX, BLOOM, Falcon, OPT, BERT, RoBERTa,
     XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
     query heads that read it; fused q/k/v projections by their value rows); and for torch's

@@ -698,7 +698,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "gptj": lambda: (transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, rotary_dim=8, bos_token_id=0, eos_token_id=1)), ids),
         "gpt_neox": lambda: (transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**lm)), ids),
         "bloom": lambda: (transformers.BloomModel(transformers.BloomConfig(vocab_size=64, hidden_size=64, n_layer=1, n_head=4, pretraining_tp=2, slow_but_exact=True)), ids),
-        "falcon": lambda: (transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4)), ids),
+        "falcon": lambda: (transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4)), ids),  # multi-query
+        "falcon-classic": lambda: (transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, multi_query=False)), ids),
+        "falcon-new": lambda: (
+            transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, new_decoder_architecture=True, num_kv_heads=2)),
+            ids,
+        ),
         "distilbert": lambda: (transformers.DistilBertModel(transformers.DistilBertConfig(vocab_size=64, dim=64, hidden_dim=96, n_layers=1, n_heads=4)), ids),
         "roberta": lambda: (transformers.RobertaModel(transformers.RobertaConfig(**lm)), ids),
         "xlm_roberta": lambda: (transformers.XLMRobertaModel(transformers.XLMRobertaConfig(**lm)), ids),
@@ -746,7 +751,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gptj", ["GPTJAttention", "GPTJMLP"]),
         ("gpt_neox", ["GPTNeoXAttention", "GPTNeoXMLP"]),  # query_key_value: each head's q, k, v rows in turn
         ("bloom", ["BloomAttention", "BloomMLP"]),
-        ("falcon", ["FalconMLP"]),
+        ("falcon", ["FalconAttention", "FalconMLP"]),  # query_key_value: 4 query heads, 1 key, 1 value
+        ("falcon-classic", ["FalconAttention", "FalconMLP"]),  # per head: q, k, v
+        ("falcon-new", ["FalconAttention", "FalconMLP"]),  # per key/value head: its 2 queries, k, v
         ("distilbert", ["DistilBertSelfAttention", "FFN"]),
         ("roberta", ["RobertaLayer", "RobertaAttention"]),
         ("xlm_roberta", ["XLMRobertaLayer", "XLMRobertaAttention"]),
