@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,8 +99,12 @@ def default_blocks(model: nn.Module) -> list[str]:
 
 def _tied_units(model: nn.Module, names: Sequence[str], modules: Sequence[nn.Module]) -> list[list[int]]:
     """``names``/``modules`` as FSDP units: blocks that share a parameter (a tied head and its embedding) go into
-    one unit; a block sharing one with a module outside every block is left to the root unit (logged)."""
-    owner: dict[int, int] = {}  # parameter id -> the first block holding it
+    one unit; a block sharing one with a module outside every block is left to the root unit (logged). A block
+    inside another (``"h"`` and ``"h.0"``) is a unit of its own, nested as FSDP allows."""
+    holders: dict[int, list[int]] = defaultdict(list)  # parameter id -> the blocks holding it
+    for index, module in enumerate(modules):
+        for param in module.parameters():
+            holders[id(param)].append(index)
     parent = list(range(len(modules)))
 
     def root(i: int) -> int:
@@ -107,10 +112,10 @@ def _tied_units(model: nn.Module, names: Sequence[str], modules: Sequence[nn.Mod
             i = parent[i]
         return i
 
-    for index, module in enumerate(modules):
-        for param in module.parameters():
-            first = owner.setdefault(id(param), index)
-            parent[root(index)] = root(first)
+    for held_by in holders.values():
+        innermost = [i for i in held_by if not any(names[j].startswith(f"{names[i]}.") for j in held_by)]
+        for i in innermost[1:]:
+            parent[root(i)] = root(innermost[0])
     groups: dict[int, list[int]] = {}
     for index in range(len(modules)):
         groups.setdefault(root(index), []).append(index)
@@ -126,6 +131,7 @@ def _tied_units(model: nn.Module, names: Sequence[str], modules: Sequence[nn.Mod
             logger.info("fsdp: %s left in the root unit: it shares %s with the rest of the model", ", ".join(names[i] for i in members), outside[0])
             continue
         units.append(members)
+    units.sort(key=lambda unit: -min(names[i].count(".") for i in unit))  # a nested block is sharded before the one around it
     return units
 
 

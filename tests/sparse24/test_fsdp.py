@@ -538,6 +538,25 @@ def test_default_units_are_the_outermost_repeated_layers():
     assert default_blocks(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))) == ["0", "2"]  # no repeated layers: the children
 
 
+@pytest.mark.parametrize(
+    ("names", "units"),
+    [
+        (["transformer.h.0", "transformer.h.1"], [[0], [1]]),
+        (["transformer", "lm_head"], [[0, 1]]),  # lm_head.weight is transformer.wte.weight
+        (["lm_head"], []),  # tied to wte, which stays in the root: so does lm_head
+        (["transformer.h", "transformer.h.0"], [[1], [0]]),  # nested, not tied (once merged into one unit); the inner one first
+        (["transformer", "transformer.h.0", "lm_head"], [[1], [0, 2]]),
+    ],
+)
+def test_units_of_blocks(names, units):
+    import transformers
+
+    from sparse24.dist import _tied_units
+
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+    assert _tied_units(gpt2, names, [gpt2.get_submodule(name) for name in names]) == units
+
+
 def test_tied_parameters_share_an_fsdp_unit(tmp_path):
     _require_distributed()
     pytest.importorskip("transformers")
