@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -513,7 +513,7 @@ def sparsify(
         reshard_all(model)  # a root unit stays unsharded after a forward without gradients
         if permute:
             raise Sparse24Error("permute=True needs the unsharded model: permute (sparse24.permute) before sharding it with fully_shard")
-    if permute and method != "magnitude" and isinstance(data, Iterable) and iter(data) is data:
+    if permute and method != "magnitude" and isinstance(data, Iterator):
         raise ValueError(
             f"permute=True with {method!r} reads data twice (the scores for the permutation, then the masks): "
             "pass a list or a DataLoader, not a one-pass iterator"
@@ -638,7 +638,7 @@ def _permute(
 def _first_batch(model: nn.Module, data: Any) -> tuple | Mapping | None:
     """``data``'s first batch as one forward's inputs (a dict as keyword ones), on the model's device; None without
     data, or for a one-pass iterator, which this would consume before the calibration."""
-    if data is None or not isinstance(data, Iterable) or iter(data) is data:
+    if not isinstance(data, Iterable) or isinstance(data, Iterator):
         return None
     first = next(iter(data), None)
     if first is None:

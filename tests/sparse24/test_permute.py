@@ -820,9 +820,17 @@ def test_keyword_example_inputs_check_the_permuted_function(monkeypatch: pytest.
 
 
 def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Counted(list):  # a re-iterable loader that counts its passes (a DataLoader starts its workers on each)
+        passes = 0
+
+        def __iter__(self):
+            Counted.passes += 1
+            return super().__iter__()
+
     model, batch = _family_model("bart")
-    data = [batch, batch]
+    data = Counted([batch, batch])
     report = sparse24.sparsify(copy.deepcopy(model), "wanda", data=data, permute=True, policy="any", progress=False)
+    assert Counted.passes == 3  # the permutation's scores, the first batch for the check, the masks: no pass only to test the data
     assert report.notes[-1] == "channel permutation: 5 groups permuted, 6 left in place; the model's outputs on the first calibration batch are unchanged"
     _wrong_bart_attention(monkeypatch)
     state = _state(model)
