@@ -427,6 +427,8 @@ _ELEMENTWISE_TRANSFORMERS = {
     "LinearActivation", "LaplaceActivation", "ReLUSquaredActivation", "SiLUActivation",
     "SqrtSoftplusActivation",
 }  # fmt: skip
+# elementwise activations that a transformers model defines itself: (module, class)
+_ELEMENTWISE_MODEL_ACTIVATIONS = {("transformers.models.bloom.modeling_bloom", "BloomGelu")}  # the tanh GELU
 
 
 def _transformers_class(module: nn.Module) -> str | None:
@@ -440,7 +442,10 @@ def _elementwise_module(module: nn.Module) -> bool:
         return True
     if type(module) is nn.PReLU:
         return module.num_parameters == 1
-    return _transformers_class(module) in _ELEMENTWISE_TRANSFORMERS and type(module).__module__ == "transformers.activations"
+    cls = type(module)
+    return (cls.__module__, cls.__name__) in _ELEMENTWISE_MODEL_ACTIVATIONS or (
+        _transformers_class(module) in _ELEMENTWISE_TRANSFORMERS and cls.__module__ == "transformers.activations"
+    )
 
 
 def _is_linear(module: object) -> bool:
@@ -505,16 +510,14 @@ def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | 
     return _Group(type(module).__name__, width, 1, members)
 
 
-def _two_layer_mlp(
-    name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn", elementwise: bool = False
-) -> _Group | str:
+def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn") -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2)."""
     up, down = getattr(module, first, None), getattr(module, second, None)
     if not (_is_linear(up) and _is_linear(down)):
         return f"{first} and {second} are not both nn.Linear"
     act = getattr(module, activation, None)
-    if not elementwise and not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
+    if not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
     width = up.out_features
     if down.in_features != width:
@@ -642,14 +645,6 @@ def _falcon_attention(name: str, module: nn.Module) -> _Group | str:
     return _grouped_qkv(name, module, getattr(module, "head_dim", None), getattr(module, "num_heads", None), getattr(module, "num_kv_heads", None))
 
 
-def _bloom_mlp(name: str, module: nn.Module) -> _Group | str:
-    """BloomMLP: dense_4h_to_h(gelu_impl(dense_h_to_4h(x))), BloomGelu being the tanh GELU, elementwise (with
-    ``pretraining_tp`` slices of dense_4h_to_h's columns summed, which any channel order sums alike)."""
-    if type(getattr(module, "gelu_impl", None)).__name__ != "BloomGelu":
-        return "gelu_impl is not BloomGelu"
-    return _two_layer_mlp(name, module, first="dense_h_to_4h", second="dense_4h_to_h", activation="gelu_impl", elementwise=True)
-
-
 def _attention(
     name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
 ) -> _Group | str:
@@ -755,7 +750,10 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         "GPTJAttention": (_OUT_PROJ_ATTENTION, ()),
     }),
     **_family("gpt_neox.modeling_gpt_neox", {"GPTNeoXMLP": (_H_TO_4H_MLP, ()), "GPTNeoXAttention": (_per_head_qkv, ())}),
-    **_family("bloom.modeling_bloom", {"BloomMLP": (_bloom_mlp, ()), "BloomAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
+    **_family("bloom.modeling_bloom", {
+        "BloomMLP": (functools.partial(_H_TO_4H_MLP, activation="gelu_impl"), ()),  # pretraining_tp slices of dense_4h_to_h sum alike in any order
+        "BloomAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ()),
+    }),
     **_family("falcon.modeling_falcon", {"FalconMLP": (_H_TO_4H_MLP, ()), "FalconAttention": (_falcon_attention, ())}),
     **_family("distilbert.modeling_distilbert", {
         "FFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="activation"), ()),
