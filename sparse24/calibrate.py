@@ -32,7 +32,7 @@ from . import dist
 from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights
 from .batch import call, to_device
 from .enforce import is_sharded
-from .errors import Sparse24Error
+from .errors import Sparse24Error, running
 from .progress import Progress
 
 __all__ = ["KINDS", "Sequential", "find_blocks", "gather", "run_batches"]
@@ -144,10 +144,11 @@ def run_batches(
             if num_batches is not None and seen >= num_batches:
                 break
             batch = to_device(batch, device)
-            if loss_fn is not None:
-                loss_fn(model, batch)
-            else:
-                call(model, batch)
+            with running(f"running calibration batch {seen} ({what})"):
+                if loss_fn is not None:
+                    loss_fn(model, batch)
+                else:
+                    call(model, batch)
             seen += 1
             bar.update()
     if seen == 0:
@@ -434,10 +435,11 @@ class Sequential:
             handles.append(block.register_forward_hook(lambda m, args, out, i=index: after(i, out)))
         try:
             with torch.no_grad(), _eval(self.model), self._pass("block inputs"):
-                for batch in self.batches + self._extra(self.batches):
+                for number, batch in enumerate(self.batches + self._extra(self.batches)):
                     seen.clear()
                     last.clear()
-                    self._forward(batch)
+                    with running(f"running calibration batch {number} (sequential: the dense model, to find each block's inputs)"):
+                        self._forward(batch)
         finally:
             for handle in handles:
                 handle.remove()
@@ -467,11 +469,12 @@ class Sequential:
         handle = block.register_forward_pre_hook(hook, with_kwargs=True)
         try:
             with torch.no_grad(), _eval(self.model), self._pass(f"inputs of {name}"):
-                for batch in self.batches + self._extra(self.batches):
-                    try:
-                        self._forward(batch)
-                    except _Stop:
-                        pass
+                for number, batch in enumerate(self.batches + self._extra(self.batches)):
+                    with running(f"running calibration batch {number} (sequential: the inputs of {name})"):
+                        try:
+                            self._forward(batch)
+                        except _Stop:
+                            pass
                     if self.sharded:  # the pass stopped inside FSDP's forward: its units back to sharded
                         from .sharded import reshard_all
 
@@ -494,8 +497,9 @@ class Sequential:
         bar = Progress(logger, f"{kind} calibration of {name}", len(self.inputs), enabled=self.progress and dist.is_main())
         with torch.no_grad(), _eval(self.model), self._pass(f"block {name}"), self._unsharded(index):
             with _hooks(block, weights, kind, stats, counts, keys), bar:
-                for args, kwargs in self.inputs:
-                    block(*self._load(args), **self._load(kwargs))
+                for number, (args, kwargs) in enumerate(self.inputs):
+                    with running(f"running {name} on its inputs from calibration batch {number} (sequential)"):
+                        block(*self._load(args), **self._load(kwargs))
                     bar.update()
             for args, kwargs in self._extra(self.inputs):
                 block(*self._load(args), **self._load(kwargs))
@@ -513,8 +517,9 @@ class Sequential:
         name, block = self.blocks[index]
         outputs = []
         with torch.no_grad(), _eval(self.model), self._pass(f"outputs of {name}"), self._unsharded(index):
-            for args, kwargs in self.inputs:
-                out = _first_tensor(block(*self._load(args), **self._load(kwargs)))
+            for number, (args, kwargs) in enumerate(self.inputs):
+                with running(f"running the pruned {name} on its inputs from calibration batch {number} (sequential)"):
+                    out = _first_tensor(block(*self._load(args), **self._load(kwargs)))
                 outputs.append(((self._store(out), *args[1:]), kwargs))
             for args, kwargs in self._extra(self.inputs):
                 block(*self._load(args), **self._load(kwargs))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import criteria
-from .errors import CheckFailed, Sparse24Error, SparsityError
+from .errors import CheckFailed, Sparse24Error, SparsityError, first_line
 from .report import SparsityReport
 
 logger = logging.getLogger("sparse24")
@@ -446,6 +446,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _notes(error: BaseException) -> list[str]:
+    """The notes sparse24 (or anyone) added to ``error``: what was running when it was raised."""
+    return [f"  {note}" for note in getattr(error, "__notes__", ())]
+
+
+def _raised_outside(error: BaseException) -> str | None:
+    """Where ``error`` was raised, when that was outside sparse24 (the user's model, data or functions, or a
+    library they call): ``"raised in FILE:LINE (FUNCTION), called from sparse24's FILE:LINE"``; None when the
+    innermost frame is sparse24's own code."""
+    import traceback
+
+    ours = [Path(module.__file__).parent for name, module in list(sys.modules.items()) if (name == "sparse24" or name.startswith("sparse24.")) and getattr(module, "__file__", None)]
+    frames = traceback.extract_tb(error.__traceback__)
+
+    def is_ours(frame: traceback.FrameSummary) -> bool:
+        return Path(frame.filename).parent in ours
+
+    if not frames or is_ours(frames[-1]):
+        return None
+    where = f"raised in {frames[-1].filename}:{frames[-1].lineno} ({frames[-1].name})"
+    caller = next((frame for frame in reversed(frames) if is_ours(frame)), None)
+    return where if caller is None else f"{where}, called from sparse24's {Path(caller.filename).name}:{caller.lineno} ({caller.name})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparse24`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -467,7 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Sparse24Error, ValueError, OSError) as error:
         if args.traceback:
             raise
-        print(f"sparse24: error: {error}", file=sys.stderr)
+        print(f"sparse24: error: {error}", *_notes(error), sep="\n", file=sys.stderr)
+        return 2
+    except Exception as error:
+        raised = _raised_outside(error)
+        if args.traceback or raised is None:  # raised in sparse24's own code: a bug, the traceback is the report
+            raise
+        print(f"sparse24: error: {type(error).__name__}: {first_line(error)}", *_notes(error), f"  {raised}", "  (--traceback shows the full traceback)", sep="\n", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sparse24: interrupted; nothing was written", file=sys.stderr)

@@ -37,7 +37,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .enforce import attach_optimizer, check_optimizer, has_masks, is_sharded, mask_sharded_grads, masked_weights, shard_masks
-from .errors import Sparse24Error
+from .errors import Sparse24Error, running
 from .io import load as load_weights
 from .progress import Progress
 
@@ -553,7 +553,11 @@ class _Trainer:
             self.module.eval()
             try:
                 with torch.no_grad():
-                    metrics = _metrics(eval_fn(self.module, eval_data)) if eval_fn is not None else self.eval_loss(eval_data)
+                    if eval_fn is not None:
+                        with running("running eval_fn"):
+                            metrics = _metrics(eval_fn(self.module, eval_data))
+                    else:
+                        metrics = self.eval_loss(eval_data)
             finally:
                 self.module.train(was_training)
         return _broadcast(metrics)
@@ -563,7 +567,8 @@ class _Trainer:
         for batch in eval_data:
             batch = to_device(batch, self.device)
             loss_fn = self.options["loss_fn"]
-            loss = loss_fn(self.module, batch) if loss_fn is not None else model_loss(call(self.module, batch))
+            with running(f"running evaluation batch {count}"):
+                loss = loss_fn(self.module, batch) if loss_fn is not None else model_loss(call(self.module, batch))
             total, count = total + float(loss), count + 1
         if count == 0:
             raise Sparse24Error("eval_data yielded no batches")
@@ -635,7 +640,7 @@ class _Trainer:
                     sync = self.train_model.no_sync() if self.ddp and not last_micro else contextlib.nullcontext()
                     if self.fsdp and accum > 1:
                         self.gradient_sync(last_micro)
-                    with sync:
+                    with sync, running(f"running training batch {seen} of epoch {self.epoch + 1} (step {self.step + 1}: forward and backward)"):
                         loss, task, kd = self.micro_loss(batch, first)
                         first = False
                         scaled = loss / accum

@@ -43,7 +43,7 @@ from .. import dist
 from ..axes import GemmWeight
 from ..batch import call, check_loss, describe, logits, model_loss, split_samples, to_device
 from ..enforce import is_sharded
-from ..errors import Sparse24Error, first_line
+from ..errors import Sparse24Error, first_line, running
 from ..progress import Progress
 from ._pairs import PairCosts, add_cross, new_cross
 
@@ -303,7 +303,8 @@ def _calibrate(model, data, backward, num_batches, device, autocast, progress, p
             batch = to_device(batch, device)
             for sample in split_samples(batch) if per_sample else [batch]:
                 amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-                backward(model, sample, amp, seen)
+                with running(f"running calibration batch {seen} (taylor: forward and backward)"):
+                    backward(model, sample, amp, seen)
             seen += 1
             bar.update()
     if seen == 0:
@@ -325,7 +326,8 @@ def _calibrate_sharded(model, data, backward, num_batches, device, autocast, pro
                 batch = to_device(batch, device)
                 for sample in split_samples(batch) if per_sample else [batch]:
                     amp = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-                    backward(model, sample, amp, seen, 1.0 if rank == source else 0.0)
+                    with running(f"running calibration batch {seen} (taylor: forward and backward)"):
+                        backward(model, sample, amp, seen, 1.0 if rank == source else 0.0)
                 seen += 1
                 bar.update()
     return seen

@@ -297,3 +297,66 @@ def test_prune_with_nothing_eligible_writes_nothing(capsys, tmp_path):
     assert "excluded by '*'" in stdout
     assert_one_line_error(err, "no GEMM weight of the model could be made 2:4")
     assert not out.exists()
+
+
+USER_CODE = '''
+import torch
+from torch import nn
+
+
+class Picky(nn.Module):
+    """Two GEMMs; its forward rejects a batch whose first value is negative (a mistake in the user's data)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 8)
+
+    def forward(self, x):
+        if x[0, 0] < 0:
+            raise RuntimeError("negative input, the data is not normalised")
+        return self.b(torch.relu(self.a(x)))
+
+
+def batches():
+    return [torch.rand(2, 16), torch.rand(2, 16) - 2]
+
+
+def loss(model, batch):
+    return model(batch).square().mean()
+'''
+
+
+@pytest.fixture
+def user_code(tmp_path: Path) -> Path:
+    path = tmp_path / "usercode.py"
+    path.write_text(USER_CODE)
+    return path
+
+
+@pytest.mark.parametrize("method, extra", [("wanda", []), ("sparsegpt", ["--sequential", "a,b"]), ("taylor", ["--loss", "LOSS"])])
+def test_an_error_in_the_users_model_is_one_error_naming_the_batch_and_where(capsys, tmp_path, user_code, method, extra):
+    out = tmp_path / "sparse.safetensors"
+    extra = [f"{user_code}:loss" if value == "LOSS" else value for value in extra]
+    code, _, err = run(capsys, "prune", f"{user_code}:Picky", "--method", method, "--data", f"{user_code}:batches", "--policy", "any", *extra, "--out", str(out))
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0] == "sparse24: error: RuntimeError: negative input, the data is not normalised"
+    assert "while running calibration batch 1" in err  # the second batch
+    assert f"raised in {user_code}:" in err and "(forward)" in err
+    assert lines[-1] == "  (--traceback shows the full traceback)"
+    assert not out.exists()
+
+
+def test_traceback_flag_shows_the_users_error_with_its_note(tmp_path, user_code):
+    with pytest.raises(RuntimeError, match="negative input") as raised:
+        main(["--traceback", "prune", f"{user_code}:Picky", "--method", "wanda", "--data", f"{user_code}:batches", "--policy", "any", "--out", str(tmp_path / "s.safetensors")])
+    assert any("calibration batch 1" in note for note in raised.value.__notes__)
+
+
+def test_an_error_in_sparse24s_own_code_keeps_its_traceback(tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("sparse24.sparsify"), "_choose", None)  # sparsify() itself raises TypeError: a bug
+    with pytest.raises(TypeError, match="not callable"):  # not turned into one line: the traceback is the bug report
+        main(["prune", MODEL, "--out", str(tmp_path / "s.safetensors")])

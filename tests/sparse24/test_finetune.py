@@ -166,6 +166,27 @@ def test_bad_training_loss_is_refused(loss_fn, message):
     assert_same_state(state_of(model), before)
 
 
+def test_an_error_in_the_users_loss_says_which_batch_and_step():
+    calls = []
+
+    def failing(model, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the user's loss failed")
+        return mse(model, batch)
+
+    with pytest.raises(RuntimeError, match="the user's loss failed") as raised:
+        finetune(sparse_mlp(), mlp_batches(2), loss_fn=failing, epochs=2, **quiet())
+    assert raised.value.__notes__ == ["sparse24: while running training batch 0 of epoch 2 (step 3: forward and backward)"]
+    with pytest.raises(ZeroDivisionError) as raised:
+        finetune(sparse_mlp(), mlp_batches(2), loss_fn=mse, eval_fn=lambda model, data: 1 / 0, eval_data=mlp_batches(1), steps=1, **quiet())
+    assert raised.value.__notes__ == ["sparse24: while running eval_fn"]
+    calls.clear()
+    with pytest.raises(RuntimeError, match="the user's loss failed") as raised:  # the evaluation before training: its third batch
+        finetune(sparse_mlp(), mlp_batches(1), loss_fn=failing, eval_data=mlp_batches(4), steps=1, **quiet())
+    assert raised.value.__notes__ == ["sparse24: while running evaluation batch 2"]
+
+
 # -- 2. a model without masks -----------------------------------------------------------------
 
 
