@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_transformers_conv1d", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ _CONV = Axis(reduction=1, output=0)
 _TRANSPOSED_LINEAR = Axis(reduction=0, output=1)
 
 
-def _is_transformers_conv1d(module: nn.Module) -> bool:
+def is_transformers_conv1d(module: nn.Module) -> bool:
     """GPT-2 style ``Conv1D`` (weight ``[in, out]``), recognised without importing transformers."""
     return any(
         cls.__name__ == "Conv1D" and cls.__module__.split(".")[0] == "transformers"
@@ -95,7 +95,7 @@ def gemm_axes(module: nn.Module) -> dict[str, Axis]:
         if module.in_proj_weight is not None:
             return {"in_proj_weight": _LINEAR}
         return {name: _LINEAR for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight")}
-    if _is_transformers_conv1d(module):
+    if is_transformers_conv1d(module):
         return {"weight": _TRANSPOSED_LINEAR}
     return {}
 

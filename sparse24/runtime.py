@@ -1,7 +1,8 @@
 """Run 2:4 Linear layers on sparse kernels in PyTorch: cuSPARSELt, sparse24's custom kernels, or dense.
 
-:func:`to_sparse_runtime` replaces every eligible ``nn.Linear`` whose weight is 2:4 with a
-:class:`SparseLinear` holding the compressed weight. Backends:
+:func:`to_sparse_runtime` replaces every eligible ``nn.Linear`` (and transformers ``Conv1D``, GPT-2's,
+whose ``[in, out]`` weight it transposes) whose weight is 2:4 with a :class:`SparseLinear` holding the
+compressed weight. Backends:
 
 - ``"cusparselt"``: ``torch.sparse.to_sparse_semi_structured`` (cuSPARSELt, or CUTLASS where torch
   has no cuSPARSELt); fast at large batches, slower than dense at small ones (it pads).
@@ -37,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .axes import gemm_axes
+from .axes import is_transformers_conv1d, gemm_axes
 from .errors import Sparse24Error, first_line
 from .io import write_text
 from .mask import is_two_four
@@ -198,10 +199,15 @@ def _semi_structured_available() -> bool:
     return hasattr(torch.sparse, "to_sparse_semi_structured")
 
 
-def _layer_problem(module: nn.Linear, backend: str) -> str | None:
+def _linear_weight(module: nn.Module) -> Tensor:
+    """The ``[out, in]`` weight of a Linear, or of a transformers ``Conv1D`` (which stores it ``[in, out]``)."""
     weight = module.weight.detach()
-    axis = gemm_axes(module)["weight"]
-    if weight.shape[axis.reduction] % 4 or not is_two_four(weight, axis.reduction):
+    return weight.t().contiguous() if gemm_axes(module)["weight"].reduction == 0 else weight
+
+
+def _layer_problem(module: nn.Module, backend: str) -> str | None:
+    weight = _linear_weight(module)
+    if weight.shape[1] % 4 or not is_two_four(weight, 1):
         return "weight is not 2:4 along in_features"
     if backend != "reference" and weight.dtype not in (torch.float16, torch.bfloat16):
         return f"{weight.dtype} weight: sparse kernels take float16/bfloat16 (cast the model first)"
@@ -303,7 +309,7 @@ def to_sparse_runtime(
     cache: bool = True,
     tolerance: float = PROBE_TOLERANCE,
 ) -> RuntimeReport:
-    """Replace, in place, every eligible 2:4 ``nn.Linear`` of ``model`` with a :class:`SparseLinear`.
+    """Replace, in place, every eligible 2:4 ``nn.Linear`` (or transformers ``Conv1D``) of ``model`` with a :class:`SparseLinear`.
 
     Eligible: the weight is 2:4 along ``in_features``, float16/bfloat16 (any dtype for
     ``"reference"``), ``in_features % 16 == 0`` for the custom kernels. Without a CUDA GPU, with
@@ -333,7 +339,7 @@ def to_sparse_runtime(
             else:
                 notes.append(f"{name} not considered: {problem}")
 
-    targets: list[tuple[str, nn.Linear]] = []
+    targets: list[tuple[str, nn.Module]] = []
     skipped: list[tuple[str, str]] = []
     readers = {  # modules that read a child Linear's .weight directly, so it must stay an nn.Linear
         name: f"{type(module).__name__} reads {'out_proj' if isinstance(module, nn.MultiheadAttention) else 'linear1/linear2'}.weight directly"
@@ -343,7 +349,7 @@ def to_sparse_runtime(
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and name.rpartition(".")[0] in readers:
             skipped.append((name, readers[name.rpartition(".")[0]]))
-        elif isinstance(module, nn.Linear):
+        elif isinstance(module, nn.Linear) or is_transformers_conv1d(module):
             problem = _layer_problem(module, backend)
             if problem is None:
                 targets.append((name, module))
@@ -358,7 +364,7 @@ def to_sparse_runtime(
     timings: dict[str, dict[int, dict[str, float]]] = {}
     replacements: list[tuple[str, SparseLinear, RuntimeLayer]] = []
     for name, module in targets:
-        weight = module.weight.detach()
+        weight = _linear_weight(module)
         bias = module.bias.detach() if module.bias is not None else None
         if backend == "auto":
             key = f"{weight.shape[0]}x{weight.shape[1]}:{str(weight.dtype).split('.')[-1]}:{'+'.join(candidates)}:{','.join(map(str, buckets))}"

@@ -65,6 +65,26 @@ def test_transformer_encoder_layer_keeps_its_linears_so_its_fast_path_runs() -> 
         assert torch.allclose(model(x), expected, atol=1e-5)
 
 
+def test_gpt2_conv1d_layers_run_as_sparse_linears() -> None:
+    """transformers' Conv1D stores its weight [in, out] (2:4 along dim 0): it runs as a SparseLinear of the transpose."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    sparse24.sparsify(model, "magnitude", policy="any")
+    ids = torch.randint(0, 96, (2, 12))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        report = sparse24.to_sparse_runtime(model, "reference")
+        actual = model(input_ids=ids).logits
+    names = [f"transformer.h.{i}.{layer}" for i in range(2) for layer in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    assert [layer.name for layer in report.layers] == names
+    assert dict(report.skipped) == {"lm_head": "weight is not 2:4 along in_features"}  # tied to the embedding: left dense
+    assert [layer.shape for layer in report.layers[:4]] == [(192, 64), (64, 64), (256, 64), (64, 256)]  # [out, in]
+    assert all(isinstance(model.get_submodule(name), SparseLinear) for name in names)
+    assert torch.allclose(actual, expected, atol=1e-5)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 @pytest.mark.parametrize("backend", ["auto", "custom", "cusparselt", "dense"])
 def test_without_a_gpu_one_clear_error_and_the_model_unchanged(backend: str) -> None:
