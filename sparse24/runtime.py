@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .axes import is_transformers_conv1d, gemm_axes
+from .axes import gemm_axes, gemm_weights, is_transformers_conv1d
 from .errors import Sparse24Error, first_line
 from .io import write_text
 from .mask import is_two_four
@@ -357,6 +357,10 @@ def to_sparse_runtime(
                 skipped.append((name, problem))
         elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             skipped.append((name, "convolutions stay on dense cuDNN (no sparse im2col path)"))
+    listed = {name for name, _ in [*targets, *skipped]}
+    for weight in gemm_weights(model):  # the other GEMM weights (MultiheadAttention's in_proj): said, not passed over
+        if weight.module_name not in listed:
+            skipped.append((weight.name, f"{type(weight.module).__name__} computes this GEMM inside its own forward"))
 
     plans_on_disk = _read_plans() if backend == "auto" and cache else {}
     env_key = _environment_key(device) if backend == "auto" else ""

@@ -47,6 +47,7 @@ def test_dense_layers_and_attention_projections_are_left_with_reasons() -> None:
     reasons = dict(report.skipped)
     assert reasons["0"] == "weight is not 2:4 along in_features"
     assert reasons["attn.out_proj"] == "MultiheadAttention reads out_proj.weight directly"
+    assert reasons["attn.in_proj_weight"] == "MultiheadAttention computes this GEMM inside its own forward"  # 2:4 too: said, not passed over
     assert report.layers == ()
 
 
