@@ -16,18 +16,22 @@ compressed weight. Backends:
   library versions (``$SPARSE24_RUNTIME_CACHE``, default ``~/.cache/sparse24/runtime_plans.json``).
 - ``"reference"``: the pure-PyTorch reference on the compressed weight (any device; slow; for checks).
 
-Conv layers stay on dense cuDNN (the im2col sparse path is not implemented), and so do the
-Linears that ``nn.MultiheadAttention`` (``out_proj``) and ``nn.TransformerEncoderLayer``
-(``linear1``/``linear2``, for its fused fast path) read by ``.weight``; the report lists them. Works in eager mode and under CUDA graph capture; under ``torch.compile`` the custom
+Conv layers stay on dense cuDNN (the im2col sparse path is not implemented), and so does a
+Linear whose parent's code reads its ``.weight`` (``nn.MultiheadAttention``'s ``out_proj``,
+``nn.TransformerEncoderLayer``'s fast path, T5's ``wo``); the report lists them, and every other
+GEMM weight it leaves. Works in eager mode and under CUDA graph capture; under ``torch.compile`` the custom
 kernel is one opaque custom op (``sparse24::sparse_mm``) and cuSPARSELt is what torch's own
 semi-structured tensors support. This module imports ``kernels`` only when a custom backend is used.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -216,6 +220,29 @@ def _layer_problem(module: nn.Module, backend: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _class_sources(cls: type) -> str:
+    """The source of ``cls`` and of its bases up to ``nn.Module`` (empty where it is not available)."""
+    parts = []
+    for klass in cls.__mro__:
+        if klass in (nn.Module, object):
+            break
+        try:
+            parts.append(inspect.getsource(klass))
+        except (OSError, TypeError):
+            pass
+    return "\n".join(parts)
+
+
+def _weight_reader(parent: nn.Module, child: str) -> str | None:
+    """The class of ``parent`` when its code reads ``self.<child>.weight`` (MultiheadAttention's
+    ``out_proj``, TransformerEncoderLayer's fast path, T5's ``wo.weight.dtype``): that child must stay
+    a module with a dense ``weight``. None when it does not (or its source is not available)."""
+    if re.search(rf"self\.{re.escape(child)}\.weight\b", _class_sources(type(parent))):
+        return type(parent).__name__
+    return None
+
+
 def _environment_key(device: torch.device) -> str:
     import sparse24
 
@@ -341,22 +368,21 @@ def to_sparse_runtime(
 
     targets: list[tuple[str, nn.Module]] = []
     skipped: list[tuple[str, str]] = []
-    readers = {  # modules that read a child Linear's .weight directly, so it must stay an nn.Linear
-        name: f"{type(module).__name__} reads {'out_proj' if isinstance(module, nn.MultiheadAttention) else 'linear1/linear2'}.weight directly"
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.MultiheadAttention, nn.TransformerEncoderLayer))
-    }
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and name.rpartition(".")[0] in readers:
-            skipped.append((name, readers[name.rpartition(".")[0]]))
-        elif isinstance(module, nn.Linear) or is_transformers_conv1d(module):
+        if not (isinstance(module, nn.Linear) or is_transformers_conv1d(module)):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                skipped.append((name, "convolutions stay on dense cuDNN (no sparse im2col path)"))
+            continue
+        parent_name, _, child = name.rpartition(".")
+        reader = _weight_reader(model.get_submodule(parent_name), child) if name else None
+        if reader is not None:
+            skipped.append((name, f"{reader} reads {child}.weight directly"))
+        else:
             problem = _layer_problem(module, backend)
             if problem is None:
                 targets.append((name, module))
             else:
                 skipped.append((name, problem))
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            skipped.append((name, "convolutions stay on dense cuDNN (no sparse im2col path)"))
     listed = {name for name, _ in [*targets, *skipped]}
     for weight in gemm_weights(model):  # the other GEMM weights (MultiheadAttention's in_proj): said, not passed over
         if weight.module_name not in listed:
