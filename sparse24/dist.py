@@ -1,4 +1,4 @@
-"""What sparse24 needs from ``torch.distributed``: rank, world size, the module under a DDP wrapper, FSDP2 sharding."""
+"""What sparse24 needs from ``torch.distributed``: rank, world size, the module under a DDP (or torch.compile) wrapper, FSDP2 sharding."""
 
 from __future__ import annotations
 
@@ -49,8 +49,16 @@ def is_ddp(model: nn.Module) -> bool:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside a ``DistributedDataParallel`` wrapper (the model itself otherwise)."""
-    return model.module if is_ddp(model) else model
+    """The user's module inside ``DistributedDataParallel`` and ``torch.compile`` wrappers, in any
+    nesting (the model itself otherwise): its names and state-dict keys are the model's own, without
+    ``module.`` or ``_orig_mod.``."""
+    while True:
+        if is_ddp(model):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module) and type(model).__name__ == "OptimizedModule":
+            model = model._orig_mod
+        else:
+            return model
 
 
 def is_fsdp(model: nn.Module) -> bool:

@@ -526,6 +526,9 @@ def strip(model: nn.Module) -> list[str]:
 
     Returns the names of the weights that were masked.
     """
+    from .dist import unwrap
+
+    model = unwrap(model)
     stripped = []
     if getattr(model, _MODEL_HOOK, None) is not None:
         getattr(model, _MODEL_HOOK)[0].remove()
@@ -551,6 +554,9 @@ def load_masks(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
     shape matches, mask is 2:4 along the layer's axis) before any is attached. Returns the
     names of the masked weights.
     """
+    from .dist import unwrap
+
+    model = unwrap(model)
     planned = []
     for key, mask in state_dict.items():
         if not key.endswith(MASK_SUFFIX):

@@ -249,6 +249,9 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, **kwargs: Any) ->
     """
     from safetensors.torch import save_file
 
+    from .dist import unwrap
+
+    model = unwrap(model)
     if not is_transformers_model(model):
         raise Sparse24Error(f"a from_pretrained directory needs a transformers model, got {type(model).__name__}; save it with sparse24.save(model, 'FILE.safetensors')")
     out = check_output_dir(path)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .dist import unwrap
 from .enforce import MASK_SUFFIX, load_masks, masked_weights
 from .errors import Sparse24Error, first_line
 
@@ -54,6 +55,7 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
     """
     from safetensors.torch import save_file
 
+    model = unwrap(model)  # the model's own keys, not DDP's "module." or torch.compile's "_orig_mod."
     axes = {weight.name: weight.axis.reduction for weight, _ in masked_weights(model)}
     seen: set[int] = set()
     tensors = {}
@@ -129,6 +131,7 @@ def load(model: nn.Module, path: str | os.PathLike) -> list[str]:
     ``sparse24 prune hf:... --out DIR`` (a from_pretrained directory) is read by
     :func:`sparse24.hub.load_dir`.
     """
+    model = unwrap(model)
     if Path(path).is_dir():
         from . import hub
 

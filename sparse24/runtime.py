@@ -347,6 +347,9 @@ def to_sparse_runtime(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    from .dist import unwrap
+
+    model = unwrap(model)  # layer names as the model's own (torch.compile recompiles at the next call)
     buckets = tuple(sorted(set(int(b) for b in buckets)))
     if not buckets or buckets[0] < 1:
         raise ValueError("buckets must be positive batch sizes")

@@ -491,7 +491,7 @@ def sparsify(
     All or nothing: if anything fails (bad batch, loss_fn error, NaN/Inf scores,
     KeyboardInterrupt) the model's weights and buffers are as before.
 
-    A ``DistributedDataParallel`` model is unwrapped (masks go on the inner module). Under
+    A ``DistributedDataParallel`` or ``torch.compile`` model is unwrapped (masks go on the inner module). Under
     ``torch.distributed`` calibrating criteria sum their scores across ranks, so every rank
     chooses the same masks; ``progress`` shows calibration progress (rank 0 only).
 

@@ -46,6 +46,25 @@ def test_save_then_load_round_trip(tmp_path, sparse_model, convnet, batches, tra
     sparse24.verify(fresh)
 
 
+def test_a_torch_compile_wrapper_is_the_model_itself(tmp_path, convnet, batches):
+    """sparsify, save, load, load_masks and strip see through torch.compile: names and keys without "_orig_mod."."""
+    model = convnet()
+    compiled = torch.compile(model, backend="eager")
+    report = sparse24.sparsify(compiled)
+    assert sorted(layer.name for layer in report.sparse_layers) == ["conv.weight", "fc.weight"]
+    path = tmp_path / "sparse.safetensors"
+    sparse24.save(compiled, path)
+    assert set(read_state_dict(path)) == set(model.state_dict())  # no "_orig_mod." keys
+    fresh = torch.compile(convnet(), backend="eager")
+    assert sorted(sparse24.load(fresh, path)) == ["conv.weight", "fc.weight"]
+    x = batches(1)[0][0]
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    again = torch.compile(convnet(), backend="eager")
+    assert sorted(sparse24.load_masks(again, read_state_dict(path))) == ["conv.weight", "fc.weight"]
+    assert sorted(sparse24.strip(compiled)) == ["conv.weight", "fc.weight"]
+
+
 def test_saved_file_holds_masks_and_axes(tmp_path, sparse_model):
     path = tmp_path / "sparse.safetensors"
     sparse24.save(sparse_model, path)
