@@ -33,6 +33,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -79,6 +80,21 @@ def _import(package: str, spec: str) -> ModuleType:
         missing = isinstance(error, ModuleNotFoundError) and error.name == package
         state = "is not installed" if missing else f"does not import: {first_line(error)}"
         raise Sparse24Error(f"{spec} needs {package}, which {state} (pip install {package})") from error
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' per-file progress bars ("Loading weights", "Writing model shards") off, as before afterwards:
+    on the command line they ran into sparse24's own one-line output and errors."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def split_spec(spec: object) -> tuple[str, str] | None:
@@ -165,7 +181,8 @@ def load_hf(path: str | os.PathLike, *, hf_class: str | None = None, **kwargs: A
     cls, name = _hf_class(transformers, directory, hf_class)
     kwargs = {"trust_remote_code": False, **kwargs, "local_files_only": True}  # never downloads
     try:
-        model = cls.from_pretrained(str(directory), **kwargs)
+        with _no_progress_bars():
+            model = cls.from_pretrained(str(directory), **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, KeyError, ... for unloadable directories
         raise Sparse24Error(f"{spec}: cannot load it as {name}: {first_line(error)}") from error
     if not isinstance(model, nn.Module):
@@ -262,7 +279,8 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, **kwargs: Any) ->
     source = Path(str(getattr(model, "name_or_path", "") or ""))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        model.save_pretrained(str(tmp), state_dict=weights, **kwargs)
+        with _no_progress_bars():
+            model.save_pretrained(str(tmp), state_dict=weights, **kwargs)
         save_file(masks, str(tmp / MASKS_FILE), metadata={"format": "pt", _METADATA_KEY: json.dumps({"axes": axes})})
         if str(source) and source.is_dir():
             copied = _copy_companions(source, tmp)
@@ -304,7 +322,8 @@ def _loaded_from(directory: Path, cls: Any, dtype: torch.dtype | None = None, hf
     if dtype is not None:
         options["dtype"] = dtype
     try:
-        model, info = cls.from_pretrained(str(directory), **options)
+        with _no_progress_bars():
+            model, info = cls.from_pretrained(str(directory), **options)
     except Exception as error:
         raise Sparse24Error(f"cannot load {directory} as {name}: {first_line(error)}") from error
     return model, set(info.get("missing_keys", ()))

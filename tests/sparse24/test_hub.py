@@ -94,7 +94,7 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 def assert_one_line_error(err: str, *words: str, loaded: bool = False) -> None:
     """Stderr is one ``sparse24:`` line naming ``words``; with ``loaded``, after what transformers printed loading the model."""
     lines = err.strip().splitlines()
-    if loaded:  # transformers' progress bars and load reports come first
+    if loaded:  # transformers' load reports (not its progress bars, which sparse24 turns off) come first
         lines = [line for line in lines if line.startswith("sparse24:")]
     assert len(lines) == 1, err
     assert lines[0].startswith("sparse24:"), err
@@ -347,6 +347,17 @@ def test_verify_file_takes_a_directory_in_python(capsys, tmp_path, bert_dir):
     assert report.sparse_layers and {layer.name for layer in report.sparse_layers} == set(_masks(out)[1])
     with pytest.raises(Sparse24Error, match="is a directory: its config.json gives the model"):
         sparse24.verify_file(out, _bert())
+
+
+def test_no_progress_bars_from_transformers_on_the_command_line(capsys, tmp_path, bert_dir):
+    out = tmp_path / "pruned"
+    code, _, err = run(capsys, "prune", f"hf:{bert_dir}", "--out", str(out))
+    assert code == 0 and "Loading weights" not in err and "Writing model shards" not in err, err
+    code, _, err = run(capsys, "verify", str(out))
+    assert code == 0 and "Loading weights" not in err, err
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()  # turned off only while sparse24 loads and saves
 
 
 def test_verify_dir_without_masks(capsys, bert_dir):
