@@ -20,8 +20,9 @@ block, as in SparseGPT's sequential mode. Memory is bounded by one block's activ
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -42,6 +43,74 @@ logger = logging.getLogger(__name__)
 KINDS = ("norms", "hessian")
 
 
+# A batch's inputs that are the token sequence and its padding mask (a transformers text batch); anything else
+# (pixels, audio, decoder inputs) means the layers' [batch, length] rows need not be the mask's tokens.
+_TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels"})
+
+
+class Padding:
+    """Which token rows of the current batch are padding (a transformers text batch's ``attention_mask == 0``),
+    so that Wanda's norms and SparseGPT's Hessians leave them out (as SparseML's SparseGPT did): a layer's
+    input ``[batch, length, d]`` keeps its rows where the mask is 1. Applied only where the rows are
+    unambiguous: a 2-D 0/1 mask with ``input_ids`` (or ``inputs_embeds``) of its shape, no other input
+    (pixels, audio, ``decoder_input_ids``), a model that is not an encoder-decoder, and a layer input whose
+    leading dims are ``[batch, length]`` with ``batch != length``. Counts what it left out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        config = getattr(model, "config", None)
+        self.enabled = not bool(getattr(config, "is_encoder_decoder", False))
+        self.mask: Tensor | None = None
+        self.counted = False
+        self.left_out = 0  # token positions, over the batches whose mask some layer applied
+        self.seen = 0
+
+    def batch(self, batch: Any) -> None:
+        """Set the current batch."""
+        self.mask, self.counted = None, False
+        if not self.enabled or not isinstance(batch, Mapping) or not set(batch) <= _TEXT_KEYS:
+            return
+        mask, tokens = batch.get("attention_mask"), batch.get("input_ids", batch.get("inputs_embeds"))
+        if not isinstance(mask, Tensor) or not isinstance(tokens, Tensor) or mask.dim() != 2 or tuple(tokens.shape[:2]) != tuple(mask.shape):
+            return
+        if mask.shape[0] == mask.shape[1] or not bool(((mask == 0) | (mask == 1)).all()) or bool(mask.all()):
+            return
+        self.mask = mask.bool()
+
+    def rows(self, x: Tensor) -> Tensor:
+        """``x`` without the padded rows when it is ``[batch, length, ...]`` of the current mask's shape, else ``x``."""
+        if self.mask is None or x.dim() < 3 or tuple(x.shape[:2]) != tuple(self.mask.shape):
+            return x
+        if self.mask.device != x.device:
+            self.mask = self.mask.to(x.device)
+        if not self.counted:
+            self.counted = True
+            self.seen += self.mask.numel()
+            self.left_out += int((~self.mask).sum())
+        return x[self.mask]
+
+
+_padding: contextvars.ContextVar[list[Padding] | None] = contextvars.ContextVar("sparse24_padding", default=None)
+
+
+@contextlib.contextmanager
+def padding_record() -> Iterator[list[Padding]]:
+    """Collect the :class:`Padding` of every statistics pass run inside (for the report's notes)."""
+    record: list[Padding] = []
+    token = _padding.set(record)
+    try:
+        yield record
+    finally:
+        _padding.reset(token)
+
+
+def _new_padding(model: nn.Module) -> Padding:
+    padding = Padding(model)
+    record = _padding.get()
+    if record is not None:
+        record.append(padding)
+    return padding
+
+
 def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
     parts, _, d = gemm_matrix(weight, torch.empty(weight.param.shape, device="meta")).shape  # the shape only: a sharded weight stays put
     shape = (parts, d) if kind == "norms" else (parts, d, d)
@@ -49,9 +118,10 @@ def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
 
 
 @contextlib.contextmanager
-def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: dict[int, Tensor], counts: dict[int, int], keys: Sequence[int]) -> Iterator[None]:
+def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: dict[int, Tensor], counts: dict[int, int], keys: Sequence[int], padding: Padding | None = None) -> Iterator[None]:
     """Forward pre-hooks adding each call's input columns to ``stats`` under ``keys`` (one per weight, ``id(param)``
-    taken outside any pass: inside a sharded one a module holds its unsharded parameter)."""
+    taken outside any pass: inside a sharded one a module holds its unsharded parameter); a Linear's or
+    ``Conv1D``'s input without ``padding``'s padded rows."""
     by_module: dict[int, list[tuple[GemmWeight, int]]] = {}
     for weight, key in zip(weights, keys):
         by_module.setdefault(id(weight.module), []).append((weight, key))
@@ -61,6 +131,8 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
         if isinstance(module, nn.MultiheadAttention):
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
+        elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
+            inputs[0] = padding.rows(inputs[0])
         for weight, key in by_module[id(module)]:
             columns = gemm_columns(weight, inputs).detach().float()
             stat = stats[key]
@@ -129,10 +201,12 @@ def run_batches(
     num_batches: int | None,
     what: str,
     progress: bool,
+    padding: Padding | None = None,
 ) -> int:
     """Forward every calibration batch through ``model`` without gradients; return how many ran.
 
-    ``loss_fn(model, batch)`` runs a batch when given (its value is ignored), else ``model(batch)``.
+    ``loss_fn(model, batch)`` runs a batch when given (its value is ignored), else ``model(batch)``;
+    ``padding`` is told each batch first.
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     total = num_batches
@@ -144,6 +218,8 @@ def run_batches(
             if num_batches is not None and seen >= num_batches:
                 break
             batch = to_device(batch, device)
+            if padding is not None:
+                padding.batch(batch)
             with running(f"running calibration batch {seen} ({what})"):
                 if loss_fn is not None:
                     loss_fn(model, batch)
@@ -177,19 +253,20 @@ def gather(
     keys = [id(w.param) for w in weights]
     stats = {id(w.param): _new_stat(w, kind) for w in weights}
     counts = dict.fromkeys(stats, 0)
+    tokens = _new_padding(model)
     if is_sharded(model):
         from .sharded import agreed_batches, in_pass, padding
 
         batches, per_rank = agreed_batches(data, num_batches, f"{kind} calibration")
         with _eval(model), in_pass(f"{kind} calibration", model):
-            with _hooks(model, weights, kind, stats, counts, keys):
-                run_batches(model, batches, loss_fn=loss_fn, num_batches=None, what=f"{kind} calibration", progress=progress)
+            with _hooks(model, weights, kind, stats, counts, keys, tokens):
+                run_batches(model, batches, loss_fn=loss_fn, num_batches=None, what=f"{kind} calibration", progress=progress, padding=tokens)
             extra = padding(batches, max(per_rank))
             if extra:
                 run_batches(model, extra, loss_fn=loss_fn, num_batches=None, what="padding passes", progress=False)
     else:
-        with _eval(model), _hooks(model, weights, kind, stats, counts, keys):
-            run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress)
+        with _eval(model), _hooks(model, weights, kind, stats, counts, keys, tokens):
+            run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress, padding=tokens)
     _all_reduce(stats, counts)
     _check_seen(weights, counts)  # after the sums: a layer one rank never ran is fine if another did
     return stats, counts
@@ -495,9 +572,11 @@ class Sequential:
         counts = dict.fromkeys(stats, 0)
         name, block = self.blocks[index]
         bar = Progress(logger, f"{kind} calibration of {name}", len(self.inputs), enabled=self.progress and dist.is_main())
+        tokens = _new_padding(self.model)
         with torch.no_grad(), _eval(self.model), self._pass(f"block {name}"), self._unsharded(index):
-            with _hooks(block, weights, kind, stats, counts, keys), bar:
+            with _hooks(block, weights, kind, stats, counts, keys, tokens), bar:
                 for number, (args, kwargs) in enumerate(self.inputs):
+                    tokens.batch(self.batches[number])
                     with running(f"running {name} on its inputs from calibration batch {number} (sequential)"):
                         block(*self._load(args), **self._load(kwargs))
                     bar.update()

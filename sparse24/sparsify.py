@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_axes, gemm_weights
 from .batch import to_device
-from .calibrate import find_blocks
+from .calibrate import find_blocks, padding_record
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
@@ -548,7 +548,11 @@ def sparsify(
             snapshot = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
             notes += _permute(model, method, [c.weight for c in chosen], data, loss_fn, num_batches, progress, options, example_inputs, include, exclude)
         try:
-            kept = _choose(model, criterion, chosen, sequential, offload, dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options))
+            with padding_record() as passes:
+                kept = _choose(model, criterion, chosen, sequential, offload, dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options))
+            padded = max(passes, key=lambda p: p.seen, default=None)  # every pass reads the same batches
+            if padded is not None and padded.left_out:
+                notes.append(f"the input statistics leave out padding: {padded.left_out} of {padded.seen} token positions (attention_mask == 0)")
         except BaseException:
             if snapshot is not None:  # undo the permutation too
                 with torch.no_grad():

@@ -579,3 +579,68 @@ def test_sparsify_passes_the_model_fisher_through() -> None:
     layer, batch = _classifier_batch()
     report = sparse24.sparsify(layer, "taylor", data=[batch], labels="model", logits_fn=_logits, squared=True, policy="any", progress=False)
     assert len(report.sparse_layers) == 1 and is_two_four(layer.weight.detach(), 1)
+
+
+def _padded_text(lengths: list[list[int]], length: int = 16, vocab: int = 96) -> tuple[list[dict], list[dict]]:
+    """Right-padded batches (``attention_mask`` 0 on the pads) and the same sequences unpadded, one per batch."""
+    generator = torch.Generator().manual_seed(0)
+    padded, unpadded = [], []
+    for sizes in lengths:
+        ids = torch.randint(3, vocab, (len(sizes), length), generator=generator)
+        mask = torch.zeros(len(sizes), length, dtype=torch.long)
+        for row, size in enumerate(sizes):
+            mask[row, :size] = 1
+            ids[row, size:] = 0  # the pad token
+            unpadded.append({"input_ids": ids[row : row + 1, :size]})
+        padded.append({"input_ids": ids, "attention_mask": mask})
+    return padded, unpadded
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+@pytest.mark.parametrize("method, sequential", [("wanda", False), ("sparsegpt", False), ("sparsegpt", True)])
+def test_padding_is_left_out_of_the_statistics(architecture: str, method: str, sequential: bool) -> None:
+    """Padded batches give the masks and weights of the same sequences unpadded: pads are not calibration data."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if architecture == "llama":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+    padded, unpadded = _padded_text([[16, 5, 9], [12, 16, 3]])
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, sequential=sequential, progress=False)
+    report = sparse24.sparsify(model, method, data=padded, sequential=sequential, progress=False)
+    assert "the input statistics leave out padding: 35 of 96 token positions (attention_mask == 0)" in report.notes
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
+    from sparse24.calibrate import Padding
+
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    text = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": mask}
+    x = torch.arange(2 * 3 * 4.0).reshape(2, 3, 4)
+    padding = Padding(nn.Linear(4, 4))
+    padding.batch(text)
+    assert torch.equal(padding.rows(x), x[mask.bool()])
+    for other in (x[:, :2], x.reshape(6, 4)):  # other shapes: every row
+        assert padding.rows(other) is other
+    assert (padding.left_out, padding.seen) == (3, 6)  # counted once per batch
+    for batch in (
+        {**text, "pixel_values": torch.zeros(2, 3, 8, 8)},  # another input: its rows need not be the tokens
+        {**text, "decoder_input_ids": torch.zeros(2, 3, dtype=torch.long)},
+        {"input_ids": torch.zeros(3, 3, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 0]] * 3)},  # batch == length
+        {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3)},  # no padding
+        {"input_ids": torch.zeros(2, 4, dtype=torch.long), "attention_mask": mask},  # not the tokens' mask
+        {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": mask * 2.0},  # not 0/1
+        (torch.zeros(2, 3, dtype=torch.long), mask),  # not a mapping
+    ):
+        padding.batch(batch)
+        assert padding.rows(x) is x, batch
+    encoder_decoder = nn.Linear(4, 4)
+    encoder_decoder.config = type("Config", (), {"is_encoder_decoder": True})()
+    padding = Padding(encoder_decoder)
+    padding.batch(text)
+    assert padding.rows(x) is x
