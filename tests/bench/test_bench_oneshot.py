@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -155,3 +157,50 @@ def test_run_model_on_a_tiny_transformer_measures_every_row(monkeypatch) -> None
         assert values["oneshot_cross_entropy"] > 0 and values["recovered_cross_entropy"] > 0, row
         if row != "dense":
             assert values["sparse_layers"] == result["layers"] > 0 and values["calibration_s"] > 0, row
+
+
+def test_padding_bench_cuts_and_pads_the_windows() -> None:
+    from sparse24.bench import oneshot_padding
+
+    windows = [torch.randint(1, 256, (4, 32)) for _ in range(3)]
+    padded, alone = oneshot_padding.padded_batches(windows, seed=0, min_length=8)
+    assert len(padded) == 3 and len(alone) == 12
+    for window, batch in zip(windows, padded):
+        mask = batch["attention_mask"]
+        lengths = mask.sum(1)
+        assert (lengths >= 8).all() and (lengths <= 32).all() and lengths.min() < 32  # cut, some of them
+        assert torch.equal(mask, (torch.arange(32) < lengths[:, None]).long())  # right padding
+        assert torch.equal(batch["input_ids"][mask.bool()], window[mask.bool()]) and (batch["input_ids"][~mask.bool()] == 0).all()
+    assert [a["input_ids"].shape[1] for a in alone] == [int(n) for b in padded for n in b["attention_mask"].sum(1)]
+    assert torch.equal(alone[0]["input_ids"][0], windows[0][0, : alone[0]["input_ids"].shape[1]])
+
+
+def test_padding_bench_baseline_counts_every_position_and_restores() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import sparse24
+    from sparse24.bench import oneshot_padding
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=1, n_head=4, n_positions=32))
+    padded, _ = oneshot_padding.padded_batches([torch.randint(1, 96, (3, 16)) for _ in range(2)], seed=0, min_length=4)
+    with oneshot_padding.pads_included():
+        included = sparse24.sparsify(copy.deepcopy(model), "wanda", data=padded, progress=False)
+    left_out = sparse24.sparsify(copy.deepcopy(model), "wanda", data=padded, progress=False)
+    assert not any("padding" in note for note in included.notes)
+    assert any(note.startswith("the input statistics leave out padding") for note in left_out.notes)
+
+
+def test_padding_bench_table() -> None:
+    from sparse24.bench import oneshot_padding
+
+    rows = {row: {m: {"perplexity": 6.0 + i + j / 10, "seconds": 1.0, "notes": ["the input statistics leave out padding: 5 of 10 token positions (attention_mask == 0)"] if "left out" in row else []} for j, m in enumerate(oneshot_padding.METHODS)} for i, row in enumerate(oneshot_padding.ROWS)}
+    results = {
+        "command": "python bench/oneshot_padding.py", "environment": {"cpu": "x86_64", "cpu_threads": 2, "torch": "2.13.0", "sparse24": "0.1.0", "git_commit": "abc", "date": "2026-12-02"},
+        "seconds": 3.0, "batches": 32, "seed": 0, "min_length": 16,
+        "result": {"dense": 5.0, "magnitude": 7.0, "positions": 100, "tokens": 60, "rows": rows},
+    }
+    text = oneshot_padding.markdown(results)
+    assert "60 tokens in 100 positions (40.0% padding). Dense 5.000, magnitude 7.000." in text
+    assert "| padded, pads left out | 7.000 | 7.100 |" in text and "| each sequence alone | 9.000 | 9.100 |" in text
+    assert "The reports' notes: the input statistics leave out padding: 5 of 10 token positions (attention_mask == 0)." in text
