@@ -1513,12 +1513,12 @@ def _flat_outputs(value: object) -> list[Tensor]:
 
 
 def _example_forward(
-    model: nn.Module, example_inputs: Sequence[Any] | Mapping[str, Any], hooked: Sequence[_Traced], calls: dict[int, int] | None = None
+    model: nn.Module, example_inputs: Sequence[Any] | Mapping[str, Any], hooked: Sequence[_Traced], calls: dict[int, int] | None = None, what: str = "example_inputs"
 ) -> list[Tensor]:
     """Run ``model(*example_inputs)`` (``model(**example_inputs)`` for a dict) in eval mode without gradients.
 
     Records the inputs of the traced modules ``hooked`` and, into ``calls``, how many times
-    each module ran (by ``id``).
+    each module ran (by ``id``); a failure is one error naming the inputs as ``what``.
     """
     modes = [(m, m.training) for m in model.modules()]
     handles = []
@@ -1542,8 +1542,8 @@ def _example_forward(
         with torch.no_grad():
             outputs = model(**example_inputs) if isinstance(example_inputs, Mapping) else model(*example_inputs)
     except Exception as error:
-        call = "model(**example_inputs)" if isinstance(example_inputs, Mapping) else "model(*example_inputs)"
-        raise Sparse24Error(f"example_inputs: {call} failed: {type(error).__name__}: {error}") from error
+        call = "model(**inputs)" if isinstance(example_inputs, Mapping) else "model(*inputs)"
+        raise Sparse24Error(f"{what}: {call} failed: {type(error).__name__}: {error}") from error
     finally:
         for handle in handles:
             handle.remove()
@@ -1730,6 +1730,19 @@ def permute(
     Returns a :class:`PermutationReport`; :meth:`PermutationReport.permute_like` reorders
     scores computed before the call.
     """
+    return _permute(model, importance, example_inputs, include, exclude, seed, "example_inputs")
+
+
+def _permute(
+    model: nn.Module,
+    importance: Mapping[str, Tensor] | None,
+    example_inputs: tuple | Mapping[str, Any] | None,
+    include: str | Sequence[str] | None,
+    exclude: str | Sequence[str] | None,
+    seed: int,
+    inputs_name: str,
+) -> PermutationReport:
+    """:func:`permute`, its errors naming ``example_inputs`` as ``inputs_name`` (sparsify: "the first calibration batch")."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     model = dist.unwrap(model)
@@ -1755,7 +1768,7 @@ def permute(
 
     rule_groups, rule_skips, traced = _structure(model)
     calls: dict[int, int] = {}
-    reference = _example_forward(model, example_inputs, traced, calls) if example_inputs is not None else None
+    reference = _example_forward(model, example_inputs, traced, calls, inputs_name) if example_inputs is not None else None
     groups = list(rule_groups)
     skipped = [SkippedGroup(layers, reason) for layers, reason in rule_skips]
     for item in traced:
@@ -1813,14 +1826,14 @@ def permute(
     _apply(plan)
     if reference is not None:
         try:
-            difference = _difference(reference, _example_forward(model, example_inputs, ()))
+            difference = _difference(reference, _example_forward(model, example_inputs, (), what=inputs_name))
         except BaseException:
             _undo(plan)
             raise
         if difference is not None:
             _undo(plan)
             raise Sparse24Error(
-                f"permuting changed the model's outputs on example_inputs: {difference}; nothing was changed. "
+                f"permuting changed the model's outputs on {inputs_name}: {difference}; nothing was changed. "
                 "This is a bug in the group analysis; exclude= the offending layers to work around it"
             )
     report = PermutationReport(

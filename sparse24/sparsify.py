@@ -621,7 +621,7 @@ def _permute(
     options: dict[str, Any], example_inputs: tuple | Mapping[str, Any] | None, include: Any, exclude: Any,
 ) -> list[str]:
     """Channel permutation before pruning, on the criterion's importance; the report's notes."""
-    from .permute import permute
+    from .permute import _permute as permute
 
     importance = None
     if method in ("taylor", "wanda", "sparsegpt"):
@@ -632,7 +632,7 @@ def _permute(
     if example_inputs is None and method != "magnitude" and loss_fn is None and "logits_fn" not in options:
         example_inputs = _first_batch(model, data)  # the calibration calls the model on the batches as they are: check on one
         checked_on = "the first calibration batch" if example_inputs is not None else None
-    result = permute(model, importance, example_inputs=example_inputs, include=include, exclude=exclude)
+    result = permute(model, importance, example_inputs, include, exclude, 0, checked_on or "example_inputs")
     notes = [f"permuted {', '.join(g.consumers)}: kept importance {g.kept_before:.4f} -> {g.kept_after:.4f} (+{g.gain:.4f})" for g in result.groups]
     checked = f"; the model's outputs on {checked_on} are unchanged" if checked_on and result.groups else ""
     notes.append(f"channel permutation: {len(result.groups)} groups permuted, {len(result.skipped)} left in place{checked}")

@@ -817,6 +817,9 @@ def test_keyword_example_inputs_check_the_permuted_function(monkeypatch: pytest.
     assert _unchanged(reference, state)
     with pytest.raises(ValueError, match="or a dict of keyword ones, got Tensor"):
         permute(reference, example_inputs=batch["input_ids"])
+    with pytest.raises(sparse24.Sparse24Error, match=r"^example_inputs: model\(\*inputs\) failed: "):
+        permute(reference, example_inputs=(batch["input_ids"].float(),))
+    assert _unchanged(reference, state)
 
 
 def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -834,7 +837,7 @@ def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypa
     assert report.notes[-1] == "channel permutation: 5 groups permuted, 6 left in place; the model's outputs on the first calibration batch are unchanged"
     _wrong_bart_attention(monkeypatch)
     state = _state(model)
-    with pytest.raises(sparse24.Sparse24Error, match="permuting changed the model's outputs"):
+    with pytest.raises(sparse24.Sparse24Error, match="permuting changed the model's outputs on the first calibration batch"):  # not "example_inputs": none was given
         sparse24.sparsify(model, "wanda", data=data, permute=True, policy="any", progress=False)
     assert _unchanged(model, state)
     # with a loss_fn or logits_fn the batches need not be the model's inputs, magnitude reads no batch, and a one-pass
