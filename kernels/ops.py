@@ -23,13 +23,13 @@ from sparse24.errors import SparsityError
 
 from . import loader, reference
 
-__all__ = ["HOST_DTYPES", "SMALL_M_MAX", "compress", "decompress", "host_mask_rows", "mask_rows_", "mask_rows_cpu_", "mask_rows_kernel", "sparse_mm"]
+__all__ = ["HOST_DTYPES", "MASK_DTYPES", "SMALL_M_MAX", "compress", "decompress", "host_mask_rows", "mask_rows_", "mask_rows_cpu_", "mask_rows_kernel", "sparse_mm"]
 
 SMALL_M_MAX = 64  # the CUDA-core kernel's range; larger M goes to mma.sp
 _SMALL_TILES = (1, 2, 4, 8, 16)
 _DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
 HOST_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}  # csrc/mask_cpu.cpp's dtype codes
-_MASK_SUFFIXES = {torch.float32: "f32", torch.float64: "f64", **_DTYPES}  # csrc/mask_rows.cu's sparse24_mask_rows_<suffix>
+MASK_DTYPES = {torch.float32: "f32", torch.float64: "f64", **_DTYPES}  # csrc/mask_rows.cu's sparse24_mask_rows_<suffix>
 
 
 def _on_kernels(tensor: Tensor) -> bool:
@@ -222,9 +222,9 @@ def mask_rows_kernel(dtype: torch.dtype, device: torch.device) -> object:
 
     Raises :class:`sparse24.kernels.KernelUnavailable` where it cannot be (and ``ValueError`` for a dtype it lacks).
     """
-    if dtype not in _MASK_SUFFIXES:
-        raise ValueError(f"tensor must be one of {', '.join(str(d).removeprefix('torch.') for d in _MASK_SUFFIXES)}, got {dtype}")
-    return loader.function("mask_rows.cu", f"sparse24_mask_rows_{_MASK_SUFFIXES[dtype]}", device)
+    if dtype not in MASK_DTYPES:
+        raise ValueError(f"tensor must be one of {', '.join(str(d).removeprefix('torch.') for d in MASK_DTYPES)}, got {dtype}")
+    return loader.function("mask_rows.cu", f"sparse24_mask_rows_{MASK_DTYPES[dtype]}", device)
 
 
 def mask_rows_cpu_(tensor: Tensor, packed: Tensor) -> Tensor:

@@ -271,7 +271,7 @@ def _device_kernel(device: torch.device, dtype: torch.dtype) -> Callable[[Tensor
             return None
     from .kernels import KernelUnavailable, kernels_unavailable, ops
 
-    if dtype not in ops.HOST_DTYPES:
+    if dtype not in ops.MASK_DTYPES:  # the device kernel's dtypes (csrc/mask_rows.cu), not the host one's
         return None
 
     def find() -> Callable[[Tensor, Tensor], Tensor]:
