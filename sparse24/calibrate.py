@@ -268,14 +268,26 @@ def gather(
         with _eval(model), _hooks(model, weights, kind, stats, counts, keys, tokens):
             run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress, padding=tokens)
     _all_reduce(stats, counts)
-    _check_seen(weights, counts)  # after the sums: a layer one rank never ran is fine if another did
+    _check_seen(weights, counts, model)  # after the sums: a layer one rank never ran is fine if another did
     return stats, counts
 
 
-def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int]) -> None:
-    unseen = [w.name for w in weights if counts[id(w.param)] == 0]
-    if unseen:
-        raise Sparse24Error(f"the calibration forward never ran {', '.join(unseen[:5])}{' ...' if len(unseen) > 5 else ''}: no input statistics for it (exclude it, or check loss_fn)")
+def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn.Module | None = None) -> None:
+    unseen = [w for w in weights if counts[id(w.param)] == 0]
+    if not unseen:
+        return
+    names = f"{', '.join(w.name for w in unseen[:5])}{' ...' if len(unseen) > 5 else ''}"
+    why = ""
+    first = unseen[0]
+    parent_name, _, child = first.module_name.rpartition(".")
+    if model is not None and child and parent_name in dict(model.named_modules()):
+        from .source import reads_weight
+
+        parent = model.get_submodule(parent_name)
+        if reads_weight(parent, child):  # e.g. a Mamba mixer's fused CUDA path reads dt_proj.weight itself
+            why = f" ({type(parent).__name__} uses {child}.weight without calling {child} here)"
+    glob = f"*.{child}" if parent_name else first.module_name
+    raise Sparse24Error(f"the calibration forward never ran {names}{why}: no input statistics for it (exclude it: exclude={glob!r}, or check loss_fn)")
 
 
 @contextlib.contextmanager
@@ -583,7 +595,7 @@ class Sequential:
             for args, kwargs in self._extra(self.inputs):
                 block(*self._load(args), **self._load(kwargs))
         _all_reduce(stats, counts)
-        _check_seen(weights, counts)
+        _check_seen(weights, counts, self.model)
         return stats, counts
 
     def advance(self, index: int) -> None:

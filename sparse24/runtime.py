@@ -26,12 +26,9 @@ semi-structured tensors support. This module imports ``kernels`` only when a cus
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import logging
 import os
-import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +43,7 @@ from .axes import gemm_axes, gemm_weights, is_transformers_conv1d
 from .errors import Sparse24Error, first_line
 from .io import write_text
 from .mask import is_two_four
+from .source import reads_weight
 
 __all__ = ["BACKENDS", "BUCKETS", "RuntimeLayer", "RuntimeReport", "SparseLinear", "bucket_of", "cuda_time_ms", "describe_plan", "to_sparse_runtime"]
 
@@ -220,29 +218,6 @@ def _layer_problem(module: nn.Module, backend: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
-def _class_sources(cls: type) -> str:
-    """The source of ``cls`` and of its bases up to ``nn.Module`` (empty where it is not available)."""
-    parts = []
-    for klass in cls.__mro__:
-        if klass in (nn.Module, object):
-            break
-        try:
-            parts.append(inspect.getsource(klass))
-        except (OSError, TypeError):
-            pass
-    return "\n".join(parts)
-
-
-def _weight_reader(parent: nn.Module, child: str) -> str | None:
-    """The class of ``parent`` when its code reads ``self.<child>.weight`` (MultiheadAttention's
-    ``out_proj``, TransformerEncoderLayer's fast path, T5's ``wo.weight.dtype``): that child must stay
-    a module with a dense ``weight``. None when it does not (or its source is not available)."""
-    if re.search(rf"self\.{re.escape(child)}\.weight\b", _class_sources(type(parent))):
-        return type(parent).__name__
-    return None
-
-
 def _environment_key(device: torch.device) -> str:
     import sparse24
 
@@ -377,9 +352,9 @@ def to_sparse_runtime(
                 skipped.append((name, "convolutions stay on dense cuDNN (no sparse im2col path)"))
             continue
         parent_name, _, child = name.rpartition(".")
-        reader = _weight_reader(model.get_submodule(parent_name), child) if name else None
-        if reader is not None:
-            skipped.append((name, f"{reader} reads {child}.weight directly"))
+        parent = model.get_submodule(parent_name) if name else None
+        if parent is not None and reads_weight(parent, child):  # T5's wo.weight.dtype: it must stay a module with a weight
+            skipped.append((name, f"{type(parent).__name__} reads {child}.weight directly"))
         else:
             problem = _layer_problem(module, backend)
             if problem is None:

@@ -528,6 +528,8 @@ def sparsify(
     candidates = _candidates(
         model, _patterns(include, "include"), _patterns(exclude, "exclude"), policy, min_params, include_frozen
     )
+    if hasattr(criterion, "KIND"):  # wanda, sparsegpt: statistics of each layer's inputs
+        _uncalled(model, candidates, method)
     chosen = [c for c in candidates if c.reason is None]
     on_meta = [c.weight.name for c in chosen if c.weight.param.is_meta]
     if on_meta:
@@ -564,6 +566,24 @@ def sparsify(
     report = _report(model, candidates, method, kept, tuple(notes))
     logger.info("sparsify: %s", report._summary())
     return report
+
+
+def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str) -> None:
+    """Give a reason to the candidates whose parent's code uses their weight without ever calling them (Mamba's
+    ``dt_proj.weight @ x``): no forward of theirs runs, so ``method`` has no input statistics for them."""
+    from .source import calls_child, reads_weight
+
+    for candidate in candidates:
+        weight = candidate.weight
+        parent_name, _, child = weight.module_name.rpartition(".")
+        if candidate.reason is not None or not child or weight.param_name != "weight":
+            continue
+        parent = model.get_submodule(parent_name)
+        if isinstance(parent, nn.MultiheadAttention):  # out_proj: calibrate recomputes its inputs from the MHA's
+            continue
+        if reads_weight(parent, child) and not calls_child(parent, child):
+            candidate.reason = f"{type(parent).__name__} uses {child}.weight without calling {child}: no input statistics for {method} (magnitude or taylor can prune it)"
+            logger.warning("sparsify: %s left dense: %s", weight.name, candidate.reason)
 
 
 def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequential: Any, offload: bool, call: dict[str, Any]) -> dict[int, float]:

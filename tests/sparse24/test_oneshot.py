@@ -644,3 +644,39 @@ def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
     padding = Padding(encoder_decoder)
     padding.batch(text)
     assert padding.rows(x) is x
+
+
+class _ReadsItsWeight(nn.Module):
+    """Uses ``proj.weight`` without calling ``proj`` on one path (like a fused kernel path), calls it on the other."""
+
+    def __init__(self, fused: bool) -> None:
+        super().__init__()
+        self.proj, self.out, self.fused = nn.Linear(16, 16), nn.Linear(16, 8), fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x @ self.proj.weight.t() + self.proj.bias if self.fused else self.proj(x)
+        return self.out(torch.relu(h))
+
+
+def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> None:
+    """Mamba's mixer computes dt_proj.weight @ x itself: wanda/sparsegpt leave dt_proj dense with the reason; where
+    the code calls the layer on another path (so it cannot be known before), the error says why and what to exclude."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(0)
+    model = MambaForCausalLM(MambaConfig(vocab_size=96, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4, time_step_rank=8))
+    data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
+    for method, sequential in (("wanda", False), ("sparsegpt", True)):
+        report = sparse24.sparsify(copy.deepcopy(model), method, data=data, sequential=sequential, policy="any", progress=False)
+        reasons = {layer.name: layer.reason for layer in report.layers if not layer.sparse}
+        for index in range(2):
+            assert reasons[f"backbone.layers.{index}.mixer.dt_proj.weight"] == (
+                f"MambaMixer uses dt_proj.weight without calling dt_proj: no input statistics for {method} (magnitude or taylor can prune it)"
+            )
+        assert {f"backbone.layers.{i}.mixer.{p}.weight" for i in range(2) for p in ("in_proj", "x_proj", "out_proj")} <= {l.name for l in report.sparse_layers}
+    assert "backbone.layers.0.mixer.dt_proj.weight" in {l.name for l in sparse24.sparsify(copy.deepcopy(model), "magnitude", policy="any").sparse_layers}
+    fused = nn.Sequential(_ReadsItsWeight(fused=True))
+    with pytest.raises(sparse24.Sparse24Error, match=r"never ran 0\.proj\.weight \(_ReadsItsWeight uses proj\.weight without calling proj here\).*exclude='\*\.proj'"):
+        sparse24.sparsify(fused, "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
+    report = sparse24.sparsify(fused, "wanda", data=[torch.randn(4, 16)], policy="any", exclude="*.proj", progress=False)
+    assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
