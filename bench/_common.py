@@ -114,6 +114,15 @@ def write_results(out: Path, name: str, results: dict[str, Any], markdown: Calla
     return text
 
 
+def publish(out: Path | None, name: str, results: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """Print the Markdown of ``results``; with ``out``, write ``<name>.json`` and ``<name>.md`` there first (:func:`write_results`)."""
+    if out is None:
+        print(markdown(results))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    print(write_results(out, name, results, markdown))
+
+
 def header(title: str, results: dict[str, Any], extra: str = "") -> list[str]:
     """The first lines of every result table: title, the command that made it, the environment."""
     return [

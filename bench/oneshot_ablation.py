@@ -33,7 +33,7 @@ import sparse24
 from sparse24 import criteria
 from sparse24.axes import GemmWeight, gemm_matrix, gemm_weights
 from sparse24.bench import oneshot_models as models
-from sparse24.bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, publish
 from sparse24.calibrate import gather
 from sparse24.criteria._pairs import PairCosts
 from sparse24.mask import prune_
@@ -212,11 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         results["models"][name] = ablate(name, labels, args.batches)
     results["seconds"] = time.perf_counter() - start
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        print(write_results(args.out, "oneshot_ablation", results, markdown))
-    else:
-        print(markdown(results))
+    publish(args.out, "oneshot_ablation", results, markdown)
     return 0
 
 

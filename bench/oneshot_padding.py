@@ -34,7 +34,7 @@ from torch import Tensor
 import sparse24
 from sparse24 import calibrate
 from sparse24.bench import oneshot_models as models
-from sparse24.bench._common import environment, header, write_results
+from sparse24.bench._common import environment, header, publish
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"command": command, "environment": environment(command), "batches": args.batches, "seed": args.seed, "min_length": args.min_length}
     results["result"] = run(args.batches, args.seed, args.min_length)
     results["seconds"] = time.perf_counter() - start
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        print(write_results(args.out, "oneshot_padding", results, markdown))
-    else:
-        print(markdown(results))
+    publish(args.out, "oneshot_padding", results, markdown)
     return 0
 
 
