@@ -291,12 +291,30 @@ def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn
 
 
 @contextlib.contextmanager
+def no_kv_cache(model: nn.Module) -> Iterator[None]:
+    """transformers models (any module's ``config.use_cache``) without a KV cache for the block, restored after:
+    calibration never reads one; building it costs memory, and some models' (RWKV's) cached state is
+    updated in place, which breaks the backward of an eval-mode forward. A batch that passes
+    ``use_cache`` itself still decides."""
+    configs = {id(c): c for m in model.modules() if isinstance(getattr(c := getattr(m, "config", None), "use_cache", None), bool)}
+    saved = [(config, config.use_cache) for config in configs.values()]
+    for config, _ in saved:
+        config.use_cache = False
+    try:
+        yield
+    finally:
+        for config, value in saved:
+            config.use_cache = value
+
+
+@contextlib.contextmanager
 def _eval(model: nn.Module) -> Iterator[None]:
-    """Calibrate in eval mode (no dropout, BatchNorm statistics untouched); modes restored after."""
+    """Calibrate in eval mode (no dropout, BatchNorm statistics untouched) without a KV cache; restored after."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        yield
+        with no_kv_cache(model):
+            yield
     finally:
         for module, training in modes:
             module.training = training

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from .. import dist
 from ..axes import GemmWeight
 from ..batch import call, check_loss, describe, logits, model_loss, split_samples, to_device
+from ..calibrate import no_kv_cache
 from ..enforce import is_sharded
 from ..errors import Sparse24Error, first_line, running
 from ..progress import Progress
@@ -142,7 +143,7 @@ def score(
         accumulators[id(param)].add_(product.square_() if squared else product.abs_())
         param.grad = None
 
-    with _restored(model, buffers=mode == "train"):
+    with _restored(model, buffers=mode == "train"), no_kv_cache(model):
         model.train(mode == "train")
         targets = {id(p) for p in params}
         for param in model.parameters():

@@ -680,3 +680,21 @@ def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> 
         sparse24.sparsify(fused, "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
     report = sparse24.sparsify(fused, "wanda", data=[torch.randn(4, 16)], policy="any", exclude="*.proj", progress=False)
     assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt", "taylor"])
+def test_calibration_builds_no_kv_cache_and_restores_use_cache(method: str) -> None:
+    """Calibration runs without a KV cache (config.use_cache off, as it was after): RWKV's cached state is updated in
+    place, which broke Taylor's backward in eval mode; and an LLM's cache is memory for nothing."""
+    from transformers import GPT2Config, GPT2LMHeadModel, RwkvConfig, RwkvForCausalLM
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+    data = [{"input_ids": ids, "labels": ids} for ids in (torch.randint(0, 96, (2, 16)) for _ in range(2))]
+    seen = []
+    model.transformer.register_forward_pre_hook(lambda module, args: seen.append(module.config.use_cache))
+    sparse24.sparsify(model, method, data=data, progress=False)
+    assert seen and not any(seen) and model.config.use_cache is True
+    rwkv = RwkvForCausalLM(RwkvConfig(vocab_size=96, hidden_size=64, num_hidden_layers=2, attention_hidden_size=64, intermediate_size=128, context_length=32))
+    report = sparse24.sparsify(rwkv, method, data=data, progress=False)
+    assert len(report.sparse_layers) == 15 and rwkv.config.use_cache is True
