@@ -332,12 +332,17 @@ def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
 
 def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tuple[str, nn.Module]]:
     """The blocks of a sequential run: ``True`` finds the transformer layers (the longest
-    :func:`repeated_blocks` list), a string names a ``ModuleList``/``Sequential``, a sequence
-    names the blocks themselves."""
+    :func:`repeated_blocks` list; else, for a hybrid model such as Jamba whose layers are of two
+    kinds, the longest ``ModuleList`` of two or more modules that all hold GEMM weights), a string
+    names a ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
     modules = dict(model.named_modules())
     if spec is True:
         best: tuple[str, nn.Module] | None = None
-        for name, module in repeated_blocks(model):
+        mixed = [
+            (name, module) for name, module in model.named_modules()
+            if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(gemm_weights(m) for m in module)
+        ]
+        for name, module in repeated_blocks(model) or mixed:
             if best is None or len(module) > len(best[1]):
                 best = (name, module)
         if best is None:

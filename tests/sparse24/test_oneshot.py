@@ -698,3 +698,22 @@ def test_calibration_builds_no_kv_cache_and_restores_use_cache(method: str) -> N
     rwkv = RwkvForCausalLM(RwkvConfig(vocab_size=96, hidden_size=64, num_hidden_layers=2, attention_hidden_size=64, intermediate_size=128, context_length=32))
     report = sparse24.sparsify(rwkv, method, data=data, progress=False)
     assert len(report.sparse_layers) == 15 and rwkv.config.use_cache is True
+
+
+def test_sequential_finds_the_layers_of_a_hybrid_model() -> None:
+    """Jamba's layers are Mamba and attention layers in one ModuleList: sequential=True takes that list."""
+    from transformers import JambaConfig, JambaForCausalLM
+
+    torch.manual_seed(0)
+    config = JambaConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        num_experts=2, num_experts_per_tok=1, expert_layer_period=2, expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=1,
+        mamba_d_state=8, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=8, use_mamba_kernels=False,
+    )
+    model = JambaForCausalLM(config)
+    assert {type(layer).__name__ for layer in model.model.layers} == {"JambaMambaDecoderLayer", "JambaAttentionDecoderLayer"}
+    assert [name for name, _ in find_blocks(model, True)] == ["model.layers.0", "model.layers.1"]
+    data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude="*.dt_proj", progress=False)  # its forward reads dt_proj.weight itself
+    assert len(report.sparse_layers) == 11
+    sparse24.verify(model)
