@@ -529,7 +529,7 @@ def sparsify(
         model, _patterns(include, "include"), _patterns(exclude, "exclude"), policy, min_params, include_frozen
     )
     if hasattr(criterion, "KIND"):  # wanda, sparsegpt: statistics of each layer's inputs
-        _uncalled(model, candidates, method)
+        _uncalled(model, candidates, method, data, loss_fn)
     chosen = [c for c in candidates if c.reason is None]
     on_meta = [c.weight.name for c in chosen if c.weight.param.is_meta]
     if on_meta:
@@ -568,22 +568,49 @@ def sparsify(
     return report
 
 
-def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str) -> None:
-    """Give a reason to the candidates whose parent's code uses their weight without ever calling them (Mamba's
-    ``dt_proj.weight @ x``): no forward of theirs runs, so ``method`` has no input statistics for them."""
+def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data: Any, loss_fn: Any) -> None:
+    """Give a reason to the candidates whose parent's code uses their weight without calling them (Mamba's
+    ``dt_proj.weight @ x``): no forward of theirs runs, so ``method`` has no input statistics for them.
+
+    Where the code also calls the layer on another path (Falcon-Mamba, Jamba: only for quantized models),
+    one forward of the first calibration batch tells (not for a one-pass iterator, whose batch it would
+    use up, nor a sharded model, whose forward needs every rank: there a layer that never runs is the
+    calibration's error)."""
     from .source import calls_child, reads_weight
 
+    ambiguous: dict[int, tuple[_Candidate, str]] = {}
+    dense: list[_Candidate] = []
     for candidate in candidates:
         weight = candidate.weight
         parent_name, _, child = weight.module_name.rpartition(".")
         if candidate.reason is not None or not child or weight.param_name != "weight":
             continue
         parent = model.get_submodule(parent_name)
-        if isinstance(parent, nn.MultiheadAttention):  # out_proj: calibrate recomputes its inputs from the MHA's
+        if isinstance(parent, nn.MultiheadAttention) or not reads_weight(parent, child):  # MHA: calibrate recomputes out_proj's inputs
             continue
-        if reads_weight(parent, child) and not calls_child(parent, child):
-            candidate.reason = f"{type(parent).__name__} uses {child}.weight without calling {child}: no input statistics for {method} (magnitude or taylor can prune it)"
-            logger.warning("sparsify: %s left dense: %s", weight.name, candidate.reason)
+        why = f"{type(parent).__name__} uses {child}.weight without calling {child}"
+        if calls_child(parent, child):
+            ambiguous[id(weight.module)] = (candidate, why)
+        else:
+            candidate.reason = f"{why}: no input statistics for {method} (magnitude or taylor can prune it)"
+            dense.append(candidate)
+    if ambiguous and not is_sharded(model) and isinstance(data, Iterable) and not isinstance(data, Iterator):
+        from .calibrate import _eval, run_batches
+
+        ran: set[int] = set()
+        handles = [candidate.weight.module.register_forward_pre_hook(lambda m, args: ran.add(id(m))) for candidate, _ in ambiguous.values()]
+        try:
+            with _eval(model):
+                run_batches(model, data, loss_fn=loss_fn, num_batches=1, what="which layers run", progress=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for key, (candidate, why) in ambiguous.items():
+            if key not in ran:
+                candidate.reason = f"{why} in this forward (the first calibration batch): no input statistics for {method} (magnitude or taylor can prune it)"
+                dense.append(candidate)
+    for candidate in dense:
+        logger.warning("sparsify: %s left dense: %s", candidate.weight.name, candidate.reason)
 
 
 def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequential: Any, offload: bool, call: dict[str, Any]) -> dict[int, float]:

@@ -660,7 +660,8 @@ class _ReadsItsWeight(nn.Module):
 
 def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> None:
     """Mamba's mixer computes dt_proj.weight @ x itself: wanda/sparsegpt leave dt_proj dense with the reason; where
-    the code calls the layer on another path (so it cannot be known before), the error says why and what to exclude."""
+    the code also calls the layer on another path, one forward of the first batch tells, and where that cannot run
+    (a one-pass iterator) the calibration's error says why and what to exclude."""
     from transformers import MambaConfig, MambaForCausalLM
 
     torch.manual_seed(0)
@@ -676,9 +677,17 @@ def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> 
         assert {f"backbone.layers.{i}.mixer.{p}.weight" for i in range(2) for p in ("in_proj", "x_proj", "out_proj")} <= {l.name for l in report.sparse_layers}
     assert "backbone.layers.0.mixer.dt_proj.weight" in {l.name for l in sparse24.sparsify(copy.deepcopy(model), "magnitude", policy="any").sparse_layers}
     fused = nn.Sequential(_ReadsItsWeight(fused=True))
+    report = sparse24.sparsify(copy.deepcopy(fused), "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
+    assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
+    assert report.layers[0].reason == (
+        "_ReadsItsWeight uses proj.weight without calling proj in this forward (the first calibration batch): "
+        "no input statistics for wanda (magnitude or taylor can prune it)"
+    )
+    report = sparse24.sparsify(nn.Sequential(_ReadsItsWeight(fused=False)), "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
+    assert len(report.sparse_layers) == 2  # the path that calls proj: calibrated as usual
     with pytest.raises(sparse24.Sparse24Error, match=r"never ran 0\.proj\.weight \(_ReadsItsWeight uses proj\.weight without calling proj here\).*exclude='\*\.proj'"):
-        sparse24.sparsify(fused, "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
-    report = sparse24.sparsify(fused, "wanda", data=[torch.randn(4, 16)], policy="any", exclude="*.proj", progress=False)
+        sparse24.sparsify(fused, "wanda", data=iter([torch.randn(4, 16)]), policy="any", progress=False)
+    report = sparse24.sparsify(fused, "wanda", data=iter([torch.randn(4, 16)]), policy="any", exclude="*.proj", progress=False)
     assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
 
 
@@ -714,6 +723,7 @@ def test_sequential_finds_the_layers_of_a_hybrid_model() -> None:
     assert {type(layer).__name__ for layer in model.model.layers} == {"JambaMambaDecoderLayer", "JambaAttentionDecoderLayer"}
     assert [name for name, _ in find_blocks(model, True)] == ["model.layers.0", "model.layers.1"]
     data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
-    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude="*.dt_proj", progress=False)  # its forward reads dt_proj.weight itself
-    assert len(report.sparse_layers) == 11
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, policy="any", progress=False)
+    assert len(report.sparse_layers) == 11  # dt_proj left dense: this forward reads dt_proj.weight itself
+    assert "without calling dt_proj in this forward" in {l.name: l.reason for l in report.layers}["model.layers.0.mamba.dt_proj.weight"]
     sparse24.verify(model)
