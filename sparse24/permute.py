@@ -715,6 +715,23 @@ def _segformer_mix_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group("SegformerMixMLP", width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
 
 
+_CONVNEXT_MLP = functools.partial(_two_layer_mlp, first="pwconv1", second="pwconv2", activation="act")  # channels-last Linears
+
+
+def _convnextv2_mlp(name: str, module: nn.Module) -> _Group | str:
+    """ConvNextV2Layer: pwconv2(grn(act(pwconv1(x)))). GRN scales each channel by its spatial L2 norm over the
+    channels' mean norm (the mean is the same in any order) with per-channel ``weight``/``bias`` ``[1, 1, 1, C]``."""
+    group = _CONVNEXT_MLP(name, module)
+    grn = getattr(module, "grn", None)
+    if isinstance(group, str):
+        return group
+    width = group.block
+    if type(grn).__name__ != "ConvNextV2GRN" or not all(isinstance(getattr(grn, a, None), Tensor) and getattr(grn, a).shape == (1, 1, 1, width) for a in ("weight", "bias")):
+        return f"grn is not a ConvNextV2GRN over the {width} channels"
+    grn_members = [_Member(_join(name, "grn"), grn, attr, 3, _uniform(width, width), "per-channel") for attr in ("weight", "bias")]
+    return _Group("ConvNextV2Layer", width, 1, group.members + grn_members)
+
+
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
     ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
@@ -782,6 +799,8 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         [("DeiT", "deit.modeling_deit"), ("Dinov2", "dinov2.modeling_dinov2"), ("Beit", "beit.modeling_beit"), ("Swin", "swin.modeling_swin")],
         {"{}MLP": (_two_layer_mlp, ()), "{}Attention": (_HEADS_OWN_VALUES, ())},
     ),
+    **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
+    **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
         "{}DenseGatedActDense": (_T5_GATED, ()),
@@ -1714,7 +1733,8 @@ def permute(
     Gemma 1-3, Phi, Phi-3, GPT-2, GPT-J, GPT-NeoX, BLOOM, Falcon, OPT, BERT, RoBERTa,
     XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
-    query heads that read it; fused q/k/v projections by their value rows); and for torch's
+    query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
+    ConvNeXt-V2 feed-forward (V2's GRN per channel); and for torch's
     TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers

@@ -733,8 +733,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "t5": lambda: (transformers.T5Model(transformers.T5Config(**t5)), {**ids, **decoder}),
         "t5-gated": lambda: (transformers.T5Model(transformers.T5Config(**t5, feed_forward_proj="gated-gelu")), {**ids, **decoder}),
         "mt5": lambda: (transformers.MT5Model(transformers.MT5Config(**t5)), {**ids, **decoder}),
+        "convnext": lambda: (transformers.ConvNextModel(transformers.ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)), pixels),
+        "convnextv2": lambda: (transformers.ConvNextV2Model(transformers.ConvNextV2Config(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)), pixels),
     }
     model, batch = builders[name]()
+    for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
+        if type(module).__name__ == "ConvNextV2GRN":
+            torch.nn.init.normal_(module.weight)
+            torch.nn.init.normal_(module.bias)
     if name in ("mixtral", "qwen3_moe"):  # the experts' grouped GEMM takes no float64
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
@@ -774,6 +780,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("t5", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense"]),
         ("t5-gated", ["T5Attention", "T5DenseGatedActDense", "T5Attention", "T5Attention", "T5DenseGatedActDense"]),
         ("mt5", ["MT5Attention", "MT5DenseGatedActDense", "MT5Attention", "MT5Attention", "MT5DenseGatedActDense"]),
+        ("convnext", ["ConvNextLayer"] * 2),  # pwconv1 -> act -> pwconv2 in each stage
+        ("convnextv2", ["ConvNextV2Layer"] * 2),  # and the GRN's per-channel weight and bias between them
     ],
 )
 def test_transformers_families_permute_and_compute_the_same_function(name: str, kinds: list[str]) -> None:
