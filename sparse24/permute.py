@@ -732,6 +732,30 @@ def _convnextv2_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group("ConvNextV2Layer", width, 1, group.members + grn_members)
 
 
+def _mobilenet_v2_block(name: str, module: nn.Module) -> _Group | str:
+    """MobileNetV2InvertedResidual: reduce_1x1(conv_3x3(expand_1x1(x))), each a MobileNetV2ConvLayer (its conv, then
+    BatchNorm and an activation when present; TF-style padding only pads): the expanded channels run from
+    expand_1x1's conv through its BatchNorm, the depthwise conv_3x3 and its BatchNorm, into reduce_1x1's conv."""
+    expand, depthwise, reduce = (getattr(module, attr, None) for attr in ("expand_1x1", "conv_3x3", "reduce_1x1"))
+    if not all(type(layer).__name__ == "MobileNetV2ConvLayer" and isinstance(getattr(layer, "convolution", None), nn.Conv2d) for layer in (expand, depthwise, reduce)):
+        return "expand_1x1, conv_3x3 and reduce_1x1 are not MobileNetV2ConvLayers"
+    up, dw, down = expand.convolution, depthwise.convolution, reduce.convolution
+    width = up.out_channels
+    if up.groups != 1 or down.groups != 1 or down.in_channels != width or not (dw.groups == dw.in_channels == dw.out_channels == width):
+        return f"conv_3x3 is not depthwise over expand_1x1's {width} channels, or reduce_1x1 reads {down.in_channels}"
+    for attr, layer in (("expand_1x1", expand), ("conv_3x3", depthwise)):
+        norm, act = layer.normalization, layer.activation
+        if norm is not None and not (isinstance(norm, nn.BatchNorm2d) and norm.num_features == width):
+            return f"{attr}.normalization is not a BatchNorm2d over the {width} channels"
+        if act is not None and not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
+            return f"{attr}.activation {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
+    members = _producer(_join(name, "expand_1x1.convolution"), up, width) + _per_channel(_join(name, "conv_3x3.convolution"), dw, width)
+    for attr, layer in (("expand_1x1", expand), ("conv_3x3", depthwise)):
+        if layer.normalization is not None:
+            members += _per_channel(_join(name, f"{attr}.normalization"), layer.normalization, width)
+    return _Group("MobileNetV2InvertedResidual", width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
+
+
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
     ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
@@ -800,6 +824,7 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         {"{}MLP": (_two_layer_mlp, ()), "{}Attention": (_HEADS_OWN_VALUES, ())},
     ),
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
+    **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
     **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
@@ -1734,7 +1759,7 @@ def permute(
     XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
     query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
-    ConvNeXt-V2 feed-forward (V2's GRN per channel); and for torch's
+    ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's inverted residuals; and for torch's
     TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers
