@@ -756,6 +756,30 @@ def _mobilenet_v2_block(name: str, module: nn.Module) -> _Group | str:
     return _Group("MobileNetV2InvertedResidual", width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
 
 
+def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
+    """EfficientNetBlock (MBConv) with an expansion: expand_conv -> BatchNorm, act -> depthwise conv, BatchNorm, act
+    (per channel) -> squeeze-excite, whose reduce conv reads the channels and whose expand conv makes each channel's
+    sigmoid gate (so it moves with them) -> project_conv."""
+    if getattr(module, "expand_ratio", 1) == 1 or not hasattr(module, "expansion"):
+        return "no expansion: the block's hidden channels are its input, the residual stream"
+    expansion, depthwise, excite, projection = module.expansion, module.depthwise_conv, module.squeeze_excite, module.projection
+    up, dw, down = expansion.expand_conv, depthwise.depthwise_conv, projection.project_conv
+    reduce, gate = getattr(excite, "reduce", None), getattr(excite, "expand", None)
+    width = up.out_channels
+    convs = (up, dw, down, reduce, gate)
+    if not all(isinstance(c, nn.Conv2d) for c in convs) or up.groups != 1 or down.groups != 1 or not (dw.groups == dw.in_channels == dw.out_channels == width):
+        return f"expand_conv, a depthwise conv over its {width} channels and project_conv are not as in MBConv"
+    if down.in_channels != width or reduce.in_channels != width or gate.out_channels != width or reduce.groups != 1 or gate.groups != 1:
+        return f"project_conv or squeeze_excite do not read and gate the {width} expanded channels"
+    for act in (expansion.expand_act, depthwise.depthwise_act, excite.act_expand):
+        if not _elementwise_module(act):
+            return f"{type(act).__name__} is not a known elementwise activation"
+    members = _producer(_join(name, "expansion.expand_conv"), up, width) + _per_channel(_join(name, "expansion.expand_bn"), expansion.expand_bn, width)
+    members += _per_channel(_join(name, "depthwise_conv.depthwise_conv"), dw, width) + _per_channel(_join(name, "depthwise_conv.depthwise_norm"), depthwise.depthwise_norm, width)
+    members += _consumer(_join(name, "squeeze_excite.reduce"), reduce, width) + _producer(_join(name, "squeeze_excite.expand"), gate, width)
+    return _Group("EfficientNetBlock", width, 1, members + _consumer(_join(name, "projection.project_conv"), down, width))
+
+
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
     ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
@@ -825,6 +849,7 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     ),
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
     **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
+    **_family("efficientnet.modeling_efficientnet", {"EfficientNetBlock": (_efficientnet_block, ())}),
     **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
@@ -1759,7 +1784,8 @@ def permute(
     XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
     query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
-    ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's inverted residuals; and for torch's
+    ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's inverted residuals and EfficientNet's
+    MBConv blocks (squeeze-excite included); and for torch's
     TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers

@@ -736,13 +736,18 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "convnext": lambda: (transformers.ConvNextModel(transformers.ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)), pixels),
         "convnextv2": lambda: (transformers.ConvNextV2Model(transformers.ConvNextV2Config(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)), pixels),
         "mobilenet_v2": lambda: (transformers.MobileNetV2Model(transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.35)), {"pixel_values": torch.randn(2, 3, 32, 32)}),
+        "efficientnet": lambda: (
+            transformers.EfficientNetModel(transformers.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320)),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
     }
     model, batch = builders[name]()
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        if type(module).__name__ == "ConvNextV2GRN" or (name == "mobilenet_v2" and isinstance(module, nn.BatchNorm2d)):
+        batch_norm = name in ("mobilenet_v2", "efficientnet") and isinstance(module, nn.BatchNorm2d)
+        if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
-        if name == "mobilenet_v2" and isinstance(module, nn.BatchNorm2d):  # statistics that differ per channel
+        if batch_norm:  # statistics that differ per channel
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     if name in ("mixtral", "qwen3_moe"):  # the experts' grouped GEMM takes no float64
@@ -787,6 +792,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("convnext", ["ConvNextLayer"] * 2),  # pwconv1 -> act -> pwconv2 in each stage
         ("convnextv2", ["ConvNextV2Layer"] * 2),  # and the GRN's per-channel weight and bias between them
         ("mobilenet_v2", ["MobileNetV2InvertedResidual"] * 16),  # expand 1x1, BN, ReLU6, depthwise 3x3, BN, ReLU6 -> reduce 1x1
+        ("efficientnet", ["EfficientNetBlock"] * 6),  # the blocks with an expansion; squeeze-excite reads and gates the channels
     ],
 )
 def test_transformers_families_permute_and_compute_the_same_function(name: str, kinds: list[str]) -> None:
