@@ -568,18 +568,18 @@ def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group("GPT2Attention", head_dim, heads, members)
 
 
-def _bert_attention(name: str, module: nn.Module, value_attr: str = "value") -> _Group | str:
-    """BertAttention (RoBERTa's, XLM-R's, ELECTRA's; DeBERTa-v2's with ``value_proj``): self.value's rows and
-    output.dense's input columns, within each head."""
-    attention, output = getattr(module, "self", None), getattr(module, "output", None)
+def _bert_attention(name: str, module: nn.Module, value_attr: str = "value", attention_attr: str = "self") -> _Group | str:
+    """BertAttention (RoBERTa's, XLM-R's, ELECTRA's; DeBERTa-v2's with ``value_proj``; MobileViT's under ``attention``):
+    self.value's rows and output.dense's input columns, within each head."""
+    attention, output = getattr(module, attention_attr, None), getattr(module, "output", None)
     value, dense = getattr(attention, value_attr, None), getattr(output, "dense", None)
     if not (_is_linear(value) and _is_linear(dense)):
-        return f"self.{value_attr} and output.dense are not nn.Linear"
+        return f"{attention_attr}.{value_attr} and output.dense are not nn.Linear"
     heads, head_dim = getattr(attention, "num_attention_heads", None), getattr(attention, "attention_head_size", None)
     if not isinstance(heads, int) or not isinstance(head_dim, int) or value.out_features != heads * head_dim or dense.in_features != value.out_features:
-        return f"self.{value_attr} ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
+        return f"{attention_attr}.{value_attr} ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _producer(_join(name, f"self.{value_attr}"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
+    members = _producer(_join(name, f"{attention_attr}.{value_attr}"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
@@ -732,13 +732,13 @@ def _convnextv2_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group("ConvNextV2Layer", width, 1, group.members + grn_members)
 
 
-def _mobilenet_v2_block(name: str, module: nn.Module) -> _Group | str:
-    """MobileNetV2InvertedResidual: reduce_1x1(conv_3x3(expand_1x1(x))), each a MobileNetV2ConvLayer (its conv, then
-    BatchNorm and an activation when present; TF-style padding only pads): the expanded channels run from
+def _mobilenet_v2_block(name: str, module: nn.Module, layer: str = "MobileNetV2ConvLayer") -> _Group | str:
+    """MobileNetV2InvertedResidual (MobileViT's too): reduce_1x1(conv_3x3(expand_1x1(x))), each a ``layer`` (its conv,
+    then BatchNorm and an activation when present; TF-style padding only pads): the expanded channels run from
     expand_1x1's conv through its BatchNorm, the depthwise conv_3x3 and its BatchNorm, into reduce_1x1's conv."""
     expand, depthwise, reduce = (getattr(module, attr, None) for attr in ("expand_1x1", "conv_3x3", "reduce_1x1"))
-    if not all(type(layer).__name__ == "MobileNetV2ConvLayer" and isinstance(getattr(layer, "convolution", None), nn.Conv2d) for layer in (expand, depthwise, reduce)):
-        return "expand_1x1, conv_3x3 and reduce_1x1 are not MobileNetV2ConvLayers"
+    if not all(type(part).__name__ == layer and isinstance(getattr(part, "convolution", None), nn.Conv2d) for part in (expand, depthwise, reduce)):
+        return f"expand_1x1, conv_3x3 and reduce_1x1 are not {layer}s"
     up, dw, down = expand.convolution, depthwise.convolution, reduce.convolution
     width = up.out_channels
     if up.groups != 1 or down.groups != 1 or down.in_channels != width or not (dw.groups == dw.in_channels == dw.out_channels == width):
@@ -753,7 +753,7 @@ def _mobilenet_v2_block(name: str, module: nn.Module) -> _Group | str:
     for attr, layer in (("expand_1x1", expand), ("conv_3x3", depthwise)):
         if layer.normalization is not None:
             members += _per_channel(_join(name, f"{attr}.normalization"), layer.normalization, width)
-    return _Group("MobileNetV2InvertedResidual", width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
 
 
 def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
@@ -850,6 +850,11 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
     **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
     **_family("efficientnet.modeling_efficientnet", {"EfficientNetBlock": (_efficientnet_block, ())}),
+    **_family("mobilevit.modeling_mobilevit", {
+        "MobileViTInvertedResidual": (functools.partial(_mobilenet_v2_block, layer="MobileViTConvLayer"), ()),
+        "MobileViTTransformerLayer": (functools.partial(_bert_layer, family="MobileViT"), ("attention",)),
+        "MobileViTAttention": (functools.partial(_bert_attention, attention_attr="attention"), ()),
+    }),
     **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
@@ -1784,8 +1789,8 @@ def permute(
     XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
     query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
-    ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's inverted residuals and EfficientNet's
-    MBConv blocks (squeeze-excite included); and for torch's
+    ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's and MobileViT's inverted residuals
+    (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included); and for torch's
     TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers

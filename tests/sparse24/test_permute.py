@@ -740,10 +740,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.EfficientNetModel(transformers.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320)),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        "mobilevit": lambda: (
+            transformers.MobileViTModel(transformers.MobileViTConfig(image_size=32, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[16, 16, 24, 24, 32, 32, 64])),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
     }
     model, batch = builders[name]()
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet") and isinstance(module, nn.BatchNorm2d)
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit") and isinstance(module, nn.BatchNorm2d)
         if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
@@ -793,6 +797,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("convnextv2", ["ConvNextV2Layer"] * 2),  # and the GRN's per-channel weight and bias between them
         ("mobilenet_v2", ["MobileNetV2InvertedResidual"] * 16),  # expand 1x1, BN, ReLU6, depthwise 3x3, BN, ReLU6 -> reduce 1x1
         ("efficientnet", ["EfficientNetBlock"] * 6),  # the blocks with an expansion; squeeze-excite reads and gates the channels
+        ("mobilevit", ["MobileViTInvertedResidual"] * 7 + ["MobileViTTransformerLayer", "MobileViTAttention"] * 9),
     ],
 )
 def test_transformers_families_permute_and_compute_the_same_function(name: str, kinds: list[str]) -> None:
