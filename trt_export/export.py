@@ -399,6 +399,12 @@ def export_onnx(
         parity = _check_parity(staged, embedding_ranges(proto), reference, cpu_inputs, dtype, dynamic_batch, check_batches, tolerance, seed, input_ranges, half)
         if not parity.passed:
             worst = parity.worst
+            if worst.vanishing and not math.isnan(worst.max_abs_error):
+                raise ParityError(
+                    f"the ONNX export cannot be checked: PyTorch's output {worst.name} is (near) zero everywhere (max |ref| "
+                    f"{worst.reference_max:.3g}; the ONNX differs by {worst.max_abs_error:.3g}), so there is no magnitude to compare "
+                    "against; the model's activations vanish (random or untrained weights?); nothing was written"
+                )
             raise ParityError(
                 f"the ONNX export does not match PyTorch: output {worst.name} is off by {worst.max_abs_error:.3g} = "
                 f"{worst.relative_error:.3g} of its magnitude (tolerance {worst.tolerance:.3g}) on fresh random inputs; nothing was written"

@@ -32,9 +32,14 @@ class OutputDiff:
     tolerance: float
 
     @property
+    def vanishing(self) -> bool:
+        """The reference is (near) zero everywhere: no magnitude to judge a difference against."""
+        return self.reference_max < _TINY
+
+    @property
     def relative_error(self) -> float:
         """``max_abs_error`` relative to the largest reference magnitude (inf for a mismatch on a reference below 1e-12)."""
-        if self.reference_max < _TINY:  # nothing to be relative to: only an exact match passes
+        if self.vanishing:  # nothing to be relative to: only an exact match passes
             return 0.0 if self.max_abs_error == 0 else float("inf")
         return self.max_abs_error / self.reference_max
 

@@ -171,6 +171,19 @@ def test_parity_failure_raises_and_writes_nothing(tmp_path) -> None:
     assert _files(tmp_path) == []
 
 
+def test_a_vanishing_output_is_said_to_be_uncheckable(tmp_path, monkeypatch) -> None:
+    """A random-init MobileNetV2's logits are about 1e-26: any difference is 'inf' of that, which said nothing useful."""
+    from sparse24.trt_export import export as export_module
+    from sparse24.trt_export.parity import OutputDiff, ParityReport
+
+    vanishing = ParityReport("onnxruntime CPU", "PyTorch", (2,), (OutputDiff("logits", (2, 8), 1.2e-32, 3.1e-26, 1e-4),))
+    assert vanishing.outputs[0].vanishing and not vanishing.passed
+    monkeypatch.setattr(export_module, "_check_parity", lambda *args, **kwargs: vanishing)
+    with pytest.raises(ParityError, match=r"cannot be checked: PyTorch's output logits is \(near\) zero everywhere \(max \|ref\| 3.1e-26; the ONNX differs by 1.2e-32\)"):
+        export_onnx(_sparse(TokenModel()), token_example(), tmp_path / "vanishing.onnx")
+    assert _files(tmp_path) == []
+
+
 def test_exporter_failure_is_one_clear_error_and_writes_nothing(tmp_path) -> None:
     with pytest.raises(ExportError, match="torch.onnx.export failed"):
         export_onnx(DataDependent(), torch.randn(2, 8), tmp_path / "fails.onnx")
