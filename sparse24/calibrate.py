@@ -35,6 +35,7 @@ from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
 from .progress import Progress
+from .source import weight_reader
 
 __all__ = ["KINDS", "Sequential", "find_blocks", "gather", "run_batches"]
 
@@ -272,20 +273,15 @@ def gather(
     return stats, counts
 
 
-def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn.Module | None = None) -> None:
+def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn.Module) -> None:
     unseen = [w for w in weights if counts[id(w.param)] == 0]
     if not unseen:
         return
     names = f"{', '.join(w.name for w in unseen[:5])}{' ...' if len(unseen) > 5 else ''}"
-    why = ""
     first = unseen[0]
     parent_name, _, child = first.module_name.rpartition(".")
-    if model is not None and child and parent_name in dict(model.named_modules()):
-        from .source import reads_weight
-
-        parent = model.get_submodule(parent_name)
-        if reads_weight(parent, child):  # e.g. a Mamba mixer's fused CUDA path reads dt_proj.weight itself
-            why = f" ({type(parent).__name__} uses {child}.weight without calling {child} here)"
+    reader = weight_reader(model, first.module_name)  # a Mamba mixer's fused path reads dt_proj.weight itself
+    why = f" ({type(reader[0]).__name__} uses {child}.weight without calling {child} here)" if reader is not None else ""
     glob = f"*.{child}" if parent_name else first.module_name
     raise Sparse24Error(f"the calibration forward never ran {names}{why}: no input statistics for it (exclude it: exclude={glob!r}, or check loss_fn)")
 
@@ -338,11 +334,11 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tupl
     modules = dict(model.named_modules())
     if spec is True:
         best: tuple[str, nn.Module] | None = None
-        mixed = [
+        lists = repeated_blocks(model) or [  # else a hybrid model's mixed list of layers
             (name, module) for name, module in model.named_modules()
             if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(gemm_weights(m) for m in module)
         ]
-        for name, module in repeated_blocks(model) or mixed:
+        for name, module in lists:
             if best is None or len(module) > len(best[1]):
                 best = (name, module)
         if best is None:

@@ -39,11 +39,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .axes import gemm_axes, gemm_weights, is_transformers_conv1d
+from .axes import GemmWeight, gemm_axes, gemm_matrix, gemm_weights, is_transformers_conv1d
 from .errors import Sparse24Error, first_line
 from .io import write_text
 from .mask import is_two_four
-from .source import reads_weight
+from .source import weight_reader
 
 __all__ = ["BACKENDS", "BUCKETS", "RuntimeLayer", "RuntimeReport", "SparseLinear", "bucket_of", "cuda_time_ms", "describe_plan", "to_sparse_runtime"]
 
@@ -202,9 +202,10 @@ def _semi_structured_available() -> bool:
 
 
 def _linear_weight(module: nn.Module) -> Tensor:
-    """The ``[out, in]`` weight of a Linear, or of a transformers ``Conv1D`` (which stores it ``[in, out]``)."""
-    weight = module.weight.detach()
-    return weight.t().contiguous() if gemm_axes(module)["weight"].reduction == 0 else weight
+    """The ``[out, in]`` GEMM matrix of a Linear's weight, or of a transformers ``Conv1D``'s (stored ``[in, out]``):
+    :func:`sparse24.axes.gemm_matrix`, the layer-axis rule's own view, contiguous."""
+    weight = GemmWeight("", module, "weight", gemm_axes(module)["weight"])
+    return gemm_matrix(weight, module.weight.detach())[0].contiguous()
 
 
 def _layer_problem(module: nn.Module, backend: str) -> str | None:
@@ -351,10 +352,9 @@ def to_sparse_runtime(
             if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 skipped.append((name, "convolutions stay on dense cuDNN (no sparse im2col path)"))
             continue
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if name else None
-        if parent is not None and reads_weight(parent, child):  # T5's wo.weight.dtype: it must stay a module with a weight
-            skipped.append((name, f"{type(parent).__name__} reads {child}.weight directly"))
+        reader = weight_reader(model, name)
+        if reader is not None:  # T5's wo.weight.dtype: it must stay a module with a weight
+            skipped.append((name, f"{type(reader[0]).__name__} reads {reader[1]}.weight directly"))
         else:
             problem = _layer_problem(module, backend)
             if problem is None:

@@ -9,7 +9,7 @@ import re
 
 from torch import nn
 
-__all__ = ["calls_child", "reads_weight"]
+__all__ = ["calls_child", "weight_reader"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,10 +26,15 @@ def _class_sources(cls: type) -> str:
     return "\n".join(parts)
 
 
-def reads_weight(parent: nn.Module, child: str) -> bool:
-    """True when ``parent``'s class code reads ``self.<child>.weight`` (MultiheadAttention's ``out_proj``,
-    TransformerEncoderLayer's fast path, T5's ``wo.weight.dtype``, Mamba's ``dt_proj.weight @ x``)."""
-    return re.search(rf"self\.{re.escape(child)}\.weight\b", _class_sources(type(parent))) is not None
+def weight_reader(model: nn.Module, module_name: str) -> tuple[nn.Module, str] | None:
+    """``(parent, child)`` when the class code of the parent of ``model``'s submodule ``module_name`` reads
+    ``self.<child>.weight`` (MultiheadAttention's ``out_proj``, TransformerEncoderLayer's fast path, T5's
+    ``wo.weight.dtype``, Mamba's ``dt_proj.weight @ x``); None otherwise, and for the model itself."""
+    parent_name, _, child = module_name.rpartition(".")
+    if not child:
+        return None
+    parent = model.get_submodule(parent_name)
+    return (parent, child) if re.search(rf"self\.{re.escape(child)}\.weight\b", _class_sources(type(parent))) else None
 
 
 def calls_child(parent: nn.Module, child: str) -> bool:

@@ -576,18 +576,16 @@ def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data:
     one forward of the first calibration batch tells (not for a one-pass iterator, whose batch it would
     use up, nor a sharded model, whose forward needs every rank: there a layer that never runs is the
     calibration's error)."""
-    from .source import calls_child, reads_weight
+    from .source import calls_child, weight_reader
 
     ambiguous: dict[int, tuple[_Candidate, str]] = {}
     dense: list[_Candidate] = []
     for candidate in candidates:
         weight = candidate.weight
-        parent_name, _, child = weight.module_name.rpartition(".")
-        if candidate.reason is not None or not child or weight.param_name != "weight":
+        reader = weight_reader(model, weight.module_name) if candidate.reason is None and weight.param_name == "weight" else None
+        if reader is None or isinstance(reader[0], nn.MultiheadAttention):  # MHA: calibrate recomputes out_proj's inputs
             continue
-        parent = model.get_submodule(parent_name)
-        if isinstance(parent, nn.MultiheadAttention) or not reads_weight(parent, child):  # MHA: calibrate recomputes out_proj's inputs
-            continue
+        parent, child = reader
         why = f"{type(parent).__name__} uses {child}.weight without calling {child}"
         if calls_child(parent, child):
             ambiguous[id(weight.module)] = (candidate, why)
