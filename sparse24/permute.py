@@ -448,6 +448,16 @@ def _elementwise_module(module: nn.Module) -> bool:
     )
 
 
+def _elementwise_activation(act: object) -> bool:
+    """A module's activation attribute (a module, or a plain function such as ``F.gelu``) is elementwise."""
+    return _elementwise_module(act) if isinstance(act, nn.Module) else act in _UNARY_FUNCTIONS
+
+
+def _is_depthwise(conv: object, width: int) -> bool:
+    """A convolution over ``width`` channels, each its own group (it moves with its channel)."""
+    return isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels == conv.out_channels == width
+
+
 def _is_linear(module: object) -> bool:
     return isinstance(module, nn.Linear) and set(gemm_axes(module)) == {"weight"}
 
@@ -517,7 +527,7 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     if not (_is_linear(up) and _is_linear(down)):
         return f"{first} and {second} are not both nn.Linear"
     act = getattr(module, activation, None)
-    if not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
+    if not _elementwise_activation(act):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
     width = up.out_features
     if down.in_features != width:
@@ -707,7 +717,7 @@ def _segformer_mix_mlp(name: str, module: nn.Module) -> _Group | str:
     if not (_is_linear(fc1) and _is_linear(fc2) and isinstance(conv, nn.Conv2d)):
         return "fc1, dwconv.dwconv and fc2 are not nn.Linear, nn.Conv2d and nn.Linear"
     width = fc1.out_features
-    if not (conv.groups == conv.in_channels == conv.out_channels == width and fc2.in_features == width):
+    if not (_is_depthwise(conv, width) and fc2.in_features == width):
         return f"dwconv.dwconv is not depthwise over fc1's {width} channels, or fc2 reads {fc2.in_features}"
     if not _elementwise_module(getattr(module, "activation_fn", None)):
         return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
@@ -741,18 +751,17 @@ def _mobilenet_v2_block(name: str, module: nn.Module, layer: str = "MobileNetV2C
         return f"expand_1x1, conv_3x3 and reduce_1x1 are not {layer}s"
     up, dw, down = expand.convolution, depthwise.convolution, reduce.convolution
     width = up.out_channels
-    if up.groups != 1 or down.groups != 1 or down.in_channels != width or not (dw.groups == dw.in_channels == dw.out_channels == width):
+    if up.groups != 1 or down.groups != 1 or down.in_channels != width or not _is_depthwise(dw, width):
         return f"conv_3x3 is not depthwise over expand_1x1's {width} channels, or reduce_1x1 reads {down.in_channels}"
-    for attr, layer in (("expand_1x1", expand), ("conv_3x3", depthwise)):
-        norm, act = layer.normalization, layer.activation
+    members = _producer(_join(name, "expand_1x1.convolution"), up, width) + _per_channel(_join(name, "conv_3x3.convolution"), dw, width)
+    for attr, part in (("expand_1x1", expand), ("conv_3x3", depthwise)):
+        norm, act = part.normalization, part.activation
         if norm is not None and not (isinstance(norm, nn.BatchNorm2d) and norm.num_features == width):
             return f"{attr}.normalization is not a BatchNorm2d over the {width} channels"
-        if act is not None and not (act in _UNARY_FUNCTIONS if not isinstance(act, nn.Module) else _elementwise_module(act)):
+        if act is not None and not _elementwise_activation(act):
             return f"{attr}.activation {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
-    members = _producer(_join(name, "expand_1x1.convolution"), up, width) + _per_channel(_join(name, "conv_3x3.convolution"), dw, width)
-    for attr, layer in (("expand_1x1", expand), ("conv_3x3", depthwise)):
-        if layer.normalization is not None:
-            members += _per_channel(_join(name, f"{attr}.normalization"), layer.normalization, width)
+        if norm is not None:
+            members += _per_channel(_join(name, f"{attr}.normalization"), norm, width)
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
 
 
@@ -767,7 +776,7 @@ def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
     reduce, gate = getattr(excite, "reduce", None), getattr(excite, "expand", None)
     width = up.out_channels
     convs = (up, dw, down, reduce, gate)
-    if not all(isinstance(c, nn.Conv2d) for c in convs) or up.groups != 1 or down.groups != 1 or not (dw.groups == dw.in_channels == dw.out_channels == width):
+    if not all(isinstance(c, nn.Conv2d) for c in convs) or up.groups != 1 or down.groups != 1 or not _is_depthwise(dw, width):
         return f"expand_conv, a depthwise conv over its {width} channels and project_conv are not as in MBConv"
     if down.in_channels != width or reduce.in_channels != width or gate.out_channels != width or reduce.groups != 1 or gate.groups != 1:
         return f"project_conv or squeeze_excite do not read and gate the {width} expanded channels"
