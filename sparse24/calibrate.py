@@ -233,6 +233,19 @@ def run_batches(
     return seen
 
 
+def called_on_first_batch(model: nn.Module, modules: Sequence[nn.Module], data: Iterable[Any], loss_fn: Callable[[nn.Module, Any], Tensor] | None) -> set[int]:
+    """The ``id`` of each of ``modules`` that the calibration forward of ``data``'s first batch calls."""
+    ran: set[int] = set()
+    handles = [module.register_forward_pre_hook(lambda m, args: ran.add(id(m))) for module in modules]
+    try:
+        with _eval(model):
+            run_batches(model, data, loss_fn=loss_fn, num_batches=1, what="which layers run", progress=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran
+
+
 def gather(
     model: nn.Module,
     weights: Sequence[GemmWeight],

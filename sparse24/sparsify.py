@@ -593,16 +593,9 @@ def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data:
             candidate.reason = f"{why}: no input statistics for {method} (magnitude or taylor can prune it)"
             dense.append(candidate)
     if ambiguous and not is_sharded(model) and isinstance(data, Iterable) and not isinstance(data, Iterator):
-        from .calibrate import _eval, run_batches
+        from .calibrate import called_on_first_batch
 
-        ran: set[int] = set()
-        handles = [candidate.weight.module.register_forward_pre_hook(lambda m, args: ran.add(id(m))) for candidate, _ in ambiguous.values()]
-        try:
-            with _eval(model):
-                run_batches(model, data, loss_fn=loss_fn, num_batches=1, what="which layers run", progress=False)
-        finally:
-            for handle in handles:
-                handle.remove()
+        ran = called_on_first_batch(model, [candidate.weight.module for candidate, _ in ambiguous.values()], data, loss_fn)
         for key, (candidate, why) in ambiguous.items():
             if key not in ran:
                 candidate.reason = f"{why} in this forward (the first calibration batch): no input statistics for {method} (magnitude or taylor can prune it)"
