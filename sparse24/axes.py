@@ -28,7 +28,7 @@ Masks, Taylor scores, verification, export checks and kernels all ask :func:`gem
 The data-aware criteria (Wanda, SparseGPT) see a weight as the GEMM it computes:
 :func:`gemm_matrix` gives ``[parts, rows, d]`` (conv groups and the q/k/v blocks of
 ``in_proj_weight`` are parts) with the 2:4 groups as runs of 4 consecutive columns, and
-:func:`gemm_columns` gives the layer's inputs as ``[parts, tokens, d]`` in the same column
+:func:`gemm_columns` gives the layer's inputs, per part ``[tokens, d]``, in the same column
 order. For a conv the columns are (kernel position..., C) with C fastest: every group of 4
 runs along C at one kernel position (TensorRT's rule), never along the flattened C*R*S.
 """
@@ -248,21 +248,23 @@ def _conv_padding(module: nn.modules.conv._ConvNd, spatial: Sequence[int]) -> li
     return [p for d in reversed(range(n)) for p in (module.padding[d], module.padding[d])]
 
 
-def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> Tensor:
-    """The layer's GEMM input columns ``[parts, tokens, d]``, in :func:`gemm_matrix`'s column order.
+def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
+    """The layer's GEMM input columns, one ``[tokens, d]`` per part of :func:`gemm_matrix`, in its column order.
 
-    ``inputs`` are the module's forward inputs (MultiheadAttention: query, key, value).
+    ``inputs`` are the module's forward inputs (MultiheadAttention: query, key, value). The parts
+    of a call have the same number of tokens, except ``in_proj_weight``'s when the query's
+    length differs from the key's and value's (cross-attention, an attention-pooling probe).
     """
     module = weight.module
     if isinstance(module, nn.MultiheadAttention):
         if weight.param_name == "in_proj_weight":
-            return torch.stack([x.reshape(-1, x.shape[-1]) for x in inputs[:3]])
+            return [x.reshape(-1, x.shape[-1]) for x in inputs[:3]]
         index = ("q_proj_weight", "k_proj_weight", "v_proj_weight").index(weight.param_name)
         x = inputs[index]
-        return x.reshape(1, -1, x.shape[-1])
+        return [x.reshape(-1, x.shape[-1])]
     x = inputs[0]
     if not isinstance(module, nn.modules.conv._ConvNd):
-        return x.reshape(1, -1, x.shape[-1])
+        return [x.reshape(-1, x.shape[-1])]
     n = len(module.kernel_size)
     if x.dim() == n + 1:  # unbatched
         x = x.unsqueeze(0)
@@ -277,4 +279,4 @@ def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> Tensor:
     windows = x.reshape(batch, module.groups, channels // module.groups, *out, -1)  # kernel positions flattened
     windows = windows.movedim(2, -1)  # [N, G, out..., positions, C/G]
     windows = windows.movedim(1, 0)  # [G, N, out..., positions, C/G]
-    return windows.reshape(module.groups, -1, windows.shape[-2] * windows.shape[-1])
+    return list(windows.reshape(module.groups, -1, windows.shape[-2] * windows.shape[-1]).unbind(0))

@@ -135,13 +135,14 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
         elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
             inputs[0] = padding.rows(inputs[0])
         for weight, key in by_module[id(module)]:
-            columns = gemm_columns(weight, inputs).detach().float()
-            stat = stats[key]
-            if kind == "norms":
-                stat.add_(columns.square().sum(1))
-            else:
-                stat.baddbmm_(columns.transpose(1, 2), columns)
-            counts[key] += columns.shape[1]
+            parts = gemm_columns(weight, inputs)
+            for stat, columns in zip(stats[key], parts):  # a conv group, or in_proj's q, k or v
+                columns = columns.detach().float()
+                if kind == "norms":
+                    stat.add_(columns.square().sum(0))
+                else:
+                    stat.addmm_(columns.T, columns)
+            counts[key] += parts[0].shape[0]  # the query's tokens where in_proj's parts differ
 
     handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):

@@ -132,7 +132,7 @@ def test_ablation_error_is_the_output_error_on_the_calibration_inputs() -> None:
     dense = conv.weight.detach().clone()
     pruned = dense.clone()
     prune_(pruned, 1)
-    x = torch.cat([gemm_columns(weight, (batch,)) for batch in data], dim=1)[0]  # [tokens, d]
+    x = torch.cat([gemm_columns(weight, (batch,))[0] for batch in data])  # [tokens, d]
 
     def out(w: torch.Tensor) -> torch.Tensor:
         return nn.functional.conv2d(torch.cat(data), w, padding=1)

@@ -35,7 +35,7 @@ def test_gemm_matrix_times_columns_is_the_convolution(conv: nn.Module, shape: tu
     x = torch.randn(shape)
     matrix = gemm_matrix(weight)
     assert torch.equal(from_gemm_matrix(weight, matrix), conv.weight)
-    out = torch.einsum("prd,ptd->ptr", matrix, gemm_columns(weight, (x,)))
+    out = torch.einsum("prd,ptd->ptr", matrix, torch.stack(gemm_columns(weight, (x,))))
     reference = conv(x) - conv.bias.view(1, -1, *[1] * (x.dim() - 2))
     groups, rows = matrix.shape[0], matrix.shape[1]
     reference = reference.reshape(shape[0], groups, rows, -1).permute(1, 0, 3, 2).reshape(groups, -1, rows)
@@ -57,13 +57,13 @@ def test_gemm_view_of_conv1d_and_attention() -> None:
     layer = Conv1D(12, 16)  # weight [in=16, out=12]
     (weight,) = gemm_weights(layer)
     x = torch.randn(3, 5, 16)
-    out = torch.einsum("prd,ptd->ptr", gemm_matrix(weight), gemm_columns(weight, (x,)))
+    out = torch.einsum("prd,ptd->ptr", gemm_matrix(weight), torch.stack(gemm_columns(weight, (x,))))
     assert torch.allclose(out[0], (layer(x) - layer.bias).reshape(-1, 12), atol=1e-5)
     attention = nn.MultiheadAttention(16, 2, batch_first=True)
     in_proj = next(w for w in gemm_weights(attention) if w.param_name == "in_proj_weight")
     q, k, v = (torch.randn(2, 3, 16) for _ in range(3))
     columns = gemm_columns(in_proj, (q, k, v))
-    assert columns.shape == (3, 6, 16) and torch.equal(columns[2], v.reshape(-1, 16))
+    assert [c.shape for c in columns] == [(6, 16)] * 3 and torch.equal(columns[2], v.reshape(-1, 16))
     assert gemm_matrix(in_proj).shape == (3, 16, 16)
 
 
@@ -413,6 +413,39 @@ def test_attention_out_proj_sees_the_attention_values(batch_first: bool) -> None
     stats, counts = gather(attention, [out_proj], "norms", [q], loss_fn=lambda m, b: m(b, b, b, key_padding_mask=mask), progress=False)
     assert counts[id(out_proj.param)] == 10
     assert torch.allclose(stats[id(out_proj.param)][0], values.reshape(-1, 16).square().sum(0), rtol=1e-5)
+
+
+class _AttentionPooling(nn.Module):
+    """A learned probe attending over the tokens (SigLIP's pooling head): the query is 1 token, key and value are 7."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probe = nn.Parameter(torch.randn(1, 1, 16))
+        self.attention = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(self.probe.expand(x.shape[0], -1, -1), x, x)[0]
+
+
+def test_cross_attention_in_proj_parts_see_their_own_inputs() -> None:
+    """in_proj's q part is calibrated on the query, its k and v parts on the longer key/value sequence."""
+    from sparse24.calibrate import gather
+
+    torch.manual_seed(0)
+    model = _AttentionPooling().eval()
+    data = [torch.randn(2, 7, 16) for _ in range(3)]
+    in_proj = next(w for w in gemm_weights(model) if w.param_name == "in_proj_weight")
+    hessians, counts = gather(model, [in_proj], "hessian", data, progress=False)
+    tokens = torch.cat([x.reshape(-1, 16) for x in data])
+    probe = model.probe.detach().reshape(1, 16).expand(6, -1)
+    expected = torch.stack([probe.T @ probe, tokens.T @ tokens, tokens.T @ tokens])
+    assert torch.allclose(hessians[id(in_proj.param)], expected, rtol=1e-5, atol=1e-5)
+    assert counts[id(in_proj.param)] == 6  # the query's tokens
+    for method in ("wanda", "sparsegpt"):
+        candidate = copy.deepcopy(model)
+        report = sparse24.sparsify(candidate, method, data=data, policy="any", progress=False)
+        assert {layer.name for layer in report.sparse_layers} == {"attention.in_proj_weight", "attention.out_proj.weight"}
+        sparse24.verify(candidate)
 
 
 def test_demo_transformer_one_shot_and_block_by_block() -> None:
