@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import dist, interrupts
+from . import dist, interrupts, source
 from .axes import gemm_axes
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
@@ -499,7 +499,7 @@ def _gpt2_mlp(name: str, module: nn.Module) -> _Group | str:
     if proj.weight.shape[gemm_axes(proj)["weight"].reduction] != width:
         return "c_fc's outputs and c_proj's inputs differ in size"
     join = lambda attr: f"{name}.{attr}" if name else attr  # noqa: E731
-    return _Group("GPT2MLP", width, 1, _producer(join("c_fc"), fc, width) + _consumer(join("c_proj"), proj, width))
+    return _Group(type(module).__name__, width, 1, _producer(join("c_fc"), fc, width) + _consumer(join("c_proj"), proj, width))
 
 
 def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | str:
@@ -575,7 +575,7 @@ def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
     blocks = torch.arange(heads)
     members = _producer(_join(name, "c_attn"), fused, head_dim, blocks, offset=(parts - 1) * embed)
     members += _consumer(_join(name, "c_proj"), proj, head_dim, blocks)
-    return _Group("GPT2Attention", head_dim, heads, members)
+    return _Group(type(module).__name__, head_dim, heads, members)
 
 
 def _bert_attention(name: str, module: nn.Module, value_attr: str = "value", attention_attr: str = "self") -> _Group | str:
@@ -604,7 +604,7 @@ def _phi3_mlp(name: str, module: nn.Module) -> _Group | str:
     if fused.out_features != 2 * width:
         return f"gate_up_proj's {fused.out_features} outputs are not twice down_proj's {width} inputs"
     members = [m for half in (0, width) for m in _producer(_join(name, "gate_up_proj"), fused, width, _uniform(width, width), offset=half)]
-    return _Group("Phi3MLP", width, 1, members + _consumer(_join(name, "down_proj"), down, width))
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "down_proj"), down, width))
 
 
 def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
@@ -618,7 +618,7 @@ def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
         return f"qkv_proj ({fused.out_features}) and o_proj ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
     members = _producer(_join(name, "qkv_proj"), fused, head_dim, torch.arange(kv_heads), offset=(heads + kv_heads) * head_dim)
     members += _consumer(_join(name, "o_proj"), o, head_dim, torch.arange(heads) // groups)
-    return _Group("Phi3Attention", head_dim, kv_heads, members)
+    return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
 def _grouped_qkv(name: str, module: nn.Module, head_dim: int, heads: int, kv_heads: int) -> _Group | str:
@@ -689,6 +689,8 @@ _H_TO_4H_MLP = functools.partial(_two_layer_mlp, first="dense_h_to_4h", second="
 _T5_FEED_FORWARD = functools.partial(_two_layer_mlp, first="wi", second="wo", activation="act")  # wo(dropout(act(wi(x))))
 _T5_GATED = functools.partial(_gated_mlp, gate="wi_0", up="wi_1", down="wo", act="act")
 _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", head_dim_attr="key_value_proj_dim")
+_C_FC_MLP = functools.partial(_two_layer_mlp, first="c_fc", second="c_proj", activation="act")  # StarCoder 1/2 (nn.Linear)
+_UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
 _WAV2VEC2_FEED_FORWARD = functools.partial(_two_layer_mlp, first="intermediate_dense", second="output_dense", activation="intermediate_act_fn")
 
 
@@ -722,7 +724,7 @@ def _segformer_mix_mlp(name: str, module: nn.Module) -> _Group | str:
     if not _elementwise_module(getattr(module, "activation_fn", None)):
         return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
     members = _producer(_join(name, "fc1"), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
-    return _Group("SegformerMixMLP", width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
 
 
 _CONVNEXT_MLP = functools.partial(_two_layer_mlp, first="pwconv1", second="pwconv2", activation="act")  # channels-last Linears
@@ -739,7 +741,7 @@ def _convnextv2_mlp(name: str, module: nn.Module) -> _Group | str:
     if type(grn).__name__ != "ConvNextV2GRN" or not all(isinstance(getattr(grn, a, None), Tensor) and getattr(grn, a).shape == (1, 1, 1, width) for a in ("weight", "bias")):
         return f"grn is not a ConvNextV2GRN over the {width} channels"
     grn_members = [_Member(_join(name, "grn"), grn, attr, 3, _uniform(width, width), "per-channel") for attr in ("weight", "bias")]
-    return _Group("ConvNextV2Layer", width, 1, group.members + grn_members)
+    return _Group(type(module).__name__, width, 1, group.members + grn_members)
 
 
 def _mobilenet_v2_block(name: str, module: nn.Module, layer: str = "MobileNetV2ConvLayer") -> _Group | str:
@@ -786,7 +788,7 @@ def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
     members = _producer(_join(name, "expansion.expand_conv"), up, width) + _per_channel(_join(name, "expansion.expand_bn"), expansion.expand_bn, width)
     members += _per_channel(_join(name, "depthwise_conv.depthwise_conv"), dw, width) + _per_channel(_join(name, "depthwise_conv.depthwise_norm"), depthwise.depthwise_norm, width)
     members += _consumer(_join(name, "squeeze_excite.reduce"), reduce, width) + _producer(_join(name, "squeeze_excite.expand"), gate, width)
-    return _Group("EfficientNetBlock", width, 1, members + _consumer(_join(name, "projection.project_conv"), down, width))
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "projection.project_conv"), down, width))
 
 
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
@@ -856,6 +858,21 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         [("DeiT", "deit.modeling_deit"), ("Dinov2", "dinov2.modeling_dinov2"), ("Beit", "beit.modeling_beit"), ("Swin", "swin.modeling_swin")],
         {"{}MLP": (_two_layer_mlp, ()), "{}Attention": (_HEADS_OWN_VALUES, ())},
     ),
+    # Llama's value path (v_proj rows per kv head -> attention -> o_proj columns) with other code around it: clamped or
+    # normalised q/k/v (elementwise on v), interleaved rotary, dropout after o_proj
+    **{
+        (f"transformers.models.{module}", f"{cls}Attention"): (_attention, ())
+        for module, cls in [
+            ("olmo.modeling_olmo", "Olmo"), ("olmo2.modeling_olmo2", "Olmo2"), ("olmoe.modeling_olmoe", "Olmoe"),
+            ("cohere.modeling_cohere", "Cohere"), ("starcoder2.modeling_starcoder2", "Starcoder2"),
+            ("seed_oss.modeling_seed_oss", "SeedOss"), ("nemotron.modeling_nemotron", "Nemotron"), ("stablelm.modeling_stablelm", "StableLm"),
+        ]
+    },  # fmt: skip
+    **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_C_FC_MLP, ())}),  # nn.Linear, unlike GPT-2's Conv1D
+    **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_C_FC_MLP, ())}),
+    **_family("nemotron.modeling_nemotron", {"NemotronMLP": (_UP_DOWN_MLP, ())}),  # ReLU^2, no gate
+    **_family("arcee.modeling_arcee", {"ArceeMLP": (_UP_DOWN_MLP, ())}),
+    **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
     **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
     **_family("efficientnet.modeling_efficientnet", {"EfficientNetBlock": (_efficientnet_block, ())}),
@@ -874,8 +891,51 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
 
 
 def _rule_for(module: nn.Module):
+    """The ``_RULES`` entry of ``module``'s class, else of the ruled transformers class whose code it repeats."""
     cls = type(module)
-    return _RULES.get((cls.__module__, cls.__name__))
+    return _RULES.get((cls.__module__, cls.__name__)) or _copied_rule(cls)
+
+
+@functools.lru_cache(maxsize=None)
+def _ruled_transformers_classes() -> dict[str, list[tuple[type, tuple]]]:
+    """The ruled transformers classes (their modules imported) with their rules, by :func:`source.code_key` of ``forward``."""
+    import importlib
+
+    found: dict[str, list[tuple[type, tuple]]] = defaultdict(list)
+    for (module_name, class_name), rule in _RULES.items():
+        if not module_name.startswith("transformers."):
+            continue
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):  # an older or newer transformers without this family
+            continue
+        key = source.code_key(cls.forward)
+        if key is not None:
+            found[key].append((cls, rule))
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _copied_rule(cls: type) -> tuple | None:
+    """The rule of the ruled class whose ``forward`` (with the functions and methods it uses) is the same code as
+    ``cls``'s: transformers generates most families' blocks from Llama's, ViT's, BART's... by copying them.
+    The rule still checks the class's layers and sizes; None when no such class, or ruled classes with
+    different rules, match."""
+    if not cls.__module__.startswith("transformers.") or not callable(getattr(cls, "forward", None)):
+        return None
+    key = source.code_key(cls.forward)
+    if key is None:
+        return None
+    rules = {
+        (id(rule[0]), rule[1]): rule
+        for ruled, rule in _ruled_transformers_classes().get(key, ())
+        if source.same_code(cls.forward, ruled.forward, (cls, ruled))
+    }
+    if len(rules) != 1:
+        return None
+    (rule,) = rules.values()
+    logger.debug("permute: %s.%s runs the same code as a ruled class: its rule applies", cls.__module__, cls.__name__)
+    return rule
 
 
 # ---- torch.fx: follow the hidden channels through a traced graph -----------------------------
@@ -1799,7 +1859,11 @@ def permute(
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
     query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
     ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's and MobileViT's inverted residuals
-    (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included); and for torch's
+    (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included); the
+    attentions of OLMo 1/2, OLMoE, Cohere, StarCoder2, Seed-OSS, Nemotron and StableLM and the MLPs of
+    StarCoder 1/2, Nemotron, Arcee and Seed-OSS; any transformers class whose ``forward`` is the same
+    code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
+    families built on them); and for torch's
     TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers

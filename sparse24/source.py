@@ -1,15 +1,20 @@
-"""What a module's own code does with a child module, read from its class's source: read the child's
-``.weight`` directly (``self.wo.weight.dtype``, ``self.dt_proj.weight @ x``), or call the child."""
+"""What a module's own code does, read from its class's source: read a child's ``.weight`` directly
+(``self.wo.weight.dtype``, ``self.dt_proj.weight @ x``), call a child, or run the same code as
+another class (transformers copies a block's code into every family that shares it)."""
 
 from __future__ import annotations
 
+import ast
+import builtins
 import functools
 import inspect
 import re
+import textwrap
+from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["calls_child", "weight_reader"]
+__all__ = ["calls_child", "code_key", "same_code", "weight_reader"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,3 +46,93 @@ def calls_child(parent: nn.Module, child: str) -> bool:
     """True when ``parent``'s class code calls ``self.<child>(...)``, or when its source is not available (unknown)."""
     source = _class_sources(type(parent))
     return not source or re.search(rf"self\.{re.escape(child)}\s*\(", source) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _function_ast(function: Callable) -> ast.FunctionDef | None:
+    """``function``'s definition without docstrings, annotations, decorators or its name; None without source."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(function))))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    definition = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    if definition is None:
+        return None
+    for node in ast.walk(definition):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = []
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+        elif isinstance(node, ast.arg):
+            node.annotation = None
+        elif isinstance(node, ast.AnnAssign):
+            node.annotation = ast.Constant(None)
+    definition.name = "_"
+    return definition
+
+
+@functools.lru_cache(maxsize=None)
+def code_key(function: Callable) -> str | None:
+    """A string equal for two functions with the same code up to docstrings, annotations, decorators and
+    their names; None when the source is not available or the code calls ``super()`` (its meaning then
+    depends on the class)."""
+    definition = _function_ast(function)
+    if definition is None or any(isinstance(node, ast.Name) and node.id == "super" for node in ast.walk(definition)):
+        return None
+    return ast.dump(definition)
+
+
+def _names(definition: ast.FunctionDef) -> tuple[set[str], set[str]]:
+    """(global names read, ``self`` attributes read) in ``definition``."""
+    local = {a.arg for a in ast.walk(definition.args) if isinstance(a, ast.arg)}
+    local |= {n.id for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    read = {n.id for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    attributes = {
+        n.attr for n in ast.walk(definition) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+    }
+    return {name for name in read - local if not hasattr(builtins, name)}, attributes
+
+
+def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None, _seen: set | None = None) -> bool:
+    """True when functions ``a`` and ``b`` run the same code: equal :func:`code_key`, every global name
+    they read the same object or a function with the same code, and (with ``owners``, the classes they
+    are methods of) every method or property of ``self`` they use the same code too."""
+    seen = set() if _seen is None else _seen
+    a, b = inspect.unwrap(a), inspect.unwrap(b)
+    if a is b or (id(a), id(b)) in seen:
+        return True
+    seen.add((id(a), id(b)))
+    key = code_key(a)
+    if key is None or key != code_key(b):
+        return False
+    names, attributes = _names(_function_ast(a))
+    for name in names:
+        x, y = a.__globals__.get(name, a), b.__globals__.get(name, b)  # a missing name differs from any object
+        if x is y:
+            continue
+        if not (inspect.isfunction(x) and inspect.isfunction(y) and same_code(x, y, None, seen)):
+            return False
+    for name in attributes if owners is not None else ():
+        x, y = (_unwrap_member(inspect.getattr_static(owner, name, None)) for owner in owners)
+        if x is y or not (callable(x) or callable(y)) and _equal(x, y):  # instance attributes (None here: a child module, a size), equal class constants
+            continue
+        if not (inspect.isfunction(x) and inspect.isfunction(y) and same_code(x, y, owners, seen)):
+            return False
+    return True
+
+
+def _unwrap_member(member: object) -> object:
+    """The function behind a property, staticmethod or classmethod; anything else as it is."""
+    if isinstance(member, property):
+        return member.fget
+    return member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+
+
+def _equal(x: object, y: object) -> bool:
+    try:
+        return bool(x == y)
+    except Exception:  # an object whose == is not a bool (a tensor)
+        return False

@@ -704,6 +704,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, new_decoder_architecture=True, num_kv_heads=2)),
             ids,
         ),
+        # families whose blocks transformers copied from a ruled one (the same code: the same rule), and explicit Llama-like ones
+        "granite": lambda: (transformers.GraniteForCausalLM(transformers.GraniteConfig(**lm, num_key_value_heads=2)), ids),
+        "qwen2_moe": lambda: (
+            transformers.Qwen2MoeForCausalLM(transformers.Qwen2MoeConfig(**lm, num_key_value_heads=2, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=32, shared_expert_intermediate_size=32)),
+            ids,
+        ),
+        "deepseek_v3": lambda: (
+            transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(
+                **{**lm, "num_hidden_layers": 2}, num_key_value_heads=4, n_routed_experts=2, num_experts_per_tok=1, moe_intermediate_size=32, first_k_dense_replace=1,
+                n_group=1, topk_group=1, q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+            )),
+            ids,
+        ),
+        "cohere": lambda: (transformers.CohereForCausalLM(transformers.CohereConfig(**lm, num_key_value_heads=2, use_qk_norm=True)), ids),
+        "olmo2": lambda: (transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**lm, num_key_value_heads=2)), ids),
+        "starcoder2": lambda: (transformers.Starcoder2ForCausalLM(transformers.Starcoder2Config(**lm, num_key_value_heads=2)), ids),
+        "nemotron": lambda: (transformers.NemotronForCausalLM(transformers.NemotronConfig(**lm, num_key_value_heads=2)), ids),
+        "gpt_bigcode": lambda: (transformers.GPTBigCodeForCausalLM(transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, n_inner=96)), ids),
+        "marian": lambda: (transformers.MarianModel(transformers.MarianConfig(**seq2seq, decoder_start_token_id=1, pad_token_id=0)), {**ids, **decoder}),
+        "blip-vision": lambda: (transformers.BlipVisionModel(transformers.BlipVisionConfig(**vision)), pixels),
         "distilbert": lambda: (transformers.DistilBertModel(transformers.DistilBertConfig(vocab_size=64, dim=64, hidden_dim=96, n_layers=1, n_heads=4)), ids),
         "roberta": lambda: (transformers.RobertaModel(transformers.RobertaConfig(**lm)), ids),
         "xlm_roberta": lambda: (transformers.XLMRobertaModel(transformers.XLMRobertaConfig(**lm)), ids),
@@ -754,7 +774,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if batch_norm:  # statistics that differ per channel
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
-    if name in ("mixtral", "qwen3_moe"):  # the experts' grouped GEMM takes no float64
+    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3"):  # the experts' grouped GEMM takes no float64
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
 
@@ -773,6 +793,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("falcon", ["FalconAttention", "FalconMLP"]),  # query_key_value: 4 query heads, 1 key, 1 value
         ("falcon-classic", ["FalconAttention", "FalconMLP"]),  # per head: q, k, v
         ("falcon-new", ["FalconAttention", "FalconMLP"]),  # per key/value head: its 2 queries, k, v
+        ("granite", ["GraniteAttention", "GraniteMLP"]),  # LlamaAttention's and LlamaMLP's code
+        ("qwen2_moe", ["Qwen2MoeAttention", "Qwen2MoeMLP"]),  # the shared expert is a Llama MLP
+        ("deepseek_v3", ["DeepseekV3MLP"] * 2),  # the dense layer's MLP and the MoE layer's shared experts; MLA attention has no rule
+        ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
+        ("olmo2", ["Olmo2Attention", "Olmo2MLP"]),
+        ("starcoder2", ["Starcoder2Attention", "Starcoder2MLP"]),
+        ("nemotron", ["NemotronAttention", "NemotronMLP"]),  # ReLU^2 up/down MLP
+        ("gpt_bigcode", ["GPTBigCodeMLP"]),  # multi-query attention with a fused c_attn has no rule
+        ("marian", ["MarianEncoderLayer", "MarianAttention", "MarianDecoderLayer", "MarianAttention", "MarianAttention"]),  # BART's code
+        ("blip-vision", ["BlipMLP"]),  # ViT's MLP code; the fused qkv attention has no rule
         ("distilbert", ["DistilBertSelfAttention", "FFN"]),
         ("roberta", ["RobertaLayer", "RobertaAttention"]),
         ("xlm_roberta", ["XLMRobertaLayer", "XLMRobertaAttention"]),

@@ -1,0 +1,69 @@
+"""Reading a module's class code: whether two classes run the same code (the rule transformers' copied blocks share)."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+from sparse24.source import code_key, same_code
+
+BLOCK = '''
+import torch
+
+
+def helper(x):
+    return x * 2
+
+
+class Block(torch.nn.Module):
+    scale = 3
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        """{doc}"""
+        return self.down(helper(self.up(x)) * self.scale + self.shift(x))
+
+    def shift(self, x):
+        return x + {shift}
+'''
+
+
+def _module(tmp_path: Path, name: str, *, doc: str = "A block.", helper: str = "x * 2", shift: int = 1, scale: int = 3) -> ModuleType:
+    source = BLOCK.format(doc=doc, shift=shift).replace("return x * 2", f"return {helper}").replace("scale = 3", f"scale = {scale}")
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _same(a: ModuleType, b: ModuleType) -> bool:
+    return same_code(a.Block.forward, b.Block.forward, (a.Block, b.Block))
+
+
+def test_copies_with_other_docstrings_and_names_are_the_same_code(tmp_path: Path) -> None:
+    a, b = _module(tmp_path, "family_a"), _module(tmp_path, "family_b", doc="Copied from family_a.Block.")
+    assert a.Block is not b.Block and a.helper is not b.helper
+    assert _same(a, b)
+
+
+def test_a_different_helper_method_or_class_constant_is_not(tmp_path: Path) -> None:
+    a = _module(tmp_path, "family_a")
+    assert not _same(a, _module(tmp_path, "helper_differs", helper="x * 3"))  # a module-level function forward calls
+    assert not _same(a, _module(tmp_path, "method_differs", shift=2))  # a method of self forward calls
+    assert not _same(a, _module(tmp_path, "constant_differs", scale=4))  # a class attribute forward reads
+
+
+def test_code_calling_super_has_no_key() -> None:
+    class Base:
+        def forward(self, x):
+            return x
+
+    class Child(Base):
+        def forward(self, x):
+            return super().forward(x)
+
+    assert code_key(Base.forward) is not None
+    assert code_key(Child.forward) is None  # its meaning depends on the class it is in
