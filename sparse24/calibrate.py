@@ -45,49 +45,77 @@ KINDS = ("norms", "hessian")
 
 
 # A batch's inputs that are the token sequence and its padding mask (a transformers text batch); anything else
-# (pixels, audio, decoder inputs) means the layers' [batch, length] rows need not be the mask's tokens.
+# (pixels, audio) means the layers' [batch, length] rows need not be the mask's tokens. An encoder-decoder's
+# batch may also hold the decoder's sequence and mask.
 _TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels"})
+_DECODER_KEYS = frozenset({"decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask"})
+
+
+def _padding_mask(batch: Mapping, mask_key: str, shape: tuple[int, ...]) -> Tensor | None:
+    """``batch[mask_key]`` as a bool mask when it is a 0/1 ``[batch, length]`` mask of ``shape`` with some padding."""
+    mask = batch.get(mask_key)
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != shape or shape[0] == shape[1]:
+        return None
+    if not bool(((mask == 0) | (mask == 1)).all()) or bool(mask.all()):
+        return None
+    return mask.bool()
 
 
 class Padding:
-    """Which token rows of the current batch are padding (a transformers text batch's ``attention_mask == 0``),
-    so that Wanda's norms and SparseGPT's Hessians leave them out (as SparseML's SparseGPT did): a layer's
-    input ``[batch, length, d]`` keeps its rows where the mask is 1. Applied only where the rows are
-    unambiguous: a 2-D 0/1 mask with ``input_ids`` (or ``inputs_embeds``) of its shape, no other input
-    (pixels, audio, ``decoder_input_ids``), a model that is not an encoder-decoder, and a layer input whose
-    leading dims are ``[batch, length]`` with ``batch != length``. Counts what it left out."""
+    """Which token rows of the current batch are padding (a transformers text batch's ``attention_mask == 0``,
+    and an encoder-decoder's ``decoder_attention_mask == 0``), so that Wanda's norms and SparseGPT's Hessians
+    leave them out (as SparseML's SparseGPT did): a layer's input ``[batch, length, d]`` keeps its rows where
+    the mask of its sequence is 1. Applied only where the rows are unambiguous: 0/1 masks of the token
+    inputs' ``[batch, length]`` with ``batch != length``, no other input (pixels, audio), and a sequence
+    told apart by its shape (an encoder-decoder's two sequences of one length only if their masks are
+    equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``).
+    Counts what it left out."""
 
     def __init__(self, model: nn.Module) -> None:
         config = getattr(model, "config", None)
-        self.enabled = not bool(getattr(config, "is_encoder_decoder", False))
-        self.mask: Tensor | None = None
-        self.counted = False
+        self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+        self.masks: dict[tuple[int, ...], tuple[Tensor, str]] = {}  # by [batch, length]: the mask, its key
+        self.counted: set[tuple[int, ...]] = set()
+        self.keys: set[str] = set()  # the masks applied
         self.left_out = 0  # token positions, over the batches whose mask some layer applied
         self.seen = 0
 
     def batch(self, batch: Any) -> None:
         """Set the current batch."""
-        self.mask, self.counted = None, False
-        if not self.enabled or not isinstance(batch, Mapping) or not set(batch) <= _TEXT_KEYS:
+        self.masks, self.counted = {}, set()
+        keys = _TEXT_KEYS | _DECODER_KEYS if self.encoder_decoder else _TEXT_KEYS
+        if not isinstance(batch, Mapping) or not set(batch) <= keys:
             return
-        mask, tokens = batch.get("attention_mask"), batch.get("input_ids", batch.get("inputs_embeds"))
-        if not isinstance(mask, Tensor) or not isinstance(tokens, Tensor) or mask.dim() != 2 or tuple(tokens.shape[:2]) != tuple(mask.shape):
+        tokens = batch.get("input_ids", batch.get("inputs_embeds"))
+        if not isinstance(tokens, Tensor) or tokens.dim() < 2:
             return
-        if mask.shape[0] == mask.shape[1] or not bool(((mask == 0) | (mask == 1)).all()) or bool(mask.all()):
-            return
-        self.mask = mask.bool()
+        sequences = [(tuple(tokens.shape[:2]), "attention_mask")]
+        if self.encoder_decoder:
+            decoder = next((batch[k] for k in ("decoder_input_ids", "decoder_inputs_embeds", "labels") if isinstance(batch.get(k), Tensor)), tokens)
+            if decoder.dim() < 2:
+                return
+            sequences.append((tuple(decoder.shape[:2]), "decoder_attention_mask"))
+        masks = [(shape, _padding_mask(batch, key, shape), key) for shape, key in sequences]
+        for shape, mask, key in masks:
+            others = [other for other_shape, other, _ in masks if other_shape == shape and other is not mask]
+            if mask is not None and shape not in self.masks and all(other is not None and torch.equal(other, mask) for other in others):
+                self.masks[shape] = (mask, key)
 
     def rows(self, x: Tensor) -> Tensor:
-        """``x`` without the padded rows when it is ``[batch, length, ...]`` of the current mask's shape, else ``x``."""
-        if self.mask is None or x.dim() < 3 or tuple(x.shape[:2]) != tuple(self.mask.shape):
+        """``x`` without the padded rows when it is ``[batch, length, ...]`` of one of the current masks' shapes, else ``x``."""
+        shape = tuple(x.shape[:2])
+        if x.dim() < 3 or shape not in self.masks:
             return x
-        if self.mask.device != x.device:
-            self.mask = self.mask.to(x.device)
-        if not self.counted:
-            self.counted = True
-            self.seen += self.mask.numel()
-            self.left_out += int((~self.mask).sum())
-        return x[self.mask]
+        mask, key = self.masks[shape]
+        if mask.device != x.device:
+            mask = mask.to(x.device)
+            self.masks[shape] = (mask, key)
+        if shape not in self.counted:
+            self.counted.add(shape)
+            self.keys.add(key)
+            self.seen += mask.numel()
+            self.left_out += int((~mask).sum())
+        return x[mask]
 
 
 _padding: contextvars.ContextVar[list[Padding] | None] = contextvars.ContextVar("sparse24_padding", default=None)

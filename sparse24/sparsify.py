@@ -554,7 +554,7 @@ def sparsify(
                 kept = _choose(model, criterion, chosen, sequential, offload, dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options))
             padded = max(passes, key=lambda p: p.seen, default=None)  # every pass reads the same batches
             if padded is not None and padded.left_out:
-                notes.append(f"the input statistics leave out padding: {padded.left_out} of {padded.seen} token positions (attention_mask == 0)")
+                notes.append(f"the input statistics leave out padding: {padded.left_out} of {padded.seen} token positions ({' and '.join(sorted(padded.keys))} == 0)")
         except BaseException:
             if snapshot is not None:  # undo the permutation too
                 with torch.no_grad():

@@ -649,6 +649,66 @@ def test_padding_is_left_out_of_the_statistics(architecture: str, method: str, s
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
 
 
+def _padded_seq2seq(lengths: list[list[tuple[int, int]]], vocab: int = 96) -> tuple[list[dict], list[dict]]:
+    """Right-padded encoder-decoder batches (both masks) and the same pairs unpadded, one per batch."""
+    generator = torch.Generator().manual_seed(0)
+    padded, unpadded = [], []
+    for sizes in lengths:
+        ids, decoder = torch.randint(3, vocab, (len(sizes), 12), generator=generator), torch.randint(3, vocab, (len(sizes), 7), generator=generator)
+        mask, decoder_mask = torch.zeros_like(ids), torch.zeros_like(decoder)
+        for row, (size, decoder_size) in enumerate(sizes):
+            mask[row, :size], decoder_mask[row, :decoder_size] = 1, 1
+            ids[row, size:], decoder[row, decoder_size:] = 0, 0
+            unpadded.append({"input_ids": ids[row : row + 1, :size], "decoder_input_ids": decoder[row : row + 1, :decoder_size]})
+        padded.append({"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder, "decoder_attention_mask": decoder_mask})
+    return padded, unpadded
+
+
+@pytest.mark.parametrize("architecture", ["t5", "bart"])
+@pytest.mark.parametrize("method, sequential", [("wanda", False), ("sparsegpt", False), ("sparsegpt", True)])
+def test_encoder_decoder_padding_is_left_out_of_the_statistics(architecture: str, method: str, sequential: bool) -> None:
+    """Each sequence's mask drops its own pads: the encoder's rows (and the cross-attention keys/values read from
+    them) by attention_mask, the decoder's by decoder_attention_mask."""
+    from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    if architecture == "t5":
+        model = T5ForConditionalGeneration(T5Config(vocab_size=96, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4, decoder_start_token_id=0))
+    else:
+        model = BartForConditionalGeneration(BartConfig(vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                                                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32))
+    padded, unpadded = _padded_seq2seq([[(12, 7), (5, 3), (9, 6)], [(4, 7), (12, 2), (7, 5)]])
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, sequential=sequential, policy="any", progress=False)
+    report = sparse24.sparsify(model, method, data=padded, sequential=sequential, policy="any", progress=False)
+    assert "the input statistics leave out padding: 35 of 114 token positions (attention_mask and decoder_attention_mask == 0)" in report.notes
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def test_encoder_decoder_rows_by_their_sequence() -> None:
+    from sparse24.calibrate import Padding
+
+    seq2seq = nn.Linear(4, 4)
+    seq2seq.config = type("Config", (), {"is_encoder_decoder": True})()
+    mask, decoder_mask = torch.tensor([[1, 1, 0], [1, 0, 0]]), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]])
+    encoder_rows, decoder_rows = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": mask, "decoder_input_ids": torch.zeros(2, 5, dtype=torch.long)}
+    padding = Padding(seq2seq)
+    padding.batch({**batch, "decoder_attention_mask": decoder_mask})
+    assert torch.equal(padding.rows(encoder_rows), encoder_rows[mask.bool()])
+    assert torch.equal(padding.rows(decoder_rows), decoder_rows[decoder_mask.bool()])
+    assert (padding.left_out, padding.seen, padding.keys) == (3 + 3, 6 + 10, {"attention_mask", "decoder_attention_mask"})
+    padding.batch(batch)  # no decoder mask: the decoder's rows all count, the encoder's still lose their pads
+    assert torch.equal(padding.rows(encoder_rows), encoder_rows[mask.bool()]) and padding.rows(decoder_rows) is decoder_rows
+    same_length = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": mask}
+    for decoder in ({}, {"labels": torch.zeros(2, 3, dtype=torch.long)}, {"decoder_input_ids": torch.zeros(2, 3, dtype=torch.long), "decoder_attention_mask": 1 - mask}):
+        padding.batch({**same_length, **decoder})  # two sequences of one length, other masks: which rows are whose is unknown
+        assert padding.rows(encoder_rows) is encoder_rows, decoder
+    padding.batch({**same_length, "decoder_input_ids": torch.zeros(2, 3, dtype=torch.long), "decoder_attention_mask": mask})  # one mask for both
+    assert torch.equal(padding.rows(encoder_rows), encoder_rows[mask.bool()])
+
+
 def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
     from sparse24.calibrate import Padding
 
