@@ -238,6 +238,22 @@ def _cache_configs(modules: Sequence[nn.Module]) -> list[Any]:
     return list(found.values())
 
 
+def _exportable_experts(models: Sequence[nn.Module], changed: list[tuple[nn.Module, dict]]) -> str | None:
+    """transformers MoE experts that run with ``grouped_mm`` (transformers' own custom op, which torch.onnx has no
+    translation for) switch to its ``batched_mm`` implementation (gathers and batched matmuls: the same products)
+    on ``models``, the export's copies; each switch is appended to ``changed`` for the caller to restore. A note
+    when it switched."""
+    for model in models:
+        for module in model.modules():
+            current = module.get_experts_implementation() if callable(getattr(module, "get_experts_implementation", None)) else {}
+            if "grouped_mm" in current.values():  # a submodel already switched with its parent reads batched_mm here
+                changed.append((module, current))
+                module.set_experts_implementation({key: "batched_mm" if value == "grouped_mm" else value for key, value in current.items()})
+    if not changed:
+        return None
+    return "the MoE experts are exported with transformers' batched_mm implementation (its grouped_mm is a custom op torch.onnx cannot translate); the model itself is unchanged"
+
+
 def _forward_outputs(models: Sequence[nn.Module], inputs: tuple[Tensor, ...], changed: list[Any]) -> tuple[list[str] | None, str | None]:
     """Output names of one forward of ``models[0]`` (the fp32 reference) on ``inputs``, and a note.
 
@@ -375,11 +391,14 @@ def export_onnx(
     dynamic_shapes = _dynamic_shapes(trace_inputs) if dynamic_batch else None
     workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     cache_off: list[Any] = []  # configs whose use_cache the export turned off: restored on the way out, also on failure
+    experts: list[tuple[nn.Module, dict]] = []  # models whose experts implementation it switched: the same
     try:
         copies = [reference] if exported is reference else [reference, exported]
+        experts_note = _exportable_experts(copies, experts)
         names, note = _forward_outputs(copies, cpu_inputs, cache_off)  # dict outputs keep their keys as ONNX names
-        if note:
-            logger.info("export_onnx: %s", note)
+        for line in (experts_note, note):
+            if line:
+                logger.info("export_onnx: %s", line)
         staged = workdir / path.name
         try:
             with _quiet_exporter():
@@ -423,6 +442,8 @@ def export_onnx(
     finally:
         for config in cache_off:
             config.use_cache = True
+        for module, implementation in reversed(experts):
+            module.set_experts_implementation(implementation)
         shutil.rmtree(workdir, ignore_errors=True)
     report = ExportReport(
         path=str(path),
@@ -437,7 +458,7 @@ def export_onnx(
         sparsified=tuple(found),
         unused=tuple(unused),
         seconds=time.perf_counter() - started,
-        notes=tuple(n for n in (copied, note) if n),
+        notes=tuple(n for n in (copied, experts_note, note) if n),
     )
     logger.info("exported %s: %s", path, parity)
     if not expected:

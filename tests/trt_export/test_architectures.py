@@ -323,3 +323,19 @@ def test_fp16_parity_widens_only_to_pytorchs_own_fp16_error() -> None:
     broken = compare(["y"], [expected[0] + 0.2 * expected[0].abs().max()], expected, TOLERANCE["fp16"])  # an exporter bug
     (judged,) = _within_own_fp16_error(half, (x.half(),), expected, broken, {})
     assert not judged.passed and judged.tolerance <= 0.1
+
+
+def test_a_moe_causal_lm_exports_with_batched_mm_experts(tmp_path) -> None:
+    """transformers computes MoE experts with its grouped_mm custom op, which torch.onnx cannot translate: the
+    export's copies switch to batched_mm (the same products); the user's model keeps grouped_mm."""
+    torch.manual_seed(0)
+    config = T.Qwen3MoeConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
+    model = T.Qwen3MoeForCausalLM(config).eval()
+    assert model.get_experts_implementation() == {"": "grouped_mm"}
+    report = sparse24.sparsify(model, "magnitude", policy="any", progress=False)
+    exported = export_onnx(model, _tokens(None, 2), tmp_path / "moe.onnx")
+    assert exported.parity.passed, str(exported.parity)
+    assert any("batched_mm" in note for note in exported.notes), exported.notes
+    assert sorted(exported.sparsified) == sorted(layer.name for layer in report.sparse_layers)
+    assert model.get_experts_implementation() == {"": "grouped_mm"} and model.config.use_cache is True
