@@ -85,6 +85,9 @@ def code_key(function: Callable) -> str | None:
     return ast.dump(definition)
 
 
+_MISSING = object()  # a global name a function reads but its module does not define
+
+
 def _names(definition: ast.FunctionDef) -> tuple[set[str], set[str]]:
     """(global names read, ``self`` attributes read) in ``definition``."""
     local = {a.arg for a in ast.walk(definition.args) if isinstance(a, ast.arg)}
@@ -110,7 +113,7 @@ def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None,
         return False
     names, attributes = _names(_function_ast(a))
     for name in names:
-        x, y = a.__globals__.get(name, a), b.__globals__.get(name, b)  # a missing name differs from any object
+        x, y = a.__globals__.get(name, _MISSING), b.__globals__.get(name, _MISSING)
         if x is y:
             continue
         if not (inspect.isfunction(x) and inspect.isfunction(y) and same_code(x, y, None, seen)):

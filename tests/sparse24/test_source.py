@@ -67,3 +67,9 @@ def test_code_calling_super_has_no_key() -> None:
 
     assert code_key(Base.forward) is not None
     assert code_key(Child.forward) is None  # its meaning depends on the class it is in
+
+
+def test_a_global_one_module_lacks_is_not_the_same(tmp_path: Path) -> None:
+    a, b = _module(tmp_path, "family_a"), _module(tmp_path, "no_helper")
+    del b.helper  # forward reads a global its module does not define (any more)
+    assert not _same(a, b)
