@@ -1944,7 +1944,12 @@ def _permute(
     mentioned = {name for g in groups for name in g.layers} | {name for s in skipped for name in s.layers}
     for name, module in model.named_modules():
         if _is_gemm(module) and name not in mentioned:
-            reason = "in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code"
+            parent = model.get_submodule(name.rpartition(".")[0])
+            block = sum(_is_gemm(child) for child in parent.children()) >= 2  # a producer and a consumer might be in it
+            if block and _transformers_class(parent) is not None and _rule_for(parent) is None:
+                reason = f"in no permutable group: {type(parent).__name__} has no permutation rule (transformers modules are not traced; only rules look inside them)"
+            else:
+                reason = "in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code"
             skipped.append(SkippedGroup((name,), reason))
 
     results, plan = [], []

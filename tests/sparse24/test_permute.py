@@ -845,6 +845,14 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
             torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
 
 
+def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
+    model, _ = _family_model("gpt_bigcode")  # multi-query attention with a fused c_attn: no rule
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    assert "GPTBigCodeAttention has no permutation rule" in reasons["transformer.h.0.attn.c_attn"]
+    assert "GPTBigCodeAttention has no permutation rule" in reasons["transformer.h.0.attn.c_proj"]
+    assert "its input comes from" in reasons["lm_head"]  # the model class has no rule, but nothing could permute its input
+
+
 def _wrong_bart_attention(monkeypatch: pytest.MonkeyPatch) -> None:
     """A broken rule: BART's out_proj columns permuted by the wrong heads' orders (reversed)."""
 
