@@ -13,8 +13,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import criteria
+from .data import DEFAULT_SAMPLES, DEFAULT_SEQ_LEN, TEXT_PREFIX
 from .errors import CheckFailed, Sparse24Error, SparsityError, first_line
 from .report import SparsityReport
 
@@ -50,12 +52,35 @@ def _sequential_spec(value: str | None) -> bool | str | list[str] | None:
     return names if len(names) > 1 else names[0]
 
 
+def _text_data(args: argparse.Namespace, model: Any) -> list:
+    """``--data text:PATH``: :func:`sparse24.data.text_windows` with the hf: model's own tokenizer unless ``--tokenizer``,
+    windows no longer than the model's positions."""
+    from . import hub
+    from .data import text_windows
+
+    tokenizer = args.tokenizer
+    if tokenizer is None:
+        parts = hub.split_spec(args.model)
+        if parts is None or parts[0] != "hf":
+            raise Sparse24Error("--data text:PATH needs a tokenizer: --tokenizer DIR (an hf:DIR model's own directory is the default)")
+        tokenizer = parts[1]
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    seq_len = args.seq_len if args.seq_len is not None else DEFAULT_SEQ_LEN
+    if isinstance(positions, int) and seq_len > positions:
+        if args.seq_len is not None:
+            raise Sparse24Error(f"--seq-len {seq_len} is longer than the model's {positions} positions")
+        seq_len = positions
+        logger.info("--data text: windows of %d tokens, the model's positions (--seq-len to choose)", seq_len)
+    return text_windows(args.data[len(TEXT_PREFIX) :], tokenizer, seq_len=seq_len, num_samples=args.num_batches or DEFAULT_SAMPLES, seed=args.data_seed, labels=args.method == "taylor")
+
+
 def _prune(args: argparse.Namespace) -> int:
     from . import hub, io
     from .sparsify import sparsify, verify
 
     if args.method != "magnitude" and not args.data:
-        raise Sparse24Error(f"--method {args.method} needs calibration data: --data MODULE:NAME (an iterable of batches, or a callable returning one)")
+        raise Sparse24Error(f"--method {args.method} needs calibration data: --data MODULE:NAME (an iterable of batches, or a callable returning one) or --data text:PATH")
     out = Path(args.out)
     to_dir = out.suffix != ".safetensors"  # a from_pretrained directory, for transformers models
     if to_dir and out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".onnx"):
@@ -65,7 +90,14 @@ def _prune(args: argparse.Namespace) -> int:
     model = _model_for_outputs(args, out)
     if to_dir and not hub.is_transformers_model(model):
         raise Sparse24Error(f"--out must end in .safetensors, got {out} (a from_pretrained directory is written for transformers models only, e.g. hf:PATH)")
-    data = io.build_object(args.data, "data") if args.data else None
+    num_batches = args.num_batches
+    if args.data and args.data.startswith(TEXT_PREFIX):
+        data, num_batches = _text_data(args, model), None
+    else:
+        for flag, value in (("--seq-len", args.seq_len), ("--tokenizer", args.tokenizer)):
+            if value is not None:
+                raise Sparse24Error(f"{flag} applies to --data text:PATH only")
+        data = io.build_object(args.data, "data") if args.data else None
     loss_fn = io.load_object(args.loss, "loss") if args.loss else None
     options = {"squared": True} if args.squared else {}
     if args.per_sample:
@@ -80,7 +112,7 @@ def _prune(args: argparse.Namespace) -> int:
         args.method,
         data=data,
         loss_fn=loss_fn,
-        num_batches=args.num_batches,
+        num_batches=num_batches,
         include=args.include,
         exclude=args.exclude,
         policy=args.policy,
@@ -374,9 +406,16 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--policy", default="tensorrt", choices=("tensorrt", "any"), help="layer eligibility policy (default: tensorrt)")
     prune.add_argument("--min-params", type=int, default=0, help="skip weights with fewer parameters")
     prune.add_argument("--include-frozen", action="store_true", help="also prune parameters with requires_grad=False")
-    prune.add_argument("--data", help="module:name of calibration batches (an iterable, or a callable returning one) for --method taylor, wanda, sparsegpt")
+    prune.add_argument(
+        "--data",
+        help="calibration batches for --method taylor, wanda, sparsegpt: module:name (an iterable, or a callable returning one), or text:PATH "
+        "(a text file or a directory of .txt/.jsonl files: random windows of --seq-len tokens, one per batch, as SparseGPT and Wanda draw theirs)",
+    )
+    prune.add_argument("--seq-len", type=int, help=f"--data text: tokens per window (default {DEFAULT_SEQ_LEN}, at most the model's positions)")
+    prune.add_argument("--tokenizer", metavar="DIR", help="--data text: the tokenizer's directory (default: the hf:DIR model's own)")
+    prune.add_argument("--data-seed", type=int, default=0, help="--data text: seed of the windows' random starts (default 0)")
     prune.add_argument("--loss", help="module:name of loss_fn(model, batch): taylor's loss; wanda and sparsegpt run each batch through it (else model(batch))")
-    prune.add_argument("--num-batches", type=int, help="calibration batches to use")
+    prune.add_argument("--num-batches", type=int, help=f"calibration batches to use (--data text: windows to draw, default {DEFAULT_SAMPLES})")
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")
     prune.add_argument("--per-sample", action="store_true", help="taylor: one gradient per sample (with --squared: the empirical Fisher, w^2 * sum g_i^2)")
     prune.add_argument("--pairs", action="store_true", help="taylor --squared: choose each group's pattern by the cost of pruning a pair, the Fisher's cross term included")

@@ -22,7 +22,8 @@ relative paths are relative to the working directory. Example::
 A ``sparsify:`` section (``method``, ``data``, ``num_batches``, ``policy``, ``include``,
 ``exclude``, ``squared``, ``per_sample``, ``min_params``, ``sequential``, ``offload``,
 ``blocksize``, ``dampening``, ``permute``, ``labels``, ``logits_fn`` (a ``module:callable``), ``samples``, ``pairs``) prunes dense ``weights`` first. Data and model entries may also be
-``{fn: "module:name", args: {...}}`` to call with keyword arguments.
+``{fn: "module:name", args: {...}}`` to call with keyword arguments, e.g. calibration windows of local
+text: ``data: {fn: sparse24.data:text_windows, args: {path: corpus/, tokenizer: my-llama, seq_len: 2048}}``.
 
 Under ``torchrun``, ``finetune: {strategy: fsdp}`` shards the model (and teacher) with FSDP2
 (``fsdp_blocks: [names]`` picks the blocks); the outputs are gathered and written by rank 0.

@@ -1,0 +1,129 @@
+"""Calibration data from local text, drawn as the SparseGPT and Wanda papers draw theirs: random
+windows of ``seq_len`` tokens (128 windows of 2048 tokens from C4 in both), one window per batch.
+
+Offline, the text is the user's own: a file, or a directory of ``.txt`` and ``.jsonl`` files (a
+JSON object with a ``"text"`` string per line, as ``datasets``' ``to_json`` writes). Each file
+is tokenized on its own and the files are joined with the tokenizer's end-of-sequence token, so
+a window may span two documents, as a window of concatenated WikiText does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import Sparse24Error
+
+__all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEQ_LEN", "TEXT_PREFIX", "text_files", "text_windows"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEQ_LEN = 2048  # SparseGPT's and Wanda's calibration windows
+DEFAULT_SAMPLES = 128
+TEXT_PREFIX = "text:"  # the command line's --data text:PATH
+_SUFFIXES = (".txt", ".jsonl")
+
+
+def text_files(path: str | os.PathLike) -> list[Path]:
+    """``path`` itself, or the ``.txt`` and ``.jsonl`` files under the directory ``path`` (sorted, recursively)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise Sparse24Error(f"calibration text not found: {path}")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES)
+    if not files:
+        raise Sparse24Error(f"calibration text: no {' or '.join(_SUFFIXES)} files under {path}")
+    return files
+
+
+def _documents(file: Path) -> list[str]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise Sparse24Error(f"calibration text: {file} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+    if file.suffix != ".jsonl":
+        return [text]
+    documents = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg})") from error
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each .jsonl line is an object with one)')
+        documents.append(record["text"])
+    return documents
+
+
+def _load_tokenizer(tokenizer: Any) -> Any:
+    if not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    if not Path(tokenizer).is_dir():
+        raise Sparse24Error(f"tokenizer directory not found: {tokenizer}")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as error:
+        raise Sparse24Error("calibration text needs transformers for its tokenizer: pip install transformers") from error
+    try:
+        return AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise Sparse24Error(f"no tokenizer could be loaded from {tokenizer}: {str(error).splitlines()[0]}") from error
+
+
+def text_windows(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    tokenizer: Any,
+    *,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    num_samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    labels: bool = False,
+) -> list[dict[str, Tensor]]:
+    """``num_samples`` batches ``{"input_ids": [1, seq_len]}`` (and ``"labels"``, the same ids, with ``labels=True``:
+    a causal LM's own loss, for Taylor), each a window of the tokenized text at a random start (``seed``).
+
+    ``path``: a text file, a directory of ``.txt``/``.jsonl`` files, or a list of these. ``tokenizer``: a
+    local directory (``AutoTokenizer.from_pretrained``, never the network) or a tokenizer object.
+    """
+    for name, value in (("seq_len", seq_len), ("num_samples", num_samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    files = [file for p in paths for file in text_files(p)]
+    tokenizer = _load_tokenizer(tokenizer)
+    separator = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
+    ids: list[int] = []
+    limit = getattr(tokenizer, "model_max_length", None)
+    try:
+        if limit is not None:
+            tokenizer.model_max_length = 1 << 62  # whole documents, without the "longer than the model" warning
+        for file in files:
+            for document in _documents(file):
+                if ids:
+                    ids += separator
+                ids += tokenizer(document, add_special_tokens=False)["input_ids"]
+    finally:
+        if limit is not None:
+            tokenizer.model_max_length = limit
+    if len(ids) < seq_len:
+        where = files[0] if len(files) == 1 else f"{len(files)} files"
+        raise Sparse24Error(f"calibration text: {where} gives {len(ids)} tokens, fewer than one window of seq_len={seq_len}; give more text or a smaller seq_len")
+    stream = torch.tensor(ids, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - seq_len + 1, (num_samples,), generator=generator)
+    batches = []
+    for start in starts.tolist():
+        window = stream[start : start + seq_len].unsqueeze(0)
+        batches.append({"input_ids": window, "labels": window.clone()} if labels else {"input_ids": window})
+    logger.info("calibration: %d windows of %d tokens from %d file(s), %d tokens in all", num_samples, seq_len, len(files), len(ids))
+    return batches

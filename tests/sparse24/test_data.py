@@ -1,0 +1,120 @@
+"""Calibration windows from local text (``sparse24.data``) and ``sparse24 prune --data text:PATH``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparse24.data import text_windows
+from sparse24.errors import Sparse24Error
+
+transformers = pytest.importorskip("transformers")
+
+TEXT = "\n".join(f"def layer_{i}(x):\n    return x * {i} + {i * i}  # the {i}th layer of the sparse model\n" for i in range(60))
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A byte-level BPE tokenizer trained here (no download), saved as a transformers tokenizer directory."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([TEXT], vocab_size=300, min_frequency=2, special_tokens=["<eos>"], show_progress=False)
+    path = tmp_path_factory.mktemp("tokenizer")
+    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<eos>").save_pretrained(path)
+    return path
+
+
+def _corpus(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text(TEXT[:1500])
+    (root / "sub" / "b.jsonl").write_text(json.dumps({"text": TEXT[1500:2500]}) + "\n\n" + json.dumps({"text": TEXT[2500:]}) + "\n")
+    (root / "ignored.bin").write_bytes(b"\xff\xfe")  # neither .txt nor .jsonl
+    return root
+
+
+def test_windows_are_slices_of_the_tokenized_files_joined_by_eos(tmp_path: Path, tokenizer_dir: Path) -> None:
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
+    corpus = _corpus(tmp_path / "corpus")
+    documents = [TEXT[:1500], TEXT[1500:2500], TEXT[2500:]]  # a.txt, then sub/b.jsonl's two lines
+    stream = []
+    for document in documents:
+        stream += ([tokenizer.eos_token_id] if stream else []) + tokenizer(document, add_special_tokens=False)["input_ids"]
+    stream = torch.tensor(stream)
+    batches = text_windows(corpus, tokenizer_dir, seq_len=32, num_samples=20, seed=3)
+    assert len(batches) == 20 and all(set(b) == {"input_ids"} and b["input_ids"].shape == (1, 32) for b in batches)
+    windows = stream.unfold(0, 32, 1)
+    for batch in batches:
+        assert (windows == batch["input_ids"]).all(1).any(), "each window is a run of the joined token stream"
+    starts = {int((windows == b["input_ids"]).all(1).nonzero()[0]) for b in batches}
+    assert len(starts) > 10  # random starts over the whole stream
+    many = text_windows(corpus, tokenizer_dir, seq_len=32, num_samples=300)
+    assert all((windows == b["input_ids"]).all(1).any() for b in many)
+    assert sum(tokenizer.eos_token_id in b["input_ids"] for b in many) > 1  # windows across a document boundary
+    again = text_windows(corpus, tokenizer_dir, seq_len=32, num_samples=20, seed=3)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(batches, again))
+    other = text_windows(corpus, tokenizer, seq_len=32, num_samples=20, seed=4, labels=True)  # a tokenizer object
+    assert not all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(batches, other))
+    assert all(torch.equal(b["labels"], b["input_ids"]) for b in other)
+    assert tokenizer.model_max_length == transformers.AutoTokenizer.from_pretrained(tokenizer_dir).model_max_length  # put back
+
+
+def test_bad_text_is_one_clear_error(tmp_path: Path, tokenizer_dir: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"body": "no text key"}\n')
+    (tmp_path / "broken.jsonl").write_text("{not json\n")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (tmp_path / "short.txt").write_text("x = 1")
+    cases = [
+        (tmp_path / "missing", "calibration text not found"),
+        (tmp_path / "empty", r"no \.txt or \.jsonl files under"),
+        (tmp_path / "bad.jsonl", r'bad\.jsonl:2 has no "text" string'),
+        (tmp_path / "broken.jsonl", r"broken\.jsonl:1 is not JSON"),
+        (tmp_path / "latin1.txt", "is not UTF-8 text"),
+        (tmp_path / "short.txt", r"tokens, fewer than one window of seq_len=64"),
+    ]
+    for path, match in cases:
+        with pytest.raises(Sparse24Error, match=match):
+            text_windows(path, tokenizer_dir, seq_len=64)
+    with pytest.raises(Sparse24Error, match="tokenizer directory not found"):
+        text_windows(tmp_path / "short.txt", tmp_path / "no-tokenizer")
+    with pytest.raises(ValueError, match="seq_len must be a positive int"):
+        text_windows(tmp_path / "short.txt", tokenizer_dir, seq_len=0)
+
+
+def test_recipe_form_builds_the_windows(tmp_path: Path, tokenizer_dir: Path) -> None:
+    from sparse24 import io
+
+    spec = {"fn": "sparse24.data:text_windows", "args": {"path": str(_corpus(tmp_path / "c")), "tokenizer": str(tokenizer_dir), "seq_len": 16, "num_samples": 3}}
+    batches = io.build_object(spec, "sparsify.data")
+    assert [b["input_ids"].shape for b in batches] == [(1, 16)] * 3
+
+
+def test_cli_prune_with_text_data(tmp_path: Path, tokenizer_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from sparse24.cli import main
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=48)
+    model_dir = tmp_path / "llama"
+    transformers.LlamaForCausalLM(config).save_pretrained(model_dir)
+    transformers.AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(model_dir)  # the model's own tokenizer
+    corpus = _corpus(tmp_path / "corpus")
+    out = tmp_path / "pruned"
+    assert main(["prune", f"hf:{model_dir}", "--method", "sparsegpt", "--data", f"text:{corpus}", "--num-batches", "6", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["verify", str(out)]) == 0
+    capsys.readouterr()
+    errors = [
+        (["--data", f"text:{corpus}", "--seq-len", "64"], "--seq-len 64 is longer than the model's 48 positions"),
+        (["--data", "sparse24.demo:calibration_batches", "--seq-len", "8"], "--seq-len applies to --data text:PATH only"),
+        (["--data", f"text:{tmp_path / 'nothing'}"], "calibration text not found"),
+    ]
+    for extra, message in errors:
+        assert main(["prune", f"hf:{model_dir}", "--method", "wanda", *extra, "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["prune", "sparse24.demo:DigitsTransformer", "--method", "wanda", "--data", f"text:{corpus}", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "needs a tokenizer: --tokenizer DIR" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.safetensors").exists()
