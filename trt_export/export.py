@@ -254,6 +254,21 @@ def _exportable_experts(models: Sequence[nn.Module], changed: list[tuple[nn.Modu
     return "the MoE experts are exported with transformers' batched_mm implementation (its grouped_mm is a custom op torch.onnx cannot translate); the model itself is unchanged"
 
 
+def _seq2seq_hint(model: nn.Module) -> str:
+    """For an encoder-decoder transformers model (T5 needs decoder inputs the positional example cannot give): how to export it."""
+    config = next((c for m in model.modules() if getattr(c := getattr(m, "config", None), "is_encoder_decoder", False)), None)
+    if config is None:
+        return ""
+    import transformers
+
+    encoder = type(config).__name__.removesuffix("Config") + "EncoderModel"
+    cli = f"; on the command line --hf-class {encoder}" if hasattr(transformers, encoder) else ""
+    return (
+        f" ({type(config).__name__} is an encoder-decoder, whose forward needs decoder inputs too: export its encoder alone "
+        f"(model.get_encoder(){cli}), or wrap the model in a module whose forward takes every input positionally)"
+    )
+
+
 def _forward_outputs(models: Sequence[nn.Module], inputs: tuple[Tensor, ...], changed: list[Any]) -> tuple[list[str] | None, str | None]:
     """Output names of one forward of ``models[0]`` (the fp32 reference) on ``inputs``, and a note.
 
@@ -270,7 +285,7 @@ def _forward_outputs(models: Sequence[nn.Module], inputs: tuple[Tensor, ...], ch
             with torch.no_grad():
                 return reference(*inputs)
         except Exception as error:  # the user's forward: any failure means these inputs do not fit
-            raise Sparse24Error(f"the model does not run on the example inputs {[list(t.shape) for t in inputs]}: {first_line(error)}") from error
+            raise Sparse24Error(f"the model does not run on the example inputs {[list(t.shape) for t in inputs]}: {first_line(error)}{_seq2seq_hint(reference)}") from error
 
     output, note = run(), None
     odd = _non_tensor(output)

@@ -339,3 +339,16 @@ def test_a_moe_causal_lm_exports_with_batched_mm_experts(tmp_path) -> None:
     assert any("batched_mm" in note for note in exported.notes), exported.notes
     assert sorted(exported.sparsified) == sorted(layer.name for layer in report.sparse_layers)
     assert model.get_experts_implementation() == {"": "grouped_mm"} and model.config.use_cache is True
+
+
+def test_an_encoder_decoder_without_decoder_inputs_says_how_to_export_it(tmp_path) -> None:
+    from sparse24 import Sparse24Error
+
+    torch.manual_seed(0)
+    model = T.T5ForConditionalGeneration(T.T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4, decoder_start_token_id=0)).eval()
+    sparse24.sparsify(model, "magnitude", progress=False)
+    with pytest.raises(Sparse24Error, match=r"T5Config is an encoder-decoder.*model\.get_encoder\(\); on the command line --hf-class T5EncoderModel"):
+        export_onnx(model, _tokens(None, 2), tmp_path / "t5.onnx")
+    assert list(tmp_path.iterdir()) == []
+    encoder = export_onnx(model.get_encoder(), _tokens(None, 2), tmp_path / "t5-encoder.onnx")  # as the error says
+    assert encoder.parity.passed and encoder.sparsified
