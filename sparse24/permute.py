@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from . import dist, interrupts, source
 from .axes import gemm_axes
+from .calibrate import no_kv_cache
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
 
@@ -1682,7 +1683,7 @@ def _example_forward(
         if calls is not None:
             handles += [m.register_forward_pre_hook(count) for m in model.modules()]
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), no_kv_cache(model):  # a cache is no output to compare, and costs memory
             outputs = model(**example_inputs) if isinstance(example_inputs, Mapping) else model(*example_inputs)
     except Exception as error:
         call = "model(**inputs)" if isinstance(example_inputs, Mapping) else "model(*inputs)"

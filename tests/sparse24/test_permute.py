@@ -913,3 +913,18 @@ def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypa
     with pytest.raises(ValueError, match="permute=True with 'wanda' reads data twice .* not a one-pass iterator"):
         sparse24.sparsify(model, "wanda", data=iter(data), permute=True, policy="any", progress=False)  # once "calibration data yielded no batches"
     assert _unchanged(model, state)
+
+
+def test_the_example_forward_builds_no_kv_cache() -> None:
+    """A hybrid model whose layers are all linear attention cannot build transformers' KV cache (its forward fails
+    with use_cache=True); the permutation's checking forward runs without one, as calibration does."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BambaConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
+    model = transformers.BambaForCausalLM(config).eval()
+    ids = torch.randint(2, 64, (2, 10))
+    with pytest.raises(ValueError, match="get_seq_length"):
+        model(input_ids=ids)  # transformers' own limit with the default use_cache=True
+    report = permute(model, example_inputs={"input_ids": ids})
+    assert [g.kind for g in report.groups] == ["BambaMLP"]  # LlamaMLP's code
+    assert model.config.use_cache is True
