@@ -1987,6 +1987,13 @@ def _permute(
             raise
         if difference is not None:
             _undo(plan)
+            again = _difference(reference, _example_forward(model, example_inputs, (), what=inputs_name))
+            if again is not None:  # the model itself: random numbers drawn in eval mode
+                raise Sparse24Error(
+                    f"the model's outputs on {inputs_name} change from one run to the next without any permutation ({again}), so no "
+                    "permutation can be checked on them; nothing was changed. Give the forward fixed values for what it draws at "
+                    "random in eval mode (ViT-MAE: noise=...)"
+                )
             raise Sparse24Error(
                 f"permuting changed the model's outputs on {inputs_name}: {difference}; nothing was changed. "
                 "This is a bug in the group analysis; exclude= the offending layers to work around it"

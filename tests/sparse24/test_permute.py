@@ -928,3 +928,31 @@ def test_the_example_forward_builds_no_kv_cache() -> None:
     report = permute(model, example_inputs={"input_ids": ids})
     assert [g.kind for g in report.groups] == ["BambaMLP"]  # LlamaMLP's code
     assert model.config.use_cache is True
+
+
+class _Noisy(nn.Module):
+    """An MLP whose output draws random numbers even in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x))) + torch.rand(1)
+
+
+def test_a_model_with_random_outputs_is_told_apart_from_a_wrong_permutation() -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = _Noisy()
+    state = copy.deepcopy(model.state_dict())
+    with pytest.raises(sparse24.Sparse24Error, match="change from one run to the next without any permutation"):
+        permute(model, example_inputs=(torch.randn(4, 8),))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    vision = dict(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    mae = transformers.ViTMAEModel(transformers.ViTMAEConfig(**vision, mask_ratio=0.5)).double().eval()  # random patch masking
+    pixels = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with pytest.raises(sparse24.Sparse24Error, match="ViT-MAE: noise="):
+        permute(mae, example_inputs={"pixel_values": pixels})
+    report = permute(mae, example_inputs={"pixel_values": pixels, "noise": torch.rand(2, 16, dtype=torch.float64)})  # fixed: checked
+    assert [g.kind for g in report.groups] == ["ViTMAEMLP"]
