@@ -646,8 +646,9 @@ def test_failure_while_applying_leaves_model_unchanged(monkeypatch: pytest.Monke
 def test_changed_outputs_are_undone(monkeypatch: pytest.MonkeyPatch) -> None:
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
     state = _state(model)
-    monkeypatch.setattr(permute_module, "_difference", lambda before, after: "output 0 moved by 1")
-    with pytest.raises(sparse24.Sparse24Error, match="changed the model's outputs.*nothing was changed"):
+    differences = iter(["output 0 moved by 1"])  # the permuted run differs; the unpermuted rerun does not
+    monkeypatch.setattr(permute_module, "_difference", lambda before, after: next(differences, None))
+    with pytest.raises(sparse24.Sparse24Error, match="changed the model's outputs.*nothing was changed. This is a bug in the group analysis"):
         permute(model, example_inputs=(torch.randn(2, 16),))
     assert _unchanged(model, state)
 
