@@ -64,6 +64,9 @@ def _text_data(args: argparse.Namespace, model: Any) -> list:
         if parts is None or parts[0] != "hf":
             raise Sparse24Error("--data text:PATH needs a tokenizer: --tokenizer DIR (an hf:DIR model's own directory is the default)")
         tokenizer = parts[1]
+    for flag, value in (("--seq-len", args.seq_len), ("--num-batches", args.num_batches)):
+        if value is not None and value < 1:
+            raise Sparse24Error(f"{flag} must be at least 1, got {value}")
     config = getattr(model, "config", None)
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     seq_len = args.seq_len if args.seq_len is not None else DEFAULT_SEQ_LEN
@@ -72,7 +75,10 @@ def _text_data(args: argparse.Namespace, model: Any) -> list:
             raise Sparse24Error(f"--seq-len {seq_len} is longer than the model's {positions} positions")
         seq_len = positions
         logger.info("--data text: windows of %d tokens, the model's positions (--seq-len to choose)", seq_len)
-    return text_windows(args.data[len(TEXT_PREFIX) :], tokenizer, seq_len=seq_len, num_samples=args.num_batches or DEFAULT_SAMPLES, seed=args.data_seed, labels=args.method == "taylor")
+    return text_windows(
+        args.data[len(TEXT_PREFIX) :], tokenizer, seq_len=seq_len, num_samples=DEFAULT_SAMPLES if args.num_batches is None else args.num_batches,
+        seed=0 if args.data_seed is None else args.data_seed, labels=args.method == "taylor",
+    )
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -94,7 +100,7 @@ def _prune(args: argparse.Namespace) -> int:
     if args.data and args.data.startswith(TEXT_PREFIX):
         data, num_batches = _text_data(args, model), None
     else:
-        for flag, value in (("--seq-len", args.seq_len), ("--tokenizer", args.tokenizer)):
+        for flag, value in (("--seq-len", args.seq_len), ("--tokenizer", args.tokenizer), ("--data-seed", args.data_seed)):
             if value is not None:
                 raise Sparse24Error(f"{flag} applies to --data text:PATH only")
         data = io.build_object(args.data, "data") if args.data else None
@@ -413,7 +419,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--seq-len", type=int, help=f"--data text: tokens per window (default {DEFAULT_SEQ_LEN}, at most the model's positions)")
     prune.add_argument("--tokenizer", metavar="DIR", help="--data text: the tokenizer's directory (default: the hf:DIR model's own)")
-    prune.add_argument("--data-seed", type=int, default=0, help="--data text: seed of the windows' random starts (default 0)")
+    prune.add_argument("--data-seed", type=int, help="--data text: seed of the windows' random starts (default 0)")
     prune.add_argument("--loss", help="module:name of loss_fn(model, batch): taylor's loss; wanda and sparsegpt run each batch through it (else model(batch))")
     prune.add_argument("--num-batches", type=int, help=f"calibration batches to use (--data text: windows to draw, default {DEFAULT_SAMPLES})")
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")

@@ -110,6 +110,9 @@ def test_cli_prune_with_text_data(tmp_path: Path, tokenizer_dir: Path, capsys: p
     errors = [
         (["--data", f"text:{corpus}", "--seq-len", "64"], "--seq-len 64 is longer than the model's 48 positions"),
         (["--data", "sparse24.demo:calibration_batches", "--seq-len", "8"], "--seq-len applies to --data text:PATH only"),
+        (["--data", "sparse24.demo:calibration_batches", "--data-seed", "1"], "--data-seed applies to --data text:PATH only"),
+        (["--data", f"text:{corpus}", "--num-batches", "0"], "--num-batches must be at least 1, got 0"),
+        (["--data", f"text:{corpus}", "--seq-len", "0"], "--seq-len must be at least 1, got 0"),
         (["--data", f"text:{tmp_path / 'nothing'}"], "calibration text not found"),
     ]
     for extra, message in errors:
