@@ -489,18 +489,17 @@ def _gated_mlp(
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
 
 
-def _gpt2_mlp(name: str, module: nn.Module) -> _Group | str:
-    """GPT2MLP: c_proj(act(c_fc(x))), both transformers Conv1D (weight [in, out])."""
-    fc, proj = getattr(module, "c_fc", None), getattr(module, "c_proj", None)
-    if not all(_transformers_class(m) == "Conv1D" for m in (fc, proj)):
-        return "c_fc and c_proj are not transformers Conv1D"
-    if not _elementwise_module(module.act):
-        return f"act {type(module.act).__name__} is not a known elementwise activation"
+def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
+    """c_proj(act(c_fc(x))): GPT-2's MLP (both transformers Conv1D, weight [in, out]) and StarCoder 1/2's (both nn.Linear)."""
+    fc, proj, act = getattr(module, "c_fc", None), getattr(module, "c_proj", None), getattr(module, "act", None)
+    if not (all(_transformers_class(m) == "Conv1D" for m in (fc, proj)) or all(_is_linear(m) for m in (fc, proj))):
+        return "c_fc and c_proj are not both transformers Conv1D or both nn.Linear"
+    if not _elementwise_activation(act):
+        return f"act {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
     width = fc.weight.shape[gemm_axes(fc)["weight"].output]
     if proj.weight.shape[gemm_axes(proj)["weight"].reduction] != width:
         return "c_fc's outputs and c_proj's inputs differ in size"
-    join = lambda attr: f"{name}.{attr}" if name else attr  # noqa: E731
-    return _Group(type(module).__name__, width, 1, _producer(join("c_fc"), fc, width) + _consumer(join("c_proj"), proj, width))
+    return _Group(type(module).__name__, width, 1, _producer(_join(name, "c_fc"), fc, width) + _consumer(_join(name, "c_proj"), proj, width))
 
 
 def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | str:
@@ -690,7 +689,6 @@ _H_TO_4H_MLP = functools.partial(_two_layer_mlp, first="dense_h_to_4h", second="
 _T5_FEED_FORWARD = functools.partial(_two_layer_mlp, first="wi", second="wo", activation="act")  # wo(dropout(act(wi(x))))
 _T5_GATED = functools.partial(_gated_mlp, gate="wi_0", up="wi_1", down="wo", act="act")
 _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", head_dim_attr="key_value_proj_dim")
-_C_FC_MLP = functools.partial(_two_layer_mlp, first="c_fc", second="c_proj", activation="act")  # StarCoder 1/2 (nn.Linear)
 _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
 _WAV2VEC2_FEED_FORWARD = functools.partial(_two_layer_mlp, first="intermediate_dense", second="output_dense", activation="intermediate_act_fn")
 
@@ -796,7 +794,7 @@ def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
 _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
     ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
     ("transformers.models.qwen2.modeling_qwen2", "Qwen2MLP"): (_gated_mlp, ()),
-    ("transformers.models.gpt2.modeling_gpt2", "GPT2MLP"): (_gpt2_mlp, ()),
+    ("transformers.models.gpt2.modeling_gpt2", "GPT2MLP"): (_c_fc_mlp, ()),
     ("transformers.models.bert.modeling_bert", "BertLayer"): (_bert_layer, ("attention", "crossattention")),
     ("transformers.models.llama.modeling_llama", "LlamaAttention"): (_attention, ()),
     ("transformers.models.qwen2.modeling_qwen2", "Qwen2Attention"): (_attention, ()),
@@ -809,11 +807,11 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
     ("transformers.models.phi3.modeling_phi3", "Phi3MLP"): (_phi3_mlp, ()),
     ("transformers.models.phi3.modeling_phi3", "Phi3Attention"): (_phi3_attention, ()),
     ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_two_layer_mlp, ("self_attn",)),
-    ("transformers.models.opt.modeling_opt", "OPTAttention"): (functools.partial(_attention, groups=1, output="out_proj"), ()),
+    ("transformers.models.opt.modeling_opt", "OPTAttention"): (_OUT_PROJ_ATTENTION, ()),
     ("transformers.models.gpt2.modeling_gpt2", "GPT2Attention"): (_gpt2_attention, ()),
     ("transformers.models.bert.modeling_bert", "BertAttention"): (_bert_attention, ()),
     ("transformers.models.vit.modeling_vit", "ViTMLP"): (_two_layer_mlp, ()),
-    ("transformers.models.vit.modeling_vit", "ViTAttention"): (functools.partial(_attention, groups=1), ()),
+    ("transformers.models.vit.modeling_vit", "ViTAttention"): (_HEADS_OWN_VALUES, ()),
     ("torch.nn.modules.transformer", "TransformerEncoderLayer"): (_TORCH_FEED_FORWARD, ("self_attn",)),
     ("torch.nn.modules.transformer", "TransformerDecoderLayer"): (_TORCH_FEED_FORWARD, ("self_attn", "multihead_attn")),
     ("torch.nn.modules.activation", "MultiheadAttention"): (_multihead_attention, ()),
@@ -869,8 +867,8 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
             ("seed_oss.modeling_seed_oss", "SeedOss"), ("nemotron.modeling_nemotron", "Nemotron"), ("stablelm.modeling_stablelm", "StableLm"),
         ]
     },  # fmt: skip
-    **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_C_FC_MLP, ())}),  # nn.Linear, unlike GPT-2's Conv1D
-    **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_C_FC_MLP, ())}),
+    **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
+    **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_c_fc_mlp, ())}),
     **_family("nemotron.modeling_nemotron", {"NemotronMLP": (_UP_DOWN_MLP, ())}),  # ReLU^2, no gate
     **_family("arcee.modeling_arcee", {"ArceeMLP": (_UP_DOWN_MLP, ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
@@ -921,7 +919,8 @@ def _copied_rule(cls: type) -> tuple | None:
     """The rule of the ruled class whose ``forward`` (with the functions and methods it uses) is the same code as
     ``cls``'s: transformers generates most families' blocks from Llama's, ViT's, BART's... by copying them.
     The rule still checks the class's layers and sizes; None when no such class, or ruled classes with
-    different rules, match."""
+    different rules, match (so rules that mean the same are one object in ``_RULES``: ViT's and DeiT's
+    attention, GPT-2's and StarCoder's MLP)."""
     if not cls.__module__.startswith("transformers.") or not callable(getattr(cls, "forward", None)):
         return None
     key = source.code_key(cls.forward)
