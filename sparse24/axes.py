@@ -11,6 +11,10 @@ along the GEMM *reduction* axis:
 - transformers' GPT-2 ``Conv1D`` weight ``[in, out]``: along dim 0.
 - ``nn.MultiheadAttention``: ``in_proj_weight`` (or ``q/k/v_proj_weight``) like Linear;
   ``out_proj`` is an ``nn.Linear`` submodule.
+- transformers' fused mixture-of-experts modules (``@use_experts_implementation``: one stacked
+  parameter per projection, ``gate_up_proj`` (or ``up_proj``) and ``down_proj``), expert by expert:
+  ``[experts, out, in]`` along ``in`` (dim 2); with ``is_transposed`` ``[experts, in, out]``
+  along dim 1.
 
 In an ONNX graph (TensorRT's view, as in Polygraphy's ``sparse`` tool) the same rule reads:
 
@@ -43,7 +47,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_transformers_conv1d", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_transformers_conv1d", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ ATEN_WEIGHT_OPERANDS: dict[str, tuple[int, ...]] = {
 _LINEAR = Axis(reduction=1, output=0)
 _CONV = Axis(reduction=1, output=0)
 _TRANSPOSED_LINEAR = Axis(reduction=0, output=1)
+_EXPERTS = Axis(reduction=2, output=1)  # [experts, out, in], each expert's slice a Linear weight
+_TRANSPOSED_EXPERTS = Axis(reduction=1, output=2)  # [experts, in, out]
 
 
 def is_transformers_conv1d(module: nn.Module) -> bool:
@@ -80,6 +86,31 @@ def is_transformers_conv1d(module: nn.Module) -> bool:
         cls.__name__ == "Conv1D" and cls.__module__.split(".")[0] == "transformers"
         for cls in type(module).__mro__
     )
+
+
+def is_fused_experts(module: nn.Module) -> bool:
+    """A transformers fused mixture-of-experts module (its class decorated by ``use_experts_implementation``).
+
+    That decorator sets ``has_gate``, ``has_bias`` and ``is_transposed``, and every experts implementation
+    of transformers (eager, ``batched_mm``, ``grouped_mm``) computes, per expert ``e`` and routed token ``x``,
+    ``down_proj[e] @ gate(gate_up_proj[e] @ x)`` (``act_fn(up_proj[e] @ x)`` without a gate), each weight
+    stored as listed in :func:`gemm_axes`.
+    """
+    return (
+        isinstance(getattr(module, "num_experts", None), int)
+        and all(isinstance(getattr(module, flag, None), bool) for flag in ("has_gate", "has_bias", "is_transposed"))
+    )
+
+
+def _experts_axes(module: nn.Module) -> dict[str, Axis]:
+    axis = _TRANSPOSED_EXPERTS if module.is_transposed else _EXPERTS
+    names = ("gate_up_proj" if module.has_gate else "up_proj", "down_proj")
+    found = {}
+    for name in names:
+        param = getattr(module, name, None)
+        if isinstance(param, Tensor) and param.dim() == 3 and param.shape[0] == module.num_experts:
+            found[name] = axis
+    return found
 
 
 def gemm_axes(module: nn.Module) -> dict[str, Axis]:
@@ -97,6 +128,8 @@ def gemm_axes(module: nn.Module) -> dict[str, Axis]:
         return {name: _LINEAR for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight")}
     if is_transformers_conv1d(module):
         return {"weight": _TRANSPOSED_LINEAR}
+    if is_fused_experts(module):
+        return _experts_axes(module)
     return {}
 
 
@@ -159,6 +192,10 @@ def onnx_weight_axis(op_type: str, input_index: int, rank: int, *, trans_a: bool
     return None
 
 
+def _is_experts(weight: GemmWeight) -> bool:
+    return weight.axis in (_EXPERTS, _TRANSPOSED_EXPERTS) and is_fused_experts(weight.module)
+
+
 def _parts(weight: GemmWeight) -> int:
     module = weight.module
     if isinstance(module, nn.modules.conv._ConvNd):
@@ -198,6 +235,8 @@ def gemm_matrix(weight: GemmWeight, tensor: Tensor | None = None) -> Tensor:
     tensor = weight.param if tensor is None else tensor
     if weight.axis.reduction == 0:  # transformers Conv1D: [in, out]
         return tensor.t().unsqueeze(0)
+    if _is_experts(weight):  # [experts, out, in], or [experts, in, out] transposed: an expert per part
+        return tensor.transpose(1, 2) if weight.axis == _TRANSPOSED_EXPERTS else tensor
     matrix = _rows(weight, tensor)
     parts = _parts(weight)  # conv groups (each its own GEMM) or in_proj's q, k, v
     return matrix.reshape(parts, matrix.shape[0] // parts, matrix.shape[1])
@@ -208,6 +247,8 @@ def from_gemm_matrix(weight: GemmWeight, matrix: Tensor) -> Tensor:
     shape = weight.param.shape
     if weight.axis.reduction == 0:
         return matrix[0].t().reshape(shape)
+    if _is_experts(weight):
+        return matrix.transpose(1, 2) if weight.axis == _TRANSPOSED_EXPERTS else matrix
     return _from_rows(weight, matrix.reshape(shape[0], matrix.shape[-1]), shape)
 
 
@@ -223,6 +264,9 @@ def gemm_groups(weight: GemmWeight, tensor: Tensor) -> Tensor:
     """
     if weight.axis.reduction == 0:
         return tensor.reshape(tensor.shape[0] // 4, 4, math.prod(tensor.shape[1:])).transpose(1, 2)
+    if weight.axis == _TRANSPOSED_EXPERTS:  # [experts, in, out]: groups of 4 along dim 1
+        experts, inputs, outputs = tensor.shape
+        return tensor.reshape(experts, inputs // 4, 4, outputs).transpose(2, 3).reshape(experts, inputs // 4 * outputs, 4)
     matrix = _rows(weight, tensor)
     return matrix.reshape(matrix.shape[0], matrix.shape[1] // 4, 4)
 
@@ -231,6 +275,9 @@ def from_gemm_groups(weight: GemmWeight, groups: Tensor, shape: tuple[int, ...] 
     """The inverse of :func:`gemm_groups`: ``[a, b, 4]`` back to ``shape`` (the weight's, or its slices')."""
     if weight.axis.reduction == 0:
         return groups.transpose(1, 2).reshape(shape)
+    if weight.axis == _TRANSPOSED_EXPERTS:
+        experts, inputs, outputs = shape
+        return groups.reshape(experts, inputs // 4, outputs, 4).transpose(2, 3).reshape(shape)
     return _from_rows(weight, groups.reshape(shape[0], math.prod(shape[1:])), shape)
 
 
@@ -251,11 +298,14 @@ def _conv_padding(module: nn.modules.conv._ConvNd, spatial: Sequence[int]) -> li
 def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
     """The layer's GEMM input columns, one ``[tokens, d]`` per part of :func:`gemm_matrix`, in its column order.
 
-    ``inputs`` are the module's forward inputs (MultiheadAttention: query, key, value). The parts
-    of a call have the same number of tokens, except ``in_proj_weight``'s when the query's
-    length differs from the key's and value's (cross-attention, an attention-pooling probe).
+    ``inputs`` are the module's forward inputs (MultiheadAttention: query, key, value; fused experts:
+    the hidden states and the routing's expert indices). The parts of a call have the same number
+    of tokens, except ``in_proj_weight``'s when the query's length differs from the key's and
+    value's (cross-attention, an attention-pooling probe), and the experts' (each its own tokens).
     """
     module = weight.module
+    if _is_experts(weight):
+        return _expert_columns(weight, inputs)
     if isinstance(module, nn.MultiheadAttention):
         if weight.param_name == "in_proj_weight":
             return [x.reshape(-1, x.shape[-1]) for x in inputs[:3]]
@@ -280,3 +330,23 @@ def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
     windows = windows.movedim(2, -1)  # [N, G, out..., positions, C/G]
     windows = windows.movedim(1, 0)  # [G, N, out..., positions, C/G]
     return list(windows.reshape(module.groups, -1, windows.shape[-2] * windows.shape[-1]).unbind(0))
+
+
+def _expert_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
+    """Each expert's GEMM inputs: the tokens routed to it (``gate_up_proj``/``up_proj``), or their gated
+    hidden states (``down_proj``, recomputed from the module's weights as its forward does)."""
+    module = weight.module
+    hidden, index = inputs[0], inputs[1]
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    index = index.reshape(hidden.shape[0], -1)
+    first = "gate_up_proj" if module.has_gate else "up_proj"
+    parts = []
+    for expert in range(module.num_experts):
+        x = hidden[(index == expert).any(-1)]
+        if weight.param_name == "down_proj":
+            up = GemmWeight(weight.module_name, module, first, weight.axis)
+            bias = getattr(module, f"{first}_bias")[expert] if module.has_bias else None
+            x = F.linear(x, gemm_matrix(up)[expert], bias)
+            x = module._apply_gate(x) if module.has_gate else module.act_fn(x)
+        parts.append(x)
+    return parts

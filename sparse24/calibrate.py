@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,14 +32,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import dist
-from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights
+from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts
 from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
 from .progress import Progress
 from .source import weight_reader
 
-__all__ = ["KINDS", "Sequential", "find_blocks", "gather", "run_batches"]
+__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "record", "run_batches", "unseen_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,43 +103,82 @@ class Padding:
             if mask is not None and shape not in self.masks and all(other is not None and torch.equal(other, mask) for other in others):
                 self.masks[shape] = (mask, key)
 
+    def flat_rows(self, tokens: int, device: torch.device) -> Tensor | None:
+        """The rows to keep of ``tokens`` flattened ``[batch * length]`` rows (an MoE block's experts see its
+        hidden states so), when exactly one current mask has that many positions; else None."""
+        shapes = [shape for shape in self.masks if shape[0] * shape[1] == tokens]
+        if len(shapes) != 1:
+            return None
+        return self._mask(shapes[0], device).flatten()
+
     def rows(self, x: Tensor) -> Tensor:
         """``x`` without the padded rows when it is ``[batch, length, ...]`` of one of the current masks' shapes, else ``x``."""
         shape = tuple(x.shape[:2])
         if x.dim() < 3 or shape not in self.masks:
             return x
+        return x[self._mask(shape, x.device)]
+
+    def _mask(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """The current mask of ``shape`` on ``device`` (kept there), counted in the totals once per batch."""
         mask, key = self.masks[shape]
-        if mask.device != x.device:
-            mask = mask.to(x.device)
+        if mask.device != device:
+            mask = mask.to(device)
             self.masks[shape] = (mask, key)
         if shape not in self.counted:
             self.counted.add(shape)
             self.keys.add(key)
             self.seen += mask.numel()
             self.left_out += int((~mask).sum())
-        return x[mask]
+        return mask
 
 
-_padding: contextvars.ContextVar[list[Padding] | None] = contextvars.ContextVar("sparse24_padding", default=None)
+@dataclass
+class Record:
+    """What the statistics passes run inside :func:`record` saw, for the report's notes: every pass's
+    :class:`Padding`, and per weight the parts whose inputs were all zero (an expert no calibration token
+    was routed to), as ``name -> (unseen parts, parts)``."""
+
+    passes: list[Padding] = field(default_factory=list)
+    unseen: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+_record: contextvars.ContextVar[Record | None] = contextvars.ContextVar("sparse24_calibration_record", default=None)
 
 
 @contextlib.contextmanager
-def padding_record() -> Iterator[list[Padding]]:
-    """Collect the :class:`Padding` of every statistics pass run inside (for the report's notes)."""
-    record: list[Padding] = []
-    token = _padding.set(record)
+def record() -> Iterator[Record]:
+    """Collect a :class:`Record` of the statistics passes and criteria run inside."""
+    current = Record()
+    token = _record.set(current)
     try:
-        yield record
+        yield current
     finally:
-        _padding.reset(token)
+        _record.reset(token)
 
 
 def _new_padding(model: nn.Module) -> Padding:
     padding = Padding(model)
-    record = _padding.get()
-    if record is not None:
-        record.append(padding)
+    current = _record.get()
+    if current is not None:
+        current.passes.append(padding)
     return padding
+
+
+def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
+    """``[parts]`` bool: the parts of ``weight`` whose input columns were all zero in ``stat`` (norms or Hessian).
+
+    A fused experts weight's expert that no calibration token was routed to has no statistics; the
+    data-aware criteria give it magnitude's mask (counted in :class:`Record` for the report) rather than
+    prune it blind (Wanda: all scores 0) or zero it (SparseGPT: every column dead).
+    """
+    diagonal = stat if stat.dim() == 2 else stat.diagonal(dim1=1, dim2=2)
+    unseen = diagonal.sum(1) == 0
+    current = _record.get()
+    if current is not None and bool(unseen.any()):
+        current.unseen[weight.name] = (int(unseen.sum()), unseen.numel())
+    if bool(unseen.any()):
+        logger.warning("%s: %d of %d parts saw no calibration input (an expert no token was routed to): magnitude", weight.name, int(unseen.sum()), unseen.numel())
+    return unseen
 
 
 def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
@@ -160,6 +201,12 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
         if isinstance(module, nn.MultiheadAttention):
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
+        elif is_fused_experts(module):
+            inputs = _routed(module, args, kwargs)
+            if padding is not None:
+                keep = padding.flat_rows(inputs[0].shape[0], inputs[0].device)
+                if keep is not None:
+                    inputs = [x[keep] for x in inputs]
         elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
             inputs[0] = padding.rows(inputs[0])
         for weight, key in by_module[id(module)]:
@@ -170,7 +217,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
                     stat.add_(columns.square().sum(0))
                 else:
                     stat.addmm_(columns.T, columns)
-            counts[key] += parts[0].shape[0]  # the query's tokens where in_proj's parts differ
+            counts[key] += inputs[0].shape[0] if is_fused_experts(module) else parts[0].shape[0]  # the query's tokens where in_proj's parts differ
 
     handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
@@ -182,6 +229,15 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _routed(module: nn.Module, args: tuple, kwargs: dict) -> list[Tensor]:
+    """A fused experts module's call as ``[hidden states [tokens, d], expert indices [tokens, k]]``: its
+    forward's first two parameters, whatever their names (``top_k_index``, ``router_indices``, ...)."""
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    hidden, index = list(bound.arguments.values())[:2]
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    return [hidden, index.reshape(hidden.shape[0], -1)]
 
 
 def _attention_owners(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.MultiheadAttention]:

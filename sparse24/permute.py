@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import dist, interrupts, source
-from .axes import gemm_axes
+from .axes import gemm_axes, is_fused_experts
 from .calibrate import no_kv_cache
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
@@ -1943,6 +1943,9 @@ def _permute(
         chosen.append(group)
     mentioned = {name for g in groups for name in g.layers} | {name for s in skipped for name in s.layers}
     for name, module in model.named_modules():
+        if is_fused_experts(module) and gemm_axes(module) and name not in mentioned:
+            reason = f"{type(module).__name__}: fused mixture-of-experts weights have no permutation rule (each expert's hidden channels stay in place)"
+            skipped.append(SkippedGroup((name,), reason))
         if _is_gemm(module) and name not in mentioned:
             parent = model.get_submodule(name.rpartition(".")[0])
             block = sum(_is_gemm(child) for child in parent.children()) >= 2  # a producer and a consumer might be in it

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_axes, gemm_weights
 from .batch import to_device
-from .calibrate import find_blocks, padding_record
+from .calibrate import find_blocks, record
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
@@ -150,9 +150,10 @@ def _computed_note(model: nn.Module) -> str | None:
 
 
 def _experts_note(model: nn.Module) -> str | None:
-    """The report's line on fused mixture-of-experts weights (transformers' ``*Experts`` modules: one stacked
-    ``[experts, ...]`` parameter per projection, used a slice per expert), which sparsify leaves dense: they are
-    often most of the model, so the report says so rather than count only the layers it knows."""
+    """The report's line on stacked mixture-of-experts weights (one ``[experts, ...]`` parameter per projection,
+    used a slice per expert) of a module without transformers' ``use_experts_implementation`` contract (those
+    are pruned, :func:`sparse24.axes.is_fused_experts`), which sparsify leaves dense: they are often most of the
+    model, so the report says so rather than count only the layers it knows."""
     found = [
         (f"{module_name}.{name}" if module_name else name, param)
         for module_name, module in model.named_modules()
@@ -169,7 +170,8 @@ def _experts_note(model: nn.Module) -> str | None:
     return (
         f"left dense: {len(found)} fused mixture-of-experts weight(s), {held:,} of {total:,} model parameters "
         f"({held / total:.1%}), stacked [experts, ...] tensors that sparse24 does not prune (it prunes nn.Linear, "
-        f"convolutions, transformers Conv1D and MultiheadAttention weights): {listed}{more}"
+        f"convolutions, transformers Conv1D, MultiheadAttention and the experts of transformers' use_experts_implementation "
+        f"modules, whose layout that decorator states): {listed}{more}"
     )
 
 
@@ -550,11 +552,14 @@ def sparsify(
             snapshot = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
             notes += _permute(model, method, [c.weight for c in chosen], data, loss_fn, num_batches, progress, options, example_inputs, include, exclude)
         try:
-            with padding_record() as passes:
+            with record() as seen:
                 kept = _choose(model, criterion, chosen, sequential, offload, dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options))
-            padded = max(passes, key=lambda p: p.seen, default=None)  # every pass reads the same batches
+            padded = max(seen.passes, key=lambda p: p.seen, default=None)  # every pass reads the same batches
             if padded is not None and padded.left_out:
                 notes.append(f"the input statistics leave out padding: {padded.left_out} of {padded.seen} token positions ({' and '.join(sorted(padded.keys))} == 0)")
+            if seen.unseen:
+                listed = "; ".join(f"{name} {unseen} of {parts}" for name, (unseen, parts) in seen.unseen.items())
+                notes.append(f"no calibration input reached some parts (experts no token was routed to): magnitude's mask there, more calibration data gives them statistics: {listed}")
         except BaseException:
             if snapshot is not None:  # undo the permutation too
                 with torch.no_grad():

@@ -26,8 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from ..axes import GemmWeight, from_gemm_matrix, gemm_matrix
-from ..calibrate import gather
+from ..calibrate import gather, unseen_parts
 from ..errors import Sparse24Error
+from ..mask import prune_
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,13 @@ def solve(weight: GemmWeight, hessian: Tensor, count: int, *, blocksize: int = 1
     new = torch.empty_like(original)
     keep = torch.empty_like(original, dtype=torch.bool)
     lost = total = 0.0
+    unseen = unseen_parts(weight, hessian)
     for part in range(original.shape[0]):
         label = weight.name if original.shape[0] == 1 else f"{weight.name} (part {part})"
+        if unseen[part]:  # no inputs (an expert no token was routed to): magnitude's mask, no update
+            keep[part] = prune_(original[part].clone(), 1)
+            new[part] = original[part] * keep[part]
+            continue
         new[part], keep[part] = _solve_matrix(original[part], hessian[part], blocksize, dampening, label)
         delta = original[part] - new[part]
         lost += float((delta @ hessian[part] * delta).sum())

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..axes import GemmWeight, from_gemm_matrix, gemm_matrix
-from ..calibrate import gather
+from ..calibrate import gather, unseen_parts
 
 KIND = "norms"  # the input statistics this criterion reads (sparse24.calibrate)
 
@@ -21,6 +22,7 @@ KIND = "norms"  # the input statistics this criterion reads (sparse24.calibrate)
 def from_stats(weight: GemmWeight, norms: Tensor, count: int) -> Tensor:
     """Wanda scores (fp32, the weight's shape) from the summed squared input columns ``[parts, d]``."""
     matrix = gemm_matrix(weight, weight.param.detach()).float().abs()
+    norms = torch.where(unseen_parts(weight, norms).unsqueeze(1), 1.0, norms)  # no inputs: magnitude
     return from_gemm_matrix(weight, matrix * norms.sqrt().unsqueeze(1))
 
 

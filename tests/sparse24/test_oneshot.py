@@ -817,6 +817,7 @@ def test_sequential_finds_the_layers_of_a_hybrid_model() -> None:
     assert [name for name, _ in find_blocks(model, True)] == ["model.layers.0", "model.layers.1"]
     data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
     report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, policy="any", progress=False)
-    assert len(report.sparse_layers) == 11  # dt_proj left dense: this forward reads dt_proj.weight itself
+    assert len(report.sparse_layers) == 13  # dt_proj left dense: this forward reads dt_proj.weight itself
+    assert {"model.layers.1.feed_forward.experts.gate_up_proj", "model.layers.1.feed_forward.experts.down_proj"} <= {l.name for l in report.sparse_layers}
     assert "without calling dt_proj in this forward" in {l.name: l.reason for l in report.layers}["model.layers.0.mamba.dt_proj.weight"]
     sparse24.verify(model)

@@ -1,0 +1,266 @@
+"""Fused mixture-of-experts weights (transformers' ``@use_experts_implementation`` modules): 2:4 per expert."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+import sparse24
+from sparse24.axes import Axis, GemmWeight, from_gemm_groups, from_gemm_matrix, gemm_axes, gemm_groups, gemm_matrix, gemm_weights
+from sparse24.calibrate import gather
+from sparse24.mask import is_two_four, prune_
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 64
+
+
+def _qwen3_moe(experts: int = 4) -> nn.Module:
+    torch.manual_seed(0)
+    config = transformers.Qwen3MoeConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=16, num_experts=experts, num_experts_per_tok=2, moe_intermediate_size=32, max_position_embeddings=64,
+    )
+    return transformers.Qwen3MoeForCausalLM(config).eval()
+
+
+def _gpt_oss() -> nn.Module:  # [experts, in, out] weights, biases, gate and up interleaved and clamped
+    torch.manual_seed(0)
+    config = transformers.GptOssConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=16, num_local_experts=4, num_experts_per_tok=2, layer_types=["full_attention"], max_position_embeddings=64,
+    )
+    model = transformers.GptOssForCausalLM(config).eval()
+    with torch.no_grad():  # random biases, so that a bias left out of the recomputed inputs shows
+        for module in model.modules():
+            if type(module).__name__ == "GptOssExperts":
+                module.gate_up_proj_bias.normal_()
+                module.down_proj_bias.normal_()
+    return model
+
+
+def _batches(count: int = 4, length: int = 12) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [{"input_ids": torch.randint(0, VOCAB, (2, length), generator=generator)} for _ in range(count)]
+
+
+def _experts(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if type(m).__name__.endswith("Experts")]
+
+
+def test_the_axis_is_each_experts_input_features() -> None:
+    qwen, oss = _experts(_qwen3_moe())[0], _experts(_gpt_oss())[0]
+    assert gemm_axes(qwen) == {"gate_up_proj": Axis(reduction=2, output=1), "down_proj": Axis(reduction=2, output=1)}  # [E, out, in]
+    assert gemm_axes(oss) == {"gate_up_proj": Axis(reduction=1, output=2), "down_proj": Axis(reduction=1, output=2)}  # [E, in, out]
+    assert "gate_up_proj_bias" not in gemm_axes(oss)
+    for module in (qwen, oss):
+        for name, axis in gemm_axes(module).items():
+            weight = GemmWeight("", module, name, axis)
+            param = weight.param.detach()
+            matrix = gemm_matrix(weight, param)  # [experts, out, in]: expert e's slice as F.linear takes it
+            for e in range(module.num_experts):
+                as_linear = param[e] if axis.reduction == 2 else param[e].T
+                assert torch.equal(matrix[e], as_linear)
+            assert torch.equal(from_gemm_matrix(weight, matrix), param)
+            groups = gemm_groups(weight, param)
+            experts, outputs, inputs = matrix.shape
+            runs = matrix.reshape(experts, outputs, inputs // 4, 4)  # runs of 4 inputs of one output, per expert
+            assert torch.equal(groups, (runs if axis.reduction == 2 else runs.transpose(1, 2)).reshape(experts, -1, 4))  # in stored order
+            assert torch.equal(from_gemm_groups(weight, groups, param.shape), param)
+            assert torch.equal(from_gemm_groups(weight, groups[1:3], param[1:3].shape), param[1:3])  # a shard of experts
+
+
+def test_up_only_experts_have_their_up_proj_pruned() -> None:
+    config = transformers.NemotronHConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+    (module,) = [m for m in transformers.NemotronHForCausalLM(config).modules() if type(m).__name__ == "NemotronHExperts"]
+    assert not module.has_gate and set(gemm_axes(module)) == {"up_proj", "down_proj"}
+
+
+def _linear_inputs(model: nn.Module, batches: list, module: nn.Module) -> dict[str, list[list[torch.Tensor]]]:
+    """Each expert's inputs to its two GEMMs, as the model's own eager forward passes them to F.linear."""
+    seen: dict[str, list[list[torch.Tensor]]] = {"gate_up_proj": [[] for _ in range(module.num_experts)], "down_proj": [[] for _ in range(module.num_experts)]}
+    linear = torch.nn.functional.linear
+
+    def spy(x, weight, bias=None):
+        for name in seen:
+            stacked = getattr(module, name)
+            for e in range(module.num_experts):
+                if weight.data_ptr() == stacked[e].data_ptr():
+                    seen[name][e].append(x.detach())
+        return linear(x, weight, bias)
+
+    model.set_experts_implementation("eager")
+    torch.nn.functional.linear = spy
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(**batch)
+    finally:
+        torch.nn.functional.linear = linear
+    return seen
+
+
+def test_each_expert_is_calibrated_on_the_tokens_routed_to_it() -> None:
+    model = _qwen3_moe()
+    batches = _batches()
+    module = _experts(model)[0]
+    expected = _linear_inputs(model, batches, module)
+    weights = [w for w in gemm_weights(model) if w.module is module]
+    hessians, counts = gather(model, weights, "hessian", batches, progress=False)
+    norms, _ = gather(model, weights, "norms", batches, progress=False)
+    for weight in weights:
+        for e in range(module.num_experts):
+            x = torch.cat(expected[weight.param_name][e]).float()
+            assert x.shape[0] > 0
+            torch.testing.assert_close(hessians[id(weight.param)][e], x.T @ x, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(norms[id(weight.param)][e], x.square().sum(0), rtol=1e-4, atol=1e-4)
+        assert counts[id(weight.param)] == 2 * 12 * 4  # every token of every batch reached the experts
+
+
+def test_transposed_experts_with_biases_and_their_own_gate_are_calibrated_on_their_inputs() -> None:
+    model = _gpt_oss()
+    batches = _batches(2)
+    module = _experts(model)[0]
+    gated: list[torch.Tensor] = []  # GptOssExperts' eager forward gates each expert's tokens in turn, experts in order
+    apply_gate = module._apply_gate
+    module._apply_gate = lambda gate_up: gated.append(apply_gate(gate_up)) or gated[-1]
+    model.set_experts_implementation("eager")
+    with torch.no_grad():
+        for batch in batches:
+            model(**batch)
+    del module._apply_gate
+    down = next(w for w in gemm_weights(model) if w.module is module and w.param_name == "down_proj")
+    hessians, _ = gather(model, [down], "hessian", batches, progress=False)
+    total = sum(x.T.float() @ x.float() for x in gated)
+    torch.testing.assert_close(hessians[id(down.param)].sum(0), total, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "taylor", "wanda", "sparsegpt"])
+def test_every_method_prunes_the_experts(method: str) -> None:
+    model = _qwen3_moe()
+    batches = _batches()
+    options = {}
+    if method != "magnitude":
+        options["data"] = batches
+    if method == "taylor":
+        options["loss_fn"] = lambda m, b: m(**b, labels=b["input_ids"]).loss
+    before = copy.deepcopy(model)
+    report = sparse24.sparsify(model, method, policy="any", sequential=method == "sparsegpt", progress=False, **options)
+    pruned = {layer.name for layer in report.sparse_layers}
+    for e, module in enumerate(_experts(model)):
+        for name in ("gate_up_proj", "down_proj"):
+            assert f"model.layers.{e}.mlp.experts.{name}" in pruned
+            assert is_two_four(getattr(module, name).detach(), 2)
+    assert not any("mixture-of-experts" in note for note in report.notes)
+    sparse24.verify(model)
+    if method == "sparsegpt":  # it updates the kept weights, and the output moves less than magnitude's
+        magnitude = copy.deepcopy(before)
+        sparse24.sparsify(magnitude, "magnitude", policy="any", progress=False)
+        ids = batches[0]["input_ids"]
+        with torch.no_grad():
+            dense = before(ids).logits
+            assert (model(ids).logits - dense).norm() < (magnitude(ids).logits - dense).norm()
+
+
+def test_an_expert_no_token_reached_gets_magnitudes_mask(caplog) -> None:
+    model = _qwen3_moe(experts=8)
+    one_token = [{"input_ids": torch.tensor([[3]])}]  # 2 of 8 experts per layer see it
+    routed: list[set[int]] = []
+    handles = [m.register_forward_pre_hook(lambda m, args: routed.append(set(args[1].flatten().tolist()))) for m in _experts(model)]
+    with torch.no_grad():
+        model(**one_token[0])
+    for handle in handles:
+        handle.remove()
+    assert [len(r) for r in routed] == [2, 2]
+    magnitude = copy.deepcopy(model)
+    sparse24.sparsify(magnitude, "magnitude", policy="any", progress=False)
+    for method in ("wanda", "sparsegpt"):
+        pruned = copy.deepcopy(model)
+        with caplog.at_level(logging.WARNING, logger="sparse24"):
+            report = sparse24.sparsify(pruned, method, data=one_token, policy="any", progress=False)
+        (note,) = [n for n in report.notes if "no calibration input" in n]
+        assert "model.layers.0.mlp.experts.gate_up_proj 6 of 8" in note and "model.layers.1.mlp.experts.down_proj 6 of 8" in note
+        for seen, module, reference in zip(routed, _experts(pruned), _experts(magnitude)):
+            for name in ("gate_up_proj", "down_proj"):
+                weight, expected = getattr(module, name).detach(), getattr(reference, name).detach()
+                for e in range(8):
+                    assert int(weight[e].count_nonzero()) == weight[e].numel() // 2, (method, name, e)  # never wiped
+                    if e not in seen:
+                        assert torch.equal(weight[e] != 0, expected[e] != 0), (method, name, e)
+
+
+def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path) -> None:
+    model = _qwen3_moe()
+    sparse24.sparsify(model, "magnitude", policy="any", progress=False)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids = _batches(1)[0]["input_ids"]
+    for _ in range(2):
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    sparse24.verify(model)
+    sparse24.save(model, tmp_path / "moe.safetensors")
+    fresh = _qwen3_moe()
+    sparse24.load(fresh, tmp_path / "moe.safetensors")
+    sparse24.verify(fresh)
+    assert torch.equal(_experts(fresh)[0].down_proj, _experts(model)[0].down_proj)
+    stored = sparse24.verify_file(tmp_path / "moe.safetensors")
+    assert "model.layers.0.mlp.experts.gate_up_proj" in {layer.name for layer in stored.sparse_layers}
+
+
+def test_permutation_and_the_runtime_say_they_leave_the_experts_alone() -> None:
+    model = _qwen3_moe()
+    ids = _batches(1)[0]["input_ids"]
+    report = sparse24.permute(copy.deepcopy(model), example_inputs=(ids,))
+    (skipped,) = [s for s in report.skipped if s.layers == ("model.layers.0.mlp.experts",)]
+    assert "Qwen3MoeExperts: fused mixture-of-experts weights have no permutation rule" in skipped.reason
+    sparse24.sparsify(model, "magnitude", policy="any", progress=False)
+    runtime = copy.deepcopy(model)
+    result = sparse24.to_sparse_runtime(runtime, backend="reference")
+    reasons = dict(result.skipped)
+    assert reasons["model.layers.0.mlp.experts.gate_up_proj"] == "Qwen3MoeExperts computes this GEMM inside its own forward"
+    with torch.no_grad():
+        torch.testing.assert_close(runtime(ids).logits, model(ids).logits)
+
+
+def test_a_module_is_fused_experts_only_with_the_decorators_flags() -> None:
+    class Experts(nn.Module):  # stacked weights, but no use_experts_implementation contract
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_experts = 2
+            self.gate_up_proj = nn.Parameter(torch.randn(2, 16, 8))
+            self.down_proj = nn.Parameter(torch.randn(2, 8, 8))
+
+    module = Experts()
+    assert gemm_axes(module) == {}
+    module.has_gate, module.has_bias, module.is_transposed = True, False, False
+    assert set(gemm_axes(module)) == {"gate_up_proj", "down_proj"}
+    module.down_proj = nn.Parameter(torch.randn(3, 8, 8))  # not one slice per expert
+    assert set(gemm_axes(module)) == {"gate_up_proj"}
+    prune_(module.gate_up_proj.detach(), 2)
+    assert is_two_four(module.gate_up_proj.detach(), 2)
+
+
+def test_padding_is_left_out_of_the_experts_statistics() -> None:
+    """An MoE block hands its experts the hidden states flattened to [batch * length, d]: the padded
+    positions of a right-padded batch are left out there too, so the experts' Hessians are those of the
+    same sequences unpadded."""
+    model = _qwen3_moe()
+    generator = torch.Generator().manual_seed(2)
+    long, short = torch.randint(0, VOCAB, (12,), generator=generator), torch.randint(0, VOCAB, (7,), generator=generator)
+    padded = {"input_ids": torch.stack([long, torch.cat([short, torch.zeros(5, dtype=torch.long)])]),
+              "attention_mask": torch.tensor([[1] * 12, [1] * 7 + [0] * 5])}
+    alone = [{"input_ids": long[None]}, {"input_ids": short[None]}]
+    weights = [w for w in gemm_weights(model) if ".experts." in w.name]
+    with_pads, count = gather(model, weights, "hessian", [padded], progress=False)
+    without, count_alone = gather(model, weights, "hessian", alone, progress=False)
+    for weight in weights:
+        torch.testing.assert_close(with_pads[id(weight.param)], without[id(weight.param)], rtol=1e-4, atol=1e-4)
+        assert count[id(weight.param)] == count_alone[id(weight.param)] == 19
+    report = sparse24.sparsify(model, "wanda", data=[padded], policy="any", progress=False)
+    assert "the input statistics leave out padding: 5 of 24 token positions (attention_mask == 0)" in report.notes
