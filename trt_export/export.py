@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights
+from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights, is_fused_experts
 from sparse24.dist import unwrap
 from sparse24.enforce import masked_weights, strip
 from sparse24.errors import Sparse24Error, SparsityError, first_line
@@ -447,7 +447,16 @@ def export_onnx(
         sparsity = dataclasses.replace(inspect_onnx(staged), path=str(path))
         if program.exported_program is None:
             raise ExportError("torch.onnx.export gave no exported program, so the 2:4 weights cannot be followed into the graph")
-        found, unused = _match_names(expected, sparsity, weight_uses(program.exported_program, exported, expected))
+        fused = _fused_experts(exported, expected)
+        found, unused = _match_names([n for n in expected if n not in fused], sparsity, weight_uses(program.exported_program, exported, expected))
+        found += _check_experts(proto, workdir, fused)
+        experts_dense = None
+        if fused:
+            experts_dense = (
+                f"TensorRT runs {len(fused)} fused mixture-of-experts weight(s) dense: the ONNX holds them 2:4 (found by value), "
+                f"but reads them per token by index (Gather), never as a GEMM weight: {', '.join(fused)}"
+            )
+            logger.warning("export_onnx: %s", experts_dense)
 
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         in_rows, out_rows = _io_rows(proto.graph.input, onnx), _io_rows(proto.graph.output, onnx)
@@ -473,7 +482,7 @@ def export_onnx(
         sparsified=tuple(found),
         unused=tuple(unused),
         seconds=time.perf_counter() - started,
-        notes=tuple(n for n in (copied, experts_note, note) if n),
+        notes=tuple(n for n in (copied, experts_note, note, experts_dense) if n),
     )
     logger.info("exported %s: %s", path, parity)
     if not expected:
@@ -642,6 +651,40 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
                     stack.append((user, through if op in _KEEPS_VALUES else through or f"aten.{op}"))
         uses[name] = WeightUse(True, aliases, tuple(dict.fromkeys(gemms)), tuple(dict.fromkeys(computed)), tuple(dict.fromkeys(other)))
     return uses
+
+
+def _fused_experts(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
+    """The :class:`sparse24.axes.GemmWeight` of each name in ``names`` that is a fused mixture-of-experts weight."""
+    wanted = set(names)
+    return {w.name: w for w in gemm_weights(model) if w.name in wanted and is_fused_experts(w.module)}
+
+
+def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> list[str]:
+    """Check that the ONNX holds each fused experts weight (a :class:`sparse24.axes.GemmWeight`) 2:4; return the names.
+
+    The exporter reads such a weight per token by index (``Gather``), so it is in no ONNX GEMM, and its
+    initializer is renamed (``val_*``): it is found by value, an initializer equal to the exported
+    parameter, then checked 2:4 along the weight's dim.
+    """
+    if not experts:
+        return []
+    onnx = require("onnx")
+    problems = []
+    for name, weight in experts.items():
+        param = weight.param.detach().cpu()
+        matches = []
+        for tensor in proto.graph.initializer:
+            if list(tensor.dims) == list(param.shape):
+                array = onnx.numpy_helper.to_array(tensor, base_dir=str(base_dir))
+                if array.dtype.kind == "f" and torch.equal(torch.from_numpy(array.copy()).to(param.dtype), param):
+                    matches.append(array)
+        if not matches:
+            problems.append(f"{name} (no ONNX initializer holds it as exported)")
+        elif not all(is_two_four(torch.from_numpy(array != 0), weight.axis.reduction) for array in matches):
+            problems.append(f"{name} (its initializer is not 2:4 along dim {weight.axis.reduction})")
+    if problems:
+        raise SparsityError("the ONNX graph does not keep these 2:4 weights 2:4: " + "; ".join(problems))
+    return list(experts)
 
 
 def _match_names(expected: Sequence[str], sparsity: OnnxSparsityReport, uses: Mapping[str, WeightUse]) -> tuple[list[str], list[str]]:

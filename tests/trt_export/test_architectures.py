@@ -338,7 +338,52 @@ def test_a_moe_causal_lm_exports_with_batched_mm_experts(tmp_path) -> None:
     assert exported.parity.passed, str(exported.parity)
     assert any("batched_mm" in note for note in exported.notes), exported.notes
     assert sorted(exported.sparsified) == sorted(layer.name for layer in report.sparse_layers)
+    experts = ["model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj"]
+    assert set(experts) <= set(exported.sparsified)  # the stacked weights, each found 2:4 in an initializer by value
+    (dense,) = [note for note in exported.notes if note.startswith("TensorRT runs 2 fused mixture-of-experts weight(s) dense")]
+    assert dense.endswith(", ".join(experts))
     assert model.get_experts_implementation() == {"": "grouped_mm"} and model.config.use_cache is True
+
+
+def test_fused_experts_must_be_found_2_4_in_the_onnx_initializers(tmp_path) -> None:
+    """The stacked experts weights are in no ONNX GEMM (read per token by Gather): the check finds their
+    initializer by value and fails when it is missing or not 2:4 along the weight's dim."""
+    from onnx import helper, numpy_helper
+
+    from sparse24 import SparsityError
+    from sparse24.mask import prune_
+    from sparse24.trt_export.export import _check_experts, _fused_experts
+
+    torch.manual_seed(0)
+    config = T.Qwen3MoeConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
+    model = T.Qwen3MoeForCausalLM(config).eval()
+    names = ["model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj", "lm_head.weight"]
+    fused = _fused_experts(model, names)
+    assert list(fused) == names[:2]
+    weight = fused[names[0]]
+    with torch.no_grad():
+        prune_(weight.param, weight.axis.reduction)
+
+    def graph_with(*arrays):
+        initializers = [numpy_helper.from_array(a.detach().numpy(), f"val_{i}") for i, a in enumerate(arrays)]
+        return helper.make_model(helper.make_graph([], "g", [], [], initializer=initializers))
+
+    other = fused[names[1]].param.detach().clone()
+    prune_(other, 2)
+    with torch.no_grad():
+        fused[names[1]].param.copy_(other)
+    assert _check_experts(graph_with(weight.param, other), tmp_path, fused) == names[:2]
+    with pytest.raises(SparsityError, match=r"experts\.down_proj \(no ONNX initializer holds it as exported\)"):
+        _check_experts(graph_with(weight.param), tmp_path, fused)
+    changed = other.clone()
+    changed[0, 0, :4] = 1.0  # a group of 4 with 4 nonzeros: no longer the exported parameter
+    with pytest.raises(SparsityError, match=r"no ONNX initializer holds it"):
+        _check_experts(graph_with(weight.param, changed), tmp_path, fused)
+    with torch.no_grad():
+        fused[names[1]].param.copy_(changed)  # the parameter itself not 2:4: found, and refused
+    with pytest.raises(SparsityError, match=r"experts\.down_proj \(its initializer is not 2:4 along dim 2\)"):
+        _check_experts(graph_with(weight.param, changed), tmp_path, fused)
 
 
 def test_an_encoder_decoder_without_decoder_inputs_says_how_to_export_it(tmp_path) -> None:
