@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +18,10 @@ from sparse24.mask import is_two_four, prune_
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 64
+METHODS = {"wanda": {}, "sparsegpt": {"sequential": True}}  # the FSDP worker's cases
 
 
-def _qwen3_moe(experts: int = 4) -> nn.Module:
+def qwen3_moe(experts: int = 4) -> nn.Module:
     torch.manual_seed(0)
     config = transformers.Qwen3MoeConfig(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -43,7 +45,7 @@ def _gpt_oss() -> nn.Module:  # [experts, in, out] weights, biases, gate and up 
     return model
 
 
-def _batches(count: int = 4, length: int = 12) -> list[dict[str, torch.Tensor]]:
+def batches(count: int = 4, length: int = 12) -> list[dict[str, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     return [{"input_ids": torch.randint(0, VOCAB, (2, length), generator=generator)} for _ in range(count)]
 
@@ -53,7 +55,7 @@ def _experts(model: nn.Module) -> list[nn.Module]:
 
 
 def test_the_axis_is_each_experts_input_features() -> None:
-    qwen, oss = _experts(_qwen3_moe())[0], _experts(_gpt_oss())[0]
+    qwen, oss = _experts(qwen3_moe())[0], _experts(_gpt_oss())[0]
     assert gemm_axes(qwen) == {"gate_up_proj": Axis(reduction=2, output=1), "down_proj": Axis(reduction=2, output=1)}  # [E, out, in]
     assert gemm_axes(oss) == {"gate_up_proj": Axis(reduction=1, output=2), "down_proj": Axis(reduction=1, output=2)}  # [E, in, out]
     assert "gate_up_proj_bias" not in gemm_axes(oss)
@@ -105,13 +107,13 @@ def _linear_inputs(model: nn.Module, batches: list, module: nn.Module) -> dict[s
 
 
 def test_each_expert_is_calibrated_on_the_tokens_routed_to_it() -> None:
-    model = _qwen3_moe()
-    batches = _batches()
+    model = qwen3_moe()
+    data = batches()
     module = _experts(model)[0]
-    expected = _linear_inputs(model, batches, module)
+    expected = _linear_inputs(model, data, module)
     weights = [w for w in gemm_weights(model) if w.module is module]
-    hessians, counts = gather(model, weights, "hessian", batches, progress=False)
-    norms, _ = gather(model, weights, "norms", batches, progress=False)
+    hessians, counts = gather(model, weights, "hessian", data, progress=False)
+    norms, _ = gather(model, weights, "norms", data, progress=False)
     for weight in weights:
         for e in range(module.num_experts):
             x = torch.cat(expected[weight.param_name][e]).float()
@@ -123,29 +125,29 @@ def test_each_expert_is_calibrated_on_the_tokens_routed_to_it() -> None:
 
 def test_transposed_experts_with_biases_and_their_own_gate_are_calibrated_on_their_inputs() -> None:
     model = _gpt_oss()
-    batches = _batches(2)
+    data = batches(2)
     module = _experts(model)[0]
     gated: list[torch.Tensor] = []  # GptOssExperts' eager forward gates each expert's tokens in turn, experts in order
     apply_gate = module._apply_gate
     module._apply_gate = lambda gate_up: gated.append(apply_gate(gate_up)) or gated[-1]
     model.set_experts_implementation("eager")
     with torch.no_grad():
-        for batch in batches:
+        for batch in data:
             model(**batch)
     del module._apply_gate
     down = next(w for w in gemm_weights(model) if w.module is module and w.param_name == "down_proj")
-    hessians, _ = gather(model, [down], "hessian", batches, progress=False)
+    hessians, _ = gather(model, [down], "hessian", data, progress=False)
     total = sum(x.T.float() @ x.float() for x in gated)
     torch.testing.assert_close(hessians[id(down.param)].sum(0), total, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("method", ["magnitude", "taylor", "wanda", "sparsegpt"])
 def test_every_method_prunes_the_experts(method: str) -> None:
-    model = _qwen3_moe()
-    batches = _batches()
+    model = qwen3_moe()
+    data = batches()
     options = {}
     if method != "magnitude":
-        options["data"] = batches
+        options["data"] = data
     if method == "taylor":
         options["loss_fn"] = lambda m, b: m(**b, labels=b["input_ids"]).loss
     before = copy.deepcopy(model)
@@ -160,14 +162,14 @@ def test_every_method_prunes_the_experts(method: str) -> None:
     if method == "sparsegpt":  # it updates the kept weights, and the output moves less than magnitude's
         magnitude = copy.deepcopy(before)
         sparse24.sparsify(magnitude, "magnitude", policy="any", progress=False)
-        ids = batches[0]["input_ids"]
+        ids = data[0]["input_ids"]
         with torch.no_grad():
             dense = before(ids).logits
             assert (model(ids).logits - dense).norm() < (magnitude(ids).logits - dense).norm()
 
 
 def test_an_expert_no_token_reached_gets_magnitudes_mask(caplog) -> None:
-    model = _qwen3_moe(experts=8)
+    model = qwen3_moe(experts=8)
     one_token = [{"input_ids": torch.tensor([[3]])}]  # 2 of 8 experts per layer see it
     routed: list[set[int]] = []
     handles = [m.register_forward_pre_hook(lambda m, args: routed.append(set(args[1].flatten().tolist()))) for m in _experts(model)]
@@ -194,18 +196,18 @@ def test_an_expert_no_token_reached_gets_magnitudes_mask(caplog) -> None:
 
 
 def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path) -> None:
-    model = _qwen3_moe()
+    model = qwen3_moe()
     sparse24.sparsify(model, "magnitude", policy="any", progress=False)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    ids = _batches(1)[0]["input_ids"]
+    ids = batches(1)[0]["input_ids"]
     for _ in range(2):
         model(ids, labels=ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     sparse24.verify(model)
     sparse24.save(model, tmp_path / "moe.safetensors")
-    fresh = _qwen3_moe()
+    fresh = qwen3_moe()
     sparse24.load(fresh, tmp_path / "moe.safetensors")
     sparse24.verify(fresh)
     assert torch.equal(_experts(fresh)[0].down_proj, _experts(model)[0].down_proj)
@@ -214,8 +216,8 @@ def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path) -> None
 
 
 def test_permutation_and_the_runtime_say_they_leave_the_experts_alone() -> None:
-    model = _qwen3_moe()
-    ids = _batches(1)[0]["input_ids"]
+    model = qwen3_moe()
+    ids = batches(1)[0]["input_ids"]
     report = sparse24.permute(copy.deepcopy(model), example_inputs=(ids,))
     (skipped,) = [s for s in report.skipped if s.layers == ("model.layers.0.mlp.experts",)]
     assert "Qwen3MoeExperts: fused mixture-of-experts weights have no permutation rule" in skipped.reason
@@ -250,7 +252,7 @@ def test_padding_is_left_out_of_the_experts_statistics() -> None:
     """An MoE block hands its experts the hidden states flattened to [batch * length, d]: the padded
     positions of a right-padded batch are left out there too, so the experts' Hessians are those of the
     same sequences unpadded."""
-    model = _qwen3_moe()
+    model = qwen3_moe()
     generator = torch.Generator().manual_seed(2)
     long, short = torch.randint(0, VOCAB, (12,), generator=generator), torch.randint(0, VOCAB, (7,), generator=generator)
     padded = {"input_ids": torch.stack([long, torch.cat([short, torch.zeros(5, dtype=torch.long)])]),
@@ -264,3 +266,27 @@ def test_padding_is_left_out_of_the_experts_statistics() -> None:
         assert count[id(weight.param)] == count_alone[id(weight.param)] == 19
     report = sparse24.sparsify(model, "wanda", data=[padded], policy="any", progress=False)
     assert "the input statistics leave out padding: 5 of 24 token positions (attention_mask == 0)" in report.notes
+
+
+def test_an_fsdp_sharded_moe_gets_the_masks_and_weights_of_one_process(tmp_path) -> None:
+    """FSDP2 shards the stacked experts along their expert dim: two gloo ranks, each on half of the batches,
+    end with one process's masks bit for bit and its weights (SparseGPT's Hessians are summed in another
+    order: within 5e-5)."""
+    from safetensors.torch import load_file
+    from sparse24_testing import torchrun
+
+    worker = Path(__file__).parent / "fsdp_experts_worker.py"
+    torchrun(worker, ["--out", str(tmp_path)], Path(__file__).parent, "fsdp experts")
+    data = batches()
+    for method, options in METHODS.items():
+        reference = qwen3_moe()
+        sparse24.sparsify(reference, method, data=data[0::2] + data[1::2], policy="any", progress=False, **options)
+        expected = reference.state_dict()
+        sharded = load_file(str(tmp_path / f"{method}.safetensors"))
+        experts = [k for k in expected if ".experts." in k]
+        assert len(experts) == 8 and set(experts) <= set(sharded)  # 2 layers x (gate_up_proj, down_proj, their masks)
+        for key in experts:
+            if key.endswith(sparse24.MASK_SUFFIX):
+                assert torch.equal(sharded[key], expected[key]), (method, key)
+            else:
+                torch.testing.assert_close(sharded[key], expected[key], atol=5e-5, rtol=1e-4, msg=f"{method} {key}")
