@@ -11,10 +11,10 @@ along the GEMM *reduction* axis:
 - transformers' GPT-2 ``Conv1D`` weight ``[in, out]``: along dim 0.
 - ``nn.MultiheadAttention``: ``in_proj_weight`` (or ``q/k/v_proj_weight``) like Linear;
   ``out_proj`` is an ``nn.Linear`` submodule.
-- transformers' fused mixture-of-experts modules (``@use_experts_implementation``: one stacked
-  parameter per projection, ``gate_up_proj`` (or ``up_proj``) and ``down_proj``), expert by expert:
-  ``[experts, out, in]`` along ``in`` (dim 2); with ``is_transposed`` ``[experts, in, out]``
-  along dim 1.
+- transformers' fused mixture-of-experts modules (``@use_experts_implementation``, and Llama 4's
+  experts: one stacked parameter per projection, ``gate_up_proj`` (or ``up_proj``) and
+  ``down_proj``), expert by expert: ``[experts, out, in]`` along ``in`` (dim 2); with
+  ``is_transposed`` (and Llama 4) ``[experts, in, out]`` along dim 1.
 
 In an ONNX graph (TensorRT's view, as in Polygraphy's ``sparse`` tool) the same rule reads:
 
@@ -89,22 +89,31 @@ def is_transformers_conv1d(module: nn.Module) -> bool:
 
 
 def is_fused_experts(module: nn.Module) -> bool:
-    """A transformers fused mixture-of-experts module (its class decorated by ``use_experts_implementation``).
+    """A transformers fused mixture-of-experts module: one stacked ``[experts, ...]`` weight per projection.
 
-    That decorator sets ``has_gate``, ``has_bias`` and ``is_transposed``, and every experts implementation
-    of transformers (eager, ``batched_mm``, ``grouped_mm``) computes, per expert ``e`` and routed token ``x``,
-    ``down_proj[e] @ gate(gate_up_proj[e] @ x)`` (``act_fn(up_proj[e] @ x)`` without a gate), each weight
-    stored as listed in :func:`gemm_axes`.
+    - A class decorated by ``use_experts_implementation``, which sets ``has_gate``, ``has_bias`` and
+      ``is_transposed``: every experts implementation of transformers (eager, ``batched_mm``,
+      ``grouped_mm``) computes, per expert ``e`` and routed token ``x``,
+      ``down_proj[e] @ _apply_gate(gate_up_proj[e] @ x)`` (``act_fn(up_proj[e] @ x)`` without a gate).
+    - Llama 4's ``Llama4TextExperts`` (``[experts, in, out]``), which runs every expert on its own rows of
+      ``[experts * tokens, d]`` (each token scaled by its router score, 0 where not routed).
     """
-    return (
-        isinstance(getattr(module, "num_experts", None), int)
-        and all(isinstance(getattr(module, flag, None), bool) for flag in ("has_gate", "has_bias", "is_transposed"))
-    )
+    if not isinstance(getattr(module, "num_experts", None), int):
+        return False
+    return all(isinstance(getattr(module, flag, None), bool) for flag in ("has_gate", "has_bias", "is_transposed")) or _is_llama4_experts(module)
+
+
+def _is_llama4_experts(module: nn.Module) -> bool:
+    cls = type(module)
+    return cls.__name__ == "Llama4TextExperts" and cls.__module__.startswith("transformers.")
 
 
 def _experts_axes(module: nn.Module) -> dict[str, Axis]:
-    axis = _TRANSPOSED_EXPERTS if module.is_transposed else _EXPERTS
-    names = ("gate_up_proj" if module.has_gate else "up_proj", "down_proj")
+    if _is_llama4_experts(module):
+        axis, names = _TRANSPOSED_EXPERTS, ("gate_up_proj", "down_proj")
+    else:
+        axis = _TRANSPOSED_EXPERTS if module.is_transposed else _EXPERTS
+        names = ("gate_up_proj" if module.has_gate else "up_proj", "down_proj")
     found = {}
     for name in names:
         param = getattr(module, name, None)
@@ -334,19 +343,30 @@ def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
 
 def _expert_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
     """Each expert's GEMM inputs: the tokens routed to it (``gate_up_proj``/``up_proj``), or their gated
-    hidden states (``down_proj``, recomputed from the module's weights as its forward does)."""
+    hidden states (``down_proj``, recomputed from the module's weights as its forward does).
+
+    ``inputs``: the hidden states ``[tokens, d]`` and the expert indices ``[tokens, k]``; for Llama 4's
+    experts, ``[experts * tokens, d]`` alone (every expert's rows, 0 where not routed).
+    """
     module = weight.module
-    hidden, index = inputs[0], inputs[1]
-    hidden = hidden.reshape(-1, hidden.shape[-1])
-    index = index.reshape(hidden.shape[0], -1)
-    first = "gate_up_proj" if module.has_gate else "up_proj"
+    llama4 = _is_llama4_experts(module)
+    hidden = inputs[0].reshape(-1, inputs[0].shape[-1])
+    if llama4:
+        rows = hidden.reshape(module.num_experts, -1, hidden.shape[-1])
+    else:
+        index = inputs[1].reshape(hidden.shape[0], -1)
+    first = "gate_up_proj" if llama4 or module.has_gate else "up_proj"
     parts = []
     for expert in range(module.num_experts):
-        x = hidden[(index == expert).any(-1)]
+        x = rows[expert] if llama4 else hidden[(index == expert).any(-1)]
         if weight.param_name == "down_proj":
             up = GemmWeight(weight.module_name, module, first, weight.axis)
-            bias = getattr(module, f"{first}_bias")[expert] if module.has_bias else None
+            bias = getattr(module, f"{first}_bias")[expert] if not llama4 and module.has_bias else None
             x = F.linear(x, gemm_matrix(up)[expert], bias)
-            x = module._apply_gate(x) if module.has_gate else module.act_fn(x)
+            if llama4:
+                gate, x = x.chunk(2, dim=-1)
+                x = x * module.act_fn(gate)
+            else:
+                x = module._apply_gate(x) if module.has_gate else module.act_fn(x)
         parts.append(x)
     return parts

@@ -202,11 +202,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
         elif is_fused_experts(module):
-            inputs = _routed(module, args, kwargs)
-            if padding is not None:
-                keep = padding.flat_rows(inputs[0].shape[0], inputs[0].device)
-                if keep is not None:
-                    inputs = [x[keep] for x in inputs]
+            inputs, tokens = _routed(module, args, kwargs, padding)
         elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
             inputs[0] = padding.rows(inputs[0])
         for weight, key in by_module[id(module)]:
@@ -217,7 +213,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
                     stat.add_(columns.square().sum(0))
                 else:
                     stat.addmm_(columns.T, columns)
-            counts[key] += inputs[0].shape[0] if is_fused_experts(module) else parts[0].shape[0]  # the query's tokens where in_proj's parts differ
+            counts[key] += tokens if is_fused_experts(module) else parts[0].shape[0]  # the query's tokens where in_proj's parts differ
 
     handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
@@ -231,13 +227,24 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
             handle.remove()
 
 
-def _routed(module: nn.Module, args: tuple, kwargs: dict) -> list[Tensor]:
-    """A fused experts module's call as ``[hidden states [tokens, d], expert indices [tokens, k]]``: its
-    forward's first two parameters, whatever their names (``top_k_index``, ``router_indices``, ...)."""
+def _routed(module: nn.Module, args: tuple, kwargs: dict, padding: Padding | None) -> tuple[list[Tensor], int]:
+    """A fused experts module's call as :func:`sparse24.axes.gemm_columns` takes it, without ``padding``'s padded
+    token rows, and its number of tokens: ``[hidden states [tokens, d], expert indices [tokens, k]]`` (its
+    forward's first two parameters, whatever their names: ``top_k_index``, ``router_indices``, ...), or for
+    Llama 4's experts ``[hidden states [experts * tokens, d]]``."""
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
-    hidden, index = list(bound.arguments.values())[:2]
-    hidden = hidden.reshape(-1, hidden.shape[-1])
-    return [hidden, index.reshape(hidden.shape[0], -1)]
+    values = list(bound.arguments.values())
+    hidden = values[0].reshape(-1, values[0].shape[-1])
+    if len(values) == 1:  # Llama 4: every expert's rows, one block of tokens per expert
+        rows = hidden.reshape(module.num_experts, -1, hidden.shape[-1])
+        keep = padding.flat_rows(rows.shape[1], rows.device) if padding is not None else None
+        rows = rows if keep is None else rows[:, keep]
+        return [rows.reshape(-1, rows.shape[-1])], rows.shape[1]
+    inputs = [hidden, values[1].reshape(hidden.shape[0], -1)]
+    keep = padding.flat_rows(hidden.shape[0], hidden.device) if padding is not None else None
+    if keep is not None:
+        inputs = [x[keep] for x in inputs]
+    return inputs, inputs[0].shape[0]
 
 
 def _attention_owners(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.MultiheadAttention]:

@@ -75,6 +75,22 @@ def _structural_reason(weight: GemmWeight) -> str | None:
     return None
 
 
+def _router_reason(model: nn.Module, weight: GemmWeight) -> str | None:
+    """Why a mixture-of-experts router stays dense: a Linear scoring the experts of itself or its parent
+    (``num_experts`` outputs: Llama 4's ``Llama4Router``, the ``gate`` of an MoE block)."""
+    module = weight.module
+    if not isinstance(module, nn.Linear):
+        return None
+    parent = model.get_submodule(weight.module_name.rpartition(".")[0]) if weight.module_name else None
+    experts = {getattr(m, "num_experts", None) for m in (module, parent)}
+    if module.out_features not in experts:
+        return None
+    return (
+        f"an MoE router (scores {module.out_features} experts): pruning it changes which experts run, for "
+        "almost no compute; an include= pattern that names it prunes it"
+    )
+
+
 def _tensorrt_reason(weight: GemmWeight) -> str | None:
     """TensorRT/ASP policy: reduction % 16 == 0 and outputs % 8 == 0."""
     if weight.reduction_size % 16:
@@ -211,6 +227,8 @@ def _candidates(
                 reason = f"excluded by {excluded!r}"
             elif include and not any(_match(o.name, include) for o in owners):
                 reason = "not matched by include patterns"
+            elif not include and _router_reason(model, weight):
+                reason = _router_reason(model, weight)
             elif not weight.param.requires_grad and not include_frozen:
                 reason = "frozen (requires_grad=False); include_frozen=True prunes it"
             elif weight.param.numel() < min_params:

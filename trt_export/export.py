@@ -454,7 +454,8 @@ def export_onnx(
         if fused:
             experts_dense = (
                 f"TensorRT runs {len(fused)} fused mixture-of-experts weight(s) dense: the ONNX holds them 2:4 (found by value), "
-                f"but reads them per token by index (Gather), never as a GEMM weight: {', '.join(fused)}"
+                f"but as stacked [experts, ...] tensors (read per token by index, or by a batched MatMul), never as a 2-D GEMM "
+                f"weight: {', '.join(fused)}"
             )
             logger.warning("export_onnx: %s", experts_dense)
 
@@ -662,9 +663,9 @@ def _fused_experts(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
 def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> list[str]:
     """Check that the ONNX holds each fused experts weight (a :class:`sparse24.axes.GemmWeight`) 2:4; return the names.
 
-    The exporter reads such a weight per token by index (``Gather``), so it is in no ONNX GEMM, and its
-    initializer is renamed (``val_*``): it is found by value, an initializer equal to the exported
-    parameter, then checked 2:4 along the weight's dim.
+    The exported graph reads such a weight per token by index (``Gather``, transformers' ``batched_mm``) or
+    as a batched constant, so it is in no 2-D ONNX GEMM, and its initializer may be renamed (``val_*``): it
+    is found by value, an initializer equal to the exported parameter, then checked 2:4 along the weight's dim.
     """
     if not experts:
         return []
