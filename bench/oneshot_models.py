@@ -1,6 +1,6 @@
 """Evaluation models for the one-shot pruning benchmark: the models, their data and their metrics.
 
-Four models, each trained here once and cached on disk:
+Five models, each trained here once and cached on disk:
 
 - ``gpt2-stdlib``: a byte-level causal LM of the GPT-2 architecture
   (``transformers.GPT2LMHeadModel``, whose attention and MLP are ``Conv1D`` with weights
@@ -11,6 +11,10 @@ Four models, each trained here once and cached on disk:
   key, value ``nn.Linear``) on scikit-learn's 8x8 digits in 2x2 patches. Quality: accuracy.
 - ``digits-resnet``, ``digits-transformer``: the demo's models (:mod:`sparse24.demo`),
   trained by ``sparse24.demo.train_dense`` with the settings of ``bench_recovery.py``.
+- ``moe-stdlib``: a byte-level mixture-of-experts LM (``transformers.Qwen3MoeForCausalLM``: 8
+  experts, 2 per token, stored as transformers' fused ``[experts, out, in]`` weights) trained
+  like ``gpt2-stdlib`` on the same files, with the router's load-balancing loss. Quality:
+  perplexity per byte on held-out files.
 
 For every name::
 
@@ -67,6 +71,7 @@ __all__ = [
     "Corpus",
     "DigitsRecipe",
     "GPT2Recipe",
+    "MoERecipe",
     "ViTRecipe",
     "baseline",
     "build",
@@ -116,6 +121,17 @@ class GPT2Recipe:
 
 
 @dataclass(frozen=True)
+class MoERecipe(GPT2Recipe):
+    """A byte-level Qwen3-MoE (fused experts, top-k routing) trained as :class:`GPT2Recipe`, with the router's
+    load-balancing loss (``aux_loss_coef``) added while training only."""
+
+    n_experts: int = 8
+    top_k: int = 2
+    expert_size: int = 256  # each expert's intermediate width
+    aux_loss_coef: float = 0.01
+
+
+@dataclass(frozen=True)
 class ViTRecipe:
     """A ViT on the 8x8 digits in ``patch`` x ``patch`` patches, trained for ``epochs`` over the train split."""
 
@@ -141,13 +157,14 @@ class DigitsRecipe:
     seed: int = 0
 
 
-Recipe = GPT2Recipe | ViTRecipe | DigitsRecipe
+Recipe = GPT2Recipe | MoERecipe | ViTRecipe | DigitsRecipe
 
 RECIPES: dict[str, Recipe] = {
     "gpt2-stdlib": GPT2Recipe(),
     "vit-digits": ViTRecipe(),
     "digits-resnet": DigitsRecipe("resnet", epochs=20),  # bench_recovery.py's settings
     "digits-transformer": DigitsRecipe("transformer", epochs=30),
+    "moe-stdlib": MoERecipe(),
 }
 # The same families, a few seconds to train: for tests.
 TINY: dict[str, Recipe] = {
@@ -155,9 +172,10 @@ TINY: dict[str, Recipe] = {
     "vit-digits": ViTRecipe(hidden=32, layers=1, heads=2, mlp=64, epochs=1, warmup_steps=5),
     "digits-resnet": DigitsRecipe("resnet", epochs=1),
     "digits-transformer": DigitsRecipe("transformer", epochs=1),
+    "moe-stdlib": MoERecipe(n_embd=32, n_layer=2, n_head=2, context=64, steps=20, batch_size=8, lr=5e-3, warmup_steps=5, eval_windows=8, max_train_bytes=200_000, n_experts=4, expert_size=32),
 }
 NAMES = tuple(RECIPES)
-_RECIPE_TYPES = {"gpt2-stdlib": GPT2Recipe, "vit-digits": ViTRecipe, "digits-resnet": DigitsRecipe, "digits-transformer": DigitsRecipe}
+_RECIPE_TYPES = {"gpt2-stdlib": GPT2Recipe, "vit-digits": ViTRecipe, "digits-resnet": DigitsRecipe, "digits-transformer": DigitsRecipe, "moe-stdlib": MoERecipe}
 
 
 def _recipe(name: str, recipe: Recipe | None) -> Recipe:
@@ -165,7 +183,7 @@ def _recipe(name: str, recipe: Recipe | None) -> Recipe:
         raise ValueError(f"unknown model {name!r}; one of {NAMES}")
     if recipe is None:
         return RECIPES[name]
-    if not isinstance(recipe, _RECIPE_TYPES[name]):
+    if type(recipe) is not _RECIPE_TYPES[name]:
         raise ValueError(f"{name} takes a {_RECIPE_TYPES[name].__name__}, got {type(recipe).__name__}")
     if isinstance(recipe, DigitsRecipe) and recipe.kind != RECIPES[name].kind:
         raise ValueError(f"{name} is the demo's {RECIPES[name].kind!r} model, got a recipe for {recipe.kind!r}")
@@ -270,6 +288,29 @@ def _gpt2(recipe: GPT2Recipe) -> nn.Module:
     return GPT2LMHeadModel(config)
 
 
+def _moe(recipe: MoERecipe) -> nn.Module:
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    config = Qwen3MoeConfig(
+        vocab_size=VOCAB,
+        hidden_size=recipe.n_embd,
+        intermediate_size=4 * recipe.n_embd,
+        num_hidden_layers=recipe.n_layer,
+        num_attention_heads=recipe.n_head,
+        num_key_value_heads=recipe.n_head,
+        head_dim=recipe.n_embd // recipe.n_head,
+        num_experts=recipe.n_experts,
+        num_experts_per_tok=recipe.top_k,
+        moe_intermediate_size=recipe.expert_size,
+        max_position_embeddings=recipe.context,
+        router_aux_loss_coef=recipe.aux_loss_coef,
+        tie_word_embeddings=False,
+        bos_token_id=SEPARATOR,
+        eos_token_id=SEPARATOR,
+    )
+    return Qwen3MoeForCausalLM(config)
+
+
 def _vit(recipe: ViTRecipe) -> nn.Module:
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -293,6 +334,8 @@ def build(name: str, *, recipe: Recipe | None = None) -> nn.Module:
     recipe = _recipe(name, recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
+        if isinstance(recipe, MoERecipe):
+            return _moe(recipe)
         if isinstance(recipe, GPT2Recipe):
             return _gpt2(recipe)
         if isinstance(recipe, ViTRecipe):
@@ -356,7 +399,8 @@ def train(name: str, *, recipe: Recipe | None = None) -> tuple[nn.Module, dict[s
         else:
             steps = recipe.epochs * math.ceil(len(_digits_xy("train")[1]) / recipe.batch_size)
             stream = _digits_stream(recipe.seed, recipe.batch_size)
-        losses = _fit(model, stream, loss_fn(name), steps, recipe.lr, recipe.warmup_steps)
+        loss = _moe_training_loss(recipe.aux_loss_coef) if isinstance(recipe, MoERecipe) else loss_fn(name)
+        losses = _fit(model, stream, loss, steps, recipe.lr, recipe.warmup_steps)
     seconds = time.perf_counter() - start
     tail = losses[-max(1, len(losses) // 10) :]
     record = {
@@ -459,6 +503,18 @@ def _lm_loss(model: nn.Module, batch: Tensor) -> Tensor:
     batch = batch.to(_device(model))
     logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+
+
+def _moe_training_loss(coef: float) -> Callable[[nn.Module, Tensor], Tensor]:
+    """Next-byte cross-entropy plus ``coef`` times the router's load-balancing loss (training the MoE only)."""
+
+    def loss(model: nn.Module, batch: Tensor) -> Tensor:
+        batch = batch.to(_device(model))
+        out = model(input_ids=batch, use_cache=False, output_router_logits=True)
+        logits = out.logits[:, :-1]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1)) + coef * out.aux_loss
+
+    return loss
 
 
 def _vit_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:

@@ -122,7 +122,7 @@ def test_batches_are_deterministic_training_data_the_loss_takes(name) -> None:
     assert loss.ndim == 0 and loss.requires_grad and torch.isfinite(loss)
     steps = om.finetune_batches(name, 5, seed=0, recipe=recipe)
     assert len(steps) == 5
-    if name == LM:
+    if name in (LM, "moe-stdlib"):
         assert first[0].shape == (4, recipe.context) and first[0].dtype == torch.int64
         assert steps[0].shape == (recipe.batch_size, recipe.context)
         train = bytes(om._train_bytes(recipe).numpy())
@@ -159,6 +159,9 @@ def test_every_model_has_2_4_layers_under_the_tensorrt_policy(name) -> None:
         assert [layer.name for layer in report.layers if not layer.sparse] == ["lm_head.weight"]  # tied to the embedding
     if name == "vit-digits":
         assert len(sparse) == 6 * om.RECIPES[name].layers  # query, key, value, attention output, MLP in and out
+    if name == "moe-stdlib":  # q, k, v, o and the fused experts' gate_up_proj and down_proj per layer; lm_head
+        assert len(sparse) == 6 * om.RECIPES[name].n_layer + 1
+        assert sum(layer.module_type == "Qwen3MoeExperts" for layer in report.sparse_layers) == 2 * om.RECIPES[name].n_layer
 
 
 def test_bad_names_recipes_and_sizes_are_refused() -> None:
@@ -185,3 +188,13 @@ def test_the_table_is_generated_from_the_results(tiny_lm, cache) -> None:
     for name in names:
         model = results["models"][name]
         assert f"| {name} | {model['parameters']:,} | {model['sparse_layers']}/{model['gemm_layers']}" in text
+
+
+def test_the_moe_trains_with_its_routers_load_balancing_loss() -> None:
+    recipe = om.TINY["moe-stdlib"]
+    model = om.build("moe-stdlib", recipe=recipe)
+    batch = om.calibration_batches("moe-stdlib", 1, seed=0, recipe=recipe)[0]
+    plain = om.loss_fn("moe-stdlib")(model, batch)
+    aux = model(input_ids=batch, use_cache=False, output_router_logits=True).aux_loss
+    assert float(aux) > 0
+    torch.testing.assert_close(om._moe_training_loss(recipe.aux_loss_coef)(model, batch), plain + recipe.aux_loss_coef * aux)
