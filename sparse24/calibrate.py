@@ -235,7 +235,7 @@ def _routed(module: nn.Module, args: tuple, kwargs: dict, padding: Padding | Non
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     values = list(bound.arguments.values())
     hidden = values[0].reshape(-1, values[0].shape[-1])
-    if len(values) == 1:  # Llama 4: every expert's rows, one block of tokens per expert
+    if not isinstance(getattr(module, "has_gate", None), bool):  # Llama 4 (no use_experts_implementation): every expert's rows, a block per expert
         rows = hidden.reshape(module.num_experts, -1, hidden.shape[-1])
         keep = padding.flat_rows(rows.shape[1], rows.device) if padding is not None else None
         rows = rows if keep is None else rows[:, keep]
