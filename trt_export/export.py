@@ -68,11 +68,14 @@ class ExportReport:
     unused: tuple[str, ...]  # 2:4 weights the exported program never reads (dead code in forward)
     seconds: float
     notes: tuple[str, ...] = ()  # what the export changed on its copy of the model (use_cache turned off)
+    by_value: tuple[str, ...] = ()  # of ``sparsified``: fused MoE experts weights, found by value (no GEMM holds them by name)
 
     def _names_line(self) -> str:
         if not self.sparsified and not self.unused:
             return "no 2:4 weights to check: the model has no masks and no 2:4 GEMM weight (a dense export)"
         line = f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, found by name"
+        if self.by_value:
+            line += f" ({len(self.by_value)} fused experts weights by value)"
         if self.unused:
             line += f"; never read by the exported program (dead code in forward): {', '.join(self.unused)}"
         return line
@@ -91,6 +94,7 @@ class ExportReport:
             "outputs": io(self.outputs),
             "parity": self.parity.to_dict(),
             "sparsified": list(self.sparsified),
+            "by_value": list(self.by_value),
             "unused": list(self.unused),
             "sparsity": self.sparsity.to_dict(),
             "seconds": self.seconds,
@@ -484,6 +488,7 @@ def export_onnx(
         unused=tuple(unused),
         seconds=time.perf_counter() - started,
         notes=tuple(n for n in (copied, experts_note, note, experts_dense) if n),
+        by_value=tuple(fused),
     )
     logger.info("exported %s: %s", path, parity)
     if not expected:

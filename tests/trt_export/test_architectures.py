@@ -340,6 +340,8 @@ def test_a_moe_causal_lm_exports_with_batched_mm_experts(tmp_path) -> None:
     assert sorted(exported.sparsified) == sorted(layer.name for layer in report.sparse_layers)
     experts = ["model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj"]
     assert set(experts) <= set(exported.sparsified)  # the stacked weights, each found 2:4 in an initializer by value
+    assert exported.by_value == tuple(experts) and exported.to_dict()["by_value"] == experts
+    assert exported._names_line().endswith("found by name (2 fused experts weights by value)")
     (dense,) = [note for note in exported.notes if note.startswith("TensorRT runs 2 fused mixture-of-experts weight(s) dense")]
     assert dense.endswith(", ".join(experts))
     assert model.get_experts_implementation() == {"": "grouped_mm"} and model.config.use_cache is True
