@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_transformers_conv1d", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_llama4_experts", "is_transformers_conv1d", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,17 @@ def is_fused_experts(module: nn.Module) -> bool:
     """
     if not isinstance(getattr(module, "num_experts", None), int):
         return False
-    return all(isinstance(getattr(module, flag, None), bool) for flag in ("has_gate", "has_bias", "is_transposed")) or _is_llama4_experts(module)
+    return all(isinstance(getattr(module, flag, None), bool) for flag in ("has_gate", "has_bias", "is_transposed")) or is_llama4_experts(module)
 
 
-def _is_llama4_experts(module: nn.Module) -> bool:
+def is_llama4_experts(module: nn.Module) -> bool:
+    """Llama 4's ``Llama4TextExperts``: called with ``[experts * tokens, d]`` alone, a block of rows per expert."""
     cls = type(module)
     return cls.__name__ == "Llama4TextExperts" and cls.__module__.startswith("transformers.")
 
 
 def _experts_axes(module: nn.Module) -> dict[str, Axis]:
-    if _is_llama4_experts(module):
+    if is_llama4_experts(module):
         axis, names = _TRANSPOSED_EXPERTS, ("gate_up_proj", "down_proj")
     else:
         axis = _TRANSPOSED_EXPERTS if module.is_transposed else _EXPERTS
@@ -202,7 +203,7 @@ def onnx_weight_axis(op_type: str, input_index: int, rank: int, *, trans_a: bool
 
 
 def _is_experts(weight: GemmWeight) -> bool:
-    return weight.axis in (_EXPERTS, _TRANSPOSED_EXPERTS) and is_fused_experts(weight.module)
+    return weight.axis in (_EXPERTS, _TRANSPOSED_EXPERTS)  # only fused experts' weights are 3-D ones with these axes
 
 
 def _parts(weight: GemmWeight) -> int:
@@ -349,24 +350,25 @@ def _expert_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor
     experts, ``[experts * tokens, d]`` alone (every expert's rows, 0 where not routed).
     """
     module = weight.module
-    llama4 = _is_llama4_experts(module)
+    llama4 = is_llama4_experts(module)
     hidden = inputs[0].reshape(-1, inputs[0].shape[-1])
     if llama4:
-        rows = hidden.reshape(module.num_experts, -1, hidden.shape[-1])
+        routed = list(hidden.reshape(module.num_experts, -1, hidden.shape[-1]).unbind(0))
     else:
         index = inputs[1].reshape(hidden.shape[0], -1)
+        routed = [hidden[(index == expert).any(-1)] for expert in range(module.num_experts)]
+    if weight.param_name != "down_proj":
+        return routed
     first = "gate_up_proj" if llama4 or module.has_gate else "up_proj"
+    up = gemm_matrix(GemmWeight(weight.module_name, module, first, weight.axis))  # [experts, out, in]
+    biases = getattr(module, f"{first}_bias") if not llama4 and module.has_bias else None
     parts = []
-    for expert in range(module.num_experts):
-        x = rows[expert] if llama4 else hidden[(index == expert).any(-1)]
-        if weight.param_name == "down_proj":
-            up = GemmWeight(weight.module_name, module, first, weight.axis)
-            bias = getattr(module, f"{first}_bias")[expert] if not llama4 and module.has_bias else None
-            x = F.linear(x, gemm_matrix(up)[expert], bias)
-            if llama4:
-                gate, x = x.chunk(2, dim=-1)
-                x = x * module.act_fn(gate)
-            else:
-                x = module._apply_gate(x) if module.has_gate else module.act_fn(x)
+    for expert, x in enumerate(routed):
+        x = F.linear(x, up[expert], None if biases is None else biases[expert])
+        if llama4:
+            gate, x = x.chunk(2, dim=-1)
+            x = x * module.act_fn(gate)
+        else:
+            x = module._apply_gate(x) if module.has_gate else module.act_fn(x)
         parts.append(x)
     return parts

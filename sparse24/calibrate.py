@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import dist
-from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts
+from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts, is_llama4_experts
 from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
@@ -173,11 +173,12 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     """
     diagonal = stat if stat.dim() == 2 else stat.diagonal(dim1=1, dim2=2)
     unseen = diagonal.sum(1) == 0
+    if not bool(unseen.any()):
+        return unseen
     current = _record.get()
-    if current is not None and bool(unseen.any()):
+    if current is not None:
         current.unseen[weight.name] = (int(unseen.sum()), unseen.numel())
-    if bool(unseen.any()):
-        logger.warning("%s: %d of %d parts saw no calibration input (an expert no token was routed to): magnitude", weight.name, int(unseen.sum()), unseen.numel())
+    logger.warning("%s: %d of %d parts saw no calibration input (an expert no token was routed to): magnitude", weight.name, int(unseen.sum()), unseen.numel())
     return unseen
 
 
@@ -197,7 +198,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
         by_module.setdefault(id(weight.module), []).append((weight, key))
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        inputs = list(args)
+        inputs, tokens = list(args), None
         if isinstance(module, nn.MultiheadAttention):
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
@@ -213,7 +214,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
                     stat.add_(columns.square().sum(0))
                 else:
                     stat.addmm_(columns.T, columns)
-            counts[key] += tokens if is_fused_experts(module) else parts[0].shape[0]  # the query's tokens where in_proj's parts differ
+            counts[key] += parts[0].shape[0] if tokens is None else tokens  # the query's tokens where in_proj's parts differ
 
     handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
@@ -235,7 +236,7 @@ def _routed(module: nn.Module, args: tuple, kwargs: dict, padding: Padding | Non
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     values = list(bound.arguments.values())
     hidden = values[0].reshape(-1, values[0].shape[-1])
-    if not isinstance(getattr(module, "has_gate", None), bool):  # Llama 4 (no use_experts_implementation): every expert's rows, a block per expert
+    if is_llama4_experts(module):  # every expert's rows, a block per expert
         rows = hidden.reshape(module.num_experts, -1, hidden.shape[-1])
         keep = padding.flat_rows(rows.shape[1], rows.device) if padding is not None else None
         rows = rows if keep is None else rows[:, keep]

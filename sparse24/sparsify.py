@@ -227,8 +227,8 @@ def _candidates(
                 reason = f"excluded by {excluded!r}"
             elif include and not any(_match(o.name, include) for o in owners):
                 reason = "not matched by include patterns"
-            elif not include and _router_reason(model, weight):
-                reason = _router_reason(model, weight)
+            elif not include and (router := _router_reason(model, weight)):
+                reason = router
             elif not weight.param.requires_grad and not include_frozen:
                 reason = "frozen (requires_grad=False); include_frozen=True prunes it"
             elif weight.param.numel() < min_params:
