@@ -452,7 +452,8 @@ def export_onnx(
         if program.exported_program is None:
             raise ExportError("torch.onnx.export gave no exported program, so the 2:4 weights cannot be followed into the graph")
         fused = _fused_experts(exported, expected)
-        found, unused = _match_names([n for n in expected if n not in fused], sparsity, weight_uses(program.exported_program, exported, expected))
+        by_name = [n for n in expected if n not in fused]
+        found, unused = _match_names(by_name, sparsity, weight_uses(program.exported_program, exported, by_name))
         found += _check_experts(proto, workdir, fused)
         experts_dense = None
         if fused:
@@ -671,23 +672,26 @@ def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> li
     The exported graph reads such a weight per token by index (``Gather``, transformers' ``batched_mm``) or
     as a batched constant, so it is in no 2-D ONNX GEMM, and its initializer may be renamed (``val_*``): it
     is found by value, an initializer equal to the exported parameter, then checked 2:4 along the weight's dim.
+    Each initializer of a wanted shape is read once (an MoE's layers share their experts' shapes).
     """
     if not experts:
         return []
     onnx = require("onnx")
-    problems = []
-    for name, weight in experts.items():
-        param = weight.param.detach().cpu()
-        matches = []
-        for tensor in proto.graph.initializer:
-            if list(tensor.dims) == list(param.shape):
-                array = onnx.numpy_helper.to_array(tensor, base_dir=str(base_dir))
-                if array.dtype.kind == "f" and torch.equal(torch.from_numpy(array.copy()).to(param.dtype), param):
-                    matches.append(array)
-        if not matches:
-            problems.append(f"{name} (no ONNX initializer holds it as exported)")
-        elif not all(is_two_four(torch.from_numpy(array != 0), weight.axis.reduction) for array in matches):
-            problems.append(f"{name} (its initializer is not 2:4 along dim {weight.axis.reduction})")
+    params = {name: weight.param.detach().cpu() for name, weight in experts.items()}
+    shapes = {tuple(param.shape) for param in params.values()}
+    found: dict[str, bool] = {}  # name -> its initializer is 2:4
+    for tensor in proto.graph.initializer:
+        if tuple(tensor.dims) not in shapes or len(found) == len(params):
+            continue
+        array = torch.from_numpy(onnx.numpy_helper.to_array(tensor, base_dir=str(base_dir)).copy())
+        if not array.is_floating_point():
+            continue
+        for name, param in params.items():
+            if name not in found and array.shape == param.shape and torch.equal(array.to(param.dtype), param):
+                found[name] = is_two_four(array != 0, experts[name].axis.reduction)
+                break
+    problems = [f"{name} (no ONNX initializer holds it as exported)" for name in params if name not in found]
+    problems += [f"{name} (its initializer is not 2:4 along dim {experts[name].axis.reduction})" for name, ok in found.items() if not ok]
     if problems:
         raise SparsityError("the ONNX graph does not keep these 2:4 weights 2:4: " + "; ".join(problems))
     return list(experts)
