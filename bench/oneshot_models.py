@@ -498,21 +498,26 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _lm_loss(model: nn.Module, batch: Tensor) -> Tensor:
-    """Next-byte cross-entropy of a GPT-2 on a ``[batch, context]`` tensor of byte ids."""
+def _next_byte(model: nn.Module, batch: Tensor, **forward: Any) -> tuple[Tensor, Any]:
+    """Next-byte cross-entropy of a byte-level LM on a ``[batch, context]`` tensor of byte ids, and the model's output
+    (``forward``: more keyword arguments for the model)."""
     batch = batch.to(_device(model))
-    logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+    out = model(input_ids=batch, use_cache=False, **forward)
+    logits = out.logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1)), out
+
+
+def _lm_loss(model: nn.Module, batch: Tensor) -> Tensor:
+    """Next-byte cross-entropy of a GPT-2 (or the MoE) on a ``[batch, context]`` tensor of byte ids."""
+    return _next_byte(model, batch)[0]
 
 
 def _moe_training_loss(coef: float) -> Callable[[nn.Module, Tensor], Tensor]:
     """Next-byte cross-entropy plus ``coef`` times the router's load-balancing loss (training the MoE only)."""
 
     def loss(model: nn.Module, batch: Tensor) -> Tensor:
-        batch = batch.to(_device(model))
-        out = model(input_ids=batch, use_cache=False, output_router_logits=True)
-        logits = out.logits[:, :-1]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1)) + coef * out.aux_loss
+        cross_entropy, out = _next_byte(model, batch, output_router_logits=True)
+        return cross_entropy + coef * out.aux_loss
 
     return loss
 
