@@ -82,7 +82,7 @@ def test_the_axis_is_each_experts_input_features() -> None:
             assert torch.equal(from_gemm_groups(weight, groups[1:3], param[1:3].shape), param[1:3])  # a shard of experts
 
 
-def test_up_only_experts_have_their_up_proj_pruned() -> None:
+def test_up_only_experts_have_their_up_proj_on_the_axis_rule() -> None:
     config = transformers.NemotronHConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
     (module,) = [m for m in transformers.NemotronHForCausalLM(config).modules() if type(m).__name__ == "NemotronHExperts"]
     assert not module.has_gate and set(gemm_axes(module)) == {"up_proj", "down_proj"}
@@ -252,11 +252,12 @@ def test_a_module_is_fused_experts_only_with_the_decorators_flags() -> None:
     assert set(gemm_axes(module)) == {"gate_up_proj"}
 
 
-def test_padding_is_left_out_of_the_experts_statistics() -> None:
-    """An MoE block hands its experts the hidden states flattened to [batch * length, d]: the padded
-    positions of a right-padded batch are left out there too, so the experts' Hessians are those of the
-    same sequences unpadded."""
-    model = qwen3_moe()
+@pytest.mark.parametrize("build", ["qwen3_moe", "llama4"])
+def test_padding_is_left_out_of_the_experts_statistics(build: str) -> None:
+    """An MoE block hands its experts the hidden states flattened to [batch * length, d] (Llama 4: one such
+    block per expert): the padded positions of a right-padded batch are left out there too, so the experts'
+    Hessians are those of the same sequences unpadded."""
+    model = qwen3_moe() if build == "qwen3_moe" else _llama4()
     generator = torch.Generator().manual_seed(2)
     long, short = torch.randint(0, VOCAB, (12,), generator=generator), torch.randint(0, VOCAB, (7,), generator=generator)
     padded = {"input_ids": torch.stack([long, torch.cat([short, torch.zeros(5, dtype=torch.long)])]),
