@@ -25,7 +25,9 @@ For every name::
     evaluate(name, model)                            # {"metric", "value", "higher_is_better", ...}
     finetune_batches(name, 200, seed=0)              # training batches for a recovery finetune
 
-Everything is deterministic given the recipe and the seed. Weights are cached in
+Everything is deterministic given the recipe and the seed on one machine: training always runs
+on :data:`TRAIN_THREADS` threads, whatever the caller's setting (another thread count sums in
+another order, and trains a measurably different model). Weights are cached in
 ``$SPARSE24_BENCH_CACHE`` (default ``~/.cache/sparse24/bench``) under a key of the recipe
 (architecture, training settings, seed), the training data's fingerprint and
 :data:`CODE_VERSION`; a changed recipe or corpus is a cache miss. The table of the trained
@@ -94,7 +96,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CODE_VERSION = 1  # bump when training or data code changes what a recipe produces
+CODE_VERSION = 2  # bump when training or data code changes what a recipe produces (2: TRAIN_THREADS)
+TRAIN_THREADS = 1  # torch threads while training: the float sums' order, so the model, must not follow the caller's setting
 COMMAND = "python -m sparse24.bench.oneshot_models --out bench/results"
 VOCAB = 256  # bytes
 SEPARATOR = 0  # the byte between two files (no standard-library source contains NUL)
@@ -381,11 +384,31 @@ def train(name: str, *, recipe: Recipe | None = None) -> tuple[nn.Module, dict[s
     """Train from scratch (minutes for the full recipes); the model in eval mode and what training did.
 
     The returned record has ``train_seconds``, ``steps``, ``final_loss`` (mean of the last
-    10% of steps), ``threads`` and the machine's ``load_average`` at the start (others'
-    work on the machine slows training down).
+    10% of steps), ``threads`` (:data:`TRAIN_THREADS`, whatever the caller's setting, which is
+    restored) and the machine's ``load_average`` at the start (others' work on the machine slows
+    training down).
     """
     recipe = _recipe(name, recipe)
     load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        model, losses, steps, seconds = _train(name, recipe)
+    finally:
+        torch.set_num_threads(threads)
+    tail = losses[-max(1, len(losses) // 10) :]
+    record = {
+        "train_seconds": seconds,
+        "steps": steps,
+        "final_loss": sum(tail) / len(tail) if tail else None,
+        "threads": TRAIN_THREADS,
+        "load_average": load_average,
+    }
+    return model.eval(), record
+
+
+def _train(name: str, recipe: Recipe) -> tuple[nn.Module, list[float], int, float]:
+    """The model, its training losses, steps and seconds."""
     start = time.perf_counter()
     if isinstance(recipe, DigitsRecipe):
         with torch.random.fork_rng(devices=[]):
@@ -401,16 +424,7 @@ def train(name: str, *, recipe: Recipe | None = None) -> tuple[nn.Module, dict[s
             stream = _digits_stream(recipe.seed, recipe.batch_size)
         loss = _moe_training_loss(recipe.aux_loss_coef) if isinstance(recipe, MoERecipe) else loss_fn(name)
         losses = _fit(model, stream, loss, steps, recipe.lr, recipe.warmup_steps)
-    seconds = time.perf_counter() - start
-    tail = losses[-max(1, len(losses) // 10) :]
-    record = {
-        "train_seconds": seconds,
-        "steps": steps,
-        "final_loss": sum(tail) / len(tail) if tail else None,
-        "threads": torch.get_num_threads(),
-        "load_average": load_average,
-    }
-    return model.eval(), record
+    return model, losses, steps, time.perf_counter() - start
 
 
 # --- the cache ---------------------------------------------------------------------------------

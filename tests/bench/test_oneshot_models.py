@@ -100,9 +100,17 @@ def test_the_cache_folder_comes_from_the_environment(monkeypatch, tmp_path) -> N
     assert om.cache_dir() == Path.home() / ".cache" / "sparse24" / "bench"
 
 
-def test_training_is_deterministic_given_the_seed() -> None:
+def test_training_is_deterministic_given_the_seed_whatever_the_callers_threads() -> None:
     recipe = om.TINY["vit-digits"]
-    (a, _), (b, _) = om.train("vit-digits", recipe=recipe), om.train("vit-digits", recipe=recipe)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a, record = om.train("vit-digits", recipe=recipe)
+        assert torch.get_num_threads() == 2 and record["threads"] == om.TRAIN_THREADS  # the caller's setting is restored
+        torch.set_num_threads(1)
+        b, _ = om.train("vit-digits", recipe=recipe)
+    finally:
+        torch.set_num_threads(threads)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     state = torch.random.get_rng_state()
     om.build("vit-digits", recipe=recipe)
