@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,8 @@ logger = logging.getLogger(__name__)
 COMMAND = "python bench/bench_oneshot.py --out bench/results"
 MODELS = ("digits-resnet", "digits-transformer", "vit-digits", "gpt2-stdlib")  # the default run (oneshot.md)
 OPTIONAL = ("moe-stdlib",)  # run with --models (its own --out: bench/results/moe)
+# the models each row is measured on: the digits models train in seconds, the LMs in minutes
+TRAIN_SEEDS = {"digits-resnet": (0, 1, 2), "digits-transformer": (0, 1, 2), "vit-digits": (0, 1, 2), "gpt2-stdlib": (0,), "moe-stdlib": (0,)}
 POLICY = {"digits-resnet": "tensorrt", "digits-transformer": "any", "vit-digits": "any", "gpt2-stdlib": "tensorrt", "moe-stdlib": "tensorrt"}
 METHODS = {  # row -> (method, options); each also with channel permutation ("+ permutation")
     "magnitude": ("magnitude", {}),
@@ -96,8 +101,19 @@ def sparsify_row(name: str, model: torch.nn.Module, method: str, options: dict[s
     return sparse24.sparsify(model, method, data=data, loss_fn=loss, policy=POLICY[name], permute=permute, progress=False, **options)
 
 
-def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
-    dense = models.load(name)
+def _recipe(name: str, seed: int) -> models.Recipe:
+    return dataclasses.replace(models.RECIPES[name], seed=seed)
+
+
+def trained(name: str, seed: int) -> dict[str, Any]:
+    """What the cache recorded when this model was trained (the thread count changes the model too)."""
+    record = models.info(name, recipe=_recipe(name, seed))
+    return {key: record.get(key) for key in ("threads", "train_seconds", "load_average", "torch", "date")}
+
+
+def run_model(name: str, recovery_steps: int, seed: int = 0) -> dict[str, Any]:
+    """Every row on ``name`` trained with ``seed``: one-shot and recovered quality, calibration time and peak memory."""
+    dense = models.load(name, recipe=_recipe(name, seed))
     loss = models.loss_fn(name)
     calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
     times = []
@@ -145,9 +161,9 @@ def run_model(name: str, recovery_steps: int) -> dict[str, Any]:
     }
 
 
-def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION) -> dict[str, dict[str, Any]]:
+def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION, seed: int = 0) -> dict[str, dict[str, Any]]:
     """One-shot quality and calibration time of the :data:`SWEPT` rows with ``sizes`` calibration batches each."""
-    dense = models.load(name)
+    dense = models.load(name, recipe=_recipe(name, seed))
     found: dict[str, dict[str, Any]] = {}
     for batches in sizes:
         calibration = models.calibration_batches(name, batches, CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
@@ -163,42 +179,95 @@ def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION) -> d
     return found
 
 
+_AVERAGED = ("oneshot", "recovered", "oneshot_cross_entropy", "recovered_cross_entropy", "calibration_s", "calibration_x_forward", "peak_bytes", "peak_x_forward")
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean, or None when any value is missing."""
+    return None if not values or any(v is None for v in values) else statistics.fmean(values)
+
+
+def combine(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One model name's results over its trained models (``{seed: run_model(...)}``, each perhaps with its
+    ``calibration_sweep``): every figure averaged, ``oneshot_std`` and ``recovered_std`` (sample standard
+    deviation) with two or more, the runs themselves under ``seeds``."""
+    if not runs:
+        raise ValueError("combine: no runs")
+    first = next(iter(runs.values()))
+    combined = {key: first[key] for key in ("metric", "higher_is_better", "policy", "peak_source", "layers")}
+    for key in ("forward_s", "forward_peak_bytes"):
+        combined[key] = _mean([run.get(key) for run in runs.values()])
+    combined["rows"] = {}
+    for row in first["rows"]:
+        values = [run["rows"][row] for run in runs.values()]
+        merged = {key: value for key, value in values[0].items() if key not in _AVERAGED}  # layers and notes: the first model's
+        merged.update({key: _mean([v.get(key) for v in values]) for key in _AVERAGED if key in values[0]})
+        if len(values) > 1:
+            merged.update({f"{stage}_std": statistics.stdev(v[stage] for v in values) for stage in ("oneshot", "recovered")})
+        combined["rows"][row] = merged
+    sweeps = [run.get("calibration_sweep") for run in runs.values()]
+    if sweeps[0] and all(sweeps):
+        combined["calibration_sweep"] = {
+            row: {size: {key: _mean([sweep[row][size][key] for sweep in sweeps]) for key in values} for size, values in by_size.items()}
+            for row, by_size in sweeps[0].items()
+        }
+    combined["seeds"] = runs
+    return combined
+
+
 def _better(model: dict[str, Any], a: float, b: float) -> bool:
     return a > b if model["higher_is_better"] else a < b
 
 
+def _model_targets(name: str, model: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """One model's targets (from its ``rows`` and ``calibration_sweep``), each (description, met or None, evidence)."""
+    found = []
+    digits = 2 if model["higher_is_better"] else 3
+    rows = model["rows"]
+    sgpt, wanda, mag = (rows[r]["oneshot"] for r in ("SparseGPT", "Wanda", "magnitude"))
+    found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.{digits}f} vs {wanda:.{digits}f}"))
+    found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.{digits}f} vs {mag:.{digits}f}"))
+    for row in (r for r in METHODS if r.startswith("Taylor")):
+        if row in rows:
+            taylor = rows[row]["oneshot"]
+            found.append((f"{name}: {row} one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
+    for row in METHODS:
+        if row + PERMUTED in rows:
+            plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
+            found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
+    for row, by_size in model.get("calibration_sweep", {}).items():
+        if row.startswith("Taylor"):
+            for batches, values in by_size.items():
+                taylor = values["oneshot"]
+                found.append((f"{name}: {row} one-shot >= magnitude with {batches} calibration batches", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
+    measured = [row for row, values in rows.items() if row != "dense" and values.get("peak_bytes") is not None]
+    pruned = [row for row in rows if row != "dense"]
+    found.append((f"{name}: calibration peak memory measured", len(measured) == len(pruned), f"{len(measured)} of {len(pruned)} rows"))
+    dense = rows["dense"]["oneshot"]
+    gap_mag = max(0.0, -(rows["magnitude"]["recovered"] - dense) if model["higher_is_better"] else rows["magnitude"]["recovered"] - dense)
+    gap_sgpt = max(0.0, -(rows["SparseGPT"]["recovered"] - dense) if model["higher_is_better"] else rows["SparseGPT"]["recovered"] - dense)
+    if gap_mag > 0:
+        found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", gap_sgpt <= gap_mag / 2, f"gap {gap_sgpt:.{digits}f} vs {gap_mag:.{digits}f}"))
+    else:
+        found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", None, "not measurable: magnitude + recovery is already at dense"))
+    return found
+
+
 def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
-    """The targets, each (description, met or None when it cannot be judged, evidence)."""
+    """The targets, each (description, met or None when it cannot be judged, evidence). With several trained
+    models per name, judged on the means, and the evidence says for how many of the models alone it holds."""
     found = []
     for name, model in results["models"].items():
-        digits = 2 if model["higher_is_better"] else 3
-        rows = model["rows"]
-        sgpt, wanda, mag = (rows[r]["oneshot"] for r in ("SparseGPT", "Wanda", "magnitude"))
-        found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.{digits}f} vs {wanda:.{digits}f}"))
-        found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.{digits}f} vs {mag:.{digits}f}"))
-        for row in (r for r in METHODS if r.startswith("Taylor")):
-            if row in rows:
-                taylor = rows[row]["oneshot"]
-                found.append((f"{name}: {row} one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
-        for row in METHODS:
-            if row + PERMUTED in rows:
-                plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
-                found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
-        for row, by_size in model.get("calibration_sweep", {}).items():
-            if row.startswith("Taylor"):
-                for batches, values in by_size.items():
-                    taylor = values["oneshot"]
-                    found.append((f"{name}: {row} one-shot >= magnitude with {batches} calibration batches", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
-        measured = [row for row, values in rows.items() if row != "dense" and values.get("peak_bytes") is not None]
-        pruned = [row for row in rows if row != "dense"]
-        found.append((f"{name}: calibration peak memory measured", len(measured) == len(pruned), f"{len(measured)} of {len(pruned)} rows"))
-        dense = rows["dense"]["oneshot"]
-        gap_mag = max(0.0, -(rows["magnitude"]["recovered"] - dense) if model["higher_is_better"] else rows["magnitude"]["recovered"] - dense)
-        gap_sgpt = max(0.0, -(rows["SparseGPT"]["recovered"] - dense) if model["higher_is_better"] else rows["SparseGPT"]["recovered"] - dense)
-        if gap_mag > 0:
-            found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", gap_sgpt <= gap_mag / 2, f"gap {gap_sgpt:.{digits}f} vs {gap_mag:.{digits}f}"))
-        else:
-            found.append((f"{name}: SparseGPT + recovery closes >= half the gap of magnitude + recovery", None, "not measurable: magnitude + recovery is already at dense"))
+        seeds = model.get("seeds", {})
+        if len(seeds) < 2:
+            found += _model_targets(name, model)
+            continue
+        per_model = [{d: met for d, met, _ in _model_targets(name, run)} for run in seeds.values()]
+        for description, met, evidence in _model_targets(name, model):
+            verdicts = [verdict.get(description) for verdict in per_model]
+            judged = [v for v in verdicts if v is not None]
+            unjudged = f", {len(verdicts) - len(judged)} not measurable" if len(judged) < len(verdicts) else ""
+            found.append((description, met, f"{evidence} (means; alone, met by {sum(judged)} of {len(judged)} trained models{unjudged})"))
     return found
 
 
@@ -219,6 +288,9 @@ def markdown(results: dict[str, Any]) -> str:
     for name, model in results["models"].items():
         arrow = "higher is better" if model["higher_is_better"] else "lower is better"
         lines += [f"## {name} ({model['metric']}, {arrow}; {model['layers']} layers 2:4, policy {model['policy']})", ""]
+        seeds = model.get("seeds", {})
+        if len(seeds) > 1:
+            lines += [f"{len(seeds)} models trained from seeds {', '.join(seeds)}: each figure is their mean, ± the standard deviation over them.", ""]
         forward_peak = model.get("forward_peak_bytes")
         if forward_peak is not None:
             lines += [f"One forward pass over the calibration set: {model['forward_s']:.3f} s, peak {_mib(forward_peak)} MiB above its start ({model['peak_source']}).", ""]
@@ -226,11 +298,12 @@ def markdown(results: dict[str, Any]) -> str:
         digits = 2 if model["higher_is_better"] else 3  # perplexities differ in the third decimal
         for row, values in model["rows"].items():
             ratio = values.get("calibration_x_forward")
-            quality = [f"{values[stage]:.{digits}f}" + (f" ({values[f'{stage}_cross_entropy']:.3f})" if f"{stage}_cross_entropy" in values else "") for stage in ("oneshot", "recovered")]
+            quality = [_quality(values, stage, digits) for stage in ("oneshot", "recovered")]
             lines.append(f"| {row} | {quality[0]} | {quality[1]} | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
         lines.append("")
         if "oneshot_cross_entropy" in model["rows"]["dense"]:
             lines += ["In brackets: the test cross-entropy (lower is better), finer than the accuracy of a few hundred test examples.", ""]
+        lines += _per_seed_table(model, digits)
         sweep = model.get("calibration_sweep")
         if sweep:
             sizes = sorted({int(b) for by_size in sweep.values() for b in by_size})
@@ -248,6 +321,34 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- {description}: {evidence}: **{'n/a' if met is None else 'met' if met else 'NOT met'}**")
     lines.append("")
     return "\n".join(lines)
+
+
+def _quality(values: dict[str, Any], stage: str, digits: int) -> str:
+    """``96.10 ± 1.20 (0.123)``: the mean, its spread over the trained models, the test cross-entropy."""
+    text = f"{values[stage]:.{digits}f}"
+    if f"{stage}_std" in values:
+        text += f" ± {values[f'{stage}_std']:.{digits}f}"
+    if f"{stage}_cross_entropy" in values:
+        text += f" ({values[f'{stage}_cross_entropy']:.3f})"
+    return text
+
+
+def _per_seed_table(model: dict[str, Any], digits: int) -> list[str]:
+    """One-shot quality on each trained model, with what each was trained with; nothing for a single model."""
+    seeds = model.get("seeds", {})
+    if len(seeds) < 2:
+        return []
+
+    def trained(seed: str) -> str:
+        record = seeds[seed].get("trained") or {}
+        threads, seconds = record.get("threads"), record.get("train_seconds")
+        return f"seed {seed}" + (f" ({threads} thread{'s' if threads != 1 else ''}, {seconds:.0f} s)" if threads and seconds is not None else "")
+
+    lines = ["One-shot on each trained model (the training seed; the thread count it trained with, which changes the model too):", ""]
+    lines += ["| row | " + " | ".join(trained(seed) for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for row in model["rows"]:
+        lines.append(f"| {row} | " + " | ".join(f"{run['rows'][row]['oneshot']:.{digits}f}" for run in seeds.values()) + " |")
+    return [*lines, ""]
 
 
 def _mib(value: int) -> str:
@@ -271,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recovery-steps", type=int, default=RECOVERY["steps"])
     parser.add_argument("--no-sweep", action="store_true", help=f"skip the one-shot runs with {', '.join(map(str, MORE_CALIBRATION))} calibration batches")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 times steadily on a machine others keep busy)")
+    parser.add_argument("--train-seeds", help="comma-separated training seeds for every model (default: 0,1,2 for the digits models, 0 for the LMs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads is not None:
@@ -291,14 +393,27 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown model {unknown[0]}; choose from {', '.join(MODELS + OPTIONAL)}", file=sys.stderr)
         return 2
+    train_seeds = None
+    if args.train_seeds is not None:
+        try:
+            train_seeds = tuple(dict.fromkeys(int(seed) for seed in args.train_seeds.split(",")))
+        except ValueError:
+            train_seeds = ()
+        if not train_seeds or min(train_seeds) < 0:
+            print(f"--train-seeds must be comma-separated non-negative ints, got {args.train_seeds!r}", file=sys.stderr)
+            return 2
     start = time.perf_counter()
     command = " ".join(["python", "bench/bench_oneshot.py", *(argv if argv is not None else sys.argv[1:])])
     results: dict[str, Any] = {"command": command, "environment": environment(), "calibration": CALIBRATION, "recovery": {**RECOVERY, "steps": args.recovery_steps}, "models": {}}
     _warm_up()
     for name in names:
-        results["models"][name] = run_model(name, args.recovery_steps)
-        if not args.no_sweep:
-            results["models"][name]["calibration_sweep"] = calibration_sweep(name)
+        runs = {}
+        for seed in train_seeds or TRAIN_SEEDS[name]:
+            run = run_model(name, args.recovery_steps, seed)
+            if not args.no_sweep:
+                run["calibration_sweep"] = calibration_sweep(name, seed=seed)
+            runs[str(seed)] = {**run, "trained": trained(name, seed)}
+        results["models"][name] = combine(runs)
     results["seconds"] = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -93,6 +94,61 @@ def test_the_calibration_sweep_is_tabled_and_judged_per_size() -> None:
     assert "with 128 calibration batches: 89.00 vs 90.00: **NOT met**" in text
 
 
+def _seeded(data: dict, shifts: tuple[float, ...]) -> dict:
+    """digits-transformer as trained models whose one-shot figures differ by ``shifts`` (Wanda's only), combined."""
+    runs = {}
+    for seed, shift in enumerate(shifts):
+        run = copy.deepcopy(data["models"]["digits-transformer"])
+        run["rows"]["Wanda"]["oneshot"] += shift
+        run["rows"]["Wanda"]["recovered"] += shift / 2
+        run["rows"]["Taylor (model Fisher, per sample)"]["calibration_s"] = 0.5
+        run["calibration_sweep"] = {"Taylor (model Fisher, per sample)": {"128": {"oneshot": 91.0 + shift, "calibration_s": 2.0}}}
+        run["trained"] = {"threads": 1 + seed, "train_seconds": 20.4}
+        runs[str(seed)] = run
+    return bench_oneshot.combine(runs)
+
+
+def test_trained_models_are_averaged_and_counted() -> None:
+    data = results(lm_sparsegpt=4.0)
+    one = _seeded(data, (0.0,))
+    assert one["rows"]["Wanda"]["oneshot"] == 92.0 and "oneshot_std" not in one["rows"]["Wanda"]
+    data["models"]["digits-transformer"] = _seeded(data, (-4.0, 1.0, 6.0))  # Wanda 88, 93, 98: beats magnitude (90) on two
+    model = data["models"]["digits-transformer"]
+    wanda = model["rows"]["Wanda"]
+    assert wanda["oneshot"] == pytest.approx(93.0) and wanda["oneshot_std"] == pytest.approx(5.0)
+    assert wanda["recovered"] == pytest.approx(96.5) and wanda["recovered_std"] == pytest.approx(2.5)
+    assert model["rows"]["magnitude"]["oneshot_std"] == 0.0 and model["rows"]["magnitude"]["peak_bytes"] == 2**20
+    assert model["calibration_sweep"]["Taylor (model Fisher, per sample)"]["128"]["oneshot"] == pytest.approx(92.0)
+    assert list(model["seeds"]) == ["0", "1", "2"]
+    verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
+    assert verdicts["digits-transformer: Wanda one-shot beats magnitude"] == (True, "93.00 vs 90.00 (means; alone, met by 2 of 3 trained models)")
+    assert verdicts["digits-transformer: SparseGPT one-shot beats Wanda"] == (True, "96.00 vs 93.00 (means; alone, met by 2 of 3 trained models)")
+    assert verdicts["gpt2-stdlib: SparseGPT one-shot beats Wanda"] == (True, "4.000 vs 6.000")  # one model: as before
+    text = bench_oneshot.markdown(data)
+    assert "3 models trained from seeds 0, 1, 2: each figure is their mean, ± the standard deviation over them." in text
+    assert "| Wanda | 93.00 ± 5.00 | 96.50 ± 2.50 | 1.0 | 2.0 (1.0) |" in text
+    assert "| row | seed 0 (1 thread, 20 s) | seed 1 (2 threads, 20 s) | seed 2 (3 threads, 20 s) |" in text
+    assert "| Wanda | 88.00 | 93.00 | 98.00 |" in text and "| dense | 98.00 | 98.00 | 98.00 |" in text
+    assert text.count("One-shot on each trained model") == 1  # gpt2-stdlib has one
+
+
+def test_a_target_not_measurable_on_some_trained_models_says_so() -> None:
+    data = results(lm_sparsegpt=4.0)
+    data["models"]["digits-transformer"]["rows"]["magnitude"]["recovered"] = 97.0  # gap 1.0; SparseGPT's 1.0
+    data["models"]["digits-transformer"] = _seeded(data, (0.0, 0.0))
+    data["models"]["digits-transformer"]["seeds"]["1"]["rows"]["magnitude"]["recovered"] = 98.0  # at dense: no gap to close
+    verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
+    assert verdicts["digits-transformer: SparseGPT + recovery closes >= half the gap of magnitude + recovery"] == (
+        False, "gap 1.00 vs 1.00 (means; alone, met by 0 of 1 trained models, 1 not measurable)")
+
+
+@pytest.mark.parametrize("seeds", ["", "0,x", "-1", ","])
+def test_bad_train_seeds_are_one_clear_error(tmp_path, capsys, seeds) -> None:
+    assert bench_oneshot.main(["--out", str(tmp_path), "--train-seeds", seeds]) == 2
+    assert "--train-seeds must be comma-separated non-negative ints" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_row_without_peak_memory_fails_that_target() -> None:
     data = results(lm_sparsegpt=4.0)
     data["models"]["gpt2-stdlib"]["rows"]["Wanda"]["peak_bytes"] = None
@@ -149,8 +205,15 @@ def test_run_model_on_a_tiny_transformer_measures_every_row(monkeypatch) -> None
     """The real path (sparsify each row, verify, recover, evaluate) on a tiny untrained model; the other tests use synthetic results."""
     from sparse24.bench import oneshot_models as om
 
-    monkeypatch.setattr(om, "load", lambda name: om.build(name, recipe=om.TINY[name]).eval())
-    result = bench_oneshot.run_model("digits-transformer", 2)
+    loaded = []
+
+    def load(name, recipe):
+        loaded.append(recipe.seed)
+        return om.build(name, recipe=dataclasses.replace(om.TINY[name], seed=recipe.seed)).eval()
+
+    monkeypatch.setattr(om, "load", load)
+    result = bench_oneshot.run_model("digits-transformer", 2, seed=1)
+    assert loaded == [1]  # the model trained from that seed
     assert list(result["rows"]) == ["dense", *(row + suffix for row in bench_oneshot.METHODS for suffix in ("", bench_oneshot.PERMUTED))]
     for row, values in result["rows"].items():
         assert 0 <= values["oneshot"] <= 100 and 0 <= values["recovered"] <= 100, row
