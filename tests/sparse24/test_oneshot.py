@@ -645,8 +645,19 @@ def test_padding_is_left_out_of_the_statistics(architecture: str, method: str, s
     sparse24.sparsify(expected, method, data=unpadded, sequential=sequential, progress=False)
     report = sparse24.sparsify(model, method, data=padded, sequential=sequential, progress=False)
     assert "the input statistics leave out padding: 35 of 96 token positions (attention_mask == 0)" in report.notes
+    _same_masks_and_weights(model, expected)
+
+
+def _same_masks_and_weights(model: nn.Module, expected: nn.Module) -> None:
+    """The same masks bit for bit (the packed mask buffers are in the state dict), and weights equal up to float32
+    sums taken in another order (a padded batch adds the same rows in other groupings: SparseGPT's solve can differ
+    in the fifth decimal)."""
     for name, value in expected.state_dict().items():
-        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+        got = model.state_dict()[name]
+        if name.endswith(sparse24.MASK_SUFFIX):
+            assert torch.equal(got, value), name
+        else:
+            assert torch.allclose(got, value, rtol=1e-4, atol=1e-4), name
 
 
 def _padded_seq2seq(lengths: list[list[tuple[int, int]]], vocab: int = 96) -> tuple[list[dict], list[dict]]:
@@ -682,8 +693,7 @@ def test_encoder_decoder_padding_is_left_out_of_the_statistics(architecture: str
     sparse24.sparsify(expected, method, data=unpadded, sequential=sequential, policy="any", progress=False)
     report = sparse24.sparsify(model, method, data=padded, sequential=sequential, policy="any", progress=False)
     assert "the input statistics leave out padding: 35 of 114 token positions (attention_mask and decoder_attention_mask == 0)" in report.notes
-    for name, value in expected.state_dict().items():
-        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+    _same_masks_and_weights(model, expected)
 
 
 def test_encoder_decoder_rows_by_their_sequence() -> None:
