@@ -28,6 +28,7 @@ from .enforce import (
     masked_weights,
     strip,
 )
+from .batchnorm import recalibrate_batchnorm
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .finetune import FinetuneHistory, distill_loss, finetune
 from .io import load, save
@@ -68,6 +69,7 @@ __all__ = [
     "permute",
     "permute_like",
     "prune_",
+    "recalibrate_batchnorm",
     "save",
     "search_permutation",
     "sparsify",

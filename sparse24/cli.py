@@ -127,6 +127,7 @@ def _prune(args: argparse.Namespace) -> int:
         sequential=_sequential_spec(args.sequential),
         offload=args.offload,
         permute=args.permute,
+        recalibrate_bn=args.recalibrate_bn,
         **options,
     )
     if not report.sparse_layers:
@@ -428,6 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
     prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
     prune.add_argument("--permute", action="store_true", help="first reorder hidden channels (where the function stays the same) so the 2:4 masks keep more importance")
+    prune.add_argument("--recalibrate-bn", action="store_true", help="then re-estimate the BatchNorm statistics on --data, on the pruned model (CNNs: most of the one-shot loss)")
     prune.add_argument("--labels", choices=("data", "model"), help="taylor: gradients of the data's labels (default) or the true Fisher over labels drawn from the model's own predictions")
     prune.add_argument("--logits", metavar="MODULE:CALLABLE", help="taylor --labels model: logits_fn(model, batch) giving the logits (default: the model's output)")
     prune.add_argument("--samples", type=int, help="taylor --labels model: label draws per batch (default 1)")

@@ -507,6 +507,22 @@ def _detach(module: nn.Module, param_name: str) -> None:
             object.__delattr__(module, _MODULE_HOOKS)
 
 
+def _unwatch(model: nn.Module) -> None:
+    if getattr(model, _MODEL_HOOK, None) is not None:
+        getattr(model, _MODEL_HOOK)[0].remove()
+        object.__delattr__(model, _MODEL_HOOK)
+
+
+def undo_attach(model: nn.Module, owners: Iterable[tuple[nn.Module, str]]) -> None:
+    """Take the masks off ``owners`` (weights that had none before), and the model's pre-hook once none is left: a
+    failed operation's undo."""
+    for module, param_name in owners:
+        if mask_name(param_name) in module._buffers:
+            _detach(module, param_name)
+    if not has_masks(model):
+        _unwatch(model)
+
+
 def masked_weights(model: nn.Module) -> list[tuple[GemmWeight, Tensor]]:
     """Every GEMM weight of ``model`` that carries a 2:4 mask, with its mask.
 
@@ -530,9 +546,7 @@ def strip(model: nn.Module) -> list[str]:
 
     model = unwrap(model)
     stripped = []
-    if getattr(model, _MODEL_HOOK, None) is not None:
-        getattr(model, _MODEL_HOOK)[0].remove()
-        object.__delattr__(model, _MODEL_HOOK)
+    _unwatch(model)
     for module_name, module in model.named_modules():
         for param_name in _masked_param_names(module):
             _detach(module, param_name)

@@ -21,7 +21,7 @@ relative paths are relative to the working directory. Example::
 
 A ``sparsify:`` section (``method``, ``data``, ``num_batches``, ``policy``, ``include``,
 ``exclude``, ``squared``, ``per_sample``, ``min_params``, ``sequential``, ``offload``,
-``blocksize``, ``dampening``, ``permute``, ``labels``, ``logits_fn`` (a ``module:callable``), ``samples``, ``pairs``) prunes dense ``weights`` first. Data and model entries may also be
+``blocksize``, ``dampening``, ``permute``, ``recalibrate_bn``, ``labels``, ``logits_fn`` (a ``module:callable``), ``samples``, ``pairs``) prunes dense ``weights`` first. Data and model entries may also be
 ``{fn: "module:name", args: {...}}`` to call with keyword arguments, e.g. calibration windows of local
 text: ``data: {fn: sparse24.data:text_windows, args: {path: corpus/, tokenizer: my-llama, seq_len: 2048}}``.
 
@@ -52,7 +52,7 @@ _TOP = {
     "checkpoint_dir", "resume", "seed", "out", "history", "device",
 }  # fmt: skip
 _DATA = {"train", "eval"}
-_SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample", "permute", "labels", "logits_fn", "samples", "pairs"}
+_SPARSIFY = {"method", "data", "num_batches", "policy", "include", "exclude", "squared", "min_params", "sequential", "offload", "blocksize", "dampening", "per_sample", "permute", "recalibrate_bn", "labels", "logits_fn", "samples", "pairs"}
 _FINETUNE = {
     "epochs", "steps", "lr", "weight_decay", "warmup_steps", "scheduler", "amp", "grad_clip", "grad_accum",
     "distill", "temperature", "alpha", "checkpoint_every", "keep_checkpoints", "log_every", "strategy", "fsdp_blocks",

@@ -19,7 +19,7 @@ from .axes import GemmWeight, gemm_axes, gemm_weights
 from .batch import to_device
 from .calibrate import find_blocks, record
 from .criteria._pairs import PairCosts, full_costs
-from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, watch
+from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, undo_attach, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
 from .mask import pack_bits, prune_, require_two_four
 from .report import LayerReport, SparsityReport
@@ -476,6 +476,7 @@ def sparsify(
     offload: bool = False,
     permute: bool = False,
     example_inputs: tuple | Mapping[str, Any] | None = None,
+    recalibrate_bn: bool = False,
     progress: bool = True,
     **options: Any,
 ) -> SparsityReport:
@@ -500,6 +501,10 @@ def sparsify(
     the 2:4 masks keep: ``|W|`` for magnitude, the
     criterion's scores for Taylor and Wanda, Wanda's scores for SparseGPT. The report's notes
     give the gain per permuted group.
+
+    ``recalibrate_bn=True`` then re-estimates every BatchNorm's running statistics on ``data``
+    (any method, magnitude too; :func:`sparse24.recalibrate_batchnorm`): pruning shifts the
+    activations a BatchNorm normalises, and on a CNN most of the one-shot loss is that shift.
 
     Weights on the meta device (``init_empty_weights``, offloaded by a ``device_map``) are an
     error before anything changes. Layers are skipped, with the reason in the report, when their reduction size is not a
@@ -538,6 +543,17 @@ def sparsify(
             f"permute=True with {method!r} reads data twice (the scores for the permutation, then the masks): "
             "pass a list or a DataLoader, not a one-pass iterator"
         )
+    if not isinstance(recalibrate_bn, bool):
+        raise ValueError(f"recalibrate_bn must be True or False, got {recalibrate_bn!r}")
+    if recalibrate_bn and data is None:
+        raise ValueError("recalibrate_bn=True needs data: the batches whose activations give the BatchNorms' new statistics")
+    if recalibrate_bn and method != "magnitude" and isinstance(data, Iterator):
+        raise ValueError(
+            f"recalibrate_bn=True with {method!r} reads data twice (the masks' statistics, then the BatchNorms'): "
+            "pass a list or a DataLoader, not a one-pass iterator"
+        )
+    if recalibrate_bn and dist.is_fsdp(model):
+        raise Sparse24Error("recalibrate_bn=True needs the unsharded model: sparsify before fully_shard, or without recalibrate_bn")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not isinstance(min_params, int) or min_params < 0:
@@ -566,8 +582,10 @@ def sparsify(
     kept: dict[int, float] = {}
     if chosen:
         snapshot = None
-        if permute:
+        if permute or recalibrate_bn:  # both change the model outside _choose's own all-or-nothing
             snapshot = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+        unmasked = [(o.module, o.param_name) for c in chosen for o in c.owners if mask_name(o.param_name) not in o.module._buffers]
+        if permute:
             notes += _permute(model, method, [c.weight for c in chosen], data, loss_fn, num_batches, progress, options, example_inputs, include, exclude)
         try:
             with record() as seen:
@@ -578,8 +596,10 @@ def sparsify(
             if seen.unseen:
                 listed = "; ".join(f"{name} {unseen} of {parts}" for name, (unseen, parts) in seen.unseen.items())
                 notes.append(f"no calibration input reached some parts (experts no token was routed to): magnitude's mask there, more calibration data gives them statistics: {listed}")
+            if recalibrate_bn:
+                notes.append(_recalibrate(model, unmasked, data, loss_fn, num_batches, progress))
         except BaseException:
-            if snapshot is not None:  # undo the permutation too
+            if snapshot is not None:  # undo the permutation and the pruning too
                 with torch.no_grad():
                     for key, value in model.state_dict().items():
                         value.copy_(snapshot[key])
@@ -589,6 +609,22 @@ def sparsify(
     report = _report(model, candidates, method, kept, tuple(notes))
     logger.info("sparsify: %s", report._summary())
     return report
+
+
+def _recalibrate(model: nn.Module, unmasked: list[tuple[nn.Module, str]], data: Any, loss_fn: Any, num_batches: int | None, progress: bool) -> str:
+    """BatchNorm statistics re-estimated on the pruned model; the report's note. On failure the masks just attached to
+    ``unmasked`` (the weights that had none) come off again; the caller restores the weights, buffers and older masks."""
+    from .batchnorm import recalibrate_batchnorm
+
+    try:
+        count = recalibrate_batchnorm(model, data, loss_fn=loss_fn, num_batches=num_batches, progress=progress)
+    except BaseException:
+        with interrupts.deferred():
+            undo_attach(model, unmasked)
+        raise
+    if not count:
+        return "recalibrate_bn: the model has no BatchNorm with running statistics; nothing was re-estimated"
+    return f"BatchNorm statistics re-estimated on the pruned model's activations: {count} layers"
 
 
 def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data: Any, loss_fn: Any) -> None:

@@ -10,7 +10,9 @@ again); importing it does nothing but define functions. Run as a script by
    with ``sparse24.criteria.taylor.score`` (it only all-reduces under an initialised group)
    and saves them, so the test can show that local scores alone would give different masks;
 3. initialises the gloo group, runs ``sparse24.sparsify(model, "taylor", ...)`` and saves the
-   model (``sparsified_rank{r}.safetensors``);
+   model (``sparsified_rank{r}.safetensors``); then re-estimates its BatchNorm statistics on the
+   rank's calibration batches (``sparse24.recalibrate_batchnorm``, averaged over ranks) and saves
+   it again (``recalibrated_rank{r}.safetensors``);
 4. runs ``sparse24.finetune`` (distillation from the dense copy, 2 epochs over plain list
    data that finetune shards by rank), recording a hash of every batch its ``loss_fn`` saw;
    ``--stop-at-call N`` makes ``loss_fn`` raise on every rank at its N-th call, to
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         assert tdist.get_rank() == rank and tdist.get_world_size() == world
         sparse24.sparsify(model, "taylor", data=calibration, loss_fn=loss_fn, progress=False)
         sparse24.save(model, args.out / f"sparsified_rank{rank}.safetensors")
+        sparse24.recalibrate_batchnorm(model, calibration, loss_fn=loss_fn, progress=False)
+        sparse24.save(model, args.out / f"recalibrated_rank{rank}.safetensors")
 
         seen: list[str] = []
 

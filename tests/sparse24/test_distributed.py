@@ -180,6 +180,34 @@ def test_finetune_batchnorm_buffers_are_identical_across_ranks(main_run):
     assert diff == [], f"BatchNorm buffers differ between rank 0 and rank 1 after finetune: {diff}" + main_run.tail()
 
 
+def test_recalibrated_batchnorm_statistics_are_those_of_every_ranks_batches(main_run):
+    """recalibrate_batchnorm under DDP: every rank ends with the statistics one process gets from all ranks'
+    calibration batches (each rank saw only its own; equal counts, so the average of the ranks' averages)."""
+    worker = _worker_module()
+    from sparse24.demo import batches, load_digits, loss_fn
+
+    states = [main_run.state("recalibrated", rank) for rank in range(WORLD)]
+    keys = [k for k in bn_buffers(states[0]) if not k.endswith("num_batches_tracked")]
+    assert keys and differing(*states, keys) == [], main_run.tail()
+    model = DigitsResNet(width=worker.WIDTH)
+    sparse24.load(model, main_run.out / "sparsified_rank0.safetensors")
+    digits = load_digits()
+    calibration = batches(digits.x_train, digits.y_train, worker.BATCH)[: WORLD * worker.CALIBRATION_PER_RANK]
+    sparse24.recalibrate_batchnorm(model, calibration, loss_fn=loss_fn, progress=False)
+    alone = model.state_dict()
+    sparsified = main_run.state("sparsified", 0)
+    for key in keys:
+        torch.testing.assert_close(states[0][key], alone[key], rtol=1e-5, atol=1e-6, msg=key)
+        assert not torch.equal(states[0][key], sparsified[key]), key
+
+
+def _worker_module():
+    spec = importlib.util.spec_from_file_location("sparse24_ddp_worker_constants", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_verify_passes_on_every_rank(main_run):
     for rank in range(WORLD):
         assert main_run.record(rank)["verified_layers"] == MASKED_LAYERS
@@ -204,7 +232,7 @@ def test_only_rank_0_writes_checkpoints(main_run):
     assert list(saved) == list(final)
     assert differing(saved, final, final) == []
     assert list(main_run.cwd.iterdir()) == []
-    dumps = {f"{kind}_rank{r}.safetensors" for kind in ("local_scores", "sparsified", "final") for r in range(WORLD)}
+    dumps = {f"{kind}_rank{r}.safetensors" for kind in ("local_scores", "sparsified", "recalibrated", "final") for r in range(WORLD)}
     assert {p.name for p in main_run.out.iterdir()} == dumps | {f"rank{r}.json" for r in range(WORLD)}
     assert sorted(p.name for p in root.iterdir()) == ["ckpt-rank0", "main-cwd", "main-out"]
 

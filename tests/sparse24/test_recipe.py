@@ -107,6 +107,17 @@ def test_sparsify_section_prunes_dense_weights_first(project: Path) -> None:
     sparse24.verify(tuned)
 
 
+def test_sparsify_section_takes_recalibrate_bn(project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    recipe = write_recipe(
+        project,
+        BASE.replace("weights: sparse.safetensors", "weights: dense.safetensors")
+        + "sparsify:\n  method: magnitude\n  data: toy.py:data\n  recalibrate_bn: true\n",
+    )
+    with caplog.at_level("WARNING", logger="sparse24.batchnorm"):
+        assert main(["finetune", "--config", str(recipe)]) == 0
+    assert "no BatchNorm with running statistics" in caplog.text  # the toy model has none: said, not silently skipped
+
+
 def test_toml_recipe_and_overrides(project: Path) -> None:
     recipe = write_recipe(
         project,
