@@ -9,7 +9,9 @@ pattern with ``pairs=True``); Wanda; SparseGPT; each also with channel permutati
 Columns per model: one-shot quality, quality after a short recovery finetune with distillation
 from the dense model (the same recipe for every row), and the calibration time and peak memory
 (:func:`sparse24.bench._common.peak_memory`) relative to one forward pass over the calibration
-set. Then the data-aware rows once more, one-shot only, with 128 calibration batches
+set; for a model with BatchNorm (the CNN), also the one-shot quality once its BatchNorm
+statistics are re-estimated on the calibration batches. Then the data-aware rows once more,
+one-shot only, with 128 calibration batches
 (``--no-sweep`` skips them): gradient-based scores need more data than input statistics.
 Writes ``oneshot.json`` and ``oneshot.md`` (generated from the JSON).
 
@@ -34,6 +36,7 @@ import torch
 
 import sparse24
 from sparse24.bench import oneshot_models as models
+from sparse24.batchnorm import batchnorms
 from sparse24.bench._common import environment, header, peak_memory, write_results
 from sparse24.calibrate import run_batches
 
@@ -127,6 +130,9 @@ def run_model(name: str, recovery_steps: int, seed: int = 0) -> dict[str, Any]:
         run_batches(dense, calibration, loss_fn=loss, num_batches=None, what="forward", progress=False)
     evaluation = models.evaluate(name, dense)
     rows: dict[str, Any] = {"dense": {**_measured(name, dense, "oneshot", evaluation), **_measured(name, dense, "recovered", evaluation)}}
+    has_bn = bool(batchnorms(dense))
+    if has_bn:
+        rows["dense"].update(_bn_measured(name, dense, calibration))
     plan = [(row + suffix, method, options, bool(suffix)) for row, (method, options) in METHODS.items() for suffix in ("", PERMUTED)]
     for row, method, options, permute in plan:
         model = copy.deepcopy(dense)
@@ -136,6 +142,8 @@ def run_model(name: str, recovery_steps: int, seed: int = 0) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         sparse24.verify(model)
         oneshot = _measured(name, model, "oneshot")
+        if has_bn:
+            oneshot.update(_bn_measured(name, model, calibration))
         recover(name, model, dense, recovery_steps)
         sparse24.verify(model)
         rows[row] = {
@@ -161,6 +169,14 @@ def run_model(name: str, recovery_steps: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _bn_measured(name: str, model: torch.nn.Module, calibration: list) -> dict[str, float]:
+    """``oneshot_bn``: the quality of a copy of ``model`` whose BatchNorm statistics are re-estimated on the
+    calibration batches (:func:`sparse24.recalibrate_batchnorm`); ``model`` itself goes on to the recovery as it is."""
+    copied = copy.deepcopy(model)
+    sparse24.recalibrate_batchnorm(copied, calibration, loss_fn=models.loss_fn(name), progress=False)
+    return _measured(name, copied, "oneshot_bn")
+
+
 def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION, seed: int = 0) -> dict[str, dict[str, Any]]:
     """One-shot quality and calibration time of the :data:`SWEPT` rows with ``sizes`` calibration batches each."""
     dense = models.load(name, recipe=_recipe(name, seed))
@@ -179,7 +195,8 @@ def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION, seed
     return found
 
 
-_AVERAGED = ("oneshot", "recovered", "oneshot_cross_entropy", "recovered_cross_entropy", "calibration_s", "calibration_x_forward", "peak_bytes", "peak_x_forward")
+_STAGES = ("oneshot", "oneshot_bn", "recovered")
+_AVERAGED = ("oneshot", "recovered", "oneshot_bn", "oneshot_cross_entropy", "recovered_cross_entropy", "oneshot_bn_cross_entropy", "calibration_s", "calibration_x_forward", "peak_bytes", "peak_x_forward")
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -203,7 +220,7 @@ def combine(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         merged = {key: value for key, value in values[0].items() if key not in _AVERAGED}  # layers and notes: the first model's
         merged.update({key: _mean([v.get(key) for v in values]) for key in _AVERAGED if key in values[0]})
         if len(values) > 1:
-            merged.update({f"{stage}_std": statistics.stdev(v[stage] for v in values) for stage in ("oneshot", "recovered")})
+            merged.update({f"{stage}_std": statistics.stdev(v[stage] for v in values) for stage in _STAGES if stage in values[0]})
         combined["rows"][row] = merged
     sweeps = [run.get("calibration_sweep") for run in runs.values()]
     if sweeps[0] and all(sweeps):
@@ -219,22 +236,34 @@ def _better(model: dict[str, Any], a: float, b: float) -> bool:
     return a > b if model["higher_is_better"] else a < b
 
 
-def _model_targets(name: str, model: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
-    """One model's targets (from its ``rows`` and ``calibration_sweep``), each (description, met or None, evidence)."""
+def _ranking(name: str, model: dict[str, Any], stage: str) -> list[tuple[str, bool | None, str]]:
+    """The one-shot ranking targets on ``stage`` (``oneshot``, or ``oneshot_bn``: BatchNorm statistics re-estimated)."""
     found = []
     digits = 2 if model["higher_is_better"] else 3
     rows = model["rows"]
-    sgpt, wanda, mag = (rows[r]["oneshot"] for r in ("SparseGPT", "Wanda", "magnitude"))
-    found.append((f"{name}: SparseGPT one-shot beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.{digits}f} vs {wanda:.{digits}f}"))
-    found.append((f"{name}: Wanda one-shot beats magnitude", _better(model, wanda, mag), f"{wanda:.{digits}f} vs {mag:.{digits}f}"))
+    what = "one-shot" if stage == "oneshot" else "one-shot with BatchNorm re-estimated"
+    sgpt, wanda, mag = (rows[r][stage] for r in ("SparseGPT", "Wanda", "magnitude"))
+    found.append((f"{name}: SparseGPT {what} beats Wanda", _better(model, sgpt, wanda), f"{sgpt:.{digits}f} vs {wanda:.{digits}f}"))
+    found.append((f"{name}: Wanda {what} beats magnitude", _better(model, wanda, mag), f"{wanda:.{digits}f} vs {mag:.{digits}f}"))
     for row in (r for r in METHODS if r.startswith("Taylor")):
         if row in rows:
-            taylor = rows[row]["oneshot"]
-            found.append((f"{name}: {row} one-shot >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
+            taylor = rows[row][stage]
+            found.append((f"{name}: {row} {what} >= magnitude", taylor == mag or _better(model, taylor, mag), f"{taylor:.{digits}f} vs {mag:.{digits}f}"))
     for row in METHODS:
         if row + PERMUTED in rows:
-            plain, permuted = rows[row]["oneshot"], rows[row + PERMUTED]["oneshot"]
-            found.append((f"{name}: permutation does not lower {row} one-shot quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
+            plain, permuted = rows[row][stage], rows[row + PERMUTED][stage]
+            found.append((f"{name}: permutation does not lower {row} {what} quality", permuted == plain or _better(model, permuted, plain), f"{permuted:.{digits}f} vs {plain:.{digits}f}"))
+    return found
+
+
+def _model_targets(name: str, model: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """One model's targets (from its ``rows`` and ``calibration_sweep``), each (description, met or None, evidence)."""
+    digits = 2 if model["higher_is_better"] else 3
+    rows = model["rows"]
+    mag = rows["magnitude"]["oneshot"]
+    found = _ranking(name, model, "oneshot")
+    if all("oneshot_bn" in values for values in rows.values()):
+        found += _ranking(name, model, "oneshot_bn")
     for row, by_size in model.get("calibration_sweep", {}).items():
         if row.startswith("Taylor"):
             for batches, values in by_size.items():
@@ -294,13 +323,21 @@ def markdown(results: dict[str, Any]) -> str:
         forward_peak = model.get("forward_peak_bytes")
         if forward_peak is not None:
             lines += [f"One forward pass over the calibration set: {model['forward_s']:.3f} s, peak {_mib(forward_peak)} MiB above its start ({model['peak_source']}).", ""]
-        lines += ["| row | one-shot | after recovery | calibration (x forward) | peak memory, MiB (x forward) |", "|---|---|---|---|---|"]
+        stages = [stage for stage in _STAGES if all(stage in values for values in model["rows"].values())]
+        heads = {"oneshot": "one-shot", "oneshot_bn": "one-shot, BatchNorm re-estimated", "recovered": "after recovery"}
+        lines += ["| row | " + " | ".join(heads[stage] for stage in stages) + " | calibration (x forward) | peak memory, MiB (x forward) |", "|---|" + "---|" * (len(stages) + 2)]
         digits = 2 if model["higher_is_better"] else 3  # perplexities differ in the third decimal
         for row, values in model["rows"].items():
             ratio = values.get("calibration_x_forward")
-            quality = [_quality(values, stage, digits) for stage in ("oneshot", "recovered")]
-            lines.append(f"| {row} | {quality[0]} | {quality[1]} | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
+            quality = [_quality(values, stage, digits) for stage in stages]
+            lines.append(f"| {row} | " + " | ".join(quality) + f" | {'' if ratio is None else f'{ratio:.1f}'} | {_peak(values)} |")
         lines.append("")
+        if "oneshot_bn" in stages:
+            lines += [
+                f"BatchNorm re-estimated: the one-shot model with its BatchNorm running statistics measured again on the {results['calibration']['batches']} "
+                "calibration batches (`sparse24.recalibrate_batchnorm`, `sparsify(..., recalibrate_bn=True)`); the recovery starts from the one-shot model as it is.",
+                "",
+            ]
         if "oneshot_cross_entropy" in model["rows"]["dense"]:
             lines += ["In brackets: the test cross-entropy (lower is better), finer than the accuracy of a few hundred test examples.", ""]
         lines += _per_seed_table(model, digits)
@@ -344,10 +381,14 @@ def _per_seed_table(model: dict[str, Any], digits: int) -> list[str]:
         threads, seconds = record.get("threads"), record.get("train_seconds")
         return f"seed {seed}" + (f" ({threads} thread{'s' if threads != 1 else ''}, {seconds:.0f} s)" if threads and seconds is not None else "")
 
-    lines = ["One-shot on each trained model (the training seed; the thread count it trained with, which changes the model too):", ""]
+    def cell(values: dict[str, Any]) -> str:
+        return f"{values['oneshot']:.{digits}f}" + (f" / {values['oneshot_bn']:.{digits}f}" if "oneshot_bn" in values else "")
+
+    bn = all("oneshot_bn" in run["rows"][row] for run in seeds.values() for row in run["rows"])
+    lines = [f"One-shot{' / with BatchNorm re-estimated' if bn else ''} on each trained model (the training seed; the thread count it trained with, which changes the model too):", ""]
     lines += ["| row | " + " | ".join(trained(seed) for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
     for row in model["rows"]:
-        lines.append(f"| {row} | " + " | ".join(f"{run['rows'][row]['oneshot']:.{digits}f}" for run in seeds.values()) + " |")
+        lines.append(f"| {row} | " + " | ".join(cell(run["rows"][row]) for run in seeds.values()) + " |")
     return [*lines, ""]
 
 

@@ -149,6 +149,26 @@ def test_bad_train_seeds_are_one_clear_error(tmp_path, capsys, seeds) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_batchnorm_column_is_tabled_and_ranked_where_measured() -> None:
+    data = results(lm_sparsegpt=4.0)
+    for i, values in enumerate(data["models"]["digits-transformer"]["rows"].values()):
+        values.update(oneshot_bn=97.0 + i / 10, oneshot_bn_cross_entropy=0.5)
+    data["models"]["digits-transformer"]["rows"]["Wanda"]["oneshot_bn"] = 96.0  # below magnitude's 97.1
+    verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
+    assert verdicts["digits-transformer: Wanda one-shot beats magnitude"] == (True, "92.00 vs 90.00")
+    assert verdicts["digits-transformer: Wanda one-shot with BatchNorm re-estimated beats magnitude"] == (False, "96.00 vs 97.10")
+    assert verdicts["digits-transformer: SparseGPT one-shot with BatchNorm re-estimated beats Wanda"] == (True, "97.60 vs 96.00")
+    assert not any("BatchNorm" in d for d in verdicts if d.startswith("gpt2-stdlib"))
+    text = bench_oneshot.markdown(data)
+    assert "| row | one-shot | one-shot, BatchNorm re-estimated | after recovery | calibration (x forward) | peak memory, MiB (x forward) |" in text
+    assert "| Wanda | 92.00 | 96.00 (0.500) | 96.00 | 1.0 | 2.0 (1.0) |" in text
+    assert "| row | one-shot | after recovery | calibration (x forward) | peak memory, MiB (x forward) |" in text  # the LM's
+    data["models"]["digits-transformer"] = _seeded(data, (0.0, 1.0))
+    text = bench_oneshot.markdown(data)
+    assert "One-shot / with BatchNorm re-estimated on each trained model" in text and "| Wanda | 92.00 / 96.00 | 93.00 / 96.00 |" in text
+    assert "| Wanda | 92.50 ± 0.71 | 96.00 ± 0.00 (0.500) |" in text
+
+
 def test_a_row_without_peak_memory_fails_that_target() -> None:
     data = results(lm_sparsegpt=4.0)
     data["models"]["gpt2-stdlib"]["rows"]["Wanda"]["peak_bytes"] = None
@@ -201,8 +221,10 @@ def test_ablation_error_is_the_output_error_on_the_calibration_inputs() -> None:
     assert diagonal != pytest.approx(expected, rel=1e-2)  # the inputs are correlated: the diagonal part is not the error
 
 
-def test_run_model_on_a_tiny_transformer_measures_every_row(monkeypatch) -> None:
-    """The real path (sparsify each row, verify, recover, evaluate) on a tiny untrained model; the other tests use synthetic results."""
+@pytest.mark.parametrize("name", ["digits-transformer", "digits-resnet"])
+def test_run_model_on_a_tiny_model_measures_every_row(monkeypatch, name) -> None:
+    """The real path (sparsify each row, verify, recover, evaluate) on a tiny untrained model; the other tests use
+    synthetic results. The CNN's rows also have the one-shot with BatchNorm re-estimated."""
     from sparse24.bench import oneshot_models as om
 
     loaded = []
@@ -212,12 +234,13 @@ def test_run_model_on_a_tiny_transformer_measures_every_row(monkeypatch) -> None
         return om.build(name, recipe=dataclasses.replace(om.TINY[name], seed=recipe.seed)).eval()
 
     monkeypatch.setattr(om, "load", load)
-    result = bench_oneshot.run_model("digits-transformer", 2, seed=1)
+    result = bench_oneshot.run_model(name, 2, seed=1)
     assert loaded == [1]  # the model trained from that seed
     assert list(result["rows"]) == ["dense", *(row + suffix for row in bench_oneshot.METHODS for suffix in ("", bench_oneshot.PERMUTED))]
     for row, values in result["rows"].items():
         assert 0 <= values["oneshot"] <= 100 and 0 <= values["recovered"] <= 100, row
         assert values["oneshot_cross_entropy"] > 0 and values["recovered_cross_entropy"] > 0, row
+        assert ("oneshot_bn_cross_entropy" in values) == (name == "digits-resnet"), row
         if row != "dense":
             assert values["sparse_layers"] == result["layers"] > 0 and values["calibration_s"] > 0, row
 
