@@ -210,13 +210,15 @@ def _train(args: argparse.Namespace) -> int:
         ("magnitude + channel permutation", "magnitude", {"permute": True}),
         ("taylor", "taylor", {"squared": True}),
         ("taylor, model Fisher by pairs", "taylor", fisher_pairs),
+        ("magnitude, BatchNorm re-estimated", "magnitude", {"recalibrate_bn": True}),
         ("wanda", "wanda", {}),
+        ("wanda, BatchNorm re-estimated", "wanda", {"recalibrate_bn": True}),
         ("sparsegpt", "sparsegpt", {}),
         ("sparsegpt, block by block", "sparsegpt", {"sequential": ["block1", "down", "block2"]}),
     )
     for label, method, options in criteria:
         model = copy.deepcopy(dense)
-        calibration = calibration_batches() if method != "magnitude" else None
+        calibration = calibration_batches() if method != "magnitude" or options.get("recalibrate_bn") else None
         loss = loss_fn if calibration and "labels" not in options else None
         start = time.perf_counter()
         report = sparse24.sparsify(model, method, data=calibration, loss_fn=loss, **options)
