@@ -141,7 +141,9 @@ def test_token_inputs_and_dict_outputs(tmp_path) -> None:
     assert [(name, shape) for name, shape, _ in report.outputs] == [("logits", ("batch", 12, 8)), ("pooled", ("batch", 32))]
     assert [o.name for o in report.parity.outputs] == ["logits", "pooled"]
     assert report.inputs[0][2] == "int64"
-    assert [o.shape for o in report.parity.outputs] == [(4, 12, 8), (4, 32)]
+    assert report.parity.batch_sizes == (2, 4)
+    # each output's worst run, whichever batch that is (float noise decides it, and differs between machines)
+    assert [(o.shape[0] in (2, 4), o.shape[1:]) for o in report.parity.outputs] == [(True, (12, 8)), (True, (32,))]
     assert report.parity.passed
     assert set(report.sparsified) == {"up.weight", "down.weight", "head.weight"}
 
