@@ -141,6 +141,16 @@ def _embedding_note(model: nn.Module) -> str | None:
     return f"embedding tables stay dense (a lookup, not a GEMM, so no 2:4 kernel applies): {'; '.join(items)}"
 
 
+def _batchnorm_note(model: nn.Module) -> str | None:
+    """The report's line on BatchNorm statistics left as the dense model's (``recalibrate_bn`` re-estimates them)."""
+    from .batchnorm import batchnorms
+
+    count = len(batchnorms(model))
+    if not count:
+        return None
+    return f"{count} BatchNorm layers keep the dense model's running statistics: recalibrate_bn=True (with data) re-estimates them on the pruned model"
+
+
 def _computed_note(model: nn.Module) -> str | None:
     """The report's line on GEMM layers whose weight is not a parameter (a parametrization computes it, or it is a
     buffer): sparsify cannot mask those and leaves them dense, and says so rather than leave them out."""
@@ -578,7 +588,7 @@ def sparsify(
     experts = _experts_note(model)
     if experts:
         logger.warning("sparsify: %s", experts)
-    notes: list[str] = list(filter(None, [_embedding_note(model), _computed_note(model), experts]))
+    notes: list[str] = list(filter(None, [_embedding_note(model), _computed_note(model), experts, None if recalibrate_bn else _batchnorm_note(model)]))
     kept: dict[int, float] = {}
     if chosen:
         snapshot = None

@@ -123,6 +123,17 @@ def test_num_batches_limits_the_pass() -> None:
     assert torch.equal(a[1].running_var, b[1].running_var) and int(a[1].num_batches_tracked) == 2
 
 
+def test_a_sharded_model_is_refused_before_any_change(monkeypatch) -> None:
+    from sparse24 import batchnorm
+
+    model = cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(batchnorm.dist, "is_fsdp", lambda m: m is model)  # what fully_shard would make it
+    with pytest.raises(sparse24.Sparse24Error, match="needs the unsharded model"):
+        sparse24.recalibrate_batchnorm(model, batches(), progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"num_batches": 0}, "num_batches must be a positive int"), ({"data": None}, "needs data")],
@@ -144,6 +155,9 @@ def test_sparsify_re_estimates_on_the_pruned_model(method) -> None:
     sparse24.recalibrate_batchnorm(plain, data, progress=False)
     report = sparse24.sparsify(recalibrated, method, data=data, policy="any", recalibrate_bn=True, progress=False)
     assert "BatchNorm statistics re-estimated on the pruned model's activations: 3 layers" in report.notes
+    assert not any("keep the dense model's running statistics" in note for note in report.notes)
+    plain_report = sparse24.sparsify(cnn(), method, data=data, policy="any", progress=False)
+    assert "3 BatchNorm layers keep the dense model's running statistics: recalibrate_bn=True (with data) re-estimates them on the pruned model" in plain_report.notes
     for (key, a), b in zip(plain.state_dict().items(), recalibrated.state_dict().values()):
         assert torch.equal(a, b), key
     sparse24.verify(recalibrated)
