@@ -28,7 +28,6 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +205,8 @@ def _mean(values: list[float | None]) -> float | None:
 
 def combine(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One model name's results over its trained models (``{seed: run_model(...)}``, each perhaps with its
-    ``calibration_sweep``): every figure averaged, ``oneshot_std`` and ``recovered_std`` (sample standard
-    deviation) with two or more, the runs themselves under ``seeds``."""
+    ``calibration_sweep``): every figure averaged, each quality's ``<stage>_std`` (sample standard deviation)
+    with two or more, the runs themselves under ``seeds``."""
     if not runs:
         raise ValueError("combine: no runs")
     first = next(iter(runs.values()))
