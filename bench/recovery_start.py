@@ -10,8 +10,10 @@ separates SparseGPT's two changes. From the same dense model and calibration set
 - ``SparseGPT``: its mask and its updated kept weights;
 - ``SparseGPT's mask, dense weights``: the same mask on the dense weights (no update).
 
-Each cell is the test accuracy and, in brackets, the test cross-entropy. Writes
-``recovery_start.json`` and ``recovery_start.md`` (generated from the JSON).
+Each cell is the test accuracy and, in brackets, the test cross-entropy: the mean over the models
+trained from each of ``--train-seeds`` (default 0, 1, 2, as ``bench_oneshot.py``), then each
+model's own table. Writes ``recovery_start.json`` and ``recovery_start.md`` (generated from the
+JSON).
 
     python bench/recovery_start.py --out /tmp/recovery-start
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,13 +33,13 @@ import torch
 import sparse24
 from sparse24.bench import oneshot_models as models
 from sparse24.bench._common import environment, header, write_results
-from sparse24.bench.bench_oneshot import CALIBRATION, RECOVERY, recover, sparsify_row
+from sparse24.bench.bench_oneshot import CALIBRATION, RECOVERY, TRAIN_SEEDS, _recipe, recover, sparsify_row
 
 CLASSIFIERS = ("digits-transformer", "digits-resnet", "vit-digits")
 
 
-def _starts(name: str) -> dict[str, torch.nn.Module]:
-    dense = models.load(name)
+def _starts(name: str, seed: int = 0) -> dict[str, torch.nn.Module]:
+    dense = models.load(name, recipe=_recipe(name, seed))
     calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
     magnitude, solved = copy.deepcopy(dense), copy.deepcopy(dense)
     sparsify_row(name, magnitude, "magnitude", {}, calibration)
@@ -51,8 +54,9 @@ def _cell(name: str, model: torch.nn.Module) -> dict[str, float]:
     return {"accuracy": float(evaluation["value"]), "cross_entropy": float(evaluation["cross_entropy"])}
 
 
-def measure(name: str, steps: list[int]) -> dict[str, Any]:
-    starts = _starts(name)
+def measure(name: str, steps: list[int], seed: int = 0) -> dict[str, Any]:
+    """Every start on ``name`` trained from ``seed``, one-shot and after each number of recovery steps."""
+    starts = _starts(name, seed)
     dense = starts.pop("dense")
     rows: dict[str, dict[str, Any]] = {"dense": {"0": _cell(name, dense)}}
     for row, start in starts.items():
@@ -63,7 +67,23 @@ def measure(name: str, steps: list[int]) -> dict[str, Any]:
             recover(name, model, dense, count)
             sparse24.verify(model)
             rows[row][str(count)] = _cell(name, model)
-    return {"model": name, "steps": steps, "rows": rows}
+    return {"rows": rows}
+
+
+def mean_rows(seeds: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Each cell's accuracy and cross-entropy averaged over the trained models."""
+    runs = [run["rows"] for run in seeds.values()]
+    return {
+        row: {column: {key: statistics.fmean(run[row][column][key] for run in runs) for key in cell} for column, cell in cells.items()}
+        for row, cells in runs[0].items()
+    }
+
+
+def _table(rows: dict[str, Any], columns: list[str]) -> list[str]:
+    lines = ["| start | " + " | ".join("one-shot" if c == "0" else f"after {c} steps" for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    for row, cells in rows.items():
+        lines.append(f"| {row} | " + " | ".join(f"{cells[c]['accuracy']:.2f} ({cells[c]['cross_entropy']:.4f})" if c in cells else "" for c in columns) + " |")
+    return [*lines, ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -71,11 +91,25 @@ def markdown(results: dict[str, Any]) -> str:
     recovery = {k: v for k, v in results["recovery"].items() if k != "steps"}
     lines += [f"Model {results['model']}; calibration {results['calibration']}; recovery as bench_oneshot.py ({recovery}) for each number of steps.", ""]
     columns = ["0", *(str(s) for s in results["steps"])]
-    lines += ["| start | " + " | ".join("one-shot" if c == "0" else f"after {c} steps" for c in columns) + " |", "|---|" + "---|" * len(columns)]
-    for row, cells in results["rows"].items():
-        lines.append(f"| {row} | " + " | ".join(f"{cells[c]['accuracy']:.2f} ({cells[c]['cross_entropy']:.4f})" if c in cells else "" for c in columns) + " |")
-    lines += ["", "Generated from recovery_start.json.", ""]
+    seeds = results.get("seeds", {})
+    if len(seeds) > 1:
+        lines += [f"Mean over the {len(seeds)} models trained from seeds {', '.join(seeds)}:", ""]
+    lines += _table(results["rows"], columns)
+    if len(seeds) > 1:
+        for seed, run in seeds.items():
+            lines += [f"Trained from seed {seed}:", "", *_table(run["rows"], columns)]
+    lines += ["Generated from recovery_start.json.", ""]
     return "\n".join(lines)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(dict.fromkeys(int(seed) for seed in text.split(",")))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"comma-separated non-negative ints, got {text!r}")
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="digits-transformer", choices=CLASSIFIERS)
     parser.add_argument("--steps", type=int, nargs="+", default=[RECOVERY["steps"], 3 * RECOVERY["steps"]])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--train-seeds", type=_seeds, help="comma-separated training seeds (default: bench_oneshot.py's for the model)")
     args = parser.parse_args(argv)
     if any(s < 1 for s in args.steps):
         parser.error("--steps must be positive")
@@ -97,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
         "calibration": CALIBRATION,
         "recovery": RECOVERY,
-        **measure(args.model, sorted(set(args.steps))),
+        "model": args.model,
+        "steps": sorted(set(args.steps)),
     }
+    results["seeds"] = {str(seed): measure(args.model, results["steps"], seed) for seed in args.train_seeds or TRAIN_SEEDS[args.model]}
+    results["rows"] = mean_rows(results["seeds"])
     results["seconds"] = time.perf_counter() - start
     print(write_results(out, "recovery_start", results, markdown))
     return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import pytest
 import torch
 
 import sparse24
@@ -12,7 +14,7 @@ from sparse24.bench import recovery_start
 
 
 def test_starts_recover_and_the_table_is_written(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(om, "load", lambda name: om.build(name, recipe=om.TINY[name]).eval())
+    monkeypatch.setattr(om, "load", lambda name, recipe: om.build(name, recipe=dataclasses.replace(om.TINY[name], seed=recipe.seed)).eval())
     starts = recovery_start._starts("digits-transformer")
     solved, mask_only, dense = starts["SparseGPT"], starts["SparseGPT's mask, dense weights"], starts["dense"]
     for key, value in solved.state_dict().items():  # the same masks; the mask-only start keeps the dense values it keeps
@@ -23,13 +25,26 @@ def test_starts_recover_and_the_table_is_written(tmp_path, monkeypatch) -> None:
     assert torch.equal(mask_only.state_dict()[weight], dense.state_dict()[weight] * kept)
     assert not torch.equal(solved.state_dict()[weight], mask_only.state_dict()[weight])  # SparseGPT moved the kept weights
 
-    argv = ["--out", str(tmp_path), "--steps", "2", "1"]
+    argv = ["--out", str(tmp_path), "--steps", "2", "1", "--train-seeds", "0,1"]
     assert recovery_start.main(argv) == 0
     results = json.loads((tmp_path / "recovery_start.json").read_text())
     assert results["command"] == "python bench/recovery_start.py " + " ".join(argv) and results["steps"] == [1, 2]
+    assert list(results["seeds"]) == ["0", "1"]
     assert list(results["rows"]) == ["dense", "magnitude", "SparseGPT", "SparseGPT's mask, dense weights"]
     for row, cells in results["rows"].items():
         assert sorted(cells) == (["0"] if row == "dense" else ["0", "1", "2"])
         assert all(0 <= c["accuracy"] <= 100 and c["cross_entropy"] > 0 for c in cells.values())
+        for column, cell in cells.items():  # the mean of the two trained models
+            per_seed = [run["rows"][row][column]["cross_entropy"] for run in results["seeds"].values()]
+            assert cell["cross_entropy"] == pytest.approx(sum(per_seed) / 2)
+    dense = [run["rows"]["dense"]["0"]["cross_entropy"] for run in results["seeds"].values()]
+    assert dense[0] != dense[1]  # two models, from two seeds
     text = (tmp_path / "recovery_start.md").read_text()
     assert "| start | one-shot | after 1 steps | after 2 steps |" in text and "Generated from recovery_start.json." in text
+    assert "Mean over the 2 models trained from seeds 0, 1:" in text and "Trained from seed 1:" in text
+
+
+def test_bad_train_seeds_exit_2(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        recovery_start.main(["--out", str(tmp_path), "--train-seeds", "0,x"])
+    assert stopped.value.code == 2 and "comma-separated non-negative ints" in capsys.readouterr().err
