@@ -294,6 +294,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
         for description, met, evidence in _model_targets(name, model):
             verdicts = [verdict.get(description) for verdict in per_model]
             judged = [v for v in verdicts if v is not None]
+            if not judged:
+                found.append((description, met, f"{evidence} (means; on each trained model alone too)"))
+                continue
             unjudged = f", {len(verdicts) - len(judged)} not measurable" if len(judged) < len(verdicts) else ""
             found.append((description, met, f"{evidence} (means; alone, met by {sum(judged)} of {len(judged)} trained models{unjudged})"))
     return found
@@ -344,7 +347,8 @@ def markdown(results: dict[str, Any]) -> str:
         if sweep:
             sizes = sorted({int(b) for by_size in sweep.values() for b in by_size})
             base = results["calibration"]["batches"]
-            lines += [f"One-shot with more calibration batches (of {results['calibration']['batch_size']}, seed {results['calibration']['seed']}; {base} is the table above; seconds in brackets):", ""]
+            averaged = "; means over the trained models" if len(model.get("seeds", {})) > 1 else ""
+            lines += [f"One-shot with more calibration batches (of {results['calibration']['batch_size']}, calibration seed {results['calibration']['seed']}; {base} is the table above{averaged}; seconds in brackets):", ""]
             lines += ["| row | " + " | ".join(f"{b} batches" for b in [base, *sizes]) + " |", "|---|" + "---|" * (1 + len(sizes))]
             lines.append(f"| magnitude (no calibration) | " + " | ".join(f"{model['rows']['magnitude']['oneshot']:.{digits}f}" for _ in [base, *sizes]) + " |")
             for row, by_size in sweep.items():

@@ -130,6 +130,7 @@ def test_trained_models_are_averaged_and_counted() -> None:
     assert "| row | seed 0 (1 thread, 20 s) | seed 1 (2 threads, 20 s) | seed 2 (3 threads, 20 s) |" in text
     assert "| Wanda | 88.00 | 93.00 | 98.00 |" in text and "| dense | 98.00 | 98.00 | 98.00 |" in text
     assert text.count("One-shot on each trained model") == 1  # gpt2-stdlib has one
+    assert "(of 4, calibration seed 0; 32 is the table above; means over the trained models; seconds in brackets)" in text
 
 
 def test_a_target_not_measurable_on_some_trained_models_says_so() -> None:
@@ -140,6 +141,13 @@ def test_a_target_not_measurable_on_some_trained_models_says_so() -> None:
     verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
     assert verdicts["digits-transformer: SparseGPT + recovery closes >= half the gap of magnitude + recovery"] == (
         False, "gap 1.00 vs 1.00 (means; alone, met by 0 of 1 trained models, 1 not measurable)")
+    data["models"]["digits-transformer"] = _seeded(results(lm_sparsegpt=4.0), (0.0, 0.0))
+    for run in data["models"]["digits-transformer"]["seeds"].values():
+        run["rows"]["magnitude"]["recovered"] = 98.0
+    data["models"]["digits-transformer"]["rows"]["magnitude"]["recovered"] = 98.0
+    verdicts = {d: (met, evidence) for d, met, evidence in bench_oneshot.targets(data)}
+    assert verdicts["digits-transformer: SparseGPT + recovery closes >= half the gap of magnitude + recovery"] == (
+        None, "not measurable: magnitude + recovery is already at dense (means; on each trained model alone too)")
 
 
 @pytest.mark.parametrize("seeds", ["", "0,x", "-1", ","])
