@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# dense -> one-shot 2:4 (Taylor) -> recovery finetune with distillation -> before/after table
+# dense -> one-shot 2:4 (Taylor, BatchNorm re-estimated) -> recovery finetune with distillation -> before/after table
 # -> ONNX (fp32 and fp16, parity + 2:4 checked) -> inspect -> TensorRT dense/sparse engines where possible
 # -> the PyTorch sparse runtime ("auto" over cuSPARSELt / custom kernels / dense on a GPU)
 # -> the benchmark harness, quick (GEMMs and the demo models; dense CPU timings without a GPU)
@@ -25,7 +25,7 @@ demo: $(STAMP)
 	rm -rf $(DEMO)/checkpoints
 	$(PY) -m sparse24.demo train --out $(DEMO)
 	$(VENV)/bin/sparse24 prune sparse24.demo:DigitsResNet --weights $(DEMO)/dense.safetensors \
-		--method taylor --squared --data sparse24.demo:calibration_batches --loss sparse24.demo:loss_fn \
+		--method taylor --squared --data sparse24.demo:calibration_batches --loss sparse24.demo:loss_fn --recalibrate-bn \
 		--out $(DEMO)/sparse.safetensors --report $(DEMO)/report.md
 	$(VENV)/bin/sparse24 verify $(DEMO)/sparse.safetensors
 	$(VENV)/bin/sparse24 finetune --config sparse24/recipes/digits.yaml
