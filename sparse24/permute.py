@@ -351,14 +351,36 @@ class _Member:
     blocks: Tensor
     role: str  # "producer", "consumer" or "per-channel"
     offset: int = 0  # the runs start here along ``dim`` (a slice: the value rows of a fused q/k/v projection)
+    expert: int | None = None  # a fused experts tensor's slice [expert] (``dim`` counts in the slice)
 
     @property
-    def name(self) -> str:
+    def param_name(self) -> str:
+        """The whole tensor's name (as in ``state_dict``)."""
         return f"{self.module_name}.{self.attr}" if self.module_name else self.attr
 
     @property
-    def tensor(self) -> Tensor:
+    def name(self) -> str:
+        return self.param_name if self.expert is None else f"{self.param_name}[{self.expert}]"
+
+    @property
+    def param(self) -> Tensor:
+        """The whole tensor (an expert's slice is a view of it)."""
         return getattr(self.module, self.attr)
+
+    @property
+    def tensor(self) -> Tensor:
+        param = self.param
+        return param if self.expert is None else param[self.expert]
+
+    @property
+    def key(self) -> tuple[int, int, int | None]:
+        """What a permutation claims: this tensor's dim (in one expert's slice)."""
+        return id(self.param), self.dim, self.expert
+
+    def scores(self, importance: Mapping[str, Tensor]) -> Tensor | None:
+        """The importance given for this member's tensor (its expert's slice), if any."""
+        found = importance.get(self.param_name)
+        return found if found is None or self.expert is None else found[self.expert]
 
 
 @dataclass
@@ -487,6 +509,49 @@ def _gated_mlp(
         return f"{gate}/{up} outputs ({gate_layer.out_features}, {up_layer.out_features}) and {down} input ({down_layer.in_features}) differ"
     members = _producer(_join(name, gate), gate_layer, width) + _producer(_join(name, up), up_layer, width)
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
+
+
+def _fused_experts(name: str, module: nn.Module) -> _Group | str:
+    """A transformers fused mixture-of-experts module: per expert ``e``, ``down_proj[e] @ act(gate) * up`` with
+    ``gate, up`` the two halves of ``gate_up_proj[e] @ x`` (``act(up_proj[e] @ x)`` without a gate; Llama 4's
+    ``[experts, in, out]`` layout too). Every expert is its own gated MLP: one permutation of the intermediate
+    channels per expert, of its gate and up rows (and biases) and its ``down_proj`` columns."""
+    from .axes import is_llama4_experts
+
+    llama4 = is_llama4_experts(module)
+    gated = llama4 or module.has_gate
+    transposed = llama4 or module.is_transposed
+    if not llama4:
+        if getattr(module, "is_concatenated", True) is not True:
+            return "its gate and up rows are interleaved; only the concatenated [gate; up] layout has a rule"
+        if getattr(module, "_is_expert_parallel", False):
+            return "its experts are sharded across ranks (expert parallel)"
+        if gated:
+            from transformers.integrations.moe import _default_apply_gate
+
+            if getattr(type(module), "_apply_gate", _default_apply_gate) is not _default_apply_gate:
+                return f"{type(module).__name__} gates with its own _apply_gate (not act_fn(gate) * up)"
+    if not _elementwise_module(getattr(module, "act_fn", None)):
+        return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
+    up_name = "gate_up_proj" if gated else "up_proj"
+    up, down = getattr(module, up_name, None), getattr(module, "down_proj", None)
+    experts = module.num_experts
+    if not (isinstance(up, Tensor) and isinstance(down, Tensor) and up.dim() == down.dim() == 3 and up.shape[0] == down.shape[0] == experts):
+        return f"{up_name} and down_proj are not both [{experts} experts, ...] tensors"
+    rows, cols = (1, 0) if transposed else (0, 1)  # in one expert's slice: the intermediate channels of up_proj, of down_proj
+    width = down.shape[1 + cols]
+    if up.shape[1 + rows] != (2 if gated else 1) * width:
+        return f"{up_name} has {up.shape[1 + rows]} intermediate channels, down_proj reads {width}"
+    bias = getattr(module, f"{up_name}_bias", None) if getattr(module, "has_bias", False) else None
+    members = []
+    for e in range(experts):
+        which = torch.tensor([e])
+        for offset in (0, width) if gated else (0,):
+            members.append(_Member(name, module, up_name, rows, which, "producer", offset, expert=e))
+            if isinstance(bias, Tensor):
+                members.append(_Member(name, module, f"{up_name}_bias", 0, which, "producer", offset, expert=e))
+        members.append(_Member(name, module, "down_proj", cols, which, "consumer", expert=e))
+    return _Group(type(module).__name__, width, experts, members)
 
 
 def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
@@ -889,10 +954,17 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
 }
 
 
+_FUSED_EXPERTS_RULE = (_fused_experts, ())
+
+
 def _rule_for(module: nn.Module):
-    """The ``_RULES`` entry of ``module``'s class, else of the ruled transformers class whose code it repeats."""
+    """The ``_RULES`` entry of ``module``'s class, else of the ruled transformers class whose code it repeats; the
+    fused experts rule for any transformers fused mixture-of-experts module."""
     cls = type(module)
-    return _RULES.get((cls.__module__, cls.__name__)) or _copied_rule(cls)
+    rule = _RULES.get((cls.__module__, cls.__name__)) or _copied_rule(cls)
+    if rule is None and is_fused_experts(module) and gemm_axes(module):
+        return _FUSED_EXPERTS_RULE
+    return rule
 
 
 @functools.lru_cache(maxsize=None)
@@ -1353,9 +1425,18 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+class _Tracer(torch.fx.Tracer):
+    """``torch.fx.symbolic_trace``'s tracer, with fused experts modules kept whole (their rule looks inside them)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_fused_experts(m) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _trace(module: nn.Module) -> torch.fx.GraphModule | None:
     try:
-        return torch.fx.symbolic_trace(module)
+        tracer = _Tracer()
+        graph = tracer.trace(module)
+        return torch.fx.GraphModule(tracer.root, graph, type(module).__name__)
     except Exception:  # untraceable forward (control flow on values, unsupported calls): look inside
         return None
 
@@ -1524,7 +1605,8 @@ class PermutationReport:
     """What :func:`permute` did: the groups permuted, the ones skipped, and every tensor touched.
 
     ``indices`` maps each tensor name (as in ``state_dict``) to the ``(dim, index)`` reorders
-    applied to it, in order; :meth:`permute_like` applies them to another tensor.
+    applied to it, in order (a fused experts tensor's index is ``[experts, size]``: each expert's
+    slice has its own order along ``dim``); :meth:`permute_like` applies them to another tensor.
     """
 
     groups: tuple[PermutedGroup, ...]
@@ -1558,9 +1640,16 @@ class PermutationReport:
         if not isinstance(tensor, Tensor):
             raise ValueError(f"tensor must be a Tensor, got {type(tensor).__name__}")
         for dim, index in self.indices.get(name, ()):
-            if tensor.dim() <= dim or tensor.shape[dim] != len(index):
-                raise ValueError(f"{name} was permuted along dim {dim} ({len(index)} channels); got a tensor of shape {list(tensor.shape)}")
-            tensor = tensor.index_select(dim, index.to(tensor.device))
+            size = index.shape[-1]
+            if tensor.dim() <= dim or tensor.shape[dim] != size or (index.dim() == 2 and tensor.shape[0] != index.shape[0]):
+                experts = f"{index.shape[0]} experts, " if index.dim() == 2 else ""
+                raise ValueError(f"{name} was permuted along dim {dim} ({experts}{size} channels); got a tensor of shape {list(tensor.shape)}")
+            if index.dim() == 1:
+                tensor = tensor.index_select(dim, index.to(tensor.device))
+            else:  # [experts, size]: expert e's slice reordered by its own row
+                shape = [index.shape[0]] + [1] * (tensor.dim() - 1)
+                shape[dim] = size
+                tensor = tensor.gather(dim, index.to(tensor.device).reshape(shape).expand(tensor.shape))
         return tensor
 
     def to_dict(self) -> dict[str, Any]:
@@ -1746,15 +1835,15 @@ def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: set, include
     if include and not _matching([*layers, *(m.name for m in group.members)], include):
         return "not matched by include patterns"
     for member in group.members:
-        tensor = member.tensor
+        tensor = member.param
         names = owners.get(id(tensor), [])
         if len(names) > 1:
-            return f"{member.name} is shared with {', '.join(n for n in names if n != member.name)} (tied)"
+            return f"{member.param_name} is shared with {', '.join(n for n in names if n != member.param_name)} (tied)"
         if not tensor.is_floating_point():
             return f"{member.name} is {tensor.dtype}, not floating point"
         if tensor.device.type == "meta":
             return f"{member.name} is on the meta device"
-        if (id(tensor), member.dim) in claimed:
+        if member.key in claimed:
             return f"{member.name} dim {member.dim} is already permuted by another group"
     return None
 
@@ -1775,12 +1864,12 @@ def _search_group(group: _Group, importance: Mapping[str, Tensor], seed: int) ->
     """Per-block permutations ``[count, block]`` and the kept fractions before/after, and the total."""
     block = group.block
     consumers = [m for m in group.members if m.role == "consumer"]
-    if any(m.name in importance for m in consumers):  # search on the scores given; consumers without follow along
-        consumers = [m for m in consumers if m.name in importance]
+    if any(m.param_name in importance for m in consumers):  # search on the scores given; consumers without follow along
+        consumers = [m for m in consumers if m.param_name in importance]
     pieces: list[list[Tensor]] = [[] for _ in range(group.count)]
     total = 0.0
     for member in consumers:
-        scores = importance.get(member.name)
+        scores = member.scores(importance)
         scores = member.tensor.detach().abs() if scores is None else scores
         scores = scores.to(torch.float32).narrow(member.dim, member.offset, len(member.blocks) * block)
         total += float(scores.sum(dtype=torch.float64))
@@ -1863,7 +1952,8 @@ def permute(
     attentions of OLMo 1/2, OLMoE, Cohere, StarCoder2, Seed-OSS, Nemotron and StableLM and the MLPs of
     StarCoder 1/2, Nemotron, Arcee and Seed-OSS; any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
-    families built on them); and for torch's
+    families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
+    with its own permutation); and for torch's
     TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers
@@ -1932,14 +2022,14 @@ def _permute(
                 skipped.append(SkippedGroup(group.layers, reason))
 
     owners = _tensor_owners(model)
-    claimed: set[tuple[int, int]] = set()
+    claimed: set[tuple[int, int, int | None]] = set()
     chosen: list[_Group] = []
     for group in groups:
         reason = _admit(group, owners, claimed, include_patterns, exclude_patterns)
         if reason is not None:
             skipped.append(SkippedGroup(group.layers, reason))
             continue
-        claimed.update((id(m.tensor), m.dim) for m in group.members)
+        claimed.update(m.key for m in group.members)
         chosen.append(group)
     mentioned = {name for g in groups for name in g.layers} | {name for s in skipped for name in s.layers}
     for name, module in model.named_modules():
@@ -1957,6 +2047,7 @@ def _permute(
 
     results, plan = [], []
     indices: dict[str, list[tuple[int, Tensor]]] = defaultdict(list)
+    per_expert: dict[tuple[str, int], Tensor] = {}  # (tensor, dim) -> [experts, size]: each expert's own order
     for group in chosen:
         start = time.perf_counter()
         perms, before, after, total = _search_group(group, scores, seed)
@@ -1979,7 +2070,15 @@ def _permute(
         if result.changed:
             for member, index in member_indices:
                 plan.append((member.tensor, member.dim, index))
-                indices[member.name].append((member.dim, index))
+                if member.expert is None:
+                    indices[member.name].append((member.dim, index))
+                    continue
+                key = (member.param_name, member.dim + 1)  # the dim in the whole [experts, ...] tensor
+                if key not in per_expert:
+                    per_expert[key] = torch.arange(len(index)).repeat(member.param.shape[0], 1)
+                per_expert[key][member.expert] = per_expert[key][member.expert][index]  # after the earlier reorders
+    for (name, dim), index in per_expert.items():
+        indices[name].append((dim, index))
     _apply(plan)
     if reference is not None:
         try:

@@ -221,12 +221,9 @@ def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path) -> None
     assert "model.layers.0.mlp.experts.gate_up_proj" in {layer.name for layer in stored.sparse_layers}
 
 
-def test_permutation_and_the_runtime_say_they_leave_the_experts_alone() -> None:
+def test_the_runtime_says_it_leaves_the_experts_alone() -> None:
     model = qwen3_moe()
     ids = batches(1)[0]["input_ids"]
-    report = sparse24.permute(copy.deepcopy(model), example_inputs=(ids,))
-    (skipped,) = [s for s in report.skipped if s.layers == ("model.layers.0.mlp.experts",)]
-    assert "Qwen3MoeExperts: fused mixture-of-experts weights have no permutation rule" in skipped.reason
     sparse24.sparsify(model, "magnitude", policy="any", progress=False)
     runtime = copy.deepcopy(model)
     result = sparse24.to_sparse_runtime(runtime, backend="reference")
@@ -234,6 +231,90 @@ def test_permutation_and_the_runtime_say_they_leave_the_experts_alone() -> None:
     assert reasons["model.layers.0.mlp.experts.gate_up_proj"] == "Qwen3MoeExperts computes this GEMM inside its own forward"
     with torch.no_grad():
         torch.testing.assert_close(runtime(ids).logits, model(ids).logits)
+
+
+def _decorated(**flags) -> nn.Module:
+    """A fused experts module as transformers declares one (its forward: transformers' batched_mm for these flags)."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.moe import use_experts_implementation
+
+    experts, hidden, width = 4, 16, 8
+
+    @use_experts_implementation(**flags)
+    class Experts(nn.Module):
+        def __init__(self, config) -> None:
+            super().__init__()
+            self.num_experts = experts
+            up = (2 if flags.get("has_gate", True) else 1) * width
+            name = "gate_up_proj" if flags.get("has_gate", True) else "up_proj"
+            shape = (experts, hidden, up) if flags.get("is_transposed") else (experts, up, hidden)
+            setattr(self, name, nn.Parameter(torch.randn(shape) / 4))
+            self.down_proj = nn.Parameter(torch.randn((experts, width, hidden) if flags.get("is_transposed") else (experts, hidden, width)) / 3)
+            if flags.get("has_bias"):
+                setattr(self, f"{name}_bias", nn.Parameter(torch.randn(experts, up)))
+                self.down_proj_bias = nn.Parameter(torch.randn(experts, hidden))
+            self.act_fn = nn.SiLU()
+
+    torch.manual_seed(0)
+    return Experts(SimpleNamespace(_experts_implementation="batched_mm"))
+
+
+class _Routed(nn.Module):
+    """A router choosing 2 of the experts per token, then the experts."""
+
+    def __init__(self, experts: nn.Module) -> None:
+        super().__init__()
+        self.router = nn.Linear(16, experts.num_experts, bias=False)
+        self.experts = experts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights, index = self.router(x).softmax(-1).topk(2, dim=-1)
+        return self.experts(x, index, weights)
+
+
+@pytest.mark.parametrize(
+    "flags", [{}, {"is_transposed": True}, {"has_bias": True}, {"has_gate": False}, {"is_transposed": True, "has_bias": True}], ids=str
+)
+def test_each_experts_hidden_channels_get_their_own_permutation(flags) -> None:
+    """Every layout transformers declares: the function is unchanged, each expert has its own order, the kept
+    importance does not drop, and permute_like reproduces every permuted tensor from the dense one."""
+    model = _Routed(_decorated(**flags)).eval()
+    x = torch.randn(24, 16, generator=torch.Generator().manual_seed(2))
+    dense = copy.deepcopy(model)
+    with torch.no_grad():
+        before = model(x)
+    report = sparse24.permute(model, example_inputs=(x,))
+    (group,) = [g for g in report.groups if g.producers == ("experts",)]
+    assert (group.blocks, group.block_size, group.consumers) == (4, 8, ("experts",))
+    assert group.kept_after >= group.kept_before and group.changed
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
+    ((dim, index),) = report.indices["experts.down_proj"]
+    assert dim == (1 if flags.get("is_transposed") else 2) and index.shape == (4, 8)
+    assert len({tuple(row.tolist()) for row in index}) > 1  # not one order for all experts
+    up = "experts.gate_up_proj" if flags.get("has_gate", True) else "experts.up_proj"
+    assert set(report.indices) == {up, "experts.down_proj"} | ({f"{up}_bias"} if flags.get("has_bias") else set())
+    for name, tensor in dense.state_dict().items():
+        assert torch.equal(report.permute_like(name, tensor), model.state_dict()[name]), name
+
+
+def test_moe_models_permute_their_experts_inside_sparsify() -> None:
+    """Qwen3-MoE (and Llama 4's own experts layout): permuted with the model's outputs checked, then pruned; the scores
+    the search used are each expert's slice of the criterion's."""
+    for build, experts in ((qwen3_moe, "model.layers.0.mlp.experts"), (_llama4, "model.layers.0.feed_forward.experts")):
+        model = build()
+        report = sparse24.sparsify(model, "wanda", data=batches(2), policy="any", permute=True, progress=False)
+        assert any(note.startswith(f"permuted {experts}: kept importance") for note in report.notes), report.notes
+        assert report.notes[-1].endswith("the model's outputs on the first calibration batch are unchanged")
+        sparse24.verify(model)
+
+
+def test_experts_with_their_own_gating_or_interleaved_rows_stay_in_place() -> None:
+    model = _gpt_oss()
+    report = sparse24.permute(model, example_inputs=(batches(1)[0]["input_ids"],))
+    (skipped,) = [s for s in report.skipped if s.layers == ("model.layers.0.mlp.experts",)]
+    assert skipped.reason == "GptOssExperts: its gate and up rows are interleaved; only the concatenated [gate; up] layout has a rule"
 
 
 def test_a_module_is_fused_experts_only_with_the_decorators_flags() -> None:

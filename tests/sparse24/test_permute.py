@@ -792,8 +792,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     [
         ("gemma2", ["Gemma2Attention", "Gemma2MLP"]),
         ("gemma3", ["Gemma3Attention", "Gemma3MLP"]),
-        ("mixtral", ["MixtralAttention"]),  # the experts are stacked tensors, not nn.Linear
-        ("qwen3_moe", ["Qwen3MoeAttention"]),
+        ("mixtral", ["MixtralAttention", "MixtralExperts"]),  # the fused experts: one order per expert
+        ("qwen3_moe", ["Qwen3MoeAttention", "Qwen3MoeExperts"]),
         ("phi", ["PhiAttention", "PhiMLP"]),
         ("gptj", ["GPTJAttention", "GPTJMLP"]),
         ("gpt_neox", ["GPTNeoXAttention", "GPTNeoXMLP"]),  # query_key_value: each head's q, k, v rows in turn
@@ -802,14 +802,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("falcon-classic", ["FalconAttention", "FalconMLP"]),  # per head: q, k, v
         ("falcon-new", ["FalconAttention", "FalconMLP"]),  # per key/value head: its 2 queries, k, v
         ("granite", ["GraniteAttention", "GraniteMLP"]),  # LlamaAttention's and LlamaMLP's code
-        ("qwen2_moe", ["Qwen2MoeAttention", "Qwen2MoeMLP"]),  # the shared expert is a Llama MLP
-        ("deepseek_v3", ["DeepseekV3MLP"] * 2),  # the dense layer's MLP and the MoE layer's shared experts; MLA attention has no rule
+        ("qwen2_moe", ["Qwen2MoeAttention", "Qwen2MoeExperts", "Qwen2MoeMLP"]),  # the shared expert is a Llama MLP
+        ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"]),  # the dense layer's MLP and the MoE layer's shared experts; MLA attention has no rule
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
         ("olmo2", ["Olmo2Attention", "Olmo2MLP"]),
         ("starcoder2", ["Starcoder2Attention", "Starcoder2MLP"]),
         ("nemotron", ["NemotronAttention", "NemotronMLP"]),  # ReLU^2 up/down MLP
         ("olmo", ["OlmoAttention", "OlmoMLP"]),  # values clamped (clip_qkv): elementwise
-        ("olmoe", ["OlmoeAttention"]),  # the experts are stacked tensors
+        ("olmoe", ["OlmoeAttention", "OlmoeExperts"]),
         ("seed_oss", ["SeedOssAttention", "SeedOssMLP"]),
         ("stablelm", ["StableLmAttention", "StableLmMLP"]),
         ("arcee", ["ArceeAttention", "ArceeMLP"]),  # ReLU^2 up/down MLP
