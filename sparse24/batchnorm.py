@@ -26,11 +26,14 @@ logger = logging.getLogger(__name__)
 
 
 def batchnorms(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
-    """The BatchNorm layers (1d, 2d, 3d, lazy, sync) of ``model`` that keep running statistics, by name."""
+    """The BatchNorm layers (1d, 2d, 3d, sync; lazy ones once initialized) of ``model`` that keep running statistics, by name."""
     return [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats and module.running_mean is not None
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and module.track_running_stats
+        and module.running_mean is not None
+        and not nn.parameter.is_lazy(module.running_mean)
     ]
 
 

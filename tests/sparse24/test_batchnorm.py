@@ -115,6 +115,12 @@ def test_a_model_without_batchnorm_runs_nothing_and_says_so(caplog) -> None:
     assert "no BatchNorm with running statistics" in caplog.text
 
 
+def test_only_batchnorms_with_running_statistics_count() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.LazyBatchNorm1d(), nn.BatchNorm1d(8))
+    assert [name for name, _ in sparse24.batchnorm.batchnorms(model)] == ["3"]  # not the lazy one before its first forward
+    assert sparse24.recalibrate_batchnorm(model, [torch.randn(4, 8) for _ in range(2)], progress=False) == 1
+
+
 def test_num_batches_limits_the_pass() -> None:
     a, b = cnn(), cnn()
     data = batches()
