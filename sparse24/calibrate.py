@@ -135,11 +135,13 @@ class Padding:
 @dataclass
 class Record:
     """What the statistics passes run inside :func:`record` saw, for the report's notes: every pass's
-    :class:`Padding`, and per weight the parts whose inputs were all zero (an expert no calibration token
-    was routed to), as ``name -> (unseen parts, parts)``."""
+    :class:`Padding`, and per weight the parts whose inputs were all zero, as ``name -> (unseen parts,
+    parts)``: in ``unseen`` a fused experts weight's experts that no calibration token was routed to, in
+    ``zero`` any other weight (a layer whose inputs are all zero on every batch: dead activations)."""
 
     passes: list[Padding] = field(default_factory=list)
     unseen: dict[str, tuple[int, int]] = field(default_factory=dict)
+    zero: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 _record: contextvars.ContextVar[Record | None] = contextvars.ContextVar("sparse24_calibration_record", default=None)
@@ -167,18 +169,23 @@ def _new_padding(model: nn.Module) -> Padding:
 def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     """``[parts]`` bool: the parts of ``weight`` whose input columns were all zero in ``stat`` (norms or Hessian).
 
-    A fused experts weight's expert that no calibration token was routed to has no statistics; the
-    data-aware criteria give it magnitude's mask (counted in :class:`Record` for the report) rather than
-    prune it blind (Wanda: all scores 0) or zero it (SparseGPT: every column dead).
+    A fused experts weight's expert that no calibration token was routed to has no statistics, nor has
+    a layer whose inputs are zero on every batch (dead activations, as in some random initializations);
+    the data-aware criteria give them magnitude's mask (counted in :class:`Record` for the report) rather
+    than prune them blind (Wanda: all scores 0) or zero them (SparseGPT: every column dead).
     """
     diagonal = stat if stat.dim() == 2 else stat.diagonal(dim1=1, dim2=2)
     unseen = diagonal.sum(1) == 0
     if not bool(unseen.any()):
         return unseen
+    experts = is_fused_experts(weight.module)
     current = _record.get()
     if current is not None:
-        current.unseen[weight.name] = (int(unseen.sum()), unseen.numel())
-    logger.warning("%s: %d of %d parts saw no calibration input (an expert no token was routed to): magnitude", weight.name, int(unseen.sum()), unseen.numel())
+        (current.unseen if experts else current.zero)[weight.name] = (int(unseen.sum()), unseen.numel())
+    if experts:
+        logger.warning("%s: %d of %d experts saw no calibration token (none was routed to them): magnitude's mask", weight.name, int(unseen.sum()), unseen.numel())
+    else:
+        logger.warning("%s: its inputs were zero on every calibration batch (%d of %d parts): magnitude's mask", weight.name, int(unseen.sum()), unseen.numel())
     return unseen
 
 

@@ -606,6 +606,9 @@ def sparsify(
             if seen.unseen:
                 listed = "; ".join(f"{name} {unseen} of {parts}" for name, (unseen, parts) in seen.unseen.items())
                 notes.append(f"no calibration input reached some parts (experts no token was routed to): magnitude's mask there, more calibration data gives them statistics: {listed}")
+            if seen.zero:
+                listed = "; ".join(name if parts == 1 else f"{name} {zero} of {parts} groups" for name, (zero, parts) in seen.zero.items())
+                notes.append(f"some layers' inputs were zero on every calibration batch (dead activations: a random initialization, or a layer that never fires): magnitude's mask there: {listed}")
             if recalibrate_bn:
                 notes.append(_recalibrate(model, unmasked, data, loss_fn, num_batches, progress))
         except BaseException:

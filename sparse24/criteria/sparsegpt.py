@@ -114,7 +114,7 @@ def solve(weight: GemmWeight, hessian: Tensor, count: int, *, blocksize: int = 1
     unseen = unseen_parts(weight, hessian)
     for part in range(original.shape[0]):
         label = weight.name if original.shape[0] == 1 else f"{weight.name} (part {part})"
-        if unseen[part]:  # no inputs (an expert no token was routed to): magnitude's mask, no update
+        if unseen[part]:  # no inputs (an expert no token was routed to, or dead activations): magnitude's mask, no update
             keep[part] = prune_(original[part].clone(), 1)
             new[part] = original[part] * keep[part]
             continue

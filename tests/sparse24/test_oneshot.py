@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import signal
 from collections.abc import Callable
 
@@ -831,3 +832,21 @@ def test_sequential_finds_the_layers_of_a_hybrid_model() -> None:
     assert {"model.layers.1.feed_forward.experts.gate_up_proj", "model.layers.1.feed_forward.experts.down_proj"} <= {l.name for l in report.sparse_layers}
     assert "without calling dt_proj in this forward" in {l.name: l.reason for l in report.layers}["model.layers.0.mamba.dt_proj.weight"]
     sparse24.verify(model)
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_a_layer_whose_inputs_are_always_zero_gets_magnitudes_mask_and_says_why(method: str, caplog) -> None:
+    """Dead activations (a ReLU that never fires, as in some random initializations) leave a layer without input
+    statistics: magnitude's mask, and the note says the inputs were zero, not that no expert token was routed."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # the ReLU never fires: model[2] reads zeros
+    expected = model[2].weight.detach().clone()
+    prune_(expected, 1)
+    with caplog.at_level(logging.WARNING, logger="sparse24"):
+        report = sparse24.sparsify(model, method, data=[torch.randn(4, 16) for _ in range(2)], policy="any", progress=False)
+    assert torch.equal(model[2].weight.detach(), expected)  # magnitude's mask, no update
+    assert "some layers' inputs were zero on every calibration batch (dead activations: a random initialization, or a layer that never fires): magnitude's mask there: 2.weight" in report.notes
+    assert not any("experts no token was routed to" in note for note in report.notes)
+    assert "2.weight: its inputs were zero on every calibration batch (1 of 1 parts): magnitude's mask" in caplog.text
