@@ -229,3 +229,20 @@ def test_cli_prune_recalibrate_bn(tmp_path, capsys) -> None:
     assert main(["prune", "sparse24.demo:DigitsResNet", "--recalibrate-bn", "--out", str(tmp_path / "bad.safetensors")]) == 2
     assert "recalibrate_bn=True needs data" in capsys.readouterr().err
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_a_transformers_resnet_is_re_estimated_through_its_keyword_batches() -> None:
+    """A model users bring: transformers' ResNet (random init), calibrated on {"pixel_values": ...} batches."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], num_labels=10)
+    model = transformers.ResNetForImageClassification(config).eval()
+    data = [{"pixel_values": torch.randn(4, 3, 32, 32)} for _ in range(3)]
+    plain = copy.deepcopy(model)
+    sparse24.sparsify(plain, "wanda", data=data, policy="any", progress=False)
+    report = sparse24.sparsify(model, "wanda", data=data, policy="any", recalibrate_bn=True, progress=False)
+    assert "BatchNorm statistics re-estimated on the pruned model's activations: 8 layers" in report.notes
+    sparse24.recalibrate_batchnorm(plain, data, progress=False)  # the same statistics as in one call
+    for (key, a), b in zip(plain.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert model.training is False and not any(m.training for m in model.modules())
