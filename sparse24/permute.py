@@ -514,14 +514,17 @@ def _gated_mlp(
 def _fused_experts(name: str, module: nn.Module) -> _Group | str:
     """A transformers fused mixture-of-experts module: per expert ``e``, ``down_proj[e] @ act(gate) * up`` with
     ``gate, up`` the two halves of ``gate_up_proj[e] @ x`` (``act(up_proj[e] @ x)`` without a gate; Llama 4's
-    ``[experts, in, out]`` layout too). Every expert is its own gated MLP: one permutation of the intermediate
-    channels per expert, of its gate and up rows (and biases) and its ``down_proj`` columns."""
+    experts too). Every expert is its own gated MLP: one permutation of the intermediate channels per expert, of
+    its gate and up rows (and biases) and its ``down_proj`` columns. The tensors and their dims come from
+    :func:`sparse24.axes.gemm_axes` (the output dim of the up projection, the reduction dim of ``down_proj``)."""
     from .axes import is_llama4_experts
 
-    llama4 = is_llama4_experts(module)
-    gated = llama4 or module.has_gate
-    transposed = llama4 or module.is_transposed
-    if not llama4:
+    axes = gemm_axes(module)
+    up_name = "gate_up_proj" if "gate_up_proj" in axes else "up_proj"
+    if set(axes) != {up_name, "down_proj"}:
+        return f"its GEMM weights are {sorted(axes)}, not an up projection and down_proj"
+    gated = up_name == "gate_up_proj"
+    if not is_llama4_experts(module):
         if getattr(module, "is_concatenated", True) is not True:
             return "its gate and up rows are interleaved; only the concatenated [gate; up] layout has a rule"
         if getattr(module, "_is_expert_parallel", False):
@@ -533,25 +536,21 @@ def _fused_experts(name: str, module: nn.Module) -> _Group | str:
                 return f"{type(module).__name__} gates with its own _apply_gate (not act_fn(gate) * up)"
     if not _elementwise_module(getattr(module, "act_fn", None)):
         return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
-    up_name = "gate_up_proj" if gated else "up_proj"
-    up, down = getattr(module, up_name, None), getattr(module, "down_proj", None)
-    experts = module.num_experts
-    if not (isinstance(up, Tensor) and isinstance(down, Tensor) and up.dim() == down.dim() == 3 and up.shape[0] == down.shape[0] == experts):
-        return f"{up_name} and down_proj are not both [{experts} experts, ...] tensors"
-    rows, cols = (1, 0) if transposed else (0, 1)  # in one expert's slice: the intermediate channels of up_proj, of down_proj
+    rows, cols = axes[up_name].output - 1, axes["down_proj"].reduction - 1  # the dims in one expert's slice
+    up, down = getattr(module, up_name), module.down_proj
     width = down.shape[1 + cols]
     if up.shape[1 + rows] != (2 if gated else 1) * width:
         return f"{up_name} has {up.shape[1 + rows]} intermediate channels, down_proj reads {width}"
     bias = getattr(module, f"{up_name}_bias", None) if getattr(module, "has_bias", False) else None
     members = []
-    for e in range(experts):
+    for e in range(up.shape[0]):
         which = torch.tensor([e])
         for offset in (0, width) if gated else (0,):
             members.append(_Member(name, module, up_name, rows, which, "producer", offset, expert=e))
             if isinstance(bias, Tensor):
                 members.append(_Member(name, module, f"{up_name}_bias", 0, which, "producer", offset, expert=e))
         members.append(_Member(name, module, "down_proj", cols, which, "consumer", expert=e))
-    return _Group(type(module).__name__, width, experts, members)
+    return _Group(type(module).__name__, width, up.shape[0], members)
 
 
 def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
