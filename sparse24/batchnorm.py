@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import dist
+from .calibrate import run_batches
 from .errors import Sparse24Error
 
 __all__ = ["batchnorms", "recalibrate_batchnorm"]
@@ -57,8 +58,6 @@ def recalibrate_batchnorm(
     Returns the number of BatchNorm layers re-estimated; 0, without running anything, when the
     model has none.
     """
-    from .calibrate import run_batches  # calibrate imports the criteria's helpers; keep this module light
-
     if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
         raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
     if data is None:

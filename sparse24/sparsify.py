@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from . import criteria, dist, interrupts
 from .axes import GemmWeight, gemm_axes, gemm_weights
 from .batch import to_device
+from .batchnorm import batchnorms, recalibrate_batchnorm
 from .calibrate import find_blocks, record
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, undo_attach, watch
@@ -143,8 +144,6 @@ def _embedding_note(model: nn.Module) -> str | None:
 
 def _batchnorm_note(model: nn.Module) -> str | None:
     """The report's line on BatchNorm statistics left as the dense model's (``recalibrate_bn`` re-estimates them)."""
-    from .batchnorm import batchnorms
-
     count = len(batchnorms(model))
     if not count:
         return None
@@ -627,8 +626,6 @@ def sparsify(
 def _recalibrate(model: nn.Module, unmasked: list[tuple[nn.Module, str]], data: Any, loss_fn: Any, num_batches: int | None, progress: bool) -> str:
     """BatchNorm statistics re-estimated on the pruned model; the report's note. On failure the masks just attached to
     ``unmasked`` (the weights that had none) come off again; the caller restores the weights, buffers and older masks."""
-    from .batchnorm import recalibrate_batchnorm
-
     try:
         count = recalibrate_batchnorm(model, data, loss_fn=loss_fn, num_batches=num_batches, progress=progress)
     except BaseException:
