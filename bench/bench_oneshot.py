@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import logging
 import statistics
@@ -103,19 +102,26 @@ def sparsify_row(name: str, model: torch.nn.Module, method: str, options: dict[s
     return sparse24.sparsify(model, method, data=data, loss_fn=loss, policy=POLICY[name], permute=permute, progress=False, **options)
 
 
-def _recipe(name: str, seed: int) -> models.Recipe:
-    return dataclasses.replace(models.RECIPES[name], seed=seed)
+def train_seeds(text: str) -> tuple[int, ...]:
+    """``--train-seeds``: comma-separated non-negative ints, each once (an argparse ``type``)."""
+    try:
+        seeds = tuple(dict.fromkeys(int(seed) for seed in text.split(",")))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"comma-separated non-negative ints, got {text!r}")
+    return seeds
 
 
 def trained(name: str, seed: int) -> dict[str, Any]:
     """What the cache recorded when this model was trained (the thread count changes the model too)."""
-    record = models.info(name, recipe=_recipe(name, seed))
+    record = models.info(name, recipe=models.seeded(name, seed))
     return {key: record.get(key) for key in ("threads", "train_seconds", "load_average", "torch", "date")}
 
 
 def run_model(name: str, recovery_steps: int, seed: int = 0) -> dict[str, Any]:
     """Every row on ``name`` trained with ``seed``: one-shot and recovered quality, calibration time and peak memory."""
-    dense = models.load(name, recipe=_recipe(name, seed))
+    dense = models.load(name, recipe=models.seeded(name, seed))
     loss = models.loss_fn(name)
     calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
     times = []
@@ -178,7 +184,7 @@ def _bn_measured(name: str, model: torch.nn.Module, calibration: list) -> dict[s
 
 def calibration_sweep(name: str, sizes: tuple[int, ...] = MORE_CALIBRATION, seed: int = 0) -> dict[str, dict[str, Any]]:
     """One-shot quality and calibration time of the :data:`SWEPT` rows with ``sizes`` calibration batches each."""
-    dense = models.load(name, recipe=_recipe(name, seed))
+    dense = models.load(name, recipe=models.seeded(name, seed))
     found: dict[str, dict[str, Any]] = {}
     for batches in sizes:
         calibration = models.calibration_batches(name, batches, CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
@@ -379,7 +385,7 @@ def _per_seed_table(model: dict[str, Any], digits: int) -> list[str]:
     if len(seeds) < 2:
         return []
 
-    def trained(seed: str) -> str:
+    def heading(seed: str) -> str:
         record = seeds[seed].get("trained") or {}
         threads, seconds = record.get("threads"), record.get("train_seconds")
         return f"seed {seed}" + (f" ({threads} thread{'s' if threads != 1 else ''}, {seconds:.0f} s)" if threads and seconds is not None else "")
@@ -389,7 +395,7 @@ def _per_seed_table(model: dict[str, Any], digits: int) -> list[str]:
 
     bn = all("oneshot_bn" in run["rows"][row] for run in seeds.values() for row in run["rows"])
     lines = [f"One-shot{' / with BatchNorm re-estimated' if bn else ''} on each trained model (the training seed; the thread count it trained with, which changes the model too):", ""]
-    lines += ["| row | " + " | ".join(trained(seed) for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    lines += ["| row | " + " | ".join(heading(seed) for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
     for row in model["rows"]:
         lines.append(f"| {row} | " + " | ".join(cell(run["rows"][row]) for run in seeds.values()) + " |")
     return [*lines, ""]
@@ -416,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recovery-steps", type=int, default=RECOVERY["steps"])
     parser.add_argument("--no-sweep", action="store_true", help=f"skip the one-shot runs with {', '.join(map(str, MORE_CALIBRATION))} calibration batches")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 times steadily on a machine others keep busy)")
-    parser.add_argument("--train-seeds", help="comma-separated training seeds for every model (default: 0,1,2 for the digits models, 0 for the LMs)")
+    parser.add_argument("--train-seeds", type=train_seeds, help="comma-separated training seeds for every model (default: 0,1,2 for the digits models, 0 for the LMs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads is not None:
@@ -437,22 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown model {unknown[0]}; choose from {', '.join(MODELS + OPTIONAL)}", file=sys.stderr)
         return 2
-    train_seeds = None
-    if args.train_seeds is not None:
-        try:
-            train_seeds = tuple(dict.fromkeys(int(seed) for seed in args.train_seeds.split(",")))
-        except ValueError:
-            train_seeds = ()
-        if not train_seeds or min(train_seeds) < 0:
-            print(f"--train-seeds must be comma-separated non-negative ints, got {args.train_seeds!r}", file=sys.stderr)
-            return 2
     start = time.perf_counter()
     command = " ".join(["python", "bench/bench_oneshot.py", *(argv if argv is not None else sys.argv[1:])])
     results: dict[str, Any] = {"command": command, "environment": environment(), "calibration": CALIBRATION, "recovery": {**RECOVERY, "steps": args.recovery_steps}, "models": {}}
     _warm_up()
     for name in names:
         runs = {}
-        for seed in train_seeds or TRAIN_SEEDS[name]:
+        for seed in args.train_seeds or TRAIN_SEEDS[name]:
             run = run_model(name, args.recovery_steps, seed)
             if not args.no_sweep:
                 run["calibration_sweep"] = calibration_sweep(name, seed=seed)

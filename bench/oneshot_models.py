@@ -86,6 +86,7 @@ __all__ = [
     "finetune_batches",
     "info",
     "load",
+    "seeded",
     "logits_fn",
     "loss_fn",
     "markdown",
@@ -179,6 +180,17 @@ TINY: dict[str, Recipe] = {
 }
 NAMES = tuple(RECIPES)
 _RECIPE_TYPES = {"gpt2-stdlib": GPT2Recipe, "vit-digits": ViTRecipe, "digits-resnet": DigitsRecipe, "digits-transformer": DigitsRecipe, "moe-stdlib": MoERecipe}
+
+
+def seeded(name: str, seed: int) -> Recipe:
+    """``name``'s recipe (:data:`RECIPES`) trained from ``seed``: another model of the same family."""
+    return dataclasses.replace(_recipe(name, None), seed=_nonnegative(seed, "seed"))
+
+
+def _nonnegative(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} must be a non-negative int, got {value!r}")
+    return value
 
 
 def _recipe(name: str, recipe: Recipe | None) -> Recipe:

@@ -33,13 +33,13 @@ import torch
 import sparse24
 from sparse24.bench import oneshot_models as models
 from sparse24.bench._common import environment, header, write_results
-from sparse24.bench.bench_oneshot import CALIBRATION, RECOVERY, TRAIN_SEEDS, _recipe, recover, sparsify_row
+from sparse24.bench.bench_oneshot import CALIBRATION, RECOVERY, TRAIN_SEEDS, recover, sparsify_row, train_seeds
 
 CLASSIFIERS = ("digits-transformer", "digits-resnet", "vit-digits")
 
 
 def _starts(name: str, seed: int = 0) -> dict[str, torch.nn.Module]:
-    dense = models.load(name, recipe=_recipe(name, seed))
+    dense = models.load(name, recipe=models.seeded(name, seed))
     calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
     magnitude, solved = copy.deepcopy(dense), copy.deepcopy(dense)
     sparsify_row(name, magnitude, "magnitude", {}, calibration)
@@ -102,23 +102,13 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(dict.fromkeys(int(seed) for seed in text.split(",")))
-    except ValueError:
-        seeds = ()
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"comma-separated non-negative ints, got {text!r}")
-    return seeds
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--model", default="digits-transformer", choices=CLASSIFIERS)
     parser.add_argument("--steps", type=int, nargs="+", default=[RECOVERY["steps"], 3 * RECOVERY["steps"]])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--train-seeds", type=_seeds, help="comma-separated training seeds (default: bench_oneshot.py's for the model)")
+    parser.add_argument("--train-seeds", type=train_seeds, help="comma-separated training seeds (default: bench_oneshot.py's for the model)")
     args = parser.parse_args(argv)
     if any(s < 1 for s in args.steps):
         parser.error("--steps must be positive")

@@ -152,8 +152,10 @@ def test_a_target_not_measurable_on_some_trained_models_says_so() -> None:
 
 @pytest.mark.parametrize("seeds", ["", "0,x", "-1", ","])
 def test_bad_train_seeds_are_one_clear_error(tmp_path, capsys, seeds) -> None:
-    assert bench_oneshot.main(["--out", str(tmp_path), "--train-seeds", seeds]) == 2
-    assert "--train-seeds must be comma-separated non-negative ints" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        bench_oneshot.main(["--out", str(tmp_path), "--train-seeds", seeds])
+    assert stopped.value.code == 2
+    assert "argument --train-seeds: comma-separated non-negative ints" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

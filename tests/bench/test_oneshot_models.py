@@ -206,3 +206,12 @@ def test_the_moe_trains_with_its_routers_load_balancing_loss() -> None:
     aux = model(input_ids=batch, use_cache=False, output_router_logits=True).aux_loss
     assert float(aux) > 0
     torch.testing.assert_close(om._moe_training_loss(recipe.aux_loss_coef)(model, batch), plain + recipe.aux_loss_coef * aux)
+
+
+def test_a_seeded_recipe_is_the_recipe_with_another_seed() -> None:
+    assert om.seeded("vit-digits", 2) == dataclasses.replace(om.RECIPES["vit-digits"], seed=2)
+    assert om.cache_path("vit-digits", recipe=om.seeded("vit-digits", 2)) != om.cache_path("vit-digits")  # another model
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        om.seeded("vit-digits", -1)
+    with pytest.raises(ValueError, match="unknown model"):
+        om.seeded("vit", 0)
