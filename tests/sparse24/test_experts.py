@@ -310,11 +310,40 @@ def test_moe_models_permute_their_experts_inside_sparsify() -> None:
         sparse24.verify(model)
 
 
-def test_experts_with_their_own_gating_or_interleaved_rows_stay_in_place() -> None:
+def test_experts_with_interleaved_rows_stay_in_place() -> None:
     model = _gpt_oss()
     report = sparse24.permute(model, example_inputs=(batches(1)[0]["input_ids"],))
     (skipped,) = [s for s in report.skipped if s.layers == ("model.layers.0.mlp.experts",)]
     assert skipped.reason == "GptOssExperts: its gate and up rows are interleaved; only the concatenated [gate; up] layout has a rule"
+
+
+def _own_gate(experts: nn.Module) -> None:
+    type(experts)._apply_gate = lambda self, gate_up: gate_up.chunk(2, dim=-1)[0].clamp(max=1.0) * gate_up.chunk(2, dim=-1)[1]
+
+
+def _expert_parallel(experts: nn.Module) -> None:
+    experts._is_expert_parallel = True
+
+
+def _softmax(experts: nn.Module) -> None:
+    experts.act_fn = nn.Softmax(dim=-1)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (_own_gate, "Experts: Experts gates with its own _apply_gate (not act_fn(gate) * up)"),
+        (_expert_parallel, "Experts: its experts are sharded across ranks (expert parallel)"),
+        (_softmax, "Experts: act_fn Softmax is not a known elementwise activation"),
+    ],
+)
+def test_experts_the_rule_cannot_vouch_for_stay_in_place(change, reason) -> None:
+    model = _Routed(_decorated()).eval()
+    change(model.experts)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = sparse24.permute(model)
+    assert [s.reason for s in report.skipped if s.layers == ("experts",)] == [reason] and not report.groups
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_a_module_is_fused_experts_only_with_the_decorators_flags() -> None:
