@@ -685,22 +685,52 @@ def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
-def _grouped_qkv(name: str, module: nn.Module, head_dim: int, heads: int, kv_heads: int) -> _Group | str:
-    """A fused ``query_key_value`` whose rows are, key/value head after key/value head, the query heads that read it,
-    its key and its value (``heads // kv_heads`` + 2 runs of ``head_dim``); that value's rows and ``dense``'s input
-    columns of the query heads reading it move together."""
-    fused, dense = getattr(module, "query_key_value", None), getattr(module, "dense", None)
+def _grouped_qkv(
+    name: str, module: nn.Module, head_dim: int, heads: int, kv_heads: int, fused_attr: str = "query_key_value", dense_attr: str = "dense"
+) -> _Group | str:
+    """A fused ``fused_attr`` projection whose rows are, key/value head after key/value head, the query heads that
+    read it, its key and its value (``heads // kv_heads`` + 2 runs of ``head_dim``); that value's rows and
+    ``dense_attr``'s input columns of the query heads reading it move together."""
+    fused, dense = getattr(module, fused_attr, None), getattr(module, dense_attr, None)
     if not (_is_linear(fused) and _is_linear(dense)):
-        return "query_key_value and dense are not nn.Linear"
+        return f"{fused_attr} and {dense_attr} are not nn.Linear"
     if not all(isinstance(n, int) and n > 0 for n in (head_dim, heads, kv_heads)) or heads % kv_heads:
         return f"{heads} heads of {head_dim} do not share {kv_heads} key/value heads"
     per = heads // kv_heads
     if fused.out_features != kv_heads * (per + 2) * head_dim or dense.in_features != heads * head_dim:
-        return f"query_key_value ({fused.out_features}) / dense ({dense.in_features}) do not fit {heads} heads and {kv_heads} key/value heads of {head_dim}"
+        return f"{fused_attr} ({fused.out_features}) / {dense_attr} ({dense.in_features}) do not fit {heads} heads and {kv_heads} key/value heads of {head_dim}"
     members = [
-        m for g in range(kv_heads) for m in _producer(_join(name, "query_key_value"), fused, head_dim, torch.tensor([g]), offset=(g * (per + 2) + per + 1) * head_dim)
+        m for g in range(kv_heads) for m in _producer(_join(name, fused_attr), fused, head_dim, torch.tensor([g]), offset=(g * (per + 2) + per + 1) * head_dim)
     ]
-    return _Group(type(module).__name__, head_dim, kv_heads, members + _consumer(_join(name, "dense"), dense, head_dim, torch.arange(heads) // per))
+    return _Group(type(module).__name__, head_dim, kv_heads, members + _consumer(_join(name, dense_attr), dense, head_dim, torch.arange(heads) // per))
+
+
+def _gpt_bigcode_attention(name: str, module: nn.Module) -> _Group | str:
+    """GPTBigCodeAttention: c_attn's rows are all the query heads, then one key and one value head (multi-query,
+    as StarCoder), or head after head its query, key and value; c_proj reads the heads. Cross-attention (a separate
+    q_attn) stays in place."""
+    if getattr(module, "is_cross_attention", True):
+        return "cross-attention (q_attn and a key/value c_attn) has no rule"
+    heads, kv_heads = getattr(module, "num_heads", None), getattr(module, "kv_heads", None)
+    return _grouped_qkv(name, module, getattr(module, "head_dim", None), heads, kv_heads, "c_attn", "c_proj")
+
+
+def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", output: str = "projection") -> _Group | str:
+    """A fused ``fused`` projection whose rows are all the query heads, all the key heads, then all the value heads
+    (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``); the value heads' rows and
+    ``output``'s input columns move together, head by head."""
+    qkv, proj = getattr(module, fused, None), getattr(module, output, None)
+    if not (_is_linear(qkv) and _is_linear(proj)):
+        return f"{fused} and {output} are not nn.Linear"
+    heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
+    if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim)):
+        return "num_heads / head_dim missing"
+    width = heads * head_dim
+    if qkv.out_features != 3 * width or proj.in_features != width:
+        return f"{fused} ({qkv.out_features}) and {output} ({proj.in_features}) do not fit 3 x {heads} heads of {head_dim}"
+    blocks = torch.arange(heads)
+    members = _producer(_join(name, fused), qkv, head_dim, blocks, offset=2 * width) + _consumer(_join(name, output), proj, head_dim, blocks)
+    return _Group(type(module).__name__, head_dim, heads, members)
 
 
 def _per_head_qkv(name: str, module: nn.Module, head_dim_attr: str = "head_size") -> _Group | str:
@@ -717,6 +747,42 @@ def _falcon_attention(name: str, module: nn.Module) -> _Group | str:
     one k, one v) and the new decoder architecture (per key/value head: its queries, k, v); ``num_kv_heads`` is 1 for
     multi-query."""
     return _grouped_qkv(name, module, getattr(module, "head_dim", None), getattr(module, "num_heads", None), getattr(module, "num_kv_heads", None))
+
+
+def _mla_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """DeepseekV3Attention (multi-head latent attention): three groups.
+
+    - The values: kv_b_proj's rows are, head after head, its key (``qk_nope_head_dim``) and its value
+      (``v_head_dim``); each head's value rows and o_proj's columns of that head move together.
+    - The key/value latent: kv_a_proj_with_mqa's first ``kv_lora_rank`` rows (the rest is the shared
+      rotary key), kv_a_layernorm (an RMS norm: per-channel weight, the mean square is the same in any
+      order) and kv_b_proj's input columns. The cache holds this latent, in the model's own order.
+    - The query latent (``q_lora_rank``): q_a_proj's rows, q_a_layernorm and q_b_proj's columns.
+    """
+    kv_b, o_proj, kv_a = (getattr(module, attr, None) for attr in ("kv_b_proj", "o_proj", "kv_a_proj_with_mqa"))
+    if not all(_is_linear(m) for m in (kv_b, o_proj, kv_a)):
+        return ["kv_a_proj_with_mqa, kv_b_proj and o_proj are not nn.Linear"]
+    kind = type(module).__name__
+    heads, nope, v_dim, rank = (getattr(module, attr, None) for attr in ("num_heads", "qk_nope_head_dim", "v_head_dim", "kv_lora_rank"))
+    if not all(isinstance(n, int) and n > 0 for n in (heads, nope, v_dim, rank)):
+        return ["num_heads / qk_nope_head_dim / v_head_dim / kv_lora_rank missing"]
+    if kv_b.out_features != heads * (nope + v_dim) or o_proj.in_features != heads * v_dim or kv_b.in_features != rank or kv_a.out_features <= rank:
+        return [f"kv_b_proj ({kv_b.in_features} -> {kv_b.out_features}) / o_proj ({o_proj.in_features}) do not fit {heads} heads of {nope} + {v_dim} from a latent of {rank}"]
+    values = [m for h in range(heads) for m in _producer(_join(name, "kv_b_proj"), kv_b, v_dim, torch.tensor([h]), offset=h * (nope + v_dim) + nope)]
+    found: list[_Group | str] = [_Group(kind, v_dim, heads, values + _consumer(_join(name, "o_proj"), o_proj, v_dim, torch.arange(heads)))]
+    for down, norm, up in (("kv_a_proj_with_mqa", "kv_a_layernorm", "kv_b_proj"), ("q_a_proj", "q_a_layernorm", "q_b_proj")):
+        a, n, b = (getattr(module, attr, None) for attr in (down, norm, up))
+        if a is None and down == "q_a_proj":  # no query latent: q_proj reads the hidden states
+            continue
+        width = b.in_features if _is_linear(b) else None
+        if not (_is_linear(a) and _is_linear(b)) or a.out_features < width:
+            found.append(f"{down} and {up} are not nn.Linear from a latent of {width}")
+        elif not (type(n).__name__.endswith("RMSNorm") and set(dict(n.named_parameters())) == {"weight"} and n.weight.shape == (width,)):
+            found.append(f"{norm} is not an RMS norm over the {width} latent channels")
+        else:
+            latent = _producer(_join(name, down), a, width, torch.zeros(1, dtype=torch.long)) + _per_channel(_join(name, norm), n, width)
+            found.append(_Group(kind, width, 1, latent + _consumer(_join(name, up), b, width)))
+    return found
 
 
 def _attention(
@@ -754,15 +820,21 @@ _T5_FEED_FORWARD = functools.partial(_two_layer_mlp, first="wi", second="wo", ac
 _T5_GATED = functools.partial(_gated_mlp, gate="wi_0", up="wi_1", down="wo", act="act")
 _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", head_dim_attr="key_value_proj_dim")
 _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
+_LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
+_LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
 _WAV2VEC2_FEED_FORWARD = functools.partial(_two_layer_mlp, first="intermediate_dense", second="output_dense", activation="intermediate_act_fn")
 
 
-def _family(module: str, rules: Mapping[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]]) -> dict:
+# a rule: the group of a module's hidden channels, or why it has none; a list for a module with several
+_Rule = Callable[[str, nn.Module], "_Group | str | list[_Group | str]"]
+
+
+def _family(module: str, rules: Mapping[str, tuple[_Rule, tuple[str, ...]]]) -> dict:
     """``_RULES`` entries for the classes of one ``transformers.models.<module>``."""
     return {(f"transformers.models.{module}", cls): rule for cls, rule in rules.items()}
 
 
-def _families(families: Iterable[tuple[str, str]], rules: Mapping[str, tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]]) -> dict:
+def _families(families: Iterable[tuple[str, str]], rules: Mapping[str, tuple[_Rule, tuple[str, ...]]]) -> dict:
     """:func:`_family` for families that share a layout: ``(class prefix, module)`` pairs, ``rules`` by class name
     with ``{}`` for the prefix."""
     return {key: rule for prefix, module in families for key, rule in _family(module, {cls.format(prefix): r for cls, r in rules.items()}).items()}
@@ -855,7 +927,7 @@ def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
 
 
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
-_RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tuple[str, ...]]] = {
+_RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     ("transformers.models.llama.modeling_llama", "LlamaMLP"): (_gated_mlp, ()),
     ("transformers.models.qwen2.modeling_qwen2", "Qwen2MLP"): (_gated_mlp, ()),
     ("transformers.models.gpt2.modeling_gpt2", "GPT2MLP"): (_c_fc_mlp, ()),
@@ -932,7 +1004,20 @@ _RULES: dict[tuple[str, str], tuple[Callable[[str, nn.Module], _Group | str], tu
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
-    **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_c_fc_mlp, ())}),
+    **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_c_fc_mlp, ()), "GPTBigCodeAttention": (_gpt_bigcode_attention, ())}),
+    **_family("gpt_neo.modeling_gpt_neo", {"GPTNeoSelfAttention": (_OUT_PROJ_ATTENTION, ())}),  # local or global: a mask only
+    **_family("blip.modeling_blip", {"BlipAttention": (_stacked_qkv_attention, ())}),
+    **_family("qwen2_5_vl.modeling_qwen2_5_vl", {  # the vision encoder (the language model's blocks are Qwen2's)
+        "Qwen2_5_VLVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
+        "Qwen2_5_VLMLP": (_gated_mlp, ()),
+    }),
+    **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
+    **_family("qwen2_vl.modeling_qwen2_vl", {"VisionMlp": (functools.partial(_two_layer_mlp, activation="act"), ())}),  # VisionAttention: Qwen2.5-VL's code
+    **_family("qwen3_vl.modeling_qwen3_vl", {  # Qwen3VLVisionAttention: Qwen2.5-VL's code
+        "Qwen3VLVisionMLP": (_LINEAR_FC_MLP, ()),
+        "Qwen3VLVisionPatchMerger": (_LINEAR_FC_MLP, ()),  # its norm comes before linear_fc1
+    }),
+    **_family("llava.modeling_llava", {"LlavaMultiModalProjector": (_LINEAR_1_2_MLP, ())}),
     **_family("nemotron.modeling_nemotron", {"NemotronMLP": (_UP_DOWN_MLP, ())}),  # ReLU^2, no gate
     **_family("arcee.modeling_arcee", {"ArceeMLP": (_UP_DOWN_MLP, ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
@@ -1456,10 +1541,11 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
 
     def apply(prefix: str, module: nn.Module, rule: tuple, inside: Callable[[str, nn.Module], None]) -> None:
         found = rule[0](prefix, module)
-        if isinstance(found, str):
-            skipped.append(((prefix,), f"{type(module).__name__}: {found}"))
-        else:
-            groups.append(found)
+        for each in found if isinstance(found, list) else [found]:
+            if isinstance(each, str):
+                skipped.append(((prefix,), f"{type(module).__name__}: {each}"))
+            else:
+                groups.append(each)
         for child in rule[1]:
             sub = getattr(module, child, None)
             if isinstance(sub, nn.Module):
@@ -1947,7 +2033,10 @@ def permute(
     DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
     query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
     ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's and MobileViT's inverted residuals
-    (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included); the
+    (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included), the
+    GPT-BigCode (multi-query or per head), GPT-Neo and BLIP attentions, the Qwen2/2.5/3-VL vision encoders
+    and LLaVA's projector, DeepSeek-V3's latent attention (its values, and its key/value and query latents
+    through their RMS norms); the
     attentions of OLMo 1/2, OLMoE, Cohere, StarCoder2, Seed-OSS, Nemotron and StableLM and the MLPs of
     StarCoder 1/2, Nemotron, Arcee and Seed-OSS; any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the

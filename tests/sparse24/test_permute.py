@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 from collections import OrderedDict
+from typing import Any
 
 import pytest
 import torch
@@ -679,6 +680,24 @@ def test_demo_resnet_blocks_permuted_residual_channels_left() -> None:
         assert kept_importance(before, group.permutation) == pytest.approx(kept_importance(after))
 
 
+def _llava(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A tiny LLaVA (CLIP vision tower, projector, Llama) and a batch whose 16 image tokens take the 16 patches."""
+    vision = transformers.CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    text = transformers.LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_id=63, vision_feature_layer=-1, projector_hidden_act="gelu")
+    ids = torch.randint(2, 60, (2, 24))
+    ids[:, 2:18] = 63
+    return transformers.LlavaForConditionalGeneration(config), {"input_ids": ids, "pixel_values": torch.randn(2, 3, 16, 16)}
+
+
+def _qwen_vision(transformers: Any, family: str, model_class: str, config_class: str, **sizes: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A tiny Qwen-VL vision encoder and one 16 x 16 image of 2 x 2 patches (8 x 8 of them, merged 2 x 2)."""
+    models = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+    configs = importlib.import_module(f"transformers.models.{family}.configuration_{family}")
+    config = getattr(configs, config_class)(**{"depth": 1, "num_heads": 4, "patch_size": 2, "temporal_patch_size": 2, "spatial_merge_size": 2, "in_channels": 3, **sizes})
+    return getattr(models, model_class)._from_config(config), {"hidden_states": torch.randn(64, 3 * 2 * 2 * 2), "grid_thw": torch.tensor([[1, 8, 8]])}
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -718,6 +737,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             ids,
         ),
+        "deepseek_v3-q_lora": lambda: (  # queries through their own latent (q_a_proj, q_a_layernorm, q_b_proj), as DeepSeek-V3 itself
+            transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(
+                **lm, num_key_value_heads=4, first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+            )),
+            ids,
+        ),
         "cohere": lambda: (transformers.CohereForCausalLM(transformers.CohereConfig(**lm, num_key_value_heads=2, use_qk_norm=True)), ids),
         "olmo2": lambda: (transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**lm, num_key_value_heads=2)), ids),
         "starcoder2": lambda: (transformers.Starcoder2ForCausalLM(transformers.Starcoder2Config(**lm, num_key_value_heads=2)), ids),
@@ -727,11 +752,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "seed_oss": lambda: (transformers.SeedOssForCausalLM(transformers.SeedOssConfig(**lm, num_key_value_heads=2, head_dim=16)), ids),
         "stablelm": lambda: (transformers.StableLmForCausalLM(transformers.StableLmConfig(**lm, num_key_value_heads=2)), ids),
         "arcee": lambda: (transformers.ArceeForCausalLM(transformers.ArceeConfig(**lm, num_key_value_heads=2)), ids),
-        "gpt_bigcode": lambda: (transformers.GPTBigCodeForCausalLM(transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, n_inner=96)), ids),
-        "gpt_neo": lambda: (transformers.GPTNeoModel(transformers.GPTNeoConfig(vocab_size=64, hidden_size=64, num_layers=1, num_heads=4, attention_types=[[["global"], 1]], intermediate_size=96)), ids),
+        "gpt_bigcode": lambda: (transformers.GPTBigCodeForCausalLM(transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, n_inner=96)), ids),  # multi-query
+        "gpt_bigcode-classic": lambda: (transformers.GPTBigCodeForCausalLM(transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, n_inner=96, multi_query=False)), ids),
+        "gpt_neo": lambda: (transformers.GPTNeoModel(transformers.GPTNeoConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]], window_size=4, intermediate_size=96)), ids),
         "ijepa": lambda: (transformers.IJepaModel(transformers.IJepaConfig(**{k: v for k, v in vision.items() if k != "num_labels"})), pixels),
         "marian": lambda: (transformers.MarianModel(transformers.MarianConfig(**seq2seq, decoder_start_token_id=1, pad_token_id=0)), {**ids, **decoder}),
-        "blip-vision": lambda: (transformers.BlipVisionModel(transformers.BlipVisionConfig(**vision)), pixels),
+        # BLIP's default initializer_range (1e-10) leaves the layers' outputs far below any tolerance
+        "blip-vision": lambda: (transformers.BlipVisionModel(transformers.BlipVisionConfig(**vision, initializer_range=0.02)), pixels),
         "distilbert": lambda: (transformers.DistilBertModel(transformers.DistilBertConfig(vocab_size=64, dim=64, hidden_dim=96, n_layers=1, n_heads=4)), ids),
         "roberta": lambda: (transformers.RobertaModel(transformers.RobertaConfig(**lm)), ids),
         "xlm_roberta": lambda: (transformers.XLMRobertaModel(transformers.XLMRobertaConfig(**lm)), ids),
@@ -768,6 +795,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.EfficientNetModel(transformers.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320)),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        "llava": lambda: _llava(transformers),
+        "qwen2_vl-vision": lambda: _qwen_vision(transformers, "qwen2_vl", "Qwen2VisionTransformerPretrainedModel", "Qwen2VLVisionConfig", embed_dim=32, hidden_size=48, mlp_ratio=2),
+        "qwen2_5_vl-vision": lambda: _qwen_vision(
+            transformers, "qwen2_5_vl", "Qwen2_5_VisionTransformerPretrainedModel", "Qwen2_5_VLVisionConfig",
+            depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=48, window_size=8, fullatt_block_indexes=[1],  # a windowed and a full-attention block
+        ),
+        "qwen3_vl-vision": lambda: _qwen_vision(
+            transformers, "qwen3_vl", "Qwen3VLVisionModel", "Qwen3VLVisionConfig", hidden_size=32, intermediate_size=64, out_hidden_size=48, num_position_embeddings=64, deepstack_visual_indexes=[],
+        ),
         "mobilevit": lambda: (
             transformers.MobileViTModel(transformers.MobileViTConfig(image_size=32, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[16, 16, 24, 24, 32, 32, 64])),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
@@ -776,13 +812,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     model, batch = builders[name]()
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
         batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit") and isinstance(module, nn.BatchNorm2d)
+        latent_norm = type(module).__name__ == "DeepseekV3RMSNorm" and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
+        if latent_norm:
+            torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
         if batch_norm:  # statistics that differ per channel
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
-    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "olmoe"):  # the experts' grouped GEMM takes no float64
+    # the experts' grouped GEMM takes no float64; MLA's latent RMS norms compute in float32 whatever the model's dtype
+    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "olmoe"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
 
@@ -803,7 +843,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("falcon-new", ["FalconAttention", "FalconMLP"]),  # per key/value head: its 2 queries, k, v
         ("granite", ["GraniteAttention", "GraniteMLP"]),  # LlamaAttention's and LlamaMLP's code
         ("qwen2_moe", ["Qwen2MoeAttention", "Qwen2MoeExperts", "Qwen2MoeMLP"]),  # the shared expert is a Llama MLP
-        ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"]),  # the dense layer's MLP and the MoE layer's shared experts; MLA attention has no rule
+        # the dense layer's MLP, the MoE layer's shared experts; MLA: per layer its values and its key/value latent
+        ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"] + ["DeepseekV3Attention"] * 4),
+        ("deepseek_v3-q_lora", ["DeepseekV3MLP"] + ["DeepseekV3Attention"] * 3),  # and its query latent
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
         ("olmo2", ["Olmo2Attention", "Olmo2MLP"]),
         ("starcoder2", ["Starcoder2Attention", "Starcoder2MLP"]),
@@ -813,11 +855,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("seed_oss", ["SeedOssAttention", "SeedOssMLP"]),
         ("stablelm", ["StableLmAttention", "StableLmMLP"]),
         ("arcee", ["ArceeAttention", "ArceeMLP"]),  # ReLU^2 up/down MLP
-        ("gpt_bigcode", ["GPTBigCodeMLP"]),
-        ("gpt_neo", ["GPTNeoMLP"]),
+        ("gpt_bigcode", ["GPTBigCodeAttention", "GPTBigCodeMLP"]),  # c_attn: 4 query heads, 1 key, 1 value
+        ("gpt_bigcode-classic", ["GPTBigCodeAttention", "GPTBigCodeMLP"]),  # c_attn: per head q, k, v
+        ("gpt_neo", ["GPTNeoSelfAttention", "GPTNeoMLP"] * 2),  # a global and a local (sliding-window) layer
         ("ijepa", ["IJepaAttention", "IJepaMLP"]),  # ViT's code: ViT's and DeiT's attention rules must be one rule, or a copy matches two  # GPT-2's MLP code with nn.Linear: the one c_fc -> c_proj rule for both layer types  # multi-query attention with a fused c_attn has no rule
         ("marian", ["MarianEncoderLayer", "MarianAttention", "MarianDecoderLayer", "MarianAttention", "MarianAttention"]),  # BART's code
-        ("blip-vision", ["BlipMLP"]),  # ViT's MLP code; the fused qkv attention has no rule
+        ("blip-vision", ["BlipAttention", "BlipMLP"]),  # ViT's MLP code; qkv: all queries, all keys, all values
         ("distilbert", ["DistilBertSelfAttention", "FFN"]),
         ("roberta", ["RobertaLayer", "RobertaAttention"]),
         ("xlm_roberta", ["XLMRobertaLayer", "XLMRobertaAttention"]),
@@ -842,6 +885,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("convnextv2", ["ConvNextV2Layer"] * 2),  # and the GRN's per-channel weight and bias between them
         ("mobilenet_v2", ["MobileNetV2InvertedResidual"] * 16),  # expand 1x1, BN, ReLU6, depthwise 3x3, BN, ReLU6 -> reduce 1x1
         ("efficientnet", ["EfficientNetBlock"] * 6),  # the blocks with an expansion; squeeze-excite reads and gates the channels
+        ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
+        ("qwen2_vl-vision", ["VisionAttention", "VisionMlp", "fx"]),  # qkv: all queries, all keys, all values; the merger's Sequential traces
+        ("qwen2_5_vl-vision", ["Qwen2_5_VLVisionAttention", "Qwen2_5_VLMLP"] * 2 + ["fx"]),
+        ("qwen3_vl-vision", ["Qwen3VLVisionAttention", "Qwen3VLVisionMLP", "Qwen3VLVisionPatchMerger"]),
         ("mobilevit", ["MobileViTInvertedResidual"] * 7 + ["MobileViTTransformerLayer", "MobileViTAttention"] * 9),
     ],
 )
@@ -854,18 +901,69 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = model(**batch), reference(**batch)
-    for key in ("logits", "last_hidden_state", "encoder_last_hidden_state"):
-        if getattr(ref, key, None) is not None:
-            atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
-            torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state") if getattr(ref, key, None) is not None]
+    assert compared, f"nothing compared: {type(ref).__name__}"
+    for key in compared:
+        atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "blip-vision", "qwen2_5_vl-vision", "llava"])
+def test_family_rules_report_indices_that_reproduce_every_tensor(name: str) -> None:
+    """The rules with slices of a tensor (MLA's latent rows and per-head values, a fused qkv's value heads): the report's
+    indices move scores computed before the permutation exactly as the permutation moved the tensors."""
+    torch.manual_seed(0)
+    model, _ = _family_model(name)
+    before = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    report = permute(model)
+    moved = [key for key, value in model.state_dict().items() if not torch.equal(value, before[key])]
+    assert moved and set(moved) <= set(report.indices)
+    for key, value in model.state_dict().items():
+        assert torch.equal(report.permute_like(key, before[key]), value), key
+
+
+class _HalvesNorm(nn.Module):
+    """An RMS-style norm over each half of the channels apart: reordering the channels across the halves changes it."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        halves = x.unflatten(-1, (2, -1))
+        return self.weight * (halves * halves.square().mean(-1, keepdim=True).add(1e-6).rsqrt()).flatten(-2)
+
+
+def test_latent_attention_leaves_a_latent_with_another_norm_in_place() -> None:
+    torch.manual_seed(0)
+    model, batch = _family_model("deepseek_v3-q_lora")
+    attention = model.model.layers[0].self_attn
+    attention.kv_a_layernorm = _HalvesNorm(16)
+    reference = copy.deepcopy(model)
+    report = permute(model, example_inputs=batch)
+    layer = "model.layers.0.self_attn"
+    assert sorted((g.producers, g.per_channel, g.consumers) for g in report.groups if g.kind == "DeepseekV3Attention") == [
+        ((f"{layer}.kv_b_proj",), (), (f"{layer}.o_proj",)),  # the values still move
+        ((f"{layer}.q_a_proj",), (f"{layer}.q_a_layernorm",), (f"{layer}.q_b_proj",)),
+    ]
+    reasons = [s.reason for s in report.skipped if s.layers == (layer,)]
+    assert reasons == ["DeepseekV3Attention: kv_a_layernorm is not an RMS norm over the 16 latent channels"]
+    assert torch.equal(attention.kv_a_proj_with_mqa.weight, reference.model.layers[0].self_attn.kv_a_proj_with_mqa.weight)
+
+
+def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, add_cross_attention=True, multi_query=False)
+    attention = transformers.models.gpt_bigcode.modeling_gpt_bigcode.GPTBigCodeAttention(config, is_cross_attention=True)
+    assert permute_module._gpt_bigcode_attention("attn", attention) == "cross-attention (q_attn and a key/value c_attn) has no rule"
 
 
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
-    model, _ = _family_model("gpt_bigcode")  # multi-query attention with a fused c_attn: no rule
+    model, _ = _family_model("whisper")  # the encoder's conv1 -> GELU -> conv2 stem: no rule for WhisperEncoder
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
-    assert "GPTBigCodeAttention has no permutation rule" in reasons["transformer.h.0.attn.c_attn"]
-    assert "GPTBigCodeAttention has no permutation rule" in reasons["transformer.h.0.attn.c_proj"]
-    assert "its input comes from" in reasons["lm_head"]  # the model class has no rule, but nothing could permute its input
+    assert "WhisperEncoder has no permutation rule" in reasons["encoder.conv1"]
+    assert "WhisperEncoder has no permutation rule" in reasons["encoder.conv2"]
+    assert "its input comes from" in reasons["encoder.layers.0.self_attn.q_proj"]  # ruled, but nothing could permute its input
 
 
 def _wrong_bart_attention(monkeypatch: pytest.MonkeyPatch) -> None:
