@@ -447,7 +447,7 @@ _ELEMENTWISE_MODULES = (
 _ELEMENTWISE_TRANSFORMERS = {
     "GELUActivation", "NewGELUActivation", "GELUTanh", "PytorchGELUTanh", "FastGELUActivation",
     "QuickGELUActivation", "ClippedGELUActivation", "AccurateGELUActivation", "MishActivation",
-    "LinearActivation", "LaplaceActivation", "ReLUSquaredActivation", "SiLUActivation",
+    "LinearActivation", "LaplaceActivation", "ReLUSquaredActivation", "SiLUActivation", "XIELUActivation",
     "SqrtSoftplusActivation",
 }  # fmt: skip
 # elementwise activations that a transformers model defines itself: (module, class)
@@ -495,14 +495,15 @@ def _is_gemm(module: nn.Module) -> bool:
 
 
 def _gated_mlp(
-    name: str, module: nn.Module, gate: str = "gate_proj", up: str = "up_proj", down: str = "down_proj", act: str = "act_fn"
+    name: str, module: nn.Module, gate: str = "gate_proj", up: str = "up_proj", down: str = "down_proj", act: str | None = "act_fn"
 ) -> _Group | str:
     """``down(act(gate(x)) * up(x))``: the Llama, Mistral, Qwen2/3 and Gemma 1-3 MLPs (gate_proj, up_proj, down_proj,
-    act_fn) and T5's gated feed-forward (wi_0, wi_1, wo, act)."""
+    act_fn) and T5's gated feed-forward (wi_0, wi_1, wo, act); ``act=None`` for a class whose forward calls an
+    elementwise function itself (LFM2's ``F.silu``)."""
     gate_layer, up_layer, down_layer = (getattr(module, attr, None) for attr in (gate, up, down))
     if not all(_is_linear(m) for m in (gate_layer, up_layer, down_layer)):
         return f"{gate}, {up} and {down} are not all nn.Linear"
-    if not _elementwise_module(getattr(module, act, None)):
+    if act is not None and not _elementwise_module(getattr(module, act, None)):
         return f"{act} {type(getattr(module, act, None)).__name__} is not a known elementwise activation"
     width = gate_layer.out_features
     if up_layer.out_features != width or down_layer.in_features != width:
@@ -715,16 +716,16 @@ def _gpt_bigcode_attention(name: str, module: nn.Module) -> _Group | str:
     return _grouped_qkv(name, module, getattr(module, "head_dim", None), heads, kv_heads, "c_attn", "c_proj")
 
 
-def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", output: str = "projection") -> _Group | str:
+def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", output: str = "projection", heads_attr: str = "num_heads") -> _Group | str:
     """A fused ``fused`` projection whose rows are all the query heads, all the key heads, then all the value heads
-    (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``); the value heads' rows and
-    ``output``'s input columns move together, head by head."""
+    (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``; MPT's ``Wqkv(x).chunk(3)``);
+    the value heads' rows and ``output``'s input columns move together, head by head."""
     qkv, proj = getattr(module, fused, None), getattr(module, output, None)
     if not (_is_linear(qkv) and _is_linear(proj)):
         return f"{fused} and {output} are not nn.Linear"
-    heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
+    heads, head_dim = getattr(module, heads_attr, None), getattr(module, "head_dim", None)
     if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim)):
-        return "num_heads / head_dim missing"
+        return f"{heads_attr} / head_dim missing"
     width = heads * head_dim
     if qkv.out_features != 3 * width or proj.in_features != width:
         return f"{fused} ({qkv.out_features}) and {output} ({proj.in_features}) do not fit 3 x {heads} heads of {head_dim}"
@@ -750,7 +751,7 @@ def _falcon_attention(name: str, module: nn.Module) -> _Group | str:
 
 
 def _mla_attention(name: str, module: nn.Module) -> list[_Group | str]:
-    """DeepseekV3Attention (multi-head latent attention): three groups.
+    """DeepseekV3Attention (multi-head latent attention; DeepSeek-V2's and LongCat-Flash's the same): three groups.
 
     - The values: kv_b_proj's rows are, head after head, its key (``qk_nope_head_dim``) and its value
       (``v_head_dim``); each head's value rows and o_proj's columns of that head move together.
@@ -810,6 +811,20 @@ def _attention(
     members = _producer(_join(name, value), v, head_dim, torch.arange(kv_heads))
     members += _consumer(_join(name, output), o, head_dim, torch.arange(kv_heads * groups) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
+
+
+def _gated_output_attention(name: str, module: nn.Module) -> _Group | str:
+    """AfmoeAttention: Llama's value path, and the attention output gated channel by channel,
+    ``o_proj(out * sigmoid(gate_proj(x)))``: gate_proj's rows of each query head move with that head's values."""
+    group = _attention(name, module)
+    gate = getattr(module, "gate_proj", None)
+    if isinstance(group, str):
+        return group
+    consumer = next(m for m in group.members if m.role == "consumer")
+    if not (_is_linear(gate) and gate.out_features == consumer.module.in_features):
+        return f"gate_proj is not an nn.Linear with o_proj's {consumer.module.in_features} inputs"
+    group.members += _producer(_join(name, "gate_proj"), gate, group.block, consumer.blocks)
+    return group
 
 
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
@@ -1001,6 +1016,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("olmo.modeling_olmo", "Olmo"), ("olmo2.modeling_olmo2", "Olmo2"), ("olmoe.modeling_olmoe", "Olmoe"),
             ("cohere.modeling_cohere", "Cohere"), ("starcoder2.modeling_starcoder2", "Starcoder2"),
             ("seed_oss.modeling_seed_oss", "SeedOss"), ("nemotron.modeling_nemotron", "Nemotron"), ("stablelm.modeling_stablelm", "StableLm"),
+            ("olmo3.modeling_olmo3", "Olmo3"), ("exaone4.modeling_exaone4", "Exaone4"), ("llama4.modeling_llama4", "Llama4Text"),
+            ("ernie4_5.modeling_ernie4_5", "Ernie4_5"), ("hunyuan_v1_dense.modeling_hunyuan_v1_dense", "HunYuanDenseV1"),
+            ("helium.modeling_helium", "Helium"), ("apertus.modeling_apertus", "Apertus"), ("gpt_oss.modeling_gpt_oss", "GptOss"),
+            ("glm.modeling_glm", "Glm"), ("glm4.modeling_glm4", "Glm4"), ("glm4_moe.modeling_glm4_moe", "Glm4Moe"),
+            ("smollm3.modeling_smollm3", "SmolLM3"), ("cohere2.modeling_cohere2", "Cohere2"), ("minimax_m2.modeling_minimax_m2", "MiniMaxM2"),
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
@@ -1012,6 +1032,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Qwen2_5_VLMLP": (_gated_mlp, ()),
     }),
     **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
+    **_family("deepseek_v2.modeling_deepseek_v2", {"DeepseekV2Attention": (_mla_attention, ())}),
+    **_family("longcat_flash.modeling_longcat_flash", {"LongcatFlashMLA": (_mla_attention, ())}),  # the latents also scaled by constants
     **_family("qwen2_vl.modeling_qwen2_vl", {"VisionMlp": (functools.partial(_two_layer_mlp, activation="act"), ())}),  # VisionAttention: Qwen2.5-VL's code
     **_family("qwen3_vl.modeling_qwen3_vl", {  # Qwen3VLVisionAttention: Qwen2.5-VL's code
         "Qwen3VLVisionMLP": (_LINEAR_FC_MLP, ()),
@@ -1020,6 +1042,19 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("llava.modeling_llava", {"LlavaMultiModalProjector": (_LINEAR_1_2_MLP, ())}),
     **_family("nemotron.modeling_nemotron", {"NemotronMLP": (_UP_DOWN_MLP, ())}),  # ReLU^2, no gate
     **_family("arcee.modeling_arcee", {"ArceeMLP": (_UP_DOWN_MLP, ())}),
+    **_family("apertus.modeling_apertus", {"ApertusMLP": (_UP_DOWN_MLP, ())}),  # xIELU, no gate
+    **_family("llama4.modeling_llama4", {"Llama4TextMLP": (functools.partial(_gated_mlp, act="activation_fn"), ())}),
+    **_family("mpt.modeling_mpt", {
+        "MptMLP": (functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act"), ()),  # the residual is added after down_proj
+        "MptAttention": (functools.partial(_stacked_qkv_attention, fused="Wqkv", output="out_proj", heads_attr="n_heads"), ()),  # Wqkv.chunk(3)
+    }),
+    **_family("lfm2.modeling_lfm2", {
+        "Lfm2Attention": (functools.partial(_attention, output="out_proj"), ()),
+        "Lfm2MLP": (functools.partial(_gated_mlp, gate="w1", up="w3", down="w2", act=None), ()),  # w2(F.silu(w1(x)) * w3(x))
+    }),
+    **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
+    **_family("biogpt.modeling_biogpt", {"BioGptDecoderLayer": (_two_layer_mlp, ("self_attn",))}),
+    **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
     **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
@@ -2035,10 +2070,12 @@ def permute(
     ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's and MobileViT's inverted residuals
     (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included), the
     GPT-BigCode (multi-query or per head), GPT-Neo and BLIP attentions, the Qwen2/2.5/3-VL vision encoders
-    and LLaVA's projector, DeepSeek-V3's latent attention (its values, and its key/value and query latents
-    through their RMS norms); the
-    attentions of OLMo 1/2, OLMoE, Cohere, StarCoder2, Seed-OSS, Nemotron and StableLM and the MLPs of
-    StarCoder 1/2, Nemotron, Arcee and Seed-OSS; any transformers class whose ``forward`` is the same
+    and LLaVA's projector, DeepSeek-V2/V3's and LongCat-Flash's latent attention (its values, and its
+    key/value and query latents through their RMS norms); the
+    attentions of OLMo 1-3, OLMoE, Cohere 1/2, StarCoder2, Seed-OSS, Nemotron, StableLM, EXAONE 4, Llama 4,
+    ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
+    output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
+    Llama 4, LFM2 and BioGPT; any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
     with its own permutation); and for torch's

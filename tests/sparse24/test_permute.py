@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 import math
@@ -698,6 +699,13 @@ def _qwen_vision(transformers: Any, family: str, model_class: str, config_class:
     return getattr(models, model_class)._from_config(config), {"hidden_states": torch.randn(64, 3 * 2 * 2 * 2), "grid_thw": torch.tensor([[1, 8, 8]])}
 
 
+def _causal_lm(transformers: Any, model_type: str, **extra: Any) -> nn.Module:
+    """A tiny random causal LM of ``model_type`` from its default config, at the family tests' sizes."""
+    sizes = dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    config = transformers.AutoConfig.for_model(model_type, **{**sizes, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, **extra})
+    return transformers.AutoModelForCausalLM.from_config(config)
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -795,6 +803,28 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.EfficientNetModel(transformers.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320)),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        # Llama's value path (v_proj -> attention -> o_proj) in code of their own: sliding windows, sinks, q/k norms
+        **{family: functools.partial(lambda family: (_causal_lm(transformers, family), ids), family) for family in (
+            "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2",
+        )},
+        "glm4_moe": lambda: (_causal_lm(transformers, "glm4_moe", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4, n_group=1, topk_group=1, num_experts_per_tok=2, moe_intermediate_size=32), ids),
+        "minimax_m2": lambda: (_causal_lm(transformers, "minimax_m2", num_local_experts=4, num_experts_per_tok=2), ids),
+        "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
+        "lfm2": lambda: (_causal_lm(transformers, "lfm2", layer_types=["full_attention"]), ids),
+        "mpt": lambda: (transformers.MptForCausalLM(transformers.MptConfig(vocab_size=64, d_model=64, n_layers=1, n_heads=4)), ids),
+        "persimmon": lambda: (_causal_lm(transformers, "persimmon"), ids),
+        "biogpt": lambda: (_causal_lm(transformers, "biogpt"), ids),
+        "deepseek_v2": lambda: (  # DeepSeek-V3's latent attention
+            _causal_lm(transformers, "deepseek_v2", num_key_value_heads=4, first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16),
+            ids,
+        ),
+        "longcat_flash": lambda: (
+            transformers.LongcatFlashForCausalLM(transformers.LongcatFlashConfig(
+                vocab_size=64, hidden_size=64, ffn_hidden_size=96, expert_ffn_hidden_size=32, num_layers=1, num_attention_heads=4, n_routed_experts=4, moe_topk=2,
+                zero_expert_num=0, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, head_dim=8,
+            )),
+            ids,
+        ),
         "llava": lambda: _llava(transformers),
         "qwen2_vl-vision": lambda: _qwen_vision(transformers, "qwen2_vl", "Qwen2VisionTransformerPretrainedModel", "Qwen2VLVisionConfig", embed_dim=32, hidden_size=48, mlp_ratio=2),
         "qwen2_5_vl-vision": lambda: _qwen_vision(
@@ -812,7 +842,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     model, batch = builders[name]()
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
         batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit") and isinstance(module, nn.BatchNorm2d)
-        latent_norm = type(module).__name__ == "DeepseekV3RMSNorm" and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
+        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
@@ -822,7 +852,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms compute in float32 whatever the model's dtype
-    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "olmoe"):
+    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
 
@@ -885,6 +915,19 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("convnextv2", ["ConvNextV2Layer"] * 2),  # and the GRN's per-channel weight and bias between them
         ("mobilenet_v2", ["MobileNetV2InvertedResidual"] * 16),  # expand 1x1, BN, ReLU6, depthwise 3x3, BN, ReLU6 -> reduce 1x1
         ("efficientnet", ["EfficientNetBlock"] * 6),  # the blocks with an expansion; squeeze-excite reads and gates the channels
+        *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in [
+            ("olmo3", "Olmo3"), ("exaone4", "Exaone4"), ("ernie4_5", "Ernie4_5"), ("hunyuan_v1_dense", "HunYuanDenseV1"), ("helium", "Helium"),
+            ("apertus", "Apertus"), ("glm", "Glm"), ("glm4", "Glm4"), ("smollm3", "SmolLM3"), ("cohere2", "Cohere2"), ("lfm2", "Lfm2"),
+            ("mpt", "Mpt"), ("persimmon", "Persimmon"),  # Wqkv: all queries, keys, values; query_key_value: per head q, k, v
+        ]],
+        ("llama4_text", ["Llama4TextAttention", "Llama4TextExperts", "Llama4TextMLP"]),
+        ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
+        ("glm4_moe", ["Glm4MoeAttention", "Glm4MoeAttention", "Glm4MoeExperts", "Glm4MoeMLP", "Glm4MoeMLP"]),
+        ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
+        ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
+        ("biogpt", ["BioGptAttention", "BioGptDecoderLayer"]),
+        ("deepseek_v2", ["DeepseekV2Attention"] * 3 + ["DeepseekV2MLP"]),
+        ("longcat_flash", ["LongcatFlashMLA"] * 6 + ["LongcatFlashMLP"] * 2),  # two attentions and two MLPs per layer
         ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
         ("qwen2_vl-vision", ["VisionAttention", "VisionMlp", "fx"]),  # qkv: all queries, all keys, all values; the merger's Sequential traces
         ("qwen2_5_vl-vision", ["Qwen2_5_VLVisionAttention", "Qwen2_5_VLMLP"] * 2 + ["fx"]),
