@@ -658,18 +658,19 @@ def _bert_attention(name: str, module: nn.Module, value_attr: str = "value", att
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
-def _phi3_mlp(name: str, module: nn.Module) -> _Group | str:
-    """Phi3MLP: down_proj(up * activation_fn(gate)), gate and up the two halves of the fused gate_up_proj's rows."""
-    fused, down = getattr(module, "gate_up_proj", None), getattr(module, "down_proj", None)
-    if not (_is_linear(fused) and _is_linear(down)):
-        return "gate_up_proj and down_proj are not nn.Linear"
-    if not _elementwise_module(getattr(module, "activation_fn", None)):
-        return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
-    width = down.in_features
-    if fused.out_features != 2 * width:
-        return f"gate_up_proj's {fused.out_features} outputs are not twice down_proj's {width} inputs"
-    members = [m for half in (0, width) for m in _producer(_join(name, "gate_up_proj"), fused, width, _uniform(width, width), offset=half)]
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "down_proj"), down, width))
+def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj", down: str = "down_proj", act: str = "activation_fn") -> _Group | str:
+    """Phi3MLP: down_proj(up * activation_fn(gate)), gate and up the two halves of the fused gate_up_proj's rows
+    (ModernBertMLP: ``Wo(act(input) * gate)`` from the halves of ``Wi``)."""
+    fused_layer, down_layer = getattr(module, fused, None), getattr(module, down, None)
+    if not (_is_linear(fused_layer) and _is_linear(down_layer)):
+        return f"{fused} and {down} are not nn.Linear"
+    if not _elementwise_module(getattr(module, act, None)):
+        return f"{act} {type(getattr(module, act, None)).__name__} is not a known elementwise activation"
+    width = down_layer.in_features
+    if fused_layer.out_features != 2 * width:
+        return f"{fused}'s {fused_layer.out_features} outputs are not twice {down}'s {width} inputs"
+    members = [m for half in (0, width) for m in _producer(_join(name, fused), fused_layer, width, _uniform(width, width), offset=half)]
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
 
 
 def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
@@ -716,16 +717,18 @@ def _gpt_bigcode_attention(name: str, module: nn.Module) -> _Group | str:
     return _grouped_qkv(name, module, getattr(module, "head_dim", None), heads, kv_heads, "c_attn", "c_proj")
 
 
-def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", output: str = "projection", heads_attr: str = "num_heads") -> _Group | str:
+def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", output: str = "projection", heads_attr: str | None = "num_heads") -> _Group | str:
     """A fused ``fused`` projection whose rows are all the query heads, all the key heads, then all the value heads
     (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``; MPT's ``Wqkv(x).chunk(3)``);
-    the value heads' rows and ``output``'s input columns move together, head by head."""
+    the value heads' rows and ``output``'s input columns move together, head by head. ``heads_attr=None``: the
+    number of heads is the fused rows over 3 x ``head_dim`` (ModernBERT's ``Wqkv``)."""
     qkv, proj = getattr(module, fused, None), getattr(module, output, None)
     if not (_is_linear(qkv) and _is_linear(proj)):
         return f"{fused} and {output} are not nn.Linear"
-    heads, head_dim = getattr(module, heads_attr, None), getattr(module, "head_dim", None)
+    head_dim = getattr(module, "head_dim", None)
+    heads = getattr(module, heads_attr, None) if heads_attr else qkv.out_features // (3 * head_dim) if isinstance(head_dim, int) and head_dim > 0 else None
     if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim)):
-        return f"{heads_attr} / head_dim missing"
+        return f"{heads_attr or 'the number of heads'} / head_dim missing"
     width = heads * head_dim
     if qkv.out_features != 3 * width or proj.in_features != width:
         return f"{fused} ({qkv.out_features}) and {output} ({proj.in_features}) do not fit 3 x {heads} heads of {head_dim}"
@@ -955,7 +958,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     ("transformers.models.qwen3.modeling_qwen3", "Qwen3Attention"): (_attention, ()),
     ("transformers.models.gemma.modeling_gemma", "GemmaMLP"): (_gated_mlp, ()),
     ("transformers.models.gemma.modeling_gemma", "GemmaAttention"): (_attention, ()),
-    ("transformers.models.phi3.modeling_phi3", "Phi3MLP"): (_phi3_mlp, ()),
+    ("transformers.models.phi3.modeling_phi3", "Phi3MLP"): (_fused_halves_mlp, ()),
     ("transformers.models.phi3.modeling_phi3", "Phi3Attention"): (_phi3_attention, ()),
     ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_two_layer_mlp, ("self_attn",)),
     ("transformers.models.opt.modeling_opt", "OPTAttention"): (_OUT_PROJ_ATTENTION, ()),
@@ -1054,6 +1057,17 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     **_family("biogpt.modeling_biogpt", {"BioGptDecoderLayer": (_two_layer_mlp, ("self_attn",))}),
+    **_family("modernbert.modeling_modernbert", {
+        "ModernBertMLP": (functools.partial(_fused_halves_mlp, fused="Wi", down="Wo", act="act"), ()),  # Wo(act(input) * gate), Wi's halves
+        "ModernBertAttention": (functools.partial(_stacked_qkv_attention, fused="Wqkv", output="Wo", heads_attr=None), ()),
+    }),
+    **_family("mpnet.modeling_mpnet", {
+        "MPNetLayer": (functools.partial(_bert_layer, family="MPNet"), ("attention",)),
+        "MPNetSelfAttention": (functools.partial(_attention, groups=1, value="v", output="o", head_dim_attr="attention_head_size"), ()),
+    }),
+    **_bert_family("camembert.modeling_camembert", "Camembert"),
+    **_bert_family("ernie.modeling_ernie", "Ernie"),
+    **_family("dinov3_vit.modeling_dinov3_vit", {"DINOv3ViTAttention": (_HEADS_OWN_VALUES, ())}),  # rotary on the patches' q and k only
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
@@ -2075,7 +2089,7 @@ def permute(
     attentions of OLMo 1-3, OLMoE, Cohere 1/2, StarCoder2, Seed-OSS, Nemotron, StableLM, EXAONE 4, Llama 4,
     ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
     output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
-    Llama 4, LFM2 and BioGPT; any transformers class whose ``forward`` is the same
+    Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
     with its own permutation); and for torch's

@@ -706,6 +706,11 @@ def _causal_lm(transformers: Any, model_type: str, **extra: Any) -> nn.Module:
     return transformers.AutoModelForCausalLM.from_config(config)
 
 
+def _encoder(transformers: Any, model_type: str, **sizes: Any) -> nn.Module:
+    """A tiny random base model (no head) of ``model_type`` from its default config."""
+    return transformers.AutoModel.from_config(transformers.AutoConfig.for_model(model_type, pad_token_id=0, **sizes))
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -825,6 +830,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             ids,
         ),
+        **{family: functools.partial(lambda family: (_encoder(transformers, family, **lm), ids), family) for family in ("modernbert", "mpnet", "camembert", "ernie")},
+        "dinov3_vit": lambda: (_encoder(transformers, "dinov3_vit", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "llava": lambda: _llava(transformers),
         "qwen2_vl-vision": lambda: _qwen_vision(transformers, "qwen2_vl", "Qwen2VisionTransformerPretrainedModel", "Qwen2VLVisionConfig", embed_dim=32, hidden_size=48, mlp_ratio=2),
         "qwen2_5_vl-vision": lambda: _qwen_vision(
@@ -928,6 +935,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("biogpt", ["BioGptAttention", "BioGptDecoderLayer"]),
         ("deepseek_v2", ["DeepseekV2Attention"] * 3 + ["DeepseekV2MLP"]),
         ("longcat_flash", ["LongcatFlashMLA"] * 6 + ["LongcatFlashMLP"] * 2),  # two attentions and two MLPs per layer
+        ("modernbert", ["ModernBertAttention", "ModernBertMLP"]),  # Wqkv: all queries, keys, values; Wo(act(input) * gate) from Wi's halves
+        ("mpnet", ["MPNetLayer", "MPNetSelfAttention"]),  # v -> o inside the self-attention
+        ("camembert", ["CamembertAttention", "CamembertLayer"]),
+        ("ernie", ["ErnieAttention", "ErnieLayer"]),
+        ("dinov3_vit", ["DINOv3ViTAttention", "DINOv3ViTMLP"]),
         ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
         ("qwen2_vl-vision", ["VisionAttention", "VisionMlp", "fx"]),  # qkv: all queries, all keys, all values; the merger's Sequential traces
         ("qwen2_5_vl-vision", ["Qwen2_5_VLVisionAttention", "Qwen2_5_VLMLP"] * 2 + ["fx"]),
