@@ -600,6 +600,20 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
 
 
+def _two_conv_mlp(name: str, module: nn.Module, first: str = "conv1", second: str = "conv2", activation: str = "act_fn") -> _Group | str:
+    """``second(activation(first(x)))`` with two ungrouped nn.Conv2d: PoolFormer's channel MLP (1 x 1 convs)."""
+    up, down = getattr(module, first, None), getattr(module, second, None)
+    if not (isinstance(up, nn.Conv2d) and isinstance(down, nn.Conv2d) and up.groups == 1 and down.groups == 1):
+        return f"{first} and {second} are not both ungrouped nn.Conv2d"
+    act = getattr(module, activation, None)
+    if not _elementwise_activation(act):
+        return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
+    width = up.out_channels
+    if down.in_channels != width:
+        return f"{first} outputs ({width}) and {second} inputs ({down.in_channels}) differ"
+    return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
+
+
 def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
     """torch's nn.MultiheadAttention: the value rows of its input projection and out_proj's input columns, within each head.
 
@@ -1068,6 +1082,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("camembert.modeling_camembert", "Camembert"),
     **_bert_family("ernie.modeling_ernie", "Ernie"),
     **_family("dinov3_vit.modeling_dinov3_vit", {"DINOv3ViTAttention": (_HEADS_OWN_VALUES, ())}),  # rotary on the patches' q and k only
+    # BART's feed-forward in pre-norm decoder layers whose code is not BART's (their encoder layers match Whisper's)
+    **_families(
+        [("MBart", "mbart.modeling_mbart"), ("Pegasus", "pegasus.modeling_pegasus"), ("M2M100", "m2m_100.modeling_m2m_100"),
+         ("Blenderbot", "blenderbot.modeling_blenderbot"), ("BlenderbotSmall", "blenderbot_small.modeling_blenderbot_small")],
+        {"{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn"))},
+    ),  # fmt: skip
+    **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (_two_conv_mlp, ())}),  # conv1 -> act -> drop path (per sample) -> conv2
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
@@ -2089,7 +2110,8 @@ def permute(
     attentions of OLMo 1-3, OLMoE, Cohere 1/2, StarCoder2, Seed-OSS, Nemotron, StableLM, EXAONE 4, Llama 4,
     ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
     output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
-    Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; any transformers class whose ``forward`` is the same
+    Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; the mBART, Pegasus,
+    M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
     with its own permutation); and for torch's

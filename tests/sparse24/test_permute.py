@@ -832,6 +832,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         **{family: functools.partial(lambda family: (_encoder(transformers, family, **lm), ids), family) for family in ("modernbert", "mpnet", "camembert", "ernie")},
         "dinov3_vit": lambda: (_encoder(transformers, "dinov3_vit", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
+        **{family: functools.partial(lambda family: (_encoder(transformers, family, **seq2seq, decoder_start_token_id=1), {**ids, **decoder}), family) for family in (
+            "mbart", "pegasus", "m2m_100", "blenderbot", "blenderbot-small",
+        )},
+        "poolformer": lambda: (  # layer scale 1, not 1e-5: the MLPs' outputs must count
+            transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
+            {"pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
         "llava": lambda: _llava(transformers),
         "qwen2_vl-vision": lambda: _qwen_vision(transformers, "qwen2_vl", "Qwen2VisionTransformerPretrainedModel", "Qwen2VLVisionConfig", embed_dim=32, hidden_size=48, mlp_ratio=2),
         "qwen2_5_vl-vision": lambda: _qwen_vision(
@@ -940,6 +947,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("camembert", ["CamembertAttention", "CamembertLayer"]),
         ("ernie", ["ErnieAttention", "ErnieLayer"]),
         ("dinov3_vit", ["DINOv3ViTAttention", "DINOv3ViTMLP"]),
+        *[(family, [f"{cls}EncoderLayer", f"{cls}Attention", f"{cls}DecoderLayer", f"{cls}Attention", f"{cls}Attention"]) for family, cls in [
+            ("mbart", "MBart"), ("pegasus", "Pegasus"), ("m2m_100", "M2M100"), ("blenderbot", "Blenderbot"), ("blenderbot-small", "BlenderbotSmall"),
+        ]],  # pre-norm BART layers: their decoder layers' code is not BART's
+        ("poolformer", ["PoolFormerOutput"] * 2),  # 1 x 1 conv1 -> act -> conv2 in each block
         ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
         ("qwen2_vl-vision", ["VisionAttention", "VisionMlp", "fx"]),  # qkv: all queries, all keys, all values; the merger's Sequential traces
         ("qwen2_5_vl-vision", ["Qwen2_5_VLVisionAttention", "Qwen2_5_VLMLP"] * 2 + ["fx"]),
