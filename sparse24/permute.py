@@ -587,30 +587,18 @@ def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | 
 
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn") -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
-    torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2)."""
+    torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
+    or two ungrouped nn.Conv2d (PoolFormer's 1 x 1 conv1, act_fn, conv2)."""
     up, down = getattr(module, first, None), getattr(module, second, None)
-    if not (_is_linear(up) and _is_linear(down)):
-        return f"{first} and {second} are not both nn.Linear"
+    convs = all(isinstance(m, nn.Conv2d) and m.groups == 1 for m in (up, down))
+    if not (convs or (_is_linear(up) and _is_linear(down))):
+        return f"{first} and {second} are not both nn.Linear (or ungrouped nn.Conv2d)"
     act = getattr(module, activation, None)
     if not _elementwise_activation(act):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
-    width = up.out_features
-    if down.in_features != width:
-        return f"{first} outputs ({width}) and {second} inputs ({down.in_features}) differ"
-    return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
-
-
-def _two_conv_mlp(name: str, module: nn.Module, first: str = "conv1", second: str = "conv2", activation: str = "act_fn") -> _Group | str:
-    """``second(activation(first(x)))`` with two ungrouped nn.Conv2d: PoolFormer's channel MLP (1 x 1 convs)."""
-    up, down = getattr(module, first, None), getattr(module, second, None)
-    if not (isinstance(up, nn.Conv2d) and isinstance(down, nn.Conv2d) and up.groups == 1 and down.groups == 1):
-        return f"{first} and {second} are not both ungrouped nn.Conv2d"
-    act = getattr(module, activation, None)
-    if not _elementwise_activation(act):
-        return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
-    width = up.out_channels
-    if down.in_channels != width:
-        return f"{first} outputs ({width}) and {second} inputs ({down.in_channels}) differ"
+    width, reads = (up.out_channels, down.in_channels) if convs else (up.out_features, down.in_features)
+    if reads != width:
+        return f"{first} outputs ({width}) and {second} inputs ({reads}) differ"
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
 
 
@@ -1088,7 +1076,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
          ("Blenderbot", "blenderbot.modeling_blenderbot"), ("BlenderbotSmall", "blenderbot_small.modeling_blenderbot_small")],
         {"{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn"))},
     ),  # fmt: skip
-    **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (_two_conv_mlp, ())}),  # conv1 -> act -> drop path (per sample) -> conv2
+    **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ())}),  # conv1 -> act -> drop path (per sample) -> conv2
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
