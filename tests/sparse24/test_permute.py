@@ -1017,6 +1017,20 @@ def test_latent_attention_leaves_a_latent_with_another_norm_in_place() -> None:
     assert torch.equal(attention.kv_a_proj_with_mqa.weight, reference.model.layers[0].self_attn.kv_a_proj_with_mqa.weight)
 
 
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_latent_attention_is_permuted_inside_sparsify(method: str) -> None:
+    """MLA through the whole one-shot: its three groups permuted on the criterion's scores, the outputs checked on the
+    first calibration batch, then every layer pruned 2:4 (kv_b_proj and q_b_proj along their permuted latents)."""
+    torch.manual_seed(0)
+    model, batch = _family_model("deepseek_v3-q_lora")
+    report = sparse24.sparsify(model, method, data=[batch, batch], policy="any", permute=True, progress=False)
+    permuted = [note for note in report.notes if note.startswith("permuted model.layers.0.self_attn")]
+    assert len(permuted) == 3, report.notes
+    assert report.notes[-1].endswith("the model's outputs on the first calibration batch are unchanged")
+    sparse24.verify(model)
+    assert {"model.layers.0.self_attn.kv_b_proj.weight", "model.layers.0.self_attn.q_b_proj.weight"} <= {layer.name for layer in report.layers if layer.sparse}
+
+
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, add_cross_attention=True, multi_query=False)
