@@ -1045,6 +1045,19 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Qwen3VLVisionPatchMerger": (_LINEAR_FC_MLP, ()),  # its norm comes before linear_fc1
     }),
     **_family("llava.modeling_llava", {"LlavaMultiModalProjector": (_LINEAR_1_2_MLP, ())}),
+    # multimodal projectors ending in linear_2(act(linear_1(x))) as LLaVA's, with their own code before linear_1
+    # (a norm, a patch merger, a pixel shuffle: the input side); LLaVA-NeXT, LLaVA-OneVision... are LLaVA's code
+    **{
+        (f"transformers.models.{module}.modeling_{module}", f"{cls}MultiModalProjector"): (_LINEAR_1_2_MLP, ())
+        for module, cls in [
+            ("internvl", "InternVL"), ("mistral3", "Mistral3"), ("lfm2_vl", "Lfm2Vl"), ("vipllava", "VipLlava"), ("lighton_ocr", "LightOnOcr"),
+            ("qianfan_ocr", "QianfanOCR"), ("voxtral", "Voxtral"), ("qwen3_asr", "Qwen3ASR"), ("audioflamingo3", "AudioFlamingo3"), ("glmasr", "GlmAsr"),
+        ]
+    },  # fmt: skip
+    **_family("perception_lm.modeling_perception_lm", {"PerceptionLMMultiModalProjector": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="gelu"), ())}),
+    **_families([("AyaVision", "aya_vision.modeling_aya_vision"), ("Cohere2Vision", "cohere2_vision.modeling_cohere2_vision")], {
+        "{}MultiModalProjector": (functools.partial(_fused_halves_mlp, fused="linear_1", down="linear_2", act="act"), ()),  # SwiGLU: act(gate) * x, linear_1's halves
+    }),
     **_family("nemotron.modeling_nemotron", {"NemotronMLP": (_UP_DOWN_MLP, ())}),  # ReLU^2, no gate
     **_family("arcee.modeling_arcee", {"ArceeMLP": (_UP_DOWN_MLP, ())}),
     **_family("apertus.modeling_apertus", {"ApertusMLP": (_UP_DOWN_MLP, ())}),  # xIELU, no gate
@@ -2092,8 +2105,8 @@ def permute(
     query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
     ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's and MobileViT's inverted residuals
     (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included), the
-    GPT-BigCode (multi-query or per head), GPT-Neo and BLIP attentions, the Qwen2/2.5/3-VL vision encoders
-    and LLaVA's projector, DeepSeek-V2/V3's and LongCat-Flash's latent attention (its values, and its
+    GPT-BigCode (multi-query or per head), GPT-Neo and BLIP attentions, the Qwen2/2.5/3-VL vision encoders,
+    the multimodal projectors of LLaVA, InternVL, Mistral 3, Aya Vision, Voxtral and others, DeepSeek-V2/V3's and LongCat-Flash's latent attention (its values, and its
     key/value and query latents through their RMS norms); the
     attentions of OLMo 1-3, OLMoE, Cohere 1/2, StarCoder2, Seed-OSS, Nemotron, StableLM, EXAONE 4, Llama 4,
     ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated

@@ -974,6 +974,55 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
         torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
 
 
+def _projector(transformers: Any, family: str, prefix: str) -> tuple[nn.Module, Any]:
+    """A multimodal projector of ``family`` from its default config with tiny vision/audio and text widths."""
+    config = transformers.AutoConfig.for_model(family)
+    for sub, width in (("vision_config", 16), ("audio_config", 16), ("text_config", 32)):
+        part = getattr(config, sub, None)
+        for key in ("hidden_size", "intermediate_size", "d_model", "embed_dim") if part is not None else ():
+            if hasattr(part, key):
+                setattr(part, key, width)
+        if hasattr(part, "model_args"):  # PerceptionLM's vision tower is a timm model
+            part.model_args = {**(part.model_args or {}), "embed_dim": width}
+    for key, value in dict(projector_hidden_size=40, alignment_intermediate_size=48, downsample_factor=2, projector_pooling_ratio=1).items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+    return getattr(module, f"{prefix}MultiModalProjector")(config), config
+
+
+@pytest.mark.parametrize(
+    ("family", "prefix"),
+    [
+        ("internvl", "InternVL"), ("vipllava", "VipLlava"), ("qianfan_ocr", "QianfanOCR"), ("voxtral", "Voxtral"), ("qwen3_asr", "Qwen3ASR"),
+        ("audioflamingo3", "AudioFlamingo3"), ("glmasr", "GlmAsr"), ("perception_lm", "PerceptionLM"), ("lfm2_vl", "Lfm2Vl"),
+        ("aya_vision", "AyaVision"), ("cohere2_vision", "Cohere2Vision"),  # SwiGLU: act(gate) * x from linear_1's halves
+        ("mistral3", "Mistral3"), ("lighton_ocr", "LightOnOcr"),  # a norm and a patch merger before linear_1
+    ],
+)  # fmt: skip
+def test_multimodal_projectors_permute_and_compute_the_same_function(family: str, prefix: str) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    projector, config = _projector(transformers, family, prefix)
+    projector = projector.double().eval()
+    width = projector.linear_1.in_features
+    inputs: dict[str, Any] = {}
+    if family in ("mistral3", "lighton_ocr"):  # 4 x 4 patches, merged 2 x 2
+        features = torch.randn(16, projector.norm.weight.shape[0])
+        inputs = {"image_sizes": torch.tensor([[4 * config.vision_config.patch_size] * 2])}
+    elif family in ("aya_vision", "cohere2_vision"):  # 16 tokens, pixel-shuffled 2 x 2
+        features = torch.randn(2, 16, width // 4)
+    elif family == "lfm2_vl":  # a 4 x 4 grid, unshuffled 2 x 2
+        features = torch.randn(2, 4, 4, width // 4)
+    else:
+        features = torch.randn(2, 4, width)
+    reference = copy.deepcopy(projector)
+    report = permute(projector)
+    assert [g.kind for g in report.groups] == [f"{prefix}MultiModalProjector"] and report.groups[0].changed
+    with torch.no_grad():
+        torch.testing.assert_close(projector(features.double(), **inputs), reference(features.double(), **inputs), rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "blip-vision", "qwen2_5_vl-vision", "llava"])
 def test_family_rules_report_indices_that_reproduce_every_tensor(name: str) -> None:
     """The rules with slices of a tensor (MLA's latent rows and per-head values, a fused qkv's value heads): the report's
