@@ -478,7 +478,7 @@ def _elementwise_activation(act: object) -> bool:
 
 def _is_depthwise(conv: object, width: int) -> bool:
     """A convolution over ``width`` channels, each its own group (it moves with its channel)."""
-    return isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels == conv.out_channels == width
+    return isinstance(conv, nn.modules.conv._ConvNd) and conv.groups == conv.in_channels == conv.out_channels == width
 
 
 def _is_linear(module: object) -> bool:
@@ -832,6 +832,48 @@ def _gated_output_attention(name: str, module: nn.Module) -> _Group | str:
     return group
 
 
+def _query_gated_attention(name: str, module: nn.Module) -> _Group | str:
+    """Qwen3-Next / Qwen3.5 attention: Llama's value path, and q_proj's rows are, head after head, that head's query and
+    its output gate, ``o_proj(out * sigmoid(gate))``: each query head's gate rows move with the values it reads."""
+    group = _attention(name, module)
+    q = getattr(module, "q_proj", None)
+    if isinstance(group, str):
+        return group
+    consumer = next(m for m in group.members if m.role == "consumer")
+    heads, head_dim = len(consumer.blocks), group.block
+    if not (_is_linear(q) and q.out_features == 2 * heads * head_dim):
+        return f"q_proj is not an nn.Linear with a query and a gate of {head_dim} for each of {heads} heads"
+    for head, kv_head in enumerate(consumer.blocks.tolist()):
+        group.members += _producer(_join(name, "q_proj"), q, head_dim, torch.tensor([kv_head]), offset=(2 * head + 1) * head_dim)
+    return group
+
+
+def _gated_delta_net(name: str, module: nn.Module) -> _Group | str:
+    """Qwen3.5's Gated DeltaNet (its linear-attention layers): the value channels, one order for every value head
+    (the gated RMS norm's weight is one ``head_v_dim`` vector shared by the heads). They are in_proj_qkv's rows after
+    the queries and keys, the depthwise causal conv1d's filters (and bias) of those rows, in_proj_z's rows (the norm's
+    gate) and out_proj's columns; the delta rule treats every value channel alike, the norm's mean square is the same
+    in any order."""
+    qkv, z_proj, out, conv, norm = (getattr(module, attr, None) for attr in ("in_proj_qkv", "in_proj_z", "out_proj", "conv1d", "norm"))
+    if not all(_is_linear(m) for m in (qkv, z_proj, out)) or not isinstance(conv, nn.Conv1d):
+        return "in_proj_qkv, in_proj_z and out_proj are not nn.Linear, or conv1d not nn.Conv1d"
+    heads, head_dim, key_dim = (getattr(module, attr, None) for attr in ("num_v_heads", "head_v_dim", "key_dim"))
+    if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim, key_dim)):
+        return "num_v_heads / head_v_dim / key_dim missing"
+    width = heads * head_dim
+    channels = 2 * key_dim + width
+    if qkv.out_features != channels or z_proj.out_features != width or out.in_features != width or not _is_depthwise(conv, channels):
+        return f"in_proj_qkv ({qkv.out_features}), in_proj_z, out_proj and a depthwise conv1d do not fit {heads} value heads of {head_dim} after 2 x {key_dim}"
+    weight = getattr(norm, "weight", None)
+    if not (isinstance(weight, Tensor) and weight.shape == (head_dim,) and set(dict(norm.named_parameters())) == {"weight"}):
+        return f"norm has no per-channel weight of the {head_dim} value channels"
+    shared = torch.zeros(heads, dtype=torch.long)
+    members = _producer(_join(name, "in_proj_qkv"), qkv, head_dim, shared, offset=2 * key_dim)
+    members += [_Member(_join(name, "conv1d"), conv, attr, 0, shared, "per-channel", 2 * key_dim) for attr in ("weight", "bias") if isinstance(getattr(conv, attr), Tensor)]
+    members += _producer(_join(name, "in_proj_z"), z_proj, head_dim, shared) + [_Member(_join(name, "norm"), norm, "weight", 0, shared[:1], "per-channel")]
+    return _Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "out_proj"), out, head_dim, shared))
+
+
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
 _HEADS_OWN_VALUES = functools.partial(_attention, groups=1)  # ViT-style: no grouped kv heads
 _OUT_PROJ_ATTENTION = functools.partial(_attention, groups=1, output="out_proj")  # BART, Whisper, CLIP, wav2vec 2.0
@@ -1071,6 +1113,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2MLP": (functools.partial(_gated_mlp, gate="w1", up="w3", down="w2", act=None), ()),  # w2(F.silu(w1(x)) * w3(x))
     }),
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
+    **{
+        (f"transformers.models.{module}.modeling_{module}", f"{cls}Attention"): (_query_gated_attention, ())
+        for module, cls in [("qwen3_next", "Qwen3Next"), ("qwen3_5", "Qwen3_5"), ("qwen3_5_moe", "Qwen3_5Moe"), ("qwen4_exp", "Qwen4ExpText")]
+    },
+    **_family("qwen3_5.modeling_qwen3_5", {"Qwen3_5GatedDeltaNet": (_gated_delta_net, ())}),
+    **_family("qwen3_5_moe.modeling_qwen3_5_moe", {"Qwen3_5MoeGatedDeltaNet": (_gated_delta_net, ())}),
     **_family("biogpt.modeling_biogpt", {"BioGptDecoderLayer": (_two_layer_mlp, ("self_attn",))}),
     **_family("modernbert.modeling_modernbert", {
         "ModernBertMLP": (functools.partial(_fused_halves_mlp, fused="Wi", down="Wo", act="act"), ()),  # Wo(act(input) * gate), Wi's halves
@@ -2112,7 +2160,8 @@ def permute(
     ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
     output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
     Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; the mBART, Pegasus,
-    M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; any transformers class whose ``forward`` is the same
+    M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's (and Qwen3-Next's) gated
+    attention and Qwen3.5's Gated DeltaNet value channels; any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
     with its own permutation); and for torch's

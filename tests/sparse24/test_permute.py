@@ -812,6 +812,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         **{family: functools.partial(lambda family: (_causal_lm(transformers, family), ids), family) for family in (
             "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2",
         )},
+        # Qwen3.5: gated attention (q_proj's per-head output gates) and Gated DeltaNet linear attention, layer by layer
+        **{family: functools.partial(lambda family, experts: (_causal_lm(
+            transformers, family, num_hidden_layers=2, layer_types=["linear_attention", "full_attention"], linear_num_value_heads=4, linear_num_key_heads=2,
+            linear_key_head_dim=8, linear_value_head_dim=8, **experts), ids), family, experts) for family, experts in (
+            ("qwen3_5_text", {}), ("qwen3_5_moe_text", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)),
+            ("qwen3_next", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)),
+        )},
         "glm4_moe": lambda: (_causal_lm(transformers, "glm4_moe", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4, n_group=1, topk_group=1, num_experts_per_tok=2, moe_intermediate_size=32), ids),
         "minimax_m2": lambda: (_causal_lm(transformers, "minimax_m2", num_local_experts=4, num_experts_per_tok=2), ids),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
@@ -859,14 +866,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
+        if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
+            torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
         if batch_norm:  # statistics that differ per channel
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
-    # the experts' grouped GEMM takes no float64; MLA's latent RMS norms compute in float32 whatever the model's dtype
-    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss"):
+    # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype
+    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
 
@@ -936,6 +945,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ]],
         ("llama4_text", ["Llama4TextAttention", "Llama4TextExperts", "Llama4TextMLP"]),
         ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
+        ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
+        ("qwen3_5_moe_text", ["Qwen3_5MoeAttention", "Qwen3_5MoeGatedDeltaNet", "Qwen3_5MoeExperts", "Qwen3_5MoeExperts", "Qwen3_5MoeMLP", "Qwen3_5MoeMLP"]),
+        ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # its DeltaNet's fused in_proj_qkvz: no rule
         ("glm4_moe", ["Glm4MoeAttention", "Glm4MoeAttention", "Glm4MoeExperts", "Glm4MoeMLP", "Glm4MoeMLP"]),
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
