@@ -874,6 +874,31 @@ def _gated_delta_net(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "out_proj"), out, head_dim, shared))
 
 
+def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
+    """MambaMixer (Mamba 1; Falcon-Mamba's and Jamba's too): the ``intermediate_size`` inner channels, each its own
+    selective scan. They are both halves of in_proj's rows (the scanned x and the gate z), the depthwise conv1d's
+    filters and bias, dt_proj's rows and bias (each channel's step), A_log's and D's rows (and Falcon-Mamba's
+    placeholder dt_layernorm weight), and the inputs of x_proj and out_proj."""
+    in_proj, x_proj, dt_proj, out_proj, conv = (getattr(module, attr, None) for attr in ("in_proj", "x_proj", "dt_proj", "out_proj", "conv1d"))
+    width = getattr(module, "intermediate_size", None)
+    if not all(_is_linear(m) for m in (in_proj, x_proj, out_proj)) or not isinstance(dt_proj, nn.Linear) or not isinstance(width, int):
+        return "in_proj, x_proj, dt_proj and out_proj are not nn.Linear"
+    per_channel = {attr: getattr(module, attr, None) for attr in ("A_log", "D")}
+    if (
+        in_proj.out_features != 2 * width or dt_proj.out_features != width or x_proj.in_features != width or out_proj.in_features != width
+        or not _is_depthwise(conv, width) or not all(isinstance(t, Tensor) and t.shape[0] == width for t in per_channel.values())
+    ):  # fmt: skip
+        return f"in_proj, conv1d, dt_proj, A_log, D, x_proj and out_proj do not share {width} inner channels"
+    members = [m for half in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, width, _uniform(width, width), offset=half)]
+    members += _per_channel(_join(name, "conv1d"), conv, width) + _producer(_join(name, "dt_proj"), dt_proj, width)
+    members += [_Member(name, module, attr, 0, _uniform(width, width), "per-channel") for attr in per_channel]
+    dt_norm = getattr(module, "dt_layernorm", None)
+    if isinstance(getattr(dt_norm, "weight", None), Tensor) and dt_norm.weight.shape == (width,):
+        members.append(_Member(_join(name, "dt_layernorm"), dt_norm, "weight", 0, _uniform(width, width), "per-channel"))
+    members += _consumer(_join(name, "x_proj"), x_proj, width) + _consumer(_join(name, "out_proj"), out_proj, width)
+    return _Group(type(module).__name__, width, 1, members)
+
+
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
 _HEADS_OWN_VALUES = functools.partial(_attention, groups=1)  # ViT-style: no grouped kv heads
 _OUT_PROJ_ATTENTION = functools.partial(_attention, groups=1, output="out_proj")  # BART, Whisper, CLIP, wav2vec 2.0
@@ -1068,6 +1093,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("helium.modeling_helium", "Helium"), ("apertus.modeling_apertus", "Apertus"), ("gpt_oss.modeling_gpt_oss", "GptOss"),
             ("glm.modeling_glm", "Glm"), ("glm4.modeling_glm4", "Glm4"), ("glm4_moe.modeling_glm4_moe", "Glm4Moe"),
             ("smollm3.modeling_smollm3", "SmolLM3"), ("cohere2.modeling_cohere2", "Cohere2"), ("minimax_m2.modeling_minimax_m2", "MiniMaxM2"),
+            ("jamba.modeling_jamba", "Jamba"),
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
@@ -1119,6 +1145,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     },
     **_family("qwen3_5.modeling_qwen3_5", {"Qwen3_5GatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_5_moe.modeling_qwen3_5_moe", {"Qwen3_5MoeGatedDeltaNet": (_gated_delta_net, ())}),
+    **_family("mamba.modeling_mamba", {"MambaMixer": (_mamba_mixer, ())}),
+    **_family("falcon_mamba.modeling_falcon_mamba", {"FalconMambaMixer": (_mamba_mixer, ())}),  # RMS norms on dt, B, C: x_proj's outputs
+    **_family("jamba.modeling_jamba", {"JambaMambaMixer": (_mamba_mixer, ())}),
     **_family("biogpt.modeling_biogpt", {"BioGptDecoderLayer": (_two_layer_mlp, ("self_attn",))}),
     **_family("modernbert.modeling_modernbert", {
         "ModernBertMLP": (functools.partial(_fused_halves_mlp, fused="Wi", down="Wo", act="act"), ()),  # Wo(act(input) * gate), Wi's halves
@@ -2161,7 +2190,8 @@ def permute(
     output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
     Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; the mBART, Pegasus,
     M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's (and Qwen3-Next's) gated
-    attention and Qwen3.5's Gated DeltaNet value channels; any transformers class whose ``forward`` is the same
+    attention and Qwen3.5's Gated DeltaNet value channels; the Mamba 1 mixers' inner channels (Mamba, Falcon-Mamba,
+    Jamba); any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
     with its own permutation); and for torch's

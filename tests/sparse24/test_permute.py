@@ -819,6 +819,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("qwen3_5_text", {}), ("qwen3_5_moe_text", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)),
             ("qwen3_next", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)),
         )},
+        # Mamba 1 mixers: every inner channel its own scan (Jamba: with attention and MoE layers)
+        "mamba": lambda: (transformers.MambaForCausalLM(transformers.MambaConfig(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=1, use_mambapy=False)), ids),
+        "falcon_mamba": lambda: (transformers.FalconMambaForCausalLM(transformers.FalconMambaConfig(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=1)), ids),
+        "jamba": lambda: (
+            transformers.JambaForCausalLM(transformers.JambaConfig(
+                vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, attn_layer_period=2,
+                attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, use_mamba_kernels=False,
+            )),
+            ids,
+        ),
         "glm4_moe": lambda: (_causal_lm(transformers, "glm4_moe", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4, n_group=1, topk_group=1, num_experts_per_tok=2, moe_intermediate_size=32), ids),
         "minimax_m2": lambda: (_causal_lm(transformers, "minimax_m2", num_local_experts=4, num_experts_per_tok=2), ids),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
@@ -866,6 +876,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
+        if type(module).__name__.endswith("MambaMixer"):  # A_log, D (and Jamba's step) start the same for every channel: make them differ
+            torch.nn.init.uniform_(module.A_log, 0.0, 2.0)
+            torch.nn.init.normal_(module.D)
+            torch.nn.init.normal_(module.dt_proj.weight, std=0.5)
+            torch.nn.init.normal_(module.dt_proj.bias)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
@@ -875,7 +890,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype
-    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next"):
+    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
 
@@ -948,6 +963,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
         ("qwen3_5_moe_text", ["Qwen3_5MoeAttention", "Qwen3_5MoeGatedDeltaNet", "Qwen3_5MoeExperts", "Qwen3_5MoeExperts", "Qwen3_5MoeMLP", "Qwen3_5MoeMLP"]),
         ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # its DeltaNet's fused in_proj_qkvz: no rule
+        ("mamba", ["MambaMixer"]),
+        ("falcon_mamba", ["FalconMambaMixer"]),
+        ("jamba", ["JambaAttention", "JambaExperts", "JambaMLP", "JambaMambaMixer"]),
         ("glm4_moe", ["Glm4MoeAttention", "Glm4MoeAttention", "Glm4MoeExperts", "Glm4MoeMLP", "Glm4MoeMLP"]),
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
