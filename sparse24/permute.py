@@ -849,28 +849,43 @@ def _query_gated_attention(name: str, module: nn.Module) -> _Group | str:
 
 
 def _gated_delta_net(name: str, module: nn.Module) -> _Group | str:
-    """Qwen3.5's Gated DeltaNet (its linear-attention layers): the value channels, one order for every value head
-    (the gated RMS norm's weight is one ``head_v_dim`` vector shared by the heads). They are in_proj_qkv's rows after
-    the queries and keys, the depthwise causal conv1d's filters (and bias) of those rows, in_proj_z's rows (the norm's
-    gate) and out_proj's columns; the delta rule treats every value channel alike, the norm's mean square is the same
-    in any order."""
-    qkv, z_proj, out, conv, norm = (getattr(module, attr, None) for attr in ("in_proj_qkv", "in_proj_z", "out_proj", "conv1d", "norm"))
-    if not all(_is_linear(m) for m in (qkv, z_proj, out)) or not isinstance(conv, nn.Conv1d):
-        return "in_proj_qkv, in_proj_z and out_proj are not nn.Linear, or conv1d not nn.Conv1d"
-    heads, head_dim, key_dim = (getattr(module, attr, None) for attr in ("num_v_heads", "head_v_dim", "key_dim"))
-    if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim, key_dim)):
-        return "num_v_heads / head_v_dim / key_dim missing"
-    width = heads * head_dim
+    """Qwen3.5's and Qwen3-Next's Gated DeltaNet (their linear-attention layers): the value channels, one order for
+    every value head (the gated RMS norm's weight is one ``head_v_dim`` vector shared by the heads). They are the
+    value rows of the input projection, the depthwise causal conv1d's filters (and bias) of the value channels
+    (after the queries' and keys'), the norm's gate rows z, the norm's weight and out_proj's columns; the delta rule
+    treats every value channel alike, the norm's mean square is the same in any order.
+
+    Qwen3.5 projects with in_proj_qkv (all queries, keys, then values) and in_proj_z; Qwen3-Next with one
+    in_proj_qkvz whose rows are, key head after key head, its query, its key, then the values and the z of the
+    ``num_v_heads // num_k_heads`` value heads that read it."""
+    out, conv, norm = (getattr(module, attr, None) for attr in ("out_proj", "conv1d", "norm"))
+    heads, head_dim, k_heads, k_dim = (getattr(module, attr, None) for attr in ("num_v_heads", "head_v_dim", "num_k_heads", "head_k_dim"))
+    if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim, k_heads, k_dim)) or heads % k_heads:
+        return "num_v_heads / head_v_dim / num_k_heads / head_k_dim missing, or the value heads do not share the key heads"
+    width, key_dim, per = heads * head_dim, k_heads * k_dim, heads // k_heads
     channels = 2 * key_dim + width
-    if qkv.out_features != channels or z_proj.out_features != width or out.in_features != width or not _is_depthwise(conv, channels):
-        return f"in_proj_qkv ({qkv.out_features}), in_proj_z, out_proj and a depthwise conv1d do not fit {heads} value heads of {head_dim} after 2 x {key_dim}"
+    if not (_is_linear(out) and out.in_features == width and isinstance(conv, nn.Conv1d) and _is_depthwise(conv, channels)):
+        return f"out_proj and a depthwise conv1d do not fit {heads} value heads of {head_dim} after 2 x {key_dim} key channels"
     weight = getattr(norm, "weight", None)
     if not (isinstance(weight, Tensor) and weight.shape == (head_dim,) and set(dict(norm.named_parameters())) == {"weight"}):
         return f"norm has no per-channel weight of the {head_dim} value channels"
+    one = torch.zeros(1, dtype=torch.long)
     shared = torch.zeros(heads, dtype=torch.long)
-    members = _producer(_join(name, "in_proj_qkv"), qkv, head_dim, shared, offset=2 * key_dim)
+    qkv, z_proj, fused = (getattr(module, attr, None) for attr in ("in_proj_qkv", "in_proj_z", "in_proj_qkvz"))
+    if _is_linear(qkv) and _is_linear(z_proj) and qkv.out_features == channels and z_proj.out_features == width:
+        members = _producer(_join(name, "in_proj_qkv"), qkv, head_dim, shared, offset=2 * key_dim) + _producer(_join(name, "in_proj_z"), z_proj, head_dim, shared)
+    elif _is_linear(fused) and fused.out_features == 2 * (key_dim + width):
+        stride = 2 * (k_dim + per * head_dim)  # one key head's rows: q, k, its value heads' v, then their z
+        members = [
+            m
+            for head in range(heads)
+            for part in (0, per)  # v, z
+            for m in _producer(_join(name, "in_proj_qkvz"), fused, head_dim, one, offset=(head // per) * stride + 2 * k_dim + (part + head % per) * head_dim)
+        ]
+    else:
+        return f"no in_proj_qkv and in_proj_z, nor an in_proj_qkvz, for {heads} value heads of {head_dim} and {k_heads} key heads of {k_dim}"
     members += [_Member(_join(name, "conv1d"), conv, attr, 0, shared, "per-channel", 2 * key_dim) for attr in ("weight", "bias") if isinstance(getattr(conv, attr), Tensor)]
-    members += _producer(_join(name, "in_proj_z"), z_proj, head_dim, shared) + [_Member(_join(name, "norm"), norm, "weight", 0, shared[:1], "per-channel")]
+    members.append(_Member(_join(name, "norm"), norm, "weight", 0, one, "per-channel"))
     return _Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "out_proj"), out, head_dim, shared))
 
 
@@ -1145,6 +1160,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     },
     **_family("qwen3_5.modeling_qwen3_5", {"Qwen3_5GatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_5_moe.modeling_qwen3_5_moe", {"Qwen3_5MoeGatedDeltaNet": (_gated_delta_net, ())}),
+    **_family("qwen3_next.modeling_qwen3_next", {"Qwen3NextGatedDeltaNet": (_gated_delta_net, ())}),
     **_family("mamba.modeling_mamba", {"MambaMixer": (_mamba_mixer, ())}),
     **_family("falcon_mamba.modeling_falcon_mamba", {"FalconMambaMixer": (_mamba_mixer, ())}),  # RMS norms on dt, B, C: x_proj's outputs
     **_family("jamba.modeling_jamba", {"JambaMambaMixer": (_mamba_mixer, ())}),
@@ -2189,8 +2205,8 @@ def permute(
     ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
     output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
     Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; the mBART, Pegasus,
-    M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's (and Qwen3-Next's) gated
-    attention and Qwen3.5's Gated DeltaNet value channels; the Mamba 1 mixers' inner channels (Mamba, Falcon-Mamba,
+    M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's and Qwen3-Next's gated
+    attention and Gated DeltaNet value channels; the Mamba 1 mixers' inner channels (Mamba, Falcon-Mamba,
     Jamba); any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,

@@ -962,7 +962,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
         ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
         ("qwen3_5_moe_text", ["Qwen3_5MoeAttention", "Qwen3_5MoeGatedDeltaNet", "Qwen3_5MoeExperts", "Qwen3_5MoeExperts", "Qwen3_5MoeMLP", "Qwen3_5MoeMLP"]),
-        ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # its DeltaNet's fused in_proj_qkvz: no rule
+        ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextGatedDeltaNet", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # in_proj_qkvz
         ("mamba", ["MambaMixer"]),
         ("falcon_mamba", ["FalconMambaMixer"]),
         ("jamba", ["JambaAttention", "JambaExperts", "JambaMLP", "JambaMambaMixer"]),
