@@ -914,6 +914,29 @@ def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, members)
 
 
+def _mamba2_mixer(name: str, module: nn.Module) -> _Group | str:
+    """Mamba2Mixer (Bamba's, Nemotron-H's, Zamba2's, Granite 4's the same): within each of ``num_heads`` heads, its
+    ``head_dim`` channels, each its own scan (the head's A, D and step are shared by its channels). They are in_proj's
+    gate rows z and scanned rows x (before B, C and the steps), the depthwise conv1d's filters of x, the gated norm's
+    weight (its groups of ``group_size`` channels hold whole heads) and out_proj's columns."""
+    in_proj, out_proj, conv, norm = (getattr(module, attr, None) for attr in ("in_proj", "out_proj", "conv1d", "norm"))
+    heads, head_dim, width = (getattr(module, attr, None) for attr in ("num_heads", "head_dim", "intermediate_size"))
+    if not (_is_linear(in_proj) and _is_linear(out_proj)) or not all(isinstance(n, int) and n > 0 for n in (heads, head_dim, width)):
+        return "in_proj and out_proj are not nn.Linear, or num_heads / head_dim / intermediate_size missing"
+    conv_dim = getattr(conv, "in_channels", None)
+    group = getattr(norm, "group_size", None)
+    if heads * head_dim != width or out_proj.in_features != width or not _is_depthwise(conv, conv_dim) or in_proj.out_features != width + conv_dim + heads:
+        return f"in_proj, conv1d and out_proj do not fit {heads} heads of {head_dim} (z, x, B, C, steps)"
+    weight = getattr(norm, "weight", None)
+    if not (isinstance(weight, Tensor) and weight.shape == (width,) and isinstance(group, int) and group % head_dim == 0 and set(dict(norm.named_parameters())) == {"weight"}):
+        return f"norm is not a gated norm with a weight per channel over groups of whole heads of {head_dim}"
+    blocks = torch.arange(heads)
+    members = [m for offset in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, head_dim, blocks, offset=offset)]
+    members += [_Member(_join(name, "conv1d"), conv, attr, 0, blocks, "per-channel") for attr in ("weight", "bias") if isinstance(getattr(conv, attr), Tensor)]
+    members.append(_Member(_join(name, "norm"), norm, "weight", 0, blocks, "per-channel"))
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out_proj, head_dim, blocks))
+
+
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
 _HEADS_OWN_VALUES = functools.partial(_attention, groups=1)  # ViT-style: no grouped kv heads
 _OUT_PROJ_ATTENTION = functools.partial(_attention, groups=1, output="out_proj")  # BART, Whisper, CLIP, wav2vec 2.0
@@ -1108,7 +1131,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("helium.modeling_helium", "Helium"), ("apertus.modeling_apertus", "Apertus"), ("gpt_oss.modeling_gpt_oss", "GptOss"),
             ("glm.modeling_glm", "Glm"), ("glm4.modeling_glm4", "Glm4"), ("glm4_moe.modeling_glm4_moe", "Glm4Moe"),
             ("smollm3.modeling_smollm3", "SmolLM3"), ("cohere2.modeling_cohere2", "Cohere2"), ("minimax_m2.modeling_minimax_m2", "MiniMaxM2"),
-            ("jamba.modeling_jamba", "Jamba"),
+            ("jamba.modeling_jamba", "Jamba"), ("bamba.modeling_bamba", "Bamba"), ("granitemoehybrid.modeling_granitemoehybrid", "GraniteMoeHybrid"),
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
@@ -1164,6 +1187,16 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("mamba.modeling_mamba", {"MambaMixer": (_mamba_mixer, ())}),
     **_family("falcon_mamba.modeling_falcon_mamba", {"FalconMambaMixer": (_mamba_mixer, ())}),  # RMS norms on dt, B, C: x_proj's outputs
     **_family("jamba.modeling_jamba", {"JambaMambaMixer": (_mamba_mixer, ())}),
+    **{
+        (f"transformers.models.{module}.modeling_{module}", cls): (_mamba2_mixer, ())
+        for module, cls in [
+            ("mamba2", "Mamba2Mixer"), ("bamba", "BambaMixer"), ("nemotron_h", "NemotronHMamba2Mixer"), ("zamba2", "Zamba2MambaMixer"),
+            ("granitemoehybrid", "GraniteMoeHybridMambaLayer"),
+        ]
+    },
+    **_family("granitemoehybrid.modeling_granitemoehybrid", {  # the shared MLP: output_linear(act(x0) * x1), input_linear's halves
+        "GraniteMoeHybridMLP": (functools.partial(_fused_halves_mlp, fused="input_linear", down="output_linear", act="activation"), ()),
+    }),
     **_family("biogpt.modeling_biogpt", {"BioGptDecoderLayer": (_two_layer_mlp, ("self_attn",))}),
     **_family("modernbert.modeling_modernbert", {
         "ModernBertMLP": (functools.partial(_fused_halves_mlp, fused="Wi", down="Wo", act="act"), ()),  # Wo(act(input) * gate), Wi's halves
@@ -1706,6 +1739,8 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
     def apply(prefix: str, module: nn.Module, rule: tuple, inside: Callable[[str, nn.Module], None]) -> None:
         found = rule[0](prefix, module)
         for each in found if isinstance(found, list) else [found]:
+            if isinstance(each, _Group) and each.block % 4:
+                each = f"{each.kind}'s channels can only be permuted in runs of {each.block}, not a multiple of 4"
             if isinstance(each, str):
                 skipped.append(((prefix,), f"{type(module).__name__}: {each}"))
             else:
@@ -2207,7 +2242,7 @@ def permute(
     Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; the mBART, Pegasus,
     M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's and Qwen3-Next's gated
     attention and Gated DeltaNet value channels; the Mamba 1 mixers' inner channels (Mamba, Falcon-Mamba,
-    Jamba); any transformers class whose ``forward`` is the same
+    Jamba) and the Mamba 2 mixers' channels within each head (Mamba 2, Bamba, Nemotron-H, Zamba2, Granite 4); any transformers class whose ``forward`` is the same
     code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
     families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
     with its own permutation); and for torch's

@@ -829,6 +829,19 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             ids,
         ),
+        # Mamba 2 mixers: per head, its channels (hybrids with attention layers: the cache needs one, so no cache)
+        "mamba2": lambda: (
+            transformers.Mamba2ForCausalLM(transformers.Mamba2Config(vocab_size=64, hidden_size=32, num_hidden_layers=1, state_size=8, num_heads=8, head_dim=8, n_groups=2, chunk_size=4)),
+            ids,
+        ),
+        **{family: functools.partial(lambda family, sizes: (_causal_lm(transformers, family, hidden_size=32, intermediate_size=48, **sizes), {**ids, "use_cache": False}), family, sizes) for family, sizes in (
+            ("bamba", dict(num_hidden_layers=2, attn_layer_indices=[1], mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=4)),
+            ("nemotron_h", dict(num_hidden_layers=2, layers_block_type=["mamba", "attention"], mamba_num_heads=8, mamba_head_dim=8, n_groups=2, ssm_state_size=8, chunk_size=4)),
+            ("zamba2", dict(num_key_value_heads=4, layers_block_type=["mamba"], mamba_headdim=8, n_mamba_heads=8, mamba_ngroups=2, mamba_d_state=8, chunk_size=4)),
+            ("granitemoehybrid", dict(
+                num_hidden_layers=2, layer_types=["mamba", "attention"], mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=4, num_local_experts=0, shared_intermediate_size=48,
+            )),
+        )},
         "glm4_moe": lambda: (_causal_lm(transformers, "glm4_moe", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4, n_group=1, topk_group=1, num_experts_per_tok=2, moe_intermediate_size=32), ids),
         "minimax_m2": lambda: (_causal_lm(transformers, "minimax_m2", num_local_experts=4, num_experts_per_tok=2), ids),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
@@ -876,11 +889,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
-        if type(module).__name__.endswith("MambaMixer"):  # A_log, D (and Jamba's step) start the same for every channel: make them differ
-            torch.nn.init.uniform_(module.A_log, 0.0, 2.0)
+        if isinstance(getattr(module, "A_log", None), torch.Tensor) and isinstance(getattr(module, "D", None), torch.Tensor):
+            torch.nn.init.uniform_(module.A_log, 0.0, 2.0)  # Mamba's A_log, D (and step) start the same for every channel or head
             torch.nn.init.normal_(module.D)
-            torch.nn.init.normal_(module.dt_proj.weight, std=0.5)
-            torch.nn.init.normal_(module.dt_proj.bias)
+            if isinstance(getattr(module, "dt_proj", None), nn.Linear):
+                torch.nn.init.normal_(module.dt_proj.weight, std=0.5)
+                torch.nn.init.normal_(module.dt_proj.bias)
+        if isinstance(getattr(getattr(module, "norm", None), "group_size", None), int):  # a Mamba 2 mixer's gated norm: weights per channel
+            torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
@@ -890,9 +906,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype
-    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba"):
+    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
-    return model.double().eval(), {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
+    return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
 
 @pytest.mark.parametrize(
@@ -966,6 +982,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mamba", ["MambaMixer"]),
         ("falcon_mamba", ["FalconMambaMixer"]),
         ("jamba", ["JambaAttention", "JambaExperts", "JambaMLP", "JambaMambaMixer"]),
+        ("mamba2", ["Mamba2Mixer"]),
+        ("bamba", ["BambaAttention", "BambaMLP", "BambaMLP", "BambaMixer"]),
+        ("nemotron_h", ["NemotronHAttention", "NemotronHMamba2Mixer"]),
+        ("zamba2", ["Zamba2MambaMixer"]),
+        ("granitemoehybrid", ["GraniteMoeHybridAttention", "GraniteMoeHybridMLP", "GraniteMoeHybridMLP", "GraniteMoeHybridMambaLayer"]),  # input_linear's halves
         ("glm4_moe", ["Glm4MoeAttention", "Glm4MoeAttention", "Glm4MoeExperts", "Glm4MoeMLP", "Glm4MoeMLP"]),
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
@@ -1110,6 +1131,18 @@ def test_latent_attention_is_permuted_inside_sparsify(method: str) -> None:
     assert {"model.layers.0.self_attn.kv_b_proj.weight", "model.layers.0.self_attn.q_b_proj.weight"} <= {layer.name for layer in report.layers if layer.sparse}
 
 
+def test_mamba2_with_norm_groups_smaller_than_a_head_stays_in_place() -> None:
+    """Permuting a head's channels must keep each in its gated-norm group: 16 groups of 4 channels cut 8-channel heads.
+    (transformers' Mamba 2 never builds this itself: its heads divide into its groups; the guard is for a mixer
+    configured otherwise. The model is only permuted here, not run: its scan needs groups <= heads.)"""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Mamba2Config(vocab_size=64, hidden_size=32, num_hidden_layers=1, state_size=8, num_heads=8, head_dim=8, n_groups=16, chunk_size=4)
+    report = permute(transformers.Mamba2ForCausalLM(config))
+    assert not [g for g in report.groups if g.kind == "Mamba2Mixer"]
+    (reason,) = [s.reason for s in report.skipped if s.layers == ("backbone.layers.0.mixer",)]
+    assert reason == "Mamba2Mixer: norm is not a gated norm with a weight per channel over groups of whole heads of 8"
+
+
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, add_cross_attention=True, multi_query=False)
@@ -1200,6 +1233,8 @@ def test_the_example_forward_builds_no_kv_cache() -> None:
     report = permute(model, example_inputs={"input_ids": ids})
     assert [g.kind for g in report.groups] == ["BambaMLP"]  # LlamaMLP's code
     assert model.config.use_cache is True
+    (mixer,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.mamba",)]  # the default 128 heads of 1 channel
+    assert mixer == "BambaMixer: BambaMixer's channels can only be permuted in runs of 1, not a multiple of 4"
 
 
 class _Noisy(nn.Module):
