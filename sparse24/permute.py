@@ -1209,6 +1209,19 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("camembert.modeling_camembert", "Camembert"),
     **_bert_family("ernie.modeling_ernie", "Ernie"),
     **_family("dinov3_vit.modeling_dinov3_vit", {"DINOv3ViTAttention": (_HEADS_OWN_VALUES, ())}),  # rotary on the patches' q and k only
+    # ViT's older layout (intermediate -> output; attention.value -> output.dense): YOLOS, data2vec-vision (BEiT's
+    # relative position bias, on the scores), Swin v2 (cosine attention, on the scores)
+    **{
+        (f"transformers.models.{module}", f"{family}{cls}"): rule
+        for module, family, attention in [
+            ("yolos.modeling_yolos", "Yolos", "attention"), ("data2vec.modeling_data2vec_vision", "Data2VecVision", "attention"),
+            ("swinv2.modeling_swinv2", "Swinv2", "self"),
+        ]
+        for cls, rule in (
+            ("Layer", (functools.partial(_bert_layer, family=family), ("attention",))),
+            ("Attention", (functools.partial(_bert_attention, attention_attr=attention), ())),
+        )
+    },
     # BART's feed-forward in pre-norm decoder layers whose code is not BART's (their encoder layers match Whisper's)
     **_families(
         [("MBart", "mbart.modeling_mbart"), ("Pegasus", "pegasus.modeling_pegasus"), ("M2M100", "m2m_100.modeling_m2m_100"),
@@ -2239,7 +2252,8 @@ def permute(
     attentions of OLMo 1-3, OLMoE, Cohere 1/2, StarCoder2, Seed-OSS, Nemotron, StableLM, EXAONE 4, Llama 4,
     ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
     output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
-    Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT and DINOv3; the mBART, Pegasus,
+    Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT, DINOv3, YOLOS, data2vec-vision
+    and Swin v2; the mBART, Pegasus,
     M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's and Qwen3-Next's gated
     attention and Gated DeltaNet value channels; the Mamba 1 mixers' inner channels (Mamba, Falcon-Mamba,
     Jamba) and the Mamba 2 mixers' channels within each head (Mamba 2, Bamba, Nemotron-H, Zamba2, Granite 4); any transformers class whose ``forward`` is the same

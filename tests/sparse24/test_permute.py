@@ -869,6 +869,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
+        "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
+        "swinv2": lambda: (
+            _encoder(transformers, "swinv2", image_size=16, patch_size=2, embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=4, mlp_ratio=2.0),
+            pixels,
+        ),
         "llava": lambda: _llava(transformers),
         "qwen2_vl-vision": lambda: _qwen_vision(transformers, "qwen2_vl", "Qwen2VisionTransformerPretrainedModel", "Qwen2VLVisionConfig", embed_dim=32, hidden_size=48, mlp_ratio=2),
         "qwen2_5_vl-vision": lambda: _qwen_vision(
@@ -1002,6 +1008,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("mbart", "MBart"), ("pegasus", "Pegasus"), ("m2m_100", "M2M100"), ("blenderbot", "Blenderbot"), ("blenderbot-small", "BlenderbotSmall"),
         ]],  # pre-norm BART layers: their decoder layers' code is not BART's
         ("poolformer", ["PoolFormerOutput"] * 2),  # 1 x 1 conv1 -> act -> conv2 in each block
+        ("yolos", ["YolosAttention", "YolosLayer"]),
+        ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
+        ("swinv2", ["Swinv2Attention", "Swinv2Layer"] * 2),  # one block in each of two stages
         ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
         ("qwen2_vl-vision", ["VisionAttention", "VisionMlp", "fx"]),  # qkv: all queries, all keys, all values; the merger's Sequential traces
         ("qwen2_5_vl-vision", ["Qwen2_5_VLVisionAttention", "Qwen2_5_VLMLP"] * 2 + ["fx"]),
