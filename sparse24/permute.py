@@ -2233,34 +2233,18 @@ def permute(
     depthwise convolutions, dropout, pooling) in between -- and permutes each with
     :func:`search_permutation` on the consumers' importance (``importance[name]`` of their
     weights, shaped like the weight, else ``|W|``; when only some consumers of a group have
-    scores, the search uses those and the others follow). Channels that reach a residual
-    join, a norm over them, a reshape that mixes them, the model output or any op not known to be
+    scores, the search uses those and the others follow). In traced code, channels that reach a residual
+    join, a norm over them (the explicit rules name the norms they move), a reshape that mixes them, the model output or any op not known to be
     elementwise are left alone, with the reason in the report.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
-    rules (``_RULES``, by exact class) for transformers blocks that do not: the feed-forward
-    and the value/output heads of the attention of the Llama, Mistral, Mixtral, Qwen2/3(-MoE),
-    Gemma 1-3, Phi, Phi-3, GPT-2, GPT-J, GPT-NeoX, BLOOM, Falcon, OPT, BERT, RoBERTa,
-    XLM-R, ELECTRA, DistilBERT, BART, Whisper, T5/mT5, wav2vec 2.0, HuBERT, CLIP, SigLIP, ViT,
-    DeiT, DINOv2, BEiT and Swin families (one permutation per key/value head, shared by the
-    query heads that read it; fused q/k/v projections by their value rows), the ConvNeXt and
-    ConvNeXt-V2 feed-forward (V2's GRN per channel), MobileNetV2's and MobileViT's inverted residuals
-    (and MobileViT's transformer layers), EfficientNet's MBConv blocks (squeeze-excite included), the
-    GPT-BigCode (multi-query or per head), GPT-Neo and BLIP attentions, the Qwen2/2.5/3-VL vision encoders,
-    the multimodal projectors of LLaVA, InternVL, Mistral 3, Aya Vision, Voxtral and others, DeepSeek-V2/V3's and LongCat-Flash's latent attention (its values, and its
-    key/value and query latents through their RMS norms); the
-    attentions of OLMo 1-3, OLMoE, Cohere 1/2, StarCoder2, Seed-OSS, Nemotron, StableLM, EXAONE 4, Llama 4,
-    ERNIE 4.5, Hunyuan, Helium, Apertus, GPT-OSS, GLM, GLM-4(.5), SmolLM3, MiniMax-M2, LFM2, AFMoE (gated
-    output), MPT and Persimmon and the MLPs of StarCoder 1/2, Nemotron, Arcee, Apertus, MPT, Seed-OSS,
-    Llama 4, LFM2 and BioGPT; the encoders CamemBERT, ERNIE, MPNet, ModernBERT, DINOv3, YOLOS, data2vec-vision
-    and Swin v2; the mBART, Pegasus,
-    M2M-100 and Blenderbot decoder layers; PoolFormer's 1 x 1 conv MLP; Qwen3.5's and Qwen3-Next's gated
-    attention and Gated DeltaNet value channels; the Mamba 1 mixers' inner channels (Mamba, Falcon-Mamba,
-    Jamba) and the Mamba 2 mixers' channels within each head (Mamba 2, Bamba, Nemotron-H, Zamba2, Granite 4); any transformers class whose ``forward`` is the same
-    code as a ruled class's (:func:`sparse24.source.same_code`: transformers copies blocks into the
-    families built on them); every fused mixture-of-experts module (each expert its own gated MLP,
-    with its own permutation); and for torch's
-    TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
+    rules (``_RULES``, by exact class; the README lists the families, each tested) for transformers
+    blocks that do not: feed-forwards, attention values per (key/value) head, fused q/k/v projections
+    by their value rows, latent attention, linear attention and Mamba mixers, multimodal
+    projectors; any transformers class whose ``forward`` is the same code as a ruled class's
+    (:func:`sparse24.source.same_code`: transformers copies blocks into the families built on them);
+    every fused mixture-of-experts module (each expert its own gated MLP, with its own permutation);
+    and for torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward and MultiheadAttention
     value/output heads, which a traced model calls as single nodes. ``example_inputs`` (one
     forward's inputs: a tuple of positional ones, or a dict of keyword ones as transformers
     models take) let reshapes, transposes and attention matmuls be checked against real
