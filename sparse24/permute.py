@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import dist, interrupts, source
-from .axes import gemm_axes, is_fused_experts
+from .axes import gemm_axes, is_fused_experts, is_llama4_experts
 from .calibrate import no_kv_cache
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
@@ -425,15 +425,19 @@ def _consumer(name: str, module: nn.Module, block: int, blocks: Tensor | None = 
     return [_Member(name, module, "weight", axis.reduction, blocks, "consumer")]
 
 
-def _per_channel(name: str, module: nn.Module, block: int) -> list[_Member]:
-    """BatchNorm parameters and running statistics, or a depthwise convolution's filters and bias."""
+def _per_channel(
+    name: str, module: nn.Module, block: int, blocks: Tensor | None = None, *, offset: int = 0, attrs: Sequence[str] = ("weight", "bias", "running_mean", "running_var")
+) -> list[_Member]:
+    """BatchNorm parameters and running statistics, a norm's weight, or a depthwise convolution's filters and bias
+    (``attrs`` of ``module`` for other per-channel tensors, such as Mamba's A_log and D), along their first dim;
+    ``blocks`` and ``offset`` as for :func:`_producer`."""
     if isinstance(module, nn.modules.conv._ConvNd):
-        return [_Member(m.module_name, m.module, m.attr, m.dim, m.blocks, "per-channel") for m in _producer(name, module, block)]
+        return [_Member(m.module_name, m.module, m.attr, m.dim, m.blocks, "per-channel", m.offset) for m in _producer(name, module, block, blocks, offset=offset)]
     members = []
-    for attr in ("weight", "bias", "running_mean", "running_var"):
+    for attr in attrs:
         value = getattr(module, attr, None)
         if isinstance(value, Tensor):
-            members.append(_Member(name, module, attr, 0, _uniform(value.shape[0], block), "per-channel"))
+            members.append(_Member(name, module, attr, 0, _uniform(value.shape[0] - offset, block) if blocks is None else blocks, "per-channel", offset))
     return members
 
 
@@ -518,8 +522,6 @@ def _fused_experts(name: str, module: nn.Module) -> _Group | str:
     experts too). Every expert is its own gated MLP: one permutation of the intermediate channels per expert, of
     its gate and up rows (and biases) and its ``down_proj`` columns. The tensors and their dims come from
     :func:`sparse24.axes.gemm_axes` (the output dim of the up projection, the reduction dim of ``down_proj``)."""
-    from .axes import is_llama4_experts
-
     axes = gemm_axes(module)
     up_name = "gate_up_proj" if "gate_up_proj" in axes else "up_proj"
     if set(axes) != {up_name, "down_proj"}:
@@ -884,8 +886,7 @@ def _gated_delta_net(name: str, module: nn.Module) -> _Group | str:
         ]
     else:
         return f"no in_proj_qkv and in_proj_z, nor an in_proj_qkvz, for {heads} value heads of {head_dim} and {k_heads} key heads of {k_dim}"
-    members += [_Member(_join(name, "conv1d"), conv, attr, 0, shared, "per-channel", 2 * key_dim) for attr in ("weight", "bias") if isinstance(getattr(conv, attr), Tensor)]
-    members.append(_Member(_join(name, "norm"), norm, "weight", 0, one, "per-channel"))
+    members += _per_channel(_join(name, "conv1d"), conv, head_dim, shared, offset=2 * key_dim) + _per_channel(_join(name, "norm"), norm, head_dim)
     return _Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "out_proj"), out, head_dim, shared))
 
 
@@ -906,10 +907,10 @@ def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
         return f"in_proj, conv1d, dt_proj, A_log, D, x_proj and out_proj do not share {width} inner channels"
     members = [m for half in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, width, _uniform(width, width), offset=half)]
     members += _per_channel(_join(name, "conv1d"), conv, width) + _producer(_join(name, "dt_proj"), dt_proj, width)
-    members += [_Member(name, module, attr, 0, _uniform(width, width), "per-channel") for attr in per_channel]
+    members += _per_channel(name, module, width, attrs=tuple(per_channel))
     dt_norm = getattr(module, "dt_layernorm", None)
     if isinstance(getattr(dt_norm, "weight", None), Tensor) and dt_norm.weight.shape == (width,):
-        members.append(_Member(_join(name, "dt_layernorm"), dt_norm, "weight", 0, _uniform(width, width), "per-channel"))
+        members += _per_channel(_join(name, "dt_layernorm"), dt_norm, width)
     members += _consumer(_join(name, "x_proj"), x_proj, width) + _consumer(_join(name, "out_proj"), out_proj, width)
     return _Group(type(module).__name__, width, 1, members)
 
@@ -932,8 +933,7 @@ def _mamba2_mixer(name: str, module: nn.Module) -> _Group | str:
         return f"norm is not a gated norm with a weight per channel over groups of whole heads of {head_dim}"
     blocks = torch.arange(heads)
     members = [m for offset in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, head_dim, blocks, offset=offset)]
-    members += [_Member(_join(name, "conv1d"), conv, attr, 0, blocks, "per-channel") for attr in ("weight", "bias") if isinstance(getattr(conv, attr), Tensor)]
-    members.append(_Member(_join(name, "norm"), norm, "weight", 0, blocks, "per-channel"))
+    members += _per_channel(_join(name, "conv1d"), conv, head_dim, blocks) + _per_channel(_join(name, "norm"), norm, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out_proj, head_dim, blocks))
 
 
