@@ -890,6 +890,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
     }
     model, batch = builders[name]()
+    with torch.no_grad():  # transformers starts biases at zero: a rule that forgot one would still pass
+        for parameter_name, parameter in model.named_parameters():
+            if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
+                parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
         batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit") and isinstance(module, nn.BatchNorm2d)
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
