@@ -587,21 +587,56 @@ def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | 
     return _Group(type(module).__name__, width, 1, members)
 
 
-def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn") -> _Group | str:
+def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str | None = "activation_fn") -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
-    or two ungrouped nn.Conv2d (PoolFormer's 1 x 1 conv1, act_fn, conv2)."""
+    or two ungrouped convolutions of any kernel, stride and padding (PoolFormer's 1 x 1 conv1, act_fn, conv2): a
+    channel's filters, bias and zero padding move with it. ``activation`` None: the class's own forward applies an
+    elementwise function between them (Whisper's ``F.gelu``), read there."""
     up, down = getattr(module, first, None), getattr(module, second, None)
-    convs = all(isinstance(m, nn.Conv2d) and m.groups == 1 for m in (up, down))
+    convs = all(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1 for m in (up, down))
     if not (convs or (_is_linear(up) and _is_linear(down))):
-        return f"{first} and {second} are not both nn.Linear (or ungrouped nn.Conv2d)"
-    act = getattr(module, activation, None)
-    if not _elementwise_activation(act):
+        return f"{first} and {second} are not both nn.Linear (or ungrouped convolutions)"
+    act = getattr(module, activation, None) if activation is not None else None
+    if activation is not None and not _elementwise_activation(act):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
     width, reads = (up.out_channels, down.in_channels) if convs else (up.out_features, down.in_features)
     if reads != width:
         return f"{first} outputs ({width}) and {second} inputs ({reads}) differ"
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
+
+
+def _conv_stem(
+    name: str, module: nn.Module, convs: Sequence[str] = ("conv1", "conv2"), norms: Mapping[str, str] = MappingProxyType({})
+) -> list[_Group | str]:
+    """A speech encoder's convolution stem: ``convs`` one after another with an elementwise function between
+    them in the encoder's own forward (Whisper's ``gelu(conv2(gelu(conv1(x))))``); one group per pair, each
+    conv's output channels -> the next one's input channels, as :func:`_two_layer_mlp`. ``norms[conv]``: a
+    GroupNorm of one group after that conv (its statistics run over all the channels; its weight and bias move)."""
+    found: list[_Group | str] = []
+    for first, second in zip(convs, convs[1:]):
+        group = _two_layer_mlp(name, module, first, second, activation=None)
+        if isinstance(group, _Group) and first in norms:
+            norm = getattr(module, norms[first], None)
+            if not (isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.num_channels == group.block):
+                group = f"{norms[first]} is not a GroupNorm of one group over the {group.block} channels of {first}"
+            else:
+                group.members += _per_channel(_join(name, norms[first]), norm, group.block)
+        found.append(group)
+    return found
+
+
+def _all_of(*rules: Callable[[str, nn.Module], _Group | str | list[_Group | str]]) -> Callable[[str, nn.Module], list[_Group | str]]:
+    """One rule that returns every group of ``rules`` (a module with several independent sets of hidden channels)."""
+
+    def rule(name: str, module: nn.Module) -> list[_Group | str]:
+        found: list[_Group | str] = []
+        for each in rules:
+            result = each(name, module)
+            found += result if isinstance(result, list) else [result]
+        return found
+
+    return rule
 
 
 def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
@@ -1228,6 +1263,44 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
          ("Blenderbot", "blenderbot.modeling_blenderbot"), ("BlenderbotSmall", "blenderbot_small.modeling_blenderbot_small")],
         {"{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn"))},
     ),  # fmt: skip
+    # speech encoders: the convolution stem (conv1 -> F.gelu -> conv2 in the encoder's forward; Qwen2.5-Omni's padding
+    # mask between them is per time step), the attention values, the feed-forward
+    **{
+        (f"transformers.models.{module}.modeling_{module}", cls): (_conv_stem, ("layers",))
+        for module, cls in [
+            ("whisper", "WhisperEncoder"), ("qwen2_audio", "Qwen2AudioEncoder"), ("voxtral", "VoxtralEncoder"),
+            ("audioflamingo3", "AudioFlamingo3Encoder"), ("glmasr", "GlmAsrEncoder"), ("moss_transcribe_diarize", "MossTranscribeDiarizeAudioModel"),
+            ("qwen2_5_omni", "Qwen2_5OmniAudioEncoder"),
+        ]
+    },
+    **{
+        (f"transformers.models.{module}.modeling_{module}", cls): (_OUT_PROJ_ATTENTION, ())
+        for module, cls in [
+            ("qwen2_audio", "Qwen2AudioAttention"), ("voxtral", "VoxtralAttention"), ("moss_transcribe_diarize", "MossTranscribeDiarizeAudioAttention"),
+            ("qwen2_5_omni", "Qwen2_5OmniAudioAttention"), ("qwen3_asr", "Qwen3ASRAudioAttention"), ("qwen3_omni_moe", "Qwen3OmniMoeAudioAttention"),
+        ]
+    },
+    **{
+        (f"transformers.models.{module}.modeling_{module}", cls): (_two_layer_mlp, ("self_attn",))
+        for module, cls in [
+            ("qwen2_5_omni", "Qwen2_5OmniAudioEncoderLayer"), ("qwen3_asr", "Qwen3ASRAudioEncoderLayer"), ("qwen3_omni_moe", "Qwen3OmniMoeAudioEncoderLayer"),
+        ]
+    },
+    **_family("glmasr.modeling_glmasr", {"GlmAsrAttention": (_attention, ()), "GlmAsrMLP": (functools.partial(_two_layer_mlp, activation="act_fn"), ())}),
+    **_family("moonshine.modeling_moonshine", {  # conv1 -> tanh -> GroupNorm(1) -> conv2 -> gelu -> conv3
+        "MoonshineEncoder": (functools.partial(_conv_stem, convs=("conv1", "conv2", "conv3"), norms={"conv1": "groupnorm"}), ("layers",)),
+        "MoonshineAttention": (_attention, ()),  # zero padding of the head dim after the values, cut off before o_proj
+        "MoonshineDecoderMLP": (functools.partial(_fused_halves_mlp, fused="fc1", down="fc2"), ()),  # fc2(act(gate) * x), fc1's halves
+    }),
+    # Qwen3-ASR's and Qwen3-Omni's 2-D stem (conv2d3's channels reach conv_out flattened with the frequency bins: in place)
+    **_family("qwen3_asr.modeling_qwen3_asr", {"Qwen3ASREncoder": (functools.partial(_conv_stem, convs=("conv2d1", "conv2d2", "conv2d3")), ("layers",))}),
+    **_family("qwen3_omni_moe.modeling_qwen3_omni_moe", {
+        "Qwen3OmniMoeAudioEncoder": (
+            _all_of(functools.partial(_conv_stem, convs=("conv2d1", "conv2d2", "conv2d3")), functools.partial(_two_layer_mlp, first="proj1", second="proj2", activation="act")),
+            ("layers",),
+        ),
+    }),
+    **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
     **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ())}),  # conv1 -> act -> drop path (per sample) -> conv2
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj

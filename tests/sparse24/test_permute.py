@@ -711,6 +711,18 @@ def _encoder(transformers: Any, model_type: str, **sizes: Any) -> nn.Module:
     return transformers.AutoModel.from_config(transformers.AutoConfig.for_model(model_type, pad_token_id=0, **sizes))
 
 
+def _speech_encoder(transformers: Any, family: str, model_class: str, config_path: str = "", **sizes: Any) -> nn.Module:
+    """A tiny random speech encoder of ``family`` from its default config (``config_path``: where the encoder's config sits in it)."""
+    config = transformers.AutoConfig.for_model(family)
+    for part in filter(None, config_path.split(".")):
+        config = getattr(config, part)
+    tiny = dict(d_model=32, encoder_layers=1, encoder_attention_heads=4, encoder_ffn_dim=64, num_mel_bins=8, max_source_positions=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, head_dim=8, output_dim=32, downsample_hidden_size=16)  # fmt: skip
+    for key, value in {**tiny, **sizes}.items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    return getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), model_class)(config)
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -722,6 +734,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     seq2seq = dict(vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64)
     t5 = dict(vocab_size=64, d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4)
     decoder = {"decoder_input_ids": torch.randint(2, 64, (2, 5))}
+    mel = {"input_features": torch.randn(2, 8, 16)}  # 8 mel bins, 16 frames
     builders = {
         "gemma2": lambda: (transformers.Gemma2ForCausalLM(transformers.Gemma2Config(**lm, num_key_value_heads=2, head_dim=16)), ids),
         "gemma3": lambda: (transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**lm, num_key_value_heads=2, head_dim=16)), ids),
@@ -790,6 +803,35 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.WhisperModel(transformers.WhisperConfig(**seq2seq, num_mel_bins=8, max_source_positions=8, max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=1)),
             {"input_features": torch.randn(2, 8, 16), **decoder},
         ),
+        # speech encoders alone (their decoders are text models tested elsewhere): conv stem, attention values, feed-forward
+        **{
+            family: lambda family=family, model_class=model_class, path=path: (_speech_encoder(transformers, family, model_class, path), mel)
+            for family, model_class, path in [
+                ("qwen2_audio", "Qwen2AudioEncoder", "audio_config"), ("voxtral", "VoxtralEncoder", "audio_config"), ("glmasr", "GlmAsrEncoder", "audio_config"),
+                ("moss_transcribe_diarize", "MossTranscribeDiarizeAudioModel", "audio_config"),
+            ]
+        },
+        "audioflamingo3": lambda: (_speech_encoder(transformers, "audioflamingo3", "AudioFlamingo3Encoder", "audio_config"), {**mel, "input_features_mask": torch.ones(2, 16, dtype=torch.long)}),
+        "qwen2_5_omni-audio": lambda: (  # two clips of 16 and 8 frames, packed along time
+            _speech_encoder(transformers, "qwen2_5_omni", "Qwen2_5OmniAudioEncoder", "thinker_config.audio_config"),
+            {"input_features": torch.randn(8, 24), "feature_lens": torch.tensor([16, 8])},
+        ),
+        "qwen3_asr": lambda: (  # the 2-D stem works in chunks of 100 frames
+            _speech_encoder(transformers, "qwen3_asr", "Qwen3ASREncoder", "audio_config"),
+            {"input_features": torch.randn(2, 8, 200), "input_features_mask": torch.ones(2, 200, dtype=torch.long)},
+        ),
+        "qwen3_omni_moe-audio": lambda: (
+            _speech_encoder(transformers, "qwen3_omni_moe", "Qwen3OmniMoeAudioEncoder", "thinker_config.audio_config", max_source_positions=1500),
+            {"input_features": torch.randn(8, 300), "feature_lens": torch.tensor([200, 100])},
+        ),
+        "moonshine": lambda: (  # raw audio: conv1 (stride 64) -> tanh -> GroupNorm -> conv2 -> gelu -> conv3
+            transformers.MoonshineModel(transformers.MoonshineConfig(
+                vocab_size=64, hidden_size=64, intermediate_size=96, encoder_num_hidden_layers=1, decoder_num_hidden_layers=1, encoder_num_attention_heads=4,
+                decoder_num_attention_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+            )),
+            {"input_values": torch.randn(2, 4000), **decoder},
+        ),
+        "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
         "clip": lambda: (transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**vision)), pixels),
@@ -909,14 +951,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
-        if type(module).__name__ == "ConvNextV2GRN" or batch_norm:
+        if type(module).__name__ == "ConvNextV2GRN" or batch_norm or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
         if batch_norm:  # statistics that differ per channel
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
-    # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype
-    if name in ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
+    # XGLM's attention clamps its scores with a float32 constant
+    if name in ("xglm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -963,7 +1006,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("albert", ["AlbertLayer", "AlbertAttention"]),
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
-        ("whisper", ["WhisperEncoderLayer", "WhisperAttention", "WhisperDecoderLayer", "WhisperAttention", "WhisperAttention"]),
+        ("whisper", ["WhisperEncoder", "WhisperEncoderLayer", "WhisperAttention", "WhisperDecoderLayer", "WhisperAttention", "WhisperAttention"]),  # and conv1 -> gelu -> conv2
+        *[(family, [cls, f"{prefix}EncoderLayer", f"{prefix}Attention"]) for family, cls, prefix in [
+            ("qwen2_audio", "Qwen2AudioEncoder", "Qwen2Audio"), ("voxtral", "VoxtralEncoder", "Voxtral"), ("audioflamingo3", "AudioFlamingo3Encoder", "AudioFlamingo3"),
+            ("qwen2_5_omni-audio", "Qwen2_5OmniAudioEncoder", "Qwen2_5OmniAudio"),
+        ]],
+        ("glmasr", ["GlmAsrEncoder", "GlmAsrAttention", "GlmAsrMLP"]),
+        ("moss_transcribe_diarize", ["MossTranscribeDiarizeAudioModel", "MossTranscribeDiarizeAudioLayer", "MossTranscribeDiarizeAudioAttention"]),
+        ("qwen3_asr", ["Qwen3ASREncoder"] * 2 + ["Qwen3ASRAudioEncoderLayer", "Qwen3ASRAudioAttention"]),  # conv2d1 -> conv2d2 -> conv2d3
+        ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
+        ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
+        ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"]),
         ("hubert", ["HubertAttention", "HubertFeedForward"]),
         ("clip", ["CLIPAttention", "CLIPMLP"]),
@@ -1087,7 +1140,7 @@ def test_multimodal_projectors_permute_and_compute_the_same_function(family: str
         torch.testing.assert_close(projector(features.double(), **inputs), reference(features.double(), **inputs), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "blip-vision", "qwen2_5_vl-vision", "llava"])
+@pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
 def test_family_rules_report_indices_that_reproduce_every_tensor(name: str) -> None:
     """The rules with slices of a tensor (MLA's latent rows and per-head values, a fused qkv's value heads): the report's
     indices move scores computed before the permutation exactly as the permutation moved the tensors."""
@@ -1156,6 +1209,17 @@ def test_mamba2_with_norm_groups_smaller_than_a_head_stays_in_place() -> None:
     assert reason == "Mamba2Mixer: norm is not a gated norm with a weight per channel over groups of whole heads of 8"
 
 
+def test_conv_stem_with_a_group_norm_of_several_groups_stays_in_place() -> None:
+    """Moonshine's stem norm is a GroupNorm of one group (statistics over every channel); with several, the
+    channels cannot move across its groups: conv1 -> conv2 stays in place with the reason, conv2 -> conv3 does not."""
+    model, _ = _family_model("moonshine")
+    model.encoder.groupnorm = nn.GroupNorm(2, model.encoder.groupnorm.num_channels).double()
+    report = permute(model)
+    assert [g.producers for g in report.groups if g.kind == "MoonshineEncoder"] == [("encoder.conv2",)]
+    (reason,) = [s.reason for s in report.skipped if s.layers == ("encoder",)]
+    assert reason == "MoonshineEncoder: groupnorm is not a GroupNorm of one group over the 64 channels of conv1"
+
+
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, add_cross_attention=True, multi_query=False)
@@ -1164,10 +1228,13 @@ def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
 
 
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
-    model, _ = _family_model("whisper")  # the encoder's conv1 -> GELU -> conv2 stem: no rule for WhisperEncoder
+    transformers = pytest.importorskip("transformers")  # CodeGen's qkv_proj: q, v, k rows in 4 model-parallel slices; no rule
+    model = transformers.CodeGenModel(transformers.CodeGenConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, rotary_dim=8))
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
-    assert "WhisperEncoder has no permutation rule" in reasons["encoder.conv1"]
-    assert "WhisperEncoder has no permutation rule" in reasons["encoder.conv2"]
+    assert "CodeGenAttention has no permutation rule" in reasons["h.0.attn.qkv_proj"]
+    assert "CodeGenAttention has no permutation rule" in reasons["h.0.attn.out_proj"]
+    model, _ = _family_model("whisper")
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layers.0.self_attn.q_proj"]  # ruled, but nothing could permute its input
 
 
