@@ -626,6 +626,53 @@ def _conv_stem(
     return found
 
 
+def _wav2vec2_conv_layer(layer: nn.Module) -> str | None:
+    """Which wav2vec 2.0 feature-encoder layer's code ``layer`` runs: conv -> activation (``"none"``), conv ->
+    LayerNorm over the channels -> activation (``"layer"``), conv -> GroupNorm of one group per channel ->
+    activation (``"group"``); None for other code."""
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as wav2vec2
+
+    for kind, cls in (("none", wav2vec2.Wav2Vec2NoLayerNormConvLayer), ("layer", wav2vec2.Wav2Vec2LayerNormConvLayer), ("group", wav2vec2.Wav2Vec2GroupNormConvLayer)):
+        if type(layer) is cls or source.same_code(type(layer).forward, cls.forward, (type(layer), cls)):
+            return kind
+    return None
+
+
+def _conv_feature_encoder(name: str, module: nn.Module) -> list[_Group | str]:
+    """wav2vec 2.0's feature encoder (HuBERT's, WavLM's, data2vec-audio's...): ``conv_layers`` one after another, each
+    conv -> [norm] -> activation; one group per pair of layers, the first one's conv output channels (with its
+    norm's weight and bias: a LayerNorm over the channels, or a GroupNorm of one group per channel) -> the next
+    one's conv input channels. The last layer's channels stay: they reach the model's ``extract_features`` output."""
+    layers = getattr(module, "conv_layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        return ["conv_layers is not a ModuleList"]
+    found: list[_Group | str] = []
+    for index, (layer, after) in enumerate(zip(layers, layers[1:])):
+        first, second = f"conv_layers.{index}", f"conv_layers.{index + 1}"
+        kind = _wav2vec2_conv_layer(layer)
+        up, down = getattr(layer, "conv", None), getattr(after, "conv", None)
+        if kind is None or _wav2vec2_conv_layer(after) is None:
+            found.append(f"{first} or {second} does not run a wav2vec 2.0 conv layer's code")
+        elif not (all(isinstance(conv, nn.Conv1d) and conv.groups == 1 for conv in (up, down)) and up.out_channels == down.in_channels):
+            found.append(f"{first}.conv and {second}.conv are not ungrouped nn.Conv1d of matching widths")
+        elif not _elementwise_activation(getattr(layer, "activation", None)):
+            found.append(f"{first}.activation is not a known elementwise activation")
+        else:
+            width, norm = up.out_channels, getattr(layer, "layer_norm", None)
+            per_channel = (
+                kind == "none"
+                or (kind == "layer" and isinstance(norm, nn.LayerNorm) and tuple(norm.normalized_shape) == (width,))
+                or (kind == "group" and isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels == width)
+            )
+            if not per_channel:
+                found.append(f"{first}.layer_norm does not normalise each of the {width} channels alike")
+                continue
+            members = _producer(_join(name, f"{first}.conv"), up, width)
+            members += _per_channel(_join(name, f"{first}.layer_norm"), norm, width) if norm is not None else []
+            found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"{second}.conv"), down, width)))
+    return found
+
+
 def _all_of(*rules: Callable[[str, nn.Module], _Group | str | list[_Group | str]]) -> Callable[[str, nn.Module], list[_Group | str]]:
     """One rule that returns every group of ``rules`` (a module with several independent sets of hidden channels)."""
 
@@ -682,19 +729,31 @@ def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
-def _bert_attention(name: str, module: nn.Module, value_attr: str = "value", attention_attr: str = "self") -> _Group | str:
+def _bert_attention(
+    name: str, module: nn.Module, value_attr: str | Sequence[str] = "value", attention_attr: str = "self", output: str = "output.dense",
+    heads_attr: str = "num_attention_heads", head_dim_attr: str = "attention_head_size",
+) -> _Group | str:
     """BertAttention (RoBERTa's, XLM-R's, ELECTRA's; DeBERTa-v2's with ``value_proj``; MobileViT's under ``attention``):
-    self.value's rows and output.dense's input columns, within each head."""
-    attention, output = getattr(module, attention_attr, None), getattr(module, "output", None)
-    value, dense = getattr(attention, value_attr, None), getattr(output, "dense", None)
-    if not (_is_linear(value) and _is_linear(dense)):
-        return f"{attention_attr}.{value_attr} and output.dense are not nn.Linear"
-    heads, head_dim = getattr(attention, "num_attention_heads", None), getattr(attention, "attention_head_size", None)
-    if not isinstance(heads, int) or not isinstance(head_dim, int) or value.out_features != heads * head_dim or dense.in_features != value.out_features:
-        return f"{attention_attr}.{value_attr} ({value.out_features}) and output.dense ({dense.in_features}) do not fit {heads} heads of {head_dim}"
+    self.value's rows and output.dense's input columns, within each head. An attention whose values are projected in
+    its ``attention_attr`` child and leave through ``output``: BigBird-Pegasus's encoder attention (self.value ->
+    output, full or block-sparse), Longformer's (the local and the global values: ``value_attr`` both value and
+    value_global, each head's rows in one order -> output.dense), LED's encoder attention (longformer_self_attn -> output)."""
+    attention = getattr(module, attention_attr, None)
+    values = [value_attr] if isinstance(value_attr, str) else list(value_attr)
+    layers = [getattr(attention, value, None) for value in values]
+    try:
+        dense = module.get_submodule(output)
+    except AttributeError:
+        dense = None
+    if not (all(_is_linear(layer) for layer in layers) and _is_linear(dense)):
+        return f"{attention_attr}.{' and '.join(values)} and {output} are not nn.Linear"
+    heads, head_dim = getattr(attention, heads_attr, None), getattr(attention, head_dim_attr, None)
+    width = layers[0].out_features
+    if not isinstance(heads, int) or not isinstance(head_dim, int) or any(layer.out_features != heads * head_dim for layer in layers) or dense.in_features != width:
+        return f"{attention_attr}.{values[0]} ({width}) and {output} ({dense.in_features}) do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _producer(_join(name, f"{attention_attr}.{value_attr}"), value, head_dim, blocks) + _consumer(_join(name, "output.dense"), dense, head_dim, blocks)
-    return _Group(type(module).__name__, head_dim, heads, members)
+    members = [m for value, layer in zip(values, layers) for m in _producer(_join(name, f"{attention_attr}.{value}"), layer, head_dim, blocks)]
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, output), dense, head_dim, blocks))
 
 
 def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj", down: str = "down_proj", act: str = "activation_fn") -> _Group | str:
@@ -760,12 +819,15 @@ def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", out
     """A fused ``fused`` projection whose rows are all the query heads, all the key heads, then all the value heads
     (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``; MPT's ``Wqkv(x).chunk(3)``);
     the value heads' rows and ``output``'s input columns move together, head by head. ``heads_attr=None``: the
-    number of heads is the fused rows over 3 x ``head_dim`` (ModernBERT's ``Wqkv``)."""
+    number of heads is the fused rows over 3 x ``head_dim`` (ModernBERT's ``Wqkv``); without ``head_dim``, the fused
+    rows over 3 x the number of heads (VitDet's)."""
     qkv, proj = getattr(module, fused, None), getattr(module, output, None)
     if not (_is_linear(qkv) and _is_linear(proj)):
         return f"{fused} and {output} are not nn.Linear"
     head_dim = getattr(module, "head_dim", None)
     heads = getattr(module, heads_attr, None) if heads_attr else qkv.out_features // (3 * head_dim) if isinstance(head_dim, int) and head_dim > 0 else None
+    if head_dim is None and isinstance(heads, int) and heads > 0:
+        head_dim = qkv.out_features // (3 * heads)
     if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim)):
         return f"{heads_attr or 'the number of heads'} / head_dim missing"
     width = heads * head_dim
@@ -982,6 +1044,8 @@ _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", h
 _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
+# the local and the global values (value, value_global), each head's rows in one order -> output.dense
+_LONGFORMER_ATTENTION = functools.partial(_bert_attention, value_attr=("value", "value_global"), heads_attr="num_heads", head_dim_attr="head_dim")
 _WAV2VEC2_FEED_FORWARD = functools.partial(_two_layer_mlp, first="intermediate_dense", second="output_dense", activation="intermediate_act_fn")
 
 
@@ -1147,6 +1211,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_families([("Wav2Vec2", "wav2vec2.modeling_wav2vec2"), ("Hubert", "hubert.modeling_hubert")], {
         "{}FeedForward": (_WAV2VEC2_FEED_FORWARD, ()),
         "{}Attention": (_OUT_PROJ_ATTENTION, ()),
+        "{}FeatureEncoder": (_conv_feature_encoder, ()),  # the convolutions over the raw waveform
     }),
     **_families([("CLIP", "clip.modeling_clip"), ("Siglip", "siglip.modeling_siglip")], {"{}MLP": (_two_layer_mlp, ()), "{}Attention": (_OUT_PROJ_ATTENTION, ())}),
     **_families(
@@ -1301,6 +1366,32 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         ),
     }),
     **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
+    # BART's layout with other attentions: NLLB-MoE (each expert its own fc1 -> fc2), FSMT, LED (Longformer's attention in
+    # its encoder), BigBird-Pegasus (full or block-sparse attention in its encoder)
+    **_family("nllb_moe.modeling_nllb_moe", {"NllbMoeAttention": (_OUT_PROJ_ATTENTION, ()), "NllbMoeDenseActDense": (functools.partial(_two_layer_mlp, activation="act"), ())}),
+    **_family("fsmt.modeling_fsmt", {
+        "Attention": (_OUT_PROJ_ATTENTION, ()),
+        "EncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
+    }),
+    **_families([("LED", "led.modeling_led"), ("BigBirdPegasus", "bigbird_pegasus.modeling_bigbird_pegasus")], {
+        "{}EncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
+        "{}DecoderAttention": (_OUT_PROJ_ATTENTION, ()),
+    }),
+    **_family("bigbird_pegasus.modeling_bigbird_pegasus", {"BigBirdPegasusEncoderAttention": (functools.partial(_bert_attention, output="output"), ())}),
+    **_family("led.modeling_led", {
+        "LEDEncoderAttention": (functools.partial(_LONGFORMER_ATTENTION, attention_attr="longformer_self_attn", output="output"), ()),
+    }),
+    **_family("longformer.modeling_longformer", {
+        "LongformerAttention": (_LONGFORMER_ATTENTION, ()),
+        "LongformerLayer": (functools.partial(_bert_layer, family="Longformer"), ("attention",)),  # BERT's intermediate -> output
+    }),
+    **_family("vitdet.modeling_vitdet", {  # decomposed relative positions act on the queries
+        "VitDetAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
+        "VitDetMlp": (functools.partial(_two_layer_mlp, activation="act"), ()),
+    }),
+    **_family("focalnet.modeling_focalnet", {"FocalNetMlp": (functools.partial(_two_layer_mlp, activation="activation"), ())}),  # its modulation: no rule
     **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ())}),  # conv1 -> act -> drop path (per sample) -> conv2
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
@@ -1816,13 +1907,17 @@ class _Traced:
     inputs: tuple[tuple, dict] | None = None
 
 
-def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ...], str]], list[_Traced]]:
-    """Groups from the explicit rules, their refusals, and the modules that torch.fx traced."""
+def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ...], str]], list[_Traced], set[str]]:
+    """Groups from the explicit rules, their refusals, the modules that torch.fx traced, and the modules a rule
+    looked inside (a ruled module and what it holds, but for the children it leaves to their own rules)."""
     groups: list[_Group] = []
     skipped: list[tuple[tuple[str, ...], str]] = []
     traced: list[_Traced] = []
+    ruled: set[str] = set()
 
     def apply(prefix: str, module: nn.Module, rule: tuple, inside: Callable[[str, nn.Module], None]) -> None:
+        own = [_join(prefix, child) for child in rule[1]]
+        ruled.update(sub for sub, _ in module.named_modules(prefix=prefix) if not any(sub == o or sub.startswith(o + ".") for o in own))
         found = rule[0](prefix, module)
         for each in found if isinstance(found, list) else [found]:
             if isinstance(each, _Group) and each.block % 4:
@@ -1865,7 +1960,7 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
             opaque(_join(prefix, name), child)
 
     visit("", model)
-    return groups, skipped, traced
+    return groups, skipped, traced, ruled
 
 
 class _ShapeRecorder(torch.fx.Interpreter):
@@ -2368,7 +2463,7 @@ def _permute(
         )
     scores = _check_importance(model, importance)
 
-    rule_groups, rule_skips, traced = _structure(model)
+    rule_groups, rule_skips, traced, ruled = _structure(model)
     calls: dict[int, int] = {}
     reference = _example_forward(model, example_inputs, traced, calls, inputs_name) if example_inputs is not None else None
     groups = list(rule_groups)
@@ -2400,9 +2495,10 @@ def _permute(
             reason = f"{type(module).__name__}: fused mixture-of-experts weights have no permutation rule (each expert's hidden channels stay in place)"
             skipped.append(SkippedGroup((name,), reason))
         if _is_gemm(module) and name not in mentioned:
-            parent = model.get_submodule(name.rpartition(".")[0])
+            parent_name = name.rpartition(".")[0]
+            parent = model.get_submodule(parent_name)
             block = sum(_is_gemm(child) for child in parent.children()) >= 2  # a producer and a consumer might be in it
-            if block and _transformers_class(parent) is not None and _rule_for(parent) is None:
+            if block and _transformers_class(parent) is not None and _rule_for(parent) is None and parent_name not in ruled:  # BertAttention's rule covers BertSelfAttention's query
                 reason = f"in no permutable group: {type(parent).__name__} has no permutation rule (transformers modules are not traced; only rules look inside them)"
             else:
                 reason = "in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code"

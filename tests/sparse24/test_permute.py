@@ -730,7 +730,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     pixels = {"pixel_values": torch.randn(2, 3, 16, 16)}
     lm = dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)
     vision = dict(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_labels=3)
-    speech = dict(vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    speech = dict(vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, conv_dim=(32, 32, 32), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
     seq2seq = dict(vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64)
     t5 = dict(vocab_size=64, d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4)
     decoder = {"decoder_input_ids": torch.randint(2, 64, (2, 5))}
@@ -831,9 +831,37 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"input_values": torch.randn(2, 4000), **decoder},
         ),
+        "led": lambda: (  # Longformer's attention in the encoder: a sliding window of 4, the first token global
+            transformers.LEDModel(transformers.LEDConfig(**seq2seq, attention_window=[4], max_encoder_position_embeddings=64, max_decoder_position_embeddings=64)),
+            {"input_ids": torch.randint(2, 64, (2, 16)), "global_attention_mask": torch.tensor([[1] + [0] * 15] * 2), **decoder},
+        ),
+        "longformer": lambda: (
+            transformers.LongformerModel(transformers.LongformerConfig(**{**lm, "intermediate_size": 96}, attention_window=[4], max_position_embeddings=64)),
+            {"input_ids": torch.randint(2, 64, (2, 16)), "global_attention_mask": torch.tensor([[1] + [0] * 15] * 2)},
+        ),
+        "bigbird_pegasus": lambda: (  # 64 tokens in blocks of 4: the encoder takes the block-sparse path
+            transformers.BigBirdPegasusModel(transformers.BigBirdPegasusConfig(**seq2seq, block_size=4, num_random_blocks=1, max_position_embeddings=128)),
+            {"input_ids": torch.randint(2, 64, (2, 64)), **decoder},
+        ),
+        "nllb-moe": lambda: (
+            transformers.NllbMoeModel(transformers.NllbMoeConfig(**seq2seq, num_experts=2, expert_capacity=8, encoder_sparse_step=1, decoder_sparse_step=1)),
+            {"input_ids": torch.randint(2, 64, (2, 10)), **decoder},
+        ),
+        "fsmt": lambda: (
+            transformers.FSMTModel(transformers.FSMTConfig(
+                src_vocab_size=64, tgt_vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+                encoder_ffn_dim=64, decoder_ffn_dim=64, langs=["en", "de"],
+            )),
+            {"input_ids": torch.randint(2, 64, (2, 10)), **decoder},
+        ),
+        "vitdet": lambda: (transformers.VitDetModel(transformers.VitDetConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2, pretrain_image_size=16)), pixels),
+        "focalnet": lambda: (transformers.FocalNetModel(transformers.FocalNetConfig(image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32])), pixels),
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
+        "wav2vec2-layer-norm": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech, feat_extract_norm="layer")), {"input_values": torch.randn(2, 400)}),
+        "data2vec-audio": lambda: (transformers.Data2VecAudioModel(transformers.Data2VecAudioConfig(**speech)), {"input_values": torch.randn(2, 400)}),
+        "wavlm": lambda: (transformers.WavLMModel(transformers.WavLMConfig(**speech)), {"input_values": torch.randn(2, 400)}),
         "clip": lambda: (transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**vision)), pixels),
         "siglip": lambda: (transformers.SiglipVisionModel(transformers.SiglipVisionConfig(**vision)), pixels),
         "deit": lambda: (transformers.DeiTModel(transformers.DeiTConfig(**vision)), pixels),
@@ -1017,8 +1045,18 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
-        ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"]),
-        ("hubert", ["HubertAttention", "HubertFeedForward"]),
+        ("led", ["LEDEncoderAttention", "LEDEncoderLayer", "LEDDecoderAttention", "LEDDecoderAttention", "LEDDecoderLayer"]),  # value and value_global -> output
+        ("longformer", ["LongformerAttention", "LongformerLayer"]),  # value and value_global -> output.dense
+        ("bigbird_pegasus", ["BigBirdPegasusEncoderAttention", "BigBirdPegasusEncoderLayer"] + ["BigBirdPegasusDecoderAttention"] * 2 + ["BigBirdPegasusDecoderLayer"]),
+        ("nllb-moe", ["NllbMoeAttention"] * 3 + ["NllbMoeDenseActDense"] * 4),  # each expert its own fc1 -> fc2
+        ("fsmt", ["Attention"] * 3 + ["EncoderLayer", "DecoderLayer"]),
+        ("vitdet", ["VitDetAttention", "VitDetMlp"]),  # qkv: all queries, all keys, all values
+        ("focalnet", ["FocalNetMlp"] * 2),  # its focal modulation: no rule
+        ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
+        ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
+        ("wav2vec2-layer-norm", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # a LayerNorm over the channels in each
+        ("data2vec-audio", ["Data2VecAudioAttention", "Data2VecAudioFeedForward"] + ["Data2VecAudioFeatureEncoder"] * 2),  # wav2vec 2.0's code
+        ("wavlm", ["WavLMFeedForward"] + ["WavLMFeatureEncoder"] * 2),  # its attention (gated relative positions): no rule
         ("clip", ["CLIPAttention", "CLIPMLP"]),
         ("siglip", ["SiglipAttention", "SiglipMLP", "MultiheadAttention", "SiglipMLP"]),  # and its pooling head's attention and MLP
         ("deit", ["DeiTAttention", "DeiTMLP"]),
@@ -1218,6 +1256,18 @@ def test_conv_stem_with_a_group_norm_of_several_groups_stays_in_place() -> None:
     assert [g.producers for g in report.groups if g.kind == "MoonshineEncoder"] == [("encoder.conv2",)]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("encoder",)]
     assert reason == "MoonshineEncoder: groupnorm is not a GroupNorm of one group over the 64 channels of conv1"
+
+
+def test_wav2vec2_conv_layer_whose_norm_mixes_channels_stays_in_place() -> None:
+    """wav2vec 2.0's first conv layer normalises each channel alone (a GroupNorm of a group per channel); one of 4
+    groups mixes 8 channels: that pair of layers stays in place with the reason, the next pair is still permuted."""
+    model, _ = _family_model("wav2vec2")
+    first = model.feature_extractor.conv_layers[0]
+    first.layer_norm = nn.GroupNorm(4, first.layer_norm.num_channels).double()
+    report = permute(model)
+    assert [g.producers for g in report.groups if g.kind == "Wav2Vec2FeatureEncoder"] == [("feature_extractor.conv_layers.1.conv",)]
+    (reason,) = [s.reason for s in report.skipped if s.layers == ("feature_extractor",)]
+    assert reason == "Wav2Vec2FeatureEncoder: conv_layers.0.layer_norm does not normalise each of the 32 channels alike"
 
 
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
