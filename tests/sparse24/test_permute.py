@@ -1286,6 +1286,9 @@ def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
     model, _ = _family_model("whisper")
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layers.0.self_attn.q_proj"]  # ruled, but nothing could permute its input
+    model, _ = _family_model("roberta")  # RobertaSelfAttention has no rule of its own: RobertaAttention's covers it
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    assert "its input comes from" in reasons["encoder.layer.0.attention.self.query"]
 
 
 def _wrong_bart_attention(monkeypatch: pytest.MonkeyPatch) -> None:
