@@ -771,6 +771,38 @@ def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj",
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
 
 
+def _conformer_convolution(
+    name: str, module: nn.Module, up: str = "pointwise_conv1", depthwise: str = "depthwise_conv", norm: str = "batch_norm",
+    act: str = "activation", down: str = "pointwise_conv2",
+) -> _Group | str:
+    """A conformer's convolution module: ``up`` (channels -> 2 x channels) -> GLU (the first half gated by the
+    second) -> the ``depthwise`` convolution (each channel its own filter) -> ``norm`` (BatchNorm, or a LayerNorm
+    over the channels: per channel either way) -> ``act`` -> ``down``. A channel moves with both of its rows in
+    ``up``, its filter and bias, its norm parameters (and running statistics) and its column of ``down``; the
+    padding mask and the time padding in between act on whole time steps."""
+    try:
+        up_conv, dw, norm_layer, down_conv = (module.get_submodule(path) for path in (up, depthwise, norm, down))
+    except AttributeError as error:
+        return f"{error}"
+    if not all(isinstance(conv, nn.Conv1d) and conv.groups == 1 for conv in (up_conv, down_conv)):
+        return f"{up} and {down} are not ungrouped nn.Conv1d"
+    width = down_conv.in_channels
+    if up_conv.out_channels != 2 * width:
+        return f"{up}'s {up_conv.out_channels} outputs are not twice {down}'s {width} inputs"
+    if not _is_depthwise(dw, width) or not isinstance(dw, nn.Conv1d):
+        return f"{depthwise} is not a depthwise nn.Conv1d over {width} channels"
+    per_channel = (isinstance(norm_layer, nn.BatchNorm1d) and norm_layer.num_features == width) or (
+        isinstance(norm_layer, nn.LayerNorm) and tuple(norm_layer.normalized_shape) == (width,)
+    )
+    if not per_channel:
+        return f"{norm} is not a BatchNorm1d or LayerNorm over the {width} channels"
+    if not _elementwise_activation(getattr(module, act, None)):
+        return f"{act} is not a known elementwise activation"
+    members = [m for half in (0, width) for m in _producer(_join(name, up), up_conv, width, _uniform(width, width), offset=half)]
+    members += _per_channel(_join(name, depthwise), dw, width) + _per_channel(_join(name, norm), norm_layer, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_conv, width))
+
+
 def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
     """Phi3Attention: the value rows of the fused qkv_proj (after the query and key heads) and o_proj's columns, per kv head."""
     fused, o = getattr(module, "qkv_proj", None), getattr(module, "o_proj", None)
@@ -815,26 +847,29 @@ def _gpt_bigcode_attention(name: str, module: nn.Module) -> _Group | str:
     return _grouped_qkv(name, module, getattr(module, "head_dim", None), heads, kv_heads, "c_attn", "c_proj")
 
 
-def _stacked_qkv_attention(name: str, module: nn.Module, fused: str = "qkv", output: str = "projection", heads_attr: str | None = "num_heads") -> _Group | str:
+def _stacked_qkv_attention(
+    name: str, module: nn.Module, fused: str = "qkv", output: str = "projection", heads_attr: str | None = "num_heads", parts: int = 3,
+    head_dim_attr: str = "head_dim",
+) -> _Group | str:
     """A fused ``fused`` projection whose rows are all the query heads, all the key heads, then all the value heads
     (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``; MPT's ``Wqkv(x).chunk(3)``);
     the value heads' rows and ``output``'s input columns move together, head by head. ``heads_attr=None``: the
     number of heads is the fused rows over 3 x ``head_dim`` (ModernBERT's ``Wqkv``); without ``head_dim``, the fused
-    rows over 3 x the number of heads (VitDet's)."""
+    rows over 3 x the number of heads (VitDet's). ``parts=2``: keys then values (Granite Speech's ``to_kv``)."""
     qkv, proj = getattr(module, fused, None), getattr(module, output, None)
     if not (_is_linear(qkv) and _is_linear(proj)):
         return f"{fused} and {output} are not nn.Linear"
-    head_dim = getattr(module, "head_dim", None)
-    heads = getattr(module, heads_attr, None) if heads_attr else qkv.out_features // (3 * head_dim) if isinstance(head_dim, int) and head_dim > 0 else None
+    head_dim = getattr(module, head_dim_attr, None)
+    heads = getattr(module, heads_attr, None) if heads_attr else qkv.out_features // (parts * head_dim) if isinstance(head_dim, int) and head_dim > 0 else None
     if head_dim is None and isinstance(heads, int) and heads > 0:
-        head_dim = qkv.out_features // (3 * heads)
+        head_dim = qkv.out_features // (parts * heads)
     if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim)):
-        return f"{heads_attr or 'the number of heads'} / head_dim missing"
+        return f"{heads_attr or 'the number of heads'} / {head_dim_attr} missing"
     width = heads * head_dim
-    if qkv.out_features != 3 * width or proj.in_features != width:
-        return f"{fused} ({qkv.out_features}) and {output} ({proj.in_features}) do not fit 3 x {heads} heads of {head_dim}"
+    if qkv.out_features != parts * width or proj.in_features != width:
+        return f"{fused} ({qkv.out_features}) and {output} ({proj.in_features}) do not fit {parts} x {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _producer(_join(name, fused), qkv, head_dim, blocks, offset=2 * width) + _consumer(_join(name, output), proj, head_dim, blocks)
+    members = _producer(_join(name, fused), qkv, head_dim, blocks, offset=(parts - 1) * width) + _consumer(_join(name, output), proj, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
@@ -1365,6 +1400,38 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("layers",),
         ),
     }),
+    # conformer convolution modules (their GLU in the code or an nn.GLU; the depthwise filters, the norm per channel)
+    **{
+        (f"transformers.models.{module}.modeling_{module}", cls): (functools.partial(_conformer_convolution, norm=norm), ())
+        for module, cls, norm in [
+            ("wav2vec2_conformer", "Wav2Vec2ConformerConvolutionModule", "batch_norm"), ("wav2vec2_bert", "Wav2Vec2BertConvolutionModule", "depthwise_layer_norm"),
+            ("seamless_m4t", "SeamlessM4TConformerConvolutionModule", "batch_norm"), ("seamless_m4t_v2", "SeamlessM4Tv2ConformerConvolutionModule", "depthwise_layer_norm"),
+            ("fastspeech2_conformer", "FastSpeech2ConformerConvolutionModule", "norm"), ("parakeet", "ParakeetEncoderConvolutionModule", "norm"),
+            ("lasr", "LasrEncoderConvolutionModule", "norm"),
+        ]
+    },
+    **_family("granite_speech.modeling_granite_speech", {  # silu(batch_norm(depth_conv(glu(up_conv(x))))) -> down_conv
+        "GraniteSpeechConformerConvModule": (
+            functools.partial(_conformer_convolution, up="up_conv", depthwise="depth_conv.conv", act="silu", down="down_conv"), (),
+        ),
+        "GraniteSpeechConformerFeedForward": (functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="silu"), ()),
+        "GraniteSpeechConformerAttention": (  # to_kv(x).chunk(2): keys, then values; relative positions on the scores
+            functools.partial(_stacked_qkv_attention, fused="to_kv", output="to_out", parts=2, head_dim_attr="dim_head"), (),
+        ),
+    }),
+    # conformer attentions: Llama's value path under other names (relative positions act on the scores)
+    **{
+        (f"transformers.models.{module}.modeling_{module}", cls): (functools.partial(_attention, groups=1, value="linear_v", output="linear_out", head_dim_attr="head_size"), ())
+        for module, cls in [
+            ("wav2vec2_conformer", "Wav2Vec2ConformerSelfAttention"), ("wav2vec2_bert", "Wav2Vec2BertSelfAttention"),
+            ("seamless_m4t_v2", "SeamlessM4Tv2ConformerSelfAttention"),
+        ]
+    },
+    **{
+        (f"transformers.models.{module}.modeling_{module}", f"{cls}Encoder{part}"): rule
+        for module, cls in [("parakeet", "Parakeet"), ("lasr", "Lasr")]
+        for part, rule in (("Attention", (_attention, ())), ("FeedForward", (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ())))
+    },
     **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
     # BART's layout with other attentions: NLLB-MoE (each expert its own fc1 -> fc2), FSMT, LED (Longformer's attention in
     # its encoder), BigBird-Pegasus (full or block-sparse attention in its encoder)

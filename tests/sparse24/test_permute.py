@@ -723,6 +723,40 @@ def _speech_encoder(transformers: Any, family: str, model_class: str, config_pat
     return getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), model_class)(config)
 
 
+_CONFORMERS = ("wav2vec2-conformer", "wav2vec2-bert", "seamless_m4t-speech", "seamless_m4t_v2-speech", "parakeet", "lasr", "granite_speech")
+
+
+def _conformer(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A tiny random speech encoder with conformer blocks (feed-forwards, attention, convolution module) and a batch."""
+    speech = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    features = {"input_features": torch.randn(2, 20, 16)}
+    if name == "wav2vec2-conformer":
+        config = transformers.Wav2Vec2ConformerConfig(
+            **speech, vocab_size=32, conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+            conv_depthwise_kernel_size=3, position_embeddings_type="relative",
+        )
+        return transformers.Wav2Vec2ConformerModel(config), {"input_values": torch.randn(2, 400)}
+    if name == "wav2vec2-bert":
+        config = transformers.Wav2Vec2BertConfig(**speech, feature_projection_input_dim=16, conv_depthwise_kernel_size=3, output_hidden_size=32)
+        return transformers.Wav2Vec2BertModel(config), features
+    if name in ("seamless_m4t-speech", "seamless_m4t_v2-speech"):
+        family = name.removesuffix("-speech")
+        config = transformers.AutoConfig.for_model(
+            family, hidden_size=32, speech_encoder_layers=1, speech_encoder_attention_heads=4, speech_encoder_intermediate_size=64, feature_projection_input_dim=16,
+            conv_depthwise_kernel_size=3, adaptor_kernel_size=3, num_adapter_layers=1,
+        )
+        prefix = "SeamlessM4T" if family == "seamless_m4t" else "SeamlessM4Tv2"
+        return getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), f"{prefix}SpeechEncoder")(config), features
+    if name in ("parakeet", "lasr"):
+        configs = importlib.import_module(f"transformers.models.{name}.configuration_{name}")
+        prefix = "Parakeet" if name == "parakeet" else "Lasr"
+        config = getattr(configs, f"{prefix}EncoderConfig")(**speech, num_key_value_heads=4, num_mel_bins=16, conv_kernel_size=3, subsampling_conv_channels=16)
+        return getattr(importlib.import_module(f"transformers.models.{name}.modeling_{name}"), f"{prefix}Encoder")(config), {"input_features": torch.randn(2, 40, 16)}
+    configs = importlib.import_module("transformers.models.granite_speech.configuration_granite_speech")
+    config = configs.GraniteSpeechEncoderConfig(input_dim=16, num_layers=1, hidden_dim=32, feedforward_mult=2, num_heads=4, dim_head=8, output_dim=16, context_size=8, conv_kernel_size=3)
+    return importlib.import_module("transformers.models.granite_speech.modeling_granite_speech").GraniteSpeechCTCEncoder(config), {"hidden_states": torch.randn(2, 20, 16)}
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -856,6 +890,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "vitdet": lambda: (transformers.VitDetModel(transformers.VitDetConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2, pretrain_image_size=16)), pixels),
         "focalnet": lambda: (transformers.FocalNetModel(transformers.FocalNetConfig(image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32])), pixels),
+        **{conformer: functools.partial(_conformer, transformers, conformer) for conformer in _CONFORMERS},
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
@@ -965,7 +1000,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit") and isinstance(module, nn.BatchNorm2d)
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1045,6 +1080,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
+        # conformer blocks: two feed-forwards, the attention values, the convolution module (pointwise_conv1's halves, the
+        # depthwise filters, the norm -> pointwise_conv2)
+        ("wav2vec2-conformer", ["Wav2Vec2ConformerFeatureEncoder", "Wav2Vec2ConformerSelfAttention", "Wav2Vec2ConformerConvolutionModule"] + ["Wav2Vec2ConformerFeedForward"] * 2),
+        ("wav2vec2-bert", ["Wav2Vec2BertSelfAttention", "Wav2Vec2BertConvolutionModule"] + ["Wav2Vec2BertFeedForward"] * 2),  # a LayerNorm after the depthwise conv
+        ("seamless_m4t-speech", ["SeamlessM4TConformerSelfAttention"] * 2 + ["SeamlessM4TConformerConvolutionModule"] + ["SeamlessM4TConformerFeedForward"] * 4),  # and the adapter's
+        ("seamless_m4t_v2-speech", ["SeamlessM4Tv2ConformerSelfAttention"] * 2 + ["SeamlessM4Tv2ConformerConvolutionModule"] + ["SeamlessM4Tv2ConformerFeedForward"] * 4),
+        ("parakeet", ["ParakeetEncoderAttention", "ParakeetEncoderConvolutionModule"] + ["ParakeetEncoderFeedForward"] * 2),
+        ("lasr", ["LasrEncoderAttention", "LasrEncoderConvolutionModule"] + ["LasrEncoderFeedForward"] * 2),
+        ("granite_speech", ["GraniteSpeechConformerAttention", "GraniteSpeechConformerConvModule"] + ["GraniteSpeechConformerFeedForward"] * 2),  # to_kv: keys, values
         ("led", ["LEDEncoderAttention", "LEDEncoderLayer", "LEDDecoderAttention", "LEDDecoderAttention", "LEDDecoderLayer"]),  # value and value_global -> output
         ("longformer", ["LongformerAttention", "LongformerLayer"]),  # value and value_global -> output.dense
         ("bigbird_pegasus", ["BigBirdPegasusEncoderAttention", "BigBirdPegasusEncoderLayer"] + ["BigBirdPegasusDecoderAttention"] * 2 + ["BigBirdPegasusDecoderLayer"]),
@@ -1268,6 +1312,16 @@ def test_wav2vec2_conv_layer_whose_norm_mixes_channels_stays_in_place() -> None:
     assert [g.producers for g in report.groups if g.kind == "Wav2Vec2FeatureEncoder"] == [("feature_extractor.conv_layers.1.conv",)]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("feature_extractor",)]
     assert reason == "Wav2Vec2FeatureEncoder: conv_layers.0.layer_norm does not normalise each of the 32 channels alike"
+
+
+def test_conformer_convolution_with_a_norm_across_channels_stays_in_place() -> None:
+    model, _ = _family_model("parakeet")
+    convolution = model.layers[0].conv
+    convolution.norm = nn.GroupNorm(2, convolution.norm.num_features).double()  # statistics over half the channels each
+    report = permute(model)
+    assert not [g for g in report.groups if g.kind == "ParakeetEncoderConvolutionModule"]
+    (reason,) = [s.reason for s in report.skipped if s.layers == ("layers.0.conv",)]
+    assert reason == "ParakeetEncoderConvolutionModule: norm is not a BatchNorm1d or LayerNorm over the 32 channels"
 
 
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
