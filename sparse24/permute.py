@@ -952,6 +952,15 @@ def _attention(
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
+def _gemma3n_attention(name: str, module: nn.Module) -> _Group | str:
+    """Gemma3nTextAttention: Llama's value path (v_norm, an RMS norm without a scale over each head, reorders with
+    the head's channels), unless other layers read this layer's keys and values (KV sharing: their o_proj would need
+    this order too) or it reads another's."""
+    if getattr(module, "store_full_length_kv", False) or getattr(module, "is_kv_shared_layer", False):
+        return "its keys and values are shared with other layers (KV sharing): their o_proj would need this order too"
+    return _attention(name, module)
+
+
 def _gated_output_attention(name: str, module: nn.Module) -> _Group | str:
     """AfmoeAttention: Llama's value path, and the attention output gated channel by channel,
     ``o_proj(out * sigmoid(gate_proj(x)))``: gate_proj's rows of each query head move with that head's values."""
@@ -1432,6 +1441,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         for module, cls in [("parakeet", "Parakeet"), ("lasr", "Lasr")]
         for part, rule in (("Attention", (_attention, ())), ("FeedForward", (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ())))
     },
+    **_family("gemma3n.modeling_gemma3n", {
+        "Gemma3nTextAttention": (_gemma3n_attention, ()),
+        "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise
+        "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
+    }),
     **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
     # BART's layout with other attentions: NLLB-MoE (each expert its own fc1 -> fc2), FSMT, LED (Longformer's attention in
     # its encoder), BigBird-Pegasus (full or block-sparse attention in its encoder)

@@ -891,6 +891,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "vitdet": lambda: (transformers.VitDetModel(transformers.VitDetConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2, pretrain_image_size=16)), pixels),
         "focalnet": lambda: (transformers.FocalNetModel(transformers.FocalNetConfig(image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32])), pixels),
         **{conformer: functools.partial(_conformer, transformers, conformer) for conformer in _CONFORMERS},
+        **{
+            name: lambda shared=shared: (
+                transformers.Gemma3nForCausalLM(transformers.Gemma3nTextConfig(
+                    **{**lm, "num_hidden_layers": 4}, num_key_value_heads=2, head_dim=16, vocab_size_per_layer_input=64, hidden_size_per_layer_input=16,
+                    layer_types=["sliding_attention", "full_attention"] * 2, activation_sparsity_pattern=[0.95, 0.0, 0.0, 0.0], num_kv_shared_layers=shared,
+                    laurel_rank=8, altup_num_inputs=4, sliding_window=8,
+                )),
+                ids,
+            )
+            for name, shared in (("gemma3n", 0), ("gemma3n-kv-shared", 2))  # with 2 shared: layers 2 and 3 read the keys and values of 0 and 1
+        },
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
@@ -1021,8 +1032,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
-    # XGLM's attention clamps its scores with a float32 constant
-    if name in ("xglm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms compute in float32
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1080,6 +1091,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
+        ("gemma3n", ["Gemma3nTextAttention", "Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # linear_left -> linear_right; the gate's Gaussian top-k
+        ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
         # conformer blocks: two feed-forwards, the attention values, the convolution module (pointwise_conv1's halves, the
         # depthwise filters, the norm -> pointwise_conv2)
         ("wav2vec2-conformer", ["Wav2Vec2ConformerFeatureEncoder", "Wav2Vec2ConformerSelfAttention", "Wav2Vec2ConformerConvolutionModule"] + ["Wav2Vec2ConformerFeedForward"] * 2),
