@@ -1067,15 +1067,30 @@ def _mamba2_mixer(name: str, module: nn.Module) -> _Group | str:
         return "in_proj and out_proj are not nn.Linear, or num_heads / head_dim / intermediate_size missing"
     conv_dim = getattr(conv, "in_channels", None)
     group = getattr(norm, "group_size", None)
+    if group is None and isinstance(getattr(norm, "n_groups", None), int) and norm.n_groups > 0:  # Falcon-H1's gated norm
+        group = width // norm.n_groups
     if heads * head_dim != width or out_proj.in_features != width or not _is_depthwise(conv, conv_dim) or in_proj.out_features != width + conv_dim + heads:
         return f"in_proj, conv1d and out_proj do not fit {heads} heads of {head_dim} (z, x, B, C, steps)"
     weight = getattr(norm, "weight", None)
-    if not (isinstance(weight, Tensor) and weight.shape == (width,) and isinstance(group, int) and group % head_dim == 0 and set(dict(norm.named_parameters())) == {"weight"}):
+    gated_norm = isinstance(weight, Tensor) and weight.shape == (width,) and isinstance(group, int) and group % head_dim == 0 and set(dict(norm.named_parameters())) == {"weight"}
+    if not (gated_norm or isinstance(norm, nn.Identity)):  # Falcon-H1 without its norm gates in the scan
         return f"norm is not a gated norm with a weight per channel over groups of whole heads of {head_dim}"
     blocks = torch.arange(heads)
     members = [m for offset in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, head_dim, blocks, offset=offset)]
-    members += _per_channel(_join(name, "conv1d"), conv, head_dim, blocks) + _per_channel(_join(name, "norm"), norm, head_dim, blocks)
+    members += _per_channel(_join(name, "conv1d"), conv, head_dim, blocks) + (_per_channel(_join(name, "norm"), norm, head_dim, blocks) if gated_norm else [])
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out_proj, head_dim, blocks))
+
+
+def _falcon_h1_mixer(name: str, module: nn.Module) -> _Group | str:
+    """FalconH1Mixer: Mamba 2's mixer with in_proj's outputs scaled row by row by ``mup_vector`` (z, x, B, C and the
+    steps each by its own multiplier): the z and x rows that move must share their scale."""
+    mup, width = getattr(module, "mup_vector", None), getattr(module, "intermediate_size", None)
+    if not isinstance(mup, Tensor) or not isinstance(width, int) or mup.shape[-1] < 2 * width:
+        return "mup_vector does not cover in_proj's z and x rows"
+    flat = mup.reshape(-1)
+    if not all(bool((flat[offset : offset + width] == flat[offset]).all()) for offset in (0, width)):
+        return "mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
+    return _mamba2_mixer(name, module)
 
 
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
@@ -1445,6 +1460,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Gemma3nTextAttention": (_gemma3n_attention, ()),
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise
         "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
+    }),
+    **_family("falcon_h1.modeling_falcon_h1", {  # scalar multipliers on the gate, the MLP's output and the keys
+        "FalconH1MLP": (_gated_mlp, ()),
+        "FalconH1Attention": (_attention, ()),
+        "FalconH1Mixer": (_falcon_h1_mixer, ()),
     }),
     **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
     # BART's layout with other attentions: NLLB-MoE (each expert its own fc1 -> fc2), FSMT, LED (Longformer's attention in

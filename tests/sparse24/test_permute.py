@@ -902,6 +902,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for name, shared in (("gemma3n", 0), ("gemma3n-kv-shared", 2))  # with 2 shared: layers 2 and 3 read the keys and values of 0 and 1
         },
+        **{
+            name: lambda norm=norm: (
+                transformers.FalconH1ForCausalLM(transformers.FalconH1Config(
+                    **lm, num_key_value_heads=2, head_dim=16, mamba_d_ssm=64, mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=4,
+                    mamba_d_conv=4, mlp_multipliers=[0.5, 2.0], key_multiplier=0.7, ssm_multipliers=[0.5, 2.0, 1.5, 0.8, 1.2], mamba_rms_norm=norm,
+                )),
+                ids,
+            )
+            for name, norm in (("falcon_h1", False), ("falcon_h1-rms-norm", True))  # the gate in the scan, or a gated norm over 2 groups
+        },
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
@@ -1032,8 +1042,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
-    # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1092,6 +1102,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
         ("gemma3n", ["Gemma3nTextAttention", "Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # linear_left -> linear_right; the gate's Gaussian top-k
+        ("falcon_h1", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),  # scalar multipliers; in_proj's rows scaled by mup_vector
+        ("falcon_h1-rms-norm", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
         # conformer blocks: two feed-forwards, the attention values, the convolution module (pointwise_conv1's halves, the
         # depthwise filters, the norm -> pointwise_conv2)
@@ -1335,6 +1347,16 @@ def test_conformer_convolution_with_a_norm_across_channels_stays_in_place() -> N
     assert not [g for g in report.groups if g.kind == "ParakeetEncoderConvolutionModule"]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("layers.0.conv",)]
     assert reason == "ParakeetEncoderConvolutionModule: norm is not a BatchNorm1d or LayerNorm over the 32 channels"
+
+
+def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() -> None:
+    model, _ = _family_model("falcon_h1")
+    mixer = model.model.layers[0].mamba
+    mixer.mup_vector[..., 3] *= 2  # one z row scaled apart: its scale would not move with it
+    report = permute(model)
+    assert "FalconH1Mixer" not in [g.kind for g in report.groups]
+    (reason,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.mamba",)]
+    assert reason == "FalconH1Mixer: mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
 
 
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
