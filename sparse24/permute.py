@@ -1368,6 +1368,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("camembert.modeling_camembert", "Camembert"),
     **_bert_family("ernie.modeling_ernie", "Ernie"),
     **_family("dinov3_vit.modeling_dinov3_vit", {"DINOv3ViTAttention": (_HEADS_OWN_VALUES, ())}),  # rotary on the patches' q and k only
+    **_family("pixtral.modeling_pixtral", {"PixtralAttention": (_HEADS_OWN_VALUES, ())}),  # 2-D rotary on q and k; block-diagonal mask per image
     # ViT's older layout (intermediate -> output; attention.value -> output.dense): YOLOS, data2vec-vision (BEiT's
     # relative position bias, on the scores), Swin v2 (cosine attention, on the scores)
     **{

@@ -912,6 +912,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for name, norm in (("falcon_h1", False), ("falcon_h1-rms-norm", True))  # the gate in the scan, or a gated norm over 2 groups
         },
+        "pixtral": lambda: (  # two images of different sizes: a block-diagonal attention mask
+            transformers.PixtralVisionModel(transformers.PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8, head_dim=8)),
+            {"pixel_values": torch.randn(2, 3, 32, 32), "image_sizes": torch.tensor([[32, 32], [16, 24]])},
+        ),
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
@@ -1102,6 +1106,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
         ("gemma3n", ["Gemma3nTextAttention", "Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # linear_left -> linear_right; the gate's Gaussian top-k
+        ("pixtral", ["PixtralAttention", "PixtralMLP"]),
         ("falcon_h1", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),  # scalar multipliers; in_proj's rows scaled by mup_vector
         ("falcon_h1-rms-norm", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
