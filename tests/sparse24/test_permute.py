@@ -1039,11 +1039,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
-        if type(module).__name__ == "ConvNextV2GRN" or batch_norm or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
+        if type(module).__name__ == "ConvNextV2GRN" or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
-        if batch_norm:  # statistics that differ per channel
-            torch.nn.init.normal_(module.running_mean)
+        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit"):
+            torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
+        if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.normal_(module.bias, std=0.1)
+            torch.nn.init.normal_(module.running_mean, std=0.1)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
@@ -1201,6 +1205,27 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     for key in compared:
         atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
         torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
+    _assert_every_group_reaches_the_outputs(reference, batch, report, compared)
+
+
+def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, report: Any, compared: list[str]) -> None:
+    """The check above can fail: a wrong order of any group's consumer (its permuted dim reversed, in the unpermuted
+    ``model``) moves a compared output by far more than the tolerance. (BLIP's and SAM's default initializer_range of
+    1e-10 once left every layer below it, and saturated activations can hide a layer: a wrong rule would pass.)"""
+    tensors = dict(model.named_parameters())
+    with torch.no_grad():
+        before = model(**batch)
+        for group in report.groups:
+            consumers = [n for n in report.indices if n.startswith(group.consumers[0] + ".") and n in tensors and report.indices[n][0][1].dim() == 1]
+            if not consumers:  # a fused experts tensor: one order per expert
+                continue
+            name, dim = consumers[0], report.indices[consumers[0]][0][0]
+            saved = tensors[name].clone()
+            tensors[name].copy_(saved.flip(dim))
+            after = model(**batch)
+            tensors[name].copy_(saved)
+            moved = max(float((getattr(after, key) - getattr(before, key)).abs().max()) for key in compared)
+            assert moved > (1e-8 if getattr(before, compared[0]).dtype == torch.float64 else 1e-3), f"{name} in the wrong order does not reach the outputs ({moved:.1e})"
 
 
 def _projector(transformers: Any, family: str, prefix: str) -> tuple[nn.Module, Any]:
