@@ -1103,6 +1103,7 @@ _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", h
 _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
+_SAM_ATTENTION = functools.partial(_stacked_qkv_attention, output="proj", heads_attr="num_attention_heads")
 # the local and the global values (value, value_global), each head's rows in one order -> output.dense
 _LONGFORMER_ATTENTION = functools.partial(_bert_attention, value_attr=("value", "value_global"), heads_attr="num_heads", head_dim_attr="head_dim")
 _WAV2VEC2_FEED_FORWARD = functools.partial(_two_layer_mlp, first="intermediate_dense", second="output_dense", activation="intermediate_act_fn")
@@ -1369,6 +1370,23 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("ernie.modeling_ernie", "Ernie"),
     **_family("dinov3_vit.modeling_dinov3_vit", {"DINOv3ViTAttention": (_HEADS_OWN_VALUES, ())}),  # rotary on the patches' q and k only
     **_family("pixtral.modeling_pixtral", {"PixtralAttention": (_HEADS_OWN_VALUES, ())}),  # 2-D rotary on q and k; block-diagonal mask per image
+    # vision towers of multimodal models: per-head values -> the output projection, and their MLPs
+    **_family("mllama.modeling_mllama", {"MllamaVisionAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("llama4.modeling_llama4", {
+        "Llama4VisionAttention": (_HEADS_OWN_VALUES, ()),  # 2-D rotary on q and k
+        "Llama4VisionMLP2": (functools.partial(_two_layer_mlp, activation="activation_fn"), ()),  # gelu(fc2(gelu(fc1(x))))
+    }),
+    **_family("janus.modeling_janus", {
+        "JanusVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ()),  # q/k norms only
+        "JanusVisionMLP": (_two_layer_mlp, ()),
+    }),
+    **_family("phi4_multimodal.modeling_phi4_multimodal", {"Phi4MultimodalVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    # SAM's ViT layout (GOT-OCR 2's encoder): qkv reshaped (3, heads, head_dim); decomposed relative positions on the queries
+    **_families([("Sam", "sam.modeling_sam"), ("SamHQ", "sam_hq.modeling_sam_hq"), ("GotOcr2", "got_ocr2.modeling_got_ocr2")], {
+        "{}VisionAttention": (_SAM_ATTENTION, ()),
+        "{}VisionSdpaAttention": (_SAM_ATTENTION, ()),  # the same value path through scaled_dot_product_attention
+        "{}MLPBlock": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="act"), ()),
+    }),
     # ViT's older layout (intermediate -> output; attention.value -> output.dense): YOLOS, data2vec-vision (BEiT's
     # relative position bias, on the scores), Swin v2 (cosine attention, on the scores)
     **{

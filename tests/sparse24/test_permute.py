@@ -916,6 +916,46 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PixtralVisionModel(transformers.PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8, head_dim=8)),
             {"pixel_values": torch.randn(2, 3, 32, 32), "image_sizes": torch.tensor([[32, 32], [16, 24]])},
         ),
+        **{  # SAM's ViT (GOT-OCR 2's encoder): windowed and global blocks; initializer_range 1e-10 by default, which hides every layer
+            name: lambda module=module, prefix=prefix: (
+                getattr(importlib.import_module(f"transformers.models.{module}.modeling_{module}"), f"{prefix}VisionEncoder")(
+                    getattr(importlib.import_module(f"transformers.models.{module}.configuration_{module}"), f"{prefix}VisionConfig")(
+                        hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8, mlp_dim=64,
+                        window_size=2, global_attn_indexes=[1], initializer_range=0.02,
+                    )
+                ),
+                {"pixel_values": torch.randn(2, 3, 32, 32)},
+            )
+            for name, module, prefix in (("sam-vision", "sam", "Sam"), ("got_ocr2-vision", "got_ocr2", "GotOcr2"))
+        },
+        "janus-vision": lambda: (
+            transformers.models.janus.modeling_janus.JanusVisionModel(transformers.models.janus.configuration_janus.JanusVisionConfig(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8, mlp_ratio=2.0,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
+        "phi4_multimodal-vision": lambda: (
+            transformers.models.phi4_multimodal.modeling_phi4_multimodal.Phi4MultimodalVisionModel(
+                transformers.models.phi4_multimodal.configuration_phi4_multimodal.Phi4MultimodalVisionConfig(
+                    hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8,
+                )
+            ),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
+        "llama4-vision": lambda: (  # pixel shuffle by 0.5 before the MLP2: fc1 reads 4 x 32 channels
+            transformers.models.llama4.modeling_llama4.Llama4VisionModel(transformers.Llama4VisionConfig(
+                hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8, projector_input_dim=32,
+                projector_output_dim=32, vision_output_dim=32, pixel_shuffle_ratio=0.5,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
+        "mllama-vision": lambda: (  # 4 tiles per image, the first one or two used; a local and a global layer
+            transformers.models.mllama.modeling_mllama.MllamaVisionModel(transformers.MllamaVisionConfig(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=4, image_size=32, patch_size=8,
+                max_num_tiles=4, intermediate_layers_indices=[0], vision_output_dim=64,
+            )),
+            {"pixel_values": torch.randn(2, 1, 4, 3, 32, 32), "aspect_ratio_ids": torch.tensor([[1], [2]]), "aspect_ratio_mask": torch.tensor([[[1, 0, 0, 0]], [[1, 1, 0, 0]]])},
+        ),
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
@@ -1111,6 +1151,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
         ("gemma3n", ["Gemma3nTextAttention", "Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # linear_left -> linear_right; the gate's Gaussian top-k
         ("pixtral", ["PixtralAttention", "PixtralMLP"]),
+        ("sam-vision", ["SamVisionSdpaAttention", "SamMLPBlock"] * 2),  # qkv: (3, heads, head_dim); relative positions on the queries
+        ("got_ocr2-vision", ["GotOcr2VisionAttention", "GotOcr2MLPBlock"] * 2),
+        ("janus-vision", ["JanusVisionAttention", "JanusVisionMLP"]),
+        ("phi4_multimodal-vision", ["Phi4MultimodalVisionAttention", "Phi4MultimodalVisionMLP", "MultiheadAttention", "Phi4MultimodalVisionMLP"]),  # and its pooling head
+        ("llama4-vision", ["Llama4VisionAttention", "Llama4VisionMLP", "Llama4VisionMLP2"]),
+        ("mllama-vision", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3),
         ("falcon_h1", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),  # scalar multipliers; in_proj's rows scaled by mup_vector
         ("falcon_h1-rms-norm", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
