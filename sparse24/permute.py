@@ -673,6 +673,21 @@ def _conv_feature_encoder(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, consumers: Sequence[str]) -> _Group | str:
+    """``producer``'s output channels -> ``norm`` (a LayerNorm over them: its statistics take every channel, its weight
+    and bias move) -> an elementwise function in the module's forward -> every one of ``consumers`` (GLM-4V's patch
+    merger: proj -> post_projection_norm -> GELU -> gate_proj and up_proj)."""
+    first, norm_layer = getattr(module, producer, None), getattr(module, norm, None)
+    readers = [getattr(module, consumer, None) for consumer in consumers]
+    if not (_is_linear(first) and all(_is_linear(reader) for reader in readers)):
+        return f"{producer} and {', '.join(consumers)} are not nn.Linear"
+    width = first.out_features
+    if not (isinstance(norm_layer, nn.LayerNorm) and tuple(norm_layer.normalized_shape) == (width,)) or any(r.in_features != width for r in readers):
+        return f"{norm} is not a LayerNorm over {producer}'s {width} channels, or {', '.join(consumers)} read another width"
+    members = _producer(_join(name, producer), first, width) + _per_channel(_join(name, norm), norm_layer, width)
+    return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(_join(name, consumer), reader, width)])
+
+
 def _all_of(*rules: Callable[[str, nn.Module], _Group | str | list[_Group | str]]) -> Callable[[str, nn.Module], list[_Group | str]]:
     """One rule that returns every group of ``rules`` (a module with several independent sets of hidden channels)."""
 
@@ -1372,6 +1387,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("pixtral.modeling_pixtral", {"PixtralAttention": (_HEADS_OWN_VALUES, ())}),  # 2-D rotary on q and k; block-diagonal mask per image
     # vision towers of multimodal models: per-head values -> the output projection, and their MLPs
     **_family("mllama.modeling_mllama", {"MllamaVisionAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("glm4v.modeling_glm4v", {  # down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
+        "Glm4vVisionPatchMerger": (_all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj"))), ()),
+    }),
     **_family("llama4.modeling_llama4", {
         "Llama4VisionAttention": (_HEADS_OWN_VALUES, ()),  # 2-D rotary on q and k
         "Llama4VisionMLP2": (functools.partial(_two_layer_mlp, activation="activation_fn"), ()),  # gelu(fc2(gelu(fc1(x))))

@@ -928,6 +928,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for name, module, prefix in (("sam-vision", "sam", "Sam"), ("got_ocr2-vision", "got_ocr2", "GotOcr2"))
         },
+        "glm4v-vision": lambda: _qwen_vision(transformers, "glm4v", "Glm4vVisionModel", "Glm4vVisionConfig", hidden_size=32, intermediate_size=64, out_hidden_size=48, image_size=16),
         "janus-vision": lambda: (
             transformers.models.janus.modeling_janus.JanusVisionModel(transformers.models.janus.configuration_janus.JanusVisionConfig(
                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8, mlp_ratio=2.0,
@@ -1154,6 +1155,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("sam-vision", ["SamVisionSdpaAttention", "SamMLPBlock"] * 2),  # qkv: (3, heads, head_dim); relative positions on the queries
         ("got_ocr2-vision", ["GotOcr2VisionAttention", "GotOcr2MLPBlock"] * 2),
         ("janus-vision", ["JanusVisionAttention", "JanusVisionMLP"]),
+        ("glm4v-vision", ["Glm4vVisionAttention", "Glm4VisionMlp"] + ["Glm4vVisionPatchMerger"] * 2),  # proj -> LayerNorm -> GELU -> gate, up; gate, up -> down
         ("phi4_multimodal-vision", ["Phi4MultimodalVisionAttention", "Phi4MultimodalVisionMLP", "MultiheadAttention", "Phi4MultimodalVisionMLP"]),  # and its pooling head
         ("llama4-vision", ["Llama4VisionAttention", "Llama4VisionMLP", "Llama4VisionMLP2"]),
         ("mllama-vision", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3),
