@@ -3,8 +3,8 @@
 ``bench_oneshot.py`` trains each digits model from 3 seeds, and its rankings are judged on their
 means; the spread between the 3 is often larger than the differences between the criteria. This
 script trains each digits model from ``--seeds`` seeds (cached, as the benchmark's models are),
-prunes every one with the benchmark's rows (no permutation; the same 32 calibration batches of 4)
-and compares the rows model by model, paired: wins, ties and losses, the mean difference with its
+prunes every one with the benchmark's rows (no permutation; the same 32 calibration batches of 4,
+and Taylor also with 128, as in the benchmark's calibration sweep) and compares the rows model by model, paired: wins, ties and losses, the mean difference with its
 standard error, and the exact two-sided sign test (ties left out). Accuracy on the test split and
 the test cross-entropy (finer than the accuracy of a few hundred examples) are compared apart.
 With ``--recovery``, magnitude and SparseGPT also get the benchmark's recovery finetune, and the
@@ -29,14 +29,20 @@ import torch
 
 from sparse24.bench import oneshot_models as models
 from sparse24.bench._common import environment, header, publish
-from sparse24.bench.bench_oneshot import CALIBRATION, METHODS, POLICY, RECOVERY, recover, sparsify_row
+from sparse24.bench.bench_oneshot import CALIBRATION, METHODS, MORE_CALIBRATION, RECOVERY, recover, sparsify_row
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("digits-resnet", "digits-transformer", "vit-digits")
-ROWS = ("magnitude", "Taylor (model Fisher, per sample, pairs)", "Wanda", "SparseGPT")
+TAYLOR = "Taylor (model Fisher, per sample, pairs)"
+MORE = MORE_CALIBRATION[0]  # gradient-based scores need more data than input statistics
+# row -> (bench_oneshot's row, calibration batches)
+ROWS = {
+    "magnitude": ("magnitude", CALIBRATION["batches"]), TAYLOR: (TAYLOR, CALIBRATION["batches"]), f"{TAYLOR}, {MORE} batches": (TAYLOR, MORE),
+    "Wanda": ("Wanda", CALIBRATION["batches"]), "SparseGPT": ("SparseGPT", CALIBRATION["batches"]),
+}  # fmt: skip
 # (row, the row it should beat): the issue's one-shot targets
-PAIRS = (("SparseGPT", "Wanda"), ("Wanda", "magnitude"), ("Taylor (model Fisher, per sample, pairs)", "magnitude"))
+PAIRS = (("SparseGPT", "Wanda"), ("Wanda", "magnitude"), (TAYLOR, "magnitude"), (f"{TAYLOR}, {MORE} batches", "magnitude"))
 RECOVERED = ("magnitude", "SparseGPT")
 SEEDS = 10
 
@@ -66,12 +72,12 @@ def paired(better: list[float], worse: list[float], higher_is_better: bool) -> d
 def run_model(name: str, seed: int, recovery_steps: int | None) -> dict[str, Any]:
     """Every row once on ``name`` trained from ``seed``: accuracy and cross-entropy one-shot (and recovered)."""
     dense = models.load(name, recipe=models.seeded(name, seed)).eval()
-    calibration = models.calibration_batches(name, CALIBRATION["batches"], CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"])
+    calibration = {n: models.calibration_batches(name, n, CALIBRATION["seed"], batch_size=CALIBRATION["batch_size"]) for n in {n for _, n in ROWS.values()}}
     found: dict[str, Any] = {"dense": _quality(models.evaluate(name, dense))}
-    for row in ROWS:
-        method, options = METHODS[row]
+    for row, (method_row, batches) in ROWS.items():
+        method, options = METHODS[method_row]
         model = copy.deepcopy(dense)
-        sparsify_row(name, model, method, options, calibration)
+        sparsify_row(name, model, method, options, calibration[batches])
         found[row] = _quality(models.evaluate(name, model))
         if recovery_steps and row in RECOVERED:
             recover(name, model, dense, recovery_steps)
@@ -108,7 +114,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Each digits model trained from {results['seeds']} seeds; every copy pruned by each row (no permutation; "
-        f"{CALIBRATION['batches']} calibration batches of {CALIBRATION['batch_size']}, seed {CALIBRATION['seed']}, as in `bench_oneshot.py`).",
+        f"{CALIBRATION['batches']} calibration batches of {CALIBRATION['batch_size']}, seed {CALIBRATION['seed']}, or the number the row names, as in `bench_oneshot.py`).",
         "Paired over the trained copies: wins / ties / losses of the first row, the mean difference in its favour ± its standard error, "
         "and the exact two-sided sign test (ties left out): p < 0.05 reads as a systematic difference, a larger p as one seed noise could make.",
         "",

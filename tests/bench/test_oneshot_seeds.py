@@ -23,7 +23,8 @@ def test_paired_counts_ties_and_follows_the_metric_direction() -> None:
 
 
 def _run(magnitude: float, wanda: float, sparsegpt: float, recovered: tuple[float, float] | None = None) -> dict:
-    rows = {"dense": 98.0, "magnitude": magnitude, "Taylor (model Fisher, per sample, pairs)": magnitude - 1, "Wanda": wanda, "SparseGPT": sparsegpt}
+    taylor = oneshot_seeds.TAYLOR
+    rows = {"dense": 98.0, "magnitude": magnitude, taylor: magnitude - 1, f"{taylor}, 128 batches": magnitude + 0.5, "Wanda": wanda, "SparseGPT": sparsegpt}
     run = {row: {"accuracy": value, "cross_entropy": (100 - value) / 100} for row, value in rows.items()}
     if recovered is not None:
         run["magnitude"]["recovered"] = {"accuracy": recovered[0], "cross_entropy": 0.1}
@@ -38,6 +39,7 @@ def test_compare_judges_each_pair_and_the_half_gap_per_model() -> None:
     assert (wanda["wins"], wanda["ties"], wanda["losses"]) == (1, 1, 1)
     assert found["SparseGPT vs Wanda"]["accuracy"]["wins"] == 3
     assert found["Taylor (model Fisher, per sample, pairs) vs magnitude"]["cross_entropy"]["losses"] == 3
+    assert found["Taylor (model Fisher, per sample, pairs), 128 batches vs magnitude"]["accuracy"]["wins"] == 3
     # gaps: 2 -> 0.5 (closed), 1 -> 2 (not), none to close on the third
     assert found["SparseGPT + recovery closes >= half the gap of magnitude + recovery"] == {"met": 1, "judged": 2, "models": 3}
 
