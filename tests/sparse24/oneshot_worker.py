@@ -50,7 +50,9 @@ def main() -> int:
     share = data[rank::world]
     method, options = method_options(method)
     sparse24.sparsify(model, method, data=share, sequential=["0", "1"] if sequential else None, policy="any", progress=False, **options)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"rank{rank}.safetensors"))
+    partial = out / f"rank{rank}.safetensors.partial"  # the file appears whole or not at all
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(partial))
+    partial.replace(out / f"rank{rank}.safetensors")
     dist.destroy_process_group()
     return 0
 
