@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_permutation.py --out bench/results
 	$(PY) bench/bench_oneshot.py --out bench/results
 	$(PY) bench/oneshot_padding.py --out bench/results
+	$(PY) bench/oneshot_seeds.py --recovery --out bench/results
 	$(PY) bench/bench_memory.py --out bench/results
 	$(VENV)/bin/sparse24 bench gemm model
 
