@@ -1399,6 +1399,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "JanusVisionMLP": (_two_layer_mlp, ()),
     }),
     **_family("phi4_multimodal.modeling_phi4_multimodal", {"Phi4MultimodalVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    # WavLM: v_proj's rows per head -> out_proj through F.multi_head_attention_forward; its gated relative position
+    # bias reads the layer's input, not the values
+    **_family("wavlm.modeling_wavlm", {"WavLMAttention": (_OUT_PROJ_ATTENTION, ())}),
     # SAM's ViT layout (GOT-OCR 2's encoder): qkv reshaped (3, heads, head_dim); decomposed relative positions on the queries
     **_families([("Sam", "sam.modeling_sam"), ("SamHQ", "sam_hq.modeling_sam_hq"), ("GotOcr2", "got_ocr2.modeling_got_ocr2")], {
         "{}VisionAttention": (_SAM_ATTENTION, ()),

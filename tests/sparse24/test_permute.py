@@ -1182,7 +1182,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
         ("wav2vec2-layer-norm", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # a LayerNorm over the channels in each
         ("data2vec-audio", ["Data2VecAudioAttention", "Data2VecAudioFeedForward"] + ["Data2VecAudioFeatureEncoder"] * 2),  # wav2vec 2.0's code
-        ("wavlm", ["WavLMFeedForward"] + ["WavLMFeatureEncoder"] * 2),  # its attention (gated relative positions): no rule
+        ("wavlm", ["WavLMAttention", "WavLMFeedForward"] + ["WavLMFeatureEncoder"] * 2),  # gated relative positions from the layer's input
         ("clip", ["CLIPAttention", "CLIPMLP"]),
         ("siglip", ["SiglipAttention", "SiglipMLP", "MultiheadAttention", "SiglipMLP"]),  # and its pooling head's attention and MLP
         ("deit", ["DeiTAttention", "DeiTMLP"]),
