@@ -688,6 +688,26 @@ def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, cons
     return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(_join(name, consumer), reader, width)])
 
 
+def _seamless_adapter(name: str, module: nn.Module) -> _Group | str:
+    """SeamlessM4T's conformer adapter layer: self_attn_conv (channels -> 2 x channels) -> GLU -> its self-attention's
+    linear_q, linear_k and linear_v, which read those channels as they are (no rotary: the adapter's attention has
+    no position embeddings)."""
+    conv, attention = getattr(module, "self_attn_conv", None), getattr(module, "self_attn", None)
+    readers = [getattr(attention, attr, None) for attr in ("linear_q", "linear_k", "linear_v")]
+    if not (isinstance(conv, nn.Conv1d) and conv.groups == 1 and all(_is_linear(r) for r in readers)):
+        return "self_attn_conv is not an ungrouped nn.Conv1d, or self_attn's linear_q/k/v are not nn.Linear"
+    if not (isinstance(getattr(module, "activation", None), nn.GLU) and module.activation.dim == 1):
+        return "activation is not a GLU over the channels"
+    if getattr(attention, "position_embeddings_type", "?") is not None:
+        return "self_attn has position embeddings acting on its input channels"
+    width = readers[0].in_features
+    if conv.out_channels != 2 * width or any(r.in_features != width for r in readers):
+        return f"self_attn_conv's {conv.out_channels} outputs are not twice the {width} inputs of linear_q/k/v"
+    members = [m for half in (0, width) for m in _producer(_join(name, "self_attn_conv"), conv, width, _uniform(width, width), offset=half)]
+    consumers = [m for attr, reader in zip(("linear_q", "linear_k", "linear_v"), readers) for m in _consumer(_join(name, f"self_attn.{attr}"), reader, width)]
+    return _Group(type(module).__name__, width, 1, members + consumers)
+
+
 def _all_of(*rules: Callable[[str, nn.Module], _Group | str | list[_Group | str]]) -> Callable[[str, nn.Module], list[_Group | str]]:
     """One rule that returns every group of ``rules`` (a module with several independent sets of hidden channels)."""
 
@@ -1473,6 +1493,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("fastspeech2_conformer", "FastSpeech2ConformerConvolutionModule", "norm"), ("parakeet", "ParakeetEncoderConvolutionModule", "norm"),
             ("lasr", "LasrEncoderConvolutionModule", "norm"),
         ]
+    },
+    **{
+        (f"transformers.models.{module}.modeling_{module}", f"{cls}ConformerAdapterLayer"): (_seamless_adapter, ("self_attn", "ffn"))
+        for module, cls in [("seamless_m4t", "SeamlessM4T"), ("seamless_m4t_v2", "SeamlessM4Tv2")]
     },
     **_family("granite_speech.modeling_granite_speech", {  # silu(batch_norm(depth_conv(glu(up_conv(x))))) -> down_conv
         "GraniteSpeechConformerConvModule": (

@@ -1166,8 +1166,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # depthwise filters, the norm -> pointwise_conv2)
         ("wav2vec2-conformer", ["Wav2Vec2ConformerFeatureEncoder", "Wav2Vec2ConformerSelfAttention", "Wav2Vec2ConformerConvolutionModule"] + ["Wav2Vec2ConformerFeedForward"] * 2),
         ("wav2vec2-bert", ["Wav2Vec2BertSelfAttention", "Wav2Vec2BertConvolutionModule"] + ["Wav2Vec2BertFeedForward"] * 2),  # a LayerNorm after the depthwise conv
-        ("seamless_m4t-speech", ["SeamlessM4TConformerSelfAttention"] * 2 + ["SeamlessM4TConformerConvolutionModule"] + ["SeamlessM4TConformerFeedForward"] * 4),  # and the adapter's
-        ("seamless_m4t_v2-speech", ["SeamlessM4Tv2ConformerSelfAttention"] * 2 + ["SeamlessM4Tv2ConformerConvolutionModule"] + ["SeamlessM4Tv2ConformerFeedForward"] * 4),
+        # and the adapter's: self_attn_conv's GLU halves -> linear_q, linear_k, linear_v, its attention and feed-forward
+        ("seamless_m4t-speech", ["SeamlessM4TConformerSelfAttention"] * 2 + ["SeamlessM4TConformerConvolutionModule", "SeamlessM4TConformerAdapterLayer"] + ["SeamlessM4TConformerFeedForward"] * 4),
+        ("seamless_m4t_v2-speech", ["SeamlessM4Tv2ConformerSelfAttention"] * 2 + ["SeamlessM4Tv2ConformerConvolutionModule", "SeamlessM4Tv2ConformerAdapterLayer"] + ["SeamlessM4Tv2ConformerFeedForward"] * 4),
         ("parakeet", ["ParakeetEncoderAttention", "ParakeetEncoderConvolutionModule"] + ["ParakeetEncoderFeedForward"] * 2),
         ("lasr", ["LasrEncoderAttention", "LasrEncoderConvolutionModule"] + ["LasrEncoderFeedForward"] * 2),
         ("granite_speech", ["GraniteSpeechConformerAttention", "GraniteSpeechConformerConvModule"] + ["GraniteSpeechConformerFeedForward"] * 2),  # to_kv: keys, values
