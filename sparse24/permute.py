@@ -418,6 +418,14 @@ def _producer(
     return members
 
 
+def _halves(name: str, module: nn.Module, width: int, block: int | None = None, blocks: Tensor | None = None) -> list[_Member]:
+    """:func:`_producer` of both halves of a fused projection whose output rows ``[0, width)`` and ``[width, 2 width)``
+    hold the same channels (gate and up, a GLU's value and gate, Mamba's x and z), in one order (per ``block``)."""
+    block = width if block is None else block
+    blocks = _uniform(width, block) if blocks is None else blocks
+    return [m for offset in (0, width) for m in _producer(name, module, block, blocks, offset=offset)]
+
+
 def _consumer(name: str, module: nn.Module, block: int, blocks: Tensor | None = None) -> list[_Member]:
     axis = gemm_axes(module)["weight"]
     length = module.weight.shape[axis.reduction]
@@ -647,11 +655,12 @@ def _conv_feature_encoder(name: str, module: nn.Module) -> list[_Group | str]:
     if not isinstance(layers, nn.ModuleList):
         return ["conv_layers is not a ModuleList"]
     found: list[_Group | str] = []
+    kinds = [_wav2vec2_conv_layer(layer) for layer in layers]
     for index, (layer, after) in enumerate(zip(layers, layers[1:])):
         first, second = f"conv_layers.{index}", f"conv_layers.{index + 1}"
-        kind = _wav2vec2_conv_layer(layer)
+        kind = kinds[index]
         up, down = getattr(layer, "conv", None), getattr(after, "conv", None)
-        if kind is None or _wav2vec2_conv_layer(after) is None:
+        if kind is None or kinds[index + 1] is None:
             found.append(f"{first} or {second} does not run a wav2vec 2.0 conv layer's code")
         elif not (all(isinstance(conv, nn.Conv1d) and conv.groups == 1 for conv in (up, down)) and up.out_channels == down.in_channels):
             found.append(f"{first}.conv and {second}.conv are not ungrouped nn.Conv1d of matching widths")
@@ -703,7 +712,7 @@ def _seamless_adapter(name: str, module: nn.Module) -> _Group | str:
     width = readers[0].in_features
     if conv.out_channels != 2 * width or any(r.in_features != width for r in readers):
         return f"self_attn_conv's {conv.out_channels} outputs are not twice the {width} inputs of linear_q/k/v"
-    members = [m for half in (0, width) for m in _producer(_join(name, "self_attn_conv"), conv, width, _uniform(width, width), offset=half)]
+    members = _halves(_join(name, "self_attn_conv"), conv, width)
     consumers = [m for attr, reader in zip(("linear_q", "linear_k", "linear_v"), readers) for m in _consumer(_join(name, f"self_attn.{attr}"), reader, width)]
     return _Group(type(module).__name__, width, 1, members + consumers)
 
@@ -802,7 +811,7 @@ def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj",
     width = down_layer.in_features
     if fused_layer.out_features != 2 * width:
         return f"{fused}'s {fused_layer.out_features} outputs are not twice {down}'s {width} inputs"
-    members = [m for half in (0, width) for m in _producer(_join(name, fused), fused_layer, width, _uniform(width, width), offset=half)]
+    members = _halves(_join(name, fused), fused_layer, width)
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
 
 
@@ -833,7 +842,7 @@ def _conformer_convolution(
         return f"{norm} is not a BatchNorm1d or LayerNorm over the {width} channels"
     if not _elementwise_activation(getattr(module, act, None)):
         return f"{act} is not a known elementwise activation"
-    members = [m for half in (0, width) for m in _producer(_join(name, up), up_conv, width, _uniform(width, width), offset=half)]
+    members = _halves(_join(name, up), up_conv, width)
     members += _per_channel(_join(name, depthwise), dw, width) + _per_channel(_join(name, norm), norm_layer, width)
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_conv, width))
 
@@ -1081,7 +1090,7 @@ def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
         or not _is_depthwise(conv, width) or not all(isinstance(t, Tensor) and t.shape[0] == width for t in per_channel.values())
     ):  # fmt: skip
         return f"in_proj, conv1d, dt_proj, A_log, D, x_proj and out_proj do not share {width} inner channels"
-    members = [m for half in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, width, _uniform(width, width), offset=half)]
+    members = _halves(_join(name, "in_proj"), in_proj, width)
     members += _per_channel(_join(name, "conv1d"), conv, width) + _producer(_join(name, "dt_proj"), dt_proj, width)
     members += _per_channel(name, module, width, attrs=tuple(per_channel))
     dt_norm = getattr(module, "dt_layernorm", None)
@@ -1111,7 +1120,7 @@ def _mamba2_mixer(name: str, module: nn.Module) -> _Group | str:
     if not (gated_norm or isinstance(norm, nn.Identity)):  # Falcon-H1 without its norm gates in the scan
         return f"norm is not a gated norm with a weight per channel over groups of whole heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = [m for offset in (0, width) for m in _producer(_join(name, "in_proj"), in_proj, head_dim, blocks, offset=offset)]
+    members = _halves(_join(name, "in_proj"), in_proj, width, head_dim, blocks)
     members += _per_channel(_join(name, "conv1d"), conv, head_dim, blocks) + (_per_channel(_join(name, "norm"), norm, head_dim, blocks) if gated_norm else [])
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out_proj, head_dim, blocks))
 
@@ -2567,8 +2576,8 @@ def permute(
     :func:`search_permutation` on the consumers' importance (``importance[name]`` of their
     weights, shaped like the weight, else ``|W|``; when only some consumers of a group have
     scores, the search uses those and the others follow). In traced code, channels that reach a residual
-    join, a norm over them (the explicit rules name the norms they move), a reshape that mixes them, the model output or any op not known to be
-    elementwise are left alone, with the reason in the report.
+    join, a norm over them (the explicit rules name the norms they move), a reshape that mixes them, the
+    model output or any op not known to be elementwise are left alone, with the reason in the report.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
     rules (``_RULES``, by exact class; the README lists the families, each tested) for transformers
