@@ -164,6 +164,76 @@ def test_sparsegpt_updates_the_kept_weights_and_keeps_the_axis() -> None:
     assert 0 < report.sparse_layers[0].importance_kept < 1
 
 
+def optimal_brain_surgeon_2_4(w: torch.Tensor, hessian: torch.Tensor, dampening: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseGPT's 2:4 result the textbook way, as a reference: the Optimal Brain Surgeon update on the explicit
+    inverse Hessian, one column at a time, no Cholesky factor and no blocks.
+
+    Columns are fixed left to right. Fixing column ``j`` (pruned or kept) spreads its error
+    ``(w_j - q_j) / [H^-1]_jj`` over the columns not yet fixed along ``H^-1[j, :]``, then removes ``j`` from the
+    inverse (``H^-1 -= H^-1[:, j] H^-1[j, :] / [H^-1]_jj``). At the first column of every group of 4 each row
+    prunes the 2 columns with the smallest OBS saliency ``w_k^2 / [H^-1]_kk``, each ``k`` with the inverse it
+    will have when its turn comes (the columns before it removed).
+    """
+    w, hessian = w.clone(), hessian.clone()
+    hessian.diagonal().add_(dampening * hessian.diagonal().mean())
+    inverse = torch.linalg.inv(hessian)
+    keep = torch.ones_like(w, dtype=torch.bool)
+
+    def remove(inverse: torch.Tensor, j: int) -> torch.Tensor:
+        return inverse - torch.outer(inverse[:, j], inverse[j, :]) / inverse[j, j]
+
+    for j in range(w.shape[1]):
+        if j % 4 == 0:
+            diagonal, ahead = [], inverse
+            for k in range(j, j + 4):
+                diagonal.append(ahead[k, k])
+                ahead = remove(ahead, k)
+            saliency = w[:, j : j + 4].square() / torch.stack(diagonal)
+            keep[:, j : j + 4].scatter_(1, saliency.topk(2, dim=1, largest=False).indices, False)
+        error = w[:, j] * ~keep[:, j] / inverse[j, j]
+        w -= torch.outer(error, inverse[j, :])
+        inverse = remove(inverse, j)
+    return w * keep, keep
+
+
+@pytest.mark.parametrize("blocksize", [4, 8, 128])
+def test_sparsegpt_is_the_optimal_brain_surgeon_update_column_by_column(blocksize: int) -> None:
+    # SparseGPT's Cholesky form and lazy block updates are an exact rewriting of sequential OBS (Frantar & Alistarh 2023,
+    # section 3): same masks, same weights, whatever the block size
+    generator = torch.Generator().manual_seed(0)
+    x = torch.cat(skewed_linear_data(n_batches=4, features=24, seed=1)).double()
+    w = torch.randn(10, 24, generator=generator, dtype=torch.float64)
+    hessian = x.T @ x
+    reference, reference_keep = optimal_brain_surgeon_2_4(w, hessian, 0.01)
+    solved, keep = sparsegpt._solve_matrix(w, hessian, blocksize, 0.01, "probe")
+    assert torch.equal(keep, reference_keep) and is_two_four(keep, 1)
+    assert torch.allclose(solved, reference, rtol=0, atol=1e-10)
+    # the updates matter: the same mask without them loses more of the output
+    assert torch.linalg.norm((w - solved) @ x.T) < 0.9 * torch.linalg.norm((w - w * keep) @ x.T)
+
+
+def test_sparsegpt_on_a_grouped_conv_is_the_reference_on_its_im2col_columns() -> None:
+    # end to end: sparsify's Hessians are X^T X of each group's im2col columns (C at one kernel position
+    # in every group of 4), and each group's weights are solved as the reference solves that GEMM
+    torch.manual_seed(3)
+    conv = nn.Conv2d(8, 12, 3, padding=1, groups=2)
+    data = [torch.randn(2, 8, 5, 5) * torch.tensor([0.2, 1, 3, 0.5, 2, 1, 0.1, 4]).view(1, 8, 1, 1) for _ in range(3)]
+    (weight,) = gemm_weights(conv)
+    matrix = gemm_matrix(weight).double()
+    columns = [torch.cat(parts).double() for parts in zip(*(gemm_columns(weight, (x,)) for x in data))]
+    solved = [optimal_brain_surgeon_2_4(matrix[g], columns[g].T @ columns[g], 0.01) for g in range(2)]
+    sparse24.sparsify(conv, "sparsegpt", data=data, policy="any", progress=False)
+    assert torch.equal(gemm_matrix(weight, sparse24.enforce.mask_of(conv, "weight")), torch.stack([keep for _, keep in solved]))
+    assert torch.allclose(gemm_matrix(weight).detach().double(), torch.stack([w for w, _ in solved]), rtol=1e-4, atol=1e-5)
+
+
+def test_sparsegpt_on_uncorrelated_inputs_of_equal_norm_is_magnitude_pruning() -> None:
+    # H = c I: OBS's saliency is w^2 / c and an error spreads along H^-1[j, :], which is 0 off the diagonal
+    w = torch.randn(6, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    solved, keep = sparsegpt._solve_matrix(w, 3.0 * torch.eye(16, dtype=torch.float64), 8, 0.01, "probe")
+    assert torch.equal(keep, prune_(w.clone(), 1)) and torch.equal(solved, w * keep)
+
+
 def test_sparsegpt_solves_half_precision_in_fp32() -> None:
     torch.manual_seed(0)
     dense = nn.Linear(32, 16)
