@@ -77,6 +77,20 @@ def relative_error(weight: GemmWeight, dense: Tensor, pruned: Tensor, hessian: T
     return float(num / den)
 
 
+def input_norm_spread(hessian: Tensor) -> float:
+    """``max_j ||X_j|| / median_j ||X_j||`` over the layer's live input columns (all GEMM parts) from ``H = X^T X``.
+
+    Wanda weighs each weight by its input column's norm; where the norms are alike (a ratio near 1) its
+    masks are magnitude's. Large language models have a few input features far above the rest (the
+    outlier features Wanda's paper starts from); this says whether the benchmark's models have any.
+    """
+    norms = hessian.diagonal(dim1=-2, dim2=-1).flatten().double().clamp(min=0).sqrt()
+    live = norms[norms > 0]
+    if not len(live):
+        raise ValueError("no input column of this layer was ever non-zero")
+    return float(live.max() / live.median())
+
+
 def decisions(
     name: str, model: nn.Module, weights: list[GemmWeight], labels: list[str], calibration: list, loss: Callable, hessians: dict[int, Tensor], counts: dict[int, int]
 ) -> dict[str, dict[str, Tensor]]:
@@ -120,6 +134,7 @@ def ablate(name: str, labels: list[str], batches: int, *, all_layers: bool = Tru
     pruned = decisions(name, model, weights, labels, calibration, loss, hessians, counts)
     dense_quality = models.evaluate(name, model)["value"]
     layers: dict[str, dict[str, Any]] = {}
+    spread = {w.name: input_norm_spread(hessians[id(w.param)]) for w in weights}
     for w in weights:
         original = w.param.detach().clone()
         row: dict[str, Any] = {}
@@ -151,18 +166,19 @@ def ablate(name: str, labels: list[str], batches: int, *, all_layers: bool = Tru
             with torch.no_grad():
                 for w in weights:
                     w.param.copy_(originals[w.name])
-    return {"model": name, "dense": dense_quality, "batches": batches, "layers": layers, "all_layers": total}
+    return {"model": name, "dense": dense_quality, "batches": batches, "layers": layers, "all_layers": total, "input_norm_spread": spread}
 
 
 def model_markdown(result: dict[str, Any], labels: list[str]) -> list[str]:
     """Per layer: quality with that layer alone pruned, its relative reconstruction error, and that error's diagonal part."""
     lines = [f"## {result['model']} (dense {result['dense']:.3f}; {result['batches']} calibration batches of 4)", ""]
-    lines.append("| layer | " + " | ".join(labels) + " |")
-    lines.append("|---|" + "---|" * len(labels))
+    spread = result["input_norm_spread"]
+    lines.append("| layer | max / median ||X_j|| | " + " | ".join(labels) + " |")
+    lines.append("|---|---|" + "---|" * len(labels))
     for layer, row in result["layers"].items():
-        lines.append(f"| {layer} | " + " | ".join(_cell(row[l]) for l in labels) + " |")
+        lines.append(f"| {layer} | {spread[layer]:.2f} | " + " | ".join(_cell(row[l]) for l in labels) + " |")
     if result["all_layers"]:
-        lines.append("| (all layers at once) | " + " | ".join(f"{result['all_layers'][l]:.2f}" for l in labels) + " |")
+        lines.append("| (all layers at once) | | " + " | ".join(f"{result['all_layers'][l]:.2f}" for l in labels) + " |")
     return [*lines, ""]
 
 
@@ -180,7 +196,9 @@ def markdown(results: dict[str, Any]) -> str:
         "Every criterion decides every layer's mask on the dense model (32 calibration batches of 4, seed 0, as in `bench_oneshot.py`); then each "
         "layer is pruned ALONE. Each cell: quality (accuracy %, or perplexity) with only that layer pruned / quality with every layer pruned BUT that one / relative output error on the calibration "
         "inputs ||(W - W_hat) X||^2 / ||W X||^2 / its diagonal part sum (W - W_hat)_ij^2 ||X_j||^2 over the same denominator (what Wanda's score "
-        "minimises; the difference is the inputs' correlation). The last row prunes every layer at once. Criteria: "
+        "minimises; the difference is the inputs' correlation). The last row prunes every layer at once. "
+        "max / median ||X_j||: the spread of the layer's input-column norms over the calibration set (Wanda's weighting; near 1, "
+        "Wanda's masks are magnitude's). Criteria: "
         + "; ".join(f"{label} = {CRITERIA[label][0]} {CRITERIA[label][1] or ''}".rstrip() for label in labels) + ".",
         "",
     ]

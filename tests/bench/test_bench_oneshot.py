@@ -231,6 +231,21 @@ def test_ablation_error_is_the_output_error_on_the_calibration_inputs() -> None:
     assert diagonal != pytest.approx(expected, rel=1e-2)  # the inputs are correlated: the diagonal part is not the error
 
 
+def test_ablation_input_norm_spread_is_over_the_live_im2col_columns() -> None:
+    """max / median of the input columns' norms, from H's diagonal, over every GEMM part, leaving out columns never non-zero."""
+    conv = nn.Conv2d(8, 4, 3, groups=2, bias=False)
+    data = [torch.randn(2, 8, 5, 5) * torch.tensor([0.0, 1, 1, 1, 1, 1, 1, 9]).view(1, 8, 1, 1) for _ in range(3)]
+    (weight,) = gemm_weights(conv)
+    stats, _ = gather(conv, [weight], "hessian", data, progress=False)
+    norms = torch.cat([torch.cat(parts).norm(dim=0) for parts in zip(*(gemm_columns(weight, (x,)) for x in data))])
+    live = norms[norms > 0]
+    assert len(live) == 7 * 9  # channel 0 is dead at every kernel position
+    spread = oneshot_ablation.input_norm_spread(stats[id(conv.weight)])
+    assert spread == pytest.approx(float(live.max() / live.median()), rel=1e-4) and spread > 5  # channel 7, in the second group
+    with pytest.raises(ValueError, match="no input column of this layer was ever non-zero"):
+        oneshot_ablation.input_norm_spread(torch.zeros(1, 4, 4))
+
+
 @pytest.mark.parametrize("name", ["digits-transformer", "digits-resnet"])
 def test_run_model_on_a_tiny_model_measures_every_row(monkeypatch, name) -> None:
     """The real path (sparsify each row, verify, recover, evaluate) on a tiny untrained model; the other tests use
