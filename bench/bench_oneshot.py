@@ -72,9 +72,11 @@ def _measured(name: str, model: torch.nn.Module, stage: str, evaluation: dict[st
     return found
 
 
-def recover(name: str, model: torch.nn.Module, dense: torch.nn.Module, steps: int) -> None:
-    """The short recovery finetune every row gets (:data:`RECOVERY`, distilled from ``dense``), in place."""
+def recover(name: str, model: torch.nn.Module, dense: torch.nn.Module, steps: int, *, lr: float | None = None) -> None:
+    """The short recovery finetune every row gets (:data:`RECOVERY`, distilled from ``dense``; ``lr`` overrides its learning rate), in place."""
     options = {k: v for k, v in RECOVERY.items() if k != "steps"}
+    if lr is not None:
+        options["lr"] = lr
     sparse24.finetune(model, models.finetune_batches(name, steps, RECOVERY["seed"]), loss_fn=models.loss_fn(name), teacher=dense, steps=steps, progress=False, **options)
 
 
