@@ -75,9 +75,15 @@ def _load_tokenizer(tokenizer: Any) -> Any:
     except ImportError as error:
         raise Sparse24Error("calibration text needs transformers for its tokenizer: pip install transformers") from error
     try:
-        return AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
+        loaded = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
     except (OSError, ValueError) as error:
         raise Sparse24Error(f"no tokenizer could be loaded from {tokenizer}: {str(error).splitlines()[0]}") from error
+    if not loaded.vocab_size:  # a model directory saved without its tokenizer: transformers builds an empty one from config.json
+        raise Sparse24Error(
+            f"no tokenizer files in {tokenizer} (transformers made an empty {type(loaded).__name__} from its config, which turns "
+            "any text into 0 tokens); save the model's tokenizer there (tokenizer.save_pretrained) or name its directory (--tokenizer DIR)"
+        )
+    return loaded
 
 
 def text_windows(

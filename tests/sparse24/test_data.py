@@ -81,6 +81,11 @@ def test_bad_text_is_one_clear_error(tmp_path: Path, tokenizer_dir: Path) -> Non
             text_windows(path, tokenizer_dir, seq_len=64)
     with pytest.raises(Sparse24Error, match="tokenizer directory not found"):
         text_windows(tmp_path / "short.txt", tmp_path / "no-tokenizer")
+    # a model saved without its tokenizer: transformers 5 builds an empty GPT2Tokenizer from config.json, whose
+    # vocabulary turns every text into 0 tokens (it was reported as "gives 0 tokens, fewer than one window")
+    transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2).save_pretrained(tmp_path / "model-only")
+    with pytest.raises(Sparse24Error, match=r"no tokenizer files in .*model-only \(transformers made an empty \w+ from its config"):
+        text_windows(tmp_path / "short.txt", tmp_path / "model-only", seq_len=1)
     with pytest.raises(ValueError, match="seq_len must be a positive int"):
         text_windows(tmp_path / "short.txt", tokenizer_dir, seq_len=0)
 
