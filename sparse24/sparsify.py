@@ -741,8 +741,21 @@ def _permute(
         checked_on = "the first calibration batch" if example_inputs is not None else None
     result = permute(model, importance, example_inputs, include, exclude, 0, checked_on or "example_inputs")
     notes = [f"permuted {', '.join(g.consumers)}: kept importance {g.kept_before:.4f} -> {g.kept_after:.4f} (+{g.gain:.4f})" for g in result.groups]
+    notes += _left_in_place(result.skipped)
     checked = f"; the model's outputs on {checked_on} are unchanged" if checked_on and result.groups else ""
     notes.append(f"channel permutation: {len(result.groups)} groups permuted, {len(result.skipped)} left in place{checked}")
+    return notes
+
+
+def _left_in_place(skipped: Sequence[Any], shown: int = 4) -> list[str]:
+    """One note per reason a group's channels stayed in place: the reason, then its layers (the first ``shown``, and a count)."""
+    by_reason: dict[str, list[str]] = {}
+    for group in skipped:
+        by_reason.setdefault(group.reason, []).extend(group.layers)
+    notes = []
+    for reason, layers in by_reason.items():
+        more = f" and {len(layers) - shown} more" if len(layers) > shown else ""
+        notes.append(f"left in place ({reason}): {', '.join(layers[:shown])}{more}")
     return notes
 
 

@@ -1488,6 +1488,15 @@ def test_keyword_example_inputs_check_the_permuted_function(monkeypatch: pytest.
     assert _unchanged(reference, state)
 
 
+def test_sparsify_notes_each_reason_a_group_stayed_in_place_once() -> None:
+    from sparse24.permute import SkippedGroup
+    from sparse24.sparsify import _left_in_place
+
+    skipped = [SkippedGroup(("a",), "why"), SkippedGroup(("b", "c"), "other"), SkippedGroup(("d", "e", "f"), "why")]
+    assert _left_in_place(skipped, shown=3) == ["left in place (why): a, d, e and 1 more", "left in place (other): b, c"]
+    assert _left_in_place([]) == []
+
+
 def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     class Counted(list):  # a re-iterable loader that counts its passes (a DataLoader starts its workers on each)
         passes = 0
@@ -1501,6 +1510,11 @@ def test_sparsify_checks_the_permutation_on_the_first_calibration_batch(monkeypa
     report = sparse24.sparsify(copy.deepcopy(model), "wanda", data=data, permute=True, policy="any", progress=False)
     assert Counted.passes == 3  # the permutation's scores, the first batch for the check, the masks: no pass only to test the data
     assert report.notes[-1] == "channel permutation: 5 groups permuted, 6 left in place; the model's outputs on the first calibration batch are unchanged"
+    # which 6, and why: one note per reason (the attention's query and key projections read the residual stream)
+    assert report.notes[-2] == (
+        "left in place (in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code): "
+        "encoder.layers.0.self_attn.k_proj, encoder.layers.0.self_attn.q_proj, decoder.layers.0.self_attn.k_proj, decoder.layers.0.self_attn.q_proj and 2 more"
+    )
     _wrong_bart_attention(monkeypatch)
     state = _state(model)
     with pytest.raises(sparse24.Sparse24Error, match="permuting changed the model's outputs on the first calibration batch"):  # not "example_inputs": none was given
