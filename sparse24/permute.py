@@ -917,6 +917,27 @@ def _stacked_qkv_attention(
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
+def _codegen_attention(name: str, module: nn.Module) -> _Group | str:
+    """CodeGenAttention: qkv_proj's rows are ``mp_num`` model-parallel slices of ``embed_dim / mp_num`` query, value
+    and key rows each; the value rows, slice after slice, are the heads out_proj reads. Each slice's value heads move
+    with out_proj's columns of those heads (refused where a head's values straddle two slices)."""
+    qkv, proj = getattr(module, "qkv_proj", None), getattr(module, "out_proj", None)
+    if not (_is_linear(qkv) and _is_linear(proj)):
+        return "qkv_proj and out_proj are not nn.Linear"
+    slices, heads, head_dim = (getattr(module, a, None) for a in ("mp_num", "num_attention_heads", "head_dim"))
+    if not all(isinstance(n, int) and n > 0 for n in (slices, heads, head_dim)):
+        return "mp_num / num_attention_heads / head_dim missing"
+    width = heads * head_dim
+    if qkv.out_features != 3 * width or proj.in_features != width or width % slices:
+        return f"qkv_proj ({qkv.out_features}) and out_proj ({proj.in_features}) do not fit {slices} slices of 3 x {heads} heads of {head_dim}"
+    local = width // slices
+    if local % head_dim:
+        return f"a head's values ({head_dim} rows) straddle two of qkv_proj's {slices} model-parallel slices of {local}"
+    per = local // head_dim
+    members = [m for k in range(slices) for m in _producer(_join(name, "qkv_proj"), qkv, head_dim, torch.arange(k * per, (k + 1) * per), offset=(3 * k + 1) * local)]
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), proj, head_dim, torch.arange(heads)))
+
+
 def _per_head_qkv(name: str, module: nn.Module, head_dim_attr: str = "head_size") -> _Group | str:
     """GPT-NeoX / BLOOM attention: query_key_value's rows are, head after head, that head's query, key and value."""
     head_dim, fused = getattr(module, head_dim_attr, None), getattr(module, "query_key_value", None)
@@ -1287,6 +1308,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("gptj.modeling_gptj", {
         "GPTJMLP": (functools.partial(_two_layer_mlp, first="fc_in", second="fc_out", activation="act"), ()),
         "GPTJAttention": (_OUT_PROJ_ATTENTION, ()),
+    }),
+    **_family("codegen.modeling_codegen", {
+        "CodeGenMLP": (functools.partial(_two_layer_mlp, first="fc_in", second="fc_out", activation="act"), ()),
+        "CodeGenAttention": (_codegen_attention, ()),
     }),
     **_family("gpt_neox.modeling_gpt_neox", {"GPTNeoXMLP": (_H_TO_4H_MLP, ()), "GPTNeoXAttention": (_per_head_qkv, ())}),
     **_family("bloom.modeling_bloom", {

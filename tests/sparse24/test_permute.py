@@ -777,6 +777,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "phi": lambda: (transformers.PhiForCausalLM(transformers.PhiConfig(**lm)), ids),
         "gptj": lambda: (transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, rotary_dim=8, bos_token_id=0, eos_token_id=1)), ids),
         "gpt_neox": lambda: (transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**lm)), ids),
+        "codegen": lambda: (transformers.CodeGenForCausalLM(transformers.CodeGenConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=8, rotary_dim=4, bos_token_id=0, eos_token_id=1)), ids),
         "bloom": lambda: (transformers.BloomModel(transformers.BloomConfig(vocab_size=64, hidden_size=64, n_layer=1, n_head=4, pretraining_tp=2, slow_but_exact=True)), ids),
         "falcon": lambda: (transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4)), ids),  # multi-query
         "falcon-classic": lambda: (transformers.FalconForCausalLM(transformers.FalconConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, multi_query=False)), ids),
@@ -1107,6 +1108,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("phi", ["PhiAttention", "PhiMLP"]),
         ("gptj", ["GPTJAttention", "GPTJMLP"]),
         ("gpt_neox", ["GPTNeoXAttention", "GPTNeoXMLP"]),  # query_key_value: each head's q, k, v rows in turn
+        ("codegen", ["CodeGenAttention", "CodeGenMLP"]),  # qkv_proj: 4 model-parallel slices of q, v, k rows (2 heads each here)
         ("bloom", ["BloomAttention", "BloomMLP"]),
         ("falcon", ["FalconAttention", "FalconMLP"]),  # query_key_value: 4 query heads, 1 key, 1 value
         ("falcon-classic", ["FalconAttention", "FalconMLP"]),  # per head: q, k, v
@@ -1324,7 +1326,7 @@ def test_multimodal_projectors_permute_and_compute_the_same_function(family: str
         torch.testing.assert_close(projector(features.double(), **inputs), reference(features.double(), **inputs), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
+@pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "codegen", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
 def test_family_rules_report_indices_that_reproduce_every_tensor(name: str) -> None:
     """The rules with slices of a tensor (MLA's latent rows and per-head values, a fused qkv's value heads): the report's
     indices move scores computed before the permutation exactly as the permutation moved the tensors."""
@@ -1436,6 +1438,14 @@ def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() 
     assert reason == "FalconH1Mixer: mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
 
 
+def test_codegen_attention_whose_heads_straddle_its_slices_stays_in_place() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CodeGenConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=2, rotary_dim=4)  # heads of 32, slices of 16
+    attention = transformers.models.codegen.modeling_codegen.CodeGenAttention(config, layer_idx=0)
+    reason = permute_module._codegen_attention("attn", attention)
+    assert reason == "a head's values (32 rows) straddle two of qkv_proj's 4 model-parallel slices of 16"
+
+
 def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPTBigCodeConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, add_cross_attention=True, multi_query=False)
@@ -1444,11 +1454,10 @@ def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
 
 
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
-    transformers = pytest.importorskip("transformers")  # CodeGen's qkv_proj: q, v, k rows in 4 model-parallel slices; no rule
-    model = transformers.CodeGenModel(transformers.CodeGenConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, rotary_dim=8))
+    model, _ = _family_model("focalnet")  # its focal modulation (gates and a depthwise context over the channels): no rule
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
-    assert "CodeGenAttention has no permutation rule" in reasons["h.0.attn.qkv_proj"]
-    assert "CodeGenAttention has no permutation rule" in reasons["h.0.attn.out_proj"]
+    for layer in ("projection_in", "projection_context", "projection_out"):
+        assert "FocalNetModulation has no permutation rule" in reasons[f"encoder.stages.0.layers.0.modulation.{layer}"]
     model, _ = _family_model("whisper")
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layers.0.self_attn.q_proj"]  # ruled, but nothing could permute its input
