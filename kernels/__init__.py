@@ -10,6 +10,24 @@ when a kernel is first needed.
 
 from __future__ import annotations
 
-from .loader import ENV_DISABLE, KernelUnavailable, kernels_unavailable
+if __name__ == "kernels":
+    # This folder installs as sparse24.kernels. Imported as a top-level ``kernels`` (a checkout's root on sys.path, as
+    # ``python -m`` and ``python -c`` from there put it) it would shadow Hugging Face's ``kernels``, which transformers
+    # (5.25 on) and a setuptools hook of that package import: load that package in its place, or fail saying why.
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
 
-__all__ = ["ENV_DISABLE", "KernelUnavailable", "kernels_unavailable"]
+    _checkout = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    _path = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != _checkout]
+    _spec = importlib.machinery.PathFinder.find_spec(__name__, _path)
+    if _spec is None or _spec.loader is None:
+        raise ModuleNotFoundError(f"No module named 'kernels' ({_checkout}/kernels is sparse24.kernels)", name=__name__)
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules[__name__] = _module  # the import statement returns what sys.modules holds once this file has run
+    _spec.loader.exec_module(_module)
+else:
+    from .loader import ENV_DISABLE, KernelUnavailable, kernels_unavailable
+
+    __all__ = ["ENV_DISABLE", "KernelUnavailable", "kernels_unavailable"]

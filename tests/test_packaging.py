@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import re
@@ -350,6 +351,26 @@ def test_no_python_m_of_mapped_folders() -> None:
     assert "Makefile" in files and "README.md" in files, f"the lint no longer reads the Makefile and README: {files}"
     found = _lint(files, _RUN_MODULE)
     assert not found, "these lines run kernels, trt_export or bench as top-level modules with python's -m flag, which an install lacks (use `python -m sparse24.bench`, ...):\n" + "\n".join(found)
+
+
+def test_the_checkouts_kernels_folder_never_shadows_another_kernels_package(tmp_path: Path) -> None:
+    """From the checkout's root (``python -m``/``-c`` put it first on sys.path) a top-level ``kernels`` import gets another
+    installed ``kernels`` package (Hugging Face's, which transformers 5.25 requires and imports; a stand-in here), with its
+    submodules, not the kernels/ folder; sparse24.kernels is still ours. Without one, the error says what the folder is."""
+    other = tmp_path / "site" / "kernels"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text('MARK = "other"\n')
+    (other / "sub.py").write_text("VALUE = 7\n")
+    code = "import kernels, sparse24.kernels as ours; from kernels.sub import VALUE; print(kernels.MARK, kernels.__file__, VALUE, ours.kernels_unavailable.__module__)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = _run([sys.executable, "-c", code], cwd=REPO, env=env)
+    assert done.stdout.split() == ["other", str(other / "__init__.py"), "7", "sparse24.kernels.loader"]
+    env["PYTHONPATH"] = ""
+    missing = subprocess.run([sys.executable, "-c", "import kernels"], cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    if "kernels" not in {d.metadata["Name"] for d in importlib.metadata.distributions()}:
+        assert missing.returncode == 1 and f"No module named 'kernels' ({REPO}/kernels is sparse24.kernels)" in missing.stderr
+    else:  # Hugging Face's is installed: it is the one imported
+        assert missing.returncode == 0, missing.stderr
 
 
 # The offending forms are assembled from pieces, so this file does not match its own lint.
