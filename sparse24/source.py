@@ -113,7 +113,7 @@ def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None,
         return False
     names, attributes = _names(_function_ast(a))
     for name in names:
-        x, y = a.__globals__.get(name, _MISSING), b.__globals__.get(name, _MISSING)
+        x, y = (_function_behind(f.__globals__.get(name, _MISSING)) for f in (a, b))
         if x is y:
             continue
         if not (inspect.isfunction(x) and inspect.isfunction(y) and same_code(x, y, None, seen)):
@@ -125,6 +125,19 @@ def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None,
         if not (inspect.isfunction(x) and inspect.isfunction(y) and same_code(x, y, owners, seen)):
             return False
     return True
+
+
+def _function_behind(value: object) -> object:
+    """The function a transformers module wraps for Hugging Face's ``kernels`` (``use_kernel_func_from_hub``, with that
+    package installed: a module-level nn.Module per modeling file whose forward calls the function, or a kernel swapped
+    in by ``kernelize``, which none of ours does); anything else as it is."""
+    cls = type(value)
+    forward = getattr(cls, "forward", None)
+    if cls.__qualname__.endswith("_create_func_module.<locals>.Func") and getattr(forward, "__closure__", None):
+        cells = dict(zip(forward.__code__.co_freevars, forward.__closure__))
+        if "func" in cells and inspect.isfunction(cells["func"].cell_contents):
+            return cells["func"].cell_contents
+    return value
 
 
 def _unwrap_member(member: object) -> object:

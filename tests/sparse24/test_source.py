@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from sparse24.source import code_key, same_code
 
 BLOCK = '''
@@ -73,3 +75,14 @@ def test_a_global_one_module_lacks_is_not_the_same(tmp_path: Path) -> None:
     a, b = _module(tmp_path, "family_a"), _module(tmp_path, "no_helper")
     del b.helper  # forward reads a global its module does not define (any more)
     assert not _same(a, b)
+
+
+def test_helpers_wrapped_for_hugging_face_kernels_compare_by_the_function_they_wrap(tmp_path: Path) -> None:
+    """With Hugging Face's kernels installed (transformers 5.25 requires it), each modeling file's ``apply_rotary_pos_emb``
+    is an nn.Module of its own wrapping the function (``use_kernel_func_from_hub``): copies still compare by that function."""
+    layer = pytest.importorskip("kernels._internals.layer.layer")
+    a, b, c = (_module(tmp_path, name, helper=helper) for name, helper in (("wa", "x * 2"), ("wb", "x * 2"), ("wc", "x * 3")))
+    for module in (a, b, c):
+        module.helper = layer._create_func_module(module.helper)()
+    assert type(a.helper) is not type(b.helper) and not callable(getattr(a.helper, "__code__", None))
+    assert _same(a, b) and not _same(a, c)
