@@ -4,9 +4,10 @@
 means; the spread between the 3 is often larger than the differences between the criteria. This
 script trains each digits model from ``--seeds`` seeds (cached, as the benchmark's models are),
 prunes every one with the benchmark's rows (no permutation; the same 32 calibration batches of 4,
-and Taylor also with 128, as in the benchmark's calibration sweep) and compares the rows model by model, paired: wins, ties and losses, the mean difference with its
-standard error, and the exact two-sided sign test (ties left out). Accuracy on the test split and
-the test cross-entropy (finer than the accuracy of a few hundred examples) are compared apart.
+and Taylor also with 128, as in the benchmark's calibration sweep) and compares the rows model by
+model, paired: wins, ties and losses, the mean difference with its standard error, and the exact
+two-sided sign test (ties left out). Accuracy on the test split and the test cross-entropy (finer
+than the accuracy of a few hundred examples) are compared apart.
 With ``--recovery``, magnitude and SparseGPT also get the benchmark's recovery finetune, and the
 half-the-gap target is judged on every model.
 

@@ -128,9 +128,9 @@ def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None,
 
 
 def _function_behind(value: object) -> object:
-    """The function a transformers module wraps for Hugging Face's ``kernels`` (``use_kernel_func_from_hub``, with that
-    package installed: a module-level nn.Module per modeling file whose forward calls the function, or a kernel swapped
-    in by ``kernelize``, which none of ours does); anything else as it is."""
+    """The function behind a helper transformers wraps for Hugging Face's ``kernels`` (``use_kernel_func_from_hub``: with
+    that package installed, each modeling file holds its own nn.Module whose forward calls the function, e.g.
+    ``apply_rotary_pos_emb``); anything else as it is."""
     cls = type(value)
     forward = getattr(cls, "forward", None)
     if cls.__qualname__.endswith("_create_func_module.<locals>.Func") and getattr(forward, "__closure__", None):

@@ -369,11 +369,12 @@ def test_the_checkouts_kernels_folder_never_shadows_another_kernels_package(tmp_
     done = _run([sys.executable, "-c", code], cwd=REPO, env=env)
     assert done.stdout.split() == ["other", str(other / "__init__.py"), "7", "sparse24.kernels.loader"]
     env["PYTHONPATH"] = ""
-    missing = subprocess.run([sys.executable, "-c", "import kernels"], cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    alone = subprocess.run([sys.executable, "-c", "import kernels; print(kernels.__file__)"], cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     if "kernels" not in {d.metadata["Name"] for d in importlib.metadata.distributions()}:
-        assert missing.returncode == 1 and f"No module named 'kernels' ({REPO}/kernels is sparse24.kernels)" in missing.stderr
-    else:  # Hugging Face's is installed: it is the one imported
-        assert missing.returncode == 0, missing.stderr
+        assert alone.returncode == 1 and f"No module named 'kernels' ({REPO}/kernels is sparse24.kernels)" in alone.stderr
+    else:  # Hugging Face's is installed: it is the one imported, not the checkout's folder
+        assert alone.returncode == 0, alone.stderr
+        assert Path(alone.stdout.strip()).resolve().parent != REPO / "kernels", alone.stdout
 
 
 # The offending forms are assembled from pieces, so this file does not match its own lint.
