@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_llama4_experts", "is_transformers_conv1d", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "conv1d_output_length", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_llama4_experts", "is_transformers_conv1d", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -303,6 +303,13 @@ def _conv_padding(module: nn.modules.conv._ConvNd, spatial: Sequence[int]) -> li
             pads += [total // 2, total - total // 2]
         return pads
     return [p for d in reversed(range(n)) for p in (module.padding[d], module.padding[d])]
+
+
+def conv1d_output_length(module: nn.Conv1d, length: Tensor) -> Tensor:
+    """How many output positions ``module`` gives for inputs of ``length`` samples (elementwise, 0 at the least)."""
+    left, right = _conv_padding(module, ())
+    span = module.dilation[0] * (module.kernel_size[0] - 1) + 1
+    return (torch.div(length + left + right - span, module.stride[0], rounding_mode="floor") + 1).clamp(min=0)
 
 
 def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import dist
-from .axes import GemmWeight, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts, is_llama4_experts
+from .axes import GemmWeight, conv1d_output_length, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts, is_llama4_experts
 from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
@@ -51,6 +51,8 @@ KINDS = ("norms", "hessian")
 # batch may also hold the decoder's sequence and mask.
 _TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels"})
 _DECODER_KEYS = frozenset({"decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask"})
+# A wav2vec 2.0-style speech batch: raw samples, their padding mask, CTC labels.
+_AUDIO_KEYS = frozenset({"input_values", "attention_mask", "labels"})
 
 
 def _padding_mask(batch: Mapping, mask_key: str, shape: tuple[int, ...]) -> Tensor | None:
@@ -63,6 +65,16 @@ def _padding_mask(batch: Mapping, mask_key: str, shape: tuple[int, ...]) -> Tens
     return mask.bool()
 
 
+def _feature_encoder(model: nn.Module) -> list[tuple[int, int]] | None:
+    """The (kernel, stride) of each convolution of a wav2vec 2.0-style feature encoder (wav2vec2, HuBERT,
+    WavLM, data2vec-audio...: the model computes its frames' mask from the samples' by these), or None."""
+    config = getattr(model, "config", None)
+    kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
+    if not callable(getattr(model, "_get_feat_extract_output_lengths", None)) or not kernels or not strides or len(kernels) != len(strides):
+        return None
+    return list(zip(kernels, strides))
+
+
 class Padding:
     """Which token rows of the current batch are padding (a transformers text batch's ``attention_mask == 0``,
     and an encoder-decoder's ``decoder_attention_mask == 0``), so that Wanda's norms and SparseGPT's Hessians
@@ -71,20 +83,32 @@ class Padding:
     inputs' ``[batch, length]`` with ``batch != length``, no other input (pixels, audio), and a sequence
     told apart by its shape (an encoder-decoder's two sequences of one length only if their masks are
     equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``).
-    Counts what it left out."""
+
+    A wav2vec 2.0-style speech model's batch (``input_values`` right-padded, ``attention_mask`` 0 on the pads)
+    gets the frames' mask the model derives (the feature encoder's output lengths): rows ``[batch, frames, d]``
+    keep the frames of real samples, and a ``Conv1d``'s input ``[batch, channels, length]`` at a length the
+    encoder's convolutions produce keeps the output positions the unpadded input would have.
+    Counts what it left out (token positions, or frames)."""
 
     def __init__(self, model: nn.Module) -> None:
         config = getattr(model, "config", None)
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+        self.stages = _feature_encoder(model)
         self.masks: dict[tuple[int, ...], tuple[Tensor, str]] = {}  # by [batch, length]: the mask, its key
+        self.lengths: dict[tuple[int, int], Tensor] = {}  # by [batch, length]: each sequence's unpadded length (a Conv1d's input)
         self.counted: set[tuple[int, ...]] = set()
         self.keys: set[str] = set()  # the masks applied
-        self.left_out = 0  # token positions, over the batches whose mask some layer applied
+        self.unit = "token positions"
+        self.left_out = 0  # token positions (frames), over the batches whose mask some layer applied
         self.seen = 0
+        self.windows = False  # some Conv1d left out windows over padding
 
     def batch(self, batch: Any) -> None:
         """Set the current batch."""
-        self.masks, self.counted = {}, set()
+        self.masks, self.lengths, self.counted = {}, {}, set()
+        if self.stages is not None and isinstance(batch, Mapping) and "input_values" in batch and set(batch) <= _AUDIO_KEYS:
+            self._audio(batch)
+            return
         keys = _TEXT_KEYS | _DECODER_KEYS if self.encoder_decoder else _TEXT_KEYS
         if not isinstance(batch, Mapping) or not set(batch) <= keys:
             return
@@ -102,6 +126,42 @@ class Padding:
             others = [other for other_shape, other, _ in masks if other_shape == shape and other is not mask]
             if mask is not None and shape not in self.masks and all(other is not None and torch.equal(other, mask) for other in others):
                 self.masks[shape] = (mask, key)
+
+    def _audio(self, batch: Mapping) -> None:
+        """The frames' mask and every convolution's input lengths of a right-padded speech batch (as the model
+        reads the mask: its sum is each sequence's length)."""
+        samples = batch["input_values"]
+        if not isinstance(samples, Tensor) or samples.dim() != 2:
+            return
+        mask = _padding_mask(batch, "attention_mask", tuple(samples.shape))
+        if mask is None:
+            return
+        lengths, length = mask.sum(-1), samples.shape[1]
+        if not torch.equal(mask, torch.arange(length, device=mask.device) < lengths.unsqueeze(1)):
+            return  # not right padding: the model's own frames' mask would not be these rows
+        for kernel, stride in self.stages:
+            self.lengths[(samples.shape[0], length)] = lengths
+            length, lengths = (length - kernel) // stride + 1, (torch.div(lengths - kernel, stride, rounding_mode="floor") + 1).clamp(min=0)
+        self.lengths[(samples.shape[0], length)] = lengths  # the frames: a convolution over them (a Conformer's) reads them
+        frames = torch.arange(length, device=mask.device) < lengths.unsqueeze(1)
+        if samples.shape[0] != length and not bool(frames.all()):
+            self.masks[tuple(frames.shape)] = (frames, "attention_mask")
+            self.unit = "frames"
+
+    def windows_kept(self, module: nn.Module, x: Tensor) -> Tensor | None:
+        """``[batch * positions]`` bool: which of a ``Conv1d``'s output positions (its im2col rows) the unpadded
+        inputs would have, when ``x`` ``[batch, channels, length]`` is at a length the current speech batch's
+        convolutions produce; else None."""
+        if not isinstance(module, nn.Conv1d) or x.dim() != 3:
+            return None
+        lengths = self.lengths.get((x.shape[0], x.shape[2]))
+        if lengths is None:
+            return None
+        lengths = lengths.to(x.device)
+        positions = int(conv1d_output_length(module, torch.tensor(x.shape[2])))
+        keep = torch.arange(positions, device=x.device) < conv1d_output_length(module, lengths).unsqueeze(1)
+        self.windows = self.windows or not bool(keep.all())
+        return keep.flatten()
 
     def flat_rows(self, tokens: int, device: torch.device) -> Tensor | None:
         """The rows to keep of ``tokens`` flattened ``[batch * length]`` rows (an MoE block's experts see its
@@ -205,7 +265,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
         by_module.setdefault(id(weight.module), []).append((weight, key))
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        inputs, tokens = list(args), None
+        inputs, tokens, keep = list(args), None, None
         if isinstance(module, nn.MultiheadAttention):
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
@@ -213,8 +273,12 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
             inputs, tokens = _routed(module, args, kwargs, padding)
         elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
             inputs[0] = padding.rows(inputs[0])
+        elif padding is not None and inputs and isinstance(inputs[0], Tensor):
+            keep = padding.windows_kept(module, inputs[0])
         for weight, key in by_module[id(module)]:
             parts = gemm_columns(weight, inputs)
+            if keep is not None:
+                parts = [columns[keep] for columns in parts]
             for stat, columns in zip(stats[key], parts):  # a conv group, or in_proj's q, k or v
                 columns = columns.detach().float()
                 if kind == "norms":

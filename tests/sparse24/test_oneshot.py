@@ -790,6 +790,88 @@ def test_encoder_decoder_rows_by_their_sequence() -> None:
     assert torch.equal(padding.rows(encoder_rows), encoder_rows[mask.bool()])
 
 
+def _speech_model(architecture: str) -> nn.Module:
+    """A tiny wav2vec 2.0-style CTC model whose valid frames do not depend on the padding (layer-normed
+    feature encoder): padded and unpadded audio give the same outputs there."""
+    from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2ForCTC
+
+    config, model = (Wav2Vec2Config, Wav2Vec2ForCTC) if architecture == "wav2vec2" else (HubertConfig, HubertForCTC)
+    torch.manual_seed(0)
+    return model(config(vocab_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=(16, 16, 16),
+                        conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                        feat_extract_norm="layer", do_stable_layer_norm=True)).eval()
+
+
+def _padded_audio(lengths: list[list[int]], samples: int = 400) -> tuple[list[dict], list[dict]]:
+    """Right-padded speech batches (``attention_mask`` 0 on the pads) and the same clips unpadded, one per batch."""
+    generator = torch.Generator().manual_seed(0)
+    padded, unpadded = [], []
+    for sizes in lengths:
+        values, mask = torch.randn(len(sizes), samples, generator=generator), torch.zeros(len(sizes), samples, dtype=torch.long)
+        for row, size in enumerate(sizes):
+            mask[row, :size], values[row, size:] = 1, 0
+            unpadded.append({"input_values": values[row : row + 1, :size]})
+        padded.append({"input_values": values, "attention_mask": mask})
+    return padded, unpadded
+
+
+@pytest.mark.parametrize("architecture", ["wav2vec2", "hubert"])
+@pytest.mark.parametrize("method, sequential", [("wanda", False), ("sparsegpt", False), ("sparsegpt", True)])
+def test_speech_padding_is_left_out_of_the_statistics(architecture: str, method: str, sequential: bool) -> None:
+    """Padded speech batches give the masks and weights of the same clips unpadded: the encoder's Linear layers
+    drop the padded frames (the model's own frames' mask), the feature encoder's and the positional
+    convolutions the windows the unpadded clip does not have."""
+    model = _speech_model(architecture)
+    padded, unpadded = _padded_audio([[400, 250, 333], [170, 400, 290]])
+    with torch.no_grad():  # the premise: the valid frames' outputs do not depend on the padding
+        assert torch.allclose(model(**padded[1]).logits[0, :7], model(**unpadded[3]).logits[0], atol=1e-5)
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, sequential=sequential, policy="any", progress=False)
+    report = sparse24.sparsify(model, method, data=padded, sequential=sequential, policy="any", progress=False)
+    convs = [layer.name for layer in report.sparse_layers if layer.module_type == "Conv1d"]
+    assert len(convs) == 2, report.sparse_layers  # the feature encoder's second and third (the first has one input channel)
+    assert "the input statistics leave out padding: 30 of 114 frames (attention_mask == 0); the convolutions' windows over padded samples too" in report.notes
+    _same_masks_and_weights(model, expected)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # the kernel of 4 pads unevenly: checked on purpose
+def test_speech_padding_only_for_right_padded_audio_batches() -> None:
+    from sparse24.axes import conv1d_output_length
+    from sparse24.calibrate import Padding
+
+    padding = Padding(_speech_model("wav2vec2"))
+    values, mask = torch.zeros(2, 400), torch.tensor([[1] * 400, [1] * 250 + [0] * 150])
+    padding.batch({"input_values": values, "attention_mask": mask})
+    frames, conv = torch.randn(2, 19, 32), nn.Conv1d(16, 16, 3, stride=2)
+    kept = padding.rows(frames)  # 400 samples -> 79 -> 39 -> 19 frames; 250 -> 49 -> 24 -> 11
+    assert kept.shape == (19 + 11, 32) and torch.equal(kept[19:], frames[1, :11]) and padding.unit == "frames"
+    keep = padding.windows_kept(conv, torch.randn(2, 16, 79))  # the second convolution's input: 39 outputs, 24 real
+    assert keep is not None and torch.equal(keep.view(2, 39).sum(1), torch.tensor([39, 24]))
+    pointwise = padding.windows_kept(nn.Conv1d(32, 64, 1), frames.transpose(1, 2))  # over the frames (a Conformer's convolution module)
+    assert pointwise is not None and torch.equal(pointwise.view(2, 19).sum(1), torch.tensor([19, 11]))
+    assert padding.windows_kept(conv, torch.randn(2, 16, 80)) is None and padding.windows_kept(nn.Conv2d(16, 16, 3), torch.randn(2, 16, 79, 3)) is None
+    for batch in (
+        {"input_values": values, "attention_mask": mask.flip(1)},  # left padding: not the frames the model masks
+        {"input_values": values},  # no mask
+        {"input_values": values, "attention_mask": mask, "pixel_values": torch.zeros(2, 3)},  # another input
+    ):
+        padding.batch(batch)
+        assert padding.rows(frames) is frames and padding.windows_kept(conv, torch.randn(2, 16, 79)) is None, batch
+    for other in (nn.Conv1d(2, 2, 5, stride=3, padding=2, dilation=2), nn.Conv1d(2, 2, 4, padding="same"), nn.Conv1d(2, 2, 4, padding="valid")):
+        for length in (1, 7, 8, 30):  # the positions the convolution gives for an input of that length (none: shorter than its window)
+            try:
+                positions = other(torch.zeros(1, 2, length)).shape[-1]
+            except RuntimeError:
+                positions = 0
+            assert int(conv1d_output_length(other, torch.tensor(length))) == positions, (other, length)
+    configured = nn.Linear(4, 4)  # a config of those kernels, but no model that derives its frames by them
+    configured.config = type("Config", (), {"conv_kernel": (10, 3, 3), "conv_stride": (5, 2, 2)})()
+    for model in (nn.Linear(4, 4), configured):  # no feature encoder: an audio batch's mask is not read
+        other = Padding(model)
+        other.batch({"input_values": values, "attention_mask": mask})
+        assert other.rows(frames) is frames and other.windows_kept(conv, torch.randn(2, 16, 79)) is None
+
+
 def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
     from sparse24.calibrate import Padding
 
