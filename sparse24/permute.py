@@ -848,11 +848,15 @@ def _conformer_convolution(
 
 
 def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
-    """Phi3Attention: the value rows of the fused qkv_proj (after the query and key heads) and o_proj's columns, per kv head."""
+    """Phi3Attention (and Ergo's): the value rows of the fused qkv_proj (after the query and key heads) and o_proj's
+    columns, per kv head."""
     fused, o = getattr(module, "qkv_proj", None), getattr(module, "o_proj", None)
     if not (_is_linear(fused) and _is_linear(o)):
         return "qkv_proj and o_proj are not nn.Linear"
-    head_dim, groups, kv_heads = module.head_dim, module.num_key_value_groups, module.num_key_value_heads
+    head_dim, groups = getattr(module, "head_dim", None), getattr(module, "num_key_value_groups", None)
+    kv_heads = getattr(module, "num_key_value_heads", getattr(getattr(module, "config", None), "num_key_value_heads", None))  # Ergo: the config's
+    if not all(isinstance(n, int) and n > 0 for n in (head_dim, groups, kv_heads)):
+        return "head_dim / num_key_value_groups / num_key_value_heads missing"
     heads = kv_heads * groups
     if fused.out_features != (heads + 2 * kv_heads) * head_dim or o.in_features != heads * head_dim:
         return f"qkv_proj ({fused.out_features}) and o_proj ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
@@ -1411,6 +1415,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Beam: AFMoE's gated attention output (and a gate bias per head: the same for a head's every channel); a gated
     # MLP that computes its product in float32
+    # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
+    **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
     **{
         (f"transformers.models.{module}.modeling_{module}", f"{cls}Attention"): (_query_gated_attention, ())

@@ -1016,6 +1016,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         )},
         "glm4_moe": lambda: (_causal_lm(transformers, "glm4_moe", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4, n_group=1, topk_group=1, num_experts_per_tok=2, moe_intermediate_size=32), ids),
         "minimax_m2": lambda: (_causal_lm(transformers, "minimax_m2", num_local_experts=4, num_experts_per_tok=2), ids),
+        "ergo": lambda: (_causal_lm(
+            transformers, "ergo", num_hidden_layers=2, first_dense_intermediate_size=96, shared_intermediate_size=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        ), ids),  # Phi-3's fused qkv_proj, the config's key/value heads; a dense layer, then shared and routed experts
         "beam": lambda: (_causal_lm(transformers, "beam", num_hidden_layers=2), ids),  # gated attention output with a bias per head; float32 MLP product
         "cohere2_moe": lambda: (_causal_lm(transformers, "cohere2_moe", num_hidden_layers=2, num_experts=4, num_experts_per_tok=2), ids),
         "data2vec-text": lambda: (transformers.Data2VecTextModel(transformers.Data2VecTextConfig(**lm)), ids),
@@ -1097,7 +1100,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1225,6 +1228,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
         ("beam", ["BeamAttention", "BeamAttention", "BeamMLP", "BeamMLP"]),  # as AFMoE's
+        ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("cohere2_moe", ["Cohere2MoeAttention", "Cohere2MoeAttention", "Cohere2MoeExperts", "Cohere2MoeExperts"]),
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
         ("bert-generation", ["BertGenerationAttention", "BertGenerationLayer"]),
