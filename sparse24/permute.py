@@ -1366,7 +1366,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("helium.modeling_helium", "Helium"), ("apertus.modeling_apertus", "Apertus"), ("gpt_oss.modeling_gpt_oss", "GptOss"),
             ("glm.modeling_glm", "Glm"), ("glm4.modeling_glm4", "Glm4"), ("glm4_moe.modeling_glm4_moe", "Glm4Moe"),
             ("smollm3.modeling_smollm3", "SmolLM3"), ("cohere2.modeling_cohere2", "Cohere2"), ("minimax_m2.modeling_minimax_m2", "MiniMaxM2"),
-            ("cohere2_moe.modeling_cohere2_moe", "Cohere2Moe"),
+            ("cohere2_moe.modeling_cohere2_moe", "Cohere2Moe"), ("ministral3.modeling_ministral3", "Ministral3"),
             ("jamba.modeling_jamba", "Jamba"), ("bamba.modeling_bamba", "Bamba"), ("granitemoehybrid.modeling_granitemoehybrid", "GraniteMoeHybrid"),
         ]
     },  # fmt: skip

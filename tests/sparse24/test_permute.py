@@ -982,7 +982,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         # Llama's value path (v_proj -> attention -> o_proj) in code of their own: sliding windows, sinks, q/k norms
         **{family: functools.partial(lambda family: (_causal_lm(transformers, family), ids), family) for family in (
-            "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2",
+            "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2", "ministral3",
         )},
         # Qwen3.5: gated attention (q_proj's per-head output gates) and Gated DeltaNet linear attention, layer by layer
         **{family: functools.partial(lambda family, experts: (_causal_lm(
@@ -1208,7 +1208,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("efficientnet", ["EfficientNetBlock"] * 6),  # the blocks with an expansion; squeeze-excite reads and gates the channels
         *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in [
             ("olmo3", "Olmo3"), ("exaone4", "Exaone4"), ("ernie4_5", "Ernie4_5"), ("hunyuan_v1_dense", "HunYuanDenseV1"), ("helium", "Helium"),
-            ("apertus", "Apertus"), ("glm", "Glm"), ("glm4", "Glm4"), ("smollm3", "SmolLM3"), ("cohere2", "Cohere2"), ("lfm2", "Lfm2"),
+            ("apertus", "Apertus"), ("glm", "Glm"), ("glm4", "Glm4"), ("smollm3", "SmolLM3"), ("cohere2", "Cohere2"), ("ministral3", "Ministral3"), ("lfm2", "Lfm2"),
             ("mpt", "Mpt"), ("persimmon", "Persimmon"),  # Wqkv: all queries, keys, values; query_key_value: per head q, k, v
         ]],
         ("llama4_text", ["Llama4TextAttention", "Llama4TextExperts", "Llama4TextMLP"]),
