@@ -800,6 +800,14 @@ def _bert_attention(
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, output), dense, head_dim, blocks))
 
 
+def _roformer_attention(name: str, module: nn.Module) -> _Group | str:
+    """RoFormerAttention: BERT's value path, unless the values are rotated too (``rotary_value``): the rotation mixes
+    each pair of a head's value channels, which an order of their own would split."""
+    if getattr(getattr(module, "self", None), "rotary_value", False):
+        return "its values are rotated (rotary_value): the rotary embedding mixes pairs of each head's value channels"
+    return _bert_attention(name, module)
+
+
 def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj", down: str = "down_proj", act: str = "activation_fn") -> _Group | str:
     """Phi3MLP: down_proj(up * activation_fn(gate)), gate and up the two halves of the fused gate_up_proj's rows
     (ModernBertMLP: ``Wo(act(input) * gate)`` from the halves of ``Wi``)."""
@@ -1332,6 +1340,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("electra.modeling_electra", "Electra"),
     **_bert_family("data2vec.modeling_data2vec_text", "Data2VecText"),
     **_bert_family("bert_generation.modeling_bert_generation", "BertGeneration"),
+    **_bert_family("megatron_bert.modeling_megatron_bert", "MegatronBert"),  # pre-norm: the norms read the residual stream only
+    **_bert_family("rembert.modeling_rembert", "RemBert"),
+    **_bert_family("roc_bert.modeling_roc_bert", "RoCBert"),
+    **_bert_family("xlm_roberta_xl.modeling_xlm_roberta_xl", "XLMRobertaXL"),  # pre-norm
+    **_bert_family("roberta_prelayernorm.modeling_roberta_prelayernorm", "RobertaPreLayerNorm"),
+    **_bert_family("roformer.modeling_roformer", "RoFormer"),
+    **_family("roformer.modeling_roformer", {"RoFormerAttention": (_roformer_attention, ())}),
     **_bert_family("deberta_v2.modeling_deberta_v2", "DebertaV2", value_attr="value_proj"),
     **_family("albert.modeling_albert", {
         "AlbertLayer": (functools.partial(_two_layer_mlp, first="ffn", second="ffn_output", activation="activation"), ("attention",)),

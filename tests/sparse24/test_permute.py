@@ -1022,6 +1022,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "beam": lambda: (_causal_lm(transformers, "beam", num_hidden_layers=2), ids),  # gated attention output with a bias per head; float32 MLP product
         "cohere2_moe": lambda: (_causal_lm(transformers, "cohere2_moe", num_hidden_layers=2, num_experts=4, num_experts_per_tok=2), ids),
         "data2vec-text": lambda: (transformers.Data2VecTextModel(transformers.Data2VecTextConfig(**lm)), ids),
+        # BERT's layout in other families (pre-norm: MegatronBERT, XLM-R XL, RoBERTa-PreLayerNorm; rotary queries and keys: RoFormer)
+        **{family: functools.partial(lambda family: (_encoder(transformers, family, **lm), ids), family) for family in (
+            "megatron-bert", "roc_bert", "xlm-roberta-xl", "roberta-prelayernorm", "roformer",
+        )},
+        "rembert": lambda: (_encoder(transformers, "rembert", **lm, input_embedding_size=32, output_embedding_size=32), ids),
+        "roformer-rotary-value": lambda: (_encoder(transformers, "roformer", **lm, rotary_value=True), ids),  # rotated values: the attention stays
         "bert-generation": lambda: (transformers.BertGenerationEncoder(transformers.BertGenerationConfig(**lm)), ids),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
         "lfm2": lambda: (_causal_lm(transformers, "lfm2", layer_types=["full_attention"]), ids),
@@ -1231,6 +1237,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("cohere2_moe", ["Cohere2MoeAttention", "Cohere2MoeAttention", "Cohere2MoeExperts", "Cohere2MoeExperts"]),
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
+        *[(family, [f"{cls}Attention", f"{cls}Layer"]) for family, cls in [
+            ("megatron-bert", "MegatronBert"), ("rembert", "RemBert"), ("roc_bert", "RoCBert"), ("xlm-roberta-xl", "XLMRobertaXL"),
+            ("roberta-prelayernorm", "RobertaPreLayerNorm"), ("roformer", "RoFormer"),
+        ]],
+        ("roformer-rotary-value", ["RoFormerLayer"]),
         ("bert-generation", ["BertGenerationAttention", "BertGenerationLayer"]),
         ("biogpt", ["BioGptAttention", "BioGptDecoderLayer"]),
         ("deepseek_v2", ["DeepseekV2Attention"] * 3 + ["DeepseekV2MLP"]),
