@@ -1052,19 +1052,20 @@ def _gated_output_attention(name: str, module: nn.Module) -> _Group | str:
     return group
 
 
-def _query_gated_attention(name: str, module: nn.Module) -> _Group | str:
-    """Qwen3-Next / Qwen3.5 attention: Llama's value path, and q_proj's rows are, head after head, that head's query and
-    its output gate, ``o_proj(out * sigmoid(gate))``: each query head's gate rows move with the values it reads."""
+def _query_gated_attention(name: str, module: nn.Module, query: str = "q_proj") -> _Group | str:
+    """Qwen3-Next / Qwen3.5 attention (MiniCPM5-MoE's: ``query`` q_gate_proj): Llama's value path, and q_proj's rows are,
+    head after head, that head's query and its output gate, ``o_proj(out * sigmoid(gate))``: each query head's gate
+    rows move with the values it reads."""
     group = _attention(name, module)
-    q = getattr(module, "q_proj", None)
+    q = getattr(module, query, None)
     if isinstance(group, str):
         return group
     consumer = next(m for m in group.members if m.role == "consumer")
     heads, head_dim = len(consumer.blocks), group.block
     if not (_is_linear(q) and q.out_features == 2 * heads * head_dim):
-        return f"q_proj is not an nn.Linear with a query and a gate of {head_dim} for each of {heads} heads"
+        return f"{query} is not an nn.Linear with a query and a gate of {head_dim} for each of {heads} heads"
     for head, kv_head in enumerate(consumer.blocks.tolist()):
-        group.members += _producer(_join(name, "q_proj"), q, head_dim, torch.tensor([kv_head]), offset=(2 * head + 1) * head_dim)
+        group.members += _producer(_join(name, query), q, head_dim, torch.tensor([kv_head]), offset=(2 * head + 1) * head_dim)
     return group
 
 
@@ -1382,6 +1383,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("glm.modeling_glm", "Glm"), ("glm4.modeling_glm4", "Glm4"), ("glm4_moe.modeling_glm4_moe", "Glm4Moe"),
             ("smollm3.modeling_smollm3", "SmolLM3"), ("cohere2.modeling_cohere2", "Cohere2"), ("minimax_m2.modeling_minimax_m2", "MiniMaxM2"),
             ("cohere2_moe.modeling_cohere2_moe", "Cohere2Moe"), ("ministral3.modeling_ministral3", "Ministral3"),
+            ("flint.modeling_flint", "Flint"), ("granite_swa.modeling_granite_swa", "GraniteSWA"), ("lara_mini.modeling_lara_mini", "LaraMini"),
+            ("granitemoe_swa.modeling_granitemoe_swa", "GraniteMoeSWA"), ("nanochat.modeling_nanochat", "NanoChat"),
             ("jamba.modeling_jamba", "Jamba"), ("bamba.modeling_bamba", "Bamba"), ("granitemoehybrid.modeling_granitemoehybrid", "GraniteMoeHybrid"),
         ]
     },  # fmt: skip
@@ -1432,6 +1435,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # MLP that computes its product in float32
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
+    **_family("mimo_v2_flash.modeling_mimo_v2_flash", {"MiMoV2FlashAttention": (functools.partial(_attention, head_dim_attr="v_head_dim"), ())}),  # values of their own size
+    **_family("minicpm5_moe.modeling_minicpm5_moe", {"MiniCPM5MoeAttention": (functools.partial(_query_gated_attention, query="q_gate_proj"), ())}),
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
     **{
         (f"transformers.models.{module}.modeling_{module}", f"{cls}Attention"): (_query_gated_attention, ())

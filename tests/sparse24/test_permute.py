@@ -983,7 +983,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # Llama's value path (v_proj -> attention -> o_proj) in code of their own: sliding windows, sinks, q/k norms
         **{family: functools.partial(lambda family: (_causal_lm(transformers, family), ids), family) for family in (
             "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2", "ministral3",
+            "flint", "granite_swa", "nanochat", "mimo_v2_flash", "minicpm5_moe", "granitemoe_swa",
         )},
+        "lara_mini": lambda: (_causal_lm(transformers, "lara_mini", num_hidden_layers=2), ids),  # a Gated DeltaNet layer, then a sliding attention one
         # Qwen3.5: gated attention (q_proj's per-head output gates) and Gated DeltaNet linear attention, layer by layer
         **{family: functools.partial(lambda family, experts: (_causal_lm(
             transformers, family, num_hidden_layers=2, layer_types=["linear_attention", "full_attention"], linear_num_value_heads=4, linear_num_key_heads=2,
@@ -1106,7 +1108,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1215,6 +1217,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in [
             ("olmo3", "Olmo3"), ("exaone4", "Exaone4"), ("ernie4_5", "Ernie4_5"), ("hunyuan_v1_dense", "HunYuanDenseV1"), ("helium", "Helium"),
             ("apertus", "Apertus"), ("glm", "Glm"), ("glm4", "Glm4"), ("smollm3", "SmolLM3"), ("cohere2", "Cohere2"), ("ministral3", "Ministral3"), ("lfm2", "Lfm2"),
+            ("flint", "Flint"), ("granite_swa", "GraniteSWA"), ("nanochat", "NanoChat"),
+            ("mimo_v2_flash", "MiMoV2Flash"),  # value heads of their own size (v_head_dim)
+            ("minicpm5_moe", "MiniCPM5Moe"),  # q_gate_proj: each head's query and output gate
             ("mpt", "Mpt"), ("persimmon", "Persimmon"),  # Wqkv: all queries, keys, values; query_key_value: per head q, k, v
         ]],
         ("llama4_text", ["Llama4TextAttention", "Llama4TextExperts", "Llama4TextMLP"]),
@@ -1235,6 +1240,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
         ("beam", ["BeamAttention", "BeamAttention", "BeamMLP", "BeamMLP"]),  # as AFMoE's
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
+        ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
+        ("lara_mini", ["LaraMiniAttention", "LaraMiniExperts", "LaraMiniExperts", "LaraMiniGatedDeltaNet", "LaraMiniMLP", "LaraMiniMLP"]),
         ("cohere2_moe", ["Cohere2MoeAttention", "Cohere2MoeAttention", "Cohere2MoeExperts", "Cohere2MoeExperts"]),
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
         *[(family, [f"{cls}Attention", f"{cls}Layer"]) for family, cls in [
