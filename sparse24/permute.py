@@ -760,11 +760,24 @@ def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
 def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
     """GPT2Attention: the value columns of c_attn (Conv1D ``[E, 3E]``: q, k, v; ``[E, 2E]``: k, v for
     cross-attention) and c_proj's input rows, within each head."""
+    return _conv1d_values(name, module, module.embed_dim, module.num_heads, 2 if module.is_cross_attention else 3)
+
+
+def _openai_gpt_attention(name: str, module: nn.Module) -> _Group | str:
+    """OpenAI GPT's Attention: GPT-2's layout (c_attn's q, k, v columns split at ``split_size``, ``n_head`` heads)."""
+    embed, heads = getattr(module, "split_size", None), getattr(module, "n_head", None)
+    if not all(isinstance(n, int) and n > 0 for n in (embed, heads)) or embed % heads:
+        return f"split_size {embed} / n_head {heads} do not make heads"
+    return _conv1d_values(name, module, embed, heads, 3)
+
+
+def _conv1d_values(name: str, module: nn.Module, embed: int, heads: int, parts: int) -> _Group | str:
+    """The value columns of a Conv1D ``c_attn`` of ``parts`` runs of ``embed`` (the value last) and ``c_proj``'s input
+    rows, within each of ``heads`` heads."""
     fused, proj = getattr(module, "c_attn", None), getattr(module, "c_proj", None)
     if not all(_transformers_class(m) == "Conv1D" for m in (fused, proj)):
         return "c_attn and c_proj are not transformers Conv1D"
-    embed, heads, head_dim = module.embed_dim, module.num_heads, module.head_dim
-    parts = 2 if module.is_cross_attention else 3  # the value is the last part
+    head_dim = embed // heads
     if heads * head_dim != embed or fused.weight.shape != (embed, parts * embed) or proj.weight.shape != (embed, embed):
         return f"c_attn {list(fused.weight.shape)} / c_proj {list(proj.weight.shape)} do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
@@ -1437,6 +1450,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
     **_family("mimo_v2_flash.modeling_mimo_v2_flash", {"MiMoV2FlashAttention": (functools.partial(_attention, head_dim_attr="v_head_dim"), ())}),  # values of their own size
     **_family("minicpm5_moe.modeling_minicpm5_moe", {"MiniCPM5MoeAttention": (functools.partial(_query_gated_attention, query="q_gate_proj"), ())}),
+    **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout
+    **_family("trocr.modeling_trocr", {"TrOCRDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")), "TrOCRAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
     **{
         (f"transformers.models.{module}.modeling_{module}", f"{cls}Attention"): (_query_gated_attention, ())

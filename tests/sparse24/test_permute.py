@@ -1021,6 +1021,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "ergo": lambda: (_causal_lm(
             transformers, "ergo", num_hidden_layers=2, first_dense_intermediate_size=96, shared_intermediate_size=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
         ), ids),  # Phi-3's fused qkv_proj, the config's key/value heads; a dense layer, then shared and routed experts
+        "openai-gpt": lambda: (transformers.OpenAIGPTLMHeadModel(transformers.OpenAIGPTConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, n_positions=32)), ids),
+        "trocr": lambda: (  # the decoder alone, its cross-attention reading given encoder states
+            transformers.TrOCRForCausalLM(transformers.TrOCRConfig(vocab_size=64, d_model=32, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64, max_position_embeddings=32)),
+            {**ids, "encoder_hidden_states": torch.randn(2, 5, 32)},
+        ),
         "beam": lambda: (_causal_lm(transformers, "beam", num_hidden_layers=2), ids),  # gated attention output with a bias per head; float32 MLP product
         "cohere2_moe": lambda: (_causal_lm(transformers, "cohere2_moe", num_hidden_layers=2, num_experts=4, num_experts_per_tok=2), ids),
         "data2vec-text": lambda: (transformers.Data2VecTextModel(transformers.Data2VecTextConfig(**lm)), ids),
@@ -1241,6 +1246,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("beam", ["BeamAttention", "BeamAttention", "BeamMLP", "BeamMLP"]),  # as AFMoE's
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
+        ("openai-gpt", ["Attention", "MLP"]),  # GPT-2's Conv1D layout
+        ("trocr", ["TrOCRAttention", "TrOCRAttention", "TrOCRDecoderLayer"]),  # self- and cross-attention, fc1 -> fc2
         ("lara_mini", ["LaraMiniAttention", "LaraMiniExperts", "LaraMiniExperts", "LaraMiniGatedDeltaNet", "LaraMiniMLP", "LaraMiniMLP"]),
         ("cohere2_moe", ["Cohere2MoeAttention", "Cohere2MoeAttention", "Cohere2MoeExperts", "Cohere2MoeExperts"]),
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
