@@ -1051,18 +1051,26 @@ def _gemma3n_attention(name: str, module: nn.Module) -> _Group | str:
     return _attention(name, module)
 
 
-def _gated_output_attention(name: str, module: nn.Module) -> _Group | str:
+def _gated_output_attention(name: str, module: nn.Module, gate_attr: str = "gate_proj") -> _Group | str:
     """AfmoeAttention: Llama's value path, and the attention output gated channel by channel,
     ``o_proj(out * sigmoid(gate_proj(x)))``: gate_proj's rows of each query head move with that head's values."""
     group = _attention(name, module)
-    gate = getattr(module, "gate_proj", None)
+    gate = getattr(module, gate_attr, None)
     if isinstance(group, str):
         return group
     consumer = next(m for m in group.members if m.role == "consumer")
     if not (_is_linear(gate) and gate.out_features == consumer.module.in_features):
-        return f"gate_proj is not an nn.Linear with o_proj's {consumer.module.in_features} inputs"
-    group.members += _producer(_join(name, "gate_proj"), gate, group.block, consumer.blocks)
+        return f"{gate_attr} is not an nn.Linear with o_proj's {consumer.module.in_features} inputs"
+    group.members += _producer(_join(name, gate_attr), gate, group.block, consumer.blocks)
     return group
+
+
+def _laguna_attention(name: str, module: nn.Module) -> _Group | str:
+    """LagunaAttention: the output gated by ``softplus(g_proj(x))``, one gate per head (the same for all of a head's
+    channels: Llama's value path) or per channel (g_proj's rows move with the values, as AFMoE's gate_proj's)."""
+    if getattr(module, "gate_per_head", False):
+        return _attention(name, module)
+    return _gated_output_attention(name, module, gate_attr="g_proj")
 
 
 def _query_gated_attention(name: str, module: nn.Module, query: str = "q_proj") -> _Group | str:
@@ -1450,6 +1458,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
     **_family("mimo_v2_flash.modeling_mimo_v2_flash", {"MiMoV2FlashAttention": (functools.partial(_attention, head_dim_attr="v_head_dim"), ())}),  # values of their own size
     **_family("minicpm5_moe.modeling_minicpm5_moe", {"MiniCPM5MoeAttention": (functools.partial(_query_gated_attention, query="q_gate_proj"), ())}),
+    **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
+    **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
     **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout
     **_family("trocr.modeling_trocr", {"TrOCRDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")), "TrOCRAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),

@@ -1021,6 +1021,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "ergo": lambda: (_causal_lm(
             transformers, "ergo", num_hidden_layers=2, first_dense_intermediate_size=96, shared_intermediate_size=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
         ), ids),  # Phi-3's fused qkv_proj, the config's key/value heads; a dense layer, then shared and routed experts
+        "laguna": lambda: (_causal_lm(transformers, "laguna"), ids),  # a softplus output gate per head
+        "laguna-per-element": lambda: (_causal_lm(transformers, "laguna", gating="per-element"), ids),  # per channel: g_proj's rows move
+        "modernbert-decoder": lambda: (_causal_lm(transformers, "modernbert-decoder"), ids),
         "openai-gpt": lambda: (transformers.OpenAIGPTLMHeadModel(transformers.OpenAIGPTConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, n_positions=32)), ids),
         "trocr": lambda: (  # the decoder alone, its cross-attention reading given encoder states
             transformers.TrOCRForCausalLM(transformers.TrOCRConfig(vocab_size=64, d_model=32, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64, max_position_embeddings=32)),
@@ -1247,6 +1250,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
         ("openai-gpt", ["Attention", "MLP"]),  # GPT-2's Conv1D layout
+        ("laguna", ["LagunaAttention", "LagunaMLP"]),
+        ("laguna-per-element", ["LagunaAttention", "LagunaMLP"]),
+        ("modernbert-decoder", ["ModernBertDecoderAttention", "ModernBertDecoderMLP"]),  # v_proj -> Wo
         ("trocr", ["TrOCRAttention", "TrOCRAttention", "TrOCRDecoderLayer"]),  # self- and cross-attention, fc1 -> fc2
         ("lara_mini", ["LaraMiniAttention", "LaraMiniExperts", "LaraMiniExperts", "LaraMiniGatedDeltaNet", "LaraMiniMLP", "LaraMiniMLP"]),
         ("cohere2_moe", ["Cohere2MoeAttention", "Cohere2MoeAttention", "Cohere2MoeExperts", "Cohere2MoeExperts"]),
