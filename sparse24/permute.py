@@ -1458,6 +1458,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
     **_family("mimo_v2_flash.modeling_mimo_v2_flash", {"MiMoV2FlashAttention": (functools.partial(_attention, head_dim_attr="v_head_dim"), ())}),  # values of their own size
     **_family("minicpm5_moe.modeling_minicpm5_moe", {"MiniCPM5MoeAttention": (functools.partial(_query_gated_attention, query="q_gate_proj"), ())}),
+    **_bert_family("git.modeling_git", "Git"),  # GIT's text layers (the image tokens first); its vision tower is CLIP's
+    **_family("git.modeling_git", {"GitVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
     **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout

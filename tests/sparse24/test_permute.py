@@ -1021,6 +1021,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "ergo": lambda: (_causal_lm(
             transformers, "ergo", num_hidden_layers=2, first_dense_intermediate_size=96, shared_intermediate_size=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
         ), ids),  # Phi-3's fused qkv_proj, the config's key/value heads; a dense layer, then shared and routed experts
+        "git": lambda: (
+            transformers.GitForCausalLM(transformers.GitConfig(
+                vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=16, patch_size=4), **lm,
+            )),
+            {**ids, **pixels},
+        ),
         "laguna": lambda: (_causal_lm(transformers, "laguna"), ids),  # a softplus output gate per head
         "laguna-per-element": lambda: (_causal_lm(transformers, "laguna", gating="per-element"), ids),  # per channel: g_proj's rows move
         "modernbert-decoder": lambda: (_causal_lm(transformers, "modernbert-decoder"), ids),
@@ -1251,6 +1257,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
         ("openai-gpt", ["Attention", "MLP"]),  # GPT-2's Conv1D layout
         ("laguna", ["LagunaAttention", "LagunaMLP"]),
+        ("git", ["GitAttention", "GitLayer", "GitVisionAttention", "GitVisionMLP"]),  # BERT's text layers, CLIP's vision tower
         ("laguna-per-element", ["LagunaAttention", "LagunaMLP"]),
         ("modernbert-decoder", ["ModernBertDecoderAttention", "ModernBertDecoderMLP"]),  # v_proj -> Wo
         ("trocr", ["TrOCRAttention", "TrOCRAttention", "TrOCRDecoderLayer"]),  # self- and cross-attention, fc1 -> fc2
