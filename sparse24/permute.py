@@ -1460,6 +1460,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("minicpm5_moe.modeling_minicpm5_moe", {"MiniCPM5MoeAttention": (functools.partial(_query_gated_attention, query="q_gate_proj"), ())}),
     **_bert_family("git.modeling_git", "Git"),  # GIT's text layers (the image tokens first); its vision tower is CLIP's
     **_family("git.modeling_git", {"GitVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    # XLM and FlauBERT (the same code): v_lin -> out_lin per head, lin1 -> act -> lin2
+    **_families([("xlm", "xlm.modeling_xlm"), ("flaubert", "flaubert.modeling_flaubert")], {
+        "MultiHeadAttention": (functools.partial(_attention, groups=1, value="v_lin", output="out_lin"), ()),
+        "TransformerFFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="act"), ()),
+    }),
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
     **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout

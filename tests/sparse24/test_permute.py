@@ -1027,6 +1027,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, **pixels},
         ),
+        "xlm": lambda: (transformers.XLMWithLMHeadModel(transformers.XLMConfig(vocab_size=64, emb_dim=64, n_layers=1, n_heads=4)), ids),
+        "flaubert": lambda: (transformers.FlaubertModel(transformers.FlaubertConfig(vocab_size=64, emb_dim=64, n_layers=1, n_heads=4, gelu_activation=False)), ids),  # ReLU
         "laguna": lambda: (_causal_lm(transformers, "laguna"), ids),  # a softplus output gate per head
         "laguna-per-element": lambda: (_causal_lm(transformers, "laguna", gating="per-element"), ids),  # per channel: g_proj's rows move
         "modernbert-decoder": lambda: (_causal_lm(transformers, "modernbert-decoder"), ids),
@@ -1257,6 +1259,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
         ("openai-gpt", ["Attention", "MLP"]),  # GPT-2's Conv1D layout
         ("laguna", ["LagunaAttention", "LagunaMLP"]),
+        ("xlm", ["MultiHeadAttention", "TransformerFFN"]),
+        ("flaubert", ["MultiHeadAttention", "TransformerFFN"]),
         ("git", ["GitAttention", "GitLayer", "GitVisionAttention", "GitVisionMLP"]),  # BERT's text layers, CLIP's vision tower
         ("laguna-per-element", ["LagunaAttention", "LagunaMLP"]),
         ("modernbert-decoder", ["ModernBertDecoderAttention", "ModernBertDecoderMLP"]),  # v_proj -> Wo
