@@ -1527,12 +1527,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "{}MLPBlock": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="act"), ()),
     }),
     # ViT's older layout (intermediate -> output; attention.value -> output.dense): YOLOS, data2vec-vision (BEiT's
-    # relative position bias, on the scores), Swin v2 (cosine attention, on the scores)
+    # relative position bias, on the scores), Swin v2 (cosine attention, on the scores), Donut's Swin (Swin 1's older code)
     **{
         (f"transformers.models.{module}", f"{family}{cls}"): rule
         for module, family, attention in [
             ("yolos.modeling_yolos", "Yolos", "attention"), ("data2vec.modeling_data2vec_vision", "Data2VecVision", "attention"),
-            ("swinv2.modeling_swinv2", "Swinv2", "self"),
+            ("swinv2.modeling_swinv2", "Swinv2", "self"), ("donut.modeling_donut_swin", "DonutSwin", "self"),
         ]
         for cls, rule in (
             ("Layer", (functools.partial(_bert_layer, family=family), ("attention",))),

@@ -970,6 +970,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "dinov2": lambda: (transformers.Dinov2Model(transformers.Dinov2Config(**vision)), pixels),
         "beit": lambda: (transformers.BeitModel(transformers.BeitConfig(**vision, use_relative_position_bias=True)), pixels),
         "swin": lambda: (transformers.SwinModel(transformers.SwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[1], num_heads=[4], window_size=4)), pixels),
+        "donut-swin": lambda: (transformers.DonutSwinModel(transformers.DonutSwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[1], num_heads=[4], window_size=4)), pixels),
         "t5": lambda: (transformers.T5Model(transformers.T5Config(**t5)), {**ids, **decoder}),
         "t5-gated": lambda: (transformers.T5Model(transformers.T5Config(**t5, feed_forward_proj="gated-gelu")), {**ids, **decoder}),
         "mt5": lambda: (transformers.MT5Model(transformers.MT5Config(**t5)), {**ids, **decoder}),
@@ -1223,6 +1224,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("dinov2", ["Dinov2Attention", "Dinov2MLP"]),
         ("beit", ["BeitAttention", "BeitMLP"]),
         ("swin", ["SwinAttention", "SwinMLP"]),
+        ("donut-swin", ["DonutSwinAttention", "DonutSwinLayer"]),  # intermediate -> output in the layer
         ("t5", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense"]),
         ("t5-gated", ["T5Attention", "T5DenseGatedActDense", "T5Attention", "T5Attention", "T5DenseGatedActDense"]),
         ("mt5", ["MT5Attention", "MT5DenseGatedActDense", "MT5Attention", "MT5Attention", "MT5DenseGatedActDense"]),
