@@ -1465,6 +1465,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MultiHeadAttention": (functools.partial(_attention, groups=1, value="v_lin", output="out_lin"), ()),
         "TransformerFFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="act"), ()),
     }),
+    **_family("hiera.modeling_hiera", {"HieraMaskUnitAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ())}),  # qkv: all q, k, v heads
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
     **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout

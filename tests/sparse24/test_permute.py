@@ -970,6 +970,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "dinov2": lambda: (transformers.Dinov2Model(transformers.Dinov2Config(**vision)), pixels),
         "beit": lambda: (transformers.BeitModel(transformers.BeitConfig(**vision, use_relative_position_bias=True)), pixels),
         "swin": lambda: (transformers.SwinModel(transformers.SwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[1], num_heads=[4], window_size=4)), pixels),
+        "hiera": lambda: (  # mask-unit attention in the first two stages, query pooling between stages
+            transformers.HieraModel(transformers.HieraConfig(
+                embed_dim=16, image_size=[32, 32], patch_size=[3, 3], patch_stride=[2, 2], patch_padding=[1, 1], depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], mlp_ratio=2.0,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "donut-swin": lambda: (transformers.DonutSwinModel(transformers.DonutSwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[1], num_heads=[4], window_size=4)), pixels),
         "t5": lambda: (transformers.T5Model(transformers.T5Config(**t5)), {**ids, **decoder}),
         "t5-gated": lambda: (transformers.T5Model(transformers.T5Config(**t5, feed_forward_proj="gated-gelu")), {**ids, **decoder}),
@@ -1225,6 +1231,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("beit", ["BeitAttention", "BeitMLP"]),
         ("swin", ["SwinAttention", "SwinMLP"]),
         ("donut-swin", ["DonutSwinAttention", "DonutSwinLayer"]),  # intermediate -> output in the layer
+        ("hiera", ["HieraMaskUnitAttention", "HieraMlp"] * 4),  # qkv: all query, key, value heads -> proj
         ("t5", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense"]),
         ("t5-gated", ["T5Attention", "T5DenseGatedActDense", "T5Attention", "T5Attention", "T5DenseGatedActDense"]),
         ("mt5", ["MT5Attention", "MT5DenseGatedActDense", "MT5Attention", "MT5Attention", "MT5DenseGatedActDense"]),
