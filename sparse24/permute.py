@@ -1231,18 +1231,23 @@ def _bert_family(module: str, family: str, value_attr: str = "value") -> dict:
     })  # fmt: skip
 
 
-def _segformer_mix_mlp(name: str, module: nn.Module) -> _Group | str:
-    """SegformerMixMLP: fc2(act(dwconv(fc1(x)))), dwconv a depthwise 3x3 over fc1's channels (per channel: it moves with them)."""
-    fc1, fc2, conv = getattr(module, "fc1", None), getattr(module, "fc2", None), getattr(getattr(module, "dwconv", None), "dwconv", None)
+def _segformer_mix_mlp(
+    name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str = "activation_fn", elementwise: Sequence[str] = ()
+) -> _Group | str:
+    """SegformerMixMLP: fc2(act(dwconv(fc1(x)))), dwconv a depthwise 3x3 over fc1's channels (per channel: it moves with them).
+    PVT v2's the same under other names (``first``, ``second``, ``activation``), with a ReLU or identity after dense1
+    (``elementwise``: more modules that must act elementwise)."""
+    fc1, fc2, conv = getattr(module, first, None), getattr(module, second, None), getattr(getattr(module, "dwconv", None), "dwconv", None)
     if not (_is_linear(fc1) and _is_linear(fc2) and isinstance(conv, nn.Conv2d)):
-        return "fc1, dwconv.dwconv and fc2 are not nn.Linear, nn.Conv2d and nn.Linear"
+        return f"{first}, dwconv.dwconv and {second} are not nn.Linear, nn.Conv2d and nn.Linear"
     width = fc1.out_features
     if not (_is_depthwise(conv, width) and fc2.in_features == width):
-        return f"dwconv.dwconv is not depthwise over fc1's {width} channels, or fc2 reads {fc2.in_features}"
-    if not _elementwise_module(getattr(module, "activation_fn", None)):
-        return f"activation_fn {type(getattr(module, 'activation_fn', None)).__name__} is not a known elementwise activation"
-    members = _producer(_join(name, "fc1"), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
+        return f"dwconv.dwconv is not depthwise over {first}'s {width} channels, or {second} reads {fc2.in_features}"
+    for attr in (activation, *elementwise):
+        if not _elementwise_module(getattr(module, attr, None)):
+            return f"{attr} {type(getattr(module, attr, None)).__name__} is not a known elementwise activation"
+    members = _producer(_join(name, first), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, second), fc2, width))
 
 
 _CONVNEXT_MLP = functools.partial(_two_layer_mlp, first="pwconv1", second="pwconv2", activation="act")  # channels-last Linears
@@ -1466,6 +1471,17 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "TransformerFFN": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="act"), ()),
     }),
     **_family("hiera.modeling_hiera", {"HieraMaskUnitAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ())}),  # qkv: all q, k, v heads
+    # PVT: BERT's attention layout, dense1 -> act -> dense2; PVT v2: values -> proj in one module, SegFormer's mix MLP
+    **_family("pvt.modeling_pvt", {
+        "PvtAttention": (_bert_attention, ()),
+        "PvtFFN": (functools.partial(_two_layer_mlp, first="dense1", second="dense2", activation="intermediate_act_fn"), ()),
+    }),
+    **_family("pvt_v2.modeling_pvt_v2", {
+        "PvtV2SelfAttention": (functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size"), ()),
+        "PvtV2ConvFeedForwardNetwork": (
+            functools.partial(_segformer_mix_mlp, first="dense1", second="dense2", activation="intermediate_act_fn", elementwise=("relu",)), (),
+        ),
+    }),
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
     **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout

@@ -976,6 +976,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        "pvt": lambda: (transformers.PvtModel(transformers.PvtConfig(
+            image_size=32, num_encoder_blocks=2, depths=[1, 1], sequence_reduction_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[4, 2], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
+        )), {"pixel_values": torch.randn(2, 3, 32, 32)}),
+        **{family: functools.partial(lambda linear: (transformers.PvtV2Model(transformers.PvtV2Config(
+            image_size=32, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
+            linear_attention=linear,
+        )), {"pixel_values": torch.randn(2, 3, 32, 32)}), linear) for family, linear in (("pvt_v2", False), ("pvt_v2-linear", True))},  # linear: pooled keys, a ReLU after dense1
         "donut-swin": lambda: (transformers.DonutSwinModel(transformers.DonutSwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[1], num_heads=[4], window_size=4)), pixels),
         "t5": lambda: (transformers.T5Model(transformers.T5Config(**t5)), {**ids, **decoder}),
         "t5-gated": lambda: (transformers.T5Model(transformers.T5Config(**t5, feed_forward_proj="gated-gelu")), {**ids, **decoder}),
@@ -1232,6 +1239,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("swin", ["SwinAttention", "SwinMLP"]),
         ("donut-swin", ["DonutSwinAttention", "DonutSwinLayer"]),  # intermediate -> output in the layer
         ("hiera", ["HieraMaskUnitAttention", "HieraMlp"] * 4),  # qkv: all query, key, value heads -> proj
+        ("pvt", ["PvtAttention", "PvtFFN"] * 2),  # spatially reduced keys and values
+        ("pvt_v2", ["PvtV2ConvFeedForwardNetwork", "PvtV2SelfAttention"] * 2),  # dense1 -> depthwise conv -> act -> dense2
+        ("pvt_v2-linear", ["PvtV2ConvFeedForwardNetwork", "PvtV2SelfAttention"] * 2),
         ("t5", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense"]),
         ("t5-gated", ["T5Attention", "T5DenseGatedActDense", "T5Attention", "T5Attention", "T5DenseGatedActDense"]),
         ("mt5", ["MT5Attention", "MT5DenseGatedActDense", "MT5Attention", "MT5Attention", "MT5DenseGatedActDense"]),
@@ -1413,6 +1423,20 @@ class _HalvesNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         halves = x.unflatten(-1, (2, -1))
         return self.weight * (halves * halves.square().mean(-1, keepdim=True).add(1e-6).rsqrt()).flatten(-2)
+
+
+def test_pvt_v2_mix_mlp_stays_with_a_module_between_that_mixes_channels() -> None:
+    """PVT v2's dense1 -> (ReLU) -> depthwise conv -> act -> dense2: a module in the ReLU's place that is not elementwise
+    leaves that MLP in place, with the reason."""
+    torch.manual_seed(0)
+    model, batch = _family_model("pvt_v2")
+    model.encoder.layers[0].blocks[0].mlp.relu = nn.LayerNorm(32).double()
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    assert sorted(g.kind for g in report.groups) == ["PvtV2ConvFeedForwardNetwork", "PvtV2SelfAttention", "PvtV2SelfAttention"]
+    assert any("relu LayerNorm is not a known elementwise activation" in s.reason for s in report.skipped)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).last_hidden_state, reference(**batch).last_hidden_state, rtol=0, atol=1e-10)
 
 
 def test_latent_attention_leaves_a_latent_with_another_norm_in_place() -> None:
