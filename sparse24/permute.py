@@ -577,16 +577,17 @@ def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, _producer(_join(name, "c_fc"), fc, width) + _consumer(_join(name, "c_proj"), proj, width))
 
 
-def _bert_layer(name: str, module: nn.Module, family: str = "Bert") -> _Group | str:
-    """BertLayer (and RoBERTa's, XLM-R's, ELECTRA's: ``family``): output.dense(intermediate.intermediate_act_fn(intermediate.dense(x)))."""
+def _bert_layer(name: str, module: nn.Module, family: str = "Bert", activation: str | None = "intermediate_act_fn") -> _Group | str:
+    """BertLayer (and RoBERTa's, XLM-R's, ELECTRA's: ``family``): output.dense(intermediate.intermediate_act_fn(intermediate.dense(x))).
+    ``activation=None``: the intermediate's forward applies a fixed elementwise function itself (ESM's GELU)."""
     inter, out = getattr(module, "intermediate", None), getattr(module, "output", None)
     if _transformers_class(inter) != f"{family}Intermediate" or _transformers_class(out) != f"{family}Output":
         return f"intermediate/output are not {family}Intermediate/{family}Output"
     dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
     if not (_is_linear(dense_in) and _is_linear(dense_out)):
         return "intermediate.dense and output.dense are not nn.Linear"
-    if not _elementwise_module(inter.intermediate_act_fn):
-        return f"intermediate_act_fn {type(inter.intermediate_act_fn).__name__} is not a known elementwise activation"
+    if activation is not None and not _elementwise_module(getattr(inter, activation, None)):
+        return f"intermediate.{activation} {type(getattr(inter, activation, None)).__name__} is not a known elementwise activation"
     width = dense_in.out_features
     if dense_out.in_features != width:
         return "intermediate.dense outputs and output.dense inputs differ in size"
@@ -1373,6 +1374,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("xlm_roberta_xl.modeling_xlm_roberta_xl", "XLMRobertaXL"),  # pre-norm
     **_bert_family("roberta_prelayernorm.modeling_roberta_prelayernorm", "RobertaPreLayerNorm"),
     **_bert_family("roformer.modeling_roformer", "RoFormer"),
+    **_bert_family("layoutlm.modeling_layoutlm", "LayoutLM"),
+    **_bert_family("luke.modeling_luke", "Luke"),  # the entity tokens' values go through the same value and output.dense
+    **_bert_family("tapas.modeling_tapas", "Tapas"),
+    # Nystromformer and YOSO: their approximate attentions, and a depthwise conv over each head's values along the
+    # sequence, keep each value channel apart (YOSO L2-normalises the context per head: any order of its channels)
+    **_bert_family("nystromformer.modeling_nystromformer", "Nystromformer"),
+    **_bert_family("yoso.modeling_yoso", "Yoso"),
+    **_bert_family("deberta.modeling_deberta", "Deberta"),  # the layers' feed-forward; its attention's fused in_proj has no rule
     **_family("roformer.modeling_roformer", {"RoFormerAttention": (_roformer_attention, ())}),
     **_bert_family("deberta_v2.modeling_deberta_v2", "DebertaV2", value_attr="value_proj"),
     **_family("albert.modeling_albert", {
@@ -1481,6 +1490,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PvtV2ConvFeedForwardNetwork": (
             functools.partial(_segformer_mix_mlp, first="dense1", second="dense2", activation="intermediate_act_fn", elementwise=("relu",)), (),
         ),
+    }),
+    **_family("esm.modeling_esm", {  # BERT's layout, pre-norm, rotary queries and keys; the intermediate applies GELU itself
+        "EsmLayer": (functools.partial(_bert_layer, family="Esm", activation=None), ("attention", "crossattention")),
+        "EsmAttention": (_bert_attention, ()),
     }),
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),

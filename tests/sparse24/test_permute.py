@@ -1056,7 +1056,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "data2vec-text": lambda: (transformers.Data2VecTextModel(transformers.Data2VecTextConfig(**lm)), ids),
         # BERT's layout in other families (pre-norm: MegatronBERT, XLM-R XL, RoBERTa-PreLayerNorm; rotary queries and keys: RoFormer)
         **{family: functools.partial(lambda family: (_encoder(transformers, family, **lm), ids), family) for family in (
-            "megatron-bert", "roc_bert", "xlm-roberta-xl", "roberta-prelayernorm", "roformer",
+            "megatron-bert", "roc_bert", "xlm-roberta-xl", "roberta-prelayernorm", "roformer", "layoutlm", "luke", "tapas", "nystromformer", "yoso", "deberta", "esm",
         )},
         "rembert": lambda: (_encoder(transformers, "rembert", **lm, input_embedding_size=32, output_embedding_size=32), ids),
         "roformer-rotary-value": lambda: (_encoder(transformers, "roformer", **lm, rotary_value=True), ids),  # rotated values: the attention stays
@@ -1289,8 +1289,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
         *[(family, [f"{cls}Attention", f"{cls}Layer"]) for family, cls in [
             ("megatron-bert", "MegatronBert"), ("rembert", "RemBert"), ("roc_bert", "RoCBert"), ("xlm-roberta-xl", "XLMRobertaXL"),
-            ("roberta-prelayernorm", "RobertaPreLayerNorm"), ("roformer", "RoFormer"),
+            ("roberta-prelayernorm", "RobertaPreLayerNorm"), ("roformer", "RoFormer"), ("layoutlm", "LayoutLM"), ("luke", "Luke"), ("tapas", "Tapas"),
+            ("nystromformer", "Nystromformer"), ("yoso", "Yoso"), ("esm", "Esm"),
         ]],
+        ("deberta", ["DebertaLayer"]),  # its attention's fused in_proj stays in place
         ("roformer-rotary-value", ["RoFormerLayer"]),
         ("bert-generation", ["BertGenerationAttention", "BertGenerationLayer"]),
         ("biogpt", ["BioGptAttention", "BioGptDecoderLayer"]),
@@ -1423,6 +1425,19 @@ class _HalvesNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         halves = x.unflatten(-1, (2, -1))
         return self.weight * (halves * halves.square().mean(-1, keepdim=True).add(1e-6).rsqrt()).flatten(-2)
+
+
+def test_bert_layer_stays_with_an_activation_that_mixes_channels() -> None:
+    """A BERT-layout layer whose intermediate activation is not elementwise keeps its feed-forward in place, with the reason."""
+    torch.manual_seed(0)
+    model, batch = _family_model("roberta")
+    model.encoder.layer[0].intermediate.intermediate_act_fn = nn.Softmax(-1)
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    assert [g.kind for g in report.groups] == ["RobertaAttention"]
+    assert any("intermediate.intermediate_act_fn Softmax is not a known elementwise activation" in s.reason for s in report.skipped)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).last_hidden_state, reference(**batch).last_hidden_state, rtol=0, atol=1e-10)
 
 
 def test_pvt_v2_mix_mlp_stays_with_a_module_between_that_mixes_channels() -> None:
