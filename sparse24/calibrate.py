@@ -98,7 +98,7 @@ class Padding:
         self.lengths: dict[tuple[int, int], Tensor] = {}  # by [batch, length]: each sequence's unpadded length (a Conv1d's input)
         self.counted: set[tuple[int, ...]] = set()
         self.keys: set[str] = set()  # the masks applied
-        self.unit = "token positions"
+        self.unit = "token positions" if self.stages is None else "frames"  # what left_out and seen count
         self.left_out = 0  # token positions (frames), over the batches whose mask some layer applied
         self.seen = 0
         self.windows = False  # some Conv1d left out windows over padding
@@ -136,17 +136,18 @@ class Padding:
         mask = _padding_mask(batch, "attention_mask", tuple(samples.shape))
         if mask is None:
             return
-        lengths, length = mask.sum(-1), samples.shape[1]
+        batch_size, length = samples.shape
+        lengths = mask.sum(-1)
         if not torch.equal(mask, torch.arange(length, device=mask.device) < lengths.unsqueeze(1)):
             return  # not right padding: the model's own frames' mask would not be these rows
-        for kernel, stride in self.stages:
-            self.lengths[(samples.shape[0], length)] = lengths
-            length, lengths = (length - kernel) // stride + 1, (torch.div(lengths - kernel, stride, rounding_mode="floor") + 1).clamp(min=0)
-        self.lengths[(samples.shape[0], length)] = lengths  # the frames: a convolution over them (a Conformer's) reads them
-        frames = torch.arange(length, device=mask.device) < lengths.unsqueeze(1)
-        if samples.shape[0] != length and not bool(frames.all()):
+        self.lengths[(batch_size, length)] = lengths
+        sizes = torch.cat([lengths, lengths.new_tensor([length])])  # each sequence's length, then the padded one
+        for kernel, stride in self.stages:  # each convolution's output: the next one's input; the last one's, the frames
+            sizes = (torch.div(sizes - kernel, stride, rounding_mode="floor") + 1).clamp(min=0)
+            self.lengths[(batch_size, int(sizes[-1]))] = sizes[:-1]  # (a Conformer's convolution reads the frames)
+        frames = torch.arange(int(sizes[-1]), device=mask.device) < sizes[:-1].unsqueeze(1)
+        if batch_size != frames.shape[1] and not bool(frames.all()):
             self.masks[tuple(frames.shape)] = (frames, "attention_mask")
-            self.unit = "frames"
 
     def windows_kept(self, module: nn.Module, x: Tensor) -> Tensor | None:
         """``[batch * positions]`` bool: which of a ``Conv1d``'s output positions (its im2col rows) the unpadded

@@ -1224,11 +1224,14 @@ def _families(families: Iterable[tuple[str, str]], rules: Mapping[str, tuple[_Ru
     return {key: rule for prefix, module in families for key, rule in _family(module, {cls.format(prefix): r for cls, r in rules.items()}).items()}
 
 
-def _bert_family(module: str, family: str, value_attr: str = "value") -> dict:
-    """The BERT layout under another name (RoBERTa, XLM-R, ELECTRA, DeBERTa-v2): the layer's feed-forward and the attention values."""
+def _bert_family(
+    module: str, family: str, value_attr: str = "value", activation: str | None = "intermediate_act_fn", attention: _Rule | None = None
+) -> dict:
+    """The BERT layout under another name (RoBERTa, XLM-R, ELECTRA, DeBERTa-v2): the layer's feed-forward and the attention values.
+    ``activation``: as :func:`_bert_layer`'s; ``attention``: a rule of the family's own for its attention (RoFormer's)."""
     return _family(module, {
-        f"{family}Layer": (functools.partial(_bert_layer, family=family), ("attention", "crossattention")),
-        f"{family}Attention": (functools.partial(_bert_attention, value_attr=value_attr), ()),
+        f"{family}Layer": (functools.partial(_bert_layer, family=family, activation=activation), ("attention", "crossattention")),
+        f"{family}Attention": (attention or functools.partial(_bert_attention, value_attr=value_attr), ()),
     })  # fmt: skip
 
 
@@ -1373,7 +1376,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("roc_bert.modeling_roc_bert", "RoCBert"),
     **_bert_family("xlm_roberta_xl.modeling_xlm_roberta_xl", "XLMRobertaXL"),  # pre-norm
     **_bert_family("roberta_prelayernorm.modeling_roberta_prelayernorm", "RobertaPreLayerNorm"),
-    **_bert_family("roformer.modeling_roformer", "RoFormer"),
+    **_bert_family("roformer.modeling_roformer", "RoFormer", attention=_roformer_attention),
     **_bert_family("layoutlm.modeling_layoutlm", "LayoutLM"),
     **_bert_family("luke.modeling_luke", "Luke"),  # the entity tokens' values go through the same value and output.dense
     **_bert_family("tapas.modeling_tapas", "Tapas"),
@@ -1382,7 +1385,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("nystromformer.modeling_nystromformer", "Nystromformer"),
     **_bert_family("yoso.modeling_yoso", "Yoso"),
     **_bert_family("deberta.modeling_deberta", "Deberta"),  # the layers' feed-forward; its attention's fused in_proj has no rule
-    **_family("roformer.modeling_roformer", {"RoFormerAttention": (_roformer_attention, ())}),
+    **_bert_family("esm.modeling_esm", "Esm", activation=None),  # pre-norm, rotary q/k; its intermediate applies GELU itself
+    **_bert_family("git.modeling_git", "Git"),  # GIT's text layers (the image tokens first); its vision tower is CLIP's
+    **_family("git.modeling_git", {"GitVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_bert_family("deberta_v2.modeling_deberta_v2", "DebertaV2", value_attr="value_proj"),
     **_family("albert.modeling_albert", {
         "AlbertLayer": (functools.partial(_two_layer_mlp, first="ffn", second="ffn_output", activation="activation"), ("attention",)),
@@ -1466,14 +1471,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2MLP": (functools.partial(_gated_mlp, gate="w1", up="w3", down="w2", act=None), ()),  # w2(F.silu(w1(x)) * w3(x))
     }),
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
-    # Beam: AFMoE's gated attention output (and a gate bias per head: the same for a head's every channel); a gated
-    # MLP that computes its product in float32
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
     **_family("mimo_v2_flash.modeling_mimo_v2_flash", {"MiMoV2FlashAttention": (functools.partial(_attention, head_dim_attr="v_head_dim"), ())}),  # values of their own size
     **_family("minicpm5_moe.modeling_minicpm5_moe", {"MiniCPM5MoeAttention": (functools.partial(_query_gated_attention, query="q_gate_proj"), ())}),
-    **_bert_family("git.modeling_git", "Git"),  # GIT's text layers (the image tokens first); its vision tower is CLIP's
-    **_family("git.modeling_git", {"GitVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     # XLM and FlauBERT (the same code): v_lin -> out_lin per head, lin1 -> act -> lin2
     **_families([("xlm", "xlm.modeling_xlm"), ("flaubert", "flaubert.modeling_flaubert")], {
         "MultiHeadAttention": (functools.partial(_attention, groups=1, value="v_lin", output="out_lin"), ()),
@@ -1491,14 +1492,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             functools.partial(_segformer_mix_mlp, first="dense1", second="dense2", activation="intermediate_act_fn", elementwise=("relu",)), (),
         ),
     }),
-    **_family("esm.modeling_esm", {  # BERT's layout, pre-norm, rotary queries and keys; the intermediate applies GELU itself
-        "EsmLayer": (functools.partial(_bert_layer, family="Esm", activation=None), ("attention", "crossattention")),
-        "EsmAttention": (_bert_attention, ()),
-    }),
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
     **_family("openai.modeling_openai", {"Attention": (_openai_gpt_attention, ()), "MLP": (_c_fc_mlp, ())}),  # GPT-1: GPT-2's Conv1D layout
     **_family("trocr.modeling_trocr", {"TrOCRDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")), "TrOCRAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's
+    # Beam: AFMoE's gated attention output (and a gate bias per head: the same for a head's every channel); a gated
+    # MLP that computes its product in float32
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
     **{
         (f"transformers.models.{module}.modeling_{module}", f"{cls}Attention"): (_query_gated_attention, ())

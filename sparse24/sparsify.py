@@ -600,8 +600,9 @@ def sparsify(
             with record() as seen:
                 kept = _choose(model, criterion, chosen, sequential, offload, dict(data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, options=options))
             padded = max(seen.passes, key=lambda p: p.seen, default=None)  # every pass reads the same batches
-            if padded is not None and (padded.left_out or any(p.windows for p in seen.passes)):
-                windows = "; the convolutions' windows over padded samples too" if any(p.windows for p in seen.passes) else ""
+            windows = any(p.windows for p in seen.passes)  # a Conv1d pass may count no frames
+            if padded is not None and (padded.left_out or windows):
+                windows = "; the convolutions' windows over padded samples too" if windows else ""
                 notes.append(f"the input statistics leave out padding: {padded.left_out} of {padded.seen} {padded.unit} ({' and '.join(sorted(padded.keys))} == 0){windows}")
             if seen.unseen:
                 listed = "; ".join(f"{name} {unseen} of {parts}" for name, (unseen, parts) in seen.unseen.items())
