@@ -497,6 +497,13 @@ def _is_linear(module: object) -> bool:
     return isinstance(module, nn.Linear) and set(gemm_axes(module)) == {"weight"}
 
 
+def _attr(module: object, path: str) -> Any:
+    """``module``'s attribute at the dotted ``path``, or None where a step is missing."""
+    for part in path.split("."):
+        module = getattr(module, part, None)
+    return module
+
+
 def _is_gemm(module: nn.Module) -> bool:
     """A layer whose weight maps input channels to output channels: Linear, Conv1d/2d/3d, GPT-2 Conv1D."""
     axes = gemm_axes(module)
@@ -511,12 +518,12 @@ def _gated_mlp(
 ) -> _Group | str:
     """``down(act(gate(x)) * up(x))``: the Llama, Mistral, Qwen2/3 and Gemma 1-3 MLPs (gate_proj, up_proj, down_proj,
     act_fn) and T5's gated feed-forward (wi_0, wi_1, wo, act); ``act=None`` for a class whose forward calls an
-    elementwise function itself (LFM2's ``F.silu``)."""
-    gate_layer, up_layer, down_layer = (getattr(module, attr, None) for attr in (gate, up, down))
+    elementwise function itself (LFM2's ``F.silu``). The names may be dotted paths (CPM-Ant's ``w_in.w_0``)."""
+    gate_layer, up_layer, down_layer = (_attr(module, attr) for attr in (gate, up, down))
     if not all(_is_linear(m) for m in (gate_layer, up_layer, down_layer)):
         return f"{gate}, {up} and {down} are not all nn.Linear"
-    if act is not None and not _elementwise_module(getattr(module, act, None)):
-        return f"{act} {type(getattr(module, act, None)).__name__} is not a known elementwise activation"
+    if act is not None and not _elementwise_module(_attr(module, act)):
+        return f"{act} {type(_attr(module, act)).__name__} is not a known elementwise activation"
     width = gate_layer.out_features
     if up_layer.out_features != width or down_layer.in_features != width:
         return f"{gate}/{up} outputs ({gate_layer.out_features}, {up_layer.out_features}) and {down} input ({down_layer.in_features}) differ"
@@ -577,12 +584,16 @@ def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, _producer(_join(name, "c_fc"), fc, width) + _consumer(_join(name, "c_proj"), proj, width))
 
 
-def _bert_layer(name: str, module: nn.Module, family: str = "Bert", activation: str | None = "intermediate_act_fn") -> _Group | str:
+def _bert_layer(
+    name: str, module: nn.Module, family: str = "Bert", activation: str | None = "intermediate_act_fn", output_class: str | None = None
+) -> _Group | str:
     """BertLayer (and RoBERTa's, XLM-R's, ELECTRA's: ``family``): output.dense(intermediate.intermediate_act_fn(intermediate.dense(x))).
-    ``activation=None``: the intermediate's forward applies a fixed elementwise function itself (ESM's GELU)."""
+    ``activation=None``: the intermediate's forward applies a fixed elementwise function itself (ESM's GELU);
+    ``output_class``: the output's class where it is not ``{family}Output`` (MobileBERT's extra FFNs' FFNOutput)."""
     inter, out = getattr(module, "intermediate", None), getattr(module, "output", None)
-    if _transformers_class(inter) != f"{family}Intermediate" or _transformers_class(out) != f"{family}Output":
-        return f"intermediate/output are not {family}Intermediate/{family}Output"
+    output_class = output_class or f"{family}Output"
+    if _transformers_class(inter) != f"{family}Intermediate" or _transformers_class(out) != output_class:
+        return f"intermediate/output are not {family}Intermediate/{output_class}"
     dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
     if not (_is_linear(dense_in) and _is_linear(dense_out)):
         return "intermediate.dense and output.dense are not nn.Linear"
@@ -789,24 +800,22 @@ def _conv1d_values(name: str, module: nn.Module, embed: int, heads: int, parts: 
 
 def _bert_attention(
     name: str, module: nn.Module, value_attr: str | Sequence[str] = "value", attention_attr: str = "self", output: str = "output.dense",
-    heads_attr: str = "num_attention_heads", head_dim_attr: str = "attention_head_size",
+    heads_attr: str = "num_attention_heads", head_dim_attr: str | None = "attention_head_size",
 ) -> _Group | str:
     """BertAttention (RoBERTa's, XLM-R's, ELECTRA's; DeBERTa-v2's with ``value_proj``; MobileViT's under ``attention``):
     self.value's rows and output.dense's input columns, within each head. An attention whose values are projected in
     its ``attention_attr`` child and leave through ``output``: BigBird-Pegasus's encoder attention (self.value ->
     output, full or block-sparse), Longformer's (the local and the global values: ``value_attr`` both value and
-    value_global, each head's rows in one order -> output.dense), LED's encoder attention (longformer_self_attn -> output)."""
+    value_global, each head's rows in one order -> output.dense), LED's encoder attention (longformer_self_attn -> output).
+    ``head_dim_attr=None``: the head size is the values' width over the heads (CvT's)."""
     attention = getattr(module, attention_attr, None)
     values = [value_attr] if isinstance(value_attr, str) else list(value_attr)
     layers = [getattr(attention, value, None) for value in values]
-    try:
-        dense = module.get_submodule(output)
-    except AttributeError:
-        dense = None
+    dense = _attr(module, output)
     if not (all(_is_linear(layer) for layer in layers) and _is_linear(dense)):
         return f"{attention_attr}.{' and '.join(values)} and {output} are not nn.Linear"
-    heads, head_dim = getattr(attention, heads_attr, None), getattr(attention, head_dim_attr, None)
-    width = layers[0].out_features
+    heads, width = getattr(attention, heads_attr, None), layers[0].out_features
+    head_dim = getattr(attention, head_dim_attr, None) if head_dim_attr else width // heads if isinstance(heads, int) and heads > 0 else None
     if not isinstance(heads, int) or not isinstance(head_dim, int) or any(layer.out_features != heads * head_dim for layer in layers) or dense.in_features != width:
         return f"{attention_attr}.{values[0]} ({width}) and {output} ({dense.in_features}) do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
@@ -1023,12 +1032,12 @@ def _attention(
 
     ``groups`` for a class without ``num_key_value_groups`` (ViT, OPT: 1, every head its own
     values); ``output`` and ``value`` the projections' names (OPT: ``out_proj``; T5: ``v``,
-    ``o``), ``head_dim_attr`` the attribute holding the head size (T5: ``key_value_proj_dim``).
+    ``o``; Moshi's wrapped ``v_proj.linear``), ``head_dim_attr`` the attribute holding the head size (T5: ``key_value_proj_dim``).
 
     Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
     o_proj take the permutation of that kv head's ``head_dim`` rows of v_proj.
     """
-    v, o = getattr(module, value, None), getattr(module, output, None)
+    v, o = _attr(module, value), _attr(module, output)
     if not (_is_linear(v) and _is_linear(o)):
         return f"{value} and {output} are not nn.Linear"
     head_dim = getattr(module, head_dim_attr, None)
@@ -1041,6 +1050,38 @@ def _attention(
     members = _producer(_join(name, value), v, head_dim, torch.arange(kv_heads))
     members += _consumer(_join(name, output), o, head_dim, torch.arange(kv_heads * groups) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
+
+
+def _diff_attention(name: str, module: nn.Module) -> _Group | str:
+    """DiffLlamaAttention (differential attention): the key/value heads' values split in two halves, each query head
+    reading its key/value head's value in both (``[v_g, v_{K/2 + g}]``, ``g`` its head's in the first half); the
+    query heads' outputs subtracted in pairs ``h``, ``h + H/2`` (the same channels) and RMS-normed without a scale
+    over each pair's ``2 head_dim`` channels (any order). o_proj's input is, output pair ``h`` after pair, the
+    channels of key/value head ``h // groups``, then of ``K/2 + h // groups``."""
+    group = _attention(name, module)
+    if isinstance(group, str):
+        return group
+    norm, kv_heads, groups = getattr(module, "groupnorm", None), group.count, module.num_key_value_groups
+    if not (type(norm) is nn.RMSNorm and norm.weight is None and norm.normalized_shape == (2 * group.block,)) or kv_heads % 2:
+        return f"groupnorm is not an nn.RMSNorm without a scale over pairs of {group.block} channels, or {kv_heads} key/value heads do not halve"
+    pairs = torch.arange(kv_heads * groups // 2)
+    blocks = torch.stack([pairs // groups, kv_heads // 2 + pairs // groups], dim=1).flatten()
+    group.members = [m for m in group.members if m.role != "consumer"] + _consumer(_join(name, "o_proj"), module.o_proj, group.block, blocks)
+    return group
+
+
+def _doge_attention(name: str, module: nn.Module) -> _Group | str:
+    """DogeAttention: Llama's value path, and dt_proj reads the values of every key/value head (the dynamic mask's
+    step per head): its input columns move with v_proj's rows."""
+    group = _attention(name, module)
+    dt = getattr(module, "dt_proj", None)
+    if isinstance(group, str):
+        return group
+    width = group.block * group.count
+    if not (_is_linear(dt) and dt.in_features == width):
+        return f"dt_proj is not an nn.Linear reading v_proj's {width} outputs"
+    group.members += _consumer(_join(name, "dt_proj"), dt, group.block, torch.arange(group.count))
+    return group
 
 
 def _gemma3n_attention(name: str, module: nn.Module) -> _Group | str:
@@ -1499,6 +1540,20 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # Beam: AFMoE's gated attention output (and a gate bias per head: the same for a head's every channel); a gated
     # MLP that computes its product in float32
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
+    **_family("diffllama.modeling_diffllama", {"DiffLlamaAttention": (_diff_attention, ())}),
+    **_family("doge.modeling_doge", {"DogeAttention": (_doge_attention, ())}),
+    **_family("ctrl.modeling_ctrl", {"MultiHeadAttention": (functools.partial(_attention, groups=1, value="Wv", output="dense"), ())}),
+    **_family("gpt_neox_japanese.modeling_gpt_neox_japanese", {"GPTNeoXJapaneseAttention": (_per_head_qkv, ()), "GPTNeoXJapaneseMLP": (_H_TO_4H_MLP, ())}),
+    **_family("cpmant.modeling_cpmant", {
+        "CpmAntAttention": (functools.partial(_attention, groups=1, value="project_v", output="attention_out", head_dim_attr="dim_head"), ()),
+        "CpmAntFeedForward": (functools.partial(_gated_mlp, gate="w_in.w_0", up="w_in.w_1", down="w_out", act="w_in.act"), ()),  # dropout before w_out
+    }),
+    # Moshi's decoder: fc2(act(x0) * x1) from fc1's halves; Llama's value path in MoshiLinear wrappers (the depth
+    # decoder's per-codebook MoshiFlexibleLinear weights: no rule)
+    **_family("moshi.modeling_moshi", {
+        "MoshiGatingMLP": (functools.partial(_fused_halves_mlp, fused="fc1", down="fc2"), ()),
+        "MoshiAttention": (functools.partial(_attention, value="v_proj.linear", output="o_proj.linear"), ()),
+    }),
     **{
         (f"transformers.models.{module}.modeling_{module}", f"{cls}Attention"): (_query_gated_attention, ())
         for module, cls in [("qwen3_next", "Qwen3Next"), ("qwen3_5", "Qwen3_5"), ("qwen3_5_moe", "Qwen3_5Moe")]
@@ -1531,6 +1586,22 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("camembert.modeling_camembert", "Camembert"),
     **_bert_family("ernie.modeling_ernie", "Ernie"),
     **_family("dinov3_vit.modeling_dinov3_vit", {"DINOv3ViTAttention": (_HEADS_OWN_VALUES, ())}),  # rotary on the patches' q and k only
+    # embedding encoders with rotary q/k (GTE, Jina Embeddings v3, NomicBERT): every head its own values -> o_proj
+    **_family("gte.modeling_gte", {"GteAttention": (_HEADS_OWN_VALUES, ()), "GteMLP": (_gated_mlp, ())}),  # dropout after the product
+    **_family("jina_embeddings_v3.modeling_jina_embeddings_v3", {"JinaEmbeddingsV3Attention": (_HEADS_OWN_VALUES, ())}),
+    **_family("nomic_bert.modeling_nomic_bert", {"NomicBertAttention": (_HEADS_OWN_VALUES, ())}),
+    # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
+    # layer's input); more feed-forwards (FFNLayer) before the layer's own
+    **_family("mobilebert.modeling_mobilebert", {
+        "MobileBertAttention": (_bert_attention, ()),
+        "MobileBertLayer": (functools.partial(_bert_layer, family="MobileBert"), ("attention", "ffn")),
+        "FFNLayer": (functools.partial(_bert_layer, family="MobileBert", output_class="FFNOutput"), ()),
+    }),
+    **_family("neomme.modeling_neomme", {"NeoMMEPatchEmbeddings": (_UP_DOWN_MLP, ())}),  # its attention's values get value embeddings shared by two layers: no rule
+    **_family("cvt.modeling_cvt", {  # the values after a depthwise conv projection over the residual stream
+        "CvtLayer": (functools.partial(_bert_layer, family="Cvt", activation="activation"), ("attention",)),
+        "CvtAttention": (functools.partial(_bert_attention, attention_attr="attention", value_attr="projection_value", heads_attr="num_heads", head_dim_attr=None), ()),
+    }),
     **_family("pixtral.modeling_pixtral", {"PixtralAttention": (_HEADS_OWN_VALUES, ())}),  # 2-D rotary on q and k; block-diagonal mask per image
     # vision towers of multimodal models: per-head values -> the output projection, and their MLPs
     **_family("mllama.modeling_mllama", {"MllamaVisionAttention": (_HEADS_OWN_VALUES, ())}),

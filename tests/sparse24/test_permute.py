@@ -681,6 +681,23 @@ def test_demo_resnet_blocks_permuted_residual_channels_left() -> None:
         assert kept_importance(before, group.permutation) == pytest.approx(kept_importance(after))
 
 
+def _neomme(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A tiny NeoMME encoder and a batch whose 3 image tokens a row take 6 flattened 2 x 2 patches; its output
+    projections start at zero (no gain from any order, and nothing reaches the output): random here."""
+    config = transformers.AutoConfig.for_model(
+        "neomme", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        patch_size=2, embedding_rank=16, embedding_dim=16,
+    )
+    model = transformers.AutoModel.from_config(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2 and not parameter.any():
+                parameter.normal_(std=0.1)
+    ids = torch.randint(10, 64, (2, 10))
+    ids[:, 1:4] = config.image_token_id
+    return model, {"input_ids": ids, "pixel_values": torch.randn(6, config.patch_dim)}
+
+
 def _llava(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny LLaVA (CLIP vision tower, projector, Llama) and a batch whose 16 image tokens take the 16 patches."""
     vision = transformers.CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
@@ -1054,6 +1071,19 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "beam": lambda: (_causal_lm(transformers, "beam", num_hidden_layers=2), ids),  # gated attention output with a bias per head; float32 MLP product
         "cohere2_moe": lambda: (_causal_lm(transformers, "cohere2_moe", num_hidden_layers=2, num_experts=4, num_experts_per_tok=2), ids),
         "data2vec-text": lambda: (transformers.Data2VecTextModel(transformers.Data2VecTextConfig(**lm)), ids),
+        # differential attention: each query head reads two key/value heads' values, pairs of heads subtracted
+        "diffllama": lambda: (_causal_lm(transformers, "diffllama", num_attention_heads=8, num_key_value_heads=4, head_dim=8), ids),
+        "doge": lambda: (_causal_lm(transformers, "doge"), ids),  # dt_proj reads the values
+        "ctrl": lambda: (transformers.CTRLLMHeadModel(transformers.CTRLConfig(vocab_size=64, n_embd=64, dff=96, n_layer=1, n_head=4)), ids),
+        "gpt_neox_japanese": lambda: (_causal_lm(transformers, "gpt_neox_japanese"), ids),
+        "cpmant": lambda: (_causal_lm(transformers, "cpmant", dim_head=16), ids),
+        "moshi": lambda: (_causal_lm(transformers, "moshi"), ids),  # the decoder alone: MoshiLinear wrappers
+        **{family: functools.partial(lambda family: (_encoder(transformers, family, **lm), ids), family) for family in ("gte", "jina_embeddings_v3", "nomic_bert")},
+        "mobilebert": lambda: (_encoder(transformers, "mobilebert", **lm, embedding_size=32, intra_bottleneck_size=32), ids),  # 4 feed-forwards a layer
+        "cvt": lambda: (  # the stages' depths: transformers indexes its drop-path rates by stage
+            transformers.CvtModel(transformers.CvtConfig(embed_dim=[16, 32, 48], num_heads=[1, 2, 4], depth=[1, 2, 3])), {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
+        "neomme": lambda: _neomme(transformers),
         # BERT's layout in other families (pre-norm: MegatronBERT, XLM-R XL, RoBERTa-PreLayerNorm; rotary queries and keys: RoFormer)
         **{family: functools.partial(lambda family: (_encoder(transformers, family, **lm), ids), family) for family in (
             "megatron-bert", "roc_bert", "xlm-roberta-xl", "roberta-prelayernorm", "roformer", "layoutlm", "luke", "tapas", "nystromformer", "yoso", "deberta", "esm",
@@ -1122,6 +1152,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if isinstance(getattr(module, "dt_proj", None), nn.Linear):
                 torch.nn.init.normal_(module.dt_proj.weight, std=0.5)
                 torch.nn.init.normal_(module.dt_proj.bias)
+        if type(module).__name__ == "DogeAttention":  # A starts at zero: every key's mask step exp(A * softplus(dt)) is 1, whatever dt_proj reads
+            torch.nn.init.uniform_(module.A, 0.5, 2.0)
         if isinstance(getattr(getattr(module, "norm", None), "group_size", None), int):  # a Mamba 2 mixer's gated norm: weights per channel
             torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
@@ -1287,6 +1319,18 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("lara_mini", ["LaraMiniAttention", "LaraMiniExperts", "LaraMiniExperts", "LaraMiniGatedDeltaNet", "LaraMiniMLP", "LaraMiniMLP"]),
         ("cohere2_moe", ["Cohere2MoeAttention", "Cohere2MoeAttention", "Cohere2MoeExperts", "Cohere2MoeExperts"]),
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
+        ("diffllama", ["DiffLlamaAttention", "DiffLlamaMLP"]),
+        ("doge", ["DogeAttention", "DogeMLP"]),
+        ("ctrl", ["MultiHeadAttention", "fx"]),  # its feed-forward an nn.Sequential
+        ("gpt_neox_japanese", ["GPTNeoXJapaneseAttention", "GPTNeoXJapaneseMLP"]),
+        ("cpmant", ["CpmAntAttention", "CpmAntFeedForward"]),
+        ("moshi", ["MoshiAttention", "MoshiGatingMLP"]),
+        ("gte", ["GteAttention", "GteMLP"]),
+        ("jina_embeddings_v3", ["JinaEmbeddingsV3Attention", "JinaEmbeddingsV3MLP"]),
+        ("nomic_bert", ["NomicBertAttention", "NomicBertMLP"]),
+        ("mobilebert", ["MobileBertAttention", "MobileBertLayer", "FFNLayer", "FFNLayer", "FFNLayer"]),
+        ("cvt", ["CvtAttention", "CvtLayer"] * 6),
+        ("neomme", ["NeoMMEMLP", "NeoMMEPatchEmbeddings"]),  # its attention stays: value embeddings shared by two layers
         *[(family, [f"{cls}Attention", f"{cls}Layer"]) for family, cls in [
             ("megatron-bert", "MegatronBert"), ("rembert", "RemBert"), ("roc_bert", "RoCBert"), ("xlm-roberta-xl", "XLMRobertaXL"),
             ("roberta-prelayernorm", "RobertaPreLayerNorm"), ("roformer", "RoFormer"), ("layoutlm", "LayoutLM"), ("luke", "Luke"), ("tapas", "Tapas"),
