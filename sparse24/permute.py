@@ -534,14 +534,15 @@ def _gated_mlp(
 def _fused_experts(name: str, module: nn.Module) -> _Group | str:
     """A transformers fused mixture-of-experts module: per expert ``e``, ``down_proj[e] @ act(gate) * up`` with
     ``gate, up`` the two halves of ``gate_up_proj[e] @ x`` (``act(up_proj[e] @ x)`` without a gate; Llama 4's
-    experts too). Every expert is its own gated MLP: one permutation of the intermediate channels per expert, of
+    experts too; a class's own ``_apply_gate`` where :func:`_gate_channelwise` finds it channel by channel,
+    as DeepSeek-V4's clamped SwiGLU). Every expert is its own gated MLP: one permutation of the intermediate channels per expert, of
     its gate and up rows (and biases) and its ``down_proj`` columns. The tensors and their dims come from
     :func:`sparse24.axes.gemm_axes` (the output dim of the up projection, the reduction dim of ``down_proj``)."""
     axes = gemm_axes(module)
     up_name = "gate_up_proj" if "gate_up_proj" in axes else "up_proj"
     if set(axes) != {up_name, "down_proj"}:
         return f"its GEMM weights are {sorted(axes)}, not an up projection and down_proj"
-    gated = up_name == "gate_up_proj"
+    gated, own_gate = up_name == "gate_up_proj", False
     if not is_llama4_experts(module):
         if getattr(module, "is_concatenated", True) is not True:
             return "its gate and up rows are interleaved; only the concatenated [gate; up] layout has a rule"
@@ -550,15 +551,17 @@ def _fused_experts(name: str, module: nn.Module) -> _Group | str:
         if gated:
             from transformers.integrations.moe import _default_apply_gate
 
-            if getattr(type(module), "_apply_gate", _default_apply_gate) is not _default_apply_gate:
-                return f"{type(module).__name__} gates with its own _apply_gate (not act_fn(gate) * up)"
-    if not _elementwise_module(getattr(module, "act_fn", None)):
+            own_gate = getattr(type(module), "_apply_gate", _default_apply_gate) is not _default_apply_gate
+    if not own_gate and not _elementwise_module(getattr(module, "act_fn", None)):
         return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
     rows, cols = axes[up_name].output - 1, axes["down_proj"].reduction - 1  # the dims in one expert's slice
     up, down = getattr(module, up_name), module.down_proj
     width = down.shape[1 + cols]
     if up.shape[1 + rows] != (2 if gated else 1) * width:
         return f"{up_name} has {up.shape[1 + rows]} intermediate channels, down_proj reads {width}"
+    why = _gate_channelwise(module, width, up) if own_gate else None
+    if why:
+        return why
     bias = getattr(module, f"{up_name}_bias", None) if getattr(module, "has_bias", False) else None
     members = []
     for e in range(up.shape[0]):
@@ -569,6 +572,30 @@ def _fused_experts(name: str, module: nn.Module) -> _Group | str:
                 members.append(_Member(name, module, f"{up_name}_bias", 0, which, "producer", offset, expert=e))
         members.append(_Member(name, module, "down_proj", cols, which, "consumer", expert=e))
     return _Group(type(module).__name__, width, up.shape[0], members)
+
+
+def _gate_channelwise(module: nn.Module, width: int, like: Tensor) -> str | None:
+    """None where an experts class's own ``_apply_gate`` (the ``[gate; up]`` rows of ``gate_up_proj @ x`` in,
+    ``width`` channels out) follows an order of the channels: on random rows at two scales (beyond the clamps
+    such gates apply), both halves in one random order give the output in that order; else why not. Any
+    per-channel gate (a clamp, a two-input activation, a float32 round trip) does; one that ties a channel to its
+    position, or reads the rows interleaved, does not."""
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(width, generator=generator)
+    rows = torch.randn(64, 2 * width, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 30.0], dtype=torch.float64).repeat_interleave(32)[:, None]
+    rows = rows.to(like.device, like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32)
+    reordered = torch.cat([rows[:, :width][:, order], rows[:, width:][:, order]], dim=1)
+    reason = f"{type(module).__name__} gates with its own _apply_gate"
+    try:
+        with torch.no_grad():
+            out, out_reordered = module._apply_gate(rows), module._apply_gate(reordered)
+    except Exception as error:  # a gate that needs other inputs or shapes: no rule can vouch for it
+        return f"{reason}, which fails on a probe of [gate; up] rows: {type(error).__name__}: {error}"
+    if not (isinstance(out, Tensor) and out.shape == (64, width) and isinstance(out_reordered, Tensor) and out_reordered.shape == out.shape):
+        return f"{reason}, which does not map [gate; up] rows of {2 * width} to {width} channels"
+    if not torch.allclose(out[:, order], out_reordered, rtol=1e-5, atol=1e-5 * float(out.abs().max())):
+        return f"{reason}, which does not act channel by channel on the [gate; up] halves (a probe in another order of the channels changed its output)"
+    return None
 
 
 def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
@@ -831,13 +858,14 @@ def _roformer_attention(name: str, module: nn.Module) -> _Group | str:
     return _bert_attention(name, module)
 
 
-def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj", down: str = "down_proj", act: str = "activation_fn") -> _Group | str:
+def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj", down: str = "down_proj", act: str | None = "activation_fn") -> _Group | str:
     """Phi3MLP: down_proj(up * activation_fn(gate)), gate and up the two halves of the fused gate_up_proj's rows
-    (ModernBertMLP: ``Wo(act(input) * gate)`` from the halves of ``Wi``)."""
+    (ModernBertMLP: ``Wo(act(input) * gate)`` from the halves of ``Wi``); ``act=None`` for a class whose forward
+    gates with fixed elementwise code itself (MiniMax-M3-VL's clamped ``(up + 1) * gate * sigmoid(alpha * gate)``)."""
     fused_layer, down_layer = getattr(module, fused, None), getattr(module, down, None)
     if not (_is_linear(fused_layer) and _is_linear(down_layer)):
         return f"{fused} and {down} are not nn.Linear"
-    if not _elementwise_module(getattr(module, act, None)):
+    if act is not None and not _elementwise_module(getattr(module, act, None)):
         return f"{act} {type(getattr(module, act, None)).__name__} is not a known elementwise activation"
     width = down_layer.in_features
     if fused_layer.out_features != 2 * width:
@@ -1541,6 +1569,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # MLP that computes its product in float32
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
     **_family("diffllama.modeling_diffllama", {"DiffLlamaAttention": (_diff_attention, ())}),
+    # clamped SwiGLU MLPs (their experts: the fused experts rule, through their own _apply_gate)
+    **_family("deepseek_v4.modeling_deepseek_v4", {"DeepseekV4MLP": (_gated_mlp, ())}),  # act(gate.clamp(max)) * up.clamp(min, max)
+    **_family("minimax_m3_vl.modeling_minimax_m3_vl", {
+        "MiniMaxM3VLDenseMLP": (functools.partial(_fused_halves_mlp, act=None), ()),  # (up + 1) * gate * sigmoid(alpha * gate), clamped
+        "MiniMaxM3VLAttention": (_attention, ()),  # its sparse layers' lightning indexer reads the layer's input, not the values
+    }),
     **_family("doge.modeling_doge", {"DogeAttention": (_doge_attention, ())}),
     **_family("ctrl.modeling_ctrl", {"MultiHeadAttention": (functools.partial(_attention, groups=1, value="Wv", output="dense"), ())}),
     **_family("gpt_neox_japanese.modeling_gpt_neox_japanese", {"GPTNeoXJapaneseAttention": (_per_head_qkv, ()), "GPTNeoXJapaneseMLP": (_H_TO_4H_MLP, ())}),

@@ -317,8 +317,37 @@ def test_experts_with_interleaved_rows_stay_in_place() -> None:
     assert skipped.reason == "GptOssExperts: its gate and up rows are interleaved; only the concatenated [gate; up] layout has a rule"
 
 
-def _own_gate(experts: nn.Module) -> None:
-    type(experts)._apply_gate = lambda self, gate_up: gate_up.chunk(2, dim=-1)[0].clamp(max=1.0) * gate_up.chunk(2, dim=-1)[1]
+def _clamped_gate(self: nn.Module, gate_up: torch.Tensor) -> torch.Tensor:  # DeepSeek-V4's: clamps, then SwiGLU, channel by channel
+    gate, up = gate_up.chunk(2, dim=-1)
+    return self.act_fn(gate.clamp(max=7.0)) * up.clamp(min=-7.0, max=7.0)
+
+
+def _positional_gate(experts: nn.Module) -> None:  # a learned scale per channel position: an order of the channels changes it
+    scale = torch.linspace(0.5, 2.0, experts.down_proj.shape[-1])
+    type(experts)._apply_gate = lambda self, gate_up: _clamped_gate(self, gate_up) * scale
+
+
+def _interleaved_gate(experts: nn.Module) -> None:  # GPT-OSS's reading of the rows, in a module that declares them concatenated
+    type(experts)._apply_gate = lambda self, gate_up: self.act_fn(gate_up[..., ::2]) * gate_up[..., 1::2]
+
+
+def _unprobed_gate(experts: nn.Module) -> None:  # a gate that needs more than the rows
+    type(experts)._apply_gate = lambda self, gate_up, scores: self.act_fn(gate_up.chunk(2, dim=-1)[0]) * scores
+
+
+def test_experts_with_their_own_channelwise_gate_are_permuted() -> None:
+    """An experts class's own _apply_gate (DeepSeek-V4's clamped SwiGLU) that acts channel by channel: permuted, the
+    same function."""
+    model = _Routed(_decorated()).eval()
+    type(model.experts)._apply_gate = _clamped_gate
+    x = torch.randn(24, 16, generator=torch.Generator().manual_seed(2)) * 20  # past the clamps
+    with torch.no_grad():
+        before = model(x)
+    report = sparse24.permute(model, example_inputs=(x,))
+    (group,) = report.groups
+    assert group.producers == ("experts",) and group.changed
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=0, atol=1e-5)
 
 
 def _expert_parallel(experts: nn.Module) -> None:
@@ -332,7 +361,9 @@ def _softmax(experts: nn.Module) -> None:
 @pytest.mark.parametrize(
     "change, reason",
     [
-        (_own_gate, "Experts: Experts gates with its own _apply_gate (not act_fn(gate) * up)"),
+        (_positional_gate, "Experts: Experts gates with its own _apply_gate, which does not act channel by channel on the [gate; up] halves (a probe in another order of the channels changed its output)"),
+        (_interleaved_gate, "Experts: Experts gates with its own _apply_gate, which does not act channel by channel on the [gate; up] halves (a probe in another order of the channels changed its output)"),
+        (_unprobed_gate, "Experts: Experts gates with its own _apply_gate, which fails on a probe of [gate; up] rows: TypeError: _unprobed_gate.<locals>.<lambda>() missing 1 required positional argument: 'scores'"),
         (_expert_parallel, "Experts: its experts are sharded across ranks (expert parallel)"),
         (_softmax, "Experts: act_fn Softmax is not a known elementwise activation"),
     ],

@@ -1068,12 +1068,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.TrOCRForCausalLM(transformers.TrOCRConfig(vocab_size=64, d_model=32, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64, max_position_embeddings=32)),
             {**ids, "encoder_hidden_states": torch.randn(2, 5, 32)},
         ),
-        "beam": lambda: (_causal_lm(transformers, "beam", num_hidden_layers=2), ids),  # gated attention output with a bias per head; float32 MLP product
+        "beam": lambda: (_causal_lm(  # gated attention output with a bias per head; float32 MLP product (the experts' own _apply_gate)
+            transformers, "beam", num_hidden_layers=2, mlp_layer_types=["dense", "sparse"], num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, n_group=1, topk_group=1,
+        ), ids),
         "cohere2_moe": lambda: (_causal_lm(transformers, "cohere2_moe", num_hidden_layers=2, num_experts=4, num_experts_per_tok=2), ids),
         "data2vec-text": lambda: (transformers.Data2VecTextModel(transformers.Data2VecTextConfig(**lm)), ids),
         # differential attention: each query head reads two key/value heads' values, pairs of heads subtracted
         "diffllama": lambda: (_causal_lm(transformers, "diffllama", num_attention_heads=8, num_key_value_heads=4, head_dim=8), ids),
         "doge": lambda: (_causal_lm(transformers, "doge"), ids),  # dt_proj reads the values
+        # experts that gate with their own _apply_gate, channel by channel (clamped SwiGLU; GPT-OSS's; a two-input activation)
+        "deepseek_v4": lambda: (_causal_lm(
+            transformers, "deepseek_v4", num_key_value_heads=1, qk_rope_head_dim=8, q_lora_rank=24, o_lora_rank=24, o_groups=2, n_routed_experts=4, num_experts_per_tok=2,
+            index_n_heads=2, index_head_dim=8, index_topk=4,
+        ), ids),
+        "minimax_m3_vl_text": lambda: (_causal_lm(
+            transformers, "minimax_m3_vl_text", num_hidden_layers=2, layer_types=["minimax_m3_sparse", "full_attention"], num_local_experts=4, num_experts_per_tok=2,
+            dense_intermediate_size=48, shared_intermediate_size=32, rotary_dim=8, index_n_heads=2, index_head_dim=8, index_block_size=4, index_topk_blocks=2,
+        ), ids),
+        "inkling2_text": lambda: (_causal_lm(
+            transformers, "inkling2_text", swa_num_attention_heads=4, swa_num_key_value_heads=2, swa_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, unpadded_vocab_size=64, d_rel=4,
+        ), ids),
         "ctrl": lambda: (transformers.CTRLLMHeadModel(transformers.CTRLConfig(vocab_size=64, n_embd=64, dff=96, n_layer=1, n_head=4)), ids),
         "gpt_neox_japanese": lambda: (_causal_lm(transformers, "gpt_neox_japanese"), ids),
         "cpmant": lambda: (_causal_lm(transformers, "cpmant", dim_head=16), ids),
@@ -1143,7 +1157,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
         batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
-        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and module.weight.numel() in (16, 24)  # MLA's latents: weights that differ per channel
+        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if isinstance(getattr(module, "A_log", None), torch.Tensor) and isinstance(getattr(module, "D", None), torch.Tensor):
@@ -1170,7 +1184,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1305,7 +1319,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("glm4_moe", ["Glm4MoeAttention", "Glm4MoeAttention", "Glm4MoeExperts", "Glm4MoeMLP", "Glm4MoeMLP"]),
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
-        ("beam", ["BeamAttention", "BeamAttention", "BeamMLP", "BeamMLP"]),  # as AFMoE's
+        ("beam", ["BeamAttention", "BeamAttention", "BeamExperts", "BeamMLP"]),  # as AFMoE's; a dense and an MoE layer
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
         ("openai-gpt", ["Attention", "MLP"]),  # GPT-2's Conv1D layout
@@ -1321,6 +1335,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
         ("diffllama", ["DiffLlamaAttention", "DiffLlamaMLP"]),
         ("doge", ["DogeAttention", "DogeMLP"]),
+        ("deepseek_v4", ["DeepseekV4Experts", "DeepseekV4MLP"]),  # its attention (compressed keys and values, grouped low-rank output) stays
+        ("minimax_m3_vl_text", ["MiniMaxM3VLAttention", "MiniMaxM3VLDenseMLP", "MiniMaxM3VLExperts"] * 2),  # a sparse (indexed) and a full attention layer
+        ("inkling2_text", ["Inkling2Experts"]),  # its attention (short convs over keys and values) stays
         ("ctrl", ["MultiHeadAttention", "fx"]),  # its feed-forward an nn.Sequential
         ("gpt_neox_japanese", ["GPTNeoXJapaneseAttention", "GPTNeoXJapaneseMLP"]),
         ("cpmant", ["CpmAntAttention", "CpmAntFeedForward"]),
