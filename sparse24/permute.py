@@ -1112,6 +1112,27 @@ def _doge_attention(name: str, module: nn.Module) -> _Group | str:
     return group
 
 
+def _channel_scaled(name: str, module: nn.Module, rule: _Rule, scales: Sequence[str], norm: str, norm_class: str) -> _Group | str:
+    """``rule``'s group with ``module``'s own per-channel ``scales`` (one value for each of the consumer's input
+    channels) moving with the channels, the ``norm`` between them a ``norm_class`` without parameters over all the
+    channels (the same in any order): Dory's nGPT blocks, ``o_proj(l2norm(out * sigmoid(gate_proj(x) * s_gate²)))``
+    and ``down_proj(l2norm(act(gate_proj(x) * suv_gate) * up_proj(x) * suv_up))``."""
+    group = rule(name, module)
+    if isinstance(group, str):
+        return group
+    found = getattr(module, norm, None)
+    if _transformers_class(found) != norm_class or any(True for _ in found.parameters()):
+        return f"{norm} is not a {norm_class} without parameters"
+    consumer = next(m for m in group.members if m.role == "consumer")
+    width = consumer.tensor.shape[consumer.dim]
+    for attr in scales:
+        value = getattr(module, attr, None)
+        if not (isinstance(value, Tensor) and value.shape == (width,)):
+            return f"{attr} is not one scale for each of the {width} channels"
+    group.members += _per_channel(name, module, group.block, consumer.blocks, attrs=scales)
+    return group
+
+
 def _gemma3n_attention(name: str, module: nn.Module) -> _Group | str:
     """Gemma3nTextAttention: Llama's value path (v_norm, an RMS norm without a scale over each head, reorders with
     the head's channels), unless other layers read this layer's keys and values (KV sharing: their o_proj would need
@@ -1576,6 +1597,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MiniMaxM3VLAttention": (_attention, ()),  # its sparse layers' lightning indexer reads the layer's input, not the values
     }),
     **_family("doge.modeling_doge", {"DogeAttention": (_doge_attention, ())}),
+    **_family("dory.modeling_dory", {  # nGPT: per-channel scales and a parameter-free L2 norm between the layers
+        "DoryAttention": (functools.partial(_channel_scaled, rule=_gated_output_attention, scales=("s_gate",), norm="attn_sub_norm", norm_class="DoryL2Norm"), ()),
+        "DoryMLP": (functools.partial(_channel_scaled, rule=_gated_mlp, scales=("suv_gate", "suv_up"), norm="ffn_sub_norm", norm_class="DoryL2Norm"), ()),
+    }),
     **_family("ctrl.modeling_ctrl", {"MultiHeadAttention": (functools.partial(_attention, groups=1, value="Wv", output="dense"), ())}),
     **_family("gpt_neox_japanese.modeling_gpt_neox_japanese", {"GPTNeoXJapaneseAttention": (_per_head_qkv, ()), "GPTNeoXJapaneseMLP": (_H_TO_4H_MLP, ())}),
     **_family("cpmant.modeling_cpmant", {
@@ -1626,6 +1651,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("nomic_bert.modeling_nomic_bert", {"NomicBertAttention": (_HEADS_OWN_VALUES, ())}),
     # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
     # layer's input); more feed-forwards (FFNLayer) before the layer's own
+    **_bert_family("big_bird.modeling_big_bird", "BigBird"),  # full or block-sparse attention: blocks of positions, not of channels
     **_family("mobilebert.modeling_mobilebert", {
         "MobileBertAttention": (_bert_attention, ()),
         "MobileBertLayer": (functools.partial(_bert_layer, family="MobileBert"), ("attention", "ffn")),
@@ -2681,6 +2707,24 @@ def _called_elsewhere(group: _Group, item: _Traced, scan: _Scan, calls: Mapping[
     return None
 
 
+def _unruled_owner(model: nn.Module, name: str, ruled: set[str]) -> nn.Module | None:
+    """The transformers module without a rule whose code could hold layer ``name``'s producer and consumer: its
+    parent where that holds another GEMM layer, else, inside a model's layer (an element of an nn.ModuleList), the
+    nearest module up to that layer holding another (BigBird's layer, over intermediate.dense and output.dense);
+    None where a rule looked inside (BertAttention's covers BertSelfAttention's query) or no module qualifies."""
+    parts = name.split(".")
+    chain = [".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1)]  # the parent first, up to the model's child
+    layers = [i for i, prefix in enumerate(chain) if isinstance(model.get_submodule(prefix.rpartition(".")[0]), nn.ModuleList)]
+    for i, prefix in enumerate(chain[: layers[0] + 1] if layers else chain[:1]):
+        module = model.get_submodule(prefix)
+        if prefix in ruled:
+            return None
+        gemms = sum(_is_gemm(child) for child in (module.children() if i == 0 else module.modules()))  # a producer and a consumer might be in it
+        if gemms >= 2 and _transformers_class(module) is not None and _rule_for(module) is None:
+            return module
+    return None
+
+
 def _tensor_owners(model: nn.Module) -> dict[int, list[str]]:
     owners: dict[int, list[str]] = defaultdict(list)
     for name, tensor in (*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)):
@@ -2892,11 +2936,9 @@ def _permute(
             reason = f"{type(module).__name__}: fused mixture-of-experts weights have no permutation rule (each expert's hidden channels stay in place)"
             skipped.append(SkippedGroup((name,), reason))
         if _is_gemm(module) and name not in mentioned:
-            parent_name = name.rpartition(".")[0]
-            parent = model.get_submodule(parent_name)
-            block = sum(_is_gemm(child) for child in parent.children()) >= 2  # a producer and a consumer might be in it
-            if block and _transformers_class(parent) is not None and _rule_for(parent) is None and parent_name not in ruled:  # BertAttention's rule covers BertSelfAttention's query
-                reason = f"in no permutable group: {type(parent).__name__} has no permutation rule (transformers modules are not traced; only rules look inside them)"
+            owner = _unruled_owner(model, name, ruled)
+            if owner is not None:
+                reason = f"in no permutable group: {type(owner).__name__} has no permutation rule (transformers modules are not traced; only rules look inside them)"
             else:
                 reason = "in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code"
             skipped.append(SkippedGroup((name,), reason))

@@ -1076,6 +1076,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # differential attention: each query head reads two key/value heads' values, pairs of heads subtracted
         "diffllama": lambda: (_causal_lm(transformers, "diffllama", num_attention_heads=8, num_key_value_heads=4, head_dim=8), ids),
         "doge": lambda: (_causal_lm(transformers, "doge"), ids),  # dt_proj reads the values
+        "dory": lambda: (_causal_lm(transformers, "dory"), ids),  # nGPT: per-channel scales, L2 norms between the layers
+        "big_bird": lambda: (  # block-sparse attention over 8 blocks of 4 tokens (a random one each)
+            _encoder(transformers, "big_bird", **lm, attention_type="block_sparse", block_size=4, num_random_blocks=1), {"input_ids": torch.randint(2, 64, (2, 32))},
+        ),
         # experts that gate with their own _apply_gate, channel by channel (clamped SwiGLU; GPT-OSS's; a two-input activation)
         "deepseek_v4": lambda: (_causal_lm(
             transformers, "deepseek_v4", num_key_value_heads=1, qk_rope_head_dim=8, q_lora_rank=24, o_lora_rank=24, o_groups=2, n_routed_experts=4, num_experts_per_tok=2,
@@ -1184,7 +1188,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1335,6 +1339,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("data2vec-text", ["Data2VecTextAttention", "Data2VecTextLayer"]),
         ("diffllama", ["DiffLlamaAttention", "DiffLlamaMLP"]),
         ("doge", ["DogeAttention", "DogeMLP"]),
+        ("dory", ["DoryAttention", "DoryMLP"]),  # and s_gate, suv_gate, suv_up
+        ("big_bird", ["BigBirdAttention", "BigBirdLayer"]),
         ("deepseek_v4", ["DeepseekV4Experts", "DeepseekV4MLP"]),  # its attention (compressed keys and values, grouped low-rank output) stays
         ("minimax_m3_vl_text", ["MiniMaxM3VLAttention", "MiniMaxM3VLDenseMLP", "MiniMaxM3VLExperts"] * 2),  # a sparse (indexed) and a full attention layer
         ("inkling2_text", ["Inkling2Experts"]),  # its attention (short convs over keys and values) stays
@@ -1627,6 +1633,21 @@ def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
     model, _ = _family_model("roberta")  # RobertaSelfAttention has no rule of its own: RobertaAttention's covers it
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layer.0.attention.self.query"]
+
+
+def test_a_layer_whose_feed_forward_spans_its_children_names_the_layer_without_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """intermediate.dense and output.dense sit in two children of the layer, one GEMM each: the layer is where a rule
+    is missing, not the child; the pooler is outside every layer (BertModel, above it, holds them all), and its reason
+    names no class."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)
+    model = transformers.BertForSequenceClassification(config).eval()
+    monkeypatch.delitem(permute_module._RULES, ("transformers.models.bert.modeling_bert", "BertLayer"))
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    for layer in ("intermediate.dense", "output.dense"):
+        assert "BertLayer has no permutation rule" in reasons[f"bert.encoder.layer.0.{layer}"]
+    assert "its input comes from" in reasons["bert.encoder.layer.0.attention.self.query"]  # still covered by BertAttention's rule
+    assert "its input comes from" in reasons["bert.pooler.dense"]
 
 
 def _wrong_bart_attention(monkeypatch: pytest.MonkeyPatch) -> None:
