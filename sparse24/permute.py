@@ -1142,6 +1142,51 @@ def _gemma3n_attention(name: str, module: nn.Module) -> _Group | str:
     return _attention(name, module)
 
 
+def _gemma4_attention(name: str, module: nn.Module) -> _Group | str:
+    """Gemma4TextAttention: Llama's value path (v_norm without a scale), unless its keys and values are shared (KV
+    sharing: a layer storing them for later layers or for an assistant model reading the model's ``shared_kv_states``,
+    or a layer reading another's) or its values are k_proj's rows (a full layer with ``attention_k_eq_v``)."""
+    if getattr(module, "store_full_length_kv", False):
+        return "it stores its keys and values for KV sharing: the layers or the assistant model reading them would need this order too"
+    if getattr(module, "is_kv_shared_layer", False):
+        return "it reads another layer's keys and values (KV sharing): that layer's v_proj sets their order"
+    if getattr(module, "v_proj", None) is None:
+        return "its values are its keys (attention_k_eq_v): the keys' rotary embedding ties their channels' order"
+    return _scale_free_v_norm(name, module, _attention)
+
+
+def _per_layer_input_gate(name: str, module: nn.Module) -> str | list:
+    """Gemma 3n's and Gemma 4's decoder layers: ``per_layer_projection(act(per_layer_input_gate(h)) * per_layer_input)``,
+    the per-layer input this layer's slice of the model's per-layer embeddings, normed by one scale all layers share."""
+    if getattr(module, "per_layer_input_gate", None) is None:  # a model without per-layer inputs
+        return []
+    return (
+        "per_layer_input_gate's outputs multiply the model's per-layer inputs, normed with one scale all layers share "
+        "(per_layer_projection_norm): their channels cannot take this layer's order alone"
+    )
+
+
+def _scale_free_v_norm(name: str, module: nn.Module, rule: _Rule) -> _Group | str:
+    """``rule``'s group where v_norm, an RMS norm over each head's channels, has no parameters (any order gives the
+    same norm); a scaled one stays in place."""
+    norm = getattr(module, "v_norm", None)
+    if not isinstance(norm, nn.Module) or any(True for _ in norm.parameters()):
+        return "v_norm is not a norm without a scale over each head's channels"
+    return rule(name, module)
+
+
+def _clipped(name: str, module: nn.Module, rule: _Rule, layers: Sequence[str]) -> _Group | str:
+    """``rule``'s group over Gemma 4's clippable linears (``layers``, each an ``nn.Linear`` at ``.linear``), where their
+    input and output clamps are one bound for all the channels (a per-channel bound would not move with them)."""
+    for attr in layers:
+        wrapper = getattr(module, attr, None)
+        if _transformers_class(wrapper) != "Gemma4ClippableLinear":
+            return f"{attr} is not a Gemma4ClippableLinear"
+        if any(buffer.numel() != 1 for buffer in wrapper.buffers()):
+            return f"{attr} clamps its channels with bounds of their own"
+    return rule(name, module)
+
+
 def _gated_output_attention(name: str, module: nn.Module, gate_attr: str = "gate_proj") -> _Group | str:
     """AfmoeAttention: Llama's value path, and the attention output gated channel by channel,
     ``o_proj(out * sigmoid(gate_proj(x)))``: gate_proj's rows of each query head move with that head's values."""
@@ -1782,6 +1827,20 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Gemma3nTextAttention": (_gemma3n_attention, ()),
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise
         "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
+        "Gemma3nTextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "laurel", "altup")),
+    }),
+    **_family("gemma4.modeling_gemma4", {
+        "Gemma4TextAttention": (_gemma4_attention, ()),
+        "Gemma4TextMLP": (_gated_mlp, ()),
+        "Gemma4TextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "router", "experts")),
+        # the vision tower's layers wrapped in clamps of one bound each (not offered to copies: _NOT_COPIED)
+        "Gemma4VisionAttention": (functools.partial(
+            _clipped, layers=("q_proj", "k_proj", "v_proj", "o_proj"),
+            rule=functools.partial(_scale_free_v_norm, rule=functools.partial(_attention, value="v_proj.linear", output="o_proj.linear")),
+        ), ()),
+        "Gemma4VisionMLP": (functools.partial(
+            _clipped, layers=("gate_proj", "up_proj", "down_proj"), rule=functools.partial(_gated_mlp, gate="gate_proj.linear", up="up_proj.linear", down="down_proj.linear"),
+        ), ()),
     }),
     **_family("falcon_h1.modeling_falcon_h1", {  # scalar multipliers on the gate, the MLP's output and the keys
         "FalconH1MLP": (_gated_mlp, ()),
@@ -1837,6 +1896,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
 
 _FUSED_EXPERTS_RULE = (_fused_experts, ())
 
+# rules for their class alone: its forward is another ruled class's code (Gemma 4's vision MLP is Llama's MLP), but
+# the rule checks wrappers only this class holds, so classes copying that code keep the other class's rule
+_NOT_COPIED = frozenset(("transformers.models.gemma4.modeling_gemma4", cls) for cls in ("Gemma4VisionMLP", "Gemma4VisionAttention"))
+
 
 def _rule_for(module: nn.Module):
     """The ``_RULES`` entry of ``module``'s class, else of the ruled transformers class whose code it repeats; the
@@ -1855,7 +1918,7 @@ def _ruled_transformers_classes() -> dict[str, list[tuple[type, tuple]]]:
 
     found: dict[str, list[tuple[type, tuple]]] = defaultdict(list)
     for (module_name, class_name), rule in _RULES.items():
-        if not module_name.startswith("transformers."):
+        if not module_name.startswith("transformers.") or (module_name, class_name) in _NOT_COPIED:
             continue
         try:
             cls = getattr(importlib.import_module(module_name), class_name)

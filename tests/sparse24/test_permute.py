@@ -921,6 +921,25 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             for name, shared in (("gemma3n", 0), ("gemma3n-kv-shared", 2))  # with 2 shared: layers 2 and 3 read the keys and values of 0 and 1
         },
         **{
+            name: lambda shared=shared, k_eq_v=k_eq_v, moe=moe: (
+                transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(
+                    **{**lm, "num_hidden_layers": 4}, num_key_value_heads=2, head_dim=16, global_head_dim=32, num_global_key_value_heads=1 if k_eq_v else None,
+                    vocab_size_per_layer_input=64, hidden_size_per_layer_input=16, layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=8,
+                    num_kv_shared_layers=shared, attention_k_eq_v=k_eq_v, enable_moe_block=moe, num_experts=4, top_k_experts=2, moe_intermediate_size=32,
+                )),
+                ids,
+            )
+            # layers 2 and 3 store their keys and values (for an assistant model), or 0 and 1 do for layers 2 and 3
+            for name, shared, k_eq_v, moe in (("gemma4", 0, False, True), ("gemma4-k-eq-v", 0, True, False), ("gemma4-kv-shared", 2, False, False))
+        },
+        "gemma4_vision": lambda: (  # a 6 x 6 grid of 2 x 2 patches; clamps of one bound each around every layer
+            transformers.Gemma4VisionModel(transformers.Gemma4VisionConfig(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8, patch_size=2,
+                position_embedding_size=16, use_clipped_linears=True,
+            )),
+            {"pixel_values": torch.rand(2, 36, 12), "pixel_position_ids": torch.stack(torch.meshgrid(torch.arange(6), torch.arange(6), indexing="xy"), -1).reshape(1, 36, 2).expand(2, -1, -1).clone()},
+        ),
+        **{
             name: lambda norm=norm: (
                 transformers.FalconH1ForCausalLM(transformers.FalconH1Config(
                     **lm, num_key_value_heads=2, head_dim=16, mamba_d_ssm=64, mamba_n_heads=8, mamba_d_head=8, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=4,
@@ -1172,6 +1191,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 torch.nn.init.normal_(module.dt_proj.bias)
         if type(module).__name__ == "DogeAttention":  # A starts at zero: every key's mask step exp(A * softplus(dt)) is 1, whatever dt_proj reads
             torch.nn.init.uniform_(module.A, 0.5, 2.0)
+        if type(module).__name__ == "Gemma4ClippableLinear" and module.use_clipped_linears:  # infinite bounds: clamps that would act (one bound each)
+            for bound, value in (("input_min", -1.0), ("input_max", 1.0), ("output_min", -0.5), ("output_max", 0.5)):
+                getattr(module, bound).fill_(value)
         if isinstance(getattr(getattr(module, "norm", None), "group_size", None), int):  # a Mamba 2 mixer's gated norm: weights per channel
             torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
@@ -1188,7 +1210,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1258,6 +1280,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mllama-vision", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3),
         ("falcon_h1", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),  # scalar multipliers; in_proj's rows scaled by mup_vector
         ("falcon_h1-rms-norm", ["FalconH1Attention", "FalconH1MLP", "FalconH1Mixer"]),
+        ("gemma4", ["Gemma4TextAttention", "Gemma4TextMLP", "Gemma4TextExperts"] * 2 + ["Gemma4TextMLP", "Gemma4TextExperts"] * 2),  # 2 and 3 store their keys and values
+        ("gemma4-k-eq-v", ["Gemma4TextAttention"] + ["Gemma4TextMLP"] * 4),  # layer 1's values are its keys
+        ("gemma4-kv-shared", ["Gemma4TextMLP"] * 4),
+        ("gemma4_vision", ["Gemma4VisionAttention", "Gemma4VisionMLP"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
         # conformer blocks: two feed-forwards, the attention values, the convolution module (pointwise_conv1's halves, the
         # depthwise filters, the norm -> pointwise_conv2)
@@ -1605,6 +1631,26 @@ def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() 
     assert "FalconH1Mixer" not in [g.kind for g in report.groups]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.mamba",)]
     assert reason == "FalconH1Mixer: mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
+
+
+def test_gemma4_vision_layers_with_clamps_per_channel_or_a_scaled_value_norm_stay_in_place() -> None:
+    """Gemma 4's vision MLP whose down_proj clamps each input channel to its own bound, and its attention whose v_norm
+    has a scale per channel: neither would move with the channels; both stay in place with the reason, and the
+    model computes the same."""
+    torch.manual_seed(0)
+    model, batch = _family_model("gemma4_vision")
+    layer = model.encoder.layers[0]
+    layer.mlp.down_proj.input_max = torch.linspace(0.2, 1.0, 64)
+    layer.self_attn.v_norm = type(layer.self_attn.q_norm)(8)
+    torch.nn.init.uniform_(layer.self_attn.v_norm.weight, 0.5, 2.0)
+    reference = copy.deepcopy(model)
+    report = permute(model, example_inputs=batch)
+    assert not report.groups
+    reasons = {s.layers: s.reason for s in report.skipped}
+    assert reasons[("encoder.layers.0.mlp",)] == "Gemma4VisionMLP: down_proj clamps its channels with bounds of their own"
+    assert reasons[("encoder.layers.0.self_attn",)] == "Gemma4VisionAttention: v_norm is not a norm without a scale over each head's channels"
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).last_hidden_state, reference(**batch).last_hidden_state, rtol=0, atol=0)
 
 
 def test_codegen_attention_whose_heads_straddle_its_slices_stays_in_place() -> None:
