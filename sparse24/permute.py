@@ -1156,7 +1156,7 @@ def _gemma4_attention(name: str, module: nn.Module) -> _Group | str:
 
 
 def _per_layer_input_gate(name: str, module: nn.Module) -> str | list:
-    """Gemma 3n's and Gemma 4's decoder layers: ``per_layer_projection(act(per_layer_input_gate(h)) * per_layer_input)``,
+    """Gemma 3n's and Gemma 4's decoder layers (EmbeddingGemma 2's PLE block): ``per_layer_projection(act(per_layer_input_gate(h)) * per_layer_input)``,
     the per-layer input this layer's slice of the model's per-layer embeddings, normed by one scale all layers share."""
     if getattr(module, "per_layer_input_gate", None) is None:  # a model without per-layer inputs
         return []
@@ -1561,6 +1561,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("flint.modeling_flint", "Flint"), ("granite_swa.modeling_granite_swa", "GraniteSWA"), ("lara_mini.modeling_lara_mini", "LaraMini"),
             ("granitemoe_swa.modeling_granitemoe_swa", "GraniteMoeSWA"), ("nanochat.modeling_nanochat", "NanoChat"),
             ("jamba.modeling_jamba", "Jamba"), ("bamba.modeling_bamba", "Bamba"), ("granitemoehybrid.modeling_granitemoehybrid", "GraniteMoeHybrid"),
+            # the language models of vision-language families (multimodal rotary positions act on the queries and keys;
+            # GLM-Image's, GLM-OCR's and Qwen3-VL-MoE's repeat these classes' code)
+            ("glm4v.modeling_glm4v", "Glm4vText"), ("glm4v_moe.modeling_glm4v_moe", "Glm4vMoeText"), ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLText"),
+            ("hunyuan_vl.modeling_hunyuan_vl", "HunYuanVLDenseV1"),
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
@@ -1828,6 +1832,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise
         "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
         "Gemma3nTextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "laurel", "altup")),
+    }),
+    **_family("gemma4_unified.modeling_gemma4_unified", {"Gemma4UnifiedTextAttention": (_gemma4_attention, ())}),
+    **_family("embedding_gemma2.modeling_embedding_gemma2", {
+        "EmbeddingGemma2Attention": (functools.partial(_scale_free_v_norm, rule=_attention), ()),
+        "EmbeddingGemma2TextPLEBlock": (_per_layer_input_gate, ()),
     }),
     **_family("gemma4.modeling_gemma4", {
         "Gemma4TextAttention": (_gemma4_attention, ()),

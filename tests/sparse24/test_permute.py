@@ -932,6 +932,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             # layers 2 and 3 store their keys and values (for an assistant model), or 0 and 1 do for layers 2 and 3
             for name, shared, k_eq_v, moe in (("gemma4", 0, False, True), ("gemma4-k-eq-v", 0, True, False), ("gemma4-kv-shared", 2, False, False))
         },
+        # the language models of vision-language families: Llama's value path; multimodal rotary positions on the queries and keys
+        **{
+            family: functools.partial(lambda family, extra: (_encoder(transformers, family, **lm, num_key_value_heads=2, head_dim=16, **extra), ids), family, extra)
+            for family, extra in (
+                ("glm4v_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
+                ("glm4v_moe_text", dict(
+                    rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5, "mrope_section": [2, 1, 1]},
+                    n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=0, n_group=1, topk_group=1,
+                )),
+                ("glm_image_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
+                ("glm_ocr_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
+                ("hunyuan_vl_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 2, 2, 2]})),
+                ("qwen3_vl_text", {}),
+                ("qwen3_vl_moe_text", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)),
+                ("embedding_gemma2_text", dict(hidden_size_per_layer_input=16, vocab_size_per_layer_input=64)),
+            )
+        },
+        "gemma4_unified_text": lambda: (_causal_lm(  # layers 2 and 3 store their keys and values
+            transformers, "gemma4_unified_text", num_hidden_layers=4, global_head_dim=32, layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=8,
+        ), ids),
         "gemma4_vision": lambda: (  # a 6 x 6 grid of 2 x 2 patches; clamps of one bound each around every layer
             transformers.Gemma4VisionModel(transformers.Gemma4VisionConfig(
                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8, patch_size=2,
@@ -1210,7 +1230,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1284,6 +1304,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gemma4-k-eq-v", ["Gemma4TextAttention"] + ["Gemma4TextMLP"] * 4),  # layer 1's values are its keys
         ("gemma4-kv-shared", ["Gemma4TextMLP"] * 4),
         ("gemma4_vision", ["Gemma4VisionAttention", "Gemma4VisionMLP"]),
+        ("gemma4_unified_text", ["Gemma4UnifiedTextAttention", "Gemma4UnifiedTextMLP"] * 2 + ["Gemma4UnifiedTextMLP"] * 2),
+        ("embedding_gemma2_text", ["EmbeddingGemma2Attention", "EmbeddingGemma2MLP"]),  # its PLE block gates with the per-layer embeddings
+        ("glm4v_text", ["Glm4vTextAttention", "Glm4vTextMLP"]),
+        ("glm4v_moe_text", ["Glm4vMoeTextAttention", "Glm4vMoeTextExperts", "Glm4vMoeTextMLP"]),
+        ("glm_image_text", ["GlmImageTextAttention", "GlmImageTextMLP"]),
+        ("glm_ocr_text", ["GlmOcrTextAttention", "GlmOcrTextMLP"]),
+        ("hunyuan_vl_text", ["HunYuanVLDenseV1Attention", "HunYuanVLMLP"]),
+        ("qwen3_vl_text", ["Qwen3VLTextAttention", "Qwen3VLTextMLP"]),
+        ("qwen3_vl_moe_text", ["Qwen3VLMoeTextAttention", "Qwen3VLMoeTextExperts"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
         # conformer blocks: two feed-forwards, the attention values, the convolution module (pointwise_conv1's halves, the
         # depthwise filters, the norm -> pointwise_conv2)
@@ -1631,6 +1660,17 @@ def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() 
     assert "FalconH1Mixer" not in [g.kind for g in report.groups]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.mamba",)]
     assert reason == "FalconH1Mixer: mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
+
+
+@pytest.mark.parametrize("name, layer", [("gemma3n", "model.layers.0"), ("gemma4", "model.layers.0"), ("embedding_gemma2_text", "layers.0.ple_block")])
+def test_per_layer_input_gates_say_why_they_stay(name: str, layer: str) -> None:
+    """Gemma 3n's, Gemma 4's and EmbeddingGemma 2's per-layer input gates multiply inputs normed with one scale that all
+    layers share: the report says so, rather than that the class has no rule."""
+    model, _ = _family_model(name)
+    reasons = {s.layers: s.reason for s in permute(model).skipped}
+    assert "normed with one scale all layers share" in reasons[(layer,)]
+    for linear in ("per_layer_input_gate", "per_layer_projection"):
+        assert "has no permutation rule" not in reasons[(f"{layer}.{linear}",)]
 
 
 def test_gemma4_vision_layers_with_clamps_per_channel_or_a_scaled_value_norm_stay_in_place() -> None:
