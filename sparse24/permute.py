@@ -906,21 +906,21 @@ def _conformer_convolution(
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_conv, width))
 
 
-def _phi3_attention(name: str, module: nn.Module) -> _Group | str:
-    """Phi3Attention (and Ergo's): the value rows of the fused qkv_proj (after the query and key heads) and o_proj's
-    columns, per kv head."""
-    fused, o = getattr(module, "qkv_proj", None), getattr(module, "o_proj", None)
+def _phi3_attention(name: str, module: nn.Module, qkv: str = "qkv_proj", output: str = "o_proj") -> _Group | str:
+    """Phi3Attention (and Ergo's; EXAONE 4.5's vision attention: ``qkv`` and ``output`` qkv and proj): the value rows of
+    the fused qkv_proj (after the query and key heads) and o_proj's columns, per kv head."""
+    fused, o = getattr(module, qkv, None), getattr(module, output, None)
     if not (_is_linear(fused) and _is_linear(o)):
-        return "qkv_proj and o_proj are not nn.Linear"
+        return f"{qkv} and {output} are not nn.Linear"
     head_dim, groups = getattr(module, "head_dim", None), getattr(module, "num_key_value_groups", None)
     kv_heads = getattr(module, "num_key_value_heads", getattr(getattr(module, "config", None), "num_key_value_heads", None))  # Ergo: the config's
     if not all(isinstance(n, int) and n > 0 for n in (head_dim, groups, kv_heads)):
         return "head_dim / num_key_value_groups / num_key_value_heads missing"
     heads = kv_heads * groups
     if fused.out_features != (heads + 2 * kv_heads) * head_dim or o.in_features != heads * head_dim:
-        return f"qkv_proj ({fused.out_features}) and o_proj ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
-    members = _producer(_join(name, "qkv_proj"), fused, head_dim, torch.arange(kv_heads), offset=(heads + kv_heads) * head_dim)
-    members += _consumer(_join(name, "o_proj"), o, head_dim, torch.arange(heads) // groups)
+        return f"{qkv} ({fused.out_features}) and {output} ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
+    members = _producer(_join(name, qkv), fused, head_dim, torch.arange(kv_heads), offset=(heads + kv_heads) * head_dim)
+    members += _consumer(_join(name, output), o, head_dim, torch.arange(heads) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
@@ -1833,6 +1833,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
         "Gemma3nTextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "laurel", "altup")),
     }),
+    # vision towers of vision-language models: values -> output per head (one head per value head but EXAONE 4.5's)
+    **_family("internvl.modeling_internvl", {"InternVLVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ())}),
+    **_family("exaone4_5.modeling_exaone4_5", {"Exaone4_5_VisionAttention": (functools.partial(_phi3_attention, qkv="qkv", output="proj"), ())}),
+    **_family("granite_docling.modeling_granite_docling", {"GraniteDoclingVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    **_family("cosmos3_edge.modeling_cosmos3_edge", {"Cosmos3EdgeVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),
     **_family("gemma4_unified.modeling_gemma4_unified", {"Gemma4UnifiedTextAttention": (_gemma4_attention, ())}),
     **_family("embedding_gemma2.modeling_embedding_gemma2", {
         "EmbeddingGemma2Attention": (functools.partial(_scale_free_v_norm, rule=_attention), ()),

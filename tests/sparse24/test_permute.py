@@ -780,6 +780,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     ids = {"input_ids": torch.randint(2, 64, (2, 10))}
     pixels = {"pixel_values": torch.randn(2, 3, 16, 16)}
     lm = dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)  # a vision tower's sizes
+    patches = {"pixel_values": torch.randn(64, 3 * 2 * 2), "grid_thw": torch.tensor([[1, 8, 8]])}  # 8 x 8 patches of 2 x 2, flattened
     vision = dict(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_labels=3)
     speech = dict(vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, conv_dim=(32, 32, 32), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
     seq2seq = dict(vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64)
@@ -952,6 +954,27 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "gemma4_unified_text": lambda: (_causal_lm(  # layers 2 and 3 store their keys and values
             transformers, "gemma4_unified_text", num_hidden_layers=4, global_head_dim=32, layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=8,
         ), ids),
+        # vision towers of vision-language models (values -> output per head): an image of 16 x 16, or 8 x 8 patches of 2 x 2
+        "internvl_vision": lambda: (
+            transformers.InternVLVisionModel(transformers.InternVLVisionConfig(**tower, image_size=16, patch_size=4, use_qk_norm=True)),
+            {"pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
+        "exaone4_5_vision": lambda: _qwen_vision(  # the value rows of the fused qkv, 2 key/value heads
+            transformers, "exaone4_5", "Exaone4_5_VisionModel", "Exaone4_5_VisionConfig", hidden_size=32, intermediate_size=64, num_key_value_heads=2,
+            out_hidden_size=32, window_size=8, fullatt_block_indexes=[0],
+        ),
+        "granite_docling_vision": lambda: (
+            _encoder(transformers, "granite_docling_vision", **tower, image_size=16, patch_size=4, out_hidden_size=32, deepstack_visual_indexes=[]),
+            {"pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
+        "cosmos3_edge_vision": lambda: (_encoder(transformers, "cosmos3_edge_vision", **tower, patch_size=2, num_patches=64), patches),
+        "hunyuan_vl_vision": lambda: (
+            _encoder(transformers, "hunyuan_vl_vision", **tower, num_key_value_heads=4, patch_size=2, out_hidden_size=32, text_hidden_size=32), patches,
+        ),
+        "kimi_k25_vision": lambda: (
+            _encoder(transformers, "kimi_k25_vision", **tower, patch_size=2, pos_emb_height=8, pos_emb_width=8),
+            {"pixel_values": torch.randn(64, 3, 2, 2), "grid_thw": torch.tensor([[1, 8, 8]])},
+        ),
         "gemma4_vision": lambda: (  # a 6 x 6 grid of 2 x 2 patches; clamps of one bound each around every layer
             transformers.Gemma4VisionModel(transformers.Gemma4VisionConfig(
                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8, patch_size=2,
@@ -1304,6 +1327,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gemma4-k-eq-v", ["Gemma4TextAttention"] + ["Gemma4TextMLP"] * 4),  # layer 1's values are its keys
         ("gemma4-kv-shared", ["Gemma4TextMLP"] * 4),
         ("gemma4_vision", ["Gemma4VisionAttention", "Gemma4VisionMLP"]),
+        ("internvl_vision", ["InternVLVisionAttention", "InternVLVisionMLP"]),
+        ("exaone4_5_vision", ["Exaone4_5_VisionAttention", "Exaone4_5_MLP", "fx"]),
+        ("granite_docling_vision", ["GraniteDoclingVisionAttention", "GraniteDoclingVisionMLP"]),  # no DeepStack taps (another output)
+        ("cosmos3_edge_vision", ["Cosmos3EdgeVisionAttention", "Cosmos3EdgeMLP"]),
+        ("hunyuan_vl_vision", ["HunYuanVLVisionAttention", "HunYuanVLVisionMLP"]),
+        ("kimi_k25_vision", ["Kimi_K25VisionAttention", "Kimi_K25VisionMLP"]),
         ("gemma4_unified_text", ["Gemma4UnifiedTextAttention", "Gemma4UnifiedTextMLP"] * 2 + ["Gemma4UnifiedTextMLP"] * 2),
         ("embedding_gemma2_text", ["EmbeddingGemma2Attention", "EmbeddingGemma2MLP"]),  # its PLE block gates with the per-layer embeddings
         ("glm4v_text", ["Glm4vTextAttention", "Glm4vTextMLP"]),
