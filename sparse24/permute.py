@@ -1053,6 +1053,31 @@ def _mla_attention(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _indexed_mla_attention(name: str, module: nn.Module, gate: str | None = None) -> list[_Group | str]:
+    """DeepSeek-V3.2's attention (GLM-5's and HY-V4's): multi-head latent attention whose sparse-attention indexer reads
+    the normed query latent too (``indexer.wq_b(q_a_layernorm(q_a_proj(x)))``): wq_b's columns move with the query
+    latent's channels; a layer reusing another's top-k has no indexer. ``gate`` (HY-V4's gate_proj): the attention
+    output gated channel by channel, ``o_proj(out * sigmoid(gate_proj(x)))``: its rows move with each head's values."""
+    found = _mla_attention(name, module)
+    if gate is not None and isinstance(found[0], _Group):
+        values, layer = found[0], getattr(module, gate, None)
+        if _is_linear(layer) and layer.out_features == values.block * values.count:
+            values.members += _producer(_join(name, gate), layer, values.block, torch.arange(values.count))
+        else:
+            found[0] = f"{gate} is not an nn.Linear with a row for each of the {values.count} heads' {values.block} value channels"
+    indexer = getattr(module, "indexer", None)
+    if indexer is None:
+        return found
+    reader = getattr(indexer, "wq_b", None)
+    for i, group in enumerate(found):
+        if isinstance(group, _Group) and any(m.module_name == _join(name, "q_b_proj") for m in group.members):
+            if _is_linear(reader) and reader.in_features == group.block:
+                group.members += _consumer(_join(name, "indexer.wq_b"), reader, group.block)
+            else:
+                found[i] = f"indexer.wq_b is not an nn.Linear reading the {group.block} query latent channels"
+    return found
+
+
 def _attention(
     name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
 ) -> _Group | str:
@@ -1576,6 +1601,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Qwen2_5_VLMLP": (_gated_mlp, ()),
     }),
     **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
+    **_family("axk1.modeling_axk1", {"AXK1Attention": (_mla_attention, ())}),
+    **_family("deepseek_v32.modeling_deepseek_v32", {"DeepseekV32Attention": (_indexed_mla_attention, ())}),
+    **_family("glm_moe_dsa.modeling_glm_moe_dsa", {"GlmMoeDsaAttention": (_indexed_mla_attention, ())}),
+    **{  # and attention sinks; the vision-language model's language layers the same
+        (f"transformers.models.{module}", cls): (functools.partial(_indexed_mla_attention, gate="gate_proj"), ())
+        for module, cls in (("hy_v4.modeling_hy_v4", "HYV4Attention"), ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLAttention"))
+    },
     **_family("deepseek_v2.modeling_deepseek_v2", {"DeepseekV2Attention": (_mla_attention, ())}),
     **_family("longcat_flash.modeling_longcat_flash", {"LongcatFlashMLA": (_mla_attention, ())}),  # the latents also scaled by constants
     **_family("qwen2_vl.modeling_qwen2_vl", {"VisionMlp": (functools.partial(_two_layer_mlp, activation="act"), ())}),  # VisionAttention: Qwen2.5-VL's code

@@ -817,6 +817,24 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             ids,
         ),
+        # multi-head latent attention with a sparse-attention indexer reading the query latent (DeepSeek-V3.2, GLM-5, HY-V4: the
+        # second layer reuses the first's top-k, HY-V4's output gated per channel; HY-V4-VL's language model alone), or without
+        # (AXK1); top 4 of 10 tokens
+        **{
+            family: functools.partial(lambda family, extra: ((_encoder if family.endswith("_text") else _causal_lm)(
+                transformers, family, **{**lm, "num_hidden_layers": 2}, num_key_value_heads=4, mlp_layer_types=["dense", "sparse"], q_lora_rank=24, kv_lora_rank=16,
+                qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, n_group=1, topk_group=1,
+                **extra,
+            ), ids), family, extra)
+            for family, extra in (
+                ("deepseek_v32", dict(first_k_dense_replace=1, index_topk=4, index_head_dim=16, index_n_heads=2)),
+                ("glm_moe_dsa", dict(first_k_dense_replace=1, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"])),
+                *[(family, dict(  # weights of 0.2: at 0.02 its scores are too flat for the queries' order to reach the outputs
+                    head_dim=8, initializer_range=0.2, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"], **rope,
+                )) for family, rope in (("hy_v4", {}), ("hy_v4_vl_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 1, 1]})))],
+                ("axk1", dict(head_dim=8)),  # the rotary size
+            )
+        },
         "deepseek_v3-q_lora": lambda: (  # queries through their own latent (q_a_proj, q_a_layernorm, q_b_proj), as DeepSeek-V3 itself
             transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(
                 **lm, num_key_value_heads=4, first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
@@ -1253,7 +1271,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1276,6 +1294,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("granite", ["GraniteAttention", "GraniteMLP"]),  # LlamaAttention's and LlamaMLP's code
         ("qwen2_moe", ["Qwen2MoeAttention", "Qwen2MoeExperts", "Qwen2MoeMLP"]),  # the shared expert is a Llama MLP
         # the dense layer's MLP, the MoE layer's shared experts; MLA: per layer its values and its key/value latent
+        *[(family, [f"{cls}Attention"] * 3 + [f"{cls}MLP"] + [f"{cls}Attention"] * 3 + [f"{cls}Experts", f"{cls}MLP"]) for family, cls in (
+            ("deepseek_v32", "DeepseekV32"), ("glm_moe_dsa", "GlmMoeDsa"), ("hy_v4", "HYV4"), ("hy_v4_vl_text", "HYV4VL"), ("axk1", "AXK1"),
+        )],
         ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"] + ["DeepseekV3Attention"] * 4),
         ("deepseek_v3-q_lora", ["DeepseekV3MLP"] + ["DeepseekV3Attention"] * 3),  # and its query latent
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
