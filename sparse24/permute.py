@@ -1587,16 +1587,17 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("granitemoe_swa.modeling_granitemoe_swa", "GraniteMoeSWA"), ("nanochat.modeling_nanochat", "NanoChat"),
             ("jamba.modeling_jamba", "Jamba"), ("bamba.modeling_bamba", "Bamba"), ("granitemoehybrid.modeling_granitemoehybrid", "GraniteMoeHybrid"),
             # the language models of vision-language families (multimodal rotary positions act on the queries and keys;
-            # GLM-Image's, GLM-OCR's and Qwen3-VL-MoE's repeat these classes' code)
+            # GLM-Image's, GLM-OCR's, Qwen3-VL-MoE's, Qwen2.5-VL's, Qwen2.5-Omni's and PaddleOCR-VL's repeat these classes' code)
             ("glm4v.modeling_glm4v", "Glm4vText"), ("glm4v_moe.modeling_glm4v_moe", "Glm4vMoeText"), ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLText"),
-            ("hunyuan_vl.modeling_hunyuan_vl", "HunYuanVLDenseV1"),
+            ("hunyuan_vl.modeling_hunyuan_vl", "HunYuanVLDenseV1"), ("qwen2_vl.modeling_qwen2_vl", "Qwen2VL"), ("molmo2.modeling_molmo2", "Molmo2"),
+            ("mllama.modeling_mllama", "MllamaTextSelf"), ("mllama.modeling_mllama", "MllamaTextCross"),  # Llama 3.2 Vision: cross-attention values read the image
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
     **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_c_fc_mlp, ()), "GPTBigCodeAttention": (_gpt_bigcode_attention, ())}),
     **_family("gpt_neo.modeling_gpt_neo", {"GPTNeoSelfAttention": (_OUT_PROJ_ATTENTION, ())}),  # local or global: a mask only
     **_family("blip.modeling_blip", {"BlipAttention": (_stacked_qkv_attention, ())}),
-    **_family("qwen2_5_vl.modeling_qwen2_5_vl", {  # the vision encoder (the language model's blocks are Qwen2's)
+    **_family("qwen2_5_vl.modeling_qwen2_5_vl", {  # the vision encoder (its language model: Qwen2's MLP and Qwen2-VL's attention)
         "Qwen2_5_VLVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
         "Qwen2_5_VLMLP": (_gated_mlp, ()),
     }),

@@ -708,6 +708,37 @@ def _llava(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     return transformers.LlavaForConditionalGeneration(config), {"input_ids": ids, "pixel_values": torch.randn(2, 3, 16, 16)}
 
 
+def _from_config_class(transformers: Any, path: str, model_type: str, **sizes: Any) -> nn.Module:
+    """A tiny random ``transformers.models.<path>`` (a module and a class) from ``model_type``'s default config."""
+    module, cls = path.rsplit(".", 1)
+    return getattr(importlib.import_module(f"transformers.models.{module}"), cls)._from_config(transformers.AutoConfig.for_model(model_type, pad_token_id=0, **sizes))
+
+
+def _mllama(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A tiny Llama 3.2 Vision (Mllama): a self-attention layer, then a cross-attention layer reading the image's tiles;
+    its first token the image's, whose 4 tiles (one or two used) every token attends to."""
+    vision = transformers.MllamaVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=4, image_size=32, patch_size=8,
+        max_num_tiles=4, intermediate_layers_indices=[0], vision_output_dim=64,
+    )
+    text = transformers.MllamaTextConfig(
+        vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[1], pad_token_id=0,
+    )
+    ids = torch.randint(2, 60, (2, 10))
+    ids[:, 0] = 63
+    tiles = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0]])
+    batch = {
+        "input_ids": ids, "pixel_values": torch.randn(2, 1, 4, 3, 32, 32), "aspect_ratio_ids": torch.tensor([[1], [2]]), "aspect_ratio_mask": tiles[:, None],
+        "cross_attention_mask": tiles[:, None, None].expand(2, 10, 1, 4).clone(),
+    }
+    model = transformers.MllamaForConditionalGeneration(transformers.MllamaConfig(vision_config=vision, text_config=text, image_token_index=63))
+    layer = model.model.language_model.layers[1]
+    with torch.no_grad():  # the cross-attention layer's gates start at tanh(0): closed, the image would reach nothing
+        layer.cross_attn_attn_gate.fill_(1.0)
+        layer.cross_attn_mlp_gate.fill_(1.0)
+    return model, batch
+
+
 def _qwen_vision(transformers: Any, family: str, model_class: str, config_class: str, **sizes: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny Qwen-VL vision encoder and one 16 x 16 image of 2 x 2 patches (8 x 8 of them, merged 2 x 2)."""
     models = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
@@ -965,10 +996,23 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("glm_ocr_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
                 ("hunyuan_vl_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 2, 2, 2]})),
                 ("qwen3_vl_text", {}),
+                *[(family, dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})) for family in ("qwen2_vl_text", "qwen2_5_vl_text")],
+                ("molmo2_text", {}),
                 ("qwen3_vl_moe_text", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)),
                 ("embedding_gemma2_text", dict(hidden_size_per_layer_input=16, vocab_size_per_layer_input=64)),
             )
         },
+        # language models that AutoModel does not build from their configs
+        **{
+            family: functools.partial(lambda family, path: (_from_config_class(
+                transformers, path, family, **lm, num_key_value_heads=2, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
+            ), ids), family, path)
+            for family, path in (
+                ("qwen2_5_omni_text", "qwen2_5_omni.modeling_qwen2_5_omni.Qwen2_5OmniThinkerTextModel"),
+                ("paddleocr_vl_text", "paddleocr_vl.modeling_paddleocr_vl.PaddleOCRTextModel"),
+            )
+        },
+        "mllama": lambda: _mllama(transformers),
         "gemma4_unified_text": lambda: (_causal_lm(  # layers 2 and 3 store their keys and values
             transformers, "gemma4_unified_text", num_hidden_layers=4, global_head_dim=32, layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=8,
         ), ids),
@@ -1362,6 +1406,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("glm_ocr_text", ["GlmOcrTextAttention", "GlmOcrTextMLP"]),
         ("hunyuan_vl_text", ["HunYuanVLDenseV1Attention", "HunYuanVLMLP"]),
         ("qwen3_vl_text", ["Qwen3VLTextAttention", "Qwen3VLTextMLP"]),
+        ("qwen2_vl_text", ["Qwen2VLAttention", "Qwen2MLP"]),
+        ("qwen2_5_vl_text", ["Qwen2_5_VLAttention", "Qwen2MLP"]),
+        ("qwen2_5_omni_text", ["Qwen2_5OmniAttention", "Qwen2MLP"]),
+        ("paddleocr_vl_text", ["PaddleOCRAttention", "PaddleOCRMLP"]),
+        ("molmo2_text", ["Molmo2Attention", "Molmo2MLP"]),
+        ("mllama", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3 + ["MllamaTextSelfAttention", "MllamaTextMLP", "MllamaTextCrossAttention", "MllamaTextMLP"]),
         ("qwen3_vl_moe_text", ["Qwen3VLMoeTextAttention", "Qwen3VLMoeTextExperts"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
         # conformer blocks: two feed-forwards, the attention values, the convolution module (pointwise_conv1's halves, the
