@@ -1603,6 +1603,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
     **_family("axk1.modeling_axk1", {"AXK1Attention": (_mla_attention, ())}),
+    **_family("minicpm3.modeling_minicpm3", {"MiniCPM3Attention": (_mla_attention, ())}),
     **_family("deepseek_v32.modeling_deepseek_v32", {"DeepseekV32Attention": (_indexed_mla_attention, ())}),
     **_family("glm_moe_dsa.modeling_glm_moe_dsa", {"GlmMoeDsaAttention": (_indexed_mla_attention, ())}),
     **{  # and attention sinks; the vision-language model's language layers the same
@@ -1873,6 +1874,19 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("cosmos3_edge.modeling_cosmos3_edge", {"Cosmos3EdgeVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ())}),
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),
+    **{  # CLIP's and SigLIP's attention (v_proj -> out_proj per head) in code of their own (Ovis 2.5's, OWL-ViT's and
+        # Chinese-CLIP's repeat these classes' code)
+        (f"transformers.models.{module}", cls): (_OUT_PROJ_ATTENTION, ())
+        for module, cls in (
+            ("mlcd.modeling_mlcd", "MLCDAttention"), ("owlv2.modeling_owlv2", "Owlv2Attention"), ("paddleocr_vl.modeling_paddleocr_vl", "PaddleOCRVisionAttention"),
+            ("altclip.modeling_altclip", "AltCLIPAttention"), ("idefics2.modeling_idefics2", "Idefics2VisionAttention"),
+            ("kosmos2.modeling_kosmos2", "Kosmos2VisionAttention"), ("groupvit.modeling_groupvit", "GroupViTAttention"),
+        )
+    },  # fmt: skip
+    **_family("radio.modeling_radio", {"RadioAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("sapiens2.modeling_sapiens2", {"Sapiens2Attention": (_attention, ())}),  # key/value heads per layer
+    **_family("molmo2.modeling_molmo2", {"Molmo2VisionAttention": (_attention, ())}),  # or reading another sequence's keys and values
+    **_family("qwen2_5_omni.modeling_qwen2_5_omni", {"Qwen2_5OmniVisionAttention": (functools.partial(_attention, groups=1, value="v", output="proj"), ())}),
     **_family("gemma4_unified.modeling_gemma4_unified", {"Gemma4UnifiedTextAttention": (_gemma4_attention, ())}),
     **_family("embedding_gemma2.modeling_embedding_gemma2", {
         "EmbeddingGemma2Attention": (functools.partial(_scale_free_v_norm, rule=_attention), ()),

@@ -708,10 +708,10 @@ def _llava(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     return transformers.LlavaForConditionalGeneration(config), {"input_ids": ids, "pixel_values": torch.randn(2, 3, 16, 16)}
 
 
-def _from_config_class(transformers: Any, path: str, model_type: str, **sizes: Any) -> nn.Module:
-    """A tiny random ``transformers.models.<path>`` (a module and a class) from ``model_type``'s default config."""
+def _from_config_class(transformers: Any, path: str, config: str, **sizes: Any) -> nn.Module:
+    """A tiny random ``transformers.models.<path>`` (a module and a class) from transformers' ``config`` class."""
     module, cls = path.rsplit(".", 1)
-    return getattr(importlib.import_module(f"transformers.models.{module}"), cls)._from_config(transformers.AutoConfig.for_model(model_type, pad_token_id=0, **sizes))
+    return getattr(importlib.import_module(f"transformers.models.{module}"), cls)._from_config(getattr(transformers, config)(**sizes))
 
 
 def _mllama(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
@@ -864,6 +864,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                     head_dim=8, initializer_range=0.2, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"], **rope,
                 )) for family, rope in (("hy_v4", {}), ("hy_v4_vl_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 1, 1]})))],
                 ("axk1", dict(head_dim=8)),  # the rotary size
+                ("minicpm3", dict(head_dim=8)),  # MLA without experts
             )
         },
         "deepseek_v3-q_lora": lambda: (  # queries through their own latent (q_a_proj, q_a_layernorm, q_b_proj), as DeepSeek-V3 itself
@@ -1004,14 +1005,53 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         },
         # language models that AutoModel does not build from their configs
         **{
-            family: functools.partial(lambda family, path: (_from_config_class(
-                transformers, path, family, **lm, num_key_value_heads=2, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
-            ), ids), family, path)
-            for family, path in (
-                ("qwen2_5_omni_text", "qwen2_5_omni.modeling_qwen2_5_omni.Qwen2_5OmniThinkerTextModel"),
-                ("paddleocr_vl_text", "paddleocr_vl.modeling_paddleocr_vl.PaddleOCRTextModel"),
+            family: functools.partial(lambda path, config: (_from_config_class(
+                transformers, path, config, **lm, num_key_value_heads=2, head_dim=16, pad_token_id=0,
+                rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
+            ), ids), path, config)
+            for family, path, config in (
+                ("qwen2_5_omni_text", "qwen2_5_omni.modeling_qwen2_5_omni.Qwen2_5OmniThinkerTextModel", "Qwen2_5OmniTextConfig"),
+                ("paddleocr_vl_text", "paddleocr_vl.modeling_paddleocr_vl.PaddleOCRTextModel", "PaddleOCRTextConfig"),
             )
         },
+        # vision towers with CLIP's or SigLIP's attention in code of their own (Llama's value path: Sapiens 2, Molmo 2)
+        **{
+            family: functools.partial(lambda path, config, sizes: (_from_config_class(transformers, path, config, **tower, **sizes), pixels), path, config, sizes)
+            for family, path, config, sizes in (
+                ("mlcd", "mlcd.modeling_mlcd.MLCDVisionModel", "MLCDVisionConfig", dict(image_size=16, patch_size=4)),
+                ("owlv2", "owlv2.modeling_owlv2.Owlv2VisionModel", "Owlv2VisionConfig", dict(image_size=16, patch_size=4)),
+                ("owlvit", "owlvit.modeling_owlvit.OwlViTVisionModel", "OwlViTVisionConfig", dict(image_size=16, patch_size=4)),
+                ("chinese_clip", "chinese_clip.modeling_chinese_clip.ChineseCLIPVisionModel", "ChineseCLIPVisionConfig", dict(image_size=16, patch_size=4)),
+                ("altclip", "altclip.modeling_altclip.AltCLIPVisionModel", "AltCLIPVisionConfig", dict(image_size=16, patch_size=4)),
+                ("idefics2", "idefics2.modeling_idefics2.Idefics2VisionTransformer", "Idefics2VisionConfig", dict(image_size=16, patch_size=4)),
+                ("kosmos2", "kosmos2.modeling_kosmos2.Kosmos2VisionModel", "Kosmos2VisionConfig", dict(image_size=16, patch_size=4)),
+                ("radio", "radio.modeling_radio.RadioModel", "RadioConfig", dict(patch_size=4)),
+                ("sapiens2", "sapiens2.modeling_sapiens2.Sapiens2Model", "Sapiens2Config", dict(image_size=16, patch_size=4)),
+            )
+        },
+        "groupvit": lambda: (  # two stages, each grouping the tokens (their assignment attention and mixer MLP stay)
+            _from_config_class(
+                transformers, "groupvit.modeling_groupvit.GroupViTVisionModel", "GroupViTVisionConfig", hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                image_size=16, patch_size=4, depths=[1, 1], num_group_tokens=[4, 2], num_output_groups=[4, 2],
+            ),
+            pixels,
+        ),
+        "molmo2_vision": lambda: (  # 16 patches of 4 x 4 x 3 per image
+            _from_config_class(
+                transformers, "molmo2.modeling_molmo2.Molmo2VisionModel", "Molmo2VisionConfig", **tower, num_key_value_heads=2, image_patch_size=4,
+                image_default_input_size=[16, 16],
+            ),
+            {"pixel_values": torch.randn(2, 16, 48)},
+        ),
+        "ovis2_5_vision": lambda: (_from_config_class(transformers, "ovis2_5.modeling_ovis2_5.Ovis2_5VisionModel", "Ovis2_5VisionConfig", **tower, patch_size=2, num_patches=64), patches),
+        "paddleocr_vl_vision": lambda: (
+            _from_config_class(transformers, "paddleocr_vl.modeling_paddleocr_vl.PaddleOCRVisionModel", "PaddleOCRVisionConfig", **tower, patch_size=2),
+            {"pixel_values": torch.randn(1, 64, 3, 2, 2), "grid_thw": torch.tensor([[1, 8, 8]])},
+        ),
+        "qwen2_5_omni_vision": lambda: _qwen_vision(
+            transformers, "qwen2_5_omni", "Qwen2_5OmniVisionEncoder", "Qwen2_5OmniVisionEncoderConfig", hidden_size=32, intermediate_size=64, out_hidden_size=32,
+            window_size=8, fullatt_block_indexes=[0],
+        ),
         "mllama": lambda: _mllama(transformers),
         "gemma4_unified_text": lambda: (_causal_lm(  # layers 2 and 3 store their keys and values
             transformers, "gemma4_unified_text", num_hidden_layers=4, global_head_dim=32, layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=8,
@@ -1315,7 +1355,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1341,6 +1381,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, [f"{cls}Attention"] * 3 + [f"{cls}MLP"] + [f"{cls}Attention"] * 3 + [f"{cls}Experts", f"{cls}MLP"]) for family, cls in (
             ("deepseek_v32", "DeepseekV32"), ("glm_moe_dsa", "GlmMoeDsa"), ("hy_v4", "HYV4"), ("hy_v4_vl_text", "HYV4VL"), ("axk1", "AXK1"),
         )],
+        ("minicpm3", (["MiniCPM3Attention"] * 3 + ["MiniCPM3MLP"]) * 2),
         ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"] + ["DeepseekV3Attention"] * 4),
         ("deepseek_v3-q_lora", ["DeepseekV3MLP"] + ["DeepseekV3Attention"] * 3),  # and its query latent
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
@@ -1411,6 +1452,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen2_5_omni_text", ["Qwen2_5OmniAttention", "Qwen2MLP"]),
         ("paddleocr_vl_text", ["PaddleOCRAttention", "PaddleOCRMLP"]),
         ("molmo2_text", ["Molmo2Attention", "Molmo2MLP"]),
+        *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in (
+            ("mlcd", "MLCD"), ("owlv2", "Owlv2"), ("owlvit", "OwlViT"), ("chinese_clip", "ChineseCLIPVision"), ("altclip", "AltCLIP"), ("idefics2", "Idefics2Vision"),
+            ("kosmos2", "Kosmos2Vision"), ("radio", "Radio"), ("molmo2_vision", "Molmo2Vision"), ("ovis2_5_vision", "Ovis2_5Vision"), ("paddleocr_vl_vision", "PaddleOCRVision"),
+        )],
+        ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
+        ("groupvit", ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP"] + ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP", "fx"]),
+        ("qwen2_5_omni_vision", ["Qwen2_5OmniVisionAttention", "Qwen2_5OmniMLP", "fx"]),
         ("mllama", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3 + ["MllamaTextSelfAttention", "MllamaTextMLP", "MllamaTextCrossAttention", "MllamaTextMLP"]),
         ("qwen3_vl_moe_text", ["Qwen3VLMoeTextAttention", "Qwen3VLMoeTextExperts"]),
         ("gemma3n-kv-shared", ["Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # a layer whose values other layers read stays in place
