@@ -1363,6 +1363,7 @@ _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", h
 _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
+_VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
 _SAM_ATTENTION = functools.partial(_stacked_qkv_attention, output="proj", heads_attr="num_attention_heads")
 # the local and the global values (value, value_global), each head's rows in one order -> output.dense
 _LONGFORMER_ATTENTION = functools.partial(_bert_attention, value_attr=("value", "value_global"), heads_attr="num_heads", head_dim_attr="head_dim")
@@ -1591,6 +1592,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("glm4v.modeling_glm4v", "Glm4vText"), ("glm4v_moe.modeling_glm4v_moe", "Glm4vMoeText"), ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLText"),
             ("hunyuan_vl.modeling_hunyuan_vl", "HunYuanVLDenseV1"), ("qwen2_vl.modeling_qwen2_vl", "Qwen2VL"), ("molmo2.modeling_molmo2", "Molmo2"),
             ("mllama.modeling_mllama", "MllamaTextSelf"), ("mllama.modeling_mllama", "MllamaTextCross"),  # Llama 3.2 Vision: cross-attention values read the image
+            ("ultrabert.modeling_ultrabert", "Ultrabert"),
         ]
     },  # fmt: skip
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
@@ -1660,7 +1662,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PvtFFN": (functools.partial(_two_layer_mlp, first="dense1", second="dense2", activation="intermediate_act_fn"), ()),
     }),
     **_family("pvt_v2.modeling_pvt_v2", {
-        "PvtV2SelfAttention": (functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size"), ()),
+        "PvtV2SelfAttention": (_VALUE_PROJ_ATTENTION, ()),
         "PvtV2ConvFeedForwardNetwork": (
             functools.partial(_segformer_mix_mlp, first="dense1", second="dense2", activation="intermediate_act_fn", elementwise=("relu",)), (),
         ),
@@ -1884,6 +1886,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )
     },  # fmt: skip
     **_family("radio.modeling_radio", {"RadioAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("tipsv2.modeling_tipsv2", {"Tipsv2TextAttention": (_OUT_PROJ_ATTENTION, ())}),
+    **_family("vjepa2.modeling_vjepa2", {  # rotary positions on the queries and keys
+        "VJEPA2RopeAttention": (_VALUE_PROJ_ATTENTION, ()),
+        "VJEPA2MLP": (functools.partial(_two_layer_mlp, activation="activation"), ()),
+    }),
+    **_family("umt5.modeling_umt5", {"UMT5Attention": (_T5_ATTENTION, ())}),  # T5's, with a relative position bias in every layer
+    **_family("t5gemma.modeling_t5gemma", {"T5GemmaCrossAttention": (_attention, ())}),  # the values read the encoder's output
     **_family("sapiens2.modeling_sapiens2", {"Sapiens2Attention": (_attention, ())}),  # key/value heads per layer
     **_family("molmo2.modeling_molmo2", {"Molmo2VisionAttention": (_attention, ())}),  # or reading another sequence's keys and values
     **_family("qwen2_5_omni.modeling_qwen2_5_omni", {"Qwen2_5OmniVisionAttention": (functools.partial(_attention, groups=1, value="v", output="proj"), ())}),

@@ -1029,6 +1029,21 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("sapiens2", "sapiens2.modeling_sapiens2.Sapiens2Model", "Sapiens2Config", dict(image_size=16, patch_size=4)),
             )
         },
+        "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
+        "tipsv2_text_model": lambda: (_encoder(transformers, "tipsv2_text_model", **lm), ids),
+        "umt5": lambda: (transformers.UMT5EncoderModel(transformers.UMT5Config(**{**t5, "num_layers": 2})), ids),  # Wan's text encoder: a bias in every layer
+        "t5gemma": lambda: (  # the decoder's cross-attention values read the encoder's output
+            transformers.T5GemmaModel(transformers.T5GemmaConfig(
+                encoder=dict(**lm, num_key_value_heads=2, head_dim=16), decoder=dict(**lm, num_key_value_heads=2, head_dim=16), vocab_size=64,
+            )),
+            {**ids, **decoder},
+        ),
+        "vjepa2": lambda: (  # the encoder (the predictor's output is another field): a clip of 4 frames of 16 x 16 in tubelets of 2 x 4 x 4
+            transformers.VJEPA2Model(transformers.VJEPA2Config(
+                hidden_size=32, mlp_ratio=2.0, num_hidden_layers=1, num_attention_heads=4, crop_size=16, patch_size=4, frames_per_clip=4, tubelet_size=2,
+            )).encoder,
+            {"pixel_values_videos": torch.randn(2, 4, 3, 16, 16)},
+        ),
         "groupvit": lambda: (  # two stages, each grouping the tokens (their assignment attention and mixer MLP stay)
             _from_config_class(
                 transformers, "groupvit.modeling_groupvit.GroupViTVisionModel", "GroupViTVisionConfig", hidden_size=32, intermediate_size=64, num_attention_heads=4,
@@ -1457,6 +1472,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("kosmos2", "Kosmos2Vision"), ("radio", "Radio"), ("molmo2_vision", "Molmo2Vision"), ("ovis2_5_vision", "Ovis2_5Vision"), ("paddleocr_vl_vision", "PaddleOCRVision"),
         )],
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
+        ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
+        ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
+        ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
+        ("t5gemma", ["T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaCrossAttention"]),
+        ("vjepa2", ["VJEPA2RopeAttention", "VJEPA2MLP"]),
         ("groupvit", ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP"] + ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP", "fx"]),
         ("qwen2_5_omni_vision", ["Qwen2_5OmniVisionAttention", "Qwen2_5OmniMLP", "fx"]),
         ("mllama", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3 + ["MllamaTextSelfAttention", "MllamaTextMLP", "MllamaTextCrossAttention", "MllamaTextMLP"]),
