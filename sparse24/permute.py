@@ -30,6 +30,7 @@ import functools
 import logging
 import math
 import operator
+import re
 import time
 import zlib
 from collections import defaultdict
@@ -2860,6 +2861,19 @@ def _unruled_owner(model: nn.Module, name: str, ruled: set[str]) -> nn.Module | 
     return None
 
 
+def _router(model: nn.Module, name: str) -> bool:
+    """Whether layer ``name`` is (or is inside) a mixture-of-experts router: a part of its path named router, gate or
+    shared_expert_gate whose parent holds experts (Mixtral's gate, Llama 4's router, HunYuan's gate.wg, JetMoE's
+    router.layer, Qwen's shared_expert_gate). Its outputs score the experts: no channels to permute."""
+    parts = name.split(".")
+    for end, part in enumerate(parts):
+        if part in ("router", "gate", "shared_expert_gate"):
+            parent = model.get_submodule(".".join(parts[:end]))
+            if hasattr(parent, "experts") or re.search("moe|expert", type(parent).__name__, re.IGNORECASE):
+                return True
+    return False
+
+
 def _tensor_owners(model: nn.Module) -> dict[int, list[str]]:
     owners: dict[int, list[str]] = defaultdict(list)
     for name, tensor in (*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)):
@@ -3071,8 +3085,9 @@ def _permute(
             reason = f"{type(module).__name__}: fused mixture-of-experts weights have no permutation rule (each expert's hidden channels stay in place)"
             skipped.append(SkippedGroup((name,), reason))
         if _is_gemm(module) and name not in mentioned:
-            owner = _unruled_owner(model, name, ruled)
-            if owner is not None:
+            if _router(model, name):
+                reason = "in no permutable group: a mixture-of-experts router (its outputs score the experts)"
+            elif (owner := _unruled_owner(model, name, ruled)) is not None:
                 reason = f"in no permutable group: {type(owner).__name__} has no permutation rule (transformers modules are not traced; only rules look inside them)"
             else:
                 reason = "in no permutable group: its input comes from a model input, embedding, norm, residual stream or untraceable code"

@@ -1830,6 +1830,17 @@ def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() 
     assert reason == "FalconH1Mixer: mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
 
 
+@pytest.mark.parametrize("name, router", [("llama4_text", "model.layers.0.feed_forward.router"), ("qwen2_moe", "model.layers.0.mlp.shared_expert_gate")])
+def test_mixture_of_experts_routers_are_reported_as_routers(name: str, router: str) -> None:
+    """A router's outputs score the experts: the report says so, rather than that its decoder layer has no rule; the
+    layers beside it keep their own reasons."""
+    model, _ = _family_model(name)
+    reasons = {s.layers: s.reason for s in permute(model).skipped}
+    assert reasons[(router,)] == "in no permutable group: a mixture-of-experts router (its outputs score the experts)"
+    assert sum("mixture-of-experts router" in reason for reason in reasons.values()) == 1
+    assert not any("has no permutation rule" in reason for reason in reasons.values())
+
+
 @pytest.mark.parametrize("name, layer", [("gemma3n", "model.layers.0"), ("gemma4", "model.layers.0"), ("embedding_gemma2_text", "layers.0.ple_block")])
 def test_per_layer_input_gates_say_why_they_stay(name: str, layer: str) -> None:
     """Gemma 3n's, Gemma 4's and EmbeddingGemma 2's per-layer input gates multiply inputs normed with one scale that all
