@@ -1737,7 +1737,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("nomic_bert.modeling_nomic_bert", {"NomicBertAttention": (_HEADS_OWN_VALUES, ())}),
     # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
     # layer's input); more feed-forwards (FFNLayer) before the layer's own
-    **_bert_family("big_bird.modeling_big_bird", "BigBird"),  # full or block-sparse attention: blocks of positions, not of channels
+    **_bert_family("big_bird.modeling_big_bird", "BigBird"),
+    **_bert_family("visual_bert.modeling_visual_bert", "VisualBert"),  # text and image embeddings in one sequence
+    **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
+    **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores  # full or block-sparse attention: blocks of positions, not of channels
     **_family("mobilebert.modeling_mobilebert", {
         "MobileBertAttention": (_bert_attention, ()),
         "MobileBertLayer": (functools.partial(_bert_layer, family="MobileBert"), ("attention", "ffn")),

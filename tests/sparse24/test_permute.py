@@ -1029,6 +1029,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("sapiens2", "sapiens2.modeling_sapiens2.Sapiens2Model", "Sapiens2Config", dict(image_size=16, patch_size=4)),
             )
         },
+        # BERT's layout with other inputs: image embeddings (VisualBERT), a language (X-MOD's adapters), boxes (BROS)
+        "visual_bert": lambda: (
+            transformers.VisualBertModel(transformers.VisualBertConfig(**lm, visual_embedding_dim=16)), {**ids, "visual_embeds": torch.randn(2, 3, 16)},
+        ),
+        "xmod": lambda: (transformers.XmodModel(transformers.XmodConfig(**lm, languages=["en_XX", "de_DE"], default_language="de_DE")), ids),
+        "bros": lambda: (transformers.BrosModel(transformers.BrosConfig(**lm)), {**ids, "bbox": torch.rand(2, 10, 8)}),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
         "tipsv2_text_model": lambda: (_encoder(transformers, "tipsv2_text_model", **lm), ids),
         "umt5": lambda: (transformers.UMT5EncoderModel(transformers.UMT5Config(**{**t5, "num_layers": 2})), ids),  # Wan's text encoder: a bias in every layer
@@ -1473,6 +1479,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         )],
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
         ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
+        *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
         ("t5gemma", ["T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaCrossAttention"]),
