@@ -641,7 +641,7 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     or two ungrouped convolutions of any kernel, stride and padding (PoolFormer's 1 x 1 conv1, act_fn, conv2): a
     channel's filters, bias and zero padding move with it. ``activation`` None: the class's own forward applies an
     elementwise function between them (Whisper's ``F.gelu``), read there."""
-    up, down = getattr(module, first, None), getattr(module, second, None)
+    up, down = _attr(module, first), _attr(module, second)
     convs = all(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1 for m in (up, down))
     if not (convs or (_is_linear(up) and _is_linear(down))):
         return f"{first} and {second} are not both nn.Linear (or ungrouped convolutions)"
@@ -652,6 +652,15 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     if reads != width:
         return f"{first} outputs ({width}) and {second} inputs ({reads}) differ"
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
+
+
+def _linear_chain(
+    name: str, module: nn.Module, first: str = "proj_in", hidden: str = "layers", last: str = "proj_out", activation: str = "activation"
+) -> list[_Group | str]:
+    """SAM 2's feed-forward: ``first``, each layer of the nn.ModuleList ``hidden``, then ``last``, the elementwise
+    ``activation`` between each two: one group per pair, as :func:`_two_layer_mlp`."""
+    names = [first, *(f"{hidden}.{i}" for i in range(len(getattr(module, hidden, ())))), last]
+    return [_two_layer_mlp(name, module, a, b, activation) for a, b in zip(names, names[1:])]
 
 
 def _conv_stem(
@@ -1890,6 +1899,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )
     },  # fmt: skip
     **_family("radio.modeling_radio", {"RadioAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("sam2.modeling_sam2", {  # the Hiera image encoder: all query, key, value rows of qkv (queries pooled at a stage's start)
+        "Sam2MultiScaleAttention": (_SAM_ATTENTION, ()),
+        "Sam2FeedForward": (_linear_chain, ()),
+    }),
     **_family("tipsv2.modeling_tipsv2", {"Tipsv2TextAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("vjepa2.modeling_vjepa2", {  # rotary positions on the queries and keys
         "VJEPA2RopeAttention": (_VALUE_PROJ_ATTENTION, ()),

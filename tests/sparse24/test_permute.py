@@ -1035,6 +1035,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "xmod": lambda: (transformers.XmodModel(transformers.XmodConfig(**lm, languages=["en_XX", "de_DE"], default_language="de_DE")), ids),
         "bros": lambda: (transformers.BrosModel(transformers.BrosConfig(**lm)), {**ids, "bbox": torch.rand(2, 10, 8)}),
+        "sam2_hiera": lambda: (  # SAM 2's image encoder: 8 x 8 patches, queries pooled to 4 x 4 at the second stage; windows of 4, 2, then global
+            transformers.Sam2HieraDetModel(transformers.Sam2HieraDetConfig(
+                hidden_size=16, blocks_per_stage=[1, 2], embed_dim_per_stage=[16, 32], num_attention_heads_per_stage=[1, 2], window_size_per_stage=[4, 2],
+                global_attention_blocks=[2], num_query_pool_stages=1, image_size=[32, 32], window_positional_embedding_background_size=[4, 4],
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
         "tipsv2_text_model": lambda: (_encoder(transformers, "tipsv2_text_model", **lm), ids),
         "umt5": lambda: (transformers.UMT5EncoderModel(transformers.UMT5Config(**{**t5, "num_layers": 2})), ids),  # Wan's text encoder: a bias in every layer
@@ -1479,6 +1486,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         )],
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
         ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
+        ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
         *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
@@ -1835,6 +1843,24 @@ def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() 
     assert "FalconH1Mixer" not in [g.kind for g in report.groups]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.mamba",)]
     assert reason == "FalconH1Mixer: mup_vector scales the z or x rows of in_proj unevenly: a channel's scale would not move with it"
+
+
+def test_sam2_feed_forward_of_three_layers_permutes_each_hidden_boundary() -> None:
+    """SAM 2's mask decoder heads: proj_in -> ReLU -> layers.0 -> ReLU -> proj_out, then a sigmoid: two groups, the
+    same function, and each group's consumer in a wrong order changes it."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    head = transformers.models.sam2.modeling_sam2.Sam2FeedForward(16, 32, 8, num_layers=3, sigmoid_output=True).double().eval()
+    x = torch.randn(4, 16, dtype=torch.float64)
+    reference = copy.deepcopy(head)
+    report = permute(head, example_inputs=(x,))
+    assert [(g.producers, g.consumers) for g in report.groups] == [(("proj_in",), ("layers.0",)), (("layers.0",), ("proj_out",))]
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), reference(x), rtol=0, atol=1e-12)
+        for layer in (head.layers[0], head.proj_out):
+            layer.weight.copy_(layer.weight.flip(1))
+            assert (head(x) - reference(x)).abs().max() > 1e-6
+            layer.weight.copy_(layer.weight.flip(1))
 
 
 @pytest.mark.parametrize("name, router", [("llama4_text", "model.layers.0.feed_forward.router"), ("qwen2_moe", "model.layers.0.mlp.shared_expert_gate")])
