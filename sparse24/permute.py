@@ -1147,6 +1147,22 @@ def _doge_attention(name: str, module: nn.Module) -> _Group | str:
     return group
 
 
+def _normed(name: str, module: nn.Module, rule: _Rule, norm: str) -> _Group | str:
+    """``rule``'s group with ``module``'s ``norm`` between producer and consumer, an nn.LayerNorm over all the
+    consumer's input channels (its statistics the same in any order; its weight and bias move with them), or absent
+    (None): Kosmos-2's text attention (inner_attn_ln before out_proj) and feed-forward (ffn_layernorm before fc2)."""
+    group = rule(name, module)
+    found = getattr(module, norm, None)
+    if isinstance(group, str) or found is None:
+        return group
+    consumer = next(m for m in group.members if m.role == "consumer")
+    width = consumer.tensor.shape[consumer.dim]
+    if type(found) is not nn.LayerNorm or found.normalized_shape != (width,):
+        return f"{norm} is not an nn.LayerNorm over the {width} channels"
+    group.members += _per_channel(_join(name, norm), found, group.block, consumer.blocks)
+    return group
+
+
 def _channel_scaled(name: str, module: nn.Module, rule: _Rule, scales: Sequence[str], norm: str, norm_class: str) -> _Group | str:
     """``rule``'s group with ``module``'s own per-channel ``scales`` (one value for each of the consumer's input
     channels) moving with the channels, the ``norm`` between them a ``norm_class`` without parameters over all the
@@ -1909,6 +1925,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "VJEPA2MLP": (functools.partial(_two_layer_mlp, activation="activation"), ()),
     }),
     **_family("umt5.modeling_umt5", {"UMT5Attention": (_T5_ATTENTION, ())}),  # T5's, with a relative position bias in every layer
+    **_family("kosmos2.modeling_kosmos2", {
+        "KosmosTextAttention": (functools.partial(_normed, rule=_OUT_PROJ_ATTENTION, norm="inner_attn_ln"), ()),
+        "Kosmos2TextFFN": (functools.partial(_normed, rule=_two_layer_mlp, norm="ffn_layernorm"), ()),
+    }),
+    **_family("recurrent_gemma.modeling_recurrent_gemma", {"RecurrentGemmaMlp": (_gated_mlp, ()), "RecurrentGemmaAttention": (_attention, ())}),  # its RG-LRU blocks stay
     **_family("t5gemma.modeling_t5gemma", {"T5GemmaCrossAttention": (_attention, ())}),  # the values read the encoder's output
     **_family("sapiens2.modeling_sapiens2", {"Sapiens2Attention": (_attention, ())}),  # key/value heads per layer
     **_family("molmo2.modeling_molmo2", {"Molmo2VisionAttention": (_attention, ())}),  # or reading another sequence's keys and values

@@ -1035,6 +1035,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "xmod": lambda: (transformers.XmodModel(transformers.XmodConfig(**lm, languages=["en_XX", "de_DE"], default_language="de_DE")), ids),
         "bros": lambda: (transformers.BrosModel(transformers.BrosConfig(**lm)), {**ids, "bbox": torch.rand(2, 10, 8)}),
+        "kosmos2_text": lambda: (  # LayerNorms inside the attention (before out_proj) and the feed-forward (before fc2)
+            transformers.models.kosmos2.modeling_kosmos2.Kosmos2TextForCausalLM(transformers.Kosmos2TextConfig(
+                vocab_size=64, embed_dim=64, layers=1, ffn_dim=96, attention_heads=4, pad_token_id=0,
+            )),
+            ids,
+        ),
+        "recurrent_gemma": lambda: (  # a recurrent (RG-LRU) layer, then a local attention one
+            _causal_lm(transformers, "recurrent_gemma", num_hidden_layers=2, num_key_value_heads=1, lru_width=64, attention_window_size=8, block_types=["recurrent", "attention"]),
+            ids,
+        ),
         "sam2_hiera": lambda: (  # SAM 2's image encoder: 8 x 8 patches, queries pooled to 4 x 4 at the second stage; windows of 4, 2, then global
             transformers.Sam2HieraDetModel(transformers.Sam2HieraDetConfig(
                 hidden_size=16, blocks_per_stage=[1, 2], embed_dim_per_stage=[16, 32], num_attention_heads_per_stage=[1, 2], window_size_per_stage=[4, 2],
@@ -1382,8 +1392,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean, std=0.1)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
-    # XGLM's attention clamps its scores with a float32 constant; Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32
+    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
 
@@ -1487,6 +1497,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
         ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
         ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
+        ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
+        ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
         *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
