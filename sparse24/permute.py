@@ -613,15 +613,17 @@ def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
 
 
 def _bert_layer(
-    name: str, module: nn.Module, family: str = "Bert", activation: str | None = "intermediate_act_fn", output_class: str | None = None
+    name: str, module: nn.Module, family: str = "Bert", activation: str | None = "intermediate_act_fn", output_class: str | None = None,
+    intermediate: str = "intermediate", output: str = "output",
 ) -> _Group | str:
     """BertLayer (and RoBERTa's, XLM-R's, ELECTRA's: ``family``): output.dense(intermediate.intermediate_act_fn(intermediate.dense(x))).
     ``activation=None``: the intermediate's forward applies a fixed elementwise function itself (ESM's GELU);
-    ``output_class``: the output's class where it is not ``{family}Output`` (MobileBERT's extra FFNs' FFNOutput)."""
-    inter, out = getattr(module, "intermediate", None), getattr(module, "output", None)
+    ``output_class``: the output's class where it is not ``{family}Output`` (MobileBERT's extra FFNs' FFNOutput);
+    ``intermediate`` and ``output``: the two modules' names (the Q-Former's query feed-forward: intermediate_query, output_query)."""
+    inter, out = getattr(module, intermediate, None), getattr(module, output, None)
     output_class = output_class or f"{family}Output"
     if _transformers_class(inter) != f"{family}Intermediate" or _transformers_class(out) != output_class:
-        return f"intermediate/output are not {family}Intermediate/{output_class}"
+        return f"{intermediate}/{output} are not {family}Intermediate/{output_class}"
     dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
     if not (_is_linear(dense_in) and _is_linear(dense_out)):
         return "intermediate.dense and output.dense are not nn.Linear"
@@ -630,9 +632,15 @@ def _bert_layer(
     width = dense_in.out_features
     if dense_out.in_features != width:
         return "intermediate.dense outputs and output.dense inputs differ in size"
-    prefix = f"{name}." if name else ""
-    members = _producer(f"{prefix}intermediate.dense", dense_in, width) + _consumer(f"{prefix}output.dense", dense_out, width)
+    members = _producer(_join(name, f"{intermediate}.dense"), dense_in, width) + _consumer(_join(name, f"{output}.dense"), dense_out, width)
     return _Group(type(module).__name__, width, 1, members)
+
+
+def _qformer_layer(name: str, module: nn.Module, family: str = "Blip2QFormer") -> list[_Group | str]:
+    """Blip2QFormerLayer (InstructBLIP's): BERT's feed-forward twice, one for the learned queries (intermediate_query ->
+    output_query) and, with text input, one for the text tokens (intermediate -> output)."""
+    pairs = [("intermediate_query", "output_query")] + ([("intermediate", "output")] if hasattr(module, "intermediate") else [])
+    return [_bert_layer(name, module, family=family, intermediate=inter, output=out) for inter, out in pairs]
 
 
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str | None = "activation_fn") -> _Group | str:
@@ -1763,6 +1771,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
     # layer's input); more feed-forwards (FFNLayer) before the layer's own
     **_bert_family("big_bird.modeling_big_bird", "BigBird"),
+    **{  # BLIP-2's and InstructBLIP's Q-Former: BERT's attention under other names, and two feed-forwards per layer
+        (f"transformers.models.{module}", f"{family}{cls}"): rule
+        for module, family in (("blip_2.modeling_blip_2", "Blip2QFormer"), ("instructblip.modeling_instructblip", "InstructBlipQFormer"))
+        for cls, rule in (
+            ("Attention", (functools.partial(_bert_attention, attention_attr="attention"), ())),
+            ("Layer", (functools.partial(_qformer_layer, family=family), ("attention", "crossattention"))),
+        )
+    },
     **_bert_family("visual_bert.modeling_visual_bert", "VisualBert"),  # text and image embeddings in one sequence
     **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
     **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores  # full or block-sparse attention: blocks of positions, not of channels

@@ -1035,6 +1035,19 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "xmod": lambda: (transformers.XmodModel(transformers.XmodConfig(**lm, languages=["en_XX", "de_DE"], default_language="de_DE")), ids),
         "bros": lambda: (transformers.BrosModel(transformers.BrosConfig(**lm)), {**ids, "bbox": torch.rand(2, 10, 8)}),
+        # BLIP-2's Q-Former (4 learned queries; cross-attention to 6 image features every second layer) and InstructBLIP's (and 5 text tokens)
+        **{
+            family: functools.partial(lambda family, config, text: (
+                getattr(transformers, f"{family}Model")(getattr(transformers, config)(
+                    vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, encoder_hidden_size=16, cross_attention_frequency=2,
+                    pad_token_id=0,
+                )),
+                {**text, "query_embeds": torch.randn(2, 4, 32), "encoder_hidden_states": torch.randn(2, 6, 16)},
+            ), family, config, text)
+            for family, config, text in (
+                ("Blip2QFormer", "Blip2QFormerConfig", {}), ("InstructBlipQFormer", "InstructBlipQFormerConfig", {"input_ids": torch.randint(2, 64, (2, 5))}),
+            )
+        },
         "kosmos2_text": lambda: (  # LayerNorms inside the attention (before out_proj) and the feed-forward (before fc2)
             transformers.models.kosmos2.modeling_kosmos2.Kosmos2TextForCausalLM(transformers.Kosmos2TextConfig(
                 vocab_size=64, embed_dim=64, layers=1, ffn_dim=96, attention_heads=4, pad_token_id=0,
@@ -1498,6 +1511,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
         ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
         ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
+        ("Blip2QFormer", ["Blip2QFormerLayer", "Blip2QFormerAttention", "Blip2QFormerAttention", "Blip2QFormerLayer", "Blip2QFormerAttention"]),
+        ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
         ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
         *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
