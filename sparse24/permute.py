@@ -1931,6 +1931,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )
     },  # fmt: skip
     **_family("radio.modeling_radio", {"RadioAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("idefics2.modeling_idefics2", {  # the connector: the modality projection and the perceiver resampler's layers
+        "Idefics2MLP": (_gated_mlp, ()),
+        "Idefics2PerceiverAttention": (_attention, ()),  # the latents' queries read the image features' and the latents' values
+    }),
     **_family("sam2.modeling_sam2", {  # the Hiera image encoder: all query, key, value rows of qkv (queries pooled at a stage's start)
         "Sam2MultiScaleAttention": (_SAM_ATTENTION, ()),
         "Sam2FeedForward": (_linear_chain, ()),

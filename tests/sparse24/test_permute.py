@@ -7,6 +7,7 @@ import functools
 import importlib
 import json
 import math
+import types
 from collections import OrderedDict
 from typing import Any
 
@@ -1048,6 +1049,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("Blip2QFormer", "Blip2QFormerConfig", {}), ("InstructBlipQFormer", "InstructBlipQFormerConfig", {"input_ids": torch.randint(2, 64, (2, 5))}),
             )
         },
+        "idefics2_connector": lambda: (  # IDEFICS 2's connector: the modality projection, then a perceiver resampler of 4 latents over 16 image features
+            transformers.models.idefics2.modeling_idefics2.Idefics2Connector(transformers.Idefics2Config(
+                vision_config=dict(**tower, image_size=16, patch_size=4),
+                perceiver_config=dict(hidden_size=64, resampler_n_latents=4, resampler_depth=1, resampler_n_heads=4, resampler_head_dim=16, num_key_value_heads=2),
+                text_config=dict(model_type="mistral", **lm, num_key_value_heads=2),
+            )),
+            {"image_hidden_states": torch.randn(2, 16, 32), "attention_mask": torch.ones(2, 16, dtype=torch.bool)},
+        ),
         "kosmos2_text": lambda: (  # LayerNorms inside the attention (before out_proj) and the feed-forward (before fc2)
             transformers.models.kosmos2.modeling_kosmos2.Kosmos2TextForCausalLM(transformers.Kosmos2TextConfig(
                 vocab_size=64, embed_dim=64, layers=1, ffn_dim=96, attention_heads=4, pad_token_id=0,
@@ -1511,6 +1520,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
         ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
         ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
+        ("idefics2_connector", ["Idefics2MLP", "Idefics2PerceiverAttention", "Idefics2MLP"]),
         ("Blip2QFormer", ["Blip2QFormerLayer", "Blip2QFormerAttention", "Blip2QFormerAttention", "Blip2QFormerLayer", "Blip2QFormerAttention"]),
         ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
         ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
@@ -1657,7 +1667,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert sorted(g.kind for g in report.groups) == sorted(kinds)  # once left in place: no rule for these classes
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
-        out, ref = model(**batch), reference(**batch)
+        out, ref = _outputs(model, batch), _outputs(reference, batch)
     compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
@@ -1666,19 +1676,25 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     _assert_every_group_reaches_the_outputs(reference, batch, report, compared)
 
 
+def _outputs(model: nn.Module, batch: dict) -> Any:
+    """``model(**batch)``: a transformers output, or a module's bare tensor (IDEFICS 2's connector) as its last_hidden_state."""
+    out = model(**batch)
+    return types.SimpleNamespace(last_hidden_state=out) if isinstance(out, torch.Tensor) else out
+
+
 def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, report: Any, compared: list[str]) -> None:
     """The check above can fail: a wrong order of any group's consumer (its permuted dim reversed, in the unpermuted
     ``model``) moves a compared output by far more than the tolerance. (BLIP's and SAM's default initializer_range of
     1e-10 once left every layer below it, and an input that fades through small weights hides later layers.)"""
     tensors = dict(model.named_parameters())
     with torch.no_grad():
-        before = model(**batch)
+        before = _outputs(model, batch)
         for group in report.groups:  # fused experts too (the experts module's first moved tensor; its dim is the whole tensor's)
             name = next(n for n in report.indices if n.startswith(group.consumers[0] + ".") and n in tensors)
             dim = report.indices[name][0][0]
             saved = tensors[name].clone()
             tensors[name].copy_(saved.flip(dim))
-            after = model(**batch)
+            after = _outputs(model, batch)
             tensors[name].copy_(saved)
             moved = max(float((getattr(after, key) - getattr(before, key)).abs().max()) for key in compared)
             assert moved > (1e-8 if getattr(before, compared[0]).dtype == torch.float64 else 1e-3), f"{name} in the wrong order does not reach the outputs ({moved:.1e})"
