@@ -30,7 +30,6 @@ import functools
 import logging
 import math
 import operator
-import re
 import time
 import zlib
 from collections import defaultdict
@@ -636,7 +635,7 @@ def _bert_layer(
     return _Group(type(module).__name__, width, 1, members)
 
 
-def _qformer_layer(name: str, module: nn.Module, family: str = "Blip2QFormer") -> list[_Group | str]:
+def _qformer_layer(name: str, module: nn.Module, family: str) -> list[_Group | str]:
     """Blip2QFormerLayer (InstructBLIP's): BERT's feed-forward twice, one for the learned queries (intermediate_query ->
     output_query) and, with text input, one for the text tokens (intermediate -> output)."""
     pairs = [("intermediate_query", "output_query")] + ([("intermediate", "output")] if hasattr(module, "intermediate") else [])
@@ -1155,6 +1154,12 @@ def _doge_attention(name: str, module: nn.Module) -> _Group | str:
     return group
 
 
+def _consumer_width(group: _Group) -> tuple[_Member, int]:
+    """``group``'s first consumer member and the number of channels along its permuted dim."""
+    consumer = next(m for m in group.members if m.role == "consumer")
+    return consumer, consumer.tensor.shape[consumer.dim]
+
+
 def _normed(name: str, module: nn.Module, rule: _Rule, norm: str) -> _Group | str:
     """``rule``'s group with ``module``'s ``norm`` between producer and consumer, an nn.LayerNorm over all the
     consumer's input channels (its statistics the same in any order; its weight and bias move with them), or absent
@@ -1163,8 +1168,7 @@ def _normed(name: str, module: nn.Module, rule: _Rule, norm: str) -> _Group | st
     found = getattr(module, norm, None)
     if isinstance(group, str) or found is None:
         return group
-    consumer = next(m for m in group.members if m.role == "consumer")
-    width = consumer.tensor.shape[consumer.dim]
+    consumer, width = _consumer_width(group)
     if type(found) is not nn.LayerNorm or found.normalized_shape != (width,):
         return f"{norm} is not an nn.LayerNorm over the {width} channels"
     group.members += _per_channel(_join(name, norm), found, group.block, consumer.blocks)
@@ -1182,8 +1186,7 @@ def _channel_scaled(name: str, module: nn.Module, rule: _Rule, scales: Sequence[
     found = getattr(module, norm, None)
     if _transformers_class(found) != norm_class or any(True for _ in found.parameters()):
         return f"{norm} is not a {norm_class} without parameters"
-    consumer = next(m for m in group.members if m.role == "consumer")
-    width = consumer.tensor.shape[consumer.dim]
+    consumer, width = _consumer_width(group)
     for attr in scales:
         value = getattr(module, attr, None)
         if not (isinstance(value, Tensor) and value.shape == (width,)):
@@ -1192,19 +1195,10 @@ def _channel_scaled(name: str, module: nn.Module, rule: _Rule, scales: Sequence[
     return group
 
 
-def _gemma3n_attention(name: str, module: nn.Module) -> _Group | str:
-    """Gemma3nTextAttention: Llama's value path (v_norm, an RMS norm without a scale over each head, reorders with
-    the head's channels), unless other layers read this layer's keys and values (KV sharing: their o_proj would need
-    this order too) or it reads another's."""
-    if getattr(module, "store_full_length_kv", False) or getattr(module, "is_kv_shared_layer", False):
-        return "its keys and values are shared with other layers (KV sharing): their o_proj would need this order too"
-    return _attention(name, module)
-
-
-def _gemma4_attention(name: str, module: nn.Module) -> _Group | str:
-    """Gemma4TextAttention: Llama's value path (v_norm without a scale), unless its keys and values are shared (KV
-    sharing: a layer storing them for later layers or for an assistant model reading the model's ``shared_kv_states``,
-    or a layer reading another's) or its values are k_proj's rows (a full layer with ``attention_k_eq_v``)."""
+def _gemma_attention(name: str, module: nn.Module) -> _Group | str:
+    """Gemma 3n's and Gemma 4's text attention: Llama's value path (v_norm without a scale), unless its keys and values
+    are shared (KV sharing: a layer storing them for later layers or for an assistant model reading the model's
+    ``shared_kv_states``, or a layer reading another's) or its values are k_proj's rows (Gemma 4's ``attention_k_eq_v``)."""
     if getattr(module, "store_full_length_kv", False):
         return "it stores its keys and values for KV sharing: the layers or the assistant model reading them would need this order too"
     if getattr(module, "is_kv_shared_layer", False):
@@ -1768,9 +1762,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("gte.modeling_gte", {"GteAttention": (_HEADS_OWN_VALUES, ()), "GteMLP": (_gated_mlp, ())}),  # dropout after the product
     **_family("jina_embeddings_v3.modeling_jina_embeddings_v3", {"JinaEmbeddingsV3Attention": (_HEADS_OWN_VALUES, ())}),
     **_family("nomic_bert.modeling_nomic_bert", {"NomicBertAttention": (_HEADS_OWN_VALUES, ())}),
-    # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
-    # layer's input); more feed-forwards (FFNLayer) before the layer's own
-    **_bert_family("big_bird.modeling_big_bird", "BigBird"),
+    **_bert_family("big_bird.modeling_big_bird", "BigBird"),  # full or block-sparse attention: blocks of positions, not of channels
     **{  # BLIP-2's and InstructBLIP's Q-Former: BERT's attention under other names, and two feed-forwards per layer
         (f"transformers.models.{module}", f"{family}{cls}"): rule
         for module, family in (("blip_2.modeling_blip_2", "Blip2QFormer"), ("instructblip.modeling_instructblip", "InstructBlipQFormer"))
@@ -1781,7 +1773,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     },
     **_bert_family("visual_bert.modeling_visual_bert", "VisualBert"),  # text and image embeddings in one sequence
     **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
-    **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores  # full or block-sparse attention: blocks of positions, not of channels
+    **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores
+    # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
+    # layer's input); more feed-forwards (FFNLayer) before the layer's own
     **_family("mobilebert.modeling_mobilebert", {
         "MobileBertAttention": (_bert_attention, ()),
         "MobileBertLayer": (functools.partial(_bert_layer, family="MobileBert"), ("attention", "ffn")),
@@ -1909,7 +1903,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         for part, rule in (("Attention", (_attention, ())), ("FeedForward", (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ())))
     },
     **_family("gemma3n.modeling_gemma3n", {
-        "Gemma3nTextAttention": (_gemma3n_attention, ()),
+        "Gemma3nTextAttention": (_gemma_attention, ()),
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise
         "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
         "Gemma3nTextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "laurel", "altup")),
@@ -1954,13 +1948,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("sapiens2.modeling_sapiens2", {"Sapiens2Attention": (_attention, ())}),  # key/value heads per layer
     **_family("molmo2.modeling_molmo2", {"Molmo2VisionAttention": (_attention, ())}),  # or reading another sequence's keys and values
     **_family("qwen2_5_omni.modeling_qwen2_5_omni", {"Qwen2_5OmniVisionAttention": (functools.partial(_attention, groups=1, value="v", output="proj"), ())}),
-    **_family("gemma4_unified.modeling_gemma4_unified", {"Gemma4UnifiedTextAttention": (_gemma4_attention, ())}),
+    **_family("gemma4_unified.modeling_gemma4_unified", {"Gemma4UnifiedTextAttention": (_gemma_attention, ())}),
     **_family("embedding_gemma2.modeling_embedding_gemma2", {
         "EmbeddingGemma2Attention": (functools.partial(_scale_free_v_norm, rule=_attention), ()),
         "EmbeddingGemma2TextPLEBlock": (_per_layer_input_gate, ()),
     }),
     **_family("gemma4.modeling_gemma4", {
-        "Gemma4TextAttention": (_gemma4_attention, ()),
+        "Gemma4TextAttention": (_gemma_attention, ()),
         "Gemma4TextMLP": (_gated_mlp, ()),
         "Gemma4TextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "router", "experts")),
         # the vision tower's layers wrapped in clamps of one bound each (not offered to copies: _NOT_COPIED)
@@ -2907,8 +2901,8 @@ def _unruled_owner(model: nn.Module, name: str, ruled: set[str]) -> nn.Module | 
     None where a rule looked inside (BertAttention's covers BertSelfAttention's query) or no module qualifies."""
     parts = name.split(".")
     chain = [".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1)]  # the parent first, up to the model's child
-    layers = [i for i, prefix in enumerate(chain) if isinstance(model.get_submodule(prefix.rpartition(".")[0]), nn.ModuleList)]
-    for i, prefix in enumerate(chain[: layers[0] + 1] if layers else chain[:1]):
+    layer = next((i for i, prefix in enumerate(chain) if isinstance(model.get_submodule(prefix.rpartition(".")[0]), nn.ModuleList)), 0)
+    for i, prefix in enumerate(chain[: layer + 1]):
         module = model.get_submodule(prefix)
         if prefix in ruled:
             return None
@@ -2926,7 +2920,7 @@ def _router(model: nn.Module, name: str) -> bool:
     for end, part in enumerate(parts):
         if part in ("router", "gate", "shared_expert_gate"):
             parent = model.get_submodule(".".join(parts[:end]))
-            if hasattr(parent, "experts") or re.search("moe|expert", type(parent).__name__, re.IGNORECASE):
+            if hasattr(parent, "experts") or any(word in type(parent).__name__.lower() for word in ("moe", "expert")):
                 return True
     return False
 

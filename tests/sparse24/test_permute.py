@@ -812,6 +812,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     ids = {"input_ids": torch.randint(2, 64, (2, 10))}
     pixels = {"pixel_values": torch.randn(2, 3, 16, 16)}
     lm = dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)
+    def mrope(*sections: int, **extra: Any) -> dict:  # multimodal rotary positions: the head's rotary half split in sections
+        return {"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "mrope_section": list(sections), **extra}}
+
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)  # a vision tower's sizes
     patches = {"pixel_values": torch.randn(64, 3 * 2 * 2), "grid_thw": torch.tensor([[1, 8, 8]])}  # 8 x 8 patches of 2 x 2, flattened
     vision = dict(image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_labels=3)
@@ -863,7 +866,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("glm_moe_dsa", dict(first_k_dense_replace=1, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"])),
                 *[(family, dict(  # weights of 0.2: at 0.02 its scores are too flat for the queries' order to reach the outputs
                     head_dim=8, initializer_range=0.2, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"], **rope,
-                )) for family, rope in (("hy_v4", {}), ("hy_v4_vl_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 1, 1]})))],
+                )) for family, rope in (("hy_v4", {}), ("hy_v4_vl_text", mrope(2, 1, 1)))],
                 ("axk1", dict(head_dim=8)),  # the rotary size
                 ("minicpm3", dict(head_dim=8)),  # MLA without experts
             )
@@ -989,16 +992,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         **{
             family: functools.partial(lambda family, extra: (_encoder(transformers, family, **lm, num_key_value_heads=2, head_dim=16, **extra), ids), family, extra)
             for family, extra in (
-                ("glm4v_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
+                ("glm4v_text", mrope(2, 3, 3)),
                 ("glm4v_moe_text", dict(
-                    rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5, "mrope_section": [2, 1, 1]},
-                    n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=0, n_group=1, topk_group=1,
+                    **mrope(2, 1, 1, partial_rotary_factor=0.5), n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=0, n_group=1, topk_group=1,
                 )),
-                ("glm_image_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
-                ("glm_ocr_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})),
-                ("hunyuan_vl_text", dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 2, 2, 2]})),
+                ("glm_image_text", mrope(2, 3, 3)),
+                ("glm_ocr_text", mrope(2, 3, 3)),
+                ("hunyuan_vl_text", mrope(2, 2, 2, 2)),
                 ("qwen3_vl_text", {}),
-                *[(family, dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})) for family in ("qwen2_vl_text", "qwen2_5_vl_text")],
+                ("qwen2_vl_text", mrope(2, 3, 3)),
+                ("qwen2_5_vl_text", mrope(2, 3, 3)),
                 ("molmo2_text", {}),
                 ("qwen3_vl_moe_text", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)),
                 ("embedding_gemma2_text", dict(hidden_size_per_layer_input=16, vocab_size_per_layer_input=64)),
@@ -1008,7 +1011,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         **{
             family: functools.partial(lambda path, config: (_from_config_class(
                 transformers, path, config, **lm, num_key_value_heads=2, head_dim=16, pad_token_id=0,
-                rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
+                **mrope(2, 3, 3),
             ), ids), path, config)
             for family, path, config in (
                 ("qwen2_5_omni_text", "qwen2_5_omni.modeling_qwen2_5_omni.Qwen2_5OmniThinkerTextModel", "Qwen2_5OmniTextConfig"),
@@ -1493,31 +1496,23 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gemma4-k-eq-v", ["Gemma4TextAttention"] + ["Gemma4TextMLP"] * 4),  # layer 1's values are its keys
         ("gemma4-kv-shared", ["Gemma4TextMLP"] * 4),
         ("gemma4_vision", ["Gemma4VisionAttention", "Gemma4VisionMLP"]),
-        ("internvl_vision", ["InternVLVisionAttention", "InternVLVisionMLP"]),
         ("exaone4_5_vision", ["Exaone4_5_VisionAttention", "Exaone4_5_MLP", "fx"]),
         ("granite_docling_vision", ["GraniteDoclingVisionAttention", "GraniteDoclingVisionMLP"]),  # no DeepStack taps (another output)
         ("cosmos3_edge_vision", ["Cosmos3EdgeVisionAttention", "Cosmos3EdgeMLP"]),
-        ("hunyuan_vl_vision", ["HunYuanVLVisionAttention", "HunYuanVLVisionMLP"]),
-        ("kimi_k25_vision", ["Kimi_K25VisionAttention", "Kimi_K25VisionMLP"]),
         ("gemma4_unified_text", ["Gemma4UnifiedTextAttention", "Gemma4UnifiedTextMLP"] * 2 + ["Gemma4UnifiedTextMLP"] * 2),
-        ("embedding_gemma2_text", ["EmbeddingGemma2Attention", "EmbeddingGemma2MLP"]),  # its PLE block gates with the per-layer embeddings
-        ("glm4v_text", ["Glm4vTextAttention", "Glm4vTextMLP"]),
         ("glm4v_moe_text", ["Glm4vMoeTextAttention", "Glm4vMoeTextExperts", "Glm4vMoeTextMLP"]),
-        ("glm_image_text", ["GlmImageTextAttention", "GlmImageTextMLP"]),
-        ("glm_ocr_text", ["GlmOcrTextAttention", "GlmOcrTextMLP"]),
         ("hunyuan_vl_text", ["HunYuanVLDenseV1Attention", "HunYuanVLMLP"]),
-        ("qwen3_vl_text", ["Qwen3VLTextAttention", "Qwen3VLTextMLP"]),
-        ("qwen2_vl_text", ["Qwen2VLAttention", "Qwen2MLP"]),
-        ("qwen2_5_vl_text", ["Qwen2_5_VLAttention", "Qwen2MLP"]),
-        ("qwen2_5_omni_text", ["Qwen2_5OmniAttention", "Qwen2MLP"]),
-        ("paddleocr_vl_text", ["PaddleOCRAttention", "PaddleOCRMLP"]),
-        ("molmo2_text", ["Molmo2Attention", "Molmo2MLP"]),
+        *[(family, [attention, "Qwen2MLP"]) for family, attention in (
+            ("qwen2_vl_text", "Qwen2VLAttention"), ("qwen2_5_vl_text", "Qwen2_5_VLAttention"), ("qwen2_5_omni_text", "Qwen2_5OmniAttention"),
+        )],
         *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in (
+            ("internvl_vision", "InternVLVision"), ("hunyuan_vl_vision", "HunYuanVLVision"), ("kimi_k25_vision", "Kimi_K25Vision"), ("glm4v_text", "Glm4vText"),
+            ("glm_image_text", "GlmImageText"), ("glm_ocr_text", "GlmOcrText"), ("qwen3_vl_text", "Qwen3VLText"), ("paddleocr_vl_text", "PaddleOCR"),
+            ("molmo2_text", "Molmo2"), ("ultrabert", "Ultrabert"), ("embedding_gemma2_text", "EmbeddingGemma2"),  # its PLE blocks gate with the per-layer embeddings
             ("mlcd", "MLCD"), ("owlv2", "Owlv2"), ("owlvit", "OwlViT"), ("chinese_clip", "ChineseCLIPVision"), ("altclip", "AltCLIP"), ("idefics2", "Idefics2Vision"),
             ("kosmos2", "Kosmos2Vision"), ("radio", "Radio"), ("molmo2_vision", "Molmo2Vision"), ("ovis2_5_vision", "Ovis2_5Vision"), ("paddleocr_vl_vision", "PaddleOCRVision"),
         )],
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
-        ("ultrabert", ["UltrabertAttention", "UltrabertMLP"]),
         ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
         ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
         ("idefics2_connector", ["Idefics2MLP", "Idefics2PerceiverAttention", "Idefics2MLP"]),
@@ -1904,6 +1899,16 @@ def test_sam2_feed_forward_of_three_layers_permutes_each_hidden_boundary() -> No
             layer.weight.copy_(layer.weight.flip(1))
             assert (head(x) - reference(x)).abs().max() > 1e-6
             layer.weight.copy_(layer.weight.flip(1))
+
+
+@pytest.mark.parametrize("name", ["gemma3n-kv-shared", "gemma4-kv-shared"])
+def test_attention_sharing_keys_and_values_says_which_side_it_is(name: str) -> None:
+    """With 2 of 4 layers sharing: layers 0 and 1 store their keys and values, 2 and 3 read them; each stays in place
+    with the reason of its side (the reading layers hold no v_proj of their own to permute)."""
+    model, _ = _family_model(name)
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    for layer, side in ((0, "it stores its keys and values"), (1, "it stores its keys and values"), (2, "it reads another layer's"), (3, "it reads another layer's")):
+        assert side in reasons[f"model.layers.{layer}.self_attn"]
 
 
 @pytest.mark.parametrize("name, router", [("llama4_text", "model.layers.0.feed_forward.router"), ("qwen2_moe", "model.layers.0.mlp.shared_expert_gate")])
