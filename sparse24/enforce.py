@@ -523,18 +523,20 @@ def undo_attach(model: nn.Module, owners: Iterable[tuple[nn.Module, str]]) -> No
         _unwatch(model)
 
 
+def masked_gemm_weights(model: nn.Module) -> list[GemmWeight]:
+    """Every GEMM weight of ``model`` that carries a 2:4 mask; no mask is expanded or gathered (nothing is allocated on
+    the model's device, and no collective runs on a sharded one)."""
+    return [weight for weight in gemm_weights(model) if mask_name(weight.param_name) in weight.module._buffers]
+
+
 def masked_weights(model: nn.Module) -> list[tuple[GemmWeight, Tensor]]:
     """Every GEMM weight of ``model`` that carries a 2:4 mask, with its mask.
 
     The masks are expanded to bool tensors of their weights' shapes: new tensors, so writing
-    to one changes nothing (:func:`attach` replaces a mask).
+    to one changes nothing (:func:`attach` replaces a mask). For the weights alone, use
+    :func:`masked_gemm_weights`.
     """
-    found = []
-    for weight in gemm_weights(model):
-        mask = mask_of(weight.module, weight.param_name)
-        if mask is not None:
-            found.append((weight, mask))
-    return found
+    return [(weight, mask_of(weight.module, weight.param_name)) for weight in masked_gemm_weights(model)]
 
 
 def strip(model: nn.Module) -> list[str]:

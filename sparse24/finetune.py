@@ -36,7 +36,7 @@ from .checkpoint import (
     save_sharded_checkpoint,
     set_rng_state,
 )
-from .enforce import attach_optimizer, check_optimizer, has_masks, is_sharded, mask_sharded_grads, masked_weights, shard_masks
+from .enforce import attach_optimizer, check_optimizer, has_masks, is_sharded, mask_sharded_grads, masked_gemm_weights, shard_masks
 from .errors import Sparse24Error, running
 from .io import load as load_weights
 from .progress import Progress
@@ -320,7 +320,7 @@ class _Trainer:
         self.train_data = train_data
         self.module = dist.unwrap(model)
         self.fsdp = self.setup_fsdp(model, options)
-        if not (has_masks(self.module) if self.fsdp else masked_weights(self.module)):
+        if not (has_masks(self.module) if self.fsdp else masked_gemm_weights(self.module)):
             raise Sparse24Error("the model has no 2:4 masks: run sparse24.sparsify(model, ...) (or load_masks) before finetune")
         self.device = next(self.module.parameters()).device
         self.train_model = model

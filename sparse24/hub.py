@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .enforce import MASK_SUFFIX, load_masks, masked_weights, stored_mask
+from .enforce import MASK_SUFFIX, load_masks, masked_gemm_weights, stored_mask
 from .errors import CheckFailed, Sparse24Error, first_line
 
 __all__ = [
@@ -275,7 +275,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, **kwargs: Any) ->
     state = model.state_dict()
     weights = {key: value for key, value in state.items() if not key.endswith(MASK_SUFFIX)}
     masks = {key: value.detach().to("cpu").contiguous() for key, value in state.items() if key.endswith(MASK_SUFFIX)}  # packed, 1 bit per weight
-    axes = {weight.name: weight.axis.reduction for weight, _ in masked_weights(model)}
+    axes = {weight.name: weight.axis.reduction for weight in masked_gemm_weights(model)}
     source = Path(str(getattr(model, "name_or_path", "") or ""))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .dist import unwrap
-from .enforce import MASK_SUFFIX, load_masks, masked_weights
+from .enforce import MASK_SUFFIX, load_masks, masked_gemm_weights
 from .errors import Sparse24Error, first_line
 
 __all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes", "check_fits"]
@@ -56,7 +56,7 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
     from safetensors.torch import save_file
 
     model = unwrap(model)  # the model's own keys, not DDP's "module." or torch.compile's "_orig_mod."
-    axes = {weight.name: weight.axis.reduction for weight, _ in masked_weights(model)}
+    axes = {weight.name: weight.axis.reduction for weight in masked_gemm_weights(model)}
     seen: set[int] = set()
     tensors = {}
     for key, value in model.state_dict().items():

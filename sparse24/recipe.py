@@ -269,7 +269,7 @@ def _check_outputs(recipe: Recipe) -> None:
 def run_recipe(recipe: Recipe) -> RecipeResult:
     """Build the model (and teacher), prune it if needed, finetune it, write the outputs (rank 0)."""
     from . import dist, hub, io
-    from .enforce import masked_weights
+    from .enforce import masked_gemm_weights
     from .finetune import finetune
     from .sparsify import sparsify
 
@@ -287,11 +287,11 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
     if recipe.teacher:
         teacher = io.load_model(recipe.model)
         io.load(teacher, recipe.teacher)
-        if masked_weights(teacher):
+        if masked_gemm_weights(teacher):
             raise Sparse24Error(f"teacher weights {recipe.teacher} are 2:4 masked; distil from the dense weights")
     loss_fn = io.load_object(recipe.loss, "loss") if recipe.loss else None
     if recipe.sparsify is not None:
-        if masked_weights(model):
+        if masked_gemm_weights(model):
             raise Sparse24Error(f"{recipe.weights} already has 2:4 masks; remove the sparsify section, or start from dense weights")
         options = dict(recipe.sparsify)
         method = options.pop("method", "magnitude")
@@ -302,7 +302,7 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
             options["logits_fn"] = io.load_object(options["logits_fn"], "sparsify.logits_fn")
         report = sparsify(model, method, data=data, loss_fn=loss_fn, **options, **extra)
         logger.info("recipe: %s", report._summary())
-    elif not masked_weights(model):
+    elif not masked_gemm_weights(model):
         raise Sparse24Error("the model has no 2:4 masks: point weights at a file from `sparse24 prune`, or add a sparsify section")
     device = _device(recipe.device)
     model.to(device)

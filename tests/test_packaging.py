@@ -359,7 +359,7 @@ def test_no_python_m_of_mapped_folders() -> None:
 def test_the_checkouts_kernels_folder_never_shadows_another_kernels_package(tmp_path: Path) -> None:
     """From the checkout's root (``python -m``/``-c`` put it first on sys.path) a top-level ``kernels`` import gets another
     installed ``kernels`` package (Hugging Face's, which transformers 5.25 requires and imports; a stand-in here), with its
-    submodules, not the kernels/ folder; sparse24.kernels is still ours. Without one, the error says what the folder is."""
+    submodules, not the kernels/ folder; sparse24.kernels is still ours. Without one, it is an empty namespace package."""
     other = tmp_path / "site" / "kernels"
     other.mkdir(parents=True)
     (other / "__init__.py").write_text('MARK = "other"\n')
@@ -368,13 +368,25 @@ def test_the_checkouts_kernels_folder_never_shadows_another_kernels_package(tmp_
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     done = _run([sys.executable, "-c", code], cwd=REPO, env=env)
     assert done.stdout.split() == ["other", str(other / "__init__.py"), "7", "sparse24.kernels.loader"]
-    env["PYTHONPATH"] = ""
-    alone = subprocess.run([sys.executable, "-c", "import kernels; print(kernels.__file__)"], cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    if "kernels" not in {d.metadata["Name"] for d in importlib.metadata.distributions()}:
-        assert alone.returncode == 1 and f"No module named 'kernels' ({REPO}/kernels is sparse24.kernels)" in alone.stderr
-    else:  # Hugging Face's is installed: it is the one imported, not the checkout's folder
-        assert alone.returncode == 0, alone.stderr
-        assert Path(alone.stdout.strip()).resolve().parent != REPO / "kernels", alone.stdout
+    # Without another one (-S: no site-packages, so none is installed), ``import kernels`` gets an empty namespace
+    # package: find_spec finds the folder, but the module has no __file__ and no __version__, which is what package
+    # checks (transformers' is_kernels_available imports the name) take for "not installed". Raising there made
+    # ``from transformers import BertModel`` fail on a GPU machine without Hugging Face's kernels.
+    check = (
+        "import importlib.util, kernels\n"
+        "print(importlib.util.find_spec('kernels') is not None, getattr(kernels, '__version__', 'N/A'), getattr(kernels, '__file__', None))\n"
+        "print(kernels.__doc__)\n"
+        "for statement in ('from kernels import get_kernel', 'import kernels.layers'):\n"
+        "    try:\n"
+        "        exec(statement)\n"
+        "    except ImportError as error:\n"
+        "        print(type(error).__name__)\n"
+    )
+    alone = _run([sys.executable, "-S", "-c", check], cwd=REPO, env={**os.environ, "PYTHONPATH": ""})
+    found, doc, *errors = alone.stdout.splitlines()
+    assert found == "True N/A None", alone.stdout
+    assert doc == f"Not installed: {REPO}/kernels is sparse24.kernels, not a 'kernels' package.", alone.stdout
+    assert errors == ["ImportError", "ModuleNotFoundError"], alone.stdout
 
 
 # The offending forms are assembled from pieces, so this file does not match its own lint.

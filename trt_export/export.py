@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights, is_fused_experts
 from sparse24.dist import unwrap
-from sparse24.enforce import masked_weights, strip
+from sparse24.enforce import masked_gemm_weights, masked_weights, strip
 from sparse24.errors import Sparse24Error, SparsityError, first_line
 from sparse24.mask import is_two_four
 
@@ -153,7 +153,7 @@ def _as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
 
 def _sparse_names(model: nn.Module) -> list[str]:
     """The weights that must come out 2:4: the masked ones, else every 2:4 GEMM weight."""
-    masked = [weight.name for weight, _ in masked_weights(model)]
+    masked = [weight.name for weight in masked_gemm_weights(model)]  # no mask expanded on the model's GPU
     if masked:
         return masked
     return [w.name for w in gemm_weights(model) if w.reduction_size % 4 == 0 and bool(w.param.detach().abs().sum()) and is_two_four(w.param.detach(), w.axis.reduction)]

@@ -262,6 +262,27 @@ def test_the_export_copy_is_made_on_the_cpu_tensor_by_tensor() -> None:
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the copy shares nothing with the model"
 
 
+def test_the_export_expands_no_mask_of_the_users_model(tmp_path, monkeypatch) -> None:
+    """Masks are expanded only on the CPU copy: expanding them on the model itself would allocate a bool tensor per weight
+    on its GPU (what the H200 run of test_a_gpu_model_is_not_duplicated_on_its_gpu caught: 10.5 MB over its 8.4 MB bound)."""
+    import sparse24.enforce as enforce
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))
+    sparse24.sparsify(model, progress=False)
+    users = {id(module) for module in model.modules()}
+    expanded = []
+    real = enforce.mask_of
+
+    def recording(module, param_name, dtype=torch.bool):
+        expanded.append(id(module) in users)
+        return real(module, param_name, dtype)
+
+    monkeypatch.setattr(enforce, "mask_of", recording)
+    report = export_onnx(model, torch.randn(2, 64), tmp_path / "m.onnx")
+    assert expanded and not any(expanded), f"masks expanded: {expanded.count(True)} on the user's model, {expanded.count(False)} on the copy"
+    assert sorted(report.sparsified) == ["0.weight", "2.weight"]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_gpu_model_is_not_duplicated_on_its_gpu(tmp_path) -> None:
