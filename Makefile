@@ -68,8 +68,9 @@ GPU_CHECK_OUT ?= $$($(GPU_PYTHON) -m sparse24.bench env --results-dir)
 # The suites' settings: every gemm shape set and every model, but no TensorRT (an engine build per GEMM
 # case, ~10-30 s each, 116 builds; 8 model engines of 1-2 min) and no torch.compile (a recompile per
 # model x batch x variant, ~5-9 min), at 3 runs x (3 warm-up + 20 timed) calls.
-# Estimated time of the default run on an H100 (from counts and nominal speeds; not yet measured on one:
-# the results folder will have the real times, pytest.xml each test's):
+# Estimated time of the default run on an H100 (from counts and nominal speeds). Measured once, on an H200 at b962cea
+# (bench/results/nvidia-h200/console.log): 125 s wall in all, with kernels ~15 s, tests ~45 s (pytest: 35.8 s),
+# gemm ~44 s, and the model suite stopped ~10 s in by an import failure since fixed:
 #   dependency check + bench env                                                                    ~5 s
 #   kernels: NVRTC for 3 sources (~5 s each, cached on disk after) + 2 dtypes x (compress + 3 M x 3
 #     GEMMs) x 3 runs x (3 + 20) = 1,380 calls, the slowest small_m at M=4096 (~5 ms)                 ~25 s
