@@ -1774,6 +1774,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("visual_bert.modeling_visual_bert", "VisualBert"),  # text and image embeddings in one sequence
     **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
     **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores
+    **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
+    # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets
+    # and write a score per head: no hidden channels, so nothing to group; its layers have their own rules
+    **_family("layoutlmv3.modeling_layoutlmv3", {"LayoutLMv3Encoder": (lambda name, module: [], ("layer",))}),
     # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
     # layer's input); more feed-forwards (FFNLayer) before the layer's own
     **_family("mobilebert.modeling_mobilebert", {

@@ -1039,6 +1039,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "xmod": lambda: (transformers.XmodModel(transformers.XmodConfig(**lm, languages=["en_XX", "de_DE"], default_language="de_DE")), ids),
         "bros": lambda: (transformers.BrosModel(transformers.BrosConfig(**lm)), {**ids, "bbox": torch.rand(2, 10, 8)}),
+        "layoutlmv3": lambda: (  # text and image patches in one sequence; 1-D and 2-D relative positions bias the scores
+            transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(
+                **lm, coordinate_size=12, shape_size=8, input_size=32, patch_size=16, rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=32,
+            )),
+            {**ids, "bbox": (lambda corner: torch.cat([corner, corner + torch.randint(1, 60, (2, 10, 2))], -1))(torch.randint(0, 60, (2, 10, 2))), "pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         # BLIP-2's Q-Former (4 learned queries; cross-attention to 6 image features every second layer) and InstructBLIP's (and 5 text tokens)
         **{
             family: functools.partial(lambda family, config, text: (
@@ -1519,7 +1525,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("Blip2QFormer", ["Blip2QFormerLayer", "Blip2QFormerAttention", "Blip2QFormerAttention", "Blip2QFormerLayer", "Blip2QFormerAttention"]),
         ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
         ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
-        *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"))],
+        *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"), ("layoutlmv3", "LayoutLMv3"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
         ("t5gemma", ["T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaCrossAttention"]),
@@ -1920,6 +1926,16 @@ def test_mixture_of_experts_routers_are_reported_as_routers(name: str, router: s
     assert reasons[(router,)] == "in no permutable group: a mixture-of-experts router (its outputs score the experts)"
     assert sum("mixture-of-experts router" in reason for reason in reasons.values()) == 1
     assert not any("has no permutation rule" in reason for reason in reasons.values())
+
+
+def test_relative_position_biases_read_the_input_not_a_missing_rule() -> None:
+    """LayoutLMv3's relative-position biases map one-hot position buckets to a score per head: the report says their
+    input is the model's, rather than that the encoder holding them has no rule."""
+    model, inputs = _family_model("layoutlmv3")
+    reasons = {s.layers: s.reason for s in permute(model, example_inputs=inputs).skipped}
+    for layer in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias"):
+        assert reasons[(f"encoder.{layer}",)].startswith("in no permutable group: its input comes from a model input"), reasons
+    assert not any("has no permutation rule" in reason for reason in reasons.values()), reasons
 
 
 @pytest.mark.parametrize("name, layer", [("gemma3n", "model.layers.0"), ("gemma4", "model.layers.0"), ("embedding_gemma2_text", "layers.0.ple_block")])
