@@ -1774,6 +1774,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("visual_bert.modeling_visual_bert", "VisualBert"),  # text and image embeddings in one sequence
     **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
     **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores
+    **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets
     # and write a score per head: no hidden channels, so nothing to group; its layers have their own rules

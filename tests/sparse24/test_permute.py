@@ -1039,6 +1039,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "xmod": lambda: (transformers.XmodModel(transformers.XmodConfig(**lm, languages=["en_XX", "de_DE"], default_language="de_DE")), ids),
         "bros": lambda: (transformers.BrosModel(transformers.BrosConfig(**lm)), {**ids, "bbox": torch.rand(2, 10, 8)}),
+        "blip": lambda: (  # captioning: the text decoder's self-attention and cross-attention to the image
+            transformers.BlipForConditionalGeneration(transformers.BlipConfig(
+                text_config={**lm, "encoder_hidden_size": 64}, vision_config={**vision, "hidden_size": 64, "initializer_range": 0.02}, projection_dim=16,
+            )),
+            {**ids, "pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
         "layoutlmv3": lambda: (  # text and image patches in one sequence; 1-D and 2-D relative positions bias the scores
             transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(
                 **lm, coordinate_size=12, shape_size=8, input_size=32, patch_size=16, rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=32,
@@ -1525,6 +1531,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("Blip2QFormer", ["Blip2QFormerLayer", "Blip2QFormerAttention", "Blip2QFormerAttention", "Blip2QFormerLayer", "Blip2QFormerAttention"]),
         ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
         ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
+        ("blip", ["BlipAttention", "BlipMLP", "BlipTextLayer", "BlipTextAttention", "BlipTextAttention"]),
         *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"), ("layoutlmv3", "LayoutLMv3"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
