@@ -642,6 +642,19 @@ def _qformer_layer(name: str, module: nn.Module, family: str) -> list[_Group | s
     return [_bert_layer(name, module, family=family, intermediate=inter, output=out) for inter, out in pairs]
 
 
+def _lilt_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """LiltLayer: BERT's feed-forward for the text stream (intermediate -> output) and again, channel_shrink_ratio
+    times narrower, for the layout stream (layout_intermediate -> layout_output)."""
+    return [_bert_layer(name, module, family="Lilt"), _bert_layer(name, module, family="Lilt", intermediate="layout_intermediate", output="layout_output")]
+
+
+def _lilt_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """LiltAttention: the text and the layout streams share their scores (each adds the other's) but keep their own
+    values: self.value -> output.dense within each head, and self.layout_value -> layout_output.dense within each
+    head of attention_head_size / channel_shrink_ratio."""
+    return [_bert_attention(name, module), _bert_attention(name, module, value_attr="layout_value", output="layout_output.dense", head_dim_attr=None)]
+
+
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str | None = "activation_fn") -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
@@ -1774,6 +1787,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("visual_bert.modeling_visual_bert", "VisualBert"),  # text and image embeddings in one sequence
     **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
     **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores
+    **_family("lilt.modeling_lilt", {"LiltLayer": (_lilt_layer, ("attention",)), "LiltAttention": (_lilt_attention, ())}),  # text and layout streams
     **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets

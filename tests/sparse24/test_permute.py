@@ -1045,6 +1045,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, "pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        "lilt": lambda: (  # text and layout streams; hidden 96 (the box embeddings take a sixth each), layout heads of 12
+            transformers.LiltModel(transformers.LiltConfig(**{**lm, "hidden_size": 96, "num_hidden_layers": 2}, channel_shrink_ratio=2, max_2d_position_embeddings=128)),
+            {**ids, "bbox": (lambda corner: torch.cat([corner, corner + torch.randint(1, 60, (2, 10, 2))], -1))(torch.randint(0, 60, (2, 10, 2)))},
+        ),
         "layoutlmv3": lambda: (  # text and image patches in one sequence; 1-D and 2-D relative positions bias the scores
             transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(
                 **lm, coordinate_size=12, shape_size=8, input_size=32, patch_size=16, rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=32,
@@ -1933,6 +1937,25 @@ def test_mixture_of_experts_routers_are_reported_as_routers(name: str, router: s
     assert reasons[(router,)] == "in no permutable group: a mixture-of-experts router (its outputs score the experts)"
     assert sum("mixture-of-experts router" in reason for reason in reasons.values()) == 1
     assert not any("has no permutation rule" in reason for reason in reasons.values())
+
+
+def test_lilt_permutes_its_text_and_layout_streams_and_computes_the_same_function() -> None:
+    """LiLT's layers carry a text and a layout stream, each with its own values and feed-forward; the streams meet in
+    the scores. The model returns the text stream alone, so the last layer's layout stream reaches nothing: every other
+    group must reach the output in a wrong order."""
+    torch.manual_seed(0)
+    model, batch = _family_model("lilt")
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    assert sorted(g.kind for g in report.groups) == ["LiltAttention"] * 4 + ["LiltLayer"] * 4
+    assert sorted(g.consumers[0] for g in report.groups if g.consumers[0].startswith("encoder.layer.0.")) == [
+        "encoder.layer.0.attention.layout_output.dense", "encoder.layer.0.attention.output.dense", "encoder.layer.0.layout_output.dense", "encoder.layer.0.output.dense",
+    ]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).last_hidden_state, reference(**batch).last_hidden_state, rtol=0, atol=1e-10)
+    live = [g for g in report.groups if not g.consumers[0].startswith(("encoder.layer.1.attention.layout_output", "encoder.layer.1.layout_output"))]
+    assert len(live) == 6
+    _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=live, indices=report.indices), ["last_hidden_state"])
 
 
 def test_relative_position_biases_read_the_input_not_a_missing_rule() -> None:
