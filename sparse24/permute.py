@@ -1788,6 +1788,18 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("xmod.modeling_xmod", "Xmod"),  # its language adapters act on the hidden size, after output.dense
     **_bert_family("bros.modeling_bros", "Bros"),  # box positions act on the scores
     **_family("lilt.modeling_lilt", {"LiltLayer": (_lilt_layer, ("attention",)), "LiltAttention": (_lilt_attention, ())}),  # text and layout streams
+    # TimesFM (1 and 2.5): Llama's value path (a learned per-channel scale on the queries); Pax's MLP (gate_proj -> F.relu
+    # -> down_proj) and the residual blocks of the input and output heads (input_layer -> activation -> output_layer,
+    # residual_layer beside them on the block's input)
+    **_family("timesfm.modeling_timesfm", {
+        "TimesFmAttention": (functools.partial(_attention, groups=1), ()),  # every head its own keys and values
+        "TimesFmMLP": (functools.partial(_two_layer_mlp, first="gate_proj", second="down_proj", activation=None), ()),
+        "TimesFmResidualBlock": (functools.partial(_two_layer_mlp, first="input_layer", second="output_layer", activation="activation"), ()),
+    }),
+    **_family("timesfm2_5.modeling_timesfm2_5", {
+        "TimesFm2_5Attention": (_attention, ()),
+        "TimesFm2_5ResidualBlock": (functools.partial(_two_layer_mlp, first="input_layer", second="output_layer", activation="activation"), ()),
+    }),
     **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets

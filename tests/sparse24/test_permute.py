@@ -1049,6 +1049,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.LiltModel(transformers.LiltConfig(**{**lm, "hidden_size": 96, "num_hidden_layers": 2}, channel_shrink_ratio=2, max_2d_position_embeddings=128)),
             {**ids, "bbox": (lambda corner: torch.cat([corner, corner + torch.randint(1, 60, (2, 10, 2))], -1))(torch.randint(0, 60, (2, 10, 2)))},
         ),
+        "timesfm": lambda: (  # two series of 32 and 24 points in patches of 8; the forecast's 16 points
+            transformers.TimesFmModelForPrediction(transformers.TimesFmConfig(**{k: lm[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, patch_length=8, context_length=32, horizon_length=16, head_dim=16)),
+            {"past_values": [torch.randn(32), torch.randn(24)]},
+        ),
+        "timesfm2_5": lambda: (
+            transformers.TimesFm2_5ModelForPrediction(transformers.TimesFm2_5Config(
+                **{k: lm[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, num_key_value_heads=2, head_dim=16,
+                patch_length=8, context_length=32, horizon_length=16, output_quantile_len=16,
+            )),
+            {"past_values": [torch.randn(32), torch.randn(24)]},
+        ),
         "layoutlmv3": lambda: (  # text and image patches in one sequence; 1-D and 2-D relative positions bias the scores
             transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(
                 **lm, coordinate_size=12, shape_size=8, input_size=32, patch_size=16, rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=32,
@@ -1436,7 +1447,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32
     if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
-    return model.double().eval(), {key: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value for key, value in batch.items()}
+    as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
+    return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
 
 
 @pytest.mark.parametrize(
@@ -1536,6 +1548,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
         ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
         ("blip", ["BlipAttention", "BlipMLP", "BlipTextLayer", "BlipTextAttention", "BlipTextAttention"]),
+        ("timesfm", ["TimesFmResidualBlock", "TimesFmAttention", "TimesFmMLP", "TimesFmResidualBlock"]),  # the input and output heads' residual blocks
+        ("timesfm2_5", ["TimesFm2_5ResidualBlock", "TimesFm2_5Attention", "TimesFm2_5MLP", "TimesFm2_5ResidualBlock", "TimesFm2_5ResidualBlock"]),  # and the quantiles'
         *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"), ("layoutlmv3", "LayoutLMv3"))],
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
@@ -1680,7 +1694,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
