@@ -655,6 +655,25 @@ def _lilt_attention(name: str, module: nn.Module) -> list[_Group | str]:
     return [_bert_attention(name, module), _bert_attention(name, module, value_attr="layout_value", output="layout_output.dense", head_dim_attr=None)]
 
 
+def _prefix_cache_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """PI0.5 (PI05Model): the action expert's layer i (dit) attends over the keys and values the VLM's layer i cached for
+    the prefix, then over its own; the two layers' values share their channels. So the VLM's v_proj rows, the expert's
+    v_proj rows and both o_projs' columns take one order per key/value head (alone, either order would break the
+    other: the VLM's own rule must not permute those layers, and this group claims them first)."""
+    vlm_layers = getattr(getattr(getattr(module, "vlm", None), "language_model", None), "layers", None)
+    dit_layers = getattr(getattr(module, "dit", None), "layers", None)
+    if not (isinstance(vlm_layers, nn.ModuleList) and isinstance(dit_layers, nn.ModuleList)):
+        return ["vlm.language_model.layers and dit.layers are not both module lists"]
+    found: list[_Group | str] = []
+    for i, (vlm_layer, dit_layer) in enumerate(zip(vlm_layers, dit_layers)):
+        pair = [_attention(_join(name, f"{path}.{i}.self_attn"), layer.self_attn) for path, layer in (("vlm.language_model.layers", vlm_layer), ("dit.layers", dit_layer))]
+        reason = next((each for each in pair if isinstance(each, str)), None)
+        if reason is None and (pair[0].block, pair[0].count) != (pair[1].block, pair[1].count):
+            reason = f"the VLM's and the expert's values differ in head size or key/value heads ({pair[0].block} x {pair[0].count}, {pair[1].block} x {pair[1].count})"
+        found.append(f"layer {i}: {reason}" if reason else _Group("PI05Attention", pair[0].block, pair[0].count, pair[0].members + pair[1].members))
+    return found
+
+
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str | None = "activation_fn") -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
@@ -1799,6 +1818,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("timesfm2_5.modeling_timesfm2_5", {
         "TimesFm2_5Attention": (_attention, ()),
         "TimesFm2_5ResidualBlock": (functools.partial(_two_layer_mlp, first="input_layer", second="output_layer", activation="activation"), ()),
+    }),
+    **_family("pi05.modeling_pi05", {
+        "PI05Model": (_prefix_cache_attention, ("vlm", "dit")),
+        "PI05Attention": (lambda name, module: [], ()),  # its values are in PI05Model's groups, with the VLM layer's
+        # its adaptive norms' dense layers read the timestep embedding (scale, shift and gate of the residual stream)
+        "PI05DecoderLayer": (lambda name, module: [], ("self_attn", "mlp")),
+        "PI05ActionTimeEmbedding": (functools.partial(_two_layer_mlp, first="time_mlp_in", second="time_mlp_out", activation=None), ()),  # F.silu between
     }),
     **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores

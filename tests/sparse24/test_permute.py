@@ -1060,6 +1060,22 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"past_values": [torch.randn(32), torch.randn(24)]},
         ),
+        "pi05": lambda: (  # PaliGemma's prefix (an image and text) cached for the action expert, which denoises 4 actions
+            transformers.PI05ForConditionalGeneration(transformers.PI05Config(
+                vlm_config={
+                    "model_type": "paligemma", "projection_dim": 64, "image_token_id": 63, "vocab_size": 64,
+                    "text_config": {"model_type": "gemma", **lm, "num_hidden_layers": 2, "num_key_value_heads": 1, "head_dim": 16},
+                    "vision_config": {"model_type": "siglip_vision_model", **{k: vision[k] for k in ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, "vision_use_head": False},
+                },
+                dit_config={"model_type": "gemma", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16},
+                chunk_size=4, max_action_dim=8,
+            )),
+            {
+                "input_ids": torch.cat([torch.full((2, 16), 63), torch.randint(2, 60, (2, 4))], 1), "attention_mask": torch.ones(2, 20, dtype=torch.long),
+                "pixel_values": torch.randn(2, 1, 3, 16, 16), "pixel_attention_mask": torch.ones(2, 1, dtype=torch.bool),
+                "noise": torch.randn(2, 4, 8), "timestep": torch.rand(2),
+            },
+        ),
         "layoutlmv3": lambda: (  # text and image patches in one sequence; 1-D and 2-D relative positions bias the scores
             transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(
                 **lm, coordinate_size=12, shape_size=8, input_size=32, patch_size=16, rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=32,
@@ -1424,6 +1440,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if isinstance(getattr(module, "dt_proj", None), nn.Linear):
                 torch.nn.init.normal_(module.dt_proj.weight, std=0.5)
                 torch.nn.init.normal_(module.dt_proj.bias)
+        if type(module).__name__ == "PI05AdaptiveRMSNorm":  # adaLN-zero: the timestep would reach nothing
+            torch.nn.init.normal_(module.dense.weight, std=0.1)
         if type(module).__name__ == "DogeAttention":  # A starts at zero: every key's mask step exp(A * softplus(dt)) is 1, whatever dt_proj reads
             torch.nn.init.uniform_(module.A, 0.5, 2.0)
         if type(module).__name__ == "Gemma4ClippableLinear" and module.use_clipped_linears:  # infinite bounds: clamps that would act (one bound each)
@@ -1970,6 +1988,27 @@ def test_lilt_permutes_its_text_and_layout_streams_and_computes_the_same_functio
     live = [g for g in report.groups if not g.consumers[0].startswith(("encoder.layer.1.attention.layout_output", "encoder.layer.1.layout_output"))]
     assert len(live) == 6
     _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=live, indices=report.indices), ["last_hidden_state"])
+
+
+def test_pi05_permutes_the_vlm_and_action_expert_values_as_one() -> None:
+    """PI0.5's action expert attends over the keys and values its VLM cached for the prefix, layer by layer, then its own:
+    each VLM layer's values and its expert layer's take one order (permuting the VLM's alone changed the actions
+    by 0.7% of their size). The VLM's last layer feeds only its cache, so its o_proj and MLP reach no output."""
+    torch.manual_seed(0)
+    model, batch = _family_model("pi05")
+    reference = copy.deepcopy(model)
+    report = permute(model)
+    assert sorted(g.kind for g in report.groups) == sorted(["PI05Attention"] * 2 + ["GemmaMLP"] * 2 + ["PI05MLP"] * 2 + ["SiglipAttention", "SiglipMLP", "PI05ActionTimeEmbedding"])
+    for i in range(2):
+        joint = next(g for g in report.groups if f"model.dit.layers.{i}.self_attn.o_proj" in g.consumers)
+        assert sorted(joint.producers) == [f"model.dit.layers.{i}.self_attn.v_proj", f"model.vlm.language_model.layers.{i}.self_attn.v_proj"]
+        assert sorted(joint.consumers) == [f"model.dit.layers.{i}.self_attn.o_proj", f"model.vlm.language_model.layers.{i}.self_attn.o_proj"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, reference(**batch).logits, rtol=0, atol=1e-10)
+    dead = ("model.vlm.language_model.layers.1.self_attn.o_proj", "model.vlm.language_model.layers.1.mlp.down_proj")
+    live = [types.SimpleNamespace(consumers=[c for c in g.consumers if c not in dead]) for g in report.groups]
+    assert sum(not g.consumers for g in live) == 1  # the last VLM MLP
+    _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=[g for g in live if g.consumers], indices=report.indices), ["logits"])
 
 
 def test_relative_position_biases_read_the_input_not_a_missing_rule() -> None:
