@@ -656,7 +656,7 @@ def _lilt_attention(name: str, module: nn.Module) -> list[_Group | str]:
 
 
 def _prefix_cache_attention(name: str, module: nn.Module) -> list[_Group | str]:
-    """PI0.5 (PI05Model): the action expert's layer i (dit) attends over the keys and values the VLM's layer i cached for
+    """PI0 and PI0.5 (PI0Model, PI05Model): the action expert's layer i (dit) attends over the keys and values the VLM's layer i cached for
     the prefix, then over its own; the two layers' values share their channels. So the VLM's v_proj rows, the expert's
     v_proj rows and both o_projs' columns take one order per key/value head (alone, either order would break the
     other: the VLM's own rule must not permute those layers, and this group claims them first)."""
@@ -670,7 +670,8 @@ def _prefix_cache_attention(name: str, module: nn.Module) -> list[_Group | str]:
         reason = next((each for each in pair if isinstance(each, str)), None)
         if reason is None and (pair[0].block, pair[0].count) != (pair[1].block, pair[1].count):
             reason = f"the VLM's and the expert's values differ in head size or key/value heads ({pair[0].block} x {pair[0].count}, {pair[1].block} x {pair[1].count})"
-        found.append(f"layer {i}: {reason}" if reason else _Group("PI05Attention", pair[0].block, pair[0].count, pair[0].members + pair[1].members))
+        kind = type(dit_layer.self_attn).__name__
+        found.append(f"layer {i}: {reason}" if reason else _Group(kind, pair[0].block, pair[0].count, pair[0].members + pair[1].members))
     return found
 
 
@@ -1818,6 +1819,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("timesfm2_5.modeling_timesfm2_5", {
         "TimesFm2_5Attention": (_attention, ()),
         "TimesFm2_5ResidualBlock": (functools.partial(_two_layer_mlp, first="input_layer", second="output_layer", activation="activation"), ()),
+    }),
+    **_family("pi0.modeling_pi0", {  # PI0Model: PI05Model's code (its rule); the action expert a plain Gemma
+        "PI0ActionTimeEmbedding": (functools.partial(_two_layer_mlp, first="action_time_mlp_in", second="action_time_mlp_out", activation=None), ()),  # F.silu between
     }),
     **_family("pi05.modeling_pi05", {
         "PI05Model": (_prefix_cache_attention, ("vlm", "dit")),
