@@ -823,6 +823,18 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     t5 = dict(vocab_size=64, d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4)
     decoder = {"decoder_input_ids": torch.randint(2, 64, (2, 5))}
     mel = {"input_features": torch.randn(2, 8, 16)}  # 8 mel bins, 16 frames
+    pi_configs = {  # PI0 and PI0.5: PaliGemma's prefix (an image and text) cached for the action expert, which denoises 4 actions
+        "vlm_config": {
+            "model_type": "paligemma", "projection_dim": 64, "image_token_id": 63, "vocab_size": 64,
+            "text_config": {"model_type": "gemma", **lm, "num_hidden_layers": 2, "num_key_value_heads": 1, "head_dim": 16},
+            "vision_config": {"model_type": "siglip_vision_model", **{k: vision[k] for k in ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, "vision_use_head": False},
+        },
+        "dit_config": {"model_type": "gemma", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16},
+    }
+    pi_batch = lambda: {  # noqa: E731 (drawn only when built)
+        "input_ids": torch.cat([torch.full((2, 16), 63), torch.randint(2, 60, (2, 4))], 1), "attention_mask": torch.ones(2, 20, dtype=torch.long),
+        "pixel_values": torch.randn(2, 1, 3, 16, 16), "pixel_attention_mask": torch.ones(2, 1, dtype=torch.bool), "noise": torch.randn(2, 4, 8), "timestep": torch.rand(2),
+    }
     builders = {
         "gemma2": lambda: (transformers.Gemma2ForCausalLM(transformers.Gemma2Config(**lm, num_key_value_heads=2, head_dim=16)), ids),
         "gemma3": lambda: (transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**lm, num_key_value_heads=2, head_dim=16)), ids),
@@ -1060,37 +1072,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"past_values": [torch.randn(32), torch.randn(24)]},
         ),
-        "pi05": lambda: (  # PaliGemma's prefix (an image and text) cached for the action expert, which denoises 4 actions
-            transformers.PI05ForConditionalGeneration(transformers.PI05Config(
-                vlm_config={
-                    "model_type": "paligemma", "projection_dim": 64, "image_token_id": 63, "vocab_size": 64,
-                    "text_config": {"model_type": "gemma", **lm, "num_hidden_layers": 2, "num_key_value_heads": 1, "head_dim": 16},
-                    "vision_config": {"model_type": "siglip_vision_model", **{k: vision[k] for k in ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, "vision_use_head": False},
-                },
-                dit_config={"model_type": "gemma", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16},
-                chunk_size=4, max_action_dim=8,
-            )),
-            {
-                "input_ids": torch.cat([torch.full((2, 16), 63), torch.randint(2, 60, (2, 4))], 1), "attention_mask": torch.ones(2, 20, dtype=torch.long),
-                "pixel_values": torch.randn(2, 1, 3, 16, 16), "pixel_attention_mask": torch.ones(2, 1, dtype=torch.bool),
-                "noise": torch.randn(2, 4, 8), "timestep": torch.rand(2),
-            },
-        ),
+        "pi05": lambda: (transformers.PI05ForConditionalGeneration(transformers.PI05Config(**pi_configs, chunk_size=4, max_action_dim=8)), pi_batch()),
         "pi0": lambda: (  # PI0.5's layout; the expert a plain Gemma, and the robot's state a token of the prefix
-            transformers.PI0ForConditionalGeneration(transformers.PI0Config(
-                vlm_config={
-                    "model_type": "paligemma", "projection_dim": 64, "image_token_id": 63, "vocab_size": 64,
-                    "text_config": {"model_type": "gemma", **lm, "num_hidden_layers": 2, "num_key_value_heads": 1, "head_dim": 16},
-                    "vision_config": {"model_type": "siglip_vision_model", **{k: vision[k] for k in ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, "vision_use_head": False},
-                },
-                dit_config={"model_type": "gemma", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16},
-                chunk_size=4, max_action_dim=8, max_state_dim=8,
-            )),
-            {
-                "input_ids": torch.cat([torch.full((2, 16), 63), torch.randint(2, 60, (2, 4))], 1), "attention_mask": torch.ones(2, 20, dtype=torch.long),
-                "pixel_values": torch.randn(2, 1, 3, 16, 16), "pixel_attention_mask": torch.ones(2, 1, dtype=torch.bool),
-                "noise": torch.randn(2, 4, 8), "timestep": torch.rand(2), "state": torch.randn(2, 8),
-            },
+            transformers.PI0ForConditionalGeneration(transformers.PI0Config(**pi_configs, chunk_size=4, max_action_dim=8, max_state_dim=8)), {**pi_batch(), "state": torch.randn(2, 8)},
         ),
         "layoutlmv3": lambda: (  # text and image patches in one sequence; 1-D and 2-D relative positions bias the scores
             transformers.LayoutLMv3Model(transformers.LayoutLMv3Config(
