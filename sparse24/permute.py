@@ -656,10 +656,11 @@ def _lilt_attention(name: str, module: nn.Module) -> list[_Group | str]:
 
 
 def _prefix_cache_attention(name: str, module: nn.Module) -> list[_Group | str]:
-    """PI0 and PI0.5 (PI0Model, PI05Model): the action expert's layer i (dit) attends over the keys and values the VLM's layer i cached for
-    the prefix, then over its own; the two layers' values share their channels. So the VLM's v_proj rows, the expert's
-    v_proj rows and both o_projs' columns take one order per key/value head (alone, either order would break the
-    other: the VLM's own rule must not permute those layers, and this group claims them first)."""
+    """PI0 and PI0.5 (PI0Model, PI05Model): the action expert's layer i (dit) attends over the keys and values the VLM's
+    layer i cached for the prefix, then over its own; the two layers' values share their channels. So the VLM's v_proj
+    rows, the expert's v_proj rows and both o_projs' columns take one order per key/value head (alone, either order
+    would break the other). This group claims the VLM's layers before the VLM's own rule reaches them. The pair forms
+    for any model that runs: concatenating the cached values with its own needs the same head size and key/value heads."""
     vlm_layers = getattr(getattr(getattr(module, "vlm", None), "language_model", None), "layers", None)
     dit_layers = getattr(getattr(module, "dit", None), "layers", None)
     if not (isinstance(vlm_layers, nn.ModuleList) and isinstance(dit_layers, nn.ModuleList)):
@@ -672,6 +673,24 @@ def _prefix_cache_attention(name: str, module: nn.Module) -> list[_Group | str]:
             reason = f"the VLM's and the expert's values differ in head size or key/value heads ({pair[0].block} x {pair[0].count}, {pair[1].block} x {pair[1].count})"
         kind = type(dit_layer.self_attn).__name__
         found.append(f"layer {i}: {reason}" if reason else _Group(kind, pair[0].block, pair[0].count, pair[0].members + pair[1].members))
+    return found
+
+
+def _mvp_stack(name: str, module: nn.Module) -> list[_Group | str]:
+    """MvpEncoder / MvpDecoder: BART's layers (fc1 -> fc2; v_proj -> out_proj per head, in self- and cross-attention).
+    With prompts (use_prompt, MVP's lightweight tuning) every attention's values are extended with the prompt's, whose
+    channels come from MvpPrompt's last layer: the attentions stay, the feed-forwards are permuted."""
+    layers = getattr(module, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        return ["layers is not a module list"]
+    found: list[_Group | str] = []
+    for i, layer in enumerate(layers):
+        prefix = _join(name, f"layers.{i}")
+        found.append(_two_layer_mlp(prefix, layer))
+        for attention in ("self_attn", "encoder_attn"):
+            if isinstance(getattr(layer, attention, None), nn.Module):
+                prompted = f"layers.{i}.{attention}: its keys and values are extended with learned prompts (use_prompt): their value channels would have to move too"
+                found.append(prompted if getattr(module, "use_prompt", False) else _OUT_PROJ_ATTENTION(_join(prefix, attention), getattr(layer, attention)))
     return found
 
 
@@ -1830,6 +1849,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PI05DecoderLayer": (lambda name, module: [], ("self_attn", "mlp")),
         "PI05ActionTimeEmbedding": (functools.partial(_two_layer_mlp, first="time_mlp_in", second="time_mlp_out", activation=None), ()),  # F.silu between
     }),
+    **_family("mvp.modeling_mvp", {"MvpEncoder": (_mvp_stack, ()), "MvpDecoder": (_mvp_stack, ())}),  # BART's layers, and prompts
     **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets

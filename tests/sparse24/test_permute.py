@@ -919,6 +919,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             pixels,
         ),
         "bart": lambda: (transformers.BartModel(transformers.BartConfig(**seq2seq)), {**ids, **decoder}),
+        "mvp": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq)), {**ids, **decoder}),
+        "mvp-prompts": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq, use_prompt=True, prompt_length=3, prompt_mid_dim=16)), {**ids, **decoder}),
         "whisper": lambda: (
             transformers.WhisperModel(transformers.WhisperConfig(**seq2seq, num_mel_bins=8, max_source_positions=8, max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=1)),
             {"input_features": torch.randn(2, 8, 16), **decoder},
@@ -1516,6 +1518,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("albert", ["AlbertLayer", "AlbertAttention"]),
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
+        ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
+        # the decoder's attentions extend their values with the prompt's: they stay. (MvpModel hands use_prompt to the
+        # encoder as its embed_tokens argument, so the encoder has no prompts in transformers 5.25: its attention moves.)
+        ("mvp-prompts", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer"]),
         ("whisper", ["WhisperEncoder", "WhisperEncoderLayer", "WhisperAttention", "WhisperDecoderLayer", "WhisperAttention", "WhisperAttention"]),  # and conv1 -> gelu -> conv2
         *[(family, [cls, f"{prefix}EncoderLayer", f"{prefix}Attention"]) for family, cls, prefix in [
             ("qwen2_audio", "Qwen2AudioEncoder", "Qwen2Audio"), ("voxtral", "VoxtralEncoder", "Voxtral"), ("audioflamingo3", "AudioFlamingo3Encoder", "AudioFlamingo3"),
