@@ -1850,6 +1850,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PI05ActionTimeEmbedding": (functools.partial(_two_layer_mlp, first="time_mlp_in", second="time_mlp_out", activation=None), ()),  # F.silu between
     }),
     **_family("mvp.modeling_mvp", {"MvpEncoder": (_mvp_stack, ()), "MvpDecoder": (_mvp_stack, ())}),  # BART's layers, and prompts
+    **_family("perceiver.modeling_perceiver", {  # the latents' cross-attention to the inputs and self-attention; the decoders' queries
+        "PerceiverAttention": (functools.partial(_bert_attention, heads_attr="num_heads", head_dim_attr="v_channels_per_head"), ()),
+        "PerceiverMLP": (functools.partial(_two_layer_mlp, first="dense1", second="dense2", activation="intermediate_act_fn"), ()),
+    }),
     **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets

@@ -920,6 +920,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "bart": lambda: (transformers.BartModel(transformers.BartConfig(**seq2seq)), {**ids, **decoder}),
         "mvp": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq)), {**ids, **decoder}),
+        "perceiver": lambda: (  # 8 latents read 10 tokens (cross-attention), attend to themselves twice; the decoder's queries read them
+            transformers.PerceiverForMaskedLM(transformers.PerceiverConfig(
+                num_latents=8, d_latents=32, d_model=64, num_blocks=1, num_self_attends_per_block=2, num_self_attention_heads=4, num_cross_attention_heads=2,
+                vocab_size=64, max_position_embeddings=32,
+            )),
+            {"inputs": ids["input_ids"]},
+        ),
         "mvp-prompts": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq, use_prompt=True, prompt_length=3, prompt_mid_dim=16)), {**ids, **decoder}),
         "whisper": lambda: (
             transformers.WhisperModel(transformers.WhisperConfig(**seq2seq, num_mel_bins=8, max_source_positions=8, max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=1)),
@@ -1519,6 +1526,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
+        ("perceiver", ["PerceiverAttention", "PerceiverMLP"] * 4),  # the encoder's cross-attention, 2 self-attentions, the decoder's
         # the decoder's attentions extend their values with the prompt's: they stay. (MvpModel hands use_prompt to the
         # encoder as its embed_tokens argument, so the encoder has no prompts in transformers 5.25: its attention moves.)
         ("mvp-prompts", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer"]),
