@@ -920,6 +920,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "bart": lambda: (transformers.BartModel(transformers.BartConfig(**seq2seq)), {**ids, **decoder}),
         "mvp": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq)), {**ids, **decoder}),
+        "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
+            transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
+            {"input_ids": torch.randint(0, 1000, (2, 16))},
+        ),
         "perceiver": lambda: (  # 8 latents read 10 tokens (cross-attention), attend to themselves twice; the decoder's queries read them
             transformers.PerceiverForMaskedLM(transformers.PerceiverConfig(
                 num_latents=8, d_latents=32, d_model=64, num_blocks=1, num_self_attends_per_block=2, num_self_attention_heads=4, num_cross_attention_heads=2,
@@ -1471,8 +1475,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.normal_(module.running_mean, std=0.1)
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
-    # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32
-    if name in ("xglm", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
+    # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN
+    if name in ("xglm", "canine", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1526,6 +1531,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
+        ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("perceiver", ["PerceiverAttention", "PerceiverMLP"] * 4),  # the encoder's cross-attention, 2 self-attentions, the decoder's
         # the decoder's attentions extend their values with the prompt's: they stay. (MvpModel hands use_prompt to the
         # encoder as its embed_tokens argument, so the encoder has no prompts in transformers 5.25: its attention moves.)
