@@ -806,6 +806,19 @@ def _conformer(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch
     return importlib.import_module("transformers.models.granite_speech.modeling_granite_speech").GraniteSpeechCTCEncoder(config), {"hidden_states": torch.randn(2, 20, 16)}
 
 
+class _Seeded(nn.Module):
+    """``model`` run under one fixed seed: ViLT draws its image patches' order at random on every forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs: Any) -> Any:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return self.model(**inputs)
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -920,6 +933,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "bart": lambda: (transformers.BartModel(transformers.BartConfig(**seq2seq)), {**ids, **decoder}),
         "mvp": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq)), {**ids, **decoder}),
+        "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
             {"input_ids": torch.randint(0, 1000, (2, 16))},
@@ -1532,6 +1546,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
+        ("vilt", ["ViltLayer", "ViltAttention"]),
         ("perceiver", ["PerceiverAttention", "PerceiverMLP"] * 4),  # the encoder's cross-attention, 2 self-attentions, the decoder's
         # the decoder's attentions extend their values with the prompt's: they stay. (MvpModel hands use_prompt to the
         # encoder as its embed_tokens argument, so the encoder has no prompts in transformers 5.25: its attention moves.)
