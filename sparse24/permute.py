@@ -34,7 +34,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -692,6 +692,13 @@ def _mvp_stack(name: str, module: nn.Module) -> list[_Group | str]:
                 prompted = f"layers.{i}.{attention}: its keys and values are extended with learned prompts (use_prompt): their value channels would have to move too"
                 found.append(prompted if getattr(module, "use_prompt", False) else _OUT_PROJ_ATTENTION(_join(prefix, attention), getattr(layer, attention)))
     return found
+
+
+def _module_dict_mlp(name: str, module: nn.Module) -> _Group | str:
+    """BridgeTowerResidualAttention (CLIP's original resblock): its MLP an nn.ModuleDict run in order, c_fc -> gelu
+    (QuickGELU) -> c_proj."""
+    found = _two_layer_mlp(_join(name, "mlp"), getattr(module, "mlp", None), first="c_fc", second="c_proj", activation="gelu")
+    return replace(found, kind=type(module).__name__) if isinstance(found, _Group) else found
 
 
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str | None = "activation_fn") -> _Group | str:
@@ -1855,6 +1862,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PerceiverMLP": (functools.partial(_two_layer_mlp, first="dense1", second="dense2", activation="intermediate_act_fn"), ()),
     }),
     **_bert_family("blip.modeling_blip_text", "BlipText"),  # BLIP's text encoder and decoder: self-attention, and cross-attention to the image
+    **_family("bridgetower.modeling_bridgetower", {  # BERT's layout in the text tower and the cross-modal layers; CLIP's vision tower
+        "BridgeTowerAttention": (_bert_attention, ()),
+        "BridgeTowerTextLayer": (functools.partial(_bert_layer, family="BridgeTower"), ("attention", "crossattention")),
+        "BridgeTowerBertCrossLayer": (functools.partial(_bert_layer, family="BridgeTower"), ("attention", "crossattention")),
+        "BridgeTowerResidualAttention": (_module_dict_mlp, ("attn",)),  # its attn an nn.MultiheadAttention (that class's rule)
+    }),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

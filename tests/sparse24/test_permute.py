@@ -933,6 +933,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "bart": lambda: (transformers.BartModel(transformers.BartConfig(**seq2seq)), {**ids, **decoder}),
         "mvp": lambda: (transformers.MvpModel(transformers.MvpConfig(**seq2seq)), {**ids, **decoder}),
+        "bridgetower": lambda: (  # CLIP's vision tower and RoBERTa's text tower, bridged by cross-modal BERT layers
+            transformers.BridgeTowerModel(transformers.BridgeTowerConfig(
+                text_config={**lm, "max_position_embeddings": 32}, vision_config={"hidden_size": 64, "num_hidden_layers": 1, "image_size": 16, "patch_size": 4},
+                hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+            )),
+            {**ids, **pixels, "pixel_mask": torch.ones(2, 16, 16, dtype=torch.long)},
+        ),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1547,6 +1554,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("bridgetower", ["BridgeTowerResidualAttention", "MultiheadAttention", "BridgeTowerTextLayer", "BridgeTowerAttention"] + ["BridgeTowerBertCrossLayer"] * 2 + ["BridgeTowerAttention"] * 4),
         ("perceiver", ["PerceiverAttention", "PerceiverMLP"] * 4),  # the encoder's cross-attention, 2 self-attentions, the decoder's
         # the decoder's attentions extend their values with the prompt's: they stay. (MvpModel hands use_prompt to the
         # encoder as its embed_tokens argument, so the encoder has no prompts in transformers 5.25: its attention moves.)
