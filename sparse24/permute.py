@@ -1868,6 +1868,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "BridgeTowerBertCrossLayer": (functools.partial(_bert_layer, family="BridgeTower"), ("attention", "crossattention")),
         "BridgeTowerResidualAttention": (_module_dict_mlp, ("attn",)),  # its attn an nn.MultiheadAttention (that class's rule)
     }),
+    **_family("fnet.modeling_fnet", {"FNetLayer": (functools.partial(_bert_layer, family="FNet"), ())}),  # Fourier mixing in place of attention
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

@@ -940,6 +940,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, **pixels, "pixel_mask": torch.ones(2, 16, 16, dtype=torch.long)},
         ),
+        "fnet": lambda: (transformers.FNetModel(transformers.FNetConfig(**{k: v for k, v in lm.items() if k != "num_attention_heads"})), ids),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1554,6 +1555,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("fnet", ["FNetLayer"]),  # a 2-D FFT over tokens and hidden channels where attention would be: only the feed-forward moves
         ("bridgetower", ["BridgeTowerResidualAttention", "MultiheadAttention", "BridgeTowerTextLayer", "BridgeTowerAttention"] + ["BridgeTowerBertCrossLayer"] * 2 + ["BridgeTowerAttention"] * 4),
         ("perceiver", ["PerceiverAttention", "PerceiverMLP"] * 4),  # the encoder's cross-attention, 2 self-attentions, the decoder's
         # the decoder's attentions extend their values with the prompt's: they stay. (MvpModel hands use_prompt to the
