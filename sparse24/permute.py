@@ -1869,6 +1869,15 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "BridgeTowerResidualAttention": (_module_dict_mlp, ("attn",)),  # its attn an nn.MultiheadAttention (that class's rule)
     }),
     **_family("fnet.modeling_fnet", {"FNetLayer": (functools.partial(_bert_layer, family="FNet"), ())}),  # Fourier mixing in place of attention
+    # IDEFICS (1): Llama's MLP and every head's own values (v_proj -> o_proj) in its decoder layers and its gated
+    # cross-attention to the images; CLIP's vision tower; the perceiver resampler (latents over [image; latents]: v_proj
+    # -> output_proj; fc -> ReLU -> c_proj)
+    **_family("idefics.modeling_idefics", {"IdeficsMLP": (_gated_mlp, ()), "IdeficsAttention": (functools.partial(_attention, groups=1), ())}),
+    **_family("idefics.vision", {"IdeficsVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    **_family("idefics.perceiver", {
+        "IdeficsPerceiverAttention": (functools.partial(_attention, groups=1, output="output_proj"), ()),
+        "IdeficsMLP": (functools.partial(_two_layer_mlp, first="fc", second="c_proj", activation="act"), ()),
+    }),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

@@ -941,6 +941,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {**ids, **pixels, "pixel_mask": torch.ones(2, 16, 16, dtype=torch.long)},
         ),
         "fnet": lambda: (transformers.FNetModel(transformers.FNetConfig(**{k: v for k, v in lm.items() if k != "num_attention_heads"})), ids),
+        "idefics": lambda: (  # a 2-layer decoder, each layer with a gated cross-attention to the image's 4 resampled latents
+            transformers.IdeficsForVisionText2Text(transformers.IdeficsConfig(
+                **{**lm, "num_hidden_layers": 2}, additional_vocab_size=0, cross_layer_interval=1, use_resampler=True,
+                vision_config={"embed_dim": 32, "image_size": 16, "patch_size": 4, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64},
+                perceiver_config={"use_resampler": True, "resampler_n_latents": 4, "resampler_depth": 1, "resampler_n_heads": 2, "resampler_head_dim": 8},
+            )),
+            {**ids, "pixel_values": torch.randn(2, 1, 3, 16, 16), "image_attention_mask": torch.ones(2, 10, 1, dtype=torch.long)},
+        ),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1475,6 +1483,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if isinstance(getattr(module, "dt_proj", None), nn.Linear):
                 torch.nn.init.normal_(module.dt_proj.weight, std=0.5)
                 torch.nn.init.normal_(module.dt_proj.bias)
+        if type(module).__name__ == "IdeficsGatedCrossAttentionLayer":  # tanh(0) gates: the image would reach nothing
+            torch.nn.init.normal_(module.alpha_cross_attn)
+            torch.nn.init.normal_(module.alpha_dense)
         if type(module).__name__ == "PI05AdaptiveRMSNorm":  # adaLN-zero: the timestep would reach nothing
             torch.nn.init.normal_(module.dense.weight, std=0.1)
         if type(module).__name__ == "DogeAttention":  # A starts at zero: every key's mask step exp(A * softplus(dt)) is 1, whatever dt_proj reads
@@ -1555,6 +1566,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("idefics", ["IdeficsVisionAttention", "IdeficsVisionMLP", "IdeficsPerceiverAttention"] + ["IdeficsMLP", "IdeficsAttention"] * 4 + ["IdeficsMLP"]),
         ("fnet", ["FNetLayer"]),  # a 2-D FFT over tokens and hidden channels where attention would be: only the feed-forward moves
         ("bridgetower", ["BridgeTowerResidualAttention", "MultiheadAttention", "BridgeTowerTextLayer", "BridgeTowerAttention"] + ["BridgeTowerBertCrossLayer"] * 2 + ["BridgeTowerAttention"] * 4),
         ("perceiver", ["PerceiverAttention", "PerceiverMLP"] * 4),  # the encoder's cross-attention, 2 self-attentions, the decoder's
