@@ -1878,6 +1878,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "IdeficsPerceiverAttention": (functools.partial(_attention, groups=1, output="output_proj"), ()),
         "IdeficsMLP": (functools.partial(_two_layer_mlp, first="fc", second="c_proj", activation="act"), ()),
     }),
+    # Aria's projector: its feed-forward (linear_in -> GELU -> linear_out); its cross-attention's nn.MultiheadAttention has
+    # that class's rule (v_proj before it and linear after it stay: a group would move only in_proj's value columns)
+    **_family("aria.modeling_aria", {"AriaProjectorMLP": (functools.partial(_two_layer_mlp, first="linear_in", second="linear_out", activation="act"), ())}),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

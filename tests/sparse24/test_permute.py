@@ -949,6 +949,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, "pixel_values": torch.randn(2, 1, 3, 16, 16), "image_attention_mask": torch.ones(2, 10, 1, dtype=torch.long)},
         ),
+        "aria_projector": lambda: _aria_projector(transformers),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1566,6 +1567,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("aria_projector", ["MultiheadAttention", "AriaProjectorMLP"]),  # its cross-attention's v_proj and linear stay
         ("idefics", ["IdeficsVisionAttention", "IdeficsVisionMLP", "IdeficsPerceiverAttention"] + ["IdeficsMLP", "IdeficsAttention"] * 4 + ["IdeficsMLP"]),
         ("fnet", ["FNetLayer"]),  # a 2-D FFT over tokens and hidden channels where attention would be: only the feed-forward moves
         ("bridgetower", ["BridgeTowerResidualAttention", "MultiheadAttention", "BridgeTowerTextLayer", "BridgeTowerAttention"] + ["BridgeTowerBertCrossLayer"] * 2 + ["BridgeTowerAttention"] * 4),
@@ -1799,6 +1801,21 @@ def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, repor
             tensors[name].copy_(saved)
             moved = max(float((getattr(after, key) - getattr(before, key)).abs().max()) for key in compared)
             assert moved > (1e-8 if getattr(before, compared[0]).dtype == torch.float64 else 1e-3), f"{name} in the wrong order does not reach the outputs ({moved:.1e})"
+
+
+def _aria_projector(transformers: Any) -> tuple[nn.Module, dict]:
+    """Aria's projector alone (8 learned queries read 16 image patches, then a feed-forward to the text width), its
+    queries drawn at random (they start at zero)."""
+    from transformers.models.aria.modeling_aria import AriaProjector
+
+    config = transformers.AriaConfig(
+        vision_config={"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64, "num_hidden_layers": 1},
+        text_config={"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64},
+        projector_patch_to_query_dict={16: 8},
+    )
+    projector = AriaProjector(config)
+    nn.init.normal_(projector.query)
+    return projector, {"key_value_states": torch.randn(2, 16, 32)}
 
 
 def _projector(transformers: Any, family: str, prefix: str) -> tuple[nn.Module, Any]:
