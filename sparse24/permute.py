@@ -1881,6 +1881,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # Aria's projector: its feed-forward (linear_in -> GELU -> linear_out); its cross-attention's nn.MultiheadAttention has
     # that class's rule (v_proj before it and linear after it stay: a group would move only in_proj's value columns)
     **_family("aria.modeling_aria", {"AriaProjectorMLP": (functools.partial(_two_layer_mlp, first="linear_in", second="linear_out", activation="act"), ())}),
+    # PatchTSMixer: its MLPs (fc1 -> F.gelu -> fc2) mix patches, features or channels, whichever axis the block moves last
+    # (the blocks' gated attention, attn_layer -> softmax over the same axis -> times the input, has no hidden channels)
+    **_family("patchtsmixer.modeling_patchtsmixer", {
+        "PatchTSMixerMLP": (functools.partial(_two_layer_mlp, activation=None), ()),
+        **{block: (lambda name, module: [], ("mlp", "self_attn_layer")) for block in ("PatchMixerBlock", "FeatureMixerBlock", "PatchTSMixerChannelFeatureMixerBlock")},
+    }),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

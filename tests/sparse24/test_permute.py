@@ -950,6 +950,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {**ids, "pixel_values": torch.randn(2, 1, 3, 16, 16), "image_attention_mask": torch.ones(2, 10, 1, dtype=torch.long)},
         ),
         "aria_projector": lambda: _aria_projector(transformers),
+        "patchtsmixer": lambda: (  # 8 series of 64 steps in 8 patches, mixed across patches (with self-attention), features and series
+            transformers.PatchTSMixerForPrediction(transformers.PatchTSMixerConfig(
+                context_length=64, patch_length=8, patch_stride=8, num_input_channels=8, d_model=32, num_layers=1, expansion_factor=2, prediction_length=8,
+                gated_attn=True, self_attn=True, self_attn_heads=2, mode="mix_channel",
+            )),
+            {"past_values": torch.randn(2, 64, 8)},
+        ),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1567,6 +1574,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("patchtsmixer", ["PatchTSMixerMLP", "PatchTSMixerAttention", "PatchTSMixerMLP", "PatchTSMixerMLP"]),
         ("aria_projector", ["MultiheadAttention", "AriaProjectorMLP"]),  # its cross-attention's v_proj and linear stay
         ("idefics", ["IdeficsVisionAttention", "IdeficsVisionMLP", "IdeficsPerceiverAttention"] + ["IdeficsMLP", "IdeficsAttention"] * 4 + ["IdeficsMLP"]),
         ("fnet", ["FNetLayer"]),  # a 2-D FFT over tokens and hidden channels where attention would be: only the feed-forward moves
