@@ -2096,13 +2096,21 @@ def test_pi0_permutes_the_vlm_and_action_expert_values_as_one(name: str, expert:
     _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=[g for g in live if g.consumers], indices=report.indices), ["logits"])
 
 
-def test_relative_position_biases_read_the_input_not_a_missing_rule() -> None:
-    """LayoutLMv3's relative-position biases map one-hot position buckets to a score per head: the report says their
-    input is the model's, rather than that the encoder holding them has no rule."""
-    model, inputs = _family_model("layoutlmv3")
-    reasons = {s.layers: s.reason for s in permute(model, example_inputs=inputs).skipped}
-    for layer in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias"):
-        assert reasons[(f"encoder.{layer}",)].startswith("in no permutable group: its input comes from a model input"), reasons
+@pytest.mark.parametrize(
+    ("name", "layers"),
+    [
+        ("layoutlmv3", [f"encoder.{bias}" for bias in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias")]),
+        ("patchtsmixer", [f"model.encoder.mlp_mixer_encoder.mixers.0.{block}.gating_block.attn_layer" for block in ("patch_mixer", "feature_mixer", "channel_feature_mixer")]),
+    ],
+)
+def test_layers_without_hidden_channels_are_not_reported_as_missing_a_rule(name: str, layers: list[str]) -> None:
+    """LayoutLMv3's relative-position biases map one-hot position buckets to a score per head; PatchTSMixer's gated
+    attention scores the very axis it then scales. Neither has hidden channels: the report says their input is the
+    model's, rather than that the module holding them has no rule."""
+    model, inputs = _family_model(name)
+    reasons = {s.layers: s.reason for s in permute(model).skipped}
+    for layer in layers:
+        assert reasons[(layer,)].startswith("in no permutable group: its input comes from a model input"), reasons
     assert not any("has no permutation rule" in reason for reason in reasons.values()), reasons
 
 
