@@ -616,10 +616,15 @@ def _bert_layer(
     intermediate: str = "intermediate", output: str = "output",
 ) -> _Group | str:
     """BertLayer (and RoBERTa's, XLM-R's, ELECTRA's: ``family``): output.dense(intermediate.intermediate_act_fn(intermediate.dense(x))).
+    A layer class whose code repeats another family's (CLAP's text layer, LayoutLM's code) is checked against its own
+    ``{prefix}Intermediate``/``{prefix}Output`` where it has those.
     ``activation=None``: the intermediate's forward applies a fixed elementwise function itself (ESM's GELU);
     ``output_class``: the output's class where it is not ``{family}Output`` (MobileBERT's extra FFNs' FFNOutput);
     ``intermediate`` and ``output``: the two modules' names (the Q-Former's query feed-forward: intermediate_query, output_query)."""
     inter, out = getattr(module, intermediate, None), getattr(module, output, None)
+    own = type(module).__name__.removesuffix("Layer")  # a class copied from another family's layer: its own names
+    if output_class is None and (_transformers_class(inter), _transformers_class(out)) == (f"{own}Intermediate", f"{own}Output"):
+        family = own
     output_class = output_class or f"{family}Output"
     if _transformers_class(inter) != f"{family}Intermediate" or _transformers_class(out) != output_class:
         return f"{intermediate}/{output} are not {family}Intermediate/{output_class}"
@@ -1886,6 +1891,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("patchtsmixer.modeling_patchtsmixer", {
         "PatchTSMixerMLP": (functools.partial(_two_layer_mlp, activation=None), ()),
         **{block: (lambda name, module: [], ("mlp", "self_attn_layer")) for block in ("PatchMixerBlock", "FeatureMixerBlock", "PatchTSMixerChannelFeatureMixerBlock")},
+    }),
+    # CLAP: its audio encoder (HTS-AT, Swin's layout: windowed attention, self.value -> output.dense per head; intermediate
+    # -> output) and both towers' projections (linear1 -> activation -> linear2); its text tower is RoBERTa's code
+    **_family("clap.modeling_clap", {
+        "ClapAudioAttention": (_bert_attention, ()),
+        "ClapAudioLayer": (functools.partial(_bert_layer, family="ClapAudio"), ("attention",)),
+        "ClapProjectionLayer": (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ()),
+        "ClapAudioStage": (lambda name, module: [], ("blocks",)),  # its patch merging's reduction reads a LayerNorm
     }),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`

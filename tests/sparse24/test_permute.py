@@ -957,6 +957,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"past_values": torch.randn(2, 64, 8)},
         ),
+        "clap": lambda: (  # HTS-AT's Swin stages over a 32 x 16 spectrogram, RoBERTa's text tower, both projections
+            transformers.ClapModel(transformers.ClapConfig(
+                text_config={**lm, "max_position_embeddings": 40},
+                audio_config={
+                    "window_size": 4, "num_mel_bins": 16, "spec_size": 32, "patch_size": 4, "patch_stride": (4, 4), "hidden_size": 64,
+                    "depths": [1, 1], "num_attention_heads": [2, 4], "patch_embeds_hidden_size": 32, "num_hidden_layers": 2,
+                },
+                projection_dim=32,
+            )),
+            {**ids, "input_features": torch.randn(2, 1, 32, 16)},
+        ),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1574,6 +1585,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("clap", ["ClapTextLayer", "ClapTextAttention"] + ["ClapProjectionLayer"] * 2 + ["ClapAudioLayer", "ClapAudioAttention"] * 2),
         ("patchtsmixer", ["PatchTSMixerMLP", "PatchTSMixerAttention", "PatchTSMixerMLP", "PatchTSMixerMLP"]),
         ("aria_projector", ["MultiheadAttention", "AriaProjectorMLP"]),  # its cross-attention's v_proj and linear stay
         ("idefics", ["IdeficsVisionAttention", "IdeficsVisionMLP", "IdeficsPerceiverAttention"] + ["IdeficsMLP", "IdeficsAttention"] * 4 + ["IdeficsMLP"]),
@@ -1779,7 +1791,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
