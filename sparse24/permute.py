@@ -1898,8 +1898,16 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "ClapAudioAttention": (_bert_attention, ()),
         "ClapAudioLayer": (functools.partial(_bert_layer, family="ClapAudio"), ("attention",)),
         "ClapProjectionLayer": (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ()),
-        "ClapAudioStage": (lambda name, module: [], ("blocks",)),  # its patch merging's reduction reads a LayerNorm
     }),
+    # Swin's stages and their variants': the patch merging's reduction reads a LayerNorm of 2 x 2 patches, no hidden
+    # channels; the blocks have their own rules
+    **{
+        (f"transformers.models.{module}", stage): (lambda name, module: [], ("blocks",))
+        for module, stage in [
+            ("swin.modeling_swin", "SwinStage"), ("swinv2.modeling_swinv2", "Swinv2Stage"), ("donut.modeling_donut_swin", "DonutSwinStage"),
+            ("maskformer.modeling_maskformer_swin", "MaskFormerSwinStage"),
+        ]
+    },
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),
@@ -1944,12 +1952,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "{}MLPBlock": (functools.partial(_two_layer_mlp, first="lin1", second="lin2", activation="act"), ()),
     }),
     # ViT's older layout (intermediate -> output; attention.value -> output.dense): YOLOS, data2vec-vision (BEiT's
-    # relative position bias, on the scores), Swin v2 (cosine attention, on the scores), Donut's Swin (Swin 1's older code)
+    # relative position bias, on the scores), Swin v2 (cosine attention, on the scores), Donut's Swin (Swin 1's older
+    # code), MaskFormer's Swin backbone (the same)
     **{
         (f"transformers.models.{module}", f"{family}{cls}"): rule
         for module, family, attention in [
             ("yolos.modeling_yolos", "Yolos", "attention"), ("data2vec.modeling_data2vec_vision", "Data2VecVision", "attention"),
             ("swinv2.modeling_swinv2", "Swinv2", "self"), ("donut.modeling_donut_swin", "DonutSwin", "self"),
+            ("maskformer.modeling_maskformer_swin", "MaskFormerSwin", "self"),
         ]
         for cls, rule in (
             ("Layer", (functools.partial(_bert_layer, family=family), ("attention",))),

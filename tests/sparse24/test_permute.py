@@ -1332,6 +1332,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             image_size=32, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
             linear_attention=linear,
         )), {"pixel_values": torch.randn(2, 3, 32, 32)}), linear) for family, linear in (("pvt_v2", False), ("pvt_v2-linear", True))},  # linear: pooled keys, a ReLU after dense1
+        **{  # two stages: a patch merging between them
+            f"{name}-stages": (lambda model, config: lambda: (model(config(image_size=16, patch_size=2, embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=4)), pixels))(model, config)
+            for name, model, config in [
+                ("swin", transformers.SwinModel, transformers.SwinConfig), ("swinv2", transformers.Swinv2Model, transformers.Swinv2Config),
+                ("donut-swin", transformers.DonutSwinModel, transformers.DonutSwinConfig), ("maskformer-swin", transformers.MaskFormerSwinModel, transformers.MaskFormerSwinConfig),
+            ]
+        },
         "donut-swin": lambda: (transformers.DonutSwinModel(transformers.DonutSwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[1], num_heads=[4], window_size=4)), pixels),
         "t5": lambda: (transformers.T5Model(transformers.T5Config(**t5)), {**ids, **decoder}),
         "t5-gated": lambda: (transformers.T5Model(transformers.T5Config(**t5, feed_forward_proj="gated-gelu")), {**ids, **decoder}),
@@ -1586,6 +1593,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
         ("clap", ["ClapTextLayer", "ClapTextAttention"] + ["ClapProjectionLayer"] * 2 + ["ClapAudioLayer", "ClapAudioAttention"] * 2),
+        ("maskformer-swin-stages", ["MaskFormerSwinLayer", "MaskFormerSwinAttention"] * 2),  # MaskFormer's Swin backbone
         ("patchtsmixer", ["PatchTSMixerMLP", "PatchTSMixerAttention", "PatchTSMixerMLP", "PatchTSMixerMLP"]),
         ("aria_projector", ["MultiheadAttention", "AriaProjectorMLP"]),  # its cross-attention's v_proj and linear stay
         ("idefics", ["IdeficsVisionAttention", "IdeficsVisionMLP", "IdeficsPerceiverAttention"] + ["IdeficsMLP", "IdeficsAttention"] * 4 + ["IdeficsMLP"]),
@@ -2113,6 +2121,8 @@ def test_pi0_permutes_the_vlm_and_action_expert_values_as_one(name: str, expert:
     [
         ("layoutlmv3", [f"encoder.{bias}" for bias in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias")]),
         ("patchtsmixer", [f"model.encoder.mlp_mixer_encoder.mixers.0.{block}.gating_block.attn_layer" for block in ("patch_mixer", "feature_mixer", "channel_feature_mixer")]),
+        *[(name, ["encoder.layers.0.downsample.reduction"]) for name in ("swin-stages", "swinv2-stages", "donut-swin-stages", "maskformer-swin-stages")],
+        ("clap", ["audio_model.audio_encoder.layers.0.downsample.reduction"]),
     ],
 )
 def test_layers_without_hidden_channels_are_not_reported_as_missing_a_rule(name: str, layers: list[str]) -> None:
