@@ -1547,6 +1547,33 @@ def _mobilenet_v2_block(name: str, module: nn.Module, layer: str = "MobileNetV2C
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
 
 
+def _conv_layer_ffn(name: str, module: nn.Module) -> _Group | str:
+    """MobileViTV2FFN: conv2(conv1(x)), each a MobileViTV2ConvLayer of a 1 x 1 conv; conv1's activation (no norm) acts
+    per channel between them."""
+    first, second = getattr(module, "conv1", None), getattr(module, "conv2", None)
+    up, down = getattr(first, "convolution", None), getattr(second, "convolution", None)
+    if not (isinstance(up, nn.Conv2d) and isinstance(down, nn.Conv2d) and up.groups == down.groups == 1 and down.in_channels == up.out_channels):
+        return "conv1.convolution and conv2.convolution are not ungrouped nn.Conv2d over the same channels"
+    if first.normalization is not None or not (first.activation is None or _elementwise_activation(first.activation)):
+        return "conv1 normalizes, or its activation is not a known elementwise one"
+    width = up.out_channels
+    return _Group(type(module).__name__, width, 1, _producer(_join(name, "conv1.convolution"), up, width) + _consumer(_join(name, "conv2.convolution"), down, width))
+
+
+def _linear_self_attention(name: str, module: nn.Module) -> _Group | str:
+    """MobileViTV2LinearSelfAttention: qkv_proj's rows are one query, then the keys and the values; each channel's
+    context sums its key over the positions (weighted by the query's softmax) and scales relu(value) of the same
+    channel -> out_proj. The key rows and the value rows take one order, with out_proj's input columns."""
+    qkv, out = getattr(getattr(module, "qkv_proj", None), "convolution", None), getattr(getattr(module, "out_proj", None), "convolution", None)
+    width = getattr(module, "embed_dim", None)
+    if not (isinstance(qkv, nn.Conv2d) and isinstance(out, nn.Conv2d) and isinstance(width, int) and qkv.out_channels == 1 + 2 * width and out.in_channels == width):
+        return "qkv_proj.convolution (1 + 2 x embed_dim rows) and out_proj.convolution (embed_dim columns) not found"
+    if qkv.groups != 1 or out.groups != 1:
+        return "qkv_proj or out_proj is a grouped convolution"
+    rows = [m for offset in (1, 1 + width) for m in _producer(_join(name, "qkv_proj.convolution"), qkv, width, _uniform(width, width), offset=offset)]
+    return _Group(type(module).__name__, width, 1, rows + _consumer(_join(name, "out_proj.convolution"), out, width))
+
+
 def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
     """EfficientNetBlock (MBConv) with an expansion: expand_conv -> BatchNorm, act -> depthwise conv, BatchNorm, act
     (per channel) -> squeeze-excite, whose reduce conv reads the channels and whose expand conv makes each channel's
@@ -1908,6 +1935,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("maskformer.modeling_maskformer_swin", "MaskFormerSwinStage"),
         ]
     },
+    **_family("mobilevitv2.modeling_mobilevitv2", {  # MobileNetV2's blocks, and transformer blocks of linear self-attention
+        "MobileViTV2InvertedResidual": (functools.partial(_mobilenet_v2_block, layer="MobileViTV2ConvLayer"), ()),
+        "MobileViTV2LinearSelfAttention": (_linear_self_attention, ()),
+        "MobileViTV2FFN": (_conv_layer_ffn, ()),
+        # the block's own convs: a depthwise conv_kxk over its input's channels, conv_1x1 into the transformer's stream
+        # and conv_projection out of it (after a GroupNorm of one group): no hidden channels of their own
+        "MobileViTV2Layer": (lambda name, module: [], ("downsampling_layer", "transformer")),
+    }),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

@@ -968,6 +968,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, "input_features": torch.randn(2, 1, 32, 16)},
         ),
+        "mobilevitv2": lambda: (  # three stages of MobileNetV2 blocks and a transformer block of linear self-attention each
+            transformers.MobileViTV2Model(transformers.MobileViTV2Config(image_size=64, width_multiplier=0.5, n_attn_blocks=[1, 1, 1])),
+            {"pixel_values": torch.randn(2, 3, 64, 64)},
+        ),
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1499,7 +1503,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1526,7 +1530,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "ConvNextV2GRN" or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
-        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit"):
+        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2"):
             torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
         if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -1592,6 +1596,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("mobilevitv2", ["MobileViTV2InvertedResidual"] * 6 + ["MobileViTV2LinearSelfAttention", "MobileViTV2FFN"] * 3),
         ("clap", ["ClapTextLayer", "ClapTextAttention"] + ["ClapProjectionLayer"] * 2 + ["ClapAudioLayer", "ClapAudioAttention"] * 2),
         ("maskformer-swin-stages", ["MaskFormerSwinLayer", "MaskFormerSwinAttention"] * 2),  # MaskFormer's Swin backbone
         ("patchtsmixer", ["PatchTSMixerMLP", "PatchTSMixerAttention", "PatchTSMixerMLP", "PatchTSMixerMLP"]),
@@ -2121,6 +2126,7 @@ def test_pi0_permutes_the_vlm_and_action_expert_values_as_one(name: str, expert:
     [
         ("layoutlmv3", [f"encoder.{bias}" for bias in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias")]),
         ("patchtsmixer", [f"model.encoder.mlp_mixer_encoder.mixers.0.{block}.gating_block.attn_layer" for block in ("patch_mixer", "feature_mixer", "channel_feature_mixer")]),
+        ("mobilevitv2", [f"encoder.layer.2.{conv}.convolution" for conv in ("conv_kxk", "conv_1x1", "conv_projection")]),
         *[(name, ["encoder.layers.0.downsample.reduction"]) for name in ("swin-stages", "swinv2-stages", "donut-swin-stages", "maskformer-swin-stages")],
         ("clap", ["audio_model.audio_encoder.layers.0.downsample.reduction"]),
     ],
