@@ -1574,6 +1574,32 @@ def _linear_self_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, rows + _consumer(_join(name, "out_proj.convolution"), out, width))
 
 
+def _bit_bottleneck(name: str, module: nn.Module) -> list[_Group | str]:
+    """BiT's bottlenecks: conv1 -> GroupNorm (+ activation) -> conv2 -> GroupNorm -> conv3 (the pre-activation layer
+    norms before each conv: norm2 and norm3 sit between them). A GroupNorm's statistics are over each group of
+    channels, so the channels move only within their group: one permutation per group, the norm's weight and bias
+    with them. Weight standardization (per output filter, over all its inputs) is blind to the input order."""
+    norms = ("norm2", "norm3") if type(module).__name__ == "BitPreActivationBottleneckLayer" else ("norm1", "norm2")
+    found: list[_Group | str] = []
+    for first, norm_name, second in (("conv1", norms[0], "conv2"), ("conv2", norms[1], "conv3")):
+        up, norm, down = getattr(module, first, None), getattr(module, norm_name, None), getattr(module, second, None)
+        if not (isinstance(up, nn.Conv2d) and isinstance(down, nn.Conv2d) and isinstance(norm, nn.GroupNorm)):
+            found.append(f"{first}, {norm_name} and {second} are not nn.Conv2d, nn.GroupNorm and nn.Conv2d")
+            continue
+        width, groups = up.out_channels, norm.num_groups
+        if up.groups != 1 or down.groups != 1 or down.in_channels != width or norm.num_channels != width or width % groups:
+            found.append(f"{first} -> {norm_name} -> {second} are grouped convolutions, or do not share {width} channels in {groups} norm groups")
+            continue
+        act = getattr(norm, "activation", None)
+        if act is not None and not _elementwise_module(act):
+            found.append(f"{norm_name}.activation {type(act).__name__} is not a known elementwise activation")
+            continue
+        block, blocks = width // groups, torch.arange(groups)
+        members = _producer(_join(name, first), up, block, blocks) + _per_channel(_join(name, norm_name), norm, block, blocks, attrs=("weight", "bias"))
+        found.append(_Group(type(module).__name__, block, groups, members + _consumer(_join(name, second), down, block, blocks)))
+    return found
+
+
 def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
     """EfficientNetBlock (MBConv) with an expansion: expand_conv -> BatchNorm, act -> depthwise conv, BatchNorm, act
     (per channel) -> squeeze-excite, whose reduce conv reads the channels and whose expand conv makes each channel's
@@ -1943,6 +1969,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         # and conv_projection out of it (after a GroupNorm of one group): no hidden channels of their own
         "MobileViTV2Layer": (lambda name, module: [], ("downsampling_layer", "transformer")),
     }),
+    # BiT: its stages hold their bottlenecks in an nn.Sequential, which torch.fx would trace through: the stage's rule
+    # reads each bottleneck (the downsampling shortcut conv reads the stage's input: nothing to group)
+    **_family("bit.modeling_bit", {"BitStage": (lambda name, module: [g for i, layer in enumerate(module.layers) for g in _bit_bottleneck(_join(name, f"layers.{i}"), layer)], ())}),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),

@@ -972,6 +972,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.MobileViTV2Model(transformers.MobileViTV2Config(image_size=64, width_multiplier=0.5, n_attn_blocks=[1, 1, 1])),
             {"pixel_values": torch.randn(2, 3, 64, 64)},
         ),
+        **{  # two stages of one bottleneck each; GroupNorms of 2 groups over 16 and 32 hidden channels
+            name: (lambda layer_type: lambda: (
+                transformers.BitModel(transformers.BitConfig(layer_type=layer_type, embedding_size=16, hidden_sizes=[64, 128], depths=[1, 1], num_groups=2)), pixels,
+            ))(layer_type)
+            for name, layer_type in (("bit", "preactivation"), ("bit-bottleneck", "bottleneck"))
+        },
         "vilt": lambda: (_Seeded(transformers.ViltModel(transformers.ViltConfig(**lm, image_size=16, patch_size=4, max_image_length=-1))), {**ids, **pixels}),
         "canine": lambda: (  # 16 characters hashed, a local-attention layer over them, 4 molecules through the deep stack, back to characters
             transformers.CanineModel(transformers.CanineConfig(**lm, num_hash_functions=4, num_hash_buckets=64, downsampling_rate=4, local_transformer_stride=8, max_position_embeddings=64)),
@@ -1596,6 +1602,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mvp", ["MvpEncoderLayer", "MvpAttention", "MvpDecoderLayer", "MvpAttention", "MvpAttention"]),
         ("canine", ["CanineLayer", "CanineAttention"] * 3),  # the initial and final character encoders and the deep stack
         ("vilt", ["ViltLayer", "ViltAttention"]),
+        ("bit", ["BitPreActivationBottleneckLayer"] * 4),  # conv1 -> norm2 -> conv2, conv2 -> norm3 -> conv3: within each norm group
+        ("bit-bottleneck", ["BitBottleneckLayer"] * 4),
         ("mobilevitv2", ["MobileViTV2InvertedResidual"] * 6 + ["MobileViTV2LinearSelfAttention", "MobileViTV2FFN"] * 3),
         ("clap", ["ClapTextLayer", "ClapTextAttention"] + ["ClapProjectionLayer"] * 2 + ["ClapAudioLayer", "ClapAudioAttention"] * 2),
         ("maskformer-swin-stages", ["MaskFormerSwinLayer", "MaskFormerSwinAttention"] * 2),  # MaskFormer's Swin backbone
