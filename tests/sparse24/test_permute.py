@@ -2123,6 +2123,8 @@ def test_pi0_permutes_the_vlm_and_action_expert_values_as_one(name: str, expert:
         assert sorted(joint.consumers) == [f"model.dit.layers.{i}.self_attn.o_proj", f"model.vlm.language_model.layers.{i}.self_attn.o_proj"]
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, reference(**batch).logits, rtol=0, atol=1e-10)
+    expert = {s.layers[0]: s.reason for s in report.skipped if s.layers[0].startswith("model.dit.")}  # q/k, the adaptive norms
+    assert expert and not any("has no permutation rule" in reason for reason in expert.values()), expert
     dead = ("model.vlm.language_model.layers.1.self_attn.o_proj", "model.vlm.language_model.layers.1.mlp.down_proj")
     live = [types.SimpleNamespace(consumers=[c for c in g.consumers if c not in dead]) for g in report.groups]
     assert sum(not g.consumers for g in live) == 1  # the last VLM MLP
