@@ -706,6 +706,12 @@ def _module_dict_mlp(name: str, module: nn.Module) -> _Group | str:
     return replace(found, kind=type(module).__name__) if isinstance(found, _Group) else found
 
 
+def _no_groups(name: str, module: nn.Module) -> list[_Group | str]:
+    """A ruled module whose own layers have no hidden channels to group (they read the model's input, a norm or the
+    residual stream): the rule keeps the report from calling it unruled; its children named in the entry keep theirs."""
+    return []
+
+
 def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str = "fc2", activation: str | None = "activation_fn") -> _Group | str:
     """``second(activation(first(x)))`` with two nn.Linear: ViTMLP and OPTDecoderLayer (fc1, activation_fn, fc2),
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
@@ -1600,6 +1606,11 @@ def _bit_bottleneck(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _bit_stage(name: str, module: nn.Module) -> list[_Group | str]:
+    """BitStage: :func:`_bit_bottleneck` for each of its layers (an nn.Sequential that torch.fx would trace through)."""
+    return [group for i, layer in enumerate(module.layers) for group in _bit_bottleneck(_join(name, f"layers.{i}"), layer)]
+
+
 def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
     """EfficientNetBlock (MBConv) with an expansion: expand_conv -> BatchNorm, act -> depthwise conv, BatchNorm, act
     (per channel) -> squeeze-excite, whose reduce conv reads the channels and whose expand conv makes each channel's
@@ -1909,9 +1920,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("pi05.modeling_pi05", {
         "PI05Model": (_prefix_cache_attention, ("vlm", "dit")),
-        "PI05Attention": (lambda name, module: [], ()),  # its values are in PI05Model's groups, with the VLM layer's
+        "PI05Attention": (_no_groups, ()),  # its values are in PI05Model's groups, with the VLM layer's
         # its adaptive norms' dense layers read the timestep embedding (scale, shift and gate of the residual stream)
-        "PI05DecoderLayer": (lambda name, module: [], ("self_attn", "mlp")),
+        "PI05DecoderLayer": (_no_groups, ("self_attn", "mlp")),
         "PI05ActionTimeEmbedding": (functools.partial(_two_layer_mlp, first="time_mlp_in", second="time_mlp_out", activation=None), ()),  # F.silu between
     }),
     **_family("mvp.modeling_mvp", {"MvpEncoder": (_mvp_stack, ()), "MvpDecoder": (_mvp_stack, ())}),  # BART's layers, and prompts
@@ -1943,7 +1954,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # (the blocks' gated attention, attn_layer -> softmax over the same axis -> times the input, has no hidden channels)
     **_family("patchtsmixer.modeling_patchtsmixer", {
         "PatchTSMixerMLP": (functools.partial(_two_layer_mlp, activation=None), ()),
-        **{block: (lambda name, module: [], ("mlp", "self_attn_layer")) for block in ("PatchMixerBlock", "FeatureMixerBlock", "PatchTSMixerChannelFeatureMixerBlock")},
+        **{block: (_no_groups, ("mlp", "self_attn_layer")) for block in ("PatchMixerBlock", "FeatureMixerBlock", "PatchTSMixerChannelFeatureMixerBlock")},
     }),
     # CLAP: its audio encoder (HTS-AT, Swin's layout: windowed attention, self.value -> output.dense per head; intermediate
     # -> output) and both towers' projections (linear1 -> activation -> linear2); its text tower is RoBERTa's code
@@ -1955,7 +1966,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # Swin's stages and their variants': the patch merging's reduction reads a LayerNorm of 2 x 2 patches, no hidden
     # channels; the blocks have their own rules
     **{
-        (f"transformers.models.{module}", stage): (lambda name, module: [], ("blocks",))
+        (f"transformers.models.{module}", stage): (_no_groups, ("blocks",))
         for module, stage in [
             ("swin.modeling_swin", "SwinStage"), ("swinv2.modeling_swinv2", "Swinv2Stage"), ("donut.modeling_donut_swin", "DonutSwinStage"),
             ("maskformer.modeling_maskformer_swin", "MaskFormerSwinStage"),
@@ -1967,18 +1978,18 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MobileViTV2FFN": (_conv_layer_ffn, ()),
         # the block's own convs: a depthwise conv_kxk over its input's channels, conv_1x1 into the transformer's stream
         # and conv_projection out of it (after a GroupNorm of one group): no hidden channels of their own
-        "MobileViTV2Layer": (lambda name, module: [], ("downsampling_layer", "transformer")),
+        "MobileViTV2Layer": (_no_groups, ("downsampling_layer", "transformer")),
     }),
     # BiT: its stages hold their bottlenecks in an nn.Sequential, which torch.fx would trace through: the stage's rule
     # reads each bottleneck (the downsampling shortcut conv reads the stage's input: nothing to group)
-    **_family("bit.modeling_bit", {"BitStage": (lambda name, module: [g for i, layer in enumerate(module.layers) for g in _bit_bottleneck(_join(name, f"layers.{i}"), layer)], ())}),
+    **_family("bit.modeling_bit", {"BitStage": (_bit_stage, ())}),
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets
     # and write a score per head: no hidden channels, so nothing to group; its layers have their own rules
-    **_family("layoutlmv3.modeling_layoutlmv3", {"LayoutLMv3Encoder": (lambda name, module: [], ("layer",))}),
+    **_family("layoutlmv3.modeling_layoutlmv3", {"LayoutLMv3Encoder": (_no_groups, ("layer",))}),
     # MobileBERT: BERT's layout between bottlenecks on the residual stream (the values read the bottleneck's or the
     # layer's input); more feed-forwards (FFNLayer) before the layer's own
     **_family("mobilebert.modeling_mobilebert", {
