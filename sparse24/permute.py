@@ -483,6 +483,18 @@ def _elementwise_module(module: nn.Module) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _frozen_batchnorm_class(cls: type) -> bool:
+    """DETR's FrozenBatchNorm2d and every transformers class that repeats its code (Conditional/Deformable/DAB-DETR,
+    RT-DETR, D-FINE, Grounding DINO, ...): BatchNorm2d's inference affine from fixed buffers (weight, bias,
+    running_mean, running_var), one scale and shift per channel at dim -3."""
+    if not cls.__name__.endswith("FrozenBatchNorm2d") or not cls.__module__.startswith("transformers."):
+        return False
+    from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
+
+    return cls is DetrFrozenBatchNorm2d or source.same_code(cls.forward, DetrFrozenBatchNorm2d.forward, (cls, DetrFrozenBatchNorm2d))
+
+
 def _elementwise_activation(act: object) -> bool:
     """A module's activation attribute (a module, or a plain function such as ``F.gelu``) is elementwise."""
     return _elementwise_module(act) if isinstance(act, nn.Module) else act in _UNARY_FUNCTIONS
@@ -1566,6 +1578,71 @@ def _conv_layer_ffn(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, _producer(_join(name, "conv1.convolution"), up, width) + _consumer(_join(name, "conv2.convolution"), down, width))
 
 
+def _deformable_attention(name: str, module: nn.Module) -> _Group | str:
+    """Deformable DETR's multiscale deformable attention: value_proj's rows, ``n_heads`` blocks of ``d_model //
+    n_heads`` channels (padding positions zeroed), each channel bilinearly sampled at its head's points and summed
+    with its head's weights on its own -> output_proj's columns; sampling_offsets and attention_weights read the
+    queries."""
+    v, o = _attr(module, "value_proj"), _attr(module, "output_proj")
+    heads, width = getattr(module, "n_heads", None), getattr(module, "d_model", None)
+    if not (_is_linear(v) and _is_linear(o)):
+        return "value_proj and output_proj are not nn.Linear"
+    if not (isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads == 0):
+        return "n_heads / d_model missing"
+    if v.out_features != width or o.in_features != width:
+        return f"value_proj ({v.out_features}) and output_proj ({o.in_features}) do not have d_model {width} channels"
+    head_dim, blocks = width // heads, torch.arange(heads)
+    return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, "value_proj"), v, head_dim, blocks) + _consumer(_join(name, "output_proj"), o, head_dim, blocks))
+
+
+def _conv_norm_layer(name: str, module: nn.Module, attr: str) -> list[_Member] | str:
+    """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation): its output channels, the
+    conv's filters with the norm's parameters and statistics."""
+    layer = getattr(module, attr, None)
+    conv, norm = getattr(layer, "conv", None), getattr(layer, "norm", None)
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and type(norm) is nn.BatchNorm2d and norm.num_features == conv.out_channels):
+        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d over its channels"
+    if not _elementwise_module(getattr(layer, "activation", None)):
+        return f"{attr}.activation is not a known elementwise activation"
+    width = conv.out_channels
+    return _producer(_join(name, f"{attr}.conv"), conv, width) + _per_channel(_join(name, f"{attr}.norm"), norm, width)
+
+
+def _csp_rep_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """RT-DETR's CSPRepLayer: ``conv3(bottlenecks(conv1(x)) + conv2(x))``, each bottleneck a RepVGG block
+    ``act(conv1(y) + conv2(y))`` (two ConvNormLayers, 3 x 3 and 1 x 1, on the same channels). conv1's channels -> the
+    first bottleneck's two convs; the chain of bottlenecks is torch.fx's (an nn.Sequential); the last bottleneck's
+    channels and conv2's, summed -> conv3 when conv3 is a ConvNormLayer (else, hidden_expansion 1, they are the
+    layer's output)."""
+    blocks = getattr(module, "bottlenecks", None)
+    if not (isinstance(blocks, nn.Sequential) and len(blocks)):
+        return ["bottlenecks is not a non-empty nn.Sequential"]
+    first = _conv_norm_layer(name, module, "conv1")
+    if isinstance(first, str):
+        return [first]
+    width, found = first[0].tensor.shape[0], []
+    readers = [getattr(getattr(blocks[0], attr, None), "conv", None) for attr in ("conv1", "conv2")]
+    if not all(isinstance(c, nn.Conv2d) and c.groups == 1 and c.in_channels == width for c in readers):
+        return [f"bottlenecks.0's conv1 and conv2 are not ungrouped Conv2d reading conv1's {width} channels"]
+    found.append(_Group(type(module).__name__, width, 1, first + [m for attr, c in zip(("conv1", "conv2"), readers) for m in _consumer(_join(name, f"bottlenecks.0.{attr}.conv"), c, width)]))
+    conv3 = getattr(module, "conv3", None)
+    if isinstance(conv3, nn.Identity):
+        return found
+    last = str(len(blocks) - 1)
+    summed = [_conv_norm_layer(_join(name, f"bottlenecks.{last}"), blocks[-1], attr) for attr in ("conv1", "conv2")] + [_conv_norm_layer(name, module, "conv2")]
+    problem = next((s for s in summed if isinstance(s, str)), None)
+    reader = getattr(conv3, "conv", None)
+    if problem is None and not _elementwise_module(getattr(blocks[-1], "activation", None)):
+        problem = f"bottlenecks.{last}.activation is not a known elementwise activation"
+    if problem is None and (not all(s[0].tensor.shape[0] == width for s in summed) or not isinstance(reader, nn.Conv2d) or reader.groups != 1 or reader.in_channels != width):
+        problem = f"the last bottleneck's and conv2's channels are not the {width} channels conv3 reads"
+    if problem is None:
+        conv3_members = _conv_norm_layer(name, module, "conv3")
+        problem = conv3_members if isinstance(conv3_members, str) else None
+    found.append(problem if problem is not None else _Group(type(module).__name__, width, 1, [m for s in summed for m in s] + _consumer(_join(name, "conv3.conv"), reader, width)))
+    return found
+
+
 def _linear_self_attention(name: str, module: nn.Module) -> _Group | str:
     """MobileViTV2LinearSelfAttention: qkv_proj's rows are one query, then the keys and the values; each channel's
     context sums its key over the positions (weighted by the query's softmax) and scales relu(value) of the same
@@ -1711,6 +1788,20 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "AlbertAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
     }),
     **_family("segformer.modeling_segformer", {"SegformerMixMLP": (_segformer_mix_mlp, ()), "SegformerAttention": (_HEADS_OWN_VALUES, ())}),
+    # DETR and the detectors built on its code (Table Transformer, Deformable DETR's decoder self-attention, ...):
+    # positions added to the queries and keys only, the values per head -> o_proj; fc1 -> act -> fc2
+    **_family("detr.modeling_detr", {"DetrSelfAttention": (_HEADS_OWN_VALUES, ()), "DetrCrossAttention": (_HEADS_OWN_VALUES, ()), "DetrMLP": (_two_layer_mlp, ())}),
+    **_family("conditional_detr.modeling_conditional_detr", {  # content and position projections for q/k only
+        "ConditionalDetrDecoderSelfAttention": (_HEADS_OWN_VALUES, ()),
+        "ConditionalDetrDecoderCrossAttention": (_HEADS_OWN_VALUES, ()),
+    }),
+    **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
+    **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    **_family("table_transformer.modeling_table_transformer", {  # DETR's earlier layout, BART's (pre-norm here)
+        "TableTransformerEncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "TableTransformerDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
+        "TableTransformerAttention": (_OUT_PROJ_ATTENTION, ()),
+    }),
     **_families([("Bart", "bart.modeling_bart"), ("Whisper", "whisper.modeling_whisper")], {
         "{}EncoderLayer": (_two_layer_mlp, ("self_attn",)),
         "{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
@@ -2502,6 +2593,22 @@ class _Walk:
             and (node.args[0].target in _QUERY_METHODS or node.args[0].target is getattr)
         )
 
+    def batchnorm(self, node, user, axis: int, length: int) -> bool:
+        """Whether ``user`` is a BatchNorm (or a frozen one) that normalizes ``node``'s channels one by one."""
+        module = self.module(user)
+        if not (type(module) in _BATCHNORMS or _frozen_batchnorm_class(type(module))):
+            return False
+        expected = _BATCHNORMS.get(type(module), -3)
+        if expected is None:  # BatchNorm1d: channels at dim 1 of [N, C] or [N, C, L]
+            rank = len(self.need_shapes(node, "feeds a BatchNorm1d"))
+            expected = {2: -1, 3: -2}.get(rank)
+        shape = self.scan.shape(node)
+        frozen = type(module) not in _BATCHNORMS  # its buffers reshaped to [1, C, 1, 1]: a 4-d input only
+        features = module.weight.shape[0] if frozen else module.num_features
+        if axis != expected or features != length or frozen and shape is not None and len(shape) != 4:
+            raise self.refuse(f"{self.name(user)} normalizes another dim than the channels")
+        return True
+
     def forward_module(self, node, user, axis: int, length: int) -> None:
         module = self.module(user)
         if user.kwargs or len(user.args) != 1 or user.args[0] is not node:
@@ -2520,13 +2627,7 @@ class _Walk:
                 self.per_channel[user] = None
                 return self.add(user, axis, length)
             raise self.refuse(f"{self.name(user)} is a grouped convolution (groups={groups}); permuting across its groups changes it")
-        if type(module) in _BATCHNORMS:
-            expected = _BATCHNORMS[type(module)]
-            if expected is None:  # BatchNorm1d: channels at dim 1 of [N, C] or [N, C, L]
-                rank = len(self.need_shapes(node, "feeds a BatchNorm1d"))
-                expected = {2: -1, 3: -2}.get(rank)
-            if axis != expected or module.num_features != length:
-                raise self.refuse(f"{self.name(user)} normalizes another dim than the channels")
+        if self.batchnorm(node, user, axis, length):
             self.per_channel[user] = None
             return self.add(user, axis, length)
         if type(module) in (nn.Flatten, nn.Unflatten):
@@ -2566,9 +2667,14 @@ class _Walk:
                     raise self.refuse(f"{self.name(via)} combines {self.name(node)} with channels of another size or layout")
                 self.producers[node] = None
                 return self.add(node, axis, length)
-            if _elementwise_module(module) and len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], torch.fx.Node):
-                self.backward(node.args[0], axis, length, node)
-                return self.add(node, axis, length)
+            if len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], torch.fx.Node):
+                if _elementwise_module(module):
+                    self.backward(node.args[0], axis, length, node)
+                    return self.add(node, axis, length)
+                if self.batchnorm(node.args[0], node, axis, length):  # a producer's BatchNorm, summed with the channels
+                    self.per_channel[node] = None
+                    self.backward(node.args[0], axis, length, node)
+                    return self.add(node, axis, length)
         elif (node.op == "call_function" and node.target in _UNARY_FUNCTIONS) or (node.op == "call_method" and node.target in _UNARY_METHODS):
             if node.args and isinstance(node.args[0], torch.fx.Node):
                 self.only_data(node, node.args[0])
@@ -2712,10 +2818,11 @@ def _join(prefix: str, name: str) -> str:
 
 
 class _Tracer(torch.fx.Tracer):
-    """``torch.fx.symbolic_trace``'s tracer, with fused experts modules kept whole (their rule looks inside them)."""
+    """``torch.fx.symbolic_trace``'s tracer, with fused experts modules kept whole (their rule looks inside them) and
+    frozen BatchNorms kept as per-channel modules, as BatchNorm2d is."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return is_fused_experts(m) or super().is_leaf_module(m, module_qualified_name)
+        return is_fused_experts(m) or _frozen_batchnorm_class(type(m)) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _trace(module: nn.Module) -> torch.fx.GraphModule | None:

@@ -656,9 +656,11 @@ def test_changed_outputs_are_undone(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _unchanged(model, state)
 
 
-def test_demo_resnet_blocks_permuted_residual_channels_left() -> None:
-    """The benchmark's CNN: conv1 -> BN -> ReLU -> conv2 inside each residual block is permuted (BN with it),
-    the residual-joined channels are left alone, outputs are unchanged and the kept |W| of each permuted conv2 rises."""
+def test_demo_resnet_blocks_and_residual_stream_permuted() -> None:
+    """The benchmark's CNN: conv1 -> BN -> ReLU -> conv2 inside each residual block is permuted (BN with it), and so is
+    the first residual stream: the stem's conv and block1's conv2 write it (each through its BN, summed), block1's
+    conv1 and the strided conv read it. The second stream reaches the spatial mean before the head and stays.
+    Outputs are unchanged and the kept |W| of each permuted consumer rises."""
     from sparse24 import demo
 
     torch.manual_seed(0)
@@ -671,13 +673,15 @@ def test_demo_resnet_blocks_permuted_residual_channels_left() -> None:
             module.bias.data.uniform_(-1, 1)
     reference = copy.deepcopy(model)
     report = permute(model)
-    assert [(g.producers, g.consumers) for g in report.groups] == [(("block1.conv1",), ("block1.conv2",)), (("block2.conv1",), ("block2.conv2",))]
-    assert {"stem.0", "down.0", "head"} <= {layer for s in report.skipped for layer in s.layers}
+    assert sorted((g.producers, g.consumers) for g in report.groups) == [
+        (("block1.conv1",), ("block1.conv2",)), (("block2.conv1",), ("block2.conv2",)), (("stem.0", "block1.conv2"), ("block1.conv1", "down.0"))
+    ]
+    assert {"down.0", "block2.conv2", "head"} <= {layer for s in report.skipped for layer in s.layers}
     _same_function(model, reference, torch.randn(4, 1, 8, 8, dtype=torch.float64))
-    for group in report.groups:
-        (consumer,) = group.consumers
-        before = reference.get_submodule(consumer).weight.detach().abs().permute(0, 2, 3, 1).reshape(-1, len(group.permutation))
-        after = model.get_submodule(consumer).weight.detach().abs().permute(0, 2, 3, 1).reshape(-1, len(group.permutation))
+    for group in report.groups:  # the consumers' rows together: the search scores them as one matrix
+        width = len(group.permutation)
+        before = torch.cat([reference.get_submodule(c).weight.detach().abs().permute(0, 2, 3, 1).reshape(-1, width) for c in group.consumers])
+        after = torch.cat([model.get_submodule(c).weight.detach().abs().permute(0, 2, 3, 1).reshape(-1, width) for c in group.consumers])
         assert kept_importance(after) > kept_importance(before)
         assert kept_importance(before, group.permutation) == pytest.approx(kept_importance(after))
 
@@ -817,6 +821,29 @@ class _Seeded(nn.Module):
         with torch.random.fork_rng():
             torch.manual_seed(0)
             return self.model(**inputs)
+
+
+def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A DETR-family detector with one encoder and one decoder layer of width 32 over a tiny ResNet backbone (its
+    BatchNorms frozen, as these models load it), on 32 x 32 images (RT-DETR: 64 x 64, three feature levels;
+    ``rt_detr-expanded``: a CSP layer with half the channels, so that conv3 reads the bottlenecks)."""
+    layers = dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=4)
+    backbone = dict(use_timm_backbone=False, use_pretrained_backbone=False)
+    resnet = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", out_features=["stage1", "stage2"])
+    if name.startswith("rt_detr"):
+        config = transformers.RTDetrConfig(
+            backbone_config=transformers.RTDetrResNetConfig(embedding_size=32, hidden_sizes=[64, 96, 128], depths=[1, 1, 1], out_features=["stage1", "stage2", "stage3"]),
+            encoder_hidden_dim=32, encoder_in_channels=[64, 96, 128], feat_strides=[8, 16, 32], num_feature_levels=3, decoder_in_channels=[32, 32, 32],
+            decoder_n_points=2, hidden_expansion=0.5 if name == "rt_detr-expanded" else 1.0, **layers,
+        )
+        return transformers.RTDetrModel(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
+    configs = {
+        "detr": lambda: transformers.DetrConfig(backbone_config=resnet, **backbone, **layers),
+        "conditional_detr": lambda: transformers.ConditionalDetrConfig(backbone_config=resnet, **backbone, **layers),
+        "table-transformer": lambda: transformers.TableTransformerConfig(backbone_config=resnet, **backbone, **layers),
+        "deformable_detr": lambda: transformers.DeformableDetrConfig(backbone_config=resnet, **backbone, **layers, num_feature_levels=2, encoder_n_points=2, decoder_n_points=2),
+    }
+    return transformers.AutoModel.from_config(configs[name]()), {"pixel_values": torch.randn(2, 3, 32, 32)}
 
 
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
@@ -1483,6 +1510,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "deformable_detr", "rt_detr", "rt_detr-expanded")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "swinv2": lambda: (
@@ -1509,7 +1537,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1536,7 +1564,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "ConvNextV2GRN" or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
-        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2"):
+        if type(module).__name__.endswith("FrozenBatchNorm2d"):  # DETR's backbone: fixed statistics, per channel
+            for buffer, values in (("weight", (0.5, 1.5)), ("bias", (-0.1, 0.1)), ("running_mean", (-0.1, 0.1)), ("running_var", (0.5, 2.0))):
+                torch.nn.init.uniform_(getattr(module, buffer), *values)
+        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded"):
             torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
         if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -1794,6 +1825,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ]],  # pre-norm BART layers: their decoder layers' code is not BART's
         ("poolformer", ["PoolFormerOutput"] * 2),  # 1 x 1 conv1 -> act -> conv2 in each block
         ("yolos", ["YolosAttention", "YolosLayer"]),
+        ("detr", ["DetrSelfAttention", "DetrMLP", "DetrSelfAttention", "DetrCrossAttention", "DetrMLP", "fx", "fx"]),  # the backbone's basic blocks
+        ("conditional_detr", ["ConditionalDetrSelfAttention", "ConditionalDetrMLP", "ConditionalDetrDecoderSelfAttention", "ConditionalDetrDecoderCrossAttention", "ConditionalDetrMLP", "fx", "fx"]),
+        ("table-transformer", ["TableTransformerAttention", "TableTransformerEncoderLayer", "TableTransformerAttention", "TableTransformerAttention", "TableTransformerDecoderLayer", "fx", "fx"]),
+        ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
+        ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
+        ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
         ("swinv2", ["Swinv2Attention", "Swinv2Layer"] * 2),  # one block in each of two stages
         ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
@@ -1815,9 +1852,15 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
-        atol = 1e-10 if getattr(ref, key).dtype == torch.float64 else 1e-5
-        torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=0, atol=atol)
+        for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-10 if expected.dtype == torch.float64 else 1e-5)
     _assert_every_group_reaches_the_outputs(reference, batch, report, compared)
+
+
+def _tensors(output: Any, key: str) -> list[torch.Tensor]:
+    """``output.<key>`` as a list of tensors (RT-DETR's encoder_last_hidden_state is one per feature level)."""
+    value = getattr(output, key)
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _outputs(model: nn.Module, batch: dict) -> Any:
@@ -1840,8 +1883,8 @@ def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, repor
             tensors[name].copy_(saved.flip(dim))
             after = _outputs(model, batch)
             tensors[name].copy_(saved)
-            moved = max(float((getattr(after, key) - getattr(before, key)).abs().max()) for key in compared)
-            assert moved > (1e-8 if getattr(before, compared[0]).dtype == torch.float64 else 1e-3), f"{name} in the wrong order does not reach the outputs ({moved:.1e})"
+            moved = max(float((a - b).abs().max()) for key in compared for a, b in zip(_tensors(after, key), _tensors(before, key), strict=True))
+            assert moved > (1e-8 if _tensors(before, compared[0])[0].dtype == torch.float64 else 1e-3), f"{name} in the wrong order does not reach the outputs ({moved:.1e})"
 
 
 def _aria_projector(transformers: Any) -> tuple[nn.Module, dict]:
