@@ -3368,8 +3368,9 @@ def permute(
     :func:`search_permutation` on the consumers' importance (``importance[name]`` of their
     weights, shaped like the weight, else ``|W|``; when only some consumers of a group have
     scores, the search uses those and the others follow). In traced code, channels that reach a residual
-    join, a norm over them (the explicit rules name the norms they move), a reshape that mixes them, the
-    model output or any op not known to be elementwise are left alone, with the reason in the report.
+    join with anything the group's layers do not compute (a module input), a norm over them (the explicit rules
+    name the norms they move), a reshape that mixes them, the model output or any op not known to be elementwise
+    are left alone, with the reason in the report; a join of the group's own convs (through BatchNorms) is permuted whole.
 
     Groups come from ``torch.fx.symbolic_trace`` where a module traces, and from explicit
     rules (``_RULES``, by exact class; the README lists the families, each tested) for transformers
