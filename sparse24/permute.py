@@ -1796,6 +1796,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "ConditionalDetrDecoderCrossAttention": (_HEADS_OWN_VALUES, ()),
     }),
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
+    **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
     **_family("table_transformer.modeling_table_transformer", {  # DETR's earlier layout, BART's (pre-norm here)
         "TableTransformerEncoderLayer": (_two_layer_mlp, ("self_attn",)),

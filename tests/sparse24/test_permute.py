@@ -831,12 +831,12 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
     backbone = dict(use_timm_backbone=False, use_pretrained_backbone=False)
     resnet = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", out_features=["stage1", "stage2"])
     if name.startswith("rt_detr"):
-        config = transformers.RTDetrConfig(
+        config = (transformers.RTDetrV2Config if name == "rt_detr_v2" else transformers.RTDetrConfig)(
             backbone_config=transformers.RTDetrResNetConfig(embedding_size=32, hidden_sizes=[64, 96, 128], depths=[1, 1, 1], out_features=["stage1", "stage2", "stage3"]),
             encoder_hidden_dim=32, encoder_in_channels=[64, 96, 128], feat_strides=[8, 16, 32], num_feature_levels=3, decoder_in_channels=[32, 32, 32],
             decoder_n_points=2, hidden_expansion=0.5 if name == "rt_detr-expanded" else 1.0, **layers,
         )
-        return transformers.RTDetrModel(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
+        return transformers.AutoModel.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
     configs = {
         "detr": lambda: transformers.DetrConfig(backbone_config=resnet, **backbone, **layers),
         "conditional_detr": lambda: transformers.ConditionalDetrConfig(backbone_config=resnet, **backbone, **layers),
@@ -1510,7 +1510,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
-        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "deformable_detr", "rt_detr", "rt_detr-expanded")},
+        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "swinv2": lambda: (
@@ -1537,7 +1537,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1567,7 +1567,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__.endswith("FrozenBatchNorm2d"):  # DETR's backbone: fixed statistics, per channel
             for buffer, values in (("weight", (0.5, 1.5)), ("bias", (-0.1, 0.1)), ("running_mean", (-0.1, 0.1)), ("running_var", (0.5, 2.0))):
                 torch.nn.init.uniform_(getattr(module, buffer), *values)
-        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded"):
+        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2"):
             torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
         if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -1830,6 +1830,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("table-transformer", ["TableTransformerAttention", "TableTransformerEncoderLayer", "TableTransformerAttention", "TableTransformerAttention", "TableTransformerDecoderLayer", "fx", "fx"]),
         ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
         ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
+        ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
         ("swinv2", ["Swinv2Attention", "Swinv2Layer"] * 2),  # one block in each of two stages
