@@ -1798,6 +1798,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
     **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    **_family("mask2former.modeling_mask2former", {  # its pixel decoder's deformable encoder; its masked-attention decoder
+        "Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),
+        "Mask2FormerPixelDecoderEncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "Mask2FormerAttention": (_OUT_PROJ_ATTENTION, ()),  # positions on q/k only; the cross-attention an nn.MultiheadAttention
+        "Mask2FormerMaskedAttentionDecoderLayer": (_two_layer_mlp, ("self_attn", "cross_attn")),
+    }),
     **_family("table_transformer.modeling_table_transformer", {  # DETR's earlier layout, BART's (pre-norm here)
         "TableTransformerEncoderLayer": (_two_layer_mlp, ("self_attn",)),
         "TableTransformerDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),

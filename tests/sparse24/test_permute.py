@@ -1510,6 +1510,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        "mask2former": lambda: (  # a Swin backbone of four stages; one deformable encoder layer, one masked-attention decoder layer
+            transformers.Mask2FormerModel(transformers.Mask2FormerConfig(
+                backbone_config=transformers.SwinConfig(
+                    image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[2, 2, 4, 4], window_size=2, out_features=["stage1", "stage2", "stage3", "stage4"]
+                ),
+                feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_feedforward_dim=64, encoder_layers=1, decoder_layers=2, num_attention_heads=4, dim_feedforward=64, num_queries=4,
+            )),
+            {"pixel_values": torch.randn(2, 3, 64, 64)},
+        ),
         **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
@@ -1830,6 +1839,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("table-transformer", ["TableTransformerAttention", "TableTransformerEncoderLayer", "TableTransformerAttention", "TableTransformerAttention", "TableTransformerDecoderLayer", "fx", "fx"]),
         ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
         ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
+        ("mask2former", ["SwinAttention", "SwinMLP"] * 4 + ["Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention", "Mask2FormerPixelDecoderEncoderLayer", "Mask2FormerAttention", "MultiheadAttention", "Mask2FormerMaskedAttentionDecoderLayer"]),
         ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
@@ -1850,7 +1860,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
