@@ -1798,6 +1798,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
     **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    **_family("oneformer.modeling_oneformer", {  # Mask2Former's pixel decoder; its decoders' feed-forwards as torch's layers
+        "OneFormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),
+        "OneFormerPixelDecoderEncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "OneFormerTransformerDecoderFFNLayer": (_TORCH_FEED_FORWARD, ()),
+        "OneFormerTransformerDecoderQueryTransformerDecoderLayer": (_TORCH_FEED_FORWARD, ("self_attn", "multihead_attn")),
+    }),
     **_family("mask2former.modeling_mask2former", {  # its pixel decoder's deformable encoder; its masked-attention decoder
         "Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),
         "Mask2FormerPixelDecoderEncoderLayer": (_two_layer_mlp, ("self_attn",)),

@@ -1519,6 +1519,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 64, 64)},
         ),
+        "oneformer": lambda: (  # Mask2Former's pixel decoder and backbone; a query transformer of two layers, one decoder layer; a task prompt of 8 tokens
+            transformers.OneFormerModel(transformers.OneFormerConfig(
+                backbone_config=transformers.SwinConfig(
+                    image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[2, 2, 4, 4], window_size=2, out_features=["stage1", "stage2", "stage3", "stage4"]
+                ),
+                hidden_dim=32, conv_dim=32, mask_dim=32, encoder_feedforward_dim=64, encoder_layers=1, decoder_layers=2, num_attention_heads=4, dim_feedforward=64, num_queries=4,
+                text_encoder_width=32, text_encoder_num_layers=1, text_encoder_context_length=8, text_encoder_vocab_size=64, max_seq_len=8, task_seq_len=8,
+            )),
+            {"pixel_values": torch.randn(2, 3, 64, 64), "task_inputs": torch.randint(0, 64, (2, 8))},
+        ),
         **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
@@ -1840,6 +1850,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
         ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
         ("mask2former", ["SwinAttention", "SwinMLP"] * 4 + ["Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention", "Mask2FormerPixelDecoderEncoderLayer", "Mask2FormerAttention", "MultiheadAttention", "Mask2FormerMaskedAttentionDecoderLayer"]),
+        ("oneformer", ["SwinAttention", "SwinMLP"] * 4 + ["OneFormerPixelDecoderEncoderMultiscaleDeformableAttention", "OneFormerPixelDecoderEncoderLayer", "OneFormerAttention"]
+            + ["MultiheadAttention"] * 5 + ["OneFormerTransformerDecoderQueryTransformerDecoderLayer"] * 2 + ["OneFormerTransformerDecoderFFNLayer", "fx", "fx", "fx"]),
         ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
@@ -1860,7 +1872,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
