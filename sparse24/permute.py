@@ -1595,6 +1595,20 @@ def _deformable_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, "value_proj"), v, head_dim, blocks) + _consumer(_join(name, "output_proj"), o, head_dim, blocks))
 
 
+def _outside_value_attention(name: str, module: nn.Module, value: str, attention: str) -> _Group | str:
+    """DAB-DETR's decoder attention layers: the layer's own value projection ``value``, split by its DabDetrAttention
+    ``attention`` into ``attention_heads`` heads of ``values_head_dim`` channels -> that attention's output_proj."""
+    v, attn = _attr(module, value), getattr(module, attention, None)
+    o = _attr(attn, "output_proj")
+    heads, head_dim = getattr(attn, "attention_heads", None), getattr(attn, "values_head_dim", None)
+    if not (_is_linear(v) and _is_linear(o)):
+        return f"{value} and {attention}.output_proj are not nn.Linear"
+    if not (isinstance(heads, int) and isinstance(head_dim, int) and v.out_features == o.in_features == heads * head_dim):
+        return f"{value} ({v.out_features}) and {attention}.output_proj ({o.in_features}) are not {attention}'s attention_heads x values_head_dim"
+    blocks = torch.arange(heads)
+    return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, value), v, head_dim, blocks) + _consumer(_join(name, f"{attention}.output_proj"), o, head_dim, blocks))
+
+
 def _conv_norm_layer(name: str, module: nn.Module, attr: str) -> list[_Member] | str:
     """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation): its output channels, the
     conv's filters with the norm's parameters and statistics."""
@@ -1798,6 +1812,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
     **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    **_family("dab_detr.modeling_dab_detr", {  # the decoder's value projections sit in its layers, outside the attention
+        "DabDetrDecoderLayerSelfAttention": (functools.partial(_outside_value_attention, value="self_attn_value_proj", attention="self_attn"), ()),
+        "DabDetrDecoderLayerCrossAttention": (functools.partial(_outside_value_attention, value="cross_attn_value_proj", attention="cross_attn"), ()),
+        "DabDetrDecoderLayerFFN": (_two_layer_mlp, ()),
+        "DabDetrEncoderLayer": (_two_layer_mlp, ("self_attn",)),
+        "DetrAttention": (_OUT_PROJ_ATTENTION, ()),  # DETR's earlier attention, in the encoder
+    }),
     **_family("oneformer.modeling_oneformer", {  # Mask2Former's pixel decoder; its decoders' feed-forwards as torch's layers
         "OneFormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),
         "OneFormerPixelDecoderEncoderLayer": (_two_layer_mlp, ("self_attn",)),

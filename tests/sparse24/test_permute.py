@@ -841,6 +841,7 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
         "detr": lambda: transformers.DetrConfig(backbone_config=resnet, **backbone, **layers),
         "conditional_detr": lambda: transformers.ConditionalDetrConfig(backbone_config=resnet, **backbone, **layers),
         "table-transformer": lambda: transformers.TableTransformerConfig(backbone_config=resnet, **backbone, **layers),
+        "dab_detr": lambda: transformers.DabDetrConfig(backbone_config=resnet, **backbone, **{k: v for k, v in layers.items() if k != "d_model"}, hidden_size=32, init_std=0.1),  # float32 (below): larger weights, so a wrong order moves the output past its bound
         "deformable_detr": lambda: transformers.DeformableDetrConfig(backbone_config=resnet, **backbone, **layers, num_feature_levels=2, encoder_n_points=2, decoder_n_points=2),
     }
     return transformers.AutoModel.from_config(configs[name]()), {"pixel_values": torch.randn(2, 3, 32, 32)}
@@ -1529,7 +1530,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 64, 64), "task_inputs": torch.randint(0, 64, (2, 8))},
         ),
-        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2")},
+        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "swinv2": lambda: (
@@ -1595,8 +1596,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
-    # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN
-    if name in ("xglm", "canine", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32
+    if name in ("xglm", "canine", "dab_detr", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1852,6 +1853,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mask2former", ["SwinAttention", "SwinMLP"] * 4 + ["Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention", "Mask2FormerPixelDecoderEncoderLayer", "Mask2FormerAttention", "MultiheadAttention", "Mask2FormerMaskedAttentionDecoderLayer"]),
         ("oneformer", ["SwinAttention", "SwinMLP"] * 4 + ["OneFormerPixelDecoderEncoderMultiscaleDeformableAttention", "OneFormerPixelDecoderEncoderLayer", "OneFormerAttention"]
             + ["MultiheadAttention"] * 5 + ["OneFormerTransformerDecoderQueryTransformerDecoderLayer"] * 2 + ["OneFormerTransformerDecoderFFNLayer", "fx", "fx", "fx"]),
+        ("dab_detr", ["DetrAttention", "DabDetrEncoderLayer", "DabDetrDecoderLayerSelfAttention", "DabDetrDecoderLayerCrossAttention", "DabDetrDecoderLayerFFN", "fx", "fx"]),
         ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
