@@ -3229,6 +3229,10 @@ def _difference(before: list[Tensor], after: list[Tensor]) -> str | None:
             if not torch.equal(a, b):
                 return f"output {index} ({a.dtype}) changed"
             continue
+        finite = torch.isfinite(a)  # masked logits (-inf) and the like: the same entries, the same values, exactly
+        if not torch.equal(finite, torch.isfinite(b)) or not torch.equal(a[~finite].nan_to_num(0.0), b[~finite].nan_to_num(0.0)):
+            return f"output {index} has its infinite or NaN entries elsewhere"
+        a, b = a[finite], b[finite]
         scale = float(a.abs().max()) if a.numel() else 0.0
         tolerance = _TOLERANCE.get(a.dtype, _LOW_PRECISION_TOLERANCE) * max(scale, 1e-12)
         worst = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0

@@ -2398,6 +2398,38 @@ class _Noisy(nn.Module):
         return self.fc2(torch.relu(self.fc1(x))) + torch.rand(1)
 
 
+class _MaskedLogits(nn.Module):
+    """An MLP whose logits are -inf where ``mask`` is False (a detector's masked text logits), NaN where ``hole``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x))).masked_fill(~mask, float("-inf")).masked_fill(hole, float("nan"))
+
+
+def test_outputs_with_infinities_are_compared_on_their_finite_entries() -> None:
+    """Infinite and NaN entries must stay where they are, with their values; the finite ones are compared as usual,
+    against their own largest value. Before, an infinite entry made the difference NaN: permute refused every such
+    model (Grounding DINO's masked text logits) as if its outputs were random."""
+    torch.manual_seed(0)
+    x, mask, hole = torch.randn(4, 8, dtype=torch.float64), torch.rand(4, 8) > 0.3, torch.zeros(4, 8, dtype=torch.bool)
+    hole[0, 0] = True
+    model = _MaskedLogits().double()
+    reference = copy.deepcopy(model)
+    report = permute(model, example_inputs=(x, mask, hole))
+    assert [g.kind for g in report.groups] == ["fx"] and report.groups[0].changed
+    with torch.no_grad():
+        out, ref = model(x, mask, hole), reference(x, mask, hole)
+    assert torch.equal(torch.isfinite(out), torch.isfinite(ref)) and torch.allclose(out[torch.isfinite(out)], ref[torch.isfinite(ref)], rtol=0, atol=1e-12)
+    difference = importlib.import_module("sparse24.permute")._difference  # the check permute runs on example_inputs
+    assert difference([ref], [ref.flip(1)]) == "output 0 has its infinite or NaN entries elsewhere"
+    moved = ref.clone()
+    moved[torch.isfinite(moved)] += 1e-3
+    assert difference([ref], [moved]).startswith("output 0 moved by 0.001 (largest |output|")
+
+
 def test_a_model_with_random_outputs_is_told_apart_from_a_wrong_permutation() -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
