@@ -1609,6 +1609,15 @@ def _outside_value_attention(name: str, module: nn.Module, value: str, attention
     return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, value), v, head_dim, blocks) + _consumer(_join(name, f"{attention}.output_proj"), o, head_dim, blocks))
 
 
+def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """Grounding DINO's bidirectional image-text attention: the image's queries read the text's values and the text's
+    queries the image's, per head: values_text_proj's rows -> out_vision_proj, values_vision_proj's -> out_text_proj."""
+    return [
+        _attention(name, module, groups=1, value="values_text_proj", output="out_vision_proj"),
+        _attention(name, module, groups=1, value="values_vision_proj", output="out_text_proj"),
+    ]
+
+
 def _conv_norm_layer(name: str, module: nn.Module, attr: str) -> list[_Member] | str:
     """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation): its output channels, the
     conv's filters with the norm's parameters and statistics."""
@@ -1818,6 +1827,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "DabDetrDecoderLayerFFN": (_two_layer_mlp, ()),
         "DabDetrEncoderLayer": (_two_layer_mlp, ("self_attn",)),
         "DetrAttention": (_OUT_PROJ_ATTENTION, ()),  # DETR's earlier attention, in the encoder
+    }),
+    **_family("grounding_dino.modeling_grounding_dino", {  # the text enhancer, image-text fusion, deformable image layers; the decoder
+        "GroundingDinoMultiheadAttention": (functools.partial(_attention, groups=1, value="value", output="out_proj", head_dim_attr="attention_head_size"), ()),
+        "GroundingDinoBiMultiHeadAttention": (_bi_attention, ()),
+        "GroundingDinoMultiscaleDeformableAttention": (_deformable_attention, ()),
+        "GroundingDinoTextEnhancerLayer": (functools.partial(_two_layer_mlp, activation="activation"), ("self_attn",)),
+        "GroundingDinoDeformableLayer": (_two_layer_mlp, ("self_attn",)),
+        "GroundingDinoDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn_text", "encoder_attn")),
     }),
     **_family("oneformer.modeling_oneformer", {  # Mask2Former's pixel decoder; its decoders' feed-forwards as torch's layers
         "OneFormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),

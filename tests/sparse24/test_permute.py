@@ -837,6 +837,12 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
             decoder_n_points=2, hidden_expansion=0.5 if name == "rt_detr-expanded" else 1.0, **layers,
         )
         return transformers.AutoModel.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
+    if name.endswith("grounding_dino"):  # a BERT text backbone of one layer, 8 tokens
+        text = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, vocab_size=64)
+        config = (transformers.MMGroundingDinoConfig if name == "mm_grounding_dino" else transformers.GroundingDinoConfig)(
+            backbone_config=resnet, **backbone, text_config=text, **layers, num_feature_levels=2, encoder_n_points=2, decoder_n_points=2, max_text_len=16
+        )
+        return transformers.AutoModel.from_config(config), {"pixel_values": torch.randn(2, 3, 32, 32), "input_ids": torch.randint(3, 64, (2, 8))}
     configs = {
         "detr": lambda: transformers.DetrConfig(backbone_config=resnet, **backbone, **layers),
         "conditional_detr": lambda: transformers.ConditionalDetrConfig(backbone_config=resnet, **backbone, **layers),
@@ -1530,7 +1536,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 64, 64), "task_inputs": torch.randint(0, 64, (2, 8))},
         ),
-        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2")},
+        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "grounding_dino", "mm_grounding_dino")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "swinv2": lambda: (
@@ -1854,6 +1860,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("oneformer", ["SwinAttention", "SwinMLP"] * 4 + ["OneFormerPixelDecoderEncoderMultiscaleDeformableAttention", "OneFormerPixelDecoderEncoderLayer", "OneFormerAttention"]
             + ["MultiheadAttention"] * 5 + ["OneFormerTransformerDecoderQueryTransformerDecoderLayer"] * 2 + ["OneFormerTransformerDecoderFFNLayer", "fx", "fx", "fx"]),
         ("dab_detr", ["DetrAttention", "DabDetrEncoderLayer", "DabDetrDecoderLayerSelfAttention", "DabDetrDecoderLayerCrossAttention", "DabDetrDecoderLayerFFN", "fx", "fx"]),
+        *[(family, ["BertAttention", "BertLayer", f"{cls}TextEnhancerLayer", f"{cls}BiMultiHeadAttention", f"{cls}BiMultiHeadAttention", f"{cls}DeformableLayer"]
+            + [f"{cls}MultiheadAttention"] * 3 + [f"{cls}MultiscaleDeformableAttention"] * 2 + [f"{cls}DecoderLayer", "fx", "fx"])  # bidirectional image-text values: two groups
+          for family, cls in (("grounding_dino", "GroundingDino"), ("mm_grounding_dino", "MMGroundingDino"))],
         ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
@@ -1874,7 +1883,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
