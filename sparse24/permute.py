@@ -1609,6 +1609,37 @@ def _outside_value_attention(name: str, module: nn.Module, value: str, attention
     return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, value), v, head_dim, blocks) + _consumer(_join(name, f"{attention}.output_proj"), o, head_dim, blocks))
 
 
+def _pre_act_residual(name: str, module: nn.Module) -> _Group | str:
+    """DPT's and Depth Anything's pre-activation residual unit ``x + bn2(conv2(act2(bn1(conv1(act1(x))))))`` (the
+    BatchNorms when ``use_batch_norm``): convolution1's channels, with batch_norm1's -> convolution2."""
+    found = _two_layer_mlp(name, module, "convolution1", "convolution2", "activation2")
+    if not isinstance(found, _Group) or not getattr(module, "use_batch_norm", False):
+        return found
+    norm = getattr(module, "batch_norm1", None)
+    if not (type(norm) is nn.BatchNorm2d and norm.num_features == found.block):
+        return f"batch_norm1 is not a BatchNorm2d over the {found.block} channels of convolution1"
+    found.members += _per_channel(_join(name, "batch_norm1"), norm, found.block)
+    return found
+
+
+def _reassemble(name: str, module: nn.Module) -> _Group | str:
+    """DPT's and Depth Anything's reassemble layer ``resize(projection(x))``: the 1 x 1 projection's channels -> the
+    strided 3 x 3 resize conv (factor < 1); a transposed conv (factor > 1) takes no 2:4 mask, an Identity (factor 1)
+    leaves the channels as the layer's output."""
+    resize = getattr(module, "resize", None)
+    if isinstance(resize, nn.Identity):
+        return "resize is an Identity (factor 1): projection's channels are the layer's output"
+    if not isinstance(resize, nn.Conv2d):
+        return f"resize is a {type(resize).__name__}, which takes no 2:4 mask: no layer to permute projection's channels for"
+    return _two_layer_mlp(name, module, "projection", "resize", activation=None)
+
+
+def _depth_head(name: str, module: nn.Module) -> list[_Group | str]:
+    """Depth Anything's depth head ``act2(conv3(act1(conv2(interpolate(conv1(x))))))``: conv1's channels, resized
+    each on its own -> conv2; conv2's -> conv3."""
+    return [_two_layer_mlp(name, module, "conv1", "conv2", activation=None), _two_layer_mlp(name, module, "conv2", "conv3", "activation1")]
+
+
 def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
     """Grounding DINO's bidirectional image-text attention: the image's queries read the text's values and the text's
     queries the image's, per head: values_text_proj's rows -> out_vision_proj, values_vision_proj's -> out_text_proj."""
@@ -1835,6 +1866,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "GroundingDinoTextEnhancerLayer": (functools.partial(_two_layer_mlp, activation="activation"), ("self_attn",)),
         "GroundingDinoDeformableLayer": (_two_layer_mlp, ("self_attn",)),
         "GroundingDinoDecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn_text", "encoder_attn")),
+    }),
+    **_family("dpt.modeling_dpt", {"DPTPreActResidualLayer": (_pre_act_residual, ())}),  # its reassemble layers repeat Depth Anything's; its head an nn.Sequential (traced)
+    **_family("depth_anything.modeling_depth_anything", {
+        "DepthAnythingPreActResidualLayer": (_pre_act_residual, ()),
+        "DepthAnythingReassembleLayer": (_reassemble, ()),
+        "DepthAnythingDepthEstimationHead": (_depth_head, ()),
     }),
     **_family("oneformer.modeling_oneformer", {  # Mask2Former's pixel decoder; its decoders' feed-forwards as torch's layers
         "OneFormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),
@@ -2624,6 +2661,9 @@ class _Walk:
             return self.transpose(node, user, axis, length)
         if (fn and target in _MATMUL_FUNCTIONS) or (method and target in _MATMUL_METHODS):
             return self.matmul(node, user, axis, length)
+        if fn and target is F.interpolate:
+            self.only_data(user, node)
+            return self.resize(node, user, axis, length)
         if fn and target is F.scaled_dot_product_attention:
             return self.attention(node, user, axis, length)
         raise self.refuse(f"{self.name(user)} is not an elementwise or per-channel op, so it may mix the channels")
@@ -2643,6 +2683,14 @@ class _Walk:
             and isinstance(node.args[0], torch.fx.Node) and node.args[0].op in ("call_method", "call_function")
             and (node.args[0].target in _QUERY_METHODS or node.args[0].target is getattr)
         )
+
+    def resize(self, node, user, axis: int, length: int) -> None:
+        """``user`` (nn.Upsample, F.interpolate) resizes every dim after the channels of [N, C, *spatial], each channel
+        on its own: the channels must be at dim 1 (a convolution's output)."""
+        shape = self.scan.shape(node)
+        if axis > -2 or (shape is not None and len(shape) + axis != 1):
+            raise self.refuse(f"{self.name(user)} resizes the channel dim")
+        self.add(user, axis, length)
 
     def batchnorm(self, node, user, axis: int, length: int) -> bool:
         """Whether ``user`` is a BatchNorm (or a frozen one) that normalizes ``node``'s channels one by one."""
@@ -2687,6 +2735,8 @@ class _Walk:
             if axis >= -_POOLS[type(module)] or getattr(module, "return_indices", False):
                 raise self.refuse(f"{self.name(user)} pools over the channel dim")
             return self.add(user, axis, length)
+        if type(module) is nn.Upsample:
+            return self.resize(node, user, axis, length)
         if _elementwise_module(module):
             return self.add(user, axis, length)
         raise self.refuse(f"{self.name(user)} is not a known elementwise or per-channel module")

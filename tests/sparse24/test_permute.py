@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import sparse24
@@ -1517,6 +1518,24 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        "dpt": lambda: (  # four ViT layers reassembled at factors 4, 2, 1 and 1/2; the depth head
+            transformers.DPTForDepthEstimation(transformers.DPTConfig(
+                image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64, backbone_out_indices=[0, 1, 2, 3],
+                neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=32, reassemble_factors=[4, 2, 1, 0.5], head_in_index=-1,
+                initializer_range=0.1,  # the first layer's MLP reaches the depth through four stages: at 0.02 it moves it by 2e-9
+                use_batch_norm_in_fusion_residual=True,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
+        "depth_anything": lambda: (  # a DINOv2 backbone of two layers; its DPT-style neck and depth head
+            transformers.DepthAnythingForDepthEstimation(transformers.DepthAnythingConfig(
+                backbone_config=transformers.Dinov2Config(
+                    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, out_features=["stage1", "stage2"], reshape_hidden_states=False
+                ),
+                reassemble_hidden_size=32, patch_size=8, neck_hidden_sizes=[16, 32], fusion_hidden_size=32, head_hidden_size=16, reassemble_factors=[2, 1],
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "mask2former": lambda: (  # a Swin backbone of four stages; one deformable encoder layer, one masked-attention decoder layer
             transformers.Mask2FormerModel(transformers.Mask2FormerConfig(
                 backbone_config=transformers.SwinConfig(
@@ -1563,7 +1582,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1590,6 +1609,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "ConvNextV2GRN" or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
+        if name == "dpt" and module is model.head.head[-2]:  # the depth's final ReLU: a positive bias, or every depth is 0
+            torch.nn.init.constant_(module.bias, 1.0)
         if type(module).__name__.endswith("FrozenBatchNorm2d"):  # DETR's backbone: fixed statistics, per channel
             for buffer, values in (("weight", (0.5, 1.5)), ("bias", (-0.1, 0.1)), ("running_mean", (-0.1, 0.1)), ("running_var", (0.5, 2.0))):
                 torch.nn.init.uniform_(getattr(module, buffer), *values)
@@ -1856,6 +1877,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("table-transformer", ["TableTransformerAttention", "TableTransformerEncoderLayer", "TableTransformerAttention", "TableTransformerAttention", "TableTransformerDecoderLayer", "fx", "fx"]),
         ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
         ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
+        ("dpt", ["DPTViTAttention", "DPTViTLayer"] * 4 + ["DPTReassembleLayer"] + ["DPTPreActResidualLayer"] * 8 + ["fx", "fx"]),  # the head's Sequential: conv, upsample -> conv, ReLU -> conv
+        ("depth_anything", ["Dinov2Attention", "Dinov2MLP"] * 2 + ["DepthAnythingPreActResidualLayer"] * 4 + ["DepthAnythingDepthEstimationHead"] * 2),
         ("mask2former", ["SwinAttention", "SwinMLP"] * 4 + ["Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention", "Mask2FormerPixelDecoderEncoderLayer", "Mask2FormerAttention", "MultiheadAttention", "Mask2FormerMaskedAttentionDecoderLayer"]),
         ("oneformer", ["SwinAttention", "SwinMLP"] * 4 + ["OneFormerPixelDecoderEncoderMultiscaleDeformableAttention", "OneFormerPixelDecoderEncoderLayer", "OneFormerAttention"]
             + ["MultiheadAttention"] * 5 + ["OneFormerTransformerDecoderQueryTransformerDecoderLayer"] * 2 + ["OneFormerTransformerDecoderFFNLayer", "fx", "fx", "fx"]),
@@ -1883,12 +1906,18 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-10 if expected.dtype == torch.float64 else 1e-5)
-    _assert_every_group_reaches_the_outputs(reference, batch, report, compared)
+    idle = _assert_every_group_reaches_the_outputs(reference, batch, report, compared)
+    assert idle == _NEVER_RUN.get(name, [])
+
+
+# groups whose layers the forward never runs (a wrong order cannot show): DPT's and Depth Anything's first fusion
+# layer has no residual to refine, so its residual_layer1 is never called
+_NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"] for family in ("dpt", "depth_anything")}
 
 
 def _tensors(output: Any, key: str) -> list[torch.Tensor]:
@@ -1903,14 +1932,24 @@ def _outputs(model: nn.Module, batch: dict) -> Any:
     return types.SimpleNamespace(last_hidden_state=out) if isinstance(out, torch.Tensor) else out
 
 
-def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, report: Any, compared: list[str]) -> None:
+def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, report: Any, compared: list[str]) -> list[str]:
     """The check above can fail: a wrong order of any group's consumer (its permuted dim reversed, in the unpermuted
     ``model``) moves a compared output by far more than the tolerance. (BLIP's and SAM's default initializer_range of
-    1e-10 once left every layer below it, and an input that fades through small weights hides later layers.)"""
+    1e-10 once left every layer below it, and an input that fades through small weights hides later layers.) Returns
+    the consumers the forward never ran, left out (the caller names the ones it expects)."""
     tensors = dict(model.named_parameters())
+    ran: set[str] = set()
+    hooks = [m.register_forward_hook(lambda module, args, out, n=n: ran.add(n)) for n, m in model.named_modules()]
     with torch.no_grad():
         before = _outputs(model, batch)
-        for group in report.groups:  # fused experts too (the experts module's first moved tensor; its dim is the whole tensor's)
+    for hook in hooks:
+        hook.remove()
+    def runs(layer: str) -> bool:  # itself, or the module holding it (MultiheadAttention reads out_proj's weight, BLOOM its dense's)
+        return layer in ran or layer.rpartition(".")[0] in ran
+
+    idle = [group.consumers[0] for group in report.groups if not runs(group.consumers[0])]
+    with torch.no_grad():
+        for group in (g for g in report.groups if runs(g.consumers[0])):  # fused experts too (the experts module's first moved tensor; its dim is the whole tensor's)
             name = next(n for n in report.indices if n.startswith(group.consumers[0] + ".") and n in tensors)
             dim = report.indices[name][0][0]
             saved = tensors[name].clone()
@@ -1919,6 +1958,7 @@ def _assert_every_group_reaches_the_outputs(model: nn.Module, batch: dict, repor
             tensors[name].copy_(saved)
             moved = max(float((a - b).abs().max()) for key in compared for a, b in zip(_tensors(after, key), _tensors(before, key), strict=True))
             assert moved > (1e-8 if _tensors(before, compared[0])[0].dtype == torch.float64 else 1e-3), f"{name} in the wrong order does not reach the outputs ({moved:.1e})"
+    return idle
 
 
 def _aria_projector(transformers: Any) -> tuple[nn.Module, dict]:
@@ -2179,7 +2219,7 @@ def test_lilt_permutes_its_text_and_layout_streams_and_computes_the_same_functio
         torch.testing.assert_close(model(**batch).last_hidden_state, reference(**batch).last_hidden_state, rtol=0, atol=1e-10)
     live = [g for g in report.groups if not g.consumers[0].startswith(("encoder.layer.1.attention.layout_output", "encoder.layer.1.layout_output"))]
     assert len(live) == 6
-    _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=live, indices=report.indices), ["last_hidden_state"])
+    assert not _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=live, indices=report.indices), ["last_hidden_state"])
 
 
 @pytest.mark.parametrize(
@@ -2205,7 +2245,7 @@ def test_pi0_permutes_the_vlm_and_action_expert_values_as_one(name: str, expert:
     dead = ("model.vlm.language_model.layers.1.self_attn.o_proj", "model.vlm.language_model.layers.1.mlp.down_proj")
     live = [types.SimpleNamespace(consumers=[c for c in g.consumers if c not in dead]) for g in report.groups]
     assert sum(not g.consumers for g in live) == 1  # the last VLM MLP
-    _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=[g for g in live if g.consumers], indices=report.indices), ["logits"])
+    assert not _assert_every_group_reaches_the_outputs(reference, batch, types.SimpleNamespace(groups=[g for g in live if g.consumers], indices=report.indices), ["logits"])
 
 
 @pytest.mark.parametrize(
@@ -2416,6 +2456,43 @@ class _MaskedLogits(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(x))).masked_fill(~mask, float("-inf")).masked_fill(hole, float("nan"))
+
+
+class _Resized(nn.Module):
+    """conv -> F.interpolate -> ReLU -> nn.Upsample -> conv (a depth head's upsampling between its convs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.up = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 8, 3, padding=1), nn.Upsample(scale_factor=2, mode="bilinear")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.up(torch.relu(F.interpolate(self.conv1(x), size=(6, 10), mode="bilinear", align_corners=True))))
+
+
+class _ResizedFeatures(nn.Module):
+    """Linear -> F.interpolate over the last dim (the features themselves) -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.interpolate(self.fc1(x), scale_factor=2.0, mode="linear"))
+
+
+def test_resizing_the_spatial_dims_keeps_the_channels_and_resizing_the_channels_does_not() -> None:
+    torch.manual_seed(0)
+    model, x = _Resized().double(), torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    reference = copy.deepcopy(model)
+    report = permute(model, example_inputs=(x,))
+    assert [(g.producers, g.consumers) for g in report.groups] == [(("conv1",), ("conv2",))] and report.groups[0].changed
+    _same_function(model, reference, x)
+    assert [(g.producers, g.consumers) for g in permute(copy.deepcopy(reference)).groups] == [(("conv1",), ("conv2",))]  # without shapes too
+    features = _ResizedFeatures().double()
+    report = permute(features, example_inputs=(torch.randn(2, 3, 8, dtype=torch.float64),))
+    assert not report.groups and any("resizes the channel dim" in s.reason for s in report.skipped)
+    report = permute(features)  # without shapes: the channels' dim alone tells
+    assert not report.groups and any("resizes the channel dim" in s.reason for s in report.skipped)
 
 
 def test_outputs_with_infinities_are_compared_on_their_finite_entries() -> None:
