@@ -495,6 +495,17 @@ def _frozen_batchnorm_class(cls: type) -> bool:
     return cls is DetrFrozenBatchNorm2d or source.same_code(cls.forward, DetrFrozenBatchNorm2d.forward, (cls, DetrFrozenBatchNorm2d))
 
 
+@functools.lru_cache(maxsize=None)
+def _llama_rms_norm_class(cls: type) -> bool:
+    """A transformers RMS norm whose forward is LlamaRMSNorm's code: ``weight * x / rms(x)`` over the last dim, the
+    mean of squares the same in any order of the channels."""
+    if not cls.__module__.startswith("transformers."):
+        return False
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    return cls is LlamaRMSNorm or source.same_code(cls.forward, LlamaRMSNorm.forward, (cls, LlamaRMSNorm))
+
+
 def _elementwise_activation(act: object) -> bool:
     """A module's activation attribute (a module, or a plain function such as ``F.gelu``) is elementwise."""
     return _elementwise_module(act) if isinstance(act, nn.Module) else act in _UNARY_FUNCTIONS
@@ -1243,16 +1254,18 @@ def _consumer_width(group: _Group) -> tuple[_Member, int]:
 
 
 def _normed(name: str, module: nn.Module, rule: _Rule, norm: str) -> _Group | str:
-    """``rule``'s group with ``module``'s ``norm`` between producer and consumer, an nn.LayerNorm over all the
-    consumer's input channels (its statistics the same in any order; its weight and bias move with them), or absent
-    (None): Kosmos-2's text attention (inner_attn_ln before out_proj) and feed-forward (ffn_layernorm before fc2)."""
+    """``rule``'s group with ``module``'s ``norm`` between producer and consumer, an nn.LayerNorm or a Llama-style
+    RMS norm over all the consumer's input channels (its statistics the same in any order; its weight and bias move
+    with them), or absent (None): Kosmos-2's text attention (inner_attn_ln before out_proj) and feed-forward
+    (ffn_layernorm before fc2), BitNet's (attn_sub_norm before o_proj, ffn_sub_norm before down_proj)."""
     group = rule(name, module)
     found = getattr(module, norm, None)
     if isinstance(group, str) or found is None:
         return group
     consumer, width = _consumer_width(group)
-    if type(found) is not nn.LayerNorm or found.normalized_shape != (width,):
-        return f"{norm} is not an nn.LayerNorm over the {width} channels"
+    layer_norm = type(found) is nn.LayerNorm and found.normalized_shape == (width,)
+    if not (layer_norm or _llama_rms_norm_class(type(found)) and getattr(found, "weight", None) is not None and found.weight.shape == (width,)):
+        return f"{norm} is not an nn.LayerNorm or a Llama-style RMS norm over the {width} channels"
     group.members += _per_channel(_join(name, norm), found, group.block, consumer.blocks)
     return group
 
@@ -2339,6 +2352,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("kosmos2.modeling_kosmos2", {
         "KosmosTextAttention": (functools.partial(_normed, rule=_OUT_PROJ_ATTENTION, norm="inner_attn_ln"), ()),
         "Kosmos2TextFFN": (functools.partial(_normed, rule=_two_layer_mlp, norm="ffn_layernorm"), ()),
+    }),
+    **_family("bitnet.modeling_bitnet", {  # Llama's layout with an RMS norm over the values before o_proj, and over the gated product
+        "BitNetAttention": (functools.partial(_normed, rule=_attention, norm="attn_sub_norm"), ()),
+        "BitNetMLP": (functools.partial(_normed, rule=_gated_mlp, norm="ffn_sub_norm"), ()),
     }),
     **_family("recurrent_gemma.modeling_recurrent_gemma", {"RecurrentGemmaMlp": (_gated_mlp, ()), "RecurrentGemmaAttention": (_attention, ())}),  # its RG-LRU blocks stay
     **_family("t5gemma.modeling_t5gemma", {"T5GemmaCrossAttention": (_attention, ())}),  # the values read the encoder's output
