@@ -1952,6 +1952,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Qwen2_5_VLMLP": (_gated_mlp, ()),
     }),
     **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
+    **_family("mistral4.modeling_mistral4", {"Mistral4Attention": (_mla_attention, ())}),  # DeepSeek-V3's latent attention; the queries scaled per position (Llama 4's)
     **_family("axk1.modeling_axk1", {"AXK1Attention": (_mla_attention, ())}),
     **_family("minicpm3.modeling_minicpm3", {"MiniCPM3Attention": (_mla_attention, ())}),
     **_family("deepseek_v32.modeling_deepseek_v32", {"DeepseekV32Attention": (_indexed_mla_attention, ())}),

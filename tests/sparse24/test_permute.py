@@ -937,6 +937,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             ids,
         ),
+        "mistral4": lambda: (  # DeepSeek-V3's latent attention (both latents) with Llama 4's per-position query scale; experts and a shared MLP
+            transformers.Mistral4ForCausalLM(transformers.Mistral4Config(
+                **lm, num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+                moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
+            )),
+            ids,
+        ),
         "cohere": lambda: (transformers.CohereForCausalLM(transformers.CohereConfig(**lm, num_key_value_heads=2, use_qk_norm=True)), ids),
         "olmo2": lambda: (transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**lm, num_key_value_heads=2)), ids),
         "bitnet": lambda: (transformers.BitNetForCausalLM(transformers.BitNetConfig(**lm, num_key_value_heads=2)), ids),
@@ -1584,7 +1591,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
         batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
-        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
+        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if isinstance(getattr(module, "A_log", None), torch.Tensor) and isinstance(getattr(module, "D", None), torch.Tensor):
@@ -1628,7 +1635,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1658,6 +1665,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("minicpm3", (["MiniCPM3Attention"] * 3 + ["MiniCPM3MLP"]) * 2),
         ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"] + ["DeepseekV3Attention"] * 4),
         ("deepseek_v3-q_lora", ["DeepseekV3MLP"] + ["DeepseekV3Attention"] * 3),  # and its query latent
+        ("mistral4", ["Mistral4Attention"] * 3 + ["Mistral4Experts", "Mistral4MLP"]),
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
         ("olmo2", ["Olmo2Attention", "Olmo2MLP"]),
         ("bitnet", ["BitNetAttention", "BitNetMLP"]),  # RMS norms over o_proj's and down_proj's inputs: their weights move too
