@@ -1653,6 +1653,22 @@ def _depth_head(name: str, module: nn.Module) -> list[_Group | str]:
     return [_two_layer_mlp(name, module, "conv1", "conv2", activation=None), _two_layer_mlp(name, module, "conv2", "conv3", "activation1")]
 
 
+def _short_conv(name: str, module: nn.Module) -> _Group | str:
+    """LFM2's (and LFM3's) gated short convolution ``out_proj(C * conv(B * x))``, B, C and x the three chunks of
+    in_proj's rows and conv depthwise: every channel on its own, so one order for the three chunks' rows, the conv's
+    filters and bias -> out_proj's columns."""
+    proj, conv, out = getattr(module, "in_proj", None), getattr(module, "conv", None), getattr(module, "out_proj", None)
+    if not (_is_linear(proj) and _is_linear(out)):
+        return "in_proj and out_proj are not nn.Linear"
+    width = out.in_features
+    if proj.out_features != 3 * width:
+        return f"in_proj's {proj.out_features} outputs are not three chunks of out_proj's {width} inputs"
+    if not (isinstance(conv, nn.Conv1d) and conv.groups == conv.in_channels == conv.out_channels == width):
+        return f"conv is not a depthwise nn.Conv1d over the {width} channels"
+    chunks = [m for offset in (0, width, 2 * width) for m in _producer(_join(name, "in_proj"), proj, width, _uniform(width, width), offset=offset)]
+    return _Group(type(module).__name__, width, 1, chunks + _per_channel(_join(name, "conv"), conv, width) + _consumer(_join(name, "out_proj"), out, width))
+
+
 def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
     """Grounding DINO's bidirectional image-text attention: the image's queries read the text's values and the text's
     queries the image's, per head: values_text_proj's rows -> out_vision_proj, values_vision_proj's -> out_text_proj."""
@@ -1993,7 +2009,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm2.modeling_lfm2", {
         "Lfm2Attention": (functools.partial(_attention, output="out_proj"), ()),
         "Lfm2MLP": (functools.partial(_gated_mlp, gate="w1", up="w3", down="w2", act=None), ()),  # w2(F.silu(w1(x)) * w3(x))
+        "Lfm2ShortConv": (_short_conv, ()),  # LFM3's repeats its code
     }),
+    **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),

@@ -946,6 +946,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "cohere": lambda: (transformers.CohereForCausalLM(transformers.CohereConfig(**lm, num_key_value_heads=2, use_qk_norm=True)), ids),
         "olmo2": lambda: (transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**lm, num_key_value_heads=2)), ids),
+        **{f"{family}-short_conv": functools.partial(  # a gated short-conv layer, then an attention layer (LFM3's with its per-head output gate)
+            lambda family, **extra: (transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(
+                family, **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, layer_types=["conv", "full_attention"], pad_token_id=0, bos_token_id=1, eos_token_id=2, **extra,
+            )), ids), family, **extra) for family, extra in (("lfm2", {}), ("lfm3", {"use_attention_gate": True}))},
         "bitnet": lambda: (transformers.BitNetForCausalLM(transformers.BitNetConfig(**lm, num_key_value_heads=2)), ids),
         "starcoder2": lambda: (transformers.Starcoder2ForCausalLM(transformers.Starcoder2Config(**lm, num_key_value_heads=2)), ids),
         "nemotron": lambda: (transformers.NemotronForCausalLM(transformers.NemotronConfig(**lm, num_key_value_heads=2)), ids),
@@ -1668,6 +1672,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mistral4", ["Mistral4Attention"] * 3 + ["Mistral4Experts", "Mistral4MLP"]),
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
         ("olmo2", ["Olmo2Attention", "Olmo2MLP"]),
+        ("lfm2-short_conv", ["Lfm2ShortConv", "Lfm2MLP", "Lfm2Attention", "Lfm2MLP"]),  # in_proj's B, C and x rows, the depthwise conv -> out_proj
+        ("lfm3-short_conv", ["Lfm3ShortConv", "Lfm3MLP", "Lfm3Attention", "Lfm3MLP"]),
         ("bitnet", ["BitNetAttention", "BitNetMLP"]),  # RMS norms over o_proj's and down_proj's inputs: their weights move too
         ("starcoder2", ["Starcoder2Attention", "Starcoder2MLP"]),
         ("nemotron", ["NemotronAttention", "NemotronMLP"]),  # ReLU^2 up/down MLP
