@@ -2372,6 +2372,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "KosmosTextAttention": (functools.partial(_normed, rule=_OUT_PROJ_ATTENTION, norm="inner_attn_ln"), ()),
         "Kosmos2TextFFN": (functools.partial(_normed, rule=_two_layer_mlp, norm="ffn_layernorm"), ()),
     }),
+    **_family("qwen4_exp.modeling_qwen4_exp", {  # its hyper-connections' low-rank mixer: input_mix_weight_down -> silu -> input_mix_weight_up
+        "Qwen4ExpTextGatedResidual": (functools.partial(_two_layer_mlp, first="input_mix_weight_down", second="input_mix_weight_up", activation=None), ()),
+    }),
     **_family("bitnet.modeling_bitnet", {  # Llama's layout with an RMS norm over the values before o_proj, and over the gated product
         "BitNetAttention": (functools.partial(_normed, rule=_attention, norm="attn_sub_norm"), ()),
         "BitNetMLP": (functools.partial(_normed, rule=_gated_mlp, norm="ffn_sub_norm"), ()),

@@ -950,6 +950,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             lambda family, **extra: (transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(
                 family, **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, layer_types=["conv", "full_attention"], pad_token_id=0, bos_token_id=1, eos_token_id=2, **extra,
             )), ids), family, **extra) for family, extra in (("lfm2", {}), ("lfm3", {"use_attention_gate": True}))},
+        "qwen4_exp_text": lambda: (  # hyper-connections of 4 streams; no cache: with linear-attention layers only, transformers cannot size its mask
+            _causal_lm(transformers, "qwen4_exp_text", layer_types=["linear_attention"], hc_lowrank=32), {**ids, "use_cache": False}
+        ),
         "bitnet": lambda: (transformers.BitNetForCausalLM(transformers.BitNetConfig(**lm, num_key_value_heads=2)), ids),
         "starcoder2": lambda: (transformers.Starcoder2ForCausalLM(transformers.Starcoder2Config(**lm, num_key_value_heads=2)), ids),
         "nemotron": lambda: (transformers.NemotronForCausalLM(transformers.NemotronConfig(**lm, num_key_value_heads=2)), ids),
@@ -1616,6 +1619,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 getattr(module, bound).fill_(value)
         if isinstance(getattr(getattr(module, "norm", None), "group_size", None), int):  # a Mamba 2 mixer's gated norm: weights per channel
             torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
+        if type(module).__name__ == "Qwen4ExpTextGatedResidual":  # small weights leave every mixing gate near sigmoid(0): the order would not show
+            torch.nn.init.normal_(module.input_mix_weight_down.weight, std=0.3)
+            torch.nn.init.normal_(module.input_mix_weight_up.weight, std=0.3)
         if type(module).__name__ == "BitNetRMSNorm":  # its sub-norms' weights start equal: a rule that left them behind would pass
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
@@ -1639,7 +1645,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax_m2", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1674,6 +1680,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("olmo2", ["Olmo2Attention", "Olmo2MLP"]),
         ("lfm2-short_conv", ["Lfm2ShortConv", "Lfm2MLP", "Lfm2Attention", "Lfm2MLP"]),  # in_proj's B, C and x rows, the depthwise conv -> out_proj
         ("lfm3-short_conv", ["Lfm3ShortConv", "Lfm3MLP", "Lfm3Attention", "Lfm3MLP"]),
+        ("qwen4_exp_text", ["Qwen4ExpTextGatedDeltaNet", "Qwen4ExpTextExperts", "Qwen4ExpTextMLP"] + ["Qwen4ExpTextGatedResidual"] * 3),  # the mixers of both sublayers and the final one
         ("bitnet", ["BitNetAttention", "BitNetMLP"]),  # RMS norms over o_proj's and down_proj's inputs: their weights move too
         ("starcoder2", ["Starcoder2Attention", "Starcoder2MLP"]),
         ("nemotron", ["NemotronAttention", "NemotronMLP"]),  # ReLU^2 up/down MLP
