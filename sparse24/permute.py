@@ -769,14 +769,17 @@ def _conv_stem(
     """A speech encoder's convolution stem: ``convs`` one after another with an elementwise function between
     them in the encoder's own forward (Whisper's ``gelu(conv2(gelu(conv1(x))))``); one group per pair, each
     conv's output channels -> the next one's input channels, as :func:`_two_layer_mlp`. ``norms[conv]``: a
-    GroupNorm of one group after that conv (its statistics run over all the channels; its weight and bias move)."""
+    GroupNorm of one group after that conv, or a LayerNorm over the channels of [N, C, H, W] (SAM's channels_first
+    SamLayerNorm): its statistics run over all the channels, its weight and bias move."""
     found: list[_Group | str] = []
     for first, second in zip(convs, convs[1:]):
         group = _two_layer_mlp(name, module, first, second, activation=None)
         if isinstance(group, _Group) and first in norms:
             norm = getattr(module, norms[first], None)
-            if not (isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.num_channels == group.block):
-                group = f"{norms[first]} is not a GroupNorm of one group over the {group.block} channels of {first}"
+            one_group = isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.num_channels == group.block
+            channels_first = isinstance(norm, nn.LayerNorm) and getattr(norm, "data_format", None) == "channels_first" and norm.normalized_shape == (group.block,)
+            if not (one_group or channels_first):
+                group = f"{norms[first]} is not a GroupNorm of one group or a channels-first LayerNorm over the {group.block} channels of {first}"
             else:
                 group.members += _per_channel(_join(name, norms[first]), norm, group.block)
         found.append(group)
@@ -1669,6 +1672,19 @@ def _short_conv(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, chunks + _per_channel(_join(name, "conv"), conv, width) + _consumer(_join(name, "out_proj"), out, width))
 
 
+def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
+    """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
+    into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
+    v, o = _attr(module, "v_proj"), _attr(module, "out_proj")
+    heads, width = getattr(module, "num_attention_heads", None), getattr(module, "internal_dim", None)
+    if not (_is_linear(v) and _is_linear(o)):
+        return "v_proj and out_proj are not nn.Linear"
+    if not (isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads == 0 and v.out_features == o.in_features == width):
+        return f"v_proj ({v.out_features}) and out_proj ({o.in_features}) are not internal_dim {width} in num_attention_heads heads"
+    blocks = torch.arange(heads)
+    return _Group(type(module).__name__, width // heads, heads, _producer(_join(name, "v_proj"), v, width // heads, blocks) + _consumer(_join(name, "out_proj"), o, width // heads, blocks))
+
+
 def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
     """Grounding DINO's bidirectional image-text attention: the image's queries read the text's values and the text's
     queries the image's, per head: values_text_proj's rows -> out_vision_proj, values_vision_proj's -> out_text_proj."""
@@ -1881,6 +1897,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
     **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    **_family("sam.modeling_sam", {  # its mask decoder's two-way attention, its vision neck, its mask prompt's embedding
+        "SamAttention": (_internal_dim_attention, ()),
+        "SamVisionNeck": (functools.partial(_conv_stem, norms={"conv1": "layer_norm1"}), ()),
+        "SamMaskEmbedding": (functools.partial(_conv_stem, convs=("conv1", "conv2", "conv3"), norms={"conv1": "layer_norm1", "conv2": "layer_norm2"}), ()),
+    }),
     **_family("dab_detr.modeling_dab_detr", {  # the decoder's value projections sit in its layers, outside the attention
         "DabDetrDecoderLayerSelfAttention": (functools.partial(_outside_value_attention, value="self_attn_value_proj", attention="self_attn"), ()),
         "DabDetrDecoderLayerCrossAttention": (functools.partial(_outside_value_attention, value="cross_attn_value_proj", attention="cross_attn"), ()),
