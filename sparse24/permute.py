@@ -484,26 +484,25 @@ def _elementwise_module(module: nn.Module) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _frozen_batchnorm_class(cls: type) -> bool:
-    """DETR's FrozenBatchNorm2d and every transformers class that repeats its code (Conditional/Deformable/DAB-DETR,
-    RT-DETR, D-FINE, Grounding DINO, ...): BatchNorm2d's inference affine from fixed buffers (weight, bias,
-    running_mean, running_var), one scale and shift per channel at dim -3."""
-    if not cls.__name__.endswith("FrozenBatchNorm2d") or not cls.__module__.startswith("transformers."):
-        return False
-    from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
-
-    return cls is DetrFrozenBatchNorm2d or source.same_code(cls.forward, DetrFrozenBatchNorm2d.forward, (cls, DetrFrozenBatchNorm2d))
-
-
-@functools.lru_cache(maxsize=None)
-def _llama_rms_norm_class(cls: type) -> bool:
-    """A transformers RMS norm whose forward is LlamaRMSNorm's code: ``weight * x / rms(x)`` over the last dim, the
-    mean of squares the same in any order of the channels."""
+def _repeats_forward(cls: type, module: str, name: str) -> bool:
+    """``cls`` is ``transformers.models.<module>.<name>``, or a transformers class whose ``forward`` is the same code
+    (transformers copies a block into the families built on it); False where this transformers lacks the reference."""
     if not cls.__module__.startswith("transformers."):
         return False
-    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+    import importlib
 
-    return cls is LlamaRMSNorm or source.same_code(cls.forward, LlamaRMSNorm.forward, (cls, LlamaRMSNorm))
+    try:
+        reference = getattr(importlib.import_module(f"transformers.models.{module}"), name)
+    except (ImportError, AttributeError):
+        return False
+    return cls is reference or source.same_code(cls.forward, reference.forward, (cls, reference))
+
+
+def _frozen_batchnorm_class(cls: type) -> bool:
+    """DETR's FrozenBatchNorm2d and the 13 detector families' copies of it (Conditional/Deformable/DAB-DETR, RT-DETR,
+    D-FINE, Grounding DINO, ...): BatchNorm2d's inference affine from fixed buffers (weight, bias, running_mean,
+    running_var), one scale and shift per channel at dim -3."""
+    return cls.__name__.endswith("FrozenBatchNorm2d") and _repeats_forward(cls, "detr.modeling_detr", "DetrFrozenBatchNorm2d")
 
 
 def _elementwise_activation(act: object) -> bool:
@@ -1267,7 +1266,8 @@ def _normed(name: str, module: nn.Module, rule: _Rule, norm: str) -> _Group | st
         return group
     consumer, width = _consumer_width(group)
     layer_norm = type(found) is nn.LayerNorm and found.normalized_shape == (width,)
-    if not (layer_norm or _llama_rms_norm_class(type(found)) and getattr(found, "weight", None) is not None and found.weight.shape == (width,)):
+    rms_norm = _repeats_forward(type(found), "llama.modeling_llama", "LlamaRMSNorm") and getattr(found, "weight", None) is not None and found.weight.shape == (width,)
+    if not (layer_norm or rms_norm):
         return f"{norm} is not an nn.LayerNorm or a Llama-style RMS norm over the {width} channels"
     group.members += _per_channel(_join(name, norm), found, group.block, consumer.blocks)
     return group
@@ -1594,6 +1594,13 @@ def _conv_layer_ffn(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, _producer(_join(name, "conv1.convolution"), up, width) + _consumer(_join(name, "conv2.convolution"), down, width))
 
 
+def _value_heads(kind: str, value: str, v: nn.Module, output: str, o: nn.Module, heads: int, head_dim: int) -> _Group:
+    """Every head's values its own: ``v``'s rows, ``heads`` blocks of ``head_dim``, -> the same blocks of ``o``'s
+    columns (``value`` and ``output`` their full names)."""
+    blocks = torch.arange(heads)
+    return _Group(kind, head_dim, heads, _producer(value, v, head_dim, blocks) + _consumer(output, o, head_dim, blocks))
+
+
 def _deformable_attention(name: str, module: nn.Module) -> _Group | str:
     """Deformable DETR's multiscale deformable attention: value_proj's rows, ``n_heads`` blocks of ``d_model //
     n_heads`` channels (padding positions zeroed), each channel bilinearly sampled at its head's points and summed
@@ -1607,8 +1614,7 @@ def _deformable_attention(name: str, module: nn.Module) -> _Group | str:
         return "n_heads / d_model missing"
     if v.out_features != width or o.in_features != width:
         return f"value_proj ({v.out_features}) and output_proj ({o.in_features}) do not have d_model {width} channels"
-    head_dim, blocks = width // heads, torch.arange(heads)
-    return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, "value_proj"), v, head_dim, blocks) + _consumer(_join(name, "output_proj"), o, head_dim, blocks))
+    return _value_heads(type(module).__name__, _join(name, "value_proj"), v, _join(name, "output_proj"), o, heads, width // heads)
 
 
 def _outside_value_attention(name: str, module: nn.Module, value: str, attention: str) -> _Group | str:
@@ -1621,8 +1627,7 @@ def _outside_value_attention(name: str, module: nn.Module, value: str, attention
         return f"{value} and {attention}.output_proj are not nn.Linear"
     if not (isinstance(heads, int) and isinstance(head_dim, int) and v.out_features == o.in_features == heads * head_dim):
         return f"{value} ({v.out_features}) and {attention}.output_proj ({o.in_features}) are not {attention}'s attention_heads x values_head_dim"
-    blocks = torch.arange(heads)
-    return _Group(type(module).__name__, head_dim, heads, _producer(_join(name, value), v, head_dim, blocks) + _consumer(_join(name, f"{attention}.output_proj"), o, head_dim, blocks))
+    return _value_heads(type(module).__name__, _join(name, value), v, _join(name, f"{attention}.output_proj"), o, heads, head_dim)
 
 
 def _pre_act_residual(name: str, module: nn.Module) -> _Group | str:
@@ -1681,8 +1686,7 @@ def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
         return "v_proj and out_proj are not nn.Linear"
     if not (isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads == 0 and v.out_features == o.in_features == width):
         return f"v_proj ({v.out_features}) and out_proj ({o.in_features}) are not internal_dim {width} in num_attention_heads heads"
-    blocks = torch.arange(heads)
-    return _Group(type(module).__name__, width // heads, heads, _producer(_join(name, "v_proj"), v, width // heads, blocks) + _consumer(_join(name, "out_proj"), o, width // heads, blocks))
+    return _value_heads(type(module).__name__, _join(name, "v_proj"), v, _join(name, "out_proj"), o, heads, width // heads)
 
 
 def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1694,16 +1698,15 @@ def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
     ]
 
 
-def _conv_norm_layer(name: str, module: nn.Module, attr: str) -> list[_Member] | str:
-    """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation): its output channels, the
-    conv's filters with the norm's parameters and statistics."""
+def _conv_norm_layer(name: str, module: nn.Module, attr: str, width: int) -> list[_Member] | str:
+    """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation) writing ``width`` channels:
+    the conv's filters with the norm's parameters and statistics."""
     layer = getattr(module, attr, None)
     conv, norm = getattr(layer, "conv", None), getattr(layer, "norm", None)
-    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and type(norm) is nn.BatchNorm2d and norm.num_features == conv.out_channels):
-        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d over its channels"
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == width and type(norm) is nn.BatchNorm2d and norm.num_features == width):
+        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d over {width} channels"
     if not _elementwise_module(getattr(layer, "activation", None)):
         return f"{attr}.activation is not a known elementwise activation"
-    width = conv.out_channels
     return _producer(_join(name, f"{attr}.conv"), conv, width) + _per_channel(_join(name, f"{attr}.norm"), norm, width)
 
 
@@ -1714,31 +1717,32 @@ def _csp_rep_layer(name: str, module: nn.Module) -> list[_Group | str]:
     channels and conv2's, summed -> conv3 when conv3 is a ConvNormLayer (else, hidden_expansion 1, they are the
     layer's output)."""
     blocks = getattr(module, "bottlenecks", None)
-    if not (isinstance(blocks, nn.Sequential) and len(blocks)):
-        return ["bottlenecks is not a non-empty nn.Sequential"]
-    first = _conv_norm_layer(name, module, "conv1")
-    if isinstance(first, str):
-        return [first]
-    width, found = first[0].tensor.shape[0], []
-    readers = [getattr(getattr(blocks[0], attr, None), "conv", None) for attr in ("conv1", "conv2")]
-    if not all(isinstance(c, nn.Conv2d) and c.groups == 1 and c.in_channels == width for c in readers):
-        return [f"bottlenecks.0's conv1 and conv2 are not ungrouped Conv2d reading conv1's {width} channels"]
-    found.append(_Group(type(module).__name__, width, 1, first + [m for attr, c in zip(("conv1", "conv2"), readers) for m in _consumer(_join(name, f"bottlenecks.0.{attr}.conv"), c, width)]))
-    conv3 = getattr(module, "conv3", None)
-    if isinstance(conv3, nn.Identity):
+    width = getattr(_attr(module, "conv1.conv"), "out_channels", None)
+    if not (isinstance(blocks, nn.Sequential) and len(blocks) and isinstance(width, int)):
+        return ["bottlenecks is not a non-empty nn.Sequential, or conv1 has no conv"]
+
+    def reads(layer: nn.Module, attr: str) -> nn.Conv2d | None:  # an ungrouped conv reading the width's channels
+        conv = _attr(layer, f"{attr}.conv")
+        return conv if isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == width else None
+
+    kind, found = type(module).__name__, []
+    first = _conv_norm_layer(name, module, "conv1", width)
+    readers = [reads(blocks[0], "conv1"), reads(blocks[0], "conv2")]
+    if isinstance(first, str) or None in readers:
+        found.append(first if isinstance(first, str) else f"bottlenecks.0's conv1 and conv2 are not ungrouped Conv2d reading conv1's {width} channels")
+    else:
+        found.append(_Group(kind, width, 1, first + [m for attr, c in zip(("conv1", "conv2"), readers) for m in _consumer(_join(name, f"bottlenecks.0.{attr}.conv"), c, width)]))
+    if isinstance(getattr(module, "conv3", None), nn.Identity):
         return found
-    last = str(len(blocks) - 1)
-    summed = [_conv_norm_layer(_join(name, f"bottlenecks.{last}"), blocks[-1], attr) for attr in ("conv1", "conv2")] + [_conv_norm_layer(name, module, "conv2")]
+    last = _join(name, f"bottlenecks.{len(blocks) - 1}")
+    summed = [_conv_norm_layer(last, blocks[-1], "conv1", width), _conv_norm_layer(last, blocks[-1], "conv2", width), _conv_norm_layer(name, module, "conv2", width)]
     problem = next((s for s in summed if isinstance(s, str)), None)
-    reader = getattr(conv3, "conv", None)
     if problem is None and not _elementwise_module(getattr(blocks[-1], "activation", None)):
-        problem = f"bottlenecks.{last}.activation is not a known elementwise activation"
-    if problem is None and (not all(s[0].tensor.shape[0] == width for s in summed) or not isinstance(reader, nn.Conv2d) or reader.groups != 1 or reader.in_channels != width):
-        problem = f"the last bottleneck's and conv2's channels are not the {width} channels conv3 reads"
-    if problem is None:
-        conv3_members = _conv_norm_layer(name, module, "conv3")
-        problem = conv3_members if isinstance(conv3_members, str) else None
-    found.append(problem if problem is not None else _Group(type(module).__name__, width, 1, [m for s in summed for m in s] + _consumer(_join(name, "conv3.conv"), reader, width)))
+        problem = "the last bottleneck's activation is not a known elementwise activation"
+    reader = reads(module, "conv3")
+    if problem is None and reader is None:
+        problem = f"conv3 is not an ungrouped Conv2d reading the {width} summed channels"
+    found.append(problem or _Group(kind, width, 1, [m for s in summed for m in s] + _consumer(_join(name, "conv3.conv"), reader, width)))
     return found
 
 
