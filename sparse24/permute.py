@@ -1677,6 +1677,39 @@ def _short_conv(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, chunks + _per_channel(_join(name, "conv"), conv, width) + _consumer(_join(name, "out_proj"), out, width))
 
 
+def _mlstm_layer(name: str, module: nn.Module) -> _Group | str:
+    """xLSTM's mLSTM layer ``out_proj(sigmoid(o) * multihead_norm(mlstm(q, k, v)))``: the cell weighs every value
+    channel of a head alike (its state and normalizer come from q, k and the gates), and the per-head LayerNorm's
+    statistics are the same in any order, so each head's value channels take their own order: v's rows (the value
+    rows of the fused qkv_opreact), the output gate's rows, the norm's weight and bias -> out_proj's columns."""
+    config, norm, out = getattr(module, "config", None), getattr(module, "multihead_norm", None), getattr(module, "out_proj", None)
+    heads, width, qk_width = getattr(config, "num_heads", None), getattr(module, "v_dim", None), getattr(module, "qk_dim", None)
+    if not all(isinstance(n, int) and n > 0 for n in (heads, width, qk_width)) or width % heads:
+        return "config.num_heads / v_dim / qk_dim missing, or v_dim is not whole heads"
+    head_dim, blocks = width // heads, torch.arange(heads)
+    if not (_is_linear(out) and out.in_features == width):
+        return f"out_proj is not an nn.Linear over the {width} value channels"
+    if _transformers_class(norm) != "xLSTMMultiHeadLayerNorm" or (norm.num_heads, norm.head_dim) != (heads, head_dim):
+        return f"multihead_norm is not an xLSTMMultiHeadLayerNorm over {heads} heads of {head_dim}"
+    mode = getattr(config, "weight_mode", None)
+    if mode == "single" and all(_is_linear(getattr(module, attr, None)) and getattr(module, attr).out_features == width for attr in ("v", "ogate_preact")):
+        members = _producer(_join(name, "v"), module.v, head_dim, blocks) + _producer(_join(name, "ogate_preact"), module.ogate_preact, head_dim, blocks)
+    elif mode == "fused" and _is_linear(fused := getattr(module, "qkv_opreact", None)) and fused.out_features == 2 * (qk_width + width):
+        members = [m for offset in (2 * qk_width, 2 * qk_width + width) for m in _producer(_join(name, "qkv_opreact"), fused, head_dim, blocks, offset=offset)]
+    else:
+        return f"weight_mode {mode!r}: no v and ogate_preact, nor a qkv_opreact, with {width} value rows each"
+    members += _per_channel(_join(name, "multihead_norm"), norm, head_dim, blocks, attrs=("weight", "bias"))
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out, head_dim, blocks))
+
+
+def _xlstm_feed_forward(name: str, module: nn.Module) -> _Group | str:
+    """xLSTM's gated feed-forward ``proj_down(act(gate) * up)``: gate and up from proj_up_gate and proj_up
+    (``weight_mode`` single), or the two halves of proj_up_gate_z (fused)."""
+    if getattr(getattr(module, "config", None), "weight_mode", None) == "fused":
+        return _fused_halves_mlp(name, module, "proj_up_gate_z", "proj_down", "act_fn")
+    return _gated_mlp(name, module, "proj_up_gate", "proj_up", "proj_down", "act_fn")
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2036,7 +2069,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2MLP": (functools.partial(_gated_mlp, gate="w1", up="w3", down="w2", act=None), ()),  # w2(F.silu(w1(x)) * w3(x))
         "Lfm2ShortConv": (_short_conv, ()),  # LFM3's repeats its code
     }),
-    **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),  # Llama's values; g_proj's gate scales each head's output whole
+    **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
+    **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),

@@ -854,6 +854,18 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
     return transformers.AutoModel.from_config(configs[name]()), {"pixel_values": torch.randn(2, 3, 32, 32)}
 
 
+def _xlstm(transformers: Any, weight_mode: str, **extra: Any) -> nn.Module:
+    """A tiny xLSTM of two blocks, drawn at random: transformers' own init fails on the fused weight mode."""
+    config = transformers.xLSTMConfig(vocab_size=64, hidden_size=64, num_blocks=2, num_heads=4, weight_mode=weight_mode, **extra)
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        model = transformers.xLSTMForCausalLM(config)
+    for parameter in model.parameters():
+        nn.init.normal_(parameter, std=0.2)
+    return model
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -954,6 +966,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             _causal_lm(transformers, "qwen4_exp_text", layer_types=["linear_attention"], hc_lowrank=32), {**ids, "use_cache": False}
         ),
         "bitnet": lambda: (transformers.BitNetForCausalLM(transformers.BitNetConfig(**lm, num_key_value_heads=2)), ids),
+        "xlstm": lambda: (_xlstm(transformers, "single", qk_dim_factor=1.0), ids),  # separate v and ogate_preact; transformers' cache as it comes
+        # the fused projections with biases; queries and keys half the values' width (as xLSTM-7B): transformers' cache is sized for equal widths
+        "xlstm-fused": lambda: (_xlstm(transformers, "fused", qk_dim_factor=0.5, use_bias=True), {**ids, "use_cache": False}),
         "starcoder2": lambda: (transformers.Starcoder2ForCausalLM(transformers.Starcoder2Config(**lm, num_key_value_heads=2)), ids),
         "nemotron": lambda: (transformers.NemotronForCausalLM(transformers.NemotronConfig(**lm, num_key_value_heads=2)), ids),
         "olmo": lambda: (transformers.OlmoForCausalLM(transformers.OlmoConfig(**lm, num_key_value_heads=2, clip_qkv=0.5)), ids),
@@ -1691,6 +1706,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("lfm3-short_conv", ["Lfm3ShortConv", "Lfm3MLP", "Lfm3Attention", "Lfm3MLP"]),
         ("qwen4_exp_text", ["Qwen4ExpTextGatedDeltaNet", "Qwen4ExpTextExperts", "Qwen4ExpTextMLP"] + ["Qwen4ExpTextGatedResidual"] * 3),  # the mixers of both sublayers and the final one
         ("bitnet", ["BitNetAttention", "BitNetMLP"]),  # RMS norms over o_proj's and down_proj's inputs: their weights move too
+        *[(family, ["xLSTMLayer", "xLSTMFeedForward"] * 2) for family in ("xlstm", "xlstm-fused")],  # each head's values and output gate, the multi-head norm
         ("starcoder2", ["Starcoder2Attention", "Starcoder2MLP"]),
         ("nemotron", ["NemotronAttention", "NemotronMLP"]),  # ReLU^2 up/down MLP
         ("olmo", ["OlmoAttention", "OlmoMLP"]),  # values clamped (clip_qkv): elementwise
