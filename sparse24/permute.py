@@ -1710,6 +1710,39 @@ def _xlstm_feed_forward(name: str, module: nn.Module) -> _Group | str:
     return _gated_mlp(name, module, "proj_up_gate", "proj_up", "proj_down", "act_fn")
 
 
+def _recurrent_block(name: str, module: nn.Module) -> _Group | str:
+    """Griffin's (RecurrentGemma's) recurrent block ``linear_out(rg_lru(conv_1d(linear_x(x))) * act(linear_y(x)))``: the
+    depthwise conv and the recurrence act channel by channel, and the RG-LRU's input and recurrence gates are
+    block-diagonal (one ``block_width`` square per head, read and written in the head's channel order), so each head's
+    channels take their own order: linear_x's and linear_y's rows, the conv's filters and bias, the recurrence's
+    parameter, both gates' weights (rows and columns) and biases -> linear_out's columns."""
+    x_proj, y_proj, out, conv, lru = (getattr(module, attr, None) for attr in ("linear_x", "linear_y", "linear_out", "conv_1d", "rg_lru"))
+    if not all(_is_linear(m) for m in (x_proj, y_proj, out)):
+        return "linear_x, linear_y and linear_out are not all nn.Linear"
+    if not _elementwise_module(getattr(module, "act_fn", None)):
+        return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
+    width = out.in_features
+    if x_proj.out_features != width or y_proj.out_features != width:
+        return f"linear_x ({x_proj.out_features}) and linear_y ({y_proj.out_features}) outputs are not linear_out's {width} inputs"
+    if not (isinstance(conv, nn.Conv1d) and _is_depthwise(conv, width)):
+        return f"conv_1d is not a depthwise nn.Conv1d over the {width} channels"
+    heads, head_dim = getattr(lru, "num_attention_heads", None), getattr(lru, "block_width", None)
+    gates = ("input_gate", "recurrent_gate")
+    if _transformers_class(lru) != "RecurrentGemmaRglru" or not (isinstance(heads, int) and isinstance(head_dim, int) and heads * head_dim == width):
+        return f"rg_lru is not a RecurrentGemmaRglru of heads x block_width = {width} channels"
+    if any(getattr(lru, f"{gate}_weight").shape != (heads, head_dim, head_dim) or getattr(lru, f"{gate}_bias").shape != (heads, head_dim) for gate in gates):
+        return f"rg_lru's gates are not {heads} blocks of {head_dim} x {head_dim}"
+    blocks, lru_name = torch.arange(heads), _join(name, "rg_lru")
+    members = _producer(_join(name, "linear_x"), x_proj, head_dim, blocks) + _producer(_join(name, "linear_y"), y_proj, head_dim, blocks)
+    members += _per_channel(_join(name, "conv_1d"), conv, head_dim, blocks) + _per_channel(lru_name, lru, head_dim, blocks, attrs=("recurrent_param",))
+    one = torch.zeros(1, dtype=torch.long)
+    for head in range(heads):  # the head's square and bias: the slice [head], its own permutation
+        for gate in gates:
+            members += [_Member(lru_name, lru, f"{gate}_weight", dim, one + head, "per-channel", expert=head) for dim in (0, 1)]
+            members.append(_Member(lru_name, lru, f"{gate}_bias", 0, one + head, "per-channel", expert=head))
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "linear_out"), out, head_dim, blocks))
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2070,6 +2103,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2ShortConv": (_short_conv, ()),  # LFM3's repeats its code
     }),
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
+    **_family("recurrent_gemma.modeling_recurrent_gemma", {"RecurrentGemmaRecurrentBlock": (_recurrent_block, ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)

@@ -1646,6 +1646,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "Qwen4ExpTextGatedResidual":  # small weights leave every mixing gate near sigmoid(0): the order would not show
             torch.nn.init.normal_(module.input_mix_weight_down.weight, std=0.3)
             torch.nn.init.normal_(module.input_mix_weight_up.weight, std=0.3)
+        if type(module).__name__ == "RecurrentGemmaRglru":  # the gates' biases start at zero: a rule that left them behind would pass
+            torch.nn.init.normal_(module.input_gate_bias)
+            torch.nn.init.normal_(module.recurrent_gate_bias)
         if type(module).__name__ == "BitNetRMSNorm":  # its sub-norms' weights start equal: a rule that left them behind would pass
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
@@ -1793,7 +1796,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("idefics2_connector", ["Idefics2MLP", "Idefics2PerceiverAttention", "Idefics2MLP"]),
         ("Blip2QFormer", ["Blip2QFormerLayer", "Blip2QFormerAttention", "Blip2QFormerAttention", "Blip2QFormerLayer", "Blip2QFormerAttention"]),
         ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
-        ("recurrent_gemma", ["RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),
+        ("recurrent_gemma", ["RecurrentGemmaRecurrentBlock", "RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),  # per head: x, y, conv, the RG-LRU's gate squares
         ("blip", ["BlipAttention", "BlipMLP", "BlipTextLayer", "BlipTextAttention", "BlipTextAttention"]),
         ("timesfm", ["TimesFmResidualBlock", "TimesFmAttention", "TimesFmMLP", "TimesFmResidualBlock"]),  # the input and output heads' residual blocks
         ("timesfm2_5", ["TimesFm2_5ResidualBlock", "TimesFm2_5Attention", "TimesFm2_5MLP", "TimesFm2_5ResidualBlock", "TimesFm2_5ResidualBlock"]),  # and the quantiles'
