@@ -1743,6 +1743,28 @@ def _recurrent_block(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "linear_out"), out, head_dim, blocks))
 
 
+def _lightning_attention(name: str, module: nn.Module) -> _Group | str:
+    """MiniMax's lightning attention ``out_proj(sigmoid(output_gate(x)) * norm(attn(act(qkv_proj(x)))))``: qkv_proj's rows
+    are head after head its q, k and v; the linear attention decays per head and weighs every value channel of a head
+    alike, so each head's values take their own order: the head's v rows and output_gate's rows -> out_proj's columns
+    (the norm over all heads' channels by :func:`_normed`)."""
+    qkv, gate, out = (getattr(module, attr, None) for attr in ("qkv_proj", "output_gate", "out_proj"))
+    heads, head_dim = getattr(module, "num_attention_heads", None), getattr(module, "head_dim", None)
+    if not all(_is_linear(m) for m in (qkv, gate, out)):
+        return "qkv_proj, output_gate and out_proj are not all nn.Linear"
+    if not (isinstance(heads, int) and isinstance(head_dim, int) and heads > 0 and head_dim > 0):
+        return "num_attention_heads / head_dim missing"
+    width = heads * head_dim
+    if qkv.out_features != 3 * width or gate.out_features != width or out.in_features != width:
+        return f"qkv_proj ({qkv.out_features}), output_gate ({gate.out_features}) and out_proj ({out.in_features}) do not fit {heads} heads of {head_dim}"
+    if not _elementwise_module(getattr(module, "act_fn", None)):
+        return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
+    blocks = torch.arange(heads)
+    members = [m for head in range(heads) for m in _producer(_join(name, "qkv_proj"), qkv, head_dim, blocks[head : head + 1], offset=(3 * head + 2) * head_dim)]
+    members += _producer(_join(name, "output_gate"), gate, head_dim, blocks)
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out, head_dim, blocks))
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2103,7 +2125,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2ShortConv": (_short_conv, ()),  # LFM3's repeats its code
     }),
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
-    **_family("recurrent_gemma.modeling_recurrent_gemma", {"RecurrentGemmaRecurrentBlock": (_recurrent_block, ())}),
+    **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
@@ -2472,7 +2494,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "BitNetAttention": (functools.partial(_normed, rule=_attention, norm="attn_sub_norm"), ()),
         "BitNetMLP": (functools.partial(_normed, rule=_gated_mlp, norm="ffn_sub_norm"), ()),
     }),
-    **_family("recurrent_gemma.modeling_recurrent_gemma", {"RecurrentGemmaMlp": (_gated_mlp, ()), "RecurrentGemmaAttention": (_attention, ())}),  # its RG-LRU blocks stay
+    **_family("recurrent_gemma.modeling_recurrent_gemma", {
+        "RecurrentGemmaMlp": (_gated_mlp, ()), "RecurrentGemmaAttention": (_attention, ()), "RecurrentGemmaRecurrentBlock": (_recurrent_block, ()),
+    }),
     **_family("t5gemma.modeling_t5gemma", {"T5GemmaCrossAttention": (_attention, ())}),  # the values read the encoder's output
     **_family("sapiens2.modeling_sapiens2", {"Sapiens2Attention": (_attention, ())}),  # key/value heads per layer
     **_family("molmo2.modeling_molmo2", {"Molmo2VisionAttention": (_attention, ())}),  # or reading another sequence's keys and values
