@@ -1217,6 +1217,30 @@ def _attention(
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
+def _cca_attention(name: str, module: nn.Module) -> _Group | str:
+    """ZAYA's attention with its Compressed Convolutional Attention projection: the values are ``cat(v_proj_current(x),
+    v_proj_delayed(x) one position later)`` viewed as key/value heads of ``head_dim``, so each half head of values
+    (``head_dim / 2`` channels, from one of the two projections) takes its own order: value run ``r`` is
+    v_proj_current's run ``r`` below ``kv_heads`` and v_proj_delayed's run ``r - kv_heads`` above -> o_proj's columns
+    of the query heads reading that key/value head (the convolutions mix only the queries and keys)."""
+    o, cca = getattr(module, "o_proj", None), getattr(module, "qkv_proj", None)
+    current, delayed = getattr(cca, "v_proj_current", None), getattr(cca, "v_proj_delayed", None)
+    head_dim, groups = getattr(module, "head_dim", None), getattr(module, "num_key_value_groups", None)
+    if not all(_is_linear(m) for m in (o, current, delayed)):
+        return "o_proj, qkv_proj.v_proj_current and qkv_proj.v_proj_delayed are not all nn.Linear"
+    if not (isinstance(head_dim, int) and isinstance(groups, int) and head_dim > 0 and groups > 0 and head_dim % 2 == 0):
+        return "head_dim (even) / num_key_value_groups missing"
+    half = head_dim // 2
+    runs = current.out_features // half  # = the key/value heads
+    if current.out_features != delayed.out_features or current.out_features % half or o.in_features != 2 * runs * half * groups:
+        return f"v_proj_current ({current.out_features}), v_proj_delayed ({delayed.out_features}) and o_proj ({o.in_features}) do not fit half heads of {half} x {groups} groups"
+    members = _producer(_join(name, "qkv_proj.v_proj_current"), current, half, torch.arange(runs))
+    members += _producer(_join(name, "qkv_proj.v_proj_delayed"), delayed, half, torch.arange(runs, 2 * runs))
+    value_runs = torch.arange(2 * runs).view(runs, 2)  # [key/value head, half] -> value run
+    columns = value_runs[torch.arange(runs * groups) // groups].reshape(-1)  # query head q reads key/value head q // groups
+    return _Group(type(module).__name__, half, 2 * runs, members + _consumer(_join(name, "o_proj"), o, half, columns))
+
+
 def _diff_attention(name: str, module: nn.Module) -> _Group | str:
     """DiffLlamaAttention (differential attention): the key/value heads' values split in two halves, each query head
     reading its key/value head's value in both (``[v_g, v_{K/2 + g}]``, ``g`` its head's in the first half); the
@@ -2126,6 +2150,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
+    **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
