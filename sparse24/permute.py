@@ -1190,6 +1190,33 @@ def _indexed_mla_attention(name: str, module: nn.Module, gate: str | None = None
     return found
 
 
+def _query_gated_mla(name: str, module: nn.Module) -> list[_Group | str]:
+    """AXK2's attention: DeepSeek-V3's latent attention (values, key/value latent) without q_b_proj. Its fused
+    q_gate_proj reads ``cat(q_a_layernorm(q), q)`` of the query latent ``q = q_a_proj(x)`` and makes, head after head,
+    the head's query then its output gate, ``o_proj(out * sigmoid(gate))``: the gate rows move with each head's
+    values; the query latent's channels are q_a_proj's rows, q_a_layernorm's weight, both halves of q_gate_proj's
+    columns and the indexer's wq_b columns (it reads the normed latent)."""
+    found = _mla_attention(name, module)[:2]  # values and the key/value latent; the query latent has no q_b_proj here
+    fused, down, norm, reader = (_attr(module, attr) for attr in ("q_gate_proj", "q_a_proj", "q_a_layernorm", "indexer.wq_b"))
+    heads, qk_dim, v_dim, rank = (getattr(module, attr, None) for attr in ("num_heads", "qk_head_dim", "v_head_dim", "q_lora_rank"))
+    if not all(isinstance(n, int) and n > 0 for n in (heads, qk_dim, v_dim, rank)):
+        return found + ["num_heads / qk_head_dim / v_head_dim / q_lora_rank missing"]
+    if not (_is_linear(fused) and _is_linear(down) and fused.in_features == 2 * rank and fused.out_features == heads * (qk_dim + v_dim) and down.out_features == rank):
+        return found + [f"q_a_proj and q_gate_proj do not fit a query latent of {rank} and {heads} heads of {qk_dim} + {v_dim}"]
+    values = found[0]
+    if isinstance(values, _Group):
+        values.members += [m for h in range(heads) for m in _producer(_join(name, "q_gate_proj"), fused, v_dim, torch.tensor([h]), offset=h * (qk_dim + v_dim) + qk_dim)]
+    if not (type(norm).__name__.endswith("RMSNorm") and set(dict(norm.named_parameters())) == {"weight"} and norm.weight.shape == (rank,)):
+        return found + [f"q_a_layernorm is not an RMS norm over the {rank} latent channels"]
+    latent = _producer(_join(name, "q_a_proj"), down, rank) + _per_channel(_join(name, "q_a_layernorm"), norm, rank)
+    latent += _consumer(_join(name, "q_gate_proj"), fused, rank, torch.zeros(2, dtype=torch.long))
+    if getattr(module, "indexer", None) is not None:
+        if not (_is_linear(reader) and reader.in_features == rank):
+            return found + [f"indexer.wq_b is not an nn.Linear reading the {rank} query latent channels"]
+        latent += _consumer(_join(name, "indexer.wq_b"), reader, rank)
+    return found + [_Group(type(module).__name__, rank, 1, latent)]
+
+
 def _attention(
     name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
 ) -> _Group | str:
@@ -2107,6 +2134,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
     **_family("mistral4.modeling_mistral4", {"Mistral4Attention": (_mla_attention, ())}),  # DeepSeek-V3's latent attention; the queries scaled per position (Llama 4's)
     **_family("axk1.modeling_axk1", {"AXK1Attention": (_mla_attention, ())}),
+    **_family("axk2.modeling_axk2", {  # its gated norms' low-rank gate MLP: fc1 -> fc2
+        "AXK2Attention": (_query_gated_mla, ()), "AXK2GateMLP": (_two_layer_mlp, ()),
+    }),
     **_family("minicpm3.modeling_minicpm3", {"MiniCPM3Attention": (_mla_attention, ())}),
     **_family("deepseek_v32.modeling_deepseek_v32", {"DeepseekV32Attention": (_indexed_mla_attention, ())}),
     **_family("glm_moe_dsa.modeling_glm_moe_dsa", {"GlmMoeDsaAttention": (_indexed_mla_attention, ())}),

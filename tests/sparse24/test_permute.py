@@ -926,7 +926,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         # multi-head latent attention with a sparse-attention indexer reading the query latent (DeepSeek-V3.2, GLM-5, HY-V4: the
         # second layer reuses the first's top-k, HY-V4's output gated per channel; HY-V4-VL's language model alone), or without
-        # (AXK1); top 4 of 10 tokens
+        # (AXK1; AXK2 with its gated queries); top 4 of 10 tokens
         **{
             family: functools.partial(lambda family, extra: ((_encoder if family.endswith("_text") else _causal_lm)(
                 transformers, family, **{**lm, "num_hidden_layers": 2}, num_key_value_heads=4, mlp_layer_types=["dense", "sparse"], q_lora_rank=24, kv_lora_rank=16,
@@ -940,6 +940,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                     head_dim=8, initializer_range=0.2, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"], **rope,
                 )) for family, rope in (("hy_v4", {}), ("hy_v4_vl_text", mrope(2, 1, 1)))],
                 ("axk1", dict(head_dim=8)),  # the rotary size
+                # q_gate_proj from both forms of the query latent, each head's query then its output gate; gated norms of rank 8 (weights
+                # of 0.2: at 0.02 the gates stay near sigmoid(0) and their order does not reach the outputs)
+                ("axk2", dict(head_dim=8, index_topk=4, index_head_dim=16, index_n_heads=2, gated_norm_rank=8, initializer_range=0.2)),
                 ("minicpm3", dict(head_dim=8)),  # MLA without experts
             )
         },
@@ -1658,7 +1661,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "RecurrentGemmaRglru":  # the gates' biases start at zero: a rule that left them behind would pass
             torch.nn.init.normal_(module.input_gate_bias)
             torch.nn.init.normal_(module.recurrent_gate_bias)
-        if type(module).__name__ == "BitNetRMSNorm":  # its sub-norms' weights start equal: a rule that left them behind would pass
+        if type(module).__name__ in ("BitNetRMSNorm", "AXK2RMSNorm"):  # their weights start equal: a rule that left them behind would pass
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1681,7 +1684,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1708,6 +1711,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, [f"{cls}Attention"] * 3 + [f"{cls}MLP"] + [f"{cls}Attention"] * 3 + [f"{cls}Experts", f"{cls}MLP"]) for family, cls in (
             ("deepseek_v32", "DeepseekV32"), ("glm_moe_dsa", "GlmMoeDsa"), ("hy_v4", "HYV4"), ("hy_v4_vl_text", "HYV4VL"), ("axk1", "AXK1"),
         )],
+        # the gated norms' gate MLPs (the dense layer's input norm; the MoE layer's two)
+        ("axk2", ["AXK2Attention"] * 3 + ["AXK2MLP", "AXK2GateMLP"] + ["AXK2Attention"] * 3 + ["AXK2Experts", "AXK2MLP", "AXK2GateMLP", "AXK2GateMLP"]),
         ("minicpm3", (["MiniCPM3Attention"] * 3 + ["MiniCPM3MLP"]) * 2),
         ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"] + ["DeepseekV3Attention"] * 4),
         ("deepseek_v3-q_lora", ["DeepseekV3MLP"] + ["DeepseekV3Attention"] * 3),  # and its query latent
