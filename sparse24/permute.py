@@ -1344,14 +1344,44 @@ def _channel_scaled(name: str, module: nn.Module, rule: _Rule, scales: Sequence[
     return group
 
 
-def _gemma_attention(name: str, module: nn.Module) -> _Group | str:
-    """Gemma 3n's and Gemma 4's text attention: Llama's value path (v_norm without a scale), unless its keys and values
-    are shared (KV sharing: a layer storing them for later layers or for an assistant model reading the model's
-    ``shared_kv_states``, or a layer reading another's) or its values are k_proj's rows (Gemma 4's ``attention_k_eq_v``)."""
+def _kv_sharing(module: nn.Module) -> str | None:
+    """Why an attention layer sharing its keys and values with other layers (Gemma 3n's, Gemma 4's and Kolibri 1.1's
+    KV sharing) keeps its value order; None where it shares none."""
     if getattr(module, "store_full_length_kv", False):
         return "it stores its keys and values for KV sharing: the layers or the assistant model reading them would need this order too"
     if getattr(module, "is_kv_shared_layer", False):
         return "it reads another layer's keys and values (KV sharing): that layer's v_proj sets their order"
+    return None
+
+
+def _nvfp4_attention(name: str, module: nn.Module) -> _Group | str:
+    """Kolibri 1.1's attention: Llama's value path in its sliding-window layers. Its sparse (indexed) layers round the
+    values to NVFP4, one scale per run of 16 channels of a head (the run's largest magnitude, the same in any order
+    within the run), so there each run of 16 value channels takes its own order within itself -> o_proj's columns
+    of the query heads reading it. A layer sharing its keys and values with others keeps its order (as Gemma's)."""
+    shared = _kv_sharing(module)
+    if shared is not None:
+        return shared
+    group = _attention(name, module)
+    if isinstance(group, str) or getattr(module, "indexer", None) is None:
+        return group
+    run, head_dim, groups = 16, group.block, module.num_key_value_groups
+    if head_dim % run:
+        return f"head_dim {head_dim} is not whole runs of {run} (the NVFP4 scale blocks of the values)"
+    per, kv_heads = head_dim // run, group.count
+    v, o = _attr(module, "v_proj"), _attr(module, "o_proj")
+    columns = (torch.arange(kv_heads * groups) // groups)[:, None] * per + torch.arange(per)  # query head q reads key/value head q // groups
+    members = _producer(_join(name, "v_proj"), v, run, torch.arange(kv_heads * per)) + _consumer(_join(name, "o_proj"), o, run, columns.reshape(-1))
+    return _Group(type(module).__name__, run, kv_heads * per, members)
+
+
+def _gemma_attention(name: str, module: nn.Module) -> _Group | str:
+    """Gemma 3n's and Gemma 4's text attention: Llama's value path (v_norm without a scale), unless its keys and values
+    are shared (KV sharing: a layer storing them for later layers or for an assistant model reading the model's
+    ``shared_kv_states``, or a layer reading another's) or its values are k_proj's rows (Gemma 4's ``attention_k_eq_v``)."""
+    shared = _kv_sharing(module)
+    if shared is not None:
+        return shared
     if getattr(module, "v_proj", None) is None:
         return "its values are its keys (attention_k_eq_v): the keys' rotary embedding ties their channels' order"
     return _scale_free_v_norm(name, module, _attention)
@@ -2181,6 +2211,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)

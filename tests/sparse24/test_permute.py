@@ -1468,6 +1468,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # ZAYA's CCA attention: 2 key/value heads (the first all v_proj_current's, the second all v_proj_delayed's), or 1 (half of each)
         "zaya": lambda: (_causal_lm(transformers, "zaya"), ids),
         "zaya-one-kv-head": lambda: (_causal_lm(transformers, "zaya", num_key_value_heads=1), ids),
+        "kolibri1_1": lambda: (  # a sliding layer, then sparse layers: one with its own keys and values, one storing them for the last
+            _causal_lm(
+                transformers, "kolibri1_1", num_hidden_layers=4, head_dim=32, layer_types=["sliding_attention"] + ["indexed_attention"] * 3, index_layers=[1],
+                kv_source_layers=[0, 1, 2, 2], index_num_heads=2, sliding_window=4, index_topk=4, index_pool_size=8, index_compression=2, index_num_local_tokens=2,
+                index_num_sink_tokens=1, num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32, mlp_only_layers=[0],
+                mlp_only_intermediate_size=96,
+            ),
+            ids,
+        ),
         "minimax": lambda: (  # a lightning (linear) attention layer of blocks of 4 positions, then a full attention one; experts in both
             _causal_lm(transformers, "minimax", num_hidden_layers=2, layer_types=["linear_attention", "full_attention"], block_size=4, num_local_experts=4, num_experts_per_tok=2),
             ids,
@@ -1684,7 +1693,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1887,6 +1896,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("granitemoehybrid", ["GraniteMoeHybridAttention", "GraniteMoeHybridMLP", "GraniteMoeHybridMLP", "GraniteMoeHybridMambaLayer"]),  # input_linear's halves
         ("glm4_moe", ["Glm4MoeAttention", "Glm4MoeAttention", "Glm4MoeExperts", "Glm4MoeMLP", "Glm4MoeMLP"]),
         *[(family, ["ZayaAttention", "ZayaExperts"]) for family in ("zaya", "zaya-one-kv-head")],  # per half head of values, from v_proj_current or v_proj_delayed
+        # Llama's values in the sliding layer; in the sparse one each run of 16 value channels (an NVFP4 scale block) in its own order
+        ("kolibri1_1", ["Kolibri1_1Attention", "Kolibri1_1MLP", "Kolibri1_1Attention"] + ["Kolibri1_1Experts", "Kolibri1_1MLP"] * 3),
         ("minimax", ["MiniMaxLightningAttention", "MiniMaxExperts", "MiniMaxAttention", "MiniMaxExperts"]),  # per head: its v rows of qkv_proj, output_gate, the norm
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
