@@ -1268,6 +1268,33 @@ def _cca_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, half, 2 * runs, members + _consumer(_join(name, "o_proj"), o, half, columns))
 
 
+def _short_conv_attention(name: str, module: nn.Module) -> _Group | str:
+    """Inkling 2's attention (sliding and full): Llama's value path through the value projection's short causal
+    convolution (a depthwise conv1d with a residual, or the full layers' dynamic one: static taps per channel, dynamic
+    taps shared by a head's channels) and an RMS norm without weights over each head, then each query head's output
+    gated channel by channel: v_proj.linear's rows, the conv's taps and o_proj.gate_proj's rows -> o_proj.linear."""
+    group = _attention(name, module, value="v_proj.linear", output="o_proj.linear")
+    if isinstance(group, str):
+        return group
+    width, heads = group.block * group.count, group.count
+    conv, norm, gate = _attr(module, "v_proj.sconv"), _attr(module, "v_proj.norm"), _attr(module, "o_proj.gate_proj")
+    if _transformers_class(norm) != "Inkling2UnweightedRMSNorm":
+        return "v_proj.norm is not an RMS norm without weights over each head"
+    consumer, _ = _consumer_width(group)
+    if not (_is_linear(gate) and gate.out_features == consumer.tensor.shape[consumer.dim]):
+        return "o_proj.gate_proj is not an nn.Linear with a row for each of o_proj.linear's inputs"
+    blocks = torch.arange(heads)
+    sconv = _join(name, "v_proj.sconv")
+    if _transformers_class(conv) == "Inkling2ShortConvolution" and isinstance(conv.conv1d, nn.Conv1d) and _is_depthwise(conv.conv1d, width):
+        taps = _per_channel(_join(sconv, "conv1d"), conv.conv1d, group.block, blocks)
+    elif _transformers_class(conv) == "Inkling2DynamicShortConvolution" and conv.num_heads == heads and conv.static_weight.shape[1] == width:
+        taps = [_Member(sconv, conv, "static_weight", 1, blocks, "per-channel")]
+    else:
+        return f"v_proj.sconv is not a short convolution over the {heads} key/value heads' {width} channels"
+    group.members += taps + _producer(_join(name, "o_proj.gate_proj"), gate, group.block, consumer.blocks)
+    return group
+
+
 def _diff_attention(name: str, module: nn.Module) -> _Group | str:
     """DiffLlamaAttention (differential attention): the key/value heads' values split in two halves, each query head
     reading its key/value head's value in both (``[v_g, v_{K/2 + g}]``, ``g`` its head's in the first half); the
@@ -2211,6 +2238,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),
     **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),

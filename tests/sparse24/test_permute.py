@@ -1524,6 +1524,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ), ids),
         "inkling2_text": lambda: (_causal_lm(
             transformers, "inkling2_text", swa_num_attention_heads=4, swa_num_key_value_heads=2, swa_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, unpadded_vocab_size=64, d_rel=4,
+            num_hidden_layers=2, layer_types=["hybrid_sliding", "hybrid"], n_layers_per_attn_res_block=1,  # a sliding and a full attention layer
+            initializer_range=0.2,  # at 0.02 the output gates stay near sigmoid(0): their order would not show
         ), ids),
         "ctrl": lambda: (transformers.CTRLLMHeadModel(transformers.CTRLConfig(vocab_size=64, n_embd=64, dff=96, n_layer=1, n_head=4)), ids),
         "gpt_neox_japanese": lambda: (_causal_lm(transformers, "gpt_neox_japanese"), ids),
@@ -1921,7 +1923,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("big_bird", ["BigBirdAttention", "BigBirdLayer"]),
         ("deepseek_v4", ["DeepseekV4Experts", "DeepseekV4MLP"]),  # its attention (compressed keys and values, grouped low-rank output) stays
         ("minimax_m3_vl_text", ["MiniMaxM3VLAttention", "MiniMaxM3VLDenseMLP", "MiniMaxM3VLExperts"] * 2),  # a sparse (indexed) and a full attention layer
-        ("inkling2_text", ["Inkling2Experts"]),  # its attention (short convs over keys and values) stays
+        # the values through the short conv (the full layer's dynamic one: static taps per channel) and the output gate
+        ("inkling2_text", ["Inkling2SlidingAttention", "Inkling2Experts", "Inkling2FullAttention", "Inkling2Experts"]),
         ("ctrl", ["MultiHeadAttention", "fx"]),  # its feed-forward an nn.Sequential
         ("gpt_neox_japanese", ["GPTNeoXJapaneseAttention", "GPTNeoXJapaneseMLP"]),
         ("cpmant", ["CpmAntAttention", "CpmAntFeedForward"]),
