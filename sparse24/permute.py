@@ -1217,6 +1217,39 @@ def _query_gated_mla(name: str, module: nn.Module) -> list[_Group | str]:
     return found + [_Group(type(module).__name__, rank, 1, latent)]
 
 
+def _grouped_output_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """DeepSeek-V4's attention. Its keys are its values (kv_proj's rows, rotated on their last channels, against the
+    queries), so the value channels keep their order; two groups move:
+
+    - the grouped low-rank output ``o_b_proj(o_a_proj(out))``: o_a_proj's rows are ``o_groups`` blocks of
+      ``o_lora_rank``, each reading its own group of heads, so each block takes its own order -> o_b_proj's columns;
+    - the query latent: q_a_proj's rows and q_a_norm's weight -> q_b_proj's columns and, in the compressed sparse
+      attention layers, the compressor's indexer's q_b_proj's columns (it reads the normed latent too)."""
+    o_a, o_b, q_a, norm, q_b = (getattr(module, attr, None) for attr in ("o_a_proj", "o_b_proj", "q_a_proj", "q_a_norm", "q_b_proj"))
+    groups = getattr(o_a, "n_groups", None)
+    found: list[_Group | str] = []
+    if _transformers_class(o_a) != "DeepseekV4GroupedLinear" or not (isinstance(groups, int) and groups > 0 and o_a.out_features % groups == 0):
+        found.append("o_a_proj is not a DeepseekV4GroupedLinear")
+    elif not (_is_linear(o_b) and o_b.in_features == o_a.out_features):
+        found.append(f"o_b_proj is not an nn.Linear reading o_a_proj's {o_a.out_features} outputs")
+    else:
+        rank, blocks = o_a.out_features // groups, torch.arange(groups)
+        output = _producer(_join(name, "o_a_proj"), o_a, rank, blocks) + _consumer(_join(name, "o_b_proj"), o_b, rank, blocks)
+        found.append(_Group(type(module).__name__, rank, groups, output))
+    readers = [("q_b_proj", q_b)]
+    if getattr(module, "compressor", None) is not None and hasattr(module.compressor, "indexer"):
+        readers.append(("compressor.indexer.q_b_proj", _attr(module, "compressor.indexer.q_b_proj")))
+    width = q_a.out_features if _is_linear(q_a) else None
+    if not (width and all(_is_linear(layer) and layer.in_features == width for _, layer in readers)):
+        found.append(f"q_a_proj, {' and '.join(path for path, _ in readers)} are not nn.Linear from a query latent of {width}")
+    elif not (type(norm).__name__.endswith("RMSNorm") and set(dict(norm.named_parameters())) == {"weight"} and norm.weight.shape == (width,)):
+        found.append(f"q_a_norm is not an RMS norm over the {width} latent channels")
+    else:
+        latent = _producer(_join(name, "q_a_proj"), q_a, width) + _per_channel(_join(name, "q_a_norm"), norm, width)
+        found.append(_Group(type(module).__name__, width, 1, latent + [m for path, layer in readers for m in _consumer(_join(name, path), layer, width)]))
+    return found
+
+
 def _attention(
     name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
 ) -> _Group | str:
@@ -2272,7 +2305,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("beam.modeling_beam", {"BeamAttention": (_gated_output_attention, ()), "BeamMLP": (_gated_mlp, ())}),
     **_family("diffllama.modeling_diffllama", {"DiffLlamaAttention": (_diff_attention, ())}),
     # clamped SwiGLU MLPs (their experts: the fused experts rule, through their own _apply_gate)
-    **_family("deepseek_v4.modeling_deepseek_v4", {"DeepseekV4MLP": (_gated_mlp, ())}),  # act(gate.clamp(max)) * up.clamp(min, max)
+    **_family("deepseek_v4.modeling_deepseek_v4", {"DeepseekV4MLP": (_gated_mlp, ()), "DeepseekV4Attention": (_grouped_output_attention, ())}),  # act(gate.clamp(max)) * up.clamp(min, max)
     **_family("minimax_m3_vl.modeling_minimax_m3_vl", {
         "MiniMaxM3VLDenseMLP": (functools.partial(_fused_halves_mlp, act=None), ()),  # (up + 1) * gate * sigmoid(alpha * gate), clamped
         "MiniMaxM3VLAttention": (_attention, ()),  # its sparse layers' lightning indexer reads the layer's input, not the values

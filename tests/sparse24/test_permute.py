@@ -1516,7 +1516,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # experts that gate with their own _apply_gate, channel by channel (clamped SwiGLU; GPT-OSS's; a two-input activation)
         "deepseek_v4": lambda: (_causal_lm(
             transformers, "deepseek_v4", num_key_value_heads=1, qk_rope_head_dim=8, q_lora_rank=24, o_lora_rank=24, o_groups=2, n_routed_experts=4, num_experts_per_tok=2,
-            index_n_heads=2, index_head_dim=8, index_topk=4,
+            index_n_heads=2, index_head_dim=8, index_topk=4, num_hidden_layers=3,  # a sliding, a compressed sparse (its indexer) and a heavily compressed layer
+            layer_types=["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention"],
+            compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 4},
         ), ids),
         "minimax_m3_vl_text": lambda: (_causal_lm(
             transformers, "minimax_m3_vl_text", num_hidden_layers=2, layer_types=["minimax_m3_sparse", "full_attention"], num_local_experts=4, num_experts_per_tok=2,
@@ -1921,7 +1923,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("doge", ["DogeAttention", "DogeMLP"]),
         ("dory", ["DoryAttention", "DoryMLP"]),  # and s_gate, suv_gate, suv_up
         ("big_bird", ["BigBirdAttention", "BigBirdLayer"]),
-        ("deepseek_v4", ["DeepseekV4Experts", "DeepseekV4MLP"]),  # its attention (compressed keys and values, grouped low-rank output) stays
+        # the grouped low-rank output per o_group, the query latent (with the indexer's q_b_proj); the keys are the values: they stay
+        ("deepseek_v4", (["DeepseekV4Attention"] * 2 + ["DeepseekV4Experts", "DeepseekV4MLP"]) * 3),
         ("minimax_m3_vl_text", ["MiniMaxM3VLAttention", "MiniMaxM3VLDenseMLP", "MiniMaxM3VLExperts"] * 2),  # a sparse (indexed) and a full attention layer
         # the values through the short conv (the full layer's dynamic one: static taps per channel) and the output gate
         ("inkling2_text", ["Inkling2SlidingAttention", "Inkling2Experts", "Inkling2FullAttention", "Inkling2Experts"]),
