@@ -2645,6 +2645,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "RecurrentGemmaMlp": (_gated_mlp, ()), "RecurrentGemmaAttention": (_attention, ()), "RecurrentGemmaRecurrentBlock": (_recurrent_block, ()),
     }),
     **_family("t5gemma.modeling_t5gemma", {"T5GemmaCrossAttention": (_attention, ())}),  # the values read the encoder's output
+    **_family("t5gemma2.modeling_t5gemma2", {"T5Gemma2MergedAttention": (_attention, ())}),  # one v_proj for the decoder's and the encoder's values
     **_family("sapiens2.modeling_sapiens2", {"Sapiens2Attention": (_attention, ())}),  # key/value heads per layer
     **_family("molmo2.modeling_molmo2", {"Molmo2VisionAttention": (_attention, ())}),  # or reading another sequence's keys and values
     **_family("qwen2_5_omni.modeling_qwen2_5_omni", {"Qwen2_5OmniVisionAttention": (functools.partial(_attention, groups=1, value="v", output="proj"), ())}),

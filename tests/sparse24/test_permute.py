@@ -1269,6 +1269,18 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, **decoder},
         ),
+        "t5gemma2": lambda: (  # the decoder's merged self- and cross-attention: one v_proj over its own and the encoder's states; a SigLIP
+            transformers.T5Gemma2Model(transformers.T5Gemma2Config(  # tower whose 4 x 4 patches pool to the 4 image tokens (id 63) of the text
+                encoder=dict(
+                    text_config=dict(**lm, num_key_value_heads=2, head_dim=16), mm_tokens_per_image=4,
+                    vision_config={  # no pooling head, as Gemma 3's checkpoints (T5Gemma 2 reads the last hidden states)
+                        **{k: vision[k] for k in ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}, "vision_use_head": False,
+                    },
+                ),
+                decoder=dict(**lm, num_key_value_heads=2, head_dim=16), image_token_index=63,
+            )),
+            {"input_ids": torch.cat([torch.full((2, 4), 63), torch.randint(2, 60, (2, 6))], 1), "pixel_values": torch.randn(2, 3, 16, 16), **decoder},
+        ),
         "vjepa2": lambda: (  # the encoder (the predictor's output is another field): a clip of 4 frames of 16 x 16 in tubelets of 2 x 4 x 4
             transformers.VJEPA2Model(transformers.VJEPA2Config(
                 hidden_size=32, mlp_ratio=2.0, num_hidden_layers=1, num_attention_heads=4, crop_size=16, patch_size=4, frames_per_clip=4, tubelet_size=2,
@@ -1669,6 +1681,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "Qwen4ExpTextGatedResidual":  # small weights leave every mixing gate near sigmoid(0): the order would not show
             torch.nn.init.normal_(module.input_mix_weight_down.weight, std=0.3)
             torch.nn.init.normal_(module.input_mix_weight_up.weight, std=0.3)
+        if type(module).__name__ == "T5Gemma2MultiModalProjector":  # it starts at zero: the image would not reach the text
+            torch.nn.init.normal_(module.mm_input_projection_weight, std=0.2)
         if type(module).__name__ == "MiniMaxLightningAttention":  # the norm's weights start equal: a rule that left them behind would pass
             torch.nn.init.uniform_(module.norm.weight, 0.5, 2.0)
         if type(module).__name__ == "RecurrentGemmaRglru":  # the gates' biases start at zero: a rule that left them behind would pass
@@ -1831,6 +1845,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("tipsv2_text_model", ["Tipsv2TextAttention", "Tipsv2MLP"]),
         ("umt5", ["UMT5Attention", "UMT5DenseGatedActDense"] * 2),
         ("t5gemma", ["T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaCrossAttention"]),
+        ("t5gemma2", ["T5Gemma2SelfAttention", "T5Gemma2MLP", "SiglipAttention", "SiglipMLP", "T5Gemma2MergedAttention", "T5Gemma2MLP"]),
         ("vjepa2", ["VJEPA2RopeAttention", "VJEPA2MLP"]),
         ("groupvit", ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP"] + ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP", "fx"]),
         ("qwen2_5_omni_vision", ["Qwen2_5OmniVisionAttention", "Qwen2_5OmniMLP", "fx"]),
