@@ -1906,6 +1906,15 @@ def _lightning_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out, head_dim, blocks))
 
 
+def _hq_mask_decoder(name: str, module: nn.Module) -> list[_Group | str]:
+    """SAM-HQ's mask decoder: its HQ feature path ``mask_conv2(activation(mask_norm(mask_conv1(x))))``, mask_norm a
+    channels-first LayerNorm (:func:`_conv_stem`); its two-way transformer and MLPs by their own rules, its
+    transposed convs take no 2:4 mask."""
+    if not _elementwise_module(getattr(module, "activation", None)):
+        return [f"activation {type(getattr(module, 'activation', None)).__name__} is not a known elementwise activation"]
+    return _conv_stem(name, module, ("mask_conv1", "mask_conv2"), {"mask_conv1": "mask_norm"})
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2271,6 +2280,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
     **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),
     **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole

@@ -1583,15 +1583,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], layer_scale_init_value=1.0)),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
-        "sam": lambda: (  # the whole model on one point and a mask prompt: a one-layer ViT encoder, its neck, a two-layer two-way mask decoder
-            transformers.SamModel(transformers.SamConfig(
+        # the whole model on one point and a mask prompt: a one-layer ViT encoder, its neck, a two-layer two-way mask decoder (SAM-HQ's
+        # with its HQ token's feature path from the encoder's first layer)
+        **{family: functools.partial(lambda family, model, config, **extra: (
+            getattr(transformers, model)(getattr(transformers, config)(
                 vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=1, num_attention_heads=4, image_size=64, patch_size=8, mlp_dim=64,
                                    global_attn_indexes=[0], window_size=0, num_pos_feats=16, initializer_range=0.02),  # its default 1e-10 fades everything
                 prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, mask_input_channels=32),
-                mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32, attention_downsample_rate=2),
+                mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32, attention_downsample_rate=2, **extra),
             )),
             {"pixel_values": torch.randn(1, 3, 64, 64), "input_points": torch.rand(1, 1, 2, 2) * 64, "input_masks": torch.randn(1, 1, 32, 32)},
-        ),
+        ), family, *classes, **extra) for family, classes, extra in (("sam", ("SamModel", "SamConfig"), {}), ("sam_hq", ("SamHQModel", "SamHQConfig"), {"vit_dim": 32}))},
         "dpt": lambda: (  # four ViT layers reassembled at factors 4, 2, 1 and 1/2; the depth head
             transformers.DPTForDepthEstimation(transformers.DPTConfig(
                 image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64, backbone_out_indices=[0, 1, 2, 3],
@@ -1980,6 +1982,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
         ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
         ("sam", ["SamVisionSdpaAttention", "SamMLPBlock", "SamVisionNeck"] + ["SamMaskEmbedding"] * 2 + ["SamAttention"] * 7 + ["SamMLPBlock"] * 2 + ["SamFeedForward"] * 10),
+        ("sam_hq", ["SamHQVisionSdpaAttention", "SamHQMLPBlock", "SamHQVisionNeck"] + ["SamHQMaskEmbedding"] * 2 + ["SamHQAttention"] * 7 + ["SamHQMLPBlock"] * 2 + ["SamHQFeedForward"] * 12 + ["SamHQMaskDecoder"]),
         ("dpt", ["DPTViTAttention", "DPTViTLayer"] * 4 + ["DPTReassembleLayer"] + ["DPTPreActResidualLayer"] * 8 + ["fx", "fx"]),  # the head's Sequential: conv, upsample -> conv, ReLU -> conv
         ("depth_anything", ["Dinov2Attention", "Dinov2MLP"] * 2 + ["DepthAnythingPreActResidualLayer"] * 4 + ["DepthAnythingDepthEstimationHead"] * 2),
         ("mask2former", ["SwinAttention", "SwinMLP"] * 4 + ["Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention", "Mask2FormerPixelDecoderEncoderLayer", "Mask2FormerAttention", "MultiheadAttention", "Mask2FormerMaskedAttentionDecoderLayer"]),
@@ -2021,9 +2024,9 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
 # groups whose layers the forward never runs (a wrong order cannot show): DPT's and Depth Anything's first fusion
 # layer has no residual to refine, so its residual_layer1 is never called
 _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"] for family in ("dpt", "depth_anything")}
-# groups the forward runs but whose result the model drops: SAM's multimask output leaves out the first mask token's
+# groups the forward runs but whose result the model drops: SAM's (and SAM-HQ's) multimask output leaves out the first mask token's
 # mask, so that token's hypernetwork MLP reaches no output
-_DISCARDED = {"sam": ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out")}
+_DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq")}
 
 
 def _tensors(output: Any, key: str) -> list[torch.Tensor]:
