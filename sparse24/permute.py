@@ -2633,6 +2633,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("sam2.modeling_sam2", {  # the Hiera image encoder: all query, key, value rows of qkv (queries pooled at a stage's start)
         "Sam2MultiScaleAttention": (_SAM_ATTENTION, ()),
         "Sam2FeedForward": (_linear_chain, ()),
+        "Sam2Attention": (functools.partial(_attention, groups=1), ()),  # the mask decoder's two-way attentions: v_proj -> o_proj per head of internal_dim
     }),
     **_family("tipsv2.modeling_tipsv2", {"Tipsv2TextAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("vjepa2.modeling_vjepa2", {  # rotary positions on the queries and keys

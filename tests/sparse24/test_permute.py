@@ -1260,6 +1260,20 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        "sam2": lambda: (  # the whole model on one point and a mask prompt: a four-stage Hiera encoder (12 blocks, the sizes of transformers' own tests), the FPN neck, the mask decoder
+            transformers.Sam2Model(transformers.Sam2Config(
+                vision_config=dict(
+                    backbone_config=dict(
+                        model_type="sam2_hiera_det_model", hidden_size=12, embed_dim_per_stage=[12, 24, 48, 96], num_attention_heads_per_stage=[1, 2, 4, 8],
+                        blocks_per_stage=[1, 2, 7, 2], image_size=[128, 128],
+                    ),
+                    backbone_channel_list=[96, 48, 24, 12], fpn_hidden_size=32, backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]],
+                ),
+                prompt_encoder_config=dict(hidden_size=32, image_size=128, patch_size=16, mask_input_channels=32),
+                mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32, attention_downsample_rate=2),
+            )),
+            {"pixel_values": torch.randn(1, 3, 128, 128), "input_points": torch.rand(1, 1, 2, 2) * 128, "input_masks": torch.randn(1, 1, 32, 32)},
+        ),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
         "tipsv2_text_model": lambda: (_encoder(transformers, "tipsv2_text_model", **lm), ids),
         "umt5": lambda: (transformers.UMT5EncoderModel(transformers.UMT5Config(**{**t5, "num_layers": 2})), ids),  # Wan's text encoder: a bias in every layer
@@ -1835,6 +1849,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         )],
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
         ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
+        # the decoder: two two-way layers and the final attention; the hypernetwork, IoU and object score heads of three layers (two groups each)
+        ("sam2", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 12 + ["Sam2MaskEmbedding"] * 2 + ["Sam2Attention", "Sam2FeedForward"] * 2 + ["Sam2Attention"] * 5 + ["Sam2FeedForward"] * 12),
         ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
         ("idefics2_connector", ["Idefics2MLP", "Idefics2PerceiverAttention", "Idefics2MLP"]),
         ("Blip2QFormer", ["Blip2QFormerLayer", "Blip2QFormerAttention", "Blip2QFormerAttention", "Blip2QFormerLayer", "Blip2QFormerAttention"]),
@@ -2012,7 +2028,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
@@ -2024,9 +2040,9 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
 # groups whose layers the forward never runs (a wrong order cannot show): DPT's and Depth Anything's first fusion
 # layer has no residual to refine, so its residual_layer1 is never called
 _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"] for family in ("dpt", "depth_anything")}
-# groups the forward runs but whose result the model drops: SAM's (and SAM-HQ's) multimask output leaves out the first mask token's
+# groups the forward runs but whose result the model drops: SAM's (SAM-HQ's, SAM 2's) multimask output leaves out the first mask token's
 # mask, so that token's hypernetwork MLP reaches no output
-_DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq")}
+_DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq", "sam2")}
 
 
 def _tensors(output: Any, key: str) -> list[torch.Tensor]:
