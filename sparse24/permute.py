@@ -739,7 +739,8 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
     or two ungrouped convolutions of any kernel, stride and padding (PoolFormer's 1 x 1 conv1, act_fn, conv2): a
     channel's filters, bias and zero padding move with it. ``activation`` None: the class's own forward applies an
-    elementwise function between them (Whisper's ``F.gelu``), read there."""
+    elementwise function between them (Whisper's ``F.gelu``), read there, or mixes the positions channel by channel
+    (GroupViT's assignment attention, ``proj(attn @ v_proj(x))``)."""
     up, down = _attr(module, first), _attr(module, second)
     convs = all(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1 for m in (up, down))
     if not (convs or (_is_linear(up) and _is_linear(down))):
@@ -906,6 +907,25 @@ def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
         members.append(_Member(name, module, "bias_v", 2, blocks, "producer"))
     members += _consumer(_join(name, "out_proj"), out, head_dim, blocks)
     return _Group("MultiheadAttention", head_dim, heads, members)
+
+
+def _aria_cross_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """Aria's projector cross-attention ``linear(multihead_attn(q_proj(x), k_proj(kv), v_proj(kv)))``: q_proj's, k_proj's
+    and v_proj's rows in one order -> the columns of multihead_attn's in_proj_weight (its query, key and value rows
+    read them through the same columns); multihead_attn.out_proj's rows -> linear (the attention's own values by
+    the nn.MultiheadAttention rule)."""
+    projections = [(attr, getattr(module, attr, None)) for attr in ("q_proj", "k_proj", "v_proj")]
+    attention, linear = getattr(module, "multihead_attn", None), getattr(module, "linear", None)
+    if not (isinstance(attention, nn.MultiheadAttention) and attention._qkv_same_embed_dim and _is_linear(attention.out_proj) and _is_linear(linear)):
+        return ["multihead_attn is not an nn.MultiheadAttention with one in_proj_weight, or linear is not an nn.Linear"]
+    width = attention.embed_dim
+    if not all(_is_linear(layer) and layer.out_features == width for _, layer in projections):
+        return [f"q_proj, k_proj and v_proj are not nn.Linear with multihead_attn's {width} inputs"]
+    inputs = [m for attr, layer in projections for m in _producer(_join(name, attr), layer, width)]
+    reads = gemm_axes(attention)["in_proj_weight"].reduction
+    inputs.append(_Member(_join(name, "multihead_attn"), attention, "in_proj_weight", reads, _uniform(width, width), "consumer"))
+    output = _two_layer_mlp(name, module, "multihead_attn.out_proj", "linear", activation=None)
+    return [_Group(type(module).__name__, width, 1, inputs), output]
 
 
 def _gpt2_attention(name: str, module: nn.Module) -> _Group | str:
@@ -1915,6 +1935,43 @@ def _hq_mask_decoder(name: str, module: nn.Module) -> list[_Group | str]:
     return _conv_stem(name, module, ("mask_conv1", "mask_conv2"), {"mask_conv1": "mask_norm"})
 
 
+def _focal_modulation(name: str, module: nn.Module) -> list[_Group | str]:
+    """FocalNet's focal modulation ``projection_out(norm(q * projection_context(sum_l ctx_l * gate_l)))``, q, ctx and
+    the gates the chunks of projection_in's rows, ctx_l the depthwise focal_layers (and GELUs) one after another:
+    two groups. The context channels: projection_in's ctx rows and every focal layer's filters -> projection_context's
+    input channels (the gates scale each level whole, the global context averages each channel over the image). The
+    modulated channels: projection_in's q rows and projection_context's output channels (their product, channel by
+    channel), with the post LayerNorm's weight and bias when it has one -> projection_out."""
+    proj_in, context, proj_out = (getattr(module, attr, None) for attr in ("projection_in", "projection_context", "projection_out"))
+    width, level = getattr(module, "dim", None), getattr(module, "focal_level", None)
+    if not (_is_linear(proj_in) and _is_linear(proj_out) and isinstance(width, int) and isinstance(level, int)):
+        return ["projection_in and projection_out are not nn.Linear, or dim / focal_level missing"]
+    if proj_in.out_features != 2 * width + level + 1 or proj_out.in_features != width:
+        return [f"projection_in's {proj_in.out_features} outputs are not q, ctx of {width} and {level + 1} gates, or projection_out does not read {width}"]
+    if not (type(context) is nn.Conv2d and context.kernel_size == (1, 1) and context.groups == 1 and context.in_channels == context.out_channels == width):
+        return [f"projection_context is not a 1 x 1 nn.Conv2d over the {width} channels"]
+    layers = list(getattr(module, "focal_layers", None) or [])
+    if len(layers) != level or not all(
+        isinstance(layer, nn.Sequential) and len(layer) == 2 and type(layer[0]) is nn.Conv2d and _is_depthwise(layer[0], width) and _elementwise_module(layer[1]) for layer in layers
+    ):
+        return [f"focal_layers are not {level} depthwise nn.Conv2d with an elementwise activation"]
+    if not _elementwise_module(getattr(module, "activation", None)):
+        return [f"activation {type(getattr(module, 'activation', None)).__name__} is not a known elementwise activation"]
+    found: list[_Group | str] = []
+    one = _uniform(width, width)  # projection_in's rows: q, then ctx, then the gates
+    ctx = _producer(_join(name, "projection_in"), proj_in, width, one, offset=width)
+    ctx += [m for i, layer in enumerate(layers) for m in _per_channel(_join(name, f"focal_layers.{i}.0"), layer[0], width)]
+    found.append(_Group(type(module).__name__, width, 1, ctx + _consumer(_join(name, "projection_context"), context, width)))
+    modulated = _producer(_join(name, "projection_in"), proj_in, width, one) + _producer(_join(name, "projection_context"), context, width)
+    if getattr(module, "use_post_layernorm_in_modulation", False):
+        norm = getattr(module, "layernorm", None)
+        if not (type(norm) is nn.LayerNorm and norm.normalized_shape == (width,)):
+            return found + [f"layernorm is not an nn.LayerNorm over the {width} channels"]
+        modulated += _per_channel(_join(name, "layernorm"), norm, width)
+    found.append(_Group(type(module).__name__, width, 1, modulated + _consumer(_join(name, "projection_out"), proj_out, width)))
+    return found
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2432,7 +2489,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     # Aria's projector: its feed-forward (linear_in -> GELU -> linear_out); its cross-attention's nn.MultiheadAttention has
     # that class's rule (v_proj before it and linear after it stay: a group would move only in_proj's value columns)
-    **_family("aria.modeling_aria", {"AriaProjectorMLP": (functools.partial(_two_layer_mlp, first="linear_in", second="linear_out", activation="act"), ())}),
+    **_family("aria.modeling_aria", {
+        "AriaProjectorMLP": (functools.partial(_two_layer_mlp, first="linear_in", second="linear_out", activation="act"), ()),
+        "AriaCrossAttention": (_aria_cross_attention, ("multihead_attn",)),
+    }),
     # PatchTSMixer: its MLPs (fc1 -> F.gelu -> fc2) mix patches, features or channels, whichever axis the block moves last
     # (the blocks' gated attention, attn_layer -> softmax over the same axis -> times the input, has no hidden channels)
     **_family("patchtsmixer.modeling_patchtsmixer", {
@@ -2709,7 +2769,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "VitDetAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
         "VitDetMlp": (functools.partial(_two_layer_mlp, activation="act"), ()),
     }),
-    **_family("focalnet.modeling_focalnet", {"FocalNetMlp": (functools.partial(_two_layer_mlp, activation="activation"), ())}),  # its modulation: no rule
+    **_family("focalnet.modeling_focalnet", {
+        "FocalNetMlp": (functools.partial(_two_layer_mlp, activation="activation"), ()), "FocalNetModulation": (_focal_modulation, ()),
+    }),
+    **_family("groupvit.modeling_groupvit", {  # the grouping blocks: the token mixer's hidden channels; the assignment's values, per channel
+        "GroupViTMixerMLP": (_two_layer_mlp, ()), "GroupViTAssignAttention": (functools.partial(_two_layer_mlp, first="v_proj", second="proj", activation=None), ()),
+    }),
     **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ())}),  # conv1 -> act -> drop path (per sample) -> conv2
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
@@ -3677,7 +3742,25 @@ def _tensor_owners(model: nn.Module) -> dict[int, list[str]]:
     return owners
 
 
-def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: set, include, exclude) -> str | None:
+def _span(member: _Member, block: int) -> tuple[int, int]:
+    """The range of its dim that ``member`` reorders (runs of ``block`` from its offset)."""
+    return member.offset, member.offset + len(member.blocks) * block
+
+
+def _claimed_by(claimed: Mapping[tuple, list[tuple[int, int]]], member: _Member, block: int) -> bool:
+    """Whether another group already reorders part of ``member``'s range of its tensor's dim (disjoint ranges of one
+    dim, such as FocalNet's q and ctx rows of projection_in, may go to different groups)."""
+    start, end = _span(member, block)
+    return any(start < other_end and other_start < end for other_start, other_end in claimed.get(member.key, ()))
+
+
+def _claim(claimed: dict[tuple, list[tuple[int, int]]], group: _Group) -> None:
+    """Record the ranges ``group`` reorders, for :func:`_claimed_by`."""
+    for member in group.members:
+        claimed.setdefault(member.key, []).append(_span(member, group.block))
+
+
+def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: Mapping[tuple, list[tuple[int, int]]], include, exclude) -> str | None:
     """Why ``group`` must be left alone (None to permute it)."""
     layers = group.layers
     excluded = _matching([*layers, *(m.name for m in group.members)], exclude)
@@ -3694,7 +3777,7 @@ def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: set, include
             return f"{member.name} is {tensor.dtype}, not floating point"
         if tensor.device.type == "meta":
             return f"{member.name} is on the meta device"
-        if member.key in claimed:
+        if _claimed_by(claimed, member, group.block):
             return f"{member.name} dim {member.dim} is already permuted by another group"
     return None
 
@@ -3867,14 +3950,14 @@ def _permute(
                 skipped.append(SkippedGroup(group.layers, reason))
 
     owners = _tensor_owners(model)
-    claimed: set[tuple[int, int, int | None]] = set()
+    claimed: dict[tuple[int, int, int | None], list[tuple[int, int]]] = {}  # (tensor, dim, expert) -> the ranges reordered
     chosen: list[_Group] = []
     for group in groups:
         reason = _admit(group, owners, claimed, include_patterns, exclude_patterns)
         if reason is not None:
             skipped.append(SkippedGroup(group.layers, reason))
             continue
-        claimed.update(m.key for m in group.members)
+        _claim(claimed, group)
         chosen.append(group)
     mentioned = {name for g in groups for name in g.layers} | {name for s in skipped for name in s.layers}
     for name, module in model.named_modules():

@@ -1116,6 +1116,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "vitdet": lambda: (transformers.VitDetModel(transformers.VitDetConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2, pretrain_image_size=16)), pixels),
         "focalnet": lambda: (transformers.FocalNetModel(transformers.FocalNetConfig(image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32])), pixels),
+        "focalnet-post-norm": lambda: (  # a LayerNorm after the modulation (FocalNet-Huge's), three focal levels, the context averaged over them
+            transformers.FocalNetModel(transformers.FocalNetConfig(
+                image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32], focal_levels=[3, 3], use_post_layernorm_in_modulation=True,
+                normalize_modulator=True,
+            )),
+            pixels,
+        ),
         **{conformer: functools.partial(_conformer, transformers, conformer) for conformer in _CONFORMERS},
         **{
             name: lambda shared=shared: (
@@ -1301,7 +1308,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )).encoder,
             {"pixel_values_videos": torch.randn(2, 4, 3, 16, 16)},
         ),
-        "groupvit": lambda: (  # two stages, each grouping the tokens (their assignment attention and mixer MLP stay)
+        "groupvit": lambda: (  # two stages, each grouping the tokens
             _from_config_class(
                 transformers, "groupvit.modeling_groupvit.GroupViTVisionModel", "GroupViTVisionConfig", hidden_size=32, intermediate_size=64, num_attention_heads=4,
                 image_size=16, patch_size=4, depths=[1, 1], num_group_tokens=[4, 2], num_output_groups=[4, 2],
@@ -1797,7 +1804,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("clap", ["ClapTextLayer", "ClapTextAttention"] + ["ClapProjectionLayer"] * 2 + ["ClapAudioLayer", "ClapAudioAttention"] * 2),
         ("maskformer-swin-stages", ["MaskFormerSwinLayer", "MaskFormerSwinAttention"] * 2),  # MaskFormer's Swin backbone
         ("patchtsmixer", ["PatchTSMixerMLP", "PatchTSMixerAttention", "PatchTSMixerMLP", "PatchTSMixerMLP"]),
-        ("aria_projector", ["MultiheadAttention", "AriaProjectorMLP"]),  # its cross-attention's v_proj and linear stay
+        # its cross-attention: q_proj, k_proj, v_proj -> multihead_attn's in_proj columns; out_proj -> linear; the attention's values
+        ("aria_projector", ["AriaCrossAttention", "AriaCrossAttention", "MultiheadAttention", "AriaProjectorMLP"]),
         ("idefics", ["IdeficsVisionAttention", "IdeficsVisionMLP", "IdeficsPerceiverAttention"] + ["IdeficsMLP", "IdeficsAttention"] * 4 + ["IdeficsMLP"]),
         ("fnet", ["FNetLayer"]),  # a 2-D FFT over tokens and hidden channels where attention would be: only the feed-forward moves
         ("bridgetower", ["BridgeTowerResidualAttention", "MultiheadAttention", "BridgeTowerTextLayer", "BridgeTowerAttention"] + ["BridgeTowerBertCrossLayer"] * 2 + ["BridgeTowerAttention"] * 4),
@@ -1865,7 +1873,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("t5gemma", ["T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaSelfAttention", "T5GemmaMLP", "T5GemmaCrossAttention"]),
         ("t5gemma2", ["T5Gemma2SelfAttention", "T5Gemma2MLP", "SiglipAttention", "SiglipMLP", "T5Gemma2MergedAttention", "T5Gemma2MLP"]),
         ("vjepa2", ["VJEPA2RopeAttention", "VJEPA2MLP"]),
-        ("groupvit", ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP"] + ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP", "fx"]),
+        # the grouping blocks: the token mixer MLP's hidden channels, the assignment attention's values (v_proj -> proj, channel by channel)
+        ("groupvit", ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP"] + ["GroupViTAttention", "GroupViTMLP"] * 2 + ["GroupViTMLP", "fx"] + ["GroupViTMixerMLP", "GroupViTAssignAttention"] * 2),
         ("qwen2_5_omni_vision", ["Qwen2_5OmniVisionAttention", "Qwen2_5OmniMLP", "fx"]),
         ("mllama", ["MllamaVisionAttention", "MllamaVisionMLP"] * 3 + ["MllamaTextSelfAttention", "MllamaTextMLP", "MllamaTextCrossAttention", "MllamaTextMLP"]),
         ("qwen3_vl_moe_text", ["Qwen3VLMoeTextAttention", "Qwen3VLMoeTextExperts"]),
@@ -1886,7 +1895,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("nllb-moe", ["NllbMoeAttention"] * 3 + ["NllbMoeDenseActDense"] * 4),  # each expert its own fc1 -> fc2
         ("fsmt", ["Attention"] * 3 + ["EncoderLayer", "DecoderLayer"]),
         ("vitdet", ["VitDetAttention", "VitDetMlp"]),  # qkv: all queries, all keys, all values
-        ("focalnet", ["FocalNetMlp"] * 2),  # its focal modulation: no rule
+        *[(family, ["FocalNetModulation", "FocalNetModulation", "FocalNetMlp"] * 2) for family in ("focalnet", "focalnet-post-norm")],  # the context channels, the modulated ones
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
         ("wav2vec2-layer-norm", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # a LayerNorm over the channels in each
@@ -2445,11 +2454,29 @@ def test_gpt_bigcode_cross_attention_stays_in_place() -> None:
     assert permute_module._gpt_bigcode_attention("attn", attention) == "cross-attention (q_attn and a key/value c_attn) has no rule"
 
 
+def test_groups_may_share_a_dim_on_disjoint_ranges_but_not_on_overlapping_ones() -> None:
+    """FocalNet's projection_in: its q rows go to one group, its ctx rows to another. A group reaching into rows that
+    another group already reorders is refused with the reason."""
+    up, first, second = nn.Linear(8, 24), nn.Linear(8, 8), nn.Linear(8, 8)
+    one = torch.zeros(1, dtype=torch.long)
+    def group(offset: int, name: str, reader: nn.Linear) -> Any:
+        members = permute_module._producer("up", up, 8, one, offset=offset) + permute_module._consumer(name, reader, 8)
+        return permute_module._Group("test", 8, 1, members)
+
+    claimed: dict = {}
+    for admitted in (group(0, "first", first), group(8, "second", second)):  # rows 0-7, then rows 8-15
+        assert permute_module._admit(admitted, {}, claimed, (), ()) is None
+        permute_module._claim(claimed, admitted)
+    overlapping = group(4, "third", nn.Linear(8, 8))  # rows 4-11
+    assert permute_module._admit(overlapping, {}, claimed, (), ()) == "up.weight dim 0 is already permuted by another group"
+    assert permute_module._admit(group(16, "fourth", nn.Linear(8, 8)), {}, claimed, (), ()) is None  # rows 16-23 are free
+
+
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
-    model, _ = _family_model("focalnet")  # its focal modulation (gates and a depthwise context over the channels): no rule
+    model, _ = _family_model("neomme")  # its attention (values through a sigmoid-gated output projection): no rule
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
-    for layer in ("projection_in", "projection_context", "projection_out"):
-        assert "FocalNetModulation has no permutation rule" in reasons[f"encoder.stages.0.layers.0.modulation.{layer}"]
+    for layer in ("q_proj", "k_proj", "v_proj"):
+        assert "NeoMMEAttention has no permutation rule" in reasons[f"layers.0.self_attn.{layer}"]
     model, _ = _family_model("whisper")
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layers.0.self_attn.q_proj"]  # ruled, but nothing could permute its input
