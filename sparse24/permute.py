@@ -1731,15 +1731,49 @@ def _mobilenet_v2_block(name: str, module: nn.Module, layer: str = "MobileNetV2C
     if up.groups != 1 or down.groups != 1 or down.in_channels != width or not _is_depthwise(dw, width):
         return f"conv_3x3 is not depthwise over expand_1x1's {width} channels, or reduce_1x1 reads {down.in_channels}"
     members = _producer(_join(name, "expand_1x1.convolution"), up, width) + _per_channel(_join(name, "conv_3x3.convolution"), dw, width)
-    for attr, part in (("expand_1x1", expand), ("conv_3x3", depthwise)):
-        norm, act = part.normalization, part.activation
-        if norm is not None and not (isinstance(norm, nn.BatchNorm2d) and norm.num_features == width):
-            return f"{attr}.normalization is not a BatchNorm2d over the {width} channels"
-        if act is not None and not _elementwise_activation(act):
-            return f"{attr}.activation {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
-        if norm is not None:
-            members += _per_channel(_join(name, f"{attr}.normalization"), norm, width)
+    for attr in ("expand_1x1", "conv_3x3"):
+        after = _norm_and_activation(name, module, attr, width)
+        if isinstance(after, str):
+            return after
+        members += after
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
+
+
+def _norm_and_activation(name: str, module: nn.Module, attr: str, width: int) -> list[_Member] | str:
+    """What follows the conv of MobileNetV2's (and MobileViT's) conv layer ``module.<attr>``: its BatchNorm's members
+    over ``width`` channels when it has one, and a check that its activation (if any) is elementwise."""
+    part = getattr(module, attr)
+    norm, act = part.normalization, part.activation
+    if norm is not None and not (isinstance(norm, nn.BatchNorm2d) and norm.num_features == width):
+        return f"{attr}.normalization is not a BatchNorm2d over the {width} channels"
+    if act is not None and not _elementwise_activation(act):
+        return f"{attr}.activation {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
+    return [] if norm is None else _per_channel(_join(name, f"{attr}.normalization"), norm, width)
+
+
+def _mobilevit_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """MobileViT's block ``fusion(cat(x, conv_projection(fold(transformer(unfold(conv_1x1(conv_kxk(x))))))))``, each a
+    MobileViTConvLayer (a conv, then a BatchNorm and an activation when present): conv_kxk's channels -> conv_1x1;
+    conv_projection's channels -> fusion's input channels after the residual's (the second half of the concat). The
+    downsampling block and the transformer by their own rules."""
+    parts = {attr: getattr(module, attr, None) for attr in ("conv_kxk", "conv_1x1", "conv_projection", "fusion")}
+    if not all(type(part).__name__ == "MobileViTConvLayer" and type(getattr(part, "convolution", None)) is nn.Conv2d and part.convolution.groups == 1 for part in parts.values()):
+        return ["conv_kxk, conv_1x1, conv_projection and fusion are not MobileViTConvLayers of ungrouped convs"]
+    found: list[_Group | str] = []
+    for first, second, offset in (("conv_kxk", "conv_1x1", 0), ("conv_projection", "fusion", parts["conv_projection"].convolution.out_channels)):
+        up, down = parts[first].convolution, parts[second].convolution
+        width = up.out_channels
+        if down.in_channels != offset + width:
+            found.append(f"{second} reads {down.in_channels} channels, not {first}'s {width} after {offset}")
+            continue
+        after = _norm_and_activation(name, module, first, width)
+        if isinstance(after, str):
+            found.append(after)
+            continue
+        reads = gemm_axes(down)["weight"].reduction
+        consumer = _Member(_join(name, f"{second}.convolution"), down, "weight", reads, _uniform(width, width), "consumer", offset)
+        found.append(_Group(type(module).__name__, width, 1, _producer(_join(name, f"{first}.convolution"), up, width) + after + [consumer]))
+    return found
 
 
 def _conv_layer_ffn(name: str, module: nn.Module) -> _Group | str:
@@ -2783,6 +2817,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("efficientnet.modeling_efficientnet", {"EfficientNetBlock": (_efficientnet_block, ())}),
     **_family("mobilevit.modeling_mobilevit", {
         "MobileViTInvertedResidual": (functools.partial(_mobilenet_v2_block, layer="MobileViTConvLayer"), ()),
+        "MobileViTLayer": (_mobilevit_layer, ("downsampling_layer", "transformer")),
         "MobileViTTransformerLayer": (functools.partial(_bert_layer, family="MobileViT"), ("attention",)),
         "MobileViTAttention": (functools.partial(_bert_attention, attention_attr="attention"), ()),
     }),

@@ -2025,7 +2025,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen2_vl-vision", ["VisionAttention", "VisionMlp", "fx"]),  # qkv: all queries, all keys, all values; the merger's Sequential traces
         ("qwen2_5_vl-vision", ["Qwen2_5_VLVisionAttention", "Qwen2_5_VLMLP"] * 2 + ["fx"]),
         ("qwen3_vl-vision", ["Qwen3VLVisionAttention", "Qwen3VLVisionMLP", "Qwen3VLVisionPatchMerger"]),
-        ("mobilevit", ["MobileViTInvertedResidual"] * 7 + ["MobileViTTransformerLayer", "MobileViTAttention"] * 9),
+        # and each MobileViT block's conv_kxk -> conv_1x1 and conv_projection -> fusion (the concat's second half)
+        ("mobilevit", ["MobileViTInvertedResidual"] * 7 + ["MobileViTTransformerLayer", "MobileViTAttention"] * 9 + ["MobileViTLayer"] * 6),
     ],
 )
 def test_transformers_families_permute_and_compute_the_same_function(name: str, kinds: list[str]) -> None:
