@@ -426,11 +426,13 @@ def _halves(name: str, module: nn.Module, width: int, block: int | None = None, 
     return [m for offset in (0, width) for m in _producer(name, module, block, blocks, offset=offset)]
 
 
-def _consumer(name: str, module: nn.Module, block: int, blocks: Tensor | None = None) -> list[_Member]:
+def _consumer(name: str, module: nn.Module, block: int, blocks: Tensor | None = None, *, offset: int = 0) -> list[_Member]:
+    """The input channels of ``module.weight`` (its reduction axis from :func:`sparse24.axes.gemm_axes`); ``offset``
+    (with ``blocks``): only the channels from there, as one part of a concatenated input."""
     axis = gemm_axes(module)["weight"]
     length = module.weight.shape[axis.reduction]
     blocks = _uniform(length, block) if blocks is None else blocks
-    return [_Member(name, module, "weight", axis.reduction, blocks, "consumer")]
+    return [_Member(name, module, "weight", axis.reduction, blocks, "consumer", offset)]
 
 
 def _per_channel(
@@ -1770,9 +1772,8 @@ def _mobilevit_layer(name: str, module: nn.Module) -> list[_Group | str]:
         if isinstance(after, str):
             found.append(after)
             continue
-        reads = gemm_axes(down)["weight"].reduction
-        consumer = _Member(_join(name, f"{second}.convolution"), down, "weight", reads, _uniform(width, width), "consumer", offset)
-        found.append(_Group(type(module).__name__, width, 1, _producer(_join(name, f"{first}.convolution"), up, width) + after + [consumer]))
+        consumer = _consumer(_join(name, f"{second}.convolution"), down, width, _uniform(width, width), offset=offset)
+        found.append(_Group(type(module).__name__, width, 1, _producer(_join(name, f"{first}.convolution"), up, width) + after + consumer))
     return found
 
 
@@ -2003,6 +2004,59 @@ def _focal_modulation(name: str, module: nn.Module) -> list[_Group | str]:
             return found + [f"layernorm is not an nn.LayerNorm over the {width} channels"]
         modulated += _per_channel(_join(name, "layernorm"), norm, width)
     found.append(_Group(type(module).__name__, width, 1, modulated + _consumer(_join(name, "projection_out"), proj_out, width)))
+    return found
+
+
+def _conv_module(name: str, module: nn.Module, width: int) -> list[_Member] | str:
+    """UperNet's conv module ``relu(batch_norm(conv(x)))`` at ``name``: its conv's output channels and its BatchNorm's."""
+    conv, norm = getattr(module, "conv", None), getattr(module, "batch_norm", None)
+    if _transformers_class(module) != "UperNetConvModule" or not (type(conv) is nn.Conv2d and conv.groups == 1 and conv.out_channels == width):
+        return f"{name} is not an UperNetConvModule of an ungrouped conv with {width} outputs"
+    if not (type(norm) is nn.BatchNorm2d and norm.num_features == width and _elementwise_module(getattr(module, "activation", None))):
+        return f"{name}'s batch_norm and activation are not a BatchNorm2d over its {width} channels and an elementwise function"
+    return _producer(_join(name, "conv"), conv, width) + _per_channel(_join(name, "batch_norm"), norm, width)
+
+
+def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
+    """UperNet's decode head: its conv modules (conv, BatchNorm, ReLU), resized and concatenated channel by channel.
+
+    - Each pyramid pooling block's channels -> the bottleneck's input channels after the top feature map's.
+    - The top-down stream: every lateral conv's channels and the bottleneck's, summed level into level (each
+      resized) -> every fpn conv, and the last part of fpn_bottleneck's input channels (the bottleneck's level).
+    - Each fpn conv's channels -> its part of fpn_bottleneck's input channels.
+    - fpn_bottleneck's channels -> the classifier.
+    """
+    width, levels = getattr(module, "channels", None), getattr(module, "in_channels", None)
+    blocks = list(getattr(getattr(module, "psp_modules", None), "blocks", None) or [])
+    laterals, fpns = list(getattr(module, "lateral_convs", None) or []), list(getattr(module, "fpn_convs", None) or [])
+    bottleneck, fpn_bottleneck = (_attr(module, f"{attr}.conv") for attr in ("bottleneck", "fpn_bottleneck"))
+    classifier = getattr(module, "classifier", None)
+    if not (isinstance(width, int) and isinstance(levels, (list, tuple)) and len(laterals) == len(fpns) == len(levels) - 1):
+        return ["channels / in_channels missing, or not one lateral and one fpn conv per level below the top"]
+    if not (type(bottleneck) is nn.Conv2d and type(fpn_bottleneck) is nn.Conv2d and type(classifier) is nn.Conv2d and classifier.groups == 1):
+        return ["bottleneck, fpn_bottleneck and classifier are not nn.Conv2d"]
+    if bottleneck.in_channels != levels[-1] + len(blocks) * width or fpn_bottleneck.in_channels != len(levels) * width or classifier.in_channels != width:
+        return [f"bottleneck ({bottleneck.in_channels}), fpn_bottleneck ({fpn_bottleneck.in_channels}) and classifier ({classifier.in_channels}) do not read the head's {width} channels per part"]
+    one, kind = _uniform(width, width), type(module).__name__
+    found: list[_Group | str] = []
+
+    def group(producers: list[tuple[str, nn.Module]], consumers: list[_Member]) -> None:
+        members = [_conv_module(_join(name, path), part, width) for path, part in producers]
+        refused = next((m for m in members if isinstance(m, str)), None)
+        found.append(refused if refused is not None else _Group(kind, width, 1, [m for each in members for m in each] + consumers))
+
+    for i, block in enumerate(blocks):
+        pooled = _attr(block, "1")
+        group([(f"psp_modules.{i}.1", pooled)], _consumer(_join(name, "bottleneck.conv"), bottleneck, width, one, offset=levels[-1] + i * width))
+    stream = [(f"lateral_convs.{j}", part) for j, part in enumerate(laterals)] + [("bottleneck", module.bottleneck)]
+    readers = [m for j, part in enumerate(fpns) for m in _consumer(_join(name, f"fpn_convs.{j}.conv"), part.conv, width)] if all(type(getattr(part, "conv", None)) is nn.Conv2d and part.conv.groups == 1 for part in fpns) else None
+    if readers is None:
+        found.append("fpn_convs are not UperNetConvModules of ungrouped convs")
+        return found
+    group(stream, readers + _consumer(_join(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=len(fpns) * width))
+    for j, part in enumerate(fpns):
+        group([(f"fpn_convs.{j}", part)], _consumer(_join(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=j * width))
+    group([("fpn_bottleneck", module.fpn_bottleneck)], _consumer(_join(name, "classifier"), classifier, width))
     return found
 
 
@@ -2371,6 +2425,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
     **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),
     **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),

@@ -1116,6 +1116,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "vitdet": lambda: (transformers.VitDetModel(transformers.VitDetConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2, pretrain_image_size=16)), pixels),
         "focalnet": lambda: (transformers.FocalNetModel(transformers.FocalNetConfig(image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32])), pixels),
+        "upernet": lambda: (  # UperNet's decode head on a four-stage ConvNeXt: pyramid pooling at scales 1 and 2, the FPN's top-down stream
+            transformers.UperNetForSemanticSegmentation(transformers.UperNetConfig(
+                backbone_config=transformers.ConvNextConfig(  # layer scales of 1: at 1e-6 the blocks' order does not reach the head's logits
+                    hidden_sizes=[16, 16, 32, 32], depths=[1, 1, 1, 1], out_features=["stage1", "stage2", "stage3", "stage4"], layer_scale_init_value=1.0,
+                ),
+                hidden_size=16, pool_scales=[1, 2], use_auxiliary_head=False, num_labels=3,
+            )),
+            {"pixel_values": torch.randn(1, 3, 64, 64)},
+        ),
         "focalnet-post-norm": lambda: (  # a LayerNorm after the modulation (FocalNet-Huge's), three focal levels, the context averaged over them
             transformers.FocalNetModel(transformers.FocalNetConfig(
                 image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32], focal_levels=[3, 3], use_post_layernorm_in_modulation=True,
@@ -1895,7 +1904,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("nllb-moe", ["NllbMoeAttention"] * 3 + ["NllbMoeDenseActDense"] * 4),  # each expert its own fc1 -> fc2
         ("fsmt", ["Attention"] * 3 + ["EncoderLayer", "DecoderLayer"]),
         ("vitdet", ["VitDetAttention", "VitDetMlp"]),  # qkv: all queries, all keys, all values
-        *[(family, ["FocalNetModulation", "FocalNetModulation", "FocalNetMlp"] * 2) for family in ("focalnet", "focalnet-post-norm")],  # the context channels, the modulated ones
+        *[(family, ["FocalNetModulation", "FocalNetModulation", "FocalNetMlp"] * 2) for family in ("focalnet", "focalnet-post-norm")],
+        # its head: each pooling block -> the bottleneck's part; the lateral convs and the bottleneck (summed level into level) -> the fpn convs
+        # and fpn_bottleneck's last part; each fpn conv -> its part of fpn_bottleneck; fpn_bottleneck -> the classifier
+        ("upernet", ["ConvNextLayer"] * 4 + ["UperNetHead"] * 7),  # the context channels, the modulated ones
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
         ("wav2vec2-layer-norm", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # a LayerNorm over the channels in each
