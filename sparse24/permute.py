@@ -2060,6 +2060,24 @@ def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
+    """LASR's subsampling ``dense_1(act(conv_1(act(conv_0(act(dense_0(x))))))``, the convs over time between two
+    transposes that only move the channels: dense_0's channels -> conv_0, conv_0's -> conv_1, conv_1's -> dense_1."""
+    layers = [(attr, getattr(module, attr, None)) for attr in ("dense_0", "conv_0", "conv_1", "dense_1")]
+    if not (_is_linear(layers[0][1]) and _is_linear(layers[3][1]) and all(type(layer) is nn.Conv1d and layer.groups == 1 for _, layer in layers[1:3])):
+        return ["dense_0 and dense_1 are not nn.Linear, or conv_0 and conv_1 are not ungrouped nn.Conv1d"]
+    if not _elementwise_module(getattr(module, "act_fn", None)):
+        return [f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"]
+    found: list[_Group | str] = []
+    for (first, up), (second, down) in zip(layers, layers[1:]):
+        width = up.weight.shape[gemm_axes(up)["weight"].output]
+        if down.weight.shape[gemm_axes(down)["weight"].reduction] != width:
+            found.append(f"{second} does not read {first}'s {width} channels")
+        else:
+            found.append(_Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width)))
+    return found
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2752,6 +2770,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         for module, cls in [("parakeet", "Parakeet"), ("lasr", "Lasr")]
         for part, rule in (("Attention", (_attention, ())), ("FeedForward", (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ())))
     },
+    **_family("lasr.modeling_lasr", {"LasrEncoderSubsampling": (_lasr_subsampling, ())}),
     **_family("gemma3n.modeling_gemma3n", {
         "Gemma3nTextAttention": (_gemma_attention, ()),
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise

@@ -1896,7 +1896,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("seamless_m4t-speech", ["SeamlessM4TConformerSelfAttention"] * 2 + ["SeamlessM4TConformerConvolutionModule", "SeamlessM4TConformerAdapterLayer"] + ["SeamlessM4TConformerFeedForward"] * 4),
         ("seamless_m4t_v2-speech", ["SeamlessM4Tv2ConformerSelfAttention"] * 2 + ["SeamlessM4Tv2ConformerConvolutionModule", "SeamlessM4Tv2ConformerAdapterLayer"] + ["SeamlessM4Tv2ConformerFeedForward"] * 4),
         ("parakeet", ["ParakeetEncoderAttention", "ParakeetEncoderConvolutionModule"] + ["ParakeetEncoderFeedForward"] * 2),
-        ("lasr", ["LasrEncoderAttention", "LasrEncoderConvolutionModule"] + ["LasrEncoderFeedForward"] * 2),
+        ("lasr", ["LasrEncoderAttention", "LasrEncoderConvolutionModule"] + ["LasrEncoderFeedForward"] * 2 + ["LasrEncoderSubsampling"] * 3),  # dense_0 -> conv_0 -> conv_1 -> dense_1
         ("granite_speech", ["GraniteSpeechConformerAttention", "GraniteSpeechConformerConvModule"] + ["GraniteSpeechConformerFeedForward"] * 2),  # to_kv: keys, values
         ("led", ["LEDEncoderAttention", "LEDEncoderLayer", "LEDDecoderAttention", "LEDDecoderAttention", "LEDDecoderLayer"]),  # value and value_global -> output
         ("longformer", ["LongformerAttention", "LongformerLayer"]),  # value and value_global -> output.dense
