@@ -1515,6 +1515,14 @@ def _gated_output_attention(name: str, module: nn.Module, gate_attr: str = "gate
     return group
 
 
+def _head_gated_attention(name: str, module: nn.Module) -> _Group | str:
+    """Step 3.7's attention: Llama's value path, each head's output scaled whole by its sigmoid(g_proj(x)) (one gate per
+    head, ``gate_per_head``); its per-channel gating variant is refused."""
+    if not getattr(module, "gate_per_head", False):
+        return "its output gate is per channel, not per head: no rule moves g_proj's rows"
+    return _attention(name, module)
+
+
 def _laguna_attention(name: str, module: nn.Module) -> _Group | str:
     """LagunaAttention: the output gated by ``softplus(g_proj(x))``, one gate per head (the same for all of a head's
     channels: Llama's value path) or per channel (g_proj's rows move with the values, as AFMoE's gate_proj's)."""
@@ -2443,6 +2451,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
     **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
     **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),

@@ -1519,6 +1519,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ),
             ids,
         ),
+        "step3p7_text": lambda: (  # Step 3.7's language model: per-head output gates; a dense layer, then experts and a shared MLP, clamped at 0.5
+            transformers.models.step3p7.modeling_step3p7.Step3p7TextModel(transformers.AutoConfig.for_model(
+                "step3p5", **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, head_dim=16, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                share_expert_dim=32, mlp_layer_types=["dense", "sparse"], layer_types=["full_attention"] * 2, sliding_window=8, swiglu_limits=[0.5, 0.5],
+                swiglu_limits_shared=[0.5, 0.5], pad_token_id=0,
+            )),
+            ids,
+        ),
         "minimax": lambda: (  # a lightning (linear) attention layer of blocks of 4 positions, then a full attention one; experts in both
             _causal_lm(transformers, "minimax", num_hidden_layers=2, layer_types=["linear_attention", "full_attention"], block_size=4, num_local_experts=4, num_experts_per_tok=2),
             ids,
@@ -1743,7 +1751,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -1956,6 +1964,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, ["ZayaAttention", "ZayaExperts"]) for family in ("zaya", "zaya-one-kv-head")],  # per half head of values, from v_proj_current or v_proj_delayed
         # Llama's values in the sliding layer; in the sparse one each run of 16 value channels (an NVFP4 scale block) in its own order
         ("kolibri1_1", ["Kolibri1_1Attention", "Kolibri1_1MLP", "Kolibri1_1Attention"] + ["Kolibri1_1Experts", "Kolibri1_1MLP"] * 3),
+        ("step3p7_text", ["Step3p7Attention", "Step3p7MLP", "Step3p7Attention", "Step3p7Experts", "Step3p7MLP"]),
         ("minimax", ["MiniMaxLightningAttention", "MiniMaxExperts", "MiniMaxAttention", "MiniMaxExperts"]),  # per head: its v rows of qkv_proj, output_gate, the norm
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
         ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
@@ -2483,6 +2492,14 @@ def test_groups_may_share_a_dim_on_disjoint_ranges_but_not_on_overlapping_ones()
     overlapping = group(4, "third", nn.Linear(8, 8))  # rows 4-11
     assert permute_module._admit(overlapping, {}, claimed, (), ()) == "up.weight dim 0 is already permuted by another group"
     assert permute_module._admit(group(16, "fourth", nn.Linear(8, 8)), {}, claimed, (), ()) is None  # rows 16-23 are free
+
+
+def test_step3p7_attention_gated_per_channel_stays_in_place() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model("step3p5", hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_hidden_layers=1, gating="per-channel")
+    attention = transformers.models.step3p7.modeling_step3p7.Step3p7Attention(config, layer_idx=0)
+    assert attention.g_proj.out_features == 64  # a gate per channel
+    assert permute_module._head_gated_attention("attn", attention) == "its output gate is per channel, not per head: no rule moves g_proj's rows"
 
 
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
