@@ -2086,6 +2086,21 @@ def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _newline_patch_merger(name: str, module: nn.Module) -> list[_Group | str]:
+    """HunYuan-VL's patch merger ``mlp(cat(proj_out(act(proj_conv(x))), image_newline))``, the newline a column of
+    one learned value per channel appended to each row of the image: proj_conv's channels -> proj_out; proj_out's
+    channels, with image_newline's values -> mlp."""
+    found: list[_Group | str] = [_two_layer_mlp(name, module, "proj_conv", "proj_out", "proj_act")]
+    out, mlp, newline = (getattr(module, attr, None) for attr in ("proj_out", "mlp", "image_newline"))
+    if not (type(out) is nn.Conv2d and out.groups == 1 and _is_linear(mlp) and mlp.in_features == out.out_channels):
+        return found + ["proj_out is not an ungrouped nn.Conv2d whose channels mlp (an nn.Linear) reads"]
+    width = out.out_channels
+    if not (isinstance(newline, Tensor) and newline.shape == (width,)):
+        return found + [f"image_newline is not one value for each of the {width} channels"]
+    members = _producer(_join(name, "proj_out"), out, width) + _per_channel(name, module, width, attrs=("image_newline",))
+    return found + [_Group(type(module).__name__, width, 1, members + _consumer(_join(name, "mlp"), mlp, width))]
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2791,7 +2806,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("exaone4_5.modeling_exaone4_5", {"Exaone4_5_VisionAttention": (functools.partial(_phi3_attention, qkv="qkv", output="proj"), ())}),
     **_family("granite_docling.modeling_granite_docling", {"GraniteDoclingVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("cosmos3_edge.modeling_cosmos3_edge", {"Cosmos3EdgeVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
-    **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ()), "HunYuanVLVisionPatchMerger": (_newline_patch_merger, ())}),
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),
     **{  # CLIP's and SigLIP's attention (v_proj -> out_proj per head) in code of their own (Ovis 2.5's, OWL-ViT's and
         # Chinese-CLIP's repeat these classes' code)

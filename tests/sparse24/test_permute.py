@@ -1866,7 +1866,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("qwen2_vl_text", "Qwen2VLAttention"), ("qwen2_5_vl_text", "Qwen2_5_VLAttention"), ("qwen2_5_omni_text", "Qwen2_5OmniAttention"),
         )],
         *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in (
-            ("internvl_vision", "InternVLVision"), ("hunyuan_vl_vision", "HunYuanVLVision"), ("kimi_k25_vision", "Kimi_K25Vision"), ("glm4v_text", "Glm4vText"),
+            ("internvl_vision", "InternVLVision"), ("kimi_k25_vision", "Kimi_K25Vision"), ("glm4v_text", "Glm4vText"),
             ("glm_image_text", "GlmImageText"), ("glm_ocr_text", "GlmOcrText"), ("qwen3_vl_text", "Qwen3VLText"), ("paddleocr_vl_text", "PaddleOCR"),
             ("molmo2_text", "Molmo2"), ("ultrabert", "Ultrabert"), ("embedding_gemma2_text", "EmbeddingGemma2"),  # its PLE blocks gate with the per-layer embeddings
             ("mlcd", "MLCD"), ("owlv2", "Owlv2"), ("owlvit", "OwlViT"), ("chinese_clip", "ChineseCLIPVision"), ("altclip", "AltCLIP"), ("idefics2", "Idefics2Vision"),
@@ -1964,6 +1964,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, ["ZayaAttention", "ZayaExperts"]) for family in ("zaya", "zaya-one-kv-head")],  # per half head of values, from v_proj_current or v_proj_delayed
         # Llama's values in the sliding layer; in the sparse one each run of 16 value channels (an NVFP4 scale block) in its own order
         ("kolibri1_1", ["Kolibri1_1Attention", "Kolibri1_1MLP", "Kolibri1_1Attention"] + ["Kolibri1_1Experts", "Kolibri1_1MLP"] * 3),
+        # its patch merger: proj_conv -> proj_out; proj_out's channels and the image_newline's values -> mlp
+        ("hunyuan_vl_vision", ["HunYuanVLVisionAttention", "HunYuanVLVisionMLP"] + ["HunYuanVLVisionPatchMerger"] * 2),
         ("step3p7_text", ["Step3p7Attention", "Step3p7MLP", "Step3p7Attention", "Step3p7Experts", "Step3p7MLP"]),
         ("minimax", ["MiniMaxLightningAttention", "MiniMaxExperts", "MiniMaxAttention", "MiniMaxExperts"]),  # per head: its v rows of qkv_proj, output_gate, the norm
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
