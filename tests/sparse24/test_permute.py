@@ -1116,6 +1116,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "vitdet": lambda: (transformers.VitDetModel(transformers.VitDetConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2, pretrain_image_size=16)), pixels),
         "focalnet": lambda: (transformers.FocalNetModel(transformers.FocalNetConfig(image_size=16, patch_size=4, embed_dim=16, depths=[1, 1], hidden_sizes=[16, 32])), pixels),
+        "minicpmv4_6_vision": lambda: (  # MiniCPM-V 4.6's tower: 4 x 4 patches packed in one row, merged 2 x 2 by its window merger after the first layer
+            transformers.models.minicpmv4_6.modeling_minicpmv4_6.MiniCPMV4_6VisionModel(transformers.AutoConfig.for_model(
+                "minicpmv4_6_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=16, patch_size=4, insert_layer_id=0,
+            )),
+            {"pixel_values": torch.randn(1, 3, 4, 64), "target_sizes": torch.tensor([[4, 4]])},
+        ),
         "upernet": lambda: (  # UperNet's decode head on a four-stage ConvNeXt: pyramid pooling at scales 1 and 2, the FPN's top-down stream
             transformers.UperNetForSemanticSegmentation(transformers.UperNetConfig(
                 backbone_config=transformers.ConvNextConfig(  # layer scales of 1: at 1e-6 the blocks' order does not reach the head's logits
@@ -1915,6 +1921,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, ["FocalNetModulation", "FocalNetModulation", "FocalNetMlp"] * 2) for family in ("focalnet", "focalnet-post-norm")],
         # its head: each pooling block -> the bottleneck's part; the lateral convs and the bottleneck (summed level into level) -> the fpn convs
         # and fpn_bottleneck's last part; each fpn conv -> its part of fpn_bottleneck; fpn_bottleneck -> the classifier
+        # its window merger's linear_1 -> linear_2 (its attention a SigLIP one)
+        ("minicpmv4_6_vision", ["MiniCPMV4_6VisionAttention", "MiniCPMV4_6VisionMLP"] * 2 + ["MiniCPMV4_6ViTWindowAttentionMerger", "MiniCPMV4_6VisionAttention"]),
         ("upernet", ["ConvNextLayer"] * 4 + ["UperNetHead"] * 7),  # the context channels, the modulated ones
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
