@@ -2101,6 +2101,26 @@ def _newline_patch_merger(name: str, module: nn.Module) -> list[_Group | str]:
     return found + [_Group(type(module).__name__, width, 1, members + _consumer(_join(name, "mlp"), mlp, width))]
 
 
+def _additive_attention(name: str, module: nn.Module) -> _Group | str:
+    """SwiftFormer's efficient additive attention ``final(proj(g * normalize(to_key(x))) + q)``, ``q =
+    normalize(to_query(x))`` and ``g`` the tokens' sum of q weighted by a softmax of ``q @ w_g``: the L2 norms run over
+    all the channels, the products are channel by channel, and proj's output joins q, so one order for to_query's,
+    to_key's and proj's rows and w_g's -> proj's and final's columns."""
+    layers = {attr: getattr(module, attr, None) for attr in ("to_query", "to_key", "proj", "final")}
+    weight = getattr(module, "w_g", None)
+    if not all(_is_linear(layer) for layer in layers.values()):
+        return "to_query, to_key, proj and final are not all nn.Linear"
+    width = layers["to_query"].out_features
+    if any(layer.in_features != width or layer.out_features != width for attr, layer in layers.items() if attr in ("to_key", "proj")) or layers["final"].in_features != width:
+        return f"to_key, proj and final do not read and write to_query's {width} channels"
+    if not (isinstance(weight, Tensor) and weight.shape == (width, 1)):
+        return f"w_g is not one weight for each of the {width} channels"
+    members = [m for attr in ("to_query", "to_key", "proj") for m in _producer(_join(name, attr), layers[attr], width)]
+    members += _per_channel(name, module, width, attrs=("w_g",))
+    members += _consumer(_join(name, "proj"), layers["proj"], width) + _consumer(_join(name, "final"), layers["final"], width)
+    return _Group(type(module).__name__, width, 1, members)
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2466,6 +2486,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("swiftformer.modeling_swiftformer", {  # its conv encoders' and local representations' 1 x 1 convs, its MLPs, its additive attention
+        "SwiftFormerConvEncoder": (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()),
+        "SwiftFormerLocalRepresentation": (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()),
+        "SwiftFormerMlp": (functools.partial(_two_layer_mlp, activation="act"), ()),
+        "SwiftFormerEfficientAdditiveAttention": (_additive_attention, ()),
+    }),
     **_family("minicpmv4_6.modeling_minicpmv4_6", {  # the vision tower: SigLIP's values; the window merger's MLP (its act a GELU function)
         "MiniCPMV4_6VisionAttention": (_OUT_PROJ_ATTENTION, ()),
         "MiniCPMV4_6ViTWindowAttentionMerger": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation=None), ("self_attn",)),

@@ -1122,6 +1122,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(1, 3, 4, 64), "target_sizes": torch.tensor([[4, 4]])},
         ),
+        "swiftformer": lambda: (  # two stages of a conv encoder and an additive-attention block each; layer scales of 1 (at 1e-5 the blocks' order fades)
+            transformers.SwiftFormerModel(transformers.SwiftFormerConfig(
+                image_size=32, depths=[2, 2], embed_dims=[16, 32], downsamples=[True, True], mlp_ratio=2, layer_scale_init_value=1.0,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "upernet": lambda: (  # UperNet's decode head on a four-stage ConvNeXt: pyramid pooling at scales 1 and 2, the FPN's top-down stream
             transformers.UperNetForSemanticSegmentation(transformers.UperNetConfig(
                 backbone_config=transformers.ConvNextConfig(  # layer scales of 1: at 1e-6 the blocks' order does not reach the head's logits
@@ -1923,6 +1929,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # and fpn_bottleneck's last part; each fpn conv -> its part of fpn_bottleneck; fpn_bottleneck -> the classifier
         # its window merger's linear_1 -> linear_2 (its attention a SigLIP one)
         ("minicpmv4_6_vision", ["MiniCPMV4_6VisionAttention", "MiniCPMV4_6VisionMLP"] * 2 + ["MiniCPMV4_6ViTWindowAttentionMerger", "MiniCPMV4_6VisionAttention"]),
+        # the 1 x 1 convs of its conv encoders and local representations, its MLPs; the attention: to_query, to_key, proj rows and w_g ->
+        # proj and final (proj's output joins the queries); the patch embedding's Sequential traces
+        ("swiftformer", ["SwiftFormerConvEncoder", "SwiftFormerLocalRepresentation", "SwiftFormerEfficientAdditiveAttention", "SwiftFormerMlp"] * 2 + ["fx"]),
         ("upernet", ["ConvNextLayer"] * 4 + ["UperNetHead"] * 7),  # the context channels, the modulated ones
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
