@@ -2121,6 +2121,61 @@ def _additive_attention(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, members)
 
 
+def _rep_conv_branches(name: str, layer: nn.Module, role: str) -> list[_Member] | str:
+    """TextNet's re-parameterisable conv layer ``relu(sum of main, vertical and horizontal conv -> BatchNorm [+
+    BatchNorm(x)])``: ``role`` "producer", its branches' output channels and BatchNorms; "consumer", their input
+    channels."""
+    if _transformers_class(layer) != "TextNetRepConvLayer" or not _elementwise_module(getattr(layer, "activation_function", None)):
+        return f"{name} is not a TextNetRepConvLayer with an elementwise activation"
+    members: list[_Member] = []
+    for branch in ("main", "vertical", "horizontal"):
+        conv, norm = getattr(layer, f"{branch}_conv", None), getattr(layer, f"{branch}_batch_norm", None)
+        if conv is None:
+            continue
+        if not (type(conv) is nn.Conv2d and conv.groups == 1 and type(norm) is nn.BatchNorm2d and norm.num_features == conv.out_channels):
+            return f"{name}.{branch}_conv is not an ungrouped nn.Conv2d with its BatchNorm2d"
+        if role == "producer":
+            members += _producer(_join(name, f"{branch}_conv"), conv, conv.out_channels) + _per_channel(_join(name, f"{branch}_batch_norm"), norm, conv.out_channels)
+        else:
+            members += _consumer(_join(name, f"{branch}_conv"), conv, conv.in_channels)
+    return members
+
+
+def _rep_conv_stage(name: str, module: nn.Module) -> list[_Group | str]:
+    """TextNet's stage: its re-parameterisable conv layers one after another. A layer's channels -> the next layer's
+    branches; where that layer has an identity branch (a BatchNorm of its input added to its output), its output
+    channels are its input's, so the group runs on through it (its branches' rows, both BatchNorms) to the next
+    layer without one. A run that reaches the stage's output, or starts at a layer with an identity branch (its
+    order is its input's), stays."""
+    layers = list(getattr(module, "stage", None) or [])
+    found: list[_Group | str] = []
+    i = 0
+    while i < len(layers) - 1:
+        if getattr(layers[i], "rbr_identity", None) is not None:
+            i += 1
+            continue
+        members = _rep_conv_branches(_join(name, f"stage.{i}"), layers[i], "producer")
+        j = i + 1
+        while isinstance(members, list) and j < len(layers):
+            reads = _rep_conv_branches(_join(name, f"stage.{j}"), layers[j], "consumer")
+            identity = getattr(layers[j], "rbr_identity", None)
+            if isinstance(reads, str) or identity is None:
+                members = reads if isinstance(reads, str) else members + reads
+                break
+            writes = _rep_conv_branches(_join(name, f"stage.{j}"), layers[j], "producer")
+            members = writes if isinstance(writes, str) else members + reads + writes + _per_channel(_join(name, f"stage.{j}.rbr_identity"), identity, identity.num_features)
+            j += 1
+        if isinstance(members, str):
+            found.append(members)
+        elif j == len(layers):
+            found.append(f"stage.{i}'s channels run through identity branches to the stage's output")
+        else:
+            width = members[0].tensor.shape[members[0].dim]
+            found.append(_Group(type(module).__name__, width, 1, members))
+        i = j
+    return found
+
+
 def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
     """SAM's mask decoder attention: q/k/v project to ``internal_dim`` (the width over the downsample rate), split
     into ``num_attention_heads`` heads: v_proj's rows per head -> out_proj."""
@@ -2486,6 +2541,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
+    **_family("textnet.modeling_textnet", {"TextNetStage": (_rep_conv_stage, ())}),
     **_family("swiftformer.modeling_swiftformer", {  # its conv encoders' and local representations' 1 x 1 convs, its MLPs, its additive attention
         "SwiftFormerConvEncoder": (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()),
         "SwiftFormerLocalRepresentation": (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()),

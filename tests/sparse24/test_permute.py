@@ -1128,6 +1128,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        # two stages of three re-parameterisable conv layers: strides 1, 1, 2 (the middle one has an identity branch), then 1, 2, 1 (16 -> 16
+        # channels: the first and the last have identity branches)
+        "textnet": lambda: (
+            transformers.TextNetModel(transformers.TextNetConfig(
+                stem_out_channels=8, hidden_sizes=[8, 16, 16], conv_layer_kernel_sizes=[[[3, 3], [1, 3], [3, 3]], [[3, 3], [3, 1], [1, 3]]],
+                conv_layer_strides=[[1, 1, 2], [1, 2, 1]],
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "upernet": lambda: (  # UperNet's decode head on a four-stage ConvNeXt: pyramid pooling at scales 1 and 2, the FPN's top-down stream
             transformers.UperNetForSemanticSegmentation(transformers.UperNetConfig(
                 backbone_config=transformers.ConvNextConfig(  # layer scales of 1: at 1e-6 the blocks' order does not reach the head's logits
@@ -1708,7 +1717,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1932,6 +1941,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # the 1 x 1 convs of its conv encoders and local representations, its MLPs; the attention: to_query, to_key, proj rows and w_g ->
         # proj and final (proj's output joins the queries); the patch embedding's Sequential traces
         ("swiftformer", ["SwiftFormerConvEncoder", "SwiftFormerLocalRepresentation", "SwiftFormerEfficientAdditiveAttention", "SwiftFormerMlp"] * 2 + ["fx"]),
+        # layer 0 -> through layer 1 (its identity branch: its rows and BatchNorms too) -> layer 2; in the second stage, layer 0's channels are
+        # its input's (an identity branch) and layer 2's identity branch carries layer 1's to the stage's output: they stay
+        ("textnet", ["TextNetStage"]),
         ("upernet", ["ConvNextLayer"] * 4 + ["UperNetHead"] * 7),  # the context channels, the modulated ones
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
@@ -2519,6 +2531,13 @@ def test_step3p7_attention_gated_per_channel_stays_in_place() -> None:
     attention = transformers.models.step3p7.modeling_step3p7.Step3p7Attention(config, layer_idx=0)
     assert attention.g_proj.out_features == 64  # a gate per channel
     assert permute_module._head_gated_attention("attn", attention) == "its output gate is per channel, not per head: no rule moves g_proj's rows"
+
+
+def test_textnet_channels_reaching_a_stage_output_through_identity_branches_stay() -> None:
+    model, _ = _family_model("textnet")
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    assert reasons["encoder.stages.1"] == "TextNetStage: stage.1's channels run through identity branches to the stage's output"
+    assert "encoder.stages.0" not in reasons  # its identity layer sits between two layers without one
 
 
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
