@@ -2068,6 +2068,34 @@ def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _fcn_head(name: str, module: nn.Module) -> list[_Group | str]:
+    """UperNet's auxiliary FCN head ``classifier(conv_cat(cat(x, convs(x))))``, its conv modules one after another:
+    each conv module's channels -> the next one's conv; the last one's -> conv_cat's input channels after x's (with
+    ``concat_input``) or the classifier; conv_cat's -> the classifier."""
+    width, classifier = getattr(module, "channels", None), getattr(module, "classifier", None)
+    convs = list(module.convs) if isinstance(getattr(module, "convs", None), nn.Sequential) else []
+    if not (isinstance(width, int) and type(classifier) is nn.Conv2d and classifier.groups == 1 and classifier.in_channels == width):
+        return ["channels missing, or the classifier is not an ungrouped nn.Conv2d reading them"]
+    readers: list[tuple[str, list[_Member] | str]] = []
+    for k in range(1, len(convs)):
+        conv = _attr(convs[k], "conv")
+        readers.append((f"convs.{k - 1}", _consumer(_join(name, f"convs.{k}.conv"), conv, width) if type(conv) is nn.Conv2d and conv.groups == 1 else f"convs.{k} has no ungrouped nn.Conv2d"))
+    cat = _attr(module, "conv_cat.conv") if getattr(module, "concat_input", False) else None
+    if convs and cat is not None:
+        fits = type(cat) is nn.Conv2d and cat.groups == 1 and cat.in_channels == module.in_channels + width
+        readers.append((f"convs.{len(convs) - 1}", _consumer(_join(name, "conv_cat.conv"), cat, width, _uniform(width, width), offset=module.in_channels) if fits else "conv_cat does not read x and the convs' channels"))
+    elif convs:
+        readers.append((f"convs.{len(convs) - 1}", _consumer(_join(name, "classifier"), classifier, width)))
+    if cat is not None:
+        readers.append(("conv_cat", _consumer(_join(name, "classifier"), classifier, width)))
+    found: list[_Group | str] = []
+    for producer, consumer in readers:
+        members = _conv_module(_join(name, producer), _attr(module, producer), width)
+        refused = next((m for m in (members, consumer) if isinstance(m, str)), None)
+        found.append(refused if refused is not None else _Group(type(module).__name__, width, 1, members + consumer))
+    return found
+
+
 def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
     """LASR's subsampling ``dense_1(act(conv_1(act(conv_0(act(dense_0(x))))))``, the convs over time between two
     transposes that only move the channels: dense_0's channels -> conv_0, conv_0's -> conv_1, conv_1's -> dense_1."""
@@ -2553,7 +2581,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MiniCPMV4_6ViTWindowAttentionMerger": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation=None), ("self_attn",)),
     }),
     **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
-    **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ())}),
+    **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ()), "UperNetFCNHead": (_fcn_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
     **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),
     **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),

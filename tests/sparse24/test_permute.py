@@ -1137,14 +1137,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
-        "upernet": lambda: (  # UperNet's decode head on a four-stage ConvNeXt: pyramid pooling at scales 1 and 2, the FPN's top-down stream
+        "upernet": lambda: (  # UperNet's decode and auxiliary heads on a four-stage ConvNeXt: pyramid pooling at scales 1 and 2, the FPN's top-down stream
             transformers.UperNetForSemanticSegmentation(transformers.UperNetConfig(
                 backbone_config=transformers.ConvNextConfig(  # layer scales of 1: at 1e-6 the blocks' order does not reach the head's logits
                     hidden_sizes=[16, 16, 32, 32], depths=[1, 1, 1, 1], out_features=["stage1", "stage2", "stage3", "stage4"], layer_scale_init_value=1.0,
                 ),
-                hidden_size=16, pool_scales=[1, 2], use_auxiliary_head=False, num_labels=3,
+                hidden_size=16, pool_scales=[1, 2], num_labels=3, auxiliary_channels=16, auxiliary_num_convs=2, auxiliary_concat_input=True,
             )),
-            {"pixel_values": torch.randn(1, 3, 64, 64)},
+            {"pixel_values": torch.randn(1, 3, 64, 64), "labels": torch.randint(0, 3, (1, 64, 64))},  # labels: the loss adds the auxiliary head's
         ),
         "focalnet-post-norm": lambda: (  # a LayerNorm after the modulation (FocalNet-Huge's), three focal levels, the context averaged over them
             transformers.FocalNetModel(transformers.FocalNetConfig(
@@ -1944,7 +1944,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # layer 0 -> through layer 1 (its identity branch: its rows and BatchNorms too) -> layer 2; in the second stage, layer 0's channels are
         # its input's (an identity branch) and layer 2's identity branch carries layer 1's to the stage's output: they stay
         ("textnet", ["TextNetStage"]),
-        ("upernet", ["ConvNextLayer"] * 4 + ["UperNetHead"] * 7),  # the context channels, the modulated ones
+        # the auxiliary FCN head: convs.0 -> convs.1 -> conv_cat's part after the input's -> the classifier (it reaches the loss)
+        ("upernet", ["ConvNextLayer"] * 4 + ["UperNetHead"] * 7 + ["UperNetFCNHead"] * 3),  # the context channels, the modulated ones
         ("wav2vec2", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # conv0 -> GroupNorm -> conv1 -> conv2
         ("hubert", ["HubertAttention", "HubertFeedForward"] + ["HubertFeatureEncoder"] * 2),
         ("wav2vec2-layer-norm", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # a LayerNorm over the channels in each
@@ -2090,7 +2091,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
