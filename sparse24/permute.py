@@ -418,6 +418,12 @@ def _producer(
     return members
 
 
+def _strided_rows(name: str, module: nn.Module, block: int, heads: int, stride: int, start: int) -> list[_Member]:
+    """:func:`_producer` of one run of ``block`` output rows per head, head ``h``'s at ``h * stride + start`` (a fused
+    projection laid out head after head: DeepSeek's kv_b_proj, MiniMax's qkv_proj), each head its own order."""
+    return [m for h in range(heads) for m in _producer(name, module, block, torch.tensor([h]), offset=h * stride + start)]
+
+
 def _halves(name: str, module: nn.Module, width: int, block: int | None = None, blocks: Tensor | None = None) -> list[_Member]:
     """:func:`_producer` of both halves of a fused projection whose output rows ``[0, width)`` and ``[width, 2 width)``
     hold the same channels (gate and up, a GLU's value and gate, Mamba's x and z), in one order (per ``block``)."""
@@ -512,6 +518,13 @@ def _elementwise_activation(act: object) -> bool:
     return _elementwise_module(act) if isinstance(act, nn.Module) else act in _UNARY_FUNCTIONS
 
 
+def _not_elementwise(module: nn.Module, attr: str) -> str | None:
+    """Why ``module.<attr>``, the activation its own forward applies, keeps a rule from permuting; None where it is a
+    known elementwise module."""
+    act = _attr(module, attr)
+    return None if _elementwise_module(act) else f"{attr} {type(act).__name__} is not a known elementwise activation"
+
+
 def _is_depthwise(conv: object, width: int) -> bool:
     """A convolution over ``width`` channels, each its own group (it moves with its channel)."""
     return isinstance(conv, nn.modules.conv._ConvNd) and conv.groups == conv.in_channels == conv.out_channels == width
@@ -546,8 +559,8 @@ def _gated_mlp(
     gate_layer, up_layer, down_layer = (_attr(module, attr) for attr in (gate, up, down))
     if not all(_is_linear(m) for m in (gate_layer, up_layer, down_layer)):
         return f"{gate}, {up} and {down} are not all nn.Linear"
-    if act is not None and not _elementwise_module(_attr(module, act)):
-        return f"{act} {type(_attr(module, act)).__name__} is not a known elementwise activation"
+    if act is not None and (refused := _not_elementwise(module, act)) is not None:
+        return refused
     width = gate_layer.out_features
     if up_layer.out_features != width or down_layer.in_features != width:
         return f"{gate}/{up} outputs ({gate_layer.out_features}, {up_layer.out_features}) and {down} input ({down_layer.in_features}) differ"
@@ -576,8 +589,8 @@ def _fused_experts(name: str, module: nn.Module) -> _Group | str:
             from transformers.integrations.moe import _default_apply_gate
 
             own_gate = getattr(type(module), "_apply_gate", _default_apply_gate) is not _default_apply_gate
-    if not own_gate and not _elementwise_module(getattr(module, "act_fn", None)):
-        return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
+    if not own_gate and (refused := _not_elementwise(module, "act_fn")) is not None:
+        return refused
     rows, cols = axes[up_name].output - 1, axes["down_proj"].reduction - 1  # the dims in one expert's slice
     up, down = getattr(module, up_name), module.down_proj
     width = down.shape[1 + cols]
@@ -999,8 +1012,8 @@ def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj",
     fused_layer, down_layer = getattr(module, fused, None), getattr(module, down, None)
     if not (_is_linear(fused_layer) and _is_linear(down_layer)):
         return f"{fused} and {down} are not nn.Linear"
-    if act is not None and not _elementwise_module(getattr(module, act, None)):
-        return f"{act} {type(getattr(module, act, None)).__name__} is not a known elementwise activation"
+    if act is not None and (refused := _not_elementwise(module, act)) is not None:
+        return refused
     width = down_layer.in_features
     if fused_layer.out_features != 2 * width:
         return f"{fused}'s {fused_layer.out_features} outputs are not twice {down}'s {width} inputs"
@@ -1170,21 +1183,30 @@ def _mla_attention(name: str, module: nn.Module) -> list[_Group | str]:
         return ["num_heads / qk_nope_head_dim / v_head_dim / kv_lora_rank missing"]
     if kv_b.out_features != heads * (nope + v_dim) or o_proj.in_features != heads * v_dim or kv_b.in_features != rank or kv_a.out_features <= rank:
         return [f"kv_b_proj ({kv_b.in_features} -> {kv_b.out_features}) / o_proj ({o_proj.in_features}) do not fit {heads} heads of {nope} + {v_dim} from a latent of {rank}"]
-    values = [m for h in range(heads) for m in _producer(_join(name, "kv_b_proj"), kv_b, v_dim, torch.tensor([h]), offset=h * (nope + v_dim) + nope)]
+    values = _strided_rows(_join(name, "kv_b_proj"), kv_b, v_dim, heads, nope + v_dim, nope)
     found: list[_Group | str] = [_Group(kind, v_dim, heads, values + _consumer(_join(name, "o_proj"), o_proj, v_dim, torch.arange(heads)))]
     for down, norm, up in (("kv_a_proj_with_mqa", "kv_a_layernorm", "kv_b_proj"), ("q_a_proj", "q_a_layernorm", "q_b_proj")):
-        a, n, b = (getattr(module, attr, None) for attr in (down, norm, up))
-        if a is None and down == "q_a_proj":  # no query latent: q_proj reads the hidden states
+        if getattr(module, down, None) is None and down == "q_a_proj":  # no query latent: q_proj reads the hidden states
             continue
-        width = b.in_features if _is_linear(b) else None
-        if not (_is_linear(a) and _is_linear(b)) or a.out_features < width:
-            found.append(f"{down} and {up} are not nn.Linear from a latent of {width}")
-        elif not (type(n).__name__.endswith("RMSNorm") and set(dict(n.named_parameters())) == {"weight"} and n.weight.shape == (width,)):
-            found.append(f"{norm} is not an RMS norm over the {width} latent channels")
-        else:
-            latent = _producer(_join(name, down), a, width, torch.zeros(1, dtype=torch.long)) + _per_channel(_join(name, norm), n, width)
-            found.append(_Group(kind, width, 1, latent + _consumer(_join(name, up), b, width)))
+        b = getattr(module, up, None)
+        found.append(_latent(name, module, down, norm, [up], b.in_features if _is_linear(b) else None))
     return found
+
+
+def _latent(name: str, module: nn.Module, down: str, norm: str, readers: Sequence[str], width: int | None, halves: str | None = None) -> _Group | str:
+    """A latent of multi-head latent attention: the first ``width`` rows of ``down`` (after them, DeepSeek's shared
+    rotary key), the RMS norm ``norm`` over them (its weight moves; its mean square is the same in any order) ->
+    the columns of every reader (paths from ``module``); ``halves``, a reader reading ``cat(norm(latent), latent)``
+    (AXK2's q_gate_proj): both halves of its columns."""
+    a, n = getattr(module, down, None), getattr(module, norm, None)
+    layers = [(path, _attr(module, path), 1) for path in readers] + ([(halves, _attr(module, halves), 2)] if halves else [])
+    if not (isinstance(width, int) and _is_linear(a) and a.out_features >= width and all(_is_linear(layer) and layer.in_features == parts * width for _, layer, parts in layers)):
+        return f"{down} and {' and '.join(path for path, _, _ in layers)} are not nn.Linear from a latent of {width}"
+    if not (type(n).__name__.endswith("RMSNorm") and set(dict(n.named_parameters())) == {"weight"} and n.weight.shape == (width,)):
+        return f"{norm} is not an RMS norm over the {width} latent channels"
+    members = _producer(_join(name, down), a, width, torch.zeros(1, dtype=torch.long)) + _per_channel(_join(name, norm), n, width)
+    members += [m for path, layer, parts in layers for m in _consumer(_join(name, path), layer, width, torch.zeros(parts, dtype=torch.long))]
+    return _Group(type(module).__name__, width, 1, members)
 
 
 def _indexed_mla_attention(name: str, module: nn.Module, gate: str | None = None) -> list[_Group | str]:
@@ -1219,7 +1241,7 @@ def _query_gated_mla(name: str, module: nn.Module) -> list[_Group | str]:
     values; the query latent's channels are q_a_proj's rows, q_a_layernorm's weight, both halves of q_gate_proj's
     columns and the indexer's wq_b columns (it reads the normed latent)."""
     found = _mla_attention(name, module)[:2]  # values and the key/value latent; the query latent has no q_b_proj here
-    fused, down, norm, reader = (_attr(module, attr) for attr in ("q_gate_proj", "q_a_proj", "q_a_layernorm", "indexer.wq_b"))
+    fused, down = getattr(module, "q_gate_proj", None), getattr(module, "q_a_proj", None)
     heads, qk_dim, v_dim, rank = (getattr(module, attr, None) for attr in ("num_heads", "qk_head_dim", "v_head_dim", "q_lora_rank"))
     if not all(isinstance(n, int) and n > 0 for n in (heads, qk_dim, v_dim, rank)):
         return found + ["num_heads / qk_head_dim / v_head_dim / q_lora_rank missing"]
@@ -1227,16 +1249,9 @@ def _query_gated_mla(name: str, module: nn.Module) -> list[_Group | str]:
         return found + [f"q_a_proj and q_gate_proj do not fit a query latent of {rank} and {heads} heads of {qk_dim} + {v_dim}"]
     values = found[0]
     if isinstance(values, _Group):
-        values.members += [m for h in range(heads) for m in _producer(_join(name, "q_gate_proj"), fused, v_dim, torch.tensor([h]), offset=h * (qk_dim + v_dim) + qk_dim)]
-    if not (type(norm).__name__.endswith("RMSNorm") and set(dict(norm.named_parameters())) == {"weight"} and norm.weight.shape == (rank,)):
-        return found + [f"q_a_layernorm is not an RMS norm over the {rank} latent channels"]
-    latent = _producer(_join(name, "q_a_proj"), down, rank) + _per_channel(_join(name, "q_a_layernorm"), norm, rank)
-    latent += _consumer(_join(name, "q_gate_proj"), fused, rank, torch.zeros(2, dtype=torch.long))
-    if getattr(module, "indexer", None) is not None:
-        if not (_is_linear(reader) and reader.in_features == rank):
-            return found + [f"indexer.wq_b is not an nn.Linear reading the {rank} query latent channels"]
-        latent += _consumer(_join(name, "indexer.wq_b"), reader, rank)
-    return found + [_Group(type(module).__name__, rank, 1, latent)]
+        values.members += _strided_rows(_join(name, "q_gate_proj"), fused, v_dim, heads, qk_dim + v_dim, qk_dim)
+    readers = ["indexer.wq_b"] if getattr(module, "indexer", None) is not None else []
+    return found + [_latent(name, module, "q_a_proj", "q_a_layernorm", readers, rank, halves="q_gate_proj")]
 
 
 def _grouped_output_attention(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1247,7 +1262,7 @@ def _grouped_output_attention(name: str, module: nn.Module) -> list[_Group | str
       ``o_lora_rank``, each reading its own group of heads, so each block takes its own order -> o_b_proj's columns;
     - the query latent: q_a_proj's rows and q_a_norm's weight -> q_b_proj's columns and, in the compressed sparse
       attention layers, the compressor's indexer's q_b_proj's columns (it reads the normed latent too)."""
-    o_a, o_b, q_a, norm, q_b = (getattr(module, attr, None) for attr in ("o_a_proj", "o_b_proj", "q_a_proj", "q_a_norm", "q_b_proj"))
+    o_a, o_b, q_a = (getattr(module, attr, None) for attr in ("o_a_proj", "o_b_proj", "q_a_proj"))
     groups = getattr(o_a, "n_groups", None)
     found: list[_Group | str] = []
     if _transformers_class(o_a) != "DeepseekV4GroupedLinear" or not (isinstance(groups, int) and groups > 0 and o_a.out_features % groups == 0):
@@ -1258,17 +1273,8 @@ def _grouped_output_attention(name: str, module: nn.Module) -> list[_Group | str
         rank, blocks = o_a.out_features // groups, torch.arange(groups)
         output = _producer(_join(name, "o_a_proj"), o_a, rank, blocks) + _consumer(_join(name, "o_b_proj"), o_b, rank, blocks)
         found.append(_Group(type(module).__name__, rank, groups, output))
-    readers = [("q_b_proj", q_b)]
-    if getattr(module, "compressor", None) is not None and hasattr(module.compressor, "indexer"):
-        readers.append(("compressor.indexer.q_b_proj", _attr(module, "compressor.indexer.q_b_proj")))
-    width = q_a.out_features if _is_linear(q_a) else None
-    if not (width and all(_is_linear(layer) and layer.in_features == width for _, layer in readers)):
-        found.append(f"q_a_proj, {' and '.join(path for path, _ in readers)} are not nn.Linear from a query latent of {width}")
-    elif not (type(norm).__name__.endswith("RMSNorm") and set(dict(norm.named_parameters())) == {"weight"} and norm.weight.shape == (width,)):
-        found.append(f"q_a_norm is not an RMS norm over the {width} latent channels")
-    else:
-        latent = _producer(_join(name, "q_a_proj"), q_a, width) + _per_channel(_join(name, "q_a_norm"), norm, width)
-        found.append(_Group(type(module).__name__, width, 1, latent + [m for path, layer in readers for m in _consumer(_join(name, path), layer, width)]))
+    readers = ["q_b_proj"] + (["compressor.indexer.q_b_proj"] if hasattr(getattr(module, "compressor", None), "indexer") else [])
+    found.append(_latent(name, module, "q_a_proj", "q_a_norm", readers, q_a.out_features if _is_linear(q_a) else None))
     return found
 
 
@@ -1299,6 +1305,12 @@ def _attention(
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
+def _query_head_runs(kv_heads: int, groups: int, per: int) -> Tensor:
+    """For o_proj's columns, run after run: which of the values' ``kv_heads * per`` runs each reads, a key/value head
+    being ``per`` runs and query head ``q`` reading key/value head ``q // groups``."""
+    return ((torch.arange(kv_heads * groups) // groups)[:, None] * per + torch.arange(per)).reshape(-1)
+
+
 def _cca_attention(name: str, module: nn.Module) -> _Group | str:
     """ZAYA's attention with its Compressed Convolutional Attention projection: the values are ``cat(v_proj_current(x),
     v_proj_delayed(x) one position later)`` viewed as key/value heads of ``head_dim``, so each half head of values
@@ -1318,9 +1330,7 @@ def _cca_attention(name: str, module: nn.Module) -> _Group | str:
         return f"v_proj_current ({current.out_features}), v_proj_delayed ({delayed.out_features}) and o_proj ({o.in_features}) do not fit half heads of {half} x {groups} groups"
     members = _producer(_join(name, "qkv_proj.v_proj_current"), current, half, torch.arange(runs))
     members += _producer(_join(name, "qkv_proj.v_proj_delayed"), delayed, half, torch.arange(runs, 2 * runs))
-    value_runs = torch.arange(2 * runs).view(runs, 2)  # [key/value head, half] -> value run
-    columns = value_runs[torch.arange(runs * groups) // groups].reshape(-1)  # query head q reads key/value head q // groups
-    return _Group(type(module).__name__, half, 2 * runs, members + _consumer(_join(name, "o_proj"), o, half, columns))
+    return _Group(type(module).__name__, half, 2 * runs, members + _consumer(_join(name, "o_proj"), o, half, _query_head_runs(runs, groups, 2)))
 
 
 def _short_conv_attention(name: str, module: nn.Module) -> _Group | str:
@@ -1452,8 +1462,7 @@ def _nvfp4_attention(name: str, module: nn.Module) -> _Group | str:
         return f"head_dim {head_dim} is not whole runs of {run} (the NVFP4 scale blocks of the values)"
     per, kv_heads = head_dim // run, group.count
     v, o = _attr(module, "v_proj"), _attr(module, "o_proj")
-    columns = (torch.arange(kv_heads * groups) // groups)[:, None] * per + torch.arange(per)  # query head q reads key/value head q // groups
-    members = _producer(_join(name, "v_proj"), v, run, torch.arange(kv_heads * per)) + _consumer(_join(name, "o_proj"), o, run, columns.reshape(-1))
+    members = _producer(_join(name, "v_proj"), v, run, torch.arange(kv_heads * per)) + _consumer(_join(name, "o_proj"), o, run, _query_head_runs(kv_heads, groups, per))
     return _Group(type(module).__name__, run, kv_heads * per, members)
 
 
@@ -1706,8 +1715,8 @@ def _segformer_mix_mlp(
     if not (_is_depthwise(conv, width) and fc2.in_features == width):
         return f"dwconv.dwconv is not depthwise over {first}'s {width} channels, or {second} reads {fc2.in_features}"
     for attr in (activation, *elementwise):
-        if not _elementwise_module(getattr(module, attr, None)):
-            return f"{attr} {type(getattr(module, attr, None)).__name__} is not a known elementwise activation"
+        if (refused := _not_elementwise(module, attr)) is not None:
+            return refused
     members = _producer(_join(name, first), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, second), fc2, width))
 
@@ -1923,8 +1932,9 @@ def _recurrent_block(name: str, module: nn.Module) -> _Group | str:
     x_proj, y_proj, out, conv, lru = (getattr(module, attr, None) for attr in ("linear_x", "linear_y", "linear_out", "conv_1d", "rg_lru"))
     if not all(_is_linear(m) for m in (x_proj, y_proj, out)):
         return "linear_x, linear_y and linear_out are not all nn.Linear"
-    if not _elementwise_module(getattr(module, "act_fn", None)):
-        return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
+    refused = _not_elementwise(module, "act_fn")
+    if refused is not None:
+        return refused
     width = out.in_features
     if x_proj.out_features != width or y_proj.out_features != width:
         return f"linear_x ({x_proj.out_features}) and linear_y ({y_proj.out_features}) outputs are not linear_out's {width} inputs"
@@ -1961,10 +1971,11 @@ def _lightning_attention(name: str, module: nn.Module) -> _Group | str:
     width = heads * head_dim
     if qkv.out_features != 3 * width or gate.out_features != width or out.in_features != width:
         return f"qkv_proj ({qkv.out_features}), output_gate ({gate.out_features}) and out_proj ({out.in_features}) do not fit {heads} heads of {head_dim}"
-    if not _elementwise_module(getattr(module, "act_fn", None)):
-        return f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"
+    refused = _not_elementwise(module, "act_fn")
+    if refused is not None:
+        return refused
     blocks = torch.arange(heads)
-    members = [m for head in range(heads) for m in _producer(_join(name, "qkv_proj"), qkv, head_dim, blocks[head : head + 1], offset=(3 * head + 2) * head_dim)]
+    members = _strided_rows(_join(name, "qkv_proj"), qkv, head_dim, heads, 3 * head_dim, 2 * head_dim)
     members += _producer(_join(name, "output_gate"), gate, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out, head_dim, blocks))
 
@@ -1973,8 +1984,9 @@ def _hq_mask_decoder(name: str, module: nn.Module) -> list[_Group | str]:
     """SAM-HQ's mask decoder: its HQ feature path ``mask_conv2(activation(mask_norm(mask_conv1(x))))``, mask_norm a
     channels-first LayerNorm (:func:`_conv_stem`); its two-way transformer and MLPs by their own rules, its
     transposed convs take no 2:4 mask."""
-    if not _elementwise_module(getattr(module, "activation", None)):
-        return [f"activation {type(getattr(module, 'activation', None)).__name__} is not a known elementwise activation"]
+    refused = _not_elementwise(module, "activation")
+    if refused is not None:
+        return [refused]
     return _conv_stem(name, module, ("mask_conv1", "mask_conv2"), {"mask_conv1": "mask_norm"})
 
 
@@ -1998,8 +2010,9 @@ def _focal_modulation(name: str, module: nn.Module) -> list[_Group | str]:
         isinstance(layer, nn.Sequential) and len(layer) == 2 and type(layer[0]) is nn.Conv2d and _is_depthwise(layer[0], width) and _elementwise_module(layer[1]) for layer in layers
     ):
         return [f"focal_layers are not {level} depthwise nn.Conv2d with an elementwise activation"]
-    if not _elementwise_module(getattr(module, "activation", None)):
-        return [f"activation {type(getattr(module, 'activation', None)).__name__} is not a known elementwise activation"]
+    refused = _not_elementwise(module, "activation")
+    if refused is not None:
+        return [refused]
     found: list[_Group | str] = []
     one = _uniform(width, width)  # projection_in's rows: q, then ctx, then the gates
     ctx = _producer(_join(name, "projection_in"), proj_in, width, one, offset=width)
@@ -2041,8 +2054,9 @@ def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
     classifier = getattr(module, "classifier", None)
     if not (isinstance(width, int) and isinstance(levels, (list, tuple)) and len(laterals) == len(fpns) == len(levels) - 1):
         return ["channels / in_channels missing, or not one lateral and one fpn conv per level below the top"]
-    if not (type(bottleneck) is nn.Conv2d and type(fpn_bottleneck) is nn.Conv2d and type(classifier) is nn.Conv2d and classifier.groups == 1):
-        return ["bottleneck, fpn_bottleneck and classifier are not nn.Conv2d"]
+    convs = [bottleneck, fpn_bottleneck, classifier, *(_attr(part, "conv") for part in fpns)]
+    if not all(type(conv) is nn.Conv2d and conv.groups == 1 for conv in convs):
+        return ["bottleneck, fpn_bottleneck, the fpn convs and the classifier are not ungrouped nn.Conv2d"]
     if bottleneck.in_channels != levels[-1] + len(blocks) * width or fpn_bottleneck.in_channels != len(levels) * width or classifier.in_channels != width:
         return [f"bottleneck ({bottleneck.in_channels}), fpn_bottleneck ({fpn_bottleneck.in_channels}) and classifier ({classifier.in_channels}) do not read the head's {width} channels per part"]
     one, kind = _uniform(width, width), type(module).__name__
@@ -2057,10 +2071,7 @@ def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
         pooled = _attr(block, "1")
         group([(f"psp_modules.{i}.1", pooled)], _consumer(_join(name, "bottleneck.conv"), bottleneck, width, one, offset=levels[-1] + i * width))
     stream = [(f"lateral_convs.{j}", part) for j, part in enumerate(laterals)] + [("bottleneck", module.bottleneck)]
-    readers = [m for j, part in enumerate(fpns) for m in _consumer(_join(name, f"fpn_convs.{j}.conv"), part.conv, width)] if all(type(getattr(part, "conv", None)) is nn.Conv2d and part.conv.groups == 1 for part in fpns) else None
-    if readers is None:
-        found.append("fpn_convs are not UperNetConvModules of ungrouped convs")
-        return found
+    readers = [m for j, part in enumerate(fpns) for m in _consumer(_join(name, f"fpn_convs.{j}.conv"), part.conv, width)]
     group(stream, readers + _consumer(_join(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=len(fpns) * width))
     for j, part in enumerate(fpns):
         group([(f"fpn_convs.{j}", part)], _consumer(_join(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=j * width))
@@ -2102,8 +2113,9 @@ def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
     layers = [(attr, getattr(module, attr, None)) for attr in ("dense_0", "conv_0", "conv_1", "dense_1")]
     if not (_is_linear(layers[0][1]) and _is_linear(layers[3][1]) and all(type(layer) is nn.Conv1d and layer.groups == 1 for _, layer in layers[1:3])):
         return ["dense_0 and dense_1 are not nn.Linear, or conv_0 and conv_1 are not ungrouped nn.Conv1d"]
-    if not _elementwise_module(getattr(module, "act_fn", None)):
-        return [f"act_fn {type(getattr(module, 'act_fn', None)).__name__} is not a known elementwise activation"]
+    refused = _not_elementwise(module, "act_fn")
+    if refused is not None:
+        return [refused]
     found: list[_Group | str] = []
     for (first, up), (second, down) in zip(layers, layers[1:]):
         width = up.weight.shape[gemm_axes(up)["weight"].output]
@@ -2566,13 +2578,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2MLP": (functools.partial(_gated_mlp, gate="w1", up="w3", down="w2", act=None), ()),  # w2(F.silu(w1(x)) * w3(x))
         "Lfm2ShortConv": (_short_conv, ()),  # LFM3's repeats its code
     }),
-    **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),
+    **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),  # Llama's values; g_proj's gate scales each head's output whole
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
     **_family("textnet.modeling_textnet", {"TextNetStage": (_rep_conv_stage, ())}),
     **_family("swiftformer.modeling_swiftformer", {  # its conv encoders' and local representations' 1 x 1 convs, its MLPs, its additive attention
-        "SwiftFormerConvEncoder": (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()),
-        "SwiftFormerLocalRepresentation": (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()),
+        **{cls: (functools.partial(_two_layer_mlp, first="point_wise_conv1", second="point_wise_conv2", activation="act"), ()) for cls in (
+            "SwiftFormerConvEncoder", "SwiftFormerLocalRepresentation",
+        )},
         "SwiftFormerMlp": (functools.partial(_two_layer_mlp, activation="act"), ()),
         "SwiftFormerEfficientAdditiveAttention": (_additive_attention, ()),
     }),
@@ -2585,7 +2598,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
     **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),
     **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),
-    **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),  # Llama's values; g_proj's gate scales each head's output whole
+    **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),
     # Ergo: Phi-3's fused qkv_proj; ReLU^2 up/down MLPs (the shared expert's RMS norm is on its output, the hidden size)
     **_family("ergo.modeling_ergo", {"ErgoAttention": (_phi3_attention, ()), "ErgoMLP": (_UP_DOWN_MLP, ()), "ErgoSharedExpert": (_UP_DOWN_MLP, ())}),
@@ -2732,8 +2745,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "IdeficsPerceiverAttention": (functools.partial(_attention, groups=1, output="output_proj"), ()),
         "IdeficsMLP": (functools.partial(_two_layer_mlp, first="fc", second="c_proj", activation="act"), ()),
     }),
-    # Aria's projector: its feed-forward (linear_in -> GELU -> linear_out); its cross-attention's nn.MultiheadAttention has
-    # that class's rule (v_proj before it and linear after it stay: a group would move only in_proj's value columns)
+    # Aria's projector: its feed-forward (linear_in -> GELU -> linear_out) and its cross-attention (its nn.MultiheadAttention's
+    # values by that class's rule)
     **_family("aria.modeling_aria", {
         "AriaProjectorMLP": (functools.partial(_two_layer_mlp, first="linear_in", second="linear_out", activation="act"), ()),
         "AriaCrossAttention": (_aria_cross_attention, ("multihead_attn",)),

@@ -856,9 +856,9 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
 
 def _xlstm(transformers: Any, weight_mode: str, **extra: Any) -> nn.Module:
     """A tiny xLSTM of two blocks, drawn at random: transformers' own init fails on the fused weight mode."""
-    config = transformers.xLSTMConfig(vocab_size=64, hidden_size=64, num_blocks=2, num_heads=4, weight_mode=weight_mode, **extra)
     from transformers.initialization import no_init_weights
 
+    config = transformers.xLSTMConfig(vocab_size=64, hidden_size=64, num_blocks=2, num_heads=4, weight_mode=weight_mode, **extra)
     with no_init_weights():
         model = transformers.xLSTMForCausalLM(config)
     for parameter in model.parameters():
