@@ -849,10 +849,14 @@ def _conv_feature_encoder(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
-def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, consumers: Sequence[str]) -> _Group | str:
+def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, consumers: Sequence[str], activation: str | None = None) -> _Group | str:
     """``producer``'s output channels -> ``norm`` (a LayerNorm over them: its statistics take every channel, its weight
-    and bias move) -> an elementwise function in the module's forward -> every one of ``consumers`` (GLM-4V's patch
-    merger: proj -> post_projection_norm -> GELU -> gate_proj and up_proj)."""
+    and bias move), an elementwise function in the module's forward before or after it -> every one of ``consumers``
+    (GLM-4V's patch merger: proj -> post_projection_norm -> GELU -> gate_proj and up_proj; RoBERTa's masked-LM head:
+    dense -> GELU -> layer_norm -> decoder). ``activation``: the attribute holding that function, where the module
+    has one (RemBERT's masked-LM head)."""
+    if activation is not None and (refusal := _not_elementwise(module, activation)):
+        return refusal
     first, norm_layer = getattr(module, producer, None), getattr(module, norm, None)
     readers = [getattr(module, consumer, None) for consumer in consumers]
     if not (_is_linear(first) and all(_is_linear(reader) for reader in readers)):
@@ -1670,6 +1674,8 @@ _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_p
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
+_TANH_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head
+_MLM_HEAD = functools.partial(_normed_fan_out, producer="dense", norm="layer_norm", consumers=("decoder",))  # RoBERTa's masked-LM head
 _SAM_ATTENTION = functools.partial(_stacked_qkv_attention, output="proj", heads_attr="num_attention_heads")
 # the local and the global values (value, value_global), each head's rows in one order -> output.dense
 _LONGFORMER_ATTENTION = functools.partial(_bert_attention, value_attr=("value", "value_global"), heads_attr="num_heads", head_dim_attr="head_dim")
@@ -2373,6 +2379,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_two_layer_mlp, ("self_attn",)),
     ("transformers.models.opt.modeling_opt", "OPTAttention"): (_OUT_PROJ_ATTENTION, ()),
     ("transformers.models.gpt2.modeling_gpt2", "GPT2Attention"): (_gpt2_attention, ()),
+    ("transformers.models.imagegpt.modeling_imagegpt", "ImageGPTAttention"): (_gpt2_attention, ()),  # GPT-2's older code
+    ("transformers.models.decision_transformer.modeling_decision_transformer", "DecisionTransformerGPT2Attention"): (_gpt2_attention, ()),
     ("transformers.models.bert.modeling_bert", "BertAttention"): (_bert_attention, ()),
     ("transformers.models.vit.modeling_vit", "ViTMLP"): (_two_layer_mlp, ()),
     ("transformers.models.vit.modeling_vit", "ViTAttention"): (_HEADS_OWN_VALUES, ()),
@@ -2405,6 +2413,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("roberta.modeling_roberta", "Roberta"),
     **_bert_family("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
     **_bert_family("electra.modeling_electra", "Electra"),
+    # the heads: sequence classification on the first token, dense -> tanh (RoBERTa's and its copies') or the config's
+    # activation (ELECTRA's) -> out_proj; the masked-LM head, dense -> GELU -> LayerNorm -> decoder (a decoder tied to
+    # the input embeddings, the configs' default, stays with that reason); RemBERT's, of its own width, is never tied
+    **_family("roberta.modeling_roberta", {"RobertaClassificationHead": (_TANH_HEAD, ()), "RobertaLMHead": (_MLM_HEAD, ())}),
+    **_family("longformer.modeling_longformer", {"LongformerClassificationHead": (_TANH_HEAD, ())}),
+    **_family("electra.modeling_electra", {"ElectraClassificationHead": (functools.partial(_TANH_HEAD, activation="activation"), ())}),
+    **_family("rembert.modeling_rembert", {"RemBertLMPredictionHead": (functools.partial(_MLM_HEAD, norm="LayerNorm", activation="activation"), ())}),
     **_bert_family("data2vec.modeling_data2vec_text", "Data2VecText"),
     **_bert_family("bert_generation.modeling_bert_generation", "BertGeneration"),
     **_bert_family("megatron_bert.modeling_megatron_bert", "MegatronBert"),  # pre-norm: the norms read the residual stream only
@@ -2526,7 +2541,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("starcoder2.modeling_starcoder2", {"Starcoder2MLP": (_c_fc_mlp, ())}),  # nn.Linear, unlike GPT-2's Conv1D
     **_family("gpt_bigcode.modeling_gpt_bigcode", {"GPTBigCodeMLP": (_c_fc_mlp, ()), "GPTBigCodeAttention": (_gpt_bigcode_attention, ())}),
     **_family("gpt_neo.modeling_gpt_neo", {"GPTNeoSelfAttention": (_OUT_PROJ_ATTENTION, ())}),  # local or global: a mask only
-    **_family("blip.modeling_blip", {"BlipAttention": (_stacked_qkv_attention, ())}),
+    **{  # BLIP's vision attention, and BLIP-2's, InstructBLIP's and InstructBLIP-Video's (through the attention interface)
+        (f"transformers.models.{module}", cls): (_stacked_qkv_attention, ())
+        for module, cls in (
+            ("blip.modeling_blip", "BlipAttention"), ("blip_2.modeling_blip_2", "Blip2Attention"), ("instructblip.modeling_instructblip", "InstructBlipAttention"),
+            ("instructblipvideo.modeling_instructblipvideo", "InstructBlipVideoAttention"),
+        )
+    },  # fmt: skip
     **_family("qwen2_5_vl.modeling_qwen2_5_vl", {  # the vision encoder (its language model: Qwen2's MLP and Qwen2-VL's attention)
         "Qwen2_5_VLVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
         "Qwen2_5_VLMLP": (_gated_mlp, ()),
@@ -2689,9 +2710,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("jina_embeddings_v3.modeling_jina_embeddings_v3", {"JinaEmbeddingsV3Attention": (_HEADS_OWN_VALUES, ())}),
     **_family("nomic_bert.modeling_nomic_bert", {"NomicBertAttention": (_HEADS_OWN_VALUES, ())}),
     **_bert_family("big_bird.modeling_big_bird", "BigBird"),  # full or block-sparse attention: blocks of positions, not of channels
-    **{  # BLIP-2's and InstructBLIP's Q-Former: BERT's attention under other names, and two feed-forwards per layer
+    **{  # BLIP-2's, InstructBLIP's and InstructBLIP-Video's Q-Former: BERT's attention under other names, and two feed-forwards per layer
         (f"transformers.models.{module}", f"{family}{cls}"): rule
-        for module, family in (("blip_2.modeling_blip_2", "Blip2QFormer"), ("instructblip.modeling_instructblip", "InstructBlipQFormer"))
+        for module, family in (
+            ("blip_2.modeling_blip_2", "Blip2QFormer"), ("instructblip.modeling_instructblip", "InstructBlipQFormer"),
+            ("instructblipvideo.modeling_instructblipvideo", "InstructBlipVideoQFormer"),
+        )
         for cls, rule in (
             ("Attention", (functools.partial(_bert_attention, attention_attr="attention"), ())),
             ("Layer", (functools.partial(_qformer_layer, family=family), ("attention", "crossattention"))),
@@ -3003,6 +3027,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "FalconH1Mixer": (_falcon_h1_mixer, ()),
     }),
     **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
+    # BART's attention in older copies: Speech2Text's, SeamlessM4T's (its text encoder and decoder, the text-to-unit model)
+    **{
+        (f"transformers.models.{module}", cls): (_OUT_PROJ_ATTENTION, ())
+        for module, cls in (
+            ("speech_to_text.modeling_speech_to_text", "Speech2TextAttention"), ("seamless_m4t.modeling_seamless_m4t", "SeamlessM4TAttention"),
+            ("seamless_m4t_v2.modeling_seamless_m4t_v2", "SeamlessM4Tv2Attention"),
+        )
+    },  # fmt: skip
     # BART's layout with other attentions: NLLB-MoE (each expert its own fc1 -> fc2), FSMT, LED (Longformer's attention in
     # its encoder), BigBird-Pegasus (full or block-sparse attention in its encoder)
     **_family("nllb_moe.modeling_nllb_moe", {"NllbMoeAttention": (_OUT_PROJ_ATTENTION, ()), "NllbMoeDenseActDense": (functools.partial(_two_layer_mlp, activation="act"), ())}),

@@ -1234,6 +1234,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {**ids, "pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        # BLIP-2, InstructBLIP (the Q-Former reads the instruction too) and InstructBLIP-Video (each frame through the vision
+        # tower and the Q-Former): 4 query tokens in the OPT's input per image, per frame for the video
+        **{
+            name: lambda name=name, cls=cls, token=token, frames=frames, instruction=instruction: (
+                getattr(transformers, f"{cls}ForConditionalGeneration")(getattr(transformers, f"{cls}Config")(
+                    vision_config={**vision, "initializer_range": 0.02}, num_query_tokens=4, **{token: 63},
+                    qformer_config=dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, encoder_hidden_size=32, cross_attention_frequency=1),
+                    text_config=dict(model_type="opt", vocab_size=64, hidden_size=64, ffn_dim=96, num_hidden_layers=1, num_attention_heads=4, word_embed_proj_dim=64),
+                )),
+                {
+                    "input_ids": torch.cat([torch.full((2, 4 * (frames or 1)), 63), torch.randint(2, 60, (2, 6))], 1),
+                    "pixel_values": torch.randn(2, 3, 16, 16) if frames is None else torch.randn(2, frames, 3, 16, 16),
+                    **({"qformer_input_ids": torch.randint(2, 60, (2, 5))} if instruction else {}),
+                },
+            )
+            for name, cls, token, frames, instruction in (
+                ("blip-2", "Blip2", "image_token_index", None, False), ("instructblip", "InstructBlip", "image_token_index", None, True),
+                ("instructblipvideo", "InstructBlipVideo", "video_token_index", 2, True),
+            )
+        },
         "lilt": lambda: (  # text and layout streams; hidden 96 (the box embeddings take a sixth each), layout heads of 12
             transformers.LiltModel(transformers.LiltConfig(**{**lm, "hidden_size": 96, "num_hidden_layers": 2}, channel_shrink_ratio=2, max_2d_position_embeddings=128)),
             {**ids, "bbox": (lambda corner: torch.cat([corner, corner + torch.randint(1, 60, (2, 10, 2))], -1))(torch.randint(0, 60, (2, 10, 2)))},
@@ -1449,6 +1469,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"pixel_values": torch.randn(2, 1, 4, 3, 32, 32), "aspect_ratio_ids": torch.tensor([[1], [2]]), "aspect_ratio_mask": torch.tensor([[[1, 0, 0, 0]], [[1, 1, 0, 0]]])},
         ),
         "xglm": lambda: (transformers.XGLMModel(transformers.XGLMConfig(vocab_size=64, d_model=32, num_layers=1, attention_heads=4, ffn_dim=64)), ids),
+        # BART's attention in older copies: Speech2Text (log-mel frames through its conv subsampler), SeamlessM4T's text model;
+        # GPT-2's: ImageGPT, the Decision Transformer (states, actions and returns as tokens)
+        "speech_to_text": lambda: (
+            transformers.Speech2TextModel(transformers.Speech2TextConfig(**seq2seq, input_feat_per_channel=16, conv_channels=32, num_conv_layers=2)),
+            {"input_features": torch.randn(2, 20, 16), **decoder},
+        ),
+        **{
+            f"{family}-text": lambda family=family, cls=cls: (
+                getattr(transformers, f"{cls}ForTextToText")(transformers.AutoConfig.for_model(family, **{**seq2seq, "hidden_size": 32, "pad_token_id": 0})), {**ids, **decoder},
+            )
+            for family, cls in (("seamless_m4t", "SeamlessM4T"), ("seamless_m4t_v2", "SeamlessM4Tv2"))
+        },
+        "imagegpt": lambda: (transformers.ImageGPTModel(transformers.ImageGPTConfig(vocab_size=65, n_positions=16, n_embd=64, n_layer=1, n_head=4)), ids),
+        "decision_transformer": lambda: (
+            transformers.DecisionTransformerModel(transformers.DecisionTransformerConfig(state_dim=6, act_dim=3, hidden_size=64, n_layer=1, n_head=4, max_ep_len=16)),
+            {
+                "states": torch.randn(2, 5, 6), "actions": torch.randn(2, 5, 3), "rewards": torch.randn(2, 5, 1), "returns_to_go": torch.randn(2, 5, 1),
+                "timesteps": torch.randint(0, 16, (2, 5)), "attention_mask": torch.ones(2, 5, dtype=torch.long),
+            },
+        ),
         "wav2vec2": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech)), {"input_values": torch.randn(2, 400)}),
         "hubert": lambda: (transformers.HubertModel(transformers.HubertConfig(**speech)), {"input_values": torch.randn(2, 400)}),
         "wav2vec2-layer-norm": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech, feat_extract_norm="layer")), {"input_values": torch.randn(2, 400)}),
@@ -1615,6 +1655,21 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             "megatron-bert", "roc_bert", "xlm-roberta-xl", "roberta-prelayernorm", "roformer", "layoutlm", "luke", "tapas", "nystromformer", "yoso", "deberta", "esm",
         )},
         "rembert": lambda: (_encoder(transformers, "rembert", **lm, input_embedding_size=32, output_embedding_size=32), ids),
+        # the heads: sequence classification on the first token (RoBERTa's tanh, XLM-R's copy of it, Longformer's, ELECTRA's
+        # GELU), the masked-LM head with its decoder untied from the embeddings, RemBERT's of its own width
+        **{
+            f"{family}-{task}": lambda family=family, cls=cls, task=task, extra=extra: (
+                getattr(transformers, f"{cls}For{'SequenceClassification' if task == 'classifier' else 'MaskedLM'}")(
+                    transformers.AutoConfig.for_model(family, **lm, num_labels=3, pad_token_id=0, **extra),
+                ),
+                {"input_ids": torch.randint(2, 64, (2, 16)), **({"global_attention_mask": torch.tensor([[1] + [0] * 15] * 2)} if family == "longformer" else {})},
+            )
+            for family, cls, task, extra in (
+                ("roberta", "Roberta", "classifier", {}), ("xlm-roberta", "XLMRoberta", "classifier", {}), ("electra", "Electra", "classifier", {"embedding_size": 64}),
+                ("longformer", "Longformer", "classifier", {"attention_window": [4], "max_position_embeddings": 64}),
+                ("roberta", "Roberta", "mlm", {"tie_word_embeddings": False}), ("rembert", "RemBert", "mlm", {"input_embedding_size": 32, "output_embedding_size": 48}),
+            )
+        },
         "roformer-rotary-value": lambda: (_encoder(transformers, "roformer", **lm, rotary_value=True), ids),  # rotated values: the attention stays
         "bert-generation": lambda: (transformers.BertGenerationEncoder(transformers.BertGenerationConfig(**lm)), ids),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
@@ -1829,6 +1884,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("roberta", ["RobertaLayer", "RobertaAttention"]),
         ("xlm_roberta", ["XLMRobertaLayer", "XLMRobertaAttention"]),
         ("electra", ["ElectraLayer", "ElectraAttention"]),
+        *[(f"{family}-{task}", [f"{cls}Layer", f"{cls}Attention", f"{cls}{head}"]) for family, cls, task, head in (
+            ("roberta", "Roberta", "classifier", "ClassificationHead"), ("xlm-roberta", "XLMRoberta", "classifier", "ClassificationHead"),
+            ("electra", "Electra", "classifier", "ClassificationHead"), ("longformer", "Longformer", "classifier", "ClassificationHead"),
+            ("roberta", "Roberta", "mlm", "LMHead"), ("rembert", "RemBert", "mlm", "LMPredictionHead"),
+        )],
         ("deberta_v2", ["DebertaV2Layer", "DebertaV2Attention"]),
         ("albert", ["AlbertLayer", "AlbertAttention"]),
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
@@ -1862,6 +1922,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
+        ("speech_to_text", ["Speech2TextAttention"] * 3 + ["Speech2TextEncoderLayer", "Speech2TextDecoderLayer"]),  # self-, cross- and encoder attention
+        *[(f"{family}-text", [f"{cls}Attention"] * 3 + [f"{cls}FeedForwardNetwork"] * 2) for family, cls in (("seamless_m4t", "SeamlessM4T"), ("seamless_m4t_v2", "SeamlessM4Tv2"))],
+        ("imagegpt", ["ImageGPTAttention", "ImageGPTMLP"]),
+        ("decision_transformer", ["DecisionTransformerGPT2Attention", "DecisionTransformerGPT2MLP"]),
         ("gemma3n", ["Gemma3nTextAttention", "Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # linear_left -> linear_right; the gate's Gaussian top-k
         ("pixtral", ["PixtralAttention", "PixtralMLP"]),
         ("sam-vision", ["SamVisionSdpaAttention", "SamMLPBlock"] * 2 + ["SamVisionNeck"]),  # the neck: conv1 -> channels-first LayerNorm -> conv2; qkv: (3, heads, head_dim); relative positions on the queries
@@ -1903,6 +1967,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("InstructBlipQFormer", [f"InstructBlipQFormer{cls}" for cls in ("Layer", "Layer", "Attention", "Attention", "Layer", "Layer", "Attention")]),  # the queries' and the text's feed-forwards
         ("recurrent_gemma", ["RecurrentGemmaRecurrentBlock", "RecurrentGemmaMlp", "RecurrentGemmaAttention", "RecurrentGemmaMlp"]),  # per head: x, y, conv, the RG-LRU's gate squares
         ("blip", ["BlipAttention", "BlipMLP", "BlipTextLayer", "BlipTextAttention", "BlipTextAttention"]),
+        # the vision tower, the Q-Former's 2 layers (self-attention, cross-attention in each, 1 or 2 feed-forwards) and the OPT
+        *[(name, [f"{cls}Attention", f"{cls}MLP", *[f"{cls}QFormerAttention"] * 4, *[f"{cls}QFormerLayer"] * layers, "OPTAttention", "OPTDecoderLayer"]) for name, cls, layers in (
+            ("blip-2", "Blip2", 2), ("instructblip", "InstructBlip", 4), ("instructblipvideo", "InstructBlipVideo", 4),
+        )],
         ("timesfm", ["TimesFmResidualBlock", "TimesFmAttention", "TimesFmMLP", "TimesFmResidualBlock"]),  # the input and output heads' residual blocks
         ("timesfm2_5", ["TimesFm2_5ResidualBlock", "TimesFm2_5Attention", "TimesFm2_5MLP", "TimesFm2_5ResidualBlock", "TimesFm2_5ResidualBlock"]),  # and the quantiles'
         *[(family, [f"{cls}Layer", f"{cls}Attention"]) for family, cls in (("visual_bert", "VisualBert"), ("xmod", "Xmod"), ("bros", "Bros"), ("layoutlmv3", "LayoutLMv3"))],
@@ -2106,6 +2174,8 @@ _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"
 # groups the forward runs but whose result the model drops: SAM's (SAM-HQ's, SAM 2's) multimask output leaves out the first mask token's
 # mask, so that token's hypernetwork MLP reaches no output
 _DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq", "sam2")}
+# InstructBLIP's language model reads the Q-Former's query tokens only: the last layer's feed-forward of the instruction's tokens
+_DISCARDED |= {family: ("qformer.encoder.layer.1.output.dense",) for family in ("instructblip", "instructblipvideo")}
 
 
 def _tensors(output: Any, key: str) -> list[torch.Tensor]:
@@ -2552,6 +2622,27 @@ def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
     model, _ = _family_model("roberta")  # RobertaSelfAttention has no rule of its own: RobertaAttention's covers it
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layer.0.attention.self.query"]
+
+
+def test_a_masked_lm_head_whose_decoder_is_tied_to_the_embeddings_stays_with_that_reason() -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.RobertaForMaskedLM(transformers.RobertaConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4))
+    state = _state(model)
+    report = permute(model)
+    reasons = {s.layers[0]: s.reason for s in report.skipped}
+    assert reasons["lm_head.dense"] == "lm_head.decoder.weight is shared with roberta.embeddings.word_embeddings.weight (tied)"
+    assert "RobertaLMHead" not in [g.kind for g in report.groups]
+    for name in ("lm_head.dense.weight", "lm_head.layer_norm.weight", "lm_head.decoder.weight"):
+        assert torch.equal(model.state_dict()[name], state[name])
+
+
+def test_a_masked_lm_head_with_a_mixing_activation_stays() -> None:
+    model, _ = _family_model("rembert-mlm")
+    model.cls.predictions.activation = nn.Softmax(dim=-1)  # mixes the channels: no order of them is safe
+    report = permute(model)
+    assert "RemBertLMPredictionHead" not in [g.kind for g in report.groups]
+    assert {s.layers[0]: s.reason for s in report.skipped}["cls.predictions"] == "RemBertLMPredictionHead: activation Softmax is not a known elementwise activation"
 
 
 def test_a_layer_whose_feed_forward_spans_its_children_names_the_layer_without_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
