@@ -868,6 +868,17 @@ def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, cons
     return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(_join(name, consumer), reader, width)])
 
 
+def _config_activation_head(name: str, module: nn.Module) -> _Group | str:
+    """BigBird's classification head (Nystromformer's, RoFormer's, YOSO's, MRA's; ConvBERT's): RoBERTa's, dense -> ``ACT2FN[config.hidden_act]``
+    -> out_proj, the activation looked up in the forward."""
+    from transformers.activations import ACT2FN
+
+    act = getattr(getattr(module, "config", None), "hidden_act", None)
+    if not (isinstance(act, str) and act in ACT2FN and _elementwise_module(ACT2FN[act])):
+        return f"config.hidden_act {act!r} is not a known elementwise activation"
+    return _DENSE_OUT_HEAD(name, module)
+
+
 def _seamless_adapter(name: str, module: nn.Module) -> _Group | str:
     """SeamlessM4T's conformer adapter layer: self_attn_conv (channels -> 2 x channels) -> GLU -> its self-attention's
     linear_q, linear_k and linear_v, which read those channels as they are (no rotary: the adapter's attention has
@@ -1674,7 +1685,7 @@ _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_p
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
-_TANH_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head
+_DENSE_OUT_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head (tanh)
 _MLM_HEAD = functools.partial(_normed_fan_out, producer="dense", norm="layer_norm", consumers=("decoder",))  # RoBERTa's masked-LM head
 _SAM_ATTENTION = functools.partial(_stacked_qkv_attention, output="proj", heads_attr="num_attention_heads")
 # the local and the global values (value, value_global), each head's rows in one order -> output.dense
@@ -2413,12 +2424,22 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("roberta.modeling_roberta", "Roberta"),
     **_bert_family("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
     **_bert_family("electra.modeling_electra", "Electra"),
-    # the heads: sequence classification on the first token, dense -> tanh (RoBERTa's and its copies') or the config's
-    # activation (ELECTRA's) -> out_proj; the masked-LM head, dense -> GELU -> LayerNorm -> decoder (a decoder tied to
+    # the heads: sequence classification, dense -> tanh (RoBERTa's and its copies' on the first token; BART's and T5's on
+    # the last end-of-sequence token; LayoutLMv3's) or the config's activation (ELECTRA's, BigBird's) -> out_proj; the masked-LM head, dense -> GELU -> LayerNorm -> decoder (a decoder tied to
     # the input embeddings, the configs' default, stays with that reason); RemBERT's, of its own width, is never tied
-    **_family("roberta.modeling_roberta", {"RobertaClassificationHead": (_TANH_HEAD, ()), "RobertaLMHead": (_MLM_HEAD, ())}),
-    **_family("longformer.modeling_longformer", {"LongformerClassificationHead": (_TANH_HEAD, ())}),
-    **_family("electra.modeling_electra", {"ElectraClassificationHead": (functools.partial(_TANH_HEAD, activation="activation"), ())}),
+    **_family("roberta.modeling_roberta", {"RobertaClassificationHead": (_DENSE_OUT_HEAD, ()), "RobertaLMHead": (_MLM_HEAD, ())}),
+    **{
+        (f"transformers.models.{module}", cls): (_DENSE_OUT_HEAD, ())
+        for module, cls in (
+            ("longformer.modeling_longformer", "LongformerClassificationHead"), ("bart.modeling_bart", "BartClassificationHead"),
+            ("t5.modeling_t5", "T5ClassificationHead"), ("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3ClassificationHead"),
+        )
+    },
+    **_family("big_bird.modeling_big_bird", {"BigBirdClassificationHead": (_config_activation_head, ())}),
+    **_family("convbert.modeling_convbert", {  # BERT's feed-forward (not with num_groups > 1: grouped linear layers); its attention's span convolution: no rule
+        "ConvBertLayer": (functools.partial(_bert_layer, family="ConvBert"), ("attention", "crossattention")), "ConvBertClassificationHead": (_config_activation_head, ()),
+    }),
+    **_family("electra.modeling_electra", {"ElectraClassificationHead": (functools.partial(_DENSE_OUT_HEAD, activation="activation"), ())}),
     **_family("rembert.modeling_rembert", {"RemBertLMPredictionHead": (functools.partial(_MLM_HEAD, norm="LayerNorm", activation="activation"), ())}),
     **_bert_family("data2vec.modeling_data2vec_text", "Data2VecText"),
     **_bert_family("bert_generation.modeling_bert_generation", "BertGeneration"),

@@ -1668,8 +1668,23 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("roberta", "Roberta", "classifier", {}), ("xlm-roberta", "XLMRoberta", "classifier", {}), ("electra", "Electra", "classifier", {"embedding_size": 64}),
                 ("longformer", "Longformer", "classifier", {"attention_window": [4], "max_position_embeddings": 64}),
                 ("roberta", "Roberta", "mlm", {"tie_word_embeddings": False}), ("rembert", "RemBert", "mlm", {"input_embedding_size": 32, "output_embedding_size": 48}),
+                ("big_bird", "BigBird", "classifier", {"attention_type": "original_full"}), ("convbert", "ConvBert", "classifier", {}),
             )
         },
+        # BART's and T5's classification heads read each sequence's last end-of-sequence token; LayoutLMv3's the first token
+        **{
+            f"{family}-classifier": lambda family=family, cls=cls, sizes=sizes: (
+                getattr(transformers, f"{cls}ForSequenceClassification")(transformers.AutoConfig.for_model(family, **sizes, num_labels=3, pad_token_id=0, eos_token_id=2)),
+                {"input_ids": torch.cat([torch.randint(3, 64, (2, 9)), torch.full((2, 1), 2)], 1)},
+            )
+            for family, cls, sizes in (("bart", "Bart", seq2seq), ("t5", "T5", {**t5, "decoder_start_token_id": 0}))
+        },
+        "layoutlmv3-classifier": lambda: (
+            transformers.LayoutLMv3ForSequenceClassification(transformers.LayoutLMv3Config(
+                **lm, coordinate_size=12, shape_size=8, input_size=32, patch_size=16, rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=32, num_labels=3,
+            )),
+            {**ids, "bbox": (lambda corner: torch.cat([corner, corner + torch.randint(1, 60, (2, 10, 2))], -1))(torch.randint(0, 60, (2, 10, 2))), "pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "roformer-rotary-value": lambda: (_encoder(transformers, "roformer", **lm, rotary_value=True), ids),  # rotated values: the attention stays
         "bert-generation": lambda: (transformers.BertGenerationEncoder(transformers.BertGenerationConfig(**lm)), ids),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
@@ -1887,8 +1902,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(f"{family}-{task}", [f"{cls}Layer", f"{cls}Attention", f"{cls}{head}"]) for family, cls, task, head in (
             ("roberta", "Roberta", "classifier", "ClassificationHead"), ("xlm-roberta", "XLMRoberta", "classifier", "ClassificationHead"),
             ("electra", "Electra", "classifier", "ClassificationHead"), ("longformer", "Longformer", "classifier", "ClassificationHead"),
-            ("roberta", "Roberta", "mlm", "LMHead"), ("rembert", "RemBert", "mlm", "LMPredictionHead"),
+            ("roberta", "Roberta", "mlm", "LMHead"), ("rembert", "RemBert", "mlm", "LMPredictionHead"), ("big_bird", "BigBird", "classifier", "ClassificationHead"),
+            ("layoutlmv3", "LayoutLMv3", "classifier", "ClassificationHead"),
         )],
+        ("convbert-classifier", ["ConvBertLayer", "ConvBertClassificationHead"]),  # its attention (a span convolution beside the heads): no rule
+        ("bart-classifier", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention", "BartClassificationHead"]),
+        ("t5-classifier", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense", "T5ClassificationHead"]),
         ("deberta_v2", ["DebertaV2Layer", "DebertaV2Attention"]),
         ("albert", ["AlbertLayer", "AlbertAttention"]),
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
@@ -2637,12 +2656,17 @@ def test_a_masked_lm_head_whose_decoder_is_tied_to_the_embeddings_stays_with_tha
         assert torch.equal(model.state_dict()[name], state[name])
 
 
-def test_a_masked_lm_head_with_a_mixing_activation_stays() -> None:
+def test_heads_with_a_mixing_activation_stay() -> None:
     model, _ = _family_model("rembert-mlm")
     model.cls.predictions.activation = nn.Softmax(dim=-1)  # mixes the channels: no order of them is safe
     report = permute(model)
     assert "RemBertLMPredictionHead" not in [g.kind for g in report.groups]
     assert {s.layers[0]: s.reason for s in report.skipped}["cls.predictions"] == "RemBertLMPredictionHead: activation Softmax is not a known elementwise activation"
+    model, _ = _family_model("big_bird-classifier")
+    model.config.hidden_act = "softmax"  # the head looks its activation up by this name in each forward
+    report = permute(model)
+    assert "BigBirdClassificationHead" not in [g.kind for g in report.groups]
+    assert {s.layers[0]: s.reason for s in report.skipped}["classifier"] == "BigBirdClassificationHead: config.hidden_act 'softmax' is not a known elementwise activation"
 
 
 def test_a_layer_whose_feed_forward_spans_its_children_names_the_layer_without_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
