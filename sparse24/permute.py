@@ -760,7 +760,7 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     convs = all(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1 for m in (up, down))
     if not (convs or (_is_linear(up) and _is_linear(down))):
         return f"{first} and {second} are not both nn.Linear (or ungrouped convolutions)"
-    act = getattr(module, activation, None) if activation is not None else None
+    act = _attr(module, activation) if activation is not None else None
     if activation is not None and not _elementwise_activation(act):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
     width, reads = (up.out_channels, down.in_channels) if convs else (up.out_features, down.in_features)
@@ -868,15 +868,18 @@ def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, cons
     return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(_join(name, consumer), reader, width)])
 
 
-def _config_activation_head(name: str, module: nn.Module) -> _Group | str:
-    """BigBird's classification head (Nystromformer's, RoFormer's, YOSO's, MRA's; ConvBERT's): RoBERTa's, dense -> ``ACT2FN[config.hidden_act]``
-    -> out_proj, the activation looked up in the forward."""
+def _config_activation_head(
+    name: str, module: nn.Module, key: str = "hidden_act", first: str = "dense", second: str = "out_proj", config: str = "config"
+) -> _Group | str:
+    """BigBird's classification head (Nystromformer's, RoFormer's, YOSO's, MRA's; ConvBERT's): RoBERTa's, dense ->
+    ``ACT2FN[config.hidden_act]`` -> out_proj, the activation looked up by ``key`` in the module's ``config`` in the
+    forward; DeBERTa's pooled classification (pooler.dense -> ``pooler_hidden_act`` -> classifier)."""
     from transformers.activations import ACT2FN
 
-    act = getattr(getattr(module, "config", None), "hidden_act", None)
+    act = getattr(_attr(module, config), key, None)
     if not (isinstance(act, str) and act in ACT2FN and _elementwise_module(ACT2FN[act])):
-        return f"config.hidden_act {act!r} is not a known elementwise activation"
-    return _DENSE_OUT_HEAD(name, module)
+        return f"config.{key} {act!r} is not a known elementwise activation"
+    return _two_layer_mlp(name, module, first=first, second=second, activation=None)
 
 
 def _seamless_adapter(name: str, module: nn.Module) -> _Group | str:
@@ -2436,6 +2439,28 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )
     },
     **_family("big_bird.modeling_big_bird", {"BigBirdClassificationHead": (_config_activation_head, ())}),
+    # classification on the pooled first token, the rule on the task model (its output is the classifier's alone; the base
+    # model's pooler_output is not returned): BERT's pooler.dense -> tanh, DistilBERT's pre_classifier -> ReLU, ALBERT's
+    # pooler -> pooler_activation, DeBERTa's ContextPooler dense -> config.pooler_hidden_act -> classifier
+    **_family("bert.modeling_bert", {
+        f"BertFor{task}": (functools.partial(_two_layer_mlp, first="bert.pooler.dense", second="classifier", activation="bert.pooler.activation"), ("bert",))
+        for task in ("SequenceClassification", "MultipleChoice")
+    }),
+    **_family("distilbert.modeling_distilbert", {
+        f"DistilBertFor{task}": (functools.partial(_two_layer_mlp, first="pre_classifier", second="classifier", activation=None), ("distilbert",))
+        for task in ("SequenceClassification", "MultipleChoice")
+    }),
+    **_family("albert.modeling_albert", {
+        f"AlbertFor{task}": (functools.partial(_two_layer_mlp, first="albert.pooler", second="classifier", activation="albert.pooler_activation"), ("albert",))
+        for task in ("SequenceClassification", "MultipleChoice")
+    }),
+    **{
+        (f"transformers.models.{module}", f"{family}For{task}"): (
+            functools.partial(_config_activation_head, key="pooler_hidden_act", first="pooler.dense", second="classifier", config="pooler.config"), ("deberta",),
+        )
+        for module, family, tasks in (("deberta.modeling_deberta", "Deberta", ("SequenceClassification",)), ("deberta_v2.modeling_deberta_v2", "DebertaV2", ("SequenceClassification", "MultipleChoice")))
+        for task in tasks
+    },
     **_family("convbert.modeling_convbert", {  # BERT's feed-forward (not with num_groups > 1: grouped linear layers); its attention's span convolution: no rule
         "ConvBertLayer": (functools.partial(_bert_layer, family="ConvBert"), ("attention", "crossattention")), "ConvBertClassificationHead": (_config_activation_head, ()),
     }),

@@ -992,6 +992,23 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "electra": lambda: (transformers.ElectraModel(transformers.ElectraConfig(**lm, embedding_size=64)), ids),
         "deberta_v2": lambda: (transformers.DebertaV2Model(transformers.DebertaV2Config(**lm)), ids),
         "albert": lambda: (transformers.AlbertModel(transformers.AlbertConfig(**{**lm, "num_hidden_layers": 2}, embedding_size=32)), ids),  # one layer, run twice
+        # classification on the pooled first token (the pooler in the base model or in the task model), for sequences and
+        # for multiple choice (2 choices of 10 tokens)
+        **{
+            f"{family}-{task}": lambda cls=cls, config=config, task=task: (
+                getattr(transformers, f"{cls}For{'SequenceClassification' if task == 'classifier' else 'MultipleChoice'}")(config()),
+                {"input_ids": torch.randint(2, 64, (2, 10)) if task == "classifier" else torch.randint(2, 64, (2, 2, 10))},
+            )
+            for family, cls, config in (
+                ("bert", "Bert", lambda: transformers.BertConfig(**lm, num_labels=3)),
+                ("distilbert", "DistilBert", lambda: transformers.DistilBertConfig(vocab_size=64, dim=64, hidden_dim=96, n_layers=1, n_heads=4, num_labels=3)),
+                ("albert", "Albert", lambda: transformers.AlbertConfig(**lm, embedding_size=32, num_labels=3)),
+                ("deberta_v2", "DebertaV2", lambda: transformers.DebertaV2Config(**lm, num_labels=3)),
+                ("deberta", "Deberta", lambda: transformers.DebertaConfig(**lm, num_labels=3)),
+            )
+            for task in ("classifier", "choice")
+            if (family, task) != ("deberta", "choice")  # DeBERTa (1) has no multiple-choice model
+        },
         "segformer": lambda: (
             transformers.SegformerModel(transformers.SegformerConfig(
                 num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[32, 64], num_attention_heads=[1, 2], sr_ratios=[2, 1],
@@ -1909,6 +1926,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("bart-classifier", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention", "BartClassificationHead"]),
         ("t5-classifier", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense", "T5ClassificationHead"]),
         ("deberta_v2", ["DebertaV2Layer", "DebertaV2Attention"]),
+        *[(f"{family}-{task}", [*layers, f"{cls}For{model}"]) for family, cls, layers in (
+            ("bert", "Bert", ["BertLayer", "BertAttention"]), ("distilbert", "DistilBert", ["FFN", "DistilBertSelfAttention"]),
+            ("albert", "Albert", ["AlbertLayer", "AlbertAttention"]), ("deberta_v2", "DebertaV2", ["DebertaV2Layer", "DebertaV2Attention"]), ("deberta", "Deberta", ["DebertaLayer"]),
+        ) for task, model in (("classifier", "SequenceClassification"), ("choice", "MultipleChoice")) if (family, task) != ("deberta", "choice")],
         ("albert", ["AlbertLayer", "AlbertAttention"]),
         ("segformer", ["SegformerAttention", "SegformerMixMLP"] * 2),
         ("bart", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention"]),
@@ -2667,21 +2688,28 @@ def test_heads_with_a_mixing_activation_stay() -> None:
     report = permute(model)
     assert "BigBirdClassificationHead" not in [g.kind for g in report.groups]
     assert {s.layers[0]: s.reason for s in report.skipped}["classifier"] == "BigBirdClassificationHead: config.hidden_act 'softmax' is not a known elementwise activation"
+    model, _ = _family_model("deberta_v2-classifier")
+    model.config.pooler_hidden_act = "softmax"  # the pooler reads its activation from the same config
+    report = permute(model)
+    assert "DebertaV2ForSequenceClassification" not in [g.kind for g in report.groups]
+    assert {s.layers[0]: s.reason for s in report.skipped}[""] == "DebertaV2ForSequenceClassification: config.pooler_hidden_act 'softmax' is not a known elementwise activation"
+    assert "skipped (model): DebertaV2ForSequenceClassification: config.pooler_hidden_act" in str(report)
 
 
 def test_a_layer_whose_feed_forward_spans_its_children_names_the_layer_without_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """intermediate.dense and output.dense sit in two children of the layer, one GEMM each: the layer is where a rule
     is missing, not the child; the pooler is outside every layer (BertModel, above it, holds them all), and its reason
-    names no class."""
+    names no class (in the base model, whose pooler_output is an output; BertForSequenceClassification's rule groups
+    it with the classifier)."""
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)
-    model = transformers.BertForSequenceClassification(config).eval()
+    model = transformers.BertModel(config).eval()
     monkeypatch.delitem(permute_module._RULES, ("transformers.models.bert.modeling_bert", "BertLayer"))
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     for layer in ("intermediate.dense", "output.dense"):
-        assert "BertLayer has no permutation rule" in reasons[f"bert.encoder.layer.0.{layer}"]
-    assert "its input comes from" in reasons["bert.encoder.layer.0.attention.self.query"]  # still covered by BertAttention's rule
-    assert "its input comes from" in reasons["bert.pooler.dense"]
+        assert "BertLayer has no permutation rule" in reasons[f"encoder.layer.0.{layer}"]
+    assert "its input comes from" in reasons["encoder.layer.0.attention.self.query"]  # still covered by BertAttention's rule
+    assert "its input comes from" in reasons["pooler.dense"]
 
 
 def _wrong_bart_attention(monkeypatch: pytest.MonkeyPatch) -> None:
