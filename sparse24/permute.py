@@ -778,6 +778,16 @@ def _linear_chain(
     return [_two_layer_mlp(name, module, a, b, activation) for a, b in zip(names, names[1:])]
 
 
+def _relu_layers(name: str, module: nn.Module, hidden: str = "layers") -> list[_Group | str] | str:
+    """DETR's MLPPredictionHead (the box heads of the detectors copying it): ``relu(layers[i](x))`` for all but the last
+    of the nn.ModuleList ``layers``, the ReLU fixed in the forward: one group per pair, as :func:`_two_layer_mlp`."""
+    count = len(getattr(module, hidden, ()))
+    if getattr(module, "num_layers", None) != count:
+        return f"num_layers ({getattr(module, 'num_layers', None)}) is not the number of its {count} layers"
+    names = [f"{hidden}.{i}" for i in range(count)]
+    return [_two_layer_mlp(name, module, a, b, None) for a, b in zip(names, names[1:])]
+
+
 def _conv_stem(
     name: str, module: nn.Module, convs: Sequence[str] = ("conv1", "conv2"), norms: Mapping[str, str] = MappingProxyType({})
 ) -> list[_Group | str]:
@@ -2493,7 +2503,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("segformer.modeling_segformer", {"SegformerMixMLP": (_segformer_mix_mlp, ()), "SegformerAttention": (_HEADS_OWN_VALUES, ())}),
     # DETR and the detectors built on its code (Table Transformer, Deformable DETR's decoder self-attention, ...):
     # positions added to the queries and keys only, the values per head -> o_proj; fc1 -> act -> fc2
-    **_family("detr.modeling_detr", {"DetrSelfAttention": (_HEADS_OWN_VALUES, ()), "DetrCrossAttention": (_HEADS_OWN_VALUES, ()), "DetrMLP": (_two_layer_mlp, ())}),
+    **_family("detr.modeling_detr", {
+        "DetrSelfAttention": (_HEADS_OWN_VALUES, ()), "DetrCrossAttention": (_HEADS_OWN_VALUES, ()), "DetrMLP": (_two_layer_mlp, ()),
+        "DetrMLPPredictionHead": (_relu_layers, ()),  # the box head: layers.0 -> ReLU -> layers.1 -> ReLU -> layers.2
+    }),
     **_family("conditional_detr.modeling_conditional_detr", {  # content and position projections for q/k only
         "ConditionalDetrDecoderSelfAttention": (_HEADS_OWN_VALUES, ()),
         "ConditionalDetrDecoderCrossAttention": (_HEADS_OWN_VALUES, ()),
@@ -4098,19 +4111,31 @@ def _claim(claimed: dict[tuple, list[tuple[int, int]]], group: _Group) -> None:
         claimed.setdefault(member.key, []).append(_span(member, group.block))
 
 
-def _admit(group: _Group, owners: Mapping[int, list[str]], claimed: Mapping[tuple, list[tuple[int, int]]], include, exclude) -> str | None:
-    """Why ``group`` must be left alone (None to permute it)."""
-    layers = group.layers
-    excluded = _matching([*layers, *(m.name for m in group.members)], exclude)
+def _signature(group: _Group) -> tuple:
+    """What ``group`` reorders, whatever the names: its members' tensors, dims, runs and roles. Two groups with one
+    signature are one module under two names (Deformable DETR's box heads, held by the model and its decoder) or
+    modules whose every tensor is tied (its box heads without refinement): one permutation serves both."""
+    members = tuple((id(m.param), m.dim, m.expert, m.offset, m.role, tuple(m.blocks.tolist())) for m in group.members)
+    return group.block, group.count, members
+
+
+def _admit(
+    group: _Group, owners: Mapping[int, list[str]], claimed: Mapping[tuple, list[tuple[int, int]]], include, exclude, twins: Sequence[_Group] = ()
+) -> str | None:
+    """Why ``group`` must be left alone (None to permute it). ``twins``: the groups of the same signature, whose
+    names the patterns see too and whose tensors' other names are no tie."""
+    names_seen = [name for g in (group, *twins) for name in (*g.layers, *(m.name for m in g.members))]
+    excluded = _matching(names_seen, exclude)
     if excluded:
         return f"excluded by {excluded}"
-    if include and not _matching([*layers, *(m.name for m in group.members)], include):
+    if include and not _matching(names_seen, include):
         return "not matched by include patterns"
+    covered = {m.param_name for g in (group, *twins) for m in g.members}
     for member in group.members:
         tensor = member.param
-        names = owners.get(id(tensor), [])
-        if len(names) > 1:
-            return f"{member.param_name} is shared with {', '.join(n for n in names if n != member.param_name)} (tied)"
+        others = [n for n in owners.get(id(tensor), []) if n not in covered]
+        if others:
+            return f"{member.param_name} is shared with {', '.join(others)} (tied)"
         if not tensor.is_floating_point():
             return f"{member.name} is {tensor.dtype}, not floating point"
         if tensor.device.type == "meta":
@@ -4290,8 +4315,18 @@ def _permute(
     owners = _tensor_owners(model)
     claimed: dict[tuple[int, int, int | None], list[tuple[int, int]]] = {}  # (tensor, dim, expert) -> the ranges reordered
     chosen: list[_Group] = []
+    twins: dict[tuple, list[_Group]] = defaultdict(list)
     for group in groups:
-        reason = _admit(group, owners, claimed, include_patterns, exclude_patterns)
+        twins[_signature(group)].append(group)
+    outcome: dict[tuple, str | None] = {}  # signature -> the first group's refusal (None: permuted)
+    for group in groups:
+        signature = _signature(group)
+        first, *rest = twins[signature]
+        if group is not first:
+            done = "permuted with it" if outcome[signature] is None else f"left alone with it: {outcome[signature]}"
+            skipped.append(SkippedGroup(group.layers, f"the same tensors as {first.layers[0]}'s group (one module under two names, or modules with every tensor tied): {done}"))
+            continue
+        reason = outcome[signature] = _admit(group, owners, claimed, include_patterns, exclude_patterns, rest)
         if reason is not None:
             skipped.append(SkippedGroup(group.layers, reason))
             continue

@@ -827,8 +827,12 @@ class _Seeded(nn.Module):
 def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A DETR-family detector with one encoder and one decoder layer of width 32 over a tiny ResNet backbone (its
     BatchNorms frozen, as these models load it), on 32 x 32 images (RT-DETR: 64 x 64, three feature levels;
-    ``rt_detr-expanded``: a CSP layer with half the channels, so that conv3 reads the bottlenecks)."""
-    layers = dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=4)
+    ``rt_detr-expanded``: a CSP layer with half the channels, so that conv3 reads the bottlenecks); ``-detection``: the
+    object detection model, with its class and box heads (Deformable DETR's: one per decoder layer, of 2, all tied;
+    ``-refine``: each its own, held by the model and by its decoder)."""
+    auto = transformers.AutoModelForObjectDetection if name.endswith("-detection") else transformers.AutoModel
+    refine, name = "-refine" in name, name.removesuffix("-detection").replace("-refine", "")
+    layers = dict(d_model=32, encoder_layers=1, decoder_layers=2 if auto is not transformers.AutoModel and name == "deformable_detr" else 1, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=4)
     backbone = dict(use_timm_backbone=False, use_pretrained_backbone=False)
     resnet = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", out_features=["stage1", "stage2"])
     if name.startswith("rt_detr"):
@@ -837,21 +841,21 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
             encoder_hidden_dim=32, encoder_in_channels=[64, 96, 128], feat_strides=[8, 16, 32], num_feature_levels=3, decoder_in_channels=[32, 32, 32],
             decoder_n_points=2, hidden_expansion=0.5 if name == "rt_detr-expanded" else 1.0, **layers,
         )
-        return transformers.AutoModel.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
+        return auto.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
     if name.endswith("grounding_dino"):  # a BERT text backbone of one layer, 8 tokens
         text = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, vocab_size=64)
         config = (transformers.MMGroundingDinoConfig if name == "mm_grounding_dino" else transformers.GroundingDinoConfig)(
             backbone_config=resnet, **backbone, text_config=text, **layers, num_feature_levels=2, encoder_n_points=2, decoder_n_points=2, max_text_len=16
         )
-        return transformers.AutoModel.from_config(config), {"pixel_values": torch.randn(2, 3, 32, 32), "input_ids": torch.randint(3, 64, (2, 8))}
+        return auto.from_config(config), {"pixel_values": torch.randn(2, 3, 32, 32), "input_ids": torch.randint(3, 64, (2, 8))}
     configs = {
         "detr": lambda: transformers.DetrConfig(backbone_config=resnet, **backbone, **layers),
         "conditional_detr": lambda: transformers.ConditionalDetrConfig(backbone_config=resnet, **backbone, **layers),
         "table-transformer": lambda: transformers.TableTransformerConfig(backbone_config=resnet, **backbone, **layers),
         "dab_detr": lambda: transformers.DabDetrConfig(backbone_config=resnet, **backbone, **{k: v for k, v in layers.items() if k != "d_model"}, hidden_size=32, init_std=0.1),  # float32 (below): larger weights, so a wrong order moves the output past its bound
-        "deformable_detr": lambda: transformers.DeformableDetrConfig(backbone_config=resnet, **backbone, **layers, num_feature_levels=2, encoder_n_points=2, decoder_n_points=2),
+        "deformable_detr": lambda: transformers.DeformableDetrConfig(backbone_config=resnet, **backbone, **layers, num_feature_levels=2, encoder_n_points=2, decoder_n_points=2, with_box_refine=refine),
     }
-    return transformers.AutoModel.from_config(configs[name]()), {"pixel_values": torch.randn(2, 3, 32, 32)}
+    return auto.from_config(configs[name]()), {"pixel_values": torch.randn(2, 3, 32, 32)}
 
 
 def _xlstm(transformers: Any, weight_mode: str, **extra: Any) -> nn.Module:
@@ -1778,6 +1782,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"pixel_values": torch.randn(2, 3, 64, 64), "task_inputs": torch.randint(0, 64, (2, 8))},
         ),
         **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "grounding_dino", "mm_grounding_dino")},
+        **{f"{family}-detection": functools.partial(_detector, transformers, f"{family}-detection") for family in ("detr", "conditional_detr", "deformable_detr", "deformable_detr-refine")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "swinv2": lambda: (
@@ -1836,6 +1841,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "RecurrentGemmaRglru":  # the gates' biases start at zero: a rule that left them behind would pass
             torch.nn.init.normal_(module.input_gate_bias)
             torch.nn.init.normal_(module.recurrent_gate_bias)
+        if type(module).__name__.endswith("MLPPredictionHead"):  # RT-DETR's and Grounding DINO's box heads end at zero; RT-DETR's query
+            for layer in module.layers:  # position head's small weights on 4 coordinates barely reach the output of one decoder layer
+                if isinstance(layer, nn.Linear) and (not layer.weight.any() or name.startswith("rt_detr")):
+                    torch.nn.init.normal_(layer.weight, std=1.0 if name.startswith("rt_detr") else 0.1)
         if type(module).__name__ in ("BitNetRMSNorm", "AXK2RMSNorm"):  # their weights start equal: a rule that left them behind would pass
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
@@ -2163,10 +2172,23 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("poolformer", ["PoolFormerOutput"] * 2),  # 1 x 1 conv1 -> act -> conv2 in each block
         ("yolos", ["YolosAttention", "YolosLayer"]),
         ("detr", ["DetrSelfAttention", "DetrMLP", "DetrSelfAttention", "DetrCrossAttention", "DetrMLP", "fx", "fx"]),  # the backbone's basic blocks
-        ("conditional_detr", ["ConditionalDetrSelfAttention", "ConditionalDetrMLP", "ConditionalDetrDecoderSelfAttention", "ConditionalDetrDecoderCrossAttention", "ConditionalDetrMLP", "fx", "fx"]),
+        ("conditional_detr", ["ConditionalDetrSelfAttention", "ConditionalDetrMLP", "ConditionalDetrDecoderSelfAttention", "ConditionalDetrDecoderCrossAttention", "ConditionalDetrMLP", "fx", "fx"]
+            + ["ConditionalDetrMLPPredictionHead"] * 2),  # the decoder's query scale and reference point heads
         ("table-transformer", ["TableTransformerAttention", "TableTransformerEncoderLayer", "TableTransformerAttention", "TableTransformerAttention", "TableTransformerDecoderLayer", "fx", "fx"]),
         ("deformable_detr", ["DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx"]),
-        ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16),  # the backbone's bottlenecks and stem; the RepVGG chains
+        # the backbone's bottlenecks and stem; the RepVGG chains; the encoder's box head (two groups) and the decoder's query position head
+        ("rt_detr", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 4 + ["fx"] * 16 + ["RTDetrMLPPredictionHead"] * 3),
+        # the detection models' box heads (layers.0 -> ReLU -> layers.1 -> ReLU -> layers.2: two groups; Conditional DETR's query
+        # scale and reference point heads, RT-DETR's encoder box head and query position head, of two layers, one each)
+        ("detr-detection", ["DetrSelfAttention", "DetrMLP", "DetrSelfAttention", "DetrCrossAttention", "DetrMLP", "fx", "fx"] + ["DetrMLPPredictionHead"] * 2),
+        ("conditional_detr-detection", [
+            "ConditionalDetrSelfAttention", "ConditionalDetrMLP", "ConditionalDetrDecoderSelfAttention", "ConditionalDetrDecoderCrossAttention", "ConditionalDetrMLP", "fx", "fx",
+        ] + ["ConditionalDetrMLPPredictionHead"] * 4),
+        # Deformable DETR's 2 decoder layers' box heads: tied (one group, the other's the same tensors) or each its own, under two names
+        *[(f"deformable_detr{refine}-detection", [
+            "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP",
+            "DeformableDetrSelfAttention", "DeformableDetrMultiscaleDeformableAttention", "DeformableDetrMLP", "fx", "fx",
+        ] + ["DeformableDetrMLPPredictionHead"] * heads) for refine, heads in (("", 2), ("-refine", 4))],
         ("sam", ["SamVisionSdpaAttention", "SamMLPBlock", "SamVisionNeck"] + ["SamMaskEmbedding"] * 2 + ["SamAttention"] * 7 + ["SamMLPBlock"] * 2 + ["SamFeedForward"] * 10),
         ("sam_hq", ["SamHQVisionSdpaAttention", "SamHQMLPBlock", "SamHQVisionNeck"] + ["SamHQMaskEmbedding"] * 2 + ["SamHQAttention"] * 7 + ["SamHQMLPBlock"] * 2 + ["SamHQFeedForward"] * 12 + ["SamHQMaskDecoder"]),
         ("dpt", ["DPTViTAttention", "DPTViTLayer"] * 4 + ["DPTReassembleLayer"] + ["DPTPreActResidualLayer"] * 8 + ["fx", "fx"]),  # the head's Sequential: conv, upsample -> conv, ReLU -> conv
@@ -2176,10 +2198,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             + ["MultiheadAttention"] * 5 + ["OneFormerTransformerDecoderQueryTransformerDecoderLayer"] * 2 + ["OneFormerTransformerDecoderFFNLayer", "fx", "fx", "fx"]),
         ("dab_detr", ["DetrAttention", "DabDetrEncoderLayer", "DabDetrDecoderLayerSelfAttention", "DabDetrDecoderLayerCrossAttention", "DabDetrDecoderLayerFFN", "fx", "fx"]),
         *[(family, ["BertAttention", "BertLayer", f"{cls}TextEnhancerLayer", f"{cls}BiMultiHeadAttention", f"{cls}BiMultiHeadAttention", f"{cls}DeformableLayer"]
-            + [f"{cls}MultiheadAttention"] * 3 + [f"{cls}MultiscaleDeformableAttention"] * 2 + [f"{cls}DecoderLayer", "fx", "fx"])  # bidirectional image-text values: two groups
+            + [f"{cls}MultiheadAttention"] * 3 + [f"{cls}MultiscaleDeformableAttention"] * 2 + [f"{cls}DecoderLayer", "fx", "fx"] + [f"{cls}MLPPredictionHead"] * 3)  # bidirectional image-text values: two groups
           for family, cls in (("grounding_dino", "GroundingDino"), ("mm_grounding_dino", "MMGroundingDino"))],
-        ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16),
-        ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16),  # and the sum into conv3
+        ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16 + ["RTDetrV2MLPPredictionHead"] * 3),
+        ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16 + ["RTDetrMLPPredictionHead"] * 3),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
         ("swinv2", ["Swinv2Attention", "Swinv2Layer"] * 2),  # one block in each of two stages
         ("llava", ["CLIPAttention", "CLIPMLP", "LlavaMultiModalProjector", "LlamaAttention", "LlamaMLP"]),  # linear_1 -> act -> linear_2
@@ -2199,7 +2221,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
@@ -2211,6 +2233,8 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
 # groups whose layers the forward never runs (a wrong order cannot show): DPT's and Depth Anything's first fusion
 # layer has no residual to refine, so its residual_layer1 is never called
 _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"] for family in ("dpt", "depth_anything")}
+# Conditional DETR's decoder scales the queries from its second layer on: with one layer, query_scale never runs
+_NEVER_RUN |= {"conditional_detr": ["decoder.query_scale.layers.1"], "conditional_detr-detection": ["model.decoder.query_scale.layers.1"]}
 # groups the forward runs but whose result the model drops: SAM's (SAM-HQ's, SAM 2's) multimask output leaves out the first mask token's
 # mask, so that token's hypernetwork MLP reaches no output
 _DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq", "sam2")}
@@ -2664,6 +2688,27 @@ def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
     assert "its input comes from" in reasons["encoder.layer.0.attention.self.query"]
 
 
+def test_a_module_under_two_names_or_with_every_tensor_tied_is_permuted_once() -> None:
+    """Deformable DETR's box heads: with refinement each decoder layer's head is held by the model and by its decoder (one
+    module, two names); without, the layers' heads are separate modules sharing every tensor. One group permutes them, the
+    other names it; excluding either name leaves both alone."""
+    for refine, first, second in (("", "bbox_embed.0", "bbox_embed.1"), ("-refine", "model.decoder.bbox_embed.0", "bbox_embed.0")):
+        model, _ = _family_model(f"deformable_detr{refine}-detection")
+        report = permute(model)
+        reasons = {s.layers[0]: s.reason for s in report.skipped}
+        assert f"{first}.layers.1" in [g.consumers[0] for g in report.groups]
+        assert reasons[f"{second}.layers.0"] == (
+            f"the same tensors as {first}.layers.0's group (one module under two names, or modules with every tensor tied): permuted with it"
+        )
+        model, _ = _family_model(f"deformable_detr{refine}-detection")
+        state = _state(model)
+        report = permute(model, exclude=[f"{second}.layers.*"])
+        reasons = {s.layers[0]: s.reason for s in report.skipped}
+        assert reasons[f"{first}.layers.0"] == f"excluded by '{second}.layers.*' ({second}.layers.0)"
+        assert reasons[f"{second}.layers.0"].endswith(f"left alone with it: excluded by '{second}.layers.*' ({second}.layers.0)")
+        assert torch.equal(model.state_dict()[f"{first}.layers.0.weight"], state[f"{first}.layers.0.weight"])
+
+
 def test_a_masked_lm_head_whose_decoder_is_tied_to_the_embeddings_stays_with_that_reason() -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
@@ -2677,7 +2722,7 @@ def test_a_masked_lm_head_whose_decoder_is_tied_to_the_embeddings_stays_with_tha
         assert torch.equal(model.state_dict()[name], state[name])
 
 
-def test_heads_with_a_mixing_activation_stay() -> None:
+def test_heads_that_do_not_fit_their_rule_stay() -> None:
     model, _ = _family_model("rembert-mlm")
     model.cls.predictions.activation = nn.Softmax(dim=-1)  # mixes the channels: no order of them is safe
     report = permute(model)
@@ -2694,6 +2739,10 @@ def test_heads_with_a_mixing_activation_stay() -> None:
     assert "DebertaV2ForSequenceClassification" not in [g.kind for g in report.groups]
     assert {s.layers[0]: s.reason for s in report.skipped}[""] == "DebertaV2ForSequenceClassification: config.pooler_hidden_act 'softmax' is not a known elementwise activation"
     assert "skipped (model): DebertaV2ForSequenceClassification: config.pooler_hidden_act" in str(report)
+    model, _ = _family_model("detr-detection")
+    model.bbox_predictor.num_layers = 2  # its forward would skip the ReLU after layers.1
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    assert reasons["bbox_predictor"] == "DetrMLPPredictionHead: num_layers (2) is not the number of its 3 layers"
 
 
 def test_a_layer_whose_feed_forward_spans_its_children_names_the_layer_without_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
