@@ -3017,6 +3017,21 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("granite_docling.modeling_granite_docling", {"GraniteDoclingVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("cosmos3_edge.modeling_cosmos3_edge", {"Cosmos3EdgeVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ()), "HunYuanVLVisionPatchMerger": (_newline_patch_merger, ())}),
+    # copies the code matcher misses (a helper or a keyword differs): HY-V4-VL's vision attention (HunYuan-VL's), VideoPrism's
+    # (ViT's, its scores soft-capped), Cohere ASR's self- and cross-attention (Llama's value path, no rotary), HRM's
+    # (AFMoE's gate per channel), and GLM-OCR's and GLM-5-Next's vision attention (Qwen2.5-VL's fused qkv -> proj, with
+    # q/k norms)
+    **{
+        (f"transformers.models.{module}", cls): rule
+        for module, cls, rule in (
+            ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionAttention", (_HEADS_OWN_VALUES, ())),
+            ("videoprism.modeling_videoprism", "VideoPrismAttention", (_HEADS_OWN_VALUES, ())),
+            ("cohere_asr.modeling_cohere_asr", "CohereAsrSelfAttention", (_attention, ())), ("cohere_asr.modeling_cohere_asr", "CohereAsrCrossAttention", (_attention, ())),
+            ("hrm_text.modeling_hrm_text", "HrmTextAttention", (_gated_output_attention, ())),
+            ("glm_ocr.modeling_glm_ocr", "GlmOcrVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
+            ("glm5_next.modeling_glm5_next", "Glm5NextVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
+        )
+    },
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),
     **{  # CLIP's and SigLIP's attention (v_proj -> out_proj per head) in code of their own (Ovis 2.5's, OWL-ViT's and
         # Chinese-CLIP's repeat these classes' code)

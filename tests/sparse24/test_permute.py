@@ -1460,6 +1460,37 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for name, module, prefix in (("sam-vision", "sam", "Sam"), ("got_ocr2-vision", "got_ocr2", "GotOcr2"))
         },
+        # copies the code matcher misses: HY-V4-VL's vision tower (HunYuan-VL's attention), GLM-OCR's and GLM-5-Next's (Qwen2.5-VL's
+        # attention with q/k norms; GLM-5-Next's MLP and merger have no rule), VideoPrism's factorised video encoder (ViT's
+        # attention, soft-capped), HRM (gated attention, its layers run in cycles), Cohere ASR (a Parakeet encoder, its decoder's
+        # self- and cross-attention)
+        "hy_v4_vl_vision": lambda: (
+            _encoder(transformers, "hy_v4_vl_vision", **tower, num_key_value_heads=4, patch_size=2, out_hidden_size=32, text_hidden_size=32), patches,
+        ),
+        **{
+            f"{family}-vision": lambda family=family, cls=cls: _qwen_vision(
+                transformers, family, f"{cls}VisionModel", f"{cls}VisionConfig", hidden_size=32, intermediate_size=64, out_hidden_size=48, image_size=16,
+            )
+            for family, cls in (("glm_ocr", "GlmOcr"), ("glm5_next", "Glm5Next"))
+        },
+        "videoprism": lambda: (
+            transformers.VideoPrismVisionModel(transformers.VideoPrismVisionConfig(
+                image_size=16, num_frames=2, tubelet_size=(1, 4, 4), hidden_size=32, num_attention_heads=4, intermediate_size=64, num_spatial_layers=1, num_temporal_layers=1,
+                num_auxiliary_layers=1,
+            )),
+            {"pixel_values_videos": torch.randn(2, 2, 3, 16, 16)},
+        ),
+        "hrm_text": lambda: (_causal_lm(transformers, "hrm_text"), ids),
+        "cohere_asr": lambda: (
+            transformers.CohereAsrModel(transformers.CohereAsrConfig(
+                vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, intermediate_size=64, pad_token_id=0, eos_token_id=1, bos_token_id=1,
+                encoder_config=dict(
+                    model_type="parakeet_encoder", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_mel_bins=16, conv_kernel_size=3,
+                    subsampling_conv_channels=16,
+                ),
+            )),
+            {"input_features": torch.randn(2, 40, 16), "decoder_input_ids": torch.randint(2, 60, (2, 5))},
+        ),
         "glm4v-vision": lambda: _qwen_vision(transformers, "glm4v", "Glm4vVisionModel", "Glm4vVisionConfig", hidden_size=32, intermediate_size=64, out_hidden_size=48, image_size=16),
         "janus-vision": lambda: (
             transformers.models.janus.modeling_janus.JanusVisionModel(transformers.models.janus.configuration_janus.JanusVisionConfig(
@@ -1971,6 +2002,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
+        ("hy_v4_vl_vision", ["HYV4VLVisionAttention", "HYV4VLVisionMLP"]),  # its patch merger (no newline token, unlike HunYuan-VL's): no rule
+        ("glm_ocr-vision", ["GlmOcrVisionAttention", "GlmOcrVisionMlp", "GlmOcrVisionPatchMerger", "GlmOcrVisionPatchMerger"]),
+        ("glm5_next-vision", ["Glm5NextVisionAttention"]),
+        ("videoprism", ["VideoPrismAttention", "VideoPrismMLP"] * 2),  # a spatial and a temporal layer
+        ("hrm_text", ["HrmTextAttention", "HrmTextMLP"] * 2),  # its two stacks of one layer each
+        ("cohere_asr", ["ParakeetEncoderAttention", "ParakeetEncoderConvolutionModule", "ParakeetEncoderFeedForward", "ParakeetEncoderFeedForward", "CohereAsrSelfAttention", "CohereAsrCrossAttention", "CohereAsrDecoderMLP"]),
         ("speech_to_text", ["Speech2TextAttention"] * 3 + ["Speech2TextEncoderLayer", "Speech2TextDecoderLayer"]),  # self-, cross- and encoder attention
         *[(f"{family}-text", [f"{cls}Attention"] * 3 + [f"{cls}FeedForwardNetwork"] * 2) for family, cls in (("seamless_m4t", "SeamlessM4T"), ("seamless_m4t_v2", "SeamlessM4Tv2"))],
         ("imagegpt", ["ImageGPTAttention", "ImageGPTMLP"]),
