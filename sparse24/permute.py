@@ -3101,6 +3101,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "FalconH1Mixer": (_falcon_h1_mixer, ()),
     }),
     **_family("xglm.modeling_xglm", {"XGLMAttention": (_OUT_PROJ_ATTENTION, ())}),  # BART's attention in a decoder-only model
+    **_family("bark.modeling_bark", {  # Bark's GPT-style sub-models (semantic, coarse, fine): att_proj's q, k, v rows stacked
+        "BarkSelfAttention": (functools.partial(_stacked_qkv_attention, fused="att_proj", output="out_proj"), ()),
+        "BarkMLP": (functools.partial(_two_layer_mlp, first="in_proj", second="out_proj", activation="gelu"), ()),
+    }),
     # BART's attention in older copies: Speech2Text's, SeamlessM4T's (its text encoder and decoder, the text-to-unit model)
     **{
         (f"transformers.models.{module}", cls): (_OUT_PROJ_ATTENTION, ())
@@ -3153,6 +3157,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MobileViTAttention": (functools.partial(_bert_attention, attention_attr="attention"), ()),
     }),
     **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
+    **_family("dinov3_convnext.modeling_dinov3_convnext", {  # DINOv3's ConvNeXt: the same block, other names
+        "DINOv3ConvNextLayer": (functools.partial(_two_layer_mlp, first="pointwise_conv1", second="pointwise_conv2", activation="activation_fn"), ()),
+    }),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
         "{}DenseGatedActDense": (_T5_GATED, ()),

@@ -1533,6 +1533,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for family, cls in (("seamless_m4t", "SeamlessM4T"), ("seamless_m4t_v2", "SeamlessM4Tv2"))
         },
+        # Bark's causal semantic model and its fine model over 4 codebooks (predicting the third)
+        **{
+            f"bark-{part}": lambda part=part: (
+                getattr(transformers, f"Bark{part.title()}Model")(getattr(transformers.models.bark.configuration_bark, f"Bark{part.title()}Config")(
+                    block_size=32, input_vocab_size=64, output_vocab_size=64, num_layers=1, num_heads=4, hidden_size=32, **({"n_codes_total": 4, "n_codes_given": 1} if part == "fine" else {}),
+                )),
+                {"input_ids": torch.randint(2, 60, (2, 10))} if part == "semantic" else {"codebook_idx": 2, "input_ids": torch.randint(2, 60, (2, 10, 4))},
+            )
+            for part in ("semantic", "fine")
+        },
         "imagegpt": lambda: (transformers.ImageGPTModel(transformers.ImageGPTConfig(vocab_size=65, n_positions=16, n_embd=64, n_layer=1, n_head=4)), ids),
         "decision_transformer": lambda: (
             transformers.DecisionTransformerModel(transformers.DecisionTransformerConfig(state_dim=6, act_dim=3, hidden_size=64, n_layer=1, n_head=4, max_ep_len=16)),
@@ -1578,6 +1588,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "mt5": lambda: (transformers.MT5Model(transformers.MT5Config(**t5)), {**ids, **decoder}),
         "convnext": lambda: (transformers.ConvNextModel(transformers.ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)), pixels),
         "convnextv2": lambda: (transformers.ConvNextV2Model(transformers.ConvNextV2Config(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)), pixels),
+        "dinov3_convnext": lambda: (  # layer scale 1: its default 1e-6 would hide the blocks from the output
+            transformers.DINOv3ConvNextModel(transformers.DINOv3ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1], image_size=16, layer_scale_init_value=1.0)), pixels,
+        ),
         "mobilenet_v2": lambda: (transformers.MobileNetV2Model(transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.35)), {"pixel_values": torch.randn(2, 3, 32, 32)}),
         "efficientnet": lambda: (
             transformers.EfficientNetModel(transformers.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320)),
@@ -2011,6 +2024,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("speech_to_text", ["Speech2TextAttention"] * 3 + ["Speech2TextEncoderLayer", "Speech2TextDecoderLayer"]),  # self-, cross- and encoder attention
         *[(f"{family}-text", [f"{cls}Attention"] * 3 + [f"{cls}FeedForwardNetwork"] * 2) for family, cls in (("seamless_m4t", "SeamlessM4T"), ("seamless_m4t_v2", "SeamlessM4Tv2"))],
         ("imagegpt", ["ImageGPTAttention", "ImageGPTMLP"]),
+        *[(f"bark-{part}", ["BarkSelfAttention", "BarkMLP"]) for part in ("semantic", "fine")],  # att_proj's stacked q, k, v rows
         ("decision_transformer", ["DecisionTransformerGPT2Attention", "DecisionTransformerGPT2MLP"]),
         ("gemma3n", ["Gemma3nTextAttention", "Gemma3nTextMLP", "Gemma3nTextLaurelBlock"] * 4),  # linear_left -> linear_right; the gate's Gaussian top-k
         ("pixtral", ["PixtralAttention", "PixtralMLP"]),
@@ -2121,6 +2135,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mt5", ["MT5Attention", "MT5DenseGatedActDense", "MT5Attention", "MT5Attention", "MT5DenseGatedActDense"]),
         ("convnext", ["ConvNextLayer"] * 2),  # pwconv1 -> act -> pwconv2 in each stage
         ("convnextv2", ["ConvNextV2Layer"] * 2),  # and the GRN's per-channel weight and bias between them
+        ("dinov3_convnext", ["DINOv3ConvNextLayer"] * 2),
         ("mobilenet_v2", ["MobileNetV2InvertedResidual"] * 16),  # expand 1x1, BN, ReLU6, depthwise 3x3, BN, ReLU6 -> reduce 1x1
         ("efficientnet", ["EfficientNetBlock"] * 6),  # the blocks with an expansion; squeeze-excite reads and gates the channels
         *[(family, [f"{cls}Attention", f"{cls}MLP"]) for family, cls in [
