@@ -677,6 +677,15 @@ def _bert_layer(
     return _Group(type(module).__name__, width, 1, members)
 
 
+def _timesformer_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """TimesformerLayer: BERT's feed-forward (intermediate -> output), and with divided space-time attention the
+    temporal attention's output.dense -> (drop path, positions regrouped) -> temporal_dense."""
+    groups: list[_Group | str] = [_bert_layer(name, module, family="Timesformer")]
+    if getattr(module, "attention_type", None) == "divided_space_time":
+        groups.append(_two_layer_mlp(name, module, first="temporal_attention.output.dense", second="temporal_dense", activation=None))
+    return groups
+
+
 def _qformer_layer(name: str, module: nn.Module, family: str) -> list[_Group | str]:
     """Blip2QFormerLayer (InstructBLIP's): BERT's feed-forward twice, one for the learned queries (intermediate_query ->
     output_query) and, with text input, one for the text tokens (intermediate -> output)."""
@@ -1137,12 +1146,13 @@ def _stacked_qkv_attention(
     (BLIP's and Qwen2-VL's vision attention: ``reshape(..., 3, num_heads, head_dim)``; MPT's ``Wqkv(x).chunk(3)``);
     the value heads' rows and ``output``'s input columns move together, head by head. ``heads_attr=None``: the
     number of heads is the fused rows over 3 x ``head_dim`` (ModernBERT's ``Wqkv``); without ``head_dim``, the fused
-    rows over 3 x the number of heads (VitDet's). ``parts=2``: keys then values (Granite Speech's ``to_kv``)."""
-    qkv, proj = getattr(module, fused, None), getattr(module, output, None)
+    rows over 3 x the number of heads (VitDet's). ``parts=2``: keys then values (Granite Speech's ``to_kv``). The names
+    may be dotted paths (TimeSformer's ``attention.qkv`` and ``output.dense``)."""
+    qkv, proj = _attr(module, fused), _attr(module, output)
     if not (_is_linear(qkv) and _is_linear(proj)):
         return f"{fused} and {output} are not nn.Linear"
-    head_dim = getattr(module, head_dim_attr, None)
-    heads = getattr(module, heads_attr, None) if heads_attr else qkv.out_features // (parts * head_dim) if isinstance(head_dim, int) and head_dim > 0 else None
+    head_dim = _attr(module, head_dim_attr)
+    heads = _attr(module, heads_attr) if heads_attr else qkv.out_features // (parts * head_dim) if isinstance(head_dim, int) and head_dim > 0 else None
     if head_dim is None and isinstance(heads, int) and heads > 0:
         head_dim = qkv.out_features // (parts * heads)
     if not all(isinstance(n, int) and n > 0 for n in (heads, head_dim)):
@@ -3157,6 +3167,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MobileViTAttention": (functools.partial(_bert_attention, attention_attr="attention"), ()),
     }),
     **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
+    **_family("x_clip.modeling_x_clip", {  # X-CLIP's prompt generator: the text queries' cross-attention to the video
+        "XCLIPCrossAttention": (functools.partial(_attention, groups=1, output="proj"), ()),
+    }),
+    **_family("timesformer.modeling_timesformer", {  # divided space-time attention: a temporal and a spatial attention per layer
+        "TimeSformerAttention": (functools.partial(_stacked_qkv_attention, fused="attention.qkv", output="output.dense", heads_attr="attention.num_heads"), ()),
+        "TimesformerLayer": (_timesformer_layer, ("attention", "temporal_attention")),
+    }),
     **_family("dinov3_convnext.modeling_dinov3_convnext", {  # DINOv3's ConvNeXt: the same block, other names
         "DINOv3ConvNextLayer": (functools.partial(_two_layer_mlp, first="pointwise_conv1", second="pointwise_conv2", activation="activation_fn"), ()),
     }),

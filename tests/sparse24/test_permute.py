@@ -1473,6 +1473,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for family, cls in (("glm_ocr", "GlmOcr"), ("glm5_next", "Glm5Next"))
         },
+        **{  # TimeSformer on 2 frames: a temporal and a spatial attention per layer, or a spatial one only
+            f"timesformer-{kind}": lambda kind=kind: (
+                transformers.TimesformerModel(transformers.TimesformerConfig(
+                    image_size=16, patch_size=4, num_frames=2, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, attention_type=kind,
+                )),
+                {"pixel_values": torch.randn(2, 2, 3, 16, 16)},
+            )
+            for kind in ("divided_space_time", "space_only")
+        },
+        "x_clip": lambda: (  # 3 texts against 2 videos of 2 frames; the prompt generator's cross-attention from the text to the video
+            transformers.XCLIPModel(transformers.XCLIPConfig(
+                text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=32),
+                vision_config=dict(
+                    image_size=16, patch_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_frames=2, mit_hidden_size=32,
+                    mit_intermediate_size=64, mit_num_hidden_layers=1, mit_num_attention_heads=4,
+                ),
+                projection_dim=32, prompt_layers=1, prompt_num_attention_heads=4,
+            )),
+            {"input_ids": torch.randint(2, 60, (3, 6)), "pixel_values": torch.randn(2, 2, 3, 16, 16)},
+        ),
         "videoprism": lambda: (
             transformers.VideoPrismVisionModel(transformers.VideoPrismVisionConfig(
                 image_size=16, num_frames=2, tubelet_size=(1, 4, 4), hidden_size=32, num_attention_heads=4, intermediate_size=64, num_spatial_layers=1, num_temporal_layers=1,
@@ -2019,6 +2039,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("glm_ocr-vision", ["GlmOcrVisionAttention", "GlmOcrVisionMlp", "GlmOcrVisionPatchMerger", "GlmOcrVisionPatchMerger"]),
         ("glm5_next-vision", ["Glm5NextVisionAttention"]),
         ("videoprism", ["VideoPrismAttention", "VideoPrismMLP"] * 2),  # a spatial and a temporal layer
+        # the fused qkv's value heads -> output.dense, twice; the feed-forward, and temporal_attention.output.dense -> temporal_dense
+        ("timesformer-divided_space_time", ["TimeSformerAttention", "TimeSformerAttention", "TimesformerLayer", "TimesformerLayer"]),
+        ("timesformer-space_only", ["TimeSformerAttention", "TimesformerLayer"]),
+        # the text and vision towers, the multi-frame integration transformer, the prompt generator (its MLP an nn.Sequential, traced)
+        ("x_clip", ["XCLIPAttention"] * 4 + ["XCLIPMLP"] * 3 + ["XCLIPCrossAttention", "fx"]),
         ("hrm_text", ["HrmTextAttention", "HrmTextMLP"] * 2),  # its two stacks of one layer each
         ("cohere_asr", ["ParakeetEncoderAttention", "ParakeetEncoderConvolutionModule", "ParakeetEncoderFeedForward", "ParakeetEncoderFeedForward", "CohereAsrSelfAttention", "CohereAsrCrossAttention", "CohereAsrDecoderMLP"]),
         ("speech_to_text", ["Speech2TextAttention"] * 3 + ["Speech2TextEncoderLayer", "Speech2TextDecoderLayer"]),  # self-, cross- and encoder attention
@@ -2273,7 +2298,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
