@@ -677,6 +677,12 @@ def _bert_layer(
     return _Group(type(module).__name__, width, 1, members)
 
 
+def _channel_group_attention(name: str, module: nn.Module) -> str:
+    """Florence-2's (DaViT's) channel attention: each group's channels attend to one another (the tokens are its
+    channels), and its output reaches proj's inputs interleaved across the groups, which no run of channels can follow."""
+    return "its attention runs over each group's channels, whose outputs reach proj interleaved across the groups: no run of channels follows them"
+
+
 def _timesformer_layer(name: str, module: nn.Module) -> list[_Group | str]:
     """TimesformerLayer: BERT's feed-forward (intermediate -> output), and with divided space-time attention the
     temporal attention's output.dense -> (drop path, positions regrouped) -> temporal_dense."""
@@ -3167,6 +3173,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MobileViTAttention": (functools.partial(_bert_attention, attention_attr="attention"), ()),
     }),
     **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
+    **_family("florence2.modeling_florence2", {  # Florence-2's DaViT vision tower: window attention (fused qkv's value heads -> proj)
+        "Florence2VisionWindowAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
+        "Florence2VisionChannelAttention": (_channel_group_attention, ()),
+        "Florence2VisionSpatialBlock": (_no_groups, ("window_attn", "ffn")),  # conv1 and conv2: depthwise, on the residual stream
+        "Florence2VisionChannelBlock": (_no_groups, ("channel_attn", "ffn")),
+    }),
     **_family("x_clip.modeling_x_clip", {  # X-CLIP's prompt generator: the text queries' cross-attention to the video
         "XCLIPCrossAttention": (functools.partial(_attention, groups=1, output="proj"), ()),
     }),

@@ -1482,6 +1482,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for kind in ("divided_space_time", "space_only")
         },
+        "florence2-vision": lambda: (  # Florence-2's DaViT tower: 2 stages of a spatial (window attention) and a channel block
+            transformers.models.florence2.modeling_florence2.Florence2VisionBackbone(transformers.models.florence2.configuration_florence2.Florence2VisionConfig(
+                depths=(1, 1), patch_size=(7, 3), patch_stride=(4, 2), patch_padding=(3, 1), patch_prenorm=(False, True), embed_dim=(32, 64), num_heads=(4, 4),
+                num_groups=(4, 4), window_size=2, drop_path_rate=0.0, projection_dim=32,
+            )),
+            {"hidden_states": torch.randn(2, 3, 32, 32)},
+        ),
         "x_clip": lambda: (  # 3 texts against 2 videos of 2 frames; the prompt generator's cross-attention from the text to the video
             transformers.XCLIPModel(transformers.XCLIPConfig(
                 text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=32),
@@ -2042,6 +2049,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # the fused qkv's value heads -> output.dense, twice; the feed-forward, and temporal_attention.output.dense -> temporal_dense
         ("timesformer-divided_space_time", ["TimeSformerAttention", "TimeSformerAttention", "TimesformerLayer", "TimesformerLayer"]),
         ("timesformer-space_only", ["TimeSformerAttention", "TimesformerLayer"]),
+        ("florence2-vision", ["Florence2VisionWindowAttention", "Florence2VisionMLP", "Florence2VisionMLP"] * 2),  # its channel attention stays (a test below)
         # the text and vision towers, the multi-frame integration transformer, the prompt generator (its MLP an nn.Sequential, traced)
         ("x_clip", ["XCLIPAttention"] * 4 + ["XCLIPMLP"] * 3 + ["XCLIPCrossAttention", "fx"]),
         ("hrm_text", ["HrmTextAttention", "HrmTextMLP"] * 2),  # its two stacks of one layer each
@@ -2763,6 +2771,13 @@ def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
     model, _ = _family_model("roberta")  # RobertaSelfAttention has no rule of its own: RobertaAttention's covers it
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layer.0.attention.self.query"]
+
+
+def test_florence2s_channel_attention_stays_with_its_reason() -> None:
+    model, _ = _family_model("florence2-vision")
+    reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
+    assert reasons["blocks.0.0.channel_block.channel_attn"].startswith("Florence2VisionChannelAttention: its attention runs over each group's channels")
+    assert "has no permutation rule" not in " ".join(reasons.values())
 
 
 def test_a_module_under_two_names_or_with_every_tensor_tied_is_permuted_once() -> None:
