@@ -3189,6 +3189,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("dinov3_convnext.modeling_dinov3_convnext", {  # DINOv3's ConvNeXt: the same block, other names
         "DINOv3ConvNextLayer": (functools.partial(_two_layer_mlp, first="pointwise_conv1", second="pointwise_conv2", activation="activation_fn"), ()),
     }),
+    # LongT5's encoder attention: T5's, over blocks of positions (local), and with transient global tokens summed from
+    # blocks of positions (the same v reads them)
+    **_family("kosmos2_5.modeling_kosmos2_5", {  # Kosmos-2.5: its Pix2Struct-style vision attention (value -> output) and BART-style text attention
+        "Kosmos2_5VisionAttention": (functools.partial(_attention, groups=1, value="value", output="output"), ()), "Kosmos2_5TextAttention": (_OUT_PROJ_ATTENTION, ()),
+    }),
+    **_family("longt5.modeling_longt5", {"LongT5LocalAttention": (_T5_ATTENTION, ()), "LongT5TransientGlobalAttention": (_T5_ATTENTION, ())}),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
         "{}DenseGatedActDense": (_T5_GATED, ()),

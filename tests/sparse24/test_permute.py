@@ -1482,6 +1482,25 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for kind in ("divided_space_time", "space_only")
         },
+        **{  # LongT5: local attention in blocks of positions, or with transient global tokens (sums over blocks of 4)
+            f"longt5-{kind}": lambda kind=kind: (
+                transformers.LongT5Model(transformers.LongT5Config(**t5, encoder_attention_type=kind, local_radius=2, global_block_size=4, decoder_start_token_id=0)),
+                {"input_ids": torch.randint(2, 64, (2, 16)), **decoder},
+            )
+            for kind in ("local", "transient-global")
+        },
+        "kosmos2_5": lambda: (  # 16 flattened 4 x 4 patches an image (row and column first), 4 latent queries in the text's positions 1-4
+            transformers.Kosmos2_5Model(transformers.Kosmos2_5Config(
+                text_config=dict(vocab_size=64, embed_dim=32, layers=1, ffn_dim=64, attention_heads=4, max_position_embeddings=64),
+                vision_config=dict(hidden_size=32, patch_embed_hidden_size=16, intermediate_size=64, head_dim=8, num_hidden_layers=1, num_attention_heads=4, max_num_patches=16),
+                latent_query_num=4,
+            )),
+            {
+                "input_ids": torch.randint(3, 60, (2, 10)), "attention_mask": torch.ones(2, 10, dtype=torch.long),
+                "flattened_patches": torch.cat([torch.randint(1, 5, (2, 16, 2)).float(), torch.randn(2, 16, 16)], -1),
+                "image_embeds_position_mask": torch.tensor([[0, 1, 1, 1, 1, 0, 0, 0, 0, 0]] * 2),
+            },
+        ),
         "florence2-vision": lambda: (  # Florence-2's DaViT tower: 2 stages of a spatial (window attention) and a channel block
             transformers.models.florence2.modeling_florence2.Florence2VisionBackbone(transformers.models.florence2.configuration_florence2.Florence2VisionConfig(
                 depths=(1, 1), patch_size=(7, 3), patch_stride=(4, 2), patch_padding=(3, 1), patch_prenorm=(False, True), embed_dim=(32, 64), num_heads=(4, 4),
@@ -2049,6 +2068,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # the fused qkv's value heads -> output.dense, twice; the feed-forward, and temporal_attention.output.dense -> temporal_dense
         ("timesformer-divided_space_time", ["TimeSformerAttention", "TimeSformerAttention", "TimesformerLayer", "TimesformerLayer"]),
         ("timesformer-space_only", ["TimeSformerAttention", "TimesformerLayer"]),
+        *[(f"longt5-{kind}", [cls, "LongT5DenseActDense", "LongT5Attention", "LongT5Attention", "LongT5DenseActDense"]) for kind, cls in (
+            ("local", "LongT5LocalAttention"), ("transient-global", "LongT5TransientGlobalAttention"),
+        )],
+        # the vision attention and MLP, the latent queries' attention to the image, the text's self-attention and feed-forward
+        ("kosmos2_5", ["Kosmos2_5VisionAttention", "Kosmos2_5VisionMlp", "Kosmos2_5TextAttention", "Kosmos2_5TextAttention", "Kosmos2_5TextFFN"]),
         ("florence2-vision", ["Florence2VisionWindowAttention", "Florence2VisionMLP", "Florence2VisionMLP"] * 2),  # its channel attention stays (a test below)
         # the text and vision towers, the multi-frame integration transformer, the prompt generator (its MLP an nn.Sequential, traced)
         ("x_clip", ["XCLIPAttention"] * 4 + ["XCLIPMLP"] * 3 + ["XCLIPCrossAttention", "fx"]),
