@@ -2512,6 +2512,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("git.modeling_git", "Git"),  # GIT's text layers (the image tokens first); its vision tower is CLIP's
     **_family("git.modeling_git", {"GitVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_bert_family("deberta_v2.modeling_deberta_v2", "DebertaV2", value_attr="value_proj"),
+    **_bert_family("sew_d.modeling_sew_d", "SEWD", value_attr="value_proj"),  # SEW-D's encoder: DeBERTa-v2's layers in a speech model
     **_family("albert.modeling_albert", {
         "AlbertLayer": (functools.partial(_two_layer_mlp, first="ffn", second="ffn_output", activation="activation"), ("attention",)),
         "AlbertAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
@@ -2886,6 +2887,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),
+    **_bert_family("flava.modeling_flava", "Flava", attention=functools.partial(_bert_attention, attention_attr="attention")),  # ViLT's layout: image, text, multimodal
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets
     # and write a score per head: no hidden channels, so nothing to group; its layers have their own rules

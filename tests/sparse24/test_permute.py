@@ -1489,6 +1489,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for kind in ("local", "transient-global")
         },
+        "flava": lambda: (  # ViLT's layers in its image, text and multimodal encoders
+            transformers.FlavaModel(transformers.FlavaConfig(
+                image_config=dict(**tower, image_size=16, patch_size=4), text_config=dict(**tower, vocab_size=64, max_position_embeddings=32), multimodal_config=tower,
+                projection_dim=16, hidden_size=32,
+            )),
+            {"input_ids": torch.randint(2, 60, (2, 8)), "pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
         "kosmos2_5": lambda: (  # 16 flattened 4 x 4 patches an image (row and column first), 4 latent queries in the text's positions 1-4
             transformers.Kosmos2_5Model(transformers.Kosmos2_5Config(
                 text_config=dict(vocab_size=64, embed_dim=32, layers=1, ffn_dim=64, attention_heads=4, max_position_embeddings=64),
@@ -1602,6 +1609,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "wav2vec2-layer-norm": lambda: (transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**speech, feat_extract_norm="layer")), {"input_values": torch.randn(2, 400)}),
         "data2vec-audio": lambda: (transformers.Data2VecAudioModel(transformers.Data2VecAudioConfig(**speech)), {"input_values": torch.randn(2, 400)}),
         "wavlm": lambda: (transformers.WavLMModel(transformers.WavLMConfig(**speech)), {"input_values": torch.randn(2, 400)}),
+        "sew-d": lambda: (  # DeBERTa-v2's layers (disentangled attention, relative positions in 16 buckets) over wav2vec 2.0's feature encoder
+            transformers.SEWDModel(transformers.SEWDConfig(**speech, squeeze_factor=1, position_buckets=16, max_position_embeddings=64)), {"input_values": torch.randn(2, 400)},
+        ),
         "clip": lambda: (transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**vision)), pixels),
         "siglip": lambda: (transformers.SiglipVisionModel(transformers.SiglipVisionConfig(**vision)), pixels),
         "deit": lambda: (transformers.DeiTModel(transformers.DeiTConfig(**vision)), pixels),
@@ -2071,6 +2081,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(f"longt5-{kind}", [cls, "LongT5DenseActDense", "LongT5Attention", "LongT5Attention", "LongT5DenseActDense"]) for kind, cls in (
             ("local", "LongT5LocalAttention"), ("transient-global", "LongT5TransientGlobalAttention"),
         )],
+        ("flava", ["FlavaAttention", "FlavaLayer"] * 3),
         # the vision attention and MLP, the latent queries' attention to the image, the text's self-attention and feed-forward
         ("kosmos2_5", ["Kosmos2_5VisionAttention", "Kosmos2_5VisionMlp", "Kosmos2_5TextAttention", "Kosmos2_5TextAttention", "Kosmos2_5TextFFN"]),
         ("florence2-vision", ["Florence2VisionWindowAttention", "Florence2VisionMLP", "Florence2VisionMLP"] * 2),  # its channel attention stays (a test below)
@@ -2176,6 +2187,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("wav2vec2-layer-norm", ["Wav2Vec2Attention", "Wav2Vec2FeedForward"] + ["Wav2Vec2FeatureEncoder"] * 2),  # a LayerNorm over the channels in each
         ("data2vec-audio", ["Data2VecAudioAttention", "Data2VecAudioFeedForward"] + ["Data2VecAudioFeatureEncoder"] * 2),  # wav2vec 2.0's code
         ("wavlm", ["WavLMAttention", "WavLMFeedForward"] + ["WavLMFeatureEncoder"] * 2),  # gated relative positions from the layer's input
+        ("sew-d", ["SEWDFeatureEncoder", "SEWDFeatureEncoder", "SEWDAttention", "SEWDLayer"]),
         ("clip", ["CLIPAttention", "CLIPMLP"]),
         ("siglip", ["SiglipAttention", "SiglipMLP", "MultiheadAttention", "SiglipMLP"]),  # and its pooling head's attention and MLP
         ("deit", ["DeiTAttention", "DeiTMLP"]),
@@ -2330,7 +2342,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
