@@ -2887,6 +2887,15 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),
+    **_family("lxmert.modeling_lxmert", {  # LXMERT: BERT's attention and feed-forward in its language, vision and cross-modality layers
+        "LxmertSelfAttentionLayer": (_bert_attention, ()),
+        "LxmertCrossAttentionLayer": (functools.partial(_bert_attention, attention_attr="att"), ()),  # both directions, one set of weights
+        "LxmertLayer": (functools.partial(_bert_layer, family="Lxmert"), ("attention",)),
+        "LxmertXLayer": (_all_of(*(
+            functools.partial(_bert_layer, family="Lxmert", intermediate=f"{side}_inter", output=f"{side}_output") for side in ("lang", "visn")
+        )), ("visual_attention", "lang_self_att", "visn_self_att")),
+        "LxmertVisualFeatureEncoder": (_no_groups, ()),  # visn_fc and box_fc read the model's region features and boxes
+    }),
     **_bert_family("flava.modeling_flava", "Flava", attention=functools.partial(_bert_attention, attention_attr="attention")),  # ViLT's layout: image, text, multimodal
     **_bert_family("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3"),  # text and image patches; relative positions on the scores
     # LayoutLMv3's relative-position biases (rel_pos_bias, rel_pos_x_bias, rel_pos_y_bias) read one-hot position buckets

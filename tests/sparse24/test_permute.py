@@ -1496,6 +1496,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"input_ids": torch.randint(2, 60, (2, 8)), "pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        "lxmert": lambda: (  # a language, a vision and a cross-modality layer; 5 regions of 16 features and their boxes
+            transformers.LxmertModel(transformers.LxmertConfig(
+                vocab_size=64, hidden_size=32, intermediate_size=64, num_attention_heads=4, l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=16, visual_pos_dim=4,
+            )),
+            {"input_ids": torch.randint(2, 60, (2, 8)), "visual_feats": torch.randn(2, 5, 16), "visual_pos": torch.rand(2, 5, 4)},
+        ),
         "kosmos2_5": lambda: (  # 16 flattened 4 x 4 patches an image (row and column first), 4 latent queries in the text's positions 1-4
             transformers.Kosmos2_5Model(transformers.Kosmos2_5Config(
                 text_config=dict(vocab_size=64, embed_dim=32, layers=1, ffn_dim=64, attention_heads=4, max_position_embeddings=64),
@@ -2082,6 +2088,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("local", "LongT5LocalAttention"), ("transient-global", "LongT5TransientGlobalAttention"),
         )],
         ("flava", ["FlavaAttention", "FlavaLayer"] * 3),
+        # the language and vision layers, then the cross-modality layer's cross-attention (both ways), self-attentions and two feed-forwards
+        ("lxmert", ["LxmertSelfAttentionLayer", "LxmertLayer"] * 2 + ["LxmertCrossAttentionLayer"] + ["LxmertSelfAttentionLayer"] * 2 + ["LxmertXLayer"] * 2),
         # the vision attention and MLP, the latent queries' attention to the image, the text's self-attention and feed-forward
         ("kosmos2_5", ["Kosmos2_5VisionAttention", "Kosmos2_5VisionMlp", "Kosmos2_5TextAttention", "Kosmos2_5TextAttention", "Kosmos2_5TextFFN"]),
         ("florence2-vision", ["Florence2VisionWindowAttention", "Florence2VisionMLP", "Florence2VisionMLP"] * 2),  # its channel attention stays (a test below)
@@ -2342,7 +2350,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
