@@ -2887,6 +2887,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("canine.modeling_canine", "Canine"),  # local attention in chunks of positions; characters to molecules by a strided conv
     # ViLT: text tokens and image patches (a random sample of them) in one sequence; ViT's attention under `attention`
     **_bert_family("vilt.modeling_vilt", "Vilt", attention=functools.partial(_bert_attention, attention_attr="attention")),
+    **_family("dia.modeling_dia", {"DiaCrossAttention": (_attention, ())}),  # Dia's decoder reading the text encoder: Llama's value path
     **_family("lxmert.modeling_lxmert", {  # LXMERT: BERT's attention and feed-forward in its language, vision and cross-modality layers
         "LxmertSelfAttentionLayer": (_bert_attention, ()),
         "LxmertCrossAttentionLayer": (functools.partial(_bert_attention, attention_attr="att"), ()),  # both directions, one set of weights

@@ -1496,6 +1496,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"input_ids": torch.randint(2, 60, (2, 8)), "pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        "dia": lambda: (  # Dia: a text encoder; a decoder over 3 audio codebooks (delays 0, 1, 2) with cross-attention to the text
+            transformers.DiaModel(transformers.DiaConfig(
+                encoder_config=dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, num_key_value_heads=4, head_dim=8, intermediate_size=64, vocab_size=64, max_position_embeddings=64),
+                decoder_config=dict(
+                    num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=8, cross_num_attention_heads=4, cross_head_dim=8,
+                    cross_num_key_value_heads=2, cross_hidden_size=32, vocab_size=40, num_channels=3, max_position_embeddings=64, pad_token_id=37, eos_token_id=36, bos_token_id=38,
+                ),
+                delay_pattern=[0, 1, 2],
+            )),
+            {"input_ids": torch.randint(2, 60, (2, 8)), "decoder_input_ids": torch.randint(0, 36, (2, 5, 3))},
+        ),
         "lxmert": lambda: (  # a language, a vision and a cross-modality layer; 5 regions of 16 features and their boxes
             transformers.LxmertModel(transformers.LxmertConfig(
                 vocab_size=64, hidden_size=32, intermediate_size=64, num_attention_heads=4, l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=16, visual_pos_dim=4,
@@ -2088,6 +2099,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("local", "LongT5LocalAttention"), ("transient-global", "LongT5TransientGlobalAttention"),
         )],
         ("flava", ["FlavaAttention", "FlavaLayer"] * 3),
+        ("dia", ["DiaSelfAttention", "DiaMLP", "DiaSelfAttention", "DiaCrossAttention", "DiaMLP"]),
         # the language and vision layers, then the cross-modality layer's cross-attention (both ways), self-attentions and two feed-forwards
         ("lxmert", ["LxmertSelfAttentionLayer", "LxmertLayer"] * 2 + ["LxmertCrossAttentionLayer"] + ["LxmertSelfAttentionLayer"] * 2 + ["LxmertXLayer"] * 2),
         # the vision attention and MLP, the latent queries' attention to the image, the text's self-attention and feed-forward
