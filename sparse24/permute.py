@@ -2454,9 +2454,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_bert_family("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
     **_bert_family("electra.modeling_electra", "Electra"),
     # the heads: sequence classification, dense -> tanh (RoBERTa's and its copies' on the first token; BART's and T5's on
-    # the last end-of-sequence token; LayoutLMv3's) or the config's activation (ELECTRA's, BigBird's) -> out_proj; the masked-LM head, dense -> GELU -> LayerNorm -> decoder (a decoder tied to
-    # the input embeddings, the configs' default, stays with that reason); RemBERT's, of its own width, is never tied
+    # the last end-of-sequence token; LayoutLMv3's) or the config's activation (ELECTRA's, BigBird's) -> out_proj; the
+    # masked-LM head, dense -> GELU -> LayerNorm -> decoder (a decoder tied to the input embeddings, the configs'
+    # default, stays with that reason); RemBERT's, of its own width, is never tied
     **_family("roberta.modeling_roberta", {"RobertaClassificationHead": (_DENSE_OUT_HEAD, ()), "RobertaLMHead": (_MLM_HEAD, ())}),
+    **_family("electra.modeling_electra", {"ElectraClassificationHead": (functools.partial(_DENSE_OUT_HEAD, activation="activation"), ())}),
+    **_family("rembert.modeling_rembert", {"RemBertLMPredictionHead": (functools.partial(_MLM_HEAD, norm="LayerNorm", activation="activation"), ())}),
     **{
         (f"transformers.models.{module}", cls): (_DENSE_OUT_HEAD, ())
         for module, cls in (
@@ -2484,14 +2487,15 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         (f"transformers.models.{module}", f"{family}For{task}"): (
             functools.partial(_config_activation_head, key="pooler_hidden_act", first="pooler.dense", second="classifier", config="pooler.config"), ("deberta",),
         )
-        for module, family, tasks in (("deberta.modeling_deberta", "Deberta", ("SequenceClassification",)), ("deberta_v2.modeling_deberta_v2", "DebertaV2", ("SequenceClassification", "MultipleChoice")))
+        for module, family, tasks in (
+            ("deberta.modeling_deberta", "Deberta", ("SequenceClassification",)), ("deberta_v2.modeling_deberta_v2", "DebertaV2", ("SequenceClassification", "MultipleChoice")),
+        )
         for task in tasks
     },
     **_family("convbert.modeling_convbert", {  # BERT's feed-forward (not with num_groups > 1: grouped linear layers); its attention's span convolution: no rule
-        "ConvBertLayer": (functools.partial(_bert_layer, family="ConvBert"), ("attention", "crossattention")), "ConvBertClassificationHead": (_config_activation_head, ()),
+        "ConvBertLayer": (functools.partial(_bert_layer, family="ConvBert"), ("attention", "crossattention")),
+        "ConvBertClassificationHead": (_config_activation_head, ()),
     }),
-    **_family("electra.modeling_electra", {"ElectraClassificationHead": (functools.partial(_DENSE_OUT_HEAD, activation="activation"), ())}),
-    **_family("rembert.modeling_rembert", {"RemBertLMPredictionHead": (functools.partial(_MLM_HEAD, norm="LayerNorm", activation="activation"), ())}),
     **_bert_family("data2vec.modeling_data2vec_text", "Data2VecText"),
     **_bert_family("bert_generation.modeling_bert_generation", "BertGeneration"),
     **_bert_family("megatron_bert.modeling_megatron_bert", "MegatronBert"),  # pre-norm: the norms read the residual stream only
@@ -3054,7 +3058,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         for module, cls, rule in (
             ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionAttention", (_HEADS_OWN_VALUES, ())),
             ("videoprism.modeling_videoprism", "VideoPrismAttention", (_HEADS_OWN_VALUES, ())),
-            ("cohere_asr.modeling_cohere_asr", "CohereAsrSelfAttention", (_attention, ())), ("cohere_asr.modeling_cohere_asr", "CohereAsrCrossAttention", (_attention, ())),
+            ("cohere_asr.modeling_cohere_asr", "CohereAsrSelfAttention", (_attention, ())),
+            ("cohere_asr.modeling_cohere_asr", "CohereAsrCrossAttention", (_attention, ())),
             ("hrm_text.modeling_hrm_text", "HrmTextAttention", (_gated_output_attention, ())),
             ("glm_ocr.modeling_glm_ocr", "GlmOcrVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
@@ -3133,7 +3138,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "BarkSelfAttention": (functools.partial(_stacked_qkv_attention, fused="att_proj", output="out_proj"), ()),
         "BarkMLP": (functools.partial(_two_layer_mlp, first="in_proj", second="out_proj", activation="gelu"), ()),
     }),
-    # BART's attention in older copies: Speech2Text's, SeamlessM4T's (its text encoder and decoder, the text-to-unit model)
+    # BART's attention in older copies: Speech2Text's, SeamlessM4T's (its text encoder and decoder)
     **{
         (f"transformers.models.{module}", cls): (_OUT_PROJ_ATTENTION, ())
         for module, cls in (
@@ -3201,11 +3206,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("dinov3_convnext.modeling_dinov3_convnext", {  # DINOv3's ConvNeXt: the same block, other names
         "DINOv3ConvNextLayer": (functools.partial(_two_layer_mlp, first="pointwise_conv1", second="pointwise_conv2", activation="activation_fn"), ()),
     }),
-    # LongT5's encoder attention: T5's, over blocks of positions (local), and with transient global tokens summed from
-    # blocks of positions (the same v reads them)
     **_family("kosmos2_5.modeling_kosmos2_5", {  # Kosmos-2.5: its Pix2Struct-style vision attention (value -> output) and BART-style text attention
         "Kosmos2_5VisionAttention": (functools.partial(_attention, groups=1, value="value", output="output"), ()), "Kosmos2_5TextAttention": (_OUT_PROJ_ATTENTION, ()),
     }),
+    # LongT5's encoder attention: T5's, over blocks of positions (local), and with transient global tokens summed from
+    # blocks of positions (the same v reads them)
     **_family("longt5.modeling_longt5", {"LongT5LocalAttention": (_T5_ATTENTION, ()), "LongT5TransientGlobalAttention": (_T5_ATTENTION, ())}),
     **_families([("T5", "t5.modeling_t5"), ("MT5", "mt5.modeling_mt5")], {
         "{}DenseActDense": (_T5_FEED_FORWARD, ()),
@@ -4393,7 +4398,8 @@ def _permute(
         first, *rest = twins[signature]
         if group is not first:
             done = "permuted with it" if outcome[signature] is None else f"left alone with it: {outcome[signature]}"
-            skipped.append(SkippedGroup(group.layers, f"the same tensors as {first.layers[0]}'s group (one module under two names, or modules with every tensor tied): {done}"))
+            twin = f"the same tensors as {first.layers[0]}'s group (one module under two names, or modules with every tensor tied)"
+            skipped.append(SkippedGroup(group.layers, f"{twin}: {done}"))
             continue
         reason = outcome[signature] = _admit(group, owners, claimed, include_patterns, exclude_patterns, rest)
         if reason is not None:
