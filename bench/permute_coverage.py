@@ -1,0 +1,175 @@
+"""Which transformers model types ``sparse24.permute`` covers, and the classes it has no rule for.
+
+Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
+shrunk to 64-wide layers (one layer, 4 heads; nested configs too), as its causal LM where it has one, else its base
+model (``--task classify``: its sequence, image or audio classification model), and handed to ``sparse24.permute``,
+which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
+<class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
+from such a config (its validation, an optional package missing, over ``--timeout`` seconds) are listed apart, with
+the error. Writes ``permute_coverage[_classify].json`` and the ``.md`` generated from it.
+
+    python bench/permute_coverage.py --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import re
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparse24.bench._common import environment, header, write_results
+
+SIZES = dict(
+    vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    pad_token_id=0, bos_token_id=1, eos_token_id=2,
+)  # fmt: skip
+TASKS = {
+    "causal-lm": ("AutoModelForCausalLM", "AutoModel"),
+    "classify": ("AutoModelForSequenceClassification", "AutoModelForImageClassification", "AutoModelForAudioClassification"),
+}
+UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise _Timeout
+
+
+def _shrink(config: Any, depth: int = 0) -> None:
+    """Set the tiny sizes on the nested configs too (a vision tower's, a text model's...)."""
+    import transformers
+
+    for value in list(vars(config).values()):
+        if isinstance(value, transformers.PretrainedConfig) and depth < 3:
+            for key, size in SIZES.items():
+                if isinstance(getattr(value, key, None), int):
+                    try:
+                        setattr(value, key, size)
+                    except Exception:  # noqa: BLE001 (a property without a setter, a validator): keep its own size
+                        pass
+            _shrink(value, depth + 1)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+
+
+def cover(model_type: str, task: str, timeout: int) -> dict:
+    """Build one model type's tiny model, permute it, and count its layers in classes without a rule."""
+    import transformers
+
+    from sparse24.permute import permute
+
+    row: dict[str, Any] = {"type": model_type}
+    start = time.perf_counter()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(timeout)
+    try:
+        config = transformers.AutoConfig.for_model(model_type, **SIZES)
+        _shrink(config)
+        model, failures = None, []
+        for name in TASKS[task]:
+            try:
+                model = getattr(transformers, name).from_config(config)
+                row["model"] = type(model).__name__
+                break
+            except Exception as exc:  # noqa: BLE001 (no such model for this type, or it does not build: try the next)
+                failures.append(exc)
+        if model is None:
+            row.update(status="not built", error=_error(failures[-1]))
+        else:
+            torch.manual_seed(0)
+            report = permute(model.eval())
+            unruled = collections.Counter(m.group(1) for s in report.skipped if (m := UNRULED.search(s.reason)))
+            row.update(status="permuted", groups=len(report.groups), unruled=dict(sorted(unruled.items())))
+    except _Timeout:
+        row.update(status="not built", error=f"over {timeout} s")
+    except Exception as exc:  # noqa: BLE001 (the config itself refuses the tiny sizes)
+        row.update(status="not built", error=_error(exc))
+    finally:
+        signal.alarm(0)
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
+
+
+def markdown(results: dict) -> str:
+    rows = results["types"]
+    permuted = [r for r in rows if r["status"] == "permuted"]
+    gaps = [r for r in permuted if r["unruled"]]
+    failed = [r for r in rows if r["status"] != "permuted"]
+    models = "its causal LM, else its base model" if results["task"] == "causal-lm" else "its sequence, image or audio classification model"
+    lines = [
+        *header("Channel-permutation coverage of transformers model types", results),
+        "",
+        f"Each model type built from its default config at 64-wide layers ({models}) and passed to `sparse24.permute`. "
+        f"{len(rows)} types: {len(permuted)} built and permuted, {len(permuted) - len(gaps)} of them with no layer in a class "
+        f"without a rule, {len(gaps)} with such classes (below); {len(failed)} not built from the tiny config.",
+        "",
+        "| model type | model | groups permuted | classes without a rule (layers) |",
+        "|---|---|---|---|",
+    ]
+    for r in gaps:
+        classes = ", ".join(f"{name} ({count})" for name, count in r["unruled"].items())
+        lines.append(f"| {r['type']} | {r['model']} | {r['groups']} | {classes} |")
+    lines += ["", "Not built from the tiny config:", "", "| model type | error |", "|---|---|"]
+    lines += [f"| {r['type']} | {r['error'].replace('|', '/')} |" for r in failed]
+    lines += ["", "Generated from the JSON beside it."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results", help="directory for permute_coverage[_classify].json/.md")
+    parser.add_argument("--types", default=None, help="comma-separated model types (default: every one this transformers knows)")
+    parser.add_argument("--task", choices=tuple(TASKS), default="causal-lm")
+    parser.add_argument("--timeout", type=int, default=60, help="seconds per model type")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    except ImportError:
+        parser.error("needs transformers: pip install transformers")
+    known = sorted(CONFIG_MAPPING_NAMES)
+    types = known if args.types is None else [t.strip() for t in args.types.split(",") if t.strip()]
+    unknown = [t for t in types if t not in CONFIG_MAPPING_NAMES]
+    if unknown or not types:
+        parser.error(f"--types: {', '.join(unknown) or 'none given'} not a model type of this transformers")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import transformers
+
+    results = {
+        "command": " ".join(["python", "bench/permute_coverage.py", *(argv if argv is not None else sys.argv[1:])]),
+        "environment": environment(),
+        "transformers": transformers.__version__,
+        "task": args.task,
+        "types": [],
+    }
+    name = "permute_coverage" if args.task == "causal-lm" else "permute_coverage_classify"
+    logging.disable(logging.WARNING)  # transformers' notes on each tiny config
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for model_type in types:
+                results["types"].append(cover(model_type, args.task, args.timeout))
+    finally:
+        logging.disable(logging.NOTSET)
+    print(write_results(out, name, results, markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

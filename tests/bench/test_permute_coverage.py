@@ -1,0 +1,42 @@
+"""bench/permute_coverage.py on three model types: the JSON, the table generated from it, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from sparse24.bench import permute_coverage  # noqa: E402
+
+
+def test_lists_the_classes_without_a_rule_and_the_types_that_do_not_build(tmp_path) -> None:  # noqa: ANN001
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2,neomme,bit"]) == 0
+    results = json.loads((tmp_path / "permute_coverage.json").read_text())
+    assert results["command"] == f"python bench/permute_coverage.py --out {tmp_path} --types gpt2,neomme,bit"
+    rows = {r["type"]: r for r in results["types"]}
+    assert rows["gpt2"]["status"] == "permuted" and rows["gpt2"]["model"] == "GPT2LMHeadModel" and rows["gpt2"]["unruled"] == {}
+    assert rows["gpt2"]["groups"] == 2  # its attention's values and its MLP
+    assert rows["neomme"]["unruled"]["NeoMMEAttention"] == 3  # q_proj, k_proj, v_proj: its value embeddings have no rule
+    assert rows["bit"]["status"] == "not built" and "layer_types" in rows["bit"]["error"]  # BiT's config refuses the tiny sizes
+    markdown = (tmp_path / "permute_coverage.md").read_text()
+    assert markdown == permute_coverage.markdown(results)
+    assert "3 types: 2 built and permuted, 1 of them with no layer in a class without a rule, 1 with such classes" in markdown
+    assert "| neomme | NeoMMEModel | 2 | NeoMMEAttention (3), NeoMMESigmoidGatedProjection (2) |" in markdown
+    assert "| bit | StrictDataclassClassValidationError" in markdown
+
+
+def test_the_classification_models_of_a_type(tmp_path) -> None:  # noqa: ANN001
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "roberta", "--task", "classify"]) == 0
+    row = json.loads((tmp_path / "permute_coverage_classify.json").read_text())["types"][0]
+    assert row["model"] == "RobertaForSequenceClassification" and row["unruled"] == {} and row["groups"] == 3  # and its classification head
+
+
+@pytest.mark.parametrize("types", ["gpt2,no-such-type", ","])
+def test_an_unknown_model_type_is_one_clear_error(tmp_path, capsys, types: str) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit) as exit_info:
+        permute_coverage.main(["--out", str(tmp_path), "--types", types])
+    assert exit_info.value.code == 2
+    assert "not a model type of this transformers" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
