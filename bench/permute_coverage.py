@@ -6,7 +6,9 @@ model (``--task classify``: its sequence, image or audio classification model), 
 which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
 <class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
 from such a config (its validation, an optional package missing, over ``--timeout`` seconds) are listed apart, with
-the error. Writes ``permute_coverage[_classify].json`` and the ``.md`` generated from it.
+the error. Writes ``permute_coverage[_classify].json`` and the ``.md`` generated from it. Run it alone: a type whose
+nested configs keep sizes the shrinking does not reach can build a model of several GiB before the timeout stops it
+(a run here beside another was killed by the kernel at 13 GiB resident).
 
     python bench/permute_coverage.py --out bench/results
 """
