@@ -4389,12 +4389,12 @@ def _permute(
     owners = _tensor_owners(model)
     claimed: dict[tuple[int, int, int | None], list[tuple[int, int]]] = {}  # (tensor, dim, expert) -> the ranges reordered
     chosen: list[_Group] = []
+    signatures = [_signature(group) for group in groups]
     twins: dict[tuple, list[_Group]] = defaultdict(list)
-    for group in groups:
-        twins[_signature(group)].append(group)
+    for group, signature in zip(groups, signatures):
+        twins[signature].append(group)
     outcome: dict[tuple, str | None] = {}  # signature -> the first group's refusal (None: permuted)
-    for group in groups:
-        signature = _signature(group)
+    for group, signature in zip(groups, signatures):
         first, *rest = twins[signature]
         if group is not first:
             done = "permuted with it" if outcome[signature] is None else f"left alone with it: {outcome[signature]}"

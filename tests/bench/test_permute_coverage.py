@@ -40,3 +40,24 @@ def test_an_unknown_model_type_is_one_clear_error(tmp_path, capsys, types: str) 
     assert exit_info.value.code == 2
     assert "not a model type of this transformers" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_nothing_built_is_a_failure_not_an_empty_success(tmp_path, capsys) -> None:  # noqa: ANN001
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "bit"]) == 1  # BiT's config refuses the tiny sizes
+    assert "no model type built from the tiny config: nothing was checked" in capsys.readouterr().err
+
+
+def test_a_permute_failure_is_reported_apart_and_fails_the_run(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    import importlib
+
+    permute_module = importlib.import_module("sparse24.permute")  # the module (the package exports the function as sparse24.permute)
+
+    def broken(model, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        raise RuntimeError("a bug in a rule")
+
+    monkeypatch.setattr(permute_module, "permute", broken)
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2"]) == 1
+    row = json.loads((tmp_path / "permute_coverage.json").read_text())["types"][0]
+    assert row["status"] == "permute failed" and row["error"] == "RuntimeError: a bug in a rule"
+    assert "raised on 1 models that built" in (tmp_path / "permute_coverage.md").read_text()
+    assert "sparse24.permute raised on 1 model types" in capsys.readouterr().err
