@@ -9,6 +9,7 @@ engines and ``bench`` dense against sparse. The export commands import ``trt_exp
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -200,6 +201,9 @@ def _finetune(args: argparse.Namespace) -> int:
             import torch.distributed
 
             torch.distributed.destroy_process_group()
+            # FSDP's sharded modules are reference cycles: freed now, while the interpreter is whole. Left to its
+            # shutdown, a gloo rank can abort after its work is done ("terminate called without an active exception").
+            gc.collect()
     if main:
         history = result.history
         resumed = f" (resumed at step {history.resumed_from})" if history.resumed_from is not None else ""

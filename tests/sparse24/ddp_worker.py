@@ -28,8 +28,9 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from pathlib import Path
+
+from sparse24_testing import run_worker
 
 __test__ = False
 
@@ -148,4 +149,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_worker(main)

@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from sparse24_testing import run_worker  # noqa: E402
 from test_experts import METHODS, batches, qwen3_moe  # noqa: E402
 
 
@@ -51,4 +52,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_worker(main)

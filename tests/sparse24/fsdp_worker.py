@@ -43,8 +43,9 @@ import copy
 import json
 import logging
 import os
-import sys
 from pathlib import Path
+
+from sparse24_testing import run_worker
 
 __test__ = False
 
@@ -713,4 +714,4 @@ def abort_case(rank: int) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_worker(main)

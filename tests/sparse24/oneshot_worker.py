@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import sparse24
+from sparse24_testing import run_worker
 
 
 def model_and_data() -> tuple[nn.Module, list[torch.Tensor]]:
@@ -58,4 +59,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_worker(main)
