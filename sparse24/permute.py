@@ -880,8 +880,8 @@ def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, cons
     (GLM-4V's patch merger: proj -> post_projection_norm -> GELU -> gate_proj and up_proj; RoBERTa's masked-LM head:
     dense -> GELU -> layer_norm -> decoder). ``activation``: the attribute holding that function, where the module
     has one (RemBERT's masked-LM head)."""
-    if activation is not None and (refusal := _not_elementwise(module, activation)):
-        return refusal
+    if activation is not None and (refused := _not_elementwise(module, activation)) is not None:
+        return refused
     first, norm_layer = getattr(module, producer, None), getattr(module, norm, None)
     readers = [getattr(module, consumer, None) for consumer in consumers]
     if not (_is_linear(first) and all(_is_linear(reader) for reader in readers)):
@@ -1978,8 +1978,7 @@ def _recurrent_block(name: str, module: nn.Module) -> _Group | str:
     x_proj, y_proj, out, conv, lru = (getattr(module, attr, None) for attr in ("linear_x", "linear_y", "linear_out", "conv_1d", "rg_lru"))
     if not all(_is_linear(m) for m in (x_proj, y_proj, out)):
         return "linear_x, linear_y and linear_out are not all nn.Linear"
-    refused = _not_elementwise(module, "act_fn")
-    if refused is not None:
+    if (refused := _not_elementwise(module, "act_fn")) is not None:
         return refused
     width = out.in_features
     if x_proj.out_features != width or y_proj.out_features != width:
@@ -2017,8 +2016,7 @@ def _lightning_attention(name: str, module: nn.Module) -> _Group | str:
     width = heads * head_dim
     if qkv.out_features != 3 * width or gate.out_features != width or out.in_features != width:
         return f"qkv_proj ({qkv.out_features}), output_gate ({gate.out_features}) and out_proj ({out.in_features}) do not fit {heads} heads of {head_dim}"
-    refused = _not_elementwise(module, "act_fn")
-    if refused is not None:
+    if (refused := _not_elementwise(module, "act_fn")) is not None:
         return refused
     blocks = torch.arange(heads)
     members = _strided_rows(_join(name, "qkv_proj"), qkv, head_dim, heads, 3 * head_dim, 2 * head_dim)
@@ -2030,8 +2028,7 @@ def _hq_mask_decoder(name: str, module: nn.Module) -> list[_Group | str]:
     """SAM-HQ's mask decoder: its HQ feature path ``mask_conv2(activation(mask_norm(mask_conv1(x))))``, mask_norm a
     channels-first LayerNorm (:func:`_conv_stem`); its two-way transformer and MLPs by their own rules, its
     transposed convs take no 2:4 mask."""
-    refused = _not_elementwise(module, "activation")
-    if refused is not None:
+    if (refused := _not_elementwise(module, "activation")) is not None:
         return [refused]
     return _conv_stem(name, module, ("mask_conv1", "mask_conv2"), {"mask_conv1": "mask_norm"})
 
@@ -2056,8 +2053,7 @@ def _focal_modulation(name: str, module: nn.Module) -> list[_Group | str]:
         isinstance(layer, nn.Sequential) and len(layer) == 2 and type(layer[0]) is nn.Conv2d and _is_depthwise(layer[0], width) and _elementwise_module(layer[1]) for layer in layers
     ):
         return [f"focal_layers are not {level} depthwise nn.Conv2d with an elementwise activation"]
-    refused = _not_elementwise(module, "activation")
-    if refused is not None:
+    if (refused := _not_elementwise(module, "activation")) is not None:
         return [refused]
     found: list[_Group | str] = []
     one = _uniform(width, width)  # projection_in's rows: q, then ctx, then the gates
@@ -2159,8 +2155,7 @@ def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
     layers = [(attr, getattr(module, attr, None)) for attr in ("dense_0", "conv_0", "conv_1", "dense_1")]
     if not (_is_linear(layers[0][1]) and _is_linear(layers[3][1]) and all(type(layer) is nn.Conv1d and layer.groups == 1 for _, layer in layers[1:3])):
         return ["dense_0 and dense_1 are not nn.Linear, or conv_0 and conv_1 are not ungrouped nn.Conv1d"]
-    refused = _not_elementwise(module, "act_fn")
-    if refused is not None:
+    if (refused := _not_elementwise(module, "act_fn")) is not None:
         return [refused]
     found: list[_Group | str] = []
     for (first, up), (second, down) in zip(layers, layers[1:]):
