@@ -6,7 +6,8 @@ model (``--task classify``: its sequence, image or audio classification model), 
 which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
 <class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
 from such a config (its validation, an optional package missing, over ``--timeout`` seconds) are listed apart, with
-the error. Writes ``permute_coverage[_classify].json`` and the ``.md`` generated from it. Run it alone: a type whose
+the error; so are the models that built but whose permutation took over ``--timeout`` seconds of its own (types whose
+nested configs keep their full sizes), and those on which ``sparse24.permute`` raised (a sparse24 bug: exit 1). Writes ``permute_coverage[_classify].json`` and the ``.md`` generated from it. Run it alone: a type whose
 nested configs keep sizes the shrinking does not reach can build a model of several GiB before the timeout stops it
 (a run here beside another was killed by the kernel at 13 GiB resident).
 
@@ -85,7 +86,7 @@ def cover(model_type: str, task: str, timeout: int) -> dict:
         for name in TASKS[task]:
             try:
                 model = getattr(transformers, name).from_config(config)
-                row["model"] = type(model).__name__
+                row.update(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()))
                 break
             except Exception as exc:  # noqa: BLE001 (no such model for this type, or it does not build: try the next)
                 failures.append(exc)
@@ -93,10 +94,11 @@ def cover(model_type: str, task: str, timeout: int) -> dict:
             row.update(status="not built", error=_error(failures[-1]))
         else:
             torch.manual_seed(0)
+            signal.alarm(timeout)  # the permutation's own budget, whatever the build took
             try:
                 report = permute(model.eval())
             except _Timeout:
-                raise
+                row.update(status="permute timed out", error=f"over {timeout} s")
             except Exception as exc:  # noqa: BLE001 (sparse24's own failure on a model that built: reported apart, exit 1)
                 row.update(status="permute failed", error=_error(exc))
             else:
@@ -118,6 +120,7 @@ def markdown(results: dict) -> str:
     permuted = [r for r in rows if r["status"] == "permuted"]
     gaps = [r for r in permuted if r["unruled"]]
     crashed = [r for r in rows if r["status"] == "permute failed"]
+    slow = [r for r in rows if r["status"] == "permute timed out"]
     failed = [r for r in rows if r["status"] == "not built"]
     models = "its causal LM, else its base model" if results["task"] == "causal-lm" else "its sequence, image or audio classification model"
     lines = [
@@ -125,7 +128,8 @@ def markdown(results: dict) -> str:
         "",
         f"Each model type built from its default config at 64-wide layers ({models}) and passed to `sparse24.permute`. "
         f"{len(rows)} types: {len(permuted)} built and permuted, {len(permuted) - len(gaps)} of them with no layer in a class "
-        f"without a rule, {len(gaps)} with such classes (below); {len(failed)} not built from the tiny config.",
+        f"without a rule, {len(gaps)} with such classes (below); {len(slow)} built but not permuted within the timeout; "
+        f"{len(failed)} not built from the tiny config.",
         "",
         "| model type | model | groups permuted | classes without a rule (layers) |",
         "|---|---|---|---|",
@@ -136,6 +140,9 @@ def markdown(results: dict) -> str:
     if crashed:
         lines += ["", f"`sparse24.permute` raised on {len(crashed)} models that built (a sparse24 bug):", "", "| model type | error |", "|---|---|"]
         lines += [f"| {r['type']} | {r['error'].replace('|', '/')} |" for r in crashed]
+    if slow:
+        lines += ["", f"Built, but `sparse24.permute` did not finish within the timeout ({len(slow)}):", "", "| model type | model | parameters |", "|---|---|---|"]
+        lines += [f"| {r['type']} | {r['model']} | {r['parameters']:,} |" for r in slow]
     lines += ["", "Not built from the tiny config:", "", "| model type | error |", "|---|---|"]
     lines += [f"| {r['type']} | {r['error'].replace('|', '/')} |" for r in failed]
     lines += ["", "Generated from the JSON beside it."]

@@ -61,3 +61,29 @@ def test_a_permute_failure_is_reported_apart_and_fails_the_run(tmp_path, capsys,
     assert row["status"] == "permute failed" and row["error"] == "RuntimeError: a bug in a rule"
     assert "raised on 1 models that built" in (tmp_path / "permute_coverage.md").read_text()
     assert "sparse24.permute raised on 1 model types" in capsys.readouterr().err
+
+
+def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The model built: a permutation cut by the timeout is its own status (nemo_speechlm's and NLLB-MoE's nested
+    configs keep their full sizes, and their permutation took 275 s and 95 s), with the model and its size."""
+    import importlib
+    import time
+
+    permute_module = importlib.import_module("sparse24.permute")
+
+    real = permute_module.permute
+
+    def slow_on_gpt2(model, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if type(model).__name__ == "GPT2LMHeadModel":
+            time.sleep(5)
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(permute_module, "permute", slow_on_gpt2)
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llama", "--timeout", "2"]) == 0  # llama was checked
+    rows = json.loads((tmp_path / "permute_coverage.json").read_text())["types"]
+    assert rows[1]["status"] == "permuted"
+    row = rows[0]
+    assert row["status"] == "permute timed out" and row["error"] == "over 2 s" and row["model"] == "GPT2LMHeadModel" and row["parameters"] > 0
+    markdown = (tmp_path / "permute_coverage.md").read_text()
+    assert "2 types: 1 built and permuted, 1 of them with no layer in a class without a rule, 0 with such classes (below); 1 built but not permuted within the timeout; 0 not built" in markdown
+    assert f"| gpt2 | GPT2LMHeadModel | {row['parameters']:,} |" in markdown
