@@ -784,22 +784,20 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
 
 
-def _linear_chain(
-    name: str, module: nn.Module, first: str = "proj_in", hidden: str = "layers", last: str = "proj_out", activation: str = "activation"
-) -> list[_Group | str]:
-    """SAM 2's feed-forward: ``first``, each layer of the nn.ModuleList ``hidden``, then ``last``, the elementwise
-    ``activation`` between each two: one group per pair, as :func:`_two_layer_mlp`."""
-    names = [first, *(f"{hidden}.{i}" for i in range(len(getattr(module, hidden, ())))), last]
-    return [_two_layer_mlp(name, module, a, b, activation) for a, b in zip(names, names[1:])]
+def _linear_chain(name: str, module: nn.Module) -> list[_Group | str]:
+    """SAM 2's feed-forward: ``proj_in``, each layer of the nn.ModuleList ``layers``, then ``proj_out``, the
+    elementwise ``activation`` between each two: one group per pair, as :func:`_two_layer_mlp`."""
+    names = ["proj_in", *(f"layers.{i}" for i in range(len(getattr(module, "layers", ())))), "proj_out"]
+    return [_two_layer_mlp(name, module, a, b, "activation") for a, b in zip(names, names[1:])]
 
 
-def _relu_layers(name: str, module: nn.Module, hidden: str = "layers") -> list[_Group | str] | str:
+def _relu_layers(name: str, module: nn.Module) -> list[_Group | str] | str:
     """DETR's MLPPredictionHead (the box heads of the detectors copying it): ``relu(layers[i](x))`` for all but the last
     of the nn.ModuleList ``layers``, the ReLU fixed in the forward: one group per pair, as :func:`_two_layer_mlp`."""
-    count = len(getattr(module, hidden, ()))
+    count = len(getattr(module, "layers", ()))
     if getattr(module, "num_layers", None) != count:
         return f"num_layers ({getattr(module, 'num_layers', None)}) is not the number of its {count} layers"
-    names = [f"{hidden}.{i}" for i in range(count)]
+    names = [f"layers.{i}" for i in range(count)]
     return [_two_layer_mlp(name, module, a, b, None) for a, b in zip(names, names[1:])]
 
 
