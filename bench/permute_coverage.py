@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results", help="directory for permute_coverage[_classify].json/.md")
     parser.add_argument("--types", default=None, help="comma-separated model types (default: every one this transformers knows)")
     parser.add_argument("--task", choices=tuple(TASKS), default="causal-lm")
-    parser.add_argument("--timeout", type=int, default=60, help="seconds per model type")
+    parser.add_argument("--timeout", type=int, default=60, help="seconds to build each model type, and again to permute it")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     try:
