@@ -1711,6 +1711,8 @@ _T5_ATTENTION = functools.partial(_attention, groups=1, value="v", output="o", h
 _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="act_fn")  # Nemotron, Arcee
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
+# GLM-4V's patch merger: down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
+_GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
 _DENSE_OUT_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head (tanh)
 _MLM_HEAD = functools.partial(_normed_fan_out, producer="dense", norm="layer_norm", consumers=("decoder",))  # RoBERTa's masked-LM head
@@ -2914,9 +2916,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("pixtral.modeling_pixtral", {"PixtralAttention": (_HEADS_OWN_VALUES, ())}),  # 2-D rotary on q and k; block-diagonal mask per image
     # vision towers of multimodal models: per-head values -> the output projection, and their MLPs
     **_family("mllama.modeling_mllama", {"MllamaVisionAttention": (_HEADS_OWN_VALUES, ())}),
-    **_family("glm4v.modeling_glm4v", {  # down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
-        "Glm4vVisionPatchMerger": (_all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj"))), ()),
-    }),
+    **_family("glm4v.modeling_glm4v", {"Glm4vVisionPatchMerger": (_GLM_PATCH_MERGER, ())}),
     **_family("llama4.modeling_llama4", {
         "Llama4VisionAttention": (_HEADS_OWN_VALUES, ()),  # 2-D rotary on q and k
         "Llama4VisionMLP2": (functools.partial(_two_layer_mlp, activation="activation_fn"), ()),  # gelu(fc2(gelu(fc1(x))))
@@ -3044,8 +3044,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ()), "HunYuanVLVisionPatchMerger": (_newline_patch_merger, ())}),
     # copies the code matcher misses (a helper or a keyword differs): HY-V4-VL's vision attention (HunYuan-VL's), VideoPrism's
     # (ViT's, its scores soft-capped), Cohere ASR's self- and cross-attention (Llama's value path, no rotary), HRM's
-    # (AFMoE's gate per channel), and GLM-OCR's and GLM-5-Next's vision attention (Qwen2.5-VL's fused qkv -> proj, with
-    # q/k norms)
+    # (AFMoE's gate per channel), GLM-OCR's and GLM-5-Next's vision attention (Qwen2.5-VL's fused qkv -> proj, with
+    # q/k norms), and GLM-5-Next's vision MLP and patch merger (GLM-4V's, gate and up clamped elementwise); HY-V4-VL's
+    # patch merger: HunYuan-VL's proj_conv -> proj_act -> proj_out, whose output (newline column appended) is the merger's
     **{
         (f"transformers.models.{module}", cls): rule
         for module, cls, rule in (
@@ -3056,6 +3057,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("hrm_text.modeling_hrm_text", "HrmTextAttention", (_gated_output_attention, ())),
             ("glm_ocr.modeling_glm_ocr", "GlmOcrVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
+            ("glm5_next.modeling_glm5_next", "Glm5NextVisionMLP", (_gated_mlp, ())),
+            ("glm5_next.modeling_glm5_next", "Glm5NextVisionPatchMerger", (_GLM_PATCH_MERGER, ())),
+            ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionPatchMerger", (functools.partial(_two_layer_mlp, first="proj_conv", second="proj_out", activation="proj_act"), ())),
         )
     },
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),

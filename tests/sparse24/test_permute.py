@@ -1460,8 +1460,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )
             for name, module, prefix in (("sam-vision", "sam", "Sam"), ("got_ocr2-vision", "got_ocr2", "GotOcr2"))
         },
-        # copies the code matcher misses: HY-V4-VL's vision tower (HunYuan-VL's attention), GLM-OCR's and GLM-5-Next's (Qwen2.5-VL's
-        # attention with q/k norms; GLM-5-Next's MLP and merger have no rule), VideoPrism's factorised video encoder (ViT's
+        # copies the code matcher misses: HY-V4-VL's vision tower (HunYuan-VL's attention and merger convs), GLM-OCR's and
+        # GLM-5-Next's (Qwen2.5-VL's attention with q/k norms; GLM-5-Next's MLP and merger clamp gate and up), VideoPrism's factorised video encoder (ViT's
         # attention, soft-capped), HRM (gated attention, its layers run in cycles), Cohere ASR (a Parakeet encoder, its decoder's
         # self- and cross-attention)
         "hy_v4_vl_vision": lambda: (
@@ -2088,9 +2088,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("qwen3_omni_moe-audio", ["Qwen3OmniMoeAudioEncoder"] * 3 + ["Qwen3OmniMoeAudioEncoderLayer", "Qwen3OmniMoeAudioAttention"]),  # and proj1 -> proj2
         ("moonshine", ["MoonshineEncoder"] * 2 + ["MoonshineAttention"] * 3 + ["MoonshineEncoderMLP", "MoonshineDecoderMLP"]),  # its decoder MLP: fc1's halves
         ("xglm", ["XGLMAttention", "XGLMDecoderLayer"]),
-        ("hy_v4_vl_vision", ["HYV4VLVisionAttention", "HYV4VLVisionMLP"]),  # its patch merger (no newline token, unlike HunYuan-VL's): no rule
+        ("hy_v4_vl_vision", ["HYV4VLVisionAttention", "HYV4VLVisionMLP", "HYV4VLVisionPatchMerger"]),  # the merger: proj_conv -> proj_out only
         ("glm_ocr-vision", ["GlmOcrVisionAttention", "GlmOcrVisionMlp", "GlmOcrVisionPatchMerger", "GlmOcrVisionPatchMerger"]),
-        ("glm5_next-vision", ["Glm5NextVisionAttention"]),
+        ("glm5_next-vision", ["Glm5NextVisionAttention", "Glm5NextVisionMLP", "Glm5NextVisionPatchMerger", "Glm5NextVisionPatchMerger"]),
         ("videoprism", ["VideoPrismAttention", "VideoPrismMLP"] * 2),  # a spatial and a temporal layer
         # the fused qkv's value heads -> output.dense, twice; the feed-forward, and temporal_attention.output.dense -> temporal_dense
         ("timesformer-divided_space_time", ["TimeSformerAttention", "TimeSformerAttention", "TimesformerLayer", "TimesformerLayer"]),
