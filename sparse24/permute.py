@@ -2655,8 +2655,28 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         for module, cls in [
             ("internvl", "InternVL"), ("mistral3", "Mistral3"), ("lfm2_vl", "Lfm2Vl"), ("vipllava", "VipLlava"), ("lighton_ocr", "LightOnOcr"),
             ("qianfan_ocr", "QianfanOCR"), ("voxtral", "Voxtral"), ("qwen3_asr", "Qwen3ASR"), ("audioflamingo3", "AudioFlamingo3"), ("glmasr", "GlmAsr"),
+            ("moss_transcribe_diarize", "MossTranscribeDiarize"), ("lfm3_vl", "Lfm3Vl"),  # Moss's a LayerNorm after linear_2
         ]
     },  # fmt: skip
+    **{  # the same under other names: the projectors of PaddleOCR-VL and MiniCPM-V 4.6/4.7/OCR (a norm before linear_1),
+        # Kimi K2.5 (in_proj -> act -> out_proj), DeepSeek-VL (linear1 -> activation -> linear2), Cosmos 3 Edge's and
+        # Qwen3-Omni's patch mergers (Qwen3-VL's linear_fc1 -> act_fn -> linear_fc2; an nn.ModuleList mlp: Linear, GELU, Linear)
+        (f"transformers.models.{module}", cls): (rule, ())
+        for module, cls, rule in (
+            ("paddleocr_vl.modeling_paddleocr_vl", "PaddleOCRProjector", _LINEAR_1_2_MLP),
+            *((f"{family}.modeling_{family}", f"{prefix}DownsampleMLP", _LINEAR_1_2_MLP) for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))),
+            ("kimi_k25.modeling_kimi_k25", "Kimi_K25MultimodalProjection", functools.partial(_two_layer_mlp, first="in_proj", second="out_proj", activation="act")),
+            ("deepseek_vl.modeling_deepseek_vl", "DeepseekVLAligner", _TORCH_FEED_FORWARD),
+            ("cosmos3_edge.modeling_cosmos3_edge", "Cosmos3EdgePatchMerger", _LINEAR_FC_MLP),
+            ("qwen3_omni_moe.modeling_qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", functools.partial(_two_layer_mlp, first="mlp.0", second="mlp.2", activation="mlp.1")),
+        )
+    },  # fmt: skip
+    # GOT-OCR 2's projector: conv_upsampler1 -> conv_upsampler2 with nothing between (then the linear multimodal_projector)
+    **_family("got_ocr2.modeling_got_ocr2", {"GotOcr2MultiModalProjector": (functools.partial(_two_layer_mlp, first="conv_upsampler1", second="conv_upsampler2", activation=None), ())}),
+    # MiniMax-M3-VL's: linear_1 -> act -> linear_2 per patch, the patches merged into channels, merge_linear_1 -> merge_act -> merge_linear_2
+    **_family("minimax_m3_vl.modeling_minimax_m3_vl", {
+        "MiniMaxM3VLMultiModalProjector": (_all_of(_LINEAR_1_2_MLP, functools.partial(_two_layer_mlp, first="merge_linear_1", second="merge_linear_2", activation="merge_act")), ()),
+    }),
     **_family("perception_lm.modeling_perception_lm", {"PerceptionLMMultiModalProjector": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="gelu"), ())}),
     **_families([("AyaVision", "aya_vision.modeling_aya_vision"), ("Cohere2Vision", "cohere2_vision.modeling_cohere2_vision")], {
         "{}MultiModalProjector": (functools.partial(_fused_halves_mlp, fused="linear_1", down="linear_2", act="act"), ()),  # SwiGLU: act(gate) * x, linear_1's halves

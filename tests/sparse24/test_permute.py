@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import inspect
 import json
 import math
 import types
@@ -2444,38 +2445,30 @@ def _aria_projector(transformers: Any) -> tuple[nn.Module, dict]:
     return projector, {"key_value_states": torch.randn(2, 16, 32)}
 
 
-def _projector(transformers: Any, family: str, prefix: str) -> tuple[nn.Module, Any]:
-    """A multimodal projector of ``family`` from its default config with tiny vision/audio and text widths."""
+def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A multimodal projector (``cls`` of ``family``) from its default config with tiny vision/audio and text widths,
+    in float64, and a batch for it: its forward's keywords."""
     config = transformers.AutoConfig.for_model(family)
     for sub, width in (("vision_config", 16), ("audio_config", 16), ("text_config", 32)):
         part = getattr(config, sub, None)
-        for key in ("hidden_size", "intermediate_size", "d_model", "embed_dim") if part is not None else ():
+        for key in ("hidden_size", "intermediate_size", "d_model", "embed_dim", "output_channels") if part is not None else ():
             if hasattr(part, key):
                 setattr(part, key, width)
         if hasattr(part, "model_args"):  # PerceptionLM's vision tower is a timm model
             part.model_args = {**(part.model_args or {}), "embed_dim": width}
-    for key, value in dict(projector_hidden_size=40, alignment_intermediate_size=48, downsample_factor=2, projector_pooling_ratio=1).items():
+    sizes = dict(projector_hidden_size=40, alignment_intermediate_size=48, downsample_factor=2, projector_pooling_ratio=1, projection_hidden_size=16, merged_hidden_size=4 * 32)
+    for key, value in sizes.items():
         if hasattr(config, key):
             setattr(config, key, value)
     module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
-    return getattr(module, f"{prefix}MultiModalProjector")(config), config
-
-
-@pytest.mark.parametrize(
-    ("family", "prefix"),
-    [
-        ("internvl", "InternVL"), ("vipllava", "VipLlava"), ("qianfan_ocr", "QianfanOCR"), ("voxtral", "Voxtral"), ("qwen3_asr", "Qwen3ASR"),
-        ("audioflamingo3", "AudioFlamingo3"), ("glmasr", "GlmAsr"), ("perception_lm", "PerceptionLM"), ("lfm2_vl", "Lfm2Vl"),
-        ("aya_vision", "AyaVision"), ("cohere2_vision", "Cohere2Vision"),  # SwiGLU: act(gate) * x from linear_1's halves
-        ("mistral3", "Mistral3"), ("lighton_ocr", "LightOnOcr"),  # a norm and a patch merger before linear_1
-    ],
-)  # fmt: skip
-def test_multimodal_projectors_permute_and_compute_the_same_function(family: str, prefix: str) -> None:
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    projector, config = _projector(transformers, family, prefix)
+    if cls.endswith("DownsampleMLP"):  # MiniCPM-V's: from its widths, 2 x 2 tokens of 16 merged -> 32
+        projector = getattr(module, cls)(16, 32)
+    elif family == "qwen3_omni_moe":  # the vision encoder's merger: 2 x 2 patches of 16 -> 32
+        projector = getattr(module, cls)(transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe.Qwen3OmniMoeVisionEncoderConfig(hidden_size=16, out_hidden_size=32, spatial_merge_size=2))
+    else:
+        projector = getattr(module, cls)(config)
     projector = projector.double().eval()
-    width = projector.linear_1.in_features
+    width = projector.linear_1.in_features if hasattr(projector, "linear_1") else None
     inputs: dict[str, Any] = {}
     if family in ("mistral3", "lighton_ocr"):  # 4 x 4 patches, merged 2 x 2
         features = torch.randn(16, projector.norm.weight.shape[0])
@@ -2484,13 +2477,47 @@ def test_multimodal_projectors_permute_and_compute_the_same_function(family: str
         features = torch.randn(2, 16, width // 4)
     elif family == "lfm2_vl":  # a 4 x 4 grid, unshuffled 2 x 2
         features = torch.randn(2, 4, 4, width // 4)
+    elif family == "paddleocr_vl":  # 4 x 4 patches of one image, merged 2 x 2
+        features, inputs = torch.randn(16, 16), {"image_grid_thw": torch.tensor([[1, 4, 4]])}
+    elif family in ("lfm3_vl", "kimi_k25", "cosmos3_edge", "qwen3_omni_moe", "minimax_m3_vl"):  # 16 tokens of 16, merged 2 x 2 (MiniMax-M3-VL: after its first MLP)
+        features = torch.randn(2, 8, 16) if family == "kimi_k25" else torch.randn(16, 16)
+    elif family == "got_ocr2":  # an 8 x 8 map of 16 channels
+        features = torch.randn(2, 16, 8, 8)
+    elif family == "deepseek_vl":
+        features = torch.randn(2, 4, 16)
     else:
         features = torch.randn(2, 4, width)
+    first = next(iter(inspect.signature(projector.forward).parameters))
+    return projector, {first: features.double(), **inputs}
+
+
+@pytest.mark.parametrize(
+    ("family", "cls", "groups"),
+    [
+        *((family, f"{prefix}MultiModalProjector", 1) for family, prefix in (
+            ("internvl", "InternVL"), ("vipllava", "VipLlava"), ("qianfan_ocr", "QianfanOCR"), ("voxtral", "Voxtral"), ("qwen3_asr", "Qwen3ASR"),
+            ("audioflamingo3", "AudioFlamingo3"), ("glmasr", "GlmAsr"), ("perception_lm", "PerceptionLM"), ("lfm2_vl", "Lfm2Vl"),
+            ("aya_vision", "AyaVision"), ("cohere2_vision", "Cohere2Vision"),  # SwiGLU: act(gate) * x from linear_1's halves
+            ("mistral3", "Mistral3"), ("lighton_ocr", "LightOnOcr"),  # a norm and a patch merger before linear_1
+            ("moss_transcribe_diarize", "MossTranscribeDiarize"), ("lfm3_vl", "Lfm3Vl"),  # a LayerNorm after linear_2; one before the merge
+            ("got_ocr2", "GotOcr2"),  # two strided 3 x 3 convs with nothing between them
+        )),
+        ("minimax_m3_vl", "MiniMaxM3VLMultiModalProjector", 2),  # an MLP per patch, then one over each 2 x 2 merged
+        ("paddleocr_vl", "PaddleOCRProjector", 1), ("kimi_k25", "Kimi_K25MultimodalProjection", 1), ("deepseek_vl", "DeepseekVLAligner", 1),
+        ("cosmos3_edge", "Cosmos3EdgePatchMerger", 1), ("qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", 1),
+        *((family, f"{prefix}DownsampleMLP", 1) for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))),
+    ],
+)  # fmt: skip
+def test_multimodal_projectors_permute_and_compute_the_same_function(family: str, cls: str, groups: int) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    projector, batch = _projector(transformers, family, cls)
     reference = copy.deepcopy(projector)
     report = permute(projector)
-    assert [g.kind for g in report.groups] == [f"{prefix}MultiModalProjector"] and report.groups[0].changed
+    assert [g.kind for g in report.groups] == [cls] * groups and all(g.changed for g in report.groups)
     with torch.no_grad():
-        torch.testing.assert_close(projector(features.double(), **inputs), reference(features.double(), **inputs), rtol=0, atol=1e-10)
+        torch.testing.assert_close(projector(**batch), reference(**batch), rtol=0, atol=1e-10)
+    assert _assert_every_group_reaches_the_outputs(reference, batch, report, ["last_hidden_state"]) == []
 
 
 @pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "codegen", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
