@@ -891,6 +891,27 @@ def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, cons
     return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(_join(name, consumer), reader, width)])
 
 
+def _concat_mlp(name: str, module: nn.Module, producers: Sequence[str], activation: str, consumer: str) -> list[_Group | str]:
+    """``consumer(activation(cat([p(x_p) for p in producers], -1)))`` (DeepSeek-VL-Hybrid's aligner: the high- and
+    low-resolution towers' projections concatenated, GELU, proj): one group per producer, its output channels -> its
+    range of the consumer's input columns."""
+    if (refused := _not_elementwise(module, activation)) is not None:
+        return [refused]
+    layers, reader = [getattr(module, attr, None) for attr in producers], getattr(module, consumer, None)
+    if not (all(_is_linear(layer) for layer in layers) and _is_linear(reader)):
+        return [f"{', '.join(producers)} and {consumer} are not nn.Linear"]
+    if reader.in_features != sum(layer.out_features for layer in layers):
+        return [f"{consumer} reads {reader.in_features} channels, not the {' + '.join(str(layer.out_features) for layer in layers)} of {', '.join(producers)}"]
+    found: list[_Group | str] = []
+    offset = 0
+    for attr, layer in zip(producers, layers):
+        width = layer.out_features
+        members = _producer(_join(name, attr), layer, width) + _consumer(_join(name, consumer), reader, width, _uniform(width, width), offset=offset)
+        found.append(_Group(type(module).__name__, width, 1, members))
+        offset += width
+    return found
+
+
 def _config_activation_head(
     name: str, module: nn.Module, key: str = "hidden_act", first: str = "dense", second: str = "out_proj", config: str = "config"
 ) -> _Group | str:
@@ -2671,6 +2692,16 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("qwen3_omni_moe.modeling_qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", functools.partial(_two_layer_mlp, first="mlp.0", second="mlp.2", activation="mlp.1")),
         )
     },  # fmt: skip
+    **_family("deepseek_vl_hybrid.modeling_deepseek_vl_hybrid", {
+        "DeepseekVLHybridAligner": (functools.partial(_concat_mlp, producers=("high_res_vision_proj", "vision_proj"), activation="act", consumer="proj"), ()),
+    }),
+    # VibeVoice-ASR's: the acoustic and the semantic latents each through linear_1 -> RMS norm -> linear_2, then summed
+    **_family("vibevoice_asr.modeling_vibevoice_asr", {
+        "VibeVoiceAsrMultiModalProjector": (_all_of(*(
+            functools.partial(_normed, rule=functools.partial(_two_layer_mlp, first=f"{path}_linear_1", second=f"{path}_linear_2", activation=None), norm=f"{path}_norm")
+            for path in ("acoustic", "semantic")
+        )), ()),
+    }),
     # GOT-OCR 2's projector: conv_upsampler1 -> conv_upsampler2 with nothing between (then the linear multimodal_projector)
     **_family("got_ocr2.modeling_got_ocr2", {"GotOcr2MultiModalProjector": (functools.partial(_two_layer_mlp, first="conv_upsampler1", second="conv_upsampler2", activation=None), ())}),
     # MiniMax-M3-VL's: linear_1 -> act -> linear_2 per patch, the patches merged into channels, merge_linear_1 -> merge_act -> merge_linear_2

@@ -2449,7 +2449,8 @@ def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dic
     """A multimodal projector (``cls`` of ``family``) from its default config with tiny vision/audio and text widths,
     in float64, and a batch for it: its forward's keywords."""
     config = transformers.AutoConfig.for_model(family)
-    for sub, width in (("vision_config", 16), ("audio_config", 16), ("text_config", 32)):
+    subs = ("vision_config", "audio_config", "acoustic_tokenizer_encoder_config", "semantic_tokenizer_encoder_config", "high_res_vision_config")
+    for sub, width in (*((sub, 16) for sub in subs), ("text_config", 32)):
         part = getattr(config, sub, None)
         for key in ("hidden_size", "intermediate_size", "d_model", "embed_dim", "output_channels") if part is not None else ():
             if hasattr(part, key):
@@ -2485,10 +2486,16 @@ def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dic
         features = torch.randn(2, 16, 8, 8)
     elif family == "deepseek_vl":
         features = torch.randn(2, 4, 16)
+    elif family == "deepseek_vl_hybrid":  # the low- and the high-resolution towers' features (4 x 16 channels, merged)
+        features, inputs = torch.randn(2, 4, 16), {"high_res_vision_encodings": torch.randn(2, 4, 64)}
+    elif family == "vibevoice_asr":  # the acoustic and the semantic latents; the RMS norms' weights drawn (they start at one)
+        features, inputs = torch.randn(2, 4, 16), {"semantic_latents": torch.randn(2, 4, 16)}
+        for norm in (projector.acoustic_norm, projector.semantic_norm):
+            nn.init.normal_(norm.weight)
     else:
         features = torch.randn(2, 4, width)
     first = next(iter(inspect.signature(projector.forward).parameters))
-    return projector, {first: features.double(), **inputs}
+    return projector, {first: features.double(), **{key: value.double() if value.is_floating_point() else value for key, value in inputs.items()}}
 
 
 @pytest.mark.parametrize(
@@ -2503,6 +2510,8 @@ def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dic
             ("got_ocr2", "GotOcr2"),  # two strided 3 x 3 convs with nothing between them
         )),
         ("minimax_m3_vl", "MiniMaxM3VLMultiModalProjector", 2),  # an MLP per patch, then one over each 2 x 2 merged
+        ("deepseek_vl_hybrid", "DeepseekVLHybridAligner", 2),  # two projections concatenated -> GELU -> proj
+        ("vibevoice_asr", "VibeVoiceAsrMultiModalProjector", 2),  # linear_1 -> RMS norm -> linear_2, acoustic and semantic
         ("paddleocr_vl", "PaddleOCRProjector", 1), ("kimi_k25", "Kimi_K25MultimodalProjection", 1), ("deepseek_vl", "DeepseekVLAligner", 1),
         ("cosmos3_edge", "Cosmos3EdgePatchMerger", 1), ("qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", 1),
         *((family, f"{prefix}DownsampleMLP", 1) for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))),
@@ -2515,8 +2524,8 @@ def test_multimodal_projectors_permute_and_compute_the_same_function(family: str
     reference = copy.deepcopy(projector)
     report = permute(projector)
     assert [g.kind for g in report.groups] == [cls] * groups and all(g.changed for g in report.groups)
-    with torch.no_grad():
-        torch.testing.assert_close(projector(**batch), reference(**batch), rtol=0, atol=1e-10)
+    with torch.no_grad():  # VibeVoice-ASR's RMS norms compute in float32
+        torch.testing.assert_close(projector(**batch), reference(**batch), rtol=0, atol=1e-5 if family == "vibevoice_asr" else 1e-10)
     assert _assert_every_group_reaches_the_outputs(reference, batch, report, ["last_hidden_state"]) == []
 
 
