@@ -815,13 +815,24 @@ def _conv_stem(
         if isinstance(group, _Group) and first in norms:
             norm = getattr(module, norms[first], None)
             one_group = isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.num_channels == group.block
-            channels_first = isinstance(norm, nn.LayerNorm) and getattr(norm, "data_format", None) == "channels_first" and norm.normalized_shape == (group.block,)
-            if not (one_group or channels_first):
+            if not (one_group or _channels_first_layer_norm(norm, group.block)):
                 group = f"{norms[first]} is not a GroupNorm of one group or a channels-first LayerNorm over the {group.block} channels of {first}"
             else:
                 group.members += _per_channel(_join(name, norms[first]), norm, group.block)
         found.append(group)
     return found
+
+
+def _channels_first_layer_norm(norm: object, width: int) -> bool:
+    """A LayerNorm over the ``width`` channels of [N, C, H, W] (SAM's and RF-DETR's channels_first LayerNorms): its
+    statistics run over all the channels, so only its weight and bias move with them."""
+    return isinstance(norm, nn.LayerNorm) and getattr(norm, "data_format", None) == "channels_first" and tuple(norm.normalized_shape) == (width,)
+
+
+def _channel_norm(norm: object, width: int) -> bool:
+    """A BatchNorm2d or a channels-first LayerNorm over ``width`` channels: each channel's parameters (and running
+    statistics) move with it."""
+    return (type(norm) is nn.BatchNorm2d and norm.num_features == width) or _channels_first_layer_norm(norm, width)
 
 
 def _wav2vec2_conv_layer(layer: nn.Module) -> str | None:
@@ -2300,12 +2311,12 @@ def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
 
 
 def _conv_norm_layer(name: str, module: nn.Module, attr: str, width: int) -> list[_Member] | str:
-    """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation) writing ``width`` channels:
-    the conv's filters with the norm's parameters and statistics."""
+    """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation; RF-DETR's: a channels-first
+    LayerNorm) writing ``width`` channels: the conv's filters with the norm's parameters and statistics."""
     layer = getattr(module, attr, None)
     conv, norm = getattr(layer, "conv", None), getattr(layer, "norm", None)
-    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == width and type(norm) is nn.BatchNorm2d and norm.num_features == width):
-        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d over {width} channels"
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == width and _channel_norm(norm, width)):
+        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d or channels-first LayerNorm over {width} channels"
     if not _elementwise_module(getattr(layer, "activation", None)):
         return f"{attr}.activation is not a known elementwise activation"
     return _producer(_join(name, f"{attr}.conv"), conv, width) + _per_channel(_join(name, f"{attr}.norm"), norm, width)
@@ -2344,6 +2355,51 @@ def _csp_rep_layer(name: str, module: nn.Module) -> list[_Group | str]:
     if problem is None and reader is None:
         problem = f"conv3 is not an ungrouped Conv2d reading the {width} summed channels"
     found.append(problem or _Group(kind, width, 1, [m for s in summed for m in s] + _consumer(_join(name, "conv3.conv"), reader, width)))
+    return found
+
+
+def _conv_norm_pair(name: str, module: nn.Module) -> _Group | str:
+    """LW-DETR's (RF-DETR's) RepVGG block ``conv2(conv1(x))``, both ConvNormLayers (conv -> norm -> an elementwise
+    activation): conv1's channels with its norm -> conv2's conv."""
+    width, reader = getattr(_attr(module, "conv1.conv"), "out_channels", None), _attr(module, "conv2.conv")
+    if not (isinstance(width, int) and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == width):
+        return "conv2.conv is not an ungrouped Conv2d reading conv1.conv's channels"
+    first = _conv_norm_layer(name, module, "conv1", width)
+    return first if isinstance(first, str) else _Group(type(module).__name__, width, 1, first + _consumer(_join(name, "conv2.conv"), reader, width))
+
+
+def _c2f_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """LW-DETR's (RF-DETR's) C2F layer: conv1's channels (a ConvNormLayer) split into two pieces of hidden_channels, the second run
+    through the chain of bottlenecks, and every piece (both halves, each bottleneck's output) concatenated -> conv2.
+    The first half -> its columns of conv2; the second half and each bottleneck's output (its conv2, a ConvNormLayer)
+    -> the next bottleneck's conv1 and their columns of conv2. Inside each bottleneck: its own rule."""
+    width, blocks, reader = getattr(module, "hidden_channels", None), getattr(module, "bottlenecks", None), _attr(module, "conv2.conv")
+    if not (isinstance(width, int) and isinstance(blocks, nn.ModuleList) and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == (2 + len(blocks)) * width):
+        return ["conv2.conv is not an ungrouped Conv2d reading the two halves of conv1 and each bottleneck's output"]
+    kind, layer, one = type(module).__name__, getattr(module, "conv1", None), _uniform(width, width)
+    conv, norm = getattr(layer, "conv", None), getattr(layer, "norm", None)
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == 2 * width and _channel_norm(norm, 2 * width)):
+        return [f"conv1 is not an ungrouped Conv2d and a BatchNorm2d or channels-first LayerNorm over 2 x {width} channels"]
+    if (refused := _not_elementwise(layer, "activation")) is not None:
+        return [f"conv1.{refused}"]
+
+    def half(offset: int) -> list[_Member]:
+        return _producer(_join(name, "conv1.conv"), conv, width, one, offset=offset) + _per_channel(_join(name, "conv1.norm"), norm, width, one, offset=offset)
+
+    def columns(piece: int) -> list[_Member]:
+        return _consumer(_join(name, "conv2.conv"), reader, width, one, offset=piece * width)
+
+    found: list[_Group | str] = [_Group(kind, width, 1, half(0) + columns(0))]
+    sources = [half(width)] + [_conv_norm_layer(_join(name, f"bottlenecks.{i}"), block, "conv2", width) for i, block in enumerate(blocks)]
+    for i, source in enumerate(sources):
+        following = _attr(blocks[i], "conv1.conv") if i < len(blocks) else None
+        if isinstance(source, str):
+            found.append(source)
+        elif i < len(blocks) and not (isinstance(following, nn.Conv2d) and following.groups == 1 and following.in_channels == width):
+            found.append(f"bottlenecks.{i}.conv1.conv is not an ungrouped Conv2d reading {width} channels")
+        else:
+            readers = columns(1 + i) + (_consumer(_join(name, f"bottlenecks.{i}.conv1.conv"), following, width) if following is not None else [])
+            found.append(_Group(kind, width, 1, source + readers))
     return found
 
 
@@ -2551,6 +2607,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
     **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    # LW-DETR and RF-DETR (one code): the decoder's self-attention (v_proj -> o_proj per head; values read the input
+    # without the query positions) and MLP, LW-DETR's ViT attention, and the projector's C2F layers and RepVGG blocks
+    **_families([("LwDetr", "lw_detr.modeling_lw_detr"), ("RfDetr", "rf_detr.modeling_rf_detr")], {
+        "{}Attention": (_HEADS_OWN_VALUES, ()), "{}MLP": (_two_layer_mlp, ()), "{}C2FLayer": (_c2f_layer, ("bottlenecks",)), "{}RepVggBlock": (_conv_norm_pair, ()),
+    }),
+    **_family("lw_detr.modeling_lw_detr", {"LwDetrViTAttention": (_HEADS_OWN_VALUES, ())}),
     **_family("sam.modeling_sam", {  # its mask decoder's two-way attention, its vision neck, its mask prompt's embedding
         "SamAttention": (_internal_dim_attention, ()),
         "SamVisionNeck": (functools.partial(_conv_stem, norms={"conv1": "layer_norm1"}), ()),

@@ -843,6 +843,14 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
             decoder_n_points=2, hidden_expansion=0.5 if name == "rt_detr-expanded" else 1.0, **layers,
         )
         return auto.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
+    if name in ("lw_detr", "rf_detr"):  # a ViT of 2 layers (LW-DETR's; RF-DETR's windowed DINOv2), 8 x 8 patches, one projector level
+        vit = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=4, out_indices=[2], num_windows=1)
+        tower = transformers.LwDetrViTConfig(pretrain_image_size=32, **vit) if name == "lw_detr" else transformers.RfDetrDinov2Config(**vit)
+        config = (transformers.LwDetrConfig if name == "lw_detr" else transformers.RfDetrConfig)(
+            backbone_config=tower, projector_scale_factors=[1.0], d_model=32, decoder_ffn_dim=64, decoder_layers=1, decoder_self_attention_heads=4,
+            decoder_cross_attention_heads=4, num_queries=4, group_detr=1, decoder_n_points=2,
+        )
+        return auto.from_config(config), {"pixel_values": torch.randn(2, 3, 32, 32)}
     if name.endswith("grounding_dino"):  # a BERT text backbone of one layer, 8 tokens
         text = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, vocab_size=64)
         config = (transformers.MMGroundingDinoConfig if name == "mm_grounding_dino" else transformers.GroundingDinoConfig)(
@@ -1899,7 +1907,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 64, 64), "task_inputs": torch.randint(0, 64, (2, 8))},
         ),
-        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "grounding_dino", "mm_grounding_dino")},
+        **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "grounding_dino", "mm_grounding_dino", "lw_detr", "rf_detr")},
         **{f"{family}-detection": functools.partial(_detector, transformers, f"{family}-detection") for family in ("detr", "conditional_detr", "deformable_detr", "deformable_detr-refine")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
@@ -1927,7 +1935,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -1967,7 +1975,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
-        if type(module).__name__ == "ConvNextV2GRN" or isinstance(module, nn.GroupNorm):  # GroupNorm: Moonshine's stem
+        if type(module).__name__ == "ConvNextV2GRN" or isinstance(module, nn.GroupNorm) or (name == "rf_detr" and isinstance(module, nn.LayerNorm)):  # GroupNorm: Moonshine's stem
             torch.nn.init.normal_(module.weight)
             torch.nn.init.normal_(module.bias)
         if name == "dpt" and module is model.head.head[-2]:  # the depth's final ReLU: a positive bias, or every depth is 0
@@ -2342,6 +2350,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, ["BertAttention", "BertLayer", f"{cls}TextEnhancerLayer", f"{cls}BiMultiHeadAttention", f"{cls}BiMultiHeadAttention", f"{cls}DeformableLayer"]
             + [f"{cls}MultiheadAttention"] * 3 + [f"{cls}MultiscaleDeformableAttention"] * 2 + [f"{cls}DecoderLayer", "fx", "fx"] + [f"{cls}MLPPredictionHead"] * 3)  # bidirectional image-text values: two groups
           for family, cls in (("grounding_dino", "GroundingDino"), ("mm_grounding_dino", "MMGroundingDino"))],
+        # and the projector's C2F layer (conv1's halves, 3 bottlenecks -> conv2) and its bottlenecks (RepVGG: conv1 -> conv2)
+        *((name, [f"{prefix}Attention", f"{prefix}MLP", f"{prefix}MultiscaleDeformableAttention"] + [f"{prefix}C2FLayer"] * 5 + [f"{prefix}RepVggBlock"] * 3 + [f"{prefix}MLPPredictionHead"] * 3 + vit)
+          for name, prefix, vit in (("lw_detr", "LwDetr", ["LwDetrViTAttention", "LwDetrViTMlp"] * 2), ("rf_detr", "RfDetr", ["RfDetrDinov2Attention", "RfDetrDinov2MLP"] * 2))),
         ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16 + ["RTDetrV2MLPPredictionHead"] * 3),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16 + ["RTDetrMLPPredictionHead"] * 3),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
