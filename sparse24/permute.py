@@ -3157,9 +3157,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("hunyuan_vl.modeling_hunyuan_vl", {"HunYuanVLVisionAttention": (_HEADS_OWN_VALUES, ()), "HunYuanVLVisionPatchMerger": (_newline_patch_merger, ())}),
     # copies the code matcher misses (a helper or a keyword differs): HY-V4-VL's vision attention (HunYuan-VL's), VideoPrism's
     # (ViT's, its scores soft-capped), Cohere ASR's self- and cross-attention (Llama's value path, no rotary), HRM's
-    # (AFMoE's gate per channel), GLM-OCR's and GLM-5-Next's vision attention (Qwen2.5-VL's fused qkv -> proj, with
-    # q/k norms), and GLM-5-Next's vision MLP and patch merger (GLM-4V's, gate and up clamped elementwise); HY-V4-VL's
-    # patch merger: HunYuan-VL's proj_conv -> proj_act -> proj_out, whose output (newline column appended) is the merger's
+    # (AFMoE's gate per channel), the OpenAI Privacy Filter's (GPT-OSS's: sinks per head, q and k scaled before the
+    # scores) and PE Audio's encoder attention (Llama's, with q/k norms), GLM-OCR's and GLM-5-Next's vision attention
+    # (Qwen2.5-VL's fused qkv -> proj, with q/k norms), and GLM-5-Next's vision MLP and patch merger (GLM-4V's, gate and up
+    # clamped elementwise); HY-V4-VL's patch merger: HunYuan-VL's proj_conv -> proj_act -> proj_out, whose output
+    # (newline column appended) is the merger's
     **{
         (f"transformers.models.{module}", cls): rule
         for module, cls, rule in (
@@ -3170,6 +3172,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("hrm_text.modeling_hrm_text", "HrmTextAttention", (_gated_output_attention, ())),
             ("glm_ocr.modeling_glm_ocr", "GlmOcrVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
+            ("openai_privacy_filter.modeling_openai_privacy_filter", "OpenAIPrivacyFilterAttention", (_attention, ())),
+            ("pe_audio.modeling_pe_audio", "PeAudioEncoderAttention", (_attention, ())),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionMLP", (_gated_mlp, ())),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionPatchMerger", (_GLM_PATCH_MERGER, ())),
             ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionPatchMerger", (functools.partial(_two_layer_mlp, first="proj_conv", second="proj_out", activation="proj_act"), ())),

@@ -1683,7 +1683,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2", "ministral3",
             "flint", "granite_swa", "nanochat", "mimo_v2_flash", "minicpm5_moe", "granitemoe_swa",
         )},
-        "lara_mini": lambda: (_causal_lm(transformers, "lara_mini", num_hidden_layers=2), ids),  # a Gated DeltaNet layer, then a sliding attention one
+        "lara_mini": lambda: (_causal_lm(transformers, "lara_mini", num_hidden_layers=2), ids),
+        "openai_privacy_filter": lambda: (  # GPT-OSS's attention (sinks; q and k scaled before the scores) and experts, bidirectional
+            _encoder(transformers, "openai_privacy_filter", **lm, num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2), ids,
+        ),
+        "pe_audio_encoder": lambda: (  # a DAC encoder downsampling 8x (two blocks), then a transformer layer with q/k norms
+            _encoder(transformers, "pe_audio_encoder", **tower, num_key_value_heads=2, head_dim=8, dac_config=dict(encoder_hidden_size=8, downsampling_ratios=[2, 4], hidden_size=32, hop_length=8)),
+            {"input_values": torch.randn(2, 1, 256)},
+        ),  # a Gated DeltaNet layer, then a sliding attention one
         # Qwen3.5: gated attention (q_proj's per-head output gates) and Gated DeltaNet linear attention, layer by layer
         **{family: functools.partial(lambda family, experts: (_causal_lm(
             transformers, family, num_hidden_layers=2, layer_types=["linear_attention", "full_attention"], linear_num_value_heads=4, linear_num_key_heads=2,
@@ -1994,7 +2001,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2246,6 +2253,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ]],
         ("llama4_text", ["Llama4TextAttention", "Llama4TextExperts", "Llama4TextMLP"]),
         ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
+        ("openai_privacy_filter", ["OpenAIPrivacyFilterAttention", "OpenAIPrivacyFilterExperts"]),
+        ("pe_audio_encoder", ["PeAudioEncoderAttention", "PeAudioEncoderMLP"]),
         ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
         ("qwen3_5_moe_text", ["Qwen3_5MoeAttention", "Qwen3_5MoeGatedDeltaNet", "Qwen3_5MoeExperts", "Qwen3_5MoeExperts", "Qwen3_5MoeMLP", "Qwen3_5MoeMLP"]),
         ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextGatedDeltaNet", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # in_proj_qkvz
