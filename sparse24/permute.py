@@ -2369,12 +2369,14 @@ def _conv_norm_pair(name: str, module: nn.Module) -> _Group | str:
 
 
 def _c2f_layer(name: str, module: nn.Module) -> list[_Group | str]:
-    """LW-DETR's (RF-DETR's) C2F layer: conv1's channels (a ConvNormLayer) split into two pieces of hidden_channels, the second run
-    through the chain of bottlenecks, and every piece (both halves, each bottleneck's output) concatenated -> conv2.
-    The first half -> its columns of conv2; the second half and each bottleneck's output (its conv2, a ConvNormLayer)
-    -> the next bottleneck's conv1 and their columns of conv2. Inside each bottleneck: its own rule."""
+    """LW-DETR's (RF-DETR's) C2F layer: conv1's channels (a ConvNormLayer) split into two pieces of hidden_channels,
+    the second run through the chain of bottlenecks, and every piece (both halves, each bottleneck's output)
+    concatenated -> conv2. The first half -> its columns of conv2; the second half and each bottleneck's output (its
+    conv2, a ConvNormLayer) -> the next bottleneck's conv1 and their columns of conv2. Inside each bottleneck: its own
+    rule."""
     width, blocks, reader = getattr(module, "hidden_channels", None), getattr(module, "bottlenecks", None), _attr(module, "conv2.conv")
-    if not (isinstance(width, int) and isinstance(blocks, nn.ModuleList) and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == (2 + len(blocks)) * width):
+    pieces = 2 + len(blocks) if isinstance(blocks, nn.ModuleList) else None
+    if not (isinstance(width, int) and pieces and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == pieces * width):
         return ["conv2.conv is not an ungrouped Conv2d reading the two halves of conv1 and each bottleneck's output"]
     kind, layer, one = type(module).__name__, getattr(module, "conv1", None), _uniform(width, width)
     conv, norm = getattr(layer, "conv", None), getattr(layer, "norm", None)
@@ -2610,9 +2612,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # LW-DETR and RF-DETR (one code): the decoder's self-attention (v_proj -> o_proj per head; values read the input
     # without the query positions) and MLP, LW-DETR's ViT attention, and the projector's C2F layers and RepVGG blocks
     **_families([("LwDetr", "lw_detr.modeling_lw_detr"), ("RfDetr", "rf_detr.modeling_rf_detr")], {
-        "{}Attention": (_HEADS_OWN_VALUES, ()), "{}MLP": (_two_layer_mlp, ()), "{}C2FLayer": (_c2f_layer, ("bottlenecks",)), "{}RepVggBlock": (_conv_norm_pair, ()),
+        "{}Attention": (_attention, ()), "{}MLP": (_two_layer_mlp, ()), "{}C2FLayer": (_c2f_layer, ("bottlenecks",)), "{}RepVggBlock": (_conv_norm_pair, ()),
     }),
-    **_family("lw_detr.modeling_lw_detr", {"LwDetrViTAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("lw_detr.modeling_lw_detr", {"LwDetrViTAttention": (_attention, ())}),  # its forward: MoonshineStreamingEncoderAttention's (grouped kv heads)
     **_family("sam.modeling_sam", {  # its mask decoder's two-way attention, its vision neck, its mask prompt's embedding
         "SamAttention": (_internal_dim_attention, ()),
         "SamVisionNeck": (functools.partial(_conv_stem, norms={"conv1": "layer_norm1"}), ()),
@@ -2747,7 +2749,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         (f"transformers.models.{module}", cls): (rule, ())
         for module, cls, rule in (
             ("paddleocr_vl.modeling_paddleocr_vl", "PaddleOCRProjector", _LINEAR_1_2_MLP),
-            *((f"{family}.modeling_{family}", f"{prefix}DownsampleMLP", _LINEAR_1_2_MLP) for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))),
+            *(
+                (f"{family}.modeling_{family}", f"{prefix}DownsampleMLP", _LINEAR_1_2_MLP)
+                for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))
+            ),
             ("kimi_k25.modeling_kimi_k25", "Kimi_K25MultimodalProjection", functools.partial(_two_layer_mlp, first="in_proj", second="out_proj", activation="act")),
             ("deepseek_vl.modeling_deepseek_vl", "DeepseekVLAligner", _TORCH_FEED_FORWARD),
             ("cosmos3_edge.modeling_cosmos3_edge", "Cosmos3EdgePatchMerger", _LINEAR_FC_MLP),
@@ -2765,10 +2770,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )), ()),
     }),
     # GOT-OCR 2's projector: conv_upsampler1 -> conv_upsampler2 with nothing between (then the linear multimodal_projector)
-    **_family("got_ocr2.modeling_got_ocr2", {"GotOcr2MultiModalProjector": (functools.partial(_two_layer_mlp, first="conv_upsampler1", second="conv_upsampler2", activation=None), ())}),
+    **_family("got_ocr2.modeling_got_ocr2", {
+        "GotOcr2MultiModalProjector": (functools.partial(_two_layer_mlp, first="conv_upsampler1", second="conv_upsampler2", activation=None), ()),
+    }),
     # MiniMax-M3-VL's: linear_1 -> act -> linear_2 per patch, the patches merged into channels, merge_linear_1 -> merge_act -> merge_linear_2
     **_family("minimax_m3_vl.modeling_minimax_m3_vl", {
-        "MiniMaxM3VLMultiModalProjector": (_all_of(_LINEAR_1_2_MLP, functools.partial(_two_layer_mlp, first="merge_linear_1", second="merge_linear_2", activation="merge_act")), ()),
+        "MiniMaxM3VLMultiModalProjector": (
+            _all_of(_LINEAR_1_2_MLP, functools.partial(_two_layer_mlp, first="merge_linear_1", second="merge_linear_2", activation="merge_act")), (),
+        ),
     }),
     **_family("perception_lm.modeling_perception_lm", {"PerceptionLMMultiModalProjector": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="gelu"), ())}),
     **_families([("AyaVision", "aya_vision.modeling_aya_vision"), ("Cohere2Vision", "cohere2_vision.modeling_cohere2_vision")], {

@@ -1684,11 +1684,21 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             "flint", "granite_swa", "nanochat", "mimo_v2_flash", "minicpm5_moe", "granitemoe_swa",
         )},
         "lara_mini": lambda: (_causal_lm(transformers, "lara_mini", num_hidden_layers=2), ids),
+        "moonshine_streaming": lambda: (  # its encoder's attention with grouped key/value heads (LW-DETR's ViT attention's forward)
+            transformers.MoonshineStreamingModel(transformers.AutoConfig.for_model(
+                "moonshine_streaming", **tower, num_key_value_heads=4, vocab_size=64, head_dim=8,
+                encoder_config=dict(**tower, num_key_value_heads=2, head_dim=8),
+            )),
+            {"input_values": torch.randn(2, 1600), "decoder_input_ids": torch.randint(2, 64, (2, 5))},
+        ),
         "openai_privacy_filter": lambda: (  # GPT-OSS's attention (sinks; q and k scaled before the scores) and experts, bidirectional
             _encoder(transformers, "openai_privacy_filter", **lm, num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2), ids,
         ),
         "pe_audio_encoder": lambda: (  # a DAC encoder downsampling 8x (two blocks), then a transformer layer with q/k norms
-            _encoder(transformers, "pe_audio_encoder", **tower, num_key_value_heads=2, head_dim=8, dac_config=dict(encoder_hidden_size=8, downsampling_ratios=[2, 4], hidden_size=32, hop_length=8)),
+            _encoder(
+                transformers, "pe_audio_encoder", **tower, num_key_value_heads=2, head_dim=8,
+                dac_config=dict(encoder_hidden_size=8, downsampling_ratios=[2, 4], hidden_size=32, hop_length=8),
+            ),
             {"input_values": torch.randn(2, 1, 256)},
         ),  # a Gated DeltaNet layer, then a sliding attention one
         # Qwen3.5: gated attention (q_proj's per-head output gates) and Gated DeltaNet linear attention, layer by layer
@@ -2255,6 +2265,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
         ("openai_privacy_filter", ["OpenAIPrivacyFilterAttention", "OpenAIPrivacyFilterExperts"]),
         ("pe_audio_encoder", ["PeAudioEncoderAttention", "PeAudioEncoderMLP"]),
+        ("moonshine_streaming", ["MoonshineStreamingEncoderAttention", "MoonshineStreamingEncoderMLP", "MoonshineStreamingAttention", "MoonshineStreamingAttention", "MoonshineStreamingDecoderMLP"]),
         ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
         ("qwen3_5_moe_text", ["Qwen3_5MoeAttention", "Qwen3_5MoeGatedDeltaNet", "Qwen3_5MoeExperts", "Qwen3_5MoeExperts", "Qwen3_5MoeMLP", "Qwen3_5MoeMLP"]),
         ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextGatedDeltaNet", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # in_proj_qkvz
