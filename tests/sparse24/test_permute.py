@@ -1470,8 +1470,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             for name, module, prefix in (("sam-vision", "sam", "Sam"), ("got_ocr2-vision", "got_ocr2", "GotOcr2"))
         },
         # copies the code matcher misses: HY-V4-VL's vision tower (HunYuan-VL's attention and merger convs), GLM-OCR's and
-        # GLM-5-Next's (Qwen2.5-VL's attention with q/k norms; GLM-5-Next's MLP and merger clamp gate and up), VideoPrism's factorised video encoder (ViT's
-        # attention, soft-capped), HRM (gated attention, its layers run in cycles), Cohere ASR (a Parakeet encoder, its decoder's
+        # GLM-5-Next's (Qwen2.5-VL's attention with q/k norms; GLM-5-Next's MLP and merger clamp gate and up), VideoPrism's
+        # factorised video encoder (ViT's attention, soft-capped), HRM (gated attention, its layers run in cycles), Cohere ASR (a Parakeet encoder, its decoder's
         # self- and cross-attention)
         "hy_v4_vl_vision": lambda: (
             _encoder(transformers, "hy_v4_vl_vision", **tower, num_key_value_heads=4, patch_size=2, out_hidden_size=32, text_hidden_size=32), patches,
@@ -1683,7 +1683,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             "olmo3", "exaone4", "llama4_text", "ernie4_5", "hunyuan_v1_dense", "helium", "apertus", "gpt_oss", "glm", "glm4", "smollm3", "cohere2", "ministral3",
             "flint", "granite_swa", "nanochat", "mimo_v2_flash", "minicpm5_moe", "granitemoe_swa",
         )},
-        "lara_mini": lambda: (_causal_lm(transformers, "lara_mini", num_hidden_layers=2), ids),
+        "lara_mini": lambda: (_causal_lm(transformers, "lara_mini", num_hidden_layers=2), ids),  # a Gated DeltaNet layer, then a sliding attention one
         "moonshine_streaming": lambda: (  # its encoder's attention with grouped key/value heads (LW-DETR's ViT attention's forward)
             transformers.MoonshineStreamingModel(transformers.AutoConfig.for_model(
                 "moonshine_streaming", **tower, num_key_value_heads=4, vocab_size=64, head_dim=8,
@@ -1700,7 +1700,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 dac_config=dict(encoder_hidden_size=8, downsampling_ratios=[2, 4], hidden_size=32, hop_length=8),
             ),
             {"input_values": torch.randn(2, 1, 256)},
-        ),  # a Gated DeltaNet layer, then a sliding attention one
+        ),
         # Qwen3.5: gated attention (q_proj's per-head output gates) and Gated DeltaNet linear attention, layer by layer
         **{family: functools.partial(lambda family, experts: (_causal_lm(
             transformers, family, num_hidden_layers=2, layer_types=["linear_attention", "full_attention"], linear_num_value_heads=4, linear_num_key_heads=2,
@@ -2511,8 +2511,10 @@ def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dic
         features = torch.randn(2, 4, 4, width // 4)
     elif family == "paddleocr_vl":  # 4 x 4 patches of one image, merged 2 x 2
         features, inputs = torch.randn(16, 16), {"image_grid_thw": torch.tensor([[1, 4, 4]])}
-    elif family in ("lfm3_vl", "kimi_k25", "cosmos3_edge", "qwen3_omni_moe", "minimax_m3_vl"):  # 16 tokens of 16, merged 2 x 2 (MiniMax-M3-VL: after its first MLP)
-        features = torch.randn(2, 8, 16) if family == "kimi_k25" else torch.randn(16, 16)
+    elif family in ("lfm3_vl", "cosmos3_edge", "qwen3_omni_moe", "minimax_m3_vl"):  # 16 tokens of 16, merged 2 x 2 (MiniMax-M3-VL: after its first MLP)
+        features = torch.randn(16, 16)
+    elif family == "kimi_k25":  # 2 images of 8 tokens of 16, merged 2 x 2 after its norm
+        features = torch.randn(2, 8, 16)
     elif family == "got_ocr2":  # an 8 x 8 map of 16 channels
         features = torch.randn(2, 16, 8, 8)
     elif family == "deepseek_vl":
