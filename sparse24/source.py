@@ -8,6 +8,7 @@ import ast
 import builtins
 import functools
 import inspect
+import logging
 import re
 import textwrap
 from collections.abc import Callable
@@ -101,8 +102,9 @@ def _names(definition: ast.FunctionDef) -> tuple[set[str], set[str]]:
 
 def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None, _seen: set | None = None) -> bool:
     """True when functions ``a`` and ``b`` run the same code: equal :func:`code_key`, every global name
-    they read the same object or a function with the same code, and (with ``owners``, the classes they
-    are methods of) every method or property of ``self`` they use the same code too."""
+    they read the same object, a function with the same code or a logger (each module has its own; it computes
+    nothing), and (with ``owners``, the classes they are methods of) every method or property of ``self`` they
+    use the same code too."""
     seen = set() if _seen is None else _seen
     a, b = inspect.unwrap(a), inspect.unwrap(b)
     if a is b or (id(a), id(b)) in seen:
@@ -114,7 +116,7 @@ def same_code(a: Callable, b: Callable, owners: tuple[type, type] | None = None,
     names, attributes = _names(_function_ast(a))
     for name in names:
         x, y = (_function_behind(f.__globals__.get(name, _MISSING)) for f in (a, b))
-        if x is y:
+        if x is y or isinstance(x, logging.Logger) and isinstance(y, logging.Logger):  # each module's own logger: it computes nothing
             continue
         if not (inspect.isfunction(x) and inspect.isfunction(y) and same_code(x, y, None, seen)):
             return False

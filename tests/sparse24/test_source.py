@@ -86,3 +86,21 @@ def test_helpers_wrapped_for_hugging_face_kernels_compare_by_the_function_they_w
         module.helper = layer._create_func_module(module.helper)()
     assert type(a.helper) is not type(b.helper) and not callable(getattr(a.helper, "__code__", None))
     assert _same(a, b) and not _same(a, c)
+
+
+def test_each_modules_own_logger_is_the_same_but_another_global_object_is_not(tmp_path: Path) -> None:
+    """transformers' copies read ``logger``, one ``logging.Logger`` per modeling file: it computes nothing, so two
+    loggers compare equal; any other global object there still has to be the same object."""
+    def logged(name: str, logger: str) -> ModuleType:
+        path = tmp_path / f"{name}.py"
+        path.write_text(f"import logging\nimport types\n\nlogger = {logger}\n\n\ndef forward(x):\n    logger.debug('forward')\n    return x * 2\n")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    a, b = logged("log_a", "logging.getLogger(__name__)"), logged("log_b", "logging.getLogger(__name__)")
+    c = logged("log_c", "types.SimpleNamespace(debug=print)")
+    assert a.logger is not b.logger
+    assert same_code(a.forward, b.forward)
+    assert not same_code(a.forward, c.forward)
