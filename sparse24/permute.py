@@ -683,6 +683,18 @@ def _channel_group_attention(name: str, module: nn.Module) -> str:
     return "its attention runs over each group's channels, whose outputs reach proj interleaved across the groups: no run of channels follows them"
 
 
+def _sam3_mask_decoder(name: str, module: nn.Module) -> str:
+    """SAM 3's mask decoder: instance_projection and semantic_projection read its pixel decoder's output, which comes
+    from whichever of conv_layers the number of feature levels passed reaches last (then a GroupNorm and a ReLU)."""
+    return "instance_projection and semantic_projection read the pixel decoder's last conv, which depends on the number of feature levels passed"
+
+
+def _sam3_geometry_encoder(name: str, module: nn.Module) -> str:
+    """SAM 3's geometry encoder: final_proj reads the box prompts, each the sum of three projections and a label
+    embedding, and a CLS embedding: its hidden channels are embedding columns too, which no rule moves."""
+    return "final_proj reads box_direct/pool/pos_enc projections summed with label_embed's and cls_embed's rows: embedding columns no rule moves"
+
+
 def _timesformer_layer(name: str, module: nn.Module) -> list[_Group | str]:
     """TimesformerLayer: BERT's feed-forward (intermediate -> output), and with divided space-time attention the
     temporal attention's output.dense -> (drop path, positions regrouped) -> temporal_dense."""
@@ -784,11 +796,33 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
 
 
+def _layer_chain(name: str, module: nn.Module, layers: Sequence[str], activation: str | None) -> list[_Group | str]:
+    """``layers`` run one after another with ``activation`` (see :func:`_two_layer_mlp`) between each two: one group
+    per pair, as :func:`_two_layer_mlp`."""
+    return [_two_layer_mlp(name, module, a, b, activation) for a, b in zip(layers, layers[1:])]
+
+
+def _module_list(module: nn.Module) -> list[str]:
+    """The names of the nn.ModuleList ``layers``' entries (none where it has no such list)."""
+    return [f"layers.{i}" for i in range(len(getattr(module, "layers", ())))]
+
+
 def _linear_chain(name: str, module: nn.Module) -> list[_Group | str]:
     """SAM 2's feed-forward: ``proj_in``, each layer of the nn.ModuleList ``layers``, then ``proj_out``, the
-    elementwise ``activation`` between each two: one group per pair, as :func:`_two_layer_mlp`."""
-    names = ["proj_in", *(f"layers.{i}" for i in range(len(getattr(module, "layers", ())))), "proj_out"]
-    return [_two_layer_mlp(name, module, a, b, "activation") for a, b in zip(names, names[1:])]
+    elementwise ``activation`` between each two."""
+    return _layer_chain(name, module, ["proj_in", *_module_list(module), "proj_out"], "activation")
+
+
+def _activation_layers(name: str, module: nn.Module) -> list[_Group | str]:
+    """SAM 3's mask embedder: the nn.ModuleList ``layers`` with the elementwise ``activation`` after all but the last."""
+    return _layer_chain(name, module, _module_list(module), "activation")
+
+
+def _relu_mlp(name: str, module: nn.Module) -> list[_Group | str]:
+    """SAM 3's decoder MLP: ``layer2(relu(layer1(x)))``, or with a third, ``layer3(relu(layer2(relu(layer1(x)))))``
+    (the ReLU fixed in its forward)."""
+    third = ["layer3"] if getattr(module, "layer3", None) is not None else []
+    return _layer_chain(name, module, ["layer1", "layer2", *third], None)
 
 
 def _relu_layers(name: str, module: nn.Module) -> list[_Group | str] | str:
@@ -797,8 +831,7 @@ def _relu_layers(name: str, module: nn.Module) -> list[_Group | str] | str:
     count = len(getattr(module, "layers", ()))
     if getattr(module, "num_layers", None) != count:
         return f"num_layers ({getattr(module, 'num_layers', None)}) is not the number of its {count} layers"
-    names = [f"layers.{i}" for i in range(count)]
-    return [_two_layer_mlp(name, module, a, b, None) for a, b in zip(names, names[1:])]
+    return _layer_chain(name, module, _module_list(module), None)
 
 
 def _conv_stem(
@@ -2539,6 +2572,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         for module, cls in (
             ("longformer.modeling_longformer", "LongformerClassificationHead"), ("bart.modeling_bart", "BartClassificationHead"),
             ("t5.modeling_t5", "T5ClassificationHead"), ("layoutlmv3.modeling_layoutlmv3", "LayoutLMv3ClassificationHead"),
+            ("ibert.modeling_ibert", "IBertClassificationHead"),  # RoBERTa's under other names
         )
     },
     **_family("big_bird.modeling_big_bird", {"BigBirdClassificationHead": (_config_activation_head, ())}),
@@ -3207,6 +3241,30 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam2MultiScaleAttention": (_SAM_ATTENTION, ()),
         "Sam2FeedForward": (_linear_chain, ()),
         "Sam2Attention": (functools.partial(_attention, groups=1), ()),  # the mask decoder's two-way attentions: v_proj -> o_proj per head of internal_dim
+        # conv_s0 and conv_s1 read the FPN's summed features; their outputs join the transposed upscaling convs' and meet the
+        # hypernetworks' outputs in a product, no layer's input
+        "Sam2MaskDecoder": (_no_groups, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "pred_obj_score_head")),
+    }),
+    **_family("sam2_video.modeling_sam2_video", {  # SAM 2's video memory: attention to the memory bank, the memory encoder
+        "Sam2VideoRoPEAttention": (_HEADS_OWN_VALUES, ()),  # rotary queries and keys; cross_attn_image's v_proj reads the 64-wide memory
+        "Sam2VideoMemoryAttentionLayer": (_TORCH_FEED_FORWARD, ("self_attn", "cross_attn_image")),  # linear1 -> activation -> linear2
+        # ConvNeXt's block: the depthwise conv and norm on the residual stream, then pointwise_conv1 -> activation -> pointwise_conv2
+        "Sam2VideoMemoryFuserCXBlock": (functools.partial(_two_layer_mlp, first="pointwise_conv1", second="pointwise_conv2", activation="activation"), ()),
+        # feature_projection reads the image features, projection the fused stream (feature_projection's and the mask downsampler's
+        # outputs summed, through the CX blocks' residuals)
+        "Sam2VideoMemoryEncoder": (_no_groups, ("mask_downsampler", "memory_fuser")),
+    }),
+    **_family("sam3.modeling_sam3", {  # SAM 3: its ViT (rotary), DETR encoder and decoder, FPN neck, mask decoder and scoring
+        "Sam3ViTRoPEAttention": (_HEADS_OWN_VALUES, ()),
+        "Sam3Attention": (_HEADS_OWN_VALUES, ()),  # self- and cross-attention: v_proj reads the keys' sequence, per head -> o_proj
+        "Sam3MLP": (_two_layer_mlp, ()),  # fc1 -> dropout -> activation_fn -> fc2
+        "Sam3DecoderMLP": (_relu_mlp, ()),
+        "Sam3MaskEmbedder": (_activation_layers, ()),
+        "Sam3FPNLayer": (functools.partial(_two_layer_mlp, first="proj1", second="proj2", activation=None), ()),  # nothing between them
+        # text_proj and query_proj read the normed text and the decoder's queries; their outputs meet in a dot product, no layer's input
+        "Sam3DotProductScoring": (_no_groups, ("text_mlp",)),
+        "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
+        "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
     }),
     **_family("tipsv2.modeling_tipsv2", {"Tipsv2TextAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("vjepa2.modeling_vjepa2", {  # rotary positions on the queries and keys

@@ -879,6 +879,24 @@ def _xlstm(transformers: Any, weight_mode: str, **extra: Any) -> nn.Module:
     return model
 
 
+def _sam_video_memory(transformers: Any, family: str, prefix: str, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """SAM 2's (or SAM 3's tracker's) video memory, in float64: its memory attention (two rotary layers, 4 x 4 image tokens
+    reading a bank of 32 memory tokens, 64 wide as cross_attn_image's keys and values are), or its memory encoder's fuser
+    (two ConvNeXt blocks, layer scale 1 so that they reach the output), and a batch for it."""
+    config = transformers.AutoConfig.for_model(
+        family, memory_attention_hidden_size=32, memory_attention_num_layers=2, memory_attention_num_attention_heads=2, memory_attention_feed_forward_hidden_size=64,
+        memory_encoder_hidden_size=32, memory_fuser_embed_dim=32, memory_fuser_intermediate_dim=64, memory_fuser_layer_scale_init_value=1.0, attn_implementation="eager",
+    )
+    config.memory_attention_rope_feat_sizes = [4, 4]  # after the config's own init, which derives it from the image size
+    module = getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), f"{prefix}Memory{part.title()}")(config).double()
+    if part == "fuser":
+        return module, {"hidden_states": torch.randn(2, 32, 8, 8, dtype=torch.float64)}
+    tokens = {name: torch.randn(length, 2, width, dtype=torch.float64) for name, length, width in (
+        ("current_vision_features", 16, 32), ("current_vision_position_embeddings", 16, 32), ("memory", 32, 64), ("memory_posision_embeddings", 32, 64),
+    )}  # fmt: skip
+    return module, tokens
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -1361,6 +1379,32 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(1, 3, 128, 128), "input_points": torch.rand(1, 1, 2, 2) * 128, "input_masks": torch.randn(1, 1, 32, 32)},
         ),
+        "sam3": lambda: (  # text-prompted: a CLIP text encoder, a rotary ViT of 4 x 4 patches (windows of 2, then global), the FPN neck
+            # at four scales, the DETR encoder and decoder (8 queries), the mask decoder and the scoring head; no boxes (their pooling needs torchvision)
+            transformers.Sam3Model(transformers.Sam3Config(
+                vision_config=dict(
+                    backbone_config=dict(
+                        model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14,
+                        window_size=2, global_attn_indexes=[1], pretrain_image_size=28,
+                    ),
+                    fpn_hidden_size=32,
+                ),
+                text_config=dict(
+                    model_type="clip_text_model", vocab_size=64, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=1, num_attention_heads=2,
+                    max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+                ),
+                geometry_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2),
+                detr_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64),
+                detr_decoder_config=dict(hidden_size=32, num_layers=1, num_queries=8, num_attention_heads=2, intermediate_size=64, initializer_range=0.2),
+                mask_decoder_config=dict(hidden_size=32, num_upsampling_stages=2, num_attention_heads=2),
+            )).double(),
+            {"pixel_values": torch.randn(1, 3, 56, 56, dtype=torch.float64), "input_ids": torch.randint(2, 60, (1, 6))},
+        ),
+        # SAM 2's video memory (SAM 3's tracker the same code): its attention to the memory bank and its memory encoder's fuser
+        **{
+            f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
+            for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
+        },
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
         "tipsv2_text_model": lambda: (_encoder(transformers, "tipsv2_text_model", **lm), ids),
         "umt5": lambda: (transformers.UMT5EncoderModel(transformers.UMT5Config(**{**t5, "num_layers": 2})), ids),  # Wan's text encoder: a bias in every layer
@@ -1833,6 +1877,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 ("longformer", "Longformer", "classifier", {"attention_window": [4], "max_position_embeddings": 64}),
                 ("roberta", "Roberta", "mlm", {"tie_word_embeddings": False}), ("rembert", "RemBert", "mlm", {"input_embedding_size": 32, "output_embedding_size": 48}),
                 ("big_bird", "BigBird", "classifier", {"attention_type": "original_full"}), ("convbert", "ConvBert", "classifier", {}),
+                ("ibert", "IBert", "classifier", {}),
             )
         },
         # BART's and T5's classification heads read each sequence's last end-of-sequence token; LayoutLMv3's the first token
@@ -2074,6 +2119,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("roberta", "Roberta", "mlm", "LMHead"), ("rembert", "RemBert", "mlm", "LMPredictionHead"), ("big_bird", "BigBird", "classifier", "ClassificationHead"),
             ("layoutlmv3", "LayoutLMv3", "classifier", "ClassificationHead"),
         )],
+        ("ibert-classifier", ["IBertClassificationHead"]),  # its encoder's layers are I-BERT's QuantLinear (not nn.Linear: nothing to prune)
         ("convbert-classifier", ["ConvBertLayer", "ConvBertClassificationHead"]),  # its attention (a span convolution beside the heads): no rule
         ("bart-classifier", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention", "BartClassificationHead"]),
         ("t5-classifier", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense", "T5ClassificationHead"]),
@@ -2174,6 +2220,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("sapiens2", ["Sapiens2Attention", "Sapiens2GatedMLP"]),
         ("sam2_hiera", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 3),
         # the decoder: two two-way layers and the final attention; the hypernetwork, IoU and object score heads of three layers (two groups each)
+        # SAM 3: the ViT's 2 attentions and MLPs, the DETR encoder's and decoder's (self, text and vision cross) attentions and MLPs, the mask decoder's
+        # prompt attention; the decoder's box and reference MLPs (two and three layers) and presence head, the scoring's text MLP; the FPN's 4 levels
+        ("sam3", ["CLIPAttention", "CLIPMLP"] + ["Sam3ViTRoPEAttention"] * 2 + ["Sam3Attention"] * 8 + ["Sam3MLP"] * 5 + ["Sam3DecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3MaskEmbedder"] * 2),
+        *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         ("sam2", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 12 + ["Sam2MaskEmbedding"] * 2 + ["Sam2Attention", "Sam2FeedForward"] * 2 + ["Sam2Attention"] * 5 + ["Sam2FeedForward"] * 12),
         ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
         ("idefics2_connector", ["Idefics2MLP", "Idefics2PerceiverAttention", "Idefics2MLP"]),
@@ -2394,7 +2445,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
@@ -2408,9 +2459,13 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
 _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"] for family in ("dpt", "depth_anything")}
 # Conditional DETR's decoder scales the queries from its second layer on: with one layer, query_scale never runs
 _NEVER_RUN |= {"conditional_detr": ["decoder.query_scale.layers.1"], "conditional_detr-detection": ["model.decoder.query_scale.layers.1"]}
+# SAM 3 with a text prompt alone does not run its geometry encoder (box prompts; their pooling needs torchvision, not installed here)
+_NEVER_RUN |= {"sam3": [f"geometry_encoder.layers.0.{layer}" for layer in ("self_attn.o_proj", "cross_attn.o_proj", "mlp.fc2")]}
 # groups the forward runs but whose result the model drops: SAM's (SAM-HQ's, SAM 2's) multimask output leaves out the first mask token's
 # mask, so that token's hypernetwork MLP reaches no output
 _DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq", "sam2")}
+# SAM 3's model leaves out its vision neck's last (coarsest) FPN level
+_DISCARDED |= {"sam3": ("vision_encoder.neck.fpn_layers.3.proj2",)}
 # InstructBLIP's language model reads the Q-Former's query tokens only: the last layer's feed-forward of the instruction's tokens
 _DISCARDED |= {family: ("qformer.encoder.layer.1.output.dense",) for family in ("instructblip", "instructblipvideo")}
 
