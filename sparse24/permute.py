@@ -3266,6 +3266,15 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
     }),
+    **_family("sam3_lite_text.modeling_sam3_lite_text", {  # SAM 3 with a MobileCLIP-style text encoder; its attention helper is not SAM 3's code
+        "Sam3LiteTextAttention": (_HEADS_OWN_VALUES, ()),
+        "Sam3LiteTextConvMLP": (_two_layer_mlp, ()),  # the text encoder's RepMixer blocks: 1 x 1 convs fc1 -> activation_fn -> fc2
+        # their depthwise convs (the token mixer's, the feed-forward's before its MLP) read the residual stream channel by channel
+        "Sam3LiteTextRepMixerBlock": (_no_groups, ("conv_feed_forward",)),
+        "Sam3LiteTextConvolutionalFeedForward": (_no_groups, ("mlp",)),
+        "Sam3LiteTextMaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
+        "Sam3LiteTextGeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
+    }),
     **_family("tipsv2.modeling_tipsv2", {"Tipsv2TextAttention": (_OUT_PROJ_ATTENTION, ())}),
     **_family("vjepa2.modeling_vjepa2", {  # rotary positions on the queries and keys
         "VJEPA2RopeAttention": (_VALUE_PROJ_ATTENTION, ()),

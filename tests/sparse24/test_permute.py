@@ -879,6 +879,30 @@ def _xlstm(transformers: Any, weight_mode: str, **extra: Any) -> nn.Module:
     return model
 
 
+def _sam3(transformers: Any, family: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """SAM 3 (or SAM 3 Lite-Text) in float64: a rotary ViT of 4 x 4 patches (windows of 2, then global), the FPN neck at four
+    scales, the DETR encoder and decoder (8 queries), the mask decoder and the scoring head; a text prompt."""
+    text = dict(vocab_size=64, hidden_size=32, intermediate_size=64, projection_dim=32, num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1)
+    text |= dict(model_type="clip_text_model", num_hidden_layers=1) if family == "sam3" else dict(num_hidden_layers=3, repmixer_kernel_size=3)
+    config = transformers.AutoConfig.for_model(
+        family,
+        vision_config=dict(
+            backbone_config=dict(
+                model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14,
+                window_size=2, global_attn_indexes=[1], pretrain_image_size=28,
+            ),
+            fpn_hidden_size=32,
+        ),
+        text_config=text,
+        geometry_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2),
+        detr_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64),
+        detr_decoder_config=dict(hidden_size=32, num_layers=1, num_queries=8, num_attention_heads=2, intermediate_size=64, initializer_range=0.2),
+        mask_decoder_config=dict(hidden_size=32, num_upsampling_stages=2, num_attention_heads=2),
+    )
+    model = transformers.AutoModel.from_config(config).double()
+    return model, {"pixel_values": torch.randn(1, 3, 56, 56, dtype=torch.float64), "input_ids": torch.randint(2, 60, (1, 6))}
+
+
 def _sam_video_memory(transformers: Any, family: str, prefix: str, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """SAM 2's (or SAM 3's tracker's) video memory, in float64: its memory attention (two rotary layers, 4 x 4 image tokens
     reading a bank of 32 memory tokens, 64 wide as cross_attn_image's keys and values are), or its memory encoder's fuser
@@ -1379,27 +1403,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(1, 3, 128, 128), "input_points": torch.rand(1, 1, 2, 2) * 128, "input_masks": torch.randn(1, 1, 32, 32)},
         ),
-        "sam3": lambda: (  # text-prompted: a CLIP text encoder, a rotary ViT of 4 x 4 patches (windows of 2, then global), the FPN neck
-            # at four scales, the DETR encoder and decoder (8 queries), the mask decoder and the scoring head; no boxes (their pooling needs torchvision)
-            transformers.Sam3Model(transformers.Sam3Config(
-                vision_config=dict(
-                    backbone_config=dict(
-                        model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14,
-                        window_size=2, global_attn_indexes=[1], pretrain_image_size=28,
-                    ),
-                    fpn_hidden_size=32,
-                ),
-                text_config=dict(
-                    model_type="clip_text_model", vocab_size=64, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=1, num_attention_heads=2,
-                    max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
-                ),
-                geometry_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64, roi_size=2),
-                detr_encoder_config=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64),
-                detr_decoder_config=dict(hidden_size=32, num_layers=1, num_queries=8, num_attention_heads=2, intermediate_size=64, initializer_range=0.2),
-                mask_decoder_config=dict(hidden_size=32, num_upsampling_stages=2, num_attention_heads=2),
-            )).double(),
-            {"pixel_values": torch.randn(1, 3, 56, 56, dtype=torch.float64), "input_ids": torch.randint(2, 60, (1, 6))},
-        ),
+        # text-prompted (no boxes: their pooling needs torchvision), the text encoder CLIP's or, for SAM 3 Lite-Text, RepMixer blocks around a
+        # transformer layer
+        "sam3": functools.partial(_sam3, transformers, "sam3"),
+        "sam3_lite_text": functools.partial(_sam3, transformers, "sam3_lite_text"),
         # SAM 2's video memory (SAM 3's tracker the same code): its attention to the memory bank and its memory encoder's fuser
         **{
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
@@ -2223,6 +2230,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # SAM 3: the ViT's 2 attentions and MLPs, the DETR encoder's and decoder's (self, text and vision cross) attentions and MLPs, the mask decoder's
         # prompt attention; the decoder's box and reference MLPs (two and three layers) and presence head, the scoring's text MLP; the FPN's 4 levels
         ("sam3", ["CLIPAttention", "CLIPMLP"] + ["Sam3ViTRoPEAttention"] * 2 + ["Sam3Attention"] * 8 + ["Sam3MLP"] * 5 + ["Sam3DecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3MaskEmbedder"] * 2),
+        # SAM 3 Lite-Text: its own copies of those (the ViT's and the FPN's are SAM 3's classes); the text encoder's two RepMixer blocks' 1 x 1 conv MLPs
+        # and its transformer layer
+        ("sam3_lite_text", ["Sam3LiteTextTextAttention", "Sam3LiteTextTextMLP"] + ["Sam3LiteTextConvMLP"] * 2 + ["Sam3ViTRoPEAttention", "Sam3MLP"] * 2 + ["Sam3LiteTextAttention"] * 8
+         + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         ("sam2", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 12 + ["Sam2MaskEmbedding"] * 2 + ["Sam2Attention", "Sam2FeedForward"] * 2 + ["Sam2Attention"] * 5 + ["Sam2FeedForward"] * 12),
@@ -2460,12 +2471,12 @@ _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"
 # Conditional DETR's decoder scales the queries from its second layer on: with one layer, query_scale never runs
 _NEVER_RUN |= {"conditional_detr": ["decoder.query_scale.layers.1"], "conditional_detr-detection": ["model.decoder.query_scale.layers.1"]}
 # SAM 3 with a text prompt alone does not run its geometry encoder (box prompts; their pooling needs torchvision, not installed here)
-_NEVER_RUN |= {"sam3": [f"geometry_encoder.layers.0.{layer}" for layer in ("self_attn.o_proj", "cross_attn.o_proj", "mlp.fc2")]}
+_NEVER_RUN |= {family: [f"geometry_encoder.layers.0.{layer}" for layer in ("self_attn.o_proj", "cross_attn.o_proj", "mlp.fc2")] for family in ("sam3", "sam3_lite_text")}
 # groups the forward runs but whose result the model drops: SAM's (SAM-HQ's, SAM 2's) multimask output leaves out the first mask token's
 # mask, so that token's hypernetwork MLP reaches no output
 _DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq", "sam2")}
 # SAM 3's model leaves out its vision neck's last (coarsest) FPN level
-_DISCARDED |= {"sam3": ("vision_encoder.neck.fpn_layers.3.proj2",)}
+_DISCARDED |= {family: ("vision_encoder.neck.fpn_layers.3.proj2",) for family in ("sam3", "sam3_lite_text")}
 # InstructBLIP's language model reads the Q-Former's query tokens only: the last layer's feed-forward of the instruction's tokens
 _DISCARDED |= {family: ("qformer.encoder.layer.1.output.dense",) for family in ("instructblip", "instructblipvideo")}
 
