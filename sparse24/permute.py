@@ -695,6 +695,28 @@ def _sam3_geometry_encoder(name: str, module: nn.Module) -> str:
     return "final_proj reads box_direct/pool/pos_enc projections summed with label_embed's and cls_embed's rows: embedding columns no rule moves"
 
 
+def _heads_one_order_attention(name: str, module: nn.Module) -> _Group | str:
+    """EdgeTAM's perceiver attention: the attention helper's output, [batch, positions, heads, head_dim], is transposed
+    once more and viewed as [batch, positions, heads * head_dim], so o_proj's columns read other heads at other
+    positions, but column ``c`` always reads channel ``c % head_dim`` of a head: one order of ``head_dim`` channels for
+    every head, v_proj's rows and o_proj's columns alike."""
+    v, o, head_dim, heads = _attr(module, "v_proj"), _attr(module, "o_proj"), getattr(module, "head_dim", None), getattr(module, "num_attention_heads", None)
+    if not (_is_linear(v) and _is_linear(o)):
+        return "v_proj and o_proj are not nn.Linear"
+    if not (isinstance(head_dim, int) and isinstance(heads, int) and head_dim > 0 and v.out_features == o.in_features == heads * head_dim):
+        return f"v_proj ({v.out_features}) and o_proj ({o.in_features}) are not num_attention_heads x head_dim"
+    one = torch.zeros(heads, dtype=torch.long)
+    return _Group(type(module).__name__, head_dim, 1, _producer(_join(name, "v_proj"), v, head_dim, one) + _consumer(_join(name, "o_proj"), o, head_dim, one))
+
+
+def _perceiver_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """EdgeTAM's perceiver resampler layer: self_attention's values (:func:`_heads_one_order_attention`).
+    cross_attention's values may have the features' positional encoding added channel by channel (the 1-D latents'
+    pass), so v_proj's rows cannot move alone."""
+    refused = "cross_attention: its values may have the input's positional encoding added channel by channel: v_proj's rows cannot move alone"
+    return [_heads_one_order_attention(_join(name, "self_attention"), _attr(module, "self_attention")), refused]
+
+
 def _timesformer_layer(name: str, module: nn.Module) -> list[_Group | str]:
     """TimesformerLayer: BERT's feed-forward (intermediate -> output), and with divided space-time attention the
     temporal attention's output.dense -> (drop path, positions regrouped) -> temporal_dense."""
@@ -3265,6 +3287,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3DotProductScoring": (_no_groups, ("text_mlp",)),
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
+    }),
+    **_family("edgetam_video.modeling_edgetam_video", {  # EdgeTAM video: SAM 2's memory attention under other names, its perceiver resampler
+        "EdgeTamVideoRoPESelfAttention": (_HEADS_OWN_VALUES, ()),
+        "EdgeTamVideoRoPECrossAttention": (_HEADS_OWN_VALUES, ()),  # v_proj reads the 64-wide memory
+        "EdgeTamVideoMemoryAttentionMLP": (_UP_DOWN_MLP, ()),  # up_proj -> act_fn -> down_proj
+        "EdgeTamVideoPerceiverMLP": (_UP_DOWN_MLP, ()),  # a LayerNorm, then up_proj -> GELU -> down_proj
+        "EdgeTamVideoPerceiverEncoderLayer": (_perceiver_layer, ("mlp", "self_mlp")),
     }),
     **_family("sam3_lite_text.modeling_sam3_lite_text", {  # SAM 3 with a MobileCLIP-style text encoder; its attention helper is not SAM 3's code
         "Sam3LiteTextAttention": (_HEADS_OWN_VALUES, ()),

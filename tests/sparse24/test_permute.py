@@ -921,6 +921,27 @@ def _sam_video_memory(transformers: Any, family: str, prefix: str, part: str) ->
     return module, tokens
 
 
+def _edgetam_video(transformers: Any, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """EdgeTAM video's memory attention (SAM 2's under other names: two rotary layers, 4 x 4 image tokens reading a bank of
+    two memories of one temporal and 2 x 2 spatial tokens, then 2 object pointers) or one perceiver resampler layer (4
+    latents reading 16 features with their positional encoding added to the keys and values), in float64, and a batch."""
+    from transformers.models.edgetam_video import modeling_edgetam_video
+
+    config = transformers.AutoConfig.for_model(
+        "edgetam_video", perceiver_resampler_hidden_size=32, perceiver_resampler_num_attention_heads=2, perceiver_resampler_attention_head_dim=8,
+        perceiver_resampler_mlp_intermediate_size=64, memory_attention_hidden_size=32, memory_attention_num_layers=2, memory_attention_num_attention_heads=2,
+        memory_attention_mlp_hidden_size=64, attn_implementation="eager",
+    )
+    config.memory_attention_rope_feat_sizes, config.memory_attention_rope_k_sizes = [4, 4], [2, 2]  # after the config's own init
+    if part == "perceiver_layer":
+        layer = modeling_edgetam_video.EdgeTamVideoPerceiverEncoderLayer(config).double()
+        return layer, {"latents": torch.randn(2, 4, 32, dtype=torch.float64), "input_features": torch.randn(2, 16, 32, dtype=torch.float64), "positional_encoding": torch.randn(2, 16, 16, dtype=torch.float64)}
+    tokens = {name: torch.randn(length, 2, width, dtype=torch.float64) for name, length, width in (
+        ("current_vision_features", 16, 32), ("current_vision_position_embeddings", 16, 32), ("memory", 12, 64), ("memory_posision_embeddings", 12, 64),
+    )}  # fmt: skip
+    return modeling_edgetam_video.EdgeTamVideoMemoryAttention(config).double(), {**tokens, "num_object_pointer_tokens": 2, "num_spatial_memory_tokens": 2}
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -1412,6 +1433,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "edgetam_video-memory_attention": functools.partial(_edgetam_video, transformers, "memory_attention"),
+        "edgetam_video-perceiver_layer": functools.partial(_edgetam_video, transformers, "perceiver_layer"),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
         "tipsv2_text_model": lambda: (_encoder(transformers, "tipsv2_text_model", **lm), ids),
         "umt5": lambda: (transformers.UMT5EncoderModel(transformers.UMT5Config(**{**t5, "num_layers": 2})), ids),  # Wan's text encoder: a bias in every layer
@@ -2236,6 +2259,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("edgetam_video-memory_attention", ["EdgeTamVideoRoPESelfAttention", "EdgeTamVideoRoPECrossAttention", "EdgeTamVideoMemoryAttentionMLP"] * 2),
+        # its self-attention's values and both MLPs; the cross-attention's values carry the positional encoding: refused
+        ("edgetam_video-perceiver_layer", ["EdgeTamVideoPerceiverAttention", "EdgeTamVideoPerceiverMLP", "EdgeTamVideoPerceiverMLP"]),
         ("sam2", ["Sam2MultiScaleAttention", "Sam2FeedForward"] * 12 + ["Sam2MaskEmbedding"] * 2 + ["Sam2Attention", "Sam2FeedForward"] * 2 + ["Sam2Attention"] * 5 + ["Sam2FeedForward"] * 12),
         ("kosmos2_text", ["KosmosTextAttention", "Kosmos2TextFFN"]),
         ("idefics2_connector", ["Idefics2MLP", "Idefics2PerceiverAttention", "Idefics2MLP"]),
