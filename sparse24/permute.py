@@ -3288,6 +3288,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
     }),
+    **_family("mimi.modeling_mimi", {"MimiAttention": (_attention, ())}),  # the codec's transformers: Llama's value path (grouped kv heads)
     **_family("edgetam_video.modeling_edgetam_video", {  # EdgeTAM video: SAM 2's memory attention under other names, its perceiver resampler
         "EdgeTamVideoRoPESelfAttention": (_HEADS_OWN_VALUES, ()),
         "EdgeTamVideoRoPECrossAttention": (_HEADS_OWN_VALUES, ()),  # v_proj reads the 64-wide memory

@@ -1433,6 +1433,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "mimi_encoder": lambda: (  # Mimi's encoder: a SEANet of two downsamplings (4, 2), one transformer layer (2 kv heads of 4), the downsampling conv; layer scale 1
+            transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
+                "mimi_encoder", hidden_size=32, num_filters=8, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                upsampling_ratios=[4, 2], codebook_dim=32, vector_quantization_hidden_dimension=32, layer_scale_initial_scale=1.0,
+            )),
+            {"input_values": torch.randn(2, 1, 400)},
+        ),
         "edgetam_video-memory_attention": functools.partial(_edgetam_video, transformers, "memory_attention"),
         "edgetam_video-perceiver_layer": functools.partial(_edgetam_video, transformers, "perceiver_layer"),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
@@ -2259,6 +2266,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("mimi_encoder", ["MimiAttention", "MimiMLP"]),
         ("edgetam_video-memory_attention", ["EdgeTamVideoRoPESelfAttention", "EdgeTamVideoRoPECrossAttention", "EdgeTamVideoMemoryAttentionMLP"] * 2),
         # its self-attention's values and both MLPs; the cross-attention's values carry the positional encoding: refused
         ("edgetam_video-perceiver_layer", ["EdgeTamVideoPerceiverAttention", "EdgeTamVideoPerceiverMLP", "EdgeTamVideoPerceiverMLP"]),
@@ -2482,7 +2490,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
