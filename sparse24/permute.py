@@ -3288,6 +3288,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
     }),
+    **_family("glm_image.modeling_glm_image", {"GlmImageVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ())}),  # Qwen2-VL's qkv layout
     **_family("mimi.modeling_mimi", {"MimiAttention": (_attention, ())}),  # the codec's transformers: Llama's value path (grouped kv heads)
     **_family("edgetam_video.modeling_edgetam_video", {  # EdgeTAM video: SAM 2's memory attention under other names, its perceiver resampler
         "EdgeTamVideoRoPESelfAttention": (_HEADS_OWN_VALUES, ()),

@@ -1433,13 +1433,22 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
-        "mimi_encoder": lambda: (  # Mimi's encoder: a SEANet of two downsamplings (4, 2), one transformer layer (2 kv heads of 4), the downsampling conv; layer scale 1
-            transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
-                "mimi_encoder", hidden_size=32, num_filters=8, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                upsampling_ratios=[4, 2], codebook_dim=32, vector_quantization_hidden_dimension=32, layer_scale_initial_scale=1.0,
-            )),
-            {"input_values": torch.randn(2, 1, 400)},
+        "glm_image_vision": lambda: (  # GLM-Image's vision tower: 8 x 8 patches of 2 x 2, one block
+            transformers.AutoModel.from_config(transformers.AutoConfig.for_model("glm_image_vision", hidden_size=32, intermediate_size=64, depth=1, num_heads=4, patch_size=2, image_size=16)),
+            patches,
         ),
+        # Mimi's encoder (and Pocket TTS's audio tokenizer's, Mimi's code): a SEANet of two downsamplings (4, 2), one transformer layer (2 kv heads of 4),
+        # the downsampling conv; layer scale 1
+        **{
+            family: functools.partial(lambda family: (
+                transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
+                    family, hidden_size=32, num_filters=8, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                    upsampling_ratios=[4, 2], layer_scale_initial_scale=1.0, **({"codebook_dim": 32, "vector_quantization_hidden_dimension": 32} if family == "mimi_encoder" else {}),
+                )),
+                {"input_values": torch.randn(2, 1, 400)},
+            ), family)
+            for family in ("mimi_encoder", "pocket_tts_audio_tokenizer_encoder")
+        },
         "edgetam_video-memory_attention": functools.partial(_edgetam_video, transformers, "memory_attention"),
         "edgetam_video-perceiver_layer": functools.partial(_edgetam_video, transformers, "perceiver_layer"),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
@@ -2267,6 +2276,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         ("mimi_encoder", ["MimiAttention", "MimiMLP"]),
+        ("pocket_tts_audio_tokenizer_encoder", ["PocketTTSAudioTokenizerAttention", "PocketTTSAudioTokenizerMLP"]),  # Mimi's attention code
+        ("glm_image_vision", ["GlmImageVisionAttention", "GlmImageVisionMLP"]),  # qkv: all queries, all keys, all values
         ("edgetam_video-memory_attention", ["EdgeTamVideoRoPESelfAttention", "EdgeTamVideoRoPECrossAttention", "EdgeTamVideoMemoryAttentionMLP"] * 2),
         # its self-attention's values and both MLPs; the cross-attention's values carry the positional encoding: refused
         ("edgetam_video-perceiver_layer", ["EdgeTamVideoPerceiverAttention", "EdgeTamVideoPerceiverMLP", "EdgeTamVideoPerceiverMLP"]),
