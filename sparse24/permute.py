@@ -3288,6 +3288,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
     }),
+    **_family("muse_glimmer.modeling_muse_glimmer", {
+        "MuseGlimmerTextAttention": (_gated_output_attention, ()),  # o_proj(out * sigmoid(gate_proj(x))), unscaled q/k norms
+        "MuseGlimmerVisionAdapter": (functools.partial(_two_layer_mlp, activation="act"), ()),  # act(fc2(act(fc1(x))))
+    }),
+    # its draft model: keys and values over [context; window] (v_proj -> o_proj), Llama's value path
+    **_family("muse_glimmer_assistant.modeling_muse_glimmer_assistant", {"MuseGlimmerAssistantAttention": (_attention, ())}),
     **_family("glm_image.modeling_glm_image", {"GlmImageVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ())}),  # Qwen2-VL's qkv layout
     **_family("mimi.modeling_mimi", {"MimiAttention": (_attention, ())}),  # the codec's transformers: Llama's value path (grouped kv heads)
     **_family("edgetam_video.modeling_edgetam_video", {  # EdgeTAM video: SAM 2's memory attention under other names, its perceiver resampler

@@ -1433,6 +1433,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "muse_glimmer_text": lambda: (_encoder(transformers, "muse_glimmer_text", **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, head_dim=16), ids),  # a sliding and a full layer
+        "muse_glimmer_assistant": lambda: (  # the draft model: a window of 4 noise embeddings reading 6 context positions (5 target layers' states, projected)
+            _encoder(transformers, "muse_glimmer_assistant", **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, head_dim=16),
+            {"noise_embeds": torch.randn(2, 4, 64), "context_hidden_states": torch.randn(2, 6, 5 * 64)},
+        ),
         "glm_image_vision": lambda: (  # GLM-Image's vision tower: 8 x 8 patches of 2 x 2, one block
             transformers.AutoModel.from_config(transformers.AutoConfig.for_model("glm_image_vision", hidden_size=32, intermediate_size=64, depth=1, num_heads=4, patch_size=2, image_size=16)),
             patches,
@@ -2275,6 +2280,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("muse_glimmer_text", ["MuseGlimmerTextAttention", "MuseGlimmerTextMLP"] * 2),  # the output gated per channel by gate_proj's rows
+        ("muse_glimmer_assistant", ["MuseGlimmerAssistantAttention", "MuseGlimmerAssistantMLP"] * 2),
         ("mimi_encoder", ["MimiAttention", "MimiMLP"]),
         ("pocket_tts_audio_tokenizer_encoder", ["PocketTTSAudioTokenizerAttention", "PocketTTSAudioTokenizerMLP"]),  # Mimi's attention code
         ("glm_image_vision", ["GlmImageVisionAttention", "GlmImageVisionMLP"]),  # qkv: all queries, all keys, all values
@@ -2611,7 +2618,7 @@ def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dic
     else:
         projector = getattr(module, cls)(config)
     projector = projector.double().eval()
-    width = projector.linear_1.in_features if hasattr(projector, "linear_1") else None
+    width = next((layer.in_features for layer in (getattr(projector, "linear_1", None), getattr(projector, "fc1", None)) if isinstance(layer, nn.Linear)), None)
     inputs: dict[str, Any] = {}
     if family in ("mistral3", "lighton_ocr"):  # 4 x 4 patches, merged 2 x 2
         features = torch.randn(16, projector.norm.weight.shape[0])
@@ -2657,6 +2664,7 @@ def _projector(transformers: Any, family: str, cls: str) -> tuple[nn.Module, dic
         ("deepseek_vl_hybrid", "DeepseekVLHybridAligner", 2),  # two projections concatenated -> GELU -> proj
         ("vibevoice_asr", "VibeVoiceAsrMultiModalProjector", 2),  # linear_1 -> RMS norm -> linear_2, acoustic and semantic
         ("paddleocr_vl", "PaddleOCRProjector", 1), ("kimi_k25", "Kimi_K25MultimodalProjection", 1), ("deepseek_vl", "DeepseekVLAligner", 1),
+        ("muse_glimmer", "MuseGlimmerVisionAdapter", 1),  # act(fc2(act(fc1(x))))
         ("cosmos3_edge", "Cosmos3EdgePatchMerger", 1), ("qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", 1),
         *((family, f"{prefix}DownsampleMLP", 1) for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))),
     ],
