@@ -2867,6 +2867,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MiniCPMV4_6VisionAttention": (_OUT_PROJ_ATTENTION, ()),
         "MiniCPMV4_6ViTWindowAttentionMerger": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation=None), ("self_attn",)),
     }),
+    **_family("minimax_m3_vl.modeling_minimax_m3_vl", {"MiniMaxM3VLVisionAttention": (_OUT_PROJ_ATTENTION, ())}),  # rotary, per image (cu_seqlens)
     **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
     **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ()), "UperNetFCNHead": (_fcn_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
@@ -3287,6 +3288,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3DotProductScoring": (_no_groups, ("text_mlp",)),
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
+    }),
+    **_family("step3p7.modeling_step3p7", {  # its vision tower: rotary attention (v_proj -> out_proj per head), then two strided convs, nothing between
+        "Step3p7VisionAttention": (_OUT_PROJ_ATTENTION, ()),
+        "Step3p7VisionModel": (functools.partial(_two_layer_mlp, first="downsampler1", second="downsampler2", activation=None), ("embeddings", "layers")),
     }),
     **_family("muse_glimmer.modeling_muse_glimmer", {
         "MuseGlimmerTextAttention": (_gated_output_attention, ()),  # o_proj(out * sigmoid(gate_proj(x))), unscaled q/k norms

@@ -1433,6 +1433,18 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "minimax_m3_vl_vision": lambda: (  # MiniMax-M3-VL's vision tower: 8 x 8 patches of 2 x 2 over 2 frames, one rotary layer
+            transformers.models.minimax_m3_vl.modeling_minimax_m3_vl.MiniMaxM3VLVisionModel(transformers.models.minimax_m3_vl.configuration_minimax_m3_vl.MiniMaxM3VLVisionConfig(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, patch_size=2,
+            )),
+            {"pixel_values": torch.randn(64, 3 * 2 * 2 * 2), "grid_thw": torch.tensor([[1, 8, 8]])},
+        ),
+        "step3p7_vision": lambda: (  # Step 3.7's vision tower: 8 x 8 patches, one rotary layer, the two strided convs (4 tokens out)
+            transformers.models.step3p7.modeling_step3p7.Step3p7VisionModel(transformers.models.step3p7.configuration_step3p7.Step3p7VisionConfig(
+                hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2.0, image_size=32, patch_size=4, layer_scale_init_value=1.0,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "muse_glimmer_text": lambda: (_encoder(transformers, "muse_glimmer_text", **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, head_dim=16), ids),  # a sliding and a full layer
         "muse_glimmer_assistant": lambda: (  # the draft model: a window of 4 noise embeddings reading 6 context positions (5 target layers' states, projected)
             _encoder(transformers, "muse_glimmer_assistant", **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, head_dim=16),
@@ -2280,6 +2292,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("minimax_m3_vl_vision", ["MiniMaxM3VLVisionAttention", "MiniMaxM3VLVisionMLP"]),
+        ("step3p7_vision", ["Step3p7VisionAttention", "Step3p7VisionMLP", "Step3p7VisionModel"]),  # downsampler1 -> downsampler2
         ("muse_glimmer_text", ["MuseGlimmerTextAttention", "MuseGlimmerTextMLP"] * 2),  # the output gated per channel by gate_proj's rows
         ("muse_glimmer_assistant", ["MuseGlimmerAssistantAttention", "MuseGlimmerAssistantMLP"] * 2),
         ("mimi_encoder", ["MimiAttention", "MimiMLP"]),
