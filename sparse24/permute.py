@@ -1489,6 +1489,19 @@ def _short_conv_attention(name: str, module: nn.Module) -> _Group | str:
     return group
 
 
+def _short_conv_values(name: str, module: nn.Module) -> _Group | str:
+    """Inkling's attention: Llama's value path through v_sconv, a depthwise causal conv1d over v_proj's channels with a
+    residual (its taps move with their channels); the relative-position and query/key paths read no values."""
+    group = _attention(name, module)
+    if isinstance(group, str):
+        return group
+    sconv, conv = _attr(module, "v_sconv"), _attr(module, "v_sconv.conv1d")
+    if not (_transformers_class(sconv) == "InklingShortConvolution" and _is_depthwise(conv, group.block * group.count)):
+        return "v_sconv is not a depthwise short convolution over v_proj's channels"
+    group.members += _per_channel(_join(name, "v_sconv.conv1d"), conv, group.block, torch.arange(group.count))
+    return group
+
+
 def _diff_attention(name: str, module: nn.Module) -> _Group | str:
     """DiffLlamaAttention (differential attention): the key/value heads' values split in two halves, each query head
     reading its key/value head's value in both (``[v_g, v_{K/2 + g}]``, ``g`` its head's in the first half); the
@@ -2871,7 +2884,18 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
     **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ()), "UperNetFCNHead": (_fcn_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
-    **_family("inkling2.modeling_inkling2", {"Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ())}),
+    **_family("inkling.modeling_inkling", {
+        "InklingAttention": (_short_conv_values, ()),
+        "InklingMLP": (_gated_mlp, ()),  # times one learned scalar (global_scale)
+        # its short convs after the attention and the MLP run on the residual stream, channel by channel
+        "InklingDecoderLayer": (_no_groups, ("self_attn", "mlp")),
+    }),
+    **_family("inkling2.modeling_inkling2", {
+        "Inkling2SlidingAttention": (_short_conv_attention, ()), "Inkling2FullAttention": (_short_conv_attention, ()),
+        # the short convs after the attention and the MLP run on the residual stream, channel by channel
+        **{f"Inkling2{kind}DecoderLayer": (_no_groups, ("attention_input", "mlp_input", "self_attn", "mlp")) for kind in ("Sliding", "Full")},
+        "Inkling2VisionAttention": (_OUT_PROJ_ATTENTION, ()),  # rotary, per image (cu_seqlens)
+    }),
     **_family("kolibri1_1.modeling_kolibri1_1", {"Kolibri1_1Attention": (_nvfp4_attention, ())}),
     **_family("xlstm.modeling_xlstm", {"xLSTMLayer": (_mlstm_layer, ()), "xLSTMFeedForward": (_xlstm_feed_forward, ())}),
     **_family("afmoe.modeling_afmoe", {"AfmoeAttention": (_gated_output_attention, ())}),

@@ -1433,6 +1433,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "inkling2_vision": lambda: (  # Inkling 2's vision tower: one image of 4 x 4 tokens, each 2 x 2 patches of 2 x 2 (and a class token), one layer, the merger
+            transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
+                "inkling2_vision", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, patch_size=2, mlp_ratio=2.0, layer_scale_init_value=1.0,
+                projection_hidden_dim=48, text_hidden_size=40,
+            )),
+            {"pixel_values": torch.randn(16, 4, 4, 3), "image_grid_thw": torch.tensor([[1, 4, 4]])},
+        ),
         "minimax_m3_vl_vision": lambda: (  # MiniMax-M3-VL's vision tower: 8 x 8 patches of 2 x 2 over 2 frames, one rotary layer
             transformers.models.minimax_m3_vl.modeling_minimax_m3_vl.MiniMaxM3VLVisionModel(transformers.models.minimax_m3_vl.configuration_minimax_m3_vl.MiniMaxM3VLVisionConfig(
                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, patch_size=2,
@@ -1906,6 +1913,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers, "minimax_m3_vl_text", num_hidden_layers=2, layer_types=["minimax_m3_sparse", "full_attention"], num_local_experts=4, num_experts_per_tok=2,
             dense_intermediate_size=48, shared_intermediate_size=32, rotary_dim=8, index_n_heads=2, index_head_dim=8, index_block_size=4, index_topk_blocks=2,
         ), ids),
+        "inkling_text": lambda: (_causal_lm(  # Inkling (1): a sliding and a full layer, a dense and a sparse MLP
+            transformers, "inkling_text", swa_num_attention_heads=4, swa_num_key_value_heads=2, swa_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, unpadded_vocab_size=64,
+            d_rel=4, moe_intermediate_size=32, num_hidden_layers=2, layer_types=["hybrid_sliding", "hybrid"], mlp_layer_types=["dense", "sparse"], initializer_range=0.2,
+        ), ids),
         "inkling2_text": lambda: (_causal_lm(
             transformers, "inkling2_text", swa_num_attention_heads=4, swa_num_key_value_heads=2, swa_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, unpadded_vocab_size=64, d_rel=4,
             num_hidden_layers=2, layer_types=["hybrid_sliding", "hybrid"], n_layers_per_attn_res_block=1,  # a sliding and a full attention layer
@@ -2119,7 +2130,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2292,6 +2303,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("inkling2_vision", ["Inkling2VisionAttention", "Inkling2VisionMLP", "Inkling2VisionMerger"]),
         ("minimax_m3_vl_vision", ["MiniMaxM3VLVisionAttention", "MiniMaxM3VLVisionMLP"]),
         ("step3p7_vision", ["Step3p7VisionAttention", "Step3p7VisionMLP", "Step3p7VisionModel"]),  # downsampler1 -> downsampler2
         ("muse_glimmer_text", ["MuseGlimmerTextAttention", "MuseGlimmerTextMLP"] * 2),  # the output gated per channel by gate_proj's rows
@@ -2437,6 +2449,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("deepseek_v4", (["DeepseekV4Attention"] * 2 + ["DeepseekV4Experts", "DeepseekV4MLP"]) * 3),
         ("minimax_m3_vl_text", ["MiniMaxM3VLAttention", "MiniMaxM3VLDenseMLP", "MiniMaxM3VLExperts"] * 2),  # a sparse (indexed) and a full attention layer
         # the values through the short conv (the full layer's dynamic one: static taps per channel) and the output gate
+        ("inkling_text", ["InklingAttention", "InklingMLP", "InklingAttention", "InklingExperts"]),  # the values through v_sconv's taps
         ("inkling2_text", ["Inkling2SlidingAttention", "Inkling2Experts", "Inkling2FullAttention", "Inkling2Experts"]),
         ("ctrl", ["MultiHeadAttention", "fx"]),  # its feed-forward an nn.Sequential
         ("gpt_neox_japanese", ["GPTNeoXJapaneseAttention", "GPTNeoXJapaneseMLP"]),
