@@ -2884,6 +2884,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
     **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ()), "UperNetFCNHead": (_fcn_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
+    **_family("tvp.modeling_tvp", {  # TVP's encoder: BERT's layout under its own names
+        "TvpAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
+        "TvpEncodeLayer": (functools.partial(_bert_layer, family="Tvp", output_class="TvpOutputLayer"), ("attention",)),
+    }),
+    **_family("seggpt.modeling_seggpt", {"SegGptAttention": (_SAM_ATTENTION, ())}),  # SAM's fused qkv (relative positions on the scores)
     **_family("inkling.modeling_inkling", {
         "InklingAttention": (_short_conv_values, ()),
         "InklingMLP": (_gated_mlp, ()),  # times one learned scalar (global_scale)

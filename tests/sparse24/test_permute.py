@@ -1433,6 +1433,22 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "tvp": lambda: (  # TVP on one video of 2 frames of 32 x 32 (a tiny ResNet backbone, traced) and 6 text tokens; one batch row, as its 2-D
+            # position embeddings only take one
+            transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
+                "tvp", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=64, max_grid_row_position_embeddings=4,
+                max_grid_col_position_embeddings=4, max_img_size=32, visual_prompt_size=4, num_frames=2,
+                backbone_config=dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", out_features=["stage2"]),
+            )),
+            {"input_ids": torch.randint(2, 60, (1, 6)), "pixel_values": torch.randn(1, 2, 3, 32, 32)},
+        ),
+        "seggpt": lambda: (  # SegGPT: an image and its prompt image and mask, 16 x 16 in patches of 4, two layers
+            transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
+                "seggpt", hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=[32, 16], patch_size=4, mlp_dim=64, decoder_hidden_size=16,
+                intermediate_hidden_state_indices=[0, 1], merge_index=0, drop_path_rate=0.0, pretrain_image_size=16,
+            )),
+            {name: torch.randn(1, 3, 16, 16) for name in ("pixel_values", "prompt_pixel_values", "prompt_masks")},
+        ),
         "inkling2_vision": lambda: (  # Inkling 2's vision tower: one image of 4 x 4 tokens, each 2 x 2 patches of 2 x 2 (and a class token), one layer, the merger
             transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
                 "inkling2_vision", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, patch_size=2, mlp_ratio=2.0, layer_scale_init_value=1.0,
@@ -2303,6 +2319,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("tvp", ["TvpEncodeLayer", "TvpAttention", "fx", "fx"]),  # the backbone's basic blocks trace
+        ("seggpt", ["SegGptAttention", "SegGptMlp"] * 2),  # the value heads of the fused qkv -> proj
         ("inkling2_vision", ["Inkling2VisionAttention", "Inkling2VisionMLP", "Inkling2VisionMerger"]),
         ("minimax_m3_vl_vision", ["MiniMaxM3VLVisionAttention", "MiniMaxM3VLVisionMLP"]),
         ("step3p7_vision", ["Step3p7VisionAttention", "Step3p7VisionMLP", "Step3p7VisionModel"]),  # downsampler1 -> downsampler2
