@@ -2884,6 +2884,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
     **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ()), "UperNetFCNHead": (_fcn_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
+    # BLT: its local encoder's and decoder's and its global transformer's self-attention, and the cross-attention between bytes and patches
+    # (the keys and values read the other stream, k_norm-ed): Llama's value path
+    **_family("blt.modeling_blt", {"BltSelfAttention": (_attention, ()), "BltCrossAttention": (_attention, ())}),
     **_family("tvp.modeling_tvp", {  # TVP's encoder: BERT's layout under its own names
         "TvpAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
         "TvpEncodeLayer": (functools.partial(_bert_layer, family="Tvp", output_class="TvpOutputLayer"), ("attention",)),

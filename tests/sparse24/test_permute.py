@@ -1433,6 +1433,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        "blt": lambda: (  # BLT on 12 bytes: entropy patching (a tiny patcher), the local encoder and decoder (32 wide, cross-attention to and from
+            # the 64-wide patches), one global layer
+            transformers.BltForCausalLM(transformers.BltConfig(
+                vocab_size=260, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=96, cross_attn_k=2, encoder_hash_byte_group_vocab=100,
+                patcher_config=dict(vocab_size=260, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64),
+                **{part: dict(vocab_size=260, hidden_size=32, hidden_size_global=64, cross_attn_k=2, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1, intermediate_size=64)
+                   for part in ("encoder_config", "decoder_config")},
+                global_config=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1, intermediate_size=96),
+            )),
+            {"input_ids": torch.randint(4, 250, (2, 12))},
+        ),
         "tvp": lambda: (  # TVP on one video of 2 frames of 32 x 32 (a tiny ResNet backbone, traced) and 6 text tokens; one batch row, as its 2-D
             # position embeddings only take one
             transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
@@ -2319,6 +2330,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        ("blt", ["BltSelfAttention", "BltMLP"] * 4 + ["BltCrossAttention"] * 2),  # the patcher, the local encoder, the global transformer, the local decoder
         ("tvp", ["TvpEncodeLayer", "TvpAttention", "fx", "fx"]),  # the backbone's basic blocks trace
         ("seggpt", ["SegGptAttention", "SegGptMlp"] * 2),  # the value heads of the fused qkv -> proj
         ("inkling2_vision", ["Inkling2VisionAttention", "Inkling2VisionMLP", "Inkling2VisionMerger"]),
@@ -2574,6 +2586,9 @@ _NEVER_RUN |= {family: [f"geometry_encoder.layers.0.{layer}" for layer in ("self
 _DISCARDED = {family: ("mask_decoder.output_hypernetworks_mlps.0.layers.0", "mask_decoder.output_hypernetworks_mlps.0.proj_out") for family in ("sam", "sam_hq", "sam2")}
 # SAM 3's model leaves out its vision neck's last (coarsest) FPN level
 _DISCARDED |= {family: ("vision_encoder.neck.fpn_layers.3.proj2",) for family in ("sam3", "sam3_lite_text")}
+# BLT's patcher (an entropy model) only places the patch boundaries, through a threshold: a wrong order moves none here (its classes are
+# the local and global models', whose wrong orders do show)
+_DISCARDED |= {"blt": ("model.patcher.layers.0.self_attn.o_proj", "model.patcher.layers.0.mlp.down_proj")}
 # InstructBLIP's language model reads the Q-Former's query tokens only: the last layer's feed-forward of the instruction's tokens
 _DISCARDED |= {family: ("qformer.encoder.layer.1.output.dense",) for family in ("instructblip", "instructblipvideo")}
 
