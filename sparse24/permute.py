@@ -3227,6 +3227,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             functools.partial(_stacked_qkv_attention, fused="to_kv", output="to_out", parts=2, head_dim_attr="dim_head"), (),
         ),
     }),
+    # FastSpeech 2's conformer: its relative-position attention (linear_v -> linear_out per head) and its position-wise
+    # feed-forward of two convs, conv1 -> ReLU -> conv2
+    **_family("fastspeech2_conformer.modeling_fastspeech2_conformer", {
+        "FastSpeech2ConformerAttention": (functools.partial(_attention, groups=1, value="linear_v", output="linear_out"), ()),
+        "FastSpeech2ConformerMultiLayeredConv1d": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None), ()),
+    }),
     # conformer attentions: Llama's value path under other names (relative positions act on the scores)
     **{
         (f"transformers.models.{module}.modeling_{module}", cls): (functools.partial(_attention, groups=1, value="linear_v", output="linear_out", head_dim_attr="head_size"), ())

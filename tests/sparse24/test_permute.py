@@ -1433,6 +1433,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
+        # FastSpeech 2 (conformer)'s text encoder (two layers): the decoder's layers are the same classes, but the spectrogram's length follows
+        # the predicted durations (rounded), so a wrong order there would change the output's shape, not show as a distance
+        "fastspeech2_conformer": lambda: (
+            transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
+                "fastspeech2_conformer", hidden_size=32, vocab_size=64, num_mel_bins=8, encoder_num_attention_heads=2, decoder_num_attention_heads=2, encoder_layers=2,
+                decoder_layers=1, encoder_linear_units=64, decoder_linear_units=64, speech_decoder_postnet_units=16, speech_decoder_postnet_layers=2,
+                duration_predictor_channels=16, duration_predictor_layers=1, pitch_predictor_channels=16, pitch_predictor_layers=1, energy_predictor_channels=16,
+                energy_predictor_layers=1,
+            )).encoder,
+            {"input_tensor": torch.randint(2, 60, (2, 8)), "return_dict": True},
+        ),
         "blt": lambda: (  # BLT on 12 bytes: entropy patching (a tiny patcher), the local encoder and decoder (32 wide, cross-attention to and from
             # the 64-wide patches), one global layer
             transformers.BltForCausalLM(transformers.BltConfig(
@@ -2156,8 +2167,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
-    # BitNet's sub-norms take their mean of squares in float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2330,6 +2341,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
          + ["Sam3LiteTextMLP"] * 3 + ["Sam3LiteTextDecoderMLP"] * 8 + ["Sam3FPNLayer"] * 4 + ["Sam3LiteTextMaskEmbedder"] * 2),
         *((f"{family}-memory_attention", [f"{prefix}MemoryAttentionLayer", f"{prefix}RoPEAttention", f"{prefix}RoPEAttention"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
+        # each layer's attention (linear_v -> linear_out per head), its macaron feed-forwards (conv1 -> ReLU -> conv2) and its convolution module
+        ("fastspeech2_conformer", ["FastSpeech2ConformerAttention", "FastSpeech2ConformerMultiLayeredConv1d", "FastSpeech2ConformerMultiLayeredConv1d", "FastSpeech2ConformerConvolutionModule"] * 2),
         ("blt", ["BltSelfAttention", "BltMLP"] * 4 + ["BltCrossAttention"] * 2),  # the patcher, the local encoder, the global transformer, the local decoder
         ("tvp", ["TvpEncodeLayer", "TvpAttention", "fx", "fx"]),  # the backbone's basic blocks trace
         ("seggpt", ["SegGptAttention", "SegGptMlp"] * 2),  # the value heads of the fused qkv -> proj
