@@ -2887,6 +2887,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # BLT: its local encoder's and decoder's and its global transformer's self-attention, and the cross-attention between bytes and patches
     # (the keys and values read the other stream, k_norm-ed): Llama's value path
     **_family("blt.modeling_blt", {"BltSelfAttention": (_attention, ()), "BltCrossAttention": (_attention, ())}),
+    # MarkupLM: its XPath embedding's xpath_unitseq2_inner -> ReLU -> inner2emb (its BERT layers: BERT's code)
+    **_family("markuplm.modeling_markuplm", {
+        "XPathEmbeddings": (functools.partial(_two_layer_mlp, first="xpath_unitseq2_inner", second="inner2emb", activation="activation"), ()),
+    }),
     **_family("tvp.modeling_tvp", {  # TVP's encoder: BERT's layout under its own names
         "TvpAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
         "TvpEncodeLayer": (functools.partial(_bert_layer, family="Tvp", output_class="TvpOutputLayer"), ("attention",)),

@@ -1435,6 +1435,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         },
         # FastSpeech 2 (conformer)'s text encoder (two layers): the decoder's layers are the same classes, but the spectrogram's length follows
         # the predicted durations (rounded), so a wrong order there would change the output's shape, not show as a distance
+        "markuplm": lambda: (  # MarkupLM: 10 tokens, each with its XPath of depth 4 (tag and subscript ids)
+            _encoder(
+                transformers, "markuplm", vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, xpath_unit_hidden_size=8,
+                max_depth=4, max_xpath_tag_unit_embeddings=16, max_xpath_subs_unit_embeddings=16, tag_pad_id=15, subs_pad_id=15,
+            ),
+            {"input_ids": torch.randint(2, 60, (2, 10)), "xpath_tags_seq": torch.randint(0, 15, (2, 10, 4)), "xpath_subs_seq": torch.randint(0, 15, (2, 10, 4))},
+        ),
         "fastspeech2_conformer": lambda: (
             transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
                 "fastspeech2_conformer", hidden_size=32, vocab_size=64, num_mel_bins=8, encoder_num_attention_heads=2, decoder_num_attention_heads=2, encoder_layers=2,
@@ -2343,6 +2350,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         # each layer's attention (linear_v -> linear_out per head), its macaron feed-forwards (conv1 -> ReLU -> conv2) and its convolution module
         ("fastspeech2_conformer", ["FastSpeech2ConformerAttention", "FastSpeech2ConformerMultiLayeredConv1d", "FastSpeech2ConformerMultiLayeredConv1d", "FastSpeech2ConformerConvolutionModule"] * 2),
+        ("markuplm", ["XPathEmbeddings", "MarkupLMLayer", "MarkupLMAttention"]),  # xpath_unitseq2_inner -> ReLU -> inner2emb
         ("blt", ["BltSelfAttention", "BltMLP"] * 4 + ["BltCrossAttention"] * 2),  # the patcher, the local encoder, the global transformer, the local decoder
         ("tvp", ["TvpEncodeLayer", "TvpAttention", "fx", "fx"]),  # the backbone's basic blocks trace
         ("seggpt", ["SegGptAttention", "SegGptMlp"] * 2),  # the value heads of the fused qkv -> proj
