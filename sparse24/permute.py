@@ -3087,6 +3087,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("maskformer.modeling_maskformer_swin", "MaskFormerSwinStage"),
         ]
     },
+    # FocalNet's stages: the downsampling patch embedding's conv reads the stage's stream; the layers have their own rules
+    **_family("focalnet.modeling_focalnet", {"FocalNetStage": (_no_groups, ("layers",))}),
     **_family("mobilevitv2.modeling_mobilevitv2", {  # MobileNetV2's blocks, and transformer blocks of linear self-attention
         "MobileViTV2InvertedResidual": (functools.partial(_mobilenet_v2_block, layer="MobileViTV2ConvLayer"), ()),
         "MobileViTV2LinearSelfAttention": (_linear_self_attention, ()),
@@ -3479,6 +3481,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("dinov3_convnext.modeling_dinov3_convnext", {  # DINOv3's ConvNeXt: the same block, other names
         "DINOv3ConvNextLayer": (functools.partial(_two_layer_mlp, first="pointwise_conv1", second="pointwise_conv2", activation="activation_fn"), ()),
+        # a stage's downsampling conv reads the image, or a norm of the previous stage's stream: no hidden channels
+        "DINOv3ConvNextStage": (_no_groups, ("layers",)),
     }),
     **_family("kosmos2_5.modeling_kosmos2_5", {  # Kosmos-2.5: its Pix2Struct-style vision attention (value -> output) and BART-style text attention
         "Kosmos2_5VisionAttention": (functools.partial(_attention, groups=1, value="value", output="output"), ()), "Kosmos2_5TextAttention": (_OUT_PROJ_ATTENTION, ()),
