@@ -2880,8 +2880,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MiniCPMV4_6VisionAttention": (_OUT_PROJ_ATTENTION, ()),
         "MiniCPMV4_6ViTWindowAttentionMerger": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation=None), ("self_attn",)),
     }),
-    **_family("minimax_m3_vl.modeling_minimax_m3_vl", {"MiniMaxM3VLVisionAttention": (_OUT_PROJ_ATTENTION, ())}),  # rotary, per image (cu_seqlens)
-    **_family("step3p7.modeling_step3p7", {"Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ())}),  # the MLP clamps gate and up elementwise
+    **_family("step3p7.modeling_step3p7", {
+        "Step3p7Attention": (_head_gated_attention, ()), "Step3p7MLP": (_gated_mlp, ()),  # the MLP clamps gate and up elementwise
+        # its vision tower: rotary attention (v_proj -> out_proj per head), then two strided convs, nothing between
+        "Step3p7VisionAttention": (_OUT_PROJ_ATTENTION, ()),
+        "Step3p7VisionModel": (functools.partial(_two_layer_mlp, first="downsampler1", second="downsampler2", activation=None), ("embeddings", "layers")),
+    }),
     **_family("upernet.modeling_upernet", {"UperNetHead": (_upernet_head, ()), "UperNetFCNHead": (_fcn_head, ())}),
     **_family("sam_hq.modeling_sam_hq", {"SamHQMaskDecoder": (_hq_mask_decoder, ("transformer", "output_hypernetworks_mlps", "iou_prediction_head", "hq_mask_mlp"))}),
     # BLT: its local encoder's and decoder's and its global transformer's self-attention, and the cross-attention between bytes and patches
@@ -2945,6 +2949,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("minimax_m3_vl.modeling_minimax_m3_vl", {
         "MiniMaxM3VLDenseMLP": (functools.partial(_fused_halves_mlp, act=None), ()),  # (up + 1) * gate * sigmoid(alpha * gate), clamped
         "MiniMaxM3VLAttention": (_attention, ()),  # its sparse layers' lightning indexer reads the layer's input, not the values
+        "MiniMaxM3VLVisionAttention": (_OUT_PROJ_ATTENTION, ()),  # rotary, per image (cu_seqlens)
     }),
     **_family("doge.modeling_doge", {"DogeAttention": (_doge_attention, ())}),
     **_family("dory.modeling_dory", {  # nGPT: per-channel scales and a parameter-free L2 norm between the layers
@@ -3087,8 +3092,6 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("maskformer.modeling_maskformer_swin", "MaskFormerSwinStage"),
         ]
     },
-    # FocalNet's stages: the downsampling patch embedding's conv reads the stage's stream; the layers have their own rules
-    **_family("focalnet.modeling_focalnet", {"FocalNetStage": (_no_groups, ("layers",))}),
     **_family("mobilevitv2.modeling_mobilevitv2", {  # MobileNetV2's blocks, and transformer blocks of linear self-attention
         "MobileViTV2InvertedResidual": (functools.partial(_mobilenet_v2_block, layer="MobileViTV2ConvLayer"), ()),
         "MobileViTV2LinearSelfAttention": (_linear_self_attention, ()),
@@ -3333,10 +3336,6 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Sam3MaskDecoder": (_sam3_mask_decoder, ("pixel_decoder", "mask_embedder", "prompt_cross_attn")),
         "Sam3GeometryEncoder": (_sam3_geometry_encoder, ("layers",)),
     }),
-    **_family("step3p7.modeling_step3p7", {  # its vision tower: rotary attention (v_proj -> out_proj per head), then two strided convs, nothing between
-        "Step3p7VisionAttention": (_OUT_PROJ_ATTENTION, ()),
-        "Step3p7VisionModel": (functools.partial(_two_layer_mlp, first="downsampler1", second="downsampler2", activation=None), ("embeddings", "layers")),
-    }),
     **_family("muse_glimmer.modeling_muse_glimmer", {
         "MuseGlimmerTextAttention": (_gated_output_attention, ()),  # o_proj(out * sigmoid(gate_proj(x))), unscaled q/k norms
         "MuseGlimmerVisionAdapter": (functools.partial(_two_layer_mlp, activation="act"), ()),  # act(fc2(act(fc1(x))))
@@ -3449,6 +3448,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("focalnet.modeling_focalnet", {
         "FocalNetMlp": (functools.partial(_two_layer_mlp, activation="activation"), ()), "FocalNetModulation": (_focal_modulation, ()),
+        "FocalNetStage": (_no_groups, ("layers",)),  # its downsampling patch embedding's conv reads the stage's stream
     }),
     **_family("groupvit.modeling_groupvit", {  # the grouping blocks: the token mixer's hidden channels; the assignment's values, per channel
         "GroupViTMixerMLP": (_two_layer_mlp, ()), "GroupViTAssignAttention": (functools.partial(_two_layer_mlp, first="v_proj", second="proj", activation=None), ()),
