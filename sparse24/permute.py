@@ -1812,6 +1812,7 @@ _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_p
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
 # GLM-4V's patch merger: down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
+_CONV1_CONV2 = functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None)  # two convs, nothing between
 _GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
 _DENSE_OUT_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head (tanh)
@@ -2830,7 +2831,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     },  # fmt: skip
     **_family("deepseek_vl_hybrid.modeling_deepseek_vl_hybrid", {
         "DeepseekVLHybridAligner": (functools.partial(_concat_mlp, producers=("high_res_vision_proj", "vision_proj"), activation="act", consumer="proj"), ()),
+        "DeepseekVLSamVisionProj": (_CONV1_CONV2, ()),  # the high-resolution SAM tower's two strided convs (after resizing its input)
     }),
+    # UnlimitedOCR: its SAM tower's two strided convs; its language model's attention (Llama's value path)
+    **_family("unlimited_ocr.modeling_unlimited_ocr", {"UnlimitedOcrSamVisionProj": (_CONV1_CONV2, ()), "UnlimitedOcrTextAttention": (_attention, ())}),
     # VibeVoice-ASR's: the acoustic and the semantic latents each through linear_1 -> RMS norm -> linear_2, then summed
     **_family("vibevoice_asr.modeling_vibevoice_asr", {
         "VibeVoiceAsrMultiModalProjector": (_all_of(*(

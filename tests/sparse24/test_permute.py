@@ -1435,6 +1435,26 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         },
         # FastSpeech 2 (conformer)'s text encoder (two layers): the decoder's layers are the same classes, but the spectrogram's length follows
         # the predicted durations (rounded), so a wrong order there would change the output's shape, not show as a distance
+        "unlimited_ocr_text": lambda: (  # UnlimitedOCR's language model
+            transformers.models.unlimited_ocr.modeling_unlimited_ocr.UnlimitedOcrTextModel(transformers.models.unlimited_ocr.configuration_unlimited_ocr.UnlimitedOcrTextConfig(
+                **lm, num_key_value_heads=2, head_dim=16, pad_token_id=0,
+            )),
+            ids,
+        ),
+        # the SAM towers' two strided convs (UnlimitedOCR's; DeepSeek-VL-Hybrid's after resizing its input), alone: 16 channels -> 32 -> 48 or 64
+        "unlimited_ocr-sam_proj": lambda: (
+            transformers.models.unlimited_ocr.modeling_unlimited_ocr.UnlimitedOcrSamVisionProj(
+                transformers.models.unlimited_ocr.configuration_unlimited_ocr.UnlimitedOcrSamVisionConfig(output_channels=16, downsample_channels=[32, 48]),
+            ),
+            {"hidden_states": torch.randn(2, 16, 8, 8)},
+        ),
+        "deepseek_vl_hybrid-sam_proj": lambda: (
+            transformers.models.deepseek_vl_hybrid.modeling_deepseek_vl_hybrid.DeepseekVLSamVisionProj(
+                transformers.models.deepseek_vl_hybrid.configuration_deepseek_vl_hybrid.DeepseekVLHybridConfig(high_res_vision_config={"output_channels": 16}).high_res_vision_config,
+                output_size=4,
+            ),
+            {"features": torch.randn(2, 16, 8, 8)},
+        ),
         "markuplm": lambda: (  # MarkupLM: 10 tokens, each with its XPath of depth 4 (tag and subscript ids)
             _encoder(
                 transformers, "markuplm", vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, xpath_unit_hidden_size=8,
@@ -2350,6 +2370,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *((f"{family}-memory_fuser", [f"{prefix}MemoryFuserCXBlock"] * 2) for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo"))),
         # each layer's attention (linear_v -> linear_out per head), its macaron feed-forwards (conv1 -> ReLU -> conv2) and its convolution module
         ("fastspeech2_conformer", ["FastSpeech2ConformerAttention", "FastSpeech2ConformerMultiLayeredConv1d", "FastSpeech2ConformerMultiLayeredConv1d", "FastSpeech2ConformerConvolutionModule"] * 2),
+        ("unlimited_ocr_text", ["UnlimitedOcrTextAttention", "UnlimitedOcrTextMLP"]),
+        ("unlimited_ocr-sam_proj", ["UnlimitedOcrSamVisionProj"]), ("deepseek_vl_hybrid-sam_proj", ["DeepseekVLSamVisionProj"]),  # conv1 -> conv2
         ("markuplm", ["XPathEmbeddings", "MarkupLMLayer", "MarkupLMAttention"]),  # xpath_unitseq2_inner -> ReLU -> inner2emb
         ("blt", ["BltSelfAttention", "BltMLP"] * 4 + ["BltCrossAttention"] * 2),  # the patcher, the local encoder, the global transformer, the local decoder
         ("tvp", ["TvpEncodeLayer", "TvpAttention", "fx", "fx"]),  # the backbone's basic blocks trace
