@@ -1812,6 +1812,8 @@ _UP_DOWN_MLP = functools.partial(_two_layer_mlp, first="up_proj", second="down_p
 _LINEAR_1_2_MLP = functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act")  # LLaVA's projector
 _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="linear_fc2", activation="act_fn")  # Qwen3-VL's vision MLP and merger
 # GLM-4V's patch merger: down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
+# Granite Speech's encoder: its mid-network CTC branch, out -> softmax over the channels (it permutes with them) -> out_mid
+_GRANITE_SPEECH_MID_CTC = functools.partial(_two_layer_mlp, first="out", second="out_mid", activation=None)
 _CONV1_CONV2 = functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None)  # two convs, nothing between
 _GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
@@ -3236,6 +3238,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             functools.partial(_conformer_convolution, up="up_conv", depthwise="depth_conv.conv", act="silu", down="down_conv"), (),
         ),
         "GraniteSpeechConformerFeedForward": (functools.partial(_two_layer_mlp, first="up_proj", second="down_proj", activation="silu"), ()),
+        "GraniteSpeechCTCEncoder": (_GRANITE_SPEECH_MID_CTC, ("layers",)),
         "GraniteSpeechConformerAttention": (  # to_kv(x).chunk(2): keys, then values; relative positions on the scores
             functools.partial(_stacked_qkv_attention, fused="to_kv", output="to_out", parts=2, head_dim_attr="dim_head"), (),
         ),
@@ -3246,6 +3249,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "FastSpeech2ConformerAttention": (functools.partial(_attention, groups=1, value="linear_v", output="linear_out"), ()),
         "FastSpeech2ConformerMultiLayeredConv1d": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None), ()),
     }),
+    # Granite Speech Plus: the same encoder, some layers' outputs concatenated to the last
+    **_family("granite_speech_plus.modeling_granite_speech_plus", {"GraniteSpeechPlusCTCEncoder": (_GRANITE_SPEECH_MID_CTC, ("layers",))}),
     # conformer attentions: Llama's value path under other names (relative positions act on the scores)
     **{
         (f"transformers.models.{module}.modeling_{module}", cls): (functools.partial(_attention, groups=1, value="linear_v", output="linear_out", head_dim_attr="head_size"), ())

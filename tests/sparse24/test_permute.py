@@ -778,7 +778,7 @@ def _speech_encoder(transformers: Any, family: str, model_class: str, config_pat
     return getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), model_class)(config)
 
 
-_CONFORMERS = ("wav2vec2-conformer", "wav2vec2-bert", "seamless_m4t-speech", "seamless_m4t_v2-speech", "parakeet", "lasr", "granite_speech")
+_CONFORMERS = ("wav2vec2-conformer", "wav2vec2-bert", "seamless_m4t-speech", "seamless_m4t_v2-speech", "parakeet", "lasr", "granite_speech", "granite_speech_plus")
 
 
 def _conformer(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
@@ -807,9 +807,12 @@ def _conformer(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch
         prefix = "Parakeet" if name == "parakeet" else "Lasr"
         config = getattr(configs, f"{prefix}EncoderConfig")(**speech, num_key_value_heads=4, num_mel_bins=16, conv_kernel_size=3, subsampling_conv_channels=16)
         return getattr(importlib.import_module(f"transformers.models.{name}.modeling_{name}"), f"{prefix}Encoder")(config), {"input_features": torch.randn(2, 40, 16)}
-    configs = importlib.import_module("transformers.models.granite_speech.configuration_granite_speech")
-    config = configs.GraniteSpeechEncoderConfig(input_dim=16, num_layers=1, hidden_dim=32, feedforward_mult=2, num_heads=4, dim_head=8, output_dim=16, context_size=8, conv_kernel_size=3)
-    return importlib.import_module("transformers.models.granite_speech.modeling_granite_speech").GraniteSpeechCTCEncoder(config), {"hidden_states": torch.randn(2, 20, 16)}
+    prefix = "GraniteSpeechPlus" if name == "granite_speech_plus" else "GraniteSpeech"  # Plus: the first layer's output concatenated to the last's
+    config = getattr(importlib.import_module(f"transformers.models.{name}.configuration_{name}"), f"{prefix}EncoderConfig")(
+        input_dim=16, num_layers=2, hidden_dim=32, feedforward_mult=2, num_heads=4, dim_head=8, output_dim=16, context_size=8, conv_kernel_size=3,
+        **({"cat_hidden_layers": [1]} if name == "granite_speech_plus" else {}),
+    )
+    return getattr(importlib.import_module(f"transformers.models.{name}.modeling_{name}"), f"{prefix}CTCEncoder")(config), {"hidden_states": torch.randn(2, 20, 16)}
 
 
 class _Seeded(nn.Module):
@@ -2421,7 +2424,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("seamless_m4t_v2-speech", ["SeamlessM4Tv2ConformerSelfAttention"] * 2 + ["SeamlessM4Tv2ConformerConvolutionModule", "SeamlessM4Tv2ConformerAdapterLayer"] + ["SeamlessM4Tv2ConformerFeedForward"] * 4),
         ("parakeet", ["ParakeetEncoderAttention", "ParakeetEncoderConvolutionModule"] + ["ParakeetEncoderFeedForward"] * 2),
         ("lasr", ["LasrEncoderAttention", "LasrEncoderConvolutionModule"] + ["LasrEncoderFeedForward"] * 2 + ["LasrEncoderSubsampling"] * 3),  # dense_0 -> conv_0 -> conv_1 -> dense_1
-        ("granite_speech", ["GraniteSpeechConformerAttention", "GraniteSpeechConformerConvModule"] + ["GraniteSpeechConformerFeedForward"] * 2),  # to_kv: keys, values
+        # to_kv: keys, values; the mid-network CTC branch after the first of two layers, out -> softmax -> out_mid
+        *((family, ([f"{prefix}ConformerAttention", f"{prefix}ConformerConvModule"] + [f"{prefix}ConformerFeedForward"] * 2) * 2 + [f"{prefix}CTCEncoder"])
+          for family, prefix in (("granite_speech", "GraniteSpeech"), ("granite_speech_plus", "GraniteSpeechPlus"))),
         ("led", ["LEDEncoderAttention", "LEDEncoderLayer", "LEDDecoderAttention", "LEDDecoderAttention", "LEDDecoderLayer"]),  # value and value_global -> output
         ("longformer", ["LongformerAttention", "LongformerLayer"]),  # value and value_global -> output.dense
         ("bigbird_pegasus", ["BigBirdPegasusEncoderAttention", "BigBirdPegasusEncoderLayer"] + ["BigBirdPegasusDecoderAttention"] * 2 + ["BigBirdPegasusDecoderLayer"]),
