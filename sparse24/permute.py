@@ -699,14 +699,11 @@ def _heads_one_order_attention(name: str, module: nn.Module) -> _Group | str:
     """EdgeTAM's perceiver attention: the attention helper's output, [batch, positions, heads, head_dim], is transposed
     once more and viewed as [batch, positions, heads * head_dim], so o_proj's columns read other heads at other
     positions, but column ``c`` always reads channel ``c % head_dim`` of a head: one order of ``head_dim`` channels for
-    every head, v_proj's rows and o_proj's columns alike."""
-    v, o, head_dim, heads = _attr(module, "v_proj"), _attr(module, "o_proj"), getattr(module, "head_dim", None), getattr(module, "num_attention_heads", None)
-    if not (_is_linear(v) and _is_linear(o)):
-        return "v_proj and o_proj are not nn.Linear"
-    if not (isinstance(head_dim, int) and isinstance(heads, int) and head_dim > 0 and v.out_features == o.in_features == heads * head_dim):
-        return f"v_proj ({v.out_features}) and o_proj ({o.in_features}) are not num_attention_heads x head_dim"
-    one = torch.zeros(heads, dtype=torch.long)
-    return _Group(type(module).__name__, head_dim, 1, _producer(_join(name, "v_proj"), v, head_dim, one) + _consumer(_join(name, "o_proj"), o, head_dim, one))
+    every head, v_proj's rows and o_proj's columns alike: :func:`_attention`'s group with all the runs in one order."""
+    group = _HEADS_OWN_VALUES(name, module)
+    if isinstance(group, str):
+        return group
+    return _Group(group.kind, group.block, 1, [replace(m, blocks=torch.zeros_like(m.blocks)) for m in group.members])
 
 
 def _perceiver_layer(name: str, module: nn.Module) -> list[_Group | str]:
@@ -803,8 +800,9 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     torch's TransformerEncoderLayer/TransformerDecoderLayer feed-forward (linear1, activation, dropout, linear2);
     or two ungrouped convolutions of any kernel, stride and padding (PoolFormer's 1 x 1 conv1, act_fn, conv2): a
     channel's filters, bias and zero padding move with it. ``activation`` None: the class's own forward applies an
-    elementwise function between them (Whisper's ``F.gelu``), read there, or mixes the positions channel by channel
-    (GroupViT's assignment attention, ``proj(attn @ v_proj(x))``)."""
+    elementwise function between them (Whisper's ``F.gelu``), read there, mixes the positions channel by channel
+    (GroupViT's assignment attention, ``proj(attn @ v_proj(x))``), applies a softmax over the channels, which permutes
+    with them (Granite Speech's CTC branch), or nothing at all (GOT-OCR 2's and SAM towers' strided convs)."""
     up, down = _attr(module, first), _attr(module, second)
     convs = all(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1 for m in (up, down))
     if not (convs or (_is_linear(up) and _is_linear(down))):
