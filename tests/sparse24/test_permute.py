@@ -1436,8 +1436,6 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             f"{family}-memory_{part}": functools.partial(_sam_video_memory, transformers, family, prefix, part)
             for family, prefix in (("sam2_video", "Sam2Video"), ("sam3_tracker_video", "Sam3TrackerVideo")) for part in ("attention", "fuser")
         },
-        # FastSpeech 2 (conformer)'s text encoder (two layers): the decoder's layers are the same classes, but the spectrogram's length follows
-        # the predicted durations (rounded), so a wrong order there would change the output's shape, not show as a distance
         "unlimited_ocr_text": lambda: (  # UnlimitedOCR's language model
             transformers.models.unlimited_ocr.modeling_unlimited_ocr.UnlimitedOcrTextModel(transformers.models.unlimited_ocr.configuration_unlimited_ocr.UnlimitedOcrTextConfig(
                 **lm, num_key_value_heads=2, head_dim=16, pad_token_id=0,
@@ -1465,6 +1463,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ),
             {"input_ids": torch.randint(2, 60, (2, 10)), "xpath_tags_seq": torch.randint(0, 15, (2, 10, 4)), "xpath_subs_seq": torch.randint(0, 15, (2, 10, 4))},
         ),
+        # FastSpeech 2 (conformer)'s text encoder (two layers): the decoder's layers are the same classes, but the spectrogram's length follows
+        # the predicted durations (rounded), so a wrong order there would change the output's shape, not show as a distance
         "fastspeech2_conformer": lambda: (
             transformers.AutoModel.from_config(transformers.AutoConfig.for_model(
                 "fastspeech2_conformer", hidden_size=32, vocab_size=64, num_mel_bins=8, encoder_num_attention_heads=2, decoder_num_attention_heads=2, encoder_layers=2,

@@ -31,14 +31,19 @@ class Block(torch.nn.Module):
 '''
 
 
-def _module(tmp_path: Path, name: str, *, doc: str = "A block.", helper: str = "x * 2", shift: int = 1, scale: int = 3) -> ModuleType:
-    source = BLOCK.format(doc=doc, shift=shift).replace("return x * 2", f"return {helper}").replace("scale = 3", f"scale = {scale}")
+def _load(tmp_path: Path, name: str, source: str) -> ModuleType:
+    """``source`` written to ``tmp_path/name.py`` and imported (inspect reads it back from there)."""
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
+    path.write_text(source)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _module(tmp_path: Path, name: str, *, doc: str = "A block.", helper: str = "x * 2", shift: int = 1, scale: int = 3) -> ModuleType:
+    source = BLOCK.format(doc=doc, shift=shift).replace("return x * 2", f"return {helper}").replace("scale = 3", f"scale = {scale}")
+    return _load(tmp_path, name, textwrap.dedent(source))
 
 
 def _same(a: ModuleType, b: ModuleType) -> bool:
@@ -92,12 +97,7 @@ def test_each_modules_own_logger_is_the_same_but_another_global_object_is_not(tm
     """transformers' copies read ``logger``, one ``logging.Logger`` per modeling file: it computes nothing, so two
     loggers compare equal; any other global object there still has to be the same object."""
     def logged(name: str, logger: str) -> ModuleType:
-        path = tmp_path / f"{name}.py"
-        path.write_text(f"import logging\nimport types\n\nlogger = {logger}\n\n\ndef forward(x):\n    logger.debug('forward')\n    return x * 2\n")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return _load(tmp_path, name, f"import logging\nimport types\n\nlogger = {logger}\n\n\ndef forward(x):\n    logger.debug('forward')\n    return x * 2\n")
 
     a, b = logged("log_a", "logging.getLogger(__name__)"), logged("log_b", "logging.getLogger(__name__)")
     c = logged("log_c", "types.SimpleNamespace(debug=print)")
