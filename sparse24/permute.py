@@ -1301,23 +1301,48 @@ def _mla_attention(name: str, module: nn.Module) -> list[_Group | str]:
       order) and kv_b_proj's input columns. The cache holds this latent, in the model's own order.
     - The query latent (``q_lora_rank``): q_a_proj's rows, q_a_layernorm and q_b_proj's columns.
     """
-    kv_b, o_proj, kv_a = (getattr(module, attr, None) for attr in ("kv_b_proj", "o_proj", "kv_a_proj_with_mqa"))
-    if not all(_is_linear(m) for m in (kv_b, o_proj, kv_a)):
-        return ["kv_a_proj_with_mqa, kv_b_proj and o_proj are not nn.Linear"]
-    kind = type(module).__name__
-    heads, nope, v_dim, rank = (getattr(module, attr, None) for attr in ("num_heads", "qk_nope_head_dim", "v_head_dim", "kv_lora_rank"))
-    if not all(isinstance(n, int) and n > 0 for n in (heads, nope, v_dim, rank)):
-        return ["num_heads / qk_nope_head_dim / v_head_dim / kv_lora_rank missing"]
-    if kv_b.out_features != heads * (nope + v_dim) or o_proj.in_features != heads * v_dim or kv_b.in_features != rank or kv_a.out_features <= rank:
-        return [f"kv_b_proj ({kv_b.in_features} -> {kv_b.out_features}) / o_proj ({o_proj.in_features}) do not fit {heads} heads of {nope} + {v_dim} from a latent of {rank}"]
-    values = _strided_rows(_join(name, "kv_b_proj"), kv_b, v_dim, heads, nope + v_dim, nope)
-    found: list[_Group | str] = [_Group(kind, v_dim, heads, values + _consumer(_join(name, "o_proj"), o_proj, v_dim, torch.arange(heads)))]
+    kv_a = getattr(module, "kv_a_proj_with_mqa", None)
+    if not _is_linear(kv_a):
+        return ["kv_a_proj_with_mqa is not an nn.Linear"]
+    values = _mla_values(name, module)
+    if isinstance(values, str):
+        return [values]
+    if kv_a.out_features < module.kv_lora_rank:  # equal: no rotary key (Mistral Large 4's layers without rotary positions)
+        return [f"kv_a_proj_with_mqa ({kv_a.out_features} outputs) does not start with a latent of {module.kv_lora_rank}"]
+    found: list[_Group | str] = [values]
     for down, norm, up in (("kv_a_proj_with_mqa", "kv_a_layernorm", "kv_b_proj"), ("q_a_proj", "q_a_layernorm", "q_b_proj")):
         if getattr(module, down, None) is None and down == "q_a_proj":  # no query latent: q_proj reads the hidden states
             continue
         b = getattr(module, up, None)
         found.append(_latent(name, module, down, norm, [up], b.in_features if _is_linear(b) else None))
     return found
+
+
+def _mla_values(name: str, module: nn.Module) -> _Group | str:
+    """Multi-head latent attention's values: kv_b_proj's rows are, head after head, its key (``qk_nope_head_dim``) and
+    its value (``v_head_dim``) from a latent of ``kv_lora_rank``; each head's value rows -> o_proj's columns of it."""
+    kv_b, o_proj = getattr(module, "kv_b_proj", None), getattr(module, "o_proj", None)
+    if not (_is_linear(kv_b) and _is_linear(o_proj)):
+        return "kv_b_proj and o_proj are not nn.Linear"
+    heads, nope, v_dim, rank = (getattr(module, attr, None) for attr in ("num_heads", "qk_nope_head_dim", "v_head_dim", "kv_lora_rank"))
+    if not all(isinstance(n, int) and n > 0 for n in (heads, nope, v_dim, rank)):
+        return "num_heads / qk_nope_head_dim / v_head_dim / kv_lora_rank missing"
+    if kv_b.out_features != heads * (nope + v_dim) or o_proj.in_features != heads * v_dim or kv_b.in_features != rank:
+        return f"kv_b_proj ({kv_b.in_features} -> {kv_b.out_features}) / o_proj ({o_proj.in_features}) do not fit {heads} heads of {nope} + {v_dim} from a latent of {rank}"
+    values = _strided_rows(_join(name, "kv_b_proj"), kv_b, v_dim, heads, nope + v_dim, nope)
+    return _Group(type(module).__name__, v_dim, heads, values + _consumer(_join(name, "o_proj"), o_proj, v_dim, torch.arange(heads)))
+
+
+def _kv_shared_mla(name: str, module: nn.Module) -> list[_Group | str]:
+    """Mistral Large 4's attention: DeepSeek-V3's latent attention without a query latent (q_proj reads the stream)
+    whose layers may share one key/value latent (``kv_source_layers``). A layer reusing an earlier layer's latent has
+    no kv_a_proj_with_mqa and reads it with its own kv_b_proj; a layer storing its latent for them keeps the
+    latent's order (its other readers are in later layers). Each layer's values -> o_proj move as DeepSeek-V3's."""
+    if getattr(module, "is_kv_shared_layer", None) is True:
+        return [_mla_values(name, module), "the key/value latent is an earlier layer's (kv_source_layers)"]
+    if getattr(module, "store_full_length_kv", None) is True:
+        return [_mla_values(name, module), "the key/value latent is also read by the later layers that reuse it (kv_source_layers)"]
+    return _mla_attention(name, module)
 
 
 def _latent(name: str, module: nn.Module, down: str, norm: str, readers: Sequence[str], width: int | None, halves: str | None = None) -> _Group | str:
@@ -2784,6 +2809,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("deepseek_v3.modeling_deepseek_v3", {"DeepseekV3Attention": (_mla_attention, ())}),
     **_family("mistral4.modeling_mistral4", {"Mistral4Attention": (_mla_attention, ())}),  # DeepSeek-V3's latent attention; the queries scaled per position (Llama 4's)
+    **_family("mistral_large4.modeling_mistral_large4", {"MistralLarge4TextAttention": (_kv_shared_mla, ())}),  # DeepSeek-V3's values and key/value latent; layers may share the latent
     **_family("axk1.modeling_axk1", {"AXK1Attention": (_mla_attention, ())}),
     **_family("axk2.modeling_axk2", {  # its gated norms' low-rank gate MLP: fc1 -> fc2
         "AXK2Attention": (_query_gated_mla, ()), "AXK2GateMLP": (_two_layer_mlp, ()),
