@@ -1762,6 +1762,32 @@ def _gated_delta_net(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "out_proj"), out, head_dim, shared))
 
 
+def _kimi_delta_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """Kimi Linear's delta attention (Kimi Delta Attention: a gated delta net whose decay is per key channel; Bailing
+    Hybrid's the same). The value channels, one order for every head (the gated RMS norm's weight is one ``head_dim``
+    vector shared by the heads): v_proj's rows, the depthwise causal conv1d's filters of the values (after the
+    queries' and keys'), the output gate's rows (Bailing's g_proj; Kimi's g_b_proj), o_norm's weight and o_proj's
+    columns; the delta rule treats every value channel alike (the decay acts on the state's key channels), the
+    norm's mean square is the same in any order. Kimi's output gate is a low-rank bottleneck ``g_b_proj(g_a_proj(x))``:
+    g_a_proj's rows -> g_b_proj's columns, a second group."""
+    gate = "g_b_proj" if hasattr(module, "g_a_proj") else "g_proj"
+    v_proj, conv, g, norm, out = (getattr(module, attr, None) for attr in ("v_proj", "conv1d", gate, "o_norm", "o_proj"))
+    heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
+    if not (isinstance(heads, int) and isinstance(head_dim, int) and heads > 0 and head_dim > 0):
+        return ["num_heads / head_dim missing"]
+    width = heads * head_dim
+    found: list[_Group | str] = [_two_layer_mlp(name, module, "g_a_proj", gate, None)] if gate == "g_b_proj" else []
+    if not (all(_is_linear(m) for m in (v_proj, g, out)) and v_proj.out_features == g.out_features == out.in_features == width and _is_depthwise(conv, 3 * width)):
+        return [f"v_proj, {gate}, o_proj and a depthwise conv1d do not fit {heads} heads of {head_dim} after 2 x {width} query and key channels", *found]
+    weight = getattr(norm, "weight", None)
+    if not (isinstance(weight, Tensor) and weight.shape == (head_dim,) and set(dict(norm.named_parameters())) == {"weight"}):
+        return [f"o_norm has no per-channel weight of the {head_dim} value channels", *found]
+    shared = torch.zeros(heads, dtype=torch.long)
+    members = _producer(_join(name, "v_proj"), v_proj, head_dim, shared) + _per_channel(_join(name, "conv1d"), conv, head_dim, shared, offset=2 * width)
+    members += _producer(_join(name, gate), g, head_dim, shared) + _per_channel(_join(name, "o_norm"), norm, head_dim)
+    return [_Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "o_proj"), out, head_dim, shared)), *found]
+
+
 def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
     """MambaMixer (Mamba 1; Falcon-Mamba's and Jamba's too): the ``intermediate_size`` inner channels, each its own
     selective scan. They are both halves of in_proj's rows (the scanned x and the gate z), the depthwise conv1d's
@@ -3005,6 +3031,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("qwen3_5.modeling_qwen3_5", {"Qwen3_5GatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_5_moe.modeling_qwen3_5_moe", {"Qwen3_5MoeGatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_next.modeling_qwen3_next", {"Qwen3NextGatedDeltaNet": (_gated_delta_net, ())}),
+    **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
+        "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),
+        "KimiLinearForgetGate": (functools.partial(_two_layer_mlp, first="f_a_proj", second="f_b_proj", activation=None), ()),
+    }),
+    **_family("bailing_hybrid.modeling_bailing_hybrid", {  # its latent attention's output gated per head (g_proj: one gate for all of a head's channels)
+        "BailingHybridAttention": (_mla_attention, ()), "BailingHybridDeltaAttention": (_kimi_delta_attention, ()),
+    }),
     **_family("mamba.modeling_mamba", {"MambaMixer": (_mamba_mixer, ())}),
     **_family("falcon_mamba.modeling_falcon_mamba", {"FalconMambaMixer": (_mamba_mixer, ())}),  # RMS norms on dt, B, C: x_proj's outputs
     **_family("jamba.modeling_jamba", {"JambaMambaMixer": (_mamba_mixer, ())}),

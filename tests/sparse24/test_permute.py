@@ -1045,6 +1045,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             v_head_dim=16, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2, index_topk=4, index_head_dim=16, index_n_heads=2,
             kv_source_layers=[0, 0, 2, 3], no_rope_layers=[1, 1, 1, 0], indexer_types=["full", "shared", "full", "full"],
         ), ids),
+        # Kimi Delta Attention (the decay per key channel; Kimi's output gate through a low-rank bottleneck, Bailing's not), then
+        # DeepSeek-V3's latent attention (Bailing's output gated per head)
+        **{family: functools.partial(lambda family, extra: (_causal_lm(
+            transformers, family, **{**lm, "num_hidden_layers": 2}, num_key_value_heads=4, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+            moe_intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, linear_num_heads=4, linear_head_dim=8, layer_types=["linear_attention", "full_attention"], **extra,
+        ), ids), family, extra) for family, extra in (
+            ("kimi_linear", dict(mlp_layer_types=["dense", "sparse"])), ("bailing_hybrid", dict(n_group=1, topk_group=1, first_k_dense_replace=1, head_dim=16)),
+        )},
         "cohere": lambda: (transformers.CohereForCausalLM(transformers.CohereConfig(**lm, num_key_value_heads=2, use_qk_norm=True)), ids),
         "olmo2": lambda: (transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**lm, num_key_value_heads=2)), ids),
         **{f"{family}-short_conv": functools.partial(  # a gated short-conv layer, then an attention layer (LFM3's with its per-head output gate)
@@ -2147,7 +2155,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
         batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
-        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
+        latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4", "kimi_linear", "bailing_hybrid")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if isinstance(getattr(module, "A_log", None), torch.Tensor) and isinstance(getattr(module, "D", None), torch.Tensor):
@@ -2171,6 +2179,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "Qwen4ExpTextGatedResidual":  # small weights leave every mixing gate near sigmoid(0): the order would not show
             torch.nn.init.normal_(module.input_mix_weight_down.weight, std=0.3)
             torch.nn.init.normal_(module.input_mix_weight_up.weight, std=0.3)
+        if type(module).__name__ == "KimiLinearForgetGate":  # small weights: its decays barely differ per channel, and the order would not show
+            torch.nn.init.normal_(module.f_a_proj.weight, std=0.3)
+            torch.nn.init.normal_(module.f_b_proj.weight, std=0.3)
         if type(module).__name__ == "T5Gemma2MultiModalProjector":  # it starts at zero: the image would not reach the text
             torch.nn.init.normal_(module.mm_input_projection_weight, std=0.2)
         if type(module).__name__ == "MiniMaxLightningAttention":  # the norm's weights start equal: a rule that left them behind would pass
@@ -2205,7 +2216,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2238,6 +2249,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("deepseek_v3", ["DeepseekV3Experts", "DeepseekV3MLP", "DeepseekV3MLP"] + ["DeepseekV3Attention"] * 4),
         ("deepseek_v3-q_lora", ["DeepseekV3MLP"] + ["DeepseekV3Attention"] * 3),  # and its query latent
         ("mistral4", ["Mistral4Attention"] * 3 + ["Mistral4Experts", "Mistral4MLP"]),
+        # the delta attention's values (and Kimi's gate bottleneck and forget gate's), the latent attention's values and key/value latent
+        ("kimi_linear", ["KimiLinearDeltaAttention"] * 2 + ["KimiLinearForgetGate", "KimiLinearMLP"] + ["KimiLinearAttention"] * 2 + ["KimiLinearExperts", "KimiLinearMLP"]),
+        ("bailing_hybrid", ["BailingHybridDeltaAttention", "BailingHybridMLP"] + ["BailingHybridAttention"] * 2 + ["BailingHybridExperts", "BailingHybridMLP"]),
         # per layer its values; the key/value latent of layers 2 and 3 (layers 0 and 1 share theirs); the dense MLP, then experts and a shared MLP
         ("mistral_large4_text", ["MistralLarge4TextAttention"] * 6 + ["MistralLarge4TextMLP"] + ["MistralLarge4TextExperts", "MistralLarge4TextMLP"] * 3),
         ("cohere", ["CohereAttention", "CohereMLP"]),  # interleaved rotary, q/k norms: values as Llama's
