@@ -695,6 +695,13 @@ def _sam3_geometry_encoder(name: str, module: nn.Module) -> str:
     return "final_proj reads box_direct/pool/pos_enc projections summed with label_embed's and cls_embed's rows: embedding columns no rule moves"
 
 
+def _jetmoe_attention(name: str, module: nn.Module) -> str:
+    """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
+    reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
+    JetMoeParallelExperts, stacked weights sparse24 does not prune, so kv_proj's value channels have no 2:4 consumer."""
+    return "kv_proj's values are read only by the attention experts' output_linear (JetMoeParallelExperts, not pruned by sparse24): no 2:4 consumer"
+
+
 def _heads_one_order_attention(name: str, module: nn.Module) -> _Group | str:
     """EdgeTAM's perceiver attention: the attention helper's output, [batch, positions, heads, head_dim], is transposed
     once more and viewed as [batch, positions, heads * head_dim], so o_proj's columns read other heads at other
@@ -3031,6 +3038,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("qwen3_5.modeling_qwen3_5", {"Qwen3_5GatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_5_moe.modeling_qwen3_5_moe", {"Qwen3_5MoeGatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_next.modeling_qwen3_next", {"Qwen3NextGatedDeltaNet": (_gated_delta_net, ())}),
+    **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),
         "KimiLinearForgetGate": (functools.partial(_two_layer_mlp, first="f_a_proj", second="f_b_proj", activation=None), ()),

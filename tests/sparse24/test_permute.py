@@ -3416,3 +3416,20 @@ def test_a_model_with_random_outputs_is_told_apart_from_a_wrong_permutation() ->
         permute(mae, example_inputs={"pixel_values": pixels})
     report = permute(mae, example_inputs={"pixel_values": pixels, "noise": torch.rand(2, 16, dtype=torch.float64)})  # fixed: checked
     assert sorted(g.kind for g in report.groups) == ["ViTMAEAttention", "ViTMAEMLP"]
+
+
+def test_jetmoe_attention_values_have_no_pruned_consumer() -> None:
+    """JetMoE's mixture of attention heads: kv_proj's values are read only by the attention experts' output_linear,
+    stacked JetMoeParallelExperts weights that sparse24 does not prune (were they pruned, this rule would have to
+    move their columns): the attention is ruled with that reason, and permute moves nothing."""
+    transformers = pytest.importorskip("transformers")
+    from sparse24.axes import gemm_weights
+
+    model = _causal_lm(transformers, "jetmoe", num_key_value_heads=2, kv_channels=16, num_local_experts=4, num_experts_per_tok=2)
+    assert [w.name for w in gemm_weights(model) if "self_attention" in w.name] == ["model.layers.0.self_attention.experts.router.layer.weight", "model.layers.0.self_attention.kv_proj.weight"]
+    before = copy.deepcopy(model.state_dict())
+    report = permute(model)
+    assert not report.groups
+    (reason,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.self_attention",)]
+    assert reason.startswith("JetMoeAttention: kv_proj's values are read only by the attention experts' output_linear")
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
