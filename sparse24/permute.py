@@ -695,6 +695,45 @@ def _sam3_geometry_encoder(name: str, module: nn.Module) -> str:
     return "final_proj reads box_direct/pool/pos_enc projections summed with label_embed's and cls_embed's rows: embedding columns no rule moves"
 
 
+def _vibevoice_diffusion_head(name: str, module: nn.Module) -> list[_Group | str]:
+    """VibeVoice's diffusion head: two streams of ``hidden_size`` channels that begin and end inside it.
+
+    - The condition: cond_proj's rows and timestep_proj.fc2's rows (summed) -> through each AdaLN layer's elementwise
+      act_fn -> the columns of every layer's ``linear`` and of final_layer.linear_1.
+    - The hidden states: noisy_images_proj's rows; in each AdaLN layer the shift, scale and gate rows of ``linear``
+      (three chunks), the RMS norm's weight (its mean square is the same in any order), the feed-forward's gate_proj
+      and up_proj columns and down_proj's rows (added back); final_layer.linear_1's shift and scale rows (the final
+      norm has no weight) -> final_layer.linear_2's columns."""
+    width = getattr(getattr(module, "cond_proj", None), "out_features", None)
+    layers, final = list(getattr(module, "layers", ())), getattr(module, "final_layer", None)
+    parts = {f"layers.{i}.{part}": _attr(layer, part) for i, layer in enumerate(layers) for part in ("linear", "ffn.gate_proj", "ffn.up_proj", "ffn.down_proj")}
+    parts |= {path: _attr(module, path) for path in ("cond_proj", "timestep_proj.fc2", "noisy_images_proj", "final_layer.linear_1", "final_layer.linear_2")}
+    if not (isinstance(width, int) and layers and all(_is_linear(m) for m in parts.values())):
+        return [f"cond_proj, timestep_proj.fc2, noisy_images_proj, each layer's linear and feed-forward and final_layer's linear_1 and linear_2 are not all nn.Linear"]
+    chunks = {path: (3 if ".linear" in path and path.startswith("layers.") else 2) for path in parts if path.endswith((".linear", "linear_1"))}
+    if any(parts[path].out_features != n * width or parts[path].in_features != width for path, n in chunks.items()):
+        return [f"each layer's linear and final_layer.linear_1 do not read {width} condition channels into chunks of {width}"]
+    acts = [f"layers.{i}.act_fn" for i in range(len(layers))] + ["final_layer.act_fn"]
+    bad = next((_not_elementwise(module, act) for act in acts if _not_elementwise(module, act)), None)
+    if bad is not None or parts["timestep_proj.fc2"].out_features != width:
+        return [bad or f"timestep_proj.fc2 does not make {width} condition channels"]
+    condition = [m for path in ("cond_proj", "timestep_proj.fc2") for m in _producer(_join(name, path), parts[path], width)]
+    condition += [m for path in chunks for m in _consumer(_join(name, path), parts[path], width)]
+    found: list[_Group | str] = [_Group(type(module).__name__, width, 1, condition)]
+    norms = [_attr(layer, "norm") for layer in layers]
+    if not all(type(n).__name__.endswith("RMSNorm") and set(dict(n.named_parameters())) == {"weight"} and n.weight.shape == (width,) for n in norms):
+        return [*found, f"the layers' norms are not RMS norms with a weight over {width} channels"]
+    if parts["noisy_images_proj"].out_features != width or parts["final_layer.linear_2"].in_features != width:
+        return [*found, f"noisy_images_proj and final_layer.linear_2 do not make and read {width} channels"]
+    stream = _producer(_join(name, "noisy_images_proj"), parts["noisy_images_proj"], width)
+    for path, n in chunks.items():
+        stream += _producer(_join(name, path), parts[path], width, torch.zeros(n, dtype=torch.long))
+    for i in range(len(layers)):
+        stream += _per_channel(_join(name, f"layers.{i}.norm"), norms[i], width) + _producer(_join(name, f"layers.{i}.ffn.down_proj"), parts[f"layers.{i}.ffn.down_proj"], width)
+        stream += [m for part in ("gate_proj", "up_proj") for m in _consumer(_join(name, f"layers.{i}.ffn.{part}"), parts[f"layers.{i}.ffn.{part}"], width)]
+    return [*found, _Group(type(module).__name__, width, 1, stream + _consumer(_join(name, "final_layer.linear_2"), parts["final_layer.linear_2"], width))]
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3038,6 +3077,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("qwen3_5.modeling_qwen3_5", {"Qwen3_5GatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_5_moe.modeling_qwen3_5_moe", {"Qwen3_5MoeGatedDeltaNet": (_gated_delta_net, ())}),
     **_family("qwen3_next.modeling_qwen3_next", {"Qwen3NextGatedDeltaNet": (_gated_delta_net, ())}),
+    **_family("vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer", {  # ConvNeXt-1d layers: the depthwise mixer reads the stream
+        "VibeVoiceAcousticTokenizerFeedForward": (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ()),
+        "VibeVoiceAcousticTokenizerConvNext1dLayer": (_no_groups, ("ffn",)), "VibeVoiceAcousticTokenizerEncoderLayer": (_no_groups, ("stage",)),
+    }),
+    **_family("vibevoice.modeling_vibevoice", {  # its layers' feed-forwards and the timestep MLP keep their groups
+        "VibeVoiceDiffusionHead": (_vibevoice_diffusion_head, ("timestep_proj", "layers")), "VibeVoiceDiffusionHeadAdaLayerNorm": (_no_groups, ("ffn",)),
+    }),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),

@@ -945,6 +945,20 @@ def _edgetam_video(transformers: Any, part: str) -> tuple[nn.Module, dict[str, t
     return modeling_edgetam_video.EdgeTamVideoMemoryAttention(config).double(), {**tokens, "num_object_pointer_tokens": 2, "num_spatial_memory_tokens": 2}
 
 
+def _vibevoice_diffusion_head(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """VibeVoice's diffusion head alone (2 AdaLN layers of 32 channels; latents of 8), its RMS norms' weights drawn (they
+    start at one), and one denoising step's inputs: noisy latents, timesteps and the language model's condition."""
+    from transformers.models.vibevoice import modeling_vibevoice
+
+    config = transformers.AutoConfig.for_model("vibevoice").diffusion_head_config
+    for key, value in dict(hidden_size=32, latent_size=8, num_hidden_layers=2, frequency_embedding_size=16, intermediate_size=48).items():
+        setattr(config, key, value)
+    head = modeling_vibevoice.VibeVoiceDiffusionHead(config)
+    for layer in head.layers:
+        torch.nn.init.uniform_(layer.norm.weight, 0.5, 2.0)
+    return head, {"noisy_images": torch.randn(6, 8), "timesteps": torch.rand(6) * 1000, "condition": torch.randn(6, 32)}
+
+
 def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A tiny random model of one transformers family, in float64 where it runs in it, and one batch for it."""
     transformers = pytest.importorskip("transformers")
@@ -1556,6 +1570,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ), family)
             for family in ("mimi_encoder", "pocket_tts_audio_tokenizer_encoder")
         },
+        "vibevoice-diffusion_head": lambda: _vibevoice_diffusion_head(transformers),
+        # VibeVoice's acoustic tokenizer (a stem and 2 stages of one ConvNeXt-1d layer each, encoder and decoder; layer scales of 0.5,
+        # not 1e-6, so that the feed-forwards reach the audio), without the latents' noise
+        "vibevoice_acoustic_tokenizer": lambda: (
+            _encoder(transformers, "vibevoice_acoustic_tokenizer", num_filters=4, depths=[1, 1, 1], downsampling_ratios=[2, 2], hidden_size=16, layer_scale_init_value=0.5),
+            {"input_values": torch.randn(2, 1, 64), "sample": False},
+        ),
         "edgetam_video-memory_attention": functools.partial(_edgetam_video, transformers, "memory_attention"),
         "edgetam_video-perceiver_layer": functools.partial(_edgetam_video, transformers, "perceiver_layer"),
         "ultrabert": lambda: (_encoder(transformers, "ultrabert", **lm, num_key_value_heads=2, head_dim=16), ids),
@@ -2410,6 +2431,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("mimi_encoder", ["MimiAttention", "MimiMLP"]),
         ("pocket_tts_audio_tokenizer_encoder", ["PocketTTSAudioTokenizerAttention", "PocketTTSAudioTokenizerMLP"]),  # Mimi's attention code
         ("glm_image_vision", ["GlmImageVisionAttention", "GlmImageVisionMLP"]),  # qkv: all queries, all keys, all values
+        # the condition stream (cond_proj, timestep_proj.fc2 -> each layer's linear, final linear_1) and the hidden stream (noisy_images_proj,
+        # the layers' modulation rows, norms and feed-forwards -> linear_2); the timestep MLP and the layers' feed-forwards
+        ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
+        ("vibevoice-diffusion_head", ["VibeVoiceDiffusionHead"] * 2 + ["VibeVoiceDiffusionHeadMLP"] + ["VibeVoiceMLP"] * 2),
         ("edgetam_video-memory_attention", ["EdgeTamVideoRoPESelfAttention", "EdgeTamVideoRoPECrossAttention", "EdgeTamVideoMemoryAttentionMLP"] * 2),
         # its self-attention's values and both MLPs; the cross-attention's values carry the positional encoding: refused
         ("edgetam_video-perceiver_layer", ["EdgeTamVideoPerceiverAttention", "EdgeTamVideoPerceiverMLP", "EdgeTamVideoPerceiverMLP"]),
@@ -2636,7 +2661,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
