@@ -1477,13 +1477,16 @@ def _grouped_output_attention(name: str, module: nn.Module) -> list[_Group | str
 
 
 def _attention(
-    name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim"
+    name: str, module: nn.Module, groups: int | None = None, output: str = "o_proj", value: str = "v_proj", head_dim_attr: str = "head_dim",
+    heads_attr: str | None = None,
 ) -> _Group | str:
     """LlamaAttention / Qwen2Attention (and the same layout elsewhere): v_proj output dims and o_proj input dims, within each kv head.
 
     ``groups`` for a class without ``num_key_value_groups`` (ViT, OPT: 1, every head its own
     values); ``output`` and ``value`` the projections' names (OPT: ``out_proj``; T5: ``v``,
-    ``o``; Moshi's wrapped ``v_proj.linear``), ``head_dim_attr`` the attribute holding the head size (T5: ``key_value_proj_dim``).
+    ``o``; Moshi's wrapped ``v_proj.linear``), ``head_dim_attr`` the attribute holding the head size (T5: ``key_value_proj_dim``);
+    ``heads_attr``, for a class that keeps no head size, the attribute holding the number of value heads (the head
+    size is then the value projection's width over it: Aimv2's pooling head).
 
     Query head ``h`` reads kv head ``h // num_key_value_groups``; its ``head_dim`` columns of
     o_proj take the permutation of that kv head's ``head_dim`` rows of v_proj.
@@ -1492,6 +1495,11 @@ def _attention(
     if not (_is_linear(v) and _is_linear(o)):
         return f"{value} and {output} are not nn.Linear"
     head_dim = getattr(module, head_dim_attr, None)
+    if heads_attr is not None:
+        heads = getattr(module, heads_attr, None)
+        if not (isinstance(heads, int) and heads > 0 and v.out_features % heads == 0):
+            return f"{value} ({v.out_features}) is not {heads_attr} {heads} whole heads"
+        head_dim, head_dim_attr = v.out_features // heads, f"{value}'s width over {heads_attr}"
     groups = getattr(module, "num_key_value_groups", None) if groups is None else groups
     if not isinstance(head_dim, int) or not isinstance(groups, int) or head_dim <= 0 or groups <= 0:
         return f"{head_dim_attr} / num_key_value_groups missing"
@@ -3394,12 +3402,15 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # scores) and PE Audio's encoder attention (Llama's, with q/k norms), GLM-OCR's and GLM-5-Next's vision attention
     # (Qwen2.5-VL's fused qkv -> proj, with q/k norms), and GLM-5-Next's vision MLP and patch merger (GLM-4V's, gate and up
     # clamped elementwise); HY-V4-VL's patch merger: HunYuan-VL's proj_conv -> proj_act -> proj_out, whose output
-    # (newline column appended) is the merger's
+    # (newline column appended) is the merger's; and two attention-pooling heads of their own (VideoPrism's, Aimv2's)
     **{
         (f"transformers.models.{module}", cls): rule
         for module, cls, rule in (
             ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionAttention", (_HEADS_OWN_VALUES, ())),
             ("videoprism.modeling_videoprism", "VideoPrismAttention", (_HEADS_OWN_VALUES, ())),
+            ("videoprism.modeling_videoprism", "VideoPrismMultiheadAttentionPoolingHead", (_HEADS_OWN_VALUES, ())),  # a learned query
+            # Aimv2's pooling head: a learned query (cls_token); it keeps no head size
+            ("aimv2.modeling_aimv2", "Aimv2AttentionPoolingHead", (functools.partial(_attention, groups=1, output="output_proj", heads_attr="num_heads"), ())),
             ("cohere_asr.modeling_cohere_asr", "CohereAsrSelfAttention", (_attention, ())),
             ("cohere_asr.modeling_cohere_asr", "CohereAsrCrossAttention", (_attention, ())),
             ("hrm_text.modeling_hrm_text", "HrmTextAttention", (_gated_output_attention, ())),

@@ -1777,6 +1777,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values_videos": torch.randn(2, 2, 3, 16, 16)},
         ),
+        "videoprism-video": lambda: (  # and its attention-pooling head (a learned query; ViT's value path)
+            transformers.VideoPrismVideoModel(transformers.VideoPrismVisionConfig(
+                image_size=16, num_frames=2, tubelet_size=(1, 4, 4), hidden_size=32, num_attention_heads=4, intermediate_size=64, num_spatial_layers=1, num_temporal_layers=1,
+                num_auxiliary_layers=1,
+            )),
+            {"pixel_values_videos": torch.randn(2, 2, 3, 16, 16)},
+        ),
+        "aimv2_vision_model": lambda: (_encoder(transformers, "aimv2_vision_model", **{k: vision[k] for k in ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}), pixels),
         "hrm_text": lambda: (_causal_lm(transformers, "hrm_text"), ids),
         "cohere_asr": lambda: (
             transformers.CohereAsrModel(transformers.CohereAsrConfig(
@@ -2350,6 +2358,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("glm_ocr-vision", ["GlmOcrVisionAttention", "GlmOcrVisionMlp", "GlmOcrVisionPatchMerger", "GlmOcrVisionPatchMerger"]),
         ("glm5_next-vision", ["Glm5NextVisionAttention", "Glm5NextVisionMLP", "Glm5NextVisionPatchMerger", "Glm5NextVisionPatchMerger"]),
         ("videoprism", ["VideoPrismAttention", "VideoPrismMLP"] * 2),  # a spatial and a temporal layer
+        ("videoprism-video", ["VideoPrismAttention", "VideoPrismMLP"] * 3 + ["VideoPrismMultiheadAttentionPoolingHead"]),  # and an auxiliary layer
+        ("aimv2_vision_model", ["Aimv2Attention", "Aimv2MLP", "Aimv2AttentionPoolingHead"]),  # the pooling head's v_proj -> output_proj, per head
         # the fused qkv's value heads -> output.dense, twice; the feed-forward, and temporal_attention.output.dense -> temporal_dense
         ("timesformer-divided_space_time", ["TimeSformerAttention", "TimeSformerAttention", "TimesformerLayer", "TimesformerLayer"]),
         ("timesformer-space_only", ["TimeSformerAttention", "TimesformerLayer"]),
