@@ -734,6 +734,15 @@ def _vibevoice_diffusion_head(name: str, module: nn.Module) -> list[_Group | str
     return [*found, _Group(type(module).__name__, width, 1, stream + _consumer(_join(name, "final_layer.linear_2"), parts["final_layer.linear_2"], width))]
 
 
+def _fsmn_attention(name: str, module: nn.Module) -> _Group | str:
+    """FunASR-Nano's attention (SANM): Llama's value path; in the encoder's layers the values also pass through the
+    FSMN memory block (a depthwise conv plus its input) and are added to o_proj's output, so there they are the
+    layer's output channels and keep their order."""
+    if getattr(module, "fsmn", None) is not None:
+        return "the values are also added to the output through the FSMN memory block: they are the residual stream's channels"
+    return _attention(name, module)
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3091,6 +3100,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("vibevoice.modeling_vibevoice", {  # its layers' feed-forwards and the timestep MLP keep their groups
         "VibeVoiceDiffusionHead": (_vibevoice_diffusion_head, ("timestep_proj", "layers")), "VibeVoiceDiffusionHeadAdaLayerNorm": (_no_groups, ("ffn",)),
+    }),
+    **_family("fun_asr_nano.modeling_fun_asr_nano", {
+        "FunAsrNanoAttention": (_fsmn_attention, ()), "FunAsrNanoMLP": (_two_layer_mlp, ()),
+        "FunAsrNanoMultiModalProjector": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act"), ("layers",)),
     }),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj

@@ -945,6 +945,18 @@ def _edgetam_video(transformers: Any, part: str) -> tuple[nn.Module, dict[str, t
     return modeling_edgetam_video.EdgeTamVideoMemoryAttention(config).double(), {**tokens, "num_object_pointer_tokens": 2, "num_spatial_memory_tokens": 2}
 
 
+def _fun_asr_nano_projector(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """FunASR-Nano's projector alone: audio features of 16 -> 40 -> 32, then one adaptor layer of 4 heads."""
+    from transformers.models.fun_asr_nano import modeling_fun_asr_nano
+
+    config = transformers.AutoConfig.for_model("fun_asr_nano")
+    config.audio_config.hidden_size = 16
+    for key, value in dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_hidden_layers=1, projector_hidden_size=40).items():
+        setattr(config.adaptor_config, key, value)
+    config.adaptor_config._attn_implementation = "eager"
+    return modeling_fun_asr_nano.FunAsrNanoMultiModalProjector(config), {"hidden_states": torch.randn(2, 6, 16), "input_features_mask": torch.ones(2, 6, dtype=torch.long)}
+
+
 def _vibevoice_diffusion_head(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """VibeVoice's diffusion head alone (2 AdaLN layers of 32 channels; latents of 8), its RMS norms' weights drawn (they
     start at one), and one denoising step's inputs: noisy latents, timesteps and the language model's condition."""
@@ -1570,6 +1582,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ), family)
             for family in ("mimi_encoder", "pocket_tts_audio_tokenizer_encoder")
         },
+        # FunASR-Nano's encoder (its attention's values also go through the FSMN memory into the stream: they stay) and its projector
+        # (linear_1 -> act -> linear_2, then adaptor layers whose attention has no FSMN)
+        "fun_asr_nano_encoder": lambda: (
+            _encoder(transformers, "fun_asr_nano_encoder", hidden_size=32, intermediate_size=48, num_attention_heads=4, num_hidden_layers=2, num_mel_bins=8, num_stacked_frames=1),
+            {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
+        ),
+        "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
         "vibevoice-diffusion_head": lambda: _vibevoice_diffusion_head(transformers),
         # VibeVoice's acoustic tokenizer (a stem and 2 stages of one ConvNeXt-1d layer each, encoder and decoder; layer scales of 0.5,
         # not 1e-6, so that the feed-forwards reach the audio), without the latents' noise
@@ -2443,6 +2462,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("glm_image_vision", ["GlmImageVisionAttention", "GlmImageVisionMLP"]),  # qkv: all queries, all keys, all values
         # the condition stream (cond_proj, timestep_proj.fc2 -> each layer's linear, final linear_1) and the hidden stream (noisy_images_proj,
         # the layers' modulation rows, norms and feed-forwards -> linear_2); the timestep MLP and the layers' feed-forwards
+        ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
+        ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
         ("vibevoice-diffusion_head", ["VibeVoiceDiffusionHead"] * 2 + ["VibeVoiceDiffusionHeadMLP"] + ["VibeVoiceMLP"] * 2),
         ("edgetam_video-memory_attention", ["EdgeTamVideoRoPESelfAttention", "EdgeTamVideoRoPECrossAttention", "EdgeTamVideoMemoryAttentionMLP"] * 2),
