@@ -1738,18 +1738,34 @@ def _clipped(name: str, module: nn.Module, rule: _Rule, layers: Sequence[str]) -
     return rule(name, module)
 
 
-def _gated_output_attention(name: str, module: nn.Module, gate_attr: str = "gate_proj") -> _Group | str:
+def _gated_output_attention(name: str, module: nn.Module, gate_attr: str = "gate_proj", output: str = "o_proj") -> _Group | str:
     """AfmoeAttention: Llama's value path, and the attention output gated channel by channel,
-    ``o_proj(out * sigmoid(gate_proj(x)))``: gate_proj's rows of each query head move with that head's values."""
-    group = _attention(name, module)
-    gate = getattr(module, gate_attr, None)
+    ``o_proj(out * sigmoid(gate_proj(x)))``: gate_proj's rows of each query head move with that head's values
+    (``gate_attr`` and ``output`` may be paths: NeoMME's output_projection.gate_proj and output_projection.o_proj)."""
+    group = _attention(name, module, output=output)
+    gate = _attr(module, gate_attr)
     if isinstance(group, str):
         return group
     consumer = next(m for m in group.members if m.role == "consumer")
     if not (_is_linear(gate) and gate.out_features == consumer.module.in_features):
-        return f"{gate_attr} is not an nn.Linear with o_proj's {consumer.module.in_features} inputs"
+        return f"{gate_attr} is not an nn.Linear with {output}'s {consumer.module.in_features} inputs"
     group.members += _producer(_join(name, gate_attr), gate, group.block, consumer.blocks)
     return group
+
+
+def _neomme_attention(name: str, module: nn.Module) -> _Group | str:
+    """NeoMME's attention: Llama's value path with per-channel output gates (output_projection's gate_proj rows move
+    with each query head's values, :func:`_gated_output_attention`); its exclusive self-attention removes from each
+    head's output its projection on that position's normalised value (a dot product and a norm: the same in any
+    order of a head's channels). The first and last full-attention layers add the model's shared value_embeddings to
+    their values, embedding columns no rule moves: those layers keep their order."""
+    config, layer = getattr(module, "config", None), getattr(module, "layer_idx", None)
+    full = [i for i, kind in enumerate(getattr(config, "layer_types", None) or ()) if kind == "full_attention"]
+    if not full or not isinstance(layer, int):
+        return "no layer_types / layer_idx to tell whether this layer adds the value embeddings"
+    if layer in (full[0], full[-1]):
+        return "its values add the model's shared value_embeddings (embedding columns no rule moves)"
+    return _gated_output_attention(name, module, gate_attr="output_projection.gate_proj", output="output_projection.o_proj")
 
 
 def _head_gated_attention(name: str, module: nn.Module) -> _Group | str:
@@ -3101,6 +3117,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("vibevoice.modeling_vibevoice", {  # its layers' feed-forwards and the timestep MLP keep their groups
         "VibeVoiceDiffusionHead": (_vibevoice_diffusion_head, ("timestep_proj", "layers")), "VibeVoiceDiffusionHeadAdaLayerNorm": (_no_groups, ("ffn",)),
     }),
+    **_family("neomme.modeling_neomme", {"NeoMMEAttention": (_neomme_attention, ())}),
     **_family("fun_asr_nano.modeling_fun_asr_nano", {
         "FunAsrNanoAttention": (_fsmn_attention, ()), "FunAsrNanoMLP": (_two_layer_mlp, ()),
         "FunAsrNanoMultiModalProjector": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act"), ("layers",)),

@@ -689,17 +689,22 @@ def test_demo_resnet_blocks_and_residual_stream_permuted() -> None:
 
 
 def _neomme(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """A tiny NeoMME encoder and a batch whose 3 image tokens a row take 6 flattened 2 x 2 patches; its output
-    projections start at zero (no gain from any order, and nothing reaches the output): random here."""
+    """A tiny NeoMME encoder (two sliding-window layers, then a full-attention one, which adds the value embeddings) and
+    a batch whose 3 image tokens a row take 6 flattened 2 x 2 patches; its output projections and value embeddings
+    start at zero (no gain from any order, and nothing reaches the output), its exclusive self-attention's scales too:
+    random here."""
     config = transformers.AutoConfig.for_model(
-        "neomme", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        "neomme", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
         patch_size=2, embedding_rank=16, embedding_dim=16,
     )
+    assert config.layer_types == ["sliding_attention", "sliding_attention", "full_attention"]
     model = transformers.AutoModel.from_config(config)
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.dim() == 2 and not parameter.any():
                 parameter.normal_(std=0.1)
+        for layer in model.layers:
+            layer.self_attn.exclusive_self_attention.alpha.normal_()
     ids = torch.randint(10, 64, (2, 10))
     ids[:, 1:4] = config.image_token_id
     return model, {"input_ids": ids, "pixel_values": torch.randn(6, config.patch_dim)}
@@ -2263,8 +2268,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # the experts' grouped GEMM takes no float64; MLA's latent RMS norms (and Qwen3.5's) compute in float32 whatever the model's dtype;
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
-    # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32
-    if name in ("xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32; NeoMME's exclusive
+    # self-attention normalises the values in float32
+    if name in ("neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2617,7 +2623,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("nomic_bert", ["NomicBertAttention", "NomicBertMLP"]),
         ("mobilebert", ["MobileBertAttention", "MobileBertLayer", "FFNLayer", "FFNLayer", "FFNLayer"]),
         ("cvt", ["CvtAttention", "CvtLayer"] * 6),
-        ("neomme", ["NeoMMEMLP", "NeoMMEPatchEmbeddings"]),  # its attention stays: value embeddings shared by two layers
+        # the sliding-window layers' values with their output gates; the full-attention layer's stay (it adds the value embeddings)
+        ("neomme", ["NeoMMEAttention"] * 2 + ["NeoMMEMLP"] * 3 + ["NeoMMEPatchEmbeddings"]),
         *[(family, [f"{cls}Attention", f"{cls}Layer"]) for family, cls in [
             ("megatron-bert", "MegatronBert"), ("rembert", "RemBert"), ("roc_bert", "RoCBert"), ("xlm-roberta-xl", "XLMRobertaXL"),
             ("roberta-prelayernorm", "RobertaPreLayerNorm"), ("roformer", "RoFormer"), ("layoutlm", "LayoutLM"), ("luke", "Luke"), ("tapas", "Tapas"),
@@ -3192,10 +3199,11 @@ def test_textnet_channels_reaching_a_stage_output_through_identity_branches_stay
 
 
 def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
-    model, _ = _family_model("neomme")  # its attention (values through a sigmoid-gated output projection): no rule
+    transformers = pytest.importorskip("transformers")
+    model = _encoder(transformers, "mra", vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)  # MRA: no rule
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
-    for layer in ("q_proj", "k_proj", "v_proj"):
-        assert "NeoMMEAttention has no permutation rule" in reasons[f"layers.0.self_attn.{layer}"]
+    for layer in ("query", "key", "value"):
+        assert "MraSelfAttention has no permutation rule" in reasons[f"encoder.layer.0.attention.self.{layer}"]
     model, _ = _family_model("whisper")
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     assert "its input comes from" in reasons["encoder.layers.0.self_attn.q_proj"]  # ruled, but nothing could permute its input
