@@ -3442,6 +3442,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             # Aimv2's pooling head: a learned query (cls_token); it keeps no head size
             ("aimv2.modeling_aimv2", "Aimv2AttentionPoolingHead", (functools.partial(_attention, groups=1, output="output_proj", heads_attr="num_heads"), ())),
             ("cohere_asr.modeling_cohere_asr", "CohereAsrSelfAttention", (_attention, ())),
+            # Nemotron 3.5 Transcribe's audio attention: v_proj makes a value head for every query head (runs only with as many key heads)
+            ("nemotron3_5_transcribe.modeling_nemotron3_5_transcribe", "Nemotron3_5TranscribeAttention", (_attention, ())),
             ("cohere_asr.modeling_cohere_asr", "CohereAsrCrossAttention", (_attention, ())),
             ("hrm_text.modeling_hrm_text", "HrmTextAttention", (_gated_output_attention, ())),
             ("glm_ocr.modeling_glm_ocr", "GlmOcrVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),

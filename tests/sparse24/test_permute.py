@@ -1594,6 +1594,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "nemotron3_5_transcribe_asr_audio": lambda: (  # as many key heads as query heads: its values have one head per query head
+            _encoder(transformers, "nemotron3_5_transcribe_asr_audio", hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=1, num_mel_bins=8),
+            {"input_features": torch.randn(2, 32, 8)},
+        ),
         "vibevoice-diffusion_head": lambda: _vibevoice_diffusion_head(transformers),
         # VibeVoice's acoustic tokenizer (a stem and 2 stages of one ConvNeXt-1d layer each, encoder and decoder; layer scales of 0.5,
         # not 1e-6, so that the feed-forwards reach the audio), without the latents' noise
@@ -2468,6 +2472,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("glm_image_vision", ["GlmImageVisionAttention", "GlmImageVisionMLP"]),  # qkv: all queries, all keys, all values
         # the condition stream (cond_proj, timestep_proj.fc2 -> each layer's linear, final linear_1) and the hidden stream (noisy_images_proj,
         # the layers' modulation rows, norms and feed-forwards -> linear_2); the timestep MLP and the layers' feed-forwards
+        ("nemotron3_5_transcribe_asr_audio", ["Nemotron3_5TranscribeAttention", "Nemotron3_5TranscribeMLP"]),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
