@@ -2151,20 +2151,21 @@ def _depth_head(name: str, module: nn.Module) -> list[_Group | str]:
     return [_two_layer_mlp(name, module, "conv1", "conv2", activation=None), _two_layer_mlp(name, module, "conv2", "conv3", "activation1")]
 
 
-def _short_conv(name: str, module: nn.Module) -> _Group | str:
+def _short_conv(name: str, module: nn.Module, conv_attr: str = "conv") -> _Group | str:
     """LFM2's (and LFM3's) gated short convolution ``out_proj(C * conv(B * x))``, B, C and x the three chunks of
     in_proj's rows and conv depthwise: every channel on its own, so one order for the three chunks' rows, the conv's
-    filters and bias -> out_proj's columns."""
-    proj, conv, out = getattr(module, "in_proj", None), getattr(module, "conv", None), getattr(module, "out_proj", None)
+    filters and bias -> out_proj's columns. LFM3-VL's vision short conv the same over the image (``conv_attr``
+    spatial_conv, a depthwise nn.Conv2d over the patches' grid)."""
+    proj, conv, out = getattr(module, "in_proj", None), getattr(module, conv_attr, None), getattr(module, "out_proj", None)
     if not (_is_linear(proj) and _is_linear(out)):
         return "in_proj and out_proj are not nn.Linear"
     width = out.in_features
     if proj.out_features != 3 * width:
         return f"in_proj's {proj.out_features} outputs are not three chunks of out_proj's {width} inputs"
-    if not (isinstance(conv, nn.Conv1d) and conv.groups == conv.in_channels == conv.out_channels == width):
-        return f"conv is not a depthwise nn.Conv1d over the {width} channels"
+    if not (isinstance(conv, (nn.Conv1d, nn.Conv2d)) and _is_depthwise(conv, width)):
+        return f"{conv_attr} is not a depthwise nn.Conv1d or nn.Conv2d over the {width} channels"
     chunks = [m for offset in (0, width, 2 * width) for m in _producer(_join(name, "in_proj"), proj, width, _uniform(width, width), offset=offset)]
-    return _Group(type(module).__name__, width, 1, chunks + _per_channel(_join(name, "conv"), conv, width) + _consumer(_join(name, "out_proj"), out, width))
+    return _Group(type(module).__name__, width, 1, chunks + _per_channel(_join(name, conv_attr), conv, width) + _consumer(_join(name, "out_proj"), out, width))
 
 
 def _mlstm_layer(name: str, module: nn.Module) -> _Group | str:
@@ -3001,6 +3002,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Lfm2ShortConv": (_short_conv, ()),  # LFM3's repeats its code
     }),
     **_family("lfm3.modeling_lfm3", {"Lfm3Attention": (_attention, ())}),  # Llama's values; g_proj's gate scales each head's output whole
+    **_family("lfm3_vl.modeling_lfm3_vl", {  # its vision short conv runs over the image (a depthwise Conv2d); its attention Llama's (grouped key/value heads)
+        "Lfm3VlVisionShortConv": (functools.partial(_short_conv, conv_attr="spatial_conv"), ()), "Lfm3VlVisionAttention": (functools.partial(_attention, output="out_proj"), ()),
+    }),
     **_family("minimax.modeling_minimax", {"MiniMaxLightningAttention": (functools.partial(_normed, rule=_lightning_attention, norm="norm"), ())}),
     **_family("zaya.modeling_zaya", {"ZayaAttention": (_cca_attention, ())}),
     **_family("textnet.modeling_textnet", {"TextNetStage": (_rep_conv_stage, ())}),
