@@ -2864,6 +2864,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "{}DecoderLayer": (_two_layer_mlp, ("self_attn", "encoder_attn")),
         "{}Attention": (_OUT_PROJ_ATTENTION, ()),
     }),
+    **_family("pegasus_x.modeling_pegasus_x", {  # the encoder's global-local attention: the local and the global tokens' values, per head -> out_proj
+        "PegasusXEncoderLayer": (_two_layer_mlp, ("self_attn",)), "PegasusXGlobalLocalAttention": (_OUT_PROJ_ATTENTION, ()),
+    }),
     **_families([("Wav2Vec2", "wav2vec2.modeling_wav2vec2"), ("Hubert", "hubert.modeling_hubert")], {
         "{}FeedForward": (_WAV2VEC2_FEED_FORWARD, ()),
         "{}Attention": (_OUT_PROJ_ATTENTION, ()),

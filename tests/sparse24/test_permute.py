@@ -1594,6 +1594,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "pegasus_x": lambda: (  # 2 encoder layers (the second's local blocks staggered) of 4 global tokens and blocks of 4
+            _encoder(transformers, "pegasus_x", **{**seq2seq, "encoder_layers": 2}, num_global_tokens=4, block_size=4), {"input_ids": torch.randint(2, 64, (2, 16)), **decoder},
+        ),
         "lfm3_vl_vision": lambda: (  # a short-conv layer (over the 8 x 8 patch grid), then an attention layer (2 key/value heads)
             _encoder(transformers, "lfm3_vl_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, patch_size=2, layer_types=["conv", "full_attention"]),
             {"pixel_values": torch.randn(64, 3 * 2 * 2 * 2), "grid_thw": torch.tensor([[1, 8, 8]])},
@@ -2478,6 +2481,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # the layers' modulation rows, norms and feed-forwards -> linear_2); the timestep MLP and the layers' feed-forwards
         ("nemotron3_5_transcribe_asr_audio", ["Nemotron3_5TranscribeAttention", "Nemotron3_5TranscribeMLP"]),
         ("lfm3_vl_vision", ["Lfm3VlVisionShortConv", "Lfm3VlVisionMLP", "Lfm3VlVisionAttention", "Lfm3VlVisionMLP"]),
+        ("pegasus_x", ["PegasusXGlobalLocalAttention", "PegasusXEncoderLayer"] * 2 + ["PegasusXAttention"] * 2 + ["PegasusXDecoderLayer"]),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
