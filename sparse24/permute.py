@@ -743,6 +743,39 @@ def _fsmn_attention(name: str, module: nn.Module) -> _Group | str:
     return _attention(name, module)
 
 
+def _convbert_attention(name: str, module: nn.Module) -> list[_Group | str]:
+    """ConvBERT's mixed attention (``self``, then ``output.dense`` over ``cat(attention heads, span-conv heads)``, each
+    ``num_attention_heads`` heads of ``attention_head_size``). Three groups, each head's channels in their own order:
+
+    - the attention's values: value's rows -> output.dense's first half of columns;
+    - the span-based dynamic convolution: conv_out_layer's rows, each channel convolved over the positions with its
+      head's softmaxed kernel -> output.dense's second half of columns;
+    - the queries: query's rows (dotted per head with key's rows, which move with them) times key_conv_attn_layer's
+      (a separable conv: its pointwise rows and bias) -> conv_kernel_layer's columns, which make the kernels."""
+    attention, dense = _attr(module, "self"), _attr(module, "output.dense")
+    heads, size = getattr(attention, "num_attention_heads", None), getattr(attention, "attention_head_size", None)
+    if not (isinstance(heads, int) and isinstance(size, int) and heads > 0 and size > 0):
+        return ["self.num_attention_heads / self.attention_head_size missing"]
+    width, blocks = heads * size, torch.arange(heads)
+    layers = {path: _attr(attention, path) for path in ("query", "key", "value", "conv_out_layer", "conv_kernel_layer")}
+    pointwise, separable = _attr(attention, "key_conv_attn_layer.pointwise"), _attr(attention, "key_conv_attn_layer")
+    if not (all(_is_linear(m) for m in (*layers.values(), dense)) and all(layers[p].out_features == width for p in ("query", "key", "value", "conv_out_layer"))):
+        return [f"self's query, key, value, conv_out_layer, conv_kernel_layer and output.dense are not nn.Linear of {heads} heads of {size}"]
+    if dense.in_features != 2 * width or layers["conv_kernel_layer"].in_features != width:
+        return [f"output.dense ({dense.in_features} inputs) and conv_kernel_layer ({layers['conv_kernel_layer'].in_features}) do not read 2 x {width} and {width} channels"]
+    path = lambda part: _join(name, f"self.{part}")  # noqa: E731
+    found: list[_Group | str] = [
+        _Group(type(module).__name__, size, heads, _producer(path("value"), layers["value"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks)),
+        _Group(type(module).__name__, size, heads, _producer(path("conv_out_layer"), layers["conv_out_layer"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks, offset=width)),
+    ]
+    bias = getattr(separable, "bias", None)
+    if not (isinstance(pointwise, nn.Conv1d) and pointwise.groups == 1 and pointwise.out_channels == width and isinstance(bias, Tensor) and bias.shape == (width, 1)):
+        return [*found, f"key_conv_attn_layer is not a separable conv with a pointwise nn.Conv1d and a bias of {width} channels"]
+    queries = [m for part in ("query", "key") for m in _producer(path(part), layers[part], size, blocks)]
+    queries += _producer(path("key_conv_attn_layer.pointwise"), pointwise, size, blocks) + _per_channel(path("key_conv_attn_layer"), separable, size, blocks, attrs=("bias",))
+    return [*found, _Group(type(module).__name__, size, heads, queries + _consumer(path("conv_kernel_layer"), layers["conv_kernel_layer"], size, blocks))]
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -2767,8 +2800,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )
         for task in tasks
     },
-    **_family("convbert.modeling_convbert", {  # BERT's feed-forward (not with num_groups > 1: grouped linear layers); its attention's span convolution: no rule
-        "ConvBertLayer": (functools.partial(_bert_layer, family="ConvBert"), ("attention", "crossattention")),
+    **_family("convbert.modeling_convbert", {  # BERT's feed-forward (not with num_groups > 1: grouped linear layers); its mixed attention
+        "ConvBertLayer": (functools.partial(_bert_layer, family="ConvBert"), ("attention", "crossattention")), "ConvBertAttention": (_convbert_attention, ()),
         "ConvBertClassificationHead": (_config_activation_head, ()),
     }),
     **_bert_family("data2vec.modeling_data2vec_text", "Data2VecText"),

@@ -1594,6 +1594,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "convbert": lambda: (_encoder(transformers, "convbert", **lm), ids),  # head_ratio 2: 2 attention heads and 2 span-conv heads of 16
         "pegasus_x": lambda: (  # 2 encoder layers (the second's local blocks staggered) of 4 global tokens and blocks of 4
             _encoder(transformers, "pegasus_x", **{**seq2seq, "encoder_layers": 2}, num_global_tokens=4, block_size=4), {"input_ids": torch.randint(2, 64, (2, 16)), **decoder},
         ),
@@ -2350,7 +2351,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ("layoutlmv3", "LayoutLMv3", "classifier", "ClassificationHead"),
         )],
         ("ibert-classifier", ["IBertClassificationHead"]),  # its encoder's layers are I-BERT's QuantLinear (not nn.Linear: nothing to prune)
-        ("convbert-classifier", ["ConvBertLayer", "ConvBertClassificationHead"]),  # its attention (a span convolution beside the heads): no rule
+        ("convbert-classifier", ["ConvBertAttention"] * 3 + ["ConvBertLayer", "ConvBertClassificationHead"]),
         ("bart-classifier", ["BartEncoderLayer", "BartAttention", "BartDecoderLayer", "BartAttention", "BartAttention", "BartClassificationHead"]),
         ("t5-classifier", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense", "T5ClassificationHead"]),
         ("deberta_v2", ["DebertaV2Layer", "DebertaV2Attention"]),
@@ -2482,6 +2483,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("nemotron3_5_transcribe_asr_audio", ["Nemotron3_5TranscribeAttention", "Nemotron3_5TranscribeMLP"]),
         ("lfm3_vl_vision", ["Lfm3VlVisionShortConv", "Lfm3VlVisionMLP", "Lfm3VlVisionAttention", "Lfm3VlVisionMLP"]),
         ("pegasus_x", ["PegasusXGlobalLocalAttention", "PegasusXEncoderLayer"] * 2 + ["PegasusXAttention"] * 2 + ["PegasusXDecoderLayer"]),
+        ("convbert", ["ConvBertAttention"] * 3 + ["ConvBertLayer"]),  # its values, its span conv's outputs, its queries (and keys, the key conv) -> the kernels
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
