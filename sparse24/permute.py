@@ -776,6 +776,51 @@ def _convbert_attention(name: str, module: nn.Module) -> list[_Group | str]:
     return [*found, _Group(type(module).__name__, size, heads, queries + _consumer(path("conv_kernel_layer"), layers["conv_kernel_layer"], size, blocks))]
 
 
+def _hgnet_basic_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """HGNetV2's basic layer: ``layers`` run one after another and every output, with the input, is concatenated into
+    the aggregation's squeeze conv. Each layer's output channels form a group: its conv's filters, BatchNorm and
+    (elementwise) activation, and the scalar learnable affine block (a light layer, HGNetV2ConvLayerLight: its 1 x 1
+    conv1's filters and BatchNorm, then the depthwise conv2's filters and BatchNorm) -> the next layer's first conv's
+    columns and the squeeze conv's columns of that layer's slice of the concatenation."""
+    layers, squeeze = list(getattr(module, "layers", ())), _attr(module, "aggregation.0.convolution")
+    if not (layers and isinstance(squeeze, nn.Conv2d) and squeeze.groups == 1):
+        return ["aggregation.0.convolution is not an ungrouped nn.Conv2d after nn.ModuleList layers"]
+    stages = []  # each layer: (path of its first conv, that conv, its channel-wise parts (path, module), activations to check (owner path, owner))
+    for i, layer in enumerate(layers):
+        kind = _transformers_class(layer)
+        if kind == "HGNetV2ConvLayerLight":
+            first, depthwise = f"layers.{i}.conv1", f"layers.{i}.conv2"
+            parts = [(f"{first}.normalization", _attr(module, f"{first}.normalization")), (f"{depthwise}.convolution", _attr(module, f"{depthwise}.convolution"))]
+            parts.append((f"{depthwise}.normalization", _attr(module, f"{depthwise}.normalization")))
+            owners = [first, depthwise]
+        elif kind == "HGNetV2ConvLayer":
+            first = f"layers.{i}"
+            parts, owners = [(f"{first}.normalization", _attr(module, f"{first}.normalization"))], [first]
+        else:
+            return [f"layers.{i} is neither an HGNetV2ConvLayer nor an HGNetV2ConvLayerLight"]
+        stages.append((f"{first}.convolution", _attr(module, f"{first}.convolution"), parts, owners))
+    width = stages[0][1].out_channels if isinstance(stages[0][1], nn.Conv2d) else None
+    start = squeeze.in_channels - len(layers) * width if isinstance(width, int) else -1
+    found: list[_Group | str] = []
+    for i, (path, conv, parts, owners) in enumerate(stages):
+        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == width and start >= 0):
+            found.append(f"layers.{i}'s conv is not an ungrouped nn.Conv2d of the layers' {width} channels read by aggregation.0")
+            continue
+        norms_ok = all(isinstance(m, nn.BatchNorm2d) and m.num_features == width for p, m in parts if p.endswith("normalization"))
+        depthwise_ok = all(_is_depthwise(m, width) for p, m in parts if p.endswith("convolution"))
+        bad = next((_not_elementwise(module, f"{o}.activation") for o in owners if _not_elementwise(module, f"{o}.activation")), None)
+        lab_ok = all(isinstance(_attr(module, f"{o}.lab"), nn.Identity) or _transformers_class(_attr(module, f"{o}.lab")) == "HGNetV2LearnableAffineBlock" for o in owners)
+        if not (norms_ok and depthwise_ok and lab_ok) or bad is not None:
+            found.append(bad or f"layers.{i}'s norms, depthwise conv or affine block do not act on each of its {width} channels alone")
+            continue
+        members = _producer(_join(name, path), conv, width) + [m for p, part in parts for m in _per_channel(_join(name, p), part, width)]
+        if i + 1 < len(stages):
+            members += _consumer(_join(name, stages[i + 1][0]), stages[i + 1][1], width)
+        members += _consumer(_join(name, "aggregation.0.convolution"), squeeze, width, torch.zeros(1, dtype=torch.long), offset=start + i * width)
+        found.append(_Group(type(module).__name__, width, 1, members))
+    return found
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3162,6 +3207,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "FunAsrNanoAttention": (_fsmn_attention, ()), "FunAsrNanoMLP": (_two_layer_mlp, ()),
         "FunAsrNanoMultiModalProjector": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="act"), ("layers",)),
     }),
+    **_family("hgnet_v2.modeling_hgnet_v2", {  # a stage's downsampling conv is depthwise over the stream: no group
+        "HGNetV2BasicLayer": (_hgnet_basic_layer, ("aggregation",)), "HGNetV2Stage": (_no_groups, ("blocks",)),
+    }),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),
@@ -4076,6 +4124,8 @@ class _Walk:
                         break
                 else:
                     return self.add(node, axis, length)
+        elif node.op == "get_attr" and isinstance(value := _attr(self.scan.gm, node.target), Tensor) and value.numel() == 1:
+            return  # one number for every channel (HGNetV2's learnable affine block: scale * x + bias)
         raise self.refuse(
             f"{self.name(via)} joins the channels with {self.name(node)}, which is not computed from them "
             "by permutable layers (a residual or other join)"

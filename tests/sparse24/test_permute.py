@@ -1594,6 +1594,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "hgnet_v2": lambda: (  # a stage of 2 plain conv layers a block, then a downsampled stage of 2 blocks of 3 light layers (1 x 1 conv, depthwise 5 x 5)
+            transformers.HGNetV2ForImageClassification(transformers.AutoConfig.for_model(
+                "hgnet_v2", stage_in_channels=[16, 32], stage_mid_channels=[8, 16], stage_out_channels=[32, 48], stage_num_blocks=[1, 2], stage_numb_of_layers=[2, 3],
+                stage_downsample=[False, True], stage_light_block=[False, True], stage_kernel_size=[3, 5], stage_downsample_strides=[2, 2], stem_channels=[3, 8, 16],
+                depths=[1, 2], hidden_sizes=[32, 48], use_learnable_affine_block=True, num_labels=3,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "convbert": lambda: (_encoder(transformers, "convbert", **lm), ids),  # head_ratio 2: 2 attention heads and 2 span-conv heads of 16
         "pegasus_x": lambda: (  # 2 encoder layers (the second's local blocks staggered) of 4 global tokens and blocks of 4
             _encoder(transformers, "pegasus_x", **{**seq2seq, "encoder_layers": 2}, num_global_tokens=4, block_size=4), {"input_ids": torch.randint(2, 64, (2, 16)), **decoder},
@@ -2219,7 +2227,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("hgnet_v2", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4", "kimi_linear", "bailing_hybrid")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -2244,6 +2252,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "Qwen4ExpTextGatedResidual":  # small weights leave every mixing gate near sigmoid(0): the order would not show
             torch.nn.init.normal_(module.input_mix_weight_down.weight, std=0.3)
             torch.nn.init.normal_(module.input_mix_weight_up.weight, std=0.3)
+        if type(module).__name__ == "HGNetV2LearnableAffineBlock":  # scale * x + bias, one number each: not the identity
+            torch.nn.init.uniform_(module.scale, 0.5, 1.5)
+            torch.nn.init.normal_(module.bias, std=0.1)
         if type(module).__name__ == "KimiLinearForgetGate":  # small weights: its decays barely differ per channel, and the order would not show
             torch.nn.init.normal_(module.f_a_proj.weight, std=0.3)
             torch.nn.init.normal_(module.f_b_proj.weight, std=0.3)
@@ -2270,7 +2281,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__.endswith("FrozenBatchNorm2d"):  # DETR's backbone: fixed statistics, per channel
             for buffer, values in (("weight", (0.5, 1.5)), ("bias", (-0.1, 0.1)), ("running_mean", (-0.1, 0.1)), ("running_var", (0.5, 2.0))):
                 torch.nn.init.uniform_(getattr(module, buffer), *values)
-        if isinstance(module, nn.Conv2d) and name in ("mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2"):
+        if isinstance(module, nn.Conv2d) and name in ("hgnet_v2", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2"):
             torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
         if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -2484,6 +2495,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("lfm3_vl_vision", ["Lfm3VlVisionShortConv", "Lfm3VlVisionMLP", "Lfm3VlVisionAttention", "Lfm3VlVisionMLP"]),
         ("pegasus_x", ["PegasusXGlobalLocalAttention", "PegasusXEncoderLayer"] * 2 + ["PegasusXAttention"] * 2 + ["PegasusXDecoderLayer"]),
         ("convbert", ["ConvBertAttention"] * 3 + ["ConvBertLayer"]),  # its values, its span conv's outputs, its queries (and keys, the key conv) -> the kernels
+        # each basic layer's conv layers' outputs (-> the next layer and the aggregation's squeeze conv); the aggregations' squeeze -> excitation
+        ("hgnet_v2", ["HGNetV2BasicLayer"] * 8 + ["fx"] * 3),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
