@@ -821,6 +821,83 @@ def _hgnet_basic_layer(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _conv_norm_act(module: nn.Module, path: str, width: int, depthwise: bool) -> str | None:
+    """Why the conv layer at ``path`` (PP-LCNet's ConvLayer: ``convolution`` -> BatchNorm2d ``normalization`` ->
+    elementwise ``activation``, and V4's scalar affine ``lab``) does not act on each of its ``width`` output channels
+    alone after its convolution (``depthwise``: the convolution too); None where it does."""
+    conv, norm, lab = (_attr(module, f"{path}.{part}") for part in ("convolution", "normalization", "lab"))
+    if not (isinstance(conv, nn.Conv2d) and conv.out_channels == width and (_is_depthwise(conv, width) if depthwise else conv.groups == 1)):
+        return f"{path}.convolution is not {'a depthwise' if depthwise else 'an ungrouped'} nn.Conv2d of {width} channels"
+    if not (isinstance(norm, nn.BatchNorm2d) and norm.num_features == width):
+        return f"{path}.normalization is not a BatchNorm2d of its {width} channels"
+    if lab is not None and not isinstance(lab, nn.Identity) and not (_transformers_class(lab) or "").endswith("LearnableAffineBlock"):
+        return f"{path}.lab is not a scalar learnable affine block"
+    return _not_elementwise(module, f"{path}.activation")
+
+
+def _pp_lcnet_block(name: str, module: nn.Module) -> list[_Group | str]:
+    """PP-LCNet's block: depthwise-separable layers one after another (no residual). Between two of them, the channels of
+    layer k's pointwise conv (its filters, BatchNorm and activation), then of layer k+1's depthwise conv (filters,
+    BatchNorm, activation) and squeeze-excitation (its channel scales: conv 0's columns read them pooled, conv 2's
+    rows and bias make them) -> layer k+1's pointwise conv's columns. The block's output keeps its order (a
+    backbone returns it)."""
+    layers = list(getattr(module, "layers", ()))
+    found: list[_Group | str] = []
+    for k in range(len(layers) - 1):
+        out, here = f"layers.{k}.pointwise_convolution", f"layers.{k + 1}"
+        conv, reader = _attr(module, f"{out}.convolution"), _attr(module, f"{here}.pointwise_convolution.convolution")
+        width = getattr(conv, "out_channels", None)
+        if any((_transformers_class(_attr(module, path)) or "").endswith("LearnableRepLayer") for path in (out, f"{here}.depthwise_convolution", f"{here}.pointwise_convolution")):
+            found.append(f"{out} or {here}'s convs are reparameterisable layers (conv branches summed, with an identity BatchNorm): no rule")
+            continue
+        if not (isinstance(width, int) and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == width):
+            found.append(f"{out} and {here}.pointwise_convolution are not convolutions of the same channels")
+            continue
+        reason = _conv_norm_act(module, out, width, depthwise=False) or _conv_norm_act(module, f"{here}.depthwise_convolution", width, depthwise=True)
+        se = _attr(module, f"{here}.squeeze_excitation_module")
+        squeeze, excite = _attr(se, "convolutions.0"), _attr(se, "convolutions.2")
+        if not (reason or isinstance(se, nn.Identity) or (isinstance(squeeze, nn.Conv2d) and isinstance(excite, nn.Conv2d) and squeeze.in_channels == excite.out_channels == width)):
+            reason = f"{here}.squeeze_excitation_module does not read and scale the {width} channels"
+        if reason:
+            found.append(reason)
+            continue
+        members = _producer(_join(name, f"{out}.convolution"), conv, width) + _per_channel(_join(name, f"{out}.normalization"), _attr(module, f"{out}.normalization"), width)
+        members += [m for part in ("convolution", "normalization") for m in _per_channel(_join(name, f"{here}.depthwise_convolution.{part}"), _attr(module, f"{here}.depthwise_convolution.{part}"), width)]
+        if not isinstance(se, nn.Identity):
+            members += _consumer(_join(name, f"{here}.squeeze_excitation_module.convolutions.0"), squeeze, width)
+            members += _producer(_join(name, f"{here}.squeeze_excitation_module.convolutions.2"), excite, width)
+        found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"{here}.pointwise_convolution.convolution"), reader, width)))
+    return found
+
+
+def _pp_lcnet_classifier(name: str, module: nn.Module) -> _Group | str:
+    """PP-LCNet's classifier: the pooled features through ``last_convolution`` (1 x 1), its elementwise ``act_fn`` and a
+    constant scale, flattened (one position) -> ``head``: last_convolution's filters -> head's columns."""
+    conv, head = getattr(module, "last_convolution", None), getattr(module, "head", None)
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.kernel_size == (1, 1) and _is_linear(head) and head.in_features == conv.out_channels):
+        return "last_convolution is not a 1 x 1 nn.Conv2d read by an nn.Linear head"
+    reason = _not_elementwise(module, "act_fn")
+    if reason:
+        return reason
+    width = conv.out_channels
+    return _Group(type(module).__name__, width, 1, _producer(_join(name, "last_convolution"), conv, width) + _consumer(_join(name, "head"), head, width))
+
+
+def _pp_lcnet_v4_layer(name: str, module: nn.Module) -> _Group | str:
+    """PP-LCNet V4's depthwise-separable layer: its channel MLP ``channel_conv2(gelu(channel_conv1(x)))`` (1 x 1 conv
+    layers with BatchNorm, no activation of their own): channel_conv1's filters and BatchNorm -> channel_conv2's
+    columns. Its token conv and the residual read and write the stream."""
+    first, second = _attr(module, "channel_conv1.convolution"), _attr(module, "channel_conv2.convolution")
+    width = getattr(first, "out_channels", None)
+    if not (isinstance(width, int) and isinstance(second, nn.Conv2d) and second.groups == 1 and second.in_channels == width):
+        return "channel_conv1 and channel_conv2 are not convolutions of the same channels"
+    reason = _conv_norm_act(module, "channel_conv1", width, depthwise=False) or _not_elementwise(module, "channel_act_fn")
+    if reason:
+        return reason
+    members = _producer(_join(name, "channel_conv1.convolution"), first, width) + _per_channel(_join(name, "channel_conv1.normalization"), _attr(module, "channel_conv1.normalization"), width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "channel_conv2.convolution"), second, width))
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -2009,6 +2086,7 @@ def _falcon_h1_mixer(name: str, module: nn.Module) -> _Group | str:
 
 _TORCH_FEED_FORWARD = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation")  # linear2(dropout(activation(linear1(x))))
 _HEADS_OWN_VALUES = functools.partial(_attention, groups=1)  # ViT-style: no grouped kv heads
+_SQUEEZE_EXCITATION = functools.partial(_two_layer_mlp, first="convolutions.0", second="convolutions.2", activation="convolutions.1")  # PP-LCNet's
 _OUT_PROJ_ATTENTION = functools.partial(_attention, groups=1, output="out_proj")  # BART, Whisper, CLIP, wav2vec 2.0
 _H_TO_4H_MLP = functools.partial(_two_layer_mlp, first="dense_h_to_4h", second="dense_4h_to_h", activation="act")  # GPT-NeoX, Falcon
 _T5_FEED_FORWARD = functools.partial(_two_layer_mlp, first="wi", second="wo", activation="act")  # wo(dropout(act(wi(x))))
@@ -3209,6 +3287,22 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     **_family("hgnet_v2.modeling_hgnet_v2", {  # a stage's downsampling conv is depthwise over the stream: no group
         "HGNetV2BasicLayer": (_hgnet_basic_layer, ("aggregation",)), "HGNetV2Stage": (_no_groups, ("blocks",)),
+    }),
+    # PP-LCNet (V1, V3, V4) and PP-OCRv6's detection neck: their squeeze-excitation bottlenecks (conv 0 -> ReLU -> conv 2), PP-LCNet's
+    # depthwise-separable chains within a block (V3's the same code: its reparameterisable layers, summed conv branches, are refused), V4's channel MLPs
+    **_family("pp_lcnet.modeling_pp_lcnet", {  # a layer's own convs: their groups are its block's
+        "PPLCNetSqueezeExcitationModule": (_SQUEEZE_EXCITATION, ()), "PPLCNetBlock": (_pp_lcnet_block, ("layers",)),
+        "PPLCNetDepthwiseSeparableConvLayer": (_no_groups, ("squeeze_excitation_module",)), "PPLCNetForImageClassification": (_pp_lcnet_classifier, ("encoder",)),
+    }),
+    **_family("pp_lcnet_v3.modeling_pp_lcnet_v3", {"PPLCNetV3SqueezeExcitationModule": (_SQUEEZE_EXCITATION, ())}),
+    **_family("pp_lcnet_v4.modeling_pp_lcnet_v4", {
+        "PPLCNetV4SqueezeExcitationModule": (_SQUEEZE_EXCITATION, ()), "PPLCNetV4DepthwiseSeparableConvLayer": (_pp_lcnet_v4_layer, ("token_squeeze_excitation",)),
+    }),
+    # PP-DocLayout v4's reading-order scorer: q_proj and k_proj read the decoder's queries and meet in a dot product, no layer's input
+    **_family("pp_doclayout_v4.modeling_pp_doclayout_v4", {"PPDocLayoutV4GlobalPointer": (_no_groups, ())}),
+    **_family("pp_ocrv6_small_det.modeling_pp_ocrv6_small_det", {  # its layers' depthwise and pointwise convs read and write the stream
+        "PPOCRV6SmallDetSqueezeExcitationModule": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ()),
+        "PPOCRV6SmallDetDepthwiseSeparableConvLayer": (_no_groups, ("squeeze_excitation_module",)),
     }),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj

@@ -1594,6 +1594,21 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "pp_lcnet": lambda: (  # 5 stages (its config needs them) of 1 or 2 depthwise-separable layers, some with squeeze-excitation (not reduced:
+            # a bottleneck of 4 channels has one order)
+            transformers.PPLCNetForImageClassification(transformers.AutoConfig.for_model(
+                "pp_lcnet", block_configs=[[[3, 8, 8, 1, False]], [[3, 8, 16, 2, False], [3, 16, 16, 1, True]], [[3, 16, 16, 1, False]], [[3, 16, 16, 1, False]], [[3, 16, 32, 2, True], [5, 32, 32, 1, True]]],
+                stem_channels=8, class_expand=32, depths=[1, 2, 1, 1, 2], num_labels=3, reduction=1,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
+        "pp_lcnet_v4": lambda: (  # 4 stages; the backbone's last stage's feature map
+            transformers.PPLCNetV4Backbone(transformers.AutoConfig.for_model(
+                "pp_lcnet_v4", block_configs=[[[3, 16, 16, 1, True]], [[3, 16, 16, 1, False]], [[3, 16, 32, [2, 1], False], [3, 32, 32, 1, True]], [[3, 32, 32, 1, True]]],
+                stem_channels=[3, 8, 16], depths=[1, 1, 2, 1], stage_out_channels=[16, 16, 32, 32], reduction=1,
+            )),
+            {"pixel_values": torch.randn(2, 3, 32, 32)},
+        ),
         "hgnet_v2": lambda: (  # a stage of 2 plain conv layers a block, then a downsampled stage of 2 blocks of 3 light layers (1 x 1 conv, depthwise 5 x 5)
             transformers.HGNetV2ForImageClassification(transformers.AutoConfig.for_model(
                 "hgnet_v2", stage_in_channels=[16, 32], stage_mid_channels=[8, 16], stage_out_channels=[32, 48], stage_num_blocks=[1, 2], stage_numb_of_layers=[2, 3],
@@ -2227,7 +2242,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("hgnet_v2", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4", "kimi_linear", "bailing_hybrid")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -2281,7 +2296,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__.endswith("FrozenBatchNorm2d"):  # DETR's backbone: fixed statistics, per channel
             for buffer, values in (("weight", (0.5, 1.5)), ("bias", (-0.1, 0.1)), ("running_mean", (-0.1, 0.1)), ("running_var", (0.5, 2.0))):
                 torch.nn.init.uniform_(getattr(module, buffer), *values)
-        if isinstance(module, nn.Conv2d) and name in ("hgnet_v2", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2"):
+        if isinstance(module, nn.Conv2d) and name in ("hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2"):
             torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
         if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -2497,6 +2512,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("convbert", ["ConvBertAttention"] * 3 + ["ConvBertLayer"]),  # its values, its span conv's outputs, its queries (and keys, the key conv) -> the kernels
         # each basic layer's conv layers' outputs (-> the next layer and the aggregation's squeeze conv); the aggregations' squeeze -> excitation
         ("hgnet_v2", ["HGNetV2BasicLayer"] * 8 + ["fx"] * 3),
+        # the squeeze-excitation bottlenecks; within each block, one layer's pointwise conv -> the next's depthwise conv and SE -> its pointwise conv;
+        # the classifier's last_convolution -> head
+        ("pp_lcnet", ["PPLCNetSqueezeExcitationModule"] * 3 + ["PPLCNetBlock"] * 2 + ["PPLCNetForImageClassification"]),
+        ("pp_lcnet_v4", ["PPLCNetV4DepthwiseSeparableConvLayer"] * 5 + ["PPLCNetV4SqueezeExcitationModule"] * 3),  # channel_conv1 -> gelu -> channel_conv2
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
@@ -2728,7 +2747,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "feature_maps", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
