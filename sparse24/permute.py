@@ -2848,6 +2848,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     ("transformers.models.phi3.modeling_phi3", "Phi3Attention"): (_phi3_attention, ()),
     ("transformers.models.opt.modeling_opt", "OPTDecoderLayer"): (_two_layer_mlp, ("self_attn",)),
     ("transformers.models.opt.modeling_opt", "OPTAttention"): (_OUT_PROJ_ATTENTION, ()),
+    # project_in reads the embeddings and project_out the final norm (OPT-350M's and BLIP-2's word_embed_proj_dim): no group
+    ("transformers.models.opt.modeling_opt", "OPTDecoder"): (_no_groups, ("layers",)),
     ("transformers.models.gpt2.modeling_gpt2", "GPT2Attention"): (_gpt2_attention, ()),
     ("transformers.models.imagegpt.modeling_imagegpt", "ImageGPTAttention"): (_gpt2_attention, ()),  # GPT-2's older code
     ("transformers.models.decision_transformer.modeling_decision_transformer", "DecisionTransformerGPT2Attention"): (_gpt2_attention, ()),

@@ -1594,6 +1594,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "opt-projected": lambda: (  # OPT-350M's layout: word embeddings of 32 through project_in to the 64-wide layers, and back through project_out
+            transformers.OPTForCausalLM(transformers.OPTConfig(vocab_size=64, hidden_size=64, ffn_dim=96, num_hidden_layers=1, num_attention_heads=4, word_embed_proj_dim=32)), ids,
+        ),
         "pp_lcnet": lambda: (  # 5 stages (its config needs them) of 1 or 2 depthwise-separable layers, some with squeeze-excitation (not reduced:
             # a bottleneck of 4 channels has one order)
             transformers.PPLCNetForImageClassification(transformers.AutoConfig.for_model(
@@ -2516,6 +2519,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # the classifier's last_convolution -> head
         ("pp_lcnet", ["PPLCNetSqueezeExcitationModule"] * 3 + ["PPLCNetBlock"] * 2 + ["PPLCNetForImageClassification"]),
         ("pp_lcnet_v4", ["PPLCNetV4DepthwiseSeparableConvLayer"] * 5 + ["PPLCNetV4SqueezeExcitationModule"] * 3),  # channel_conv1 -> gelu -> channel_conv2
+        ("opt-projected", ["OPTAttention", "OPTDecoderLayer"]),  # project_in and project_out read the embeddings and the stream: no group
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
