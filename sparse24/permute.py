@@ -898,6 +898,25 @@ def _pp_lcnet_v4_layer(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "channel_conv2.convolution"), second, width))
 
 
+def _light_conv1d(name: str, module: nn.Module, start: str = "linear_start", end: str = "linear_end", activation: str | None = None) -> _Group | str:
+    """Gemma 3n's and Gemma 4's audio light conv: ``end(act(conv_norm(clamp(depthwise_conv1d(glu(start(x)))))))``: the
+    GLU's value and gate halves of start's rows in one order, the depthwise conv's filters, conv_norm's weight (an RMS
+    norm: its mean square is the same in any order) -> end's columns. ``activation`` None: Gemma 3n's fixed silu."""
+    first, last, conv, norm = _attr(module, start), _attr(module, end), getattr(module, "depthwise_conv1d", None), getattr(module, "conv_norm", None)
+    if not (_is_linear(first) and _is_linear(last)):
+        return f"{start} and {end} are not nn.Linear"
+    width = last.in_features
+    if first.out_features != 2 * width or not (isinstance(conv, nn.Conv1d) and _is_depthwise(conv, width)):
+        return f"{start} ({first.out_features} outputs) and depthwise_conv1d do not fit a GLU of {width} channels"
+    if not (type(norm).__name__.endswith("RMSNorm") and set(dict(norm.named_parameters())) == {"weight"} and norm.weight.shape == (width,)):
+        return f"conv_norm is not an RMS norm with a weight over the {width} channels"
+    reason = _not_elementwise(module, activation) if activation is not None else None
+    if reason:
+        return reason
+    members = _halves(_join(name, start), first, width) + _per_channel(_join(name, "depthwise_conv1d"), conv, width) + _per_channel(_join(name, "conv_norm"), norm, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, end), last, width))
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -1658,9 +1677,9 @@ def _attention(
     v, o = _attr(module, value), _attr(module, output)
     if not (_is_linear(v) and _is_linear(o)):
         return f"{value} and {output} are not nn.Linear"
-    head_dim = getattr(module, head_dim_attr, None)
+    head_dim = _attr(module, head_dim_attr)  # a path: Gemma 3n's audio attention keeps it on attn
     if heads_attr is not None:
-        heads = getattr(module, heads_attr, None)
+        heads = _attr(module, heads_attr)
         if not (isinstance(heads, int) and heads > 0 and v.out_features % heads == 0):
             return f"{value} ({v.out_features}) is not {heads_attr} {heads} whole heads"
         head_dim, head_dim_attr = v.out_features // heads, f"{value}'s width over {heads_attr}"
@@ -3603,6 +3622,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise
         "Gemma3nTextLaurelBlock": (functools.partial(_two_layer_mlp, first="linear_left", second="linear_right", activation=None), ()),  # nothing between them
         "Gemma3nTextDecoderLayer": (_per_layer_input_gate, ("self_attn", "mlp", "laurel", "altup")),
+        # the audio tower's conformer blocks (Gemma 4's layout before the clamps; silu fixed in the forwards)
+        "Gemma3nAudioConformerBlock": (_no_groups, ("ffw_layer_start", "attention", "lconv1d", "ffw_layer_end")),
+        "Gemma3nAudioConformerFeedForward": (functools.partial(_two_layer_mlp, first="ffw_layer_1", second="ffw_layer_2", activation=None), ()),
+        "Gemma3nAudioConformerAttention": (functools.partial(_attention, groups=1, value="attn.v_proj", output="post", head_dim_attr="attn.head_dim"), ()),
+        "Gemma3nAudioConformerLightConv1d": (_light_conv1d, ()),
     }),
     # vision towers of vision-language models: values -> output per head (one head per value head but EXAONE 4.5's)
     **_family("internvl.modeling_internvl", {"InternVLVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ())}),
@@ -3748,6 +3772,18 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         ), ()),
         "Gemma4VisionMLP": (functools.partial(
             _clipped, layers=("gate_proj", "up_proj", "down_proj"), rule=functools.partial(_gated_mlp, gate="gate_proj.linear", up="up_proj.linear", down="down_proj.linear"),
+        ), ()),
+        # the audio tower's conformer layers, clipped too: feed-forwards, chunked attention with relative positions (values per head -> post),
+        # the light conv (GLU -> depthwise conv -> RMS norm -> act); the layer's own norms read the stream
+        "Gemma4AudioLayer": (_no_groups, ("feed_forward1", "feed_forward2", "self_attn", "lconv1d")),
+        "Gemma4AudioFeedForward": (functools.partial(
+            _clipped, layers=("ffw_layer_1", "ffw_layer_2"), rule=functools.partial(_two_layer_mlp, first="ffw_layer_1.linear", second="ffw_layer_2.linear", activation="act_fn"),
+        ), ()),
+        "Gemma4AudioAttention": (functools.partial(
+            _clipped, layers=("v_proj", "post"), rule=functools.partial(_attention, groups=1, value="v_proj.linear", output="post.linear"),
+        ), ()),
+        "Gemma4AudioLightConv1d": (functools.partial(
+            _clipped, layers=("linear_start", "linear_end"), rule=functools.partial(_light_conv1d, start="linear_start.linear", end="linear_end.linear", activation="act_fn"),
         ), ()),
     }),
     **_family("falcon_h1.modeling_falcon_h1", {  # scalar multipliers on the gate, the MLP's output and the keys

@@ -1594,6 +1594,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        # the audio towers' conformer layers: 64 mel frames, subsampled 4 x (Gemma 3n's not reduced further), chunks of 4 with 4 past positions
+        "gemma3n_audio": lambda: (
+            _encoder(transformers, "gemma3n_audio", hidden_size=32, conf_num_hidden_layers=1, conf_num_attention_heads=4, input_feat_size=16, sscp_conv_channel_size=[8, 8],
+                     conf_attention_chunk_size=4, conf_attention_context_left=5, conf_reduction_factor=1),
+            {"audio_mel": torch.randn(2, 64, 16), "audio_mel_mask": torch.zeros(2, 64, dtype=torch.bool)},
+        ),
+        "gemma4_audio": lambda: (  # its mel bins are subsampling_conv_channels[0]
+            _encoder(transformers, "gemma4_audio", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, subsampling_conv_channels=[32, 8], attention_chunk_size=4,
+                     attention_context_left=5, output_proj_dims=48),
+            {"input_features": torch.randn(2, 64, 32)},
+        ),
         "opt-projected": lambda: (  # OPT-350M's layout: word embeddings of 32 through project_in to the 64-wide layers, and back through project_out
             transformers.OPTForCausalLM(transformers.OPTConfig(vocab_size=64, hidden_size=64, ffn_dim=96, num_hidden_layers=1, num_attention_heads=4, word_embed_proj_dim=32)), ids,
         ),
@@ -2287,7 +2298,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             for layer in module.layers:  # position head's small weights on 4 coordinates barely reach the output of one decoder layer
                 if isinstance(layer, nn.Linear) and (not layer.weight.any() or name.startswith("rt_detr")):
                     torch.nn.init.normal_(layer.weight, std=1.0 if name.startswith("rt_detr") else 0.1)
-        if type(module).__name__ in ("BitNetRMSNorm", "AXK2RMSNorm"):  # their weights start equal: a rule that left them behind would pass
+        if type(module).__name__ in ("BitNetRMSNorm", "AXK2RMSNorm") or (name in ("gemma3n_audio", "gemma4_audio") and type(module).__name__.endswith("RMSNorm") and getattr(module, "weight", None) is not None):  # their weights start equal: a rule that left them behind would pass
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
         if type(module).__name__.endswith("RMSNormGated"):  # the Gated DeltaNet's norm: weights that differ per value channel
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -2310,8 +2321,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32; NeoMME's exclusive
-    # self-attention normalises the values in float32
-    if name in ("neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # self-attention normalises the values in float32; Gemma 3n's and Gemma 4's audio norms and attention compute in float32
+    if name in ("gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2520,6 +2531,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("pp_lcnet", ["PPLCNetSqueezeExcitationModule"] * 3 + ["PPLCNetBlock"] * 2 + ["PPLCNetForImageClassification"]),
         ("pp_lcnet_v4", ["PPLCNetV4DepthwiseSeparableConvLayer"] * 5 + ["PPLCNetV4SqueezeExcitationModule"] * 3),  # channel_conv1 -> gelu -> channel_conv2
         ("opt-projected", ["OPTAttention", "OPTDecoderLayer"]),  # project_in and project_out read the embeddings and the stream: no group
+        *[(family, [f"{prefix}FeedForward"] * 2 + [f"{prefix}Attention", f"{prefix}LightConv1d"]) for family, prefix in (("gemma3n_audio", "Gemma3nAudioConformer"), ("gemma4_audio", "Gemma4Audio"))],
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
