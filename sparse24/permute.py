@@ -917,6 +917,38 @@ def _light_conv1d(name: str, module: nn.Module, start: str = "linear_start", end
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, end), last, width))
 
 
+def _phi4_audio_convolution(name: str, module: nn.Module) -> list[_Group | str]:
+    """Phi-4-multimodal's audio conv module: ``ext_pw_conv_1d(act(pw_conv(dw_conv(glu(x)))))``. Two groups:
+
+    - the GLU's channels: both halves of glu.ext_pw_conv_1d's rows (``(a + b1) * act(b + b2)``) with their biases
+      b1 and b2 (``[1, channels, 1]``), the depthwise dw_conv's filters -> pw_conv's columns;
+    - pw_conv's rows -> the elementwise act -> ext_pw_conv_1d's columns."""
+    glu, dw, pw, out = (_attr(module, path) for path in ("glu.ext_pw_conv_1d", "dw_sep_conv_1d.dw_conv", "dw_sep_conv_1d.pw_conv", "ext_pw_conv_1d"))
+    if not all(isinstance(m, nn.Conv1d) for m in (glu, dw, pw, out)) or any(m.groups != 1 for m in (glu, pw, out)):
+        return ["glu.ext_pw_conv_1d, dw_sep_conv_1d's convs and ext_pw_conv_1d are not nn.Conv1d (dw_conv depthwise, the others ungrouped)"]
+    width, inner = dw.in_channels, pw.out_channels
+    found: list[_Group | str] = []
+    b1, b2 = (_attr(module, f"glu.{b}") for b in ("b1", "b2"))
+    if not (glu.out_channels == 2 * width and _is_depthwise(dw, width) and pw.in_channels == width):
+        found.append(f"glu's {glu.out_channels} outputs, dw_conv and pw_conv do not fit a GLU of {width} channels each with one depthwise filter")
+    elif not all(isinstance(b, Tensor) and b.shape == (1, width, 1) for b in (b1, b2)) or _not_elementwise(module, "glu.glu_act"):
+        found.append(_not_elementwise(module, "glu.glu_act") or f"glu's b1 and b2 are not a bias per channel of the {width}")
+    else:
+        one = _uniform(width, width)
+        members = _halves(_join(name, "glu.ext_pw_conv_1d"), glu, width) + [_Member(_join(name, "glu"), _attr(module, "glu"), b, 1, one, "per-channel", 0) for b in ("b1", "b2")]
+        members += _per_channel(_join(name, "dw_sep_conv_1d.dw_conv"), dw, width) + _consumer(_join(name, "dw_sep_conv_1d.pw_conv"), pw, width)
+        found.append(_Group(type(module).__name__, width, 1, members))
+    if out.in_channels != inner or _not_elementwise(module, "act"):
+        return [*found, _not_elementwise(module, "act") or f"ext_pw_conv_1d does not read pw_conv's {inner} channels"]
+    return [*found, _Group(type(module).__name__, inner, 1, _producer(_join(name, "dw_sep_conv_1d.pw_conv"), pw, inner) + _consumer(_join(name, "ext_pw_conv_1d"), out, inner))]
+
+
+def _phi4_audio_projections(name: str, module: nn.Module) -> list[_Group | str]:
+    """Phi-4-multimodal's audio embedding: the encoder's output through ``down_proj_for_<mode>(gelu(up_proj_for_<mode>(x)))``,
+    speech or vision-speech: one group each (the gelu fixed in the forward)."""
+    return [_two_layer_mlp(name, module, f"up_proj_for_{mode}", f"down_proj_for_{mode}", None) for mode in ("speech", "vision_speech")]
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3503,7 +3535,17 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "JanusVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ()),  # q/k norms only
         "JanusVisionMLP": (_two_layer_mlp, ()),
     }),
-    **_family("phi4_multimodal.modeling_phi4_multimodal", {"Phi4MultimodalVisionAttention": (_OUT_PROJ_ATTENTION, ())}),
+    **_family("phi4_multimodal.modeling_phi4_multimodal", {
+        "Phi4MultimodalVisionAttention": (_OUT_PROJ_ATTENTION, ()),
+        # the audio conformer: feed-forwards (the halves of gate_up_proj), attention, conv module; the speech and image projections
+        # (up -> gelu -> down, the gelu fixed in the forward)
+        "Phi4MultimodalAudioConformerEncoderLayer": (_no_groups, ("feed_forward_in", "self_attn", "conv", "feed_forward_out")),
+        "Phi4MultimodalAudioMLP": (functools.partial(_fused_halves_mlp, act="act_fn"), ()),
+        "Phi4MultimodalAudioAttention": (_HEADS_OWN_VALUES, ()),
+        "Phi4MultimodalAudioConvModule": (_phi4_audio_convolution, ()),
+        "Phi4MultimodalAudioEmbedding": (_phi4_audio_projections, ("encoder",)),
+        "Phi4MultimodalImageEmbedding": (functools.partial(_two_layer_mlp, first="img_projection_up", second="img_projection_down", activation=None), ("img_processor",)),
+    }),
     # WavLM: v_proj's rows per head -> out_proj through F.multi_head_attention_forward; its gated relative position
     # bias reads the layer's input, not the values
     **_family("wavlm.modeling_wavlm", {"WavLMAttention": (_OUT_PROJ_ATTENTION, ())}),

@@ -1594,6 +1594,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "phi4_multimodal-audio": lambda: (  # 2 conformer blocks of 32 over 16 mel bins, time halved
+            transformers.models.phi4_multimodal.modeling_phi4_multimodal.Phi4MultimodalAudioModel(transformers.AutoConfig.for_model(
+                "phi4_multimodal_audio", hidden_size=32, intermediate_size=48, num_blocks=2, num_attention_heads=4, ext_pw_out_channel=32, depthwise_separable_out_channel=32,
+                nemo_conv_channels=16, input_size=16, time_reduction=2, nemo_final_size=8,
+            )),
+            {"hidden_states": torch.randn(2, 32, 16), "mask": None},
+        ),
         # the audio towers' conformer layers: 64 mel frames, subsampled 4 x (Gemma 3n's not reduced further), chunks of 4 with 4 past positions
         "gemma3n_audio": lambda: (
             _encoder(transformers, "gemma3n_audio", hidden_size=32, conf_num_hidden_layers=1, conf_num_attention_heads=4, input_feat_size=16, sscp_conv_channel_size=[8, 8],
@@ -2281,6 +2288,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "Qwen4ExpTextGatedResidual":  # small weights leave every mixing gate near sigmoid(0): the order would not show
             torch.nn.init.normal_(module.input_mix_weight_down.weight, std=0.3)
             torch.nn.init.normal_(module.input_mix_weight_up.weight, std=0.3)
+        if type(module).__name__ == "Phi4MultimodalAudioGluPointWiseConv":  # its biases per channel start at zero: a rule that left them behind would pass
+            torch.nn.init.normal_(module.b1)
+            torch.nn.init.normal_(module.b2)
         if type(module).__name__ == "HGNetV2LearnableAffineBlock":  # scale * x + bias, one number each: not the identity
             torch.nn.init.uniform_(module.scale, 0.5, 1.5)
             torch.nn.init.normal_(module.bias, std=0.1)
@@ -2532,6 +2542,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("pp_lcnet_v4", ["PPLCNetV4DepthwiseSeparableConvLayer"] * 5 + ["PPLCNetV4SqueezeExcitationModule"] * 3),  # channel_conv1 -> gelu -> channel_conv2
         ("opt-projected", ["OPTAttention", "OPTDecoderLayer"]),  # project_in and project_out read the embeddings and the stream: no group
         *[(family, [f"{prefix}FeedForward"] * 2 + [f"{prefix}Attention", f"{prefix}LightConv1d"]) for family, prefix in (("gemma3n_audio", "Gemma3nAudioConformer"), ("gemma4_audio", "Gemma4Audio"))],
+        # per block: two feed-forwards (gate_up_proj's halves -> down_proj), the attention, the conv module's GLU channels (-> pw_conv) and pw_conv's (-> ext_pw_conv_1d)
+        ("phi4_multimodal-audio", (["Phi4MultimodalAudioMLP"] * 2 + ["Phi4MultimodalAudioAttention"] + ["Phi4MultimodalAudioConvModule"] * 2) * 2),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
