@@ -2606,6 +2606,29 @@ def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _streaming_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
+    """Nemotron ASR streaming's subsampling: conv_in (a causal nn.Conv2d from one channel) -> ReLU, then each of
+    ``layers`` a depthwise causal conv -> its pointwise conv -> ReLU, frames past each length zeroed. One group per
+    pointwise conv: the channels of the conv before it (conv_in or the previous pointwise conv: filters and bias),
+    through the depthwise conv's filters -> its columns. The last conv's channels are flattened with the frequencies,
+    channel by channel, into linear's columns: runs no rule moves, so they keep their order."""
+    layers, act = list(getattr(module, "layers", ())), getattr(module, "act_fn", None)
+    if not isinstance(act, nn.ReLU):
+        return ["act_fn is not an nn.ReLU"]
+    found: list[_Group | str] = []
+    before = "conv_in"
+    for i in range(len(layers)):
+        up, depthwise, pointwise = (_attr(module, path) for path in (before, f"layers.{i}.depthwise_conv", f"layers.{i}.pointwise_conv"))
+        width = getattr(up, "out_channels", None)
+        if not (isinstance(up, nn.Conv2d) and up.groups == 1 and _is_depthwise(depthwise, width) and isinstance(pointwise, nn.Conv2d) and pointwise.groups == 1 and pointwise.in_channels == width):
+            found.append(f"{before}, layers.{i}.depthwise_conv and layers.{i}.pointwise_conv are not a conv, a depthwise conv and a 1 x 1 conv over one set of channels")
+        else:
+            members = _producer(_join(name, before), up, width) + _per_channel(_join(name, f"layers.{i}.depthwise_conv"), depthwise, width)
+            found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"layers.{i}.pointwise_conv"), pointwise, width)))
+        before = f"layers.{i}.pointwise_conv"
+    return found
+
+
 def _newline_patch_merger(name: str, module: nn.Module) -> list[_Group | str]:
     """HunYuan-VL's patch merger ``mlp(cat(proj_out(act(proj_conv(x))), image_newline))``, the newline a column of
     one learned value per channel appended to each row of the image: proj_conv's channels -> proj_out; proj_out's
@@ -3620,7 +3643,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("wav2vec2_conformer", "Wav2Vec2ConformerConvolutionModule", "batch_norm"), ("wav2vec2_bert", "Wav2Vec2BertConvolutionModule", "depthwise_layer_norm"),
             ("seamless_m4t", "SeamlessM4TConformerConvolutionModule", "batch_norm"), ("seamless_m4t_v2", "SeamlessM4Tv2ConformerConvolutionModule", "depthwise_layer_norm"),
             ("fastspeech2_conformer", "FastSpeech2ConformerConvolutionModule", "norm"), ("parakeet", "ParakeetEncoderConvolutionModule", "norm"),
-            ("lasr", "LasrEncoderConvolutionModule", "norm"),
+            ("lasr", "LasrEncoderConvolutionModule", "norm"), ("nemotron_asr_streaming", "NemotronAsrStreamingEncoderConvolutionModule", "norm"),
         ]
     },
     **{
@@ -3655,10 +3678,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     },
     **{
         (f"transformers.models.{module}.modeling_{module}", f"{cls}Encoder{part}"): rule
-        for module, cls in [("parakeet", "Parakeet"), ("lasr", "Lasr")]
+        for module, cls in [("parakeet", "Parakeet"), ("lasr", "Lasr"), ("nemotron_asr_streaming", "NemotronAsrStreaming")]  # Nemotron's attention: Parakeet's with a cache
         for part, rule in (("Attention", (_attention, ())), ("FeedForward", (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ())))
     },
     **_family("lasr.modeling_lasr", {"LasrEncoderSubsampling": (_lasr_subsampling, ())}),
+    **_family("nemotron_asr_streaming.modeling_nemotron_asr_streaming", {"NemotronAsrStreamingEncoderSubsamplingConv2D": (_streaming_subsampling, ())}),
+    **_family("nemotron3_5_asr.modeling_nemotron3_5_asr", {"Nemotron3_5AsrPromptProjector": (_LINEAR_1_2_MLP, ())}),  # linear_1 -> ReLU -> linear_2
     **_family("gemma3n.modeling_gemma3n", {
         "Gemma3nTextAttention": (_gemma_attention, ()),
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise

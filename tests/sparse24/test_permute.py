@@ -1594,6 +1594,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "nemotron_asr_streaming_encoder": lambda: (  # 64 mel frames subsampled 8 x by a causal conv and two depthwise-separable layers; 2 lookahead tokens
+            _encoder(transformers, "nemotron_asr_streaming_encoder", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, intermediate_size=64,
+                     subsampling_conv_channels=16, num_mel_bins=16, sliding_window=8, default_num_lookahead_tokens=2),
+            {"input_features": torch.randn(2, 64, 16), "num_lookahead_tokens": 2},
+        ),
         "phi4_multimodal-audio": lambda: (  # 2 conformer blocks of 32 over 16 mel bins, time halved
             transformers.models.phi4_multimodal.modeling_phi4_multimodal.Phi4MultimodalAudioModel(transformers.AutoConfig.for_model(
                 "phi4_multimodal_audio", hidden_size=32, intermediate_size=48, num_blocks=2, num_attention_heads=4, ext_pw_out_channel=32, depthwise_separable_out_channel=32,
@@ -2544,6 +2549,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, [f"{prefix}FeedForward"] * 2 + [f"{prefix}Attention", f"{prefix}LightConv1d"]) for family, prefix in (("gemma3n_audio", "Gemma3nAudioConformer"), ("gemma4_audio", "Gemma4Audio"))],
         # per block: two feed-forwards (gate_up_proj's halves -> down_proj), the attention, the conv module's GLU channels (-> pw_conv) and pw_conv's (-> ext_pw_conv_1d)
         ("phi4_multimodal-audio", (["Phi4MultimodalAudioMLP"] * 2 + ["Phi4MultimodalAudioAttention"] + ["Phi4MultimodalAudioConvModule"] * 2) * 2),
+        # the subsampling's convs (conv_in, then the first layer's pointwise conv, through the depthwise convs -> the next pointwise conv), the
+        # feed-forwards, the attention (Parakeet's), the convolution module
+        ("nemotron_asr_streaming_encoder", ["NemotronAsrStreamingEncoderSubsamplingConv2D", "NemotronAsrStreamingEncoderFeedForward"] * 2
+            + ["NemotronAsrStreamingEncoderAttention", "NemotronAsrStreamingEncoderConvolutionModule"]),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
