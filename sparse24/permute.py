@@ -1410,22 +1410,24 @@ def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj",
 
 def _conformer_convolution(
     name: str, module: nn.Module, up: str = "pointwise_conv1", depthwise: str = "depthwise_conv", norm: str = "batch_norm",
-    act: str = "activation", down: str = "pointwise_conv2",
+    act: str | None = "activation", down: str = "pointwise_conv2",
 ) -> _Group | str:
     """A conformer's convolution module: ``up`` (channels -> 2 x channels) -> GLU (the first half gated by the
     second) -> the ``depthwise`` convolution (each channel its own filter) -> ``norm`` (BatchNorm, or a LayerNorm
     over the channels: per channel either way) -> ``act`` -> ``down``. A channel moves with both of its rows in
     ``up``, its filter and bias, its norm parameters (and running statistics) and its column of ``down``; the
-    padding mask and the time padding in between act on whole time steps."""
+    padding mask and the time padding in between act on whole time steps. ``up`` and ``down`` are 1 x 1
+    nn.Conv1d, or nn.Linear over the channels (Granite Speech 5's); ``act`` None: the forward's own silu."""
     try:
         up_conv, dw, norm_layer, down_conv = (module.get_submodule(path) for path in (up, depthwise, norm, down))
     except AttributeError as error:
         return f"{error}"
-    if not all(isinstance(conv, nn.Conv1d) and conv.groups == 1 for conv in (up_conv, down_conv)):
-        return f"{up} and {down} are not ungrouped nn.Conv1d"
-    width = down_conv.in_channels
-    if up_conv.out_channels != 2 * width:
-        return f"{up}'s {up_conv.out_channels} outputs are not twice {down}'s {width} inputs"
+    if not (all(isinstance(conv, nn.Conv1d) and conv.groups == 1 for conv in (up_conv, down_conv)) or (_is_linear(up_conv) and _is_linear(down_conv))):
+        return f"{up} and {down} are not ungrouped nn.Conv1d (or both nn.Linear)"
+    width = down_conv.in_features if _is_linear(down_conv) else down_conv.in_channels
+    outputs = up_conv.out_features if _is_linear(up_conv) else up_conv.out_channels
+    if outputs != 2 * width:
+        return f"{up}'s {outputs} outputs are not twice {down}'s {width} inputs"
     if not _is_depthwise(dw, width) or not isinstance(dw, nn.Conv1d):
         return f"{depthwise} is not a depthwise nn.Conv1d over {width} channels"
     per_channel = (isinstance(norm_layer, nn.BatchNorm1d) and norm_layer.num_features == width) or (
@@ -1433,7 +1435,7 @@ def _conformer_convolution(
     )
     if not per_channel:
         return f"{norm} is not a BatchNorm1d or LayerNorm over the {width} channels"
-    if not _elementwise_activation(getattr(module, act, None)):
+    if act is not None and not _elementwise_activation(getattr(module, act, None)):
         return f"{act} is not a known elementwise activation"
     members = _halves(_join(name, up), up_conv, width)
     members += _per_channel(_join(name, depthwise), dw, width) + _per_channel(_join(name, norm), norm_layer, width)
@@ -3684,6 +3686,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("lasr.modeling_lasr", {"LasrEncoderSubsampling": (_lasr_subsampling, ())}),
     **_family("nemotron_asr_streaming.modeling_nemotron_asr_streaming", {"NemotronAsrStreamingEncoderSubsamplingConv2D": (_streaming_subsampling, ())}),
     **_family("nemotron3_5_asr.modeling_nemotron3_5_asr", {"Nemotron3_5AsrPromptProjector": (_LINEAR_1_2_MLP, ())}),  # linear_1 -> ReLU -> linear_2
+    **_family("granite_speech5.modeling_granite_speech5", {  # Nemotron's layout; its convolution module's pointwise layers are nn.Linear
+        "GraniteSpeech5EncoderAttention": (_attention, ()),  # block-local attention with relative positions on the scores; a value head per query head
+        "GraniteSpeech5EncoderFeedForward": (functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation="activation"), ()),
+        "GraniteSpeech5EncoderConvolutionModule": (functools.partial(_conformer_convolution, up="pointwise_lin1", norm="norm", act=None, down="pointwise_lin2"), ()),
+        "GraniteSpeech5Encoder": (_GRANITE_SPEECH_MID_CTC, ("layers",)),  # Granite Speech's mid-network CTC branch: out -> softmax -> out_mid
+    }),
     **_family("gemma3n.modeling_gemma3n", {
         "Gemma3nTextAttention": (_gemma_attention, ()),
         "Gemma3nTextMLP": (_gated_mlp, ()),  # the gate's Gaussian top-k: a mean and deviation over all the channels, then elementwise

@@ -1594,6 +1594,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "granite_speech5_encoder": lambda: (  # a subsampling block (its strided convolution module) then a plain one, the CTC branch between them
+            _encoder(transformers, "granite_speech5_encoder", vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                     head_dim=8, num_mel_bins=16, context_size=8, max_position_embeddings=16, subsample_layers=[0]),
+            {"input_features": torch.randn(2, 20, 64)},  # 4 stacked frames of 16 mel bins
+        ),
         "nemotron_asr_streaming_encoder": lambda: (  # 64 mel frames subsampled 8 x by a causal conv and two depthwise-separable layers; 2 lookahead tokens
             _encoder(transformers, "nemotron_asr_streaming_encoder", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, intermediate_size=64,
                      subsampling_conv_channels=16, num_mel_bins=16, sliding_window=8, default_num_lookahead_tokens=2),
@@ -2268,7 +2273,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("granite_speech5_encoder", "hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4", "kimi_linear", "bailing_hybrid")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -2553,6 +2558,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # feed-forwards, the attention (Parakeet's), the convolution module
         ("nemotron_asr_streaming_encoder", ["NemotronAsrStreamingEncoderSubsamplingConv2D", "NemotronAsrStreamingEncoderFeedForward"] * 2
             + ["NemotronAsrStreamingEncoderAttention", "NemotronAsrStreamingEncoderConvolutionModule"]),
+        ("granite_speech5_encoder", ["GraniteSpeech5EncoderFeedForward"] * 4 + ["GraniteSpeech5EncoderAttention", "GraniteSpeech5EncoderConvolutionModule"] * 2 + ["GraniteSpeech5Encoder"]),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
