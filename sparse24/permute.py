@@ -1063,15 +1063,18 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     channel's filters, bias and zero padding move with it. ``activation`` None: the class's own forward applies an
     elementwise function between them (Whisper's ``F.gelu``), read there, mixes the positions channel by channel
     (GroupViT's assignment attention, ``proj(attn @ v_proj(x))``), applies a softmax over the channels, which permutes
-    with them (Granite Speech's CTC branch), or nothing at all (GOT-OCR 2's and SAM towers' strided convs)."""
+    with them (Granite Speech's CTC branch), or nothing at all (GOT-OCR 2's and SAM towers' strided convs). One may be
+    an nn.Linear over the channels and the other a convolution, where the forward only transposes between them
+    (Moonshine Streaming's embedder: linear -> silu -> conv1)."""
     up, down = _attr(module, first), _attr(module, second)
-    convs = all(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1 for m in (up, down))
-    if not (convs or (_is_linear(up) and _is_linear(down))):
+    either = lambda m: _is_linear(m) or (isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1)  # noqa: E731
+    if not (either(up) and either(down)):
         return f"{first} and {second} are not both nn.Linear (or ungrouped convolutions)"
     act = _attr(module, activation) if activation is not None else None
     if activation is not None and not _elementwise_activation(act):
         return f"{activation} {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
-    width, reads = (up.out_channels, down.in_channels) if convs else (up.out_features, down.in_features)
+    width = up.out_features if _is_linear(up) else up.out_channels
+    reads = down.in_features if _is_linear(down) else down.in_channels
     if reads != width:
         return f"{first} outputs ({width}) and {second} inputs ({reads}) differ"
     return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
@@ -2151,7 +2154,8 @@ _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="l
 # GLM-4V's patch merger: down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
 # Granite Speech's encoder: its mid-network CTC branch, out -> softmax over the channels (it permutes with them) -> out_mid
 _GRANITE_SPEECH_MID_CTC = functools.partial(_two_layer_mlp, first="out", second="out_mid", activation=None)
-_CONV1_CONV2 = functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None)  # two convs, nothing between
+_CONV1_CONV2 = functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None)  # two convs, nothing (or the forward's own activation) between
+_LINEAR1_LINEAR2 = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation=None)  # the forward's own activation between
 _GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
 _DENSE_OUT_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head (tanh)
@@ -3685,6 +3689,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     },
     **_family("lasr.modeling_lasr", {"LasrEncoderSubsampling": (_lasr_subsampling, ())}),
     **_family("nemotron_asr_streaming.modeling_nemotron_asr_streaming", {"NemotronAsrStreamingEncoderSubsamplingConv2D": (_streaming_subsampling, ())}),
+    # the streaming speech encoders' conv stems: Voxtral Realtime's conv1 -> gelu -> conv2 (and its text model's time-conditioned norm scale,
+    # linear1 -> gelu -> linear2); Moonshine Streaming's linear -> silu -> conv1 -> silu -> conv2, frames past the mask zeroed in between
+    **_family("voxtral_realtime.modeling_voxtral_realtime", {"VoxtralRealtimeEmbedder": (_CONV1_CONV2, ()), "VoxtralRealtimeTextAdaRmsNorm": (_LINEAR1_LINEAR2, ())}),
+    **_family("moonshine_streaming.modeling_moonshine_streaming", {
+        "MoonshineStreamingEncoderEmbedder": (functools.partial(_layer_chain, layers=("linear", "conv1", "conv2"), activation=None), ()),
+    }),
     **_family("nemotron3_5_asr.modeling_nemotron3_5_asr", {"Nemotron3_5AsrPromptProjector": (_LINEAR_1_2_MLP, ())}),  # linear_1 -> ReLU -> linear_2
     **_family("granite_speech5.modeling_granite_speech5", {  # Nemotron's layout; its convolution module's pointwise layers are nn.Linear
         "GraniteSpeech5EncoderAttention": (_attention, ()),  # block-local attention with relative positions on the scores; a value head per query head

@@ -1594,6 +1594,14 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "voxtral_realtime": lambda: (  # 64 mel frames -> 32 (its conv stem) -> 8 audio tokens added to the 8 text tokens; 2 delay tokens condition the norms
+            transformers.VoxtralRealtimeForConditionalGeneration(transformers.AutoConfig.for_model(
+                "voxtral_realtime",
+                audio_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_mel_bins=16, head_dim=8, sliding_window=8),
+                text_config=dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=16),
+            )),
+            {"input_ids": torch.randint(2, 60, (2, 8)), "input_features": torch.randn(2, 16, 64), "num_delay_tokens": 2},
+        ),
         "granite_speech5_encoder": lambda: (  # a subsampling block (its strided convolution module) then a plain one, the CTC branch between them
             _encoder(transformers, "granite_speech5_encoder", vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                      head_dim=8, num_mel_bins=16, context_size=8, max_position_embeddings=16, subsample_layers=[0]),
@@ -2559,6 +2567,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("nemotron_asr_streaming_encoder", ["NemotronAsrStreamingEncoderSubsamplingConv2D", "NemotronAsrStreamingEncoderFeedForward"] * 2
             + ["NemotronAsrStreamingEncoderAttention", "NemotronAsrStreamingEncoderConvolutionModule"]),
         ("granite_speech5_encoder", ["GraniteSpeech5EncoderFeedForward"] * 4 + ["GraniteSpeech5EncoderAttention", "GraniteSpeech5EncoderConvolutionModule"] * 2 + ["GraniteSpeech5Encoder"]),
+        # the audio stem (conv1 -> gelu -> conv2), its attention and MLP, the projector, the text layer and its time-conditioned norm scale (linear1 -> gelu -> linear2)
+        ("voxtral_realtime", ["VoxtralRealtimeEmbedder", "VoxtralRealtimeAttention", "VoxtralRealtimeMLP", "VoxtralRealtimeMultiModalProjector", "VoxtralRealtimeTextAttention",
+                              "VoxtralRealtimeTextMLP", "VoxtralRealtimeTextAdaRmsNorm"]),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
@@ -2659,7 +2670,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
         ("openai_privacy_filter", ["OpenAIPrivacyFilterAttention", "OpenAIPrivacyFilterExperts"]),
         ("pe_audio_encoder", ["PeAudioEncoderAttention", "PeAudioEncoderMLP"]),
-        ("moonshine_streaming", ["MoonshineStreamingEncoderAttention", "MoonshineStreamingEncoderMLP", "MoonshineStreamingAttention", "MoonshineStreamingAttention", "MoonshineStreamingDecoderMLP"]),
+        # and its embedder: linear -> silu -> conv1 -> silu -> conv2
+        ("moonshine_streaming", ["MoonshineStreamingEncoderEmbedder"] * 2 + ["MoonshineStreamingEncoderAttention", "MoonshineStreamingEncoderMLP", "MoonshineStreamingAttention", "MoonshineStreamingAttention", "MoonshineStreamingDecoderMLP"]),
         ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
         ("qwen3_5_moe_text", ["Qwen3_5MoeAttention", "Qwen3_5MoeGatedDeltaNet", "Qwen3_5MoeExperts", "Qwen3_5MoeExperts", "Qwen3_5MoeMLP", "Qwen3_5MoeMLP"]),
         ("qwen3_next", ["Qwen3NextAttention", "Qwen3NextGatedDeltaNet", "Qwen3NextExperts", "Qwen3NextExperts", "Qwen3NextMLP", "Qwen3NextMLP"]),  # in_proj_qkvz
