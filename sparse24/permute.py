@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from . import dist, interrupts, source
 from .axes import gemm_axes, is_fused_experts, is_llama4_experts
@@ -4954,6 +4955,9 @@ def _admit(
         return "not matched by include patterns"
     covered = {m.param_name for g in (group, *twins) for m in g.members}
     for member in group.members:
+        if parametrize.is_parametrized(member.module, member.attr):  # weight norm: the stored tensors are others
+            kinds = ", ".join(type(p).__name__ for p in member.module.parametrizations[member.attr])
+            return f"{member.name} is computed by a parametrization ({kinds}), whose own tensors no rule moves"
         tensor = member.param
         others = [n for n in owners.get(id(tensor), []) if n not in covered]
         if others:

@@ -630,6 +630,22 @@ def test_masked_model_refused() -> None:
     assert _unchanged(model, state)
 
 
+@pytest.mark.parametrize(("layer", "stays", "moves"), [(0, ("0", "2"), ("2",)), (4, ("2", "4"), ("0",))])  # a producer's weight, a consumer's
+def test_a_weight_computed_by_a_parametrization_stays_with_the_reason(layer: int, stays: tuple[str, str], moves: tuple[str]) -> None:
+    """Weight norm (HiFi-GAN's and the audio codecs' convs) stores other tensors than ``weight``: permuting ``weight``
+    would leave them, and the layer, as they were while the rest of the group moved. The group stays, with the reason,
+    and the model computes what it did; the other group is still permuted."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8))
+    nn.utils.parametrizations.weight_norm(model[layer])
+    reference, x = copy.deepcopy(model), torch.randn(4, 8)
+    report = permute(model)
+    (reason,) = [s.reason for s in report.skipped if s.layers == stays]
+    assert reason == f"{layer}.weight is computed by a parametrization (_WeightNorm), whose own tensors no rule moves"
+    assert [g.producers for g in report.groups] == [moves] and report.groups[0].changed
+    torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-6)
+
+
 def test_failure_while_applying_leaves_model_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8))
     state = _state(model)
