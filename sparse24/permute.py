@@ -950,6 +950,25 @@ def _phi4_audio_projections(name: str, module: nn.Module) -> list[_Group | str]:
     return [_two_layer_mlp(name, module, f"up_proj_for_{mode}", f"down_proj_for_{mode}", None) for mode in ("speech", "vision_speech")]
 
 
+def _snake_unit(name: str, module: nn.Module) -> _Group | str:
+    """DAC's residual unit ``conv2(snake2(conv1(snake1(x)))) + x``: conv1's filters and bias, through the Snake
+    activation ``x + sin(alpha x)^2 / alpha`` with one alpha per channel (``[1, channels, 1]``), -> conv2's columns."""
+    conv1, conv2, snake = getattr(module, "conv1", None), getattr(module, "conv2", None), getattr(module, "snake2", None)
+    if not all(isinstance(c, nn.Conv1d) and c.groups == 1 for c in (conv1, conv2)) or conv2.in_channels != conv1.out_channels:
+        return "conv1 and conv2 are not ungrouped nn.Conv1d over one set of channels"
+    width, alpha = conv1.out_channels, getattr(snake, "alpha", None)
+    if not (isinstance(alpha, Tensor) and alpha.shape == (1, width, 1) and set(dict(snake.named_parameters())) == {"alpha"}):
+        return f"snake2 has no alpha per channel of the {width}"
+    members = _producer(_join(name, "conv1"), conv1, width) + [_Member(_join(name, "snake2"), snake, "alpha", 1, _uniform(width, width), "per-channel")]
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "conv2"), conv2, width))
+
+
+def _returned_latents(name: str, module: nn.Module) -> str:
+    """DAC's vector quantizer: in_proj's latents are looked up in the codebook (its columns could move with them) but
+    are also returned as the model's projected_latents, so they keep their order."""
+    return "in_proj's latents are returned (projected_latents) and read by the codebook lookup: they keep their order"
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3387,6 +3406,16 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PPOCRV6SmallDetSqueezeExcitationModule": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ()),
         "PPOCRV6SmallDetDepthwiseSeparableConvLayer": (_no_groups, ("squeeze_excitation_module",)),
     }),
+    # DAC's codec: each residual unit's conv1 -> Snake -> conv2; the blocks' own convs read and write the stream; the quantizers' projections
+    # stay (their latents are one of the model's outputs)
+    **_family("dac.modeling_dac", {
+        "DacResidualUnit": (_snake_unit, ()),
+        **{cls: (_no_groups, children) for cls, children in (
+            ("DacEncoder", ("block",)), ("DacDecoder", ("block",)), ("DacEncoderBlock", ("res_unit1", "res_unit2", "res_unit3")),
+            ("DacDecoderBlock", ("res_unit1", "res_unit2", "res_unit3")),
+        )},
+        "DacVectorQuantize": (_returned_latents, ()),
+    }),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),
@@ -3744,6 +3773,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionAttention", (functools.partial(_stacked_qkv_attention, output="proj"), ())),
             ("openai_privacy_filter.modeling_openai_privacy_filter", "OpenAIPrivacyFilterAttention", (_attention, ())),
             ("pe_audio.modeling_pe_audio", "PeAudioEncoderAttention", (_attention, ())),
+            # PE Audio's embedder: its DAC encoder's last conv -> bottleneck -> data_proj (a 1 x 1 conv, then an nn.Linear over the channels)
+            ("pe_audio.modeling_pe_audio", "PeAudioEncoderEmbedder", (functools.partial(_layer_chain, layers=("dac_encoder.conv2", "bottleneck", "data_proj"), activation=None), ("dac_encoder",))),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionMLP", (_gated_mlp, ())),
             ("glm5_next.modeling_glm5_next", "Glm5NextVisionPatchMerger", (_GLM_PATCH_MERGER, ())),
             ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionPatchMerger", (functools.partial(_two_layer_mlp, first="proj_conv", second="proj_out", activation="proj_act"), ())),

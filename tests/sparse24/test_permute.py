@@ -1610,6 +1610,12 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "dac": lambda: (  # 64 samples downsampled 4 x by two blocks of three residual units (and upsampled back), 2 codebooks of 16
+            transformers.DacModel(transformers.AutoConfig.for_model(
+                "dac", encoder_hidden_size=16, downsampling_ratios=[2, 2], decoder_hidden_size=64, n_codebooks=2, codebook_size=16, codebook_dim=4, hidden_size=16, upsampling_ratios=[2, 2],
+            )),
+            {"input_values": torch.randn(2, 1, 64)},
+        ),
         "voxtral_realtime": lambda: (  # 64 mel frames -> 32 (its conv stem) -> 8 audio tokens added to the 8 text tokens; 2 delay tokens condition the norms
             transformers.VoxtralRealtimeForConditionalGeneration(transformers.AutoConfig.for_model(
                 "voxtral_realtime",
@@ -2037,7 +2043,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "pe_audio_encoder": lambda: (  # a DAC encoder downsampling 8x (two blocks), then a transformer layer with q/k norms
             _encoder(
                 transformers, "pe_audio_encoder", **tower, num_key_value_heads=2, head_dim=8,
-                dac_config=dict(encoder_hidden_size=8, downsampling_ratios=[2, 4], hidden_size=32, hop_length=8),
+                dac_config=dict(encoder_hidden_size=16, downsampling_ratios=[2, 4], hidden_size=32, hop_length=8),
             ),
             {"input_values": torch.randn(2, 1, 256)},
         ),
@@ -2325,6 +2331,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "Phi4MultimodalAudioGluPointWiseConv":  # its biases per channel start at zero: a rule that left them behind would pass
             torch.nn.init.normal_(module.b1)
             torch.nn.init.normal_(module.b2)
+        if type(module).__name__ == "Snake1d":  # one alpha per channel, starting at one: a rule that left them behind would pass
+            torch.nn.init.uniform_(module.alpha, 0.5, 2.0)
         if type(module).__name__ == "HGNetV2LearnableAffineBlock":  # scale * x + bias, one number each: not the identity
             torch.nn.init.uniform_(module.scale, 0.5, 1.5)
             torch.nn.init.normal_(module.bias, std=0.1)
@@ -2586,6 +2594,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         # the audio stem (conv1 -> gelu -> conv2), its attention and MLP, the projector, the text layer and its time-conditioned norm scale (linear1 -> gelu -> linear2)
         ("voxtral_realtime", ["VoxtralRealtimeEmbedder", "VoxtralRealtimeAttention", "VoxtralRealtimeMLP", "VoxtralRealtimeMultiModalProjector", "VoxtralRealtimeTextAttention",
                               "VoxtralRealtimeTextMLP", "VoxtralRealtimeTextAdaRmsNorm"]),
+        ("dac", ["DacResidualUnit"] * 12),  # conv1 -> Snake -> conv2; the quantizers' latents are an output
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
@@ -2685,7 +2694,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("llama4_text", ["Llama4TextAttention", "Llama4TextExperts", "Llama4TextMLP"]),
         ("gpt_oss", ["GptOssAttention"]),  # attention sinks; its experts interleave gate and up rows
         ("openai_privacy_filter", ["OpenAIPrivacyFilterAttention", "OpenAIPrivacyFilterExperts"]),
-        ("pe_audio_encoder", ["PeAudioEncoderAttention", "PeAudioEncoderMLP"]),
+        # its DAC encoder's residual units, the embedder's DAC conv2 -> bottleneck -> data_proj
+        ("pe_audio_encoder", ["PeAudioEncoderEmbedder"] * 2 + ["PeAudioDacResidualUnit"] * 6 + ["PeAudioEncoderAttention", "PeAudioEncoderMLP"]),
         # and its embedder: linear -> silu -> conv1 -> silu -> conv2
         ("moonshine_streaming", ["MoonshineStreamingEncoderEmbedder"] * 2 + ["MoonshineStreamingEncoderAttention", "MoonshineStreamingEncoderMLP", "MoonshineStreamingAttention", "MoonshineStreamingAttention", "MoonshineStreamingDecoderMLP"]),
         ("qwen3_5_text", ["Qwen3_5Attention", "Qwen3_5GatedDeltaNet", "Qwen3_5MLP", "Qwen3_5MLP"]),
@@ -2818,7 +2828,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "feature_maps", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "feature_maps", "audio_values", "projected_latents", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
