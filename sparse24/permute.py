@@ -969,6 +969,42 @@ def _returned_latents(name: str, module: nn.Module) -> str:
     return "in_proj's latents are returned (projected_latents) and read by the codebook lookup: they keep their order"
 
 
+def _hifigan_residual_block(name: str, module: nn.Module) -> list[_Group | str]:
+    """HiFi-GAN's residual block: for each pair, ``conv2(leaky_relu(conv1(leaky_relu(x)))) + x``: convs1[i]'s filters
+    and bias -> convs2[i]'s columns (the leaky ReLU fixed in the forward), one group per pair."""
+    pairs = len(getattr(module, "convs1", ()))
+    if pairs == 0 or pairs != len(getattr(module, "convs2", ())):
+        return ["convs1 and convs2 are not nn.ModuleList of as many convolutions"]
+    return [_two_layer_mlp(name, module, f"convs1.{i}", f"convs2.{i}", None) for i in range(pairs)]
+
+
+def _seanet_block(name: str, module: nn.Module) -> list[_Group | str]:
+    """EnCodec's SEANet residual block: ``block`` alternates an elementwise activation (ELU) and an EncodecConv1d
+    (zero or reflect padding per channel, a conv, and with time_group_norm a GroupNorm of one group: statistics over
+    all the channels, weight and bias per channel): each conv's channels -> the next conv's columns. With weight norm
+    (EnCodec's default) the group stays, as any parametrized weight does."""
+    block = list(getattr(module, "block", ()))
+    convs = [i for i, layer in enumerate(block) if isinstance(getattr(layer, "conv", None), nn.Conv1d)]
+    if not convs or any(not _elementwise_module(block[i]) for i in range(len(block)) if i not in convs):
+        return ["block is not elementwise activations and EncodecConv1d layers"]
+    found: list[_Group | str] = []
+    for a, b in zip(convs, convs[1:]):
+        up, down = block[a].conv, block[b].conv
+        width = up.out_channels
+        if not (up.groups == down.groups == 1 and down.in_channels == width):
+            found.append(f"block.{a}.conv and block.{b}.conv are not ungrouped convolutions over one set of channels")
+            continue
+        members = _producer(_join(name, f"block.{a}.conv"), up, width)
+        norm = getattr(block[a], "norm", None)
+        if norm is not None:
+            if not (isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.num_channels == width):
+                found.append(f"block.{a}.norm is not a GroupNorm of one group over its {width} channels")
+                continue
+            members += _per_channel(_join(name, f"block.{a}.norm"), norm, width)
+        found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"block.{b}.conv"), down, width)))
+    return found
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3391,12 +3427,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "HGNetV2BasicLayer": (_hgnet_basic_layer, ("aggregation",)), "HGNetV2Stage": (_no_groups, ("blocks",)),
     }),
     # PP-LCNet (V1, V3, V4) and PP-OCRv6's detection neck: their squeeze-excitation bottlenecks (conv 0 -> ReLU -> conv 2), PP-LCNet's
-    # depthwise-separable chains within a block (V3's the same code: its reparameterisable layers, summed conv branches, are refused), V4's channel MLPs
+    # depthwise-separable chains within a block (V3's block too: its reparameterisable layers, summed conv branches, are refused), V4's channel MLPs
     **_family("pp_lcnet.modeling_pp_lcnet", {  # a layer's own convs: their groups are its block's
         "PPLCNetSqueezeExcitationModule": (_SQUEEZE_EXCITATION, ()), "PPLCNetBlock": (_pp_lcnet_block, ("layers",)),
         "PPLCNetDepthwiseSeparableConvLayer": (_no_groups, ("squeeze_excitation_module",)), "PPLCNetForImageClassification": (_pp_lcnet_classifier, ("encoder",)),
     }),
-    **_family("pp_lcnet_v3.modeling_pp_lcnet_v3", {"PPLCNetV3SqueezeExcitationModule": (_SQUEEZE_EXCITATION, ())}),
+    **_family("pp_lcnet_v3.modeling_pp_lcnet_v3", {"PPLCNetV3SqueezeExcitationModule": (_SQUEEZE_EXCITATION, ()), "PPLCNetV3Block": (_pp_lcnet_block, ("layers",))}),
     **_family("pp_lcnet_v4.modeling_pp_lcnet_v4", {
         "PPLCNetV4SqueezeExcitationModule": (_SQUEEZE_EXCITATION, ()), "PPLCNetV4DepthwiseSeparableConvLayer": (_pp_lcnet_v4_layer, ("token_squeeze_excitation",)),
     }),
@@ -3416,6 +3452,18 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )},
         "DacVectorQuantize": (_returned_latents, ()),
     }),
+    # HiFi-GAN's residual blocks (FastSpeech 2's vocoder; SeamlessM4T's and VITS's copy it) and EnCodec's SEANet blocks (Bark's codec)
+    **{  # the vocoders: conv_pre reads the spectrogram, the transposed upsampling convs and conv_post the stream of the residual blocks
+        (f"transformers.models.{module}", cls): rule
+        for module, cls, rule in (
+            ("fastspeech2_conformer.modeling_fastspeech2_conformer", "HifiGanResidualBlock", (_hifigan_residual_block, ())),
+            ("fastspeech2_conformer.modeling_fastspeech2_conformer", "FastSpeech2ConformerHifiGan", (_no_groups, ("resblocks",))),
+            ("seamless_m4t.modeling_seamless_m4t", "SeamlessM4THifiGan", (_no_groups, ("resblocks",))),
+            ("seamless_m4t_v2.modeling_seamless_m4t_v2", "SeamlessM4Tv2HifiGan", (_no_groups, ("resblocks",))),
+            ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
+        )
+    },
+    **_family("encodec.modeling_encodec", {"EncodecResnetBlock": (_seanet_block, ())}),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),
@@ -4001,8 +4049,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
 _FUSED_EXPERTS_RULE = (_fused_experts, ())
 
 # rules for their class alone: its forward is another ruled class's code (Gemma 4's vision MLP is Llama's MLP), but
-# the rule checks wrappers only this class holds, so classes copying that code keep the other class's rule
-_NOT_COPIED = frozenset(("transformers.models.gemma4.modeling_gemma4", cls) for cls in ("Gemma4VisionMLP", "Gemma4VisionAttention"))
+# the rule checks wrappers only this class holds, so classes copying that code keep the other class's rule; PP-LCNet's
+# blocks run their layers in a loop, a forward many containers share (EnCodec's encoder): the rule is for their own layers
+_NOT_COPIED = frozenset(("transformers.models.gemma4.modeling_gemma4", cls) for cls in ("Gemma4VisionMLP", "Gemma4VisionAttention")) | {
+    ("transformers.models.pp_lcnet.modeling_pp_lcnet", "PPLCNetBlock"), ("transformers.models.pp_lcnet_v3.modeling_pp_lcnet_v3", "PPLCNetV3Block"),
+}
 
 
 def _rule_for(module: nn.Module):

@@ -1610,6 +1610,17 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        "hifigan": lambda: (  # FastSpeech 2's vocoder: a mel spectrogram of 8 bins upsampled 4 x through 2 stages of a residual block of 2 pairs
+            transformers.FastSpeech2ConformerHifiGan(transformers.FastSpeech2ConformerHifiGanConfig(
+                model_in_dim=8, upsample_initial_channel=32, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+            )),
+            {"spectrogram": torch.randn(2, 10, 8)},
+        ),
+        # EnCodec's encoder and decoder apart (between them the codebook lookup: a wrong order in the encoder moves no code here), their convs
+        # normed by a GroupNorm of one group (with weight norm, EnCodec's default, every group stays)
+        **{f"encodec-{part}": functools.partial(lambda part, inputs: (getattr(transformers.EncodecModel(transformers.AutoConfig.for_model(
+            "encodec", hidden_size=32, num_filters=16, upsampling_ratios=[2, 2], norm_type="time_group_norm", num_lstm_layers=1,
+        )), part), {"hidden_states": inputs}), part, inputs) for part, inputs in (("encoder", torch.randn(2, 1, 64)), ("decoder", torch.randn(2, 32, 16)))},
         "dac": lambda: (  # 64 samples downsampled 4 x by two blocks of three residual units (and upsampled back), 2 codebooks of 16
             transformers.DacModel(transformers.AutoConfig.for_model(
                 "dac", encoder_hidden_size=16, downsampling_ratios=[2, 2], decoder_hidden_size=64, n_codebooks=2, codebook_size=16, codebook_dim=4, hidden_size=16, upsampling_ratios=[2, 2],
@@ -2595,6 +2606,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("voxtral_realtime", ["VoxtralRealtimeEmbedder", "VoxtralRealtimeAttention", "VoxtralRealtimeMLP", "VoxtralRealtimeMultiModalProjector", "VoxtralRealtimeTextAttention",
                               "VoxtralRealtimeTextMLP", "VoxtralRealtimeTextAdaRmsNorm"]),
         ("dac", ["DacResidualUnit"] * 12),  # conv1 -> Snake -> conv2; the quantizers' latents are an output
+        ("hifigan", ["HifiGanResidualBlock"] * 4),  # convs1[i] -> leaky ReLU -> convs2[i]
+        *[(f"encodec-{part}", ["EncodecResnetBlock"] * 2) for part in ("encoder", "decoder")],  # the SEANet blocks' conv -> GroupNorm -> ELU -> conv
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
