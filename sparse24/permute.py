@@ -1005,6 +1005,30 @@ def _seanet_block(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
+def _group_norm_resnet_block(name: str, module: nn.Module) -> _Group | str:
+    """Xcodec2's (and NeuCodec's) ResNet block ``conv2(silu(norm2(conv1(silu(norm1(x)))))) + x``: conv1's channels
+    through norm2, a GroupNorm whose statistics run over each group of channels, so each group keeps its channels and
+    takes its own order: conv1's filters and bias, norm2's weight and bias -> conv2's columns, per group."""
+    conv1, conv2, norm = getattr(module, "conv1", None), getattr(module, "conv2", None), getattr(module, "norm2", None)
+    if not (all(isinstance(c, nn.Conv1d) and c.groups == 1 for c in (conv1, conv2)) and conv2.in_channels == conv1.out_channels):
+        return "conv1 and conv2 are not ungrouped nn.Conv1d over one set of channels"
+    width = conv1.out_channels
+    if not (isinstance(norm, nn.GroupNorm) and norm.num_channels == width and norm.affine):
+        return f"norm2 is not an affine GroupNorm over the {width} channels"
+    reason = _not_elementwise(module, "activation2")
+    if reason:
+        return reason
+    size, groups = width // norm.num_groups, torch.arange(norm.num_groups)
+    members = _producer(_join(name, "conv1"), conv1, size, groups) + _per_channel(_join(name, "norm2"), norm, size, groups)
+    return _Group(type(module).__name__, size, norm.num_groups, members + _consumer(_join(name, "conv2"), conv2, size, groups))
+
+
+def _scalar_quantizer(name: str, module: nn.Module) -> str:
+    """Xcodec2's finite scalar quantizer: project_in's outputs are each bounded and rounded to their own number of
+    levels (quantization_levels), so they keep their order."""
+    return "project_in's outputs are each quantized to their own number of levels: they keep their order"
+
+
 def _jetmoe_attention(name: str, module: nn.Module) -> str:
     """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
     reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
@@ -3464,6 +3488,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         )
     },
     **_family("encodec.modeling_encodec", {"EncodecResnetBlock": (_seanet_block, ())}),
+    # Xcodec2 (NeuCodec repeats it): ResNet blocks with GroupNorm (an order per group), Llama's attention, the semantic adapter's conv2 -> ReLU
+    # -> conv3 (conv1's and conv3's outputs join a residual), the decoder's fc -> embed (a Linear, then a conv over its channels)
+    **_family("xcodec2.modeling_xcodec2", {
+        "Xcodec2ResNetBlock": (_group_norm_resnet_block, ()), "Xcodec2Attention": (_attention, ()),
+        "Xcodec2SemanticAdapter": (functools.partial(_two_layer_mlp, first="conv2", second="conv3", activation="act2"), ()),
+        "Xcodec2Decoder": (functools.partial(_two_layer_mlp, first="fc", second="embed", activation=None), ("prior_net", "layers", "post_net")),
+        "Xcodec2Quantizer": (_scalar_quantizer, ()),
+    }),
     **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),

@@ -966,6 +966,19 @@ def _edgetam_video(transformers: Any, part: str) -> tuple[nn.Module, dict[str, t
     return modeling_edgetam_video.EdgeTamVideoMemoryAttention(config).double(), {**tokens, "num_object_pointer_tokens": 2, "num_spatial_memory_tokens": 2}
 
 
+def _xcodec2(transformers: Any, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Xcodec2's decoder (its layers 256 wide: GroupNorms of 32 groups of 8, one attention layer; a semantic width of 32)
+    or its semantic adapter alone, and an input for it."""
+    from transformers.models.xcodec2 import modeling_xcodec2
+
+    config = transformers.AutoConfig.for_model("xcodec2", hidden_size=256, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, head_dim=64)
+    config.semantic_model_config.hidden_size = 32
+    config._attn_implementation = "eager"
+    if part == "decoder":
+        return modeling_xcodec2.Xcodec2Decoder(config), {"hidden_states": torch.randn(2, 12, 288)}
+    return modeling_xcodec2.Xcodec2SemanticAdapter(config), {"hidden_states": torch.randn(2, 32, 12)}
+
+
 def _fun_asr_nano_projector(transformers: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """FunASR-Nano's projector alone: audio features of 16 -> 40 -> 32, then one adaptor layer of 4 heads."""
     from transformers.models.fun_asr_nano import modeling_fun_asr_nano
@@ -1610,6 +1623,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"input_features": torch.randn(2, 10, 8), "input_features_mask": torch.ones(2, 10, dtype=torch.long)},
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
+        **{f"xcodec2-{part}": functools.partial(_xcodec2, transformers, part) for part in ("decoder", "semantic_adapter")},
         "hifigan": lambda: (  # FastSpeech 2's vocoder: a mel spectrogram of 8 bins upsampled 4 x through 2 stages of a residual block of 2 pairs
             transformers.FastSpeech2ConformerHifiGan(transformers.FastSpeech2ConformerHifiGanConfig(
                 model_in_dim=8, upsample_initial_channel=32, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
@@ -2608,6 +2622,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("dac", ["DacResidualUnit"] * 12),  # conv1 -> Snake -> conv2; the quantizers' latents are an output
         ("hifigan", ["HifiGanResidualBlock"] * 4),  # convs1[i] -> leaky ReLU -> convs2[i]
         *[(f"encodec-{part}", ["EncodecResnetBlock"] * 2) for part in ("encoder", "decoder")],  # the SEANet blocks' conv -> GroupNorm -> ELU -> conv
+        # the decoder's fc -> embed, its ResNet blocks' conv1 -> GroupNorm (an order per group) -> conv2, its attention and MLP; the adapter's conv2 -> conv3
+        ("xcodec2-decoder", ["Xcodec2Decoder"] + ["Xcodec2ResNetBlock"] * 4 + ["Xcodec2Attention", "Xcodec2MLP"]),
+        ("xcodec2-semantic_adapter", ["Xcodec2SemanticAdapter"]),
         ("fun_asr_nano_encoder", ["FunAsrNanoMLP"] * 2),
         ("fun_asr_nano-projector", ["FunAsrNanoMultiModalProjector", "FunAsrNanoAttention", "FunAsrNanoMLP"]),
         ("vibevoice_acoustic_tokenizer", ["VibeVoiceAcousticTokenizerFeedForward"] * 6),  # linear1 -> activation -> linear2 in each ConvNeXt-1d layer
