@@ -764,17 +764,17 @@ def _convbert_attention(name: str, module: nn.Module) -> list[_Group | str]:
         return [f"self's query, key, value, conv_out_layer, conv_kernel_layer and output.dense are not nn.Linear of {heads} heads of {size}"]
     if dense.in_features != 2 * width or layers["conv_kernel_layer"].in_features != width:
         return [f"output.dense ({dense.in_features} inputs) and conv_kernel_layer ({layers['conv_kernel_layer'].in_features}) do not read 2 x {width} and {width} channels"]
-    path = lambda part: _join(name, f"self.{part}")  # noqa: E731
+    path = {part: _join(name, f"self.{part}") for part in (*layers, "key_conv_attn_layer", "key_conv_attn_layer.pointwise")}
     found: list[_Group | str] = [
-        _Group(type(module).__name__, size, heads, _producer(path("value"), layers["value"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks)),
-        _Group(type(module).__name__, size, heads, _producer(path("conv_out_layer"), layers["conv_out_layer"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks, offset=width)),
+        _Group(type(module).__name__, size, heads, _producer(path["value"], layers["value"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks)),
+        _Group(type(module).__name__, size, heads, _producer(path["conv_out_layer"], layers["conv_out_layer"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks, offset=width)),
     ]
     bias = getattr(separable, "bias", None)
     if not (isinstance(pointwise, nn.Conv1d) and pointwise.groups == 1 and pointwise.out_channels == width and isinstance(bias, Tensor) and bias.shape == (width, 1)):
         return [*found, f"key_conv_attn_layer is not a separable conv with a pointwise nn.Conv1d and a bias of {width} channels"]
-    queries = [m for part in ("query", "key") for m in _producer(path(part), layers[part], size, blocks)]
-    queries += _producer(path("key_conv_attn_layer.pointwise"), pointwise, size, blocks) + _per_channel(path("key_conv_attn_layer"), separable, size, blocks, attrs=("bias",))
-    return [*found, _Group(type(module).__name__, size, heads, queries + _consumer(path("conv_kernel_layer"), layers["conv_kernel_layer"], size, blocks))]
+    queries = [m for part in ("query", "key") for m in _producer(path[part], layers[part], size, blocks)]
+    queries += _producer(path["key_conv_attn_layer.pointwise"], pointwise, size, blocks) + _per_channel(path["key_conv_attn_layer"], separable, size, blocks, attrs=("bias",))
+    return [*found, _Group(type(module).__name__, size, heads, queries + _consumer(path["conv_kernel_layer"], layers["conv_kernel_layer"], size, blocks))]
 
 
 def _hgnet_basic_layer(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1147,8 +1147,7 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     an nn.Linear over the channels and the other a convolution, where the forward only transposes between them
     (Moonshine Streaming's embedder: linear -> silu -> conv1)."""
     up, down = _attr(module, first), _attr(module, second)
-    either = lambda m: _is_linear(m) or (isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1)  # noqa: E731
-    if not (either(up) and either(down)):
+    if not all(_is_linear(m) or (isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1) for m in (up, down)):
         return f"{first} and {second} are not both nn.Linear (or ungrouped convolutions)"
     act = _attr(module, activation) if activation is not None else None
     if activation is not None and not _elementwise_activation(act):
