@@ -711,7 +711,7 @@ def _vibevoice_diffusion_head(name: str, module: nn.Module) -> list[_Group | str
     parts |= {path: _attr(module, path) for path in ("cond_proj", "timestep_proj.fc2", "noisy_images_proj", "final_layer.linear_1", "final_layer.linear_2")}
     if not (isinstance(width, int) and layers and all(_is_linear(m) for m in parts.values())):
         return [f"cond_proj, timestep_proj.fc2, noisy_images_proj, each layer's linear and feed-forward and final_layer's linear_1 and linear_2 are not all nn.Linear"]
-    chunks = {path: (3 if ".linear" in path and path.startswith("layers.") else 2) for path in parts if path.endswith((".linear", "linear_1"))}
+    chunks = {f"layers.{i}.linear": 3 for i in range(len(layers))} | {"final_layer.linear_1": 2}  # shift, scale (and gate) chunks
     if any(parts[path].out_features != n * width or parts[path].in_features != width for path, n in chunks.items()):
         return [f"each layer's linear and final_layer.linear_1 do not read {width} condition channels into chunks of {width}"]
     acts = [f"layers.{i}.act_fn" for i in range(len(layers))] + ["final_layer.act_fn"]
@@ -779,51 +779,41 @@ def _convbert_attention(name: str, module: nn.Module) -> list[_Group | str]:
 
 def _hgnet_basic_layer(name: str, module: nn.Module) -> list[_Group | str]:
     """HGNetV2's basic layer: ``layers`` run one after another and every output, with the input, is concatenated into
-    the aggregation's squeeze conv. Each layer's output channels form a group: its conv's filters, BatchNorm and
-    (elementwise) activation, and the scalar learnable affine block (a light layer, HGNetV2ConvLayerLight: its 1 x 1
-    conv1's filters and BatchNorm, then the depthwise conv2's filters and BatchNorm) -> the next layer's first conv's
-    columns and the squeeze conv's columns of that layer's slice of the concatenation."""
+    the aggregation's squeeze conv. Each layer's output channels form a group: its conv layer's filters, BatchNorm,
+    (elementwise) activation and scalar learnable affine block (:func:`_conv_norm_act`; a light layer,
+    HGNetV2ConvLayerLight: its 1 x 1 conv1, then the depthwise conv2) -> the next layer's first conv's columns and the
+    squeeze conv's columns of that layer's slice of the concatenation."""
     layers, squeeze = list(getattr(module, "layers", ())), _attr(module, "aggregation.0.convolution")
     if not (layers and isinstance(squeeze, nn.Conv2d) and squeeze.groups == 1):
         return ["aggregation.0.convolution is not an ungrouped nn.Conv2d after nn.ModuleList layers"]
-    stages = []  # each layer: (path of its first conv, that conv, its channel-wise parts (path, module), activations to check (owner path, owner))
+    chains = []  # each layer's conv layers: (path, depthwise), the first one ungrouped
     for i, layer in enumerate(layers):
-        kind = _transformers_class(layer)
-        if kind == "HGNetV2ConvLayerLight":
-            first, depthwise = f"layers.{i}.conv1", f"layers.{i}.conv2"
-            parts = [(f"{first}.normalization", _attr(module, f"{first}.normalization")), (f"{depthwise}.convolution", _attr(module, f"{depthwise}.convolution"))]
-            parts.append((f"{depthwise}.normalization", _attr(module, f"{depthwise}.normalization")))
-            owners = [first, depthwise]
-        elif kind == "HGNetV2ConvLayer":
-            first = f"layers.{i}"
-            parts, owners = [(f"{first}.normalization", _attr(module, f"{first}.normalization"))], [first]
-        else:
+        light = _transformers_class(layer) == "HGNetV2ConvLayerLight"
+        if not light and _transformers_class(layer) != "HGNetV2ConvLayer":
             return [f"layers.{i} is neither an HGNetV2ConvLayer nor an HGNetV2ConvLayerLight"]
-        stages.append((f"{first}.convolution", _attr(module, f"{first}.convolution"), parts, owners))
-    width = stages[0][1].out_channels if isinstance(stages[0][1], nn.Conv2d) else None
-    start = squeeze.in_channels - len(layers) * width if isinstance(width, int) else -1
-    found: list[_Group | str] = []
-    for i, (path, conv, parts, owners) in enumerate(stages):
-        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == width and start >= 0):
-            found.append(f"layers.{i}'s conv is not an ungrouped nn.Conv2d of the layers' {width} channels read by aggregation.0")
+        chains.append([(f"layers.{i}.conv1", False), (f"layers.{i}.conv2", True)] if light else [(f"layers.{i}", False)])
+    width = getattr(_attr(module, f"{chains[0][0][0]}.convolution"), "out_channels", None)
+    if not (isinstance(width, int) and squeeze.in_channels > len(layers) * width):
+        return [f"the layers' convs and aggregation.0 ({squeeze.in_channels} inputs) do not fit {len(layers)} slices of the layers' channels"]
+    start, found = squeeze.in_channels - len(layers) * width, []
+    for i, chain in enumerate(chains):
+        reason = next((r for path, depthwise in chain if (r := _conv_norm_act(module, path, width, depthwise))), None)
+        if reason:
+            found.append(reason)
             continue
-        norms_ok = all(isinstance(m, nn.BatchNorm2d) and m.num_features == width for p, m in parts if p.endswith("normalization"))
-        depthwise_ok = all(_is_depthwise(m, width) for p, m in parts if p.endswith("convolution"))
-        bad = next((_not_elementwise(module, f"{o}.activation") for o in owners if _not_elementwise(module, f"{o}.activation")), None)
-        lab_ok = all(isinstance(_attr(module, f"{o}.lab"), nn.Identity) or _transformers_class(_attr(module, f"{o}.lab")) == "HGNetV2LearnableAffineBlock" for o in owners)
-        if not (norms_ok and depthwise_ok and lab_ok) or bad is not None:
-            found.append(bad or f"layers.{i}'s norms, depthwise conv or affine block do not act on each of its {width} channels alone")
-            continue
-        members = _producer(_join(name, path), conv, width) + [m for p, part in parts for m in _per_channel(_join(name, p), part, width)]
-        if i + 1 < len(stages):
-            members += _consumer(_join(name, stages[i + 1][0]), stages[i + 1][1], width)
+        first = chain[0][0]
+        members = _producer(_join(name, f"{first}.convolution"), _attr(module, f"{first}.convolution"), width)
+        members += [m for path, depthwise in chain for part in (("convolution", "normalization") if depthwise else ("normalization",))
+                    for m in _per_channel(_join(name, f"{path}.{part}"), _attr(module, f"{path}.{part}"), width)]
+        if i + 1 < len(chains):
+            members += _consumer(_join(name, f"{chains[i + 1][0][0]}.convolution"), _attr(module, f"{chains[i + 1][0][0]}.convolution"), width)
         members += _consumer(_join(name, "aggregation.0.convolution"), squeeze, width, torch.zeros(1, dtype=torch.long), offset=start + i * width)
         found.append(_Group(type(module).__name__, width, 1, members))
     return found
 
 
 def _conv_norm_act(module: nn.Module, path: str, width: int, depthwise: bool) -> str | None:
-    """Why the conv layer at ``path`` (PP-LCNet's ConvLayer: ``convolution`` -> BatchNorm2d ``normalization`` ->
+    """Why the conv layer at ``path`` (PP-LCNet's and HGNetV2's ConvLayer: ``convolution`` -> BatchNorm2d ``normalization`` ->
     elementwise ``activation``, and V4's scalar affine ``lab``) does not act on each of its ``width`` output channels
     alone after its convolution (``depthwise``: the convolution too); None where it does."""
     conv, norm, lab = (_attr(module, f"{path}.{part}") for part in ("convolution", "normalization", "lab"))
@@ -897,25 +887,6 @@ def _pp_lcnet_v4_layer(name: str, module: nn.Module) -> _Group | str:
         return reason
     members = _producer(_join(name, "channel_conv1.convolution"), first, width) + _per_channel(_join(name, "channel_conv1.normalization"), _attr(module, "channel_conv1.normalization"), width)
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "channel_conv2.convolution"), second, width))
-
-
-def _light_conv1d(name: str, module: nn.Module, start: str = "linear_start", end: str = "linear_end", activation: str | None = None) -> _Group | str:
-    """Gemma 3n's and Gemma 4's audio light conv: ``end(act(conv_norm(clamp(depthwise_conv1d(glu(start(x)))))))``: the
-    GLU's value and gate halves of start's rows in one order, the depthwise conv's filters, conv_norm's weight (an RMS
-    norm: its mean square is the same in any order) -> end's columns. ``activation`` None: Gemma 3n's fixed silu."""
-    first, last, conv, norm = _attr(module, start), _attr(module, end), getattr(module, "depthwise_conv1d", None), getattr(module, "conv_norm", None)
-    if not (_is_linear(first) and _is_linear(last)):
-        return f"{start} and {end} are not nn.Linear"
-    width = last.in_features
-    if first.out_features != 2 * width or not (isinstance(conv, nn.Conv1d) and _is_depthwise(conv, width)):
-        return f"{start} ({first.out_features} outputs) and depthwise_conv1d do not fit a GLU of {width} channels"
-    if not (type(norm).__name__.endswith("RMSNorm") and set(dict(norm.named_parameters())) == {"weight"} and norm.weight.shape == (width,)):
-        return f"conv_norm is not an RMS norm with a weight over the {width} channels"
-    reason = _not_elementwise(module, activation) if activation is not None else None
-    if reason:
-        return reason
-    members = _halves(_join(name, start), first, width) + _per_channel(_join(name, "depthwise_conv1d"), conv, width) + _per_channel(_join(name, "conv_norm"), norm, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, end), last, width))
 
 
 def _phi4_audio_convolution(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1499,7 +1470,8 @@ def _conformer_convolution(
     over the channels: per channel either way) -> ``act`` -> ``down``. A channel moves with both of its rows in
     ``up``, its filter and bias, its norm parameters (and running statistics) and its column of ``down``; the
     padding mask and the time padding in between act on whole time steps. ``up`` and ``down`` are 1 x 1
-    nn.Conv1d, or nn.Linear over the channels (Granite Speech 5's); ``act`` None: the forward's own silu."""
+    nn.Conv1d, or nn.Linear over the channels (Granite Speech 5's; Gemma 3n's and Gemma 4's audio light conv, whose
+    norm is an RMS norm: its mean square is the same in any order); ``act`` None: the forward's own silu."""
     try:
         up_conv, dw, norm_layer, down_conv = (module.get_submodule(path) for path in (up, depthwise, norm, down))
     except AttributeError as error:
@@ -1514,9 +1486,9 @@ def _conformer_convolution(
         return f"{depthwise} is not a depthwise nn.Conv1d over {width} channels"
     per_channel = (isinstance(norm_layer, nn.BatchNorm1d) and norm_layer.num_features == width) or (
         isinstance(norm_layer, nn.LayerNorm) and tuple(norm_layer.normalized_shape) == (width,)
-    )
+    ) or (type(norm_layer).__name__.endswith("RMSNorm") and set(dict(norm_layer.named_parameters())) == {"weight"} and norm_layer.weight.shape == (width,))
     if not per_channel:
-        return f"{norm} is not a BatchNorm1d or LayerNorm over the {width} channels"
+        return f"{norm} is not a BatchNorm1d, LayerNorm or RMS norm over the {width} channels"
     if act is not None and not _elementwise_activation(getattr(module, act, None)):
         return f"{act} is not a known elementwise activation"
     members = _halves(_join(name, up), up_conv, width)
@@ -2233,6 +2205,8 @@ _LINEAR_FC_MLP = functools.partial(_two_layer_mlp, first="linear_fc1", second="l
 # GLM-4V's patch merger: down_proj(act(gate_proj(h)) * up_proj(h)), h = gelu(post_projection_norm(proj(x)))
 # Granite Speech's encoder: its mid-network CTC branch, out -> softmax over the channels (it permutes with them) -> out_mid
 _GRANITE_SPEECH_MID_CTC = functools.partial(_two_layer_mlp, first="out", second="out_mid", activation=None)
+# Gemma 3n's and Gemma 4's audio light conv: a conformer convolution between two nn.Linear, with an RMS norm (3n: silu fixed)
+_LIGHT_CONV1D = functools.partial(_conformer_convolution, up="linear_start", depthwise="depthwise_conv1d", norm="conv_norm", act=None, down="linear_end")
 _CONV1_CONV2 = functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None)  # two convs, nothing (or the forward's own activation) between
 _LINEAR1_LINEAR2 = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation=None)  # the forward's own activation between
 _GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
@@ -3820,7 +3794,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Gemma3nAudioConformerBlock": (_no_groups, ("ffw_layer_start", "attention", "lconv1d", "ffw_layer_end")),
         "Gemma3nAudioConformerFeedForward": (functools.partial(_two_layer_mlp, first="ffw_layer_1", second="ffw_layer_2", activation=None), ()),
         "Gemma3nAudioConformerAttention": (functools.partial(_attention, groups=1, value="attn.v_proj", output="post", head_dim_attr="attn.head_dim"), ()),
-        "Gemma3nAudioConformerLightConv1d": (_light_conv1d, ()),
+        "Gemma3nAudioConformerLightConv1d": (_LIGHT_CONV1D, ()),
     }),
     # vision towers of vision-language models: values -> output per head (one head per value head but EXAONE 4.5's)
     **_family("internvl.modeling_internvl", {"InternVLVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ())}),
@@ -3979,7 +3953,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             _clipped, layers=("v_proj", "post"), rule=functools.partial(_attention, groups=1, value="v_proj.linear", output="post.linear"),
         ), ()),
         "Gemma4AudioLightConv1d": (functools.partial(
-            _clipped, layers=("linear_start", "linear_end"), rule=functools.partial(_light_conv1d, start="linear_start.linear", end="linear_end.linear", activation="act_fn"),
+            _clipped, layers=("linear_start", "linear_end"), rule=functools.partial(_LIGHT_CONV1D, up="linear_start.linear", down="linear_end.linear", act="act_fn"),
         ), ()),
     }),
     **_family("falcon_h1.modeling_falcon_h1", {  # scalar multipliers on the gate, the MLP's output and the keys

@@ -3160,7 +3160,7 @@ def test_conformer_convolution_with_a_norm_across_channels_stays_in_place() -> N
     report = permute(model)
     assert not [g for g in report.groups if g.kind == "ParakeetEncoderConvolutionModule"]
     (reason,) = [s.reason for s in report.skipped if s.layers == ("layers.0.conv",)]
-    assert reason == "ParakeetEncoderConvolutionModule: norm is not a BatchNorm1d or LayerNorm over the 32 channels"
+    assert reason == "ParakeetEncoderConvolutionModule: norm is not a BatchNorm1d, LayerNorm or RMS norm over the 32 channels"
 
 
 def test_falcon_h1_mixer_with_uneven_scales_on_the_moving_rows_stays_in_place() -> None:
