@@ -14,7 +14,9 @@ along the GEMM *reduction* axis:
 - transformers' fused mixture-of-experts modules (``@use_experts_implementation``, and Llama 4's
   experts: one stacked parameter per projection, ``gate_up_proj`` (or ``up_proj``) and
   ``down_proj``), expert by expert: ``[experts, out, in]`` along ``in`` (dim 2); with
-  ``is_transposed`` (and Llama 4) ``[experts, in, out]`` along dim 1.
+  ``is_transposed`` (and Llama 4) ``[experts, in, out]`` along dim 1. JetMoE's parallel experts
+  (``JetMoeParallelExperts``: one ``weight [experts, out, in]`` per module, an ``F.linear`` per
+  expert) the same, along dim 2.
 
 In an ONNX graph (TensorRT's view, as in Polygraphy's ``sparse`` tool) the same rule reads:
 
@@ -47,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "conv1d_output_length", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_llama4_experts", "is_transformers_conv1d", "onnx_weight_axis"]
+__all__ = ["ATEN_WEIGHT_OPERANDS", "Axis", "GemmWeight", "conv1d_output_length", "from_gemm_groups", "from_gemm_matrix", "gemm_axes", "gemm_columns", "gemm_groups", "gemm_matrix", "gemm_weights", "is_fused_experts", "is_llama4_experts", "is_parallel_experts", "is_stacked_experts", "is_transformers_conv1d", "onnx_weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,23 @@ def is_llama4_experts(module: nn.Module) -> bool:
     return cls.__name__ == "Llama4TextExperts" and cls.__module__.startswith("transformers.")
 
 
+def is_parallel_experts(module: nn.Module) -> bool:
+    """JetMoE's ``JetMoeParallelExperts`` (its feed-forward's and its attention's experts): one ``weight [experts,
+    out, in]``, called as ``(rows [n, in], expert_size)`` with the rows grouped by expert, ``expert_size[e]`` of
+    them expert ``e``'s, and computing ``F.linear(rows_e, weight[e])`` for each."""
+    cls = type(module)
+    if cls.__name__ != "JetMoeParallelExperts" or not cls.__module__.startswith("transformers."):
+        return False
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, Tensor) and weight.dim() == 3 and weight.shape[0] == getattr(module, "num_experts", None)
+
+
+def is_stacked_experts(module: nn.Module) -> bool:
+    """A module whose GEMM weights are stacked per expert (``[experts, ...]``, a part per expert): fused experts
+    (:func:`is_fused_experts`) or JetMoE's parallel experts (:func:`is_parallel_experts`)."""
+    return is_fused_experts(module) or is_parallel_experts(module)
+
+
 def _experts_axes(module: nn.Module) -> dict[str, Axis]:
     if is_llama4_experts(module):
         axis, names = _TRANSPOSED_EXPERTS, ("gate_up_proj", "down_proj")
@@ -140,6 +159,8 @@ def gemm_axes(module: nn.Module) -> dict[str, Axis]:
         return {"weight": _TRANSPOSED_LINEAR}
     if is_fused_experts(module):
         return _experts_axes(module)
+    if is_parallel_experts(module):
+        return {"weight": _EXPERTS}
     return {}
 
 
@@ -203,7 +224,7 @@ def onnx_weight_axis(op_type: str, input_index: int, rank: int, *, trans_a: bool
 
 
 def _is_experts(weight: GemmWeight) -> bool:
-    return weight.axis in (_EXPERTS, _TRANSPOSED_EXPERTS)  # only fused experts' weights are 3-D ones with these axes
+    return weight.axis in (_EXPERTS, _TRANSPOSED_EXPERTS)  # only stacked experts' weights are 3-D ones with these axes
 
 
 def _parts(weight: GemmWeight) -> int:
@@ -316,7 +337,8 @@ def gemm_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor]:
     """The layer's GEMM input columns, one ``[tokens, d]`` per part of :func:`gemm_matrix`, in its column order.
 
     ``inputs`` are the module's forward inputs (MultiheadAttention: query, key, value; fused experts:
-    the hidden states and the routing's expert indices). The parts of a call have the same number
+    the hidden states and the routing's expert indices; JetMoE's parallel experts: the rows grouped by
+    expert and ``expert_size``). The parts of a call have the same number
     of tokens, except ``in_proj_weight``'s when the query's length differs from the key's and
     value's (cross-attention, an attention-pooling probe), and the experts' (each its own tokens).
     """
@@ -354,9 +376,13 @@ def _expert_columns(weight: GemmWeight, inputs: Sequence[Tensor]) -> list[Tensor
     hidden states (``down_proj``, recomputed from the module's weights as its forward does).
 
     ``inputs``: the hidden states ``[tokens, d]`` and the expert indices ``[tokens, k]``; for Llama 4's
-    experts, ``[experts * tokens, d]`` alone (every expert's rows, 0 where not routed).
+    experts, ``[experts * tokens, d]`` alone (every expert's rows, 0 where not routed); for JetMoE's
+    parallel experts, the rows ``[n, d]`` grouped by expert and each expert's number of rows.
     """
     module = weight.module
+    if is_parallel_experts(module):
+        sizes = inputs[1].tolist() if isinstance(inputs[1], Tensor) else list(inputs[1])
+        return list(inputs[0].reshape(-1, inputs[0].shape[-1]).split(sizes))
     llama4 = is_llama4_experts(module)
     hidden = inputs[0].reshape(-1, inputs[0].shape[-1])
     if llama4:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import dist
-from .axes import GemmWeight, conv1d_output_length, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts, is_llama4_experts
+from .axes import GemmWeight, conv1d_output_length, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts, is_llama4_experts, is_parallel_experts, is_stacked_experts
 from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
@@ -173,11 +173,14 @@ class Padding:
         return self._mask(shapes[0], device).flatten()
 
     def rows(self, x: Tensor) -> Tensor:
-        """``x`` without the padded rows when it is ``[batch, length, ...]`` of one of the current masks' shapes, else ``x``."""
+        """``x`` without the padded rows when it is ``[batch, length, ...]`` of one of the current masks' shapes, or
+        ``[batch * length, d]`` of exactly one (the hidden states an MoE block flattens for its shared expert and
+        router: Qwen2-MoE's), else ``x``."""
         shape = tuple(x.shape[:2])
-        if x.dim() < 3 or shape not in self.masks:
-            return x
-        return x[self._mask(shape, x.device)]
+        if x.dim() >= 3 and shape in self.masks:
+            return x[self._mask(shape, x.device)]
+        keep = self.flat_rows(x.shape[0], x.device) if x.dim() == 2 else None
+        return x if keep is None else x[keep]
 
     def _mask(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
         """The current mask of ``shape`` on ``device`` (kept there), counted in the totals once per batch."""
@@ -239,7 +242,7 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     unseen = diagonal.sum(1) == 0
     if not bool(unseen.any()):
         return unseen
-    experts = is_fused_experts(weight.module)
+    experts = is_stacked_experts(weight.module)
     current = _record.get()
     if current is not None:
         (current.unseen if experts else current.zero)[weight.name] = (int(unseen.sum()), unseen.numel())
@@ -264,6 +267,8 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
     by_module: dict[int, list[tuple[GemmWeight, int]]] = {}
     for weight, key in zip(weights, keys):
         by_module.setdefault(id(weight.module), []).append((weight, key))
+    routers = _parallel_experts_routers(model, weights)  # JetMoE's experts module -> its block's router
+    routing: dict[int, tuple[int, Tensor]] = {}  # a router's last call: its number of tokens, each routed row's token
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         inputs, tokens, keep = list(args), None, None
@@ -272,6 +277,9 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
                 inputs.append(kwargs[name])
         elif is_fused_experts(module):
             inputs, tokens = _routed(module, args, kwargs, padding)
+        elif is_parallel_experts(module):
+            router = routers.get(id(module))
+            inputs, tokens = _grouped_rows(module, args, kwargs, padding, None if router is None else routing.get(id(router)))
         elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
             inputs[0] = padding.rows(inputs[0])
         elif padding is not None and inputs and isinstance(inputs[0], Tensor):
@@ -289,6 +297,8 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
             counts[key] += parts[0].shape[0] if tokens is None else tokens  # the query's tokens where in_proj's parts differ
 
     handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
+    for router in {id(r): r for r in routers.values()}.values():  # its outputs: (sorted slots, batch_index, gates, expert_size, logits)
+        handles.append(router.register_forward_hook(lambda m, args, out: routing.__setitem__(id(m), (args[0].shape[0], out[1]))))
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
     # recompute the attention output before the projection from the MHA's own inputs.
     for attention in _attention_owners(model, weights):
@@ -318,6 +328,36 @@ def _routed(module: nn.Module, args: tuple, kwargs: dict, padding: Padding | Non
     if keep is not None:
         inputs = [x[keep] for x in inputs]
     return inputs, inputs[0].shape[0]
+
+
+def _parallel_experts_routers(model: nn.Module, weights: Sequence[GemmWeight]) -> dict[int, nn.Module]:
+    """For each JetMoE parallel experts module among ``weights``: the router of the block in ``model`` that holds it
+    (its ``router``, a ``JetMoeTopKGating``), whose ``batch_index`` says which token each of the experts' rows is."""
+    wanted = {id(w.module) for w in weights if is_parallel_experts(w.module)}
+    found = {}
+    for block in model.modules() if wanted else ():
+        router = getattr(block, "router", None)
+        if type(router).__name__ == "JetMoeTopKGating":
+            found |= {id(child): router for child in block.children() if id(child) in wanted}
+    return found
+
+
+def _grouped_rows(module: nn.Module, args: tuple, kwargs: dict, padding: Padding | None, routing: tuple[int, Tensor] | None) -> tuple[list[Tensor], int]:
+    """A JetMoE parallel experts call as :func:`sparse24.axes.gemm_columns` takes it, ``[rows [n, d], each expert's
+    number of rows]``, without ``padding``'s padded tokens' rows, and its number of tokens. ``routing``: its router's
+    last call (the number of tokens, and ``batch_index``: each row's token); without it the rows stay and count as
+    tokens."""
+    rows, sizes = inspect.signature(module.forward).bind(*args, **kwargs).arguments.values()
+    sizes = sizes.tolist() if isinstance(sizes, Tensor) else list(sizes)
+    if routing is None or routing[1].shape[0] != rows.shape[0]:
+        return [rows, sizes], rows.shape[0]
+    tokens, batch_index = routing
+    keep = padding.flat_rows(tokens, rows.device) if padding is not None else None
+    if keep is None:
+        return [rows, sizes], tokens
+    kept = keep[batch_index.to(rows.device)]
+    sizes = [int(part.sum()) for part in kept.split(sizes)]
+    return [rows[kept], sizes], int(keep.sum())
 
 
 def _attention_owners(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.MultiheadAttention]:

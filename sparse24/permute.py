@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from . import dist, interrupts, source
-from .axes import gemm_axes, is_fused_experts, is_llama4_experts
+from .axes import gemm_axes, is_fused_experts, is_llama4_experts, is_parallel_experts
 from .calibrate import no_kv_cache
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
@@ -1000,11 +1000,44 @@ def _scalar_quantizer(name: str, module: nn.Module) -> str:
     return "project_in's outputs are each quantized to their own number of levels: they keep their order"
 
 
-def _jetmoe_attention(name: str, module: nn.Module) -> str:
-    """JetMoE's mixture of attention heads: each routed expert's input_linear makes the queries and its output_linear
-    reads the heads' outputs; kv_proj's keys and values are shared by the experts. Those experts are
-    JetMoeParallelExperts, stacked weights sparse24 does not prune, so kv_proj's value channels have no 2:4 consumer."""
-    return "kv_proj's values are read only by the attention experts' output_linear (JetMoeParallelExperts, not pruned by sparse24): no 2:4 consumer"
+def _jetmoe_attention(name: str, module: nn.Module) -> _Group | str:
+    """JetMoE's mixture of attention heads: kv_proj's ``[keys; values]``, ``num_key_value_heads`` heads of
+    ``kv_channels`` each, are shared by the routed experts; each expert's ``input_linear`` makes its queries for
+    those heads and its ``output_linear`` reads the heads' outputs in kv_proj's head order, the same for every
+    expert. One permutation of each head's value channels: kv_proj's value rows and every expert's output_linear
+    columns (the queries and keys, rotated, keep their order)."""
+    kv, experts = getattr(module, "kv_proj", None), getattr(module, "experts", None)
+    out = getattr(experts, "output_linear", None)
+    if not (_is_linear(kv) and is_parallel_experts(out)):
+        return "kv_proj is not nn.Linear or experts.output_linear is not JetMoeParallelExperts"
+    heads, size = module.num_key_value_heads, module.head_dim
+    if kv.out_features != 2 * heads * size or out.weight.shape[2] != heads * size:
+        return f"kv_proj's {kv.out_features} outputs or output_linear's {out.weight.shape[2]} inputs are not {heads} heads of {size}"
+    blocks, cols = torch.arange(heads), gemm_axes(out)["weight"].reduction - 1  # the dim in one expert's slice
+    members = _producer(_join(name, "kv_proj"), kv, size, blocks, offset=heads * size)
+    members += [_Member(_join(name, "experts.output_linear"), out, "weight", cols, blocks, "consumer", expert=e) for e in range(out.weight.shape[0])]
+    return _Group(type(module).__name__, size, heads, members)
+
+
+def _jetmoe_moe(name: str, module: nn.Module) -> _Group | str:
+    """JetMoE's feed-forward experts: per expert ``e``, ``output_linear.weight[e] @ (activation(a) * b)`` with ``a, b``
+    the two halves of ``input_linear.weight[e] @ x``. Every expert is its own gated MLP: one permutation of its
+    intermediate channels per expert, of both halves' rows and its output_linear columns."""
+    up, down = getattr(module, "input_linear", None), getattr(module, "output_linear", None)
+    if not (is_parallel_experts(up) and is_parallel_experts(down)):
+        return "input_linear and output_linear are not JetMoeParallelExperts"
+    if (refused := _not_elementwise(module, "activation")) is not None:
+        return refused
+    rows, cols = gemm_axes(up)["weight"].output - 1, gemm_axes(down)["weight"].reduction - 1  # the dims in one expert's slice
+    width, experts = down.weight.shape[1 + cols], down.weight.shape[0]
+    if up.weight.shape[1 + rows] != 2 * width or up.weight.shape[0] != experts:
+        return f"input_linear's {up.weight.shape[1 + rows]} outputs are not the two halves of output_linear's {width} inputs, for each of {experts} experts"
+    members = []
+    for e in range(experts):
+        which = torch.tensor([e])
+        members += [_Member(_join(name, "input_linear"), up, "weight", rows, which, "producer", offset, expert=e) for offset in (0, width)]
+        members.append(_Member(_join(name, "output_linear"), down, "weight", cols, which, "consumer", expert=e))
+    return _Group(type(module).__name__, width, experts, members)
 
 
 def _heads_one_order_attention(name: str, module: nn.Module) -> _Group | str:
@@ -3469,7 +3502,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Xcodec2Decoder": (functools.partial(_two_layer_mlp, first="fc", second="embed", activation=None), ("prior_net", "layers", "post_net")),
         "Xcodec2Quantizer": (_scalar_quantizer, ()),
     }),
-    **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ())}),  # its experts (JetMoeParallelExperts) stay dense
+    **_family("jetmoe.modeling_jetmoe", {"JetMoeAttention": (_jetmoe_attention, ()), "JetMoeMoE": (_jetmoe_moe, ())}),
     **_family("kimi_linear.modeling_kimi_linear", {  # its full-attention layers DeepSeek-V3's latent attention; the forget gate's bottleneck f_a_proj -> f_b_proj
         "KimiLinearAttention": (_mla_attention, ()), "KimiLinearDeltaAttention": (_kimi_delta_attention, ("forget_gate",)),
         "KimiLinearForgetGate": (functools.partial(_two_layer_mlp, first="f_a_proj", second="f_b_proj", activation=None), ()),

@@ -176,9 +176,9 @@ def _computed_note(model: nn.Module) -> str | None:
 
 def _experts_note(model: nn.Module) -> str | None:
     """The report's line on stacked mixture-of-experts weights (one ``[experts, ...]`` parameter per projection,
-    used a slice per expert) of a module without transformers' ``use_experts_implementation`` contract (those
-    are pruned, :func:`sparse24.axes.is_fused_experts`), which sparsify leaves dense: they are often most of the
-    model, so the report says so rather than count only the layers it knows."""
+    used a slice per expert) of a module sparse24 has no layout for (transformers' ``use_experts_implementation``
+    modules and JetMoE's parallel experts are pruned: :func:`sparse24.axes.is_stacked_experts`), which sparsify
+    leaves dense: they are often most of the model, so the report says so rather than count only the layers it knows."""
     found = [
         (f"{module_name}.{name}" if module_name else name, param)
         for module_name, module in model.named_modules()
@@ -195,8 +195,8 @@ def _experts_note(model: nn.Module) -> str | None:
     return (
         f"left dense: {len(found)} fused mixture-of-experts weight(s), {held:,} of {total:,} model parameters "
         f"({held / total:.1%}), stacked [experts, ...] tensors that sparse24 does not prune (it prunes nn.Linear, "
-        f"convolutions, transformers Conv1D, MultiheadAttention and the experts of transformers' use_experts_implementation "
-        f"modules, whose layout that decorator states): {listed}{more}"
+        f"convolutions, transformers Conv1D, MultiheadAttention, the experts of transformers' use_experts_implementation "
+        f"modules, whose layout that decorator states, and JetMoE's parallel experts): {listed}{more}"
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights, is_fused_experts
+from sparse24.axes import ATEN_WEIGHT_OPERANDS, gemm_weights, is_stacked_experts
 from sparse24.dist import unwrap
 from sparse24.enforce import masked_gemm_weights, masked_weights, strip
 from sparse24.errors import Sparse24Error, SparsityError, first_line
@@ -661,9 +661,10 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
 
 
 def _fused_experts(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
-    """The :class:`sparse24.axes.GemmWeight` of each name in ``names`` that is a fused mixture-of-experts weight."""
+    """The :class:`sparse24.axes.GemmWeight` of each name in ``names`` that is a stacked mixture-of-experts weight
+    (fused experts, JetMoE's parallel experts)."""
     wanted = set(names)
-    return {w.name: w for w in gemm_weights(model) if w.name in wanted and is_fused_experts(w.module)}
+    return {w.name: w for w in gemm_weights(model) if w.name in wanted and is_stacked_experts(w.module)}
 
 
 def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> list[str]:

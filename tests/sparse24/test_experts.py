@@ -1,4 +1,5 @@
-"""Fused mixture-of-experts weights (transformers' ``@use_experts_implementation`` modules): 2:4 per expert."""
+"""Stacked mixture-of-experts weights (transformers' ``@use_experts_implementation`` modules, Llama 4's and JetMoE's
+experts): 2:4 per expert."""
 
 from __future__ import annotations
 
@@ -147,9 +148,16 @@ def test_transposed_experts_with_biases_and_their_own_gate_are_calibrated_on_the
     _close(hessians[id(down.param)].sum(0), total)
 
 
+_STACKED = {  # the stacked experts weights of each build, all [experts, out, in]
+    "qwen3_moe": [f"model.layers.{layer}.mlp.experts.{name}" for layer in range(2) for name in ("gate_up_proj", "down_proj")],
+    "jetmoe": [f"model.layers.{layer}.{block}.{name}.weight" for layer in range(2) for block in ("mlp", "self_attention.experts") for name in ("input_linear", "output_linear")],
+}
+
+
+@pytest.mark.parametrize("build", ["qwen3_moe", "jetmoe"])
 @pytest.mark.parametrize("method", ["magnitude", "taylor", "wanda", "sparsegpt"])
-def test_every_method_prunes_the_experts(method: str) -> None:
-    model = qwen3_moe()
+def test_every_method_prunes_the_experts(method: str, build: str) -> None:
+    model = _BUILDS[build]()
     data = batches()
     options = {}
     if method != "magnitude":
@@ -159,10 +167,10 @@ def test_every_method_prunes_the_experts(method: str) -> None:
     before = copy.deepcopy(model)
     report = sparse24.sparsify(model, method, policy="any", sequential=method == "sparsegpt", progress=False, **options)
     pruned = {layer.name for layer in report.sparse_layers}
-    for e, module in enumerate(_experts(model)):
-        for name in ("gate_up_proj", "down_proj"):
-            assert f"model.layers.{e}.mlp.experts.{name}" in pruned
-            assert is_two_four(getattr(module, name).detach(), 2)
+    assert set(_STACKED[build]) <= pruned
+    assert not any(".gate." in name or ".router." in name for name in pruned)  # the routers pick the experts
+    for name in _STACKED[build]:
+        assert is_two_four(model.get_parameter(name).detach(), 2)
     assert not any("mixture-of-experts" in note for note in report.notes)
     sparse24.verify(model)
     if method == "sparsegpt":  # it updates the kept weights, and the output moves less than magnitude's
@@ -201,8 +209,9 @@ def test_an_expert_no_token_reached_gets_magnitudes_mask(caplog) -> None:
                         assert torch.equal(weight[e] != 0, expected[e] != 0), (method, name, e)
 
 
-def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path) -> None:
-    model = qwen3_moe()
+@pytest.mark.parametrize(("build", "stored"), [("qwen3_moe", "model.layers.0.mlp.experts.gate_up_proj"), ("jetmoe", "model.layers.0.mlp.output_linear.weight")])
+def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path, build: str, stored: str) -> None:
+    model = _BUILDS[build]()
     sparse24.sparsify(model, "magnitude", policy="any", progress=False)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -213,12 +222,11 @@ def test_training_keeps_the_experts_2_4_and_they_save_and_load(tmp_path) -> None
         optimizer.zero_grad()
     sparse24.verify(model)
     sparse24.save(model, tmp_path / "moe.safetensors")
-    fresh = qwen3_moe()
+    fresh = _BUILDS[build]()
     sparse24.load(fresh, tmp_path / "moe.safetensors")
     sparse24.verify(fresh)
-    assert torch.equal(_experts(fresh)[0].down_proj, _experts(model)[0].down_proj)
-    stored = sparse24.verify_file(tmp_path / "moe.safetensors")
-    assert "model.layers.0.mlp.experts.gate_up_proj" in {layer.name for layer in stored.sparse_layers}
+    assert torch.equal(fresh.get_parameter(stored), model.get_parameter(stored))
+    assert stored in {layer.name for layer in sparse24.verify_file(tmp_path / "moe.safetensors").sparse_layers}
 
 
 def test_the_runtime_says_it_leaves_the_experts_alone() -> None:
@@ -393,18 +401,29 @@ def test_a_module_is_fused_experts_only_with_the_decorators_flags() -> None:
     assert set(gemm_axes(module)) == {"gate_up_proj"}
 
 
-@pytest.mark.parametrize("build", ["qwen3_moe", "llama4"])
+def _qwen2_moe() -> nn.Module:  # a shared expert and its gate beside the routed experts
+    torch.manual_seed(0)
+    config = transformers.Qwen2MoeConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32, max_position_embeddings=64,
+    )
+    return transformers.Qwen2MoeForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("build", ["qwen3_moe", "qwen2_moe", "llama4", "jetmoe"])
 def test_padding_is_left_out_of_the_experts_statistics(build: str) -> None:
     """An MoE block hands its experts the hidden states flattened to [batch * length, d] (Llama 4: one such
-    block per expert): the padded positions of a right-padded batch are left out there too, so the experts'
-    Hessians are those of the same sequences unpadded."""
-    model = qwen3_moe() if build == "qwen3_moe" else _llama4()
+    block per expert; JetMoE: each routed token's row, grouped by expert, its router saying whose), and its
+    router and shared expert (Qwen2-MoE's) the same flattened rows: the padded positions of a right-padded batch
+    are left out there too, so every layer's Hessian is that of the same sequences unpadded."""
+    model = _BUILDS[build]()
     generator = torch.Generator().manual_seed(2)
     long, short = torch.randint(0, VOCAB, (12,), generator=generator), torch.randint(0, VOCAB, (7,), generator=generator)
     padded = {"input_ids": torch.stack([long, torch.cat([short, torch.zeros(5, dtype=torch.long)])]),
               "attention_mask": torch.tensor([[1] * 12, [1] * 7 + [0] * 5])}
     alone = [{"input_ids": long[None]}, {"input_ids": short[None]}]
-    weights = [w for w in gemm_weights(model) if ".experts." in w.name]
+    weights = gemm_weights(model)
+    assert {"qwen2_moe": "shared_expert.down_proj", "jetmoe": "mlp.router.layer"}.get(build, "experts") in " ".join(w.name for w in weights)
     with_pads, count = gather(model, weights, "hessian", [padded], progress=False)
     without, count_alone = gather(model, weights, "hessian", alone, progress=False)
     for weight in weights:
@@ -500,3 +519,91 @@ def test_an_moe_router_stays_dense_unless_include_names_it() -> None:
 
     report = sparse24.sparsify(nn.Sequential(Block()), progress=False, policy="any")
     assert [layer.name for layer in report.sparse_layers] == ["0.proj.weight"]
+
+
+def _jetmoe(experts: int = 4) -> nn.Module:
+    torch.manual_seed(0)
+    config = transformers.JetMoeConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_key_value_heads=2, kv_channels=8,
+        num_local_experts=experts, num_experts_per_tok=2, max_position_embeddings=64,
+    )
+    return transformers.JetMoeForCausalLM(config).eval()
+
+
+def _parallel_experts(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if type(m).__name__ == "JetMoeParallelExperts"]
+
+
+def test_jetmoe_experts_are_calibrated_on_the_rows_each_expert_multiplies() -> None:
+    """JetMoeParallelExperts (JetMoE's feed-forward and attention experts) is no use_experts_implementation class: one
+    weight [experts, out, in], called with the routed tokens' rows grouped by expert and each expert's number of rows,
+    an F.linear per expert. Each expert's statistics are those of the rows its F.linear gets."""
+    model = _jetmoe()
+    modules = _parallel_experts(model)
+    assert len(modules) == 8  # 2 layers x (attention, feed-forward) x (input_linear, output_linear)
+    for module in modules:
+        assert gemm_axes(module) == {"weight": Axis(reduction=2, output=1)}
+        weight = GemmWeight("", module, "weight", Axis(reduction=2, output=1))
+        assert torch.equal(gemm_matrix(weight), module.weight)  # expert e's slice as F.linear takes it
+    data = batches(2)
+    seen: dict[int, list[list[torch.Tensor]]] = {id(m): [[] for _ in range(m.num_experts)] for m in modules}
+    linear = torch.nn.functional.linear
+
+    def spy(x, weight, bias=None):
+        for module in modules:
+            for e in range(module.num_experts):
+                if weight.data_ptr() == module.weight[e].data_ptr() and weight.shape == module.weight[e].shape:
+                    seen[id(module)][e].append(x.detach())
+        return linear(x, weight, bias)
+
+    torch.nn.functional.linear = spy
+    try:
+        with torch.no_grad():
+            for batch in data:
+                model(**batch)
+    finally:
+        torch.nn.functional.linear = linear
+    weights = [w for w in gemm_weights(model) if w.module in modules]
+    assert len(weights) == 8
+    hessians, counts = gather(model, weights, "hessian", data, progress=False)
+    norms, _ = gather(model, weights, "norms", data, progress=False)
+    for weight in weights:
+        for e in range(weight.module.num_experts):
+            x = torch.cat(seen[id(weight.module)][e]).float()
+            if x.shape[0] == 0:
+                assert not hessians[id(weight.param)][e].any()
+                continue
+            _close(hessians[id(weight.param)][e], x.T @ x)
+            _close(norms[id(weight.param)][e], x.square().sum(0))
+        assert counts[id(weight.param)] == 2 * 12 * 2  # every token of every batch
+
+
+def test_a_jetmoe_expert_no_token_reached_gets_magnitudes_mask() -> None:
+    model = _jetmoe(experts=8)
+    one_token = [{"input_ids": torch.tensor([[3]])}]  # 2 of 8 experts per block see it
+    modules = _parallel_experts(model)
+    routed: dict[int, set[int]] = {}
+
+    def note(module: nn.Module, args: tuple) -> None:  # args: (rows, expert_size)
+        routed[id(module)] = {e for e, n in enumerate(args[1]) if n}
+
+    handles = [m.register_forward_pre_hook(note) for m in modules]
+    with torch.no_grad():
+        model(**one_token[0])
+    for handle in handles:
+        handle.remove()
+    assert [len(routed[id(m)]) for m in modules] == [2] * 8
+    magnitude = copy.deepcopy(model)
+    sparse24.sparsify(magnitude, "magnitude", policy="any", progress=False)
+    report = sparse24.sparsify(model, "sparsegpt", data=one_token, policy="any", progress=False)
+    (note,) = [n for n in report.notes if "no calibration input" in n]
+    assert "model.layers.0.mlp.input_linear.weight 6 of 8" in note and "model.layers.1.self_attention.experts.output_linear.weight 6 of 8" in note
+    for module, reference in zip(modules, _parallel_experts(magnitude)):
+        weight, expected = module.weight.detach(), reference.weight.detach()
+        for e in range(8):
+            assert int(weight[e].count_nonzero()) == weight[e].numel() // 2  # never wiped
+            if e not in routed[id(module)]:
+                assert torch.equal(weight[e] != 0, expected[e] != 0)
+
+
+_BUILDS = {"qwen3_moe": qwen3_moe, "qwen2_moe": _qwen2_moe, "llama4": _llama4, "jetmoe": _jetmoe}

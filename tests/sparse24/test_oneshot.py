@@ -881,7 +881,8 @@ def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
     padding = Padding(nn.Linear(4, 4))
     padding.batch(text)
     assert torch.equal(padding.rows(x), x[mask.bool()])
-    for other in (x[:, :2], x.reshape(6, 4)):  # other shapes: every row
+    assert torch.equal(padding.rows(x.reshape(6, 4)), x[mask.bool()])  # flattened [batch * length, d] (an MoE block's shared expert)
+    for other in (x[:, :2], x.reshape(6, 4)[:5], x.reshape(3, 2, 4)):  # other shapes: every row
         assert padding.rows(other) is other
     assert (padding.left_out, padding.seen) == (3, 6)  # counted once per batch
     for batch in (

@@ -1039,6 +1039,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "gemma3": lambda: (transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**lm, num_key_value_heads=2, head_dim=16)), ids),
         "mixtral": lambda: (transformers.MixtralForCausalLM(transformers.MixtralConfig(**lm, num_key_value_heads=2, num_local_experts=2, num_experts_per_tok=1)), ids),
         "qwen3_moe": lambda: (transformers.Qwen3MoeForCausalLM(transformers.Qwen3MoeConfig(**lm, num_key_value_heads=2, head_dim=16, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=32)), ids),
+        # JetMoE: its experts (feed-forward and attention) are JetMoeParallelExperts, 2 of 4 per token
+        "jetmoe": lambda: (transformers.JetMoeForCausalLM(transformers.JetMoeConfig(**lm, num_key_value_heads=2, kv_channels=16, num_local_experts=4, num_experts_per_tok=2)), ids),
         "phi": lambda: (transformers.PhiForCausalLM(transformers.PhiConfig(**lm)), ids),
         "gptj": lambda: (transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=64, n_embd=64, n_layer=1, n_head=4, rotary_dim=8, bos_token_id=0, eos_token_id=1)), ids),
         "gpt_neox": lambda: (transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**lm)), ids),
@@ -2412,6 +2414,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("gemma3", ["Gemma3Attention", "Gemma3MLP"]),
         ("mixtral", ["MixtralAttention", "MixtralExperts"]),  # the fused experts: one order per expert
         ("qwen3_moe", ["Qwen3MoeAttention", "Qwen3MoeExperts"]),
+        ("jetmoe", ["JetMoeAttention", "JetMoeMoE"]),  # kv_proj's values -> every attention expert's output_linear; each feed-forward expert's own order
         ("phi", ["PhiAttention", "PhiMLP"]),
         ("gptj", ["GPTJAttention", "GPTJMLP"]),
         ("gpt_neox", ["GPTNeoXAttention", "GPTNeoXMLP"]),  # query_key_value: each head's q, k, v rows in turn
@@ -3034,7 +3037,7 @@ def test_multimodal_projectors_permute_and_compute_the_same_function(family: str
     assert _assert_every_group_reaches_the_outputs(reference, batch, report, ["last_hidden_state"]) == []
 
 
-@pytest.mark.parametrize("name", ["deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "codegen", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
+@pytest.mark.parametrize("name", ["jetmoe", "deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "codegen", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
 def test_family_rules_report_indices_that_reproduce_every_tensor(name: str) -> None:
     """The rules with slices of a tensor (MLA's latent rows and per-head values, a fused qkv's value heads): the report's
     indices move scores computed before the permutation exactly as the permutation moved the tensors."""
@@ -3641,18 +3644,12 @@ def test_a_model_with_random_outputs_is_told_apart_from_a_wrong_permutation() ->
     assert sorted(g.kind for g in report.groups) == ["ViTMAEAttention", "ViTMAEMLP"]
 
 
-def test_jetmoe_attention_values_have_no_pruned_consumer() -> None:
-    """JetMoE's mixture of attention heads: kv_proj's values are read only by the attention experts' output_linear,
-    stacked JetMoeParallelExperts weights that sparse24 does not prune (were they pruned, this rule would have to
-    move their columns): the attention is ruled with that reason, and permute moves nothing."""
-    transformers = pytest.importorskip("transformers")
-    from sparse24.axes import gemm_weights
-
-    model = _causal_lm(transformers, "jetmoe", num_key_value_heads=2, kv_channels=16, num_local_experts=4, num_experts_per_tok=2)
-    assert [w.name for w in gemm_weights(model) if "self_attention" in w.name] == ["model.layers.0.self_attention.experts.router.layer.weight", "model.layers.0.self_attention.kv_proj.weight"]
-    before = copy.deepcopy(model.state_dict())
-    report = permute(model)
-    assert not report.groups
-    (reason,) = [s.reason for s in report.skipped if s.layers == ("model.layers.0.self_attention",)]
-    assert reason.startswith("JetMoeAttention: kv_proj's values are read only by the attention experts' output_linear")
-    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+def test_jetmoe_attention_queries_stay_and_its_routers_are_routers() -> None:
+    """JetMoE's attention experts' input_linear makes the queries (rotated with kv_proj's keys): it is in no group, and
+    neither router is reported as missing a rule."""
+    model, _ = _family_model("jetmoe")
+    reasons = {s.layers: s.reason for s in permute(model).skipped}
+    assert reasons[("model.layers.0.self_attention.experts.input_linear",)].startswith("in no permutable group: its input comes from")
+    for router in ("model.layers.0.self_attention.experts.router.layer", "model.layers.0.mlp.router.layer"):
+        assert reasons[(router,)] == "in no permutable group: a mixture-of-experts router (its outputs score the experts)"
+    assert not any("has no permutation rule" in reason for reason in reasons.values())
