@@ -940,6 +940,135 @@ def _returned_latents(name: str, module: nn.Module) -> str:
     return "in_proj's latents are returned (projected_latents) and read by the codebook lookup: they keep their order"
 
 
+def _vits_attention(name: str, module: nn.Module) -> _Group | str:
+    """VITS's (MMS-TTS's) text encoder attention: with a window, emb_rel_v ``[1, 2 * window + 1, head_dim]`` adds to
+    every head's output channel by channel, so the values take one order of head_dim channels for every head: v_proj's
+    rows, out_proj's columns and emb_rel_v's channels (the queries and keys, with emb_rel_k, keep theirs)."""
+    group = _OUT_PROJ_ATTENTION(name, module)
+    if isinstance(group, str) or not getattr(module, "window_size", None):
+        return group
+    if module.emb_rel_v.shape[-1] != group.block:
+        return f"emb_rel_v's {module.emb_rel_v.shape[-1]} channels are not a head's {group.block}"
+    members = [replace(m, blocks=torch.zeros_like(m.blocks)) for m in group.members]
+    members.append(_Member(name, module, "emb_rel_v", 2, torch.zeros(1, dtype=torch.long), "per-channel"))
+    return _Group(group.kind, group.block, 1, members)
+
+
+def _is_plain_conv1d(module: object) -> bool:
+    return isinstance(module, nn.Conv1d) and module.groups == 1
+
+
+def _vits_duration_predictor(name: str, module: nn.Module) -> list[_Group | str]:
+    """VITS's deterministic duration predictor: conv_1 -> ReLU -> norm_1 -> conv_2 -> ReLU -> norm_2 -> proj (the
+    forward's own ReLUs; LayerNorms over the channels): conv_1's rows, norm_1 -> conv_2's columns, and conv_2's rows,
+    norm_2 -> proj's columns."""
+    groups: list[_Group | str] = []
+    for first, norm, second in (("conv_1", "norm_1", "conv_2"), ("conv_2", "norm_2", "proj")):
+        up, layer_norm, down = (_attr(module, attr) for attr in (first, norm, second))
+        if not (_is_plain_conv1d(up) and _is_plain_conv1d(down) and type(layer_norm) is nn.LayerNorm):
+            groups.append(f"{first}, {norm} and {second} are not an ungrouped Conv1d, an nn.LayerNorm and an ungrouped Conv1d")
+            continue
+        width = up.out_channels
+        if layer_norm.normalized_shape != (width,) or down.in_channels != width:
+            groups.append(f"{first}'s {width} outputs are not {norm}'s and {second}'s channels")
+            continue
+        members = _producer(_join(name, first), up, width) + _per_channel(_join(name, norm), layer_norm, width) + _consumer(_join(name, second), down, width)
+        groups.append(_Group(type(module).__name__, width, 1, members))
+    return groups
+
+
+def _vits_wavenet(name: str, module: nn.Module) -> list[_Group | str]:
+    """VITS's WaveNet, layer by layer: in_layers[i] gives a tanh half and a sigmoid half of hidden_size channels each
+    (cond_layer's rows for layer i added, where a speaker embedding conditions it), whose product res_skip_layers[i]
+    reads: both halves' rows in one order -> res_skip_layers[i]'s columns. Its input, residual stream and skip sum are
+    its parent's groups (:func:`_vits_wavenet_streams`). Its convs are weight-normed as built: remove the norm first."""
+    hidden, cond = module.hidden_size, getattr(module, "cond_layer", None)
+    groups: list[_Group | str] = []
+    for i, (gated, res_skip) in enumerate(zip(module.in_layers, module.res_skip_layers)):
+        if not (_is_plain_conv1d(gated) and _is_plain_conv1d(res_skip) and gated.out_channels == 2 * hidden and res_skip.in_channels == hidden):
+            groups.append(f"in_layers.{i} and res_skip_layers.{i} are not ungrouped Conv1d of {2 * hidden} outputs and {hidden} inputs")
+            continue
+        one = torch.zeros(1, dtype=torch.long)
+        members = [m for offset in (0, hidden) for m in _producer(_join(name, f"in_layers.{i}"), gated, hidden, one, offset=offset)]
+        if _is_plain_conv1d(cond):
+            members += [m for offset in (2 * i * hidden, (2 * i + 1) * hidden) for m in _producer(_join(name, "cond_layer"), cond, hidden, one, offset=offset)]
+        groups.append(_Group(type(module).__name__, hidden, 1, members + _consumer(_join(name, f"res_skip_layers.{i}"), res_skip, hidden)))
+    return groups
+
+
+def _vits_wavenet_streams(name: str, module: nn.Module, post: str) -> list[_Group | str]:
+    """A VITS WaveNet between two 1 x 1 convs (the posterior encoder's conv_pre -> wavenet -> conv_proj, a coupling
+    layer's conv_pre -> wavenet -> conv_post): two streams of hidden_size channels. The residual stream: conv_pre's rows
+    and every layer's but the last's residual rows of res_skip_layers (their first half) -> every in_layers' columns.
+    The skip sum: every layer's skip rows (the second half; the last layer's, all) -> ``post``'s columns."""
+    pre, net, out = _attr(module, "conv_pre"), _attr(module, "wavenet"), _attr(module, post)
+    if _transformers_class(net) != "VitsWaveNet" or not (_is_plain_conv1d(pre) and _is_plain_conv1d(out)):
+        return f"conv_pre and {post} are not ungrouped Conv1d around a VitsWaveNet"
+    hidden, last, one = net.hidden_size, net.num_layers - 1, torch.zeros(1, dtype=torch.long)
+    if not all(_is_plain_conv1d(conv) for conv in (*net.in_layers, *net.res_skip_layers)):
+        return "the WaveNet's in_layers and res_skip_layers are not all ungrouped Conv1d"
+    residual, skip = _producer(_join(name, "conv_pre"), pre, hidden), []
+    for i, (gated, res_skip) in enumerate(zip(net.in_layers, net.res_skip_layers)):
+        path = _join(name, f"wavenet.res_skip_layers.{i}")
+        residual += _consumer(_join(name, f"wavenet.in_layers.{i}"), gated, hidden)
+        if i < last:
+            residual += _producer(path, res_skip, hidden, one)
+            skip += _producer(path, res_skip, hidden, one, offset=hidden)
+        else:
+            skip += _producer(path, res_skip, hidden)
+    kind = type(module).__name__
+    return [_Group(kind, hidden, 1, residual), _Group(kind, hidden, 1, skip + _consumer(_join(name, post), out, hidden))]
+
+
+def _vits_dds_stream(name: str, dds: nn.Module, width: int) -> list[_Member] | str:
+    """The stream members of a VitsDilatedDepthSeparableConv of ``width`` channels: each layer's depthwise dilated conv,
+    norms_1, pointwise conv (its columns read the stream, its rows add to it) and norms_2."""
+    if _transformers_class(dds) != "VitsDilatedDepthSeparableConv":
+        return f"{name} is not a VitsDilatedDepthSeparableConv"
+    members = []
+    for i in range(dds.num_layers):
+        dilated, pointwise, norm_1, norm_2 = dds.convs_dilated[i], dds.convs_pointwise[i], dds.norms_1[i], dds.norms_2[i]
+        if not (_is_depthwise(dilated, width) and _is_plain_conv1d(pointwise) and type(norm_1) is type(norm_2) is nn.LayerNorm):
+            return f"{name}'s layer {i} is not a depthwise conv, a LayerNorm, an ungrouped Conv1d and a LayerNorm over {width} channels"
+        members += _per_channel(_join(name, f"convs_dilated.{i}"), dilated, width) + _per_channel(_join(name, f"norms_1.{i}"), norm_1, width)
+        members += _consumer(_join(name, f"convs_pointwise.{i}"), pointwise, width) + _producer(_join(name, f"convs_pointwise.{i}"), pointwise, width)
+        members += _per_channel(_join(name, f"norms_2.{i}"), norm_2, width)
+    return members
+
+
+def _vits_stochastic_duration_predictor(name: str, module: nn.Module) -> list[_Group | str]:
+    """VITS's stochastic duration predictor: streams of hidden_size channels through dilated depth-separable convs
+    (:func:`_vits_dds_stream`). conv_pre's rows (and cond's, with a speaker embedding) -> conv_dds -> conv_proj's
+    columns; post_conv_pre's rows -> post_conv_dds -> post_conv_proj's columns (training only); and conv_proj's and
+    post_conv_proj's rows, the conditioning every flow adds to its own stream: each VitsConvFlow's conv_pre rows -> its
+    conv_dds -> its conv_proj's columns, one order for all of them."""
+    width, kind = _attr(module, "conv_pre").out_channels, type(module).__name__
+    convs = ("conv_pre", "conv_proj", "post_conv_pre", "post_conv_proj")
+    if not all(_is_plain_conv1d(_attr(module, conv)) for conv in convs):
+        return [f"{', '.join(convs)} are not all ungrouped Conv1d"]
+    groups: list[_Group | str] = []
+    for prefix in ("", "post_"):
+        stream = _vits_dds_stream(_join(name, f"{prefix}conv_dds"), _attr(module, f"{prefix}conv_dds"), width)
+        if isinstance(stream, str):
+            groups.append(stream)
+            continue
+        members = _producer(_join(name, f"{prefix}conv_pre"), _attr(module, f"{prefix}conv_pre"), width) + stream
+        if not prefix and _is_plain_conv1d(getattr(module, "cond", None)):
+            members += _producer(_join(name, "cond"), module.cond, width)
+        groups.append(_Group(kind, width, 1, members + _consumer(_join(name, f"{prefix}conv_proj"), _attr(module, f"{prefix}conv_proj"), width)))
+    conditioning = _producer(_join(name, "conv_proj"), module.conv_proj, width) + _producer(_join(name, "post_conv_proj"), module.post_conv_proj, width)
+    for flows in ("flows", "post_flows"):
+        for i, flow in enumerate(_attr(module, flows)):
+            if _transformers_class(flow) == "VitsElementwiseAffine":  # the 2 latent channels: no hidden ones
+                continue
+            path = _join(name, f"{flows}.{i}")
+            stream = _vits_dds_stream(_join(path, "conv_dds"), getattr(flow, "conv_dds", None), width)
+            if _transformers_class(flow) != "VitsConvFlow" or isinstance(stream, str) or not (_is_plain_conv1d(flow.conv_pre) and _is_plain_conv1d(flow.conv_proj)):
+                return [*groups, f"{path} is not a VitsConvFlow of ungrouped Conv1d around {width}-channel depth-separable convs: the flows' conditioning stays"]
+            conditioning += _producer(_join(path, "conv_pre"), flow.conv_pre, width) + stream + _consumer(_join(path, "conv_proj"), flow.conv_proj, width)
+    return [*groups, _Group(kind, width, 1, conditioning)]
+
+
 def _hifigan_residual_block(name: str, module: nn.Module) -> list[_Group | str]:
     """HiFi-GAN's residual block: for each pair, ``conv2(leaky_relu(conv1(leaky_relu(x)))) + x``: convs1[i]'s filters
     and bias -> convs2[i]'s columns (the leaky ReLU fixed in the forward), one group per pair."""
@@ -3493,6 +3622,17 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
         )
     },
+    # VITS (MMS-TTS): its text encoder's attention and feed-forward, duration predictors, WaveNets (the prior's coupling
+    # flows, the posterior encoder) and their streams; the HiFi-GAN above
+    **_family("vits.modeling_vits", {
+        "VitsAttention": (_vits_attention, ()),
+        "VitsFeedForward": (functools.partial(_two_layer_mlp, first="conv_1", second="conv_2", activation="act_fn"), ()),
+        "VitsDurationPredictor": (_vits_duration_predictor, ()),
+        "VitsStochasticDurationPredictor": (_vits_stochastic_duration_predictor, ()),
+        "VitsWaveNet": (_vits_wavenet, ()),
+        "VitsPosteriorEncoder": (functools.partial(_vits_wavenet_streams, post="conv_proj"), ("wavenet",)),
+        "VitsResidualCouplingLayer": (functools.partial(_vits_wavenet_streams, post="conv_post"), ("wavenet",)),
+    }),
     **_family("encodec.modeling_encodec", {"EncodecResnetBlock": (_seanet_block, ())}),
     # Xcodec2 (NeuCodec repeats it): ResNet blocks with GroupNorm (an order per group), Llama's attention, the semantic adapter's conv2 -> ReLU
     # -> conv3 (conv1's and conv3's outputs join a residual), the decoder's fc -> embed (a Linear, then a conv over its channels)

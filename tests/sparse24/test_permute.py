@@ -837,16 +837,47 @@ def _conformer(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch
 
 
 class _Seeded(nn.Module):
-    """``model`` run under one fixed seed: ViLT draws its image patches' order at random on every forward."""
+    """``model`` run under one fixed seed: ViLT draws its image patches' order at random on every forward (VITS's
+    posterior encoder and stochastic duration predictor their noise); ``pick``: the output's item of that index."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, pick: int | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.pick = model, pick
 
     def forward(self, **inputs: Any) -> Any:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            return self.model(**inputs)
+            out = self.model(**inputs)
+        return out if self.pick is None else out[self.pick]
+
+
+def _vits(transformers: Any, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A part of a tiny random VITS (MMS-TTS) with its weight norms removed (as before pruning: sparse24 prunes no
+    computed weight), and its inputs: 10 positions of 32 channels (the text encoder: 10 tokens). ``duration_predictor``:
+    the stochastic one in its training pass (durations given: every flow runs, the posterior flows too;
+    ``deterministic_duration_predictor``: the other kind), ``flow``: the
+    prior's coupling flows, ``posterior_encoder``: a 9-bin spectrogram to latents (both WaveNets of 2 layers)."""
+    config = transformers.VitsConfig(
+        vocab_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, ffn_dim=64, window_size=2, flow_size=8, spectrogram_bins=9,
+        prior_encoder_num_flows=2, prior_encoder_num_wavenet_layers=2, posterior_encoder_num_wavenet_layers=2, duration_predictor_num_flows=2,
+        depth_separable_num_layers=2, upsample_initial_channel=32, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+    )  # fmt: skip
+    model = transformers.VitsModel(config)
+    for module in model.modules():
+        if nn.utils.parametrize.is_parametrized(module, "weight"):
+            nn.utils.parametrize.remove_parametrizations(module, "weight")
+    mask = torch.ones(2, 1, 10)
+    mask[1, :, 7:] = 0  # the second sequence is 7 long
+    hidden = {"inputs": torch.randn(2, 32, 10), "padding_mask": mask}
+    return {
+        "text_encoder": lambda: (model.text_encoder, {"input_ids": torch.randint(0, 16, (2, 10)), "padding_mask": mask.transpose(1, 2)}),
+        "duration_predictor": lambda: (_Seeded(model.duration_predictor), {**hidden, "durations": torch.rand(2, 1, 10) * 3 + 1}),
+        "flow": lambda: (model.flow, {**hidden, "inputs": torch.randn(2, 8, 10)}),
+        "posterior_encoder": lambda: (_Seeded(model.posterior_encoder, pick=0), {**hidden, "inputs": torch.randn(2, 9, 10)}),
+        "deterministic_duration_predictor": lambda: (
+            transformers.models.vits.modeling_vits.VitsDurationPredictor(config), {"inputs": hidden["inputs"], "padding_mask": mask}
+        ),
+    }[part]()
 
 
 def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
@@ -1626,6 +1657,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
         **{f"xcodec2-{part}": functools.partial(_xcodec2, transformers, part) for part in ("decoder", "semantic_adapter")},
+        **{f"vits-{part}": functools.partial(_vits, transformers, part) for part in ("text_encoder", "duration_predictor", "deterministic_duration_predictor", "flow", "posterior_encoder")},
         "hifigan": lambda: (  # FastSpeech 2's vocoder: a mel spectrogram of 8 bins upsampled 4 x through 2 stages of a residual block of 2 pairs
             transformers.FastSpeech2ConformerHifiGan(transformers.FastSpeech2ConformerHifiGanConfig(
                 model_in_dim=8, upsample_initial_channel=32, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
@@ -2624,6 +2656,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                               "VoxtralRealtimeTextMLP", "VoxtralRealtimeTextAdaRmsNorm"]),
         ("dac", ["DacResidualUnit"] * 12),  # conv1 -> Snake -> conv2; the quantizers' latents are an output
         ("hifigan", ["HifiGanResidualBlock"] * 4),  # convs1[i] -> leaky ReLU -> convs2[i]
+        ("vits-text_encoder", ["VitsAttention", "VitsFeedForward"]),  # the values in one order for both heads (emb_rel_v's channels too)
+        ("vits-duration_predictor", ["VitsStochasticDurationPredictor"] * 3),  # conv_pre -> conv_proj; post_conv_pre -> post_conv_proj; the flows' conditioning
+        ("vits-flow", ["VitsResidualCouplingLayer"] * 4 + ["VitsWaveNet"] * 4),  # per flow: the residual stream and the skip sum; per WaveNet layer: in -> res_skip
+        ("vits-posterior_encoder", ["VitsPosteriorEncoder"] * 2 + ["VitsWaveNet"] * 2),
+        ("vits-deterministic_duration_predictor", ["VitsDurationPredictor"] * 2),  # conv_1 -> norm_1 -> conv_2 -> norm_2 -> proj
         *[(f"encodec-{part}", ["EncodecResnetBlock"] * 2) for part in ("encoder", "decoder")],  # the SEANet blocks' conv -> GroupNorm -> ELU -> conv
         # the decoder's fc -> embed, its ResNet blocks' conv1 -> GroupNorm (an order per group) -> conv2, its attention and MLP; the adapter's conv2 -> conv3
         ("xcodec2-decoder", ["Xcodec2Decoder"] + ["Xcodec2ResNetBlock"] * 4 + ["Xcodec2Attention", "Xcodec2MLP"]),
