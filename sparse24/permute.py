@@ -958,18 +958,21 @@ def _is_plain_conv1d(module: object) -> bool:
     return isinstance(module, nn.Conv1d) and module.groups == 1
 
 
-def _vits_duration_predictor(name: str, module: nn.Module) -> list[_Group | str]:
-    """VITS's deterministic duration predictor: conv_1 -> ReLU -> norm_1 -> conv_2 -> ReLU -> norm_2 -> proj (the
-    forward's own ReLUs; LayerNorms over the channels): conv_1's rows, norm_1 -> conv_2's columns, and conv_2's rows,
-    norm_2 -> proj's columns."""
+def _normed_conv_chain(name: str, module: nn.Module, steps: Sequence[tuple[str, str, str]], act: str | None = None) -> list[_Group | str]:
+    """For each ``(conv, norm, next)`` of ``steps``: conv -> ReLU -> a LayerNorm over the channels -> next (an ungrouped
+    Conv1d, or an nn.Linear over the channels): the conv's rows and the norm -> next's columns. The ReLU is the
+    forward's own, or ``act`` (checked elementwise). VITS's duration predictor (conv_1, norm_1, conv_2, norm_2, proj),
+    SeamlessM4T's variance predictors (conv1, ln1, conv2, ln2, proj)."""
+    if act is not None and (refused := _not_elementwise(module, act)) is not None:
+        return [refused]
     groups: list[_Group | str] = []
-    for first, norm, second in (("conv_1", "norm_1", "conv_2"), ("conv_2", "norm_2", "proj")):
+    for first, norm, second in steps:
         up, layer_norm, down = (_attr(module, attr) for attr in (first, norm, second))
-        if not (_is_plain_conv1d(up) and _is_plain_conv1d(down) and type(layer_norm) is nn.LayerNorm):
-            groups.append(f"{first}, {norm} and {second} are not an ungrouped Conv1d, an nn.LayerNorm and an ungrouped Conv1d")
+        if not (_is_plain_conv1d(up) and (_is_plain_conv1d(down) or _is_linear(down)) and type(layer_norm) is nn.LayerNorm):
+            groups.append(f"{first}, {norm} and {second} are not an ungrouped Conv1d, an nn.LayerNorm and an ungrouped Conv1d or nn.Linear")
             continue
         width = up.out_channels
-        if layer_norm.normalized_shape != (width,) or down.in_channels != width:
+        if layer_norm.normalized_shape != (width,) or down.weight.shape[gemm_axes(down)["weight"].reduction] != width:
             groups.append(f"{first}'s {width} outputs are not {norm}'s and {second}'s channels")
             continue
         members = _producer(_join(name, first), up, width) + _per_channel(_join(name, norm), layer_norm, width) + _consumer(_join(name, second), down, width)
@@ -3622,12 +3625,20 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
         )
     },
+    # SeamlessM4T's (v1, v2) unit duration predictors; v2's text-to-unit decoder layers' conv1 -> act -> conv2 (masked between)
+    **{
+        (f"transformers.models.{module}", cls): (functools.partial(_normed_conv_chain, steps=(("conv1", "ln1", "conv2"), ("conv2", "ln2", "proj")), act="activation_function"), ())
+        for module, cls in (("seamless_m4t.modeling_seamless_m4t", "SeamlessM4TVariancePredictor"), ("seamless_m4t_v2.modeling_seamless_m4t_v2", "SeamlessM4Tv2VariancePredictor"))
+    },
+    **_family("seamless_m4t_v2.modeling_seamless_m4t_v2", {
+        "SeamlessM4Tv2TextToUnitDecoderLayer": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="activation_fn"), ("self_attn",)),
+    }),
     # VITS (MMS-TTS): its text encoder's attention and feed-forward, duration predictors, WaveNets (the prior's coupling
     # flows, the posterior encoder) and their streams; the HiFi-GAN above
     **_family("vits.modeling_vits", {
         "VitsAttention": (_vits_attention, ()),
         "VitsFeedForward": (functools.partial(_two_layer_mlp, first="conv_1", second="conv_2", activation="act_fn"), ()),
-        "VitsDurationPredictor": (_vits_duration_predictor, ()),
+        "VitsDurationPredictor": (functools.partial(_normed_conv_chain, steps=(("conv_1", "norm_1", "conv_2"), ("conv_2", "norm_2", "proj"))), ()),
         "VitsStochasticDurationPredictor": (_vits_stochastic_duration_predictor, ()),
         "VitsWaveNet": (_vits_wavenet, ()),
         "VitsPosteriorEncoder": (functools.partial(_vits_wavenet_streams, post="conv_proj"), ("wavenet",)),

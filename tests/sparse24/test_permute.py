@@ -1657,6 +1657,20 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
         **{f"xcodec2-{part}": functools.partial(_xcodec2, transformers, part) for part in ("decoder", "semantic_adapter")},
+        # SeamlessM4T's unit duration predictors (v1: conv1/conv2 of the unit width; v2: 32 -> 48 channels) over 10 positions; v2's text-to-unit decoder layer
+        "seamless_m4t-variance_predictor": lambda: (
+            transformers.models.seamless_m4t.modeling_seamless_m4t.SeamlessM4TVariancePredictor(transformers.SeamlessM4TConfig(unit_embed_dim=32)), {"hidden_states": torch.randn(2, 10, 32)},
+        ),
+        "seamless_m4t_v2-variance_predictor": lambda: (
+            transformers.models.seamless_m4t_v2.modeling_seamless_m4t_v2.SeamlessM4Tv2VariancePredictor(32, 48, 3, 0.0),
+            {"hidden_states": torch.randn(2, 10, 32), "padding_mask": torch.tensor([[1] * 10, [1] * 7 + [0] * 3])},
+        ),
+        "seamless_m4t_v2-t2u_layer": lambda: (
+            transformers.models.seamless_m4t_v2.modeling_seamless_m4t_v2.SeamlessM4Tv2TextToUnitDecoderLayer(
+                transformers.SeamlessM4Tv2Config(hidden_size=32, decoder_ffn_dim=64, decoder_attention_heads=4)
+            ),
+            {"hidden_states": torch.randn(2, 10, 32), "padding_mask": torch.tensor([[1] * 10, [1] * 7 + [0] * 3])},
+        ),
         **{f"vits-{part}": functools.partial(_vits, transformers, part) for part in ("text_encoder", "duration_predictor", "deterministic_duration_predictor", "flow", "posterior_encoder")},
         "hifigan": lambda: (  # FastSpeech 2's vocoder: a mel spectrogram of 8 bins upsampled 4 x through 2 stages of a residual block of 2 pairs
             transformers.FastSpeech2ConformerHifiGan(transformers.FastSpeech2ConformerHifiGanConfig(
@@ -2656,6 +2670,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                               "VoxtralRealtimeTextMLP", "VoxtralRealtimeTextAdaRmsNorm"]),
         ("dac", ["DacResidualUnit"] * 12),  # conv1 -> Snake -> conv2; the quantizers' latents are an output
         ("hifigan", ["HifiGanResidualBlock"] * 4),  # convs1[i] -> leaky ReLU -> convs2[i]
+        ("seamless_m4t-variance_predictor", ["SeamlessM4TVariancePredictor"] * 2),  # conv1 -> ln1 -> conv2 -> ln2 -> proj
+        ("seamless_m4t_v2-variance_predictor", ["SeamlessM4Tv2VariancePredictor"] * 2),
+        ("seamless_m4t_v2-t2u_layer", ["SeamlessM4Tv2Attention", "SeamlessM4Tv2TextToUnitDecoderLayer"]),  # conv1 -> act -> conv2
         ("vits-text_encoder", ["VitsAttention", "VitsFeedForward"]),  # the values in one order for both heads (emb_rel_v's channels too)
         ("vits-duration_predictor", ["VitsStochasticDurationPredictor"] * 3),  # conv_pre -> conv_proj; post_conv_pre -> post_conv_proj; the flows' conditioning
         ("vits-flow", ["VitsResidualCouplingLayer"] * 4 + ["VitsWaveNet"] * 4),  # per flow: the residual stream and the skip sum; per WaveNet layer: in -> res_skip
