@@ -1108,22 +1108,33 @@ def _seanet_block(name: str, module: nn.Module) -> list[_Group | str]:
     return found
 
 
-def _group_norm_resnet_block(name: str, module: nn.Module) -> _Group | str:
-    """Xcodec2's (and NeuCodec's) ResNet block ``conv2(silu(norm2(conv1(silu(norm1(x)))))) + x``: conv1's channels
-    through norm2, a GroupNorm whose statistics run over each group of channels, so each group keeps its channels and
-    takes its own order: conv1's filters and bias, norm2's weight and bias -> conv2's columns, per group."""
+def _group_norm_resnet_block(name: str, module: nn.Module, activation: str | None = "activation2") -> _Group | str:
+    """A ResNet block ``conv2(act(norm2(conv1(act(norm1(x)))))) + x`` (Xcodec2's and NeuCodec's, Conv1d; the VQ-VAE
+    tokenizers' of Janus, Chameleon and Apertus 1.5, Conv2d with the forward's own swish: ``activation`` None): conv1's
+    channels through norm2, a GroupNorm whose statistics run over each group of channels, so each group keeps its
+    channels and takes its own order: conv1's filters and bias, norm2's weight and bias -> conv2's columns, per group."""
     conv1, conv2, norm = getattr(module, "conv1", None), getattr(module, "conv2", None), getattr(module, "norm2", None)
-    if not (all(isinstance(c, nn.Conv1d) and c.groups == 1 for c in (conv1, conv2)) and conv2.in_channels == conv1.out_channels):
-        return "conv1 and conv2 are not ungrouped nn.Conv1d over one set of channels"
+    if not (all(isinstance(c, (nn.Conv1d, nn.Conv2d)) and c.groups == 1 for c in (conv1, conv2)) and conv2.in_channels == conv1.out_channels):
+        return "conv1 and conv2 are not ungrouped nn.Conv1d or nn.Conv2d over one set of channels"
     width = conv1.out_channels
     if not (isinstance(norm, nn.GroupNorm) and norm.num_channels == width and norm.affine):
         return f"norm2 is not an affine GroupNorm over the {width} channels"
-    reason = _not_elementwise(module, "activation2")
+    reason = _not_elementwise(module, activation) if activation is not None else None
     if reason:
         return reason
     size, groups = width // norm.num_groups, torch.arange(norm.num_groups)
     members = _producer(_join(name, "conv1"), conv1, size, groups) + _per_channel(_join(name, "norm2"), norm, size, groups)
     return _Group(type(module).__name__, size, norm.num_groups, members + _consumer(_join(name, "conv2"), conv2, size, groups))
+
+
+def _vq_vae(name: str, module: nn.Module) -> list[_Group | str]:
+    """A VQ-VAE tokenizer (Janus's; GLM-Image's, without encoder and decoder): the codebook entries -> post_quant_conv
+    -> the decoder's conv_in: post_quant_conv's rows -> conv_in's columns. quant_conv reads encode's last_hidden_state
+    (the encoder's output, or GLM-Image's input), returned as it is: those channels keep their order."""
+    found: list[_Group | str] = ["quant_conv's inputs are encode's last_hidden_state, returned as they are: they keep their order"]
+    if _attr(module, "decoder.conv_in") is not None:
+        found.append(_two_layer_mlp(name, module, first="post_quant_conv", second="decoder.conv_in", activation=None))
+    return found
 
 
 def _scalar_quantizer(name: str, module: nn.Module) -> str:
@@ -3633,6 +3644,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("seamless_m4t_v2.modeling_seamless_m4t_v2", {
         "SeamlessM4Tv2TextToUnitDecoderLayer": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="activation_fn"), ("self_attn",)),
     }),
+    # Apertus 1.5's VQ-VAE image tokenizer (Janus's, with Janus's family): ResNet blocks with GroupNorms, one-head
+    # attention blocks over the channels (v -> proj_out)
+    **_family("apertus1p5.modeling_apertus1p5", {
+        "Apertus1p5VisionTokenizerResnetBlock": (functools.partial(_group_norm_resnet_block, activation=None), ()),
+        "Apertus1p5VisionTokenizerAttnBlock": (functools.partial(_two_layer_mlp, first="v", second="proj_out", activation=None), ()),
+        "Apertus1p5VisionTokenizerEncoder": (_no_groups, ("stages", "mid")), "Apertus1p5VisionTokenizerEncoderStage": (_no_groups, ("layers",)),
+    }),
     # VITS (MMS-TTS): its text encoder's attention and feed-forward, duration predictors, WaveNets (the prior's coupling
     # flows, the posterior encoder) and their streams; the HiFi-GAN above
     **_family("vits.modeling_vits", {
@@ -3830,6 +3848,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("janus.modeling_janus", {
         "JanusVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ()),  # q/k norms only
         "JanusVisionMLP": (_two_layer_mlp, ()),
+        # its VQ-VAE image tokenizer (Chameleon's blocks are this code): ResNet blocks, one-head attention blocks, the generation head
+        "JanusVQVAEResnetBlock": (functools.partial(_group_norm_resnet_block, activation=None), ()),
+        "JanusVQVAEAttnBlock": (functools.partial(_two_layer_mlp, first="v", second="proj_out", activation=None), ()),
+        "JanusVQVAEHead": (functools.partial(_two_layer_mlp, first="proj_out", second="vision_head", activation="activation_fn"), ()),
+        "JanusVQVAEEncoder": (_no_groups, ("down", "mid")), "JanusVQVAEDecoder": (_no_groups, ("mid", "up")),
+        "JanusVQVAE": (_vq_vae, ("encoder", "decoder")),
     }),
     **_family("phi4_multimodal.modeling_phi4_multimodal", {
         "Phi4MultimodalVisionAttention": (_OUT_PROJ_ATTENTION, ()),
@@ -4067,7 +4091,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     }),
     # its draft model: keys and values over [context; window] (v_proj -> o_proj), Llama's value path
     **_family("muse_glimmer_assistant.modeling_muse_glimmer_assistant", {"MuseGlimmerAssistantAttention": (_attention, ())}),
-    **_family("glm_image.modeling_glm_image", {"GlmImageVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ())}),  # Qwen2-VL's qkv layout
+    **_family("glm_image.modeling_glm_image", {
+        "GlmImageVisionAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),  # Qwen2-VL's qkv layout
+        "GlmImageVQVAE": (_vq_vae, ()),
+    }),
     **_family("mimi.modeling_mimi", {"MimiAttention": (_attention, ())}),  # the codec's transformers: Llama's value path (grouped kv heads)
     **_family("edgetam_video.modeling_edgetam_video", {  # EdgeTAM video: SAM 2's memory attention under other names, its perceiver resampler
         "EdgeTamVideoRoPESelfAttention": (_HEADS_OWN_VALUES, ()),
@@ -4239,10 +4266,18 @@ _FUSED_EXPERTS_RULE = (_fused_experts, ())
 
 # rules for their class alone: its forward is another ruled class's code (Gemma 4's vision MLP is Llama's MLP), but
 # the rule checks wrappers only this class holds, so classes copying that code keep the other class's rule; PP-LCNet's
-# blocks run their layers in a loop, a forward many containers share (EnCodec's encoder): the rule is for their own layers
+# blocks run their layers in a loop, a forward many containers share (EnCodec's encoder): the rule is for their own layers;
 _NOT_COPIED = frozenset(("transformers.models.gemma4.modeling_gemma4", cls) for cls in ("Gemma4VisionMLP", "Gemma4VisionAttention")) | {
     ("transformers.models.pp_lcnet.modeling_pp_lcnet", "PPLCNetBlock"), ("transformers.models.pp_lcnet_v3.modeling_pp_lcnet_v3", "PPLCNetV3Block"),
+    ("transformers.models.janus.modeling_janus", "JanusVQVAE"),  # the VQ-VAE rule names its own layers and outputs
 }
+
+
+def _own_forward(cls: type) -> bool:
+    """Whether ``cls`` runs a forward of its own: not torch's (nn.Module's unimplemented one, which GLM-Image's VQ-VAE
+    keeps, is every such class's code, so no rule may pass through it to another class)."""
+    forward = getattr(cls, "forward", None)
+    return callable(forward) and not getattr(forward, "__module__", "").startswith("torch.")
 
 
 def _rule_for(module: nn.Module):
@@ -4268,7 +4303,7 @@ def _ruled_transformers_classes() -> dict[str, list[tuple[type, tuple]]]:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):  # an older or newer transformers without this family
             continue
-        key = source.code_key(cls.forward)
+        key = source.code_key(cls.forward) if _own_forward(cls) else None
         if key is not None:
             found[key].append((cls, rule))
     return found
@@ -4281,7 +4316,7 @@ def _copied_rule(cls: type) -> tuple | None:
     The rule still checks the class's layers and sizes; None when no such class, or ruled classes with
     different rules, match (so rules that mean the same are one object in ``_RULES``: ViT's and DeiT's
     attention, GPT-2's and StarCoder's MLP)."""
-    if not cls.__module__.startswith("transformers.") or not callable(getattr(cls, "forward", None)):
+    if not cls.__module__.startswith("transformers.") or not _own_forward(cls):
         return None
     key = source.code_key(cls.forward)
     if key is None:

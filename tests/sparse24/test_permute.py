@@ -1657,6 +1657,27 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "fun_asr_nano-projector": lambda: _fun_asr_nano_projector(transformers),
         **{f"xcodec2-{part}": functools.partial(_xcodec2, transformers, part) for part in ("decoder", "semantic_adapter")},
+        # Janus's VQ-VAE image tokenizer (16 x 16 images, two levels of ResNet blocks of 256 channels, GroupNorms of 32 groups of 8 (of 4,
+        # no order would change a 2:4 group), attention blocks at the second; 16 latent channels, 8 x 8 codes of 8 from 16), its generation head alone, and
+        # Apertus 1.5's tokenizer encoder
+        "janus-vqvae": lambda: (
+            transformers.JanusVQVAE(transformers.JanusVQVAEConfig(
+                base_channels=256, channel_multiplier=[1, 1], num_res_blocks=1, latent_channels=16, embed_dim=8, num_embeddings=16, num_patches=8,
+            )),
+            {"pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
+        "janus-vqvae_head": lambda: (
+            transformers.models.janus.modeling_janus.JanusVQVAEHead(transformers.JanusVQVAEConfig(image_token_embed_dim=32, projection_dim=48, num_embeddings=16)),
+            {"hidden_states": torch.randn(2, 5, 32)},
+        ),
+        "apertus1p5-tokenizer_encoder": lambda: (
+            transformers.models.apertus1p5.modeling_apertus1p5.Apertus1p5VisionTokenizerEncoder(
+                transformers.models.apertus1p5.configuration_apertus1p5.Apertus1p5VisionTokenizerConfig(
+                    base_channels=256, channel_multiplier=[1, 1], num_res_blocks=1, latent_channels=8, resolution=16, attn_resolutions=[8],
+                )
+            ),
+            {"pixel_values": torch.randn(2, 3, 16, 16)},
+        ),
         # SeamlessM4T's unit duration predictors (v1: conv1/conv2 of the unit width; v2: 32 -> 48 channels) over 10 positions; v2's text-to-unit decoder layer
         "seamless_m4t-variance_predictor": lambda: (
             transformers.models.seamless_m4t.modeling_seamless_m4t.SeamlessM4TVariancePredictor(transformers.SeamlessM4TConfig(unit_embed_dim=32)), {"hidden_states": torch.randn(2, 10, 32)},
@@ -2670,6 +2691,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                               "VoxtralRealtimeTextMLP", "VoxtralRealtimeTextAdaRmsNorm"]),
         ("dac", ["DacResidualUnit"] * 12),  # conv1 -> Snake -> conv2; the quantizers' latents are an output
         ("hifigan", ["HifiGanResidualBlock"] * 4),  # convs1[i] -> leaky ReLU -> convs2[i]
+        ("janus-vqvae", ["JanusVQVAEResnetBlock"] * 10 + ["JanusVQVAEAttnBlock"] * 5 + ["JanusVQVAE"]),  # conv1 -> norm2 -> conv2 per group; v -> proj_out; post_quant_conv -> the decoder's conv_in
+        ("janus-vqvae_head", ["JanusVQVAEHead"]),  # proj_out -> act -> vision_head
+        ("apertus1p5-tokenizer_encoder", ["Apertus1p5VisionTokenizerResnetBlock"] * 4 + ["Apertus1p5VisionTokenizerAttnBlock"] * 2),
         ("seamless_m4t-variance_predictor", ["SeamlessM4TVariancePredictor"] * 2),  # conv1 -> ln1 -> conv2 -> ln2 -> proj
         ("seamless_m4t_v2-variance_predictor", ["SeamlessM4Tv2VariancePredictor"] * 2),
         ("seamless_m4t_v2-t2u_layer", ["SeamlessM4Tv2Attention", "SeamlessM4Tv2TextToUnitDecoderLayer"]),  # conv1 -> act -> conv2
@@ -2915,7 +2939,7 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
     assert all(g.changed for g in report.groups)
     with torch.no_grad():
         out, ref = _outputs(model, batch), _outputs(reference, batch)
-    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "feature_maps", "audio_values", "projected_latents", "loss") if getattr(ref, key, None) is not None]
+    compared = [key for key in ("logits", "last_hidden_state", "pooler_output", "encoder_last_hidden_state", "full_predictions", "text_embeds", "audio_embeds", "video_embeds", "multimodal_embeddings", "language_output", "vision_output", "pixel_decoder_last_hidden_state", "transformer_decoder_last_hidden_state", "transformer_decoder_mask_predictions", "transformer_decoder_class_predictions", "encoder_last_hidden_state_vision", "encoder_last_hidden_state_text", "predicted_depth", "pred_masks", "iou_scores", "object_score_logits", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg", "latents", "audio", "feature_maps", "audio_values", "projected_latents", "decoded_pixel_values", "embedding_loss", "loss") if getattr(ref, key, None) is not None]
     assert compared, f"nothing compared: {type(ref).__name__}"
     for key in compared:
         for got, expected in zip(_tensors(out, key), _tensors(ref, key), strict=True):
@@ -3707,3 +3731,17 @@ def test_jetmoe_attention_queries_stay_and_its_routers_are_routers() -> None:
     for router in ("model.layers.0.self_attention.experts.router.layer", "model.layers.0.mlp.router.layer"):
         assert reasons[(router,)] == "in no permutable group: a mixture-of-experts router (its outputs score the experts)"
     assert not any("has no permutation rule" in reason for reason in reasons.values())
+
+
+def test_a_rule_on_a_class_without_a_forward_of_its_own_passes_to_no_other_class() -> None:
+    """GLM-Image's VQ-VAE keeps nn.Module's unimplemented forward, the code of every class without a forward: its rule
+    (which names its own layers) must not reach WavTokenizer's quantizer, nor any other such class."""
+    pytest.importorskip("transformers")
+    from transformers.models.glm_image.modeling_glm_image import GlmImageVQVAE
+    from transformers.models.wavtokenizer.modeling_wavtokenizer import WavTokenizerVectorQuantization
+
+    from sparse24.permute import _RULES, _copied_rule
+
+    assert ("transformers.models.glm_image.modeling_glm_image", "GlmImageVQVAE") in _RULES
+    assert GlmImageVQVAE.forward is nn.Module.forward and WavTokenizerVectorQuantization.forward is nn.Module.forward
+    assert _copied_rule(WavTokenizerVectorQuantization) is None
