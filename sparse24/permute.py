@@ -826,6 +826,20 @@ def _conv_norm_act(module: nn.Module, path: str, width: int, depthwise: bool) ->
     return _not_elementwise(module, f"{path}.activation")
 
 
+def _uvdoc_residual_block(name: str, module: nn.Module) -> _Group | str:
+    """UVDoc's residual block: conv_start (a conv layer: convolution -> BatchNorm2d -> activation, as PP-LCNet's) ->
+    conv_final: conv_start's filters, bias and BatchNorm -> conv_final's columns (the sum with conv_down reads the
+    stream)."""
+    conv, reader = _attr(module, "conv_start.convolution"), _attr(module, "conv_final.convolution")
+    width = getattr(conv, "out_channels", None)
+    if not (isinstance(width, int) and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == width):
+        return "conv_start and conv_final are not convolutions of the same channels"
+    if (refused := _conv_norm_act(module, "conv_start", width, depthwise=False)) is not None:
+        return refused
+    members = _producer(_join(name, "conv_start.convolution"), conv, width) + _per_channel(_join(name, "conv_start.normalization"), module.conv_start.normalization, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "conv_final.convolution"), reader, width))
+
+
 def _pp_lcnet_block(name: str, module: nn.Module) -> list[_Group | str]:
     """PP-LCNet's block: depthwise-separable layers one after another (no residual). Between two of them, the channels of
     layer k's pointwise conv (its filters, BatchNorm and activation), then of layer k+1's depthwise conv (filters,
@@ -938,6 +952,21 @@ def _returned_latents(name: str, module: nn.Module) -> str:
     """DAC's vector quantizer: in_proj's latents are looked up in the codebook (its columns could move with them) but
     are also returned as the model's projected_latents, so they keep their order."""
     return "in_proj's latents are returned (projected_latents) and read by the codebook lookup: they keep their order"
+
+
+def _univnet_kernel_predictor(name: str, module: nn.Module) -> _Group | str:
+    """UnivNet's kernel predictor: input_conv -> leaky ReLU -> residual blocks (each adds leaky_relu(conv2(...)) to
+    the stream) -> kernel_conv and bias_conv: one stream, input_conv's and every block's conv2's rows -> every block's
+    conv1's and kernel_conv's and bias_conv's columns (each block's conv1 -> conv2 is the block's own group)."""
+    width = getattr(_attr(module, "input_conv"), "out_channels", None)
+    convs = ["input_conv", "kernel_conv", "bias_conv", *(f"resblocks.{i}.{conv}" for i in range(len(module.resblocks)) for conv in ("conv1", "conv2"))]
+    if not all(_is_plain_conv1d(_attr(module, path)) for path in convs):
+        return f"{', '.join(convs[:3])} and the residual blocks' conv1 and conv2 are not all ungrouped Conv1d"
+    members = _producer(_join(name, "input_conv"), module.input_conv, width)
+    for i, block in enumerate(module.resblocks):
+        members += _consumer(_join(name, f"resblocks.{i}.conv1"), block.conv1, width) + _producer(_join(name, f"resblocks.{i}.conv2"), block.conv2, width)
+    members += _consumer(_join(name, "kernel_conv"), module.kernel_conv, width) + _consumer(_join(name, "bias_conv"), module.bias_conv, width)
+    return _Group(type(module).__name__, width, 1, members)
 
 
 def _vits_attention(name: str, module: nn.Module) -> _Group | str:
@@ -3636,6 +3665,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
         )
     },
+    # UnivNet's kernel predictor: its stream and its residual blocks' conv1 -> leaky ReLU -> conv2; UVDoc's residual blocks
+    **_family("univnet.modeling_univnet", {
+        "UnivNetKernelPredictor": (_univnet_kernel_predictor, ("resblocks",)), "UnivNetKernelPredictorResidualBlock": (_CONV1_CONV2, ()),
+    }),
+    **_family("uvdoc.modeling_uvdoc", {"UVDocResidualBlock": (_uvdoc_residual_block, ())}),
     # SeamlessM4T's (v1, v2) unit duration predictors; v2's text-to-unit decoder layers' conv1 -> act -> conv2 (masked between)
     **{
         (f"transformers.models.{module}", cls): (functools.partial(_normed_conv_chain, steps=(("conv1", "ln1", "conv2"), ("conv2", "ln2", "proj")), act="activation_function"), ())

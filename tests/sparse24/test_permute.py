@@ -838,9 +838,10 @@ def _conformer(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch
 
 class _Seeded(nn.Module):
     """``model`` run under one fixed seed: ViLT draws its image patches' order at random on every forward (VITS's
-    posterior encoder and stochastic duration predictor their noise); ``pick``: the output's item of that index."""
+    posterior encoder and stochastic duration predictor their noise); ``pick``: the output's item of that index, or
+    ``"all"`` of them in one tensor (a module that returns a tuple: VITS's posterior encoder, UnivNet's kernel predictor)."""
 
-    def __init__(self, model: nn.Module, pick: int | None = None) -> None:
+    def __init__(self, model: nn.Module, pick: int | str | None = None) -> None:
         super().__init__()
         self.model, self.pick = model, pick
 
@@ -848,6 +849,8 @@ class _Seeded(nn.Module):
         with torch.random.fork_rng():
             torch.manual_seed(0)
             out = self.model(**inputs)
+        if self.pick == "all":  # every item, flattened per example, in one tensor
+            return torch.cat([item.flatten(1) for item in out], dim=1)
         return out if self.pick is None else out[self.pick]
 
 
@@ -1678,6 +1681,16 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        # UnivNet's kernel predictor (8 mel bins, a stream of 32 channels through 2 residual blocks; its kernels and biases compared) and a UVDoc residual block
+        "univnet-kernel_predictor": lambda: (
+            _Seeded(transformers.models.univnet.modeling_univnet.UnivNetKernelPredictor(transformers.UnivNetConfig(
+                num_mel_bins=8, model_in_channels=32, kernel_predictor_hidden_channels=32, model_hidden_channels=8, kernel_predictor_num_blocks=2,
+            )), pick="all"),
+            {"spectrogram": torch.randn(2, 8, 10)},
+        ),
+        "uvdoc-residual_block": lambda: (
+            transformers.models.uvdoc.modeling_uvdoc.UVDocResidualBlock(32, 32, kernel_size=3, padding=1), {"hidden_states": torch.randn(2, 32, 8, 8)},
+        ),
         # SeamlessM4T's unit duration predictors (v1: conv1/conv2 of the unit width; v2: 32 -> 48 channels) over 10 positions; v2's text-to-unit decoder layer
         "seamless_m4t-variance_predictor": lambda: (
             transformers.models.seamless_m4t.modeling_seamless_m4t.SeamlessM4TVariancePredictor(transformers.SeamlessM4TConfig(unit_embed_dim=32)), {"hidden_states": torch.randn(2, 10, 32)},
@@ -2397,7 +2410,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("granite_speech5_encoder", "hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("uvdoc-residual_block", "granite_speech5_encoder", "hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4", "kimi_linear", "bailing_hybrid")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -2694,6 +2707,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("janus-vqvae", ["JanusVQVAEResnetBlock"] * 10 + ["JanusVQVAEAttnBlock"] * 5 + ["JanusVQVAE"]),  # conv1 -> norm2 -> conv2 per group; v -> proj_out; post_quant_conv -> the decoder's conv_in
         ("janus-vqvae_head", ["JanusVQVAEHead"]),  # proj_out -> act -> vision_head
         ("apertus1p5-tokenizer_encoder", ["Apertus1p5VisionTokenizerResnetBlock"] * 4 + ["Apertus1p5VisionTokenizerAttnBlock"] * 2),
+        ("univnet-kernel_predictor", ["UnivNetKernelPredictor"] + ["UnivNetKernelPredictorResidualBlock"] * 2),  # the stream; each block's conv1 -> conv2
+        ("uvdoc-residual_block", ["UVDocResidualBlock"]),  # conv_start (conv, BatchNorm, ReLU) -> conv_final
         ("seamless_m4t-variance_predictor", ["SeamlessM4TVariancePredictor"] * 2),  # conv1 -> ln1 -> conv2 -> ln2 -> proj
         ("seamless_m4t_v2-variance_predictor", ["SeamlessM4Tv2VariancePredictor"] * 2),
         ("seamless_m4t_v2-t2u_layer", ["SeamlessM4Tv2Attention", "SeamlessM4Tv2TextToUnitDecoderLayer"]),  # conv1 -> act -> conv2
