@@ -969,6 +969,41 @@ def _univnet_kernel_predictor(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, members)
 
 
+def _clvp_attention(name: str, module: nn.Module) -> _Group | str:
+    """CLVP's attention: in its decoder the values are BART's (v_proj -> out_proj per head). Its encoders rotate the
+    first ``rotary`` channels of each head's values too, as the queries and keys (the encoder's rotary embedding, built
+    from the same config, gives that width): those keep their order (a rotary pair's angle is its channel's), and each
+    head's remaining value channels take their own order, v_proj's rows -> out_proj's columns."""
+    if not getattr(module.config, "use_rotary_embedding", False):
+        return _OUT_PROJ_ATTENTION(name, module)
+    from transformers.models.clvp.modeling_clvp import ClvpRotaryPositionalEmbedding
+
+    v, out, heads, size = _attr(module, "v_proj"), _attr(module, "out_proj"), module.num_heads, module.head_dim
+    if not (_is_linear(v) and _is_linear(out) and v.out_features == out.in_features == heads * size):
+        return f"v_proj and out_proj are not nn.Linear over {heads} heads of {size}"
+    rotary = 2 * ClvpRotaryPositionalEmbedding(module.config).inv_freq.numel()
+    if rotary >= size:
+        return f"the rotary embedding's {rotary} channels cover all {size} value channels of a head: none is free to move"
+    members = []
+    for h in range(heads):
+        one, offset = torch.tensor([h]), h * size + rotary
+        members += _producer(_join(name, "v_proj"), v, size - rotary, one, offset=offset) + _consumer(_join(name, "out_proj"), out, size - rotary, one, offset=offset)
+    return _Group(type(module).__name__, size - rotary, heads, members)
+
+
+def _clvp_encoder_mlp(name: str, module: nn.Module) -> _Group | str:
+    """CLVP's encoder MLP: fc1 (a gated linear unit) splits proj's rows into values and gates, values * act(gates) ->
+    fc2: both halves' rows in one order -> fc2's columns."""
+    proj, fc2 = _attr(module, "fc1.proj"), _attr(module, "fc2")
+    if not (_is_linear(proj) and _is_linear(fc2) and proj.out_features == 2 * fc2.in_features):
+        return "fc1.proj and fc2 are not nn.Linear of twice and once the intermediate channels"
+    if (refused := _not_elementwise(module, "fc1.activation_fn")) is not None:
+        return refused
+    width, one = fc2.in_features, torch.zeros(1, dtype=torch.long)
+    members = [m for offset in (0, width) for m in _producer(_join(name, "fc1.proj"), proj, width, one, offset=offset)]
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
+
+
 def _vits_attention(name: str, module: nn.Module) -> _Group | str:
     """VITS's (MMS-TTS's) text encoder attention: with a window, emb_rel_v ``[1, 2 * window + 1, head_dim]`` adds to
     every head's output channel by channel, so the values take one order of head_dim channels for every head: v_proj's
@@ -3665,6 +3700,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
         )
     },
+    # CLVP: its attention (the encoders' values rotated in part) and its encoders' gated MLPs
+    **_family("clvp.modeling_clvp", {"ClvpSelfAttention": (_clvp_attention, ()), "ClvpEncoderMLP": (_clvp_encoder_mlp, ())}),
     # UnivNet's kernel predictor: its stream and its residual blocks' conv1 -> leaky ReLU -> conv2; UVDoc's residual blocks
     **_family("univnet.modeling_univnet", {
         "UnivNetKernelPredictor": (_univnet_kernel_predictor, ("resblocks",)), "UnivNetKernelPredictorResidualBlock": (_CONV1_CONV2, ()),

@@ -1681,6 +1681,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        # CLVP's text encoder (two heads of 64 value channels, the first 32 rotated) and its decoder (GPT-2's layout, BART's values)
+        "clvp-encoder": lambda: (
+            transformers.ClvpEncoder(transformers.ClvpEncoderConfig(vocab_size=64, hidden_size=128, intermediate_size=96, projection_dim=64, num_hidden_layers=1, num_attention_heads=2)),
+            ids,
+        ),
+        "clvp-decoder": lambda: (
+            transformers.ClvpDecoder(transformers.ClvpDecoderConfig(vocab_size=64, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=32, max_text_tokens=16)),
+            ids,
+        ),
         # UnivNet's kernel predictor (8 mel bins, a stream of 32 channels through 2 residual blocks; its kernels and biases compared) and a UVDoc residual block
         "univnet-kernel_predictor": lambda: (
             _Seeded(transformers.models.univnet.modeling_univnet.UnivNetKernelPredictor(transformers.UnivNetConfig(
@@ -2707,6 +2716,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("janus-vqvae", ["JanusVQVAEResnetBlock"] * 10 + ["JanusVQVAEAttnBlock"] * 5 + ["JanusVQVAE"]),  # conv1 -> norm2 -> conv2 per group; v -> proj_out; post_quant_conv -> the decoder's conv_in
         ("janus-vqvae_head", ["JanusVQVAEHead"]),  # proj_out -> act -> vision_head
         ("apertus1p5-tokenizer_encoder", ["Apertus1p5VisionTokenizerResnetBlock"] * 4 + ["Apertus1p5VisionTokenizerAttnBlock"] * 2),
+        ("clvp-encoder", ["ClvpSelfAttention", "ClvpEncoderMLP"]),  # each head's 32 unrotated value channels; proj's value and gate halves -> fc2
+        ("clvp-decoder", ["ClvpSelfAttention", "ClvpDecoderMLP"]),
         ("univnet-kernel_predictor", ["UnivNetKernelPredictor"] + ["UnivNetKernelPredictorResidualBlock"] * 2),  # the stream; each block's conv1 -> conv2
         ("uvdoc-residual_block", ["UVDocResidualBlock"]),  # conv_start (conv, BatchNorm, ReLU) -> conv_final
         ("seamless_m4t-variance_predictor", ["SeamlessM4TVariancePredictor"] * 2),  # conv1 -> ln1 -> conv2 -> ln2 -> proj
