@@ -1004,6 +1004,12 @@ def _clvp_encoder_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
 
 
+def _mra_attention(name: str, module: nn.Module) -> str:
+    """MRA's attention: its values go through mra2_attention, a CUDA kernel (kernels-community/mra; without it the
+    attention returns zeros), which no check here can run: they keep their order."""
+    return "its values go through mra2_attention's CUDA kernel (kernels-community/mra), which no check here runs: they keep their order"
+
+
 def _vits_attention(name: str, module: nn.Module) -> _Group | str:
     """VITS's (MMS-TTS's) text encoder attention: with a window, emb_rel_v ``[1, 2 * window + 1, head_dim]`` adds to
     every head's output channel by channel, so the values take one order of head_dim channels for every head: v_proj's
@@ -3700,6 +3706,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
         )
     },
+    # MRA: BERT's feed-forward (its attention's values pass through a CUDA kernel)
+    **_family("mra.modeling_mra", {"MraLayer": (functools.partial(_bert_layer, family="Mra"), ("attention",)), "MraAttention": (_mra_attention, ())}),
     # CLVP: its attention (the encoders' values rotated in part) and its encoders' gated MLPs
     **_family("clvp.modeling_clvp", {"ClvpSelfAttention": (_clvp_attention, ()), "ClvpEncoderMLP": (_clvp_encoder_mlp, ())}),
     # UnivNet's kernel predictor: its stream and its residual blocks' conv1 -> leaky ReLU -> conv2; UVDoc's residual blocks

@@ -1681,6 +1681,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        # MRA: BERT's layout; its attention runs a CUDA kernel (zeros without it)
+        "mra": lambda: (_encoder(transformers, "mra", vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64), ids),
         # CLVP's text encoder (two heads of 64 value channels, the first 32 rotated) and its decoder (GPT-2's layout, BART's values)
         "clvp-encoder": lambda: (
             transformers.ClvpEncoder(transformers.ClvpEncoderConfig(vocab_size=64, hidden_size=128, intermediate_size=96, projection_dim=64, num_hidden_layers=1, num_attention_heads=2)),
@@ -2489,8 +2491,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # XGLM's attention clamps its scores with a float32 constant (Kosmos-2's text masks them with float32's minimum); Gemma 3n's norms and Falcon-H1's gated norm compute in float32;
     # CANINE's mask is float32 times float64's minimum: -inf, and 0 x -inf is NaN; DAB-DETR's sine positions are float32;
     # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32; NeoMME's exclusive
-    # self-attention normalises the values in float32; Gemma 3n's and Gemma 4's audio norms and attention and VibeVoice's RMS norms compute in float32
-    if name in ("vibevoice-diffusion_head", "gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    # self-attention normalises the values in float32; Gemma 3n's and Gemma 4's audio norms and attention and VibeVoice's RMS norms compute in float32;
+    # MRA's attention casts its inputs to float32
+    if name in ("mra", "vibevoice-diffusion_head", "gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "kolibri1_1", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2716,6 +2719,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("janus-vqvae", ["JanusVQVAEResnetBlock"] * 10 + ["JanusVQVAEAttnBlock"] * 5 + ["JanusVQVAE"]),  # conv1 -> norm2 -> conv2 per group; v -> proj_out; post_quant_conv -> the decoder's conv_in
         ("janus-vqvae_head", ["JanusVQVAEHead"]),  # proj_out -> act -> vision_head
         ("apertus1p5-tokenizer_encoder", ["Apertus1p5VisionTokenizerResnetBlock"] * 4 + ["Apertus1p5VisionTokenizerAttnBlock"] * 2),
+        ("mra", ["MraLayer"]),  # intermediate.dense -> output.dense; the attention stays (its kernel)
         ("clvp-encoder", ["ClvpSelfAttention", "ClvpEncoderMLP"]),  # each head's 32 unrotated value channels; proj's value and gate halves -> fc2
         ("clvp-decoder", ["ClvpSelfAttention", "ClvpDecoderMLP"]),
         ("univnet-kernel_predictor", ["UnivNetKernelPredictor"] + ["UnivNetKernelPredictorResidualBlock"] * 2),  # the stream; each block's conv1 -> conv2
