@@ -1004,6 +1004,13 @@ def _clvp_encoder_mlp(name: str, module: nn.Module) -> _Group | str:
     return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
 
 
+def _oneformer_decoder(name: str, module: nn.Module) -> str:
+    """OneFormer's transformer decoder: class_embed reads the normed queries; query_input_projection's outputs are the
+    query transformer's memory, which each of its layers' nn.MultiheadAttention reads as keys and values through one
+    in_proj_weight, whose columns the queries share: they keep their order."""
+    return "query_input_projection's outputs are the query transformer's memory, read through each layer's in_proj_weight, whose columns the queries share: they keep their order"
+
+
 def _mra_attention(name: str, module: nn.Module) -> str:
     """MRA's attention: its values go through mra2_attention, a CUDA kernel (kernels-community/mra; without it the
     attention returns zeros), which no check here can run: they keep their order."""
@@ -3384,6 +3391,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "OneFormerPixelDecoderEncoderLayer": (_two_layer_mlp, ("self_attn",)),
         "OneFormerTransformerDecoderFFNLayer": (_TORCH_FEED_FORWARD, ()),
         "OneFormerTransformerDecoderQueryTransformerDecoderLayer": (_TORCH_FEED_FORWARD, ("self_attn", "multihead_attn")),
+        "OneFormerTransformerDecoder": (_oneformer_decoder, ("query_transformer", "layers", "mask_embed")),
     }),
     **_family("mask2former.modeling_mask2former", {  # its pixel decoder's deformable encoder; its masked-attention decoder
         "Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention": (_deformable_attention, ()),
@@ -4151,6 +4159,11 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         # feature_projection reads the image features, projection the fused stream (feature_projection's and the mask downsampler's
         # outputs summed, through the CX blocks' residuals)
         "Sam2VideoMemoryEncoder": (_no_groups, ("mask_downsampler", "memory_fuser")),
+    }),
+    **_family("sam3_tracker_video.modeling_sam3_tracker_video", {  # SAM 3's tracker: its own layers read a mask prompt and sine encodings
+        "Sam3TrackerVideoModel": (_no_groups, (
+            "shared_image_embedding", "vision_encoder", "prompt_encoder", "mask_decoder", "memory_attention", "memory_encoder", "object_pointer_proj",
+        )),
     }),
     **_family("sam3.modeling_sam3", {  # SAM 3: its ViT (rotary), DETR encoder and decoder, FPN neck, mask decoder and scoring
         "Sam3ViTRoPEAttention": (_HEADS_OWN_VALUES, ()),

@@ -3775,3 +3775,13 @@ def test_a_rule_on_a_class_without_a_forward_of_its_own_passes_to_no_other_class
     assert ("transformers.models.glm_image.modeling_glm_image", "GlmImageVQVAE") in _RULES
     assert GlmImageVQVAE.forward is nn.Module.forward and WavTokenizerVectorQuantization.forward is nn.Module.forward
     assert _copied_rule(WavTokenizerVectorQuantization) is None
+
+
+def test_oneformer_decoder_says_why_its_memory_projection_stays() -> None:
+    """OneFormer's query transformer reads query_input_projection's outputs as keys and values through each layer's one
+    in_proj_weight, whose columns its queries share: the decoder says so, rather than that it has no rule."""
+    model, _ = _family_model("oneformer")
+    reasons = {s.layers: s.reason for s in permute(model).skipped}
+    (decoder,) = [layers for layers, reason in reasons.items() if reason.startswith("OneFormerTransformerDecoder: query_input_projection's outputs")]
+    assert decoder[0].endswith("transformer_module.decoder")
+    assert not any("has no permutation rule" in reason for reason in reasons.values()), reasons
