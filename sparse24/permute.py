@@ -1011,6 +1011,21 @@ def _oneformer_decoder(name: str, module: nn.Module) -> str:
     return "query_input_projection's outputs are the query transformer's memory, read through each layer's in_proj_weight, whose columns the queries share: they keep their order"
 
 
+def _superpoint_encoder(name: str, module: nn.Module) -> list[_Group | str]:
+    """SuperPoint's encoder: conv blocks one after another, each conv_a -> ReLU -> conv_b -> ReLU (-> max pooling, per
+    channel): block k's conv_b rows -> block k+1's conv_a columns. The last block's output is the encoder's
+    last_hidden_state, read by both decoders: it keeps its order (each block's conv_a -> conv_b is its own group)."""
+    blocks = list(getattr(module, "conv_blocks", ()))
+    pairs = [(f"conv_blocks.{k}.conv_b", f"conv_blocks.{k + 1}.conv_a") for k in range(len(blocks) - 1)]
+    return [_two_layer_mlp(name, module, first=first, second=second, activation=None) for first, second in pairs]
+
+
+def _dot_product_only(name: str, module: nn.Module) -> str:
+    """LightGlue's match assignment: final_projection's outputs meet the other image's in a dot product (both in one
+    order, whatever it is), no layer's input."""
+    return "final_projection's outputs meet each other in a dot product, no layer's input"
+
+
 def _mra_attention(name: str, module: nn.Module) -> str:
     """MRA's attention: its values go through mra2_attention, a CUDA kernel (kernels-community/mra; without it the
     attention returns zeros), which no check here can run: they keep their order."""
@@ -3714,6 +3729,19 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("vits.modeling_vits", "VitsHifiGan", (_no_groups, ("resblocks",))),
         )
     },
+    # SuperPoint's keypoint network: its conv blocks (within and between) and its two decoders' conv_a -> ReLU -> conv_b;
+    # LightGlue's matcher: Llama-style attention (self and cross), fc1 -> LayerNorm -> act -> fc2
+    **_family("superpoint.modeling_superpoint", {
+        "SuperPointConvBlock": (functools.partial(_two_layer_mlp, first="conv_a", second="conv_b", activation="relu"), ()),
+        "SuperPointEncoder": (_superpoint_encoder, ("conv_blocks",)),
+        "SuperPointInterestPointDecoder": (functools.partial(_two_layer_mlp, first="conv_score_a", second="conv_score_b", activation="relu"), ()),
+        "SuperPointDescriptorDecoder": (functools.partial(_two_layer_mlp, first="conv_descriptor_a", second="conv_descriptor_b", activation="relu"), ()),
+    }),
+    **_family("lightglue.modeling_lightglue", {
+        "LightGlueAttention": (_attention, ()),
+        "LightGlueMLP": (functools.partial(_normed_fan_out, producer="fc1", norm="layer_norm", consumers=("fc2",), activation="activation_fn"), ()),
+        "LightGlueMatchAssignmentLayer": (_dot_product_only, ()),
+    }),
     # MRA: BERT's feed-forward (its attention's values pass through a CUDA kernel)
     **_family("mra.modeling_mra", {"MraLayer": (functools.partial(_bert_layer, family="Mra"), ("attention",)), "MraAttention": (_mra_attention, ())}),
     # CLVP: its attention (the encoders' values rotated in part) and its encoders' gated MLPs

@@ -854,6 +854,36 @@ class _Seeded(nn.Module):
         return out if self.pick is None else out[self.pick]
 
 
+class _Method(nn.Module):
+    """``model.<method>(**inputs)`` as the forward: SuperPoint's interest point decoder's continuous scores, before its
+    keypoint extraction (a threshold: which keypoints a wrong order moves, not by how much)."""
+
+    def __init__(self, model: nn.Module, method: str) -> None:
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, **inputs: Any) -> Any:
+        return getattr(self.model, self.method)(**inputs)
+
+
+def _superpoint_lightglue(transformers: Any, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Parts of SuperPoint (16, 16, 32, 32 channels over 32 x 32 images: 4 x 4 cells; its decoders 32 wide) and of
+    LightGlue (descriptors of 32, 4 heads), each alone with its inputs."""
+    from transformers.models.lightglue import modeling_lightglue
+    from transformers.models.superpoint import modeling_superpoint
+
+    config = transformers.SuperPointConfig(encoder_hidden_sizes=[16, 16, 32, 32], decoder_hidden_size=32, descriptor_decoder_dim=32)
+    glue = transformers.LightGlueConfig(descriptor_dim=32, num_heads=4)
+    encoded = {"encoded": torch.randn(1, 32, 4, 4)}
+    return {
+        "encoder": lambda: (modeling_superpoint.SuperPointEncoder(config), {"input": torch.randn(2, 1, 32, 32)}),
+        "interest_decoder": lambda: (_Method(modeling_superpoint.SuperPointInterestPointDecoder(config), "_get_pixel_scores"), encoded),
+        "descriptor_decoder": lambda: (modeling_superpoint.SuperPointDescriptorDecoder(config), {**encoded, "keypoints": torch.rand(6, 2) * 24 + 4}),
+        "attention": lambda: (_Seeded(modeling_lightglue.LightGlueAttention(glue, 0), pick=0), {"hidden_states": torch.randn(2, 10, 32)}),
+        "mlp": lambda: (modeling_lightglue.LightGlueMLP(glue), {"hidden_states": torch.randn(2, 10, 64)}),
+    }[part]()
+
+
 def _vits(transformers: Any, part: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A part of a tiny random VITS (MMS-TTS) with its weight norms removed (as before pruning: sparse24 prunes no
     computed weight), and its inputs: 10 positions of 32 channels (the text encoder: 10 tokens). ``duration_predictor``:
@@ -1681,6 +1711,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             ),
             {"pixel_values": torch.randn(2, 3, 16, 16)},
         ),
+        **{f"superpoint_lightglue-{part}": functools.partial(_superpoint_lightglue, transformers, part) for part in ("encoder", "interest_decoder", "descriptor_decoder", "attention", "mlp")},
         # MRA: BERT's layout; its attention runs a CUDA kernel (zeros without it)
         "mra": lambda: (_encoder(transformers, "mra", vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64), ids),
         # CLVP's text encoder (two heads of 64 value channels, the first 32 rotated) and its decoder (GPT-2's layout, BART's values)
@@ -2719,6 +2750,11 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("janus-vqvae", ["JanusVQVAEResnetBlock"] * 10 + ["JanusVQVAEAttnBlock"] * 5 + ["JanusVQVAE"]),  # conv1 -> norm2 -> conv2 per group; v -> proj_out; post_quant_conv -> the decoder's conv_in
         ("janus-vqvae_head", ["JanusVQVAEHead"]),  # proj_out -> act -> vision_head
         ("apertus1p5-tokenizer_encoder", ["Apertus1p5VisionTokenizerResnetBlock"] * 4 + ["Apertus1p5VisionTokenizerAttnBlock"] * 2),
+        ("superpoint_lightglue-encoder", ["SuperPointConvBlock"] * 4 + ["SuperPointEncoder"] * 3),  # conv_a -> conv_b in and between the blocks
+        ("superpoint_lightglue-interest_decoder", ["SuperPointInterestPointDecoder"]),  # conv_score_a -> conv_score_b
+        ("superpoint_lightglue-descriptor_decoder", ["SuperPointDescriptorDecoder"]),
+        ("superpoint_lightglue-attention", ["LightGlueAttention"]),
+        ("superpoint_lightglue-mlp", ["LightGlueMLP"]),  # fc1 -> layer_norm -> act -> fc2
         ("mra", ["MraLayer"]),  # intermediate.dense -> output.dense; the attention stays (its kernel)
         ("clvp-encoder", ["ClvpSelfAttention", "ClvpEncoderMLP"]),  # each head's 32 unrotated value channels; proj's value and gate halves -> fc2
         ("clvp-decoder", ["ClvpSelfAttention", "ClvpDecoderMLP"]),
