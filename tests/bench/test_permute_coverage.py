@@ -11,14 +11,14 @@ pytest.importorskip("transformers")
 from sparse24.bench import permute_coverage  # noqa: E402
 
 
-def test_lists_the_classes_without_a_rule_and_the_types_that_do_not_build(tmp_path) -> None:  # noqa: ANN001
+def test_lists_the_classes_without_a_rule_and_the_types_that_do_not_build(tmp_path, unruled_mra) -> None:  # noqa: ANN001
     assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2,mra,bit"]) == 0
     results = json.loads((tmp_path / "permute_coverage.json").read_text())
     assert results["command"] == f"python bench/permute_coverage.py --out {tmp_path} --types gpt2,mra,bit"
     rows = {r["type"]: r for r in results["types"]}
     assert rows["gpt2"]["status"] == "permuted" and rows["gpt2"]["model"] == "GPT2LMHeadModel" and rows["gpt2"]["unruled"] == {}
     assert rows["gpt2"]["groups"] == 2  # its attention's values and its MLP
-    assert rows["mra"]["unruled"]["MraSelfAttention"] == 3  # query, key, value: MRA's attention has no rule
+    assert rows["mra"]["unruled"]["MraSelfAttention"] == 3  # query, key, value: MRA's rules taken away (unruled_mra)
     assert rows["bit"]["status"] == "not built" and "layer_types" in rows["bit"]["error"]  # BiT's config refuses the tiny sizes
     markdown = (tmp_path / "permute_coverage.md").read_text()
     assert markdown == permute_coverage.markdown(results)

@@ -3504,9 +3504,9 @@ def test_textnet_channels_reaching_a_stage_output_through_identity_branches_stay
     assert "encoder.stages.0" not in reasons  # its identity layer sits between two layers without one
 
 
-def test_layers_of_a_transformers_class_without_a_rule_say_so() -> None:
+def test_layers_of_a_transformers_class_without_a_rule_say_so(unruled_mra: None) -> None:
     transformers = pytest.importorskip("transformers")
-    model = _encoder(transformers, "mra", vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)  # MRA: no rule
+    model = _encoder(transformers, "mra", vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4)  # its rules taken away
     reasons = {s.layers[0]: s.reason for s in permute(model).skipped}
     for layer in ("query", "key", "value"):
         assert "MraSelfAttention has no permutation rule" in reasons[f"encoder.layer.0.attention.self.{layer}"]
