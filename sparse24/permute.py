@@ -958,12 +958,13 @@ def _univnet_kernel_predictor(name: str, module: nn.Module) -> _Group | str:
     """UnivNet's kernel predictor: input_conv -> leaky ReLU -> residual blocks (each adds leaky_relu(conv2(...)) to
     the stream) -> kernel_conv and bias_conv: one stream, input_conv's and every block's conv2's rows -> every block's
     conv1's and kernel_conv's and bias_conv's columns (each block's conv1 -> conv2 is the block's own group)."""
-    width = getattr(_attr(module, "input_conv"), "out_channels", None)
-    convs = ["input_conv", "kernel_conv", "bias_conv", *(f"resblocks.{i}.{conv}" for i in range(len(module.resblocks)) for conv in ("conv1", "conv2"))]
+    blocks = list(getattr(module, "resblocks", ()))
+    convs = ["input_conv", "kernel_conv", "bias_conv", *(f"resblocks.{i}.{conv}" for i in range(len(blocks)) for conv in ("conv1", "conv2"))]
     if not all(_is_plain_conv1d(_attr(module, path)) for path in convs):
         return f"{', '.join(convs[:3])} and the residual blocks' conv1 and conv2 are not all ungrouped Conv1d"
+    width = module.input_conv.out_channels
     members = _producer(_join(name, "input_conv"), module.input_conv, width)
-    for i, block in enumerate(module.resblocks):
+    for i, block in enumerate(blocks):
         members += _consumer(_join(name, f"resblocks.{i}.conv1"), block.conv1, width) + _producer(_join(name, f"resblocks.{i}.conv2"), block.conv2, width)
     members += _consumer(_join(name, "kernel_conv"), module.kernel_conv, width) + _consumer(_join(name, "bias_conv"), module.bias_conv, width)
     return _Group(type(module).__name__, width, 1, members)
@@ -974,7 +975,7 @@ def _clvp_attention(name: str, module: nn.Module) -> _Group | str:
     first ``rotary`` channels of each head's values too, as the queries and keys (the encoder's rotary embedding, built
     from the same config, gives that width): those keep their order (a rotary pair's angle is its channel's), and each
     head's remaining value channels take their own order, v_proj's rows -> out_proj's columns."""
-    if not getattr(module.config, "use_rotary_embedding", False):
+    if not getattr(getattr(module, "config", None), "use_rotary_embedding", False):
         return _OUT_PROJ_ATTENTION(name, module)
     from transformers.models.clvp.modeling_clvp import ClvpRotaryPositionalEmbedding
 
@@ -1137,10 +1138,10 @@ def _vits_stochastic_duration_predictor(name: str, module: nn.Module) -> list[_G
     columns; post_conv_pre's rows -> post_conv_dds -> post_conv_proj's columns (training only); and conv_proj's and
     post_conv_proj's rows, the conditioning every flow adds to its own stream: each VitsConvFlow's conv_pre rows -> its
     conv_dds -> its conv_proj's columns, one order for all of them."""
-    width, kind = _attr(module, "conv_pre").out_channels, type(module).__name__
     convs = ("conv_pre", "conv_proj", "post_conv_pre", "post_conv_proj")
     if not all(_is_plain_conv1d(_attr(module, conv)) for conv in convs):
         return [f"{', '.join(convs)} are not all ungrouped Conv1d"]
+    width, kind = module.conv_pre.out_channels, type(module).__name__
     groups: list[_Group | str] = []
     for prefix in ("", "post_"):
         stream = _vits_dds_stream(_join(name, f"{prefix}conv_dds"), _attr(module, f"{prefix}conv_dds"), width)
