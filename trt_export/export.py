@@ -454,15 +454,24 @@ def export_onnx(
         fused = _fused_experts(exported, expected)
         by_name = [n for n in expected if n not in fused]
         found, unused = _match_names(by_name, sparsity, weight_uses(program.exported_program, exported, by_name))
-        found += _check_experts(proto, workdir, fused)
-        experts_dense = None
-        if fused:
+        held = _check_experts(proto, workdir, fused)
+        found += list(held)
+        stacked = [name for name, kind in held.items() if kind == "stacked"]
+        per_expert = [name for name, kind in held.items() if kind == "per expert"]
+        experts_dense = experts_split = None
+        if stacked:
             experts_dense = (
-                f"TensorRT runs {len(fused)} fused mixture-of-experts weight(s) dense: the ONNX holds them 2:4 (found by value), "
+                f"TensorRT runs {len(stacked)} fused mixture-of-experts weight(s) dense: the ONNX holds them 2:4 (found by value), "
                 f"but as stacked [experts, ...] tensors (read per token by index, or by a batched MatMul), never as a 2-D GEMM "
-                f"weight: {', '.join(fused)}"
+                f"weight: {', '.join(stacked)}"
             )
             logger.warning("export_onnx: %s", experts_dense)
+        if per_expert:
+            experts_split = (
+                f"{len(per_expert)} stacked mixture-of-experts weight(s) are held as one 2-D initializer per expert (the exporter "
+                f"folded each expert's slice), each 2:4 (found by value): {', '.join(per_expert)}"
+            )
+            logger.info("export_onnx: %s", experts_split)
 
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         in_rows, out_rows = _io_rows(proto.graph.input, onnx), _io_rows(proto.graph.output, onnx)
@@ -488,7 +497,7 @@ def export_onnx(
         sparsified=tuple(found),
         unused=tuple(unused),
         seconds=time.perf_counter() - started,
-        notes=tuple(n for n in (copied, experts_note, note, experts_dense) if n),
+        notes=tuple(n for n in (copied, experts_note, note, experts_dense, experts_split) if n),
         by_value=tuple(fused),
     )
     logger.info("exported %s: %s", path, parity)
@@ -667,35 +676,55 @@ def _fused_experts(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
     return {w.name: w for w in gemm_weights(model) if w.name in wanted and is_stacked_experts(w.module)}
 
 
-def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> list[str]:
-    """Check that the ONNX holds each fused experts weight (a :class:`sparse24.axes.GemmWeight`) 2:4; return the names.
+def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> dict[str, str]:
+    """Check that the ONNX holds each stacked experts weight (a :class:`sparse24.axes.GemmWeight`) 2:4; return how each
+    was found: ``"stacked"`` or ``"per expert"``.
 
-    The exported graph reads such a weight per token by index (``Gather``, transformers' ``batched_mm``) or
-    as a batched constant, so it is in no 2-D ONNX GEMM, and its initializer may be renamed (``val_*``): it
-    is found by value, an initializer equal to the exported parameter, then checked 2:4 along the weight's dim.
-    Each initializer of a wanted shape is read once (an MoE's layers share their experts' shapes).
+    The exported graph reads a fused experts weight per token by index (``Gather``, transformers' ``batched_mm``) or
+    as a batched constant, so it is in no 2-D ONNX GEMM, and its initializer may be renamed (``val_*``): it is found
+    by value, an initializer equal to the exported parameter, then checked 2:4 along the weight's dim. Where the
+    exporter folded each expert's slice into its own initializer (JetMoE's ``F.linear(x, weight[e])``), every slice
+    is found by value instead, each 2:4 along its own reduction dim. Each initializer of a wanted shape is read once
+    (an MoE's layers share their experts' shapes).
     """
     if not experts:
-        return []
+        return {}
     onnx = require("onnx")
     params = {name: weight.param.detach().cpu() for name, weight in experts.items()}
-    shapes = {tuple(param.shape) for param in params.values()}
-    found: dict[str, bool] = {}  # name -> its initializer is 2:4
+    shapes = {tuple(param.shape) for param in params.values()} | {tuple(param.shape[1:]) for param in params.values()}
+    found: dict[str, bool] = {}  # name -> its initializer (or every expert's) is 2:4
+    how: dict[str, str] = {}
+    slices: dict[str, dict[int, bool]] = {name: {} for name in params}  # name -> expert -> its slice's initializer is 2:4
     for tensor in proto.graph.initializer:
-        if tuple(tensor.dims) not in shapes or len(found) == len(params):
+        if tuple(tensor.dims) not in shapes:
             continue
         array = torch.from_numpy(onnx.numpy_helper.to_array(tensor, base_dir=str(base_dir)).copy())
         if not array.is_floating_point():
             continue
         for name, param in params.items():
             if name not in found and array.shape == param.shape and torch.equal(array.to(param.dtype), param):
-                found[name] = is_two_four(array != 0, experts[name].axis.reduction)
+                found[name], how[name] = is_two_four(array != 0, experts[name].axis.reduction), "stacked"
                 break
-    problems = [f"{name} (no ONNX initializer holds it as exported)" for name in params if name not in found]
-    problems += [f"{name} (its initializer is not 2:4 along dim {experts[name].axis.reduction})" for name, ok in found.items() if not ok]
+            if array.shape == param.shape[1:]:
+                expert = next((e for e in range(param.shape[0]) if e not in slices[name] and torch.equal(array.to(param.dtype), param[e])), None)
+                if expert is not None:
+                    slices[name][expert] = is_two_four(array != 0, experts[name].axis.reduction - 1)
+                    break
+    for name, param in params.items():  # every expert's slice found: the weight is held per expert
+        if name not in found and len(slices[name]) == param.shape[0]:
+            found[name], how[name] = all(slices[name].values()), "per expert"
+    problems = [
+        f"{name} (no ONNX initializer holds it as exported, nor each of its experts' slices: {len(slices[name])} of {params[name].shape[0]} found)"
+        for name in params if name not in found
+    ]
+    problems += [
+        f"{name} (its initializer is not 2:4 along dim {experts[name].axis.reduction})" if how[name] == "stacked"
+        else f"{name} (its experts' initializers are not all 2:4 along their dim {experts[name].axis.reduction - 1})"
+        for name, ok in found.items() if not ok
+    ]
     if problems:
         raise SparsityError("the ONNX graph does not keep these 2:4 weights 2:4: " + "; ".join(problems))
-    return list(experts)
+    return how
 
 
 def _match_names(expected: Sequence[str], sparsity: OnnxSparsityReport, uses: Mapping[str, WeightUse]) -> tuple[list[str], list[str]]:

@@ -375,9 +375,13 @@ def test_fused_experts_must_be_found_2_4_in_the_onnx_initializers(tmp_path) -> N
     prune_(other, 2)
     with torch.no_grad():
         fused[names[1]].param.copy_(other)
-    assert _check_experts(graph_with(weight.param, other), tmp_path, fused) == names[:2]
-    with pytest.raises(SparsityError, match=r"experts\.down_proj \(no ONNX initializer holds it as exported\)"):
+    assert _check_experts(graph_with(weight.param, other), tmp_path, fused) == {names[0]: "stacked", names[1]: "stacked"}
+    with pytest.raises(SparsityError, match=r"experts\.down_proj \(no ONNX initializer holds it as exported, nor each of its experts' slices: 0 of 4"):
         _check_experts(graph_with(weight.param), tmp_path, fused)
+    # the exporter may fold each expert's slice into its own initializer (JetMoE's F.linear(x, weight[e])): every one found
+    assert _check_experts(graph_with(weight.param, *other), tmp_path, fused) == {names[0]: "stacked", names[1]: "per expert"}
+    with pytest.raises(SparsityError, match=r"experts\.down_proj \(no ONNX initializer .* slices: 3 of 4 found\)"):
+        _check_experts(graph_with(weight.param, *other[:3]), tmp_path, fused)
     changed = other.clone()
     changed[0, 0, :4] = 1.0  # a group of 4 with 4 nonzeros: no longer the exported parameter
     with pytest.raises(SparsityError, match=r"no ONNX initializer holds it"):
@@ -386,6 +390,27 @@ def test_fused_experts_must_be_found_2_4_in_the_onnx_initializers(tmp_path) -> N
         fused[names[1]].param.copy_(changed)  # the parameter itself not 2:4: found, and refused
     with pytest.raises(SparsityError, match=r"experts\.down_proj \(its initializer is not 2:4 along dim 2\)"):
         _check_experts(graph_with(weight.param, changed), tmp_path, fused)
+    with pytest.raises(SparsityError, match=r"experts\.down_proj \(its experts' initializers are not all 2:4 along their dim 1\)"):
+        _check_experts(graph_with(weight.param, *changed), tmp_path, fused)
+
+
+def test_jetmoes_experts_export_as_one_2_4_gemm_weight_per_expert(tmp_path) -> None:
+    """JetMoE's experts (JetMoeParallelExperts) run F.linear(rows, weight[e]) per expert: the exporter folds each
+    expert's slice into its own initializer, a 2-D Gemm weight; the check finds every slice by value, 2:4."""
+    torch.manual_seed(0)
+    config = T.JetMoeConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_key_value_heads=2, kv_channels=8,
+                            num_local_experts=4, num_experts_per_tok=2)
+    model = T.JetMoeForCausalLM(config).eval()
+    report = sparse24.sparsify(model, "magnitude", policy="any", progress=False)
+    exported = export_onnx(model, _tokens(None, 2), tmp_path / "jetmoe.onnx")
+    assert exported.parity.passed, str(exported.parity)
+    assert sorted(exported.sparsified) == sorted(layer.name for layer in report.sparse_layers)
+    experts = [f"model.layers.0.{block}.{name}.weight" for block in ("mlp", "self_attention.experts") for name in ("input_linear", "output_linear")]
+    assert sorted(exported.by_value) == sorted(experts)
+    (held,) = [note for note in exported.notes if "held as one 2-D initializer per expert" in note]
+    assert all(name in held for name in experts) and not any("TensorRT runs" in note for note in exported.notes)
+    slices = [layer for layer in exported.sparsity.layers if layer.name.startswith("select")]
+    assert len(slices) == 16 and all(layer.status == "2:4" for layer in slices)  # 4 weights x 4 experts, each a Gemm weight
 
 
 def test_an_encoder_decoder_without_decoder_inputs_says_how_to_export_it(tmp_path) -> None:
