@@ -696,6 +696,8 @@ def _check_experts(proto: Any, base_dir: Path, experts: Mapping[str, Any]) -> di
     how: dict[str, str] = {}
     slices: dict[str, dict[int, bool]] = {name: {} for name in params}  # name -> expert -> its slice's initializer is 2:4
     for tensor in proto.graph.initializer:
+        if all(name in found or len(slices[name]) == param.shape[0] for name, param in params.items()):
+            break  # every weight found, whole or expert by expert
         if tuple(tensor.dims) not in shapes:
             continue
         array = torch.from_numpy(onnx.numpy_helper.to_array(tensor, base_dir=str(base_dir)).copy())
