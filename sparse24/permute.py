@@ -601,15 +601,25 @@ def _fused_experts(name: str, module: nn.Module) -> _Group | str:
     if why:
         return why
     bias = getattr(module, f"{up_name}_bias", None) if getattr(module, "has_bias", False) else None
+    members = _expert_mlps((name, module, up_name), (name, module, "down_proj"), rows, cols, width, up.shape[0], gated, f"{up_name}_bias" if isinstance(bias, Tensor) else None)
+    return _Group(type(module).__name__, width, up.shape[0], members)
+
+
+def _expert_mlps(
+    up: tuple[str, nn.Module, str], down: tuple[str, nn.Module, str], rows: int, cols: int, width: int, experts: int, gated: bool, bias: str | None = None,
+) -> list[_Member]:
+    """Stacked experts, each its own MLP with its own order of its ``width`` intermediate channels: expert e's rows of
+    ``up`` (``(module name, module, tensor)``; both halves where ``gated``, and its ``bias`` tensor's) -> its columns
+    of ``down``. ``rows`` and ``cols``: the dims in one expert's slice."""
     members = []
-    for e in range(up.shape[0]):
+    for e in range(experts):
         which = torch.tensor([e])
         for offset in (0, width) if gated else (0,):
-            members.append(_Member(name, module, up_name, rows, which, "producer", offset, expert=e))
-            if isinstance(bias, Tensor):
-                members.append(_Member(name, module, f"{up_name}_bias", 0, which, "producer", offset, expert=e))
-        members.append(_Member(name, module, "down_proj", cols, which, "consumer", expert=e))
-    return _Group(type(module).__name__, width, up.shape[0], members)
+            members.append(_Member(*up, rows, which, "producer", offset, expert=e))
+            if bias is not None:
+                members.append(_Member(up[0], up[1], bias, 0, which, "producer", offset, expert=e))
+        members.append(_Member(*down, cols, which, "consumer", expert=e))
+    return members
 
 
 def _gate_channelwise(module: nn.Module, width: int, like: Tensor) -> str | None:
@@ -1000,9 +1010,8 @@ def _clvp_encoder_mlp(name: str, module: nn.Module) -> _Group | str:
         return "fc1.proj and fc2 are not nn.Linear of twice and once the intermediate channels"
     if (refused := _not_elementwise(module, "fc1.activation_fn")) is not None:
         return refused
-    width, one = fc2.in_features, torch.zeros(1, dtype=torch.long)
-    members = [m for offset in (0, width) for m in _producer(_join(name, "fc1.proj"), proj, width, one, offset=offset)]
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "fc2"), fc2, width))
+    width = fc2.in_features
+    return _Group(type(module).__name__, width, 1, _halves(_join(name, "fc1.proj"), proj, width) + _consumer(_join(name, "fc2"), fc2, width))
 
 
 def _oneformer_decoder(name: str, module: nn.Module) -> str:
@@ -1084,9 +1093,9 @@ def _vits_wavenet(name: str, module: nn.Module) -> list[_Group | str]:
         if not (_is_plain_conv1d(gated) and _is_plain_conv1d(res_skip) and gated.out_channels == 2 * hidden and res_skip.in_channels == hidden):
             groups.append(f"in_layers.{i} and res_skip_layers.{i} are not ungrouped Conv1d of {2 * hidden} outputs and {hidden} inputs")
             continue
-        one = torch.zeros(1, dtype=torch.long)
-        members = [m for offset in (0, hidden) for m in _producer(_join(name, f"in_layers.{i}"), gated, hidden, one, offset=offset)]
-        if _is_plain_conv1d(cond):
+        members = _halves(_join(name, f"in_layers.{i}"), gated, hidden)
+        if _is_plain_conv1d(cond):  # layer i's tanh and sigmoid rows of it
+            one = torch.zeros(1, dtype=torch.long)
             members += [m for offset in (2 * i * hidden, (2 * i + 1) * hidden) for m in _producer(_join(name, "cond_layer"), cond, hidden, one, offset=offset)]
         groups.append(_Group(type(module).__name__, hidden, 1, members + _consumer(_join(name, f"res_skip_layers.{i}"), res_skip, hidden)))
     return groups
@@ -1268,11 +1277,7 @@ def _jetmoe_moe(name: str, module: nn.Module) -> _Group | str:
     width, experts = down.weight.shape[1 + cols], down.weight.shape[0]
     if up.weight.shape[1 + rows] != 2 * width or up.weight.shape[0] != experts:
         return f"input_linear's {up.weight.shape[1 + rows]} outputs are not the two halves of output_linear's {width} inputs, for each of {experts} experts"
-    members = []
-    for e in range(experts):
-        which = torch.tensor([e])
-        members += [_Member(_join(name, "input_linear"), up, "weight", rows, which, "producer", offset, expert=e) for offset in (0, width)]
-        members.append(_Member(_join(name, "output_linear"), down, "weight", cols, which, "consumer", expert=e))
+    members = _expert_mlps((_join(name, "input_linear"), up, "weight"), (_join(name, "output_linear"), down, "weight"), rows, cols, width, experts, gated=True)
     return _Group(type(module).__name__, width, experts, members)
 
 
@@ -2477,6 +2482,10 @@ _GRANITE_SPEECH_MID_CTC = functools.partial(_two_layer_mlp, first="out", second=
 # Gemma 3n's and Gemma 4's audio light conv: a conformer convolution between two nn.Linear, with an RMS norm (3n: silu fixed)
 _LIGHT_CONV1D = functools.partial(_conformer_convolution, up="linear_start", depthwise="depthwise_conv1d", norm="conv_norm", act=None, down="linear_end")
 _CONV1_CONV2 = functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation=None)  # two convs, nothing (or the forward's own activation) between
+# the VQ-VAE image tokenizers' blocks (Janus's, Chameleon's, Apertus 1.5's): conv1 -> GroupNorm -> swish (the forward's) -> conv2,
+# and a one-head attention over the channels, v -> proj_out
+_VQ_RESNET_BLOCK = functools.partial(_group_norm_resnet_block, activation=None)
+_VQ_ATTN_BLOCK = functools.partial(_two_layer_mlp, first="v", second="proj_out", activation=None)
 _LINEAR1_LINEAR2 = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation=None)  # the forward's own activation between
 _GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
@@ -3763,8 +3772,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # Apertus 1.5's VQ-VAE image tokenizer (Janus's, with Janus's family): ResNet blocks with GroupNorms, one-head
     # attention blocks over the channels (v -> proj_out)
     **_family("apertus1p5.modeling_apertus1p5", {
-        "Apertus1p5VisionTokenizerResnetBlock": (functools.partial(_group_norm_resnet_block, activation=None), ()),
-        "Apertus1p5VisionTokenizerAttnBlock": (functools.partial(_two_layer_mlp, first="v", second="proj_out", activation=None), ()),
+        "Apertus1p5VisionTokenizerResnetBlock": (_VQ_RESNET_BLOCK, ()), "Apertus1p5VisionTokenizerAttnBlock": (_VQ_ATTN_BLOCK, ()),
         "Apertus1p5VisionTokenizerEncoder": (_no_groups, ("stages", "mid")), "Apertus1p5VisionTokenizerEncoderStage": (_no_groups, ("layers",)),
     }),
     # VITS (MMS-TTS): its text encoder's attention and feed-forward, duration predictors, WaveNets (the prior's coupling
@@ -3965,8 +3973,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "JanusVisionAttention": (functools.partial(_attention, groups=1, output="projection_layer"), ()),  # q/k norms only
         "JanusVisionMLP": (_two_layer_mlp, ()),
         # its VQ-VAE image tokenizer (Chameleon's blocks are this code): ResNet blocks, one-head attention blocks, the generation head
-        "JanusVQVAEResnetBlock": (functools.partial(_group_norm_resnet_block, activation=None), ()),
-        "JanusVQVAEAttnBlock": (functools.partial(_two_layer_mlp, first="v", second="proj_out", activation=None), ()),
+        "JanusVQVAEResnetBlock": (_VQ_RESNET_BLOCK, ()), "JanusVQVAEAttnBlock": (_VQ_ATTN_BLOCK, ()),
         "JanusVQVAEHead": (functools.partial(_two_layer_mlp, first="proj_out", second="vision_head", activation="activation_fn"), ()),
         "JanusVQVAEEncoder": (_no_groups, ("down", "mid")), "JanusVQVAEDecoder": (_no_groups, ("mid", "up")),
         "JanusVQVAE": (_vq_vae, ("encoder", "decoder")),
@@ -4387,7 +4394,7 @@ _FUSED_EXPERTS_RULE = (_fused_experts, ())
 
 # rules for their class alone: its forward is another ruled class's code (Gemma 4's vision MLP is Llama's MLP), but
 # the rule checks wrappers only this class holds, so classes copying that code keep the other class's rule; PP-LCNet's
-# blocks run their layers in a loop, a forward many containers share (EnCodec's encoder): the rule is for their own layers;
+# blocks run their layers in a loop, a forward many containers share (EnCodec's encoder): the rule is for their own layers
 _NOT_COPIED = frozenset(("transformers.models.gemma4.modeling_gemma4", cls) for cls in ("Gemma4VisionMLP", "Gemma4VisionAttention")) | {
     ("transformers.models.pp_lcnet.modeling_pp_lcnet", "PPLCNetBlock"), ("transformers.models.pp_lcnet_v3.modeling_pp_lcnet_v3", "PPLCNetV3Block"),
     ("transformers.models.janus.modeling_janus", "JanusVQVAE"),  # the VQ-VAE rule names its own layers and outputs
