@@ -68,14 +68,14 @@ class ExportReport:
     unused: tuple[str, ...]  # 2:4 weights the exported program never reads (dead code in forward)
     seconds: float
     notes: tuple[str, ...] = ()  # what the export changed on its copy of the model (use_cache turned off)
-    by_value: tuple[str, ...] = ()  # of ``sparsified``: fused MoE experts weights, found by value (no GEMM holds them by name)
+    by_value: tuple[str, ...] = ()  # of ``sparsified``: stacked MoE experts weights, found by value (no GEMM holds them by name)
 
     def _names_line(self) -> str:
         if not self.sparsified and not self.unused:
             return "no 2:4 weights to check: the model has no masks and no 2:4 GEMM weight (a dense export)"
         line = f"{len(self.sparsified)} weights sparse24 made 2:4 are 2:4 in the ONNX, found by name"
         if self.by_value:
-            line += f" ({len(self.by_value)} fused experts weights by value)"
+            line += f" ({len(self.by_value)} stacked experts weights by value)"
         if self.unused:
             line += f"; never read by the exported program (dead code in forward): {', '.join(self.unused)}"
         return line
@@ -451,10 +451,10 @@ def export_onnx(
         sparsity = dataclasses.replace(inspect_onnx(staged), path=str(path))
         if program.exported_program is None:
             raise ExportError("torch.onnx.export gave no exported program, so the 2:4 weights cannot be followed into the graph")
-        fused = _fused_experts(exported, expected)
-        by_name = [n for n in expected if n not in fused]
+        stacked_weights = _stacked_experts(exported, expected)
+        by_name = [n for n in expected if n not in stacked_weights]
         found, unused = _match_names(by_name, sparsity, weight_uses(program.exported_program, exported, by_name))
-        held = _check_experts(proto, workdir, fused)
+        held = _check_experts(proto, workdir, stacked_weights)
         found += list(held)
         stacked = [name for name, kind in held.items() if kind == "stacked"]
         per_expert = [name for name, kind in held.items() if kind == "per expert"]
@@ -498,7 +498,7 @@ def export_onnx(
         unused=tuple(unused),
         seconds=time.perf_counter() - started,
         notes=tuple(n for n in (copied, experts_note, note, experts_dense, experts_split) if n),
-        by_value=tuple(fused),
+        by_value=tuple(stacked_weights),
     )
     logger.info("exported %s: %s", path, parity)
     if not expected:
@@ -669,7 +669,7 @@ def weight_uses(program: Any, module: nn.Module, names: Sequence[str]) -> dict[s
     return uses
 
 
-def _fused_experts(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
+def _stacked_experts(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
     """The :class:`sparse24.axes.GemmWeight` of each name in ``names`` that is a stacked mixture-of-experts weight
     (fused experts, JetMoE's parallel experts)."""
     wanted = set(names)

@@ -341,7 +341,7 @@ def test_a_moe_causal_lm_exports_with_batched_mm_experts(tmp_path) -> None:
     experts = ["model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj"]
     assert set(experts) <= set(exported.sparsified)  # the stacked weights, each found 2:4 in an initializer by value
     assert exported.by_value == tuple(experts) and exported.to_dict()["by_value"] == experts
-    assert exported._names_line().endswith("found by name (2 fused experts weights by value)")
+    assert exported._names_line().endswith("found by name (2 stacked experts weights by value)")
     (dense,) = [note for note in exported.notes if note.startswith("TensorRT runs 2 fused mixture-of-experts weight(s) dense")]
     assert dense.endswith(", ".join(experts))
     assert model.get_experts_implementation() == {"": "grouped_mm"} and model.config.use_cache is True
@@ -354,14 +354,14 @@ def test_fused_experts_must_be_found_2_4_in_the_onnx_initializers(tmp_path) -> N
 
     from sparse24 import SparsityError
     from sparse24.mask import prune_
-    from sparse24.trt_export.export import _check_experts, _fused_experts
+    from sparse24.trt_export.export import _check_experts, _stacked_experts
 
     torch.manual_seed(0)
     config = T.Qwen3MoeConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                               num_key_value_heads=1, head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
     model = T.Qwen3MoeForCausalLM(config).eval()
     names = ["model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj", "lm_head.weight"]
-    fused = _fused_experts(model, names)
+    fused = _stacked_experts(model, names)
     assert list(fused) == names[:2]
     weight = fused[names[0]]
     with torch.no_grad():
@@ -396,13 +396,15 @@ def test_fused_experts_must_be_found_2_4_in_the_onnx_initializers(tmp_path) -> N
 
 def test_jetmoes_experts_export_as_one_2_4_gemm_weight_per_expert(tmp_path) -> None:
     """JetMoE's experts (JetMoeParallelExperts) run F.linear(rows, weight[e]) per expert: the exporter folds each
-    expert's slice into its own initializer, a 2-D Gemm weight; the check finds every slice by value, 2:4."""
+    expert's slice into its own initializer, a 2-D Gemm weight; the check finds every slice by value, 2:4. The padding
+    token's embedding row is zero (its router logits tie, which ONNX's TopK breaks otherwise than torch): the parity
+    inputs are drawn from 1 on, as the README advises."""
     torch.manual_seed(0)
     config = T.JetMoeConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_key_value_heads=2, kv_channels=8,
-                            num_local_experts=4, num_experts_per_tok=2)
+                            num_local_experts=4, num_experts_per_tok=2, pad_token_id=0)
     model = T.JetMoeForCausalLM(config).eval()
     report = sparse24.sparsify(model, "magnitude", policy="any", progress=False)
-    exported = export_onnx(model, _tokens(None, 2), tmp_path / "jetmoe.onnx")
+    exported = export_onnx(model, _tokens(None, 2).clamp(min=1), tmp_path / "jetmoe.onnx", input_ranges={"input_ids": (1, VOCAB)})
     assert exported.parity.passed, str(exported.parity)
     assert sorted(exported.sparsified) == sorted(layer.name for layer in report.sparse_layers)
     experts = [f"model.layers.0.{block}.{name}.weight" for block in ("mlp", "self_attention.experts") for name in ("input_linear", "output_linear")]
