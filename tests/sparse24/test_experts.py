@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -89,20 +90,19 @@ def test_up_only_experts_have_their_up_proj_on_the_axis_rule() -> None:
     assert not module.has_gate and set(gemm_axes(module)) == {"up_proj", "down_proj"}
 
 
-def _linear_inputs(model: nn.Module, batches: list, module: nn.Module) -> dict[str, list[list[torch.Tensor]]]:
-    """Each expert's inputs to its two GEMMs, as the model's own eager forward passes them to F.linear."""
-    seen: dict[str, list[list[torch.Tensor]]] = {"gate_up_proj": [[] for _ in range(module.num_experts)], "down_proj": [[] for _ in range(module.num_experts)]}
+def _linear_inputs(model: nn.Module, batches: list, stacked: dict[Any, torch.Tensor]) -> dict[Any, list[list[torch.Tensor]]]:
+    """Each expert's inputs to its GEMM of each ``stacked`` [experts, out, in] weight (by key), as the model's forward
+    passes them to F.linear with that expert's slice."""
+    seen: dict[Any, list[list[torch.Tensor]]] = {key: [[] for _ in range(len(weight))] for key, weight in stacked.items()}
     linear = torch.nn.functional.linear
 
     def spy(x, weight, bias=None):
-        for name in seen:
-            stacked = getattr(module, name)
-            for e in range(module.num_experts):
-                if weight.data_ptr() == stacked[e].data_ptr():
-                    seen[name][e].append(x.detach())
+        for key, experts in stacked.items():
+            for e, expert in enumerate(experts):
+                if weight.data_ptr() == expert.data_ptr() and weight.shape == expert.shape:
+                    seen[key][e].append(x.detach())
         return linear(x, weight, bias)
 
-    model.set_experts_implementation("eager")
     torch.nn.functional.linear = spy
     try:
         with torch.no_grad():
@@ -117,7 +117,8 @@ def test_each_expert_is_calibrated_on_the_tokens_routed_to_it() -> None:
     model = qwen3_moe()
     data = batches()
     module = _experts(model)[0]
-    expected = _linear_inputs(model, data, module)
+    model.set_experts_implementation("eager")  # an F.linear per expert
+    expected = _linear_inputs(model, data, {name: getattr(module, name) for name in ("gate_up_proj", "down_proj")})
     weights = [w for w in gemm_weights(model) if w.module is module]
     hessians, counts = gather(model, weights, "hessian", data, progress=False)
     norms, _ = gather(model, weights, "norms", data, progress=False)
@@ -546,23 +547,7 @@ def test_jetmoe_experts_are_calibrated_on_the_rows_each_expert_multiplies() -> N
         weight = GemmWeight("", module, "weight", Axis(reduction=2, output=1))
         assert torch.equal(gemm_matrix(weight), module.weight)  # expert e's slice as F.linear takes it
     data = batches(2)
-    seen: dict[int, list[list[torch.Tensor]]] = {id(m): [[] for _ in range(m.num_experts)] for m in modules}
-    linear = torch.nn.functional.linear
-
-    def spy(x, weight, bias=None):
-        for module in modules:
-            for e in range(module.num_experts):
-                if weight.data_ptr() == module.weight[e].data_ptr() and weight.shape == module.weight[e].shape:
-                    seen[id(module)][e].append(x.detach())
-        return linear(x, weight, bias)
-
-    torch.nn.functional.linear = spy
-    try:
-        with torch.no_grad():
-            for batch in data:
-                model(**batch)
-    finally:
-        torch.nn.functional.linear = linear
+    seen = _linear_inputs(model, data, {id(m): m.weight for m in modules})
     weights = [w for w in gemm_weights(model) if w.module in modules]
     assert len(weights) == 8
     hessians, counts = gather(model, weights, "hessian", data, progress=False)
