@@ -296,7 +296,10 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
                     stat.addmm_(columns.T, columns)
             counts[key] += parts[0].shape[0] if tokens is None else tokens  # the query's tokens where in_proj's parts differ
 
-    handles = [w.module.register_forward_pre_hook(hook, with_kwargs=True) for w in {id(w.module): w for w in weights}.values()]
+    handles = [
+        _ConvInputs(w.module, hook) if _own_conv_forward(w.module) else w.module.register_forward_pre_hook(hook, with_kwargs=True)
+        for w in {id(w.module): w for w in weights}.values()
+    ]
     for router in {id(r): r for r in routers.values()}.values():  # its outputs: (sorted slots, batch_index, gates, expert_size, logits)
         handles.append(router.register_forward_hook(lambda m, args, out: routing.__setitem__(id(m), (args[0].shape[0], out[1]))))
     # nn.MultiheadAttention applies out_proj.weight itself (its forward never calls out_proj):
@@ -308,6 +311,34 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
     finally:
         for handle in handles:
             handle.remove()
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _own_conv_forward(module: nn.Module) -> bool:
+    """A convolution whose class has a forward of its own: what that forward receives need not be the convolution's
+    input (Parakeet's CTC head, a ``Conv1d``, transposes ``[batch, length, channels]`` before calling torch's)."""
+    base = next((cls for cls in _CONVS if isinstance(module, cls)), None)
+    return base is not None and type(module).forward is not base.forward
+
+
+class _ConvInputs:
+    """Calls ``hook(module, (input,), {})`` with the input of ``module``'s convolution itself (torch's
+    ``_conv_forward``, which its forward calls), for a convolution class with a forward of its own; ``remove()``
+    undoes it, as a hook's handle does."""
+
+    def __init__(self, module: nn.Module, hook: Callable[[nn.Module, tuple, dict], None]) -> None:
+        self.module = module
+
+        def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+            hook(module, (x,), {})
+            return type(module)._conv_forward(module, x, weight, bias)
+
+        module._conv_forward = conv_forward  # an instance attribute over the class's method
+
+    def remove(self) -> None:
+        self.module.__dict__.pop("_conv_forward", None)
 
 
 def _routed(module: nn.Module, args: tuple, kwargs: dict, padding: Padding | None) -> tuple[list[Tensor], int]:
@@ -536,32 +567,42 @@ def _eval(model: nn.Module) -> Iterator[None]:
 
 def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
     """Every ``nn.ModuleList`` of same-typed modules holding GEMM weights (a model's transformer layers; one layer
-    is a list too), in module order, nested ones included."""
+    is a list too), in module order, nested ones included; not a list of lists (PoolFormer's stages), whose
+    elements have no forward to run: the inner lists are its blocks."""
     return [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, nn.ModuleList) and len(module) >= 1 and len({type(m) for m in module}) == 1 and gemm_weights(module[0])
+        if isinstance(module, nn.ModuleList) and len(module) >= 1 and len({type(m) for m in module}) == 1
+        and not isinstance(module[0], (nn.ModuleList, nn.ModuleDict)) and gemm_weights(module[0])
     ]
 
 
-def find_blocks(model: nn.Module, spec: bool | str | Sequence[str]) -> list[tuple[str, nn.Module]]:
-    """The blocks of a sequential run: ``True`` finds the transformer layers (the longest
-    :func:`repeated_blocks` list; else, for a hybrid model such as Jamba whose layers are of two
-    kinds, the longest ``ModuleList`` of two or more modules that all hold GEMM weights), a string
-    names a ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
+def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Sequence[GemmWeight] | None = None) -> list[tuple[str, nn.Module]]:
+    """The blocks of a sequential run: ``True`` finds the layer stacks that hold ``weights`` (every GEMM weight when
+    None): each outermost :func:`repeated_blocks` list with a block holding one of them (a decoder's layers; an
+    encoder's and a decoder's; a vision or audio tower's and a language model's), in module order, else, for a hybrid
+    model such as Jamba whose layers are of two kinds, each outermost ``ModuleList`` of two or more modules that all
+    hold GEMM weights. A string names a ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
     modules = dict(model.named_modules())
     if spec is True:
-        best: tuple[str, nn.Module] | None = None
-        lists = repeated_blocks(model) or [  # else a hybrid model's mixed list of layers
+        held = None if weights is None else {id(w.param) for w in weights}
+
+        def holds(block: nn.Module) -> bool:
+            return bool(gemm_weights(block)) if held is None else any(id(p) in held for p in block.parameters())
+
+        mixed = [  # a hybrid model's lists of layers of several kinds
             (name, module) for name, module in model.named_modules()
             if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(gemm_weights(m) for m in module)
         ]
-        for name, module in lists:
-            if best is None or len(module) > len(best[1]):
-                best = (name, module)
-        if best is None:
-            raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__}; name them: sequential=['block1', 'block2', ...]")
-        return [(f"{best[0]}.{i}", m) for i, m in enumerate(best[1])]
+        stacks: list[tuple[str, nn.Module]] = []
+        for lists in (repeated_blocks(model), mixed):
+            lists = [(name, module) for name, module in lists if any(holds(block) for block in module)]
+            stacks = [(name, module) for name, module in lists if not any(name.startswith(outer + ".") for outer, _ in lists)]
+            if stacks:
+                break
+        if not stacks:
+            raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__} holding the weights to prune; name them: sequential=['block1', 'block2', ...]")
+        return [(f"{name}.{i}", block) for name, module in stacks for i, block in enumerate(module)]
     if isinstance(spec, str):
         container = modules.get(spec)
         if not isinstance(container, (nn.ModuleList, nn.Sequential)):

@@ -46,7 +46,7 @@ def _model_for_outputs(args: argparse.Namespace, out: Path) -> object:
 
 
 def _sequential_spec(value: str | None) -> bool | str | list[str] | None:
-    """--sequential: alone, the transformer layers; NAME, a ModuleList; A,B,C, those modules."""
+    """--sequential: alone, the layer stacks holding the weights pruned; NAME, a ModuleList; A,B,C, those modules."""
     if value is None or value == "auto":
         return True if value == "auto" else None
     names = [v.strip() for v in value.split(",") if v.strip()]
@@ -430,7 +430,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--squared", action="store_true", help="taylor: (w*g)^2 instead of |w*g|")
     prune.add_argument("--per-sample", action="store_true", help="taylor: one gradient per sample (with --squared: the empirical Fisher, w^2 * sum g_i^2)")
     prune.add_argument("--pairs", action="store_true", help="taylor --squared: choose each group's pattern by the cost of pruning a pair, the Fisher's cross term included")
-    prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the transformer layers; or a ModuleList name; or comma-separated module names")
+    prune.add_argument("--sequential", nargs="?", const="auto", metavar="BLOCKS", help="calibrate block by block on the pruned blocks' outputs: alone, the layer stacks (transformer layers) holding the weights pruned; or a ModuleList name; or comma-separated module names")
     prune.add_argument("--offload", action="store_true", help="--sequential: keep the current block's inputs on the CPU")
     prune.add_argument("--permute", action="store_true", help="first reorder hidden channels (where the function stays the same) so the 2:4 masks keep more importance")
     prune.add_argument("--recalibrate-bn", action="store_true", help="then re-estimate the BatchNorm statistics on --data, on the pruned model (CNNs: most of the one-shot loss)")

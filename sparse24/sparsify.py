@@ -497,7 +497,7 @@ def sparsify(
     ``per_sample``, ``autocast``, ``mode``, ``labels`` with ``logits_fn``, ``samples``, ``seed``, ``pairs``; SparseGPT: ``blocksize``, ``dampening``). SparseGPT also updates
     the weights it keeps.
 
-    ``sequential`` calibrates block by block (``True``: the transformer layers; a
+    ``sequential`` calibrates block by block (``True``: the layer stacks holding the weights pruned; a
     ``ModuleList``/``Sequential`` name; or a list of module names): each block's statistics
     come from the outputs of the blocks before it, already pruned, and only one block's inputs
     are held (on the CPU with ``offload=True``). Weights outside the blocks are calibrated
@@ -685,7 +685,7 @@ def _choose(model: nn.Module, criterion: Any, chosen: list[_Candidate], sequenti
         snapshot = Snapshot(w.param for w in weights)
     try:
         if sequential not in (None, False):
-            results = _sequential(model, criterion, weights, find_blocks(model, sequential), offload=offload, **call)
+            results = _sequential(model, criterion, weights, find_blocks(model, sequential, weights), offload=offload, **call)
         elif sharded:
             results = _one_pass_sharded(model, criterion, weights, **call)
         else:

@@ -136,6 +136,31 @@ def test_wanda_conv_weighs_each_element_by_its_own_input_column() -> None:
         assert torch.allclose(scores[:, c, r, s], conv.weight.detach()[:, c, r, s].abs() * column.norm(), rtol=1e-5)
 
 
+class _TransposingConv1d(nn.Conv1d):
+    """Parakeet's CTC head: a Conv1d whose forward takes ``[batch, length, channels]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+@pytest.mark.parametrize("length", [5, 8])  # 8 == its channels: read as its own input, the statistics are silently wrong
+def test_a_conv_class_with_a_forward_of_its_own_is_calibrated_on_its_convolutions_input(length: int) -> None:
+    from sparse24.calibrate import gather
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), _TransposingConv1d(8, 12, 3, padding=1))
+    data = [torch.randn(2, length, 8) for _ in range(2)]
+    (weight,) = [w for w in gemm_weights(model) if w.module_name == "1"]
+    stats, counts = gather(model, [weight], "hessian", data, progress=False)
+    inputs = [model[0](x).detach().transpose(1, 2) for x in data]  # what torch's Conv1d.forward receives
+    columns = torch.cat([gemm_columns(weight, [x])[0] for x in inputs])
+    assert counts[id(weight.param)] == 2 * 2 * length
+    assert torch.allclose(stats[id(weight.param)][0], columns.T @ columns, rtol=1e-4, atol=1e-4)
+    sparse24.sparsify(model, "sparsegpt", data=data, progress=False, policy="any")  # pruned, and the hook taken off
+    assert "_conv_forward" not in vars(model[1])
+    sparse24.verify(model)
+
+
 def test_wanda_and_sparsegpt_beat_magnitude_on_skewed_correlated_inputs() -> None:
     torch.manual_seed(0)
     dense = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
@@ -458,13 +483,64 @@ def test_blocks_whose_other_inputs_differ_are_recaptured(architecture: str) -> N
     torch.manual_seed(0)
     model, data, layers, exclude = _other_inputs_differ(architecture)
     model.eval()
-    assert [name for name, _ in find_blocks(model, True)] == [f"{layers}.0", f"{layers}.1"]
+    pruned = [w for w in gemm_weights(model) if w.name.startswith(f"{layers}.")]  # what sparsify prunes with exclude=
+    assert [name for name, _ in find_blocks(model, True, pruned)] == [f"{layers}.0", f"{layers}.1"]
     expected = copy.deepcopy(model)
     for index in range(2):
         sparse24.sparsify(expected, "sparsegpt", data=data, include=f"{layers}.{index}.*", policy="any", progress=False)
     # replaying block 0's other inputs for block 1 was a shape error in Swin, a silently wrong bias in T5, and in
     # Gemma 2 the sliding-window mask for the full-attention layer in the batches longer than the first
     sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude=exclude, policy="any", progress=False)
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def test_sequential_true_takes_every_stack_in_order_encoder_then_decoder() -> None:
+    """An encoder-decoder's two stacks both go block by block, the encoder's first: the decoder's blocks are
+    calibrated on the pruned encoder's outputs, as pruning them one after the other does (once, the decoder was
+    calibrated all at once after the encoder, or the other way round, whichever stack was longer)."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=96, d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4)
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    data = [{"input_ids": torch.randint(0, 96, (2, 12)), "decoder_input_ids": torch.randint(0, 96, (2, 5))} for _ in range(3)]
+    blocks = ["encoder.block.0", "encoder.block.1", "decoder.block.0", "decoder.block.1"]
+    assert [name for name, _ in find_blocks(model, True)] == blocks
+    expected = copy.deepcopy(model)
+    for block in blocks:  # lm_head is tied to the embedding: T5 has no weight outside the blocks to prune
+        sparse24.sparsify(expected, "sparsegpt", data=data, include=f"{block}*", policy="any", progress=False)
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, policy="any", progress=False)
+    assert len(report.sparse_layers) == 32  # 6 per encoder block, 10 per decoder block
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def _llava() -> nn.Module:
+    import transformers
+
+    text = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=16, patch_size=4)
+    return transformers.LlavaForConditionalGeneration(transformers.LlavaConfig(text_config=text, vision_config=vision, image_token_id=95))
+
+
+def test_sequential_true_takes_the_stacks_that_hold_the_weights_pruned() -> None:
+    """A vision-language model calibrated on text with its vision tower excluded goes block by block through its
+    language model's layers, though the vision tower's list is longer (it once chose the tower, whose blocks the text
+    never runs: an error); with the tower included, both stacks, the tower's first."""
+    torch.manual_seed(0)
+    model = _llava().eval()
+    tower, layers = "model.vision_tower.encoder.layers", "model.language_model.layers"
+    assert [name for name, _ in find_blocks(model, True)] == [f"{tower}.{i}" for i in range(3)] + [f"{layers}.{i}" for i in range(2)]
+    text = [w for w in gemm_weights(model) if not w.name.startswith("model.vision_tower.")]
+    assert [name for name, _ in find_blocks(model, True, text)] == [f"{layers}.0", f"{layers}.1"]
+    data = [{"input_ids": torch.randint(0, 90, (2, 12))} for _ in range(2)]
+    expected = copy.deepcopy(model)
+    exclude = ["model.vision_tower.*", "model.multi_modal_projector.*"]
+    for block in [f"{layers}.0", f"{layers}.1", "lm_head"]:
+        sparse24.sparsify(expected, "sparsegpt", data=data, include=f"{block}*", policy="any", progress=False)
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude=exclude, policy="any", progress=False)
+    assert len(report.sparse_layers) == 15  # each layer's 7 projections, and lm_head
     for name, value in expected.state_dict().items():
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
 
