@@ -42,7 +42,7 @@ TASKS = {
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):  # not an Exception: no "except Exception" on the way swallows it
     pass
 
 
@@ -69,10 +69,24 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
 
 
-def cover(model_type: str, task: str, timeout: int) -> dict:
-    """Build one model type's tiny model, permute it, and count its layers in classes without a rule."""
+def tiny_model(model_type: str, task: str) -> Any:
+    """``model_type`` built from its default config at the tiny sizes: the first of ``task``'s auto classes that builds,
+    else the last one's error (a string). The config's own refusal of the sizes raises."""
     import transformers
 
+    config = transformers.AutoConfig.for_model(model_type, **SIZES)
+    _shrink(config)
+    error = ""
+    for name in TASKS[task]:
+        try:
+            return getattr(transformers, name).from_config(config)
+        except Exception as exc:  # noqa: BLE001 (no such model for this type, or it does not build: try the next)
+            error = _error(exc)
+    return error
+
+
+def cover(model_type: str, task: str, timeout: int) -> dict:
+    """Build one model type's tiny model, permute it, and count its layers in classes without a rule."""
     from sparse24.permute import permute
 
     row: dict[str, Any] = {"type": model_type}
@@ -80,19 +94,11 @@ def cover(model_type: str, task: str, timeout: int) -> dict:
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
     try:
-        config = transformers.AutoConfig.for_model(model_type, **SIZES)
-        _shrink(config)
-        model, failures = None, []
-        for name in TASKS[task]:
-            try:
-                model = getattr(transformers, name).from_config(config)
-                row.update(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()))
-                break
-            except Exception as exc:  # noqa: BLE001 (no such model for this type, or it does not build: try the next)
-                failures.append(exc)
-        if model is None:
-            row.update(status="not built", error=_error(failures[-1]))
+        model = tiny_model(model_type, task)
+        if isinstance(model, str):
+            row.update(status="not built", error=model)
         else:
+            row.update(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()))
             torch.manual_seed(0)
             signal.alarm(timeout)  # the permutation's own budget, whatever the build took
             try:

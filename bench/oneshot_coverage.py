@@ -1,0 +1,402 @@
+"""Which transformers model types Wanda and SparseGPT calibrate and prune, in one pass and block by block.
+
+Every model type of this transformers (or ``--types``) is built as ``bench/permute_coverage.py`` builds it (its default
+config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
+up here from its main input: token ids (the second sequence right-padded, where the forward takes an
+``attention_mask``), pixels, or audio. Where its dense forward runs on them, the model is pruned from the same weights
+by magnitude (the layers any method prunes), Wanda, SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part
+of the model these inputs do not run (a vision tower given text) are excluded from all four, and counted.
+
+A row gives how many of magnitude's layers each method pruned, the reasons it gave for the others, whether the
+padding was left out of the statistics, the blocks ``sequential=True`` chose, and whether the outputs finite on the dense model (and after magnitude's pruning) stayed finite.
+Types whose forward the made-up inputs do not drive are listed apart with the error (a limit of this bench, not of
+sparse24), so are sparse24's own clear refusals (a ``Sparse24Error``: its message) and the types over the time or
+memory limits. Anything else sparse24 raised, and an output that pruning made non-finite, fail the run (exit 1).
+
+    python bench/oneshot_coverage.py --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import inspect
+import logging
+import resource
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparse24.bench._common import environment, header, write_results
+from sparse24.bench.permute_coverage import _alarm, _error, _Timeout, tiny_model
+
+METHODS = {
+    "wanda": dict(method="wanda"),
+    "sparsegpt": dict(method="sparsegpt"),
+    "sequential": dict(method="sparsegpt", sequential=True),
+}
+LENGTH, PADDED = 16, 4  # tokens per sequence; the second sequence's last PADDED are padding
+SAMPLES = 4000  # audio samples per clip; the second clip's last quarter is padding
+
+
+def _configs(config: Any) -> list[Any]:
+    """The config and its nested ones (text, vision, audio...), the top level first."""
+    import transformers
+
+    return [config, *(v for v in vars(config).values() if isinstance(v, transformers.PretrainedConfig))]
+
+
+def _first(config: Any, *keys: str, default: Any = None) -> Any:
+    for nested in _configs(config):
+        for key in keys:
+            value = getattr(nested, key, None)
+            if value is not None:
+                return value
+    return default
+
+
+def _padding_mask(length: int, padded: int) -> torch.Tensor:
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, length - padded :] = 0
+    return mask
+
+
+def _tokens(model: nn.Module, params: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    config = model.config
+    high = max(4, min(int(_first(config, "vocab_size", default=64)), 64))
+    batch = {"input_ids": torch.randint(3, high, (2, LENGTH), generator=generator)}
+    if "attention_mask" in params:
+        batch["attention_mask"] = _padding_mask(LENGTH, PADDED)
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
+        batch["decoder_input_ids"] = torch.randint(3, high, (2, LENGTH // 2), generator=generator)
+    return batch
+
+
+def _pixels(model: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    size = _first(model.config, "image_size", default=32)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    size = size.get("height", 32) if isinstance(size, dict) else size
+    channels = _first(model.config, "num_channels", default=3)
+    return {"pixel_values": torch.randn(2, channels, int(size), int(size), generator=generator)}
+
+
+def _features(model: nn.Module, generator: torch.Generator, channels_first: bool) -> dict[str, torch.Tensor]:
+    config = model.config
+    mel = int(_first(config, "num_mel_bins", "feature_size", "input_feat_per_channel", default=80))
+    positions = _first(config, "max_source_positions")
+    frames = 2 * int(positions) if channels_first and positions else 64  # Whisper-style encoders take exactly 2 x their positions
+    shape = (2, mel, frames) if channels_first else (2, frames, mel)
+    return {"input_features": torch.randn(*shape, generator=generator)}
+
+
+def _audio(model: nn.Module, params: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    batch = {"input_values": torch.randn(2, SAMPLES, generator=generator)}
+    if "attention_mask" in params:
+        batch["attention_mask"] = _padding_mask(SAMPLES, SAMPLES // 4)
+        batch["input_values"][1, -SAMPLES // 4 :] = 0
+    return batch
+
+
+def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
+    """Candidate calibration sets (two batches each) for ``model``'s forward, most specific first."""
+    params = inspect.signature(model.forward).parameters
+    main = getattr(model, "main_input_name", "input_ids")
+
+    def two(make: Any) -> list[dict[str, torch.Tensor]]:
+        return [make(torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+
+    candidates = []
+    if main == "pixel_values":
+        candidates.append(two(lambda g: _pixels(model, g)))
+    elif main == "input_features":
+        candidates += [two(lambda g: _features(model, g, True)), two(lambda g: _features(model, g, False))]
+    elif main == "input_values":
+        candidates.append(two(lambda g: _audio(model, params, g)))
+    if "input_ids" in params:
+        candidates.append(two(lambda g: _tokens(model, params, g)))
+        if "pixel_values" in params:  # a text-image model (CLIP's) takes both
+            candidates.append(two(lambda g: {**_tokens(model, params, g), **_pixels(model, g)}))
+    return candidates
+
+
+def _outputs(output: Any, depth: int = 0) -> list[torch.Tensor]:
+    """Every floating-point tensor of a forward's output (a model output's fields, tuples, nested outputs)."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.is_floating_point() else []
+    values = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    return [t for v in values for t in _outputs(v, depth + 1)] if depth < 3 else []
+
+
+def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> list[bool]:
+    """Which of one forward's floating-point outputs are finite, without a KV cache (as sparse24's calibration runs it)."""
+    from sparse24.calibrate import no_kv_cache
+
+    with torch.no_grad(), no_kv_cache(model):
+        return [bool(torch.isfinite(t).all()) for t in _outputs(model(**batch))]
+
+
+def _not_run(model: nn.Module, batch: dict[str, torch.Tensor], names: list[str]) -> list[str]:
+    """The GEMM layers in ``names`` whose module and parent module both did not run in ``model``'s forward: a part of
+    the model these inputs do not reach. A layer whose parent ran but that did not run itself (Mamba's ``dt_proj``,
+    read as a weight) stays: that is sparse24's to report."""
+    ran: set[str] = set()
+    modules = dict(model.named_modules())
+    handles = [module.register_forward_pre_hook(lambda m, a, n=name: ran.add(n)) for name, module in modules.items()]
+    try:
+        _forward(model, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    module_names = [name.rpartition(".")[0] for name in names]
+    return [name for name, module in zip(names, module_names) if module not in ran and module.rpartition(".")[0] not in ran]
+
+
+def _raise_if_memory(exc: Exception) -> None:
+    """torch's failed allocation under the address-space limit (a RuntimeError) as the MemoryError it is."""
+    if "can't allocate memory" in str(exc) or "bad_alloc" in str(exc):
+        raise MemoryError(" ".join(str(exc).split())[:160]) from exc
+
+
+def _calibrate(model: nn.Module, data: list[dict], exclude: list[str], layers: set[str], finite: list[bool], options: dict) -> dict[str, Any]:
+    """Prune a copy of ``model`` with one method; what it pruned of ``layers``, why not the others, and whether the
+    outputs that were ``finite`` on the dense model still are."""
+    from sparse24.axes import gemm_weights
+    from sparse24.calibrate import find_blocks
+    from sparse24.errors import Sparse24Error
+    from sparse24.sparsify import sparsify
+
+    pruned = copy.deepcopy(model)
+    start = time.perf_counter()
+    result: dict[str, Any] = {}
+    try:
+        report = sparsify(pruned, data=data, exclude=exclude or None, policy="any", progress=False, **options)
+        output = _forward(pruned, data[0])
+    except Sparse24Error as exc:
+        return {"refused": _error(exc), "seconds": round(time.perf_counter() - start, 2)}
+    except (MemoryError, _Timeout):
+        raise
+    except Exception as exc:  # noqa: BLE001 (anything else sparse24 raised: a bug, reported and failing the run)
+        _raise_if_memory(exc)
+        return {"error": _error(exc), "seconds": round(time.perf_counter() - start, 2)}
+    dense = collections.Counter(
+        layer.reason.split(":")[0] for layer in report.layers if layer.name in layers and not layer.sparse
+    )
+    result.update(
+        pruned=sum(layer.sparse for layer in report.layers if layer.name in layers),
+        dense=dict(sorted(dense.items())),
+        padding=any(note.startswith("the input statistics leave out padding") for note in report.notes),
+        finite=all(after for after, before in zip(output, finite) if before),
+        seconds=round(time.perf_counter() - start, 2),
+    )
+    if options.get("sequential"):
+        blocks = find_blocks(pruned, True, [w for w in gemm_weights(pruned) if w.name in layers])
+        result["blocks"] = list(dict.fromkeys(name.rpartition(".")[0] for name, _ in blocks))
+    return result
+
+
+def cover(model_type: str, timeout: int) -> dict[str, Any]:
+    """Build one model type's tiny model, find inputs its forward runs on, and prune it with each method."""
+    from sparse24.sparsify import sparsify
+
+    row: dict[str, Any] = {"type": model_type}
+    start = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(timeout)
+    try:
+        model = tiny_model(model_type, "causal-lm")
+        if isinstance(model, str):
+            row.update(status="not built", error=model)
+            return row
+        model.eval()
+        row.update(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()))
+        data, error = None, "no input this bench makes is one its forward takes"
+        for candidate in example_batches(model):
+            try:
+                finite = _forward(model, candidate[0])
+            except (MemoryError, _Timeout):
+                raise
+            except Exception as exc:  # noqa: BLE001 (these inputs are not the model's: try the next)
+                _raise_if_memory(exc)
+                error = _error(exc)
+                continue
+            if any(finite):
+                data = candidate
+                break
+            error = "the dense model's outputs are not finite on these inputs"
+        if data is None:
+            row.update(status="no forward", error=error)
+            return row
+        row["inputs"] = sorted(data[0])
+        torch.manual_seed(0)
+        pruned = copy.deepcopy(model)
+        magnitude = sparsify(pruned, "magnitude", policy="any", progress=False)
+        eligible = [layer.name for layer in magnitude.layers if layer.sparse]
+        # the outputs a method must keep finite: those that are on the dense model and after magnitude's pruning
+        # (a random-init ALIGN's vision tower ends near 1e-23, and any pruning can take its embeddings to 0 / 0)
+        finite = [dense and after for dense, after in zip(finite, _forward(pruned, data[0]))]
+        del pruned
+        excluded = _not_run(model, data[0], eligible)
+        layers = set(eligible) - set(excluded)
+        row.update(layers=len(layers), not_reached=len(excluded))
+        for label, options in METHODS.items():
+            signal.alarm(timeout)  # each method's own budget
+            row[label] = _calibrate(model, data, excluded, layers, finite, options)
+        row["status"] = "calibrated"
+    except _Timeout:
+        row.update(status="timed out", error=f"over {timeout} s")
+    except MemoryError as exc:
+        row.update(status="over the memory limit", error=_error(exc))
+    except Exception as exc:  # noqa: BLE001 (the config refuses the tiny sizes, or magnitude itself failed)
+        try:
+            _raise_if_memory(exc)
+            row.update(status="not built" if "model" not in row else "failed", error=_error(exc))
+        except MemoryError as memory:
+            row.update(status="over the memory limit", error=_error(memory))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
+
+
+def _problems(row: dict[str, Any]) -> list[str]:
+    """What in a calibrated row is sparse24's bug: a method that raised other than a clear refusal, a non-finite output."""
+    if row["status"] == "failed":
+        return [row["error"]]
+    found = []
+    for label in METHODS:
+        result = row.get(label) or {}
+        if "error" in result:
+            found.append(f"{label}: {result['error']}")
+        elif result.get("finite") is False:
+            found.append(f"{label}: the pruned model's output is not finite")
+    return found
+
+
+def _cell(result: dict[str, Any], layers: int) -> str:
+    if "refused" in result:
+        return f"refused: {result['refused']}"
+    if "error" in result:
+        return f"**raised** {result['error']}"
+    text = f"{result['pruned']}/{layers}"
+    if result["dense"]:
+        text += " (dense: " + "; ".join(f"{reason} ({count})" for reason, count in result["dense"].items()) + ")"
+    if not result["finite"]:
+        text += " **output not finite**"
+    return text
+
+
+def markdown(results: dict) -> str:
+    rows = results["types"]
+    done = [r for r in rows if r["status"] == "calibrated"]
+    whole = [r for r in done if all(r[m].get("pruned") == r["layers"] for m in METHODS)]
+    refused = [r for r in done if any("refused" in r[m] for m in METHODS)]
+    bugs = [r for r in rows if _problems(r)]
+    padded = [r for r in done if "attention_mask" in r["inputs"]]
+    apart = collections.defaultdict(list)
+    for r in rows:
+        if r["status"] not in ("calibrated", "failed"):
+            apart[r["status"]].append(r)
+    lines = [
+        *header("Wanda and SparseGPT coverage of transformers model types", results),
+        "",
+        f"Each model type built from its default config at 64-wide layers (its causal LM, else its base model), its forward "
+        f"run on two batches made up here, then pruned by magnitude, Wanda, SparseGPT and SparseGPT with `sequential=True` "
+        f"(policy `any`). {len(rows)} types: {len(done)} calibrated, {len(whole)} of them with every layer magnitude prunes "
+        f"pruned by all three methods; {len(refused)} where a method refused with its own error; {len(bugs)} where sparse24 "
+        f"raised otherwise or pruning made the output non-finite (a bug); "
+        + "; ".join(f"{len(v)} {k}" for k, v in sorted(apart.items()))
+        + ".",
+        "",
+        f"Padding: {len(padded)} calibrated types took a padded `attention_mask`; the statistics left the padding out on "
+        f"{sum(r['wanda'].get('padding', False) for r in padded)} of them with Wanda, "
+        f"{sum(r['sparsegpt'].get('padding', False) for r in padded)} with SparseGPT and "
+        f"{sum(r['sequential'].get('padding', False) for r in padded)} block by block (where the rows are ambiguous every row counts).",
+        "",
+        "Padding left out: for Wanda / SparseGPT / block by block, where the inputs have an `attention_mask`. "
+        "Layers: magnitude's 2:4 layers that the inputs reach (not reached: in a part of the model these inputs do not run, "
+        "excluded from every method). Each method's cell: layers pruned / layers, and the reasons it gave for the others.",
+        "",
+        "| model type | model | inputs | layers (not reached) | Wanda | SparseGPT | block by block | blocks `sequential=True` chose | padding left out |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in done:
+        blocks = ", ".join(f"`{b}`" for b in r["sequential"].get("blocks", [])) or "-"
+        padding = "/".join("yes" if r[m].get("padding") else "no" for m in METHODS) if "attention_mask" in r["inputs"] else "-"
+        lines.append(
+            f"| {r['type']} | {r['model']} | {', '.join(r['inputs'])} | {r['layers']} ({r['not_reached']}) | "
+            + " | ".join(_cell(r[m], r["layers"]).replace("|", "/") for m in METHODS)
+            + f" | {blocks} | {padding} |"
+        )
+    if bugs:
+        lines += ["", f"sparse24 raised, or made the output non-finite, on {len(bugs)} types (a bug):", "", "| model type | problem |", "|---|---|"]
+        lines += [f"| {r['type']} | {'; '.join(_problems(r)).replace('|', '/')} |" for r in bugs]
+    for status, listed in sorted(apart.items()):
+        lines += ["", f"{status[0].upper()}{status[1:]} ({len(listed)}):", "", "| model type | error |", "|---|---|"]
+        lines += [f"| {r['type']} | {r['error'].replace('|', '/')} |" for r in listed]
+    lines += ["", "Generated from the JSON beside it."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results", help="directory for oneshot_coverage.json/.md")
+    parser.add_argument("--types", default=None, help="comma-separated model types (default: every one this transformers knows)")
+    parser.add_argument("--timeout", type=int, default=60, help="seconds to build each model type and find its inputs, and again for each method")
+    parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space for this process (a type over it is listed apart)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    except ImportError:
+        parser.error("needs transformers: pip install transformers")
+    known = sorted(CONFIG_MAPPING_NAMES)
+    types = known if args.types is None else [t.strip() for t in args.types.split(",") if t.strip()]
+    unknown = [t for t in types if t not in CONFIG_MAPPING_NAMES]
+    if unknown or not types:
+        parser.error(f"--types: {', '.join(unknown) or 'none given'} not a model type of this transformers")
+    if args.memory_limit <= 0:
+        parser.error("--memory-limit must be positive")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import transformers
+
+    results = {
+        "command": " ".join(["python", "bench/oneshot_coverage.py", *(argv if argv is not None else sys.argv[1:])]),
+        "environment": environment(),
+        "transformers": transformers.__version__,
+        "types": [],
+    }
+    limit = int(args.memory_limit * (1 << 30))
+    old_limit = resource.getrlimit(resource.RLIMIT_AS)
+    logging.disable(logging.WARNING)  # transformers' notes on each tiny config, sparse24's on each dense layer
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, old_limit[1]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for model_type in types:
+                results["types"].append(cover(model_type, args.timeout))
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old_limit)
+        logging.disable(logging.NOTSET)
+    print(write_results(out, "oneshot_coverage", results, markdown))
+    bugs = [r["type"] for r in results["types"] if _problems(r)]
+    if bugs:
+        print(f"error: sparse24 raised, or made the output non-finite, on {len(bugs)} model types: {', '.join(bugs)}", file=sys.stderr)
+        return 1
+    if not any(r["status"] == "calibrated" for r in results["types"]):
+        print("error: no model type built and ran on this bench's inputs: nothing was checked", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

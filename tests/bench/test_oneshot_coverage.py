@@ -1,0 +1,127 @@
+"""bench/oneshot_coverage.py on a few model types: the JSON, the table generated from it, what fails the run."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from sparse24.bench import oneshot_coverage  # noqa: E402
+
+sparsify_module = importlib.import_module("sparse24.sparsify")
+
+
+def _rows(path) -> dict:  # noqa: ANN001
+    return {r["type"]: r for r in json.loads((path / "oneshot_coverage.json").read_text())["types"]}
+
+
+def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path) -> None:  # noqa: ANN001
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llava,mamba,bit"]) == 0
+    results = json.loads((tmp_path / "oneshot_coverage.json").read_text())
+    assert results["command"] == f"python bench/oneshot_coverage.py --out {tmp_path} --types gpt2,llava,mamba,bit"
+    rows = _rows(tmp_path)
+    gpt2 = rows["gpt2"]
+    assert gpt2["status"] == "calibrated" and gpt2["inputs"] == ["attention_mask", "input_ids"] and gpt2["layers"] == 4
+    for method in ("wanda", "sparsegpt", "sequential"):
+        assert gpt2[method]["pruned"] == 4 and gpt2[method]["dense"] == {} and gpt2[method]["finite"], method
+        assert gpt2[method]["padding"], method  # the padded positions were left out of the statistics
+    assert gpt2["sequential"]["blocks"] == ["transformer.h"]
+    llava = rows["llava"]  # text only: the vision tower and its projector are not reached, and excluded
+    assert llava["not_reached"] > 0 and llava["layers"] > 0 and all(llava[m]["pruned"] == llava["layers"] for m in oneshot_coverage.METHODS)
+    assert llava["sequential"]["blocks"] == ["language_model.layers"]
+    mamba = rows["mamba"]  # dt_proj's weight is read, not called: sparse24 reports it, the bench does not exclude it
+    assert mamba["not_reached"] == 0 and mamba["wanda"]["pruned"] == mamba["layers"] - 1
+    assert mamba["wanda"]["dense"] == {"MambaMixer uses dt_proj.weight without calling dt_proj": 1}
+    assert rows["bit"]["status"] == "not built"
+    markdown = (tmp_path / "oneshot_coverage.md").read_text()
+    assert markdown == oneshot_coverage.markdown(results)
+    assert "4 types: 3 calibrated, 2 of them with every layer magnitude prunes pruned by all three methods" in markdown
+    assert "| gpt2 | GPT2LMHeadModel | attention_mask, input_ids | 4 (0) | 4/4 | 4/4 | 4/4 | `transformer.h` | yes/yes/yes |" in markdown
+    assert "3/4 (dense: MambaMixer uses dt_proj.weight without calling dt_proj (1))" in markdown
+
+
+@pytest.mark.parametrize("types", ["gpt2,no-such-type", ","])
+def test_an_unknown_model_type_is_one_clear_error(tmp_path, capsys, types: str) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit) as exit_info:
+        oneshot_coverage.main(["--out", str(tmp_path), "--types", types])
+    assert exit_info.value.code == 2
+    assert "not a model type of this transformers" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_nothing_calibrated_is_a_failure_not_an_empty_success(tmp_path, capsys) -> None:  # noqa: ANN001
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "bit"]) == 1
+    assert "nothing was checked" in capsys.readouterr().err
+
+
+def _patched(monkeypatch, method: str, effect) -> None:  # noqa: ANN001
+    """sparsify as it is, but ``effect(model)`` runs instead of (or, returning a report, after) it for ``method``."""
+    monkeypatch.undo()  # one patch at a time
+    real = sparsify_module.sparsify
+
+    def patched(model, method_="magnitude", **kwargs):  # noqa: ANN001, ANN003, ANN202
+        chosen = kwargs.pop("method", method_)
+        if chosen != method:
+            return real(model, chosen, **kwargs)
+        return effect(model, lambda: real(model, chosen, **kwargs))
+
+    monkeypatch.setattr(sparsify_module, "sparsify", patched)
+
+
+def test_sparse24_raising_or_a_non_finite_output_fails_the_run(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    def wanda(model, run):  # noqa: ANN001, ANN202
+        raise RuntimeError("a bug in the calibration")
+
+    _patched(monkeypatch, "wanda", wanda)
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2"]) == 1
+    row = _rows(tmp_path)["gpt2"]
+    assert row["wanda"]["error"] == "RuntimeError: a bug in the calibration" and row["sparsegpt"]["pruned"] == 4
+    assert "| gpt2 | wanda: RuntimeError: a bug in the calibration |" in (tmp_path / "oneshot_coverage.md").read_text()
+    assert "sparse24 raised, or made the output non-finite, on 1 model types: gpt2" in capsys.readouterr().err
+
+    def sparsegpt(model, run):  # noqa: ANN001, ANN202
+        report = run()
+        model.lm_head.weight.data.fill_(float("nan"))
+        return report
+
+    _patched(monkeypatch, "sparsegpt", sparsegpt)
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2"]) == 1
+    row = _rows(tmp_path)["gpt2"]
+    assert row["sparsegpt"]["finite"] is False and row["wanda"]["finite"]
+
+
+def test_a_refusal_the_memory_and_the_time_limits_are_listed_not_failed(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from sparse24.errors import Sparse24Error
+
+    def refuse(model, run):  # noqa: ANN001, ANN202
+        raise Sparse24Error("the calibration forward never ran some layer")
+
+    _patched(monkeypatch, "wanda", refuse)
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2"]) == 0
+    row = _rows(tmp_path)["gpt2"]
+    assert row["status"] == "calibrated" and row["wanda"]["refused"] == "Sparse24Error: the calibration forward never ran some layer"
+    assert "1 where a method refused with its own error" in (tmp_path / "oneshot_coverage.md").read_text()
+
+    def out_of_memory(model, run):  # noqa: ANN001, ANN202
+        if type(model).__name__ != "GPT2LMHeadModel":
+            return run()
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 4294967296 bytes")
+
+    _patched(monkeypatch, "wanda", out_of_memory)
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llama"]) == 0  # llama was checked
+    rows = _rows(tmp_path)
+    assert rows["gpt2"]["status"] == "over the memory limit" and "can't allocate memory" in rows["gpt2"]["error"]
+    assert rows["llama"]["status"] == "calibrated"
+
+    def slow(model, run):  # noqa: ANN001, ANN202
+        time.sleep(5)
+        return run()
+
+    _patched(monkeypatch, "sparsegpt", slow)
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2", "--timeout", "2"]) == 1  # nothing else was checked
+    row = _rows(tmp_path)["gpt2"]
+    assert row["status"] == "timed out" and row["error"] == "over 2 s"
