@@ -242,7 +242,7 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     unseen = diagonal.sum(1) == 0
     if not bool(unseen.any()):
         return unseen
-    experts = is_stacked_experts(weight.module)
+    experts = is_stacked_experts(weight.module) or _in_experts(weight.module_name)
     current = _record.get()
     if current is not None:
         (current.unseen if experts else current.zero)[weight.name] = (int(unseen.sum()), unseen.numel())
@@ -251,6 +251,12 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     else:
         logger.warning("%s: its inputs were zero on every calibration batch (%d of %d parts): magnitude's mask", weight.name, int(unseen.sum()), unseen.numel())
     return unseen
+
+
+def _in_experts(module_name: str) -> bool:
+    """A layer of one expert module among a router's (inside an ``experts`` ModuleDict or ModuleList:
+    SwitchTransformers', NLLB-MoE's): a calibration may route no token to it."""
+    return ".experts." in f".{module_name}"
 
 
 def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
@@ -523,16 +529,27 @@ def gather(
 
 
 def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn.Module) -> None:
-    unseen = [w for w in weights if counts[id(w.param)] == 0]
+    """An error naming the layers no calibration pass ran, but for an expert module no token was routed to
+    (:func:`unseen_parts` gives it magnitude's mask)."""
+    unseen = [w for w in weights if counts[id(w.param)] == 0 and not _routed_expert(model, w.module_name)]
     if not unseen:
         return
     names = f"{', '.join(w.name for w in unseen[:5])}{' ...' if len(unseen) > 5 else ''}"
     first = unseen[0]
     parent_name, _, child = first.module_name.rpartition(".")
-    reader = weight_reader(model, first.module_name)  # a Mamba mixer's fused path reads dt_proj.weight itself
+    reader = weight_reader(model, first.module_name, metadata=False)  # a Mamba mixer's fused path reads dt_proj.weight itself
     why = f" ({type(reader[0]).__name__} uses {child}.weight without calling {child} here)" if reader is not None else ""
     glob = f"*.{child}" if parent_name else first.module_name
     raise Sparse24Error(f"the calibration forward never ran {names}{why}: no input statistics for it (exclude it: exclude={glob!r}, or check loss_fn)")
+
+
+def _routed_expert(model: nn.Module, module_name: str) -> bool:
+    """``module_name`` is inside an ``experts`` ModuleDict or ModuleList (of which a router picks some per token)."""
+    parts = module_name.split(".")
+    return any(
+        part == "experts" and isinstance(model.get_submodule(".".join(parts[: index + 1])), (nn.ModuleDict, nn.ModuleList))
+        for index, part in enumerate(parts[:-1])
+    )
 
 
 @contextlib.contextmanager

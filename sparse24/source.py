@@ -32,15 +32,24 @@ def _class_sources(cls: type) -> str:
     return "\n".join(parts)
 
 
-def weight_reader(model: nn.Module, module_name: str) -> tuple[nn.Module, str] | None:
+_METADATA = re.compile(r"\s*\.\s*(?:dtype|device|shape|ndim|requires_grad|is_\w+)\b")  # after self.<child>.weight
+
+
+def weight_reader(model: nn.Module, module_name: str, *, metadata: bool = True) -> tuple[nn.Module, str] | None:
     """``(parent, child)`` when the class code of the parent of ``model``'s submodule ``module_name`` reads
     ``self.<child>.weight`` (MultiheadAttention's ``out_proj``, TransformerEncoderLayer's fast path, T5's
-    ``wo.weight.dtype``, Mamba's ``dt_proj.weight @ x``); None otherwise, and for the model itself."""
+    ``wo.weight.dtype``, Mamba's ``dt_proj.weight @ x``); None otherwise, and for the model itself. With
+    ``metadata=False`` only a read that may compute with the weight counts, not one of its ``dtype``, ``device``,
+    ``shape`` or type (T5's cast of its hidden states to ``wo.weight.dtype``, SwitchTransformers' experts')."""
     parent_name, _, child = module_name.rpartition(".")
     if not child:
         return None
     parent = model.get_submodule(parent_name)
-    return (parent, child) if re.search(rf"self\.{re.escape(child)}\.weight\b", _class_sources(type(parent))) else None
+    source = _class_sources(type(parent))
+    for match in re.finditer(rf"self\.{re.escape(child)}\.weight\b", source):
+        if metadata or not (_METADATA.match(source, match.end()) or re.search(r"isinstance\(\s*$", source[: match.start()])):
+            return parent, child
+    return None
 
 
 def calls_child(parent: nn.Module, child: str) -> bool:

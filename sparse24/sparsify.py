@@ -653,7 +653,7 @@ def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data:
     dense: list[_Candidate] = []
     for candidate in candidates:
         weight = candidate.weight
-        reader = weight_reader(model, weight.module_name) if candidate.reason is None and weight.param_name == "weight" else None
+        reader = weight_reader(model, weight.module_name, metadata=False) if candidate.reason is None and weight.param_name == "weight" else None
         if reader is None or isinstance(reader[0], nn.MultiheadAttention):  # MHA: calibrate recomputes out_proj's inputs
             continue
         parent, child = reader

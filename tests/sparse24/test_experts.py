@@ -591,4 +591,46 @@ def test_a_jetmoe_expert_no_token_reached_gets_magnitudes_mask() -> None:
                 assert torch.equal(weight[e] != 0, expected[e] != 0)
 
 
+def _switch() -> nn.Module:  # experts as modules: an ``experts`` ModuleDict of expert_i MLPs (NLLB-MoE's too)
+    config = transformers.SwitchTransformersConfig(
+        vocab_size=96, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2, num_heads=4, num_experts=8,
+        num_sparse_encoder_layers=1, num_sparse_decoder_layers=1, decoder_start_token_id=0,
+    )
+    torch.manual_seed(0)
+    return transformers.SwitchTransformersForConditionalGeneration(config).eval()
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_an_expert_module_no_token_reached_gets_magnitudes_mask(method: str, sequential: bool) -> None:
+    """An expert that is a module of its own gets no forward call when no token is routed to it: the calibration
+    once stopped at "never ran" (the bench's SwitchTransformers, block by block); now, as a stacked expert does,
+    it gets magnitude's mask, listed in the notes, and the experts that saw tokens are calibrated."""
+    import re
+
+    model = _switch()
+    data = [{"input_ids": torch.randint(3, 96, (1, 3)), "decoder_input_ids": torch.randint(3, 96, (1, 2))} for _ in range(2)]
+    experts = sorted(name for name, _ in model.named_modules() if re.search(r"\.experts\.expert_\d+\.w[io]$", name))
+    called: set[str] = set()
+    handles = [model.get_submodule(name).register_forward_pre_hook(lambda m, args, n=name: called.add(n)) for name in experts]
+    with torch.no_grad():
+        for batch in data:
+            model(**batch)
+    for handle in handles:
+        handle.remove()
+    magnitude = copy.deepcopy(model)
+    sparse24.sparsify(magnitude, "magnitude", policy="any", progress=False)
+    report = sparse24.sparsify(model, method, data=data, sequential=sequential, policy="any", progress=False)
+    (note,) = [n for n in report.notes if "no calibration input reached" in n]
+    listed = re.findall(r"(\S+)\.weight 1 of 1", note)
+    assert listed and len(listed) < len(experts) and set(listed) <= set(experts)
+    if not sequential:  # block by block, the decoder's routing follows the pruned encoder
+        assert sorted(listed) == [name for name in experts if name not in called]
+    sparse24.verify(model)
+    for name in listed:
+        assert torch.equal(model.get_submodule(name).weight, magnitude.get_submodule(name).weight), name  # no update
+    calibrated = [name for name in experts if name not in listed]
+    assert any(not torch.equal(model.get_submodule(n).weight, magnitude.get_submodule(n).weight) for n in calibrated)
+
+
 _BUILDS = {"qwen3_moe": qwen3_moe, "qwen2_moe": _qwen2_moe, "llama4": _llama4, "jetmoe": _jetmoe}

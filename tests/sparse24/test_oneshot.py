@@ -1024,6 +1024,23 @@ def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> 
     assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
 
 
+def test_reading_only_a_weights_dtype_is_not_computing_with_it() -> None:
+    """T5's feed-forward casts its hidden states to ``wo.weight.dtype`` before calling ``wo``: for the calibration
+    that is no use of the weight (once it took one forward of the first batch to tell, and an expert module no token
+    reached, SwitchTransformers' with the same code, was left dense for it); the runtime, which replaces the Linear,
+    still counts it; Mamba's ``dt_proj.weight @ x`` counts for both."""
+    from transformers import MambaConfig, MambaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    from sparse24.source import weight_reader
+
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=96, d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4))
+    wo = "encoder.block.0.layer.1.DenseReluDense.wo"
+    assert weight_reader(t5, wo, metadata=False) is None
+    assert weight_reader(t5, wo) == (t5.get_submodule(wo.rpartition(".")[0]), "wo")
+    mamba = MambaForCausalLM(MambaConfig(vocab_size=96, hidden_size=32, state_size=8, num_hidden_layers=1, expand=2, conv_kernel=4, time_step_rank=8))
+    assert weight_reader(mamba, "backbone.layers.0.mixer.dt_proj", metadata=False) is not None
+
+
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt", "taylor"])
 def test_calibration_builds_no_kv_cache_and_restores_use_cache(method: str) -> None:
     """Calibration runs without a KV cache (config.use_cache off, as it was after): RWKV's cached state is updated in
