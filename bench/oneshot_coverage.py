@@ -5,7 +5,8 @@ config at 64-wide layers, one layer; its causal LM where it has one, else its ba
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
 ``attention_mask``), pixels, or audio. Where its dense forward runs on them, the model is pruned from the same weights
 by magnitude (the layers any method prunes), Wanda, SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part
-of the model these inputs do not run (a vision tower given text) are excluded from all four, and counted.
+of the model these inputs do not run (a vision tower given text; not an expert no token was routed to) are excluded
+from all four, and counted.
 
 A row gives how many of magnitude's layers each method pruned, the reasons it gave for the others, whether the
 padding was left out of the statistics, the blocks ``sequential=True`` chose, and whether the outputs finite on the dense model (and after magnitude's pruning) stayed finite.
@@ -145,7 +146,8 @@ def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> list[bool]:
 def _not_run(model: nn.Module, batch: dict[str, torch.Tensor], names: list[str]) -> list[str]:
     """The GEMM layers in ``names`` whose module and parent module both did not run in ``model``'s forward: a part of
     the model these inputs do not reach. A layer whose parent ran but that did not run itself (Mamba's ``dt_proj``,
-    read as a weight) stays: that is sparse24's to report."""
+    read as a weight) stays: that is sparse24's to report; so does an expert's (in an ``experts`` container): whether
+    a token reaches it is the router's choice, which sparse24 meets with magnitude's mask and a note."""
     ran: set[str] = set()
     modules = dict(model.named_modules())
     handles = [module.register_forward_pre_hook(lambda m, a, n=name: ran.add(n)) for name, module in modules.items()]
@@ -155,7 +157,10 @@ def _not_run(model: nn.Module, batch: dict[str, torch.Tensor], names: list[str])
         for handle in handles:
             handle.remove()
     module_names = [name.rpartition(".")[0] for name in names]
-    return [name for name, module in zip(names, module_names) if module not in ran and module.rpartition(".")[0] not in ran]
+    return [
+        name for name, module in zip(names, module_names)
+        if module not in ran and module.rpartition(".")[0] not in ran and ".experts." not in f".{module}."
+    ]
 
 
 def _raise_if_memory(exc: Exception) -> None:
