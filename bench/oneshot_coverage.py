@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from sparse24.bench._common import environment, header, write_results
-from sparse24.bench.permute_coverage import _alarm, _error, _Timeout, tiny_model
+from sparse24.bench.permute_coverage import _alarm, _error, _Timeout, model_types, tiny_model
 
 METHODS = {
     "wanda": dict(method="wanda"),
@@ -358,15 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space for this process (a type over it is listed apart)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-    except ImportError:
-        parser.error("needs transformers: pip install transformers")
-    known = sorted(CONFIG_MAPPING_NAMES)
-    types = known if args.types is None else [t.strip() for t in args.types.split(",") if t.strip()]
-    unknown = [t for t in types if t not in CONFIG_MAPPING_NAMES]
-    if unknown or not types:
-        parser.error(f"--types: {', '.join(unknown) or 'none given'} not a model type of this transformers")
+    types = model_types(parser, args.types)
     if args.memory_limit <= 0:
         parser.error("--memory-limit must be positive")
     torch.set_num_threads(args.threads)

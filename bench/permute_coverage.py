@@ -155,6 +155,20 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_types(parser: argparse.ArgumentParser, value: str | None) -> list[str]:
+    """``--types``: the comma-separated model types (every one this transformers knows when None); an unknown one,
+    or none, is the parser's error."""
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    except ImportError:
+        parser.error("needs transformers: pip install transformers")
+    types = sorted(CONFIG_MAPPING_NAMES) if value is None else [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in types if t not in CONFIG_MAPPING_NAMES]
+    if unknown or not types:
+        parser.error(f"--types: {', '.join(unknown) or 'none given'} not a model type of this transformers")
+    return types
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results", help="directory for permute_coverage[_classify].json/.md")
@@ -163,15 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=60, help="seconds to build each model type, and again to permute it")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-    except ImportError:
-        parser.error("needs transformers: pip install transformers")
-    known = sorted(CONFIG_MAPPING_NAMES)
-    types = known if args.types is None else [t.strip() for t in args.types.split(",") if t.strip()]
-    unknown = [t for t in types if t not in CONFIG_MAPPING_NAMES]
-    if unknown or not types:
-        parser.error(f"--types: {', '.join(unknown) or 'none given'} not a model type of this transformers")
+    types = model_types(parser, args.types)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
