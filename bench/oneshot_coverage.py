@@ -148,6 +148,8 @@ def _not_run(model: nn.Module, batch: dict[str, torch.Tensor], names: list[str])
     the model these inputs do not reach. A layer whose parent ran but that did not run itself (Mamba's ``dt_proj``,
     read as a weight) stays: that is sparse24's to report; so does an expert's (in an ``experts`` container): whether
     a token reaches it is the router's choice, which sparse24 meets with magnitude's mask and a note."""
+    from sparse24.calibrate import in_expert_module
+
     ran: set[str] = set()
     modules = dict(model.named_modules())
     handles = [module.register_forward_pre_hook(lambda m, a, n=name: ran.add(n)) for name, module in modules.items()]
@@ -159,7 +161,7 @@ def _not_run(model: nn.Module, batch: dict[str, torch.Tensor], names: list[str])
     module_names = [name.rpartition(".")[0] for name in names]
     return [
         name for name, module in zip(names, module_names)
-        if module not in ran and module.rpartition(".")[0] not in ran and ".experts." not in f".{module}."
+        if module not in ran and module.rpartition(".")[0] not in ran and not in_expert_module(module)
     ]
 
 

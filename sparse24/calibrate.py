@@ -39,7 +39,7 @@ from .errors import Sparse24Error, running
 from .progress import Progress
 from .source import weight_reader
 
-__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "record", "run_batches", "unseen_parts"]
+__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "unseen_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     unseen = diagonal.sum(1) == 0
     if not bool(unseen.any()):
         return unseen
-    experts = is_stacked_experts(weight.module) or _in_experts(weight.module_name)
+    experts = is_stacked_experts(weight.module) or in_expert_module(weight.module_name)
     current = _record.get()
     if current is not None:
         (current.unseen if experts else current.zero)[weight.name] = (int(unseen.sum()), unseen.numel())
@@ -253,9 +253,9 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     return unseen
 
 
-def _in_experts(module_name: str) -> bool:
+def in_expert_module(module_name: str) -> bool:
     """A layer of one expert module among a router's (inside an ``experts`` ModuleDict or ModuleList:
-    SwitchTransformers', NLLB-MoE's): a calibration may route no token to it."""
+    SwitchTransformers', NLLB-MoE's): a calibration may route no token to it, so it may never run."""
     return ".experts." in f".{module_name}"
 
 
@@ -531,7 +531,7 @@ def gather(
 def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn.Module) -> None:
     """An error naming the layers no calibration pass ran, but for an expert module no token was routed to
     (:func:`unseen_parts` gives it magnitude's mask)."""
-    unseen = [w for w in weights if counts[id(w.param)] == 0 and not _routed_expert(model, w.module_name)]
+    unseen = [w for w in weights if counts[id(w.param)] == 0 and not in_expert_module(w.module_name)]
     if not unseen:
         return
     names = f"{', '.join(w.name for w in unseen[:5])}{' ...' if len(unseen) > 5 else ''}"
@@ -541,15 +541,6 @@ def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn
     why = f" ({type(reader[0]).__name__} uses {child}.weight without calling {child} here)" if reader is not None else ""
     glob = f"*.{child}" if parent_name else first.module_name
     raise Sparse24Error(f"the calibration forward never ran {names}{why}: no input statistics for it (exclude it: exclude={glob!r}, or check loss_fn)")
-
-
-def _routed_expert(model: nn.Module, module_name: str) -> bool:
-    """``module_name`` is inside an ``experts`` ModuleDict or ModuleList (of which a router picks some per token)."""
-    parts = module_name.split(".")
-    return any(
-        part == "experts" and isinstance(model.get_submodule(".".join(parts[: index + 1])), (nn.ModuleDict, nn.ModuleList))
-        for index, part in enumerate(parts[:-1])
-    )
 
 
 @contextlib.contextmanager
@@ -607,13 +598,15 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Seq
         def holds(block: nn.Module) -> bool:
             return bool(gemm_weights(block)) if held is None else any(id(p) in held for p in block.parameters())
 
-        mixed = [  # a hybrid model's lists of layers of several kinds
-            (name, module) for name, module in model.named_modules()
-            if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(gemm_weights(m) for m in module)
-        ]
+        def mixed() -> list[tuple[str, nn.Module]]:  # a hybrid model's lists of layers of several kinds
+            return [
+                (name, module) for name, module in model.named_modules()
+                if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(gemm_weights(m) for m in module)
+            ]
+
         stacks: list[tuple[str, nn.Module]] = []
-        for lists in (repeated_blocks(model), mixed):
-            lists = [(name, module) for name, module in lists if any(holds(block) for block in module)]
+        for found in (lambda: repeated_blocks(model), mixed):  # the hybrid lists only where no repeated list holds one
+            lists = [(name, module) for name, module in found() if any(holds(block) for block in module)]
             stacks = [(name, module) for name, module in lists if not any(name.startswith(outer + ".") for outer, _ in lists)]
             if stacks:
                 break
