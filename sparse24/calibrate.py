@@ -475,17 +475,18 @@ def run_batches(
     return seen
 
 
-def called_on_first_batch(model: nn.Module, modules: Sequence[nn.Module], data: Iterable[Any], loss_fn: Callable[[nn.Module, Any], Tensor] | None) -> set[int]:
-    """The ``id`` of each of ``modules`` that the calibration forward of ``data``'s first batch calls."""
-    ran: set[int] = set()
-    handles = [module.register_forward_pre_hook(lambda m, args: ran.add(id(m))) for module in modules]
+def called_on_first_batch(model: nn.Module, modules: Sequence[nn.Module], data: Iterable[Any], loss_fn: Callable[[nn.Module, Any], Tensor] | None) -> list[int]:
+    """The ``id`` of each of ``modules`` that the calibration forward of ``data``'s first batch calls, in the order
+    it first calls them."""
+    ran: dict[int, None] = {}
+    handles = [module.register_forward_pre_hook(lambda m, args: ran.setdefault(id(m))) for module in modules]
     try:
         with _eval(model):
             run_batches(model, data, loss_fn=loss_fn, num_batches=1, what="which layers run", progress=False)
     finally:
         for handle in handles:
             handle.remove()
-    return ran
+    return list(ran)
 
 
 def gather(
@@ -590,7 +591,7 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Seq
     None): each outermost :func:`repeated_blocks` list with a block holding one of them (a decoder's layers; an
     encoder's and a decoder's; a vision or audio tower's and a language model's), in module order, else, for a hybrid
     model such as Jamba whose layers are of two kinds, each outermost ``ModuleList`` of two or more modules that all
-    hold GEMM weights. A string names a ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
+    hold GEMM weights. (The calibration puts them in the order the forward runs them.) A string names a ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
     modules = dict(model.named_modules())
     if spec is True:
         held = None if weights is None else {id(w.param) for w in weights}
@@ -637,12 +638,15 @@ class _Stop(Exception):
     """Raised by a pre-hook to end a forward pass once the wanted block's inputs are captured."""
 
 
-def _first_tensor(output: Any) -> Tensor:
+def _output_tensor(output: Any) -> Tensor | None:
+    """A block's output as the next block's first input: the tensor itself, or a tuple's first item when it is one
+    (a transformers layer's ``(hidden_states, attentions)``); None for anything else (Grounding DINO's
+    ``((vision, attentions), (text, attentions))``), whose next block is re-captured from the model instead."""
     if isinstance(output, Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         return output[0]
-    raise Sparse24Error(f"a block returned {type(output).__name__}; sequential calibration needs a tensor (or a tuple starting with one)")
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -777,13 +781,17 @@ class Sequential:
         return args, kwargs
 
     def _chained(self) -> list[bool]:
-        """Per block: are its inputs, in every batch, the previous block's output and the previous block's other
-        inputs (an attention mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's
-        mask where a batch is longer than the window)? One forward of every batch on the dense model, comparing
-        as it goes: only the last block's inputs and output are held."""
+        """Put :attr:`blocks` in the order the forward first runs them (PoolFormer runs each stage's patch
+        embedding, then its blocks; a CLIP its vision tower before its text tower, listed first), and say per block
+        whether its inputs, in every batch, are the block run just before it's output and other inputs (an attention
+        mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's mask where a batch is
+        longer than the window, nor what follows a block whose output is not a tensor or a tuple starting with one).
+        One forward of every batch on the dense model, comparing as it goes: only the last block's inputs and output
+        are held."""
         count = len(self.blocks)
-        chained = [index > 0 for index in range(count)]
-        ran: set[int] = set()
+        order: list[int] = []  # the blocks, by their first call
+        before_it: dict[int, int | None] = {}  # block -> the block run just before it, the same in every batch
+        chains = [True] * count
         seen: set[int] = set()  # the blocks run in this batch: a second call is not a replay's input
         last: dict[int, list] = {}  # this batch: the last block run -> [args, kwargs, output]
 
@@ -791,12 +799,15 @@ class Sequential:
             if index in seen:
                 return
             seen.add(index)
-            ran.add(index)
+            if index not in order:
+                order.append(index)
             args, kwargs = self._replayable(args, kwargs)
-            previous = last.get(index - 1)
-            if chained[index]:
-                chained[index] = (
-                    previous is not None and len(previous) == 3 and len(args) == len(previous[0]) >= 1
+            previous_index, previous = next(iter(last.items()), (None, None))
+            if before_it.setdefault(index, previous_index) != previous_index:
+                chains[index] = False
+            if chains[index]:
+                chains[index] = (
+                    previous is not None and len(previous) == 3 and previous[2] is not None and len(args) == len(previous[0]) >= 1
                     and _same(args[0], previous[2]) and _same(args[1:], previous[0][1:]) and _same(kwargs, previous[1])
                 )
             last.clear()
@@ -804,7 +815,7 @@ class Sequential:
 
         def after(index: int, output: Any) -> None:
             if index in last and len(last[index]) == 2:
-                last[index].append(_first_tensor(output))
+                last[index].append(_output_tensor(output))
 
         handles = []
         for index, (_, block) in enumerate(self.blocks):
@@ -820,18 +831,23 @@ class Sequential:
         finally:
             for handle in handles:
                 handle.remove()
-        missing = [name for i, (name, _) in enumerate(self.blocks) if i not in ran]
-        if self.sharded and dist.world_size() > 1:  # every rank the same plan: missing on any, chained on all
+        rank = torch.full((count,), -1, dtype=torch.int32)  # each block's place in the run order (-1: never run)
+        rank[order] = torch.arange(len(order), dtype=torch.int32)
+        if self.sharded and dist.world_size() > 1:  # every rank the same plan: one order, chained on all
             import torch.distributed as torch_dist
 
-            flags = torch.tensor([int(bool(missing))] + [int(not c) for c in chained], dtype=torch.int32)
+            flags = torch.cat([rank, -rank, torch.tensor([int(not c) for c in chains], dtype=torch.int32)])
             torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
-            if flags[0] and not missing:
-                missing = ["(on another rank)"]
-            chained = [not bool(flag) for flag in flags[1:]]
+            if not torch.equal(flags[:count], -flags[count : 2 * count]):
+                raise Sparse24Error("sequential: the ranks' forward passes ran the blocks in different orders, or not all of them")
+            chains = [not bool(flag) for flag in flags[2 * count :]]
+        missing = [name for i, (name, _) in enumerate(self.blocks) if rank[i] < 0]
         if missing:
             raise Sparse24Error(f"sequential: the forward pass never ran block {missing[0]}")
-        return chained
+        if order != sorted(order):
+            logger.info("sequential: the forward runs the blocks in another order than listed; calibrating them as it runs them: %s", ", ".join(self.blocks[i][0] for i in order))
+        self.blocks = [self.blocks[i] for i in order]
+        return [position > 0 and chains[index] and before_it[index] == order[position - 1] for position, index in enumerate(order)]
 
     def capture(self, index: int) -> None:
         """Store block ``index``'s inputs for every batch, from a forward of the model as it is now."""
@@ -898,7 +914,10 @@ class Sequential:
         with torch.no_grad(), _eval(self.model), self._pass(f"outputs of {name}"), self._unsharded(index):
             for number, (args, kwargs) in enumerate(self.inputs):
                 with running(f"running the pruned {name} on its inputs from calibration batch {number} (sequential)"):
-                    out = _first_tensor(block(*self._load(args), **self._load(kwargs)))
+                    output = block(*self._load(args), **self._load(kwargs))
+                out = _output_tensor(output)
+                if out is None:  # chained: its dense forward returned a tensor
+                    raise Sparse24Error(f"sequential: the pruned block {name} returned {type(output).__name__}, not the tensor its dense forward returned")
                 outputs.append(((self._store(out), *args[1:]), kwargs))
             for args, kwargs in self._extra(self.inputs):
                 block(*self._load(args), **self._load(kwargs))

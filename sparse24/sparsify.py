@@ -413,13 +413,32 @@ def _sequential(
     num_batches: int | None,
     progress: bool,
 ) -> list[_Result]:
-    """Block by block: each block decided (and pruned in place) on the outputs of the pruned blocks before it.
+    """Block by block, in the order the forward runs them: each block decided (and pruned in place) on the outputs
+    of the pruned blocks before it.
 
     Weights outside every block come last, from the whole pruned model. On any failure
     (Ctrl-C included) every weight is put back as it was (sharded: every rank's shards).
+    Taylor orders the blocks by one forward of the first batch (on an FSDP-sharded model, whose ranks may hold
+    different numbers of batches, it keeps them as listed); Wanda and SparseGPT by their dense pass.
     """
     from .sharded import Snapshot, reshard_all
 
+    originals = Snapshot(w.param for w in weights)
+    results: dict[int, _Result] = {}
+    engine = None
+    if hasattr(criterion, "KIND"):
+        from .calibrate import Sequential
+
+        engine = Sequential(model, blocks, data, loss_fn=loss_fn, num_batches=num_batches, offload=offload, progress=progress)
+        blocks = engine.blocks  # in the order the forward runs them
+    elif data is not None:
+        data = list(data)
+        if not is_sharded(model):
+            from .calibrate import called_on_first_batch
+
+            ran = called_on_first_batch(model, [block for _, block in blocks], data, loss_fn)
+            position = {key: place for place, key in enumerate(ran)}
+            blocks = sorted(blocks, key=lambda item: position.get(id(item[1]), len(ran)))  # any not run: last, as listed
     inside: dict[int, int] = {}
     for index, (_, block) in enumerate(blocks):
         for param in block.parameters():
@@ -428,18 +447,15 @@ def _sequential(
     rest = []
     for weight in weights:
         (per_block[inside[id(weight.param)]] if id(weight.param) in inside else rest).append(weight)
-    originals = Snapshot(w.param for w in weights)
-    results: dict[int, _Result] = {}
 
     def decide_from(weight: GemmWeight, stats: dict[int, Tensor], counts: dict[int, int]) -> _Result:
         stat, count = stats.pop(id(weight.param)), counts[id(weight.param)]
         return _settle(weight, lambda target: _decide_in_place(criterion, target, stat, count, options))
 
     try:
-        if hasattr(criterion, "KIND"):
-            from .calibrate import Sequential, gather
+        if engine is not None:
+            from .calibrate import gather
 
-            engine = Sequential(model, blocks, data, loss_fn=loss_fn, num_batches=num_batches, offload=offload, progress=progress)
             for index, block_weights in enumerate(per_block):
                 if block_weights:
                     stats, counts = engine.gather(index, block_weights, criterion.KIND)
@@ -454,11 +470,10 @@ def _sequential(
                 for weight in rest:
                     results[id(weight.param)] = decide_from(weight, stats, counts)
         else:  # taylor: gradients need the whole model; blocks are scored in order, earlier ones pruned
-            batches = list(data) if data is not None else None
             for group in [*per_block, rest]:
                 if not group:
                     continue
-                scores = criterion.score(model, group, data=batches, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options)
+                scores = criterion.score(model, group, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options)
                 reshard_all(model)
                 for weight, score in zip(group, scores):
                     full = _full_scores(weight, score)  # sharded: gathered, one layer at a time
