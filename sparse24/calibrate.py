@@ -37,7 +37,7 @@ from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
 from .progress import Progress
-from .source import weight_reader
+from .source import calls_function, weight_reader
 
 __all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "unseen_parts"]
 
@@ -312,6 +312,9 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
     # recompute the attention output before the projection from the MHA's own inputs.
     for attention in _attention_owners(model, weights):
         handles.append(attention.register_forward_hook(lambda m, args, kwargs, out: hook(m.out_proj, (_attention_values(m, args, kwargs),), {}), with_kwargs=True))
+    functional = _functional_attention_layers(model, weights)
+    if functional:
+        handles.append(_FunctionalAttentionInputs(functional, hook))
     try:
         yield
     finally:
@@ -422,6 +425,58 @@ def _attention_values(module: nn.MultiheadAttention, args: tuple, kwargs: dict) 
         is_causal=bool(bound.get("is_causal", False)),
     )
     return output.transpose(0, 1) if module.batch_first and output.dim() == 3 else output
+
+
+def functional_attention(module: nn.Module) -> bool:
+    """Whether ``module`` is an attention whose code hands its projections' weights to
+    ``F.multi_head_attention_forward`` rather than calling them (WavLM's): not ``nn.MultiheadAttention``, whose
+    ``out_proj`` the calibration recomputes from the module's own inputs."""
+    return not isinstance(module, nn.MultiheadAttention) and calls_function(module, "multi_head_attention_forward")
+
+
+def _functional_attention_layers(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.Linear]:
+    """The Linear layers among ``weights`` whose parent in ``model`` is a :func:`functional_attention`."""
+    parents = {id(child): parent for parent in model.modules() for child in parent.children()}
+    return list({
+        id(w.module): w.module for w in weights
+        if isinstance(w.module, nn.Linear) and w.param_name == "weight" and id(w.module) in parents and functional_attention(parents[id(w.module)])
+    }.values())
+
+
+class _FunctionalAttentionInputs:
+    """While set, ``F.multi_head_attention_forward`` calls ``hook(layer, (input,), {})`` for each of ``layers`` whose
+    weight it is given as ``q_proj_weight``, ``k_proj_weight``, ``v_proj_weight`` (the query, key or value) or
+    ``out_proj_weight`` (the attention output before the projection: the same call with an identity projection),
+    each ``[batch, length, d]`` as a Linear's input is; ``remove()`` puts torch's function back."""
+
+    _INPUTS = {"q_proj_weight": "query", "k_proj_weight": "key", "v_proj_weight": "value"}
+
+    def __init__(self, layers: Sequence[nn.Linear], hook: Callable[[nn.Module, tuple, dict], None]) -> None:
+        original = F.multi_head_attention_forward
+        signature = inspect.signature(original)
+
+        def rows(x: Tensor) -> Tensor:  # [length, batch, d] -> [batch, length, d]; unbatched [length, d] stays
+            return x.transpose(0, 1) if x.dim() == 3 else x
+
+        def multi_head_attention_forward(*args: Any, **kwargs: Any) -> tuple[Tensor, Tensor | None]:
+            given = signature.bind(*args, **kwargs).arguments
+            for layer in layers:
+                weight = layer.weight  # read now: inside an FSDP pass, the unsharded parameter the forward passes
+                for key, name in self._INPUTS.items():
+                    if given.get(key) is weight:
+                        hook(layer, (rows(given[name]),), {})
+                if given.get("out_proj_weight") is weight:
+                    identity = signature.bind(*args, **kwargs)
+                    identity.arguments.update(out_proj_weight=torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device), out_proj_bias=None, need_weights=False)
+                    values, _ = original(*identity.args, **identity.kwargs)
+                    hook(layer, (rows(values),), {})
+            return original(*args, **kwargs)
+
+        self.original = original
+        F.multi_head_attention_forward = multi_head_attention_forward
+
+    def remove(self) -> None:
+        F.multi_head_attention_forward = self.original
 
 
 def _all_reduce(stats: dict[int, Tensor], counts: dict[int, int]) -> None:

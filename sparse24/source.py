@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["calls_child", "code_key", "same_code", "weight_reader"]
+__all__ = ["calls_child", "calls_function", "code_key", "same_code", "weight_reader"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,6 +56,11 @@ def calls_child(parent: nn.Module, child: str) -> bool:
     """True when ``parent``'s class code calls ``self.<child>(...)``, or when its source is not available (unknown)."""
     source = _class_sources(type(parent))
     return not source or re.search(rf"self\.{re.escape(child)}\s*\(", source) is not None
+
+
+def calls_function(module: nn.Module, name: str) -> bool:
+    """True when ``module``'s class code calls a function or method ``name`` (``F.multi_head_attention_forward``)."""
+    return re.search(rf"\b{re.escape(name)}\s*\(", _class_sources(type(module))) is not None
 
 
 @functools.lru_cache(maxsize=None)

@@ -662,6 +662,7 @@ def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data:
     one forward of the first calibration batch tells (not for a one-pass iterator, whose batch it would
     use up, nor a sharded model, whose forward needs every rank: there a layer that never runs is the
     calibration's error)."""
+    from .calibrate import functional_attention
     from .source import calls_child, weight_reader
 
     ambiguous: dict[int, tuple[_Candidate, str]] = {}
@@ -669,8 +670,8 @@ def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data:
     for candidate in candidates:
         weight = candidate.weight
         reader = weight_reader(model, weight.module_name, metadata=False) if candidate.reason is None and weight.param_name == "weight" else None
-        if reader is None or isinstance(reader[0], nn.MultiheadAttention):  # MHA: calibrate recomputes out_proj's inputs
-            continue
+        if reader is None or isinstance(reader[0], nn.MultiheadAttention) or functional_attention(reader[0]):
+            continue  # MHA's out_proj, WavLM's projections: the calibration recomputes their inputs
         parent, child = reader
         why = f"{type(parent).__name__} uses {child}.weight without calling {child}"
         if calls_child(parent, child):

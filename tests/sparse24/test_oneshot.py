@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import sparse24
 from sparse24.calibrate import find_blocks
@@ -639,6 +640,65 @@ def test_attention_out_proj_sees_the_attention_values(batch_first: bool) -> None
     stats, counts = gather(attention, [out_proj], "norms", [q], loss_fn=lambda m, b: m(b, b, b, key_padding_mask=mask), progress=False)
     assert counts[id(out_proj.param)] == 10
     assert torch.allclose(stats[id(out_proj.param)][0], values.reshape(-1, 16).square().sum(0), rtol=1e-5)
+
+
+def _wavlm() -> nn.Module:
+    import transformers
+
+    config = transformers.WavLMConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2),
+        conv_kernel=(10, 3), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=16, max_bucket_distance=32,
+    )
+    return transformers.WavLMModel(config).eval()
+
+
+def _called_projections(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, gated_position_bias: torch.Tensor) -> tuple:
+    """WavLM's attention with its four projections called as modules (torch's attention given identities): the same
+    function, whose projections' inputs the calibration's ordinary hooks see."""
+    identity, zero = torch.eye(self.embed_dim), torch.zeros(self.embed_dim)
+    q, k, v = (proj(hidden_states).transpose(0, 1) for proj in (self.q_proj, self.k_proj, self.v_proj))
+    values, _ = F.multi_head_attention_forward(
+        q, k, v, self.embed_dim, self.num_heads, torch.empty([0]), torch.cat((zero, zero, zero)), None, None, False, 0.0,
+        identity, None, False, attention_mask.ne(1) if attention_mask is not None else None, need_weights=False,
+        attn_mask=gated_position_bias, use_separate_proj_weight=True, q_proj_weight=identity, k_proj_weight=identity, v_proj_weight=identity,
+    )
+    return self.out_proj(values.transpose(0, 1)), None
+
+
+@pytest.mark.parametrize("kind", ["norms", "hessian"])
+def test_wavlm_attention_projections_are_calibrated_on_their_inputs(kind: str) -> None:
+    """WavLM's attention hands its q/k/v/out projections' weights to ``F.multi_head_attention_forward`` and never calls
+    them (Wanda and SparseGPT once left them dense: no inputs); their statistics are those of the inputs each
+    projection has when called as a module, padded frames left out."""
+    import types
+
+    from sparse24.calibrate import gather
+
+    original = F.multi_head_attention_forward
+    torch.manual_seed(0)
+    model = _wavlm()
+    reference = copy.deepcopy(model)
+    for layer in reference.encoder.layers:
+        layer.attention.torch_multi_head_self_attention = types.MethodType(_called_projections, layer.attention)
+    mask = torch.ones(2, 800, dtype=torch.long)
+    mask[1, 600:] = 0
+    data = [{"input_values": torch.randn(2, 800), "attention_mask": mask}, {"input_values": torch.randn(2, 800)}]
+    with torch.no_grad():
+        assert torch.allclose(model(**data[0]).last_hidden_state, reference(**data[0]).last_hidden_state, atol=1e-5)
+    names = [f"encoder.layers.{i}.attention.{p}.weight" for i in range(2) for p in ("q_proj", "k_proj", "v_proj", "out_proj")]
+    stats, counts = [], []
+    for m in (model, reference):
+        weights = [w for w in gemm_weights(m) if w.name in names]
+        assert len(weights) == 8
+        found, seen = gather(m, weights, kind, data, progress=False)
+        stats.append([found[id(w.param)] for w in weights])
+        counts.append([seen[id(w.param)] for w in weights])
+    assert counts[0] == counts[1] and min(counts[0]) > 0
+    for got, expected in zip(*stats):
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    report = sparse24.sparsify(model, "sparsegpt", data=data, include="encoder.layers.*.attention.*_proj", policy="any", progress=False)
+    assert sorted(layer.name for layer in report.sparse_layers) == sorted(names)
+    assert F.multi_head_attention_forward is original  # torch's own function back
 
 
 class _AttentionPooling(nn.Module):
