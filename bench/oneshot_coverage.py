@@ -318,8 +318,8 @@ def markdown(results: dict) -> str:
         f"run on two batches made up here, then pruned by magnitude, Wanda, SparseGPT and SparseGPT with `sequential=True` "
         f"(policy `any`). {len(rows)} types: {len(done)} calibrated, {len(whole)} of them with every layer magnitude prunes "
         f"pruned by all three methods; {len(refused)} where a method refused with its own error; {len(bugs)} where sparse24 "
-        f"raised otherwise or pruning made the output non-finite (a bug); "
-        + "; ".join(f"{len(v)} {k}" for k, v in sorted(apart.items()))
+        f"raised otherwise or pruning made the output non-finite (a bug)"
+        + "".join(f"; {len(v)} {k}" for k, v in sorted(apart.items()))
         + ".",
         "",
         f"Padding: {len(padded)} calibrated types took a padded `attention_mask`; the statistics left the padding out on "
