@@ -39,7 +39,7 @@ from .errors import Sparse24Error, running
 from .progress import Progress
 from .source import calls_function, weight_reader
 
-__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "unseen_parts"]
+__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "run_order", "unseen_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -544,6 +544,24 @@ def called_on_first_batch(model: nn.Module, modules: Sequence[nn.Module], data: 
     return list(ran)
 
 
+def run_order(model: nn.Module, blocks: Sequence[tuple[str, nn.Module]], data: Sequence[Any], loss_fn: Callable[[nn.Module, Any], Tensor] | None) -> list[tuple[str, nn.Module]]:
+    """``blocks`` in the order one calibration forward of ``data``'s first batch first calls them (any it does not
+    call last, as listed); on an FSDP-sharded model, rank 0's first batch on every rank, so that every rank gets the
+    same order."""
+    modules = [block for _, block in blocks]
+    if is_sharded(model):
+        from .sharded import agreed_batches, broadcast_batch, in_pass
+
+        mine, _ = agreed_batches(data, 1, "sequential: the order of the blocks")
+        with in_pass("sequential: the order of the blocks", model):
+            first = broadcast_batch(mine[0] if dist.rank() == 0 else None, 0)
+            ran = called_on_first_batch(model, modules, [first], loss_fn)
+    else:
+        ran = called_on_first_batch(model, modules, data, loss_fn)
+    position = {key: place for place, key in enumerate(ran)}
+    return sorted(blocks, key=lambda item: position.get(id(item[1]), len(ran)))
+
+
 def gather(
     model: nn.Module,
     weights: Sequence[GemmWeight],
@@ -838,9 +856,10 @@ class Sequential:
     def _chained(self) -> list[bool]:
         """Put :attr:`blocks` in the order the forward first runs them (PoolFormer runs each stage's patch
         embedding, then its blocks; a CLIP its vision tower before its text tower, listed first), and say per block
-        whether its inputs, in every batch, are the block run just before it's output and other inputs (an attention
-        mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's mask where a batch is
-        longer than the window, nor what follows a block whose output is not a tensor or a tuple starting with one).
+        whether its inputs, in every batch, are the output and the other inputs of the block run just before it (an
+        attention mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's mask where a
+        batch is longer than the window, nor what follows a block whose output is not a tensor or a tuple starting
+        with one).
         One forward of every batch on the dense model, comparing as it goes: only the last block's inputs and output
         are held."""
         count = len(self.blocks)

@@ -418,8 +418,8 @@ def _sequential(
 
     Weights outside every block come last, from the whole pruned model. On any failure
     (Ctrl-C included) every weight is put back as it was (sharded: every rank's shards).
-    Taylor orders the blocks by one forward of the first batch (on an FSDP-sharded model, whose ranks may hold
-    different numbers of batches, it keeps them as listed); Wanda and SparseGPT by their dense pass.
+    Taylor orders the blocks by one forward of the first batch (:func:`sparse24.calibrate.run_order`), Wanda and
+    SparseGPT by their dense pass (:class:`sparse24.calibrate.Sequential`).
     """
     from .sharded import Snapshot, reshard_all
 
@@ -432,13 +432,10 @@ def _sequential(
         engine = Sequential(model, blocks, data, loss_fn=loss_fn, num_batches=num_batches, offload=offload, progress=progress)
         blocks = engine.blocks  # in the order the forward runs them
     elif data is not None:
-        data = list(data)
-        if not is_sharded(model):
-            from .calibrate import called_on_first_batch
+        from .calibrate import run_order
 
-            ran = called_on_first_batch(model, [block for _, block in blocks], data, loss_fn)
-            position = {key: place for place, key in enumerate(ran)}
-            blocks = sorted(blocks, key=lambda item: position.get(id(item[1]), len(ran)))  # any not run: last, as listed
+        data = list(data)
+        blocks = run_order(model, blocks, data, loss_fn)
     inside: dict[int, int] = {}
     for index, (_, block) in enumerate(blocks):
         for param in block.parameters():
@@ -513,9 +510,9 @@ def sparsify(
     the weights it keeps.
 
     ``sequential`` calibrates block by block (``True``: the layer stacks holding the weights pruned; a
-    ``ModuleList``/``Sequential`` name; or a list of module names): each block's statistics
-    come from the outputs of the blocks before it, already pruned, and only one block's inputs
-    are held (on the CPU with ``offload=True``). Weights outside the blocks are calibrated
+    ``ModuleList``/``Sequential`` name; or a list of module names), in the order the forward runs
+    the blocks: each block's statistics come from the outputs of the blocks run before it, already
+    pruned, and only one block's inputs are held (on the CPU with ``offload=True``). Weights outside the blocks are calibrated
     last, on the pruned model.
 
     ``permute=True`` first reorders hidden channels where that leaves the function unchanged

@@ -122,6 +122,9 @@ CASES = {  # name: (method, sparsify keyword arguments besides data and loss_fn)
     # by pairs, a Conv1D's shards must hold whole groups: wide's do (36 input features each), proj's (38) do not
     "taylor_pairs": ("taylor", {"squared": True, "per_sample": True, "pairs": True, "exclude": "proj"}),
     "taylor_pairs_sequential": ("taylor", {"squared": True, "pairs": True, "exclude": "proj", "sequential": "blocks"}),
+    # blocks listed against the order the forward runs them: every rank calibrates them as they run, as one process does
+    "sparsegpt_sequential_listed_backwards": ("sparsegpt", {"sequential": ["blocks.1", "blocks.0"], "blocksize": 8}),
+    "taylor_sequential_listed_backwards": ("taylor", {"squared": True, "per_sample": True, "sequential": ["blocks.1", "blocks.0"]}),
 }
 CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "conv.weight", "wide.weight", "mid.weight", "proj.weight"]
 
