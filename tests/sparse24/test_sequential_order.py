@@ -1,0 +1,92 @@
+"""Block-by-block calibration in the order the forward runs the blocks (not the order of their lists in the model),
+and blocks whose output is not a tensor."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import sparse24
+from sparse24.calibrate import find_blocks
+
+
+class _Interleaved(nn.Module):
+    """Two lists run in turns, as PoolFormer's patch embeddings and stages are (and VITS's dilated and pointwise
+    convolutions): the lists' module order is not the order the forward runs their blocks; the second list's blocks
+    return a tuple that does not start with a tensor (Grounding DINO's encoder layers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.ModuleList(nn.Linear(32, 32) for _ in range(2))
+        self.stages = nn.ModuleList(nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for down, stage in zip(self.down, self.stages):
+            x = torch.tanh(down(x))
+            x = x + stage(x)
+        return x
+
+
+class _TupleStage(nn.Module):
+    def __init__(self, stage: nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        return ((self.stage(x), x.mean()),)
+
+
+class _TupleStages(_Interleaved):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(_TupleStage(stage) for stage in self.stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for down, stage in zip(self.down, self.stages):
+            x = torch.tanh(down(x))
+            x = x + stage(x)[0][0]
+        return x
+
+
+@pytest.mark.parametrize("tuple_out", [False, True], ids=["tensor", "tuple"])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt", "taylor"])
+def test_sequential_calibrates_the_blocks_in_the_order_the_forward_runs_them(method: str, tuple_out: bool) -> None:
+    """Blocks go in the order the forward runs them, not the order their lists are in the model (once: all of
+    ``down``, then the stages, each ``down`` block calibrated on the dense stage's output); a block whose output is a
+    tuple not starting with a tensor has its next block's inputs re-captured from the model (once: an error)."""
+    torch.manual_seed(0)
+    model = _TupleStages() if tuple_out else _Interleaved()
+    data = [torch.randn(8, 32) * torch.linspace(0.1, 3, 32) for _ in range(3)]
+    loss = (lambda m, x: m(x).square().mean()) if method == "taylor" else None
+    listed = ["down.0", "down.1", "stages.0", "stages.1"]
+    assert [name for name, _ in find_blocks(model, True)] == listed
+    expected = copy.deepcopy(model)
+    for block in ["down.0", "stages.0", "down.1", "stages.1"]:
+        sparse24.sparsify(expected, method, data=data, loss_fn=loss, include=f"{block}.*", policy="any", progress=False)
+    sparse24.sparsify(model, method, data=data, loss_fn=loss, sequential=True, policy="any", progress=False)
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def test_sequential_goes_through_poolformer_stage_by_stage() -> None:
+    """PoolFormer (transformers) runs each stage's patch embedding, then the stage's blocks: pruned block by block in
+    that order, as one after the other (without layer scale, whose 1e-5 start leaves a random-init stage's output
+    its input)."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.PoolFormerConfig(num_channels=3, hidden_sizes=[16, 32], depths=[1, 1], num_encoder_blocks=2, patch_sizes=[3, 3], strides=[2, 2], padding=[1, 1], pool_size=3, use_layer_scale=False)
+    model = transformers.PoolFormerModel(config).eval()
+    data = [{"pixel_values": torch.randn(2, 3, 16, 16)} for _ in range(2)]
+    run = ["encoder.patch_embeddings.0", "encoder.block.0.0", "encoder.patch_embeddings.1", "encoder.block.1.0"]
+    assert sorted(name for name, _ in find_blocks(model, True)) == sorted(run)
+    expected = copy.deepcopy(model)
+    for block in run:
+        sparse24.sparsify(expected, "sparsegpt", data=data, include=f"{block}.*", policy="any", progress=False)
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, policy="any", progress=False)
+    assert len(report.sparse_layers) == 5  # the second patch embedding and both stages' two MLP convolutions
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
