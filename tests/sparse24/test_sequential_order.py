@@ -1,10 +1,5 @@
 """Block-by-block calibration in the order the forward runs the blocks (not the order of their lists in the model),
-and blocks whose output is not a tensor.
-
-Run by ``make test`` in a pytest process of its own (marker ``own_process``): with them in the one process of the
-whole suite, a later test's eager custom-op call failed with std::bad_alloc (twice, on clean clones; each part of the
-suite passes alone); the cause is not found yet (see the Makefile's test target).
-"""
+and blocks whose output is not a tensor."""
 
 from __future__ import annotations
 
@@ -16,8 +11,6 @@ from torch import nn
 
 import sparse24
 from sparse24.calibrate import find_blocks
-
-pytestmark = pytest.mark.own_process
 
 
 class _Interleaved(nn.Module):
