@@ -559,7 +559,10 @@ def run_order(model: nn.Module, blocks: Sequence[tuple[str, nn.Module]], data: S
     else:
         ran = called_on_first_batch(model, modules, data, loss_fn)
     position = {key: place for place, key in enumerate(ran)}
-    return sorted(blocks, key=lambda item: position.get(id(item[1]), len(ran)))
+    ordered = sorted(blocks, key=lambda item: position.get(id(item[1]), len(ran)))
+    if [name for name, _ in ordered] != [name for name, _ in blocks]:
+        logger.info("sequential: the forward runs the blocks in another order than listed; calibrating them as it runs them: %s", ", ".join(name for name, _ in ordered))
+    return ordered
 
 
 def gather(
@@ -739,7 +742,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class Sequential:
-    """Block-by-block calibration: inputs of one block at a time, from the already pruned blocks before it.
+    """Block-by-block calibration: inputs of one block at a time, from the already pruned blocks before it, the blocks
+    in the order the forward runs them (:func:`run_order`: :attr:`blocks` is that order).
 
     For each block, :meth:`gather` returns its weights' statistics from its own stored inputs,
     the caller prunes it, then :meth:`advance` computes its outputs as the next block's inputs.
@@ -790,6 +794,7 @@ class Sequential:
         self.progress = progress
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.inputs: list[tuple[tuple, dict]] | None = None
+        self.blocks = run_order(model, self.blocks, self.batches, loss_fn)
         self.chained = self._chained()
 
     def _forward(self, batch: Any) -> None:
@@ -854,18 +859,14 @@ class Sequential:
         return args, kwargs
 
     def _chained(self) -> list[bool]:
-        """Put :attr:`blocks` in the order the forward first runs them (PoolFormer runs each stage's patch
-        embedding, then its blocks; a CLIP its vision tower before its text tower, listed first), and say per block
-        whether its inputs, in every batch, are the output and the other inputs of the block run just before it (an
-        attention mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's mask where a
-        batch is longer than the window, nor what follows a block whose output is not a tensor or a tuple starting
-        with one).
-        One forward of every batch on the dense model, comparing as it goes: only the last block's inputs and output
-        are held."""
+        """Per block: are its inputs, in every batch, the previous block's output and the previous block's other
+        inputs (an attention mask, position embeddings; not Swin's per-stage sizes, nor a sliding-window layer's
+        mask where a batch is longer than the window, nor what follows a block whose output is not a tensor or a
+        tuple starting with one)? One forward of every batch on the dense model, comparing as it goes: only the last
+        block's inputs and output are held."""
         count = len(self.blocks)
-        order: list[int] = []  # the blocks, by their first call
-        before_it: dict[int, int | None] = {}  # block -> the block run just before it, the same in every batch
-        chains = [True] * count
+        chained = [index > 0 for index in range(count)]
+        ran: set[int] = set()
         seen: set[int] = set()  # the blocks run in this batch: a second call is not a replay's input
         last: dict[int, list] = {}  # this batch: the last block run -> [args, kwargs, output]
 
@@ -873,14 +874,11 @@ class Sequential:
             if index in seen:
                 return
             seen.add(index)
-            if index not in order:
-                order.append(index)
+            ran.add(index)
             args, kwargs = self._replayable(args, kwargs)
-            previous_index, previous = next(iter(last.items()), (None, None))
-            if before_it.setdefault(index, previous_index) != previous_index:
-                chains[index] = False
-            if chains[index]:
-                chains[index] = (
+            previous = last.get(index - 1)
+            if chained[index]:
+                chained[index] = (
                     previous is not None and len(previous) == 3 and previous[2] is not None and len(args) == len(previous[0]) >= 1
                     and _same(args[0], previous[2]) and _same(args[1:], previous[0][1:]) and _same(kwargs, previous[1])
                 )
@@ -905,23 +903,18 @@ class Sequential:
         finally:
             for handle in handles:
                 handle.remove()
-        rank = torch.full((count,), -1, dtype=torch.int32)  # each block's place in the run order (-1: never run)
-        rank[order] = torch.arange(len(order), dtype=torch.int32)
-        if self.sharded and dist.world_size() > 1:  # every rank the same plan: one order, chained on all
+        missing = [name for i, (name, _) in enumerate(self.blocks) if i not in ran]
+        if self.sharded and dist.world_size() > 1:  # every rank the same plan: missing on any, chained on all
             import torch.distributed as torch_dist
 
-            flags = torch.cat([rank, -rank, torch.tensor([int(not c) for c in chains], dtype=torch.int32)])
+            flags = torch.tensor([int(bool(missing))] + [int(not c) for c in chained], dtype=torch.int32)
             torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
-            if not torch.equal(flags[:count], -flags[count : 2 * count]):
-                raise Sparse24Error("sequential: the ranks' forward passes ran the blocks in different orders, or not all of them")
-            chains = [not bool(flag) for flag in flags[2 * count :]]
-        missing = [name for i, (name, _) in enumerate(self.blocks) if rank[i] < 0]
+            if flags[0] and not missing:
+                missing = ["(on another rank)"]
+            chained = [not bool(flag) for flag in flags[1:]]
         if missing:
             raise Sparse24Error(f"sequential: the forward pass never ran block {missing[0]}")
-        if order != sorted(order):
-            logger.info("sequential: the forward runs the blocks in another order than listed; calibrating them as it runs them: %s", ", ".join(self.blocks[i][0] for i in order))
-        self.blocks = [self.blocks[i] for i in order]
-        return [position > 0 and chains[index] and before_it[index] == order[position - 1] for position, index in enumerate(order)]
+        return chained
 
     def capture(self, index: int) -> None:
         """Store block ``index``'s inputs for every batch, from a forward of the model as it is now."""
