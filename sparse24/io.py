@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import importlib.util
 import json
@@ -11,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ from .errors import Sparse24Error, first_line
 __all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes", "check_fits"]
 
 _METADATA_KEY = "sparse24"
+_file_modules: dict[Path, ModuleType] = {}  # resolved path -> the module load_object ran it as
 
 
 @contextlib.contextmanager
@@ -144,6 +147,31 @@ def load(model: nn.Module, path: str | os.PathLike) -> list[str]:
     return masked
 
 
+def _file_module(file: Path) -> ModuleType:
+    """The module of a ``.py`` file, run once per process, as ``import`` runs a module once.
+
+    A second run would define its classes and functions again and register its
+    ``torch.library`` ops again, which frees the first run's op handles while its functions still
+    call them. The module is ``sys.modules[file.stem]`` when that name is free or already this
+    file (a test that imported it); on an error in the file nothing is left registered.
+    """
+    path = file.resolve()
+    for module in (_file_modules.get(path), sys.modules.get(file.stem)):
+        if module is not None and getattr(module, "__file__", None) and Path(module.__file__).resolve() == path:
+            return module
+    module_spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(module_spec)
+    registered = sys.modules.setdefault(file.stem, module) is module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        if registered:
+            del sys.modules[file.stem]
+        raise
+    _file_modules[path] = module
+    return module
+
+
 def load_object(spec: str, what: str = "object") -> Any:
     """The attribute named by ``"package.module:name"`` or ``"path/to/file.py:name"``."""
     module_name, sep, attr = spec.partition(":")
@@ -154,10 +182,7 @@ def load_object(spec: str, what: str = "object") -> Any:
             file = Path(module_name)
             if not file.is_file():
                 raise Sparse24Error(f"{what} file not found: {file}")
-            module_spec = importlib.util.spec_from_file_location(file.stem, file)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules.setdefault(file.stem, module)
-            module_spec.loader.exec_module(module)
+            module = _file_module(file)
         else:
             module = importlib.import_module(module_name)
     except (ImportError, SyntaxError) as error:
@@ -202,4 +227,6 @@ def load_model(spec: str | Mapping[str, Any], *, hf_class: str | None = None) ->
     model = build_object(spec, "model")
     if not isinstance(model, nn.Module):
         raise Sparse24Error(f"model {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
+    if isinstance(spec, str) and model is load_object(spec, "model"):
+        model = copy.deepcopy(model)  # an instance, not a factory: each call still gets a model of its own (a teacher, a reference)
     return model

@@ -13,7 +13,7 @@ from torch import nn
 import sparse24
 from sparse24 import MASK_SUFFIX
 from sparse24.mask import unpack_bits
-from sparse24.io import file_axes, load_model, read_state_dict
+from sparse24.io import build_object, file_axes, load_model, load_object, read_state_dict
 
 MASK_KEYS = {"conv.weight" + MASK_SUFFIX, "fc.weight" + MASK_SUFFIX}
 
@@ -244,6 +244,53 @@ def test_load_model_from_file(model_file):
         load_model(f"{model_file}:not_a_model")
     with pytest.raises(sparse24.Sparse24Error, match="not found"):
         load_model(f"{model_file.with_name('other.py')}:build")
+
+
+def test_a_models_file_runs_once_per_process(tmp_path) -> None:
+    # Running the file again would register its custom op again: torch frees the op handles the first
+    # run's functions call (a use after free; in the suite it surfaced as a std::bad_alloc).
+    namespace = f"sparse24_io_{tmp_path.name.replace('-', '_')}"
+    path = tmp_path / "ops_models.py"
+    path.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        f"@torch.library.custom_op('{namespace}::flip', mutates_args=())\n"
+        "def flip(x: torch.Tensor) -> torch.Tensor:\n"
+        "    return x.flip(-1)\n"
+        "class Model(nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return flip(x)\n"
+        "def example():\n"
+        "    return torch.arange(4.0)\n"
+    )
+    try:
+        model = load_model(f"{path}:Model")
+        x = build_object(f"{path}:example")
+        module = sys.modules["ops_models"]
+        assert type(model) is module.Model and load_object(f"{path}:Model") is module.Model
+        assert module.flip._opoverload is getattr(torch.ops, namespace).flip.default  # the live registration
+        assert torch.equal(model(x), torch.tensor([3.0, 2.0, 1.0, 0.0]))
+    finally:
+        sys.modules.pop("ops_models", None)
+
+
+def test_a_models_file_that_fails_leaves_no_module(tmp_path) -> None:
+    path = tmp_path / "broken_models.py"
+    path.write_text("from torch import nn\nmodel = nn.Linear(4, 4)\nraise RuntimeError('bad file')\n")
+    for _ in range(2):  # not cached: the second load runs the file again and fails again
+        with pytest.raises(RuntimeError, match="bad file"):
+            load_object(f"{path}:model")
+        assert "broken_models" not in sys.modules
+
+
+def test_load_model_gives_each_call_its_own_copy_of_an_instance(model_file) -> None:
+    # A recipe's teacher and its student are two load_model calls on one spec.
+    first, second = load_model(f"{model_file}:model"), load_model(f"{model_file}:model")
+    assert first is not second and torch.equal(first.weight, second.weight)
+    original = load_object(f"{model_file}:model")
+    with torch.no_grad():
+        first.weight.zero_()
+    assert torch.equal(second.weight, original.weight) and original.weight.abs().sum() > 0
 
 
 def test_files_with_bool_masks_of_earlier_versions_load_and_verify(tmp_path, sparse_model, convnet):
