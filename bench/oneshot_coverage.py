@@ -363,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     types = model_types(parser, args.types)
     if args.memory_limit <= 0:
         parser.error("--memory-limit must be positive")
+    threads = torch.get_num_threads()  # put back with the address-space limit: tests call main in their process
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         resource.setrlimit(resource.RLIMIT_AS, old_limit)
         logging.disable(logging.NOTSET)
+        torch.set_num_threads(threads)
     print(write_results(out, "oneshot_coverage", results, markdown))
     bugs = [r["type"] for r in results["types"] if _problems(r)]
     if bugs:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import resource
 import time
 
 import pytest
 
 pytest.importorskip("transformers")
+
+import torch  # noqa: E402
 
 from sparse24.bench import oneshot_coverage  # noqa: E402
 
@@ -20,7 +23,13 @@ def _rows(path) -> dict:  # noqa: ANN001
 
 
 def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path) -> None:  # noqa: ANN001
-    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llava,mamba,bit"]) == 0
+    threads, limit = torch.get_num_threads(), resource.getrlimit(resource.RLIMIT_AS)
+    torch.set_num_threads(3)  # not the bench's 1, so that a main that leaves its own setting behind fails
+    try:
+        assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llava,mamba,bit"]) == 0
+        assert torch.get_num_threads() == 3 and resource.getrlimit(resource.RLIMIT_AS) == limit  # the process is as it was
+    finally:
+        torch.set_num_threads(threads)
     results = json.loads((tmp_path / "oneshot_coverage.json").read_text())
     assert results["command"] == f"python bench/oneshot_coverage.py --out {tmp_path} --types gpt2,llava,mamba,bit"
     rows = _rows(tmp_path)
