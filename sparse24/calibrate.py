@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from . import dist
 from .axes import GemmWeight, conv1d_output_length, gemm_columns, gemm_matrix, gemm_weights, is_fused_experts, is_llama4_experts, is_parallel_experts, is_stacked_experts
@@ -37,7 +38,7 @@ from .batch import call, to_device
 from .enforce import is_sharded
 from .errors import Sparse24Error, running
 from .progress import Progress
-from .source import calls_function, weight_reader
+from .source import calls_function, multiplies_by_weight, weight_reader
 
 __all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "run_order", "unseen_parts"]
 
@@ -315,6 +316,9 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
     functional = _functional_attention_layers(model, weights)
     if functional:
         handles.append(_FunctionalAttentionInputs(functional, hook))
+    multiplied = _multiplied_layers(model, weights)
+    if multiplied:
+        handles.append(_MatmulInputs(multiplied, hook))
     try:
         yield
     finally:
@@ -477,6 +481,41 @@ class _FunctionalAttentionInputs:
 
     def remove(self) -> None:
         F.multi_head_attention_forward = self.original
+
+
+def _multiplied_layers(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.Linear]:
+    """The Linear layers among ``weights`` whose parent in ``model`` multiplies by their weight instead of calling them
+    (:func:`sparse24.source.multiplies_by_weight`)."""
+    parents = {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
+    return list({
+        id(w.module): w.module for w in weights
+        if isinstance(w.module, nn.Linear) and w.param_name == "weight" and id(w.module) in parents and multiplies_by_weight(*parents[id(w.module)])
+    }.values())
+
+
+class _MatmulInputs(TorchFunctionMode):
+    """While set, a matmul whose left operand is one of ``layers``' weights (``W @ y``: Mamba's
+    ``dt_proj.weight @ time_step.transpose(1, 2)``) calls ``hook(layer, (x,), {})`` with ``x = y^T``, the
+    ``[..., in_features]`` input that ``layer(x)`` would have been given; ``remove()`` ends it."""
+
+    _MATMULS = frozenset({torch.matmul, Tensor.matmul, Tensor.__matmul__})
+
+    def __init__(self, layers: Sequence[nn.Linear], hook: Callable[[nn.Module, tuple, dict], None]) -> None:
+        super().__init__()
+        self.layers, self.hook = layers, hook
+        self.__enter__()
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in self._MATMULS and len(args) == 2 and isinstance(args[1], Tensor) and args[1].dim() >= 1:
+            for layer in self.layers:
+                if args[0] is layer.weight:  # read now: inside an FSDP pass, the unsharded parameter the forward uses
+                    right = args[1]
+                    self.hook(layer, (right.unsqueeze(0) if right.dim() == 1 else right.transpose(-1, -2),), {})
+        return func(*args, **kwargs)
+
+    def remove(self) -> None:
+        self.__exit__(None, None, None)
 
 
 def _all_reduce(stats: dict[int, Tensor], counts: dict[int, int]) -> None:

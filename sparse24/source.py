@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["calls_child", "calls_function", "code_key", "same_code", "weight_reader"]
+__all__ = ["calls_child", "calls_function", "code_key", "multiplies_by_weight", "same_code", "weight_reader"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,6 +56,13 @@ def calls_child(parent: nn.Module, child: str) -> bool:
     """True when ``parent``'s class code calls ``self.<child>(...)``, or when its source is not available (unknown)."""
     source = _class_sources(type(parent))
     return not source or re.search(rf"self\.{re.escape(child)}\s*\(", source) is not None
+
+
+def multiplies_by_weight(parent: nn.Module, child: str) -> bool:
+    """True when ``parent``'s class code multiplies by ``self.<child>.weight`` on the left, as the child's own
+    forward would: ``self.<child>.weight @ x`` or ``torch.matmul(self.<child>.weight, x)`` (Mamba's ``dt_proj``)."""
+    weight = rf"self\.{re.escape(child)}\.weight\b"
+    return re.search(rf"{weight}\s*@|matmul\(\s*{weight}\s*,", _class_sources(type(parent))) is not None
 
 
 def calls_function(module: nn.Module, name: str) -> bool:

@@ -652,23 +652,24 @@ def _recalibrate(model: nn.Module, unmasked: list[tuple[nn.Module, str]], data: 
 
 
 def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data: Any, loss_fn: Any) -> None:
-    """Give a reason to the candidates whose parent's code uses their weight without calling them (Mamba's
-    ``dt_proj.weight @ x``): no forward of theirs runs, so ``method`` has no input statistics for them.
+    """Give a reason to the candidates whose parent's code uses their weight without calling them (hands it to
+    a fused function): no forward of theirs runs, so ``method`` has no input statistics for them. Not for
+    the uses the calibration sees the inputs of (``nn.MultiheadAttention``'s ``out_proj``, torch's functional
+    attention, a matmul by the weight such as Mamba's ``dt_proj.weight @ x``).
 
-    Where the code also calls the layer on another path (Falcon-Mamba, Jamba: only for quantized models),
-    one forward of the first calibration batch tells (not for a one-pass iterator, whose batch it would
+    Where the code also calls the layer on another path, one forward of the first calibration batch tells (not for a one-pass iterator, whose batch it would
     use up, nor a sharded model, whose forward needs every rank: there a layer that never runs is the
     calibration's error)."""
     from .calibrate import functional_attention
-    from .source import calls_child, weight_reader
+    from .source import calls_child, multiplies_by_weight, weight_reader
 
     ambiguous: dict[int, tuple[_Candidate, str]] = {}
     dense: list[_Candidate] = []
     for candidate in candidates:
         weight = candidate.weight
         reader = weight_reader(model, weight.module_name, metadata=False) if candidate.reason is None and weight.param_name == "weight" else None
-        if reader is None or isinstance(reader[0], nn.MultiheadAttention) or functional_attention(reader[0]):
-            continue  # MHA's out_proj, WavLM's projections: the calibration recomputes their inputs
+        if reader is None or isinstance(reader[0], nn.MultiheadAttention) or functional_attention(reader[0]) or multiplies_by_weight(*reader):
+            continue  # MHA's out_proj, WavLM's projections, Mamba's dt_proj.weight @ x: the calibration sees their inputs
         parent, child = reader
         why = f"{type(parent).__name__} uses {child}.weight without calling {child}"
         if calls_child(parent, child):

@@ -138,7 +138,8 @@ def masked_in(name: str) -> list[str]:
 def build_calibration():
     """The sparsify test model: Linear, a Conv1d (9 output rows: shards of 5 and 4), GPT-2's
     transposed ``Conv1D`` (weight [76, 27], reduction along dim 0: its 38-row shards split a
-    group of 4), two blocks in a ``ModuleList`` for ``sequential``; 32 inputs, 10 classes."""
+    group of 4), a Linear whose weight the forward multiplies by itself, two blocks in a
+    ``ModuleList`` for ``sequential``; 32 inputs, 10 classes."""
     import torch
     from torch import nn
     from transformers.pytorch_utils import Conv1D
@@ -162,7 +163,8 @@ def build_calibration():
                 h = block(h)
             h = torch.relu(self.conv(h.view(-1, 8, 8))).flatten(1)
             h = torch.relu(self.wide(h))
-            return self.head(torch.relu(self.proj(torch.relu(self.mid(h)))))
+            h = (self.mid.weight @ h.T).T + self.mid.bias  # mid multiplied by, not called (Mamba's dt_proj): its input is still seen
+            return self.head(torch.relu(self.proj(torch.relu(h))))
 
     torch.manual_seed(3)
     return CalNet()

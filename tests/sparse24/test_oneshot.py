@@ -1052,23 +1052,10 @@ class _ReadsItsWeight(nn.Module):
 
 
 def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> None:
-    """Mamba's mixer computes dt_proj.weight @ x itself: wanda/sparsegpt leave dt_proj dense with the reason; where
-    the code also calls the layer on another path, one forward of the first batch tells, and where that cannot run
+    """A parent that computes with a layer's weight itself (``x @ proj.weight.t()``, as fused kernels are handed
+    weights) leaves that layer without input statistics: wanda/sparsegpt leave it dense with the reason; where the
+    code also calls the layer on another path, one forward of the first batch tells, and where that cannot run
     (a one-pass iterator) the calibration's error says why and what to exclude."""
-    from transformers import MambaConfig, MambaForCausalLM
-
-    torch.manual_seed(0)
-    model = MambaForCausalLM(MambaConfig(vocab_size=96, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4, time_step_rank=8))
-    data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
-    for method, sequential in (("wanda", False), ("sparsegpt", True)):
-        report = sparse24.sparsify(copy.deepcopy(model), method, data=data, sequential=sequential, policy="any", progress=False)
-        reasons = {layer.name: layer.reason for layer in report.layers if not layer.sparse}
-        for index in range(2):
-            assert reasons[f"backbone.layers.{index}.mixer.dt_proj.weight"] == (
-                f"MambaMixer uses dt_proj.weight without calling dt_proj: no input statistics for {method} (magnitude or taylor can prune it)"
-            )
-        assert {f"backbone.layers.{i}.mixer.{p}.weight" for i in range(2) for p in ("in_proj", "x_proj", "out_proj")} <= {l.name for l in report.sparse_layers}
-    assert "backbone.layers.0.mixer.dt_proj.weight" in {l.name for l in sparse24.sparsify(copy.deepcopy(model), "magnitude", policy="any").sparse_layers}
     fused = nn.Sequential(_ReadsItsWeight(fused=True))
     report = sparse24.sparsify(copy.deepcopy(fused), "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
     assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
@@ -1082,6 +1069,55 @@ def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> 
         sparse24.sparsify(fused, "wanda", data=iter([torch.randn(4, 16)]), policy="any", progress=False)
     report = sparse24.sparsify(fused, "wanda", data=iter([torch.randn(4, 16)]), policy="any", exclude="*.proj", progress=False)
     assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
+
+
+def _falcon_mamba() -> nn.Module:
+    from transformers import FalconMambaConfig, FalconMambaForCausalLM
+
+    config = FalconMambaConfig(vocab_size=96, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4, time_step_rank=16, use_mambapy=False)
+    return FalconMambaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("kind", ["norms", "hessian"])
+def test_mambas_dt_proj_is_calibrated_on_the_time_step_its_weight_multiplies(kind: str) -> None:
+    """Mamba-family mixers compute ``dt_proj.weight @ time_step.transpose(1, 2)`` instead of calling ``dt_proj``
+    (Wanda and SparseGPT once left it dense: no inputs). Its statistics are those of the input it has when called
+    as a module (Falcon-Mamba's code calls it for quantized models), padded tokens left out."""
+    from sparse24.calibrate import gather
+
+    torch.manual_seed(0)
+    model = _falcon_mamba()
+    reference = copy.deepcopy(model)
+    reference.config._is_quantized = True  # the mixers' other path: (self.dt_proj(time_step) - self.dt_proj.bias)
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, :5] = 0
+    data = [{"input_ids": torch.randint(0, 96, (2, 12)), "attention_mask": mask}, {"input_ids": torch.randint(0, 96, (2, 12))}]
+    with torch.no_grad():
+        assert torch.allclose(model(**data[0]).logits, reference(**data[0]).logits, atol=1e-5)
+    names = [f"backbone.layers.{i}.mixer.dt_proj.weight" for i in range(2)]
+    stats, counts = [], []
+    for m in (model, reference):
+        weights = [w for w in gemm_weights(m) if w.name in names]
+        found, seen = gather(m, weights, kind, data, progress=False)
+        stats.append([found[id(w.param)] for w in weights])
+        counts.append([seen[id(w.param)] for w in weights])
+    assert counts[0] == counts[1] == [43, 43]  # 48 tokens, 5 of them padding
+    for got, expected in zip(*stats):
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5) and got.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_every_layer_of_a_mamba_is_pruned_by_the_data_aware_methods(method: str) -> None:
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(0)
+    mamba = MambaForCausalLM(MambaConfig(vocab_size=96, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4, time_step_rank=8))
+    data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
+    for model in (mamba, _falcon_mamba()):
+        for sequential in (False, True):
+            report = sparse24.sparsify(copy.deepcopy(model), method, data=data, sequential=sequential, policy="any", progress=False)
+            expected = {f"backbone.layers.{i}.mixer.{p}.weight" for i in range(2) for p in ("in_proj", "x_proj", "dt_proj", "out_proj")}
+            assert {layer.name for layer in report.sparse_layers} == expected, (type(model).__name__, sequential)
 
 
 def test_reading_only_a_weights_dtype_is_not_computing_with_it() -> None:
@@ -1134,9 +1170,10 @@ def test_sequential_finds_the_layers_of_a_hybrid_model() -> None:
     assert [name for name, _ in find_blocks(model, True)] == ["model.layers.0", "model.layers.1"]
     data = [torch.randint(0, 96, (2, 16)) for _ in range(2)]
     report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, policy="any", progress=False)
-    assert len(report.sparse_layers) == 13  # dt_proj left dense: this forward reads dt_proj.weight itself
-    assert {"model.layers.1.feed_forward.experts.gate_up_proj", "model.layers.1.feed_forward.experts.down_proj"} <= {l.name for l in report.sparse_layers}
-    assert "without calling dt_proj in this forward" in {l.name: l.reason for l in report.layers}["model.layers.0.mamba.dt_proj.weight"]
+    assert len(report.sparse_layers) == 14  # dt_proj too: the mixer multiplies by its weight
+    assert {"model.layers.1.feed_forward.experts.gate_up_proj", "model.layers.1.feed_forward.experts.down_proj", "model.layers.0.mamba.dt_proj.weight"} <= {
+        l.name for l in report.sparse_layers
+    }
     sparse24.verify(model)
 
 
