@@ -313,10 +313,10 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
     # recompute the attention output before the projection from the MHA's own inputs.
     for attention in _attention_owners(model, weights):
         handles.append(attention.register_forward_hook(lambda m, args, kwargs, out: hook(m.out_proj, (_attention_values(m, args, kwargs),), {}), with_kwargs=True))
-    functional = _functional_attention_layers(model, weights)
+    functional = _linears_whose_parent(model, weights, lambda parent, _: functional_attention(parent))
     if functional:
         handles.append(_FunctionalAttentionInputs(functional, hook))
-    multiplied = _multiplied_layers(model, weights)
+    multiplied = _linears_whose_parent(model, weights, multiplies_by_weight)
     if multiplied:
         handles.append(_MatmulInputs(multiplied, hook))
     try:
@@ -438,12 +438,13 @@ def functional_attention(module: nn.Module) -> bool:
     return not isinstance(module, nn.MultiheadAttention) and calls_function(module, "multi_head_attention_forward")
 
 
-def _functional_attention_layers(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.Linear]:
-    """The Linear layers among ``weights`` whose parent in ``model`` is a :func:`functional_attention`."""
-    parents = {id(child): parent for parent in model.modules() for child in parent.children()}
+def _linears_whose_parent(model: nn.Module, weights: Sequence[GemmWeight], uses: Callable[[nn.Module, str], bool]) -> list[nn.Linear]:
+    """The Linear layers among ``weights`` whose parent in ``model`` uses their weight itself: ``uses(parent, name)``
+    (:func:`functional_attention`, :func:`sparse24.source.multiplies_by_weight`)."""
+    parents = {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
     return list({
         id(w.module): w.module for w in weights
-        if isinstance(w.module, nn.Linear) and w.param_name == "weight" and id(w.module) in parents and functional_attention(parents[id(w.module)])
+        if isinstance(w.module, nn.Linear) and w.param_name == "weight" and id(w.module) in parents and uses(*parents[id(w.module)])
     }.values())
 
 
@@ -481,16 +482,6 @@ class _FunctionalAttentionInputs:
 
     def remove(self) -> None:
         F.multi_head_attention_forward = self.original
-
-
-def _multiplied_layers(model: nn.Module, weights: Sequence[GemmWeight]) -> list[nn.Linear]:
-    """The Linear layers among ``weights`` whose parent in ``model`` multiplies by their weight instead of calling them
-    (:func:`sparse24.source.multiplies_by_weight`)."""
-    parents = {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
-    return list({
-        id(w.module): w.module for w in weights
-        if isinstance(w.module, nn.Linear) and w.param_name == "weight" and id(w.module) in parents and multiplies_by_weight(*parents[id(w.module)])
-    }.values())
 
 
 class _MatmulInputs(TorchFunctionMode):

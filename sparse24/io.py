@@ -156,10 +156,12 @@ def _file_module(file: Path) -> ModuleType:
     file (a test that imported it); on an error in the file nothing is left registered.
     """
     path = file.resolve()
-    for module in (_file_modules.get(path), sys.modules.get(file.stem)):
-        if module is not None and getattr(module, "__file__", None) and Path(module.__file__).resolve() == path:
-            return module
-    module_spec = importlib.util.spec_from_file_location(file.stem, file)
+    if path in _file_modules:
+        return _file_modules[path]
+    imported = sys.modules.get(file.stem)
+    if getattr(imported, "__file__", None) and Path(imported.__file__).resolve() == path:
+        return imported
+    module_spec = importlib.util.spec_from_file_location(file.stem, path)  # an absolute __file__
     module = importlib.util.module_from_spec(module_spec)
     registered = sys.modules.setdefault(file.stem, module) is module
     try:

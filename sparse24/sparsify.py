@@ -657,9 +657,9 @@ def _uncalled(model: nn.Module, candidates: list[_Candidate], method: str, data:
     the uses the calibration sees the inputs of (``nn.MultiheadAttention``'s ``out_proj``, torch's functional
     attention, a matmul by the weight such as Mamba's ``dt_proj.weight @ x``).
 
-    Where the code also calls the layer on another path, one forward of the first calibration batch tells (not for a one-pass iterator, whose batch it would
-    use up, nor a sharded model, whose forward needs every rank: there a layer that never runs is the
-    calibration's error)."""
+    Where the code also calls the layer on another path, one forward of the first calibration batch tells
+    (not for a one-pass iterator, whose batch it would use up, nor a sharded model, whose forward needs
+    every rank: there a layer that never runs is the calibration's error)."""
     from .calibrate import functional_attention
     from .source import calls_child, multiplies_by_weight, weight_reader
 
