@@ -435,7 +435,7 @@ def _sequential(
         from .calibrate import run_order
 
         data = list(data)
-        blocks = run_order(model, blocks, data, loss_fn)
+        blocks = run_order(model, blocks, data, _forward_fn(loss_fn, options))
     inside: dict[int, int] = {}
     for index, (_, block) in enumerate(blocks):
         for param in block.parameters():
@@ -623,7 +623,7 @@ def sparsify(
                 listed = "; ".join(name if parts == 1 else f"{name} {zero} of {parts} groups" for name, (zero, parts) in seen.zero.items())
                 notes.append(f"some layers' inputs were zero on every calibration batch (dead activations: a random initialization, or a layer that never fires): magnitude's mask there: {listed}")
             if recalibrate_bn:
-                notes.append(_recalibrate(model, unmasked, data, loss_fn, num_batches, progress))
+                notes.append(_recalibrate(model, unmasked, data, _forward_fn(loss_fn, options), num_batches, progress))
         except BaseException:
             if snapshot is not None:  # undo the permutation and the pruning too
                 with torch.no_grad():
@@ -635,6 +635,13 @@ def sparsify(
     report = _report(model, candidates, method, kept, tuple(notes))
     logger.info("sparsify: %s", report._summary())
     return report
+
+
+def _forward_fn(loss_fn: Any, options: dict[str, Any]) -> Any:
+    """How a pass that only runs the model (the blocks' order, BatchNorm statistics) calls it on a batch: as the
+    scoring does, through ``loss_fn``, or ``logits_fn`` for Taylor with ``labels="model"`` (its batches may hold labels
+    the model cannot take); None: the model called on the batch as it is."""
+    return loss_fn if loss_fn is not None else options.get("logits_fn")
 
 
 def _recalibrate(model: nn.Module, unmasked: list[tuple[nn.Module, str]], data: Any, loss_fn: Any, num_batches: int | None, progress: bool) -> str:

@@ -169,6 +169,21 @@ def test_sparsify_re_estimates_on_the_pruned_model(method) -> None:
     sparse24.verify(recalibrated)
 
 
+def test_taylor_with_the_models_labels_re_estimates_through_logits_fn() -> None:
+    """The model Fisher's batches hold labels the model cannot take: the re-estimation calls it as the scoring
+    does, through ``logits_fn``, and gives the statistics of the inputs alone."""
+    data = batches()
+    labelled = [(x, torch.randint(0, 8, (x.shape[0],))) for x in data]
+    options = {"squared": True, "per_sample": True, "labels": "model", "logits_fn": lambda m, batch: m(batch[0])}
+    plain, recalibrated = cnn(), cnn()
+    sparse24.sparsify(plain, "taylor", data=labelled, policy="any", progress=False, **options)
+    sparse24.recalibrate_batchnorm(plain, data, progress=False)
+    report = sparse24.sparsify(recalibrated, "taylor", data=labelled, policy="any", recalibrate_bn=True, progress=False, **options)
+    assert "BatchNorm statistics re-estimated on the pruned model's activations: 3 layers" in report.notes
+    for (key, a), b in zip(plain.state_dict().items(), recalibrated.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
 def test_sparsify_without_batchnorm_notes_that_nothing_was_re_estimated() -> None:
     model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8))
     report = sparse24.sparsify(model, "magnitude", data=[torch.randn(4, 16)], policy="any", recalibrate_bn=True, progress=False)

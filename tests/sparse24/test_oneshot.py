@@ -427,6 +427,25 @@ def test_sequential_taylor_and_refusals() -> None:
         sparse24.sparsify(nn.Sequential(nn.Linear(32, 32)), "wanda", data=[torch.randn(2, 32)], sequential=True)
 
 
+def test_sequential_taylor_with_the_models_labels_runs_the_model_through_logits_fn() -> None:
+    """Block by block, the model Fisher orders the blocks with the same call it scores with: ``logits_fn``, which
+    picks the inputs out of an ``(inputs, labels)`` batch the model itself cannot take."""
+    torch.manual_seed(0)
+    model = Blocks()
+    data = [(x, torch.randint(0, 16, (16,))) for x in skewed_linear_data(features=32)]
+    picked = []
+
+    def logits(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        picked.append(batch[0].shape)
+        return m(batch[0])
+
+    options = {"squared": True, "per_sample": True, "labels": "model", "logits_fn": logits, "pairs": True}
+    report = sparse24.sparsify(model, "taylor", data=data, sequential=True, progress=False, **options)
+    assert len(report.sparse_layers) == 7
+    sparse24.verify(model)
+    assert len(picked) > len(data)  # the order's forward, then the scoring passes
+
+
 def test_sequential_finds_a_one_layer_transformer() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
