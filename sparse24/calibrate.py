@@ -40,7 +40,7 @@ from .errors import Sparse24Error, running
 from .progress import Progress
 from .source import calls_function, multiplies_by_weight, weight_reader
 
-__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "run_order", "unseen_parts"]
+__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "run_order", "unscored_parts", "unseen_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,11 +202,13 @@ class Record:
     """What the statistics passes run inside :func:`record` saw, for the report's notes: every pass's
     :class:`Padding`, and per weight the parts whose inputs were all zero, as ``name -> (unseen parts,
     parts)``: in ``unseen`` a fused experts weight's experts that no calibration token was routed to, in
-    ``zero`` any other weight (a layer whose inputs are all zero on every batch: dead activations)."""
+    ``zero`` any other weight (a layer whose inputs are all zero on every batch: dead activations); in ``unscored``
+    the parts whose importance scores were all zero (:func:`unscored_parts`)."""
 
     passes: list[Padding] = field(default_factory=list)
     unseen: dict[str, tuple[int, int]] = field(default_factory=dict)
     zero: dict[str, tuple[int, int]] = field(default_factory=dict)
+    unscored: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 _record: contextvars.ContextVar[Record | None] = contextvars.ContextVar("sparse24_calibration_record", default=None)
@@ -252,6 +254,19 @@ def unseen_parts(weight: GemmWeight, stat: Tensor) -> Tensor:
     else:
         logger.warning("%s: its inputs were zero on every calibration batch (%d of %d parts): magnitude's mask", weight.name, int(unseen.sum()), unseen.numel())
     return unseen
+
+
+def unscored_parts(weight: GemmWeight, scores: Tensor, weights: Tensor) -> Tensor:
+    """``[parts]`` bool: the parts of ``weight`` whose ``scores`` are all 0 while its ``weights`` are not (both as
+    :func:`~sparse24.axes.gemm_matrix` gives them); counted in :class:`Record` and logged. Taylor's scores are 0 where
+    no gradient reached a layer on any calibration batch: the caller gives those parts magnitude's mask."""
+    unscored = scores.flatten(1).eq(0).all(1) & weights.flatten(1).ne(0).any(1)
+    if bool(unscored.any()):
+        current = _record.get()
+        if current is not None:
+            current.unscored[weight.name] = (int(unscored.sum()), unscored.numel())
+        logger.warning("%s: its importance scores were 0 (%d of %d parts; taylor: no gradient reached it on any calibration batch): magnitude's mask", weight.name, int(unscored.sum()), unscored.numel())
+    return unscored
 
 
 def in_expert_module(module_name: str) -> bool:

@@ -296,10 +296,36 @@ class _Result:
 
 
 def _from_scores(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
-    """Scores to prune by (checked for NaN/Inf here, before anything changes); pair costs decide the mask here."""
+    """Scores to prune by (checked for NaN/Inf here, before anything changes), magnitude's in the parts they leave
+    unscored (:func:`_magnitude_where_unscored`); pair costs decide the mask here."""
+    total = _total_importance(weight, scores)
+    if scores is not None:
+        per_weight = scores.scores if isinstance(scores, PairCosts) else scores
+        filled = _magnitude_where_unscored(weight, per_weight)
+        if filled is not per_weight:
+            scores = PairCosts(filled, scores.cross) if isinstance(scores, PairCosts) else filled
+            total = _total_importance(weight, scores)
     if isinstance(scores, PairCosts):
-        return _Result(weight.param, scores=scores.scores, total=_total_importance(weight, scores), mask=scores.keep(weight))
-    return _Result(weight.param, scores=scores, total=_total_importance(weight, scores))
+        return _Result(weight.param, scores=scores.scores, total=total, mask=scores.keep(weight))
+    return _Result(weight.param, scores=scores, total=total)
+
+
+def _magnitude_where_unscored(weight: GemmWeight, scores: Tensor) -> Tensor:
+    """``scores``, or a copy with magnitude's (``w^2``) in each part of ``weight`` (:func:`~sparse24.axes.gemm_matrix`)
+    whose scores are all 0 while its weights are not: Taylor's where no gradient reached the layer on any calibration
+    batch (the loss, or ``logits_fn``'s output, does not depend on it). Ties there would keep the first two of every
+    group, a mask chosen by nothing; the parts are counted for the report (:func:`sparse24.calibrate.unscored_parts`).
+    Pair costs need nothing more: their cross sums are 0 wherever the scores are."""
+    from .axes import from_gemm_matrix, gemm_matrix
+    from .calibrate import unscored_parts
+
+    matrix = gemm_matrix(weight, scores)
+    weights = gemm_matrix(weight, weight.param.detach())
+    unscored = unscored_parts(weight, matrix, weights)
+    if not bool(unscored.any()):
+        return scores
+    filled = torch.where(unscored[:, None, None], weights.float().square(), matrix.float())
+    return from_gemm_matrix(weight, filled).contiguous()
 
 
 def _prune_by(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
@@ -467,14 +493,18 @@ def _sequential(
                 for weight in rest:
                     results[id(weight.param)] = decide_from(weight, stats, counts)
         else:  # taylor: gradients need the whole model; blocks are scored in order, earlier ones pruned
+            reached = False  # a group the loss does not reach scores 0 (magnitude's mask); none reached is an error
             for group in [*per_block, rest]:
                 if not group:
                     continue
-                scores = criterion.score(model, group, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, **options)
+                scores = criterion.score(model, group, data=data, loss_fn=loss_fn, num_batches=num_batches, progress=progress, require_gradient=False, **options)
                 reshard_all(model)
                 for weight, score in zip(group, scores):
                     full = _full_scores(weight, score)  # sharded: gathered, one layer at a time
+                    reached = reached or bool((full.scores if isinstance(full, PairCosts) else full).ne(0).any())
                     results[id(weight.param)] = _settle(weight, lambda target, full=full: _prune_by(target, full))
+            if not reached:
+                raise Sparse24Error("taylor, block by block: no gradient reached any of the weights on any calibration batch; the loss (or logits_fn's output) depends on none of them")
     except BaseException:
         originals.restore()
         raise
@@ -619,6 +649,9 @@ def sparsify(
             if seen.unseen:
                 listed = "; ".join(f"{name} {unseen} of {parts}" for name, (unseen, parts) in seen.unseen.items())
                 notes.append(f"no calibration input reached some parts (experts no token was routed to): magnitude's mask there, more calibration data gives them statistics: {listed}")
+            if seen.unscored:
+                listed = "; ".join(name if parts == 1 else f"{name} {unscored} of {parts} parts" for name, (unscored, parts) in seen.unscored.items())
+                notes.append(f"some layers got no importance from the calibration (taylor: no gradient reached them on any batch; the loss, or logits_fn's output, does not depend on them): magnitude's mask there: {listed}")
             if seen.zero:
                 listed = "; ".join(name if parts == 1 else f"{name} {zero} of {parts} groups" for name, (zero, parts) in seen.zero.items())
                 notes.append(f"some layers' inputs were zero on every calibration batch (dead activations: a random initialization, or a layer that never fires): magnitude's mask there: {listed}")

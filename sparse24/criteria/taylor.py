@@ -74,6 +74,7 @@ def score(
     seed: int = 0,
     pairs: bool = False,
     progress: bool = True,
+    require_gradient: bool = True,
 ) -> list[Tensor] | list[PairCosts]:
     """Taylor scores (fp32, shape of each weight) from ``data``.
 
@@ -106,6 +107,10 @@ def score(
     the same masks. On an FSDP2-sharded model every rank runs every rank's batches (see the
     module docstring) and the scores returned are this rank's rows of each weight's (the shape
     of its local shard).
+
+    A loss (or logits) that does not depend on ``weights`` is an error; with ``require_gradient=False`` that batch
+    adds nothing instead (block by block, a group of layers the loss does not reach scores 0, and
+    :func:`sparse24.sparsify` gives it magnitude's mask).
     """
     if data is None:
         raise ValueError("method='taylor' needs calibration data: sparsify(model, 'taylor', data=...)")
@@ -152,9 +157,9 @@ def score(
         handles = [p.register_post_accumulate_grad_hook(accumulate) for p in params]
         if labels == "model":  # sharded: every rank runs every batch, in one process's order
             generator = torch.Generator(device=device).manual_seed(seed + (0 if sharded else dist.rank()))
-            backward = _model_fisher(logits_fn, samples, generator, sharded)
+            backward = _model_fisher(logits_fn, samples, generator, sharded, require_gradient)
         else:
-            backward = _data_loss(loss_fn, sharded)
+            backward = _data_loss(loss_fn, sharded, require_gradient)
         try:
             if sharded:
                 seen = _calibrate_sharded(model, data, backward, num_batches, device, autocast, progress, per_sample)
@@ -227,19 +232,24 @@ def _checked(sharded: bool, check: Callable[[], Any]) -> Any:
     return result
 
 
-def _data_loss(loss_fn: Loss | None, sharded: bool = False) -> Callable[..., None]:
-    """One backward pass of ``loss_fn`` (or the model's own loss) on a batch, under ``amp``, its gradient times ``scale``."""
+def _data_loss(loss_fn: Loss | None, sharded: bool = False, require_gradient: bool = True) -> Callable[..., None]:
+    """One backward pass of ``loss_fn`` (or the model's own loss) on a batch, under ``amp``, its gradient times ``scale``
+    (none, without ``require_gradient``, for a loss that does not depend on the weights being scored)."""
 
     def backward(model: nn.Module, batch: Any, amp: Any, seen: int, scale: float = 1.0) -> None:
         with _guard(sharded), amp:
             output = loss_fn(model, batch) if loss_fn is not None else _called(model, batch, seen, "loss_fn (CLI: --loss MODULE:CALLABLE)")
 
-        def check() -> Tensor:
+        def check() -> Tensor | None:
             loss = output if loss_fn is not None else model_loss(output)
+            if not require_gradient and isinstance(loss, Tensor) and not loss.requires_grad:
+                return None
             check_loss(loss, f"calibration batch {seen}: the loss")
             return loss
 
         loss = _checked(sharded, check)
+        if loss is None:
+            return
         with _guard(sharded):
             (loss if scale == 1.0 else loss * scale).backward()
 
@@ -254,8 +264,11 @@ def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
         raise Sparse24Error(f"calibration batch {seen}: the model cannot be called on the batch as it is ({describe(batch)}: {first_line(error)}); pass {instead}") from error
 
 
-def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator, sharded: bool = False) -> Callable[..., None]:
-    """``samples`` backward passes of ``sum <u, z>`` over the logits ``z``, ``u ~ N(0, diag(p) - p p^T)`` per position.
+def _model_fisher(
+    logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator, sharded: bool = False, require_gradient: bool = True
+) -> Callable[..., None]:
+    """``samples`` backward passes of ``sum <u, z>`` over the logits ``z``, ``u ~ N(0, diag(p) - p p^T)`` per position
+    (none, without ``require_gradient``, for logits that do not depend on the weights being scored).
 
     ``diag(p) - p p^T`` is the Fisher of a softmax in its logits, so the squared gradient is an
     unbiased estimate of the Fisher diagonal ``E_{y~p}[g_y^2]`` -- the same covariance as the
@@ -267,17 +280,23 @@ def _model_fisher(logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples:
         with _guard(sharded), amp:
             output = logits_fn(model, batch) if logits_fn is not None else _called(model, batch, seen, "logits_fn (CLI: --logits MODULE:CALLABLE)")
 
-        def check() -> Tensor:
+        def check() -> Tensor | None:
             found = output
             if logits_fn is None:
                 if not isinstance(output, Tensor) and getattr(output, "logits", None) is None and not (isinstance(output, Mapping) and "logits" in output):
                     raise Sparse24Error(f"calibration batch {seen}: no logits in the model's output ({type(output).__name__}); pass logits_fn=lambda model, batch: ...")
                 found = logits(output)
-            if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point() or not found.requires_grad:
+            if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point():
+                raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
+            if not found.requires_grad:
+                if not require_gradient:
+                    return None
                 raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
             return found
 
         found = _checked(sharded, check)
+        if found is None:
+            return
         z = found.float().reshape(-1, found.shape[-1])
         p = torch.softmax(z.detach(), dim=-1)
         root = p.sqrt()

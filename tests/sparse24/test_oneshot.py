@@ -840,6 +840,81 @@ def test_sparsify_passes_the_model_fisher_through() -> None:
     assert len(report.sparse_layers) == 1 and is_two_four(layer.weight.detach(), 1)
 
 
+class SideBranch(nn.Module):
+    """Residual blocks and the head the loss reads, then two layers it never reads (as a base model's pooler):
+    one trained, one zero-initialized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)) for _ in range(2))
+        self.head = nn.Linear(32, 16)
+        self.pooler = nn.Linear(32, 32)
+        self.zeroed = nn.Linear(32, 32)
+        nn.init.zeros_(self.zeroed.weight)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x), self.zeroed(self.pooler(x))
+
+
+def _magnitude_mask(weight: torch.Tensor) -> torch.Tensor:
+    mask = torch.empty(weight.shape, dtype=torch.bool)
+    prune_(weight.detach().clone(), 1, None, out=mask)
+    return mask
+
+
+@pytest.mark.parametrize("sequential", [None, True], ids=["at-once", "block-by-block"])
+@pytest.mark.parametrize("labels", ["data", "model"])
+def test_taylor_gives_a_layer_no_gradient_reaches_magnitudes_mask_and_says_so(labels: str, sequential: bool | None) -> None:
+    """The pooler's scores are all 0 (the loss never reads it): its mask is magnitude's, not the first two of every
+    group that ties would keep, the report says so, and block by block it is not an error either."""
+    torch.manual_seed(0)
+    model = SideBranch()
+    expected = _magnitude_mask(model.pooler.weight)
+    if labels == "model":
+        options = {"labels": "model", "logits_fn": lambda m, x: m(x)[0], "pairs": True}
+    else:
+        options = {"loss_fn": lambda m, x: m(x)[0].square().mean()}
+    report = sparse24.sparsify(model, "taylor", data=skewed_linear_data(features=32), squared=True, per_sample=True, sequential=sequential, policy="any", progress=False, **options)
+    assert len(report.sparse_layers) == 7  # the zero-initialized layer too: all its weights are 0 already
+    assert torch.equal(model.pooler.weight != 0, expected)
+    assert not bool(expected.view(32, 8, 4)[..., :2].all())  # what ties would have kept
+    assert [n for n in report.notes if "no gradient reached" in n] == [
+        "some layers got no importance from the calibration (taylor: no gradient reached them on any batch; the loss, or "
+        "logits_fn's output, does not depend on them): magnitude's mask there: pooler.weight"
+    ]
+    pooler = next(layer for layer in report.layers if layer.name == "pooler.weight")
+    assert 0.5 < pooler.importance_kept < 1.0  # of its squared magnitude, not 0 / 0
+
+
+def test_taylor_fills_each_part_no_gradient_reaches_on_its_own() -> None:
+    """One-token sequences: the attention weights are 1 whatever the query and key, so ``in_proj_weight``'s q and k
+    thirds get no gradient (magnitude's mask) while its v third keeps Taylor's."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(32, 4, batch_first=True)
+    expected = _magnitude_mask(attention.in_proj_weight)
+    data = [x.unsqueeze(1) for x in skewed_linear_data(features=32)]
+    report = sparse24.sparsify(
+        attention, "taylor", data=data, loss_fn=lambda m, x: m(x, x, x)[0].square().mean(), squared=True, policy="any", progress=False
+    )
+    mask = attention.in_proj_weight != 0
+    assert torch.equal(mask[:64], expected[:64]) and not torch.equal(mask[64:], expected[64:])
+    assert any(n.endswith("magnitude's mask there: in_proj_weight 2 of 3 parts") for n in report.notes)
+
+
+def test_taylor_block_by_block_with_a_loss_that_reaches_no_weight_is_an_error() -> None:
+    torch.manual_seed(0)
+    model = SideBranch()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(sparse24.Sparse24Error, match="block by block: no gradient reached any of the weights"):
+        sparse24.sparsify(model, "taylor", data=skewed_linear_data(features=32), loss_fn=lambda m, x: m(x)[0].detach().sum(), sequential=True, policy="any", progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not sparse24.masked_weights(model)
+    with pytest.raises(sparse24.Sparse24Error, match="does not depend on any trainable weight"):  # at once: the same mistake
+        sparse24.sparsify(model, "taylor", data=skewed_linear_data(features=32), loss_fn=lambda m, x: m(x)[0].detach().sum(), policy="any", progress=False)
+
+
 def _padded_text(lengths: list[list[int]], length: int = 16, vocab: int = 96) -> tuple[list[dict], list[dict]]:
     """Right-padded batches (``attention_mask`` 0 on the pads) and the same sequences unpadded, one per batch."""
     generator = torch.Generator().manual_seed(0)
