@@ -1,4 +1,4 @@
-"""Calibrating on padded text: Wanda and SparseGPT with the padding left out of their statistics.
+"""Calibrating on padded text: Wanda, SparseGPT and the model-Fisher Taylor with the padding left out.
 
 The one-shot benchmark's LM calibrates on full windows of text. Users' batches are usually
 tokenizer output: sequences of different lengths, right-padded, with ``attention_mask`` 0 on the
@@ -9,7 +9,8 @@ pads. This script cuts each calibration window of ``gpt2-stdlib`` to a random le
 - ``padded, pads left out``: the padded batches as ``{"input_ids", "attention_mask"}`` (what
   ``sparsify`` does with them: :class:`sparse24.calibrate.Padding`);
 - ``padded, pads included``: the same batches with the padded positions' inputs counted in the
-  norms and Hessians, as sparse24 did before (the ``Padding`` rows switched off, here only);
+  norms and Hessians, and their predictions in the model Fisher's draws, as sparse24 did before
+  (:class:`~sparse24.calibrate.Padding` switched off, here only);
 - ``each sequence alone``: every cut sequence as its own unpadded batch: the same tokens, no pads
   (``pads left out`` should match it).
 
@@ -40,7 +41,11 @@ logger = logging.getLogger(__name__)
 
 MODEL = "gpt2-stdlib"
 POLICY = "tensorrt"
-METHODS = ("wanda", "sparsegpt")
+METHODS = {  # column -> (method, options)
+    "wanda": ("wanda", {}),
+    "sparsegpt": ("sparsegpt", {}),
+    "Taylor (model Fisher, per sample, pairs)": ("taylor", {"squared": True, "per_sample": True, "labels": "model", "pairs": True}),
+}
 ROWS = ("full windows", "padded, pads left out", "padded, pads included", "each sequence alone")
 
 
@@ -65,7 +70,7 @@ def pads_included() -> Iterator[None]:
     original = calibrate.Padding.batch
 
     def every_position(self: calibrate.Padding, batch: Any) -> None:
-        self.mask, self.counted = None, False
+        self.masks, self.lengths, self.counted = {}, {}, set()
 
     calibrate.Padding.batch = every_position
     try:
@@ -85,16 +90,16 @@ def run(batches: int, seed: int, min_length: int) -> dict[str, Any]:
     sparse24.sparsify(magnitude, "magnitude", policy=POLICY, progress=False)
     result: dict[str, Any] = {"dense": quality(dense), "magnitude": quality(magnitude), "positions": positions, "tokens": tokens, "rows": {}}
     data = {"full windows": windows, "padded, pads left out": padded, "padded, pads included": padded, "each sequence alone": alone}
-    for method in METHODS:
+    for column, (method, options) in METHODS.items():
         for row in ROWS:
             model = copy.deepcopy(dense)
             start = time.perf_counter()
             with pads_included() if row == "padded, pads included" else contextlib.nullcontext():
-                report = sparse24.sparsify(model, method, data=data[row], policy=POLICY, progress=False)
+                report = sparse24.sparsify(model, method, data=data[row], policy=POLICY, progress=False, **options)
             seconds = time.perf_counter() - start
             notes = [note for note in report.notes if "padding" in note]
-            result["rows"].setdefault(row, {})[method] = {"perplexity": quality(model), "seconds": seconds, "notes": notes}
-            logger.info("%s %s: %.3f (%.1f s)", method, row, result["rows"][row][method]["perplexity"], seconds)
+            result["rows"].setdefault(row, {})[column] = {"perplexity": quality(model), "seconds": seconds, "notes": notes}
+            logger.info("%s %s: %.3f (%.1f s)", column, row, result["rows"][row][column]["perplexity"], seconds)
     return result
 
 

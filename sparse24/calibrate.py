@@ -40,7 +40,7 @@ from .errors import Sparse24Error, running
 from .progress import Progress
 from .source import calls_function, multiplies_by_weight, weight_reader
 
-__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "record", "run_batches", "run_order", "unscored_parts", "unseen_parts"]
+__all__ = ["KINDS", "Record", "Sequential", "find_blocks", "gather", "in_expert_module", "new_padding", "record", "run_batches", "run_order", "unscored_parts", "unseen_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,11 @@ class Padding:
         keep = self.flat_rows(x.shape[0], x.device) if x.dim() == 2 else None
         return x if keep is None else x[keep]
 
+    def kept(self, shape: tuple[int, ...], device: torch.device) -> Tensor | None:
+        """The current ``[batch, length]`` bool mask of the positions to keep when ``shape`` is one of the current
+        masks' (counted as :meth:`rows` counts), else None."""
+        return self._mask(shape, device) if shape in self.masks else None
+
     def _mask(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
         """The current mask of ``shape`` on ``device`` (kept there), counted in the totals once per batch."""
         mask, key = self.masks[shape]
@@ -225,7 +230,8 @@ def record() -> Iterator[Record]:
         _record.reset(token)
 
 
-def _new_padding(model: nn.Module) -> Padding:
+def new_padding(model: nn.Module) -> Padding:
+    """A :class:`Padding` for ``model`` whose counts the current :class:`Record` reports."""
     padding = Padding(model)
     current = _record.get()
     if current is not None:
@@ -631,7 +637,7 @@ def gather(
     keys = [id(w.param) for w in weights]
     stats = {id(w.param): _new_stat(w, kind) for w in weights}
     counts = dict.fromkeys(stats, 0)
-    tokens = _new_padding(model)
+    tokens = new_padding(model)
     if is_sharded(model):
         from .sharded import agreed_batches, in_pass, padding
 
@@ -1000,7 +1006,7 @@ class Sequential:
         counts = dict.fromkeys(stats, 0)
         name, block = self.blocks[index]
         bar = Progress(logger, f"{kind} calibration of {name}", len(self.inputs), enabled=self.progress and dist.is_main())
-        tokens = _new_padding(self.model)
+        tokens = new_padding(self.model)
         with torch.no_grad(), _eval(self.model), self._pass(f"block {name}"), self._unsharded(index):
             with _hooks(block, weights, kind, stats, counts, keys, tokens), bar:
                 for number, (args, kwargs) in enumerate(self.inputs):

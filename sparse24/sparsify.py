@@ -645,7 +645,8 @@ def sparsify(
             windows = any(p.windows for p in seen.passes)  # a Conv1d pass may count no frames
             if padded is not None and (padded.left_out or windows):
                 windows = "; the convolutions' windows over padded samples too" if windows else ""
-                notes.append(f"the input statistics leave out padding: {padded.left_out} of {padded.seen} {padded.unit} ({' and '.join(sorted(padded.keys))} == 0){windows}")
+                what = "the model Fisher's draws" if method == "taylor" else "the input statistics"
+                notes.append(f"{what} leave out padding: {padded.left_out} of {padded.seen} {padded.unit} ({' and '.join(sorted(padded.keys))} == 0){windows}")
             if seen.unseen:
                 listed = "; ".join(f"{name} {unseen} of {parts}" for name, (unseen, parts) in seen.unseen.items())
                 notes.append(f"no calibration input reached some parts (experts no token was routed to): magnitude's mask there, more calibration data gives them statistics: {listed}")

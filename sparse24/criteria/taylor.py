@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from .. import dist
 from ..axes import GemmWeight
 from ..batch import call, check_loss, describe, logits, model_loss, split_samples, to_device
-from ..calibrate import no_kv_cache
+from ..calibrate import Padding, new_padding, no_kv_cache
 from ..enforce import is_sharded
 from ..errors import Sparse24Error, first_line, running
 from ..progress import Progress
@@ -157,7 +157,7 @@ def score(
         handles = [p.register_post_accumulate_grad_hook(accumulate) for p in params]
         if labels == "model":  # sharded: every rank runs every batch, in one process's order
             generator = torch.Generator(device=device).manual_seed(seed + (0 if sharded else dist.rank()))
-            backward = _model_fisher(logits_fn, samples, generator, sharded, require_gradient)
+            backward = _model_fisher(logits_fn, samples, generator, sharded, require_gradient, new_padding(model))
         else:
             backward = _data_loss(loss_fn, sharded, require_gradient)
         try:
@@ -265,10 +265,17 @@ def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
 
 
 def _model_fisher(
-    logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator, sharded: bool = False, require_gradient: bool = True
+    logits_fn: Callable[[nn.Module, Any], Tensor] | None,
+    samples: int,
+    generator: torch.Generator,
+    sharded: bool = False,
+    require_gradient: bool = True,
+    padding: Padding | None = None,
 ) -> Callable[..., None]:
     """``samples`` backward passes of ``sum <u, z>`` over the logits ``z``, ``u ~ N(0, diag(p) - p p^T)`` per position
-    (none, without ``require_gradient``, for logits that do not depend on the weights being scored).
+    (none, without ``require_gradient``, for logits that do not depend on the weights being scored). A padded
+    position is no prediction: where the logits are ``[batch, length, classes]`` of a text batch's ``attention_mask``
+    (``padding``, the rule of Wanda's and SparseGPT's statistics), ``u`` is 0 at its pads.
 
     ``diag(p) - p p^T`` is the Fisher of a softmax in its logits, so the squared gradient is an
     unbiased estimate of the Fisher diagonal ``E_{y~p}[g_y^2]`` -- the same covariance as the
@@ -277,6 +284,8 @@ def _model_fisher(
     """
 
     def backward(model: nn.Module, batch: Any, amp: Any, seen: int, scale: float = 1.0) -> None:
+        if padding is not None:
+            padding.batch(batch)
         with _guard(sharded), amp:
             output = logits_fn(model, batch) if logits_fn is not None else _called(model, batch, seen, "logits_fn (CLI: --logits MODULE:CALLABLE)")
 
@@ -300,9 +309,12 @@ def _model_fisher(
         z = found.float().reshape(-1, found.shape[-1])
         p = torch.softmax(z.detach(), dim=-1)
         root = p.sqrt()
+        kept = padding.kept(tuple(found.shape[:2]), z.device) if padding is not None and found.dim() >= 3 else None
         for draw in range(samples):
             u = root * torch.randn(p.shape, generator=generator, device=p.device)
             u -= p * u.sum(1, keepdim=True)  # u ~ N(0, diag(p) - p p^T)
+            if kept is not None:
+                u *= kept.reshape(-1, 1)
             loss = (z * u).sum()
             _checked(sharded, lambda: check_loss(loss, f"calibration batch {seen}: the Fisher draw"))
             with _guard(sharded):

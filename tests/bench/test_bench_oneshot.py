@@ -300,6 +300,12 @@ def test_padding_bench_baseline_counts_every_position_and_restores() -> None:
     left_out = sparse24.sparsify(copy.deepcopy(model), "wanda", data=padded, progress=False)
     assert not any("padding" in note for note in included.notes)
     assert any(note.startswith("the input statistics leave out padding") for note in left_out.notes)
+    taylor = oneshot_padding.METHODS["Taylor (model Fisher, per sample, pairs)"][1]
+    with oneshot_padding.pads_included():
+        included = sparse24.sparsify(copy.deepcopy(model), "taylor", data=padded, progress=False, **taylor)
+    left_out = sparse24.sparsify(copy.deepcopy(model), "taylor", data=padded, progress=False, **taylor)
+    assert not any("padding" in note for note in included.notes)
+    assert any(note.startswith("the model Fisher's draws leave out padding") for note in left_out.notes)
 
 
 def test_padding_bench_table() -> None:
@@ -313,5 +319,6 @@ def test_padding_bench_table() -> None:
     }
     text = oneshot_padding.markdown(results)
     assert "60 tokens in 100 positions (40.0% padding). Dense 5.000, magnitude 7.000." in text
-    assert "| padded, pads left out | 7.000 | 7.100 |" in text and "| each sequence alone | 9.000 | 9.100 |" in text
+    assert "| calibration data | wanda | sparsegpt | Taylor (model Fisher, per sample, pairs) |" in text
+    assert "| padded, pads left out | 7.000 | 7.100 | 7.200 |" in text and "| each sequence alone | 9.000 | 9.100 | 9.200 |" in text
     assert "The reports' notes: the input statistics leave out padding: 5 of 10 token positions (attention_mask == 0)." in text

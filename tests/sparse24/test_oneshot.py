@@ -949,6 +949,33 @@ def test_padding_is_left_out_of_the_statistics(architecture: str, method: str, s
     _same_masks_and_weights(model, expected)
 
 
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_the_model_fisher_leaves_the_padded_positions_out(architecture: str, per_sample: bool) -> None:
+    """A right pad is no prediction: with its draw 0, what the pads hold (another token id, which the causal model's
+    real positions never attend to) changes no score, and the report says how many positions were left out."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from sparse24.criteria import taylor
+
+    torch.manual_seed(0)
+    if architecture == "llama":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+    padded, _ = _padded_text([[16, 5, 9], [12, 16, 3]])
+    other = [{**batch, "input_ids": batch["input_ids"].where(batch["attention_mask"].bool(), 7)} for batch in padded]
+    weights = [w for w in gemm_weights(model) if w.name != "lm_head.weight" and "wte" not in w.name]
+    options = {"labels": "model", "squared": True, "per_sample": per_sample, "progress": False}
+    first = taylor.score(model, weights, data=padded, **options)
+    second = taylor.score(model, weights, data=other, **options)
+    for weight, a, b in zip(weights, first, second):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=0, msg=weight.name)
+    report = sparse24.sparsify(model, "taylor", data=padded, **options)
+    counted = 64 if per_sample else 96  # the positions of the batches with padding: per sample, of the 4 padded sequences
+    assert f"the model Fisher's draws leave out padding: 35 of {counted} token positions (attention_mask == 0)" in report.notes
+
+
 def _same_masks_and_weights(model: nn.Module, expected: nn.Module) -> None:
     """The same masks bit for bit (the packed mask buffers are in the state dict), and weights equal up to float32
     sums taken in another order (a padded batch adds the same rows in other groupings: SparseGPT's solve can differ
