@@ -249,11 +249,21 @@ def _data_loss(loss_fn: Loss | None, sharded: bool = False, require_gradient: bo
 
         loss = _checked(sharded, check)
         if loss is None:
+            _no_backward(model, sharded)
             return
         with _guard(sharded):
             (loss if scale == 1.0 else loss * scale).backward()
 
     return backward
+
+
+def _no_backward(model: nn.Module, sharded: bool) -> None:
+    """A batch that adds nothing (no gradient reaches the weights scored): sharded, every rank skips its backward,
+    in which FSDP would have resharded the root unit, so reshard it here (local, no collective)."""
+    if sharded:
+        from ..sharded import reshard_all
+
+        reshard_all(model)
 
 
 def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
@@ -305,6 +315,7 @@ def _model_fisher(
 
         found = _checked(sharded, check)
         if found is None:
+            _no_backward(model, sharded)
             return
         z = found.float().reshape(-1, found.shape[-1])
         p = torch.softmax(z.detach(), dim=-1)

@@ -125,8 +125,10 @@ CASES = {  # name: (method, sparsify keyword arguments besides data and loss_fn)
     # blocks listed against the order the forward runs them: every rank calibrates them as they run, as one process does
     "sparsegpt_sequential_listed_backwards": ("sparsegpt", {"sequential": ["blocks.1", "blocks.0"], "blocksize": 8}),
     "taylor_sequential_listed_backwards": ("taylor", {"squared": True, "per_sample": True, "sequential": ["blocks.1", "blocks.0"]}),
+    # the side branch as a block of its own: no gradient reaches it, so every rank skips its backward passes together
+    "taylor_sequential_side_branch": ("taylor", {"squared": True, "per_sample": True, "sequential": ["blocks.0", "blocks.1", "side"]}),
 }
-CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "conv.weight", "wide.weight", "mid.weight", "proj.weight"]
+CAL_MASKED = ["embed.weight", "blocks.0.up.weight", "blocks.0.down.weight", "blocks.1.up.weight", "blocks.1.down.weight", "side.0.weight", "conv.weight", "wide.weight", "mid.weight", "proj.weight"]
 
 
 def masked_in(name: str) -> list[str]:
@@ -139,7 +141,8 @@ def build_calibration():
     """The sparsify test model: Linear, a Conv1d (9 output rows: shards of 5 and 4), GPT-2's
     transposed ``Conv1D`` (weight [76, 27], reduction along dim 0: its 38-row shards split a
     group of 4), a Linear whose weight the forward multiplies by itself, two blocks in a
-    ``ModuleList`` for ``sequential``; 32 inputs, 10 classes."""
+    ``ModuleList`` for ``sequential``, a side branch the forward runs but the output never reads
+    (Taylor: no gradient, magnitude's mask); 32 inputs, 10 classes."""
     import torch
     from torch import nn
     from transformers.pytorch_utils import Conv1D
@@ -151,6 +154,7 @@ def build_calibration():
             super().__init__()
             self.embed = nn.Linear(32, 64)
             self.blocks = nn.ModuleList([Block(64, 48), Block(64, 64)])
+            self.side = nn.Sequential(nn.Linear(64, 64))  # run, never read (a base model's pooler)
             self.conv = nn.Conv1d(8, 9, 3, padding=1)
             self.wide = Conv1D(72, 72)  # weight [72, 72] along dim 0: shards of 36 rows, whole groups of 4
             self.mid = nn.Linear(72, 76)
@@ -161,6 +165,7 @@ def build_calibration():
             h = self.embed(x)
             for block in self.blocks:
                 h = block(h)
+            self.side(h)
             h = torch.relu(self.conv(h.view(-1, 8, 8))).flatten(1)
             h = torch.relu(self.wide(h))
             h = (self.mid.weight @ h.T).T + self.mid.bias  # mid multiplied by, not called (Mamba's dt_proj): its input is still seen
@@ -577,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-CAL_UNITS = ["embed", "blocks.0", "proj"]  # then the root, which holds blocks.1, conv, wide, mid and head
+CAL_UNITS = ["embed", "blocks.0", "proj"]  # then the root, which holds blocks.1, side, conv, wide, mid and head
 
 
 def sharded_calibration_model():

@@ -55,6 +55,7 @@ from safetensors.torch import load_file
 import sparse24
 from sparse24.enforce import stored_mask
 from sparse24.errors import Sparse24Error
+from sparse24.mask import prune_
 
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 WORLD = 2
@@ -269,6 +270,11 @@ def test_sparsify_on_a_sharded_model_matches_one_process(run, one_process, case)
         assert float((result["mid.weight"] - dense["mid.weight"]).abs().max()) > 100 * SPARSEGPT_ATOL  # the solve moved the kept weights
     else:
         assert bitwise_differing(result, reference, weights) == [], run.tail()
+    if fsdp_worker.CASES[case][0] == "taylor":  # no gradient reaches the side branch: magnitude's mask, sharded too
+        side = fsdp_worker.build_calibration().side[0].weight.detach()
+        expected = torch.empty(side.shape, dtype=torch.bool)
+        prune_(side.clone(), 1, None, out=expected)
+        assert torch.equal(result["side.0.weight"] != 0, expected)
     for rank in range(WORLD):
         record = run.record(rank)["sparsify"][case]
         assert record["sparse"] == sorted(masked)
