@@ -504,7 +504,7 @@ def _sequential(
                     reached = reached or bool((full.scores if isinstance(full, PairCosts) else full).ne(0).any())
                     results[id(weight.param)] = _settle(weight, lambda target, full=full: _prune_by(target, full))
             if not reached:
-                raise Sparse24Error("taylor, block by block: no gradient reached any of the weights on any calibration batch; the loss (or logits_fn's output) depends on none of them")
+                raise Sparse24Error(f"taylor, block by block: {criterion.NO_GRADIENT}")
     except BaseException:
         originals.restore()
         raise

@@ -173,10 +173,24 @@ def score(
         _all_reduce([accumulators[id(p)] for p in summed] + [cross[id(p)] for p in summed if pairs])
         if not sharded:
             logger.info("taylor: summed scores over %d ranks", dist.world_size())
+    if require_gradient:
+        _require_some_score(list(accumulators.values()), sharded)
     logger.info("taylor: scored %d weights over %d calibration batches", len(params), seen)
     if pairs:
         return [PairCosts(accumulators[id(w.param)], cross[id(w.param)]) for w in weights]
     return [accumulators[id(w.param)] for w in weights]
+
+
+NO_GRADIENT = "every importance score is 0: no gradient reached any of the weights on any calibration batch; the loss (or logits_fn's output) depends on none of them"
+
+
+def _require_some_score(accumulators: list[Tensor], sharded: bool) -> None:
+    """Raise :data:`NO_GRADIENT` when every score is 0 (sharded: on every rank's rows)."""
+    found = torch.tensor([float(any(bool(a.ne(0).any()) for a in accumulators))], device=accumulators[0].device)
+    if sharded and dist.world_size() > 1:
+        _all_reduce([found])
+    if not bool(found.item()):
+        raise Sparse24Error(f"taylor: {NO_GRADIENT}")
 
 
 def _require_whole_groups(weights: Sequence[GemmWeight]) -> None:
@@ -307,6 +321,8 @@ def _model_fisher(
                 found = logits(output)
             if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point():
                 raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
+            if found.shape[-1] < 2:
+                raise Sparse24Error(f"calibration batch {seen}: logits_fn must return logits of 2 or more classes [..., classes] (a softmax over one is constant: no Fisher), got {describe(found)}")
             if not found.requires_grad:
                 if not require_gradient:
                     return None

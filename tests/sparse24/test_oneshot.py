@@ -907,16 +907,24 @@ def test_taylor_fills_each_part_no_gradient_reaches_on_its_own() -> None:
     assert any(n.endswith("magnitude's mask there: in_proj_weight 2 of 3 parts") for n in report.notes)
 
 
-def test_taylor_block_by_block_with_a_loss_that_reaches_no_weight_is_an_error() -> None:
+@pytest.mark.parametrize("sequential", [None, True], ids=["at-once", "block-by-block"])
+def test_taylor_with_a_loss_that_reaches_none_of_the_weights_is_an_error(sequential: bool | None) -> None:
+    """A loss that reads the pruned blocks only through the zero-initialized layer has a gradient of 0 at every
+    pruned weight: one error, at once and block by block, the model untouched; a loss detached from every weight,
+    and logits of one class (a constant softmax: no Fisher), are errors too."""
     torch.manual_seed(0)
     model = SideBranch()
     before = copy.deepcopy(model.state_dict())
-    with pytest.raises(sparse24.Sparse24Error, match="block by block: no gradient reached any of the weights"):
-        sparse24.sparsify(model, "taylor", data=skewed_linear_data(features=32), loss_fn=lambda m, x: m(x)[0].detach().sum(), sequential=True, policy="any", progress=False)
+    where = "taylor, block by block" if sequential else "taylor"
+    options = {"data": skewed_linear_data(features=32), "sequential": sequential, "policy": "any", "progress": False}
+    with pytest.raises(sparse24.Sparse24Error, match=f"^{where}: every importance score is 0: no gradient reached any of the weights"):
+        sparse24.sparsify(model, "taylor", loss_fn=lambda m, x: m(x)[1].square().mean(), include="blocks.*", **options)
+    with pytest.raises(sparse24.Sparse24Error, match="no gradient|does not depend on any trainable weight"):
+        sparse24.sparsify(model, "taylor", loss_fn=lambda m, x: m(x)[0].detach().sum(), **options)
+    with pytest.raises(sparse24.Sparse24Error, match=r"logits of 2 or more classes .* got a torch.float32 tensor of shape \[16, 1\]"):
+        sparse24.sparsify(model, "taylor", labels="model", logits_fn=lambda m, x: m(x)[0][:, :1], **options)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not sparse24.masked_weights(model)
-    with pytest.raises(sparse24.Sparse24Error, match="does not depend on any trainable weight"):  # at once: the same mistake
-        sparse24.sparsify(model, "taylor", data=skewed_linear_data(features=32), loss_fn=lambda m, x: m(x)[0].detach().sum(), policy="any", progress=False)
 
 
 def _padded_text(lengths: list[list[int]], length: int = 16, vocab: int = 96) -> tuple[list[dict], list[dict]]:
