@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from . import criteria, dist, interrupts
-from .axes import GemmWeight, gemm_axes, gemm_weights
+from .axes import GemmWeight, from_gemm_matrix, gemm_axes, gemm_matrix, gemm_weights
 from .batch import to_device
 from .batchnorm import batchnorms, recalibrate_batchnorm
-from .calibrate import find_blocks, record
+from .calibrate import find_blocks, record, unscored_parts
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, undo_attach, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
@@ -316,9 +316,6 @@ def _magnitude_where_unscored(weight: GemmWeight, scores: Tensor) -> Tensor:
     batch (the loss, or ``logits_fn``'s output, does not depend on it). Ties there would keep the first two of every
     group, a mask chosen by nothing; the parts are counted for the report (:func:`sparse24.calibrate.unscored_parts`).
     Pair costs need nothing more: their cross sums are 0 wherever the scores are."""
-    from .axes import from_gemm_matrix, gemm_matrix
-    from .calibrate import unscored_parts
-
     matrix = gemm_matrix(weight, scores)
     weights = gemm_matrix(weight, weight.param.detach())
     unscored = unscored_parts(weight, matrix, weights)

@@ -246,7 +246,7 @@ def _checked(sharded: bool, check: Callable[[], Any]) -> Any:
     return result
 
 
-def _data_loss(loss_fn: Loss | None, sharded: bool = False, require_gradient: bool = True) -> Callable[..., None]:
+def _data_loss(loss_fn: Loss | None, sharded: bool, require_gradient: bool) -> Callable[..., None]:
     """One backward pass of ``loss_fn`` (or the model's own loss) on a batch, under ``amp``, its gradient times ``scale``
     (none, without ``require_gradient``, for a loss that does not depend on the weights being scored)."""
 
@@ -289,12 +289,7 @@ def _called(model: nn.Module, batch: Any, seen: int, instead: str) -> Any:
 
 
 def _model_fisher(
-    logits_fn: Callable[[nn.Module, Any], Tensor] | None,
-    samples: int,
-    generator: torch.Generator,
-    sharded: bool = False,
-    require_gradient: bool = True,
-    padding: Padding | None = None,
+    logits_fn: Callable[[nn.Module, Any], Tensor] | None, samples: int, generator: torch.Generator, sharded: bool, require_gradient: bool, padding: Padding
 ) -> Callable[..., None]:
     """``samples`` backward passes of ``sum <u, z>`` over the logits ``z``, ``u ~ N(0, diag(p) - p p^T)`` per position
     (none, without ``require_gradient``, for logits that do not depend on the weights being scored). A padded
@@ -308,8 +303,7 @@ def _model_fisher(
     """
 
     def backward(model: nn.Module, batch: Any, amp: Any, seen: int, scale: float = 1.0) -> None:
-        if padding is not None:
-            padding.batch(batch)
+        padding.batch(batch)
         with _guard(sharded), amp:
             output = logits_fn(model, batch) if logits_fn is not None else _called(model, batch, seen, "logits_fn (CLI: --logits MODULE:CALLABLE)")
 
@@ -319,14 +313,12 @@ def _model_fisher(
                 if not isinstance(output, Tensor) and getattr(output, "logits", None) is None and not (isinstance(output, Mapping) and "logits" in output):
                     raise Sparse24Error(f"calibration batch {seen}: no logits in the model's output ({type(output).__name__}); pass logits_fn=lambda model, batch: ...")
                 found = logits(output)
-            if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point():
+            if isinstance(found, Tensor) and not found.requires_grad and not require_gradient:
+                return None  # block by block: logits these weights do not reach
+            if not isinstance(found, Tensor) or found.dim() < 1 or not found.is_floating_point() or not found.requires_grad:
                 raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
             if found.shape[-1] < 2:
                 raise Sparse24Error(f"calibration batch {seen}: logits_fn must return logits of 2 or more classes [..., classes] (a softmax over one is constant: no Fisher), got {describe(found)}")
-            if not found.requires_grad:
-                if not require_gradient:
-                    return None
-                raise Sparse24Error(f"calibration batch {seen}: logits_fn must return float logits [..., classes] that depend on the weights, got {describe(found)}")
             return found
 
         found = _checked(sharded, check)
@@ -336,7 +328,7 @@ def _model_fisher(
         z = found.float().reshape(-1, found.shape[-1])
         p = torch.softmax(z.detach(), dim=-1)
         root = p.sqrt()
-        kept = padding.kept(tuple(found.shape[:2]), z.device) if padding is not None and found.dim() >= 3 else None
+        kept = padding.kept(tuple(found.shape[:2]), z.device) if found.dim() >= 3 else None
         for draw in range(samples):
             u = root * torch.randn(p.shape, generator=generator, device=p.device)
             u -= p * u.sum(1, keepdim=True)  # u ~ N(0, diag(p) - p p^T)
