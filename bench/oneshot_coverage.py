@@ -1,4 +1,4 @@
-"""Which transformers model types Wanda and SparseGPT calibrate and prune, in one pass and block by block.
+"""Which transformers model types Wanda and SparseGPT (``--taylor``: Taylor) calibrate and prune, in one pass and block by block.
 
 Every model type of this transformers (or ``--types``) is built as ``bench/permute_coverage.py`` builds it (its default
 config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
@@ -14,7 +14,15 @@ Types whose forward the made-up inputs do not drive are listed apart with the er
 sparse24), so are sparse24's own clear refusals (a ``Sparse24Error``: its message) and the types over the time or
 memory limits. Anything else sparse24 raised, and an output that pruning made non-finite, fail the run (exit 1).
 
+``--taylor`` prunes with Taylor instead, as ``bench_oneshot.py``'s best rows do: the model Fisher (squared, per
+sample, ``labels="model"``) at once, by pairs, and at once with ``sequential=True``, and writes
+``oneshot_coverage_taylor.{json,md}``. Its logits are the model's ``logits`` where its output has them (sparse24's
+default, no ``logits_fn``); a base model has no prediction, so there a stand-in ``logits_fn`` takes the first
+floating-point field of the output whose last dimension is 2 or more on one sample (``last_hidden_state``, say), and
+the row names it.
+
     python bench/oneshot_coverage.py --out bench/results
+    python bench/oneshot_coverage.py --taylor --out bench/results
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import dataclasses
 import inspect
 import logging
 import resource
@@ -30,7 +39,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -43,6 +52,41 @@ METHODS = {
     "sparsegpt": dict(method="sparsegpt"),
     "sequential": dict(method="sparsegpt", sequential=True),
 }
+FISHER = dict(method="taylor", squared=True, per_sample=True, labels="model")  # the model Fisher, bench_oneshot.py's
+TAYLOR_METHODS = {
+    "fisher": FISHER,
+    "pairs": dict(FISHER, pairs=True),
+    "sequential": dict(FISHER, sequential=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One results file's methods: their columns (label -> ``sparsify`` options) and how its table names them."""
+
+    stem: str
+    title: str
+    methods: dict[str, dict[str, Any]]
+    headers: tuple[str, ...]
+    pruned_by: str  # what pruned the models, in the table's first sentence
+    padding: str  # what leaves the padding out, and after how many types of each column: "... on N of them {each[0]}, ..."
+    each: tuple[str, ...]
+    logits: bool = False  # the model Fisher: the model's logits, else a stand-in (``logits_for``), named in each row
+
+
+FAMILIES = {
+    "data": Family(
+        "oneshot_coverage", "Wanda and SparseGPT coverage of transformers model types", METHODS, ("Wanda", "SparseGPT", "block by block"),
+        "pruned by magnitude, Wanda, SparseGPT and SparseGPT with `sequential=True`", "the statistics", ("with Wanda", "with SparseGPT", "block by block"),
+    ),
+    "taylor": Family(
+        "oneshot_coverage_taylor", "Taylor coverage of transformers model types", TAYLOR_METHODS, ("model Fisher", "by pairs", "block by block"),
+        "pruned by magnitude and by Taylor's model Fisher (squared, per sample, `labels=\"model\"`) at once, by pairs "
+        "(`pairs=True`) and block by block (`sequential=True`)", "the model Fisher's draws", ("at once", "by pairs", "block by block"),
+        logits=True,
+    ),
+}  # fmt: skip
+MAGNITUDE_THERE = "magnitude's mask there: "  # the report's notes on layers (or parts) the calibration left without importance
 LENGTH, PADDED = 16, 4  # tokens per sequence; the second sequence's last PADDED are padding
 SAMPLES = 4000  # audio samples per clip; the second clip's last quarter is padding
 
@@ -143,6 +187,34 @@ def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> list[bool]:
         return [bool(torch.isfinite(t).all()) for t in _outputs(model(**batch))]
 
 
+def logits_for(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[str, Callable[[nn.Module, Any], torch.Tensor] | None]:
+    """What Taylor's model Fisher takes as ``model``'s logits: its output's own ``logits`` (sparse24's default: no
+    ``logits_fn``), else a stand-in ``logits_fn`` giving the first floating-point field of the output with 2 or more
+    "classes" on one sample of ``batch``: its last dimension, a feature map's ``[batch, channels, h, w]`` read with
+    the channels last (a base model has no prediction); with none, sparse24's default, which refuses the output. The
+    field's name (or "logits", or "none") comes first."""
+    from sparse24.batch import call
+    from sparse24.calibrate import no_kv_cache
+
+    with torch.no_grad(), no_kv_cache(model):
+        try:
+            output = model(**{key: value[:1] for key, value in batch.items()})
+        except Exception as exc:  # noqa: BLE001 (a model that takes no batch of one: choose on the batch as it is)
+            _raise_if_memory(exc)
+            output = model(**batch)
+    if isinstance(output, torch.Tensor) or isinstance(output.get("logits") if isinstance(output, dict) else None, torch.Tensor):
+        return "logits", None
+    fields = output.items() if isinstance(output, dict) else enumerate(output) if isinstance(output, (tuple, list)) else ()
+
+    def classes_last(value: torch.Tensor) -> torch.Tensor:
+        return value.movedim(1, -1) if value.dim() == 4 else value
+
+    for key, value in fields:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() >= 1 and classes_last(value).shape[-1] >= 2:
+            return str(key), lambda model, batch: classes_last(call(model, batch)[key])
+    return "none", None
+
+
 def _not_run(model: nn.Module, batch: dict[str, torch.Tensor], names: list[str]) -> list[str]:
     """The GEMM layers in ``names`` whose module and parent module both did not run in ``model``'s forward: a part of
     the model these inputs do not reach. A layer whose parent ran but that did not run itself (Mamba's ``dt_proj``,
@@ -198,18 +270,21 @@ def _calibrate(model: nn.Module, data: list[dict], exclude: list[str], layers: s
     result.update(
         pruned=sum(layer.sparse for layer in report.layers if layer.name in layers),
         dense=dict(sorted(dense.items())),
-        padding=any(note.startswith("the input statistics leave out padding") for note in report.notes),
+        padding=any(" leave out padding: " in note for note in report.notes),
         finite=all(after for after, before in zip(output, finite) if before),
         seconds=round(time.perf_counter() - start, 2),
     )
+    filled = [note.partition(MAGNITUDE_THERE)[2].split("; ") for note in report.notes if MAGNITUDE_THERE in note]
+    if filled:  # layers the calibration gave no importance (no gradient, zero inputs): magnitude's mask, as the report says
+        result["magnitude_mask"] = sum(len(names) for names in filled)
     if options.get("sequential"):
         blocks = find_blocks(pruned, True, [w for w in gemm_weights(pruned) if w.name in layers])
         result["blocks"] = list(dict.fromkeys(name.rpartition(".")[0] for name, _ in blocks))
     return result
 
 
-def cover(model_type: str, timeout: int) -> dict[str, Any]:
-    """Build one model type's tiny model, find inputs its forward runs on, and prune it with each method."""
+def cover(model_type: str, timeout: int, family: Family = FAMILIES["data"]) -> dict[str, Any]:
+    """Build one model type's tiny model, find inputs its forward runs on, and prune it with each of ``family``'s methods."""
     from sparse24.sparsify import sparsify
 
     row: dict[str, Any] = {"type": model_type}
@@ -252,9 +327,13 @@ def cover(model_type: str, timeout: int) -> dict[str, Any]:
         excluded = _not_run(model, data[0], eligible)
         layers = set(eligible) - set(excluded)
         row.update(layers=len(layers), not_reached=len(excluded))
-        for label, options in METHODS.items():
+        chosen: dict[str, Any] = {}
+        if family.logits:
+            row["logits"], logits_fn = logits_for(model, data[0])
+            chosen = {"logits_fn": logits_fn} if logits_fn is not None else {}
+        for label, options in family.methods.items():
             signal.alarm(timeout)  # each method's own budget
-            row[label] = _calibrate(model, data, excluded, layers, finite, options)
+            row[label] = _calibrate(model, data, excluded, layers, finite, {**options, **chosen})
         row["status"] = "calibrated"
     except _Timeout:
         row.update(status="timed out", error=f"over {timeout} s")
@@ -273,12 +352,12 @@ def cover(model_type: str, timeout: int) -> dict[str, Any]:
     return row
 
 
-def _problems(row: dict[str, Any]) -> list[str]:
+def _problems(row: dict[str, Any], methods: dict[str, dict[str, Any]]) -> list[str]:
     """What in a calibrated row is sparse24's bug: a method that raised other than a clear refusal, a non-finite output."""
     if row["status"] == "failed":
         return [row["error"]]
     found = []
-    for label in METHODS:
+    for label in methods:
         result = row.get(label) or {}
         if "error" in result:
             found.append(f"{label}: {result['error']}")
@@ -295,56 +374,88 @@ def _cell(result: dict[str, Any], layers: int) -> str:
     text = f"{result['pruned']}/{layers}"
     if result["dense"]:
         text += " (dense: " + "; ".join(f"{reason} ({count})" for reason, count in result["dense"].items()) + ")"
+    if result.get("magnitude_mask"):
+        text += f" (magnitude's mask, no importance: {result['magnitude_mask']})"
     if not result["finite"]:
         text += " **output not finite**"
     return text
 
 
+def family_of(results: dict) -> Family:
+    """The family a results file holds (a file from before ``--taylor`` names none: Wanda's and SparseGPT's)."""
+    return FAMILIES[results.get("family", "data")]
+
+
 def markdown(results: dict) -> str:
+    family = family_of(results)
+    methods, first, _, last = family.methods, *family.methods
     rows = results["types"]
     done = [r for r in rows if r["status"] == "calibrated"]
-    whole = [r for r in done if all(r[m].get("pruned") == r["layers"] for m in METHODS)]
-    refused = [r for r in done if any("refused" in r[m] for m in METHODS)]
-    bugs = [r for r in rows if _problems(r)]
+    whole = [r for r in done if all(r[m].get("pruned") == r["layers"] for m in methods)]
+    refused = [r for r in done if any("refused" in r[m] for m in methods)]
+    bugs = [r for r in rows if _problems(r, methods)]
     padded = [r for r in done if "attention_mask" in r["inputs"]]
+    filled = [r for r in done if any(r[m].get("magnitude_mask") for m in methods)]
+    logits = collections.Counter(r["logits"] for r in done if family.logits)
     apart = collections.defaultdict(list)
     for r in rows:
         if r["status"] not in ("calibrated", "failed"):
             apart[r["status"]].append(r)
+    counts = [f"{sum(r[m].get('padding', False) for r in padded)}" for m in methods]
     lines = [
-        *header("Wanda and SparseGPT coverage of transformers model types", results),
+        *header(family.title, results),
         "",
         f"Each model type built from its default config at 64-wide layers (its causal LM, else its base model), its forward "
-        f"run on two batches made up here, then pruned by magnitude, Wanda, SparseGPT and SparseGPT with `sequential=True` "
+        f"run on two batches made up here, then {family.pruned_by} "
         f"(policy `any`). {len(rows)} types: {len(done)} calibrated, {len(whole)} of them with every layer magnitude prunes "
         f"pruned by all three methods; {len(refused)} where a method refused with its own error; {len(bugs)} where sparse24 "
         f"raised otherwise or pruning made the output non-finite (a bug)"
         + "".join(f"; {len(v)} {k}" for k, v in sorted(apart.items()))
         + ".",
         "",
-        f"Padding: {len(padded)} calibrated types took a padded `attention_mask`; the statistics left the padding out on "
-        f"{sum(r['wanda'].get('padding', False) for r in padded)} of them with Wanda, "
-        f"{sum(r['sparsegpt'].get('padding', False) for r in padded)} with SparseGPT and "
-        f"{sum(r['sequential'].get('padding', False) for r in padded)} block by block (where the rows are ambiguous every row counts).",
+        f"Padding: {len(padded)} calibrated types took a padded `attention_mask`; {family.padding} left the padding out on "
+        f"{counts[0]} of them {family.each[0]}, {counts[1]} {family.each[1]} and {counts[2]} {family.each[2]} "
+        "(where the rows are ambiguous every row counts).",
+    ]
+    if family.logits:
+        stand_in = {key: count for key, count in sorted(logits.items()) if key not in ("logits", "none")}
+        lines += [
+            "",
+            f"Logits: the model's own `logits` on {logits['logits']} calibrated types (sparse24's default); a stand-in "
+            f"(the first floating-point field of the output with 2 or more in its last dimension, a feature map's channels "
+            f"moved last: a base model has no prediction) on {sum(stand_in.values())} ({', '.join(f'`{key}` {count}' for key, count in stand_in.items()) or 'none'}); "
+            f"no such field on {logits['none']} (sparse24's default, which refuses the output).",
+        ]
+    lines += [
         "",
-        "Padding left out: for Wanda / SparseGPT / block by block, where the inputs have an `attention_mask`. "
+        f"Padding left out: for {' / '.join(family.headers)}, where the inputs have an `attention_mask`. "
         "Layers: magnitude's 2:4 layers that the inputs reach (not reached: in a part of the model these inputs do not run, "
-        "excluded from every method). Each method's cell: layers pruned / layers, and the reasons it gave for the others.",
+        "excluded from every method). Each method's cell: layers pruned / layers, and the reasons it gave for the others"
+        + (
+            f"; magnitude's mask, no importance: the layers (or parts) to which the calibration gave none, and so magnitude's "
+            f"mask, as the report's notes say ({len(filled)} types)"
+            if filled else ""
+        )
+        + ".",
         "",
-        "| model type | model | inputs | layers (not reached) | Wanda | SparseGPT | block by block | blocks `sequential=True` chose | padding left out |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| model type | model | inputs{' | logits' if family.logits else ''} | layers (not reached) | "
+        + " | ".join(family.headers)
+        + " | blocks `sequential=True` chose | padding left out |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if family.logits else ""),
     ]
     for r in done:
-        blocks = ", ".join(f"`{b}`" for b in r["sequential"].get("blocks", [])) or "-"
-        padding = "/".join("yes" if r[m].get("padding") else "no" for m in METHODS) if "attention_mask" in r["inputs"] else "-"
+        blocks = ", ".join(f"`{b}`" for b in r[last].get("blocks", [])) or "-"
+        padding = "/".join("yes" if r[m].get("padding") else "no" for m in methods) if "attention_mask" in r["inputs"] else "-"
         lines.append(
-            f"| {r['type']} | {r['model']} | {', '.join(r['inputs'])} | {r['layers']} ({r['not_reached']}) | "
-            + " | ".join(_cell(r[m], r["layers"]).replace("|", "/") for m in METHODS)
+            f"| {r['type']} | {r['model']} | {', '.join(r['inputs'])} | "
+            + (f"`{r['logits']}` | " if family.logits else "")
+            + f"{r['layers']} ({r['not_reached']}) | "
+            + " | ".join(_cell(r[m], r["layers"]).replace("|", "/") for m in methods)
             + f" | {blocks} | {padding} |"
         )
     if bugs:
         lines += ["", f"sparse24 raised, or made the output non-finite, on {len(bugs)} types (a bug):", "", "| model type | problem |", "|---|---|"]
-        lines += [f"| {r['type']} | {'; '.join(_problems(r)).replace('|', '/')} |" for r in bugs]
+        lines += [f"| {r['type']} | {'; '.join(_problems(r, methods)).replace('|', '/')} |" for r in bugs]
     for status, listed in sorted(apart.items()):
         lines += ["", f"{status[0].upper()}{status[1:]} ({len(listed)}):", "", "| model type | error |", "|---|---|"]
         lines += [f"| {r['type']} | {r['error'].replace('|', '/')} |" for r in listed]
@@ -354,13 +465,15 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results", help="directory for oneshot_coverage.json/.md")
+    parser.add_argument("--out", default="bench/results", help="directory for oneshot_coverage[_taylor].json/.md")
+    parser.add_argument("--taylor", action="store_true", help="prune with Taylor's model Fisher (at once, by pairs, block by block) instead of Wanda and SparseGPT")
     parser.add_argument("--types", default=None, help="comma-separated model types (default: every one this transformers knows)")
     parser.add_argument("--timeout", type=int, default=60, help="seconds to build each model type and find its inputs, and again for each method")
     parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space for this process (a type over it is listed apart)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     types = model_types(parser, args.types)
+    family = FAMILIES["taylor" if args.taylor else "data"]
     if args.memory_limit <= 0:
         parser.error("--memory-limit must be positive")
     threads = torch.get_num_threads()  # put back with the address-space limit: tests call main in their process
@@ -373,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/oneshot_coverage.py", *(argv if argv is not None else sys.argv[1:])]),
         "environment": environment(),
         "transformers": transformers.__version__,
+        **({"family": "taylor"} if args.taylor else {}),
         "types": [],
     }
     limit = int(args.memory_limit * (1 << 30))
@@ -383,13 +497,13 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for model_type in types:
-                results["types"].append(cover(model_type, args.timeout))
+                results["types"].append(cover(model_type, args.timeout, family))
     finally:
         resource.setrlimit(resource.RLIMIT_AS, old_limit)
         logging.disable(logging.NOTSET)
         torch.set_num_threads(threads)
-    print(write_results(out, "oneshot_coverage", results, markdown))
-    bugs = [r["type"] for r in results["types"] if _problems(r)]
+    print(write_results(out, family.stem, results, markdown))
+    bugs = [r["type"] for r in results["types"] if _problems(r, family.methods)]
     if bugs:
         print(f"error: sparse24 raised, or made the output non-finite, on {len(bugs)} model types: {', '.join(bugs)}", file=sys.stderr)
         return 1
