@@ -15,11 +15,12 @@ sparse24), so are sparse24's own clear refusals (a ``Sparse24Error``: its messag
 memory limits. Anything else sparse24 raised, and an output that pruning made non-finite, fail the run (exit 1).
 
 ``--taylor`` prunes with Taylor instead, as ``bench_oneshot.py``'s best rows do: the model Fisher (squared, per
-sample, ``labels="model"``) at once, by pairs, and at once with ``sequential=True``, and writes
+sample, ``labels="model"``) at once, by pairs (``pairs=True``), and block by block (``sequential=True``), and writes
 ``oneshot_coverage_taylor.{json,md}``. Its logits are the model's ``logits`` where its output has them (sparse24's
 default, no ``logits_fn``); a base model has no prediction, so there a stand-in ``logits_fn`` takes the first
-floating-point field of the output whose last dimension is 2 or more on one sample (``last_hidden_state``, say), and
-the row names it.
+floating-point field of the output with 2 or more in its last dimension on one sample (``last_hidden_state``, say; a
+feature map's channels moved last), and the row names it. A cell counts the layers to which the calibration gave no
+importance (no gradient reached them, or no input): magnitude's mask, as sparse24's report notes.
 
     python bench/oneshot_coverage.py --out bench/results
     python bench/oneshot_coverage.py --taylor --out bench/results

@@ -132,3 +132,61 @@ def test_a_refusal_the_memory_and_the_time_limits_are_listed_not_failed(tmp_path
     assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2", "--timeout", "2"]) == 1  # nothing else was checked
     row = _rows(tmp_path)["gpt2"]
     assert row["status"] == "timed out" and row["error"] == "over 2 s"
+
+
+def test_taylor_on_a_decoder_a_base_vision_model_and_a_cnn(tmp_path) -> None:  # noqa: ANN001
+    assert oneshot_coverage.main(["--taylor", "--out", str(tmp_path), "--types", "gpt2,vit,resnet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["oneshot_coverage_taylor.json", "oneshot_coverage_taylor.md"]
+    results = json.loads((tmp_path / "oneshot_coverage_taylor.json").read_text())
+    assert results["family"] == "taylor" and results["command"].startswith("python bench/oneshot_coverage.py --taylor")
+    rows = {r["type"]: r for r in results["types"]}
+    gpt2 = rows["gpt2"]  # the model's own logits: sparse24's default, no logits_fn
+    assert gpt2["logits"] == "logits" and gpt2["layers"] == 4
+    for method in ("fisher", "pairs", "sequential"):
+        assert gpt2[method]["pruned"] == 4 and gpt2[method]["finite"] and "magnitude_mask" not in gpt2[method], method
+        assert gpt2[method]["padding"], method  # the model Fisher drew nothing at the padded positions
+    assert gpt2["sequential"]["blocks"] == ["transformer.h"]
+    vit = rows["vit"]  # a base model: a stand-in; its pooler is not on the path to last_hidden_state
+    assert vit["logits"] == "last_hidden_state"
+    assert all(vit[m]["pruned"] == vit["layers"] and vit[m]["magnitude_mask"] == 1 for m in oneshot_coverage.TAYLOR_METHODS)
+    resnet = rows["resnet"]  # its [batch, channels, 1, 1] map: the channels are the classes
+    assert resnet["logits"] == "last_hidden_state" and resnet["layers"] > 40
+    assert all(resnet[m]["pruned"] == resnet["layers"] for m in oneshot_coverage.TAYLOR_METHODS)
+    markdown = (tmp_path / "oneshot_coverage_taylor.md").read_text()
+    assert markdown == oneshot_coverage.markdown(results) and markdown.startswith("# Taylor coverage of transformers model types")
+    assert "3 types: 3 calibrated, 3 of them with every layer magnitude prunes pruned by all three methods" in markdown
+    assert "a stand-in (the first floating-point field" in markdown and "on 2 (`last_hidden_state` 2)" in markdown
+    assert "| gpt2 | GPT2LMHeadModel | attention_mask, input_ids | `logits` | 4 (0) | 4/4 | 4/4 | 4/4 | `transformer.h` | yes/yes/yes |" in markdown
+    assert "| 7/7 (magnitude's mask, no importance: 1) |" in markdown
+
+
+def test_the_stand_in_logits_of_a_base_model() -> None:
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    class Base(torch.nn.Module):
+        def __init__(self, *fields: torch.Tensor) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(()))
+            self.fields = fields
+
+        def forward(self, input_ids: torch.Tensor) -> BaseModelOutputWithPooling:
+            return BaseModelOutputWithPooling(*(f[: len(input_ids)] * self.weight for f in self.fields))
+
+    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long)}
+    name, logits_fn = oneshot_coverage.logits_for(Base(torch.randn(2, 5, 1), torch.randn(2, 6)), batch)
+    assert name == "pooler_output" and logits_fn(Base(torch.randn(2, 5, 1), torch.randn(2, 6)), batch).shape == (2, 6)
+    name, logits_fn = oneshot_coverage.logits_for(Base(torch.randn(2, 8, 1, 1)), batch)
+    assert name == "last_hidden_state" and logits_fn(Base(torch.randn(2, 8, 1, 1)), batch).shape == (2, 1, 1, 8)  # channels last
+    assert oneshot_coverage.logits_for(Base(torch.randn(2, 1), torch.randn(2, 1, 1, 1)), batch) == ("none", None)
+
+
+def test_taylor_raising_fails_the_run(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    def taylor(model, run):  # noqa: ANN001, ANN202
+        raise RuntimeError("a bug in the backward")
+
+    _patched(monkeypatch, "taylor", taylor)
+    assert oneshot_coverage.main(["--taylor", "--out", str(tmp_path), "--types", "gpt2"]) == 1
+    row = json.loads((tmp_path / "oneshot_coverage_taylor.json").read_text())["types"][0]
+    assert all(row[m]["error"] == "RuntimeError: a bug in the backward" for m in oneshot_coverage.TAYLOR_METHODS)
+    assert "| gpt2 | fisher: RuntimeError: a bug in the backward; pairs: " in (tmp_path / "oneshot_coverage_taylor.md").read_text()
+    assert "sparse24 raised, or made the output non-finite, on 1 model types: gpt2" in capsys.readouterr().err
