@@ -67,3 +67,13 @@ def import_problem(name: str) -> str | None:
     except Exception as error:  # a broken wheel raises OSError, RuntimeError, ...
         return f"{name} does not import here: {type(error).__name__}: {error}"
     return None
+
+
+def causal_lm(architecture: str) -> torch.nn.Module:
+    """A seeded two-layer transformers Llama or GPT-2 (96 tokens, 64 wide), with its default ``use_cache``."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if architecture == "llama":
+        return LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))

@@ -18,6 +18,7 @@ from sparse24 import sparsify as sparsify_module
 from sparse24.axes import from_gemm_groups, from_gemm_matrix, gemm_columns, gemm_groups, gemm_matrix, gemm_weights
 from sparse24.criteria import sparsegpt, wanda
 from sparse24.mask import is_two_four, prune_
+from sparse24_testing import causal_lm
 
 # ---------------------------------------------------------------- the GEMM view
 
@@ -457,20 +458,10 @@ def test_sequential_finds_a_one_layer_transformer() -> None:
     sparse24.verify(model)
 
 
-def _causal_lm(architecture: str) -> nn.Module:
-    """A seeded two-layer Llama or GPT-2 (96 tokens, 64 wide)."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    if architecture == "llama":
-        return LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
-    return GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
-
-
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
 def test_transformers_causal_lms_block_by_block_with_their_default_cache(architecture: str, method: str) -> None:
-    model = _causal_lm(architecture)
+    model = causal_lm(architecture)
     assert model.config.use_cache  # the default a user has
     data = [torch.randint(0, 96, (2, 16)) for _ in range(3)]
     expected = copy.deepcopy(model)
@@ -946,7 +937,7 @@ def _padded_text(lengths: list[list[int]], length: int = 16, vocab: int = 96) ->
 @pytest.mark.parametrize("method, sequential", [("wanda", False), ("sparsegpt", False), ("sparsegpt", True)])
 def test_padding_is_left_out_of_the_statistics(architecture: str, method: str, sequential: bool) -> None:
     """Padded batches give the masks and weights of the same sequences unpadded: pads are not calibration data."""
-    model = _causal_lm(architecture)
+    model = causal_lm(architecture)
     padded, unpadded = _padded_text([[16, 5, 9], [12, 16, 3]])
     expected = copy.deepcopy(model)
     sparse24.sparsify(expected, method, data=unpadded, sequential=sequential, progress=False)
@@ -962,7 +953,7 @@ def test_the_model_fisher_leaves_the_padded_positions_out(architecture: str, per
     real positions never attend to) changes no score, and the report says how many positions were left out."""
     from sparse24.criteria import taylor
 
-    model = _causal_lm(architecture)
+    model = causal_lm(architecture)
     padded, _ = _padded_text([[16, 5, 9], [12, 16, 3]])
     other = [{**batch, "input_ids": batch["input_ids"].where(batch["attention_mask"].bool(), 7)} for batch in padded]
     weights = [w for w in gemm_weights(model) if w.name != "lm_head.weight" and "wte" not in w.name]
