@@ -382,14 +382,9 @@ def _cell(result: dict[str, Any], layers: int) -> str:
     return text
 
 
-def family_of(results: dict) -> Family:
-    """The family a results file holds (a file from before ``--taylor`` names none: Wanda's and SparseGPT's)."""
-    return FAMILIES[results.get("family", "data")]
-
-
 def markdown(results: dict) -> str:
-    family = family_of(results)
-    methods, first, _, last = family.methods, *family.methods
+    family = FAMILIES[results.get("family", "data")]  # a file from before --taylor names none: Wanda's and SparseGPT's
+    methods, last = family.methods, list(family.methods)[-1]
     rows = results["types"]
     done = [r for r in rows if r["status"] == "calibrated"]
     whole = [r for r in done if all(r[m].get("pruned") == r["layers"] for m in methods)]
@@ -402,7 +397,7 @@ def markdown(results: dict) -> str:
     for r in rows:
         if r["status"] not in ("calibrated", "failed"):
             apart[r["status"]].append(r)
-    counts = [f"{sum(r[m].get('padding', False) for r in padded)}" for m in methods]
+    counts = [sum(r[m].get("padding", False) for r in padded) for m in methods]
     lines = [
         *header(family.title, results),
         "",

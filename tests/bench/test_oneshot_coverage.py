@@ -190,3 +190,13 @@ def test_taylor_raising_fails_the_run(tmp_path, capsys, monkeypatch) -> None:  #
     assert all(row[m]["error"] == "RuntimeError: a bug in the backward" for m in oneshot_coverage.TAYLOR_METHODS)
     assert "| gpt2 | fisher: RuntimeError: a bug in the backward; pairs: " in (tmp_path / "oneshot_coverage_taylor.md").read_text()
     assert "sparse24 raised, or made the output non-finite, on 1 model types: gpt2" in capsys.readouterr().err
+
+
+def test_the_committed_tables_are_generated_from_their_json() -> None:
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    found = sorted(results.glob("oneshot_coverage*.json")) + sorted(results.glob("oneshot_coverage*/*.json"))
+    assert len(found) == 4, found  # Wanda/SparseGPT, its MoE rerun, Taylor, Taylor's slow types
+    for path in found:
+        assert oneshot_coverage.markdown(json.loads(path.read_text())) == path.with_suffix(".md").read_text(), path
