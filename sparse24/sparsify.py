@@ -298,13 +298,12 @@ class _Result:
 def _from_scores(weight: GemmWeight, scores: Tensor | PairCosts | None) -> _Result:
     """Scores to prune by (checked for NaN/Inf here, before anything changes), magnitude's in the parts they leave
     unscored (:func:`_magnitude_where_unscored`); pair costs decide the mask here."""
-    total = _total_importance(weight, scores)
     if scores is not None:
         per_weight = scores.scores if isinstance(scores, PairCosts) else scores
         filled = _magnitude_where_unscored(weight, per_weight)
         if filled is not per_weight:
             scores = PairCosts(filled, scores.cross) if isinstance(scores, PairCosts) else filled
-            total = _total_importance(weight, scores)
+    total = _total_importance(weight, scores)
     if isinstance(scores, PairCosts):
         return _Result(weight.param, scores=scores.scores, total=total, mask=scores.keep(weight))
     return _Result(weight.param, scores=scores, total=total)
