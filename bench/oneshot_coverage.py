@@ -20,7 +20,7 @@ sample, ``labels="model"``) at once, by pairs (``pairs=True``), and block by blo
 default, no ``logits_fn``); a base model has no prediction, so there a stand-in ``logits_fn`` takes the first
 floating-point field of the output with 2 or more in its last dimension on one sample (``last_hidden_state``, say; a
 feature map's channels moved last), and the row names it. A cell counts the layers to which the calibration gave no
-importance (no gradient reached them, or no input): magnitude's mask, as sparse24's report notes.
+importance (no gradient reached them, or no input): magnitude's mask, as sparse24's report notes; the JSON names them.
 
     python bench/oneshot_coverage.py --out bench/results
     python bench/oneshot_coverage.py --taylor --out bench/results
@@ -275,9 +275,9 @@ def _calibrate(model: nn.Module, data: list[dict], exclude: list[str], layers: s
         finite=all(after for after, before in zip(output, finite) if before),
         seconds=round(time.perf_counter() - start, 2),
     )
-    filled = [note.partition(MAGNITUDE_THERE)[2].split("; ") for note in report.notes if MAGNITUDE_THERE in note]
-    if filled:  # layers the calibration gave no importance (no gradient, zero inputs): magnitude's mask, as the report says
-        result["magnitude_mask"] = sum(len(names) for names in filled)
+    filled = [name for note in report.notes if MAGNITUDE_THERE in note for name in note.partition(MAGNITUDE_THERE)[2].split("; ")]
+    if filled:  # layers (or parts) the calibration gave no importance (no gradient, zero inputs): magnitude's mask, as the report says
+        result["magnitude_mask"] = filled
     if options.get("sequential"):
         blocks = find_blocks(pruned, True, [w for w in gemm_weights(pruned) if w.name in layers])
         result["blocks"] = list(dict.fromkeys(name.rpartition(".")[0] for name, _ in blocks))
@@ -376,7 +376,7 @@ def _cell(result: dict[str, Any], layers: int) -> str:
     if result["dense"]:
         text += " (dense: " + "; ".join(f"{reason} ({count})" for reason, count in result["dense"].items()) + ")"
     if result.get("magnitude_mask"):
-        text += f" (magnitude's mask, no importance: {result['magnitude_mask']})"
+        text += f" (magnitude's mask, no importance: {len(result['magnitude_mask'])})"
     if not result["finite"]:
         text += " **output not finite**"
     return text
