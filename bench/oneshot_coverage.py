@@ -3,7 +3,8 @@
 Every model type of this transformers (or ``--types``) is built as ``bench/permute_coverage.py`` builds it (its default
 config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
-``attention_mask``), pixels, or audio. Where its dense forward runs on them, the model is pruned from the same weights
+``attention_mask``), pixels (clips of frames for a video model), or audio (a mono channel for a codec), with an
+encoder-decoder's decoder ids. Where its dense forward runs on them, the model is pruned from the same weights
 by magnitude (the layers any method prunes), Wanda, SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part
 of the model these inputs do not run (a vision tower given text; not an expert no token was routed to) are excluded
 from all four, and counted.
@@ -114,23 +115,34 @@ def _padding_mask(length: int, padded: int) -> torch.Tensor:
     return mask
 
 
+def _ids(model: nn.Module, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Two sequences of token ids past the special ones (0-2), within the model's vocabulary and 64."""
+    high = max(4, min(int(_first(model.config, "vocab_size", default=64)), 64))
+    return torch.randint(3, high, (2, length), generator=generator)
+
+
 def _tokens(model: nn.Module, params: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    config = model.config
-    high = max(4, min(int(_first(config, "vocab_size", default=64)), 64))
-    batch = {"input_ids": torch.randint(3, high, (2, LENGTH), generator=generator)}
+    batch = {"input_ids": _ids(model, LENGTH, generator)}
     if "attention_mask" in params:
         batch["attention_mask"] = _padding_mask(LENGTH, PADDED)
-    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
-        batch["decoder_input_ids"] = torch.randint(3, high, (2, LENGTH // 2), generator=generator)
     return batch
 
 
-def _pixels(model: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _decoder(model: nn.Module, params: Any, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``batch`` with an encoder-decoder's ``decoder_input_ids`` (T5's, Whisper-style speech models')."""
+    if getattr(model.config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
+        batch["decoder_input_ids"] = _ids(model, LENGTH // 2, generator)
+    return batch
+
+
+def _pixels(model: nn.Module, generator: torch.Generator, frames: int | None = None) -> dict[str, torch.Tensor]:
+    """Two images, or (``frames``) two clips of that many ``[channels, h, w]`` frames (VideoMAE's, ViViT's input)."""
     size = _first(model.config, "image_size", default=32)
     size = size[0] if isinstance(size, (list, tuple)) else size
     size = size.get("height", 32) if isinstance(size, dict) else size
     channels = _first(model.config, "num_channels", default=3)
-    return {"pixel_values": torch.randn(2, channels, int(size), int(size), generator=generator)}
+    shape = (2, channels, int(size), int(size)) if frames is None else (2, frames, channels, int(size), int(size))
+    return {"pixel_values": torch.randn(*shape, generator=generator)}
 
 
 def _features(model: nn.Module, generator: torch.Generator, channels_first: bool) -> dict[str, torch.Tensor]:
@@ -142,11 +154,14 @@ def _features(model: nn.Module, generator: torch.Generator, channels_first: bool
     return {"input_features": torch.randn(*shape, generator=generator)}
 
 
-def _audio(model: nn.Module, params: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _audio(model: nn.Module, params: Any, generator: torch.Generator, mono: bool = False) -> dict[str, torch.Tensor]:
+    """Two clips, the second's last quarter padding: ``[2, samples]``, or (``mono``) a codec's ``[2, 1, samples]``."""
     batch = {"input_values": torch.randn(2, SAMPLES, generator=generator)}
     if "attention_mask" in params:
         batch["attention_mask"] = _padding_mask(SAMPLES, SAMPLES // 4)
         batch["input_values"][1, -SAMPLES // 4 :] = 0
+    if mono:
+        batch["input_values"] = batch["input_values"][:, None]
     return batch
 
 
@@ -156,20 +171,41 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     main = getattr(model, "main_input_name", "input_ids")
 
     def two(make: Any) -> list[dict[str, torch.Tensor]]:
-        return [make(torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+        return [_decoder(model, params, make(g), g) for g in (torch.Generator().manual_seed(seed) for seed in (0, 1))]
 
+    frames = _first(model.config, "num_frames")  # a video model's clips come before its frames alone
+    frames = [int(frames), None] if isinstance(frames, int) else [None]
     candidates = []
     if main == "pixel_values":
-        candidates.append(two(lambda g: _pixels(model, g)))
+        candidates += [two(lambda g, f=f: _pixels(model, g, f)) for f in frames]
     elif main == "input_features":
         candidates += [two(lambda g: _features(model, g, True)), two(lambda g: _features(model, g, False))]
     elif main == "input_values":
-        candidates.append(two(lambda g: _audio(model, params, g)))
+        candidates += [two(lambda g: _audio(model, params, g)), two(lambda g: _audio(model, params, g, mono=True))]
     if "input_ids" in params:
         candidates.append(two(lambda g: _tokens(model, params, g)))
-        if "pixel_values" in params:  # a text-image model (CLIP's) takes both
-            candidates.append(two(lambda g: {**_tokens(model, params, g), **_pixels(model, g)}))
+        if "pixel_values" in params:  # a text-image (or text-video: X-CLIP) model takes both
+            candidates += [two(lambda g, f=f: {**_tokens(model, params, g), **_pixels(model, g, f)}) for f in frames]
     return candidates
+
+
+def calibration_data(model: nn.Module) -> tuple[list[dict[str, torch.Tensor]] | str, list[bool]]:
+    """The first of ``example_batches`` the dense forward runs on with some output finite, and which outputs are; else
+    why none (the last candidate's error)."""
+    error = "no input this bench makes is one its forward takes"
+    for candidate in example_batches(model):
+        try:
+            finite = _forward(model, candidate[0])
+        except (MemoryError, _Timeout):
+            raise
+        except Exception as exc:  # noqa: BLE001 (these inputs are not the model's: try the next)
+            _raise_if_memory(exc)
+            error = _error(exc)
+            continue
+        if any(finite):
+            return candidate, finite
+        error = "the dense model's outputs are not finite on these inputs"
+    return error, []
 
 
 def _outputs(output: Any, depth: int = 0) -> list[torch.Tensor]:
@@ -278,7 +314,7 @@ def _calibrate(model: nn.Module, data: list[dict], exclude: list[str], layers: s
     filled = [name for note in report.notes if MAGNITUDE_THERE in note for name in note.partition(MAGNITUDE_THERE)[2].split("; ")]
     if filled:  # layers (or parts) the calibration gave no importance (no gradient, zero inputs): magnitude's mask, as the report says
         result["magnitude_mask"] = filled
-    if options.get("sequential"):
+    if options.get("sequential") and layers:  # (nothing to prune: no blocks to name; EnCodec's weight-normed convs)
         blocks = find_blocks(pruned, True, [w for w in gemm_weights(pruned) if w.name in layers])
         result["blocks"] = list(dict.fromkeys(name.rpartition(".")[0] for name, _ in blocks))
     return result
@@ -299,22 +335,9 @@ def cover(model_type: str, timeout: int, family: Family = FAMILIES["data"]) -> d
             return row
         model.eval()
         row.update(model=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()))
-        data, error = None, "no input this bench makes is one its forward takes"
-        for candidate in example_batches(model):
-            try:
-                finite = _forward(model, candidate[0])
-            except (MemoryError, _Timeout):
-                raise
-            except Exception as exc:  # noqa: BLE001 (these inputs are not the model's: try the next)
-                _raise_if_memory(exc)
-                error = _error(exc)
-                continue
-            if any(finite):
-                data = candidate
-                break
-            error = "the dense model's outputs are not finite on these inputs"
-        if data is None:
-            row.update(status="no forward", error=error)
+        data, finite = calibration_data(model)
+        if isinstance(data, str):
+            row.update(status="no forward", error=data)
             return row
         row["inputs"] = sorted(data[0])
         torch.manual_seed(0)

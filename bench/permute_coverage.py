@@ -1,7 +1,8 @@
 """Which transformers model types ``sparse24.permute`` covers, and the classes it has no rule for.
 
 Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
-shrunk to 64-wide layers (one layer, 4 heads; nested configs too), as its causal LM where it has one, else its base
+shrunk to 64-wide layers (one layer, 4 heads; nested configs too; only the keys it has, and the sizes tied to them: a
+rotary or latent-attention part of a head, a CNN's stages one block deep), as its causal LM where it has one, else its base
 model (``--task classify``: its sequence, image or audio classification model), and handed to ``sparse24.permute``,
 which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
 <class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
@@ -39,6 +40,13 @@ TASKS = {
     "causal-lm": ("AutoModelForCausalLM", "AutoModel"),
     "classify": ("AutoModelForSequenceClassification", "AutoModelForImageClassification", "AutoModelForAudioClassification"),
 }
+# sizes tied to the tiny ones, set where the type's default config has the key (a number): an encoder-decoder's heads
+# (Whisper's), XLNet's head, a rotary part of a head (GPT-J, CodeGen), multi-head latent attention's parts (DeepSeek-V2
+# and V3, MiniCPM3...), outputs that must be the other tower's width (SigLIP's text projection, a pooler's)
+TIED = dict(
+    encoder_attention_heads=4, decoder_attention_heads=4, d_head=16, rotary_dim=8, projection_size=64, pooler_output_size=64,
+    qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32,
+)  # fmt: skip
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 
 
@@ -50,19 +58,69 @@ def _alarm(signum: int, frame: Any) -> None:
     raise _Timeout
 
 
-def _shrink(config: Any, depth: int = 0) -> None:
-    """Set the tiny sizes on the nested configs too (a vision tower's, a text model's...)."""
+_ABSENT = object()
+
+
+def _held(config: Any, key: str) -> Any:
+    """``config``'s value for ``key`` (through its attribute map), ``_ABSENT`` where it has none or derives it (a
+    property: xLSTM's v_head_dim), and None where it holds one per layer (Gemma 4's head_dim: reading it raises)."""
+    if isinstance(getattr(type(config), key, None), property):
+        return _ABSENT
+    try:
+        return getattr(config, key)
+    except AttributeError:
+        return _ABSENT
+    except Exception:  # noqa: BLE001 (transformers' AmbiguousGlobalPerLayerAttributeError)
+        return None
+
+
+def _sizes(default: Any) -> dict[str, Any]:
+    """The tiny sizes for a config like ``default`` (a type's default config, or one nested in it): ``SIZES``, those
+    tied to them (``TIED``), and the ones that must agree with both."""
+    # only the keys it has (a head_dim added to Swin's config fails its check), and not a size it holds per stage (Swin's
+    # heads, SegFormer's...): that keeps its own list
+    held = {key: _held(default, key) for key in (*SIZES, *TIED)}
+    sizes = {key: size for key, size in SIZES.items() if held[key] is not _ABSENT and not isinstance(held[key], (list, tuple))}
+    sizes.update({key: size for key, size in TIED.items() if isinstance(held[key], int)})
+    head = SIZES["hidden_size"] // SIZES["num_attention_heads"]
+    rope = getattr(default, "rope_parameters", None)
+    rope = rope if isinstance(rope, dict) else {}
+    rotary = rope.get("partial_rotary_factor") or getattr(default, "partial_rotary_factor", None) or 1.0
+    if "kv_lora_rank" in sizes:  # latent attention: head_dim's rotary part is qk_rope_head_dim; a key/value head per query head
+        sizes.update(head_dim=int(sizes["qk_rope_head_dim"] / rotary), num_key_value_heads=SIZES["num_attention_heads"])
+        sizes["qk_head_dim"] = sizes["qk_nope_head_dim"] + sizes["qk_rope_head_dim"]
+    if "mrope_section" in getattr(type(default), "ignore_keys_at_rope_validation", ()) and rope:
+        # multimodal rotary sections (Qwen2-VL, GLM-4V...): time, height, width, summing to half the rotary part
+        half = int(head * rotary) // 2
+        sizes["rope_parameters"] = {**rope, "mrope_section": [half - 2 * (half // 3), half // 3, half // 3]}
+    depths = getattr(default, "depths", None)
+    if isinstance(depths, (list, tuple)):  # a model in stages (ConvNeXt, Swin): every stage, one block deep
+        sizes.pop("num_hidden_layers", None)  # its number of stages
+        sizes["depths"] = [1] * len(depths)
+        if isinstance(getattr(default, "hidden_sizes", None), (list, tuple)) and len(default.hidden_sizes) == len(depths):
+            heads = held["num_attention_heads"]  # its heads per stage (PVT's), which each stage's width must hold
+            per_stage = heads if isinstance(heads, (list, tuple)) and len(heads) == len(depths) else range(1, len(depths) + 1)
+            sizes["hidden_sizes"] = [16 * n for n in per_stage]
+    if isinstance(getattr(default, "expand", None), int) and isinstance(getattr(default, "num_heads", None), int):
+        sizes["num_heads"] = SIZES["hidden_size"] * default.expand // SIZES["head_dim"]  # Mamba-2's heads span its inner width
+    return sizes
+
+
+def _shrink(config: Any, default: Any, depth: int = 0) -> None:
+    """Set the tiny sizes on ``config``'s nested configs too (a vision tower's, a text model's...), on the keys they
+    have; ``default``: the type's default config, its nested ones at the same places."""
     import transformers
 
-    for value in list(vars(config).values()):
+    for name, value in list(vars(config).items()):
         if isinstance(value, transformers.PretrainedConfig) and depth < 3:
-            for key, size in SIZES.items():
-                if isinstance(getattr(value, key, None), int):
+            nested = getattr(default, name, value)
+            for key, size in _sizes(nested).items():  # the keys it has, None ones too (HunYuan-VL's text head_dim)
+                if _held(value, key) is not _ABSENT:
                     try:
                         setattr(value, key, size)
                     except Exception:  # noqa: BLE001 (a property without a setter, a validator): keep its own size
                         pass
-            _shrink(value, depth + 1)
+            _shrink(value, nested, depth + 1)
 
 
 def _error(exc: BaseException) -> str:
@@ -74,8 +132,9 @@ def tiny_model(model_type: str, task: str) -> Any:
     else the last one's error (a string). The config's own refusal of the sizes raises."""
     import transformers
 
-    config = transformers.AutoConfig.for_model(model_type, **SIZES)
-    _shrink(config)
+    default = transformers.AutoConfig.for_model(model_type)
+    config = transformers.AutoConfig.for_model(model_type, **_sizes(default))
+    _shrink(config, default)
     error = ""
     for name in TASKS[task]:
         try:

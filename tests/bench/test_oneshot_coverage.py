@@ -26,12 +26,12 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
     threads, limit = torch.get_num_threads(), resource.getrlimit(resource.RLIMIT_AS)
     torch.set_num_threads(3)  # not the bench's 1, so that a main that leaves its own setting behind fails
     try:
-        assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llava,mamba,bit"]) == 0
+        assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llava,mamba,gpt_neo"]) == 0
         assert torch.get_num_threads() == 3 and resource.getrlimit(resource.RLIMIT_AS) == limit  # the process is as it was
     finally:
         torch.set_num_threads(threads)
     results = json.loads((tmp_path / "oneshot_coverage.json").read_text())
-    assert results["command"] == f"python bench/oneshot_coverage.py --out {tmp_path} --types gpt2,llava,mamba,bit"
+    assert results["command"] == f"python bench/oneshot_coverage.py --out {tmp_path} --types gpt2,llava,mamba,gpt_neo"
     rows = _rows(tmp_path)
     gpt2 = rows["gpt2"]
     assert gpt2["status"] == "calibrated" and gpt2["inputs"] == ["attention_mask", "input_ids"] and gpt2["layers"] == 4
@@ -44,11 +44,30 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
     assert llava["sequential"]["blocks"] == ["language_model.layers"]
     mamba = rows["mamba"]  # its mixer multiplies by dt_proj.weight instead of calling dt_proj: calibrated all the same
     assert mamba["not_reached"] == 0 and all(mamba[m]["pruned"] == mamba["layers"] and mamba[m]["dense"] == {} for m in oneshot_coverage.METHODS)
-    assert rows["bit"]["status"] == "not built"
+    assert rows["gpt_neo"]["status"] == "not built"
     markdown = (tmp_path / "oneshot_coverage.md").read_text()
     assert markdown == oneshot_coverage.markdown(results)
     assert "4 types: 3 calibrated, 3 of them with every layer magnitude prunes pruned by all three methods" in markdown
     assert "| gpt2 | GPT2LMHeadModel | attention_mask, input_ids | 4 (0) | 4/4 | 4/4 | 4/4 | `transformer.h` | yes/yes/yes |" in markdown
+
+
+@pytest.mark.parametrize(
+    "model_type, shapes",
+    [
+        ("videomae", {"pixel_values": (2, 16, 3, 224, 224)}),  # clips of its num_frames, not images
+        ("encodec", {"input_values": (2, 1, 4000)}),  # a codec's mono channel
+        ("moonshine", {"input_values": (2, 4000), "attention_mask": (2, 4000), "decoder_input_ids": (2, 8)}),  # speech to text
+        ("deepseek_v3", {"input_ids": (2, 16), "attention_mask": (2, 16)}),  # latent attention at the tiny sizes (permute_coverage)
+    ],
+)
+def test_the_inputs_found_for_video_codec_speech_and_latent_attention_models(model_type: str, shapes: dict) -> None:
+    """None of these types had a forward on the inputs the bench made before (a 4-D video, a 2-D codec input, no
+    decoder ids, latent attention's sizes left at its defaults)."""
+    model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
+    data, finite = oneshot_coverage.calibration_data(model)
+    assert not isinstance(data, str), data
+    assert len(data) == 2 and all({key: tuple(value.shape) for key, value in batch.items()} == shapes for batch in data)
+    assert any(finite)
 
 
 @pytest.mark.parametrize("types", ["gpt2,no-such-type", ","])
@@ -61,7 +80,7 @@ def test_an_unknown_model_type_is_one_clear_error(tmp_path, capsys, types: str) 
 
 
 def test_nothing_calibrated_is_a_failure_not_an_empty_success(tmp_path, capsys) -> None:  # noqa: ANN001
-    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "bit"]) == 1
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt_neo"]) == 1
     assert "nothing was checked" in capsys.readouterr().err
 
 
@@ -150,7 +169,7 @@ def test_taylor_on_a_decoder_a_base_vision_model_and_a_cnn(tmp_path) -> None:  #
     assert vit["logits"] == "last_hidden_state"
     assert all(vit[m]["pruned"] == vit["layers"] and vit[m]["magnitude_mask"] == ["pooler.dense.weight"] for m in oneshot_coverage.TAYLOR_METHODS)
     resnet = rows["resnet"]  # its [batch, channels, 1, 1] map: the channels are the classes
-    assert resnet["logits"] == "last_hidden_state" and resnet["layers"] > 40
+    assert resnet["logits"] == "last_hidden_state" and resnet["layers"] == 16  # four stages, one bottleneck each: three convs and a shortcut
     assert all(resnet[m]["pruned"] == resnet["layers"] for m in oneshot_coverage.TAYLOR_METHODS)
     markdown = (tmp_path / "oneshot_coverage_taylor.md").read_text()
     assert markdown == oneshot_coverage.markdown(results) and markdown.startswith("# Taylor coverage of transformers model types")

@@ -12,19 +12,19 @@ from sparse24.bench import permute_coverage  # noqa: E402
 
 
 def test_lists_the_classes_without_a_rule_and_the_types_that_do_not_build(tmp_path, unruled_mra) -> None:  # noqa: ANN001
-    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2,mra,bit"]) == 0
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2,mra,gpt_neo"]) == 0
     results = json.loads((tmp_path / "permute_coverage.json").read_text())
-    assert results["command"] == f"python bench/permute_coverage.py --out {tmp_path} --types gpt2,mra,bit"
+    assert results["command"] == f"python bench/permute_coverage.py --out {tmp_path} --types gpt2,mra,gpt_neo"
     rows = {r["type"]: r for r in results["types"]}
     assert rows["gpt2"]["status"] == "permuted" and rows["gpt2"]["model"] == "GPT2LMHeadModel" and rows["gpt2"]["unruled"] == {}
     assert rows["gpt2"]["groups"] == 2  # its attention's values and its MLP
     assert rows["mra"]["unruled"]["MraSelfAttention"] == 3  # query, key, value: MRA's rules taken away (unruled_mra)
-    assert rows["bit"]["status"] == "not built" and "layer_types" in rows["bit"]["error"]  # BiT's config refuses the tiny sizes
+    assert rows["gpt_neo"]["status"] == "not built" and "convolutional module is incorrect" in rows["gpt_neo"]["error"]  # its config refuses one layer
     markdown = (tmp_path / "permute_coverage.md").read_text()
     assert markdown == permute_coverage.markdown(results)
     assert "3 types: 2 built and permuted, 1 of them with no layer in a class without a rule, 1 with such classes" in markdown
     assert "| mra | MraModel | 0 | MraAttention (1), MraLayer (2), MraSelfAttention (3) |" in markdown
-    assert "| bit | StrictDataclassClassValidationError" in markdown
+    assert "| gpt_neo | StrictDataclassClassValidationError" in markdown
 
 
 def test_the_classification_models_of_a_type(tmp_path) -> None:  # noqa: ANN001
@@ -43,7 +43,7 @@ def test_an_unknown_model_type_is_one_clear_error(tmp_path, capsys, types: str) 
 
 
 def test_nothing_built_is_a_failure_not_an_empty_success(tmp_path, capsys) -> None:  # noqa: ANN001
-    assert permute_coverage.main(["--out", str(tmp_path), "--types", "bit"]) == 1  # BiT's config refuses the tiny sizes
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt_neo"]) == 1  # its config refuses one layer (24 attention types)
     assert "no model type built from the tiny config: nothing was checked" in capsys.readouterr().err
 
 
@@ -87,3 +87,33 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
     markdown = (tmp_path / "permute_coverage.md").read_text()
     assert "2 types: 1 built and permuted, 1 of them with no layer in a class without a rule, 0 with such classes (below); 1 built but not permuted within the timeout; 0 not built" in markdown
     assert f"| gpt2 | GPT2LMHeadModel | {row['parameters']:,} |" in markdown
+
+
+def _config(model: object, name: str = "") -> object:
+    config = model.config  # type: ignore[attr-defined]
+    return getattr(config, name) if name else config
+
+
+@pytest.mark.parametrize(
+    "model_type, check",
+    [
+        # multi-head latent attention: the rotary part is head_dim, one key/value head per query head
+        ("deepseek_v3", lambda c: (c.head_dim, c.qk_rope_head_dim, c.qk_nope_head_dim, c.qk_head_dim, c.num_key_value_heads, c.kv_lora_rank) == (16, 16, 16, 32, 4, 32)),
+        ("mistral4", lambda c: (c.head_dim, c.qk_rope_head_dim) == (32, 16)),  # half of its head is rotary
+        ("gptj", lambda c: (c.rotary_dim, c.n_embd // c.n_head) == (8, 16)),
+        # its decoder's 6 heads did not divide 64 (its encoder's are num_key_value_heads, by its attribute map)
+        ("whisper", lambda c: (c.encoder_attention_heads, c.decoder_attention_heads, c.d_model) == (2, 4, 64)),
+        ("qwen2_vl", lambda c: sum(c.text_config.rope_parameters["mrope_section"]) == 8),  # half of its 16-wide head
+        ("convnext", lambda c: (c.num_stages, list(c.hidden_sizes), list(c.depths)) == (4, [16, 32, 48, 64], [1, 1, 1, 1])),
+        ("swin", lambda c: "head_dim" not in vars(c) and list(c.depths) == [1, 1, 1, 1]),  # no key it lacks: its check refuses a head_dim
+        ("mamba2", lambda c: c.num_heads * c.head_dim == c.hidden_size * c.expand),
+        ("pvt", lambda c: list(c.hidden_sizes) == [16 * n for n in c.num_attention_heads]),  # each stage's width holds its heads
+        ("siglip", lambda c: c.text_config.projection_size == c.vision_config.hidden_size == 64),
+        ("hunyuan_vl", lambda c: c.text_config.head_dim == 16),  # None in its default, and read by its attention
+    ],
+)
+def test_the_tiny_config_keeps_the_sizes_tied_to_the_tiny_ones(model_type: str, check) -> None:  # noqa: ANN001
+    """Each of these types' tiny model did not build, or its forward failed, while only the shared sizes were set."""
+    model = permute_coverage.tiny_model(model_type, "causal-lm")
+    assert not isinstance(model, str), model
+    assert check(_config(model)), vars(_config(model))
