@@ -90,10 +90,19 @@ def _sizes(default: Any) -> dict[str, Any]:
         sizes.update(head_dim=int(sizes["qk_rope_head_dim"] / rotary), num_key_value_heads=SIZES["num_attention_heads"])
         sizes["qk_head_dim"] = sizes["qk_nope_head_dim"] + sizes["qk_rope_head_dim"]
     if "mrope_section" in getattr(type(default), "ignore_keys_at_rope_validation", ()) and rope:
-        # multimodal rotary sections (Qwen2-VL, GLM-4V...): time, height, width, summing to half the rotary part
+        # multimodal rotary sections (Qwen2-VL, GLM-4V...) summing to half the rotary part: the default's scaled where
+        # it has them, else two equal ones and a smaller third (ERNIE 4.5 VL stacks its first two)
         half = int(head * rotary) // 2
-        sizes["rope_parameters"] = {**rope, "mrope_section": [half - 2 * (half // 3), half // 3, half // 3]}
+        if rope.get("mrope_section"):
+            sections = [round(n * half / sum(rope["mrope_section"])) for n in rope["mrope_section"]]
+            sections[0] += half - sum(sections)
+        else:
+            third = max(1, half // 4) + (half - max(1, half // 4)) % 2
+            sections = [(half - third) // 2, (half - third) // 2, third]
+        sizes["rope_parameters"] = {**rope, "mrope_section": sections}
     depths = getattr(default, "depths", None)
+    if "num_hidden_layers" not in sizes and isinstance(_held(default, "num_layers"), int) and not isinstance(depths, (list, tuple)):
+        sizes["num_layers"] = 1  # its number of layers under another name (LongCat-Flash's: num_hidden_layers derives from it)
     if isinstance(depths, (list, tuple)):  # a model in stages (ConvNeXt, Swin): every stage, one block deep
         sizes.pop("num_hidden_layers", None)  # its number of stages
         sizes["depths"] = [1] * len(depths)

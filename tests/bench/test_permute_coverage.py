@@ -104,6 +104,8 @@ def _config(model: object, name: str = "") -> object:
         # its decoder's 6 heads did not divide 64 (its encoder's are num_key_value_heads, by its attribute map)
         ("whisper", lambda c: (c.encoder_attention_heads, c.decoder_attention_heads, c.d_model) == (2, 4, 64)),
         ("qwen2_vl", lambda c: sum(c.text_config.rope_parameters["mrope_section"]) == 8),  # half of its 16-wide head
+        ("ernie4_5_vl_moe", lambda c: c.text_config.rope_parameters["mrope_section"] == [3, 3, 2]),  # it stacks the first two: equal
+        ("hy_v4_vl", lambda c: c.text_config.rope_parameters["mrope_section"] == [4, 2, 2]),  # its default [12, 10, 10] scaled
         ("convnext", lambda c: (c.num_stages, list(c.hidden_sizes), list(c.depths)) == (4, [16, 32, 48, 64], [1, 1, 1, 1])),
         ("swin", lambda c: "head_dim" not in vars(c) and list(c.depths) == [1, 1, 1, 1]),  # no key it lacks: its check refuses a head_dim
         ("mamba2", lambda c: c.num_heads * c.head_dim == c.hidden_size * c.expand),
