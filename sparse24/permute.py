@@ -3365,7 +3365,15 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "AlbertLayer": (functools.partial(_two_layer_mlp, first="ffn", second="ffn_output", activation="activation"), ("attention",)),
         "AlbertAttention": (functools.partial(_attention, groups=1, value="value", output="dense", head_dim_attr="attention_head_size"), ()),
     }),
-    **_family("segformer.modeling_segformer", {"SegformerMixMLP": (_segformer_mix_mlp, ()), "SegformerAttention": (_HEADS_OWN_VALUES, ())}),
+    **_family("segformer.modeling_segformer", {
+        "SegformerMixMLP": (_segformer_mix_mlp, ()), "SegformerAttention": (_HEADS_OWN_VALUES, ()),
+        "SegformerStage": (_no_groups, ("blocks",)),  # its overlapping patch embedding reads the pixels or the last stage's residual stream
+    }),
+    # GLPN's encoder: SegFormer's before its refactor (BERT's attention layout, the mix FFN under PVT v2's names)
+    **_family("glpn.modeling_glpn", {
+        "GLPNAttention": (_bert_attention, ()),
+        "GLPNMixFFN": (functools.partial(_segformer_mix_mlp, first="dense1", second="dense2", activation="intermediate_act_fn"), ()),
+    }),
     # DETR and the detectors built on its code (Table Transformer, Deformable DETR's decoder self-attention, ...):
     # positions added to the queries and keys only, the values per head -> o_proj; fc1 -> act -> fc2
     **_family("detr.modeling_detr", {
@@ -3467,6 +3475,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             # the language models of vision-language families (multimodal rotary positions act on the queries and keys;
             # GLM-Image's, GLM-OCR's, Qwen3-VL-MoE's, Qwen2.5-VL's, Qwen2.5-Omni's and PaddleOCR-VL's repeat these classes' code)
             ("glm4v.modeling_glm4v", "Glm4vText"), ("glm4v_moe.modeling_glm4v_moe", "Glm4vMoeText"), ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLText"),
+            ("ernie4_5_vl_moe.modeling_ernie4_5_vl_moe", "Ernie4_5_VLMoeText"),
             ("hunyuan_vl.modeling_hunyuan_vl", "HunYuanVLDenseV1"), ("qwen2_vl.modeling_qwen2_vl", "Qwen2VL"), ("molmo2.modeling_molmo2", "Molmo2"),
             ("mllama.modeling_mllama", "MllamaTextSelf"), ("mllama.modeling_mllama", "MllamaTextCross"),  # Llama 3.2 Vision: cross-attention values read the image
             ("ultrabert.modeling_ultrabert", "Ultrabert"),
@@ -3496,6 +3505,9 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("minicpm3.modeling_minicpm3", {"MiniCPM3Attention": (_mla_attention, ())}),
     **_family("deepseek_v32.modeling_deepseek_v32", {"DeepseekV32Attention": (_indexed_mla_attention, ())}),
     **_family("glm_moe_dsa.modeling_glm_moe_dsa", {"GlmMoeDsaAttention": (_indexed_mla_attention, ())}),
+    # dots.3 Note's: the latents scaled by a constant, and a gate per head (one g_proj row per head: it scales a head's
+    # value channels alike, in any order)
+    **_family("dots3_note.modeling_dots3_note", {"Dots3NoteTextAttention": (_indexed_mla_attention, ())}),
     **{  # and attention sinks; the vision-language model's language layers the same
         (f"transformers.models.{module}", cls): (functools.partial(_indexed_mla_attention, gate="gate_proj"), ())
         for module, cls in (("hy_v4.modeling_hy_v4", "HYV4Attention"), ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLAttention"))
@@ -3647,6 +3659,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "PvtV2ConvFeedForwardNetwork": (
             functools.partial(_segformer_mix_mlp, first="dense1", second="dense2", activation="intermediate_act_fn", elementwise=("relu",)), (),
         ),
+        "PvtV2EncoderLayer": (_no_groups, ("blocks",)),  # its overlapping patch embedding reads the pixels or the last stage's residual stream
     }),
     **_family("laguna.modeling_laguna", {"LagunaAttention": (_laguna_attention, ())}),
     **_family("modernbert_decoder.modeling_modernbert_decoder", {"ModernBertDecoderAttention": (functools.partial(_attention, groups=1, output="Wo"), ())}),
@@ -3789,6 +3802,21 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("encodec.modeling_encodec", {"EncodecResnetBlock": (_seanet_block, ())}),
     # Xcodec2 (NeuCodec repeats it): ResNet blocks with GroupNorm (an order per group), Llama's attention, the semantic adapter's conv2 -> ReLU
     # -> conv3 (conv1's and conv3's outputs join a residual), the decoder's fc -> embed (a Linear, then a conv over its channels)
+    # ERNIE 4.5 VL's resampler: its spatial and temporal MLPs, fc1 -> GELU -> fc2 (then a norm over fc2's outputs)
+    **_family("ernie4_5_vl_moe.modeling_ernie4_5_vl_moe", {"Ernie4_5_VLMoeVisionMLP": (functools.partial(_two_layer_mlp, activation="act_fn"), ())}),
+    # ProphetNet: BART's layout under its own names; its decoder's n-gram self-attention runs the main and the predicting
+    # streams through the same value_proj, each head's values -> out_proj (a relative position bias on the scores only)
+    **_family("prophetnet.modeling_prophetnet", {
+        "ProphetNetAttention": (functools.partial(_attention, groups=1, value="value_proj", output="out_proj"), ()),
+        "ProphetNetNgramSelfAttention": (functools.partial(_attention, groups=1, value="value_proj", output="out_proj"), ()),
+        "ProphetNetFeedForward": (functools.partial(_two_layer_mlp, first="intermediate", second="output", activation="activation_fn"), ()),
+    }),
+    # X-Codec's semantic encoder and decoder: residual units act -> conv1 -> act -> conv2 (+ input); the decoder's conv2
+    # reads its blocks' residual stream
+    **_family("xcodec.modeling_xcodec", {
+        "XcodecResidualUnit": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="activation"), ()),
+        "SemanticDecoder": (_no_groups, ("conv_blocks",)),
+    }),
     **_family("xcodec2.modeling_xcodec2", {
         "Xcodec2ResNetBlock": (_group_norm_resnet_block, ()), "Xcodec2Attention": (_attention, ()),
         "Xcodec2SemanticAdapter": (functools.partial(_two_layer_mlp, first="conv2", second="conv3", activation="act2"), ()),
@@ -3960,6 +3988,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("cvt.modeling_cvt", {  # the values after a depthwise conv projection over the residual stream
         "CvtLayer": (functools.partial(_bert_layer, family="Cvt", activation="activation"), ("attention",)),
         "CvtAttention": (functools.partial(_bert_attention, attention_attr="attention", value_attr="projection_value", heads_attr="num_heads", head_dim_attr=None), ()),
+        "CvtStage": (_no_groups, ("layers",)),  # its convolutional embedding reads the pixels or the last stage's residual stream
     }),
     **_family("pixtral.modeling_pixtral", {"PixtralAttention": (_HEADS_OWN_VALUES, ())}),  # 2-D rotary on q and k; block-diagonal mask per image
     # vision towers of multimodal models: per-head values -> the output projection, and their MLPs
@@ -4164,6 +4193,16 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
             ("hy_v4_vl.modeling_hy_v4_vl", "HYV4VLVisionPatchMerger", (functools.partial(_two_layer_mlp, first="proj_conv", second="proj_out", activation="proj_act"), ())),
         )
     },
+    **_family("glm5_next.modeling_glm5_next", {
+        "Glm5NextTextMLP": (_gated_mlp, ()),  # gate and up clamped elementwise
+        # the linear attention's forget gate: f_a_proj -> f_b_proj with nothing between (a low-rank projection)
+        "Glm5NextTextForgetGate": (functools.partial(_two_layer_mlp, first="f_a_proj", second="f_b_proj", activation=None), ()),
+    }),
+    **_family("xlnet.modeling_xlnet", {"XLNetFeedForward": (functools.partial(_two_layer_mlp, first="layer_1", second="layer_2", activation="activation_function"), ())}),
+    # the speaker classifier: relu -> dense -> relu -> out_proj
+    **_family("nemotron3_diarization.modeling_nemotron3_diarization", {"Nemotron3DiarizationClassificationHead": (_DENSE_OUT_HEAD, ())}),
+    # each level's patch embedder reads the last level's residual stream (its conv blocks' MLPs have rules of their own)
+    **_family("muse_spark.modeling_muse_spark", {"MuseSparkAudioLayer": (_no_groups, ("conv_blocks",))}),
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),
     **{  # CLIP's and SigLIP's attention (v_proj -> out_proj per head) in code of their own (Ovis 2.5's, OWL-ViT's and
         # Chinese-CLIP's repeat these classes' code)
@@ -4305,12 +4344,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "BarkSelfAttention": (functools.partial(_stacked_qkv_attention, fused="att_proj", output="out_proj"), ()),
         "BarkMLP": (functools.partial(_two_layer_mlp, first="in_proj", second="out_proj", activation="gelu"), ()),
     }),
-    # BART's attention in older copies: Speech2Text's, SeamlessM4T's (its text encoder and decoder)
+    # BART's attention in older copies: Speech2Text's, SeamlessM4T's (its text encoder and decoder), SpeechT5's (a relative
+    # position bias on the scores only)
     **{
         (f"transformers.models.{module}", cls): (_OUT_PROJ_ATTENTION, ())
         for module, cls in (
             ("speech_to_text.modeling_speech_to_text", "Speech2TextAttention"), ("seamless_m4t.modeling_seamless_m4t", "SeamlessM4TAttention"),
-            ("seamless_m4t_v2.modeling_seamless_m4t_v2", "SeamlessM4Tv2Attention"),
+            ("seamless_m4t_v2.modeling_seamless_m4t_v2", "SeamlessM4Tv2Attention"), ("speecht5.modeling_speecht5", "SpeechT5Attention"),
         )
     },  # fmt: skip
     # BART's layout with other attentions: NLLB-MoE (each expert its own fc1 -> fc2), FSMT, LED (Longformer's attention in
@@ -4348,7 +4388,8 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("poolformer.modeling_poolformer", {"PoolFormerOutput": (functools.partial(_two_layer_mlp, first="conv1", second="conv2", activation="act_fn"), ())}),  # conv1 -> act -> drop path (per sample) -> conv2
     **_family("persimmon.modeling_persimmon", {"PersimmonAttention": (functools.partial(_per_head_qkv, head_dim_attr="head_dim"), ())}),
     **_family("seed_oss.modeling_seed_oss", {"SeedOssMLP": (_gated_mlp, ())}),  # dropout after down_proj
-    **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ())}),
+    # a stage's downsampling conv (and its channels-first norm) reads the last stage's residual stream
+    **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ()), "ConvNextStage": (_no_groups, ("layers",))}),
     **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
     **_family("efficientnet.modeling_efficientnet", {"EfficientNetBlock": (_efficientnet_block, ())}),
     **_family("mobilevit.modeling_mobilevit", {
@@ -4357,7 +4398,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "MobileViTTransformerLayer": (functools.partial(_bert_layer, family="MobileViT"), ("attention",)),
         "MobileViTAttention": (functools.partial(_bert_attention, attention_attr="attention"), ()),
     }),
-    **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ())}),
+    **_family("convnextv2.modeling_convnextv2", {"ConvNextV2Layer": (_convnextv2_mlp, ()), "ConvNextV2Stage": (_no_groups, ("layers",))}),
     **_family("florence2.modeling_florence2", {  # Florence-2's DaViT vision tower: window attention (fused qkv's value heads -> proj)
         "Florence2VisionWindowAttention": (functools.partial(_stacked_qkv_attention, output="proj"), ()),
         "Florence2VisionChannelAttention": (_channel_group_attention, ()),

@@ -1145,6 +1145,8 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
                     head_dim=8, initializer_range=0.2, index_topk=4, index_head_dim=16, index_n_heads=2, indexer_types=["full", "shared"], **rope,
                 )) for family, rope in (("hy_v4", {}), ("hy_v4_vl_text", mrope(2, 1, 1)))],
                 ("axk1", dict(head_dim=8)),  # the rotary size
+                # dots.3 Note's language model: a sigmoid gate per head on the attention output (weights of 0.2, as HY-V4's)
+                ("dots3_note_text", dict(head_dim=8, initializer_range=0.2, index_topk=4, index_head_dim=16, index_n_heads=2, layer_types=["indexed_attention"] * 2)),
                 # q_gate_proj from both forms of the query latent, each head's query then its output gate; gated norms of rank 8 (weights
                 # of 0.2: at 0.02 the gates stay near sigmoid(0) and their order does not reach the outputs)
                 ("axk2", dict(head_dim=8, index_topk=4, index_head_dim=16, index_n_heads=2, gated_norm_rank=8, initializer_range=0.2)),
@@ -2145,6 +2147,51 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             )),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
         ),
+        # GLPN's encoder: SegFormer's before its refactor, BERT's attention layout
+        "glpn": lambda: (
+            transformers.GLPNModel(transformers.GLPNConfig(
+                num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[32, 64], num_attention_heads=[1, 2], sr_ratios=[2, 1],
+                patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[4, 4],
+            )),
+            pixels,
+        ),
+        "xlnet": lambda: (transformers.XLNetModel(transformers.XLNetConfig(vocab_size=64, d_model=64, n_layer=1, n_head=4, d_head=16, d_inner=96)), ids),
+        # GLM-5 Next's text model: a linear-attention layer (its forget gate's low-rank pair) and a dense, clamped gated MLP
+        "glm5_next_text": lambda: (transformers.Glm5NextTextModel(transformers.Glm5NextTextConfig(
+            **lm, pad_token_id=0, num_key_value_heads=4, layer_types=["linear_attention"], mlp_layer_types=["dense"], linear_head_dim=16, linear_num_heads=4,
+            hc_mult=2, kv_lora_rank=32, q_lora_rank=32, qk_nope_head_dim=16, v_head_dim=16,
+        )), ids),
+        # ERNIE 4.5 VL's language model (its own multimodal rotary: height and width frequencies interleaved) and its
+        # resampler's MLP alone (fc1 -> GELU -> fc2 -> norm)
+        "ernie4_5_vl_moe_text": lambda: (transformers.Ernie4_5_VLMoeTextModel(transformers.Ernie4_5_VLMoeTextConfig(
+            **lm, num_key_value_heads=2, head_dim=16, mlp_layer_types=["dense"], **mrope(3, 3, 2),
+        )), ids),
+        "ernie4_5_vl_moe_resampler_mlp": lambda: (
+            transformers.models.ernie4_5_vl_moe.modeling_ernie4_5_vl_moe.Ernie4_5_VLMoeVisionMLP(transformers.Ernie4_5_VLMoeConfig(), 32, 64),
+            {"hidden_states": torch.randn(2, 5, 32)},
+        ),
+        "prophetnet": lambda: (  # its decoder's n-gram self-attention: the main stream and 2 predicting streams
+            transformers.ProphetNetModel(transformers.ProphetNetConfig(vocab_size=64, hidden_size=32, encoder_ffn_dim=64, decoder_ffn_dim=64, num_encoder_layers=1,
+                num_decoder_layers=1, num_encoder_attention_heads=4, num_decoder_attention_heads=4, ngram=2)),
+            {**ids, **decoder},
+        ),
+        "speecht5": lambda: (  # its bare encoder-decoder (no pre-nets): hidden states in; a relative position bias on the scores
+            transformers.SpeechT5Model(transformers.SpeechT5Config(vocab_size=64, hidden_size=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64)),
+            {"input_values": torch.randn(2, 10, 32), "decoder_input_values": torch.randn(2, 5, 32)},
+        ),
+        "xcodec_semantic_decoder": lambda: (  # X-Codec's semantic decoder alone: its residual units, then conv2 over their residual stream
+            transformers.models.xcodec.modeling_xcodec.SemanticDecoder(transformers.XcodecConfig(
+                semantic_model_config={"model_type": "hubert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64},
+            )),
+            {"hidden_state": torch.randn(2, 32, 12)},
+        ),
+        "nemotron3_diarization_head": lambda: (  # the speaker classifier alone: relu -> dense -> relu -> out_proj
+            transformers.models.nemotron3_diarization.modeling_nemotron3_diarization.Nemotron3DiarizationClassificationHead(
+                transformers.models.nemotron3_diarization.configuration_nemotron3_diarization.Nemotron3DiarizationHeadConfig(hidden_size=32, num_speakers=4)
+            ),
+            {"hidden_states": torch.randn(2, 10, 32)},
+        ),
         "pvt": lambda: (transformers.PvtModel(transformers.PvtConfig(
             image_size=32, num_encoder_blocks=2, depths=[1, 1], sequence_reduction_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[4, 2], strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2],
         )), {"pixel_values": torch.randn(2, 3, 32, 32)}),
@@ -2526,7 +2573,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32; NeoMME's exclusive
     # self-attention normalises the values in float32; Gemma 3n's and Gemma 4's audio norms and attention and VibeVoice's RMS norms compute in float32;
     # MRA's attention casts its inputs to float32
-    if name in ("mra", "vibevoice-diffusion_head", "gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("mra", "vibevoice-diffusion_head", "gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "dots3_note_text", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2554,6 +2601,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *[(family, [f"{cls}Attention"] * 3 + [f"{cls}MLP"] + [f"{cls}Attention"] * 3 + [f"{cls}Experts", f"{cls}MLP"]) for family, cls in (
             ("deepseek_v32", "DeepseekV32"), ("glm_moe_dsa", "GlmMoeDsa"), ("hy_v4", "HYV4"), ("hy_v4_vl_text", "HYV4VL"), ("axk1", "AXK1"),
         )],
+        ("dots3_note_text", ["Dots3NoteTextAttention"] * 3 + ["Dots3NoteTextMLP"] + ["Dots3NoteTextAttention"] * 3 + ["Dots3NoteExperts", "Dots3NoteTextMLP"]),
         # the gated norms' gate MLPs (the dense layer's input norm; the MoE layer's two)
         ("axk2", ["AXK2Attention"] * 3 + ["AXK2MLP", "AXK2GateMLP"] + ["AXK2Attention"] * 3 + ["AXK2Experts", "AXK2MLP", "AXK2GateMLP", "AXK2GateMLP"]),
         ("minicpm3", (["MiniCPM3Attention"] * 3 + ["MiniCPM3MLP"]) * 2),
@@ -2854,6 +2902,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("pvt", ["PvtAttention", "PvtFFN"] * 2),  # spatially reduced keys and values
         ("pvt_v2", ["PvtV2ConvFeedForwardNetwork", "PvtV2SelfAttention"] * 2),  # dense1 -> depthwise conv -> act -> dense2
         ("pvt_v2-linear", ["PvtV2ConvFeedForwardNetwork", "PvtV2SelfAttention"] * 2),
+        ("glpn", ["GLPNAttention", "GLPNMixFFN"] * 2),  # dense1 -> depthwise conv -> act -> dense2
+        ("xlnet", ["XLNetFeedForward"]),  # its attention's weights are parameters, not layers
+        ("glm5_next_text", ["Glm5NextTextForgetGate", "Glm5NextTextLinearAttention", "Glm5NextTextLinearAttention", "Glm5NextTextMLP"]),
+        ("nemotron3_diarization_head", ["Nemotron3DiarizationClassificationHead"]),
+        ("speecht5", ["SpeechT5Attention"] * 3 + ["SpeechT5FeedForward"] * 2),
+        ("ernie4_5_vl_moe_text", ["Ernie4_5_VLMoeMLP", "Ernie4_5_VLMoeTextAttention"]),
+        ("ernie4_5_vl_moe_resampler_mlp", ["Ernie4_5_VLMoeVisionMLP"]),
+        ("prophetnet", ["ProphetNetAttention"] * 2 + ["ProphetNetFeedForward"] * 2 + ["ProphetNetNgramSelfAttention"]),
+        ("xcodec_semantic_decoder", ["XcodecResidualUnit"] * 4),  # two blocks of two
         ("t5", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense"]),
         ("t5-gated", ["T5Attention", "T5DenseGatedActDense", "T5Attention", "T5Attention", "T5DenseGatedActDense"]),
         ("mt5", ["MT5Attention", "MT5DenseGatedActDense", "MT5Attention", "MT5Attention", "MT5DenseGatedActDense"]),
@@ -3822,4 +3879,17 @@ def test_oneformer_decoder_says_why_its_memory_projection_stays() -> None:
     reasons = {s.layers: s.reason for s in permute(model).skipped}
     (decoder,) = [layers for layers, reason in reasons.items() if reason.startswith("OneFormerTransformerDecoder: query_input_projection's outputs")]
     assert decoder[0].endswith("transformer_module.decoder")
+    assert not any("has no permutation rule" in reason for reason in reasons.values()), reasons
+
+
+@pytest.mark.parametrize("name", ["convnext", "convnextv2", "cvt", "segformer", "pvt_v2", "glpn"])
+def test_a_stage_s_embedding_reads_the_residual_stream_and_is_not_unruled(name: str) -> None:
+    """The convolution that opens each stage (ConvNeXt's downsampling, CvT's, SegFormer's and PVT v2's patch embeddings)
+    reads the pixels or the last stage's residual stream: no channels to permute, which the report must say so, not
+    call the stage a class without a rule."""
+    model, _ = _family_model(name)
+    report = permute(model)
+    stems = ("downsampling_layer", "embedding", "patch_embeddings", "patch_embedding")
+    reasons = {layer: s.reason for s in report.skipped for layer in s.layers if any(f".{stem}." in f".{layer}." for stem in stems)}
+    assert reasons, report.skipped  # the second stage's at least
     assert not any("has no permutation rule" in reason for reason in reasons.values()), reasons
