@@ -88,6 +88,7 @@ FAMILIES = {
         logits=True,
     ),
 }  # fmt: skip
+NOTHING = "calibrated with nothing to prune"  # the markdown's status for a row with no layer to prune
 MAGNITUDE_THERE = "magnitude's mask there: "  # the report's notes on layers (or parts) the calibration left without importance
 LENGTH, PADDED = 16, 4  # tokens per sequence; the second sequence's last PADDED are padding
 SAMPLES = 4000  # audio samples per clip; the second clip's last quarter is padding
@@ -376,6 +377,12 @@ def cover(model_type: str, timeout: int, family: Family = FAMILIES["data"]) -> d
     return row
 
 
+def _checked(row: dict[str, Any]) -> bool:
+    """Whether a row's model was calibrated with layers to prune: one with none (magnitude prunes none of the layers
+    the inputs reach) checked nothing, and is listed apart."""
+    return row["status"] == "calibrated" and row["layers"] > 0
+
+
 def _problems(row: dict[str, Any], methods: dict[str, dict[str, Any]]) -> list[str]:
     """What in a calibrated row is sparse24's bug: a method that raised other than a clear refusal, a non-finite output."""
     if row["status"] == "failed":
@@ -409,7 +416,7 @@ def markdown(results: dict) -> str:
     family = FAMILIES[results.get("family", "data")]  # a file from before --taylor names none: Wanda's and SparseGPT's
     methods, last = family.methods, list(family.methods)[-1]
     rows = results["types"]
-    done = [r for r in rows if r["status"] == "calibrated"]
+    done = [r for r in rows if _checked(r)]
     whole = [r for r in done if all(r[m].get("pruned") == r["layers"] for m in methods)]
     refused = [r for r in done if any("refused" in r[m] for m in methods)]
     bugs = [r for r in rows if _problems(r, methods)]
@@ -418,7 +425,9 @@ def markdown(results: dict) -> str:
     logits = collections.Counter(r["logits"] for r in done if family.logits)
     apart = collections.defaultdict(list)
     for r in rows:
-        if r["status"] not in ("calibrated", "failed"):
+        if r["status"] == "calibrated" and not _checked(r):
+            apart[NOTHING].append({**r, "error": "magnitude prunes no layer these inputs reach: nothing was checked"})
+        elif r["status"] not in ("calibrated", "failed"):
             apart[r["status"]].append(r)
     counts = [sum(r[m].get("padding", False) for r in padded) for m in methods]
     lines = [
@@ -526,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     if bugs:
         print(f"error: sparse24 raised, or made the output non-finite, on {len(bugs)} model types: {', '.join(bugs)}", file=sys.stderr)
         return 1
-    if not any(r["status"] == "calibrated" for r in results["types"]):
+    if not any(_checked(r) for r in results["types"]):
         print("error: no model type built and ran on this bench's inputs: nothing was checked", file=sys.stderr)
         return 1
     return 0

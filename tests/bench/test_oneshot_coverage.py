@@ -84,6 +84,18 @@ def test_nothing_calibrated_is_a_failure_not_an_empty_success(tmp_path, capsys) 
     assert "nothing was checked" in capsys.readouterr().err
 
 
+def test_a_model_with_nothing_to_prune_is_listed_apart_not_counted(tmp_path, capsys) -> None:  # noqa: ANN001
+    """EnCodec's convolutions are all weight-normed (parametrized weights sparse24 leaves dense, with a note): its
+    forward runs, but no method has a layer to prune, so it checks nothing and a run of it alone fails."""
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "encodec"]) == 1
+    assert "nothing was checked" in capsys.readouterr().err
+    row = _rows(tmp_path)["encodec"]
+    assert row["status"] == "calibrated" and row["layers"] == 0 and row["inputs"] == ["input_values"]  # its mono clips
+    markdown = (tmp_path / "oneshot_coverage.md").read_text()
+    assert "1 types: 0 calibrated, 0 of them" in markdown and "; 1 calibrated with nothing to prune" in markdown
+    assert "| encodec | magnitude prunes no layer these inputs reach: nothing was checked |" in markdown
+
+
 def _patched(monkeypatch, method: str, effect) -> None:  # noqa: ANN001
     """sparsify as it is, but ``effect(model)`` runs instead of (or, returning a report, after) it for ``method``."""
     monkeypatch.undo()  # one patch at a time
