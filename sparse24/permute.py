@@ -3804,6 +3804,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # -> conv3 (conv1's and conv3's outputs join a residual), the decoder's fc -> embed (a Linear, then a conv over its channels)
     # ERNIE 4.5 VL's resampler: its spatial and temporal MLPs, fc1 -> GELU -> fc2 (then a norm over fc2's outputs)
     **_family("ernie4_5_vl_moe.modeling_ernie4_5_vl_moe", {"Ernie4_5_VLMoeVisionMLP": (functools.partial(_two_layer_mlp, activation="act_fn"), ())}),
+    # Funnel Transformer: relative attention (its positional and segment terms act on the queries and keys only), each
+    # head's values (v_head) -> post_proj; linear_1 -> act -> linear_2; the classifier's linear_hidden -> tanh -> linear_out
+    **_family("funnel.modeling_funnel", {
+        "FunnelRelMultiheadAttention": (functools.partial(_attention, groups=1, value="v_head", output="post_proj", head_dim_attr="config.d_head"), ()),
+        "FunnelPositionwiseFFN": (functools.partial(_two_layer_mlp, first="linear_1", second="linear_2", activation="activation_function"), ()),
+        "FunnelClassificationHead": (functools.partial(_two_layer_mlp, first="linear_hidden", second="linear_out", activation=None), ()),
+    }),
     # ProphetNet: BART's layout under its own names; its decoder's n-gram self-attention runs the main and the predicting
     # streams through the same value_proj, each head's values -> out_proj (a relative position bias on the scores only)
     **_family("prophetnet.modeling_prophetnet", {

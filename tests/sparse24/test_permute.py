@@ -2170,6 +2170,10 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             transformers.models.ernie4_5_vl_moe.modeling_ernie4_5_vl_moe.Ernie4_5_VLMoeVisionMLP(transformers.Ernie4_5_VLMoeConfig(), 32, 64),
             {"hidden_states": torch.randn(2, 5, 32)},
         ),
+        "funnel-classifier": lambda: (  # two blocks of one layer (the second pools the sequence), then the classifier on the first token
+            transformers.FunnelForSequenceClassification(transformers.FunnelConfig(vocab_size=64, block_sizes=[1, 1], d_model=32, n_head=4, d_head=8, d_inner=64, num_labels=3)),
+            ids,
+        ),
         "prophetnet": lambda: (  # its decoder's n-gram self-attention: the main stream and 2 predicting streams
             transformers.ProphetNetModel(transformers.ProphetNetConfig(vocab_size=64, hidden_size=32, encoder_ffn_dim=64, decoder_ffn_dim=64, num_encoder_layers=1,
                 num_decoder_layers=1, num_encoder_attention_heads=4, num_decoder_attention_heads=4, ngram=2)),
@@ -2909,6 +2913,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("speecht5", ["SpeechT5Attention"] * 3 + ["SpeechT5FeedForward"] * 2),
         ("ernie4_5_vl_moe_text", ["Ernie4_5_VLMoeMLP", "Ernie4_5_VLMoeTextAttention"]),
         ("ernie4_5_vl_moe_resampler_mlp", ["Ernie4_5_VLMoeVisionMLP"]),
+        ("funnel-classifier", ["FunnelPositionwiseFFN", "FunnelRelMultiheadAttention"] * 2 + ["FunnelClassificationHead"]),
         ("prophetnet", ["ProphetNetAttention"] * 2 + ["ProphetNetFeedForward"] * 2 + ["ProphetNetNgramSelfAttention"]),
         ("xcodec_semantic_decoder", ["XcodecResidualUnit"] * 4),  # two blocks of two
         ("t5", ["T5Attention", "T5DenseActDense", "T5Attention", "T5Attention", "T5DenseActDense"]),
