@@ -3814,8 +3814,7 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     # ProphetNet: BART's layout under its own names; its decoder's n-gram self-attention runs the main and the predicting
     # streams through the same value_proj, each head's values -> out_proj (a relative position bias on the scores only)
     **_family("prophetnet.modeling_prophetnet", {
-        "ProphetNetAttention": (functools.partial(_attention, groups=1, value="value_proj", output="out_proj"), ()),
-        "ProphetNetNgramSelfAttention": (functools.partial(_attention, groups=1, value="value_proj", output="out_proj"), ()),
+        **dict.fromkeys(("ProphetNetAttention", "ProphetNetNgramSelfAttention"), (functools.partial(_OUT_PROJ_ATTENTION, value="value_proj"), ())),
         "ProphetNetFeedForward": (functools.partial(_two_layer_mlp, first="intermediate", second="output", activation="activation_fn"), ()),
     }),
     # X-Codec's semantic encoder and decoder: residual units act -> conv1 -> act -> conv2 (+ input); the decoder's conv2
@@ -4206,8 +4205,10 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Glm5NextTextForgetGate": (functools.partial(_two_layer_mlp, first="f_a_proj", second="f_b_proj", activation=None), ()),
     }),
     **_family("xlnet.modeling_xlnet", {"XLNetFeedForward": (functools.partial(_two_layer_mlp, first="layer_1", second="layer_2", activation="activation_function"), ())}),
-    # the speaker classifier: relu -> dense -> relu -> out_proj
-    **_family("nemotron3_diarization.modeling_nemotron3_diarization", {"Nemotron3DiarizationClassificationHead": (_DENSE_OUT_HEAD, ())}),
+    # the speaker classifier: act -> dense -> act -> out_proj (act_fn a ReLU, checked elementwise)
+    **_family("nemotron3_diarization.modeling_nemotron3_diarization", {
+        "Nemotron3DiarizationClassificationHead": (functools.partial(_DENSE_OUT_HEAD, activation="act_fn"), ()),
+    }),
     # each level's patch embedder reads the last level's residual stream (its conv blocks' MLPs have rules of their own)
     **_family("muse_spark.modeling_muse_spark", {"MuseSparkAudioLayer": (_no_groups, ("conv_blocks",))}),
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),

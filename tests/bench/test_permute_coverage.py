@@ -89,11 +89,6 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
     assert f"| gpt2 | GPT2LMHeadModel | {row['parameters']:,} |" in markdown
 
 
-def _config(model: object, name: str = "") -> object:
-    config = model.config  # type: ignore[attr-defined]
-    return getattr(config, name) if name else config
-
-
 @pytest.mark.parametrize(
     "model_type, check",
     [
@@ -118,4 +113,4 @@ def test_the_tiny_config_keeps_the_sizes_tied_to_the_tiny_ones(model_type: str, 
     """Each of these types' tiny model did not build, or its forward failed, while only the shared sizes were set."""
     model = permute_coverage.tiny_model(model_type, "causal-lm")
     assert not isinstance(model, str), model
-    assert check(_config(model)), vars(_config(model))
+    assert check(model.config), vars(model.config)
