@@ -3890,8 +3890,8 @@ def test_oneformer_decoder_says_why_its_memory_projection_stays() -> None:
 @pytest.mark.parametrize("name", ["convnext", "convnextv2", "cvt", "segformer", "pvt_v2", "glpn"])
 def test_a_stage_s_embedding_reads_the_residual_stream_and_is_not_unruled(name: str) -> None:
     """The convolution that opens each stage (ConvNeXt's downsampling, CvT's, SegFormer's and PVT v2's patch embeddings)
-    reads the pixels or the last stage's residual stream: no channels to permute, which the report must say so, not
-    call the stage a class without a rule."""
+    reads the pixels or the last stage's residual stream: no channels to permute. The report must say that, not call
+    the stage a class without a rule."""
     model, _ = _family_model(name)
     report = permute(model)
     stems = ("downsampling_layer", "embedding", "patch_embeddings", "patch_embedding")
