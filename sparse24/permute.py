@@ -829,8 +829,8 @@ def _conv_norm_act(module: nn.Module, path: str, width: int, depthwise: bool) ->
     conv, norm, lab = (_attr(module, f"{path}.{part}") for part in ("convolution", "normalization", "lab"))
     if not (isinstance(conv, nn.Conv2d) and conv.out_channels == width and (_is_depthwise(conv, width) if depthwise else conv.groups == 1)):
         return f"{path}.convolution is not {'a depthwise' if depthwise else 'an ungrouped'} nn.Conv2d of {width} channels"
-    if not (isinstance(norm, nn.BatchNorm2d) and norm.num_features == width):
-        return f"{path}.normalization is not a BatchNorm2d of its {width} channels"
+    if not _batch_norm_2d(norm, width):
+        return f"{path}.normalization is not a BatchNorm2d (or a frozen one) of its {width} channels"
     if lab is not None and not isinstance(lab, nn.Identity) and not (_transformers_class(lab) or "").endswith("LearnableAffineBlock"):
         return f"{path}.lab is not a scalar learnable affine block"
     return _not_elementwise(module, f"{path}.activation")
@@ -1433,13 +1433,14 @@ def _relu_mlp(name: str, module: nn.Module) -> list[_Group | str]:
     return _layer_chain(name, module, ["layer1", "layer2", *third], None)
 
 
-def _relu_layers(name: str, module: nn.Module) -> list[_Group | str] | str:
+def _relu_layers(name: str, module: nn.Module, activation: str | None = None) -> list[_Group | str] | str:
     """DETR's MLPPredictionHead (the box heads of the detectors copying it): ``relu(layers[i](x))`` for all but the last
-    of the nn.ModuleList ``layers``, the ReLU fixed in the forward: one group per pair, as :func:`_two_layer_mlp`."""
+    of the nn.ModuleList ``layers``, the ReLU fixed in the forward: one group per pair, as :func:`_two_layer_mlp`.
+    ``activation``: the module's own elementwise activation instead (D-FINE's MLP: ``act``)."""
     count = len(getattr(module, "layers", ()))
     if getattr(module, "num_layers", None) != count:
         return f"num_layers ({getattr(module, 'num_layers', None)}) is not the number of its {count} layers"
-    return _layer_chain(name, module, _module_list(module), None)
+    return _layer_chain(name, module, _module_list(module), activation)
 
 
 def _conv_stem(
@@ -1470,10 +1471,18 @@ def _channels_first_layer_norm(norm: object, width: int) -> bool:
     return isinstance(norm, nn.LayerNorm) and getattr(norm, "data_format", None) == "channels_first" and tuple(norm.normalized_shape) == (width,)
 
 
+def _batch_norm_2d(norm: object, width: int) -> bool:
+    """A BatchNorm2d over ``width`` channels, or a detector's frozen copy of one (the backbones D-FINE, DEIMv2 and
+    RT-DETR load): per channel, its parameters and statistics move with it."""
+    if _frozen_batchnorm_class(type(norm)):
+        return tuple(getattr(norm, "weight", torch.empty(0)).shape) == (width,)
+    return type(norm) is nn.BatchNorm2d and norm.num_features == width
+
+
 def _channel_norm(norm: object, width: int) -> bool:
-    """A BatchNorm2d or a channels-first LayerNorm over ``width`` channels: each channel's parameters (and running
-    statistics) move with it."""
-    return (type(norm) is nn.BatchNorm2d and norm.num_features == width) or _channels_first_layer_norm(norm, width)
+    """A BatchNorm2d (or a frozen one) or a channels-first LayerNorm over ``width`` channels: each channel's
+    parameters (and running statistics) move with it."""
+    return _batch_norm_2d(norm, width) or _channels_first_layer_norm(norm, width)
 
 
 def _wav2vec2_conv_layer(layer: nn.Module) -> str | None:
@@ -2489,6 +2498,7 @@ _VQ_ATTN_BLOCK = functools.partial(_two_layer_mlp, first="v", second="proj_out",
 _LINEAR1_LINEAR2 = functools.partial(_two_layer_mlp, first="linear1", second="linear2", activation=None)  # the forward's own activation between
 _GLM_PATCH_MERGER = _all_of(_gated_mlp, functools.partial(_normed_fan_out, producer="proj", norm="post_projection_norm", consumers=("gate_proj", "up_proj")))
 _VALUE_PROJ_ATTENTION = functools.partial(_attention, groups=1, value="value", output="proj", head_dim_attr="attention_head_size")  # PVT v2, V-JEPA 2
+_ACT_LAYERS = functools.partial(_relu_layers, activation="act")  # D-FINE's and DEIMv2's MLP
 _DENSE_OUT_HEAD = functools.partial(_two_layer_mlp, first="dense", second="out_proj", activation=None)  # RoBERTa's classification head (tanh)
 _MLM_HEAD = functools.partial(_normed_fan_out, producer="dense", norm="layer_norm", consumers=("decoder",))  # RoBERTa's masked-LM head
 _SAM_ATTENTION = functools.partial(_stacked_qkv_attention, output="proj", heads_attr="num_attention_heads")
@@ -3077,52 +3087,210 @@ def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
     ]
 
 
-def _conv_norm_layer(name: str, module: nn.Module, attr: str, width: int) -> list[_Member] | str:
+def _conv_norm_layer(name: str, module: nn.Module, attr: str, width: int, piece: int = 0, pieces: int = 1) -> list[_Member] | str:
     """RT-DETR's ConvNormLayer ``attr`` (conv -> BatchNorm2d -> an elementwise activation; RF-DETR's: a channels-first
-    LayerNorm) writing ``width`` channels: the conv's filters with the norm's parameters and statistics."""
-    layer = getattr(module, attr, None)
+    LayerNorm) writing ``pieces`` runs of ``width`` channels (split after it, as D-FINE's ELAN and DEIMv2's CSP layers
+    do): run ``piece``'s filters with the norm's parameters and statistics."""
+    layer, total = getattr(module, attr, None), width * pieces
     conv, norm = getattr(layer, "conv", None), getattr(layer, "norm", None)
-    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == width and _channel_norm(norm, width)):
-        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d or channels-first LayerNorm over {width} channels"
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.out_channels == total and _channel_norm(norm, total)):
+        return f"{attr} is not an ungrouped Conv2d and a BatchNorm2d or channels-first LayerNorm over {total} channels"
     if not _elementwise_module(getattr(layer, "activation", None)):
         return f"{attr}.activation is not a known elementwise activation"
-    return _producer(_join(name, f"{attr}.conv"), conv, width) + _per_channel(_join(name, f"{attr}.norm"), norm, width)
+    one, offset = _uniform(width, width), piece * width
+    return _producer(_join(name, f"{attr}.conv"), conv, width, one, offset=offset) + _per_channel(_join(name, f"{attr}.norm"), norm, width, one, offset=offset)
+
+
+def _conv_norm_reader(name: str, module: nn.Module, attr: str, width: int, piece: int = 0, pieces: int = 1) -> list[_Member] | str:
+    """The input channels of ConvNormLayer ``attr``'s ungrouped conv reading ``pieces`` runs of ``width`` channels (a
+    concatenation): run ``piece``'s."""
+    conv = _attr(module, f"{attr}.conv")
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == width * pieces):
+        return f"{attr}.conv is not an ungrouped Conv2d reading {width * pieces} channels"
+    return _consumer(_join(name, f"{attr}.conv"), conv, width, _uniform(width, width), offset=piece * width)
+
+
+def _summed(parts: Sequence[list[_Member] | str]) -> list[_Member] | str:
+    """The members of channels summed from ``parts`` (or why one has none: the first reason)."""
+    problem = next((part for part in parts if isinstance(part, str)), None)
+    return problem if problem is not None else [m for part in parts for m in part]
+
+
+def _members_group(kind: str, width: int, parts: Sequence[list[_Member] | str]) -> _Group | str:
+    """One group of ``width`` channels from ``parts`` (each a list of members, or why it has none: the first reason)."""
+    members = _summed(parts)
+    return members if isinstance(members, str) else _Group(kind, width, 1, members)
+
+
+def _rep_vgg_output(name: str, block: nn.Module, width: int) -> list[_Member] | str:
+    """A RepVGG block's output channels ``act(conv1(y) + conv2(y))`` (two ConvNormLayers over the same ``width``
+    channels, 3 x 3 and 1 x 1): both convs' members, its ``activation`` elementwise."""
+    if not _elementwise_module(getattr(block, "activation", None)):
+        return f"{name}.activation is not a known elementwise activation"
+    return _summed([_conv_norm_layer(name, block, "conv1", width), _conv_norm_layer(name, block, "conv2", width)])
+
+
+def _bottlenecks(module: nn.Module) -> nn.Sequential | nn.ModuleList | None:
+    blocks = getattr(module, "bottlenecks", None)
+    return blocks if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) else None
+
+
+def _rep_vgg_chain(name: str, module: nn.Module, width: int, source: list[_Member] | str) -> list[_Group | str]:
+    """``source``'s ``width`` channels through ``module.bottlenecks``, RepVGG blocks one after another: source -> the
+    first block's two convs; in an nn.ModuleList (D-FINE's, DEIMv2's loop), each block's output -> the next one's
+    (an nn.Sequential, RT-DETR's, torch.fx traces)."""
+    blocks, kind = _bottlenecks(module), type(module).__name__
+    if blocks is None:
+        return ["bottlenecks is not a non-empty nn.Sequential or nn.ModuleList"]
+    found: list[_Group | str] = []
+    for i, block in enumerate(blocks if isinstance(blocks, nn.ModuleList) else blocks[:1]):
+        prefix = _join(name, f"bottlenecks.{i}")
+        found.append(_members_group(kind, width, [source, _conv_norm_reader(prefix, block, "conv1", width), _conv_norm_reader(prefix, block, "conv2", width)]))
+        source = _rep_vgg_output(prefix, block, width)
+    return found
+
+
+def _last_rep_vgg(name: str, module: nn.Module, width: int) -> list[_Member] | str:
+    """The output channels of ``module``'s last bottleneck (:func:`_rep_vgg_output`)."""
+    blocks = _bottlenecks(module)
+    if blocks is None:
+        return "bottlenecks is not a non-empty nn.Sequential or nn.ModuleList"
+    return _rep_vgg_output(_join(name, f"bottlenecks.{len(blocks) - 1}"), blocks[-1], width)
+
+
+def _csp_width(module: nn.Module, attr: str) -> int | None:
+    return getattr(_attr(module, f"{attr}.conv"), "out_channels", None)
 
 
 def _csp_rep_layer(name: str, module: nn.Module) -> list[_Group | str]:
-    """RT-DETR's CSPRepLayer: ``conv3(bottlenecks(conv1(x)) + conv2(x))``, each bottleneck a RepVGG block
-    ``act(conv1(y) + conv2(y))`` (two ConvNormLayers, 3 x 3 and 1 x 1, on the same channels). conv1's channels -> the
-    first bottleneck's two convs; the chain of bottlenecks is torch.fx's (an nn.Sequential); the last bottleneck's
-    channels and conv2's, summed -> conv3 when conv3 is a ConvNormLayer (else, hidden_expansion 1, they are the
-    layer's output)."""
-    blocks = getattr(module, "bottlenecks", None)
-    width = getattr(_attr(module, "conv1.conv"), "out_channels", None)
-    if not (isinstance(blocks, nn.Sequential) and len(blocks) and isinstance(width, int)):
-        return ["bottlenecks is not a non-empty nn.Sequential, or conv1 has no conv"]
-
-    def reads(layer: nn.Module, attr: str) -> nn.Conv2d | None:  # an ungrouped conv reading the width's channels
-        conv = _attr(layer, f"{attr}.conv")
-        return conv if isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == width else None
-
-    kind, found = type(module).__name__, []
-    first = _conv_norm_layer(name, module, "conv1", width)
-    readers = [reads(blocks[0], "conv1"), reads(blocks[0], "conv2")]
-    if isinstance(first, str) or None in readers:
-        found.append(first if isinstance(first, str) else f"bottlenecks.0's conv1 and conv2 are not ungrouped Conv2d reading conv1's {width} channels")
-    else:
-        found.append(_Group(kind, width, 1, first + [m for attr, c in zip(("conv1", "conv2"), readers) for m in _consumer(_join(name, f"bottlenecks.0.{attr}.conv"), c, width)]))
-    if isinstance(getattr(module, "conv3", None), nn.Identity):
-        return found
-    last = _join(name, f"bottlenecks.{len(blocks) - 1}")
-    summed = [_conv_norm_layer(last, blocks[-1], "conv1", width), _conv_norm_layer(last, blocks[-1], "conv2", width), _conv_norm_layer(name, module, "conv2", width)]
-    problem = next((s for s in summed if isinstance(s, str)), None)
-    if problem is None and not _elementwise_module(getattr(blocks[-1], "activation", None)):
-        problem = "the last bottleneck's activation is not a known elementwise activation"
-    reader = reads(module, "conv3")
-    if problem is None and reader is None:
-        problem = f"conv3 is not an ungrouped Conv2d reading the {width} summed channels"
-    found.append(problem or _Group(kind, width, 1, [m for s in summed for m in s] + _consumer(_join(name, "conv3.conv"), reader, width)))
+    """RT-DETR's (and D-FINE's) CSPRepLayer: ``conv3(bottlenecks(conv1(x)) + conv2(x))``, each bottleneck a RepVGG
+    block ``act(conv1(y) + conv2(y))`` (two ConvNormLayers, 3 x 3 and 1 x 1, on the same channels). conv1's channels
+    -> the first bottleneck's two convs, each bottleneck's -> the next one's (:func:`_rep_vgg_chain`); the last
+    bottleneck's channels and conv2's, summed -> conv3 when conv3 is a ConvNormLayer (else, hidden_expansion 1, they
+    are the layer's output: :func:`_csp_rep_output`)."""
+    width = _csp_width(module, "conv1")
+    if not isinstance(width, int):
+        return ["conv1 has no conv"]
+    found = _rep_vgg_chain(name, module, width, _conv_norm_layer(name, module, "conv1", width))
+    if not isinstance(getattr(module, "conv3", None), nn.Identity):
+        summed = [_last_rep_vgg(name, module, width), _conv_norm_layer(name, module, "conv2", width), _conv_norm_reader(name, module, "conv3", width)]
+        found.append(_members_group(type(module).__name__, width, summed))
     return found
+
+
+def _csp_rep_output(name: str, module: nn.Module) -> tuple[list[_Member] | str, int]:
+    """A CSPRepLayer's output channels and their number: conv3's (a ConvNormLayer), else the last bottleneck's and
+    conv2's, summed."""
+    if not isinstance(getattr(module, "conv3", None), nn.Identity):
+        width = _csp_width(module, "conv3") or 0
+        return _conv_norm_layer(name, module, "conv3", width), width
+    width = _csp_width(module, "conv2") or 0
+    return _summed([_last_rep_vgg(name, module, width), _conv_norm_layer(name, module, "conv2", width)]), width
+
+
+def _split_csp_rep_layer(name: str, module: nn.Module) -> list[_Group | str]:
+    """DEIMv2's CSPRepLayer: ``conv2(residual + bottlenecks(hidden))`` where ``residual, hidden = conv1(x).chunk(2)``:
+    conv1's second half -> the first bottleneck's two convs, each bottleneck's -> the next one's
+    (:func:`_rep_vgg_chain`); conv1's first half and the last bottleneck's channels, summed -> conv2 when it is a
+    ConvNormLayer (else, no trailing conv, they are the layer's output: :func:`_split_csp_rep_output`)."""
+    total = _csp_width(module, "conv1")
+    if not (isinstance(total, int) and total % 2 == 0):
+        return ["conv1 has no conv of an even number of channels"]
+    width = total // 2
+    found = _rep_vgg_chain(name, module, width, _conv_norm_layer(name, module, "conv1", width, piece=1, pieces=2))
+    if not isinstance(getattr(module, "conv2", None), nn.Identity):
+        summed = [_conv_norm_layer(name, module, "conv1", width, piece=0, pieces=2), _last_rep_vgg(name, module, width), _conv_norm_reader(name, module, "conv2", width)]
+        found.append(_members_group(type(module).__name__, width, summed))
+    return found
+
+
+def _split_csp_rep_output(name: str, module: nn.Module) -> tuple[list[_Member] | str, int]:
+    """DEIMv2's CSPRepLayer's output channels and their number: conv2's (a ConvNormLayer), else conv1's first half
+    and the last bottleneck's, summed."""
+    if not isinstance(getattr(module, "conv2", None), nn.Identity):
+        width = _csp_width(module, "conv2") or 0
+        return _conv_norm_layer(name, module, "conv2", width), width
+    width = (_csp_width(module, "conv1") or 0) // 2
+    return _summed([_conv_norm_layer(name, module, "conv1", width, piece=0, pieces=2), _last_rep_vgg(name, module, width)]), width
+
+
+def _rep_ncsp_elan4(name: str, module: nn.Module) -> list[_Group | str]:
+    """D-FINE's RepNCSPELAN4: ``a, b = conv1(x).split(conv_dim)``; ``c = conv2(csp_rep1(b))``; ``d =
+    conv3(csp_rep2(c))``; ``conv4(cat(a, b, c, d))``. conv1's halves -> their parts of conv4 (b -> csp_rep1's conv1
+    and conv2 too); csp_rep1's output -> conv2; conv2's -> csp_rep2's conv1 and conv2 and its part of conv4;
+    csp_rep2's output -> conv3; conv3's -> its part of conv4. Inside each CSP layer: its own rule."""
+    half, kind = getattr(module, "conv_dim", None), type(module).__name__
+    csp1, csp2 = (_join(name, attr) for attr in ("csp_rep1", "csp_rep2"))
+    out1, mid = _csp_rep_output(csp1, getattr(module, "csp_rep1", None))
+    out2, _ = _csp_rep_output(csp2, getattr(module, "csp_rep2", None))
+    if not (isinstance(half, int) and half > 0 and mid > 0 and _csp_width(module, "conv1") == 2 * half and _csp_width(module, "conv2") == _csp_width(module, "conv3") == mid):
+        return ["conv1 is not 2 x conv_dim wide, or conv2 and conv3 not as wide as csp_rep1's output"]
+    sizes = (half, half, mid, mid)
+    total = sum(sizes)
+
+    def part(piece: int) -> list[_Member] | str:  # conv4's columns of the concatenation's piece
+        conv = _attr(module, "conv4.conv")
+        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == total):
+            return f"conv4.conv is not an ungrouped Conv2d reading the {total} concatenated channels"
+        return _consumer(_join(name, "conv4.conv"), conv, sizes[piece], _uniform(sizes[piece], sizes[piece]), offset=sum(sizes[:piece]))
+
+    def reads(csp: str, width: int) -> list[list[_Member] | str]:  # a CSP layer's conv1 and conv2 read the channels
+        layer = getattr(module, csp.rpartition(".")[2], None)
+        return [_conv_norm_reader(csp, layer, "conv1", width), _conv_norm_reader(csp, layer, "conv2", width)]
+
+    return [
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part(0)]),
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=1, pieces=2), part(1), *reads(csp1, half)]),
+        _members_group(kind, mid, [out1, _conv_norm_reader(name, module, "conv2", mid)]),
+        _members_group(kind, mid, [_conv_norm_layer(name, module, "conv2", mid), part(2), *reads(csp2, mid)]),
+        _members_group(kind, mid, [out2, _conv_norm_reader(name, module, "conv3", mid)]),
+        _members_group(kind, mid, [_conv_norm_layer(name, module, "conv3", mid), part(3)]),
+    ]
+
+
+def _rep_ncsp_elan5(name: str, module: nn.Module) -> list[_Group | str]:
+    """DEIMv2's RepNCSPELAN5: ``a, b = conv1(x).chunk(2)``; ``c = csp_rep1(b)``; ``d = csp_rep2(c)``;
+    ``conv2(cat(a, b, c, d))``. Each piece -> its part of conv2; b -> csp_rep1's conv1 too, c -> csp_rep2's (each
+    CSP layer's conv1 reads its input; inside, its own rule)."""
+    total = _csp_width(module, "conv1")
+    if not (isinstance(total, int) and total % 2 == 0 and getattr(module, "csp_rep1", None) is not None):
+        return ["conv1 has no conv of an even number of channels, or csp_rep1 is missing"]
+    half, kind = total // 2, type(module).__name__
+    csp1, csp2 = (_join(name, attr) for attr in ("csp_rep1", "csp_rep2"))
+    out1, mid = _split_csp_rep_output(csp1, getattr(module, "csp_rep1", None))
+    out2, _ = _split_csp_rep_output(csp2, getattr(module, "csp_rep2", None))
+    if mid <= 0:
+        return ["csp_rep1 has no output convs"]
+    sizes = (half, half, mid, mid)
+    conv = _attr(module, "conv2.conv")
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == sum(sizes)):
+        return [f"conv2.conv is not an ungrouped Conv2d reading the {sum(sizes)} concatenated channels"]
+
+    def part(piece: int) -> list[_Member]:  # conv2's columns of the concatenation's piece
+        return _consumer(_join(name, "conv2.conv"), conv, sizes[piece], _uniform(sizes[piece], sizes[piece]), offset=sum(sizes[:piece]))
+
+    return [
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part(0)]),
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=1, pieces=2), part(1), _conv_norm_reader(csp1, module.csp_rep1, "conv1", half)]),
+        _members_group(kind, mid, [out1, part(2), _conv_norm_reader(csp2, getattr(module, "csp_rep2", None), "conv1", mid)]),
+        _members_group(kind, mid, [out2, part(3)]),
+    ]
+
+
+def _sc_down(name: str, module: nn.Module) -> str:
+    """D-FINE's (DEIMv2's) SCDown: conv1, a 1 x 1 ConvNormLayer, then conv2, a depthwise strided one: conv1's channels
+    pass through conv2 (per channel) to the block's output, which the hybrid encoder concatenates with a feature map
+    in its own forward: they keep their order."""
+    return "conv1's channels pass through conv2 (depthwise) to the block's output, which the hybrid encoder concatenates in its own forward: they keep their order"
+
+
+def _unprojected_deformable_attention(name: str, module: nn.Module) -> str:
+    """D-FINE's (DEIMv2's) multiscale deformable attention: no value or output projection (the values are the
+    encoder's states as they come); sampling_offsets and attention_weights read the queries and write offsets and
+    weights: no hidden channels."""
+    if getattr(module, "value_proj", None) is not None or getattr(module, "output_proj", None) is not None:
+        return "it has a value_proj or output_proj, which this rule does not expect"
+    return "no value or output projection; sampling_offsets and attention_weights read the queries and write offsets and weights"
 
 
 def _conv_norm_pair(name: str, module: nn.Module) -> _Group | str:
@@ -3169,6 +3337,71 @@ def _c2f_layer(name: str, module: nn.Module) -> list[_Group | str]:
         else:
             readers = columns(1 + i) + (_consumer(_join(name, f"bottlenecks.{i}.conv1.conv"), following, width) if following is not None else [])
             found.append(_Group(kind, width, 1, source + readers))
+    return found
+
+
+def _linear_with_bn(module: nn.Module, attr: str, rows: int) -> tuple[nn.Linear, nn.BatchNorm1d] | str:
+    """LeViT's MLPLayerWithBN ``attr``: an nn.Linear writing ``rows`` channels, then a BatchNorm1d over them (the
+    tokens flattened into the batch: per channel)."""
+    linear, norm = _attr(module, f"{attr}.linear"), _attr(module, f"{attr}.batch_norm")
+    if not (_is_linear(linear) and linear.out_features == rows and type(norm) is nn.BatchNorm1d and norm.num_features == rows):
+        return f"{attr} is not an nn.Linear and a BatchNorm1d over {rows} channels"
+    return linear, norm
+
+
+def _levit_mlp(name: str, module: nn.Module) -> _Group | str:
+    """LeViT's MLP layer: linear_down(hardswish(linear_up(x))), each an MLPLayerWithBN: linear_up's rows with its
+    BatchNorm's parameters and statistics -> linear_down's linear."""
+    width = getattr(_attr(module, "linear_up.linear"), "out_features", None)
+    up, down = _linear_with_bn(module, "linear_up", width), _attr(module, "linear_down.linear")
+    if isinstance(up, str) or not (_is_linear(down) and down.in_features == width):
+        return up if isinstance(up, str) else f"linear_down.linear does not read linear_up's {width} channels"
+    if (refused := _not_elementwise(module, "activation")) is not None:
+        return refused
+    members = _producer(_join(name, "linear_up.linear"), up[0], width) + _per_channel(_join(name, "linear_up.batch_norm"), up[1], width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "linear_down.linear"), down, width))
+
+
+def _levit_attention(name: str, module: nn.Module, fused: str = "queries_keys_values", keys: int = 2) -> _Group | str:
+    """LeViT's attention: ``fused`` (an MLPLayerWithBN) writes, head after head, ``keys`` runs of key_dim (the query and
+    the key; the subsampling attention's keys_values: the key) and attention_ratio x key_dim values; each head's values
+    (their rows and their BatchNorm's parameters and statistics), weighted over the positions and through a
+    Hardswish -> the same head's columns of projection's linear. Each head its own order."""
+    heads, key_dim, ratio = (getattr(module, attr, None) for attr in ("num_attention_heads", "key_dim", "attention_ratio"))
+    if not all(isinstance(v, int) and v > 0 for v in (heads, key_dim, ratio)):
+        return "num_attention_heads, key_dim or attention_ratio missing"
+    width = ratio * key_dim
+    stride = keys * key_dim + width
+    found, out = _linear_with_bn(module, fused, heads * stride), _attr(module, "projection.linear")
+    if isinstance(found, str):
+        return found
+    if not (_is_linear(out) and out.in_features == heads * width):
+        return f"projection.linear does not read {heads} heads of {width} values"
+    if (refused := _not_elementwise(module, "activation")) is not None:
+        return refused
+    linear, norm = found
+    members = [
+        m
+        for h in range(heads)
+        for m in _producer(_join(name, f"{fused}.linear"), linear, width, torch.tensor([h]), offset=h * stride + keys * key_dim)
+        + _per_channel(_join(name, f"{fused}.batch_norm"), norm, width, torch.tensor([h]), offset=h * stride + keys * key_dim)
+    ]
+    return _Group(type(module).__name__, width, heads, members + _consumer(_join(name, "projection.linear"), out, width, torch.arange(heads)))
+
+
+def _levit_patch_embeddings(name: str, module: nn.Module) -> list[_Group | str]:
+    """LeViT's patch embedding: four strided convs, each with a BatchNorm2d, a Hardswish after each of the first three:
+    embedding_layer_k's filters with its BatchNorm's parameters and statistics -> embedding_layer_{k+1}'s conv."""
+    found: list[_Group | str] = []
+    for k in (1, 2, 3):
+        group = _two_layer_mlp(name, module, f"embedding_layer_{k}.convolution", f"embedding_layer_{k + 1}.convolution", f"activation_layer_{k}")
+        norm = _attr(module, f"embedding_layer_{k}.batch_norm")
+        if isinstance(group, _Group):
+            if type(norm) is nn.BatchNorm2d and norm.num_features == group.block:
+                group.members += _per_channel(_join(name, f"embedding_layer_{k}.batch_norm"), norm, group.block)
+            else:
+                group = f"embedding_layer_{k}.batch_norm is not a BatchNorm2d over its {group.block} channels"
+        found.append(group)
     return found
 
 
@@ -3387,6 +3620,24 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("deformable_detr.modeling_deformable_detr", {"DeformableDetrMultiscaleDeformableAttention": (_deformable_attention, ())}),
     **_family("rt_detr_v2.modeling_rt_detr_v2", {"RTDetrV2MultiscaleDeformableAttention": (_deformable_attention, ())}),  # points per level; bilinear or discrete sampling, per channel either way
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
+    # D-FINE and DEIMv2: RT-DETR's layout, their CSP layers' bottlenecks run in a loop (an nn.ModuleList), ELAN blocks
+    # of CSP layers; the decoder's deformable attention projects no values, its gateway gates cat(residual, attention)
+    **_family("d_fine.modeling_d_fine", {
+        "DFineCSPRepLayer": (_csp_rep_layer, ()),
+        "DFineRepNCSPELAN4": (_rep_ncsp_elan4, ("csp_rep1", "csp_rep2")),
+        "DFineSCDown": (_sc_down, ()),
+        "DFineMLP": (_ACT_LAYERS, ()),
+        "DFineMultiscaleDeformableAttention": (_unprojected_deformable_attention, ()),
+        "DFineDecoderLayer": (_no_groups, ("self_attn", "encoder_attn", "mlp")),
+    }),
+    **_family("deimv2.modeling_deimv2", {
+        "Deimv2CSPRepLayer": (_split_csp_rep_layer, ()),
+        "Deimv2RepNCSPELAN5": (_rep_ncsp_elan5, ("csp_rep1", "csp_rep2")),
+        "Deimv2SCDown": (_sc_down, ()),
+        "Deimv2MLP": (_ACT_LAYERS, ()),
+        "Deimv2MultiscaleDeformableAttention": (_unprojected_deformable_attention, ()),
+        "Deimv2DecoderLayer": (_no_groups, ("self_attn", "encoder_attn", "mlp")),
+    }),
     # LW-DETR and RF-DETR (one code): the decoder's self-attention (v_proj -> o_proj per head; values read the input
     # without the query positions) and MLP, LW-DETR's ViT attention, and the projector's C2F layers and RepVGG blocks
     **_families([("LwDetr", "lw_detr.modeling_lw_detr"), ("RfDetr", "rf_detr.modeling_rf_detr")], {
@@ -4400,6 +4651,14 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("convnext.modeling_convnext", {"ConvNextLayer": (_CONVNEXT_MLP, ()), "ConvNextStage": (_no_groups, ("layers",))}),
     **_family("mobilenet_v2.modeling_mobilenet_v2", {"MobileNetV2InvertedResidual": (_mobilenet_v2_block, ())}),
     **_family("efficientnet.modeling_efficientnet", {"EfficientNetBlock": (_efficientnet_block, ())}),
+    # LeViT: MLPLayerWithBN (a Linear, then a BatchNorm1d over its outputs) throughout; the attention's fused
+    # projection writes each head's query, key and values in turn
+    **_family("levit.modeling_levit", {
+        "LevitMLPLayer": (_levit_mlp, ()),
+        "LevitAttention": (_levit_attention, ()),
+        "LevitAttentionSubsample": (functools.partial(_levit_attention, fused="keys_values", keys=1), ()),
+        "LevitPatchEmbeddings": (_levit_patch_embeddings, ()),
+    }),
     **_family("mobilevit.modeling_mobilevit", {
         "MobileViTInvertedResidual": (functools.partial(_mobilenet_v2_block, layer="MobileViTConvLayer"), ()),
         "MobileViTLayer": (_mobilevit_layer, ("downsampling_layer", "transformer")),
@@ -5142,8 +5401,8 @@ class SkippedGroup:
 class PermutationReport:
     """What :func:`permute` did: the groups permuted, the ones skipped, and every tensor touched.
 
-    ``indices`` maps each tensor name (as in ``state_dict``) to the ``(dim, index)`` reorders
-    applied to it, in order (a fused experts tensor's index is ``[experts, size]``: each expert's
+    ``indices`` maps each tensor name (as in ``state_dict``; a tied tensor under each of its names)
+    to the ``(dim, index)`` reorders applied to it, in order (a fused experts tensor's index is ``[experts, size]``: each expert's
     slice has its own order along ``dim``); :meth:`permute_like` applies them to another tensor.
     """
 
@@ -5690,6 +5949,10 @@ def _permute(
                 per_expert[key][member.expert] = per_expert[key][member.expert][index]  # after the earlier reorders
     for (name, dim), index in per_expert.items():
         indices[name].append((dim, index))
+    named = {name: key for key, names in owners.items() for name in names}
+    for name in list(indices):  # a tied tensor's other names (a detector's box heads, held by the model and by its decoder)
+        for alias in owners.get(named.get(name), ()):
+            indices.setdefault(alias, list(indices[name]))
     _apply(plan)
     if reference is not None:
         try:

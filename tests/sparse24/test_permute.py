@@ -931,6 +931,18 @@ def _detector(transformers: Any, name: str) -> tuple[nn.Module, dict[str, torch.
             decoder_n_points=2, hidden_expansion=0.5 if name == "rt_detr-expanded" else 1.0, **layers,
         )
         return auto.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
+    if name.startswith(("d_fine", "deimv2")):  # an HGNetV2 backbone of three stages (the last of light layers), ELAN blocks of CSP layers of 2 RepVGG blocks
+        hgnet = transformers.HGNetV2Config(
+            stage_in_channels=[16, 32, 48], stage_mid_channels=[16, 16, 16], stage_out_channels=[32, 48, 64], stage_num_blocks=[1, 1, 1], stage_numb_of_layers=[2, 2, 2],
+            stage_downsample=[False, True, True], stage_light_block=[False, False, True], stage_kernel_size=[3, 3, 5], stage_downsample_strides=[2, 2, 2], stem_channels=[3, 8, 16],
+            depths=[1, 1, 1], hidden_sizes=[32, 48, 64], out_features=["stage1", "stage2", "stage3"],
+        )
+        extra = dict(encoder_has_trailing_conv=name != "deimv2-no-trailing-conv") if name.startswith("deimv2") else {}
+        config = (transformers.Deimv2Config if name.startswith("deimv2") else transformers.DFineConfig)(
+            backbone_config=hgnet, encoder_hidden_dim=32, encoder_in_channels=[32, 48, 64], feat_strides=[4, 8, 16], num_feature_levels=3, decoder_in_channels=[32, 32, 32],
+            decoder_n_points=2, depth_mult=0.67, lqe_hidden_dim=32, **{k: v for k, v in layers.items() if k != "decoder_layers"}, decoder_layers=2, **extra,
+        )
+        return auto.from_config(config), {"pixel_values": torch.randn(2, 3, 64, 64)}
     if name in ("lw_detr", "rf_detr"):  # a ViT of 2 layers (LW-DETR's; RF-DETR's windowed DINOv2), 8 x 8 patches, one projector level
         vit = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=4, out_indices=[2], num_windows=1)
         tower = transformers.LwDetrViTConfig(pretrain_image_size=32, **vit) if name == "lw_detr" else transformers.RfDetrDinov2Config(**vit)
@@ -2476,7 +2488,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             {"pixel_values": torch.randn(2, 3, 64, 64), "task_inputs": torch.randint(0, 64, (2, 8))},
         ),
         **{family: functools.partial(_detector, transformers, family) for family in ("detr", "conditional_detr", "table-transformer", "dab_detr", "deformable_detr", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "grounding_dino", "mm_grounding_dino", "lw_detr", "rf_detr")},
-        **{f"{family}-detection": functools.partial(_detector, transformers, f"{family}-detection") for family in ("detr", "conditional_detr", "deformable_detr", "deformable_detr-refine")},
+        **{f"{family}-detection": functools.partial(_detector, transformers, f"{family}-detection") for family in ("detr", "conditional_detr", "deformable_detr", "deformable_detr-refine", "d_fine", "deimv2", "deimv2-no-trailing-conv")},
         "yolos": lambda: (_encoder(transformers, "yolos", **{**{k: v for k, v in vision.items() if k != "num_labels"}, "image_size": [16, 16], "num_detection_tokens": 2}), pixels),
         "data2vec-vision": lambda: (_encoder(transformers, "data2vec-vision", **{k: v for k, v in vision.items() if k != "num_labels"}), pixels),
         "swinv2": lambda: (
@@ -2492,6 +2504,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         "qwen3_vl-vision": lambda: _qwen_vision(
             transformers, "qwen3_vl", "Qwen3VLVisionModel", "Qwen3VLVisionConfig", hidden_size=32, intermediate_size=64, out_hidden_size=48, num_position_embeddings=64, deepstack_visual_indexes=[],
         ),
+        "levit": lambda: (  # a patch embedding of 8, 16, 32, 64 channels; two stages (2 and 3 heads of key_dim 8), each an attention and an MLP, the first then subsampled by an attention
+            transformers.LevitModel(transformers.LevitConfig(
+                image_size=64, hidden_sizes=[64, 96], num_attention_heads=[2, 3], depths=[1, 1], key_dim=[8, 8], attention_ratio=[2, 2], mlp_ratio=[2, 2],
+                down_ops=[["Subsample", 8, 8, 4, 2, 2]],
+            )),
+            {"pixel_values": torch.randn(2, 3, 64, 64)},
+        ),
         "mobilevit": lambda: (
             transformers.MobileViTModel(transformers.MobileViTConfig(image_size=32, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[16, 16, 24, 24, 32, 32, 64])),
             {"pixel_values": torch.randn(2, 3, 32, 32)},
@@ -2503,7 +2522,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
             if parameter_name.rpartition(".")[2] == "bias" and not parameter.any():
                 parameter.normal_(std=0.1)
     for module in model.modules():  # GRN starts as the identity (zero weight and bias): make it matter
-        batch_norm = name in ("uvdoc-residual_block", "granite_speech5_encoder", "hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        batch_norm = name in ("uvdoc-residual_block", "granite_speech5_encoder", "hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "d_fine-detection", "deimv2-detection", "deimv2-no-trailing-conv-detection", "levit", "dpt", "textnet", "lw_detr", *_CONFORMERS) and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
         latent_norm = type(module).__name__.endswith("RMSNorm") and name.startswith(("deepseek", "longcat", "mistral4", "mistral_large4", "kimi_linear", "bailing_hybrid")) and getattr(module, "weight", torch.empty(0)).numel() in (16, 24)  # MLA's latents: weights that differ per channel
         if latent_norm:
             torch.nn.init.uniform_(module.weight, 0.5, 2.0)
@@ -2546,6 +2565,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__ == "RecurrentGemmaRglru":  # the gates' biases start at zero: a rule that left them behind would pass
             torch.nn.init.normal_(module.input_gate_bias)
             torch.nn.init.normal_(module.recurrent_gate_bias)
+        if type(module).__name__ in ("DFineDecoder", "Deimv2Decoder"):  # as RT-DETR's: the query position head's small weights barely reach the output
+            for layer in module.query_pos_head.layers:
+                torch.nn.init.normal_(layer.weight, std=0.5)
+            for head in [module.pre_bbox_head, *(module.bbox_embed or ())]:  # the box heads start at zero
+                torch.nn.init.normal_(head.layers[-1].weight, std=0.1)
+        if type(module).__name__ in ("DFineLQE", "Deimv2LQE"):  # the quality head's last layer starts at zero: its hidden channels would reach nothing
+            torch.nn.init.normal_(module.reg_conf.layers[-1].weight, std=0.5)
         if type(module).__name__.endswith("MLPPredictionHead"):  # RT-DETR's and Grounding DINO's box heads end at zero; RT-DETR's query
             for layer in module.layers:  # position head's small weights on 4 coordinates barely reach the output of one decoder layer
                 if isinstance(layer, nn.Linear) and (not layer.weight.any() or name.startswith("rt_detr")):
@@ -2562,7 +2588,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         if type(module).__name__.endswith("FrozenBatchNorm2d"):  # DETR's backbone: fixed statistics, per channel
             for buffer, values in (("weight", (0.5, 1.5)), ("bias", (-0.1, 0.1)), ("running_mean", (-0.1, 0.1)), ("running_var", (0.5, 2.0))):
                 torch.nn.init.uniform_(getattr(module, buffer), *values)
-        if isinstance(module, nn.Conv2d) and name in ("hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2"):
+        if isinstance(module, nn.Conv2d) and name in ("hgnet_v2", "pp_lcnet", "pp_lcnet_v4", "mobilenet_v2", "efficientnet", "mobilevit", "mobilevitv2", "rt_detr", "rt_detr-expanded", "rt_detr_v2", "d_fine-detection", "deimv2-detection", "deimv2-no-trailing-conv-detection", "levit"):
             torch.nn.init.kaiming_normal_(module.weight)  # the default std of 0.02 fades the input out within a few stages
         if batch_norm:  # weights and statistics that differ per channel, near the identity: deep ReLU6 stacks must not saturate
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -3049,6 +3075,15 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         *((name, [f"{prefix}Attention", f"{prefix}MLP", f"{prefix}MultiscaleDeformableAttention"] + [f"{prefix}C2FLayer"] * 5 + [f"{prefix}RepVggBlock"] * 3 + [f"{prefix}MLPPredictionHead"] * 3 + vit)
           for name, prefix, vit in (("lw_detr", "LwDetr", ["LwDetrViTAttention", "LwDetrViTMlp"] * 2), ("rf_detr", "RfDetr", ["RfDetrDinov2Attention", "RfDetrDinov2MLP"] * 2))),
         ("rt_detr_v2", ["RTDetrV2SelfAttention", "RTDetrV2MLP", "RTDetrV2SelfAttention", "RTDetrV2MultiscaleDeformableAttention", "RTDetrV2MLP"] + ["RTDetrV2CSPRepLayer"] * 4 + ["fx"] * 16 + ["RTDetrV2MLPPredictionHead"] * 3),
+        # D-FINE: each ELAN block's conv1 halves, csp_rep1's sum -> conv2, conv2 -> csp_rep2 and conv4, csp_rep2's sum -> conv3, conv3 -> conv4;
+        # in each CSP layer, conv1 -> the first RepVGG block -> the second; its HGNetV2 backbone's frozen BatchNorms; the MLPs (the LQE's too)
+        ("d_fine-detection", ["HGNetV2BasicLayer"] * 6 + ["DFineSelfAttention"] * 3 + ["DFineMLP"] * 11 + ["DFineRepNCSPELAN4"] * 24 + ["DFineCSPRepLayer"] * 16 + ["DFineMLPPredictionHead"] * 3 + ["fx"] * 3),
+        # DEIMv2: conv1's chunks and each CSP layer's output -> their parts of conv2 (and the next CSP layer); in a CSP layer, conv1's second chunk
+        # -> the RepVGG blocks, and its first chunk summed with their output -> the trailing conv2 (without one, the sum is the layer's output)
+        *[(family, ["HGNetV2BasicLayer"] * 6 + ["Deimv2SelfAttention"] * 3 + ["Deimv2MLP"] * 13 + ["Deimv2RepNCSPELAN5"] * 16 + ["Deimv2CSPRepLayer"] * csp + ["Deimv2SwiGLUFFN"] * 2 + ["fx"] * 3)
+          for family, csp in (("deimv2-detection", 24), ("deimv2-no-trailing-conv-detection", 16))],
+        # the patch embedding's convs (BatchNorm, Hardswish); per head, the values of the fused projection (its BatchNorm1d too) -> projection
+        ("levit", ["LevitPatchEmbeddings"] * 3 + ["LevitAttention"] * 2 + ["LevitMLPLayer"] * 3 + ["LevitAttentionSubsample"]),
         ("rt_detr-expanded", ["RTDetrSelfAttention", "RTDetrMLP", "RTDetrSelfAttention", "RTDetrMultiscaleDeformableAttention", "RTDetrMLP"] + ["RTDetrCSPRepLayer"] * 8 + ["fx"] * 16 + ["RTDetrMLPPredictionHead"] * 3),  # and the sum into conv3
         ("data2vec-vision", ["Data2VecVisionAttention", "Data2VecVisionLayer"]),
         ("swinv2", ["Swinv2Attention", "Swinv2Layer"] * 2),  # one block in each of two stages
@@ -3083,6 +3118,8 @@ def test_transformers_families_permute_and_compute_the_same_function(name: str, 
 _NEVER_RUN = {family: ["neck.fusion_stage.layers.0.residual_layer1.convolution2"] for family in ("dpt", "depth_anything")}
 # Conditional DETR's decoder scales the queries from its second layer on: with one layer, query_scale never runs
 _NEVER_RUN |= {"conditional_detr": ["decoder.query_scale.layers.1"], "conditional_detr-detection": ["model.decoder.query_scale.layers.1"]}
+# D-FINE's and DEIMv2's decoders score their last layer alone in eval mode: the first layer's quality head never runs
+_NEVER_RUN |= {family: ["model.decoder.lqe_layers.0.reg_conf.layers.1"] for family in ("d_fine-detection", "deimv2-detection", "deimv2-no-trailing-conv-detection")}
 # SAM 3 with a text prompt alone does not run its geometry encoder (box prompts; their pooling needs torchvision, not installed here)
 _NEVER_RUN |= {family: [f"geometry_encoder.layers.0.{layer}" for layer in ("self_attn.o_proj", "cross_attn.o_proj", "mlp.fc2")] for family in ("sam3", "sam3_lite_text")}
 # groups the forward runs but whose result the model drops: SAM's (SAM-HQ's, SAM 2's) multimask output leaves out the first mask token's
@@ -3245,7 +3282,7 @@ def test_multimodal_projectors_permute_and_compute_the_same_function(family: str
     assert _assert_every_group_reaches_the_outputs(reference, batch, report, ["last_hidden_state"]) == []
 
 
-@pytest.mark.parametrize("name", ["jetmoe", "deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "codegen", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr"])  # and convolution stems (3-D and 4-D weights)
+@pytest.mark.parametrize("name", ["jetmoe", "deepseek_v3-q_lora", "gpt_bigcode", "gpt_bigcode-classic", "codegen", "blip-vision", "qwen2_5_vl-vision", "llava", "moonshine", "qwen3_asr", "levit", "deimv2-detection"])  # and convolution stems (3-D and 4-D weights), halves of a conv's rows, frozen BatchNorms
 def test_family_rules_report_indices_that_reproduce_every_tensor(name: str) -> None:
     """The rules with slices of a tensor (MLA's latent rows and per-head values, a fused qkv's value heads): the report's
     indices move scores computed before the permutation exactly as the permutation moved the tensors."""
