@@ -2,7 +2,7 @@
 
 Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
 shrunk to 64-wide layers (one layer, 4 heads; nested configs too; only the keys it has, and the sizes tied to them: a
-rotary or latent-attention part of a head, a CNN's stages one block deep), as its causal LM where it has one, else its base
+rotary or latent-attention part of a head, experts 32 wide, a CNN's stages one block deep), as its causal LM where it has one, else its base
 model (``--task classify``: its sequence, image or audio classification model), and handed to ``sparse24.permute``,
 which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
 <class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
@@ -42,10 +42,11 @@ TASKS = {
 }
 # sizes tied to the tiny ones, set where the type's default config has the key (a number): an encoder-decoder's heads
 # (Whisper's), XLNet's head, a rotary part of a head (GPT-J, CodeGen), multi-head latent attention's parts (DeepSeek-V2
-# and V3, MiniCPM3...), outputs that must be the other tower's width (SigLIP's text projection, a pooler's)
+# and V3, MiniCPM3...), outputs that must be the other tower's width (SigLIP's text projection, a pooler's), a
+# mixture of experts' expert width (LongCat-Flash's 512 experts were 2048 wide: 201M parameters in its one layer)
 TIED = dict(
     encoder_attention_heads=4, decoder_attention_heads=4, d_head=16, rotary_dim=8, projection_size=64, pooler_output_size=64,
-    qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32,
+    qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32, moe_intermediate_size=32,
 )  # fmt: skip
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 
@@ -110,6 +111,8 @@ def _sizes(default: Any) -> dict[str, Any]:
             heads = held["num_attention_heads"]  # its heads per stage (PVT's), which each stage's width must hold
             per_stage = heads if isinstance(heads, (list, tuple)) and len(heads) == len(depths) else range(1, len(depths) + 1)
             sizes["hidden_sizes"] = [16 * n for n in per_stage]
+    if _held(default, "num_experts_per_tok") is None and isinstance(_held(default, "n_routed_experts"), int):
+        sizes["num_experts_per_tok"] = 2  # None in DeepSeek-V2's default, which its router's topk cannot take
     if isinstance(getattr(default, "expand", None), int) and isinstance(getattr(default, "num_heads", None), int):
         sizes["num_heads"] = SIZES["hidden_size"] * default.expand // SIZES["head_dim"]  # Mamba-2's heads span its inner width
     return sizes
