@@ -3,8 +3,8 @@
 Every model type of this transformers (or ``--types``) is built as ``bench/permute_coverage.py`` builds it (its default
 config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
-``attention_mask``), pixels (clips of frames for a video model), or audio (a mono channel for a codec), with an
-encoder-decoder's decoder ids. Where its dense forward runs on them, the model is pruned from the same weights
+``attention_mask``), pixels (clips of frames for a video model; a VLM vision tower's patches with their
+``grid_thw``), or audio (a mono channel for a codec), with an encoder-decoder's decoder ids. Where its dense forward runs on them, the model is pruned from the same weights
 by magnitude (the layers any method prunes), Wanda, SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part
 of the model these inputs do not run (a vision tower given text; not an expert no token was routed to) are excluded
 from all four, and counted.
@@ -166,6 +166,22 @@ def _audio(model: nn.Module, params: Any, generator: torch.Generator, mono: bool
     return batch
 
 
+def _patches(model: nn.Module, params: Any, grid: str, generator: torch.Generator, frames: int | None) -> dict[str, torch.Tensor]:
+    """Two images as a VLM's vision tower takes them (Qwen2.5-VL's, GLM-4V's): their patches, each flattened to
+    ``channels x frames x patch x patch`` (``frames`` None: ``[channels, patch, patch]``, Kimi K2.5's), under its
+    first parameter (hidden_states or pixel_values), and ``grid`` (its grid_thw) of 1 x 4 x 4 patches each: whole 2 x 2
+    windows of its patch merger (``merge_sizes`` too, where it takes them: VideoLLaMA 3's)."""
+    config = model.config
+    patch, channels = int(_first(config, "patch_size", default=14)), int(_first(config, "in_channels", "num_channels", default=3))
+    merge = int(_first(config, "spatial_merge_size", "merge_size", default=2))
+    side = 2 * merge
+    shape = (channels, patch, patch) if frames is None else (channels * frames * patch * patch,)
+    batch = {next(iter(params)): torch.randn(2 * side * side, *shape, generator=generator), grid: torch.tensor([[1, side, side]] * 2)}
+    if "merge_sizes" in params:
+        batch["merge_sizes"] = torch.tensor([merge] * 2)
+    return batch
+
+
 def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     """Candidate calibration sets (two batches each) for ``model``'s forward, most specific first."""
     params = inspect.signature(model.forward).parameters
@@ -177,6 +193,10 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     frames = _first(model.config, "num_frames")  # a video model's clips come before its frames alone
     frames = [int(frames), None] if isinstance(frames, int) else [None]
     candidates = []
+    grid = next((key for key in ("grid_thw", "image_grid_thw") if key in params), None)
+    if grid is not None:  # a vision tower of patches: flattened, temporal_patch_size, one or two frames deep; or not flattened
+        depths = dict.fromkeys((int(_first(model.config, "temporal_patch_size", default=1)), 1, 2, None))
+        candidates += [two(lambda g, d=d: _patches(model, params, grid, g, d)) for d in depths]
     if main == "pixel_values":
         candidates += [two(lambda g, f=f: _pixels(model, g, f)) for f in frames]
     elif main == "input_features":

@@ -43,10 +43,11 @@ TASKS = {
 # sizes tied to the tiny ones, set where the type's default config has the key (a number): an encoder-decoder's heads
 # (Whisper's), XLNet's head, a rotary part of a head (GPT-J, CodeGen), multi-head latent attention's parts (DeepSeek-V2
 # and V3, MiniCPM3...), outputs that must be the other tower's width (SigLIP's text projection, a pooler's), a
-# mixture of experts' expert width (LongCat-Flash's 512 experts were 2048 wide: 201M parameters in its one layer)
+# mixture of experts' expert width (LongCat-Flash's 512 experts were 2048 wide: 201M parameters in its one layer), a
+# detector's queries (RT-DETR picks its 300 among the anchors of a 32-pixel image: 21)
 TIED = dict(
     encoder_attention_heads=4, decoder_attention_heads=4, d_head=16, rotary_dim=8, projection_size=64, pooler_output_size=64,
-    qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32, moe_intermediate_size=32,
+    qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32, moe_intermediate_size=32, num_queries=8,
 )  # fmt: skip
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 
@@ -107,7 +108,9 @@ def _sizes(default: Any) -> dict[str, Any]:
     if isinstance(depths, (list, tuple)):  # a model in stages (ConvNeXt, Swin): every stage, one block deep
         sizes.pop("num_hidden_layers", None)  # its number of stages
         sizes["depths"] = [1] * len(depths)
-        if isinstance(getattr(default, "hidden_sizes", None), (list, tuple)) and len(default.hidden_sizes) == len(depths):
+        # its widths per stage, where they are the stages' (HGNetV2's are stage_out_channels: its hidden_sizes only tell a
+        # detector built on it, D-FINE, what those are)
+        if isinstance(getattr(default, "hidden_sizes", None), (list, tuple)) and len(default.hidden_sizes) == len(depths) and _held(default, "stage_out_channels") is _ABSENT:
             heads = held["num_attention_heads"]  # its heads per stage (PVT's), which each stage's width must hold
             per_stage = heads if isinstance(heads, (list, tuple)) and len(heads) == len(depths) else range(1, len(depths) + 1)
             sizes["hidden_sizes"] = [16 * n for n in per_stage]

@@ -58,11 +58,18 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("encodec", {"input_values": (2, 1, 4000)}),  # a codec's mono channel
         ("moonshine", {"input_values": (2, 4000), "attention_mask": (2, 4000), "decoder_input_ids": (2, 8)}),  # speech to text
         ("deepseek_v3", {"input_ids": (2, 16), "attention_mask": (2, 16)}),  # latent attention at the tiny sizes (permute_coverage)
+        ("deepseek_v2", {"input_ids": (2, 16), "attention_mask": (2, 16)}),  # two experts per token (None in its default)
+        ("d_fine", {"pixel_values": (2, 3, 32, 32)}),  # its HGNetV2 backbone's widths as it reports them; 8 queries among 21 anchors
+        # a VLM's vision tower: two images' patches, flattened (2 frames deep for Qwen2.5-VL), and their grid of 4 x 4 patches
+        ("qwen2_5_vl_vision", {"hidden_states": (32, 3 * 2 * 14 * 14), "grid_thw": (2, 3)}),
+        ("kimi_k25_vision", {"pixel_values": (32, 3, 14, 14), "grid_thw": (2, 3)}),  # its patches not flattened
+        ("video_llama_3_vision", {"pixel_values": (32, 3 * 16 * 16), "grid_thw": (2, 3), "merge_sizes": (2,)}),
     ],
 )
 def test_the_inputs_found_for_video_codec_speech_and_latent_attention_models(model_type: str, shapes: dict) -> None:
     """None of these types had a forward on the inputs the bench made before (a 4-D video, a 2-D codec input, no
-    decoder ids, latent attention's sizes left at its defaults)."""
+    decoder ids, latent attention's sizes left at its defaults, an expert count of None, a detector's backbone widths
+    out of step, a vision tower's flattened patches)."""
     model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
     data, finite = oneshot_coverage.calibration_data(model)
     assert not isinstance(data, str), data
