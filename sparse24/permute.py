@@ -3281,6 +3281,9 @@ def _sc_down(name: str, module: nn.Module) -> str:
     """D-FINE's (DEIMv2's) SCDown: conv1, a 1 x 1 ConvNormLayer, then conv2, a depthwise strided one: conv1's channels
     pass through conv2 (per channel) to the block's output, which the hybrid encoder concatenates with a feature map
     in its own forward: they keep their order."""
+    width = _csp_width(module, "conv1")
+    if not (isinstance(width, int) and _is_depthwise(_attr(module, "conv2.conv"), width)):
+        return "conv2.conv is not a depthwise conv over conv1's channels, which this rule does not expect"
     return "conv1's channels pass through conv2 (depthwise) to the block's output, which the hybrid encoder concatenates in its own forward: they keep their order"
 
 
