@@ -2262,12 +2262,12 @@ def _per_layer_input_gate(name: str, module: nn.Module) -> str | list:
     )
 
 
-def _scale_free_v_norm(name: str, module: nn.Module, rule: _Rule) -> _Group | str:
-    """``rule``'s group where v_norm, an RMS norm over each head's channels, has no parameters (any order gives the
-    same norm); a scaled one stays in place."""
-    norm = getattr(module, "v_norm", None)
+def _scale_free_v_norm(name: str, module: nn.Module, rule: _Rule, norm_attr: str = "v_norm") -> _Group | str:
+    """``rule``'s group where ``norm_attr`` (v_norm; Muse Spark's o_norm, on each head's attention output), an RMS norm
+    over each head's channels, has no parameters (any order gives the same norm); a scaled one stays in place."""
+    norm = getattr(module, norm_attr, None)
     if not isinstance(norm, nn.Module) or any(True for _ in norm.parameters()):
-        return "v_norm is not a norm without a scale over each head's channels"
+        return f"{norm_attr} is not a norm without a scale over each head's channels"
     return rule(name, module)
 
 
@@ -3275,6 +3275,16 @@ def _rep_ncsp_elan5(name: str, module: nn.Module) -> list[_Group | str]:
         _members_group(kind, mid, [out1, part(2), _conv_norm_reader(csp2, getattr(module, "csp_rep2", None), "conv1", mid)]),
         _members_group(kind, mid, [out2, part(3)]),
     ]
+
+
+def _projected_experts(name: str, module: nn.Module) -> str:
+    """Muse Spark's MoE: pre_expert_proj writes the experts' own width, which runs through a centered RMS norm, every
+    expert's fused weights and post-expert norm, into post_expert_proj. Each expert's hidden channels are the experts
+    module's own group (its rule); the projected width would move in every expert's fused weights at once, which no
+    rule does: it stays in place."""
+    if not (_is_linear(getattr(module, "pre_expert_proj", None)) and _is_linear(getattr(module, "post_expert_proj", None))):
+        return "pre_expert_proj and post_expert_proj are not nn.Linear, which this rule does not expect"
+    return "pre_expert_proj's channels run through every expert's fused weights into post_expert_proj; no rule reorders that width across the experts: it stays in place"
 
 
 def _sc_down(name: str, module: nn.Module) -> str:
@@ -4464,7 +4474,13 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
         "Nemotron3DiarizationClassificationHead": (functools.partial(_DENSE_OUT_HEAD, activation="act_fn"), ()),
     }),
     # each level's patch embedder reads the last level's residual stream (its conv blocks' MLPs have rules of their own)
-    **_family("muse_spark.modeling_muse_spark", {"MuseSparkAudioLayer": (_no_groups, ("conv_blocks",))}),
+    **_family("muse_spark.modeling_muse_spark", {
+        "MuseSparkAudioLayer": (_no_groups, ("conv_blocks",)),
+        # Llama's values (a key/value head's channels for each of its query heads), each head's output RMS-normed without
+        # a scale, then gated channel by channel: o_proj(o_norm(out) * sigmoid(gate_proj(x)))
+        "MuseSparkTextAttention": (functools.partial(_scale_free_v_norm, rule=_gated_output_attention, norm_attr="o_norm"), ()),
+        "MuseSparkMoE": (_projected_experts, ("experts",)),
+    }),
     **_family("kimi_k25.modeling_kimi_k25", {"Kimi_K25VisionAttention": (functools.partial(_attention, groups=1, output="proj"), ())}),
     **{  # CLIP's and SigLIP's attention (v_proj -> out_proj per head) in code of their own (Ovis 2.5's, OWL-ViT's and
         # Chinese-CLIP's repeat these classes' code)

@@ -2414,6 +2414,13 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ),
         "roformer-rotary-value": lambda: (_encoder(transformers, "roformer", **lm, rotary_value=True), ids),  # rotated values: the attention stays
         "bert-generation": lambda: (transformers.BertGenerationEncoder(transformers.BertGenerationConfig(**lm)), ids),
+        "muse_spark_text": lambda: (  # a sliding layer with a dense MLP, then a full-attention (no rotary) layer of 4 experts behind its projections
+            _encoder(
+                transformers, "muse_spark_text", **{**lm, "num_hidden_layers": 2}, num_key_value_heads=2, head_dim=16, layer_types=["sliding_attention", "full_attention"],
+                layer_rope_theta=[500000.0, 0], mlp_layer_types=["dense", "sparse"], num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, moe_hidden_size=32,
+            ),
+            ids,
+        ),
         "afmoe": lambda: (_causal_lm(transformers, "afmoe", num_hidden_layers=2, num_dense_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32), ids),  # gated attention output
         "lfm2": lambda: (_causal_lm(transformers, "lfm2", layer_types=["full_attention"]), ids),
         "mpt": lambda: (transformers.MptForCausalLM(transformers.MptConfig(vocab_size=64, d_model=64, n_layers=1, n_heads=4)), ids),
@@ -2603,7 +2610,7 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # BitNet's sub-norms take their mean of squares in float32; FastSpeech 2's positional encodings are float32; NeoMME's exclusive
     # self-attention normalises the values in float32; Gemma 3n's and Gemma 4's audio norms and attention and VibeVoice's RMS norms compute in float32;
     # MRA's attention casts its inputs to float32
-    if name in ("mra", "vibevoice-diffusion_head", "gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "dots3_note_text", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
+    if name in ("mra", "vibevoice-diffusion_head", "gemma3n_audio", "gemma4_audio", "neomme", "xglm", "canine", "dab_detr", "bitnet", "mistral4", "mistral_large4_text", "kimi_linear", "bailing_hybrid", "qwen4_exp_text", "gemma3n", "gemma3n-kv-shared", "gemma4", "gemma4-k-eq-v", "gemma4-kv-shared", "gemma4_vision", "gemma4_unified_text", "embedding_gemma2_text", "glm4v_moe_text", "qwen3_vl_moe_text", "deepseek_v32", "glm_moe_dsa", "hy_v4", "hy_v4_vl_text", "axk1", "axk2", "dots3_note_text", "minicpm3", "kosmos2_text", "falcon_h1-rms-norm", "mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "deepseek_v3-q_lora", "deepseek_v2", "longcat_flash", "olmoe", "glm4_moe", "minimax", "step3p7_text", "minimax_m2", "zaya", "zaya-one-kv-head", "afmoe", "muse_spark_text", "cohere2_moe", "ergo", "granitemoe_swa", "lara_mini", "gpt_oss", "openai_privacy_filter", "beam", "dory", "deepseek_v4", "minimax_m3_vl_text", "fastspeech2_conformer", "inkling_text", "inkling2_text", "qwen3_5_text", "qwen3_5_moe_text", "qwen3_next", "jamba", "bamba", "nemotron_h", "zamba2", "granitemoehybrid"):
         return model.eval(), batch
     as_double = lambda value: value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value  # noqa: E731
     return model.double().eval(), {key: [as_double(v) for v in value] if isinstance(value, list) else as_double(value) for key, value in batch.items()}  # TimesFM's series: a list
@@ -2985,7 +2992,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("step3p7_text", ["Step3p7Attention", "Step3p7MLP", "Step3p7Attention", "Step3p7Experts", "Step3p7MLP"]),
         ("minimax", ["MiniMaxLightningAttention", "MiniMaxExperts", "MiniMaxAttention", "MiniMaxExperts"]),  # per head: its v rows of qkv_proj, output_gate, the norm
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
-        ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
+        ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),
+        # each head's output RMS-normed without a scale, then gated; the experts' own hidden channels (their projected width stays)
+        ("muse_spark_text", ["MuseSparkTextAttention", "MuseSparkTextAttention", "MuseSparkTextMLP", "MuseSparkExperts"]),  # and gate_proj's rows, the output gate
         ("beam", ["BeamAttention", "BeamAttention", "BeamExperts", "BeamMLP"]),  # as AFMoE's; a dense and an MoE layer
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
