@@ -4,10 +4,10 @@ Every model type of this transformers (or ``--types``) is built as ``bench/permu
 config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
 ``attention_mask``), pixels (clips of frames for a video model; a VLM vision tower's patches with their
-``grid_thw``), or audio (a mono channel for a codec), with an encoder-decoder's decoder ids. Where its dense forward runs on them, the model is pruned from the same weights
-by magnitude (the layers any method prunes), Wanda, SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part
-of the model these inputs do not run (a vision tower given text; not an expert no token was routed to) are excluded
-from all four, and counted.
+``grid_thw``), or audio (a mono channel for a codec), with an encoder-decoder's decoder ids. Where its dense forward
+runs on them, the model is pruned from the same weights by magnitude (the layers any method prunes), Wanda,
+SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part of the model these inputs do not run (a vision
+tower given text; not an expert no token was routed to) are excluded from all four, and counted.
 
 A row gives how many of magnitude's layers each method pruned, the reasons it gave for the others, whether the
 padding was left out of the statistics, the blocks ``sequential=True`` chose, and whether the outputs finite on the dense model (and after magnitude's pruning) stayed finite.
