@@ -85,20 +85,54 @@ def _leading(batch: Any, found: set[int]) -> None:
             _leading(value, found)
 
 
-def _take(batch: Any, index: int) -> Any:
+def _take(batch: Any, index: int, runs: tuple[int, Tensor] | None = None) -> Any:
+    """Sample ``index`` of ``batch``: row ``index`` of every tensor; with ``runs`` (a packed batch's patch total and
+    the offsets of each sample's patches), a tensor as long as the total gives that sample's run of rows."""
     if isinstance(batch, Tensor):
-        return batch[index : index + 1] if batch.dim() else batch
+        if not batch.dim():
+            return batch
+        if runs is not None and batch.shape[0] == runs[0]:
+            offsets = runs[1]
+            return batch[int(offsets[index]) : int(offsets[index + 1])]
+        return batch[index : index + 1]
     if isinstance(batch, Mapping):
-        return {key: _take(value, index) for key, value in batch.items()}
+        return {key: _take(value, index, runs) for key, value in batch.items()}
     if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        return type(batch)(_take(value, index) for value in batch)
+        return type(batch)(_take(value, index, runs) for value in batch)
     return batch
 
 
+# a vision model's packed images (Qwen2-VL's and the families built on it): the patches of all images in one tensor,
+# with each image's [frames, height, width] in patches in its grid
+_GRIDS = ("grid_thw", "image_grid_thw", "video_grid_thw")
+
+
+def _packed_runs(batch: Any) -> tuple[int, Tensor] | None:
+    """A mapping batch's one grid of packed images (``[images, 3]``): the patch total and each image's offsets."""
+    if not isinstance(batch, Mapping):
+        return None
+    grids = [batch[key] for key in _GRIDS if isinstance(batch.get(key), Tensor)]
+    if len(grids) != 1 or grids[0].dim() != 2 or grids[0].shape[-1] != 3 or grids[0].is_floating_point():
+        return None
+    counts = grids[0].prod(-1).cpu()
+    return int(counts.sum()), torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+
 def split_samples(batch: Any) -> list[Any]:
-    """``batch`` as single-sample batches: every tensor sliced along dim 0 (they must agree on its size)."""
+    """``batch`` as single-sample batches: every tensor sliced along dim 0 (they must agree on its size). A batch of
+    packed images (its patches in one tensor, a ``grid_thw`` giving each image's patch grid, as Qwen2-VL's processor
+    makes) splits by image: the tensors with a row per image give theirs, those with a row per patch its patches."""
     sizes: set[int] = set()
     _leading(batch, sizes)
+    runs = _packed_runs(batch)
+    if runs is not None and len(sizes) > 1:
+        images = len(runs[1]) - 1
+        if sizes <= {images, runs[0]}:
+            return [_take(batch, i, runs) for i in range(images)]
     if len(sizes) != 1:
-        raise Sparse24Error(f"cannot split a batch into samples: its tensors have leading sizes {sorted(sizes) or 'none'}")
+        packed = "" if runs is None else f" (not one per image of its grid nor one per patch: {len(runs[1]) - 1} images, {runs[0]} patches)"
+        raise Sparse24Error(
+            f"cannot split a batch into samples: its tensors have leading sizes {sorted(sizes) or 'none'}{packed}; "
+            "per_sample=True needs every tensor batched along dim 0, or a vision model's packed images with their grid_thw"
+        )
     return [_take(batch, i) for i in range(sizes.pop())]

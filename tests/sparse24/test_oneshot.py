@@ -719,6 +719,45 @@ def test_taylor_per_sample_is_the_empirical_fisher() -> None:
         split_samples((torch.randn(6, 8), torch.randn(5, 4)))
 
 
+def test_packed_images_split_by_their_grid() -> None:
+    """A vision model's packed patches (Qwen2-VL's processor: one tensor of every image's patches, grid_thw one row per
+    image) split image by image; a tensor fitting neither count is an error that says so."""
+    from sparse24.batch import split_samples
+
+    patches, grid = torch.randn(7, 12), torch.tensor([[1, 1, 3], [1, 2, 2]])
+    samples = split_samples({"hidden_states": patches, "grid_thw": grid, "merge_sizes": torch.tensor([1, 2])})
+    assert [tuple(s["hidden_states"].shape) for s in samples] == [(3, 12), (4, 12)]
+    assert torch.equal(torch.cat([s["hidden_states"] for s in samples]), patches)
+    assert [s["grid_thw"].tolist() for s in samples] == [[[1, 1, 3]], [[1, 2, 2]]] and [s["merge_sizes"].tolist() for s in samples] == [[1], [2]]
+    with pytest.raises(sparse24.Sparse24Error, match=r"leading sizes \[2, 6\] \(not one per image of its grid nor one per patch: 2 images, 7 patches\)"):
+        split_samples({"hidden_states": torch.randn(6, 12), "grid_thw": grid})
+
+
+def test_taylor_per_sample_on_a_vision_tower_of_packed_images() -> None:
+    """Qwen2.5-VL's vision tower on two packed images: per-sample Taylor scores each image on its own, as scoring
+    one-image batches and summing does."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+    from sparse24.criteria import taylor
+
+    del transformers
+    torch.manual_seed(0)
+    config = Qwen2_5_VLVisionConfig(depth=1, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32, patch_size=2, temporal_patch_size=2, spatial_merge_size=2, in_channels=3, window_size=8, fullatt_block_indexes=[0])
+    model = Qwen2_5_VisionTransformerPretrainedModel._from_config(config).eval()
+    images = [{"hidden_states": torch.randn(16 * n, 24), "grid_thw": torch.tensor([[1, 4, 4 * n]])} for n in (1, 2)]
+    packed = {"hidden_states": torch.cat([i["hidden_states"] for i in images]), "grid_thw": torch.cat([i["grid_thw"] for i in images])}
+    loss = lambda m, b: m(**b).last_hidden_state.square().mean()  # noqa: E731
+    weights = gemm_weights(model)
+    per_sample = taylor.score(model, weights, data=[packed], loss_fn=loss, squared=True, per_sample=True, progress=False)
+    one_by_one = taylor.score(model, weights, data=images, loss_fn=loss, squared=True, progress=False)
+    for got, expected in zip(per_sample, one_by_one, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-12)
+    whole = taylor.score(model, weights, data=[packed], loss_fn=loss, squared=True, progress=False)
+    assert not all(torch.allclose(a, b) for a, b in zip(whole, one_by_one))
+
+
 # ---------------------------------------------------------------- channel permutation inside sparsify
 
 
