@@ -3635,22 +3635,12 @@ _RULES: dict[tuple[str, str], tuple[_Rule, tuple[str, ...]]] = {
     **_family("rt_detr.modeling_rt_detr", {"RTDetrCSPRepLayer": (_csp_rep_layer, ("bottlenecks",))}),
     # D-FINE and DEIMv2: RT-DETR's layout, their CSP layers' bottlenecks run in a loop (an nn.ModuleList), ELAN blocks
     # of CSP layers; the decoder's deformable attention projects no values, its gateway gates cat(residual, attention)
-    **_family("d_fine.modeling_d_fine", {
-        "DFineCSPRepLayer": (_csp_rep_layer, ()),
-        "DFineRepNCSPELAN4": (_rep_ncsp_elan4, ("csp_rep1", "csp_rep2")),
-        "DFineSCDown": (_sc_down, ()),
-        "DFineMLP": (_ACT_LAYERS, ()),
-        "DFineMultiscaleDeformableAttention": (_unprojected_deformable_attention, ()),
-        "DFineDecoderLayer": (_no_groups, ("self_attn", "encoder_attn", "mlp")),
+    **_families([("DFine", "d_fine.modeling_d_fine"), ("Deimv2", "deimv2.modeling_deimv2")], {
+        "{}SCDown": (_sc_down, ()), "{}MLP": (_ACT_LAYERS, ()), "{}MultiscaleDeformableAttention": (_unprojected_deformable_attention, ()),
+        "{}DecoderLayer": (_no_groups, ("self_attn", "encoder_attn", "mlp")),
     }),
-    **_family("deimv2.modeling_deimv2", {
-        "Deimv2CSPRepLayer": (_split_csp_rep_layer, ()),
-        "Deimv2RepNCSPELAN5": (_rep_ncsp_elan5, ("csp_rep1", "csp_rep2")),
-        "Deimv2SCDown": (_sc_down, ()),
-        "Deimv2MLP": (_ACT_LAYERS, ()),
-        "Deimv2MultiscaleDeformableAttention": (_unprojected_deformable_attention, ()),
-        "Deimv2DecoderLayer": (_no_groups, ("self_attn", "encoder_attn", "mlp")),
-    }),
+    **_family("d_fine.modeling_d_fine", {"DFineCSPRepLayer": (_csp_rep_layer, ()), "DFineRepNCSPELAN4": (_rep_ncsp_elan4, ("csp_rep1", "csp_rep2"))}),
+    **_family("deimv2.modeling_deimv2", {"Deimv2CSPRepLayer": (_split_csp_rep_layer, ()), "Deimv2RepNCSPELAN5": (_rep_ncsp_elan5, ("csp_rep1", "csp_rep2"))}),
     # LW-DETR and RF-DETR (one code): the decoder's self-attention (v_proj -> o_proj per head; values read the input
     # without the query positions) and MLP, LW-DETR's ViT attention, and the projector's C2F layers and RepVGG blocks
     **_families([("LwDetr", "lw_detr.modeling_lw_detr"), ("RfDetr", "rf_detr.modeling_rf_detr")], {
