@@ -2992,9 +2992,9 @@ def _family_model(name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         ("step3p7_text", ["Step3p7Attention", "Step3p7MLP", "Step3p7Attention", "Step3p7Experts", "Step3p7MLP"]),
         ("minimax", ["MiniMaxLightningAttention", "MiniMaxExperts", "MiniMaxAttention", "MiniMaxExperts"]),  # per head: its v rows of qkv_proj, output_gate, the norm
         ("minimax_m2", ["MiniMaxM2Attention", "MiniMaxM2Experts"]),
-        ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),
+        ("afmoe", ["AfmoeAttention", "AfmoeAttention", "AfmoeExperts", "AfmoeMLP", "AfmoeMLP"]),  # and gate_proj's rows, the output gate
         # each head's output RMS-normed without a scale, then gated; the experts' own hidden channels (their projected width stays)
-        ("muse_spark_text", ["MuseSparkTextAttention", "MuseSparkTextAttention", "MuseSparkTextMLP", "MuseSparkExperts"]),  # and gate_proj's rows, the output gate
+        ("muse_spark_text", ["MuseSparkTextAttention", "MuseSparkTextAttention", "MuseSparkTextMLP", "MuseSparkExperts"]),
         ("beam", ["BeamAttention", "BeamAttention", "BeamExperts", "BeamMLP"]),  # as AFMoE's; a dense and an MoE layer
         ("ergo", ["ErgoAttention", "ErgoAttention", "ErgoExperts", "ErgoMLP", "ErgoSharedExpert"]),
         ("granitemoe_swa", ["GraniteMoeSWAAttention", "GraniteMoeSWAExperts"]),
