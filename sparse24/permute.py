@@ -3214,37 +3214,39 @@ def _split_csp_rep_output(name: str, module: nn.Module) -> tuple[list[_Member] |
     return _summed([_conv_norm_layer(name, module, "conv1", width, piece=0, pieces=2), _last_rep_vgg(name, module, width)]), width
 
 
+def _concatenation_readers(name: str, module: nn.Module, attr: str, sizes: Sequence[int]) -> list[list[_Member]] | str:
+    """ConvNormLayer ``attr``'s ungrouped conv reading pieces of ``sizes`` channels concatenated: each piece's columns."""
+    conv = _attr(module, f"{attr}.conv")
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == sum(sizes)):
+        return f"{attr}.conv is not an ungrouped Conv2d reading the {sum(sizes)} concatenated channels"
+    return [_consumer(_join(name, f"{attr}.conv"), conv, size, _uniform(size, size), offset=sum(sizes[:i])) for i, size in enumerate(sizes)]
+
+
 def _rep_ncsp_elan4(name: str, module: nn.Module) -> list[_Group | str]:
     """D-FINE's RepNCSPELAN4: ``a, b = conv1(x).split(conv_dim)``; ``c = conv2(csp_rep1(b))``; ``d =
     conv3(csp_rep2(c))``; ``conv4(cat(a, b, c, d))``. conv1's halves -> their parts of conv4 (b -> csp_rep1's conv1
     and conv2 too); csp_rep1's output -> conv2; conv2's -> csp_rep2's conv1 and conv2 and its part of conv4;
     csp_rep2's output -> conv3; conv3's -> its part of conv4. Inside each CSP layer: its own rule."""
     half, kind = getattr(module, "conv_dim", None), type(module).__name__
-    csp1, csp2 = (_join(name, attr) for attr in ("csp_rep1", "csp_rep2"))
-    out1, mid = _csp_rep_output(csp1, getattr(module, "csp_rep1", None))
-    out2, _ = _csp_rep_output(csp2, getattr(module, "csp_rep2", None))
+    out1, mid = _csp_rep_output(_join(name, "csp_rep1"), getattr(module, "csp_rep1", None))
+    out2, _ = _csp_rep_output(_join(name, "csp_rep2"), getattr(module, "csp_rep2", None))
     if not (isinstance(half, int) and half > 0 and mid > 0 and _csp_width(module, "conv1") == 2 * half and _csp_width(module, "conv2") == _csp_width(module, "conv3") == mid):
         return ["conv1 is not 2 x conv_dim wide, or conv2 and conv3 not as wide as csp_rep1's output"]
-    sizes = (half, half, mid, mid)
-    total = sum(sizes)
+    part = _concatenation_readers(name, module, "conv4", (half, half, mid, mid))
+    if isinstance(part, str):
+        return [part]
 
-    def part(piece: int) -> list[_Member] | str:  # conv4's columns of the concatenation's piece
-        conv = _attr(module, "conv4.conv")
-        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == total):
-            return f"conv4.conv is not an ungrouped Conv2d reading the {total} concatenated channels"
-        return _consumer(_join(name, "conv4.conv"), conv, sizes[piece], _uniform(sizes[piece], sizes[piece]), offset=sum(sizes[:piece]))
-
-    def reads(csp: str, width: int) -> list[list[_Member] | str]:  # a CSP layer's conv1 and conv2 read the channels
-        layer = getattr(module, csp.rpartition(".")[2], None)
-        return [_conv_norm_reader(csp, layer, "conv1", width), _conv_norm_reader(csp, layer, "conv2", width)]
+    def reads(attr: str, width: int) -> list[list[_Member] | str]:  # CSP layer ``attr``'s conv1 and conv2 read the channels
+        layer = getattr(module, attr, None)
+        return [_conv_norm_reader(_join(name, attr), layer, reader, width) for reader in ("conv1", "conv2")]
 
     return [
-        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part(0)]),
-        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=1, pieces=2), part(1), *reads(csp1, half)]),
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part[0]]),
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=1, pieces=2), part[1], *reads("csp_rep1", half)]),
         _members_group(kind, mid, [out1, _conv_norm_reader(name, module, "conv2", mid)]),
-        _members_group(kind, mid, [_conv_norm_layer(name, module, "conv2", mid), part(2), *reads(csp2, mid)]),
+        _members_group(kind, mid, [_conv_norm_layer(name, module, "conv2", mid), part[2], *reads("csp_rep2", mid)]),
         _members_group(kind, mid, [out2, _conv_norm_reader(name, module, "conv3", mid)]),
-        _members_group(kind, mid, [_conv_norm_layer(name, module, "conv3", mid), part(3)]),
+        _members_group(kind, mid, [_conv_norm_layer(name, module, "conv3", mid), part[3]]),
     ]
 
 
@@ -3261,19 +3263,15 @@ def _rep_ncsp_elan5(name: str, module: nn.Module) -> list[_Group | str]:
     out2, _ = _split_csp_rep_output(csp2, getattr(module, "csp_rep2", None))
     if mid <= 0:
         return ["csp_rep1 has no output convs"]
-    sizes = (half, half, mid, mid)
-    conv = _attr(module, "conv2.conv")
-    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == sum(sizes)):
-        return [f"conv2.conv is not an ungrouped Conv2d reading the {sum(sizes)} concatenated channels"]
-
-    def part(piece: int) -> list[_Member]:  # conv2's columns of the concatenation's piece
-        return _consumer(_join(name, "conv2.conv"), conv, sizes[piece], _uniform(sizes[piece], sizes[piece]), offset=sum(sizes[:piece]))
+    part = _concatenation_readers(name, module, "conv2", (half, half, mid, mid))
+    if isinstance(part, str):
+        return [part]
 
     return [
-        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part(0)]),
-        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=1, pieces=2), part(1), _conv_norm_reader(csp1, module.csp_rep1, "conv1", half)]),
-        _members_group(kind, mid, [out1, part(2), _conv_norm_reader(csp2, getattr(module, "csp_rep2", None), "conv1", mid)]),
-        _members_group(kind, mid, [out2, part(3)]),
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part[0]]),
+        _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=1, pieces=2), part[1], _conv_norm_reader(csp1, module.csp_rep1, "conv1", half)]),
+        _members_group(kind, mid, [out1, part[2], _conv_norm_reader(csp2, getattr(module, "csp_rep2", None), "conv1", mid)]),
+        _members_group(kind, mid, [out2, part[3]]),
     ]
 
 
@@ -3410,7 +3408,7 @@ def _levit_patch_embeddings(name: str, module: nn.Module) -> list[_Group | str]:
         group = _two_layer_mlp(name, module, f"embedding_layer_{k}.convolution", f"embedding_layer_{k + 1}.convolution", f"activation_layer_{k}")
         norm = _attr(module, f"embedding_layer_{k}.batch_norm")
         if isinstance(group, _Group):
-            if type(norm) is nn.BatchNorm2d and norm.num_features == group.block:
+            if _batch_norm_2d(norm, group.block):
                 group.members += _per_channel(_join(name, f"embedding_layer_{k}.batch_norm"), norm, group.block)
             else:
                 group = f"embedding_layer_{k}.batch_norm is not a BatchNorm2d over its {group.block} channels"
