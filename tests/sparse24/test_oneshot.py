@@ -736,13 +736,12 @@ def test_packed_images_split_by_their_grid() -> None:
 def test_taylor_per_sample_on_a_vision_tower_of_packed_images() -> None:
     """Qwen2.5-VL's vision tower on two packed images: per-sample Taylor scores each image on its own, as scoring
     one-image batches and summing does."""
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
     from sparse24.criteria import taylor
 
-    del transformers
     torch.manual_seed(0)
     config = Qwen2_5_VLVisionConfig(depth=1, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32, patch_size=2, temporal_patch_size=2, spatial_merge_size=2, in_channels=3, window_size=8, fullatt_block_indexes=[0])
     model = Qwen2_5_VisionTransformerPretrainedModel._from_config(config).eval()
