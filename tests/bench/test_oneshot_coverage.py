@@ -66,7 +66,7 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("video_llama_3_vision", {"pixel_values": (32, 3 * 16 * 16), "grid_thw": (2, 3), "merge_sizes": (2,)}),
     ],
 )
-def test_the_inputs_found_for_video_codec_speech_and_latent_attention_models(model_type: str, shapes: dict) -> None:
+def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_type: str, shapes: dict) -> None:
     """None of these types had a forward on the inputs the bench made before (a 4-D video, a 2-D codec input, no
     decoder ids, latent attention's sizes left at its defaults, an expert count of None, a detector's backbone widths
     out of step, a vision tower's flattened patches)."""
