@@ -1,14 +1,19 @@
-"""Shared by the bench scripts: interleaved timing, peak memory and the environment record."""
+"""Shared by the bench scripts: interleaved timing, peak memory, the environment record, a call in its own process."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import json
+import os
+import resource
+import select
 import shlex
+import signal
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +136,66 @@ def header(title: str, results: dict[str, Any], extra: str = "") -> list[str]:
         f"Command: `{results['command']}`  ",
         f"Environment: {describe(results['environment'])}{extra}",
     ]
+
+
+class ChildDied(Exception):
+    """The forked child of :func:`in_child` gave no result: it was killed (by a signal, or past its wall-clock
+    limit: ``timed_out``) or it raised."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def in_child(fn: Callable[..., Any], *args: Any, memory_limit: int | None = None, wall: float | None = None) -> Any:
+    """``fn(*args)`` in a forked child process, its result back through JSON, so that what one call allocates, leaks,
+    or crashes leaves this process (and the next call) as it was. ``memory_limit``: the child's address space in
+    bytes; ``wall``: seconds after which it is killed. :class:`ChildDied` says how it ended without a result."""
+    read, write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs this process's exit handlers (pytest's, say)
+        os.close(read)
+        code = 0
+        try:
+            if memory_limit is not None:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+            payload = {"result": fn(*args)}
+        except BaseException as exc:  # noqa: BLE001 (reported to the parent, which raises ChildDied)
+            payload, code = {"raised": "".join(traceback.format_exception_only(type(exc), exc)).strip()}, 1
+        try:
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(json.dumps(payload).encode())
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks, timed_out = [], False
+    deadline = None if wall is None else time.monotonic() + wall
+    with os.fdopen(read, "rb") as pipe:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)
+                break
+            if not select.select([pipe], [], [], left)[0]:
+                continue
+            chunk = os.read(pipe.fileno(), 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        raise ChildDied(f"killed past {wall:g} s", timed_out=True)
+    if os.WIFSIGNALED(status):
+        raise ChildDied(f"its process died of {signal.Signals(os.WTERMSIG(status)).name}")
+    try:
+        payload = json.loads(b"".join(chunks))
+    except ValueError:
+        raise ChildDied(f"its process exited with {os.waitstatus_to_exitcode(status)} and no result") from None
+    if "raised" in payload:
+        raise ChildDied(f"its process raised {payload['raised']}")
+    return payload["result"]

@@ -14,6 +14,9 @@ padding was left out of the statistics, the blocks ``sequential=True`` chose, an
 Types whose forward the made-up inputs do not drive are listed apart with the error (a limit of this bench, not of
 sparse24), so are sparse24's own clear refusals (a ``Sparse24Error``: its message) and the types over the time or
 memory limits. Anything else sparse24 raised, and an output that pruning made non-finite, fail the run (exit 1).
+Each type runs in a process of its own, forked under the memory limit (``--memory-limit``): what one type allocates
+never counts against the next, and a type whose process dies (a crash in C, the kernel's out-of-memory killer) fails
+the run with the signal named, the other types still checked.
 
 ``--taylor`` prunes with Taylor instead, as ``bench_oneshot.py``'s best rows do: the model Fisher (squared, per
 sample, ``labels="model"``) at once, by pairs (``pairs=True``), and block by block (``sequential=True``), and writes
@@ -35,7 +38,6 @@ import copy
 import dataclasses
 import inspect
 import logging
-import resource
 import signal
 import sys
 import time
@@ -46,8 +48,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from sparse24.bench._common import environment, header, write_results
-from sparse24.bench.permute_coverage import _alarm, _error, _Timeout, model_types, tiny_model
+from sparse24.bench._common import ChildDied, environment, header, in_child, write_results
+from sparse24.bench.permute_coverage import _alarm, _error, _Timeout, model_types, tiny_model, warm_up
 
 METHODS = {
     "wanda": dict(method="wanda"),
@@ -397,6 +399,16 @@ def cover(model_type: str, timeout: int, family: Family = FAMILIES["data"]) -> d
     return row
 
 
+def isolated(model_type: str, timeout: int, family: Family, memory_limit: int) -> dict[str, Any]:
+    """:func:`cover` in a process of its own, under ``memory_limit`` bytes of address space: one type's allocations
+    neither carry over to the next nor depend on the types before it. A process killed past every phase's timeout is
+    timed out; one that died otherwise failed (a crash no Python handler saw, listed with the bugs)."""
+    try:
+        return in_child(cover, model_type, timeout, family, memory_limit=memory_limit, wall=timeout * (2 + len(family.methods)))
+    except ChildDied as exc:
+        return {"type": model_type, "status": "timed out" if exc.timed_out else "failed", "error": str(exc)}
+
+
 def _checked(row: dict[str, Any]) -> bool:
     """Whether a row's model was calibrated with layers to prune: one with none (magnitude prunes none of the layers
     the inputs reach) checked nothing, and is listed apart."""
@@ -517,14 +529,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taylor", action="store_true", help="prune with Taylor's model Fisher (at once, by pairs, block by block) instead of Wanda and SparseGPT")
     parser.add_argument("--types", default=None, help="comma-separated model types (default: every one this transformers knows)")
     parser.add_argument("--timeout", type=int, default=60, help="seconds to build each model type and find its inputs, and again for each method")
-    parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space for this process (a type over it is listed apart)")
+    parser.add_argument("--memory-limit", type=float, default=8.0, help="GiB of address space for each type's process (a type over it is listed apart)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     types = model_types(parser, args.types)
     family = FAMILIES["taylor" if args.taylor else "data"]
     if args.memory_limit <= 0:
         parser.error("--memory-limit must be positive")
-    threads = torch.get_num_threads()  # put back with the address-space limit: tests call main in their process
+    threads = torch.get_num_threads()  # put back: tests call main in their process
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -538,16 +550,14 @@ def main(argv: list[str] | None = None) -> int:
         "types": [],
     }
     limit = int(args.memory_limit * (1 << 30))
-    old_limit = resource.getrlimit(resource.RLIMIT_AS)
+    warm_up()
     logging.disable(logging.WARNING)  # transformers' notes on each tiny config, sparse24's on each dense layer
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, old_limit[1]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for model_type in types:
-                results["types"].append(cover(model_type, args.timeout, family))
+                results["types"].append(isolated(model_type, args.timeout, family, limit))
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, old_limit)
         logging.disable(logging.NOTSET)
         torch.set_num_threads(threads)
     print(write_results(out, family.stem, results, markdown))

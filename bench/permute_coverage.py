@@ -8,9 +8,12 @@ classification model), and handed to ``sparse24.permute``, which reads the modul
 <class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
 from such a config (its validation, an optional package missing, over ``--timeout`` seconds) are listed apart, with
 the error; so are the models that built but whose permutation took over ``--timeout`` seconds of its own (types whose
-nested configs keep their full sizes), and those on which ``sparse24.permute`` raised (a sparse24 bug: exit 1). Writes ``permute_coverage[_classify].json`` and the ``.md`` generated from it. Run it alone: a type whose
-nested configs keep sizes the shrinking does not reach can build a model of several GiB before the timeout stops it
-(a run here beside another was killed by the kernel at 13 GiB resident).
+nested configs keep their full sizes), and those on which ``sparse24.permute`` raised (a sparse24 bug: exit 1). Each
+type is built and permuted in a process of its own: one whose process dies, or is still running at three times the
+timeout, counts with those (exit 1), and the other types are still checked. Writes ``permute_coverage[_classify].json``
+and the ``.md`` generated from it. Run it alone: a type whose nested configs keep sizes the shrinking does not reach
+can build a model of several GiB before the timeout stops it (a run here beside another was killed by the kernel at
+13 GiB resident).
 
     python bench/permute_coverage.py --out bench/results
 """
@@ -30,7 +33,7 @@ from typing import Any
 
 import torch
 
-from sparse24.bench._common import environment, header, write_results
+from sparse24.bench._common import ChildDied, environment, header, in_child, write_results
 
 SIZES = dict(
     vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
@@ -159,6 +162,29 @@ def tiny_model(model_type: str, task: str) -> Any:
     return error
 
 
+def warm_up() -> None:
+    """Do here, once, what the first type's build and permutation would do in every process :func:`isolated` forks:
+    import transformers' auto classes and model modules (the permutation's rules look up every module they name:
+    9 s), by building and permuting Llama's tiny model."""
+    import transformers
+
+    from sparse24.permute import permute
+
+    for names in TASKS.values():
+        for name in names:
+            getattr(transformers, name)
+    permute(tiny_model("llama", "causal-lm").eval())
+
+
+def isolated(model_type: str, task: str, timeout: int) -> dict:
+    """:func:`cover` in a process of its own: one type's allocations neither carry over to the next nor depend on the
+    types before it. A process killed past both timeouts, or dead otherwise, is a permute failure (the run fails)."""
+    try:
+        return in_child(cover, model_type, task, timeout, wall=3 * timeout)
+    except ChildDied as exc:
+        return {"type": model_type, "status": "permute failed", "error": f"building or permuting it: {exc}"}
+
+
 def cover(model_type: str, task: str, timeout: int) -> dict:
     """Build one model type's tiny model, permute it, and count its layers in classes without a rule."""
     from sparse24.permute import permute
@@ -265,12 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         "types": [],
     }
     name = "permute_coverage" if args.task == "causal-lm" else "permute_coverage_classify"
+    warm_up()
     logging.disable(logging.WARNING)  # transformers' notes on each tiny config
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for model_type in types:
-                results["types"].append(cover(model_type, args.task, args.timeout))
+                results["types"].append(isolated(model_type, args.task, args.timeout))
     finally:
         logging.disable(logging.NOTSET)
     print(write_results(out, name, results, markdown))

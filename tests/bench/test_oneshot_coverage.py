@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import resource
+import signal
 import time
 
 import pytest
@@ -170,6 +172,34 @@ def test_a_refusal_the_memory_and_the_time_limits_are_listed_not_failed(tmp_path
     assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2", "--timeout", "2"]) == 1  # nothing else was checked
     row = _rows(tmp_path)["gpt2"]
     assert row["status"] == "timed out" and row["error"] == "over 2 s"
+
+
+def test_a_type_whose_process_dies_or_hangs_is_listed_and_the_next_type_runs(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """Each type runs in a process of its own: one killed (the kernel's out-of-memory killer, a crash in C) is a failure
+    the run reports, one stuck where no Python handler can cut it is killed past its time, and the next type runs."""
+
+    def die(model, run):  # noqa: ANN001, ANN202
+        if type(model).__name__ != "GPT2LMHeadModel":
+            return run()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    _patched(monkeypatch, "wanda", die)
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llama"]) == 1
+    rows = _rows(tmp_path)
+    assert rows["gpt2"] == {"type": "gpt2", "status": "failed", "error": "its process died of SIGKILL"}
+    assert rows["llama"]["status"] == "calibrated" and rows["llama"]["wanda"]["pruned"] == rows["llama"]["layers"]
+    assert "| gpt2 | its process died of SIGKILL |" in (tmp_path / "oneshot_coverage.md").read_text()
+    assert "on 1 model types: gpt2" in capsys.readouterr().err
+
+    def hang(model, run):  # noqa: ANN001, ANN202
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # as a long call into C: the alarm's handler never runs
+        time.sleep(60)
+
+    _patched(monkeypatch, "sparsegpt", hang)
+    start = time.monotonic()
+    assert oneshot_coverage.main(["--out", str(tmp_path), "--types", "gpt2", "--timeout", "2"]) == 1  # nothing else was checked
+    assert time.monotonic() - start < 30
+    assert _rows(tmp_path)["gpt2"] == {"type": "gpt2", "status": "timed out", "error": "killed past 10 s"}  # 2 s for each of 5 phases
 
 
 def test_taylor_on_a_decoder_a_base_vision_model_and_a_cnn(tmp_path) -> None:  # noqa: ANN001

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -52,8 +54,12 @@ def test_a_permute_failure_is_reported_apart_and_fails_the_run(tmp_path, capsys,
 
     permute_module = importlib.import_module("sparse24.permute")  # the module (the package exports the function as sparse24.permute)
 
+    real = permute_module.permute
+
     def broken(model, **kwargs):  # noqa: ANN001, ANN003, ANN202
-        raise RuntimeError("a bug in a rule")
+        if type(model).__name__ == "GPT2LMHeadModel":
+            raise RuntimeError("a bug in a rule")
+        return real(model, **kwargs)
 
     monkeypatch.setattr(permute_module, "permute", broken)
     assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2"]) == 1
@@ -61,6 +67,17 @@ def test_a_permute_failure_is_reported_apart_and_fails_the_run(tmp_path, capsys,
     assert row["status"] == "permute failed" and row["error"] == "RuntimeError: a bug in a rule"
     assert "raised on 1 models that built" in (tmp_path / "permute_coverage.md").read_text()
     assert "sparse24.permute raised on 1 model types" in capsys.readouterr().err
+
+    def dies(model, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if type(model).__name__ == "GPT2LMHeadModel":
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer, or a crash in C
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(permute_module, "permute", dies)
+    assert permute_coverage.main(["--out", str(tmp_path), "--types", "gpt2,llama"]) == 1  # each type in a process of its own
+    rows = json.loads((tmp_path / "permute_coverage.json").read_text())["types"]
+    assert rows[0] == {"type": "gpt2", "status": "permute failed", "error": "building or permuting it: its process died of SIGKILL"}
+    assert rows[1]["status"] == "permuted"
 
 
 def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_path, monkeypatch) -> None:  # noqa: ANN001
