@@ -701,16 +701,32 @@ def _eval(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList | nn.Sequential]]:
     """Every ``nn.ModuleList`` of same-typed modules holding GEMM weights (a model's transformer layers; one layer
-    is a list too), in module order, nested ones included; not a list of lists (PoolFormer's stages), whose
-    elements have no forward to run: the inner lists are its blocks."""
+    is a list too), and every ``nn.Sequential`` of same-typed blocks holding them (timm's and MGP-STR's ViT blocks,
+    torchvision's ResNet stages; not a chain of bare layers), in module order, nested ones included; not a list of
+    lists (PoolFormer's stages), whose elements have no forward to run: the inner lists are its blocks."""
+    def listed(module: nn.Module) -> bool:
+        if isinstance(module, nn.Sequential):
+            return len(module) >= 1 and any(True for _ in module[0].children())
+        return isinstance(module, nn.ModuleList) and len(module) >= 1
+
     return [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, nn.ModuleList) and len(module) >= 1 and len({type(m) for m in module}) == 1
+        if listed(module) and len({type(m) for m in module}) == 1
         and not isinstance(module[0], (nn.ModuleList, nn.ModuleDict)) and gemm_weights(module[0])
     ]
+
+
+def member(name: str, index: int) -> str:
+    """The name of the ``index``-th module of the list named ``name`` (the model itself: ``""``)."""
+    return f"{name}.{index}" if name else str(index)
+
+
+def inside(name: str, outer: str) -> bool:
+    """Whether the module named ``name`` is nested in the one named ``outer`` (the model itself: ``""``)."""
+    return name.startswith(f"{outer}.") if outer else name != ""
 
 
 def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Sequence[GemmWeight] | None = None) -> list[tuple[str, nn.Module]]:
@@ -735,12 +751,12 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Seq
         stacks: list[tuple[str, nn.Module]] = []
         for found in (lambda: repeated_blocks(model), mixed):  # the hybrid lists only where no repeated list holds one
             lists = [(name, module) for name, module in found() if any(holds(block) for block in module)]
-            stacks = [(name, module) for name, module in lists if not any(name.startswith(outer + ".") for outer, _ in lists)]
+            stacks = [(name, module) for name, module in lists if not any(inside(name, outer) for outer, _ in lists)]
             if stacks:
                 break
         if not stacks:
             raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__} holding the weights to prune; name them: sequential=['block1', 'block2', ...]")
-        return [(f"{name}.{i}", block) for name, module in stacks for i, block in enumerate(module)]
+        return [(member(name, i), block) for name, module in stacks for i, block in enumerate(module)]
     if isinstance(spec, str):
         container = modules.get(spec)
         if not isinstance(container, (nn.ModuleList, nn.Sequential)):

@@ -542,6 +542,9 @@ def test_default_units_are_the_outermost_repeated_layers():
     swin = transformers.SwinModel(transformers.SwinConfig(image_size=16, patch_size=2, embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4))
     assert default_blocks(swin) == ["encoder.layers.0", "encoder.layers.1"]  # the stages, not their blocks inside
     assert default_blocks(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))) == ["0", "2"]  # no repeated layers: the children
+    mgp_str = transformers.MgpstrForSceneTextRecognition(transformers.MgpstrConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2.0))
+    assert default_blocks(mgp_str) == ["mgp_str.encoder.blocks.0", "mgp_str.encoder.blocks.1"]  # its layers in an nn.Sequential (timm's layout)
+    assert default_blocks(nn.Sequential(mgp_str.mgp_str.encoder.blocks[0], mgp_str.mgp_str.encoder.blocks[1])) == ["0", "1"]  # the model is the list
 
 
 @pytest.mark.parametrize(

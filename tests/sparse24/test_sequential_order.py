@@ -90,3 +90,44 @@ def test_sequential_goes_through_poolformer_stage_by_stage() -> None:
     assert len(report.sparse_layers) == 5  # the second patch embedding and both stages' two MLP convolutions
     for name, value in expected.state_dict().items():
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(32, 64), nn.Linear(64, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(torch.relu(self.up(x)))
+
+
+class _SequentialBlocks(nn.Module):
+    """timm's ViT layout (torchvision's ResNet stages too): the blocks in an ``nn.Sequential``, not a ``ModuleList``;
+    before them a ``Sequential`` of bare layers of one type, a chain of layers rather than of blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Linear(32, 32), nn.Linear(32, 32))
+        self.blocks = nn.Sequential(*(_Residual() for _ in range(3)))
+        self.head = nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(torch.tanh(self.stem(x))))
+
+
+def test_sequential_finds_blocks_held_in_an_nn_sequential() -> None:
+    """``sequential=True`` found no blocks in such a model (it looked for ``ModuleList``s only) and refused it. Now
+    its blocks go one after the other, each on the pruned blocks' output, and the layers outside them last, from the
+    whole pruned model; a model that is itself a ``Sequential`` of blocks names them by their index."""
+    torch.manual_seed(0)
+    model = _SequentialBlocks()
+    data = [torch.randn(8, 32) * torch.linspace(0.1, 3, 32) for _ in range(3)]
+    assert [name for name, _ in find_blocks(model, True)] == ["blocks.0", "blocks.1", "blocks.2"]
+    expected = copy.deepcopy(model)
+    for block in ["blocks.0.*", "blocks.1.*", "blocks.2.*", ["stem.*", "head"]]:
+        sparse24.sparsify(expected, "sparsegpt", data=data, include=block, policy="any", progress=False)
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, policy="any", progress=False)
+    assert len(report.sparse_layers) == 9
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+    assert [name for name, _ in find_blocks(nn.Sequential(_Residual(), _Residual()), True)] == ["0", "1"]
