@@ -4,7 +4,8 @@ Every model type of this transformers (or ``--types``) is built as ``bench/permu
 config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
 ``attention_mask``), pixels (clips of frames for a video model; a VLM vision tower's patches with their
-``grid_thw``), or audio (a mono channel for a codec), with an encoder-decoder's decoder ids. Where its dense forward
+``grid_thw``), audio (a mono channel for a codec), audio features (with the mask of frames a forward requires), or
+a time series, with an encoder-decoder's decoder ids. Where its dense forward
 runs on them, the model is pruned from the same weights by magnitude (the layers any method prunes), Wanda,
 SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part of the model these inputs do not run (a vision
 tower given text; not an expert no token was routed to) are excluded from all four, and counted.
@@ -138,23 +139,45 @@ def _decoder(model: nn.Module, params: Any, batch: dict[str, torch.Tensor], gene
     return batch
 
 
-def _pixels(model: nn.Module, generator: torch.Generator, frames: int | None = None) -> dict[str, torch.Tensor]:
-    """Two images, or (``frames``) two clips of that many ``[channels, h, w]`` frames (VideoMAE's, ViViT's input)."""
+def _pixels(model: nn.Module, generator: torch.Generator, frames: int | None = None, key: str = "pixel_values") -> dict[str, torch.Tensor]:
+    """Two images, or (``frames``) two clips of that many ``[channels, h, w]`` frames (VideoMAE's, ViViT's input), of
+    the config's image size (a number, height and width: MGP-STR's 32 x 128, or a dict of them)."""
     size = _first(model.config, "image_size", default=32)
-    size = size[0] if isinstance(size, (list, tuple)) else size
-    size = size.get("height", 32) if isinstance(size, dict) else size
+    size = (size.get("height", 32), size.get("width", 32)) if isinstance(size, dict) else size
+    height, width = (size[0], size[-1]) if isinstance(size, (list, tuple)) else (size, size)
     channels = _first(model.config, "num_channels", default=3)
-    shape = (2, channels, int(size), int(size)) if frames is None else (2, frames, channels, int(size), int(size))
-    return {"pixel_values": torch.randn(*shape, generator=generator)}
+    shape = (2, channels, int(height), int(width)) if frames is None else (2, frames, channels, int(height), int(width))
+    return {key: torch.randn(*shape, generator=generator)}
 
 
-def _features(model: nn.Module, generator: torch.Generator, channels_first: bool) -> dict[str, torch.Tensor]:
+def _features(model: nn.Module, params: Any, key: str, generator: torch.Generator, channels_first: bool) -> dict[str, torch.Tensor]:
+    """Two clips' features under ``key`` (``input_features``; Gemma 3n's ``audio_mel``), with the mask of frames their
+    forward requires where it has one (every frame valid)."""
     config = model.config
-    mel = int(_first(config, "num_mel_bins", "feature_size", "input_feat_per_channel", default=80))
-    positions = _first(config, "max_source_positions")
-    frames = 2 * int(positions) if channels_first and positions else 64  # Whisper-style encoders take exactly 2 x their positions
+    mel = int(_first(config, "num_mel_bins", "feature_size", "input_feat_per_channel", "input_feat_size", default=80))
+    positions, window = _first(config, "max_source_positions"), _first(config, "n_window")
+    # Whisper-style encoders take exactly 2 x their positions; Qwen3-ASR's chunks are 2 x its window
+    frames = 2 * int(positions) if channels_first and positions else 2 * int(window) if window else 64
     shape = (2, mel, frames) if channels_first else (2, frames, mel)
-    return {"input_features": torch.randn(*shape, generator=generator)}
+    batch = {key: torch.randn(*shape, generator=generator)}
+    if f"{key}_mask" in params and params[f"{key}_mask"].default is inspect.Parameter.empty:
+        # 1 marks a valid frame (Qwen3-ASR's input_features_mask); Gemma 3n's audio_mel_mask marks padding
+        batch[f"{key}_mask"] = torch.zeros(2, frames, dtype=torch.bool) if key == "audio_mel" else torch.ones(2, frames, dtype=torch.long)
+    return batch
+
+
+def _series(model: nn.Module, params: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Two time series of the config's context length (at most 64 steps, whole 32-step patches past that: TimesFM's
+    16384), per input channel where it has them (PatchTST's, PatchTSMixer's), with TimesFM's padding and frequency."""
+    length = int(_first(model.config, "context_length", default=64))
+    length = length if length <= 64 else 64
+    channels = _first(model.config, "num_input_channels")
+    batch = {"past_values": torch.randn(2, length, *([int(channels)] if channels else []), generator=generator)}
+    if "past_values_padding" in params:
+        batch["past_values_padding"] = torch.zeros(2, length)
+    if "freq" in params:
+        batch["freq"] = torch.zeros(2, 1, dtype=torch.long)
+    return batch
 
 
 def _audio(model: nn.Module, params: Any, generator: torch.Generator, mono: bool = False) -> dict[str, torch.Tensor]:
@@ -188,6 +211,8 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     """Candidate calibration sets (two batches each) for ``model``'s forward, most specific first."""
     params = inspect.signature(model.forward).parameters
     main = getattr(model, "main_input_name", "input_ids")
+    if main not in params:  # its base class's default: the forward's first parameter (SmolVLM's vision tower's pixel_values)
+        main = next(iter(params), main)
 
     def two(make: Any) -> list[dict[str, torch.Tensor]]:
         return [_decoder(model, params, make(g), g) for g in (torch.Generator().manual_seed(seed) for seed in (0, 1))]
@@ -199,16 +224,20 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     if grid is not None:  # a vision tower of patches: flattened, temporal_patch_size, one or two frames deep; or not flattened
         depths = dict.fromkeys((int(_first(model.config, "temporal_patch_size", default=1)), 1, 2, None))
         candidates += [two(lambda g, d=d: _patches(model, params, grid, g, d)) for d in depths]
-    if main == "pixel_values":
-        candidates += [two(lambda g, f=f: _pixels(model, g, f)) for f in frames]
-    elif main == "input_features":
-        candidates += [two(lambda g: _features(model, g, True)), two(lambda g: _features(model, g, False))]
+    videos = "pixel_values_videos" if main == "pixel_values_videos" or "pixel_values" not in params else "pixel_values"
+    clips = [f or 2 for f in frames] if videos == "pixel_values_videos" else frames  # a video tower's clips (V-JEPA 2's: two frames)
+    if main in ("pixel_values", "pixel_values_videos"):
+        candidates += [two(lambda g, f=f: _pixels(model, g, f, videos)) for f in clips]
+    elif main in ("input_features", "audio_mel"):
+        candidates += [two(lambda g: _features(model, params, main, g, True)), two(lambda g: _features(model, params, main, g, False))]
     elif main == "input_values":
         candidates += [two(lambda g: _audio(model, params, g)), two(lambda g: _audio(model, params, g, mono=True))]
+    elif main == "past_values":
+        candidates.append(two(lambda g: _series(model, params, g)))
     if "input_ids" in params:
         candidates.append(two(lambda g: _tokens(model, params, g)))
-        if "pixel_values" in params:  # a text-image (or text-video: X-CLIP) model takes both
-            candidates += [two(lambda g, f=f: {**_tokens(model, params, g), **_pixels(model, g, f)}) for f in frames]
+        if videos in params:  # a text-image (or text-video: X-CLIP, VideoPrism) model takes both
+            candidates += [two(lambda g, f=f: {**_tokens(model, params, g), **_pixels(model, g, f, videos)}) for f in clips]
     return candidates
 
 

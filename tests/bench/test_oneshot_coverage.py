@@ -66,12 +66,20 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("qwen2_5_vl_vision", {"hidden_states": (32, 3 * 2 * 14 * 14), "grid_thw": (2, 3)}),
         ("kimi_k25_vision", {"pixel_values": (32, 3, 14, 14), "grid_thw": (2, 3)}),  # its patches not flattened
         ("video_llama_3_vision", {"pixel_values": (32, 3 * 16 * 16), "grid_thw": (2, 3), "merge_sizes": (2,)}),
+        ("smolvlm_vision", {"pixel_values": (2, 3, 224, 224)}),  # its main_input_name is its base class's input_ids
+        ("mgp-str", {"pixel_values": (2, 3, 32, 128)}),  # an image 32 high, 128 wide
+        ("vjepa2", {"pixel_values_videos": (2, 2, 3, 32, 32)}),  # a video tower's clips, two frames
+        ("qwen3_asr_encoder", {"input_features": (2, 128, 100), "input_features_mask": (2, 100)}),  # 2 x its window; the mask it requires
+        ("gemma3n_audio", {"audio_mel": (2, 64, 128), "audio_mel_mask": (2, 64)}),  # its features under their own name
+        ("patchtst", {"past_values": (2, 32, 1)}),  # a time series: its context, per channel
+        ("timesfm", {"past_values": (2, 64), "past_values_padding": (2, 64), "freq": (2, 1)}),
     ],
 )
 def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_type: str, shapes: dict) -> None:
     """None of these types had a forward on the inputs the bench made before (a 4-D video, a 2-D codec input, no
     decoder ids, latent attention's sizes left at its defaults, an expert count of None, a detector's backbone widths
-    out of step, a vision tower's flattened patches)."""
+    out of step, a vision tower's flattened patches, a vision tower naming no main input, a non-square image, videos
+    under their own name, a required mask of features, features under another name, a time series)."""
     model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
     data, finite = oneshot_coverage.calibration_data(model)
     assert not isinstance(data, str), data
