@@ -5,7 +5,7 @@ config at 64-wide layers, one layer; its causal LM where it has one, else its ba
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
 ``attention_mask``), pixels (clips of frames for a video model; a VLM vision tower's patches with their
 ``grid_thw``), audio (a mono channel for a codec), audio features (with the mask of frames a forward requires), or
-a time series, with an encoder-decoder's decoder ids. Where its dense forward
+a time series, or SigLIP 2's sequences of patches, with an encoder-decoder's decoder ids. Where its dense forward
 runs on them, the model is pruned from the same weights by magnitude (the layers any method prunes), Wanda,
 SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part of the model these inputs do not run (a vision
 tower given text; not an expert no token was routed to) are excluded from all four, and counted.
@@ -207,6 +207,17 @@ def _patches(model: nn.Module, params: Any, grid: str, generator: torch.Generato
     return batch
 
 
+def _patch_sequence(model: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Two images as SigLIP 2's NaFlex towers take them: a sequence of 4 x 4 flattened patches each, their
+    ``pixel_attention_mask`` (every patch an image's) and ``spatial_shapes`` (the grid, in patches)."""
+    patch, channels = int(_first(model.config, "patch_size", default=16)), int(_first(model.config, "num_channels", default=3))
+    return {
+        "pixel_values": torch.randn(2, 16, channels * patch * patch, generator=generator),
+        "pixel_attention_mask": torch.ones(2, 16, dtype=torch.long),
+        "spatial_shapes": torch.tensor([[4, 4]] * 2),
+    }
+
+
 def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     """Candidate calibration sets (two batches each) for ``model``'s forward, most specific first."""
     params = inspect.signature(model.forward).parameters
@@ -226,6 +237,10 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
         candidates += [two(lambda g, d=d: _patches(model, params, grid, g, d)) for d in depths]
     videos = "pixel_values_videos" if main == "pixel_values_videos" or "pixel_values" not in params else "pixel_values"
     clips = [f or 2 for f in frames] if videos == "pixel_values_videos" else frames  # a video tower's clips (V-JEPA 2's: two frames)
+    if "spatial_shapes" in params:  # images as patch sequences (SigLIP 2), alone or with text
+        candidates.append(two(lambda g: _patch_sequence(model, g)))
+        if "input_ids" in params:
+            candidates.append(two(lambda g: {**_tokens(model, params, g), **_patch_sequence(model, g)}))
     if main in ("pixel_values", "pixel_values_videos"):
         candidates += [two(lambda g, f=f: _pixels(model, g, f, videos)) for f in clips]
     elif main in ("input_features", "audio_mel"):

@@ -73,13 +73,15 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("gemma3n_audio", {"audio_mel": (2, 64, 128), "audio_mel_mask": (2, 64)}),  # its features under their own name
         ("patchtst", {"past_values": (2, 32, 1)}),  # a time series: its context, per channel
         ("timesfm", {"past_values": (2, 64), "past_values_padding": (2, 64), "freq": (2, 1)}),
+        ("siglip2", {"input_ids": (2, 16), "attention_mask": (2, 16), "pixel_values": (2, 16, 3 * 16 * 16), "pixel_attention_mask": (2, 16), "spatial_shapes": (2, 2)}),  # patch sequences
     ],
 )
 def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_type: str, shapes: dict) -> None:
     """None of these types had a forward on the inputs the bench made before (a 4-D video, a 2-D codec input, no
     decoder ids, latent attention's sizes left at its defaults, an expert count of None, a detector's backbone widths
     out of step, a vision tower's flattened patches, a vision tower naming no main input, a non-square image, videos
-    under their own name, a required mask of features, features under another name, a time series)."""
+    under their own name, a required mask of features, features under another name, a time series, SigLIP 2's
+    sequences of patches)."""
     model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
     data, finite = oneshot_coverage.calibration_data(model)
     assert not isinstance(data, str), data
