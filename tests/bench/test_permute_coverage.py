@@ -126,6 +126,9 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
         ("hunyuan_vl", lambda c: c.text_config.head_dim == 16),  # None in its default, and read by its attention
         ("deepseek_v2", lambda c: (c.num_experts_per_tok, c.moe_intermediate_size) == (2, 32)),  # None in its default: its router's topk failed
         ("longcat_flash", lambda c: c.moe_intermediate_size == 32),
+        # NLLB-MoE's 128 experts are its MLPs' width (4096: permuting them took over 60 s); Muse Spark's experts work 4096 wide
+        ("nllb-moe", lambda c: (c.encoder_ffn_dim, c.decoder_ffn_dim) == (96, 96)),
+        ("muse_spark", lambda c: (c.text_config.moe_hidden_size, c.text_config.moe_intermediate_size) == (64, 32)),
         # HGNetV2's stage widths are stage_out_channels; its hidden_sizes tell D-FINE what they are (for the stages it reads):
         # kept in step, as in its default. And 8 queries: RT-DETR's layout picks its 300 among 21 anchors of a 32-pixel image
         ("d_fine", lambda c: list(c.backbone_config.hidden_sizes)[1:] == list(c.backbone_config.stage_out_channels)[1:] and c.num_queries == 8),  # its 512 experts were 2048 wide: over the coverage runs' memory limit
