@@ -731,7 +731,7 @@ def inside(name: str, outer: str) -> bool:
 
 def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Sequence[GemmWeight] | None = None) -> list[tuple[str, nn.Module]]:
     """The blocks of a sequential run: ``True`` finds the layer stacks that hold ``weights`` (every GEMM weight when
-    None): each outermost :func:`repeated_blocks` list with a block holding one of them (a decoder's layers; an
+    None): the blocks holding one of them in each outermost :func:`repeated_blocks` list (a decoder's layers; an
     encoder's and a decoder's; a vision or audio tower's and a language model's), in module order, else, for a hybrid
     model such as Jamba whose layers are of two kinds, each outermost ``ModuleList`` of two or more modules that all
     hold GEMM weights. (The calibration puts them in the order the forward runs them.) A string names a ``ModuleList``/``Sequential``, a sequence names the blocks themselves."""
@@ -756,7 +756,9 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Seq
                 break
         if not stacks:
             raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__} holding the weights to prune; name them: sequential=['block1', 'block2', ...]")
-        return [(member(name, i), block) for name, module in stacks for i, block in enumerate(module)]
+        # only the blocks holding a weight to prune: the others run within the forward as any module does (SAM 3's
+        # pixel decoder has a conv layer per feature level, one of which its forward never runs)
+        return [(member(name, i), block) for name, module in stacks for i, block in enumerate(module) if holds(block)]
     if isinstance(spec, str):
         container = modules.get(spec)
         if not isinstance(container, (nn.ModuleList, nn.Sequential)):

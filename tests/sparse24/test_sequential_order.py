@@ -131,3 +131,33 @@ def test_sequential_finds_blocks_held_in_an_nn_sequential() -> None:
     for name, value in expected.state_dict().items():
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
     assert [name for name, _ in find_blocks(nn.Sequential(_Residual(), _Residual()), True)] == ["0", "1"]
+
+
+class _Levels(nn.Module):
+    """A block per feature level, the last of which this forward never runs (SAM 3's pixel decoder, on fewer levels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(_Residual() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for level in self.levels[:2]:
+            x = level(x)
+        return x
+
+
+def test_sequential_leaves_out_the_blocks_with_nothing_to_prune() -> None:
+    """The blocks are those holding a weight to prune: the block the forward never runs, excluded from pruning, no
+    longer stops the run ("the forward pass never ran block levels.2"), and an excluded block is not calibrated."""
+    torch.manual_seed(0)
+    model = _Levels()
+    data = [torch.randn(8, 32) * torch.linspace(0.1, 3, 32) for _ in range(3)]
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, "sparsegpt", data=data, include="levels.0.*", policy="any", progress=False)
+    sparse24.sparsify(expected, "sparsegpt", data=data, include="levels.1.*", policy="any", progress=False)
+    report = sparse24.sparsify(model, "sparsegpt", data=data, sequential=True, exclude="levels.2.*", policy="any", progress=False)
+    assert sorted(layer.name for layer in report.sparse_layers) == ["levels.0.down.weight", "levels.0.up.weight", "levels.1.down.weight", "levels.1.up.weight"]
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+    weights = [w for w in sparse24.axes.gemm_weights(model) if w.name.startswith("levels.1.")]
+    assert [name for name, _ in find_blocks(model, True, weights)] == ["levels.1"]
