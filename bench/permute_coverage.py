@@ -2,7 +2,7 @@
 
 Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
 shrunk to 64-wide layers (one layer, 4 heads; nested configs too; only the keys it has, and the sizes tied to them: a
-rotary or latent-attention part of a head, experts 32 wide, an encoder-decoder's MLPs 96 wide, a detector's 8 queries, a CNN's stages one block deep), as
+rotary or latent-attention part of a head, experts 32 wide, an encoder-decoder's MLPs 96 wide, a detector's 8 queries, SAM's image features 64 wide, a CNN's stages one block deep), as
 its causal LM where it has one, else its base model (``--task classify``: its sequence, image or audio
 classification model), and handed to ``sparse24.permute``, which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
 <class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
@@ -48,11 +48,13 @@ TASKS = {
 # and V3, MiniCPM3...), outputs that must be the other tower's width (SigLIP's text projection, a pooler's), a
 # mixture of experts' expert width (LongCat-Flash's 512 experts were 2048 wide: 201M parameters in its one layer) and the
 # width its experts work in (Muse Spark's 256 projected to 4096), an encoder-decoder's MLPs (NLLB-MoE's 128 experts are
-# encoder_ffn_dim wide: 4096), a detector's queries (RT-DETR picks its 300 among the anchors of a 32-pixel image: 21)
+# encoder_ffn_dim wide: 4096), a detector's queries (RT-DETR picks its 300 among the anchors of a 32-pixel image: 21),
+# SAM's: its image encoder's output and feature pyramid (the width its prompt encoder and mask decoder take), the
+# positional features (half that width), SAM-HQ's ViT features, its MLPs
 TIED = dict(
     encoder_attention_heads=4, decoder_attention_heads=4, d_head=16, rotary_dim=8, projection_size=64, pooler_output_size=64,
     qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32, moe_intermediate_size=32, moe_hidden_size=64,
-    encoder_ffn_dim=96, decoder_ffn_dim=96, num_queries=8,
+    encoder_ffn_dim=96, decoder_ffn_dim=96, num_queries=8, output_channels=64, fpn_hidden_size=64, num_pos_feats=32, vit_dim=64, mlp_dim=96,
 )  # fmt: skip
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 

@@ -73,6 +73,7 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("gemma3n_audio", {"audio_mel": (2, 64, 128), "audio_mel_mask": (2, 64)}),  # its features under their own name
         ("patchtst", {"past_values": (2, 32, 1)}),  # a time series: its context, per channel
         ("timesfm", {"past_values": (2, 64), "past_values_padding": (2, 64), "freq": (2, 1)}),
+        ("sam", {"pixel_values": (2, 3, 1024, 1024)}),  # its image encoder's output as wide as its mask decoder (permute_coverage)
         ("siglip2", {"input_ids": (2, 16), "attention_mask": (2, 16), "pixel_values": (2, 16, 3 * 16 * 16), "pixel_attention_mask": (2, 16), "spatial_shapes": (2, 2)}),  # patch sequences
     ],
 )

@@ -129,6 +129,9 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
         # NLLB-MoE's 128 experts are its MLPs' width (4096: permuting them took over 60 s); Muse Spark's experts work 4096 wide
         ("nllb-moe", lambda c: (c.encoder_ffn_dim, c.decoder_ffn_dim) == (96, 96)),
         ("muse_spark", lambda c: (c.text_config.moe_hidden_size, c.text_config.moe_intermediate_size) == (64, 32)),
+        # SAM's image encoder gives its prompt encoder and mask decoder 256 channels, which they took as 64
+        ("sam", lambda c: (c.vision_config.output_channels, c.vision_config.num_pos_feats, c.mask_decoder_config.hidden_size, c.vision_config.mlp_dim) == (64, 32, 64, 96)),
+        ("sam3_tracker", lambda c: c.vision_config.fpn_hidden_size == c.mask_decoder_config.hidden_size == 64),
         # HGNetV2's stage widths are stage_out_channels; its hidden_sizes tell D-FINE what they are (for the stages it reads):
         # kept in step, as in its default. And 8 queries: RT-DETR's layout picks its 300 among 21 anchors of a 32-pixel image
         ("d_fine", lambda c: list(c.backbone_config.hidden_sizes)[1:] == list(c.backbone_config.stage_out_channels)[1:] and c.num_queries == 8),  # its 512 experts were 2048 wide: over the coverage runs' memory limit
