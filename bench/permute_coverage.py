@@ -2,10 +2,12 @@
 
 Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
 shrunk to 64-wide layers (one layer, 4 heads; nested configs too; only the keys it has, and the sizes tied to them: a
-rotary or latent-attention part of a head, experts 32 wide, an encoder-decoder's MLPs 96 wide, a detector's 8 queries, SAM's image features 64 wide, a CNN's stages one block deep), as
-its causal LM where it has one, else its base model (``--task classify``: its sequence, image or audio
-classification model), and handed to ``sparse24.permute``, which reads the modules (no forward pass). A type counts as covered when no layer is reported "in no permutable group:
-<class> has no permutation rule"; the others list those classes with their number of layers. Types that do not build
+rotary or latent-attention part of a head, experts 32 wide, an encoder-decoder's MLPs 96 wide, a detector's 8
+queries, SAM's image features 64 wide, a CNN's stages one block deep), as its causal LM where it has one, else its
+base model (``--task classify``: its sequence, image or audio classification model), and handed to
+``sparse24.permute``, which reads the modules (no forward pass). A type counts as covered when no layer is reported
+"in no permutable group: <class> has no permutation rule"; the others list those classes with their number of
+layers. Types that do not build
 from such a config (its validation, an optional package missing, over ``--timeout`` seconds) are listed apart, with
 the error; so are the models that built but whose permutation took over ``--timeout`` seconds of its own (types whose
 nested configs keep their full sizes), and those on which ``sparse24.permute`` raised (a sparse24 bug: exit 1). Each
