@@ -222,8 +222,10 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     """Candidate calibration sets (two batches each) for ``model``'s forward, most specific first."""
     params = inspect.signature(model.forward).parameters
     main = getattr(model, "main_input_name", "input_ids")
-    if main not in params:  # its base class's default: the forward's first parameter (SmolVLM's vision tower's pixel_values)
-        main = next(iter(params), main)
+    if not isinstance(main, str) or main not in params:
+        # its base class's default (SmolVLM's vision tower's input_ids), or a list (OneFormer's pixel_values and
+        # task_inputs): the forward's first parameter
+        main = next(iter(params), "input_ids")
 
     def two(make: Any) -> list[dict[str, torch.Tensor]]:
         return [_decoder(model, params, make(g), g) for g in (torch.Generator().manual_seed(seed) for seed in (0, 1))]

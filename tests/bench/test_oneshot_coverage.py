@@ -90,6 +90,14 @@ def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_typ
     assert any(finite)
 
 
+def test_a_main_input_given_as_a_list_is_not_taken_for_a_name() -> None:
+    """OneFormer's ``main_input_name`` is a list (``["pixel_values", "task_inputs"]``): its first parameter, pixels, are
+    tried (it raised ``unhashable type: 'list'`` in the bench, which failed the run as a bug)."""
+    model = oneshot_coverage.tiny_model("oneformer", "causal-lm").eval()
+    assert isinstance(model.main_input_name, list)
+    assert [sorted(batches[0]) for batches in oneshot_coverage.example_batches(model)] == [["pixel_values"]]
+
+
 @pytest.mark.parametrize("types", ["gpt2,no-such-type", ","])
 def test_an_unknown_model_type_is_one_clear_error(tmp_path, capsys, types: str) -> None:  # noqa: ANN001
     with pytest.raises(SystemExit) as exit_info:
