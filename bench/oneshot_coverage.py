@@ -312,12 +312,21 @@ def logits_for(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[str, C
         return "logits", None
     fields = output.items() if isinstance(output, dict) else enumerate(output) if isinstance(output, (tuple, list)) else ()
 
-    def classes_last(value: torch.Tensor) -> torch.Tensor:
-        return value.movedim(1, -1) if value.dim() == 4 else value
+    def read(value: Any, first: bool, moved: bool) -> torch.Tensor:
+        value = value[0] if first else value
+        return value.movedim(1, -1) if moved else value
 
     for key, value in fields:
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() >= 1 and classes_last(value).shape[-1] >= 2:
-            return str(key), lambda model, batch: classes_last(call(model, batch)[key])
+        # a tuple's first tensor (MGP-STR's logits: one per decoder); a 4-D field's channels moved last (a feature map),
+        # else its last dimension as it is (PatchTST's [batch, channels, patches, width])
+        first = isinstance(value, (tuple, list)) and bool(value) and isinstance(value[0], torch.Tensor)
+        tensor = value[0] if first else value
+        if not (isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.dim() >= 1):
+            continue
+        for moved in (True, False) if tensor.dim() == 4 else (False,):
+            if read(value, first, moved).shape[-1] >= 2:
+                name = f"{key}[0]" if first else str(key)
+                return name, lambda model, batch, first=first, moved=moved: read(call(model, batch)[key], first, moved)
     return "none", None
 
 

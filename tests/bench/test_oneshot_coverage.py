@@ -265,6 +265,16 @@ def test_the_stand_in_logits_of_a_base_model() -> None:
     name, logits_fn = oneshot_coverage.logits_for(Base(torch.randn(2, 8, 1, 1)), batch)
     assert name == "last_hidden_state" and logits_fn(Base(torch.randn(2, 8, 1, 1)), batch).shape == (2, 1, 1, 8)  # channels last
     assert oneshot_coverage.logits_for(Base(torch.randn(2, 1), torch.randn(2, 1, 1, 1)), batch) == ("none", None)
+    # a 4-D field with one channel, read as it is: PatchTST's [batch, channels, patches, width] (it found none)
+    name, logits_fn = oneshot_coverage.logits_for(Base(torch.randn(2, 1, 3, 6)), batch)
+    assert name == "last_hidden_state" and logits_fn(Base(torch.randn(2, 1, 3, 6)), batch).shape == (2, 1, 3, 6)
+
+    class Tupled(Base):  # MGP-STR's logits: a tuple, one per decoder (it found none)
+        def forward(self, input_ids: torch.Tensor) -> BaseModelOutputWithPooling:
+            return BaseModelOutputWithPooling(hidden_states=tuple(f[: len(input_ids)] * self.weight for f in self.fields))
+
+    name, logits_fn = oneshot_coverage.logits_for(Tupled(torch.randn(2, 7), torch.randn(2, 3)), batch)
+    assert name == "hidden_states[0]" and logits_fn(Tupled(torch.randn(2, 7), torch.randn(2, 3)), batch).shape == (2, 7)
 
 
 def test_taylor_raising_fails_the_run(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
