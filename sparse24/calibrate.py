@@ -719,9 +719,10 @@ def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList | nn.Sequ
     ]
 
 
-def member(name: str, index: int) -> str:
-    """The name of the ``index``-th module of the list named ``name`` (the model itself: ``""``)."""
-    return f"{name}.{index}" if name else str(index)
+def qualified(prefix: str, name: str | int) -> str:
+    """The full name of submodule ``name`` (an attribute, or a list's index) of the module named ``prefix`` (the model
+    itself: ``""``)."""
+    return f"{prefix}.{name}" if prefix else str(name)
 
 
 def inside(name: str, outer: str) -> bool:
@@ -758,7 +759,7 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Seq
             raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__} holding the weights to prune; name them: sequential=['block1', 'block2', ...]")
         # only the blocks holding a weight to prune: the others run within the forward as any module does (SAM 3's
         # pixel decoder has a conv layer per feature level, one of which its forward never runs)
-        return [(member(name, i), block) for name, module in stacks for i, block in enumerate(module) if holds(block)]
+        return [(qualified(name, i), block) for name, module in stacks for i, block in enumerate(module) if holds(block)]
     if isinstance(spec, str):
         container = modules.get(spec)
         if not isinstance(container, (nn.ModuleList, nn.Sequential)):

@@ -94,12 +94,12 @@ def default_blocks(model: nn.Module) -> list[str]:
     (:func:`sparse24.calibrate.repeated_blocks`: a transformer's decoder layers, T5's encoder and decoder blocks),
     the rest (embeddings, head) staying in the root unit; without such a list, every direct child that holds
     parameters."""
-    from .calibrate import inside, member, repeated_blocks
+    from .calibrate import inside, qualified, repeated_blocks
 
     names: list[str] = []
     for name, blocks in repeated_blocks(model):
         if not any(inside(name, outer) for outer in names):
-            names += [member(name, index) for index in range(len(blocks))]
+            names += [qualified(name, index) for index in range(len(blocks))]
     if names:
         return names
     return [name for name, child in model.named_children() if any(True for _ in child.parameters())]

@@ -45,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from . import dist, interrupts, source
 from .axes import gemm_axes, is_fused_experts, is_llama4_experts, is_parallel_experts
-from .calibrate import no_kv_cache
+from .calibrate import no_kv_cache, qualified
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
 
@@ -565,8 +565,8 @@ def _gated_mlp(
     width = gate_layer.out_features
     if up_layer.out_features != width or down_layer.in_features != width:
         return f"{gate}/{up} outputs ({gate_layer.out_features}, {up_layer.out_features}) and {down} input ({down_layer.in_features}) differ"
-    members = _producer(_join(name, gate), gate_layer, width) + _producer(_join(name, up), up_layer, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
+    members = _producer(qualified(name, gate), gate_layer, width) + _producer(qualified(name, up), up_layer, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, down), down_layer, width))
 
 
 def _fused_experts(name: str, module: nn.Module) -> _Group | str:
@@ -656,7 +656,7 @@ def _c_fc_mlp(name: str, module: nn.Module) -> _Group | str:
     width = fc.weight.shape[gemm_axes(fc)["weight"].output]
     if proj.weight.shape[gemm_axes(proj)["weight"].reduction] != width:
         return "c_fc's outputs and c_proj's inputs differ in size"
-    return _Group(type(module).__name__, width, 1, _producer(_join(name, "c_fc"), fc, width) + _consumer(_join(name, "c_proj"), proj, width))
+    return _Group(type(module).__name__, width, 1, _producer(qualified(name, "c_fc"), fc, width) + _consumer(qualified(name, "c_proj"), proj, width))
 
 
 def _bert_layer(
@@ -684,7 +684,7 @@ def _bert_layer(
     width = dense_in.out_features
     if dense_out.in_features != width:
         return "intermediate.dense outputs and output.dense inputs differ in size"
-    members = _producer(_join(name, f"{intermediate}.dense"), dense_in, width) + _consumer(_join(name, f"{output}.dense"), dense_out, width)
+    members = _producer(qualified(name, f"{intermediate}.dense"), dense_in, width) + _consumer(qualified(name, f"{output}.dense"), dense_out, width)
     return _Group(type(module).__name__, width, 1, members)
 
 
@@ -728,21 +728,21 @@ def _vibevoice_diffusion_head(name: str, module: nn.Module) -> list[_Group | str
     bad = next((_not_elementwise(module, act) for act in acts if _not_elementwise(module, act)), None)
     if bad is not None or parts["timestep_proj.fc2"].out_features != width:
         return [bad or f"timestep_proj.fc2 does not make {width} condition channels"]
-    condition = [m for path in ("cond_proj", "timestep_proj.fc2") for m in _producer(_join(name, path), parts[path], width)]
-    condition += [m for path in chunks for m in _consumer(_join(name, path), parts[path], width)]
+    condition = [m for path in ("cond_proj", "timestep_proj.fc2") for m in _producer(qualified(name, path), parts[path], width)]
+    condition += [m for path in chunks for m in _consumer(qualified(name, path), parts[path], width)]
     found: list[_Group | str] = [_Group(type(module).__name__, width, 1, condition)]
     norms = [_attr(layer, "norm") for layer in layers]
     if not all(type(n).__name__.endswith("RMSNorm") and set(dict(n.named_parameters())) == {"weight"} and n.weight.shape == (width,) for n in norms):
         return [*found, f"the layers' norms are not RMS norms with a weight over {width} channels"]
     if parts["noisy_images_proj"].out_features != width or parts["final_layer.linear_2"].in_features != width:
         return [*found, f"noisy_images_proj and final_layer.linear_2 do not make and read {width} channels"]
-    stream = _producer(_join(name, "noisy_images_proj"), parts["noisy_images_proj"], width)
+    stream = _producer(qualified(name, "noisy_images_proj"), parts["noisy_images_proj"], width)
     for path, n in chunks.items():
-        stream += _producer(_join(name, path), parts[path], width, torch.zeros(n, dtype=torch.long))
+        stream += _producer(qualified(name, path), parts[path], width, torch.zeros(n, dtype=torch.long))
     for i in range(len(layers)):
-        stream += _per_channel(_join(name, f"layers.{i}.norm"), norms[i], width) + _producer(_join(name, f"layers.{i}.ffn.down_proj"), parts[f"layers.{i}.ffn.down_proj"], width)
-        stream += [m for part in ("gate_proj", "up_proj") for m in _consumer(_join(name, f"layers.{i}.ffn.{part}"), parts[f"layers.{i}.ffn.{part}"], width)]
-    return [*found, _Group(type(module).__name__, width, 1, stream + _consumer(_join(name, "final_layer.linear_2"), parts["final_layer.linear_2"], width))]
+        stream += _per_channel(qualified(name, f"layers.{i}.norm"), norms[i], width) + _producer(qualified(name, f"layers.{i}.ffn.down_proj"), parts[f"layers.{i}.ffn.down_proj"], width)
+        stream += [m for part in ("gate_proj", "up_proj") for m in _consumer(qualified(name, f"layers.{i}.ffn.{part}"), parts[f"layers.{i}.ffn.{part}"], width)]
+    return [*found, _Group(type(module).__name__, width, 1, stream + _consumer(qualified(name, "final_layer.linear_2"), parts["final_layer.linear_2"], width))]
 
 
 def _fsmn_attention(name: str, module: nn.Module) -> _Group | str:
@@ -774,10 +774,10 @@ def _convbert_attention(name: str, module: nn.Module) -> list[_Group | str]:
         return [f"self's query, key, value, conv_out_layer, conv_kernel_layer and output.dense are not nn.Linear of {heads} heads of {size}"]
     if dense.in_features != 2 * width or layers["conv_kernel_layer"].in_features != width:
         return [f"output.dense ({dense.in_features} inputs) and conv_kernel_layer ({layers['conv_kernel_layer'].in_features}) do not read 2 x {width} and {width} channels"]
-    path = {part: _join(name, f"self.{part}") for part in (*layers, "key_conv_attn_layer", "key_conv_attn_layer.pointwise")}
+    path = {part: qualified(name, f"self.{part}") for part in (*layers, "key_conv_attn_layer", "key_conv_attn_layer.pointwise")}
     found: list[_Group | str] = [
-        _Group(type(module).__name__, size, heads, _producer(path["value"], layers["value"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks)),
-        _Group(type(module).__name__, size, heads, _producer(path["conv_out_layer"], layers["conv_out_layer"], size, blocks) + _consumer(_join(name, "output.dense"), dense, size, blocks, offset=width)),
+        _Group(type(module).__name__, size, heads, _producer(path["value"], layers["value"], size, blocks) + _consumer(qualified(name, "output.dense"), dense, size, blocks)),
+        _Group(type(module).__name__, size, heads, _producer(path["conv_out_layer"], layers["conv_out_layer"], size, blocks) + _consumer(qualified(name, "output.dense"), dense, size, blocks, offset=width)),
     ]
     bias = getattr(separable, "bias", None)
     if not (isinstance(pointwise, nn.Conv1d) and pointwise.groups == 1 and pointwise.out_channels == width and isinstance(bias, Tensor) and bias.shape == (width, 1)):
@@ -812,12 +812,12 @@ def _hgnet_basic_layer(name: str, module: nn.Module) -> list[_Group | str]:
             found.append(reason)
             continue
         first = chain[0][0]
-        members = _producer(_join(name, f"{first}.convolution"), _attr(module, f"{first}.convolution"), width)
+        members = _producer(qualified(name, f"{first}.convolution"), _attr(module, f"{first}.convolution"), width)
         members += [m for path, depthwise in chain for part in (("convolution", "normalization") if depthwise else ("normalization",))
-                    for m in _per_channel(_join(name, f"{path}.{part}"), _attr(module, f"{path}.{part}"), width)]
+                    for m in _per_channel(qualified(name, f"{path}.{part}"), _attr(module, f"{path}.{part}"), width)]
         if i + 1 < len(chains):
-            members += _consumer(_join(name, f"{chains[i + 1][0][0]}.convolution"), _attr(module, f"{chains[i + 1][0][0]}.convolution"), width)
-        members += _consumer(_join(name, "aggregation.0.convolution"), squeeze, width, torch.zeros(1, dtype=torch.long), offset=start + i * width)
+            members += _consumer(qualified(name, f"{chains[i + 1][0][0]}.convolution"), _attr(module, f"{chains[i + 1][0][0]}.convolution"), width)
+        members += _consumer(qualified(name, "aggregation.0.convolution"), squeeze, width, torch.zeros(1, dtype=torch.long), offset=start + i * width)
         found.append(_Group(type(module).__name__, width, 1, members))
     return found
 
@@ -846,8 +846,8 @@ def _uvdoc_residual_block(name: str, module: nn.Module) -> _Group | str:
         return "conv_start and conv_final are not convolutions of the same channels"
     if (refused := _conv_norm_act(module, "conv_start", width, depthwise=False)) is not None:
         return refused
-    members = _producer(_join(name, "conv_start.convolution"), conv, width) + _per_channel(_join(name, "conv_start.normalization"), module.conv_start.normalization, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "conv_final.convolution"), reader, width))
+    members = _producer(qualified(name, "conv_start.convolution"), conv, width) + _per_channel(qualified(name, "conv_start.normalization"), module.conv_start.normalization, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "conv_final.convolution"), reader, width))
 
 
 def _pp_lcnet_block(name: str, module: nn.Module) -> list[_Group | str]:
@@ -876,12 +876,12 @@ def _pp_lcnet_block(name: str, module: nn.Module) -> list[_Group | str]:
         if reason:
             found.append(reason)
             continue
-        members = _producer(_join(name, f"{out}.convolution"), conv, width) + _per_channel(_join(name, f"{out}.normalization"), _attr(module, f"{out}.normalization"), width)
-        members += [m for part in ("convolution", "normalization") for m in _per_channel(_join(name, f"{here}.depthwise_convolution.{part}"), _attr(module, f"{here}.depthwise_convolution.{part}"), width)]
+        members = _producer(qualified(name, f"{out}.convolution"), conv, width) + _per_channel(qualified(name, f"{out}.normalization"), _attr(module, f"{out}.normalization"), width)
+        members += [m for part in ("convolution", "normalization") for m in _per_channel(qualified(name, f"{here}.depthwise_convolution.{part}"), _attr(module, f"{here}.depthwise_convolution.{part}"), width)]
         if not isinstance(se, nn.Identity):
-            members += _consumer(_join(name, f"{here}.squeeze_excitation_module.convolutions.0"), squeeze, width)
-            members += _producer(_join(name, f"{here}.squeeze_excitation_module.convolutions.2"), excite, width)
-        found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"{here}.pointwise_convolution.convolution"), reader, width)))
+            members += _consumer(qualified(name, f"{here}.squeeze_excitation_module.convolutions.0"), squeeze, width)
+            members += _producer(qualified(name, f"{here}.squeeze_excitation_module.convolutions.2"), excite, width)
+        found.append(_Group(type(module).__name__, width, 1, members + _consumer(qualified(name, f"{here}.pointwise_convolution.convolution"), reader, width)))
     return found
 
 
@@ -895,7 +895,7 @@ def _pp_lcnet_classifier(name: str, module: nn.Module) -> _Group | str:
     if reason:
         return reason
     width = conv.out_channels
-    return _Group(type(module).__name__, width, 1, _producer(_join(name, "last_convolution"), conv, width) + _consumer(_join(name, "head"), head, width))
+    return _Group(type(module).__name__, width, 1, _producer(qualified(name, "last_convolution"), conv, width) + _consumer(qualified(name, "head"), head, width))
 
 
 def _pp_lcnet_v4_layer(name: str, module: nn.Module) -> _Group | str:
@@ -909,8 +909,8 @@ def _pp_lcnet_v4_layer(name: str, module: nn.Module) -> _Group | str:
     reason = _conv_norm_act(module, "channel_conv1", width, depthwise=False) or _not_elementwise(module, "channel_act_fn")
     if reason:
         return reason
-    members = _producer(_join(name, "channel_conv1.convolution"), first, width) + _per_channel(_join(name, "channel_conv1.normalization"), _attr(module, "channel_conv1.normalization"), width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "channel_conv2.convolution"), second, width))
+    members = _producer(qualified(name, "channel_conv1.convolution"), first, width) + _per_channel(qualified(name, "channel_conv1.normalization"), _attr(module, "channel_conv1.normalization"), width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "channel_conv2.convolution"), second, width))
 
 
 def _phi4_audio_convolution(name: str, module: nn.Module) -> list[_Group | str]:
@@ -931,12 +931,12 @@ def _phi4_audio_convolution(name: str, module: nn.Module) -> list[_Group | str]:
         found.append(_not_elementwise(module, "glu.glu_act") or f"glu's b1 and b2 are not a bias per channel of the {width}")
     else:
         one = _uniform(width, width)
-        members = _halves(_join(name, "glu.ext_pw_conv_1d"), glu, width) + [_Member(_join(name, "glu"), _attr(module, "glu"), b, 1, one, "per-channel", 0) for b in ("b1", "b2")]
-        members += _per_channel(_join(name, "dw_sep_conv_1d.dw_conv"), dw, width) + _consumer(_join(name, "dw_sep_conv_1d.pw_conv"), pw, width)
+        members = _halves(qualified(name, "glu.ext_pw_conv_1d"), glu, width) + [_Member(qualified(name, "glu"), _attr(module, "glu"), b, 1, one, "per-channel", 0) for b in ("b1", "b2")]
+        members += _per_channel(qualified(name, "dw_sep_conv_1d.dw_conv"), dw, width) + _consumer(qualified(name, "dw_sep_conv_1d.pw_conv"), pw, width)
         found.append(_Group(type(module).__name__, width, 1, members))
     if out.in_channels != inner or _not_elementwise(module, "act"):
         return [*found, _not_elementwise(module, "act") or f"ext_pw_conv_1d does not read pw_conv's {inner} channels"]
-    return [*found, _Group(type(module).__name__, inner, 1, _producer(_join(name, "dw_sep_conv_1d.pw_conv"), pw, inner) + _consumer(_join(name, "ext_pw_conv_1d"), out, inner))]
+    return [*found, _Group(type(module).__name__, inner, 1, _producer(qualified(name, "dw_sep_conv_1d.pw_conv"), pw, inner) + _consumer(qualified(name, "ext_pw_conv_1d"), out, inner))]
 
 
 def _phi4_audio_projections(name: str, module: nn.Module) -> list[_Group | str]:
@@ -954,8 +954,8 @@ def _snake_unit(name: str, module: nn.Module) -> _Group | str:
     width, alpha = conv1.out_channels, getattr(snake, "alpha", None)
     if not (isinstance(alpha, Tensor) and alpha.shape == (1, width, 1) and set(dict(snake.named_parameters())) == {"alpha"}):
         return f"snake2 has no alpha per channel of the {width}"
-    members = _producer(_join(name, "conv1"), conv1, width) + [_Member(_join(name, "snake2"), snake, "alpha", 1, _uniform(width, width), "per-channel")]
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "conv2"), conv2, width))
+    members = _producer(qualified(name, "conv1"), conv1, width) + [_Member(qualified(name, "snake2"), snake, "alpha", 1, _uniform(width, width), "per-channel")]
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "conv2"), conv2, width))
 
 
 def _returned_latents(name: str, module: nn.Module) -> str:
@@ -973,10 +973,10 @@ def _univnet_kernel_predictor(name: str, module: nn.Module) -> _Group | str:
     if not all(_is_plain_conv1d(_attr(module, path)) for path in convs):
         return f"{', '.join(convs[:3])} and the residual blocks' conv1 and conv2 are not all ungrouped Conv1d"
     width = module.input_conv.out_channels
-    members = _producer(_join(name, "input_conv"), module.input_conv, width)
+    members = _producer(qualified(name, "input_conv"), module.input_conv, width)
     for i, block in enumerate(blocks):
-        members += _consumer(_join(name, f"resblocks.{i}.conv1"), block.conv1, width) + _producer(_join(name, f"resblocks.{i}.conv2"), block.conv2, width)
-    members += _consumer(_join(name, "kernel_conv"), module.kernel_conv, width) + _consumer(_join(name, "bias_conv"), module.bias_conv, width)
+        members += _consumer(qualified(name, f"resblocks.{i}.conv1"), block.conv1, width) + _producer(qualified(name, f"resblocks.{i}.conv2"), block.conv2, width)
+    members += _consumer(qualified(name, "kernel_conv"), module.kernel_conv, width) + _consumer(qualified(name, "bias_conv"), module.bias_conv, width)
     return _Group(type(module).__name__, width, 1, members)
 
 
@@ -998,7 +998,7 @@ def _clvp_attention(name: str, module: nn.Module) -> _Group | str:
     members = []
     for h in range(heads):
         one, offset = torch.tensor([h]), h * size + rotary
-        members += _producer(_join(name, "v_proj"), v, size - rotary, one, offset=offset) + _consumer(_join(name, "out_proj"), out, size - rotary, one, offset=offset)
+        members += _producer(qualified(name, "v_proj"), v, size - rotary, one, offset=offset) + _consumer(qualified(name, "out_proj"), out, size - rotary, one, offset=offset)
     return _Group(type(module).__name__, size - rotary, heads, members)
 
 
@@ -1011,7 +1011,7 @@ def _clvp_encoder_mlp(name: str, module: nn.Module) -> _Group | str:
     if (refused := _not_elementwise(module, "fc1.activation_fn")) is not None:
         return refused
     width = fc2.in_features
-    return _Group(type(module).__name__, width, 1, _halves(_join(name, "fc1.proj"), proj, width) + _consumer(_join(name, "fc2"), fc2, width))
+    return _Group(type(module).__name__, width, 1, _halves(qualified(name, "fc1.proj"), proj, width) + _consumer(qualified(name, "fc2"), fc2, width))
 
 
 def _oneformer_decoder(name: str, module: nn.Module) -> str:
@@ -1077,7 +1077,7 @@ def _normed_conv_chain(name: str, module: nn.Module, steps: Sequence[tuple[str, 
         if layer_norm.normalized_shape != (width,) or down.weight.shape[gemm_axes(down)["weight"].reduction] != width:
             groups.append(f"{first}'s {width} outputs are not {norm}'s and {second}'s channels")
             continue
-        members = _producer(_join(name, first), up, width) + _per_channel(_join(name, norm), layer_norm, width) + _consumer(_join(name, second), down, width)
+        members = _producer(qualified(name, first), up, width) + _per_channel(qualified(name, norm), layer_norm, width) + _consumer(qualified(name, second), down, width)
         groups.append(_Group(type(module).__name__, width, 1, members))
     return groups
 
@@ -1093,11 +1093,11 @@ def _vits_wavenet(name: str, module: nn.Module) -> list[_Group | str]:
         if not (_is_plain_conv1d(gated) and _is_plain_conv1d(res_skip) and gated.out_channels == 2 * hidden and res_skip.in_channels == hidden):
             groups.append(f"in_layers.{i} and res_skip_layers.{i} are not ungrouped Conv1d of {2 * hidden} outputs and {hidden} inputs")
             continue
-        members = _halves(_join(name, f"in_layers.{i}"), gated, hidden)
+        members = _halves(qualified(name, f"in_layers.{i}"), gated, hidden)
         if _is_plain_conv1d(cond):  # layer i's tanh and sigmoid rows of it
             one = torch.zeros(1, dtype=torch.long)
-            members += [m for offset in (2 * i * hidden, (2 * i + 1) * hidden) for m in _producer(_join(name, "cond_layer"), cond, hidden, one, offset=offset)]
-        groups.append(_Group(type(module).__name__, hidden, 1, members + _consumer(_join(name, f"res_skip_layers.{i}"), res_skip, hidden)))
+            members += [m for offset in (2 * i * hidden, (2 * i + 1) * hidden) for m in _producer(qualified(name, "cond_layer"), cond, hidden, one, offset=offset)]
+        groups.append(_Group(type(module).__name__, hidden, 1, members + _consumer(qualified(name, f"res_skip_layers.{i}"), res_skip, hidden)))
     return groups
 
 
@@ -1112,17 +1112,17 @@ def _vits_wavenet_streams(name: str, module: nn.Module, post: str) -> list[_Grou
     hidden, last, one = net.hidden_size, net.num_layers - 1, torch.zeros(1, dtype=torch.long)
     if not all(_is_plain_conv1d(conv) for conv in (*net.in_layers, *net.res_skip_layers)):
         return "the WaveNet's in_layers and res_skip_layers are not all ungrouped Conv1d"
-    residual, skip = _producer(_join(name, "conv_pre"), pre, hidden), []
+    residual, skip = _producer(qualified(name, "conv_pre"), pre, hidden), []
     for i, (gated, res_skip) in enumerate(zip(net.in_layers, net.res_skip_layers)):
-        path = _join(name, f"wavenet.res_skip_layers.{i}")
-        residual += _consumer(_join(name, f"wavenet.in_layers.{i}"), gated, hidden)
+        path = qualified(name, f"wavenet.res_skip_layers.{i}")
+        residual += _consumer(qualified(name, f"wavenet.in_layers.{i}"), gated, hidden)
         if i < last:
             residual += _producer(path, res_skip, hidden, one)
             skip += _producer(path, res_skip, hidden, one, offset=hidden)
         else:
             skip += _producer(path, res_skip, hidden)
     kind = type(module).__name__
-    return [_Group(kind, hidden, 1, residual), _Group(kind, hidden, 1, skip + _consumer(_join(name, post), out, hidden))]
+    return [_Group(kind, hidden, 1, residual), _Group(kind, hidden, 1, skip + _consumer(qualified(name, post), out, hidden))]
 
 
 def _vits_dds_stream(name: str, dds: nn.Module, width: int) -> list[_Member] | str:
@@ -1135,9 +1135,9 @@ def _vits_dds_stream(name: str, dds: nn.Module, width: int) -> list[_Member] | s
         dilated, pointwise, norm_1, norm_2 = dds.convs_dilated[i], dds.convs_pointwise[i], dds.norms_1[i], dds.norms_2[i]
         if not (_is_depthwise(dilated, width) and _is_plain_conv1d(pointwise) and type(norm_1) is type(norm_2) is nn.LayerNorm):
             return f"{name}'s layer {i} is not a depthwise conv, a LayerNorm, an ungrouped Conv1d and a LayerNorm over {width} channels"
-        members += _per_channel(_join(name, f"convs_dilated.{i}"), dilated, width) + _per_channel(_join(name, f"norms_1.{i}"), norm_1, width)
-        members += _consumer(_join(name, f"convs_pointwise.{i}"), pointwise, width) + _producer(_join(name, f"convs_pointwise.{i}"), pointwise, width)
-        members += _per_channel(_join(name, f"norms_2.{i}"), norm_2, width)
+        members += _per_channel(qualified(name, f"convs_dilated.{i}"), dilated, width) + _per_channel(qualified(name, f"norms_1.{i}"), norm_1, width)
+        members += _consumer(qualified(name, f"convs_pointwise.{i}"), pointwise, width) + _producer(qualified(name, f"convs_pointwise.{i}"), pointwise, width)
+        members += _per_channel(qualified(name, f"norms_2.{i}"), norm_2, width)
     return members
 
 
@@ -1153,24 +1153,24 @@ def _vits_stochastic_duration_predictor(name: str, module: nn.Module) -> list[_G
     width, kind = module.conv_pre.out_channels, type(module).__name__
     groups: list[_Group | str] = []
     for prefix in ("", "post_"):
-        stream = _vits_dds_stream(_join(name, f"{prefix}conv_dds"), _attr(module, f"{prefix}conv_dds"), width)
+        stream = _vits_dds_stream(qualified(name, f"{prefix}conv_dds"), _attr(module, f"{prefix}conv_dds"), width)
         if isinstance(stream, str):
             groups.append(stream)
             continue
-        members = _producer(_join(name, f"{prefix}conv_pre"), _attr(module, f"{prefix}conv_pre"), width) + stream
+        members = _producer(qualified(name, f"{prefix}conv_pre"), _attr(module, f"{prefix}conv_pre"), width) + stream
         if not prefix and _is_plain_conv1d(getattr(module, "cond", None)):
-            members += _producer(_join(name, "cond"), module.cond, width)
-        groups.append(_Group(kind, width, 1, members + _consumer(_join(name, f"{prefix}conv_proj"), _attr(module, f"{prefix}conv_proj"), width)))
-    conditioning = _producer(_join(name, "conv_proj"), module.conv_proj, width) + _producer(_join(name, "post_conv_proj"), module.post_conv_proj, width)
+            members += _producer(qualified(name, "cond"), module.cond, width)
+        groups.append(_Group(kind, width, 1, members + _consumer(qualified(name, f"{prefix}conv_proj"), _attr(module, f"{prefix}conv_proj"), width)))
+    conditioning = _producer(qualified(name, "conv_proj"), module.conv_proj, width) + _producer(qualified(name, "post_conv_proj"), module.post_conv_proj, width)
     for flows in ("flows", "post_flows"):
         for i, flow in enumerate(_attr(module, flows)):
             if _transformers_class(flow) == "VitsElementwiseAffine":  # the 2 latent channels: no hidden ones
                 continue
-            path = _join(name, f"{flows}.{i}")
-            stream = _vits_dds_stream(_join(path, "conv_dds"), getattr(flow, "conv_dds", None), width)
+            path = qualified(name, f"{flows}.{i}")
+            stream = _vits_dds_stream(qualified(path, "conv_dds"), getattr(flow, "conv_dds", None), width)
             if _transformers_class(flow) != "VitsConvFlow" or isinstance(stream, str) or not (_is_plain_conv1d(flow.conv_pre) and _is_plain_conv1d(flow.conv_proj)):
                 return [*groups, f"{path} is not a VitsConvFlow of ungrouped Conv1d around {width}-channel depth-separable convs: the flows' conditioning stays"]
-            conditioning += _producer(_join(path, "conv_pre"), flow.conv_pre, width) + stream + _consumer(_join(path, "conv_proj"), flow.conv_proj, width)
+            conditioning += _producer(qualified(path, "conv_pre"), flow.conv_pre, width) + stream + _consumer(qualified(path, "conv_proj"), flow.conv_proj, width)
     return [*groups, _Group(kind, width, 1, conditioning)]
 
 
@@ -1199,14 +1199,14 @@ def _seanet_block(name: str, module: nn.Module) -> list[_Group | str]:
         if not (up.groups == down.groups == 1 and down.in_channels == width):
             found.append(f"block.{a}.conv and block.{b}.conv are not ungrouped convolutions over one set of channels")
             continue
-        members = _producer(_join(name, f"block.{a}.conv"), up, width)
+        members = _producer(qualified(name, f"block.{a}.conv"), up, width)
         norm = getattr(block[a], "norm", None)
         if norm is not None:
             if not (isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.num_channels == width):
                 found.append(f"block.{a}.norm is not a GroupNorm of one group over its {width} channels")
                 continue
-            members += _per_channel(_join(name, f"block.{a}.norm"), norm, width)
-        found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"block.{b}.conv"), down, width)))
+            members += _per_channel(qualified(name, f"block.{a}.norm"), norm, width)
+        found.append(_Group(type(module).__name__, width, 1, members + _consumer(qualified(name, f"block.{b}.conv"), down, width)))
     return found
 
 
@@ -1225,8 +1225,8 @@ def _group_norm_resnet_block(name: str, module: nn.Module, activation: str | Non
     if reason:
         return reason
     size, groups = width // norm.num_groups, torch.arange(norm.num_groups)
-    members = _producer(_join(name, "conv1"), conv1, size, groups) + _per_channel(_join(name, "norm2"), norm, size, groups)
-    return _Group(type(module).__name__, size, norm.num_groups, members + _consumer(_join(name, "conv2"), conv2, size, groups))
+    members = _producer(qualified(name, "conv1"), conv1, size, groups) + _per_channel(qualified(name, "norm2"), norm, size, groups)
+    return _Group(type(module).__name__, size, norm.num_groups, members + _consumer(qualified(name, "conv2"), conv2, size, groups))
 
 
 def _vq_vae(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1259,8 +1259,8 @@ def _jetmoe_attention(name: str, module: nn.Module) -> _Group | str:
     if kv.out_features != 2 * heads * size or out.weight.shape[2] != heads * size:
         return f"kv_proj's {kv.out_features} outputs or output_linear's {out.weight.shape[2]} inputs are not {heads} heads of {size}"
     blocks, cols = torch.arange(heads), gemm_axes(out)["weight"].reduction - 1  # the dim in one expert's slice
-    members = _producer(_join(name, "kv_proj"), kv, size, blocks, offset=heads * size)
-    members += [_Member(_join(name, "experts.output_linear"), out, "weight", cols, blocks, "consumer", expert=e) for e in range(out.weight.shape[0])]
+    members = _producer(qualified(name, "kv_proj"), kv, size, blocks, offset=heads * size)
+    members += [_Member(qualified(name, "experts.output_linear"), out, "weight", cols, blocks, "consumer", expert=e) for e in range(out.weight.shape[0])]
     return _Group(type(module).__name__, size, heads, members)
 
 
@@ -1277,7 +1277,7 @@ def _jetmoe_moe(name: str, module: nn.Module) -> _Group | str:
     width, experts = down.weight.shape[1 + cols], down.weight.shape[0]
     if up.weight.shape[1 + rows] != 2 * width or up.weight.shape[0] != experts:
         return f"input_linear's {up.weight.shape[1 + rows]} outputs are not the two halves of output_linear's {width} inputs, for each of {experts} experts"
-    members = _expert_mlps((_join(name, "input_linear"), up, "weight"), (_join(name, "output_linear"), down, "weight"), rows, cols, width, experts, gated=True)
+    members = _expert_mlps((qualified(name, "input_linear"), up, "weight"), (qualified(name, "output_linear"), down, "weight"), rows, cols, width, experts, gated=True)
     return _Group(type(module).__name__, width, experts, members)
 
 
@@ -1297,7 +1297,7 @@ def _perceiver_layer(name: str, module: nn.Module) -> list[_Group | str]:
     cross_attention's values may have the features' positional encoding added channel by channel (the 1-D latents'
     pass), so v_proj's rows cannot move alone."""
     refused = "cross_attention: its values may have the input's positional encoding added channel by channel: v_proj's rows cannot move alone"
-    return [_heads_one_order_attention(_join(name, "self_attention"), _attr(module, "self_attention")), refused]
+    return [_heads_one_order_attention(qualified(name, "self_attention"), _attr(module, "self_attention")), refused]
 
 
 def _timesformer_layer(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1341,7 +1341,7 @@ def _prefix_cache_attention(name: str, module: nn.Module) -> list[_Group | str]:
         return ["vlm.language_model.layers and dit.layers are not both module lists"]
     found: list[_Group | str] = []
     for i, (vlm_layer, dit_layer) in enumerate(zip(vlm_layers, dit_layers)):
-        pair = [_attention(_join(name, f"{path}.{i}.self_attn"), layer.self_attn) for path, layer in (("vlm.language_model.layers", vlm_layer), ("dit.layers", dit_layer))]
+        pair = [_attention(qualified(name, f"{path}.{i}.self_attn"), layer.self_attn) for path, layer in (("vlm.language_model.layers", vlm_layer), ("dit.layers", dit_layer))]
         reason = next((each for each in pair if isinstance(each, str)), None)
         if reason is None and (pair[0].block, pair[0].count) != (pair[1].block, pair[1].count):
             reason = f"the VLM's and the expert's values differ in head size or key/value heads ({pair[0].block} x {pair[0].count}, {pair[1].block} x {pair[1].count})"
@@ -1359,19 +1359,19 @@ def _mvp_stack(name: str, module: nn.Module) -> list[_Group | str]:
         return ["layers is not a module list"]
     found: list[_Group | str] = []
     for i, layer in enumerate(layers):
-        prefix = _join(name, f"layers.{i}")
+        prefix = qualified(name, f"layers.{i}")
         found.append(_two_layer_mlp(prefix, layer))
         for attention in ("self_attn", "encoder_attn"):
             if isinstance(getattr(layer, attention, None), nn.Module):
                 prompted = f"layers.{i}.{attention}: its keys and values are extended with learned prompts (use_prompt): their value channels would have to move too"
-                found.append(prompted if getattr(module, "use_prompt", False) else _OUT_PROJ_ATTENTION(_join(prefix, attention), getattr(layer, attention)))
+                found.append(prompted if getattr(module, "use_prompt", False) else _OUT_PROJ_ATTENTION(qualified(prefix, attention), getattr(layer, attention)))
     return found
 
 
 def _module_dict_mlp(name: str, module: nn.Module) -> _Group | str:
     """BridgeTowerResidualAttention (CLIP's original resblock): its MLP an nn.ModuleDict run in order, c_fc -> gelu
     (QuickGELU) -> c_proj."""
-    found = _two_layer_mlp(_join(name, "mlp"), getattr(module, "mlp", None), first="c_fc", second="c_proj", activation="gelu")
+    found = _two_layer_mlp(qualified(name, "mlp"), getattr(module, "mlp", None), first="c_fc", second="c_proj", activation="gelu")
     return replace(found, kind=type(module).__name__) if isinstance(found, _Group) else found
 
 
@@ -1401,7 +1401,7 @@ def _two_layer_mlp(name: str, module: nn.Module, first: str = "fc1", second: str
     reads = down.in_features if _is_linear(down) else down.in_channels
     if reads != width:
         return f"{first} outputs ({width}) and {second} inputs ({reads}) differ"
-    return _Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width))
+    return _Group(type(module).__name__, width, 1, _producer(qualified(name, first), up, width) + _consumer(qualified(name, second), down, width))
 
 
 def _layer_chain(name: str, module: nn.Module, layers: Sequence[str], activation: str | None) -> list[_Group | str]:
@@ -1460,7 +1460,7 @@ def _conv_stem(
             if not (one_group or _channels_first_layer_norm(norm, group.block)):
                 group = f"{norms[first]} is not a GroupNorm of one group or a channels-first LayerNorm over the {group.block} channels of {first}"
             else:
-                group.members += _per_channel(_join(name, norms[first]), norm, group.block)
+                group.members += _per_channel(qualified(name, norms[first]), norm, group.block)
         found.append(group)
     return found
 
@@ -1527,9 +1527,9 @@ def _conv_feature_encoder(name: str, module: nn.Module) -> list[_Group | str]:
             if not per_channel:
                 found.append(f"{first}.layer_norm does not normalise each of the {width} channels alike")
                 continue
-            members = _producer(_join(name, f"{first}.conv"), up, width)
-            members += _per_channel(_join(name, f"{first}.layer_norm"), norm, width) if norm is not None else []
-            found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"{second}.conv"), down, width)))
+            members = _producer(qualified(name, f"{first}.conv"), up, width)
+            members += _per_channel(qualified(name, f"{first}.layer_norm"), norm, width) if norm is not None else []
+            found.append(_Group(type(module).__name__, width, 1, members + _consumer(qualified(name, f"{second}.conv"), down, width)))
     return found
 
 
@@ -1548,8 +1548,8 @@ def _normed_fan_out(name: str, module: nn.Module, producer: str, norm: str, cons
     width = first.out_features
     if not (isinstance(norm_layer, nn.LayerNorm) and tuple(norm_layer.normalized_shape) == (width,)) or any(r.in_features != width for r in readers):
         return f"{norm} is not a LayerNorm over {producer}'s {width} channels, or {', '.join(consumers)} read another width"
-    members = _producer(_join(name, producer), first, width) + _per_channel(_join(name, norm), norm_layer, width)
-    return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(_join(name, consumer), reader, width)])
+    members = _producer(qualified(name, producer), first, width) + _per_channel(qualified(name, norm), norm_layer, width)
+    return _Group(type(module).__name__, width, 1, members + [m for consumer, reader in zip(consumers, readers) for m in _consumer(qualified(name, consumer), reader, width)])
 
 
 def _concat_mlp(name: str, module: nn.Module, producers: Sequence[str], activation: str, consumer: str) -> list[_Group | str]:
@@ -1567,7 +1567,7 @@ def _concat_mlp(name: str, module: nn.Module, producers: Sequence[str], activati
     offset = 0
     for attr, layer in zip(producers, layers):
         width = layer.out_features
-        members = _producer(_join(name, attr), layer, width) + _consumer(_join(name, consumer), reader, width, _uniform(width, width), offset=offset)
+        members = _producer(qualified(name, attr), layer, width) + _consumer(qualified(name, consumer), reader, width, _uniform(width, width), offset=offset)
         found.append(_Group(type(module).__name__, width, 1, members))
         offset += width
     return found
@@ -1602,8 +1602,8 @@ def _seamless_adapter(name: str, module: nn.Module) -> _Group | str:
     width = readers[0].in_features
     if conv.out_channels != 2 * width or any(r.in_features != width for r in readers):
         return f"self_attn_conv's {conv.out_channels} outputs are not twice the {width} inputs of linear_q/k/v"
-    members = _halves(_join(name, "self_attn_conv"), conv, width)
-    consumers = [m for attr, reader in zip(("linear_q", "linear_k", "linear_v"), readers) for m in _consumer(_join(name, f"self_attn.{attr}"), reader, width)]
+    members = _halves(qualified(name, "self_attn_conv"), conv, width)
+    consumers = [m for attr, reader in zip(("linear_q", "linear_k", "linear_v"), readers) for m in _consumer(qualified(name, f"self_attn.{attr}"), reader, width)]
     return _Group(type(module).__name__, width, 1, members + consumers)
 
 
@@ -1643,7 +1643,7 @@ def _multihead_attention(name: str, module: nn.Module) -> _Group | str:
             members.append(_Member(name, module, "in_proj_bias", 0, blocks, "producer", 2 * embed))
     if isinstance(module.bias_v, Tensor):  # a value vector concatenated along the sequence
         members.append(_Member(name, module, "bias_v", 2, blocks, "producer"))
-    members += _consumer(_join(name, "out_proj"), out, head_dim, blocks)
+    members += _consumer(qualified(name, "out_proj"), out, head_dim, blocks)
     return _Group("MultiheadAttention", head_dim, heads, members)
 
 
@@ -1659,9 +1659,9 @@ def _aria_cross_attention(name: str, module: nn.Module) -> list[_Group | str]:
     width = attention.embed_dim
     if not all(_is_linear(layer) and layer.out_features == width for _, layer in projections):
         return [f"q_proj, k_proj and v_proj are not nn.Linear with multihead_attn's {width} inputs"]
-    inputs = [m for attr, layer in projections for m in _producer(_join(name, attr), layer, width)]
+    inputs = [m for attr, layer in projections for m in _producer(qualified(name, attr), layer, width)]
     reads = gemm_axes(attention)["in_proj_weight"].reduction
-    inputs.append(_Member(_join(name, "multihead_attn"), attention, "in_proj_weight", reads, _uniform(width, width), "consumer"))
+    inputs.append(_Member(qualified(name, "multihead_attn"), attention, "in_proj_weight", reads, _uniform(width, width), "consumer"))
     output = _two_layer_mlp(name, module, "multihead_attn.out_proj", "linear", activation=None)
     return [_Group(type(module).__name__, width, 1, inputs), output]
 
@@ -1690,8 +1690,8 @@ def _conv1d_values(name: str, module: nn.Module, embed: int, heads: int, parts: 
     if heads * head_dim != embed or fused.weight.shape != (embed, parts * embed) or proj.weight.shape != (embed, embed):
         return f"c_attn {list(fused.weight.shape)} / c_proj {list(proj.weight.shape)} do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _producer(_join(name, "c_attn"), fused, head_dim, blocks, offset=(parts - 1) * embed)
-    members += _consumer(_join(name, "c_proj"), proj, head_dim, blocks)
+    members = _producer(qualified(name, "c_attn"), fused, head_dim, blocks, offset=(parts - 1) * embed)
+    members += _consumer(qualified(name, "c_proj"), proj, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
@@ -1716,8 +1716,8 @@ def _bert_attention(
     if not isinstance(heads, int) or not isinstance(head_dim, int) or any(layer.out_features != heads * head_dim for layer in layers) or dense.in_features != width:
         return f"{attention_attr}.{values[0]} ({width}) and {output} ({dense.in_features}) do not fit {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = [m for value, layer in zip(values, layers) for m in _producer(_join(name, f"{attention_attr}.{value}"), layer, head_dim, blocks)]
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, output), dense, head_dim, blocks))
+    members = [m for value, layer in zip(values, layers) for m in _producer(qualified(name, f"{attention_attr}.{value}"), layer, head_dim, blocks)]
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(qualified(name, output), dense, head_dim, blocks))
 
 
 def _roformer_attention(name: str, module: nn.Module) -> _Group | str:
@@ -1740,8 +1740,8 @@ def _fused_halves_mlp(name: str, module: nn.Module, fused: str = "gate_up_proj",
     width = down_layer.in_features
     if fused_layer.out_features != 2 * width:
         return f"{fused}'s {fused_layer.out_features} outputs are not twice {down}'s {width} inputs"
-    members = _halves(_join(name, fused), fused_layer, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_layer, width))
+    members = _halves(qualified(name, fused), fused_layer, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, down), down_layer, width))
 
 
 def _conformer_convolution(
@@ -1774,9 +1774,9 @@ def _conformer_convolution(
         return f"{norm} is not a BatchNorm1d, LayerNorm or RMS norm over the {width} channels"
     if act is not None and not _elementwise_activation(getattr(module, act, None)):
         return f"{act} is not a known elementwise activation"
-    members = _halves(_join(name, up), up_conv, width)
-    members += _per_channel(_join(name, depthwise), dw, width) + _per_channel(_join(name, norm), norm_layer, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, down), down_conv, width))
+    members = _halves(qualified(name, up), up_conv, width)
+    members += _per_channel(qualified(name, depthwise), dw, width) + _per_channel(qualified(name, norm), norm_layer, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, down), down_conv, width))
 
 
 def _phi3_attention(name: str, module: nn.Module, qkv: str = "qkv_proj", output: str = "o_proj") -> _Group | str:
@@ -1792,8 +1792,8 @@ def _phi3_attention(name: str, module: nn.Module, qkv: str = "qkv_proj", output:
     heads = kv_heads * groups
     if fused.out_features != (heads + 2 * kv_heads) * head_dim or o.in_features != heads * head_dim:
         return f"{qkv} ({fused.out_features}) and {output} ({o.in_features}) do not fit {heads} query and {kv_heads} kv heads of {head_dim}"
-    members = _producer(_join(name, qkv), fused, head_dim, torch.arange(kv_heads), offset=(heads + kv_heads) * head_dim)
-    members += _consumer(_join(name, output), o, head_dim, torch.arange(heads) // groups)
+    members = _producer(qualified(name, qkv), fused, head_dim, torch.arange(kv_heads), offset=(heads + kv_heads) * head_dim)
+    members += _consumer(qualified(name, output), o, head_dim, torch.arange(heads) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
@@ -1812,9 +1812,9 @@ def _grouped_qkv(
     if fused.out_features != kv_heads * (per + 2) * head_dim or dense.in_features != heads * head_dim:
         return f"{fused_attr} ({fused.out_features}) / {dense_attr} ({dense.in_features}) do not fit {heads} heads and {kv_heads} key/value heads of {head_dim}"
     members = [
-        m for g in range(kv_heads) for m in _producer(_join(name, fused_attr), fused, head_dim, torch.tensor([g]), offset=(g * (per + 2) + per + 1) * head_dim)
+        m for g in range(kv_heads) for m in _producer(qualified(name, fused_attr), fused, head_dim, torch.tensor([g]), offset=(g * (per + 2) + per + 1) * head_dim)
     ]
-    return _Group(type(module).__name__, head_dim, kv_heads, members + _consumer(_join(name, dense_attr), dense, head_dim, torch.arange(heads) // per))
+    return _Group(type(module).__name__, head_dim, kv_heads, members + _consumer(qualified(name, dense_attr), dense, head_dim, torch.arange(heads) // per))
 
 
 def _gpt_bigcode_attention(name: str, module: nn.Module) -> _Group | str:
@@ -1850,7 +1850,7 @@ def _stacked_qkv_attention(
     if qkv.out_features != parts * width or proj.in_features != width:
         return f"{fused} ({qkv.out_features}) and {output} ({proj.in_features}) do not fit {parts} x {heads} heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _producer(_join(name, fused), qkv, head_dim, blocks, offset=(parts - 1) * width) + _consumer(_join(name, output), proj, head_dim, blocks)
+    members = _producer(qualified(name, fused), qkv, head_dim, blocks, offset=(parts - 1) * width) + _consumer(qualified(name, output), proj, head_dim, blocks)
     return _Group(type(module).__name__, head_dim, heads, members)
 
 
@@ -1871,8 +1871,8 @@ def _codegen_attention(name: str, module: nn.Module) -> _Group | str:
     if local % head_dim:
         return f"a head's values ({head_dim} rows) straddle two of qkv_proj's {slices} model-parallel slices of {local}"
     per = local // head_dim
-    members = [m for k in range(slices) for m in _producer(_join(name, "qkv_proj"), qkv, head_dim, torch.arange(k * per, (k + 1) * per), offset=(3 * k + 1) * local)]
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), proj, head_dim, torch.arange(heads)))
+    members = [m for k in range(slices) for m in _producer(qualified(name, "qkv_proj"), qkv, head_dim, torch.arange(k * per, (k + 1) * per), offset=(3 * k + 1) * local)]
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(qualified(name, "out_proj"), proj, head_dim, torch.arange(heads)))
 
 
 def _per_head_qkv(name: str, module: nn.Module, head_dim_attr: str = "head_size") -> _Group | str:
@@ -1929,8 +1929,8 @@ def _mla_values(name: str, module: nn.Module) -> _Group | str:
         return "num_heads / qk_nope_head_dim / v_head_dim / kv_lora_rank missing"
     if kv_b.out_features != heads * (nope + v_dim) or o_proj.in_features != heads * v_dim or kv_b.in_features != rank:
         return f"kv_b_proj ({kv_b.in_features} -> {kv_b.out_features}) / o_proj ({o_proj.in_features}) do not fit {heads} heads of {nope} + {v_dim} from a latent of {rank}"
-    values = _strided_rows(_join(name, "kv_b_proj"), kv_b, v_dim, heads, nope + v_dim, nope)
-    return _Group(type(module).__name__, v_dim, heads, values + _consumer(_join(name, "o_proj"), o_proj, v_dim, torch.arange(heads)))
+    values = _strided_rows(qualified(name, "kv_b_proj"), kv_b, v_dim, heads, nope + v_dim, nope)
+    return _Group(type(module).__name__, v_dim, heads, values + _consumer(qualified(name, "o_proj"), o_proj, v_dim, torch.arange(heads)))
 
 
 def _kv_shared_mla(name: str, module: nn.Module) -> list[_Group | str]:
@@ -1956,8 +1956,8 @@ def _latent(name: str, module: nn.Module, down: str, norm: str, readers: Sequenc
         return f"{down} and {' and '.join(path for path, _, _ in layers)} are not nn.Linear from a latent of {width}"
     if not (type(n).__name__.endswith("RMSNorm") and set(dict(n.named_parameters())) == {"weight"} and n.weight.shape == (width,)):
         return f"{norm} is not an RMS norm over the {width} latent channels"
-    members = _producer(_join(name, down), a, width, torch.zeros(1, dtype=torch.long)) + _per_channel(_join(name, norm), n, width)
-    members += [m for path, layer, parts in layers for m in _consumer(_join(name, path), layer, width, torch.zeros(parts, dtype=torch.long))]
+    members = _producer(qualified(name, down), a, width, torch.zeros(1, dtype=torch.long)) + _per_channel(qualified(name, norm), n, width)
+    members += [m for path, layer, parts in layers for m in _consumer(qualified(name, path), layer, width, torch.zeros(parts, dtype=torch.long))]
     return _Group(type(module).__name__, width, 1, members)
 
 
@@ -1970,7 +1970,7 @@ def _indexed_mla_attention(name: str, module: nn.Module, gate: str | None = None
     if gate is not None and isinstance(found[0], _Group):
         values, layer = found[0], getattr(module, gate, None)
         if _is_linear(layer) and layer.out_features == values.block * values.count:
-            values.members += _producer(_join(name, gate), layer, values.block, torch.arange(values.count))
+            values.members += _producer(qualified(name, gate), layer, values.block, torch.arange(values.count))
         else:
             found[0] = f"{gate} is not an nn.Linear with a row for each of the {values.count} heads' {values.block} value channels"
     indexer = getattr(module, "indexer", None)
@@ -1978,9 +1978,9 @@ def _indexed_mla_attention(name: str, module: nn.Module, gate: str | None = None
         return found
     reader = getattr(indexer, "wq_b", None)
     for i, group in enumerate(found):
-        if isinstance(group, _Group) and any(m.module_name == _join(name, "q_b_proj") for m in group.members):
+        if isinstance(group, _Group) and any(m.module_name == qualified(name, "q_b_proj") for m in group.members):
             if _is_linear(reader) and reader.in_features == group.block:
-                group.members += _consumer(_join(name, "indexer.wq_b"), reader, group.block)
+                group.members += _consumer(qualified(name, "indexer.wq_b"), reader, group.block)
             else:
                 found[i] = f"indexer.wq_b is not an nn.Linear reading the {group.block} query latent channels"
     return found
@@ -2001,7 +2001,7 @@ def _query_gated_mla(name: str, module: nn.Module) -> list[_Group | str]:
         return found + [f"q_a_proj and q_gate_proj do not fit a query latent of {rank} and {heads} heads of {qk_dim} + {v_dim}"]
     values = found[0]
     if isinstance(values, _Group):
-        values.members += _strided_rows(_join(name, "q_gate_proj"), fused, v_dim, heads, qk_dim + v_dim, qk_dim)
+        values.members += _strided_rows(qualified(name, "q_gate_proj"), fused, v_dim, heads, qk_dim + v_dim, qk_dim)
     readers = ["indexer.wq_b"] if getattr(module, "indexer", None) is not None else []
     return found + [_latent(name, module, "q_a_proj", "q_a_layernorm", readers, rank, halves="q_gate_proj")]
 
@@ -2023,7 +2023,7 @@ def _grouped_output_attention(name: str, module: nn.Module) -> list[_Group | str
         found.append(f"o_b_proj is not an nn.Linear reading o_a_proj's {o_a.out_features} outputs")
     else:
         rank, blocks = o_a.out_features // groups, torch.arange(groups)
-        output = _producer(_join(name, "o_a_proj"), o_a, rank, blocks) + _consumer(_join(name, "o_b_proj"), o_b, rank, blocks)
+        output = _producer(qualified(name, "o_a_proj"), o_a, rank, blocks) + _consumer(qualified(name, "o_b_proj"), o_b, rank, blocks)
         found.append(_Group(type(module).__name__, rank, groups, output))
     readers = ["q_b_proj"] + (["compressor.indexer.q_b_proj"] if hasattr(getattr(module, "compressor", None), "indexer") else [])
     found.append(_latent(name, module, "q_a_proj", "q_a_norm", readers, q_a.out_features if _is_linear(q_a) else None))
@@ -2060,8 +2060,8 @@ def _attention(
     if v.out_features % head_dim or o.in_features != v.out_features * groups:
         return f"{value} ({v.out_features}) and {output} ({o.in_features}) do not fit {head_dim_attr} {head_dim} x {groups} groups"
     kv_heads = v.out_features // head_dim
-    members = _producer(_join(name, value), v, head_dim, torch.arange(kv_heads))
-    members += _consumer(_join(name, output), o, head_dim, torch.arange(kv_heads * groups) // groups)
+    members = _producer(qualified(name, value), v, head_dim, torch.arange(kv_heads))
+    members += _consumer(qualified(name, output), o, head_dim, torch.arange(kv_heads * groups) // groups)
     return _Group(type(module).__name__, head_dim, kv_heads, members)
 
 
@@ -2088,9 +2088,9 @@ def _cca_attention(name: str, module: nn.Module) -> _Group | str:
     runs = current.out_features // half  # = the key/value heads
     if current.out_features != delayed.out_features or current.out_features % half or o.in_features != 2 * runs * half * groups:
         return f"v_proj_current ({current.out_features}), v_proj_delayed ({delayed.out_features}) and o_proj ({o.in_features}) do not fit half heads of {half} x {groups} groups"
-    members = _producer(_join(name, "qkv_proj.v_proj_current"), current, half, torch.arange(runs))
-    members += _producer(_join(name, "qkv_proj.v_proj_delayed"), delayed, half, torch.arange(runs, 2 * runs))
-    return _Group(type(module).__name__, half, 2 * runs, members + _consumer(_join(name, "o_proj"), o, half, _query_head_runs(runs, groups, 2)))
+    members = _producer(qualified(name, "qkv_proj.v_proj_current"), current, half, torch.arange(runs))
+    members += _producer(qualified(name, "qkv_proj.v_proj_delayed"), delayed, half, torch.arange(runs, 2 * runs))
+    return _Group(type(module).__name__, half, 2 * runs, members + _consumer(qualified(name, "o_proj"), o, half, _query_head_runs(runs, groups, 2)))
 
 
 def _short_conv_attention(name: str, module: nn.Module) -> _Group | str:
@@ -2109,14 +2109,14 @@ def _short_conv_attention(name: str, module: nn.Module) -> _Group | str:
     if not (_is_linear(gate) and gate.out_features == consumer.tensor.shape[consumer.dim]):
         return "o_proj.gate_proj is not an nn.Linear with a row for each of o_proj.linear's inputs"
     blocks = torch.arange(heads)
-    sconv = _join(name, "v_proj.sconv")
+    sconv = qualified(name, "v_proj.sconv")
     if _transformers_class(conv) == "Inkling2ShortConvolution" and isinstance(conv.conv1d, nn.Conv1d) and _is_depthwise(conv.conv1d, width):
-        taps = _per_channel(_join(sconv, "conv1d"), conv.conv1d, group.block, blocks)
+        taps = _per_channel(qualified(sconv, "conv1d"), conv.conv1d, group.block, blocks)
     elif _transformers_class(conv) == "Inkling2DynamicShortConvolution" and conv.num_heads == heads and conv.static_weight.shape[1] == width:
         taps = [_Member(sconv, conv, "static_weight", 1, blocks, "per-channel")]
     else:
         return f"v_proj.sconv is not a short convolution over the {heads} key/value heads' {width} channels"
-    group.members += taps + _producer(_join(name, "o_proj.gate_proj"), gate, group.block, consumer.blocks)
+    group.members += taps + _producer(qualified(name, "o_proj.gate_proj"), gate, group.block, consumer.blocks)
     return group
 
 
@@ -2129,7 +2129,7 @@ def _short_conv_values(name: str, module: nn.Module) -> _Group | str:
     sconv, conv = _attr(module, "v_sconv"), _attr(module, "v_sconv.conv1d")
     if not (_transformers_class(sconv) == "InklingShortConvolution" and _is_depthwise(conv, group.block * group.count)):
         return "v_sconv is not a depthwise short convolution over v_proj's channels"
-    group.members += _per_channel(_join(name, "v_sconv.conv1d"), conv, group.block, torch.arange(group.count))
+    group.members += _per_channel(qualified(name, "v_sconv.conv1d"), conv, group.block, torch.arange(group.count))
     return group
 
 
@@ -2147,7 +2147,7 @@ def _diff_attention(name: str, module: nn.Module) -> _Group | str:
         return f"groupnorm is not an nn.RMSNorm without a scale over pairs of {group.block} channels, or {kv_heads} key/value heads do not halve"
     pairs = torch.arange(kv_heads * groups // 2)
     blocks = torch.stack([pairs // groups, kv_heads // 2 + pairs // groups], dim=1).flatten()
-    group.members = [m for m in group.members if m.role != "consumer"] + _consumer(_join(name, "o_proj"), module.o_proj, group.block, blocks)
+    group.members = [m for m in group.members if m.role != "consumer"] + _consumer(qualified(name, "o_proj"), module.o_proj, group.block, blocks)
     return group
 
 
@@ -2161,7 +2161,7 @@ def _doge_attention(name: str, module: nn.Module) -> _Group | str:
     width = group.block * group.count
     if not (_is_linear(dt) and dt.in_features == width):
         return f"dt_proj is not an nn.Linear reading v_proj's {width} outputs"
-    group.members += _consumer(_join(name, "dt_proj"), dt, group.block, torch.arange(group.count))
+    group.members += _consumer(qualified(name, "dt_proj"), dt, group.block, torch.arange(group.count))
     return group
 
 
@@ -2185,7 +2185,7 @@ def _normed(name: str, module: nn.Module, rule: _Rule, norm: str) -> _Group | st
     rms_norm = _repeats_forward(type(found), "llama.modeling_llama", "LlamaRMSNorm") and getattr(found, "weight", None) is not None and found.weight.shape == (width,)
     if not (layer_norm or rms_norm):
         return f"{norm} is not an nn.LayerNorm or a Llama-style RMS norm over the {width} channels"
-    group.members += _per_channel(_join(name, norm), found, group.block, consumer.blocks)
+    group.members += _per_channel(qualified(name, norm), found, group.block, consumer.blocks)
     return group
 
 
@@ -2235,7 +2235,7 @@ def _nvfp4_attention(name: str, module: nn.Module) -> _Group | str:
         return f"head_dim {head_dim} is not whole runs of {run} (the NVFP4 scale blocks of the values)"
     per, kv_heads = head_dim // run, group.count
     v, o = _attr(module, "v_proj"), _attr(module, "o_proj")
-    members = _producer(_join(name, "v_proj"), v, run, torch.arange(kv_heads * per)) + _consumer(_join(name, "o_proj"), o, run, _query_head_runs(kv_heads, groups, per))
+    members = _producer(qualified(name, "v_proj"), v, run, torch.arange(kv_heads * per)) + _consumer(qualified(name, "o_proj"), o, run, _query_head_runs(kv_heads, groups, per))
     return _Group(type(module).__name__, run, kv_heads * per, members)
 
 
@@ -2294,7 +2294,7 @@ def _gated_output_attention(name: str, module: nn.Module, gate_attr: str = "gate
     consumer = next(m for m in group.members if m.role == "consumer")
     if not (_is_linear(gate) and gate.out_features == consumer.module.in_features):
         return f"{gate_attr} is not an nn.Linear with {output}'s {consumer.module.in_features} inputs"
-    group.members += _producer(_join(name, gate_attr), gate, group.block, consumer.blocks)
+    group.members += _producer(qualified(name, gate_attr), gate, group.block, consumer.blocks)
     return group
 
 
@@ -2342,7 +2342,7 @@ def _query_gated_attention(name: str, module: nn.Module, query: str = "q_proj") 
     if not (_is_linear(q) and q.out_features == 2 * heads * head_dim):
         return f"{query} is not an nn.Linear with a query and a gate of {head_dim} for each of {heads} heads"
     for head, kv_head in enumerate(consumer.blocks.tolist()):
-        group.members += _producer(_join(name, query), q, head_dim, torch.tensor([kv_head]), offset=(2 * head + 1) * head_dim)
+        group.members += _producer(qualified(name, query), q, head_dim, torch.tensor([kv_head]), offset=(2 * head + 1) * head_dim)
     return group
 
 
@@ -2371,19 +2371,19 @@ def _gated_delta_net(name: str, module: nn.Module) -> _Group | str:
     shared = torch.zeros(heads, dtype=torch.long)
     qkv, z_proj, fused = (getattr(module, attr, None) for attr in ("in_proj_qkv", "in_proj_z", "in_proj_qkvz"))
     if _is_linear(qkv) and _is_linear(z_proj) and qkv.out_features == channels and z_proj.out_features == width:
-        members = _producer(_join(name, "in_proj_qkv"), qkv, head_dim, shared, offset=2 * key_dim) + _producer(_join(name, "in_proj_z"), z_proj, head_dim, shared)
+        members = _producer(qualified(name, "in_proj_qkv"), qkv, head_dim, shared, offset=2 * key_dim) + _producer(qualified(name, "in_proj_z"), z_proj, head_dim, shared)
     elif _is_linear(fused) and fused.out_features == 2 * (key_dim + width):
         stride = 2 * (k_dim + per * head_dim)  # one key head's rows: q, k, its value heads' v, then their z
         members = [
             m
             for head in range(heads)
             for part in (0, per)  # v, z
-            for m in _producer(_join(name, "in_proj_qkvz"), fused, head_dim, one, offset=(head // per) * stride + 2 * k_dim + (part + head % per) * head_dim)
+            for m in _producer(qualified(name, "in_proj_qkvz"), fused, head_dim, one, offset=(head // per) * stride + 2 * k_dim + (part + head % per) * head_dim)
         ]
     else:
         return f"no in_proj_qkv and in_proj_z, nor an in_proj_qkvz, for {heads} value heads of {head_dim} and {k_heads} key heads of {k_dim}"
-    members += _per_channel(_join(name, "conv1d"), conv, head_dim, shared, offset=2 * key_dim) + _per_channel(_join(name, "norm"), norm, head_dim)
-    return _Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "out_proj"), out, head_dim, shared))
+    members += _per_channel(qualified(name, "conv1d"), conv, head_dim, shared, offset=2 * key_dim) + _per_channel(qualified(name, "norm"), norm, head_dim)
+    return _Group(type(module).__name__, head_dim, 1, members + _consumer(qualified(name, "out_proj"), out, head_dim, shared))
 
 
 def _kimi_delta_attention(name: str, module: nn.Module) -> list[_Group | str]:
@@ -2407,9 +2407,9 @@ def _kimi_delta_attention(name: str, module: nn.Module) -> list[_Group | str]:
     if not (isinstance(weight, Tensor) and weight.shape == (head_dim,) and set(dict(norm.named_parameters())) == {"weight"}):
         return [f"o_norm has no per-channel weight of the {head_dim} value channels", *found]
     shared = torch.zeros(heads, dtype=torch.long)
-    members = _producer(_join(name, "v_proj"), v_proj, head_dim, shared) + _per_channel(_join(name, "conv1d"), conv, head_dim, shared, offset=2 * width)
-    members += _producer(_join(name, gate), g, head_dim, shared) + _per_channel(_join(name, "o_norm"), norm, head_dim)
-    return [_Group(type(module).__name__, head_dim, 1, members + _consumer(_join(name, "o_proj"), out, head_dim, shared)), *found]
+    members = _producer(qualified(name, "v_proj"), v_proj, head_dim, shared) + _per_channel(qualified(name, "conv1d"), conv, head_dim, shared, offset=2 * width)
+    members += _producer(qualified(name, gate), g, head_dim, shared) + _per_channel(qualified(name, "o_norm"), norm, head_dim)
+    return [_Group(type(module).__name__, head_dim, 1, members + _consumer(qualified(name, "o_proj"), out, head_dim, shared)), *found]
 
 
 def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
@@ -2427,13 +2427,13 @@ def _mamba_mixer(name: str, module: nn.Module) -> _Group | str:
         or not _is_depthwise(conv, width) or not all(isinstance(t, Tensor) and t.shape[0] == width for t in per_channel.values())
     ):  # fmt: skip
         return f"in_proj, conv1d, dt_proj, A_log, D, x_proj and out_proj do not share {width} inner channels"
-    members = _halves(_join(name, "in_proj"), in_proj, width)
-    members += _per_channel(_join(name, "conv1d"), conv, width) + _producer(_join(name, "dt_proj"), dt_proj, width)
+    members = _halves(qualified(name, "in_proj"), in_proj, width)
+    members += _per_channel(qualified(name, "conv1d"), conv, width) + _producer(qualified(name, "dt_proj"), dt_proj, width)
     members += _per_channel(name, module, width, attrs=tuple(per_channel))
     dt_norm = getattr(module, "dt_layernorm", None)
     if isinstance(getattr(dt_norm, "weight", None), Tensor) and dt_norm.weight.shape == (width,):
-        members += _per_channel(_join(name, "dt_layernorm"), dt_norm, width)
-    members += _consumer(_join(name, "x_proj"), x_proj, width) + _consumer(_join(name, "out_proj"), out_proj, width)
+        members += _per_channel(qualified(name, "dt_layernorm"), dt_norm, width)
+    members += _consumer(qualified(name, "x_proj"), x_proj, width) + _consumer(qualified(name, "out_proj"), out_proj, width)
     return _Group(type(module).__name__, width, 1, members)
 
 
@@ -2457,9 +2457,9 @@ def _mamba2_mixer(name: str, module: nn.Module) -> _Group | str:
     if not (gated_norm or isinstance(norm, nn.Identity)):  # Falcon-H1 without its norm gates in the scan
         return f"norm is not a gated norm with a weight per channel over groups of whole heads of {head_dim}"
     blocks = torch.arange(heads)
-    members = _halves(_join(name, "in_proj"), in_proj, width, head_dim, blocks)
-    members += _per_channel(_join(name, "conv1d"), conv, head_dim, blocks) + (_per_channel(_join(name, "norm"), norm, head_dim, blocks) if gated_norm else [])
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out_proj, head_dim, blocks))
+    members = _halves(qualified(name, "in_proj"), in_proj, width, head_dim, blocks)
+    members += _per_channel(qualified(name, "conv1d"), conv, head_dim, blocks) + (_per_channel(qualified(name, "norm"), norm, head_dim, blocks) if gated_norm else [])
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(qualified(name, "out_proj"), out_proj, head_dim, blocks))
 
 
 def _falcon_h1_mixer(name: str, module: nn.Module) -> _Group | str:
@@ -2548,8 +2548,8 @@ def _segformer_mix_mlp(
     for attr in (activation, *elementwise):
         if (refused := _not_elementwise(module, attr)) is not None:
             return refused
-    members = _producer(_join(name, first), fc1, width) + _per_channel(_join(name, "dwconv.dwconv"), conv, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, second), fc2, width))
+    members = _producer(qualified(name, first), fc1, width) + _per_channel(qualified(name, "dwconv.dwconv"), conv, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, second), fc2, width))
 
 
 _CONVNEXT_MLP = functools.partial(_two_layer_mlp, first="pwconv1", second="pwconv2", activation="act")  # channels-last Linears
@@ -2565,7 +2565,7 @@ def _convnextv2_mlp(name: str, module: nn.Module) -> _Group | str:
     width = group.block
     if type(grn).__name__ != "ConvNextV2GRN" or not all(isinstance(getattr(grn, a, None), Tensor) and getattr(grn, a).shape == (1, 1, 1, width) for a in ("weight", "bias")):
         return f"grn is not a ConvNextV2GRN over the {width} channels"
-    grn_members = [_Member(_join(name, "grn"), grn, attr, 3, _uniform(width, width), "per-channel") for attr in ("weight", "bias")]
+    grn_members = [_Member(qualified(name, "grn"), grn, attr, 3, _uniform(width, width), "per-channel") for attr in ("weight", "bias")]
     return _Group(type(module).__name__, width, 1, group.members + grn_members)
 
 
@@ -2580,13 +2580,13 @@ def _mobilenet_v2_block(name: str, module: nn.Module, layer: str = "MobileNetV2C
     width = up.out_channels
     if up.groups != 1 or down.groups != 1 or down.in_channels != width or not _is_depthwise(dw, width):
         return f"conv_3x3 is not depthwise over expand_1x1's {width} channels, or reduce_1x1 reads {down.in_channels}"
-    members = _producer(_join(name, "expand_1x1.convolution"), up, width) + _per_channel(_join(name, "conv_3x3.convolution"), dw, width)
+    members = _producer(qualified(name, "expand_1x1.convolution"), up, width) + _per_channel(qualified(name, "conv_3x3.convolution"), dw, width)
     for attr in ("expand_1x1", "conv_3x3"):
         after = _norm_and_activation(name, module, attr, width)
         if isinstance(after, str):
             return after
         members += after
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "reduce_1x1.convolution"), down, width))
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "reduce_1x1.convolution"), down, width))
 
 
 def _norm_and_activation(name: str, module: nn.Module, attr: str, width: int) -> list[_Member] | str:
@@ -2598,7 +2598,7 @@ def _norm_and_activation(name: str, module: nn.Module, attr: str, width: int) ->
         return f"{attr}.normalization is not a BatchNorm2d over the {width} channels"
     if act is not None and not _elementwise_activation(act):
         return f"{attr}.activation {getattr(act, '__name__', type(act).__name__)} is not a known elementwise activation"
-    return [] if norm is None else _per_channel(_join(name, f"{attr}.normalization"), norm, width)
+    return [] if norm is None else _per_channel(qualified(name, f"{attr}.normalization"), norm, width)
 
 
 def _mobilevit_layer(name: str, module: nn.Module) -> list[_Group | str]:
@@ -2620,8 +2620,8 @@ def _mobilevit_layer(name: str, module: nn.Module) -> list[_Group | str]:
         if isinstance(after, str):
             found.append(after)
             continue
-        consumer = _consumer(_join(name, f"{second}.convolution"), down, width, _uniform(width, width), offset=offset)
-        found.append(_Group(type(module).__name__, width, 1, _producer(_join(name, f"{first}.convolution"), up, width) + after + consumer))
+        consumer = _consumer(qualified(name, f"{second}.convolution"), down, width, _uniform(width, width), offset=offset)
+        found.append(_Group(type(module).__name__, width, 1, _producer(qualified(name, f"{first}.convolution"), up, width) + after + consumer))
     return found
 
 
@@ -2635,7 +2635,7 @@ def _conv_layer_ffn(name: str, module: nn.Module) -> _Group | str:
     if first.normalization is not None or not (first.activation is None or _elementwise_activation(first.activation)):
         return "conv1 normalizes, or its activation is not a known elementwise one"
     width = up.out_channels
-    return _Group(type(module).__name__, width, 1, _producer(_join(name, "conv1.convolution"), up, width) + _consumer(_join(name, "conv2.convolution"), down, width))
+    return _Group(type(module).__name__, width, 1, _producer(qualified(name, "conv1.convolution"), up, width) + _consumer(qualified(name, "conv2.convolution"), down, width))
 
 
 def _value_heads(kind: str, value: str, v: nn.Module, output: str, o: nn.Module, heads: int, head_dim: int) -> _Group:
@@ -2658,7 +2658,7 @@ def _deformable_attention(name: str, module: nn.Module) -> _Group | str:
         return "n_heads / d_model missing"
     if v.out_features != width or o.in_features != width:
         return f"value_proj ({v.out_features}) and output_proj ({o.in_features}) do not have d_model {width} channels"
-    return _value_heads(type(module).__name__, _join(name, "value_proj"), v, _join(name, "output_proj"), o, heads, width // heads)
+    return _value_heads(type(module).__name__, qualified(name, "value_proj"), v, qualified(name, "output_proj"), o, heads, width // heads)
 
 
 def _outside_value_attention(name: str, module: nn.Module, value: str, attention: str) -> _Group | str:
@@ -2671,7 +2671,7 @@ def _outside_value_attention(name: str, module: nn.Module, value: str, attention
         return f"{value} and {attention}.output_proj are not nn.Linear"
     if not (isinstance(heads, int) and isinstance(head_dim, int) and v.out_features == o.in_features == heads * head_dim):
         return f"{value} ({v.out_features}) and {attention}.output_proj ({o.in_features}) are not {attention}'s attention_heads x values_head_dim"
-    return _value_heads(type(module).__name__, _join(name, value), v, _join(name, f"{attention}.output_proj"), o, heads, head_dim)
+    return _value_heads(type(module).__name__, qualified(name, value), v, qualified(name, f"{attention}.output_proj"), o, heads, head_dim)
 
 
 def _pre_act_residual(name: str, module: nn.Module) -> _Group | str:
@@ -2683,7 +2683,7 @@ def _pre_act_residual(name: str, module: nn.Module) -> _Group | str:
     norm = getattr(module, "batch_norm1", None)
     if not (type(norm) is nn.BatchNorm2d and norm.num_features == found.block):
         return f"batch_norm1 is not a BatchNorm2d over the {found.block} channels of convolution1"
-    found.members += _per_channel(_join(name, "batch_norm1"), norm, found.block)
+    found.members += _per_channel(qualified(name, "batch_norm1"), norm, found.block)
     return found
 
 
@@ -2718,8 +2718,8 @@ def _short_conv(name: str, module: nn.Module, conv_attr: str = "conv") -> _Group
         return f"in_proj's {proj.out_features} outputs are not three chunks of out_proj's {width} inputs"
     if not (isinstance(conv, (nn.Conv1d, nn.Conv2d)) and _is_depthwise(conv, width)):
         return f"{conv_attr} is not a depthwise nn.Conv1d or nn.Conv2d over the {width} channels"
-    chunks = [m for offset in (0, width, 2 * width) for m in _producer(_join(name, "in_proj"), proj, width, _uniform(width, width), offset=offset)]
-    return _Group(type(module).__name__, width, 1, chunks + _per_channel(_join(name, conv_attr), conv, width) + _consumer(_join(name, "out_proj"), out, width))
+    chunks = [m for offset in (0, width, 2 * width) for m in _producer(qualified(name, "in_proj"), proj, width, _uniform(width, width), offset=offset)]
+    return _Group(type(module).__name__, width, 1, chunks + _per_channel(qualified(name, conv_attr), conv, width) + _consumer(qualified(name, "out_proj"), out, width))
 
 
 def _mlstm_layer(name: str, module: nn.Module) -> _Group | str:
@@ -2738,13 +2738,13 @@ def _mlstm_layer(name: str, module: nn.Module) -> _Group | str:
         return f"multihead_norm is not an xLSTMMultiHeadLayerNorm over {heads} heads of {head_dim}"
     mode = getattr(config, "weight_mode", None)
     if mode == "single" and all(_is_linear(getattr(module, attr, None)) and getattr(module, attr).out_features == width for attr in ("v", "ogate_preact")):
-        members = _producer(_join(name, "v"), module.v, head_dim, blocks) + _producer(_join(name, "ogate_preact"), module.ogate_preact, head_dim, blocks)
+        members = _producer(qualified(name, "v"), module.v, head_dim, blocks) + _producer(qualified(name, "ogate_preact"), module.ogate_preact, head_dim, blocks)
     elif mode == "fused" and _is_linear(fused := getattr(module, "qkv_opreact", None)) and fused.out_features == 2 * (qk_width + width):
-        members = [m for offset in (2 * qk_width, 2 * qk_width + width) for m in _producer(_join(name, "qkv_opreact"), fused, head_dim, blocks, offset=offset)]
+        members = [m for offset in (2 * qk_width, 2 * qk_width + width) for m in _producer(qualified(name, "qkv_opreact"), fused, head_dim, blocks, offset=offset)]
     else:
         return f"weight_mode {mode!r}: no v and ogate_preact, nor a qkv_opreact, with {width} value rows each"
-    members += _per_channel(_join(name, "multihead_norm"), norm, head_dim, blocks, attrs=("weight", "bias"))
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out, head_dim, blocks))
+    members += _per_channel(qualified(name, "multihead_norm"), norm, head_dim, blocks, attrs=("weight", "bias"))
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(qualified(name, "out_proj"), out, head_dim, blocks))
 
 
 def _xlstm_feed_forward(name: str, module: nn.Module) -> _Group | str:
@@ -2777,15 +2777,15 @@ def _recurrent_block(name: str, module: nn.Module) -> _Group | str:
         return f"rg_lru is not a RecurrentGemmaRglru of heads x block_width = {width} channels"
     if any(getattr(lru, f"{gate}_weight").shape != (heads, head_dim, head_dim) or getattr(lru, f"{gate}_bias").shape != (heads, head_dim) for gate in gates):
         return f"rg_lru's gates are not {heads} blocks of {head_dim} x {head_dim}"
-    blocks, lru_name = torch.arange(heads), _join(name, "rg_lru")
-    members = _producer(_join(name, "linear_x"), x_proj, head_dim, blocks) + _producer(_join(name, "linear_y"), y_proj, head_dim, blocks)
-    members += _per_channel(_join(name, "conv_1d"), conv, head_dim, blocks) + _per_channel(lru_name, lru, head_dim, blocks, attrs=("recurrent_param",))
+    blocks, lru_name = torch.arange(heads), qualified(name, "rg_lru")
+    members = _producer(qualified(name, "linear_x"), x_proj, head_dim, blocks) + _producer(qualified(name, "linear_y"), y_proj, head_dim, blocks)
+    members += _per_channel(qualified(name, "conv_1d"), conv, head_dim, blocks) + _per_channel(lru_name, lru, head_dim, blocks, attrs=("recurrent_param",))
     one = torch.zeros(1, dtype=torch.long)
     for head in range(heads):  # the head's square and bias: the slice [head], its own permutation
         for gate in gates:
             members += [_Member(lru_name, lru, f"{gate}_weight", dim, one + head, "per-channel", expert=head) for dim in (0, 1)]
             members.append(_Member(lru_name, lru, f"{gate}_bias", 0, one + head, "per-channel", expert=head))
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "linear_out"), out, head_dim, blocks))
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(qualified(name, "linear_out"), out, head_dim, blocks))
 
 
 def _lightning_attention(name: str, module: nn.Module) -> _Group | str:
@@ -2805,9 +2805,9 @@ def _lightning_attention(name: str, module: nn.Module) -> _Group | str:
     if (refused := _not_elementwise(module, "act_fn")) is not None:
         return refused
     blocks = torch.arange(heads)
-    members = _strided_rows(_join(name, "qkv_proj"), qkv, head_dim, heads, 3 * head_dim, 2 * head_dim)
-    members += _producer(_join(name, "output_gate"), gate, head_dim, blocks)
-    return _Group(type(module).__name__, head_dim, heads, members + _consumer(_join(name, "out_proj"), out, head_dim, blocks))
+    members = _strided_rows(qualified(name, "qkv_proj"), qkv, head_dim, heads, 3 * head_dim, 2 * head_dim)
+    members += _producer(qualified(name, "output_gate"), gate, head_dim, blocks)
+    return _Group(type(module).__name__, head_dim, heads, members + _consumer(qualified(name, "out_proj"), out, head_dim, blocks))
 
 
 def _hq_mask_decoder(name: str, module: nn.Module) -> list[_Group | str]:
@@ -2843,16 +2843,16 @@ def _focal_modulation(name: str, module: nn.Module) -> list[_Group | str]:
         return [refused]
     found: list[_Group | str] = []
     one = _uniform(width, width)  # projection_in's rows: q, then ctx, then the gates
-    ctx = _producer(_join(name, "projection_in"), proj_in, width, one, offset=width)
-    ctx += [m for i, layer in enumerate(layers) for m in _per_channel(_join(name, f"focal_layers.{i}.0"), layer[0], width)]
-    found.append(_Group(type(module).__name__, width, 1, ctx + _consumer(_join(name, "projection_context"), context, width)))
-    modulated = _producer(_join(name, "projection_in"), proj_in, width, one) + _producer(_join(name, "projection_context"), context, width)
+    ctx = _producer(qualified(name, "projection_in"), proj_in, width, one, offset=width)
+    ctx += [m for i, layer in enumerate(layers) for m in _per_channel(qualified(name, f"focal_layers.{i}.0"), layer[0], width)]
+    found.append(_Group(type(module).__name__, width, 1, ctx + _consumer(qualified(name, "projection_context"), context, width)))
+    modulated = _producer(qualified(name, "projection_in"), proj_in, width, one) + _producer(qualified(name, "projection_context"), context, width)
     if getattr(module, "use_post_layernorm_in_modulation", False):
         norm = getattr(module, "layernorm", None)
         if not (type(norm) is nn.LayerNorm and norm.normalized_shape == (width,)):
             return found + [f"layernorm is not an nn.LayerNorm over the {width} channels"]
-        modulated += _per_channel(_join(name, "layernorm"), norm, width)
-    found.append(_Group(type(module).__name__, width, 1, modulated + _consumer(_join(name, "projection_out"), proj_out, width)))
+        modulated += _per_channel(qualified(name, "layernorm"), norm, width)
+    found.append(_Group(type(module).__name__, width, 1, modulated + _consumer(qualified(name, "projection_out"), proj_out, width)))
     return found
 
 
@@ -2863,7 +2863,7 @@ def _conv_module(name: str, module: nn.Module, width: int) -> list[_Member] | st
         return f"{name} is not an UperNetConvModule of an ungrouped conv with {width} outputs"
     if not (type(norm) is nn.BatchNorm2d and norm.num_features == width and _elementwise_module(getattr(module, "activation", None))):
         return f"{name}'s batch_norm and activation are not a BatchNorm2d over its {width} channels and an elementwise function"
-    return _producer(_join(name, "conv"), conv, width) + _per_channel(_join(name, "batch_norm"), norm, width)
+    return _producer(qualified(name, "conv"), conv, width) + _per_channel(qualified(name, "batch_norm"), norm, width)
 
 
 def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
@@ -2891,19 +2891,19 @@ def _upernet_head(name: str, module: nn.Module) -> list[_Group | str]:
     found: list[_Group | str] = []
 
     def group(producers: list[tuple[str, nn.Module]], consumers: list[_Member]) -> None:
-        members = [_conv_module(_join(name, path), part, width) for path, part in producers]
+        members = [_conv_module(qualified(name, path), part, width) for path, part in producers]
         refused = next((m for m in members if isinstance(m, str)), None)
         found.append(refused if refused is not None else _Group(kind, width, 1, [m for each in members for m in each] + consumers))
 
     for i, block in enumerate(blocks):
         pooled = _attr(block, "1")
-        group([(f"psp_modules.{i}.1", pooled)], _consumer(_join(name, "bottleneck.conv"), bottleneck, width, one, offset=levels[-1] + i * width))
+        group([(f"psp_modules.{i}.1", pooled)], _consumer(qualified(name, "bottleneck.conv"), bottleneck, width, one, offset=levels[-1] + i * width))
     stream = [(f"lateral_convs.{j}", part) for j, part in enumerate(laterals)] + [("bottleneck", module.bottleneck)]
-    readers = [m for j, part in enumerate(fpns) for m in _consumer(_join(name, f"fpn_convs.{j}.conv"), part.conv, width)]
-    group(stream, readers + _consumer(_join(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=len(fpns) * width))
+    readers = [m for j, part in enumerate(fpns) for m in _consumer(qualified(name, f"fpn_convs.{j}.conv"), part.conv, width)]
+    group(stream, readers + _consumer(qualified(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=len(fpns) * width))
     for j, part in enumerate(fpns):
-        group([(f"fpn_convs.{j}", part)], _consumer(_join(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=j * width))
-    group([("fpn_bottleneck", module.fpn_bottleneck)], _consumer(_join(name, "classifier"), classifier, width))
+        group([(f"fpn_convs.{j}", part)], _consumer(qualified(name, "fpn_bottleneck.conv"), fpn_bottleneck, width, one, offset=j * width))
+    group([("fpn_bottleneck", module.fpn_bottleneck)], _consumer(qualified(name, "classifier"), classifier, width))
     return found
 
 
@@ -2918,18 +2918,18 @@ def _fcn_head(name: str, module: nn.Module) -> list[_Group | str]:
     readers: list[tuple[str, list[_Member] | str]] = []
     for k in range(1, len(convs)):
         conv = _attr(convs[k], "conv")
-        readers.append((f"convs.{k - 1}", _consumer(_join(name, f"convs.{k}.conv"), conv, width) if type(conv) is nn.Conv2d and conv.groups == 1 else f"convs.{k} has no ungrouped nn.Conv2d"))
+        readers.append((f"convs.{k - 1}", _consumer(qualified(name, f"convs.{k}.conv"), conv, width) if type(conv) is nn.Conv2d and conv.groups == 1 else f"convs.{k} has no ungrouped nn.Conv2d"))
     cat = _attr(module, "conv_cat.conv") if getattr(module, "concat_input", False) else None
     if convs and cat is not None:
         fits = type(cat) is nn.Conv2d and cat.groups == 1 and cat.in_channels == module.in_channels + width
-        readers.append((f"convs.{len(convs) - 1}", _consumer(_join(name, "conv_cat.conv"), cat, width, _uniform(width, width), offset=module.in_channels) if fits else "conv_cat does not read x and the convs' channels"))
+        readers.append((f"convs.{len(convs) - 1}", _consumer(qualified(name, "conv_cat.conv"), cat, width, _uniform(width, width), offset=module.in_channels) if fits else "conv_cat does not read x and the convs' channels"))
     elif convs:
-        readers.append((f"convs.{len(convs) - 1}", _consumer(_join(name, "classifier"), classifier, width)))
+        readers.append((f"convs.{len(convs) - 1}", _consumer(qualified(name, "classifier"), classifier, width)))
     if cat is not None:
-        readers.append(("conv_cat", _consumer(_join(name, "classifier"), classifier, width)))
+        readers.append(("conv_cat", _consumer(qualified(name, "classifier"), classifier, width)))
     found: list[_Group | str] = []
     for producer, consumer in readers:
-        members = _conv_module(_join(name, producer), _attr(module, producer), width)
+        members = _conv_module(qualified(name, producer), _attr(module, producer), width)
         refused = next((m for m in (members, consumer) if isinstance(m, str)), None)
         found.append(refused if refused is not None else _Group(type(module).__name__, width, 1, members + consumer))
     return found
@@ -2949,7 +2949,7 @@ def _lasr_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
         if down.weight.shape[gemm_axes(down)["weight"].reduction] != width:
             found.append(f"{second} does not read {first}'s {width} channels")
         else:
-            found.append(_Group(type(module).__name__, width, 1, _producer(_join(name, first), up, width) + _consumer(_join(name, second), down, width)))
+            found.append(_Group(type(module).__name__, width, 1, _producer(qualified(name, first), up, width) + _consumer(qualified(name, second), down, width)))
     return found
 
 
@@ -2970,8 +2970,8 @@ def _streaming_subsampling(name: str, module: nn.Module) -> list[_Group | str]:
         if not (isinstance(up, nn.Conv2d) and up.groups == 1 and _is_depthwise(depthwise, width) and isinstance(pointwise, nn.Conv2d) and pointwise.groups == 1 and pointwise.in_channels == width):
             found.append(f"{before}, layers.{i}.depthwise_conv and layers.{i}.pointwise_conv are not a conv, a depthwise conv and a 1 x 1 conv over one set of channels")
         else:
-            members = _producer(_join(name, before), up, width) + _per_channel(_join(name, f"layers.{i}.depthwise_conv"), depthwise, width)
-            found.append(_Group(type(module).__name__, width, 1, members + _consumer(_join(name, f"layers.{i}.pointwise_conv"), pointwise, width)))
+            members = _producer(qualified(name, before), up, width) + _per_channel(qualified(name, f"layers.{i}.depthwise_conv"), depthwise, width)
+            found.append(_Group(type(module).__name__, width, 1, members + _consumer(qualified(name, f"layers.{i}.pointwise_conv"), pointwise, width)))
         before = f"layers.{i}.pointwise_conv"
     return found
 
@@ -2987,8 +2987,8 @@ def _newline_patch_merger(name: str, module: nn.Module) -> list[_Group | str]:
     width = out.out_channels
     if not (isinstance(newline, Tensor) and newline.shape == (width,)):
         return found + [f"image_newline is not one value for each of the {width} channels"]
-    members = _producer(_join(name, "proj_out"), out, width) + _per_channel(name, module, width, attrs=("image_newline",))
-    return found + [_Group(type(module).__name__, width, 1, members + _consumer(_join(name, "mlp"), mlp, width))]
+    members = _producer(qualified(name, "proj_out"), out, width) + _per_channel(name, module, width, attrs=("image_newline",))
+    return found + [_Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "mlp"), mlp, width))]
 
 
 def _additive_attention(name: str, module: nn.Module) -> _Group | str:
@@ -3005,9 +3005,9 @@ def _additive_attention(name: str, module: nn.Module) -> _Group | str:
         return f"to_key, proj and final do not read and write to_query's {width} channels"
     if not (isinstance(weight, Tensor) and weight.shape == (width, 1)):
         return f"w_g is not one weight for each of the {width} channels"
-    members = [m for attr in ("to_query", "to_key", "proj") for m in _producer(_join(name, attr), layers[attr], width)]
+    members = [m for attr in ("to_query", "to_key", "proj") for m in _producer(qualified(name, attr), layers[attr], width)]
     members += _per_channel(name, module, width, attrs=("w_g",))
-    members += _consumer(_join(name, "proj"), layers["proj"], width) + _consumer(_join(name, "final"), layers["final"], width)
+    members += _consumer(qualified(name, "proj"), layers["proj"], width) + _consumer(qualified(name, "final"), layers["final"], width)
     return _Group(type(module).__name__, width, 1, members)
 
 
@@ -3025,9 +3025,9 @@ def _rep_conv_branches(name: str, layer: nn.Module, role: str) -> list[_Member] 
         if not (type(conv) is nn.Conv2d and conv.groups == 1 and type(norm) is nn.BatchNorm2d and norm.num_features == conv.out_channels):
             return f"{name}.{branch}_conv is not an ungrouped nn.Conv2d with its BatchNorm2d"
         if role == "producer":
-            members += _producer(_join(name, f"{branch}_conv"), conv, conv.out_channels) + _per_channel(_join(name, f"{branch}_batch_norm"), norm, conv.out_channels)
+            members += _producer(qualified(name, f"{branch}_conv"), conv, conv.out_channels) + _per_channel(qualified(name, f"{branch}_batch_norm"), norm, conv.out_channels)
         else:
-            members += _consumer(_join(name, f"{branch}_conv"), conv, conv.in_channels)
+            members += _consumer(qualified(name, f"{branch}_conv"), conv, conv.in_channels)
     return members
 
 
@@ -3044,16 +3044,16 @@ def _rep_conv_stage(name: str, module: nn.Module) -> list[_Group | str]:
         if getattr(layers[i], "rbr_identity", None) is not None:
             i += 1
             continue
-        members = _rep_conv_branches(_join(name, f"stage.{i}"), layers[i], "producer")
+        members = _rep_conv_branches(qualified(name, f"stage.{i}"), layers[i], "producer")
         j = i + 1
         while isinstance(members, list) and j < len(layers):
-            reads = _rep_conv_branches(_join(name, f"stage.{j}"), layers[j], "consumer")
+            reads = _rep_conv_branches(qualified(name, f"stage.{j}"), layers[j], "consumer")
             identity = getattr(layers[j], "rbr_identity", None)
             if isinstance(reads, str) or identity is None:
                 members = reads if isinstance(reads, str) else members + reads
                 break
-            writes = _rep_conv_branches(_join(name, f"stage.{j}"), layers[j], "producer")
-            members = writes if isinstance(writes, str) else members + reads + writes + _per_channel(_join(name, f"stage.{j}.rbr_identity"), identity, identity.num_features)
+            writes = _rep_conv_branches(qualified(name, f"stage.{j}"), layers[j], "producer")
+            members = writes if isinstance(writes, str) else members + reads + writes + _per_channel(qualified(name, f"stage.{j}.rbr_identity"), identity, identity.num_features)
             j += 1
         if isinstance(members, str):
             found.append(members)
@@ -3075,7 +3075,7 @@ def _internal_dim_attention(name: str, module: nn.Module) -> _Group | str:
         return "v_proj and out_proj are not nn.Linear"
     if not (isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads == 0 and v.out_features == o.in_features == width):
         return f"v_proj ({v.out_features}) and out_proj ({o.in_features}) are not internal_dim {width} in num_attention_heads heads"
-    return _value_heads(type(module).__name__, _join(name, "v_proj"), v, _join(name, "out_proj"), o, heads, width // heads)
+    return _value_heads(type(module).__name__, qualified(name, "v_proj"), v, qualified(name, "out_proj"), o, heads, width // heads)
 
 
 def _bi_attention(name: str, module: nn.Module) -> list[_Group | str]:
@@ -3098,7 +3098,7 @@ def _conv_norm_layer(name: str, module: nn.Module, attr: str, width: int, piece:
     if not _elementwise_module(getattr(layer, "activation", None)):
         return f"{attr}.activation is not a known elementwise activation"
     one, offset = _uniform(width, width), piece * width
-    return _producer(_join(name, f"{attr}.conv"), conv, width, one, offset=offset) + _per_channel(_join(name, f"{attr}.norm"), norm, width, one, offset=offset)
+    return _producer(qualified(name, f"{attr}.conv"), conv, width, one, offset=offset) + _per_channel(qualified(name, f"{attr}.norm"), norm, width, one, offset=offset)
 
 
 def _conv_norm_reader(name: str, module: nn.Module, attr: str, width: int, piece: int = 0, pieces: int = 1) -> list[_Member] | str:
@@ -3107,7 +3107,7 @@ def _conv_norm_reader(name: str, module: nn.Module, attr: str, width: int, piece
     conv = _attr(module, f"{attr}.conv")
     if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == width * pieces):
         return f"{attr}.conv is not an ungrouped Conv2d reading {width * pieces} channels"
-    return _consumer(_join(name, f"{attr}.conv"), conv, width, _uniform(width, width), offset=piece * width)
+    return _consumer(qualified(name, f"{attr}.conv"), conv, width, _uniform(width, width), offset=piece * width)
 
 
 def _summed(parts: Sequence[list[_Member] | str]) -> list[_Member] | str:
@@ -3144,7 +3144,7 @@ def _rep_vgg_chain(name: str, module: nn.Module, width: int, source: list[_Membe
         return ["bottlenecks is not a non-empty nn.Sequential or nn.ModuleList"]
     found: list[_Group | str] = []
     for i, block in enumerate(blocks if isinstance(blocks, nn.ModuleList) else blocks[:1]):
-        prefix = _join(name, f"bottlenecks.{i}")
+        prefix = qualified(name, f"bottlenecks.{i}")
         found.append(_members_group(kind, width, [source, _conv_norm_reader(prefix, block, "conv1", width), _conv_norm_reader(prefix, block, "conv2", width)]))
         source = _rep_vgg_output(prefix, block, width)
     return found
@@ -3155,7 +3155,7 @@ def _last_rep_vgg(name: str, module: nn.Module, width: int) -> list[_Member] | s
     blocks = _bottlenecks(module)
     if blocks is None:
         return "bottlenecks is not a non-empty nn.Sequential or nn.ModuleList"
-    return _rep_vgg_output(_join(name, f"bottlenecks.{len(blocks) - 1}"), blocks[-1], width)
+    return _rep_vgg_output(qualified(name, f"bottlenecks.{len(blocks) - 1}"), blocks[-1], width)
 
 
 def _csp_width(module: nn.Module, attr: str) -> int | None:
@@ -3219,7 +3219,7 @@ def _concatenation_readers(name: str, module: nn.Module, attr: str, sizes: Seque
     conv = _attr(module, f"{attr}.conv")
     if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.in_channels == sum(sizes)):
         return f"{attr}.conv is not an ungrouped Conv2d reading the {sum(sizes)} concatenated channels"
-    return [_consumer(_join(name, f"{attr}.conv"), conv, size, _uniform(size, size), offset=sum(sizes[:i])) for i, size in enumerate(sizes)]
+    return [_consumer(qualified(name, f"{attr}.conv"), conv, size, _uniform(size, size), offset=sum(sizes[:i])) for i, size in enumerate(sizes)]
 
 
 def _rep_ncsp_elan4(name: str, module: nn.Module) -> list[_Group | str]:
@@ -3228,8 +3228,8 @@ def _rep_ncsp_elan4(name: str, module: nn.Module) -> list[_Group | str]:
     and conv2 too); csp_rep1's output -> conv2; conv2's -> csp_rep2's conv1 and conv2 and its part of conv4;
     csp_rep2's output -> conv3; conv3's -> its part of conv4. Inside each CSP layer: its own rule."""
     half, kind = getattr(module, "conv_dim", None), type(module).__name__
-    out1, mid = _csp_rep_output(_join(name, "csp_rep1"), getattr(module, "csp_rep1", None))
-    out2, _ = _csp_rep_output(_join(name, "csp_rep2"), getattr(module, "csp_rep2", None))
+    out1, mid = _csp_rep_output(qualified(name, "csp_rep1"), getattr(module, "csp_rep1", None))
+    out2, _ = _csp_rep_output(qualified(name, "csp_rep2"), getattr(module, "csp_rep2", None))
     if not (isinstance(half, int) and half > 0 and mid > 0 and _csp_width(module, "conv1") == 2 * half and _csp_width(module, "conv2") == _csp_width(module, "conv3") == mid):
         return ["conv1 is not 2 x conv_dim wide, or conv2 and conv3 not as wide as csp_rep1's output"]
     part = _concatenation_readers(name, module, "conv4", (half, half, mid, mid))
@@ -3238,7 +3238,7 @@ def _rep_ncsp_elan4(name: str, module: nn.Module) -> list[_Group | str]:
 
     def reads(attr: str, width: int) -> list[list[_Member] | str]:  # CSP layer ``attr``'s conv1 and conv2 read the channels
         layer = getattr(module, attr, None)
-        return [_conv_norm_reader(_join(name, attr), layer, reader, width) for reader in ("conv1", "conv2")]
+        return [_conv_norm_reader(qualified(name, attr), layer, reader, width) for reader in ("conv1", "conv2")]
 
     return [
         _members_group(kind, half, [_conv_norm_layer(name, module, "conv1", half, piece=0, pieces=2), part[0]]),
@@ -3258,7 +3258,7 @@ def _rep_ncsp_elan5(name: str, module: nn.Module) -> list[_Group | str]:
     if not (isinstance(total, int) and total % 2 == 0 and getattr(module, "csp_rep1", None) is not None):
         return ["conv1 has no conv of an even number of channels, or csp_rep1 is missing"]
     half, kind = total // 2, type(module).__name__
-    csp1, csp2 = (_join(name, attr) for attr in ("csp_rep1", "csp_rep2"))
+    csp1, csp2 = (qualified(name, attr) for attr in ("csp_rep1", "csp_rep2"))
     out1, mid = _split_csp_rep_output(csp1, getattr(module, "csp_rep1", None))
     out2, _ = _split_csp_rep_output(csp2, getattr(module, "csp_rep2", None))
     if mid <= 0:
@@ -3311,7 +3311,7 @@ def _conv_norm_pair(name: str, module: nn.Module) -> _Group | str:
     if not (isinstance(width, int) and isinstance(reader, nn.Conv2d) and reader.groups == 1 and reader.in_channels == width):
         return "conv2.conv is not an ungrouped Conv2d reading conv1.conv's channels"
     first = _conv_norm_layer(name, module, "conv1", width)
-    return first if isinstance(first, str) else _Group(type(module).__name__, width, 1, first + _consumer(_join(name, "conv2.conv"), reader, width))
+    return first if isinstance(first, str) else _Group(type(module).__name__, width, 1, first + _consumer(qualified(name, "conv2.conv"), reader, width))
 
 
 def _c2f_layer(name: str, module: nn.Module) -> list[_Group | str]:
@@ -3332,13 +3332,13 @@ def _c2f_layer(name: str, module: nn.Module) -> list[_Group | str]:
         return [f"conv1.{refused}"]
 
     def half(offset: int) -> list[_Member]:
-        return _producer(_join(name, "conv1.conv"), conv, width, one, offset=offset) + _per_channel(_join(name, "conv1.norm"), norm, width, one, offset=offset)
+        return _producer(qualified(name, "conv1.conv"), conv, width, one, offset=offset) + _per_channel(qualified(name, "conv1.norm"), norm, width, one, offset=offset)
 
     def columns(piece: int) -> list[_Member]:
-        return _consumer(_join(name, "conv2.conv"), reader, width, one, offset=piece * width)
+        return _consumer(qualified(name, "conv2.conv"), reader, width, one, offset=piece * width)
 
     found: list[_Group | str] = [_Group(kind, width, 1, half(0) + columns(0))]
-    sources = [half(width)] + [_conv_norm_layer(_join(name, f"bottlenecks.{i}"), block, "conv2", width) for i, block in enumerate(blocks)]
+    sources = [half(width)] + [_conv_norm_layer(qualified(name, f"bottlenecks.{i}"), block, "conv2", width) for i, block in enumerate(blocks)]
     for i, source in enumerate(sources):
         following = _attr(blocks[i], "conv1.conv") if i < len(blocks) else None
         if isinstance(source, str):
@@ -3346,7 +3346,7 @@ def _c2f_layer(name: str, module: nn.Module) -> list[_Group | str]:
         elif i < len(blocks) and not (isinstance(following, nn.Conv2d) and following.groups == 1 and following.in_channels == width):
             found.append(f"bottlenecks.{i}.conv1.conv is not an ungrouped Conv2d reading {width} channels")
         else:
-            readers = columns(1 + i) + (_consumer(_join(name, f"bottlenecks.{i}.conv1.conv"), following, width) if following is not None else [])
+            readers = columns(1 + i) + (_consumer(qualified(name, f"bottlenecks.{i}.conv1.conv"), following, width) if following is not None else [])
             found.append(_Group(kind, width, 1, source + readers))
     return found
 
@@ -3369,8 +3369,8 @@ def _levit_mlp(name: str, module: nn.Module) -> _Group | str:
         return up if isinstance(up, str) else f"linear_down.linear does not read linear_up's {width} channels"
     if (refused := _not_elementwise(module, "activation")) is not None:
         return refused
-    members = _producer(_join(name, "linear_up.linear"), up[0], width) + _per_channel(_join(name, "linear_up.batch_norm"), up[1], width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "linear_down.linear"), down, width))
+    members = _producer(qualified(name, "linear_up.linear"), up[0], width) + _per_channel(qualified(name, "linear_up.batch_norm"), up[1], width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "linear_down.linear"), down, width))
 
 
 def _levit_attention(name: str, module: nn.Module, fused: str = "queries_keys_values", keys: int = 2) -> _Group | str:
@@ -3394,10 +3394,10 @@ def _levit_attention(name: str, module: nn.Module, fused: str = "queries_keys_va
     members = [
         m
         for h in range(heads)
-        for m in _producer(_join(name, f"{fused}.linear"), linear, width, torch.tensor([h]), offset=h * stride + keys * key_dim)
-        + _per_channel(_join(name, f"{fused}.batch_norm"), norm, width, torch.tensor([h]), offset=h * stride + keys * key_dim)
+        for m in _producer(qualified(name, f"{fused}.linear"), linear, width, torch.tensor([h]), offset=h * stride + keys * key_dim)
+        + _per_channel(qualified(name, f"{fused}.batch_norm"), norm, width, torch.tensor([h]), offset=h * stride + keys * key_dim)
     ]
-    return _Group(type(module).__name__, width, heads, members + _consumer(_join(name, "projection.linear"), out, width, torch.arange(heads)))
+    return _Group(type(module).__name__, width, heads, members + _consumer(qualified(name, "projection.linear"), out, width, torch.arange(heads)))
 
 
 def _levit_patch_embeddings(name: str, module: nn.Module) -> list[_Group | str]:
@@ -3409,7 +3409,7 @@ def _levit_patch_embeddings(name: str, module: nn.Module) -> list[_Group | str]:
         norm = _attr(module, f"embedding_layer_{k}.batch_norm")
         if isinstance(group, _Group):
             if _batch_norm_2d(norm, group.block):
-                group.members += _per_channel(_join(name, f"embedding_layer_{k}.batch_norm"), norm, group.block)
+                group.members += _per_channel(qualified(name, f"embedding_layer_{k}.batch_norm"), norm, group.block)
             else:
                 group = f"embedding_layer_{k}.batch_norm is not a BatchNorm2d over its {group.block} channels"
         found.append(group)
@@ -3426,8 +3426,8 @@ def _linear_self_attention(name: str, module: nn.Module) -> _Group | str:
         return "qkv_proj.convolution (1 + 2 x embed_dim rows) and out_proj.convolution (embed_dim columns) not found"
     if qkv.groups != 1 or out.groups != 1:
         return "qkv_proj or out_proj is a grouped convolution"
-    rows = [m for offset in (1, 1 + width) for m in _producer(_join(name, "qkv_proj.convolution"), qkv, width, _uniform(width, width), offset=offset)]
-    return _Group(type(module).__name__, width, 1, rows + _consumer(_join(name, "out_proj.convolution"), out, width))
+    rows = [m for offset in (1, 1 + width) for m in _producer(qualified(name, "qkv_proj.convolution"), qkv, width, _uniform(width, width), offset=offset)]
+    return _Group(type(module).__name__, width, 1, rows + _consumer(qualified(name, "out_proj.convolution"), out, width))
 
 
 def _bit_bottleneck(name: str, module: nn.Module) -> list[_Group | str]:
@@ -3451,14 +3451,14 @@ def _bit_bottleneck(name: str, module: nn.Module) -> list[_Group | str]:
             found.append(f"{norm_name}.activation {type(act).__name__} is not a known elementwise activation")
             continue
         block, blocks = width // groups, torch.arange(groups)
-        members = _producer(_join(name, first), up, block, blocks) + _per_channel(_join(name, norm_name), norm, block, blocks, attrs=("weight", "bias"))
-        found.append(_Group(type(module).__name__, block, groups, members + _consumer(_join(name, second), down, block, blocks)))
+        members = _producer(qualified(name, first), up, block, blocks) + _per_channel(qualified(name, norm_name), norm, block, blocks, attrs=("weight", "bias"))
+        found.append(_Group(type(module).__name__, block, groups, members + _consumer(qualified(name, second), down, block, blocks)))
     return found
 
 
 def _bit_stage(name: str, module: nn.Module) -> list[_Group | str]:
     """BitStage: :func:`_bit_bottleneck` for each of its layers (an nn.Sequential that torch.fx would trace through)."""
-    return [group for i, layer in enumerate(module.layers) for group in _bit_bottleneck(_join(name, f"layers.{i}"), layer)]
+    return [group for i, layer in enumerate(module.layers) for group in _bit_bottleneck(qualified(name, f"layers.{i}"), layer)]
 
 
 def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
@@ -3479,10 +3479,10 @@ def _efficientnet_block(name: str, module: nn.Module) -> _Group | str:
     for act in (expansion.expand_act, depthwise.depthwise_act, excite.act_expand):
         if not _elementwise_module(act):
             return f"{type(act).__name__} is not a known elementwise activation"
-    members = _producer(_join(name, "expansion.expand_conv"), up, width) + _per_channel(_join(name, "expansion.expand_bn"), expansion.expand_bn, width)
-    members += _per_channel(_join(name, "depthwise_conv.depthwise_conv"), dw, width) + _per_channel(_join(name, "depthwise_conv.depthwise_norm"), depthwise.depthwise_norm, width)
-    members += _consumer(_join(name, "squeeze_excite.reduce"), reduce, width) + _producer(_join(name, "squeeze_excite.expand"), gate, width)
-    return _Group(type(module).__name__, width, 1, members + _consumer(_join(name, "projection.project_conv"), down, width))
+    members = _producer(qualified(name, "expansion.expand_conv"), up, width) + _per_channel(qualified(name, "expansion.expand_bn"), expansion.expand_bn, width)
+    members += _per_channel(qualified(name, "depthwise_conv.depthwise_conv"), dw, width) + _per_channel(qualified(name, "depthwise_conv.depthwise_norm"), depthwise.depthwise_norm, width)
+    members += _consumer(qualified(name, "squeeze_excite.reduce"), reduce, width) + _producer(qualified(name, "squeeze_excite.expand"), gate, width)
+    return _Group(type(module).__name__, width, 1, members + _consumer(qualified(name, "projection.project_conv"), down, width))
 
 
 # (defining module, class name) -> (rule, children still to search inside it): exact classes (a subclass may override forward)
@@ -5217,10 +5217,6 @@ class _Walk:
 # ---- finding the groups of a model -----------------------------------------------------------
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
 class _Tracer(torch.fx.Tracer):
     """``torch.fx.symbolic_trace``'s tracer, with fused experts modules kept whole (their rule looks inside them) and
     frozen BatchNorms kept as per-channel modules, as BatchNorm2d is."""
@@ -5255,7 +5251,7 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
     ruled: set[str] = set()
 
     def apply(prefix: str, module: nn.Module, rule: tuple, inside: Callable[[str, nn.Module], None]) -> None:
-        own = [_join(prefix, child) for child in rule[1]]
+        own = [qualified(prefix, child) for child in rule[1]]
         ruled.update(sub for sub, _ in module.named_modules(prefix=prefix) if not any(sub == o or sub.startswith(o + ".") for o in own))
         found = rule[0](prefix, module)
         for each in found if isinstance(found, list) else [found]:
@@ -5268,7 +5264,7 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
         for child in rule[1]:
             sub = getattr(module, child, None)
             if isinstance(sub, nn.Module):
-                inside(_join(prefix, child), sub)
+                inside(qualified(prefix, child), sub)
 
     def visit(prefix: str, module: nn.Module) -> None:
         rule = _rule_for(module)
@@ -5284,10 +5280,10 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
                 traced.append(_Traced(prefix, module, gm))
                 called = dict.fromkeys(node.target for node in gm.graph.nodes if node.op == "call_module")
                 for target in called:  # torch.nn modules fx keeps whole (TransformerEncoder, MultiheadAttention): their rules
-                    opaque(_join(prefix, target), gm.get_submodule(target))
+                    opaque(qualified(prefix, target), gm.get_submodule(target))
                 return
         for name, child in children:
-            visit(_join(prefix, name), child)
+            visit(qualified(prefix, name), child)
 
     def opaque(prefix: str, module: nn.Module) -> None:
         """A module the traced graph calls as one node: only the explicit rules look inside it."""
@@ -5296,7 +5292,7 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
             apply(prefix, module, rule, opaque)
             return
         for name, child in module.named_children():
-            opaque(_join(prefix, name), child)
+            opaque(qualified(prefix, name), child)
 
     visit("", model)
     return groups, skipped, traced, ruled
