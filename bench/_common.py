@@ -174,19 +174,19 @@ def in_child(fn: Callable[..., Any], *args: Any, memory_limit: int | None = None
     os.close(write)
     chunks, timed_out = [], False
     deadline = None if wall is None else time.monotonic() + wall
-    with os.fdopen(read, "rb") as pipe:
+    try:
         while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([read], [], [], left)[0]:  # nothing more by the deadline
                 timed_out = True
                 os.kill(pid, signal.SIGKILL)
                 break
-            if not select.select([pipe], [], [], left)[0]:
-                continue
-            chunk = os.read(pipe.fileno(), 1 << 16)
-            if not chunk:
+            chunk = os.read(read, 1 << 16)
+            if not chunk:  # the child closed its end
                 break
             chunks.append(chunk)
+    finally:
+        os.close(read)
     _, status = os.waitpid(pid, 0)
     if timed_out:
         raise ChildDied(f"killed past {wall:g} s", timed_out=True)

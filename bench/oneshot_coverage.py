@@ -169,8 +169,7 @@ def _features(model: nn.Module, params: Any, key: str, generator: torch.Generato
 def _series(model: nn.Module, params: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Two time series of the config's context length (at most 64 steps, whole 32-step patches past that: TimesFM's
     16384), per input channel where it has them (PatchTST's, PatchTSMixer's), with TimesFM's padding and frequency."""
-    length = int(_first(model.config, "context_length", default=64))
-    length = length if length <= 64 else 64
+    length = min(int(_first(model.config, "context_length", default=64)), 64)
     channels = _first(model.config, "num_input_channels")
     batch = {"past_values": torch.randn(2, length, *([int(channels)] if channels else []), generator=generator)}
     if "past_values_padding" in params:

@@ -706,15 +706,11 @@ def repeated_blocks(model: nn.Module) -> list[tuple[str, nn.ModuleList | nn.Sequ
     is a list too), and every ``nn.Sequential`` of same-typed blocks holding them (timm's and MGP-STR's ViT blocks,
     torchvision's ResNet stages; not a chain of bare layers), in module order, nested ones included; not a list of
     lists (PoolFormer's stages), whose elements have no forward to run: the inner lists are its blocks."""
-    def listed(module: nn.Module) -> bool:
-        if isinstance(module, nn.Sequential):
-            return len(module) >= 1 and any(True for _ in module[0].children())
-        return isinstance(module, nn.ModuleList) and len(module) >= 1
-
     return [
         (name, module)
         for name, module in model.named_modules()
-        if listed(module) and len({type(m) for m in module}) == 1
+        if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(module) >= 1 and len({type(m) for m in module}) == 1
+        and (isinstance(module, nn.ModuleList) or any(True for _ in module[0].children()))  # a Sequential of blocks
         and not isinstance(module[0], (nn.ModuleList, nn.ModuleDict)) and gemm_weights(module[0])
     ]
 
