@@ -726,6 +726,11 @@ def inside(name: str, outer: str) -> bool:
     return name.startswith(f"{outer}.") if outer else name != ""
 
 
+def within(name: str, outer: str) -> bool:
+    """Whether the module named ``name`` is the one named ``outer`` or nested in it."""
+    return name == outer or inside(name, outer)
+
+
 def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Sequence[GemmWeight] | None = None) -> list[tuple[str, nn.Module]]:
     """The blocks of a sequential run: ``True`` finds the layer stacks that hold ``weights`` (every GEMM weight when
     None): the blocks holding one of them in each outermost :func:`repeated_blocks` list (a decoder's layers; an
@@ -745,17 +750,19 @@ def find_blocks(model: nn.Module, spec: bool | str | Sequence[str], weights: Seq
                 if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(gemm_weights(m) for m in module)
             ]
 
-        stacks: list[tuple[str, nn.Module]] = []
+        # each list with its blocks that hold a weight to prune: only those are blocks, the others run within the
+        # forward as any module does (SAM 3's pixel decoder has a conv layer per feature level, one of which its
+        # forward never runs)
+        stacks: list[tuple[str, list[tuple[int, nn.Module]]]] = []
         for found in (lambda: repeated_blocks(model), mixed):  # the hybrid lists only where no repeated list holds one
-            lists = [(name, module) for name, module in found() if any(holds(block) for block in module)]
-            stacks = [(name, module) for name, module in lists if not any(inside(name, outer) for outer, _ in lists)]
+            lists = [(name, [(i, block) for i, block in enumerate(module) if holds(block)]) for name, module in found()]
+            lists = [(name, blocks) for name, blocks in lists if blocks]
+            stacks = [(name, blocks) for name, blocks in lists if not any(inside(name, outer) for outer, _ in lists)]
             if stacks:
                 break
         if not stacks:
             raise Sparse24Error(f"sequential=True found no list of repeated blocks in {type(model).__name__} holding the weights to prune; name them: sequential=['block1', 'block2', ...]")
-        # only the blocks holding a weight to prune: the others run within the forward as any module does (SAM 3's
-        # pixel decoder has a conv layer per feature level, one of which its forward never runs)
-        return [(qualified(name, i), block) for name, module in stacks for i, block in enumerate(module) if holds(block)]
+        return [(qualified(name, i), block) for name, blocks in stacks for i, block in blocks]
     if isinstance(spec, str):
         container = modules.get(spec)
         if not isinstance(container, (nn.ModuleList, nn.Sequential)):

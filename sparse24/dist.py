@@ -109,6 +109,8 @@ def _tied_units(model: nn.Module, names: Sequence[str], modules: Sequence[nn.Mod
     """``names``/``modules`` as FSDP units: blocks that share a parameter (a tied head and its embedding) go into
     one unit; a block sharing one with a module outside every block is left to the root unit (logged). A block
     inside another (``"h"`` and ``"h.0"``) is a unit of its own, nested as FSDP allows."""
+    from .calibrate import inside
+
     holders: dict[int, list[int]] = defaultdict(list)  # parameter id -> the blocks holding it
     for index, module in enumerate(modules):
         for param in module.parameters():
@@ -121,19 +123,18 @@ def _tied_units(model: nn.Module, names: Sequence[str], modules: Sequence[nn.Mod
         return i
 
     for held_by in holders.values():
-        innermost = [i for i in held_by if not any(names[j].startswith(f"{names[i]}.") for j in held_by)]
+        innermost = [i for i in held_by if not any(inside(names[j], names[i]) for j in held_by)]
         for i in innermost[1:]:
             parent[root(i)] = root(innermost[0])
     groups: dict[int, list[int]] = {}
     for index in range(len(modules)):
         groups.setdefault(root(index), []).append(index)
-    prefixes = {index: f"{name}." for index, name in enumerate(names)}
     units = []
     for members in groups.values():
         held = {id(p) for i in members for p in modules[i].parameters()}
         outside = [
             name for name, param in model.named_parameters(remove_duplicate=False)
-            if id(param) in held and not any(name.startswith(prefixes[i]) for i in members)
+            if id(param) in held and not any(inside(name, names[i]) for i in members)
         ]
         if outside:
             logger.info("fsdp: %s left in the root unit: it shares %s with the rest of the model", ", ".join(names[i] for i in members), outside[0])

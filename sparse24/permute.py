@@ -45,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from . import dist, interrupts, source
 from .axes import gemm_axes, is_fused_experts, is_llama4_experts, is_parallel_experts
-from .calibrate import no_kv_cache, qualified
+from .calibrate import no_kv_cache, qualified, within
 from .enforce import MASK_SUFFIX
 from .errors import Sparse24Error
 
@@ -5196,7 +5196,7 @@ class _Walk:
         for node in (*self.producers, *self.consumers, *self.per_channel):
             if scan.calls[node.target] > 1:
                 raise self.refuse(f"{node.target} is called {scan.calls[node.target]} times")
-            if any(attr == node.target or attr.startswith(node.target + ".") for attr in scan.attrs):
+            if any(within(attr, node.target) for attr in scan.attrs):
                 raise self.refuse(f"the parameters of {node.target} are also read directly")
         block = self.block
         if block % 4:
@@ -5252,7 +5252,7 @@ def _structure(model: nn.Module) -> tuple[list[_Group], list[tuple[tuple[str, ..
 
     def apply(prefix: str, module: nn.Module, rule: tuple, inside: Callable[[str, nn.Module], None]) -> None:
         own = [qualified(prefix, child) for child in rule[1]]
-        ruled.update(sub for sub, _ in module.named_modules(prefix=prefix) if not any(sub == o or sub.startswith(o + ".") for o in own))
+        ruled.update(sub for sub, _ in module.named_modules(prefix=prefix) if not any(within(sub, o) for o in own))
         found = rule[0](prefix, module)
         for each in found if isinstance(found, list) else [found]:
             if isinstance(each, _Group) and each.block % 4:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from . import dist
 from .axes import GemmWeight
+from .calibrate import inside, within
 from .enforce import is_sharded
 from .errors import Sparse24Error, first_line
 
@@ -253,7 +254,7 @@ def owner_unit(model: nn.Module, name: str, module: nn.Module) -> nn.Module | No
         return None
     best: tuple[int, nn.Module] | None = None
     for path, candidate in model.named_modules():
-        if isinstance(candidate, unit) and (path == "" or name == path or name.startswith(path + ".")):
+        if isinstance(candidate, unit) and within(name, path):
             if best is None or len(path) > best[0]:
                 best = (len(path), candidate)
     return None if best is None else best[1]
@@ -270,7 +271,7 @@ def reshard_all(model: nn.Module) -> None:
     if unit is None:
         return
     units = [(name, module) for name, module in model.named_modules() if isinstance(module, unit)]
-    outermost = [module for name, module in units if not any(other == "" or name.startswith(other + ".") for other, _ in units if other != name)]
+    outermost = [module for name, module in units if not any(inside(name, other) for other, _ in units)]
     for module in outermost:
         try:
             module.reset_iter_state()
