@@ -139,6 +139,31 @@ def _decoder(model: nn.Module, params: Any, batch: dict[str, torch.Tensor], gene
     return batch
 
 
+def _companions(model: nn.Module, params: Any, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``batch`` with the inputs a forward needs beside its text or image, where it takes them: the text's language
+    (X-MOD's ``lang_ids``; FastSpeech 2's, which it may take), its words' boxes (``bbox``: x0 <= x1, y0 <= y1;
+    LayoutLM's in 0-1000, as its position tables index them, else Bros's and UDOP's fractions of the page), a region
+    detector's features and boxes (LXMERT's ``visual_feats``, ``visual_pos``), SegGPT's prompt image and mask (its
+    image_size is the two stacked: each half as high)."""
+    config = model.config
+    if "input_ids" in batch:
+        ids = batch["input_ids"]
+        if "lang_ids" in params:
+            batch["lang_ids"] = torch.zeros(len(ids), dtype=torch.long)
+        if "bbox" in params:
+            corners = torch.rand(*ids.shape, 2, 2, generator=generator).sort(dim=-2).values  # [.., (min, max), (x, y)]
+            boxes = corners.flatten(-2)  # x0, y0, x1, y1
+            batch["bbox"] = (boxes * 1000).long() if hasattr(config, "max_2d_position_embeddings") else boxes
+        if "visual_feats" in params and hasattr(config, "visual_feat_dim"):
+            batch["visual_feats"] = torch.randn(len(ids), 8, int(config.visual_feat_dim), generator=generator)
+            batch["visual_pos"] = torch.rand(len(ids), 8, int(_first(config, "visual_pos_dim", default=4)), generator=generator)
+    if "prompt_pixel_values" in params and "pixel_values" in batch:
+        image = batch["pixel_values"]
+        image = image[..., : image.shape[-2] // 2, :].contiguous()
+        batch.update(pixel_values=image, prompt_pixel_values=image.flip(0), prompt_masks=torch.ones_like(image))
+    return batch
+
+
 def _pixels(model: nn.Module, generator: torch.Generator, frames: int | None = None, key: str = "pixel_values") -> dict[str, torch.Tensor]:
     """Two images, or (``frames``) two clips of that many ``[channels, h, w]`` frames (VideoMAE's, ViViT's input), of
     the config's image size (a number, height and width: MGP-STR's 32 x 128, or a dict of them)."""
@@ -152,15 +177,18 @@ def _pixels(model: nn.Module, generator: torch.Generator, frames: int | None = N
 
 def _features(model: nn.Module, params: Any, key: str, generator: torch.Generator, channels_first: bool) -> dict[str, torch.Tensor]:
     """Two clips' features under ``key`` (``input_features``; Gemma 3n's ``audio_mel``), with the mask of frames their
-    forward requires where it has one (every frame valid)."""
+    forward takes where it takes one (every frame valid)."""
     config = model.config
-    mel = int(_first(config, "num_mel_bins", "feature_size", "input_feat_per_channel", "input_feat_size", default=80))
+    # W2v-BERT's features come two frames stacked (feature_projection_input_dim: 2 x its feature_size), FunASR-Nano's
+    # num_stacked_frames (7 x 80)
+    keys = ("feature_projection_input_dim", "num_mel_bins", "feature_size", "input_feat_per_channel", "input_feat_size")
+    mel = int(_first(config, *keys, default=80)) * int(_first(config, "num_stacked_frames", default=1))
     positions, window = _first(config, "max_source_positions"), _first(config, "n_window")
     # Whisper-style encoders take exactly 2 x their positions; Qwen3-ASR's chunks are 2 x its window
     frames = 2 * int(positions) if channels_first and positions else 2 * int(window) if window else 64
     shape = (2, mel, frames) if channels_first else (2, frames, mel)
     batch = {key: torch.randn(*shape, generator=generator)}
-    if f"{key}_mask" in params and params[f"{key}_mask"].default is inspect.Parameter.empty:
+    if f"{key}_mask" in params:  # required (Qwen3-ASR's), or optional yet read (AudioFlamingo 3's encoder: None fails)
         # 1 marks a valid frame (Qwen3-ASR's input_features_mask); Gemma 3n's audio_mel_mask marks padding
         batch[f"{key}_mask"] = torch.zeros(2, frames, dtype=torch.bool) if key == "audio_mel" else torch.ones(2, frames, dtype=torch.long)
     return batch
@@ -217,6 +245,16 @@ def _patch_sequence(model: nn.Module, generator: torch.Generator) -> dict[str, t
     }
 
 
+def _positioned_patches(model: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Two images as Gemma 4's vision tower takes them: flattened patches, and each patch's (x, y) in the grid
+    (``pixel_position_ids``), a square grid of whole pooling windows (two windows a side)."""
+    patch, pool = int(_first(model.config, "patch_size", default=16)), int(_first(model.config, "pooling_kernel_size", default=1))
+    side = 2 * pool
+    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    positions = torch.stack([xs.flatten(), ys.flatten()], dim=-1)
+    return {"pixel_values": torch.randn(2, side * side, 3 * patch * patch, generator=generator), "pixel_position_ids": positions.expand(2, -1, -1).clone()}
+
+
 def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
     """Candidate calibration sets (two batches each) for ``model``'s forward, most specific first."""
     params = inspect.signature(model.forward).parameters
@@ -227,7 +265,10 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
         main = next(iter(params), "input_ids")
 
     def two(make: Any) -> list[dict[str, torch.Tensor]]:
-        return [_decoder(model, params, make(g), g) for g in (torch.Generator().manual_seed(seed) for seed in (0, 1))]
+        return [
+            _companions(model, params, _decoder(model, params, make(g), g), g)
+            for g in (torch.Generator().manual_seed(seed) for seed in (0, 1))
+        ]
 
     frames = _first(model.config, "num_frames")  # a video model's clips come before its frames alone
     frames = [int(frames), None] if isinstance(frames, int) else [None]
@@ -242,11 +283,16 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
         candidates.append(two(lambda g: _patch_sequence(model, g)))
         if "input_ids" in params:
             candidates.append(two(lambda g: {**_tokens(model, params, g), **_patch_sequence(model, g)}))
+    if "pixel_position_ids" in params and main == "pixel_values":  # patches with their places (Gemma 4's tower)
+        candidates.append(two(lambda g: _positioned_patches(model, g)))
     if main in ("pixel_values", "pixel_values_videos"):
         candidates += [two(lambda g, f=f: _pixels(model, g, f, videos)) for f in clips]
     elif main in ("input_features", "audio_mel"):
         candidates += [two(lambda g: _features(model, params, main, g, True)), two(lambda g: _features(model, params, main, g, False))]
     elif main == "input_values":
+        length, bins = _first(model.config, "max_length"), _first(model.config, "num_mel_bins")
+        if isinstance(length, int) and isinstance(bins, int):  # a spectrogram of its length (AST's 1024 frames x 128 bins)
+            candidates.append(two(lambda g: {"input_values": torch.randn(2, length, bins, generator=g)}))
         candidates += [two(lambda g: _audio(model, params, g)), two(lambda g: _audio(model, params, g, mono=True))]
     elif main == "past_values":
         candidates.append(two(lambda g: _series(model, params, g)))

@@ -45,18 +45,25 @@ TASKS = {
     "causal-lm": ("AutoModelForCausalLM", "AutoModel"),
     "classify": ("AutoModelForSequenceClassification", "AutoModelForImageClassification", "AutoModelForAudioClassification"),
 }
-# sizes tied to the tiny ones, set where the type's default config has the key (a number): an encoder-decoder's heads
+# sizes tied to the tiny ones, set where the type's default config has the key (a number above it): an encoder-decoder's heads
 # (Whisper's), XLNet's head, a rotary part of a head (GPT-J, CodeGen), multi-head latent attention's parts (DeepSeek-V2
 # and V3, MiniCPM3...), outputs that must be the other tower's width (SigLIP's text projection, a pooler's), a
 # mixture of experts' expert width (LongCat-Flash's 512 experts were 2048 wide: 201M parameters in its one layer) and the
 # width its experts work in (Muse Spark's 256 projected to 4096), an encoder-decoder's MLPs (NLLB-MoE's 128 experts are
 # encoder_ffn_dim wide: 4096), a detector's queries (RT-DETR picks its 300 among the anchors of a 32-pixel image: 21),
 # SAM's: its image encoder's output and feature pyramid (the width its prompt encoder and mask decoder take), the
-# positional features (half that width), SAM-HQ's ViT features, its MLPs
+# positional features (half that width), SAM-HQ's ViT features, its MLPs; Ergo's first dense MLP (32768 wide) and
+# shared experts; the other tower's width a Q-Former or a decoder's cross-attention takes (BLIP-2's 1408, T5Gemma's
+# 2304); an audio codec's first conv's filters, doubled at each of its strides (VibeVoice's tokenizer's last conv took
+# 2048 x 16: SparseGPT's Hessian alone was 1 GiB); MLPs' widths under their other names (T5's d_ff, UDOP's 4096;
+# XLNet's d_inner; OPT's ffn_dim; Falcon's ffn_hidden_size; FastSpeech 2's linear units, 1536, whose 3-wide convs
+# gave SparseGPT 4608-wide Hessians: 39 s on one thread)
 TIED = dict(
     encoder_attention_heads=4, decoder_attention_heads=4, d_head=16, rotary_dim=8, projection_size=64, pooler_output_size=64,
     qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=16, kv_lora_rank=32, q_lora_rank=32, moe_intermediate_size=32, moe_hidden_size=64,
     encoder_ffn_dim=96, decoder_ffn_dim=96, num_queries=8, output_channels=64, fpn_hidden_size=64, num_pos_feats=32, vit_dim=64, mlp_dim=96,
+    first_dense_intermediate_size=96, shared_intermediate_size=96, encoder_hidden_size=64, cross_attention_hidden_size=64, num_filters=8,
+    d_ff=96, d_inner=96, ffn_dim=96, ffn_hidden_size=96, dim_feedforward=96, feed_forward_size=96, encoder_linear_units=96, decoder_linear_units=96,
 )  # fmt: skip
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 
@@ -92,14 +99,17 @@ def _sizes(default: Any) -> dict[str, Any]:
     # heads, SegFormer's...): that keeps its own list
     held = {key: _held(default, key) for key in (*SIZES, *TIED)}
     sizes = {key: size for key, size in SIZES.items() if held[key] is not _ABSENT and not isinstance(held[key], (list, tuple))}
-    sizes.update({key: size for key, size in TIED.items() if isinstance(held[key], int)})
+    # only where it lowers the default: a smaller one stays (the time-series transformers' 2 heads and 32-wide MLPs,
+    # NeuCodec's 48-wide codec encoder), and so does a 0, which is none of it (granite-moe-SWA's shared experts)
+    sizes.update({key: size for key, size in TIED.items() if isinstance(held[key], int) and held[key] > size})
     head = SIZES["hidden_size"] // SIZES["num_attention_heads"]
     rope = getattr(default, "rope_parameters", None)
     rope = rope if isinstance(rope, dict) else {}
     rotary = rope.get("partial_rotary_factor") or getattr(default, "partial_rotary_factor", None) or 1.0
     if "kv_lora_rank" in sizes:  # latent attention: head_dim's rotary part is qk_rope_head_dim; a key/value head per query head
-        sizes.update(head_dim=int(sizes["qk_rope_head_dim"] / rotary), num_key_value_heads=SIZES["num_attention_heads"])
-        sizes["qk_head_dim"] = sizes["qk_nope_head_dim"] + sizes["qk_rope_head_dim"]
+        rope_part = sizes.get("qk_rope_head_dim", 0)  # none (GLM-5 Next's 0: no rotary part, head_dim 0)
+        sizes.update(head_dim=int(rope_part / rotary), num_key_value_heads=SIZES["num_attention_heads"])
+        sizes["qk_head_dim"] = sizes["qk_nope_head_dim"] + rope_part
     if "mrope_section" in getattr(type(default), "ignore_keys_at_rope_validation", ()) and rope:
         # multimodal rotary sections (Qwen2-VL, GLM-4V...) summing to half the rotary part: the default's scaled where
         # it has them, else two equal ones and a smaller third (ERNIE 4.5 VL stacks its first two)
@@ -123,11 +133,33 @@ def _sizes(default: Any) -> dict[str, Any]:
             heads = held["num_attention_heads"]  # its heads per stage (PVT's), which each stage's width must hold
             per_stage = heads if isinstance(heads, (list, tuple)) and len(heads) == len(depths) else range(1, len(depths) + 1)
             sizes["hidden_sizes"] = [16 * n for n in per_stage]
+    if isinstance(_held(default, "width_coefficient"), float):
+        # EfficientNet's compound scaling (ALIGN's vision tower too): B7's default, 2.0 wide and 3.1 deep at 600 pixels,
+        # is 64M parameters; an eighth as wide (8-40 channels), a quarter as deep, 64 pixels. hidden_dim is its last
+        # conv's width (1280 x 0.125), which its norm and head take
+        sizes.update(width_coefficient=0.125, depth_coefficient=0.25, image_size=64, hidden_dim=160)
+    if isinstance(_held(getattr(default, "vision_config", None), "width_coefficient"), float) and isinstance(_held(default, "projection_dim"), int):
+        sizes["projection_dim"] = 40  # ALIGN's text projection meets its image embedding: the last stage's 320 x 0.125
+    staged = _hiera_widths(default)
+    if staged:  # SAM 2's Hiera: 16 per head at each stage, one block each, all windowed (a global block first in a stage failed)
+        sizes.update(embed_dim_per_stage=staged, hidden_size=staged[0], blocks_per_stage=[1] * len(staged), global_attention_blocks=[])
+    backbone = _hiera_widths(getattr(default, "backbone_config", None))
+    if backbone and isinstance(_held(default, "backbone_channel_list"), (list, tuple)):
+        sizes["backbone_channel_list"] = backbone[::-1]  # the neck reads the stages' widths, the last first
     if _held(default, "num_experts_per_tok") is None and isinstance(_held(default, "n_routed_experts"), int):
         sizes["num_experts_per_tok"] = 2  # None in DeepSeek-V2's default, which its router's topk cannot take
     if isinstance(getattr(default, "expand", None), int) and isinstance(getattr(default, "num_heads", None), int):
         sizes["num_heads"] = SIZES["hidden_size"] * default.expand // SIZES["head_dim"]  # Mamba-2's heads span its inner width
     return sizes
+
+
+def _hiera_widths(default: Any) -> list[int]:
+    """Tiny widths for a vision backbone in stages whose widths are a list beside its heads per stage (SAM 2's Hiera:
+    96 to 768, which ``hidden_size`` alone, the first, does not shrink): 16 per head; else none."""
+    heads = _held(default, "num_attention_heads_per_stage")
+    if isinstance(_held(default, "embed_dim_per_stage"), (list, tuple)) and isinstance(heads, (list, tuple)):
+        return [16 * n for n in heads]
+    return []
 
 
 def _shrink(config: Any, default: Any, depth: int = 0) -> None:

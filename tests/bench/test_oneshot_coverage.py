@@ -75,6 +75,18 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("timesfm", {"past_values": (2, 64), "past_values_padding": (2, 64), "freq": (2, 1)}),
         ("sam", {"pixel_values": (2, 3, 1024, 1024)}),  # its image encoder's output as wide as its mask decoder (permute_coverage)
         ("siglip2", {"input_ids": (2, 16), "attention_mask": (2, 16), "pixel_values": (2, 16, 3 * 16 * 16), "pixel_attention_mask": (2, 16), "spatial_shapes": (2, 2)}),  # patch sequences
+        ("xmod", {"input_ids": (2, 16), "attention_mask": (2, 16), "lang_ids": (2,)}),  # the text's language
+        ("bros", {"input_ids": (2, 16), "attention_mask": (2, 16), "bbox": (2, 16, 4)}),  # its words' boxes
+        ("lxmert", {"input_ids": (2, 16), "attention_mask": (2, 16), "visual_feats": (2, 8, 2048), "visual_pos": (2, 8, 4)}),  # regions
+        ("seggpt", {"pixel_values": (2, 3, 448, 448), "prompt_pixel_values": (2, 3, 448, 448), "prompt_masks": (2, 3, 448, 448)}),
+        ("wav2vec2-bert", {"input_features": (2, 64, 160)}),  # two 80-bin frames stacked
+        ("efficientnet", {"pixel_values": (2, 3, 64, 64)}),  # B7 at 600 pixels took over 60 s (permute_coverage)
+        ("sam2_vision_model", {"pixel_values": (2, 3, 1024, 1024)}),  # its Hiera's stage widths
+        ("gemma4_vision", {"pixel_values": (2, 36, 3 * 16 * 16), "pixel_position_ids": (2, 36, 2)}),  # patches and their places
+        ("audio-spectrogram-transformer", {"input_values": (2, 1024, 128)}),  # a spectrogram, not samples
+        ("audioflamingo3_encoder", {"input_features": (2, 128, 3000), "input_features_mask": (2, 3000)}),  # its optional mask, read
+        ("fun_asr_nano_encoder", {"input_features": (2, 64, 560), "input_features_mask": (2, 64)}),  # 7 frames of 80 bins stacked
+        ("t5gemma", {"input_ids": (2, 16), "attention_mask": (2, 16), "decoder_input_ids": (2, 8)}),  # cross-attention's width
     ],
 )
 def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_type: str, shapes: dict) -> None:
@@ -82,12 +94,25 @@ def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_typ
     decoder ids, latent attention's sizes left at its defaults, an expert count of None, a detector's backbone widths
     out of step, a vision tower's flattened patches, a vision tower naming no main input, a non-square image, videos
     under their own name, a required mask of features, features under another name, a time series, SigLIP 2's
-    sequences of patches)."""
+    sequences of patches, a language, boxes, region features, a prompt, stacked features, B7's size, Hiera's stage
+    widths, patches with their places, a spectrogram, an optional mask the forward reads, seven stacked frames, a
+    decoder reading a 2304-wide encoder)."""
     model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
     data, finite = oneshot_coverage.calibration_data(model)
     assert not isinstance(data, str), data
     assert len(data) == 2 and all({key: tuple(value.shape) for key, value in batch.items()} == shapes for batch in data)
     assert any(finite)
+
+
+def test_boxes_are_corners_in_order_in_the_units_the_model_reads() -> None:
+    """LayoutLM indexes its position tables with 0-1000 integers; Bros takes fractions of the page: x0 <= x1, y0 <= y1."""
+    for model_type, dtype, top in (("layoutlm", torch.long, 1000), ("bros", torch.float32, 1)):
+        model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
+        data, _ = oneshot_coverage.calibration_data(model)
+        boxes = data[0]["bbox"]
+        assert boxes.dtype == dtype and 0 <= boxes.min() and boxes.max() <= top
+        assert (boxes[..., 0] <= boxes[..., 2]).all() and (boxes[..., 1] <= boxes[..., 3]).all()
+        assert not torch.equal(data[0]["bbox"], data[1]["bbox"])
 
 
 def test_a_main_input_given_as_a_list_is_not_taken_for_a_name() -> None:
