@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import sparse24
-from sparse24.calibrate import find_blocks
+from sparse24.calibrate import find_blocks, inside, qualified, within
 
 
 class _Interleaved(nn.Module):
@@ -161,3 +161,13 @@ def test_sequential_leaves_out_the_blocks_with_nothing_to_prune() -> None:
         assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
     weights = [w for w in sparse24.axes.gemm_weights(model) if w.name.startswith("levels.1.")]
     assert [name for name, _ in find_blocks(model, True, weights)] == ["levels.1"]
+
+
+def test_module_names_nest_by_their_dots() -> None:
+    """The naming helpers the blocks, FSDP's units and the permutation rules share: the model itself is ``""``, a
+    name is nested in another only past a dot (``h.10`` is not in ``h.1``), and ``within`` counts the module itself."""
+    assert qualified("", "h") == "h" and qualified("h", 0) == "h.0"
+    assert inside("h.0", "h") and inside("h.0.mlp", "h.0") and inside("h", "")
+    assert not inside("h.10", "h.1") and not inside("h", "h") and not inside("", "")
+    assert within("h", "h") and within("h.1.mlp", "h.1") and within("", "") and within("h", "")
+    assert not within("h.10", "h.1") and not within("h", "h.0")
