@@ -125,7 +125,7 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
         ("siglip", lambda c: c.text_config.projection_size == c.vision_config.hidden_size == 64),
         ("hunyuan_vl", lambda c: c.text_config.head_dim == 16),  # None in its default, and read by its attention
         ("deepseek_v2", lambda c: (c.num_experts_per_tok, c.moe_intermediate_size) == (2, 32)),  # None in its default: its router's topk failed
-        ("longcat_flash", lambda c: c.moe_intermediate_size == 32),
+        ("longcat_flash", lambda c: c.moe_intermediate_size == 32),  # its 512 experts were 2048 wide: over the coverage runs' memory limit
         # NLLB-MoE's 128 experts are its MLPs' width (4096: permuting them took over 60 s); Muse Spark's experts work 4096 wide
         ("nllb-moe", lambda c: (c.encoder_ffn_dim, c.decoder_ffn_dim) == (96, 96)),
         ("muse_spark", lambda c: (c.text_config.moe_hidden_size, c.text_config.moe_intermediate_size) == (64, 32)),
@@ -134,7 +134,7 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
         ("sam3_tracker", lambda c: c.vision_config.fpn_hidden_size == c.mask_decoder_config.hidden_size == 64),
         # HGNetV2's stage widths are stage_out_channels; its hidden_sizes tell D-FINE what they are (for the stages it reads):
         # kept in step, as in its default. And 8 queries: RT-DETR's layout picks its 300 among 21 anchors of a 32-pixel image
-        ("d_fine", lambda c: list(c.backbone_config.hidden_sizes)[1:] == list(c.backbone_config.stage_out_channels)[1:] and c.num_queries == 8),  # its 512 experts were 2048 wide: over the coverage runs' memory limit
+        ("d_fine", lambda c: list(c.backbone_config.hidden_sizes)[1:] == list(c.backbone_config.stage_out_channels)[1:] and c.num_queries == 8),
         # EfficientNet-B7 at 600 pixels (ALIGN's vision tower too) took over 60 s to calibrate; its last conv's width is hidden_dim
         ("efficientnet", lambda c: (c.width_coefficient, c.depth_coefficient, c.image_size, c.hidden_dim) == (0.125, 0.25, 64, 160)),
         ("align", lambda c: (c.vision_config.image_size, c.vision_config.hidden_dim, c.projection_dim) == (64, 160, 40)),  # 40: its image embedding
@@ -143,14 +143,14 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
         ("glm5_next", lambda c: c.text_config.qk_rope_head_dim == 0),
         ("blip-2", lambda c: c.qformer_config.encoder_hidden_size == c.vision_config.hidden_size == 64),  # the Q-Former reads the vision tower
         ("t5gemma", lambda c: c.decoder.cross_attention_hidden_size == c.encoder.hidden_size == 64),
-        ("vibevoice_acoustic_tokenizer", lambda c: c.num_filters == 8),
+        ("vibevoice_acoustic_tokenizer", lambda c: c.num_filters == 8),  # doubled at each of 6 strides: 2048 x 16 inputs to its last conv
         # MLP widths under other names: FastSpeech 2's 1536 gave SparseGPT 4608-wide Hessians (39 s), UDOP's d_ff 4096
         ("fastspeech2_conformer", lambda c: (c.encoder_linear_units, c.decoder_linear_units) == (96, 96)),
         ("udop", lambda c: c.d_ff == 96),
         ("opt", lambda c: c.ffn_dim == 96),
         ("patchtst", lambda c: c.ffn_dim == 96),
         # SAM 2's Hiera kept its 96-768 stage widths while hidden_size, its first, became 64; its neck reads them in reverse
-        ("sam2", lambda c: (c.vision_config.backbone_config.embed_dim_per_stage, c.vision_config.backbone_config.hidden_size, c.vision_config.backbone_channel_list) == ([16, 32, 64, 128], 16, [128, 64, 32, 16])),  # doubled at each of 6 strides: 2048 x 16 inputs to its last conv
+        ("sam2", lambda c: (c.vision_config.backbone_config.embed_dim_per_stage, c.vision_config.backbone_config.hidden_size, c.vision_config.backbone_channel_list) == ([16, 32, 64, 128], 16, [128, 64, 32, 16])),
     ],
 )
 def test_the_tiny_config_keeps_the_sizes_tied_to_the_tiny_ones(model_type: str, check) -> None:  # noqa: ANN001
