@@ -65,6 +65,7 @@ TIED = dict(
     first_dense_intermediate_size=96, shared_intermediate_size=96, encoder_hidden_size=64, cross_attention_hidden_size=64, num_filters=8,
     d_ff=96, d_inner=96, ffn_dim=96, ffn_hidden_size=96, dim_feedforward=96, feed_forward_size=96, encoder_linear_units=96, decoder_linear_units=96,
 )  # fmt: skip
+WIDTH = 0.125  # EfficientNet's width coefficient at the tiny sizes
 UNRULED = re.compile(r"in no permutable group: (\w+) has no permutation rule")
 
 
@@ -136,10 +137,12 @@ def _sizes(default: Any) -> dict[str, Any]:
     if isinstance(_held(default, "width_coefficient"), float):
         # EfficientNet's compound scaling (ALIGN's vision tower too): B7's default, 2.0 wide and 3.1 deep at 600 pixels,
         # is 64M parameters; an eighth as wide (8-40 channels), a quarter as deep, 64 pixels. hidden_dim is its last
-        # conv's width (1280 x 0.125), which its norm and head take
-        sizes.update(width_coefficient=0.125, depth_coefficient=0.25, image_size=64, hidden_dim=160)
-    if isinstance(_held(getattr(default, "vision_config", None), "width_coefficient"), float) and isinstance(_held(default, "projection_dim"), int):
-        sizes["projection_dim"] = 40  # ALIGN's text projection meets its image embedding: the last stage's 320 x 0.125
+        # conv's width (its 1280 channels, scaled), which its norm and head take
+        sizes.update(width_coefficient=WIDTH, depth_coefficient=0.25, image_size=64, hidden_dim=_scaled_filters(default, 1280))
+    vision = getattr(default, "vision_config", None)
+    if isinstance(_held(vision, "width_coefficient"), float) and isinstance(_held(default, "projection_dim"), int):
+        # ALIGN's text projection meets its image embedding: its last stage's channels, scaled
+        sizes["projection_dim"] = _scaled_filters(vision, vision.out_channels[-1])
     staged = _hiera_widths(default)
     if staged:  # SAM 2's Hiera: 16 per head at each stage, one block each, all windowed (a global block first in a stage failed)
         sizes.update(embed_dim_per_stage=staged, hidden_size=staged[0], blocks_per_stage=[1] * len(staged), global_attention_blocks=[])
@@ -151,6 +154,15 @@ def _sizes(default: Any) -> dict[str, Any]:
     if isinstance(getattr(default, "expand", None), int) and isinstance(getattr(default, "num_heads", None), int):
         sizes["num_heads"] = SIZES["hidden_size"] * default.expand // SIZES["head_dim"]  # Mamba-2's heads span its inner width
     return sizes
+
+
+def _scaled_filters(default: Any, channels: int) -> int:
+    """``channels`` of an EfficientNet like ``default`` at the tiny width, rounded as the model rounds them."""
+    from types import SimpleNamespace
+
+    from transformers.models.efficientnet.modeling_efficientnet import round_filters
+
+    return round_filters(SimpleNamespace(width_coefficient=WIDTH, depth_divisor=default.depth_divisor), channels)
 
 
 def _hiera_widths(default: Any) -> list[int]:
