@@ -49,7 +49,60 @@ def weight_reader(model: nn.Module, module_name: str, *, metadata: bool = True) 
     for match in re.finditer(rf"self\.{re.escape(child)}\.weight\b", source):
         if metadata or not (_METADATA.match(source, match.end()) or re.search(r"isinstance\(\s*$", source[: match.start()])):
             return parent, child
-    return None
+    return (parent, child) if _passes_to_weight_read(type(parent), child, metadata) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _passes_to_weight_read(cls: type, child: str, metadata: bool) -> bool:
+    """True when ``cls``'s code hands ``self.<child>`` to a method of its own whose code reads that argument's
+    ``.weight`` (LayoutLMv3's encoder passes ``self.rel_pos_bias`` to ``_relative_position_lookup``, which indexes
+    ``bias.weight``); with ``metadata=False``, a read of its ``dtype``, ``device``, ``shape`` or type does not count."""
+    for function in _methods(cls):
+        definition = _function_ast(function)
+        for call in ast.walk(definition) if definition is not None else ():
+            if not (isinstance(call, ast.Call) and _is_self_attribute(call.func)):
+                continue
+            callee = _unwrap_member(inspect.getattr_static(cls, call.func.attr, None))
+            if not inspect.isfunction(callee):
+                continue
+            names = list(inspect.signature(callee).parameters)
+            names = names[1:] if not isinstance(inspect.getattr_static(cls, call.func.attr), staticmethod) else names
+            passed = [name for name, arg in zip(names, call.args) if _is_self_attribute(arg, child)]
+            passed += [k.arg for k in call.keywords if k.arg is not None and _is_self_attribute(k.value, child)]
+            if any(_reads_weight(_function_ast(callee), name, metadata) for name in passed):
+                return True
+    return False
+
+
+def _methods(cls: type) -> list[Callable]:
+    """The functions defined in ``cls`` and its bases up to ``nn.Module`` (methods, static and class methods)."""
+    found = []
+    for klass in cls.__mro__:
+        if klass in (nn.Module, object):
+            break
+        found += [f for f in map(_unwrap_member, vars(klass).values()) if inspect.isfunction(f)]
+    return found
+
+
+def _is_self_attribute(node: ast.AST, name: str | None = None) -> bool:
+    """True when ``node`` is ``self.<name>`` (any name when None)."""
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" and name in (None, node.attr)
+
+
+def _reads_weight(definition: ast.FunctionDef | None, name: str, metadata: bool) -> bool:
+    """True when ``definition`` reads ``<name>.weight`` (with ``metadata=False``: other than its ``dtype``, ``device``,
+    ``shape`` or type)."""
+    if definition is None:
+        return False
+    parents = {id(child): node for node in ast.walk(definition) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(definition):
+        if isinstance(node, ast.Attribute) and node.attr == "weight" and isinstance(node.value, ast.Name) and node.value.id == name:
+            above = parents.get(id(node))
+            described = isinstance(above, ast.Attribute) and _METADATA.match(f".{above.attr}") is not None
+            checked = isinstance(above, ast.Call) and isinstance(above.func, ast.Name) and above.func.id == "isinstance"
+            if metadata or not (described or checked):
+                return True
+    return False
 
 
 def calls_child(parent: nn.Module, child: str) -> bool:

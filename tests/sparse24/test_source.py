@@ -1,4 +1,5 @@
-"""Reading a module's class code: whether two classes run the same code (the rule transformers' copied blocks share)."""
+"""Reading a module's class code: whether two classes run the same code (the rule transformers' copied blocks share),
+and whether it reads a child's weight without calling the child."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
-from sparse24.source import code_key, same_code
+from sparse24.source import code_key, same_code, weight_reader
 
 BLOCK = '''
 import torch
@@ -104,3 +106,37 @@ def test_each_modules_own_logger_is_the_same_but_another_global_object_is_not(tm
     assert a.logger is not b.logger
     assert same_code(a.forward, b.forward)
     assert not same_code(a.forward, c.forward)
+
+
+class _Lookups(torch.nn.Module):
+    """Hands its children to helpers of its own: one indexes the weight, one only casts to its dtype, one calls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table, self.typed, self.called, self.kept = (torch.nn.Linear(4, 4) for _ in range(4))
+
+    @staticmethod
+    def _index(rows: "torch.Tensor", layer: torch.nn.Linear) -> "torch.Tensor":
+        return layer.weight[rows]
+
+    def _cast(self, x: "torch.Tensor", layer: torch.nn.Linear) -> "torch.Tensor":
+        return x.to(layer.weight.dtype)
+
+    def _call(self, x: "torch.Tensor", layer: torch.nn.Linear) -> "torch.Tensor":
+        return layer(x)
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        rows = torch.arange(x.shape[0]) % 4
+        return self._index(rows, layer=self.table) + self._cast(x, self.typed) + self._call(x, self.called) + self.kept(x)
+
+
+def test_a_child_handed_to_a_helper_that_reads_its_weight_is_read_directly() -> None:
+    """``weight_reader`` follows ``self.<child>`` into the class's own methods it is passed to (positionally or by
+    keyword, a static method too): an indexed weight is a read, a dtype alone only with ``metadata=True``, a call
+    none."""
+    model = torch.nn.Sequential(_Lookups())
+    assert weight_reader(model, "0.table", metadata=False) == (model[0], "table")
+    assert weight_reader(model, "0.typed", metadata=False) is None
+    assert weight_reader(model, "0.typed") == (model[0], "typed")
+    assert weight_reader(model, "0.called") is None
+    assert weight_reader(model, "0.kept") is None
