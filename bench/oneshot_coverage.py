@@ -4,7 +4,8 @@ Every model type of this transformers (or ``--types``) is built as ``bench/permu
 config at 64-wide layers, one layer; its causal LM where it has one, else its base model) and given two batches made
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
 ``attention_mask``), pixels (clips of frames for a video model; a VLM vision tower's patches with their
-``grid_thw``), audio (a mono channel for a codec), audio features (with the mask of frames a forward requires), or
+``grid_thw``), audio (a mono channel for a codec; whole tokens where the model counts samples per token; with text
+for a text-audio model), audio features (with the mask of frames a forward requires), or
 a time series, or SigLIP 2's sequences of patches, with an encoder-decoder's decoder ids. Where its dense forward
 runs on them, the model is pruned from the same weights by magnitude (the layers any method prunes), Wanda,
 SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part of the model these inputs do not run (a vision
@@ -208,11 +209,14 @@ def _series(model: nn.Module, params: Any, generator: torch.Generator) -> dict[s
 
 
 def _audio(model: nn.Module, params: Any, generator: torch.Generator, mono: bool = False) -> dict[str, torch.Tensor]:
-    """Two clips, the second's last quarter padding: ``[2, samples]``, or (``mono``) a codec's ``[2, 1, samples]``."""
-    batch = {"input_values": torch.randn(2, SAMPLES, generator=generator)}
+    """Two clips, the second's last quarter padding: ``[2, samples]``, or (``mono``) a codec's ``[2, 1, samples]``;
+    ``SAMPLES``, or a whole number of the model's tokens where it says how many samples make one (Muse Spark's 1920)."""
+    per_token = _first(model.config, "samples_per_token")
+    samples = -(-SAMPLES // per_token) * per_token if isinstance(per_token, int) else SAMPLES
+    batch = {"input_values": torch.randn(2, samples, generator=generator)}
     if "attention_mask" in params:
-        batch["attention_mask"] = _padding_mask(SAMPLES, SAMPLES // 4)
-        batch["input_values"][1, -SAMPLES // 4 :] = 0
+        batch["attention_mask"] = _padding_mask(samples, samples // 4)
+        batch["input_values"][1, -samples // 4 :] = 0
     if mono:
         batch["input_values"] = batch["input_values"][:, None]
     return batch
@@ -300,6 +304,8 @@ def example_batches(model: nn.Module) -> list[list[dict[str, torch.Tensor]]]:
         candidates.append(two(lambda g: _tokens(model, params, g)))
         if videos in params:  # a text-image (or text-video: X-CLIP, VideoPrism) model takes both
             candidates += [two(lambda g, f=f: {**_tokens(model, params, g), **_pixels(model, g, f, videos)}) for f in clips]
+        if main == "input_ids" and "input_values" in params:  # a text-audio model (PE Audio's): the text's mask only
+            candidates += [two(lambda g, m=m: {**_audio(model, (), g, m), **_tokens(model, params, g)}) for m in (False, True)]
     return candidates
 
 

@@ -1,9 +1,10 @@
 """Which transformers model types ``sparse24.permute`` covers, and the classes it has no rule for.
 
 Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
-shrunk to 64-wide layers (one layer, 4 heads; nested configs too; only the keys it has, and the sizes tied to them: a
+shrunk to 64-wide layers (one layer, 4 heads; nested configs too, and the settings they mirror in dicts; only the
+keys it has, and the sizes tied to them: a
 rotary or latent-attention part of a head, experts 32 wide, an encoder-decoder's MLPs 96 wide, a detector's 8
-queries, SAM's image features 64 wide, a CNN's stages one block deep), as its causal LM where it has one, else its
+queries, SAM's image features 64 wide, LayoutLMv3's box embedding, a CNN's stages one block deep), as its causal LM where it has one, else its
 base model (``--task classify``: its sequence, image or audio classification model), and handed to
 ``sparse24.permute``, which reads the modules (no forward pass). A type counts as covered when no layer is reported
 "in no permutable group: <class> has no permutation rule"; the others list those classes with their number of
@@ -149,6 +150,9 @@ def _sizes(default: Any) -> dict[str, Any]:
     backbone = _hiera_widths(getattr(default, "backbone_config", None))
     if backbone and isinstance(_held(default, "backbone_channel_list"), (list, tuple)):
         sizes["backbone_channel_list"] = backbone[::-1]  # the neck reads the stages' widths, the last first
+    if isinstance(_held(default, "coordinate_size"), int) and isinstance(_held(default, "shape_size"), int):
+        # LayoutLMv3's box embedding: its four corners' and two sides' embeddings, concatenated, are hidden_size wide
+        sizes.update(coordinate_size=12, shape_size=(SIZES["hidden_size"] - 4 * 12) // 2)
     if _held(default, "num_experts_per_tok") is None and isinstance(_held(default, "n_routed_experts"), int):
         sizes["num_experts_per_tok"] = 2  # None in DeepSeek-V2's default, which its router's topk cannot take
     if isinstance(getattr(default, "expand", None), int) and isinstance(getattr(default, "num_heads", None), int):
@@ -189,6 +193,19 @@ def _shrink(config: Any, default: Any, depth: int = 0) -> None:
                     except Exception:  # noqa: BLE001 (a property without a setter, a validator): keep its own size
                         pass
             _shrink(value, nested, depth + 1)
+            _mirror(value)
+
+
+def _mirror(config: Any) -> None:
+    """Set the tiny sizes in the settings a config derived from them when it was built, as dicts mirroring its keys
+    (FastSpeech 2's ``encoder_config["linear_units"]``, from its ``encoder_linear_units``): a nested config is shrunk
+    after it is built, so they kept its defaults."""
+    for name, value in vars(config).items():
+        if isinstance(value, dict) and name.endswith("_config"):
+            prefix = name[: -len("config")]
+            for key in value:
+                if _held(config, prefix + key) is not _ABSENT:
+                    value[key] = getattr(config, prefix + key)
 
 
 def _error(exc: BaseException) -> str:

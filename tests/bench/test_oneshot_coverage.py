@@ -87,6 +87,9 @@ def test_every_method_on_a_decoder_a_vision_language_model_and_a_mamba(tmp_path)
         ("audioflamingo3_encoder", {"input_features": (2, 128, 3000), "input_features_mask": (2, 3000)}),  # its optional mask, read
         ("fun_asr_nano_encoder", {"input_features": (2, 64, 560), "input_features_mask": (2, 64)}),  # 7 frames of 80 bins stacked
         ("t5gemma", {"input_ids": (2, 16), "attention_mask": (2, 16), "decoder_input_ids": (2, 8)}),  # cross-attention's width
+        ("pe_audio", {"input_ids": (2, 16), "attention_mask": (2, 16), "input_values": (2, 1, 4000)}),  # text with a clip
+        ("layoutlmv3", {"input_ids": (2, 16), "attention_mask": (2, 16), "bbox": (2, 16, 4)}),  # its box embedding's widths
+        ("muse_spark_audio", {"input_values": (2, 3 * 1920)}),  # whole tokens of 1920 samples
     ],
 )
 def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_type: str, shapes: dict) -> None:
@@ -96,7 +99,8 @@ def test_the_inputs_found_for_models_the_made_up_batches_missed_before(model_typ
     under their own name, a required mask of features, features under another name, a time series, SigLIP 2's
     sequences of patches, a language, boxes, region features, a prompt, stacked features, B7's size, Hiera's stage
     widths, patches with their places, a spectrogram, an optional mask the forward reads, seven stacked frames, a
-    decoder reading a 2304-wide encoder)."""
+    decoder reading a 2304-wide encoder, text with audio, LayoutLMv3's box embedding, audio
+    of whole tokens)."""
     model = oneshot_coverage.tiny_model(model_type, "causal-lm").eval()
     data, finite = oneshot_coverage.calibration_data(model)
     assert not isinstance(data, str), data

@@ -150,6 +150,11 @@ def test_a_permutation_over_the_timeout_is_listed_apart_not_as_not_built(tmp_pat
         ("opt", lambda c: c.ffn_dim == 96),
         ("patchtst", lambda c: c.ffn_dim == 96),
         # SAM 2's Hiera kept its 96-768 stage widths while hidden_size, its first, became 64; its neck reads them in reverse
+        # LayoutLMv3's four corners' and two sides' embeddings, concatenated, were 768 wide beside its 64-wide text
+        ("layoutlmv3", lambda c: 4 * c.coordinate_size + 2 * c.shape_size == c.hidden_size == 64),
+        # FastSpeech 2 nested: its encoder's and decoder's settings are derived when its config is built (1536-wide MLPs:
+        # over 60 s), so derived again after the tiny sizes are set
+        ("fastspeech2_conformer_with_hifigan", lambda c: c.model_config.encoder_config["linear_units"] == c.model_config.decoder_config["linear_units"] == 96),
         ("sam2", lambda c: (c.vision_config.backbone_config.embed_dim_per_stage, c.vision_config.backbone_config.hidden_size, c.vision_config.backbone_channel_list) == ([16, 32, 64, 128], 16, [128, 64, 32, 16])),
     ],
 )
