@@ -1,6 +1,6 @@
 """What a module's own code does, read from its class's source: read a child's ``.weight`` directly
-(``self.wo.weight.dtype``, ``self.dt_proj.weight @ x``), call a child, or run the same code as
-another class (transformers copies a block's code into every family that shares it)."""
+(``self.wo.weight.dtype``, ``self.dt_proj.weight @ x``, or in a helper it hands the child to), call a child, or
+run the same code as another class (transformers copies a block's code into every family that shares it)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ _METADATA = re.compile(r"\s*\.\s*(?:dtype|device|shape|ndim|requires_grad|is_\w+
 def weight_reader(model: nn.Module, module_name: str, *, metadata: bool = True) -> tuple[nn.Module, str] | None:
     """``(parent, child)`` when the class code of the parent of ``model``'s submodule ``module_name`` reads
     ``self.<child>.weight`` (MultiheadAttention's ``out_proj``, TransformerEncoderLayer's fast path, T5's
-    ``wo.weight.dtype``, Mamba's ``dt_proj.weight @ x``); None otherwise, and for the model itself. With
+    ``wo.weight.dtype``, Mamba's ``dt_proj.weight @ x``), or hands ``self.<child>`` to a method of its own that reads
+    the argument's ``.weight`` (LayoutLMv3's relative position biases); None otherwise, and for the model itself. With
     ``metadata=False`` only a read that may compute with the weight counts, not one of its ``dtype``, ``device``,
     ``shape`` or type (T5's cast of its hidden states to ``wo.weight.dtype``, SwitchTransformers' experts')."""
     parent_name, _, child = module_name.rpartition(".")
