@@ -50,7 +50,9 @@ KINDS = ("norms", "hessian")
 # A batch's inputs that are the token sequence and its padding mask (a transformers text batch); anything else
 # (pixels, audio) means the layers' [batch, length] rows need not be the mask's tokens. An encoder-decoder's
 # batch may also hold the decoder's sequence and mask.
-_TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels"})
+# A text batch: its tokens, and what each token has beside them (bbox: a document's word boxes), which adds no
+# positions. Not X-MOD's lang_ids: its adapters run each language's rows apart, which no [batch, length] mask matches.
+_TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels", "bbox"})
 _DECODER_KEYS = frozenset({"decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask"})
 # A wav2vec 2.0-style speech batch: raw samples, their padding mask, CTC labels.
 _AUDIO_KEYS = frozenset({"input_values", "attention_mask", "labels"})
@@ -81,7 +83,8 @@ class Padding:
     and an encoder-decoder's ``decoder_attention_mask == 0``), so that Wanda's norms and SparseGPT's Hessians
     leave them out (as SparseML's SparseGPT did): a layer's input ``[batch, length, d]`` keeps its rows where
     the mask of its sequence is 1. Applied only where the rows are unambiguous: 0/1 masks of the token
-    inputs' ``[batch, length]`` with ``batch != length``, no other input (pixels, audio), and a sequence
+    inputs' ``[batch, length]`` with ``batch != length``, no other input (pixels, audio; a document's word boxes are
+    the text's), and a sequence
     told apart by its shape (an encoder-decoder's two sequences of one length only if their masks are
     equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``).
 

@@ -1005,6 +1005,29 @@ def test_the_model_fisher_leaves_the_padded_positions_out(architecture: str, per
     assert f"the model Fisher's draws leave out padding: 35 of {counted} token positions (attention_mask == 0)" in report.notes
 
 
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_padding_is_left_out_beside_the_words_boxes(method: str) -> None:
+    """A document's batch (LayoutLM's: each token's word box, ``bbox``, beside the tokens) adds no positions: its
+    padding is left out as a text's (it kept every position before)."""
+    from transformers import LayoutLMConfig, LayoutLMModel
+
+    torch.manual_seed(0)
+    model = LayoutLMModel(LayoutLMConfig(vocab_size=96, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128)).eval()
+    padded, unpadded = _padded_text([[16, 5, 9], [12, 16, 3]])
+    generator, rows = torch.Generator().manual_seed(1), iter(unpadded)
+    for batch in padded:
+        corners = torch.randint(0, 1000, (*batch["input_ids"].shape, 2, 2), generator=generator).sort(dim=-2).values
+        batch["bbox"] = corners.flatten(-2)  # x0, y0, x1, y1
+        for row in range(len(batch["input_ids"])):
+            alone = next(rows)
+            alone["bbox"] = batch["bbox"][row : row + 1, : alone["input_ids"].shape[1]]
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, progress=False)
+    report = sparse24.sparsify(model, method, data=padded, progress=False)
+    assert "the input statistics leave out padding: 35 of 96 token positions (attention_mask == 0)" in report.notes
+    _same_masks_and_weights(model, expected)
+
+
 def _same_masks_and_weights(model: nn.Module, expected: nn.Module) -> None:
     """The same masks bit for bit (the packed mask buffers are in the state dict), and weights equal up to float32
     sums taken in another order (a padded batch adds the same rows in other groupings: SparseGPT's solve can differ
