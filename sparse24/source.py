@@ -54,25 +54,33 @@ def weight_reader(model: nn.Module, module_name: str, *, metadata: bool = True) 
 
 
 @functools.lru_cache(maxsize=None)
-def _passes_to_weight_read(cls: type, child: str, metadata: bool) -> bool:
-    """True when ``cls``'s code hands ``self.<child>`` to a method of its own whose code reads that argument's
-    ``.weight`` (LayoutLMv3's encoder passes ``self.rel_pos_bias`` to ``_relative_position_lookup``, which indexes
-    ``bias.weight``); with ``metadata=False``, a read of its ``dtype``, ``device``, ``shape`` or type does not count."""
+def _handed(cls: type, child: str) -> tuple[tuple[ast.FunctionDef, str], ...]:
+    """The methods of ``cls`` to which its code hands ``self.<child>`` (positionally or by keyword), each with
+    the name of the parameter that receives it (LayoutLMv3's encoder passes ``self.rel_pos_bias`` to
+    ``_relative_position_lookup`` as ``bias``)."""
+    found = []
     for function in _methods(cls):
         definition = _function_ast(function)
         for call in ast.walk(definition) if definition is not None else ():
             if not (isinstance(call, ast.Call) and _is_self_attribute(call.func)):
                 continue
-            callee = _unwrap_member(inspect.getattr_static(cls, call.func.attr, None))
-            if not inspect.isfunction(callee):
+            member = inspect.getattr_static(cls, call.func.attr, None)
+            callee = _unwrap_member(member)
+            helper = _function_ast(callee) if inspect.isfunction(callee) else None
+            if helper is None:
                 continue
             names = list(inspect.signature(callee).parameters)
-            names = names[1:] if not isinstance(inspect.getattr_static(cls, call.func.attr), staticmethod) else names
+            names = names if isinstance(member, staticmethod) else names[1:]
             passed = [name for name, arg in zip(names, call.args) if _is_self_attribute(arg, child)]
             passed += [k.arg for k in call.keywords if k.arg is not None and _is_self_attribute(k.value, child)]
-            if any(_reads_weight(_function_ast(callee), name, metadata) for name in passed):
-                return True
-    return False
+            found += [(helper, name) for name in passed]
+    return tuple(found)
+
+
+def _passes_to_weight_read(cls: type, child: str, metadata: bool) -> bool:
+    """True when ``cls``'s code hands ``self.<child>`` to a method of its own whose code reads that argument's
+    ``.weight``; with ``metadata=False``, a read of its ``dtype``, ``device``, ``shape`` or type does not count."""
+    return any(_reads_weight(helper, name, metadata) for helper, name in _handed(cls, child))
 
 
 def _methods(cls: type) -> list[Callable]:
@@ -107,9 +115,17 @@ def _reads_weight(definition: ast.FunctionDef | None, name: str, metadata: bool)
 
 
 def calls_child(parent: nn.Module, child: str) -> bool:
-    """True when ``parent``'s class code calls ``self.<child>(...)``, or when its source is not available (unknown)."""
+    """True when ``parent``'s class code calls ``self.<child>(...)``, or a method of its own it hands the child to
+    calls it, or when its source is not available (unknown)."""
     source = _class_sources(type(parent))
-    return not source or re.search(rf"self\.{re.escape(child)}\s*\(", source) is not None
+    if not source or re.search(rf"self\.{re.escape(child)}\s*\(", source) is not None:
+        return True
+    return any(_calls(helper, name) for helper, name in _handed(type(parent), child))
+
+
+def _calls(definition: ast.FunctionDef, name: str) -> bool:
+    """True when ``definition`` calls ``<name>(...)``."""
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name for n in ast.walk(definition))
 
 
 def multiplies_by_weight(parent: nn.Module, child: str) -> bool:

@@ -1268,6 +1268,30 @@ def test_a_layer_handed_to_a_helper_that_reads_its_weight_is_left_dense_with_the
         assert report.layers[0].reason == f"_LooksUpTable uses table.weight without calling table: no input statistics for {method} (magnitude or taylor can prune it)"
 
 
+class _HandsItOver(nn.Module):
+    """Hands ``proj`` to a helper that uses its weight on one path (a fused kernel's) and calls it on the other."""
+
+    def __init__(self, fused: bool) -> None:
+        super().__init__()
+        self.proj, self.out, self.fused = nn.Linear(16, 16), nn.Linear(16, 8), fused
+
+    def _apply(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        return x @ layer.weight.t() + layer.bias if self.fused else layer(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self._apply(x, self.proj)))
+
+
+def test_a_helper_that_may_call_the_layer_it_is_handed_is_settled_by_the_first_batch() -> None:
+    """Where the helper both calls the layer and uses its weight, one forward of the first batch tells which: the
+    path that calls it is calibrated as usual, the other leaves it dense with the reason."""
+    report = sparse24.sparsify(nn.Sequential(_HandsItOver(fused=False)), "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
+    assert len(report.sparse_layers) == 2
+    report = sparse24.sparsify(nn.Sequential(_HandsItOver(fused=True)), "wanda", data=[torch.randn(4, 16)], policy="any", progress=False)
+    assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
+    assert report.layers[0].reason.startswith("_HandsItOver uses proj.weight without calling proj in this forward (the first calibration batch)")
+
+
 def _falcon_mamba() -> nn.Module:
     from transformers import FalconMambaConfig, FalconMambaForCausalLM
 

@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from sparse24.source import code_key, same_code, weight_reader
+from sparse24.source import calls_child, code_key, same_code, weight_reader
 
 BLOCK = '''
 import torch
@@ -113,7 +113,7 @@ class _Lookups(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.table, self.typed, self.called, self.kept = (torch.nn.Linear(4, 4) for _ in range(4))
+        self.table, self.typed, self.called, self.kept, self.either = (torch.nn.Linear(4, 4) for _ in range(5))
 
     @staticmethod
     def _index(rows: "torch.Tensor", layer: torch.nn.Linear) -> "torch.Tensor":
@@ -125,18 +125,26 @@ class _Lookups(torch.nn.Module):
     def _call(self, x: "torch.Tensor", layer: torch.nn.Linear) -> "torch.Tensor":
         return layer(x)
 
+    def _fused(self, x: "torch.Tensor", layer: torch.nn.Linear, fused: bool) -> "torch.Tensor":
+        return x @ layer.weight.t() if fused else layer(x)
+
     def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         rows = torch.arange(x.shape[0]) % 4
-        return self._index(rows, layer=self.table) + self._cast(x, self.typed) + self._call(x, self.called) + self.kept(x)
+        y = self._index(rows, layer=self.table) + self._cast(x, self.typed) + self._call(x, self.called) + self.kept(x)
+        return y + self._fused(x, self.either, fused=False)
 
 
 def test_a_child_handed_to_a_helper_that_reads_its_weight_is_read_directly() -> None:
     """``weight_reader`` follows ``self.<child>`` into the class's own methods it is passed to (positionally or by
     keyword, a static method too): an indexed weight is a read, a dtype alone only with ``metadata=True``, a call
-    none."""
+    none; ``calls_child`` sees a call there too (a helper that may call the layer or use its weight: ambiguous, which
+    the first calibration batch settles)."""
     model = torch.nn.Sequential(_Lookups())
     assert weight_reader(model, "0.table", metadata=False) == (model[0], "table")
     assert weight_reader(model, "0.typed", metadata=False) is None
     assert weight_reader(model, "0.typed") == (model[0], "typed")
     assert weight_reader(model, "0.called") is None
     assert weight_reader(model, "0.kept") is None
+    assert weight_reader(model, "0.either", metadata=False) == (model[0], "either")
+    # which of them the code may call: itself, or in the helper it is handed to
+    assert [calls_child(model[0], child) for child in ("table", "typed", "called", "kept", "either")] == [False, False, True, True, True]
