@@ -667,10 +667,13 @@ def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn
         return
     names = f"{', '.join(w.name for w in unseen[:5])}{' ...' if len(unseen) > 5 else ''}"
     first = unseen[0]
-    parent_name, _, child = first.module_name.rpartition(".")
+    child = first.module_name.rpartition(".")[2]
     reader = weight_reader(model, first.module_name, metadata=False)  # a Mamba mixer's fused path reads dt_proj.weight itself
     why = f" ({type(reader[0]).__name__} uses {child}.weight without calling {child} here)" if reader is not None else ""
-    glob = f"*.{child}" if parent_name else first.module_name
+    # every layer the forward never ran, by its name with any index in a list of blocks as * (a layer of the same name
+    # elsewhere, which did run, stays calibrated)
+    globs = list(dict.fromkeys(".".join("*" if part.isdigit() else part for part in w.module_name.split(".")) for w in unseen))
+    glob = globs[0] if len(globs) == 1 else globs
     raise Sparse24Error(f"the calibration forward never ran {names}{why}: no input statistics for it (exclude it: exclude={glob!r}, or check loss_fn)")
 
 

@@ -1268,6 +1268,27 @@ def test_a_layer_handed_to_a_helper_that_reads_its_weight_is_left_dense_with_the
         assert report.layers[0].reason == f"_LooksUpTable uses table.weight without calling table: no input statistics for {method} (magnitude or taylor can prune it)"
 
 
+class _TwoTowers(nn.Module):
+    """A text tower and an image tower of the same layers; its forward on text runs the text tower only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text, self.image = (nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16)) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.text(x)
+
+
+def test_the_layers_the_calibration_never_ran_are_named_with_the_exclude_that_leaves_them_out() -> None:
+    """The error's ``exclude`` names every layer the forward never ran, an index in a list as ``*``, and none that ran
+    (``*.0`` would also leave the text tower's first layer out); with it, the rest is calibrated."""
+    data = [torch.randn(4, 16)]
+    with pytest.raises(sparse24.Sparse24Error, match=r"never ran image\.0\.weight, image\.2\.weight: .*exclude='image\.\*'"):
+        sparse24.sparsify(_TwoTowers(), "wanda", data=data, policy="any", progress=False)
+    report = sparse24.sparsify(_TwoTowers(), "wanda", data=data, policy="any", exclude="image.*", progress=False)
+    assert [layer.name for layer in report.sparse_layers] == ["text.0.weight", "text.2.weight"]
+
+
 class _HandsItOver(nn.Module):
     """Hands ``proj`` to a helper that uses its weight on one path (a fused kernel's) and calls it on the other."""
 
