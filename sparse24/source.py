@@ -11,6 +11,7 @@ import inspect
 import logging
 import re
 import textwrap
+import types
 from collections.abc import Callable
 
 from torch import nn
@@ -60,6 +61,8 @@ def _handed(cls: type, child: str) -> tuple[tuple[ast.FunctionDef, str], ...]:
     ``_relative_position_lookup`` as ``bias``)."""
     found = []
     for function in _methods(cls):
+        if child not in _attribute_names(function.__code__):  # not parsed: most methods never name the child
+            continue
         definition = _function_ast(function)
         for call in ast.walk(definition) if definition is not None else ():
             if not (isinstance(call, ast.Call) and _is_self_attribute(call.func)):
@@ -91,6 +94,15 @@ def _methods(cls: type) -> list[Callable]:
             break
         found += [f for f in map(_unwrap_member, vars(klass).values()) if inspect.isfunction(f)]
     return found
+
+
+def _attribute_names(code: types.CodeType) -> set[str]:
+    """The global and attribute names ``code`` and the functions nested in it use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _attribute_names(const)
+    return names
 
 
 def _is_self_attribute(node: ast.AST, name: str | None = None) -> bool:
