@@ -214,9 +214,22 @@ def _layer_problem(module: nn.Module, backend: str) -> str | None:
         return "weight is not 2:4 along in_features"
     if backend != "reference" and weight.dtype not in (torch.float16, torch.bfloat16):
         return f"{weight.dtype} weight: sparse kernels take float16/bfloat16 (cast the model first)"
-    if backend in ("custom", "auto") and weight.shape[1] % 16:
+    if backend in ("custom", "auto", "reference") and weight.shape[1] % 16:  # the compressed layout's (reference: the kernel's on CPU)
         return f"in_features={weight.shape[1]} is not a multiple of 16"
+    minimum = _semi_structured_minimum(weight.dtype) if backend == "cusparselt" else None
+    if minimum is not None and (weight.shape[0] % minimum[0] or weight.shape[1] % minimum[1]):
+        return f"weight {weight.shape[0]}x{weight.shape[1]}: torch's semi-structured sparsity takes multiples of {minimum[0]}x{minimum[1]}"
     return None
+
+
+def _semi_structured_minimum(dtype: torch.dtype) -> tuple[int, int] | None:
+    """The (rows, columns) a weight of ``dtype`` must be whole multiples of for ``torch.sparse.to_sparse_semi_structured``
+    (cuSPARSELt's 16x16 for float16 and bfloat16; CUTLASS's 32x64 where torch is forced to it), from torch's own
+    table; None where torch has none (auto's probe still catches a refusal)."""
+    semi = getattr(torch.sparse, "SparseSemiStructuredTensor", None)
+    name = "SparseSemiStructuredTensorCUTLASS" if getattr(semi, "_FORCE_CUTLASS", False) else "SparseSemiStructuredTensorCUSPARSELT"
+    config = getattr(getattr(torch.sparse, name, None), "_DTYPE_SHAPE_CONSTRAINTS", {}).get(dtype)
+    return (int(config.sparse_min_rows), int(config.sparse_min_cols)) if config is not None else None
 
 
 def _environment_key(device: torch.device) -> str:

@@ -67,6 +67,52 @@ def test_transformer_encoder_layer_keeps_its_linears_so_its_fast_path_runs() -> 
         assert torch.allclose(model(x), expected, atol=1e-5)
 
 
+def test_layers_a_backend_cannot_take_are_left_with_the_reason() -> None:
+    """The reference backend keeps the custom kernel's compressed layout (in_features a multiple of 16: a 24-wide
+    layer raised a ValueError from inside before), and cuSPARSELt torch's minimum shapes (its RuntimeError, on a GPU)."""
+    from sparse24.runtime import _layer_problem
+
+    model = nn.Sequential(nn.Linear(24, 64), nn.GELU(), nn.Linear(64, 40))
+    sparse24.sparsify(model, "magnitude", policy="any")
+    dense = copy.deepcopy(model)
+    report = sparse24.to_sparse_runtime(model, "reference")
+    assert dict(report.skipped)["0"] == "in_features=24 is not a multiple of 16"
+    assert [layer.name for layer in report.layers] == ["2"]
+    x = torch.randn(3, 24)
+    assert torch.allclose(model(x), dense(x), atol=1e-5)
+    half = dense.half()
+    assert _layer_problem(half[2], "cusparselt") == "weight 40x64: torch's semi-structured sparsity takes multiples of 16x16"
+    assert _layer_problem(half[2], "custom") is None  # 64 in, any number out
+
+
+class _LooksUpTable(nn.Module):
+    """Hands ``table`` to a helper of its own that indexes its weight (LayoutLMv3's relative position biases)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table, self.proj = nn.Linear(16, 64), nn.Linear(64, 64)
+
+    def _lookup(self, positions: torch.Tensor, bias: nn.Linear) -> torch.Tensor:
+        return bias.weight[:, positions].t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + self._lookup(torch.arange(x.shape[-2]) % 16, self.table)
+
+
+def test_a_linear_whose_weight_a_helper_reads_stays_a_linear() -> None:
+    """A layer handed to a helper that reads its ``.weight`` keeps its weight: replaced, the helper's read failed."""
+    model = nn.Sequential(_LooksUpTable()).eval()
+    sparse24.sparsify(model, "magnitude", policy="any")
+    sparse24.strip(model)
+    x = torch.randn(3, 5, 64)
+    with torch.no_grad():
+        expected = model(x)
+        report = sparse24.to_sparse_runtime(model, "reference")
+        assert dict(report.skipped)["0.table"] == "_LooksUpTable reads table.weight directly"
+        assert [layer.name for layer in report.layers] == ["0.proj"]
+        assert torch.allclose(model(x), expected, atol=1e-5)
+
+
 def test_gpt2_conv1d_layers_run_as_sparse_linears() -> None:
     """transformers' Conv1D stores its weight [in, out] (2:4 along dim 0): it runs as a SparseLinear of the transpose."""
     transformers = pytest.importorskip("transformers")
