@@ -5,8 +5,8 @@ config at 64-wide layers, one layer; its causal LM where it has one, else its ba
 up here from its main input: token ids (the second sequence right-padded, where the forward takes an
 ``attention_mask``), pixels (clips of frames for a video model; a VLM vision tower's patches with their
 ``grid_thw``), audio (a mono channel for a codec; whole tokens where the model counts samples per token; with text
-for a text-audio model), audio features (with the mask of frames a forward requires), or
-a time series, or SigLIP 2's sequences of patches, with an encoder-decoder's decoder ids. Where its dense forward
+for a text-audio model), audio features (with the mask of frames a forward requires), or a time series, or SigLIP 2's
+sequences of patches, with an encoder-decoder's decoder ids. Where its dense forward
 runs on them, the model is pruned from the same weights by magnitude (the layers any method prunes), Wanda,
 SparseGPT, and SparseGPT with ``sequential=True``. Layers in a part of the model these inputs do not run (a vision
 tower given text; not an expert no token was routed to) are excluded from all four, and counted.

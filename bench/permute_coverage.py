@@ -2,11 +2,11 @@
 
 Every model type of this transformers (``CONFIG_MAPPING_NAMES``, or ``--types``) is built from its default config
 shrunk to 64-wide layers (one layer, 4 heads; nested configs too, and the settings they mirror in dicts; only the
-keys it has, and the sizes tied to them: a
-rotary or latent-attention part of a head, experts 32 wide, an encoder-decoder's MLPs 96 wide, a detector's 8
-queries, SAM's image features 64 wide, LayoutLMv3's box embedding, a CNN's stages one block deep), as its causal LM where it has one, else its
-base model (``--task classify``: its sequence, image or audio classification model), and handed to
-``sparse24.permute``, which reads the modules (no forward pass). A type counts as covered when no layer is reported
+keys it has, and the sizes tied to them: a rotary or latent-attention part of a head, experts 32 wide, an
+encoder-decoder's MLPs 96 wide, a detector's 8 queries, SAM's image features 64 wide, LayoutLMv3's box embedding, a
+CNN's stages one block deep), as its causal LM where it has one, else its base model (``--task classify``: its
+sequence, image or audio classification model), and handed to ``sparse24.permute``, which reads the modules (no
+forward pass). A type counts as covered when no layer is reported
 "in no permutable group: <class> has no permutation rule"; the others list those classes with their number of
 layers. Types that do not build
 from such a config (its validation, an optional package missing, over ``--timeout`` seconds) are listed apart, with
