@@ -47,11 +47,10 @@ logger = logging.getLogger(__name__)
 KINDS = ("norms", "hessian")
 
 
-# A batch's inputs that are the token sequence and its padding mask (a transformers text batch); anything else
-# (pixels, audio) means the layers' [batch, length] rows need not be the mask's tokens. An encoder-decoder's
-# batch may also hold the decoder's sequence and mask.
-# A text batch: its tokens, and what each token has beside them (bbox: a document's word boxes), which adds no
-# positions. Not X-MOD's lang_ids: its adapters run each language's rows apart, which no [batch, length] mask matches.
+# A batch's inputs that are the token sequence, its padding mask and what each token has beside it (bbox: a
+# document's word boxes, which add no positions): a transformers text batch. Anything else (pixels, audio) means the
+# layers' [batch, length] rows need not be the mask's tokens; so does X-MOD's lang_ids, whose adapters run each
+# language's rows apart. An encoder-decoder's batch may also hold the decoder's sequence and mask.
 _TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels", "bbox"})
 _DECODER_KEYS = frozenset({"decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask"})
 # A wav2vec 2.0-style speech batch: raw samples, their padding mask, CTC labels.
