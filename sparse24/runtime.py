@@ -21,7 +21,8 @@ Linear whose parent's code reads its ``.weight`` (``nn.MultiheadAttention``'s ``
 ``nn.TransformerEncoderLayer``'s fast path, T5's ``wo``); the report lists them, and every other
 GEMM weight it leaves. Works in eager mode and under CUDA graph capture; under ``torch.compile`` the custom
 kernel is one opaque custom op (``sparse24::sparse_mm``) and cuSPARSELt is what torch's own
-semi-structured tensors support. This module imports ``kernels`` only when a custom backend is used.
+semi-structured tensors support. This module imports ``kernels`` only for the backends that use its compressed
+layout (``"custom"``, ``"reference"``, and ``"auto"``, which may pick ``"custom"``).
 """
 
 from __future__ import annotations
@@ -214,8 +215,13 @@ def _layer_problem(module: nn.Module, backend: str) -> str | None:
         return "weight is not 2:4 along in_features"
     if backend != "reference" and weight.dtype not in (torch.float16, torch.bfloat16):
         return f"{weight.dtype} weight: sparse kernels take float16/bfloat16 (cast the model first)"
-    if backend in ("custom", "auto", "reference") and weight.shape[1] % 16:  # the compressed layout's (reference: the kernel's on CPU)
-        return f"in_features={weight.shape[1]} is not a multiple of 16"
+    if backend in ("custom", "auto", "reference"):  # sparse24's compressed layout (reference: the kernel's, on any device)
+        from sparse24.kernels.reference import check_compressible
+
+        try:
+            check_compressible(weight)
+        except ValueError as exc:
+            return str(exc)
     minimum = _semi_structured_minimum(weight.dtype) if backend == "cusparselt" else None
     if minimum is not None and (weight.shape[0] % minimum[0] or weight.shape[1] % minimum[1]):
         return f"weight {weight.shape[0]}x{weight.shape[1]}: torch's semi-structured sparsity takes multiples of {minimum[0]}x{minimum[1]}"
@@ -328,7 +334,8 @@ def to_sparse_runtime(
     """Replace, in place, every eligible 2:4 ``nn.Linear`` (or transformers ``Conv1D``) of ``model`` with a :class:`SparseLinear`.
 
     Eligible: the weight is 2:4 along ``in_features``, float16/bfloat16 (any dtype for
-    ``"reference"``), ``in_features % 16 == 0`` for the custom kernels. Without a CUDA GPU, with
+    ``"reference"``), ``in_features % 16 == 0`` for the compressed layout (``"custom"``, ``"reference"``, ``"auto"``),
+    both dimensions whole multiples of torch's minimum for ``"cusparselt"``. Without a CUDA GPU, with
     one older than sm_80, or (for ``"custom"``) without cuda-python, raises
     :class:`sparse24.Sparse24Error` with the reason and leaves the model unchanged; so does any
     failure while building the replacements. ``"auto"`` skips backends that are unavailable

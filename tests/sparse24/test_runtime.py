@@ -76,7 +76,7 @@ def test_layers_a_backend_cannot_take_are_left_with_the_reason() -> None:
     sparse24.sparsify(model, "magnitude", policy="any")
     dense = copy.deepcopy(model)
     report = sparse24.to_sparse_runtime(model, "reference")
-    assert dict(report.skipped)["0"] == "in_features=24 is not a multiple of 16"
+    assert dict(report.skipped)["0"] == "K = 24 must be a multiple of 16 for the compressed layout"
     assert [layer.name for layer in report.layers] == ["2"]
     x = torch.randn(3, 24)
     assert torch.allclose(model(x), dense(x), atol=1e-5)
