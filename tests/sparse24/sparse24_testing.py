@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def same_bits(a: Tensor, b: Tensor) -> bool:
@@ -77,3 +77,18 @@ def causal_lm(architecture: str) -> torch.nn.Module:
     if architecture == "llama":
         return LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
     return GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=32))
+
+
+class LooksUpTable(nn.Module):
+    """Hands its ``table`` layer to a helper of its own that indexes its weight (LayoutLMv3's relative position
+    biases, looked up by ``_relative_position_lookup``); ``proj``, ``width`` wide, is called as usual."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.table, self.proj = nn.Linear(16, width), nn.Linear(width, width)
+
+    def _lookup(self, positions: Tensor, bias: nn.Linear) -> Tensor:
+        return bias.weight[:, positions].t()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x) + self._lookup(torch.arange(x.shape[-2]) % 16, self.table)

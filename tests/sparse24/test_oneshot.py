@@ -18,7 +18,7 @@ from sparse24 import sparsify as sparsify_module
 from sparse24.axes import from_gemm_groups, from_gemm_matrix, gemm_columns, gemm_groups, gemm_matrix, gemm_weights
 from sparse24.criteria import sparsegpt, wanda
 from sparse24.mask import is_two_four, prune_
-from sparse24_testing import causal_lm
+from sparse24_testing import LooksUpTable, causal_lm
 
 # ---------------------------------------------------------------- the GEMM view
 
@@ -1244,28 +1244,13 @@ def test_a_layer_whose_weight_is_used_without_calling_it_has_no_statistics() -> 
     assert [layer.name for layer in report.sparse_layers] == ["0.out.weight"]
 
 
-class _LooksUpTable(nn.Module):
-    """Hands its ``table`` layer to a helper of its own that indexes its weight (LayoutLMv3's relative position
-    biases, looked up by ``_relative_position_lookup``); ``proj`` is called as usual."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.table, self.proj = nn.Linear(8, 16), nn.Linear(16, 16)
-
-    def _lookup(self, positions: torch.Tensor, bias: nn.Linear) -> torch.Tensor:
-        return bias.weight[:, positions].t()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x) + self._lookup(torch.arange(x.shape[0]) % 8, self.table)
-
-
 def test_a_layer_handed_to_a_helper_that_reads_its_weight_is_left_dense_with_the_reason() -> None:
     """The helper's read of the layer's weight is found through the argument it was passed as: Wanda and SparseGPT
     leave the layer dense with the reason (they raised before: the calibration forward never ran it)."""
     for method in ("wanda", "sparsegpt"):
-        report = sparse24.sparsify(nn.Sequential(_LooksUpTable()), method, data=[torch.randn(4, 16)], policy="any", progress=False)
+        report = sparse24.sparsify(nn.Sequential(LooksUpTable(16)), method, data=[torch.randn(4, 16)], policy="any", progress=False)
         assert [layer.name for layer in report.sparse_layers] == ["0.proj.weight"]
-        assert report.layers[0].reason == f"_LooksUpTable uses table.weight without calling table: no input statistics for {method} (magnitude or taylor can prune it)"
+        assert report.layers[0].reason == f"LooksUpTable uses table.weight without calling table: no input statistics for {method} (magnitude or taylor can prune it)"
 
 
 class _TwoTowers(nn.Module):

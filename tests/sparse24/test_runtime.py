@@ -16,6 +16,7 @@ from torch.nn import functional as F
 import sparse24.kernels.reference
 import sparse24
 from sparse24.runtime import BUCKETS, PROBE_TOLERANCE, SparseLinear, _auto_plan, bucket_of, describe_plan
+from sparse24_testing import LooksUpTable
 
 
 def sparse_model(dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -54,17 +55,24 @@ def test_dense_layers_and_attention_projections_are_left_with_reasons() -> None:
 def test_transformer_encoder_layer_keeps_its_linears_so_its_fast_path_runs() -> None:
     """nn.TransformerEncoderLayer's eval fast path reads linear1/linear2.weight; replacing them broke its forward."""
     model = nn.Sequential(nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), nn.Linear(64, 32)).eval()
+    report = _pruned_to_reference_runtime(model)
+    reasons = dict(report.skipped)
+    assert reasons["0.linear1"] == "TransformerEncoderLayer reads linear1.weight directly"
+    assert reasons["0.linear2"] == "TransformerEncoderLayer reads linear2.weight directly"
+    assert [layer.name for layer in report.layers] == ["1"]
+
+
+def _pruned_to_reference_runtime(model: nn.Module) -> sparse24.RuntimeReport:
+    """``model`` pruned by magnitude, stripped and put on the reference runtime; its output on a ``[3, 5, 64]`` input
+    the same as before (the layers kept as Linears still work)."""
     sparse24.sparsify(model, "magnitude", policy="any")
     sparse24.strip(model)
     x = torch.randn(3, 5, 64)
     with torch.no_grad():
         expected = model(x)
         report = sparse24.to_sparse_runtime(model, "reference")
-        reasons = dict(report.skipped)
-        assert reasons["0.linear1"] == "TransformerEncoderLayer reads linear1.weight directly"
-        assert reasons["0.linear2"] == "TransformerEncoderLayer reads linear2.weight directly"
-        assert [layer.name for layer in report.layers] == ["1"]
         assert torch.allclose(model(x), expected, atol=1e-5)
+    return report
 
 
 def test_layers_a_backend_cannot_take_are_left_with_the_reason() -> None:
@@ -85,32 +93,11 @@ def test_layers_a_backend_cannot_take_are_left_with_the_reason() -> None:
     assert _layer_problem(half[2], "custom") is None  # 64 in, any number out
 
 
-class _LooksUpTable(nn.Module):
-    """Hands ``table`` to a helper of its own that indexes its weight (LayoutLMv3's relative position biases)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.table, self.proj = nn.Linear(16, 64), nn.Linear(64, 64)
-
-    def _lookup(self, positions: torch.Tensor, bias: nn.Linear) -> torch.Tensor:
-        return bias.weight[:, positions].t()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x) + self._lookup(torch.arange(x.shape[-2]) % 16, self.table)
-
-
 def test_a_linear_whose_weight_a_helper_reads_stays_a_linear() -> None:
     """A layer handed to a helper that reads its ``.weight`` keeps its weight: replaced, the helper's read failed."""
-    model = nn.Sequential(_LooksUpTable()).eval()
-    sparse24.sparsify(model, "magnitude", policy="any")
-    sparse24.strip(model)
-    x = torch.randn(3, 5, 64)
-    with torch.no_grad():
-        expected = model(x)
-        report = sparse24.to_sparse_runtime(model, "reference")
-        assert dict(report.skipped)["0.table"] == "_LooksUpTable reads table.weight directly"
-        assert [layer.name for layer in report.layers] == ["0.proj"]
-        assert torch.allclose(model(x), expected, atol=1e-5)
+    report = _pruned_to_reference_runtime(nn.Sequential(LooksUpTable(64)).eval())
+    assert dict(report.skipped)["0.table"] == "LooksUpTable reads table.weight directly"
+    assert [layer.name for layer in report.layers] == ["0.proj"]
 
 
 def test_gpt2_conv1d_layers_run_as_sparse_linears() -> None:
