@@ -1,7 +1,12 @@
 """Calibration statistics of GEMM inputs for the data-aware criteria, all at once or block by block.
 
-- ``"norms"`` (Wanda): the sum of squares of every input column, ``[parts, d]``.
-- ``"hessian"`` (SparseGPT): ``X^T X`` of the input columns, ``[parts, d, d]``, in fp32.
+- ``"norms"`` (Wanda): the L2 norm of every input column, ``[parts, d]``.
+- ``"hessian"`` (SparseGPT): ``X^T X`` of the input columns, ``[parts, d, d]``, in fp32; where float32 cannot hold
+  it well (its largest diagonal entry outside ``[2^-64, 2^64]``: inputs below ~1e-10, as in deep random
+  initialisations), ``X^T X`` times the power of 4 that brings its largest input near 1, which SparseGPT's solution
+  does not depend on.
+
+Both are summed over any scale of inputs without underflow or overflow (:class:`_Sums`).
 
 Columns are :func:`sparse24.axes.gemm_columns`'s: per input feature for Linear and ``Conv1D``,
 per (kernel position, channel) for convs. Forward hooks add each batch's columns to the
@@ -283,14 +288,62 @@ def in_expert_module(module_name: str) -> bool:
     return ".experts." in f".{module_name}"
 
 
-def _new_stat(weight: GemmWeight, kind: str) -> Tensor:
-    parts, _, d = gemm_matrix(weight, torch.empty(weight.param.shape, device="meta")).shape  # the shape only: a sharded weight stays put
-    shape = (parts, d) if kind == "norms" else (parts, d, d)
-    return torch.zeros(shape, dtype=torch.float32, device=weight.param.device)
+_LOWEST, _HIGHEST = -126, 126  # the exponents of _Sums: 2**e for any of them is a float32 normal
+
+
+class _Sums:
+    """One weight's sums of its input columns' squares (``"norms"``) or products (``"hessian"``), ``sums * 4**exponent``.
+
+    Each call's columns are scaled by ``2**-exponent``, where ``2**exponent`` bounds the largest ``|x|`` seen so far
+    (kept within float32's normal exponents), and the sums rescaled when it grows: float32's ``X^T X`` of inputs below
+    ~1e-19 is subnormal or 0, of inputs above ~1e19 infinite. Scaling by powers of two is exact, and the exponent stays
+    on the weight's device (no host sync per call).
+    """
+
+    def __init__(self, weight: GemmWeight, kind: str) -> None:
+        parts, _, d = gemm_matrix(weight, torch.empty(weight.param.shape, device="meta")).shape  # the shape only: a sharded weight stays put
+        self.kind, self.name = kind, weight.name
+        self.sums = torch.zeros((parts, d) if kind == "norms" else (parts, d, d), dtype=torch.float32, device=weight.param.device)
+        self.exponent = torch.tensor(_LOWEST, dtype=torch.int32, device=weight.param.device)
+
+    def rescale(self, exponent: Tensor) -> None:
+        """Express the sums in units of ``4**exponent``, an exponent not below the current one (sums that become
+        subnormal or 0 are below float32's precision beside what the new unit is for)."""
+        self.sums.mul_(torch.exp2(2 * (self.exponent - exponent).float()))
+        self.exponent = exponent
+
+    def add(self, parts: Sequence[Tensor]) -> None:
+        """Add one call's input columns, one ``[rows, d]`` matrix per part."""
+        parts = [columns.detach().float() for columns in parts]
+        present = [columns.abs().amax() for columns in parts if columns.numel()]
+        if not present:
+            return
+        largest = torch.stack(present).amax()
+        found = torch.where(largest > 0, torch.frexp(largest).exponent, self.exponent)  # all zero (or NaN): as it was
+        self.rescale(torch.maximum(self.exponent, found).clamp(max=_HIGHEST))
+        scale = torch.exp2(-self.exponent.float())
+        for stat, columns in zip(self.sums, parts):  # a conv group, or in_proj's q, k or v
+            columns = columns * scale
+            if self.kind == "norms":
+                stat.add_(columns.square().sum(0))
+            else:
+                stat.addmm_(columns.T, columns)
+
+    def result(self) -> Tensor:
+        """The norms, or the Hessian (scaled only where float32 cannot hold it well, as the module says)."""
+        unit = torch.exp2(self.exponent.float())
+        if self.kind == "norms":
+            return self.sums.sqrt_().mul_(unit)
+        exponent = int(self.exponent)
+        largest = float(self.sums.diagonal(dim1=1, dim2=2).max()) if self.sums.numel() else 0.0
+        if largest == 0 or 2.0**-64 <= largest * 4.0**exponent <= 2.0**64:
+            return self.sums.mul_(unit).mul_(unit)  # 4**exponent in two factors float32 holds
+        logger.info("%s: its inputs' X^T X is outside float32's good range (largest diagonal entry %.3g): kept times 4**%d", self.name, largest * 4.0**exponent, -exponent)
+        return self.sums
 
 
 @contextlib.contextmanager
-def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: dict[int, Tensor], counts: dict[int, int], keys: Sequence[int], padding: Padding | None = None) -> Iterator[None]:
+def _hooks(model: nn.Module, weights: Sequence[GemmWeight], stats: dict[int, _Sums], counts: dict[int, int], keys: Sequence[int], padding: Padding | None = None) -> Iterator[None]:
     """Forward pre-hooks adding each call's input columns to ``stats`` under ``keys`` (one per weight, ``id(param)``
     taken outside any pass: inside a sharded one a module holds its unsharded parameter); a Linear's or
     ``Conv1D``'s input without ``padding``'s padded rows."""
@@ -318,12 +371,7 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], kind: str, stats: di
             parts = gemm_columns(weight, inputs)
             if keep is not None:
                 parts = [columns[keep] for columns in parts]
-            for stat, columns in zip(stats[key], parts):  # a conv group, or in_proj's q, k or v
-                columns = columns.detach().float()
-                if kind == "norms":
-                    stat.add_(columns.square().sum(0))
-                else:
-                    stat.addmm_(columns.T, columns)
+            stats[key].add(parts)
             counts[key] += parts[0].shape[0] if tokens is None else tokens  # the query's tokens where in_proj's parts differ
 
     handles = [
@@ -532,14 +580,18 @@ class _MatmulInputs(TorchFunctionMode):
         self.__exit__(None, None, None)
 
 
-def _all_reduce(stats: dict[int, Tensor], counts: dict[int, int]) -> None:
+def _all_reduce(stats: dict[int, _Sums], counts: dict[int, int]) -> None:
+    """Every rank's sums added up, in units of the largest exponent any rank has."""
     if dist.world_size() <= 1:
         return
     import torch.distributed as torch_dist
 
     for key, stat in stats.items():
-        torch_dist.all_reduce(stat, op=torch_dist.ReduceOp.SUM)
-        count = torch.tensor([counts[key]], dtype=torch.float64, device=stat.device)
+        exponent = stat.exponent.clone()
+        torch_dist.all_reduce(exponent, op=torch_dist.ReduceOp.MAX)
+        stat.rescale(exponent)
+        torch_dist.all_reduce(stat.sums, op=torch_dist.ReduceOp.SUM)
+        count = torch.tensor([counts[key]], dtype=torch.float64, device=stat.sums.device)
         torch_dist.all_reduce(count, op=torch_dist.ReduceOp.SUM)
         counts[key] = int(count.item())
 
@@ -637,7 +689,7 @@ def gather(
     if data is None:
         raise ValueError("this method needs calibration data: sparsify(model, method, data=...)")
     keys = [id(w.param) for w in weights]
-    stats = {id(w.param): _new_stat(w, kind) for w in weights}
+    stats = {id(w.param): _Sums(w, kind) for w in weights}
     counts = dict.fromkeys(stats, 0)
     tokens = new_padding(model)
     if is_sharded(model):
@@ -645,17 +697,17 @@ def gather(
 
         batches, per_rank = agreed_batches(data, num_batches, f"{kind} calibration")
         with _eval(model), in_pass(f"{kind} calibration", model):
-            with _hooks(model, weights, kind, stats, counts, keys, tokens):
+            with _hooks(model, weights, stats, counts, keys, tokens):
                 run_batches(model, batches, loss_fn=loss_fn, num_batches=None, what=f"{kind} calibration", progress=progress, padding=tokens)
             extra = padding(batches, max(per_rank))
             if extra:
                 run_batches(model, extra, loss_fn=loss_fn, num_batches=None, what="padding passes", progress=False)
     else:
-        with _eval(model), _hooks(model, weights, kind, stats, counts, keys, tokens):
+        with _eval(model), _hooks(model, weights, stats, counts, keys, tokens):
             run_batches(model, data, loss_fn=loss_fn, num_batches=num_batches, what=f"{kind} calibration", progress=progress, padding=tokens)
     _all_reduce(stats, counts)
     _check_seen(weights, counts, model)  # after the sums: a layer one rank never ran is fine if another did
-    return stats, counts
+    return {key: stat.result() for key, stat in stats.items()}, counts
 
 
 def _check_seen(weights: Sequence[GemmWeight], counts: dict[int, int], model: nn.Module) -> None:
@@ -1029,13 +1081,13 @@ class Sequential:
         if self.inputs is None or not self.chained[index]:
             self.capture(index)
         keys = [id(w.param) for w in weights]
-        stats = {id(w.param): _new_stat(w, kind) for w in weights}
+        stats = {id(w.param): _Sums(w, kind) for w in weights}
         counts = dict.fromkeys(stats, 0)
         name, block = self.blocks[index]
         bar = Progress(logger, f"{kind} calibration of {name}", len(self.inputs), enabled=self.progress and dist.is_main())
         tokens = new_padding(self.model)
         with torch.no_grad(), _eval(self.model), self._pass(f"block {name}"), self._unsharded(index):
-            with _hooks(block, weights, kind, stats, counts, keys, tokens), bar:
+            with _hooks(block, weights, stats, counts, keys, tokens), bar:
                 for number, (args, kwargs) in enumerate(self.inputs):
                     tokens.batch(self.batches[number])
                     with running(f"running {name} on its inputs from calibration batch {number} (sequential)"):
@@ -1045,7 +1097,7 @@ class Sequential:
                 block(*self._load(args), **self._load(kwargs))
         _all_reduce(stats, counts)
         _check_seen(weights, counts, self.model)
-        return stats, counts
+        return {key: stat.result() for key, stat in stats.items()}, counts
 
     def advance(self, index: int) -> None:
         """Replace the stored inputs by block ``index``'s outputs (it is pruned by now) for the next block."""

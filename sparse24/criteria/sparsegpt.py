@@ -2,7 +2,8 @@
 
 For each weight seen as its GEMM ``W [rows, d]`` (:func:`sparse24.axes.gemm_matrix`; conv
 columns ordered so every group of 4 runs along C at one kernel position, grouped convs per
-group) and its inputs' ``H = X^T X``:
+group) and its inputs' ``H = X^T X`` (or a power of 4 times it, where :mod:`sparse24.calibrate` keeps it in float32's
+range: the solution does not depend on H's scale):
 
 - dead columns (``H_jj = 0``) are zeroed, ``H`` is dampened by ``dampening * mean(diag H)``;
 - with ``H^-1 = U^T U`` (upper Cholesky factor of the inverse), columns are processed in

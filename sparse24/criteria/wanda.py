@@ -20,10 +20,10 @@ KIND = "norms"  # the input statistics this criterion reads (sparse24.calibrate)
 
 
 def from_stats(weight: GemmWeight, norms: Tensor, count: int) -> Tensor:
-    """Wanda scores (fp32, the weight's shape) from the summed squared input columns ``[parts, d]``."""
+    """Wanda scores (fp32, the weight's shape) from the input columns' L2 norms ``[parts, d]``."""
     matrix = gemm_matrix(weight, weight.param.detach()).float().abs()
     norms = torch.where(unseen_parts(weight, norms).unsqueeze(1), 1.0, norms)  # no inputs: magnitude
-    return from_gemm_matrix(weight, matrix * norms.sqrt().unsqueeze(1))
+    return from_gemm_matrix(weight, matrix * norms.unsqueeze(1))
 
 
 def score(

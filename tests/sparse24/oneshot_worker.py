@@ -27,7 +27,9 @@ def model_and_data() -> tuple[nn.Module, list[torch.Tensor]]:
         nn.Linear(32, 16),
     )
     scale = torch.logspace(-1, 1, 32)
-    data = [torch.randn(16, 32) * scale for _ in range(8)]
+    # the ranks' batches (every other one) 64x apart, growing: each rank's sums are rescaled as it goes, and to the
+    # larger exponent of the two before they are added up
+    data = [torch.randn(16, 32) * scale * 2.0 ** (6 * (i % 2) + 2 * (i // 4) - 4) for i in range(8)]
     return model, data
 
 

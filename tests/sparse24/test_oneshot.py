@@ -285,9 +285,57 @@ def test_sparsegpt_raises_the_dampening_of_an_indefinite_hessian(caplog) -> None
     assert torch.isfinite(upper).all() and "needed dampening 1" in caplog.text
     with pytest.raises(Sparse24Error, match="probe: the input Hessian is not positive definite even with dampening"):
         sparsegpt._inverse_factor(torch.diag(torch.tensor([1.0, -1e9, 1.0, 1.0])), 0.01, "probe")
-    # inputs of 1e-22 (a random-init MobileViT block): X^T X is subnormal in float32, which no relative dampening mends
+    # a subnormal X^T X handed to solve (sparsify's own are summed in float32's range: the test below), which no
+    # relative dampening mends
     with pytest.raises(Sparse24Error, match=r"probe: the layer's inputs are too small for a float32 Hessian \(mean of diag X\^T X = 1e-40\)"):
         sparsegpt._inverse_factor(torch.diag(torch.full((4,), 1e-40)), 0.01, "probe")
+
+
+def _homogeneous_cnn() -> nn.Module:
+    """Bias-free convs, ReLU, average pooling and a Linear: inputs times 2**k give every layer's inputs times 2**k."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(16, 16, 3, bias=False), nn.ReLU(), nn.Conv2d(16, 32, 1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 16, bias=False)
+    ).eval()
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+@pytest.mark.parametrize("power", [-75, 70])
+def test_inputs_far_from_one_give_the_masks_and_weights_of_inputs_near_one(method: str, power: int) -> None:
+    """Wanda's norms and SparseGPT's Hessians are summed in units of the largest input's power of two: inputs 2**-75
+    times as large (X^T X below float32's smallest subnormal: a deep random-init CNN's last layers) or 2**70 (X^T X
+    past float32's largest) give, bit for bit, the masks and weights the same inputs give near 1. SparseGPT refused
+    both before; Wanda gave the small ones magnitude's mask ("inputs zero on every batch") and the large ones NaN."""
+    torch.manual_seed(1)
+    data = [torch.randn(2, 16, 6, 6) for _ in range(3)]
+    near_one, far = _homogeneous_cnn(), _homogeneous_cnn()
+    sparse24.sparsify(near_one, method, data=data, progress=False)
+    report = sparse24.sparsify(far, method, data=[x * 2.0**power for x in data], progress=False)
+    assert len(report.sparse_layers) == 3 and not any("inputs were zero" in note for note in report.notes)
+    for (name, expected), got in zip(near_one.state_dict().items(), far.state_dict().values()):
+        assert torch.equal(got, expected), name
+
+
+def test_gather_returns_norms_and_hessians_of_tiny_inputs() -> None:
+    """Inputs 2**-75 as large: the norms exactly 2**-75 times theirs near 1; the Hessian (its true values below float32's
+    smallest subnormal) a power of 4 times theirs, which SparseGPT's solution does not depend on."""
+    from sparse24.calibrate import gather
+
+    model = _homogeneous_cnn()
+    torch.manual_seed(1)
+    data = [torch.randn(2, 16, 6, 6) for _ in range(3)]
+    weights = gemm_weights(model)
+    tiny = [x * 2.0**-75 for x in data]
+    norms, _ = gather(model, weights, "norms", data, progress=False)
+    tiny_norms, _ = gather(model, weights, "norms", tiny, progress=False)
+    hessians, _ = gather(model, weights, "hessian", data, progress=False)
+    tiny_hessians, _ = gather(model, weights, "hessian", tiny, progress=False)
+    for weight in weights:
+        key = id(weight.param)
+        assert torch.equal(tiny_norms[key], norms[key] * 2.0**-75) and norms[key].min() > 0
+        h, tiny_h = hessians[key], tiny_hessians[key]
+        assert torch.equal(tiny_h / tiny_h.diagonal(dim1=1, dim2=2).max(), h / h.diagonal(dim1=1, dim2=2).max())
+        assert tiny_h.diagonal(dim1=1, dim2=2).max() >= 0.25  # scaled up (its true values are ~1e-45)
 
 
 def test_sparsegpt_on_dead_and_rank_deficient_inputs_gives_finite_weights() -> None:
@@ -574,7 +622,7 @@ def test_attention_out_proj_sees_the_attention_values(batch_first: bool) -> None
     out_proj = next(w for w in gemm_weights(attention) if w.module is attention.out_proj)
     stats, counts = gather(attention, [out_proj], "norms", [q], loss_fn=lambda m, b: m(b, b, b, key_padding_mask=mask), progress=False)
     assert counts[id(out_proj.param)] == 10
-    assert torch.allclose(stats[id(out_proj.param)][0], values.reshape(-1, 16).square().sum(0), rtol=1e-5)
+    assert torch.allclose(stats[id(out_proj.param)][0], values.reshape(-1, 16).norm(dim=0), rtol=1e-5)
 
 
 def _wavlm() -> nn.Module:
