@@ -3,10 +3,10 @@
 - ``"norms"`` (Wanda): the L2 norm of every input column, ``[parts, d]``.
 - ``"hessian"`` (SparseGPT): ``X^T X`` of the input columns, ``[parts, d, d]``, in fp32; where float32 cannot hold
   it well (its largest diagonal entry outside ``[2^-64, 2^64]``: inputs below ~1e-10, as in deep random
-  initialisations), ``X^T X`` times the power of 4 that brings its largest input near 1, which SparseGPT's solution
-  does not depend on.
+  initialisations), ``X^T X`` times the power of 4 that brings its largest input near ``2**32``, which SparseGPT's
+  solution does not depend on.
 
-Both are summed over any scale of inputs without underflow or overflow (:class:`_Sums`).
+Both are summed over any scale of inputs without underflow or overflow (:class:`ScaledSums`).
 
 Columns are :func:`sparse24.axes.gemm_columns`'s: per input feature for Linear and ``Conv1D``,
 per (kernel position, channel) for convs. Forward hooks add each batch's columns to the
@@ -288,40 +288,68 @@ def in_expert_module(module_name: str) -> bool:
     return ".experts." in f".{module_name}"
 
 
-_LOWEST, _HIGHEST = -126, 126  # the exponents of _Sums: 2**e for any of them is a float32 normal
+# The largest |v| seen is scaled into [2**31, 2**32): its square is below 2**64 (2**63 of them sum to a finite float32),
+# and a square underflows only where |v| is below 2**-95 of the largest. The exponents are kept where the scale factor
+# 2**(_TOP - e) and the unit 2**(e - _TOP) are float32 normals.
+_TOP, _LOWEST, _HIGHEST = 32, -94, 126
 
 
-class _Sums:
-    """One weight's sums of its input columns' squares (``"norms"``) or products (``"hessian"``), ``sums * 4**exponent``.
+class ScaledSums:
+    """Sums of ``|v|`` (``power=1``) or of squares and products (``power=2``) of values of any scale, exactly.
 
-    Each call's columns are scaled by ``2**-exponent``, where ``2**exponent`` bounds the largest ``|x|`` seen so far
-    (kept within float32's normal exponents), and the sums rescaled when it grows: float32's ``X^T X`` of inputs below
-    ~1e-19 is subnormal or 0, of inputs above ~1e19 infinite. Scaling by powers of two is exact, and the exponent stays
-    on the weight's device (no host sync per call).
+    The true sums are ``tensors * unit() ** power``. Each addition's values are multiplied by :meth:`scale` first,
+    the power of two that brings the largest ``|v|`` seen so far to ``[2**31, 2**32)``; the sums are rescaled when it
+    grows. In plain float32, squares of values below ~1e-19 are subnormal or 0 (a deep random-init network's last
+    layers' inputs and gradients) and of values above ~1e19 infinite. Scaling by powers of two is exact, and the
+    exponent stays on the tensors' device (no host sync per addition).
     """
+
+    def __init__(self, tensors: Sequence[Tensor], power: int) -> None:
+        self.tensors, self.power = list(tensors), power
+        self.exponent = torch.tensor(_LOWEST, dtype=torch.int32, device=self.tensors[0].device)
+
+    def rescale(self, exponent: Tensor) -> None:
+        """Express the sums in the unit of ``exponent``, not below the current one (sums that become subnormal or 0
+        are below float32's precision beside what the new unit is for)."""
+        factor = torch.exp2((self.power * (self.exponent - exponent)).float())
+        for tensor in self.tensors:
+            tensor.mul_(factor)
+        self.exponent = exponent
+
+    def scale(self, values: Sequence[Tensor]) -> Tensor:
+        """The factor to multiply ``values`` by before their powers are added (the sums rescaled first where ``values``
+        hold a larger ``|v|`` than any before)."""
+        present = [v.detach().abs().amax() for v in values if v.numel()]
+        if present:
+            largest = torch.stack(present).amax().float()
+            found = torch.where(largest > 0, torch.frexp(largest).exponent, self.exponent)  # all zero (or NaN): as it was
+            self.rescale(torch.maximum(self.exponent, found).clamp(max=_HIGHEST))
+        return torch.exp2((_TOP - self.exponent).float())
+
+    def unit(self) -> Tensor:
+        """``2**(exponent - _TOP)``: the sums times ``unit() ** power`` are their true values."""
+        return torch.exp2((self.exponent - _TOP).float())
+
+
+def in_float32_range(largest: float) -> bool:
+    """Whether sums whose largest true value is ``largest`` are well held by float32 in their true scale (from
+    ``2**-64`` to ``2**64``: the smaller values in them keep 62 powers of two before they underflow)."""
+    return 2.0**-64 <= largest <= 2.0**64
+
+
+class _Sums(ScaledSums):
+    """One weight's sums of its input columns' squares (``"norms"``) or products (``"hessian"``) (:class:`ScaledSums`)."""
 
     def __init__(self, weight: GemmWeight, kind: str) -> None:
         parts, _, d = gemm_matrix(weight, torch.empty(weight.param.shape, device="meta")).shape  # the shape only: a sharded weight stays put
         self.kind, self.name = kind, weight.name
         self.sums = torch.zeros((parts, d) if kind == "norms" else (parts, d, d), dtype=torch.float32, device=weight.param.device)
-        self.exponent = torch.tensor(_LOWEST, dtype=torch.int32, device=weight.param.device)
-
-    def rescale(self, exponent: Tensor) -> None:
-        """Express the sums in units of ``4**exponent``, an exponent not below the current one (sums that become
-        subnormal or 0 are below float32's precision beside what the new unit is for)."""
-        self.sums.mul_(torch.exp2(2 * (self.exponent - exponent).float()))
-        self.exponent = exponent
+        super().__init__([self.sums], power=2)
 
     def add(self, parts: Sequence[Tensor]) -> None:
         """Add one call's input columns, one ``[rows, d]`` matrix per part."""
         parts = [columns.detach().float() for columns in parts]
-        present = [columns.abs().amax() for columns in parts if columns.numel()]
-        if not present:
-            return
-        largest = torch.stack(present).amax()
-        found = torch.where(largest > 0, torch.frexp(largest).exponent, self.exponent)  # all zero (or NaN): as it was
-        self.rescale(torch.maximum(self.exponent, found).clamp(max=_HIGHEST))
-        scale = torch.exp2(-self.exponent.float())
+        scale = self.scale(parts)
         for stat, columns in zip(self.sums, parts):  # a conv group, or in_proj's q, k or v
             columns = columns * scale
             if self.kind == "norms":
@@ -331,14 +359,14 @@ class _Sums:
 
     def result(self) -> Tensor:
         """The norms, or the Hessian (scaled only where float32 cannot hold it well, as the module says)."""
-        unit = torch.exp2(self.exponent.float())
+        unit = self.unit()
         if self.kind == "norms":
             return self.sums.sqrt_().mul_(unit)
-        exponent = int(self.exponent)
         largest = float(self.sums.diagonal(dim1=1, dim2=2).max()) if self.sums.numel() else 0.0
-        if largest == 0 or 2.0**-64 <= largest * 4.0**exponent <= 2.0**64:
-            return self.sums.mul_(unit).mul_(unit)  # 4**exponent in two factors float32 holds
-        logger.info("%s: its inputs' X^T X is outside float32's good range (largest diagonal entry %.3g): kept times 4**%d", self.name, largest * 4.0**exponent, -exponent)
+        true = largest * float(unit) ** 2
+        if largest == 0 or in_float32_range(true):
+            return self.sums.mul_(unit).mul_(unit)
+        logger.info("%s: its inputs' X^T X is outside float32's good range (largest diagonal entry %.3g): kept times %.3g", self.name, true, largest / true)
         return self.sums
 
 
