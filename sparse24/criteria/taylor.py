@@ -1,8 +1,10 @@
 """First-order Taylor importance ``|w * dL/dw|`` accumulated over calibration batches.
 
 Per batch, the gradient of the loss is taken and ``|w * g|`` (or ``(w * g)**2`` with
-``squared=True``) is added to one fp32 accumulator per weight; gradients are freed as soon as
-they are used. No optimizer step is taken, and the model's ``.grad``s, train/eval modes,
+``squared=True``) is added to one fp32 accumulator per weight, in units of a power of two
+(:class:`sparse24.calibrate.ScaledSums`: a deep random-init network's ~1e-28 gradients square to
+below float32); the scores are returned as true values where float32 holds them, else every
+weight's times one power of two. Gradients are freed as soon as they are used. No optimizer step is taken, and the model's ``.grad``s, train/eval modes,
 ``requires_grad`` flags and buffers are restored afterwards, on success or failure.
 
 Which gradient (``labels``):
@@ -42,7 +44,7 @@ from torch import Tensor, nn
 from .. import dist
 from ..axes import GemmWeight
 from ..batch import call, check_loss, describe, logits, model_loss, split_samples, to_device
-from ..calibrate import Padding, new_padding, no_kv_cache
+from ..calibrate import Padding, ScaledSums, in_float32_range, new_padding, no_kv_cache
 from ..enforce import is_sharded
 from ..errors import Sparse24Error, first_line, running
 from ..progress import Progress
@@ -135,6 +137,8 @@ def score(
         _require_whole_groups(weights)
     cross = {id(p): new_cross(owner[id(p)], _local(p).shape) for p in params} if pairs else {}
     accumulators = {id(p): torch.zeros(_local(p).shape, dtype=torch.float32, device=p.device) for p in params}
+    # in units of a power of two per weight: (w * g)**2 of a deep random-init network's ~1e-28 gradients is below float32
+    sums = {id(p): ScaledSums([accumulators[id(p)], *([cross[id(p)]] if pairs else [])], power=2 if squared else 1) for p in params}
     device = params[0].device
     world = dist.world_size()
 
@@ -143,6 +147,7 @@ def score(
             product = param.detach().to_local().float() * param.grad.to_local().float().mul_(world)
         else:
             product = param.detach().float() * param.grad.float()
+        product.mul_(sums[id(param)].scale([product]))
         if pairs:
             add_cross(owner[id(param)], product, cross[id(param)])
         accumulators[id(param)].add_(product.square_() if squared else product.abs_())
@@ -168,17 +173,51 @@ def score(
         finally:
             for handle in handles:
                 handle.remove()
+    _one_unit(list(sums.values()))
     summed = [p for p in params if not is_sharded(p)]  # sharded: a weight outside FSDP, where only each batch's owner rank added
     if summed and dist.world_size() > 1:
         _all_reduce([accumulators[id(p)] for p in summed] + [cross[id(p)] for p in summed if pairs])
         if not sharded:
             logger.info("taylor: summed scores over %d ranks", dist.world_size())
+    _true_values(list(sums.values()), sharded)
     if require_gradient:
         _require_some_score(list(accumulators.values()), sharded)
     logger.info("taylor: scored %d weights over %d calibration batches", len(params), seen)
     if pairs:
         return [PairCosts(accumulators[id(w.param)], cross[id(w.param)]) for w in weights]
     return [accumulators[id(w.param)] for w in weights]
+
+
+def _one_unit(sums: list[ScaledSums]) -> None:
+    """Every weight's scores in one unit, the largest any weight has on any rank: scores stay comparable across weights
+    (channel permutation adds up its consumers'), and the ranks' sums can be added."""
+    exponent = torch.stack([s.exponent for s in sums]).amax()
+    if dist.world_size() > 1:
+        import torch.distributed as torch_dist
+
+        torch_dist.all_reduce(exponent, op=torch_dist.ReduceOp.MAX)
+    for s in sums:
+        s.rescale(exponent)
+
+
+def _true_values(sums: list[ScaledSums], sharded: bool) -> None:
+    """The scores' (and cross sums') true values where float32 holds them well (:func:`~sparse24.calibrate.in_float32_range`
+    of the largest score, on every rank); else they stay in the one unit, which no mask or permutation depends on."""
+    first = sums[0].tensors[0]
+    largest = torch.stack([first.new_zeros(())] + [s.tensors[0].amax() for s in sums if s.tensors[0].numel()]).amax()
+    if sharded and dist.world_size() > 1:
+        import torch.distributed as torch_dist
+
+        torch_dist.all_reduce(largest, op=torch_dist.ReduceOp.MAX)
+    unit, power = sums[0].unit(), sums[0].power
+    true = float(largest) * float(unit) ** power
+    if float(largest) > 0 and not in_float32_range(true):
+        logger.info("taylor: the largest score is %.3g, outside float32's good range: every score is kept times %.3g", true, float(largest) / true)
+        return
+    for s in sums:
+        for tensor in s.tensors:
+            for _ in range(power):
+                tensor.mul_(unit)
 
 
 NO_GRADIENT = "every importance score is 0: no gradient reached any of the weights on any calibration batch; the loss (or logits_fn's output) depends on none of them"

@@ -122,6 +122,8 @@ CASES = {  # name: (method, sparsify keyword arguments besides data and loss_fn)
     # by pairs, a Conv1D's shards must hold whole groups: wide's do (36 input features each), proj's (38) do not
     "taylor_pairs": ("taylor", {"squared": True, "per_sample": True, "pairs": True, "exclude": "proj"}),
     "taylor_pairs_sequential": ("taylor", {"squared": True, "pairs": True, "exclude": "proj", "sequential": "blocks"}),
+    # the loss times 2**-64 (tiny_loss_fn): squared scores below float32, kept in one unit agreed by the ranks
+    "taylor_pairs_tiny_gradients": ("taylor", {"squared": True, "per_sample": True, "pairs": True, "exclude": "proj"}),
     # blocks listed against the order the forward runs them: every rank calibrates them as they run, as one process does
     "sparsegpt_sequential_listed_backwards": ("sparsegpt", {"sequential": ["blocks.1", "blocks.0"], "blocksize": 8}),
     "taylor_sequential_listed_backwards": ("taylor", {"squared": True, "per_sample": True, "sequential": ["blocks.1", "blocks.0"]}),
@@ -197,7 +199,7 @@ def case_options(name: str) -> tuple[str, dict]:
     method, extra = CASES[name]
     options = dict(policy="any", progress=False, **extra)
     if method != "magnitude":
-        options["loss_fn"] = loss_fn
+        options["loss_fn"] = tiny_loss_fn if name.endswith("_tiny_gradients") else loss_fn
     if extra.get("labels") == "model":
         options["logits_fn"] = logits_fn
         del options["loss_fn"]
@@ -216,6 +218,11 @@ def loss_fn(model, batch):
 
     x, y = batch
     return F.cross_entropy(model(x), y)
+
+
+def tiny_loss_fn(model, batch):
+    """:func:`loss_fn` times 2**-64: every gradient 2**-64 times as large, exactly."""
+    return loss_fn(model, batch) * 2.0**-64
 
 
 def fresh():

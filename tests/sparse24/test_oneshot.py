@@ -767,6 +767,37 @@ def test_taylor_per_sample_is_the_empirical_fisher() -> None:
         split_samples((torch.randn(6, 8), torch.randn(5, 4)))
 
 
+@pytest.mark.parametrize("options", [{}, {"squared": True, "per_sample": True}, {"squared": True, "pairs": True}])
+def test_taylor_scores_of_gradients_far_below_float32_keep_their_order(options: dict) -> None:
+    """A loss 2**-64 as large gives gradients 2**-64 as large, whose (w * g)**2 (~1e-45) is below float32 (a deep
+    random-init CNN's: "every importance score is 0" before). Taylor's scores are summed in units of a power of two
+    per weight, then in one unit for all: the same masks, and every weight's scores the same multiple (one power of
+    two) of those of the loss near 1, so they stay comparable across weights (channel permutation adds them up)."""
+    from sparse24.criteria import taylor
+    from sparse24.criteria._pairs import PairCosts
+
+    model = _homogeneous_cnn()
+    torch.manual_seed(1)
+    data = [torch.randn(2, 16, 6, 6) for _ in range(3)]
+    weights = gemm_weights(model)
+
+    def scores(power: int) -> list[torch.Tensor]:
+        found = taylor.score(model, weights, data=data, loss_fn=lambda m, x: m(x).square().mean() * 2.0**power, progress=False, **options)
+        return [s.scores if isinstance(s, PairCosts) else s for s in found]
+
+    near_one, far = scores(0), scores(-64)
+    largest, far_largest = max(s.max() for s in near_one), max(s.max() for s in far)
+    assert far_largest > 1  # kept in a unit that holds them (their true values are below 1e-30)
+    for expected, got in zip(near_one, far):
+        assert torch.equal(got / far_largest, expected / largest)
+    pruned = []
+    for power in (0, -64):
+        pruned.append(_homogeneous_cnn())
+        sparse24.sparsify(pruned[-1], "taylor", data=data, loss_fn=lambda m, x, power=power: m(x).square().mean() * 2.0**power, progress=False, **options)
+    for (name, expected), got in zip(pruned[0].state_dict().items(), pruned[1].state_dict().values()):
+        assert torch.equal(got, expected), name
+
+
 def test_packed_images_split_by_their_grid() -> None:
     """A vision model's packed patches (Qwen2-VL's processor: one tensor of every image's patches, grid_thw one row per
     image) split image by image; a tensor fitting neither count is an error that says so."""
