@@ -319,7 +319,7 @@ class ScaledSums:
     def scale(self, values: Sequence[Tensor]) -> Tensor:
         """The factor to multiply ``values`` by before their powers are added (the sums rescaled first where ``values``
         hold a larger ``|v|`` than any before)."""
-        present = [v.detach().abs().amax() for v in values if v.numel()]
+        present = [torch.linalg.vector_norm(v.detach(), float("inf")) for v in values if v.numel()]  # max |v|, no copy
         if present:
             largest = torch.stack(present).amax().float()
             found = torch.where(largest > 0, torch.frexp(largest).exponent, self.exponent)  # all zero (or NaN): as it was
