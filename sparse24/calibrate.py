@@ -82,15 +82,59 @@ def _feature_encoder(model: nn.Module) -> list[tuple[int, int]] | None:
     return list(zip(kernels, strides))
 
 
+_FORWARD_PARAMETERS: dict[type, frozenset[str]] = {}
+
+
+def _names(module: nn.Module) -> frozenset[str]:
+    """The parameters ``module``'s forward names (per class)."""
+    cls = type(module)
+    if cls not in _FORWARD_PARAMETERS:
+        try:
+            _FORWARD_PARAMETERS[cls] = frozenset(inspect.signature(cls.forward).parameters)
+        except (TypeError, ValueError):
+            _FORWARD_PARAMETERS[cls] = frozenset()
+    return _FORWARD_PARAMETERS[cls]
+
+
+def text_tower(model: nn.Module, others: frozenset[str]) -> frozenset[int] | None:
+    """The ids of the modules whose ``[batch, length]`` rows are the text's positions in a batch that also has
+    ``others`` (pixels, audio...): the largest module holding the model's input embeddings in which no module's forward
+    names one of ``others`` (a dual encoder's text model, a VLM's language model; a model whose tower of layers
+    takes the pixels too has only its embeddings there), and the output embeddings (an LM head reads the language
+    model's positions, a VLM's image tokens among them). None where the model names no input embeddings."""
+    try:
+        embeddings = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    path = next((name for name, module in model.named_modules() if module is embeddings), None) if isinstance(embeddings, nn.Module) else None
+    if not path:
+        return None
+    parts, tower = path.split("."), None
+    for depth in range(len(parts), 0, -1):  # the embeddings, then each module holding them, short of the model
+        candidate = model.get_submodule(".".join(parts[:depth]))
+        if any(_names(module) & others for module in candidate.modules()):
+            break
+        tower = candidate
+    if tower is None:
+        return None
+    found = {id(module) for module in tower.modules()}
+    head = model.get_output_embeddings() if callable(getattr(model, "get_output_embeddings", None)) else None
+    if isinstance(head, nn.Module):
+        found |= {id(head), None}  # None: the logits
+    return frozenset(found)
+
+
 class Padding:
     """Which token rows of the current batch are padding (a transformers text batch's ``attention_mask == 0``,
     and an encoder-decoder's ``decoder_attention_mask == 0``), so that Wanda's norms and SparseGPT's Hessians
     leave them out (as SparseML's SparseGPT did): a layer's input ``[batch, length, d]`` keeps its rows where
     the mask of its sequence is 1. Applied only where the rows are unambiguous: 0/1 masks of the token
-    inputs' ``[batch, length]`` with ``batch != length``, no other input (pixels, audio; a document's word boxes are
-    the text's), and a sequence
+    inputs' ``[batch, length]`` with ``batch != length``, and a sequence
     told apart by its shape (an encoder-decoder's two sequences of one length only if their masks are
-    equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``).
+    equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``). A batch with
+    other inputs too (pixels, audio, a language's id; a document's word boxes are the text's) has its mask applied
+    only in the text tower (:func:`text_tower`: a dual encoder's text model, a VLM's language model and its head),
+    where no module takes those inputs; elsewhere every row counts.
 
     A wav2vec 2.0-style speech model's batch (``input_values`` right-padded, ``attention_mask`` 0 on the pads)
     gets the frames' mask the model derives (the feature encoder's output lengths): rows ``[batch, frames, d]``
@@ -106,6 +150,9 @@ class Padding:
         self.lengths: dict[tuple[int, int], Tensor] = {}  # by [batch, length]: each sequence's unpadded length (a Conv1d's input)
         self.counted: set[tuple[int, ...]] = set()
         self.keys: set[str] = set()  # the masks applied
+        self.model = model
+        self.towers: dict[frozenset[str], frozenset[int] | None] = {}  # by a batch's other inputs: text_tower's modules
+        self.scope: frozenset[int] | None = None  # the current batch's: None where every module's rows are the text's
         self.unit = "token positions" if self.stages is None else "frames"  # what left_out and seen count
         self.left_out = 0  # token positions (frames), over the batches whose mask some layer applied
         self.seen = 0
@@ -113,13 +160,20 @@ class Padding:
 
     def batch(self, batch: Any) -> None:
         """Set the current batch."""
-        self.masks, self.lengths, self.counted = {}, {}, set()
+        self.masks, self.lengths, self.counted, self.scope = {}, {}, set(), None
         if self.stages is not None and isinstance(batch, Mapping) and "input_values" in batch and set(batch) <= _AUDIO_KEYS:
             self._audio(batch)
             return
         keys = _TEXT_KEYS | _DECODER_KEYS if self.encoder_decoder else _TEXT_KEYS
-        if not isinstance(batch, Mapping) or not set(batch) <= keys:
+        if not isinstance(batch, Mapping):
             return
+        others = frozenset(batch) - keys
+        if others:
+            if others not in self.towers:
+                self.towers[others] = text_tower(self.model, others)
+            self.scope = self.towers[others]
+            if self.scope is None:
+                return
         tokens = batch.get("input_ids", batch.get("inputs_embeds"))
         if not isinstance(tokens, Tensor) or tokens.dim() < 2:
             return
@@ -157,6 +211,10 @@ class Padding:
         if batch_size != frames.shape[1] and not bool(frames.all()):
             self.masks[tuple(frames.shape)] = (frames, "attention_mask")
 
+    def covers(self, module: nn.Module | None) -> bool:
+        """Whether the current masks apply to ``module``'s rows (``None``: the model's logits, an LM head's output)."""
+        return self.scope is None or id(module) in self.scope
+
     def windows_kept(self, module: nn.Module, x: Tensor) -> Tensor | None:
         """``[batch * positions]`` bool: which of a ``Conv1d``'s output positions (its im2col rows) the unpadded
         inputs would have, when ``x`` ``[batch, channels, length]`` is at a length the current speech batch's
@@ -192,8 +250,8 @@ class Padding:
 
     def kept(self, shape: tuple[int, ...], device: torch.device) -> Tensor | None:
         """The current ``[batch, length]`` bool mask of the positions to keep when ``shape`` is one of the current
-        masks' (counted as :meth:`rows` counts), else None."""
-        return self._mask(shape, device) if shape in self.masks else None
+        masks' and the logits are the text's (counted as :meth:`rows` counts), else None."""
+        return self._mask(shape, device) if shape in self.masks and self.covers(None) else None
 
     def _mask(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
         """The current mask of ``shape`` on ``device`` (kept there), counted in the totals once per batch."""
@@ -383,18 +441,19 @@ def _hooks(model: nn.Module, weights: Sequence[GemmWeight], stats: dict[int, _Su
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         inputs, tokens, keep = list(args), None, None
+        scoped = padding if padding is not None and padding.covers(module) else None  # a text batch's mask, where its rows are the text's
         if isinstance(module, nn.MultiheadAttention):
             for name in ("query", "key", "value")[len(inputs) :]:
                 inputs.append(kwargs[name])
         elif is_fused_experts(module):
-            inputs, tokens = _routed(module, args, kwargs, padding)
+            inputs, tokens = _routed(module, args, kwargs, scoped)
         elif is_parallel_experts(module):
             router = routers.get(id(module))
-            inputs, tokens = _grouped_rows(module, args, kwargs, padding, None if router is None else routing.get(id(router)))
-        elif padding is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
-            inputs[0] = padding.rows(inputs[0])
-        elif padding is not None and inputs and isinstance(inputs[0], Tensor):
-            keep = padding.windows_kept(module, inputs[0])
+            inputs, tokens = _grouped_rows(module, args, kwargs, scoped, None if router is None else routing.get(id(router)))
+        elif scoped is not None and inputs and isinstance(inputs[0], Tensor) and not isinstance(module, nn.modules.conv._ConvNd):
+            inputs[0] = scoped.rows(inputs[0])
+        elif scoped is not None and inputs and isinstance(inputs[0], Tensor):
+            keep = scoped.windows_kept(module, inputs[0])
         for weight, key in by_module[id(module)]:
             parts = gemm_columns(weight, inputs)
             if keep is not None:

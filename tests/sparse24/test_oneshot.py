@@ -1107,6 +1107,54 @@ def test_padding_is_left_out_beside_the_words_boxes(method: str) -> None:
     _same_masks_and_weights(model, expected)
 
 
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_padding_is_left_out_in_the_text_tower_beside_pixels(method: str) -> None:
+    """A dual encoder's batch (SigLIP: text and images) leaves the text's padding out in the text tower only: the
+    vision tower's rows ``[3, 16, 32]`` (16 patches) have the text mask's shape, and keep every row. Every mask is
+    that of the same texts unpadded, each with its image, but the text head's: it reads the last position, a pad in
+    a padded text. (Every position counted in both towers before.)"""
+    from transformers import SiglipConfig, SiglipModel
+
+    torch.manual_seed(0)
+    tower = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}
+    config = SiglipConfig(text_config={**tower, "vocab_size": 96, "max_position_embeddings": 16}, vision_config={**tower, "image_size": 32, "patch_size": 8})
+    model = SiglipModel(config).eval()
+    padded, unpadded = _padded_text([[16, 5, 9], [12, 16, 3]])
+    generator, alone = torch.Generator().manual_seed(2), iter(unpadded)
+    for batch in padded:
+        batch["pixel_values"] = torch.randn(len(batch["input_ids"]), 3, 32, 32, generator=generator)
+        for row in range(len(batch["input_ids"])):
+            next(alone)["pixel_values"] = batch["pixel_values"][row : row + 1]
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, progress=False)
+    report = sparse24.sparsify(model, method, data=padded, progress=False)
+    assert "the input statistics leave out padding: 35 of 96 token positions (attention_mask == 0)" in report.notes
+    masks = [name for name in expected.state_dict() if name.endswith(sparse24.MASK_SUFFIX)]
+    assert any(name.startswith("vision_model.encoder.") for name in masks) and any(name.startswith("text_model.encoder.") for name in masks)
+    differing = [name for name in masks if not torch.equal(model.state_dict()[name], expected.state_dict()[name])]
+    assert differing == ["text_model.head.weight" + sparse24.MASK_SUFFIX]
+
+
+def test_the_text_tower_is_the_language_model_and_its_head() -> None:
+    """A VLM's text tower is its language model (image tokens among its positions, under the mask) and its LM head,
+    not the vision tower or the projector; where the layers take the other input (X-MOD's per-language adapters
+    read ``lang_ids``), only the embeddings (no layer to calibrate) are."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, XmodConfig, XmodModel
+
+    from sparse24.calibrate import text_tower
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}
+    config = LlavaConfig(vision_config=CLIPVisionConfig(**sizes, image_size=32, patch_size=8), text_config=LlamaConfig(**sizes, vocab_size=96), image_token_index=95)
+    vlm = LlavaForConditionalGeneration(config)
+    tower = text_tower(vlm, frozenset({"pixel_values"}))
+    linears = {name for name, module in vlm.named_modules() if isinstance(module, nn.Linear) and id(module) in tower}
+    assert linears == {name for name, module in vlm.named_modules() if isinstance(module, nn.Linear) and name.startswith(("model.language_model.", "lm_head"))}
+    assert "lm_head" in linears and None in tower  # the logits too (the model Fisher's draws)
+    xmod = XmodModel(XmodConfig(**sizes, vocab_size=96, languages=["en_XX", "de_DE"]))
+    tower = text_tower(xmod, frozenset({"lang_ids"}))
+    assert {name for name, module in xmod.named_modules() if id(module) in tower} == {name for name, _ in xmod.embeddings.named_modules(prefix="embeddings")}
+
+
 def _same_masks_and_weights(model: nn.Module, expected: nn.Module) -> None:
     """The same masks bit for bit (the packed mask buffers are in the state dict), and weights equal up to float32
     sums taken in another order (a padded batch adds the same rows in other groupings: SparseGPT's solve can differ
@@ -1274,7 +1322,7 @@ def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
         assert padding.rows(other) is other
     assert (padding.left_out, padding.seen) == (3, 6)  # counted once per batch
     for batch in (
-        {**text, "pixel_values": torch.zeros(2, 3, 8, 8)},  # another input: its rows need not be the tokens
+        {**text, "pixel_values": torch.zeros(2, 3, 8, 8)},  # another input, and no text tower (no input embeddings)
         {**text, "decoder_input_ids": torch.zeros(2, 3, dtype=torch.long)},
         {"input_ids": torch.zeros(3, 3, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 0]] * 3)},  # batch == length
         {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3)},  # no padding
