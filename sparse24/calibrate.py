@@ -98,27 +98,29 @@ def _names(module: nn.Module) -> frozenset[str]:
 
 def text_tower(model: nn.Module, others: frozenset[str]) -> frozenset[int] | None:
     """The ids of the modules whose ``[batch, length]`` rows are the text's positions in a batch that also has
-    ``others`` (pixels, audio...): the largest module holding the model's input embeddings in which no module's forward
-    names one of ``others`` (a dual encoder's text model, a VLM's language model; a model whose tower of layers
-    takes the pixels too has only its embeddings there), and the output embeddings (an LM head reads the language
-    model's positions, a VLM's image tokens among them). None where the model names no input embeddings."""
+    ``others`` (pixels, audio...): every module inside the largest submodules whose forward takes ``input_ids`` and
+    in which no module's forward names one of ``others`` (a dual encoder's text model, a VLM's language model; where
+    the layers take the pixels too, only the embeddings), and the output embeddings (an LM head reads the language
+    model's positions, a VLM's image tokens among them). None where there are none. (Not ``inputs_embeds``: a
+    vision tower's encoder, SigLIP's, takes its patches by that name.)"""
+    children = {id(module): list(module.children()) for module in model.modules()}
+    mixed: dict[int, bool] = {}
+    for module in reversed(list(model.modules())):  # every module after those inside it
+        mixed[id(module)] = bool(_names(module) & others) or any(mixed[id(child)] for child in children[id(module)])
+    found: set[int | None] = set()
+    pending = list(children[id(model)])
+    while pending:
+        module = pending.pop()
+        if "input_ids" in _names(module) and not mixed[id(module)]:
+            found |= {id(inner) for inner in module.modules()}
+        else:
+            pending += children[id(module)]
+    if not found:
+        return None
     try:
-        embeddings = model.get_input_embeddings()
+        head = model.get_output_embeddings()
     except (AttributeError, NotImplementedError):
-        return None
-    path = next((name for name, module in model.named_modules() if module is embeddings), None) if isinstance(embeddings, nn.Module) else None
-    if not path:
-        return None
-    parts, tower = path.split("."), None
-    for depth in range(len(parts), 0, -1):  # the embeddings, then each module holding them, short of the model
-        candidate = model.get_submodule(".".join(parts[:depth]))
-        if any(_names(module) & others for module in candidate.modules()):
-            break
-        tower = candidate
-    if tower is None:
-        return None
-    found = {id(module) for module in tower.modules()}
-    head = model.get_output_embeddings() if callable(getattr(model, "get_output_embeddings", None)) else None
+        head = None
     if isinstance(head, nn.Module):
         found |= {id(head), None}  # None: the logits
     return frozenset(found)

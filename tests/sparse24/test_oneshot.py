@@ -1137,9 +1137,10 @@ def test_padding_is_left_out_in_the_text_tower_beside_pixels(method: str) -> Non
 
 def test_the_text_tower_is_the_language_model_and_its_head() -> None:
     """A VLM's text tower is its language model (image tokens among its positions, under the mask) and its LM head,
-    not the vision tower or the projector; where the layers take the other input (X-MOD's per-language adapters
-    read ``lang_ids``), only the embeddings (no layer to calibrate) are."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, XmodConfig, XmodModel
+    not the vision tower or the projector; a dual encoder's, its text model (not its vision model, whose encoder
+    takes ``inputs_embeds`` too); where the layers take the other input (X-MOD's per-language adapters read
+    ``lang_ids``), only the embeddings (no layer to calibrate) are."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, XmodConfig, XmodModel
 
     from sparse24.calibrate import text_tower
 
@@ -1150,6 +1151,10 @@ def test_the_text_tower_is_the_language_model_and_its_head() -> None:
     linears = {name for name, module in vlm.named_modules() if isinstance(module, nn.Linear) and id(module) in tower}
     assert linears == {name for name, module in vlm.named_modules() if isinstance(module, nn.Linear) and name.startswith(("model.language_model.", "lm_head"))}
     assert "lm_head" in linears and None in tower  # the logits too (the model Fisher's draws)
+    clip = CLIPModel(CLIPConfig(text_config={**sizes, "vocab_size": 96}, vision_config={**sizes, "image_size": 32, "patch_size": 8}))
+    tower = text_tower(clip, frozenset({"pixel_values"}))  # CLIPModel has no get_input_embeddings: its forwards' input_ids say
+    linears = {name for name, module in clip.named_modules() if isinstance(module, nn.Linear) and id(module) in tower}
+    assert linears == {name for name, module in clip.named_modules() if isinstance(module, nn.Linear) and name.startswith("text_model.")} and None not in tower
     xmod = XmodModel(XmodConfig(**sizes, vocab_size=96, languages=["en_XX", "de_DE"]))
     tower = text_tower(xmod, frozenset({"lang_ids"}))
     assert {name for name, module in xmod.named_modules() if id(module) in tower} == {name for name, _ in xmod.embeddings.named_modules(prefix="embeddings")}
