@@ -390,6 +390,13 @@ class ScaledSums:
         """``2**(exponent - _TOP)``: the sums times ``unit() ** power`` are their true values."""
         return torch.exp2((self.exponent - _TOP).float())
 
+    def to_true_values(self) -> None:
+        """Multiply the sums by ``unit() ** power`` in place (one factor at a time: each is a float32 normal)."""
+        unit = self.unit()
+        for tensor in self.tensors:
+            for _ in range(self.power):
+                tensor.mul_(unit)
+
 
 def in_float32_range(largest: float) -> bool:
     """Whether sums whose largest true value is ``largest`` are well held by float32 in their true scale (from
@@ -425,7 +432,8 @@ class _Sums(ScaledSums):
         largest = float(self.sums.diagonal(dim1=1, dim2=2).max()) if self.sums.numel() else 0.0
         true = largest * float(unit) ** 2
         if largest == 0 or in_float32_range(true):
-            return self.sums.mul_(unit).mul_(unit)
+            self.to_true_values()
+            return self.sums
         logger.info("%s: its inputs' X^T X is outside float32's good range (largest diagonal entry %.3g): kept times %.3g", self.name, true, largest / true)
         return self.sums
 

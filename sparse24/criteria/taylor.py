@@ -4,8 +4,9 @@ Per batch, the gradient of the loss is taken and ``|w * g|`` (or ``(w * g)**2`` 
 ``squared=True``) is added to one fp32 accumulator per weight, in units of a power of two
 (:class:`sparse24.calibrate.ScaledSums`: a deep random-init network's ~1e-28 gradients square to
 below float32); the scores are returned as true values where float32 holds them, else every
-weight's times one power of two. Gradients are freed as soon as they are used. No optimizer step is taken, and the model's ``.grad``s, train/eval modes,
-``requires_grad`` flags and buffers are restored afterwards, on success or failure.
+weight's times one power of two. Gradients are freed as soon as they are used. No optimizer
+step is taken, and the model's ``.grad``s, train/eval modes, ``requires_grad`` flags and
+buffers are restored afterwards, on success or failure.
 
 Which gradient (``labels``):
 
@@ -209,15 +210,12 @@ def _true_values(sums: list[ScaledSums], sharded: bool) -> None:
         import torch.distributed as torch_dist
 
         torch_dist.all_reduce(largest, op=torch_dist.ReduceOp.MAX)
-    unit, power = sums[0].unit(), sums[0].power
-    true = float(largest) * float(unit) ** power
+    true = float(largest) * float(sums[0].unit()) ** sums[0].power
     if float(largest) > 0 and not in_float32_range(true):
         logger.info("taylor: the largest score is %.3g, outside float32's good range: every score is kept times %.3g", true, float(largest) / true)
         return
     for s in sums:
-        for tensor in s.tensors:
-            for _ in range(power):
-                tensor.mul_(unit)
+        s.to_true_values()
 
 
 NO_GRADIENT = "every importance score is 0: no gradient reached any of the weights on any calibration batch; the loss (or logits_fn's output) depends on none of them"
