@@ -96,7 +96,7 @@ def _names(module: nn.Module) -> frozenset[str]:
     return _FORWARD_PARAMETERS[cls]
 
 
-def text_tower(model: nn.Module, others: frozenset[str]) -> frozenset[int] | None:
+def text_tower(model: nn.Module, others: frozenset[str]) -> frozenset[int | None] | None:
     """The ids of the modules whose ``[batch, length]`` rows are the text's positions in a batch that also has
     ``others`` (pixels, audio...): every module inside the largest submodules whose forward takes ``input_ids`` and
     in which no module's forward names one of ``others`` (a dual encoder's text model, a VLM's language model; where
@@ -153,8 +153,8 @@ class Padding:
         self.counted: set[tuple[int, ...]] = set()
         self.keys: set[str] = set()  # the masks applied
         self.model = model
-        self.towers: dict[frozenset[str], frozenset[int] | None] = {}  # by a batch's other inputs: text_tower's modules
-        self.scope: frozenset[int] | None = None  # the current batch's: None where every module's rows are the text's
+        self.towers: dict[frozenset[str], frozenset[int | None] | None] = {}  # by a batch's other inputs: text_tower's modules
+        self.scope: frozenset[int | None] | None = None  # the current batch's: None where every module's rows are the text's
         self.unit = "token positions" if self.stages is None else "frames"  # what left_out and seen count
         self.left_out = 0  # token positions (frames), over the batches whose mask some layer applied
         self.seen = 0
@@ -410,8 +410,12 @@ class _Sums(ScaledSums):
     def __init__(self, weight: GemmWeight, kind: str) -> None:
         parts, _, d = gemm_matrix(weight, torch.empty(weight.param.shape, device="meta")).shape  # the shape only: a sharded weight stays put
         self.kind, self.name = kind, weight.name
-        self.sums = torch.zeros((parts, d) if kind == "norms" else (parts, d, d), dtype=torch.float32, device=weight.param.device)
-        super().__init__([self.sums], power=2)
+        super().__init__([torch.zeros((parts, d) if kind == "norms" else (parts, d, d), dtype=torch.float32, device=weight.param.device)], power=2)
+
+    @property
+    def sums(self) -> Tensor:
+        """``[parts, d]`` or ``[parts, d, d]``, in the current unit."""
+        return self.tensors[0]
 
     def add(self, parts: Sequence[Tensor]) -> None:
         """Add one call's input columns, one ``[rows, d]`` matrix per part."""

@@ -70,11 +70,11 @@ def _handed(cls: type, child: str) -> tuple[tuple[ast.FunctionDef, str], ...]:
             member = inspect.getattr_static(cls, call.func.attr, None)
             callee = _unwrap_member(member)
             helper = _function_ast(callee) if inspect.isfunction(callee) else None
+            if helper is None:
+                continue
             try:
                 names = list(inspect.signature(callee).parameters)
             except (TypeError, ValueError):  # no signature to map the arguments by
-                continue
-            if helper is None:
                 continue
             names = names if isinstance(member, staticmethod) else names[1:]
             passed = [name for name, arg in zip(names, call.args) if _is_self_attribute(arg, child)]
