@@ -316,6 +316,24 @@ def test_inputs_far_from_one_give_the_masks_and_weights_of_inputs_near_one(metho
         assert torch.equal(got, expected), name
 
 
+def test_gather_near_one_is_plain_float32_bit_for_bit() -> None:
+    """Inputs near 1: the Hessians are bit for bit plain float32 ``X^T X`` sums and the norms the ``sqrt`` of plain
+    float32 sums of squares, batch by batch in the same order (the power-of-two units are exact)."""
+    from sparse24.calibrate import gather
+
+    torch.manual_seed(0)
+    layer = nn.Linear(32, 16).eval()
+    data = [torch.randn(8, 32) * scale for scale in (0.5, 3.0, 1.0)]  # the largest input grows: the sums are rescaled
+    (weight,) = gemm_weights(layer)
+    hessian, squares = torch.zeros(32, 32), torch.zeros(32)
+    for x in data:
+        hessian.addmm_(x.T, x)
+        squares.add_(x.square().sum(0))
+    hessians, _ = gather(layer, [weight], "hessian", data, progress=False)
+    norms, _ = gather(layer, [weight], "norms", data, progress=False)
+    assert torch.equal(hessians[id(weight.param)][0], hessian) and torch.equal(norms[id(weight.param)][0], squares.sqrt())
+
+
 def test_gather_returns_norms_and_hessians_of_tiny_inputs() -> None:
     """Inputs 2**-75 as large: the norms exactly 2**-75 times theirs near 1; the Hessian (its true values below float32's
     smallest subnormal) a power of 4 times theirs, which SparseGPT's solution does not depend on."""
