@@ -379,9 +379,10 @@ class ScaledSums:
     def scale(self, values: Sequence[Tensor]) -> Tensor:
         """The factor to multiply ``values`` by before their powers are added (the sums rescaled first where ``values``
         hold a larger ``|v|`` than any before)."""
-        present = [torch.linalg.vector_norm(v.detach(), float("inf")) for v in values if v.numel()]  # max |v|, no copy
+        present = [torch.stack(torch.aminmax(v.detach())) for v in values if v.numel()]  # on the CPU ~10x faster than an inf-norm
         if present:
-            largest = torch.stack(present).amax().float()
+            extremes = torch.cat(present).float()
+            largest = torch.maximum(-extremes.amin(), extremes.amax())  # max |v| (NaN where a value is NaN)
             found = torch.where(largest > 0, torch.frexp(largest).exponent, self.exponent)  # all zero (or NaN): as it was
             self.rescale(torch.maximum(self.exponent, found).clamp(max=_HIGHEST))
         return torch.exp2((_TOP - self.exponent).float())
@@ -424,7 +425,7 @@ class _Sums(ScaledSums):
         for stat, columns in zip(self.sums, parts):  # a conv group, or in_proj's q, k or v
             columns = columns * scale
             if self.kind == "norms":
-                stat.add_(columns.square().sum(0))
+                stat.add_(columns.square_().sum(0))  # (a scaled copy)
             else:
                 stat.addmm_(columns.T, columns)
 
