@@ -430,7 +430,13 @@ class _Sums(ScaledSums):
                 stat.addmm_(columns.T, columns)
 
     def result(self) -> Tensor:
-        """The norms, or the Hessian (scaled only where float32 cannot hold it well, as the module says)."""
+        """The norms, or the Hessian (scaled only where float32 cannot hold it well, as the module says); a clear
+        error where the inputs held NaN or Inf (no criterion can rank by them)."""
+        if not bool(torch.isfinite(self.sums).all()):
+            raise Sparse24Error(
+                f"{self.kind} calibration: {self.name}: the layer's inputs hold NaN or Inf; check the calibration data "
+                "and the model's outputs before this layer; nothing was changed"
+            )
         unit = self.unit()
         if self.kind == "norms":
             return self.sums.sqrt_().mul_(unit)

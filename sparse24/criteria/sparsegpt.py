@@ -13,8 +13,9 @@ range: the solution does not depend on H's scale):
   later blocks.
 
 Weights are solved in fp32 whatever their dtype. A Hessian that is not positive definite even
-after dampening gets 10x more dampening (logged), up to a limit; the result is checked to be
-finite. The criterion returns new weights as well as masks: ``sparsify`` writes both.
+after dampening gets 10x more dampening (logged), up to a limit; one that is not finite (NaN or
+Inf inputs) is refused at once (by :mod:`sparse24.calibrate` as it is gathered); the result is
+checked to be finite. The criterion returns new weights as well as masks: ``sparsify`` writes both.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def _check_options(blocksize: int, dampening: float) -> None:
 
 def _inverse_factor(hessian: Tensor, dampening: float, name: str) -> Tensor:
     """Upper Cholesky factor of ``(H + damp I)^-1``, raising the dampening until it exists."""
+    if not bool(torch.isfinite(hessian).all()):  # a direct solve() caller's (sparsify's are checked as they are gathered)
+        raise Sparse24Error(
+            f"sparsegpt: {name}: the layer's inputs hold NaN or Inf (their X^T X is not finite); "
+            "check the calibration data and the model's outputs before this layer"
+        )
     mean = float(hessian.diagonal().mean())
     if 0 < mean < torch.finfo(torch.float32).tiny:  # subnormal: dampening relative to it cannot make H positive definite
         raise Sparse24Error(

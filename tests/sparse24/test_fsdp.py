@@ -303,9 +303,13 @@ def test_sparsify_failures_between_passes_raise_on_every_rank(run):
     """A NaN batch or failing data on rank 1 only: every rank raises, its shards unchanged, no masks, the group usable."""
     expected = {
         "taylor_nan": ["Sparse24Error: calibration batch 4: the loss is nan"] * WORLD,  # rank 1's batch runs on every rank
-        "wanda_nan": ["Sparse24Error: embed.weight: importance scores contain NaN or Inf; nothing was changed"] * WORLD,
+        "wanda_nan": [
+            "Sparse24Error: norms calibration: embed.weight: the layer's inputs hold NaN or Inf; check the calibration data "
+            "and the model's outputs before this layer; nothing was changed"
+        ] * WORLD,
         "sparsegpt_sequential_nan": [
-            "Sparse24Error: sparsegpt: blocks.0.up.weight: the input Hessian is not positive definite even with dampening 1e+03; more calibration data may help"
+            "Sparse24Error: hessian calibration: blocks.0.up.weight: the layer's inputs hold NaN or Inf; check the calibration "
+            "data and the model's outputs before this layer; nothing was changed"
         ] * WORLD,
         "data_fails_on_rank_1": [
             "Sparse24Error: norms calibration: rank 1 failed (rank 1's data loader failed); every rank stopped, nothing was changed",

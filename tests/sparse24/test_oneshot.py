@@ -291,6 +291,29 @@ def test_sparsegpt_raises_the_dampening_of_an_indefinite_hessian(caplog) -> None
         sparsegpt._inverse_factor(torch.diag(torch.full((4,), 1e-40)), 0.01, "probe")
 
 
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+@pytest.mark.parametrize("sequential", [False, True])
+def test_nan_inputs_are_named_and_change_nothing(method: str, sequential: bool, caplog) -> None:
+    """A calibration batch holding a NaN: the first layer it reaches is named at once (SparseGPT said "not positive
+    definite even with dampening 1e+03; more calibration data may help" after six dampenings, Wanda "importance
+    scores contain NaN or Inf"), and the model is unchanged."""
+    torch.manual_seed(0)
+    model = Blocks()
+    before = copy.deepcopy(model.state_dict())
+    data = skewed_linear_data(features=32)
+    data[1] = data[1].clone()
+    data[1][0, 0] = float("nan")
+    kind = "norms" if method == "wanda" else "hessian"
+    with caplog.at_level("INFO", logger="sparse24"), pytest.raises(sparse24.Sparse24Error, match=rf"^{kind} calibration: blocks\.0\.0\.weight: the layer's inputs hold NaN or Inf"):
+        sparse24.sparsify(model, method, data=data, sequential=sequential, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not sparse24.masked_weights(model)
+    assert "dampening" not in caplog.text and "good range" not in caplog.text  # no dampening tried, no scale logged
+    # a Hessian handed to solve() directly
+    with pytest.raises(sparse24.Sparse24Error, match="probe: the layer's inputs hold NaN or Inf"):
+        sparsegpt._inverse_factor(torch.diag(torch.tensor([1.0, float("inf"), 1.0, 1.0])), 0.01, "probe")
+
+
 def _homogeneous_cnn() -> nn.Module:
     """Bias-free convs, ReLU, average pooling and a Linear: inputs times 2**k give every layer's inputs times 2**k."""
     torch.manual_seed(0)
