@@ -53,13 +53,23 @@ KINDS = ("norms", "hessian")
 
 
 # A batch's inputs that are the token sequence, its padding mask and what each token has beside it (bbox: a
-# document's word boxes, which add no positions): a transformers text batch. Anything else (pixels, audio) means the
-# layers' [batch, length] rows need not be the mask's tokens; so does X-MOD's lang_ids, whose adapters run each
-# language's rows apart. An encoder-decoder's batch may also hold the decoder's sequence and mask.
+# document's word boxes, which add no positions): a transformers text batch. Any other input that can hold rows
+# (pixels, audio; not a flag such as use_cache=False, nor one value per sequence such as X-MOD's lang_ids: a language's
+# adapter gets its sequences' rows, the whole batch's in order only where every sequence is in that language) means
+# the layers' [batch, length] rows need not be the mask's tokens. An encoder-decoder's batch may also hold the
+# decoder's sequence and mask.
 _TEXT_KEYS = frozenset({"input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids", "labels", "bbox"})
 _DECODER_KEYS = frozenset({"decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask"})
 # A wav2vec 2.0-style speech batch: raw samples, their padding mask, CTC labels.
 _AUDIO_KEYS = frozenset({"input_values", "attention_mask", "labels"})
+
+
+def _may_hold_rows(value: Any) -> bool:
+    """Whether a batch's value can be some input's rows: not a flag or a number (``use_cache=False``), nor a
+    tensor of one value per sequence (X-MOD's ``lang_ids``) or a scalar."""
+    if isinstance(value, Tensor):
+        return value.dim() >= 2
+    return value is not None and not isinstance(value, (bool, int, float, str))
 
 
 def _padding_mask(batch: Mapping, mask_key: str, shape: tuple[int, ...]) -> Tensor | None:
@@ -134,7 +144,8 @@ class Padding:
     inputs' ``[batch, length]`` with ``batch != length``, and a sequence
     told apart by its shape (an encoder-decoder's two sequences of one length only if their masks are
     equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``). A batch with
-    other inputs too (pixels, audio, a language's id; a document's word boxes are the text's) has its mask applied
+    other inputs too (pixels, audio; a document's word boxes are the text's, and flags or one value per sequence,
+    such as ``use_cache=False`` or X-MOD's ``lang_ids``, hold no rows) has its mask applied
     only in the text tower (:func:`text_tower`: a dual encoder's text model, a VLM's language model and its head),
     where no module takes those inputs; elsewhere every row counts.
 
@@ -163,13 +174,13 @@ class Padding:
     def batch(self, batch: Any) -> None:
         """Set the current batch."""
         self.masks, self.lengths, self.counted, self.scope = {}, {}, set(), None
-        if self.stages is not None and isinstance(batch, Mapping) and "input_values" in batch and set(batch) <= _AUDIO_KEYS:
-            self._audio(batch)
-            return
-        keys = _TEXT_KEYS | _DECODER_KEYS if self.encoder_decoder else _TEXT_KEYS
         if not isinstance(batch, Mapping):
             return
-        others = frozenset(batch) - keys
+        inputs = frozenset(key for key, value in batch.items() if _may_hold_rows(value))
+        if self.stages is not None and "input_values" in inputs and inputs <= _AUDIO_KEYS:
+            self._audio(batch)
+            return
+        others = inputs - (_TEXT_KEYS | _DECODER_KEYS if self.encoder_decoder else _TEXT_KEYS)
         if others:
             if others not in self.towers:
                 self.towers[others] = text_tower(self.model, others)

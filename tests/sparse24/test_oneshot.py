@@ -1149,6 +1149,35 @@ def test_padding_is_left_out_beside_the_words_boxes(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_padding_is_left_out_beside_flags_and_a_language_per_sequence(method: str) -> None:
+    """Batch values that hold no rows (a flag, ``use_cache=False``; X-MOD's ``lang_ids``, one per sequence) leave the
+    padding out as in a plain text batch: each kept every position in every layer before (taken for another input,
+    such as pixels, that the layers read)."""
+    from transformers import XmodConfig, XmodModel
+
+    padded, unpadded = _padded_text([[16, 5, 9], [12, 16, 3]])
+    model = causal_lm("llama")
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, progress=False)
+    flagged = [{**batch, "use_cache": False, "output_hidden_states": False} for batch in padded]
+    report = sparse24.sparsify(model, method, data=flagged, progress=False)
+    assert "the input statistics leave out padding: 35 of 96 token positions (attention_mask == 0)" in report.notes
+    _same_masks_and_weights(model, expected)
+
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}
+    model = XmodModel(XmodConfig(**sizes, vocab_size=96, languages=["en_XX", "de_DE"])).eval()
+    expected = copy.deepcopy(model)
+    one_language = lambda batches: [{**b, "lang_ids": torch.ones(len(b["input_ids"]), dtype=torch.long)} for b in batches]  # noqa: E731
+    other = "*.adapter_modules.en_XX.*"  # the other language's adapter, which no batch runs
+    sparse24.sparsify(expected, method, data=one_language(unpadded), exclude=other, progress=False)
+    report = sparse24.sparsify(model, method, data=one_language(padded), exclude=other, progress=False)
+    assert "the input statistics leave out padding: 35 of 96 token positions (attention_mask == 0)" in report.notes
+    assert any(".adapter_modules.de_DE." in layer.name and layer.sparse for layer in report.layers)  # the language's adapter, calibrated
+    _same_masks_and_weights(model, expected)
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
 def test_padding_is_left_out_in_the_text_tower_beside_pixels(method: str) -> None:
     """A dual encoder's batch (SigLIP: text and images) leaves the text's padding out in the text tower only: the
     vision tower's rows ``[3, 16, 32]`` (16 patches) have the text mask's shape, and keep every row. Every mask is
