@@ -390,7 +390,7 @@ class ScaledSums:
     def scale(self, values: Sequence[Tensor]) -> Tensor:
         """The factor to multiply ``values`` by before their powers are added (the sums rescaled first where ``values``
         hold a larger ``|v|`` than any before)."""
-        present = [torch.stack(torch.aminmax(v.detach())) for v in values if v.numel()]  # on the CPU ~10x faster than an inf-norm
+        present = [torch.stack(torch.aminmax(v.detach())) for v in values if v.numel()]  # one pass, no copy (torch's CPU inf-norm is slow)
         if present:
             extremes = torch.cat(present).float()
             largest = torch.maximum(-extremes.amin(), extremes.amax())  # max |v| (NaN where a value is NaN)
