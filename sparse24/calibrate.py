@@ -360,9 +360,10 @@ def in_expert_module(module_name: str) -> bool:
 
 
 # The largest |v| seen is scaled into [2**31, 2**32): its square is below 2**64 (2**63 of them sum to a finite float32),
-# and a square underflows only where |v| is below 2**-95 of the largest. The exponents are kept where the scale factor
-# 2**(_TOP - e) and the unit 2**(e - _TOP) are float32 normals.
-_TOP, _LOWEST, _HIGHEST = 32, -94, 126
+# and a square underflows only where |v| is below 2**-95 of the largest. The power of two at or below it is kept in
+# [2**-95, 2**125], where the scale factor 2**31 / it and the unit it / 2**31 are float32 normals.
+_SCALED, _LOWEST, _HIGHEST = 2.0**31, 2.0**-95, 2.0**125
+_EXPONENT_BITS = 0x7F800000  # a float32's exponent field: masking the rest off leaves the power of two at or below it
 
 
 class ScaledSums:
@@ -371,36 +372,44 @@ class ScaledSums:
     The true sums are ``tensors * unit() ** power``. Each addition's values are multiplied by :meth:`scale` first,
     the power of two that brings the largest ``|v|`` seen so far to ``[2**31, 2**32)``; the sums are rescaled when it
     grows. In plain float32, squares of values below ~1e-19 are subnormal or 0 (a deep random-init network's last
-    layers' inputs and gradients) and of values above ~1e19 infinite. Scaling by powers of two is exact, and the
-    exponent stays on the tensors' device (no host sync per addition).
+    layers' inputs and gradients) and of values above ~1e19 infinite. Scaling by powers of two is exact, and
+    :attr:`top` (that power of two, a float32 tensor) stays on the tensors' device: no host sync per addition, and
+    about 10 small tensor ops, no dtype conversion (each is a kernel launch on a GPU).
     """
 
     def __init__(self, tensors: Sequence[Tensor], power: int) -> None:
         self.tensors, self.power = list(tensors), power
-        self.exponent = torch.tensor(_LOWEST, dtype=torch.int32, device=self.tensors[0].device)
+        device = self.tensors[0].device
+        self.top = torch.tensor(_LOWEST, device=device)  # the power of two at or below the largest |v| seen
+        self._highest, self._scaled = torch.tensor(_HIGHEST, device=device), torch.tensor(_SCALED, device=device)
 
-    def rescale(self, exponent: Tensor) -> None:
-        """Express the sums in the unit of ``exponent``, not below the current one (sums that become subnormal or 0
-        are below float32's precision beside what the new unit is for)."""
-        factor = torch.exp2((self.power * (self.exponent - exponent)).float())
+    def rescale(self, top: Tensor) -> None:
+        """Express the sums in the unit of ``top``, not below the current one (sums that become subnormal or 0 are
+        below float32's precision beside what the new unit is for)."""
+        factor = self.top / top
+        if self.power == 2:
+            factor = factor * factor
         for tensor in self.tensors:
             tensor.mul_(factor)
-        self.exponent = exponent
+        self.top = top
 
     def scale(self, values: Sequence[Tensor]) -> Tensor:
         """The factor to multiply ``values`` by before their powers are added (the sums rescaled first where ``values``
         hold a larger ``|v|`` than any before)."""
-        present = [torch.stack(torch.aminmax(v.detach())) for v in values if v.numel()]  # one pass, no copy (torch's CPU inf-norm is slow)
+        present = [v.detach() for v in values if v.numel()]
         if present:
-            extremes = torch.cat(present).float()
-            largest = torch.maximum(-extremes.amin(), extremes.amax())  # max |v| (NaN where a value is NaN)
-            found = torch.where(largest > 0, torch.frexp(largest).exponent, self.exponent)  # all zero (or NaN): as it was
-            self.rescale(torch.maximum(self.exponent, found).clamp(max=_HIGHEST))
-        return torch.exp2((_TOP - self.exponent).float())
+            if len(present) == 1:  # one pass, no copy (torch's CPU inf-norm is slow)
+                low, high = torch.aminmax(present[0])
+            else:
+                low, high = torch.aminmax(torch.cat([torch.stack(torch.aminmax(v)).float() for v in present]))
+            largest = torch.maximum(high.float(), low.float().neg())  # max |v| (NaN where a value is NaN)
+            power = (largest.view(torch.int32) & _EXPONENT_BITS).view(torch.float32)  # 0 for 0 and subnormals; Inf for NaN
+            self.rescale(torch.minimum(torch.maximum(self.top, power), self._highest))
+        return self._scaled / self.top
 
     def unit(self) -> Tensor:
-        """``2**(exponent - _TOP)``: the sums times ``unit() ** power`` are their true values."""
-        return torch.exp2((self.exponent - _TOP).float())
+        """``top / 2**31``: the sums times ``unit() ** power`` are their true values."""
+        return self.top / self._scaled
 
     def to_true_values(self) -> None:
         """Multiply the sums by ``unit() ** power`` in place (one factor at a time: each is a float32 normal)."""
@@ -700,15 +709,15 @@ class _MatmulInputs(TorchFunctionMode):
 
 
 def _all_reduce(stats: dict[int, _Sums], counts: dict[int, int]) -> None:
-    """Every rank's sums added up, in units of the largest exponent any rank has."""
+    """Every rank's sums added up, in the unit of the largest power of two any rank has."""
     if dist.world_size() <= 1:
         return
     import torch.distributed as torch_dist
 
     for key, stat in stats.items():
-        exponent = stat.exponent.clone()
-        torch_dist.all_reduce(exponent, op=torch_dist.ReduceOp.MAX)
-        stat.rescale(exponent)
+        top = stat.top.clone()
+        torch_dist.all_reduce(top, op=torch_dist.ReduceOp.MAX)
+        stat.rescale(top)
         torch_dist.all_reduce(stat.sums, op=torch_dist.ReduceOp.SUM)
         count = torch.tensor([counts[key]], dtype=torch.float64, device=stat.sums.device)
         torch_dist.all_reduce(count, op=torch_dist.ReduceOp.SUM)

@@ -192,13 +192,13 @@ def score(
 def _one_unit(sums: list[ScaledSums]) -> None:
     """Every weight's scores in one unit, the largest any weight has on any rank: scores stay comparable across weights
     (channel permutation adds up its consumers'), and the ranks' sums can be added."""
-    exponent = torch.stack([s.exponent for s in sums]).amax()
+    top = torch.stack([s.top for s in sums]).amax()
     if dist.world_size() > 1:
         import torch.distributed as torch_dist
 
-        torch_dist.all_reduce(exponent, op=torch_dist.ReduceOp.MAX)
+        torch_dist.all_reduce(top, op=torch_dist.ReduceOp.MAX)
     for s in sums:
-        s.rescale(exponent)
+        s.rescale(top)
 
 
 def _true_values(sums: list[ScaledSums], sharded: bool) -> None:

@@ -357,6 +357,37 @@ def test_gather_near_one_is_plain_float32_bit_for_bit() -> None:
     assert torch.equal(hessians[id(weight.param)][0], hessian) and torch.equal(norms[id(weight.param)][0], squares.sqrt())
 
 
+def test_scaled_sums_scale_brings_the_largest_value_seen_near_2_to_the_31() -> None:
+    """``scale`` is ``2**31`` over the power of two at or below the largest ``|v|`` any call has held (in any part),
+    kept within ``[2**-95, 2**125]``; zeros, subnormals and empty parts change nothing; the sums are rescaled as it
+    grows and, times ``unit() ** 2``, are the true sums of squares (to float32's precision beside the largest)."""
+    import math
+
+    from sparse24.calibrate import ScaledSums
+
+    sums, true, seen = ScaledSums([torch.zeros(3)], power=2), torch.zeros(3, dtype=torch.float64), 2.0**-95
+    calls = [
+        [torch.zeros(2, 3)],
+        [torch.full((2, 3), 1e-40)],  # float32 subnormals
+        [torch.empty(0, 3)],
+        [torch.tensor([[2.0**-80, -3.0 * 2.0**-80, 2.0**-81]])],  # squares below float32's smallest subnormal
+        [torch.tensor([[0.75, -3.0, 1.0]])],
+        [torch.tensor([[-(2.0**-60), 0.0, 5.0]]), torch.empty(0, 3), torch.tensor([[1e-30, 7.0, -100.0]])],
+        [torch.tensor([[1.0, 2.0, 3.0]])],
+        [torch.tensor([[2.0**126, 0.0, 0.0]])],  # past the highest power of two kept
+    ]
+    for values in calls:
+        for v in values:
+            if v.numel() and float(v.abs().max()) > 0:
+                seen = max(seen, 2.0 ** (math.frexp(float(v.abs().max()))[1] - 1))
+        scale = sums.scale(values)
+        assert float(scale) == 2.0**31 / min(seen, 2.0**125)
+        for v in values:
+            sums.tensors[0].add_((v * scale).square().sum(0))
+            true += v.double().square().sum(0)
+        assert torch.allclose(sums.tensors[0].double() * float(sums.unit()) ** 2, true, rtol=1e-6, atol=1e-6 * float(true.max())), values
+
+
 def test_gather_returns_norms_and_hessians_of_tiny_inputs() -> None:
     """Inputs 2**-75 as large: the norms exactly 2**-75 times theirs near 1; the Hessian (its true values below float32's
     smallest subnormal) a power of 4 times theirs, which SparseGPT's solution does not depend on."""
