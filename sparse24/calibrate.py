@@ -379,9 +379,9 @@ class ScaledSums:
 
     def __init__(self, tensors: Sequence[Tensor], power: int) -> None:
         self.tensors, self.power = list(tensors), power
-        device = self.tensors[0].device
-        self.top = torch.tensor(_LOWEST, device=device)  # the power of two at or below the largest |v| seen
-        self._highest, self._scaled = torch.tensor(_HIGHEST, device=device), torch.tensor(_SCALED, device=device)
+        like = {"dtype": torch.float32, "device": self.tensors[0].device}  # float32 whatever torch's default dtype
+        self.top = torch.tensor(_LOWEST, **like)  # the power of two at or below the largest |v| seen
+        self._highest, self._scaled = torch.tensor(_HIGHEST, **like), torch.tensor(_SCALED, **like)
 
     def rescale(self, top: Tensor) -> None:
         """Express the sums in the unit of ``top``, not below the current one (sums that become subnormal or 0 are

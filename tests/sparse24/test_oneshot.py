@@ -386,6 +386,12 @@ def test_scaled_sums_scale_brings_the_largest_value_seen_near_2_to_the_31() -> N
             sums.tensors[0].add_((v * scale).square().sum(0))
             true += v.double().square().sum(0)
         assert torch.allclose(sums.tensors[0].double() * float(sums.unit()) ** 2, true, rtol=1e-6, atol=1e-6 * float(true.max())), values
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:  # the unit stays a float32 whatever torch's default dtype
+        assert ScaledSums([torch.zeros(3, dtype=torch.float32)], power=1).scale([torch.ones(2, 3)]).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def test_gather_returns_norms_and_hessians_of_tiny_inputs() -> None:
