@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..axes import GemmWeight, from_gemm_matrix, gemm_matrix
-from ..calibrate import gather, unseen_parts
+from ..calibrate import all_finite, gather, unseen_parts
 from ..errors import Sparse24Error
 from ..mask import prune_
 
@@ -47,7 +47,7 @@ def _check_options(blocksize: int, dampening: float) -> None:
 
 def _inverse_factor(hessian: Tensor, dampening: float, name: str) -> Tensor:
     """Upper Cholesky factor of ``(H + damp I)^-1``, raising the dampening until it exists."""
-    if not bool(torch.isfinite(hessian).all()):  # a direct solve() caller's (sparsify's are checked as they are gathered)
+    if not all_finite(hessian):  # a direct solve() caller's (sparsify's are checked as they are gathered)
         raise Sparse24Error(
             f"sparsegpt: {name}: the layer's inputs hold NaN or Inf (their X^T X is not finite); "
             "check the calibration data and the model's outputs before this layer"
@@ -66,7 +66,7 @@ def _inverse_factor(hessian: Tensor, dampening: float, name: str) -> Tensor:
         if int(info) == 0:
             inverse = torch.cholesky_inverse(factor)
             upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
-            if int(info) == 0 and torch.isfinite(upper).all():
+            if int(info) == 0 and all_finite(upper):
                 if scale != dampening:
                     logger.warning("sparsegpt: %s: the Hessian needed dampening %.3g (asked %.3g) to be positive definite", name, scale, dampening)
                 return upper
@@ -103,7 +103,7 @@ def _solve_matrix(w: Tensor, hessian: Tensor, blocksize: int, dampening: float, 
         w[:, start:stop] = block
         w[:, stop:] -= errors @ u[start:stop, stop:]
     w *= keep
-    if not torch.isfinite(w).all():
+    if not all_finite(w):
         raise Sparse24Error(f"sparsegpt: {name}: the solve produced non-finite weights")
     return w, keep
 

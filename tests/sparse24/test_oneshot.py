@@ -394,6 +394,19 @@ def test_scaled_sums_scale_brings_the_largest_value_seen_near_2_to_the_31() -> N
         torch.set_default_dtype(previous)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_all_finite_finds_any_nan_or_inf(dtype: torch.dtype) -> None:
+    from sparse24.calibrate import all_finite
+
+    values = torch.randn(7, 9).to(dtype) * 1000
+    assert all_finite(values) and all_finite(values[:0]) and all_finite(values.T[2:5])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for index in ((0, 0), (3, 4), (6, 8)):
+            spoiled = values.clone()
+            spoiled[index] = bad
+            assert not all_finite(spoiled) and not all_finite(spoiled.T), (bad, index)
+
+
 def test_gather_returns_norms_and_hessians_of_tiny_inputs() -> None:
     """Inputs 2**-75 as large: the norms exactly 2**-75 times theirs near 1; the Hessian (its true values below float32's
     smallest subnormal) a power of 4 times theirs, which SparseGPT's solution does not depend on."""
