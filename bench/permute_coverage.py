@@ -214,7 +214,9 @@ def _error(exc: BaseException) -> str:
 
 def tiny_model(model_type: str, task: str) -> Any:
     """``model_type`` built from its default config at the tiny sizes: the first of ``task``'s auto classes that builds,
-    else the last one's error (a string). The config's own refusal of the sizes raises."""
+    else the last one's error (a string). The config's own refusal of the sizes raises. Its random weights are the
+    same in every run (torch seeds its default generator at random in each process: an MoE's routing, and so which
+    experts get a gradient, changed from run to run)."""
     import transformers
 
     default = transformers.AutoConfig.for_model(model_type)
@@ -223,6 +225,7 @@ def tiny_model(model_type: str, task: str) -> Any:
     error = ""
     for name in TASKS[task]:
         try:
+            torch.manual_seed(0)
             return getattr(transformers, name).from_config(config)
         except Exception as exc:  # noqa: BLE001 (no such model for this type, or it does not build: try the next)
             error = _error(exc)

@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -33,6 +34,13 @@ def test_the_classification_models_of_a_type(tmp_path) -> None:  # noqa: ANN001
     assert permute_coverage.main(["--out", str(tmp_path), "--types", "roberta", "--task", "classify"]) == 0
     row = json.loads((tmp_path / "permute_coverage_classify.json").read_text())["types"][0]
     assert row["model"] == "RobertaForSequenceClassification" and row["unruled"] == {} and row["groups"] == 3  # and its classification head
+
+
+def test_tiny_models_have_the_same_weights_in_every_run() -> None:
+    first = permute_coverage.tiny_model("llama", "causal-lm").state_dict()
+    torch.rand(1000)  # whatever the default generator did before
+    second = permute_coverage.tiny_model("llama", "causal-lm").state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 @pytest.mark.parametrize("types", ["gpt2,no-such-type", ","])
