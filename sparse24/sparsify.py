@@ -18,7 +18,7 @@ from . import criteria, dist, interrupts
 from .axes import GemmWeight, from_gemm_matrix, gemm_axes, gemm_matrix, gemm_weights
 from .batch import to_device
 from .batchnorm import batchnorms, recalibrate_batchnorm
-from .calibrate import find_blocks, record, unscored_parts
+from .calibrate import all_finite, find_blocks, record, unscored_parts
 from .criteria._pairs import PairCosts, full_costs
 from .enforce import MASK_SUFFIX, attach, full_weight_and_mask, is_sharded, mask_name, masked_weights, shard_like, shard_masks, stored_mask, undo_attach, watch
 from .errors import CheckFailed, Sparse24Error, SparsityError
@@ -248,32 +248,40 @@ def _candidates(
     return found
 
 
-def _l1(param: Tensor) -> Tensor:
-    """The weight's L1 norm, accumulated in float32 or wider (a float64 weight stays float64: vector_norm refuses to narrow)."""
-    return torch.linalg.vector_norm(param.detach(), 1, dtype=torch.promote_types(param.dtype, torch.float32))
+def _sum(values: Tensor, *, absolute: bool = False) -> float | None:
+    """The sum of ``values`` (of their magnitudes where ``absolute``), accumulated in float32 or the values' wider
+    type; None where they hold NaN or Inf. Where a float32 sum of finite values overflows (values near float32's
+    largest), it is taken again in float64, which never overflows on them (and is several times slower on the CPU)."""
+    values = values.detach()
+    wide = torch.promote_types(values.dtype, torch.float32)
+    total = torch.linalg.vector_norm(values, 1, dtype=wide) if absolute else values.sum(dtype=wide)
+    if not torch.isfinite(total):
+        if not all_finite(values):
+            return None
+        if wide != torch.float64:
+            total = torch.linalg.vector_norm(values, 1, dtype=torch.float64) if absolute else values.sum(dtype=torch.float64)
+    return float(total)
 
 
 def _total_importance(weight: GemmWeight, scores: Tensor | PairCosts | None) -> float:
     """Sum of (per-weight) importance before pruning; also the NaN/Inf check of the scores (pair costs' cross sums too)."""
     if scores is None:
-        total = _l1(weight.param)
+        total = _sum(weight.param, absolute=True)
         what = "weights contain"
     else:
         per_weight = scores.scores if isinstance(scores, PairCosts) else scores
         if per_weight.shape != weight.param.shape:
             raise Sparse24Error(f"{weight.name}: criterion gave scores of shape {list(per_weight.shape)}, weight is {list(weight.param.shape)}")
-        total = per_weight.sum(dtype=torch.float32)
+        total = _sum(per_weight)
         what = "importance scores contain"
-    finite = bool(torch.isfinite(total)) and not (isinstance(scores, PairCosts) and not torch.isfinite(scores.cross.sum(dtype=torch.float32)))
-    if not finite:
+    if total is None or (isinstance(scores, PairCosts) and _sum(scores.cross) is None):
         raise Sparse24Error(f"{weight.name}: {what} NaN or Inf; nothing was changed")
-    return float(total)
+    return total
 
 
 def _kept_importance(weight: GemmWeight, scores: Tensor | None, mask: Tensor) -> float:
-    if scores is None:
-        return float(_l1(weight.param))
-    return float((scores * mask).sum(dtype=torch.float32))
+    kept = _sum(weight.param, absolute=True) if scores is None else _sum(scores * mask)
+    return float("nan") if kept is None else kept
 
 
 @dataclass

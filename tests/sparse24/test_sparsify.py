@@ -286,6 +286,25 @@ def test_nan_weight_with_magnitude_leaves_model_untouched(prepared, snapshot):
     before.assert_unchanged(prepared)
 
 
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+def test_finite_importance_whose_float32_sum_overflows_is_pruned(method):
+    """Weights near float32's largest are finite, but their importance summed in float32 overflows: they are pruned
+    (the sums taken again in float64), with the fraction kept the float64 one, not refused as "NaN or Inf"."""
+    model = nn.Sequential(nn.Linear(64, 8))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randn(8, 64) * 1e37)
+    dense = model[0].weight.detach().clone()
+    x = torch.randn(16, 64)
+    assert torch.isinf(dense.abs().sum(dtype=torch.float32))
+    report = sparse24.sparsify(model, method, data=[x] if method == "wanda" else None)
+    (layer,) = report.layers
+    assert layer.sparse
+    kept = model[0].weight.detach()
+    importance = dense.double().abs() * (x.double().norm(dim=0) if method == "wanda" else 1)
+    assert torch.equal(kept != 0, sparse24.two_four_mask(importance))
+    assert layer.importance_kept == pytest.approx(float(importance[kept != 0].sum() / importance.sum()), rel=1e-5)
+
+
 def test_taylor_without_data_raises(prepared, snapshot):
     before = snapshot(prepared)
     with pytest.raises(ValueError, match="data"):
