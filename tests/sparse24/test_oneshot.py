@@ -1281,15 +1281,26 @@ def test_the_text_tower_is_the_language_model_and_its_head() -> None:
 
 
 def _same_masks_and_weights(model: nn.Module, expected: nn.Module) -> None:
-    """The same masks bit for bit (the packed mask buffers are in the state dict), and weights equal up to float32
-    sums taken in another order (a padded batch adds the same rows in other groupings: SparseGPT's solve can differ
-    in the fifth decimal)."""
+    """The same masks and weights, up to float32 sums taken in another order: a padded batch adds the same rows in
+    other groupings, so the statistics differ in their last bits. SparseGPT's weights can then differ in the fifth
+    decimal, and where two of a group's saliencies are that near a tie (seen with one thread, not two), the other
+    pair is pruned in one GEMM row, whose later groups follow it. So at most one row of a layer may differ; every
+    other row has the same mask bit for bit and the same weights, and every other tensor is the same."""
+    masked = {weight.name: (weight, mask) for weight, mask in sparse24.masked_weights(model)}
+    expected_masked = sparse24.masked_weights(expected)
+    assert sorted(masked) == sorted(weight.name for weight, _ in expected_masked)
+    for want, want_mask in expected_masked:
+        weight, mask = masked[want.name]
+        differ = (gemm_matrix(weight, mask) != gemm_matrix(want, want_mask)).any(-1)
+        assert int(differ.sum()) <= 1, f"{want.name}: the masks of {int(differ.sum())} rows differ"
+        same = ~differ
+        got, wanted = (gemm_matrix(w, w.param.detach())[same] for w in (weight, want))
+        assert torch.allclose(got, wanted, rtol=1e-4, atol=1e-4), want.name
+    state = model.state_dict()
     for name, value in expected.state_dict().items():
-        got = model.state_dict()[name]
-        if name.endswith(sparse24.MASK_SUFFIX):
-            assert torch.equal(got, value), name
-        else:
-            assert torch.allclose(got, value, rtol=1e-4, atol=1e-4), name
+        if name.endswith(sparse24.MASK_SUFFIX) or name in masked:  # compared above, row by row
+            continue
+        assert torch.allclose(state[name], value, rtol=1e-4, atol=1e-4), name
 
 
 def _padded_seq2seq(lengths: list[list[tuple[int, int]]], vocab: int = 96) -> tuple[list[dict], list[dict]]:
