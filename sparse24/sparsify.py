@@ -248,18 +248,34 @@ def _candidates(
     return found
 
 
+_CHUNK = 1 << 20  # elements summed at a time by _accumulate
+
+
+def _accumulate(values: Tensor, absolute: bool, dtype: torch.dtype) -> Tensor:
+    """The sum of ``values`` (of their magnitudes where ``absolute``, a chunk at a time through one small buffer) in
+    ``dtype``. Not ``vector_norm(values, 1)``: on the CPU it adds float32 magnitudes one after another, 31% low on
+    an 8192x8192 weight on one thread; ``sum`` adds in a cascade."""
+    if not absolute:
+        return values.sum(dtype=dtype)
+    flat = values.reshape(-1)
+    buffer = torch.empty(min(flat.numel(), _CHUNK), dtype=flat.dtype, device=flat.device)
+    total = torch.zeros((), dtype=dtype, device=flat.device)
+    for start in range(0, flat.numel(), _CHUNK):
+        chunk = flat[start : start + _CHUNK]
+        total += torch.abs(chunk, out=buffer[: chunk.numel()]).sum(dtype=dtype)
+    return total
+
+
 def _sum(values: Tensor, *, absolute: bool = False) -> float | None:
     """The sum of ``values`` (of their magnitudes where ``absolute``), accumulated in float32 or the values' wider
     type; None where they hold NaN or Inf. Where a float32 sum of finite values overflows (values near float32's
     largest), it is taken again in float64, which never overflows on them (and is several times slower on the CPU)."""
     values = values.detach()
-    wide = torch.promote_types(values.dtype, torch.float32)
-    total = torch.linalg.vector_norm(values, 1, dtype=wide) if absolute else values.sum(dtype=wide)
+    total = _accumulate(values, absolute, torch.promote_types(values.dtype, torch.float32))
     if not torch.isfinite(total):
         if not all_finite(values):
             return None
-        if wide != torch.float64:
-            total = torch.linalg.vector_norm(values, 1, dtype=torch.float64) if absolute else values.sum(dtype=torch.float64)
+        total = _accumulate(values, absolute, torch.float64)
     return float(total)
 
 
