@@ -140,7 +140,7 @@ class Padding:
     """Which token rows of the current batch are padding (a transformers text batch's ``attention_mask == 0``,
     and an encoder-decoder's ``decoder_attention_mask == 0``), so that Wanda's norms and SparseGPT's Hessians
     leave them out (as SparseML's SparseGPT did): a layer's input ``[batch, length, d]`` keeps its rows where
-    the mask of its sequence is 1. Applied only where the rows are unambiguous: 0/1 masks of the token
+    the mask of its sequence is 1 (a time-first ``[length, batch, d]`` likewise). Applied only where the rows are unambiguous: 0/1 masks of the token
     inputs' ``[batch, length]`` with ``batch != length``, and a sequence
     told apart by its shape (an encoder-decoder's two sequences of one length only if their masks are
     equal; a decoder without ``decoder_input_ids`` or ``labels`` runs on the shifted ``input_ids``). A batch with
@@ -253,11 +253,13 @@ class Padding:
 
     def rows(self, x: Tensor) -> Tensor:
         """``x`` without the padded rows when it is ``[batch, length, ...]`` of one of the current masks' shapes, or
-        ``[batch * length, d]`` of exactly one (the hidden states an MoE block flattens for its shared expert and
-        router: Qwen2-MoE's), else ``x``."""
+        time-first ``[length, batch, ...]`` (XLNet's and FSMT's layers), or ``[batch * length, d]`` of exactly one
+        (the hidden states an MoE block flattens for its shared expert and router: Qwen2-MoE's), else ``x``."""
         shape = tuple(x.shape[:2])
         if x.dim() >= 3 and shape in self.masks:
             return x[self._mask(shape, x.device)]
+        if x.dim() >= 3 and shape[::-1] in self.masks:  # (batch != length: never both orders of one mask)
+            return x[self._mask(shape[::-1], x.device).T]
         keep = self.flat_rows(x.shape[0], x.device) if x.dim() == 2 else None
         return x if keep is None else x[keep]
 

@@ -1339,6 +1339,32 @@ def test_encoder_decoder_padding_is_left_out_of_the_statistics(architecture: str
     _same_masks_and_weights(model, expected)
 
 
+@pytest.mark.parametrize("architecture", ["xlnet", "fsmt"])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_time_first_padding_is_left_out_of_the_statistics(architecture: str, method: str) -> None:
+    """XLNet's and FSMT's layers read ``[length, batch, d]``: each sequence's pads are left out there too, the
+    statistics those of the sequences unpadded."""
+    from transformers import FSMTConfig, FSMTForConditionalGeneration, XLNetConfig, XLNetLMHeadModel
+
+    torch.manual_seed(0)
+    if architecture == "xlnet":
+        model = XLNetLMHeadModel(XLNetConfig(vocab_size=96, d_model=32, n_layer=2, n_head=4, d_head=8, d_inner=64))
+        padded, unpadded = _padded_text([[16, 5, 9], [12, 16, 3]])
+        note = "35 of 96 token positions (attention_mask == 0)"
+    else:
+        model = FSMTForConditionalGeneration(FSMTConfig(
+            langs=["en", "de"], src_vocab_size=96, tgt_vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=32,
+        ))
+        padded, unpadded = _padded_seq2seq([[(12, 7), (5, 3), (9, 6)], [(4, 7), (12, 2), (7, 5)]])
+        note = "35 of 114 token positions (attention_mask and decoder_attention_mask == 0)"
+    expected = copy.deepcopy(model)
+    sparse24.sparsify(expected, method, data=unpadded, policy="any", progress=False)
+    report = sparse24.sparsify(model, method, data=padded, policy="any", progress=False)
+    assert f"the input statistics leave out padding: {note}" in report.notes
+    _same_masks_and_weights(model, expected)
+
+
 def test_encoder_decoder_rows_by_their_sequence() -> None:
     from sparse24.calibrate import Padding
 
@@ -1454,7 +1480,9 @@ def test_padding_rows_only_where_they_are_the_masks_tokens() -> None:
     padding.batch(text)
     assert torch.equal(padding.rows(x), x[mask.bool()])
     assert torch.equal(padding.rows(x.reshape(6, 4)), x[mask.bool()])  # flattened [batch * length, d] (an MoE block's shared expert)
-    for other in (x[:, :2], x.reshape(6, 4)[:5], x.reshape(3, 2, 4)):  # other shapes: every row
+    time_first = x.transpose(0, 1)  # [length, batch, d]: XLNet's, FSMT's layers
+    assert torch.equal(padding.rows(time_first), time_first[mask.bool().T]) and padding.rows(time_first).shape == (3, 4)
+    for other in (x[:, :2], x.reshape(6, 4)[:5], x.reshape(1, 6, 4), time_first[:2]):  # other shapes: every row
         assert padding.rows(other) is other
     assert (padding.left_out, padding.seen) == (3, 6)  # counted once per batch
     for batch in (
