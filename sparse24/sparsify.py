@@ -271,11 +271,13 @@ def _sum(values: Tensor, *, absolute: bool = False) -> float | None:
     type; None where they hold NaN or Inf. Where a float32 sum of finite values overflows (values near float32's
     largest), it is taken again in float64, which never overflows on them (and is several times slower on the CPU)."""
     values = values.detach()
-    total = _accumulate(values, absolute, torch.promote_types(values.dtype, torch.float32))
+    wide = torch.promote_types(values.dtype, torch.float32)
+    total = _accumulate(values, absolute, wide)
     if not torch.isfinite(total):
         if not all_finite(values):
             return None
-        total = _accumulate(values, absolute, torch.float64)
+        if wide != torch.float64:  # (float64 values: the same sum again would overflow again)
+            total = _accumulate(values, absolute, torch.float64)
     return float(total)
 
 
