@@ -29,6 +29,7 @@ DEFAULT_SEQ_LEN = 2048  # SparseGPT's and Wanda's calibration windows
 DEFAULT_SAMPLES = 128
 TEXT_PREFIX = "text:"  # the command line's --data text:PATH
 _SUFFIXES = (".txt", ".jsonl")
+_PROBE = "The quick brown fox jumps over the lazy dog, 0123456789."  # any real vocabulary splits it into several known tokens
 
 
 def text_files(path: str | os.PathLike) -> list[Path]:
@@ -65,10 +66,43 @@ def _documents(file: Path) -> list[str]:
     return documents
 
 
+def _tokenizer_files(directory: Path) -> list[str]:
+    """Names of the files in ``directory`` that a tokenizer is loaded from (vocabularies, merges, configs)."""
+    names = []
+    for file in directory.iterdir():
+        name = file.name
+        if name.startswith(("tokenizer", "vocab", "merges", "spiece", "sentencepiece", "special_tokens_map")) or name.endswith((".model", ".tiktoken")):
+            names.append(name)
+    return sorted(names)
+
+
+_SAVE_HINT = "save the model's tokenizer there (tokenizer.save_pretrained) or name its directory (--tokenizer DIR)"
+
+
+def _require_vocabulary(tokenizer: Any, source: str, directory: Path | None) -> None:
+    """Raise unless ``tokenizer`` turns :data:`_PROBE` into at least 2 distinct known tokens.
+
+    A model directory saved without its tokenizer still loads one: transformers builds it from config.json
+    with an empty or near-empty vocabulary, which turns any text into no tokens or into unknown ones, so
+    calibration would run on a few repeated ids.
+    """
+    ids = list(tokenizer(_PROBE, add_special_tokens=False)["input_ids"])
+    known = set(ids) - {getattr(tokenizer, "unk_token_id", None)}
+    if len(known) >= 2:
+        return
+    gives = f"{_PROBE!r} gives " + ("no tokens" if not ids else f"{len(ids)} tokens, {len(known)} distinct known: {ids[:8]}")
+    name = type(tokenizer).__name__
+    if directory is not None and not _tokenizer_files(directory):
+        raise Sparse24Error(f"no tokenizer files in {directory}: transformers built a {name} from config.json alone, with no vocabulary ({gives}); {_SAVE_HINT}")
+    raise Sparse24Error(f"the {name} from {source} has no vocabulary ({gives}); give a tokenizer with one")
+
+
 def _load_tokenizer(tokenizer: Any) -> Any:
     if not isinstance(tokenizer, (str, os.PathLike)):
+        _require_vocabulary(tokenizer, "the caller", None)
         return tokenizer
-    if not Path(tokenizer).is_dir():
+    directory = Path(tokenizer)
+    if not directory.is_dir():
         raise Sparse24Error(f"tokenizer directory not found: {tokenizer}")
     try:
         from transformers import AutoTokenizer
@@ -77,12 +111,11 @@ def _load_tokenizer(tokenizer: Any) -> Any:
     try:
         loaded = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
     except (OSError, ValueError) as error:
-        raise Sparse24Error(f"no tokenizer could be loaded from {tokenizer}: {str(error).splitlines()[0]}") from error
-    if not loaded.vocab_size:  # a model directory saved without its tokenizer: transformers builds an empty one from config.json
-        raise Sparse24Error(
-            f"no tokenizer files in {tokenizer} (transformers made an empty {type(loaded).__name__} from its config, which turns "
-            "any text into 0 tokens); save the model's tokenizer there (tokenizer.save_pretrained) or name its directory (--tokenizer DIR)"
-        )
+        reason = str(error).splitlines()[0].rstrip(": ")
+        if not _tokenizer_files(directory):
+            raise Sparse24Error(f"no tokenizer files in {directory} (transformers: {reason}); {_SAVE_HINT}") from error
+        raise Sparse24Error(f"no tokenizer could be loaded from {tokenizer}: {reason}") from error
+    _require_vocabulary(loaded, str(tokenizer), directory)
     return loaded
 
 

@@ -81,13 +81,42 @@ def test_bad_text_is_one_clear_error(tmp_path: Path, tokenizer_dir: Path) -> Non
             text_windows(path, tokenizer_dir, seq_len=64)
     with pytest.raises(Sparse24Error, match="tokenizer directory not found"):
         text_windows(tmp_path / "short.txt", tmp_path / "no-tokenizer")
-    # a model saved without its tokenizer: transformers 5 builds an empty GPT2Tokenizer from config.json, whose
-    # vocabulary turns every text into 0 tokens (it was reported as "gives 0 tokens, fewer than one window")
-    transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2).save_pretrained(tmp_path / "model-only")
-    with pytest.raises(Sparse24Error, match=r"no tokenizer files in .*model-only \(transformers made an empty \w+ from its config"):
-        text_windows(tmp_path / "short.txt", tmp_path / "model-only", seq_len=1)
     with pytest.raises(ValueError, match="seq_len must be a positive int"):
         text_windows(tmp_path / "short.txt", tokenizer_dir, seq_len=0)
+
+
+# Models saved without their tokenizer: transformers 5 still builds one from config.json alone, with no vocabulary.
+# GPT-2's and Qwen2's turn any text into 0 tokens (reported as "gives 0 tokens, fewer than one window"); BERT's and
+# T5's into unknown tokens, so the windows were all [UNK] and calibration ran on them without a word. Llama's fails
+# to load at all.
+MODEL_ONLY = {
+    "gpt2": lambda: transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2),
+    "qwen2": lambda: transformers.Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64),
+    "bert": lambda: transformers.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64),
+    "t5": lambda: transformers.T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=64),
+    "llama": lambda: transformers.LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64),
+}
+
+
+@pytest.mark.parametrize("family", MODEL_ONLY)
+def test_a_model_directory_without_tokenizer_files_is_refused(tmp_path: Path, family: str) -> None:
+    (tmp_path / "short.txt").write_text(TEXT)
+    MODEL_ONLY[family]().save_pretrained(tmp_path / "model-only")
+    with pytest.raises(Sparse24Error, match=r"no tokenizer files in .*model-only(: transformers built a \w+ from config.json alone, with no vocabulary| \(transformers: )"):
+        text_windows(tmp_path / "short.txt", tmp_path / "model-only", seq_len=1)
+
+
+def test_a_tokenizer_without_vocabulary_is_refused_however_given(tmp_path: Path, tokenizer_dir: Path) -> None:
+    (tmp_path / "short.txt").write_text(TEXT)
+    MODEL_ONLY["bert"]().save_pretrained(tmp_path / "model-only")
+    empty = transformers.AutoTokenizer.from_pretrained(tmp_path / "model-only")
+    with pytest.raises(Sparse24Error, match=r"the BertTokenizer from the caller has no vocabulary \(.* gives 12 tokens, 0 distinct known"):
+        text_windows(tmp_path / "short.txt", empty, seq_len=1)
+    # the same files next to a tokenizer file: no longer "no tokenizer files", still no vocabulary
+    (tmp_path / "model-only" / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(Sparse24Error, match=r"the \w+ from .*model-only has no vocabulary"):
+        text_windows(tmp_path / "short.txt", tmp_path / "model-only", seq_len=1)
+    assert len(text_windows(tmp_path / "short.txt", transformers.AutoTokenizer.from_pretrained(tokenizer_dir), seq_len=4)) == 128
 
 
 def test_recipe_form_builds_the_windows(tmp_path: Path, tokenizer_dir: Path) -> None:
