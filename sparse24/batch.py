@@ -37,7 +37,11 @@ def model_loss(output: Any) -> Tensor:
         return output
     loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
     if loss is None:
-        raise Sparse24Error("the model's output has no loss; pass loss_fn=lambda model, batch: ...")
+        raise Sparse24Error(
+            f"the model's output ({type(output).__name__}) has no loss: give a loss_fn(model, batch) (Python: loss_fn=..., "
+            "recipe: loss: module:name, CLI: --loss module:name), or batches the model computes its loss from "
+            "(a transformers model: labels in the batch; sparse24.data.text_windows(..., labels=True))"
+        )
     return loss
 
 

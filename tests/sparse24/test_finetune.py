@@ -166,6 +166,24 @@ def test_bad_training_loss_is_refused(loss_fn, message):
     assert_same_state(state_of(model), before)
 
 
+def test_a_model_output_without_loss_names_the_ways_to_give_one():
+    """No loss_fn and an output with no loss (a causal LM's batches without labels): each way to give one is named."""
+
+    class NoLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = sparse_mlp()
+
+        def forward(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+            return {"logits": self.inner(x)}
+
+    model = NoLoss()
+    before = state_of(model)
+    with pytest.raises(Sparse24Error, match=r"the model's output \(dict\) has no loss: give a loss_fn\(model, batch\) \(Python: loss_fn=\.\.\., recipe: loss: module:name, CLI: --loss module:name\), or batches .*labels=True"):
+        finetune(model, mlp_batches(2), **quiet())
+    assert_same_state(state_of(model), before)
+
+
 def test_an_error_in_the_users_loss_says_which_batch_and_step():
     calls = []
 
