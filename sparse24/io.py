@@ -22,7 +22,7 @@ from .dist import unwrap
 from .enforce import MASK_SUFFIX, load_masks, masked_gemm_weights
 from .errors import Sparse24Error, first_line
 
-__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes", "check_fits"]
+__all__ = ["save", "load", "read_state_dict", "load_model", "load_object", "build_object", "atomic_path", "write_text", "file_axes", "file_format", "check_fits"]
 
 _METADATA_KEY = "sparse24"
 _file_modules: dict[Path, ModuleType] = {}  # resolved path -> the module load_object ran it as
@@ -82,23 +82,48 @@ def file_axes(path: str | os.PathLike) -> dict[str, int] | None:
     return {name: int(dim) for name, dim in json.loads(metadata[_METADATA_KEY])["axes"].items()}
 
 
+def file_format(path: Path) -> str:
+    """``"safetensors"``, ``"torch"`` (a zip archive or a pickle, as ``torch.save`` writes) or ``"unknown"``, by content."""
+    with path.open("rb") as file:
+        head = file.read(9)
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:  # an 8-byte header length, then the JSON header
+        return "safetensors"  # (a zip archive's byte 8 is its compression method, 0 or 8; a pickle's never "{" there)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip archive, or its legacy pickle
+        return "torch"
+    return "unknown"
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Tensors of a safetensors file or a ``torch.save`` file (read with ``weights_only=True``).
 
-    A checkpoint that wraps its weights under ``"state_dict"`` or ``"model"`` is unwrapped.
+    The format is read from the file's first bytes, whatever its suffix. A checkpoint that wraps its
+    weights under ``"state_dict"`` or ``"model"`` is unwrapped.
     """
     path = Path(path)
     if not path.is_file():
         raise Sparse24Error(f"weights file not found: {path}")
+    kind = file_format(path)
+    if kind == "unknown":
+        with path.open("rb") as file:
+            start = file.read(16)
+        what = f"it starts with {start!r}" if start else "it is empty"
+        raise Sparse24Error(f"cannot read weights file {path}: neither a safetensors file nor a torch.save file ({what})")
     try:
-        if path.suffix == ".safetensors":
+        if kind == "safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with path.open("rb") as file:  # a file object: torch.load reads a path named .safetensors as safetensors
+                state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # any reader failure means an unreadable file
-        raise Sparse24Error(f"cannot read weights file {path}: {first_line(error)}") from error
+        reason = first_line(error)
+        if kind == "torch" and reason.startswith("Weights only load failed"):
+            reason = (
+                "it holds Python objects besides tensors (a whole model saved with torch.save(model)?), and sparse24 "
+                "loads tensors only (weights_only=True: no code in the file runs); save model.state_dict() or a safetensors file"
+            )
+        raise Sparse24Error(f"cannot read weights file {path}: {reason}") from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

@@ -159,17 +159,51 @@ def _record(value):
 def test_read_state_dict_uses_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"w": torch.zeros(2), "payload": _Payload()}, path)
-    with pytest.raises(sparse24.Sparse24Error, match="evil.pt"):
+    with pytest.raises(sparse24.Sparse24Error, match=r"evil.pt: it holds Python objects besides tensors .* save model.state_dict\(\) or a safetensors file"):
         read_state_dict(path)
     assert EXECUTED == []
+    whole = tmp_path / "whole.pt"
+    torch.save(nn.Linear(4, 4), whole)  # torch.save(model): the usual way to get a file of objects
+    with pytest.raises(sparse24.Sparse24Error, match=r"whole.pt: it holds Python objects besides tensors \(a whole model saved with torch.save\(model\)\?\)"):
+        read_state_dict(whole)
 
 
 @pytest.mark.parametrize("name", ["garbage.pt", "garbage.safetensors", "garbage.bin"])
 def test_read_garbage_file(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"\x00\x01 this is not a weights file \xff" * 10)
-    with pytest.raises(sparse24.Sparse24Error, match="cannot read"):
+    with pytest.raises(sparse24.Sparse24Error, match=r"cannot read weights file .*: neither a safetensors file nor a torch.save file \(it starts with b'\\x00\\x01 this is not"):
         read_state_dict(path)
+    path.write_bytes(b"")
+    with pytest.raises(sparse24.Sparse24Error, match=r"neither a safetensors file nor a torch.save file \(it is empty\)"):
+        read_state_dict(path)
+
+
+def test_the_format_is_read_from_the_content_whatever_the_suffix(tmp_path, sparse_model):
+    """A safetensors file named .bin or .pt is read as safetensors (torch.load refused it as a pickle); a torch.save
+    file named .safetensors as a torch.save file; a truncated one of either says the reader's own reason."""
+    state = sparse_model.state_dict()
+    sparse24.save(sparse_model, tmp_path / "model.safetensors")
+    torch.save(state, tmp_path / "model.pt")
+    for source, name in (("model.safetensors", "renamed.bin"), ("model.pt", "renamed.safetensors")):
+        (tmp_path / name).write_bytes((tmp_path / source).read_bytes())
+        assert _state_equal(read_state_dict(tmp_path / name), state)
+    assert file_axes(tmp_path / "renamed.bin") == file_axes(tmp_path / "model.safetensors")
+    # a safetensors header whose length's first byte is 0x80, a pickle's first byte: still safetensors
+    from safetensors.torch import save_file
+
+    odd = tmp_path / "odd.safetensors"
+    for pad in range(0, 512, 8):
+        save_file({"w": torch.ones(2)}, str(odd), metadata={"pad": "x" * pad})
+        if odd.read_bytes()[0] == 0x80:
+            break
+    assert odd.read_bytes()[0] == 0x80
+    assert _state_equal(read_state_dict(odd), {"w": torch.ones(2)})
+    for source in ("model.safetensors", "model.pt"):
+        cut = tmp_path / f"cut-{source}"
+        cut.write_bytes((tmp_path / source).read_bytes()[:100])
+        with pytest.raises(sparse24.Sparse24Error, match=rf"cannot read weights file .*cut-{source}: (?!neither)"):
+            read_state_dict(cut)
 
 
 def test_read_missing_file(tmp_path):
