@@ -76,9 +76,12 @@ def _text_data(args: argparse.Namespace, model: Any) -> list:
             raise Sparse24Error(f"--seq-len {seq_len} is longer than the model's {positions} positions")
         seq_len = positions
         logger.info("--data text: windows of %d tokens, the model's positions (--seq-len to choose)", seq_len)
+    # labels: Taylor's loss; an encoder-decoder's decoder runs on them too (transformers shifts them into its inputs),
+    # as it has no inputs of its own in a window of text
+    labels = args.method == "taylor" or bool(getattr(config, "is_encoder_decoder", False))
     return text_windows(
         args.data[len(TEXT_PREFIX) :], tokenizer, seq_len=seq_len, num_samples=DEFAULT_SAMPLES if args.num_batches is None else args.num_batches,
-        seed=0 if args.data_seed is None else args.data_seed, labels=args.method == "taylor",
+        seed=0 if args.data_seed is None else args.data_seed, labels=labels,
     )
 
 

@@ -155,3 +155,21 @@ def test_cli_prune_with_text_data(tmp_path: Path, tokenizer_dir: Path, capsys: p
     assert main(["prune", "sparse24.demo:DigitsTransformer", "--method", "wanda", "--data", f"text:{corpus}", "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "needs a tokenizer: --tokenizer DIR" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_cli_prune_an_encoder_decoder_with_text_data(tmp_path: Path, tokenizer_dir: Path, capsys: pytest.CaptureFixture, method: str) -> None:
+    """A window of text holds no decoder inputs: the windows carry labels, which transformers shifts into them (before,
+    T5's decoder ran on nothing: "You must specify exactly one of input_ids or inputs_embeds")."""
+    from sparse24.cli import main
+
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=320, d_model=64, d_kv=16, d_ff=128, num_layers=1, num_heads=4, decoder_start_token_id=0)
+    model_dir = tmp_path / "t5"
+    transformers.T5ForConditionalGeneration(config).save_pretrained(model_dir)
+    transformers.AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(model_dir)
+    out = tmp_path / "pruned"
+    assert main(["prune", f"hf:{model_dir}", "--method", method, "--data", f"text:{_corpus(tmp_path / 'corpus')}", "--seq-len", "16", "--num-batches", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "decoder.block.0.layer.2.DenseReluDense.wo.weight" in printed and f"criterion: {method}" in printed
+    assert main(["verify", str(out)]) == 0
