@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ DEFAULT_SEQ_LEN = 2048  # SparseGPT's and Wanda's calibration windows
 DEFAULT_SAMPLES = 128
 TEXT_PREFIX = "text:"  # the command line's --data text:PATH
 _SUFFIXES = (".txt", ".jsonl")
+CHARS_PER_WINDOW_TOKEN = 32  # a corpus over this many characters per token of the windows is sampled, not read whole
+MIN_BUDGET_CHARS = 1 << 22  # ... and over this many (4 Mi) in any case
+PIECE_CHARS = 1 << 16  # a sampled corpus is cut into pieces of about this many characters
 _PROBE = "The quick brown fox jumps over the lazy dog, 0123456789."  # any real vocabulary splits it into several known tokens
 
 
@@ -119,6 +122,32 @@ def _load_tokenizer(tokenizer: Any) -> Any:
     return loaded
 
 
+def _pieces(document: str) -> Iterator[str]:
+    """``document`` in consecutive pieces of about :data:`PIECE_CHARS` characters, cut after a newline where one is."""
+    start = 0
+    while start < len(document):
+        stop = start + PIECE_CHARS
+        if stop < len(document):
+            newline = document.rfind("\n", start, stop)
+            stop = newline + 1 if newline > start else stop
+        yield document[start:stop]
+        start = stop
+
+
+def _sample_pieces(documents: list[str], budget: int, seed: int) -> list[str]:
+    """Pieces of ``documents`` in a random order (``seed``) until ``budget`` characters: a large corpus is sampled
+    across its whole length, as SparseGPT and Wanda draw random C4 documents, without tokenizing all of it."""
+    pieces = [piece for document in documents for piece in _pieces(document)]
+    order = torch.randperm(len(pieces), generator=torch.Generator().manual_seed(seed)).tolist()
+    chosen, size = [], 0
+    for index in order:
+        if size >= budget:
+            break
+        chosen.append(pieces[index])
+        size += len(pieces[index])
+    return chosen
+
+
 def text_windows(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     tokenizer: Any,
@@ -133,6 +162,10 @@ def text_windows(
 
     ``path``: a text file, a directory of ``.txt``/``.jsonl`` files, or a list of these. ``tokenizer``: a
     local directory (``AutoTokenizer.from_pretrained``, never the network) or a tokenizer object.
+
+    A corpus over ``max(32 * num_samples * seq_len, 4 Mi)`` characters is not tokenized whole: it is cut into
+    pieces of about 64 Ki characters (after a newline), and pieces drawn in a random order (``seed``) up to
+    that many characters are tokenized and joined by the end-of-sequence token.
     """
     for name, value in (("seq_len", seq_len), ("num_samples", num_samples)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -141,16 +174,25 @@ def text_windows(
     files = [file for p in paths for file in text_files(p)]
     tokenizer = _load_tokenizer(tokenizer)
     separator = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
+    documents = [document for file in files for document in _documents(file)]
+    budget = max(CHARS_PER_WINDOW_TOKEN * num_samples * seq_len, MIN_BUDGET_CHARS)
+    total = sum(len(document) for document in documents)
+    if total > budget:
+        documents = _sample_pieces(documents, budget, seed)
+        logger.info(
+            "calibration: the text's %d characters are over the budget of %d (%d x num_samples x seq_len): "
+            "tokenizing %d random pieces of it (seed %d), %d characters", total, budget, CHARS_PER_WINDOW_TOKEN,
+            len(documents), seed, sum(len(piece) for piece in documents),
+        )
     ids: list[int] = []
     limit = getattr(tokenizer, "model_max_length", None)
     try:
         if limit is not None:
             tokenizer.model_max_length = 1 << 62  # whole documents, without the "longer than the model" warning
-        for file in files:
-            for document in _documents(file):
-                if ids:
-                    ids += separator
-                ids += tokenizer(document, add_special_tokens=False)["input_ids"]
+        for document in documents:
+            if ids:
+                ids += separator
+            ids += tokenizer(document, add_special_tokens=False)["input_ids"]
     finally:
         if limit is not None:
             tokenizer.model_max_length = limit

@@ -173,3 +173,51 @@ def test_cli_prune_an_encoder_decoder_with_text_data(tmp_path: Path, tokenizer_d
     printed = capsys.readouterr().out
     assert "decoder.block.0.layer.2.DenseReluDense.wo.weight" in printed and f"criterion: {method}" in printed
     assert main(["verify", str(out)]) == 0
+
+
+def test_a_corpus_over_the_budget_is_sampled_in_pieces_not_tokenized_whole(tmp_path: Path, tokenizer_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over max(32 x num_samples x seq_len, 4 Mi) characters, random pieces (cut after newlines) up to that many are
+    tokenized; before, every character was (a C4 shard: minutes and tens of GB of token lists for 128 windows)."""
+    from sparse24 import data
+
+    monkeypatch.setattr(data, "MIN_BUDGET_CHARS", 0)
+    monkeypatch.setattr(data, "PIECE_CHARS", 300)
+    corpus = _corpus(tmp_path / "corpus")  # 4783 characters in 3 documents; the budget below is 32 x 2 x 16 = 1024
+    real = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
+    seen: list[str] = []
+
+    class Counting:
+        """The real tokenizer, recording the texts it is given."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def __call__(self, text: str, **kwargs: object) -> object:
+            seen.append(text)
+            return real(text, **kwargs)
+
+    windows = text_windows(corpus, Counting(), seq_len=16, num_samples=2, seed=3)
+    pieces = seen[1:]  # the first call is the vocabulary probe
+    assert 1024 <= sum(map(len, pieces)) < 1024 + 300
+    assert all(len(piece) <= 300 and piece in TEXT for piece in pieces)
+    assert all(piece.endswith("\n") for piece in pieces if not TEXT.endswith(piece))  # cut after a newline
+    in_order = [piece for document in (TEXT[:1500], TEXT[1500:2500], TEXT[2500:]) for piece in data._pieces(document)]
+    assert len(set(pieces)) == len(pieces) and set(pieces) <= set(in_order) and pieces != in_order[: len(pieces)]  # drawn at random
+    # the windows are slices of those pieces' tokens, joined by the end-of-sequence token
+    stream = []
+    for piece in pieces:
+        stream += ([real.eos_token_id] if stream else []) + real(piece, add_special_tokens=False)["input_ids"]
+    for window in windows:
+        ids = window["input_ids"][0].tolist()
+        assert any(stream[start : start + 16] == ids for start in range(len(stream) - 15))
+    # the same seed draws the same pieces and windows; another seed other pieces
+    seen.clear()
+    again = text_windows(corpus, Counting(), seq_len=16, num_samples=2, seed=3)
+    assert seen[1:] == pieces and all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(again, windows))
+    seen.clear()
+    text_windows(corpus, Counting(), seq_len=16, num_samples=2, seed=4)
+    assert seen[1:] != pieces
+    # under the budget, the documents are tokenized whole, in file order, as before
+    seen.clear()
+    text_windows(corpus, Counting(), seq_len=16, num_samples=10)  # budget 5120 > 4783
+    assert seen[1:] == [TEXT[:1500], TEXT[1500:2500], TEXT[2500:]]
