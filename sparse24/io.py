@@ -82,9 +82,9 @@ def file_axes(path: str | os.PathLike) -> dict[str, int] | None:
     return {name: int(dim) for name, dim in json.loads(metadata[_METADATA_KEY])["axes"].items()}
 
 
-def file_format(path: Path) -> str:
+def file_format(path: str | os.PathLike) -> str:
     """``"safetensors"``, ``"torch"`` (a zip archive or a pickle, as ``torch.save`` writes) or ``"unknown"``, by content."""
-    with path.open("rb") as file:
+    with Path(path).open("rb") as file:
         head = file.read(9)
     if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:  # an 8-byte header length, then the JSON header
         return "safetensors"  # (a zip archive's byte 8 is its compression method, 0 or 8; a pickle's never "{" there)

@@ -978,7 +978,7 @@ def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expe
     A from_pretrained directory (``sparse24 prune hf:... --out DIR``) is checked by
     :func:`sparse24.hub.verify_dir`, its class from ``hf_class`` or its ``config.json``.
     """
-    from .io import file_format, check_fits, file_axes, read_state_dict
+    from .io import check_fits, file_axes, file_format, read_state_dict
 
     if Path(path).is_dir():  # a from_pretrained directory (sparse24 prune hf:... --out DIR): its config.json names the model
         from .hub import verify_dir
@@ -990,7 +990,7 @@ def verify_file(path: str | os.PathLike, model: nn.Module | None = None, *, expe
         raise ValueError("hf_class applies to a from_pretrained directory; for a file, pass the model")
     source = str(path)
     state = read_state_dict(path)
-    recorded = file_axes(path) if file_format(Path(path)) == "safetensors" else None
+    recorded = file_axes(path) if file_format(path) == "safetensors" else None
     if model is not None:
         check_fits(model, state, source)
         weights = {w.name: w for w in gemm_weights(model)}
