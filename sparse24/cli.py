@@ -423,7 +423,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--data",
         help="calibration batches for --method taylor, wanda, sparsegpt: module:name (an iterable, or a callable returning one), or text:PATH "
-        "(a text file or a directory of .txt/.jsonl files: random windows of --seq-len tokens, one per batch, as SparseGPT and Wanda draw theirs)",
+        "(a text file or a directory of .txt/.jsonl files, gzipped too, C4's .json.gz shards among them: random windows of --seq-len tokens, one per batch, as SparseGPT and Wanda draw theirs)",
     )
     prune.add_argument("--seq-len", type=int, help=f"--data text: tokens per window (default {DEFAULT_SEQ_LEN}, at most the model's positions)")
     prune.add_argument("--tokenizer", metavar="DIR", help="--data text: the tokenizer's directory (default: the hf:DIR model's own)")

@@ -2,13 +2,15 @@
 windows of ``seq_len`` tokens (128 windows of 2048 tokens from C4 in both), one window per batch.
 
 Offline, the text is the user's own: a file, or a directory of ``.txt`` and ``.jsonl`` files (a
-JSON object with a ``"text"`` string per line, as ``datasets``' ``to_json`` writes). Each file
+JSON object with a ``"text"`` string per line, as ``datasets``' ``to_json`` writes), gzipped or not
+(C4's shards, ``c4-train.00000-of-01024.json.gz``, are JSON lines named ``.json.gz``). Each file
 is tokenized on its own and the files are joined with the tokenizer's end-of-sequence token, so
 a window may span two documents, as a window of concatenated WikiText does.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import Sparse24Error
+from .errors import Sparse24Error, first_line
 
 __all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEQ_LEN", "TEXT_PREFIX", "text_files", "text_windows"]
 
@@ -28,32 +30,49 @@ logger = logging.getLogger(__name__)
 DEFAULT_SEQ_LEN = 2048  # SparseGPT's and Wanda's calibration windows
 DEFAULT_SAMPLES = 128
 TEXT_PREFIX = "text:"  # the command line's --data text:PATH
-_SUFFIXES = (".txt", ".jsonl")
+_SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz", ".json.gz")  # a directory's text files (C4's shards: .json.gz)
 CHARS_PER_WINDOW_TOKEN = 32  # a corpus over this many characters per token of the windows is sampled, not read whole
 MIN_BUDGET_CHARS = 1 << 22  # ... and over this many (4 Mi) in any case
 PIECE_CHARS = 1 << 16  # a sampled corpus is cut into pieces of about this many characters
 _PROBE = "The quick brown fox jumps over the lazy dog, 0123456789."  # any real vocabulary splits it into several known tokens
 
 
+def _is_json_lines(file: Path) -> bool:
+    """A ``.jsonl`` or ``.json`` file (C4's shards: ``.json.gz``), compressed or not, read as JSON lines."""
+    suffixes = file.suffixes[-2:] if file.suffix == ".gz" else file.suffixes[-1:]
+    return bool(suffixes) and suffixes[0] in (".jsonl", ".json")
+
+
 def text_files(path: str | os.PathLike) -> list[Path]:
-    """``path`` itself, or the ``.txt`` and ``.jsonl`` files under the directory ``path`` (sorted, recursively)."""
+    """``path`` itself, or the text files under the directory ``path`` (:data:`_SUFFIXES`; sorted, recursively)."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise Sparse24Error(f"calibration text not found: {path}")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES))
     if not files:
-        raise Sparse24Error(f"calibration text: no {' or '.join(_SUFFIXES)} files under {path}")
+        raise Sparse24Error(f"calibration text: no {', '.join(_SUFFIXES)} files under {path}")
     return files
 
 
-def _documents(file: Path) -> list[str]:
+def _read_text(file: Path) -> str:
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.suffix == ".gz":
+            with gzip.open(file, "rt", encoding="utf-8") as stream:
+                return stream.read()
+        return file.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
+        if file.suffix == ".gz":  # the error's offset is within a decompressed chunk: not worth printing
+            raise Sparse24Error(f"calibration text: {file} is not UTF-8 text once decompressed ({error.reason})") from error
         raise Sparse24Error(f"calibration text: {file} is not UTF-8 text ({error.reason} at byte {error.start})") from error
-    if file.suffix != ".jsonl":
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a truncated archive ends in EOFError
+        raise Sparse24Error(f"calibration text: {file} is not a readable gzip file ({first_line(error)})") from error
+
+
+def _documents(file: Path) -> list[str]:
+    text = _read_text(file)
+    if not _is_json_lines(file):
         return [text]
     documents = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -62,9 +81,9 @@ def _documents(file: Path) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg})") from error
+            raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg}; JSON lines: one object per line)") from error
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each .jsonl line is an object with one)')
+            raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each line is an object with one)')
         documents.append(record["text"])
     return documents
 

@@ -70,7 +70,7 @@ def test_bad_text_is_one_clear_error(tmp_path: Path, tokenizer_dir: Path) -> Non
     (tmp_path / "short.txt").write_text("x = 1")
     cases = [
         (tmp_path / "missing", "calibration text not found"),
-        (tmp_path / "empty", r"no \.txt or \.jsonl files under"),
+        (tmp_path / "empty", r"no \.txt, \.jsonl, \.txt\.gz, \.jsonl\.gz, \.json\.gz files under"),
         (tmp_path / "bad.jsonl", r'bad\.jsonl:2 has no "text" string'),
         (tmp_path / "broken.jsonl", r"broken\.jsonl:1 is not JSON"),
         (tmp_path / "latin1.txt", "is not UTF-8 text"),
@@ -221,3 +221,36 @@ def test_a_corpus_over_the_budget_is_sampled_in_pieces_not_tokenized_whole(tmp_p
     seen.clear()
     text_windows(corpus, Counting(), seq_len=16, num_samples=10)  # budget 5120 > 4783
     assert seen[1:] == [TEXT[:1500], TEXT[1500:2500], TEXT[2500:]]
+
+
+def test_gzipped_text_and_c4_shards_are_read(tmp_path: Path, tokenizer_dir: Path) -> None:
+    """C4's shards are JSON lines named .json.gz (SparseGPT's and Wanda's calibration files): read as they are, in a
+    directory or named alone, with .txt.gz and .jsonl.gz; the same windows as the uncompressed files give."""
+    import gzip
+
+    plain = _corpus(tmp_path / "plain")
+    packed = tmp_path / "packed"
+    (packed / "sub").mkdir(parents=True)
+    (packed / "a.txt.gz").write_bytes(gzip.compress((plain / "a.txt").read_bytes()))
+    (packed / "sub" / "b.json.gz").write_bytes(gzip.compress((plain / "sub" / "b.jsonl").read_bytes()))
+    (packed / "config.json").write_text("{}")  # a plain .json beside them is not text to read
+    expected = text_windows(plain, tokenizer_dir, seq_len=16, num_samples=4)
+    for given in (packed, [packed / "a.txt.gz", packed / "sub" / "b.json.gz"]):
+        windows = text_windows(given, tokenizer_dir, seq_len=16, num_samples=4)
+        assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(windows, expected))
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress((plain / "sub" / "b.jsonl").read_bytes()))
+    alone = text_windows(tmp_path / "c.jsonl.gz", tokenizer_dir, seq_len=16, num_samples=2)
+    unpacked = text_windows(plain / "sub" / "b.jsonl", tokenizer_dir, seq_len=16, num_samples=2)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(alone, unpacked))
+    (tmp_path / "cut.json.gz").write_bytes(gzip.compress(b'{"text": "x"}\n' * 50)[:30])
+    (tmp_path / "fake.txt.gz").write_bytes(b"plain text, not gzip")
+    (tmp_path / "latin1.txt.gz").write_bytes(gzip.compress("café".encode("latin-1")))
+    (tmp_path / "array.json.gz").write_bytes(gzip.compress(b'[\n{"text": "x"}\n]\n'))
+    for name, match in (
+        ("cut.json.gz", r"cut\.json\.gz is not a readable gzip file"),
+        ("fake.txt.gz", r"fake\.txt\.gz is not a readable gzip file"),
+        ("latin1.txt.gz", r"latin1\.txt\.gz is not UTF-8 text once decompressed"),
+        ("array.json.gz", r"array\.json\.gz:1 is not JSON \(.*; JSON lines: one object per line\)"),
+    ):
+        with pytest.raises(Sparse24Error, match=match):
+            text_windows(tmp_path / name, tokenizer_dir, seq_len=1)
