@@ -53,29 +53,42 @@ def _sequential_spec(value: str | None) -> bool | str | list[str] | None:
     return names if len(names) > 1 else names[0]
 
 
+def _tokenizer_dir(given: str | None, model_spec: str, what: str) -> str:
+    """``--tokenizer DIR``, else the hf:DIR model's own directory."""
+    from . import hub
+
+    if given is not None:
+        return given
+    parts = hub.split_spec(model_spec)
+    if parts is None or parts[0] != "hf":
+        raise Sparse24Error(f"{what} needs a tokenizer: --tokenizer DIR (an hf:DIR model's own directory is the default)")
+    return parts[1]
+
+
+def _window(given: int | None, model: Any) -> int:
+    """Tokens per window: ``--seq-len``, else :data:`DEFAULT_SEQ_LEN`, at most the model's positions."""
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    seq_len = given if given is not None else DEFAULT_SEQ_LEN
+    if isinstance(positions, int) and seq_len > positions:
+        if given is not None:
+            raise Sparse24Error(f"--seq-len {seq_len} is longer than the model's {positions} positions")
+        seq_len = positions
+        logger.info("windows of %d tokens, the model's positions (--seq-len to choose)", seq_len)
+    return seq_len
+
+
 def _text_data(args: argparse.Namespace, model: Any) -> list:
     """``--data text:PATH``: :func:`sparse24.data.text_windows` with the hf: model's own tokenizer unless ``--tokenizer``,
     windows no longer than the model's positions."""
-    from . import hub
     from .data import text_windows
 
-    tokenizer = args.tokenizer
-    if tokenizer is None:
-        parts = hub.split_spec(args.model)
-        if parts is None or parts[0] != "hf":
-            raise Sparse24Error("--data text:PATH needs a tokenizer: --tokenizer DIR (an hf:DIR model's own directory is the default)")
-        tokenizer = parts[1]
+    tokenizer = _tokenizer_dir(args.tokenizer, args.model, "--data text:PATH")
     for flag, value in (("--seq-len", args.seq_len), ("--num-batches", args.num_batches)):
         if value is not None and value < 1:
             raise Sparse24Error(f"{flag} must be at least 1, got {value}")
     config = getattr(model, "config", None)
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    seq_len = args.seq_len if args.seq_len is not None else DEFAULT_SEQ_LEN
-    if isinstance(positions, int) and seq_len > positions:
-        if args.seq_len is not None:
-            raise Sparse24Error(f"--seq-len {seq_len} is longer than the model's {positions} positions")
-        seq_len = positions
-        logger.info("--data text: windows of %d tokens, the model's positions (--seq-len to choose)", seq_len)
+    seq_len = _window(args.seq_len, model)
     # labels: Taylor's loss; an encoder-decoder's decoder runs on them too (transformers shifts them into its inputs),
     # as it has no inputs of its own in a window of text
     labels = args.method == "taylor" or bool(getattr(config, "is_encoder_decoder", False))
@@ -162,6 +175,50 @@ def _verify(args: argparse.Namespace) -> int:
         report = verify_file(args.file, model, expect=args.expect)
     print(report.to_json() if args.json else report)
     print(f"OK: {len(report.sparse_layers)} weights are 2:4 along their reduction axis, as stored in {args.file}")
+    return 0
+
+
+def _perplexity(args: argparse.Namespace) -> int:
+    """Each model's perplexity on the same token stream, one model in memory at a time."""
+    import json
+
+    from . import io
+    from .data import text_tokens
+    from .evaluate import perplexity
+    from .recipe import resolve_device
+
+    for flag, value in (("--seq-len", args.seq_len), ("--max-windows", args.max_windows)):
+        if value is not None and value < (2 if flag == "--seq-len" else 1):
+            raise Sparse24Error(f"{flag} must be at least {2 if flag == '--seq-len' else 1}, got {value}")
+    if args.json and not Path(args.json).parent.is_dir():
+        raise Sparse24Error(f"output directory does not exist: {Path(args.json).parent}")
+    path = args.data[len(TEXT_PREFIX) :] if args.data.startswith(TEXT_PREFIX) else args.data
+    tokenizer = _tokenizer_dir(args.tokenizer, args.models[0], "perplexity")
+    device = resolve_device(args.device)
+    results: list[dict[str, Any]] = []
+    tokens = seq_len = None
+    for spec in args.models:
+        model = io.load_model(spec, hf_class=args.hf_class)
+        if seq_len is None:  # the first model's positions bound the windows of all
+            seq_len = _window(args.seq_len, model)
+            limit = None if args.max_windows is None else args.max_windows * seq_len
+            tokens = text_tokens(path, tokenizer, max_tokens=limit)
+        else:
+            _window(seq_len, model)  # the same windows must fit every model
+        result = perplexity(model.to(device), tokens, seq_len=seq_len, max_windows=args.max_windows)
+        del model
+        results.append({"model": spec, **result.to_dict()})
+        logger.info("%s: perplexity %.4g over %d windows of %d tokens", spec, result.perplexity, result.windows, seq_len)
+    width = max(len(row["model"]) for row in results)
+    print(f"{'model':<{width}}  windows  tokens  perplexity  vs first")
+    for row in results:
+        ratio = row["perplexity"] / results[0]["perplexity"]
+        print(f"{row['model']:<{width}}  {row['windows']:>7}  {row['tokens']:>6}  {row['perplexity']:>10.4f}  {ratio:>7.3f}x")
+    print(f"non-overlapping windows of {seq_len} tokens from {args.data} (tokenizer {tokenizer}), on {device.type}")
+    if args.json:
+        document = {"data": args.data, "tokenizer": str(tokenizer), "seq_len": seq_len, "device": device.type, "results": results}
+        io.write_text(args.json, json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -451,6 +508,17 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--expect", action="append", metavar="GLOB", help="weights (names or module-name globs) that must be 2:4 even without a mask (repeatable)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=_verify)
+
+    ppl = commands.add_parser("perplexity", help="perplexity of causal LMs on local text, in non-overlapping windows (as SparseGPT and Wanda report WikiText-2's)")
+    ppl.add_argument("models", nargs="+", metavar="MODEL", help="hf:DIR (e.g. the dense model's and sparse24 prune --out DIR's), or module:callable; evaluated in turn on the same tokens")
+    ppl.add_argument("--data", required=True, help="text:PATH or PATH: a text file or a directory of .txt/.jsonl files, gzipped too (e.g. WikiText-2's test split as one .txt), tokenized whole, in file order")
+    ppl.add_argument("--hf-class", help=_HF_CLASS_HELP)
+    ppl.add_argument("--tokenizer", metavar="DIR", help="the tokenizer's directory (default: the first hf:DIR model's own), one for every model")
+    ppl.add_argument("--seq-len", type=int, help=f"tokens per window (default {DEFAULT_SEQ_LEN}, at most the first model's positions)")
+    ppl.add_argument("--max-windows", type=int, help="only the first N windows (default: every whole window)")
+    ppl.add_argument("--device", default="auto", help="where the models run: auto (cuda when available), cpu, cuda, cuda:1, ...")
+    ppl.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ppl.set_defaults(func=_perplexity)
 
     tune = commands.add_parser("finetune", help="recovery-finetune a 2:4 model from a YAML/TOML recipe (torchrun-ready)")
     tune.add_argument("--config", required=True, help="recipe file (.yaml, .yml or .toml); see sparse24.recipe")

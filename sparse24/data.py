@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .errors import Sparse24Error, first_line
 
-__all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEQ_LEN", "TEXT_PREFIX", "text_files", "text_windows"]
+__all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEQ_LEN", "TEXT_PREFIX", "text_files", "text_tokens", "text_windows"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,43 @@ def _sample_pieces(documents: list[str], budget: int, seed: int) -> list[str]:
     return chosen
 
 
+def _read(path: str | os.PathLike | Sequence[str | os.PathLike], tokenizer: Any) -> tuple[list[Path], Any, list[str]]:
+    """The text files at ``path``, the tokenizer (loaded and checked) and the files' documents, in order."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    files = [file for p in paths for file in text_files(p)]
+    tokenizer = _load_tokenizer(tokenizer)
+    return files, tokenizer, [document for file in files for document in _documents(file)]
+
+
+def _tokenize(documents: Sequence[str], tokenizer: Any, max_tokens: int | None = None) -> list[int]:
+    """The documents' token ids joined by the end-of-sequence token; stops once ``max_tokens`` are reached."""
+    separator = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
+    ids: list[int] = []
+    limit = getattr(tokenizer, "model_max_length", None)
+    try:
+        if limit is not None:
+            tokenizer.model_max_length = 1 << 62  # whole documents, without the "longer than the model" warning
+        for document in documents:
+            if max_tokens is not None and len(ids) >= max_tokens:
+                break
+            if ids:
+                ids += separator
+            ids += tokenizer(document, add_special_tokens=False)["input_ids"]
+    finally:
+        if limit is not None:
+            tokenizer.model_max_length = limit
+    return ids if max_tokens is None else ids[:max_tokens]
+
+
+def text_tokens(path: str | os.PathLike | Sequence[str | os.PathLike], tokenizer: Any, *, max_tokens: int | None = None) -> Tensor:
+    """The text at ``path`` (as :func:`text_windows` reads it) as one stream of token ids, in file order, whole or
+    its first ``max_tokens``: an evaluation set, as SparseGPT and Wanda tokenize WikiText-2's test split."""
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+    _, tokenizer, documents = _read(path, tokenizer)
+    return torch.tensor(_tokenize(documents, tokenizer, max_tokens), dtype=torch.long)
+
+
 def text_windows(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     tokenizer: Any,
@@ -189,11 +226,7 @@ def text_windows(
     for name, value in (("seq_len", seq_len), ("num_samples", num_samples)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    files = [file for p in paths for file in text_files(p)]
-    tokenizer = _load_tokenizer(tokenizer)
-    separator = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
-    documents = [document for file in files for document in _documents(file)]
+    files, tokenizer, documents = _read(path, tokenizer)
     budget = max(CHARS_PER_WINDOW_TOKEN * num_samples * seq_len, MIN_BUDGET_CHARS)
     total = sum(len(document) for document in documents)
     if total > budget:
@@ -203,18 +236,7 @@ def text_windows(
             "tokenizing %d random pieces of it (seed %d), %d characters", total, budget, CHARS_PER_WINDOW_TOKEN,
             len(documents), seed, sum(len(piece) for piece in documents),
         )
-    ids: list[int] = []
-    limit = getattr(tokenizer, "model_max_length", None)
-    try:
-        if limit is not None:
-            tokenizer.model_max_length = 1 << 62  # whole documents, without the "longer than the model" warning
-        for document in documents:
-            if ids:
-                ids += separator
-            ids += tokenizer(document, add_special_tokens=False)["input_ids"]
-    finally:
-        if limit is not None:
-            tokenizer.model_max_length = limit
+    ids = _tokenize(documents, tokenizer)
     if len(ids) < seq_len:
         where = files[0] if len(files) == 1 else f"{len(files)} files"
         raise Sparse24Error(f"calibration text: {where} gives {len(ids)} tokens, fewer than one window of seq_len={seq_len}; give more text or a smaller seq_len")

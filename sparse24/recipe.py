@@ -43,7 +43,7 @@ from typing import Any
 
 from .errors import Sparse24Error
 
-__all__ = ["Recipe", "read_recipe", "run_recipe", "RecipeResult"]
+__all__ = ["Recipe", "read_recipe", "run_recipe", "RecipeResult", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,8 @@ def read_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     )
 
 
-def _device(choice: str) -> Any:
+def resolve_device(choice: str) -> Any:
+    """A device name: ``auto`` (this rank's GPU when CUDA is available, else the CPU) or one torch knows and has here."""
     import torch
 
     from . import dist
@@ -304,7 +305,7 @@ def run_recipe(recipe: Recipe) -> RecipeResult:
         logger.info("recipe: %s", report._summary())
     elif not masked_gemm_weights(model):
         raise Sparse24Error("the model has no 2:4 masks: point weights at a file from `sparse24 prune`, or add a sparsify section")
-    device = _device(recipe.device)
+    device = resolve_device(recipe.device)
     model.to(device)
     train = io.build_object(recipe.train, "data.train")
     eval_data = io.build_object(recipe.eval, "data.eval") if recipe.eval is not None else None

@@ -1,4 +1,5 @@
-"""Calibration windows from local text (``sparse24.data``) and ``sparse24 prune --data text:PATH``."""
+"""Calibration windows from local text (``sparse24.data``, ``sparse24 prune --data text:PATH``) and perplexity on it
+(``sparse24.evaluate``, ``sparse24 perplexity``)."""
 
 from __future__ import annotations
 
@@ -254,3 +255,104 @@ def test_gzipped_text_and_c4_shards_are_read(tmp_path: Path, tokenizer_dir: Path
     ):
         with pytest.raises(Sparse24Error, match=match):
             text_windows(tmp_path / name, tokenizer_dir, seq_len=1)
+
+
+# -- perplexity on held-out text (sparse24.evaluate, sparse24 perplexity) ------------------------------------------
+
+
+class UniformLM(torch.nn.Module):
+    """Every next token equally likely: its perplexity is the vocabulary size, whatever the text."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(*ids.shape, self.vocab) * self.unused
+
+
+def _tiny_llama(tmp_path: Path, tokenizer_dir: Path) -> Path:
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=48)
+    model_dir = tmp_path / "llama"
+    transformers.LlamaForCausalLM(config).save_pretrained(model_dir)
+    transformers.AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(model_dir)
+    return model_dir
+
+
+def test_a_uniform_model_has_the_vocabulary_size_as_perplexity() -> None:
+    from sparse24.evaluate import perplexity
+
+    model = UniformLM(37).train()
+    tokens = torch.randint(0, 37, (100,))
+    result = perplexity(model, tokens, seq_len=16)
+    assert result.perplexity == pytest.approx(37, rel=1e-6) and (result.windows, result.tokens) == (6, 96)  # the last 4 tokens left out
+    assert perplexity(model, tokens, seq_len=16, max_windows=2).windows == 2
+    assert model.training  # put back
+    with pytest.raises(Sparse24Error, match="the text gives 10 tokens, fewer than one window of seq_len=16"):
+        perplexity(model, tokens[:10], seq_len=16)
+    with pytest.raises(ValueError, match="seq_len must be an int >= 2"):
+        perplexity(model, tokens, seq_len=1)
+    with pytest.raises(Sparse24Error, match=r"perplexity needs next-token logits \[1, 16, vocab\]; Sequential gave \[16\]"):
+        perplexity(torch.nn.Sequential(torch.nn.Flatten(0)), tokens, seq_len=16)
+
+
+def test_perplexity_is_the_papers_formula(tmp_path: Path, tokenizer_dir: Path) -> None:
+    """exp(sum over windows of (window loss x seq_len) / (windows x seq_len)), as SparseGPT's and Wanda's eval_ppl."""
+    from sparse24.data import text_tokens
+    from sparse24.evaluate import perplexity
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(_tiny_llama(tmp_path, tokenizer_dir))
+    tokens = text_tokens(_corpus(tmp_path / "corpus"), tokenizer_dir)
+    windows = tokens.numel() // 16
+    nlls = []
+    with torch.no_grad():
+        for i in range(windows):
+            ids = tokens[i * 16 : (i + 1) * 16].unsqueeze(0)
+            nlls.append(model(input_ids=ids, labels=ids).loss.float() * 16)  # transformers' own shifted loss
+    expected = torch.exp(torch.stack(nlls).sum() / (windows * 16)).item()
+    assert perplexity(model, tokens, seq_len=16).perplexity == pytest.approx(expected, rel=1e-5)
+    base = transformers.AutoModel.from_pretrained(tmp_path / "llama")
+    with pytest.raises(Sparse24Error, match="LlamaModel is not a causal language model"):
+        perplexity(base, tokens, seq_len=16)
+
+
+def test_cli_perplexity_of_the_dense_and_the_pruned_model(tmp_path: Path, tokenizer_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from sparse24.cli import main
+    from sparse24.data import text_tokens
+    from sparse24.evaluate import perplexity
+
+    dense = _tiny_llama(tmp_path, tokenizer_dir)
+    corpus = _corpus(tmp_path / "corpus")
+    pruned = tmp_path / "pruned"
+    assert main(["prune", f"hf:{dense}", "--out", str(pruned)]) == 0
+    capsys.readouterr()
+    report = tmp_path / "ppl.json"
+    assert main(["perplexity", f"hf:{dense}", f"hf:{pruned}", "--data", f"text:{corpus}", "--seq-len", "16", "--max-windows", "5", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(report.read_text())["results"]
+    tokens = text_tokens(corpus, dense)[:80]
+    for row, directory in zip(results, (dense, pruned)):
+        model = transformers.AutoModelForCausalLM.from_pretrained(directory)
+        assert row["model"] == f"hf:{directory}" and (row["windows"], row["tokens"]) == (5, 80)
+        assert row["perplexity"] == pytest.approx(perplexity(model, tokens, seq_len=16).perplexity, rel=1e-6)
+        assert f"{row['perplexity']:.4f}" in printed
+    assert results[0]["perplexity"] != results[1]["perplexity"]
+    errors = [
+        (["--seq-len", "64"], "--seq-len 64 is longer than the model's 48 positions"),
+        (["--seq-len", "1"], "--seq-len must be at least 2, got 1"),
+        (["--max-windows", "0"], "--max-windows must be at least 1, got 0"),
+        (["--hf-class", "LlamaModel"], "LlamaModel is not a causal language model"),
+        (["--device", "nonsense"], "unknown device 'nonsense'"),
+        (["--json", str(tmp_path / "missing" / "ppl.json")], "output directory does not exist"),
+    ]
+    for extra, message in errors:
+        assert main(["perplexity", f"hf:{dense}", "--data", f"text:{corpus}", *extra]) == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "short.txt").write_text("x = 1")
+    assert main(["perplexity", f"hf:{dense}", "--data", str(tmp_path / "short.txt"), "--seq-len", "16"]) == 2
+    assert "fewer than one window of seq_len=16" in capsys.readouterr().err
+    assert main(["perplexity", "sparse24.demo:DigitsTransformer", "--data", str(corpus)]) == 2
+    assert "perplexity needs a tokenizer: --tokenizer DIR" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -38,17 +39,26 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_transformers_commands_and_python_as_written(tmp_path: Path) -> None:
     bash, python, _ = _blocks()
+    from tokenizers import ByteLevelBPETokenizer
+
     config = transformers.LlamaConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
     )
     transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny-llama")
+    text = "\n".join(f"= Section {i} =\nThe {i}th paragraph of a held-out article, with {i * 7} words in it.\n" for i in range(40))
+    (tmp_path / "wiki.test.raw").write_text(text)  # the perplexity line's text: WikiText-2's test split in name
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([text], vocab_size=300, min_frequency=2, special_tokens=["<eos>"], show_progress=False)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<eos>").save_pretrained(tmp_path / "tiny-llama")
     for argv in _commands(bash[1]):
         done = _run(argv, tmp_path)
         assert done.returncode == 0, f"{shlex.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     out = tmp_path / "tiny-llama-24"
     assert (out / "config.json").is_file() and (out / "sparse24_masks.safetensors").is_file()
     assert (tmp_path / "tiny-llama-24.onnx").is_file() and (tmp_path / "tiny-llama-24.md").is_file()
+    results = json.loads((tmp_path / "ppl.json").read_text())["results"]
+    assert [row["model"] for row in results] == ["hf:tiny-llama", "hf:tiny-llama-24"] and all(row["windows"] >= 1 for row in results)
     script = tmp_path / "own_model.py"
     script.write_text(python[1] + "\nassert masked, 'no masks came back'\nprint(len(masked))\n")
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)

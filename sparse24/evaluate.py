@@ -1,0 +1,96 @@
+"""Perplexity of a causal language model on held-out text, as SparseGPT and Wanda report it.
+
+The token stream (a test split tokenized whole, e.g. WikiText-2's) is cut into non-overlapping windows of
+``seq_len`` tokens; each window is one forward pass, its loss the mean cross-entropy of the next-token
+predictions inside it; the perplexity is ``exp`` of the mean of those losses (the papers' ``exp(sum(nll *
+seq_len) / (windows * seq_len))``). The tokens after the last whole window are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .batch import logits as output_logits
+from .errors import Sparse24Error
+
+__all__ = ["Perplexity", "perplexity", "require_causal_lm"]
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """One model's perplexity: ``exp(nll)``, ``nll`` the mean next-token loss in nats over ``windows`` windows."""
+
+    perplexity: float
+    nll: float
+    windows: int
+    seq_len: int
+
+    @property
+    def tokens(self) -> int:
+        """Tokens fed to the model (``windows * seq_len``)."""
+        return self.windows * self.seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens": self.tokens}
+
+
+def require_causal_lm(model: nn.Module) -> None:
+    """Raise unless a transformers ``model`` is one of AutoModelForCausalLM's classes (other models pass)."""
+    from .hub import is_transformers_model
+
+    if not is_transformers_model(model):
+        return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = {name for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for name in ((value,) if isinstance(value, str) else value)}
+    if type(model).__name__ not in names:
+        raise Sparse24Error(
+            f"{type(model).__name__} is not a causal language model (one of AutoModelForCausalLM's classes): perplexity "
+            "scores each next token's prediction (a base model gives no logits; --hf-class picks the class)"
+        )
+
+
+def perplexity(model: nn.Module, tokens: Tensor, *, seq_len: int, max_windows: int | None = None, device: torch.device | str | None = None) -> Perplexity:
+    """Perplexity of ``model`` on the 1-D ``tokens``, in non-overlapping windows of ``seq_len`` (the first ``max_windows``).
+
+    ``model`` takes ``input_ids=`` (a transformers model, run with ``use_cache=False``) or the ids as its one
+    argument, and returns logits ``[1, seq_len, vocab]`` (or an output holding them). It runs on ``device``
+    (default: where its parameters are) in eval mode, which is put back after.
+    """
+    if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 2:
+        raise ValueError(f"seq_len must be an int >= 2, got {seq_len!r}")
+    if max_windows is not None and (not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1):
+        raise ValueError(f"max_windows must be a positive int or None, got {max_windows!r}")
+    if tokens.dim() != 1 or tokens.dtype != torch.long:
+        raise ValueError(f"tokens must be a 1-D int64 tensor, got {tokens.dtype} {list(tokens.shape)}")
+    windows = tokens.numel() // seq_len if max_windows is None else min(tokens.numel() // seq_len, max_windows)
+    if windows == 0:
+        raise Sparse24Error(f"the text gives {tokens.numel()} tokens, fewer than one window of seq_len={seq_len}; give more text or a smaller seq_len")
+    require_causal_lm(model)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    from .hub import is_transformers_model
+
+    keywords = is_transformers_model(model)
+    losses = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for index in range(windows):
+                window = tokens[index * seq_len : (index + 1) * seq_len].unsqueeze(0).to(device)
+                output = model(input_ids=window, use_cache=False) if keywords else model(window)
+                logits = output_logits(output)
+                if logits.dim() != 3 or tuple(logits.shape[:2]) != (1, seq_len):
+                    raise Sparse24Error(f"perplexity needs next-token logits [1, {seq_len}, vocab]; {type(model).__name__} gave {list(logits.shape)}")
+                losses.append(F.cross_entropy(logits[0, :-1].float(), window[0, 1:]).item())
+    finally:
+        model.train(was_training)
+    nll = math.fsum(losses) / len(losses)
+    return Perplexity(perplexity=math.exp(nll) if nll < 709 else math.inf, nll=nll, windows=windows, seq_len=seq_len)
