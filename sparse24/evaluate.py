@@ -49,7 +49,7 @@ def require_causal_lm(model: nn.Module) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     names = {name for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for name in ((value,) if isinstance(value, str) else value)}
-    if type(model).__name__ not in names:
+    if not any(cls.__name__ in names for cls in type(model).__mro__):  # a subclass of one counts
         raise Sparse24Error(
             f"{type(model).__name__} is not a causal language model (one of AutoModelForCausalLM's classes): perplexity "
             "scores each next token's prediction (a base model gives no logits; --hf-class picks the class)"

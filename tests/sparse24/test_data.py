@@ -317,6 +317,11 @@ def test_perplexity_is_the_papers_formula(tmp_path: Path, tokenizer_dir: Path) -
     with pytest.raises(Sparse24Error, match="LlamaModel is not a causal language model"):
         perplexity(base, tokens, seq_len=16)
 
+    class OwnLlama(transformers.LlamaForCausalLM):  # a user's subclass of a causal LM is one
+        pass
+
+    assert perplexity(OwnLlama.from_pretrained(tmp_path / "llama"), tokens, seq_len=16).perplexity == pytest.approx(expected, rel=1e-5)
+
 
 def test_cli_perplexity_of_the_dense_and_the_pruned_model(tmp_path: Path, tokenizer_dir: Path, capsys: pytest.CaptureFixture) -> None:
     from sparse24.cli import main
