@@ -95,3 +95,19 @@ def test_finetune_on_cuda_with_amp_distillation_and_resume(tmp_path, amp):
     sparse24.finetune(resumed, data, **options, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_perplexity_on_cuda_matches_cpu():
+    """sparse24.evaluate.perplexity on the GPU (the `sparse24 perplexity --device auto` path) gives the CPU's figure."""
+    transformers = pytest.importorskip("transformers")
+    from sparse24.evaluate import perplexity
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    model = transformers.LlamaForCausalLM(config).eval()
+    sparse24.sparsify(model, "magnitude")
+    tokens = torch.randint(0, 256, (8 * 64 + 5,))
+    on_cpu = perplexity(model, tokens, seq_len=64)
+    on_gpu = perplexity(model.cuda(), tokens, seq_len=64)
+    assert (on_gpu.windows, on_gpu.tokens) == (8, 512)
+    assert on_gpu.perplexity == pytest.approx(on_cpu.perplexity, rel=1e-3)
