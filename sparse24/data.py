@@ -71,20 +71,30 @@ def _read_text(file: Path) -> str:
 
 
 def _documents(file: Path) -> list[str]:
-    text = _read_text(file)
+    """The file's text as one document, or a JSON-lines file's ``"text"`` strings, read a line at a time."""
     if not _is_json_lines(file):
-        return [text]
+        return [_read_text(file)]
     documents = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg}; JSON lines: one object per line)") from error
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each line is an object with one)')
-        documents.append(record["text"])
+    try:
+        with gzip.open(file, "rb") if file.suffix == ".gz" else file.open("rb") as stream:
+            for number, raw in enumerate(stream, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise Sparse24Error(f"calibration text: {file}:{number} is not UTF-8 text ({error.reason} at byte {error.start} of the line)") from error
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg}; JSON lines: one object per line)") from error
+                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                    raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each line is an object with one)')
+                documents.append(record["text"])
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a truncated archive ends in EOFError
+        if file.suffix != ".gz":
+            raise
+        raise Sparse24Error(f"calibration text: {file} is not a readable gzip file ({first_line(error)})") from error
     return documents
 
 

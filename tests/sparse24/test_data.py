@@ -229,6 +229,8 @@ def test_gzipped_text_and_c4_shards_are_read(tmp_path: Path, tokenizer_dir: Path
     directory or named alone, with .txt.gz and .jsonl.gz; the same windows as the uncompressed files give."""
     import gzip
 
+    from sparse24.data import _documents as data_documents
+
     plain = _corpus(tmp_path / "plain")
     packed = tmp_path / "packed"
     (packed / "sub").mkdir(parents=True)
@@ -247,6 +249,14 @@ def test_gzipped_text_and_c4_shards_are_read(tmp_path: Path, tokenizer_dir: Path
     (tmp_path / "fake.txt.gz").write_bytes(b"plain text, not gzip")
     (tmp_path / "latin1.txt.gz").write_bytes(gzip.compress("café".encode("latin-1")))
     (tmp_path / "array.json.gz").write_bytes(gzip.compress(b'[\n{"text": "x"}\n]\n'))
+    # lines are split at "\n" only: a raw U+2028 or U+0085 inside a JSON string (allowed; json.dumps(ensure_ascii=False)
+    # writes them) split the line before, as str.splitlines() does, and the halves were "not JSON"
+    raw = [json.dumps({"text": f"line {i} \u2028 with a separator \x85 inside"}, ensure_ascii=False) for i in range(3)]
+    (tmp_path / "raw.jsonl.gz").write_bytes(gzip.compress(("\r\n".join(raw) + "\n").encode()))
+    assert data_documents(tmp_path / "raw.jsonl.gz") == [f"line {i} \u2028 with a separator \x85 inside" for i in range(3)]
+    (tmp_path / "bad-utf8.jsonl").write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(Sparse24Error, match=r"bad-utf8\.jsonl:2 is not UTF-8 text"):
+        text_windows(tmp_path / "bad-utf8.jsonl", tokenizer_dir, seq_len=1)
     for name, match in (
         ("cut.json.gz", r"cut\.json\.gz is not a readable gzip file"),
         ("fake.txt.gz", r"fake\.txt\.gz is not a readable gzip file"),
