@@ -111,27 +111,37 @@ def _tokenizer_files(directory: Path) -> list[str]:
 _SAVE_HINT = "save the model's tokenizer there (tokenizer.save_pretrained) or name its directory (--tokenizer DIR)"
 
 
-def _require_vocabulary(tokenizer: Any, source: str, directory: Path | None) -> None:
-    """Raise unless ``tokenizer`` turns :data:`_PROBE` into at least 2 distinct known tokens.
+def _known_ids(ids: Sequence[int], tokenizer: Any) -> set[int]:
+    return set(ids) - {getattr(tokenizer, "unk_token_id", None)}
 
-    A model directory saved without its tokenizer still loads one: transformers builds it from config.json
-    with an empty or near-empty vocabulary, which turns any text into no tokens or into unknown ones, so
-    calibration would run on a few repeated ids.
-    """
+
+def _require_vocabulary(tokenizer: Any, directory: Path) -> None:
+    """For a directory with no tokenizer files: raise unless ``tokenizer`` turns :data:`_PROBE` into at least 2
+    distinct known tokens. transformers still builds a tokenizer there, from config.json alone, with an empty
+    or near-empty vocabulary that turns any text into no tokens or into unknown ones."""
     ids = list(tokenizer(_PROBE, add_special_tokens=False)["input_ids"])
-    known = set(ids) - {getattr(tokenizer, "unk_token_id", None)}
-    if len(known) >= 2:
-        return
-    gives = f"{_PROBE!r} gives " + ("no tokens" if not ids else f"{len(ids)} tokens, {len(known)} distinct known: {ids[:8]}")
-    name = type(tokenizer).__name__
-    if directory is not None and not _tokenizer_files(directory):
-        raise Sparse24Error(f"no tokenizer files in {directory}: transformers built a {name} from config.json alone, with no vocabulary ({gives}); {_SAVE_HINT}")
-    raise Sparse24Error(f"the {name} from {source} has no vocabulary ({gives}); give a tokenizer with one")
+    known = _known_ids(ids, tokenizer)
+    if len(known) < 2:
+        gives = "no tokens" if not ids else f"{len(ids)} tokens, {len(known)} distinct known: {ids[:8]}"
+        raise Sparse24Error(
+            f"no tokenizer files in {directory}: transformers built a {type(tokenizer).__name__} from config.json alone, "
+            f"with no vocabulary ({_PROBE!r} gives {gives}); {_SAVE_HINT}"
+        )
+
+
+def _require_known_tokens(ids: Sequence[int], tokenizer: Any, where: object) -> None:
+    """Raise when the text's tokens (any at all) are fewer than 2 distinct known ids: a tokenizer with no
+    vocabulary for this text, whose windows would be one id repeated (whatever the text's language)."""
+    known = _known_ids(ids, tokenizer)
+    if ids and len(known) < 2:
+        raise Sparse24Error(
+            f"the {type(tokenizer).__name__} turns {where} into {len(ids)} tokens with {len(known)} distinct known id(s) "
+            f"({list(ids[:8])}...): it has no vocabulary for this text; give the model's own tokenizer"
+        )
 
 
 def _load_tokenizer(tokenizer: Any) -> Any:
     if not isinstance(tokenizer, (str, os.PathLike)):
-        _require_vocabulary(tokenizer, "the caller", None)
         return tokenizer
     directory = Path(tokenizer)
     if not directory.is_dir():
@@ -147,7 +157,8 @@ def _load_tokenizer(tokenizer: Any) -> Any:
         if not _tokenizer_files(directory):
             raise Sparse24Error(f"no tokenizer files in {directory} (transformers: {reason}); {_SAVE_HINT}") from error
         raise Sparse24Error(f"no tokenizer could be loaded from {tokenizer}: {reason}") from error
-    _require_vocabulary(loaded, str(tokenizer), directory)
+    if not _tokenizer_files(directory):
+        _require_vocabulary(loaded, directory)
     return loaded
 
 
@@ -185,6 +196,10 @@ def _read(path: str | os.PathLike | Sequence[str | os.PathLike], tokenizer: Any)
     return files, tokenizer, [document for file in files for document in _documents(file)]
 
 
+def _where(files: Sequence[Path]) -> str:
+    return str(files[0]) if len(files) == 1 else f"{len(files)} files"
+
+
 def _tokenize(documents: Sequence[str], tokenizer: Any, max_tokens: int | None = None) -> list[int]:
     """The documents' token ids joined by the end-of-sequence token; stops once ``max_tokens`` are reached."""
     separator = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
@@ -210,8 +225,10 @@ def text_tokens(path: str | os.PathLike | Sequence[str | os.PathLike], tokenizer
     its first ``max_tokens``: an evaluation set, as SparseGPT and Wanda tokenize WikiText-2's test split."""
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
-    _, tokenizer, documents = _read(path, tokenizer)
-    return torch.tensor(_tokenize(documents, tokenizer, max_tokens), dtype=torch.long)
+    files, tokenizer, documents = _read(path, tokenizer)
+    ids = _tokenize(documents, tokenizer, max_tokens)
+    _require_known_tokens(ids, tokenizer, _where(files))
+    return torch.tensor(ids, dtype=torch.long)
 
 
 def text_windows(
@@ -247,8 +264,9 @@ def text_windows(
             len(documents), seed, sum(len(piece) for piece in documents),
         )
     ids = _tokenize(documents, tokenizer)
+    where = _where(files)
+    _require_known_tokens(ids, tokenizer, where)
     if len(ids) < seq_len:
-        where = files[0] if len(files) == 1 else f"{len(files)} files"
         raise Sparse24Error(f"calibration text: {where} gives {len(ids)} tokens, fewer than one window of seq_len={seq_len}; give more text or a smaller seq_len")
     stream = torch.tensor(ids, dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)

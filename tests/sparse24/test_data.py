@@ -108,16 +108,32 @@ def test_a_model_directory_without_tokenizer_files_is_refused(tmp_path: Path, fa
 
 
 def test_a_tokenizer_without_vocabulary_is_refused_however_given(tmp_path: Path, tokenizer_dir: Path) -> None:
+    """Given as an object, or from a directory that has tokenizer files, a tokenizer is judged by the text itself:
+    fewer than 2 distinct known ids in it is no vocabulary for it (whatever the language: a DNA model's own
+    tokenizer knows no English, and passes on its own text)."""
+    from sparse24.data import text_tokens
+
     (tmp_path / "short.txt").write_text(TEXT)
     MODEL_ONLY["bert"]().save_pretrained(tmp_path / "model-only")
     empty = transformers.AutoTokenizer.from_pretrained(tmp_path / "model-only")
-    with pytest.raises(Sparse24Error, match=r"the BertTokenizer from the caller has no vocabulary \(.* gives 12 tokens, 0 distinct known"):
+    with pytest.raises(Sparse24Error, match=r"the BertTokenizer turns .*short.txt into \d+ tokens with 0 distinct known id\(s\) \(\[1, 1, 1"):
         text_windows(tmp_path / "short.txt", empty, seq_len=1)
-    # the same files next to a tokenizer file: no longer "no tokenizer files", still no vocabulary
-    (tmp_path / "model-only" / "tokenizer_config.json").write_text("{}")
-    with pytest.raises(Sparse24Error, match=r"the \w+ from .*model-only has no vocabulary"):
+    with pytest.raises(Sparse24Error, match=r"the BertTokenizer turns .*short.txt into \d+ tokens with 0 distinct known"):
+        text_tokens(tmp_path / "short.txt", empty)
+    (tmp_path / "model-only" / "tokenizer_config.json").write_text("{}")  # files there: judged by the text too
+    with pytest.raises(Sparse24Error, match=r"the \w+ turns .*short.txt into \d+ tokens with 0 distinct known"):
         text_windows(tmp_path / "short.txt", tmp_path / "model-only", seq_len=1)
     assert len(text_windows(tmp_path / "short.txt", transformers.AutoTokenizer.from_pretrained(tokenizer_dir), seq_len=4)) == 128
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    dna = Tokenizer(models.WordLevel({base: i for i, base in enumerate("ACGTN")}, unk_token="N"))
+    dna.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    dna_tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=dna, unk_token="N")
+    assert dna_tokenizer("The quick", add_special_tokens=False)["input_ids"].count(4) >= 7  # English is unknown to it
+    (tmp_path / "genome.txt").write_text("ACGTTGCA" * 50)
+    windows = text_windows(tmp_path / "genome.txt", dna_tokenizer, seq_len=8, num_samples=2)
+    assert all(set(w["input_ids"][0].tolist()) <= {0, 1, 2, 3} for w in windows)
 
 
 def test_recipe_form_builds_the_windows(tmp_path: Path, tokenizer_dir: Path) -> None:
@@ -198,7 +214,7 @@ def test_a_corpus_over_the_budget_is_sampled_in_pieces_not_tokenized_whole(tmp_p
             return real(text, **kwargs)
 
     windows = text_windows(corpus, Counting(), seq_len=16, num_samples=2, seed=3)
-    pieces = seen[1:]  # the first call is the vocabulary probe
+    pieces = list(seen)
     assert 1024 <= sum(map(len, pieces)) < 1024 + 300
     assert all(len(piece) <= 300 and piece in TEXT for piece in pieces)
     assert all(piece.endswith("\n") for piece in pieces if not TEXT.endswith(piece))  # cut after a newline
@@ -214,14 +230,14 @@ def test_a_corpus_over_the_budget_is_sampled_in_pieces_not_tokenized_whole(tmp_p
     # the same seed draws the same pieces and windows; another seed other pieces
     seen.clear()
     again = text_windows(corpus, Counting(), seq_len=16, num_samples=2, seed=3)
-    assert seen[1:] == pieces and all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(again, windows))
+    assert seen == pieces and all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(again, windows))
     seen.clear()
     text_windows(corpus, Counting(), seq_len=16, num_samples=2, seed=4)
-    assert seen[1:] != pieces
+    assert seen != pieces
     # under the budget, the documents are tokenized whole, in file order, as before
     seen.clear()
     text_windows(corpus, Counting(), seq_len=16, num_samples=10)  # budget 5120 > 4783
-    assert seen[1:] == [TEXT[:1500], TEXT[1500:2500], TEXT[2500:]]
+    assert seen == [TEXT[:1500], TEXT[1500:2500], TEXT[2500:]]
 
 
 def test_gzipped_text_and_c4_shards_are_read(tmp_path: Path, tokenizer_dir: Path) -> None:
