@@ -67,6 +67,8 @@ def _read_text(file: Path) -> str:
             raise Sparse24Error(f"calibration text: {file} is not UTF-8 text once decompressed ({error.reason})") from error
         raise Sparse24Error(f"calibration text: {file} is not UTF-8 text ({error.reason} at byte {error.start})") from error
     except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a truncated archive ends in EOFError
+        if file.suffix != ".gz":
+            raise
         raise Sparse24Error(f"calibration text: {file} is not a readable gzip file ({first_line(error)})") from error
 
 
