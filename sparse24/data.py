@@ -10,6 +10,7 @@ a window may span two documents, as a window of concatenated WikiText does.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -56,20 +57,28 @@ def text_files(path: str | os.PathLike) -> list[Path]:
     return files
 
 
-def _read_text(file: Path) -> str:
+@contextlib.contextmanager
+def _gzip_errors(file: Path) -> Iterator[None]:
+    """A ``.gz`` file's read failures as one clear error (a plain file's OS errors pass through)."""
     try:
-        if file.suffix == ".gz":
-            with gzip.open(file, "rt", encoding="utf-8") as stream:
-                return stream.read()
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        if file.suffix == ".gz":  # the error's offset is within a decompressed chunk: not worth printing
-            raise Sparse24Error(f"calibration text: {file} is not UTF-8 text once decompressed ({error.reason})") from error
-        raise Sparse24Error(f"calibration text: {file} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+        yield
     except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a truncated archive ends in EOFError
         if file.suffix != ".gz":
             raise
         raise Sparse24Error(f"calibration text: {file} is not a readable gzip file ({first_line(error)})") from error
+
+
+def _read_text(file: Path) -> str:
+    try:
+        with _gzip_errors(file):
+            if file.suffix == ".gz":
+                with gzip.open(file, "rt", encoding="utf-8") as stream:
+                    return stream.read()
+            return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        if file.suffix == ".gz":  # the error's offset is within a decompressed chunk: not worth printing
+            raise Sparse24Error(f"calibration text: {file} is not UTF-8 text once decompressed ({error.reason})") from error
+        raise Sparse24Error(f"calibration text: {file} is not UTF-8 text ({error.reason} at byte {error.start})") from error
 
 
 def _documents(file: Path) -> list[str]:
@@ -77,26 +86,21 @@ def _documents(file: Path) -> list[str]:
     if not _is_json_lines(file):
         return [_read_text(file)]
     documents = []
-    try:
-        with gzip.open(file, "rb") if file.suffix == ".gz" else file.open("rb") as stream:
-            for number, raw in enumerate(stream, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise Sparse24Error(f"calibration text: {file}:{number} is not UTF-8 text ({error.reason} at byte {error.start} of the line)") from error
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg}; JSON lines: one object per line)") from error
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each line is an object with one)')
-                documents.append(record["text"])
-    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a truncated archive ends in EOFError
-        if file.suffix != ".gz":
-            raise
-        raise Sparse24Error(f"calibration text: {file} is not a readable gzip file ({first_line(error)})") from error
+    with _gzip_errors(file), gzip.open(file, "rb") if file.suffix == ".gz" else file.open("rb") as stream:
+        for number, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise Sparse24Error(f"calibration text: {file}:{number} is not UTF-8 text ({error.reason} at byte {error.start} of the line)") from error
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise Sparse24Error(f"calibration text: {file}:{number} is not JSON ({error.msg}; JSON lines: one object per line)") from error
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise Sparse24Error(f'calibration text: {file}:{number} has no "text" string (each line is an object with one)')
+            documents.append(record["text"])
     return documents
 
 
