@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .errors import Sparse24Error, first_line
 
-__all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEQ_LEN", "TEXT_PREFIX", "text_files", "text_tokens", "text_windows"]
+__all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEQ_LEN", "TEXT_PREFIX", "eval_windows", "text_files", "text_tokens", "text_windows"]
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,33 @@ def text_tokens(path: str | os.PathLike | Sequence[str | os.PathLike], tokenizer
     ids = _tokenize(documents, tokenizer, max_tokens)
     _require_known_tokens(ids, tokenizer, _where(files))
     return torch.tensor(ids, dtype=torch.long)
+
+
+def eval_windows(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    tokenizer: Any,
+    *,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    max_windows: int | None = None,
+    batch_size: int = 1,
+    labels: bool = False,
+) -> list[dict[str, Tensor]]:
+    """The text's non-overlapping windows of ``seq_len`` tokens, in order (the first ``max_windows``), as batches
+    ``{"input_ids": [<= batch_size, seq_len]}`` (and ``"labels"``): a finetune's eval data for
+    :func:`sparse24.evaluate.perplexity_fn`, the windows ``sparse24 perplexity`` scores."""
+    for name, value in (("seq_len", seq_len), ("batch_size", batch_size), ("max_windows", max_windows)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    tokens = text_tokens(path, tokenizer, max_tokens=None if max_windows is None else max_windows * seq_len)
+    windows = tokens.numel() // seq_len
+    if windows == 0:
+        raise Sparse24Error(f"evaluation text: {tokens.numel()} tokens, fewer than one window of seq_len={seq_len}; give more text or a smaller seq_len")
+    rows = tokens[: windows * seq_len].view(windows, seq_len)
+    batches = []
+    for start in range(0, windows, batch_size):
+        ids = rows[start : start + batch_size].clone()
+        batches.append({"input_ids": ids, "labels": ids.clone()} if labels else {"input_ids": ids})
+    return batches
 
 
 def text_windows(

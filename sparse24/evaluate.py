@@ -9,6 +9,7 @@ seq_len) / (windows * seq_len))``). The tokens after the last whole window are l
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch.nn import functional as F
 from .batch import logits as output_logits
 from .errors import Sparse24Error
 
-__all__ = ["Perplexity", "perplexity", "require_causal_lm"]
+__all__ = ["Perplexity", "perplexity", "perplexity_fn", "require_causal_lm"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,37 @@ def require_causal_lm(model: nn.Module) -> None:
         )
 
 
+def _window_losses(model: nn.Module, windows: Iterable[Tensor], device: torch.device | str | None) -> list[float]:
+    """The mean next-token loss of each window (a row of an ``[B, L]`` batch of ids), in eval mode, put back after."""
+    require_causal_lm(model)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    from .hub import is_transformers_model
+
+    keywords = is_transformers_model(model)
+    losses: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for ids in windows:
+                ids = ids.to(device)
+                output = model(input_ids=ids, use_cache=False) if keywords else model(ids)
+                logits = output_logits(output)
+                if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(ids.shape):
+                    raise Sparse24Error(f"perplexity needs next-token logits [{ids.shape[0]}, {ids.shape[1]}, vocab]; {type(model).__name__} gave {list(logits.shape)}")
+                per_token = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+                losses += per_token.mean(dim=1).tolist()
+    finally:
+        model.train(was_training)
+    return losses
+
+
+def _result(losses: list[float], seq_len: int) -> Perplexity:
+    nll = math.fsum(losses) / len(losses)
+    return Perplexity(perplexity=math.exp(nll) if nll < 709 else math.inf, nll=nll, windows=len(losses), seq_len=seq_len)
+
+
 def perplexity(model: nn.Module, tokens: Tensor, *, seq_len: int, max_windows: int | None = None, device: torch.device | str | None = None) -> Perplexity:
     """Perplexity of ``model`` on the 1-D ``tokens``, in non-overlapping windows of ``seq_len`` (the first ``max_windows``).
 
@@ -72,25 +104,19 @@ def perplexity(model: nn.Module, tokens: Tensor, *, seq_len: int, max_windows: i
     windows = tokens.numel() // seq_len if max_windows is None else min(tokens.numel() // seq_len, max_windows)
     if windows == 0:
         raise Sparse24Error(f"the text gives {tokens.numel()} tokens, fewer than one window of seq_len={seq_len}; give more text or a smaller seq_len")
-    require_causal_lm(model)
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    from .hub import is_transformers_model
+    rows = (tokens[index * seq_len : (index + 1) * seq_len].unsqueeze(0) for index in range(windows))
+    return _result(_window_losses(model, rows, device), seq_len)
 
-    keywords = is_transformers_model(model)
-    losses = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for index in range(windows):
-                window = tokens[index * seq_len : (index + 1) * seq_len].unsqueeze(0).to(device)
-                output = model(input_ids=window, use_cache=False) if keywords else model(window)
-                logits = output_logits(output)
-                if logits.dim() != 3 or tuple(logits.shape[:2]) != (1, seq_len):
-                    raise Sparse24Error(f"perplexity needs next-token logits [1, {seq_len}, vocab]; {type(model).__name__} gave {list(logits.shape)}")
-                losses.append(F.cross_entropy(logits[0, :-1].float(), window[0, 1:]).item())
-    finally:
-        model.train(was_training)
-    nll = math.fsum(losses) / len(losses)
-    return Perplexity(perplexity=math.exp(nll) if nll < 709 else math.inf, nll=nll, windows=windows, seq_len=seq_len)
+
+def perplexity_fn(model: nn.Module, batches: Iterable[Any]) -> dict[str, float]:
+    """``eval_fn`` for a finetune (a recipe's ``eval_fn: sparse24.evaluate:perplexity_fn``): ``{"perplexity", "nll"}``
+    of ``model`` on batches of equal-length windows, ``{"input_ids": [B, L]}`` or the ids themselves, as
+    :func:`sparse24.data.eval_windows` gives them."""
+    rows = [batch["input_ids"] if isinstance(batch, Mapping) else batch for batch in batches]
+    if not rows:
+        raise Sparse24Error("perplexity_fn got no batches (eval_data is empty)")
+    lengths = {row.shape[-1] for row in rows}
+    if any(row.dim() != 2 for row in rows) or len(lengths) != 1:
+        raise Sparse24Error(f"perplexity_fn needs [batch, length] windows of one length, got {sorted({tuple(row.shape) for row in rows})}")
+    result = _result(_window_losses(model, rows, None), lengths.pop())
+    return {"perplexity": result.perplexity, "nll": result.nll}

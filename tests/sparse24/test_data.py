@@ -387,3 +387,31 @@ def test_cli_perplexity_of_the_dense_and_the_pruned_model(tmp_path: Path, tokeni
     assert main(["perplexity", "sparse24.demo:DigitsTransformer", "--data", str(corpus)]) == 2
     assert "perplexity needs a tokenizer: --tokenizer DIR" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_finetune_tracks_perplexity_on_eval_windows(tmp_path: Path, tokenizer_dir: Path) -> None:
+    """eval_windows + perplexity_fn (a recipe's data.eval and eval_fn) give `sparse24 perplexity`'s figure, batched or
+    not, before training and after each epoch of a recovery finetune."""
+    import sparse24
+    from sparse24.data import eval_windows, text_tokens
+    from sparse24.evaluate import perplexity, perplexity_fn
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(_tiny_llama(tmp_path, tokenizer_dir))
+    corpus = _corpus(tmp_path / "corpus")
+    expected = perplexity(model, text_tokens(corpus, tokenizer_dir), seq_len=16, max_windows=6)
+    for batch_size in (1, 4):
+        batches = eval_windows(corpus, tokenizer_dir, seq_len=16, max_windows=6, batch_size=batch_size)
+        assert [b["input_ids"].shape[0] for b in batches] == ([1] * 6 if batch_size == 1 else [4, 2])
+        metrics = perplexity_fn(model, batches)
+        assert metrics["perplexity"] == pytest.approx(expected.perplexity, rel=1e-5) and metrics["nll"] == pytest.approx(expected.nll, rel=1e-5)
+    sparse24.sparsify(model, "magnitude")
+    train = text_windows(corpus, tokenizer_dir, seq_len=16, num_samples=8, labels=True)
+    evals = eval_windows(corpus, tokenizer_dir, seq_len=16, max_windows=6, batch_size=4)
+    history = sparse24.finetune(model, train, epochs=2, lr=1e-3, eval_fn=perplexity_fn, eval_data=evals)
+    assert set(history.initial) == {"perplexity", "nll"} and len(history.epochs) == 2
+    assert history.final["perplexity"] == pytest.approx(perplexity_fn(model, evals)["perplexity"], rel=1e-5)
+    assert history.final["perplexity"] < history.initial["perplexity"]  # trained on the same text
+    with pytest.raises(Sparse24Error, match=r"perplexity_fn needs \[batch, length\] windows of one length"):
+        perplexity_fn(model, [torch.zeros(1, 16, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long)])
+    with pytest.raises(Sparse24Error, match="evaluation text: .* fewer than one window of seq_len=4096"):
+        eval_windows(corpus, tokenizer_dir, seq_len=4096)
