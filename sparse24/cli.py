@@ -187,9 +187,9 @@ def _perplexity(args: argparse.Namespace) -> int:
     from .evaluate import perplexity
     from .recipe import resolve_device
 
-    for flag, value in (("--seq-len", args.seq_len), ("--max-windows", args.max_windows)):
-        if value is not None and value < (2 if flag == "--seq-len" else 1):
-            raise Sparse24Error(f"{flag} must be at least {2 if flag == '--seq-len' else 1}, got {value}")
+    for flag, value, least in (("--seq-len", args.seq_len, 2), ("--max-windows", args.max_windows, 1)):
+        if value is not None and value < least:
+            raise Sparse24Error(f"{flag} must be at least {least}, got {value}")
     if args.json and not Path(args.json).parent.is_dir():
         raise Sparse24Error(f"output directory does not exist: {Path(args.json).parent}")
     path = args.data[len(TEXT_PREFIX) :] if args.data.startswith(TEXT_PREFIX) else args.data

@@ -85,7 +85,11 @@ def _window_losses(model: nn.Module, windows: Iterable[Tensor], device: torch.de
 
 def _result(losses: list[float], seq_len: int) -> Perplexity:
     nll = math.fsum(losses) / len(losses)
-    return Perplexity(perplexity=math.exp(nll) if nll < 709 else math.inf, nll=nll, windows=len(losses), seq_len=seq_len)
+    try:
+        value = math.exp(nll)
+    except OverflowError:  # nll over ~709.8 nats: past float's range
+        value = math.inf
+    return Perplexity(perplexity=value, nll=nll, windows=len(losses), seq_len=seq_len)
 
 
 def perplexity(model: nn.Module, tokens: Tensor, *, seq_len: int, max_windows: int | None = None, device: torch.device | str | None = None) -> Perplexity:
